@@ -1,0 +1,184 @@
+//! Typed access to image files for the engines, `x` and `edit`: read the
+//! entries of an image as prost messages, and write images atomically.
+
+use super::magic::{self, Header, Magic, IMG_COMMON, IMG_SERVICE};
+use super::source::Source;
+use crate::error::{Error, Result};
+use prost::Message;
+use std::io::Write;
+use std::path::Path;
+
+/// A file opened for reading: memory-mapped when possible.
+pub struct Mapped {
+    map: Option<memmap2::Mmap>,
+    bytes: Vec<u8>,
+    pub name: String,
+}
+
+impl Mapped {
+    pub fn open(path: &Path) -> Result<Self> {
+        let name = path.display().to_string();
+        let f = std::fs::File::open(path).map_err(|e| Error::io(&name, e))?;
+        let meta = f.metadata().map_err(|e| Error::io(&name, e))?;
+        if meta.is_file() && meta.len() > 0 {
+            if let Ok(m) = crate::sys::mmap::map_readonly(&f) {
+                return Ok(Mapped { map: Some(m), bytes: Vec::new(), name });
+            }
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut &f, &mut bytes).map_err(|e| Error::io(&name, e))?;
+        Ok(Mapped { map: None, bytes, name })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        match &self.map {
+            Some(m) => m,
+            None => &self.bytes,
+        }
+    }
+
+    pub fn source(&self) -> Source<'_> {
+        Source::from_slice(self.name.clone(), self.bytes())
+    }
+}
+
+/// Reads the magic of `src` and checks it is `want`.
+pub fn expect_magic(src: &mut Source, want: &str) -> Result<&'static Magic> {
+    let mg = crate::json::image::read_magic(src)?;
+    if mg.name != want {
+        return Err(src.err(0, format!("expected a {want} image, found {}", mg.name)));
+    }
+    Ok(mg)
+}
+
+/// Calls `f` with every entry of a payload-free image, decoded as `T`.
+pub fn for_each<T: Message + Default>(path: &Path, magic_name: &str, mut f: impl FnMut(T) -> Result<()>) -> Result<()> {
+    let file = Mapped::open(path)?;
+    let mut src = file.source();
+    expect_magic(&mut src, magic_name)?;
+    loop {
+        let at = src.pos();
+        let Some(size) = src.u32_or_eof("entry length")? else {
+            return Ok(());
+        };
+        let data = src.take(size as usize, "entry")?;
+        let msg = T::decode(data).map_err(|e| Error::Image {
+            file: file.name.clone(),
+            offset: at,
+            msg: format!("bad entry: {e}"),
+        })?;
+        f(msg)?;
+    }
+}
+
+/// All entries of a payload-free image.
+pub fn read_all<T: Message + Default>(path: &Path, magic_name: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    for_each(path, magic_name, |m| {
+        v.push(m);
+        Ok(())
+    })?;
+    Ok(v)
+}
+
+/// The single entry of an image that holds exactly one (core, mm, fs, ids).
+pub fn read_one<T: Message + Default>(path: &Path, magic_name: &str) -> Result<T> {
+    let mut v = read_all::<T>(path, magic_name)?;
+    if v.is_empty() {
+        return Err(Error::msg(format!("{}: image has no entry", path.display())));
+    }
+    Ok(v.swap_remove(0))
+}
+
+/// Builds an image in memory: header, then framed entries and payloads.
+pub struct ImageBuilder {
+    pub bytes: Vec<u8>,
+}
+
+impl ImageBuilder {
+    pub fn new(magic_name: &str) -> Result<Self> {
+        let mg = magic::by_name(magic_name.as_bytes())
+            .ok_or_else(|| Error::msg(format!("unknown magic {magic_name}")))?;
+        let mut bytes = Vec::new();
+        match mg.header {
+            Header::Bare => {}
+            Header::Common => bytes.extend_from_slice(&IMG_COMMON.to_le_bytes()),
+            Header::Service => bytes.extend_from_slice(&IMG_SERVICE.to_le_bytes()),
+        }
+        bytes.extend_from_slice(&mg.value.to_le_bytes());
+        Ok(ImageBuilder { bytes })
+    }
+
+    pub fn entry<T: Message>(&mut self, m: &T) -> &mut Self {
+        let len = m.encoded_len();
+        self.bytes.extend_from_slice(&(len as u32).to_le_bytes());
+        // Encoding into a Vec cannot run out of space.
+        let _ = m.encode(&mut self.bytes);
+        self
+    }
+
+    pub fn raw(&mut self, data: &[u8]) -> &mut Self {
+        self.bytes.extend_from_slice(data);
+        self
+    }
+}
+
+/// A file written all at once or not at all: bytes go to a temporary file
+/// in the same directory, which [`AtomicFile::commit`] fsyncs and renames
+/// over the target. Dropped without commit, it leaves nothing behind. New
+/// files get mode 0600 (images hold process memory); a replaced file keeps
+/// its mode.
+pub struct AtomicFile {
+    tmp: tempfile::NamedTempFile,
+    path: std::path::PathBuf,
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path) -> Result<Self> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mode = std::fs::metadata(path)
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+            .unwrap_or(0o600);
+        let perms: std::fs::Permissions = std::os::unix::fs::PermissionsExt::from_mode(mode);
+        let tmp = tempfile::Builder::new()
+            .prefix(".crit-")
+            .permissions(perms.clone())
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(format!("{}: create temporary file", dir.display()), e))?;
+        // The umask may have narrowed the mode given at creation.
+        tmp.as_file()
+            .set_permissions(perms)
+            .map_err(|e| Error::io(path.display().to_string(), e))?;
+        Ok(AtomicFile {
+            tmp,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn commit(self) -> Result<()> {
+        let name = self.path.display().to_string();
+        self.tmp.as_file().sync_all().map_err(|e| Error::io(&name, e))?;
+        self.tmp.persist(&self.path).map_err(|e| Error::io(&name, e.error))?;
+        Ok(())
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.tmp.write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tmp.flush()
+    }
+}
+
+/// Writes `data` to `path` atomically (see [`AtomicFile`]).
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let mut f = AtomicFile::create(path)?;
+    f.write_all(data)
+        .map_err(|e| Error::io(path.display().to_string(), e))?;
+    f.commit()
+}

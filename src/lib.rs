@@ -1,0 +1,8 @@
+//! crit: checkpoint images in CRIU's format.
+
+pub mod error;
+pub mod explore;
+pub mod image;
+pub mod json;
+pub mod sys;
+pub mod toolkit;

@@ -1,0 +1,107 @@
+//! The `crit` command line: parses options and calls into the library.
+
+use clap::{Parser, Subcommand};
+use crit::error::Error;
+use crit::json::image::DecodeOpts;
+
+#[derive(Parser)]
+#[command(name = "crit", version, about = "Checkpoint images in CRIU's format: decode, encode, explore, edit")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Convert a binary image to JSON.
+    Decode {
+        /// Image to read (stdin by default, or "-").
+        #[arg(short = 'i', long = "in")]
+        input: Option<String>,
+        /// Where to write the JSON (stdout by default, or "-").
+        #[arg(short = 'o', long = "out")]
+        output: Option<String>,
+        /// Indented, with some numbers in field-specific forms.
+        #[arg(long)]
+        pretty: bool,
+    },
+    /// Convert JSON back to a binary image.
+    Encode {
+        /// JSON to read (stdin by default, or "-").
+        #[arg(short = 'i', long = "in")]
+        input: Option<String>,
+        /// Where to write the image (stdout by default, or "-").
+        #[arg(short = 'o', long = "out")]
+        output: Option<String>,
+    },
+    /// Print an image as pretty JSON.
+    Show {
+        #[arg(value_name = "IN")]
+        input: String,
+        /// Do not show entry payloads, only their size.
+        #[arg(long)]
+        nopl: bool,
+    },
+    /// Print an image's magic and entry count.
+    Info {
+        #[arg(value_name = "IN")]
+        input: String,
+    },
+    /// Explore an images directory.
+    X {
+        dir: String,
+        #[arg(value_parser = ["ps", "fds", "mems", "rss", "sk"])]
+        what: String,
+        /// The same information as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn run(cli: Cli) -> crit::error::Result<()> {
+    match cli.cmd {
+        Cmd::Decode { input, output, pretty } => crit::toolkit::decode(
+            input.as_deref(),
+            output.as_deref(),
+            DecodeOpts { pretty, nopl: false },
+        ),
+        Cmd::Encode { input, output } => crit::toolkit::encode(input.as_deref(), output.as_deref()),
+        Cmd::Show { input, nopl } => {
+            crit::toolkit::decode(Some(&input), None, DecodeOpts { pretty: true, nopl })
+        }
+        Cmd::Info { input } => crit::toolkit::info(&input),
+        Cmd::X { dir, what, json } => crit::explore::run(std::path::Path::new(&dir), &what, json),
+    }
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            // clap's message spans several lines; keep the first.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("crit: {first} (see crit --help)");
+            std::process::exit(1);
+        }
+    };
+    match run(cli) {
+        Ok(()) => {}
+        // A reader that went away (`crit show x.img | head`) is a normal end.
+        Err(e) if e.is_broken_pipe() => {}
+        Err(e) => {
+            eprintln!("crit: {}", one_line(&e));
+            std::process::exit(1);
+        }
+    }
+}
+
+fn one_line(e: &Error) -> String {
+    e.to_string().replace('\n', " ")
+}

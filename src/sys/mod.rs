@@ -1,0 +1,4 @@
+//! Small safe wrappers over kernel interfaces. All of crit's `unsafe` code
+//! lives under this module, each use behind a documented safe function.
+
+pub mod mmap;
