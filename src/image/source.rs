@@ -103,6 +103,23 @@ impl<'a> Source<'a> {
         Ok(got)
     }
 
+    /// Exactly `n` bytes, or how many were left if the input ends first.
+    pub fn take_short(&mut self, n: usize) -> Result<std::result::Result<&[u8], usize>> {
+        // A slice knows up front whether the bytes are there.
+        if let Kind::Slice(data) = &self.kind {
+            let left = (data.len() as u64).saturating_sub(self.pos) as usize;
+            if left < n {
+                self.pos = data.len() as u64;
+                return Ok(Err(left));
+            }
+        }
+        let got = self.read_upto(n)?;
+        if got.len() < n {
+            return Ok(Err(got.len()));
+        }
+        Ok(Ok(got))
+    }
+
     /// A little-endian u32, or `None` at a clean end of input.
     pub fn u32_or_eof(&mut self, what: &str) -> Result<Option<u32>> {
         let start = self.pos;

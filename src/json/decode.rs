@@ -26,6 +26,10 @@ pub struct Style {
     pub pretty: bool,
 }
 
+/// Deepest message nesting decoded. Some messages contain themselves
+/// (cgroup directories), so a crafted image could nest without end.
+pub const MAX_DEPTH: usize = 100;
+
 /// Writes message `msg` (index into `MESSAGES`), encoded in `bytes`, as a
 /// JSON object. Errors carry offsets relative to `bytes`.
 pub fn message<W: Write>(
@@ -35,7 +39,18 @@ pub fn message<W: Write>(
     style: Style,
     hex: bool,
 ) -> Result<(), WireError> {
-    message_open(w, msg, bytes, style, hex)?;
+    message_at(w, msg, bytes, style, hex, 0)
+}
+
+fn message_at<W: Write>(
+    w: &mut JsonWriter<W>,
+    msg: usize,
+    bytes: &[u8],
+    style: Style,
+    hex: bool,
+    depth: usize,
+) -> Result<(), WireError> {
+    message_open_at(w, msg, bytes, style, hex, depth)?;
     w.end_object();
     Ok(())
 }
@@ -49,6 +64,23 @@ pub fn message_open<W: Write>(
     style: Style,
     hex: bool,
 ) -> Result<(), WireError> {
+    message_open_at(w, msg, bytes, style, hex, 0)
+}
+
+fn message_open_at<W: Write>(
+    w: &mut JsonWriter<W>,
+    msg: usize,
+    bytes: &[u8],
+    style: Style,
+    hex: bool,
+    depth: usize,
+) -> Result<(), WireError> {
+    if depth > MAX_DEPTH {
+        return Err(WireError {
+            offset: 0,
+            reason: format!("messages nested deeper than {MAX_DEPTH} levels"),
+        });
+    }
     let desc = &MESSAGES[msg];
     // (field index or usize::MAX for unknown, raw field)
     let mut found: Vec<(usize, RawField)> = Vec::with_capacity(desc.fields.len());
@@ -97,9 +129,9 @@ pub fn message_open<W: Write>(
         }
         w.key(f.name);
         if f.label == Label::Repeated {
-            repeated(w, f, &found[i..j], bytes, style, hex)?;
+            repeated(w, f, &found[i..j], bytes, style, hex, depth)?;
         } else {
-            value(w, f, &found[i].1, bytes, style, hex)?;
+            value(w, f, &found[i].1, bytes, style, hex, depth)?;
         }
         i = j;
     }
@@ -154,6 +186,7 @@ fn repeated<W: Write>(
     whole: &[u8],
     style: Style,
     hex: bool,
+    depth: usize,
 ) -> Result<(), WireError> {
     if f.packed {
         // Expand each packed run into single values first.
@@ -178,7 +211,7 @@ fn repeated<W: Write>(
         w.begin_array();
         for (_, rf) in items {
             w.element();
-            value(w, f, rf, whole, style, hex)?;
+            value(w, f, rf, whole, style, hex, depth)?;
         }
         w.end_array();
         return Ok(());
@@ -231,9 +264,10 @@ fn value<W: Write>(
     whole: &[u8],
     style: Style,
     hex: bool,
+    depth: usize,
 ) -> Result<(), WireError> {
     match f.kind {
-        Kind::Message(m) => message(w, m, rf.data, style, hex || f.opts.hex).map_err(|e| WireError {
+        Kind::Message(m) => message_at(w, m, rf.data, style, hex || f.opts.hex, depth + 1).map_err(|e| WireError {
             offset: e.offset + offset_in(whole, rf.data),
             reason: format!("in {}: {}", f.name, e.reason),
         }),

@@ -62,6 +62,7 @@ pub type EResult<T> = Result<T, EncodeError>;
 pub struct Encoder<'r, 'a> {
     pub r: &'r mut JsonReader<'a>,
     pub path: Path,
+    depth: usize,
 }
 
 /// Keys a caller handles itself (the entry's `"extra"`), captured as JSON
@@ -70,7 +71,11 @@ pub type Extras = Vec<(String, Vec<u8>)>;
 
 impl<'r, 'a> Encoder<'r, 'a> {
     pub fn new(r: &'r mut JsonReader<'a>) -> Self {
-        Encoder { r, path: Path::default() }
+        Encoder {
+            r,
+            path: Path::default(),
+            depth: 0,
+        }
     }
 
     pub fn fail<T>(&self, msg: impl Into<String>) -> EResult<T> {
@@ -256,10 +261,16 @@ impl<'r, 'a> Encoder<'r, 'a> {
     fn single(&mut self, f: &FieldDesc, out: &mut Vec<u8>) -> EResult<()> {
         match f.kind {
             Kind::Message(m) => {
+                if self.depth >= super::decode::MAX_DEPTH {
+                    return self.fail("messages nested too deep");
+                }
                 put_tag(out, f.number, wire::LEN);
                 let at = out.len();
                 out.push(0);
-                self.message(m, out, &[])?;
+                self.depth += 1;
+                let r = self.message(m, out, &[]);
+                self.depth -= 1;
+                r?;
                 patch_len(out, at);
             }
             Kind::String => {

@@ -45,22 +45,18 @@ pub fn read_magic(src: &mut Source) -> Result<&'static Magic> {
 /// Reads one entry's length prefix and message; `None` at a clean end.
 fn read_entry<'s>(src: &'s mut Source, what: &str) -> Result<Option<(u64, &'s [u8])>> {
     let at = src.pos();
-    let Some(size) = src.u32_or_eof(what)? else {
+    let Some(size) = src.u32_or_eof("length prefix")? else {
         return Ok(None);
     };
     if size > i32::MAX as u32 {
         return Err(src.err(at, format!("{what} has a negative length ({})", size as i32)));
     }
-    if let Some(len) = src.len() {
-        let left = len.saturating_sub(at + 4);
-        if u64::from(size) > left {
-            return Err(src.err(
-                at,
-                format!("{what} claims {size} bytes but only {left} are left in the file"),
-            ));
-        }
-    }
-    let data = src.take(size as usize, what)?;
+    let name = src.name.clone();
+    let data = src.take_short(size as usize)?.map_err(|got| Error::Image {
+        file: name,
+        offset: at,
+        msg: format!("{what} claims {size} bytes but only {got} are left"),
+    })?;
     Ok(Some((at + 4, data)))
 }
 
@@ -331,19 +327,13 @@ fn ghost_file<W: Write>(src: &mut Source, w: &mut JsonWriter<W>, opts: DecodeOpt
 /// head is not counted, as in crit.
 pub fn count(src: &mut Source) -> Result<(&'static Magic, u64)> {
     let mg = read_magic(src)?;
-    let mut n = 0u64;
-    if matches!(mg.layout, Layout::Entries(_, Payload::None) | Layout::Pagemap) {
-        while read_entry(src, "entry")?.is_some() {
-            n += 1;
-        }
-        if mg.layout == Layout::Pagemap {
-            n = n.saturating_sub(1);
-        }
-        return Ok((mg, n));
-    }
-    // Entries with payloads: walk them exactly as decode does.
+    // Walk the entries exactly as decode does, so that a count is only
+    // given for an image that decodes.
     let mut sink = JsonWriter::new(std::io::sink(), false);
-    n = decode_after_magic(src, mg, &mut sink, DecodeOpts { pretty: false, nopl: true })?;
+    let mut n = decode_after_magic(src, mg, &mut sink, DecodeOpts { pretty: false, nopl: true })?;
+    if mg.layout == Layout::Pagemap {
+        n = n.saturating_sub(1);
+    }
     Ok((mg, n))
 }
 

@@ -7,3 +7,4 @@ pub mod decode;
 pub mod encode;
 pub mod image;
 pub mod reader;
+pub mod schema;

@@ -40,6 +40,9 @@ pub enum Number {
 
 const WINDOW: usize = 1 << 18;
 
+/// Deepest nesting accepted in values that are skipped or captured.
+const MAX_DEPTH: usize = 128;
+
 impl<'a> JsonReader<'a> {
     pub fn new(src: impl Read + 'a) -> Self {
         JsonReader {
@@ -315,12 +318,21 @@ impl<'a> JsonReader<'a> {
 
     /// Skips one value of any type.
     pub fn skip_value(&mut self) -> PResult<()> {
+        self.skip_nested(0)
+    }
+
+    fn skip_nested(&mut self, depth: usize) -> PResult<()> {
+        // Image JSON is shallow; a deep document is garbage, and refusing it
+        // keeps the recursion off the end of the stack.
+        if depth > MAX_DEPTH {
+            return self.error(format!("nesting deeper than {MAX_DEPTH} levels"));
+        }
         match self.peek_some("a value")? {
             b'{' => {
                 self.pos += 1;
                 let mut first = true;
                 while self.next_key(&mut first)? {
-                    self.skip_value()?;
+                    self.skip_nested(depth + 1)?;
                 }
                 Ok(())
             }
@@ -328,7 +340,7 @@ impl<'a> JsonReader<'a> {
                 self.pos += 1;
                 let mut first = true;
                 while self.next_element(&mut first)? {
-                    self.skip_value()?;
+                    self.skip_nested(depth + 1)?;
                 }
                 Ok(())
             }

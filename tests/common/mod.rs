@@ -1,0 +1,65 @@
+//! Helpers shared by the CLI tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn crit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_crit"))
+}
+
+pub fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
+/// Every fixture directory written by CRIU 4.2.
+pub fn fixture_dirs() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(testdata().join("criu-4.2"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    v.sort();
+    assert!(v.len() >= 8, "fixtures missing");
+    v
+}
+
+/// Image files of a fixture that have crit 4.2 JSON next to them.
+pub fn fixture_images(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            (n.ends_with(".img") || n == "stats-dump") && !n.starts_with("pages-")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    if let Some(data) = stdin {
+        use std::io::Write;
+        let mut si = child.stdin.take().unwrap();
+        let data = data.to_vec();
+        // Feed stdin from a thread so a full stdout pipe cannot deadlock.
+        std::thread::spawn(move || {
+            let _ = si.write_all(&data);
+        });
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Asserts a failed run: exit status 1, one line on stderr containing `want`.
+pub fn assert_fails(out: &Output, want: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "want one line, got: {err}");
+    assert!(err.contains(want), "want {want:?} in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
