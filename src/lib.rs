@@ -1,6 +1,7 @@
 //! crit: checkpoint images in CRIU's format.
 
 pub mod error;
+pub mod dump;
 pub mod explore;
 pub mod image;
 pub mod json;

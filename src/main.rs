@@ -5,7 +5,7 @@ use crit::error::Error;
 use crit::json::image::DecodeOpts;
 
 #[derive(Parser)]
-#[command(name = "crit", version, about = "Checkpoint images in CRIU's format: decode, encode, explore, edit")]
+#[command(name = "crit", version, about = "Checkpoint images in CRIU's format: decode, encode, explore, edit, dump")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -47,6 +47,38 @@ enum Cmd {
         #[arg(value_name = "IN")]
         input: String,
     },
+    /// Freeze a process tree and write its state as CRIU-format images.
+    Dump {
+        /// Pid of the root of the tree to dump.
+        #[arg(short = 't', long = "tree", value_name = "PID")]
+        tree: i32,
+        /// Where to write the images (created if missing; must hold none).
+        #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
+        images_dir: std::path::PathBuf,
+        /// Let the tree run on after the dump instead of killing it.
+        #[arg(short = 'R', long = "leave-running")]
+        leave_running: bool,
+        /// Dump unix sockets whose peer is outside the tree: all of them
+        /// (bare), or only the listed socket inodes (=INO[,INO...]).
+        #[arg(long = "ext-unix-sk", value_name = "INO[,INO...]", num_args = 0..=1,
+              require_equals = true, default_missing_value = "", action = clap::ArgAction::Append)]
+        ext_unix_sk: Vec<String>,
+        /// An external resource; unix[INO] is the same as --ext-unix-sk=INO.
+        #[arg(long = "external", value_name = "unix[INO]", action = clap::ArgAction::Append)]
+        external: Vec<String>,
+        /// The tree is a job of the calling shell: dump its terminal.
+        #[arg(long = "shell-job")]
+        shell_job: bool,
+        /// Accept established TCP connections (refused for now).
+        #[arg(long = "tcp-established")]
+        tcp_established: bool,
+        /// More detail on stderr (or in the log file).
+        #[arg(short = 'v', action = clap::ArgAction::Count)]
+        verbose: u8,
+        /// Write the log to this file.
+        #[arg(short = 'o', long = "log-file", value_name = "LOGFILE")]
+        log_file: Option<std::path::PathBuf>,
+    },
     /// Explore an images directory.
     X {
         dir: String,
@@ -70,6 +102,38 @@ fn run(cli: Cli) -> crit::error::Result<()> {
             crit::toolkit::decode(Some(&input), None, DecodeOpts { pretty: true, nopl })
         }
         Cmd::Info { input } => crit::toolkit::info(&input),
+        Cmd::Dump {
+            tree,
+            images_dir,
+            leave_running,
+            ext_unix_sk,
+            external,
+            shell_job,
+            tcp_established,
+            verbose,
+            log_file,
+        } => {
+            let mut ext = crit::dump::ExtUnix::default();
+            for v in &ext_unix_sk {
+                ext.add_list(v)?;
+            }
+            for v in &external {
+                ext.add_external(v)?;
+            }
+            let opts = crit::dump::DumpOpts {
+                pid: tree,
+                dir: images_dir,
+                leave_running,
+                ext_unix: ext,
+                shell_job,
+                tcp_established,
+                verbose,
+                log_file,
+            };
+            let summary = crit::dump::dump(&opts)?;
+            eprintln!("crit: {summary}");
+            Ok(())
+        }
         Cmd::X { dir, what, json } => crit::explore::run(std::path::Path::new(&dir), &what, json),
     }
 }

@@ -2,3 +2,6 @@
 //! lives under this module, each use behind a documented safe function.
 
 pub mod mmap;
+pub mod kcmp;
+pub mod task;
+pub mod sockdiag;

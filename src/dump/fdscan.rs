@@ -1,0 +1,173 @@
+//! The open descriptors of a task as /proc shows them: link target,
+//! stat of the open file, and the fdinfo text; then what kind each is.
+
+use super::procfs;
+use crate::error::{Error, Result};
+use std::os::unix::fs::MetadataExt;
+
+pub const O_ACCMODE: u32 = 0o3;
+pub const O_WRONLY: u32 = 0o1;
+pub const O_APPEND: u32 = 0o2000;
+pub const O_CLOEXEC: u32 = 0o2000000;
+pub const O_PATH: u32 = 0o10000000;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stat {
+    pub dev: u64,
+    pub ino: u64,
+    pub mode: u32,
+    pub rdev: u64,
+    pub size: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u64,
+}
+
+impl Stat {
+    pub fn of(m: &std::fs::Metadata) -> Stat {
+        Stat {
+            dev: m.dev(),
+            ino: m.ino(),
+            mode: m.mode(),
+            rdev: m.rdev(),
+            size: m.size(),
+            uid: m.uid(),
+            gid: m.gid(),
+            nlink: m.nlink(),
+        }
+    }
+    pub fn ftype(&self) -> u32 {
+        self.mode & 0o170000
+    }
+    pub fn is_reg(&self) -> bool {
+        self.ftype() == 0o100000
+    }
+    pub fn is_fifo(&self) -> bool {
+        self.ftype() == 0o010000
+    }
+    pub fn is_chr(&self) -> bool {
+        self.ftype() == 0o020000
+    }
+}
+
+/// What an open descriptor refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A path in the filesystem (file, directory, device), maybe deleted.
+    Path { path: String, deleted: bool },
+    Fifo { path: String },
+    Pipe(u64),
+    Socket(u64),
+    Eventfd,
+    Eventpoll,
+    Timerfd,
+    Signalfd,
+    Inotify,
+    Memfd { name: String },
+    Tty { path: String },
+    Other(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Fd {
+    pub fd: i32,
+    pub link: String,
+    pub st: Stat,
+    /// File status flags without O_CLOEXEC.
+    pub flags: u32,
+    pub cloexec: bool,
+    pub pos: u64,
+    pub mnt_id: i32,
+    pub info: String,
+    pub kind: Kind,
+}
+
+fn parse_num<T: std::str::FromStr>(s: Option<&str>) -> Option<T> {
+    s.and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok())
+}
+
+/// Is (major, minor) a terminal device CRIU would treat as a tty?
+pub fn is_tty(rdev: u64) -> bool {
+    let major = nix::sys::stat::major(rdev);
+    let minor = nix::sys::stat::minor(rdev);
+    matches!(major, 136..=143) || major == 4 || (major == 5 && (minor == 0 || minor == 2)) || major == 3
+}
+
+pub fn classify(link: &str, st: &Stat, shmem_dev: u64) -> Kind {
+    let inner = |p: &str| -> Option<u64> { link.strip_prefix(p)?.strip_suffix(']')?.parse().ok() };
+    if let Some(n) = inner("pipe:[") {
+        return Kind::Pipe(n);
+    }
+    if let Some(n) = inner("socket:[") {
+        return Kind::Socket(n);
+    }
+    match link {
+        "anon_inode:[eventfd]" => return Kind::Eventfd,
+        "anon_inode:[eventpoll]" => return Kind::Eventpoll,
+        "anon_inode:[timerfd]" => return Kind::Timerfd,
+        "anon_inode:[signalfd]" => return Kind::Signalfd,
+        "anon_inode:inotify" => return Kind::Inotify,
+        _ => {}
+    }
+    if let Some(rest) = link.strip_prefix("/memfd:") {
+        if st.dev == shmem_dev {
+            let name = rest.strip_suffix(" (deleted)").unwrap_or(rest);
+            return Kind::Memfd { name: name.to_string() };
+        }
+    }
+    if link.starts_with('/') {
+        let (path, deleted) = match link.strip_suffix(" (deleted)") {
+            Some(p) if st.nlink == 0 || !std::path::Path::new(link).exists() => (p.to_string(), true),
+            _ => (link.to_string(), false),
+        };
+        if st.is_fifo() {
+            return Kind::Fifo { path };
+        }
+        if st.is_chr() && is_tty(st.rdev) {
+            return Kind::Tty { path };
+        }
+        return Kind::Path { path, deleted };
+    }
+    Kind::Other(link.to_string())
+}
+
+/// Lists the descriptors of `pid` in fd order.
+pub fn scan(pid: i32, shmem_dev: u64) -> Result<Vec<Fd>> {
+    let dir = procfs::path(pid, "fd");
+    let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(format!("pid {pid}: {}", dir.display()), e))?;
+    let mut fds: Vec<i32> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .collect();
+    fds.sort();
+    let mut out = Vec::with_capacity(fds.len());
+    for fd in fds {
+        let lp = dir.join(fd.to_string());
+        let link = match std::fs::read_link(&lp) {
+            Ok(l) => l.to_string_lossy().into_owned(),
+            Err(e) => return Err(Error::io(format!("pid {pid} fd {fd}: readlink"), e)),
+        };
+        let st = std::fs::metadata(&lp)
+            .map(|m| Stat::of(&m))
+            .map_err(|e| Error::io(format!("pid {pid} fd {fd} ({link}): stat"), e))?;
+        let info = procfs::read_string(pid, &format!("fdinfo/{fd}"))?;
+        let raw_flags = procfs::fdinfo_field(&info, "flags")
+            .and_then(|v| u32::from_str_radix(v, 8).ok())
+            .ok_or_else(|| Error::msg(format!("pid {pid} fd {fd}: fdinfo has no flags")))?;
+        let pos = parse_num::<u64>(procfs::fdinfo_field(&info, "pos")).unwrap_or(0);
+        let mnt_id = parse_num::<i32>(procfs::fdinfo_field(&info, "mnt_id")).unwrap_or(-1);
+        let kind = classify(&link, &st, shmem_dev);
+        out.push(Fd {
+            fd,
+            link,
+            st,
+            flags: raw_flags & !O_CLOEXEC,
+            cloexec: raw_flags & O_CLOEXEC != 0,
+            pos,
+            mnt_id,
+            info,
+            kind,
+        });
+    }
+    Ok(out)
+}

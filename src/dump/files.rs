@@ -1,0 +1,350 @@
+//! files.img and its companions: the table of open files shared by every
+//! task of the dump. Ids are given in the order CRIU gives them (mapped
+//! files and exe first per task, then descriptors, then cwd and root);
+//! one open file description gets one id even when several descriptors or
+//! tasks hold it (kcmp), and a mapped or exe file gets one id per inode.
+
+use super::fdscan::{Fd, Kind, Stat, O_ACCMODE, O_APPEND, O_WRONLY};
+use crate::error::{Error, Result};
+use crate::image::pb;
+use crate::image::typed::ImageBuilder;
+use crate::sys::kcmp;
+use std::collections::HashMap;
+use std::io::Read;
+
+pub const FD_REG: i32 = 1;
+pub const FD_PIPE: i32 = 2;
+pub const FD_FIFO: i32 = 3;
+pub const FD_INETSK: i32 = 4;
+pub const FD_UNIXSK: i32 = 5;
+pub const FD_EVENTFD: i32 = 6;
+pub const FD_EVENTPOLL: i32 = 7;
+pub const FD_INOTIFY: i32 = 8;
+pub const FD_SIGNALFD: i32 = 9;
+pub const FD_TTY: i32 = 11;
+pub const FD_NETLINKSK: i32 = 13;
+pub const FD_TIMERFD: i32 = 17;
+pub const FD_MEMFD: i32 = 18;
+
+pub fn fown() -> pb::FownEntry {
+    pb::FownEntry::default()
+}
+
+/// The shared file table and the images that hang off it.
+#[derive(Default)]
+pub struct FileTable {
+    next_id: u32,
+    pub entries: Vec<pb::FileEntry>,
+    special: HashMap<(u64, u64), u32>,
+    /// (pid, fd, dev, ino, id) of every descriptor given an id.
+    seen: Vec<(i32, i32, u64, u64, u32)>,
+    pub pipes_data: Option<ImageBuilder>,
+    pub fifo_data: Option<ImageBuilder>,
+    pipe_done: std::collections::HashSet<u64>,
+    pub remaps: Vec<pb::RemapFilePathEntry>,
+    /// ghost-file-N.img contents by ghost id.
+    pub ghosts: Vec<(u32, ImageBuilder)>,
+    next_ghost: u32,
+    pub memfd_inodes: Vec<pb::MemfdInodeEntry>,
+    memfd_by_ino: HashMap<u64, u32>,
+    /// Shared memory contents to dump: (shmem ino, pid, vma start, vma end).
+    pub shmem: Vec<(u64, i32, u64, u64)>,
+}
+
+impl FileTable {
+    pub fn new_id(&mut self) -> u32 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// The id of the open file behind `pid`'s `fd`, and whether it is new.
+    pub fn fd_id(&mut self, pid: i32, fd: &Fd) -> Result<(u32, bool)> {
+        for &(p, f, dev, ino, id) in &self.seen {
+            if dev == fd.st.dev && ino == fd.st.ino {
+                let same = kcmp::same(p, pid, kcmp::Kind::File, f as u64, fd.fd as u64)
+                    .map_err(|e| Error::io(format!("pid {pid} fd {}: kcmp", fd.fd), e))?;
+                if same {
+                    return Ok((id, false));
+                }
+            }
+        }
+        let id = self.new_id();
+        self.seen.push((pid, fd.fd, fd.st.dev, fd.st.ino, id));
+        Ok((id, true))
+    }
+
+    /// A regular-file entry for a mapped file, an exe link, cwd or root;
+    /// one per inode (CRIU's special file ids).
+    pub fn special_reg(&mut self, path: &str, st: &Stat, open_path: &str, dedup: bool) -> Result<u32> {
+        if dedup {
+            if let Some(&id) = self.special.get(&(st.dev, st.ino)) {
+                return Ok(id);
+            }
+        }
+        let id = self.new_id();
+        if dedup {
+            self.special.insert((st.dev, st.ino), id);
+        }
+        let mut reg = reg_entry(id, path, st, 0, 0);
+        if st.is_reg() {
+            reg.build_id = build_id(open_path, st.size);
+        }
+        self.push(FD_REG, id, |e| e.reg = Some(reg));
+        Ok(id)
+    }
+
+    pub fn push(&mut self, ty: i32, id: u32, fill: impl FnOnce(&mut pb::FileEntry)) {
+        let mut e = pb::FileEntry {
+            r#type: ty,
+            id,
+            ..Default::default()
+        };
+        fill(&mut e);
+        self.entries.push(e);
+    }
+
+    /// A descriptor that is a path in the filesystem (REG), maybe deleted
+    /// (then its contents go to a ghost file).
+    pub fn reg_fd(&mut self, pid: i32, fd: &Fd, id: u32, path: &str, deleted: bool) -> Result<()> {
+        let mut reg = reg_entry(id, path, &fd.st, fd.flags, fd.pos);
+        let check_size = !((fd.flags & O_ACCMODE) == O_WRONLY && fd.flags & O_APPEND != 0);
+        if !check_size {
+            reg.size = None;
+        }
+        if fd.st.is_reg() && check_size {
+            reg.build_id = build_id(&format!("/proc/{pid}/fd/{}", fd.fd), fd.st.size);
+        }
+        if deleted {
+            if !fd.st.is_reg() {
+                return Err(Error::msg(format!(
+                    "pid {pid} fd {}: {path} was deleted and is not a regular file; cannot be dumped",
+                    fd.fd
+                )));
+            }
+            self.ghost(pid, fd, id)?;
+        }
+        self.push(FD_REG, id, |e| e.reg = Some(reg));
+        Ok(())
+    }
+
+    fn ghost(&mut self, pid: i32, fd: &Fd, id: u32) -> Result<()> {
+        const MAX_GHOST: u64 = 1 << 20;
+        if fd.st.size > MAX_GHOST {
+            return Err(Error::msg(format!(
+                "pid {pid} fd {}: deleted file {} holds {} bytes, more than the 1 MiB a ghost file may hold",
+                fd.fd, fd.link, fd.st.size
+            )));
+        }
+        let p = format!("/proc/{pid}/fd/{}", fd.fd);
+        let mut data = Vec::new();
+        std::fs::File::open(&p)
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .map_err(|e| Error::io(format!("pid {pid} fd {}: read deleted file", fd.fd), e))?;
+        let meta = std::fs::metadata(&p).map_err(|e| Error::io(&p, e))?;
+        use std::os::unix::fs::MetadataExt;
+        self.next_ghost += 1;
+        let gid = self.next_ghost;
+        let g = pb::GhostFileEntry {
+            uid: fd.st.uid,
+            gid: fd.st.gid,
+            mode: fd.st.mode,
+            dev: Some(old_dev(fd.st.dev)),
+            ino: Some(fd.st.ino),
+            rdev: None,
+            atim: Some(pb::Timeval {
+                tv_sec: meta.atime() as u64,
+                tv_usec: (meta.atime_nsec() / 1000) as u64,
+            }),
+            mtim: Some(pb::Timeval {
+                tv_sec: meta.mtime() as u64,
+                tv_usec: (meta.mtime_nsec() / 1000) as u64,
+            }),
+            chunks: None,
+            size: None,
+            symlnk_target: None,
+        };
+        let mut b = ImageBuilder::new("GHOST_FILE")?;
+        b.entry(&g).raw(&data);
+        self.ghosts.push((gid, b));
+        self.remaps.push(pb::RemapFilePathEntry {
+            orig_id: id,
+            remap_id: gid,
+            remap_type: Some(pb::RemapType::Ghost as i32),
+        });
+        Ok(())
+    }
+
+    /// A pipe end; the first time a pipe is seen its buffered bytes are
+    /// copied (without consuming them) into pipes-data.
+    pub fn pipe_fd(&mut self, pid: i32, fd: &Fd, id: u32, ino: u64, fifo: bool) -> Result<()> {
+        if self.pipe_done.insert(ino) {
+            let (data, size) = super::pipes::peek(pid, fd)?;
+            let b = if fifo { &mut self.fifo_data } else { &mut self.pipes_data };
+            if b.is_none() {
+                *b = Some(ImageBuilder::new(if fifo { "FIFO_DATA" } else { "PIPES_DATA" })?);
+            }
+            if let Some(b) = b.as_mut() {
+                b.entry(&pb::PipeDataEntry {
+                    pipe_id: ino as u32,
+                    bytes: data.len() as u32,
+                    size: Some(size),
+                })
+                .raw(&data);
+            }
+        }
+        if fifo {
+            let Kind::Fifo { path } = &fd.kind else { return Ok(()) };
+            let regf = self.new_id();
+            let reg = reg_entry(regf, path, &fd.st, fd.flags, fd.pos);
+            self.push(FD_REG, regf, |e| e.reg = Some(reg));
+            self.push(FD_FIFO, id, |e| {
+                e.fifo = Some(pb::FifoEntry {
+                    id,
+                    pipe_id: ino as u32,
+                    regf_id: Some(regf),
+                })
+            });
+        } else {
+            self.push(FD_PIPE, id, |e| {
+                e.pipe = Some(pb::PipeEntry {
+                    id,
+                    pipe_id: ino as u32,
+                    flags: fd.flags,
+                    fown: fown(),
+                })
+            });
+        }
+        Ok(())
+    }
+
+    /// A memfd descriptor or a shared memory mapping: one memfd inode
+    /// entry per inode; returns the inode id.
+    pub fn memfd_inode(&mut self, name: &str, st: &Stat, seals: u32, pid: i32, range: Option<(u64, u64)>) -> u32 {
+        if let Some(&i) = self.memfd_by_ino.get(&st.ino) {
+            return i;
+        }
+        let inode_id = self.memfd_inodes.len() as u32 + 1;
+        self.memfd_inodes.push(pb::MemfdInodeEntry {
+            name: name.to_string(),
+            uid: st.uid,
+            gid: st.gid,
+            size: st.size,
+            shmid: st.ino as u32,
+            seals,
+            inode_id: inode_id as u64,
+            hugetlb_flag: None,
+            mode: Some(st.mode),
+        });
+        self.memfd_by_ino.insert(st.ino, inode_id);
+        if let Some((s, e)) = range {
+            self.shmem.push((st.ino, pid, s, e));
+        }
+        inode_id
+    }
+}
+
+/// A device number in the kernel's internal form (major << 20 | minor),
+/// which CRIU stores for ghost files, inotify and epoll targets.
+pub fn old_dev(dev: u64) -> u32 {
+    let major = nix::sys::stat::major(dev) as u32;
+    let minor = nix::sys::stat::minor(dev) as u32;
+    (major << 20) | minor
+}
+
+pub fn reg_entry(id: u32, path: &str, st: &Stat, flags: u32, pos: u64) -> pb::RegFileEntry {
+    pb::RegFileEntry {
+        id,
+        flags,
+        pos,
+        fown: fown(),
+        name: path.to_string(),
+        mnt_id: None,
+        size: if st.is_reg() { Some(st.size) } else { None },
+        ext: None,
+        mode: Some(st.mode),
+        build_id: Vec::new(),
+        checksum: None,
+        checksum_config: None,
+        checksum_parameter: None,
+    }
+}
+
+/// The GNU build id of an ELF file, as CRIU stores it (u32 words), read
+/// from the notes of its first MiB; empty when there is none.
+pub fn build_id(path: &str, size: u64) -> Vec<u32> {
+    if size < 5 {
+        return Vec::new();
+    }
+    let mut buf = vec![0u8; size.min(1 << 20) as usize];
+    let Ok(mut f) = std::fs::File::open(path) else { return Vec::new() };
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    buf.truncate(got);
+    elf_build_id(&buf)
+        .map(|b| {
+            b.chunks(4)
+                .map(|c| {
+                    let mut w = [0u8; 4];
+                    w[..c.len()].copy_from_slice(c);
+                    u32::from_le_bytes(w)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn elf_build_id(b: &[u8]) -> Option<Vec<u8>> {
+    if b.len() < 64 || &b[0..4] != b"\x7fELF" || b[4] != 2 {
+        return None;
+    }
+    let rd16 = |o: usize| -> Option<u64> { b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]) as u64) };
+    let rd32 = |o: usize| -> Option<u64> { b.get(o..o + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as u64) };
+    let rd64 = |o: usize| -> Option<u64> {
+        b.get(o..o + 8)
+            .map(|s| u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]))
+    };
+    let phoff = rd64(32)? as usize;
+    let phentsize = rd16(54)? as usize;
+    let phnum = rd16(56)? as usize;
+    for i in 0..phnum {
+        let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        if rd32(ph)? != 4 {
+            continue; // PT_NOTE
+        }
+        let off = rd64(ph + 8)? as usize;
+        let sz = rd64(ph + 32)? as usize;
+        let end = off.checked_add(sz)?.min(b.len());
+        let mut p = off;
+        while p + 12 <= end {
+            let namesz = rd32(p)? as usize;
+            let descsz = rd32(p + 4)? as usize;
+            let ty = rd32(p + 8)?;
+            let name_at = p + 12;
+            let desc_at = name_at + ((namesz + 3) & !3);
+            let next = desc_at + ((descsz + 3) & !3);
+            if ty == 3 && namesz == 4 && b.get(name_at..name_at + 4) == Some(b"GNU\0") {
+                return b.get(desc_at..desc_at + descsz).map(|d| d.to_vec());
+            }
+            if next <= p {
+                break;
+            }
+            p = next;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn old_dev_encoding() {
+        // The kitchen fixture's ghost file on 254:0 has dev 266338304.
+        let d = nix::sys::stat::makedev(254, 0);
+        assert_eq!(super::old_dev(d), 266338304);
+    }
+}

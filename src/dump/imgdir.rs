@@ -1,0 +1,102 @@
+//! The images directory of a dump: created if missing, refused if it
+//! already holds images; every image goes through src/image (ImageBuilder,
+//! AtomicFile: temp file, fsync, rename, mode 0600). On failure the images
+//! written so far are removed, so a failed dump leaves no half set behind.
+
+use crate::error::{Error, Result};
+use crate::image::typed::{AtomicFile, ImageBuilder};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub struct ImgDir {
+    pub dir: PathBuf,
+    written: Vec<PathBuf>,
+    pub bytes: u64,
+    keep: bool,
+}
+
+impl ImgDir {
+    pub fn open(dir: &Path) -> Result<ImgDir> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("{}: create images directory", dir.display()), e))?;
+        let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+        for e in rd.flatten() {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            if n.ends_with(".img") || n == "stats-dump" {
+                return Err(Error::msg(format!(
+                    "{}: already holds images ({n}); give an empty directory",
+                    dir.display()
+                )));
+            }
+        }
+        Ok(ImgDir {
+            dir: dir.to_path_buf(),
+            written: Vec::new(),
+            bytes: 0,
+            keep: false,
+        })
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Writes a whole image.
+    pub fn write(&mut self, name: &str, img: &ImageBuilder) -> Result<()> {
+        let p = self.path(name);
+        let mut f = AtomicFile::create(&p)?;
+        f.write_all(&img.bytes).map_err(|e| Error::io(p.display().to_string(), e))?;
+        f.commit()?;
+        self.bytes += img.bytes.len() as u64;
+        self.written.push(p);
+        Ok(())
+    }
+
+    /// Starts an image written in pieces (pages); see [`Stream`].
+    pub fn stream(&mut self, name: &str) -> Result<Stream> {
+        let p = self.path(name);
+        Ok(Stream {
+            file: AtomicFile::create(&p)?,
+            path: p,
+            bytes: 0,
+        })
+    }
+
+    pub fn finish(&mut self, s: Stream) -> Result<()> {
+        s.file.commit()?;
+        self.bytes += s.bytes;
+        self.written.push(s.path);
+        Ok(())
+    }
+
+    /// The dump succeeded: keep the images.
+    pub fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for ImgDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            for p in &self.written {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+pub struct Stream {
+    file: AtomicFile,
+    path: PathBuf,
+    pub bytes: u64,
+}
+
+impl Stream {
+    pub fn write(&mut self, b: &[u8]) -> Result<()> {
+        self.file
+            .write_all(b)
+            .map_err(|e| Error::io(self.path.display().to_string(), e))?;
+        self.bytes += b.len() as u64;
+        Ok(())
+    }
+}

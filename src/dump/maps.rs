@@ -1,0 +1,312 @@
+//! The address space of a task: /proc/PID/smaps parsed into VMAs with
+//! CRIU's status bits, as CRIU 4.2 classifies them (criu/proc_parse.c).
+
+use super::procfs;
+use crate::error::{Error, Result};
+use std::os::unix::fs::MetadataExt;
+
+pub const VMA_AREA_REGULAR: u32 = 1 << 0;
+pub const VMA_AREA_VSYSCALL: u32 = 1 << 2;
+pub const VMA_AREA_VDSO: u32 = 1 << 3;
+pub const VMA_AREA_HEAP: u32 = 1 << 5;
+pub const VMA_FILE_PRIVATE: u32 = 1 << 6;
+pub const VMA_FILE_SHARED: u32 = 1 << 7;
+pub const VMA_ANON_SHARED: u32 = 1 << 8;
+pub const VMA_ANON_PRIVATE: u32 = 1 << 9;
+pub const VMA_AREA_SYSVIPC: u32 = 1 << 10;
+pub const VMA_AREA_VVAR: u32 = 1 << 12;
+pub const VMA_AREA_AIORING: u32 = 1 << 13;
+pub const VMA_AREA_MEMFD: u32 = 1 << 14;
+pub const VMA_AREA_SHSTK: u32 = 1 << 15;
+pub const VMA_AREA_UPROBES: u32 = 1 << 17;
+
+pub const PROT_READ: u32 = 1;
+pub const PROT_WRITE: u32 = 2;
+pub const PROT_EXEC: u32 = 4;
+pub const MAP_SHARED: u32 = 0x01;
+pub const MAP_PRIVATE: u32 = 0x02;
+pub const MAP_ANONYMOUS: u32 = 0x20;
+pub const MAP_GROWSDOWN: u32 = 0x0100;
+pub const MAP_LOCKED: u32 = 0x2000;
+pub const MAP_NORESERVE: u32 = 0x4000;
+pub const MAP_HUGETLB: u32 = 0x40000;
+
+pub const PAGE_SIZE: u64 = 4096;
+/// x86_64 user address space end (47-bit).
+pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
+
+/// What backs a file mapping, for the files image.
+#[derive(Debug, Clone)]
+pub struct MapFile {
+    /// Path as the kernel shows it, without " (deleted)".
+    pub path: String,
+    pub deleted: bool,
+    pub dev: u64,
+    pub ino: u64,
+    pub mode: u32,
+    pub size: u64,
+    pub uid: u32,
+    pub gid: u32,
+    /// Where to open the mapped file from /proc (map_files link).
+    pub proc_link: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Vma {
+    pub start: u64,
+    pub end: u64,
+    pub pgoff: u64,
+    pub prot: u32,
+    pub flags: u32,
+    pub status: u32,
+    pub madv: u64,
+    pub fdflags: Option<u32>,
+    /// The file id (regular or memfd) or the shmem inode, filled later.
+    pub shmid: u64,
+    pub file: Option<MapFile>,
+    /// Name shown in maps ("[heap]", a path, or empty).
+    pub name: String,
+}
+
+impl Vma {
+    pub fn is(&self, bits: u32) -> bool {
+        self.status & bits == bits
+    }
+    /// Private memory whose pages go to pages images (CRIU's vma_entry_is_private).
+    pub fn is_private(&self) -> bool {
+        (self.is(VMA_AREA_REGULAR)
+            && (self.is(VMA_ANON_PRIVATE) || self.is(VMA_FILE_PRIVATE))
+            && self.end <= TASK_SIZE)
+            || self.is(VMA_AREA_SHSTK)
+            || self.is(VMA_AREA_AIORING)
+    }
+    /// CRIU's vma_entry_can_be_lazy: marks PE_LAZY on its pagemap entries.
+    pub fn can_be_lazy(&self) -> bool {
+        self.flags & MAP_ANONYMOUS != 0
+            && self.flags & MAP_PRIVATE != 0
+            && self.flags & MAP_LOCKED == 0
+            && !self.is(VMA_AREA_VDSO)
+            && !self.is(VMA_AREA_VVAR)
+            && !self.is(VMA_AREA_VSYSCALL)
+            && self.flags & MAP_HUGETLB == 0
+    }
+}
+
+fn vm_flags(v: &mut Vma, words: &str) -> (bool, bool) {
+    let (mut io_pf, mut shstk) = (false, false);
+    for t in words.split_whitespace() {
+        match t {
+            "gd" => v.flags |= MAP_GROWSDOWN,
+            "lo" => v.flags |= MAP_LOCKED,
+            "nr" => v.flags |= MAP_NORESERVE,
+            "ht" => v.flags |= MAP_HUGETLB,
+            "sr" => v.madv |= 1 << 2,
+            "rr" => v.madv |= 1 << 1,
+            "dc" => v.madv |= 1 << 10,
+            "dd" => v.madv |= 1 << 16,
+            "mg" => v.madv |= 1 << 12,
+            "hg" => v.madv |= 1 << 14,
+            "nh" => v.madv |= 1 << 15,
+            "wf" => v.madv |= 1 << 18,
+            "io" | "pf" => io_pf = true,
+            "ss" => shstk = true,
+            _ => {}
+        }
+    }
+    (io_pf, shstk)
+}
+
+/// Reads and classifies the VMAs of `pid`. `shmem_dev` is the device of
+/// anonymous shared memory (see [`shmem_dev`]).
+pub fn read(pid: i32, shmem_dev: u64) -> Result<Vec<Vma>> {
+    let text = procfs::read_string(pid, "smaps")?;
+    let mut out: Vec<Vma> = Vec::new();
+    let mut cur: Option<Vma> = None;
+    let mut prev_end = 0u64;
+    let mut push = |v: Vma, out: &mut Vec<Vma>| -> Result<()> {
+        if v.is(VMA_AREA_VVAR) {
+            if let Some(p) = out.last_mut() {
+                if p.is(VMA_AREA_VVAR) && p.end == v.start {
+                    p.end = v.end;
+                    return Ok(());
+                }
+            }
+        }
+        if v.is(VMA_AREA_UPROBES) {
+            return Ok(());
+        }
+        let mut v = v;
+        // The kernel hides a stack's guard page; CRIU records it.
+        if v.flags & MAP_GROWSDOWN != 0 && prev_end < v.start {
+            v.start -= PAGE_SIZE;
+        }
+        prev_end = v.end;
+        out.push(v);
+        Ok(())
+    };
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("VmFlags:") {
+            let v = cur.as_mut().ok_or_else(|| Error::msg(format!("pid {pid}: smaps: VmFlags before a range")))?;
+            let (io_pf, shstk) = vm_flags(v, rest);
+            if shstk {
+                v.status |= VMA_AREA_SHSTK;
+            }
+            if io_pf && !v.is(VMA_AREA_VVAR) && !v.is(VMA_FILE_SHARED) {
+                return Err(Error::msg(format!(
+                    "pid {pid}: mapping {:#x}-{:#x} ({}) is an I/O or PFN mapping, which cannot be dumped",
+                    v.start, v.end, v.name
+                )));
+            }
+            continue;
+        }
+        let Some(v) = parse_range(pid, line, shmem_dev)? else { continue };
+        if let Some(p) = cur.take() {
+            push(p, &mut out)?;
+        }
+        cur = Some(v);
+    }
+    if let Some(p) = cur.take() {
+        push(p, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn parse_range(pid: i32, line: &str, shmem_dev: u64) -> Result<Option<Vma>> {
+    // "start-end perms offset maj:min inode   path"
+    let mut it = line.splitn(6, ' ');
+    let range = it.next().unwrap_or("");
+    let Some((s, e)) = range.split_once('-') else { return Ok(None) };
+    let (Ok(start), Ok(end)) = (u64::from_str_radix(s, 16), u64::from_str_radix(e, 16)) else {
+        return Ok(None);
+    };
+    let bad = || Error::msg(format!("pid {pid}: smaps: cannot parse {line:?}"));
+    let perms = it.next().ok_or_else(bad)?.as_bytes();
+    if perms.len() < 4 {
+        return Err(bad());
+    }
+    let pgoff = u64::from_str_radix(it.next().ok_or_else(bad)?, 16).map_err(|_| bad())?;
+    let _devs = it.next().ok_or_else(bad)?;
+    let ino: u64 = it.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+    let name = it.next().unwrap_or("").trim_start().to_string();
+    let mut prot = 0;
+    if perms[0] == b'r' {
+        prot |= PROT_READ;
+    }
+    if perms[1] == b'w' {
+        prot |= PROT_WRITE;
+    }
+    if perms[2] == b'x' {
+        prot |= PROT_EXEC;
+    }
+    let flags = match perms[3] {
+        b's' => MAP_SHARED,
+        b'p' => MAP_PRIVATE,
+        _ => return Err(bad()),
+    };
+    let mut v = Vma {
+        start,
+        end,
+        pgoff,
+        prot,
+        flags,
+        status: 0,
+        madv: 0,
+        fdflags: None,
+        shmid: 0,
+        file: None,
+        name: name.clone(),
+    };
+    let link = format!("/proc/{pid}/map_files/{start:x}-{end:x}");
+    let lmeta = std::fs::symlink_metadata(&link);
+    if let Ok(lm) = &lmeta {
+        v.fdflags = Some(match lm.mode() & 0o600 {
+            0o200 => 1,
+            0o600 => 2,
+            _ => 0,
+        });
+    }
+    if name.starts_with('/') && lmeta.is_ok() {
+        let st = std::fs::metadata(&link).map_err(|e| Error::io(format!("pid {pid}: {link}"), e))?;
+        let (path, deleted) = match name.strip_suffix(" (deleted)") {
+            Some(p) => (p.to_string(), true),
+            None => (name.clone(), false),
+        };
+        let ftype = st.mode() & 0o170000;
+        let is_reg = ftype == 0o100000;
+        let is_devzero = ftype == 0o020000 && st.rdev() == nix::sys::stat::makedev(1, 5);
+        if !is_reg && !is_devzero {
+            return Err(Error::msg(format!(
+                "pid {pid}: mapping {start:#x}-{end:#x} of {name} is not a regular file; it cannot be dumped"
+            )));
+        }
+        v.status = VMA_AREA_REGULAR;
+        if st.dev() == shmem_dev && path.starts_with("/SYSV") {
+            return Err(Error::msg(format!(
+                "pid {pid}: mapping {start:#x}-{end:#x} is System V shared memory, which is not supported"
+            )));
+        }
+        let is_memfd = path.starts_with("/memfd:");
+        if is_memfd || st.dev() == shmem_dev {
+            v.status |= VMA_AREA_MEMFD;
+        }
+        v.status |= if flags & MAP_PRIVATE != 0 { VMA_FILE_PRIVATE } else { VMA_FILE_SHARED };
+        v.file = Some(MapFile {
+            path,
+            deleted,
+            dev: st.dev(),
+            ino: st.ino(),
+            mode: st.mode(),
+            size: st.size(),
+            uid: st.uid(),
+            gid: st.gid(),
+            proc_link: link,
+        });
+        return Ok(Some(v));
+    }
+    match name.as_str() {
+        "[vsyscall]" | "[vectors]" => v.status |= VMA_AREA_VSYSCALL,
+        "[vdso]" => {
+            v.status |= VMA_AREA_REGULAR;
+            if prot & (PROT_READ | PROT_EXEC) == PROT_READ | PROT_EXEC {
+                v.status |= VMA_AREA_VDSO;
+            }
+        }
+        "[vvar]" | "[vvar_vclock]" => {
+            v.status |= VMA_AREA_REGULAR;
+            if prot & PROT_READ == PROT_READ {
+                v.status |= VMA_AREA_VVAR;
+            }
+        }
+        "[heap]" => v.status |= VMA_AREA_REGULAR | VMA_AREA_HEAP,
+        "[uprobes]" => {
+            return Err(Error::msg(format!(
+                "pid {pid}: the task has a uprobes mapping at {start:#x}, which is not supported"
+            )))
+        }
+        _ => v.status = VMA_AREA_REGULAR,
+    }
+    if name.starts_with('/') {
+        // A path without a map_files link: cannot be opened to check it.
+        return Err(Error::msg(format!(
+            "pid {pid}: mapping {start:#x}-{end:#x} of {name} has no /proc map_files link"
+        )));
+    }
+    if flags & MAP_SHARED != 0 {
+        v.status |= VMA_ANON_SHARED;
+        v.shmid = ino;
+    } else {
+        v.status |= VMA_ANON_PRIVATE;
+    }
+    v.flags |= MAP_ANONYMOUS;
+    Ok(Some(v))
+}
+
+/// The device number of anonymous shared memory on this kernel: the
+/// internal shmem mount, which memfd files live on too.
+pub fn shmem_dev() -> Result<u64> {
+    let fd = nix::sys::memfd::memfd_create(c"crit-shmem-probe", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .map_err(|e| Error::io("memfd_create", e.into()))?;
+    let f = std::fs::File::from(fd);
+    let st = f.metadata().map_err(|e| Error::io("memfd fstat", e))?;
+    Ok(st.dev())
+}

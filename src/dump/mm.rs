@@ -1,0 +1,174 @@
+//! mm-PID.img (the address space: boundaries, auxv, exe, every VMA) and
+//! pagemap-PID.img + pages-N.img (the contents of private memory), and
+//! pagemap-shmem-INO.img for shared anonymous memory.
+
+use super::files::FileTable;
+use super::imgdir::ImgDir;
+use super::maps::{self, Vma};
+use super::pagemap::Run;
+use super::procfs;
+use crate::error::{Error, Result};
+use crate::image::pb;
+use crate::image::typed::ImageBuilder;
+
+/// Reads pages of a task: fills `buf` from the (address, length) pieces
+/// in order, all or nothing.
+pub type ReadMem<'a> = &'a dyn Fn(i32, &[(u64, usize)], &mut [u8]) -> Result<()>;
+
+/// Gives file ids to the mapped files of a task's VMAs (in address
+/// order), as CRIU does before it looks at descriptors.
+pub fn map_files(pid: i32, vmas: &mut [Vma], files: &mut FileTable) -> Result<()> {
+    for v in vmas.iter_mut() {
+        let Some(f) = &v.file else { continue };
+        let st = super::fdscan::Stat {
+            dev: f.dev,
+            ino: f.ino,
+            mode: f.mode,
+            rdev: 0,
+            size: f.size,
+            uid: f.uid,
+            gid: f.gid,
+            nlink: 1,
+        };
+        if v.is(maps::VMA_AREA_MEMFD) {
+            let name = if f.path.starts_with("/memfd:") {
+                f.path.trim_start_matches("/memfd:").to_string()
+            } else {
+                f.path.clone()
+            };
+            let range = if v.flags & maps::MAP_SHARED != 0 { Some((v.start, v.end)) } else { None };
+            let seals = memfd_seals(&f.proc_link);
+            let inode_id = files.memfd_inode(&name, &st, seals, pid, range);
+            let id = files.new_id();
+            files.push(super::files::FD_MEMFD, id, |e| {
+                e.memfd = Some(pb::MemfdFileEntry {
+                    id,
+                    flags: 0,
+                    pos: 0,
+                    fown: super::files::fown(),
+                    inode_id,
+                })
+            });
+            v.shmid = id as u64;
+            continue;
+        }
+        if f.deleted {
+            return Err(Error::msg(format!(
+                "pid {pid}: mapping {:#x}-{:#x} is of a deleted file {}; not supported",
+                v.start, v.end, f.path
+            )));
+        }
+        v.shmid = files.special_reg(&f.path, &st, &f.proc_link, true)? as u64;
+    }
+    Ok(())
+}
+
+/// F_GET_SEALS of a memfd opened through /proc (F_SEAL_SEAL when it
+/// cannot be read, which is what a sealed shmem file reports).
+pub fn memfd_seals(link: &str) -> u32 {
+    match std::fs::File::open(link) {
+        Ok(f) => nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_GET_SEALS)
+            .map(|s| s as u32)
+            .unwrap_or(1),
+        Err(_) => 1,
+    }
+}
+
+/// Task facts that only an injected call can read.
+#[derive(Debug, Clone, Default)]
+pub struct MmExtra {
+    pub brk: u64,
+    pub dumpable: i32,
+}
+
+pub fn mm_entry(pid: i32, stat: &procfs::Stat, vmas: &[Vma], exe_file_id: u32, extra: &MmExtra, thp_disabled: bool) -> Result<pb::MmEntry> {
+    Ok(pb::MmEntry {
+        mm_start_code: stat.start_code,
+        mm_end_code: stat.end_code,
+        mm_start_data: stat.start_data,
+        mm_end_data: stat.end_data,
+        mm_start_stack: stat.start_stack,
+        mm_start_brk: stat.start_brk,
+        mm_brk: extra.brk,
+        mm_arg_start: stat.arg_start,
+        mm_arg_end: stat.arg_end,
+        mm_env_start: stat.env_start,
+        mm_env_end: stat.env_end,
+        exe_file_id,
+        mm_saved_auxv: procfs::auxv(pid)?,
+        vmas: vmas
+            .iter()
+            .map(|v| pb::VmaEntry {
+                start: v.start,
+                end: v.end,
+                pgoff: v.pgoff,
+                shmid: v.shmid,
+                prot: v.prot,
+                flags: v.flags,
+                status: v.status,
+                fd: -1,
+                madv: if v.madv != 0 { Some(v.madv) } else { None },
+                fdflags: if v.file.is_some() { v.fdflags } else { None },
+            })
+            .collect(),
+        dumpable: Some(extra.dumpable),
+        aios: Vec::new(),
+        thp_disabled: Some(thp_disabled),
+    })
+}
+
+/// Size of the copy buffer: pages are read in batches of this much.
+const BATCH: usize = 64 << 20;
+
+/// Writes pagemap image `pagemap_name` and pages-`pages_id`.img for `runs`
+/// of `pid`'s memory. `base` is subtracted from addresses in the pagemap
+/// (0 for a task; the VMA start for shared memory). Returns pages written.
+pub fn write_pages(dir: &mut ImgDir, pagemap_name: &str, pages_id: u32, pid: i32, runs: &[Run], base: u64, read: ReadMem) -> Result<u64> {
+    let mut pm = ImageBuilder::new("PAGEMAP")?;
+    pm.entry(&pb::PagemapHead { pages_id });
+    let mut out = dir.stream(&format!("pages-{pages_id}.img"))?;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut pieces: Vec<(u64, usize)> = Vec::new();
+    let mut fill = 0usize;
+    let mut total = 0u64;
+    let flush = |pieces: &mut Vec<(u64, usize)>, fill: &mut usize, buf: &mut Vec<u8>, out: &mut super::imgdir::Stream| -> Result<()> {
+        if *fill == 0 {
+            return Ok(());
+        }
+        read(pid, pieces, &mut buf[..*fill])?;
+        out.write(&buf[..*fill])?;
+        pieces.clear();
+        *fill = 0;
+        Ok(())
+    };
+    for r in runs {
+        pm.entry(&pb::PagemapEntry {
+            vaddr: r.vaddr - base,
+            compat_nr_pages: 0,
+            in_parent: None,
+            flags: Some(r.flags),
+            nr_pages: Some(r.nr_pages),
+        });
+        total += r.nr_pages;
+        let mut addr = r.vaddr;
+        let mut left = (r.nr_pages * maps::PAGE_SIZE) as usize;
+        while left > 0 {
+            let room = BATCH - fill;
+            let n = left.min(room);
+            if buf.len() < fill + n {
+                buf.resize((fill + n).max(buf.len().min(BATCH)), 0);
+            }
+            pieces.push((addr, n));
+            fill += n;
+            addr += n as u64;
+            left -= n;
+            if fill == BATCH {
+                flush(&mut pieces, &mut fill, &mut buf, &mut out)?;
+            }
+        }
+    }
+    flush(&mut pieces, &mut fill, &mut buf, &mut out)?;
+    dir.finish(out)?;
+    dir.write(pagemap_name, &pm)?;
+    Ok(total)
+}

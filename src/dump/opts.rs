@@ -1,0 +1,105 @@
+//! Options of `crit dump`, as the CLI passes them in.
+
+use crate::error::{Error, Result};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+/// Consent to dump unix sockets whose peer is outside the tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtUnix {
+    /// `--ext-unix-sk` without a list: every such socket.
+    pub all: bool,
+    /// `--ext-unix-sk=INO,...` and `--external unix[INO]`.
+    pub inodes: BTreeSet<u64>,
+}
+
+impl ExtUnix {
+    pub fn allows(&self, ino: u64) -> bool {
+        self.all || self.inodes.contains(&ino)
+    }
+
+    /// Adds the value of one `--ext-unix-sk` option ("" for the bare form).
+    pub fn add_list(&mut self, v: &str) -> Result<()> {
+        if v.is_empty() {
+            self.all = true;
+            return Ok(());
+        }
+        for p in v.split(',') {
+            let ino = p
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| Error::msg(format!("--ext-unix-sk: {p:?} is not a socket inode number")))?;
+            self.inodes.insert(ino);
+        }
+        Ok(())
+    }
+
+    /// Adds the value of one `--external` option; only `unix[INO]` is known.
+    pub fn add_external(&mut self, v: &str) -> Result<()> {
+        let ino = v
+            .strip_prefix("unix[")
+            .and_then(|r| r.strip_suffix(']'))
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| Error::msg(format!("--external {v}: only unix[INO] is supported")))?;
+        self.inodes.insert(ino);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DumpOpts {
+    pub pid: i32,
+    pub dir: PathBuf,
+    pub leave_running: bool,
+    pub ext_unix: ExtUnix,
+    pub shell_job: bool,
+    pub tcp_established: bool,
+    pub verbose: u8,
+    pub log_file: Option<PathBuf>,
+}
+
+/// What a dump did, for the summary line.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub tasks: usize,
+    pub threads: usize,
+    pub fds: usize,
+    pub sockets: usize,
+    pub bytes: u64,
+    pub pages: u64,
+    pub frozen: std::time::Duration,
+    pub total: std::time::Duration,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "dumped {} task(s) ({} thread(s)), {} fd(s), {} socket(s), {:.1} MiB written, frozen {:.3} s (total {:.3} s)",
+            self.tasks,
+            self.threads,
+            self.fds,
+            self.sockets,
+            self.bytes as f64 / (1024.0 * 1024.0),
+            self.frozen.as_secs_f64(),
+            self.total.as_secs_f64()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ext_unix_forms() {
+        let mut e = ExtUnix::default();
+        e.add_list("12,34").unwrap();
+        e.add_external("unix[56]").unwrap();
+        assert!(e.allows(12) && e.allows(34) && e.allows(56) && !e.allows(7));
+        assert!(e.add_external("tcp[1]").is_err());
+        assert!(e.add_list("x").is_err());
+        e.add_list("").unwrap();
+        assert!(e.allows(7));
+    }
+}

@@ -1,0 +1,93 @@
+//! Which pages of a task to dump: /proc/PID/pagemap read over every
+//! private VMA, keeping pages that are present (or swapped) and are not the
+//! shared zero page, and, for private file mappings, only pages that were
+//! copied on write (CRIU's should_dump_page). The result is a list of runs
+//! in address order, with CRIU's pagemap flags.
+
+use super::maps::{Vma, PAGE_SIZE, VMA_AREA_VDSO, VMA_FILE_PRIVATE};
+use crate::error::{Error, Result};
+use std::os::unix::fs::FileExt;
+
+const PME_PRESENT: u64 = 1 << 63;
+const PME_SWAP: u64 = 1 << 62;
+const PME_FILE: u64 = 1 << 61;
+const PME_GUARD_REGION: u64 = 1 << 58;
+const PME_PFN_MASK: u64 = (1 << 55) - 1;
+
+pub const PE_LAZY: u32 = 1 << 1;
+pub const PE_PRESENT: u32 = 1 << 2;
+
+/// A run of consecutive pages with the same flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub vaddr: u64,
+    pub nr_pages: u64,
+    pub flags: u32,
+}
+
+/// The PFN of the shared zero page, as pagemap shows it to root (0 if
+/// PFNs are hidden, in which case no page is taken for the zero page).
+pub fn zero_pfn() -> Result<u64> {
+    let m = memmap2::MmapMut::map_anon(PAGE_SIZE as usize).map_err(|e| Error::io("map a probe page", e))?;
+    // Reading an untouched private anonymous page maps the zero page.
+    let probe = std::hint::black_box(m[0]);
+    let _ = probe;
+    let addr = m.as_ptr() as u64;
+    let f = std::fs::File::open("/proc/self/pagemap").map_err(|e| Error::io("/proc/self/pagemap", e))?;
+    let mut b = [0u8; 8];
+    f.read_exact_at(&mut b, addr / PAGE_SIZE * 8)
+        .map_err(|e| Error::io("/proc/self/pagemap", e))?;
+    let pme = u64::from_le_bytes(b);
+    Ok(if pme & PME_PRESENT != 0 { pme & PME_PFN_MASK } else { 0 })
+}
+
+/// Collects the runs of pages to dump from the private VMAs of `pid`.
+pub fn collect(pid: i32, vmas: &[Vma], zero_pfn: u64) -> Result<Vec<Run>> {
+    let path = format!("/proc/{pid}/pagemap");
+    let f = std::fs::File::open(&path).map_err(|e| Error::io(format!("pid {pid}: {path}"), e))?;
+    let mut runs: Vec<Run> = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    for v in vmas.iter().filter(|v| v.is_private()) {
+        let flags = PE_PRESENT | if v.can_be_lazy() { PE_LAZY } else { 0 };
+        let dump_all = v.is(VMA_AREA_VDSO);
+        let file_private = v.is(VMA_FILE_PRIVATE);
+        // Read the pagemap of this VMA in chunks of up to 64k pages.
+        let mut addr = v.start;
+        while addr < v.end {
+            let n = ((v.end - addr) / PAGE_SIZE).min(65536) as usize;
+            buf.resize(n * 8, 0);
+            let mut got = 0;
+            while got < buf.len() {
+                let r = f
+                    .read_at(&mut buf[got..], addr / PAGE_SIZE * 8 + got as u64)
+                    .map_err(|e| Error::io(format!("pid {pid}: {path} at {addr:#x}"), e))?;
+                if r == 0 {
+                    return Err(Error::msg(format!("pid {pid}: {path}: short read at {addr:#x}")));
+                }
+                got += r;
+            }
+            for (i, c) in buf.chunks_exact(8).enumerate() {
+                let pme = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+                let page = addr + i as u64 * PAGE_SIZE;
+                let take = dump_all
+                    || (pme & PME_GUARD_REGION == 0
+                        && !(file_private && pme & PME_FILE != 0)
+                        && pme & (PME_PRESENT | PME_SWAP) != 0
+                        && !(pme & PME_PRESENT != 0 && zero_pfn != 0 && pme & PME_PFN_MASK == zero_pfn));
+                if !take {
+                    continue;
+                }
+                match runs.last_mut() {
+                    Some(r) if r.flags == flags && r.vaddr + r.nr_pages * PAGE_SIZE == page => r.nr_pages += 1,
+                    _ => runs.push(Run {
+                        vaddr: page,
+                        nr_pages: 1,
+                        flags,
+                    }),
+                }
+            }
+            addr += n as u64 * PAGE_SIZE;
+        }
+    }
+    Ok(runs)
+}

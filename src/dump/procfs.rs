@@ -1,0 +1,301 @@
+//! Parsers for the /proc files the dump reads: stat, status, limits,
+//! children, task lists, auxv, namespaces. Pure text/byte parsing; every
+//! error names the pid and file.
+
+use crate::error::{Error, Result};
+use std::path::PathBuf;
+
+pub fn path(pid: i32, what: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/{what}"))
+}
+
+pub fn read(pid: i32, what: &str) -> Result<Vec<u8>> {
+    let p = path(pid, what);
+    std::fs::read(&p).map_err(|e| Error::io(format!("pid {pid}: {}", p.display()), e))
+}
+
+pub fn read_string(pid: i32, what: &str) -> Result<String> {
+    Ok(String::from_utf8_lossy(&read(pid, what)?).into_owned())
+}
+
+fn bad(pid: i32, what: &str, msg: impl std::fmt::Display) -> Error {
+    Error::msg(format!("pid {pid}: /proc/{pid}/{what}: {msg}"))
+}
+
+/// The fields of /proc/PID/stat the dump uses.
+#[derive(Debug, Default, Clone)]
+pub struct Stat {
+    pub comm: String,
+    pub state: char,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    pub flags: u32,
+    pub nice: i64,
+    pub num_threads: i64,
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_stack: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+    pub exit_code: u32,
+}
+
+pub fn parse_stat(pid: i32, text: &str) -> Result<Stat> {
+    let open = text.find('(').ok_or_else(|| bad(pid, "stat", "no '('"))?;
+    let close = text.rfind(')').ok_or_else(|| bad(pid, "stat", "no ')'"))?;
+    let comm = text[open + 1..close].to_string();
+    // Fields after the comm, numbered from 3 (state) as in proc(5).
+    let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    let f = |n: usize| -> Result<&str> {
+        rest.get(n - 3)
+            .copied()
+            .ok_or_else(|| bad(pid, "stat", format!("field {n} missing")))
+    };
+    let num = |n: usize| -> Result<u64> {
+        let s = f(n)?;
+        s.parse::<u64>()
+            .or_else(|_| s.parse::<i64>().map(|v| v as u64))
+            .map_err(|_| bad(pid, "stat", format!("field {n} is not a number: {s}")))
+    };
+    Ok(Stat {
+        comm,
+        state: f(3)?.chars().next().unwrap_or('?'),
+        ppid: num(4)? as i32,
+        pgid: num(5)? as i32,
+        sid: num(6)? as i32,
+        flags: num(9)? as u32,
+        nice: num(19)? as i64,
+        num_threads: num(20)? as i64,
+        start_code: num(26)?,
+        end_code: num(27)?,
+        start_stack: num(28)?,
+        start_data: num(45)?,
+        end_data: num(46)?,
+        start_brk: num(47)?,
+        arg_start: num(48)?,
+        arg_end: num(49)?,
+        env_start: num(50)?,
+        env_end: num(51)?,
+        exit_code: num(52)? as u32,
+    })
+}
+
+pub fn stat(pid: i32) -> Result<Stat> {
+    parse_stat(pid, &read_string(pid, "stat")?)
+}
+
+pub fn thread_stat(pid: i32, tid: i32) -> Result<Stat> {
+    parse_stat(tid, &read_string(pid, &format!("task/{tid}/stat"))?)
+}
+
+/// The fields of /proc/PID/status the dump uses.
+#[derive(Debug, Default, Clone)]
+pub struct Status {
+    pub state: char,
+    pub tgid: i32,
+    pub ppid: i32,
+    pub tracer: i32,
+    pub uids: [u32; 4],
+    pub gids: [u32; 4],
+    pub groups: Vec<u32>,
+    pub ns_pid: Vec<i32>,
+    pub sig_pnd: u64,
+    pub shd_pnd: u64,
+    pub sig_blk: u64,
+    pub cap_inh: u64,
+    pub cap_prm: u64,
+    pub cap_eff: u64,
+    pub cap_bnd: u64,
+    pub cap_amb: u64,
+    pub no_new_privs: u32,
+    pub seccomp: u32,
+    pub thp_enabled: Option<bool>,
+}
+
+pub fn parse_status(pid: i32, text: &str) -> Result<Status> {
+    let mut s = Status::default();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else { continue };
+        let v = v.trim();
+        let hex = |v: &str| u64::from_str_radix(v, 16).map_err(|_| bad(pid, "status", format!("{k}: {v}")));
+        let nums = |v: &str| -> Result<Vec<u32>> {
+            v.split_whitespace()
+                .map(|x| x.parse::<u32>().map_err(|_| bad(pid, "status", format!("{k}: {v}"))))
+                .collect()
+        };
+        match k {
+            "State" => s.state = v.chars().next().unwrap_or('?'),
+            "Tgid" => s.tgid = v.parse().unwrap_or(0),
+            "PPid" => s.ppid = v.parse().unwrap_or(0),
+            "TracerPid" => s.tracer = v.parse().unwrap_or(0),
+            "Uid" | "Gid" => {
+                let n = nums(v)?;
+                if n.len() != 4 {
+                    return Err(bad(pid, "status", format!("{k}: {v}")));
+                }
+                let a = [n[0], n[1], n[2], n[3]];
+                if k == "Uid" {
+                    s.uids = a
+                } else {
+                    s.gids = a
+                }
+            }
+            "Groups" => s.groups = nums(v)?,
+            "NSpid" => s.ns_pid = v.split_whitespace().filter_map(|x| x.parse().ok()).collect(),
+            "SigPnd" => s.sig_pnd = hex(v)?,
+            "ShdPnd" => s.shd_pnd = hex(v)?,
+            "SigBlk" => s.sig_blk = hex(v)?,
+            "CapInh" => s.cap_inh = hex(v)?,
+            "CapPrm" => s.cap_prm = hex(v)?,
+            "CapEff" => s.cap_eff = hex(v)?,
+            "CapBnd" => s.cap_bnd = hex(v)?,
+            "CapAmb" => s.cap_amb = hex(v)?,
+            "NoNewPrivs" => s.no_new_privs = v.parse().unwrap_or(0),
+            "Seccomp" => s.seccomp = v.parse().unwrap_or(0),
+            "THP_enabled" => s.thp_enabled = Some(v == "1"),
+            _ => {}
+        }
+    }
+    Ok(s)
+}
+
+pub fn status(pid: i32) -> Result<Status> {
+    parse_status(pid, &read_string(pid, "status")?)
+}
+
+pub fn thread_status(pid: i32, tid: i32) -> Result<Status> {
+    parse_status(tid, &read_string(pid, &format!("task/{tid}/status"))?)
+}
+
+/// /proc/PID/limits as (soft, hard) pairs in RLIMIT_* order; "unlimited"
+/// is all ones, as the kernel's RLIM_INFINITY.
+pub fn parse_limits(pid: i32, text: &str) -> Result<Vec<(u64, u64)>> {
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        // "Max cpu time              unlimited            unlimited            seconds"
+        if line.len() < 26 {
+            continue;
+        }
+        let rest: Vec<&str> = line[26..].split_whitespace().collect();
+        if rest.len() < 2 {
+            return Err(bad(pid, "limits", format!("line {line:?}")));
+        }
+        let v = |s: &str| -> Result<u64> {
+            if s == "unlimited" {
+                Ok(u64::MAX)
+            } else {
+                s.parse().map_err(|_| bad(pid, "limits", format!("line {line:?}")))
+            }
+        };
+        out.push((v(rest[0])?, v(rest[1])?));
+    }
+    if out.len() != 16 {
+        return Err(bad(pid, "limits", format!("{} limits, expected 16", out.len())));
+    }
+    Ok(out)
+}
+
+pub fn limits(pid: i32) -> Result<Vec<(u64, u64)>> {
+    parse_limits(pid, &read_string(pid, "limits")?)
+}
+
+/// Thread ids of a process, sorted with the leader first.
+pub fn tasks(pid: i32) -> Result<Vec<i32>> {
+    let p = path(pid, "task");
+    let rd = std::fs::read_dir(&p).map_err(|e| Error::io(format!("pid {pid}: {}", p.display()), e))?;
+    let mut v: Vec<i32> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .collect();
+    v.sort_by_key(|&t| (t != pid, t));
+    Ok(v)
+}
+
+/// Children of every thread of `pid` (from /proc/PID/task/TID/children).
+pub fn children(pid: i32, threads: &[i32]) -> Result<Vec<i32>> {
+    let mut v = Vec::new();
+    for &t in threads {
+        let s = match std::fs::read_to_string(path(pid, &format!("task/{t}/children"))) {
+            Ok(s) => s,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => continue,
+            Err(e) => return Err(Error::io(format!("pid {pid}: /proc/{pid}/task/{t}/children"), e)),
+        };
+        v.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
+    }
+    v.sort();
+    v.dedup();
+    Ok(v)
+}
+
+/// /proc/PID/auxv as words, as CRIU keeps them (at most AT_VECTOR_SIZE = 44).
+pub fn auxv(pid: i32) -> Result<Vec<u64>> {
+    let b = read(pid, "auxv")?;
+    let mut v: Vec<u64> = b
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect();
+    v.truncate(44);
+    Ok(v)
+}
+
+/// The inode of a namespace link (/proc/PID/ns/NAME), 0 if absent.
+pub fn ns_ino(pid: i32, name: &str) -> u64 {
+    let p = path(pid, &format!("ns/{name}"));
+    match std::fs::read_link(&p) {
+        Ok(l) => {
+            let s = l.to_string_lossy();
+            s.rsplit('[')
+                .next()
+                .and_then(|x| x.trim_end_matches(']').parse().ok())
+                .unwrap_or(0)
+        }
+        Err(_) => 0,
+    }
+}
+
+pub fn read_u32_file(pid: i32, what: &str) -> Result<i64> {
+    let s = read_string(pid, what)?;
+    s.trim().parse::<i64>().map_err(|_| bad(pid, what, format!("not a number: {s:?}")))
+}
+
+/// A field "key:\tvalue" of /proc/PID/fdinfo/FD.
+pub fn fdinfo_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')).map(|r| r.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_spaces_in_comm() {
+        let t = "123 (a b) c) S 1 123 123 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 100 1000 10 18446744073709551615 \
+                 4096 8192 140000 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 12288 16384 20480 30000 30010 30010 30020 0\n";
+        let s = parse_stat(123, t).unwrap();
+        assert_eq!(s.comm, "a b) c");
+        assert_eq!(s.state, 'S');
+        assert_eq!(s.ppid, 1);
+        assert_eq!(s.flags, 4194560);
+        assert_eq!(s.start_code, 4096);
+        assert_eq!(s.end_code, 8192);
+        assert_eq!(s.start_stack, 140000);
+        assert_eq!(s.start_data, 12288);
+        assert_eq!(s.start_brk, 20480);
+        assert_eq!(s.env_end, 30020);
+        assert_eq!(s.exit_code, 0);
+    }
+
+    #[test]
+    fn limits_parse() {
+        let t = std::fs::read_to_string("/proc/self/limits").unwrap();
+        let l = parse_limits(0, &t).unwrap();
+        assert_eq!(l.len(), 16);
+    }
+}

@@ -1,0 +1,68 @@
+//! The process tree under the root pid, in CRIU's pstree order (the root
+//! first, then each task's children in pid order, depth first), with the
+//! threads of every task.
+
+use super::procfs;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    pub threads: Vec<i32>,
+    pub stat: procfs::Stat,
+}
+
+/// Walks the tree of `root` through /proc (threads and children). Meant
+/// to run on a frozen tree, where the answer is stable.
+pub fn walk(root: i32) -> Result<Vec<Task>> {
+    let mut out = Vec::new();
+    let mut stack = vec![(root, 0)];
+    while let Some((pid, ppid)) = stack.pop() {
+        let threads = procfs::tasks(pid)?;
+        let stat = procfs::stat(pid)?;
+        if stat.state == 'Z' {
+            return Err(Error::msg(format!(
+                "pid {pid}: is a zombie (exited, not reaped by its parent {ppid}); zombies are not supported"
+            )));
+        }
+        let kids = procfs::children(pid, &threads)?;
+        out.push(Task {
+            pid,
+            ppid,
+            pgid: stat.pgid,
+            sid: stat.sid,
+            threads,
+            stat,
+        });
+        for &k in kids.iter().rev() {
+            stack.push((k, pid));
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses trees whose sessions or groups cannot be rebuilt: a task in a
+/// session or group led by a task outside the tree, other than the root's
+/// own (which restore inherits).
+pub fn check_ids(tasks: &[Task]) -> Result<()> {
+    let Some(root) = tasks.first() else { return Ok(()) };
+    let pids: std::collections::HashSet<i32> = tasks.iter().map(|t| t.pid).collect();
+    for t in tasks {
+        if t.sid != root.sid && !pids.contains(&t.sid) {
+            return Err(Error::msg(format!(
+                "pid {}: its session {} is led by a task outside the dumped tree",
+                t.pid, t.sid
+            )));
+        }
+        if t.pgid != root.pgid && !pids.contains(&t.pgid) {
+            return Err(Error::msg(format!(
+                "pid {}: its process group {} is led by a task outside the dumped tree",
+                t.pid, t.pgid
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! kcmp(2): whether two processes share a kernel object (an open file, an
+//! address space, a descriptor table, fs info, signal handlers).
+
+/// The kinds of object kcmp compares (KCMP_* in linux/kcmp.h).
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    File = 0,
+    Vm = 1,
+    Files = 2,
+    Fs = 3,
+    Sighand = 4,
+}
+
+/// Compares an object of `pid1` with one of `pid2`. For [`Kind::File`],
+/// `idx1` and `idx2` are descriptor numbers. Returns the kernel's
+/// ordering: 0 when both are the same object.
+pub fn kcmp(pid1: i32, pid2: i32, kind: Kind, idx1: u64, idx2: u64) -> std::io::Result<i32> {
+    // SAFETY: kcmp takes only integers and touches no memory of ours.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_kcmp,
+            pid1 as nix::libc::c_long,
+            pid2 as nix::libc::c_long,
+            kind as nix::libc::c_long,
+            idx1 as nix::libc::c_ulong,
+            idx2 as nix::libc::c_ulong,
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r as i32)
+    }
+}
+
+/// True when the two objects are the same.
+pub fn same(pid1: i32, pid2: i32, kind: Kind, idx1: u64, idx2: u64) -> std::io::Result<bool> {
+    kcmp(pid1, pid2, kind, idx1, idx2).map(|r| r == 0)
+}
