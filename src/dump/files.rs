@@ -47,8 +47,9 @@ pub struct FileTable {
     next_ghost: u32,
     pub memfd_inodes: Vec<pb::MemfdInodeEntry>,
     memfd_by_ino: HashMap<u64, u32>,
-    /// Shared memory contents to dump: (shmem ino, pid, vma start, vma end).
-    pub shmem: Vec<(u64, i32, u64, u64)>,
+    /// Shared memory (memfd, shared anonymous) to dump: (inode, a /proc
+    /// path that opens it).
+    pub shmem: Vec<(u64, String)>,
 }
 
 impl FileTable {
@@ -219,7 +220,7 @@ impl FileTable {
 
     /// A memfd descriptor or a shared memory mapping: one memfd inode
     /// entry per inode; returns the inode id.
-    pub fn memfd_inode(&mut self, name: &str, st: &Stat, seals: u32, pid: i32, range: Option<(u64, u64)>) -> u32 {
+    pub fn memfd_inode(&mut self, name: &str, st: &Stat, seals: u32, open_path: &str) -> u32 {
         if let Some(&i) = self.memfd_by_ino.get(&st.ino) {
             return i;
         }
@@ -236,9 +237,7 @@ impl FileTable {
             mode: Some(st.mode),
         });
         self.memfd_by_ino.insert(st.ino, inode_id);
-        if let Some((s, e)) = range {
-            self.shmem.push((st.ino, pid, s, e));
-        }
+        self.shmem.push((st.ino, open_path.to_string()));
         inode_id
     }
 }

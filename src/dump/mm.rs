@@ -36,9 +36,8 @@ pub fn map_files(pid: i32, vmas: &mut [Vma], files: &mut FileTable) -> Result<()
             } else {
                 f.path.clone()
             };
-            let range = if v.flags & maps::MAP_SHARED != 0 { Some((v.start, v.end)) } else { None };
             let seals = memfd_seals(&f.proc_link);
-            let inode_id = files.memfd_inode(&name, &st, seals, pid, range);
+            let inode_id = files.memfd_inode(&name, &st, seals, &f.proc_link);
             let id = files.new_id();
             files.push(super::files::FD_MEMFD, id, |e| {
                 e.memfd = Some(pb::MemfdFileEntry {

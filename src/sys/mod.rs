@@ -5,3 +5,4 @@ pub mod mmap;
 pub mod kcmp;
 pub mod task;
 pub mod sockdiag;
+pub mod sockopt;

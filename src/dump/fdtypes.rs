@@ -1,0 +1,237 @@
+//! One open file description into files.img, by kind. Kinds whose state
+//! /proc/PID/fdinfo shows (eventfd, epoll, timerfd, signalfd, inotify)
+//! are read from there; sockets go to [`super::sockets`].
+
+use super::fdscan::{Fd, Kind};
+use super::files::*;
+use super::freeze::Frozen;
+use super::procfs::fdinfo_field;
+use super::sockets::Sockets;
+use crate::error::{Error, Result};
+use crate::image::pb;
+
+/// The fdinfo type of a descriptor (refusing unsupported kinds).
+pub fn file_type(pid: i32, fd: &Fd, socks: &mut Sockets, opts: &super::DumpOpts) -> Result<i32> {
+    Ok(match &fd.kind {
+        Kind::Path { .. } => FD_REG,
+        Kind::Fifo { .. } => FD_FIFO,
+        Kind::Pipe(_) => FD_PIPE,
+        Kind::Socket(ino) => socks.fd_type(pid, fd.fd, *ino)?,
+        Kind::Eventfd => FD_EVENTFD,
+        Kind::Eventpoll => FD_EVENTPOLL,
+        Kind::Timerfd => FD_TIMERFD,
+        Kind::Signalfd => FD_SIGNALFD,
+        Kind::Inotify => FD_INOTIFY,
+        Kind::Memfd { .. } => FD_MEMFD,
+        Kind::Tty { path } => {
+            if !opts.shell_job {
+                return Err(Error::msg(format!(
+                    "pid {pid} fd {}: is the terminal {path}; dump with --shell-job if the tree is a job of this shell",
+                    fd.fd
+                )));
+            }
+            FD_REG
+        }
+        Kind::Other(what) => {
+            return Err(Error::msg(format!(
+                "pid {pid} fd {}: {what} is not supported by crit dump",
+                fd.fd
+            )))
+        }
+    })
+}
+
+fn field<'a>(pid: i32, fd: &'a Fd, key: &str) -> Result<&'a str> {
+    fdinfo_field(&fd.info, key)
+        .ok_or_else(|| Error::msg(format!("pid {pid} fd {}: fdinfo has no {key:?}", fd.fd)))
+}
+
+fn hex(pid: i32, fd: &Fd, v: &str) -> Result<u64> {
+    u64::from_str_radix(v.trim(), 16).map_err(|_| Error::msg(format!("pid {pid} fd {}: bad fdinfo value {v:?}", fd.fd)))
+}
+
+/// Key:value pairs of one fdinfo line like "tfd: 8 events: 19 data: 7".
+fn pairs(line: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let toks: Vec<&str> = line.split_whitespace().collect();
+    let mut i = 0;
+    while i < toks.len() {
+        let t = toks[i];
+        if let Some((k, v)) = t.split_once(':') {
+            if v.is_empty() {
+                if let Some(n) = toks.get(i + 1) {
+                    out.push((k.to_string(), n.to_string()));
+                    i += 2;
+                    continue;
+                }
+            } else {
+                out.push((k.to_string(), v.to_string()));
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+fn get<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    p.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
+}
+
+/// Writes the files.img entry (and data images) of a new open file.
+pub fn dump_fd(fr: &Frozen, pid: i32, fd: &Fd, id: u32, files: &mut FileTable, socks: &mut Sockets, opts: &super::DumpOpts) -> Result<()> {
+    match &fd.kind {
+        Kind::Path { path, deleted } => files.reg_fd(pid, fd, id, path, *deleted),
+        Kind::Tty { path } => {
+            // --shell-job: the terminal is the caller's; restore reopens it.
+            let _ = opts;
+            files.reg_fd(pid, fd, id, path, false)
+        }
+        Kind::Pipe(ino) => files.pipe_fd(pid, fd, id, *ino, false),
+        Kind::Fifo { .. } => files.pipe_fd(pid, fd, id, fd.st.ino, true),
+        Kind::Eventfd => {
+            let counter = hex(pid, fd, field(pid, fd, "eventfd-count")?)?;
+            files.push(FD_EVENTFD, id, |e| {
+                e.efd = Some(pb::EventfdFileEntry {
+                    id,
+                    flags: fd.flags,
+                    fown: fown(),
+                    counter,
+                })
+            });
+            Ok(())
+        }
+        Kind::Eventpoll => {
+            let mut tfds = Vec::new();
+            for l in fd.info.lines().filter(|l| l.starts_with("tfd:")) {
+                let p = pairs(l);
+                let num = |k: &str, radix: u32| -> Result<u64> {
+                    get(&p, k)
+                        .and_then(|v| u64::from_str_radix(v, radix).ok())
+                        .ok_or_else(|| Error::msg(format!("pid {pid} fd {}: epoll fdinfo line {l:?}", fd.fd)))
+                };
+                tfds.push(pb::EventpollTfdEntry {
+                    id: 0,
+                    tfd: num("tfd", 10)? as u32,
+                    events: num("events", 16)? as u32,
+                    data: num("data", 16)?,
+                    dev: Some(num("sdev", 16)? as u32),
+                    inode: Some(num("ino", 16)?),
+                    pos: Some(num("pos", 10).unwrap_or(0)),
+                });
+            }
+            files.push(FD_EVENTPOLL, id, |e| {
+                e.epfd = Some(pb::EventpollFileEntry {
+                    id,
+                    flags: fd.flags,
+                    fown: fown(),
+                    tfd: tfds,
+                })
+            });
+            Ok(())
+        }
+        Kind::Timerfd => {
+            let clockid: u32 = field(pid, fd, "clockid")?.parse().unwrap_or(0);
+            let ticks: u64 = field(pid, fd, "ticks")?.parse().unwrap_or(0);
+            let settime_flags = u32::from_str_radix(field(pid, fd, "settime flags")?, 8).unwrap_or(0);
+            let pair = |k: &str| -> Result<(u64, u64)> {
+                let v = field(pid, fd, k)?;
+                let v = v.trim_start_matches('(').trim_end_matches(')');
+                let (a, b) = v.split_once(',').ok_or_else(|| Error::msg(format!("pid {pid} fd {}: timerfd {k} {v:?}", fd.fd)))?;
+                Ok((a.trim().parse().unwrap_or(0), b.trim().parse().unwrap_or(0)))
+            };
+            let (vsec, vnsec) = pair("it_value")?;
+            let (isec, insec) = pair("it_interval")?;
+            files.push(FD_TIMERFD, id, |e| {
+                e.tfd = Some(pb::TimerfdEntry {
+                    id,
+                    flags: fd.flags,
+                    fown: fown(),
+                    clockid,
+                    ticks,
+                    settime_flags,
+                    vsec,
+                    vnsec,
+                    isec,
+                    insec,
+                })
+            });
+            Ok(())
+        }
+        Kind::Signalfd => {
+            let sigmask = hex(pid, fd, field(pid, fd, "sigmask")?)?;
+            files.push(FD_SIGNALFD, id, |e| {
+                e.sgfd = Some(pb::SignalfdEntry {
+                    id,
+                    flags: fd.flags,
+                    fown: fown(),
+                    sigmask,
+                })
+            });
+            Ok(())
+        }
+        Kind::Inotify => {
+            let mut wds = Vec::new();
+            for l in fd.info.lines().filter(|l| l.starts_with("inotify ")) {
+                let p = pairs(l);
+                let h = |k: &str| -> Result<u64> {
+                    get(&p, k)
+                        .and_then(|v| u64::from_str_radix(v, 16).ok())
+                        .ok_or_else(|| Error::msg(format!("pid {pid} fd {}: inotify fdinfo line {l:?}", fd.fd)))
+                };
+                let wd: u32 = get(&p, "wd").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let bytes = h("fhandle-bytes")? as u32;
+                let htype = h("fhandle-type")? as u32;
+                let raw = get(&p, "f_handle").unwrap_or("");
+                let mut hb: Vec<u8> = (0..raw.len() / 2)
+                    .filter_map(|i| u8::from_str_radix(&raw[2 * i..2 * i + 2], 16).ok())
+                    .collect();
+                hb.resize(128, 0);
+                let handle: Vec<u64> = hb
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                    .collect();
+                wds.push(pb::InotifyWdEntry {
+                    id: 0,
+                    i_ino: h("ino")?,
+                    mask: h("mask")? as u32,
+                    ignored_mask: h("ignored_mask")? as u32,
+                    s_dev: h("sdev")? as u32,
+                    wd,
+                    f_handle: pb::FhEntry {
+                        bytes,
+                        r#type: htype,
+                        handle,
+                        path: None,
+                        mnt_id: None,
+                    },
+                });
+            }
+            files.push(FD_INOTIFY, id, |e| {
+                e.ify = Some(pb::InotifyFileEntry {
+                    id,
+                    flags: fd.flags,
+                    fown: fown(),
+                    wd: wds,
+                })
+            });
+            Ok(())
+        }
+        Kind::Memfd { name } => {
+            let link = format!("/proc/{pid}/fd/{}", fd.fd);
+            let seals = super::mm::memfd_seals(&link);
+            let inode_id = files.memfd_inode(name, &fd.st, seals, &link);
+            files.push(FD_MEMFD, id, |e| {
+                e.memfd = Some(pb::MemfdFileEntry {
+                    id,
+                    flags: fd.flags,
+                    pos: fd.pos,
+                    fown: fown(),
+                    inode_id,
+                })
+            });
+            Ok(())
+        }
+        Kind::Socket(ino) => socks.dump_fd(fr, pid, fd, id, *ino, files, opts),
+        Kind::Other(_) => Ok(()),
+    }
+}

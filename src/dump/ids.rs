@@ -1,0 +1,100 @@
+//! ids-PID.img and inventory's root_ids: kernel objects shared between
+//! tasks get one id (kcmp), as CRIU numbers them: the dumper's own objects
+//! first (so the tree's start at 2 when nothing is shared with it), and
+//! namespaces by inode, in CRIU's order of kinds.
+
+use crate::error::{Error, Result};
+use crate::image::pb;
+use crate::sys::kcmp;
+use std::collections::HashMap;
+
+/// Namespace kinds in the order CRIU gives them ids.
+const NS_KINDS: [&str; 8] = ["pid", "net", "ipc", "uts", "time", "mnt", "user", "cgroup"];
+
+#[derive(Default)]
+pub struct Ids {
+    /// Per kcmp kind: (pid, id) of each distinct object seen.
+    objs: HashMap<u8, Vec<(i32, u32)>>,
+    next: HashMap<u8, u32>,
+    ns: HashMap<(usize, u64), u32>,
+    next_ns: u32,
+}
+
+impl Ids {
+    fn obj(&mut self, pid: i32, kind: kcmp::Kind) -> Result<u32> {
+        let k = kind as u8;
+        let list = self.objs.entry(k).or_default();
+        for &(p, id) in list.iter() {
+            if p == pid {
+                return Ok(id);
+            }
+            let same = kcmp::same(p, pid, kind, 0, 0)
+                .map_err(|e| Error::io(format!("pid {pid}: kcmp with pid {p}"), e))?;
+            if same {
+                return Ok(id);
+            }
+        }
+        let n = self.next.entry(k).or_insert(0);
+        *n += 1;
+        let id = *n;
+        list.push((pid, id));
+        Ok(id)
+    }
+
+    fn ns_id(&mut self, pid: i32, kind: usize) -> Option<u32> {
+        let ino = super::procfs::ns_ino(pid, NS_KINDS[kind]);
+        if ino == 0 {
+            return None;
+        }
+        if let Some(&id) = self.ns.get(&(kind, ino)) {
+            return Some(id);
+        }
+        self.next_ns += 1;
+        self.ns.insert((kind, ino), self.next_ns);
+        Some(self.next_ns)
+    }
+
+    /// The ids of task `pid`.
+    pub fn task(&mut self, pid: i32) -> Result<pb::TaskKobjIdsEntry> {
+        let mut ns = [None; 8];
+        for (i, slot) in ns.iter_mut().enumerate() {
+            *slot = self.ns_id(pid, i);
+        }
+        Ok(pb::TaskKobjIdsEntry {
+            vm_id: self.obj(pid, kcmp::Kind::Vm)?,
+            files_id: self.obj(pid, kcmp::Kind::Files)?,
+            fs_id: self.obj(pid, kcmp::Kind::Fs)?,
+            sighand_id: self.obj(pid, kcmp::Kind::Sighand)?,
+            pid_ns_id: ns[0],
+            net_ns_id: ns[1],
+            ipc_ns_id: ns[2],
+            uts_ns_id: ns[3],
+            time_ns_id: ns[4],
+            mnt_ns_id: ns[5],
+            user_ns_id: ns[6],
+            cgroup_ns_id: ns[7],
+        })
+    }
+
+    /// Refuses a tree in namespaces other than the dumper's (not supported).
+    pub fn check_same_ns(&self, pid: i32, t: &pb::TaskKobjIdsEntry, root: &pb::TaskKobjIdsEntry) -> Result<()> {
+        let pairs = [
+            ("pid", t.pid_ns_id, root.pid_ns_id),
+            ("net", t.net_ns_id, root.net_ns_id),
+            ("ipc", t.ipc_ns_id, root.ipc_ns_id),
+            ("uts", t.uts_ns_id, root.uts_ns_id),
+            ("time", t.time_ns_id, root.time_ns_id),
+            ("mnt", t.mnt_ns_id, root.mnt_ns_id),
+            ("user", t.user_ns_id, root.user_ns_id),
+            ("cgroup", t.cgroup_ns_id, root.cgroup_ns_id),
+        ];
+        for (n, a, b) in pairs {
+            if a != b {
+                return Err(Error::msg(format!(
+                    "pid {pid}: lives in another {n} namespace than crit; dumping namespaces is not supported"
+                )));
+            }
+        }
+        Ok(())
+    }
+}

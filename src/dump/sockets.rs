@@ -1,0 +1,493 @@
+//! Sockets: unix (every type, with names, peers, queues, shutdown state,
+//! external peers), TCP/UDP listening or unconnected, netlink. Topology
+//! comes from NETLINK_SOCK_DIAG; options and queued data from a copy of
+//! the target's descriptor (pidfd_getfd), read with MSG_PEEK and
+//! SO_PEEK_OFF so nothing is consumed.
+
+use super::fdscan::Fd;
+use super::files::{fown, FileTable, FD_INETSK, FD_NETLINKSK, FD_UNIXSK};
+use super::freeze::Frozen;
+use crate::error::{Error, Result};
+use crate::image::pb;
+use crate::image::typed::ImageBuilder;
+use crate::sys::sockdiag::{self, InetDiag, UnixDiag};
+use crate::sys::sockopt;
+use nix::libc;
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+const SOCK_STREAM: u8 = 1;
+const SOCK_DGRAM: u8 = 2;
+const TCP_LISTEN: u8 = 10;
+const TCP_CLOSE: u8 = 7;
+const USK_EXTERN: u32 = 1;
+
+struct UnixSk {
+    pid: i32,
+    fd: i32,
+    id: u32,
+    flags: u32,
+    diag: UnixDiag,
+    opts: pb::SkOptsEntry,
+    name_dir: Option<String>,
+    deleted: bool,
+    file_perms: Option<pb::FilePermsEntry>,
+}
+
+#[derive(Default)]
+pub struct Sockets {
+    unix: Option<HashMap<u32, UnixDiag>>,
+    inet: Option<HashMap<u32, InetDiag>>,
+    netlink: Option<HashMap<u32, (u32, u32)>>,
+    pending: Vec<UnixSk>,
+    pub queues: Option<ImageBuilder>,
+    pub count: usize,
+    pub net_ns_id: Option<u32>,
+}
+
+fn io(pid: i32, fd: i32, what: &str, e: impl Into<std::io::Error>) -> Error {
+    Error::io(format!("pid {pid} fd {fd}: {what}"), e.into())
+}
+
+impl Sockets {
+    fn unix_map(&mut self) -> Result<&HashMap<u32, UnixDiag>> {
+        if self.unix.is_none() {
+            self.unix = Some(sockdiag::unix_sockets().map_err(|e| Error::io("sock_diag: unix sockets", e))?);
+        }
+        Ok(self.unix.as_ref().unwrap_or_else(|| unreachable!()))
+    }
+
+    fn inet_map(&mut self) -> Result<&HashMap<u32, InetDiag>> {
+        if self.inet.is_none() {
+            let mut m = HashMap::new();
+            for fam in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+                for proto in [libc::IPPROTO_TCP as u8, libc::IPPROTO_UDP as u8] {
+                    match sockdiag::inet_sockets(fam, proto) {
+                        Ok(x) => m.extend(x),
+                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                        Err(e) => return Err(Error::io("sock_diag: inet sockets", e)),
+                    }
+                }
+            }
+            self.inet = Some(m);
+        }
+        Ok(self.inet.as_ref().unwrap_or_else(|| unreachable!()))
+    }
+
+    fn netlink_map(&mut self) -> &HashMap<u32, (u32, u32)> {
+        if self.netlink.is_none() {
+            // /proc/net/netlink: sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+            let mut m = HashMap::new();
+            if let Ok(s) = std::fs::read_to_string("/proc/net/netlink") {
+                for l in s.lines().skip(1) {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    if f.len() >= 10 {
+                        if let (Ok(proto), Ok(portid), Ok(ino)) = (f[1].parse(), f[2].parse(), f[9].parse()) {
+                            m.insert(ino, (proto, portid));
+                        }
+                    }
+                }
+            }
+            self.netlink = Some(m);
+        }
+        self.netlink.as_ref().unwrap_or_else(|| unreachable!())
+    }
+
+    /// The fdinfo type of socket `ino`, refusing unknown families.
+    pub fn fd_type(&mut self, pid: i32, fd: i32, ino: u64) -> Result<i32> {
+        let ino32 = ino as u32;
+        if self.unix_map()?.contains_key(&ino32) {
+            return Ok(FD_UNIXSK);
+        }
+        if self.inet_map()?.contains_key(&ino32) {
+            return Ok(FD_INETSK);
+        }
+        if self.netlink_map().contains_key(&ino32) {
+            return Ok(FD_NETLINKSK);
+        }
+        Err(Error::msg(format!(
+            "pid {pid} fd {fd}: socket {ino} is of a family crit dump does not support (only unix, TCP, UDP, netlink)"
+        )))
+    }
+
+    pub fn dump_fd(&mut self, fr: &Frozen, pid: i32, fd: &Fd, id: u32, ino: u64, files: &mut FileTable, opts: &super::DumpOpts) -> Result<()> {
+        self.count += 1;
+        let ino32 = ino as u32;
+        let copy = fr.getfd(pid, fd.fd)?;
+        if let Some(d) = self.unix_map()?.get(&ino32).cloned() {
+            return self.unix_fd(pid, fd, id, d, copy);
+        }
+        if let Some(d) = self.inet_map()?.get(&ino32).cloned() {
+            return self.inet_fd(pid, fd, id, d, copy.as_fd(), files, opts);
+        }
+        if let Some(&(proto, portid)) = self.netlink_map().get(&ino32) {
+            let so = sk_opts(pid, fd.fd, copy.as_fd(), true)?;
+            files.push(FD_NETLINKSK, id, |e| {
+                e.nlsk = Some(pb::NetlinkSkEntry {
+                    id,
+                    ino: ino32,
+                    protocol: proto,
+                    state: TCP_CLOSE as u32,
+                    flags: fd.flags,
+                    portid,
+                    groups: Vec::new(),
+                    dst_portid: 0,
+                    dst_group: 0,
+                    fown: fown(),
+                    opts: so,
+                    ns_id: None,
+                })
+            });
+            return Ok(());
+        }
+        Err(Error::msg(format!("pid {pid} fd {}: socket {ino} vanished", fd.fd)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn inet_fd(&mut self, pid: i32, fd: &Fd, id: u32, d: InetDiag, copy: BorrowedFd, files: &mut FileTable, opts: &super::DumpOpts) -> Result<()> {
+        let is_tcp = d.protocol == libc::IPPROTO_TCP as u8;
+        if is_tcp && d.state != TCP_LISTEN && d.state != TCP_CLOSE {
+            let more = if opts.tcp_established {
+                "established TCP connections are not supported yet, even with --tcp-established"
+            } else {
+                "established TCP connections are not supported"
+            };
+            return Err(Error::msg(format!(
+                "pid {pid} fd {}: TCP socket {} (port {} -> {}) is connected (state {}); {more}",
+                fd.fd, d.ino, d.sport, d.dport, d.state
+            )));
+        }
+        if !is_tcp && d.dport != 0 {
+            return Err(Error::msg(format!(
+                "pid {pid} fd {}: UDP socket {} is connected to port {}; connected UDP sockets are not supported yet",
+                fd.fd, d.ino, d.dport
+            )));
+        }
+        let so = sk_opts(pid, fd.fd, copy, false)?;
+        let v4 = d.family == libc::AF_INET as u8;
+        let addr = |a: [u32; 4]| if v4 { vec![a[0]] } else { a.to_vec() };
+        let backlog = if d.state == TCP_LISTEN { d.wqueue } else { 0 };
+        let sk_type = if is_tcp { 1 } else { 2 };
+        let v6only = if v4 {
+            None
+        } else {
+            Some(sockopt::get_int(copy, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY).map_err(|e| io(pid, fd.fd, "IPV6_V6ONLY", e))? != 0)
+        };
+        let freebind = sockopt::get_int(copy, libc::IPPROTO_IP, libc::IP_FREEBIND).unwrap_or(0) != 0;
+        files.push(FD_INETSK, id, |e| {
+            e.isk = Some(pb::InetSkEntry {
+                id,
+                ino: d.ino,
+                family: d.family as u32,
+                r#type: sk_type,
+                proto: d.protocol as u32,
+                state: d.state as u32,
+                src_port: d.sport as u32,
+                dst_port: d.dport as u32,
+                flags: fd.flags,
+                backlog,
+                src_addr: addr(d.src),
+                dst_addr: addr(d.dst),
+                fown: fown(),
+                opts: so,
+                v6only,
+                ip_opts: Some(pb::IpOptsEntry {
+                    freebind: if freebind { Some(true) } else { None },
+                    ..Default::default()
+                }),
+                ifname: None,
+                ns_id: self.net_ns_id,
+                shutdown: None,
+                tcp_opts: None,
+            })
+        });
+        Ok(())
+    }
+
+    fn unix_fd(&mut self, pid: i32, fd: &Fd, id: u32, d: UnixDiag, copy: OwnedFd) -> Result<()> {
+        let so = sk_opts(pid, fd.fd, copy.as_fd(), true)?;
+        let (mut name_dir, mut deleted, mut file_perms) = (None, false, None);
+        if let Some(name) = &d.name {
+            if !name.is_empty() && name[0] != 0 {
+                let path = String::from_utf8_lossy(name.split(|&b| b == 0).next().unwrap_or(&[])).into_owned();
+                let full = if path.starts_with('/') {
+                    path.clone()
+                } else {
+                    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
+                        .map_err(|e| io(pid, fd.fd, "readlink cwd", e))?
+                        .to_string_lossy()
+                        .into_owned();
+                    name_dir = Some(cwd.clone());
+                    format!("{cwd}/{path}")
+                };
+                use std::os::unix::fs::MetadataExt;
+                match (std::fs::symlink_metadata(&full), d.vfs) {
+                    (Ok(m), Some((_, vino))) if m.ino() == vino as u64 => {
+                        file_perms = Some(pb::FilePermsEntry {
+                            mode: m.mode(),
+                            uid: m.uid(),
+                            gid: m.gid(),
+                        });
+                    }
+                    (_, Some(_)) => {
+                        deleted = true;
+                        file_perms = Some(pb::FilePermsEntry {
+                            mode: 0o140755,
+                            uid: 0,
+                            gid: 0,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if d.state != TCP_LISTEN {
+            self.read_queue(pid, fd.fd, id, &d, copy.as_fd())?;
+        }
+        self.pending.push(UnixSk {
+            pid,
+            fd: fd.fd,
+            id,
+            flags: fd.flags,
+            diag: d,
+            opts: so,
+            name_dir,
+            deleted,
+            file_perms,
+        });
+        Ok(())
+    }
+
+    /// Copies the receive queue of a unix socket into sk-queues, message by
+    /// message, without consuming it.
+    fn read_queue(&mut self, pid: i32, fd: i32, id: u32, d: &UnixDiag, sk: BorrowedFd) -> Result<()> {
+        let queued = d.rqlen.map(|r| r.0).unwrap_or(0);
+        if queued == 0 {
+            return Ok(());
+        }
+        let old = sockopt::get_int(sk, libc::SOL_SOCKET, libc::SO_PEEK_OFF).map_err(|e| io(pid, fd, "SO_PEEK_OFF", e))?;
+        sockopt::set_int(sk, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0).map_err(|e| io(pid, fd, "SO_PEEK_OFF", e))?;
+        let r = self.peek_all(pid, fd, id, d, sk);
+        let back = sockopt::set_int(sk, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old);
+        r?;
+        back.map_err(|e| io(pid, fd, "restore SO_PEEK_OFF", e))
+    }
+
+    fn peek_all(&mut self, pid: i32, fd: i32, id: u32, d: &UnixDiag, sk: BorrowedFd) -> Result<()> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+        use std::os::fd::AsRawFd;
+        let sndbuf = sockopt::get_int(sk, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(212992).max(65536) as usize;
+        let mut buf = vec![0u8; sndbuf.max(1 << 20)];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 253]);
+        loop {
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let r = recvmsg::<UnixAddr>(
+                sk.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+            );
+            let msg = match r {
+                Ok(m) => m,
+                Err(nix::errno::Errno::EAGAIN) => return Ok(()),
+                Err(e) => return Err(io(pid, fd, "peek queued data", e)),
+            };
+            let n = msg.bytes;
+            let mut rights = 0;
+            if let Ok(cms) = msg.cmsgs() {
+                for c in cms {
+                    if let ControlMessageOwned::ScmRights(fds) = c {
+                        rights += fds.len();
+                        for f in fds {
+                            close_installed(f);
+                        }
+                    }
+                }
+            }
+            let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
+            drop(iov);
+            if rights > 0 {
+                return Err(Error::msg(format!(
+                    "pid {pid} fd {fd}: unix socket {} has {rights} file descriptor(s) in flight (SCM_RIGHTS) in its queue; not supported",
+                    d.ino
+                )));
+            }
+            if truncated {
+                return Err(Error::msg(format!("pid {pid} fd {fd}: unix socket {}: a queued message is larger than {} bytes", d.ino, buf.len())));
+            }
+            if n == 0 {
+                if d.sk_type == SOCK_STREAM {
+                    return Ok(());
+                }
+                return Err(Error::msg(format!(
+                    "pid {pid} fd {fd}: unix socket {} has an empty datagram queued; not supported",
+                    d.ino
+                )));
+            }
+            if self.queues.is_none() {
+                self.queues = Some(ImageBuilder::new("SK_QUEUES")?);
+            }
+            let Some(q) = self.queues.as_mut() else { continue };
+            q.entry(&pb::SkPacketEntry {
+                id_for: id,
+                length: n as u32,
+                scm: Vec::new(),
+            })
+            .raw(&buf[..n]);
+        }
+    }
+
+    /// Writes the unix socket entries once every descriptor of the tree is
+    /// known: peers outside the tree become external entries (with
+    /// consent) or a refusal.
+    pub fn finish(&mut self, files: &mut FileTable, ext: &super::ExtUnix) -> Result<()> {
+        let in_tree: HashSet<u32> = self.pending.iter().map(|s| s.diag.ino).collect();
+        // Embryos: connections in some in-tree listener's accept queue.
+        let mut embryo_of: HashMap<u32, u32> = HashMap::new();
+        for s in &self.pending {
+            for &c in &s.diag.icons {
+                embryo_of.insert(c, s.diag.ino);
+            }
+        }
+        let map = self.unix.clone().unwrap_or_default();
+        let mut ext_entries: HashMap<u32, u32> = HashMap::new();
+        let pending = std::mem::take(&mut self.pending);
+        for s in &pending {
+            let mut peer = s.diag.peer.unwrap_or(0);
+            if peer != 0 && !in_tree.contains(&peer) {
+                if let Some(&l) = embryo_of.get(&peer) {
+                    let queued = map.get(&peer).and_then(|e| e.rqlen).map(|r| r.0).unwrap_or(0);
+                    if queued > 0 {
+                        return Err(Error::msg(format!(
+                            "pid {} fd {}: unix socket {} has a connection pending in listener {l} that carries {queued} unread byte(s); not supported yet",
+                            s.pid, s.fd, s.diag.ino
+                        )));
+                    }
+                    peer = l;
+                } else if ext.allows(s.diag.ino as u64) || ext.allows(peer as u64) {
+                    if !ext_entries.contains_key(&peer) {
+                        let eid = files.new_id();
+                        let name = map.get(&peer).and_then(|p| p.name.clone()).unwrap_or_default();
+                        files.push(FD_UNIXSK, eid, |e| {
+                            e.usk = Some(pb::UnixSkEntry {
+                                id: eid,
+                                ino: peer,
+                                r#type: SOCK_DGRAM as u32,
+                                state: TCP_LISTEN as u32,
+                                flags: 0,
+                                uflags: USK_EXTERN,
+                                backlog: 0,
+                                peer: 0,
+                                fown: fown(),
+                                opts: pb::SkOptsEntry::default(),
+                                name,
+                                ..Default::default()
+                            })
+                        });
+                        ext_entries.insert(peer, eid);
+                    }
+                } else {
+                    let (addr, holder) = describe_peer(&map, peer);
+                    return Err(Error::msg(format!(
+                        "pid {} fd {}: unix socket {} is connected to socket {peer}{addr}{holder} outside the dumped tree; \
+                         to dump it as external, give --ext-unix-sk={}",
+                        s.pid, s.fd, s.diag.ino, s.diag.ino
+                    )));
+                }
+            }
+            let e = pb::UnixSkEntry {
+                id: s.id,
+                ino: s.diag.ino,
+                r#type: s.diag.sk_type as u32,
+                state: s.diag.state as u32,
+                flags: s.flags,
+                uflags: 0,
+                backlog: s.diag.rqlen.map(|r| r.1).unwrap_or(0),
+                peer,
+                fown: fown(),
+                opts: s.opts.clone(),
+                name: s.diag.name.clone().unwrap_or_default(),
+                shutdown: s.diag.shutdown.filter(|&v| v != 0).map(|v| v as i32),
+                file_perms: s.file_perms.clone(),
+                name_dir: s.name_dir.clone(),
+                deleted: if s.deleted { Some(true) } else { None },
+                ns_id: self.net_ns_id,
+                mnt_id: None,
+            };
+            files.push(FD_UNIXSK, s.id, |f| f.usk = Some(e));
+        }
+        Ok(())
+    }
+}
+
+/// Closes a descriptor the kernel installed in our table when a peek
+/// carried SCM_RIGHTS.
+fn close_installed(fd: std::os::fd::RawFd) {
+    let _ = nix::unistd::close(fd);
+}
+
+fn describe_peer(map: &HashMap<u32, UnixDiag>, peer: u32) -> (String, String) {
+    let addr = match map.get(&peer).and_then(|p| p.name.clone()) {
+        Some(n) if !n.is_empty() && n[0] == 0 => format!(" (abstract address @{})", String::from_utf8_lossy(&n[1..])),
+        Some(n) if !n.is_empty() => format!(" (address {})", String::from_utf8_lossy(n.split(|&b| b == 0).next().unwrap_or(&[]))),
+        _ => " (no address)".to_string(),
+    };
+    let holder = find_holder(peer).map(|(p, f)| format!(", held by pid {p} fd {f}")).unwrap_or_default();
+    (addr, holder)
+}
+
+/// Which process holds socket `ino` (for error messages).
+fn find_holder(ino: u32) -> Option<(i32, i32)> {
+    let want = format!("socket:[{ino}]");
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        for f in fds.flatten() {
+            if std::fs::read_link(f.path()).map(|l| l.to_string_lossy() == want).unwrap_or(false) {
+                let fd = f.file_name().to_string_lossy().parse().unwrap_or(-1);
+                return Some((pid, fd));
+            }
+        }
+    }
+    None
+}
+
+/// Socket options as CRIU records them (criu/sockets.c dump_socket_opts).
+fn sk_opts(pid: i32, fd: i32, sk: BorrowedFd, unix_or_netlink: bool) -> Result<pb::SkOptsEntry> {
+    let g = |name: i32| sockopt::get_int(sk, libc::SOL_SOCKET, name).map_err(|e| io(pid, fd, "getsockopt", e));
+    let (ss, su) = sockopt::get_timeval(sk, libc::SOL_SOCKET, libc::SO_SNDTIMEO).map_err(|e| io(pid, fd, "SO_SNDTIMEO", e))?;
+    let (rs, ru) = sockopt::get_timeval(sk, libc::SOL_SOCKET, libc::SO_RCVTIMEO).map_err(|e| io(pid, fd, "SO_RCVTIMEO", e))?;
+    let mark = g(libc::SO_MARK)? as u32;
+    let linger = sockopt::get_bytes(sk, libc::SOL_SOCKET, libc::SO_LINGER).unwrap_or_default();
+    let l_on = linger.get(0..4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
+    let l_val = linger.get(4..8).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
+    let bound = sockopt::get_bytes(sk, libc::SOL_SOCKET, libc::SO_BINDTODEVICE).unwrap_or_default();
+    let bound = String::from_utf8_lossy(bound.split(|&b| b == 0).next().unwrap_or(&[])).into_owned();
+    Ok(pb::SkOptsEntry {
+        so_sndbuf: g(libc::SO_SNDBUF)? as u32,
+        so_rcvbuf: g(libc::SO_RCVBUF)? as u32,
+        so_snd_tmo_sec: ss,
+        so_snd_tmo_usec: su,
+        so_rcv_tmo_sec: rs,
+        so_rcv_tmo_usec: ru,
+        reuseaddr: Some(g(libc::SO_REUSEADDR)? != 0),
+        so_priority: Some(g(libc::SO_PRIORITY)? as u32),
+        so_rcvlowat: Some(g(libc::SO_RCVLOWAT)? as u32),
+        so_mark: if mark != 0 { Some(mark) } else { None },
+        so_passcred: if unix_or_netlink { Some(g(libc::SO_PASSCRED)? != 0) } else { None },
+        so_passsec: if unix_or_netlink { Some(g(libc::SO_PASSSEC)? != 0) } else { None },
+        so_dontroute: Some(g(libc::SO_DONTROUTE)? != 0),
+        so_no_check: Some(g(libc::SO_NO_CHECK)? != 0),
+        so_bound_dev: if bound.is_empty() { None } else { Some(bound) },
+        so_filter: Vec::new(),
+        so_reuseport: Some(g(libc::SO_REUSEPORT)? != 0),
+        so_broadcast: Some(g(libc::SO_BROADCAST)? != 0),
+        so_keepalive: Some(g(libc::SO_KEEPALIVE)? != 0),
+        tcp_keepcnt: None,
+        tcp_keepidle: None,
+        tcp_keepintvl: None,
+        so_oobinline: Some(g(libc::SO_OOBINLINE)? as u32),
+        so_linger: if l_on != 0 { Some(l_val as u32) } else { None },
+        so_buf_lock: Some(sockopt::get_int(sk, libc::SOL_SOCKET, 72).unwrap_or(0) as u32),
+    })
+}

@@ -1,0 +1,242 @@
+//! Everything about one task that goes into its core, mm, fs, ids,
+//! fdinfo and pages images, collected while the tree is frozen.
+
+use super::core::{self as kcore, ThreadRegs};
+use super::fdscan;
+use super::files::FileTable;
+use super::freeze::{Frozen, TaskExtra};
+use super::ids::Ids;
+use super::maps::{self, Vma};
+use super::mm;
+use super::pagemap::{self, Run};
+use super::procfs;
+use super::tree;
+use crate::error::{Error, Result};
+use crate::image::pb;
+
+pub struct Collected {
+    pub t: tree::Task,
+    pub ids: pb::TaskKobjIdsEntry,
+    pub cores: Vec<pb::CoreEntry>,
+    pub mm: Option<pb::MmEntry>,
+    pub runs: Vec<Run>,
+    pub fdinfo: Vec<pb::FdinfoEntry>,
+    /// Descriptors of this task that are new file descriptions (not shared).
+    pub fds: Vec<fdscan::Fd>,
+    pub fs: pb::FsEntry,
+    /// True when this task shares its fd table / mm with an earlier one.
+    pub shared_files: bool,
+    pub shared_vm: bool,
+}
+
+pub struct Env {
+    pub shmem_dev: u64,
+    pub zero_pfn: u64,
+}
+
+/// Collects the state of task `t` (all its threads are stopped).
+pub fn collect(
+    fr: &Frozen,
+    t: &tree::Task,
+    env: &Env,
+    ids: &mut Ids,
+    files: &mut FileTable,
+    seen_vm: &mut Vec<u32>,
+    seen_files: &mut Vec<u32>,
+    socks: &mut super::sockets::Sockets,
+    opts: &super::DumpOpts,
+) -> Result<Collected> {
+    let pid = t.pid;
+    let kids = ids.task(pid)?;
+    let status = procfs::status(pid)?;
+    check_task(pid, &status, opts)?;
+    let shared_vm = seen_vm.contains(&kids.vm_id);
+    let shared_files = seen_files.contains(&kids.files_id);
+
+    // Memory layout first: mapped files get the first file ids.
+    let mut vmas: Vec<Vma> = Vec::new();
+    let mut runs = Vec::new();
+    if !shared_vm {
+        vmas = maps::read(pid, env.shmem_dev)?;
+        mm::map_files(pid, &mut vmas, files)?;
+    }
+
+    // Descriptors.
+    let mut fdinfo = Vec::new();
+    let mut new_fds = Vec::new();
+    if !shared_files {
+        let fds = fdscan::scan(pid, env.shmem_dev)?;
+        for fd in fds {
+            let (id, new) = files.fd_id(pid, &fd)?;
+            let ty = super::fdtypes::file_type(pid, &fd, socks, opts)?;
+            if new {
+                super::fdtypes::dump_fd(fr, pid, &fd, id, files, socks, opts)?;
+                new_fds.push(fd.clone());
+            }
+            fdinfo.push(pb::FdinfoEntry {
+                id,
+                flags: if fd.cloexec { 1 } else { 0 },
+                r#type: ty,
+                fd: fd.fd as u32,
+                xattr_security_selinux: None,
+            });
+        }
+    }
+
+    // The task-wide state only an injected call can read.
+    let extra: TaskExtra = fr.task_extra(pid, &t.threads)?;
+
+    let mut mme = None;
+    if !shared_vm {
+        let exe = format!("/proc/{pid}/exe");
+        let exe_path = std::fs::read_link(&exe)
+            .map_err(|e| Error::io(format!("pid {pid}: {exe}"), e))?
+            .to_string_lossy()
+            .into_owned();
+        let st = std::fs::metadata(&exe)
+            .map(|m| fdscan::Stat::of(&m))
+            .map_err(|e| Error::io(format!("pid {pid}: {exe}"), e))?;
+        let exe_path = exe_path.strip_suffix(" (deleted)").unwrap_or(&exe_path).to_string();
+        let exe_id = files.special_reg(&exe_path, &st, &exe, true)?;
+        let thp_disabled = status.thp_enabled.map(|e| !e).unwrap_or(false);
+        mme = Some(mm::mm_entry(pid, &t.stat, &vmas, exe_id, &extra.mm, thp_disabled)?);
+        runs = pagemap::collect(pid, &vmas, env.zero_pfn)?;
+    }
+
+    // cwd and root: new ids each time, as CRIU gives them.
+    let mut fs_ids = [0u32; 2];
+    for (i, w) in ["cwd", "root"].iter().enumerate() {
+        let p = format!("/proc/{pid}/{w}");
+        let path = std::fs::read_link(&p).map_err(|e| Error::io(format!("pid {pid}: {p}"), e))?;
+        let st = std::fs::metadata(&p)
+            .map(|m| fdscan::Stat::of(&m))
+            .map_err(|e| Error::io(format!("pid {pid}: {p}"), e))?;
+        fs_ids[i] = files.special_reg(&path.to_string_lossy(), &st, &p, false)?;
+    }
+    let fs = pb::FsEntry {
+        cwd_id: fs_ids[0],
+        root_id: fs_ids[1],
+        umask: Some(umask(pid)?),
+    };
+
+    // One core per thread.
+    let limits = procfs::limits(pid)?;
+    let mut cores = Vec::new();
+    for (i, &tid) in t.threads.iter().enumerate() {
+        let regs: ThreadRegs = fr.thread_regs(tid, &extra.threads[i])?;
+        let tst = if tid == pid { status.clone() } else { procfs::thread_status(pid, tid)? };
+        let tstat = if tid == pid { t.stat.clone() } else { procfs::thread_stat(pid, tid)? };
+        if tst.sig_pnd != 0 {
+            return Err(Error::msg(format!(
+                "pid {pid} thread {tid}: has pending signals (mask {:#x}); dumping queued signals is not supported yet",
+                tst.sig_pnd
+            )));
+        }
+        let (rla, rla_len) = crate::sys::task::robust_list(tid).map_err(|e| Error::io(format!("pid {pid} thread {tid}: get_robust_list"), e))?;
+        let policy = crate::sys::task::sched_policy(tid).map_err(|e| Error::io(format!("thread {tid}: sched_getscheduler"), e))?;
+        let prio = crate::sys::task::sched_prio(tid).unwrap_or(0);
+        let thread_core = pb::ThreadCoreEntry {
+            futex_rla: rla,
+            futex_rla_len: rla_len as u32,
+            sched_nice: Some(tstat.nice as i32),
+            sched_policy: Some(policy),
+            sched_prio: if policy == 1 || policy == 2 { Some(prio) } else { None },
+            blk_sigset: if tid == pid { None } else { Some(regs.blocked) },
+            sas: Some(regs.sas.clone()),
+            pdeath_sig: if extra.pdeath_sig != 0 { Some(extra.pdeath_sig) } else { None },
+            signals_p: Some(pb::SignalQueueEntry::default()),
+            creds: Some(kcore::creds(&tst, extra.secbits)),
+            seccomp_mode: if tst.seccomp != 0 { Some(tst.seccomp as i32) } else { None },
+            seccomp_filter: None,
+            comm: Some(tstat.comm.clone()),
+            blk_sigset_extended: None,
+            rseq_entry: regs.rseq.clone(),
+            cg_set: Some(1),
+        };
+        let mut core = pb::CoreEntry {
+            mtype: pb::core_entry::March::X8664 as i32,
+            thread_info: Some(kcore::thread_info(&regs)),
+            thread_core: Some(thread_core),
+            ..Default::default()
+        };
+        if tid == pid {
+            core.tc = Some(pb::TaskCoreEntry {
+                task_state: kcore::task_state(t.stat.state),
+                exit_code: 0,
+                personality: extra.personality,
+                flags: t.stat.flags,
+                blk_sigset: regs.blocked,
+                comm: t.stat.comm.clone(),
+                timers: Some(pb::TaskTimersEntry {
+                    real: extra.itimers[0],
+                    virt: extra.itimers[1],
+                    prof: extra.itimers[2],
+                    posix: Vec::new(),
+                }),
+                rlimits: Some(pb::TaskRlimitsEntry {
+                    rlimits: limits.iter().map(|&(cur, max)| pb::RlimitEntry { cur, max }).collect(),
+                }),
+                cg_set: None,
+                signals_s: Some(pb::SignalQueueEntry::default()),
+                old_seccomp_mode: None,
+                old_seccomp_filter: None,
+                loginuid: Some(procfs::read_u32_file(pid, "loginuid")? as u32),
+                oom_score_adj: Some(procfs::read_u32_file(pid, "oom_score_adj")? as i32),
+                sigactions: extra.sigactions.clone(),
+                child_subreaper: Some(extra.child_subreaper),
+                blk_sigset_extended: None,
+                stop_signo: None,
+                membarrier_registration_mask: None,
+            });
+        }
+        cores.push(core);
+    }
+    if !shared_vm {
+        seen_vm.push(kids.vm_id);
+    }
+    if !shared_files {
+        seen_files.push(kids.files_id);
+    }
+    Ok(Collected {
+        t: t.clone(),
+        ids: kids,
+        cores,
+        mm: mme,
+        runs,
+        fdinfo,
+        fds: new_fds,
+        fs,
+        shared_files,
+        shared_vm,
+    })
+}
+
+fn umask(pid: i32) -> Result<u32> {
+    let s = procfs::read_string(pid, "status")?;
+    procfs::fdinfo_field(&s, "Umask")
+        .and_then(|v| u32::from_str_radix(v, 8).ok())
+        .ok_or_else(|| Error::msg(format!("pid {pid}: /proc/{pid}/status has no Umask")))
+}
+
+/// Refusals that concern the whole task.
+fn check_task(pid: i32, st: &procfs::Status, _opts: &super::DumpOpts) -> Result<()> {
+    if st.shd_pnd != 0 {
+        return Err(Error::msg(format!(
+            "pid {pid}: has pending process-wide signals (mask {:#x}); dumping queued signals is not supported yet",
+            st.shd_pnd
+        )));
+    }
+    if st.seccomp == 2 {
+        return Err(Error::msg(format!(
+            "pid {pid}: runs under a seccomp filter; dumping seccomp filters is not supported yet"
+        )));
+    }
+    let timers = procfs::read_string(pid, "timers").unwrap_or_default();
+    let n = timers.lines().filter(|l| l.starts_with("ID:")).count();
+    if n > 0 {
+        return Err(Error::msg(format!(
+            "pid {pid}: has {n} POSIX timer(s) (timer_create); dumping them is not supported yet"
+        )));
+    }
+    Ok(())
+}
