@@ -15,7 +15,11 @@ pub struct Source<'a> {
 
 enum Kind<'a> {
     Slice(&'a [u8]),
-    Stream { r: Box<dyn Read + 'a>, buf: Vec<u8>, eof: bool },
+    Stream {
+        r: Box<dyn Read + 'a>,
+        buf: Vec<u8>,
+        eof: bool,
+    },
 }
 
 /// Bytes read per step from a stream, so that a huge length prefix cannot

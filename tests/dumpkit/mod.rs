@@ -1,0 +1,220 @@
+//! Helpers of the dump tests: build a C program from tests/programs with
+//! `cc`, run it under a child subreaper, dump it with the crit binary, read
+//! the images, and reap everything so pids are freed. One dump test runs
+//! at a time in a process (a lock), so reaping never steals another
+//! test's exit status.
+#![allow(dead_code)]
+
+use crit::image::pb;
+use crit::image::typed;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+pub struct Kit {
+    pub tmp: tempfile::TempDir,
+    _guard: MutexGuard<'static, ()>,
+}
+
+pub struct Prog {
+    pub child: Child,
+    pub pid: i32,
+    pub ready: String,
+}
+
+impl Kit {
+    pub fn new() -> Kit {
+        let g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+        Kit {
+            tmp: tempfile::tempdir().expect("tempdir"),
+            _guard: g,
+        }
+    }
+
+    pub fn path(&self, n: &str) -> PathBuf {
+        self.tmp.path().join(n)
+    }
+
+    /// Compiles tests/programs/NAME.c into the temp dir.
+    pub fn build(&self, name: &str) -> PathBuf {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs").join(format!("{name}.c"));
+        let out = self.path(name);
+        let st = Command::new("cc")
+            .args(["-O1", "-g", "-pthread", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("run cc");
+        assert!(st.success(), "cc {name}.c failed");
+        out
+    }
+
+    /// Starts a built program and waits for its "READY ..." line.
+    pub fn start(&self, name: &str, args: &[&str]) -> Prog {
+        let bin = self.build(name);
+        let mut child = Command::new(&bin)
+            .args(args)
+            .current_dir(self.tmp.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn program");
+        let out = child.stdout.take().expect("stdout");
+        let mut r = std::io::BufReader::new(out);
+        let mut line = String::new();
+        r.read_line(&mut line).expect("read READY");
+        assert!(line.starts_with("READY"), "program said {line:?}");
+        // Keep the pipe open in the background so the program never gets EPIPE.
+        std::mem::forget(r);
+        let pid = child.id() as i32;
+        Prog {
+            child,
+            pid,
+            ready: line.trim().to_string(),
+        }
+    }
+
+    pub fn crit(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_crit")).args(args).output().expect("run crit")
+    }
+
+    /// `crit dump -t PID -D DIR extra...`
+    pub fn dump(&self, pid: i32, dir: &Path, extra: &[&str]) -> Output {
+        let mut a = vec!["dump".to_string(), "-t".into(), pid.to_string(), "-D".into(), dir.display().to_string()];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let a: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+        self.crit(&a)
+    }
+}
+
+impl Drop for Kit {
+    fn drop(&mut self) {
+        reap_all();
+    }
+}
+
+/// Kills what is left of a program's tree and reaps every child.
+pub fn kill_tree(pid: i32) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+}
+
+pub fn reap_all() {
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    loop {
+        match waitpid(None, Some(WaitPidFlag::__WALL)) {
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+pub fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "crit failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn images(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every image except raw pages decodes, and encodes back to the same bytes.
+pub fn roundtrip_all(kit: &Kit, dir: &Path) {
+    for n in images(dir) {
+        if n.starts_with("pages-") {
+            continue;
+        }
+        let p = dir.join(&n);
+        let json = kit.path(&format!("{n}.json"));
+        let back = kit.path(&format!("{n}.back"));
+        let o = kit.crit(&["decode", "-i", p.to_str().unwrap(), "-o", json.to_str().unwrap()]);
+        ok(&o);
+        let o = kit.crit(&["encode", "-i", json.to_str().unwrap(), "-o", back.to_str().unwrap()]);
+        ok(&o);
+        let a = std::fs::read(&p).unwrap();
+        let b = std::fs::read(&back).unwrap();
+        assert!(a == b, "{n}: decode+encode changed the bytes");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{n}: mode {mode:o}");
+    }
+}
+
+pub fn one<T: prost::Message + Default>(dir: &Path, name: &str, magic: &str) -> T {
+    typed::read_one(&dir.join(name), magic).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+pub fn all<T: prost::Message + Default>(dir: &Path, name: &str, magic: &str) -> Vec<T> {
+    typed::read_all(&dir.join(name), magic).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+pub fn files(dir: &Path) -> Vec<pb::FileEntry> {
+    all(dir, "files.img", "FILES")
+}
+
+/// Reads `len` bytes at `vaddr` of a task from its pagemap and pages images.
+pub fn read_dumped(dir: &Path, pid: i32, vaddr: u64, len: usize) -> Option<Vec<u8>> {
+    let pm = std::fs::read(dir.join(format!("pagemap-{pid}.img"))).ok()?;
+    let entries: Vec<pb::PagemapEntry> = {
+        // First entry is the head; read raw framing.
+        let mut v = Vec::new();
+        let mut off = 8;
+        let mut first = true;
+        while off + 4 <= pm.len() {
+            let n = u32::from_le_bytes([pm[off], pm[off + 1], pm[off + 2], pm[off + 3]]) as usize;
+            off += 4;
+            if !first {
+                v.push(<pb::PagemapEntry as prost::Message>::decode(&pm[off..off + n]).ok()?);
+            }
+            first = false;
+            off += n;
+        }
+        v
+    };
+    let head: pb::PagemapHead = typed::read_all::<pb::PagemapHead>(&dir.join(format!("pagemap-{pid}.img")), "PAGEMAP").ok()?.remove(0);
+    let pages = std::fs::read(dir.join(format!("pages-{}.img", head.pages_id))).ok()?;
+    let mut out = Vec::with_capacity(len);
+    let mut at = vaddr;
+    while out.len() < len {
+        let mut off = 0u64;
+        let mut found = None;
+        for e in &entries {
+            let n = e.nr_pages.unwrap_or(0);
+            if at >= e.vaddr && at < e.vaddr + n * 4096 {
+                found = Some(off + (at - e.vaddr));
+                break;
+            }
+            off += n * 4096;
+        }
+        let o = found? as usize;
+        let take = (len - out.len()).min(4096 - (at as usize % 4096));
+        out.extend_from_slice(pages.get(o..o + take)?);
+        at += take as u64;
+    }
+    Some(out)
+}
