@@ -25,7 +25,7 @@ int main(int argc, char **argv)
 		return 1;
 	lseek(rf, 4, SEEK_SET);
 	(void)dn;
-	printf("READY %d\n", getpid());
+	printf("READY %d %lx\n", getpid(), (unsigned long)buf);
 	fflush(stdout);
 	volatile unsigned long counter = 0;
 	for (;;) {
