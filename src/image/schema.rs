@@ -103,7 +103,9 @@ impl MessageDesc {
         // search forward from the hint first, then wrap around.
         let n = self.fields.len();
         let hint = hint.min(n);
-        (hint..n).chain(0..hint).find(|&i| same(self.fields[i].name.as_bytes(), name))
+        (hint..n)
+            .chain(0..hint)
+            .find(|&i| same(self.fields[i].name.as_bytes(), name))
     }
 }
 

@@ -144,23 +144,4 @@ impl<'a> Source<'a> {
     pub fn rest(&mut self) -> Result<&[u8]> {
         self.read_upto(usize::MAX)
     }
-
-    /// Length of the input when it is known up front.
-    pub fn len(&self) -> Option<u64> {
-        match &self.kind {
-            Kind::Slice(d) => Some(d.len() as u64),
-            Kind::Stream { .. } => None,
-        }
-    }
-
-    pub fn at_end(&mut self) -> Result<bool> {
-        match &mut self.kind {
-            Kind::Slice(d) => Ok(self.pos >= d.len() as u64),
-            Kind::Stream { .. } => {
-                // Peeking would need a push-back buffer; callers that need
-                // this only use it on slices.
-                Ok(false)
-            }
-        }
-    }
 }

@@ -107,7 +107,11 @@ fn message_open_at<W: Write>(
         }
         n += 1;
     }
-    let found: &mut [(usize, RawField)] = if heap.is_empty() { &mut inline[..n] } else { &mut heap };
+    let found: &mut [(usize, RawField)] = if heap.is_empty() {
+        &mut inline[..n]
+    } else {
+        &mut heap
+    };
     // A non-repeated field seen twice keeps its last value; the earlier
     // ones are kept verbatim as unknown bytes so that nothing is lost.
     let mut last_inline = [usize::MAX; 64];

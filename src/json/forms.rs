@@ -214,7 +214,9 @@ pub fn parse_int(text: &str) -> Result<i128, String> {
         .filter(|_| radix != 10)
         .unwrap_or(digits);
     if digits.is_empty()
-        || !digits.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        || !digits
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
         || digits.starts_with('_')
         || digits.ends_with('_')
         || digits.contains("__")

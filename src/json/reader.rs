@@ -195,7 +195,10 @@ impl<'a> JsonReader<'a> {
             let plain = &window[..run];
             if let Some(bad) = plain.iter().position(|b| *b < 0x20) {
                 self.pos = start + bad;
-                return self.error(format!("control character 0x{:02x} inside a string", plain[bad]));
+                return self.error(format!(
+                    "control character 0x{:02x} inside a string",
+                    plain[bad]
+                ));
             }
             self.scratch.extend_from_slice(plain);
             self.pos = start + run;
