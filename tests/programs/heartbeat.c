@@ -1,0 +1,24 @@
+/* Dirty memory (argv[2] MiB) and a heartbeat counter written to argv[1]
+ * every 2 ms: to check a dump that is killed leaves the task running. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+int main(int argc, char **argv)
+{
+	size_t mb = argc > 2 ? atoi(argv[2]) : 256;
+	char *m = malloc(mb << 20);
+	for (size_t i = 0; i < (mb << 20); i += 4096)
+		m[i] = (char)(i >> 12) | 1;
+	int fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	printf("READY %d\n", getpid());
+	fflush(stdout);
+	for (unsigned long n = 0;; n++) {
+		char b[32];
+		int l = snprintf(b, sizeof(b), "%lu\n", n);
+		pwrite(fd, b, l, 0);
+		usleep(2000);
+	}
+}
