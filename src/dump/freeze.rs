@@ -1,13 +1,20 @@
 //! Freezing the tree and reading what only a tracer can read: registers,
-//! FPU, TLS, signal masks, rseq, and (by injected syscalls) signal
-//! actions, timers, sigaltstack, tid address, brk, dumpable. All kernel
-//! access goes through crate::sys (ptrace, inject, remote, pidfd).
+//! FPU/xsave, TLS, signal masks, rseq, and (by syscalls injected into the
+//! stopped threads) signal actions, itimers, sigaltstack, tid address,
+//! brk, dumpable, securebits, child-subreaper. All kernel access goes
+//! through crate::sys (ptrace, inject, remote, pidfd, tls).
+//!
+//! The freezer belongs to the thread that froze (ptrace is per thread):
+//! the whole dump runs on one thread. Dropping [`Frozen`] detaches every
+//! thread, so any early return leaves the tree running.
 
-use super::core::ThreadRegs;
+use super::core::{self as kcore, ThreadRegs};
 use super::mm::MmExtra;
 use super::tree;
 use crate::error::{Error, Result};
 use crate::image::pb;
+use crate::sys::{inject::Injector, pidfd, ptrace, remote, tls};
+use nix::libc;
 use std::os::fd::OwnedFd;
 
 #[derive(Debug, Clone, Default)]
@@ -29,37 +36,227 @@ pub struct TaskExtra {
 }
 
 pub struct Frozen {
+    inner: Option<ptrace::Frozen>,
+    /// The tree in pstree order (depth first from the root).
     pub tasks: Vec<tree::Task>,
+    /// Tasks that were in group-stop (stopped by a signal) when frozen.
+    pub stopped: Vec<i32>,
 }
 
-fn missing() -> Error {
-    Error::msg("crit dump: the kernel layer (src/sys ptrace/inject/remote/pidfd) is not merged yet")
+fn sys(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::io(what, e)
 }
 
 impl Frozen {
     /// Stops every thread of every task of the tree rooted at `root`.
-    pub fn freeze(_root: i32) -> Result<Frozen> {
-        Err(missing())
+    pub fn freeze(root: i32) -> Result<Frozen> {
+        let inner = ptrace::freeze_tree(root)?;
+        if let Some(z) = inner.tasks().iter().find(|t| t.zombie) {
+            return Err(Error::msg(format!(
+                "pid {}: is a zombie (exited, not yet reaped by its parent); zombies are not supported",
+                z.pid
+            )));
+        }
+        // Depth-first pstree order, children by pid, as CRIU writes it.
+        let frozen = inner.tasks().to_vec();
+        let mut order = Vec::new();
+        let mut stack = vec![root];
+        while let Some(pid) = stack.pop() {
+            let Some(ft) = frozen.iter().find(|t| t.pid == pid) else { continue };
+            let stat = super::procfs::stat(pid)?;
+            order.push(tree::Task {
+                pid,
+                ppid: ft.parent.unwrap_or(0),
+                pgid: stat.pgid,
+                sid: stat.sid,
+                threads: ft.threads.iter().map(|t| t.tid).collect(),
+                stat,
+            });
+            let mut kids: Vec<i32> = frozen.iter().filter(|t| t.parent == Some(pid)).map(|t| t.pid).collect();
+            kids.sort();
+            stack.extend(kids.into_iter().rev());
+        }
+        let stopped = frozen
+            .iter()
+            .filter(|t| t.threads.first().map(|th| matches!(th.stop, ptrace::Stop::Group(_))).unwrap_or(false))
+            .map(|t| t.pid)
+            .collect();
+        Ok(Frozen {
+            inner: Some(inner),
+            tasks: order,
+            stopped,
+        })
     }
 
-    pub fn thread_regs(&self, _tid: i32, _te: &ThreadExtra) -> Result<ThreadRegs> {
-        Err(missing())
+    /// Registers and per-thread state of a stopped thread.
+    pub fn thread_regs(&self, tid: i32, te: &ThreadExtra) -> Result<ThreadRegs> {
+        let r = ptrace::get_regs(tid).map_err(sys(format!("thread {tid}: registers")))?;
+        if r.cs != 0x33 {
+            return Err(Error::msg(format!("thread {tid}: runs in 32-bit mode; not supported")));
+        }
+        let gp = pb::UserX86RegsEntry {
+            r15: r.r15,
+            r14: r.r14,
+            r13: r.r13,
+            r12: r.r12,
+            bp: r.rbp,
+            bx: r.rbx,
+            r11: r.r11,
+            r10: r.r10,
+            r9: r.r9,
+            r8: r.r8,
+            ax: r.rax,
+            cx: r.rcx,
+            dx: r.rdx,
+            si: r.rsi,
+            di: r.rdi,
+            orig_ax: r.orig_rax,
+            ip: r.rip,
+            cs: r.cs,
+            flags: r.eflags,
+            sp: r.rsp,
+            ss: r.ss,
+            fs_base: r.fs_base,
+            gs_base: r.gs_base,
+            ds: r.ds,
+            es: r.es,
+            fs: r.fs,
+            gs: r.gs,
+            mode: Some(pb::UserX86RegsMode::Native as i32),
+        };
+        let xsave = ptrace::get_xsave(tid).map_err(sys(format!("thread {tid}: xsave")))?;
+        let mut tlsv = Vec::new();
+        for e in 12..15u32 {
+            let d = tls::get_thread_area(tid, e).map_err(sys(format!("thread {tid}: PTRACE_GET_THREAD_AREA {e}")))?;
+            tlsv.push(kcore::user_desc(&d));
+        }
+        let blocked = ptrace::get_sigmask(tid).map_err(sys(format!("thread {tid}: signal mask")))?;
+        let rc = ptrace::get_rseq_config(tid).map_err(sys(format!("thread {tid}: rseq")))?;
+        let rseq = Some(pb::RseqEntry {
+            rseq_abi_pointer: rc.rseq_abi_pointer,
+            rseq_abi_size: rc.rseq_abi_size,
+            signature: rc.signature,
+            rseq_cs_pointer: None,
+        });
+        Ok(ThreadRegs {
+            gp,
+            xsave,
+            tls: tlsv,
+            blocked,
+            rseq,
+            clear_tid_addr: te.tid_addr,
+            sas: te.sas,
+        })
     }
 
-    pub fn task_extra(&self, _pid: i32, _threads: &[i32]) -> Result<TaskExtra> {
-        Err(missing())
+    /// Task-wide and per-thread state read by injected syscalls. Every
+    /// injection is undone (registers, mask, scratch memory) before this
+    /// returns, also on failure.
+    pub fn task_extra(&self, pid: i32, threads: &[i32]) -> Result<TaskExtra> {
+        let mut x = TaskExtra {
+            personality: u32::from_str_radix(super::procfs::read_string(pid, "personality")?.trim(), 16).unwrap_or(0),
+            ..Default::default()
+        };
+        let r = inject_task(pid, &mut x);
+        r?;
+        for &tid in threads {
+            let mut inj = Injector::new(tid).map_err(sys(format!("pid {pid} thread {tid}: inject")))?;
+            let res = (|| -> std::io::Result<ThreadExtra> {
+                let tid_addr = inj.remote_get_tid_address()?;
+                let ss = inj.remote_sigaltstack(None)?;
+                Ok(ThreadExtra {
+                    tid_addr,
+                    sas: pb::ThreadSasEntry {
+                        ss_sp: ss.sp,
+                        ss_size: ss.size,
+                        ss_flags: ss.flags as u32,
+                    },
+                })
+            })();
+            let fin = inj.finish();
+            let te = res.map_err(sys(format!("pid {pid} thread {tid}: injected calls")))?;
+            fin.map_err(sys(format!("pid {pid} thread {tid}: restoring after injection")))?;
+            x.threads.push(te);
+        }
+        Ok(x)
     }
 
-    pub fn read_mem(&self, _pid: i32, _pieces: &[(u64, usize)], _buf: &mut [u8]) -> Result<()> {
-        Err(missing())
+    /// Copies the (address, length) pieces of `pid`'s memory back to back
+    /// into `buf` (batched process_vm_readv); all or nothing.
+    pub fn read_mem(&self, pid: i32, pieces: &[(u64, usize)], buf: &mut [u8]) -> Result<()> {
+        let iov: Vec<remote::RemoteIoVec> = pieces.iter().map(|&(base, len)| remote::RemoteIoVec { base, len }).collect();
+        let want: usize = pieces.iter().map(|p| p.1).sum();
+        let got = remote::read_ranges(pid, &mut buf[..want], &iov).map_err(sys(format!("pid {pid}: reading memory")))?;
+        if got != want {
+            let at = pieces.first().map(|p| p.0).unwrap_or(0);
+            return Err(Error::msg(format!(
+                "pid {pid}: read {got} of {want} bytes of memory from {at:#x} on; a mapping changed under the dump"
+            )));
+        }
+        Ok(())
     }
 
-    pub fn getfd(&self, _pid: i32, _fd: i32) -> Result<OwnedFd> {
-        Err(missing())
+    /// A copy of `pid`'s descriptor `fd` (pidfd_getfd).
+    pub fn getfd(&self, pid: i32, fd: i32) -> Result<OwnedFd> {
+        pidfd::getfd(pid, fd).map_err(sys(format!("pid {pid} fd {fd}: pidfd_getfd")))
     }
 
-    /// Lets the tree go: resumed, or killed (`kill`).
-    pub fn release(self, _kill: bool) -> Result<()> {
-        Err(missing())
+    /// Lets the tree go: resumed as it was, or killed (`kill`).
+    pub fn release(mut self, kill: bool) -> Result<()> {
+        match self.inner.take() {
+            Some(f) if kill => f.kill(),
+            Some(f) => f.resume(),
+            None => Ok(()),
+        }
     }
+}
+
+const PR_GET_PDEATHSIG: i32 = 2;
+const PR_GET_DUMPABLE: i32 = 3;
+const PR_GET_SECUREBITS: i32 = 27;
+const PR_GET_CHILD_SUBREAPER: i32 = 37;
+
+fn inject_task(pid: i32, x: &mut TaskExtra) -> Result<()> {
+    let mut inj = Injector::with_scratch(pid, 64).map_err(sys(format!("pid {pid}: inject")))?;
+    let res = (|| -> std::io::Result<()> {
+        for sig in 1..=64 {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            let a = inj.remote_rt_sigaction(sig, None)?;
+            x.sigactions.push(pb::SaEntry {
+                sigaction: a.handler,
+                flags: a.flags,
+                restorer: a.restorer,
+                mask: a.mask,
+                compat_sigaction: Some(false),
+                mask_extended: None,
+            });
+        }
+        for (i, t) in x.itimers.iter_mut().enumerate() {
+            let v = inj.remote_getitimer(i as i32)?;
+            *t = pb::ItimerEntry {
+                isec: v.interval.sec as u64,
+                iusec: v.interval.usec as u64,
+                vsec: v.value.sec as u64,
+                vusec: v.value.usec as u64,
+            };
+        }
+        let (base, _) = inj.scratch().unwrap_or((0, 0));
+        let mut b = [0u8; 4];
+        inj.remote_prctl(PR_GET_CHILD_SUBREAPER, [base, 0, 0, 0])?;
+        inj.read_scratch(0, &mut b)?;
+        x.child_subreaper = u32::from_ne_bytes(b) != 0;
+        inj.remote_prctl(PR_GET_PDEATHSIG, [base, 0, 0, 0])?;
+        inj.read_scratch(0, &mut b)?;
+        x.pdeath_sig = u32::from_ne_bytes(b);
+        x.secbits = inj.remote_prctl(PR_GET_SECUREBITS, [0; 4])? as u32;
+        x.mm.dumpable = inj.remote_prctl(PR_GET_DUMPABLE, [0; 4])? as i32;
+        x.mm.brk = inj.syscall(libc::SYS_brk, [0; 6])? as u64;
+        Ok(())
+    })();
+    let fin = inj.finish();
+    res.map_err(sys(format!("pid {pid}: injected calls")))?;
+    fin.map_err(sys(format!("pid {pid}: restoring after injection")))?;
+    Ok(())
 }

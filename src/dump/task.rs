@@ -161,7 +161,7 @@ pub fn collect(
         };
         if tid == pid {
             core.tc = Some(pb::TaskCoreEntry {
-                task_state: kcore::task_state(t.stat.state),
+                task_state: if fr.stopped.contains(&pid) { 3 } else { 1 },
                 exit_code: 0,
                 personality: extra.personality,
                 flags: t.stat.flags,
