@@ -1,0 +1,93 @@
+//! Threads, process trees, sessions and process groups.
+
+mod dumpkit;
+
+use crit::image::pb;
+use dumpkit::*;
+
+#[test]
+fn threads_each_get_a_core() {
+    let kit = Kit::new();
+    let prog = kit.start("threads", &[]);
+    let w: Vec<i32> = prog.ready.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+    let (pid, t1, t2) = (w[0], w[1], w[2]);
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &[]));
+    roundtrip_all(&kit, &dir);
+    let ps: Vec<pb::PstreeEntry> = all(&dir, "pstree.img", "PSTREE");
+    assert_eq!(ps.len(), 1);
+    let mut th = ps[0].threads.clone();
+    th.sort();
+    let mut want = vec![pid as u32, t1 as u32, t2 as u32];
+    want.sort();
+    assert_eq!(th, want);
+    assert_eq!(ps[0].threads[0], pid as u32, "leader first");
+    let leader: pb::CoreEntry = one(&dir, &format!("core-{pid}.img"), "CORE");
+    assert!(leader.tc.is_some());
+    let c1: pb::CoreEntry = one(&dir, &format!("core-{t1}.img"), "CORE");
+    let c2: pb::CoreEntry = one(&dir, &format!("core-{t2}.img"), "CORE");
+    assert!(c1.tc.is_none() && c2.tc.is_none(), "thread cores have no task part");
+    let usr1 = 1u64 << (10 - 1);
+    let usr2 = 1u64 << (12 - 1);
+    let tc1 = c1.thread_core.as_ref().unwrap();
+    let tc2 = c2.thread_core.as_ref().unwrap();
+    assert!(tc1.blk_sigset.unwrap() & usr1 != 0, "thread 1 blocks SIGUSR1");
+    assert!(tc2.blk_sigset.unwrap() & usr2 != 0, "thread 2 blocks SIGUSR2");
+    let sas = tc2.sas.unwrap();
+    assert_eq!(sas.ss_size, 65536, "thread 2 has a sigaltstack");
+    assert_eq!(sas.ss_flags, 0);
+    assert_eq!(tc1.sas.unwrap().ss_flags, 2);
+    // Distinct stacks, TLS bases and tid addresses.
+    let fs = |c: &pb::CoreEntry| c.thread_info.as_ref().unwrap().gpregs.fs_base;
+    assert!(fs(&leader) != fs(&c1) && fs(&c1) != fs(&c2));
+    let tid_addr = |c: &pb::CoreEntry| c.thread_info.as_ref().unwrap().clear_tid_addr;
+    assert!(tid_addr(&c1) != 0 && tid_addr(&c1) != tid_addr(&c2));
+    assert!(tc1.futex_rla != tc2.futex_rla);
+    // One mm, one fd table for the whole process.
+    assert!(dir.join(format!("mm-{pid}.img")).exists());
+    assert!(!dir.join(format!("mm-{t1}.img")).exists());
+}
+
+#[test]
+fn tree_with_groups_and_sessions() {
+    let kit = Kit::new();
+    let prog = kit.start("sessions", &[]);
+    let w: Vec<i32> = prog.ready.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+    let (root, child, gc) = (w[0], w[1], w[2]);
+    let dir = kit.path("img");
+    ok(&kit.dump(root, &dir, &[]));
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    reap_all();
+    assert!(!alive(root) && !alive(child) && !alive(gc), "whole tree killed");
+    roundtrip_all(&kit, &dir);
+    let ps: Vec<pb::PstreeEntry> = all(&dir, "pstree.img", "PSTREE");
+    let pids: Vec<i32> = ps.iter().map(|p| p.pid as i32).collect();
+    assert_eq!(pids, vec![root, child, gc], "depth-first order");
+    let e = |pid: i32| ps.iter().find(|p| p.pid as i32 == pid).unwrap().clone();
+    assert_eq!(e(root).ppid, 0);
+    assert_eq!(e(child).ppid as i32, root);
+    assert_eq!(e(gc).ppid as i32, child);
+    assert_eq!(e(child).pgid as i32, child, "child leads its own group");
+    assert_eq!(e(child).sid, e(root).sid);
+    assert_eq!(e(gc).sid as i32, gc, "grandchild leads its own session");
+    assert_eq!(e(gc).pgid as i32, gc);
+    for p in [root, child, gc] {
+        for img in ["core", "mm", "pagemap", "fs", "ids"] {
+            assert!(dir.join(format!("{img}-{p}.img")).exists(), "{img}-{p}.img");
+        }
+    }
+    // Separate mm/fd tables, each numbered; the shared pipe has one id.
+    let ids: Vec<pb::TaskKobjIdsEntry> = [root, child, gc].iter().map(|p| one(&dir, &format!("ids-{p}.img"), "IDS")).collect();
+    assert_eq!(ids.iter().map(|i| i.vm_id).collect::<Vec<_>>(), vec![2, 3, 4]);
+    let f_root: Vec<pb::FdinfoEntry> = all(&dir, &format!("fdinfo-{}.img", ids[0].files_id), "FDINFO");
+    let f_child: Vec<pb::FdinfoEntry> = all(&dir, &format!("fdinfo-{}.img", ids[1].files_id), "FDINFO");
+    let id_of = |v: &Vec<pb::FdinfoEntry>, fd: u32| v.iter().find(|f| f.fd == fd).map(|f| f.id);
+    assert_eq!(id_of(&f_root, 3), id_of(&f_child, 3), "inherited pipe end keeps one file id");
+    // The root's SIGUSR1 handler, with its restorer.
+    let core: pb::CoreEntry = one(&dir, &format!("core-{root}.img"), "CORE");
+    // Signals 1..64 without SIGKILL and SIGSTOP: SIGUSR1 (10) is the 9th.
+    let sa = &core.tc.as_ref().unwrap().sigactions[8];
+    assert!(sa.sigaction > 1, "SIGUSR1 handler recorded");
+    assert_ne!(sa.restorer, 0, "sa_restorer recorded");
+    assert!(sa.flags & 0x0400_0000 != 0, "SA_RESTORER");
+}
