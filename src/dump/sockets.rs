@@ -16,7 +16,6 @@ use nix::libc;
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-const SOCK_STREAM: u8 = 1;
 const SOCK_DGRAM: u8 = 2;
 const TCP_LISTEN: u8 = 10;
 const TCP_CLOSE: u8 = 7;
@@ -316,7 +315,10 @@ impl Sockets {
                 return Err(Error::msg(format!("pid {pid} fd {fd}: unix socket {}: a queued message is larger than {} bytes", d.ino, buf.len())));
             }
             if n == 0 {
-                if d.sk_type == SOCK_STREAM {
+                // End of a stream or seqpacket queue whose peer shut down
+                // writing (recv says 0 instead of EAGAIN).
+                let rcv_shut = d.shutdown.unwrap_or(0) & 1 != 0;
+                if d.sk_type != SOCK_DGRAM || rcv_shut {
                     return Ok(());
                 }
                 return Err(Error::msg(format!(
@@ -342,11 +344,13 @@ impl Sockets {
     /// consent) or a refusal.
     pub fn finish(&mut self, files: &mut FileTable, ext: &super::ExtUnix) -> Result<()> {
         let in_tree: HashSet<u32> = self.pending.iter().map(|s| s.diag.ino).collect();
-        // Embryos: connections in some in-tree listener's accept queue.
-        let mut embryo_of: HashMap<u32, u32> = HashMap::new();
+        // Clients whose connection waits in a listener's accept queue:
+        // ICONS lists the client ends; their peer (the unaccepted embryo)
+        // has no inode, and CRIU records the listener as their peer.
+        let mut pending_in: HashMap<u32, u32> = HashMap::new();
         for s in &self.pending {
             for &c in &s.diag.icons {
-                embryo_of.insert(c, s.diag.ino);
+                pending_in.insert(c, s.diag.ino);
             }
         }
         let map = self.unix.clone().unwrap_or_default();
@@ -354,18 +358,26 @@ impl Sockets {
         let pending = std::mem::take(&mut self.pending);
         for s in &pending {
             let mut peer = s.diag.peer.unwrap_or(0);
+            if let Some(&l) = pending_in.get(&s.diag.ino) {
+                let unread = s.diag.rqlen.map(|r| r.1).unwrap_or(0);
+                if unread > 0 {
+                    return Err(Error::msg(format!(
+                        "pid {} fd {}: unix socket {} sent data on a connection still pending in listener {l} \
+                         (not accepted yet); such data cannot be read without accepting it, so this is not supported",
+                        s.pid, s.fd, s.diag.ino
+                    )));
+                }
+                peer = l;
+            } else if peer == 0 && s.diag.state == 1 && s.diag.sk_type != SOCK_DGRAM {
+                // Connected to an embryo of a listener outside the tree.
+                return Err(Error::msg(format!(
+                    "pid {} fd {}: unix socket {} is connected to a listener outside the dumped tree that has not accepted it yet",
+                    s.pid, s.fd, s.diag.ino
+                )));
+            }
             if peer != 0 && !in_tree.contains(&peer) {
-                if let Some(&l) = embryo_of.get(&peer) {
-                    let queued = map.get(&peer).and_then(|e| e.rqlen).map(|r| r.0).unwrap_or(0);
-                    if queued > 0 {
-                        return Err(Error::msg(format!(
-                            "pid {} fd {}: unix socket {} has a connection pending in listener {l} that carries {queued} unread byte(s); not supported yet",
-                            s.pid, s.fd, s.diag.ino
-                        )));
-                    }
-                    peer = l;
-                } else if ext.allows(s.diag.ino as u64) || ext.allows(peer as u64) {
-                    if !ext_entries.contains_key(&peer) {
+                if ext.allows(s.diag.ino as u64) || ext.allows(peer as u64) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = ext_entries.entry(peer) {
                         let eid = files.new_id();
                         let name = map.get(&peer).and_then(|p| p.name.clone()).unwrap_or_default();
                         files.push(FD_UNIXSK, eid, |e| {
@@ -384,7 +396,7 @@ impl Sockets {
                                 ..Default::default()
                             })
                         });
-                        ext_entries.insert(peer, eid);
+                        slot.insert(eid);
                     }
                 } else {
                     let (addr, holder) = describe_peer(&map, peer);

@@ -15,11 +15,13 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <signal.h>
 
 int main(int argc, char **argv)
 {
 	const char *dir = argv[1];
 	const char *keep = argc > 2 ? argv[2] : "all";
+	signal(SIGPIPE, SIG_IGN);
 	struct sockaddr_un a = { .sun_family = AF_UNIX }, b = { .sun_family = AF_UNIX };
 	int sp[2], sq[2];
 	for (int fd = 3; fd < 40; fd++)

@@ -1,0 +1,202 @@
+//! Unix sockets of every kind, and peers outside the tree.
+
+mod dumpkit;
+
+use crit::image::pb;
+use dumpkit::*;
+use std::path::Path;
+
+fn sock_ino(pid: i32, fd: i32) -> u32 {
+    let l = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
+    let l = l.to_string_lossy();
+    l.trim_start_matches("socket:[").trim_end_matches(']').parse().unwrap()
+}
+
+fn usk_by_fd(dir: &Path, files_id: u32, fd: u32) -> pb::UnixSkEntry {
+    let fdinfo: Vec<pb::FdinfoEntry> = all(dir, &format!("fdinfo-{files_id}.img"), "FDINFO");
+    let id = fdinfo.iter().find(|f| f.fd == fd).unwrap_or_else(|| panic!("fd {fd}")).id;
+    assert_eq!(fdinfo.iter().find(|f| f.fd == fd).unwrap().r#type, 5, "fd {fd} is UNIXSK");
+    files(dir).into_iter().find(|f| f.id == id).unwrap().usk.unwrap()
+}
+
+fn queue_of(dir: &Path, id: u32) -> Vec<Vec<u8>> {
+    let b = match std::fs::read(dir.join("sk-queues.img")) {
+        Ok(b) => b,
+        Err(_) => return vec![],
+    };
+    let mut out = vec![];
+    let mut off = 8;
+    while off + 4 <= b.len() {
+        let n = u32::from_le_bytes(b[off..off + 4].try_into().unwrap()) as usize;
+        off += 4;
+        let e = <pb::SkPacketEntry as prost::Message>::decode(&b[off..off + n]).unwrap();
+        off += n;
+        let data = b[off..off + e.length as usize].to_vec();
+        off += e.length as usize;
+        if e.id_for == id {
+            out.push(data);
+        }
+    }
+    out
+}
+
+#[test]
+fn every_kind_of_unix_socket() {
+    let kit = Kit::new();
+    let sdir = kit.path("s");
+    std::fs::create_dir_all(&sdir).unwrap();
+    let prog = kit.start("usk", &[sdir.to_str().unwrap()]);
+    let pid = prog.pid;
+    let inos: Vec<u32> = (3..=19).map(|fd| sock_ino(pid, fd)).collect();
+    let ino = |fd: i32| inos[(fd - 3) as usize];
+    let dir = kit.path("img");
+    let o = kit.dump(pid, &dir, &[]);
+    ok(&o);
+    roundtrip_all(&kit, &dir);
+    let u = |fd: u32| usk_by_fd(&dir, 2, fd);
+    let q = |fd: u32| queue_of(&dir, u(fd).id);
+
+    // socketpairs
+    let (a, b) = (u(3), u(4));
+    assert_eq!((a.r#type, a.state, b.peer, a.peer), (1, 1, ino(3), ino(4)));
+    assert_eq!(a.ns_id, Some(2), "net ns id as CRIU");
+    assert_eq!(q(3), vec![b"stream-b-to-a".to_vec()]);
+    assert_eq!(q(4), vec![b"stream-a-to-b".to_vec()]);
+    assert_eq!(u(5).r#type, 2);
+    assert_eq!(q(6), vec![b"dgram-1".to_vec(), b"dgram-22".to_vec()], "message boundaries kept");
+    assert_eq!(u(7).r#type, 5);
+    assert_eq!(u(7).shutdown, Some(2), "SHUT_WR");
+    assert_eq!(u(8).shutdown, Some(1), "peer sees READ shut");
+    assert_eq!(q(8), vec![b"seqpacket-1".to_vec()]);
+    assert!(q(7).is_empty());
+
+    // listener with an accepted and a pending connection
+    let srv = format!("{}/srv.sock\0", sdir.display()).into_bytes();
+    let l = u(9);
+    assert_eq!((l.state, l.backlog, l.peer), (10, 8, 0));
+    assert_eq!(l.name, srv);
+    assert_eq!(l.file_perms.unwrap().mode & 0o170000, 0o140000, "socket file mode");
+    assert_eq!(u(10).peer, ino(11));
+    assert_eq!(u(11).peer, ino(10));
+    assert_eq!(u(11).name, srv, "accepted socket carries the listener's name");
+    assert_eq!(q(10), vec![b"server-to-client".to_vec()]);
+    assert_eq!(q(11), vec![b"client-to-server".to_vec()]);
+    assert_eq!(u(12).peer, ino(9), "pending connection: the listener is its peer, as CRIU writes");
+
+    // abstract seqpacket listener
+    let an = format!("\0crit-test-abstract-{pid}").into_bytes();
+    assert_eq!(u(13).name, an);
+    assert_eq!((u(13).r#type, u(13).state), (5, 10));
+    assert!(u(13).file_perms.is_none());
+    assert_eq!(u(15).name, an);
+    assert_eq!(q(15), vec![b"abstract-msg".to_vec()]);
+
+    // bound dgram with queued messages from a connected sender
+    assert_eq!(u(17).peer, ino(16));
+    assert_eq!(q(16), vec![b"dgram-to-bound-1".to_vec(), b"dgram-to-bound-2".to_vec()]);
+
+    // deleted path, relative path
+    assert_eq!(u(18).deleted, Some(true));
+    assert_eq!(u(19).name, b"rel.sock\0".to_vec());
+    assert_eq!(u(19).name_dir.as_deref(), Some(sdir.to_str().unwrap()));
+    assert_eq!(u(19).deleted, None);
+
+    // options as CRIU records them for unix sockets
+    let o = u(3).opts;
+    assert!(o.so_passcred.is_some() && o.so_passsec.is_some() && o.so_buf_lock.is_some());
+    assert!(o.so_sndbuf > 0 && o.so_rcvbuf > 0);
+}
+
+#[test]
+fn queues_are_not_consumed_with_leave_running() {
+    let kit = Kit::new();
+    let sdir = kit.path("s");
+    std::fs::create_dir_all(&sdir).unwrap();
+    let prog = kit.start("usk", &[sdir.to_str().unwrap()]);
+    let (d1, d2) = (kit.path("img1"), kit.path("img2"));
+    ok(&kit.dump(prog.pid, &d1, &["-R"]));
+    ok(&kit.dump(prog.pid, &d2, &["-R"]));
+    let a = std::fs::read(d1.join("sk-queues.img")).unwrap();
+    let b = std::fs::read(d2.join("sk-queues.img")).unwrap();
+    assert_eq!(a, b, "a second dump sees the same queued data");
+    kill_tree(prog.pid);
+}
+
+fn ext_setup(kit: &Kit, keep: &str) -> (i32, i32) {
+    let sdir = kit.path("s");
+    std::fs::create_dir_all(&sdir).unwrap();
+    let prog = kit.start("usk_ext", &[sdir.to_str().unwrap(), keep]);
+    let w: Vec<i32> = prog.ready.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+    std::mem::forget(prog);
+    (w[0], w[1])
+}
+
+#[test]
+fn outside_peer_is_refused_and_the_tree_runs_on() {
+    let kit = Kit::new();
+    let (child, parent) = ext_setup(&kit, "stream");
+    let ino = sock_ino(child, 20);
+    let dir = kit.path("img");
+    let o = kit.dump(child, &dir, &[]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(e.contains(&format!("unix socket {ino}")), "{e}");
+    assert!(e.contains(&format!("--ext-unix-sk={ino}")), "{e}");
+    assert!(e.contains(&format!("held by pid {parent}")), "{e}");
+    assert!(alive(child));
+    let st = std::fs::read_to_string(format!("/proc/{child}/status")).unwrap();
+    assert!(st.contains("TracerPid:\t0"), "detached after the refusal");
+    assert!(images(&dir).iter().all(|n| !n.ends_with(".img")), "no images left: {:?}", images(&dir));
+    kill_tree(child);
+    kill_tree(parent);
+}
+
+fn check_ext(kit: &Kit, keep: &str, fd: i32, ty: u32, opt: &dyn Fn(u32) -> Vec<String>, name: Option<&str>) {
+    let (child, parent) = ext_setup(kit, keep);
+    let ino = sock_ino(child, fd);
+    let dir = kit.path(&format!("img-{keep}"));
+    let args = opt(ino);
+    let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    ok(&kit.dump(child, &dir, &a));
+    roundtrip_all(kit, &dir);
+    let me = usk_by_fd(&dir, 2, fd as u32);
+    assert_eq!(me.r#type, ty);
+    let ext = files(&dir).into_iter().filter_map(|f| f.usk).find(|u| u.ino == me.peer).expect("external entry");
+    assert_eq!(ext.uflags & 1, 1, "USK_EXTERN");
+    assert_eq!((ext.peer, ext.r#type, ext.state, ext.flags), (0, 2, 10, 0), "as CRIU writes it");
+    assert!(ext.ns_id.is_none());
+    if let Some(n) = name {
+        assert_eq!(ext.name, format!("{}/{n}\0", kit.path("s").display()).into_bytes());
+    } else {
+        assert!(ext.name.is_empty());
+    }
+    kill_tree(child);
+    kill_tree(parent);
+    reap_all();
+}
+
+#[test]
+fn outside_peers_with_consent() {
+    let kit = Kit::new();
+    let bare = |_: u32| vec!["--ext-unix-sk".to_string()];
+    let by_ino = |i: u32| vec![format!("--ext-unix-sk={i}")];
+    let external = |i: u32| vec!["--external".to_string(), format!("unix[{i}]")];
+    check_ext(&kit, "stream", 20, 1, &bare, None);
+    check_ext(&kit, "dgram", 21, 2, &by_ino, Some("ext-dgram.sock"));
+    check_ext(&kit, "conn", 22, 1, &external, Some("ext-srv.sock"));
+    check_ext(&kit, "seqpacket", 23, 5, &by_ino, None);
+}
+
+#[test]
+fn consent_for_another_socket_does_not_count() {
+    let kit = Kit::new();
+    let (child, parent) = ext_setup(&kit, "stream");
+    let dir = kit.path("img");
+    let o = kit.dump(child, &dir, &["--ext-unix-sk=1"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--ext-unix-sk="));
+    assert!(alive(child));
+    kill_tree(child);
+    kill_tree(parent);
+}
