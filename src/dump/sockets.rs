@@ -104,6 +104,17 @@ impl Sockets {
         if self.netlink_map().contains_key(&ino32) {
             return Ok(FD_NETLINKSK);
         }
+        // An unbound netlink socket is in no list: ask the socket itself.
+        if let Ok(copy) = crate::sys::pidfd::getfd(pid, fd) {
+            let dom = sockopt::get_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(-1);
+            if dom == libc::AF_NETLINK {
+                let proto = sockopt::get_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_PROTOCOL).unwrap_or(0);
+                if let Some(m) = self.netlink.as_mut() {
+                    m.insert(ino32, (proto as u32, 0));
+                }
+                return Ok(FD_NETLINKSK);
+            }
+        }
         Err(Error::msg(format!(
             "pid {pid} fd {fd}: socket {ino} is of a family crit dump does not support (only unix, TCP, UDP, netlink)"
         )))
@@ -134,7 +145,7 @@ impl Sockets {
                     dst_group: 0,
                     fown: fown(),
                     opts: so,
-                    ns_id: None,
+                    ns_id: self.net_ns_id,
                 })
             });
             return Ok(());
@@ -172,7 +183,28 @@ impl Sockets {
         } else {
             Some(sockopt::get_int(copy, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY).map_err(|e| io(pid, fd.fd, "IPV6_V6ONLY", e))? != 0)
         };
-        let freebind = sockopt::get_int(copy, libc::IPPROTO_IP, libc::IP_FREEBIND).unwrap_or(0) != 0;
+        let (freebind, ttl) = if v4 {
+            (
+                sockopt::get_int(copy, libc::IPPROTO_IP, libc::IP_FREEBIND).unwrap_or(0) != 0,
+                sockopt::get_int(copy, libc::IPPROTO_IP, libc::IP_TTL).ok().map(|t| t as u32),
+            )
+        } else {
+            (
+                sockopt::get_int(copy, libc::IPPROTO_IPV6, libc::IPV6_FREEBIND).unwrap_or(0) != 0,
+                None,
+            )
+        };
+        let tcp_opts = if is_tcp {
+            let t = |o: i32| sockopt::get_int(copy, libc::IPPROTO_TCP, o).ok().map(|v| v as u32);
+            Some(pb::TcpOptsEntry {
+                keepcnt: t(libc::TCP_KEEPCNT),
+                keepidle: t(libc::TCP_KEEPIDLE),
+                keepintvl: t(libc::TCP_KEEPINTVL),
+                ..Default::default()
+            })
+        } else {
+            Some(pb::TcpOptsEntry::default())
+        };
         files.push(FD_INETSK, id, |e| {
             e.isk = Some(pb::InetSkEntry {
                 id,
@@ -192,12 +224,13 @@ impl Sockets {
                 v6only,
                 ip_opts: Some(pb::IpOptsEntry {
                     freebind: if freebind { Some(true) } else { None },
+                    ttl,
                     ..Default::default()
                 }),
                 ifname: None,
                 ns_id: self.net_ns_id,
                 shutdown: None,
-                tcp_opts: None,
+                tcp_opts,
             })
         });
         Ok(())
