@@ -82,6 +82,9 @@ enum Cmd {
         /// Write the log to this file.
         #[arg(short = 'o', long = "log-file", value_name = "LOGFILE")]
         log_file: Option<std::path::PathBuf>,
+        /// Internal: run as the worker of the `crit dump` with this pid.
+        #[arg(long = "worker", hide = true, value_name = "PPID")]
+        worker: Option<i32>,
     },
     /// Explore an images directory.
     X {
@@ -139,7 +142,14 @@ fn run(cli: Cli) -> crit::error::Result<()> {
             tcp_established,
             verbose,
             log_file,
+            worker,
         } => {
+            if worker.is_none() {
+                // The dump runs in a worker so that killing this process
+                // never leaves the tree frozen (see crit::dump::guard).
+                let args: Vec<String> = std::env::args().skip(1).collect();
+                std::process::exit(crit::dump::guard::run_in_worker(&args));
+            }
             let mut ext = crit::dump::ExtUnix::default();
             for v in &ext_unix_sk {
                 ext.add_list(v)?;
@@ -156,6 +166,7 @@ fn run(cli: Cli) -> crit::error::Result<()> {
                 tcp_established,
                 verbose,
                 log_file,
+                worker_of: worker,
             };
             let summary = crit::dump::dump(&opts)?;
             eprintln!("crit: {summary}");

@@ -160,6 +160,7 @@ impl Frozen {
         let r = inject_task(pid, &mut x);
         r?;
         for &tid in threads {
+            super::guard::check()?;
             let mut inj = Injector::new(tid).map_err(sys(format!("pid {pid} thread {tid}: inject")))?;
             let res = (|| -> std::io::Result<ThreadExtra> {
                 let tid_addr = inj.remote_get_tid_address()?;
@@ -217,6 +218,7 @@ const PR_GET_SECUREBITS: i32 = 27;
 const PR_GET_CHILD_SUBREAPER: i32 = 37;
 
 fn inject_task(pid: i32, x: &mut TaskExtra) -> Result<()> {
+    super::guard::check()?;
     let mut inj = Injector::with_scratch(pid, 64).map_err(sys(format!("pid {pid}: inject")))?;
     let res = (|| -> std::io::Result<()> {
         for sig in 1..=64 {

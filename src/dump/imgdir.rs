@@ -43,6 +43,7 @@ impl ImgDir {
 
     /// Writes a whole image.
     pub fn write(&mut self, name: &str, img: &ImageBuilder) -> Result<()> {
+        super::guard::check()?;
         let p = self.path(name);
         let mut f = AtomicFile::create(&p)?;
         f.write_all(&img.bytes).map_err(|e| Error::io(p.display().to_string(), e))?;
@@ -93,6 +94,7 @@ pub struct Stream {
 
 impl Stream {
     pub fn write(&mut self, b: &[u8]) -> Result<()> {
+        super::guard::check()?;
         self.file
             .write_all(b)
             .map_err(|e| Error::io(self.path.display().to_string(), e))?;

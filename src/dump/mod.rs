@@ -31,6 +31,7 @@ pub mod fdscan;
 pub mod fdtypes;
 pub mod files;
 pub mod freeze;
+pub mod guard;
 pub mod ids;
 pub mod imgdir;
 pub mod maps;
@@ -53,6 +54,9 @@ use std::time::Instant;
 /// Dumps the tree of `opts.pid` into `opts.dir`.
 pub fn dump(opts: &DumpOpts) -> Result<Summary> {
     let t0 = Instant::now();
+    if let Some(p) = opts.worker_of {
+        guard::set_parent(p);
+    }
     let log = progress::Log::new(opts)?;
     precheck(opts)?;
     let mut dir = imgdir::ImgDir::open(&opts.dir)?;
@@ -63,7 +67,7 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
     log.step(&format!("freezing the tree of pid {}", opts.pid));
     let frozen = freeze::Frozen::freeze(opts.pid)?;
     let t_frozen = Instant::now();
-    let res = write::run(&frozen, opts, &env, &mut dir, &log);
+    let res = write::run(&frozen, opts, &env, &mut dir, &log).and_then(|s| guard::check().map(|_| s));
     match res {
         Ok(mut s) => {
             log.step(if opts.leave_running { "resuming the tree" } else { "killing the tree" });

@@ -56,6 +56,8 @@ pub struct DumpOpts {
     pub tcp_established: bool,
     pub verbose: u8,
     pub log_file: Option<PathBuf>,
+    /// Set in the worker process: the pid of the `crit dump` that waits.
+    pub worker_of: Option<i32>,
 }
 
 /// What a dump did, for the summary line.

@@ -27,6 +27,7 @@ pub fn run(fr: &Frozen, opts: &DumpOpts, env: &task::Env, dir: &mut ImgDir, log:
     let mut all = Vec::new();
     log.step(&format!("collecting {} task(s)", tasks.len()));
     for t in &tasks {
+        super::guard::check()?;
         log.debug(&format!("pid {}: {} thread(s)", t.pid, t.threads.len()));
         let c = task::collect(fr, t, env, &mut ids, &mut files, &mut seen_vm, &mut seen_files, &mut socks, opts)?;
         ids.check_same_ns(t.pid, &c.ids, &root_ids)?;

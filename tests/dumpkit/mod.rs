@@ -103,14 +103,38 @@ pub fn kill_tree(pid: i32) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
 }
 
+/// Reaps every child; children still alive after a while (a test that
+/// failed half way) are killed first, so this never blocks for good.
 pub fn reap_all() {
-    use nix::sys::wait::{waitpid, WaitPidFlag};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
-        match waitpid(None, Some(WaitPidFlag::__WALL)) {
+        match waitpid(None, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {
+                if std::time::Instant::now() > deadline {
+                    for c in my_children() {
+                        kill_tree(c);
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             Ok(_) => continue,
             Err(_) => break,
         }
     }
+}
+
+fn my_children() -> Vec<i32> {
+    let me = std::process::id();
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{me}/task")) {
+        for t in rd.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                v.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
+            }
+        }
+    }
+    v
 }
 
 /// True while `pid` exists and is not a zombie.

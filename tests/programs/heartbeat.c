@@ -1,14 +1,25 @@
 /* Dirty memory (argv[2] MiB) and a heartbeat counter written to argv[1]
- * every 2 ms: to check a dump that is killed leaves the task running. */
+ * every 2 ms: to check a dump that is killed leaves the task running.
+ * With argv[3] = "timer-child", a child holding a POSIX timer (which crit
+ * refuses) is forked first, so a dump fails after the root was read. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <time.h>
 
 int main(int argc, char **argv)
 {
 	size_t mb = argc > 2 ? atoi(argv[2]) : 256;
+	if (argc > 3 && !strcmp(argv[3], "timer-child") && fork() == 0) {
+		timer_t t;
+		struct sigevent ev = { .sigev_notify = SIGEV_NONE };
+		timer_create(CLOCK_MONOTONIC, &ev, &t);
+		for (;;)
+			pause();
+	}
 	char *m = malloc(mb << 20);
 	for (size_t i = 0; i < (mb << 20); i += 4096)
 		m[i] = (char)(i >> 12) | 1;

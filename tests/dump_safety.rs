@@ -1,0 +1,99 @@
+//! A dump that refuses, fails halfway or is killed leaves the tree
+//! running as before.
+
+mod dumpkit;
+
+use dumpkit::*;
+use std::time::Duration;
+
+fn beat(path: &std::path::Path) -> u64 {
+    std::fs::read_to_string(path).unwrap_or_default().trim().parse().unwrap_or(0)
+}
+
+/// The task is running (not stopped, not traced: the dump worker lets it
+/// go within a moment) and its heartbeat moves.
+fn runs_on(pid: i32, hb: &std::path::Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        if st.contains("TracerPid:\t0") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "pid {pid} still traced:\n{st}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let a = beat(hb);
+    std::thread::sleep(Duration::from_millis(100));
+    let b = beat(hb);
+    assert!(b > a, "pid {pid}: heartbeat stuck at {a}");
+}
+
+#[test]
+fn posix_timer_is_refused_before_harm() {
+    let kit = Kit::new();
+    let hb = kit.path("hb");
+    let prog = kit.start("refuse_timer", &[hb.to_str().unwrap()]);
+    let dir = kit.path("img");
+    let o = kit.dump(prog.pid, &dir, &[]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(e.contains(&format!("pid {}", prog.pid)) && e.contains("POSIX timer"), "{e}");
+    runs_on(prog.pid, &hb);
+    assert!(images(&dir).is_empty(), "nothing left in {:?}", images(&dir));
+    kill_tree(prog.pid);
+}
+
+#[test]
+fn failure_in_a_child_resumes_the_whole_tree() {
+    let kit = Kit::new();
+    let hb = kit.path("hb");
+    let prog = kit.start("heartbeat", &[hb.to_str().unwrap(), "16", "timer-child"]);
+    let dir = kit.path("img");
+    let o = kit.dump(prog.pid, &dir, &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("POSIX timer"), "{}", stderr(&o));
+    // The root was frozen, read (injected calls included) and resumed.
+    runs_on(prog.pid, &hb);
+    let again = kit.dump(prog.pid, &kit.path("img2"), &[]);
+    assert!(!again.status.success(), "still refused the same way");
+    runs_on(prog.pid, &hb);
+    assert!(images(&dir).is_empty());
+    for c in std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", prog.pid)).unwrap().split_whitespace() {
+        kill_tree(c.parse().unwrap());
+    }
+    kill_tree(prog.pid);
+}
+
+#[test]
+fn killed_dump_leaves_the_tree_running() {
+    let kit = Kit::new();
+    let hb = kit.path("hb");
+    let prog = kit.start("heartbeat", &[hb.to_str().unwrap(), "512"]);
+    for (i, delay) in [5u64, 20, 40, 80, 150].iter().enumerate() {
+        let dir = kit.path(&format!("img{i}"));
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_crit"))
+            .args(["dump", "-t", &prog.pid.to_string(), "-D", dir.to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(*delay));
+        let _ = c.kill();
+        let _ = c.wait();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(alive(prog.pid), "killed after {delay} ms: the task must live");
+        runs_on(prog.pid, &hb);
+    }
+    kill_tree(prog.pid);
+}
+
+#[test]
+fn bad_pid_and_self() {
+    let kit = Kit::new();
+    let o = kit.dump(999_999_9, &kit.path("img"), &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no such process"));
+    let o = kit.dump(std::process::id() as i32, &kit.path("img"), &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("ancestors"), "{}", stderr(&o));
+}
