@@ -103,14 +103,61 @@ fn frames(bytes: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
     (bytes[..8].to_vec(), v)
 }
 
-/// Indices of the entries that differ, asserting the header is unchanged
-/// and that `added` entries were appended.
-fn changed_frames(old: &[u8], new: &[u8], added: usize) -> Vec<usize> {
+/// (inode, peer) of a framed entry that is a unix socket.
+fn frame_usk(frame: &[u8]) -> Option<(u32, u32)> {
+    use prost::Message;
+    crit::image::pb::FileEntry::decode(&frame[4..])
+        .unwrap()
+        .usk
+        .map(|u| (u.ino, u.peer))
+}
+
+/// Indices (in the old file) of the entries that differ, asserting that the
+/// header is unchanged and that the new file is the old entries, in their
+/// order, plus one new entry for each inode in `added`: each right before
+/// the first entry whose peer it is (CRIU's restore resolves a peer only
+/// among the entries before it), or, if no entry has it as peer, after all
+/// the old entries.
+fn changed_frames(old: &[u8], new: &[u8], added: &[u32]) -> Vec<usize> {
     let (h0, f0) = frames(old);
     let (h1, f1) = frames(new);
     assert_eq!(h0, h1);
-    assert_eq!(f1.len(), f0.len() + added);
-    (0..f0.len()).filter(|&i| f0[i] != f1[i]).collect()
+    assert_eq!(f1.len(), f0.len() + added.len());
+    let usk1: Vec<_> = f1.iter().map(|f| frame_usk(f)).collect();
+    let mut is_added = vec![false; f1.len()];
+    for &a in added {
+        assert!(
+            !f0.iter().any(|f| frame_usk(f).map(|u| u.0) == Some(a)),
+            "{a} was already in the old file"
+        );
+        let at: Vec<usize> = (0..f1.len())
+            .filter(|&k| usk1[k].map(|u| u.0) == Some(a))
+            .collect();
+        assert_eq!(at.len(), 1, "entries of added socket {a}: {at:?}");
+        is_added[at[0]] = true;
+    }
+    for &a in added {
+        let at = (0..f1.len())
+            .find(|&k| usk1[k].map(|u| u.0) == Some(a))
+            .unwrap();
+        match (0..f1.len()).find(|&k| usk1[k].map(|u| u.1) == Some(a)) {
+            Some(k) => assert_eq!(
+                k,
+                at + 1,
+                "added entry {a} is at {at}, the first socket with it as peer at {k}"
+            ),
+            None => assert!(
+                is_added[at..].iter().all(|&x| x),
+                "added entry {a} at {at} has no socket pointing to it but is not at the end"
+            ),
+        }
+    }
+    let kept: Vec<&Vec<u8>> = (0..f1.len())
+        .filter(|&k| !is_added[k])
+        .map(|k| &f1[k])
+        .collect();
+    assert_eq!(kept.len(), f0.len());
+    (0..f0.len()).filter(|&i| f0[i] != *kept[i]).collect()
 }
 
 /// Bytes, inode and mtime of every file in `dir`.
@@ -250,7 +297,7 @@ fn reconnect_by_in_tree_inode_renames_its_external_entry() {
     want["entries"][i]["usk"]["name"] = json!("/tmp/scen/sock/other.sock=00");
     assert_eq!(new, want);
     let new_bytes = std::fs::read(d.join("files.img")).unwrap();
-    assert_eq!(changed_frames(&old_bytes, &new_bytes, 0), vec![i]);
+    assert_eq!(changed_frames(&old_bytes, &new_bytes, &[]), vec![i]);
     assert_eq!(new_bytes.len(), old_bytes.len());
 }
 
@@ -271,7 +318,7 @@ fn reconnect_by_external_inode_with_abstract_name() {
     want["entries"][i]["usk"]["name"] = json!("=00crit-test");
     assert_eq!(new, want);
     let new_bytes = std::fs::read(d.join("files.img")).unwrap();
-    assert_eq!(changed_frames(&old_bytes, &new_bytes, 0), vec![i]);
+    assert_eq!(changed_frames(&old_bytes, &new_bytes, &[]), vec![i]);
     // "\0crit-test" (10 bytes) replaced "/tmp/scen/sock/extdg.sock\0" (26).
     assert_eq!(old_bytes.len() - new_bytes.len(), 16);
 }
@@ -324,10 +371,12 @@ fn reconnect_one_of_two_sockets_sharing_an_external_entry() {
     ext["usk"]["id"] = json!(13);
     ext["usk"]["ino"] = json!(307649);
     ext["usk"]["name"] = json!("/tmp/b.sock=00");
-    want["entries"].as_array_mut().unwrap().push(ext);
+    // The new entry goes right before 306782, the socket whose peer it is.
+    want["entries"].as_array_mut().unwrap().insert(i, ext);
     assert_eq!(new, want);
+    assert_eq!((at_ino(&new, 307649), at_ino(&new, 306782)), (i, i + 1));
     // The new entry, spelled out.
-    let e = entries(&new).last().unwrap();
+    let e = &entries(&new)[i];
     assert_eq!(e["type"], json!("UNIXSK"));
     assert_eq!(
         (
@@ -344,7 +393,7 @@ fn reconnect_one_of_two_sockets_sharing_an_external_entry() {
         json!("/tmp/scen/sock/extdg.sock=00")
     );
     let new_bytes = std::fs::read(d.join("files.img")).unwrap();
-    assert_eq!(changed_frames(&old_bytes, &new_bytes, 1), vec![i]);
+    assert_eq!(changed_frames(&old_bytes, &new_bytes, &[307649]), vec![i]);
 }
 
 #[test]
@@ -368,7 +417,7 @@ fn reconnect_shared_external_entry_moves_every_socket() {
     assert_eq!(usk(&new, 306790)["peer"], json!(307648));
     let new_bytes = std::fs::read(d.join("files.img")).unwrap();
     assert_eq!(
-        changed_frames(&old_bytes, &new_bytes, 0),
+        changed_frames(&old_bytes, &new_bytes, &[]),
         vec![at_ino(&new, 307648)]
     );
 }
@@ -407,7 +456,10 @@ fn external_on_stream_pair_without_address() {
     assert_eq!(l.len(), 14);
 
     let new = files_json(d);
-    let added = entries(&new).last().unwrap();
+    let (a, b) = (at_ino(&old, 306124), at_ino(&old, 306123));
+    // The new entry goes right before 306124, the socket whose peer it is.
+    assert_eq!((at_ino(&new, 306129), at_ino(&new, 306124)), (a, a + 1));
+    let added = &entries(&new)[a];
     assert_eq!(
         *added,
         json!({"type": "UNIXSK", "id": 16, "usk": {
@@ -416,7 +468,6 @@ fn external_on_stream_pair_without_address() {
             "opts": {"so_sndbuf": 0, "so_rcvbuf": 0, "so_snd_tmo_sec": 0, "so_snd_tmo_usec": 0, "so_rcv_tmo_sec": 0, "so_rcv_tmo_usec": 0},
             "name": ""}})
     );
-    let (a, b) = (at_ino(&old, 306124), at_ino(&old, 306123));
     let mut want = old.clone();
     want["entries"][a]["usk"]["peer"] = json!(306129);
     want["entries"][b]["usk"]["peer"] = json!(0);
@@ -425,13 +476,16 @@ fn external_on_stream_pair_without_address() {
     let ns = u.remove("ns_id").unwrap();
     u.insert("shutdown".into(), json!("BOTH"));
     u.insert("ns_id".into(), ns);
-    want["entries"].as_array_mut().unwrap().push(added.clone());
+    want["entries"]
+        .as_array_mut()
+        .unwrap()
+        .insert(a, added.clone());
     assert_eq!(new, want);
     assert_eq!(usk(&new, 306123)["state"], json!(1));
     let new_bytes = std::fs::read(d.join("files.img")).unwrap();
     let mut both = vec![a, b];
     both.sort();
-    assert_eq!(changed_frames(&old_bytes, &new_bytes, 1), both);
+    assert_eq!(changed_frames(&old_bytes, &new_bytes, &[306129]), both);
 }
 
 #[test]
@@ -468,6 +522,7 @@ fn external_on_tree_with_path() {
     let t = copy_fixture("usk_tree");
     let d = t.path();
     let old_bytes = std::fs::read(d.join("files.img")).unwrap();
+    let old = files_json(d);
     let out = ok(&edit(d, &["--external", "288643=/tmp/scen/sock/out.sock"]));
     let l = lines(&out);
     // Socket and pipe inodes share a counter: the new inode goes above the pipe's 305921.
@@ -498,8 +553,13 @@ fn external_on_tree_with_path() {
         (&old_peer["peer"], &old_peer["shutdown"], &old_peer["state"]),
         (&json!(0), &json!("BOTH"), &json!(1))
     );
+    // The new entry goes right before 288643, the socket whose peer it is.
+    let a = at_ino(&old, 288643);
+    assert_eq!((at_ino(&new, 305922), at_ino(&new, 288643)), (a, a + 1));
     let new_bytes = std::fs::read(d.join("files.img")).unwrap();
-    assert_eq!(changed_frames(&old_bytes, &new_bytes, 1).len(), 2);
+    let mut both = vec![a, at_ino(&old, 288642)];
+    both.sort();
+    assert_eq!(changed_frames(&old_bytes, &new_bytes, &[305922]), both);
 }
 
 #[test]
@@ -507,6 +567,7 @@ fn several_actions_apply_together() {
     let t = copy_fixture("usk_server");
     let d = t.path();
     let old_bytes = std::fs::read(d.join("files.img")).unwrap();
+    let old = files_json(d);
     let out = ok(&edit(
         d,
         &[
@@ -550,14 +611,21 @@ fn several_actions_apply_together() {
         (&usk(&new, 306400)["peer"], &usk(&new, 306400)["shutdown"]),
         (&json!(0), &json!("BOTH"))
     );
+    // Each new entry goes right before the socket whose peer it is.
+    for (ext, sk) in [(306403, 306395), (306404, 306397), (306405, 306399)] {
+        assert_eq!(at_ino(&new, ext) + 1, at_ino(&new, sk), "{ext} before {sk}");
+    }
     let new_bytes = std::fs::read(d.join("files.img")).unwrap();
     let mut want: Vec<usize> = [306395, 306396, 306397, 306399, 306400]
         .iter()
-        .map(|&i| at_ino(&new, i))
+        .map(|&i| at_ino(&old, i))
         .collect();
     want.sort();
     // The listener's entry (306394) is not among them.
-    assert_eq!(changed_frames(&old_bytes, &new_bytes, 3), want);
+    assert_eq!(
+        changed_frames(&old_bytes, &new_bytes, &[306403, 306404, 306405]),
+        want
+    );
 }
 
 #[test]
@@ -725,7 +793,7 @@ fn unknown_fields_are_kept_or_the_edit_refused() {
     ok(&edit(d, &["--reconnect", "306782=/tmp/y.sock"]));
     let new_bytes = std::fs::read(d.join("files.img")).unwrap();
     assert_eq!(
-        changed_frames(&old_bytes, &new_bytes, 0),
+        changed_frames(&old_bytes, &new_bytes, &[]),
         vec![at_ino(&v, 307648)]
     );
     let new = files_json(d);
@@ -774,14 +842,14 @@ fn file_mode_is_kept_and_no_temporary_file_is_left() {
     assert_eq!(usk(&files_json(d), 307648)["name"], json!("/tmp/z.sock=00"));
 }
 
-#[test]
-fn external_takes_a_relative_name_with_its_dir_and_notes_an_unlinked_one() {
-    // usk_deleted has a listener whose file was unlinked (306491) and a dgram
-    // socket bound to the relative name rel.sock in /tmp/scen/sock (306492).
-    // Connect a pending stream socket to the first and a dgram one to the second.
+/// usk_deleted has a listener whose file was unlinked (306491) and a dgram
+/// socket bound to the relative name rel.sock in /tmp/scen/sock (306492).
+/// To those, this adds, at the end of files.img, a pending stream socket
+/// 306600 (file id 20) connected to the first and a dgram one 306601 (file
+/// id 21) connected to the second.
+fn clients_of_deleted() -> tempfile::TempDir {
     let t = copy_fixture("usk_deleted");
-    let d = t.path();
-    let mut v = files_json(d);
+    let mut v = files_json(t.path());
     let base = entries(&v)[at_ino(&v, 306492)].clone();
     for (id, ino, ty, peer) in [(20, 306600, 1, 306491), (21, 306601, 2, 306492)] {
         let mut e = base.clone();
@@ -798,20 +866,37 @@ fn external_takes_a_relative_name_with_its_dir_and_notes_an_unlinked_one() {
         u.insert("name".into(), json!(""));
         v["entries"].as_array_mut().unwrap().push(e);
     }
-    write_files_json(d, &v);
+    write_files_json(t.path(), &v);
+    t
+}
+
+#[test]
+fn external_takes_a_relative_name_with_its_dir_and_notes_an_unlinked_one() {
+    let t = clients_of_deleted();
+    let d = t.path();
+    let v = files_json(d);
+    let old_bytes = std::fs::read(d.join("files.img")).unwrap();
     let out = ok(&edit(d, &["--external", "306600", "--external", "306601"]));
     assert!(
         out.contains("\n  note: 306491's address was already unlinked when the images were made\n"),
         "{out}"
     );
     let new = files_json(d);
-    let ext = entries(&new)[entries(&new).len() - 2]["usk"].clone();
+    // Each new entry goes right before the socket whose peer it is; the two
+    // sockets were the last two entries.
+    let n = entries(&v).len();
+    assert_eq!((at_ino(&v, 306600), at_ino(&v, 306601)), (n - 2, n - 1));
+    assert_eq!(
+        [306602, 306600, 306603, 306601].map(|i| at_ino(&new, i)),
+        [n - 2, n - 1, n, n + 1]
+    );
+    let ext = usk(&new, 306602).clone();
     assert_eq!(
         (&ext["ino"], &ext["name"], ext.get("deleted")),
         (&json!(306602), &json!("/tmp/scen/sock/gone.sock=00"), None)
     );
     assert_eq!(usk(&new, 306600)["peer"], json!(306602));
-    let ext = entries(&new).last().unwrap()["usk"].clone();
+    let ext = usk(&new, 306603).clone();
     assert_eq!(
         (&ext["ino"], &ext["type"], &ext["name"], &ext["name_dir"]),
         (
@@ -825,4 +910,108 @@ fn external_takes_a_relative_name_with_its_dir_and_notes_an_unlinked_one() {
     // Neither old peer pointed back, so neither changed.
     assert_eq!(usk(&new, 306491), usk(&v, 306491));
     assert_eq!(usk(&new, 306492), usk(&v, 306492));
+    let new_bytes = std::fs::read(d.join("files.img")).unwrap();
+    assert_eq!(
+        changed_frames(&old_bytes, &new_bytes, &[306602, 306603]),
+        vec![n - 2, n - 1]
+    );
+}
+
+/// Where files.img breaks CRIU's restore order: (index of a unix socket,
+/// index of its peer) for each socket whose peer is an external entry
+/// (USK_EXTERN, uflags & 1) that does not come before it. Also returns the
+/// inodes of the external entries that do come before their sockets.
+fn externals_after_their_sockets(v: &Value) -> (Vec<(usize, usize)>, Vec<u64>) {
+    let e = entries(v);
+    let (mut bad, mut good) = (Vec::new(), Vec::new());
+    for (k, s) in e.iter().enumerate() {
+        let Some(p) = s["usk"]["peer"].as_u64().filter(|&p| p != 0) else {
+            continue;
+        };
+        let Some(j) = e.iter().position(|x| x["usk"]["ino"] == json!(p)) else {
+            continue;
+        };
+        if e[j]["usk"]["uflags"].as_u64().unwrap() & 1 == 0 {
+            continue;
+        }
+        if j < k {
+            good.push(p);
+        } else {
+            bad.push((k, j));
+        }
+    }
+    (bad, good)
+}
+
+#[test]
+fn added_external_entry_precedes_its_socket() {
+    // Every edit in this file that adds an entry.
+    let edits: Vec<(tempfile::TempDir, Vec<&str>)> = vec![
+        (shared_external(), vec!["--reconnect", "306782=/tmp/b.sock"]),
+        (copy_fixture("usk_pair"), vec!["--external", "306124"]),
+        (copy_fixture("usk_pair"), vec!["--external", "306126"]),
+        (
+            copy_fixture("usk_pair"),
+            vec!["--external", "306124=/run/peer.sock"],
+        ),
+        (
+            copy_fixture("usk_tree"),
+            vec!["--external", "288643=/tmp/scen/sock/out.sock"],
+        ),
+        (
+            copy_fixture("usk_server"),
+            vec![
+                "--external",
+                "306395",
+                "--external",
+                "306397",
+                "--external",
+                "306399=@other",
+            ],
+        ),
+        (
+            clients_of_deleted(),
+            vec!["--external", "306600", "--external", "306601"],
+        ),
+    ];
+    for (t, args) in &edits {
+        let d = t.path();
+        // CRIU's own dumps (and the cases built from them) keep the order.
+        let (bad, _) = externals_after_their_sockets(&files_json(d));
+        assert_eq!(bad, vec![], "{args:?}: before the edit");
+        let out = ok(&edit(d, args));
+        let added: Vec<u64> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("  added external entry "))
+            .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(
+            out.lines()
+                .last()
+                .unwrap()
+                .ends_with(&format!(" {} added; written", added.len())),
+            "{args:?}: {out}"
+        );
+        assert!(!added.is_empty(), "{args:?}: {out}");
+        let new = files_json(d);
+        let (bad, good) = externals_after_their_sockets(&new);
+        assert_eq!(bad, vec![], "{args:?}");
+        // The rule is not vacuous: every added entry is some socket's peer.
+        for a in &added {
+            assert!(good.contains(a), "{args:?}: nothing points to {a}");
+        }
+        // And it catches the old layout, with the added entries at the end.
+        let mut last = new.clone();
+        let all = last["entries"].as_array_mut().unwrap();
+        for a in &added {
+            let i = all
+                .iter()
+                .position(|e| e["usk"]["ino"] == json!(a))
+                .unwrap();
+            let e = all.remove(i);
+            all.push(e);
+        }
+        let (bad, _) = externals_after_their_sockets(&last);
+        assert_eq!(bad.len(), added.len(), "{args:?}");
+    }
 }

@@ -70,17 +70,41 @@ impl FilesImg {
 
     /// The image again: header, then each entry framed with its length.
     /// `replace[i]`, when set, stands for entry `i`'s message bytes; the
-    /// others are copied as read. `added` messages come last.
+    /// others are copied as read. Each `added` message (an external
+    /// socket entry) goes right before the first entry whose unix peer it
+    /// is: CRIU resolves a socket's peer among the entries read before it,
+    /// and an external entry never points back, so it must come first
+    /// (CRIU's own dump writes it in that order). Added entries nothing
+    /// points to come last.
     pub fn assemble(&self, replace: &[Option<Vec<u8>>], added: &[Vec<u8>]) -> Vec<u8> {
+        let ino_of = |b: &[u8]| {
+            pb::FileEntry::decode(b)
+                .ok()
+                .and_then(|f| f.usk)
+                .map(|u| (u.ino, u.peer))
+        };
+        let added_ino: Vec<Option<u32>> = added.iter().map(|b| ino_of(b).map(|x| x.0)).collect();
+        let mut placed = vec![false; added.len()];
         let mut out = self.header.clone();
         for (i, e) in self.entries.iter().enumerate() {
-            match replace.get(i) {
-                Some(Some(bytes)) => frame(&mut out, bytes),
-                _ => frame(&mut out, &e.raw),
+            let bytes: &[u8] = match replace.get(i) {
+                Some(Some(bytes)) => bytes,
+                _ => &e.raw,
+            };
+            if let Some((_, peer)) = ino_of(bytes).filter(|x| x.1 != 0) {
+                for (k, a) in added.iter().enumerate() {
+                    if !placed[k] && added_ino[k] == Some(peer) {
+                        frame(&mut out, a);
+                        placed[k] = true;
+                    }
+                }
             }
-        }
-        for bytes in added {
             frame(&mut out, bytes);
+        }
+        for (k, bytes) in added.iter().enumerate() {
+            if !placed[k] {
+                frame(&mut out, bytes);
+            }
         }
         out
     }

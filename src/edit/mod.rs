@@ -66,7 +66,10 @@
 //! # Rewriting files.img
 //!
 //! Only `files.img` changes. Entries that did not change are copied
-//! byte for byte, framing included; added entries go at the end. A changed
+//! byte for byte, framing included. An added external entry goes right
+//! before the first socket that has it as peer (CRIU's restore resolves a
+//! peer only among earlier entries); one nothing points to goes at the end.
+//! A changed
 //! entry is re-encoded by prost. protobuf-c (CRIU) writes the fields it
 //! knows in field-number order, which is what prost writes too, so for an
 //! entry prost decodes completely, re-encoding gives back the same bytes
