@@ -147,9 +147,23 @@ pub fn scan(pid: i32, shmem_dev: u64) -> Result<Vec<Fd>> {
             Ok(l) => l.to_string_lossy().into_owned(),
             Err(e) => return Err(Error::io(format!("pid {pid} fd {fd}: readlink"), e)),
         };
-        let st = std::fs::metadata(&lp)
-            .map(|m| Stat::of(&m))
-            .map_err(|e| Error::io(format!("pid {pid} fd {fd} ({link}): stat"), e))?;
+        // Sockets need no stat: the inode is in the link, and their
+        // state comes from sock_diag and the socket itself.
+        let sock_ino = link
+            .strip_prefix("socket:[")
+            .and_then(|r| r.strip_suffix(']'))
+            .and_then(|n| n.parse::<u64>().ok());
+        let st = match sock_ino {
+            Some(ino) => Stat {
+                ino,
+                mode: 0o140777,
+                nlink: 1,
+                ..Default::default()
+            },
+            None => std::fs::metadata(&lp)
+                .map(|m| Stat::of(&m))
+                .map_err(|e| Error::io(format!("pid {pid} fd {fd} ({link}): stat"), e))?,
+        };
         let info = procfs::read_string(pid, &format!("fdinfo/{fd}"))?;
         let raw_flags = procfs::fdinfo_field(&info, "flags")
             .and_then(|v| u32::from_str_radix(v, 8).ok())

@@ -36,8 +36,8 @@ pub struct FileTable {
     next_id: u32,
     pub entries: Vec<pb::FileEntry>,
     special: HashMap<(u64, u64), u32>,
-    /// (pid, fd, dev, ino, id) of every descriptor given an id.
-    seen: Vec<(i32, i32, u64, u64, u32)>,
+    /// (pid, fd, id) of every descriptor given an id, by (dev, ino).
+    seen: HashMap<(u64, u64), Vec<(i32, i32, u32)>>,
     pub pipes_data: Option<ImageBuilder>,
     pub fifo_data: Option<ImageBuilder>,
     pipe_done: std::collections::HashSet<u64>,
@@ -60,17 +60,16 @@ impl FileTable {
 
     /// The id of the open file behind `pid`'s `fd`, and whether it is new.
     pub fn fd_id(&mut self, pid: i32, fd: &Fd) -> Result<(u32, bool)> {
-        for &(p, f, dev, ino, id) in &self.seen {
-            if dev == fd.st.dev && ino == fd.st.ino {
-                let same = kcmp::same(p, pid, kcmp::Kind::File, f as u64, fd.fd as u64)
-                    .map_err(|e| Error::io(format!("pid {pid} fd {}: kcmp", fd.fd), e))?;
-                if same {
-                    return Ok((id, false));
-                }
+        let key = (fd.st.dev, fd.st.ino);
+        for &(p, f, id) in self.seen.get(&key).map(|v| v.as_slice()).unwrap_or(&[]) {
+            let same = kcmp::same(p, pid, kcmp::Kind::File, f as u64, fd.fd as u64)
+                .map_err(|e| Error::io(format!("pid {pid} fd {}: kcmp", fd.fd), e))?;
+            if same {
+                return Ok((id, false));
             }
         }
         let id = self.new_id();
-        self.seen.push((pid, fd.fd, fd.st.dev, fd.st.ino, id));
+        self.seen.entry(key).or_default().push((pid, fd.fd, id));
         Ok((id, true))
     }
 

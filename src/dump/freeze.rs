@@ -41,6 +41,7 @@ pub struct Frozen {
     pub tasks: Vec<tree::Task>,
     /// Tasks that were in group-stop (stopped by a signal) when frozen.
     pub stopped: Vec<i32>,
+    pidfds: std::cell::RefCell<std::collections::HashMap<i32, OwnedFd>>,
 }
 
 fn sys(what: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -85,6 +86,7 @@ impl Frozen {
             inner: Some(inner),
             tasks: order,
             stopped,
+            pidfds: Default::default(),
         })
     }
 
@@ -182,24 +184,15 @@ impl Frozen {
         Ok(x)
     }
 
-    /// Copies the (address, length) pieces of `pid`'s memory back to back
-    /// into `buf` (batched process_vm_readv); all or nothing.
-    pub fn read_mem(&self, pid: i32, pieces: &[(u64, usize)], buf: &mut [u8]) -> Result<()> {
-        let iov: Vec<remote::RemoteIoVec> = pieces.iter().map(|&(base, len)| remote::RemoteIoVec { base, len }).collect();
-        let want: usize = pieces.iter().map(|p| p.1).sum();
-        let got = remote::read_ranges(pid, &mut buf[..want], &iov).map_err(sys(format!("pid {pid}: reading memory")))?;
-        if got != want {
-            let at = pieces.first().map(|p| p.0).unwrap_or(0);
-            return Err(Error::msg(format!(
-                "pid {pid}: read {got} of {want} bytes of memory from {at:#x} on; a mapping changed under the dump"
-            )));
-        }
-        Ok(())
-    }
-
     /// A copy of `pid`'s descriptor `fd` (pidfd_getfd).
     pub fn getfd(&self, pid: i32, fd: i32) -> Result<OwnedFd> {
-        pidfd::getfd(pid, fd).map_err(sys(format!("pid {pid} fd {fd}: pidfd_getfd")))
+        let mut m = self.pidfds.borrow_mut();
+        if !m.contains_key(&pid) {
+            let p = pidfd::pidfd_open(pid).map_err(sys(format!("pid {pid}: pidfd_open")))?;
+            m.insert(pid, p);
+        }
+        let p = m.get(&pid).ok_or_else(|| Error::msg(format!("pid {pid}: no pidfd")))?;
+        pidfd::pidfd_getfd(p, fd).map_err(sys(format!("pid {pid} fd {fd}: pidfd_getfd")))
     }
 
     /// Lets the tree go: resumed as it was, or killed (`kill`).
@@ -210,6 +203,22 @@ impl Frozen {
             None => Ok(()),
         }
     }
+}
+
+/// Copies the (address, length) pieces of `pid`'s memory back to back
+/// into `buf` (batched process_vm_readv); all or nothing. Needs no tracer,
+/// so the page writer thread calls it.
+pub fn read_mem(pid: i32, pieces: &[(u64, usize)], buf: &mut [u8]) -> Result<()> {
+    let iov: Vec<remote::RemoteIoVec> = pieces.iter().map(|&(base, len)| remote::RemoteIoVec { base, len }).collect();
+    let want: usize = pieces.iter().map(|p| p.1).sum();
+    let got = remote::read_ranges(pid, &mut buf[..want], &iov).map_err(sys(format!("pid {pid}: reading memory")))?;
+    if got != want {
+        let at = pieces.first().map(|p| p.0).unwrap_or(0);
+        return Err(Error::msg(format!(
+            "pid {pid}: read {got} of {want} bytes of memory from {at:#x} on; a mapping changed under the dump"
+        )));
+    }
+    Ok(())
 }
 
 const PR_GET_PDEATHSIG: i32 = 2;

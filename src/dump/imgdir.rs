@@ -53,15 +53,6 @@ impl ImgDir {
         Ok(())
     }
 
-    /// Starts an image written in pieces (pages); see [`Stream`].
-    pub fn stream(&mut self, name: &str) -> Result<Stream> {
-        let p = self.path(name);
-        Ok(Stream {
-            file: AtomicFile::create(&p)?,
-            path: p,
-            bytes: 0,
-        })
-    }
 
     pub fn finish(&mut self, s: Stream) -> Result<()> {
         s.file.commit()?;
@@ -93,6 +84,16 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// Starts an image written in pieces (pages), committed by
+    /// [`ImgDir::finish`]; dropped unfinished, it leaves nothing.
+    pub fn create(p: &Path) -> Result<Stream> {
+        Ok(Stream {
+            file: AtomicFile::create(p)?,
+            path: p.to_path_buf(),
+            bytes: 0,
+        })
+    }
+
     pub fn write(&mut self, b: &[u8]) -> Result<()> {
         super::guard::check()?;
         self.file

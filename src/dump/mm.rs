@@ -120,19 +120,40 @@ pub fn mm_entry(pid: i32, stat: &procfs::Stat, vmas: &[Vma], exe_file_id: u32, e
 const BATCH: usize = 64 << 20;
 
 /// Writes pagemap image `pagemap_name` and pages-`pages_id`.img for `runs`
-/// of `pid`'s memory. `base` is subtracted from addresses in the pagemap
-/// (0 for a task; the VMA start for shared memory). Returns pages written.
+/// of `pid`'s memory (addresses in the pagemap minus `base`). Returns the
+/// number of pages written.
 pub fn write_pages(dir: &mut ImgDir, pagemap_name: &str, pages_id: u32, pid: i32, runs: &[Run], base: u64, read: ReadMem) -> Result<u64> {
+    let mut out = super::imgdir::Stream::create(&dir.path(&format!("pages-{pages_id}.img")))?;
+    let (pm, total) = copy_pages(&mut out, pages_id, pid, runs, base, read, &|| false)?;
+    dir.finish(out)?;
+    dir.write(pagemap_name, &pm)?;
+    Ok(total)
+}
+
+/// Copies `runs` of `pid`'s memory into `out` in batches (one read and
+/// one write per batch) and returns the pagemap image describing them and
+/// the page count. `cancelled` is polled between batches.
+pub fn copy_pages(
+    out: &mut super::imgdir::Stream,
+    pages_id: u32,
+    pid: i32,
+    runs: &[Run],
+    base: u64,
+    read: ReadMem,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<(ImageBuilder, u64)> {
     let mut pm = ImageBuilder::new("PAGEMAP")?;
     pm.entry(&pb::PagemapHead { pages_id });
-    let mut out = dir.stream(&format!("pages-{pages_id}.img"))?;
     let mut buf: Vec<u8> = Vec::new();
     let mut pieces: Vec<(u64, usize)> = Vec::new();
     let mut fill = 0usize;
     let mut total = 0u64;
-    let flush = |pieces: &mut Vec<(u64, usize)>, fill: &mut usize, buf: &mut Vec<u8>, out: &mut super::imgdir::Stream| -> Result<()> {
+    let mut flush = |pieces: &mut Vec<(u64, usize)>, fill: &mut usize, buf: &mut Vec<u8>| -> Result<()> {
         if *fill == 0 {
             return Ok(());
+        }
+        if cancelled() {
+            return Err(Error::msg(format!("pid {pid}: page copy cancelled")));
         }
         read(pid, pieces, &mut buf[..*fill])?;
         out.write(&buf[..*fill])?;
@@ -152,22 +173,19 @@ pub fn write_pages(dir: &mut ImgDir, pagemap_name: &str, pages_id: u32, pid: i32
         let mut addr = r.vaddr;
         let mut left = (r.nr_pages * maps::PAGE_SIZE) as usize;
         while left > 0 {
-            let room = BATCH - fill;
-            let n = left.min(room);
+            let n = left.min(BATCH - fill);
             if buf.len() < fill + n {
-                buf.resize((fill + n).max(buf.len().min(BATCH)), 0);
+                buf.resize(fill + n, 0);
             }
             pieces.push((addr, n));
             fill += n;
             addr += n as u64;
             left -= n;
             if fill == BATCH {
-                flush(&mut pieces, &mut fill, &mut buf, &mut out)?;
+                flush(&mut pieces, &mut fill, &mut buf)?;
             }
         }
     }
-    flush(&mut pieces, &mut fill, &mut buf, &mut out)?;
-    dir.finish(out)?;
-    dir.write(pagemap_name, &pm)?;
-    Ok(total)
+    flush(&mut pieces, &mut fill, &mut buf)?;
+    Ok((pm, total))
 }

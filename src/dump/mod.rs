@@ -37,6 +37,7 @@ pub mod imgdir;
 pub mod maps;
 pub mod mm;
 pub mod opts;
+pub mod pages;
 pub mod pagemap;
 pub mod pipes;
 pub mod procfs;

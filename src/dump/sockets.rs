@@ -42,6 +42,8 @@ pub struct Sockets {
     pub queues: Option<ImageBuilder>,
     pub count: usize,
     pub net_ns_id: Option<u32>,
+    /// The buffer queued messages are peeked into, reused.
+    peek_buf: Vec<u8>,
 }
 
 fn io(pid: i32, fd: i32, what: &str, e: impl Into<std::io::Error>) -> Error {
@@ -306,13 +308,22 @@ impl Sockets {
     }
 
     fn peek_all(&mut self, pid: i32, fd: i32, id: u32, d: &UnixDiag, sk: BorrowedFd) -> Result<()> {
+        let sndbuf = sockopt::get_int(sk, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(212992).max(65536) as usize;
+        let mut buf = std::mem::take(&mut self.peek_buf);
+        if buf.len() < sndbuf.max(1 << 20) {
+            buf.resize(sndbuf.max(1 << 20), 0);
+        }
+        let r = self.peek_into(pid, fd, id, d, sk, &mut buf);
+        self.peek_buf = buf;
+        r
+    }
+
+    fn peek_into(&mut self, pid: i32, fd: i32, id: u32, d: &UnixDiag, sk: BorrowedFd, buf: &mut [u8]) -> Result<()> {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
         use std::os::fd::AsRawFd;
-        let sndbuf = sockopt::get_int(sk, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(212992).max(65536) as usize;
-        let mut buf = vec![0u8; sndbuf.max(1 << 20)];
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 253]);
         loop {
-            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let mut iov = [std::io::IoSliceMut::new(&mut *buf)];
             let r = recvmsg::<UnixAddr>(
                 sk.as_raw_fd(),
                 &mut iov,

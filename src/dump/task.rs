@@ -44,6 +44,7 @@ pub fn collect(
     seen_vm: &mut Vec<u32>,
     seen_files: &mut Vec<u32>,
     socks: &mut super::sockets::Sockets,
+    pages: &mut super::pages::PageWriter,
     opts: &super::DumpOpts,
 ) -> Result<Collected> {
     let pid = t.pid;
@@ -59,6 +60,9 @@ pub fn collect(
     if !shared_vm {
         vmas = maps::read(pid, env.shmem_dev)?;
         mm::map_files(pid, &mut vmas, files)?;
+        // Start copying memory now, while descriptors are read.
+        runs = pagemap::collect(pid, &vmas, env.zero_pfn)?;
+        pages.submit(pid, runs.clone())?;
     }
 
     // Descriptors.
@@ -100,7 +104,6 @@ pub fn collect(
         let exe_id = files.special_reg(&exe_path, &st, &exe, true)?;
         let thp_disabled = status.thp_enabled.map(|e| !e).unwrap_or(false);
         mme = Some(mm::mm_entry(pid, &t.stat, &vmas, exe_id, &extra.mm, thp_disabled)?);
-        runs = pagemap::collect(pid, &vmas, env.zero_pfn)?;
     }
 
     // cwd and root: new ids each time, as CRIU gives them.

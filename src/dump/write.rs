@@ -24,12 +24,13 @@ pub fn run(fr: &Frozen, opts: &DumpOpts, env: &task::Env, dir: &mut ImgDir, log:
     let mut socks = Sockets::default();
     socks.net_ns_id = root_ids.net_ns_id;
     let (mut seen_vm, mut seen_files) = (Vec::new(), Vec::new());
+    let mut pw = super::pages::PageWriter::new(&dir.dir);
     let mut all = Vec::new();
     log.step(&format!("collecting {} task(s)", tasks.len()));
     for t in &tasks {
         super::guard::check()?;
         log.debug(&format!("pid {}: {} thread(s)", t.pid, t.threads.len()));
-        let c = task::collect(fr, t, env, &mut ids, &mut files, &mut seen_vm, &mut seen_files, &mut socks, opts)?;
+        let c = task::collect(fr, t, env, &mut ids, &mut files, &mut seen_vm, &mut seen_files, &mut socks, &mut pw, opts)?;
         ids.check_same_ns(t.pid, &c.ids, &root_ids)?;
         all.push(c);
     }
@@ -42,7 +43,12 @@ pub fn run(fr: &Frozen, opts: &DumpOpts, env: &task::Env, dir: &mut ImgDir, log:
         sockets: socks.count,
         ..Default::default()
     };
-    let mut pages_id = 0u32;
+    let copied = pw.finish()?;
+    for d in copied {
+        dir.finish(d.stream)?;
+        dir.write(&format!("pagemap-{}.img", d.pid), &d.pagemap)?;
+        s.pages += d.pages;
+    }
     for c in &all {
         let pid = c.t.pid;
         s.threads += c.t.threads.len();
@@ -61,9 +67,6 @@ pub fn run(fr: &Frozen, opts: &DumpOpts, env: &task::Env, dir: &mut ImgDir, log:
             let mut b = ImageBuilder::new("MM")?;
             b.entry(m);
             dir.write(&format!("mm-{pid}.img"), &b)?;
-            pages_id += 1;
-            let read = |p: i32, pieces: &[(u64, usize)], buf: &mut [u8]| fr.read_mem(p, pieces, buf);
-            s.pages += mm::write_pages(dir, &format!("pagemap-{pid}.img"), pages_id, pid, &c.runs, 0, &read)?;
         }
         if !c.shared_files {
             let mut b = ImageBuilder::new("FDINFO")?;
@@ -77,7 +80,7 @@ pub fn run(fr: &Frozen, opts: &DumpOpts, env: &task::Env, dir: &mut ImgDir, log:
 
     // Shared memory (memfd and shared anonymous mappings).
     for (ino, path) in files.shmem.clone() {
-        pages_id += 1;
+        let pages_id = pw.next_id();
         let (runs, data) = shmem_contents(&path)?;
         let read = move |_p: i32, pieces: &[(u64, usize)], buf: &mut [u8]| -> Result<()> {
             let mut o = 0;
