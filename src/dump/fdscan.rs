@@ -132,7 +132,11 @@ pub fn classify(link: &str, st: &Stat, shmem_dev: u64) -> Kind {
 }
 
 /// Lists the descriptors of `pid` in fd order.
-pub fn scan(pid: i32, shmem_dev: u64) -> Result<Vec<Fd>> {
+/// `is_socket(ino)` says whether an inode is a known socket (sock_diag):
+/// once one socket's mount id is confirmed by its link, descriptors on
+/// that mount whose inode is a known socket skip the readlink.
+pub fn scan(pid: i32, shmem_dev: u64, is_socket: &dyn Fn(u64) -> bool) -> Result<Vec<Fd>> {
+    let mut sockfs_mnt: Option<i32> = None;
     let dir = procfs::path(pid, "fd");
     let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(format!("pid {pid}: {}", dir.display()), e))?;
     let mut fds: Vec<i32> = rd
@@ -143,10 +147,19 @@ pub fn scan(pid: i32, shmem_dev: u64) -> Result<Vec<Fd>> {
     let mut out = Vec::with_capacity(fds.len());
     for fd in fds {
         let lp = dir.join(fd.to_string());
-        let link = match std::fs::read_link(&lp) {
-            Ok(l) => l.to_string_lossy().into_owned(),
-            Err(e) => return Err(Error::io(format!("pid {pid} fd {fd}: readlink"), e)),
+        let info = procfs::read_string(pid, &format!("fdinfo/{fd}"))?;
+        let mnt_id = parse_num::<i32>(procfs::fdinfo_field(&info, "mnt_id")).unwrap_or(-1);
+        let fino = parse_num::<u64>(procfs::fdinfo_field(&info, "ino"));
+        let link = match fino {
+            Some(ino) if sockfs_mnt == Some(mnt_id) && is_socket(ino) => format!("socket:[{ino}]"),
+            _ => match std::fs::read_link(&lp) {
+                Ok(l) => l.to_string_lossy().into_owned(),
+                Err(e) => return Err(Error::io(format!("pid {pid} fd {fd}: readlink"), e)),
+            },
         };
+        if sockfs_mnt.is_none() && link.starts_with("socket:[") {
+            sockfs_mnt = Some(mnt_id);
+        }
         // Sockets need no stat: the inode is in the link, and their
         // state comes from sock_diag and the socket itself.
         let sock_ino = link
@@ -164,12 +177,10 @@ pub fn scan(pid: i32, shmem_dev: u64) -> Result<Vec<Fd>> {
                 .map(|m| Stat::of(&m))
                 .map_err(|e| Error::io(format!("pid {pid} fd {fd} ({link}): stat"), e))?,
         };
-        let info = procfs::read_string(pid, &format!("fdinfo/{fd}"))?;
         let raw_flags = procfs::fdinfo_field(&info, "flags")
             .and_then(|v| u32::from_str_radix(v, 8).ok())
             .ok_or_else(|| Error::msg(format!("pid {pid} fd {fd}: fdinfo has no flags")))?;
         let pos = parse_num::<u64>(procfs::fdinfo_field(&info, "pos")).unwrap_or(0);
-        let mnt_id = parse_num::<i32>(procfs::fdinfo_field(&info, "mnt_id")).unwrap_or(-1);
         let kind = classify(&link, &st, shmem_dev);
         out.push(Fd {
             fd,

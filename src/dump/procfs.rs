@@ -11,7 +11,13 @@ pub fn path(pid: i32, what: &str) -> PathBuf {
 
 pub fn read(pid: i32, what: &str) -> Result<Vec<u8>> {
     let p = path(pid, what);
-    std::fs::read(&p).map_err(|e| Error::io(format!("pid {pid}: {}", p.display()), e))
+    // Not std::fs::read: it stats the file first, which /proc makes costly
+    // and useless (sizes are 0).
+    let mut v = Vec::with_capacity(512);
+    std::fs::File::open(&p)
+        .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut v))
+        .map_err(|e| Error::io(format!("pid {pid}: {}", p.display()), e))?;
+    Ok(v)
 }
 
 pub fn read_string(pid: i32, what: &str) -> Result<String> {

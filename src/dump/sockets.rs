@@ -94,6 +94,15 @@ impl Sockets {
         self.netlink.as_ref().unwrap_or_else(|| unreachable!())
     }
 
+    /// Whether `ino` is a socket sock_diag knows (unix or inet).
+    pub fn known(&mut self, ino: u64) -> bool {
+        let i = ino as u32;
+        if ino > u32::MAX as u64 {
+            return false;
+        }
+        self.unix_map().map(|m| m.contains_key(&i)).unwrap_or(false) || self.inet_map().map(|m| m.contains_key(&i)).unwrap_or(false)
+    }
+
     /// The fdinfo type of socket `ino`, refusing unknown families.
     pub fn fd_type(&mut self, pid: i32, fd: i32, ino: u64) -> Result<i32> {
         let ino32 = ino as u32;
@@ -322,7 +331,14 @@ impl Sockets {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
         use std::os::fd::AsRawFd;
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 253]);
+        // For stream and seqpacket sockets sock_diag gave the queued bytes:
+        // stop once they are all read (saves a last EAGAIN round).
+        let queued = d.rqlen.map(|r| r.0 as usize).unwrap_or(0);
+        let mut total = 0usize;
         loop {
+            if d.sk_type != SOCK_DGRAM && queued > 0 && total >= queued {
+                return Ok(());
+            }
             let mut iov = [std::io::IoSliceMut::new(&mut *buf)];
             let r = recvmsg::<UnixAddr>(
                 sk.as_raw_fd(),
@@ -380,6 +396,7 @@ impl Sockets {
                 scm: Vec::new(),
             })
             .raw(&buf[..n]);
+            total += n;
         }
     }
 

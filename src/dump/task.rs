@@ -69,7 +69,11 @@ pub fn collect(
     let mut fdinfo = Vec::new();
     let mut new_fds = Vec::new();
     if !shared_files {
-        let fds = fdscan::scan(pid, env.shmem_dev)?;
+        let fds = {
+            let cell = std::cell::RefCell::new(&mut *socks);
+            let known = |ino: u64| cell.borrow_mut().known(ino);
+            fdscan::scan(pid, env.shmem_dev, &known)?
+        };
         for fd in fds {
             let (id, new) = files.fd_id(pid, &fd)?;
             let ty = super::fdtypes::file_type(pid, &fd, socks, opts)?;

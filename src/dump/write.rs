@@ -34,6 +34,7 @@ pub fn run(fr: &Frozen, opts: &DumpOpts, env: &task::Env, dir: &mut ImgDir, log:
         ids.check_same_ns(t.pid, &c.ids, &root_ids)?;
         all.push(c);
     }
+    log.debug("tasks collected");
     socks.finish(&mut files, &opts.ext_unix)?;
 
     // Nothing was refused: write.
@@ -44,6 +45,7 @@ pub fn run(fr: &Frozen, opts: &DumpOpts, env: &task::Env, dir: &mut ImgDir, log:
         ..Default::default()
     };
     let copied = pw.finish()?;
+    log.debug("pages copied");
     for d in copied {
         dir.finish(d.stream)?;
         dir.write(&format!("pagemap-{}.img", d.pid), &d.pagemap)?;
