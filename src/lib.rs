@@ -1,8 +1,8 @@
 //! crit: checkpoint images in CRIU's format.
 
+pub mod dump;
 pub mod edit;
 pub mod error;
-pub mod dump;
 pub mod explore;
 pub mod image;
 pub mod json;

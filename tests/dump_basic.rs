@@ -66,7 +66,7 @@ fn counter_images_match_criu_set() {
     assert_eq!(ti.tls.len(), 3);
     assert_eq!(ti.fpregs.st_space.len(), 32);
     assert_eq!(ti.fpregs.xmm_space.len(), 64);
-    assert_eq!(ti.fpregs.mxcsr_mask != 0, true);
+    assert_ne!(ti.fpregs.mxcsr_mask, 0);
     let tc = core.tc.as_ref().unwrap();
     assert_eq!(tc.comm, "counter");
     assert_eq!(tc.task_state, 1);
@@ -87,16 +87,26 @@ fn counter_images_match_criu_set() {
     assert!(has(1 | 8 | 512), "vdso");
     assert!(has(4 | 512), "vsyscall");
     assert!(has(1 | 64), "file private mappings");
-    assert!(mm.vmas.iter().any(|v| v.flags & 0x100 != 0), "stack has MAP_GROWSDOWN");
+    assert!(
+        mm.vmas.iter().any(|v| v.flags & 0x100 != 0),
+        "stack has MAP_GROWSDOWN"
+    );
     assert!(mm.mm_saved_auxv.len() >= 2 && mm.mm_saved_auxv.len() <= 44);
     assert!(mm.mm_brk >= mm.mm_start_brk);
     assert!(mm.dumpable.is_some() && mm.thp_disabled.is_some());
     let files = files(&dir);
     let exe = files.iter().find(|f| f.id == mm.exe_file_id).unwrap();
     assert!(exe.reg.as_ref().unwrap().name.ends_with("/counter"));
-    assert_eq!(exe.reg.as_ref().unwrap().build_id.len(), 5, "GNU build id in 5 words");
+    assert_eq!(
+        exe.reg.as_ref().unwrap().build_id.len(),
+        5,
+        "GNU build id in 5 words"
+    );
     for v in mm.vmas.iter().filter(|v| v.status & 64 != 0) {
-        assert!(files.iter().any(|f| f.id as u64 == v.shmid), "vma shmid is a file id");
+        assert!(
+            files.iter().any(|f| f.id as u64 == v.shmid),
+            "vma shmid is a file id"
+        );
         assert_eq!(v.fdflags, Some(0));
     }
 
@@ -105,12 +115,19 @@ fn counter_images_match_criu_set() {
     for (i, b) in mem.iter().enumerate() {
         assert_eq!(*b, (i as u64 * 7 + 3) as u8, "heap byte {i}");
     }
-    let pm: Vec<pb::PagemapEntry> = all::<pb::PagemapEntry>(&dir, &format!("pagemap-{pid}.img"), "PAGEMAP")
-        .into_iter()
-        .skip(1)
-        .collect();
-    assert!(pm.iter().all(|e| e.flags.unwrap() & 4 != 0), "PE_PRESENT on every entry");
-    assert!(pm.iter().any(|e| e.flags.unwrap() == 6), "anonymous memory is PE_LAZY|PE_PRESENT");
+    let pm: Vec<pb::PagemapEntry> =
+        all::<pb::PagemapEntry>(&dir, &format!("pagemap-{pid}.img"), "PAGEMAP")
+            .into_iter()
+            .skip(1)
+            .collect();
+    assert!(
+        pm.iter().all(|e| e.flags.unwrap() & 4 != 0),
+        "PE_PRESENT on every entry"
+    );
+    assert!(
+        pm.iter().any(|e| e.flags.unwrap() == 6),
+        "anonymous memory is PE_LAZY|PE_PRESENT"
+    );
 
     // files: /dev/null, the pipe (with its data), the regular file at offset 4
     let fdinfo: Vec<pb::FdinfoEntry> = all(&dir, "fdinfo-2.img", "FDINFO");
@@ -128,7 +145,10 @@ fn counter_images_match_criu_set() {
     let p3 = file_of(3);
     let p4 = file_of(4);
     assert_eq!(p3.r#type, 2);
-    assert_eq!(p3.pipe.as_ref().unwrap().pipe_id, p4.pipe.as_ref().unwrap().pipe_id);
+    assert_eq!(
+        p3.pipe.as_ref().unwrap().pipe_id,
+        p4.pipe.as_ref().unwrap().pipe_id
+    );
     assert_eq!(p4.pipe.as_ref().unwrap().flags & 3, 1, "write end O_WRONLY");
     let pd = std::fs::read(dir.join("pipes-data.img")).unwrap();
     assert!(pd.windows(9).any(|w| w == b"pipe-data"), "pipe data dumped");
@@ -136,11 +156,17 @@ fn counter_images_match_criu_set() {
     // fs, ids, inventory
     let fs: pb::FsEntry = one(&dir, &format!("fs-{pid}.img"), "FS");
     let cwd = files.iter().find(|f| f.id == fs.cwd_id).unwrap();
-    assert_eq!(cwd.reg.as_ref().unwrap().name, kit.tmp.path().to_str().unwrap());
+    assert_eq!(
+        cwd.reg.as_ref().unwrap().name,
+        kit.tmp.path().to_str().unwrap()
+    );
     let root = files.iter().find(|f| f.id == fs.root_id).unwrap();
     assert_eq!(root.reg.as_ref().unwrap().name, "/");
     let ids: pb::TaskKobjIdsEntry = one(&dir, &format!("ids-{pid}.img"), "IDS");
-    assert_eq!((ids.vm_id, ids.files_id, ids.fs_id, ids.sighand_id), (2, 2, 2, 2));
+    assert_eq!(
+        (ids.vm_id, ids.files_id, ids.fs_id, ids.sighand_id),
+        (2, 2, 2, 2)
+    );
     let inv: pb::InventoryEntry = one(&dir, "inventory.img", "INVENTORY");
     assert_eq!(inv.img_version, 2);
     let rids = inv.root_ids.unwrap();
@@ -154,7 +180,10 @@ fn counter_images_match_criu_set() {
     // inventory.img is the newest file: written last
     let mtime = |n: &str| std::fs::metadata(dir.join(n)).unwrap().modified().unwrap();
     for n in images(&dir) {
-        assert!(mtime(&n) <= mtime("inventory.img"), "{n} written after inventory");
+        assert!(
+            mtime(&n) <= mtime("inventory.img"),
+            "{n} written after inventory"
+        );
     }
 }
 
@@ -193,13 +222,22 @@ fn summary_line_reports_counts() {
         let file = kit.path("reg.txt");
         let prog = kit.start("counter", &[file.to_str().unwrap()]);
         let dir = kit.path("img");
-        let o = kit.dump(prog.pid, &dir, &["-R", "-o", kit.path("dump.log").to_str().unwrap()]);
+        let o = kit.dump(
+            prog.pid,
+            &dir,
+            &["-R", "-o", kit.path("dump.log").to_str().unwrap()],
+        );
         ok(&o);
         let e = stderr(&o);
         let last = e.trim().lines().last().unwrap().to_string();
-        assert!(last.contains("1 task(s)") && last.contains("MiB written") && last.contains("frozen"), "{last}");
+        assert!(
+            last.contains("1 task(s)") && last.contains("MiB written") && last.contains("frozen"),
+            "{last}"
+        );
         (prog, dir, 0)
     };
-    assert!(std::fs::read_to_string(kit.path("dump.log")).unwrap().contains("frozen"));
+    assert!(std::fs::read_to_string(kit.path("dump.log"))
+        .unwrap()
+        .contains("frozen"));
     kill_tree(prog.pid);
 }

@@ -19,10 +19,23 @@ fn many_kinds_of_files() {
     ok(&kit.dump(pid, &dir, &[]));
     roundtrip_all(&kit, &dir);
     let names = images(&dir);
-    for n in ["fifo-data.img", "ghost-file-1.img", "remap-fpath.img", "memfd.img", "pipes-data.img"] {
+    for n in [
+        "fifo-data.img",
+        "ghost-file-1.img",
+        "remap-fpath.img",
+        "memfd.img",
+        "pipes-data.img",
+    ] {
         assert!(names.contains(&n.to_string()), "{n} in {names:?}");
     }
-    assert_eq!(names.iter().filter(|n| n.starts_with("pagemap-shmem-")).count(), 2, "memfd and shared anon");
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.starts_with("pagemap-shmem-"))
+            .count(),
+        2,
+        "memfd and shared anon"
+    );
 
     let fdinfo: Vec<pb::FdinfoEntry> = all(&dir, "fdinfo-2.img", "FDINFO");
     let files = files(&dir);
@@ -51,7 +64,10 @@ fn many_kinds_of_files() {
     let ep = f(6).epfd.unwrap();
     assert_eq!(ep.tfd.len(), 1);
     // EPOLLIN, plus EPOLLERR|EPOLLHUP the kernel always adds (as in the fixture: 25).
-    assert_eq!((ep.tfd[0].tfd, ep.tfd[0].events, ep.tfd[0].data), (5, 25, 7));
+    assert_eq!(
+        (ep.tfd[0].tfd, ep.tfd[0].events, ep.tfd[0].data),
+        (5, 25, 7)
+    );
     let t = f(7).tfd.unwrap();
     assert_eq!((t.clockid, t.isec), (1, 5));
     assert!(t.vsec <= 5);
@@ -62,28 +78,45 @@ fn many_kinds_of_files() {
     // memfd with its contents in shmem pages
     let m = f(10).memfd.unwrap();
     let inodes: Vec<pb::MemfdInodeEntry> = all(&dir, "memfd.img", "MEMFD_INODE");
-    let ino = inodes.iter().find(|i| i.inode_id == m.inode_id as u64).unwrap();
+    let ino = inodes
+        .iter()
+        .find(|i| i.inode_id == m.inode_id as u64)
+        .unwrap();
     assert_eq!((ino.name.as_str(), ino.size), ("crit-memfd", 10));
-    let pm: Vec<pb::PagemapHead> = all(&dir, &format!("pagemap-shmem-{}.img", ino.shmid), "PAGEMAP");
+    let pm: Vec<pb::PagemapHead> =
+        all(&dir, &format!("pagemap-shmem-{}.img", ino.shmid), "PAGEMAP");
     let pages = std::fs::read(dir.join(format!("pages-{}.img", pm[0].pages_id))).unwrap();
     assert!(pages.starts_with(b"memfd-data"));
     // sockets: TCP listener, UDP, netlink
     let tcp = f(11).isk.unwrap();
-    assert_eq!((tcp.proto, tcp.state, tcp.src_port, tcp.backlog), (6, 10, port as u32, 5));
+    assert_eq!(
+        (tcp.proto, tcp.state, tcp.src_port, tcp.backlog),
+        (6, 10, port as u32, 5)
+    );
     assert_eq!(tcp.src_addr, vec![u32::from_le_bytes([127, 0, 0, 1])]);
     assert_eq!(tcp.opts.reuseaddr, Some(true));
     assert!(tcp.tcp_opts.unwrap().keepidle.is_some());
     let udp = f(12).isk.unwrap();
-    assert_eq!((udp.proto, udp.state, udp.src_port), (17, 7, port as u32 + 1));
+    assert_eq!(
+        (udp.proto, udp.state, udp.src_port),
+        (17, 7, port as u32 + 1)
+    );
     assert_eq!(f(13).nlsk.unwrap().protocol, 0, "NETLINK_ROUTE");
     // shared anonymous memory: a memfd-backed VMA, as CRIU 4.2 writes it
     let mm: pb::MmEntry = one(&dir, &format!("mm-{pid}.img"), "MM");
     let v = mm.vmas.iter().find(|v| v.start == shared).unwrap();
     assert_eq!(v.status, 1 | 128 | (1 << 14), "REGULAR|FILE_SHARED|MEMFD");
     let mf = files.iter().find(|x| x.id as u64 == v.shmid).unwrap();
-    let anon = inodes.iter().find(|i| i.inode_id == mf.memfd.as_ref().unwrap().inode_id as u64).unwrap();
+    let anon = inodes
+        .iter()
+        .find(|i| i.inode_id == mf.memfd.as_ref().unwrap().inode_id as u64)
+        .unwrap();
     assert_eq!(anon.name, "/dev/zero");
-    let pm: Vec<pb::PagemapHead> = all(&dir, &format!("pagemap-shmem-{}.img", anon.shmid), "PAGEMAP");
+    let pm: Vec<pb::PagemapHead> = all(
+        &dir,
+        &format!("pagemap-shmem-{}.img", anon.shmid),
+        "PAGEMAP",
+    );
     let pages = std::fs::read(dir.join(format!("pages-{}.img", pm[0].pages_id))).unwrap();
     assert!(pages.starts_with(b"shared-anon"));
     // signal handler and interval timer
@@ -104,19 +137,27 @@ fn terminal_needs_shell_job() {
     let bin = kit.build("counter");
     let mut child = std::process::Command::new(&bin)
         .arg(kit.path("r.txt"))
-        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(pty.slave)))
+        .stdin(std::process::Stdio::from(pty.slave))
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
     let pid = child.id() as i32;
     let o = kit.dump(pid, &kit.path("img"), &[]);
     assert!(!o.status.success());
     let e = stderr(&o);
-    assert!(e.contains(&format!("pid {pid} fd 0")) && e.contains("--shell-job"), "{e}");
+    assert!(
+        e.contains(&format!("pid {pid} fd 0")) && e.contains("--shell-job"),
+        "{e}"
+    );
     assert!(alive(pid));
     let o = kit.dump(pid, &kit.path("img2"), &["--shell-job"]);
     ok(&o);
+    let _ = child.wait();
     drop(pty.master);
 }

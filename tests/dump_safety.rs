@@ -7,7 +7,11 @@ use dumpkit::*;
 use std::time::Duration;
 
 fn beat(path: &std::path::Path) -> u64 {
-    std::fs::read_to_string(path).unwrap_or_default().trim().parse().unwrap_or(0)
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 /// The task is running (not stopped, not traced: the dump worker lets it
@@ -19,7 +23,10 @@ fn runs_on(pid: i32, hb: &std::path::Path) {
         if st.contains("TracerPid:\t0") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "pid {pid} still traced:\n{st}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pid {pid} still traced:\n{st}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let a = beat(hb);
@@ -38,9 +45,16 @@ fn posix_timer_is_refused_before_harm() {
     assert!(!o.status.success());
     let e = stderr(&o);
     assert_eq!(e.trim().lines().count(), 1, "{e}");
-    assert!(e.contains(&format!("pid {}", prog.pid)) && e.contains("POSIX timer"), "{e}");
+    assert!(
+        e.contains(&format!("pid {}", prog.pid)) && e.contains("POSIX timer"),
+        "{e}"
+    );
     runs_on(prog.pid, &hb);
-    assert!(images(&dir).is_empty(), "nothing left in {:?}", images(&dir));
+    assert!(
+        images(&dir).is_empty(),
+        "nothing left in {:?}",
+        images(&dir)
+    );
     kill_tree(prog.pid);
 }
 
@@ -59,7 +73,10 @@ fn failure_in_a_child_resumes_the_whole_tree() {
     assert!(!again.status.success(), "still refused the same way");
     runs_on(prog.pid, &hb);
     assert!(images(&dir).is_empty());
-    for c in std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", prog.pid)).unwrap().split_whitespace() {
+    for c in std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", prog.pid))
+        .unwrap()
+        .split_whitespace()
+    {
         kill_tree(c.parse().unwrap());
     }
     kill_tree(prog.pid);
@@ -73,7 +90,13 @@ fn killed_dump_leaves_the_tree_running() {
     for (i, delay) in [5u64, 20, 40, 80, 150].iter().enumerate() {
         let dir = kit.path(&format!("img{i}"));
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_crit"))
-            .args(["dump", "-t", &prog.pid.to_string(), "-D", dir.to_str().unwrap()])
+            .args([
+                "dump",
+                "-t",
+                &prog.pid.to_string(),
+                "-D",
+                dir.to_str().unwrap(),
+            ])
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
@@ -81,7 +104,10 @@ fn killed_dump_leaves_the_tree_running() {
         let _ = c.kill();
         let _ = c.wait();
         std::thread::sleep(Duration::from_millis(20));
-        assert!(alive(prog.pid), "killed after {delay} ms: the task must live");
+        assert!(
+            alive(prog.pid),
+            "killed after {delay} ms: the task must live"
+        );
         runs_on(prog.pid, &hb);
     }
     kill_tree(prog.pid);
@@ -90,7 +116,7 @@ fn killed_dump_leaves_the_tree_running() {
 #[test]
 fn bad_pid_and_self() {
     let kit = Kit::new();
-    let o = kit.dump(999_999_9, &kit.path("img"), &[]);
+    let o = kit.dump(9_999_999, &kit.path("img"), &[]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("no such process"));
     let o = kit.dump(std::process::id() as i32, &kit.path("img"), &[]);

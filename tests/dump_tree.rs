@@ -9,7 +9,12 @@ use dumpkit::*;
 fn threads_each_get_a_core() {
     let kit = Kit::new();
     let prog = kit.start("threads", &[]);
-    let w: Vec<i32> = prog.ready.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+    let w: Vec<i32> = prog
+        .ready
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
     let (pid, t1, t2) = (w[0], w[1], w[2]);
     let dir = kit.path("img");
     ok(&kit.dump(pid, &dir, &[]));
@@ -26,13 +31,22 @@ fn threads_each_get_a_core() {
     assert!(leader.tc.is_some());
     let c1: pb::CoreEntry = one(&dir, &format!("core-{t1}.img"), "CORE");
     let c2: pb::CoreEntry = one(&dir, &format!("core-{t2}.img"), "CORE");
-    assert!(c1.tc.is_none() && c2.tc.is_none(), "thread cores have no task part");
+    assert!(
+        c1.tc.is_none() && c2.tc.is_none(),
+        "thread cores have no task part"
+    );
     let usr1 = 1u64 << (10 - 1);
     let usr2 = 1u64 << (12 - 1);
     let tc1 = c1.thread_core.as_ref().unwrap();
     let tc2 = c2.thread_core.as_ref().unwrap();
-    assert!(tc1.blk_sigset.unwrap() & usr1 != 0, "thread 1 blocks SIGUSR1");
-    assert!(tc2.blk_sigset.unwrap() & usr2 != 0, "thread 2 blocks SIGUSR2");
+    assert!(
+        tc1.blk_sigset.unwrap() & usr1 != 0,
+        "thread 1 blocks SIGUSR1"
+    );
+    assert!(
+        tc2.blk_sigset.unwrap() & usr2 != 0,
+        "thread 2 blocks SIGUSR2"
+    );
     let sas = tc2.sas.unwrap();
     assert_eq!(sas.ss_size, 65536, "thread 2 has a sigaltstack");
     assert_eq!(sas.ss_flags, 0);
@@ -52,13 +66,21 @@ fn threads_each_get_a_core() {
 fn tree_with_groups_and_sessions() {
     let kit = Kit::new();
     let prog = kit.start("sessions", &[]);
-    let w: Vec<i32> = prog.ready.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+    let w: Vec<i32> = prog
+        .ready
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
     let (root, child, gc) = (w[0], w[1], w[2]);
     let dir = kit.path("img");
     ok(&kit.dump(root, &dir, &[]));
     std::thread::sleep(std::time::Duration::from_millis(50));
     reap_all();
-    assert!(!alive(root) && !alive(child) && !alive(gc), "whole tree killed");
+    assert!(
+        !alive(root) && !alive(child) && !alive(gc),
+        "whole tree killed"
+    );
     roundtrip_all(&kit, &dir);
     let ps: Vec<pb::PstreeEntry> = all(&dir, "pstree.img", "PSTREE");
     let pids: Vec<i32> = ps.iter().map(|p| p.pid as i32).collect();
@@ -77,12 +99,24 @@ fn tree_with_groups_and_sessions() {
         }
     }
     // Separate mm/fd tables, each numbered; the shared pipe has one id.
-    let ids: Vec<pb::TaskKobjIdsEntry> = [root, child, gc].iter().map(|p| one(&dir, &format!("ids-{p}.img"), "IDS")).collect();
-    assert_eq!(ids.iter().map(|i| i.vm_id).collect::<Vec<_>>(), vec![2, 3, 4]);
-    let f_root: Vec<pb::FdinfoEntry> = all(&dir, &format!("fdinfo-{}.img", ids[0].files_id), "FDINFO");
-    let f_child: Vec<pb::FdinfoEntry> = all(&dir, &format!("fdinfo-{}.img", ids[1].files_id), "FDINFO");
+    let ids: Vec<pb::TaskKobjIdsEntry> = [root, child, gc]
+        .iter()
+        .map(|p| one(&dir, &format!("ids-{p}.img"), "IDS"))
+        .collect();
+    assert_eq!(
+        ids.iter().map(|i| i.vm_id).collect::<Vec<_>>(),
+        vec![2, 3, 4]
+    );
+    let f_root: Vec<pb::FdinfoEntry> =
+        all(&dir, &format!("fdinfo-{}.img", ids[0].files_id), "FDINFO");
+    let f_child: Vec<pb::FdinfoEntry> =
+        all(&dir, &format!("fdinfo-{}.img", ids[1].files_id), "FDINFO");
     let id_of = |v: &Vec<pb::FdinfoEntry>, fd: u32| v.iter().find(|f| f.fd == fd).map(|f| f.id);
-    assert_eq!(id_of(&f_root, 3), id_of(&f_child, 3), "inherited pipe end keeps one file id");
+    assert_eq!(
+        id_of(&f_root, 3),
+        id_of(&f_child, 3),
+        "inherited pipe end keeps one file id"
+    );
     // The root's SIGUSR1 handler, with its restorer.
     let core: pb::CoreEntry = one(&dir, &format!("core-{root}.img"), "CORE");
     // Signals 1..64 without SIGKILL and SIGSTOP: SIGUSR1 (10) is the 9th.

@@ -9,14 +9,30 @@ use std::path::Path;
 fn sock_ino(pid: i32, fd: i32) -> u32 {
     let l = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
     let l = l.to_string_lossy();
-    l.trim_start_matches("socket:[").trim_end_matches(']').parse().unwrap()
+    l.trim_start_matches("socket:[")
+        .trim_end_matches(']')
+        .parse()
+        .unwrap()
 }
 
 fn usk_by_fd(dir: &Path, files_id: u32, fd: u32) -> pb::UnixSkEntry {
     let fdinfo: Vec<pb::FdinfoEntry> = all(dir, &format!("fdinfo-{files_id}.img"), "FDINFO");
-    let id = fdinfo.iter().find(|f| f.fd == fd).unwrap_or_else(|| panic!("fd {fd}")).id;
-    assert_eq!(fdinfo.iter().find(|f| f.fd == fd).unwrap().r#type, 5, "fd {fd} is UNIXSK");
-    files(dir).into_iter().find(|f| f.id == id).unwrap().usk.unwrap()
+    let id = fdinfo
+        .iter()
+        .find(|f| f.fd == fd)
+        .unwrap_or_else(|| panic!("fd {fd}"))
+        .id;
+    assert_eq!(
+        fdinfo.iter().find(|f| f.fd == fd).unwrap().r#type,
+        5,
+        "fd {fd} is UNIXSK"
+    );
+    files(dir)
+        .into_iter()
+        .find(|f| f.id == id)
+        .unwrap()
+        .usk
+        .unwrap()
 }
 
 fn queue_of(dir: &Path, id: u32) -> Vec<Vec<u8>> {
@@ -63,7 +79,11 @@ fn every_kind_of_unix_socket() {
     assert_eq!(q(3), vec![b"stream-b-to-a".to_vec()]);
     assert_eq!(q(4), vec![b"stream-a-to-b".to_vec()]);
     assert_eq!(u(5).r#type, 2);
-    assert_eq!(q(6), vec![b"dgram-1".to_vec(), b"dgram-22".to_vec()], "message boundaries kept");
+    assert_eq!(
+        q(6),
+        vec![b"dgram-1".to_vec(), b"dgram-22".to_vec()],
+        "message boundaries kept"
+    );
     assert_eq!(u(7).r#type, 5);
     assert_eq!(u(7).shutdown, Some(2), "SHUT_WR");
     assert_eq!(u(8).shutdown, Some(1), "peer sees READ shut");
@@ -75,13 +95,25 @@ fn every_kind_of_unix_socket() {
     let l = u(9);
     assert_eq!((l.state, l.backlog, l.peer), (10, 8, 0));
     assert_eq!(l.name, srv);
-    assert_eq!(l.file_perms.unwrap().mode & 0o170000, 0o140000, "socket file mode");
+    assert_eq!(
+        l.file_perms.unwrap().mode & 0o170000,
+        0o140000,
+        "socket file mode"
+    );
     assert_eq!(u(10).peer, ino(11));
     assert_eq!(u(11).peer, ino(10));
-    assert_eq!(u(11).name, srv, "accepted socket carries the listener's name");
+    assert_eq!(
+        u(11).name,
+        srv,
+        "accepted socket carries the listener's name"
+    );
     assert_eq!(q(10), vec![b"server-to-client".to_vec()]);
     assert_eq!(q(11), vec![b"client-to-server".to_vec()]);
-    assert_eq!(u(12).peer, ino(9), "pending connection: the listener is its peer, as CRIU writes");
+    assert_eq!(
+        u(12).peer,
+        ino(9),
+        "pending connection: the listener is its peer, as CRIU writes"
+    );
 
     // abstract seqpacket listener
     let an = format!("\0crit-test-abstract-{pid}").into_bytes();
@@ -93,7 +125,10 @@ fn every_kind_of_unix_socket() {
 
     // bound dgram with queued messages from a connected sender
     assert_eq!(u(17).peer, ino(16));
-    assert_eq!(q(16), vec![b"dgram-to-bound-1".to_vec(), b"dgram-to-bound-2".to_vec()]);
+    assert_eq!(
+        q(16),
+        vec![b"dgram-to-bound-1".to_vec(), b"dgram-to-bound-2".to_vec()]
+    );
 
     // deleted path, relative path
     assert_eq!(u(18).deleted, Some(true));
@@ -126,7 +161,12 @@ fn ext_setup(kit: &Kit, keep: &str) -> (i32, i32) {
     let sdir = kit.path("s");
     std::fs::create_dir_all(&sdir).unwrap();
     let prog = kit.start("usk_ext", &[sdir.to_str().unwrap(), keep]);
-    let w: Vec<i32> = prog.ready.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+    let w: Vec<i32> = prog
+        .ready
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
     std::mem::forget(prog);
     (w[0], w[1])
 }
@@ -147,12 +187,23 @@ fn outside_peer_is_refused_and_the_tree_runs_on() {
     assert!(alive(child));
     let st = std::fs::read_to_string(format!("/proc/{child}/status")).unwrap();
     assert!(st.contains("TracerPid:\t0"), "detached after the refusal");
-    assert!(images(&dir).iter().all(|n| !n.ends_with(".img")), "no images left: {:?}", images(&dir));
+    assert!(
+        images(&dir).iter().all(|n| !n.ends_with(".img")),
+        "no images left: {:?}",
+        images(&dir)
+    );
     kill_tree(child);
     kill_tree(parent);
 }
 
-fn check_ext(kit: &Kit, keep: &str, fd: i32, ty: u32, opt: &dyn Fn(u32) -> Vec<String>, name: Option<&str>) {
+fn check_ext(
+    kit: &Kit,
+    keep: &str,
+    fd: i32,
+    ty: u32,
+    opt: &dyn Fn(u32) -> Vec<String>,
+    name: Option<&str>,
+) {
     let (child, parent) = ext_setup(kit, keep);
     let ino = sock_ino(child, fd);
     let dir = kit.path(&format!("img-{keep}"));
@@ -162,12 +213,23 @@ fn check_ext(kit: &Kit, keep: &str, fd: i32, ty: u32, opt: &dyn Fn(u32) -> Vec<S
     roundtrip_all(kit, &dir);
     let me = usk_by_fd(&dir, 2, fd as u32);
     assert_eq!(me.r#type, ty);
-    let ext = files(&dir).into_iter().filter_map(|f| f.usk).find(|u| u.ino == me.peer).expect("external entry");
+    let ext = files(&dir)
+        .into_iter()
+        .filter_map(|f| f.usk)
+        .find(|u| u.ino == me.peer)
+        .expect("external entry");
     assert_eq!(ext.uflags & 1, 1, "USK_EXTERN");
-    assert_eq!((ext.peer, ext.r#type, ext.state, ext.flags), (0, 2, 10, 0), "as CRIU writes it");
+    assert_eq!(
+        (ext.peer, ext.r#type, ext.state, ext.flags),
+        (0, 2, 10, 0),
+        "as CRIU writes it"
+    );
     assert!(ext.ns_id.is_none());
     if let Some(n) = name {
-        assert_eq!(ext.name, format!("{}/{n}\0", kit.path("s").display()).into_bytes());
+        assert_eq!(
+            ext.name,
+            format!("{}/{n}\0", kit.path("s").display()).into_bytes()
+        );
     } else {
         assert!(ext.name.is_empty());
     }

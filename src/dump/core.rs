@@ -20,10 +20,14 @@ pub struct ThreadRegs {
 }
 
 fn u16_at(b: &[u8], o: usize) -> u32 {
-    b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]) as u32).unwrap_or(0)
+    b.get(o..o + 2)
+        .map(|s| u16::from_le_bytes([s[0], s[1]]) as u32)
+        .unwrap_or(0)
 }
 fn u32_at(b: &[u8], o: usize) -> u32 {
-    b.get(o..o + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]])).unwrap_or(0)
+    b.get(o..o + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+        .unwrap_or(0)
 }
 fn u64_at(b: &[u8], o: usize) -> u64 {
     b.get(o..o + 8)
@@ -169,14 +173,18 @@ pub fn creds(st: &super::procfs::Status, secbits: u32) -> pb::CredsEntry {
         lsm_profile: None,
         lsm_sockcreate: None,
         apparmor_data: None,
-        no_new_privs: if st.no_new_privs != 0 { Some(st.no_new_privs) } else { None },
+        no_new_privs: if st.no_new_privs != 0 {
+            Some(st.no_new_privs)
+        } else {
+            None
+        },
         cap_amb: caps(st.cap_amb),
     }
 }
 
 /// The x86 part of a core entry.
 pub fn thread_info(r: &ThreadRegs) -> pb::ThreadInfoX86 {
-    let mut gp = r.gp.clone();
+    let mut gp = r.gp;
     gp.mode = Some(pb::UserX86RegsMode::Native as i32);
     let mut tls = r.tls.clone();
     if tls.is_empty() {

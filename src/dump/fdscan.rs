@@ -54,8 +54,13 @@ impl Stat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
     /// A path in the filesystem (file, directory, device), maybe deleted.
-    Path { path: String, deleted: bool },
-    Fifo { path: String },
+    Path {
+        path: String,
+        deleted: bool,
+    },
+    Fifo {
+        path: String,
+    },
     Pipe(u64),
     Socket(u64),
     Eventfd,
@@ -63,8 +68,12 @@ pub enum Kind {
     Timerfd,
     Signalfd,
     Inotify,
-    Memfd { name: String },
-    Tty { path: String },
+    Memfd {
+        name: String,
+    },
+    Tty {
+        path: String,
+    },
     Other(String),
 }
 
@@ -83,14 +92,18 @@ pub struct Fd {
 }
 
 fn parse_num<T: std::str::FromStr>(s: Option<&str>) -> Option<T> {
-    s.and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok())
+    s.and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Is (major, minor) a terminal device CRIU would treat as a tty?
 pub fn is_tty(rdev: u64) -> bool {
     let major = nix::sys::stat::major(rdev);
     let minor = nix::sys::stat::minor(rdev);
-    matches!(major, 136..=143) || major == 4 || (major == 5 && (minor == 0 || minor == 2)) || major == 3
+    matches!(major, 136..=143)
+        || major == 4
+        || (major == 5 && (minor == 0 || minor == 2))
+        || major == 3
 }
 
 pub fn classify(link: &str, st: &Stat, shmem_dev: u64) -> Kind {
@@ -112,12 +125,16 @@ pub fn classify(link: &str, st: &Stat, shmem_dev: u64) -> Kind {
     if let Some(rest) = link.strip_prefix("/memfd:") {
         if st.dev == shmem_dev {
             let name = rest.strip_suffix(" (deleted)").unwrap_or(rest);
-            return Kind::Memfd { name: name.to_string() };
+            return Kind::Memfd {
+                name: name.to_string(),
+            };
         }
     }
     if link.starts_with('/') {
         let (path, deleted) = match link.strip_suffix(" (deleted)") {
-            Some(p) if st.nlink == 0 || !std::path::Path::new(link).exists() => (p.to_string(), true),
+            Some(p) if st.nlink == 0 || !std::path::Path::new(link).exists() => {
+                (p.to_string(), true)
+            }
             _ => (link.to_string(), false),
         };
         if st.is_fifo() {
@@ -138,7 +155,8 @@ pub fn classify(link: &str, st: &Stat, shmem_dev: u64) -> Kind {
 pub fn scan(pid: i32, shmem_dev: u64, is_socket: &dyn Fn(u64) -> bool) -> Result<Vec<Fd>> {
     let mut sockfs_mnt: Option<i32> = None;
     let dir = procfs::path(pid, "fd");
-    let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(format!("pid {pid}: {}", dir.display()), e))?;
+    let rd = std::fs::read_dir(&dir)
+        .map_err(|e| Error::io(format!("pid {pid}: {}", dir.display()), e))?;
     let mut fds: Vec<i32> = rd
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))

@@ -47,7 +47,8 @@ fn field<'a>(pid: i32, fd: &'a Fd, key: &str) -> Result<&'a str> {
 }
 
 fn hex(pid: i32, fd: &Fd, v: &str) -> Result<u64> {
-    u64::from_str_radix(v.trim(), 16).map_err(|_| Error::msg(format!("pid {pid} fd {}: bad fdinfo value {v:?}", fd.fd)))
+    u64::from_str_radix(v.trim(), 16)
+        .map_err(|_| Error::msg(format!("pid {pid} fd {}: bad fdinfo value {v:?}", fd.fd)))
 }
 
 /// Key:value pairs of one fdinfo line like "tfd: 8 events: 19 data: 7".
@@ -78,7 +79,15 @@ fn get<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
 }
 
 /// Writes the files.img entry (and data images) of a new open file.
-pub fn dump_fd(fr: &Frozen, pid: i32, fd: &Fd, id: u32, files: &mut FileTable, socks: &mut Sockets, opts: &super::DumpOpts) -> Result<()> {
+pub fn dump_fd(
+    fr: &Frozen,
+    pid: i32,
+    fd: &Fd,
+    id: u32,
+    files: &mut FileTable,
+    socks: &mut Sockets,
+    opts: &super::DumpOpts,
+) -> Result<()> {
     match &fd.kind {
         Kind::Path { path, deleted } => files.reg_fd(pid, fd, id, path, *deleted),
         Kind::Tty { path } => {
@@ -107,7 +116,9 @@ pub fn dump_fd(fr: &Frozen, pid: i32, fd: &Fd, id: u32, files: &mut FileTable, s
                 let num = |k: &str, radix: u32| -> Result<u64> {
                     get(&p, k)
                         .and_then(|v| u64::from_str_radix(v, radix).ok())
-                        .ok_or_else(|| Error::msg(format!("pid {pid} fd {}: epoll fdinfo line {l:?}", fd.fd)))
+                        .ok_or_else(|| {
+                            Error::msg(format!("pid {pid} fd {}: epoll fdinfo line {l:?}", fd.fd))
+                        })
                 };
                 tfds.push(pb::EventpollTfdEntry {
                     id: 0,
@@ -132,11 +143,14 @@ pub fn dump_fd(fr: &Frozen, pid: i32, fd: &Fd, id: u32, files: &mut FileTable, s
         Kind::Timerfd => {
             let clockid: u32 = field(pid, fd, "clockid")?.parse().unwrap_or(0);
             let ticks: u64 = field(pid, fd, "ticks")?.parse().unwrap_or(0);
-            let settime_flags = u32::from_str_radix(field(pid, fd, "settime flags")?, 8).unwrap_or(0);
+            let settime_flags =
+                u32::from_str_radix(field(pid, fd, "settime flags")?, 8).unwrap_or(0);
             let pair = |k: &str| -> Result<(u64, u64)> {
                 let v = field(pid, fd, k)?;
                 let v = v.trim_start_matches('(').trim_end_matches(')');
-                let (a, b) = v.split_once(',').ok_or_else(|| Error::msg(format!("pid {pid} fd {}: timerfd {k} {v:?}", fd.fd)))?;
+                let (a, b) = v.split_once(',').ok_or_else(|| {
+                    Error::msg(format!("pid {pid} fd {}: timerfd {k} {v:?}", fd.fd))
+                })?;
                 Ok((a.trim().parse().unwrap_or(0), b.trim().parse().unwrap_or(0)))
             };
             let (vsec, vnsec) = pair("it_value")?;
@@ -176,7 +190,9 @@ pub fn dump_fd(fr: &Frozen, pid: i32, fd: &Fd, id: u32, files: &mut FileTable, s
                 let h = |k: &str| -> Result<u64> {
                     get(&p, k)
                         .and_then(|v| u64::from_str_radix(v, 16).ok())
-                        .ok_or_else(|| Error::msg(format!("pid {pid} fd {}: inotify fdinfo line {l:?}", fd.fd)))
+                        .ok_or_else(|| {
+                            Error::msg(format!("pid {pid} fd {}: inotify fdinfo line {l:?}", fd.fd))
+                        })
                 };
                 let wd: u32 = get(&p, "wd").and_then(|v| v.parse().ok()).unwrap_or(0);
                 let bytes = h("fhandle-bytes")? as u32;

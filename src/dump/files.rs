@@ -30,6 +30,9 @@ pub fn fown() -> pb::FownEntry {
     pb::FownEntry::default()
 }
 
+/// (pid, fd, file id) of a descriptor already given an id.
+type SeenFd = (i32, i32, u32);
+
 /// The shared file table and the images that hang off it.
 #[derive(Default)]
 pub struct FileTable {
@@ -37,7 +40,7 @@ pub struct FileTable {
     pub entries: Vec<pb::FileEntry>,
     special: HashMap<(u64, u64), u32>,
     /// (pid, fd, id) of every descriptor given an id, by (dev, ino).
-    seen: HashMap<(u64, u64), Vec<(i32, i32, u32)>>,
+    seen: HashMap<(u64, u64), Vec<SeenFd>>,
     pub pipes_data: Option<ImageBuilder>,
     pub fifo_data: Option<ImageBuilder>,
     pipe_done: std::collections::HashSet<u64>,
@@ -75,7 +78,13 @@ impl FileTable {
 
     /// A regular-file entry for a mapped file, an exe link, cwd or root;
     /// one per inode (CRIU's special file ids).
-    pub fn special_reg(&mut self, path: &str, st: &Stat, open_path: &str, dedup: bool) -> Result<u32> {
+    pub fn special_reg(
+        &mut self,
+        path: &str,
+        st: &Stat,
+        open_path: &str,
+        dedup: bool,
+    ) -> Result<u32> {
         if dedup {
             if let Some(&id) = self.special.get(&(st.dev, st.ino)) {
                 return Ok(id);
@@ -179,9 +188,17 @@ impl FileTable {
     pub fn pipe_fd(&mut self, pid: i32, fd: &Fd, id: u32, ino: u64, fifo: bool) -> Result<()> {
         if self.pipe_done.insert(ino) {
             let (data, size) = super::pipes::peek(pid, fd)?;
-            let b = if fifo { &mut self.fifo_data } else { &mut self.pipes_data };
+            let b = if fifo {
+                &mut self.fifo_data
+            } else {
+                &mut self.pipes_data
+            };
             if b.is_none() {
-                *b = Some(ImageBuilder::new(if fifo { "FIFO_DATA" } else { "PIPES_DATA" })?);
+                *b = Some(ImageBuilder::new(if fifo {
+                    "FIFO_DATA"
+                } else {
+                    "PIPES_DATA"
+                })?);
             }
             if let Some(b) = b.as_mut() {
                 b.entry(&pb::PipeDataEntry {
@@ -193,7 +210,9 @@ impl FileTable {
             }
         }
         if fifo {
-            let Kind::Fifo { path } = &fd.kind else { return Ok(()) };
+            let Kind::Fifo { path } = &fd.kind else {
+                return Ok(());
+            };
             let regf = self.new_id();
             let reg = reg_entry(regf, path, &fd.st, fd.flags, fd.pos);
             self.push(FD_REG, regf, |e| e.reg = Some(reg));
@@ -274,7 +293,9 @@ pub fn build_id(path: &str, size: u64) -> Vec<u32> {
         return Vec::new();
     }
     let mut buf = vec![0u8; size.min(1 << 20) as usize];
-    let Ok(mut f) = std::fs::File::open(path) else { return Vec::new() };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
     let mut got = 0;
     while got < buf.len() {
         match f.read(&mut buf[got..]) {
@@ -300,8 +321,14 @@ fn elf_build_id(b: &[u8]) -> Option<Vec<u8>> {
     if b.len() < 64 || &b[0..4] != b"\x7fELF" || b[4] != 2 {
         return None;
     }
-    let rd16 = |o: usize| -> Option<u64> { b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]) as u64) };
-    let rd32 = |o: usize| -> Option<u64> { b.get(o..o + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as u64) };
+    let rd16 = |o: usize| -> Option<u64> {
+        b.get(o..o + 2)
+            .map(|s| u16::from_le_bytes([s[0], s[1]]) as u64)
+    };
+    let rd32 = |o: usize| -> Option<u64> {
+        b.get(o..o + 4)
+            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as u64)
+    };
     let rd64 = |o: usize| -> Option<u64> {
         b.get(o..o + 8)
             .map(|s| u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]))

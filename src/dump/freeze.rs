@@ -63,7 +63,9 @@ impl Frozen {
         let mut order = Vec::new();
         let mut stack = vec![root];
         while let Some(pid) = stack.pop() {
-            let Some(ft) = frozen.iter().find(|t| t.pid == pid) else { continue };
+            let Some(ft) = frozen.iter().find(|t| t.pid == pid) else {
+                continue;
+            };
             let stat = super::procfs::stat(pid)?;
             order.push(tree::Task {
                 pid,
@@ -73,13 +75,22 @@ impl Frozen {
                 threads: ft.threads.iter().map(|t| t.tid).collect(),
                 stat,
             });
-            let mut kids: Vec<i32> = frozen.iter().filter(|t| t.parent == Some(pid)).map(|t| t.pid).collect();
+            let mut kids: Vec<i32> = frozen
+                .iter()
+                .filter(|t| t.parent == Some(pid))
+                .map(|t| t.pid)
+                .collect();
             kids.sort();
             stack.extend(kids.into_iter().rev());
         }
         let stopped = frozen
             .iter()
-            .filter(|t| t.threads.first().map(|th| matches!(th.stop, ptrace::Stop::Group(_))).unwrap_or(false))
+            .filter(|t| {
+                t.threads
+                    .first()
+                    .map(|th| matches!(th.stop, ptrace::Stop::Group(_)))
+                    .unwrap_or(false)
+            })
             .map(|t| t.pid)
             .collect();
         Ok(Frozen {
@@ -94,7 +105,9 @@ impl Frozen {
     pub fn thread_regs(&self, tid: i32, te: &ThreadExtra) -> Result<ThreadRegs> {
         let r = ptrace::get_regs(tid).map_err(sys(format!("thread {tid}: registers")))?;
         if r.cs != 0x33 {
-            return Err(Error::msg(format!("thread {tid}: runs in 32-bit mode; not supported")));
+            return Err(Error::msg(format!(
+                "thread {tid}: runs in 32-bit mode; not supported"
+            )));
         }
         let gp = pb::UserX86RegsEntry {
             r15: r.r15,
@@ -129,10 +142,12 @@ impl Frozen {
         let xsave = ptrace::get_xsave(tid).map_err(sys(format!("thread {tid}: xsave")))?;
         let mut tlsv = Vec::new();
         for e in 12..15u32 {
-            let d = tls::get_thread_area(tid, e).map_err(sys(format!("thread {tid}: PTRACE_GET_THREAD_AREA {e}")))?;
+            let d = tls::get_thread_area(tid, e)
+                .map_err(sys(format!("thread {tid}: PTRACE_GET_THREAD_AREA {e}")))?;
             tlsv.push(kcore::user_desc(&d));
         }
-        let blocked = ptrace::get_sigmask(tid).map_err(sys(format!("thread {tid}: signal mask")))?;
+        let blocked =
+            ptrace::get_sigmask(tid).map_err(sys(format!("thread {tid}: signal mask")))?;
         let rc = ptrace::get_rseq_config(tid).map_err(sys(format!("thread {tid}: rseq")))?;
         let rseq = Some(pb::RseqEntry {
             rseq_abi_pointer: rc.rseq_abi_pointer,
@@ -156,14 +171,19 @@ impl Frozen {
     /// returns, also on failure.
     pub fn task_extra(&self, pid: i32, threads: &[i32]) -> Result<TaskExtra> {
         let mut x = TaskExtra {
-            personality: u32::from_str_radix(super::procfs::read_string(pid, "personality")?.trim(), 16).unwrap_or(0),
+            personality: u32::from_str_radix(
+                super::procfs::read_string(pid, "personality")?.trim(),
+                16,
+            )
+            .unwrap_or(0),
             ..Default::default()
         };
         let r = inject_task(pid, &mut x);
         r?;
         for &tid in threads {
             super::guard::check()?;
-            let mut inj = Injector::new(tid).map_err(sys(format!("pid {pid} thread {tid}: inject")))?;
+            let mut inj =
+                Injector::new(tid).map_err(sys(format!("pid {pid} thread {tid}: inject")))?;
             let res = (|| -> std::io::Result<ThreadExtra> {
                 let tid_addr = inj.remote_get_tid_address()?;
                 let ss = inj.remote_sigaltstack(None)?;
@@ -178,7 +198,9 @@ impl Frozen {
             })();
             let fin = inj.finish();
             let te = res.map_err(sys(format!("pid {pid} thread {tid}: injected calls")))?;
-            fin.map_err(sys(format!("pid {pid} thread {tid}: restoring after injection")))?;
+            fin.map_err(sys(format!(
+                "pid {pid} thread {tid}: restoring after injection"
+            )))?;
             x.threads.push(te);
         }
         Ok(x)
@@ -187,11 +209,12 @@ impl Frozen {
     /// A copy of `pid`'s descriptor `fd` (pidfd_getfd).
     pub fn getfd(&self, pid: i32, fd: i32) -> Result<OwnedFd> {
         let mut m = self.pidfds.borrow_mut();
-        if !m.contains_key(&pid) {
-            let p = pidfd::pidfd_open(pid).map_err(sys(format!("pid {pid}: pidfd_open")))?;
-            m.insert(pid, p);
-        }
-        let p = m.get(&pid).ok_or_else(|| Error::msg(format!("pid {pid}: no pidfd")))?;
+        let p = match m.entry(pid) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(pidfd::pidfd_open(pid).map_err(sys(format!("pid {pid}: pidfd_open")))?)
+            }
+        };
         pidfd::pidfd_getfd(p, fd).map_err(sys(format!("pid {pid} fd {fd}: pidfd_getfd")))
     }
 
@@ -209,9 +232,13 @@ impl Frozen {
 /// into `buf` (batched process_vm_readv); all or nothing. Needs no tracer,
 /// so the page writer thread calls it.
 pub fn read_mem(pid: i32, pieces: &[(u64, usize)], buf: &mut [u8]) -> Result<()> {
-    let iov: Vec<remote::RemoteIoVec> = pieces.iter().map(|&(base, len)| remote::RemoteIoVec { base, len }).collect();
+    let iov: Vec<remote::RemoteIoVec> = pieces
+        .iter()
+        .map(|&(base, len)| remote::RemoteIoVec { base, len })
+        .collect();
     let want: usize = pieces.iter().map(|p| p.1).sum();
-    let got = remote::read_ranges(pid, &mut buf[..want], &iov).map_err(sys(format!("pid {pid}: reading memory")))?;
+    let got = remote::read_ranges(pid, &mut buf[..want], &iov)
+        .map_err(sys(format!("pid {pid}: reading memory")))?;
     if got != want {
         let at = pieces.first().map(|p| p.0).unwrap_or(0);
         return Err(Error::msg(format!(

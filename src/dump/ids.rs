@@ -77,7 +77,12 @@ impl Ids {
     }
 
     /// Refuses a tree in namespaces other than the dumper's (not supported).
-    pub fn check_same_ns(&self, pid: i32, t: &pb::TaskKobjIdsEntry, root: &pb::TaskKobjIdsEntry) -> Result<()> {
+    pub fn check_same_ns(
+        &self,
+        pid: i32,
+        t: &pb::TaskKobjIdsEntry,
+        root: &pb::TaskKobjIdsEntry,
+    ) -> Result<()> {
         let pairs = [
             ("pid", t.pid_ns_id, root.pid_ns_id),
             ("net", t.net_ns_id, root.net_ns_id),

@@ -17,7 +17,8 @@ pub struct ImgDir {
 
 impl ImgDir {
     pub fn open(dir: &Path) -> Result<ImgDir> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("{}: create images directory", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("{}: create images directory", dir.display()), e))?;
         let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
         for e in rd.flatten() {
             let n = e.file_name();
@@ -46,13 +47,13 @@ impl ImgDir {
         super::guard::check()?;
         let p = self.path(name);
         let mut f = AtomicFile::create(&p)?;
-        f.write_all(&img.bytes).map_err(|e| Error::io(p.display().to_string(), e))?;
+        f.write_all(&img.bytes)
+            .map_err(|e| Error::io(p.display().to_string(), e))?;
         f.commit()?;
         self.bytes += img.bytes.len() as u64;
         self.written.push(p);
         Ok(())
     }
-
 
     pub fn finish(&mut self, s: Stream) -> Result<()> {
         s.file.commit()?;

@@ -146,7 +146,9 @@ pub fn read(pid: i32, shmem_dev: u64) -> Result<Vec<Vma>> {
     };
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("VmFlags:") {
-            let v = cur.as_mut().ok_or_else(|| Error::msg(format!("pid {pid}: smaps: VmFlags before a range")))?;
+            let v = cur
+                .as_mut()
+                .ok_or_else(|| Error::msg(format!("pid {pid}: smaps: VmFlags before a range")))?;
             let (io_pf, shstk) = vm_flags(v, rest);
             if shstk {
                 v.status |= VMA_AREA_SHSTK;
@@ -159,7 +161,9 @@ pub fn read(pid: i32, shmem_dev: u64) -> Result<Vec<Vma>> {
             }
             continue;
         }
-        let Some(v) = parse_range(pid, line, shmem_dev)? else { continue };
+        let Some(v) = parse_range(pid, line, shmem_dev)? else {
+            continue;
+        };
         if let Some(p) = cur.take() {
             push(p, &mut out)?;
         }
@@ -175,7 +179,9 @@ fn parse_range(pid: i32, line: &str, shmem_dev: u64) -> Result<Option<Vma>> {
     // "start-end perms offset maj:min inode   path"
     let mut it = line.splitn(6, ' ');
     let range = it.next().unwrap_or("");
-    let Some((s, e)) = range.split_once('-') else { return Ok(None) };
+    let Some((s, e)) = range.split_once('-') else {
+        return Ok(None);
+    };
     let (Ok(start), Ok(end)) = (u64::from_str_radix(s, 16), u64::from_str_radix(e, 16)) else {
         return Ok(None);
     };
@@ -226,7 +232,8 @@ fn parse_range(pid: i32, line: &str, shmem_dev: u64) -> Result<Option<Vma>> {
         });
     }
     if name.starts_with('/') && lmeta.is_ok() {
-        let st = std::fs::metadata(&link).map_err(|e| Error::io(format!("pid {pid}: {link}"), e))?;
+        let st =
+            std::fs::metadata(&link).map_err(|e| Error::io(format!("pid {pid}: {link}"), e))?;
         let (path, deleted) = match name.strip_suffix(" (deleted)") {
             Some(p) => (p.to_string(), true),
             None => (name.clone(), false),
@@ -249,7 +256,11 @@ fn parse_range(pid: i32, line: &str, shmem_dev: u64) -> Result<Option<Vma>> {
         if is_memfd || st.dev() == shmem_dev {
             v.status |= VMA_AREA_MEMFD;
         }
-        v.status |= if flags & MAP_PRIVATE != 0 { VMA_FILE_PRIVATE } else { VMA_FILE_SHARED };
+        v.status |= if flags & MAP_PRIVATE != 0 {
+            VMA_FILE_PRIVATE
+        } else {
+            VMA_FILE_SHARED
+        };
         v.file = Some(MapFile {
             path,
             deleted,
@@ -304,8 +315,9 @@ fn parse_range(pid: i32, line: &str, shmem_dev: u64) -> Result<Option<Vma>> {
 /// The device number of anonymous shared memory on this kernel: the
 /// internal shmem mount, which memfd files live on too.
 pub fn shmem_dev() -> Result<u64> {
-    let fd = nix::sys::memfd::memfd_create(c"crit-shmem-probe", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-        .map_err(|e| Error::io("memfd_create", e.into()))?;
+    let fd =
+        nix::sys::memfd::memfd_create(c"crit-shmem-probe", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| Error::io("memfd_create", e.into()))?;
     let f = std::fs::File::from(fd);
     let st = f.metadata().map_err(|e| Error::io("memfd fstat", e))?;
     Ok(st.dev())

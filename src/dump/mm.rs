@@ -80,7 +80,14 @@ pub struct MmExtra {
     pub dumpable: i32,
 }
 
-pub fn mm_entry(pid: i32, stat: &procfs::Stat, vmas: &[Vma], exe_file_id: u32, extra: &MmExtra, thp_disabled: bool) -> Result<pb::MmEntry> {
+pub fn mm_entry(
+    pid: i32,
+    stat: &procfs::Stat,
+    vmas: &[Vma],
+    exe_file_id: u32,
+    extra: &MmExtra,
+    thp_disabled: bool,
+) -> Result<pb::MmEntry> {
     Ok(pb::MmEntry {
         mm_start_code: stat.start_code,
         mm_end_code: stat.end_code,
@@ -122,7 +129,15 @@ const BATCH: usize = 64 << 20;
 /// Writes pagemap image `pagemap_name` and pages-`pages_id`.img for `runs`
 /// of `pid`'s memory (addresses in the pagemap minus `base`). Returns the
 /// number of pages written.
-pub fn write_pages(dir: &mut ImgDir, pagemap_name: &str, pages_id: u32, pid: i32, runs: &[Run], base: u64, read: ReadMem) -> Result<u64> {
+pub fn write_pages(
+    dir: &mut ImgDir,
+    pagemap_name: &str,
+    pages_id: u32,
+    pid: i32,
+    runs: &[Run],
+    base: u64,
+    read: ReadMem,
+) -> Result<u64> {
     let mut out = super::imgdir::Stream::create(&dir.path(&format!("pages-{pages_id}.img")))?;
     let (pm, total) = copy_pages(&mut out, pages_id, pid, runs, base, read, &|| false)?;
     dir.finish(out)?;
@@ -148,19 +163,20 @@ pub fn copy_pages(
     let mut pieces: Vec<(u64, usize)> = Vec::new();
     let mut fill = 0usize;
     let mut total = 0u64;
-    let mut flush = |pieces: &mut Vec<(u64, usize)>, fill: &mut usize, buf: &mut Vec<u8>| -> Result<()> {
-        if *fill == 0 {
-            return Ok(());
-        }
-        if cancelled() {
-            return Err(Error::msg(format!("pid {pid}: page copy cancelled")));
-        }
-        read(pid, pieces, &mut buf[..*fill])?;
-        out.write(&buf[..*fill])?;
-        pieces.clear();
-        *fill = 0;
-        Ok(())
-    };
+    let mut flush =
+        |pieces: &mut Vec<(u64, usize)>, fill: &mut usize, buf: &mut Vec<u8>| -> Result<()> {
+            if *fill == 0 {
+                return Ok(());
+            }
+            if cancelled() {
+                return Err(Error::msg(format!("pid {pid}: page copy cancelled")));
+            }
+            read(pid, pieces, &mut buf[..*fill])?;
+            out.write(&buf[..*fill])?;
+            pieces.clear();
+            *fill = 0;
+            Ok(())
+        };
     for r in runs {
         pm.entry(&pb::PagemapEntry {
             vaddr: r.vaddr - base,

@@ -37,8 +37,8 @@ pub mod imgdir;
 pub mod maps;
 pub mod mm;
 pub mod opts;
-pub mod pages;
 pub mod pagemap;
+pub mod pages;
 pub mod pipes;
 pub mod procfs;
 pub mod progress;
@@ -68,10 +68,15 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
     log.step(&format!("freezing the tree of pid {}", opts.pid));
     let frozen = freeze::Frozen::freeze(opts.pid)?;
     let t_frozen = Instant::now();
-    let res = write::run(&frozen, opts, &env, &mut dir, &log).and_then(|s| guard::check().map(|_| s));
+    let res =
+        write::run(&frozen, opts, &env, &mut dir, &log).and_then(|s| guard::check().map(|_| s));
     match res {
         Ok(mut s) => {
-            log.step(if opts.leave_running { "resuming the tree" } else { "killing the tree" });
+            log.step(if opts.leave_running {
+                "resuming the tree"
+            } else {
+                "killing the tree"
+            });
             frozen.release(!opts.leave_running)?;
             s.frozen = t_frozen.elapsed();
             dir.keep();
@@ -90,7 +95,9 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
 fn precheck(opts: &DumpOpts) -> Result<()> {
     let pid = opts.pid;
     if pid <= 1 {
-        return Err(Error::msg(format!("pid {pid}: cannot dump init or an invalid pid")));
+        return Err(Error::msg(format!(
+            "pid {pid}: cannot dump init or an invalid pid"
+        )));
     }
     if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
         return Err(Error::msg(format!("pid {pid}: no such process")));
@@ -100,7 +107,9 @@ fn precheck(opts: &DumpOpts) -> Result<()> {
     let mut p = me;
     while p > 1 {
         if p == pid {
-            return Err(Error::msg(format!("pid {pid}: is crit itself or one of its ancestors")));
+            return Err(Error::msg(format!(
+                "pid {pid}: is crit itself or one of its ancestors"
+            )));
         }
         p = match procfs::stat(p) {
             Ok(s) => s.ppid,

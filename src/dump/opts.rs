@@ -25,10 +25,9 @@ impl ExtUnix {
             return Ok(());
         }
         for p in v.split(',') {
-            let ino = p
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| Error::msg(format!("--ext-unix-sk: {p:?} is not a socket inode number")))?;
+            let ino = p.trim().parse::<u64>().map_err(|_| {
+                Error::msg(format!("--ext-unix-sk: {p:?} is not a socket inode number"))
+            })?;
             self.inodes.insert(ino);
         }
         Ok(())

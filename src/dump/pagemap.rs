@@ -28,17 +28,23 @@ pub struct Run {
 /// The PFN of the shared zero page, as pagemap shows it to root (0 if
 /// PFNs are hidden, in which case no page is taken for the zero page).
 pub fn zero_pfn() -> Result<u64> {
-    let m = memmap2::MmapMut::map_anon(PAGE_SIZE as usize).map_err(|e| Error::io("map a probe page", e))?;
+    let m = memmap2::MmapMut::map_anon(PAGE_SIZE as usize)
+        .map_err(|e| Error::io("map a probe page", e))?;
     // Reading an untouched private anonymous page maps the zero page.
     let probe = std::hint::black_box(m[0]);
     let _ = probe;
     let addr = m.as_ptr() as u64;
-    let f = std::fs::File::open("/proc/self/pagemap").map_err(|e| Error::io("/proc/self/pagemap", e))?;
+    let f = std::fs::File::open("/proc/self/pagemap")
+        .map_err(|e| Error::io("/proc/self/pagemap", e))?;
     let mut b = [0u8; 8];
     f.read_exact_at(&mut b, addr / PAGE_SIZE * 8)
         .map_err(|e| Error::io("/proc/self/pagemap", e))?;
     let pme = u64::from_le_bytes(b);
-    Ok(if pme & PME_PRESENT != 0 { pme & PME_PFN_MASK } else { 0 })
+    Ok(if pme & PME_PRESENT != 0 {
+        pme & PME_PFN_MASK
+    } else {
+        0
+    })
 }
 
 /// Collects the runs of pages to dump from the private VMAs of `pid`.
@@ -62,7 +68,9 @@ pub fn collect(pid: i32, vmas: &[Vma], zero_pfn: u64) -> Result<Vec<Run>> {
                     .read_at(&mut buf[got..], addr / PAGE_SIZE * 8 + got as u64)
                     .map_err(|e| Error::io(format!("pid {pid}: {path} at {addr:#x}"), e))?;
                 if r == 0 {
-                    return Err(Error::msg(format!("pid {pid}: {path}: short read at {addr:#x}")));
+                    return Err(Error::msg(format!(
+                        "pid {pid}: {path}: short read at {addr:#x}"
+                    )));
                 }
                 got += r;
             }
@@ -73,12 +81,16 @@ pub fn collect(pid: i32, vmas: &[Vma], zero_pfn: u64) -> Result<Vec<Run>> {
                     || (pme & PME_GUARD_REGION == 0
                         && !(file_private && pme & PME_FILE != 0)
                         && pme & (PME_PRESENT | PME_SWAP) != 0
-                        && !(pme & PME_PRESENT != 0 && zero_pfn != 0 && pme & PME_PFN_MASK == zero_pfn));
+                        && !(pme & PME_PRESENT != 0
+                            && zero_pfn != 0
+                            && pme & PME_PFN_MASK == zero_pfn));
                 if !take {
                     continue;
                 }
                 match runs.last_mut() {
-                    Some(r) if r.flags == flags && r.vaddr + r.nr_pages * PAGE_SIZE == page => r.nr_pages += 1,
+                    Some(r) if r.flags == flags && r.vaddr + r.nr_pages * PAGE_SIZE == page => {
+                        r.nr_pages += 1
+                    }
                     _ => runs.push(Run {
                         vaddr: page,
                         nr_pages: 1,

@@ -45,7 +45,9 @@ impl PageWriter {
             let mut out = Vec::new();
             for job in rx {
                 let mut stream = Stream::create(&dir.join(format!("pages-{}.img", job.pages_id)))?;
-                let read = |p: i32, pieces: &[(u64, usize)], buf: &mut [u8]| super::freeze::read_mem(p, pieces, buf);
+                let read = |p: i32, pieces: &[(u64, usize)], buf: &mut [u8]| {
+                    super::freeze::read_mem(p, pieces, buf)
+                };
                 let (pagemap, pages) = super::mm::copy_pages(
                     &mut stream,
                     job.pages_id,
@@ -81,10 +83,22 @@ impl PageWriter {
     /// Queues the memory of `pid` for copying; returns its pages id.
     pub fn submit(&mut self, pid: i32, runs: Vec<Run>) -> Result<u32> {
         let pages_id = self.next_id();
-        let tx = self.tx.as_ref().ok_or_else(|| Error::msg("page writer already finished"))?;
-        if tx.send(Job { pid, pages_id, runs }).is_err() {
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| Error::msg("page writer already finished"))?;
+        if tx
+            .send(Job {
+                pid,
+                pages_id,
+                runs,
+            })
+            .is_err()
+        {
             // The thread stopped on an error: finish() reports it.
-            return self.finish().and_then(|_| Err(Error::msg("page writer stopped")));
+            return self
+                .finish()
+                .and_then(|_| Err(Error::msg("page writer stopped")));
         }
         Ok(pages_id)
     }
@@ -93,7 +107,9 @@ impl PageWriter {
     pub fn finish(&mut self) -> Result<Vec<Done>> {
         self.tx = None;
         match self.handle.take() {
-            Some(h) => h.join().map_err(|_| Error::msg("the page writer thread panicked"))?,
+            Some(h) => h
+                .join()
+                .map_err(|_| Error::msg("the page writer thread panicked"))?,
             None => Ok(Vec::new()),
         }
     }

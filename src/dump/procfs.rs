@@ -127,12 +127,19 @@ pub struct Status {
 pub fn parse_status(pid: i32, text: &str) -> Result<Status> {
     let mut s = Status::default();
     for line in text.lines() {
-        let Some((k, v)) = line.split_once(':') else { continue };
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
         let v = v.trim();
-        let hex = |v: &str| u64::from_str_radix(v, 16).map_err(|_| bad(pid, "status", format!("{k}: {v}")));
+        let hex = |v: &str| {
+            u64::from_str_radix(v, 16).map_err(|_| bad(pid, "status", format!("{k}: {v}")))
+        };
         let nums = |v: &str| -> Result<Vec<u32>> {
             v.split_whitespace()
-                .map(|x| x.parse::<u32>().map_err(|_| bad(pid, "status", format!("{k}: {v}"))))
+                .map(|x| {
+                    x.parse::<u32>()
+                        .map_err(|_| bad(pid, "status", format!("{k}: {v}")))
+                })
                 .collect()
         };
         match k {
@@ -153,7 +160,12 @@ pub fn parse_status(pid: i32, text: &str) -> Result<Status> {
                 }
             }
             "Groups" => s.groups = nums(v)?,
-            "NSpid" => s.ns_pid = v.split_whitespace().filter_map(|x| x.parse().ok()).collect(),
+            "NSpid" => {
+                s.ns_pid = v
+                    .split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect()
+            }
             "SigPnd" => s.sig_pnd = hex(v)?,
             "ShdPnd" => s.shd_pnd = hex(v)?,
             "SigBlk" => s.sig_blk = hex(v)?,
@@ -196,13 +208,18 @@ pub fn parse_limits(pid: i32, text: &str) -> Result<Vec<(u64, u64)>> {
             if s == "unlimited" {
                 Ok(u64::MAX)
             } else {
-                s.parse().map_err(|_| bad(pid, "limits", format!("line {line:?}")))
+                s.parse()
+                    .map_err(|_| bad(pid, "limits", format!("line {line:?}")))
             }
         };
         out.push((v(rest[0])?, v(rest[1])?));
     }
     if out.len() != 16 {
-        return Err(bad(pid, "limits", format!("{} limits, expected 16", out.len())));
+        return Err(bad(
+            pid,
+            "limits",
+            format!("{} limits, expected 16", out.len()),
+        ));
     }
     Ok(out)
 }
@@ -214,7 +231,8 @@ pub fn limits(pid: i32) -> Result<Vec<(u64, u64)>> {
 /// Thread ids of a process, sorted with the leader first.
 pub fn tasks(pid: i32) -> Result<Vec<i32>> {
     let p = path(pid, "task");
-    let rd = std::fs::read_dir(&p).map_err(|e| Error::io(format!("pid {pid}: {}", p.display()), e))?;
+    let rd =
+        std::fs::read_dir(&p).map_err(|e| Error::io(format!("pid {pid}: {}", p.display()), e))?;
     let mut v: Vec<i32> = rd
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
@@ -230,7 +248,12 @@ pub fn children(pid: i32, threads: &[i32]) -> Result<Vec<i32>> {
         let s = match std::fs::read_to_string(path(pid, &format!("task/{t}/children"))) {
             Ok(s) => s,
             Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => continue,
-            Err(e) => return Err(Error::io(format!("pid {pid}: /proc/{pid}/task/{t}/children"), e)),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("pid {pid}: /proc/{pid}/task/{t}/children"),
+                    e,
+                ))
+            }
         };
         v.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
     }
@@ -267,13 +290,18 @@ pub fn ns_ino(pid: i32, name: &str) -> u64 {
 
 pub fn read_u32_file(pid: i32, what: &str) -> Result<i64> {
     let s = read_string(pid, what)?;
-    s.trim().parse::<i64>().map_err(|_| bad(pid, what, format!("not a number: {s:?}")))
+    s.trim()
+        .parse::<i64>()
+        .map_err(|_| bad(pid, what, format!("not a number: {s:?}")))
 }
 
 /// A field "key:\tvalue" of /proc/PID/fdinfo/FD.
 pub fn fdinfo_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')).map(|r| r.trim()))
+    text.lines().find_map(|l| {
+        l.strip_prefix(key)
+            .and_then(|r| r.strip_prefix(':'))
+            .map(|r| r.trim())
+    })
 }
 
 #[cfg(test)]

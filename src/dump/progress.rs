@@ -16,9 +16,11 @@ pub struct Log {
 impl Log {
     pub fn new(o: &DumpOpts) -> Result<Log> {
         let file = match &o.log_file {
-            Some(p) => Some(Mutex::new(
-                std::fs::File::create(p).map_err(|e| Error::io(format!("{}: log file", p.display()), e))?,
-            )),
+            Some(p) => {
+                Some(Mutex::new(std::fs::File::create(p).map_err(|e| {
+                    Error::io(format!("{}: log file", p.display()), e)
+                })?))
+            }
             None => None,
         };
         Ok(Log {

@@ -53,7 +53,9 @@ fn io(pid: i32, fd: i32, what: &str, e: impl Into<std::io::Error>) -> Error {
 impl Sockets {
     fn unix_map(&mut self) -> Result<&HashMap<u32, UnixDiag>> {
         if self.unix.is_none() {
-            self.unix = Some(sockdiag::unix_sockets().map_err(|e| Error::io("sock_diag: unix sockets", e))?);
+            self.unix = Some(
+                sockdiag::unix_sockets().map_err(|e| Error::io("sock_diag: unix sockets", e))?,
+            );
         }
         Ok(self.unix.as_ref().unwrap_or_else(|| unreachable!()))
     }
@@ -83,7 +85,9 @@ impl Sockets {
                 for l in s.lines().skip(1) {
                     let f: Vec<&str> = l.split_whitespace().collect();
                     if f.len() >= 10 {
-                        if let (Ok(proto), Ok(portid), Ok(ino)) = (f[1].parse(), f[2].parse(), f[9].parse()) {
+                        if let (Ok(proto), Ok(portid), Ok(ino)) =
+                            (f[1].parse(), f[2].parse(), f[9].parse())
+                        {
                             m.insert(ino, (proto, portid));
                         }
                     }
@@ -100,7 +104,8 @@ impl Sockets {
         if ino > u32::MAX as u64 {
             return false;
         }
-        self.unix_map().map(|m| m.contains_key(&i)).unwrap_or(false) || self.inet_map().map(|m| m.contains_key(&i)).unwrap_or(false)
+        self.unix_map().map(|m| m.contains_key(&i)).unwrap_or(false)
+            || self.inet_map().map(|m| m.contains_key(&i)).unwrap_or(false)
     }
 
     /// The fdinfo type of socket `ino`, refusing unknown families.
@@ -117,9 +122,11 @@ impl Sockets {
         }
         // An unbound netlink socket is in no list: ask the socket itself.
         if let Ok(copy) = crate::sys::pidfd::getfd(pid, fd) {
-            let dom = sockopt::get_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(-1);
+            let dom =
+                sockopt::get_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(-1);
             if dom == libc::AF_NETLINK {
-                let proto = sockopt::get_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_PROTOCOL).unwrap_or(0);
+                let proto = sockopt::get_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_PROTOCOL)
+                    .unwrap_or(0);
                 if let Some(m) = self.netlink.as_mut() {
                     m.insert(ino32, (proto as u32, 0));
                 }
@@ -131,7 +138,17 @@ impl Sockets {
         )))
     }
 
-    pub fn dump_fd(&mut self, fr: &Frozen, pid: i32, fd: &Fd, id: u32, ino: u64, files: &mut FileTable, opts: &super::DumpOpts) -> Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn dump_fd(
+        &mut self,
+        fr: &Frozen,
+        pid: i32,
+        fd: &Fd,
+        id: u32,
+        ino: u64,
+        files: &mut FileTable,
+        opts: &super::DumpOpts,
+    ) -> Result<()> {
         self.count += 1;
         let ino32 = ino as u32;
         let copy = fr.getfd(pid, fd.fd)?;
@@ -161,11 +178,23 @@ impl Sockets {
             });
             return Ok(());
         }
-        Err(Error::msg(format!("pid {pid} fd {}: socket {ino} vanished", fd.fd)))
+        Err(Error::msg(format!(
+            "pid {pid} fd {}: socket {ino} vanished",
+            fd.fd
+        )))
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn inet_fd(&mut self, pid: i32, fd: &Fd, id: u32, d: InetDiag, copy: BorrowedFd, files: &mut FileTable, opts: &super::DumpOpts) -> Result<()> {
+    fn inet_fd(
+        &mut self,
+        pid: i32,
+        fd: &Fd,
+        id: u32,
+        d: InetDiag,
+        copy: BorrowedFd,
+        files: &mut FileTable,
+        opts: &super::DumpOpts,
+    ) -> Result<()> {
         let is_tcp = d.protocol == libc::IPPROTO_TCP as u8;
         if is_tcp && d.state != TCP_LISTEN && d.state != TCP_CLOSE {
             let more = if opts.tcp_established {
@@ -192,12 +221,18 @@ impl Sockets {
         let v6only = if v4 {
             None
         } else {
-            Some(sockopt::get_int(copy, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY).map_err(|e| io(pid, fd.fd, "IPV6_V6ONLY", e))? != 0)
+            Some(
+                sockopt::get_int(copy, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)
+                    .map_err(|e| io(pid, fd.fd, "IPV6_V6ONLY", e))?
+                    != 0,
+            )
         };
         let (freebind, ttl) = if v4 {
             (
                 sockopt::get_int(copy, libc::IPPROTO_IP, libc::IP_FREEBIND).unwrap_or(0) != 0,
-                sockopt::get_int(copy, libc::IPPROTO_IP, libc::IP_TTL).ok().map(|t| t as u32),
+                sockopt::get_int(copy, libc::IPPROTO_IP, libc::IP_TTL)
+                    .ok()
+                    .map(|t| t as u32),
             )
         } else {
             (
@@ -206,7 +241,11 @@ impl Sockets {
             )
         };
         let tcp_opts = if is_tcp {
-            let t = |o: i32| sockopt::get_int(copy, libc::IPPROTO_TCP, o).ok().map(|v| v as u32);
+            let t = |o: i32| {
+                sockopt::get_int(copy, libc::IPPROTO_TCP, o)
+                    .ok()
+                    .map(|v| v as u32)
+            };
             Some(pb::TcpOptsEntry {
                 keepcnt: t(libc::TCP_KEEPCNT),
                 keepidle: t(libc::TCP_KEEPIDLE),
@@ -252,7 +291,8 @@ impl Sockets {
         let (mut name_dir, mut deleted, mut file_perms) = (None, false, None);
         if let Some(name) = &d.name {
             if !name.is_empty() && name[0] != 0 {
-                let path = String::from_utf8_lossy(name.split(|&b| b == 0).next().unwrap_or(&[])).into_owned();
+                let path = String::from_utf8_lossy(name.split(|&b| b == 0).next().unwrap_or(&[]))
+                    .into_owned();
                 let full = if path.starts_with('/') {
                     path.clone()
                 } else {
@@ -303,13 +343,22 @@ impl Sockets {
 
     /// Copies the receive queue of a unix socket into sk-queues, message by
     /// message, without consuming it.
-    fn read_queue(&mut self, pid: i32, fd: i32, id: u32, d: &UnixDiag, sk: BorrowedFd) -> Result<()> {
+    fn read_queue(
+        &mut self,
+        pid: i32,
+        fd: i32,
+        id: u32,
+        d: &UnixDiag,
+        sk: BorrowedFd,
+    ) -> Result<()> {
         let queued = d.rqlen.map(|r| r.0).unwrap_or(0);
         if queued == 0 {
             return Ok(());
         }
-        let old = sockopt::get_int(sk, libc::SOL_SOCKET, libc::SO_PEEK_OFF).map_err(|e| io(pid, fd, "SO_PEEK_OFF", e))?;
-        sockopt::set_int(sk, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0).map_err(|e| io(pid, fd, "SO_PEEK_OFF", e))?;
+        let old = sockopt::get_int(sk, libc::SOL_SOCKET, libc::SO_PEEK_OFF)
+            .map_err(|e| io(pid, fd, "SO_PEEK_OFF", e))?;
+        sockopt::set_int(sk, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)
+            .map_err(|e| io(pid, fd, "SO_PEEK_OFF", e))?;
         let r = self.peek_all(pid, fd, id, d, sk);
         let back = sockopt::set_int(sk, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old);
         r?;
@@ -317,7 +366,9 @@ impl Sockets {
     }
 
     fn peek_all(&mut self, pid: i32, fd: i32, id: u32, d: &UnixDiag, sk: BorrowedFd) -> Result<()> {
-        let sndbuf = sockopt::get_int(sk, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(212992).max(65536) as usize;
+        let sndbuf = sockopt::get_int(sk, libc::SOL_SOCKET, libc::SO_SNDBUF)
+            .unwrap_or(212992)
+            .max(65536) as usize;
         let mut buf = std::mem::take(&mut self.peek_buf);
         if buf.len() < sndbuf.max(1 << 20) {
             buf.resize(sndbuf.max(1 << 20), 0);
@@ -327,7 +378,15 @@ impl Sockets {
         r
     }
 
-    fn peek_into(&mut self, pid: i32, fd: i32, id: u32, d: &UnixDiag, sk: BorrowedFd, buf: &mut [u8]) -> Result<()> {
+    fn peek_into(
+        &mut self,
+        pid: i32,
+        fd: i32,
+        id: u32,
+        d: &UnixDiag,
+        sk: BorrowedFd,
+        buf: &mut [u8],
+    ) -> Result<()> {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
         use std::os::fd::AsRawFd;
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 253]);
@@ -364,7 +423,6 @@ impl Sockets {
                 }
             }
             let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
-            drop(iov);
             if rights > 0 {
                 return Err(Error::msg(format!(
                     "pid {pid} fd {fd}: unix socket {} has {rights} file descriptor(s) in flight (SCM_RIGHTS) in its queue; not supported",
@@ -372,7 +430,11 @@ impl Sockets {
                 )));
             }
             if truncated {
-                return Err(Error::msg(format!("pid {pid} fd {fd}: unix socket {}: a queued message is larger than {} bytes", d.ino, buf.len())));
+                return Err(Error::msg(format!(
+                    "pid {pid} fd {fd}: unix socket {}: a queued message is larger than {} bytes",
+                    d.ino,
+                    buf.len()
+                )));
             }
             if n == 0 {
                 // End of a stream or seqpacket queue whose peer shut down
@@ -389,7 +451,9 @@ impl Sockets {
             if self.queues.is_none() {
                 self.queues = Some(ImageBuilder::new("SK_QUEUES")?);
             }
-            let Some(q) = self.queues.as_mut() else { continue };
+            let Some(q) = self.queues.as_mut() else {
+                continue;
+            };
             q.entry(&pb::SkPacketEntry {
                 id_for: id,
                 length: n as u32,
@@ -438,9 +502,13 @@ impl Sockets {
             }
             if peer != 0 && !in_tree.contains(&peer) {
                 if ext.allows(s.diag.ino as u64) || ext.allows(peer as u64) {
-                    if let std::collections::hash_map::Entry::Vacant(slot) = ext_entries.entry(peer) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = ext_entries.entry(peer)
+                    {
                         let eid = files.new_id();
-                        let name = map.get(&peer).and_then(|p| p.name.clone()).unwrap_or_default();
+                        let name = map
+                            .get(&peer)
+                            .and_then(|p| p.name.clone())
+                            .unwrap_or_default();
                         files.push(FD_UNIXSK, eid, |e| {
                             e.usk = Some(pb::UnixSkEntry {
                                 id: eid,
@@ -481,7 +549,7 @@ impl Sockets {
                 opts: s.opts.clone(),
                 name: s.diag.name.clone().unwrap_or_default(),
                 shutdown: s.diag.shutdown.filter(|&v| v != 0).map(|v| v as i32),
-                file_perms: s.file_perms.clone(),
+                file_perms: s.file_perms,
                 name_dir: s.name_dir.clone(),
                 deleted: if s.deleted { Some(true) } else { None },
                 ns_id: self.net_ns_id,
@@ -501,11 +569,18 @@ fn close_installed(fd: std::os::fd::RawFd) {
 
 fn describe_peer(map: &HashMap<u32, UnixDiag>, peer: u32) -> (String, String) {
     let addr = match map.get(&peer).and_then(|p| p.name.clone()) {
-        Some(n) if !n.is_empty() && n[0] == 0 => format!(" (abstract address @{})", String::from_utf8_lossy(&n[1..])),
-        Some(n) if !n.is_empty() => format!(" (address {})", String::from_utf8_lossy(n.split(|&b| b == 0).next().unwrap_or(&[]))),
+        Some(n) if !n.is_empty() && n[0] == 0 => {
+            format!(" (abstract address @{})", String::from_utf8_lossy(&n[1..]))
+        }
+        Some(n) if !n.is_empty() => format!(
+            " (address {})",
+            String::from_utf8_lossy(n.split(|&b| b == 0).next().unwrap_or(&[]))
+        ),
         _ => " (no address)".to_string(),
     };
-    let holder = find_holder(peer).map(|(p, f)| format!(", held by pid {p} fd {f}")).unwrap_or_default();
+    let holder = find_holder(peer)
+        .map(|(p, f)| format!(", held by pid {p} fd {f}"))
+        .unwrap_or_default();
     (addr, holder)
 }
 
@@ -513,10 +588,17 @@ fn describe_peer(map: &HashMap<u32, UnixDiag>, peer: u32) -> (String, String) {
 fn find_holder(ino: u32) -> Option<(i32, i32)> {
     let want = format!("socket:[{ino}]");
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
         for f in fds.flatten() {
-            if std::fs::read_link(f.path()).map(|l| l.to_string_lossy() == want).unwrap_or(false) {
+            if std::fs::read_link(f.path())
+                .map(|l| l.to_string_lossy() == want)
+                .unwrap_or(false)
+            {
                 let fd = f.file_name().to_string_lossy().parse().unwrap_or(-1);
                 return Some((pid, fd));
             }
@@ -527,15 +609,26 @@ fn find_holder(ino: u32) -> Option<(i32, i32)> {
 
 /// Socket options as CRIU records them (criu/sockets.c dump_socket_opts).
 fn sk_opts(pid: i32, fd: i32, sk: BorrowedFd, unix_or_netlink: bool) -> Result<pb::SkOptsEntry> {
-    let g = |name: i32| sockopt::get_int(sk, libc::SOL_SOCKET, name).map_err(|e| io(pid, fd, "getsockopt", e));
-    let (ss, su) = sockopt::get_timeval(sk, libc::SOL_SOCKET, libc::SO_SNDTIMEO).map_err(|e| io(pid, fd, "SO_SNDTIMEO", e))?;
-    let (rs, ru) = sockopt::get_timeval(sk, libc::SOL_SOCKET, libc::SO_RCVTIMEO).map_err(|e| io(pid, fd, "SO_RCVTIMEO", e))?;
+    let g = |name: i32| {
+        sockopt::get_int(sk, libc::SOL_SOCKET, name).map_err(|e| io(pid, fd, "getsockopt", e))
+    };
+    let (ss, su) = sockopt::get_timeval(sk, libc::SOL_SOCKET, libc::SO_SNDTIMEO)
+        .map_err(|e| io(pid, fd, "SO_SNDTIMEO", e))?;
+    let (rs, ru) = sockopt::get_timeval(sk, libc::SOL_SOCKET, libc::SO_RCVTIMEO)
+        .map_err(|e| io(pid, fd, "SO_RCVTIMEO", e))?;
     let mark = g(libc::SO_MARK)? as u32;
     let linger = sockopt::get_bytes(sk, libc::SOL_SOCKET, libc::SO_LINGER).unwrap_or_default();
-    let l_on = linger.get(0..4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
-    let l_val = linger.get(4..8).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
+    let l_on = linger
+        .get(0..4)
+        .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .unwrap_or(0);
+    let l_val = linger
+        .get(4..8)
+        .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .unwrap_or(0);
     let bound = sockopt::get_bytes(sk, libc::SOL_SOCKET, libc::SO_BINDTODEVICE).unwrap_or_default();
-    let bound = String::from_utf8_lossy(bound.split(|&b| b == 0).next().unwrap_or(&[])).into_owned();
+    let bound =
+        String::from_utf8_lossy(bound.split(|&b| b == 0).next().unwrap_or(&[])).into_owned();
     Ok(pb::SkOptsEntry {
         so_sndbuf: g(libc::SO_SNDBUF)? as u32,
         so_rcvbuf: g(libc::SO_RCVBUF)? as u32,
@@ -547,8 +640,16 @@ fn sk_opts(pid: i32, fd: i32, sk: BorrowedFd, unix_or_netlink: bool) -> Result<p
         so_priority: Some(g(libc::SO_PRIORITY)? as u32),
         so_rcvlowat: Some(g(libc::SO_RCVLOWAT)? as u32),
         so_mark: if mark != 0 { Some(mark) } else { None },
-        so_passcred: if unix_or_netlink { Some(g(libc::SO_PASSCRED)? != 0) } else { None },
-        so_passsec: if unix_or_netlink { Some(g(libc::SO_PASSSEC)? != 0) } else { None },
+        so_passcred: if unix_or_netlink {
+            Some(g(libc::SO_PASSCRED)? != 0)
+        } else {
+            None
+        },
+        so_passsec: if unix_or_netlink {
+            Some(g(libc::SO_PASSSEC)? != 0)
+        } else {
+            None
+        },
         so_dontroute: Some(g(libc::SO_DONTROUTE)? != 0),
         so_no_check: Some(g(libc::SO_NO_CHECK)? != 0),
         so_bound_dev: if bound.is_empty() { None } else { Some(bound) },

@@ -35,6 +35,7 @@ pub struct Env {
 }
 
 /// Collects the state of task `t` (all its threads are stopped).
+#[allow(clippy::too_many_arguments)]
 pub fn collect(
     fr: &Frozen,
     t: &tree::Task,
@@ -104,10 +105,20 @@ pub fn collect(
         let st = std::fs::metadata(&exe)
             .map(|m| fdscan::Stat::of(&m))
             .map_err(|e| Error::io(format!("pid {pid}: {exe}"), e))?;
-        let exe_path = exe_path.strip_suffix(" (deleted)").unwrap_or(&exe_path).to_string();
+        let exe_path = exe_path
+            .strip_suffix(" (deleted)")
+            .unwrap_or(&exe_path)
+            .to_string();
         let exe_id = files.special_reg(&exe_path, &st, &exe, true)?;
         let thp_disabled = status.thp_enabled.map(|e| !e).unwrap_or(false);
-        mme = Some(mm::mm_entry(pid, &t.stat, &vmas, exe_id, &extra.mm, thp_disabled)?);
+        mme = Some(mm::mm_entry(
+            pid,
+            &t.stat,
+            &vmas,
+            exe_id,
+            &extra.mm,
+            thp_disabled,
+        )?);
     }
 
     // cwd and root: new ids each time, as CRIU gives them.
@@ -131,33 +142,55 @@ pub fn collect(
     let mut cores = Vec::new();
     for (i, &tid) in t.threads.iter().enumerate() {
         let regs: ThreadRegs = fr.thread_regs(tid, &extra.threads[i])?;
-        let tst = if tid == pid { status.clone() } else { procfs::thread_status(pid, tid)? };
-        let tstat = if tid == pid { t.stat.clone() } else { procfs::thread_stat(pid, tid)? };
+        let tst = if tid == pid {
+            status.clone()
+        } else {
+            procfs::thread_status(pid, tid)?
+        };
+        let tstat = if tid == pid {
+            t.stat.clone()
+        } else {
+            procfs::thread_stat(pid, tid)?
+        };
         if tst.sig_pnd != 0 {
             return Err(Error::msg(format!(
                 "pid {pid} thread {tid}: has pending signals (mask {:#x}); dumping queued signals is not supported yet",
                 tst.sig_pnd
             )));
         }
-        let (rla, rla_len) = crate::sys::task::robust_list(tid).map_err(|e| Error::io(format!("pid {pid} thread {tid}: get_robust_list"), e))?;
-        let policy = crate::sys::task::sched_policy(tid).map_err(|e| Error::io(format!("thread {tid}: sched_getscheduler"), e))?;
+        let (rla, rla_len) = crate::sys::task::robust_list(tid)
+            .map_err(|e| Error::io(format!("pid {pid} thread {tid}: get_robust_list"), e))?;
+        let policy = crate::sys::task::sched_policy(tid)
+            .map_err(|e| Error::io(format!("thread {tid}: sched_getscheduler"), e))?;
         let prio = crate::sys::task::sched_prio(tid).unwrap_or(0);
         let thread_core = pb::ThreadCoreEntry {
             futex_rla: rla,
             futex_rla_len: rla_len as u32,
             sched_nice: Some(tstat.nice as i32),
             sched_policy: Some(policy),
-            sched_prio: if policy == 1 || policy == 2 { Some(prio) } else { None },
+            sched_prio: if policy == 1 || policy == 2 {
+                Some(prio)
+            } else {
+                None
+            },
             blk_sigset: if tid == pid { None } else { Some(regs.blocked) },
-            sas: Some(regs.sas.clone()),
-            pdeath_sig: if extra.pdeath_sig != 0 { Some(extra.pdeath_sig) } else { None },
+            sas: Some(regs.sas),
+            pdeath_sig: if extra.pdeath_sig != 0 {
+                Some(extra.pdeath_sig)
+            } else {
+                None
+            },
             signals_p: Some(pb::SignalQueueEntry::default()),
             creds: Some(kcore::creds(&tst, extra.secbits)),
-            seccomp_mode: if tst.seccomp != 0 { Some(tst.seccomp as i32) } else { None },
+            seccomp_mode: if tst.seccomp != 0 {
+                Some(tst.seccomp as i32)
+            } else {
+                None
+            },
             seccomp_filter: None,
             comm: Some(tstat.comm.clone()),
             blk_sigset_extended: None,
-            rseq_entry: regs.rseq.clone(),
+            rseq_entry: regs.rseq,
             cg_set: Some(1),
         };
         let mut core = pb::CoreEntry {
@@ -181,7 +214,10 @@ pub fn collect(
                     posix: Vec::new(),
                 }),
                 rlimits: Some(pb::TaskRlimitsEntry {
-                    rlimits: limits.iter().map(|&(cur, max)| pb::RlimitEntry { cur, max }).collect(),
+                    rlimits: limits
+                        .iter()
+                        .map(|&(cur, max)| pb::RlimitEntry { cur, max })
+                        .collect(),
                 }),
                 cg_set: None,
                 signals_s: Some(pb::SignalQueueEntry::default()),

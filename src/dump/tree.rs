@@ -48,7 +48,9 @@ pub fn walk(root: i32) -> Result<Vec<Task>> {
 /// session or group led by a task outside the tree, other than the root's
 /// own (which restore inherits).
 pub fn check_ids(tasks: &[Task]) -> Result<()> {
-    let Some(root) = tasks.first() else { return Ok(()) };
+    let Some(root) = tasks.first() else {
+        return Ok(());
+    };
     let pids: std::collections::HashSet<i32> = tasks.iter().map(|t| t.pid).collect();
     for t in tasks {
         if t.sid != root.sid && !pids.contains(&t.sid) {

@@ -14,7 +14,13 @@ use crate::error::{Error, Result};
 use crate::image::pb;
 use crate::image::typed::ImageBuilder;
 
-pub fn run(fr: &Frozen, opts: &DumpOpts, env: &task::Env, dir: &mut ImgDir, log: &Log) -> Result<Summary> {
+pub fn run(
+    fr: &Frozen,
+    opts: &DumpOpts,
+    env: &task::Env,
+    dir: &mut ImgDir,
+    log: &Log,
+) -> Result<Summary> {
     let tasks = fr.tasks.clone();
     tree::check_ids(&tasks)?;
     let mut ids = Ids::default();
@@ -30,7 +36,18 @@ pub fn run(fr: &Frozen, opts: &DumpOpts, env: &task::Env, dir: &mut ImgDir, log:
     for t in &tasks {
         super::guard::check()?;
         log.debug(&format!("pid {}: {} thread(s)", t.pid, t.threads.len()));
-        let c = task::collect(fr, t, env, &mut ids, &mut files, &mut seen_vm, &mut seen_files, &mut socks, &mut pw, opts)?;
+        let c = task::collect(
+            fr,
+            t,
+            env,
+            &mut ids,
+            &mut files,
+            &mut seen_vm,
+            &mut seen_files,
+            &mut socks,
+            &mut pw,
+            opts,
+        )?;
         ids.check_same_ns(t.pid, &c.ids, &root_ids)?;
         all.push(c);
     }
@@ -88,19 +105,34 @@ pub fn run(fr: &Frozen, opts: &DumpOpts, env: &task::Env, dir: &mut ImgDir, log:
             let mut o = 0;
             for &(a, n) in pieces {
                 let a = a as usize;
-                buf[o..o + n].copy_from_slice(data.get(a..a + n).ok_or_else(|| Error::msg("shmem contents changed"))?);
+                buf[o..o + n].copy_from_slice(
+                    data.get(a..a + n)
+                        .ok_or_else(|| Error::msg("shmem contents changed"))?,
+                );
                 o += n;
             }
             Ok(())
         };
-        s.pages += mm::write_pages(dir, &format!("pagemap-shmem-{ino}.img"), pages_id, 0, &runs, 0, &read)?;
+        s.pages += mm::write_pages(
+            dir,
+            &format!("pagemap-shmem-{ino}.img"),
+            pages_id,
+            0,
+            &runs,
+            0,
+            &read,
+        )?;
     }
 
     let mut b = ImageBuilder::new("PSTREE")?;
     for c in &all {
         b.entry(&pb::PstreeEntry {
             pid: c.t.pid as u32,
-            ppid: if c.t.pid == opts.pid { 0 } else { c.t.ppid as u32 },
+            ppid: if c.t.pid == opts.pid {
+                0
+            } else {
+                c.t.ppid as u32
+            },
             pgid: c.t.pgid as u32,
             sid: c.t.sid as u32,
             threads: c.t.threads.iter().map(|&t| t as u32).collect(),
@@ -171,8 +203,10 @@ pub fn run(fr: &Frozen, opts: &DumpOpts, env: &task::Env, dir: &mut ImgDir, log:
 
 fn timens() -> Result<pb::TimensEntry> {
     use nix::time::{clock_gettime, ClockId};
-    let m = clock_gettime(ClockId::CLOCK_MONOTONIC).map_err(|e| Error::io("clock_gettime", e.into()))?;
-    let b = clock_gettime(ClockId::CLOCK_BOOTTIME).map_err(|e| Error::io("clock_gettime", e.into()))?;
+    let m = clock_gettime(ClockId::CLOCK_MONOTONIC)
+        .map_err(|e| Error::io("clock_gettime", e.into()))?;
+    let b =
+        clock_gettime(ClockId::CLOCK_BOOTTIME).map_err(|e| Error::io("clock_gettime", e.into()))?;
     Ok(pb::TimensEntry {
         monotonic: pb::Timespec {
             tv_sec: m.tv_sec() as u64,

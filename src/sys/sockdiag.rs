@@ -3,7 +3,9 @@
 //! shutdown state in one dump; and inet (TCP/UDP) sockets with their
 //! addresses and states. Safe code over a netlink socket.
 
-use nix::sys::socket::{recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType};
+use nix::sys::socket::{
+    recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
+};
 use std::collections::HashMap;
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -66,18 +68,32 @@ fn request(payload: &[u8]) -> Vec<u8> {
 }
 
 fn u16_at(b: &[u8], o: usize) -> u16 {
-    b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]])).unwrap_or(0)
+    b.get(o..o + 2)
+        .map(|s| u16::from_le_bytes([s[0], s[1]]))
+        .unwrap_or(0)
 }
 fn u32_at(b: &[u8], o: usize) -> u32 {
-    b.get(o..o + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]])).unwrap_or(0)
+    b.get(o..o + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+        .unwrap_or(0)
 }
 
 /// Sends a dump request and calls `each` with the payload of every answer.
 fn dump(payload: &[u8], mut each: impl FnMut(&[u8])) -> std::io::Result<()> {
-    let fd = socket(AddressFamily::Netlink, SockType::Datagram, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkSockDiag)?;
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkSockDiag,
+    )?;
     use std::os::fd::AsRawFd;
     let req = request(payload);
-    sendto(fd.as_raw_fd(), &req, &NetlinkAddr::new(0, 0), MsgFlags::empty())?;
+    sendto(
+        fd.as_raw_fd(),
+        &req,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())?;
@@ -89,7 +105,10 @@ fn dump(payload: &[u8], mut each: impl FnMut(&[u8])) -> std::io::Result<()> {
             let len = u32_at(&buf, off) as usize;
             let ty = u16_at(&buf, off + 4);
             if len < 16 || off + len > n {
-                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "bad netlink message"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "bad netlink message",
+                ));
             }
             match ty {
                 NLMSG_DONE => return Ok(()),
@@ -144,7 +163,12 @@ pub fn unix_sockets() -> std::io::Result<HashMap<u32, UnixDiag>> {
             UNIX_DIAG_NAME => d.name = Some(v.to_vec()),
             UNIX_DIAG_VFS => d.vfs = Some((u32_at(v, 4), u32_at(v, 0))),
             UNIX_DIAG_PEER => d.peer = Some(u32_at(v, 0)),
-            UNIX_DIAG_ICONS => d.icons = v.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            UNIX_DIAG_ICONS => {
+                d.icons = v
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            }
             UNIX_DIAG_RQLEN => d.rqlen = Some((u32_at(v, 0), u32_at(v, 4))),
             UNIX_DIAG_SHUTDOWN => d.shutdown = v.first().copied(),
             _ => {}

@@ -10,7 +10,15 @@ pub fn get_int(fd: BorrowedFd, level: i32, name: i32) -> std::io::Result<i32> {
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: the kernel writes at most `len` bytes into `v`, which is an
     // int the size we pass; `fd` is a live descriptor for the call.
-    let r = unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, &mut v as *mut _ as *mut libc::c_void, &mut len) };
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            &mut v as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -37,10 +45,21 @@ pub fn set_int(fd: BorrowedFd, level: i32, name: i32, v: i32) -> std::io::Result
 
 /// getsockopt of a struct timeval option (SO_SNDTIMEO, SO_RCVTIMEO): (sec, usec).
 pub fn get_timeval(fd: BorrowedFd, level: i32, name: i32) -> std::io::Result<(u64, u64)> {
-    let mut v = libc::timeval { tv_sec: 0, tv_usec: 0 };
+    let mut v = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
     let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
     // SAFETY: the kernel writes at most `len` bytes into `v`.
-    let r = unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, &mut v as *mut _ as *mut libc::c_void, &mut len) };
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            &mut v as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -52,7 +71,15 @@ pub fn get_bytes(fd: BorrowedFd, level: i32, name: i32) -> std::io::Result<Vec<u
     let mut v = [0u8; 64];
     let mut len = v.len() as libc::socklen_t;
     // SAFETY: the kernel writes at most `len` bytes into `v`.
-    let r = unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, v.as_mut_ptr() as *mut libc::c_void, &mut len) };
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            v.as_mut_ptr() as *mut libc::c_void,
+            &mut len,
+        )
+    };
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }

@@ -28,7 +28,13 @@ pub fn robust_list(tid: i32) -> std::io::Result<(u64, u64)> {
 pub fn nice(tid: i32) -> std::io::Result<i32> {
     // getpriority returns 20 - nice as a raw syscall, never negative.
     // SAFETY: integer arguments only.
-    let r = unsafe { libc::syscall(libc::SYS_getpriority, libc::PRIO_PROCESS as libc::c_long, tid as libc::c_long) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_getpriority,
+            libc::PRIO_PROCESS as libc::c_long,
+            tid as libc::c_long,
+        )
+    };
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }

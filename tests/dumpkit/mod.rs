@@ -41,7 +41,9 @@ impl Kit {
 
     /// Compiles tests/programs/NAME.c into the temp dir.
     pub fn build(&self, name: &str) -> PathBuf {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs").join(format!("{name}.c"));
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/programs")
+            .join(format!("{name}.c"));
         let out = self.path(name);
         let st = Command::new("cc")
             .args(["-O1", "-g", "-pthread", "-o"])
@@ -80,12 +82,21 @@ impl Kit {
     }
 
     pub fn crit(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_crit")).args(args).output().expect("run crit")
+        Command::new(env!("CARGO_BIN_EXE_crit"))
+            .args(args)
+            .output()
+            .expect("run crit")
     }
 
     /// `crit dump -t PID -D DIR extra...`
     pub fn dump(&self, pid: i32, dir: &Path, extra: &[&str]) -> Output {
-        let mut a = vec!["dump".to_string(), "-t".into(), pid.to_string(), "-D".into(), dir.display().to_string()];
+        let mut a = vec![
+            "dump".to_string(),
+            "-t".into(),
+            pid.to_string(),
+            "-D".into(),
+            dir.display().to_string(),
+        ];
         a.extend(extra.iter().map(|s| s.to_string()));
         let a: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
         self.crit(&a)
@@ -100,7 +111,10 @@ impl Drop for Kit {
 
 /// Kills what is left of a program's tree and reaps every child.
 pub fn kill_tree(pid: i32) {
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
 }
 
 /// Reaps every child; children still alive after a while (a test that
@@ -140,7 +154,12 @@ fn my_children() -> Vec<i32> {
 /// True while `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }
@@ -176,9 +195,21 @@ pub fn roundtrip_all(kit: &Kit, dir: &Path) {
         let p = dir.join(&n);
         let json = kit.path(&format!("{n}.json"));
         let back = kit.path(&format!("{n}.back"));
-        let o = kit.crit(&["decode", "-i", p.to_str().unwrap(), "-o", json.to_str().unwrap()]);
+        let o = kit.crit(&[
+            "decode",
+            "-i",
+            p.to_str().unwrap(),
+            "-o",
+            json.to_str().unwrap(),
+        ]);
         ok(&o);
-        let o = kit.crit(&["encode", "-i", json.to_str().unwrap(), "-o", back.to_str().unwrap()]);
+        let o = kit.crit(&[
+            "encode",
+            "-i",
+            json.to_str().unwrap(),
+            "-o",
+            back.to_str().unwrap(),
+        ]);
         ok(&o);
         let a = std::fs::read(&p).unwrap();
         let b = std::fs::read(&back).unwrap();
@@ -220,7 +251,10 @@ pub fn read_dumped(dir: &Path, pid: i32, vaddr: u64, len: usize) -> Option<Vec<u
         }
         v
     };
-    let head: pb::PagemapHead = typed::read_all::<pb::PagemapHead>(&dir.join(format!("pagemap-{pid}.img")), "PAGEMAP").ok()?.remove(0);
+    let head: pb::PagemapHead =
+        typed::read_all::<pb::PagemapHead>(&dir.join(format!("pagemap-{pid}.img")), "PAGEMAP")
+            .ok()?
+            .remove(0);
     let pages = std::fs::read(dir.join(format!("pages-{}.img", head.pages_id))).ok()?;
     let mut out = Vec::with_capacity(len);
     let mut at = vaddr;
