@@ -125,3 +125,50 @@ fn tree_with_groups_and_sessions() {
     assert_ne!(sa.restorer, 0, "sa_restorer recorded");
     assert!(sa.flags & 0x0400_0000 != 0, "SA_RESTORER");
 }
+
+#[test]
+fn pending_signals_are_dumped_and_stay_queued() {
+    let kit = Kit::new();
+    let prog = kit.start("pending", &[]);
+    let pid = prog.pid;
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &["-R"]));
+    roundtrip_all(&kit, &dir);
+    let core: pb::CoreEntry = one(&dir, &format!("core-{pid}.img"), "CORE");
+    let signo = |e: &pb::SiginfoEntry| i32::from_ne_bytes(e.siginfo[0..4].try_into().unwrap());
+    let private = &core
+        .thread_core
+        .as_ref()
+        .unwrap()
+        .signals_p
+        .as_ref()
+        .unwrap()
+        .signals;
+    assert_eq!(
+        private.iter().map(signo).collect::<Vec<_>>(),
+        vec![10],
+        "SIGUSR1 for the thread"
+    );
+    let shared = &core
+        .tc
+        .as_ref()
+        .unwrap()
+        .signals_s
+        .as_ref()
+        .unwrap()
+        .signals;
+    let rtmin = 34;
+    assert_eq!(
+        shared.iter().map(signo).collect::<Vec<_>>(),
+        vec![12, rtmin, rtmin]
+    );
+    // siginfo of sigqueue carries the value (si_value at offset 24).
+    let val = |e: &pb::SiginfoEntry| i32::from_ne_bytes(e.siginfo[24..28].try_into().unwrap());
+    assert_eq!((val(&shared[1]), val(&shared[2])), (41, 42));
+    assert!(private.iter().all(|e| e.siginfo.len() == 128));
+    // Still queued: a second dump sees the same.
+    let dir2 = kit.path("img2");
+    ok(&kit.dump(pid, &dir2, &[]));
+    let core2: pb::CoreEntry = one(&dir2, &format!("core-{pid}.img"), "CORE");
+    assert_eq!(core2.tc.unwrap().signals_s.unwrap().signals.len(), 3);
+}

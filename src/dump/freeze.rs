@@ -206,6 +206,22 @@ impl Frozen {
         Ok(x)
     }
 
+    /// Signals queued for `tid` (or, `shared`, for its whole process) and
+    /// not yet delivered, as CRIU stores them (raw siginfo). They stay
+    /// queued.
+    pub fn pending(&self, tid: i32, shared: bool) -> Result<pb::SignalQueueEntry> {
+        let v = ptrace::peek_siginfo(tid, shared)
+            .map_err(sys(format!("thread {tid}: pending signals")))?;
+        Ok(pb::SignalQueueEntry {
+            signals: v
+                .into_iter()
+                .map(|si| pb::SiginfoEntry {
+                    siginfo: si.raw.to_vec(),
+                })
+                .collect(),
+        })
+    }
+
     /// A copy of `pid`'s descriptor `fd` (pidfd_getfd).
     pub fn getfd(&self, pid: i32, fd: i32) -> Result<OwnedFd> {
         let mut m = self.pidfds.borrow_mut();

@@ -152,12 +152,11 @@ pub fn collect(
         } else {
             procfs::thread_stat(pid, tid)?
         };
-        if tst.sig_pnd != 0 {
-            return Err(Error::msg(format!(
-                "pid {pid} thread {tid}: has pending signals (mask {:#x}); dumping queued signals is not supported yet",
-                tst.sig_pnd
-            )));
-        }
+        let signals_p = if tst.sig_pnd != 0 {
+            fr.pending(tid, false)?
+        } else {
+            pb::SignalQueueEntry::default()
+        };
         let (rla, rla_len) = crate::sys::task::robust_list(tid)
             .map_err(|e| Error::io(format!("pid {pid} thread {tid}: get_robust_list"), e))?;
         let policy = crate::sys::task::sched_policy(tid)
@@ -180,7 +179,7 @@ pub fn collect(
             } else {
                 None
             },
-            signals_p: Some(pb::SignalQueueEntry::default()),
+            signals_p: Some(signals_p),
             creds: Some(kcore::creds(&tst, extra.secbits)),
             seccomp_mode: if tst.seccomp != 0 {
                 Some(tst.seccomp as i32)
@@ -220,7 +219,11 @@ pub fn collect(
                         .collect(),
                 }),
                 cg_set: None,
-                signals_s: Some(pb::SignalQueueEntry::default()),
+                signals_s: Some(if status.shd_pnd != 0 {
+                    fr.pending(pid, true)?
+                } else {
+                    pb::SignalQueueEntry::default()
+                }),
                 old_seccomp_mode: None,
                 old_seccomp_filter: None,
                 loginuid: Some(procfs::read_u32_file(pid, "loginuid")? as u32),
@@ -263,12 +266,6 @@ fn umask(pid: i32) -> Result<u32> {
 
 /// Refusals that concern the whole task.
 fn check_task(pid: i32, st: &procfs::Status, _opts: &super::DumpOpts) -> Result<()> {
-    if st.shd_pnd != 0 {
-        return Err(Error::msg(format!(
-            "pid {pid}: has pending process-wide signals (mask {:#x}); dumping queued signals is not supported yet",
-            st.shd_pnd
-        )));
-    }
     if st.seccomp == 2 {
         return Err(Error::msg(format!(
             "pid {pid}: runs under a seccomp filter; dumping seccomp filters is not supported yet"
