@@ -36,17 +36,17 @@ fn runs_on(pid: i32, hb: &std::path::Path) {
 }
 
 #[test]
-fn posix_timer_is_refused_before_harm() {
+fn unsupported_file_is_refused_before_harm() {
     let kit = Kit::new();
     let hb = kit.path("hb");
-    let prog = kit.start("refuse_timer", &[hb.to_str().unwrap()]);
+    let prog = kit.start("refuse", &[hb.to_str().unwrap()]);
     let dir = kit.path("img");
     let o = kit.dump(prog.pid, &dir, &[]);
     assert!(!o.status.success());
     let e = stderr(&o);
     assert_eq!(e.trim().lines().count(), 1, "{e}");
     assert!(
-        e.contains(&format!("pid {}", prog.pid)) && e.contains("POSIX timer"),
+        e.contains(&format!("pid {} fd 3", prog.pid)) && e.contains("pidfd"),
         "{e}"
     );
     runs_on(prog.pid, &hb);
@@ -62,11 +62,11 @@ fn posix_timer_is_refused_before_harm() {
 fn failure_in_a_child_resumes_the_whole_tree() {
     let kit = Kit::new();
     let hb = kit.path("hb");
-    let prog = kit.start("heartbeat", &[hb.to_str().unwrap(), "16", "timer-child"]);
+    let prog = kit.start("heartbeat", &[hb.to_str().unwrap(), "16", "pidfd-child"]);
     let dir = kit.path("img");
     let o = kit.dump(prog.pid, &dir, &[]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("POSIX timer"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("pidfd"), "{}", stderr(&o));
     // The root was frozen, read (injected calls included) and resumed.
     runs_on(prog.pid, &hb);
     let again = kit.dump(prog.pid, &kit.path("img2"), &[]);

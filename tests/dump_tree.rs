@@ -172,3 +172,28 @@ fn pending_signals_are_dumped_and_stay_queued() {
     let core2: pb::CoreEntry = one(&dir2, &format!("core-{pid}.img"), "CORE");
     assert_eq!(core2.tc.unwrap().signals_s.unwrap().signals.len(), 3);
 }
+
+#[test]
+fn posix_timers_are_dumped() {
+    let kit = Kit::new();
+    let prog = kit.start("timers", &[kit.path("hb").to_str().unwrap()]);
+    let pid = prog.pid;
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &[]));
+    roundtrip_all(&kit, &dir);
+    let core: pb::CoreEntry = one(&dir, &format!("core-{pid}.img"), "CORE");
+    let mut t = core.tc.unwrap().timers.unwrap().posix;
+    t.sort_by_key(|x| x.it_id);
+    assert_eq!(t.len(), 2);
+    let (a, b) = (&t[0], &t[1]);
+    assert_eq!(
+        (a.clock_id, a.si_signo, a.it_sigev_notify, a.sival_ptr),
+        (1, 10, 0, 0x1234)
+    );
+    assert_eq!(a.isec, 50);
+    assert!(a.vsec >= 98 && a.vsec <= 100, "{}", a.vsec);
+    assert_eq!(
+        (b.clock_id, b.it_sigev_notify, b.vsec, b.vnsec),
+        (0, 1, 0, 0)
+    );
+}

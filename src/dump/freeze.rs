@@ -33,6 +33,7 @@ pub struct TaskExtra {
     pub pdeath_sig: u32,
     pub mm: MmExtra,
     pub threads: Vec<ThreadExtra>,
+    pub posix_timers: Vec<pb::PosixTimerEntry>,
 }
 
 pub struct Frozen {
@@ -178,6 +179,7 @@ impl Frozen {
             .unwrap_or(0),
             ..Default::default()
         };
+        x.posix_timers = posix_timers(pid)?;
         let r = inject_task(pid, &mut x);
         r?;
         for &tid in threads {
@@ -264,6 +266,45 @@ pub fn read_mem(pid: i32, pieces: &[(u64, usize)], buf: &mut [u8]) -> Result<()>
     Ok(())
 }
 
+/// The POSIX timers of `pid` as /proc/PID/timers lists them (values are
+/// filled in by injected timer_gettime/timer_getoverrun).
+fn posix_timers(pid: i32) -> Result<Vec<pb::PosixTimerEntry>> {
+    let text = super::procfs::read_string(pid, "timers").unwrap_or_default();
+    let bad = |l: &str| Error::msg(format!("pid {pid}: /proc/{pid}/timers: cannot parse {l:?}"));
+    let mut out: Vec<pb::PosixTimerEntry> = Vec::new();
+    for l in text.lines() {
+        if let Some(v) = l.strip_prefix("ID: ") {
+            out.push(pb::PosixTimerEntry {
+                it_id: v.trim().parse().map_err(|_| bad(l))?,
+                ..Default::default()
+            });
+            continue;
+        }
+        let Some(t) = out.last_mut() else { continue };
+        if let Some(v) = l.strip_prefix("signal: ") {
+            let (sig, ptr) = v.split_once('/').ok_or_else(|| bad(l))?;
+            t.si_signo = sig.trim().parse().map_err(|_| bad(l))?;
+            t.sival_ptr = u64::from_str_radix(ptr.trim(), 16).unwrap_or(0);
+        } else if let Some(v) = l.strip_prefix("notify: ") {
+            // "signal/pid.N", "thread/pid.N", "none/pid.N", "signal/tid.N"
+            let (how, who) = v.split_once('/').ok_or_else(|| bad(l))?;
+            if let Some(tid) = who.strip_prefix("tid.") {
+                t.it_sigev_notify = 4; // SIGEV_THREAD_ID
+                t.notify_thread_id = Some(tid.trim().parse().map_err(|_| bad(l))?);
+            } else {
+                t.it_sigev_notify = match how {
+                    "signal" => 0,
+                    "thread" => 2,
+                    _ => 1, // SIGEV_NONE
+                };
+            }
+        } else if let Some(v) = l.strip_prefix("ClockID: ") {
+            t.clock_id = v.trim().parse().map_err(|_| bad(l))?;
+        }
+    }
+    Ok(out)
+}
+
 const PR_GET_PDEATHSIG: i32 = 2;
 const PR_GET_DUMPABLE: i32 = 3;
 const PR_GET_SECUREBITS: i32 = 27;
@@ -307,6 +348,15 @@ fn inject_task(pid: i32, x: &mut TaskExtra) -> Result<()> {
         x.secbits = inj.remote_prctl(PR_GET_SECUREBITS, [0; 4])? as u32;
         x.mm.dumpable = inj.remote_prctl(PR_GET_DUMPABLE, [0; 4])? as i32;
         x.mm.brk = inj.syscall(libc::SYS_brk, [0; 6])? as u64;
+        for t in x.posix_timers.iter_mut() {
+            let v = inj.remote_timer_gettime(t.it_id as i32)?;
+            t.isec = v.interval.sec as u64;
+            t.insec = v.interval.nsec as u64;
+            t.vsec = v.value.sec as u64;
+            t.vnsec = v.value.nsec as u64;
+            let o = inj.syscall(libc::SYS_timer_getoverrun, [t.it_id as u64, 0, 0, 0, 0, 0])?;
+            t.overrun = if o < 0 { 0 } else { o as u32 };
+        }
         Ok(())
     })();
     let fin = inj.finish();

@@ -210,7 +210,7 @@ pub fn collect(
                     real: extra.itimers[0],
                     virt: extra.itimers[1],
                     prof: extra.itimers[2],
-                    posix: Vec::new(),
+                    posix: extra.posix_timers.clone(),
                 }),
                 rlimits: Some(pb::TaskRlimitsEntry {
                     rlimits: limits
@@ -269,13 +269,6 @@ fn check_task(pid: i32, st: &procfs::Status, _opts: &super::DumpOpts) -> Result<
     if st.seccomp == 2 {
         return Err(Error::msg(format!(
             "pid {pid}: runs under a seccomp filter; dumping seccomp filters is not supported yet"
-        )));
-    }
-    let timers = procfs::read_string(pid, "timers").unwrap_or_default();
-    let n = timers.lines().filter(|l| l.starts_with("ID:")).count();
-    if n > 0 {
-        return Err(Error::msg(format!(
-            "pid {pid}: has {n} POSIX timer(s) (timer_create); dumping them is not supported yet"
         )));
     }
     Ok(())

@@ -1,6 +1,7 @@
+#define _GNU_SOURCE
 /* Dirty memory (argv[2] MiB) and a heartbeat counter written to argv[1]
  * every 2 ms: to check a dump that is killed leaves the task running.
- * With argv[3] = "timer-child", a child holding a POSIX timer (which crit
+ * With argv[3] = "pidfd-child", a child holding a pidfd (which crit
  * refuses) is forked first, so a dump fails after the root was read. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,15 +9,13 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <time.h>
+#include <sys/syscall.h>
 
 int main(int argc, char **argv)
 {
 	size_t mb = argc > 2 ? atoi(argv[2]) : 256;
-	if (argc > 3 && !strcmp(argv[3], "timer-child") && fork() == 0) {
-		timer_t t;
-		struct sigevent ev = { .sigev_notify = SIGEV_NONE };
-		timer_create(CLOCK_MONOTONIC, &ev, &t);
+	if (argc > 3 && !strcmp(argv[3], "pidfd-child") && fork() == 0) {
+		syscall(SYS_pidfd_open, getpid(), 0);
 		for (;;)
 			pause();
 	}

@@ -1,16 +1,15 @@
-/* A task with a POSIX timer (unsupported by crit dump): it must be
- * refused and keep running. It writes a heartbeat counter to argv[1]. */
-#include <signal.h>
-#include <stdio.h>
-#include <time.h>
-#include <unistd.h>
+/* A task holding a pidfd (a file kind crit dump does not support): it
+ * must be refused and keep running. Writes a heartbeat counter to
+ * argv[1] every 2 ms. Prints "READY <pid>". */
+#define _GNU_SOURCE
 #include <fcntl.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 int main(int argc, char **argv)
 {
-	timer_t t;
-	struct sigevent ev = { .sigev_notify = SIGEV_NONE };
-	if (timer_create(CLOCK_MONOTONIC, &ev, &t))
+	if (syscall(SYS_pidfd_open, getpid(), 0) < 0)
 		return 1;
 	int fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	printf("READY %d\n", getpid());
