@@ -197,3 +197,26 @@ fn posix_timers_are_dumped() {
         (0, 1, 0, 0)
     );
 }
+
+#[test]
+fn seccomp_filters_are_dumped_as_criu_does() {
+    let kit = Kit::new();
+    let prog = kit.start("seccomp", &[]);
+    let pid = prog.pid;
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &[]));
+    roundtrip_all(&kit, &dir);
+    let core: pb::CoreEntry = one(&dir, &format!("core-{pid}.img"), "CORE");
+    let th = core.thread_core.unwrap();
+    assert_eq!(th.seccomp_mode, Some(2));
+    let sc: pb::SeccompEntry = one(&dir, "seccomp.img", "SECCOMP");
+    assert_eq!(sc.seccomp_filters.len(), 2);
+    // As CRIU writes them: newest (3 instructions) first; the oldest (1)
+    // points back at it and is the thread's filter.
+    assert_eq!(sc.seccomp_filters[0].filter.len(), 24);
+    assert_eq!(sc.seccomp_filters[0].prev, None);
+    assert_eq!(sc.seccomp_filters[1].filter.len(), 8);
+    assert_eq!(sc.seccomp_filters[1].prev, Some(0));
+    assert_eq!(th.seccomp_filter, Some(1));
+    assert_eq!(th.creds.unwrap().no_new_privs, Some(1));
+}

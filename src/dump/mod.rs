@@ -64,6 +64,7 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
     let env = task::Env {
         shmem_dev: maps::shmem_dev()?,
         zero_pfn: pagemap::zero_pfn()?,
+        seccomp: Default::default(),
     };
     log.step(&format!("freezing the tree of pid {}", opts.pid));
     let frozen = freeze::Frozen::freeze(opts.pid)?;

@@ -32,6 +32,8 @@ pub struct Collected {
 pub struct Env {
     pub shmem_dev: u64,
     pub zero_pfn: u64,
+    /// seccomp.img's filters, every thread's chain oldest first.
+    pub seccomp: std::cell::RefCell<Vec<pb::SeccompFilter>>,
 }
 
 /// Collects the state of task `t` (all its threads are stopped).
@@ -51,7 +53,6 @@ pub fn collect(
     let pid = t.pid;
     let kids = ids.task(pid)?;
     let status = procfs::status(pid)?;
-    check_task(pid, &status, opts)?;
     let shared_vm = seen_vm.contains(&kids.vm_id);
     let shared_files = seen_files.contains(&kids.files_id);
 
@@ -157,6 +158,35 @@ pub fn collect(
         } else {
             pb::SignalQueueEntry::default()
         };
+        let seccomp_filter = if tst.seccomp == 2 {
+            let chain = crate::sys::seccomp::filters(tid)
+                .map_err(|e| Error::io(format!("pid {pid} thread {tid}: seccomp filters"), e))?;
+            let mut all = env.seccomp.borrow_mut();
+            // As CRIU writes them: the kernel lists a thread's filters
+            // oldest first; the image gets them newest first, each later
+            // entry's `prev` pointing at the entry before it, and the
+            // thread points at the last (its oldest filter); restore
+            // follows `prev` and installs in that order.
+            for (i, f) in chain.iter().rev().enumerate() {
+                let prev = if i == 0 {
+                    None
+                } else {
+                    Some(all.len() as u32 - 1)
+                };
+                all.push(pb::SeccompFilter {
+                    filter: f.prog.clone(),
+                    prev,
+                    flags: Some(f.flags as u32),
+                });
+            }
+            if chain.is_empty() {
+                None
+            } else {
+                Some(all.len() as u32 - 1)
+            }
+        } else {
+            None
+        };
         let (rla, rla_len) = crate::sys::task::robust_list(tid)
             .map_err(|e| Error::io(format!("pid {pid} thread {tid}: get_robust_list"), e))?;
         let policy = crate::sys::task::sched_policy(tid)
@@ -186,7 +216,7 @@ pub fn collect(
             } else {
                 None
             },
-            seccomp_filter: None,
+            seccomp_filter,
             comm: Some(tstat.comm.clone()),
             blk_sigset_extended: None,
             rseq_entry: regs.rseq,
@@ -262,14 +292,4 @@ fn umask(pid: i32) -> Result<u32> {
     procfs::fdinfo_field(&s, "Umask")
         .and_then(|v| u32::from_str_radix(v, 8).ok())
         .ok_or_else(|| Error::msg(format!("pid {pid}: /proc/{pid}/status has no Umask")))
-}
-
-/// Refusals that concern the whole task.
-fn check_task(pid: i32, st: &procfs::Status, _opts: &super::DumpOpts) -> Result<()> {
-    if st.seccomp == 2 {
-        return Err(Error::msg(format!(
-            "pid {pid}: runs under a seccomp filter; dumping seccomp filters is not supported yet"
-        )));
-    }
-    Ok(())
 }

@@ -176,7 +176,9 @@ pub fn run(
     b.entry(&timens()?);
     dir.write("timens-0.img", &b)?;
     let mut b = ImageBuilder::new("SECCOMP")?;
-    b.entry(&pb::SeccompEntry::default());
+    b.entry(&pb::SeccompEntry {
+        seccomp_filters: env.seccomp.borrow().clone(),
+    });
     dir.write("seccomp.img", &b)?;
 
     // Last: its presence says the set is complete.
