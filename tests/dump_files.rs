@@ -75,6 +75,11 @@ fn many_kinds_of_files() {
     let ify = f(9).ify.unwrap();
     assert_eq!(ify.wd.len(), 1);
     assert_eq!(ify.wd[0].mask & 0x300, 0x300, "IN_CREATE|IN_DELETE");
+    assert_eq!(
+        ify.wd[0].f_handle.path.as_deref(),
+        Some(sdir.to_str().unwrap()),
+        "watch path from its handle"
+    );
     // memfd with its contents in shmem pages
     let m = f(10).memfd.unwrap();
     let inodes: Vec<pb::MemfdInodeEntry> = all(&dir, "memfd.img", "MEMFD_INODE");

@@ -216,8 +216,12 @@ pub fn dump_fd(
                     f_handle: pb::FhEntry {
                         bytes,
                         r#type: htype,
+                        path: watch_path(
+                            h("sdev")? as u32,
+                            htype,
+                            &hb[..(bytes as usize).min(128)],
+                        ),
                         handle,
-                        path: None,
                         mnt_id: None,
                     },
                 });
@@ -250,4 +254,31 @@ pub fn dump_fd(
         Kind::Socket(ino) => socks.dump_fd(fr, pid, fd, id, *ino, files, opts),
         Kind::Other(_) => Ok(()),
     }
+}
+
+/// The path of an inotify watch's file, from its handle: opened on a
+/// mount of its filesystem (device `sdev`, kernel form major << 20 |
+/// minor) found in our mountinfo. None when it cannot be found.
+fn watch_path(sdev: u32, htype: u32, handle: &[u8]) -> Option<String> {
+    let (major, minor) = (sdev >> 20, sdev & 0xfffff);
+    let want = format!("{major}:{minor}");
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    for l in info.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        if f.len() < 5 || f[2] != want {
+            continue;
+        }
+        let mp = f[4].replace("\\040", " ");
+        let Ok(dir) = std::fs::File::open(&mp) else {
+            continue;
+        };
+        use std::os::fd::AsFd;
+        let Ok(fd) = crate::sys::fhandle::open_by_handle(dir.as_fd(), htype as i32, handle) else {
+            continue;
+        };
+        use std::os::fd::AsRawFd;
+        let p = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+        return Some(p.to_string_lossy().into_owned());
+    }
+    None
 }

@@ -24,6 +24,7 @@ pub mod remote;
 pub use err::{errno_of, SysError};
 
 // Added by the dump engine.
+pub mod fhandle;
 pub mod kcmp;
 pub mod seccomp;
 pub mod sockdiag;
