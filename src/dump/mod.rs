@@ -8,23 +8,64 @@
 //! tree. Any failure releases the tree untouched and removes the images
 //! written so far.
 //!
-//! Done (see tests/dump_*.rs): the list is kept in docs/dump.md too.
-//! - pstree, core (registers, FPU/xsave, TLS, sigmask, rseq, robust list,
-//!   tid address, sigaltstack, sigactions, itimers, rlimits, creds, comm,
-//!   personality, task state), ids, fs, mm (VMAs with CRIU status bits,
-//!   auxv, exe), pagemap + pages, timens, seccomp (empty), inventory;
-//! - files: regular files (offset, flags, build id), deleted files as
-//!   ghost files, /dev nodes, pipes and fifos with their data, eventfd,
-//!   epoll, timerfd, signalfd, inotify (no path), memfd and shared
-//!   anonymous memory (memfd form, pagemap-shmem);
-//! - sockets: unix (all types, names, deleted/relative paths, peers,
-//!   queues, shutdown, options, external peers with consent), TCP
-//!   listening, UDP unconnected, netlink.
+//! The dump runs in a worker process ([`guard`]) so that killing
+//! `crit dump` never leaves the tree frozen; task memory is copied by a
+//! writer thread ([`pages`]) while descriptors are read.
 //!
-//! Not done (refused with a clear error naming pid/fd): POSIX timers,
-//! pending signals, seccomp filters, established TCP, connected UDP,
-//! SCM_RIGHTS in flight, pending unix connections carrying data,
-//! namespaces other than crit's, zombies, System V shm, other fd kinds.
+//! Done (tests in tests/dump_*.rs; docs/dump.md has the user's view):
+//! - tree: pstree with pids, ppid, pgid, sid and threads (depth-first, as
+//!   CRIU); threads; process groups and sessions led inside the tree;
+//!   group-stopped tasks (task_state 3) [dump_tree];
+//! - core per thread: registers, FPU/xsave (CPU's components, CET), GDT
+//!   TLS, fs/gs base, blocked mask, rseq, robust list, tid address and
+//!   sigaltstack (injected), creds, nice/policy, seccomp mode and filters,
+//!   pending signals (thread and process queues); per task: sigactions
+//!   with sa_restorer, itimers, POSIX timers, rlimits, personality, comm,
+//!   flags, loginuid, oom_score_adj, child-subreaper, pdeath signal
+//!   [dump_basic, dump_tree];
+//! - memory: every VMA with CRIU's status bits (heap, stack + hidden guard
+//!   page, vdso, vvar, vsyscall, file private/shared, memfd/shared anon),
+//!   madvise bits, mm_* from /proc/PID/stat, brk, auxv (CRIU's 44 words),
+//!   exe, dumpable, THP; pagemap + pages: present/swapped, not the zero
+//!   page, private-file pages only when copied on write, vdso whole,
+//!   PE_LAZY as CRIU; batched process_vm_readv, one write per 64 MiB;
+//!   shared anonymous memory and memfd in CRIU 4.2's memfd form with
+//!   pagemap-shmem [dump_basic, dump_files];
+//! - fs, ids (kcmp; namespace ids numbered as CRIU), inventory (last),
+//!   timens, seccomp;
+//! - files: regular files (flags, offset, size, build id), directories,
+//!   device nodes, deleted files as ghost files, pipes and fifos with data
+//!   (tee, not consumed), eventfd, epoll with targets, timerfd, signalfd,
+//!   inotify (handles and paths), memfd, TCP listeners, unconnected UDP,
+//!   netlink (bound or not), the terminal only with --shell-job (as a
+//!   regular file entry) [dump_files];
+//! - unix sockets: stream, dgram, seqpacket; socketpairs; path names with
+//!   file mode/owner, deleted paths, names relative to the cwd, abstract
+//!   names; listeners with pending connections (peer = listener, as
+//!   CRIU); accepted/connected; queues with message boundaries (MSG_PEEK +
+//!   SO_PEEK_OFF on a pidfd_getfd copy, restored after); shutdown state;
+//!   CRIU's socket options; topology from NETLINK_SOCK_DIAG; peers outside
+//!   the tree refused with inode, peer, address and holder, or with
+//!   consent written as CRIU writes an external peer, for every type
+//!   [dump_unix, dump_parity];
+//! - safety: every refusal happens before an image is written and the
+//!   tree resumes; failures halfway and a killed `crit dump` resume the
+//!   tree and leave no images [dump_safety]; images 0600, fsync'd,
+//!   atomic; every image re-encodes to the same bytes [all tests].
+//!
+//! Not done (refused with an error naming pid/fd/inode): established TCP
+//! connections (even with --tcp-established), connected UDP, SCM_RIGHTS
+//! in a unix queue, data sent on a connection still pending in a
+//! listener, zero-length datagrams queued, namespaces other than crit's,
+//! zombies, System V shm, deleted mapped files, other file kinds (pidfd,
+//! io_uring, bpf, fanotify, packet sockets, ...), 32-bit tasks, a tree
+//! whose session or group leader is outside it (other than the root's).
+//! Not recorded: file owners (F_SETOWN/F_SETSIG), file locks, cgroups
+//! (cg_set 1 as in CRIU's fixtures), tty state with --shell-job (CRIU
+//! writes tty-info; we write the terminal as a regular file), zero-length
+//! seqpacket messages at the end of a queue, a ghost file over 1 MiB
+//! (refused). A SIGKILL of the worker process itself during an injected
+//! syscall can still harm the task.
 
 pub mod core;
 pub mod fdscan;
