@@ -3,9 +3,10 @@
 # one queued message each (18,000 sockets) and 1 GiB of dirty memory in
 # 16,384 mappings that do not merge (tests/programs/bench.c), dumping to a
 # tmpfs. Prints, per run, crit's summary line (frozen time = from the
-# moment every thread is stopped to the moment the tree is killed, with
-# every image written and fsync'd), the wall time and CPU time; then the
-# best and median frozen time.
+# moment every thread is stopped to the moment the tree is sent SIGKILL,
+# with every image written and fsync'd; release = waiting for the killed
+# task to exit), the wall time and CPU time; then the best and median
+# frozen time.
 #
 # Target: at least 2x faster than CRIU 4.2 on the same load (CRIU takes
 # about 1.5-2.2 s here), i.e. a frozen time under ~0.75 s.

@@ -119,8 +119,13 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
             } else {
                 "killing the tree"
             });
-            frozen.release(!opts.leave_running)?;
+            // Frozen time ends when the tree is let go: resumed, or sent
+            // SIGKILL (waiting for killed tasks to finish exiting is
+            // counted apart, as `release`).
             s.frozen = t_frozen.elapsed();
+            let t_release = Instant::now();
+            frozen.release(!opts.leave_running)?;
+            s.release = t_release.elapsed();
             dir.keep();
             s.total = t0.elapsed();
             log.info(&s.to_string());

@@ -69,6 +69,8 @@ pub struct Summary {
     pub bytes: u64,
     pub pages: u64,
     pub frozen: std::time::Duration,
+    /// Resuming, or killing and waiting for the tasks to exit.
+    pub release: std::time::Duration,
     pub total: std::time::Duration,
 }
 
@@ -76,13 +78,14 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "dumped {} task(s) ({} thread(s)), {} fd(s), {} socket(s), {:.1} MiB written, frozen {:.3} s (total {:.3} s)",
+            "dumped {} task(s) ({} thread(s)), {} fd(s), {} socket(s), {:.1} MiB written, frozen {:.3} s (release {:.3} s, total {:.3} s)",
             self.tasks,
             self.threads,
             self.fds,
             self.sockets,
             self.bytes as f64 / (1024.0 * 1024.0),
             self.frozen.as_secs_f64(),
+            self.release.as_secs_f64(),
             self.total.as_secs_f64()
         )
     }

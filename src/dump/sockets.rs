@@ -16,6 +16,7 @@ use nix::libc;
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
+const SOCK_STREAM: u8 = 1;
 const SOCK_DGRAM: u8 = 2;
 const TCP_LISTEN: u8 = 10;
 const TCP_CLOSE: u8 = 7;
@@ -357,23 +358,36 @@ impl Sockets {
         }
         let old = sockopt::get_int(sk, libc::SOL_SOCKET, libc::SO_PEEK_OFF)
             .map_err(|e| io(pid, fd, "SO_PEEK_OFF", e))?;
+        // A stream queue usually comes whole in one peek from its start:
+        // then the peek offset need not be touched at all.
+        if d.sk_type == SOCK_STREAM && old < 0 && self.peek_all(pid, fd, id, d, sk, true)? {
+            return Ok(());
+        }
         sockopt::set_int(sk, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)
             .map_err(|e| io(pid, fd, "SO_PEEK_OFF", e))?;
-        let r = self.peek_all(pid, fd, id, d, sk);
+        let r = self.peek_all(pid, fd, id, d, sk, false);
         let back = sockopt::set_int(sk, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old);
         r?;
         back.map_err(|e| io(pid, fd, "restore SO_PEEK_OFF", e))
     }
 
-    fn peek_all(&mut self, pid: i32, fd: i32, id: u32, d: &UnixDiag, sk: BorrowedFd) -> Result<()> {
-        let sndbuf = sockopt::get_int(sk, libc::SOL_SOCKET, libc::SO_SNDBUF)
-            .unwrap_or(212992)
-            .max(65536) as usize;
+    /// Peeks the queue into sk-queues. `single`: one peek only, kept
+    /// only if it got every queued byte (returns whether it did).
+    fn peek_all(
+        &mut self,
+        pid: i32,
+        fd: i32,
+        id: u32,
+        d: &UnixDiag,
+        sk: BorrowedFd,
+        single: bool,
+    ) -> Result<bool> {
+        let want = (d.rqlen.map(|r| r.0).unwrap_or(0) as usize).max(1 << 20);
         let mut buf = std::mem::take(&mut self.peek_buf);
-        if buf.len() < sndbuf.max(1 << 20) {
-            buf.resize(sndbuf.max(1 << 20), 0);
+        if buf.len() < want {
+            buf.resize(want, 0);
         }
-        let r = self.peek_into(pid, fd, id, d, sk, &mut buf);
+        let r = self.peek_into(pid, fd, id, d, sk, &mut buf, single);
         self.peek_buf = buf;
         r
     }
@@ -386,7 +400,8 @@ impl Sockets {
         d: &UnixDiag,
         sk: BorrowedFd,
         buf: &mut [u8],
-    ) -> Result<()> {
+        single: bool,
+    ) -> Result<bool> {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
         use std::os::fd::AsRawFd;
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 253]);
@@ -396,7 +411,7 @@ impl Sockets {
         let mut total = 0usize;
         loop {
             if d.sk_type != SOCK_DGRAM && queued > 0 && total >= queued {
-                return Ok(());
+                return Ok(true);
             }
             let mut iov = [std::io::IoSliceMut::new(&mut *buf)];
             let r = recvmsg::<UnixAddr>(
@@ -407,7 +422,7 @@ impl Sockets {
             );
             let msg = match r {
                 Ok(m) => m,
-                Err(nix::errno::Errno::EAGAIN) => return Ok(()),
+                Err(nix::errno::Errno::EAGAIN) => return Ok(!single),
                 Err(e) => return Err(io(pid, fd, "peek queued data", e)),
             };
             let n = msg.bytes;
@@ -441,12 +456,15 @@ impl Sockets {
                 // writing (recv says 0 instead of EAGAIN).
                 let rcv_shut = d.shutdown.unwrap_or(0) & 1 != 0;
                 if d.sk_type != SOCK_DGRAM || rcv_shut {
-                    return Ok(());
+                    return Ok(!single);
                 }
                 return Err(Error::msg(format!(
                     "pid {pid} fd {fd}: unix socket {} has an empty datagram queued; not supported",
                     d.ino
                 )));
+            }
+            if single && n != queued {
+                return Ok(false);
             }
             if self.queues.is_none() {
                 self.queues = Some(ImageBuilder::new("SK_QUEUES")?);
