@@ -392,6 +392,7 @@ impl Sockets {
         r
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn peek_into(
         &mut self,
         pid: i32,
