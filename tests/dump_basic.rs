@@ -42,6 +42,7 @@ fn counter_images_match_criu_set() {
         "seccomp.img".into(),
         "timens-0.img".into(),
         "pipes-data.img".into(),
+        "stats-dump".into(),
     ] {
         assert!(names.contains(&want), "missing {want} in {names:?}");
     }

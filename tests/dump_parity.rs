@@ -64,7 +64,7 @@ fn compare(kit: &Kit, ours: &Path, theirs: &Path, allow_extra: &[&str], skip: &[
     let list = |d: &Path| -> BTreeSet<String> {
         images(d)
             .into_iter()
-            .filter(|n| n.ends_with(".img") && !n.starts_with("pages-"))
+            .filter(|n| (n.ends_with(".img") || n == "stats-dump") && !n.starts_with("pages-"))
             .map(|n| kind(&n))
             .collect()
     };
@@ -79,7 +79,10 @@ fn compare(kit: &Kit, ours: &Path, theirs: &Path, allow_extra: &[&str], skip: &[
         "missing {missing:?}, extra {extra:?}"
     );
     for n in images(ours) {
-        if !n.ends_with(".img") || n.starts_with("pages-") || !b.contains(&kind(&n)) {
+        if !(n.ends_with(".img") || n == "stats-dump")
+            || n.starts_with("pages-")
+            || !b.contains(&kind(&n))
+        {
             continue;
         }
         let t = images(theirs)

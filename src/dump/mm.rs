@@ -139,7 +139,7 @@ pub fn write_pages(
     read: ReadMem,
 ) -> Result<u64> {
     let mut out = super::imgdir::Stream::create(&dir.path(&format!("pages-{pages_id}.img")))?;
-    let (pm, total) = copy_pages(&mut out, pages_id, pid, runs, base, read, &|| false)?;
+    let (pm, total, _) = copy_pages(&mut out, pages_id, pid, runs, base, read, &|| false)?;
     dir.finish(out)?;
     dir.write(pagemap_name, &pm)?;
     Ok(total)
@@ -147,7 +147,8 @@ pub fn write_pages(
 
 /// Copies `runs` of `pid`'s memory into `out` in batches (one read and
 /// one write per batch) and returns the pagemap image describing them and
-/// the page count. `cancelled` is polled between batches.
+/// the page count and the time spent reading and writing. `cancelled` is
+/// polled between batches.
 pub fn copy_pages(
     out: &mut super::imgdir::Stream,
     pages_id: u32,
@@ -156,13 +157,18 @@ pub fn copy_pages(
     base: u64,
     read: ReadMem,
     cancelled: &dyn Fn() -> bool,
-) -> Result<(ImageBuilder, u64)> {
+) -> Result<(
+    ImageBuilder,
+    u64,
+    (std::time::Duration, std::time::Duration),
+)> {
     let mut pm = ImageBuilder::new("PAGEMAP")?;
     pm.entry(&pb::PagemapHead { pages_id });
     let mut buf: Vec<u8> = Vec::new();
     let mut pieces: Vec<(u64, usize)> = Vec::new();
     let mut fill = 0usize;
     let mut total = 0u64;
+    let mut times = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     let mut flush =
         |pieces: &mut Vec<(u64, usize)>, fill: &mut usize, buf: &mut Vec<u8>| -> Result<()> {
             if *fill == 0 {
@@ -171,8 +177,12 @@ pub fn copy_pages(
             if cancelled() {
                 return Err(Error::msg(format!("pid {pid}: page copy cancelled")));
             }
+            let t = std::time::Instant::now();
             read(pid, pieces, &mut buf[..*fill])?;
+            times.0 += t.elapsed();
+            let t = std::time::Instant::now();
             out.write(&buf[..*fill])?;
+            times.1 += t.elapsed();
             pieces.clear();
             *fill = 0;
             Ok(())
@@ -203,5 +213,6 @@ pub fn copy_pages(
         }
     }
     flush(&mut pieces, &mut fill, &mut buf)?;
-    Ok((pm, total))
+    drop(flush);
+    Ok((pm, total, times))
 }

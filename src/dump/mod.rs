@@ -106,10 +106,13 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
         shmem_dev: maps::shmem_dev()?,
         zero_pfn: pagemap::zero_pfn()?,
         seccomp: Default::default(),
+        frozen_at: Default::default(),
     };
     log.step(&format!("freezing the tree of pid {}", opts.pid));
+    let t_freeze = Instant::now();
     let frozen = freeze::Frozen::freeze(opts.pid)?;
     let t_frozen = Instant::now();
+    env.frozen_at.set(Some((t_frozen - t_freeze, t_frozen)));
     let res =
         write::run(&frozen, opts, &env, &mut dir, &log).and_then(|s| guard::check().map(|_| s));
     match res {

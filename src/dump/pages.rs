@@ -26,6 +26,8 @@ pub struct Done {
     pub stream: Stream,
     pub pagemap: ImageBuilder,
     pub pages: u64,
+    /// Time spent reading memory and writing it.
+    pub times: (std::time::Duration, std::time::Duration),
 }
 
 pub struct PageWriter {
@@ -48,7 +50,7 @@ impl PageWriter {
                 let read = |p: i32, pieces: &[(u64, usize)], buf: &mut [u8]| {
                     super::freeze::read_mem(p, pieces, buf)
                 };
-                let (pagemap, pages) = super::mm::copy_pages(
+                let (pagemap, pages, times) = super::mm::copy_pages(
                     &mut stream,
                     job.pages_id,
                     job.pid,
@@ -62,6 +64,7 @@ impl PageWriter {
                     stream,
                     pagemap,
                     pages,
+                    times,
                 });
             }
             Ok(out)

@@ -20,6 +20,8 @@ pub struct Collected {
     pub cores: Vec<pb::CoreEntry>,
     pub mm: Option<pb::MmEntry>,
     pub runs: Vec<Run>,
+    /// Pages of the private VMAs looked at.
+    pub pages_scanned: u64,
     pub fdinfo: Vec<pb::FdinfoEntry>,
     /// Descriptors of this task that are new file descriptions (not shared).
     pub fds: Vec<fdscan::Fd>,
@@ -34,6 +36,8 @@ pub struct Env {
     pub zero_pfn: u64,
     /// seccomp.img's filters, every thread's chain oldest first.
     pub seccomp: std::cell::RefCell<Vec<pb::SeccompFilter>>,
+    /// How long freezing took, and when the tree was frozen (stats-dump).
+    pub frozen_at: std::cell::Cell<Option<(std::time::Duration, std::time::Instant)>>,
 }
 
 /// Collects the state of task `t` (all its threads are stopped).
@@ -59,11 +63,17 @@ pub fn collect(
     // Memory layout first: mapped files get the first file ids.
     let mut vmas: Vec<Vma> = Vec::new();
     let mut runs = Vec::new();
+    let mut pages_scanned = 0;
     if !shared_vm {
         vmas = maps::read(pid, env.shmem_dev)?;
         mm::map_files(pid, &mut vmas, files)?;
         // Start copying memory now, while descriptors are read.
         runs = pagemap::collect(pid, &vmas, env.zero_pfn)?;
+        pages_scanned = vmas
+            .iter()
+            .filter(|v| v.is_private())
+            .map(|v| (v.end - v.start) / maps::PAGE_SIZE)
+            .sum();
         pages.submit(pid, runs.clone())?;
     }
 
@@ -279,6 +289,7 @@ pub fn collect(
         cores,
         mm: mme,
         runs,
+        pages_scanned,
         fdinfo,
         fds: new_fds,
         fs,

@@ -63,11 +63,27 @@ pub fn run(
     };
     let copied = pw.finish()?;
     log.debug("pages copied");
+    let mut st = pb::DumpStatsEntry {
+        pages_scanned: all.iter().map(|c| c.pages_scanned).sum(),
+        irmap_resolve: Some(0),
+        page_pipes: Some(copied.len() as u64),
+        page_pipe_bufs: Some(copied.len() as u64),
+        shpages_scanned: Some(0),
+        shpages_skipped_parent: Some(0),
+        shpages_written: Some(0),
+        ..Default::default()
+    };
+    let (mut t_read, mut t_write) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     for d in copied {
         dir.finish(d.stream)?;
         dir.write(&format!("pagemap-{}.img", d.pid), &d.pagemap)?;
         s.pages += d.pages;
+        t_read += d.times.0;
+        t_write += d.times.1;
     }
+    st.pages_written = s.pages;
+    st.memdump_time = t_read.as_micros() as u32;
+    st.memwrite_time = t_write.as_micros() as u32;
     for c in &all {
         let pid = c.t.pid;
         s.threads += c.t.threads.len();
@@ -113,7 +129,7 @@ pub fn run(
             }
             Ok(())
         };
-        s.pages += mm::write_pages(
+        let n = mm::write_pages(
             dir,
             &format!("pagemap-shmem-{ino}.img"),
             pages_id,
@@ -122,6 +138,9 @@ pub fn run(
             0,
             &read,
         )?;
+        s.pages += n;
+        st.shpages_written = Some(st.shpages_written.unwrap_or(0) + n);
+        st.shpages_scanned = Some(st.shpages_scanned.unwrap_or(0) + n);
     }
 
     let mut b = ImageBuilder::new("PSTREE")?;
@@ -180,6 +199,18 @@ pub fn run(
         seccomp_filters: env.seccomp.borrow().clone(),
     });
     dir.write("seccomp.img", &b)?;
+
+    // stats-dump, as CRIU writes it (times in microseconds).
+    if let Some((freezing, at)) = env.frozen_at.get() {
+        st.freezing_time = freezing.as_micros() as u32;
+        st.frozen_time = at.elapsed().as_micros() as u32;
+    }
+    let mut b = ImageBuilder::new("STATS")?;
+    b.entry(&pb::StatsEntry {
+        dump: Some(st),
+        restore: None,
+    });
+    dir.write("stats-dump", &b)?;
 
     // Last: its presence says the set is complete.
     let mut b = ImageBuilder::new("INVENTORY")?;
