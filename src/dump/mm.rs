@@ -213,6 +213,5 @@ pub fn copy_pages(
         }
     }
     flush(&mut pieces, &mut fill, &mut buf)?;
-    drop(flush);
     Ok((pm, total, times))
 }
