@@ -123,3 +123,50 @@ fn bad_pid_and_self() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("ancestors"), "{}", stderr(&o));
 }
+
+fn refused(kit: &Kit, args: &[&str], want: &[&str]) {
+    let prog = kit.start("refuse_net", args);
+    let dir = kit.path(&format!("img-{}", args[0]));
+    for extra in [&[][..], &["--tcp-established", "--ext-unix-sk"][..]] {
+        let o = kit.dump(prog.pid, &dir, extra);
+        assert!(!o.status.success(), "{args:?} {extra:?} must be refused");
+        let e = stderr(&o);
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+        for w in want {
+            assert!(e.contains(w), "{args:?}: {w:?} not in {e}");
+        }
+        assert!(alive(prog.pid));
+        let st = std::fs::read_to_string(format!("/proc/{}/status", prog.pid)).unwrap();
+        assert!(st.contains("TracerPid:\t0"));
+        assert!(images(&dir).is_empty());
+    }
+    kill_tree(prog.pid);
+}
+
+#[test]
+fn established_tcp_is_refused_clearly() {
+    let kit = Kit::new();
+    let port = (30000 + std::process::id() % 20000).to_string();
+    refused(
+        &kit,
+        &["tcp", &port],
+        &["TCP socket", "is connected", "--tcp-established"],
+    );
+}
+
+#[test]
+fn descriptors_in_flight_are_refused_clearly() {
+    let kit = Kit::new();
+    refused(&kit, &["scm"], &["SCM_RIGHTS", "fd 4"]);
+}
+
+#[test]
+fn data_on_a_pending_connection_is_refused_clearly() {
+    let kit = Kit::new();
+    let p = kit.path("l.sock");
+    refused(
+        &kit,
+        &["pending-data", p.to_str().unwrap()],
+        &["pending in listener", "fd 4"],
+    );
+}

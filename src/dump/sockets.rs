@@ -199,9 +199,9 @@ impl Sockets {
         let is_tcp = d.protocol == libc::IPPROTO_TCP as u8;
         if is_tcp && d.state != TCP_LISTEN && d.state != TCP_CLOSE {
             let more = if opts.tcp_established {
-                "established TCP connections are not supported yet, even with --tcp-established"
+                "dumping established TCP connections is not supported yet, even with --tcp-established"
             } else {
-                "established TCP connections are not supported"
+                "dumping established TCP connections is not supported yet (not even with --tcp-established)"
             };
             return Err(Error::msg(format!(
                 "pid {pid} fd {}: TCP socket {} (port {} -> {}) is connected (state {}); {more}",
