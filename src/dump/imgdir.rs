@@ -85,6 +85,17 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// Writes at a byte offset (several threads may fill one file); the
+    /// caller accounts the bytes with [`Stream::add_bytes`].
+    pub fn write_at(&self, b: &[u8], offset: u64) -> Result<()> {
+        super::guard::check()?;
+        self.file.write_at(b, offset)
+    }
+
+    pub fn add_bytes(&mut self, n: u64) {
+        self.bytes += n;
+    }
+
     /// Starts an image written in pieces (pages), committed by
     /// [`ImgDir::finish`]; dropped unfinished, it leaves nothing.
     pub fn create(p: &Path) -> Result<Stream> {

@@ -53,7 +53,12 @@ pub fn collect(pid: i32, vmas: &[Vma], zero_pfn: u64) -> Result<Vec<Run>> {
     let f = std::fs::File::open(&path).map_err(|e| Error::io(format!("pid {pid}: {path}"), e))?;
     let mut runs: Vec<Run> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
-    for v in vmas.iter().filter(|v| v.is_private()) {
+    // The vvar area belongs to the kernel, which sets it up again on
+    // restore: never dumped (as CRIU).
+    for v in vmas
+        .iter()
+        .filter(|v| v.is_private() && !v.is(super::maps::VMA_AREA_VVAR))
+    {
         let flags = PE_PRESENT | if v.can_be_lazy() { PE_LAZY } else { 0 };
         let dump_all = v.is(VMA_AREA_VDSO);
         let file_private = v.is(VMA_FILE_PRIVATE);

@@ -61,7 +61,8 @@ pub fn run(
         sockets: socks.count,
         ..Default::default()
     };
-    let copied = pw.finish()?;
+    pw.help();
+    let (copied, (t_read, t_write)) = pw.finish()?;
     log.debug("pages copied");
     let mut st = pb::DumpStatsEntry {
         pages_scanned: all.iter().map(|c| c.pages_scanned).sum(),
@@ -73,13 +74,10 @@ pub fn run(
         shpages_written: Some(0),
         ..Default::default()
     };
-    let (mut t_read, mut t_write) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     for d in copied {
         dir.finish(d.stream)?;
         dir.write(&format!("pagemap-{}.img", d.pid), &d.pagemap)?;
         s.pages += d.pages;
-        t_read += d.times.0;
-        t_write += d.times.1;
     }
     st.pages_written = s.pages;
     st.memdump_time = t_read.as_micros() as u32;

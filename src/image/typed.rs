@@ -173,6 +173,13 @@ impl AtomicFile {
         })
     }
 
+    /// Writes `data` at byte `offset` of the file (for writers that fill
+    /// a file out of order, from several threads).
+    pub fn write_at(&self, data: &[u8], offset: u64) -> Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(self.tmp.as_file(), data, offset)
+            .map_err(|e| Error::io(self.path.display().to_string(), e))
+    }
+
     pub fn commit(self) -> Result<()> {
         let name = self.path.display().to_string();
         self.tmp
