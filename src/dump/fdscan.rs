@@ -165,7 +165,7 @@ pub fn scan(pid: i32, shmem_dev: u64, is_socket: &dyn Fn(u64) -> bool) -> Result
     let mut out = Vec::with_capacity(fds.len());
     for fd in fds {
         let lp = dir.join(fd.to_string());
-        let info = procfs::read_string(pid, &format!("fdinfo/{fd}"))?;
+        let info = procfs::read_small(pid, &format!("fdinfo/{fd}"))?;
         let mnt_id = parse_num::<i32>(procfs::fdinfo_field(&info, "mnt_id")).unwrap_or(-1);
         let fino = parse_num::<u64>(procfs::fdinfo_field(&info, "ino"));
         let link = match fino {

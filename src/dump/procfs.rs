@@ -20,6 +20,21 @@ pub fn read(pid: i32, what: &str) -> Result<Vec<u8>> {
     Ok(v)
 }
 
+/// A small /proc file shown in one piece (fdinfo): one read when it fits
+/// in a page, which is the common case.
+pub fn read_small(pid: i32, what: &str) -> Result<String> {
+    let p = path(pid, what);
+    let err = |e| Error::io(format!("pid {pid}: {}", p.display()), e);
+    let mut f = std::fs::File::open(&p).map_err(err)?;
+    let mut v = vec![0u8; 4096];
+    let n = std::io::Read::read(&mut f, &mut v).map_err(err)?;
+    v.truncate(n);
+    if n == 4096 {
+        std::io::Read::read_to_end(&mut f, &mut v).map_err(err)?;
+    }
+    Ok(String::from_utf8_lossy(&v).into_owned())
+}
+
 pub fn read_string(pid: i32, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&read(pid, what)?).into_owned())
 }

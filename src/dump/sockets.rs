@@ -645,7 +645,12 @@ fn sk_opts(pid: i32, fd: i32, sk: BorrowedFd, unix_or_netlink: bool) -> Result<p
         .get(4..8)
         .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .unwrap_or(0);
-    let bound = sockopt::get_bytes(sk, libc::SOL_SOCKET, libc::SO_BINDTODEVICE).unwrap_or_default();
+    // A unix socket cannot be bound to a device: no need to ask.
+    let bound = if unix_or_netlink {
+        Vec::new()
+    } else {
+        sockopt::get_bytes(sk, libc::SOL_SOCKET, libc::SO_BINDTODEVICE).unwrap_or_default()
+    };
     let bound =
         String::from_utf8_lossy(bound.split(|&b| b == 0).next().unwrap_or(&[])).into_owned();
     Ok(pb::SkOptsEntry {
