@@ -220,3 +220,27 @@ fn seccomp_filters_are_dumped_as_criu_does() {
     assert_eq!(th.seccomp_filter, Some(1));
     assert_eq!(th.creds.unwrap().no_new_privs, Some(1));
 }
+
+#[test]
+fn stopped_task_is_dumped_as_stopped_and_stays_stopped() {
+    let kit = Kit::new();
+    let prog = kit.start("counter", &[kit.path("r.txt").to_str().unwrap()]);
+    let pid = prog.pid;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &["-R"]));
+    let core: pb::CoreEntry = one(&dir, &format!("core-{pid}.img"), "CORE");
+    assert_eq!(core.tc.unwrap().task_state, 3, "TASK_STOPPED");
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        st.contains("State:\tT (stopped)"),
+        "still stopped after -R:\n{st}"
+    );
+    assert!(st.contains("TracerPid:\t0"));
+    kill_tree(pid);
+}
