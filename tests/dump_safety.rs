@@ -170,3 +170,14 @@ fn data_on_a_pending_connection_is_refused_clearly() {
         &["pending in listener", "fd 4"],
     );
 }
+
+#[test]
+fn pending_connection_of_a_closed_client_is_refused_as_criu_does() {
+    let kit = Kit::new();
+    let p = kit.path("l.sock");
+    refused(
+        &kit,
+        &["pending-closed", p.to_str().unwrap()],
+        &["client has closed", "fd 3"],
+    );
+}

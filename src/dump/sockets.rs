@@ -494,6 +494,15 @@ impl Sockets {
         let mut pending_in: HashMap<u32, u32> = HashMap::new();
         for s in &self.pending {
             for &c in &s.diag.icons {
+                if c == 0 {
+                    // As CRIU: the client has closed, so whether it sent
+                    // data cannot be known.
+                    return Err(Error::msg(format!(
+                        "pid {} fd {}: unix listener {} holds a pending connection whose client has closed; \
+                         whether it carries data cannot be known, so this is not supported",
+                        s.pid, s.fd, s.diag.ino
+                    )));
+                }
                 pending_in.insert(c, s.diag.ino);
             }
         }

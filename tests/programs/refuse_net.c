@@ -3,6 +3,7 @@
  *  scm           a unix socketpair with a descriptor in flight (SCM_RIGHTS)
  *  pending-data  a unix stream connection, not yet accepted by its
  *                listener (argv[2] = socket path), that already sent data
+ *  pending-closed  a connection pending in a listener whose client closed
  * Prints "READY <pid>". */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -53,7 +54,9 @@ int main(int argc, char **argv)
 		int c = socket(AF_UNIX, SOCK_STREAM, 0);
 		if (connect(c, (void *)&a, sizeof(a)))
 			return 7;
-		if (write(c, "early", 5) != 5)
+		if (!strcmp(mode, "pending-closed"))
+			close(c);
+		else if (write(c, "early", 5) != 5)
 			return 8;
 	}
 	printf("READY %d\n", getpid());
