@@ -157,3 +157,25 @@ fn external_peer_matches_criu_field_for_field() {
     );
     kill_tree(prog.pid);
 }
+
+#[test]
+fn unix_socketpair_between_two_tasks_matches_criu() {
+    let kit = Kit::new();
+    let prog = kit.start("usk_tree", &[]);
+    let w: Vec<i32> = prog
+        .ready
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let dir = kit.path("img");
+    ok(&kit.dump(w[0], &dir, &[]));
+    roundtrip_all(&kit, &dir);
+    compare(&kit, &dir, &fixture("usk_tree"), &[], &[]);
+    // Each end's peer is the other, across the two tasks' fd tables.
+    let files = files(&dir);
+    let usk: Vec<_> = files.iter().filter_map(|f| f.usk.clone()).collect();
+    assert_eq!(usk.len(), 2);
+    assert_eq!(usk[0].peer, usk[1].ino);
+    assert_eq!(usk[1].peer, usk[0].ino);
+}
