@@ -1,4 +1,7 @@
-/* Many kinds of files in one task (argv[1]: a directory):
+/* Many kinds of files in one task (argv[1]: a directory). With argv[3] =
+ * "kitchen" (like CRIU's kitchen fixture) also a pipe with data (fds 14,
+ * 15), a second thread, and a child process sharing the descriptors and
+ * joined to the parent by a socketpair (fd 16 parent, fd 17 child).
  *  fd 3     fifo DIR/fifo opened O_RDWR with "fifo-data" queued
  *  fd 4     DIR/ghost.txt, written "ghost-contents" then unlinked
  *  fd 5     eventfd with counter 42
@@ -32,6 +35,7 @@
 #include <sys/time.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
+#include <pthread.h>
 
 static void want(int got, int fd)
 {
@@ -42,6 +46,14 @@ static void want(int got, int fd)
 }
 
 static void on_usr1(int s) { (void)s; }
+
+static void *spin(void *a)
+{
+	(void)a;
+	for (;;)
+		pause();
+	return NULL;
+}
 
 int main(int argc, char **argv)
 {
@@ -91,6 +103,25 @@ int main(int argc, char **argv)
 	sigaction(SIGUSR1, &sa, NULL);
 	struct itimerval it = { .it_interval = { 100, 0 }, .it_value = { 100, 0 } };
 	setitimer(ITIMER_REAL, &it, NULL);
+	if (argc > 3 && !strcmp(argv[3], "kitchen")) {
+		int p[2], sp[2];
+		if (pipe(p) || p[0] != 14 || write(15, "pipe-data", 9) != 9)
+			return 4;
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) || sp[0] != 16)
+			return 5;
+		pthread_t t;
+		pthread_create(&t, NULL, spin, NULL);
+		pid_t c = fork();
+		if (c == 0) {
+			close(16);
+			for (;;)
+				pause();
+		}
+		close(17);
+		if (write(16, "parent-to-child", 15) != 15)
+			return 6;
+		usleep(20000);
+	}
 	printf("READY %d %lx\n", getpid(), (unsigned long)sh);
 	fflush(stdout);
 	for (;;)
