@@ -62,6 +62,13 @@ impl ImgDir {
         Ok(())
     }
 
+    /// Makes the renames of every image durable (fsync of the directory).
+    pub fn sync(&self) -> Result<()> {
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(format!("{}: fsync", self.dir.display()), e))
+    }
+
     /// The dump succeeded: keep the images.
     pub fn keep(mut self) {
         self.keep = true;

@@ -228,6 +228,7 @@ pub fn run(
         allow_uprobes: None,
     });
     dir.write("inventory.img", &b)?;
+    dir.sync()?;
     s.bytes = dir.bytes;
     Ok(s)
 }
