@@ -164,6 +164,7 @@ fn terminal_needs_shell_job() {
     assert!(alive(pid));
     let o = kit.dump(pid, &kit.path("img2"), &["--shell-job"]);
     ok(&o);
+    roundtrip_all(&kit, &kit.path("img2"));
     let _ = child.wait();
     drop(pty.master);
 }

@@ -112,6 +112,7 @@ fn counter_like_task_matches_criu_field_for_field() {
     let prog = kit.start("counter", &[kit.path("r.txt").to_str().unwrap()]);
     let dir = kit.path("img");
     ok(&kit.dump(prog.pid, &dir, &[]));
+    roundtrip_all(&kit, &dir);
     // Our counter also holds a pipe with data.
     compare(&kit, &dir, &fixture("counter"), &["pipes-data.img"], &[]);
 }

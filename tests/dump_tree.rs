@@ -234,6 +234,7 @@ fn stopped_task_is_dumped_as_stopped_and_stays_stopped() {
     std::thread::sleep(std::time::Duration::from_millis(50));
     let dir = kit.path("img");
     ok(&kit.dump(pid, &dir, &["-R"]));
+    roundtrip_all(&kit, &dir);
     let core: pb::CoreEntry = one(&dir, &format!("core-{pid}.img"), "CORE");
     assert_eq!(core.tc.unwrap().task_state, 3, "TASK_STOPPED");
     let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
