@@ -203,5 +203,36 @@ fn kitchen_like_tree_matches_criu() {
     roundtrip_all(&kit, &dir);
     // What differs is what the programs hold, not how it is written: the
     // fixture's netlink socket is bound, its fifo was opened elsewhere.
-    compare(&kit, &dir, &fixture("kitchen"), &[], &[]);
+    // (v6only: our program also holds an IPv6 listener, the fixture none.)
+    compare(
+        &kit,
+        &dir,
+        &fixture("kitchen"),
+        &[],
+        &[".entries[].isk.v6only"],
+    );
+    // Beyond the fixture: a connected UDP socket and an IPv6 listener.
+    let fdinfo: Vec<crit::image::pb::FdinfoEntry> = all(&dir, "fdinfo-2.img", "FDINFO");
+    let files = files(&dir);
+    let isk = |fd: u32| {
+        let id = fdinfo.iter().find(|f| f.fd == fd).unwrap().id;
+        files
+            .iter()
+            .find(|f| f.id == id)
+            .unwrap()
+            .isk
+            .clone()
+            .unwrap()
+    };
+    let u = isk(18);
+    assert_eq!((u.proto, u.state, u.dst_port), (17, 1, port as u32 + 1));
+    if fdinfo.iter().any(|f| f.fd == 19) {
+        let t6 = isk(19);
+        assert_eq!(
+            (t6.family, t6.state, t6.src_port),
+            (10, 10, port as u32 + 2)
+        );
+        assert_eq!(t6.src_addr, vec![0, 0, 0, 1u32.to_be()]);
+        assert!(t6.v6only.is_some());
+    }
 }

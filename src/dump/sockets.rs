@@ -208,12 +208,9 @@ impl Sockets {
                 fd.fd, d.ino, d.sport, d.dport, d.state
             )));
         }
-        if !is_tcp && d.dport != 0 {
-            return Err(Error::msg(format!(
-                "pid {pid} fd {}: UDP socket {} is connected to port {}; connected UDP sockets are not supported yet",
-                fd.fd, d.ino, d.dport
-            )));
-        }
+        // A connected UDP socket keeps its peer address (state
+        // ESTABLISHED, as CRIU records it); datagrams queued for it are not
+        // dumped (CRIU does not either).
         let so = sk_opts(pid, fd.fd, copy, false)?;
         let v4 = d.family == libc::AF_INET as u8;
         let addr = |a: [u32; 4]| if v4 { vec![a[0]] } else { a.to_vec() };

@@ -13,6 +13,8 @@
  *  fd 11    TCP listener on 127.0.0.1:argv[2]
  *  fd 12    UDP socket bound on 127.0.0.1:argv[2]+1
  *  fd 13    netlink route socket
+ *  fd 18    UDP socket connected to fd 12 (kitchen mode: after 14-17)
+ *  fd 19    TCP listener on [::1]:argv[2]+2 (IPv6), if IPv6 works
  *  plus 64 KiB of shared anonymous memory starting "shared-anon",
  *  a SIGUSR1 handler and an interval timer.
  * Prints "READY <pid> <shared address>". */
@@ -120,6 +122,22 @@ int main(int argc, char **argv)
 		close(17);
 		if (write(16, "parent-to-child", 15) != 15)
 			return 6;
+		int uc = socket(AF_INET, SOCK_DGRAM, 0);
+		if (uc != 17 && dup2(uc, 18) != 18)
+			return 7;
+		if (uc == 17) {
+			dup2(17, 18);
+			close(17);
+		}
+		if (connect(18, (void *)&a, sizeof(a)))
+			return 8;
+		int t6 = socket(AF_INET6, SOCK_STREAM, 0);
+		struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(port + 2) };
+		inet_pton(AF_INET6, "::1", &a6.sin6_addr);
+		if (t6 >= 0 && dup2(t6, 19) == 19 && bind(19, (void *)&a6, sizeof(a6)) == 0)
+			listen(19, 3);
+		if (t6 >= 0 && t6 != 19)
+			close(t6);
 		usleep(20000);
 	}
 	printf("READY %d %lx\n", getpid(), (unsigned long)sh);
