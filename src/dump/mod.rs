@@ -36,7 +36,7 @@
 //! - files: regular files (flags, offset, size, build id), directories,
 //!   device nodes, deleted files as ghost files, pipes and fifos with data
 //!   (tee, not consumed), eventfd, epoll with targets, timerfd, signalfd,
-//!   inotify (handles and paths), memfd, TCP listeners, unconnected UDP,
+//!   inotify (handles and paths), memfd, TCP listeners, UDP (IPv4/IPv6),
 //!   netlink (bound or not), the terminal only with --shell-job (as a
 //!   regular file entry) [dump_files];
 //! - unix sockets: stream, dgram, seqpacket; socketpairs; path names with
@@ -54,9 +54,9 @@
 //!   atomic; every image re-encodes to the same bytes [all tests].
 //!
 //! Not done (refused with an error naming pid/fd/inode): established TCP
-//! connections (even with --tcp-established), connected UDP, SCM_RIGHTS
-//! in a unix queue, data sent on a connection still pending in a
-//! listener, zero-length datagrams queued, namespaces other than crit's,
+//! connections (even with --tcp-established), SCM_RIGHTS in a unix queue,
+//! data sent on a connection still pending in a listener, a pending
+//! connection whose client closed (as CRIU), zero-length datagrams queued, namespaces other than crit's,
 //! zombies, System V shm, deleted mapped files, other file kinds (pidfd,
 //! io_uring, bpf, fanotify, packet sockets, ...), 32-bit tasks, a tree
 //! whose session or group leader is outside it (other than the root's).
