@@ -58,7 +58,9 @@ impl Sockets {
                 sockdiag::unix_sockets().map_err(|e| Error::io("sock_diag: unix sockets", e))?,
             );
         }
-        Ok(self.unix.as_ref().unwrap_or_else(|| unreachable!()))
+        self.unix
+            .as_ref()
+            .ok_or_else(|| Error::msg("sock_diag: no unix sockets"))
     }
 
     fn inet_map(&mut self) -> Result<&HashMap<u32, InetDiag>> {
@@ -75,11 +77,13 @@ impl Sockets {
             }
             self.inet = Some(m);
         }
-        Ok(self.inet.as_ref().unwrap_or_else(|| unreachable!()))
+        self.inet
+            .as_ref()
+            .ok_or_else(|| Error::msg("sock_diag: no inet sockets"))
     }
 
     fn netlink_map(&mut self) -> &HashMap<u32, (u32, u32)> {
-        if self.netlink.is_none() {
+        self.netlink.get_or_insert_with(|| {
             // /proc/net/netlink: sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
             let mut m = HashMap::new();
             if let Ok(s) = std::fs::read_to_string("/proc/net/netlink") {
@@ -94,9 +98,8 @@ impl Sockets {
                     }
                 }
             }
-            self.netlink = Some(m);
-        }
-        self.netlink.as_ref().unwrap_or_else(|| unreachable!())
+            m
+        })
     }
 
     /// Whether `ino` is a socket sock_diag knows (unix or inet).
