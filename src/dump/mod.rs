@@ -28,7 +28,7 @@
 //!   madvise bits, mm_* from /proc/PID/stat, brk, auxv (CRIU's 44 words),
 //!   exe, dumpable, THP; pagemap + pages: present/swapped, not the zero
 //!   page, private-file pages only when copied on write, vdso whole,
-//!   PE_LAZY as CRIU; batched process_vm_readv, one write per 64 MiB;
+//!   PE_LAZY as CRIU; batched process_vm_readv, one write per 16 MiB batch;
 //!   shared anonymous memory and memfd in CRIU 4.2's memfd form with
 //!   pagemap-shmem [dump_basic, dump_files];
 //! - fs, ids (kcmp; namespace ids numbered as CRIU), inventory (last),

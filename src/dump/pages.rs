@@ -1,7 +1,7 @@
 //! The page writers: threads that copy task memory (process_vm_readv,
 //! which needs no tracer) into pages-N.img while the main thread goes on
 //! reading descriptors and sockets of the frozen tree. A task's memory is
-//! cut into batches of up to 64 MiB, each with its place in the pages
+//! cut into batches of up to 16 MiB, each with its place in the pages
 //! file, and any writer takes any batch (one read and one positional write
 //! per batch). Pages ids are given in submission order; nothing is
 //! committed until the main thread takes the results, so a failed dump
@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Largest batch: one process_vm_readv (in IOV_MAX pieces) and one write.
-const BATCH: usize = 64 << 20;
+const BATCH: usize = 16 << 20;
 /// Page-copying threads.
 const WRITERS: usize = 1;
 
