@@ -76,6 +76,12 @@ fn every_kind_of_unix_socket() {
     let (a, b) = (u(3), u(4));
     assert_eq!((a.r#type, a.state, b.peer, a.peer), (1, 1, ino(3), ino(4)));
     assert_eq!(a.ns_id, Some(2), "net ns id as CRIU");
+    assert_eq!(
+        (a.fown.pid as i32, a.fown.pid_type, a.fown.signum),
+        (pid, 1, 12),
+        "F_SETOWN/F_SETSIG recorded"
+    );
+    assert_eq!(b.fown.pid, 0);
     assert_eq!(q(3), vec![b"stream-b-to-a".to_vec()]);
     assert_eq!(q(4), vec![b"stream-a-to-b".to_vec()]);
     assert_eq!(u(5).r#type, 2);

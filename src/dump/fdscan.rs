@@ -89,6 +89,8 @@ pub struct Fd {
     pub mnt_id: i32,
     pub info: String,
     pub kind: Kind,
+    /// The file's owner (F_SETOWN/F_SETSIG), filled when it is dumped.
+    pub fown: crate::image::pb::FownEntry,
 }
 
 fn parse_num<T: std::str::FromStr>(s: Option<&str>) -> Option<T> {
@@ -210,6 +212,7 @@ pub fn scan(pid: i32, shmem_dev: u64, is_socket: &dyn Fn(u64) -> bool) -> Result
             mnt_id,
             info,
             kind,
+            fown: Default::default(),
         });
     }
     Ok(out)

@@ -88,6 +88,18 @@ pub fn dump_fd(
     socks: &mut Sockets,
     opts: &super::DumpOpts,
 ) -> Result<()> {
+    // The owner matters for O_ASYNC files (SIGIO) and sockets (SIGURG);
+    // sockets read it from the copy they make anyway.
+    const O_ASYNC: u32 = 0o20000;
+    let mut owned;
+    let fd = if fd.flags & O_ASYNC != 0 && !matches!(fd.kind, Kind::Socket(_)) {
+        let copy = fr.getfd(pid, fd.fd)?;
+        owned = fd.clone();
+        owned.fown = fown_of(pid, fd.fd, std::os::fd::AsFd::as_fd(&copy))?;
+        &owned
+    } else {
+        fd
+    };
     match &fd.kind {
         Kind::Path { path, deleted } => files.reg_fd(pid, fd, id, path, *deleted),
         Kind::Tty { path } => {
@@ -103,7 +115,7 @@ pub fn dump_fd(
                 e.efd = Some(pb::EventfdFileEntry {
                     id,
                     flags: fd.flags,
-                    fown: fown(),
+                    fown: fd.fown,
                     counter,
                 })
             });
@@ -134,7 +146,7 @@ pub fn dump_fd(
                 e.epfd = Some(pb::EventpollFileEntry {
                     id,
                     flags: fd.flags,
-                    fown: fown(),
+                    fown: fd.fown,
                     tfd: tfds,
                 })
             });
@@ -159,7 +171,7 @@ pub fn dump_fd(
                 e.tfd = Some(pb::TimerfdEntry {
                     id,
                     flags: fd.flags,
-                    fown: fown(),
+                    fown: fd.fown,
                     clockid,
                     ticks,
                     settime_flags,
@@ -177,7 +189,7 @@ pub fn dump_fd(
                 e.sgfd = Some(pb::SignalfdEntry {
                     id,
                     flags: fd.flags,
-                    fown: fown(),
+                    fown: fd.fown,
                     sigmask,
                 })
             });
@@ -230,7 +242,7 @@ pub fn dump_fd(
                 e.ify = Some(pb::InotifyFileEntry {
                     id,
                     flags: fd.flags,
-                    fown: fown(),
+                    fown: fd.fown,
                     wd: wds,
                 })
             });
@@ -245,7 +257,7 @@ pub fn dump_fd(
                     id,
                     flags: fd.flags,
                     pos: fd.pos,
-                    fown: fown(),
+                    fown: fd.fown,
                     inode_id,
                 })
             });

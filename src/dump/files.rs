@@ -30,6 +30,20 @@ pub fn fown() -> pb::FownEntry {
     pb::FownEntry::default()
 }
 
+/// The owner of the file behind `f` as CRIU records it (all zero when
+/// none is set).
+pub fn fown_of(pid: i32, fd: i32, f: std::os::fd::BorrowedFd) -> Result<pb::FownEntry> {
+    let o = crate::sys::fown::owner(f)
+        .map_err(|e| Error::io(format!("pid {pid} fd {fd}: file owner"), e))?;
+    Ok(pb::FownEntry {
+        uid: o.uid,
+        euid: o.euid,
+        signum: o.signum as u32,
+        pid_type: o.pid_type as u32,
+        pid: o.pid as u32,
+    })
+}
+
 /// (pid, fd, file id) of a descriptor already given an id.
 type SeenFd = (i32, i32, u32);
 
@@ -116,6 +130,7 @@ impl FileTable {
     /// (then its contents go to a ghost file).
     pub fn reg_fd(&mut self, pid: i32, fd: &Fd, id: u32, path: &str, deleted: bool) -> Result<()> {
         let mut reg = reg_entry(id, path, &fd.st, fd.flags, fd.pos);
+        reg.fown = fd.fown;
         let check_size = !((fd.flags & O_ACCMODE) == O_WRONLY && fd.flags & O_APPEND != 0);
         if !check_size {
             reg.size = None;
@@ -233,7 +248,7 @@ impl FileTable {
                     id,
                     pipe_id: ino as u32,
                     flags: fd.flags,
-                    fown: fown(),
+                    fown: fd.fown,
                 })
             });
         }

@@ -60,7 +60,8 @@
 //! zombies, System V shm, deleted mapped files, other file kinds (pidfd,
 //! io_uring, bpf, fanotify, packet sockets, ...), 32-bit tasks, a tree
 //! whose session or group leader is outside it (other than the root's).
-//! Not recorded: file owners (F_SETOWN/F_SETSIG), file locks, cgroups
+//! Not recorded: file owners (F_SETOWN/F_SETSIG) of files that are not
+//! sockets and not O_ASYNC (those keep theirs), file locks, cgroups
 //! (cg_set 1 as in CRIU's fixtures), tty state with --shell-job (CRIU
 //! writes tty-info; we write the terminal as a regular file), zero-length
 //! seqpacket messages at the end of a queue, a ghost file over 1 MiB

@@ -32,6 +32,7 @@ struct UnixSk {
     name_dir: Option<String>,
     deleted: bool,
     file_perms: Option<pb::FilePermsEntry>,
+    fown: pb::FownEntry,
 }
 
 #[derive(Default)]
@@ -156,6 +157,9 @@ impl Sockets {
         self.count += 1;
         let ino32 = ino as u32;
         let copy = fr.getfd(pid, fd.fd)?;
+        let mut fd = fd.clone();
+        fd.fown = super::files::fown_of(pid, fd.fd, copy.as_fd())?;
+        let fd = &fd;
         if let Some(d) = self.unix_map()?.get(&ino32).cloned() {
             return self.unix_fd(pid, fd, id, d, copy);
         }
@@ -175,7 +179,7 @@ impl Sockets {
                     groups: Vec::new(),
                     dst_portid: 0,
                     dst_group: 0,
-                    fown: fown(),
+                    fown: fd.fown,
                     opts: so,
                     ns_id: self.net_ns_id,
                 })
@@ -270,7 +274,7 @@ impl Sockets {
                 backlog,
                 src_addr: addr(d.src),
                 dst_addr: addr(d.dst),
-                fown: fown(),
+                fown: fd.fown,
                 opts: so,
                 v6only,
                 ip_opts: Some(pb::IpOptsEntry {
@@ -338,6 +342,7 @@ impl Sockets {
             name_dir,
             deleted,
             file_perms,
+            fown: fd.fown,
         });
         Ok(())
     }
@@ -573,7 +578,7 @@ impl Sockets {
                 uflags: 0,
                 backlog: s.diag.rqlen.map(|r| r.1).unwrap_or(0),
                 peer,
-                fown: fown(),
+                fown: s.fown,
                 opts: s.opts.clone(),
                 name: s.diag.name.clone().unwrap_or_default(),
                 shutdown: s.diag.shutdown.filter(|&v| v != 0).map(|v| v as i32),

@@ -25,6 +25,7 @@ pub use err::{errno_of, SysError};
 
 // Added by the dump engine.
 pub mod fhandle;
+pub mod fown;
 pub mod kcmp;
 pub mod seccomp;
 pub mod sockdiag;

@@ -1,5 +1,6 @@
 /* Unix sockets of every kind, in one task (argv[1]: a directory):
- *  fd 3,4   stream socketpair, "stream-a-to-b" queued at 4, "stream-b-to-a" at 3
+ *  fd 3,4   stream socketpair, "stream-a-to-b" queued at 4, "stream-b-to-a" at 3;
+ *           fd 3 is owned by the task (F_SETOWN) with signal SIGUSR2
  *  fd 5,6   dgram socketpair, 2 messages queued at 6
  *  fd 7,8   seqpacket socketpair, 1 message queued at 8, 7 shut for writing
  *  fd 9     stream listener at DIR/srv.sock (backlog 8)
@@ -21,6 +22,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <signal.h>
 
 static void want(int got, int fd)
 {
@@ -55,6 +58,8 @@ int main(int argc, char **argv)
 		close(fd);
 	socketpair(AF_UNIX, SOCK_STREAM, 0, sp); want(sp[0], 3); want(sp[1], 4);
 	write(3, "stream-a-to-b", 13);
+	fcntl(3, F_SETOWN, getpid());
+	fcntl(3, F_SETSIG, SIGUSR2);
 	write(4, "stream-b-to-a", 13);
 	socketpair(AF_UNIX, SOCK_DGRAM, 0, sp); want(sp[0], 5);
 	write(5, "dgram-1", 7);
