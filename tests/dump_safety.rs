@@ -181,3 +181,40 @@ fn pending_connection_of_a_closed_client_is_refused_as_criu_does() {
         &["client has closed", "fd 3"],
     );
 }
+
+#[test]
+fn ctrl_c_on_the_whole_job_leaves_the_tree_running() {
+    use std::os::unix::process::CommandExt;
+    let kit = Kit::new();
+    let hb = kit.path("hb");
+    let prog = kit.start("heartbeat", &[hb.to_str().unwrap(), "512"]);
+    for (i, delay) in [10u64, 40, 100].iter().enumerate() {
+        let dir = kit.path(&format!("img{i}"));
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_crit"))
+            .args([
+                "dump",
+                "-t",
+                &prog.pid.to_string(),
+                "-D",
+                dir.to_str().unwrap(),
+            ])
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(*delay));
+        // What a terminal does on Ctrl-C: SIGINT to the whole process group.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let st = c.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            alive(prog.pid),
+            "SIGINT after {delay} ms ({st}): the task must live"
+        );
+        runs_on(prog.pid, &hb);
+    }
+    kill_tree(prog.pid);
+}

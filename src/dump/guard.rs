@@ -4,7 +4,9 @@
 //! SIGKILL), the worker notices at its next checkpoint (between injected
 //! calls, tasks, page batches and images), stops, removes its images and
 //! resumes the tree: the tree never stays frozen or half-injected because
-//! crit was killed. (Killing the worker itself with SIGKILL in the middle
+//! crit was killed. The worker ignores SIGINT, SIGTERM, SIGHUP, SIGQUIT
+//! and SIGTSTP, so Ctrl-C on the terminal (which signals the whole job)
+//! stops it the same way. (Killing the worker itself with SIGKILL in the middle
 //! of an injected call is the one case this cannot cover.)
 
 use crate::error::{Error, Result};

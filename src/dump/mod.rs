@@ -99,6 +99,10 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
     let t0 = Instant::now();
     if let Some(p) = opts.worker_of {
         guard::set_parent(p);
+        // Ctrl-C or a TERM sent to the whole job stops `crit dump`; the
+        // worker finishes its step, then lets the tree go (see guard).
+        crate::sys::sigign::ignore_stop_signals()
+            .map_err(|e| Error::io("ignoring terminal signals", e))?;
     }
     let log = progress::Log::new(opts)?;
     precheck(opts)?;

@@ -28,6 +28,7 @@ pub mod fhandle;
 pub mod fown;
 pub mod kcmp;
 pub mod seccomp;
+pub mod sigign;
 pub mod sockdiag;
 pub mod sockopt;
 pub mod task;
