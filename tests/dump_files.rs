@@ -168,3 +168,43 @@ fn terminal_needs_shell_job() {
     let _ = child.wait();
     drop(pty.master);
 }
+
+#[test]
+fn deleted_executable_becomes_a_ghost_file() {
+    let kit = Kit::new();
+    let bin = kit.build("counter");
+    let copy = kit.path("gone-counter");
+    std::fs::copy(&bin, &copy).unwrap();
+    let mut child = std::process::Command::new(&copy)
+        .arg(kit.path("r.txt"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    std::fs::remove_file(&copy).unwrap();
+    let pid = child.id() as i32;
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &[]));
+    let _ = child.wait();
+    roundtrip_all(&kit, &dir);
+    let mm: pb::MmEntry = one(&dir, &format!("mm-{pid}.img"), "MM");
+    let files = files(&dir);
+    let exe = files.iter().find(|f| f.id == mm.exe_file_id).unwrap();
+    assert_eq!(exe.reg.as_ref().unwrap().name, copy.to_str().unwrap());
+    // The executable's mappings share its file id, and one ghost holds it.
+    assert!(mm.vmas.iter().any(|v| v.shmid == mm.exe_file_id as u64));
+    let remap: Vec<pb::RemapFilePathEntry> = all(&dir, "remap-fpath.img", "REMAP_FPATH");
+    assert_eq!(remap.len(), 1);
+    assert_eq!(remap[0].orig_id, mm.exe_file_id);
+    let ghost = std::fs::read(dir.join(format!("ghost-file-{}.img", remap[0].remap_id))).unwrap();
+    let orig = std::fs::read(&bin).unwrap();
+    assert!(
+        ghost.ends_with(&orig),
+        "the ghost holds the executable's bytes"
+    );
+}

@@ -26,6 +26,11 @@ pub const FD_NETLINKSK: i32 = 13;
 pub const FD_TIMERFD: i32 = 17;
 pub const FD_MEMFD: i32 = 18;
 
+/// The attributes a ghost file records.
+struct FdStat {
+    st: Stat,
+}
+
 pub fn fown() -> pb::FownEntry {
     pb::FownEntry::default()
 }
@@ -98,6 +103,7 @@ impl FileTable {
         st: &Stat,
         open_path: &str,
         dedup: bool,
+        deleted: bool,
     ) -> Result<u32> {
         if dedup {
             if let Some(&id) = self.special.get(&(st.dev, st.ino)) {
@@ -111,6 +117,14 @@ impl FileTable {
         let mut reg = reg_entry(id, path, st, 0, 0);
         if st.is_reg() {
             reg.build_id = build_id(open_path, st.size);
+        }
+        if deleted {
+            if !st.is_reg() {
+                return Err(Error::msg(format!(
+                    "{open_path}: {path} was deleted and is not a regular file; cannot be dumped"
+                )));
+            }
+            self.ghost(open_path, open_path, st, id)?;
         }
         self.push(FD_REG, id, |e| e.reg = Some(reg));
         Ok(id)
@@ -145,26 +159,30 @@ impl FileTable {
                     fd.fd
                 )));
             }
-            self.ghost(pid, fd, id)?;
+            let what = format!("pid {pid} fd {}", fd.fd);
+            self.ghost(&what, &format!("/proc/{pid}/fd/{}", fd.fd), &fd.st, id)?;
         }
         self.push(FD_REG, id, |e| e.reg = Some(reg));
         Ok(())
     }
 
-    fn ghost(&mut self, pid: i32, fd: &Fd, id: u32) -> Result<()> {
+    /// A ghost file for file `id`, deleted but still open or mapped: its
+    /// contents (read through `open_path`, a /proc link) and attributes.
+    fn ghost(&mut self, what: &str, open_path: &str, st: &Stat, id: u32) -> Result<()> {
         const MAX_GHOST: u64 = 1 << 20;
-        if fd.st.size > MAX_GHOST {
+        if st.size > MAX_GHOST {
             return Err(Error::msg(format!(
-                "pid {pid} fd {}: deleted file {} holds {} bytes, more than the 1 MiB a ghost file may hold",
-                fd.fd, fd.link, fd.st.size
+                "{what}: a deleted file of {} bytes is open, more than the 1 MiB a ghost file may hold",
+                st.size
             )));
         }
-        let p = format!("/proc/{pid}/fd/{}", fd.fd);
+        let p = open_path;
         let mut data = Vec::new();
-        std::fs::File::open(&p)
+        std::fs::File::open(p)
             .and_then(|mut f| f.read_to_end(&mut data))
-            .map_err(|e| Error::io(format!("pid {pid} fd {}: read deleted file", fd.fd), e))?;
-        let meta = std::fs::metadata(&p).map_err(|e| Error::io(&p, e))?;
+            .map_err(|e| Error::io(format!("{what}: read deleted file"), e))?;
+        let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
+        let fd = FdStat { st: *st };
         use std::os::unix::fs::MetadataExt;
         self.next_ghost += 1;
         let gid = self.next_ghost;

@@ -17,7 +17,7 @@ pub type ReadMem<'a> = &'a dyn Fn(i32, &[(u64, usize)], &mut [u8]) -> Result<()>
 
 /// Gives file ids to the mapped files of a task's VMAs (in address
 /// order), as CRIU does before it looks at descriptors.
-pub fn map_files(pid: i32, vmas: &mut [Vma], files: &mut FileTable) -> Result<()> {
+pub fn map_files(_pid: i32, vmas: &mut [Vma], files: &mut FileTable) -> Result<()> {
     for v in vmas.iter_mut() {
         let Some(f) = &v.file else { continue };
         let st = super::fdscan::Stat {
@@ -51,13 +51,7 @@ pub fn map_files(pid: i32, vmas: &mut [Vma], files: &mut FileTable) -> Result<()
             v.shmid = id as u64;
             continue;
         }
-        if f.deleted {
-            return Err(Error::msg(format!(
-                "pid {pid}: mapping {:#x}-{:#x} is of a deleted file {}; not supported",
-                v.start, v.end, f.path
-            )));
-        }
-        v.shmid = files.special_reg(&f.path, &st, &f.proc_link, true)? as u64;
+        v.shmid = files.special_reg(&f.path, &st, &f.proc_link, true, f.deleted)? as u64;
     }
     Ok(())
 }

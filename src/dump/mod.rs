@@ -34,7 +34,8 @@
 //! - fs, ids (kcmp; namespace ids numbered as CRIU), inventory (last),
 //!   timens, seccomp;
 //! - files: regular files (flags, offset, size, build id), directories,
-//!   device nodes, deleted files as ghost files, pipes and fifos with data
+//!   device nodes, deleted files (open, mapped or the exe) as ghost files,
+//!   pipes and fifos with data
 //!   (tee, not consumed), eventfd, epoll with targets, timerfd, signalfd,
 //!   inotify (handles and paths), memfd, TCP listeners, UDP (IPv4/IPv6),
 //!   netlink (bound or not), the terminal only with --shell-job (as a
@@ -57,7 +58,8 @@
 //! connections (even with --tcp-established), SCM_RIGHTS in a unix queue,
 //! data sent on a connection still pending in a listener, a pending
 //! connection whose client closed (as CRIU), zero-length datagrams queued, namespaces other than crit's,
-//! zombies, System V shm, deleted mapped files, other file kinds (pidfd,
+//! zombies, System V shm, deleted files over 1 MiB, a deleted cwd/root,
+//! other file kinds (pidfd,
 //! io_uring, bpf, fanotify, packet sockets, ...), 32-bit tasks, a tree
 //! whose session or group leader is outside it (other than the root's).
 //! Not recorded: file owners (F_SETOWN/F_SETSIG) of files that are not

@@ -116,11 +116,12 @@ pub fn collect(
         let st = std::fs::metadata(&exe)
             .map(|m| fdscan::Stat::of(&m))
             .map_err(|e| Error::io(format!("pid {pid}: {exe}"), e))?;
+        let exe_deleted = st.nlink == 0;
         let exe_path = exe_path
             .strip_suffix(" (deleted)")
             .unwrap_or(&exe_path)
             .to_string();
-        let exe_id = files.special_reg(&exe_path, &st, &exe, true)?;
+        let exe_id = files.special_reg(&exe_path, &st, &exe, true, exe_deleted)?;
         let thp_disabled = status.thp_enabled.map(|e| !e).unwrap_or(false);
         mme = Some(mm::mm_entry(
             pid,
@@ -140,7 +141,14 @@ pub fn collect(
         let st = std::fs::metadata(&p)
             .map(|m| fdscan::Stat::of(&m))
             .map_err(|e| Error::io(format!("pid {pid}: {p}"), e))?;
-        fs_ids[i] = files.special_reg(&path.to_string_lossy(), &st, &p, false)?;
+        let path = path.to_string_lossy().into_owned();
+        let gone = path.ends_with(" (deleted)") && st.nlink == 0;
+        let path = path
+            .strip_suffix(" (deleted)")
+            .filter(|_| gone)
+            .unwrap_or(&path)
+            .to_string();
+        fs_ids[i] = files.special_reg(&path, &st, &p, false, gone)?;
     }
     let fs = pb::FsEntry {
         cwd_id: fs_ids[0],
