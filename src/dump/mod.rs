@@ -35,11 +35,11 @@
 //!   timens, seccomp;
 //! - files: regular files (flags, offset, size, build id), directories,
 //!   device nodes, deleted files (open, mapped or the exe) as ghost files,
-//!   pipes and fifos with data
-//!   (tee, not consumed), eventfd, epoll with targets, timerfd, signalfd,
-//!   inotify (handles and paths), memfd, TCP listeners, UDP (IPv4/IPv6),
-//!   netlink (bound or not), the terminal only with --shell-job (as a
-//!   regular file entry) [dump_files];
+//!   pipes and fifos with data (tee, not consumed), eventfd, epoll with
+//!   targets, timerfd, signalfd, inotify (handles and paths), memfd, TCP
+//!   listeners, UDP (IPv4/IPv6, connected or not), netlink (bound or
+//!   not), file owners of sockets and O_ASYNC files, the terminal only
+//!   with --shell-job (as a regular file entry) [dump_files];
 //! - unix sockets: stream, dgram, seqpacket; socketpairs; path names with
 //!   file mode/owner, deleted paths, names relative to the cwd, abstract
 //!   names; listeners with pending connections (peer = listener, as
@@ -49,26 +49,32 @@
 //!   the tree refused with inode, peer, address and holder, or with
 //!   consent written as CRIU writes an external peer, for every type
 //!   [dump_unix, dump_parity];
+//! - field-for-field parity with CRIU 4.2's fixtures (counter, usk_server,
+//!   usk_tree, usk_ext_dgram, kitchen) [dump_parity];
 //! - safety: every refusal happens before an image is written and the
-//!   tree resumes; failures halfway and a killed `crit dump` resume the
-//!   tree and leave no images [dump_safety]; images 0600, fsync'd,
-//!   atomic; every image re-encodes to the same bytes [all tests].
+//!   tree resumes; failures halfway, a killed `crit dump` and Ctrl-C on
+//!   the job resume the tree and leave no images [dump_safety]; images
+//!   0600, fsync'd (and the directory), atomic; every image re-encodes to
+//!   the same bytes [all tests];
+//! - benchmark: scripts/bench-dump.sh (frozen 0.66-0.76 s on an idle
+//!   2-CPU machine; docs/dump.md has the figures).
 //!
 //! Not done (refused with an error naming pid/fd/inode): established TCP
 //! connections (even with --tcp-established), SCM_RIGHTS in a unix queue,
 //! data sent on a connection still pending in a listener, a pending
-//! connection whose client closed (as CRIU), zero-length datagrams queued, namespaces other than crit's,
-//! zombies, System V shm, deleted files over 1 MiB, a deleted cwd/root,
-//! other file kinds (pidfd,
-//! io_uring, bpf, fanotify, packet sockets, ...), 32-bit tasks, a tree
-//! whose session or group leader is outside it (other than the root's).
-//! Not recorded: file owners (F_SETOWN/F_SETSIG) of files that are not
-//! sockets and not O_ASYNC (those keep theirs), file locks, cgroups
-//! (cg_set 1 as in CRIU's fixtures), tty state with --shell-job (CRIU
-//! writes tty-info; we write the terminal as a regular file), zero-length
-//! seqpacket messages at the end of a queue, a ghost file over 1 MiB
-//! (refused). A SIGKILL of the worker process itself during an injected
-//! syscall can still harm the task.
+//! connection whose client closed (as CRIU), zero-length datagrams queued,
+//! namespaces other than crit's, zombies, System V shm, deleted files over
+//! 1 MiB, a deleted cwd/root, other file kinds (pidfd, io_uring, bpf,
+//! fanotify, packet sockets, ...), 32-bit tasks, a tree whose session or
+//! group leader is outside it (other than the root's).
+//! Not recorded: file owners (F_SETOWN/F_SETSIG) of files that are neither
+//! sockets nor O_ASYNC, file locks, cgroups (cg_set 1 as in CRIU's
+//! fixtures), tty state with --shell-job (CRIU writes tty-info; we write
+//! the terminal as a regular file), a zero-length seqpacket message at the
+//! end of a queue, the datagrams queued on UDP sockets (as CRIU). A
+//! SIGKILL of the worker process itself during an injected syscall can
+//! still harm the task; so can a task that changes its own memory map
+//! through another process sharing it (CLONE_VM outside the tree).
 
 pub mod core;
 pub mod fdscan;
