@@ -218,3 +218,14 @@ fn ctrl_c_on_the_whole_job_leaves_the_tree_running() {
     }
     kill_tree(prog.pid);
 }
+
+#[test]
+fn file_locks_are_refused_clearly() {
+    let kit = Kit::new();
+    let p = kit.path("locked");
+    refused(
+        &kit,
+        &["flock", p.to_str().unwrap()],
+        &["FLOCK file lock", "not supported"],
+    );
+}

@@ -66,9 +66,9 @@
 //! namespaces other than crit's, zombies, System V shm, deleted files over
 //! 1 MiB, a deleted cwd/root, other file kinds (pidfd, io_uring, bpf,
 //! fanotify, packet sockets, ...), 32-bit tasks, a tree whose session or
-//! group leader is outside it (other than the root's).
+//! group leader is outside it (other than the root's), file locks.
 //! Not recorded: file owners (F_SETOWN/F_SETSIG) of files that are neither
-//! sockets nor O_ASYNC, file locks, cgroups (cg_set 1 as in CRIU's
+//! sockets nor O_ASYNC, cgroups (cg_set 1 as in CRIU's
 //! fixtures), tty state with --shell-job (CRIU writes tty-info; we write
 //! the terminal as a regular file), a zero-length seqpacket message at the
 //! end of a queue, the datagrams queued on UDP sockets (as CRIU). A

@@ -68,3 +68,27 @@ pub fn check_ids(tasks: &[Task]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Refuses a tree holding file locks (/proc/locks), which are not dumped
+/// (CRIU, too, refuses them unless told to dump them).
+pub fn check_locks(tasks: &[Task]) -> Result<()> {
+    let pids: std::collections::HashSet<i32> = tasks.iter().map(|t| t.pid).collect();
+    let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    for l in text.lines() {
+        // "1: POSIX  ADVISORY  WRITE 1234 fe:00:5678 0 EOF"
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 6 || f[1] == "->" {
+            continue;
+        }
+        let Ok(pid) = f[4].parse::<i32>() else {
+            continue;
+        };
+        if pids.contains(&pid) {
+            return Err(Error::msg(format!(
+                "pid {pid}: holds a {} file lock on inode {}; dumping file locks is not supported",
+                f[1], f[5]
+            )));
+        }
+    }
+    Ok(())
+}

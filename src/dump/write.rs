@@ -23,6 +23,7 @@ pub fn run(
 ) -> Result<Summary> {
     let tasks = fr.tasks.clone();
     tree::check_ids(&tasks)?;
+    tree::check_locks(&tasks)?;
     let mut ids = Ids::default();
     // The dumper's own objects take the first ids, as in CRIU.
     let root_ids = ids.task(std::process::id() as i32)?;

@@ -4,6 +4,7 @@
  *  pending-data  a unix stream connection, not yet accepted by its
  *                listener (argv[2] = socket path), that already sent data
  *  pending-closed  a connection pending in a listener whose client closed
+ *  flock         a file (argv[2]) locked with flock()
  * Prints "READY <pid>". */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -14,11 +15,17 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <sys/file.h>
 
 int main(int argc, char **argv)
 {
 	const char *mode = argv[1];
-	if (!strcmp(mode, "tcp")) {
+	if (!strcmp(mode, "flock")) {
+		int f = open(argv[2], O_RDWR | O_CREAT, 0644);
+		if (f < 0 || flock(f, LOCK_EX))
+			return 9;
+	} else if (!strcmp(mode, "tcp")) {
 		int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
 		setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[2])) };
