@@ -11,7 +11,21 @@ use crate::error::{Error, Result};
 use crate::image::pb;
 
 /// The fdinfo type of a descriptor (refusing unsupported kinds).
+/// Refuses a descriptor whose file carries a lock (fdinfo "lock:" lines:
+/// flock, POSIX and OFD locks).
+fn check_locks(pid: i32, fd: &Fd) -> Result<()> {
+    if let Some(l) = fd.info.lines().find(|l| l.starts_with("lock:")) {
+        let what = l.trim_start_matches("lock:").trim();
+        return Err(Error::msg(format!(
+            "pid {pid} fd {}: {} carries a file lock ({what}); dumping file locks is not supported",
+            fd.fd, fd.link
+        )));
+    }
+    Ok(())
+}
+
 pub fn file_type(pid: i32, fd: &Fd, socks: &mut Sockets, opts: &super::DumpOpts) -> Result<i32> {
+    check_locks(pid, fd)?;
     Ok(match &fd.kind {
         Kind::Path { .. } => FD_REG,
         Kind::Fifo { .. } => FD_FIFO,
