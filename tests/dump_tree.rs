@@ -245,3 +245,36 @@ fn stopped_task_is_dumped_as_stopped_and_stays_stopped() {
     assert!(st.contains("TracerPid:\t0"));
     kill_tree(pid);
 }
+
+#[test]
+fn zombie_child_is_dumped_as_criu_does() {
+    let kit = Kit::new();
+    let prog = kit.start("zombie", &[]);
+    let w: Vec<i32> = prog
+        .ready
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let (root, zombie, live) = (w[0], w[1], w[2]);
+    let dir = kit.path("img");
+    ok(&kit.dump(root, &dir, &[]));
+    roundtrip_all(&kit, &dir);
+    let ps: Vec<pb::PstreeEntry> = all(&dir, "pstree.img", "PSTREE");
+    let pids: Vec<i32> = ps.iter().map(|p| p.pid as i32).collect();
+    assert_eq!(pids, vec![root, zombie, live]);
+    let z = ps.iter().find(|p| p.pid as i32 == zombie).unwrap();
+    assert_eq!(
+        (z.ppid as i32, z.threads.clone()),
+        (root, vec![zombie as u32])
+    );
+    let core: pb::CoreEntry = one(&dir, &format!("core-{zombie}.img"), "CORE");
+    let tc = core.tc.unwrap();
+    assert_eq!(tc.task_state, 2, "TASK_DEAD, as CRIU writes zombies");
+    assert_eq!(tc.exit_code, 3 << 8, "wait status of exit(3)");
+    assert!(core.thread_info.is_none() && core.thread_core.is_none());
+    for img in ["mm", "ids", "fs"] {
+        assert!(!dir.join(format!("{img}-{zombie}.img")).exists());
+    }
+    assert!(dir.join(format!("mm-{live}.img")).exists());
+}

@@ -53,10 +53,9 @@ impl Frozen {
     /// Stops every thread of every task of the tree rooted at `root`.
     pub fn freeze(root: i32) -> Result<Frozen> {
         let inner = ptrace::freeze_tree(root)?;
-        if let Some(z) = inner.tasks().iter().find(|t| t.zombie) {
+        if inner.task(root).map(|t| t.zombie).unwrap_or(false) {
             return Err(Error::msg(format!(
-                "pid {}: is a zombie (exited, not yet reaped by its parent); zombies are not supported",
-                z.pid
+                "pid {root}: the root of the tree is a zombie (exited, not reaped); there is nothing to dump"
             )));
         }
         // Depth-first pstree order, children by pid, as CRIU writes it.
@@ -73,8 +72,13 @@ impl Frozen {
                 ppid: ft.parent.unwrap_or(0),
                 pgid: stat.pgid,
                 sid: stat.sid,
-                threads: ft.threads.iter().map(|t| t.tid).collect(),
+                threads: if ft.zombie {
+                    vec![pid]
+                } else {
+                    ft.threads.iter().map(|t| t.tid).collect()
+                },
                 stat,
+                zombie: ft.zombie,
             });
             let mut kids: Vec<i32> = frozen
                 .iter()

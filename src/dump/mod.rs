@@ -15,7 +15,8 @@
 //! Done (tests in tests/dump_*.rs; docs/dump.md has the user's view):
 //! - tree: pstree with pids, ppid, pgid, sid and threads (depth-first, as
 //!   CRIU); threads; process groups and sessions led inside the tree;
-//!   group-stopped tasks (task_state 3) [dump_tree];
+//!   group-stopped tasks (task_state 3); zombies (a core with TASK_DEAD
+//!   and the exit status, as CRIU) [dump_tree];
 //! - core per thread: registers, FPU/xsave (CPU's components, CET), GDT
 //!   TLS, fs/gs base, blocked mask, rseq, robust list, tid address and
 //!   sigaltstack (injected), creds, nice/policy, seccomp mode and filters,
@@ -63,7 +64,7 @@
 //! connections (even with --tcp-established), SCM_RIGHTS in a unix queue,
 //! data sent on a connection still pending in a listener, a pending
 //! connection whose client closed (as CRIU), zero-length datagrams queued,
-//! namespaces other than crit's, zombies, System V shm, deleted files over
+//! namespaces other than crit's, a zombie root, System V shm, deleted files over
 //! 1 MiB, a deleted cwd/root, other file kinds (pidfd, io_uring, bpf,
 //! fanotify, packet sockets, ...), 32-bit tasks, a tree whose session or
 //! group leader is outside it (other than the root's), file locks.

@@ -13,35 +13,9 @@ pub struct Task {
     pub sid: i32,
     pub threads: Vec<i32>,
     pub stat: procfs::Stat,
-}
-
-/// Walks the tree of `root` through /proc (threads and children). Meant
-/// to run on a frozen tree, where the answer is stable.
-pub fn walk(root: i32) -> Result<Vec<Task>> {
-    let mut out = Vec::new();
-    let mut stack = vec![(root, 0)];
-    while let Some((pid, ppid)) = stack.pop() {
-        let threads = procfs::tasks(pid)?;
-        let stat = procfs::stat(pid)?;
-        if stat.state == 'Z' {
-            return Err(Error::msg(format!(
-                "pid {pid}: is a zombie (exited, not reaped by its parent {ppid}); zombies are not supported"
-            )));
-        }
-        let kids = procfs::children(pid, &threads)?;
-        out.push(Task {
-            pid,
-            ppid,
-            pgid: stat.pgid,
-            sid: stat.sid,
-            threads,
-            stat,
-        });
-        for &k in kids.iter().rev() {
-            stack.push((k, pid));
-        }
-    }
-    Ok(out)
+    /// Exited, not yet reaped by its parent: only its core (exit status)
+    /// and its place in the tree are dumped, as CRIU does.
+    pub zombie: bool,
 }
 
 /// Refuses trees whose sessions or groups cannot be rebuilt: a task in a

@@ -34,8 +34,13 @@ pub fn run(
     let mut pw = super::pages::PageWriter::new(&dir.dir);
     let mut all = Vec::new();
     log.step(&format!("collecting {} task(s)", tasks.len()));
+    let mut zombies = Vec::new();
     for t in &tasks {
         super::guard::check()?;
+        if t.zombie {
+            zombies.push(t.clone());
+            continue;
+        }
         log.debug(&format!("pid {}: {} thread(s)", t.pid, t.threads.len()));
         let c = task::collect(
             fr,
@@ -142,18 +147,31 @@ pub fn run(
         st.shpages_scanned = Some(st.shpages_scanned.unwrap_or(0) + n);
     }
 
+    // Zombies: a core with the exit status, as CRIU's dump_one_zombie
+    // (task_state TASK_DEAD = 2).
+    for z in &zombies {
+        let mut b = ImageBuilder::new("CORE")?;
+        b.entry(&pb::CoreEntry {
+            mtype: pb::core_entry::March::X8664 as i32,
+            tc: Some(pb::TaskCoreEntry {
+                task_state: 2,
+                exit_code: z.stat.exit_code,
+                comm: z.stat.comm.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        dir.write(&format!("core-{}.img", z.pid), &b)?;
+    }
+    s.tasks += zombies.len();
     let mut b = ImageBuilder::new("PSTREE")?;
-    for c in &all {
+    for t in &tasks {
         b.entry(&pb::PstreeEntry {
-            pid: c.t.pid as u32,
-            ppid: if c.t.pid == opts.pid {
-                0
-            } else {
-                c.t.ppid as u32
-            },
-            pgid: c.t.pgid as u32,
-            sid: c.t.sid as u32,
-            threads: c.t.threads.iter().map(|&t| t as u32).collect(),
+            pid: t.pid as u32,
+            ppid: if t.pid == opts.pid { 0 } else { t.ppid as u32 },
+            pgid: t.pgid as u32,
+            sid: t.sid as u32,
+            threads: t.threads.iter().map(|&x| x as u32).collect(),
         });
     }
     dir.write("pstree.img", &b)?;
