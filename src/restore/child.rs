@@ -1,0 +1,171 @@
+//! What runs inside a freshly forked task, while it is still a copy of
+//! crit: join its session and process group, fork its own children, move
+//! its fds to their numbers (and the files its VMAs map to numbers crit
+//! knows), set cwd, root and umask, report, and wait to be taken over.
+
+use super::files::Reservoir;
+use super::plan::{Plan, Task};
+use crate::error::{Error, Result};
+use crate::sys::fdops;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// Pipes that connect crit and the forked tasks while they are prepared.
+pub struct Sync {
+    /// Tasks write "OK pid" or "ERR pid reason" lines here.
+    pub status_w: OwnedFd,
+    /// Tasks block reading this until crit takes them over.
+    pub hold_r: OwnedFd,
+}
+
+/// Where a task keeps what crit needs after the fds are laid out.
+pub struct Layout {
+    /// First fd number above the task's own fds: VMA files start here.
+    pub vbase: RawFd,
+    /// File ids of the VMA files, at vbase, vbase+1, ...
+    pub vma_ids: Vec<u32>,
+}
+
+impl Layout {
+    pub fn for_task(t: &Task) -> Layout {
+        let top = t.fds.iter().map(|f| f.fd as RawFd).max().unwrap_or(2);
+        let vbase = (top + 1).max(3);
+        let mut vma_ids = vec![t.mm.exe_file_id];
+        for v in &t.mm.vmas {
+            if super::files::is_file_vma(v) && !vma_ids.contains(&(v.shmid as u32)) {
+                vma_ids.push(v.shmid as u32);
+            }
+        }
+        Layout { vbase, vma_ids }
+    }
+
+    pub fn fd_of(&self, file_id: u32) -> Option<RawFd> {
+        self.vma_ids.iter().position(|&i| i == file_id).map(|k| self.vbase + k as RawFd)
+    }
+
+    /// Fds at and above this are crit's and are closed once memory is built.
+    pub fn end(&self) -> RawFd {
+        self.vbase + self.vma_ids.len() as RawFd
+    }
+}
+
+/// Reports a line to crit.
+pub fn report(status: RawFd, line: &str) {
+    let mut b = line.as_bytes().to_vec();
+    b.truncate(4000);
+    b.push(b'\n');
+    // One write of less than PIPE_BUF bytes is atomic.
+    let _ = fdops::write_fd(status, &b);
+}
+
+/// The body of a forked task; never returns.
+pub fn run(plan: &Plan, idx: usize, res: &Reservoir, sync: &Sync, spawn: &dyn Fn(usize) -> Result<()>) -> ! {
+    let pid = plan.tasks[idx].pid;
+    let mut status = sync.status_w.as_raw_fd();
+    match prepare(plan, idx, res, sync, spawn, &mut status) {
+        Ok((st, hold)) => {
+            report(st, &format!("OK {pid}"));
+            // Wait to be seized; EOF means crit is gone.
+            let mut b = [0u8; 1];
+            let _ = fdops::read_fd(hold, &mut b);
+            fdops::exit_now(1)
+        }
+        Err(e) => {
+            report(status, &format!("ERR {pid} {}", e.to_string().replace('\n', " ")));
+            fdops::exit_now(1)
+        }
+    }
+}
+
+fn prepare(
+    plan: &Plan,
+    idx: usize,
+    res: &Reservoir,
+    sync: &Sync,
+    spawn: &dyn Fn(usize) -> Result<()>,
+    status: &mut RawFd,
+) -> Result<(RawFd, RawFd)> {
+    let t = &plan.tasks[idx];
+    let pid = t.pid;
+    // Session and group first, so that children inherit them.
+    if t.sid == t.pid {
+        nix::unistd::setsid().map_err(|e| Error::msg(format!("pid {pid}: setsid: {e}")))?;
+    }
+    let me = nix::unistd::Pid::from_raw(0);
+    let cur = nix::unistd::getpgrp().as_raw() as u32;
+    if t.pgid != cur && (t.pgid == t.pid || t.sid != t.pid) {
+        let g = nix::unistd::Pid::from_raw(if t.pgid == t.pid { 0 } else { t.pgid as i32 });
+        nix::unistd::setpgid(me, g).map_err(|e| Error::msg(format!("pid {pid}: setpgid to {}: {e}", t.pgid)))?;
+    }
+    for (k, c) in plan.tasks.iter().enumerate() {
+        if c.ppid == pid {
+            spawn(k)?;
+        }
+    }
+    // Fds: every (source, target, cloexec).
+    let lay = Layout::for_task(t);
+    let mut pairs: Vec<(RawFd, RawFd, bool)> = Vec::new();
+    for f in &t.fds {
+        let src = res
+            .raw(f.id)
+            .ok_or_else(|| Error::msg(format!("pid {pid}: fd {}: file id {} was not opened", f.fd, f.id)))?;
+        pairs.push((src, f.fd as RawFd, f.flags & 1 != 0));
+    }
+    for (k, id) in lay.vma_ids.iter().enumerate() {
+        let src = res
+            .vma_files
+            .get(id)
+            .map(|f| f.as_raw_fd())
+            .ok_or_else(|| Error::msg(format!("pid {pid}: mapped file id {id} was not opened")))?;
+        pairs.push((src, lay.vbase + k as RawFd, true));
+    }
+    let st_fd = lay.end();
+    let hold_fd = lay.end() + 1;
+    pairs.push((sync.status_w.as_raw_fd(), st_fd, true));
+    pairs.push((sync.hold_r.as_raw_fd(), hold_fd, true));
+    install(&pairs, pid)?;
+    *status = st_fd;
+    // cwd, root, umask.
+    let cwd = plan.file(t.fs.cwd_id, pid)?.reg.as_ref().map(|r| r.name.clone());
+    let root = plan.file(t.fs.root_id, pid)?.reg.as_ref().map(|r| r.name.clone());
+    if let Some(r) = root.filter(|r| r != "/") {
+        nix::unistd::chroot(r.as_str()).map_err(|e| Error::msg(format!("pid {pid}: chroot {r}: {e}")))?;
+    }
+    if let Some(c) = cwd {
+        nix::unistd::chdir(c.as_str()).map_err(|e| Error::msg(format!("pid {pid}: chdir {c}: {e}")))?;
+    }
+    if let Some(m) = t.fs.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m));
+    }
+    Ok((st_fd, hold_fd))
+}
+
+/// Moves each source fd to its target number and closes every other fd.
+fn install(pairs: &[(RawFd, RawFd, bool)], pid: u32) -> Result<()> {
+    let e = |what: &str, err: std::io::Error| Error::io(format!("pid {pid}: {what}"), err);
+    // Above everything open now, so no copy lands on a target or source.
+    let mut top = 0;
+    if let Ok(d) = std::fs::read_dir("/proc/self/fd") {
+        for ent in d.flatten() {
+            if let Some(n) = ent.file_name().to_str().and_then(|s| s.parse::<RawFd>().ok()) {
+                top = top.max(n);
+            }
+        }
+    }
+    for &(s, t, _) in pairs {
+        top = top.max(s).max(t);
+    }
+    let base = top + 1;
+    let mut tmp = Vec::with_capacity(pairs.len());
+    for (k, &(s, _, _)) in pairs.iter().enumerate() {
+        let want = base + k as RawFd;
+        fdops::dup_to(s, want, true).map_err(|err| e(&format!("dup fd {s} to {want}"), err))?;
+        tmp.push(want);
+    }
+    fdops::close_range(0, (base - 1) as u32).map_err(|err| e("close inherited fds", err))?;
+    fdops::close_range((base + pairs.len() as RawFd) as u32, u32::MAX).map_err(|err| e("close inherited fds", err))?;
+    for (k, &(_, t, cloexec)) in pairs.iter().enumerate() {
+        fdops::dup_to(tmp[k], t, cloexec).map_err(|err| e(&format!("fd {t}"), err))?;
+    }
+    fdops::close_range(base as u32, u32::MAX).map_err(|err| e("close temporaries", err))?;
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! Opens, in crit itself before any task is forked, every file object the
+//! images name (regular files, directories, pipes, fifos), so that forked
+//! tasks inherit them and only move them to their fd numbers. One open per
+//! file id: tasks sharing a file id share its offset and flags, as after
+//! the fork that made them share it.
+
+use super::plan::Plan;
+use crate::error::{Error, Result};
+use crate::image::pb;
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+/// File objects by file id, owned by crit until the tasks have taken them.
+#[derive(Default)]
+pub struct Reservoir {
+    pub by_id: HashMap<u32, OwnedFd>,
+    /// Files that VMAs map, by file id (opened for mapping).
+    pub vma_files: HashMap<u32, OwnedFd>,
+    /// Socket files the restore created (removed on rollback).
+    pub created_paths: Vec<std::path::PathBuf>,
+    /// Extra fds kept alive until the tree runs (temporary peers).
+    pub keep: Vec<OwnedFd>,
+}
+
+impl Reservoir {
+    pub fn raw(&self, id: u32) -> Option<RawFd> {
+        self.by_id.get(&id).map(|f| f.as_raw_fd())
+    }
+}
+
+const O_ACCMODE: u32 = 3;
+const O_NONBLOCK: u32 = 0o4000;
+const O_APPEND: u32 = 0o2000;
+const O_DIRECTORY: u32 = 0o200000;
+const O_PATH: u32 = 0o10000000;
+
+fn open_path(name: &str, flags: u32) -> std::io::Result<std::fs::File> {
+    let mut o = OpenOptions::new();
+    match flags & O_ACCMODE {
+        0 => o.read(true),
+        1 => o.write(true),
+        _ => o.read(true).write(true),
+    };
+    // Keep the status flags that matter for the open file; creation flags
+    // are meaningless now.
+    let keep = flags & (O_NONBLOCK | O_APPEND | O_DIRECTORY | O_PATH | 0o4010000 /* O_SYNC */ | 0o40000 /* O_DIRECT */ | 0o1000000 /* O_NOATIME */);
+    o.custom_flags((keep | 0o2000000 /* O_CLOEXEC */) as i32);
+    o.open(name)
+}
+
+/// Opens a regular file (or directory, or device) entry at its offset.
+pub fn open_reg(r: &pb::RegFileEntry, pid: u32) -> Result<OwnedFd> {
+    let mut f = open_path(&r.name, r.flags).map_err(|e| {
+        Error::io(format!("pid {pid}: file id {}: open {}", r.id, r.name), e)
+    })?;
+    if r.pos != 0 {
+        f.seek(SeekFrom::Start(r.pos))
+            .map_err(|e| Error::io(format!("pid {pid}: file id {}: seek {} to {}", r.id, r.name, r.pos), e))?;
+    }
+    if let Some(size) = r.size {
+        if let Ok(m) = f.metadata() {
+            if m.is_file() && m.len() != size {
+                return Err(Error::msg(format!(
+                    "pid {pid}: file id {}: {} has size {} but was {} at dump",
+                    r.id,
+                    r.name,
+                    m.len(),
+                    size
+                )));
+            }
+        }
+    }
+    Ok(f.into())
+}
+
+/// Opens the file a VMA maps, read-only unless the mapping is shared and
+/// writable.
+pub fn open_for_vma(r: &pb::RegFileEntry, writable_shared: bool, pid: u32) -> Result<OwnedFd> {
+    let fl = if writable_shared { 2 } else { 0 };
+    let f = open_path(&r.name, fl)
+        .map_err(|e| Error::io(format!("pid {pid}: mapped file id {}: open {}", r.id, r.name), e))?;
+    Ok(f.into())
+}
+
+/// Creates every pipe once, fills it with its queued data, and puts each
+/// pipe file entry (read or write end) into the reservoir.
+pub fn open_pipes(plan: &Plan, res: &mut Reservoir) -> Result<()> {
+    let mut made: HashMap<u32, (OwnedFd, OwnedFd)> = HashMap::new();
+    for f in plan.files.values() {
+        let Some(p) = &f.pipe else { continue };
+        if res.by_id.contains_key(&f.id) {
+            continue;
+        }
+        if !made.contains_key(&p.pipe_id) {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| Error::msg(format!("pipe:[{}]: pipe2: {e}", p.pipe_id)))?;
+            if let Some(data) = plan.pipe_data.get(&p.pipe_id) {
+                fill_pipe(&w, data, p.pipe_id)?;
+            }
+            made.insert(p.pipe_id, (r, w));
+        }
+        let (r, w) = &made[&p.pipe_id];
+        let end = if p.flags & O_ACCMODE == 0 { r } else { w };
+        let fd = end
+            .try_clone()
+            .map_err(|e| Error::io(format!("pipe:[{}]: dup", p.pipe_id), e))?;
+        // Status flags belong to the open file, which both ends' copies
+        // share; O_NONBLOCK is set per end.
+        crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (p.flags & (O_NONBLOCK | O_APPEND)) as i32)
+            .map_err(|e| Error::io(format!("pipe:[{}]: set flags", p.pipe_id), e))?;
+        res.by_id.insert(f.id, fd);
+    }
+    Ok(())
+}
+
+fn fill_pipe(w: &OwnedFd, data: &[u8], ino: u32) -> Result<()> {
+    if data.len() > 65536 {
+        let _ = nix::fcntl::fcntl(w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(data.len().next_power_of_two() as i32));
+    }
+    let mut f = std::fs::File::from(w.try_clone().map_err(|e| Error::io(format!("pipe:[{ino}]: dup"), e))?);
+    f.write_all(data)
+        .map_err(|e| Error::io(format!("pipe:[{ino}]: refill {} bytes", data.len()), e))
+}
+
+/// Opens fifos: first a read-write open so that neither end blocks, then
+/// the end the task had; queued data is written back once per fifo.
+pub fn open_fifos(plan: &Plan, res: &mut Reservoir) -> Result<()> {
+    let mut filled = std::collections::HashSet::new();
+    for f in plan.files.values() {
+        let Some(ff) = &f.fifo else { continue };
+        if res.by_id.contains_key(&f.id) {
+            continue;
+        }
+        let Some(reg) = plan.files.values().find_map(|g| g.reg.as_ref().filter(|r| r.id == ff.id)) else {
+            return Err(Error::msg(format!("fifo id {}: no path in files.img", ff.id)));
+        };
+        let keep = open_path(&reg.name, 2).map_err(|e| Error::io(format!("fifo {}: open", reg.name), e))?;
+        if filled.insert(ff.pipe_id) {
+            if let Some(data) = plan.fifo_data.get(&ff.pipe_id) {
+                let k: OwnedFd = keep.try_clone().map_err(|e| Error::io("fifo: dup", e))?.into();
+                fill_pipe(&k, data, ff.pipe_id)?;
+            }
+        }
+        let end = open_path(&reg.name, reg.flags).map_err(|e| Error::io(format!("fifo {}: open", reg.name), e))?;
+        res.keep.push(keep.into());
+        res.by_id.insert(f.id, end.into());
+    }
+    Ok(())
+}
+
+/// Opens every regular-file entry some task has as an fd, and every file
+/// some VMA maps or that is a task's exe.
+pub fn open_regular(plan: &Plan, res: &mut Reservoir) -> Result<()> {
+    for t in &plan.tasks {
+        for fd in &t.fds {
+            if res.by_id.contains_key(&fd.id) {
+                continue;
+            }
+            let f = plan.file(fd.id, t.pid)?;
+            if let Some(r) = &f.reg {
+                if f.fifo.is_some() {
+                    continue;
+                }
+                res.by_id.insert(fd.id, open_reg(r, t.pid)?);
+            }
+        }
+        let mut want: Vec<(u32, bool)> = vec![(t.mm.exe_file_id, false)];
+        for v in &t.mm.vmas {
+            if is_file_vma(v) {
+                let ws = v.flags & 1 != 0 && v.prot & 2 != 0;
+                want.push((v.shmid as u32, ws));
+            }
+        }
+        for (id, ws) in want {
+            if res.vma_files.contains_key(&id) {
+                continue;
+            }
+            let f = plan.file(id, t.pid)?;
+            let r = f
+                .reg
+                .as_ref()
+                .ok_or_else(|| Error::msg(format!("pid {}: mapped file id {id} is not a regular file", t.pid)))?;
+            res.vma_files.insert(id, open_for_vma(r, ws, t.pid)?);
+        }
+    }
+    Ok(())
+}
+
+/// VMA status bits (criu/include/image.h).
+pub const VMA_AREA_REGULAR: u32 = 1 << 0;
+pub const VMA_AREA_STACK: u32 = 1 << 1;
+pub const VMA_AREA_VSYSCALL: u32 = 1 << 2;
+pub const VMA_AREA_VDSO: u32 = 1 << 3;
+pub const VMA_AREA_HEAP: u32 = 1 << 5;
+pub const VMA_FILE_PRIVATE: u32 = 1 << 6;
+pub const VMA_FILE_SHARED: u32 = 1 << 7;
+pub const VMA_ANON_SHARED: u32 = 1 << 8;
+pub const VMA_ANON_PRIVATE: u32 = 1 << 9;
+pub const VMA_AREA_SYSVIPC: u32 = 1 << 10;
+pub const VMA_AREA_SOCKET: u32 = 1 << 11;
+pub const VMA_AREA_VVAR: u32 = 1 << 12;
+pub const VMA_AREA_AIORING: u32 = 1 << 13;
+pub const VMA_AREA_MEMFD: u32 = 1 << 14;
+pub const VMA_UNSUPP: u32 = 1 << 31;
+
+pub fn is_file_vma(v: &pb::VmaEntry) -> bool {
+    v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 && v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_MEMFD) == 0
+}
+
+/// `--inherit-fd fd[N]:pipe:[INO]` and `fd[N]:PATH`: those image files are
+/// replaced by crit's fd N (sockets are handled with the unix sockets).
+pub fn apply_inherited(plan: &Plan, opts: &super::Options, res: &mut Reservoir) -> Result<()> {
+    for (n, what) in &opts.inherit_fds {
+        if what.starts_with("socket:[") {
+            continue;
+        }
+        let mut hit = false;
+        let pipe_ino = what
+            .strip_prefix("pipe:[")
+            .and_then(|s| s.strip_suffix(']'))
+            .and_then(|s| s.parse::<u32>().ok());
+        for f in plan.files.values() {
+            let matches = match (pipe_ino, &f.pipe, &f.reg) {
+                (Some(ino), Some(p), _) => p.pipe_id == ino,
+                (None, _, Some(r)) => &r.name == what,
+                _ => false,
+            };
+            if matches {
+                let fd = crate::sys::sock::dup_raw(*n).map_err(|e| Error::io(format!("--inherit-fd fd[{n}]"), e))?;
+                res.by_id.insert(f.id, fd);
+                hit = true;
+            }
+        }
+        if !hit {
+            return Err(Error::msg(format!("--inherit-fd fd[{n}]:{what}: no such file in the images")));
+        }
+    }
+    Ok(())
+}
+
+/// Every fd of every task has an object to take, or the restore refuses,
+/// naming the pid, fd and kind.
+pub fn check_all_opened(plan: &Plan, res: &Reservoir) -> Result<()> {
+    for t in &plan.tasks {
+        for fd in &t.fds {
+            if !res.by_id.contains_key(&fd.id) {
+                let f = plan.file(fd.id, t.pid)?;
+                let kind = pb::FdTypes::try_from(f.r#type as i32)
+                    .map(|k| k.as_str_name().to_string())
+                    .unwrap_or_else(|_| f.r#type.to_string());
+                return Err(Error::msg(format!(
+                    "pid {}: fd {}: file id {} of type {kind} cannot be restored yet",
+                    t.pid, fd.fd, fd.id
+                )));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! `crit restore`: brings a process tree back from CRIU-format images
+//! (ours or CRIU 4.2's) without a restorer blob.
+//!
+//! How: [`plan`] reads the images; [`files`], [`unix`] open every file,
+//! pipe and socket in crit itself; [`tree`] clones the root with its
+//! dumped pid and each task clones its children from inside ([`child`]):
+//! it joins its session and group, moves its fds to their numbers, sets
+//! cwd/root/umask and waits. crit then seizes every task and rebuilds it
+//! from outside ([`memory`], [`regs`], [`task`]) with injected syscalls and
+//! `process_vm_writev`, and detaches them all at once. Any failure kills
+//! what was restored and removes the socket files made ([`rollback`]).
+//!
+//! Done (see docs/restore.md for proof and limits):
+//! - see the "Status" section of docs/restore.md, kept in step with this.
+
+pub mod child;
+pub mod files;
+pub mod log;
+pub mod memory;
+pub mod plan;
+pub mod regs;
+pub mod remote;
+pub mod rollback;
+pub mod task;
+pub mod tracee;
+pub mod tree;
+pub mod unix;
+
+pub use log::Log;
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// `--ext-unix-sk`: bare (all), or per inode with an optional new address.
+#[derive(Default, Clone, Debug)]
+pub struct ExtUnix {
+    pub all: bool,
+    pub per: HashMap<u32, Option<String>>,
+}
+
+impl ExtUnix {
+    /// Adds one `--ext-unix-sk` value: "" (bare), "INO" or "INO=PATH".
+    pub fn add(&mut self, v: &str) -> Result<()> {
+        if v.is_empty() {
+            self.all = true;
+            return Ok(());
+        }
+        let (ino, path) = match v.split_once('=') {
+            Some((i, p)) => (i, Some(p.to_string())),
+            None => (v, None),
+        };
+        let ino: u32 = ino
+            .parse()
+            .map_err(|_| Error::msg(format!("--ext-unix-sk={v}: expected INO or INO=PATH")))?;
+        if path.as_deref() == Some("") {
+            return Err(Error::msg(format!("--ext-unix-sk={v}: empty path")));
+        }
+        self.per.insert(ino, path);
+        Ok(())
+    }
+}
+
+/// What `crit restore` was asked to do.
+#[derive(Default, Clone, Debug)]
+pub struct Options {
+    pub dir: PathBuf,
+    pub detached: bool,
+    pub pidfile: Option<PathBuf>,
+    pub ext_unix: ExtUnix,
+    /// `--inherit-fd fd[N]:RESOURCE`, as (N, RESOURCE).
+    pub inherit_fds: Vec<(i32, String)>,
+    pub shell_job: bool,
+    pub tcp_established: bool,
+    pub verbose: u8,
+    pub log_file: Option<PathBuf>,
+}
+
+/// Parses `fd[N]:RESOURCE`.
+pub fn parse_inherit_fd(s: &str) -> Result<(i32, String)> {
+    let bad = || Error::msg(format!("--inherit-fd {s}: expected fd[N]:RESOURCE"));
+    let rest = s.strip_prefix("fd[").ok_or_else(bad)?;
+    let (n, res) = rest.split_once("]:").ok_or_else(bad)?;
+    let n: i32 = n.parse().map_err(|_| bad())?;
+    if res.is_empty() || n < 0 {
+        return Err(bad());
+    }
+    Ok((n, res.to_string()))
+}
+
+/// Restores the tree. Returns the exit status crit should exit with: the
+/// root's (waiting mode), or 0 once the tree runs (detached).
+pub fn restore(opts: &Options) -> Result<i32> {
+    let mut log = Log::new(opts.verbose, opts.log_file.as_deref())?;
+    let plan = plan::Plan::load(&opts.dir)?;
+    let root = &plan.tasks[0];
+    if root.sid != root.pid && !opts.shell_job {
+        return Err(Error::msg(format!(
+            "pid {}: its session {} is outside the images; restore with --shell-job",
+            root.pid, root.sid
+        )));
+    }
+    tree::check_free(&plan)?;
+    let mut rb = rollback::Rollback::new(&plan);
+    match run(&plan, opts, &mut log, &mut rb) {
+        Ok(()) => {}
+        Err(e) => {
+            rb.undo(&mut log);
+            return Err(e);
+        }
+    }
+    let root_pid = plan.tasks[0].pid;
+    if let Some(p) = &opts.pidfile {
+        std::fs::write(p, format!("{root_pid}\n")).map_err(|e| Error::io(p.display().to_string(), e))?;
+    }
+    log.info(format!("restored {} task(s), root pid {root_pid}", plan.tasks.len()));
+    if opts.detached {
+        return Ok(0);
+    }
+    Ok(rollback::wait_root(root_pid))
+}
+
+fn run(plan: &plan::Plan, opts: &Options, log: &mut Log, rb: &mut rollback::Rollback) -> Result<()> {
+    raise_nofile();
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| Error::msg(format!("prctl(PR_SET_CHILD_SUBREAPER): {e}")))?;
+    let mut res = files::Reservoir::default();
+    files::apply_inherited(plan, opts, &mut res)?;
+    files::open_pipes(plan, &mut res)?;
+    files::open_fifos(plan, &mut res)?;
+    files::open_regular(plan, &mut res)?;
+    let unix_r = unix::open_unix(plan, opts, &mut res, log);
+    rb.created_paths.append(&mut res.created_paths);
+    unix_r?;
+    files::check_all_opened(plan, &res)?;
+    let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::msg(format!("pipe2: {e}")))?;
+    let (hold_r, hold_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::msg(format!("pipe2: {e}")))?;
+    let sync = child::Sync { status_w, hold_r };
+    rb.hold_w = Some(hold_w);
+    tree::spawn(plan, 0, &res, &sync)?;
+    rb.spawned = true;
+    drop(sync);
+    drop(res);
+    // Every task reports once.
+    let mut reports = std::io::BufReader::new(std::fs::File::from(status_r));
+    let mut ready = 0;
+    while ready < plan.tasks.len() {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut reports, &mut line).map_err(|e| Error::io("status pipe", e))?;
+        if n == 0 {
+            return Err(Error::msg(format!(
+                "restore: {} of {} tasks were forked before one died without a report",
+                ready,
+                plan.tasks.len()
+            )));
+        }
+        let line = line.trim_end();
+        if let Some(rest) = line.strip_prefix("ERR ") {
+            let (_pid, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+            return Err(Error::msg(msg.to_string()));
+        }
+        ready += 1;
+        log.debug(format!("task ready: {line}"));
+    }
+    task::take_over_all(plan, log)
+}
+
+/// Lets crit hold as many open files as the hard limit allows (a tree may
+/// have tens of thousands of sockets).
+fn raise_nofile() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}

@@ -1,0 +1,242 @@
+//! Takes over every forked task and turns it into the dumped one: memory,
+//! mm fields, threads, per-task and per-thread kernel state, credentials
+//! last, then registers; finally detaches them all at once.
+
+use super::child::Layout;
+use super::memory;
+use super::plan::{Plan, Task};
+use super::regs;
+use super::remote::{call, Regs, Tracee};
+use super::tracee::{self, SysTracee};
+use super::Log;
+use crate::error::{Error, Result};
+use crate::image::pb;
+use crate::image::typed::Mapped;
+
+const NR_RT_SIGACTION: i64 = 13;
+const NR_SIGALTSTACK: i64 = 131;
+const NR_SETITIMER: i64 = 38;
+const NR_PERSONALITY: i64 = 135;
+const NR_PRCTL: i64 = 157;
+const NR_SET_TID_ADDRESS: i64 = 218;
+const NR_SET_ROBUST_LIST: i64 = 273;
+const NR_PRLIMIT64: i64 = 302;
+const NR_RSEQ: i64 = 334;
+const NR_CLOSE_RANGE: i64 = 436;
+const NR_SETGROUPS: i64 = 116;
+const NR_SETRESUID: i64 = 117;
+const NR_SETRESGID: i64 = 119;
+const NR_SETFSUID: i64 = 122;
+const NR_SETFSGID: i64 = 123;
+const NR_MMAP: i64 = 9;
+const NR_MUNMAP: i64 = 11;
+
+pub const SCRATCH_LEN: u64 = 64 * 1024;
+
+/// One thread being rebuilt, with the registers it will resume with.
+struct Rebuilt {
+    t: SysTracee,
+    regs: Regs,
+    fpregs: pb::UserX86FpregsEntry,
+}
+
+pub fn take_over_all(plan: &Plan, log: &mut Log) -> Result<()> {
+    let mut all: Vec<Vec<Rebuilt>> = Vec::new();
+    let mut mains = Vec::new();
+    for t in &plan.tasks {
+        mains.push(tracee::seize(t.pid)?);
+    }
+    for (t, main) in plan.tasks.iter().zip(mains) {
+        let started = std::time::Instant::now();
+        all.push(rebuild_task(plan, t, main, log)?);
+        log.debug(format!("pid {}: rebuilt in {:?}", t.pid, started.elapsed()));
+    }
+    // Registers last, then let the whole tree go.
+    for threads in &mut all {
+        for th in threads.iter_mut() {
+            let mut x = th.t.get_xsave()?;
+            regs::fill_xsave(&mut x, &th.fpregs);
+            th.t.set_xsave(&x)?;
+            th.t.set_regs(&th.regs)?;
+        }
+    }
+    for threads in all {
+        for th in threads {
+            th.t.detach()?;
+        }
+    }
+    Ok(())
+}
+
+fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) -> Result<Vec<Rebuilt>> {
+    let pid = task.pid;
+    let lay = Layout::for_task(task);
+    // The forked copy of crit inherited crit's rseq area: drop it before
+    // that memory goes away.
+    main.unregister_rseq()?;
+    let scratch = memory::choose_scratch(pid, task, SCRATCH_LEN)?;
+    let got = call(
+        &mut main,
+        "mmap scratch",
+        NR_MMAP,
+        [scratch, SCRATCH_LEN, 7, 0x22 | 0x100000, u64::MAX, 0],
+    )?;
+    if got != scratch {
+        return Err(Error::msg(format!("pid {pid}: scratch area landed at {got:#x}, not {scratch:#x}")));
+    }
+    main.use_scratch(scratch, SCRATCH_LEN)?;
+    let pages_path = plan.dir.join(format!("pages-{}.img", task.pages_id));
+    let pages_file = if pages_path.exists() { Some(Mapped::open(&pages_path)?) } else { None };
+    let pages: &[u8] = pages_file.as_ref().map(|m| m.bytes()).unwrap_or(&[]);
+    memory::rebuild(&mut main, task, &lay, pages, scratch, SCRATCH_LEN, log)?;
+    memory::set_mm(&mut main, task, &lay, scratch)?;
+    // The VMA files and crit's pipes are no longer needed in the task.
+    call(&mut main, "close_range", NR_CLOSE_RANGE, [lay.vbase as u64, u32::MAX as u64, 0, 0, 0, 0])?;
+    task_state(&mut main, task, scratch)?;
+    // Threads.
+    let mut out = Vec::new();
+    let mut threads: Vec<(SysTracee, &pb::CoreEntry)> = Vec::new();
+    for th in task.threads.iter().skip(1) {
+        let t = main.new_thread(th.tid, scratch)?;
+        threads.push((t, &th.core));
+    }
+    threads.insert(0, (main, &task.threads[0].core));
+    for (mut t, core) in threads {
+        thread_state(&mut t, task, core, scratch)?;
+        let ti = core
+            .thread_info
+            .as_ref()
+            .ok_or_else(|| Error::msg(format!("tid {}: no registers in the core image", t.tid())))?;
+        let r = regs::from_image(&ti.gpregs, t.tid())?;
+        out.push(Rebuilt {
+            t,
+            regs: r,
+            fpregs: ti.fpregs.clone(),
+        });
+    }
+    // Credentials last (they may drop what the calls above needed), then
+    // the scratch area goes.
+    for th in out.iter_mut() {
+        let core = &task.threads.iter().find(|x| x.tid == th.t.tid()).map(|x| &x.core);
+        if let Some(c) = core.and_then(|c| c.thread_core.as_ref()).and_then(|tc| tc.creds.as_ref()) {
+            creds(&mut th.t, c, scratch)?;
+        }
+    }
+    let last = &mut out[0].t;
+    last.release_scratch();
+    call(last, "munmap scratch", NR_MUNMAP, [scratch, SCRATCH_LEN, 0, 0, 0, 0])?;
+    Ok(out)
+}
+
+/// Signal actions, interval timers, rlimits, personality.
+fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<()> {
+    let Some(tc) = task.tc() else { return Ok(()) };
+    let buf = scratch + 1024;
+    let mut sig = 0u64;
+    for sa in &tc.sigactions {
+        sig += 1;
+        if sig == 9 || sig == 19 {
+            sig += 1;
+        }
+        let mut b = Vec::with_capacity(32);
+        for v in [sa.sigaction, sa.flags, sa.restorer, sa.mask] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        t.write_mem(&[(buf, &b)])?;
+        call(t, &format!("rt_sigaction({sig})"), NR_RT_SIGACTION, [sig, buf, 0, 8, 0, 0])?;
+    }
+    if let Some(tm) = &tc.timers {
+        for (which, it) in [(0u64, &tm.real), (1, &tm.virt), (2, &tm.prof)] {
+            if it.isec == 0 && it.iusec == 0 && it.vsec == 0 && it.vusec == 0 {
+                continue;
+            }
+            let mut b = Vec::with_capacity(32);
+            for v in [it.isec, it.iusec, it.vsec, it.vusec] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            t.write_mem(&[(buf, &b)])?;
+            call(t, "setitimer", NR_SETITIMER, [which, buf, 0, 0, 0, 0])?;
+        }
+    }
+    if let Some(rl) = &tc.rlimits {
+        for (res, r) in rl.rlimits.iter().enumerate() {
+            let mut b = Vec::with_capacity(16);
+            b.extend_from_slice(&r.cur.to_le_bytes());
+            b.extend_from_slice(&r.max.to_le_bytes());
+            t.write_mem(&[(buf, &b)])?;
+            call(t, &format!("prlimit64({res})"), NR_PRLIMIT64, [0, res as u64, buf, 0, 0, 0])?;
+        }
+    }
+    call(t, "personality", NR_PERSONALITY, [u64::from(tc.personality), 0, 0, 0, 0, 0])?;
+    Ok(())
+}
+
+/// tid address, robust list, rseq, sigaltstack, parent-death signal,
+/// name, signal mask.
+fn thread_state(t: &mut SysTracee, task: &Task, core: &pb::CoreEntry, scratch: u64) -> Result<()> {
+    let tid = t.tid();
+    let buf = scratch + 2048;
+    if let Some(ti) = &core.thread_info {
+        call(t, "set_tid_address", NR_SET_TID_ADDRESS, [ti.clear_tid_addr, 0, 0, 0, 0, 0])?;
+    }
+    let th = core.thread_core.as_ref();
+    if let Some(th) = th {
+        if th.futex_rla != 0 {
+            call(t, "set_robust_list", NR_SET_ROBUST_LIST, [th.futex_rla, u64::from(th.futex_rla_len), 0, 0, 0, 0])?;
+        }
+        if let Some(r) = th.rseq_entry.as_ref().filter(|r| r.rseq_abi_pointer != 0) {
+            call(
+                t,
+                "rseq",
+                NR_RSEQ,
+                [r.rseq_abi_pointer, u64::from(r.rseq_abi_size), 0, u64::from(r.signature), 0, 0],
+            )?;
+        }
+        let (sp, size, flags) = match &th.sas {
+            Some(s) => (s.ss_sp, s.ss_size, s.ss_flags),
+            None => (0, 0, 2),
+        };
+        // SS_DISABLE unless a stack was set; SS_ONSTACK is not settable.
+        let flags = if flags & 2 != 0 || size == 0 { 2u32 } else { flags & !1 };
+        let mut b = Vec::with_capacity(24);
+        b.extend_from_slice(&sp.to_le_bytes());
+        b.extend_from_slice(&(flags as u64).to_le_bytes());
+        b.extend_from_slice(&size.to_le_bytes());
+        t.write_mem(&[(buf, &b)])?;
+        call(t, "sigaltstack", NR_SIGALTSTACK, [buf, 0, 0, 0, 0, 0])?;
+        if let Some(pd) = th.pdeath_sig {
+            call(t, "prctl(PR_SET_PDEATHSIG)", NR_PRCTL, [1, u64::from(pd), 0, 0, 0, 0])?;
+        }
+        let comm = th.comm.clone().or_else(|| task.tc().map(|tc| tc.comm.clone()));
+        if let Some(c) = comm {
+            let _ = std::fs::write(format!("/proc/{}/task/{tid}/comm", task.pid), c.as_bytes());
+        }
+    } else if let Some(tc) = task.tc() {
+        let _ = std::fs::write(format!("/proc/{}/task/{tid}/comm", task.pid), tc.comm.as_bytes());
+    }
+    let mask = th
+        .and_then(|th| th.blk_sigset)
+        .or_else(|| task.tc().map(|tc| tc.blk_sigset))
+        .unwrap_or(0);
+    t.set_sigmask(mask)?;
+    Ok(())
+}
+
+/// Groups, gids, uids (each thread has its own credentials).
+fn creds(t: &mut dyn Tracee, c: &pb::CredsEntry, scratch: u64) -> Result<()> {
+    let all_root = [c.uid, c.gid, c.euid, c.egid, c.suid, c.sgid, c.fsuid, c.fsgid].iter().all(|&v| v == 0);
+    if all_root && c.groups.is_empty() {
+        return Ok(());
+    }
+    let buf = scratch + 4096;
+    let b: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
+    if !b.is_empty() {
+        t.write_mem(&[(buf, &b)])?;
+    }
+    call(t, "setgroups", NR_SETGROUPS, [c.groups.len() as u64, buf, 0, 0, 0, 0])?;
+    call(t, "setresgid", NR_SETRESGID, [c.gid.into(), c.egid.into(), c.sgid.into(), 0, 0, 0])?;
+    t.syscall(NR_SETFSGID, [c.fsgid.into(), 0, 0, 0, 0, 0])?;
+    call(t, "setresuid", NR_SETRESUID, [c.uid.into(), c.euid.into(), c.suid.into(), 0, 0, 0])?;
+    t.syscall(NR_SETFSUID, [c.fsuid.into(), 0, 0, 0, 0, 0])?;
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! File-descriptor table operations the restore engine needs while it lays
+//! out a task's fds at exact numbers: dup onto a number, close ranges.
+//!
+//! These take raw fd numbers because the restore deliberately works on the
+//! numeric fd table of a freshly forked task; they cannot cause memory
+//! unsafety, only close or replace descriptors the caller names.
+
+use std::io;
+use std::os::fd::RawFd;
+
+fn check(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// `dup3(old, new, cloexec ? O_CLOEXEC : 0)`; `old == new` just sets the flag.
+pub fn dup_to(old: RawFd, new: RawFd, cloexec: bool) -> io::Result<()> {
+    if old == new {
+        return set_cloexec(new, cloexec);
+    }
+    let fl = if cloexec { libc::O_CLOEXEC } else { 0 };
+    // SAFETY: dup3 only manipulates the fd table.
+    check(unsafe { libc::dup3(old, new, fl) }).map(|_| ())
+}
+
+/// `fcntl(fd, F_DUPFD_CLOEXEC, min)`: a copy at the lowest free number >= min.
+pub fn dup_at_least(fd: RawFd, min: RawFd) -> io::Result<RawFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) only manipulates the fd table.
+    check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) })
+}
+
+/// Sets or clears FD_CLOEXEC.
+pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
+    let v = if on { libc::FD_CLOEXEC } else { 0 };
+    // SAFETY: F_SETFD only changes the descriptor's flags.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, v) }).map(|_| ())
+}
+
+/// Sets the file status flags (O_NONBLOCK, O_APPEND, ...).
+pub fn set_status_flags(fd: RawFd, flags: i32) -> io::Result<()> {
+    // SAFETY: F_SETFL only changes the open file's status flags.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) }).map(|_| ())
+}
+
+/// Closes every fd in `first..=last`.
+pub fn close_range(first: u32, last: u32) -> io::Result<()> {
+    if first > last {
+        return Ok(());
+    }
+    // SAFETY: close_range only manipulates the fd table; the caller owns
+    // the whole table of this freshly forked task.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Closes one fd by number.
+pub fn close(fd: RawFd) -> io::Result<()> {
+    // SAFETY: see close_range.
+    check(unsafe { libc::close(fd) }).map(|_| ())
+}
+
+/// Exits the calling process at once, without running destructors or
+/// atexit handlers (for forked children that must not unwind into the
+/// parent's code).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}
+
+/// `write(fd, buf)` on an fd number the caller keeps owning.
+pub fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: buf is a valid readable slice of buf.len() bytes.
+    let r = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// `read(fd, buf)` on an fd number the caller keeps owning.
+pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a valid writable slice of buf.len() bytes.
+    let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
