@@ -124,6 +124,7 @@ fn prepare(
     pairs.push((sync.hold_r.as_raw_fd(), hold_fd, true));
     install(&pairs, pid)?;
     *status = st_fd;
+    fill_epolls(plan, t)?;
     // cwd, root, umask.
     let cwd = plan.file(t.fs.cwd_id, pid)?.reg.as_ref().map(|r| r.name.clone());
     let root = plan.file(t.fs.root_id, pid)?.reg.as_ref().map(|r| r.name.clone());
@@ -167,5 +168,23 @@ fn install(pairs: &[(RawFd, RawFd, bool)], pid: u32) -> Result<()> {
         fdops::dup_to(tmp[k], t, cloexec).map_err(|err| e(&format!("fd {t}"), err))?;
     }
     fdops::close_range(base as u32, u32::MAX).map_err(|err| e("close temporaries", err))?;
+    Ok(())
+}
+
+/// Registers each epoll's targets under this task's fd numbers. A shared
+/// epoll is filled by the first task (in tree order) that has it.
+fn fill_epolls(plan: &Plan, t: &Task) -> Result<()> {
+    for f in &t.fds {
+        let Some(ep) = plan.files.get(&f.id).and_then(|e| e.epfd.as_ref()) else { continue };
+        let first = plan.tasks.iter().find(|x| x.fds.iter().any(|g| g.id == f.id)).map(|x| x.pid);
+        if first != Some(t.pid) {
+            continue;
+        }
+        for tfd in &ep.tfd {
+            fdops::epoll_add(f.fd as RawFd, tfd.tfd as RawFd, tfd.events, tfd.data).map_err(|e| {
+                Error::io(format!("pid {}: epoll fd {}: add target fd {}", t.pid, f.fd, tfd.tfd), e)
+            })?;
+        }
+    }
     Ok(())
 }

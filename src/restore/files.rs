@@ -134,8 +134,9 @@ pub fn open_fifos(plan: &Plan, res: &mut Reservoir) -> Result<()> {
         if res.by_id.contains_key(&f.id) {
             continue;
         }
-        let Some(reg) = plan.files.values().find_map(|g| g.reg.as_ref().filter(|r| r.id == ff.id)) else {
-            return Err(Error::msg(format!("fifo id {}: no path in files.img", ff.id)));
+        let regf = ff.regf_id.unwrap_or(ff.id);
+        let Some(reg) = plan.files.get(&regf).and_then(|g| g.reg.as_ref()) else {
+            return Err(Error::msg(format!("fifo id {}: no path in files.img (regular file id {regf})", ff.id)));
         };
         let keep = open_path(&reg.name, 2).map_err(|e| Error::io(format!("fifo {}: open", reg.name), e))?;
         if filled.insert(ff.pipe_id) {
@@ -161,9 +162,6 @@ pub fn open_regular(plan: &Plan, res: &mut Reservoir) -> Result<()> {
             }
             let f = plan.file(fd.id, t.pid)?;
             if let Some(r) = &f.reg {
-                if f.fifo.is_some() {
-                    continue;
-                }
                 res.by_id.insert(fd.id, open_reg(r, t.pid)?);
             }
         }
@@ -207,7 +205,7 @@ pub const VMA_AREA_MEMFD: u32 = 1 << 14;
 pub const VMA_UNSUPP: u32 = 1 << 31;
 
 pub fn is_file_vma(v: &pb::VmaEntry) -> bool {
-    v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 && v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_MEMFD) == 0
+    v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED | VMA_AREA_MEMFD) != 0 && v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR) == 0
 }
 
 /// `--inherit-fd fd[N]:pipe:[INO]` and `fd[N]:PATH`: those image files are

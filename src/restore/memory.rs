@@ -192,13 +192,11 @@ pub fn rebuild(
             let fd = lay.fd_of(v.shmid as u32).ok_or_else(|| {
                 Error::msg(format!("pid {pid}: mapping {:#x}: file id {} not opened", v.start, v.shmid))
             })?;
-            (fd as i64 as u64, v.pgoff)
+            (fd as u64, v.pgoff)
         } else if v.status & VMA_ANON_SHARED != 0 {
             // Shared anonymous: this task's own shmem object.
             flags |= MAP_SHARED | MAP_ANON;
             (u64::MAX, 0)
-        } else if v.status & VMA_AREA_MEMFD != 0 {
-            return Err(Error::msg(format!("pid {pid}: memfd mapping at {:#x} is not supported yet", v.start)));
         } else {
             flags |= MAP_ANON;
             (u64::MAX, 0)
@@ -207,7 +205,7 @@ pub fn rebuild(
             t,
             &format!("mmap {:#x}-{:#x}", v.start, v.end),
             NR_MMAP,
-            [v.start, len, u64::from(prot), u64::from(flags), off_fd(fd), off],
+            [v.start, len, u64::from(prot), u64::from(flags), fd, off],
         )?;
         if got != v.start {
             return Err(Error::msg(format!("pid {pid}: mmap {:#x} landed at {got:#x}", v.start)));
@@ -242,10 +240,6 @@ pub fn rebuild(
         }
     }
     Ok(())
-}
-
-fn off_fd(fd: u64) -> u64 {
-    fd
 }
 
 fn move_special(t: &mut dyn Tracee, task: &Task, sp: &Special, scratch: u64, scratch_len: u64) -> Result<()> {

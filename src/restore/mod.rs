@@ -15,6 +15,7 @@
 
 pub mod child;
 pub mod files;
+pub mod kinds;
 pub mod log;
 pub mod memory;
 pub mod plan;
@@ -126,9 +127,12 @@ fn run(plan: &plan::Plan, opts: &Options, log: &mut Log, rb: &mut rollback::Roll
         .map_err(|e| Error::msg(format!("prctl(PR_SET_CHILD_SUBREAPER): {e}")))?;
     let mut res = files::Reservoir::default();
     files::apply_inherited(plan, opts, &mut res)?;
+    kinds::open_ghosts(plan, &mut res)?;
+    kinds::open_memfds(plan, &mut res)?;
     files::open_pipes(plan, &mut res)?;
     files::open_fifos(plan, &mut res)?;
     files::open_regular(plan, &mut res)?;
+    kinds::open_misc(plan, opts, &mut res, log)?;
     let unix_r = unix::open_unix(plan, opts, &mut res, log);
     rb.created_paths.append(&mut res.created_paths);
     unix_r?;

@@ -95,3 +95,34 @@ pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
         Ok(r as usize)
     }
 }
+
+/// `inotify_add_watch(fd, path, mask)`: the watch descriptor number.
+pub fn inotify_add_watch(fd: RawFd, path: &std::ffi::CStr, mask: u32) -> io::Result<i32> {
+    // SAFETY: path is a valid NUL-terminated string for the call.
+    check(unsafe { libc::inotify_add_watch(fd, path.as_ptr(), mask) })
+}
+
+/// `inotify_rm_watch(fd, wd)`.
+pub fn inotify_rm_watch(fd: RawFd, wd: i32) -> io::Result<()> {
+    // SAFETY: integers only.
+    check(unsafe { libc::inotify_rm_watch(fd, wd) }).map(|_| ())
+}
+
+/// `epoll_ctl(epfd, EPOLL_CTL_ADD, fd, {events, data})`.
+pub fn epoll_add(epfd: RawFd, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: data };
+    // SAFETY: ev is a live epoll_event the kernel only reads.
+    check(unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(|_| ())
+}
+
+/// `ftruncate(fd, len)`.
+pub fn ftruncate(fd: RawFd, len: u64) -> io::Result<()> {
+    // SAFETY: integers only.
+    check(unsafe { libc::ftruncate(fd, len as libc::off_t) }).map(|_| ())
+}
+
+/// `fcntl(fd, F_ADD_SEALS, seals)`.
+pub fn add_seals(fd: RawFd, seals: i32) -> io::Result<()> {
+    // SAFETY: integers only.
+    check(unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) }).map(|_| ())
+}
