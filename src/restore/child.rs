@@ -67,11 +67,11 @@ pub fn run(plan: &Plan, idx: usize, res: &Reservoir, sync: &Sync, spawn: &dyn Fn
             // Wait to be seized; EOF means crit is gone.
             let mut b = [0u8; 1];
             let _ = fdops::read_fd(hold, &mut b);
-            fdops::exit_now(1)
+            crate::sys::clone::child_exit(1)
         }
         Err(e) => {
             report(status, &format!("ERR {pid} {}", e.to_string().replace('\n', " ")));
-            fdops::exit_now(1)
+            crate::sys::clone::child_exit(1)
         }
     }
 }

@@ -214,7 +214,12 @@ pub fn rebuild(
     // 4. Pages, in batches of iovecs.
     let mut batch: Vec<(u64, &[u8])> = Vec::new();
     let mut bytes = 0u64;
+    let skipped: Vec<(u64, u64)> = vmas.iter().filter(|v| skip_vma(v)).map(|v| (v.start, v.end)).collect();
     for r in &runs {
+        // The vdso's pages are the kernel's, not the task's.
+        if skipped.iter().any(|&(s, e)| r.vaddr >= s && r.vaddr < e) {
+            continue;
+        }
         batch.push((r.vaddr, &pages[r.off as usize..(r.off + r.len) as usize]));
         bytes += r.len;
         if batch.len() >= 512 {

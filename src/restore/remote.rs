@@ -46,11 +46,6 @@ pub trait Tracee {
     fn syscall(&mut self, nr: i64, args: [u64; 6]) -> Result<i64>;
     /// Writes memory of the thread's process, one or many ranges.
     fn write_mem(&mut self, iov: &[(u64, &[u8])]) -> Result<()>;
-    fn set_regs(&mut self, r: &Regs) -> Result<()>;
-    /// The thread's current xsave area (standard format, as ptrace gives).
-    fn get_xsave(&mut self) -> Result<Vec<u8>>;
-    fn set_xsave(&mut self, x: &[u8]) -> Result<()>;
-    fn set_sigmask(&mut self, mask: u64) -> Result<()>;
 }
 
 /// Runs a syscall and turns a negative result into an error naming it.

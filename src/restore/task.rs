@@ -7,7 +7,7 @@ use super::memory;
 use super::plan::{Plan, Task};
 use super::regs;
 use super::remote::{call, Regs, Tracee};
-use super::tracee::{self, SysTracee};
+use super::tracee::{self, FinishedThread, SysTracee};
 use super::Log;
 use crate::error::{Error, Result};
 use crate::image::pb;
@@ -37,11 +37,18 @@ pub const SCRATCH_LEN: u64 = 64 * 1024;
 struct Rebuilt {
     t: SysTracee,
     regs: Regs,
+    mask: u64,
+    fpregs: pb::UserX86FpregsEntry,
+}
+
+/// A rebuilt thread, stopped, and its FPU state still to set.
+struct Done {
+    t: FinishedThread,
     fpregs: pb::UserX86FpregsEntry,
 }
 
 pub fn take_over_all(plan: &Plan, log: &mut Log) -> Result<()> {
-    let mut all: Vec<Vec<Rebuilt>> = Vec::new();
+    let mut all: Vec<Vec<Done>> = Vec::new();
     let mut mains = Vec::new();
     for t in &plan.tasks {
         mains.push(tracee::seize(t.pid)?);
@@ -52,12 +59,11 @@ pub fn take_over_all(plan: &Plan, log: &mut Log) -> Result<()> {
         log.debug(format!("pid {}: rebuilt in {:?}", t.pid, started.elapsed()));
     }
     // Registers last, then let the whole tree go.
-    for threads in &mut all {
-        for th in threads.iter_mut() {
+    for threads in &all {
+        for th in threads {
             let mut x = th.t.get_xsave()?;
             regs::fill_xsave(&mut x, &th.fpregs);
             th.t.set_xsave(&x)?;
-            th.t.set_regs(&th.regs)?;
         }
     }
     for threads in all {
@@ -68,13 +74,17 @@ pub fn take_over_all(plan: &Plan, log: &mut Log) -> Result<()> {
     Ok(())
 }
 
-fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) -> Result<Vec<Rebuilt>> {
+fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) -> Result<Vec<Done>> {
     let pid = task.pid;
     let lay = Layout::for_task(task);
     // The forked copy of crit inherited crit's rseq area: drop it before
     // that memory goes away.
     main.unregister_rseq()?;
-    let scratch = memory::choose_scratch(pid, task, SCRATCH_LEN)?;
+    // [gate page][scratch], in a hole of both the current and the dumped
+    // layout.
+    let region = memory::choose_scratch(pid, task, memory::PAGE + SCRATCH_LEN)?;
+    main.map_gate(region)?;
+    let scratch = region + memory::PAGE;
     let got = call(
         &mut main,
         "mmap scratch",
@@ -84,11 +94,10 @@ fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) ->
     if got != scratch {
         return Err(Error::msg(format!("pid {pid}: scratch area landed at {got:#x}, not {scratch:#x}")));
     }
-    main.use_scratch(scratch, SCRATCH_LEN)?;
     let pages_path = plan.dir.join(format!("pages-{}.img", task.pages_id));
     let pages_file = if pages_path.exists() { Some(Mapped::open(&pages_path)?) } else { None };
     let pages: &[u8] = pages_file.as_ref().map(|m| m.bytes()).unwrap_or(&[]);
-    memory::rebuild(&mut main, task, &lay, pages, scratch, SCRATCH_LEN, log)?;
+    memory::rebuild(&mut main, task, &lay, pages, region, memory::PAGE + SCRATCH_LEN, log)?;
     memory::set_mm(&mut main, task, &lay, scratch)?;
     // The VMA files and crit's pipes are no longer needed in the task.
     call(&mut main, "close_range", NR_CLOSE_RANGE, [lay.vbase as u64, u32::MAX as u64, 0, 0, 0, 0])?;
@@ -102,7 +111,7 @@ fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) ->
     }
     threads.insert(0, (main, &task.threads[0].core));
     for (mut t, core) in threads {
-        thread_state(&mut t, task, core, scratch)?;
+        let mask = thread_state(&mut t, task, core, scratch)?;
         let ti = core
             .thread_info
             .as_ref()
@@ -111,6 +120,7 @@ fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) ->
         out.push(Rebuilt {
             t,
             regs: r,
+            mask,
             fpregs: ti.fpregs.clone(),
         });
     }
@@ -122,10 +132,25 @@ fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) ->
             creds(&mut th.t, c, scratch)?;
         }
     }
-    let last = &mut out[0].t;
-    last.release_scratch();
-    call(last, "munmap scratch", NR_MUNMAP, [scratch, SCRATCH_LEN, 0, 0, 0, 0])?;
-    Ok(out)
+    call(&mut out[0].t, "munmap scratch", NR_MUNMAP, [scratch, SCRATCH_LEN, 0, 0, 0, 0])?;
+    // Other threads first: the main thread's finish unmaps the gate page.
+    let mut done = Vec::new();
+    let mut rest = out.into_iter();
+    let first = rest.next().ok_or_else(|| Error::msg(format!("pid {pid}: no thread")))?;
+    for th in rest {
+        done.push(Done {
+            t: th.t.finish(&th.regs, th.mask)?,
+            fpregs: th.fpregs,
+        });
+    }
+    done.insert(
+        0,
+        Done {
+            t: first.t.finish(&first.regs, first.mask)?,
+            fpregs: first.fpregs,
+        },
+    );
+    Ok(done)
 }
 
 /// Signal actions, interval timers, rlimits, personality.
@@ -172,8 +197,8 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<()> {
 }
 
 /// tid address, robust list, rseq, sigaltstack, parent-death signal,
-/// name, signal mask.
-fn thread_state(t: &mut SysTracee, task: &Task, core: &pb::CoreEntry, scratch: u64) -> Result<()> {
+/// name. Returns the signal mask the thread resumes with.
+fn thread_state(t: &mut SysTracee, task: &Task, core: &pb::CoreEntry, scratch: u64) -> Result<u64> {
     let tid = t.tid();
     let buf = scratch + 2048;
     if let Some(ti) = &core.thread_info {
@@ -207,19 +232,20 @@ fn thread_state(t: &mut SysTracee, task: &Task, core: &pb::CoreEntry, scratch: u
         if let Some(pd) = th.pdeath_sig {
             call(t, "prctl(PR_SET_PDEATHSIG)", NR_PRCTL, [1, u64::from(pd), 0, 0, 0, 0])?;
         }
-        let comm = th.comm.clone().or_else(|| task.tc().map(|tc| tc.comm.clone()));
-        if let Some(c) = comm {
-            let _ = std::fs::write(format!("/proc/{}/task/{tid}/comm", task.pid), c.as_bytes());
-        }
-    } else if let Some(tc) = task.tc() {
-        let _ = std::fs::write(format!("/proc/{}/task/{tid}/comm", task.pid), tc.comm.as_bytes());
+    }
+    let comm = th.and_then(|th| th.comm.clone()).or_else(|| task.tc().map(|tc| tc.comm.clone()));
+    if let Some(c) = comm {
+        let mut b = c.into_bytes();
+        b.truncate(15);
+        b.push(0);
+        t.write_mem(&[(buf + 64, &b)])?;
+        call(t, &format!("prctl(PR_SET_NAME) in tid {tid}"), NR_PRCTL, [15, buf + 64, 0, 0, 0, 0])?;
     }
     let mask = th
         .and_then(|th| th.blk_sigset)
         .or_else(|| task.tc().map(|tc| tc.blk_sigset))
         .unwrap_or(0);
-    t.set_sigmask(mask)?;
-    Ok(())
+    Ok(mask)
 }
 
 /// Groups, gids, uids (each thread has its own credentials).

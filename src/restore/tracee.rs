@@ -1,53 +1,216 @@
-//! The [`Tracee`] of the restore on top of `crate::sys` (ptrace, injection,
-//! remote memory).
+//! The [`Tracee`] of the restore on top of `crate::sys`: ptrace for the
+//! stop and registers, the injector for syscalls, process_vm_writev for
+//! memory.
+//!
+//! The injector's gate (its `syscall` instruction) is first found in the
+//! forked task's vdso; before the address space is torn down it moves to a
+//! gate page crit maps in a hole free in both the current and the dumped
+//! layout, just below the scratch area. Both go at the very end.
 
 use super::remote::{Regs, Tracee};
 use crate::error::{Error, Result};
+use crate::sys::inject::Injector;
+use crate::sys::{ptrace, remote};
+use std::io::IoSlice;
 
 pub struct SysTracee {
     tid: u32,
+    inj: Injector,
+    /// This thread's injector owns the gate page (the main thread).
+    owns_gate: bool,
 }
 
+fn sys_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::io(what, e)
+}
+
+/// Seizes a forked task (blocked in its wait for crit) and stops it.
 pub fn seize(pid: u32) -> Result<SysTracee> {
-    Err(Error::msg(format!("pid {pid}: not yet")))
+    let tid = pid as i32;
+    ptrace::seize(tid).map_err(sys_err(format!("pid {pid}: seize")))?;
+    ptrace::interrupt(tid).map_err(sys_err(format!("pid {pid}: interrupt")))?;
+    loop {
+        match ptrace::wait_stop(tid).map_err(sys_err(format!("pid {pid}: wait for stop")))? {
+            s if s.is_event_stop() => break,
+            s if s.is_exit() => return Err(Error::msg(format!("pid {pid}: exited before it was rebuilt ({s:?})"))),
+            _ => {
+                ptrace::to_event_stop(tid).map_err(sys_err(format!("pid {pid}: stop")))?;
+                break;
+            }
+        }
+    }
+    let inj = Injector::new(tid).map_err(sys_err(format!("pid {pid}: injector")))?;
+    Ok(SysTracee {
+        tid: pid,
+        inj,
+        owns_gate: false,
+    })
 }
 
 impl SysTracee {
+    /// Drops the rseq registration the forked copy of crit inherited.
     pub fn unregister_rseq(&mut self) -> Result<()> {
+        let c = match ptrace::get_rseq_config(self.tid as i32) {
+            Ok(c) => c,
+            Err(_) => return Ok(()),
+        };
+        if c.rseq_abi_pointer == 0 {
+            return Ok(());
+        }
+        let r = self.syscall(
+            334,
+            [c.rseq_abi_pointer, u64::from(c.rseq_abi_size), 1, u64::from(c.signature), 0, 0],
+        )?;
+        if r < 0 {
+            return Err(Error::msg(format!("pid {}: rseq unregister: errno {}", self.tid, -r)));
+        }
         Ok(())
     }
-    pub fn use_scratch(&mut self, _addr: u64, _len: u64) -> Result<()> {
+
+    /// Moves the gate to a page at `gate_at` (must be free).
+    pub fn map_gate(&mut self, gate_at: u64) -> Result<()> {
+        self.inj
+            .map_gate_page(Some(gate_at))
+            .map_err(sys_err(format!("pid {}: gate page", self.tid)))?;
+        self.owns_gate = true;
         Ok(())
     }
-    pub fn release_scratch(&mut self) {}
-    pub fn new_thread(&mut self, tid: u32, _scratch: u64) -> Result<SysTracee> {
-        Err(Error::msg(format!("tid {tid}: threads not yet")))
+
+    pub fn gate(&self) -> u64 {
+        self.inj.gate()
+    }
+
+    /// Creates thread `tid` of this task by injecting clone3 (with
+    /// `set_tid`), and takes it over. `scratch` holds the clone arguments.
+    pub fn new_thread(&mut self, tid: u32, scratch: u64) -> Result<SysTracee> {
+        let me = self.tid as i32;
+        let opts = ptrace::options_of(me).unwrap_or(ptrace::DEFAULT_OPTIONS);
+        ptrace::set_options(me, opts | ptrace::O_TRACECLONE)
+            .map_err(sys_err(format!("pid {me}: trace clone")))?;
+        // struct clone_args, then the one-entry set_tid array.
+        let flags: u64 = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000;
+        let set_tid_at = scratch + 128;
+        let mut a = Vec::with_capacity(88);
+        for v in [flags, 0, 0, 0, 0, 0, 0, 0, set_tid_at, 1, 0] {
+            a.extend_from_slice(&v.to_le_bytes());
+        }
+        self.write_mem(&[(scratch, &a), (set_tid_at, &(tid as i32).to_le_bytes())])?;
+        let r = self.syscall(435, [scratch, 88, 0, 0, 0, 0])?;
+        ptrace::set_options(me, opts).map_err(sys_err(format!("pid {me}: trace options")))?;
+        if r < 0 {
+            let e = std::io::Error::from_raw_os_error(-r as i32);
+            if -r == libc::EEXIST as i64 {
+                return Err(Error::msg(format!("pid {me}: thread id {tid} is already in use")));
+            }
+            return Err(Error::msg(format!("pid {me}: create thread {tid}: {e}")));
+        }
+        if r as u32 != tid {
+            return Err(Error::msg(format!("pid {me}: thread {tid} was created as {r}")));
+        }
+        loop {
+            let s = ptrace::wait_stop(tid as i32).map_err(sys_err(format!("tid {tid}: first stop")))?;
+            if s.is_event_stop() {
+                break;
+            }
+            if s.is_exit() {
+                return Err(Error::msg(format!("tid {tid}: exited at once ({s:?})")));
+            }
+            ptrace::to_event_stop(tid as i32).map_err(sys_err(format!("tid {tid}: stop")))?;
+            break;
+        }
+        let inj = Injector::with_gate(tid as i32, self.inj.gate())
+            .map_err(sys_err(format!("tid {tid}: injector")))?;
+        Ok(SysTracee {
+            tid,
+            inj,
+            owns_gate: false,
+        })
+    }
+
+    pub fn owns_gate(&self) -> bool {
+        self.owns_gate
+    }
+
+    /// Ends injection with `regs` and `mask` as the thread's state, and
+    /// leaves it stopped (the gate page goes with the main thread's).
+    pub fn finish(mut self, regs: &Regs, mask: u64) -> Result<FinishedThread> {
+        self.inj.set_saved_regs(to_sys(regs));
+        self.inj.set_saved_sigmask(mask);
+        let tid = self.tid;
+        self.inj.finish().map_err(sys_err(format!("tid {tid}: finish")))?;
+        Ok(FinishedThread { tid })
+    }
+}
+
+/// A rebuilt thread, stopped with its final registers, ready to go.
+pub struct FinishedThread {
+    pub tid: u32,
+}
+
+impl FinishedThread {
+    pub fn set_xsave(&self, x: &[u8]) -> Result<()> {
+        ptrace::set_xsave(self.tid as i32, x).map_err(sys_err(format!("tid {}: set xsave", self.tid)))
+    }
+    pub fn get_xsave(&self) -> Result<Vec<u8>> {
+        ptrace::get_xsave(self.tid as i32).map_err(sys_err(format!("tid {}: get xsave", self.tid)))
     }
     pub fn detach(self) -> Result<()> {
-        Ok(())
+        ptrace::detach(self.tid as i32).map_err(sys_err(format!("tid {}: detach", self.tid)))
     }
+}
+
+fn to_sys(r: &Regs) -> ptrace::Regs {
+    let mut s = ptrace::zeroed_regs();
+    s.r15 = r.r15;
+    s.r14 = r.r14;
+    s.r13 = r.r13;
+    s.r12 = r.r12;
+    s.rbp = r.bp;
+    s.rbx = r.bx;
+    s.r11 = r.r11;
+    s.r10 = r.r10;
+    s.r9 = r.r9;
+    s.r8 = r.r8;
+    s.rax = r.ax;
+    s.rcx = r.cx;
+    s.rdx = r.dx;
+    s.rsi = r.si;
+    s.rdi = r.di;
+    s.orig_rax = r.orig_ax;
+    s.rip = r.ip;
+    s.cs = r.cs;
+    s.eflags = r.flags;
+    s.rsp = r.sp;
+    s.ss = r.ss;
+    s.fs_base = r.fs_base;
+    s.gs_base = r.gs_base;
+    s.ds = r.ds;
+    s.es = r.es;
+    s.fs = r.fs;
+    s.gs = r.gs;
+    s
 }
 
 impl Tracee for SysTracee {
     fn tid(&self) -> u32 {
         self.tid
     }
-    fn syscall(&mut self, _nr: i64, _args: [u64; 6]) -> Result<i64> {
-        Err(Error::msg("not yet"))
+    fn syscall(&mut self, nr: i64, args: [u64; 6]) -> Result<i64> {
+        self.inj.syscall(nr, args).map_err(sys_err(format!("pid {}", self.tid)))
     }
-    fn write_mem(&mut self, _iov: &[(u64, &[u8])]) -> Result<()> {
-        Err(Error::msg("not yet"))
-    }
-    fn set_regs(&mut self, _r: &Regs) -> Result<()> {
-        Err(Error::msg("not yet"))
-    }
-    fn get_xsave(&mut self) -> Result<Vec<u8>> {
-        Err(Error::msg("not yet"))
-    }
-    fn set_xsave(&mut self, _x: &[u8]) -> Result<()> {
-        Err(Error::msg("not yet"))
-    }
-    fn set_sigmask(&mut self, _mask: u64) -> Result<()> {
-        Err(Error::msg("not yet"))
+    fn write_mem(&mut self, iov: &[(u64, &[u8])]) -> Result<()> {
+        let tid = self.tid as i32;
+        let local: Vec<IoSlice> = iov.iter().map(|(_, b)| IoSlice::new(b)).collect();
+        let rem: Vec<remote::RemoteIoVec> = iov
+            .iter()
+            .map(|(a, b)| remote::RemoteIoVec { base: *a, len: b.len() })
+            .collect();
+        let total: usize = iov.iter().map(|(_, b)| b.len()).sum();
+        let n = remote::write_vectored(tid, &local, &rem)
+            .map_err(sys_err(format!("pid {tid}: write memory at {:#x}", iov.first().map(|x| x.0).unwrap_or(0))))?;
+        if n != total {
+            return Err(Error::msg(format!("pid {tid}: wrote {n} of {total} bytes of memory")));
+        }
+        Ok(())
     }
 }

@@ -11,14 +11,15 @@ use crate::error::{Error, Result};
 /// [`child::run`] and never returns. Returns in the caller once cloned.
 pub fn spawn(plan: &Plan, idx: usize, res: &Reservoir, sync: &Sync) -> Result<()> {
     let pid = plan.tasks[idx].pid;
-    match crate::sys::clone::clone3_with_tid(pid as i32, libc::SIGCHLD as u64) {
-        Ok(0) => {
+    use crate::sys::clone::{clone3_with_tid, ForkResult};
+    match clone3_with_tid(&[pid as i32], 0) {
+        Ok(ForkResult::Child) => {
             let sp = |k: usize| spawn(plan, k, res, sync);
             child::run(plan, idx, res, sync, &sp)
         }
-        Ok(got) if got as u32 == pid => Ok(()),
-        Ok(got) => Err(Error::msg(format!("pid {pid}: clone3 gave pid {got}"))),
-        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+        Ok(ForkResult::Parent(got)) if got as u32 == pid => Ok(()),
+        Ok(ForkResult::Parent(got)) => Err(Error::msg(format!("pid {pid}: clone3 gave pid {got}"))),
+        Err(e) if crate::sys::errno_of(&e) == Some(libc::EEXIST) => {
             Err(Error::msg(format!("pid {pid} is already in use")))
         }
         Err(e) => Err(Error::io(format!("pid {pid}: clone3 with set_tid"), e)),

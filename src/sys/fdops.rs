@@ -66,14 +66,6 @@ pub fn close(fd: RawFd) -> io::Result<()> {
     check(unsafe { libc::close(fd) }).map(|_| ())
 }
 
-/// Exits the calling process at once, without running destructors or
-/// atexit handlers (for forked children that must not unwind into the
-/// parent's code).
-pub fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit never returns and touches no Rust state.
-    unsafe { libc::_exit(code) }
-}
-
 /// `write(fd, buf)` on an fd number the caller keeps owning.
 pub fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: buf is a valid readable slice of buf.len() bytes.

@@ -1,8 +1,31 @@
 //! Small safe wrappers over kernel interfaces. All of crit's `unsafe` code
 //! lives under this module, each use behind a documented safe function.
+//!
+//! The layer both engines use:
+//! - [`ptrace`]: per-thread tracing, registers, and freezing whole trees;
+//! - [`remote`]: reading and writing another process's memory;
+//! - [`inject`]: running syscalls inside a stopped thread;
+//! - [`pidfd`]: pidfds and copying another process's file descriptors;
+//! - [`clone`]: forking with a chosen pid;
+//! - [`procfs`]: the few `/proc` reads they need.
+//!
+//! Added for the restore engine: [`fdops`] (fd-table moves, epoll, inotify,
+//! memfd sizing), [`sock`] (accept, dup of inherited fds), [`cpu`] (xsave
+//! layout).
+//!
+//! Errors are `std::io::Error`s naming the call and pid/tid, whose errno
+//! [`errno_of`] recovers. x86-64 only.
 
 pub mod clone;
 pub mod cpu;
+mod err;
 pub mod fdops;
+pub mod inject;
 pub mod mmap;
+pub mod pidfd;
+pub mod procfs;
+pub mod ptrace;
+pub mod remote;
 pub mod sock;
+
+pub use err::{errno_of, SysError};

@@ -1,0 +1,114 @@
+//! The few `/proc` reads the tracing code needs.
+//!
+//! Errors keep the kind of the failed read (`NotFound` when the process or
+//! thread is gone) and name the file.
+
+use std::fs;
+use std::io;
+
+fn read(path: &str) -> io::Result<String> {
+    fs::read_to_string(path).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))
+}
+
+/// The thread ids of process `pid` (`/proc/PID/task`), ascending.
+pub fn tids(pid: i32) -> io::Result<Vec<i32>> {
+    let path = format!("/proc/{pid}/task");
+    let dir = fs::read_dir(&path).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
+    let mut v: Vec<i32> = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .collect();
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// The state letter of thread `tid` of process `pid`
+/// (`/proc/PID/task/TID/stat`, field 3: R, S, D, T, t, Z, X, ...).
+pub fn thread_state(pid: i32, tid: i32) -> io::Result<char> {
+    let path = format!("/proc/{pid}/task/{tid}/stat");
+    let s = read(&path)?;
+    stat_after_comm(&s)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|f| f.chars().next())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: malformed")))
+}
+
+/// The text of a stat line after the `(comm)` field.
+fn stat_after_comm(s: &str) -> Option<&str> {
+    s.rfind(')').map(|i| &s[i + 1..])
+}
+
+/// The value of a `Name:` line of `/proc/PID/status`, trimmed.
+pub fn status_field(pid: i32, name: &str) -> io::Result<Option<String>> {
+    let s = read(&format!("/proc/{pid}/status"))?;
+    Ok(s.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == name).then(|| v.trim().to_string())
+    }))
+}
+
+/// `(pid, ppid)` of every process in `/proc` (threads are not listed).
+/// Processes that vanish during the scan are skipped.
+pub fn ppid_map() -> io::Result<Vec<(i32, i32)>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc")? {
+        let Ok(e) = e else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(s) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat_after_comm(&s)
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|f| f.parse::<i32>().ok());
+        if let Some(ppid) = ppid {
+            out.push((pid, ppid));
+        }
+    }
+    Ok(out)
+}
+
+/// One line of `/proc/PID/maps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapsEntry {
+    pub start: u64,
+    pub end: u64,
+    /// `rwxp`/`rwxs` as printed.
+    pub perms: String,
+    pub offset: u64,
+    /// Path or `[vdso]`, `[stack]`, ... (empty for anonymous memory).
+    pub name: String,
+}
+
+/// `/proc/PID/maps` parsed (PID may be a tid).
+pub fn maps(pid: i32) -> io::Result<Vec<MapsEntry>> {
+    let path = format!("/proc/{pid}/maps");
+    let s = read(&path)?;
+    let mut out = Vec::new();
+    for line in s.lines() {
+        let mut it = line.splitn(6, ' ');
+        let (Some(range), Some(perms), Some(off)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        let _dev = it.next();
+        let _ino = it.next();
+        let name = it.next().unwrap_or("").trim_start().to_string();
+        let Some((a, b)) = range.split_once('-') else { continue };
+        let (Ok(start), Ok(end), Ok(offset)) = (
+            u64::from_str_radix(a, 16),
+            u64::from_str_radix(b, 16),
+            u64::from_str_radix(off, 16),
+        ) else {
+            continue;
+        };
+        out.push(MapsEntry {
+            start,
+            end,
+            perms: perms.to_string(),
+            offset,
+            name,
+        });
+    }
+    Ok(out)
+}
