@@ -216,6 +216,10 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
             let fl = SfdFlags::from_bits_truncate((s.flags & 0o4000) as i32 | libc::SFD_CLOEXEC);
             let fd = SignalFd::with_flags(&set, fl).map_err(|er| Error::msg(format!("file id {id}: signalfd: {er}")))?;
             Some(fd.into())
+        } else if f.epfd.is_some() {
+            use nix::sys::epoll::{Epoll, EpollCreateFlags};
+            let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| Error::msg(format!("file id {id}: epoll_create: {e}")))?;
+            Some(ep.0)
         } else if let Some(i) = &f.ify {
             Some(inotify(i, id, log)?)
         } else if let Some(s) = &f.isk {
