@@ -140,34 +140,67 @@ fn prepare(
     Ok((st_fd, hold_fd))
 }
 
-/// Moves each source fd to its target number and closes every other fd.
+/// Moves each source fd to its target number and closes every other fd,
+/// in place: a source in the way of a target is moved aside first, so that
+/// no more than a few fds beyond the sources are ever open (a task may have
+/// tens of thousands, near the fd limit).
 fn install(pairs: &[(RawFd, RawFd, bool)], pid: u32) -> Result<()> {
+    use std::collections::HashMap;
     let e = |what: &str, err: std::io::Error| Error::io(format!("pid {pid}: {what}"), err);
-    // Above everything open now, so no copy lands on a target or source.
-    let mut top = 0;
+    // Where each source object is now, and how many targets still want it.
+    let mut pos: HashMap<RawFd, RawFd> = HashMap::new();
+    let mut pending: HashMap<RawFd, usize> = HashMap::new();
+    for &(s, _, _) in pairs {
+        pos.insert(s, s);
+        *pending.entry(s).or_default() += 1;
+    }
+    // Which source object sits at an fd number.
+    let mut at: HashMap<RawFd, RawFd> = pos.iter().map(|(&k, &v)| (v, k)).collect();
+    // Close everything that is not a source.
     if let Ok(d) = std::fs::read_dir("/proc/self/fd") {
-        for ent in d.flatten() {
-            if let Some(n) = ent.file_name().to_str().and_then(|s| s.parse::<RawFd>().ok()) {
-                top = top.max(n);
+        let open: Vec<RawFd> = d
+            .flatten()
+            .filter_map(|ent| ent.file_name().to_str().and_then(|s| s.parse::<RawFd>().ok()))
+            .collect();
+        for fd in open {
+            if !at.contains_key(&fd) {
+                let _ = fdops::close(fd);
             }
         }
     }
-    for &(s, t, _) in pairs {
-        top = top.max(s).max(t);
+    let top = pairs.iter().map(|p| p.1).max().unwrap_or(0) + 1;
+    let mut placed: std::collections::HashSet<RawFd> = std::collections::HashSet::new();
+    for &(s, t, cloexec) in pairs {
+        // Someone else's source sits on the target: move it aside.
+        if let Some(&other) = at.get(&t) {
+            if other != s && pending.get(&other).copied().unwrap_or(0) > 0 {
+                let new = fdops::dup_at_least(t, top).map_err(|err| e(&format!("move fd {t} aside"), err))?;
+                pos.insert(other, new);
+                at.insert(new, other);
+                at.remove(&t);
+            }
+        }
+        let cur = pos[&s];
+        fdops::dup_to(cur, t, cloexec).map_err(|err| e(&format!("fd {t}"), err))?;
+        placed.insert(t);
+        if at.get(&t) != Some(&s) {
+            at.remove(&t);
+        }
+        let left = pending.get_mut(&s).map(|n| {
+            *n -= 1;
+            *n
+        });
+        if left == Some(0) && cur != t && !placed.contains(&cur) {
+            let _ = fdops::close(cur);
+            at.remove(&cur);
+        }
     }
-    let base = top + 1;
-    let mut tmp = Vec::with_capacity(pairs.len());
-    for (k, &(s, _, _)) in pairs.iter().enumerate() {
-        let want = base + k as RawFd;
-        fdops::dup_to(s, want, true).map_err(|err| e(&format!("dup fd {s} to {want}"), err))?;
-        tmp.push(want);
+    // Sources that ended on no target.
+    for (fd, _) in at {
+        if !placed.contains(&fd) {
+            let _ = fdops::close(fd);
+        }
     }
-    fdops::close_range(0, (base - 1) as u32).map_err(|err| e("close inherited fds", err))?;
-    fdops::close_range((base + pairs.len() as RawFd) as u32, u32::MAX).map_err(|err| e("close inherited fds", err))?;
-    for (k, &(_, t, cloexec)) in pairs.iter().enumerate() {
-        fdops::dup_to(tmp[k], t, cloexec).map_err(|err| e(&format!("fd {t}"), err))?;
-    }
-    fdops::close_range(base as u32, u32::MAX).map_err(|err| e("close temporaries", err))?;
     Ok(())
 }
 

@@ -175,6 +175,15 @@ fn run(plan: &plan::Plan, opts: &Options, log: &mut Log, rb: &mut rollback::Roll
 /// have tens of thousands of sockets).
 fn raise_nofile() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    // As root, up to the system's ceiling; else up to the hard limit.
+    let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if let Some(c) = ceiling {
+        if setrlimit(Resource::RLIMIT_NOFILE, c, c).is_ok() {
+            return;
+        }
+    }
     if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
