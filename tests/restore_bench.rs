@@ -123,7 +123,7 @@ fn bench_16384_mappings_1gib_9000_socketpairs() {
     // Warm the page cache so that disk speed is not measured.
     let _ = std::fs::read(d.path().join("pages-1.img"));
     let t = Instant::now();
-    let out = crit().args(["restore", "-d", "-v", "-D"]).arg(d.path()).output().unwrap();
+    let out = crit().args(["restore", "-d", "-vv", "-D"]).arg(d.path()).output().unwrap();
     let took = t.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let maps = std::fs::read_to_string("/proc/26659/maps").map(|m| m.lines().count()).unwrap_or(0);

@@ -5,6 +5,7 @@ use std::io::Write;
 
 pub struct Log {
     pub verbose: u8,
+    start: std::time::Instant,
     file: Option<std::fs::File>,
 }
 
@@ -20,7 +21,11 @@ impl Log {
             ),
             None => None,
         };
-        Ok(Log { verbose, file })
+        Ok(Log {
+            verbose,
+            start: std::time::Instant::now(),
+            file,
+        })
     }
 
     fn put(&mut self, level: &str, msg: &str, to_stderr: bool) {
@@ -43,6 +48,7 @@ impl Log {
 
     pub fn debug(&mut self, msg: impl AsRef<str>) {
         let v = self.verbose > 1;
-        self.put("", msg.as_ref(), v);
+        let m = format!("[{:.3}] {}", self.start.elapsed().as_secs_f64(), msg.as_ref());
+        self.put("", &m, v);
     }
 }

@@ -104,6 +104,8 @@ pub fn page_runs(task: &Task, pages_len: u64) -> Result<Vec<PageRun>> {
         runs.push(PageRun { vaddr: pe.vaddr, len, off });
         off += len;
     }
+    // CRIU writes them in address order; do not rely on it.
+    runs.sort_by_key(|r| r.vaddr);
     Ok(runs)
 }
 
@@ -211,6 +213,8 @@ pub fn rebuild(
             return Err(Error::msg(format!("pid {pid}: mmap {:#x} landed at {got:#x}", v.start)));
         }
     }
+    log.debug(format!("pid {pid}: mappings made"));
+    let t_pages = std::time::Instant::now();
     // 4. Pages, in batches of iovecs.
     let mut batch: Vec<(u64, &[u8])> = Vec::new();
     let mut bytes = 0u64;
@@ -222,15 +226,9 @@ pub fn rebuild(
         }
         batch.push((r.vaddr, &pages[r.off as usize..(r.off + r.len) as usize]));
         bytes += r.len;
-        if batch.len() >= 512 {
-            t.write_mem(&batch)?;
-            batch.clear();
-        }
     }
-    if !batch.is_empty() {
-        t.write_mem(&batch)?;
-    }
-    log.debug(format!("pid {pid}: {} mappings, {bytes} bytes of pages", vmas.len()));
+    t.write_pages(&batch)?;
+    log.debug(format!("pid {pid}: {} mappings, {bytes} bytes of pages written in {:?}", vmas.len(), t_pages.elapsed()));
     // 5. Final protections and advice.
     for v in reprotect {
         call(t, "mprotect", NR_MPROTECT, [v.start, v.end - v.start, u64::from(v.prot), 0, 0, 0])?;

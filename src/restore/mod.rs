@@ -93,7 +93,9 @@ pub fn parse_inherit_fd(s: &str) -> Result<(i32, String)> {
 /// root's (waiting mode), or 0 once the tree runs (detached).
 pub fn restore(opts: &Options) -> Result<i32> {
     let mut log = Log::new(opts.verbose, opts.log_file.as_deref())?;
+    let t0 = std::time::Instant::now();
     let plan = plan::Plan::load(&opts.dir)?;
+    log.debug(format!("images read in {:?}", t0.elapsed()));
     let root = &plan.tasks[0];
     if root.sid != root.pid && !opts.shell_job {
         return Err(Error::msg(format!(
@@ -137,6 +139,8 @@ fn run(plan: &plan::Plan, opts: &Options, log: &mut Log, rb: &mut rollback::Roll
     rb.created_paths.append(&mut res.created_paths);
     unix_r?;
     files::check_all_opened(plan, &res)?;
+    log.debug(format!("files and sockets made: {} objects", res.by_id.len()));
+    let t1 = std::time::Instant::now();
     let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::msg(format!("pipe2: {e}")))?;
     let (hold_r, hold_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -168,6 +172,7 @@ fn run(plan: &plan::Plan, opts: &Options, log: &mut Log, rb: &mut rollback::Roll
         ready += 1;
         log.debug(format!("task ready: {line}"));
     }
+    log.debug(format!("tree forked and prepared in {:?}", t1.elapsed()));
     task::take_over_all(plan, log)
 }
 

@@ -46,6 +46,11 @@ pub trait Tracee {
     fn syscall(&mut self, nr: i64, args: [u64; 6]) -> Result<i64>;
     /// Writes memory of the thread's process, one or many ranges.
     fn write_mem(&mut self, iov: &[(u64, &[u8])]) -> Result<()>;
+    /// Like [`Tracee::write_mem`] for bulk page data: may split the work
+    /// over several threads of crit.
+    fn write_pages(&mut self, iov: &[(u64, &[u8])]) -> Result<()> {
+        self.write_mem(iov)
+    }
 }
 
 /// Runs a syscall and turns a negative result into an error naming it.

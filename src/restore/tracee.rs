@@ -191,6 +191,33 @@ fn to_sys(r: &Regs) -> ptrace::Regs {
     s
 }
 
+/// process_vm_writev of `iov` (any length; split in IOV_MAX-sized calls).
+fn write_iov(tid: i32, iov: &[(u64, &[u8])]) -> Result<()> {
+    for chunk in iov.chunks(512) {
+        let local: Vec<IoSlice> = chunk.iter().map(|(_, b)| IoSlice::new(b)).collect();
+        let rem: Vec<remote::RemoteIoVec> = chunk
+            .iter()
+            .map(|(a, b)| remote::RemoteIoVec { base: *a, len: b.len() })
+            .collect();
+        let total: usize = chunk.iter().map(|(_, b)| b.len()).sum();
+        let n = remote::write_vectored(tid, &local, &rem)
+            .map_err(sys_err(format!("pid {tid}: write memory at {:#x}", chunk[0].0)))?;
+        if n != total {
+            let mut left = n;
+            let mut at = chunk[0].0;
+            for (a, b) in chunk {
+                if left < b.len() {
+                    at = a + left as u64;
+                    break;
+                }
+                left -= b.len();
+            }
+            return Err(Error::msg(format!("pid {tid}: memory at {at:#x} could not be written ({n} of {total} bytes done)")));
+        }
+    }
+    Ok(())
+}
+
 impl Tracee for SysTracee {
     fn tid(&self) -> u32 {
         self.tid
@@ -199,18 +226,41 @@ impl Tracee for SysTracee {
         self.inj.syscall(nr, args).map_err(sys_err(format!("pid {}", self.tid)))
     }
     fn write_mem(&mut self, iov: &[(u64, &[u8])]) -> Result<()> {
-        let tid = self.tid as i32;
-        let local: Vec<IoSlice> = iov.iter().map(|(_, b)| IoSlice::new(b)).collect();
-        let rem: Vec<remote::RemoteIoVec> = iov
-            .iter()
-            .map(|(a, b)| remote::RemoteIoVec { base: *a, len: b.len() })
-            .collect();
-        let total: usize = iov.iter().map(|(_, b)| b.len()).sum();
-        let n = remote::write_vectored(tid, &local, &rem)
-            .map_err(sys_err(format!("pid {tid}: write memory at {:#x}", iov.first().map(|x| x.0).unwrap_or(0))))?;
-        if n != total {
-            return Err(Error::msg(format!("pid {tid}: wrote {n} of {total} bytes of memory")));
-        }
-        Ok(())
+        write_iov(self.tid as i32, iov)
     }
+    fn write_pages(&mut self, iov: &[(u64, &[u8])]) -> Result<()> {
+        let tid = self.tid as i32;
+        let total: usize = iov.iter().map(|(_, b)| b.len()).sum();
+        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+        if n < 2 || total < (64 << 20) {
+            return write_iov(tid, iov);
+        }
+        // Split into n parts of about equal bytes.
+        let per = total / n + 1;
+        let mut parts: Vec<&[(u64, &[u8])]> = Vec::new();
+        let (mut start, mut acc) = (0, 0);
+        for (k, (_, b)) in iov.iter().enumerate() {
+            acc += b.len();
+            if acc >= per {
+                parts.push(&iov[start..=k]);
+                start = k + 1;
+                acc = 0;
+            }
+        }
+        if start < iov.len() {
+            parts.push(&iov[start..]);
+        }
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = parts.iter().map(|p| sc.spawn(move || write_iov(tid, p))).collect();
+            let mut r = Ok(());
+            for h in hs {
+                let got = h.join().unwrap_or_else(|_| Err(Error::msg(format!("pid {tid}: page writer failed"))));
+                if r.is_ok() {
+                    r = got;
+                }
+            }
+            r
+        })
+    }
+
 }

@@ -256,6 +256,11 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
             made.insert(e.ino, fd);
         }
     }
+    let listeners: HashMap<(&[u8], u32), u32> = by_ino
+        .values()
+        .filter(|s| s.e.state == ST_LISTEN && !s.e.name.is_empty())
+        .map(|s| ((s.e.name.as_slice(), s.e.r#type), s.e.ino))
+        .collect();
     // 2. Connected stream/seqpacket pairs, and unnamed dgram pairs.
     let inos: Vec<u32> = by_ino.keys().copied().collect();
     for &ino in &inos {
@@ -276,10 +281,11 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
             } else {
                 (e, p)
             };
-            let listener = by_ino
-                .values()
-                .find(|s| s.e.state == ST_LISTEN && s.e.name == acc.name && !acc.name.is_empty() && s.e.r#type == acc.r#type)
-                .map(|s| s.e.ino);
+            let listener = if acc.name.is_empty() {
+                None
+            } else {
+                listeners.get(&(acc.name.as_slice(), acc.r#type)).copied()
+            };
             if let Some(l) = listener.filter(|l| made.contains_key(l)) {
                 let c = new_sock(cli)?;
                 let a = addr_of(&acc.name, acc.name_dir.as_deref(), acc.ino)?;
