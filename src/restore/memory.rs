@@ -170,11 +170,17 @@ pub fn rebuild(
     keep.extend([sp.vvar, sp.vclock, sp.vdso].into_iter().flatten());
     keep.sort();
     let mut at = 0u64;
+    let mut calls = Vec::new();
     for &(s, e) in keep.iter().chain(std::iter::once(&(TASK_SIZE, TASK_SIZE))) {
         if s > at {
-            call(t, "munmap", NR_MUNMAP, [at, s - at, 0, 0, 0, 0])?;
+            calls.push((NR_MUNMAP, [at, s - at, 0, 0, 0, 0]));
         }
         at = at.max(e);
+    }
+    for (k, r) in t.batch(&calls)?.into_iter().enumerate() {
+        if r < 0 {
+            return Err(Error::msg(format!("pid {pid}: munmap {:#x}: errno {}", calls[k].1[0], -r)));
+        }
     }
     // 2. vvar, vvar_vclock, vdso to where they were.
     move_special(t, task, &sp, scratch, scratch_len)?;
@@ -182,6 +188,7 @@ pub fn rebuild(
     let pages_len = pages.len() as u64;
     let runs = page_runs(task, pages_len)?;
     let mut reprotect = Vec::new();
+    let mut maps: Vec<(&pb::VmaEntry, [u64; 6])> = Vec::new();
     for v in vmas.iter().filter(|v| !skip_vma(v)) {
         let len = v.end - v.start;
         let mut prot = v.prot;
@@ -203,13 +210,20 @@ pub fn rebuild(
             flags |= MAP_ANON;
             (u64::MAX, 0)
         };
-        let got = call(
-            t,
-            &format!("mmap {:#x}-{:#x}", v.start, v.end),
-            NR_MMAP,
-            [v.start, len, u64::from(prot), u64::from(flags), fd, off],
-        )?;
-        if got != v.start {
+        maps.push((v, [v.start, len, u64::from(prot), u64::from(flags), fd, off]));
+    }
+    let calls: Vec<(i64, [u64; 6])> = maps.iter().map(|m| (NR_MMAP, m.1)).collect();
+    for (k, got) in t.batch(&calls)?.into_iter().enumerate() {
+        let v = maps[k].0;
+        if (-4095..0).contains(&got) {
+            return Err(Error::msg(format!(
+                "pid {pid}: mmap {:#x}-{:#x}: {}",
+                v.start,
+                v.end,
+                std::io::Error::from_raw_os_error(-got as i32)
+            )));
+        }
+        if got as u64 != v.start {
             return Err(Error::msg(format!("pid {pid}: mmap {:#x} landed at {got:#x}", v.start)));
         }
     }
@@ -230,18 +244,27 @@ pub fn rebuild(
     t.write_pages(&batch)?;
     log.debug(format!("pid {pid}: {} mappings, {bytes} bytes of pages written in {:?}", vmas.len(), t_pages.elapsed()));
     // 5. Final protections and advice.
-    for v in reprotect {
-        call(t, "mprotect", NR_MPROTECT, [v.start, v.end - v.start, u64::from(v.prot), 0, 0, 0])?;
+    let calls: Vec<(i64, [u64; 6])> = reprotect
+        .iter()
+        .map(|v| (NR_MPROTECT, [v.start, v.end - v.start, u64::from(v.prot), 0, 0, 0]))
+        .collect();
+    for (k, r) in t.batch(&calls)?.into_iter().enumerate() {
+        if r < 0 {
+            return Err(Error::msg(format!("pid {pid}: mprotect {:#x}: errno {}", reprotect[k].start, -r)));
+        }
     }
+    let mut calls = Vec::new();
     for v in vmas.iter().filter(|v| !skip_vma(v)) {
         let madv = v.madv.unwrap_or(0);
         for bit in [10u64, 12, 14, 15, 16, 18] {
             // DONTFORK, MERGEABLE, HUGEPAGE, NOHUGEPAGE, DONTDUMP, WIPEONFORK
             if madv & (1 << bit) != 0 {
-                let _ = call(t, "madvise", NR_MADVISE, [v.start, v.end - v.start, bit, 0, 0, 0]);
+                calls.push((NR_MADVISE, [v.start, v.end - v.start, bit, 0, 0, 0]));
             }
         }
     }
+    // Advice is best effort (a kernel may lack THP or KSM).
+    t.batch(&calls)?;
     Ok(())
 }
 

@@ -46,6 +46,11 @@ pub trait Tracee {
     fn syscall(&mut self, nr: i64, args: [u64; 6]) -> Result<i64>;
     /// Writes memory of the thread's process, one or many ranges.
     fn write_mem(&mut self, iov: &[(u64, &[u8])]) -> Result<()>;
+    /// Runs many syscalls in order; returns each raw result. Implementations
+    /// may run them all in one go inside the tracee.
+    fn batch(&mut self, calls: &[(i64, [u64; 6])]) -> Result<Vec<i64>> {
+        calls.iter().map(|&(nr, a)| self.syscall(nr, a)).collect()
+    }
     /// Like [`Tracee::write_mem`] for bulk page data: may split the work
     /// over several threads of crit.
     fn write_pages(&mut self, iov: &[(u64, &[u8])]) -> Result<()> {

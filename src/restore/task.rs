@@ -31,7 +31,9 @@ const NR_SETFSGID: i64 = 123;
 const NR_MMAP: i64 = 9;
 const NR_MUNMAP: i64 = 11;
 
-pub const SCRATCH_LEN: u64 = 64 * 1024;
+/// The scratch area: small arguments in the first 32 KiB, the batch
+/// runner's code at 32 KiB, its call table (1 MiB) at 64 KiB.
+pub const SCRATCH_LEN: u64 = (64 << 10) + (1 << 20);
 
 /// One thread being rebuilt, with the registers it will resume with.
 struct Rebuilt {
@@ -94,6 +96,7 @@ fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) ->
     if got != scratch {
         return Err(Error::msg(format!("pid {pid}: scratch area landed at {got:#x}, not {scratch:#x}")));
     }
+    main.enable_batch(scratch + (32 << 10), scratch + (64 << 10), 1 << 20)?;
     let pages_path = plan.dir.join(format!("pages-{}.img", task.pages_id));
     let pages_file = if pages_path.exists() { Some(Mapped::open(&pages_path)?) } else { None };
     let pages: &[u8] = pages_file.as_ref().map(|m| m.bytes()).unwrap_or(&[]);
@@ -132,6 +135,7 @@ fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) ->
             creds(&mut th.t, c, scratch)?;
         }
     }
+    out[0].t.disable_batch();
     call(&mut out[0].t, "munmap scratch", NR_MUNMAP, [scratch, SCRATCH_LEN, 0, 0, 0, 0])?;
     // Other threads first: the main thread's finish unmaps the gate page.
     let mut done = Vec::new();
@@ -255,7 +259,7 @@ fn creds(t: &mut dyn Tracee, c: &pb::CredsEntry, scratch: u64) -> Result<()> {
         return Ok(());
     }
     let buf = scratch + 4096;
-    let b: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
+    let b: Vec<u8> = c.groups.iter().take(4096).flat_map(|g| g.to_le_bytes()).collect();
     if !b.is_empty() {
         t.write_mem(&[(buf, &b)])?;
     }

@@ -18,7 +18,30 @@ pub struct SysTracee {
     inj: Injector,
     /// This thread's injector owns the gate page (the main thread).
     owns_gate: bool,
+    /// Where the batch runner's code and call table go (see [`BATCH_CODE`]).
+    batch_area: Option<(u64, u64, usize)>,
 }
+
+/// The batch runner: for each 64-byte entry {nr, a1..a6, result} at rbx,
+/// r12 entries: load, `syscall`, store rax, next; then `int3`. Syscalls
+/// run back to back with no stop in between; the trap at the end hands
+/// the thread back (its SIGTRAP is suppressed; the task's signal actions
+/// are restored afterwards anyway).
+const BATCH_CODE: [u8; 43] = [
+    0x48, 0x8b, 0x03, // mov rax,[rbx]
+    0x48, 0x8b, 0x7b, 0x08, // mov rdi,[rbx+8]
+    0x48, 0x8b, 0x73, 0x10, // mov rsi,[rbx+16]
+    0x48, 0x8b, 0x53, 0x18, // mov rdx,[rbx+24]
+    0x4c, 0x8b, 0x53, 0x20, // mov r10,[rbx+32]
+    0x4c, 0x8b, 0x43, 0x28, // mov r8,[rbx+40]
+    0x4c, 0x8b, 0x4b, 0x30, // mov r9,[rbx+48]
+    0x0f, 0x05, // syscall
+    0x48, 0x89, 0x43, 0x38, // mov [rbx+56],rax
+    0x48, 0x83, 0xc3, 0x40, // add rbx,64
+    0x49, 0xff, 0xcc, // dec r12
+    0x75, 0xd6, // jnz loop
+    0xcc, // int3
+];
 
 fn sys_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::io(what, e)
@@ -44,6 +67,7 @@ pub fn seize(pid: u32) -> Result<SysTracee> {
         tid: pid,
         inj,
         owns_gate: false,
+        batch_area: None,
     })
 }
 
@@ -124,7 +148,62 @@ impl SysTracee {
             tid,
             inj,
             owns_gate: false,
+            batch_area: None,
         })
+    }
+
+    /// Lets [`Tracee::batch`] run calls in one go: its code goes at `code`
+    /// (executable), its table at `table` (`table_len` bytes).
+    pub fn enable_batch(&mut self, code: u64, table: u64, table_len: usize) -> Result<()> {
+        self.write_mem(&[(code, &BATCH_CODE)])?;
+        self.batch_area = Some((code, table, table_len));
+        Ok(())
+    }
+
+    /// Stops batching (its memory is about to go).
+    pub fn disable_batch(&mut self) {
+        self.batch_area = None;
+    }
+
+    fn run_batch(&mut self, code: u64, table: u64, calls: &[(i64, [u64; 6])]) -> Result<Vec<i64>> {
+        let tid = self.tid as i32;
+        let ctx = |w: &str| sys_err(format!("tid {tid}: batch of {} syscalls: {w}", calls.len()));
+        let mut t = Vec::with_capacity(calls.len() * 64);
+        for (nr, a) in calls {
+            t.extend_from_slice(&nr.to_le_bytes());
+            for v in a {
+                t.extend_from_slice(&v.to_le_bytes());
+            }
+            t.extend_from_slice(&0u64.to_le_bytes());
+        }
+        self.write_mem(&[(table, &t)])?;
+        let mut r = ptrace::get_regs(tid).map_err(ctx("get regs"))?;
+        r.rip = code;
+        r.rbx = table;
+        r.r12 = calls.len() as u64;
+        r.orig_rax = u64::MAX;
+        ptrace::set_regs(tid, &r).map_err(ctx("set regs"))?;
+        ptrace::cont(tid, 0).map_err(ctx("resume"))?;
+        loop {
+            match ptrace::wait_stop(tid).map_err(ctx("wait"))? {
+                ptrace::Stop::Signal(libc::SIGTRAP) => {
+                    let at = ptrace::get_regs(tid).map_err(ctx("get regs"))?.rip;
+                    if at != code + BATCH_CODE.len() as u64 {
+                        return Err(Error::msg(format!("tid {tid}: batch trapped at {at:#x}")));
+                    }
+                    break;
+                }
+                ptrace::Stop::Signal(sig) if matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE) => {
+                    let at = ptrace::get_regs(tid).map(|r| r.rip).unwrap_or(0);
+                    return Err(Error::msg(format!("tid {tid}: batch of syscalls faulted (signal {sig} at {at:#x})")));
+                }
+                s if s.is_exit() => return Err(Error::msg(format!("tid {tid}: died during a batch of syscalls ({s:?})"))),
+                _ => ptrace::cont(tid, 0).map_err(ctx("resume"))?,
+            }
+        }
+        let mut back = vec![0u8; t.len()];
+        remote::read_exact(tid, table, &mut back).map_err(ctx("read results"))?;
+        Ok(back.chunks(64).map(|c| i64::from_le_bytes(c[56..64].try_into().unwrap_or([0; 8]))).collect())
     }
 
     pub fn owns_gate(&self) -> bool {
@@ -227,6 +306,24 @@ impl Tracee for SysTracee {
     }
     fn write_mem(&mut self, iov: &[(u64, &[u8])]) -> Result<()> {
         write_iov(self.tid as i32, iov)
+    }
+    fn batch(&mut self, calls: &[(i64, [u64; 6])]) -> Result<Vec<i64>> {
+        let Some((code, table, len)) = self.batch_area else {
+            return calls.iter().map(|&(nr, a)| self.syscall(nr, a)).collect();
+        };
+        // The injector must have run at least one call (the thread is then
+        // in a syscall stop it knows how to leave).
+        let mut out = Vec::with_capacity(calls.len());
+        for chunk in calls.chunks(len / 64) {
+            if chunk.len() < 4 {
+                for &(nr, a) in chunk {
+                    out.push(self.syscall(nr, a)?);
+                }
+                continue;
+            }
+            out.extend(self.run_batch(code, table, chunk)?);
+        }
+        Ok(out)
     }
     fn write_pages(&mut self, iov: &[(u64, &[u8])]) -> Result<()> {
         let tid = self.tid as i32;
