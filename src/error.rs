@@ -7,9 +7,17 @@ use std::fmt;
 #[derive(Debug)]
 pub enum Error {
     /// A binary image is malformed at a byte offset.
-    Image { file: String, offset: u64, msg: String },
+    Image {
+        file: String,
+        offset: u64,
+        msg: String,
+    },
     /// A JSON document is malformed or has a wrong value.
-    Json { file: String, at: String, msg: String },
+    Json {
+        file: String,
+        at: String,
+        msg: String,
+    },
     /// An I/O call failed on a file.
     Io { what: String, err: std::io::Error },
     /// Anything else, already phrased with its location.

@@ -1,5 +1,6 @@
 //! crit: checkpoint images in CRIU's format.
 
+pub mod edit;
 pub mod error;
 pub mod explore;
 pub mod image;

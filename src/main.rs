@@ -5,7 +5,11 @@ use crit::error::Error;
 use crit::json::image::DecodeOpts;
 
 #[derive(Parser)]
-#[command(name = "crit", version, about = "Checkpoint images in CRIU's format: decode, encode, explore, edit")]
+#[command(
+    name = "crit",
+    version,
+    about = "Checkpoint images in CRIU's format: decode, encode, explore, edit"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -89,14 +93,37 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Change where unix sockets connect on restore (rewrites DIR/files.img).
+    Edit {
+        /// Images directory.
+        dir: std::path::PathBuf,
+        /// Make a restore connect socket INO to PATH (/path or @abstract). INO is
+        /// a socket whose peer is external, or an external entry itself.
+        #[arg(long, value_name = "INO=PATH", value_parser = clap::value_parser!(std::ffi::OsString))]
+        reconnect: Vec<std::ffi::OsString>,
+        /// Make the connection of in-tree socket INO external: its peer becomes
+        /// an outside end at PATH, or at the old peer's address.
+        #[arg(long, value_name = "INO[=PATH]", value_parser = clap::value_parser!(std::ffi::OsString))]
+        external: Vec<std::ffi::OsString>,
+        /// Print the changes but write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn run(cli: Cli) -> crit::error::Result<()> {
     match cli.cmd {
-        Cmd::Decode { input, output, pretty } => crit::toolkit::decode(
+        Cmd::Decode {
+            input,
+            output,
+            pretty,
+        } => crit::toolkit::decode(
             input.as_deref(),
             output.as_deref(),
-            DecodeOpts { pretty, nopl: false },
+            DecodeOpts {
+                pretty,
+                nopl: false,
+            },
         ),
         Cmd::Encode { input, output } => crit::toolkit::encode(input.as_deref(), output.as_deref()),
         Cmd::Show { input, nopl } => {
@@ -104,6 +131,12 @@ fn run(cli: Cli) -> crit::error::Result<()> {
         }
         Cmd::Info { input } => crit::toolkit::info(&input),
         Cmd::X { dir, what, json } => crit::explore::run(std::path::Path::new(&dir), &what, json),
+        Cmd::Edit {
+            dir,
+            reconnect,
+            external,
+            dry_run,
+        } => crit::edit::run(&dir, &reconnect, &external, dry_run),
         Cmd::Restore {
             dir,
             detached,

@@ -18,7 +18,10 @@ fn named(p: Option<&str>) -> Option<&str> {
 }
 
 fn file_name(p: &str) -> &str {
-    Path::new(p).file_name().and_then(|n| n.to_str()).unwrap_or(p)
+    Path::new(p)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(p)
 }
 
 /// Refuses raw files (no magic) by name, with what they are.
@@ -131,7 +134,9 @@ pub fn encode(input: Option<&str>, output: Option<&str>) -> Result<()> {
 pub fn info(input: &str) -> Result<()> {
     let mut s = String::new();
     if let (Some(kind), Some(_)) = (magic::raw_kind(file_name(input)), named(Some(input))) {
-        let size = std::fs::metadata(input).map_err(|e| Error::io(input, e))?.len();
+        let size = std::fs::metadata(input)
+            .map_err(|e| Error::io(input, e))?
+            .len();
         let mut w = JsonWriter::new(Vec::new(), true);
         w.begin_object();
         w.key("magic");

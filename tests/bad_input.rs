@@ -40,8 +40,14 @@ fn truncated_files() {
     let img = files_img();
     // Inside the magic, inside a length prefix, inside an entry.
     decode_fails(&img[..6], "truncated magic");
-    decode_fails(&img[..10], "at byte 8: truncated length prefix: 2 of 4 bytes");
-    decode_fails(&img[..40], "at byte 8: entry claims 84 bytes but only 28 are left");
+    decode_fails(
+        &img[..10],
+        "at byte 8: truncated length prefix: 2 of 4 bytes",
+    );
+    decode_fails(
+        &img[..40],
+        "at byte 8: entry claims 84 bytes but only 28 are left",
+    );
     let o = run(crit().arg("decode"), Some(&img[..40]));
     assert_fails(&o, "<stdin>: at byte 8: entry claims");
 }
@@ -53,8 +59,14 @@ fn empty_file() {
 
 #[test]
 fn unknown_magic() {
-    decode_fails(b"\x01\x02\x03\x04\x05\x06\x07\x08", "unknown magic 0x4030201");
-    decode_fails(&[0x19, 0x43, 0x56, 0x54, 9, 9, 9, 9], "at byte 4: unknown magic 0x9090909");
+    decode_fails(
+        b"\x01\x02\x03\x04\x05\x06\x07\x08",
+        "unknown magic 0x4030201",
+    );
+    decode_fails(
+        &[0x19, 0x43, 0x56, 0x54, 9, 9, 9, 9],
+        "at byte 4: unknown magic 0x9090909",
+    );
 }
 
 #[test]
@@ -62,7 +74,10 @@ fn absurd_length_prefix() {
     let mut img = files_img()[..8].to_vec();
     img.extend_from_slice(&0x7fff_ffffu32.to_le_bytes());
     img.extend_from_slice(b"abc");
-    decode_fails(&img, "at byte 8: entry claims 2147483647 bytes but only 3 are left");
+    decode_fails(
+        &img,
+        "at byte 8: entry claims 2147483647 bytes but only 3 are left",
+    );
     let mut neg = files_img()[..8].to_vec();
     neg.extend_from_slice(&0xffff_fff0u32.to_le_bytes());
     decode_fails(&neg, "negative length");
@@ -71,7 +86,9 @@ fn absurd_length_prefix() {
 #[test]
 fn garbage_entries() {
     let mut img = files_img()[..8].to_vec();
-    let junk: Vec<u8> = (0..200u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let junk: Vec<u8> = (0..200u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     img.extend_from_slice(&(junk.len() as u32).to_le_bytes());
     img.extend_from_slice(&junk);
     decode_fails(&img, "at byte 12: invalid field number 0");
@@ -90,7 +107,10 @@ fn encode_fails(json: &str, want: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let p = write(tmp.path(), "bad.json", json.as_bytes());
     let out = tmp.path().join("out.img");
-    let o = run(crit().arg("encode").arg("-i").arg(&p).arg("-o").arg(&out), None);
+    let o = run(
+        crit().arg("encode").arg("-i").arg(&p).arg("-o").arg(&out),
+        None,
+    );
     assert_fails(&o, want);
     assert!(String::from_utf8_lossy(&o.stderr).contains("bad.json"));
     // Nothing is left behind on failure.
@@ -102,10 +122,19 @@ fn encode_fails(json: &str, want: &str) {
 fn malformed_json() {
     encode_fails("", "input ends");
     encode_fails("{\"magic\": \"FILES\", \"entries\": [", "at byte 31");
-    encode_fails("{\"magic\": \"FILES\" \"entries\": []}", "expected ',' or '}'");
+    encode_fails(
+        "{\"magic\": \"FILES\" \"entries\": []}",
+        "expected ',' or '}'",
+    );
     encode_fails("[1, 2]", "expected an object");
-    encode_fails("{\"magic\": \"FILES\", \"entries\": []} x", "after the end of the document");
-    encode_fails("{\"magic\": \"NOPE\", \"entries\": []}", "unknown magic \"NOPE\"");
+    encode_fails(
+        "{\"magic\": \"FILES\", \"entries\": []} x",
+        "after the end of the document",
+    );
+    encode_fails(
+        "{\"magic\": \"NOPE\", \"entries\": []}",
+        "unknown magic \"NOPE\"",
+    );
     encode_fails("{\"entries\": []}", "no \"magic\"");
     let deep = format!("{{\"magic\": \"PIPES_DATA\", \"entries\": [{{\"pipe_id\": 1, \"bytes\": 0, \"extra\": {}}}]}}", "[".repeat(100_000));
     encode_fails(&deep, "nesting deeper");
@@ -114,14 +143,29 @@ fn malformed_json() {
 #[test]
 fn json_values_of_the_wrong_type() {
     let f = |entry: &str| format!("{{\"magic\": \"FILES\", \"entries\": [{entry}]}}");
-    encode_fails(&f(r#"{"type": "REG", "id": "x"}"#), "($.entries[0].id): not an integer");
-    encode_fails(&f(r#"{"type": "REG", "id": true}"#), "$.entries[0].id): expected an integer, found a boolean");
+    encode_fails(
+        &f(r#"{"type": "REG", "id": "x"}"#),
+        "($.entries[0].id): not an integer",
+    );
+    encode_fails(
+        &f(r#"{"type": "REG", "id": true}"#),
+        "$.entries[0].id): expected an integer, found a boolean",
+    );
     encode_fails(&f(r#"{"type": "REG", "id": -1}"#), "out of range");
     encode_fails(&f(r#"{"type": "REG", "id": 4294967296}"#), "out of range");
-    encode_fails(&f(r#"{"type": "BOGUS", "id": 1}"#), "\"BOGUS\" is not a value of fd_types");
-    encode_fails(&f(r#"{"type": "REG", "id": 1, "nosuch": 1}"#), "file_entry has no field \"nosuch\"");
+    encode_fails(
+        &f(r#"{"type": "BOGUS", "id": 1}"#),
+        "\"BOGUS\" is not a value of fd_types",
+    );
+    encode_fails(
+        &f(r#"{"type": "REG", "id": 1, "nosuch": 1}"#),
+        "file_entry has no field \"nosuch\"",
+    );
     encode_fails(&f(r#"{"type": "REG"}"#), "lacks required field \"id\"");
-    encode_fails(&f(r#"{"type": "REG", "id": 1, "reg": 5}"#), "$.entries[0].reg): expected an object");
+    encode_fails(
+        &f(r#"{"type": "REG", "id": 1, "reg": 5}"#),
+        "$.entries[0].reg): expected an object",
+    );
     encode_fails(&f(r#"{"type": "REG", "id": 1, "id": 2}"#), "given twice");
     encode_fails(
         r#"{"magic": "PIPES_DATA", "entries": [{"pipe_id": 1, "bytes": 4, "extra": "YWJj\n"}]}"#,

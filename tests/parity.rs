@@ -6,7 +6,11 @@ use common::*;
 
 fn reference(img: &std::path::Path, suffix: &str) -> Vec<u8> {
     let name = img.file_name().unwrap().to_str().unwrap();
-    let p = img.parent().unwrap().join("crit-4.2").join(format!("{name}{suffix}"));
+    let p = img
+        .parent()
+        .unwrap()
+        .join("crit-4.2")
+        .join(format!("{name}{suffix}"));
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -17,9 +21,21 @@ fn decode_compact_matches_crit() {
     for dir in fixture_dirs() {
         for img in fixture_images(&dir) {
             let out = tmp.path().join("out.json");
-            let o = run(crit().arg("decode").arg("-i").arg(&img).arg("-o").arg(&out), None);
-            assert!(o.status.success(), "{}: {}", img.display(), String::from_utf8_lossy(&o.stderr));
-            assert!(std::fs::read(&out).unwrap() == reference(&img, ".json"), "decode differs: {}", img.display());
+            let o = run(
+                crit().arg("decode").arg("-i").arg(&img).arg("-o").arg(&out),
+                None,
+            );
+            assert!(
+                o.status.success(),
+                "{}: {}",
+                img.display(),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert!(
+                std::fs::read(&out).unwrap() == reference(&img, ".json"),
+                "decode differs: {}",
+                img.display()
+            );
             n += 1;
         }
     }
@@ -36,7 +52,11 @@ fn show_and_decode_pretty_match_crit() {
             assert!(show.stdout == want, "show differs: {}", img.display());
             // decode --pretty to stdout is the same as show.
             let dp = run(crit().args(["decode", "--pretty", "-i"]).arg(&img), None);
-            assert!(dp.stdout == want, "decode --pretty differs: {}", img.display());
+            assert!(
+                dp.stdout == want,
+                "decode --pretty differs: {}",
+                img.display()
+            );
         }
     }
 }
@@ -53,9 +73,26 @@ fn encode_gives_back_the_original_bytes() {
                     img.file_name().unwrap().to_str().unwrap()
                 ));
                 let out = tmp.path().join("back.img");
-                let o = run(crit().arg("encode").arg("-i").arg(&json).arg("-o").arg(&out), None);
-                assert!(o.status.success(), "{}: {}", json.display(), String::from_utf8_lossy(&o.stderr));
-                assert!(std::fs::read(&out).unwrap() == original, "encode differs: {}", json.display());
+                let o = run(
+                    crit()
+                        .arg("encode")
+                        .arg("-i")
+                        .arg(&json)
+                        .arg("-o")
+                        .arg(&out),
+                    None,
+                );
+                assert!(
+                    o.status.success(),
+                    "{}: {}",
+                    json.display(),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                assert!(
+                    std::fs::read(&out).unwrap() == original,
+                    "encode differs: {}",
+                    json.display()
+                );
             }
         }
     }
@@ -71,7 +108,14 @@ fn pipes_work_both_ways() {
     let mut want = reference(&img, ".json");
     want.push(b'\n');
     assert_eq!(dec.stdout, want);
-    let enc = run(crit().args(["encode", "-i", "-", "-o", "-"]), Some(&dec.stdout));
-    assert!(enc.status.success(), "{}", String::from_utf8_lossy(&enc.stderr));
+    let enc = run(
+        crit().args(["encode", "-i", "-", "-o", "-"]),
+        Some(&dec.stdout),
+    );
+    assert!(
+        enc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enc.stderr)
+    );
     assert_eq!(enc.stdout, bytes);
 }

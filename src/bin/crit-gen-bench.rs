@@ -111,7 +111,13 @@ fn one<T: Message + Default>(bytes: &[u8], bare: bool) -> T {
 }
 
 fn fown() -> pb::FownEntry {
-    pb::FownEntry { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 }
+    pb::FownEntry {
+        uid: 0,
+        euid: 0,
+        signum: 0,
+        pid_type: 0,
+        pid: 0,
+    }
 }
 
 /// Socket options as CRIU dumps them for a fresh AF_UNIX socket.
@@ -184,13 +190,24 @@ fn pipe(id: u32, pipe_id: u32, flags: u32) -> pb::FileEntry {
     pb::FileEntry {
         r#type: pb::FdTypes::Pipe as i32,
         id,
-        pipe: Some(pb::PipeEntry { id, pipe_id, flags, fown: fown() }),
+        pipe: Some(pb::PipeEntry {
+            id,
+            pipe_id,
+            flags,
+            fown: fown(),
+        }),
         ..Default::default()
     }
 }
 
 fn fdinfo(id: u32, ty: pb::FdTypes, fd: u32, flags: u32) -> pb::FdinfoEntry {
-    pb::FdinfoEntry { id, flags, r#type: ty as i32, fd, xattr_security_selinux: None }
+    pb::FdinfoEntry {
+        id,
+        flags,
+        r#type: ty as i32,
+        fd,
+        xattr_security_selinux: None,
+    }
 }
 
 /// A tiny deterministic generator (xorshift) for sizes and offsets.
@@ -243,7 +260,14 @@ fn main() {
     // fds 0-2: /dev/null, read-only and write-only.
     let devnull_mode = S_IFCHR | 0o666;
     files.entry(&reg(id, O_LARGEFILE, 0, "/dev/null", None, devnull_mode));
-    files.entry(&reg(id + 1, O_WRONLY | O_LARGEFILE, 0, "/dev/null", None, devnull_mode));
+    files.entry(&reg(
+        id + 1,
+        O_WRONLY | O_LARGEFILE,
+        0,
+        "/dev/null",
+        None,
+        devnull_mode,
+    ));
     nfiles += 2;
     fds.entry(&fdinfo(id, pb::FdTypes::Reg, 0, 0));
     fds.entry(&fdinfo(id + 1, pb::FdTypes::Reg, 1, 0));
@@ -283,7 +307,12 @@ fn main() {
         let name = format!("/var/lib/bench/d{:02}/data-{:05}.db", k % 37, k);
         files.entry(&reg(id, flags, pos, &name, Some(size), S_IFREG | 0o644));
         nfiles += 1;
-        fds.entry(&fdinfo(id, pb::FdTypes::Reg, fd, if k % 2 == 0 { FD_CLOEXEC } else { 0 }));
+        fds.entry(&fdinfo(
+            id,
+            pb::FdTypes::Reg,
+            fd,
+            if k % 2 == 0 { FD_CLOEXEC } else { 0 },
+        ));
         nfds += 1;
         fd += 1;
         id += 1;
@@ -314,28 +343,50 @@ fn main() {
 
     // pstree.img: one task, one thread.
     let mut ps = builder("PSTREE");
-    ps.entry(&pb::PstreeEntry { pid, ppid: 0, pgid: pid, sid: pid, threads: vec![pid] });
+    ps.entry(&pb::PstreeEntry {
+        pid,
+        ppid: 0,
+        pgid: pid,
+        sid: pid,
+        threads: vec![pid],
+    });
     write(dir, "pstree.img", &ps.bytes);
 
     // ids: the template's (files_id 2 names fdinfo-2.img).
     let ids: pb::TaskKobjIdsEntry = one(T_IDS, false);
-    write(dir, &format!("ids-{pid}.img"), &builder("IDS").entry(&ids).bytes);
+    write(
+        dir,
+        &format!("ids-{pid}.img"),
+        &builder("IDS").entry(&ids).bytes,
+    );
 
     // core: the template's registers, the new comm.
     let mut core: pb::CoreEntry = one(T_CORE, false);
     if let Some(tc) = core.tc.as_mut() {
         tc.comm = "sockpairs".to_string();
     }
-    write(dir, &format!("core-{pid}.img"), &builder("CORE").entry(&core).bytes);
+    write(
+        dir,
+        &format!("core-{pid}.img"),
+        &builder("CORE").entry(&core).bytes,
+    );
 
     let mut fs: pb::FsEntry = one(T_FS, false);
     fs.cwd_id = cwd_id;
     fs.root_id = root_id;
-    write(dir, &format!("fs-{pid}.img"), &builder("FS").entry(&fs).bytes);
+    write(
+        dir,
+        &format!("fs-{pid}.img"),
+        &builder("FS").entry(&fs).bytes,
+    );
 
     // mm: the template's VMAs point at file ids 1-3, kept above.
     let mm: pb::MmEntry = one(T_MM, false);
-    write(dir, &format!("mm-{pid}.img"), &builder("MM").entry(&mm).bytes);
+    write(
+        dir,
+        &format!("mm-{pid}.img"),
+        &builder("MM").entry(&mm).bytes,
+    );
 
     // pagemap: the head and entries as they are, and pages-1.img of the
     // size they add up to (zero-filled).
@@ -354,10 +405,18 @@ fn main() {
         pagemap.entry(&e);
     }
     write(dir, &format!("pagemap-{pid}.img"), &pagemap.bytes);
-    write(dir, &format!("pages-{}.img", head.pages_id), &vec![0u8; (pages * 4096) as usize]);
+    write(
+        dir,
+        &format!("pages-{}.img", head.pages_id),
+        &vec![0u8; (pages * 4096) as usize],
+    );
 
     let inv: pb::InventoryEntry = one(T_INVENTORY, true);
-    write(dir, "inventory.img", &builder("INVENTORY").entry(&inv).bytes);
+    write(
+        dir,
+        "inventory.img",
+        &builder("INVENTORY").entry(&inv).bytes,
+    );
 
     println!(
         "{}: pid {pid}, {nfiles} files ({} unix socket ends), {nfds} fds",

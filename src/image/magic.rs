@@ -87,29 +87,57 @@ pub static MAGICS: &[Magic] = &[
     m("IDS", 0x5443_2030, e(msg::TASK_KOBJ_IDS_ENTRY)),
     m("VMAS", 0x5412_3737, e(msg::VMA_ENTRY)),
     m("PIPES", 0x5651_3555, e(msg::PIPE_ENTRY)),
-    m("PIPES_DATA", 0x5645_3709, Layout::Entries(msg::PIPE_DATA_ENTRY, Payload::PipeData)),
+    m(
+        "PIPES_DATA",
+        0x5645_3709,
+        Layout::Entries(msg::PIPE_DATA_ENTRY, Payload::PipeData),
+    ),
     m("FIFO", 0x5836_4939, e(msg::FIFO_ENTRY)),
-    m("FIFO_DATA", 0x5933_3054, Layout::Entries(msg::PIPE_DATA_ENTRY, Payload::PipeData)),
+    m(
+        "FIFO_DATA",
+        0x5933_3054,
+        Layout::Entries(msg::PIPE_DATA_ENTRY, Payload::PipeData),
+    ),
     m("SIGACT", 0x5534_4201, e(msg::SA_ENTRY)),
     m("UNIXSK", 0x5437_3943, e(msg::UNIX_SK_ENTRY)),
     m("INETSK", 0x5644_3851, e(msg::INET_SK_ENTRY)),
     m("PACKETSK", 0x6045_4618, e(msg::PACKET_SOCK_ENTRY)),
     m("ITIMERS", 0x5746_4056, e(msg::ITIMER_ENTRY)),
     m("POSIX_TIMERS", 0x5260_3957, e(msg::POSIX_TIMER_ENTRY)),
-    m("SK_QUEUES", 0x5626_4026, Layout::Entries(msg::SK_PACKET_ENTRY, Payload::SkQueue)),
+    m(
+        "SK_QUEUES",
+        0x5626_4026,
+        Layout::Entries(msg::SK_PACKET_ENTRY, Payload::SkQueue),
+    ),
     m("UTSNS", 0x5447_3203, e(msg::UTSNS_ENTRY)),
     m("CREDS", 0x5402_3547, e(msg::CREDS_ENTRY)),
     m("IPC_VAR", 0x5311_5007, e(msg::IPC_VAR_ENTRY)),
-    m("IPCNS_SHM", 0x4628_3044, Layout::Entries(msg::IPC_SHM_ENTRY, Payload::IpcShm)),
-    m("IPCNS_MSG", 0x5545_3737, Layout::Entries(msg::IPC_MSG_ENTRY, Payload::IpcMsg)),
-    m("IPCNS_SEM", 0x5957_3019, Layout::Entries(msg::IPC_SEM_ENTRY, Payload::IpcSem)),
+    m(
+        "IPCNS_SHM",
+        0x4628_3044,
+        Layout::Entries(msg::IPC_SHM_ENTRY, Payload::IpcShm),
+    ),
+    m(
+        "IPCNS_MSG",
+        0x5545_3737,
+        Layout::Entries(msg::IPC_MSG_ENTRY, Payload::IpcMsg),
+    ),
+    m(
+        "IPCNS_SEM",
+        0x5957_3019,
+        Layout::Entries(msg::IPC_SEM_ENTRY, Payload::IpcSem),
+    ),
     m("REG_FILES", 0x5036_3636, e(msg::REG_FILE_ENTRY)),
     m("EXT_FILES", 0x5925_5641, e(msg::EXT_FILE_ENTRY)),
     m("FS", 0x5140_3912, e(msg::FS_ENTRY)),
     m("MM", 0x5749_2820, e(msg::MM_ENTRY)),
     m("REMAP_FPATH", 0x5913_3954, e(msg::REMAP_FILE_PATH_ENTRY)),
     m("GHOST_FILE", 0x5258_3605, Layout::GhostFile),
-    m("TCP_STREAM", 0x5146_5506, Layout::Entries(msg::TCP_STREAM_ENTRY, Payload::TcpStream)),
+    m(
+        "TCP_STREAM",
+        0x5146_5506,
+        Layout::Entries(msg::TCP_STREAM_ENTRY, Payload::TcpStream),
+    ),
     m("EVENTFD_FILE", 0x4452_3722, e(msg::EVENTFD_FILE_ENTRY)),
     m("EVENTPOLL_FILE", 0x4502_3858, e(msg::EVENTPOLL_FILE_ENTRY)),
     m("EVENTPOLL_TFD", 0x4443_3746, e(msg::EVENTPOLL_TFD_ENTRY)),
@@ -142,7 +170,11 @@ pub static MAGICS: &[Magic] = &[
     m("TIMENS", 0x4311_4433, e(msg::TIMENS_ENTRY)),
     m("PIDNS", 0x6115_7326, e(msg::PIDNS_ENTRY)),
     m("BPFMAP_FILE", 0x5750_6142, e(msg::BPFMAP_FILE_ENTRY)),
-    m("BPFMAP_DATA", 0x6432_4033, Layout::Entries(msg::BPFMAP_DATA_ENTRY, Payload::BpfMap)),
+    m(
+        "BPFMAP_DATA",
+        0x6432_4033,
+        Layout::Entries(msg::BPFMAP_DATA_ENTRY, Payload::BpfMap),
+    ),
     m("APPARMOR", 0x5942_3047, e(msg::APPARMOR_ENTRY)),
     m("PIDFD", 0x5443_5556, e(msg::PIDFD_ENTRY)),
     Magic {
@@ -179,7 +211,8 @@ pub fn raw_kind(file_name: &str) -> Option<&'static str> {
         Some("raw memory pages, described by a pagemap image")
     } else if stem.starts_with("pages-shmem-") {
         Some("raw shared memory pages (old format)")
-    } else if numbered("ifaddr-") || numbered("route-") || numbered("route6-") || numbered("rule-") {
+    } else if numbered("ifaddr-") || numbered("route-") || numbered("route6-") || numbered("rule-")
+    {
         Some("raw netlink dump of a network namespace (ip tool format)")
     } else if numbered("iptables-") || numbered("ip6tables-") || numbered("nftables-") {
         Some("raw firewall rules dump")

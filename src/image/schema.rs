@@ -78,16 +78,41 @@ impl MessageDesc {
         self.fields.binary_search_by_key(&number, |f| f.number).ok()
     }
 
-    /// The field with this JSON name. `hint` is where to look first: keys
-    /// usually arrive in field order, so the next field is the likely one.
-    pub fn field_by_name(&self, name: &[u8], hint: usize) -> Option<usize> {
+    /// Like [`Self::field_by_number`], trying `hint` (the field after the
+    /// last one found) and the last one itself first: fields arrive in
+    /// number order, repeated ones in runs.
+    #[inline]
+    pub fn field_by_number_from(&self, number: u32, hint: usize) -> Option<usize> {
         if let Some(f) = self.fields.get(hint) {
-            if f.name.as_bytes() == name {
+            if f.number == number {
                 return Some(hint);
             }
         }
-        self.fields.iter().position(|f| f.name.as_bytes() == name)
+        if let Some(f) = hint.checked_sub(1).and_then(|h| self.fields.get(h)) {
+            if f.number == number {
+                return Some(hint - 1);
+            }
+        }
+        self.field_by_number(number)
     }
+
+    /// The field with this JSON name. `hint` is where to look first: keys
+    /// usually arrive in field order, so the next field is the likely one.
+    pub fn field_by_name(&self, name: &[u8], hint: usize) -> Option<usize> {
+        // Keys mostly come in field order with absent fields skipped, so
+        // search forward from the hint first, then wrap around.
+        let n = self.fields.len();
+        let hint = hint.min(n);
+        (hint..n)
+            .chain(0..hint)
+            .find(|&i| same(self.fields[i].name.as_bytes(), name))
+    }
+}
+
+/// Byte equality for short names, inlined rather than a call to memcmp.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 impl EnumDesc {
@@ -105,4 +130,3 @@ impl EnumDesc {
             .map(|v| v.0)
     }
 }
-

@@ -15,7 +15,11 @@ pub struct Source<'a> {
 
 enum Kind<'a> {
     Slice(&'a [u8]),
-    Stream { r: Box<dyn Read + 'a>, buf: Vec<u8>, eof: bool },
+    Stream {
+        r: Box<dyn Read + 'a>,
+        buf: Vec<u8>,
+        eof: bool,
+    },
 }
 
 /// Bytes read per step from a stream, so that a huge length prefix cannot
@@ -139,24 +143,5 @@ impl<'a> Source<'a> {
     /// Everything that is left.
     pub fn rest(&mut self) -> Result<&[u8]> {
         self.read_upto(usize::MAX)
-    }
-
-    /// Length of the input when it is known up front.
-    pub fn len(&self) -> Option<u64> {
-        match &self.kind {
-            Kind::Slice(d) => Some(d.len() as u64),
-            Kind::Stream { .. } => None,
-        }
-    }
-
-    pub fn at_end(&mut self) -> Result<bool> {
-        match &mut self.kind {
-            Kind::Slice(d) => Ok(self.pos >= d.len() as u64),
-            Kind::Stream { .. } => {
-                // Peeking would need a push-back buffer; callers that need
-                // this only use it on slices.
-                Ok(false)
-            }
-        }
     }
 }

@@ -22,12 +22,20 @@ impl Mapped {
         let meta = f.metadata().map_err(|e| Error::io(&name, e))?;
         if meta.is_file() && meta.len() > 0 {
             if let Ok(m) = crate::sys::mmap::map_readonly(&f) {
-                return Ok(Mapped { map: Some(m), bytes: Vec::new(), name });
+                return Ok(Mapped {
+                    map: Some(m),
+                    bytes: Vec::new(),
+                    name,
+                });
             }
         }
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut &f, &mut bytes).map_err(|e| Error::io(&name, e))?;
-        Ok(Mapped { map: None, bytes, name })
+        Ok(Mapped {
+            map: None,
+            bytes,
+            name,
+        })
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -52,7 +60,11 @@ pub fn expect_magic(src: &mut Source, want: &str) -> Result<&'static Magic> {
 }
 
 /// Calls `f` with every entry of a payload-free image, decoded as `T`.
-pub fn for_each<T: Message + Default>(path: &Path, magic_name: &str, mut f: impl FnMut(T) -> Result<()>) -> Result<()> {
+pub fn for_each<T: Message + Default>(
+    path: &Path,
+    magic_name: &str,
+    mut f: impl FnMut(T) -> Result<()>,
+) -> Result<()> {
     let file = Mapped::open(path)?;
     let mut src = file.source();
     expect_magic(&mut src, magic_name)?;
@@ -85,7 +97,10 @@ pub fn read_all<T: Message + Default>(path: &Path, magic_name: &str) -> Result<V
 pub fn read_one<T: Message + Default>(path: &Path, magic_name: &str) -> Result<T> {
     let mut v = read_all::<T>(path, magic_name)?;
     if v.is_empty() {
-        return Err(Error::msg(format!("{}: image has no entry", path.display())));
+        return Err(Error::msg(format!(
+            "{}: image has no entry",
+            path.display()
+        )));
     }
     Ok(v.swap_remove(0))
 }
@@ -160,8 +175,13 @@ impl AtomicFile {
 
     pub fn commit(self) -> Result<()> {
         let name = self.path.display().to_string();
-        self.tmp.as_file().sync_all().map_err(|e| Error::io(&name, e))?;
-        self.tmp.persist(&self.path).map_err(|e| Error::io(&name, e.error))?;
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(|e| Error::io(&name, e))?;
+        self.tmp
+            .persist(&self.path)
+            .map_err(|e| Error::io(&name, e.error))?;
         Ok(())
     }
 }

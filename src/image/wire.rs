@@ -21,6 +21,18 @@ pub struct RawField<'a> {
     pub offset: usize,
 }
 
+impl RawField<'_> {
+    /// A placeholder, for filling arrays before use.
+    pub const EMPTY: RawField<'static> = RawField {
+        number: 0,
+        wire: 0,
+        value: 0,
+        data: &[],
+        raw: &[],
+        offset: 0,
+    };
+}
+
 /// Reads a varint at `*pos`, advancing it.
 pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, &'static str> {
     let mut v: u64 = 0;
@@ -123,7 +135,10 @@ fn next_field<'a>(buf: &'a [u8], pos: &mut usize, start: usize) -> Result<RawFie
                 .get(*pos..*pos + 4)
                 .ok_or_else(|| err(vstart, "truncated fixed32"))?;
             *pos += 4;
-            (u64::from(u32::from_le_bytes(b.try_into().unwrap_or([0; 4]))), &[])
+            (
+                u64::from(u32::from_le_bytes(b.try_into().unwrap_or([0; 4]))),
+                &[],
+            )
         }
         LEN => {
             let len = read_varint(buf, pos).map_err(|r| err(vstart, r))?;

@@ -82,28 +82,55 @@ fn message_open_at<W: Write>(
         });
     }
     let desc = &MESSAGES[msg];
-    // (field index or usize::MAX for unknown, raw field)
-    let mut found: Vec<(usize, RawField)> = Vec::with_capacity(desc.fields.len());
+    // (field index or UNKNOWN, raw field). Small messages, the common case,
+    // stay on the stack.
+    let mut inline: [(usize, RawField); 20] = [(UNKNOWN, RawField::EMPTY); 20];
+    let mut heap: Vec<(usize, RawField)> = Vec::new();
+    let mut n = 0;
+    let mut hint = 0;
     for rf in Fields::new(bytes) {
         let rf = rf?;
-        let idx = match desc.field_by_number(rf.number) {
-            Some(i) if wire_fits(&desc.fields[i], rf.wire) => i,
-            _ => usize::MAX,
+        let idx = match desc.field_by_number_from(rf.number, hint) {
+            Some(i) if wire_fits(&desc.fields[i], rf.wire) => {
+                hint = i + 1;
+                i
+            }
+            _ => UNKNOWN,
         };
-        found.push((idx, rf));
+        if n < inline.len() {
+            inline[n] = (idx, rf);
+        } else {
+            if heap.is_empty() {
+                heap.extend_from_slice(&inline);
+            }
+            heap.push((idx, rf));
+        }
+        n += 1;
     }
+    let found: &mut [(usize, RawField)] = if heap.is_empty() {
+        &mut inline[..n]
+    } else {
+        &mut heap
+    };
     // A non-repeated field seen twice keeps its last value; the earlier
     // ones are kept verbatim as unknown bytes so that nothing is lost.
-    let mut last = vec![usize::MAX; desc.fields.len()];
+    let mut last_inline = [usize::MAX; 64];
+    let mut last_heap = Vec::new();
+    let last: &mut [usize] = if desc.fields.len() <= 64 {
+        &mut last_inline[..desc.fields.len()]
+    } else {
+        last_heap.resize(desc.fields.len(), usize::MAX);
+        &mut last_heap
+    };
     for (pos, (idx, _)) in found.iter().enumerate() {
-        if *idx != usize::MAX {
+        if *idx != UNKNOWN {
             last[*idx] = pos;
         }
     }
-    for pos in 0..found.len() {
-        let idx = found[pos].0;
-        if idx != usize::MAX && desc.fields[idx].label != Label::Repeated && last[idx] != pos {
-            found[pos].0 = usize::MAX;
+    for (pos, entry) in found.iter_mut().enumerate() {
+        let idx = entry.0;
+        if idx != UNKNOWN && desc.fields[idx].label != Label::Repeated && last[idx] != pos {
+            entry.0 = UNKNOWN;
         }
     }
     for (i, f) in desc.fields.iter().enumerate() {
@@ -120,7 +147,7 @@ fn message_open_at<W: Write>(
 
     w.begin_object();
     let mut i = 0;
-    while i < found.len() && found[i].0 != usize::MAX {
+    while i < found.len() && found[i].0 != UNKNOWN {
         let idx = found[i].0;
         let f = &desc.fields[idx];
         let mut j = i;
@@ -151,13 +178,19 @@ fn message_open_at<W: Write>(
     Ok(())
 }
 
+/// Marks a field the schema does not know (or an earlier duplicate).
+const UNKNOWN: usize = usize::MAX;
+
 fn short(name: &str) -> &str {
     name.strip_prefix("criu.").unwrap_or(name)
 }
 
 /// Known fields by number, unknown ones after them.
 fn order(e: &(usize, RawField)) -> (bool, u32) {
-    (e.0 == usize::MAX, if e.0 == usize::MAX { 0 } else { e.1.number })
+    (
+        e.0 == usize::MAX,
+        if e.0 == usize::MAX { 0 } else { e.1.number },
+    )
 }
 
 /// Whether a wire type is what the schema writes for this field. Anything
@@ -207,7 +240,10 @@ fn repeated<W: Write>(
         }
         return scalar_list(w, f, &scalars, style, hex);
     }
-    if matches!(f.kind, Kind::Message(_) | Kind::String | Kind::Bytes | Kind::Enum(_) | Kind::Bool) {
+    if matches!(
+        f.kind,
+        Kind::Message(_) | Kind::String | Kind::Bytes | Kind::Enum(_) | Kind::Bool
+    ) {
         w.begin_array();
         for (_, rf) in items {
             w.element();
@@ -267,10 +303,12 @@ fn value<W: Write>(
     depth: usize,
 ) -> Result<(), WireError> {
     match f.kind {
-        Kind::Message(m) => message_at(w, m, rf.data, style, hex || f.opts.hex, depth + 1).map_err(|e| WireError {
-            offset: e.offset + offset_in(whole, rf.data),
-            reason: format!("in {}: {}", f.name, e.reason),
-        }),
+        Kind::Message(m) => {
+            message_at(w, m, rf.data, style, hex || f.opts.hex, depth + 1).map_err(|e| WireError {
+                offset: e.offset + offset_in(whole, rf.data),
+                reason: format!("in {}: {}", f.name, e.reason),
+            })
+        }
         Kind::Bytes => {
             let mut s = Vec::with_capacity(rf.data.len() * 4 / 3 + 4);
             if f.opts.unix_name {

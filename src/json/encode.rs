@@ -15,13 +15,13 @@ use crate::image::wire::{self, put_tag, put_varint};
 pub struct Path(Vec<Seg>);
 
 enum Seg {
-    Key(String),
+    Key(&'static str),
     Index(usize),
 }
 
 impl Path {
-    pub fn key(&mut self, k: &str) {
-        self.0.push(Seg::Key(k.to_string()));
+    pub fn key(&mut self, k: &'static str) {
+        self.0.push(Seg::Key(k));
     }
     pub fn index(&mut self, i: usize) {
         self.0.push(Seg::Index(i));
@@ -63,6 +63,9 @@ pub struct Encoder<'r, 'a> {
     pub r: &'r mut JsonReader<'a>,
     pub path: Path,
     depth: usize,
+    /// (field number, start, end) of fields written, a frame per message
+    /// being encoded; kept here so that no message allocates its own.
+    segs: Vec<(u32, usize, usize)>,
 }
 
 /// Keys a caller handles itself (the entry's `"extra"`), captured as JSON
@@ -75,6 +78,7 @@ impl<'r, 'a> Encoder<'r, 'a> {
             r,
             path: Path::default(),
             depth: 0,
+            segs: Vec::with_capacity(64),
         }
     }
 
@@ -96,14 +100,18 @@ impl<'r, 'a> Encoder<'r, 'a> {
 
     /// Reads one JSON object as message `msg`, appending its encoding to
     /// `out`. Keys named in `extra_keys` are captured and returned.
-    pub fn message(&mut self, msg: usize, out: &mut Vec<u8>, extra_keys: &[&str]) -> EResult<Extras> {
+    pub fn message(
+        &mut self,
+        msg: usize,
+        out: &mut Vec<u8>,
+        extra_keys: &[&'static str],
+    ) -> EResult<Extras> {
         let desc = &MESSAGES[msg];
         let r = self.r.expect(b'{', "an object");
         self.lift(r)?;
         let base = out.len();
-        // (field number, start, end) of each field's bytes in `out`.
-        let mut segs: Vec<(u32, usize, usize)> = Vec::new();
-        let mut seen = vec![false; desc.fields.len()];
+        let frame = self.segs.len();
+        let mut seen = Seen::new(desc.fields.len());
         let mut extras = Extras::new();
         let mut first = true;
         let mut hint = 0;
@@ -113,18 +121,18 @@ impl<'r, 'a> Encoder<'r, 'a> {
                 break;
             }
             let Some(idx) = desc.field_by_name(&self.r.scratch, hint) else {
-                let key = String::from_utf8_lossy(&self.r.scratch).into_owned();
-                if extra_keys.contains(&key.as_str()) {
+                if let Some(k) = extra_keys.iter().find(|k| k.as_bytes() == self.r.scratch) {
                     let c = self.r.capture();
-                    extras.push((key, self.lift(c)?));
+                    extras.push((k.to_string(), self.lift(c)?));
                     continue;
                 }
-                if key == UNKNOWN_KEY {
+                if self.r.scratch == UNKNOWN_KEY.as_bytes() {
                     self.path.key(UNKNOWN_KEY);
-                    self.unknown_fields(out, &mut segs)?;
+                    self.unknown_fields(out)?;
                     self.path.pop();
                     continue;
                 }
+                let key = String::from_utf8_lossy(&self.r.scratch).into_owned();
                 let names: Vec<&str> = desc.fields.iter().map(|f| f.name).collect();
                 return self.fail(format!(
                     "{} has no field {key:?} (fields: {})",
@@ -134,12 +142,10 @@ impl<'r, 'a> Encoder<'r, 'a> {
             };
             hint = idx + 1;
             let f = &desc.fields[idx];
-            if seen[idx] {
-                self.path.key(f.name);
+            self.path.key(f.name);
+            if seen.test_and_set(idx) {
                 return self.fail("field given twice");
             }
-            seen[idx] = true;
-            self.path.key(f.name);
             let start = out.len();
             if f.label == Label::Repeated {
                 self.repeated(f, out)?;
@@ -147,10 +153,10 @@ impl<'r, 'a> Encoder<'r, 'a> {
                 self.single(f, out)?;
             }
             self.path.pop();
-            segs.push((f.number, start, out.len()));
+            self.segs.push((f.number, start, out.len()));
         }
         for (i, f) in desc.fields.iter().enumerate() {
-            if f.label == Label::Required && !seen[i] {
+            if f.label == Label::Required && !seen.get(i) {
                 return self.fail(format!(
                     "{} lacks required field {:?}",
                     desc.name.trim_start_matches("criu."),
@@ -158,20 +164,22 @@ impl<'r, 'a> Encoder<'r, 'a> {
                 ));
             }
         }
+        let segs = &mut self.segs[frame..];
         if !segs.windows(2).all(|p| p[0].0 <= p[1].0) {
-            let mut sorted = segs.clone();
-            sorted.sort_by_key(|s| s.0);
+            // Keys came out of field order: put the fields in order.
+            segs.sort_by_key(|s| s.0);
             let body = out[base..].to_vec();
             out.truncate(base);
-            for (_, s, e) in sorted {
+            for (_, s, e) in segs.iter() {
                 out.extend_from_slice(&body[s - base..e - base]);
             }
         }
+        self.segs.truncate(frame);
         Ok(extras)
     }
 
     /// The `__unknown_fields__` list: hex of raw fields, kept verbatim.
-    fn unknown_fields(&mut self, out: &mut Vec<u8>, segs: &mut Vec<(u32, usize, usize)>) -> EResult<()> {
+    fn unknown_fields(&mut self, out: &mut Vec<u8>) -> EResult<()> {
         let r = self.r.expect(b'[', "a list of hex strings");
         self.lift(r)?;
         let mut first = true;
@@ -199,7 +207,7 @@ impl<'r, 'a> Encoder<'r, 'a> {
             }
             let start = out.len();
             out.extend_from_slice(&bytes);
-            segs.push(((tag >> 3) as u32, start, out.len()));
+            self.segs.push(((tag >> 3) as u32, start, out.len()));
         }
         self.path.pop();
         Ok(())
@@ -364,7 +372,11 @@ impl<'r, 'a> Encoder<'r, 'a> {
                     forms::parse_dev(&text, f.opts.odev).map(i128::from)
                 } else if let Some(t) = f.opts.flags.and_then(forms::flags_table) {
                     forms::parse_flags(&text, t).map(i128::from)
-                } else if let Some(v) = f.opts.dict.and_then(|d| forms::dict_value(d, f.name, &text)) {
+                } else if let Some(v) = f
+                    .opts
+                    .dict
+                    .and_then(|d| forms::dict_value(d, f.name, &text))
+                {
                     Ok(i128::from(v))
                 } else {
                     forms::parse_int(&text)
@@ -402,17 +414,60 @@ impl<'r, 'a> Encoder<'r, 'a> {
             _ => (0, u64::MAX.into()),
         };
         if v < lo || v > hi {
-            return self.fail(format!("{v} is out of range for {:?} field {}", f.kind, f.name));
+            return self.fail(format!(
+                "{v} is out of range for {:?} field {}",
+                f.kind, f.name
+            ));
         }
         Ok(v)
+    }
+}
+
+/// Which fields of a message were given: a bit set that needs no
+/// allocation for messages of up to 128 fields.
+enum Seen {
+    Bits(u128),
+    Many(Vec<bool>),
+}
+
+impl Seen {
+    fn new(n: usize) -> Self {
+        if n <= 128 {
+            Seen::Bits(0)
+        } else {
+            Seen::Many(vec![false; n])
+        }
+    }
+
+    /// Marks field `i`; true if it was already marked.
+    fn test_and_set(&mut self, i: usize) -> bool {
+        match self {
+            Seen::Bits(b) => {
+                let was = *b & (1 << i) != 0;
+                *b |= 1 << i;
+                was
+            }
+            Seen::Many(v) => std::mem::replace(&mut v[i], true),
+        }
+    }
+
+    fn get(&self, i: usize) -> bool {
+        match self {
+            Seen::Bits(b) => *b & (1 << i) != 0,
+            Seen::Many(v) => v[i],
+        }
     }
 }
 
 /// Writes the value of a scalar of `kind` (no tag).
 fn put_value(kind: Kind, v: i128, out: &mut Vec<u8>) {
     match kind {
-        Kind::Fixed32 | Kind::Sfixed32 | Kind::Float => out.extend_from_slice(&(v as u32).to_le_bytes()),
-        Kind::Fixed64 | Kind::Sfixed64 | Kind::Double => out.extend_from_slice(&(v as u64).to_le_bytes()),
+        Kind::Fixed32 | Kind::Sfixed32 | Kind::Float => {
+            out.extend_from_slice(&(v as u32).to_le_bytes())
+        }
+        Kind::Fixed64 | Kind::Sfixed64 | Kind::Double => {
+            out.extend_from_slice(&(v as u64).to_le_bytes())
+        }
         Kind::Sint32 => {
             let x = v as i32;
             put_varint(out, u64::from(((x << 1) ^ (x >> 31)) as u32));

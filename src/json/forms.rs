@@ -135,8 +135,20 @@ pub fn dict_value(dict: &str, field: &str, name: &str) -> Option<u64> {
 fn dict_table(dict: &str, field: &str) -> Option<Table> {
     Some(match (dict, field) {
         ("gen", "task_state") => &[("Alive", 1), ("Zombie", 3), ("Stopped", 6)],
-        ("sk", "family") => &[("UNIX", 1), ("INET", 2), ("INET6", 10), ("NETLINK", 16), ("PACKET", 17)],
-        ("sk", "type") => &[("STREAM", 1), ("DGRAM", 2), ("RAW", 3), ("SEQPACKET", 5), ("PACKET", 10)],
+        ("sk", "family") => &[
+            ("UNIX", 1),
+            ("INET", 2),
+            ("INET6", 10),
+            ("NETLINK", 16),
+            ("PACKET", 17),
+        ],
+        ("sk", "type") => &[
+            ("STREAM", 1),
+            ("DGRAM", 2),
+            ("RAW", 3),
+            ("SEQPACKET", 5),
+            ("PACKET", 10),
+        ],
         ("sk", "state") => &[
             ("ESTABLISHED", 1),
             ("SYN_SENT", 2),
@@ -197,12 +209,26 @@ pub fn parse_int(text: &str) -> Result<i128, String> {
         Some("0b") => (2, &t[2..]),
         _ => (10, t),
     };
-    let digits = digits.strip_prefix('_').filter(|_| radix != 10).unwrap_or(digits);
-    if digits.is_empty() || digits.starts_with('_') || digits.ends_with('_') || digits.contains("__") {
+    let digits = digits
+        .strip_prefix('_')
+        .filter(|_| radix != 10)
+        .unwrap_or(digits);
+    if digits.is_empty()
+        || !digits
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        || digits.starts_with('_')
+        || digits.ends_with('_')
+        || digits.contains("__")
+    {
         return Err(bad());
     }
     // Python rejects leading zeros in decimal ("010"), except for zero itself.
-    if radix == 10 && digits.len() > 1 && digits.starts_with('0') && digits.bytes().any(|b| b != b'0' && b != b'_') {
+    if radix == 10
+        && digits.len() > 1
+        && digits.starts_with('0')
+        && digits.bytes().any(|b| b != b'0' && b != b'_')
+    {
         return Err(bad());
     }
     let clean: String = digits.chars().filter(|c| *c != '_').collect();
@@ -257,7 +283,12 @@ fn format_ipv6(g: &[u16; 8]) -> String {
             i += 1;
         }
     }
-    let hex = |s: &[u16]| s.iter().map(|x| format!("{x:x}")).collect::<Vec<_>>().join(":");
+    let hex = |s: &[u16]| {
+        s.iter()
+            .map(|x| format!("{x:x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
     if best_len < 2 {
         return hex(g);
     }
@@ -269,7 +300,9 @@ pub fn parse_ip(text: &str) -> Result<Vec<u32>, String> {
     if let Ok(v4) = text.parse::<std::net::Ipv4Addr>() {
         return Ok(vec![u32::from(v4).to_be()]);
     }
-    let v6: std::net::Ipv6Addr = text.parse().map_err(|_| format!("bad IP address {text:?}"))?;
+    let v6: std::net::Ipv6Addr = text
+        .parse()
+        .map_err(|_| format!("bad IP address {text:?}"))?;
     let o = v6.octets();
     Ok((0..4)
         .map(|i| u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]).to_be())
@@ -302,6 +335,8 @@ mod tests {
         assert!(parse_int("010").is_err());
         assert!(parse_int("0x").is_err());
         assert!(parse_int("abc").is_err());
+        assert!(parse_int("--5").is_err());
+        assert!(parse_int("0x+5").is_err());
         assert_eq!(format_hex(-5), "-0x5");
     }
 
@@ -317,7 +352,14 @@ mod tests {
     fn addresses() {
         let lo = parse_ip("127.0.0.1").unwrap();
         assert_eq!(format_ip(&lo).unwrap(), "127.0.0.1");
-        for a in ["::1", "::", "fe80::1:2", "1:0:0:2::3", "1:2:3:4:5:6:7:8", "::ffff:102:304"] {
+        for a in [
+            "::1",
+            "::",
+            "fe80::1:2",
+            "1:0:0:2::3",
+            "1:2:3:4:5:6:7:8",
+            "::ffff:102:304",
+        ] {
             let w = parse_ip(a).unwrap();
             assert_eq!(format_ip(&w).unwrap(), a);
         }

@@ -49,7 +49,10 @@ fn read_entry<'s>(src: &'s mut Source, what: &str) -> Result<Option<(u64, &'s [u
         return Ok(None);
     };
     if size > i32::MAX as u32 {
-        return Err(src.err(at, format!("{what} has a negative length ({})", size as i32)));
+        return Err(src.err(
+            at,
+            format!("{what} has a negative length ({})", size as i32),
+        ));
     }
     let name = src.name.clone();
     let data = src.take_short(size as usize)?.map_err(|got| Error::Image {
@@ -191,8 +194,14 @@ fn payload_json<W: Write>(
     // How many bytes follow, and how many of those are padding.
     let (len, pad): (u64, u64) = match payload {
         Payload::None => return Ok(()),
-        Payload::PipeData => (u64::from(typed::<pb::PipeDataEntry>(&name, at, data)?.bytes), 0),
-        Payload::SkQueue => (u64::from(typed::<pb::SkPacketEntry>(&name, at, data)?.length), 0),
+        Payload::PipeData => (
+            u64::from(typed::<pb::PipeDataEntry>(&name, at, data)?.bytes),
+            0,
+        ),
+        Payload::SkQueue => (
+            u64::from(typed::<pb::SkPacketEntry>(&name, at, data)?.length),
+            0,
+        ),
         Payload::TcpStream => {
             let t = typed::<pb::TcpStreamEntry>(&name, at, data)?;
             let (inq, outq) = (u64::from(t.inq_len), u64::from(t.outq_len));
@@ -301,7 +310,10 @@ fn ghost_file<W: Write>(src: &mut Source, w: &mut JsonWriter<W>, opts: DecodeOpt
             let c = typed::<pb::GhostChunkEntry>(&name, cat, &cdata)?;
             w.element();
             message_json_open(w, &name, msg::GHOST_CHUNK_ENTRY, cat, &cdata, opts.pretty)?;
-            let body = src.take(usize::try_from(c.len).unwrap_or(usize::MAX), "ghost chunk data")?;
+            let body = src.take(
+                usize::try_from(c.len).unwrap_or(usize::MAX),
+                "ghost chunk data",
+            )?;
             if !opts.nopl {
                 let body = body.to_vec();
                 w.key("extra");
@@ -330,7 +342,15 @@ pub fn count(src: &mut Source) -> Result<(&'static Magic, u64)> {
     // Walk the entries exactly as decode does, so that a count is only
     // given for an image that decodes.
     let mut sink = JsonWriter::new(std::io::sink(), false);
-    let mut n = decode_after_magic(src, mg, &mut sink, DecodeOpts { pretty: false, nopl: true })?;
+    let mut n = decode_after_magic(
+        src,
+        mg,
+        &mut sink,
+        DecodeOpts {
+            pretty: false,
+            nopl: true,
+        },
+    )?;
     if mg.layout == Layout::Pagemap {
         n = n.saturating_sub(1);
     }
@@ -369,7 +389,10 @@ pub fn encode(r: &mut JsonReader, file: &str, out: &mut impl Write) -> Result<()
                 let found = magic::by_name(&enc.r.scratch).ok_or_else(|| {
                     fail(
                         &enc,
-                        &format!("unknown magic {:?}", String::from_utf8_lossy(&enc.r.scratch)),
+                        &format!(
+                            "unknown magic {:?}",
+                            String::from_utf8_lossy(&enc.r.scratch)
+                        ),
                     )
                 })?;
                 enc.path.pop();
@@ -404,7 +427,10 @@ pub fn encode(r: &mut JsonReader, file: &str, out: &mut impl Write) -> Result<()
             }
             other => {
                 let k = String::from_utf8_lossy(other).into_owned();
-                return Err(fail(&enc, &format!("unexpected key {k:?} (an image has \"magic\" and \"entries\")")));
+                return Err(fail(
+                    &enc,
+                    &format!("unexpected key {k:?} (an image has \"magic\" and \"entries\")"),
+                ));
             }
         }
     }
@@ -442,7 +468,8 @@ impl From<EncodeError> for Fail {
 
 fn write_framed(out: &mut impl Write, body: &[u8]) -> std::result::Result<(), Fail> {
     let io = |e| Fail::Other(Error::io("write", e));
-    out.write_all(&(body.len() as u32).to_le_bytes()).map_err(io)?;
+    out.write_all(&(body.len() as u32).to_le_bytes())
+        .map_err(io)?;
     out.write_all(body).map_err(io)
 }
 
@@ -463,31 +490,64 @@ fn entries(enc: &mut Encoder, mg: &Magic, out: &mut impl Write) -> std::result::
         buf.clear();
         let (m, payload) = match mg.layout {
             Layout::Entries(m, p) => (m, p),
-            Layout::Pagemap => (if i == 0 { msg::PAGEMAP_HEAD } else { msg::PAGEMAP_ENTRY }, Payload::None),
-            Layout::GhostFile => (if i == 0 { msg::GHOST_FILE_ENTRY } else { msg::GHOST_CHUNK_ENTRY }, Payload::None),
+            Layout::Pagemap => (
+                if i == 0 {
+                    msg::PAGEMAP_HEAD
+                } else {
+                    msg::PAGEMAP_ENTRY
+                },
+                Payload::None,
+            ),
+            Layout::GhostFile => (
+                if i == 0 {
+                    msg::GHOST_FILE_ENTRY
+                } else {
+                    msg::GHOST_CHUNK_ENTRY
+                },
+                Payload::None,
+            ),
         };
         let extras = enc.message(m, &mut buf, &["extra"])?;
         let extra = extras.into_iter().next().map(|(_, v)| v);
         write_framed(out, &buf)?;
         if mg.layout == Layout::GhostFile {
             if i == 0 {
-                let g = pb::GhostFileEntry::decode(&buf[..]).map_err(|e| enc_fail(enc, &e.to_string()))?;
+                let g = pb::GhostFileEntry::decode(&buf[..])
+                    .map_err(|e| enc_fail(enc, &e.to_string()))?;
                 ghost_chunks = Some(g.chunks.unwrap_or(false));
             }
-            let wants = if i == 0 { !ghost_chunks.unwrap_or(false) } else { true };
+            let wants = if i == 0 {
+                !ghost_chunks.unwrap_or(false)
+            } else {
+                true
+            };
             if !wants {
                 if extra.is_some() {
-                    return Err(enc_fail(enc, "a chunked ghost file carries its data in the chunk entries").into());
+                    return Err(enc_fail(
+                        enc,
+                        "a chunked ghost file carries its data in the chunk entries",
+                    )
+                    .into());
                 }
             } else {
                 let data = b64_text(enc, extra.as_deref())?;
                 if i > 0 {
-                    let c = pb::GhostChunkEntry::decode(&buf[..]).map_err(|e| enc_fail(enc, &e.to_string()))?;
+                    let c = pb::GhostChunkEntry::decode(&buf[..])
+                        .map_err(|e| enc_fail(enc, &e.to_string()))?;
                     if c.len != data.len() as u64 {
-                        return Err(enc_fail(enc, &format!("\"extra\" holds {} bytes but len says {}", data.len(), c.len)).into());
+                        return Err(enc_fail(
+                            enc,
+                            &format!(
+                                "\"extra\" holds {} bytes but len says {}",
+                                data.len(),
+                                c.len
+                            ),
+                        )
+                        .into());
                     }
                 }
-                out.write_all(&data).map_err(|e| Fail::Other(Error::io("write", e)))?;
+                out.write_all(&data)
+                    .map_err(|e| Fail::Other(Error::io("write", e)))?;
             }
         } else if payload != Payload::None {
             write_payload(enc, payload, &buf, extra.as_deref(), out)?;
@@ -506,10 +566,14 @@ fn enc_fail(enc: &Encoder, m: &str) -> EncodeError {
 
 /// The bytes of a base64 `"extra"` string (absent means none).
 fn b64_text(enc: &Encoder, text: Option<&[u8]>) -> std::result::Result<Vec<u8>, EncodeError> {
-    let Some(text) = text else { return Ok(Vec::new()) };
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
     let mut r = JsonReader::new(text);
-    r.string().map_err(|e| enc_fail(enc, &format!("\"extra\": {}", e.msg)))?;
-    base64_decodebytes(&r.scratch).map_err(|e| enc_fail(enc, &format!("\"extra\": bad base64: {e}")))
+    r.string()
+        .map_err(|e| enc_fail(enc, &format!("\"extra\": {}", e.msg)))?;
+    base64_decodebytes(&r.scratch)
+        .map_err(|e| enc_fail(enc, &format!("\"extra\": bad base64: {e}")))
 }
 
 fn write_payload(
@@ -535,18 +599,33 @@ fn write_payload(
         Payload::None => {}
         Payload::PipeData => {
             let d = b64_text(enc, extra)?;
-            check(enc, d.len(), u64::from(pb::PipeDataEntry::decode(body).map_err(bad)?.bytes), "bytes")?;
+            check(
+                enc,
+                d.len(),
+                u64::from(pb::PipeDataEntry::decode(body).map_err(bad)?.bytes),
+                "bytes",
+            )?;
             out.write_all(&d).map_err(io)?;
         }
         Payload::SkQueue => {
             let d = b64_text(enc, extra)?;
-            check(enc, d.len(), u64::from(pb::SkPacketEntry::decode(body).map_err(bad)?.length), "length")?;
+            check(
+                enc,
+                d.len(),
+                u64::from(pb::SkPacketEntry::decode(body).map_err(bad)?.length),
+                "length",
+            )?;
             out.write_all(&d).map_err(io)?;
         }
         Payload::BpfMap => {
             let d = b64_text(enc, extra)?;
             let b = pb::BpfmapDataEntry::decode(body).map_err(bad)?;
-            check(enc, d.len(), u64::from(b.keys_bytes) + u64::from(b.values_bytes), "keys_bytes + values_bytes")?;
+            check(
+                enc,
+                d.len(),
+                u64::from(b.keys_bytes) + u64::from(b.values_bytes),
+                "keys_bytes + values_bytes",
+            )?;
             out.write_all(&d).map_err(io)?;
         }
         Payload::IpcShm => {
@@ -554,7 +633,8 @@ fn write_payload(
             let size = pb::IpcShmEntry::decode(body).map_err(bad)?.size;
             check(enc, d.len(), size, "size")?;
             out.write_all(&d).map_err(io)?;
-            out.write_all(&vec![0; (round_up(size, 4) - size) as usize]).map_err(io)?;
+            out.write_all(&vec![0; (round_up(size, 4) - size) as usize])
+                .map_err(io)?;
         }
         Payload::TcpStream => {
             let t = pb::TcpStreamEntry::decode(body).map_err(bad)?;
@@ -580,7 +660,12 @@ fn write_payload(
                         match key.as_slice() {
                             b"inq" => inq = d,
                             b"outq" => outq = d,
-                            _ => return Err(enc_fail(&e2, "tcp extra has only \"inq\" and \"outq\"")),
+                            _ => {
+                                return Err(enc_fail(
+                                    &e2,
+                                    "tcp extra has only \"inq\" and \"outq\"",
+                                ))
+                            }
                         }
                     }
                 });
@@ -601,7 +686,10 @@ fn write_payload(
                 let st = r.expect(b'[', "a list of semaphore values");
                 st.map_err(|e| enc_fail(enc, &e.msg))?;
                 let mut first = true;
-                while r.next_element(&mut first).map_err(|e| enc_fail(enc, &e.msg))? {
+                while r
+                    .next_element(&mut first)
+                    .map_err(|e| enc_fail(enc, &e.msg))?
+                {
                     match r.number().map_err(|e| enc_fail(enc, &e.msg))? {
                         super::reader::Number::Int(v) if (0..=0xffff).contains(&v) => {
                             vals.extend_from_slice(&(v as u16).to_le_bytes())
@@ -611,10 +699,18 @@ fn write_payload(
                 }
             }
             if vals.len() as u64 != n * 2 {
-                return Err(enc_fail(enc, &format!("\"extra\" holds {} values but nsems says {n}", vals.len() / 2)).into());
+                return Err(enc_fail(
+                    enc,
+                    &format!(
+                        "\"extra\" holds {} values but nsems says {n}",
+                        vals.len() / 2
+                    ),
+                )
+                .into());
             }
             out.write_all(&vals).map_err(io)?;
-            out.write_all(&vec![0; (round_up(n * 2, 8) - n * 2) as usize]).map_err(io)?;
+            out.write_all(&vec![0; (round_up(n * 2, 8) - n * 2) as usize])
+                .map_err(io)?;
         }
         Payload::IpcMsg => {
             let qnum = pb::IpcMsgEntry::decode(body).map_err(bad)?.qnum;
@@ -638,7 +734,8 @@ fn write_payload(
                         e2.path.set_index(k);
                         let mut hdr = Vec::new();
                         e2.message(msg::IPC_MSG, &mut hdr, &[])?;
-                        let m = pb::IpcMsg::decode(&hdr[..]).map_err(|e| Fail::Json(enc_fail(&e2, &e.to_string())))?;
+                        let m = pb::IpcMsg::decode(&hdr[..])
+                            .map_err(|e| Fail::Json(enc_fail(&e2, &e.to_string())))?;
                         let more = e2.r.next_element(&mut first);
                         if !e2.lift(more)? {
                             return Err(enc_fail(&e2, "a message header without its data").into());
@@ -653,7 +750,8 @@ fn write_payload(
                         write_framed(out, &hdr)?;
                         let ms = u64::from(m.msize);
                         out.write_all(&d[..ms as usize]).map_err(io)?;
-                        out.write_all(&vec![0; (round_up(ms, 8) - ms) as usize]).map_err(io)?;
+                        out.write_all(&vec![0; (round_up(ms, 8) - ms) as usize])
+                            .map_err(io)?;
                         count += 1;
                         k += 2;
                     }
@@ -665,10 +763,13 @@ fn write_payload(
                 res?;
             }
             if count != qnum {
-                return Err(enc_fail(enc, &format!("\"extra\" holds {count} messages but qnum says {qnum}")).into());
+                return Err(enc_fail(
+                    enc,
+                    &format!("\"extra\" holds {count} messages but qnum says {qnum}"),
+                )
+                .into());
             }
         }
     }
     Ok(())
 }
-

@@ -100,7 +100,19 @@ impl<'a> JsonReader<'a> {
 
     /// The next byte that is not whitespace, without consuming it; `None`
     /// at the end of input.
+    #[inline]
     pub fn peek(&mut self) -> PResult<Option<u8>> {
+        if self.pos < self.end {
+            let b = self.buf[self.pos];
+            if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                return Ok(Some(b));
+            }
+        }
+        self.peek_slow()
+    }
+
+    #[cold]
+    fn peek_slow(&mut self) -> PResult<Option<u8>> {
         loop {
             while self.pos < self.end {
                 match self.buf[self.pos] {
@@ -114,6 +126,7 @@ impl<'a> JsonReader<'a> {
         }
     }
 
+    #[inline]
     fn peek_some(&mut self, what: &str) -> PResult<u8> {
         match self.peek()? {
             Some(b) => Ok(b),
@@ -121,6 +134,7 @@ impl<'a> JsonReader<'a> {
         }
     }
 
+    #[inline]
     pub fn expect(&mut self, c: u8, what: &str) -> PResult<()> {
         let b = self.peek_some(what)?;
         if b != c {
@@ -174,16 +188,20 @@ impl<'a> JsonReader<'a> {
         self.expect(b'"', "a string")?;
         self.scratch.clear();
         loop {
-            // Copy the plain run.
+            // Copy the plain run up to the next quote or backslash.
             let start = self.pos;
-            while self.pos < self.end {
-                let b = self.buf[self.pos];
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
-                self.pos += 1;
+            let window = &self.buf[start..self.end];
+            let run = memchr::memchr2(b'"', b'\\', window).unwrap_or(window.len());
+            let plain = &window[..run];
+            if let Some(bad) = plain.iter().position(|b| *b < 0x20) {
+                self.pos = start + bad;
+                return self.error(format!(
+                    "control character 0x{:02x} inside a string",
+                    plain[bad]
+                ));
             }
-            self.scratch.extend_from_slice(&self.buf[start..self.pos]);
+            self.scratch.extend_from_slice(plain);
+            self.pos = start + run;
             if self.pos == self.end {
                 if !self.fill(1)? {
                     return self.error("input ends inside a string");
@@ -203,7 +221,11 @@ impl<'a> JsonReader<'a> {
 
     fn escape(&mut self) -> PResult<()> {
         self.fill(12)?;
-        let Some(&c) = self.buf.get(self.pos + 1).filter(|_| self.pos + 1 < self.end) else {
+        let Some(&c) = self
+            .buf
+            .get(self.pos + 1)
+            .filter(|_| self.pos + 1 < self.end)
+        else {
             return self.error("input ends inside an escape");
         };
         let simple = match c {
@@ -227,7 +249,10 @@ impl<'a> JsonReader<'a> {
         self.pos += 6;
         let cp = match u {
             0xd800..=0xdbff => {
-                let lo = if self.end - self.pos >= 6 && self.buf[self.pos] == b'\\' && self.buf[self.pos + 1] == b'u' {
+                let lo = if self.end - self.pos >= 6
+                    && self.buf[self.pos] == b'\\'
+                    && self.buf[self.pos + 1] == b'u'
+                {
                     self.hex4(self.pos + 2)?
                 } else {
                     0
@@ -248,7 +273,8 @@ impl<'a> JsonReader<'a> {
         };
         let ch = char::from_u32(cp).unwrap_or('\u{fffd}');
         let mut b = [0u8; 4];
-        self.scratch.extend_from_slice(ch.encode_utf8(&mut b).as_bytes());
+        self.scratch
+            .extend_from_slice(ch.encode_utf8(&mut b).as_bytes());
         Ok(())
     }
 
@@ -271,6 +297,24 @@ impl<'a> JsonReader<'a> {
 
     pub fn number(&mut self) -> PResult<Number> {
         self.peek_some("a number")?;
+        // Fast path: a plain non-negative integer that ends inside the window.
+        {
+            let mut i = self.pos;
+            let mut v: u64 = 0;
+            while i < self.end && self.buf[i].is_ascii_digit() && i - self.pos < 19 {
+                v = v * 10 + u64::from(self.buf[i] - b'0');
+                i += 1;
+            }
+            let len = i - self.pos;
+            if len > 0
+                && i < self.end
+                && !matches!(self.buf[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'-' | b'+')
+                && (len == 1 || self.buf[self.pos] != b'0')
+            {
+                self.pos = i;
+                return Ok(Number::Int(i128::from(v)));
+            }
+        }
         self.fill(64)?;
         let start = self.pos;
         let mut i = self.pos;
@@ -307,7 +351,11 @@ impl<'a> JsonReader<'a> {
         self.peek_some("a value")?;
         self.fill(5)?;
         let rest = &self.buf[self.pos..self.end];
-        for (word, v) in [(&b"true"[..], Some(true)), (b"false", Some(false)), (b"null", None)] {
+        for (word, v) in [
+            (&b"true"[..], Some(true)),
+            (b"false", Some(false)),
+            (b"null", None),
+        ] {
             if rest.starts_with(word) {
                 self.pos += word.len();
                 return Ok(v);
@@ -373,7 +421,10 @@ impl<'a> JsonReader<'a> {
     pub fn end(&mut self) -> PResult<()> {
         match self.peek()? {
             None => Ok(()),
-            Some(b) => self.error(format!("unexpected {} after the end of the document", describe(b))),
+            Some(b) => self.error(format!(
+                "unexpected {} after the end of the document",
+                describe(b)
+            )),
         }
     }
 }
@@ -394,7 +445,10 @@ mod tests {
     fn strings_and_surrogate_escapes() {
         let mut r = JsonReader::new(&br#""a\u00e9\ud83d\ude00\udcff\n""#[..]);
         r.string().unwrap();
-        assert_eq!(r.scratch, "aé😀".bytes().chain([0xff, b'\n']).collect::<Vec<_>>());
+        assert_eq!(
+            r.scratch,
+            "aé😀".bytes().chain([0xff, b'\n']).collect::<Vec<_>>()
+        );
         let mut r = JsonReader::new(&br#""\udc00""#[..]);
         assert!(r.string().is_err());
     }
@@ -432,7 +486,10 @@ mod tests {
         r.string().unwrap();
         assert_eq!(r.scratch, vec![0xc3, 0xa9, 0xff]);
         r.next_key(&mut first).unwrap();
-        assert!(matches!(r.number().unwrap(), Number::Int(-12345678901234567890)));
+        assert!(matches!(
+            r.number().unwrap(),
+            Number::Int(-12345678901234567890)
+        ));
         r.next_key(&mut first).unwrap();
         assert_eq!(r.capture().unwrap(), b"[true, null]");
         assert!(!r.next_key(&mut first).unwrap());

@@ -8,9 +8,10 @@
 //! field's options allow, enums by name or number, bytes as base64 (unix
 //! socket names as quoted-printable), unknown fields under
 //! [`UNKNOWN_KEY`], and each payload-carrying entry's `"extra"`. Some checks
-//! stay with the encoder: the range of integers written as strings, that an
-//! `"extra"` holds as many bytes as its entry says, and that base64 text is
-//! well padded.
+//! stay with the encoder: the range of integers written as strings (for
+//! unsigned fields only their sign is checked), and that an `"extra"` holds
+//! as many bytes as its entry says. Base64 must come in whole 4-character
+//! groups, which is stricter than the encoder's lenient (Python) decoder.
 //!
 //! Each message reached from the image's entries gets one definition in
 //! `$defs`, named by its short name (`criu.` dropped); so does each enum.
@@ -31,17 +32,27 @@ const INT_LITERAL: &str = r"\s*[+-]?(?:0[xX]_?[0-9a-fA-F]+(?:_[0-9a-fA-F]+)*|0[o
 /// A non-negative integer literal, as a part of a flags string may be.
 const UINT_LITERAL: &str = r"\+?(?:0[xX]_?[0-9a-fA-F]+(?:_[0-9a-fA-F]+)*|0[oO]_?[0-7]+(?:_[0-7]+)*|0[bB]_?[01]+(?:_[01]+)*|[1-9][0-9]*(?:_[0-9]+)*|0+(?:_0+)*)";
 
+/// [`INT_LITERAL`] for unsigned fields: no minus sign but on a zero.
+const UNSIGNED_LITERAL: &str = r"\s*(?:\+?(?:0[xX]_?[0-9a-fA-F]+(?:_[0-9a-fA-F]+)*|0[oO]_?[0-7]+(?:_[0-7]+)*|0[bB]_?[01]+(?:_[01]+)*|[1-9][0-9]*(?:_[0-9]+)*|0+(?:_0+)*)|-(?:0[xX]_?0+(?:_0+)*|0[oO]_?0+(?:_0+)*|0[bB]_?0+(?:_0+)*|0+(?:_0+)*))\s*";
+
 /// `"major:minor"`, as [`forms::parse_dev`] takes it.
 const DEV_PATTERN: &str = r"^\s*\+?[0-9]+\s*:\s*\+?[0-9]+\s*$";
 
-/// Python's `base64.encodebytes` output: the alphabet, padding and newlines.
-const BASE64_PATTERN: &str = r"^[A-Za-z0-9+/=\s]*$";
+/// Base64 in whole 4-character groups, padded at the end, with whitespace
+/// between groups (Python's `base64.encodebytes` puts a newline after every
+/// 19 groups). Stricter than the encoder's lenient decoder, which skips
+/// stray characters.
+pub const BASE64_PATTERN: &str =
+    r"^(?:[A-Za-z0-9+/]{4}|\s)*(?:(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)\s*)?$";
 
 const IPV4: &str = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}";
 
 /// The file name of `magic`'s schema, e.g. `pipes-data.schema.json`.
 pub fn file_name(magic: &Magic) -> String {
-    format!("{}.schema.json", magic.name.to_ascii_lowercase().replace('_', "-"))
+    format!(
+        "{}.schema.json",
+        magic.name.to_ascii_lowercase().replace('_', "-")
+    )
 }
 
 /// Every image type's schema: `(file name, content)`, in [`MAGICS`] order.
@@ -85,7 +96,8 @@ pub fn document(magic: &Magic) -> Value {
         if r.extra != Extra::None {
             add_extra(&mut def, r.extra, &short_ref(msg::IPC_MSG));
             if let Value::Object(o) = &mut def {
-                let d = format!(
+                let d =
+                    format!(
                     "{} As an entry of a {} image, with the bytes that follow it under \"extra\".",
                     o.get("description").and_then(Value::as_str).unwrap_or_default(),
                     magic.name
@@ -112,30 +124,37 @@ pub fn document(magic: &Magic) -> Value {
         defs.insert(short(ENUMS[e].name).to_string(), enum_def(e));
     }
 
+    // Every layout has one or two kinds of entry: the first entry's, and
+    // the rest's.
+    let first = items.first().cloned().unwrap_or(Value::Bool(true));
+    let rest = items.get(1).cloned().unwrap_or(Value::Bool(true));
     let entries = match magic.layout {
-        Layout::Entries(..) => json!({
-            "description": format!("The image's entries, each a {} message.", MESSAGES[roots[0].msg].name),
+        Layout::Entries(m, _) => json!({
+            "description": format!("The image's entries, each a {} message.", MESSAGES[m].name),
             "type": "array",
-            "items": items[0],
+            "items": first,
         }),
         Layout::Pagemap => json!({
             "description": "A pagemap_head, then one pagemap_entry per run of pages.",
             "type": "array",
-            "prefixItems": [items[0]],
-            "items": items[1],
+            "prefixItems": [first],
+            "items": rest,
         }),
         Layout::GhostFile => json!({
             "description": "A ghost_file_entry (with the file's bytes in \"extra\" unless it sets chunks), then, if it sets chunks, one ghost_chunk_entry per chunk with that chunk's bytes in \"extra\".",
             "type": "array",
             "minItems": 1,
-            "prefixItems": [items[0]],
-            "items": items[1],
+            "prefixItems": [first],
+            "items": rest,
         }),
     };
 
     let mut doc = Map::new();
     doc.insert("$schema".into(), DRAFT.into());
-    doc.insert("title".into(), format!("crit JSON: {} image", magic.name).into());
+    doc.insert(
+        "title".into(),
+        format!("crit JSON: {} image", magic.name).into(),
+    );
     doc.insert(
         "description".into(),
         format!(
@@ -180,19 +199,33 @@ fn roots(magic: &Magic) -> Vec<Root> {
             msg: m,
             extra: match p {
                 Payload::None => Extra::None,
-                Payload::PipeData | Payload::SkQueue | Payload::BpfMap | Payload::IpcShm => Extra::Base64,
+                Payload::PipeData | Payload::SkQueue | Payload::BpfMap | Payload::IpcShm => {
+                    Extra::Base64
+                }
                 Payload::TcpStream => Extra::TcpStream,
                 Payload::IpcSem => Extra::IpcSem,
                 Payload::IpcMsg => Extra::IpcMsg,
             },
         }],
         Layout::Pagemap => vec![
-            Root { msg: msg::PAGEMAP_HEAD, extra: Extra::None },
-            Root { msg: msg::PAGEMAP_ENTRY, extra: Extra::None },
+            Root {
+                msg: msg::PAGEMAP_HEAD,
+                extra: Extra::None,
+            },
+            Root {
+                msg: msg::PAGEMAP_ENTRY,
+                extra: Extra::None,
+            },
         ],
         Layout::GhostFile => vec![
-            Root { msg: msg::GHOST_FILE_ENTRY, extra: Extra::Base64 },
-            Root { msg: msg::GHOST_CHUNK_ENTRY, extra: Extra::Base64 },
+            Root {
+                msg: msg::GHOST_FILE_ENTRY,
+                extra: Extra::Base64,
+            },
+            Root {
+                msg: msg::GHOST_CHUNK_ENTRY,
+                extra: Extra::Base64,
+            },
         ],
     }
 }
@@ -316,8 +349,16 @@ impl Gen {
 
 fn enum_def(e: usize) -> Value {
     let en = &ENUMS[e];
-    let names: Vec<Value> = en.values.iter().map(|v| Value::String(v.1.into())).collect();
-    let listed: Vec<String> = en.values.iter().map(|(n, s)| format!("{s} = {n}")).collect();
+    let names: Vec<Value> = en
+        .values
+        .iter()
+        .map(|v| Value::String(v.1.into()))
+        .collect();
+    let listed: Vec<String> = en
+        .values
+        .iter()
+        .map(|(n, s)| format!("{s} = {n}"))
+        .collect();
     json!({
         "description": format!("enum {}: {}. By name, or by number (numbers without a name are kept).", en.name, listed.join(", ")),
         "oneOf": [
@@ -386,7 +427,18 @@ fn declaration(f: &FieldDesc) -> String {
 }
 
 fn field_schema(f: &FieldDesc) -> Value {
-    let (value, forms) = value_schema(f);
+    let (mut value, mut forms) = value_schema(f);
+    let ipadd = f.opts.ipadd && f.label == Label::Repeated;
+    if ipadd {
+        // A string element is always read as an address, never as an
+        // integer literal.
+        let (lo, hi) = bounds(f.kind);
+        value = json!({"type": "integer", "minimum": lo, "maximum": hi});
+        forms = format!(
+            "A list of {}s (one word for IPv4, four for IPv6, in network byte order), or in the pretty form a list holding one IPv4 or IPv6 address.",
+            kind_name(f.kind)
+        );
+    }
     let mut about = format!("{}.", declaration(f));
     if !forms.is_empty() {
         about.push(' ');
@@ -395,7 +447,11 @@ fn field_schema(f: &FieldDesc) -> Value {
     let mut s = Map::new();
     s.insert("description".into(), about.into());
     if f.label == Label::Repeated {
-        let items = if f.opts.ipadd { json!({"oneOf": [value, ip_schema()]}) } else { value };
+        let items = if ipadd {
+            json!({"oneOf": [value, ip_schema()]})
+        } else {
+            value
+        };
         s.insert("type".into(), "array".into());
         s.insert("items".into(), items);
     } else if let Value::Object(o) = value {
@@ -460,7 +516,11 @@ fn regex_escape(s: &str) -> String {
 }
 
 fn alternation(names: &[&str]) -> String {
-    names.iter().map(|n| regex_escape(n)).collect::<Vec<_>>().join("|")
+    names
+        .iter()
+        .map(|n| regex_escape(n))
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 /// The names of `f`'s dict table, in value order.
@@ -475,9 +535,22 @@ fn dict_names(dict: &str, field: &str) -> Vec<&'static str> {
 /// flags, dict name, Python integer literal).
 fn int_schema(f: &FieldDesc) -> (Value, String) {
     let o = &f.opts;
+    let signed = matches!(
+        f.kind,
+        Kind::Int32 | Kind::Int64 | Kind::Sint32 | Kind::Sint64 | Kind::Sfixed32 | Kind::Sfixed64
+    );
+    let literal = if signed {
+        INT_LITERAL
+    } else {
+        UNSIGNED_LITERAL
+    };
     let kind = kind_name(f.kind);
     let (pattern, forms) = if o.dev {
-        let enc = if o.odev { "glibc's old makedev encoding" } else { "the kernel's major << 20 | minor" };
+        let enc = if o.odev {
+            "glibc's old makedev encoding"
+        } else {
+            "the kernel's major << 20 | minor"
+        };
         (
             DEV_PATTERN.to_string(),
             format!("A {kind}, or in the pretty form a device number \"major:minor\" ({enc})."),
@@ -492,9 +565,13 @@ fn int_schema(f: &FieldDesc) -> (Value, String) {
                 names.join(", ")
             ),
         )
-    } else if let Some(names) = o.dict.map(|d| dict_names(d, f.name)).filter(|n| !n.is_empty()) {
+    } else if let Some(names) = o
+        .dict
+        .map(|d| dict_names(d, f.name))
+        .filter(|n| !n.is_empty())
+    {
         (
-            format!(r"^(?:{}|{INT_LITERAL})$", alternation(&names)),
+            format!(r"^(?:{}|{literal})$", alternation(&names)),
             format!(
                 "A {kind}, or in the pretty form its name ({}); a number without a name stays a number.",
                 names.join(", ")
@@ -502,12 +579,12 @@ fn int_schema(f: &FieldDesc) -> (Value, String) {
         )
     } else if o.hex {
         (
-            format!("^{INT_LITERAL}$"),
+            format!("^{literal}$"),
             format!("A {kind}; the pretty form prints it as a hex string (\"0x1f\"). Any Python integer literal string is taken."),
         )
     } else {
         (
-            format!("^{INT_LITERAL}$"),
+            format!("^{literal}$"),
             format!("A {kind}, or a string holding a Python integer literal (\"17\", \"0x11\")."),
         )
     };

@@ -153,6 +153,17 @@ fn fmt_u64(mut v: u64, b: &mut [u8; 20]) -> &[u8] {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Bytes that Python's `json.dumps` writes as they are.
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x20;
+    while b < 0x7f {
+        t[b] = b != b'"' as usize && b != b'\\' as usize;
+        b += 1;
+    }
+    t
+};
+
 /// Writes a JSON string. Valid UTF-8 is escaped the way Python does with
 /// `ensure_ascii`; a byte that is not part of valid UTF-8 is written as the
 /// lone surrogate `\udcXX` (Python's "surrogateescape"), which
@@ -163,7 +174,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
     while i < s.len() {
         // Fast path: a run of characters that need no escaping.
         let start = i;
-        while i < s.len() && (0x20..0x7f).contains(&s[i]) && s[i] != b'"' && s[i] != b'\\' {
+        while i < s.len() && PLAIN[usize::from(s[i])] {
             i += 1;
         }
         out.extend_from_slice(&s[start..i]);

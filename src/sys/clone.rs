@@ -93,7 +93,10 @@ pub fn clone3_with_tid(set_tid: &[i32], flags: u64) -> io::Result<ForkResult> {
     }
     if flags & REFUSED != 0 {
         return Err(err::os(
-            format_args!("clone3 for pid {want}: flags {:#x} not supported", flags & REFUSED),
+            format_args!(
+                "clone3 for pid {want}: flags {:#x} not supported",
+                flags & REFUSED
+            ),
             libc::EINVAL,
         ));
     }
@@ -158,8 +161,12 @@ pub fn pid_in_use(pid: i32) -> bool {
 }
 
 fn read_int(path: &str) -> io::Result<i32> {
-    let s = std::fs::read_to_string(path).map_err(|e| err::context(format_args!("read {path}"), e))?;
-    s.trim()
-        .parse()
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: not a number: {s:?}")))
+    let s =
+        std::fs::read_to_string(path).map_err(|e| err::context(format_args!("read {path}"), e))?;
+    s.trim().parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{path}: not a number: {s:?}"),
+        )
+    })
 }

@@ -52,7 +52,9 @@ pub(crate) fn os(what: impl fmt::Display, errno: i32) -> io::Error {
 
 /// The current thread's errno as an error about `what`.
 pub(crate) fn last(what: impl fmt::Display) -> io::Error {
-    let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+    let errno = io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO);
     os(what, errno)
 }
 

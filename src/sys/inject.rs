@@ -15,7 +15,7 @@
 //! One [`Injector::syscall`]:
 //! 1. on the first call, blocks every signal (`PTRACE_SETSIGMASK`), so that
 //!    no signal can be dequeued, and so no handler can run, while we drive
-//!    the thread (SIGKILL still kills it; a SIGSTOP is see below);
+//!    the thread (SIGKILL still kills it; for SIGSTOP see "Signals");
 //! 2. sets `rax` = nr, `rdi, rsi, rdx, r10, r8, r9` = args, `rip` = gate and
 //!    `orig_rax = -1`, so that a thread stopped inside an interrupted
 //!    syscall does not get that syscall restarted over our registers;
@@ -250,7 +250,9 @@ impl Injector {
         if want != opts {
             ptrace::set_options(tid, want).map_err(|e| {
                 err::context(
-                    format_args!("inject into tid {tid} (seccomp mode {seccomp}): setting ptrace options"),
+                    format_args!(
+                        "inject into tid {tid} (seccomp mode {seccomp}): setting ptrace options"
+                    ),
                     e,
                 )
             })?;
@@ -292,8 +294,12 @@ impl Injector {
 
     fn find_gate(&mut self) -> io::Result<()> {
         let tid = self.tid;
-        let maps = procfs::maps(tid).map_err(|e| err::context(format_args!("inject into tid {tid}"), e))?;
-        if let Some(v) = maps.iter().find(|m| m.name == "[vdso]" && m.perms.contains('x')) {
+        let maps = procfs::maps(tid)
+            .map_err(|e| err::context(format_args!("inject into tid {tid}"), e))?;
+        if let Some(v) = maps
+            .iter()
+            .find(|m| m.name == "[vdso]" && m.perms.contains('x'))
+        {
             let mut text = vec![0u8; (v.end - v.start) as usize];
             if remote::read_exact(tid, v.start, &mut text).is_ok() {
                 if let Some(i) = text.windows(2).position(|w| w == [0x0f, 0x05]) {
@@ -363,8 +369,21 @@ impl Injector {
     /// page is unmapped by `finish`. For a restore that is about to unmap
     /// everything else (vdso included). Returns its address.
     pub fn map_gate_page(&mut self, at: Option<u64>) -> io::Result<u64> {
-        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | if at.is_some() { libc::MAP_FIXED_NOREPLACE } else { 0 };
-        let addr = self.remote_mmap(at.unwrap_or(0), PAGE, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0)?;
+        let flags = libc::MAP_PRIVATE
+            | libc::MAP_ANONYMOUS
+            | if at.is_some() {
+                libc::MAP_FIXED_NOREPLACE
+            } else {
+                0
+            };
+        let addr = self.remote_mmap(
+            at.unwrap_or(0),
+            PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            -1,
+            0,
+        )?;
         if let Some(want) = at {
             if addr != want {
                 let _ = self.remote_munmap(addr, PAGE);
@@ -400,9 +419,12 @@ impl Injector {
     pub fn syscall(&mut self, nr: i64, args: [u64; 6]) -> io::Result<i64> {
         let tid = self.tid;
         if self.finished {
-            return Err(err::other(format!("inject syscall {nr} into tid {tid}: injector already finished")));
+            return Err(err::other(format!(
+                "inject syscall {nr} into tid {tid}: injector already finished"
+            )));
         }
-        let ctx = |e: io::Error| err::context(format_args!("inject syscall {nr} into tid {tid}"), e);
+        let ctx =
+            |e: io::Error| err::context(format_args!("inject syscall {nr} into tid {tid}"), e);
         if !self.masked {
             ptrace::set_sigmask(tid, !0u64).map_err(ctx)?;
             self.masked = true;
@@ -437,12 +459,22 @@ impl Injector {
 
     fn wait_syscall_stop(&mut self, nr: i64, entry: bool) -> io::Result<()> {
         let tid = self.tid;
-        let ctx = |e: io::Error| err::context(format_args!("inject syscall {nr} into tid {tid}"), e);
+        let ctx =
+            |e: io::Error| err::context(format_args!("inject syscall {nr} into tid {tid}"), e);
         loop {
             match ptrace::wait_stop(tid).map_err(ctx)? {
                 Stop::Syscall => return Ok(()),
                 Stop::Signal(sig) => {
-                    if entry && matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGTRAP | libc::SIGFPE) {
+                    if entry
+                        && matches!(
+                            sig,
+                            libc::SIGSEGV
+                                | libc::SIGBUS
+                                | libc::SIGILL
+                                | libc::SIGTRAP
+                                | libc::SIGFPE
+                        )
+                    {
                         return Err(err::other(format!(
                             "inject syscall {nr} into tid {tid}: signal {sig} at the gate {:#x} (not mapped executable?)",
                             self.gate
@@ -457,7 +489,9 @@ impl Injector {
                 s @ (Stop::Exited(_) | Stop::Killed { .. }) => {
                     self.finished = true;
                     return Err(err::os(
-                        format_args!("inject syscall {nr} into tid {tid}: the thread ended ({s:?})"),
+                        format_args!(
+                            "inject syscall {nr} into tid {tid}: the thread ended ({s:?})"
+                        ),
                         libc::ESRCH,
                     ));
                 }
@@ -467,7 +501,10 @@ impl Injector {
 
     fn check(&self, what: &str, r: i64) -> io::Result<i64> {
         if (-4095..0).contains(&r) {
-            return Err(err::os(format_args!("injected {what} in tid {}", self.tid), (-r) as i32));
+            return Err(err::os(
+                format_args!("injected {what} in tid {}", self.tid),
+                (-r) as i32,
+            ));
         }
         Ok(r)
     }
@@ -523,7 +560,15 @@ impl Injector {
     }
 
     /// `mmap` in the target; returns the address. `fd` is the target's.
-    pub fn remote_mmap(&mut self, addr: u64, len: u64, prot: i32, flags: i32, fd: i32, off: u64) -> io::Result<u64> {
+    pub fn remote_mmap(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: i32,
+        flags: i32,
+        fd: i32,
+        off: u64,
+    ) -> io::Result<u64> {
         let r = self.syscall(
             libc::SYS_mmap,
             [addr, len, prot as u64, flags as u64, fd as i64 as u64, off],
@@ -544,15 +589,28 @@ impl Injector {
     }
 
     /// `mremap` in the target; returns the new address.
-    pub fn remote_mremap(&mut self, old: u64, old_len: u64, new_len: u64, flags: i32, new_addr: u64) -> io::Result<u64> {
-        let r = self.syscall(libc::SYS_mremap, [old, old_len, new_len, flags as u64, new_addr, 0])?;
+    pub fn remote_mremap(
+        &mut self,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        flags: i32,
+        new_addr: u64,
+    ) -> io::Result<u64> {
+        let r = self.syscall(
+            libc::SYS_mremap,
+            [old, old_len, new_len, flags as u64, new_addr, 0],
+        )?;
         self.check("mremap", r).map(|a| a as u64)
     }
 
     /// `prctl(option, args...)` in the target; returns its result. Pointer
     /// arguments must point into the target (use the scratch area).
     pub fn remote_prctl(&mut self, option: i32, args: [u64; 4]) -> io::Result<i64> {
-        let r = self.syscall(libc::SYS_prctl, [option as u64, args[0], args[1], args[2], args[3], 0])?;
+        let r = self.syscall(
+            libc::SYS_prctl,
+            [option as u64, args[0], args[1], args[2], args[3], 0],
+        )?;
         self.check("prctl", r)
     }
 
@@ -566,13 +624,20 @@ impl Injector {
 
     /// `rt_sigaction(sig, new, &old, 8)` in the target: installs `new` if
     /// given, and returns the action in effect before.
-    pub fn remote_rt_sigaction(&mut self, sig: i32, new: Option<&KSigaction>) -> io::Result<KSigaction> {
+    pub fn remote_rt_sigaction(
+        &mut self,
+        sig: i32,
+        new: Option<&KSigaction>,
+    ) -> io::Result<KSigaction> {
         let base = self.ensure_scratch(64)?;
         let act = match new {
             Some(a) => self.write_scratch(0, &a.to_bytes())?,
             None => 0,
         };
-        let r = self.syscall(libc::SYS_rt_sigaction, [sig as u64, act, base + 32, 8, 0, 0])?;
+        let r = self.syscall(
+            libc::SYS_rt_sigaction,
+            [sig as u64, act, base + 32, 8, 0, 0],
+        )?;
         self.check(&format!("rt_sigaction({sig})"), r)?;
         let mut b = [0u8; 32];
         self.read_scratch(32, &mut b)?;
@@ -614,8 +679,14 @@ impl Injector {
 
     fn itimerval_from(b: &[u8; 32]) -> ITimerVal {
         ITimerVal {
-            interval: TimeVal { sec: i64_at(b, 0), usec: i64_at(b, 8) },
-            value: TimeVal { sec: i64_at(b, 16), usec: i64_at(b, 24) },
+            interval: TimeVal {
+                sec: i64_at(b, 0),
+                usec: i64_at(b, 8),
+            },
+            value: TimeVal {
+                sec: i64_at(b, 16),
+                usec: i64_at(b, 24),
+            },
         }
     }
 
@@ -634,7 +705,10 @@ impl Injector {
     pub fn remote_setitimer(&mut self, which: i32, new: &ITimerVal) -> io::Result<ITimerVal> {
         let base = self.ensure_scratch(64)?;
         self.write_scratch(0, &Self::itimerval_bytes(new))?;
-        let r = self.syscall(libc::SYS_setitimer, [which as u64, base, base + 32, 0, 0, 0])?;
+        let r = self.syscall(
+            libc::SYS_setitimer,
+            [which as u64, base, base + 32, 0, 0, 0],
+        )?;
         self.check(&format!("setitimer({which})"), r)?;
         let mut b = [0u8; 32];
         self.read_scratch(32, &mut b)?;
@@ -649,8 +723,14 @@ impl Injector {
         let mut b = [0u8; 32];
         self.read_scratch(0, &mut b)?;
         Ok(ITimerSpec {
-            interval: TimeSpec { sec: i64_at(&b, 0), nsec: i64_at(&b, 8) },
-            value: TimeSpec { sec: i64_at(&b, 16), nsec: i64_at(&b, 24) },
+            interval: TimeSpec {
+                sec: i64_at(&b, 0),
+                nsec: i64_at(&b, 8),
+            },
+            value: TimeSpec {
+                sec: i64_at(&b, 16),
+                nsec: i64_at(&b, 24),
+            },
         })
     }
 
@@ -716,7 +796,10 @@ impl Injector {
             keep(ptrace::tgkill(self.tgid, tid, sig));
         }
         match first {
-            Some(e) => Err(err::context(format_args!("finish injection into tid {tid}"), e)),
+            Some(e) => Err(err::context(
+                format_args!("finish injection into tid {tid}"),
+                e,
+            )),
             None => Ok(()),
         }
     }
@@ -734,7 +817,10 @@ impl Injector {
             match ptrace::wait_stop(tid)? {
                 Stop::Interrupt | Stop::Group(_) => return Ok(()),
                 Stop::Signal(sig) => {
-                    if !matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGTRAP | libc::SIGFPE) {
+                    if !matches!(
+                        sig,
+                        libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGTRAP | libc::SIGFPE
+                    ) {
                         self.deferred.push(sig);
                     }
                     ptrace::interrupt(tid)?;
@@ -745,7 +831,10 @@ impl Injector {
                     ptrace::cont(tid, 0)?;
                 }
                 s @ (Stop::Exited(_) | Stop::Killed { .. }) => {
-                    return Err(err::os(format_args!("tid {tid} ended ({s:?})"), libc::ESRCH));
+                    return Err(err::os(
+                        format_args!("tid {tid} ended ({s:?})"),
+                        libc::ESRCH,
+                    ));
                 }
             }
         }

@@ -33,9 +33,18 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 pub fn pidfd_getfd(pidfd: impl AsFd, targetfd: i32) -> io::Result<OwnedFd> {
     let p = pidfd.as_fd().as_raw_fd();
     // SAFETY: pidfd_getfd takes three integers and touches no memory of ours.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, p as c_long, targetfd as c_long, 0 as c_long) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_getfd,
+            p as c_long,
+            targetfd as c_long,
+            0 as c_long,
+        )
+    };
     if r < 0 {
-        return Err(err::last(format_args!("pidfd_getfd fd {targetfd} (pidfd {p})")));
+        return Err(err::last(format_args!(
+            "pidfd_getfd fd {targetfd} (pidfd {p})"
+        )));
     }
     // SAFETY: the kernel just installed this new descriptor for us.
     Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
@@ -62,7 +71,9 @@ pub fn pidfd_send_signal(pidfd: impl AsFd, sig: i32) -> io::Result<()> {
         )
     };
     if r < 0 {
-        return Err(err::last(format_args!("pidfd_send_signal {sig} (pidfd {p})")));
+        return Err(err::last(format_args!(
+            "pidfd_send_signal {sig} (pidfd {p})"
+        )));
     }
     Ok(())
 }

@@ -94,7 +94,9 @@ pub fn maps(pid: i32) -> io::Result<Vec<MapsEntry>> {
         let _dev = it.next();
         let _ino = it.next();
         let name = it.next().unwrap_or("").trim_start().to_string();
-        let Some((a, b)) = range.split_once('-') else { continue };
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
         let (Ok(start), Ok(end), Ok(offset)) = (
             u64::from_str_radix(a, 16),
             u64::from_str_radix(b, 16),

@@ -186,20 +186,40 @@ pub fn options_of(tid: i32) -> Option<u64> {
 /// request that reads or writes through one of them, the address of a live
 /// buffer of the size the request reads or writes.
 unsafe fn ptrace_raw(req: u32, tid: i32, addr: usize, data: usize) -> c_long {
-    libc::syscall(
-        libc::SYS_ptrace,
-        req as c_long,
-        tid as c_long,
-        addr as *mut c_void,
-        data as *mut c_void,
-    )
+    // SAFETY: the caller guarantees that addr/data are valid for `req`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_ptrace,
+            req as c_long,
+            tid as c_long,
+            addr as *mut c_void,
+            data as *mut c_void,
+        )
+    }
 }
 
 /// A ptrace request whose `addr` and `data` are plain integers.
+/// Refuses (EINVAL) any other request.
 fn ptrace_int(req: u32, tid: i32, addr: usize, data: usize, what: &str) -> io::Result<c_long> {
-    // SAFETY: only called with requests whose addr/data are integers
-    // (SEIZE, INTERRUPT, CONT, DETACH, SYSCALL, SINGLESTEP, LISTEN,
-    // SETOPTIONS); the kernel does not dereference them.
+    let integer_only = matches!(
+        req,
+        PTRACE_SEIZE
+            | PTRACE_INTERRUPT
+            | PTRACE_CONT
+            | PTRACE_DETACH
+            | PTRACE_SYSCALL
+            | PTRACE_SINGLESTEP
+            | PTRACE_LISTEN
+            | PTRACE_SETOPTIONS
+    );
+    if !integer_only {
+        return Err(err::os(
+            format_args!("{what} tid {tid}: not an integer-only request"),
+            libc::EINVAL,
+        ));
+    }
+    // SAFETY: for these requests the kernel treats addr and data as
+    // integers (options, signal number) and never dereferences them.
     let r = unsafe { ptrace_raw(req, tid, addr, data) };
     if r == -1 {
         return Err(err::last(format_args!("{what} tid {tid}")));
@@ -209,10 +229,20 @@ fn ptrace_int(req: u32, tid: i32, addr: usize, data: usize, what: &str) -> io::R
 
 /// A ptrace request that reads into or writes from `buf` (given as `data`),
 /// with `addr` an integer.
-fn ptrace_buf<T>(req: u32, tid: i32, addr: usize, buf: &mut T, what: &str) -> io::Result<c_long> {
-    // SAFETY: `buf` is a live, exclusively borrowed value; every caller
-    // passes a `T` at least as large as what `req` reads or writes for the
-    // given `addr` (checked at each call site).
+///
+/// # Safety
+/// `req` with this `addr` must read or write through `data` at most
+/// `size_of::<T>()` bytes, and any bit pattern the kernel writes must be a
+/// valid `T` (plain integers and arrays of them).
+unsafe fn ptrace_buf<T>(
+    req: u32,
+    tid: i32,
+    addr: usize,
+    buf: &mut T,
+    what: &str,
+) -> io::Result<c_long> {
+    // SAFETY: `buf` is live and exclusively borrowed for the call; the
+    // caller guarantees the size and validity conditions above.
     let r = unsafe { ptrace_raw(req, tid, addr, buf as *mut T as usize) };
     if r == -1 {
         return Err(err::last(format_args!("{what} tid {tid}")));
@@ -235,7 +265,13 @@ pub fn seize_with(tid: i32, options: u64) -> io::Result<()> {
 
 /// `PTRACE_SETOPTIONS` (replaces all options). The tracee must be stopped.
 pub fn set_options(tid: i32, options: u64) -> io::Result<()> {
-    ptrace_int(PTRACE_SETOPTIONS, tid, 0, options as usize, "PTRACE_SETOPTIONS")?;
+    ptrace_int(
+        PTRACE_SETOPTIONS,
+        tid,
+        0,
+        options as usize,
+        "PTRACE_SETOPTIONS",
+    )?;
     note_options(tid, options);
     Ok(())
 }
@@ -296,7 +332,14 @@ pub fn detach_with_signal(tid: i32, sig: i32) -> io::Result<()> {
 /// `tgkill(tgid, tid, sig)`.
 pub fn tgkill(tgid: i32, tid: i32, sig: i32) -> io::Result<()> {
     // SAFETY: tgkill takes three integers and touches no memory of ours.
-    let r = unsafe { libc::syscall(libc::SYS_tgkill, tgid as c_long, tid as c_long, sig as c_long) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            tgid as c_long,
+            tid as c_long,
+            sig as c_long,
+        )
+    };
     if r == -1 {
         return Err(err::last(format_args!("tgkill({tgid}, {tid}, {sig})")));
     }
@@ -344,7 +387,10 @@ impl Stop {
 }
 
 fn is_stop_signal(sig: i32) -> bool {
-    matches!(sig, libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU)
+    matches!(
+        sig,
+        libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+    )
 }
 
 fn classify(tid: i32, status: i32) -> io::Result<Stop> {
@@ -458,16 +504,16 @@ pub fn stop_kind(tid: i32) -> io::Result<Stop> {
 /// `PTRACE_GETEVENTMSG`.
 pub fn get_event_msg(tid: i32) -> io::Result<u64> {
     let mut msg: u64 = 0;
-    // unsigned long, 8 bytes on x86-64.
-    ptrace_buf(PTRACE_GETEVENTMSG, tid, 0, &mut msg, "PTRACE_GETEVENTMSG")?;
+    // SAFETY: PTRACE_GETEVENTMSG writes one unsigned long (8 bytes).
+    unsafe { ptrace_buf(PTRACE_GETEVENTMSG, tid, 0, &mut msg, "PTRACE_GETEVENTMSG") }?;
     Ok(msg)
 }
 
 /// The general-purpose registers of a stopped thread (`PTRACE_GETREGS`).
 pub fn get_regs(tid: i32) -> io::Result<Regs> {
     let mut regs = zeroed_regs();
-    // PTRACE_GETREGS writes one struct user_regs_struct.
-    ptrace_buf(PTRACE_GETREGS, tid, 0, &mut regs, "PTRACE_GETREGS")?;
+    // SAFETY: PTRACE_GETREGS writes one struct user_regs_struct.
+    unsafe { ptrace_buf(PTRACE_GETREGS, tid, 0, &mut regs, "PTRACE_GETREGS") }?;
     Ok(regs)
 }
 
@@ -475,8 +521,8 @@ pub fn get_regs(tid: i32) -> io::Result<Regs> {
 /// (`PTRACE_SETREGS`; the kernel validates segment selectors and bases).
 pub fn set_regs(tid: i32, regs: &Regs) -> io::Result<()> {
     let mut copy = *regs;
-    // PTRACE_SETREGS reads one struct user_regs_struct.
-    ptrace_buf(PTRACE_SETREGS, tid, 0, &mut copy, "PTRACE_SETREGS")?;
+    // SAFETY: PTRACE_SETREGS reads one struct user_regs_struct.
+    unsafe { ptrace_buf(PTRACE_SETREGS, tid, 0, &mut copy, "PTRACE_SETREGS") }?;
     Ok(())
 }
 
@@ -516,16 +562,16 @@ pub fn zeroed_regs() -> Regs {
 /// The 512-byte fxsave area (`PTRACE_GETFPREGS`, same as `NT_PRFPREG`).
 pub fn get_fpregs(tid: i32) -> io::Result<FpRegs> {
     let mut fp = zeroed_fpregs();
-    // PTRACE_GETFPREGS writes one struct user_fpregs_struct (512 bytes).
-    ptrace_buf(PTRACE_GETFPREGS, tid, 0, &mut fp, "PTRACE_GETFPREGS")?;
+    // SAFETY: PTRACE_GETFPREGS writes one struct user_fpregs_struct (512 bytes).
+    unsafe { ptrace_buf(PTRACE_GETFPREGS, tid, 0, &mut fp, "PTRACE_GETFPREGS") }?;
     Ok(fp)
 }
 
 /// Sets the fxsave area (`PTRACE_SETFPREGS`).
 pub fn set_fpregs(tid: i32, fp: &FpRegs) -> io::Result<()> {
     let mut copy = *fp;
-    // PTRACE_SETFPREGS reads one struct user_fpregs_struct.
-    ptrace_buf(PTRACE_SETFPREGS, tid, 0, &mut copy, "PTRACE_SETFPREGS")?;
+    // SAFETY: PTRACE_SETFPREGS reads one struct user_fpregs_struct.
+    unsafe { ptrace_buf(PTRACE_SETFPREGS, tid, 0, &mut copy, "PTRACE_SETFPREGS") }?;
     Ok(())
 }
 
@@ -555,7 +601,14 @@ fn regset_get(tid: i32, nt: usize, buf: &mut [u8], what: &str) -> io::Result<usi
     };
     // SAFETY: `iov` describes `buf`, live and exclusively borrowed; the
     // kernel writes at most iov_len bytes to it and updates iov_len.
-    let r = unsafe { ptrace_raw(PTRACE_GETREGSET, tid, nt, &mut iov as *mut libc::iovec as usize) };
+    let r = unsafe {
+        ptrace_raw(
+            PTRACE_GETREGSET,
+            tid,
+            nt,
+            &mut iov as *mut libc::iovec as usize,
+        )
+    };
     if r == -1 {
         return Err(err::last(format_args!("{what} tid {tid}")));
     }
@@ -574,7 +627,12 @@ pub fn get_xsave(tid: i32) -> io::Result<Vec<u8>> {
     let mut len = if known > 0 { known + 64 } else { 4096 };
     loop {
         let mut buf = vec![0u8; len];
-        let got = regset_get(tid, NT_X86_XSTATE, &mut buf, "PTRACE_GETREGSET NT_X86_XSTATE")?;
+        let got = regset_get(
+            tid,
+            NT_X86_XSTATE,
+            &mut buf,
+            "PTRACE_GETREGSET NT_X86_XSTATE",
+        )?;
         if got < len {
             XSTATE_SIZE.store(got, Ordering::Relaxed);
             buf.truncate(got);
@@ -601,10 +659,17 @@ pub fn set_xsave(tid: i32, xsave: &[u8]) -> io::Result<()> {
     // SAFETY: `iov` describes `copy`, live for the call; the kernel only
     // reads iov_len bytes from it.
     let r = unsafe {
-        ptrace_raw(PTRACE_SETREGSET, tid, NT_X86_XSTATE, &mut iov as *mut libc::iovec as usize)
+        ptrace_raw(
+            PTRACE_SETREGSET,
+            tid,
+            NT_X86_XSTATE,
+            &mut iov as *mut libc::iovec as usize,
+        )
     };
     if r == -1 {
-        return Err(err::last(format_args!("PTRACE_SETREGSET NT_X86_XSTATE tid {tid}")));
+        return Err(err::last(format_args!(
+            "PTRACE_SETREGSET NT_X86_XSTATE tid {tid}"
+        )));
     }
     Ok(())
 }
@@ -655,8 +720,8 @@ impl std::fmt::Debug for SigInfo {
 /// The siginfo of the current stop (`PTRACE_GETSIGINFO`).
 pub fn get_siginfo(tid: i32) -> io::Result<SigInfo> {
     let mut si = SigInfo { raw: [0; 128] };
-    // PTRACE_GETSIGINFO writes one siginfo_t (128 bytes).
-    ptrace_buf(PTRACE_GETSIGINFO, tid, 0, &mut si.raw, "PTRACE_GETSIGINFO")?;
+    // SAFETY: PTRACE_GETSIGINFO writes one siginfo_t (128 bytes).
+    unsafe { ptrace_buf(PTRACE_GETSIGINFO, tid, 0, &mut si.raw, "PTRACE_GETSIGINFO") }?;
     Ok(si)
 }
 
@@ -664,8 +729,8 @@ pub fn get_siginfo(tid: i32) -> io::Result<SigInfo> {
 /// (`PTRACE_SETSIGINFO`).
 pub fn set_siginfo(tid: i32, si: &SigInfo) -> io::Result<()> {
     let mut copy = si.raw;
-    // PTRACE_SETSIGINFO reads one siginfo_t (128 bytes).
-    ptrace_buf(PTRACE_SETSIGINFO, tid, 0, &mut copy, "PTRACE_SETSIGINFO")?;
+    // SAFETY: PTRACE_SETSIGINFO reads one siginfo_t (128 bytes).
+    unsafe { ptrace_buf(PTRACE_SETSIGINFO, tid, 0, &mut copy, "PTRACE_SETSIGINFO") }?;
     Ok(())
 }
 
@@ -717,8 +782,8 @@ pub fn peek_siginfo(tid: i32, shared: bool) -> io::Result<Vec<SigInfo>> {
 /// `saved_sigmask`), not the temporary one the call installed.
 pub fn get_sigmask(tid: i32) -> io::Result<u64> {
     let mut mask: u64 = 0;
-    // PTRACE_GETSIGMASK with addr = 8 writes one 8-byte sigset.
-    ptrace_buf(PTRACE_GETSIGMASK, tid, 8, &mut mask, "PTRACE_GETSIGMASK")?;
+    // SAFETY: PTRACE_GETSIGMASK with addr = 8 writes one 8-byte sigset.
+    unsafe { ptrace_buf(PTRACE_GETSIGMASK, tid, 8, &mut mask, "PTRACE_GETSIGMASK") }?;
     Ok(mask)
 }
 
@@ -728,8 +793,8 @@ pub fn get_sigmask(tid: i32) -> io::Result<u64> {
 /// temporary mask again.
 pub fn set_sigmask(tid: i32, mask: u64) -> io::Result<()> {
     let mut m = mask;
-    // PTRACE_SETSIGMASK with addr = 8 reads one 8-byte sigset.
-    ptrace_buf(PTRACE_SETSIGMASK, tid, 8, &mut m, "PTRACE_SETSIGMASK")?;
+    // SAFETY: PTRACE_SETSIGMASK with addr = 8 reads one 8-byte sigset.
+    unsafe { ptrace_buf(PTRACE_SETSIGMASK, tid, 8, &mut m, "PTRACE_SETSIGMASK") }?;
     Ok(())
 }
 
@@ -748,14 +813,16 @@ pub struct RseqConfig {
 /// `PTRACE_GET_RSEQ_CONFIGURATION` (Linux 5.13+).
 pub fn get_rseq_config(tid: i32) -> io::Result<RseqConfig> {
     let mut c = RseqConfig::default();
-    // addr = size of our struct; the kernel writes at most that much.
-    ptrace_buf(
-        PTRACE_GET_RSEQ_CONFIGURATION,
-        tid,
-        std::mem::size_of::<RseqConfig>(),
-        &mut c,
-        "PTRACE_GET_RSEQ_CONFIGURATION",
-    )?;
+    // SAFETY: addr = size of our struct; the kernel writes at most that much.
+    unsafe {
+        ptrace_buf(
+            PTRACE_GET_RSEQ_CONFIGURATION,
+            tid,
+            std::mem::size_of::<RseqConfig>(),
+            &mut c,
+            "PTRACE_GET_RSEQ_CONFIGURATION",
+        )
+    }?;
     Ok(c)
 }
 
@@ -773,7 +840,9 @@ pub fn get_rseq_config(tid: i32) -> io::Result<RseqConfig> {
 pub fn rseq_abort_fixup(tid: i32, regs: &mut Regs) -> io::Result<bool> {
     let cfg = match get_rseq_config(tid) {
         Ok(c) => c,
-        Err(e) if err::errno_of(&e) == Some(libc::EIO) || err::errno_of(&e) == Some(libc::EINVAL) => {
+        Err(e)
+            if err::errno_of(&e) == Some(libc::EIO) || err::errno_of(&e) == Some(libc::EINVAL) =>
+        {
             return Ok(false)
         }
         Err(e) => return Err(e),
@@ -800,7 +869,9 @@ pub fn rseq_abort_fixup(tid: i32, regs: &mut Regs) -> io::Result<bool> {
     const TASK_SIZE: u64 = 0x0000_7fff_ffff_f000;
     let valid = version == 0
         && start < TASK_SIZE
-        && start.checked_add(post_commit).is_some_and(|e| e < TASK_SIZE)
+        && start
+            .checked_add(post_commit)
+            .is_some_and(|e| e < TASK_SIZE)
         && abort < TASK_SIZE
         && abort.wrapping_sub(start) >= post_commit;
     if !valid || regs.rip.wrapping_sub(start) >= post_commit {
@@ -835,15 +906,27 @@ pub enum SyscallOp {
     /// Syscall-exit stop.
     Exit { rval: i64, is_error: bool },
     /// `PTRACE_EVENT_SECCOMP` stop.
-    Seccomp { nr: u64, args: [u64; 6], ret_data: u32 },
+    Seccomp {
+        nr: u64,
+        args: [u64; 6],
+        ret_data: u32,
+    },
 }
 
 /// `PTRACE_GET_SYSCALL_INFO`. Needs `PTRACE_O_TRACESYSGOOD` to recognise
 /// syscall-stops (which [`seize`] sets).
 pub fn get_syscall_info(tid: i32) -> io::Result<SyscallInfo> {
     let mut buf = [0u64; 11];
-    // addr = buffer size (88 bytes); the kernel writes at most that much.
-    ptrace_buf(PTRACE_GET_SYSCALL_INFO, tid, 88, &mut buf, "PTRACE_GET_SYSCALL_INFO")?;
+    // SAFETY: addr = buffer size (88 bytes); the kernel writes at most that much.
+    unsafe {
+        ptrace_buf(
+            PTRACE_GET_SYSCALL_INFO,
+            tid,
+            88,
+            &mut buf,
+            "PTRACE_GET_SYSCALL_INFO",
+        )
+    }?;
     let op = (buf[0] & 0xff) as u8;
     let arch = (buf[0] >> 32) as u32;
     let args = [buf[4], buf[5], buf[6], buf[7], buf[8], buf[9]];
@@ -980,17 +1063,20 @@ pub fn freeze_tasks(pids: &[i32]) -> crate::error::Result<Frozen> {
 ///   [`Stop::Group`]; the thread list of each task was re-read after all
 ///   its known threads had stopped and found complete, so threads created
 ///   during the freeze are included (a stopped task cannot create more);
-/// - after the whole set is frozen, `/proc` is scanned once more for new
-///   children of frozen tasks (e.g. made by `CLONE_PARENT` from a task that
-///   was still running), and they are frozen too;
+/// - descendants are found by scanning `/proc/*/stat` for their ppid
+///   (`/proc/PID/task/TID/children` needs CONFIG_PROC_CHILDREN, which
+///   kernels may lack), level by level after each parent is stopped, and
+///   once more after the whole set is frozen (children made meanwhile by
+///   `CLONE_PARENT` from a task still running), until nothing new appears;
 /// - every thread is outside any rseq critical section
 ///   ([`rseq_abort_fixup`]);
 /// - a signal that was being delivered when the stop request came is
 ///   delivered (its handler frame set up) before the thread stops, exactly
 ///   as if the freeze had come a moment later; nothing is discarded;
-/// - zombies are listed with `zombie: true`; threads that exit during the
-///   freeze are left out; descendants that vanish before being seized are
-///   left out.
+/// - zombies are listed with `zombie: true` and no threads; threads that
+///   exit during the freeze are left out; descendants that exit during the
+///   freeze are listed as zombies if their (frozen) parent has not reaped
+///   them, else left out.
 ///
 /// Errors (with everything already seized detached again, so the tree runs
 /// on untouched): a root that does not exist or is a thread id, not a
@@ -1008,8 +1094,9 @@ pub fn freeze(roots: &[i32], opts: &FreezeOptions) -> crate::error::Result<Froze
         _not_send: PhantomData,
     };
     for &pid in roots {
-        if st.task(pid).is_none() {
-            st.freeze_task(pid, None, true, opts.stop_timeout)?;
+        if st.task(pid).is_none() && !st.freeze_task(pid, None, true, opts.stop_timeout)? {
+            let _ = st.release();
+            return Err(Error::msg(format!("freeze pid {pid}: no such process")));
         }
     }
     if opts.descend {
@@ -1019,10 +1106,12 @@ pub fn freeze(roots: &[i32], opts: &FreezeOptions) -> crate::error::Result<Froze
             let frozen: HashSet<i32> = st.tasks.iter().map(|t| t.pid).collect();
             let mut added = false;
             for (pid, ppid) in ppids {
-                if frozen.contains(&ppid) && !frozen.contains(&pid) && st.task(pid).is_none() {
-                    if st.freeze_task(pid, Some(ppid), false, opts.stop_timeout)? {
-                        added = true;
-                    }
+                if frozen.contains(&ppid)
+                    && !frozen.contains(&pid)
+                    && st.task(pid).is_none()
+                    && st.freeze_task(pid, Some(ppid), false, opts.stop_timeout)?
+                {
+                    added = true;
                 }
             }
             if !added {
@@ -1079,7 +1168,12 @@ impl Frozen {
         // Non-leader threads first: a traced leader reports its exit only
         // after all its threads are gone.
         for t in &self.tasks {
-            let mut order: Vec<i32> = t.threads.iter().map(|th| th.tid).filter(|&x| x != t.pid).collect();
+            let mut order: Vec<i32> = t
+                .threads
+                .iter()
+                .map(|th| th.tid)
+                .filter(|&x| x != t.pid)
+                .collect();
             if t.threads.iter().any(|th| th.tid == t.pid) {
                 order.push(t.pid);
             }
@@ -1118,28 +1212,32 @@ impl Frozen {
         let mut first: Option<Error> = None;
         // Threads seized but not seen stopped: they stop soon (the
         // interrupt is pending); wait a little, then detach.
-        for (pid, tid) in std::mem::take(&mut self.pending) {
-            match wait_frozen(tid, Duration::from_secs(2)) {
-                Ok(WaitFrozen::Stopped(_)) => {
-                    if let Err(e) = detach(tid) {
-                        if err::errno_of(&e) != Some(libc::ESRCH) && first.is_none() {
-                            first = Some(Error::io(format!("unfreeze pid {pid}"), e));
+        let pending = std::mem::take(&mut self.pending);
+        let tids: Vec<i32> = pending.iter().map(|&(_, t)| t).collect();
+        match settle(&tids, Duration::from_secs(2)) {
+            Ok(results) => {
+                for ((pid, tid), (_, w)) in pending.iter().zip(results) {
+                    match w {
+                        WaitFrozen::Stopped(_) => {
+                            if let Err(e) = detach(*tid) {
+                                if err::errno_of(&e) != Some(libc::ESRCH) && first.is_none() {
+                                    first = Some(Error::io(format!("unfreeze pid {pid}"), e));
+                                }
+                            }
+                        }
+                        WaitFrozen::Gone => {}
+                        WaitFrozen::Timeout => {
+                            if first.is_none() {
+                                first = Some(Error::msg(format!(
+                                    "unfreeze pid {pid}: tid {tid} never stopped; it stays traced until this thread exits"
+                                )));
+                            }
                         }
                     }
                 }
-                Ok(WaitFrozen::Gone) => {}
-                Ok(WaitFrozen::Timeout) => {
-                    if first.is_none() {
-                        first = Some(Error::msg(format!(
-                            "unfreeze pid {pid}: tid {tid} never stopped; it stays traced until this thread exits"
-                        )));
-                    }
-                }
-                Err(e) => {
-                    if first.is_none() {
-                        first = Some(Error::io(format!("unfreeze pid {pid}"), e));
-                    }
-                }
+            }
+            Err(e) => {
+                first = Some(Error::io("unfreeze", e));
             }
         }
         for t in &self.tasks {
@@ -1182,28 +1280,30 @@ impl Frozen {
         must_exist: bool,
         timeout: Duration,
     ) -> crate::error::Result<bool> {
-        let vanished = |this: &Self| -> crate::error::Result<bool> {
-            let _ = this;
-            if must_exist {
-                Err(Error::msg(format!("freeze pid {pid}: no such process")))
-            } else {
-                Ok(false)
-            }
+        let is_gone = |e: &io::Error| {
+            e.kind() == io::ErrorKind::NotFound || err::errno_of(e) == Some(libc::ESRCH)
         };
         let tgid = match procfs::status_field(pid, "Tgid") {
             Ok(Some(v)) => v.parse::<i32>().unwrap_or(pid),
             Ok(None) => pid,
-            Err(e) if e.kind() == io::ErrorKind::NotFound || err::errno_of(&e) == Some(libc::ESRCH) => {
-                return vanished(self)
+            Err(e) if is_gone(&e) => {
+                if must_exist {
+                    return Err(Error::msg(format!("freeze pid {pid}: no such process")));
+                }
+                return Ok(false);
             }
-            Err(e) => return Err(Error::io(format!("freeze pid {pid}: reading /proc/{pid}/status"), e)),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("freeze pid {pid}: reading /proc/{pid}/status"),
+                    e,
+                ))
+            }
         };
         if tgid != pid {
             return Err(Error::msg(format!(
                 "freeze pid {pid}: it is a thread of process {tgid}, not a process"
             )));
         }
-        let leader_state = procfs::thread_state(pid, pid).ok();
         let idx = self.tasks.len();
         self.tasks.push(FrozenTask {
             pid,
@@ -1211,31 +1311,30 @@ impl Frozen {
             zombie: false,
             threads: Vec::new(),
         });
-        if leader_state == Some('Z') || leader_state == Some('X') {
-            let tids = procfs::tids(pid).unwrap_or_default();
-            if tids.len() <= 1 {
-                self.tasks[idx].zombie = true;
-                return Ok(true);
-            }
-            return Err(Error::msg(format!(
-                "freeze pid {pid}: its thread-group leader has exited while {} other threads run; not supported",
-                tids.len() - 1
-            )));
+        if matches!(procfs::thread_state(pid, pid), Ok('Z') | Ok('X')) {
+            return self.task_exited(idx, pid);
         }
         let mut gone: HashSet<i32> = HashSet::new();
         loop {
             let tids = match procfs::tids(pid) {
                 Ok(t) if !t.is_empty() => t,
-                Ok(_) => return Err(Error::msg(format!("freeze pid {pid}: exited during the freeze"))),
-                Err(e) if e.kind() == io::ErrorKind::NotFound || err::errno_of(&e) == Some(libc::ESRCH) => {
-                    if self.tasks[idx].threads.is_empty() && !must_exist {
-                        self.tasks.pop();
-                        return Ok(false);
-                    }
-                    return Err(Error::msg(format!("freeze pid {pid}: exited during the freeze")));
+                Ok(_) => Vec::new(),
+                Err(e) if is_gone(&e) => Vec::new(),
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("freeze pid {pid}: listing /proc/{pid}/task"),
+                        e,
+                    ))
                 }
-                Err(e) => return Err(Error::io(format!("freeze pid {pid}: listing /proc/{pid}/task"), e)),
             };
+            if tids.is_empty() {
+                if must_exist {
+                    return Err(Error::msg(format!(
+                        "freeze pid {pid}: exited during the freeze"
+                    )));
+                }
+                return self.task_exited(idx, pid);
+            }
             let known: HashSet<i32> = self.tasks[idx]
                 .threads
                 .iter()
@@ -1250,21 +1349,26 @@ impl Frozen {
                 if let Err(e) = seize(tid) {
                     let errno = err::errno_of(&e);
                     let state = procfs::thread_state(pid, tid).ok();
-                    if errno == Some(libc::ESRCH) || (errno == Some(libc::EPERM) && matches!(state, None | Some('Z') | Some('X'))) {
+                    if errno == Some(libc::ESRCH)
+                        || (errno == Some(libc::EPERM)
+                            && matches!(state, None | Some('Z') | Some('X')))
+                    {
                         // The thread is exiting or gone.
                         if tid == pid {
-                            if self.tasks[idx].threads.is_empty() && !must_exist && procfs::tids(pid).is_err() {
-                                self.tasks.pop();
-                                return Ok(false);
+                            if must_exist {
+                                return Err(Error::msg(format!(
+                                    "freeze pid {pid}: exited during the freeze (seizing its leader: {e})"
+                                )));
                             }
-                            return Err(Error::msg(format!(
-                                "freeze pid {pid}: exited during the freeze (seizing its leader: {e})"
-                            )));
+                            return self.task_exited(idx, pid);
                         }
                         gone.insert(tid);
                         continue;
                     }
-                    let tracer = procfs::status_field(tid, "TracerPid").ok().flatten().unwrap_or_default();
+                    let tracer = procfs::status_field(tid, "TracerPid")
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default();
                     let hint = if tracer != "0" && !tracer.is_empty() {
                         format!(" (already traced by pid {tracer})")
                     } else {
@@ -1279,11 +1383,20 @@ impl Frozen {
                     }
                 }
             }
-            while let Some(&(_, tid)) = self.pending.last() {
-                let w = wait_frozen(tid, timeout).map_err(|e| Error::msg(format!("freeze pid {pid}: {e}")))?;
+            let batch: Vec<i32> = self
+                .pending
+                .iter()
+                .filter(|&&(p, _)| p == pid)
+                .map(|&(_, t)| t)
+                .collect();
+            let results = settle(&batch, timeout)
+                .map_err(|e| Error::msg(format!("freeze pid {pid}: {e}")))?;
+            let mut leader_gone = false;
+            let mut late: Option<i32> = None;
+            for (tid, w) in results {
                 match w {
                     WaitFrozen::Stopped(stop) => {
-                        self.pending.pop();
+                        self.pending.retain(|&(_, t)| t != tid);
                         self.tasks[idx].threads.push(FrozenThread { tid, stop });
                         if let Ok(mut regs) = get_regs(tid) {
                             rseq_abort_fixup(tid, &mut regs)
@@ -1291,25 +1404,83 @@ impl Frozen {
                         }
                     }
                     WaitFrozen::Gone => {
-                        self.pending.pop();
+                        self.pending.retain(|&(_, t)| t != tid);
                         if tid == pid {
-                            return Err(Error::msg(format!("freeze pid {pid}: exited during the freeze")));
+                            leader_gone = true;
                         }
                         gone.insert(tid);
                     }
-                    WaitFrozen::Timeout => {
-                        let state = procfs::thread_state(pid, tid).map(|c| c.to_string()).unwrap_or_else(|_| "?".into());
-                        return Err(Error::msg(format!(
-                            "freeze pid {pid}: tid {tid} did not stop within {:?} (state {state})",
-                            timeout
-                        )));
-                    }
+                    WaitFrozen::Timeout => late = Some(tid),
                 }
+            }
+            if leader_gone {
+                // The whole process has exited (a leader's exit is reported
+                // only once all its threads are gone).
+                if must_exist {
+                    return Err(Error::msg(format!(
+                        "freeze pid {pid}: exited during the freeze"
+                    )));
+                }
+                return self.task_exited(idx, pid);
+            }
+            if let Some(tid) = late {
+                let state = procfs::thread_state(pid, tid)
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|_| "?".into());
+                return Err(Error::msg(format!(
+                    "freeze pid {pid}: tid {tid} did not stop within {timeout:?} (state {state})"
+                )));
             }
         }
         let threads = &mut self.tasks[idx].threads;
         threads.sort_by_key(|t| (t.tid != pid, t.tid));
         Ok(true)
+    }
+}
+
+impl Frozen {
+    /// The process at `tasks[idx]` is a zombie or has exited (while being
+    /// frozen, for a descendant): let go of what we hold of it, and keep
+    /// it as a zombie if it is one (its parent, frozen, has not reaped it).
+    /// Returns whether it is kept. A leader that exited while other
+    /// threads of its group still run is refused.
+    fn task_exited(&mut self, idx: usize, pid: i32) -> crate::error::Result<bool> {
+        let mine: Vec<i32> = self
+            .pending
+            .iter()
+            .filter(|&&(p, _)| p == pid)
+            .map(|&(_, t)| t)
+            .collect();
+        self.pending.retain(|&(p, _)| p != pid);
+        if let Ok(results) = settle(&mine, Duration::from_secs(1)) {
+            for (tid, w) in results {
+                if let WaitFrozen::Stopped(_) = w {
+                    let _ = detach(tid);
+                }
+            }
+        }
+        for th in std::mem::take(&mut self.tasks[idx].threads) {
+            if detach(th.tid).is_err() {
+                let _ = waitpid_raw(th.tid, libc::WNOHANG);
+                forget(th.tid);
+            }
+        }
+        let others = procfs::tids(pid)
+            .map(|t| t.into_iter().filter(|&x| x != pid).count())
+            .unwrap_or(0);
+        if others > 0 {
+            self.tasks.remove(idx);
+            return Err(Error::msg(format!(
+                "freeze pid {pid}: its thread-group leader has exited while {others} other threads run; not supported"
+            )));
+        }
+        if matches!(procfs::thread_state(pid, pid), Ok('Z')) {
+            self.tasks[idx].zombie = true;
+            Ok(true)
+        } else {
+            self.tasks.remove(idx);
+            Ok(false)
+        }
     }
 }
 
@@ -1325,32 +1496,79 @@ enum WaitFrozen {
     Timeout,
 }
 
-/// Waits until a seized and interrupted thread rests in an interrupt or
-/// group stop. A signal-delivery stop on the way is passed on (the signal
-/// is delivered, and a new interrupt makes the thread stop right after the
-/// kernel has set up the handler frame, before any handler code runs).
-fn wait_frozen(tid: i32, timeout: Duration) -> io::Result<WaitFrozen> {
+/// One non-blocking look at a seized, interrupted thread: stopped, gone,
+/// or not yet (`None`). A signal-delivery stop on the way is passed on
+/// (the signal is delivered, and a new interrupt makes the thread stop
+/// right after the kernel has set up the handler frame, before any handler
+/// code runs: any trap consumes a pending interrupt, so it is re-armed).
+fn step_frozen(tid: i32) -> io::Result<Option<WaitFrozen>> {
+    let Some(status) = waitpid_raw(tid, libc::WNOHANG)? else {
+        return Ok(None);
+    };
+    let stop = classify(tid, status)?;
+    let sig = match stop {
+        Stop::Interrupt | Stop::Group(_) => return Ok(Some(WaitFrozen::Stopped(stop))),
+        Stop::Exited(_) | Stop::Killed { .. } => return Ok(Some(WaitFrozen::Gone)),
+        Stop::Signal(sig) => sig,
+        Stop::Syscall | Stop::Event { .. } => 0,
+    };
+    // ESRCH here means it died meanwhile: its exit is reported next.
+    let r = interrupt(tid).and_then(|_| cont(tid, sig));
+    match r {
+        Err(e) if err::errno_of(&e) != Some(libc::ESRCH) => Err(e),
+        _ => Ok(None),
+    }
+}
+
+/// Waits until each of `tids` (seized and interrupted) rests in an
+/// interrupt or group stop, or is gone, or `timeout` passes. Looks at all
+/// of them in turn, so that no thread's report waits behind another's (a
+/// leader's exit is only reported after its other threads' exits have
+/// been collected). Returns each tid's outcome, in order.
+fn settle(tids: &[i32], timeout: Duration) -> io::Result<Vec<(i32, WaitFrozen)>> {
     let deadline = Instant::now() + timeout;
+    let mut out: Vec<(i32, Option<WaitFrozen>)> = tids.iter().map(|&t| (t, None)).collect();
+    let mut nap = Duration::from_micros(20);
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let stop = match wait_stop_timeout(tid, left)? {
-            None => return Ok(WaitFrozen::Timeout),
-            Some(s) => s,
-        };
-        match stop {
-            Stop::Interrupt | Stop::Group(_) => return Ok(WaitFrozen::Stopped(stop)),
-            Stop::Exited(_) | Stop::Killed { .. } => return Ok(WaitFrozen::Gone),
-            Stop::Signal(sig) => {
-                // Any trap consumes a pending interrupt: ask again.
-                interrupt(tid)?;
-                cont(tid, sig)?;
+        let mut open = 0;
+        let mut progress = false;
+        for (tid, res) in out.iter_mut() {
+            if res.is_some() {
+                continue;
             }
-            Stop::Syscall | Stop::Event { .. } => {
-                interrupt(tid)?;
-                cont(tid, 0)?;
+            match step_frozen(*tid)? {
+                Some(w) => {
+                    *res = Some(w);
+                    progress = true;
+                }
+                None => open += 1,
             }
         }
+        if open == 0 {
+            break;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        if progress {
+            nap = Duration::from_micros(20);
+        } else {
+            std::thread::sleep(nap.min(deadline - now));
+            nap = (nap * 2).min(Duration::from_millis(5));
+        }
     }
+    Ok(out
+        .into_iter()
+        .map(|(t, r)| (t, r.unwrap_or(WaitFrozen::Timeout)))
+        .collect())
+}
+
+fn wait_frozen(tid: i32, timeout: Duration) -> io::Result<WaitFrozen> {
+    Ok(settle(&[tid], timeout)?
+        .pop()
+        .map(|(_, w)| w)
+        .unwrap_or(WaitFrozen::Timeout))
 }
 
 /// Brings a traced, stopped thread to an interrupt (or group) stop — the
@@ -1367,7 +1585,10 @@ pub fn to_event_stop(tid: i32) -> io::Result<Stop> {
     cont(tid, sig)?;
     match wait_frozen(tid, Duration::from_secs(3600))? {
         WaitFrozen::Stopped(s) => Ok(s),
-        WaitFrozen::Gone => Err(err::os(format_args!("tid {tid} exited while being stopped"), libc::ESRCH)),
+        WaitFrozen::Gone => Err(err::os(
+            format_args!("tid {tid} exited while being stopped"),
+            libc::ESRCH,
+        )),
         WaitFrozen::Timeout => Err(err::other(format!("tid {tid} did not stop"))),
     }
 }

@@ -48,23 +48,16 @@ enum Dir {
 /// and, for `Dir::Read`, writable and not aliased by any live reference
 /// other than the one it was made from.
 unsafe fn pvm(dir: Dir, pid: i32, local: &[iovec], remote: &[iovec]) -> isize {
-    match dir {
-        Dir::Read => libc::process_vm_readv(
-            pid,
-            local.as_ptr(),
-            local.len() as libc::c_ulong,
-            remote.as_ptr(),
-            remote.len() as libc::c_ulong,
-            0,
-        ),
-        Dir::Write => libc::process_vm_writev(
-            pid,
-            local.as_ptr(),
-            local.len() as libc::c_ulong,
-            remote.as_ptr(),
-            remote.len() as libc::c_ulong,
-            0,
-        ),
+    let (lp, ln) = (local.as_ptr(), local.len() as libc::c_ulong);
+    let (rp, rn) = (remote.as_ptr(), remote.len() as libc::c_ulong);
+    // SAFETY: both iovec arrays are live slices of the given lengths; the
+    // caller guarantees the local buffers they describe; the kernel checks
+    // the remote addresses itself.
+    unsafe {
+        match dir {
+            Dir::Read => libc::process_vm_readv(pid, lp, ln, rp, rn, 0),
+            Dir::Write => libc::process_vm_writev(pid, lp, ln, rp, rn, 0),
+        }
     }
 }
 
@@ -142,9 +135,22 @@ fn trim(v: &mut Vec<iovec>, total: usize) {
 
 /// The engine under every transfer. `local` pieces must be memory of ours
 /// valid for `dir` (see `pvm`).
-fn transfer(dir: Dir, pid: i32, local: &[(usize, usize)], remote: &[(usize, usize)]) -> io::Result<usize> {
-    let mut lc = Cursor { pieces: local, idx: 0, off: 0 };
-    let mut rc = Cursor { pieces: remote, idx: 0, off: 0 };
+fn transfer(
+    dir: Dir,
+    pid: i32,
+    local: &[(usize, usize)],
+    remote: &[(usize, usize)],
+) -> io::Result<usize> {
+    let mut lc = Cursor {
+        pieces: local,
+        idx: 0,
+        off: 0,
+    };
+    let mut rc = Cursor {
+        pieces: remote,
+        idx: 0,
+        off: 0,
+    };
     lc.skip_empty();
     rc.skip_empty();
     let mut done = 0usize;
@@ -177,7 +183,10 @@ fn transfer(dir: Dir, pid: i32, local: &[(usize, usize)], remote: &[(usize, usiz
         if n == 0 {
             if done == 0 {
                 let at = rv.first().map(|v| v.iov_base as u64).unwrap_or(0);
-                return Err(err::os(format_args!("{name} pid {pid} at {at:#x}"), libc::EFAULT));
+                return Err(err::os(
+                    format_args!("{name} pid {pid} at {at:#x}"),
+                    libc::EFAULT,
+                ));
             }
             return Ok(done);
         }
@@ -204,7 +213,10 @@ pub fn read_exact(pid: i32, addr: u64, buf: &mut [u8]) -> io::Result<()> {
     let n = read(pid, addr, buf)?;
     if n < buf.len() {
         return Err(err::os(
-            format_args!("process_vm_readv pid {pid}: only {n} of {} bytes at {addr:#x}", buf.len()),
+            format_args!(
+                "process_vm_readv pid {pid}: only {n} of {} bytes at {addr:#x}",
+                buf.len()
+            ),
             libc::EFAULT,
         ));
     }
@@ -223,7 +235,10 @@ pub fn write_all(pid: i32, addr: u64, buf: &[u8]) -> io::Result<()> {
     let n = write(pid, addr, buf)?;
     if n < buf.len() {
         return Err(err::os(
-            format_args!("process_vm_writev pid {pid}: only {n} of {} bytes at {addr:#x}", buf.len()),
+            format_args!(
+                "process_vm_writev pid {pid}: only {n} of {} bytes at {addr:#x}",
+                buf.len()
+            ),
             libc::EFAULT,
         ));
     }
@@ -236,14 +251,28 @@ pub fn write_all(pid: i32, addr: u64, buf: &[u8]) -> io::Result<()> {
 /// sent `IOV_MAX` per call, so copying many pages costs one syscall per
 /// 1024 ranges. Returns the bytes read (see the module docs for short
 /// counts).
-pub fn read_vectored(pid: i32, local: &mut [IoSliceMut<'_>], remote: &[RemoteIoVec]) -> io::Result<usize> {
-    let lp: Vec<(usize, usize)> = local.iter_mut().map(|s| (s.as_mut_ptr() as usize, s.len())).collect();
+pub fn read_vectored(
+    pid: i32,
+    local: &mut [IoSliceMut<'_>],
+    remote: &[RemoteIoVec],
+) -> io::Result<usize> {
+    let lp: Vec<(usize, usize)> = local
+        .iter_mut()
+        .map(|s| (s.as_mut_ptr() as usize, s.len()))
+        .collect();
     transfer(Dir::Read, pid, &lp, &remote_pieces(remote))
 }
 
 /// Scatter/gather write: the inverse of [`read_vectored`].
-pub fn write_vectored(pid: i32, local: &[IoSlice<'_>], remote: &[RemoteIoVec]) -> io::Result<usize> {
-    let lp: Vec<(usize, usize)> = local.iter().map(|s| (s.as_ptr() as usize, s.len())).collect();
+pub fn write_vectored(
+    pid: i32,
+    local: &[IoSlice<'_>],
+    remote: &[RemoteIoVec],
+) -> io::Result<usize> {
+    let lp: Vec<(usize, usize)> = local
+        .iter()
+        .map(|s| (s.as_ptr() as usize, s.len()))
+        .collect();
     transfer(Dir::Write, pid, &lp, &remote_pieces(remote))
 }
 
@@ -271,19 +300,33 @@ pub fn mem_write(pid: i32, addr: u64, buf: &[u8]) -> io::Result<()> {
         .write(true)
         .open(&path)
         .map_err(|e| err::context(format_args!("open {path}"), e))?;
-    f.write_all_at(buf, addr)
-        .map_err(|e| err::context(format_args!("write {} bytes at {addr:#x} of pid {pid} via {path}", buf.len()), e))
+    f.write_all_at(buf, addr).map_err(|e| {
+        err::context(
+            format_args!(
+                "write {} bytes at {addr:#x} of pid {pid} via {path}",
+                buf.len()
+            ),
+            e,
+        )
+    })
 }
 
-/// Reads through `/proc/PID/mem` (also `PROT_NONE`-free readable
-/// mappings the target itself could not read, as a debugger). All of
-/// `buf` or an error.
+/// Reads through `/proc/PID/mem`, as a debugger: also mappings the target
+/// itself cannot read (e.g. `PROT_NONE` or execute-only). All of `buf` or
+/// an error.
 pub fn mem_read(pid: i32, addr: u64, buf: &mut [u8]) -> io::Result<()> {
     let path = format!("/proc/{pid}/mem");
     let f = OpenOptions::new()
         .read(true)
         .open(&path)
         .map_err(|e| err::context(format_args!("open {path}"), e))?;
-    f.read_exact_at(buf, addr)
-        .map_err(|e| err::context(format_args!("read {} bytes at {addr:#x} of pid {pid} via {path}", buf.len()), e))
+    f.read_exact_at(buf, addr).map_err(|e| {
+        err::context(
+            format_args!(
+                "read {} bytes at {addr:#x} of pid {pid} via {path}",
+                buf.len()
+            ),
+            e,
+        )
+    })
 }

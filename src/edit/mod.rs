@@ -1,0 +1,412 @@
+//! `crit edit DIR ACTION... [--dry-run]`: change where the unix sockets of
+//! a checkpoint connect on restore, by rewriting `DIR/files.img`.
+//!
+//! # Actions
+//!
+//! - `--reconnect INO=PATH`: INO is an in-tree socket whose peer is an
+//!   external entry (the outside end CRIU records for `--ext-unix-sk`), or
+//!   such an external entry itself. After the edit a restore connects INO
+//!   (or every socket connected to the external entry INO) to PATH. When
+//!   other sockets share INO's external entry, only INO moves: it gets an
+//!   external entry of its own (a copy of the shared one under a fresh
+//!   inode and file id), and the shared entry stays with the others.
+//! - `--external INO[=PATH]`: INO is an in-tree socket connected to another
+//!   in-tree socket (its old peer). After the edit its peer is a new
+//!   external entry: `uflags` USK_EXTERN, `peer` 0, INO's socket type,
+//!   state LISTEN (as CRIU writes them), a fresh inode and file id, and as
+//!   name PATH or else the old peer's recorded name (for an accepted stream
+//!   connection that is the listener's address; a relative name keeps the
+//!   old peer's `name_dir` and mount). Without any name a restore needs
+//!   `--inherit-fd fd[N]:socket:[INO]`; the printout says so. When the old
+//!   peer had INO as its peer, it loses it (`peer` 0): a stream or
+//!   seqpacket one also gets `shutdown` BOTH, which is how CRIU records,
+//!   and the only way it restores, a connection whose other end has
+//!   closed (queued data can be read, then EOF); a dgram one comes back
+//!   unconnected with its queue. An old peer that does not point back (a
+//!   listener for a pending connection, a bound dgram socket) is left alone.
+//!   See [`unix`] for the `criu/sk-unix.c` facts behind this.
+//!
+//! PATH is an absolute path or `@name` for an abstract address (stored as a
+//! NUL byte, then the name). It must not be empty, hold a NUL byte, or be
+//! longer than 107 bytes after the `@` conversion. A path is stored with
+//! one NUL at the end, as the kernel reports bound paths and CRIU records
+//! them. Relative paths are refused: restore would resolve them in CRIU's
+//! own working directory.
+//!
+//! # Several actions
+//!
+//! All actions are checked and applied in memory before anything is
+//! written; any refusal writes nothing. `--external` actions run first,
+//! then `--reconnect` ones, each kind in the order given. An inode may be
+//! named by one action only, and an entry may be changed by one action
+//! only, so the result does not depend on the order (ask for
+//! `--external INO=PATH` rather than `--external INO --reconnect INO=PATH`).
+//!
+//! # Output
+//!
+//! For each action, its command-line form, then for every entry it
+//! changed or added a summary line and two lines with the whole
+//! `file_entry` as crit's compact JSON with pretty value forms (what
+//! `crit decode --pretty` shows, on one line):
+//!
+//! ```text
+//! --reconnect 306782=/tmp/new.sock
+//!   changed external entry 307648 (file id 11), the peer of 306782: name /tmp/scen/sock/extdg.sock -> /tmp/new.sock
+//!     before: {"type": "UNIXSK", "id": 11, "usk": {...}}
+//!     after:  {"type": "UNIXSK", "id": 11, "usk": {...}}
+//!   note: a restore connects 306782 to /tmp/new.sock: ...
+//! files.img: 1 entry changed, 0 added; written
+//! ```
+//!
+//! An added entry shows `before: none`. Names in summaries are shown as
+//! `-` (none), `@name` (abstract) or the path without its final NUL, bytes
+//! outside printable ASCII as `\xNN`. The last line says what was written,
+//! or `dry run, nothing written`. Errors are one line on stderr, exit 1.
+//!
+//! # Rewriting files.img
+//!
+//! Only `files.img` changes. Entries that did not change are copied
+//! byte for byte, framing included. An added external entry goes right
+//! before the first socket that has it as peer (CRIU's restore resolves a
+//! peer only among earlier entries); one nothing points to goes at the end.
+//! A changed
+//! entry is re-encoded by prost. protobuf-c (CRIU) writes the fields it
+//! knows in field-number order, which is what prost writes too, so for an
+//! entry prost decodes completely, re-encoding gives back the same bytes
+//! (checked for every entry of every CRIU 4.2 fixture in `tests/edit.rs`).
+//! Before re-encoding, the edit checks exactly that for the entry at hand,
+//! and refuses the edit when it does not hold (fields unknown to crit's
+//! schema, which prost would drop). The file is replaced atomically
+//! (temporary file, fsync, rename) and keeps its mode.
+
+pub mod files_img;
+pub mod unix;
+
+use crate::error::{Error, Result};
+use crate::image::pb;
+use crate::image::schema::msg;
+use crate::image::typed::{expect_magic, write_atomic, Mapped};
+use crate::json::decode::{self, Style};
+use crate::json::writer::JsonWriter;
+use files_img::{encode, FilesImg};
+use prost::Message;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use unix::{Addr, Graph, Item, Queues};
+
+/// Longest PATH accepted, in bytes after the `@` conversion.
+pub const PATH_MAX_BYTES: usize = 107;
+
+#[derive(Clone, Debug)]
+pub enum Kind {
+    Reconnect(Addr),
+    External(Option<Addr>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Action {
+    /// As given, e.g. `--reconnect 5=/x`.
+    pub label: String,
+    pub ino: u32,
+    pub kind: Kind,
+}
+
+/// Parses the command line's actions, `--external` ones first.
+pub fn parse_actions(reconnect: &[OsString], external: &[OsString]) -> Result<Vec<Action>> {
+    let mut v = Vec::new();
+    for a in external {
+        v.push(parse_one("--external", a.as_bytes(), false)?);
+    }
+    for a in reconnect {
+        v.push(parse_one("--reconnect", a.as_bytes(), true)?);
+    }
+    if v.is_empty() {
+        return Err(Error::msg(
+            "edit: no action given: use --reconnect INO=PATH or --external INO[=PATH]",
+        ));
+    }
+    for (i, a) in v.iter().enumerate() {
+        if let Some(b) = v[..i].iter().find(|b| b.ino == a.ino) {
+            return Err(Error::msg(format!(
+                "{}: inode {} is already named by {}; give one action per socket",
+                a.label, a.ino, b.label
+            )));
+        }
+    }
+    Ok(v)
+}
+
+fn parse_one(flag: &str, arg: &[u8], path_required: bool) -> Result<Action> {
+    let label = format!("{flag} {}", String::from_utf8_lossy(arg));
+    let (ino_s, path) = match arg.iter().position(|&b| b == b'=') {
+        Some(i) => (&arg[..i], Some(&arg[i + 1..])),
+        None => (arg, None),
+    };
+    let ino = std::str::from_utf8(ino_s)
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse::<u32>().ok())
+        .filter(|&n| n != 0)
+        .ok_or_else(|| {
+            Error::msg(format!(
+                "{label}: INO must be a socket inode number (1 to 4294967295)"
+            ))
+        })?;
+    let kind = match (path, path_required) {
+        (Some(p), true) => Kind::Reconnect(parse_path(&label, p)?),
+        (None, true) => return Err(Error::msg(format!("{label}: expected INO=PATH"))),
+        (Some(p), false) => Kind::External(Some(parse_path(&label, p)?)),
+        (None, false) => Kind::External(None),
+    };
+    Ok(Action { label, ino, kind })
+}
+
+/// PATH as stored in `unix_sk_entry.name`.
+pub fn parse_path(label: &str, p: &[u8]) -> Result<Addr> {
+    if p.is_empty() {
+        return Err(Error::msg(format!("{label}: PATH is empty")));
+    }
+    if p.contains(&0) {
+        return Err(Error::msg(format!("{label}: PATH contains a NUL byte")));
+    }
+    let mut bytes = Vec::with_capacity(p.len() + 1);
+    if let Some(name) = p.strip_prefix(b"@") {
+        if name.is_empty() {
+            return Err(Error::msg(format!(
+                "{label}: the abstract name after @ is empty"
+            )));
+        }
+        bytes.push(0);
+        bytes.extend_from_slice(name);
+    } else if p.starts_with(b"/") {
+        bytes.extend_from_slice(p);
+    } else {
+        return Err(Error::msg(format!(
+            "{label}: PATH must be absolute (/...) or @name for an abstract address"
+        )));
+    }
+    if bytes.len() > PATH_MAX_BYTES {
+        return Err(Error::msg(format!(
+            "{label}: PATH is {} bytes, more than the {PATH_MAX_BYTES} a unix socket address can take",
+            bytes.len()
+        )));
+    }
+    if bytes.first() != Some(&0) {
+        bytes.push(0);
+    }
+    Ok(Addr { bytes })
+}
+
+/// The edit, computed: the new `files.img` and the printout.
+pub struct Prepared {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    pub report: String,
+    pub changed: usize,
+    pub added: usize,
+}
+
+/// Refuses a directory that lacks the images every restore needs.
+fn check_dir(dir: &Path) -> Result<()> {
+    let d = dir.display();
+    if !dir.exists() {
+        return Err(Error::msg(format!("{d}: no such directory")));
+    }
+    if !dir.is_dir() {
+        return Err(Error::msg(format!("{d}: not a directory")));
+    }
+    let missing: Vec<&str> = ["inventory.img", "pstree.img", "files.img"]
+        .into_iter()
+        .filter(|f| !dir.join(f).is_file())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::msg(format!(
+            "{d}: not a complete image set: missing {}",
+            missing.join(", ")
+        )));
+    }
+    for (f, magic) in [("inventory.img", "INVENTORY"), ("pstree.img", "PSTREE")] {
+        let m = Mapped::open(&dir.join(f))?;
+        expect_magic(&mut m.source(), magic)?;
+    }
+    if dir.join("unixsk.img").exists() {
+        return Err(Error::msg(format!(
+            "{d}: has unixsk.img (an old image layout); crit edit only edits unix sockets in files.img"
+        )));
+    }
+    Ok(())
+}
+
+/// Packets and bytes queued per socket file id, from `sk-queues.img`.
+/// No file means nothing is queued.
+fn read_queues(path: &Path) -> Result<Queues> {
+    let mut q = Queues::new();
+    if !path.exists() {
+        return Ok(q);
+    }
+    let m = Mapped::open(path)?;
+    let mut src = m.source();
+    expect_magic(&mut src, "SK_QUEUES")?;
+    loop {
+        let at = src.pos();
+        let Some(size) = src.u32_or_eof("entry length")? else {
+            return Ok(q);
+        };
+        let data = src.take(size as usize, "entry")?;
+        let e = pb::SkPacketEntry::decode(data)
+            .map_err(|e| src.err(at, format!("bad sk_packet_entry: {e}")))?;
+        src.take(e.length as usize, "packet data")?;
+        let slot = q.entry(e.id_for).or_insert((0, 0));
+        slot.0 += 1;
+        slot.1 += u64::from(e.length);
+    }
+}
+
+/// A `file_entry` as crit's compact JSON with pretty value forms.
+fn entry_json(bytes: &[u8]) -> String {
+    let mut w = JsonWriter::new(Vec::new(), false);
+    match decode::message(
+        &mut w,
+        msg::FILE_ENTRY,
+        bytes,
+        Style { pretty: true },
+        false,
+    ) {
+        Ok(()) => match w.finish() {
+            Ok(v) => String::from_utf8_lossy(&v).into_owned(),
+            Err(e) => format!("(cannot show: {e})"),
+        },
+        Err(e) => format!("(cannot show: {})", e.reason),
+    }
+}
+
+/// Validates and applies `actions` to `dir` in memory.
+pub fn prepare(dir: &Path, actions: &[Action]) -> Result<Prepared> {
+    check_dir(dir)?;
+    let files = FilesImg::read(&dir.join("files.img"))?;
+    let mut notes = Vec::new();
+    let queues = match read_queues(&dir.join("sk-queues.img")) {
+        Ok(q) => Some(q),
+        Err(e) => {
+            notes.push(format!("note: queued data not counted: {e}"));
+            None
+        }
+    };
+    let labels = actions.iter().map(|a| a.label.clone()).collect();
+    let mut g = Graph::load(&files, labels, queues)?;
+    let mut done: Vec<Vec<Item>> = Vec::new();
+    for (i, a) in actions.iter().enumerate() {
+        done.push(match &a.kind {
+            Kind::Reconnect(addr) => g.reconnect(i, a.ino, addr)?,
+            Kind::External(addr) => g.external(i, a.ino, addr.as_ref())?,
+        });
+    }
+    g.check()?;
+
+    // New bytes for changed entries, and the added ones.
+    let mut replace: Vec<Option<Vec<u8>>> = vec![None; files.entries.len()];
+    let mut added = Vec::new();
+    let mut after: HashMap<usize, Vec<u8>> = HashMap::new();
+    let mut changed = 0;
+    for (si, s) in g.socks.iter().enumerate() {
+        match s.entry {
+            Some(e) => {
+                if s.before.as_ref() == Some(&s.usk) {
+                    continue;
+                }
+                let Some(entry) = files.entries.get(e) else {
+                    continue;
+                };
+                if encode(&entry.fe) != entry.raw {
+                    return Err(Error::msg(format!(
+                        "{}: the entry of unix socket {} (file id {}, at byte {}) does not re-encode \
+                         to its own bytes (fields crit does not know?); refusing to rewrite it",
+                        files.name, s.usk.ino, entry.fe.id, entry.offset
+                    )));
+                }
+                let mut fe = entry.fe.clone();
+                fe.usk = Some(s.usk.clone());
+                let bytes = encode(&fe);
+                after.insert(si, bytes.clone());
+                replace[e] = Some(bytes);
+                changed += 1;
+            }
+            None => {
+                let fe = pb::FileEntry {
+                    r#type: pb::FdTypes::Unixsk as i32,
+                    id: s.usk.id,
+                    usk: Some(s.usk.clone()),
+                    ..Default::default()
+                };
+                let bytes = encode(&fe);
+                after.insert(si, bytes.clone());
+                added.push(bytes);
+            }
+        }
+    }
+
+    let mut report = String::new();
+    for n in &notes {
+        report.push_str(n);
+        report.push('\n');
+    }
+    for (a, items) in actions.iter().zip(&done) {
+        report.push_str(&a.label);
+        report.push('\n');
+        for it in items {
+            match it {
+                Item::Entry { sock, summary } => {
+                    report.push_str(&format!("  {summary}\n"));
+                    let s = &g.socks[*sock];
+                    let before = match s.entry.and_then(|e| files.entries.get(e)) {
+                        Some(e) => entry_json(&e.raw),
+                        None => "none".to_string(),
+                    };
+                    let now = match (after.get(sock), s.entry.and_then(|e| files.entries.get(e))) {
+                        (Some(b), _) => entry_json(b),
+                        (None, Some(e)) => entry_json(&e.raw),
+                        (None, None) => "none".to_string(),
+                    };
+                    report.push_str(&format!("    before: {before}\n    after:  {now}\n"));
+                }
+                Item::Note(n) => report.push_str(&format!("  {n}\n")),
+            }
+        }
+    }
+    let bytes = files.assemble(&replace, &added);
+    Ok(Prepared {
+        path: files.path.clone(),
+        bytes,
+        report,
+        changed,
+        added: added.len(),
+    })
+}
+
+/// `crit edit`.
+pub fn run(dir: &Path, reconnect: &[OsString], external: &[OsString], dry_run: bool) -> Result<()> {
+    let actions = parse_actions(reconnect, external)?;
+    let p = prepare(dir, &actions)?;
+    let what = format!(
+        "files.img: {} {} changed, {} added",
+        p.changed,
+        if p.changed == 1 { "entry" } else { "entries" },
+        p.added
+    );
+    let end = if dry_run {
+        format!("{what}; dry run, nothing written\n")
+    } else if p.changed + p.added == 0 {
+        format!("{what}; nothing to write\n")
+    } else {
+        write_atomic(&p.path, &p.bytes)?;
+        format!("{what}; written\n")
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(p.report.as_bytes())
+        .and_then(|()| out.write_all(end.as_bytes()))
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("stdout", e))
+}

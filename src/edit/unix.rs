@@ -1,0 +1,678 @@
+//! The unix sockets of `files.img` as a graph (inode → entry, `peer` →
+//! inode) and the two edits, `--reconnect` and `--external`, applied to it
+//! in memory. Nothing here writes; [`super`] turns the result into bytes.
+//!
+//! Facts from CRIU 4.2's `criu/sk-unix.c` that the edits rest on:
+//!
+//! - An outside end is an entry with `uflags` bit 0 (`USK_EXTERN`), `peer`
+//!   0 and state `TCP_LISTEN`, under the outside socket's inode, with its
+//!   own file id and no fd (`fix_external_unix_sockets`). Restore never
+//!   opens it; a socket whose `peer` is its inode is `connect()`ed to its
+//!   `name` (`post_open_standalone`), in the peer entry's `name_dir` and
+//!   mount namespace (`prep_unix_sk_cwd(peer, ...)`), and only when
+//!   `criu restore --ext-unix-sk` is given (`open_unixsk_standalone`).
+//!   Restore refuses a name longer than 108 bytes (`init_unix_sk_info`).
+//! - An in-tree socket whose outside end has no name can only come back
+//!   through `--inherit-fd fd[N]:socket:[INO]` (`open_unix_sk` →
+//!   `inherited_fd`); connecting to an empty address fails.
+//! - An ESTABLISHED stream/seqpacket socket with `peer` 0 gets a fake
+//!   queuer (`add_fake_unix_queuers`): restore makes a socketpair, refills
+//!   the socket's queue through the other end, and closes that end. It
+//!   insists on `shutdown` BOTH ("Wrong shutdown/peer state",
+//!   `open_unixsk_standalone`), which is also how dump records a connection
+//!   whose other end has closed (the kernel sets `SHUTDOWN_MASK` on it).
+//!   So the socket reads its queued data, then EOF.
+//! - A dgram socket with no peer in the images pointing at it gets a fake
+//!   queuer too, and comes back unconnected with its queue refilled.
+//! - A stream socket whose peer is external gets no queuer: restore does
+//!   not refill its receive queue (only a peer in the images does that).
+
+use super::files_img::FilesImg;
+use crate::error::{Error, Result};
+use crate::image::pb;
+use std::collections::{BTreeSet, HashMap};
+
+pub const USK_EXTERN: u32 = 1;
+pub const SOCK_DGRAM: u32 = 2;
+pub const TCP_ESTABLISHED: u32 = 1;
+pub const TCP_LISTEN: u32 = 10;
+/// `sizeof(sun_path)`; restore refuses longer names.
+pub const UNIX_PATH_MAX: usize = 108;
+const SHUTDOWN_BOTH: i32 = pb::SkShutdown::Both as i32;
+
+/// A new address for a socket, as given on the command line.
+#[derive(Clone, Debug)]
+pub struct Addr {
+    /// The bytes for `name`: a path with one NUL at the end (as the kernel
+    /// reports and CRIU records bound paths), or a NUL then the abstract name.
+    pub bytes: Vec<u8>,
+}
+
+/// One unix socket entry, as read and as it is now.
+pub struct Sock {
+    /// Index in `files.img`; `None` for an entry the edit adds.
+    pub entry: Option<usize>,
+    pub before: Option<pb::UnixSkEntry>,
+    pub usk: pb::UnixSkEntry,
+    /// The action that changed or added it.
+    pub owner: Option<usize>,
+}
+
+impl Sock {
+    pub fn is_extern(&self) -> bool {
+        self.usk.uflags & USK_EXTERN != 0
+    }
+}
+
+/// What an action did, in the order it did it.
+pub enum Item {
+    /// Entry `sock` was changed or added; `summary` says how.
+    Entry {
+        sock: usize,
+        summary: String,
+    },
+    Note(String),
+}
+
+/// Bytes and packets queued for reading, by the file id of the socket.
+pub type Queues = HashMap<u32, (u64, u64)>;
+
+pub struct Graph {
+    files: String,
+    labels: Vec<String>,
+    pub socks: Vec<Sock>,
+    by_ino: HashMap<u32, usize>,
+    used_inos: BTreeSet<u32>,
+    ino_floor: u32,
+    used_ids: BTreeSet<u32>,
+    id_floor: u32,
+    queues: Option<Queues>,
+}
+
+impl Graph {
+    /// `labels[i]` names action `i` in messages.
+    pub fn load(files: &FilesImg, labels: Vec<String>, queues: Option<Queues>) -> Result<Graph> {
+        let mut g = Graph {
+            files: files.name.clone(),
+            labels,
+            socks: Vec::new(),
+            by_ino: HashMap::new(),
+            used_inos: BTreeSet::new(),
+            ino_floor: 0,
+            used_ids: BTreeSet::new(),
+            id_floor: 0,
+            queues,
+        };
+        for (i, e) in files.entries.iter().enumerate() {
+            let fe = &e.fe;
+            g.used_ids.insert(fe.id);
+            g.id_floor = g.id_floor.max(fe.id);
+            // Socket and pipe inodes come from one kernel counter; new
+            // inodes go above them. A FIFO's inode is a filesystem's, so it
+            // is only avoided.
+            let mut sock_like = Vec::new();
+            if let Some(k) = &fe.isk {
+                sock_like.push(k.ino);
+            }
+            if let Some(k) = &fe.nlsk {
+                sock_like.push(k.ino);
+            }
+            if let Some(p) = &fe.pipe {
+                sock_like.push(p.pipe_id);
+            }
+            if let Some(f) = &fe.fifo {
+                g.used_inos.insert(f.pipe_id);
+            }
+            if fe.r#type == pb::FdTypes::Unixsk as i32 {
+                let Some(usk) = fe.usk.clone() else {
+                    return Err(Error::msg(format!(
+                        "{}: entry at byte {} (file id {}) is UNIXSK but has no unix_sk_entry",
+                        g.files, e.offset, fe.id
+                    )));
+                };
+                if let Some(&other) = g.by_ino.get(&usk.ino) {
+                    return Err(Error::msg(format!(
+                        "{}: two unix sockets have inode {} (file ids {} and {})",
+                        g.files, usk.ino, g.socks[other].usk.id, usk.id
+                    )));
+                }
+                sock_like.push(usk.ino);
+                sock_like.push(usk.peer);
+                g.by_ino.insert(usk.ino, g.socks.len());
+                g.socks.push(Sock {
+                    entry: Some(i),
+                    before: Some(usk.clone()),
+                    usk,
+                    owner: None,
+                });
+            }
+            for ino in sock_like {
+                g.used_inos.insert(ino);
+                g.ino_floor = g.ino_floor.max(ino);
+            }
+        }
+        g.used_inos.remove(&0);
+        Ok(g)
+    }
+
+    fn label(&self, act: usize) -> &str {
+        self.labels.get(act).map(String::as_str).unwrap_or("edit")
+    }
+
+    fn err(&self, act: usize, msg: String) -> Error {
+        Error::msg(format!("{}: {}: {msg}", self.files, self.label(act)))
+    }
+
+    /// The socket with inode `ino`, or an error listing the unix sockets.
+    fn find(&self, act: usize, ino: u32) -> Result<usize> {
+        if let Some(&s) = self.by_ino.get(&ino) {
+            return Ok(s);
+        }
+        let list: Vec<String> = self
+            .socks
+            .iter()
+            .filter(|s| s.entry.is_some())
+            .map(|s| {
+                let ext = if s.is_extern() { " (external)" } else { "" };
+                format!("{} {}{ext}", s.usk.ino, display_name(&s.usk.name))
+            })
+            .collect();
+        let known = if list.is_empty() {
+            "the images hold no unix sockets".to_string()
+        } else {
+            format!(
+                "unix sockets in the images (inode name): {}",
+                list.join(", ")
+            )
+        };
+        Err(self.err(act, format!("no unix socket with inode {ino}; {known}")))
+    }
+
+    /// "unix socket 5 (file id 6, STREAM ESTABLISHED, name -)".
+    fn describe(&self, s: usize) -> String {
+        // As in the images: names may change, type and state do not.
+        let u = self.socks[s].before.as_ref().unwrap_or(&self.socks[s].usk);
+        let what = if self.socks[s].is_extern() {
+            "external entry"
+        } else {
+            "unix socket"
+        };
+        format!(
+            "{what} {} (file id {}, {} {}, name {})",
+            u.ino,
+            u.id,
+            type_name(u.r#type),
+            state_name(u.state),
+            display_name(&u.name)
+        )
+    }
+
+    /// In-tree sockets whose peer is `ino`.
+    fn users(&self, ino: u32) -> Vec<usize> {
+        (0..self.socks.len())
+            .filter(|&i| !self.socks[i].is_extern() && self.socks[i].usk.peer == ino)
+            .collect()
+    }
+
+    /// Marks `s` as changed by `act`; an entry may be changed by one action only.
+    fn claim(&mut self, act: usize, s: usize) -> Result<()> {
+        match self.socks[s].owner {
+            Some(o) if o != act => Err(self.err(
+                act,
+                format!(
+                    "{} is also changed by {}; one entry can take one change per call",
+                    self.describe(s),
+                    self.label(o)
+                ),
+            )),
+            _ => {
+                self.socks[s].owner = Some(act);
+                Ok(())
+            }
+        }
+    }
+
+    fn after_other_action(&self, s: usize) -> String {
+        match self.socks[s].owner {
+            Some(o) => format!(", after {}", self.label(o)),
+            None => String::new(),
+        }
+    }
+
+    fn fresh_ino(&mut self) -> Result<u32> {
+        fresh(&mut self.used_inos, self.ino_floor)
+            .ok_or_else(|| Error::msg(format!("{}: no free inode number left", self.files)))
+    }
+
+    fn fresh_id(&mut self) -> Result<u32> {
+        fresh(&mut self.used_ids, self.id_floor)
+            .ok_or_else(|| Error::msg(format!("{}: no free file id left", self.files)))
+    }
+
+    fn add(&mut self, act: usize, usk: pb::UnixSkEntry) -> usize {
+        let i = self.socks.len();
+        self.by_ino.insert(usk.ino, i);
+        self.socks.push(Sock {
+            entry: None,
+            before: None,
+            usk,
+            owner: Some(act),
+        });
+        i
+    }
+
+    fn queued(&self, s: usize) -> String {
+        match &self.queues {
+            None => "queue unknown".to_string(),
+            Some(q) => match q.get(&self.socks[s].usk.id) {
+                Some(&(n, bytes)) if n > 0 => format!("{n} packet(s), {bytes} bytes"),
+                _ => "empty".to_string(),
+            },
+        }
+    }
+
+    fn has_queue(&self, s: usize) -> bool {
+        matches!(&self.queues, Some(q) if q.get(&self.socks[s].usk.id).is_some_and(|&(n, _)| n > 0))
+    }
+
+    /// The note on what a restore needs to connect `users` to `addr`.
+    fn connect_note(&self, users: &[usize], name: &[u8]) -> String {
+        let inos: Vec<String> = users
+            .iter()
+            .map(|&u| self.socks[u].usk.ino.to_string())
+            .collect();
+        let dgram = users
+            .iter()
+            .any(|&u| self.socks[u].usk.r#type == SOCK_DGRAM);
+        let stream = users
+            .iter()
+            .any(|&u| self.socks[u].usk.r#type != SOCK_DGRAM);
+        let need = match (dgram, stream) {
+            (true, true) => "a socket must be bound (dgram) or listening (stream) there",
+            (true, false) => "a dgram socket must be bound there",
+            _ => "a socket must be listening there",
+        };
+        format!(
+            "note: a restore connects {} to {}: {need}, and criu restore needs --ext-unix-sk",
+            inos.join(", "),
+            display_name(name)
+        )
+    }
+
+    /// `--reconnect INO=PATH`.
+    pub fn reconnect(&mut self, act: usize, ino: u32, addr: &Addr) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let s = self.find(act, ino)?;
+        if self.socks[s].is_extern() {
+            let users = self.users(ino);
+            if users.is_empty() {
+                return Err(self.err(
+                    act,
+                    format!(
+                        "{} is not connected: no socket in the images has it as peer",
+                        self.describe(s)
+                    ),
+                ));
+            }
+            self.claim(act, s)?;
+            let old = display_name(&self.socks[s].usk.name);
+            set_addr(&mut self.socks[s].usk, addr);
+            let inos: Vec<String> = users
+                .iter()
+                .map(|&u| self.socks[u].usk.ino.to_string())
+                .collect();
+            items.push(Item::Entry {
+                sock: s,
+                summary: format!(
+                    "changed external entry {ino} (file id {}), the peer of {}: name {old} -> {}",
+                    self.socks[s].usk.id,
+                    inos.join(", "),
+                    display_name(&addr.bytes)
+                ),
+            });
+            items.push(Item::Note(self.connect_note(&users, &addr.bytes)));
+            return Ok(items);
+        }
+        let peer = self.socks[s].usk.peer;
+        if peer == 0 {
+            return Err(self.err(
+                act,
+                format!(
+                    "{} is not connected (peer 0{})",
+                    self.describe(s),
+                    self.after_other_action(s)
+                ),
+            ));
+        }
+        let Some(&p) = self.by_ino.get(&peer) else {
+            return Err(self.err(
+                act,
+                format!("{}: its peer {peer} is not in the images", self.describe(s)),
+            ));
+        };
+        if !self.socks[p].is_extern() {
+            return Err(self.err(
+                act,
+                format!(
+                    "{} is connected to {peer}, which is in the images, not external; \
+                     use --external {ino}=PATH to connect it elsewhere",
+                    self.describe(s)
+                ),
+            ));
+        }
+        let sharers: Vec<usize> = self.users(peer).into_iter().filter(|&u| u != s).collect();
+        if sharers.is_empty() {
+            self.claim(act, p)?;
+            let old = display_name(&self.socks[p].usk.name);
+            set_addr(&mut self.socks[p].usk, addr);
+            items.push(Item::Entry {
+                sock: p,
+                summary: format!(
+                    "changed external entry {peer} (file id {}), the peer of {ino}: name {old} -> {}",
+                    self.socks[p].usk.id,
+                    display_name(&addr.bytes)
+                ),
+            });
+        } else {
+            self.claim(act, s)?;
+            let mut ext = self.socks[p].usk.clone();
+            ext.id = self.fresh_id()?;
+            ext.ino = self.fresh_ino()?;
+            ext.file_perms = None;
+            set_addr(&mut ext, addr);
+            let (new_ino, new_id) = (ext.ino, ext.id);
+            let n = self.add(act, ext);
+            self.socks[s].usk.peer = new_ino;
+            let others: Vec<String> = sharers
+                .iter()
+                .map(|&u| self.socks[u].usk.ino.to_string())
+                .collect();
+            items.push(Item::Entry {
+                sock: n,
+                summary: format!(
+                    "added external entry {new_ino} (file id {new_id}) for {ino} alone \
+                     ({peer} stays the peer of {}): name {}",
+                    others.join(", "),
+                    display_name(&addr.bytes)
+                ),
+            });
+            items.push(Item::Entry {
+                sock: s,
+                summary: format!(
+                    "changed unix socket {ino} (file id {}): peer {peer} -> {new_ino}",
+                    self.socks[s].usk.id
+                ),
+            });
+        }
+        items.push(Item::Note(self.connect_note(&[s], &addr.bytes)));
+        Ok(items)
+    }
+
+    /// `--external INO[=PATH]`.
+    pub fn external(&mut self, act: usize, ino: u32, addr: Option<&Addr>) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let s = self.find(act, ino)?;
+        if self.socks[s].is_extern() {
+            return Err(self.err(
+                act,
+                format!(
+                    "{} is already the outside end of a connection; use --reconnect {ino}=PATH to change its address",
+                    self.describe(s)
+                ),
+            ));
+        }
+        let peer = self.socks[s].usk.peer;
+        if peer == 0 {
+            return Err(self.err(
+                act,
+                format!(
+                    "{} is not connected (peer 0{})",
+                    self.describe(s),
+                    self.after_other_action(s)
+                ),
+            ));
+        }
+        let Some(&p) = self.by_ino.get(&peer) else {
+            return Err(self.err(
+                act,
+                format!("{}: its peer {peer} is not in the images", self.describe(s)),
+            ));
+        };
+        if p == s {
+            return Err(self.err(act, format!("{} is connected to itself", self.describe(s))));
+        }
+        if self.socks[p].is_extern() {
+            return Err(self.err(
+                act,
+                format!(
+                    "{} is already connected to an external socket ({}); use --reconnect {ino}=PATH",
+                    self.describe(s),
+                    self.describe(p)
+                ),
+            ));
+        }
+        let mutual = self.socks[p].usk.peer == ino;
+        self.claim(act, s)?;
+        if mutual {
+            self.claim(act, p)?;
+        }
+
+        let pu = &self.socks[p].usk;
+        let (name, name_dir, mnt_id) = match addr {
+            Some(a) => (a.bytes.clone(), None, None),
+            None => {
+                let path = pu.name.first().is_some_and(|&b| b != 0);
+                let relative = path && pu.name.first() != Some(&b'/');
+                (
+                    pu.name.clone(),
+                    if relative { pu.name_dir.clone() } else { None },
+                    if path { pu.mnt_id } else { None },
+                )
+            }
+        };
+        let peer_deleted = addr.is_none() && pu.deleted == Some(true);
+        let ext = pb::UnixSkEntry {
+            id: self.fresh_id()?,
+            ino: self.fresh_ino()?,
+            r#type: self.socks[s].usk.r#type,
+            state: TCP_LISTEN,
+            flags: 0,
+            uflags: USK_EXTERN,
+            backlog: 0,
+            peer: 0,
+            fown: pb::FownEntry::default(),
+            opts: pb::SkOptsEntry::default(),
+            name,
+            shutdown: None,
+            file_perms: None,
+            name_dir,
+            deleted: None,
+            ns_id: None,
+            mnt_id,
+        };
+        let (new_ino, new_id) = (ext.ino, ext.id);
+        let nameless = ext.name.is_empty();
+        let shown = display_name(&ext.name);
+        let n = self.add(act, ext);
+        self.socks[s].usk.peer = new_ino;
+        items.push(Item::Entry {
+            sock: n,
+            summary: format!(
+                "added external entry {new_ino} (file id {new_id}), the outside end for {ino}: {}, name {shown}{}",
+                type_name(self.socks[s].usk.r#type),
+                if addr.is_none() && !nameless { format!(" (from {peer})") } else { String::new() }
+            ),
+        });
+        items.push(Item::Entry {
+            sock: s,
+            summary: format!(
+                "changed unix socket {ino} (file id {}): peer {peer} -> {new_ino}",
+                self.socks[s].usk.id
+            ),
+        });
+        if mutual {
+            let pu = &mut self.socks[p].usk;
+            pu.peer = 0;
+            let stream = pu.r#type != SOCK_DGRAM;
+            let old_shut = shutdown_name(pu.shutdown);
+            if stream {
+                pu.shutdown = Some(SHUTDOWN_BOTH);
+            }
+            let id = pu.id;
+            items.push(Item::Entry {
+                sock: p,
+                summary: if stream {
+                    format!("changed unix socket {peer} (file id {id}), the old peer: peer {ino} -> 0, shutdown {old_shut} -> BOTH")
+                } else {
+                    format!("changed unix socket {peer} (file id {id}), the old peer: peer {ino} -> 0")
+                },
+            });
+        }
+        if nameless {
+            items.push(Item::Note(format!(
+                "note: the new external end has no address: a restore needs --inherit-fd fd[N]:socket:[{ino}]"
+            )));
+        } else {
+            let name = self.socks[n].usk.name.clone();
+            items.push(Item::Note(self.connect_note(&[s], &name)));
+        }
+        if peer_deleted {
+            items.push(Item::Note(format!(
+                "note: {peer}'s address was already unlinked when the images were made"
+            )));
+        }
+        if mutual {
+            if self.socks[p].usk.r#type != SOCK_DGRAM {
+                items.push(Item::Note(format!(
+                    "note: {peer} comes back as a connection whose other end has closed: \
+                     it reads its queue ({}), then EOF",
+                    self.queued(p)
+                )));
+            } else {
+                items.push(Item::Note(format!(
+                    "note: {peer} comes back unconnected, with its queue ({})",
+                    self.queued(p)
+                )));
+            }
+        } else {
+            items.push(Item::Note(format!(
+                "note: {} does not have {ino} as peer and stays as it is",
+                self.describe(p)
+            )));
+        }
+        if self.socks[s].usk.r#type != SOCK_DGRAM && self.has_queue(s) {
+            items.push(Item::Note(format!(
+                "note: {ino}'s own queue ({}) is not refilled by a restore: \
+                 CRIU refills a stream socket's queue only through a peer in the images",
+                self.queued(s)
+            )));
+        }
+        Ok(items)
+    }
+
+    /// Checks every changed or added entry the way restore will see it.
+    pub fn check(&self) -> Result<()> {
+        for (i, s) in self.socks.iter().enumerate() {
+            if s.owner.is_none() {
+                continue;
+            }
+            let u = &s.usk;
+            let bad = |why: String| {
+                Error::msg(format!(
+                    "{}: {} would be inconsistent: {why}",
+                    self.files,
+                    self.describe(i)
+                ))
+            };
+            if u.name.len() > UNIX_PATH_MAX {
+                return Err(bad(format!(
+                    "its name is {} bytes, over {UNIX_PATH_MAX}",
+                    u.name.len()
+                )));
+            }
+            if u.peer != 0 && !self.by_ino.contains_key(&u.peer) {
+                return Err(bad(format!("its peer {} is not in the images", u.peer)));
+            }
+            if s.is_extern() {
+                if u.peer != 0 {
+                    return Err(bad(format!("an external entry with peer {}", u.peer)));
+                }
+                if self.users(u.ino).is_empty() {
+                    return Err(bad("no socket is connected to it".into()));
+                }
+            } else if u.r#type != SOCK_DGRAM
+                && u.state == TCP_ESTABLISHED
+                && u.peer == 0
+                && u.shutdown != Some(SHUTDOWN_BOTH)
+            {
+                return Err(bad("CRIU restores an ESTABLISHED stream socket without peer only when it is shut down both ways".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A number above `floor` (or, when there is none, any) not in `used`.
+fn fresh(used: &mut BTreeSet<u32>, floor: u32) -> Option<u32> {
+    let pick = (floor.saturating_add(1)..=u32::MAX)
+        .chain(1..=u32::MAX)
+        .find(|c| *c != 0 && !used.contains(c))?;
+    used.insert(pick);
+    Some(pick)
+}
+
+fn set_addr(u: &mut pb::UnixSkEntry, addr: &Addr) {
+    u.name = addr.bytes.clone();
+    // A new absolute or abstract address: the old directory, mount and
+    // unlinked marks no longer apply.
+    u.name_dir = None;
+    u.mnt_id = None;
+    u.deleted = None;
+}
+
+/// A socket name for messages: `-` for none, `@name` for an abstract one,
+/// a path without its final NUL; bytes outside printable ASCII as `\xNN`.
+pub fn display_name(b: &[u8]) -> String {
+    let (prefix, body) = match b.split_first() {
+        None => return "-".to_string(),
+        Some((0, rest)) => ("@", rest),
+        Some(_) => ("", b.strip_suffix(&[0]).unwrap_or(b)),
+    };
+    let mut s = String::from(prefix);
+    for &c in body {
+        if (0x21..0x7f).contains(&c) && c != b'\\' {
+            s.push(char::from(c));
+        } else {
+            s.push_str(&format!("\\x{c:02x}"));
+        }
+    }
+    s
+}
+
+pub fn type_name(t: u32) -> String {
+    match t {
+        1 => "STREAM".into(),
+        2 => "DGRAM".into(),
+        5 => "SEQPACKET".into(),
+        n => format!("type {n}"),
+    }
+}
+
+pub fn state_name(s: u32) -> String {
+    match s {
+        1 => "ESTABLISHED".into(),
+        7 => "CLOSE".into(),
+        10 => "LISTEN".into(),
+        n => format!("state {n}"),
+    }
+}
+
+fn shutdown_name(s: Option<i32>) -> String {
+    match s {
+        None | Some(0) => "NONE".into(),
+        Some(1) => "READ".into(),
+        Some(2) => "WRITE".into(),
+        Some(3) => "BOTH".into(),
+        Some(n) => n.to_string(),
+    }
+}

@@ -1,0 +1,182 @@
+//! `crit x DIR rss`: which vmas each run of dumped pages falls in.
+//!
+//! Text (crit 4.2, byte for byte, odd continuation lines included): for
+//! every `pstree.img` entry, its pid, then for every `pagemap-PID.img`
+//! entry after the head one line `"%-24s%s"` of the run
+//! (`"\t%lx / %-8d"`: address, page count) followed by, for each vma the
+//! run overlaps, ` %08lx / %-8d` (vma start, page count) plus ` PATH` for
+//! file mappings — or ` ~` when it is the vma already shown for the
+//! previous run — each followed by a newline, a tab and 23 spaces:
+//!
+//! ```text
+//! 26773
+//! <TAB>564896bd2000 / 2        564896bd2000 / 1        /tmp/scen/bin/kitchen
+//! <TAB>                        564896bd3000 / 1        /tmp/scen/bin/kitchen
+//! <TAB>                       
+//! <TAB>7f9d116b3000 / 3        ~
+//! <TAB>                       
+//! ```
+//!
+//! The vma walk is crit's, Python's negative list indexes included (a run
+//! that overlaps no vma makes the next search start from the last vma);
+//! where crit 4.2 would fail with an IndexError this is an error.
+//!
+//! JSON: an array with one object per process,
+//! `{"pid": N, "pages": [RUN, …]}`, each RUN
+//! `{"vaddr": "0x…", "nr_pages": N, "vmas": [VMA, …]}` and each VMA
+//! `{"start": "0x…", "pages": N, "file": "…" (file mappings only),
+//! "repeat": BOOL}` (`repeat`: shown as `~` in the text view).
+
+use super::files::Files;
+use super::mems::{VMA_FILE_PRIVATE, VMA_FILE_SHARED};
+use super::tasks::pstree;
+use super::Out;
+use crate::error::{Error, Result};
+use crate::image::pb;
+use crate::image::typed::{read_all, read_one};
+use serde::Serialize;
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::Path;
+
+#[derive(Serialize)]
+struct ProcJson {
+    pid: u32,
+    pages: Vec<RunJson>,
+}
+
+#[derive(Serialize)]
+struct RunJson {
+    vaddr: String,
+    nr_pages: u64,
+    vmas: Vec<HitJson>,
+}
+
+#[derive(Serialize)]
+struct HitJson {
+    start: String,
+    pages: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
+    repeat: bool,
+}
+
+/// One vma a run of pages overlaps.
+struct Hit {
+    start: u64,
+    pages: i128,
+    file: Option<String>,
+    repeat: bool,
+}
+
+pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
+    let mut files = Files::new(dir);
+    let mut list = Vec::new();
+    for p in pstree(dir)? {
+        let pid = p.pid;
+        let mm_path = dir.join(format!("mm-{pid}.img"));
+        let vmas = read_one::<pb::MmEntry>(&mm_path, "MM")?.vmas;
+        let pm_path = dir.join(format!("pagemap-{pid}.img"));
+        let pms = read_all::<pb::PagemapEntry>(&pm_path, "PAGEMAP")?;
+        if !json {
+            out.put(format_args!("{pid}\n"))?;
+        }
+
+        let n = vmas.len() as i64;
+        // Python's `vmas[i]`: negative indexes count from the end.
+        let at = |i: i64| -> Result<&pb::VmaEntry> {
+            let idx = if i < 0 { i + n } else { i };
+            usize::try_from(idx)
+                .ok()
+                .and_then(|k| vmas.get(k))
+                .ok_or_else(|| {
+                    Error::msg(format!(
+                        "{}: the pages do not match the vmas of {}",
+                        pm_path.display(),
+                        mm_path.display()
+                    ))
+                })
+        };
+        let mut runs = Vec::new();
+        let mut vmi: i64 = 0;
+        let mut pvmi: i64 = -1;
+        for pm in pms.iter().skip(1) {
+            let nr = pm.nr_pages.unwrap_or(u64::from(pm.compat_nr_pages));
+            while vmi < n && at(vmi)?.end <= pm.vaddr {
+                vmi += 1;
+            }
+            let pme = u128::from(pm.vaddr) + (u128::from(nr) << 12);
+            let mut hits = Vec::new();
+            while vmi < n && u128::from(at(vmi)?.start) < pme {
+                let vma = at(vmi)?;
+                let pages = (i128::from(vma.end) - i128::from(vma.start)) >> 12;
+                let repeat = vmi == pvmi;
+                let file = if vma.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
+                    Some(files.reg(vma.shmid)?)
+                } else {
+                    None
+                };
+                if !repeat {
+                    pvmi = vmi;
+                }
+                hits.push(Hit {
+                    start: vma.start,
+                    pages,
+                    file,
+                    repeat,
+                });
+                vmi += 1;
+            }
+            vmi -= 1;
+
+            if json {
+                runs.push(RunJson {
+                    vaddr: format!("{:#x}", pm.vaddr),
+                    nr_pages: nr,
+                    vmas: hits
+                        .into_iter()
+                        .map(|h| HitJson {
+                            start: format!("{:#x}", h.start),
+                            pages: json_int(h.pages),
+                            file: h.file,
+                            repeat: h.repeat,
+                        })
+                        .collect(),
+                });
+                continue;
+            }
+
+            let pstr = format!("\t{:x} / {:<8}", pm.vaddr, nr);
+            let mut vstr = String::new();
+            for h in hits {
+                if h.repeat {
+                    vstr.push_str(" ~");
+                } else {
+                    let _ = write!(vstr, " {:08x} / {:<8}", h.start, h.pages);
+                    if let Some(f) = h.file {
+                        vstr.push(' ');
+                        vstr.push_str(&f);
+                    }
+                }
+                vstr.push_str("\n\t                       ");
+            }
+            out.put(format_args!("{pstr:<24}{vstr}\n"))?;
+        }
+        if json {
+            list.push(ProcJson { pid, pages: runs });
+        }
+    }
+    if json {
+        out.json(&list)?;
+    }
+    Ok(())
+}
+
+/// An integer that may not fit 64 bits, as a JSON number when it does.
+fn json_int(v: i128) -> Value {
+    if let Ok(x) = i64::try_from(v) {
+        x.into()
+    } else {
+        v.to_string().into()
+    }
+}

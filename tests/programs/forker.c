@@ -1,0 +1,19 @@
+/* Forks short-lived children without pause (each exits at once and is
+ * reaped), for the test that a freeze copes with descendants that exit
+ * or appear while it runs. Prints "ready\n" once forking. */
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int main(void)
+{
+	printf("ready\n");
+	fflush(stdout);
+	for (;;) {
+		pid_t c = fork();
+		if (c == 0)
+			_exit(0);
+		if (c > 0)
+			waitpid(c, NULL, 0);
+	}
+}
