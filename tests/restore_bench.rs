@@ -67,7 +67,10 @@ fn generate(dir: &Path) {
         });
     }
     std::fs::write(dir.join("pagemap-26659.img"), &b.bytes).unwrap();
-    let mut pages = std::fs::OpenOptions::new().append(true).open(dir.join("pages-1.img")).unwrap();
+    let mut pages = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("pages-1.img"))
+        .unwrap();
     let chunk: Vec<u8> = (0..PAGES_PER_MAP * 4096).map(|k| (k % 251) as u8).collect();
     for _ in 0..MAPS {
         pages.write_all(&chunk).unwrap();
@@ -123,15 +126,30 @@ fn bench_16384_mappings_1gib_9000_socketpairs() {
     // Warm the page cache so that disk speed is not measured.
     let _ = std::fs::read(d.path().join("pages-1.img"));
     let t = Instant::now();
-    let out = crit().args(["restore", "-d", "-vv", "-D"]).arg(d.path()).output().unwrap();
+    let out = crit()
+        .args(["restore", "-d", "-vv", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
     let took = t.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let maps = std::fs::read_to_string("/proc/26659/maps").map(|m| m.lines().count()).unwrap_or(0);
-    let nfds = std::fs::read_dir("/proc/26659/fd").map(|d| d.count()).unwrap_or(0);
-    let answers = if out.status.success() { check("counter") } else { vec![] };
+    let maps = std::fs::read_to_string("/proc/26659/maps")
+        .map(|m| m.lines().count())
+        .unwrap_or(0);
+    let nfds = std::fs::read_dir("/proc/26659/fd")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let answers = if out.status.success() {
+        check("counter")
+    } else {
+        vec![]
+    };
     cleanup("counter");
     assert!(out.status.success(), "{stderr}");
     println!("restore of 16,384 mappings + 1 GiB + 9,000 socketpairs: {took:?} ({maps} mappings, {nfds} fds; {answers:?})");
     println!("{stderr}");
-    assert!(answers.first().is_some_and(|a| a.starts_with("OK")), "{answers:?}");
+    assert!(
+        answers.first().is_some_and(|a| a.starts_with("OK")),
+        "{answers:?}"
+    );
 }

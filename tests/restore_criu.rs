@@ -42,7 +42,8 @@ fn usk_ext_dgram_reconnects_to_the_recorded_address() {
     require_free("usk_ext_dgram");
     let _ = std::fs::remove_file("/tmp/scen/sock/extdg.sock");
     let peer = std::os::unix::net::UnixDatagram::bind("/tmp/scen/sock/extdg.sock").unwrap();
-    peer.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
     let out = restore_detached("usk_ext_dgram", &["--ext-unix-sk"]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     if !out.status.success() {
@@ -66,7 +67,8 @@ fn usk_ext_dgram_reconnects_to_a_new_path() {
     let path = "/tmp/scen/sock/elsewhere.sock";
     let _ = std::fs::remove_file(path);
     let peer = std::os::unix::net::UnixDatagram::bind(path).unwrap();
-    peer.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
     let out = restore_detached("usk_ext_dgram", &[&format!("--ext-unix-sk=306782={path}")]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     if !out.status.success() {
@@ -101,18 +103,27 @@ fn usk_inherit_takes_the_socket_handed_in() {
     )
     .unwrap();
     let n = theirs.as_raw_fd();
-    let want_ino = std::fs::metadata(format!("/proc/self/fd/{n}")).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
-    let out = restore_detached("usk_inherit", &[&format!("--inherit-fd=fd[{n}]:socket:[306950]")]);
+    let want_ino = std::fs::metadata(format!("/proc/self/fd/{n}"))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap();
+    let out = restore_detached(
+        "usk_inherit",
+        &[&format!("--inherit-fd=fd[{n}]:socket:[306950]")],
+    );
     drop(theirs);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     if !out.status.success() {
         cleanup("usk_inherit");
         panic!("restore failed: {stderr}");
     }
-    let got_ino = std::fs::metadata("/proc/26901/fd/4").map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let got_ino =
+        std::fs::metadata("/proc/26901/fd/4").map(|m| std::os::unix::fs::MetadataExt::ino(&m));
     let link = std::fs::read_link("/proc/26901/fd/4");
     cleanup("usk_inherit");
     drop(ours);
-    assert!(stderr.contains("306950") && stderr.contains("18 bytes"), "{stderr}");
+    assert!(
+        stderr.contains("306950") && stderr.contains("18 bytes"),
+        "{stderr}"
+    );
     assert_eq!(got_ino.ok(), Some(want_ino), "fd 4 is {link:?}");
 }

@@ -14,7 +14,13 @@ fn alive(pid: i32) -> bool {
 }
 
 fn one_line_error(out: &std::process::Output) -> String {
-    assert_eq!(out.status.code(), Some(1), "stdout {:?} stderr {:?}", out.stdout, String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout {:?} stderr {:?}",
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = String::from_utf8_lossy(&out.stderr).to_string();
     let last = s.lines().last().unwrap_or("").to_string();
     assert!(last.starts_with("crit: "), "{s}");
@@ -39,7 +45,11 @@ fn pid_in_use_is_named() {
     prepare();
     require_free("counter");
     let first = restore_detached("counter", &[]);
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     let second = restore_detached("counter", &[]);
     cleanup("counter");
     let msg = one_line_error(&second);
@@ -56,16 +66,32 @@ fn failure_after_fork_kills_the_tree_and_removes_socket_files() {
     // the task is forked and traced, and after its sockets were bound.
     let pages = d.path().join("pages-1.img");
     let len = std::fs::metadata(&pages).unwrap().len();
-    let f = std::fs::OpenOptions::new().write(true).open(&pages).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pages)
+        .unwrap();
     f.set_len(len / 2).unwrap();
     let _ = std::fs::remove_file("/tmp/scen/sock/srv.sock");
     let _ = std::fs::remove_file("/tmp/scen/sock/dgram.sock");
-    let out = crit().args(["restore", "-d", "-D"]).arg(d.path()).output().unwrap();
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
     let msg = one_line_error(&out);
-    assert!(msg.contains("pages-1.img") && msg.contains("26727"), "{msg}");
+    assert!(
+        msg.contains("pages-1.img") && msg.contains("26727"),
+        "{msg}"
+    );
     assert!(!alive(26727), "the failed tree is still running");
-    assert!(!Path::new("/tmp/scen/sock/srv.sock").exists(), "socket file left behind");
-    assert!(!Path::new("/tmp/scen/sock/dgram.sock").exists(), "socket file left behind");
+    assert!(
+        !Path::new("/tmp/scen/sock/srv.sock").exists(),
+        "socket file left behind"
+    );
+    assert!(
+        !Path::new("/tmp/scen/sock/dgram.sock").exists(),
+        "socket file left behind"
+    );
 }
 
 #[test]
@@ -82,7 +108,13 @@ fn failure_in_a_child_task_kills_the_whole_tree() {
     let files = d.path().join("files.img");
     let fo = crit().args(["decode", "-i"]).arg(&files).output().unwrap();
     let mut fj: serde_json::Value = serde_json::from_slice(&fo.stdout).unwrap();
-    let max_id = fj["entries"].as_array().unwrap().iter().map(|e| e["id"].as_u64().unwrap()).max().unwrap();
+    let max_id = fj["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_u64().unwrap())
+        .max()
+        .unwrap();
     let mut gone = fj["entries"]
         .as_array()
         .unwrap()
@@ -96,15 +128,30 @@ fn failure_in_a_child_task_kills_the_whole_tree() {
     fj["entries"].as_array_mut().unwrap().push(gone);
     v["entries"][0]["cwd_id"] = serde_json::json!(max_id + 1);
     for (path, j) in [(&fs, &v), (&files, &fj)] {
-        let mut c = crit().args(["encode", "-o"]).arg(path).stdin(Stdio::piped()).spawn().unwrap();
+        let mut c = crit()
+            .args(["encode", "-o"])
+            .arg(path)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
         std::io::Write::write_all(c.stdin.as_mut().unwrap(), j.to_string().as_bytes()).unwrap();
         drop(c.stdin.take());
         assert!(c.wait().unwrap().success());
     }
-    let out = crit().args(["restore", "-d", "-D"]).arg(d.path()).output().unwrap();
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
     let msg = one_line_error(&out);
-    assert!(msg.contains("26706") && msg.contains("no-such-dir"), "{msg}");
-    assert!(!alive(26703) && !alive(26706), "part of the failed tree is still running");
+    assert!(
+        msg.contains("26706") && msg.contains("no-such-dir"),
+        "{msg}"
+    );
+    assert!(
+        !alive(26703) && !alive(26706),
+        "part of the failed tree is still running"
+    );
 }
 
 #[test]
@@ -113,7 +160,12 @@ fn outside_peer_without_consent_is_refused_with_details() {
     prepare();
     let out = restore_detached("usk_ext_dgram", &[]);
     let msg = one_line_error(&out);
-    for want in ["306782", "dgram", "/tmp/scen/sock/extdg.sock", "--ext-unix-sk"] {
+    for want in [
+        "306782",
+        "dgram",
+        "/tmp/scen/sock/extdg.sock",
+        "--ext-unix-sk",
+    ] {
         assert!(msg.contains(want), "missing {want}: {msg}");
     }
     assert!(!alive(26841));
@@ -125,7 +177,10 @@ fn outside_peer_without_address_needs_inherit_fd() {
     prepare();
     let out = restore_detached("usk_inherit", &["--ext-unix-sk"]);
     let msg = one_line_error(&out);
-    assert!(msg.contains("306950") && msg.contains("--inherit-fd fd[N]:socket:[306950]"), "{msg}");
+    assert!(
+        msg.contains("306950") && msg.contains("--inherit-fd fd[N]:socket:[306950]"),
+        "{msg}"
+    );
     assert!(!alive(26901));
 }
 
@@ -136,7 +191,10 @@ fn outside_peer_gone_rolls_back() {
     let _ = std::fs::remove_file("/tmp/scen/sock/extdg.sock");
     let out = restore_detached("usk_ext_dgram", &["--ext-unix-sk"]);
     let msg = one_line_error(&out);
-    assert!(msg.contains("306782") && msg.contains("extdg.sock"), "{msg}");
+    assert!(
+        msg.contains("306782") && msg.contains("extdg.sock"),
+        "{msg}"
+    );
     assert!(!alive(26841));
 }
 
@@ -160,7 +218,11 @@ fn waiting_mode_exits_with_the_roots_status() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let answers = check("counter");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(26659), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(26659),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let st = c.wait().unwrap();
     cleanup("counter");
     assert!(answers[0].starts_with("OK"), "{answers:?}");

@@ -39,7 +39,10 @@ impl Layout {
     }
 
     pub fn fd_of(&self, file_id: u32) -> Option<RawFd> {
-        self.vma_ids.iter().position(|&i| i == file_id).map(|k| self.vbase + k as RawFd)
+        self.vma_ids
+            .iter()
+            .position(|&i| i == file_id)
+            .map(|k| self.vbase + k as RawFd)
     }
 
     /// Fds at and above this are crit's and are closed once memory is built.
@@ -58,7 +61,13 @@ pub fn report(status: RawFd, line: &str) {
 }
 
 /// The body of a forked task; never returns.
-pub fn run(plan: &Plan, idx: usize, res: &Reservoir, sync: &Sync, spawn: &dyn Fn(usize) -> Result<()>) -> ! {
+pub fn run(
+    plan: &Plan,
+    idx: usize,
+    res: &Reservoir,
+    sync: &Sync,
+    spawn: &dyn Fn(usize) -> Result<()>,
+) -> ! {
     let pid = plan.tasks[idx].pid;
     let mut status = sync.status_w.as_raw_fd();
     match prepare(plan, idx, res, sync, spawn, &mut status) {
@@ -70,7 +79,10 @@ pub fn run(plan: &Plan, idx: usize, res: &Reservoir, sync: &Sync, spawn: &dyn Fn
             crate::sys::clone::child_exit(1)
         }
         Err(e) => {
-            report(status, &format!("ERR {pid} {}", e.to_string().replace('\n', " ")));
+            report(
+                status,
+                &format!("ERR {pid} {}", e.to_string().replace('\n', " ")),
+            );
             crate::sys::clone::child_exit(1)
         }
     }
@@ -94,7 +106,8 @@ fn prepare(
     let cur = nix::unistd::getpgrp().as_raw() as u32;
     if t.pgid != cur && (t.pgid == t.pid || t.sid != t.pid) {
         let g = nix::unistd::Pid::from_raw(if t.pgid == t.pid { 0 } else { t.pgid as i32 });
-        nix::unistd::setpgid(me, g).map_err(|e| Error::msg(format!("pid {pid}: setpgid to {}: {e}", t.pgid)))?;
+        nix::unistd::setpgid(me, g)
+            .map_err(|e| Error::msg(format!("pid {pid}: setpgid to {}: {e}", t.pgid)))?;
     }
     for (k, c) in plan.tasks.iter().enumerate() {
         if c.ppid == pid {
@@ -105,9 +118,12 @@ fn prepare(
     let lay = Layout::for_task(t);
     let mut pairs: Vec<(RawFd, RawFd, bool)> = Vec::new();
     for f in &t.fds {
-        let src = res
-            .raw(f.id)
-            .ok_or_else(|| Error::msg(format!("pid {pid}: fd {}: file id {} was not opened", f.fd, f.id)))?;
+        let src = res.raw(f.id).ok_or_else(|| {
+            Error::msg(format!(
+                "pid {pid}: fd {}: file id {} was not opened",
+                f.fd, f.id
+            ))
+        })?;
         pairs.push((src, f.fd as RawFd, f.flags & 1 != 0));
     }
     for (k, id) in lay.vma_ids.iter().enumerate() {
@@ -126,13 +142,23 @@ fn prepare(
     *status = st_fd;
     fill_epolls(plan, t)?;
     // cwd, root, umask.
-    let cwd = plan.file(t.fs.cwd_id, pid)?.reg.as_ref().map(|r| r.name.clone());
-    let root = plan.file(t.fs.root_id, pid)?.reg.as_ref().map(|r| r.name.clone());
+    let cwd = plan
+        .file(t.fs.cwd_id, pid)?
+        .reg
+        .as_ref()
+        .map(|r| r.name.clone());
+    let root = plan
+        .file(t.fs.root_id, pid)?
+        .reg
+        .as_ref()
+        .map(|r| r.name.clone());
     if let Some(r) = root.filter(|r| r != "/") {
-        nix::unistd::chroot(r.as_str()).map_err(|e| Error::msg(format!("pid {pid}: chroot {r}: {e}")))?;
+        nix::unistd::chroot(r.as_str())
+            .map_err(|e| Error::msg(format!("pid {pid}: chroot {r}: {e}")))?;
     }
     if let Some(c) = cwd {
-        nix::unistd::chdir(c.as_str()).map_err(|e| Error::msg(format!("pid {pid}: chdir {c}: {e}")))?;
+        nix::unistd::chdir(c.as_str())
+            .map_err(|e| Error::msg(format!("pid {pid}: chdir {c}: {e}")))?;
     }
     if let Some(m) = t.fs.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m));
@@ -160,7 +186,11 @@ fn install(pairs: &[(RawFd, RawFd, bool)], pid: u32) -> Result<()> {
     if let Ok(d) = std::fs::read_dir("/proc/self/fd") {
         let open: Vec<RawFd> = d
             .flatten()
-            .filter_map(|ent| ent.file_name().to_str().and_then(|s| s.parse::<RawFd>().ok()))
+            .filter_map(|ent| {
+                ent.file_name()
+                    .to_str()
+                    .and_then(|s| s.parse::<RawFd>().ok())
+            })
             .collect();
         for fd in open {
             if !at.contains_key(&fd) {
@@ -174,7 +204,8 @@ fn install(pairs: &[(RawFd, RawFd, bool)], pid: u32) -> Result<()> {
         // Someone else's source sits on the target: move it aside.
         if let Some(&other) = at.get(&t) {
             if other != s && pending.get(&other).copied().unwrap_or(0) > 0 {
-                let new = fdops::dup_at_least(t, top).map_err(|err| e(&format!("move fd {t} aside"), err))?;
+                let new = fdops::dup_at_least(t, top)
+                    .map_err(|err| e(&format!("move fd {t} aside"), err))?;
                 pos.insert(other, new);
                 at.insert(new, other);
                 at.remove(&t);
@@ -208,15 +239,29 @@ fn install(pairs: &[(RawFd, RawFd, bool)], pid: u32) -> Result<()> {
 /// epoll is filled by the first task (in tree order) that has it.
 fn fill_epolls(plan: &Plan, t: &Task) -> Result<()> {
     for f in &t.fds {
-        let Some(ep) = plan.files.get(&f.id).and_then(|e| e.epfd.as_ref()) else { continue };
-        let first = plan.tasks.iter().find(|x| x.fds.iter().any(|g| g.id == f.id)).map(|x| x.pid);
+        let Some(ep) = plan.files.get(&f.id).and_then(|e| e.epfd.as_ref()) else {
+            continue;
+        };
+        let first = plan
+            .tasks
+            .iter()
+            .find(|x| x.fds.iter().any(|g| g.id == f.id))
+            .map(|x| x.pid);
         if first != Some(t.pid) {
             continue;
         }
         for tfd in &ep.tfd {
-            fdops::epoll_add(f.fd as RawFd, tfd.tfd as RawFd, tfd.events, tfd.data).map_err(|e| {
-                Error::io(format!("pid {}: epoll fd {}: add target fd {}", t.pid, f.fd, tfd.tfd), e)
-            })?;
+            fdops::epoll_add(f.fd as RawFd, tfd.tfd as RawFd, tfd.events, tfd.data).map_err(
+                |e| {
+                    Error::io(
+                        format!(
+                            "pid {}: epoll fd {}: add target fd {}",
+                            t.pid, f.fd, tfd.tfd
+                        ),
+                        e,
+                    )
+                },
+            )?;
         }
     }
     Ok(())

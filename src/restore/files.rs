@@ -46,19 +46,23 @@ fn open_path(name: &str, flags: u32) -> std::io::Result<std::fs::File> {
     };
     // Keep the status flags that matter for the open file; creation flags
     // are meaningless now.
-    let keep = flags & (O_NONBLOCK | O_APPEND | O_DIRECTORY | O_PATH | 0o4010000 /* O_SYNC */ | 0o40000 /* O_DIRECT */ | 0o1000000 /* O_NOATIME */);
-    o.custom_flags((keep | 0o2000000 /* O_CLOEXEC */) as i32);
+    let keep = flags
+        & (O_NONBLOCK | O_APPEND | O_DIRECTORY | O_PATH | 0o4010000 /* O_SYNC */ | 0o40000 /* O_DIRECT */ | 0o1000000/* O_NOATIME */);
+    o.custom_flags((keep | 0o2000000/* O_CLOEXEC */) as i32);
     o.open(name)
 }
 
 /// Opens a regular file (or directory, or device) entry at its offset.
 pub fn open_reg(r: &pb::RegFileEntry, pid: u32) -> Result<OwnedFd> {
-    let mut f = open_path(&r.name, r.flags).map_err(|e| {
-        Error::io(format!("pid {pid}: file id {}: open {}", r.id, r.name), e)
-    })?;
+    let mut f = open_path(&r.name, r.flags)
+        .map_err(|e| Error::io(format!("pid {pid}: file id {}: open {}", r.id, r.name), e))?;
     if r.pos != 0 {
-        f.seek(SeekFrom::Start(r.pos))
-            .map_err(|e| Error::io(format!("pid {pid}: file id {}: seek {} to {}", r.id, r.name, r.pos), e))?;
+        f.seek(SeekFrom::Start(r.pos)).map_err(|e| {
+            Error::io(
+                format!("pid {pid}: file id {}: seek {} to {}", r.id, r.name, r.pos),
+                e,
+            )
+        })?;
     }
     if let Some(size) = r.size {
         if let Ok(m) = f.metadata() {
@@ -80,8 +84,12 @@ pub fn open_reg(r: &pb::RegFileEntry, pid: u32) -> Result<OwnedFd> {
 /// writable.
 pub fn open_for_vma(r: &pb::RegFileEntry, writable_shared: bool, pid: u32) -> Result<OwnedFd> {
     let fl = if writable_shared { 2 } else { 0 };
-    let f = open_path(&r.name, fl)
-        .map_err(|e| Error::io(format!("pid {pid}: mapped file id {}: open {}", r.id, r.name), e))?;
+    let f = open_path(&r.name, fl).map_err(|e| {
+        Error::io(
+            format!("pid {pid}: mapped file id {}: open {}", r.id, r.name),
+            e,
+        )
+    })?;
     Ok(f.into())
 }
 
@@ -94,13 +102,13 @@ pub fn open_pipes(plan: &Plan, res: &mut Reservoir) -> Result<()> {
         if res.by_id.contains_key(&f.id) {
             continue;
         }
-        if !made.contains_key(&p.pipe_id) {
+        if let std::collections::hash_map::Entry::Vacant(v) = made.entry(p.pipe_id) {
             let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
                 .map_err(|e| Error::msg(format!("pipe:[{}]: pipe2: {e}", p.pipe_id)))?;
             if let Some(data) = plan.pipe_data.get(&p.pipe_id) {
                 fill_pipe(&w, data, p.pipe_id)?;
             }
-            made.insert(p.pipe_id, (r, w));
+            v.insert((r, w));
         }
         let (r, w) = &made[&p.pipe_id];
         let end = if p.flags & O_ACCMODE == 0 { r } else { w };
@@ -109,8 +117,11 @@ pub fn open_pipes(plan: &Plan, res: &mut Reservoir) -> Result<()> {
             .map_err(|e| Error::io(format!("pipe:[{}]: dup", p.pipe_id), e))?;
         // Status flags belong to the open file, which both ends' copies
         // share; O_NONBLOCK is set per end.
-        crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (p.flags & (O_NONBLOCK | O_APPEND)) as i32)
-            .map_err(|e| Error::io(format!("pipe:[{}]: set flags", p.pipe_id), e))?;
+        crate::sys::fdops::set_status_flags(
+            fd.as_raw_fd(),
+            (p.flags & (O_NONBLOCK | O_APPEND)) as i32,
+        )
+        .map_err(|e| Error::io(format!("pipe:[{}]: set flags", p.pipe_id), e))?;
         res.by_id.insert(f.id, fd);
     }
     Ok(())
@@ -118,9 +129,15 @@ pub fn open_pipes(plan: &Plan, res: &mut Reservoir) -> Result<()> {
 
 fn fill_pipe(w: &OwnedFd, data: &[u8], ino: u32) -> Result<()> {
     if data.len() > 65536 {
-        let _ = nix::fcntl::fcntl(w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(data.len().next_power_of_two() as i32));
+        let _ = nix::fcntl::fcntl(
+            w,
+            nix::fcntl::FcntlArg::F_SETPIPE_SZ(data.len().next_power_of_two() as i32),
+        );
     }
-    let mut f = std::fs::File::from(w.try_clone().map_err(|e| Error::io(format!("pipe:[{ino}]: dup"), e))?);
+    let mut f = std::fs::File::from(
+        w.try_clone()
+            .map_err(|e| Error::io(format!("pipe:[{ino}]: dup"), e))?,
+    );
     f.write_all(data)
         .map_err(|e| Error::io(format!("pipe:[{ino}]: refill {} bytes", data.len()), e))
 }
@@ -136,16 +153,24 @@ pub fn open_fifos(plan: &Plan, res: &mut Reservoir) -> Result<()> {
         }
         let regf = ff.regf_id.unwrap_or(ff.id);
         let Some(reg) = plan.files.get(&regf).and_then(|g| g.reg.as_ref()) else {
-            return Err(Error::msg(format!("fifo id {}: no path in files.img (regular file id {regf})", ff.id)));
+            return Err(Error::msg(format!(
+                "fifo id {}: no path in files.img (regular file id {regf})",
+                ff.id
+            )));
         };
-        let keep = open_path(&reg.name, 2).map_err(|e| Error::io(format!("fifo {}: open", reg.name), e))?;
+        let keep = open_path(&reg.name, 2)
+            .map_err(|e| Error::io(format!("fifo {}: open", reg.name), e))?;
         if filled.insert(ff.pipe_id) {
             if let Some(data) = plan.fifo_data.get(&ff.pipe_id) {
-                let k: OwnedFd = keep.try_clone().map_err(|e| Error::io("fifo: dup", e))?.into();
+                let k: OwnedFd = keep
+                    .try_clone()
+                    .map_err(|e| Error::io("fifo: dup", e))?
+                    .into();
                 fill_pipe(&k, data, ff.pipe_id)?;
             }
         }
-        let end = open_path(&reg.name, reg.flags).map_err(|e| Error::io(format!("fifo {}: open", reg.name), e))?;
+        let end = open_path(&reg.name, reg.flags)
+            .map_err(|e| Error::io(format!("fifo {}: open", reg.name), e))?;
         res.keep.push(keep.into());
         res.by_id.insert(f.id, end.into());
     }
@@ -177,10 +202,12 @@ pub fn open_regular(plan: &Plan, res: &mut Reservoir) -> Result<()> {
                 continue;
             }
             let f = plan.file(id, t.pid)?;
-            let r = f
-                .reg
-                .as_ref()
-                .ok_or_else(|| Error::msg(format!("pid {}: mapped file id {id} is not a regular file", t.pid)))?;
+            let r = f.reg.as_ref().ok_or_else(|| {
+                Error::msg(format!(
+                    "pid {}: mapped file id {id} is not a regular file",
+                    t.pid
+                ))
+            })?;
             res.vma_files.insert(id, open_for_vma(r, ws, t.pid)?);
         }
     }
@@ -205,7 +232,8 @@ pub const VMA_AREA_MEMFD: u32 = 1 << 14;
 pub const VMA_UNSUPP: u32 = 1 << 31;
 
 pub fn is_file_vma(v: &pb::VmaEntry) -> bool {
-    v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED | VMA_AREA_MEMFD) != 0 && v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR) == 0
+    v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED | VMA_AREA_MEMFD) != 0
+        && v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR) == 0
 }
 
 /// `--inherit-fd fd[N]:pipe:[INO]` and `fd[N]:PATH`: those image files are
@@ -227,13 +255,16 @@ pub fn apply_inherited(plan: &Plan, opts: &super::Options, res: &mut Reservoir) 
                 _ => false,
             };
             if matches {
-                let fd = crate::sys::sock::dup_raw(*n).map_err(|e| Error::io(format!("--inherit-fd fd[{n}]"), e))?;
+                let fd = crate::sys::sock::dup_raw(*n)
+                    .map_err(|e| Error::io(format!("--inherit-fd fd[{n}]"), e))?;
                 res.by_id.insert(f.id, fd);
                 hit = true;
             }
         }
         if !hit {
-            return Err(Error::msg(format!("--inherit-fd fd[{n}]:{what}: no such file in the images")));
+            return Err(Error::msg(format!(
+                "--inherit-fd fd[{n}]:{what}: no such file in the images"
+            )));
         }
     }
     Ok(())
@@ -246,7 +277,7 @@ pub fn check_all_opened(plan: &Plan, res: &Reservoir) -> Result<()> {
         for fd in &t.fds {
             if !res.by_id.contains_key(&fd.id) {
                 let f = plan.file(fd.id, t.pid)?;
-                let kind = pb::FdTypes::try_from(f.r#type as i32)
+                let kind = pb::FdTypes::try_from(f.r#type)
                     .map(|k| k.as_str_name().to_string())
                     .unwrap_or_else(|_| f.r#type.to_string());
                 return Err(Error::msg(format!(

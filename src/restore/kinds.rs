@@ -62,14 +62,26 @@ pub fn open_ghosts(plan: &Plan, res: &mut Reservoir) -> Result<()> {
             .read(true)
             .write(true)
             .open(&path)
-            .map_err(|e| Error::io(format!("file id {}: recreate deleted {}", r.orig_id, path.display()), e))?;
+            .map_err(|e| {
+                Error::io(
+                    format!("file id {}: recreate deleted {}", r.orig_id, path.display()),
+                    e,
+                )
+            })?;
         let undo = |e: Error| {
             let _ = std::fs::remove_file(&path);
             e
         };
-        f.write_all(&data)
-            .map_err(|e| undo(Error::io(format!("file id {}: write {}", r.orig_id, path.display()), e)))?;
-        let _ = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(head.mode & 0o7777));
+        f.write_all(&data).map_err(|e| {
+            undo(Error::io(
+                format!("file id {}: write {}", r.orig_id, path.display()),
+                e,
+            ))
+        })?;
+        let _ = std::fs::set_permissions(
+            &path,
+            std::os::unix::fs::PermissionsExt::from_mode(head.mode & 0o7777),
+        );
         let _ = std::os::unix::fs::chown(&path, Some(head.uid), Some(head.gid));
         drop(f);
         let mut rr = reg.clone();
@@ -99,11 +111,12 @@ fn read_ghost(p: &std::path::Path) -> Result<(pb::GhostFileEntry, Vec<u8>)> {
         while let Some(n) = src.u32_or_eof("chunk length")? {
             let at = src.pos();
             let d = src.take(n as usize, "chunk")?;
-            let c = <pb::GhostChunkEntry as prost::Message>::decode(d).map_err(|e| Error::Image {
-                file: file.name.clone(),
-                offset: at,
-                msg: format!("bad chunk: {e}"),
-            })?;
+            let c =
+                <pb::GhostChunkEntry as prost::Message>::decode(d).map_err(|e| Error::Image {
+                    file: file.name.clone(),
+                    offset: at,
+                    msg: format!("bad chunk: {e}"),
+                })?;
             let body = src.take(c.len as usize, "chunk data")?;
             let end = (c.off + c.len) as usize;
             if data.len() < end {
@@ -138,7 +151,8 @@ pub fn open_memfds(plan: &Plan, res: &mut Reservoir) -> Result<()> {
         }
         let fd = nix::sys::memfd::memfd_create(name.as_c_str(), fl)
             .map_err(|e| Error::msg(format!("{what}: memfd_create: {e}")))?;
-        crate::sys::fdops::ftruncate(fd.as_raw_fd(), m.size).map_err(|e| Error::io(format!("{what}: ftruncate"), e))?;
+        crate::sys::fdops::ftruncate(fd.as_raw_fd(), m.size)
+            .map_err(|e| Error::io(format!("{what}: ftruncate"), e))?;
         let pm = plan.dir.join(format!("pagemap-shmem-{}.img", m.shmid));
         if pm.exists() {
             let (pages_id, entries) = read_pagemap(&pm, Vec::new())?;
@@ -154,27 +168,35 @@ pub fn open_memfds(plan: &Plan, res: &mut Reservoir) -> Result<()> {
                 let chunk = bytes
                     .get(off..off + len)
                     .ok_or_else(|| Error::msg(format!("{what}: pages-{pages_id}.img is short")))?;
-                f.seek(SeekFrom::Start(e.vaddr)).map_err(|e| Error::io(&what, e))?;
-                f.write_all(chunk).map_err(|e| Error::io(format!("{what}: fill"), e))?;
+                f.seek(SeekFrom::Start(e.vaddr))
+                    .map_err(|e| Error::io(&what, e))?;
+                f.write_all(chunk)
+                    .map_err(|e| Error::io(format!("{what}: fill"), e))?;
                 off += len;
             }
-            crate::sys::fdops::ftruncate(fd.as_raw_fd(), m.size).map_err(|e| Error::io(format!("{what}: ftruncate"), e))?;
+            crate::sys::fdops::ftruncate(fd.as_raw_fd(), m.size)
+                .map_err(|e| Error::io(format!("{what}: ftruncate"), e))?;
         }
         if sealing && m.seals != 0 {
-            crate::sys::fdops::add_seals(fd.as_raw_fd(), m.seals as i32).map_err(|e| Error::io(format!("{what}: seals"), e))?;
+            crate::sys::fdops::add_seals(fd.as_raw_fd(), m.seals as i32)
+                .map_err(|e| Error::io(format!("{what}: seals"), e))?;
         }
         inodes.insert(m.inode_id, fd);
     }
     for f in plan.files.values() {
         let Some(m) = &f.memfd else { continue };
-        let ino = inodes
-            .get(&u64::from(m.inode_id))
-            .ok_or_else(|| Error::msg(format!("file id {}: memfd inode {} is not in memfd.img", f.id, m.inode_id)))?;
+        let ino = inodes.get(&u64::from(m.inode_id)).ok_or_else(|| {
+            Error::msg(format!(
+                "file id {}: memfd inode {} is not in memfd.img",
+                f.id, m.inode_id
+            ))
+        })?;
         let what = format!("file id {} (memfd)", f.id);
         let fd = reopen(ino, m.flags, &what)?;
         if m.pos != 0 {
             let mut file = std::fs::File::from(fd.try_clone().map_err(|e| Error::io(&what, e))?);
-            file.seek(SeekFrom::Start(m.pos)).map_err(|e| Error::io(&what, e))?;
+            file.seek(SeekFrom::Start(m.pos))
+                .map_err(|e| Error::io(&what, e))?;
         }
         res.by_id.insert(f.id, fd);
         res.vma_files.insert(f.id, reopen(ino, 2, &what)?);
@@ -184,8 +206,17 @@ pub fn open_memfds(plan: &Plan, res: &mut Reservoir) -> Result<()> {
 }
 
 /// eventfd, timerfd, signalfd, inotify, inet and netlink sockets.
-pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &mut Log) -> Result<()> {
-    let used: std::collections::HashSet<u32> = plan.tasks.iter().flat_map(|t| t.fds.iter().map(|f| f.id)).collect();
+pub fn open_misc(
+    plan: &Plan,
+    opts: &super::Options,
+    res: &mut Reservoir,
+    log: &mut Log,
+) -> Result<()> {
+    let used: std::collections::HashSet<u32> = plan
+        .tasks
+        .iter()
+        .flat_map(|t| t.fds.iter().map(|f| f.id))
+        .collect();
     for f in plan.files.values() {
         if res.by_id.contains_key(&f.id) || !used.contains(&f.id) {
             continue;
@@ -194,10 +225,15 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
         let fd: Option<OwnedFd> = if let Some(e) = &f.efd {
             use nix::sys::eventfd::{EfdFlags, EventFd};
             let fl = EfdFlags::from_bits_truncate((e.flags & 0o4000) as i32 | libc::EFD_CLOEXEC);
-            let v = u32::try_from(e.counter).map_err(|_| Error::msg(format!("file id {id}: eventfd counter too big")))?;
-            let fd = EventFd::from_value_and_flags(v, fl).map_err(|er| Error::msg(format!("file id {id}: eventfd: {er}")))?;
+            let v = u32::try_from(e.counter)
+                .map_err(|_| Error::msg(format!("file id {id}: eventfd counter too big")))?;
+            let fd = EventFd::from_value_and_flags(v, fl)
+                .map_err(|er| Error::msg(format!("file id {id}: eventfd: {er}")))?;
             if e.counter > u64::from(u32::MAX) {
-                return Err(Error::msg(format!("file id {id}: eventfd counter {}", e.counter)));
+                return Err(Error::msg(format!(
+                    "file id {id}: eventfd counter {}",
+                    e.counter
+                )));
             }
             Some(fd.into())
         } else if let Some(t) = &f.tfd {
@@ -214,11 +250,13 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
                 }
             }
             let fl = SfdFlags::from_bits_truncate((s.flags & 0o4000) as i32 | libc::SFD_CLOEXEC);
-            let fd = SignalFd::with_flags(&set, fl).map_err(|er| Error::msg(format!("file id {id}: signalfd: {er}")))?;
+            let fd = SignalFd::with_flags(&set, fl)
+                .map_err(|er| Error::msg(format!("file id {id}: signalfd: {er}")))?;
             Some(fd.into())
         } else if f.epfd.is_some() {
             use nix::sys::epoll::{Epoll, EpollCreateFlags};
-            let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| Error::msg(format!("file id {id}: epoll_create: {e}")))?;
+            let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+                .map_err(|e| Error::msg(format!("file id {id}: epoll_create: {e}")))?;
             Some(ep.0)
         } else if let Some(i) = &f.ify {
             Some(inotify(i, id, log)?)
@@ -245,10 +283,15 @@ fn timerfd(t: &pb::TimerfdEntry, id: u32) -> Result<OwnedFd> {
         7 => ClockId::CLOCK_BOOTTIME,
         8 => ClockId::CLOCK_REALTIME_ALARM,
         9 => ClockId::CLOCK_BOOTTIME_ALARM,
-        c => return Err(Error::msg(format!("file id {id}: timerfd clock {c} unsupported"))),
+        c => {
+            return Err(Error::msg(format!(
+                "file id {id}: timerfd clock {c} unsupported"
+            )))
+        }
     };
     let fl = TimerFlags::from_bits_truncate((t.flags & 0o4000) as i32) | TimerFlags::TFD_CLOEXEC;
-    let fd = TimerFd::new(clock, fl).map_err(|e| Error::msg(format!("file id {id}: timerfd: {e}")))?;
+    let fd =
+        TimerFd::new(clock, fl).map_err(|e| Error::msg(format!("file id {id}: timerfd: {e}")))?;
     let value = TimeSpec::new(t.vsec as i64, t.vnsec as i64);
     let interval = TimeSpec::new(t.isec as i64, t.insec as i64);
     if t.vsec != 0 || t.vnsec != 0 {
@@ -267,20 +310,26 @@ fn timerfd(t: &pb::TimerfdEntry, id: u32) -> Result<OwnedFd> {
 fn inotify(i: &pb::InotifyFileEntry, id: u32, log: &mut Log) -> Result<OwnedFd> {
     use nix::sys::inotify::{InitFlags, Inotify};
     let fl = InitFlags::from_bits_truncate((i.flags & 0o4000) as i32) | InitFlags::IN_CLOEXEC;
-    let fd: OwnedFd = Inotify::init(fl).map_err(|e| Error::msg(format!("file id {id}: inotify_init: {e}")))?.into();
+    let fd: OwnedFd = Inotify::init(fl)
+        .map_err(|e| Error::msg(format!("file id {id}: inotify_init: {e}")))?
+        .into();
     let mut wds: Vec<&pb::InotifyWdEntry> = i.wd.iter().collect();
     wds.sort_by_key(|w| w.wd);
     for w in wds {
         let Some(path) = w.f_handle.path.clone() else {
-            log.warn(format!("file id {id}: inotify watch {} has no path; not restored", w.wd));
+            log.warn(format!(
+                "file id {id}: inotify watch {} has no path; not restored",
+                w.wd
+            ));
             continue;
         };
         let c = std::ffi::CString::new(path.as_bytes()).unwrap_or_default();
         // Watch numbers only grow: add until the dumped one comes up.
         let mut tries = 0;
         loop {
-            let got = crate::sys::fdops::inotify_add_watch(fd.as_raw_fd(), &c, w.mask & !0x2000_0000)
-                .map_err(|e| Error::io(format!("file id {id}: inotify watch {path}"), e))?;
+            let got =
+                crate::sys::fdops::inotify_add_watch(fd.as_raw_fd(), &c, w.mask & !0x2000_0000)
+                    .map_err(|e| Error::io(format!("file id {id}: inotify watch {path}"), e))?;
             if got as u32 >= w.wd || tries > 4096 {
                 break;
             }
@@ -292,20 +341,36 @@ fn inotify(i: &pb::InotifyFileEntry, id: u32, log: &mut Log) -> Result<OwnedFd> 
 }
 
 fn inet(s: &pb::InetSkEntry, id: u32, opts: &super::Options) -> Result<OwnedFd> {
-    use nix::sys::socket::{self as so, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6};
+    use nix::sys::socket::{
+        self as so, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
+    };
     let fam = match s.family {
         2 => AddressFamily::Inet,
         10 => AddressFamily::Inet6,
-        f => return Err(Error::msg(format!("inet socket {}: family {f} unsupported", s.ino))),
+        f => {
+            return Err(Error::msg(format!(
+                "inet socket {}: family {f} unsupported",
+                s.ino
+            )))
+        }
     };
     let ty = match s.r#type {
         1 => SockType::Stream,
         2 => SockType::Datagram,
-        t => return Err(Error::msg(format!("inet socket {}: type {t} unsupported", s.ino))),
+        t => {
+            return Err(Error::msg(format!(
+                "inet socket {}: type {t} unsupported",
+                s.ino
+            )))
+        }
     };
     // TCP_LISTEN = 10, TCP_CLOSE = 7.
     if s.state != 10 && s.state != 7 {
-        let hint = if opts.tcp_established { " (--tcp-established is accepted but connections are not repaired yet)" } else { "" };
+        let hint = if opts.tcp_established {
+            " (--tcp-established is accepted but connections are not repaired yet)"
+        } else {
+            ""
+        };
         return Err(Error::msg(format!(
             "inet socket {} (file id {id}): connected sockets cannot be restored yet{hint}",
             s.ino
@@ -327,20 +392,34 @@ fn inet(s: &pb::InetSkEntry, id: u32, opts: &super::Options) -> Result<OwnedFd> 
         let r = if s.family == 2 {
             let a = s.src_addr.first().copied().unwrap_or(0);
             let ip = std::net::Ipv4Addr::from(u32::from_be(a));
-            so::bind(fd.as_raw_fd(), &SockaddrIn::from(std::net::SocketAddrV4::new(ip, s.src_port as u16)))
+            so::bind(
+                fd.as_raw_fd(),
+                &SockaddrIn::from(std::net::SocketAddrV4::new(ip, s.src_port as u16)),
+            )
         } else {
             let mut b = [0u8; 16];
             for (k, w) in s.src_addr.iter().take(4).enumerate() {
                 b[k * 4..k * 4 + 4].copy_from_slice(&w.to_ne_bytes());
             }
             let ip = std::net::Ipv6Addr::from(b);
-            so::bind(fd.as_raw_fd(), &SockaddrIn6::from(std::net::SocketAddrV6::new(ip, s.src_port as u16, 0, 0)))
+            so::bind(
+                fd.as_raw_fd(),
+                &SockaddrIn6::from(std::net::SocketAddrV6::new(ip, s.src_port as u16, 0, 0)),
+            )
         };
-        r.map_err(|e| Error::msg(format!("inet socket {}: bind port {}: {e}", s.ino, s.src_port)))?;
+        r.map_err(|e| {
+            Error::msg(format!(
+                "inet socket {}: bind port {}: {e}",
+                s.ino, s.src_port
+            ))
+        })?;
     }
     if s.state == 10 {
-        so::listen(&fd, Backlog::new(s.backlog as i32).unwrap_or(Backlog::MAXCONN))
-            .map_err(|e| Error::msg(format!("inet socket {}: listen: {e}", s.ino)))?;
+        so::listen(
+            &fd,
+            Backlog::new(s.backlog as i32).unwrap_or(Backlog::MAXCONN),
+        )
+        .map_err(|e| Error::msg(format!("inet socket {}: listen: {e}", s.ino)))?;
     }
     crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (s.flags & 0o4000) as i32)
         .map_err(|e| Error::io(format!("inet socket {}", s.ino), e))?;
@@ -348,13 +427,25 @@ fn inet(s: &pb::InetSkEntry, id: u32, opts: &super::Options) -> Result<OwnedFd> 
 }
 
 fn netlink(n: &pb::NetlinkSkEntry, id: u32) -> Result<OwnedFd> {
-    use nix::sys::socket::{self as so, AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType};
+    use nix::sys::socket::{
+        self as so, AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType,
+    };
     let proto = match n.protocol {
         0 => SockProtocol::NetlinkRoute,
-        p => return Err(Error::msg(format!("netlink socket {} (file id {id}): protocol {p} unsupported", n.ino))),
+        p => {
+            return Err(Error::msg(format!(
+                "netlink socket {} (file id {id}): protocol {p} unsupported",
+                n.ino
+            )))
+        }
     };
-    let fd = so::socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, proto)
-        .map_err(|e| Error::msg(format!("netlink socket {}: {e}", n.ino)))?;
+    let fd = so::socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        proto,
+    )
+    .map_err(|e| Error::msg(format!("netlink socket {}: {e}", n.ino)))?;
     let groups = n.groups.first().copied().unwrap_or(0);
     // The dumped port id may be taken by a live socket; let the kernel pick then.
     if so::bind(fd.as_raw_fd(), &NetlinkAddr::new(n.portid, groups)).is_err() {

@@ -48,7 +48,11 @@ impl Log {
 
     pub fn debug(&mut self, msg: impl AsRef<str>) {
         let v = self.verbose > 1;
-        let m = format!("[{:.3}] {}", self.start.elapsed().as_secs_f64(), msg.as_ref());
+        let m = format!(
+            "[{:.3}] {}",
+            self.start.elapsed().as_secs_f64(),
+            msg.as_ref()
+        );
         self.put("", &m, v);
     }
 }

@@ -83,7 +83,11 @@ pub fn page_runs(task: &Task, pages_len: u64) -> Result<Vec<PageRun>> {
     let mut runs = Vec::new();
     let mut off = 0u64;
     for pe in &task.pagemap {
-        let flags = pe.flags.unwrap_or(if pe.in_parent == Some(true) { PE_PARENT } else { PE_PRESENT });
+        let flags = pe.flags.unwrap_or(if pe.in_parent == Some(true) {
+            PE_PARENT
+        } else {
+            PE_PRESENT
+        });
         let n = pe.nr_pages.unwrap_or(u64::from(pe.compat_nr_pages));
         if flags & PE_PARENT != 0 {
             return Err(Error::msg(format!(
@@ -101,7 +105,11 @@ pub fn page_runs(task: &Task, pages_len: u64) -> Result<Vec<PageRun>> {
                 task.pid, task.pages_id, pe.vaddr
             )));
         }
-        runs.push(PageRun { vaddr: pe.vaddr, len, off });
+        runs.push(PageRun {
+            vaddr: pe.vaddr,
+            len,
+            off,
+        });
         off += len;
     }
     // CRIU writes them in address order; do not rely on it.
@@ -140,7 +148,8 @@ pub fn skip_vma(v: &pb::VmaEntry) -> bool {
 pub fn choose_scratch(pid: u32, task: &Task, len: u64) -> Result<u64> {
     let mut taken: Vec<(u64, u64)> = read_maps(pid)?.iter().map(|m| (m.start, m.end)).collect();
     taken.extend(task.mm.vmas.iter().map(|v| (v.start, v.end)));
-    find_hole(&taken, len).ok_or_else(|| Error::msg(format!("pid {pid}: no free room for a scratch area")))
+    find_hole(&taken, len)
+        .ok_or_else(|| Error::msg(format!("pid {pid}: no free room for a scratch area")))
 }
 
 /// Rebuilds the address space. `scratch` (`scratch_len` bytes) is kept.
@@ -179,7 +188,10 @@ pub fn rebuild(
     }
     for (k, r) in t.batch(&calls)?.into_iter().enumerate() {
         if r < 0 {
-            return Err(Error::msg(format!("pid {pid}: munmap {:#x}: errno {}", calls[k].1[0], -r)));
+            return Err(Error::msg(format!(
+                "pid {pid}: munmap {:#x}: errno {}",
+                calls[k].1[0], -r
+            )));
         }
     }
     // 2. vvar, vvar_vclock, vdso to where they were.
@@ -199,7 +211,10 @@ pub fn rebuild(
         let mut flags = (v.flags & !MAP_FIXED_NOREPLACE) | MAP_FIXED;
         let (fd, off) = if is_file_vma(v) {
             let fd = lay.fd_of(v.shmid as u32).ok_or_else(|| {
-                Error::msg(format!("pid {pid}: mapping {:#x}: file id {} not opened", v.start, v.shmid))
+                Error::msg(format!(
+                    "pid {pid}: mapping {:#x}: file id {} not opened",
+                    v.start, v.shmid
+                ))
             })?;
             (fd as u64, v.pgoff)
         } else if v.status & VMA_ANON_SHARED != 0 {
@@ -210,7 +225,10 @@ pub fn rebuild(
             flags |= MAP_ANON;
             (u64::MAX, 0)
         };
-        maps.push((v, [v.start, len, u64::from(prot), u64::from(flags), fd, off]));
+        maps.push((
+            v,
+            [v.start, len, u64::from(prot), u64::from(flags), fd, off],
+        ));
     }
     let calls: Vec<(i64, [u64; 6])> = maps.iter().map(|m| (NR_MMAP, m.1)).collect();
     for (k, got) in t.batch(&calls)?.into_iter().enumerate() {
@@ -224,7 +242,10 @@ pub fn rebuild(
             )));
         }
         if got as u64 != v.start {
-            return Err(Error::msg(format!("pid {pid}: mmap {:#x} landed at {got:#x}", v.start)));
+            return Err(Error::msg(format!(
+                "pid {pid}: mmap {:#x} landed at {got:#x}",
+                v.start
+            )));
         }
     }
     log.debug(format!("pid {pid}: mappings made"));
@@ -232,7 +253,11 @@ pub fn rebuild(
     // 4. Pages, in batches of iovecs.
     let mut batch: Vec<(u64, &[u8])> = Vec::new();
     let mut bytes = 0u64;
-    let skipped: Vec<(u64, u64)> = vmas.iter().filter(|v| skip_vma(v)).map(|v| (v.start, v.end)).collect();
+    let skipped: Vec<(u64, u64)> = vmas
+        .iter()
+        .filter(|v| skip_vma(v))
+        .map(|v| (v.start, v.end))
+        .collect();
     for r in &runs {
         // The vdso's pages are the kernel's, not the task's.
         if skipped.iter().any(|&(s, e)| r.vaddr >= s && r.vaddr < e) {
@@ -242,15 +267,27 @@ pub fn rebuild(
         bytes += r.len;
     }
     t.write_pages(&batch)?;
-    log.debug(format!("pid {pid}: {} mappings, {bytes} bytes of pages written in {:?}", vmas.len(), t_pages.elapsed()));
+    log.debug(format!(
+        "pid {pid}: {} mappings, {bytes} bytes of pages written in {:?}",
+        vmas.len(),
+        t_pages.elapsed()
+    ));
     // 5. Final protections and advice.
     let calls: Vec<(i64, [u64; 6])> = reprotect
         .iter()
-        .map(|v| (NR_MPROTECT, [v.start, v.end - v.start, u64::from(v.prot), 0, 0, 0]))
+        .map(|v| {
+            (
+                NR_MPROTECT,
+                [v.start, v.end - v.start, u64::from(v.prot), 0, 0, 0],
+            )
+        })
         .collect();
     for (k, r) in t.batch(&calls)?.into_iter().enumerate() {
         if r < 0 {
-            return Err(Error::msg(format!("pid {pid}: mprotect {:#x}: errno {}", reprotect[k].start, -r)));
+            return Err(Error::msg(format!(
+                "pid {pid}: mprotect {:#x}: errno {}",
+                reprotect[k].start, -r
+            )));
         }
     }
     let mut calls = Vec::new();
@@ -268,7 +305,13 @@ pub fn rebuild(
     Ok(())
 }
 
-fn move_special(t: &mut dyn Tracee, task: &Task, sp: &Special, scratch: u64, scratch_len: u64) -> Result<()> {
+fn move_special(
+    t: &mut dyn Tracee,
+    task: &Task,
+    sp: &Special,
+    scratch: u64,
+    scratch_len: u64,
+) -> Result<()> {
     let pid = task.pid;
     let img_vdso = task.mm.vmas.iter().find(|v| v.status & VMA_AREA_VDSO != 0);
     let img_vvar = task.mm.vmas.iter().find(|v| v.status & VMA_AREA_VVAR != 0);
@@ -294,7 +337,11 @@ fn move_special(t: &mut dyn Tracee, task: &Task, sp: &Special, scratch: u64, scr
             drop.extend(cur);
             drop.extend(sp.vclock);
         }
-        (Some(_), None) => return Err(Error::msg(format!("pid {pid}: the images have a vvar, this kernel gives none"))),
+        (Some(_), None) => {
+            return Err(Error::msg(format!(
+                "pid {pid}: the images have a vvar, this kernel gives none"
+            )))
+        }
     }
     match (img_vdso, sp.vdso) {
         (Some(iv), Some((s, e))) => {
@@ -308,7 +355,11 @@ fn move_special(t: &mut dyn Tracee, task: &Task, sp: &Special, scratch: u64, scr
             moves.push((s, e - s, iv.start));
         }
         (None, cur) => drop.extend(cur),
-        (Some(_), None) => return Err(Error::msg(format!("pid {pid}: the images have a vdso, this kernel gives none"))),
+        (Some(_), None) => {
+            return Err(Error::msg(format!(
+                "pid {pid}: the images have a vdso, this kernel gives none"
+            )))
+        }
     }
     for (s, e) in drop {
         call(t, "munmap vdso", NR_MUNMAP, [s, e - s, 0, 0, 0, 0])?;
@@ -322,16 +373,27 @@ fn move_special(t: &mut dyn Tracee, task: &Task, sp: &Special, scratch: u64, scr
         let mut taken: Vec<(u64, u64)> = task.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
         taken.extend(moves.iter().map(|&(s, l, _)| (s, s + l)));
         taken.push((scratch, scratch + scratch_len));
-        let mut at = find_hole(&taken, total).ok_or_else(|| Error::msg(format!("pid {pid}: no room to move the vdso")))?;
+        let mut at = find_hole(&taken, total)
+            .ok_or_else(|| Error::msg(format!("pid {pid}: no room to move the vdso")))?;
         for m in &mut moves {
-            call(t, "mremap vdso", NR_MREMAP, [m.0, m.1, m.1, MREMAP_MAYMOVE | MREMAP_FIXED, at, 0])?;
+            call(
+                t,
+                "mremap vdso",
+                NR_MREMAP,
+                [m.0, m.1, m.1, MREMAP_MAYMOVE | MREMAP_FIXED, at, 0],
+            )?;
             m.0 = at;
             at += m.1;
         }
     }
     for (s, len, to) in moves {
         if s != to {
-            call(t, "mremap vdso", NR_MREMAP, [s, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to, 0])?;
+            call(
+                t,
+                "mremap vdso",
+                NR_MREMAP,
+                [s, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to, 0],
+            )?;
         }
     }
     Ok(())
@@ -340,9 +402,12 @@ fn move_special(t: &mut dyn Tracee, task: &Task, sp: &Special, scratch: u64, scr
 /// Sets the mm fields (code/data/brk/stack/args/env bounds, auxv, exe).
 pub fn set_mm(t: &mut dyn Tracee, task: &Task, lay: &Layout, scratch: u64) -> Result<()> {
     let mm = &task.mm;
-    let exe_fd = lay
-        .fd_of(mm.exe_file_id)
-        .ok_or_else(|| Error::msg(format!("pid {}: exe file id {} not opened", task.pid, mm.exe_file_id)))?;
+    let exe_fd = lay.fd_of(mm.exe_file_id).ok_or_else(|| {
+        Error::msg(format!(
+            "pid {}: exe file id {} not opened",
+            task.pid, mm.exe_file_id
+        ))
+    })?;
     let mut auxv: Vec<u64> = mm.mm_saved_auxv.clone();
     // Terminate it: the kernel keeps whatever follows otherwise.
     if auxv.len() % 2 == 1 {
@@ -371,12 +436,27 @@ pub fn set_mm(t: &mut dyn Tracee, task: &Task, lay: &Layout, scratch: u64) -> Re
     st.extend_from_slice(&(exe_fd as u32).to_le_bytes());
     let ab: Vec<u8> = auxv.iter().flat_map(|v| v.to_le_bytes()).collect();
     t.write_mem(&[(scratch, &st), (auxv_addr, &ab)])?;
-    call(t, "prctl(PR_SET_MM_MAP)", NR_PRCTL, [35, 14, scratch, st.len() as u64, 0, 0])?;
+    call(
+        t,
+        "prctl(PR_SET_MM_MAP)",
+        NR_PRCTL,
+        [35, 14, scratch, st.len() as u64, 0, 0],
+    )?;
     if let Some(d) = mm.dumpable {
-        let _ = call(t, "prctl(PR_SET_DUMPABLE)", NR_PRCTL, [4, d as u64, 0, 0, 0, 0]);
+        let _ = call(
+            t,
+            "prctl(PR_SET_DUMPABLE)",
+            NR_PRCTL,
+            [4, d as u64, 0, 0, 0, 0],
+        );
     }
     if mm.thp_disabled == Some(true) {
-        call(t, "prctl(PR_SET_THP_DISABLE)", NR_PRCTL, [41, 1, 0, 0, 0, 0])?;
+        call(
+            t,
+            "prctl(PR_SET_THP_DISABLE)",
+            NR_PRCTL,
+            [41, 1, 0, 0, 0, 0],
+        )?;
     }
     Ok(())
 }

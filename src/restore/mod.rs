@@ -114,16 +114,25 @@ pub fn restore(opts: &Options) -> Result<i32> {
     }
     let root_pid = plan.tasks[0].pid;
     if let Some(p) = &opts.pidfile {
-        std::fs::write(p, format!("{root_pid}\n")).map_err(|e| Error::io(p.display().to_string(), e))?;
+        std::fs::write(p, format!("{root_pid}\n"))
+            .map_err(|e| Error::io(p.display().to_string(), e))?;
     }
-    log.info(format!("restored {} task(s), root pid {root_pid}", plan.tasks.len()));
+    log.info(format!(
+        "restored {} task(s), root pid {root_pid}",
+        plan.tasks.len()
+    ));
     if opts.detached {
         return Ok(0);
     }
     Ok(rollback::wait_root(root_pid))
 }
 
-fn run(plan: &plan::Plan, opts: &Options, log: &mut Log, rb: &mut rollback::Rollback) -> Result<()> {
+fn run(
+    plan: &plan::Plan,
+    opts: &Options,
+    log: &mut Log,
+    rb: &mut rollback::Rollback,
+) -> Result<()> {
     raise_nofile();
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(|e| Error::msg(format!("prctl(PR_SET_CHILD_SUBREAPER): {e}")))?;
@@ -139,7 +148,10 @@ fn run(plan: &plan::Plan, opts: &Options, log: &mut Log, rb: &mut rollback::Roll
     rb.created_paths.append(&mut res.created_paths);
     unix_r?;
     files::check_all_opened(plan, &res)?;
-    log.debug(format!("files and sockets made: {} objects", res.by_id.len()));
+    log.debug(format!(
+        "files and sockets made: {} objects",
+        res.by_id.len()
+    ));
     let t1 = std::time::Instant::now();
     let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::msg(format!("pipe2: {e}")))?;
@@ -156,7 +168,8 @@ fn run(plan: &plan::Plan, opts: &Options, log: &mut Log, rb: &mut rollback::Roll
     let mut ready = 0;
     while ready < plan.tasks.len() {
         let mut line = String::new();
-        let n = std::io::BufRead::read_line(&mut reports, &mut line).map_err(|e| Error::io("status pipe", e))?;
+        let n = std::io::BufRead::read_line(&mut reports, &mut line)
+            .map_err(|e| Error::io("status pipe", e))?;
         if n == 0 {
             return Err(Error::msg(format!(
                 "restore: {} of {} tasks were forked before one died without a report",

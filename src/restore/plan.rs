@@ -69,7 +69,10 @@ fn img(dir: &Path, name: &str) -> PathBuf {
 impl Plan {
     pub fn load(dir: &Path) -> Result<Plan> {
         if !dir.is_dir() {
-            return Err(Error::msg(format!("{}: not an images directory", dir.display())));
+            return Err(Error::msg(format!(
+                "{}: not an images directory",
+                dir.display()
+            )));
         }
         let _inv: pb::InventoryEntry = read_one(&img(dir, "inventory.img"), "INVENTORY")?;
         let pstree: Vec<pb::PstreeEntry> = read_all(&img(dir, "pstree.img"), "PSTREE")?;
@@ -86,7 +89,10 @@ impl Plan {
         let mut tasks = Vec::new();
         for (i, p) in pstree.iter().enumerate() {
             if i > 0 && p.ppid == 0 {
-                return Err(Error::msg(format!("pstree.img: pid {} has no parent; only one root is supported", p.pid)));
+                return Err(Error::msg(format!(
+                    "pstree.img: pid {} has no parent; only one root is supported",
+                    p.pid
+                )));
             }
             tasks.push(load_task(dir, p)?);
         }
@@ -99,7 +105,8 @@ impl Plan {
         .collect();
         let pd = |name: &str, magic: &str| -> Result<HashMap<u32, Vec<u8>>> {
             let v = read_payload_image(&img(dir, name), magic, |d| {
-                let e = <pb::PipeDataEntry as prost::Message>::decode(d).map_err(|e| e.to_string())?;
+                let e =
+                    <pb::PipeDataEntry as prost::Message>::decode(d).map_err(|e| e.to_string())?;
                 Ok((e.pipe_id, e.bytes as usize))
             })?;
             Ok(v.into_iter().collect())
@@ -128,39 +135,59 @@ impl Plan {
 
     /// All pids and tids the restore must create.
     pub fn all_ids(&self) -> Vec<u32> {
-        self.tasks.iter().flat_map(|t| t.threads.iter().map(|th| th.tid)).collect()
+        self.tasks
+            .iter()
+            .flat_map(|t| t.threads.iter().map(|th| th.tid))
+            .collect()
     }
 }
 
 fn load_task(dir: &Path, p: &pb::PstreeEntry) -> Result<Task> {
     let pid = p.pid;
     let mut threads = Vec::new();
-    let tids: Vec<u32> = if p.threads.is_empty() { vec![pid] } else { p.threads.clone() };
+    let tids: Vec<u32> = if p.threads.is_empty() {
+        vec![pid]
+    } else {
+        p.threads.clone()
+    };
     // The main thread first.
     let mut ordered = vec![pid];
     ordered.extend(tids.iter().copied().filter(|&t| t != pid));
     for tid in ordered {
         let core: pb::CoreEntry = read_one(&img(dir, &format!("core-{tid}.img")), "CORE")?;
         if core.thread_info.is_none() {
-            return Err(Error::msg(format!("core-{tid}.img: pid {pid}: no x86_64 thread info (only x86_64 images restore)")));
+            return Err(Error::msg(format!(
+                "core-{tid}.img: pid {pid}: no x86_64 thread info (only x86_64 images restore)"
+            )));
         }
         threads.push(Thread { tid, core });
     }
-    let ids = match threads[0].core.ids.clone() {
+    let ids = match threads[0].core.ids {
         Some(ids) => ids,
         None => read_one(&img(dir, &format!("ids-{pid}.img")), "IDS")?,
     };
-    let state = threads[0].core.tc.as_ref().map(|t| t.task_state).unwrap_or(1);
+    let state = threads[0]
+        .core
+        .tc
+        .as_ref()
+        .map(|t| t.task_state)
+        .unwrap_or(1);
     // TASK_ALIVE = 1, TASK_DEAD = 2, TASK_STOPPED = 3, TASK_HELPER = 4, TASK_ZOMBIE = 6
     if state != 1 {
-        return Err(Error::msg(format!("pid {pid}: task state {state} is not restorable (only running tasks are)")));
+        return Err(Error::msg(format!(
+            "pid {pid}: task state {state} is not restorable (only running tasks are)"
+        )));
     }
     let mm: pb::MmEntry = read_one(&img(dir, &format!("mm-{pid}.img")), "MM")?;
     let pm: Vec<pb::PagemapEntry> = Vec::new();
     let (pages_id, pagemap) = read_pagemap(&img(dir, &format!("pagemap-{pid}.img")), pm)?;
     let fs: pb::FsEntry = read_one(&img(dir, &format!("fs-{pid}.img")), "FS")?;
     let fdpath = img(dir, &format!("fdinfo-{}.img", ids.files_id));
-    let fds: Vec<pb::FdinfoEntry> = if fdpath.exists() { read_all(&fdpath, "FDINFO")? } else { Vec::new() };
+    let fds: Vec<pb::FdinfoEntry> = if fdpath.exists() {
+        read_all(&fdpath, "FDINFO")?
+    } else {
+        Vec::new()
+    };
     Ok(Task {
         pid,
         ppid: p.ppid,
@@ -177,14 +204,19 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry) -> Result<Task> {
 }
 
 /// Reads a pagemap image: its head (pages id), then its entries.
-pub fn read_pagemap(path: &Path, mut out: Vec<pb::PagemapEntry>) -> Result<(u32, Vec<pb::PagemapEntry>)> {
+pub fn read_pagemap(
+    path: &Path,
+    mut out: Vec<pb::PagemapEntry>,
+) -> Result<(u32, Vec<pb::PagemapEntry>)> {
     let file = Mapped::open(path)?;
     let mut src = file.source();
     expect_magic(&mut src, "PAGEMAP")?;
     let mut head = None;
     loop {
         let at = src.pos();
-        let Some(size) = src.u32_or_eof("entry length")? else { break };
+        let Some(size) = src.u32_or_eof("entry length")? else {
+            break;
+        };
         let data = src.take(size as usize, "entry")?;
         let bad = |e: prost::DecodeError| Error::Image {
             file: file.name.clone(),
@@ -218,7 +250,9 @@ fn read_payload_image(
     let mut v = Vec::new();
     loop {
         let at = src.pos();
-        let Some(size) = src.u32_or_eof("entry length")? else { break };
+        let Some(size) = src.u32_or_eof("entry length")? else {
+            break;
+        };
         let data = src.take(size as usize, "entry")?;
         let (key, len) = parse(data).map_err(|msg| Error::Image {
             file: file.name.clone(),

@@ -19,7 +19,9 @@ const ERESTART_RESTARTBLOCK: i64 = -516;
 /// starts over). orig_rax is -1 so that the kernel does no restart of its own.
 pub fn from_image(g: &pb::UserX86RegsEntry, tid: u32) -> Result<Regs> {
     if g.mode.unwrap_or(1) != 1 {
-        return Err(Error::msg(format!("tid {tid}: 32-bit (compat) tasks are not supported")));
+        return Err(Error::msg(format!(
+            "tid {tid}: 32-bit (compat) tasks are not supported"
+        )));
     }
     let mut r = Regs {
         r15: g.r15,
@@ -133,16 +135,36 @@ mod tests {
 
     #[test]
     fn restart_rules() {
-        let mut r = Regs { ax: (-512i64) as u64, orig_ax: 7, ip: 0x1002, ..Default::default() };
+        let mut r = Regs {
+            ax: (-512i64) as u64,
+            orig_ax: 7,
+            ip: 0x1002,
+            ..Default::default()
+        };
         restart(&mut r);
         assert_eq!((r.ax, r.ip, r.orig_ax), (7, 0x1000, u64::MAX));
-        let mut r = Regs { ax: (-4i64) as u64, orig_ax: 7, ip: 0x1002, ..Default::default() };
+        let mut r = Regs {
+            ax: (-4i64) as u64,
+            orig_ax: 7,
+            ip: 0x1002,
+            ..Default::default()
+        };
         restart(&mut r);
         assert_eq!((r.ax as i64, r.ip), (-4, 0x1002));
-        let mut r = Regs { ax: (-516i64) as u64, orig_ax: 230, ip: 0x1002, ..Default::default() };
+        let mut r = Regs {
+            ax: (-516i64) as u64,
+            orig_ax: 230,
+            ip: 0x1002,
+            ..Default::default()
+        };
         restart(&mut r);
         assert_eq!((r.ax, r.ip), (230, 0x1000));
-        let mut r = Regs { ax: (-512i64) as u64, orig_ax: u64::MAX, ip: 0x1002, ..Default::default() };
+        let mut r = Regs {
+            ax: (-512i64) as u64,
+            orig_ax: u64::MAX,
+            ip: 0x1002,
+            ..Default::default()
+        };
         restart(&mut r);
         assert_eq!(r.ip, 0x1002);
     }

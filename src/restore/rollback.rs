@@ -47,12 +47,9 @@ impl Rollback {
 
 /// Reaps every child until none is left.
 fn reap_all() {
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => break,
-        }
-    }
+    while let Ok(_) | Err(nix::errno::Errno::EINTR) =
+        waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL))
+    {}
 }
 
 /// Waits for the restored root to end, reaping orphans on the way, and
@@ -61,7 +58,9 @@ pub fn wait_root(root: u32) -> i32 {
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)) {
             Ok(WaitStatus::Exited(p, code)) if p.as_raw() as u32 == root => return code,
-            Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() as u32 == root => return 128 + sig as i32,
+            Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() as u32 == root => {
+                return 128 + sig as i32
+            }
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => return 1,

@@ -94,16 +94,35 @@ fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) ->
         [scratch, SCRATCH_LEN, 7, 0x22 | 0x100000, u64::MAX, 0],
     )?;
     if got != scratch {
-        return Err(Error::msg(format!("pid {pid}: scratch area landed at {got:#x}, not {scratch:#x}")));
+        return Err(Error::msg(format!(
+            "pid {pid}: scratch area landed at {got:#x}, not {scratch:#x}"
+        )));
     }
     main.enable_batch(scratch + (32 << 10), scratch + (64 << 10), 1 << 20)?;
     let pages_path = plan.dir.join(format!("pages-{}.img", task.pages_id));
-    let pages_file = if pages_path.exists() { Some(Mapped::open(&pages_path)?) } else { None };
+    let pages_file = if pages_path.exists() {
+        Some(Mapped::open(&pages_path)?)
+    } else {
+        None
+    };
     let pages: &[u8] = pages_file.as_ref().map(|m| m.bytes()).unwrap_or(&[]);
-    memory::rebuild(&mut main, task, &lay, pages, region, memory::PAGE + SCRATCH_LEN, log)?;
+    memory::rebuild(
+        &mut main,
+        task,
+        &lay,
+        pages,
+        region,
+        memory::PAGE + SCRATCH_LEN,
+        log,
+    )?;
     memory::set_mm(&mut main, task, &lay, scratch)?;
     // The VMA files and crit's pipes are no longer needed in the task.
-    call(&mut main, "close_range", NR_CLOSE_RANGE, [lay.vbase as u64, u32::MAX as u64, 0, 0, 0, 0])?;
+    call(
+        &mut main,
+        "close_range",
+        NR_CLOSE_RANGE,
+        [lay.vbase as u64, u32::MAX as u64, 0, 0, 0, 0],
+    )?;
     task_state(&mut main, task, scratch)?;
     // Threads.
     let mut out = Vec::new();
@@ -115,10 +134,9 @@ fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) ->
     threads.insert(0, (main, &task.threads[0].core));
     for (mut t, core) in threads {
         let mask = thread_state(&mut t, task, core, scratch)?;
-        let ti = core
-            .thread_info
-            .as_ref()
-            .ok_or_else(|| Error::msg(format!("tid {}: no registers in the core image", t.tid())))?;
+        let ti = core.thread_info.as_ref().ok_or_else(|| {
+            Error::msg(format!("tid {}: no registers in the core image", t.tid()))
+        })?;
         let r = regs::from_image(&ti.gpregs, t.tid())?;
         out.push(Rebuilt {
             t,
@@ -130,17 +148,31 @@ fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) ->
     // Credentials last (they may drop what the calls above needed), then
     // the scratch area goes.
     for th in out.iter_mut() {
-        let core = &task.threads.iter().find(|x| x.tid == th.t.tid()).map(|x| &x.core);
-        if let Some(c) = core.and_then(|c| c.thread_core.as_ref()).and_then(|tc| tc.creds.as_ref()) {
+        let core = &task
+            .threads
+            .iter()
+            .find(|x| x.tid == th.t.tid())
+            .map(|x| &x.core);
+        if let Some(c) = core
+            .and_then(|c| c.thread_core.as_ref())
+            .and_then(|tc| tc.creds.as_ref())
+        {
             creds(&mut th.t, c, scratch)?;
         }
     }
     out[0].t.disable_batch();
-    call(&mut out[0].t, "munmap scratch", NR_MUNMAP, [scratch, SCRATCH_LEN, 0, 0, 0, 0])?;
+    call(
+        &mut out[0].t,
+        "munmap scratch",
+        NR_MUNMAP,
+        [scratch, SCRATCH_LEN, 0, 0, 0, 0],
+    )?;
     // Other threads first: the main thread's finish unmaps the gate page.
     let mut done = Vec::new();
     let mut rest = out.into_iter();
-    let first = rest.next().ok_or_else(|| Error::msg(format!("pid {pid}: no thread")))?;
+    let first = rest
+        .next()
+        .ok_or_else(|| Error::msg(format!("pid {pid}: no thread")))?;
     for th in rest {
         done.push(Done {
             t: th.t.finish(&th.regs, th.mask)?,
@@ -172,7 +204,12 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<()> {
             b.extend_from_slice(&v.to_le_bytes());
         }
         t.write_mem(&[(buf, &b)])?;
-        call(t, &format!("rt_sigaction({sig})"), NR_RT_SIGACTION, [sig, buf, 0, 8, 0, 0])?;
+        call(
+            t,
+            &format!("rt_sigaction({sig})"),
+            NR_RT_SIGACTION,
+            [sig, buf, 0, 8, 0, 0],
+        )?;
     }
     if let Some(tm) = &tc.timers {
         for (which, it) in [(0u64, &tm.real), (1, &tm.virt), (2, &tm.prof)] {
@@ -193,10 +230,20 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<()> {
             b.extend_from_slice(&r.cur.to_le_bytes());
             b.extend_from_slice(&r.max.to_le_bytes());
             t.write_mem(&[(buf, &b)])?;
-            call(t, &format!("prlimit64({res})"), NR_PRLIMIT64, [0, res as u64, buf, 0, 0, 0])?;
+            call(
+                t,
+                &format!("prlimit64({res})"),
+                NR_PRLIMIT64,
+                [0, res as u64, buf, 0, 0, 0],
+            )?;
         }
     }
-    call(t, "personality", NR_PERSONALITY, [u64::from(tc.personality), 0, 0, 0, 0, 0])?;
+    call(
+        t,
+        "personality",
+        NR_PERSONALITY,
+        [u64::from(tc.personality), 0, 0, 0, 0, 0],
+    )?;
     Ok(())
 }
 
@@ -206,19 +253,36 @@ fn thread_state(t: &mut SysTracee, task: &Task, core: &pb::CoreEntry, scratch: u
     let tid = t.tid();
     let buf = scratch + 2048;
     if let Some(ti) = &core.thread_info {
-        call(t, "set_tid_address", NR_SET_TID_ADDRESS, [ti.clear_tid_addr, 0, 0, 0, 0, 0])?;
+        call(
+            t,
+            "set_tid_address",
+            NR_SET_TID_ADDRESS,
+            [ti.clear_tid_addr, 0, 0, 0, 0, 0],
+        )?;
     }
     let th = core.thread_core.as_ref();
     if let Some(th) = th {
         if th.futex_rla != 0 {
-            call(t, "set_robust_list", NR_SET_ROBUST_LIST, [th.futex_rla, u64::from(th.futex_rla_len), 0, 0, 0, 0])?;
+            call(
+                t,
+                "set_robust_list",
+                NR_SET_ROBUST_LIST,
+                [th.futex_rla, u64::from(th.futex_rla_len), 0, 0, 0, 0],
+            )?;
         }
         if let Some(r) = th.rseq_entry.as_ref().filter(|r| r.rseq_abi_pointer != 0) {
             call(
                 t,
                 "rseq",
                 NR_RSEQ,
-                [r.rseq_abi_pointer, u64::from(r.rseq_abi_size), 0, u64::from(r.signature), 0, 0],
+                [
+                    r.rseq_abi_pointer,
+                    u64::from(r.rseq_abi_size),
+                    0,
+                    u64::from(r.signature),
+                    0,
+                    0,
+                ],
             )?;
         }
         let (sp, size, flags) = match &th.sas {
@@ -226,7 +290,11 @@ fn thread_state(t: &mut SysTracee, task: &Task, core: &pb::CoreEntry, scratch: u
             None => (0, 0, 2),
         };
         // SS_DISABLE unless a stack was set; SS_ONSTACK is not settable.
-        let flags = if flags & 2 != 0 || size == 0 { 2u32 } else { flags & !1 };
+        let flags = if flags & 2 != 0 || size == 0 {
+            2u32
+        } else {
+            flags & !1
+        };
         let mut b = Vec::with_capacity(24);
         b.extend_from_slice(&sp.to_le_bytes());
         b.extend_from_slice(&(flags as u64).to_le_bytes());
@@ -234,16 +302,28 @@ fn thread_state(t: &mut SysTracee, task: &Task, core: &pb::CoreEntry, scratch: u
         t.write_mem(&[(buf, &b)])?;
         call(t, "sigaltstack", NR_SIGALTSTACK, [buf, 0, 0, 0, 0, 0])?;
         if let Some(pd) = th.pdeath_sig {
-            call(t, "prctl(PR_SET_PDEATHSIG)", NR_PRCTL, [1, u64::from(pd), 0, 0, 0, 0])?;
+            call(
+                t,
+                "prctl(PR_SET_PDEATHSIG)",
+                NR_PRCTL,
+                [1, u64::from(pd), 0, 0, 0, 0],
+            )?;
         }
     }
-    let comm = th.and_then(|th| th.comm.clone()).or_else(|| task.tc().map(|tc| tc.comm.clone()));
+    let comm = th
+        .and_then(|th| th.comm.clone())
+        .or_else(|| task.tc().map(|tc| tc.comm.clone()));
     if let Some(c) = comm {
         let mut b = c.into_bytes();
         b.truncate(15);
         b.push(0);
         t.write_mem(&[(buf + 64, &b)])?;
-        call(t, &format!("prctl(PR_SET_NAME) in tid {tid}"), NR_PRCTL, [15, buf + 64, 0, 0, 0, 0])?;
+        call(
+            t,
+            &format!("prctl(PR_SET_NAME) in tid {tid}"),
+            NR_PRCTL,
+            [15, buf + 64, 0, 0, 0, 0],
+        )?;
     }
     let mask = th
         .and_then(|th| th.blk_sigset)
@@ -254,19 +334,43 @@ fn thread_state(t: &mut SysTracee, task: &Task, core: &pb::CoreEntry, scratch: u
 
 /// Groups, gids, uids (each thread has its own credentials).
 fn creds(t: &mut dyn Tracee, c: &pb::CredsEntry, scratch: u64) -> Result<()> {
-    let all_root = [c.uid, c.gid, c.euid, c.egid, c.suid, c.sgid, c.fsuid, c.fsgid].iter().all(|&v| v == 0);
+    let all_root = [
+        c.uid, c.gid, c.euid, c.egid, c.suid, c.sgid, c.fsuid, c.fsgid,
+    ]
+    .iter()
+    .all(|&v| v == 0);
     if all_root && c.groups.is_empty() {
         return Ok(());
     }
     let buf = scratch + 4096;
-    let b: Vec<u8> = c.groups.iter().take(4096).flat_map(|g| g.to_le_bytes()).collect();
+    let b: Vec<u8> = c
+        .groups
+        .iter()
+        .take(4096)
+        .flat_map(|g| g.to_le_bytes())
+        .collect();
     if !b.is_empty() {
         t.write_mem(&[(buf, &b)])?;
     }
-    call(t, "setgroups", NR_SETGROUPS, [c.groups.len() as u64, buf, 0, 0, 0, 0])?;
-    call(t, "setresgid", NR_SETRESGID, [c.gid.into(), c.egid.into(), c.sgid.into(), 0, 0, 0])?;
+    call(
+        t,
+        "setgroups",
+        NR_SETGROUPS,
+        [c.groups.len() as u64, buf, 0, 0, 0, 0],
+    )?;
+    call(
+        t,
+        "setresgid",
+        NR_SETRESGID,
+        [c.gid.into(), c.egid.into(), c.sgid.into(), 0, 0, 0],
+    )?;
     t.syscall(NR_SETFSGID, [c.fsgid.into(), 0, 0, 0, 0, 0])?;
-    call(t, "setresuid", NR_SETRESUID, [c.uid.into(), c.euid.into(), c.suid.into(), 0, 0, 0])?;
+    call(
+        t,
+        "setresuid",
+        NR_SETRESUID,
+        [c.uid.into(), c.euid.into(), c.suid.into(), 0, 0, 0],
+    )?;
     t.syscall(NR_SETFSUID, [c.fsuid.into(), 0, 0, 0, 0, 0])?;
     Ok(())
 }

@@ -52,14 +52,15 @@ pub fn seize(pid: u32) -> Result<SysTracee> {
     let tid = pid as i32;
     ptrace::seize(tid).map_err(sys_err(format!("pid {pid}: seize")))?;
     ptrace::interrupt(tid).map_err(sys_err(format!("pid {pid}: interrupt")))?;
-    loop {
-        match ptrace::wait_stop(tid).map_err(sys_err(format!("pid {pid}: wait for stop")))? {
-            s if s.is_event_stop() => break,
-            s if s.is_exit() => return Err(Error::msg(format!("pid {pid}: exited before it was rebuilt ({s:?})"))),
-            _ => {
-                ptrace::to_event_stop(tid).map_err(sys_err(format!("pid {pid}: stop")))?;
-                break;
-            }
+    match ptrace::wait_stop(tid).map_err(sys_err(format!("pid {pid}: wait for stop")))? {
+        s if s.is_event_stop() => {}
+        s if s.is_exit() => {
+            return Err(Error::msg(format!(
+                "pid {pid}: exited before it was rebuilt ({s:?})"
+            )))
+        }
+        _ => {
+            ptrace::to_event_stop(tid).map_err(sys_err(format!("pid {pid}: stop")))?;
         }
     }
     let inj = Injector::new(tid).map_err(sys_err(format!("pid {pid}: injector")))?;
@@ -83,10 +84,20 @@ impl SysTracee {
         }
         let r = self.syscall(
             334,
-            [c.rseq_abi_pointer, u64::from(c.rseq_abi_size), 1, u64::from(c.signature), 0, 0],
+            [
+                c.rseq_abi_pointer,
+                u64::from(c.rseq_abi_size),
+                1,
+                u64::from(c.signature),
+                0,
+                0,
+            ],
         )?;
         if r < 0 {
-            return Err(Error::msg(format!("pid {}: rseq unregister: errno {}", self.tid, -r)));
+            return Err(Error::msg(format!(
+                "pid {}: rseq unregister: errno {}",
+                self.tid, -r
+            )));
         }
         Ok(())
     }
@@ -124,23 +135,23 @@ impl SysTracee {
         if r < 0 {
             let e = std::io::Error::from_raw_os_error(-r as i32);
             if -r == libc::EEXIST as i64 {
-                return Err(Error::msg(format!("pid {me}: thread id {tid} is already in use")));
+                return Err(Error::msg(format!(
+                    "pid {me}: thread id {tid} is already in use"
+                )));
             }
             return Err(Error::msg(format!("pid {me}: create thread {tid}: {e}")));
         }
         if r as u32 != tid {
-            return Err(Error::msg(format!("pid {me}: thread {tid} was created as {r}")));
+            return Err(Error::msg(format!(
+                "pid {me}: thread {tid} was created as {r}"
+            )));
         }
-        loop {
-            let s = ptrace::wait_stop(tid as i32).map_err(sys_err(format!("tid {tid}: first stop")))?;
-            if s.is_event_stop() {
-                break;
-            }
-            if s.is_exit() {
-                return Err(Error::msg(format!("tid {tid}: exited at once ({s:?})")));
-            }
+        let s = ptrace::wait_stop(tid as i32).map_err(sys_err(format!("tid {tid}: first stop")))?;
+        if s.is_exit() {
+            return Err(Error::msg(format!("tid {tid}: exited at once ({s:?})")));
+        }
+        if !s.is_event_stop() {
             ptrace::to_event_stop(tid as i32).map_err(sys_err(format!("tid {tid}: stop")))?;
-            break;
         }
         let inj = Injector::with_gate(tid as i32, self.inj.gate())
             .map_err(sys_err(format!("tid {tid}: injector")))?;
@@ -193,17 +204,31 @@ impl SysTracee {
                     }
                     break;
                 }
-                ptrace::Stop::Signal(sig) if matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE) => {
+                ptrace::Stop::Signal(sig)
+                    if matches!(
+                        sig,
+                        libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE
+                    ) =>
+                {
                     let at = ptrace::get_regs(tid).map(|r| r.rip).unwrap_or(0);
-                    return Err(Error::msg(format!("tid {tid}: batch of syscalls faulted (signal {sig} at {at:#x})")));
+                    return Err(Error::msg(format!(
+                        "tid {tid}: batch of syscalls faulted (signal {sig} at {at:#x})"
+                    )));
                 }
-                s if s.is_exit() => return Err(Error::msg(format!("tid {tid}: died during a batch of syscalls ({s:?})"))),
+                s if s.is_exit() => {
+                    return Err(Error::msg(format!(
+                        "tid {tid}: died during a batch of syscalls ({s:?})"
+                    )))
+                }
                 _ => ptrace::cont(tid, 0).map_err(ctx("resume"))?,
             }
         }
         let mut back = vec![0u8; t.len()];
         remote::read_exact(tid, table, &mut back).map_err(ctx("read results"))?;
-        Ok(back.chunks(64).map(|c| i64::from_le_bytes(c[56..64].try_into().unwrap_or([0; 8]))).collect())
+        Ok(back
+            .chunks(64)
+            .map(|c| i64::from_le_bytes(c[56..64].try_into().unwrap_or([0; 8])))
+            .collect())
     }
 
     pub fn owns_gate(&self) -> bool {
@@ -216,7 +241,9 @@ impl SysTracee {
         self.inj.set_saved_regs(to_sys(regs));
         self.inj.set_saved_sigmask(mask);
         let tid = self.tid;
-        self.inj.finish().map_err(sys_err(format!("tid {tid}: finish")))?;
+        self.inj
+            .finish()
+            .map_err(sys_err(format!("tid {tid}: finish")))?;
         Ok(FinishedThread { tid })
     }
 }
@@ -228,7 +255,8 @@ pub struct FinishedThread {
 
 impl FinishedThread {
     pub fn set_xsave(&self, x: &[u8]) -> Result<()> {
-        ptrace::set_xsave(self.tid as i32, x).map_err(sys_err(format!("tid {}: set xsave", self.tid)))
+        ptrace::set_xsave(self.tid as i32, x)
+            .map_err(sys_err(format!("tid {}: set xsave", self.tid)))
     }
     pub fn get_xsave(&self) -> Result<Vec<u8>> {
         ptrace::get_xsave(self.tid as i32).map_err(sys_err(format!("tid {}: get xsave", self.tid)))
@@ -276,11 +304,16 @@ fn write_iov(tid: i32, iov: &[(u64, &[u8])]) -> Result<()> {
         let local: Vec<IoSlice> = chunk.iter().map(|(_, b)| IoSlice::new(b)).collect();
         let rem: Vec<remote::RemoteIoVec> = chunk
             .iter()
-            .map(|(a, b)| remote::RemoteIoVec { base: *a, len: b.len() })
+            .map(|(a, b)| remote::RemoteIoVec {
+                base: *a,
+                len: b.len(),
+            })
             .collect();
         let total: usize = chunk.iter().map(|(_, b)| b.len()).sum();
-        let n = remote::write_vectored(tid, &local, &rem)
-            .map_err(sys_err(format!("pid {tid}: write memory at {:#x}", chunk[0].0)))?;
+        let n = remote::write_vectored(tid, &local, &rem).map_err(sys_err(format!(
+            "pid {tid}: write memory at {:#x}",
+            chunk[0].0
+        )))?;
         if n != total {
             let mut left = n;
             let mut at = chunk[0].0;
@@ -291,7 +324,9 @@ fn write_iov(tid: i32, iov: &[(u64, &[u8])]) -> Result<()> {
                 }
                 left -= b.len();
             }
-            return Err(Error::msg(format!("pid {tid}: memory at {at:#x} could not be written ({n} of {total} bytes done)")));
+            return Err(Error::msg(format!(
+                "pid {tid}: memory at {at:#x} could not be written ({n} of {total} bytes done)"
+            )));
         }
     }
     Ok(())
@@ -302,7 +337,9 @@ impl Tracee for SysTracee {
         self.tid
     }
     fn syscall(&mut self, nr: i64, args: [u64; 6]) -> Result<i64> {
-        self.inj.syscall(nr, args).map_err(sys_err(format!("pid {}", self.tid)))
+        self.inj
+            .syscall(nr, args)
+            .map_err(sys_err(format!("pid {}", self.tid)))
     }
     fn write_mem(&mut self, iov: &[(u64, &[u8])]) -> Result<()> {
         write_iov(self.tid as i32, iov)
@@ -328,7 +365,10 @@ impl Tracee for SysTracee {
     fn write_pages(&mut self, iov: &[(u64, &[u8])]) -> Result<()> {
         let tid = self.tid as i32;
         let total: usize = iov.iter().map(|(_, b)| b.len()).sum();
-        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(8);
         if n < 2 || total < (64 << 20) {
             return write_iov(tid, iov);
         }
@@ -348,10 +388,15 @@ impl Tracee for SysTracee {
             parts.push(&iov[start..]);
         }
         std::thread::scope(|sc| {
-            let hs: Vec<_> = parts.iter().map(|p| sc.spawn(move || write_iov(tid, p))).collect();
+            let hs: Vec<_> = parts
+                .iter()
+                .map(|p| sc.spawn(move || write_iov(tid, p)))
+                .collect();
             let mut r = Ok(());
             for h in hs {
-                let got = h.join().unwrap_or_else(|_| Err(Error::msg(format!("pid {tid}: page writer failed"))));
+                let got = h
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::msg(format!("pid {tid}: page writer failed"))));
                 if r.is_ok() {
                     r = got;
                 }
@@ -359,5 +404,4 @@ impl Tracee for SysTracee {
             r
         })
     }
-
 }

@@ -11,7 +11,9 @@ use super::plan::Plan;
 use super::{Log, Options};
 use crate::error::{Error, Result};
 use crate::image::pb;
-use nix::sys::socket::{self as so, AddressFamily, Backlog, MsgFlags, SockFlag, SockType, UnixAddr};
+use nix::sys::socket::{
+    self as so, AddressFamily, Backlog, MsgFlags, SockFlag, SockType, UnixAddr,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -56,7 +58,11 @@ fn sock_type(t: u32, ino: u32) -> Result<SockType> {
         T_STREAM => SockType::Stream,
         T_DGRAM => SockType::Datagram,
         T_SEQPACKET => SockType::SeqPacket,
-        _ => return Err(Error::msg(format!("unix socket {ino}: unsupported type {t}"))),
+        _ => {
+            return Err(Error::msg(format!(
+                "unix socket {ino}: unsupported type {t}"
+            )))
+        }
     })
 }
 
@@ -68,7 +74,12 @@ struct Addr {
 }
 
 fn addr_of(name: &[u8], dir: Option<&str>, ino: u32) -> Result<Addr> {
-    let bad = |e: nix::Error| Error::msg(format!("unix socket {ino}: bad name {}: {e}", show_name(name)));
+    let bad = |e: nix::Error| {
+        Error::msg(format!(
+            "unix socket {ino}: bad name {}: {e}",
+            show_name(name)
+        ))
+    };
     if name.first() == Some(&0) {
         return Ok(Addr {
             addr: UnixAddr::new_abstract(&name[1..]).map_err(bad)?,
@@ -76,7 +87,10 @@ fn addr_of(name: &[u8], dir: Option<&str>, ino: u32) -> Result<Addr> {
         });
     }
     let path = std::ffi::OsStr::new(std::str::from_utf8(trim_nul(name)).map_err(|_| {
-        Error::msg(format!("unix socket {ino}: name {} is not UTF-8", show_name(name)))
+        Error::msg(format!(
+            "unix socket {ino}: name {} is not UTF-8",
+            show_name(name)
+        ))
     })?);
     let rel = !path.as_encoded_bytes().starts_with(b"/");
     Ok(Addr {
@@ -103,7 +117,8 @@ fn in_dir<T>(dir: Option<&str>, f: impl FnOnce() -> nix::Result<T>) -> Result<ni
     let old = std::env::current_dir().map_err(|e| Error::io("getcwd", e))?;
     std::env::set_current_dir(d).map_err(|e| Error::io(format!("chdir {d}"), e))?;
     let r = f();
-    std::env::set_current_dir(&old).map_err(|e| Error::io(format!("chdir {}", old.display()), e))?;
+    std::env::set_current_dir(&old)
+        .map_err(|e| Error::io(format!("chdir {}", old.display()), e))?;
     Ok(r)
 }
 
@@ -123,19 +138,29 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
     if by_ino.is_empty() {
         return Ok(());
     }
-    let used: std::collections::HashSet<u32> = plan.tasks.iter().flat_map(|t| t.fds.iter().map(|f| f.id)).collect();
+    let used: std::collections::HashSet<u32> = plan
+        .tasks
+        .iter()
+        .flat_map(|t| t.fds.iter().map(|f| f.id))
+        .collect();
 
     // Inherited sockets replace their image entry.
     let mut inherited: HashMap<u32, OwnedFd> = HashMap::new();
     for (n, what) in &opts.inherit_fds {
-        if let Some(ino) = what.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
+        if let Some(ino) = what
+            .strip_prefix("socket:[")
+            .and_then(|s| s.strip_suffix(']'))
+        {
             let ino: u32 = ino
                 .parse()
                 .map_err(|_| Error::msg(format!("--inherit-fd fd[{n}]:{what}: bad inode")))?;
             if !by_ino.contains_key(&ino) {
-                return Err(Error::msg(format!("--inherit-fd fd[{n}]:{what}: no unix socket {ino} in the images")));
+                return Err(Error::msg(format!(
+                    "--inherit-fd fd[{n}]:{what}: no unix socket {ino} in the images"
+                )));
             }
-            let fd = crate::sys::sock::dup_raw(*n).map_err(|e| Error::io(format!("--inherit-fd fd[{n}]"), e))?;
+            let fd = crate::sys::sock::dup_raw(*n)
+                .map_err(|e| Error::io(format!("--inherit-fd fd[{n}]"), e))?;
             inherited.insert(ino, fd);
         }
     }
@@ -145,7 +170,11 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
     let mut ext_target: HashMap<u32, Addr> = HashMap::new();
     for sk in by_ino.values() {
         let e = sk.e;
-        if e.uflags & USK_EXTERN != 0 || e.peer == 0 || !used.contains(&sk.id) || inherited.contains_key(&e.ino) {
+        if e.uflags & USK_EXTERN != 0
+            || e.peer == 0
+            || !used.contains(&sk.id)
+            || inherited.contains_key(&e.ino)
+        {
             continue;
         }
         let peer = by_ino.get(&e.peer);
@@ -172,7 +201,11 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
                 "{} ({}, peer {})",
                 e.ino,
                 type_name(e.r#type),
-                if pname.is_empty() { "unnamed".to_string() } else { show_name(pname) }
+                if pname.is_empty() {
+                    "unnamed".to_string()
+                } else {
+                    show_name(pname)
+                }
             ));
             continue;
         }
@@ -197,8 +230,13 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
 
     let mut made: HashMap<u32, OwnedFd> = HashMap::new();
     let new_sock = |e: &pb::UnixSkEntry| -> Result<OwnedFd> {
-        so::socket(AddressFamily::Unix, sock_type(e.r#type, e.ino)?, SockFlag::SOCK_CLOEXEC, None)
-            .map_err(|err| Error::msg(format!("unix socket {}: socket: {err}", e.ino)))
+        so::socket(
+            AddressFamily::Unix,
+            sock_type(e.r#type, e.ino)?,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|err| Error::msg(format!("unix socket {}: socket: {err}", e.ino)))
     };
     let bind = |fd: &OwnedFd, e: &pb::UnixSkEntry, res: &mut Reservoir| -> Result<()> {
         let a = addr_of(&e.name, e.name_dir.as_deref(), e.ino)?;
@@ -213,21 +251,38 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
                     let _ = std::fs::remove_file(&full);
                 }
             }
-            in_dir(a.dir.as_deref(), || so::bind(fd.as_raw_fd(), &a.addr))?
-                .map_err(|err| Error::msg(format!("unix socket {}: bind {}: {err}", e.ino, full.display())))?;
+            in_dir(a.dir.as_deref(), || so::bind(fd.as_raw_fd(), &a.addr))?.map_err(|err| {
+                Error::msg(format!(
+                    "unix socket {}: bind {}: {err}",
+                    e.ino,
+                    full.display()
+                ))
+            })?;
             if let Some(perm) = &e.file_perms {
-                let _ = std::fs::set_permissions(&full, std::os::unix::fs::PermissionsExt::from_mode(perm.mode & 0o7777));
+                let _ = std::fs::set_permissions(
+                    &full,
+                    std::os::unix::fs::PermissionsExt::from_mode(perm.mode & 0o7777),
+                );
                 let _ = std::os::unix::fs::lchown(&full, Some(perm.uid), Some(perm.gid));
             }
             if e.deleted == Some(true) {
-                std::fs::remove_file(&full)
-                    .map_err(|err| Error::io(format!("unix socket {}: unlink {}", e.ino, full.display()), err))?;
+                std::fs::remove_file(&full).map_err(|err| {
+                    Error::io(
+                        format!("unix socket {}: unlink {}", e.ino, full.display()),
+                        err,
+                    )
+                })?;
             } else {
                 res.created_paths.push(full);
             }
         } else {
-            so::bind(fd.as_raw_fd(), &a.addr)
-                .map_err(|err| Error::msg(format!("unix socket {}: bind {}: {err}", e.ino, show_name(&e.name))))?;
+            so::bind(fd.as_raw_fd(), &a.addr).map_err(|err| {
+                Error::msg(format!(
+                    "unix socket {}: bind {}: {err}",
+                    e.ino,
+                    show_name(&e.name)
+                ))
+            })?;
         }
         Ok(())
     };
@@ -247,8 +302,11 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
             if !e.name.is_empty() {
                 bind(&fd, e, res)?;
             }
-            so::listen(&fd, Backlog::new(e.backlog.min(i32::MAX as u32) as i32).unwrap_or(Backlog::MAXCONN))
-                .map_err(|err| Error::msg(format!("unix socket {}: listen: {err}", e.ino)))?;
+            so::listen(
+                &fd,
+                Backlog::new(e.backlog.min(i32::MAX as u32) as i32).unwrap_or(Backlog::MAXCONN),
+            )
+            .map_err(|err| Error::msg(format!("unix socket {}: listen: {err}", e.ino)))?;
             made.insert(e.ino, fd);
         } else if e.r#type == T_DGRAM && !e.name.is_empty() {
             let fd = new_sock(e)?;
@@ -265,11 +323,21 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
     let inos: Vec<u32> = by_ino.keys().copied().collect();
     for &ino in &inos {
         let e = by_ino[&ino].e;
-        if made.contains_key(&ino) || inherited.contains_key(&ino) || e.uflags & USK_EXTERN != 0 || e.peer == 0 {
+        if made.contains_key(&ino)
+            || inherited.contains_key(&ino)
+            || e.uflags & USK_EXTERN != 0
+            || e.peer == 0
+        {
             continue;
         }
-        let Some(p) = by_ino.get(&e.peer).map(|s| s.e) else { continue };
-        if p.peer != ino || p.uflags & USK_EXTERN != 0 || made.contains_key(&p.ino) || inherited.contains_key(&p.ino) {
+        let Some(p) = by_ino.get(&e.peer).map(|s| s.e) else {
+            continue;
+        };
+        if p.peer != ino
+            || p.uflags & USK_EXTERN != 0
+            || made.contains_key(&p.ino)
+            || inherited.contains_key(&p.ino)
+        {
             continue;
         }
         if e.r#type != T_DGRAM && e.state == ST_ESTABLISHED {
@@ -290,18 +358,32 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
                 let c = new_sock(cli)?;
                 let a = addr_of(&acc.name, acc.name_dir.as_deref(), acc.ino)?;
                 connect(&c, &a, cli.ino)?;
-                let a_fd = crate::sys::sock::accept(made[&l].as_raw_fd())
-                    .map_err(|err| Error::io(format!("unix socket {}: accept on {l}", acc.ino), err))?;
+                let a_fd = crate::sys::sock::accept(made[&l].as_raw_fd()).map_err(|err| {
+                    Error::io(format!("unix socket {}: accept on {l}", acc.ino), err)
+                })?;
                 made.insert(cli.ino, c);
                 made.insert(acc.ino, a_fd);
                 continue;
             }
         }
         if e.state == ST_ESTABLISHED || e.r#type == T_DGRAM {
-            let (a, b) = so::socketpair(AddressFamily::Unix, sock_type(e.r#type, ino)?, None, SockFlag::SOCK_CLOEXEC)
-                .map_err(|err| Error::msg(format!("unix socket {ino}: socketpair with {}: {err}", p.ino)))?;
+            let (a, b) = so::socketpair(
+                AddressFamily::Unix,
+                sock_type(e.r#type, ino)?,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(|err| {
+                Error::msg(format!(
+                    "unix socket {ino}: socketpair with {}: {err}",
+                    p.ino
+                ))
+            })?;
             if !e.name.is_empty() || !p.name.is_empty() {
-                log.warn(format!("unix sockets {ino} and {}: rejoined as a pair; their names are not restored", p.ino));
+                log.warn(format!(
+                    "unix sockets {ino} and {}: rejoined as a pair; their names are not restored",
+                    p.ino
+                ));
             }
             made.insert(ino, a);
             made.insert(p.ino, b);
@@ -319,7 +401,10 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
         }
         if let Some(a) = ext_target.get(&ino) {
             connect(&fd, a, ino)?;
-            log.info(format!("unix socket {ino}: reconnected to outside peer {}", a.addr));
+            log.info(format!(
+                "unix socket {ino}: reconnected to outside peer {}",
+                a.addr
+            ));
         } else if e.peer != 0 {
             if let Some(p) = by_ino.get(&e.peer).map(|s| s.e) {
                 if p.name.is_empty() {
@@ -341,24 +426,36 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
     let mut lost: BTreeMap<u32, usize> = BTreeMap::new();
     for pkt in &plan.packets {
         let Some(&ino) = id_to_ino.get(&pkt.id_for) else {
-            return Err(Error::msg(format!("sk-queues.img: queue for file id {} which is not a unix socket", pkt.id_for)));
+            return Err(Error::msg(format!(
+                "sk-queues.img: queue for file id {} which is not a unix socket",
+                pkt.id_for
+            )));
         };
         let e = by_ino[&ino].e;
         if inherited.contains_key(&ino) {
             *lost.entry(ino).or_default() += pkt.data.len();
             continue;
         }
-        let peer_ext = e.peer != 0 && by_ino.get(&e.peer).is_none_or(|p| p.e.uflags & USK_EXTERN != 0);
+        let peer_ext = e.peer != 0
+            && by_ino
+                .get(&e.peer)
+                .is_none_or(|p| p.e.uflags & USK_EXTERN != 0);
         if peer_ext && e.r#type != T_DGRAM {
             *lost.entry(ino).or_default() += pkt.data.len();
             continue;
         }
         let sender = if e.r#type != T_DGRAM {
             made.get(&e.peer)
-        } else if let Some(p) = by_ino.get(&e.peer).filter(|p| p.e.peer == ino && made.contains_key(&p.e.ino)) {
+        } else if let Some(p) = by_ino
+            .get(&e.peer)
+            .filter(|p| p.e.peer == ino && made.contains_key(&p.e.ino))
+        {
             made.get(&p.e.ino)
         } else {
-            by_ino.values().find(|s| s.e.peer == ino && made.contains_key(&s.e.ino)).and_then(|s| made.get(&s.e.ino))
+            by_ino
+                .values()
+                .find(|s| s.e.peer == ino && made.contains_key(&s.e.ino))
+                .and_then(|s| made.get(&s.e.ino))
         };
         let r = if let Some(s) = sender {
             so::send(s.as_raw_fd(), &pkt.data, MsgFlags::MSG_DONTWAIT)
@@ -389,7 +486,11 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
                     pkt.data.len()
                 )))
             }
-            Err(err) => return Err(Error::msg(format!("unix socket {ino}: queue replay: {err}"))),
+            Err(err) => {
+                return Err(Error::msg(format!(
+                    "unix socket {ino}: queue replay: {err}"
+                )))
+            }
         }
     }
     for (ino, n) in lost {
@@ -407,7 +508,9 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
                 .map_err(|err| Error::msg(format!("unix socket {ino}: shutdown: {err}")))?;
         }
         if sh & 1 != 0 {
-            let peer_wr = by_ino.get(&e.peer).is_some_and(|p| p.e.shutdown.unwrap_or(0) & 2 != 0);
+            let peer_wr = by_ino
+                .get(&e.peer)
+                .is_some_and(|p| p.e.shutdown.unwrap_or(0) & 2 != 0);
             if !peer_wr {
                 so::shutdown(fd.as_raw_fd(), so::Shutdown::Read)
                     .map_err(|err| Error::msg(format!("unix socket {ino}: shutdown: {err}")))?;
@@ -438,10 +541,12 @@ fn set_opts(fd: &OwnedFd, o: &pb::SkOptsEntry, ino: u32) -> Result<()> {
     let err = |what: &str, e: nix::Error| Error::msg(format!("unix socket {ino}: set {what}: {e}"));
     // The kernel doubles what is set; the images hold the doubled value.
     if o.so_sndbuf != 212992 && o.so_sndbuf >= 4608 {
-        so::setsockopt(fd, sockopt::SndBufForce, &(o.so_sndbuf as usize / 2)).map_err(|e| err("SO_SNDBUF", e))?;
+        so::setsockopt(fd, sockopt::SndBufForce, &(o.so_sndbuf as usize / 2))
+            .map_err(|e| err("SO_SNDBUF", e))?;
     }
     if o.so_rcvbuf != 212992 && o.so_rcvbuf >= 2304 {
-        so::setsockopt(fd, sockopt::RcvBufForce, &(o.so_rcvbuf as usize / 2)).map_err(|e| err("SO_RCVBUF", e))?;
+        so::setsockopt(fd, sockopt::RcvBufForce, &(o.so_rcvbuf as usize / 2))
+            .map_err(|e| err("SO_RCVBUF", e))?;
     }
     if o.so_snd_tmo_sec != 0 || o.so_snd_tmo_usec != 0 {
         let tv = nix::sys::time::TimeVal::new(o.so_snd_tmo_sec as i64, o.so_snd_tmo_usec as i64);

@@ -7,7 +7,14 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 pub fn accept(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: accept4 with null address pointers writes no memory; the
     // returned descriptor is new and owned by nobody else.
-    let r = unsafe { libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+    let r = unsafe {
+        libc::accept4(
+            fd,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -92,13 +92,20 @@ pub fn require_free(name: &str) {
 pub fn cleanup(name: &str) {
     let ps = pids(name);
     for &p in &ps {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
     for &p in &ps {
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(p), Some(nix::sys::wait::WaitPidFlag::__WALL));
+        let _ = nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(p),
+            Some(nix::sys::wait::WaitPidFlag::__WALL),
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(5);
-    while ps.iter().any(|p| Path::new(&format!("/proc/{p}")).exists()) && Instant::now() < deadline {
+    while ps.iter().any(|p| Path::new(&format!("/proc/{p}")).exists()) && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -117,7 +124,12 @@ pub fn restore_detached(name: &str, extra: &[&str]) -> Output {
 pub fn check(name: &str) -> Vec<String> {
     let ps = pids(name);
     let files: Vec<PathBuf> = (0..ps.len())
-        .map(|i| PathBuf::from(format!("/tmp/scen/result/{name}.{}", if i == 0 { "main" } else { "child" })))
+        .map(|i| {
+            PathBuf::from(format!(
+                "/tmp/scen/result/{name}.{}",
+                if i == 0 { "main" } else { "child" }
+            ))
+        })
         .collect();
     for f in &files {
         let _ = std::fs::remove_file(f);
@@ -125,7 +137,10 @@ pub fn check(name: &str) -> Vec<String> {
     // Let the restored tasks settle before poking them.
     std::thread::sleep(Duration::from_millis(200));
     for &p in &ps {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGUSR1);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGUSR1,
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut out = Vec::new();
@@ -161,6 +176,9 @@ pub fn restore_and_check(name: &str, extra: &[&str]) {
     let answers = check(name);
     cleanup(name);
     for a in &answers {
-        assert!(a.starts_with("OK"), "{name}: {a} (answers {answers:?}; crit said: {stderr})");
+        assert!(
+            a.starts_with("OK"),
+            "{name}: {a} (answers {answers:?}; crit said: {stderr})"
+        );
     }
 }
