@@ -141,6 +141,7 @@ fn prepare(
     install(&pairs, pid)?;
     *status = st_fd;
     fill_epolls(plan, t)?;
+    connect_outside(plan, t, res)?;
     // cwd, root, umask.
     let cwd = plan
         .file(t.fs.cwd_id, pid)?
@@ -231,6 +232,39 @@ fn install(pairs: &[(RawFd, RawFd, bool)], pid: u32) -> Result<()> {
         if !placed.contains(&fd) {
             let _ = fdops::close(fd);
         }
+    }
+    Ok(())
+}
+
+/// Connects this task's sockets whose peer is outside the images, with the
+/// task's effective uid and gid, so that the peer sees the task's pid and
+/// credentials (SO_PEERCRED).
+fn connect_outside(plan: &Plan, t: &Task, res: &Reservoir) -> Result<()> {
+    use nix::unistd::{setegid, seteuid, Gid, Uid};
+    let creds = t.threads[0].core.thread_core.as_ref().and_then(|tc| tc.creds.as_ref());
+    let (euid, egid) = creds.map(|c| (c.euid, c.egid)).unwrap_or((0, 0));
+    for x in &res.ext_connects {
+        let Some(f) = t.fds.iter().find(|f| f.id == x.id) else { continue };
+        let first = plan.tasks.iter().find(|o| o.fds.iter().any(|g| g.id == x.id)).map(|o| o.pid);
+        if first != Some(t.pid) {
+            continue;
+        }
+        let switch = euid != 0 || egid != 0;
+        if switch {
+            setegid(Gid::from_raw(egid)).map_err(|e| Error::msg(format!("pid {}: setegid {egid}: {e}", t.pid)))?;
+            seteuid(Uid::from_raw(euid)).map_err(|e| Error::msg(format!("pid {}: seteuid {euid}: {e}", t.pid)))?;
+        }
+        let r = nix::sys::socket::connect(f.fd as RawFd, &x.addr);
+        if switch {
+            let _ = seteuid(Uid::from_raw(0));
+            let _ = setegid(Gid::from_raw(0));
+        }
+        r.map_err(|e| {
+            Error::msg(format!(
+                "pid {}: unix socket {} (fd {}): connect to outside peer {}: {e}",
+                t.pid, x.ino, f.fd, x.addr
+            ))
+        })?;
     }
     Ok(())
 }

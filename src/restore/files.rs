@@ -23,6 +23,16 @@ pub struct Reservoir {
     pub created_paths: Vec<std::path::PathBuf>,
     /// Extra fds kept alive until the tree runs (temporary peers).
     pub keep: Vec<OwnedFd>,
+    /// Sockets the task itself connects to an outside peer, with its own
+    /// pid and credentials (see [`super::child`]).
+    pub ext_connects: Vec<ExtConnect>,
+}
+
+/// A unix socket (file id, inode) to connect to an outside address.
+pub struct ExtConnect {
+    pub id: u32,
+    pub ino: u32,
+    pub addr: nix::sys::socket::UnixAddr,
 }
 
 impl Reservoir {

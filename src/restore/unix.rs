@@ -400,11 +400,13 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
             bind(&fd, e, res)?;
         }
         if let Some(a) = ext_target.get(&ino) {
-            connect(&fd, a, ino)?;
-            log.info(format!(
-                "unix socket {ino}: reconnected to outside peer {}",
-                a.addr
-            ));
+            // The task connects it itself, as itself (see child.rs).
+            res.ext_connects.push(super::files::ExtConnect {
+                id: by_ino[&ino].id,
+                ino,
+                addr: a.addr,
+            });
+            log.info(format!("unix socket {ino}: will reconnect to outside peer {}", a.addr));
         } else if e.peer != 0 {
             if let Some(p) = by_ino.get(&e.peer).map(|s| s.e) {
                 if p.name.is_empty() {
