@@ -228,3 +228,60 @@ fn waiting_mode_exits_with_the_roots_status() {
     assert!(answers[0].starts_with("OK"), "{answers:?}");
     assert_eq!(st.code(), Some(128 + 9));
 }
+
+/// After `crit edit --external` on one end of usk_tree's socketpair, that
+/// end reconnects to a listener outside (as the task, with consent), and
+/// the other end comes back with its queued data, then EOF.
+#[test]
+fn edited_external_connection_restores() {
+    use std::io::Read;
+    let _g = lock();
+    prepare();
+    require_free("usk_tree");
+    let d = copy_images("usk_tree");
+    let path = "/tmp/scen/sock/edited-ext.sock";
+    let _ = std::fs::remove_file(path);
+    let out = crit()
+        .args(["edit"])
+        .arg(d.path())
+        .arg(format!("--external=288642={path}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "edit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let out = crit()
+        .args(["restore", "-d", "--ext-unix-sk", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    if !out.status.success() {
+        cleanup("usk_tree");
+        panic!("restore: {stderr}");
+    }
+    listener.set_nonblocking(true).unwrap();
+    let accepted = listener.accept();
+    // The child's end (fd 4 of 26706): its queue, then EOF.
+    let mut got = Vec::new();
+    let r = crit::sys::pidfd::getfd(26706, 4).map(|fd| {
+        let mut s = std::os::unix::net::UnixStream::from(fd);
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.read_to_end(&mut got)
+    });
+    cleanup("usk_tree");
+    let _ = std::fs::remove_file(path);
+    assert!(
+        accepted.is_ok(),
+        "the parent's socket did not connect to the listener: {stderr}"
+    );
+    assert!(matches!(r, Ok(Ok(_))), "{r:?}");
+    assert_eq!(got, b"from-parent");
+    assert!(
+        stderr.contains("288642") && stderr.contains("10 bytes"),
+        "{stderr}"
+    );
+}

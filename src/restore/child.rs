@@ -241,18 +241,30 @@ fn install(pairs: &[(RawFd, RawFd, bool)], pid: u32) -> Result<()> {
 /// credentials (SO_PEERCRED).
 fn connect_outside(plan: &Plan, t: &Task, res: &Reservoir) -> Result<()> {
     use nix::unistd::{setegid, seteuid, Gid, Uid};
-    let creds = t.threads[0].core.thread_core.as_ref().and_then(|tc| tc.creds.as_ref());
+    let creds = t.threads[0]
+        .core
+        .thread_core
+        .as_ref()
+        .and_then(|tc| tc.creds.as_ref());
     let (euid, egid) = creds.map(|c| (c.euid, c.egid)).unwrap_or((0, 0));
     for x in &res.ext_connects {
-        let Some(f) = t.fds.iter().find(|f| f.id == x.id) else { continue };
-        let first = plan.tasks.iter().find(|o| o.fds.iter().any(|g| g.id == x.id)).map(|o| o.pid);
+        let Some(f) = t.fds.iter().find(|f| f.id == x.id) else {
+            continue;
+        };
+        let first = plan
+            .tasks
+            .iter()
+            .find(|o| o.fds.iter().any(|g| g.id == x.id))
+            .map(|o| o.pid);
         if first != Some(t.pid) {
             continue;
         }
         let switch = euid != 0 || egid != 0;
         if switch {
-            setegid(Gid::from_raw(egid)).map_err(|e| Error::msg(format!("pid {}: setegid {egid}: {e}", t.pid)))?;
-            seteuid(Uid::from_raw(euid)).map_err(|e| Error::msg(format!("pid {}: seteuid {euid}: {e}", t.pid)))?;
+            setegid(Gid::from_raw(egid))
+                .map_err(|e| Error::msg(format!("pid {}: setegid {egid}: {e}", t.pid)))?;
+            seteuid(Uid::from_raw(euid))
+                .map_err(|e| Error::msg(format!("pid {}: seteuid {euid}: {e}", t.pid)))?;
         }
         let r = nix::sys::socket::connect(f.fd as RawFd, &x.addr);
         if switch {

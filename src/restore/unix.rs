@@ -390,9 +390,53 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
         }
     }
     // 3. Pending connections, connected dgram senders, outside peers, the rest.
+    let mut orphan_senders: HashMap<u32, OwnedFd> = HashMap::new();
+    let queued_ids: std::collections::HashSet<u32> =
+        plan.packets.iter().map(|p| p.id_for).collect();
     for &ino in &inos {
         let e = by_ino[&ino].e;
         if made.contains_key(&ino) || inherited.contains_key(&ino) || e.uflags & USK_EXTERN != 0 {
+            continue;
+        }
+        // A connection whose other end now leads elsewhere (`crit edit
+        // --external` on its peer): it comes back with its queue and a
+        // closed other end (EOF for stream/seqpacket, unconnected dgram).
+        let peer_e = by_ino.get(&e.peer).map(|s| s.e);
+        let queued = queued_ids.contains(&by_ino[&ino].id);
+        let orphan = match peer_e {
+            Some(p)
+                if p.peer != ino
+                    && p.uflags & USK_EXTERN == 0
+                    && !ext_target.contains_key(&ino) =>
+            {
+                if e.r#type == T_DGRAM {
+                    p.name.is_empty()
+                } else {
+                    p.state != ST_LISTEN
+                }
+            }
+            // Connected once, the other end gone (peer 0): its queue, then EOF.
+            None if e.peer == 0 && !ext_target.contains_key(&ino) => {
+                (e.r#type != T_DGRAM && e.state == ST_ESTABLISHED)
+                    || (e.r#type == T_DGRAM && e.name.is_empty() && queued)
+            }
+            _ => false,
+        };
+        if orphan {
+            let (a, b) = so::socketpair(
+                AddressFamily::Unix,
+                sock_type(e.r#type, ino)?,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(|err| Error::msg(format!("unix socket {ino}: socketpair: {err}")))?;
+            if !e.name.is_empty() {
+                log.warn(format!(
+                    "unix socket {ino}: its peer now leads elsewhere; its name is not restored"
+                ));
+            }
+            orphan_senders.insert(ino, b);
+            made.insert(ino, a);
             continue;
         }
         let fd = new_sock(e)?;
@@ -406,7 +450,10 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
                 ino,
                 addr: a.addr,
             });
-            log.info(format!("unix socket {ino}: will reconnect to outside peer {}", a.addr));
+            log.info(format!(
+                "unix socket {ino}: will reconnect to outside peer {}",
+                a.addr
+            ));
         } else if e.peer != 0 {
             if let Some(p) = by_ino.get(&e.peer).map(|s| s.e) {
                 if p.name.is_empty() {
@@ -446,7 +493,9 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
             *lost.entry(ino).or_default() += pkt.data.len();
             continue;
         }
-        let sender = if e.r#type != T_DGRAM {
+        let sender = if let Some(o) = orphan_senders.get(&ino) {
+            Some(o)
+        } else if e.r#type != T_DGRAM {
             made.get(&e.peer)
         } else if let Some(p) = by_ino
             .get(&e.peer)
@@ -501,6 +550,8 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
         ));
     }
 
+    // The other ends of orphaned connections go: their peers read EOF.
+    drop(orphan_senders);
     // 5. Shutdown state, options, status flags.
     for (&ino, fd) in &made {
         let e = by_ino[&ino].e;
