@@ -160,6 +160,23 @@ fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) ->
             creds(&mut th.t, c, scratch)?;
         }
     }
+    // Pending signals last: the injector keeps them blocked until the
+    // thread resumes with its own mask.
+    if let Some(q) = task.tc().and_then(|tc| tc.signals_s.as_ref()) {
+        pending_signals(&mut out[0].t, pid, q, true, scratch)?;
+    }
+    for th in out.iter_mut() {
+        let tid = th.t.tid();
+        let q = task
+            .threads
+            .iter()
+            .find(|x| x.tid == tid)
+            .and_then(|x| x.core.thread_core.as_ref())
+            .and_then(|tc| tc.signals_p.as_ref());
+        if let Some(q) = q {
+            pending_signals(&mut th.t, pid, q, false, scratch)?;
+        }
+    }
     out[0].t.disable_batch();
     call(
         &mut out[0].t,
@@ -332,16 +349,15 @@ fn thread_state(t: &mut SysTracee, task: &Task, core: &pb::CoreEntry, scratch: u
     Ok(mask)
 }
 
-/// Groups, gids, uids (each thread has its own credentials).
+/// Credentials (each thread has its own): groups, uids and gids (keeping
+/// capabilities across the change), securebits, bounding set,
+/// capabilities, ambient set; the order CRIU's restorer uses.
 fn creds(t: &mut dyn Tracee, c: &pb::CredsEntry, scratch: u64) -> Result<()> {
-    let all_root = [
-        c.uid, c.gid, c.euid, c.egid, c.suid, c.sgid, c.fsuid, c.fsgid,
-    ]
-    .iter()
-    .all(|&v| v == 0);
-    if all_root && c.groups.is_empty() {
-        return Ok(());
-    }
+    const PR_CAPBSET_DROP: u64 = 24;
+    const PR_SET_SECUREBITS: u64 = 28;
+    const PR_CAP_AMBIENT: u64 = 47;
+    const SECBIT_NO_SETUID_FIXUP: u64 = 1 << 2;
+    const NR_CAPSET: i64 = 126;
     let buf = scratch + 4096;
     let b: Vec<u8> = c
         .groups
@@ -356,8 +372,22 @@ fn creds(t: &mut dyn Tracee, c: &pb::CredsEntry, scratch: u64) -> Result<()> {
         t,
         "setgroups",
         NR_SETGROUPS,
-        [c.groups.len() as u64, buf, 0, 0, 0, 0],
+        [c.groups.len().min(4096) as u64, buf, 0, 0, 0, 0],
     )?;
+    // Capabilities must survive the uid change (they are set below).
+    call(
+        t,
+        "prctl(PR_SET_SECUREBITS)",
+        NR_PRCTL,
+        [PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP, 0, 0, 0, 0],
+    )?;
+    call(
+        t,
+        "setresuid",
+        NR_SETRESUID,
+        [c.uid.into(), c.euid.into(), c.suid.into(), 0, 0, 0],
+    )?;
+    t.syscall(NR_SETFSUID, [c.fsuid.into(), 0, 0, 0, 0, 0])?;
     call(
         t,
         "setresgid",
@@ -367,10 +397,89 @@ fn creds(t: &mut dyn Tracee, c: &pb::CredsEntry, scratch: u64) -> Result<()> {
     t.syscall(NR_SETFSGID, [c.fsgid.into(), 0, 0, 0, 0, 0])?;
     call(
         t,
-        "setresuid",
-        NR_SETRESUID,
-        [c.uid.into(), c.euid.into(), c.suid.into(), 0, 0, 0],
+        "prctl(PR_SET_SECUREBITS)",
+        NR_PRCTL,
+        [PR_SET_SECUREBITS, u64::from(c.secbits), 0, 0, 0, 0],
     )?;
-    t.syscall(NR_SETFSUID, [c.fsuid.into(), 0, 0, 0, 0, 0])?;
+    let bit = |v: &[u32], n: u32| {
+        v.get((n / 32) as usize)
+            .is_some_and(|w| w & (1 << (n % 32)) != 0)
+    };
+    if !c.cap_bnd.is_empty() {
+        for n in 0..64u32 {
+            if !bit(&c.cap_bnd, n) {
+                // Capabilities this kernel lacks fail with EINVAL: fine.
+                let _ = t.syscall(NR_PRCTL, [PR_CAPBSET_DROP, u64::from(n), 0, 0, 0, 0])?;
+            }
+        }
+    }
+    // capset: header {version 3, pid 0}, two data words {eff, prm, inh}.
+    let w = |v: &[u32], k: usize| v.get(k).copied().unwrap_or(0);
+    let mut cap = Vec::with_capacity(32);
+    for v in [0x2008_0522u32, 0] {
+        cap.extend_from_slice(&v.to_le_bytes());
+    }
+    for k in 0..2 {
+        for v in [w(&c.cap_eff, k), w(&c.cap_prm, k), w(&c.cap_inh, k)] {
+            cap.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    t.write_mem(&[(buf, &cap)])?;
+    call(t, "capset", NR_CAPSET, [buf, buf + 8, 0, 0, 0, 0])?;
+    for n in 0..64u32 {
+        if bit(&c.cap_amb, n) {
+            call(
+                t,
+                "prctl(PR_CAP_AMBIENT_RAISE)",
+                NR_PRCTL,
+                [PR_CAP_AMBIENT, 2, u64::from(n), 0, 0, 0],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Signals pending at dump time, queued again with their siginfo: the
+/// task's shared queue from the main thread, each thread's own from it.
+fn pending_signals(
+    t: &mut dyn Tracee,
+    tgid: u32,
+    q: &pb::SignalQueueEntry,
+    shared: bool,
+    scratch: u64,
+) -> Result<()> {
+    const NR_RT_SIGQUEUEINFO: i64 = 129;
+    const NR_RT_TGSIGQUEUEINFO: i64 = 297;
+    let buf = scratch + 8192;
+    let tid = t.tid();
+    for s in &q.signals {
+        if s.siginfo.len() < 4 {
+            continue;
+        }
+        let sig = u64::from(u32::from_le_bytes([
+            s.siginfo[0],
+            s.siginfo[1],
+            s.siginfo[2],
+            s.siginfo[3],
+        ]));
+        let mut info = s.siginfo.clone();
+        info.resize(128, 0);
+        t.write_mem(&[(buf, &info)])?;
+        if shared {
+            call(
+                t,
+                &format!("rt_sigqueueinfo({sig})"),
+                NR_RT_SIGQUEUEINFO,
+                [u64::from(tgid), sig, buf, 0, 0, 0],
+            )?;
+        } else {
+            call(
+                t,
+                &format!("rt_tgsigqueueinfo({sig})"),
+                NR_RT_TGSIGQUEUEINFO,
+                [u64::from(tgid), u64::from(tid), sig, buf, 0, 0],
+            )?;
+        }
+    }
     Ok(())
 }

@@ -1,0 +1,161 @@
+//! Per-task state beyond the fixtures' own checks, on edited copies of the
+//! `counter` images: credentials (uids, gids, groups, capabilities) are set
+//! last, and signals pending at dump time are delivered after restore.
+
+mod restore_util;
+use restore_util::*;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn copy_images(name: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(images(name)).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, d.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    d
+}
+
+fn edit_json(path: &std::path::Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let out = crit().args(["decode", "-i"]).arg(path).output().unwrap();
+    assert!(out.status.success());
+    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    f(&mut v);
+    let mut c = crit()
+        .args(["encode", "-o"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(c.stdin.as_mut().unwrap(), v.to_string().as_bytes()).unwrap();
+    drop(c.stdin.take());
+    assert!(c.wait().unwrap().success());
+}
+
+fn status_line(pid: i32, key: &str) -> String {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .map(|l| {
+            l[key.len()..]
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn credentials_are_restored() {
+    let _g = lock();
+    prepare();
+    require_free("counter");
+    let d = copy_images("counter");
+    edit_json(&d.path().join("core-26659.img"), |v| {
+        let c = &mut v["entries"][0]["thread_core"]["creds"];
+        for (k, val) in [
+            ("uid", 1000),
+            ("euid", 1001),
+            ("suid", 1002),
+            ("fsuid", 1001),
+        ] {
+            c[k] = serde_json::json!(val);
+        }
+        for (k, val) in [
+            ("gid", 2000),
+            ("egid", 2001),
+            ("sgid", 2002),
+            ("fsgid", 2001),
+        ] {
+            c[k] = serde_json::json!(val);
+        }
+        c["groups"] = serde_json::json!([3000, 3001]);
+        // CAP_NET_BIND_SERVICE (10) and CAP_KILL (5) only.
+        c["cap_eff"] = serde_json::json!([(1u32 << 10) | (1 << 5), 0]);
+        c["cap_prm"] = serde_json::json!([(1u32 << 10) | (1 << 5), 0]);
+        c["cap_inh"] = serde_json::json!([0, 0]);
+    });
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    std::thread::sleep(Duration::from_millis(200));
+    let got = [
+        status_line(26659, "Uid:"),
+        status_line(26659, "Gid:"),
+        status_line(26659, "Groups:"),
+        status_line(26659, "CapEff:"),
+        status_line(26659, "CapPrm:"),
+        status_line(26659, "State:"),
+    ];
+    cleanup("counter");
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(got[0], "1000 1001 1002 1001");
+    assert_eq!(got[1], "2000 2001 2002 2001");
+    assert_eq!(got[2], "3000 3001");
+    assert_eq!(got[3], "0000000000000420");
+    assert_eq!(got[4], "0000000000000420");
+    assert!(
+        got[5].starts_with('S') || got[5].starts_with('R'),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn pending_signal_is_delivered_after_restore() {
+    let _g = lock();
+    prepare();
+    require_free("counter");
+    let d = copy_images("counter");
+    // A SIGUSR1 (10) sent by pid 1 was pending in the thread's own queue.
+    let mut info = vec![0u8; 128];
+    info[0] = 10;
+    info[16] = 1;
+    let b64 = {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut s = String::new();
+        for c in info.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for k in 0..4 {
+                if k <= c.len() {
+                    s.push(T[((n >> (18 - 6 * k)) & 63) as usize] as char);
+                } else {
+                    s.push('=');
+                }
+            }
+        }
+        s
+    };
+    edit_json(&d.path().join("core-26659.img"), |v| {
+        v["entries"][0]["thread_core"]["signals_p"] =
+            serde_json::json!({"signals": [{"siginfo": b64}]});
+    });
+    let _ = std::fs::remove_file("/tmp/scen/result/counter.main");
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    // No signal sent by us: the pending one makes the program check itself.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut answer = String::new();
+    while Instant::now() < deadline {
+        if let Ok(s) = std::fs::read_to_string("/tmp/scen/result/counter.main") {
+            if !s.is_empty() {
+                answer = s;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cleanup("counter");
+    assert!(out.status.success(), "{stderr}");
+    assert!(answer.starts_with("OK"), "answer {answer:?}; {stderr}");
+}
