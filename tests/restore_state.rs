@@ -112,7 +112,7 @@ fn pending_signal_is_delivered_after_restore() {
     require_free("counter");
     let d = copy_images("counter");
     // A SIGUSR1 (10) sent by pid 1 was pending in the thread's own queue.
-    let mut info = vec![0u8; 128];
+    let mut info = [0u8; 128];
     info[0] = 10;
     info[16] = 1;
     let b64 = {
