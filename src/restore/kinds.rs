@@ -316,12 +316,24 @@ fn inotify(i: &pb::InotifyFileEntry, id: u32, log: &mut Log) -> Result<OwnedFd> 
     let mut wds: Vec<&pb::InotifyWdEntry> = i.wd.iter().collect();
     wds.sort_by_key(|w| w.wd);
     for w in wds {
-        let Some(path) = w.f_handle.path.clone() else {
-            log.warn(format!(
-                "file id {id}: inotify watch {} has no path; not restored",
-                w.wd
-            ));
-            continue;
+        // The path if the images have it, else the file through its handle.
+        let mut _held = None;
+        let path = match w.f_handle.path.clone() {
+            Some(p) => p,
+            None => match open_handle(&w.f_handle, w.s_dev) {
+                Ok(fd) => {
+                    let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                    _held = Some(fd);
+                    p
+                }
+                Err(e) => {
+                    log.warn(format!(
+                        "file id {id}: inotify watch {} (inode {}): {e}; not restored",
+                        w.wd, w.i_ino
+                    ));
+                    continue;
+                }
+            },
         };
         let c = std::ffi::CString::new(path.as_bytes()).unwrap_or_default();
         // Watch numbers only grow: add until the dumped one comes up.
@@ -338,6 +350,36 @@ fn inotify(i: &pb::InotifyFileEntry, id: u32, log: &mut Log) -> Result<OwnedFd> 
         }
     }
     Ok(fd)
+}
+
+/// Opens (O_PATH) the file a recorded file handle names, on the mount of
+/// device `s_dev` (the kernel's encoding: major << 20 | minor).
+fn open_handle(fh: &pb::FhEntry, s_dev: u32) -> std::result::Result<OwnedFd, String> {
+    let (major, minor) = (s_dev >> 20, s_dev & 0xfffff);
+    let want = format!("{major}:{minor}");
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    let mount = info
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.len() > 4 && f[2] == want).then(|| f[4].to_string())
+        })
+        .next()
+        .ok_or_else(|| format!("no mount of device {want}"))?;
+    let m = std::fs::File::open(&mount).map_err(|e| format!("open {mount}: {e}"))?;
+    let bytes: Vec<u8> = fh
+        .handle
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .take(fh.bytes as usize)
+        .collect();
+    crate::sys::handle::open_by_handle(
+        std::os::fd::AsFd::as_fd(&m),
+        fh.r#type as i32,
+        &bytes,
+        libc::O_PATH,
+    )
+    .map_err(|e| format!("open by handle on {mount}: {e}"))
 }
 
 fn inet(s: &pb::InetSkEntry, id: u32, opts: &super::Options) -> Result<OwnedFd> {

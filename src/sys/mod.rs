@@ -20,6 +20,7 @@ pub mod clone;
 pub mod cpu;
 mod err;
 pub mod fdops;
+pub mod handle;
 pub mod inject;
 pub mod mmap;
 pub mod pidfd;
