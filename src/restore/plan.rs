@@ -178,6 +178,27 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry) -> Result<Task> {
             "pid {pid}: task state {state} is not restorable (only running tasks are)"
         )));
     }
+    // State we cannot bring back is refused, not silently dropped.
+    if let Some(tc) = threads[0].core.tc.as_ref() {
+        if tc.timers.as_ref().is_some_and(|t| !t.posix.is_empty()) {
+            return Err(Error::msg(format!("pid {pid}: POSIX timers cannot be restored yet")));
+        }
+    }
+    for th in &threads {
+        let mode = th
+            .core
+            .thread_core
+            .as_ref()
+            .and_then(|t| t.seccomp_mode)
+            .or_else(|| threads[0].core.tc.as_ref().and_then(|t| t.old_seccomp_mode))
+            .unwrap_or(0);
+        if mode != 0 {
+            return Err(Error::msg(format!(
+                "tid {}: runs under seccomp (mode {mode}), which restore cannot set up yet",
+                th.tid
+            )));
+        }
+    }
     let mm: pb::MmEntry = read_one(&img(dir, &format!("mm-{pid}.img")), "MM")?;
     let pm: Vec<pb::PagemapEntry> = Vec::new();
     let (pages_id, pagemap) = read_pagemap(&img(dir, &format!("pagemap-{pid}.img")), pm)?;
