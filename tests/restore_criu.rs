@@ -127,3 +127,39 @@ fn usk_inherit_takes_the_socket_handed_in() {
     );
     assert_eq!(got_ino.ok(), Some(want_ino), "fd 4 is {link:?}");
 }
+
+#[test]
+fn pidfile_and_log_file() {
+    let _g = lock();
+    prepare();
+    require_free("counter");
+    let d = tempfile::tempdir().unwrap();
+    let pidfile = d.path().join("pid");
+    let logfile = d.path().join("log");
+    let out = restore_detached(
+        "counter",
+        &[
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+            "-o",
+            logfile.to_str().unwrap(),
+            "-v",
+        ],
+    );
+    let pid = std::fs::read_to_string(&pidfile).unwrap_or_default();
+    let log = std::fs::read_to_string(&logfile).unwrap_or_default();
+    let answers = if out.status.success() {
+        check("counter")
+    } else {
+        vec![]
+    };
+    cleanup("counter");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pid.trim(), "26659");
+    assert!(log.contains("restored 1 task(s), root pid 26659"), "{log}");
+    assert!(answers[0].starts_with("OK"), "{answers:?}");
+}

@@ -176,3 +176,124 @@ fn usk_deleted() {
 fn kitchen() {
     round_trip("kitchen", "/tmp/scen/k", &["--tcp-established"]);
 }
+
+/// Sessions, groups and interrupted syscalls, through our dump: a session
+/// leader, a child leading its own group and a grandchild in it, each
+/// dumped while blocked in read(); after restore each keeps its pid,
+/// parent, group and session, and its read() restarts and returns the
+/// byte its SIGUSR1 handler writes.
+#[test]
+fn sessions_groups_and_interrupted_reads() {
+    let Some(dump) = dumper() else {
+        eprintln!("restore_ours::sessions_groups_and_interrupted_reads: skipped (set CRIT_DUMP)");
+        return;
+    };
+    let _g = lock();
+    prepare();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("rtree");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/restore_programs/rtree.c");
+    let cc = Command::new("cc")
+        .arg("-O1")
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    let ready = dir.path().join("ready");
+    std::fs::write(&ready, "").unwrap();
+    let result = dir.path().join("res");
+    let mut child = Command::new(&exe)
+        .env("READY", &ready)
+        .env("RESULT", &result)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&ready).unwrap().lines().count() < 3 {
+        assert!(Instant::now() < deadline, "rtree did not get ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let root = child.id() as i32;
+    let stat = |p: i32| -> Vec<i64> {
+        let s = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let rest = s.rsplit_once(") ").map(|x| x.1).unwrap_or("");
+        rest.split(' ')
+            .skip(1)
+            .take(3)
+            .map(|x| x.parse().unwrap_or(-1))
+            .collect()
+    };
+    let roles: Vec<(String, i32)> = std::fs::read_to_string(&ready)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (r, p) = l.split_once(' ').unwrap();
+            (r.to_string(), p.parse().unwrap())
+        })
+        .collect();
+    let before: Vec<Vec<i64>> = roles.iter().map(|(_, p)| stat(*p)).collect();
+    let out = Command::new(&dump)
+        .args(["dump", "-t", &root.to_string(), "-D"])
+        .arg(dir.path().join("img"))
+        .output()
+        .unwrap();
+    let _ = child.wait();
+    let pids: Vec<i32> = roles.iter().map(|r| r.1).collect();
+    wait_gone(&pids);
+    assert!(
+        out.status.success(),
+        "dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(dir.path().join("img"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    std::thread::sleep(Duration::from_millis(200));
+    let after: Vec<Vec<i64>> = pids.iter().map(|&p| stat(p)).collect();
+    for &p in &pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGUSR1,
+        );
+    }
+    let mut answers = Vec::new();
+    for (role, _) in &roles {
+        let f = format!("{}.{role}", result.display());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Ok(s) = std::fs::read_to_string(&f) {
+                if !s.is_empty() {
+                    answers.push(s.trim().to_string());
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                answers.push(format!("no answer from {role}"));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    for &p in &pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    wait_gone(&pids);
+    assert!(out.status.success(), "restore: {stderr}");
+    // ppid of the root differs (crit, then us); the others' must not.
+    assert_eq!(before[1..], after[1..], "ppid/pgid/sid changed");
+    assert_eq!(before[0][1..], after[0][1..], "root's pgid/sid changed");
+    for a in &answers {
+        assert!(a.starts_with("OK"), "{answers:?}");
+    }
+}

@@ -181,7 +181,9 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry) -> Result<Task> {
     // State we cannot bring back is refused, not silently dropped.
     if let Some(tc) = threads[0].core.tc.as_ref() {
         if tc.timers.as_ref().is_some_and(|t| !t.posix.is_empty()) {
-            return Err(Error::msg(format!("pid {pid}: POSIX timers cannot be restored yet")));
+            return Err(Error::msg(format!(
+                "pid {pid}: POSIX timers cannot be restored yet"
+            )));
         }
     }
     for th in &threads {
