@@ -159,3 +159,43 @@ fn pending_signal_is_delivered_after_restore() {
     assert!(out.status.success(), "{stderr}");
     assert!(answer.starts_with("OK"), "answer {answer:?}; {stderr}");
 }
+
+#[test]
+fn stopped_task_comes_back_stopped() {
+    let _g = lock();
+    prepare();
+    require_free("counter");
+    let d = copy_images("counter");
+    edit_json(&d.path().join("core-26659.img"), |v| {
+        v["entries"][0]["tc"]["task_state"] = serde_json::json!(3);
+        v["entries"][0]["tc"]["stop_signo"] = serde_json::json!(19);
+    });
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut state = String::new();
+    while Instant::now() < deadline {
+        state = status_line(26659, "State:");
+        if state.starts_with('T') {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(26659),
+        nix::sys::signal::Signal::SIGCONT,
+    );
+    let answers = if out.status.success() {
+        check("counter")
+    } else {
+        vec![]
+    };
+    cleanup("counter");
+    assert!(out.status.success(), "{stderr}");
+    assert!(state.starts_with('T'), "state {state}");
+    assert!(answers[0].starts_with("OK"), "{answers:?}");
+}

@@ -21,7 +21,8 @@
 //! - Our dump's images: the same six programs dumped fresh by `crit dump`
 //!   restore and answer OK (`restore_ours`; needs a crit with `dump`).
 //! - Tree: pids, tids, sessions, groups, parents; threads via injected
-//!   clone3; `--shell-job` keeps crit's session.
+//!   clone3; `--shell-job` keeps crit's session; stopped tasks come back
+//!   stopped (`restore_state`).
 //! - Memory: every VMA at its address with protection and flags (private
 //!   and shared, anonymous, file, memfd, growsdown), pages, vdso/vvar moved
 //!   where they were, PR_SET_MM_MAP (with auxv and exe), dumpable, THP;

@@ -39,6 +39,12 @@ impl Task {
     pub fn tc(&self) -> Option<&pb::TaskCoreEntry> {
         self.main_core().tc.as_ref()
     }
+
+    /// The signal that had stopped the task (state TASK_STOPPED), if any.
+    pub fn stop_signal(&self) -> Option<i32> {
+        let tc = self.tc()?;
+        (tc.task_state == 3).then(|| tc.stop_signo.filter(|&s| s != 0).unwrap_or(19) as i32)
+    }
 }
 
 /// A queued packet of a socket (`sk-queues.img`), with its bytes.
@@ -173,9 +179,9 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry) -> Result<Task> {
         .map(|t| t.task_state)
         .unwrap_or(1);
     // TASK_ALIVE = 1, TASK_DEAD = 2, TASK_STOPPED = 3, TASK_HELPER = 4, TASK_ZOMBIE = 6
-    if state != 1 {
+    if state != 1 && state != 3 {
         return Err(Error::msg(format!(
-            "pid {pid}: task state {state} is not restorable (only running tasks are)"
+            "pid {pid}: task state {state} is not restorable (only running and stopped tasks are)"
         )));
     }
     // State we cannot bring back is refused, not silently dropped.

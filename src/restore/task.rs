@@ -68,6 +68,14 @@ pub fn take_over_all(plan: &Plan, log: &mut Log) -> Result<()> {
             th.t.set_xsave(&x)?;
         }
     }
+    // Tasks that were stopped get their stop signal before they run: they
+    // go straight into group stop when detached.
+    for t in &plan.tasks {
+        if let Some(sig) = t.stop_signal() {
+            crate::sys::ptrace::tgkill(t.pid as i32, t.pid as i32, sig)
+                .map_err(|e| Error::io(format!("pid {}: stop it again", t.pid), e))?;
+        }
+    }
     for threads in all {
         for th in threads {
             th.t.detach()?;
