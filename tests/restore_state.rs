@@ -199,3 +199,40 @@ fn stopped_task_comes_back_stopped() {
     assert!(state.starts_with('T'), "state {state}");
     assert!(answers[0].starts_with("OK"), "{answers:?}");
 }
+
+#[test]
+fn zombie_comes_back_with_its_exit_status() {
+    let _g = lock();
+    prepare();
+    require_free("usk_tree");
+    let d = copy_images("usk_tree");
+    // The child (26706) had exited with status 7 and was not yet reaped.
+    edit_json(&d.path().join("core-26706.img"), |v| {
+        v["entries"][0]["tc"]["task_state"] = serde_json::json!(6);
+        v["entries"][0]["tc"]["exit_code"] = serde_json::json!(7 << 8);
+    });
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    std::thread::sleep(Duration::from_millis(200));
+    let state = status_line(26706, "State:");
+    let ppid = status_line(26706, "PPid:");
+    // Its parent goes; the zombie comes to us (subreaper) and we reap it.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(26703),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(26703), None);
+    let st = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(26706), None);
+    cleanup("usk_tree");
+    assert!(out.status.success(), "{stderr}");
+    assert!(state.starts_with('Z'), "state {state}");
+    assert_eq!(ppid, "26703");
+    assert!(
+        matches!(st, Ok(nix::sys::wait::WaitStatus::Exited(_, 7))),
+        "{st:?}"
+    );
+}

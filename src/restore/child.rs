@@ -73,6 +73,9 @@ pub fn run(
     match prepare(plan, idx, res, sync, spawn, &mut status) {
         Ok((st, hold)) => {
             report(st, &format!("OK {pid}"));
+            if let Some(status) = plan.tasks[idx].zombie {
+                die_like(status);
+            }
             // Wait to be seized; EOF means crit is gone.
             let mut b = [0u8; 1];
             let _ = fdops::read_fd(hold, &mut b);
@@ -113,6 +116,9 @@ fn prepare(
         if c.ppid == pid {
             spawn(k)?;
         }
+    }
+    if t.zombie.is_some() {
+        return Ok((*status, -1));
     }
     // Fds: every (source, target, cloexec).
     let lay = Layout::for_task(t);
@@ -165,6 +171,24 @@ fn prepare(
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m));
     }
     Ok((st_fd, hold_fd))
+}
+
+/// Ends this process the way the zombie it stands for ended: killed by
+/// the same signal, or exiting with the same code.
+fn die_like(status: u32) -> ! {
+    let sig = (status & 0x7f) as i32;
+    if sig != 0 {
+        if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
+            let _ = crate::sys::sig::set_default(s);
+            let _ = nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&nix::sys::signal::SigSet::empty()),
+                None,
+            );
+            let _ = nix::sys::signal::raise(s);
+        }
+    }
+    crate::sys::clone::child_exit(((status >> 8) & 0xff) as i32)
 }
 
 /// Moves each source fd to its target number and closes every other fd,

@@ -190,7 +190,7 @@ pub fn open_fifos(plan: &Plan, res: &mut Reservoir) -> Result<()> {
 /// Opens every regular-file entry some task has as an fd, and every file
 /// some VMA maps or that is a task's exe.
 pub fn open_regular(plan: &Plan, res: &mut Reservoir) -> Result<()> {
-    for t in &plan.tasks {
+    for t in plan.live() {
         for fd in &t.fds {
             if res.by_id.contains_key(&fd.id) {
                 continue;

@@ -22,7 +22,7 @@
 //!   restore and answer OK (`restore_ours`; needs a crit with `dump`).
 //! - Tree: pids, tids, sessions, groups, parents; threads via injected
 //!   clone3; `--shell-job` keeps crit's session; stopped tasks come back
-//!   stopped (`restore_state`).
+//!   stopped, zombies as zombies with their status (`restore_state`).
 //! - Memory: every VMA at its address with protection and flags (private
 //!   and shared, anonymous, file, memfd, growsdown), pages, vdso/vvar moved
 //!   where they were, PR_SET_MM_MAP (with auxv and exe), dumpable, THP;
@@ -135,6 +135,12 @@ pub fn restore(opts: &Options) -> Result<i32> {
     let plan = plan::Plan::load(&opts.dir)?;
     log.debug(format!("images read in {:?}", t0.elapsed()));
     let root = &plan.tasks[0];
+    if root.zombie.is_some() {
+        return Err(Error::msg(format!(
+            "pid {}: the root of the tree is a zombie",
+            root.pid
+        )));
+    }
     if root.sid != root.pid && !opts.shell_job {
         return Err(Error::msg(format!(
             "pid {}: its session {} is outside the images; restore with --shell-job",

@@ -30,6 +30,8 @@ pub struct Task {
     pub fs: pb::FsEntry,
     pub fds: Vec<pb::FdinfoEntry>,
     pub ids: pb::TaskKobjIdsEntry,
+    /// A zombie: its wait status (it is forked only to exit with it).
+    pub zombie: Option<u32>,
 }
 
 impl Task {
@@ -146,6 +148,11 @@ impl Plan {
             .flat_map(|t| t.threads.iter().map(|th| th.tid))
             .collect()
     }
+
+    /// The tasks crit takes over (all but zombies).
+    pub fn live(&self) -> impl Iterator<Item = &Task> {
+        self.tasks.iter().filter(|t| t.zombie.is_none())
+    }
 }
 
 fn load_task(dir: &Path, p: &pb::PstreeEntry) -> Result<Task> {
@@ -156,6 +163,28 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry) -> Result<Task> {
     } else {
         p.threads.clone()
     };
+    // A zombie only needs its pid, place in the tree and exit status.
+    let first: pb::CoreEntry = read_one(&img(dir, &format!("core-{pid}.img")), "CORE")?;
+    if let Some(tc) = first.tc.as_ref().filter(|tc| tc.task_state == 6) {
+        let exit_code = tc.exit_code;
+        return Ok(Task {
+            pid,
+            ppid: p.ppid,
+            pgid: p.pgid,
+            sid: p.sid,
+            threads: vec![Thread {
+                tid: pid,
+                core: first,
+            }],
+            mm: pb::MmEntry::default(),
+            pages_id: 0,
+            pagemap: Vec::new(),
+            fs: pb::FsEntry::default(),
+            fds: Vec::new(),
+            ids: pb::TaskKobjIdsEntry::default(),
+            zombie: Some(exit_code),
+        });
+    }
     // The main thread first.
     let mut ordered = vec![pid];
     ordered.extend(tids.iter().copied().filter(|&t| t != pid));
@@ -229,6 +258,7 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry) -> Result<Task> {
         fs,
         fds,
         ids,
+        zombie: None,
     })
 }
 

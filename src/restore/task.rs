@@ -52,10 +52,10 @@ struct Done {
 pub fn take_over_all(plan: &Plan, log: &mut Log) -> Result<()> {
     let mut all: Vec<Vec<Done>> = Vec::new();
     let mut mains = Vec::new();
-    for t in &plan.tasks {
+    for t in plan.live() {
         mains.push(tracee::seize(t.pid)?);
     }
-    for (t, main) in plan.tasks.iter().zip(mains) {
+    for (t, main) in plan.live().zip(mains) {
         let started = std::time::Instant::now();
         all.push(rebuild_task(plan, t, main, log)?);
         log.debug(format!("pid {}: rebuilt in {:?}", t.pid, started.elapsed()));

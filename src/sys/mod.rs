@@ -27,6 +27,7 @@ pub mod pidfd;
 pub mod procfs;
 pub mod ptrace;
 pub mod remote;
+pub mod sig;
 pub mod sock;
 
 pub use err::{errno_of, SysError};
