@@ -9,11 +9,29 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Restore tests share pids, paths and ports: one at a time.
+/// Restore tests share pids, paths and ports: one at a time, across
+/// threads (cargo test) and processes (cargo nextest).
 pub static SERIAL: Mutex<()> = Mutex::new(());
 
-pub fn lock() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+pub struct Serial {
+    _thread: std::sync::MutexGuard<'static, ()>,
+    _process: nix::fcntl::Flock<std::fs::File>,
+}
+
+pub fn lock() -> Serial {
+    let t = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open("/tmp/crit-restore-tests.lock")
+        .expect("open the test lock file");
+    let p = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("lock the test lock file");
+    Serial {
+        _thread: t,
+        _process: p,
+    }
 }
 
 pub fn crit() -> Command {
