@@ -297,3 +297,110 @@ fn sessions_groups_and_interrupted_reads() {
         assert!(a.starts_with("OK"), "{answers:?}");
     }
 }
+
+/// Threads through our dump: three threads, each blocked in read(), each
+/// with its own name, thread-local value, signal mask and sigaltstack;
+/// after restore they keep their tids and every one of them checks its
+/// own state once its read() restarts and returns.
+#[test]
+fn threads_keep_their_own_state() {
+    let Some(dump) = dumper() else {
+        eprintln!("restore_ours::threads_keep_their_own_state: skipped (set CRIT_DUMP)");
+        return;
+    };
+    let _g = lock();
+    prepare();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("rthreads");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/restore_programs/rthreads.c");
+    let cc = Command::new("cc")
+        .args(["-O1", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    let ready = dir.path().join("ready");
+    std::fs::write(&ready, "").unwrap();
+    let result = dir.path().join("res");
+    let mut child = Command::new(&exe)
+        .env("READY", &ready)
+        .env("RESULT", &result)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&ready).unwrap().lines().count() < 3 {
+        assert!(Instant::now() < deadline, "rthreads did not get ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let pid = child.id() as i32;
+    let tids = |p: i32| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{p}/task"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let before = tids(pid);
+    let out = Command::new(&dump)
+        .args(["dump", "--shell-job", "-t", &pid.to_string(), "-D"])
+        .arg(dir.path().join("img"))
+        .output()
+        .unwrap();
+    let _ = child.wait();
+    wait_gone(&[pid]);
+    assert!(
+        out.status.success(),
+        "dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = crit()
+        .args(["restore", "-d", "--shell-job", "-D"])
+        .arg(dir.path().join("img"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    std::thread::sleep(Duration::from_millis(200));
+    let after = tids(pid);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR1,
+    );
+    let mut answers = Vec::new();
+    for k in 0..3 {
+        let f = format!("{}.t{k}", result.display());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Ok(s) = std::fs::read_to_string(&f) {
+                if !s.is_empty() {
+                    answers.push(s.trim().to_string());
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                answers.push(format!("no answer from t{k}"));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    wait_gone(&[pid]);
+    assert!(out.status.success(), "restore: {stderr}");
+    assert_eq!(before, after, "tids changed");
+    for a in &answers {
+        assert!(a.starts_with("OK"), "{answers:?}");
+    }
+}
