@@ -236,3 +236,41 @@ fn zombie_comes_back_with_its_exit_status() {
         "{st:?}"
     );
 }
+
+#[test]
+fn nice_and_oom_score_adj_are_restored() {
+    let _g = lock();
+    prepare();
+    require_free("counter");
+    let d = copy_images("counter");
+    edit_json(&d.path().join("core-26659.img"), |v| {
+        v["entries"][0]["thread_core"]["sched_nice"] = serde_json::json!(7);
+        v["entries"][0]["tc"]["oom_score_adj"] = serde_json::json!(321);
+    });
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let stat = std::fs::read_to_string("/proc/26659/stat").unwrap_or_default();
+    let nice = stat
+        .rsplit_once(") ")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .split(' ')
+        .nth(16)
+        .unwrap_or("")
+        .to_string();
+    let oom = std::fs::read_to_string("/proc/26659/oom_score_adj").unwrap_or_default();
+    let answers = if out.status.success() {
+        check("counter")
+    } else {
+        vec![]
+    };
+    cleanup("counter");
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(nice, "7");
+    assert_eq!(oom.trim(), "321");
+    assert!(answers[0].starts_with("OK"), "{answers:?}");
+}

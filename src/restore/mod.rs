@@ -32,7 +32,8 @@
 //!   list, tid address, sigaltstack, pdeath signal, name, credentials
 //!   (`restore_state`), pending signals (`restore_state`).
 //! - Per task: sigactions, itimers, rlimits, personality, cwd/root/umask,
-//!   shared pending signals.
+//!   shared pending signals, child-subreaper flag, oom_score_adj; per
+//!   thread also scheduling policy/priority and nice, no_new_privs.
 //! - Files: regular (offset, flags, size check), deleted (ghost), pipes and
 //!   fifos with data, memfd, eventfd, timerfd, signalfd, inotify (path or
 //!   file handle), epoll (under the task's fd numbers), TCP listeners, UDP,

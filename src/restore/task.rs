@@ -166,6 +166,14 @@ fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) ->
             .and_then(|tc| tc.creds.as_ref())
         {
             creds(&mut th.t, c, scratch)?;
+            if c.no_new_privs == Some(1) {
+                call(
+                    &mut th.t,
+                    "prctl(PR_SET_NO_NEW_PRIVS)",
+                    NR_PRCTL,
+                    [38, 1, 0, 0, 0, 0],
+                )?;
+            }
         }
     }
     // Pending signals last: the injector keeps them blocked until the
@@ -269,6 +277,19 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<()> {
         NR_PERSONALITY,
         [u64::from(tc.personality), 0, 0, 0, 0, 0],
     )?;
+    if tc.child_subreaper == Some(true) {
+        call(
+            t,
+            "prctl(PR_SET_CHILD_SUBREAPER)",
+            NR_PRCTL,
+            [36, 1, 0, 0, 0, 0],
+        )?;
+    }
+    if let Some(adj) = tc.oom_score_adj {
+        let p = format!("/proc/{}/oom_score_adj", task.pid);
+        std::fs::write(&p, adj.to_string())
+            .map_err(|e| Error::io(format!("pid {}: {p}", task.pid), e))?;
+    }
     Ok(())
 }
 
@@ -287,6 +308,28 @@ fn thread_state(t: &mut SysTracee, task: &Task, core: &pb::CoreEntry, scratch: u
     }
     let th = core.thread_core.as_ref();
     if let Some(th) = th {
+        // Scheduling: policy and priority, then nice.
+        const NR_SCHED_SETSCHEDULER: i64 = 144;
+        const NR_SETPRIORITY: i64 = 141;
+        if let Some(pol) = th.sched_policy {
+            let prio = th.sched_prio.unwrap_or(0);
+            t.write_mem(&[(buf + 512, &prio.to_le_bytes())])?;
+            call(
+                t,
+                "sched_setscheduler",
+                NR_SCHED_SETSCHEDULER,
+                [0, u64::from(pol), buf + 512, 0, 0, 0],
+            )?;
+        }
+        if let Some(nice) = th.sched_nice {
+            // PRIO_PROCESS of this thread (who = 0: the caller).
+            call(
+                t,
+                "setpriority",
+                NR_SETPRIORITY,
+                [0, 0, nice as i64 as u64, 0, 0, 0],
+            )?;
+        }
         if th.futex_rla != 0 {
             call(
                 t,
