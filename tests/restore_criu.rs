@@ -163,3 +163,36 @@ fn pidfile_and_log_file() {
     assert!(log.contains("restored 1 task(s), root pid 26659"), "{log}");
     assert!(answers[0].starts_with("OK"), "{answers:?}");
 }
+
+/// `--inherit-fd fd[N]:pipe:[INO]`: counter's fd 251 (the write end of a
+/// pipe whose reader was outside the dump) becomes the pipe handed in.
+#[test]
+fn inherit_fd_pipe() {
+    use std::os::fd::AsRawFd;
+    let _g = lock();
+    prepare();
+    require_free("counter");
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let n = w.as_raw_fd();
+    let want = std::fs::metadata(format!("/proc/self/fd/{n}"))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap();
+    let out = restore_detached("counter", &[&format!("--inherit-fd=fd[{n}]:pipe:[305921]")]);
+    drop(w);
+    let got =
+        std::fs::metadata("/proc/26659/fd/251").map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let answers = if out.status.success() {
+        check("counter")
+    } else {
+        vec![]
+    };
+    cleanup("counter");
+    drop(r);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(got.ok(), Some(want));
+    assert!(answers[0].starts_with("OK"), "{answers:?}");
+}
