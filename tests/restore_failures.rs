@@ -285,3 +285,52 @@ fn edited_external_connection_restores() {
         "{stderr}"
     );
 }
+
+/// crit killed in the middle of a restore leaves nothing running: tasks
+/// still being prepared see crit's pipe close and exit, tasks being rebuilt
+/// are traced with PTRACE_O_EXITKILL and die with crit.
+#[test]
+fn killing_crit_mid_restore_leaves_nothing_running() {
+    let _g = lock();
+    prepare();
+    require_free("kitchen");
+    for delay_ms in [2u64, 8, 20, 40, 80] {
+        let mut c = crit()
+            .args(["restore", "-d", "--tcp-established", "-D"])
+            .arg(images("kitchen"))
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let st = c.wait().unwrap();
+        eprintln!("killed after {delay_ms} ms: crit {st:?}");
+        if st.success() {
+            // It finished first: the tree runs; put it away.
+            cleanup("kitchen");
+            continue;
+        }
+        // Orphans come to us (subreaper): reap them by pid.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for p in [26773, 26777] {
+            loop {
+                let _ = nix::sys::wait::waitpid(
+                    nix::unistd::Pid::from_raw(p),
+                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                );
+                if !alive(p) || Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let left: Vec<i32> = [26773, 26777].into_iter().filter(|&p| alive(p)).collect();
+        cleanup("kitchen");
+        assert!(
+            left.is_empty(),
+            "killed after {delay_ms} ms: still running: {left:?}"
+        );
+    }
+}

@@ -50,7 +50,9 @@ fn sys_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
 /// Seizes a forked task (blocked in its wait for crit) and stops it.
 pub fn seize(pid: u32) -> Result<SysTracee> {
     let tid = pid as i32;
-    ptrace::seize(tid).map_err(sys_err(format!("pid {pid}: seize")))?;
+    // EXITKILL: if crit dies mid-restore, a half-rebuilt task must not run.
+    ptrace::seize_with(tid, ptrace::DEFAULT_OPTIONS | ptrace::O_EXITKILL)
+        .map_err(sys_err(format!("pid {pid}: seize")))?;
     ptrace::interrupt(tid).map_err(sys_err(format!("pid {pid}: interrupt")))?;
     match ptrace::wait_stop(tid).map_err(sys_err(format!("pid {pid}: wait for stop")))? {
         s if s.is_event_stop() => {}
