@@ -274,3 +274,44 @@ fn nice_and_oom_score_adj_are_restored() {
     assert_eq!(oom.trim(), "321");
     assert!(answers[0].starts_with("OK"), "{answers:?}");
 }
+
+/// Shared anonymous memory recorded by shmid (as CRIU does when it cannot
+/// use a memfd) is one object shared by the tasks that map it, with its
+/// contents: kitchen's shared mapping, rewritten that way, still works
+/// between parent and child.
+#[test]
+fn anon_shared_memory_by_shmid() {
+    let _g = lock();
+    prepare();
+    require_free("kitchen");
+    let d = copy_images("kitchen");
+    for mm in ["mm-26773.img", "mm-26777.img"] {
+        edit_json(&d.path().join(mm), |v| {
+            for vma in v["entries"][0]["vmas"].as_array_mut().unwrap() {
+                if vma["status"].as_u64() == Some(16513) {
+                    vma["status"] = serde_json::json!(1 | (1 << 8));
+                    vma["flags"] = serde_json::json!(0x21);
+                    vma["shmid"] = serde_json::json!(2460);
+                }
+            }
+        });
+    }
+    let out = crit()
+        .args(["restore", "-d", "--tcp-established", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let maps = std::fs::read_to_string("/proc/26773/maps").unwrap_or_default();
+    let answers = if out.status.success() {
+        check("kitchen")
+    } else {
+        vec![]
+    };
+    cleanup("kitchen");
+    assert!(out.status.success(), "{stderr}");
+    assert!(maps.contains("rw-s"), "{maps}");
+    for a in &answers {
+        assert!(a.starts_with("OK"), "{answers:?}");
+    }
+}

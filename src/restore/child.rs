@@ -23,6 +23,8 @@ pub struct Layout {
     pub vbase: RawFd,
     /// File ids of the VMA files, at vbase, vbase+1, ...
     pub vma_ids: Vec<u32>,
+    /// Shared anonymous memory objects (by shmid), right after them.
+    pub shm_ids: Vec<u64>,
 }
 
 impl Layout {
@@ -35,7 +37,24 @@ impl Layout {
                 vma_ids.push(v.shmid as u32);
             }
         }
-        Layout { vbase, vma_ids }
+        let mut shm_ids = Vec::new();
+        for v in &t.mm.vmas {
+            if super::files::is_anon_shared(v) && !shm_ids.contains(&v.shmid) {
+                shm_ids.push(v.shmid);
+            }
+        }
+        Layout {
+            vbase,
+            vma_ids,
+            shm_ids,
+        }
+    }
+
+    pub fn shm_fd(&self, shmid: u64) -> Option<RawFd> {
+        self.shm_ids
+            .iter()
+            .position(|&i| i == shmid)
+            .map(|k| self.vbase + (self.vma_ids.len() + k) as RawFd)
     }
 
     pub fn fd_of(&self, file_id: u32) -> Option<RawFd> {
@@ -47,7 +66,7 @@ impl Layout {
 
     /// Fds at and above this are crit's and are closed once memory is built.
     pub fn end(&self) -> RawFd {
-        self.vbase + self.vma_ids.len() as RawFd
+        self.vbase + (self.vma_ids.len() + self.shm_ids.len()) as RawFd
     }
 }
 
@@ -139,6 +158,14 @@ fn prepare(
             .map(|f| f.as_raw_fd())
             .ok_or_else(|| Error::msg(format!("pid {pid}: mapped file id {id} was not opened")))?;
         pairs.push((src, lay.vbase + k as RawFd, true));
+    }
+    for id in &lay.shm_ids {
+        let src = res
+            .shm_files
+            .get(id)
+            .map(|f| f.as_raw_fd())
+            .ok_or_else(|| Error::msg(format!("pid {pid}: shared memory {id} was not made")))?;
+        pairs.push((src, lay.shm_fd(*id).unwrap_or(-1), true));
     }
     let st_fd = lay.end();
     let hold_fd = lay.end() + 1;

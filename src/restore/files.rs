@@ -23,6 +23,8 @@ pub struct Reservoir {
     pub created_paths: Vec<std::path::PathBuf>,
     /// Extra fds kept alive until the tree runs (temporary peers).
     pub keep: Vec<OwnedFd>,
+    /// Shared anonymous memory by shmid (a memfd per object).
+    pub shm_files: HashMap<u64, OwnedFd>,
     /// Sockets the task itself connects to an outside peer, with its own
     /// pid and credentials (see [`super::child`]).
     pub ext_connects: Vec<ExtConnect>,
@@ -240,6 +242,11 @@ pub const VMA_AREA_VVAR: u32 = 1 << 12;
 pub const VMA_AREA_AIORING: u32 = 1 << 13;
 pub const VMA_AREA_MEMFD: u32 = 1 << 14;
 pub const VMA_UNSUPP: u32 = 1 << 31;
+
+/// Shared anonymous memory recorded by shmid (not as a memfd inode).
+pub fn is_anon_shared(v: &pb::VmaEntry) -> bool {
+    v.status & VMA_ANON_SHARED != 0 && v.status & (VMA_AREA_SYSVIPC | VMA_AREA_MEMFD) == 0
+}
 
 pub fn is_file_vma(v: &pb::VmaEntry) -> bool {
     v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED | VMA_AREA_MEMFD) != 0

@@ -205,6 +205,50 @@ pub fn open_memfds(plan: &Plan, res: &mut Reservoir) -> Result<()> {
     Ok(())
 }
 
+/// Shared anonymous memory recorded by shmid: one memfd per object, sized
+/// to cover every mapping of it, filled from `pagemap-shmem-SHMID.img`.
+pub fn open_anon_shared(plan: &Plan, res: &mut Reservoir) -> Result<()> {
+    let mut size: std::collections::BTreeMap<u64, u64> = Default::default();
+    for t in plan.live() {
+        for v in t.mm.vmas.iter().filter(|v| super::files::is_anon_shared(v)) {
+            let e = size.entry(v.shmid).or_default();
+            *e = (*e).max(v.pgoff + (v.end - v.start));
+        }
+    }
+    for (shmid, len) in size {
+        let what = format!("shared memory {shmid}");
+        let fd =
+            nix::sys::memfd::memfd_create(c"/dev/zero", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+                .map_err(|e| Error::msg(format!("{what}: memfd_create: {e}")))?;
+        crate::sys::fdops::ftruncate(fd.as_raw_fd(), len)
+            .map_err(|e| Error::io(format!("{what}: ftruncate"), e))?;
+        let pm = plan.dir.join(format!("pagemap-shmem-{shmid}.img"));
+        if pm.exists() {
+            let (pages_id, entries) = read_pagemap(&pm, Vec::new())?;
+            let pages = Mapped::open(&plan.dir.join(format!("pages-{pages_id}.img")))?;
+            let bytes = pages.bytes();
+            let mut f = std::fs::File::from(fd.try_clone().map_err(|e| Error::io(&what, e))?);
+            let mut off = 0usize;
+            for e in entries {
+                if e.flags.unwrap_or(4) & 4 == 0 {
+                    continue;
+                }
+                let n = (e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages)) * 4096) as usize;
+                let chunk = bytes
+                    .get(off..off + n)
+                    .ok_or_else(|| Error::msg(format!("{what}: pages-{pages_id}.img is short")))?;
+                f.seek(SeekFrom::Start(e.vaddr))
+                    .map_err(|e| Error::io(&what, e))?;
+                f.write_all(chunk)
+                    .map_err(|e| Error::io(format!("{what}: fill"), e))?;
+                off += n;
+            }
+        }
+        res.shm_files.insert(shmid, fd);
+    }
+    Ok(())
+}
+
 /// eventfd, timerfd, signalfd, inotify, inet and netlink sockets.
 pub fn open_misc(
     plan: &Plan,

@@ -31,6 +31,7 @@ const MREMAP_MAYMOVE: u64 = 1;
 const MREMAP_FIXED: u64 = 2;
 
 const PE_PARENT: u32 = 1;
+const PE_LAZY: u32 = 2;
 const PE_PRESENT: u32 = 4;
 
 /// One line of /proc/PID/maps.
@@ -96,6 +97,12 @@ pub fn page_runs(task: &Task, pages_len: u64) -> Result<Vec<PageRun>> {
             )));
         }
         if flags & PE_PRESENT == 0 {
+            if flags & PE_LAZY != 0 {
+                return Err(Error::msg(format!(
+                    "pid {}: pagemap-{}.img: pages at {:#x} are lazy (served by a page server), not in the images",
+                    task.pid, task.pid, pe.vaddr
+                )));
+            }
             continue;
         }
         let len = n * PAGE;
@@ -217,10 +224,16 @@ pub fn rebuild(
                 ))
             })?;
             (fd as u64, v.pgoff)
-        } else if v.status & VMA_ANON_SHARED != 0 {
-            // Shared anonymous: this task's own shmem object.
-            flags |= MAP_SHARED | MAP_ANON;
-            (u64::MAX, 0)
+        } else if is_anon_shared(v) {
+            // Shared anonymous: the object every task with this shmid maps.
+            let fd = lay.shm_fd(v.shmid).ok_or_else(|| {
+                Error::msg(format!(
+                    "pid {pid}: mapping {:#x}: shared memory {} not made",
+                    v.start, v.shmid
+                ))
+            })?;
+            flags = (flags & !MAP_ANON) | MAP_SHARED;
+            (fd as u64, v.pgoff)
         } else {
             flags |= MAP_ANON;
             (u64::MAX, 0)

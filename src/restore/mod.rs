@@ -185,6 +185,7 @@ fn run(
     files::apply_inherited(plan, opts, &mut res)?;
     kinds::open_ghosts(plan, &mut res)?;
     kinds::open_memfds(plan, &mut res)?;
+    kinds::open_anon_shared(plan, &mut res)?;
     files::open_pipes(plan, &mut res)?;
     files::open_fifos(plan, &mut res)?;
     files::open_regular(plan, &mut res)?;
