@@ -94,6 +94,17 @@ impl Plan {
                 files.insert(f.id, f);
             }
         }
+        // File locks would be silently lost: refuse.
+        let locks = img(dir, "file-locks.img");
+        if locks.exists() {
+            let n = read_all::<pb::FileLockEntry>(&locks, "FILE_LOCKS")?.len();
+            if n > 0 {
+                return Err(Error::msg(format!(
+                    "{}: {n} file lock(s); restoring file locks is not supported yet",
+                    locks.display()
+                )));
+            }
+        }
         let mut tasks = Vec::new();
         for (i, p) in pstree.iter().enumerate() {
             if i > 0 && p.ppid == 0 {
