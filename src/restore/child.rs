@@ -124,12 +124,32 @@ fn prepare(
     if t.sid == t.pid {
         nix::unistd::setsid().map_err(|e| Error::msg(format!("pid {pid}: setsid: {e}")))?;
     }
+    // A group or session whose leader is not in the images (a shell job's)
+    // is replaced by crit's own, as with --shell-job.
+    let in_images = |id: u32| plan.tasks.iter().any(|x| x.pid == id);
     let me = nix::unistd::Pid::from_raw(0);
     let cur = nix::unistd::getpgrp().as_raw() as u32;
-    if t.pgid != cur && (t.pgid == t.pid || t.sid != t.pid) {
+    if t.pgid != cur && in_images(t.pgid) {
         let g = nix::unistd::Pid::from_raw(if t.pgid == t.pid { 0 } else { t.pgid as i32 });
         nix::unistd::setpgid(me, g)
             .map_err(|e| Error::msg(format!("pid {pid}: setpgid to {}: {e}", t.pgid)))?;
+    }
+    if in_images(t.sid) {
+        let sid = nix::unistd::getsid(None)
+            .map(|p| p.as_raw() as u32)
+            .unwrap_or(0);
+        if sid != t.sid {
+            return Err(Error::msg(format!(
+                "pid {pid}: session {} cannot be recreated (its leader is not an ancestor; not supported)",
+                t.sid
+            )));
+        }
+    }
+    if in_images(t.pgid) && nix::unistd::getpgrp().as_raw() as u32 != t.pgid {
+        return Err(Error::msg(format!(
+            "pid {pid}: could not join process group {}",
+            t.pgid
+        )));
     }
     for (k, c) in plan.tasks.iter().enumerate() {
         if c.ppid == pid {
