@@ -194,6 +194,7 @@ fn prepare(
     install(&pairs, pid)?;
     *status = st_fd;
     fill_epolls(plan, t)?;
+    set_owners(plan, t)?;
     connect_outside(plan, t, res)?;
     // cwd, root, umask.
     let cwd = plan
@@ -347,6 +348,45 @@ fn connect_outside(plan: &Plan, t: &Task, res: &Reservoir) -> Result<()> {
                 "pid {}: unix socket {} (fd {}): connect to outside peer {}: {e}",
                 t.pid, x.ino, f.fd, x.addr
             ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Who gets SIGIO/SIGURG for each fd (F_SETOWN_EX, F_SETSIG), when set.
+fn set_owners(plan: &Plan, t: &Task) -> Result<()> {
+    for f in &t.fds {
+        let Some(e) = plan.files.get(&f.id) else {
+            continue;
+        };
+        let fown = e
+            .reg
+            .as_ref()
+            .map(|x| &x.fown)
+            .or(e.pipe.as_ref().map(|x| &x.fown))
+            .or(e.usk.as_ref().map(|x| &x.fown))
+            .or(e.isk.as_ref().map(|x| &x.fown))
+            .or(e.nlsk.as_ref().map(|x| &x.fown))
+            .or(e.efd.as_ref().map(|x| &x.fown))
+            .or(e.epfd.as_ref().map(|x| &x.fown))
+            .or(e.sgfd.as_ref().map(|x| &x.fown))
+            .or(e.tfd.as_ref().map(|x| &x.fown))
+            .or(e.ify.as_ref().map(|x| &x.fown))
+            .or(e.memfd.as_ref().map(|x| &x.fown));
+        let Some(o) = fown.filter(|o| o.pid != 0 || o.signum != 0) else {
+            continue;
+        };
+        fdops::set_owner(
+            f.fd as RawFd,
+            o.pid_type as i32,
+            o.pid as i32,
+            o.signum as i32,
+        )
+        .map_err(|e| {
+            Error::io(
+                format!("pid {}: fd {}: set owner {} for SIGIO", t.pid, f.fd, o.pid),
+                e,
+            )
         })?;
     }
     Ok(())

@@ -47,8 +47,8 @@
 //!   (`restore_failures`); a pid in use is named.
 //!
 //! Not done: namespaces (incl. time namespace offsets), cgroups, seccomp,
-//! POSIX timers and file locks (refused), TTY objects, SIGIO file owners,
-//! established TCP (refused), SCM rights in
+//! POSIX timers and file locks (refused), TTY objects, a test for SIGIO
+//! file owners (they are set), established TCP (refused), SCM rights in
 //! queues, fanotify, SysV IPC/AIO/packet-ring mappings (refused),
 //! incremental (parent) images (refused), vdso proxy for a kernel whose
 //! vdso/vvar sizes differ (refused), compat (32-bit) tasks, LSM labels.

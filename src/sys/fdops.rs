@@ -118,3 +118,19 @@ pub fn add_seals(fd: RawFd, seals: i32) -> io::Result<()> {
     // SAFETY: integers only.
     check(unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) }).map(|_| ())
 }
+
+/// `fcntl(fd, F_SETOWN_EX, {kind, pid})` (kind: 0 thread, 1 process, 2
+/// process group) and, if `sig` is not 0, `fcntl(fd, F_SETSIG, sig)`.
+pub fn set_owner(fd: RawFd, kind: i32, pid: i32, sig: i32) -> io::Result<()> {
+    const F_SETSIG: libc::c_int = 10;
+    const F_SETOWN_EX: libc::c_int = 15;
+    // struct f_owner_ex { int type; pid_t pid; }
+    let owner: [libc::c_int; 2] = [kind, pid];
+    // SAFETY: owner is a live f_owner_ex-shaped array the kernel only reads.
+    check(unsafe { libc::fcntl(fd, F_SETOWN_EX, owner.as_ptr()) })?;
+    if sig != 0 {
+        // SAFETY: integers only.
+        check(unsafe { libc::fcntl(fd, F_SETSIG, sig) })?;
+    }
+    Ok(())
+}
