@@ -196,3 +196,42 @@ fn inherit_fd_pipe() {
     assert_eq!(got.ok(), Some(want));
     assert!(answers[0].starts_with("OK"), "{answers:?}");
 }
+
+/// `--inherit-fd fd[N]:PATH`: the files of the images opened at PATH
+/// (counter's /dev/null, fds 0, 1, 2 and 10) become the file handed in.
+#[test]
+fn inherit_fd_path() {
+    let _g = lock();
+    prepare();
+    require_free("counter");
+    let d = tempfile::tempdir().unwrap();
+    let f = std::fs::File::create(d.path().join("instead")).unwrap();
+    // Not close-on-exec, so that crit inherits it.
+    let n = nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_DUPFD(100)).unwrap();
+    let out = restore_detached("counter", &[&format!("--inherit-fd=fd[{n}]:/dev/null")]);
+    let _ = nix::unistd::close(n);
+    let links: Vec<String> = [0, 1, 2, 10]
+        .iter()
+        .map(|k| {
+            std::fs::read_link(format!("/proc/26659/fd/{k}"))
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    let answers = if out.status.success() {
+        check("counter")
+    } else {
+        vec![]
+    };
+    cleanup("counter");
+    drop(f);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for l in &links {
+        assert!(l.ends_with("/instead"), "{links:?}");
+    }
+    assert!(answers[0].starts_with("OK"), "{answers:?}");
+}
