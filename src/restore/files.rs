@@ -23,6 +23,8 @@ pub struct Reservoir {
     pub created_paths: Vec<std::path::PathBuf>,
     /// Extra fds kept alive until the tree runs (temporary peers).
     pub keep: Vec<OwnedFd>,
+    /// File ids of deleted files recreated from their ghost images.
+    pub ghosts: std::collections::HashSet<u32>,
     /// Shared anonymous memory by shmid (a memfd per object).
     pub shm_files: HashMap<u64, OwnedFd>,
     /// Sockets the task itself connects to an outside peer, with its own
@@ -192,6 +194,7 @@ pub fn open_fifos(plan: &Plan, res: &mut Reservoir) -> Result<()> {
 /// Opens every regular-file entry some task has as an fd, and every file
 /// some VMA maps or that is a task's exe.
 pub fn open_regular(plan: &Plan, res: &mut Reservoir) -> Result<()> {
+    let ghosts = res.ghosts.clone();
     for t in plan.live() {
         for fd in &t.fds {
             if res.by_id.contains_key(&fd.id) {
@@ -211,6 +214,14 @@ pub fn open_regular(plan: &Plan, res: &mut Reservoir) -> Result<()> {
         }
         for (id, ws) in want {
             if res.vma_files.contains_key(&id) {
+                continue;
+            }
+            // A deleted (ghost) file was already recreated and opened.
+            if let Some(open) = res.by_id.get(&id).filter(|_| ghosts.contains(&id)) {
+                let fd = open.try_clone().map_err(|e| {
+                    Error::io(format!("pid {}: mapped file id {id}: dup", t.pid), e)
+                })?;
+                res.vma_files.insert(id, fd);
                 continue;
             }
             let f = plan.file(id, t.pid)?;

@@ -90,6 +90,7 @@ pub fn open_ghosts(plan: &Plan, res: &mut Reservoir) -> Result<()> {
         let opened = super::files::open_reg(&rr, 0).map_err(undo);
         let _ = std::fs::remove_file(&path);
         res.by_id.insert(r.orig_id, opened?);
+        res.ghosts.insert(r.orig_id);
     }
     Ok(())
 }
