@@ -51,7 +51,6 @@ enum Cmd {
         #[arg(value_name = "IN")]
         input: String,
     },
-    /// Explore an images directory.
     /// Restore a process tree from an images directory.
     Restore {
         /// Images directory.
@@ -85,6 +84,7 @@ enum Cmd {
         #[arg(short = 'o', long = "log-file", value_name = "LOGFILE")]
         log_file: Option<String>,
     },
+    /// Explore an images directory.
     X {
         dir: String,
         #[arg(value_parser = ["ps", "fds", "mems", "rss", "sk"])]
