@@ -51,6 +51,31 @@ enum Cmd {
         #[arg(value_name = "IN")]
         input: String,
     },
+    /// Explore an images directory.
+    X {
+        dir: String,
+        #[arg(value_parser = ["ps", "fds", "mems", "rss", "sk"])]
+        what: String,
+        /// The same information as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change where unix sockets connect on restore (rewrites DIR/files.img).
+    Edit {
+        /// Images directory.
+        dir: std::path::PathBuf,
+        /// Make a restore connect socket INO to PATH (/path or @abstract). INO is
+        /// a socket whose peer is external, or an external entry itself.
+        #[arg(long, value_name = "INO=PATH", value_parser = clap::value_parser!(std::ffi::OsString))]
+        reconnect: Vec<std::ffi::OsString>,
+        /// Make the connection of in-tree socket INO external: its peer becomes
+        /// an outside end at PATH, or at the old peer's address.
+        #[arg(long, value_name = "INO[=PATH]", value_parser = clap::value_parser!(std::ffi::OsString))]
+        external: Vec<std::ffi::OsString>,
+        /// Print the changes but write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Restore a process tree from an images directory.
     Restore {
         /// Images directory.
@@ -83,31 +108,6 @@ enum Cmd {
         /// Also write messages to this file.
         #[arg(short = 'o', long = "log-file", value_name = "LOGFILE")]
         log_file: Option<String>,
-    },
-    /// Explore an images directory.
-    X {
-        dir: String,
-        #[arg(value_parser = ["ps", "fds", "mems", "rss", "sk"])]
-        what: String,
-        /// The same information as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Change where unix sockets connect on restore (rewrites DIR/files.img).
-    Edit {
-        /// Images directory.
-        dir: std::path::PathBuf,
-        /// Make a restore connect socket INO to PATH (/path or @abstract). INO is
-        /// a socket whose peer is external, or an external entry itself.
-        #[arg(long, value_name = "INO=PATH", value_parser = clap::value_parser!(std::ffi::OsString))]
-        reconnect: Vec<std::ffi::OsString>,
-        /// Make the connection of in-tree socket INO external: its peer becomes
-        /// an outside end at PATH, or at the old peer's address.
-        #[arg(long, value_name = "INO[=PATH]", value_parser = clap::value_parser!(std::ffi::OsString))]
-        external: Vec<std::ffi::OsString>,
-        /// Print the changes but write nothing.
-        #[arg(long)]
-        dry_run: bool,
     },
 }
 
