@@ -81,10 +81,20 @@ pub struct ExtUnix {
 }
 
 impl ExtUnix {
-    /// Adds one `--ext-unix-sk` value: "" (bare), "INO" or "INO=PATH".
+    /// Adds one `--ext-unix-sk` value: "" (bare), "INO", "INO,INO..." (as
+    /// `crit dump` takes it) or "INO=PATH".
     pub fn add(&mut self, v: &str) -> Result<()> {
         if v.is_empty() {
             self.all = true;
+            return Ok(());
+        }
+        if !v.contains('=') && v.contains(',') {
+            for one in v.split(',') {
+                if one.is_empty() {
+                    return Err(Error::msg(format!("--ext-unix-sk={v}: empty inode")));
+                }
+                self.add(one)?;
+            }
             return Ok(());
         }
         let (ino, path) = match v.split_once('=') {
@@ -115,6 +125,44 @@ pub struct Options {
     pub tcp_established: bool,
     pub verbose: u8,
     pub log_file: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ext_unix_sk_values() {
+        let mut e = ExtUnix::default();
+        e.add("12,13").unwrap();
+        e.add("14=/run/x.sock").unwrap();
+        e.add("15=@abs").unwrap();
+        assert!(!e.all);
+        assert_eq!(e.per.get(&12), Some(&None));
+        assert_eq!(e.per.get(&13), Some(&None));
+        assert_eq!(e.per.get(&14), Some(&Some("/run/x.sock".to_string())));
+        assert_eq!(e.per.get(&15), Some(&Some("@abs".to_string())));
+        e.add("").unwrap();
+        assert!(e.all);
+        assert!(e.add("x").is_err());
+        assert!(e.add("1,,2").is_err());
+        assert!(e.add("3=").is_err());
+    }
+
+    #[test]
+    fn inherit_fd_values() {
+        assert_eq!(
+            parse_inherit_fd("fd[3]:socket:[42]").unwrap(),
+            (3, "socket:[42]".to_string())
+        );
+        assert_eq!(
+            parse_inherit_fd("fd[10]:/dev/null").unwrap(),
+            (10, "/dev/null".to_string())
+        );
+        assert!(parse_inherit_fd("fd3:x").is_err());
+        assert!(parse_inherit_fd("fd[x]:y").is_err());
+        assert!(parse_inherit_fd("fd[1]:").is_err());
+    }
 }
 
 /// Parses `fd[N]:RESOURCE`.
