@@ -127,44 +127,6 @@ pub struct Options {
     pub log_file: Option<PathBuf>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ext_unix_sk_values() {
-        let mut e = ExtUnix::default();
-        e.add("12,13").unwrap();
-        e.add("14=/run/x.sock").unwrap();
-        e.add("15=@abs").unwrap();
-        assert!(!e.all);
-        assert_eq!(e.per.get(&12), Some(&None));
-        assert_eq!(e.per.get(&13), Some(&None));
-        assert_eq!(e.per.get(&14), Some(&Some("/run/x.sock".to_string())));
-        assert_eq!(e.per.get(&15), Some(&Some("@abs".to_string())));
-        e.add("").unwrap();
-        assert!(e.all);
-        assert!(e.add("x").is_err());
-        assert!(e.add("1,,2").is_err());
-        assert!(e.add("3=").is_err());
-    }
-
-    #[test]
-    fn inherit_fd_values() {
-        assert_eq!(
-            parse_inherit_fd("fd[3]:socket:[42]").unwrap(),
-            (3, "socket:[42]".to_string())
-        );
-        assert_eq!(
-            parse_inherit_fd("fd[10]:/dev/null").unwrap(),
-            (10, "/dev/null".to_string())
-        );
-        assert!(parse_inherit_fd("fd3:x").is_err());
-        assert!(parse_inherit_fd("fd[x]:y").is_err());
-        assert!(parse_inherit_fd("fd[1]:").is_err());
-    }
-}
-
 /// Parses `fd[N]:RESOURCE`.
 pub fn parse_inherit_fd(s: &str) -> Result<(i32, String)> {
     let bad = || Error::msg(format!("--inherit-fd {s}: expected fd[N]:RESOURCE"));
@@ -299,5 +261,43 @@ fn raise_nofile() {
     }
     if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ext_unix_sk_values() {
+        let mut e = ExtUnix::default();
+        e.add("12,13").unwrap();
+        e.add("14=/run/x.sock").unwrap();
+        e.add("15=@abs").unwrap();
+        assert!(!e.all);
+        assert_eq!(e.per.get(&12), Some(&None));
+        assert_eq!(e.per.get(&13), Some(&None));
+        assert_eq!(e.per.get(&14), Some(&Some("/run/x.sock".to_string())));
+        assert_eq!(e.per.get(&15), Some(&Some("@abs".to_string())));
+        e.add("").unwrap();
+        assert!(e.all);
+        assert!(e.add("x").is_err());
+        assert!(e.add("1,,2").is_err());
+        assert!(e.add("3=").is_err());
+    }
+
+    #[test]
+    fn inherit_fd_values() {
+        assert_eq!(
+            parse_inherit_fd("fd[3]:socket:[42]").unwrap(),
+            (3, "socket:[42]".to_string())
+        );
+        assert_eq!(
+            parse_inherit_fd("fd[10]:/dev/null").unwrap(),
+            (10, "/dev/null".to_string())
+        );
+        assert!(parse_inherit_fd("fd3:x").is_err());
+        assert!(parse_inherit_fd("fd[x]:y").is_err());
+        assert!(parse_inherit_fd("fd[1]:").is_err());
     }
 }
