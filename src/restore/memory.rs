@@ -473,3 +473,21 @@ pub fn set_mm(t: &mut dyn Tracee, task: &Task, lay: &Layout, scratch: u64) -> Re
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hole_is_free_in_both_layouts() {
+        let taken = [
+            (0x100000, 0x200000),
+            (0x200000, 0x300000),
+            (0x400000, 0x500000),
+        ];
+        assert_eq!(find_hole(&taken, 0x100000), Some(0x300000));
+        assert_eq!(find_hole(&taken, 0x200000), Some(0x500000));
+        assert_eq!(find_hole(&[], 0x1000), Some(0x100000));
+        assert_eq!(find_hole(&[(0x100000, TASK_SIZE)], 0x1000), None);
+    }
+}
