@@ -235,3 +235,30 @@ fn inherit_fd_path() {
     }
     assert!(answers[0].starts_with("OK"), "{answers:?}");
 }
+
+/// A pair both of whose ends one task holds is made by that task itself:
+/// SO_PEERCRED names the task, not crit.
+#[test]
+fn same_task_pair_peer_credentials_name_the_task() {
+    let _g = lock();
+    prepare();
+    require_free("usk_pair");
+    let out = restore_detached("usk_pair", &[]);
+    let cred = crit::sys::pidfd::getfd(26681, 3).map(|fd| {
+        nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::PeerCredentials)
+            .map(|c| c.pid())
+    });
+    let answers = if out.status.success() {
+        check("usk_pair")
+    } else {
+        vec![]
+    };
+    cleanup("usk_pair");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(matches!(cred, Ok(Ok(26681))), "{cred:?}");
+    assert!(answers[0].starts_with("OK"), "{answers:?}");
+}

@@ -161,14 +161,25 @@ fn prepare(
     }
     // Fds: every (source, target, cloexec).
     let lay = Layout::for_task(t);
+    // Socket pairs this task makes itself (SO_PEERCRED names it). Their fds
+    // are handed to `install`, which closes them once moved.
+    let mut own: std::collections::HashMap<u32, RawFd> = Default::default();
+    for tp in res.task_pairs.iter().filter(|p| p.pid == pid) {
+        let (a, b) = super::unix::make_task_pair(plan, tp)?;
+        own.insert(tp.a_id, std::os::fd::IntoRawFd::into_raw_fd(a));
+        own.insert(tp.b_id, std::os::fd::IntoRawFd::into_raw_fd(b));
+    }
     let mut pairs: Vec<(RawFd, RawFd, bool)> = Vec::new();
     for f in &t.fds {
-        let src = res.raw(f.id).ok_or_else(|| {
-            Error::msg(format!(
-                "pid {pid}: fd {}: file id {} was not opened",
-                f.fd, f.id
-            ))
-        })?;
+        let src = res
+            .raw(f.id)
+            .or_else(|| own.get(&f.id).copied())
+            .ok_or_else(|| {
+                Error::msg(format!(
+                    "pid {pid}: fd {}: file id {} was not opened",
+                    f.fd, f.id
+                ))
+            })?;
         pairs.push((src, f.fd as RawFd, f.flags & 1 != 0));
     }
     for (k, id) in lay.vma_ids.iter().enumerate() {

@@ -23,6 +23,8 @@ pub struct Reservoir {
     pub created_paths: Vec<std::path::PathBuf>,
     /// Extra fds kept alive until the tree runs (temporary peers).
     pub keep: Vec<OwnedFd>,
+    /// Unix socket pairs each task makes itself.
+    pub task_pairs: Vec<super::unix::TaskPair>,
     /// File ids of deleted files recreated from their ghost images.
     pub ghosts: std::collections::HashSet<u32>,
     /// Shared anonymous memory by shmid (a memfd per object).
@@ -303,7 +305,11 @@ pub fn apply_inherited(plan: &Plan, opts: &super::Options, res: &mut Reservoir) 
 pub fn check_all_opened(plan: &Plan, res: &Reservoir) -> Result<()> {
     for t in &plan.tasks {
         for fd in &t.fds {
-            if !res.by_id.contains_key(&fd.id) {
+            let in_task = res
+                .task_pairs
+                .iter()
+                .any(|p| p.pid == t.pid && (p.a_id == fd.id || p.b_id == fd.id));
+            if !res.by_id.contains_key(&fd.id) && !in_task {
                 let f = plan.file(fd.id, t.pid)?;
                 let kind = pb::FdTypes::try_from(f.r#type)
                     .map(|k| k.as_str_name().to_string())

@@ -321,8 +321,21 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
         .collect();
     // 2. Connected stream/seqpacket pairs, and unnamed dgram pairs.
     let inos: Vec<u32> = by_ino.keys().copied().collect();
+    let mut owners: HashMap<u32, Vec<u32>> = HashMap::new();
+    for t in &plan.tasks {
+        for f in &t.fds {
+            let o = owners.entry(f.id).or_default();
+            if !o.contains(&t.pid) {
+                o.push(t.pid);
+            }
+        }
+    }
+    let mut deferred: std::collections::HashSet<u32> = Default::default();
     for &ino in &inos {
         let e = by_ino[&ino].e;
+        if deferred.contains(&ino) {
+            continue;
+        }
         if made.contains_key(&ino)
             || inherited.contains_key(&ino)
             || e.uflags & USK_EXTERN != 0
@@ -338,6 +351,31 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
             || made.contains_key(&p.ino)
             || inherited.contains_key(&p.ino)
         {
+            continue;
+        }
+        // An unnamed pair held by one task only: that task makes it itself,
+        // so that SO_PEERCRED names it (see child.rs).
+        let id_e = by_ino[&ino].id;
+        let id_p = by_ino[&p.ino].id;
+        let single = |id: u32| -> Option<u32> {
+            let o = owners.get(&id)?;
+            (o.len() == 1).then(|| o[0])
+        };
+        if e.name.is_empty()
+            && p.name.is_empty()
+            && (e.state == ST_ESTABLISHED || e.r#type == T_DGRAM)
+            && !ext_target.contains_key(&ino)
+            && !ext_target.contains_key(&p.ino)
+            && single(id_e).is_some()
+            && single(id_e) == single(id_p)
+        {
+            res.task_pairs.push(TaskPair {
+                pid: single(id_e).unwrap_or(0),
+                a_id: id_e,
+                b_id: id_p,
+            });
+            deferred.insert(ino);
+            deferred.insert(p.ino);
             continue;
         }
         if e.r#type != T_DGRAM && e.state == ST_ESTABLISHED {
@@ -390,6 +428,7 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
         }
     }
     // 3. Pending connections, connected dgram senders, outside peers, the rest.
+    let inos: Vec<u32> = inos.into_iter().filter(|i| !deferred.contains(i)).collect();
     let mut orphan_senders: HashMap<u32, OwnedFd> = HashMap::new();
     let queued_ids: std::collections::HashSet<u32> =
         plan.packets.iter().map(|p| p.id_for).collect();
@@ -481,6 +520,9 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
             )));
         };
         let e = by_ino[&ino].e;
+        if deferred.contains(&ino) {
+            continue;
+        }
         if inherited.contains_key(&ino) {
             *lost.entry(ino).or_default() += pkt.data.len();
             continue;
@@ -587,6 +629,75 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
     }
     res.keep.extend(temp_senders.into_values());
     Ok(())
+}
+
+/// An unnamed connected pair whose two ends belong to task `pid` only.
+pub struct TaskPair {
+    pub pid: u32,
+    pub a_id: u32,
+    pub b_id: u32,
+}
+
+/// Makes a [`TaskPair`] (run inside the task): socketpair, queues
+/// replayed, shutdown state, options, flags.
+pub fn make_task_pair(plan: &Plan, tp: &TaskPair) -> Result<(OwnedFd, OwnedFd)> {
+    let get = |id: u32| -> Result<&pb::UnixSkEntry> {
+        plan.files
+            .get(&id)
+            .and_then(|f| f.usk.as_ref())
+            .ok_or_else(|| Error::msg(format!("file id {id}: not a unix socket")))
+    };
+    let (ea, eb) = (get(tp.a_id)?, get(tp.b_id)?);
+    let (a, b) = so::socketpair(
+        AddressFamily::Unix,
+        sock_type(ea.r#type, ea.ino)?,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|err| {
+        Error::msg(format!(
+            "pid {}: unix socket {}: socketpair: {err}",
+            tp.pid, ea.ino
+        ))
+    })?;
+    for pkt in &plan.packets {
+        let (from, ino) = if pkt.id_for == tp.a_id {
+            (&b, ea.ino)
+        } else if pkt.id_for == tp.b_id {
+            (&a, eb.ino)
+        } else {
+            continue;
+        };
+        match so::send(from.as_raw_fd(), &pkt.data, MsgFlags::MSG_DONTWAIT) {
+            Ok(n) if n == pkt.data.len() => {}
+            Ok(n) => {
+                return Err(Error::msg(format!(
+                    "unix socket {ino}: queue replay sent {n} of {} bytes",
+                    pkt.data.len()
+                )))
+            }
+            Err(err) => {
+                return Err(Error::msg(format!(
+                    "unix socket {ino}: queue replay: {err}"
+                )))
+            }
+        }
+    }
+    for (fd, e, p) in [(&a, ea, eb), (&b, eb, ea)] {
+        let sh = e.shutdown.unwrap_or(0);
+        if sh & 2 != 0 {
+            so::shutdown(fd.as_raw_fd(), so::Shutdown::Write)
+                .map_err(|err| Error::msg(format!("unix socket {}: shutdown: {err}", e.ino)))?;
+        }
+        if sh & 1 != 0 && p.shutdown.unwrap_or(0) & 2 == 0 {
+            so::shutdown(fd.as_raw_fd(), so::Shutdown::Read)
+                .map_err(|err| Error::msg(format!("unix socket {}: shutdown: {err}", e.ino)))?;
+        }
+        set_opts(fd, &e.opts, e.ino)?;
+        crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (e.flags & 0o4000) as i32)
+            .map_err(|err| Error::io(format!("unix socket {}: set flags", e.ino), err))?;
+    }
+    Ok((a, b))
 }
 
 fn set_opts(fd: &OwnedFd, o: &pb::SkOptsEntry, ino: u32) -> Result<()> {
