@@ -19,12 +19,16 @@
 //!   an `--inherit-fd` socket (its own check sends on a hard-coded fd 3
 //!   while its image has the socket at fd 4, so that check is not used).
 //! - Our dump's images: the same six programs dumped fresh by `crit dump`
-//!   restore and answer OK (`restore_ours`; needs a crit with `dump`).
+//!   restore and answer OK, plus a session/group tree and a three-thread
+//!   task, each dumped inside read() (`restore_ours`; needs a crit with
+//!   `dump`: this binary once merged with the dump branch, or CRIT_DUMP;
+//!   otherwise those tests say "skipped" and pass).
 //! - Tree: pids, tids, sessions, groups, parents; threads via injected
 //!   clone3; `--shell-job` keeps crit's session; stopped tasks come back
 //!   stopped, zombies as zombies with their status (`restore_state`).
 //! - Memory: every VMA at its address with protection and flags (private
-//!   and shared, anonymous, file, memfd, growsdown), pages, vdso/vvar moved
+//!   and shared, anonymous, file, deleted file, memfd, shmid-based shared
+//!   memory, growsdown), pages, vdso/vvar moved
 //!   where they were, PR_SET_MM_MAP (with auxv and exe), dumpable, THP;
 //!   mmap/munmap/mprotect/madvise batched in one run per task.
 //! - Per thread: registers with the syscall-restart rule, xsave
@@ -40,17 +44,20 @@
 //!   netlink (route), unix sockets of every kind incl. pending connections,
 //!   queues, shutdown, deleted and relative names, orphaned connections
 //!   (`crit edit --external`), outside peers with consent (connected by the
-//!   task itself with its euid/egid), `--inherit-fd` for sockets, pipes and
-//!   paths, with bytes not redelivered reported.
+//!   task itself with its euid/egid), pairs held by one task made by that
+//!   task (SO_PEERCRED), `--inherit-fd` for sockets, pipes and paths, with
+//!   bytes not redelivered reported.
 //! - Failure: rollback kills every restored task (crit is subreaper and
 //!   reaps them), removes bound socket files, exit 1 with one line
-//!   (`restore_failures`); a pid in use is named.
+//!   (`restore_failures`); a pid in use is named; tasks are traced with
+//!   EXITKILL so a killed crit leaves nothing half-built running.
 //!
-//! Not done: namespaces (incl. time namespace offsets), cgroups, seccomp,
+//! Not done: SO_PEERCRED of connections between tasks (made by crit),
+//! namespaces (incl. time namespace offsets), cgroups, seccomp,
 //! POSIX timers and file locks (refused), TTY objects, a test for SIGIO
 //! file owners (they are set), established TCP (refused), SCM rights in
 //! queues, fanotify, SysV IPC/AIO/packet-ring mappings (refused),
-//! incremental (parent) images (refused), vdso proxy for a kernel whose
+//! incremental (parent) and lazy images (refused), vdso proxy for a kernel whose
 //! vdso/vvar sizes differ (refused), compat (32-bit) tasks, LSM labels.
 
 pub mod child;
