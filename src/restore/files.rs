@@ -195,7 +195,11 @@ pub fn open_fifos(plan: &Plan, res: &mut Reservoir) -> Result<()> {
 
 /// Opens every regular-file entry some task has as an fd, and every file
 /// some VMA maps or that is a task's exe.
-pub fn open_regular(plan: &Plan, res: &mut Reservoir) -> Result<()> {
+fn is_terminal_path(p: &str) -> bool {
+    p.starts_with("/dev/pts/") || p.starts_with("/dev/tty") || p == "/dev/console"
+}
+
+pub fn open_regular(plan: &Plan, res: &mut Reservoir, shell_job: bool) -> Result<()> {
     let ghosts = res.ghosts.clone();
     for t in plan.live() {
         for fd in &t.fds {
@@ -204,7 +208,18 @@ pub fn open_regular(plan: &Plan, res: &mut Reservoir) -> Result<()> {
             }
             let f = plan.file(fd.id, t.pid)?;
             if let Some(r) = &f.reg {
-                res.by_id.insert(fd.id, open_reg(r, t.pid)?);
+                let opened = match open_reg(r, t.pid) {
+                    // A shell job's terminal that is gone: the job comes
+                    // back on crit's terminal, as criu --shell-job does.
+                    Err(_) if shell_job && is_terminal_path(&r.name) => {
+                        let mut rr = r.clone();
+                        rr.name = "/dev/tty".into();
+                        rr.pos = 0;
+                        open_reg(&rr, t.pid)?
+                    }
+                    other => other?,
+                };
+                res.by_id.insert(fd.id, opened);
             }
         }
         let mut want: Vec<(u32, bool)> = vec![(t.mm.exe_file_id, false)];

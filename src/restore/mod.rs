@@ -206,7 +206,7 @@ fn run(
     kinds::open_anon_shared(plan, &mut res)?;
     files::open_pipes(plan, &mut res)?;
     files::open_fifos(plan, &mut res)?;
-    files::open_regular(plan, &mut res)?;
+    files::open_regular(plan, &mut res, opts.shell_job)?;
     kinds::open_misc(plan, opts, &mut res, log)?;
     let unix_r = unix::open_unix(plan, opts, &mut res, log);
     rb.created_paths.append(&mut res.created_paths);
