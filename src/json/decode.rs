@@ -185,12 +185,12 @@ fn short(name: &str) -> &str {
     name.strip_prefix("criu.").unwrap_or(name)
 }
 
-/// Known fields by number, unknown ones after them.
+/// Known fields by number, then unknown ones by number (each group stable,
+/// so repeated fields keep their order). The encoder puts an unknown field
+/// before a known one of the same number, so that decode, encode, decode
+/// gives the same JSON and an earlier duplicate stays the earlier one.
 fn order(e: &(usize, RawField)) -> (bool, u32) {
-    (
-        e.0 == usize::MAX,
-        if e.0 == usize::MAX { 0 } else { e.1.number },
-    )
+    (e.0 == UNKNOWN, e.1.number)
 }
 
 /// Whether a wire type is what the schema writes for this field. Anything

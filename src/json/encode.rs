@@ -63,9 +63,9 @@ pub struct Encoder<'r, 'a> {
     pub r: &'r mut JsonReader<'a>,
     pub path: Path,
     depth: usize,
-    /// (field number, start, end) of fields written, a frame per message
-    /// being encoded; kept here so that no message allocates its own.
-    segs: Vec<(u32, usize, usize)>,
+    /// Fields written, a frame per message being encoded; kept here so
+    /// that no message allocates its own.
+    segs: Vec<Written>,
 }
 
 /// Keys a caller handles itself (the entry's `"extra"`), captured as JSON
@@ -116,11 +116,20 @@ impl<'r, 'a> Encoder<'r, 'a> {
         let mut first = true;
         let mut hint = 0;
         loop {
-            let more = self.r.next_key(&mut first);
-            if !self.lift(more)? {
-                break;
-            }
-            let Some(idx) = desc.field_by_name(&self.r.scratch, hint) else {
+            let fast = match desc.fields.get(hint) {
+                Some(f) => self.r.try_key(&mut first, f.name),
+                None => false,
+            };
+            let found = if fast {
+                Some(hint)
+            } else {
+                let more = self.r.next_key(&mut first);
+                if !self.lift(more)? {
+                    break;
+                }
+                desc.field_by_name(&self.r.scratch, hint)
+            };
+            let Some(idx) = found else {
                 if let Some(k) = extra_keys.iter().find(|k| k.as_bytes() == self.r.scratch) {
                     let c = self.r.capture();
                     extras.push((k.to_string(), self.lift(c)?));
@@ -153,7 +162,12 @@ impl<'r, 'a> Encoder<'r, 'a> {
                 self.single(f, out)?;
             }
             self.path.pop();
-            self.segs.push((f.number, start, out.len()));
+            self.segs.push(Written {
+                number: f.number,
+                known: true,
+                start,
+                end: out.len(),
+            });
         }
         for (i, f) in desc.fields.iter().enumerate() {
             if f.label == Label::Required && !seen.get(i) {
@@ -165,13 +179,13 @@ impl<'r, 'a> Encoder<'r, 'a> {
             }
         }
         let segs = &mut self.segs[frame..];
-        if !segs.windows(2).all(|p| p[0].0 <= p[1].0) {
+        if !segs.windows(2).all(|p| p[0].order() <= p[1].order()) {
             // Keys came out of field order: put the fields in order.
-            segs.sort_by_key(|s| s.0);
+            segs.sort_by_key(Written::order);
             let body = out[base..].to_vec();
             out.truncate(base);
-            for (_, s, e) in segs.iter() {
-                out.extend_from_slice(&body[s - base..e - base]);
+            for sg in segs.iter() {
+                out.extend_from_slice(&body[sg.start - base..sg.end - base]);
             }
         }
         self.segs.truncate(frame);
@@ -207,7 +221,12 @@ impl<'r, 'a> Encoder<'r, 'a> {
             }
             let start = out.len();
             out.extend_from_slice(&bytes);
-            self.segs.push(((tag >> 3) as u32, start, out.len()));
+            self.segs.push(Written {
+                number: (tag >> 3) as u32,
+                known: false,
+                start,
+                end: out.len(),
+            });
         }
         self.path.pop();
         Ok(())
@@ -420,6 +439,23 @@ impl<'r, 'a> Encoder<'r, 'a> {
             ));
         }
         Ok(v)
+    }
+}
+
+/// One field's bytes in the output of the message being encoded.
+struct Written {
+    number: u32,
+    /// False for a field kept from `__unknown_fields__`.
+    known: bool,
+    start: usize,
+    end: usize,
+}
+
+impl Written {
+    /// Fields go by number; a kept unknown field goes before a known field
+    /// of the same number, which is where decode found it.
+    fn order(&self) -> (u32, bool) {
+        (self.number, self.known)
     }
 }
 

@@ -102,11 +102,12 @@ impl<'a> JsonReader<'a> {
     /// at the end of input.
     #[inline]
     pub fn peek(&mut self) -> PResult<Option<u8>> {
-        if self.pos < self.end {
+        while self.pos < self.end {
             let b = self.buf[self.pos];
             if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
                 return Ok(Some(b));
             }
+            self.pos += 1;
         }
         self.peek_slow()
     }
@@ -164,6 +165,45 @@ impl<'a> JsonReader<'a> {
         self.string()?;
         self.expect(b':', "':'")?;
         Ok(true)
+    }
+
+    /// Fast path for [`Self::next_key`] when the next key is likely known:
+    /// if the input at this point is exactly `[,] "name":` (optional
+    /// whitespace), consumes it and returns true; otherwise consumes nothing.
+    #[inline]
+    pub fn try_key(&mut self, first: &mut bool, name: &str) -> bool {
+        let n = name.len();
+        // ", " + quote + name + quote + ": " at most.
+        if self.end - self.pos < n + 8 {
+            return false;
+        }
+        let b = &self.buf[self.pos..self.end];
+        let mut i = 0;
+        if !*first {
+            if b[0] != b',' {
+                return false;
+            }
+            i = 1;
+        }
+        while matches!(b[i], b' ' | b'\n' | b'\r' | b'\t') {
+            i += 1;
+            if i + n + 4 > b.len() {
+                return false;
+            }
+        }
+        if b[i] != b'"' || &b[i + 1..i + 1 + n] != name.as_bytes() || b[i + 1 + n] != b'"' {
+            return false;
+        }
+        i += n + 2;
+        while i < b.len() && matches!(b[i], b' ' | b'\n' | b'\r' | b'\t') {
+            i += 1;
+        }
+        if i >= b.len() || b[i] != b':' {
+            return false;
+        }
+        self.pos += i + 1;
+        *first = false;
+        true
     }
 
     /// After `[`: whether another element follows (`false` at `]`).
