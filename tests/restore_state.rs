@@ -315,3 +315,34 @@ fn anon_shared_memory_by_shmid() {
         assert!(a.starts_with("OK"), "{answers:?}");
     }
 }
+
+#[test]
+fn timerfd_pending_expirations_are_restored() {
+    use std::io::Read;
+    let _g = lock();
+    prepare();
+    require_free("kitchen");
+    let d = copy_images("kitchen");
+    edit_json(&d.path().join("files.img"), |v| {
+        for e in v["entries"].as_array_mut().unwrap() {
+            if e["tfd"].is_object() {
+                e["tfd"]["ticks"] = serde_json::json!(3);
+            }
+        }
+    });
+    let out = crit()
+        .args(["restore", "-d", "--tcp-established", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    // fd 11 of the parent is the timerfd.
+    let got = crit::sys::pidfd::getfd(26773, 11).map(|fd| {
+        let mut f = std::fs::File::from(fd);
+        let mut b = [0u8; 8];
+        f.read_exact(&mut b).map(|_| u64::from_ne_bytes(b))
+    });
+    cleanup("kitchen");
+    assert!(out.status.success(), "{stderr}");
+    assert!(matches!(got, Ok(Ok(n)) if n >= 3), "{got:?}");
+}

@@ -349,7 +349,16 @@ fn timerfd(t: &pb::TimerfdEntry, id: u32) -> Result<OwnedFd> {
         fd.set(exp, TimerSetTimeFlags::empty())
             .map_err(|e| Error::msg(format!("file id {id}: timerfd_settime: {e}")))?;
     }
-    Ok(fd.into())
+    let fd: OwnedFd = fd.into();
+    if t.ticks != 0 {
+        crate::sys::fdops::timerfd_set_ticks(fd.as_raw_fd(), t.ticks).map_err(|e| {
+            Error::io(
+                format!("file id {id}: timerfd: {} pending expirations", t.ticks),
+                e,
+            )
+        })?;
+    }
+    Ok(fd)
 }
 
 fn inotify(i: &pb::InotifyFileEntry, id: u32, log: &mut Log) -> Result<OwnedFd> {

@@ -134,3 +134,13 @@ pub fn set_owner(fd: RawFd, kind: i32, pid: i32, sig: i32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `ioctl(fd, TFD_IOC_SET_TICKS, &ticks)`: expirations a timerfd reports
+/// as already pending (needs CONFIG_CHECKPOINT_RESTORE).
+pub fn timerfd_set_ticks(fd: RawFd, ticks: u64) -> io::Result<()> {
+    // _IOW('T', 0, u64)
+    const TFD_IOC_SET_TICKS: libc::c_ulong = (1 << 30) | (8 << 16) | ((b'T' as libc::c_ulong) << 8);
+    let v = ticks;
+    // SAFETY: v is a live u64 the kernel only reads.
+    check(unsafe { libc::ioctl(fd, TFD_IOC_SET_TICKS, &v) }).map(|_| ())
+}
