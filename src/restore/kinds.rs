@@ -270,17 +270,16 @@ pub fn open_misc(
         let fd: Option<OwnedFd> = if let Some(e) = &f.efd {
             use nix::sys::eventfd::{EfdFlags, EventFd};
             let fl = EfdFlags::from_bits_truncate((e.flags & 0o4000) as i32 | libc::EFD_CLOEXEC);
-            let v = u32::try_from(e.counter)
-                .map_err(|_| Error::msg(format!("file id {id}: eventfd counter too big")))?;
-            let fd = EventFd::from_value_and_flags(v, fl)
-                .map_err(|er| Error::msg(format!("file id {id}: eventfd: {er}")))?;
-            if e.counter > u64::from(u32::MAX) {
-                return Err(Error::msg(format!(
-                    "file id {id}: eventfd counter {}",
-                    e.counter
-                )));
+            // The counter may exceed 32 bits: written, not given at creation.
+            let fd: OwnedFd = EventFd::from_value_and_flags(0, fl)
+                .map_err(|er| Error::msg(format!("file id {id}: eventfd: {er}")))?
+                .into();
+            if e.counter != 0 {
+                crate::sys::fdops::write_fd(fd.as_raw_fd(), &e.counter.to_ne_bytes()).map_err(
+                    |er| Error::io(format!("file id {id}: eventfd counter {}", e.counter), er),
+                )?;
             }
-            Some(fd.into())
+            Some(fd)
         } else if let Some(t) = &f.tfd {
             Some(timerfd(t, id)?)
         } else if let Some(s) = &f.sgfd {
