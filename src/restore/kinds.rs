@@ -283,20 +283,11 @@ pub fn open_misc(
         } else if let Some(t) = &f.tfd {
             Some(timerfd(t, id)?)
         } else if let Some(s) = &f.sgfd {
-            use nix::sys::signal::SigSet;
-            use nix::sys::signalfd::{SfdFlags, SignalFd};
-            let mut set = SigSet::empty();
-            for sig in 1..=31 {
-                if s.sigmask & (1 << (sig - 1)) != 0 {
-                    if let Ok(sg) = nix::sys::signal::Signal::try_from(sig) {
-                        set.add(sg);
-                    }
-                }
-            }
-            let fl = SfdFlags::from_bits_truncate((s.flags & 0o4000) as i32 | libc::SFD_CLOEXEC);
-            let fd = SignalFd::with_flags(&set, fl)
-                .map_err(|er| Error::msg(format!("file id {id}: signalfd: {er}")))?;
-            Some(fd.into())
+            let fl = (s.flags & 0o4000) as i32 | libc::SFD_CLOEXEC;
+            Some(
+                crate::sys::sig::signalfd(s.sigmask, fl)
+                    .map_err(|er| Error::io(format!("file id {id}: signalfd"), er))?,
+            )
         } else if f.epfd.is_some() {
             use nix::sys::epoll::{Epoll, EpollCreateFlags};
             let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
