@@ -262,3 +262,36 @@ fn same_task_pair_peer_credentials_name_the_task() {
     assert!(matches!(cred, Ok(Ok(26681))), "{cred:?}");
     assert!(answers[0].starts_with("OK"), "{answers:?}");
 }
+
+/// A pair across two tasks is made by their common ancestor (here the
+/// parent, which holds one end) before it forks: SO_PEERCRED names it.
+#[test]
+fn cross_task_pair_is_made_by_the_common_ancestor() {
+    let _g = lock();
+    prepare();
+    require_free("usk_tree");
+    let out = restore_detached("usk_tree", &[]);
+    let cred = |pid: i32, fd: i32| {
+        crit::sys::pidfd::getfd(pid, fd).map(|f| {
+            nix::sys::socket::getsockopt(&f, nix::sys::socket::sockopt::PeerCredentials)
+                .map(|c| c.pid())
+        })
+    };
+    let (parent, child) = (cred(26703, 3), cred(26706, 4));
+    let answers = if out.status.success() {
+        check("usk_tree")
+    } else {
+        vec![]
+    };
+    cleanup("usk_tree");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(matches!(parent, Ok(Ok(26703))), "{parent:?}");
+    assert!(matches!(child, Ok(Ok(26703))), "{child:?}");
+    for a in &answers {
+        assert!(a.starts_with("OK"), "{answers:?}");
+    }
+}

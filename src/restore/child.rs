@@ -151,6 +151,14 @@ fn prepare(
             t.pgid
         )));
     }
+    // Socket pairs this task makes (before forking its children, who
+    // inherit them). Their fds go to `install`, which closes what this task
+    // does not keep.
+    for tp in res.task_pairs.iter().filter(|p| p.pid == pid) {
+        let (a, b) = super::unix::make_task_pair(plan, tp)?;
+        note_pair(tp.a_id, std::os::fd::IntoRawFd::into_raw_fd(a));
+        note_pair(tp.b_id, std::os::fd::IntoRawFd::into_raw_fd(b));
+    }
     for (k, c) in plan.tasks.iter().enumerate() {
         if c.ppid == pid {
             spawn(k)?;
@@ -161,14 +169,7 @@ fn prepare(
     }
     // Fds: every (source, target, cloexec).
     let lay = Layout::for_task(t);
-    // Socket pairs this task makes itself (SO_PEERCRED names it). Their fds
-    // are handed to `install`, which closes them once moved.
-    let mut own: std::collections::HashMap<u32, RawFd> = Default::default();
-    for tp in res.task_pairs.iter().filter(|p| p.pid == pid) {
-        let (a, b) = super::unix::make_task_pair(plan, tp)?;
-        own.insert(tp.a_id, std::os::fd::IntoRawFd::into_raw_fd(a));
-        own.insert(tp.b_id, std::os::fd::IntoRawFd::into_raw_fd(b));
-    }
+    let own = made_pairs();
     let mut pairs: Vec<(RawFd, RawFd, bool)> = Vec::new();
     for f in &t.fds {
         let src = res
@@ -248,6 +249,20 @@ fn die_like(status: u32) -> ! {
         }
     }
     crate::sys::clone::child_exit(((status >> 8) & 0xff) as i32)
+}
+
+thread_local! {
+    /// Socket pairs made in this process or an ancestor (copied by fork):
+    /// file id -> fd number.
+    static PAIRS: std::cell::RefCell<std::collections::HashMap<u32, RawFd>> = Default::default();
+}
+
+fn note_pair(id: u32, fd: RawFd) {
+    PAIRS.with(|p| p.borrow_mut().insert(id, fd));
+}
+
+fn made_pairs() -> std::collections::HashMap<u32, RawFd> {
+    PAIRS.with(|p| p.borrow().clone())
 }
 
 /// Moves each source fd to its target number and closes every other fd,

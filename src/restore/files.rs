@@ -323,7 +323,7 @@ pub fn check_all_opened(plan: &Plan, res: &Reservoir) -> Result<()> {
             let in_task = res
                 .task_pairs
                 .iter()
-                .any(|p| p.pid == t.pid && (p.a_id == fd.id || p.b_id == fd.id));
+                .any(|p| p.a_id == fd.id || p.b_id == fd.id);
             if !res.by_id.contains_key(&fd.id) && !in_task {
                 let f = plan.file(fd.id, t.pid)?;
                 let kind = pb::FdTypes::try_from(f.r#type)

@@ -44,15 +44,15 @@
 //!   netlink (route), unix sockets of every kind incl. pending connections,
 //!   queues, shutdown, deleted and relative names, orphaned connections
 //!   (`crit edit --external`), outside peers with consent (connected by the
-//!   task itself with its euid/egid), pairs held by one task made by that
-//!   task (SO_PEERCRED), `--inherit-fd` for sockets, pipes and paths, with
-//!   bytes not redelivered reported.
+//!   task itself with its euid/egid), unnamed pairs made by the nearest
+//!   common ancestor of their holders (SO_PEERCRED names it), `--inherit-fd`
+//!   for sockets, pipes and paths, with bytes not redelivered reported.
 //! - Failure: rollback kills every restored task (crit is subreaper and
 //!   reaps them), removes bound socket files, exit 1 with one line
 //!   (`restore_failures`); a pid in use is named; tasks are traced with
 //!   EXITKILL so a killed crit leaves nothing half-built running.
 //!
-//! Not done: SO_PEERCRED of connections between tasks (made by crit),
+//! Not done: SO_PEERCRED of connections made through a listener (by crit),
 //! namespaces (incl. time namespace offsets), cgroups, seccomp,
 //! POSIX timers and file locks (refused), TTY objects, a test for SIGIO
 //! file owners (they are set), established TCP (refused), SCM rights in

@@ -353,24 +353,30 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
         {
             continue;
         }
-        // An unnamed pair held by one task only: that task makes it itself,
-        // so that SO_PEERCRED names it (see child.rs).
+        // An unnamed pair is made inside the tree, by the nearest common
+        // ancestor of the tasks that hold its ends (the task itself when it
+        // holds both), before it forks its children: SO_PEERCRED then names
+        // that task, as when the tree made the pair (see child.rs).
         let id_e = by_ino[&ino].id;
         let id_p = by_ino[&p.ino].id;
-        let single = |id: u32| -> Option<u32> {
-            let o = owners.get(&id)?;
-            (o.len() == 1).then(|| o[0])
-        };
+        let mut holders: Vec<u32> = Vec::new();
+        for id in [id_e, id_p] {
+            for &pid in owners.get(&id).map(|v| v.as_slice()).unwrap_or(&[]) {
+                if !holders.contains(&pid) {
+                    holders.push(pid);
+                }
+            }
+        }
+        let maker = common_ancestor(plan, &holders);
         if e.name.is_empty()
             && p.name.is_empty()
             && (e.state == ST_ESTABLISHED || e.r#type == T_DGRAM)
             && !ext_target.contains_key(&ino)
             && !ext_target.contains_key(&p.ino)
-            && single(id_e).is_some()
-            && single(id_e) == single(id_p)
+            && maker.is_some()
         {
             res.task_pairs.push(TaskPair {
-                pid: single(id_e).unwrap_or(0),
+                pid: maker.unwrap_or(0),
                 a_id: id_e,
                 b_id: id_p,
             });
@@ -631,7 +637,35 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
     Ok(())
 }
 
-/// An unnamed connected pair whose two ends belong to task `pid` only.
+/// The nearest task that is `pids` or an ancestor of all of them (None if
+/// `pids` is empty or a holder is a zombie).
+fn common_ancestor(plan: &Plan, pids: &[u32]) -> Option<u32> {
+    let chain = |mut p: u32| -> Vec<u32> {
+        let mut v = vec![p];
+        while let Some(t) = plan.task(p) {
+            if t.ppid == 0 || plan.task(t.ppid).is_none() {
+                break;
+            }
+            p = t.ppid;
+            v.push(p);
+        }
+        v
+    };
+    let first = *pids.first()?;
+    if pids
+        .iter()
+        .any(|&p| plan.task(p).is_none_or(|t| t.zombie.is_some()))
+    {
+        return None;
+    }
+    let chains: Vec<Vec<u32>> = pids.iter().map(|&p| chain(p)).collect();
+    chain(first)
+        .into_iter()
+        .find(|a| chains.iter().all(|c| c.contains(a)))
+}
+
+/// An unnamed connected pair made by task `pid` (which holds one or both
+/// ends, or is the nearest common ancestor of the tasks that do).
 pub struct TaskPair {
     pub pid: u32,
     pub a_id: u32,
