@@ -334,3 +334,41 @@ fn killing_crit_mid_restore_leaves_nothing_running() {
         );
     }
 }
+
+/// A terminal among the fds (CRIU's TTY entry) needs --shell-job; the
+/// refusal names the pid, fd and option, and nothing is left running.
+#[test]
+fn terminal_needs_shell_job() {
+    let _g = lock();
+    prepare();
+    let d = copy_images("counter");
+    let files = d.path().join("files.img");
+    let fo = crit().args(["decode", "-i"]).arg(&files).output().unwrap();
+    let mut fj: serde_json::Value = serde_json::from_slice(&fo.stdout).unwrap();
+    for e in fj["entries"].as_array_mut().unwrap() {
+        if e["id"] == 4 {
+            *e = serde_json::json!({"type": "TTY", "id": 4, "tty": {"id": 4, "tty_info_id": 1, "flags": 2,
+                "fown": {"uid": 0, "euid": 0, "signum": 0, "pid_type": 0, "pid": 0}}});
+        }
+    }
+    let mut c = crit()
+        .args(["encode", "-o"])
+        .arg(&files)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(c.stdin.as_mut().unwrap(), fj.to_string().as_bytes()).unwrap();
+    drop(c.stdin.take());
+    assert!(c.wait().unwrap().success());
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let msg = one_line_error(&out);
+    assert!(
+        msg.contains("26659") && msg.contains("fd 0") && msg.contains("--shell-job"),
+        "{msg}"
+    );
+    assert!(!alive(26659));
+}

@@ -220,6 +220,22 @@ pub fn open_regular(plan: &Plan, res: &mut Reservoir, shell_job: bool) -> Result
                     other => other?,
                 };
                 res.by_id.insert(fd.id, opened);
+            } else if let Some(tty) = &f.tty {
+                // A terminal (CRIU's TTY entries): only a shell job's, which
+                // comes back on crit's own terminal, as criu --shell-job does.
+                if !shell_job {
+                    return Err(Error::msg(format!(
+                        "pid {}: fd {} is a terminal; restore with --shell-job to put the job on this terminal",
+                        t.pid, fd.fd
+                    )));
+                }
+                let r = pb::RegFileEntry {
+                    id: fd.id,
+                    flags: tty.flags,
+                    name: "/dev/tty".into(),
+                    ..Default::default()
+                };
+                res.by_id.insert(fd.id, open_reg(&r, t.pid)?);
             }
         }
         let mut want: Vec<(u32, bool)> = vec![(t.mm.exe_file_id, false)];

@@ -54,7 +54,8 @@
 //!
 //! Not done: SO_PEERCRED of connections made through a listener (by crit),
 //! namespaces (incl. time namespace offsets), cgroups, seccomp,
-//! POSIX timers and file locks (refused), TTY objects, a test for SIGIO
+//! POSIX timers and file locks (refused), terminals beyond putting a shell
+//! job on crit's own (`--shell-job`, refused without), a test for SIGIO
 //! file owners (they are set), established TCP (refused), SCM rights in
 //! queues, fanotify, SysV IPC/AIO/packet-ring mappings (refused),
 //! incremental (parent) and lazy images (refused), vdso proxy for a kernel whose
