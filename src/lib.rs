@@ -6,5 +6,6 @@ pub mod error;
 pub mod explore;
 pub mod image;
 pub mod json;
+pub mod restore;
 pub mod sys;
 pub mod toolkit;

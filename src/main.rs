@@ -111,6 +111,39 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Restore a process tree from an images directory.
+    Restore {
+        /// Images directory.
+        #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
+        dir: String,
+        /// Return once the tree runs instead of waiting for its root.
+        #[arg(short = 'd', long = "restore-detached")]
+        detached: bool,
+        /// Write the root's pid to this file.
+        #[arg(long, value_name = "FILE")]
+        pidfile: Option<String>,
+        /// Allow reconnecting unix sockets to peers outside the images:
+        /// bare for all, INO for one, INO=PATH to reconnect to PATH (@name
+        /// for an abstract name).
+        #[arg(long = "ext-unix-sk", value_name = "INO[=PATH]", num_args = 0..=1, default_missing_value = "", require_equals = true, action = clap::ArgAction::Append)]
+        ext_unix_sk: Vec<String>,
+        /// Use crit's fd N for an image resource: socket:[INO], pipe:[INO]
+        /// or a file path.
+        #[arg(long = "inherit-fd", value_name = "fd[N]:RESOURCE")]
+        inherit_fd: Vec<String>,
+        /// The root stays in crit's session and process group.
+        #[arg(long = "shell-job", short = 'j')]
+        shell_job: bool,
+        /// Accepted for compatibility with criu.
+        #[arg(long = "tcp-established")]
+        tcp_established: bool,
+        /// More messages (repeat for more).
+        #[arg(short = 'v', action = clap::ArgAction::Count)]
+        verbose: u8,
+        /// Also write messages to this file.
+        #[arg(short = 'o', long = "log-file", value_name = "LOGFILE")]
+        log_file: Option<String>,
+    },
 }
 
 fn run(cli: Cli) -> crit::error::Result<()> {
@@ -179,6 +212,36 @@ fn run(cli: Cli) -> crit::error::Result<()> {
             external,
             dry_run,
         } => crit::edit::run(&dir, &reconnect, &external, dry_run),
+        Cmd::Restore {
+            dir,
+            detached,
+            pidfile,
+            ext_unix_sk,
+            inherit_fd,
+            shell_job,
+            tcp_established,
+            verbose,
+            log_file,
+        } => {
+            let mut o = crit::restore::Options {
+                dir: dir.into(),
+                detached,
+                pidfile: pidfile.map(Into::into),
+                shell_job,
+                tcp_established,
+                verbose,
+                log_file: log_file.map(Into::into),
+                ..Default::default()
+            };
+            for v in &ext_unix_sk {
+                o.ext_unix.add(v)?;
+            }
+            for v in &inherit_fd {
+                o.inherit_fds.push(crit::restore::parse_inherit_fd(v)?);
+            }
+            let code = crit::restore::restore(&o)?;
+            std::process::exit(code);
+        }
     }
 }
 

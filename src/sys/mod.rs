@@ -9,17 +9,26 @@
 //! - [`clone`]: forking with a chosen pid;
 //! - [`procfs`]: the few `/proc` reads they need.
 //!
+//! Added for the restore engine: [`fdops`] (fd-table moves, epoll, inotify,
+//! memfd sizing), [`sock`] (accept, dup of inherited fds), [`cpu`] (xsave
+//! layout).
+//!
 //! Errors are `std::io::Error`s naming the call and pid/tid, whose errno
 //! [`errno_of`] recovers. x86-64 only.
 
 pub mod clone;
+pub mod cpu;
 mod err;
+pub mod fdops;
+pub mod handle;
 pub mod inject;
 pub mod mmap;
 pub mod pidfd;
 pub mod procfs;
 pub mod ptrace;
 pub mod remote;
+pub mod sig;
+pub mod sock;
 
 pub use err::{errno_of, SysError};
 

@@ -1,0 +1,451 @@
+//! What runs inside a freshly forked task, while it is still a copy of
+//! crit: join its session and process group, fork its own children, move
+//! its fds to their numbers (and the files its VMAs map to numbers crit
+//! knows), set cwd, root and umask, report, and wait to be taken over.
+
+use super::files::Reservoir;
+use super::plan::{Plan, Task};
+use crate::error::{Error, Result};
+use crate::sys::fdops;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// Pipes that connect crit and the forked tasks while they are prepared.
+pub struct Sync {
+    /// Tasks write "OK pid" or "ERR pid reason" lines here.
+    pub status_w: OwnedFd,
+    /// Tasks block reading this until crit takes them over.
+    pub hold_r: OwnedFd,
+}
+
+/// Where a task keeps what crit needs after the fds are laid out.
+pub struct Layout {
+    /// First fd number above the task's own fds: VMA files start here.
+    pub vbase: RawFd,
+    /// File ids of the VMA files, at vbase, vbase+1, ...
+    pub vma_ids: Vec<u32>,
+    /// Shared anonymous memory objects (by shmid), right after them.
+    pub shm_ids: Vec<u64>,
+}
+
+impl Layout {
+    pub fn for_task(t: &Task) -> Layout {
+        let top = t.fds.iter().map(|f| f.fd as RawFd).max().unwrap_or(2);
+        let vbase = (top + 1).max(3);
+        let mut vma_ids = vec![t.mm.exe_file_id];
+        for v in &t.mm.vmas {
+            if super::files::is_file_vma(v) && !vma_ids.contains(&(v.shmid as u32)) {
+                vma_ids.push(v.shmid as u32);
+            }
+        }
+        let mut shm_ids = Vec::new();
+        for v in &t.mm.vmas {
+            if super::files::is_anon_shared(v) && !shm_ids.contains(&v.shmid) {
+                shm_ids.push(v.shmid);
+            }
+        }
+        Layout {
+            vbase,
+            vma_ids,
+            shm_ids,
+        }
+    }
+
+    pub fn shm_fd(&self, shmid: u64) -> Option<RawFd> {
+        self.shm_ids
+            .iter()
+            .position(|&i| i == shmid)
+            .map(|k| self.vbase + (self.vma_ids.len() + k) as RawFd)
+    }
+
+    pub fn fd_of(&self, file_id: u32) -> Option<RawFd> {
+        self.vma_ids
+            .iter()
+            .position(|&i| i == file_id)
+            .map(|k| self.vbase + k as RawFd)
+    }
+
+    /// Fds at and above this are crit's and are closed once memory is built.
+    pub fn end(&self) -> RawFd {
+        self.vbase + (self.vma_ids.len() + self.shm_ids.len()) as RawFd
+    }
+}
+
+/// Reports a line to crit.
+pub fn report(status: RawFd, line: &str) {
+    let mut b = line.as_bytes().to_vec();
+    b.truncate(4000);
+    b.push(b'\n');
+    // One write of less than PIPE_BUF bytes is atomic.
+    let _ = fdops::write_fd(status, &b);
+}
+
+/// The body of a forked task; never returns.
+pub fn run(
+    plan: &Plan,
+    idx: usize,
+    res: &Reservoir,
+    sync: &Sync,
+    spawn: &dyn Fn(usize) -> Result<()>,
+) -> ! {
+    let pid = plan.tasks[idx].pid;
+    let mut status = sync.status_w.as_raw_fd();
+    match prepare(plan, idx, res, sync, spawn, &mut status) {
+        Ok((st, hold)) => {
+            report(st, &format!("OK {pid}"));
+            if let Some(status) = plan.tasks[idx].zombie {
+                die_like(status);
+            }
+            // Wait to be seized; EOF means crit is gone.
+            let mut b = [0u8; 1];
+            let _ = fdops::read_fd(hold, &mut b);
+            crate::sys::clone::child_exit(1)
+        }
+        Err(e) => {
+            report(
+                status,
+                &format!("ERR {pid} {}", e.to_string().replace('\n', " ")),
+            );
+            crate::sys::clone::child_exit(1)
+        }
+    }
+}
+
+fn prepare(
+    plan: &Plan,
+    idx: usize,
+    res: &Reservoir,
+    sync: &Sync,
+    spawn: &dyn Fn(usize) -> Result<()>,
+    status: &mut RawFd,
+) -> Result<(RawFd, RawFd)> {
+    let t = &plan.tasks[idx];
+    let pid = t.pid;
+    // Session and group first, so that children inherit them.
+    if t.sid == t.pid {
+        nix::unistd::setsid().map_err(|e| Error::msg(format!("pid {pid}: setsid: {e}")))?;
+    }
+    // A group or session whose leader is not in the images (a shell job's)
+    // is replaced by crit's own, as with --shell-job.
+    let in_images = |id: u32| plan.tasks.iter().any(|x| x.pid == id);
+    let me = nix::unistd::Pid::from_raw(0);
+    let cur = nix::unistd::getpgrp().as_raw() as u32;
+    if t.pgid != cur && in_images(t.pgid) {
+        let g = nix::unistd::Pid::from_raw(if t.pgid == t.pid { 0 } else { t.pgid as i32 });
+        nix::unistd::setpgid(me, g)
+            .map_err(|e| Error::msg(format!("pid {pid}: setpgid to {}: {e}", t.pgid)))?;
+    }
+    if in_images(t.sid) {
+        let sid = nix::unistd::getsid(None)
+            .map(|p| p.as_raw() as u32)
+            .unwrap_or(0);
+        if sid != t.sid {
+            return Err(Error::msg(format!(
+                "pid {pid}: session {} cannot be recreated (its leader is not an ancestor; not supported)",
+                t.sid
+            )));
+        }
+    }
+    if in_images(t.pgid) && nix::unistd::getpgrp().as_raw() as u32 != t.pgid {
+        return Err(Error::msg(format!(
+            "pid {pid}: could not join process group {}",
+            t.pgid
+        )));
+    }
+    // Socket pairs this task makes (before forking its children, who
+    // inherit them). Their fds go to `install`, which closes what this task
+    // does not keep.
+    for tp in res.task_pairs.iter().filter(|p| p.pid == pid) {
+        let (a, b) = super::unix::make_task_pair(plan, tp)?;
+        note_pair(tp.a_id, std::os::fd::IntoRawFd::into_raw_fd(a));
+        note_pair(tp.b_id, std::os::fd::IntoRawFd::into_raw_fd(b));
+    }
+    for (k, c) in plan.tasks.iter().enumerate() {
+        if c.ppid == pid {
+            spawn(k)?;
+        }
+    }
+    if t.zombie.is_some() {
+        return Ok((*status, -1));
+    }
+    // Fds: every (source, target, cloexec).
+    let lay = Layout::for_task(t);
+    let own = made_pairs();
+    let mut pairs: Vec<(RawFd, RawFd, bool)> = Vec::new();
+    for f in &t.fds {
+        let src = res
+            .raw(f.id)
+            .or_else(|| own.get(&f.id).copied())
+            .ok_or_else(|| {
+                Error::msg(format!(
+                    "pid {pid}: fd {}: file id {} was not opened",
+                    f.fd, f.id
+                ))
+            })?;
+        pairs.push((src, f.fd as RawFd, f.flags & 1 != 0));
+    }
+    for (k, id) in lay.vma_ids.iter().enumerate() {
+        let src = res
+            .vma_files
+            .get(id)
+            .map(|f| f.as_raw_fd())
+            .ok_or_else(|| Error::msg(format!("pid {pid}: mapped file id {id} was not opened")))?;
+        pairs.push((src, lay.vbase + k as RawFd, true));
+    }
+    for id in &lay.shm_ids {
+        let src = res
+            .shm_files
+            .get(id)
+            .map(|f| f.as_raw_fd())
+            .ok_or_else(|| Error::msg(format!("pid {pid}: shared memory {id} was not made")))?;
+        pairs.push((src, lay.shm_fd(*id).unwrap_or(-1), true));
+    }
+    let st_fd = lay.end();
+    let hold_fd = lay.end() + 1;
+    pairs.push((sync.status_w.as_raw_fd(), st_fd, true));
+    pairs.push((sync.hold_r.as_raw_fd(), hold_fd, true));
+    install(&pairs, pid)?;
+    *status = st_fd;
+    fill_epolls(plan, t)?;
+    set_owners(plan, t)?;
+    connect_outside(plan, t, res)?;
+    // cwd, root, umask.
+    let cwd = plan
+        .file(t.fs.cwd_id, pid)?
+        .reg
+        .as_ref()
+        .map(|r| r.name.clone());
+    let root = plan
+        .file(t.fs.root_id, pid)?
+        .reg
+        .as_ref()
+        .map(|r| r.name.clone());
+    if let Some(r) = root.filter(|r| r != "/") {
+        nix::unistd::chroot(r.as_str())
+            .map_err(|e| Error::msg(format!("pid {pid}: chroot {r}: {e}")))?;
+    }
+    if let Some(c) = cwd {
+        nix::unistd::chdir(c.as_str())
+            .map_err(|e| Error::msg(format!("pid {pid}: chdir {c}: {e}")))?;
+    }
+    if let Some(m) = t.fs.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m));
+    }
+    Ok((st_fd, hold_fd))
+}
+
+/// Ends this process the way the zombie it stands for ended: killed by
+/// the same signal, or exiting with the same code.
+fn die_like(status: u32) -> ! {
+    let sig = (status & 0x7f) as i32;
+    if sig != 0 {
+        if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
+            let _ = crate::sys::sig::set_default(s);
+            let _ = nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&nix::sys::signal::SigSet::empty()),
+                None,
+            );
+            let _ = nix::sys::signal::raise(s);
+        }
+    }
+    crate::sys::clone::child_exit(((status >> 8) & 0xff) as i32)
+}
+
+thread_local! {
+    /// Socket pairs made in this process or an ancestor (copied by fork):
+    /// file id -> fd number.
+    static PAIRS: std::cell::RefCell<std::collections::HashMap<u32, RawFd>> = Default::default();
+}
+
+fn note_pair(id: u32, fd: RawFd) {
+    PAIRS.with(|p| p.borrow_mut().insert(id, fd));
+}
+
+fn made_pairs() -> std::collections::HashMap<u32, RawFd> {
+    PAIRS.with(|p| p.borrow().clone())
+}
+
+/// Moves each source fd to its target number and closes every other fd,
+/// in place: a source in the way of a target is moved aside first, so that
+/// no more than a few fds beyond the sources are ever open (a task may have
+/// tens of thousands, near the fd limit).
+fn install(pairs: &[(RawFd, RawFd, bool)], pid: u32) -> Result<()> {
+    use std::collections::HashMap;
+    let e = |what: &str, err: std::io::Error| Error::io(format!("pid {pid}: {what}"), err);
+    // Where each source object is now, and how many targets still want it.
+    let mut pos: HashMap<RawFd, RawFd> = HashMap::new();
+    let mut pending: HashMap<RawFd, usize> = HashMap::new();
+    for &(s, _, _) in pairs {
+        pos.insert(s, s);
+        *pending.entry(s).or_default() += 1;
+    }
+    // Which source object sits at an fd number.
+    let mut at: HashMap<RawFd, RawFd> = pos.iter().map(|(&k, &v)| (v, k)).collect();
+    // Close everything that is not a source.
+    if let Ok(d) = std::fs::read_dir("/proc/self/fd") {
+        let open: Vec<RawFd> = d
+            .flatten()
+            .filter_map(|ent| {
+                ent.file_name()
+                    .to_str()
+                    .and_then(|s| s.parse::<RawFd>().ok())
+            })
+            .collect();
+        for fd in open {
+            if !at.contains_key(&fd) {
+                let _ = fdops::close(fd);
+            }
+        }
+    }
+    let top = pairs.iter().map(|p| p.1).max().unwrap_or(0) + 1;
+    let mut placed: std::collections::HashSet<RawFd> = std::collections::HashSet::new();
+    for &(s, t, cloexec) in pairs {
+        // Someone else's source sits on the target: move it aside.
+        if let Some(&other) = at.get(&t) {
+            if other != s && pending.get(&other).copied().unwrap_or(0) > 0 {
+                let new = fdops::dup_at_least(t, top)
+                    .map_err(|err| e(&format!("move fd {t} aside"), err))?;
+                pos.insert(other, new);
+                at.insert(new, other);
+                at.remove(&t);
+            }
+        }
+        let cur = pos[&s];
+        fdops::dup_to(cur, t, cloexec).map_err(|err| e(&format!("fd {t}"), err))?;
+        placed.insert(t);
+        if at.get(&t) != Some(&s) {
+            at.remove(&t);
+        }
+        let left = pending.get_mut(&s).map(|n| {
+            *n -= 1;
+            *n
+        });
+        if left == Some(0) && cur != t && !placed.contains(&cur) {
+            let _ = fdops::close(cur);
+            at.remove(&cur);
+        }
+    }
+    // Sources that ended on no target.
+    for (fd, _) in at {
+        if !placed.contains(&fd) {
+            let _ = fdops::close(fd);
+        }
+    }
+    Ok(())
+}
+
+/// Connects this task's sockets whose peer is outside the images, with the
+/// task's effective uid and gid, so that the peer sees the task's pid and
+/// credentials (SO_PEERCRED).
+fn connect_outside(plan: &Plan, t: &Task, res: &Reservoir) -> Result<()> {
+    use nix::unistd::{setegid, seteuid, Gid, Uid};
+    let creds = t.threads[0]
+        .core
+        .thread_core
+        .as_ref()
+        .and_then(|tc| tc.creds.as_ref());
+    let (euid, egid) = creds.map(|c| (c.euid, c.egid)).unwrap_or((0, 0));
+    for x in &res.ext_connects {
+        let Some(f) = t.fds.iter().find(|f| f.id == x.id) else {
+            continue;
+        };
+        let first = plan
+            .tasks
+            .iter()
+            .find(|o| o.fds.iter().any(|g| g.id == x.id))
+            .map(|o| o.pid);
+        if first != Some(t.pid) {
+            continue;
+        }
+        let switch = euid != 0 || egid != 0;
+        if switch {
+            setegid(Gid::from_raw(egid))
+                .map_err(|e| Error::msg(format!("pid {}: setegid {egid}: {e}", t.pid)))?;
+            seteuid(Uid::from_raw(euid))
+                .map_err(|e| Error::msg(format!("pid {}: seteuid {euid}: {e}", t.pid)))?;
+        }
+        let r = nix::sys::socket::connect(f.fd as RawFd, &x.addr);
+        if switch {
+            let _ = seteuid(Uid::from_raw(0));
+            let _ = setegid(Gid::from_raw(0));
+        }
+        r.map_err(|e| {
+            Error::msg(format!(
+                "pid {}: unix socket {} (fd {}): connect to outside peer {}: {e}",
+                t.pid, x.ino, f.fd, x.addr
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Who gets SIGIO/SIGURG for each fd (F_SETOWN_EX, F_SETSIG), when set.
+fn set_owners(plan: &Plan, t: &Task) -> Result<()> {
+    for f in &t.fds {
+        let Some(e) = plan.files.get(&f.id) else {
+            continue;
+        };
+        let fown = e
+            .reg
+            .as_ref()
+            .map(|x| &x.fown)
+            .or(e.pipe.as_ref().map(|x| &x.fown))
+            .or(e.usk.as_ref().map(|x| &x.fown))
+            .or(e.isk.as_ref().map(|x| &x.fown))
+            .or(e.nlsk.as_ref().map(|x| &x.fown))
+            .or(e.efd.as_ref().map(|x| &x.fown))
+            .or(e.epfd.as_ref().map(|x| &x.fown))
+            .or(e.sgfd.as_ref().map(|x| &x.fown))
+            .or(e.tfd.as_ref().map(|x| &x.fown))
+            .or(e.ify.as_ref().map(|x| &x.fown))
+            .or(e.memfd.as_ref().map(|x| &x.fown));
+        let Some(o) = fown.filter(|o| o.pid != 0 || o.signum != 0) else {
+            continue;
+        };
+        fdops::set_owner(
+            f.fd as RawFd,
+            o.pid_type as i32,
+            o.pid as i32,
+            o.signum as i32,
+        )
+        .map_err(|e| {
+            Error::io(
+                format!("pid {}: fd {}: set owner {} for SIGIO", t.pid, f.fd, o.pid),
+                e,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Registers each epoll's targets under this task's fd numbers. A shared
+/// epoll is filled by the first task (in tree order) that has it.
+fn fill_epolls(plan: &Plan, t: &Task) -> Result<()> {
+    for f in &t.fds {
+        let Some(ep) = plan.files.get(&f.id).and_then(|e| e.epfd.as_ref()) else {
+            continue;
+        };
+        let first = plan
+            .tasks
+            .iter()
+            .find(|x| x.fds.iter().any(|g| g.id == f.id))
+            .map(|x| x.pid);
+        if first != Some(t.pid) {
+            continue;
+        }
+        for tfd in &ep.tfd {
+            fdops::epoll_add(f.fd as RawFd, tfd.tfd as RawFd, tfd.events, tfd.data).map_err(
+                |e| {
+                    Error::io(
+                        format!(
+                            "pid {}: epoll fd {}: add target fd {}",
+                            t.pid, f.fd, tfd.tfd
+                        ),
+                        e,
+                    )
+                },
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,356 @@
+//! Opens, in crit itself before any task is forked, every file object the
+//! images name (regular files, directories, pipes, fifos), so that forked
+//! tasks inherit them and only move them to their fd numbers. One open per
+//! file id: tasks sharing a file id share its offset and flags, as after
+//! the fork that made them share it.
+
+use super::plan::Plan;
+use crate::error::{Error, Result};
+use crate::image::pb;
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+/// File objects by file id, owned by crit until the tasks have taken them.
+#[derive(Default)]
+pub struct Reservoir {
+    pub by_id: HashMap<u32, OwnedFd>,
+    /// Files that VMAs map, by file id (opened for mapping).
+    pub vma_files: HashMap<u32, OwnedFd>,
+    /// Socket files the restore created (removed on rollback).
+    pub created_paths: Vec<std::path::PathBuf>,
+    /// Extra fds kept alive until the tree runs (temporary peers).
+    pub keep: Vec<OwnedFd>,
+    /// Unix socket pairs each task makes itself.
+    pub task_pairs: Vec<super::unix::TaskPair>,
+    /// File ids of deleted files recreated from their ghost images.
+    pub ghosts: std::collections::HashSet<u32>,
+    /// Shared anonymous memory by shmid (a memfd per object).
+    pub shm_files: HashMap<u64, OwnedFd>,
+    /// Sockets the task itself connects to an outside peer, with its own
+    /// pid and credentials (see [`super::child`]).
+    pub ext_connects: Vec<ExtConnect>,
+}
+
+/// A unix socket (file id, inode) to connect to an outside address.
+pub struct ExtConnect {
+    pub id: u32,
+    pub ino: u32,
+    pub addr: nix::sys::socket::UnixAddr,
+}
+
+impl Reservoir {
+    pub fn raw(&self, id: u32) -> Option<RawFd> {
+        self.by_id.get(&id).map(|f| f.as_raw_fd())
+    }
+}
+
+const O_ACCMODE: u32 = 3;
+const O_NONBLOCK: u32 = 0o4000;
+const O_APPEND: u32 = 0o2000;
+const O_DIRECTORY: u32 = 0o200000;
+const O_PATH: u32 = 0o10000000;
+
+fn open_path(name: &str, flags: u32) -> std::io::Result<std::fs::File> {
+    let mut o = OpenOptions::new();
+    match flags & O_ACCMODE {
+        0 => o.read(true),
+        1 => o.write(true),
+        _ => o.read(true).write(true),
+    };
+    // Keep the status flags that matter for the open file; creation flags
+    // are meaningless now.
+    let keep = flags
+        & (O_NONBLOCK | O_APPEND | O_DIRECTORY | O_PATH | 0o4010000 /* O_SYNC */ | 0o40000 /* O_DIRECT */ | 0o1000000/* O_NOATIME */);
+    o.custom_flags((keep | 0o2000000/* O_CLOEXEC */) as i32);
+    o.open(name)
+}
+
+/// Opens a regular file (or directory, or device) entry at its offset.
+pub fn open_reg(r: &pb::RegFileEntry, pid: u32) -> Result<OwnedFd> {
+    let mut f = open_path(&r.name, r.flags)
+        .map_err(|e| Error::io(format!("pid {pid}: file id {}: open {}", r.id, r.name), e))?;
+    if r.pos != 0 {
+        f.seek(SeekFrom::Start(r.pos)).map_err(|e| {
+            Error::io(
+                format!("pid {pid}: file id {}: seek {} to {}", r.id, r.name, r.pos),
+                e,
+            )
+        })?;
+    }
+    if let Some(size) = r.size {
+        if let Ok(m) = f.metadata() {
+            if m.is_file() && m.len() != size {
+                return Err(Error::msg(format!(
+                    "pid {pid}: file id {}: {} has size {} but was {} at dump",
+                    r.id,
+                    r.name,
+                    m.len(),
+                    size
+                )));
+            }
+        }
+    }
+    Ok(f.into())
+}
+
+/// Opens the file a VMA maps, read-only unless the mapping is shared and
+/// writable.
+pub fn open_for_vma(r: &pb::RegFileEntry, writable_shared: bool, pid: u32) -> Result<OwnedFd> {
+    let fl = if writable_shared { 2 } else { 0 };
+    let f = open_path(&r.name, fl).map_err(|e| {
+        Error::io(
+            format!("pid {pid}: mapped file id {}: open {}", r.id, r.name),
+            e,
+        )
+    })?;
+    Ok(f.into())
+}
+
+/// Creates every pipe once, fills it with its queued data, and puts each
+/// pipe file entry (read or write end) into the reservoir.
+pub fn open_pipes(plan: &Plan, res: &mut Reservoir) -> Result<()> {
+    let mut made: HashMap<u32, (OwnedFd, OwnedFd)> = HashMap::new();
+    for f in plan.files.values() {
+        let Some(p) = &f.pipe else { continue };
+        if res.by_id.contains_key(&f.id) {
+            continue;
+        }
+        if let std::collections::hash_map::Entry::Vacant(v) = made.entry(p.pipe_id) {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| Error::msg(format!("pipe:[{}]: pipe2: {e}", p.pipe_id)))?;
+            if let Some(data) = plan.pipe_data.get(&p.pipe_id) {
+                fill_pipe(&w, data, p.pipe_id)?;
+            }
+            v.insert((r, w));
+        }
+        let (r, w) = &made[&p.pipe_id];
+        let end = if p.flags & O_ACCMODE == 0 { r } else { w };
+        let fd = end
+            .try_clone()
+            .map_err(|e| Error::io(format!("pipe:[{}]: dup", p.pipe_id), e))?;
+        // Status flags belong to the open file, which both ends' copies
+        // share; O_NONBLOCK is set per end.
+        crate::sys::fdops::set_status_flags(
+            fd.as_raw_fd(),
+            (p.flags & (O_NONBLOCK | O_APPEND)) as i32,
+        )
+        .map_err(|e| Error::io(format!("pipe:[{}]: set flags", p.pipe_id), e))?;
+        res.by_id.insert(f.id, fd);
+    }
+    Ok(())
+}
+
+fn fill_pipe(w: &OwnedFd, data: &[u8], ino: u32) -> Result<()> {
+    if data.len() > 65536 {
+        let _ = nix::fcntl::fcntl(
+            w,
+            nix::fcntl::FcntlArg::F_SETPIPE_SZ(data.len().next_power_of_two() as i32),
+        );
+    }
+    let mut f = std::fs::File::from(
+        w.try_clone()
+            .map_err(|e| Error::io(format!("pipe:[{ino}]: dup"), e))?,
+    );
+    f.write_all(data)
+        .map_err(|e| Error::io(format!("pipe:[{ino}]: refill {} bytes", data.len()), e))
+}
+
+/// Opens fifos: first a read-write open so that neither end blocks, then
+/// the end the task had; queued data is written back once per fifo.
+pub fn open_fifos(plan: &Plan, res: &mut Reservoir) -> Result<()> {
+    let mut filled = std::collections::HashSet::new();
+    for f in plan.files.values() {
+        let Some(ff) = &f.fifo else { continue };
+        if res.by_id.contains_key(&f.id) {
+            continue;
+        }
+        let regf = ff.regf_id.unwrap_or(ff.id);
+        let Some(reg) = plan.files.get(&regf).and_then(|g| g.reg.as_ref()) else {
+            return Err(Error::msg(format!(
+                "fifo id {}: no path in files.img (regular file id {regf})",
+                ff.id
+            )));
+        };
+        let keep = open_path(&reg.name, 2)
+            .map_err(|e| Error::io(format!("fifo {}: open", reg.name), e))?;
+        if filled.insert(ff.pipe_id) {
+            if let Some(data) = plan.fifo_data.get(&ff.pipe_id) {
+                let k: OwnedFd = keep
+                    .try_clone()
+                    .map_err(|e| Error::io("fifo: dup", e))?
+                    .into();
+                fill_pipe(&k, data, ff.pipe_id)?;
+            }
+        }
+        let end = open_path(&reg.name, reg.flags)
+            .map_err(|e| Error::io(format!("fifo {}: open", reg.name), e))?;
+        res.keep.push(keep.into());
+        res.by_id.insert(f.id, end.into());
+    }
+    Ok(())
+}
+
+/// Opens every regular-file entry some task has as an fd, and every file
+/// some VMA maps or that is a task's exe.
+fn is_terminal_path(p: &str) -> bool {
+    p.starts_with("/dev/pts/") || p.starts_with("/dev/tty") || p == "/dev/console"
+}
+
+pub fn open_regular(plan: &Plan, res: &mut Reservoir, shell_job: bool) -> Result<()> {
+    let ghosts = res.ghosts.clone();
+    for t in plan.live() {
+        for fd in &t.fds {
+            if res.by_id.contains_key(&fd.id) {
+                continue;
+            }
+            let f = plan.file(fd.id, t.pid)?;
+            if let Some(r) = &f.reg {
+                let opened = match open_reg(r, t.pid) {
+                    // A shell job's terminal that is gone: the job comes
+                    // back on crit's terminal, as criu --shell-job does.
+                    Err(_) if shell_job && is_terminal_path(&r.name) => {
+                        let mut rr = r.clone();
+                        rr.name = "/dev/tty".into();
+                        rr.pos = 0;
+                        open_reg(&rr, t.pid)?
+                    }
+                    other => other?,
+                };
+                res.by_id.insert(fd.id, opened);
+            } else if let Some(tty) = &f.tty {
+                // A terminal (CRIU's TTY entries): only a shell job's, which
+                // comes back on crit's own terminal, as criu --shell-job does.
+                if !shell_job {
+                    return Err(Error::msg(format!(
+                        "pid {}: fd {} is a terminal; restore with --shell-job to put the job on this terminal",
+                        t.pid, fd.fd
+                    )));
+                }
+                let r = pb::RegFileEntry {
+                    id: fd.id,
+                    flags: tty.flags,
+                    name: "/dev/tty".into(),
+                    ..Default::default()
+                };
+                res.by_id.insert(fd.id, open_reg(&r, t.pid)?);
+            }
+        }
+        let mut want: Vec<(u32, bool)> = vec![(t.mm.exe_file_id, false)];
+        for v in &t.mm.vmas {
+            if is_file_vma(v) {
+                let ws = v.flags & 1 != 0 && v.prot & 2 != 0;
+                want.push((v.shmid as u32, ws));
+            }
+        }
+        for (id, ws) in want {
+            if res.vma_files.contains_key(&id) {
+                continue;
+            }
+            // A deleted (ghost) file was already recreated and opened.
+            if let Some(open) = res.by_id.get(&id).filter(|_| ghosts.contains(&id)) {
+                let fd = open.try_clone().map_err(|e| {
+                    Error::io(format!("pid {}: mapped file id {id}: dup", t.pid), e)
+                })?;
+                res.vma_files.insert(id, fd);
+                continue;
+            }
+            let f = plan.file(id, t.pid)?;
+            let r = f.reg.as_ref().ok_or_else(|| {
+                Error::msg(format!(
+                    "pid {}: mapped file id {id} is not a regular file",
+                    t.pid
+                ))
+            })?;
+            res.vma_files.insert(id, open_for_vma(r, ws, t.pid)?);
+        }
+    }
+    Ok(())
+}
+
+/// VMA status bits (criu/include/image.h).
+pub const VMA_AREA_REGULAR: u32 = 1 << 0;
+pub const VMA_AREA_STACK: u32 = 1 << 1;
+pub const VMA_AREA_VSYSCALL: u32 = 1 << 2;
+pub const VMA_AREA_VDSO: u32 = 1 << 3;
+pub const VMA_AREA_HEAP: u32 = 1 << 5;
+pub const VMA_FILE_PRIVATE: u32 = 1 << 6;
+pub const VMA_FILE_SHARED: u32 = 1 << 7;
+pub const VMA_ANON_SHARED: u32 = 1 << 8;
+pub const VMA_ANON_PRIVATE: u32 = 1 << 9;
+pub const VMA_AREA_SYSVIPC: u32 = 1 << 10;
+pub const VMA_AREA_SOCKET: u32 = 1 << 11;
+pub const VMA_AREA_VVAR: u32 = 1 << 12;
+pub const VMA_AREA_AIORING: u32 = 1 << 13;
+pub const VMA_AREA_MEMFD: u32 = 1 << 14;
+pub const VMA_UNSUPP: u32 = 1 << 31;
+
+/// Shared anonymous memory recorded by shmid (not as a memfd inode).
+pub fn is_anon_shared(v: &pb::VmaEntry) -> bool {
+    v.status & VMA_ANON_SHARED != 0 && v.status & (VMA_AREA_SYSVIPC | VMA_AREA_MEMFD) == 0
+}
+
+pub fn is_file_vma(v: &pb::VmaEntry) -> bool {
+    v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED | VMA_AREA_MEMFD) != 0
+        && v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR) == 0
+}
+
+/// `--inherit-fd fd[N]:pipe:[INO]` and `fd[N]:PATH`: those image files are
+/// replaced by crit's fd N (sockets are handled with the unix sockets).
+pub fn apply_inherited(plan: &Plan, opts: &super::Options, res: &mut Reservoir) -> Result<()> {
+    for (n, what) in &opts.inherit_fds {
+        if what.starts_with("socket:[") {
+            continue;
+        }
+        let mut hit = false;
+        let pipe_ino = what
+            .strip_prefix("pipe:[")
+            .and_then(|s| s.strip_suffix(']'))
+            .and_then(|s| s.parse::<u32>().ok());
+        for f in plan.files.values() {
+            let matches = match (pipe_ino, &f.pipe, &f.reg) {
+                (Some(ino), Some(p), _) => p.pipe_id == ino,
+                (None, _, Some(r)) => &r.name == what,
+                _ => false,
+            };
+            if matches {
+                let fd = crate::sys::sock::dup_raw(*n)
+                    .map_err(|e| Error::io(format!("--inherit-fd fd[{n}]"), e))?;
+                res.by_id.insert(f.id, fd);
+                hit = true;
+            }
+        }
+        if !hit {
+            return Err(Error::msg(format!(
+                "--inherit-fd fd[{n}]:{what}: no such file in the images"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every fd of every task has an object to take, or the restore refuses,
+/// naming the pid, fd and kind.
+pub fn check_all_opened(plan: &Plan, res: &Reservoir) -> Result<()> {
+    for t in &plan.tasks {
+        for fd in &t.fds {
+            let in_task = res
+                .task_pairs
+                .iter()
+                .any(|p| p.a_id == fd.id || p.b_id == fd.id);
+            if !res.by_id.contains_key(&fd.id) && !in_task {
+                let f = plan.file(fd.id, t.pid)?;
+                let kind = pb::FdTypes::try_from(f.r#type)
+                    .map(|k| k.as_str_name().to_string())
+                    .unwrap_or_else(|_| f.r#type.to_string());
+                return Err(Error::msg(format!(
+                    "pid {}: fd {}: file id {} of type {kind} cannot be restored yet",
+                    t.pid, fd.fd, fd.id
+                )));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,542 @@
+//! The other file kinds crit dump supports, made in crit before the fork:
+//! deleted ("ghost") files, memfds (and shared anonymous memory, which
+//! CRIU 4.2 records as a memfd inode), eventfd, timerfd, signalfd,
+//! inotify, inet listeners and bound UDP sockets, netlink sockets.
+//! Epoll sets are filled later, inside the task (see [`super::child`]), so
+//! that their targets are registered under the task's own fd numbers.
+
+use super::files::Reservoir;
+use super::plan::{read_pagemap, Plan};
+use super::Log;
+use crate::error::{Error, Result};
+use crate::image::pb;
+use crate::image::typed::{expect_magic, read_all, Mapped};
+use std::collections::HashMap;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+fn reopen(fd: &OwnedFd, flags: u32, what: &str) -> Result<OwnedFd> {
+    let acc = flags & 3;
+    let mut o = std::fs::OpenOptions::new();
+    match acc {
+        0 => o.read(true),
+        1 => o.write(true),
+        _ => o.read(true).write(true),
+    };
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, ((flags & 0o4000) | 0o2000000) as i32);
+    let f = o
+        .open(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|e| Error::io(format!("{what}: reopen"), e))?;
+    Ok(f.into())
+}
+
+/// Deleted files: recreated from their ghost image, opened, unlinked again.
+pub fn open_ghosts(plan: &Plan, res: &mut Reservoir) -> Result<()> {
+    let p = plan.dir.join("remap-fpath.img");
+    if !p.exists() {
+        return Ok(());
+    }
+    for r in read_all::<pb::RemapFilePathEntry>(&p, "REMAP_FPATH")? {
+        // 0 = LINKED, 1 = GHOST, 2 = PROCFS
+        if r.remap_type.unwrap_or(1) != 1 {
+            return Err(Error::msg(format!(
+                "remap-fpath.img: file id {}: remap type {} is not supported",
+                r.orig_id,
+                r.remap_type.unwrap_or(0)
+            )));
+        }
+        let Some(reg) = plan.files.get(&r.orig_id).and_then(|f| f.reg.as_ref()) else {
+            continue;
+        };
+        let gp = plan.dir.join(format!("ghost-file-{}.img", r.remap_id));
+        let (head, data) = read_ghost(&gp)?;
+        // At its own path if free, else next to it.
+        let mut path = std::path::PathBuf::from(&reg.name);
+        let mut k = 0;
+        while path.exists() {
+            k += 1;
+            path = std::path::PathBuf::from(format!("{}.crit-ghost-{k}", reg.name));
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| {
+                Error::io(
+                    format!("file id {}: recreate deleted {}", r.orig_id, path.display()),
+                    e,
+                )
+            })?;
+        let undo = |e: Error| {
+            let _ = std::fs::remove_file(&path);
+            e
+        };
+        f.write_all(&data).map_err(|e| {
+            undo(Error::io(
+                format!("file id {}: write {}", r.orig_id, path.display()),
+                e,
+            ))
+        })?;
+        let _ = std::fs::set_permissions(
+            &path,
+            std::os::unix::fs::PermissionsExt::from_mode(head.mode & 0o7777),
+        );
+        let _ = std::os::unix::fs::chown(&path, Some(head.uid), Some(head.gid));
+        drop(f);
+        let mut rr = reg.clone();
+        rr.name = path.display().to_string();
+        rr.size = None;
+        let opened = super::files::open_reg(&rr, 0).map_err(undo);
+        let _ = std::fs::remove_file(&path);
+        res.by_id.insert(r.orig_id, opened?);
+        res.ghosts.insert(r.orig_id);
+    }
+    Ok(())
+}
+
+fn read_ghost(p: &std::path::Path) -> Result<(pb::GhostFileEntry, Vec<u8>)> {
+    let file = Mapped::open(p)?;
+    let mut src = file.source();
+    expect_magic(&mut src, "GHOST_FILE")?;
+    let at = src.pos();
+    let n = src.u32_or_eof("entry length")?.unwrap_or(0);
+    let d = src.take(n as usize, "entry")?;
+    let head = <pb::GhostFileEntry as prost::Message>::decode(d).map_err(|e| Error::Image {
+        file: file.name.clone(),
+        offset: at,
+        msg: format!("bad entry: {e}"),
+    })?;
+    let mut data = Vec::new();
+    if head.chunks.unwrap_or(false) {
+        while let Some(n) = src.u32_or_eof("chunk length")? {
+            let at = src.pos();
+            let d = src.take(n as usize, "chunk")?;
+            let c =
+                <pb::GhostChunkEntry as prost::Message>::decode(d).map_err(|e| Error::Image {
+                    file: file.name.clone(),
+                    offset: at,
+                    msg: format!("bad chunk: {e}"),
+                })?;
+            let body = src.take(c.len as usize, "chunk data")?;
+            let end = (c.off + c.len) as usize;
+            if data.len() < end {
+                data.resize(end, 0);
+            }
+            data[c.off as usize..end].copy_from_slice(body);
+        }
+        if let Some(s) = head.size {
+            data.resize(s as usize, 0);
+        }
+    } else {
+        data = src.rest()?.to_vec();
+    }
+    Ok((head, data))
+}
+
+/// Memfd inodes (with their contents), then one open file per memfd file
+/// entry, and the memfds VMAs map.
+pub fn open_memfds(plan: &Plan, res: &mut Reservoir) -> Result<()> {
+    let p = plan.dir.join("memfd.img");
+    if !p.exists() {
+        return Ok(());
+    }
+    let mut inodes: HashMap<u64, OwnedFd> = HashMap::new();
+    for m in read_all::<pb::MemfdInodeEntry>(&p, "MEMFD_INODE")? {
+        let what = format!("memfd {} (inode {})", m.name, m.inode_id);
+        let name = std::ffi::CString::new(m.name.as_bytes()).unwrap_or_default();
+        let sealing = m.seals & !1 != 0 || m.seals == 0;
+        let mut fl = nix::sys::memfd::MFdFlags::MFD_CLOEXEC;
+        if sealing {
+            fl |= nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING;
+        }
+        let fd = nix::sys::memfd::memfd_create(name.as_c_str(), fl)
+            .map_err(|e| Error::msg(format!("{what}: memfd_create: {e}")))?;
+        crate::sys::fdops::ftruncate(fd.as_raw_fd(), m.size)
+            .map_err(|e| Error::io(format!("{what}: ftruncate"), e))?;
+        let pm = plan.dir.join(format!("pagemap-shmem-{}.img", m.shmid));
+        if pm.exists() {
+            let (pages_id, entries) = read_pagemap(&pm, Vec::new())?;
+            let pages = Mapped::open(&plan.dir.join(format!("pages-{pages_id}.img")))?;
+            let bytes = pages.bytes();
+            let mut f = std::fs::File::from(fd.try_clone().map_err(|e| Error::io(&what, e))?);
+            let mut off = 0usize;
+            for e in entries {
+                if e.flags.unwrap_or(4) & 4 == 0 {
+                    continue;
+                }
+                let len = (e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages)) * 4096) as usize;
+                let chunk = bytes
+                    .get(off..off + len)
+                    .ok_or_else(|| Error::msg(format!("{what}: pages-{pages_id}.img is short")))?;
+                f.seek(SeekFrom::Start(e.vaddr))
+                    .map_err(|e| Error::io(&what, e))?;
+                f.write_all(chunk)
+                    .map_err(|e| Error::io(format!("{what}: fill"), e))?;
+                off += len;
+            }
+            crate::sys::fdops::ftruncate(fd.as_raw_fd(), m.size)
+                .map_err(|e| Error::io(format!("{what}: ftruncate"), e))?;
+        }
+        if sealing && m.seals != 0 {
+            crate::sys::fdops::add_seals(fd.as_raw_fd(), m.seals as i32)
+                .map_err(|e| Error::io(format!("{what}: seals"), e))?;
+        }
+        inodes.insert(m.inode_id, fd);
+    }
+    for f in plan.files.values() {
+        let Some(m) = &f.memfd else { continue };
+        let ino = inodes.get(&u64::from(m.inode_id)).ok_or_else(|| {
+            Error::msg(format!(
+                "file id {}: memfd inode {} is not in memfd.img",
+                f.id, m.inode_id
+            ))
+        })?;
+        let what = format!("file id {} (memfd)", f.id);
+        let fd = reopen(ino, m.flags, &what)?;
+        if m.pos != 0 {
+            let mut file = std::fs::File::from(fd.try_clone().map_err(|e| Error::io(&what, e))?);
+            file.seek(SeekFrom::Start(m.pos))
+                .map_err(|e| Error::io(&what, e))?;
+        }
+        res.by_id.insert(f.id, fd);
+        res.vma_files.insert(f.id, reopen(ino, 2, &what)?);
+    }
+    res.keep.extend(inodes.into_values());
+    Ok(())
+}
+
+/// Shared anonymous memory recorded by shmid: one memfd per object, sized
+/// to cover every mapping of it, filled from `pagemap-shmem-SHMID.img`.
+pub fn open_anon_shared(plan: &Plan, res: &mut Reservoir) -> Result<()> {
+    let mut size: std::collections::BTreeMap<u64, u64> = Default::default();
+    for t in plan.live() {
+        for v in t.mm.vmas.iter().filter(|v| super::files::is_anon_shared(v)) {
+            let e = size.entry(v.shmid).or_default();
+            *e = (*e).max(v.pgoff + (v.end - v.start));
+        }
+    }
+    for (shmid, len) in size {
+        let what = format!("shared memory {shmid}");
+        let fd =
+            nix::sys::memfd::memfd_create(c"/dev/zero", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+                .map_err(|e| Error::msg(format!("{what}: memfd_create: {e}")))?;
+        crate::sys::fdops::ftruncate(fd.as_raw_fd(), len)
+            .map_err(|e| Error::io(format!("{what}: ftruncate"), e))?;
+        let pm = plan.dir.join(format!("pagemap-shmem-{shmid}.img"));
+        if pm.exists() {
+            let (pages_id, entries) = read_pagemap(&pm, Vec::new())?;
+            let pages = Mapped::open(&plan.dir.join(format!("pages-{pages_id}.img")))?;
+            let bytes = pages.bytes();
+            let mut f = std::fs::File::from(fd.try_clone().map_err(|e| Error::io(&what, e))?);
+            let mut off = 0usize;
+            for e in entries {
+                if e.flags.unwrap_or(4) & 4 == 0 {
+                    continue;
+                }
+                let n = (e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages)) * 4096) as usize;
+                let chunk = bytes
+                    .get(off..off + n)
+                    .ok_or_else(|| Error::msg(format!("{what}: pages-{pages_id}.img is short")))?;
+                f.seek(SeekFrom::Start(e.vaddr))
+                    .map_err(|e| Error::io(&what, e))?;
+                f.write_all(chunk)
+                    .map_err(|e| Error::io(format!("{what}: fill"), e))?;
+                off += n;
+            }
+        }
+        res.shm_files.insert(shmid, fd);
+    }
+    Ok(())
+}
+
+/// eventfd, timerfd, signalfd, inotify, inet and netlink sockets.
+pub fn open_misc(
+    plan: &Plan,
+    opts: &super::Options,
+    res: &mut Reservoir,
+    log: &mut Log,
+) -> Result<()> {
+    let used: std::collections::HashSet<u32> = plan
+        .tasks
+        .iter()
+        .flat_map(|t| t.fds.iter().map(|f| f.id))
+        .collect();
+    for f in plan.files.values() {
+        if res.by_id.contains_key(&f.id) || !used.contains(&f.id) {
+            continue;
+        }
+        let id = f.id;
+        let fd: Option<OwnedFd> = if let Some(e) = &f.efd {
+            use nix::sys::eventfd::{EfdFlags, EventFd};
+            let fl = EfdFlags::from_bits_truncate((e.flags & 0o4000) as i32 | libc::EFD_CLOEXEC);
+            // The counter may exceed 32 bits: written, not given at creation.
+            let fd: OwnedFd = EventFd::from_value_and_flags(0, fl)
+                .map_err(|er| Error::msg(format!("file id {id}: eventfd: {er}")))?
+                .into();
+            if e.counter != 0 {
+                crate::sys::fdops::write_fd(fd.as_raw_fd(), &e.counter.to_ne_bytes()).map_err(
+                    |er| Error::io(format!("file id {id}: eventfd counter {}", e.counter), er),
+                )?;
+            }
+            Some(fd)
+        } else if let Some(t) = &f.tfd {
+            Some(timerfd(t, id)?)
+        } else if let Some(s) = &f.sgfd {
+            let fl = (s.flags & 0o4000) as i32 | libc::SFD_CLOEXEC;
+            Some(
+                crate::sys::sig::signalfd(s.sigmask, fl)
+                    .map_err(|er| Error::io(format!("file id {id}: signalfd"), er))?,
+            )
+        } else if f.epfd.is_some() {
+            use nix::sys::epoll::{Epoll, EpollCreateFlags};
+            let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+                .map_err(|e| Error::msg(format!("file id {id}: epoll_create: {e}")))?;
+            Some(ep.0)
+        } else if let Some(i) = &f.ify {
+            Some(inotify(i, id, log)?)
+        } else if let Some(s) = &f.isk {
+            Some(inet(s, id, opts)?)
+        } else if let Some(n) = &f.nlsk {
+            Some(netlink(n, id)?)
+        } else {
+            None
+        };
+        if let Some(fd) = fd {
+            res.by_id.insert(id, fd);
+        }
+    }
+    Ok(())
+}
+
+fn timerfd(t: &pb::TimerfdEntry, id: u32) -> Result<OwnedFd> {
+    use nix::sys::time::TimeSpec;
+    use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+    let clock = match t.clockid {
+        0 => ClockId::CLOCK_REALTIME,
+        1 => ClockId::CLOCK_MONOTONIC,
+        7 => ClockId::CLOCK_BOOTTIME,
+        8 => ClockId::CLOCK_REALTIME_ALARM,
+        9 => ClockId::CLOCK_BOOTTIME_ALARM,
+        c => {
+            return Err(Error::msg(format!(
+                "file id {id}: timerfd clock {c} unsupported"
+            )))
+        }
+    };
+    let fl = TimerFlags::from_bits_truncate((t.flags & 0o4000) as i32) | TimerFlags::TFD_CLOEXEC;
+    let fd =
+        TimerFd::new(clock, fl).map_err(|e| Error::msg(format!("file id {id}: timerfd: {e}")))?;
+    let value = TimeSpec::new(t.vsec as i64, t.vnsec as i64);
+    let interval = TimeSpec::new(t.isec as i64, t.insec as i64);
+    if t.vsec != 0 || t.vnsec != 0 {
+        // The images hold the time left, so it is set relative.
+        let exp = if t.isec != 0 || t.insec != 0 {
+            Expiration::IntervalDelayed(value, interval)
+        } else {
+            Expiration::OneShot(value)
+        };
+        fd.set(exp, TimerSetTimeFlags::empty())
+            .map_err(|e| Error::msg(format!("file id {id}: timerfd_settime: {e}")))?;
+    }
+    let fd: OwnedFd = fd.into();
+    if t.ticks != 0 {
+        crate::sys::fdops::timerfd_set_ticks(fd.as_raw_fd(), t.ticks).map_err(|e| {
+            Error::io(
+                format!("file id {id}: timerfd: {} pending expirations", t.ticks),
+                e,
+            )
+        })?;
+    }
+    Ok(fd)
+}
+
+fn inotify(i: &pb::InotifyFileEntry, id: u32, log: &mut Log) -> Result<OwnedFd> {
+    use nix::sys::inotify::{InitFlags, Inotify};
+    let fl = InitFlags::from_bits_truncate((i.flags & 0o4000) as i32) | InitFlags::IN_CLOEXEC;
+    let fd: OwnedFd = Inotify::init(fl)
+        .map_err(|e| Error::msg(format!("file id {id}: inotify_init: {e}")))?
+        .into();
+    let mut wds: Vec<&pb::InotifyWdEntry> = i.wd.iter().collect();
+    wds.sort_by_key(|w| w.wd);
+    for w in wds {
+        // The path if the images have it, else the file through its handle.
+        let mut _held = None;
+        let path = match w.f_handle.path.clone() {
+            Some(p) => p,
+            None => match open_handle(&w.f_handle, w.s_dev) {
+                Ok(fd) => {
+                    let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                    _held = Some(fd);
+                    p
+                }
+                Err(e) => {
+                    log.warn(format!(
+                        "file id {id}: inotify watch {} (inode {}): {e}; not restored",
+                        w.wd, w.i_ino
+                    ));
+                    continue;
+                }
+            },
+        };
+        let c = std::ffi::CString::new(path.as_bytes()).unwrap_or_default();
+        // Watch numbers only grow: add until the dumped one comes up.
+        let mut tries = 0;
+        loop {
+            let got =
+                crate::sys::fdops::inotify_add_watch(fd.as_raw_fd(), &c, w.mask & !0x2000_0000)
+                    .map_err(|e| Error::io(format!("file id {id}: inotify watch {path}"), e))?;
+            if got as u32 >= w.wd || tries > 4096 {
+                break;
+            }
+            let _ = crate::sys::fdops::inotify_rm_watch(fd.as_raw_fd(), got);
+            tries += 1;
+        }
+    }
+    Ok(fd)
+}
+
+/// Opens (O_PATH) the file a recorded file handle names, on the mount of
+/// device `s_dev` (the kernel's encoding: major << 20 | minor).
+fn open_handle(fh: &pb::FhEntry, s_dev: u32) -> std::result::Result<OwnedFd, String> {
+    let (major, minor) = (s_dev >> 20, s_dev & 0xfffff);
+    let want = format!("{major}:{minor}");
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    let mount = info
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.len() > 4 && f[2] == want).then(|| f[4].to_string())
+        })
+        .next()
+        .ok_or_else(|| format!("no mount of device {want}"))?;
+    let m = std::fs::File::open(&mount).map_err(|e| format!("open {mount}: {e}"))?;
+    let bytes: Vec<u8> = fh
+        .handle
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .take(fh.bytes as usize)
+        .collect();
+    crate::sys::handle::open_by_handle(
+        std::os::fd::AsFd::as_fd(&m),
+        fh.r#type as i32,
+        &bytes,
+        libc::O_PATH,
+    )
+    .map_err(|e| format!("open by handle on {mount}: {e}"))
+}
+
+fn inet(s: &pb::InetSkEntry, id: u32, opts: &super::Options) -> Result<OwnedFd> {
+    use nix::sys::socket::{
+        self as so, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
+    };
+    let fam = match s.family {
+        2 => AddressFamily::Inet,
+        10 => AddressFamily::Inet6,
+        f => {
+            return Err(Error::msg(format!(
+                "inet socket {}: family {f} unsupported",
+                s.ino
+            )))
+        }
+    };
+    let ty = match s.r#type {
+        1 => SockType::Stream,
+        2 => SockType::Datagram,
+        t => {
+            return Err(Error::msg(format!(
+                "inet socket {}: type {t} unsupported",
+                s.ino
+            )))
+        }
+    };
+    // TCP_LISTEN = 10, TCP_CLOSE = 7.
+    if s.state != 10 && s.state != 7 {
+        let hint = if opts.tcp_established {
+            " (--tcp-established is accepted but connections are not repaired yet)"
+        } else {
+            ""
+        };
+        return Err(Error::msg(format!(
+            "inet socket {} (file id {id}): connected sockets cannot be restored yet{hint}",
+            s.ino
+        )));
+    }
+    let fd = so::socket(fam, ty, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| Error::msg(format!("inet socket {}: socket: {e}", s.ino)))?;
+    if s.opts.reuseaddr == Some(true) {
+        let _ = so::setsockopt(&fd, sockopt::ReuseAddr, &true);
+    }
+    if s.opts.so_reuseport == Some(true) {
+        let _ = so::setsockopt(&fd, sockopt::ReusePort, &true);
+    }
+    if s.v6only == Some(true) {
+        let _ = so::setsockopt(&fd, sockopt::Ipv6V6Only, &true);
+    }
+    let bound = s.src_port != 0 || s.src_addr.iter().any(|&a| a != 0);
+    if bound {
+        let r = if s.family == 2 {
+            let a = s.src_addr.first().copied().unwrap_or(0);
+            let ip = std::net::Ipv4Addr::from(u32::from_be(a));
+            so::bind(
+                fd.as_raw_fd(),
+                &SockaddrIn::from(std::net::SocketAddrV4::new(ip, s.src_port as u16)),
+            )
+        } else {
+            let mut b = [0u8; 16];
+            for (k, w) in s.src_addr.iter().take(4).enumerate() {
+                b[k * 4..k * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+            let ip = std::net::Ipv6Addr::from(b);
+            so::bind(
+                fd.as_raw_fd(),
+                &SockaddrIn6::from(std::net::SocketAddrV6::new(ip, s.src_port as u16, 0, 0)),
+            )
+        };
+        r.map_err(|e| {
+            Error::msg(format!(
+                "inet socket {}: bind port {}: {e}",
+                s.ino, s.src_port
+            ))
+        })?;
+    }
+    if s.state == 10 {
+        so::listen(
+            &fd,
+            Backlog::new(s.backlog as i32).unwrap_or(Backlog::MAXCONN),
+        )
+        .map_err(|e| Error::msg(format!("inet socket {}: listen: {e}", s.ino)))?;
+    }
+    crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (s.flags & 0o4000) as i32)
+        .map_err(|e| Error::io(format!("inet socket {}", s.ino), e))?;
+    Ok(fd)
+}
+
+fn netlink(n: &pb::NetlinkSkEntry, id: u32) -> Result<OwnedFd> {
+    use nix::sys::socket::{
+        self as so, AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType,
+    };
+    let proto = match n.protocol {
+        0 => SockProtocol::NetlinkRoute,
+        p => {
+            return Err(Error::msg(format!(
+                "netlink socket {} (file id {id}): protocol {p} unsupported",
+                n.ino
+            )))
+        }
+    };
+    let fd = so::socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        proto,
+    )
+    .map_err(|e| Error::msg(format!("netlink socket {}: {e}", n.ino)))?;
+    let groups = n.groups.first().copied().unwrap_or(0);
+    // The dumped port id may be taken by a live socket; let the kernel pick then.
+    if so::bind(fd.as_raw_fd(), &NetlinkAddr::new(n.portid, groups)).is_err() {
+        so::bind(fd.as_raw_fd(), &NetlinkAddr::new(0, groups))
+            .map_err(|e| Error::msg(format!("netlink socket {}: bind: {e}", n.ino)))?;
+    }
+    Ok(fd)
+}

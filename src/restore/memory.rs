@@ -1,0 +1,493 @@
+//! Rebuilds a task's address space from outside: unmap what the forked copy
+//! of crit had, move its own vdso/vvar where the dumped ones were, map every
+//! dumped VMA at its address, write the dumped pages, set the final
+//! protections, then the mm fields with PR_SET_MM_MAP.
+
+use super::child::Layout;
+use super::files::*;
+use super::plan::Task;
+use super::remote::{call, Tracee};
+use crate::error::{Error, Result};
+use crate::image::pb;
+
+pub const PAGE: u64 = 4096;
+/// Top of the x86-64 user address space (47-bit).
+const TASK_SIZE: u64 = 0x7fff_ffff_f000;
+const MMAP_MIN: u64 = 0x10000;
+
+const NR_MMAP: i64 = 9;
+const NR_MPROTECT: i64 = 10;
+const NR_MUNMAP: i64 = 11;
+const NR_MREMAP: i64 = 25;
+const NR_MADVISE: i64 = 28;
+const NR_PRCTL: i64 = 157;
+
+const PROT_WRITE: u32 = 2;
+const MAP_SHARED: u32 = 1;
+const MAP_FIXED: u32 = 0x10;
+const MAP_ANON: u32 = 0x20;
+const MAP_FIXED_NOREPLACE: u32 = 0x100000;
+const MREMAP_MAYMOVE: u64 = 1;
+const MREMAP_FIXED: u64 = 2;
+
+const PE_PARENT: u32 = 1;
+const PE_LAZY: u32 = 2;
+const PE_PRESENT: u32 = 4;
+
+/// One line of /proc/PID/maps.
+#[derive(Clone, Debug)]
+pub struct MapLine {
+    pub start: u64,
+    pub end: u64,
+    pub name: String,
+}
+
+pub fn read_maps(pid: u32) -> Result<Vec<MapLine>> {
+    let p = format!("/proc/{pid}/maps");
+    let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+    let mut v = Vec::new();
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let range = it.next().unwrap_or("");
+        let (a, b) = range.split_once('-').unwrap_or(("0", "0"));
+        let start = u64::from_str_radix(a, 16).unwrap_or(0);
+        let end = u64::from_str_radix(b, 16).unwrap_or(0);
+        let name = it.nth(4).unwrap_or("").to_string();
+        v.push(MapLine { start, end, name });
+    }
+    Ok(v)
+}
+
+/// The lowest gap of `len` bytes that none of `taken` covers.
+pub fn find_hole(taken: &[(u64, u64)], len: u64) -> Option<u64> {
+    let mut t: Vec<(u64, u64)> = taken.to_vec();
+    t.sort();
+    let mut at = MMAP_MIN.max(0x100000);
+    for (s, e) in t {
+        if s >= at + len {
+            break;
+        }
+        at = at.max(e.next_multiple_of(PAGE));
+    }
+    (at + len <= TASK_SIZE).then_some(at)
+}
+
+/// Where one task's dumped pages are: which pagemap entry covers which
+/// range, and where its bytes start in the pages file.
+pub struct PageRun {
+    pub vaddr: u64,
+    pub len: u64,
+    pub off: u64,
+}
+
+pub fn page_runs(task: &Task, pages_len: u64) -> Result<Vec<PageRun>> {
+    let mut runs = Vec::new();
+    let mut off = 0u64;
+    for pe in &task.pagemap {
+        let flags = pe.flags.unwrap_or(if pe.in_parent == Some(true) {
+            PE_PARENT
+        } else {
+            PE_PRESENT
+        });
+        let n = pe.nr_pages.unwrap_or(u64::from(pe.compat_nr_pages));
+        if flags & PE_PARENT != 0 {
+            return Err(Error::msg(format!(
+                "pid {}: pagemap-{}.img: pages at {:#x} are in a parent image (incremental dumps are not supported)",
+                task.pid, task.pid, pe.vaddr
+            )));
+        }
+        if flags & PE_PRESENT == 0 {
+            if flags & PE_LAZY != 0 {
+                return Err(Error::msg(format!(
+                    "pid {}: pagemap-{}.img: pages at {:#x} are lazy (served by a page server), not in the images",
+                    task.pid, task.pid, pe.vaddr
+                )));
+            }
+            continue;
+        }
+        let len = n * PAGE;
+        if off + len > pages_len {
+            return Err(Error::msg(format!(
+                "pid {}: pages-{}.img: holds {pages_len} bytes, the pagemap needs more (at {:#x})",
+                task.pid, task.pages_id, pe.vaddr
+            )));
+        }
+        runs.push(PageRun {
+            vaddr: pe.vaddr,
+            len,
+            off,
+        });
+        off += len;
+    }
+    // CRIU writes them in address order; do not rely on it.
+    runs.sort_by_key(|r| r.vaddr);
+    Ok(runs)
+}
+
+fn vma_has_pages(v: &pb::VmaEntry, runs: &[PageRun]) -> bool {
+    // runs are sorted by address.
+    let i = runs.partition_point(|r| r.vaddr + r.len <= v.start);
+    i < runs.len() && runs[i].vaddr < v.end
+}
+
+/// What of the child's own mappings survives the rebuild.
+struct Special {
+    vvar: Option<(u64, u64)>,
+    vclock: Option<(u64, u64)>,
+    vdso: Option<(u64, u64)>,
+}
+
+fn special_of(maps: &[MapLine]) -> Special {
+    let find = |n: &str| maps.iter().find(|m| m.name == n).map(|m| (m.start, m.end));
+    Special {
+        vvar: find("[vvar]"),
+        vclock: find("[vvar_vclock]"),
+        vdso: find("[vdso]"),
+    }
+}
+
+pub fn skip_vma(v: &pb::VmaEntry) -> bool {
+    v.status & (VMA_AREA_VSYSCALL | VMA_AREA_VDSO | VMA_AREA_VVAR) != 0
+}
+
+/// The scratch area crit uses inside a task while rebuilding it: free both
+/// in the task now and in its dumped layout.
+pub fn choose_scratch(pid: u32, task: &Task, len: u64) -> Result<u64> {
+    let mut taken: Vec<(u64, u64)> = read_maps(pid)?.iter().map(|m| (m.start, m.end)).collect();
+    taken.extend(task.mm.vmas.iter().map(|v| (v.start, v.end)));
+    find_hole(&taken, len)
+        .ok_or_else(|| Error::msg(format!("pid {pid}: no free room for a scratch area")))
+}
+
+/// Rebuilds the address space. `scratch` (`scratch_len` bytes) is kept.
+pub fn rebuild(
+    t: &mut dyn Tracee,
+    task: &Task,
+    lay: &Layout,
+    pages: &[u8],
+    scratch: u64,
+    scratch_len: u64,
+    log: &mut super::Log,
+) -> Result<()> {
+    let pid = task.pid;
+    let maps = read_maps(t.tid())?;
+    let sp = special_of(&maps);
+    let vmas = &task.mm.vmas;
+    for v in vmas {
+        if v.status & (VMA_AREA_SYSVIPC | VMA_AREA_AIORING | VMA_AREA_SOCKET | VMA_UNSUPP) != 0 {
+            return Err(Error::msg(format!(
+                "pid {pid}: mapping {:#x}-{:#x} (status {:#x}) is of a kind restore does not support",
+                v.start, v.end, v.status
+            )));
+        }
+    }
+    // 1. Unmap everything but the scratch area and the special mappings.
+    let mut keep: Vec<(u64, u64)> = vec![(scratch, scratch + scratch_len)];
+    keep.extend([sp.vvar, sp.vclock, sp.vdso].into_iter().flatten());
+    keep.sort();
+    let mut at = 0u64;
+    let mut calls = Vec::new();
+    for &(s, e) in keep.iter().chain(std::iter::once(&(TASK_SIZE, TASK_SIZE))) {
+        if s > at {
+            calls.push((NR_MUNMAP, [at, s - at, 0, 0, 0, 0]));
+        }
+        at = at.max(e);
+    }
+    for (k, r) in t.batch(&calls)?.into_iter().enumerate() {
+        if r < 0 {
+            return Err(Error::msg(format!(
+                "pid {pid}: munmap {:#x}: errno {}",
+                calls[k].1[0], -r
+            )));
+        }
+    }
+    // 2. vvar, vvar_vclock, vdso to where they were.
+    move_special(t, task, &sp, scratch, scratch_len)?;
+    // 3. Map every VMA.
+    let pages_len = pages.len() as u64;
+    let runs = page_runs(task, pages_len)?;
+    let mut reprotect = Vec::new();
+    let mut maps: Vec<(&pb::VmaEntry, [u64; 6])> = Vec::new();
+    for v in vmas.iter().filter(|v| !skip_vma(v)) {
+        let len = v.end - v.start;
+        let mut prot = v.prot;
+        if vma_has_pages(v, &runs) && prot & PROT_WRITE == 0 {
+            prot |= PROT_WRITE;
+            reprotect.push(v);
+        }
+        let mut flags = (v.flags & !MAP_FIXED_NOREPLACE) | MAP_FIXED;
+        let (fd, off) = if is_file_vma(v) {
+            let fd = lay.fd_of(v.shmid as u32).ok_or_else(|| {
+                Error::msg(format!(
+                    "pid {pid}: mapping {:#x}: file id {} not opened",
+                    v.start, v.shmid
+                ))
+            })?;
+            (fd as u64, v.pgoff)
+        } else if is_anon_shared(v) {
+            // Shared anonymous: the object every task with this shmid maps.
+            let fd = lay.shm_fd(v.shmid).ok_or_else(|| {
+                Error::msg(format!(
+                    "pid {pid}: mapping {:#x}: shared memory {} not made",
+                    v.start, v.shmid
+                ))
+            })?;
+            flags = (flags & !MAP_ANON) | MAP_SHARED;
+            (fd as u64, v.pgoff)
+        } else {
+            flags |= MAP_ANON;
+            (u64::MAX, 0)
+        };
+        maps.push((
+            v,
+            [v.start, len, u64::from(prot), u64::from(flags), fd, off],
+        ));
+    }
+    let calls: Vec<(i64, [u64; 6])> = maps.iter().map(|m| (NR_MMAP, m.1)).collect();
+    for (k, got) in t.batch(&calls)?.into_iter().enumerate() {
+        let v = maps[k].0;
+        if (-4095..0).contains(&got) {
+            return Err(Error::msg(format!(
+                "pid {pid}: mmap {:#x}-{:#x}: {}",
+                v.start,
+                v.end,
+                std::io::Error::from_raw_os_error(-got as i32)
+            )));
+        }
+        if got as u64 != v.start {
+            return Err(Error::msg(format!(
+                "pid {pid}: mmap {:#x} landed at {got:#x}",
+                v.start
+            )));
+        }
+    }
+    log.debug(format!("pid {pid}: mappings made"));
+    let t_pages = std::time::Instant::now();
+    // 4. Pages, in batches of iovecs.
+    let mut batch: Vec<(u64, &[u8])> = Vec::new();
+    let mut bytes = 0u64;
+    let skipped: Vec<(u64, u64)> = vmas
+        .iter()
+        .filter(|v| skip_vma(v))
+        .map(|v| (v.start, v.end))
+        .collect();
+    for r in &runs {
+        // The vdso's pages are the kernel's, not the task's.
+        if skipped.iter().any(|&(s, e)| r.vaddr >= s && r.vaddr < e) {
+            continue;
+        }
+        batch.push((r.vaddr, &pages[r.off as usize..(r.off + r.len) as usize]));
+        bytes += r.len;
+    }
+    t.write_pages(&batch)?;
+    log.debug(format!(
+        "pid {pid}: {} mappings, {bytes} bytes of pages written in {:?}",
+        vmas.len(),
+        t_pages.elapsed()
+    ));
+    // 5. Final protections and advice.
+    let calls: Vec<(i64, [u64; 6])> = reprotect
+        .iter()
+        .map(|v| {
+            (
+                NR_MPROTECT,
+                [v.start, v.end - v.start, u64::from(v.prot), 0, 0, 0],
+            )
+        })
+        .collect();
+    for (k, r) in t.batch(&calls)?.into_iter().enumerate() {
+        if r < 0 {
+            return Err(Error::msg(format!(
+                "pid {pid}: mprotect {:#x}: errno {}",
+                reprotect[k].start, -r
+            )));
+        }
+    }
+    let mut calls = Vec::new();
+    for v in vmas.iter().filter(|v| !skip_vma(v)) {
+        let madv = v.madv.unwrap_or(0);
+        for bit in [10u64, 12, 14, 15, 16, 18] {
+            // DONTFORK, MERGEABLE, HUGEPAGE, NOHUGEPAGE, DONTDUMP, WIPEONFORK
+            if madv & (1 << bit) != 0 {
+                calls.push((NR_MADVISE, [v.start, v.end - v.start, bit, 0, 0, 0]));
+            }
+        }
+    }
+    // Advice is best effort (a kernel may lack THP or KSM).
+    t.batch(&calls)?;
+    Ok(())
+}
+
+fn move_special(
+    t: &mut dyn Tracee,
+    task: &Task,
+    sp: &Special,
+    scratch: u64,
+    scratch_len: u64,
+) -> Result<()> {
+    let pid = task.pid;
+    let img_vdso = task.mm.vmas.iter().find(|v| v.status & VMA_AREA_VDSO != 0);
+    let img_vvar = task.mm.vmas.iter().find(|v| v.status & VMA_AREA_VVAR != 0);
+    // Pieces to move: (current start, len, target start).
+    let mut moves: Vec<(u64, u64, u64)> = Vec::new();
+    let mut drop: Vec<(u64, u64)> = Vec::new();
+    match (img_vvar, sp.vvar) {
+        (Some(iv), Some((s, e))) => {
+            let vclock_len = sp.vclock.map(|(a, b)| b - a).unwrap_or(0);
+            if iv.end - iv.start != (e - s) + vclock_len {
+                return Err(Error::msg(format!(
+                    "pid {pid}: the dumped vvar is {} bytes, this kernel's is {}: restore on the dumping kernel",
+                    iv.end - iv.start,
+                    (e - s) + vclock_len
+                )));
+            }
+            moves.push((s, e - s, iv.start));
+            if let Some((a, b)) = sp.vclock {
+                moves.push((a, b - a, iv.start + (e - s)));
+            }
+        }
+        (None, cur) => {
+            drop.extend(cur);
+            drop.extend(sp.vclock);
+        }
+        (Some(_), None) => {
+            return Err(Error::msg(format!(
+                "pid {pid}: the images have a vvar, this kernel gives none"
+            )))
+        }
+    }
+    match (img_vdso, sp.vdso) {
+        (Some(iv), Some((s, e))) => {
+            if iv.end - iv.start != e - s {
+                return Err(Error::msg(format!(
+                    "pid {pid}: the dumped vdso is {} bytes, this kernel's is {}: restore on the dumping kernel",
+                    iv.end - iv.start,
+                    e - s
+                )));
+            }
+            moves.push((s, e - s, iv.start));
+        }
+        (None, cur) => drop.extend(cur),
+        (Some(_), None) => {
+            return Err(Error::msg(format!(
+                "pid {pid}: the images have a vdso, this kernel gives none"
+            )))
+        }
+    }
+    for (s, e) in drop {
+        call(t, "munmap vdso", NR_MUNMAP, [s, e - s, 0, 0, 0, 0])?;
+    }
+    // If a target overlaps a current piece, park the pieces in a hole first.
+    let overlaps = moves
+        .iter()
+        .any(|&(_, len, to)| moves.iter().any(|&(s, l, _)| to < s + l && s < to + len));
+    if overlaps {
+        let total: u64 = moves.iter().map(|m| m.1).sum();
+        let mut taken: Vec<(u64, u64)> = task.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
+        taken.extend(moves.iter().map(|&(s, l, _)| (s, s + l)));
+        taken.push((scratch, scratch + scratch_len));
+        let mut at = find_hole(&taken, total)
+            .ok_or_else(|| Error::msg(format!("pid {pid}: no room to move the vdso")))?;
+        for m in &mut moves {
+            call(
+                t,
+                "mremap vdso",
+                NR_MREMAP,
+                [m.0, m.1, m.1, MREMAP_MAYMOVE | MREMAP_FIXED, at, 0],
+            )?;
+            m.0 = at;
+            at += m.1;
+        }
+    }
+    for (s, len, to) in moves {
+        if s != to {
+            call(
+                t,
+                "mremap vdso",
+                NR_MREMAP,
+                [s, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to, 0],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets the mm fields (code/data/brk/stack/args/env bounds, auxv, exe).
+pub fn set_mm(t: &mut dyn Tracee, task: &Task, lay: &Layout, scratch: u64) -> Result<()> {
+    let mm = &task.mm;
+    let exe_fd = lay.fd_of(mm.exe_file_id).ok_or_else(|| {
+        Error::msg(format!(
+            "pid {}: exe file id {} not opened",
+            task.pid, mm.exe_file_id
+        ))
+    })?;
+    let mut auxv: Vec<u64> = mm.mm_saved_auxv.clone();
+    // Terminate it: the kernel keeps whatever follows otherwise.
+    if auxv.len() % 2 == 1 {
+        auxv.push(0);
+    }
+    auxv.extend([0, 0]);
+    let auxv_addr = scratch + 256;
+    let mut st = Vec::with_capacity(104);
+    for v in [
+        mm.mm_start_code,
+        mm.mm_end_code,
+        mm.mm_start_data,
+        mm.mm_end_data,
+        mm.mm_start_brk,
+        mm.mm_brk,
+        mm.mm_start_stack,
+        mm.mm_arg_start,
+        mm.mm_arg_end,
+        mm.mm_env_start,
+        mm.mm_env_end,
+        auxv_addr,
+    ] {
+        st.extend_from_slice(&v.to_le_bytes());
+    }
+    st.extend_from_slice(&((auxv.len() * 8) as u32).to_le_bytes());
+    st.extend_from_slice(&(exe_fd as u32).to_le_bytes());
+    let ab: Vec<u8> = auxv.iter().flat_map(|v| v.to_le_bytes()).collect();
+    t.write_mem(&[(scratch, &st), (auxv_addr, &ab)])?;
+    call(
+        t,
+        "prctl(PR_SET_MM_MAP)",
+        NR_PRCTL,
+        [35, 14, scratch, st.len() as u64, 0, 0],
+    )?;
+    if let Some(d) = mm.dumpable {
+        let _ = call(
+            t,
+            "prctl(PR_SET_DUMPABLE)",
+            NR_PRCTL,
+            [4, d as u64, 0, 0, 0, 0],
+        );
+    }
+    if mm.thp_disabled == Some(true) {
+        call(
+            t,
+            "prctl(PR_SET_THP_DISABLE)",
+            NR_PRCTL,
+            [41, 1, 0, 0, 0, 0],
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hole_is_free_in_both_layouts() {
+        let taken = [
+            (0x100000, 0x200000),
+            (0x200000, 0x300000),
+            (0x400000, 0x500000),
+        ];
+        assert_eq!(find_hole(&taken, 0x100000), Some(0x300000));
+        assert_eq!(find_hole(&taken, 0x200000), Some(0x500000));
+        assert_eq!(find_hole(&[], 0x1000), Some(0x100000));
+        assert_eq!(find_hole(&[(0x100000, TASK_SIZE)], 0x1000), None);
+    }
+}

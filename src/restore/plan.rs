@@ -1,0 +1,336 @@
+//! Reads an images directory into a restore plan: the process tree, each
+//! task's core, mm, pagemap, fds and fs, and the shared file table. Nothing
+//! here touches the system; every later step works from the plan.
+
+use crate::error::{Error, Result};
+use crate::image::pb;
+use crate::image::source::Source;
+use crate::image::typed::{expect_magic, read_all, read_one, Mapped};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// One thread of a task and its core image.
+pub struct Thread {
+    pub tid: u32,
+    pub core: pb::CoreEntry,
+}
+
+/// One task (process) to restore.
+pub struct Task {
+    pub pid: u32,
+    pub ppid: u32,
+    pub pgid: u32,
+    pub sid: u32,
+    /// Threads, the main one first.
+    pub threads: Vec<Thread>,
+    pub mm: pb::MmEntry,
+    /// Pages id (`pages-ID.img`) and the entries after the pagemap head.
+    pub pages_id: u32,
+    pub pagemap: Vec<pb::PagemapEntry>,
+    pub fs: pb::FsEntry,
+    pub fds: Vec<pb::FdinfoEntry>,
+    pub ids: pb::TaskKobjIdsEntry,
+    /// A zombie: its wait status (it is forked only to exit with it).
+    pub zombie: Option<u32>,
+}
+
+impl Task {
+    pub fn main_core(&self) -> &pb::CoreEntry {
+        &self.threads[0].core
+    }
+    pub fn tc(&self) -> Option<&pb::TaskCoreEntry> {
+        self.main_core().tc.as_ref()
+    }
+
+    /// The signal that had stopped the task (state TASK_STOPPED), if any.
+    pub fn stop_signal(&self) -> Option<i32> {
+        let tc = self.tc()?;
+        (tc.task_state == 3).then(|| tc.stop_signo.filter(|&s| s != 0).unwrap_or(19) as i32)
+    }
+}
+
+/// A queued packet of a socket (`sk-queues.img`), with its bytes.
+pub struct Packet {
+    pub id_for: u32,
+    pub data: Vec<u8>,
+}
+
+/// Everything read from the images directory.
+pub struct Plan {
+    pub dir: PathBuf,
+    /// Tasks, each parent before its children (pstree order).
+    pub tasks: Vec<Task>,
+    /// The file table by file id.
+    pub files: BTreeMap<u32, pb::FileEntry>,
+    /// Socket queues in image order.
+    pub packets: Vec<Packet>,
+    /// Pipe data by pipe inode.
+    pub pipe_data: HashMap<u32, Vec<u8>>,
+    /// Fifo data by pipe inode.
+    pub fifo_data: HashMap<u32, Vec<u8>>,
+}
+
+fn img(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
+
+impl Plan {
+    pub fn load(dir: &Path) -> Result<Plan> {
+        if !dir.is_dir() {
+            return Err(Error::msg(format!(
+                "{}: not an images directory",
+                dir.display()
+            )));
+        }
+        let _inv: pb::InventoryEntry = read_one(&img(dir, "inventory.img"), "INVENTORY")?;
+        let pstree: Vec<pb::PstreeEntry> = read_all(&img(dir, "pstree.img"), "PSTREE")?;
+        if pstree.is_empty() {
+            return Err(Error::msg(format!("{}/pstree.img: no task", dir.display())));
+        }
+        let mut files = BTreeMap::new();
+        let fpath = img(dir, "files.img");
+        if fpath.exists() {
+            for f in read_all::<pb::FileEntry>(&fpath, "FILES")? {
+                files.insert(f.id, f);
+            }
+        }
+        // File locks would be silently lost: refuse.
+        let locks = img(dir, "file-locks.img");
+        if locks.exists() {
+            let n = read_all::<pb::FileLockEntry>(&locks, "FILE_LOCKS")?.len();
+            if n > 0 {
+                return Err(Error::msg(format!(
+                    "{}: {n} file lock(s); restoring file locks is not supported yet",
+                    locks.display()
+                )));
+            }
+        }
+        let mut tasks = Vec::new();
+        for (i, p) in pstree.iter().enumerate() {
+            if i > 0 && p.ppid == 0 {
+                return Err(Error::msg(format!(
+                    "pstree.img: pid {} has no parent; only one root is supported",
+                    p.pid
+                )));
+            }
+            tasks.push(load_task(dir, p)?);
+        }
+        let packets = read_payload_image(&img(dir, "sk-queues.img"), "SK_QUEUES", |d| {
+            let e = <pb::SkPacketEntry as prost::Message>::decode(d).map_err(|e| e.to_string())?;
+            Ok((e.id_for, e.length as usize))
+        })?
+        .into_iter()
+        .map(|(id_for, data)| Packet { id_for, data })
+        .collect();
+        let pd = |name: &str, magic: &str| -> Result<HashMap<u32, Vec<u8>>> {
+            let v = read_payload_image(&img(dir, name), magic, |d| {
+                let e =
+                    <pb::PipeDataEntry as prost::Message>::decode(d).map_err(|e| e.to_string())?;
+                Ok((e.pipe_id, e.bytes as usize))
+            })?;
+            Ok(v.into_iter().collect())
+        };
+        let pipe_data = pd("pipes-data.img", "PIPES_DATA")?;
+        let fifo_data = pd("fifo-data.img", "FIFO_DATA")?;
+        Ok(Plan {
+            dir: dir.to_path_buf(),
+            tasks,
+            files,
+            packets,
+            pipe_data,
+            fifo_data,
+        })
+    }
+
+    pub fn file(&self, id: u32, pid: u32) -> Result<&pb::FileEntry> {
+        self.files
+            .get(&id)
+            .ok_or_else(|| Error::msg(format!("pid {pid}: file id {id} is not in files.img")))
+    }
+
+    pub fn task(&self, pid: u32) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.pid == pid)
+    }
+
+    /// All pids and tids the restore must create.
+    pub fn all_ids(&self) -> Vec<u32> {
+        self.tasks
+            .iter()
+            .flat_map(|t| t.threads.iter().map(|th| th.tid))
+            .collect()
+    }
+
+    /// The tasks crit takes over (all but zombies).
+    pub fn live(&self) -> impl Iterator<Item = &Task> {
+        self.tasks.iter().filter(|t| t.zombie.is_none())
+    }
+}
+
+fn load_task(dir: &Path, p: &pb::PstreeEntry) -> Result<Task> {
+    let pid = p.pid;
+    let mut threads = Vec::new();
+    let tids: Vec<u32> = if p.threads.is_empty() {
+        vec![pid]
+    } else {
+        p.threads.clone()
+    };
+    // A zombie only needs its pid, place in the tree and exit status.
+    let first: pb::CoreEntry = read_one(&img(dir, &format!("core-{pid}.img")), "CORE")?;
+    if let Some(tc) = first.tc.as_ref().filter(|tc| tc.task_state == 6) {
+        let exit_code = tc.exit_code;
+        return Ok(Task {
+            pid,
+            ppid: p.ppid,
+            pgid: p.pgid,
+            sid: p.sid,
+            threads: vec![Thread {
+                tid: pid,
+                core: first,
+            }],
+            mm: pb::MmEntry::default(),
+            pages_id: 0,
+            pagemap: Vec::new(),
+            fs: pb::FsEntry::default(),
+            fds: Vec::new(),
+            ids: pb::TaskKobjIdsEntry::default(),
+            zombie: Some(exit_code),
+        });
+    }
+    // The main thread first.
+    let mut ordered = vec![pid];
+    ordered.extend(tids.iter().copied().filter(|&t| t != pid));
+    for tid in ordered {
+        let core: pb::CoreEntry = read_one(&img(dir, &format!("core-{tid}.img")), "CORE")?;
+        if core.thread_info.is_none() {
+            return Err(Error::msg(format!(
+                "core-{tid}.img: pid {pid}: no x86_64 thread info (only x86_64 images restore)"
+            )));
+        }
+        threads.push(Thread { tid, core });
+    }
+    let ids = match threads[0].core.ids {
+        Some(ids) => ids,
+        None => read_one(&img(dir, &format!("ids-{pid}.img")), "IDS")?,
+    };
+    let state = threads[0]
+        .core
+        .tc
+        .as_ref()
+        .map(|t| t.task_state)
+        .unwrap_or(1);
+    // TASK_ALIVE = 1, TASK_DEAD = 2, TASK_STOPPED = 3, TASK_HELPER = 4, TASK_ZOMBIE = 6
+    if state != 1 && state != 3 {
+        return Err(Error::msg(format!(
+            "pid {pid}: task state {state} is not restorable (only running and stopped tasks are)"
+        )));
+    }
+    // State we cannot bring back is refused, not silently dropped.
+    if let Some(tc) = threads[0].core.tc.as_ref() {
+        if tc.timers.as_ref().is_some_and(|t| !t.posix.is_empty()) {
+            return Err(Error::msg(format!(
+                "pid {pid}: POSIX timers cannot be restored yet"
+            )));
+        }
+    }
+    for th in &threads {
+        let mode = th
+            .core
+            .thread_core
+            .as_ref()
+            .and_then(|t| t.seccomp_mode)
+            .or_else(|| threads[0].core.tc.as_ref().and_then(|t| t.old_seccomp_mode))
+            .unwrap_or(0);
+        if mode != 0 {
+            return Err(Error::msg(format!(
+                "tid {}: runs under seccomp (mode {mode}), which restore cannot set up yet",
+                th.tid
+            )));
+        }
+    }
+    let mm: pb::MmEntry = read_one(&img(dir, &format!("mm-{pid}.img")), "MM")?;
+    let pm: Vec<pb::PagemapEntry> = Vec::new();
+    let (pages_id, pagemap) = read_pagemap(&img(dir, &format!("pagemap-{pid}.img")), pm)?;
+    let fs: pb::FsEntry = read_one(&img(dir, &format!("fs-{pid}.img")), "FS")?;
+    let fdpath = img(dir, &format!("fdinfo-{}.img", ids.files_id));
+    let fds: Vec<pb::FdinfoEntry> = if fdpath.exists() {
+        read_all(&fdpath, "FDINFO")?
+    } else {
+        Vec::new()
+    };
+    Ok(Task {
+        pid,
+        ppid: p.ppid,
+        pgid: p.pgid,
+        sid: p.sid,
+        threads,
+        mm,
+        pages_id,
+        pagemap,
+        fs,
+        fds,
+        ids,
+        zombie: None,
+    })
+}
+
+/// Reads a pagemap image: its head (pages id), then its entries.
+pub fn read_pagemap(
+    path: &Path,
+    mut out: Vec<pb::PagemapEntry>,
+) -> Result<(u32, Vec<pb::PagemapEntry>)> {
+    let file = Mapped::open(path)?;
+    let mut src = file.source();
+    expect_magic(&mut src, "PAGEMAP")?;
+    let mut head = None;
+    loop {
+        let at = src.pos();
+        let Some(size) = src.u32_or_eof("entry length")? else {
+            break;
+        };
+        let data = src.take(size as usize, "entry")?;
+        let bad = |e: prost::DecodeError| Error::Image {
+            file: file.name.clone(),
+            offset: at,
+            msg: format!("bad entry: {e}"),
+        };
+        if head.is_none() {
+            let h = <pb::PagemapHead as prost::Message>::decode(data).map_err(bad)?;
+            head = Some(h.pages_id);
+        } else {
+            out.push(<pb::PagemapEntry as prost::Message>::decode(data).map_err(bad)?);
+        }
+    }
+    let id = head.ok_or_else(|| Error::msg(format!("{}: no pagemap head", path.display())))?;
+    Ok((id, out))
+}
+
+/// Reads an image whose entries are followed by payloads. `parse` decodes an
+/// entry into (key, payload length). A missing file reads as empty.
+fn read_payload_image(
+    path: &Path,
+    magic: &str,
+    parse: impl Fn(&[u8]) -> std::result::Result<(u32, usize), String>,
+) -> Result<Vec<(u32, Vec<u8>)>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let file = Mapped::open(path)?;
+    let mut src: Source = file.source();
+    expect_magic(&mut src, magic)?;
+    let mut v = Vec::new();
+    loop {
+        let at = src.pos();
+        let Some(size) = src.u32_or_eof("entry length")? else {
+            break;
+        };
+        let data = src.take(size as usize, "entry")?;
+        let (key, len) = parse(data).map_err(|msg| Error::Image {
+            file: file.name.clone(),
+            offset: at,
+            msg: format!("bad entry: {msg}"),
+        })?;
+        let payload = src.take(len, "payload")?.to_vec();
+        v.push((key, payload));
+    }
+    Ok(v)
+}

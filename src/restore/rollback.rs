@@ -1,0 +1,69 @@
+//! Undoing a failed restore: kill every task restored so far (crit is their
+//! child subreaper, so orphans come back to it to be reaped and their pids
+//! are free again), remove the socket files the restore created.
+
+use super::plan::Plan;
+use super::Log;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::os::fd::OwnedFd;
+
+pub struct Rollback {
+    /// Pids (and tids) the restore creates.
+    pub ids: Vec<u32>,
+    pub created_paths: Vec<std::path::PathBuf>,
+    /// Write end of the pipe the forked tasks wait on.
+    pub hold_w: Option<OwnedFd>,
+    pub spawned: bool,
+}
+
+impl Rollback {
+    pub fn new(plan: &Plan) -> Rollback {
+        Rollback {
+            ids: plan.tasks.iter().map(|t| t.pid).collect(),
+            created_paths: Vec::new(),
+            hold_w: None,
+            spawned: false,
+        }
+    }
+
+    pub fn undo(&mut self, log: &mut Log) {
+        if self.spawned {
+            for &p in &self.ids {
+                // These pids were free when the restore began.
+                let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
+            }
+            self.hold_w = None;
+            reap_all();
+        }
+        for p in self.created_paths.drain(..) {
+            if std::fs::remove_file(&p).is_ok() {
+                log.debug(format!("rollback: removed {}", p.display()));
+            }
+        }
+    }
+}
+
+/// Reaps every child until none is left.
+fn reap_all() {
+    while let Ok(_) | Err(nix::errno::Errno::EINTR) =
+        waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL))
+    {}
+}
+
+/// Waits for the restored root to end, reaping orphans on the way, and
+/// returns the status crit exits with (128+N for a signal N).
+pub fn wait_root(root: u32) -> i32 {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Exited(p, code)) if p.as_raw() as u32 == root => return code,
+            Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() as u32 == root => {
+                return 128 + sig as i32
+            }
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 1,
+        }
+    }
+}

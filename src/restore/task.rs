@@ -1,0 +1,536 @@
+//! Takes over every forked task and turns it into the dumped one: memory,
+//! mm fields, threads, per-task and per-thread kernel state, credentials
+//! last, then registers; finally detaches them all at once.
+
+use super::child::Layout;
+use super::memory;
+use super::plan::{Plan, Task};
+use super::regs;
+use super::remote::{call, Regs, Tracee};
+use super::tracee::{self, FinishedThread, SysTracee};
+use super::Log;
+use crate::error::{Error, Result};
+use crate::image::pb;
+use crate::image::typed::Mapped;
+
+const NR_RT_SIGACTION: i64 = 13;
+const NR_SIGALTSTACK: i64 = 131;
+const NR_SETITIMER: i64 = 38;
+const NR_PERSONALITY: i64 = 135;
+const NR_PRCTL: i64 = 157;
+const NR_SET_TID_ADDRESS: i64 = 218;
+const NR_SET_ROBUST_LIST: i64 = 273;
+const NR_PRLIMIT64: i64 = 302;
+const NR_RSEQ: i64 = 334;
+const NR_CLOSE_RANGE: i64 = 436;
+const NR_SETGROUPS: i64 = 116;
+const NR_SETRESUID: i64 = 117;
+const NR_SETRESGID: i64 = 119;
+const NR_SETFSUID: i64 = 122;
+const NR_SETFSGID: i64 = 123;
+const NR_MMAP: i64 = 9;
+const NR_MUNMAP: i64 = 11;
+
+/// The scratch area: small arguments in the first 32 KiB, the batch
+/// runner's code at 32 KiB, its call table (1 MiB) at 64 KiB.
+pub const SCRATCH_LEN: u64 = (64 << 10) + (1 << 20);
+
+/// One thread being rebuilt, with the registers it will resume with.
+struct Rebuilt {
+    t: SysTracee,
+    regs: Regs,
+    mask: u64,
+    fpregs: pb::UserX86FpregsEntry,
+}
+
+/// A rebuilt thread, stopped, and its FPU state still to set.
+struct Done {
+    t: FinishedThread,
+    fpregs: pb::UserX86FpregsEntry,
+}
+
+pub fn take_over_all(plan: &Plan, log: &mut Log) -> Result<()> {
+    let mut all: Vec<Vec<Done>> = Vec::new();
+    let mut mains = Vec::new();
+    for t in plan.live() {
+        mains.push(tracee::seize(t.pid)?);
+    }
+    for (t, main) in plan.live().zip(mains) {
+        let started = std::time::Instant::now();
+        all.push(rebuild_task(plan, t, main, log)?);
+        log.debug(format!("pid {}: rebuilt in {:?}", t.pid, started.elapsed()));
+    }
+    // Registers last, then let the whole tree go.
+    for threads in &all {
+        for th in threads {
+            let mut x = th.t.get_xsave()?;
+            regs::fill_xsave(&mut x, &th.fpregs);
+            th.t.set_xsave(&x)?;
+        }
+    }
+    // Tasks that were stopped get their stop signal before they run: they
+    // go straight into group stop when detached.
+    for t in &plan.tasks {
+        if let Some(sig) = t.stop_signal() {
+            crate::sys::ptrace::tgkill(t.pid as i32, t.pid as i32, sig)
+                .map_err(|e| Error::io(format!("pid {}: stop it again", t.pid), e))?;
+        }
+    }
+    for threads in all {
+        for th in threads {
+            th.t.detach()?;
+        }
+    }
+    Ok(())
+}
+
+fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) -> Result<Vec<Done>> {
+    let pid = task.pid;
+    let lay = Layout::for_task(task);
+    // The forked copy of crit inherited crit's rseq area: drop it before
+    // that memory goes away.
+    main.unregister_rseq()?;
+    // [gate page][scratch], in a hole of both the current and the dumped
+    // layout.
+    let region = memory::choose_scratch(pid, task, memory::PAGE + SCRATCH_LEN)?;
+    main.map_gate(region)?;
+    let scratch = region + memory::PAGE;
+    let got = call(
+        &mut main,
+        "mmap scratch",
+        NR_MMAP,
+        [scratch, SCRATCH_LEN, 7, 0x22 | 0x100000, u64::MAX, 0],
+    )?;
+    if got != scratch {
+        return Err(Error::msg(format!(
+            "pid {pid}: scratch area landed at {got:#x}, not {scratch:#x}"
+        )));
+    }
+    main.enable_batch(scratch + (32 << 10), scratch + (64 << 10), 1 << 20)?;
+    let pages_path = plan.dir.join(format!("pages-{}.img", task.pages_id));
+    let pages_file = if pages_path.exists() {
+        Some(Mapped::open(&pages_path)?)
+    } else {
+        None
+    };
+    let pages: &[u8] = pages_file.as_ref().map(|m| m.bytes()).unwrap_or(&[]);
+    memory::rebuild(
+        &mut main,
+        task,
+        &lay,
+        pages,
+        region,
+        memory::PAGE + SCRATCH_LEN,
+        log,
+    )?;
+    memory::set_mm(&mut main, task, &lay, scratch)?;
+    // The VMA files and crit's pipes are no longer needed in the task.
+    call(
+        &mut main,
+        "close_range",
+        NR_CLOSE_RANGE,
+        [lay.vbase as u64, u32::MAX as u64, 0, 0, 0, 0],
+    )?;
+    task_state(&mut main, task, scratch)?;
+    // Threads.
+    let mut out = Vec::new();
+    let mut threads: Vec<(SysTracee, &pb::CoreEntry)> = Vec::new();
+    for th in task.threads.iter().skip(1) {
+        let t = main.new_thread(th.tid, scratch)?;
+        threads.push((t, &th.core));
+    }
+    threads.insert(0, (main, &task.threads[0].core));
+    for (mut t, core) in threads {
+        let mask = thread_state(&mut t, task, core, scratch)?;
+        let ti = core.thread_info.as_ref().ok_or_else(|| {
+            Error::msg(format!("tid {}: no registers in the core image", t.tid()))
+        })?;
+        let r = regs::from_image(&ti.gpregs, t.tid())?;
+        out.push(Rebuilt {
+            t,
+            regs: r,
+            mask,
+            fpregs: ti.fpregs.clone(),
+        });
+    }
+    // Credentials last (they may drop what the calls above needed), then
+    // the scratch area goes.
+    for th in out.iter_mut() {
+        let core = &task
+            .threads
+            .iter()
+            .find(|x| x.tid == th.t.tid())
+            .map(|x| &x.core);
+        if let Some(c) = core
+            .and_then(|c| c.thread_core.as_ref())
+            .and_then(|tc| tc.creds.as_ref())
+        {
+            creds(&mut th.t, c, scratch)?;
+            if c.no_new_privs == Some(1) {
+                call(
+                    &mut th.t,
+                    "prctl(PR_SET_NO_NEW_PRIVS)",
+                    NR_PRCTL,
+                    [38, 1, 0, 0, 0, 0],
+                )?;
+            }
+        }
+    }
+    // Pending signals last: the injector keeps them blocked until the
+    // thread resumes with its own mask.
+    if let Some(q) = task.tc().and_then(|tc| tc.signals_s.as_ref()) {
+        pending_signals(&mut out[0].t, pid, q, true, scratch)?;
+    }
+    for th in out.iter_mut() {
+        let tid = th.t.tid();
+        let q = task
+            .threads
+            .iter()
+            .find(|x| x.tid == tid)
+            .and_then(|x| x.core.thread_core.as_ref())
+            .and_then(|tc| tc.signals_p.as_ref());
+        if let Some(q) = q {
+            pending_signals(&mut th.t, pid, q, false, scratch)?;
+        }
+    }
+    out[0].t.disable_batch();
+    call(
+        &mut out[0].t,
+        "munmap scratch",
+        NR_MUNMAP,
+        [scratch, SCRATCH_LEN, 0, 0, 0, 0],
+    )?;
+    // Other threads first: the main thread's finish unmaps the gate page.
+    let mut done = Vec::new();
+    let mut rest = out.into_iter();
+    let first = rest
+        .next()
+        .ok_or_else(|| Error::msg(format!("pid {pid}: no thread")))?;
+    for th in rest {
+        done.push(Done {
+            t: th.t.finish(&th.regs, th.mask)?,
+            fpregs: th.fpregs,
+        });
+    }
+    done.insert(
+        0,
+        Done {
+            t: first.t.finish(&first.regs, first.mask)?,
+            fpregs: first.fpregs,
+        },
+    );
+    Ok(done)
+}
+
+/// Signal actions, interval timers, rlimits, personality.
+fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<()> {
+    let Some(tc) = task.tc() else { return Ok(()) };
+    let buf = scratch + 1024;
+    let mut sig = 0u64;
+    for sa in &tc.sigactions {
+        sig += 1;
+        if sig == 9 || sig == 19 {
+            sig += 1;
+        }
+        let mut b = Vec::with_capacity(32);
+        for v in [sa.sigaction, sa.flags, sa.restorer, sa.mask] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        t.write_mem(&[(buf, &b)])?;
+        call(
+            t,
+            &format!("rt_sigaction({sig})"),
+            NR_RT_SIGACTION,
+            [sig, buf, 0, 8, 0, 0],
+        )?;
+    }
+    if let Some(tm) = &tc.timers {
+        for (which, it) in [(0u64, &tm.real), (1, &tm.virt), (2, &tm.prof)] {
+            if it.isec == 0 && it.iusec == 0 && it.vsec == 0 && it.vusec == 0 {
+                continue;
+            }
+            let mut b = Vec::with_capacity(32);
+            for v in [it.isec, it.iusec, it.vsec, it.vusec] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            t.write_mem(&[(buf, &b)])?;
+            call(t, "setitimer", NR_SETITIMER, [which, buf, 0, 0, 0, 0])?;
+        }
+    }
+    if let Some(rl) = &tc.rlimits {
+        for (res, r) in rl.rlimits.iter().enumerate() {
+            let mut b = Vec::with_capacity(16);
+            b.extend_from_slice(&r.cur.to_le_bytes());
+            b.extend_from_slice(&r.max.to_le_bytes());
+            t.write_mem(&[(buf, &b)])?;
+            call(
+                t,
+                &format!("prlimit64({res})"),
+                NR_PRLIMIT64,
+                [0, res as u64, buf, 0, 0, 0],
+            )?;
+        }
+    }
+    call(
+        t,
+        "personality",
+        NR_PERSONALITY,
+        [u64::from(tc.personality), 0, 0, 0, 0, 0],
+    )?;
+    if tc.child_subreaper == Some(true) {
+        call(
+            t,
+            "prctl(PR_SET_CHILD_SUBREAPER)",
+            NR_PRCTL,
+            [36, 1, 0, 0, 0, 0],
+        )?;
+    }
+    if let Some(adj) = tc.oom_score_adj {
+        let p = format!("/proc/{}/oom_score_adj", task.pid);
+        std::fs::write(&p, adj.to_string())
+            .map_err(|e| Error::io(format!("pid {}: {p}", task.pid), e))?;
+    }
+    Ok(())
+}
+
+/// tid address, robust list, rseq, sigaltstack, parent-death signal,
+/// name. Returns the signal mask the thread resumes with.
+fn thread_state(t: &mut SysTracee, task: &Task, core: &pb::CoreEntry, scratch: u64) -> Result<u64> {
+    let tid = t.tid();
+    let buf = scratch + 2048;
+    if let Some(ti) = &core.thread_info {
+        call(
+            t,
+            "set_tid_address",
+            NR_SET_TID_ADDRESS,
+            [ti.clear_tid_addr, 0, 0, 0, 0, 0],
+        )?;
+    }
+    let th = core.thread_core.as_ref();
+    if let Some(th) = th {
+        // Scheduling: policy and priority, then nice.
+        const NR_SCHED_SETSCHEDULER: i64 = 144;
+        const NR_SETPRIORITY: i64 = 141;
+        if let Some(pol) = th.sched_policy {
+            let prio = th.sched_prio.unwrap_or(0);
+            t.write_mem(&[(buf + 512, &prio.to_le_bytes())])?;
+            call(
+                t,
+                "sched_setscheduler",
+                NR_SCHED_SETSCHEDULER,
+                [0, u64::from(pol), buf + 512, 0, 0, 0],
+            )?;
+        }
+        if let Some(nice) = th.sched_nice {
+            // PRIO_PROCESS of this thread (who = 0: the caller).
+            call(
+                t,
+                "setpriority",
+                NR_SETPRIORITY,
+                [0, 0, nice as i64 as u64, 0, 0, 0],
+            )?;
+        }
+        if th.futex_rla != 0 {
+            call(
+                t,
+                "set_robust_list",
+                NR_SET_ROBUST_LIST,
+                [th.futex_rla, u64::from(th.futex_rla_len), 0, 0, 0, 0],
+            )?;
+        }
+        if let Some(r) = th.rseq_entry.as_ref().filter(|r| r.rseq_abi_pointer != 0) {
+            call(
+                t,
+                "rseq",
+                NR_RSEQ,
+                [
+                    r.rseq_abi_pointer,
+                    u64::from(r.rseq_abi_size),
+                    0,
+                    u64::from(r.signature),
+                    0,
+                    0,
+                ],
+            )?;
+        }
+        let (sp, size, flags) = match &th.sas {
+            Some(s) => (s.ss_sp, s.ss_size, s.ss_flags),
+            None => (0, 0, 2),
+        };
+        // SS_DISABLE unless a stack was set; SS_ONSTACK is not settable.
+        let flags = if flags & 2 != 0 || size == 0 {
+            2u32
+        } else {
+            flags & !1
+        };
+        let mut b = Vec::with_capacity(24);
+        b.extend_from_slice(&sp.to_le_bytes());
+        b.extend_from_slice(&(flags as u64).to_le_bytes());
+        b.extend_from_slice(&size.to_le_bytes());
+        t.write_mem(&[(buf, &b)])?;
+        call(t, "sigaltstack", NR_SIGALTSTACK, [buf, 0, 0, 0, 0, 0])?;
+        if let Some(pd) = th.pdeath_sig {
+            call(
+                t,
+                "prctl(PR_SET_PDEATHSIG)",
+                NR_PRCTL,
+                [1, u64::from(pd), 0, 0, 0, 0],
+            )?;
+        }
+    }
+    let comm = th
+        .and_then(|th| th.comm.clone())
+        .or_else(|| task.tc().map(|tc| tc.comm.clone()));
+    if let Some(c) = comm {
+        let mut b = c.into_bytes();
+        b.truncate(15);
+        b.push(0);
+        t.write_mem(&[(buf + 64, &b)])?;
+        call(
+            t,
+            &format!("prctl(PR_SET_NAME) in tid {tid}"),
+            NR_PRCTL,
+            [15, buf + 64, 0, 0, 0, 0],
+        )?;
+    }
+    let mask = th
+        .and_then(|th| th.blk_sigset)
+        .or_else(|| task.tc().map(|tc| tc.blk_sigset))
+        .unwrap_or(0);
+    Ok(mask)
+}
+
+/// Credentials (each thread has its own): groups, uids and gids (keeping
+/// capabilities across the change), securebits, bounding set,
+/// capabilities, ambient set; the order CRIU's restorer uses.
+fn creds(t: &mut dyn Tracee, c: &pb::CredsEntry, scratch: u64) -> Result<()> {
+    const PR_CAPBSET_DROP: u64 = 24;
+    const PR_SET_SECUREBITS: u64 = 28;
+    const PR_CAP_AMBIENT: u64 = 47;
+    const SECBIT_NO_SETUID_FIXUP: u64 = 1 << 2;
+    const NR_CAPSET: i64 = 126;
+    let buf = scratch + 4096;
+    let b: Vec<u8> = c
+        .groups
+        .iter()
+        .take(4096)
+        .flat_map(|g| g.to_le_bytes())
+        .collect();
+    if !b.is_empty() {
+        t.write_mem(&[(buf, &b)])?;
+    }
+    call(
+        t,
+        "setgroups",
+        NR_SETGROUPS,
+        [c.groups.len().min(4096) as u64, buf, 0, 0, 0, 0],
+    )?;
+    // Capabilities must survive the uid change (they are set below).
+    call(
+        t,
+        "prctl(PR_SET_SECUREBITS)",
+        NR_PRCTL,
+        [PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP, 0, 0, 0, 0],
+    )?;
+    call(
+        t,
+        "setresuid",
+        NR_SETRESUID,
+        [c.uid.into(), c.euid.into(), c.suid.into(), 0, 0, 0],
+    )?;
+    t.syscall(NR_SETFSUID, [c.fsuid.into(), 0, 0, 0, 0, 0])?;
+    call(
+        t,
+        "setresgid",
+        NR_SETRESGID,
+        [c.gid.into(), c.egid.into(), c.sgid.into(), 0, 0, 0],
+    )?;
+    t.syscall(NR_SETFSGID, [c.fsgid.into(), 0, 0, 0, 0, 0])?;
+    call(
+        t,
+        "prctl(PR_SET_SECUREBITS)",
+        NR_PRCTL,
+        [PR_SET_SECUREBITS, u64::from(c.secbits), 0, 0, 0, 0],
+    )?;
+    let bit = |v: &[u32], n: u32| {
+        v.get((n / 32) as usize)
+            .is_some_and(|w| w & (1 << (n % 32)) != 0)
+    };
+    if !c.cap_bnd.is_empty() {
+        for n in 0..64u32 {
+            if !bit(&c.cap_bnd, n) {
+                // Capabilities this kernel lacks fail with EINVAL: fine.
+                let _ = t.syscall(NR_PRCTL, [PR_CAPBSET_DROP, u64::from(n), 0, 0, 0, 0])?;
+            }
+        }
+    }
+    // capset: header {version 3, pid 0}, two data words {eff, prm, inh}.
+    let w = |v: &[u32], k: usize| v.get(k).copied().unwrap_or(0);
+    let mut cap = Vec::with_capacity(32);
+    for v in [0x2008_0522u32, 0] {
+        cap.extend_from_slice(&v.to_le_bytes());
+    }
+    for k in 0..2 {
+        for v in [w(&c.cap_eff, k), w(&c.cap_prm, k), w(&c.cap_inh, k)] {
+            cap.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    t.write_mem(&[(buf, &cap)])?;
+    call(t, "capset", NR_CAPSET, [buf, buf + 8, 0, 0, 0, 0])?;
+    for n in 0..64u32 {
+        if bit(&c.cap_amb, n) {
+            call(
+                t,
+                "prctl(PR_CAP_AMBIENT_RAISE)",
+                NR_PRCTL,
+                [PR_CAP_AMBIENT, 2, u64::from(n), 0, 0, 0],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Signals pending at dump time, queued again with their siginfo: the
+/// task's shared queue from the main thread, each thread's own from it.
+fn pending_signals(
+    t: &mut dyn Tracee,
+    tgid: u32,
+    q: &pb::SignalQueueEntry,
+    shared: bool,
+    scratch: u64,
+) -> Result<()> {
+    const NR_RT_SIGQUEUEINFO: i64 = 129;
+    const NR_RT_TGSIGQUEUEINFO: i64 = 297;
+    let buf = scratch + 8192;
+    let tid = t.tid();
+    for s in &q.signals {
+        if s.siginfo.len() < 4 {
+            continue;
+        }
+        let sig = u64::from(u32::from_le_bytes([
+            s.siginfo[0],
+            s.siginfo[1],
+            s.siginfo[2],
+            s.siginfo[3],
+        ]));
+        let mut info = s.siginfo.clone();
+        info.resize(128, 0);
+        t.write_mem(&[(buf, &info)])?;
+        if shared {
+            call(
+                t,
+                &format!("rt_sigqueueinfo({sig})"),
+                NR_RT_SIGQUEUEINFO,
+                [u64::from(tgid), sig, buf, 0, 0, 0],
+            )?;
+        } else {
+            call(
+                t,
+                &format!("rt_tgsigqueueinfo({sig})"),
+                NR_RT_TGSIGQUEUEINFO,
+                [u64::from(tgid), u64::from(tid), sig, buf, 0, 0],
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,374 @@
+//! Failures roll everything back: no task of the tree is left running, the
+//! socket files the restore made are gone, crit exits 1 with one line naming
+//! what went wrong. Also: the default (waiting) mode exits with the root's
+//! status, and refusals for outside peers name the sockets and the option.
+
+mod restore_util;
+use restore_util::*;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn one_line_error(out: &std::process::Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout {:?} stderr {:?}",
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = String::from_utf8_lossy(&out.stderr).to_string();
+    let last = s.lines().last().unwrap_or("").to_string();
+    assert!(last.starts_with("crit: "), "{s}");
+    last
+}
+
+/// A copy of a fixture's images that a test may spoil.
+fn copy_images(name: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(images(name)).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, d.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    d
+}
+
+#[test]
+fn pid_in_use_is_named() {
+    let _g = lock();
+    prepare();
+    require_free("counter");
+    let first = restore_detached("counter", &[]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let second = restore_detached("counter", &[]);
+    cleanup("counter");
+    let msg = one_line_error(&second);
+    assert!(msg.contains("pid 26659") && msg.contains("in use"), "{msg}");
+}
+
+#[test]
+fn failure_after_fork_kills_the_tree_and_removes_socket_files() {
+    let _g = lock();
+    prepare();
+    require_free("usk_server");
+    let d = copy_images("usk_server");
+    // Pages cut short: the failure comes while rebuilding memory, after
+    // the task is forked and traced, and after its sockets were bound.
+    let pages = d.path().join("pages-1.img");
+    let len = std::fs::metadata(&pages).unwrap().len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pages)
+        .unwrap();
+    f.set_len(len / 2).unwrap();
+    let _ = std::fs::remove_file("/tmp/scen/sock/srv.sock");
+    let _ = std::fs::remove_file("/tmp/scen/sock/dgram.sock");
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let msg = one_line_error(&out);
+    assert!(
+        msg.contains("pages-1.img") && msg.contains("26727"),
+        "{msg}"
+    );
+    assert!(!alive(26727), "the failed tree is still running");
+    assert!(
+        !Path::new("/tmp/scen/sock/srv.sock").exists(),
+        "socket file left behind"
+    );
+    assert!(
+        !Path::new("/tmp/scen/sock/dgram.sock").exists(),
+        "socket file left behind"
+    );
+}
+
+#[test]
+fn failure_in_a_child_task_kills_the_whole_tree() {
+    let _g = lock();
+    prepare();
+    require_free("usk_tree");
+    let d = copy_images("usk_tree");
+    // The child's working directory no longer exists: its own preparation
+    // fails after the parent was forked.
+    let fs = d.path().join("fs-26706.img");
+    let out = crit().args(["decode", "-i"]).arg(&fs).output().unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let files = d.path().join("files.img");
+    let fo = crit().args(["decode", "-i"]).arg(&files).output().unwrap();
+    let mut fj: serde_json::Value = serde_json::from_slice(&fo.stdout).unwrap();
+    let max_id = fj["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    let mut gone = fj["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == v["entries"][0]["cwd_id"])
+        .unwrap()
+        .clone();
+    gone["id"] = serde_json::json!(max_id + 1);
+    gone["reg"]["id"] = serde_json::json!(max_id + 1);
+    gone["reg"]["name"] = serde_json::json!("/tmp/scen/no-such-dir");
+    fj["entries"].as_array_mut().unwrap().push(gone);
+    v["entries"][0]["cwd_id"] = serde_json::json!(max_id + 1);
+    for (path, j) in [(&fs, &v), (&files, &fj)] {
+        let mut c = crit()
+            .args(["encode", "-o"])
+            .arg(path)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(c.stdin.as_mut().unwrap(), j.to_string().as_bytes()).unwrap();
+        drop(c.stdin.take());
+        assert!(c.wait().unwrap().success());
+    }
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let msg = one_line_error(&out);
+    assert!(
+        msg.contains("26706") && msg.contains("no-such-dir"),
+        "{msg}"
+    );
+    assert!(
+        !alive(26703) && !alive(26706),
+        "part of the failed tree is still running"
+    );
+}
+
+#[test]
+fn outside_peer_without_consent_is_refused_with_details() {
+    let _g = lock();
+    prepare();
+    let out = restore_detached("usk_ext_dgram", &[]);
+    let msg = one_line_error(&out);
+    for want in [
+        "306782",
+        "dgram",
+        "/tmp/scen/sock/extdg.sock",
+        "--ext-unix-sk",
+    ] {
+        assert!(msg.contains(want), "missing {want}: {msg}");
+    }
+    assert!(!alive(26841));
+}
+
+#[test]
+fn outside_peer_without_address_needs_inherit_fd() {
+    let _g = lock();
+    prepare();
+    let out = restore_detached("usk_inherit", &["--ext-unix-sk"]);
+    let msg = one_line_error(&out);
+    assert!(
+        msg.contains("306950") && msg.contains("--inherit-fd fd[N]:socket:[306950]"),
+        "{msg}"
+    );
+    assert!(!alive(26901));
+}
+
+#[test]
+fn outside_peer_gone_rolls_back() {
+    let _g = lock();
+    prepare();
+    let _ = std::fs::remove_file("/tmp/scen/sock/extdg.sock");
+    let out = restore_detached("usk_ext_dgram", &["--ext-unix-sk"]);
+    let msg = one_line_error(&out);
+    assert!(
+        msg.contains("306782") && msg.contains("extdg.sock"),
+        "{msg}"
+    );
+    assert!(!alive(26841));
+}
+
+#[test]
+fn waiting_mode_exits_with_the_roots_status() {
+    let _g = lock();
+    prepare();
+    require_free("counter");
+    let mut c = crit()
+        .args(["restore", "-D"])
+        .arg(images("counter"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string("/proc/26659/comm").is_ok_and(|c| c.trim() == "counter") {
+        assert!(Instant::now() < deadline, "counter did not come back");
+        if let Some(st) = c.try_wait().unwrap() {
+            panic!("crit ended early: {st:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let answers = check("counter");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(26659),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let st = c.wait().unwrap();
+    cleanup("counter");
+    assert!(answers[0].starts_with("OK"), "{answers:?}");
+    assert_eq!(st.code(), Some(128 + 9));
+}
+
+/// After `crit edit --external` on one end of usk_tree's socketpair, that
+/// end reconnects to a listener outside (as the task, with consent), and
+/// the other end comes back with its queued data, then EOF.
+#[test]
+fn edited_external_connection_restores() {
+    use std::io::Read;
+    let _g = lock();
+    prepare();
+    require_free("usk_tree");
+    let d = copy_images("usk_tree");
+    let path = "/tmp/scen/sock/edited-ext.sock";
+    let _ = std::fs::remove_file(path);
+    let out = crit()
+        .args(["edit"])
+        .arg(d.path())
+        .arg(format!("--external=288642={path}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "edit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let out = crit()
+        .args(["restore", "-d", "--ext-unix-sk", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    if !out.status.success() {
+        cleanup("usk_tree");
+        panic!("restore: {stderr}");
+    }
+    listener.set_nonblocking(true).unwrap();
+    let accepted = listener.accept();
+    // The child's end (fd 4 of 26706): its queue, then EOF.
+    let mut got = Vec::new();
+    let r = crit::sys::pidfd::getfd(26706, 4).map(|fd| {
+        let mut s = std::os::unix::net::UnixStream::from(fd);
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.read_to_end(&mut got)
+    });
+    cleanup("usk_tree");
+    let _ = std::fs::remove_file(path);
+    assert!(
+        accepted.is_ok(),
+        "the parent's socket did not connect to the listener: {stderr}"
+    );
+    assert!(matches!(r, Ok(Ok(_))), "{r:?}");
+    assert_eq!(got, b"from-parent");
+    assert!(
+        stderr.contains("288642") && stderr.contains("10 bytes"),
+        "{stderr}"
+    );
+}
+
+/// crit killed in the middle of a restore leaves nothing running: tasks
+/// still being prepared see crit's pipe close and exit, tasks being rebuilt
+/// are traced with PTRACE_O_EXITKILL and die with crit.
+#[test]
+fn killing_crit_mid_restore_leaves_nothing_running() {
+    let _g = lock();
+    prepare();
+    require_free("kitchen");
+    for delay_ms in [2u64, 8, 20, 40, 80] {
+        let mut c = crit()
+            .args(["restore", "-d", "--tcp-established", "-D"])
+            .arg(images("kitchen"))
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let st = c.wait().unwrap();
+        eprintln!("killed after {delay_ms} ms: crit {st:?}");
+        if st.success() {
+            // It finished first: the tree runs; put it away.
+            cleanup("kitchen");
+            continue;
+        }
+        // Orphans come to us (subreaper): reap them by pid.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for p in [26773, 26777] {
+            loop {
+                let _ = nix::sys::wait::waitpid(
+                    nix::unistd::Pid::from_raw(p),
+                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                );
+                if !alive(p) || Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let left: Vec<i32> = [26773, 26777].into_iter().filter(|&p| alive(p)).collect();
+        cleanup("kitchen");
+        assert!(
+            left.is_empty(),
+            "killed after {delay_ms} ms: still running: {left:?}"
+        );
+    }
+}
+
+/// A terminal among the fds (CRIU's TTY entry) needs --shell-job; the
+/// refusal names the pid, fd and option, and nothing is left running.
+#[test]
+fn terminal_needs_shell_job() {
+    let _g = lock();
+    prepare();
+    let d = copy_images("counter");
+    let files = d.path().join("files.img");
+    let fo = crit().args(["decode", "-i"]).arg(&files).output().unwrap();
+    let mut fj: serde_json::Value = serde_json::from_slice(&fo.stdout).unwrap();
+    for e in fj["entries"].as_array_mut().unwrap() {
+        if e["id"] == 4 {
+            *e = serde_json::json!({"type": "TTY", "id": 4, "tty": {"id": 4, "tty_info_id": 1, "flags": 2,
+                "fown": {"uid": 0, "euid": 0, "signum": 0, "pid_type": 0, "pid": 0}}});
+        }
+    }
+    let mut c = crit()
+        .args(["encode", "-o"])
+        .arg(&files)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(c.stdin.as_mut().unwrap(), fj.to_string().as_bytes()).unwrap();
+    drop(c.stdin.take());
+    assert!(c.wait().unwrap().success());
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let msg = one_line_error(&out);
+    assert!(
+        msg.contains("26659") && msg.contains("fd 0") && msg.contains("--shell-job"),
+        "{msg}"
+    );
+    assert!(!alive(26659));
+}

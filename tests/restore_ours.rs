@@ -1,0 +1,406 @@
+//! Round trip through our own engines: run a fixture program fresh, dump it
+//! with `crit dump`, restore the images with `crit restore`, and have every
+//! task check itself. `crit dump` lives on another branch until the two
+//! meet: the test uses this build's crit if it has `dump`, else the binary
+//! named by CRIT_DUMP, else it says it is skipped.
+
+mod restore_util;
+use restore_util::*;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn dumper() -> Option<PathBuf> {
+    let own = PathBuf::from(env!("CARGO_BIN_EXE_crit"));
+    let has = |p: &Path| {
+        Command::new(p)
+            .args(["dump", "--help"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if has(&own) {
+        return Some(own);
+    }
+    std::env::var_os("CRIT_DUMP")
+        .map(PathBuf::from)
+        .filter(|p| has(p))
+}
+
+fn children(pid: i32) -> Vec<i32> {
+    let mut v = Vec::new();
+    if let Ok(d) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in d.flatten() {
+            let s = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            v.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
+        }
+    }
+    v
+}
+
+fn wait_gone(pids: &[i32]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for &p in pids {
+        let _ = nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(p),
+            Some(nix::sys::wait::WaitPidFlag::__WALL),
+        );
+        while Path::new(&format!("/proc/{p}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn round_trip(name: &str, arg: &str, dump_opts: &[&str]) {
+    let Some(dump) = dumper() else {
+        eprintln!("restore_ours::{name}: skipped (no crit with `dump`: set CRIT_DUMP)");
+        return;
+    };
+    let _g = lock();
+    prepare();
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let result = format!("/tmp/scen/result/{name}");
+    let mut child = Command::new(format!("/tmp/scen/bin/{name}"))
+        .arg(arg)
+        .current_dir("/tmp/scen")
+        .env("READY", &ready)
+        .env("RESULT", &result)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::metadata(&ready).is_ok_and(|m| m.len() > 0) {
+        assert!(Instant::now() < deadline, "{name} did not get ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let root = child.id() as i32;
+    let mut pids = vec![root];
+    pids.extend(children(root));
+    let imgs = dir.path().join("img");
+    let out = Command::new(&dump)
+        .args(["dump", "--shell-job", "-t", &root.to_string(), "-D"])
+        .arg(&imgs)
+        .args(dump_opts)
+        .output()
+        .unwrap();
+    let _ = child.wait();
+    wait_gone(&pids);
+    assert!(
+        out.status.success(),
+        "dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = crit()
+        .args(["restore", "-d", "--shell-job", "-D"])
+        .arg(&imgs)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let mut answers = Vec::new();
+    if out.status.success() {
+        std::thread::sleep(Duration::from_millis(200));
+        let files: Vec<String> = (0..pids.len())
+            .map(|i| format!("{result}.{}", if i == 0 { "main" } else { "child" }))
+            .collect();
+        for f in &files {
+            let _ = std::fs::remove_file(f);
+        }
+        for &p in &pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGUSR1,
+            );
+        }
+        for f in &files {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if let Ok(s) = std::fs::read_to_string(f) {
+                    if !s.is_empty() {
+                        answers.push(s.trim().to_string());
+                        break;
+                    }
+                }
+                if Instant::now() > deadline {
+                    answers.push(format!("no answer in {f}"));
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    for &p in &pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    wait_gone(&pids);
+    assert!(out.status.success(), "restore: {stderr}");
+    for a in &answers {
+        assert!(a.starts_with("OK"), "{name}: {answers:?} ({stderr})");
+    }
+}
+
+#[test]
+fn counter() {
+    round_trip("counter", "main", &[]);
+}
+
+#[test]
+fn usk_pair() {
+    round_trip("usk_pair", "main", &[]);
+}
+
+#[test]
+fn usk_tree() {
+    round_trip("usk_tree", "main", &[]);
+}
+
+#[test]
+fn usk_server() {
+    round_trip("usk_server", "/tmp/scen/sock", &[]);
+}
+
+#[test]
+fn usk_deleted() {
+    round_trip("usk_deleted", "/tmp/scen/sock", &[]);
+}
+
+#[test]
+fn kitchen() {
+    round_trip("kitchen", "/tmp/scen/k", &["--tcp-established"]);
+}
+
+/// Sessions, groups and interrupted syscalls, through our dump: a session
+/// leader, a child leading its own group and a grandchild in it, each
+/// dumped while blocked in read(); after restore each keeps its pid,
+/// parent, group and session, and its read() restarts and returns the
+/// byte its SIGUSR1 handler writes.
+#[test]
+fn sessions_groups_and_interrupted_reads() {
+    let Some(dump) = dumper() else {
+        eprintln!("restore_ours::sessions_groups_and_interrupted_reads: skipped (set CRIT_DUMP)");
+        return;
+    };
+    let _g = lock();
+    prepare();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("rtree");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/restore_programs/rtree.c");
+    let cc = Command::new("cc")
+        .arg("-O1")
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    let ready = dir.path().join("ready");
+    std::fs::write(&ready, "").unwrap();
+    let result = dir.path().join("res");
+    let mut child = Command::new(&exe)
+        .env("READY", &ready)
+        .env("RESULT", &result)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&ready).unwrap().lines().count() < 3 {
+        assert!(Instant::now() < deadline, "rtree did not get ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let root = child.id() as i32;
+    let stat = |p: i32| -> Vec<i64> {
+        let s = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let rest = s.rsplit_once(") ").map(|x| x.1).unwrap_or("");
+        rest.split(' ')
+            .skip(1)
+            .take(3)
+            .map(|x| x.parse().unwrap_or(-1))
+            .collect()
+    };
+    let roles: Vec<(String, i32)> = std::fs::read_to_string(&ready)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (r, p) = l.split_once(' ').unwrap();
+            (r.to_string(), p.parse().unwrap())
+        })
+        .collect();
+    let before: Vec<Vec<i64>> = roles.iter().map(|(_, p)| stat(*p)).collect();
+    let out = Command::new(&dump)
+        .args(["dump", "-t", &root.to_string(), "-D"])
+        .arg(dir.path().join("img"))
+        .output()
+        .unwrap();
+    let _ = child.wait();
+    let pids: Vec<i32> = roles.iter().map(|r| r.1).collect();
+    wait_gone(&pids);
+    assert!(
+        out.status.success(),
+        "dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(dir.path().join("img"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    std::thread::sleep(Duration::from_millis(200));
+    let after: Vec<Vec<i64>> = pids.iter().map(|&p| stat(p)).collect();
+    for &p in &pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGUSR1,
+        );
+    }
+    let mut answers = Vec::new();
+    for (role, _) in &roles {
+        let f = format!("{}.{role}", result.display());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Ok(s) = std::fs::read_to_string(&f) {
+                if !s.is_empty() {
+                    answers.push(s.trim().to_string());
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                answers.push(format!("no answer from {role}"));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    for &p in &pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    wait_gone(&pids);
+    assert!(out.status.success(), "restore: {stderr}");
+    // ppid of the root differs (crit, then us); the others' must not.
+    assert_eq!(before[1..], after[1..], "ppid/pgid/sid changed");
+    assert_eq!(before[0][1..], after[0][1..], "root's pgid/sid changed");
+    for a in &answers {
+        assert!(a.starts_with("OK"), "{answers:?}");
+    }
+}
+
+/// Threads through our dump: three threads, each blocked in read(), each
+/// with its own name, thread-local value, signal mask and sigaltstack;
+/// after restore they keep their tids and every one of them checks its
+/// own state once its read() restarts and returns.
+#[test]
+fn threads_keep_their_own_state() {
+    let Some(dump) = dumper() else {
+        eprintln!("restore_ours::threads_keep_their_own_state: skipped (set CRIT_DUMP)");
+        return;
+    };
+    let _g = lock();
+    prepare();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("rthreads");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/restore_programs/rthreads.c");
+    let cc = Command::new("cc")
+        .args(["-O1", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    let ready = dir.path().join("ready");
+    std::fs::write(&ready, "").unwrap();
+    let result = dir.path().join("res");
+    let mut child = Command::new(&exe)
+        .env("READY", &ready)
+        .env("RESULT", &result)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&ready).unwrap().lines().count() < 3 {
+        assert!(Instant::now() < deadline, "rthreads did not get ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let pid = child.id() as i32;
+    let tids = |p: i32| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{p}/task"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let before = tids(pid);
+    let out = Command::new(&dump)
+        .args(["dump", "--shell-job", "-t", &pid.to_string(), "-D"])
+        .arg(dir.path().join("img"))
+        .output()
+        .unwrap();
+    let _ = child.wait();
+    wait_gone(&[pid]);
+    assert!(
+        out.status.success(),
+        "dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = crit()
+        .args(["restore", "-d", "--shell-job", "-D"])
+        .arg(dir.path().join("img"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    std::thread::sleep(Duration::from_millis(200));
+    let after = tids(pid);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR1,
+    );
+    let mut answers = Vec::new();
+    for k in 0..3 {
+        let f = format!("{}.t{k}", result.display());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Ok(s) = std::fs::read_to_string(&f) {
+                if !s.is_empty() {
+                    answers.push(s.trim().to_string());
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                answers.push(format!("no answer from t{k}"));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    wait_gone(&[pid]);
+    assert!(out.status.success(), "restore: {stderr}");
+    assert_eq!(before, after, "tids changed");
+    for a in &answers {
+        assert!(a.starts_with("OK"), "{answers:?}");
+    }
+}

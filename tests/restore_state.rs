@@ -1,0 +1,348 @@
+//! Per-task state beyond the fixtures' own checks, on edited copies of the
+//! `counter` images: credentials (uids, gids, groups, capabilities) are set
+//! last, and signals pending at dump time are delivered after restore.
+
+mod restore_util;
+use restore_util::*;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn copy_images(name: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(images(name)).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, d.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    d
+}
+
+fn edit_json(path: &std::path::Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let out = crit().args(["decode", "-i"]).arg(path).output().unwrap();
+    assert!(out.status.success());
+    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    f(&mut v);
+    let mut c = crit()
+        .args(["encode", "-o"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(c.stdin.as_mut().unwrap(), v.to_string().as_bytes()).unwrap();
+    drop(c.stdin.take());
+    assert!(c.wait().unwrap().success());
+}
+
+fn status_line(pid: i32, key: &str) -> String {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .map(|l| {
+            l[key.len()..]
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn credentials_are_restored() {
+    let _g = lock();
+    prepare();
+    require_free("counter");
+    let d = copy_images("counter");
+    edit_json(&d.path().join("core-26659.img"), |v| {
+        let c = &mut v["entries"][0]["thread_core"]["creds"];
+        for (k, val) in [
+            ("uid", 1000),
+            ("euid", 1001),
+            ("suid", 1002),
+            ("fsuid", 1001),
+        ] {
+            c[k] = serde_json::json!(val);
+        }
+        for (k, val) in [
+            ("gid", 2000),
+            ("egid", 2001),
+            ("sgid", 2002),
+            ("fsgid", 2001),
+        ] {
+            c[k] = serde_json::json!(val);
+        }
+        c["groups"] = serde_json::json!([3000, 3001]);
+        // CAP_NET_BIND_SERVICE (10) and CAP_KILL (5) only.
+        c["cap_eff"] = serde_json::json!([(1u32 << 10) | (1 << 5), 0]);
+        c["cap_prm"] = serde_json::json!([(1u32 << 10) | (1 << 5), 0]);
+        c["cap_inh"] = serde_json::json!([0, 0]);
+    });
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    std::thread::sleep(Duration::from_millis(200));
+    let got = [
+        status_line(26659, "Uid:"),
+        status_line(26659, "Gid:"),
+        status_line(26659, "Groups:"),
+        status_line(26659, "CapEff:"),
+        status_line(26659, "CapPrm:"),
+        status_line(26659, "State:"),
+    ];
+    cleanup("counter");
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(got[0], "1000 1001 1002 1001");
+    assert_eq!(got[1], "2000 2001 2002 2001");
+    assert_eq!(got[2], "3000 3001");
+    assert_eq!(got[3], "0000000000000420");
+    assert_eq!(got[4], "0000000000000420");
+    assert!(
+        got[5].starts_with('S') || got[5].starts_with('R'),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn pending_signal_is_delivered_after_restore() {
+    let _g = lock();
+    prepare();
+    require_free("counter");
+    let d = copy_images("counter");
+    // A SIGUSR1 (10) sent by pid 1 was pending in the thread's own queue.
+    let mut info = [0u8; 128];
+    info[0] = 10;
+    info[16] = 1;
+    let b64 = {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut s = String::new();
+        for c in info.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for k in 0..4 {
+                if k <= c.len() {
+                    s.push(T[((n >> (18 - 6 * k)) & 63) as usize] as char);
+                } else {
+                    s.push('=');
+                }
+            }
+        }
+        s
+    };
+    edit_json(&d.path().join("core-26659.img"), |v| {
+        v["entries"][0]["thread_core"]["signals_p"] =
+            serde_json::json!({"signals": [{"siginfo": b64}]});
+    });
+    let _ = std::fs::remove_file("/tmp/scen/result/counter.main");
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    // No signal sent by us: the pending one makes the program check itself.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut answer = String::new();
+    while Instant::now() < deadline {
+        if let Ok(s) = std::fs::read_to_string("/tmp/scen/result/counter.main") {
+            if !s.is_empty() {
+                answer = s;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cleanup("counter");
+    assert!(out.status.success(), "{stderr}");
+    assert!(answer.starts_with("OK"), "answer {answer:?}; {stderr}");
+}
+
+#[test]
+fn stopped_task_comes_back_stopped() {
+    let _g = lock();
+    prepare();
+    require_free("counter");
+    let d = copy_images("counter");
+    edit_json(&d.path().join("core-26659.img"), |v| {
+        v["entries"][0]["tc"]["task_state"] = serde_json::json!(3);
+        v["entries"][0]["tc"]["stop_signo"] = serde_json::json!(19);
+    });
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut state = String::new();
+    while Instant::now() < deadline {
+        state = status_line(26659, "State:");
+        if state.starts_with('T') {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(26659),
+        nix::sys::signal::Signal::SIGCONT,
+    );
+    let answers = if out.status.success() {
+        check("counter")
+    } else {
+        vec![]
+    };
+    cleanup("counter");
+    assert!(out.status.success(), "{stderr}");
+    assert!(state.starts_with('T'), "state {state}");
+    assert!(answers[0].starts_with("OK"), "{answers:?}");
+}
+
+#[test]
+fn zombie_comes_back_with_its_exit_status() {
+    let _g = lock();
+    prepare();
+    require_free("usk_tree");
+    let d = copy_images("usk_tree");
+    // The child (26706) had exited with status 7 and was not yet reaped.
+    edit_json(&d.path().join("core-26706.img"), |v| {
+        v["entries"][0]["tc"]["task_state"] = serde_json::json!(6);
+        v["entries"][0]["tc"]["exit_code"] = serde_json::json!(7 << 8);
+    });
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    std::thread::sleep(Duration::from_millis(200));
+    let state = status_line(26706, "State:");
+    let ppid = status_line(26706, "PPid:");
+    // Its parent goes; the zombie comes to us (subreaper) and we reap it.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(26703),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(26703), None);
+    let st = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(26706), None);
+    cleanup("usk_tree");
+    assert!(out.status.success(), "{stderr}");
+    assert!(state.starts_with('Z'), "state {state}");
+    assert_eq!(ppid, "26703");
+    assert!(
+        matches!(st, Ok(nix::sys::wait::WaitStatus::Exited(_, 7))),
+        "{st:?}"
+    );
+}
+
+#[test]
+fn nice_and_oom_score_adj_are_restored() {
+    let _g = lock();
+    prepare();
+    require_free("counter");
+    let d = copy_images("counter");
+    edit_json(&d.path().join("core-26659.img"), |v| {
+        v["entries"][0]["thread_core"]["sched_nice"] = serde_json::json!(7);
+        v["entries"][0]["tc"]["oom_score_adj"] = serde_json::json!(321);
+    });
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let stat = std::fs::read_to_string("/proc/26659/stat").unwrap_or_default();
+    let nice = stat
+        .rsplit_once(") ")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .split(' ')
+        .nth(16)
+        .unwrap_or("")
+        .to_string();
+    let oom = std::fs::read_to_string("/proc/26659/oom_score_adj").unwrap_or_default();
+    let answers = if out.status.success() {
+        check("counter")
+    } else {
+        vec![]
+    };
+    cleanup("counter");
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(nice, "7");
+    assert_eq!(oom.trim(), "321");
+    assert!(answers[0].starts_with("OK"), "{answers:?}");
+}
+
+/// Shared anonymous memory recorded by shmid (as CRIU does when it cannot
+/// use a memfd) is one object shared by the tasks that map it, with its
+/// contents: kitchen's shared mapping, rewritten that way, still works
+/// between parent and child.
+#[test]
+fn anon_shared_memory_by_shmid() {
+    let _g = lock();
+    prepare();
+    require_free("kitchen");
+    let d = copy_images("kitchen");
+    for mm in ["mm-26773.img", "mm-26777.img"] {
+        edit_json(&d.path().join(mm), |v| {
+            for vma in v["entries"][0]["vmas"].as_array_mut().unwrap() {
+                if vma["status"].as_u64() == Some(16513) {
+                    vma["status"] = serde_json::json!(1 | (1 << 8));
+                    vma["flags"] = serde_json::json!(0x21);
+                    vma["shmid"] = serde_json::json!(2460);
+                }
+            }
+        });
+    }
+    let out = crit()
+        .args(["restore", "-d", "--tcp-established", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let maps = std::fs::read_to_string("/proc/26773/maps").unwrap_or_default();
+    let answers = if out.status.success() {
+        check("kitchen")
+    } else {
+        vec![]
+    };
+    cleanup("kitchen");
+    assert!(out.status.success(), "{stderr}");
+    assert!(maps.contains("rw-s"), "{maps}");
+    for a in &answers {
+        assert!(a.starts_with("OK"), "{answers:?}");
+    }
+}
+
+#[test]
+fn timerfd_pending_expirations_are_restored() {
+    use std::io::Read;
+    let _g = lock();
+    prepare();
+    require_free("kitchen");
+    let d = copy_images("kitchen");
+    edit_json(&d.path().join("files.img"), |v| {
+        for e in v["entries"].as_array_mut().unwrap() {
+            if e["tfd"].is_object() {
+                e["tfd"]["ticks"] = serde_json::json!(3);
+            }
+        }
+    });
+    let out = crit()
+        .args(["restore", "-d", "--tcp-established", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    // fd 11 of the parent is the timerfd.
+    let got = crit::sys::pidfd::getfd(26773, 11).map(|fd| {
+        let mut f = std::fs::File::from(fd);
+        let mut b = [0u8; 8];
+        f.read_exact(&mut b).map(|_| u64::from_ne_bytes(b))
+    });
+    cleanup("kitchen");
+    assert!(out.status.success(), "{stderr}");
+    assert!(matches!(got, Ok(Ok(n)) if n >= 3), "{got:?}");
+}
