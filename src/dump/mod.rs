@@ -52,6 +52,9 @@
 //!   [dump_unix, dump_parity];
 //! - field-for-field parity with CRIU 4.2's fixtures (counter, usk_server,
 //!   usk_tree, usk_ext_dgram, kitchen) [dump_parity];
+//! - dump + `crit restore` round trips of CRIU's fixture programs, each
+//!   checking its own state after restore (counter, kitchen, sessions,
+//!   threads, usk_pair, usk_server, usk_deleted, usk_tree) [restore_ours];
 //! - safety: every refusal happens before an image is written and the
 //!   tree resumes; failures halfway, a killed `crit dump` and Ctrl-C on
 //!   the job resume the tree and leave no images [dump_safety]; images
