@@ -268,3 +268,53 @@ fn consent_for_another_socket_does_not_count() {
     kill_tree(child);
     kill_tree(parent);
 }
+
+/// The peer inode of socket `ino` (sock_diag), if any.
+fn peer_of(ino: u32) -> Option<u32> {
+    crit::sys::sockdiag::unix_sockets().ok()?.get(&ino)?.peer
+}
+
+#[test]
+fn external_dgram_peer_reconnects_on_restore() {
+    let kit = Kit::new();
+    let (child, parent) = ext_setup(&kit, "dgram");
+    let sdir = kit.path("s");
+    let dir = kit.path("img");
+    ok(&kit.dump(child, &dir, &["--ext-unix-sk"]));
+    // The dump killed the child; reap it so its pid is free again.
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
+    let o = kit.crit(&[
+        "restore",
+        "-d",
+        "--shell-job",
+        "--ext-unix-sk",
+        "-D",
+        dir.to_str().unwrap(),
+    ]);
+    ok(&o);
+    assert!(alive(child), "restored with its pid");
+    // The restored dgram socket (fd 21) is connected to the parent's
+    // bound socket again, at the recorded address.
+    let ino = sock_ino(child, 21);
+    let bound = std::fs::read_dir(format!("/proc/{parent}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            l.to_string_lossy()
+                .strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|n| n.parse::<u32>().ok())
+        })
+        .find(|&i| {
+            crit::sys::sockdiag::unix_sockets()
+                .ok()
+                .and_then(|m| m.get(&i).and_then(|d| d.name.clone()))
+                .map(|n| n.starts_with(format!("{}/ext-dgram.sock", sdir.display()).as_bytes()))
+                .unwrap_or(false)
+        })
+        .expect("the parent's bound dgram socket");
+    assert_eq!(peer_of(ino), Some(bound));
+    kill_tree(child);
+    kill_tree(parent);
+}

@@ -22,6 +22,9 @@ int main(int argc, char **argv)
 	const char *dir = argv[1];
 	const char *keep = argc > 2 ? argv[2] : "all";
 	signal(SIGPIPE, SIG_IGN);
+	/* The child is reaped by the kernel when it dies (dumped and killed),
+	 * so its pid is free for a restore. */
+	signal(SIGCHLD, SIG_IGN);
 	struct sockaddr_un a = { .sun_family = AF_UNIX }, b = { .sun_family = AF_UNIX };
 	int sp[2], sq[2];
 	for (int fd = 3; fd < 40; fd++)
