@@ -318,3 +318,45 @@ fn external_dgram_peer_reconnects_on_restore() {
     kill_tree(child);
     kill_tree(parent);
 }
+
+#[test]
+fn external_stream_peer_reconnects_to_the_listener_on_restore() {
+    let kit = Kit::new();
+    let (child, parent) = ext_setup(&kit, "conn");
+    let dir = kit.path("img");
+    ok(&kit.dump(child, &dir, &["--ext-unix-sk"]));
+    let o = kit.crit(&[
+        "restore",
+        "-d",
+        "--shell-job",
+        "--ext-unix-sk",
+        "-D",
+        dir.to_str().unwrap(),
+    ]);
+    ok(&o);
+    assert!(alive(child), "restored with its pid");
+    // The restored stream socket (fd 22) is connected again: it waits in
+    // the parent's listener (bound at ext-srv.sock).
+    let ino = sock_ino(child, 22);
+    let m = crit::sys::sockdiag::unix_sockets().unwrap();
+    let listener = m
+        .values()
+        .find(|d| {
+            d.state == 10
+                && d.name
+                    .as_ref()
+                    .map(|n| {
+                        n.starts_with(
+                            format!("{}/ext-srv.sock", kit.path("s").display()).as_bytes(),
+                        )
+                    })
+                    .unwrap_or(false)
+        })
+        .expect("the parent's listener");
+    assert!(
+        listener.icons.contains(&ino),
+        "restored connection pending in the listener"
+    );
+    kill_tree(child);
+    kill_tree(parent);
+}
