@@ -1,8 +1,6 @@
 //! Round trip through our own engines: run a fixture program fresh, dump it
 //! with `crit dump`, restore the images with `crit restore`, and have every
-//! task check itself. `crit dump` lives on another branch until the two
-//! meet: the test uses this build's crit if it has `dump`, else the binary
-//! named by CRIT_DUMP, else it says it is skipped.
+//! task check itself.
 
 mod restore_util;
 use restore_util::*;
@@ -11,22 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn dumper() -> Option<PathBuf> {
-    let own = PathBuf::from(env!("CARGO_BIN_EXE_crit"));
-    let has = |p: &Path| {
-        Command::new(p)
-            .args(["dump", "--help"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if has(&own) {
-        return Some(own);
-    }
-    std::env::var_os("CRIT_DUMP")
-        .map(PathBuf::from)
-        .filter(|p| has(p))
+fn dumper() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_crit"))
 }
 
 fn children(pid: i32) -> Vec<i32> {
@@ -54,10 +38,7 @@ fn wait_gone(pids: &[i32]) {
 }
 
 fn round_trip(name: &str, arg: &str, dump_opts: &[&str]) {
-    let Some(dump) = dumper() else {
-        eprintln!("restore_ours::{name}: skipped (no crit with `dump`: set CRIT_DUMP)");
-        return;
-    };
+    let dump = dumper();
     let _g = lock();
     prepare();
     let dir = tempfile::tempdir().unwrap();
@@ -184,10 +165,7 @@ fn kitchen() {
 /// byte its SIGUSR1 handler writes.
 #[test]
 fn sessions_groups_and_interrupted_reads() {
-    let Some(dump) = dumper() else {
-        eprintln!("restore_ours::sessions_groups_and_interrupted_reads: skipped (set CRIT_DUMP)");
-        return;
-    };
+    let dump = dumper();
     let _g = lock();
     prepare();
     let dir = tempfile::tempdir().unwrap();
@@ -304,10 +282,7 @@ fn sessions_groups_and_interrupted_reads() {
 /// own state once its read() restarts and returns.
 #[test]
 fn threads_keep_their_own_state() {
-    let Some(dump) = dumper() else {
-        eprintln!("restore_ours::threads_keep_their_own_state: skipped (set CRIT_DUMP)");
-        return;
-    };
+    let dump = dumper();
     let _g = lock();
     prepare();
     let dir = tempfile::tempdir().unwrap();

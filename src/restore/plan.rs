@@ -175,8 +175,14 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry) -> Result<Task> {
         p.threads.clone()
     };
     // A zombie only needs its pid, place in the tree and exit status.
+    // CRIU writes zombies as TASK_DEAD (2); TASK_ZOMBIE (6) is its
+    // in-memory name for the same and is taken too.
     let first: pb::CoreEntry = read_one(&img(dir, &format!("core-{pid}.img")), "CORE")?;
-    if let Some(tc) = first.tc.as_ref().filter(|tc| tc.task_state == 6) {
+    if let Some(tc) = first
+        .tc
+        .as_ref()
+        .filter(|tc| tc.task_state == 2 || tc.task_state == 6)
+    {
         let exit_code = tc.exit_code;
         return Ok(Task {
             pid,
