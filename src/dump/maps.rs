@@ -3,22 +3,12 @@
 
 use super::procfs;
 use crate::error::{Error, Result};
+pub use crate::image::flags::{
+    VMA_ANON_PRIVATE, VMA_ANON_SHARED, VMA_AREA_AIORING, VMA_AREA_HEAP, VMA_AREA_MEMFD,
+    VMA_AREA_REGULAR, VMA_AREA_SHSTK, VMA_AREA_SYSVIPC, VMA_AREA_UPROBES, VMA_AREA_VDSO,
+    VMA_AREA_VSYSCALL, VMA_AREA_VVAR, VMA_FILE_PRIVATE, VMA_FILE_SHARED,
+};
 use std::os::unix::fs::MetadataExt;
-
-pub const VMA_AREA_REGULAR: u32 = 1 << 0;
-pub const VMA_AREA_VSYSCALL: u32 = 1 << 2;
-pub const VMA_AREA_VDSO: u32 = 1 << 3;
-pub const VMA_AREA_HEAP: u32 = 1 << 5;
-pub const VMA_FILE_PRIVATE: u32 = 1 << 6;
-pub const VMA_FILE_SHARED: u32 = 1 << 7;
-pub const VMA_ANON_SHARED: u32 = 1 << 8;
-pub const VMA_ANON_PRIVATE: u32 = 1 << 9;
-pub const VMA_AREA_SYSVIPC: u32 = 1 << 10;
-pub const VMA_AREA_VVAR: u32 = 1 << 12;
-pub const VMA_AREA_AIORING: u32 = 1 << 13;
-pub const VMA_AREA_MEMFD: u32 = 1 << 14;
-pub const VMA_AREA_SHSTK: u32 = 1 << 15;
-pub const VMA_AREA_UPROBES: u32 = 1 << 17;
 
 pub const PROT_READ: u32 = 1;
 pub const PROT_WRITE: u32 = 2;

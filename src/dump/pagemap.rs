@@ -6,6 +6,7 @@
 
 use super::maps::{Vma, PAGE_SIZE, VMA_AREA_VDSO, VMA_FILE_PRIVATE};
 use crate::error::{Error, Result};
+pub use crate::image::flags::{PE_LAZY, PE_PRESENT};
 use std::os::unix::fs::FileExt;
 
 const PME_PRESENT: u64 = 1 << 63;
@@ -13,9 +14,6 @@ const PME_SWAP: u64 = 1 << 62;
 const PME_FILE: u64 = 1 << 61;
 const PME_GUARD_REGION: u64 = 1 << 58;
 const PME_PFN_MASK: u64 = (1 << 55) - 1;
-
-pub const PE_LAZY: u32 = 1 << 1;
-pub const PE_PRESENT: u32 = 1 << 2;
 
 /// A run of consecutive pages with the same flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use super::fdscan::Fd;
 use super::files::{fown, FileTable, FD_INETSK, FD_NETLINKSK, FD_UNIXSK};
 use super::freeze::Frozen;
 use crate::error::{Error, Result};
+use crate::image::flags::USK_EXTERN;
 use crate::image::pb;
 use crate::image::typed::ImageBuilder;
 use crate::sys::sockdiag::{self, InetDiag, UnixDiag};
@@ -20,7 +21,6 @@ const SOCK_STREAM: u8 = 1;
 const SOCK_DGRAM: u8 = 2;
 const TCP_LISTEN: u8 = 10;
 const TCP_CLOSE: u8 = 7;
-const USK_EXTERN: u32 = 1;
 
 struct UnixSk {
     pid: i32,

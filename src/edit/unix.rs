@@ -29,10 +29,10 @@
 
 use super::files_img::FilesImg;
 use crate::error::{Error, Result};
+pub use crate::image::flags::USK_EXTERN;
 use crate::image::pb;
 use std::collections::{BTreeSet, HashMap};
 
-pub const USK_EXTERN: u32 = 1;
 pub const SOCK_DGRAM: u32 = 2;
 pub const TCP_ESTABLISHED: u32 = 1;
 pub const TCP_LISTEN: u32 = 10;

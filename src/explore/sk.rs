@@ -45,6 +45,7 @@ use super::files::exists;
 use super::tasks::{fdinfo, files_id, pstree};
 use super::Out;
 use crate::error::{Error, Result};
+use crate::image::flags::USK_EXTERN;
 use crate::image::pb;
 use crate::image::typed::{expect_magic, for_each, Mapped};
 use crate::json::forms::dict_name;
@@ -56,7 +57,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// uflags bit: the entry stands for a socket outside the dump.
-const USK_EXTERN: u32 = 1;
 
 #[derive(Serialize)]
 struct SockJson {

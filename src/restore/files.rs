@@ -6,6 +6,11 @@
 
 use super::plan::Plan;
 use crate::error::{Error, Result};
+pub use crate::image::flags::{
+    VMA_ANON_PRIVATE, VMA_ANON_SHARED, VMA_AREA_AIORING, VMA_AREA_HEAP, VMA_AREA_MEMFD,
+    VMA_AREA_REGULAR, VMA_AREA_SOCKET, VMA_AREA_STACK, VMA_AREA_SYSVIPC, VMA_AREA_VDSO,
+    VMA_AREA_VSYSCALL, VMA_AREA_VVAR, VMA_FILE_PRIVATE, VMA_FILE_SHARED, VMA_UNSUPP,
+};
 use crate::image::pb;
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -269,23 +274,6 @@ pub fn open_regular(plan: &Plan, res: &mut Reservoir, shell_job: bool) -> Result
     }
     Ok(())
 }
-
-/// VMA status bits (criu/include/image.h).
-pub const VMA_AREA_REGULAR: u32 = 1 << 0;
-pub const VMA_AREA_STACK: u32 = 1 << 1;
-pub const VMA_AREA_VSYSCALL: u32 = 1 << 2;
-pub const VMA_AREA_VDSO: u32 = 1 << 3;
-pub const VMA_AREA_HEAP: u32 = 1 << 5;
-pub const VMA_FILE_PRIVATE: u32 = 1 << 6;
-pub const VMA_FILE_SHARED: u32 = 1 << 7;
-pub const VMA_ANON_SHARED: u32 = 1 << 8;
-pub const VMA_ANON_PRIVATE: u32 = 1 << 9;
-pub const VMA_AREA_SYSVIPC: u32 = 1 << 10;
-pub const VMA_AREA_SOCKET: u32 = 1 << 11;
-pub const VMA_AREA_VVAR: u32 = 1 << 12;
-pub const VMA_AREA_AIORING: u32 = 1 << 13;
-pub const VMA_AREA_MEMFD: u32 = 1 << 14;
-pub const VMA_UNSUPP: u32 = 1 << 31;
 
 /// Shared anonymous memory recorded by shmid (not as a memfd inode).
 pub fn is_anon_shared(v: &pb::VmaEntry) -> bool {

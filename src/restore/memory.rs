@@ -8,6 +8,7 @@ use super::files::*;
 use super::plan::Task;
 use super::remote::{call, Tracee};
 use crate::error::{Error, Result};
+use crate::image::flags::{PE_LAZY, PE_PARENT, PE_PRESENT};
 use crate::image::pb;
 
 pub const PAGE: u64 = 4096;
@@ -29,10 +30,6 @@ const MAP_ANON: u32 = 0x20;
 const MAP_FIXED_NOREPLACE: u32 = 0x100000;
 const MREMAP_MAYMOVE: u64 = 1;
 const MREMAP_FIXED: u64 = 2;
-
-const PE_PARENT: u32 = 1;
-const PE_LAZY: u32 = 2;
-const PE_PRESENT: u32 = 4;
 
 /// One line of /proc/PID/maps.
 #[derive(Clone, Debug)]

@@ -10,6 +10,7 @@ use super::files::Reservoir;
 use super::plan::Plan;
 use super::{Log, Options};
 use crate::error::{Error, Result};
+use crate::image::flags::USK_EXTERN;
 use crate::image::pb;
 use nix::sys::socket::{
     self as so, AddressFamily, Backlog, MsgFlags, SockFlag, SockType, UnixAddr,
@@ -23,7 +24,6 @@ const ST_LISTEN: u32 = 10;
 const T_STREAM: u32 = 1;
 const T_DGRAM: u32 = 2;
 const T_SEQPACKET: u32 = 5;
-const USK_EXTERN: u32 = 1;
 
 fn type_name(t: u32) -> &'static str {
     match t {
