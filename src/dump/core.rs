@@ -182,10 +182,35 @@ pub fn creds(st: &super::procfs::Status, secbits: u32) -> pb::CredsEntry {
     }
 }
 
+/// A thread stopped inside an interrupted syscall has `-ERESTART*` in rax
+/// and rip just past its `syscall`. The image gets the registers that
+/// re-enter the call (rax = the syscall number, rip back over the 2-byte
+/// `syscall`), as CRIU 4.2's dump writes them (compel's `get_task_regs`):
+/// a restorer that only loads the registers (CRIU's `rt_sigreturn`, which
+/// leaves orig_rax -1 and so no kernel restart) must not hand `-ERESTARTSYS`
+/// to the program. For `-ERESTART_RESTARTBLOCK` (nanosleep, poll or futex
+/// with a timeout) CRIU writes `-EINTR`; crit writes the re-entry too, as
+/// `crit restore` does for such images (the restart block itself does not
+/// survive a dump: a relative timeout starts over).
+pub fn restartable_syscall(gp: &mut pb::UserX86RegsEntry) {
+    const ERESTARTSYS: i64 = -512;
+    const ERESTARTNOINTR: i64 = -513;
+    const ERESTARTNOHAND: i64 = -514;
+    const ERESTART_RESTARTBLOCK: i64 = -516;
+    if (gp.orig_ax as i64) < 0 {
+        return;
+    }
+    if let ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND | ERESTART_RESTARTBLOCK = gp.ax as i64 {
+        gp.ax = gp.orig_ax;
+        gp.ip = gp.ip.wrapping_sub(2);
+    }
+}
+
 /// The x86 part of a core entry.
 pub fn thread_info(r: &ThreadRegs) -> pb::ThreadInfoX86 {
     let mut gp = r.gp;
     gp.mode = Some(pb::UserX86RegsMode::Native as i32);
+    restartable_syscall(&mut gp);
     let mut tls = r.tls.clone();
     if tls.is_empty() {
         tls = (12..15).map(empty_tls).collect();
@@ -210,6 +235,27 @@ pub fn task_state(c: char) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interrupted_syscalls_are_written_to_reenter() {
+        let gp = |ax: i64, orig: i64| pb::UserX86RegsEntry {
+            ax: ax as u64,
+            orig_ax: orig as u64,
+            ip: 0x1002,
+            ..Default::default()
+        };
+        for code in [-512, -513, -514, -516] {
+            let mut g = gp(code, 202);
+            restartable_syscall(&mut g);
+            assert_eq!((g.ax, g.ip, g.orig_ax), (202, 0x1000, 202), "{code}");
+        }
+        // A finished syscall, or no syscall at all, is left alone.
+        for (ax, orig) in [(-4, 0), (5, 0), (-512, -1)] {
+            let mut g = gp(ax, orig);
+            restartable_syscall(&mut g);
+            assert_eq!((g.ax, g.ip), (ax as u64, 0x1002));
+        }
+    }
 
     #[test]
     fn empty_desc_roundtrip() {
