@@ -382,6 +382,12 @@ impl<'r, 'a> Encoder<'r, 'a> {
 
     /// An integer in any of crit's forms, checked against the field's range.
     fn int(&mut self, f: &FieldDesc) -> EResult<i128> {
+        let float = matches!(f.kind, Kind::Double | Kind::Float);
+        if !float {
+            if let Some(v) = self.r.try_u64() {
+                return self.in_range(f, i128::from(v));
+            }
+        }
         let v = match self.peek()? {
             b'"' => {
                 let s = self.r.string();
@@ -406,6 +412,11 @@ impl<'r, 'a> Encoder<'r, 'a> {
                 }
             }
             b'-' | b'0'..=b'9' => match self.num()? {
+                // A float field written as an integer.
+                Number::Int(v) if float => match f.kind {
+                    Kind::Double => return Ok(i128::from((v as f64).to_bits())),
+                    _ => return Ok(i128::from((v as f32).to_bits())),
+                },
                 Number::Int(v) => v,
                 Number::Float(x) => match f.kind {
                     Kind::Double => return Ok(i128::from(x.to_bits())),
@@ -426,6 +437,12 @@ impl<'r, 'a> Encoder<'r, 'a> {
                 ))
             }
         };
+        self.in_range(f, v)
+    }
+
+    /// `v`, if it fits the field's integer kind.
+    #[inline]
+    fn in_range(&self, f: &FieldDesc, v: i128) -> EResult<i128> {
         let (lo, hi): (i128, i128) = match f.kind {
             Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => (i32::MIN.into(), i32::MAX.into()),
             Kind::Uint32 | Kind::Fixed32 => (0, u32::MAX.into()),

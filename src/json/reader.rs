@@ -335,6 +335,31 @@ impl<'a> JsonReader<'a> {
         Ok(v)
     }
 
+    /// A plain non-negative integer (the common case in image JSON) that
+    /// ends inside the window, consumed; `None` (nothing consumed) for
+    /// anything else, which [`Self::number`] then handles.
+    #[inline]
+    pub fn try_u64(&mut self) -> Option<u64> {
+        let b = &self.buf[self.pos..self.end];
+        let mut i = usize::from(b.first() == Some(&b' '));
+        let start = i;
+        let mut v: u64 = 0;
+        while i < b.len() && b[i].is_ascii_digit() && i - start < 19 {
+            v = v * 10 + u64::from(b[i] - b'0');
+            i += 1;
+        }
+        let len = i - start;
+        if len == 0
+            || i >= b.len()
+            || matches!(b[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'-' | b'+')
+            || (len > 1 && b[start] == b'0')
+        {
+            return None;
+        }
+        self.pos += i;
+        Some(v)
+    }
+
     pub fn number(&mut self) -> PResult<Number> {
         self.peek_some("a number")?;
         // Fast path: a plain non-negative integer that ends inside the window.
