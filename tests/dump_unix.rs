@@ -256,6 +256,32 @@ fn outside_peers_with_consent() {
     check_ext(&kit, "seqpacket", 23, 5, &by_ino, None);
 }
 
+/// Every socket with an outside peer is named in the one refusal, with its
+/// type, its peer and the option that would dump them all.
+#[test]
+fn refusal_lists_every_outside_peer() {
+    let kit = Kit::new();
+    let (child, parent) = ext_setup(&kit, "all");
+    let inos: Vec<u32> = (20..24).map(|fd| sock_ino(child, fd)).collect();
+    let dir = kit.path("img");
+    let o = kit.dump(child, &dir, &[]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    for (ino, kind) in inos.iter().zip(["stream", "dgram", "stream", "seqpacket"]) {
+        assert!(e.contains(&format!("{kind} unix socket {ino} ")), "{e}");
+    }
+    assert!(e.contains("ext-dgram.sock"), "the peer's address: {e}");
+    let all: Vec<String> = inos.iter().map(|i| i.to_string()).collect();
+    assert!(
+        e.contains(&format!("--ext-unix-sk={}", all.join(","))),
+        "{e}"
+    );
+    assert!(alive(child));
+    kill_tree(child);
+    kill_tree(parent);
+}
+
 #[test]
 fn consent_for_another_socket_does_not_count() {
     let kit = Kit::new();

@@ -514,6 +514,9 @@ impl Sockets {
         let map = self.unix.clone().unwrap_or_default();
         let mut ext_entries: HashMap<u32, u32> = HashMap::new();
         let pending = std::mem::take(&mut self.pending);
+        // Sockets whose peer is outside the tree, without consent: all of
+        // them are named in one refusal.
+        let mut refused: Vec<(u32, String)> = Vec::new();
         for s in &pending {
             let mut peer = s.diag.peer.unwrap_or(0);
             if let Some(&l) = pending_in.get(&s.diag.ino) {
@@ -562,11 +565,17 @@ impl Sockets {
                     }
                 } else {
                     let (addr, holder) = describe_peer(&map, peer);
-                    return Err(Error::msg(format!(
-                        "pid {} fd {}: unix socket {} is connected to socket {peer}{addr}{holder} outside the dumped tree; \
-                         to dump it as external, give --ext-unix-sk={}",
-                        s.pid, s.fd, s.diag.ino, s.diag.ino
-                    )));
+                    refused.push((
+                        s.diag.ino,
+                        format!(
+                            "pid {} fd {}: {} unix socket {} is connected to socket {peer}{addr}{holder}",
+                            s.pid,
+                            s.fd,
+                            type_name(s.diag.sk_type),
+                            s.diag.ino
+                        ),
+                    ));
+                    continue;
                 }
             }
             let e = pb::UnixSkEntry {
@@ -590,7 +599,26 @@ impl Sockets {
             };
             files.push(FD_UNIXSK, s.id, |f| f.usk = Some(e));
         }
+        if !refused.is_empty() {
+            let inos: Vec<String> = refused.iter().map(|(i, _)| i.to_string()).collect();
+            let what: Vec<&str> = refused.iter().map(|(_, d)| d.as_str()).collect();
+            return Err(Error::msg(format!(
+                "{} outside the dumped tree; to dump as external, give --ext-unix-sk={}",
+                what.join("; "),
+                inos.join(",")
+            )));
+        }
         Ok(())
+    }
+}
+
+/// The socket type as crit's `x sk` names it.
+fn type_name(t: u8) -> &'static str {
+    match t {
+        1 => "stream",
+        2 => "dgram",
+        5 => "seqpacket",
+        _ => "other",
     }
 }
 

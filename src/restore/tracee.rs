@@ -374,6 +374,19 @@ impl Tracee for SysTracee {
         if n < 2 || total < (64 << 20) {
             return write_iov(tid, iov);
         }
+        // Cut big runs into pieces first: a dump may record a whole run of
+        // adjacent mappings as one pagemap entry, which would otherwise
+        // leave every thread but one idle.
+        const PIECE: usize = 8 << 20;
+        let pieces: Vec<(u64, &[u8])> = iov
+            .iter()
+            .flat_map(|&(addr, b)| {
+                b.chunks(PIECE)
+                    .enumerate()
+                    .map(move |(k, c)| (addr + (k * PIECE) as u64, c))
+            })
+            .collect();
+        let iov = &pieces[..];
         // Split into n parts of about equal bytes.
         let per = total / n + 1;
         let mut parts: Vec<&[(u64, &[u8])]> = Vec::new();
