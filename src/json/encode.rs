@@ -12,7 +12,12 @@ use crate::image::wire::{self, put_tag, put_varint};
 
 /// Where in the document the parser is, for error messages.
 #[derive(Default)]
-pub struct Path(Vec<Seg>);
+pub struct Path {
+    segs: Vec<Seg>,
+    /// The scalar field being read, kept apart from `segs` so that the
+    /// common case costs a store rather than a push and a pop.
+    leaf: Option<&'static str>,
+}
 
 enum Seg {
     Key(&'static str),
@@ -21,22 +26,22 @@ enum Seg {
 
 impl Path {
     pub fn key(&mut self, k: &'static str) {
-        self.0.push(Seg::Key(k));
+        self.segs.push(Seg::Key(k));
     }
     pub fn index(&mut self, i: usize) {
-        self.0.push(Seg::Index(i));
+        self.segs.push(Seg::Index(i));
     }
     pub fn set_index(&mut self, i: usize) {
-        if let Some(Seg::Index(x)) = self.0.last_mut() {
+        if let Some(Seg::Index(x)) = self.segs.last_mut() {
             *x = i;
         }
     }
     pub fn pop(&mut self) {
-        self.0.pop();
+        self.segs.pop();
     }
     pub fn render(&self) -> String {
         let mut s = String::from("$");
-        for seg in &self.0 {
+        for seg in &self.segs {
             match seg {
                 Seg::Key(k) => {
                     s.push('.');
@@ -44,6 +49,10 @@ impl Path {
                 }
                 Seg::Index(i) => s.push_str(&format!("[{i}]")),
             }
+        }
+        if let Some(k) = self.leaf {
+            s.push('.');
+            s.push_str(k);
         }
         s
     }
@@ -111,6 +120,11 @@ impl<'r, 'a> Encoder<'r, 'a> {
         self.lift(r)?;
         let base = out.len();
         let frame = self.segs.len();
+        // While keys come in field order (the usual case) nothing needs
+        // recording; the first key out of order (or kept unknown fields)
+        // switches to recording each field's bytes for a final sort.
+        let mut recording = false;
+        let mut last_number = 0;
         let mut seen = Seen::new(desc.fields.len());
         let mut extras = Extras::new();
         let mut first = true;
@@ -136,6 +150,10 @@ impl<'r, 'a> Encoder<'r, 'a> {
                     continue;
                 }
                 if self.r.scratch == UNKNOWN_KEY.as_bytes() {
+                    if !recording {
+                        self.record_written(out, base);
+                        recording = true;
+                    }
                     self.path.key(UNKNOWN_KEY);
                     self.unknown_fields(out)?;
                     self.path.pop();
@@ -151,7 +169,12 @@ impl<'r, 'a> Encoder<'r, 'a> {
             };
             hint = idx + 1;
             let f = &desc.fields[idx];
-            self.path.key(f.name);
+            let nested = f.label == Label::Repeated || matches!(f.kind, Kind::Message(_));
+            if nested {
+                self.path.key(f.name);
+            } else {
+                self.path.leaf = Some(f.name);
+            }
             if seen.test_and_set(idx) {
                 return self.fail("field given twice");
             }
@@ -161,13 +184,24 @@ impl<'r, 'a> Encoder<'r, 'a> {
             } else {
                 self.single(f, out)?;
             }
-            self.path.pop();
-            self.segs.push(Written {
-                number: f.number,
-                known: true,
-                start,
-                end: out.len(),
-            });
+            if nested {
+                self.path.pop();
+            } else {
+                self.path.leaf = None;
+            }
+            if !recording && f.number < last_number {
+                self.record_written(&out[..start], base);
+                recording = true;
+            }
+            last_number = f.number;
+            if recording {
+                self.segs.push(Written {
+                    number: f.number,
+                    known: true,
+                    start,
+                    end: out.len(),
+                });
+            }
         }
         for (i, f) in desc.fields.iter().enumerate() {
             if f.label == Label::Required && !seen.get(i) {
@@ -190,6 +224,21 @@ impl<'r, 'a> Encoder<'r, 'a> {
         }
         self.segs.truncate(frame);
         Ok(extras)
+    }
+
+    /// Records the fields written so far for this message (from `base` to
+    /// the end of `out`), all known and in order, as if each had been
+    /// recorded when written.
+    fn record_written(&mut self, out: &[u8], base: usize) {
+        for f in wire::Fields::new(&out[base..]).flatten() {
+            let start = base + f.offset;
+            self.segs.push(Written {
+                number: f.number,
+                known: true,
+                start,
+                end: start + f.raw.len(),
+            });
+        }
     }
 
     /// The `__unknown_fields__` list: hex of raw fields, kept verbatim.
@@ -477,15 +526,15 @@ impl Written {
 }
 
 /// Which fields of a message were given: a bit set that needs no
-/// allocation for messages of up to 128 fields.
+/// allocation for messages of up to 64 fields.
 enum Seen {
-    Bits(u128),
+    Bits(u64),
     Many(Vec<bool>),
 }
 
 impl Seen {
     fn new(n: usize) -> Self {
-        if n <= 128 {
+        if n <= 64 {
             Seen::Bits(0)
         } else {
             Seen::Many(vec![false; n])

@@ -137,6 +137,21 @@ impl<'a> JsonReader<'a> {
 
     #[inline]
     pub fn expect(&mut self, c: u8, what: &str) -> PResult<()> {
+        // Fast path: the byte is next, or after one space.
+        let b = &self.buf[self.pos..self.end];
+        if b.first() == Some(&c) {
+            self.pos += 1;
+            return Ok(());
+        }
+        if b.len() >= 2 && b[0] == b' ' && b[1] == c {
+            self.pos += 2;
+            return Ok(());
+        }
+        self.expect_slow(c, what)
+    }
+
+    #[cold]
+    fn expect_slow(&mut self, c: u8, what: &str) -> PResult<()> {
         let b = self.peek_some(what)?;
         if b != c {
             return self.error(format!("expected {what}, found {}", describe(b)));
@@ -414,6 +429,21 @@ impl<'a> JsonReader<'a> {
     /// `true`, `false` or `null`.
     pub fn literal(&mut self) -> PResult<Option<bool>> {
         self.peek_some("a value")?;
+        // Fast path: the whole word is in the window.
+        if let Some(w) = self
+            .buf
+            .get(self.pos..self.pos + 5)
+            .filter(|_| self.pos + 5 <= self.end)
+        {
+            if w[..4] == *b"true" {
+                self.pos += 4;
+                return Ok(Some(true));
+            }
+            if w == b"false" {
+                self.pos += 5;
+                return Ok(Some(false));
+            }
+        }
         self.fill(5)?;
         let rest = &self.buf[self.pos..self.end];
         for (word, v) in [
