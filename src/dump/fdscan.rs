@@ -165,9 +165,16 @@ pub fn scan(pid: i32, shmem_dev: u64, is_socket: &dyn Fn(u64) -> bool) -> Result
         .collect();
     fds.sort();
     let mut out = Vec::with_capacity(fds.len());
+    // fdinfo files are opened relative to the fdinfo directory: one path
+    // component to look up per descriptor instead of four.
+    let info_dir = procfs::path(pid, "fdinfo");
+    let info_dirfd = std::fs::File::open(&info_dir)
+        .map_err(|e| Error::io(format!("pid {pid}: {}", info_dir.display()), e))?;
+    let mut buf = vec![0u8; 4096];
     for fd in fds {
         let lp = dir.join(fd.to_string());
-        let info = procfs::read_small(pid, &format!("fdinfo/{fd}"))?;
+        let info = read_fdinfo(&info_dirfd, fd, &mut buf)
+            .map_err(|e| Error::io(format!("pid {pid}: /proc/{pid}/fdinfo/{fd}"), e))?;
         let mnt_id = parse_num::<i32>(procfs::fdinfo_field(&info, "mnt_id")).unwrap_or(-1);
         let fino = parse_num::<u64>(procfs::fdinfo_field(&info, "ino"));
         let link = match fino {
@@ -216,4 +223,32 @@ pub fn scan(pid: i32, shmem_dev: u64, is_socket: &dyn Fn(u64) -> bool) -> Result
         });
     }
     Ok(out)
+}
+
+/// The text of fdinfo file `fd` in the open fdinfo directory `dir`: one
+/// read when it fits in `buf` (the common case).
+fn read_fdinfo(dir: &std::fs::File, fd: i32, buf: &mut Vec<u8>) -> std::io::Result<String> {
+    use nix::fcntl::{openat, OFlag};
+    let f = openat(
+        dir,
+        fd.to_string().as_str(),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let mut got = 0;
+    loop {
+        if got == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = nix::unistd::read(&f, &mut buf[got..])?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+        // A seq_file shows a small file whole in the first read.
+        if got < 4096 {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&buf[..got]).into_owned())
 }

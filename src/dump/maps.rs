@@ -212,8 +212,14 @@ fn parse_range(pid: i32, line: &str, shmem_dev: u64) -> Result<Option<Vma>> {
         file: None,
         name: name.clone(),
     };
+    // Only a mapping named by a path has a file behind it: anonymous
+    // memory (most VMAs of a big task) needs no map_files lookup.
     let link = format!("/proc/{pid}/map_files/{start:x}-{end:x}");
-    let lmeta = std::fs::symlink_metadata(&link);
+    let lmeta = if name.starts_with('/') {
+        std::fs::symlink_metadata(&link)
+    } else {
+        Err(std::io::ErrorKind::NotFound.into())
+    };
     if let Ok(lm) = &lmeta {
         v.fdflags = Some(match lm.mode() & 0o600 {
             0o200 => 1,

@@ -60,7 +60,7 @@
 //!   the job resume the tree and leave no images [dump_safety]; images
 //!   0600, fsync'd (and the directory), atomic; every image re-encodes to
 //!   the same bytes [all tests];
-//! - benchmark: scripts/bench-dump.sh (frozen time median 0.64 s on an
+//! - benchmark: scripts/bench-dump.sh (frozen time median 0.59 s on an
 //!   idle 2-CPU machine; docs/dump.md has the figures).
 //!
 //! Not done (refused with an error naming pid/fd/inode): established TCP

@@ -64,27 +64,50 @@ pub fn collect(
     let mut vmas: Vec<Vma> = Vec::new();
     let mut runs = Vec::new();
     let mut pages_scanned = 0;
+    let shmem_dev = env.shmem_dev;
+    let scan_fds = |socks: &mut super::sockets::Sockets| {
+        let cell = std::cell::RefCell::new(socks);
+        let known = |ino: u64| cell.borrow_mut().known(ino);
+        fdscan::scan(pid, shmem_dev, &known)
+    };
+    let mut scanned = None;
     if !shared_vm {
-        vmas = maps::read(pid, env.shmem_dev)?;
+        // The address space (smaps, pagemap) is read on a helper thread,
+        // which then starts the copying of memory, while this one lists
+        // the descriptors (only /proc reads: nothing is numbered yet).
+        let zero_pfn = env.zero_pfn;
+        let pw = &mut *pages;
+        let (mem, fds) = std::thread::scope(|s| {
+            let h = s.spawn(move || -> Result<(Vec<Vma>, Vec<Run>)> {
+                let vmas = maps::read(pid, shmem_dev)?;
+                let runs = pagemap::collect(pid, &vmas, zero_pfn)?;
+                pw.submit(pid, runs.clone())?;
+                Ok((vmas, runs))
+            });
+            let fds = (!shared_files).then(|| scan_fds(&mut *socks));
+            let mem = h
+                .join()
+                .unwrap_or_else(|_| Err(Error::msg(format!("pid {pid}: memory reader panicked"))));
+            (mem, fds)
+        });
+        (vmas, runs) = mem?;
+        scanned = fds;
+        // Mapped files get the first file ids.
         mm::map_files(pid, &mut vmas, files)?;
-        // Start copying memory now, while descriptors are read.
-        runs = pagemap::collect(pid, &vmas, env.zero_pfn)?;
         pages_scanned = vmas
             .iter()
             .filter(|v| v.is_private())
             .map(|v| (v.end - v.start) / maps::PAGE_SIZE)
             .sum();
-        pages.submit(pid, runs.clone())?;
     }
 
     // Descriptors.
     let mut fdinfo = Vec::new();
     let mut new_fds = Vec::new();
     if !shared_files {
-        let fds = {
-            let cell = std::cell::RefCell::new(&mut *socks);
-            let known = |ino: u64| cell.borrow_mut().known(ino);
-            fdscan::scan(pid, env.shmem_dev, &known)?
+        let fds = match scanned {
+            Some(r) => r?,
+            None => scan_fds(&mut *socks)?,
         };
         for fd in fds {
             let (id, new) = files.fd_id(pid, &fd)?;
