@@ -206,7 +206,10 @@ impl<'a> JsonReader<'a> {
                 return false;
             }
         }
-        if b[i] != b'"' || &b[i + 1..i + 1 + n] != name.as_bytes() || b[i + 1 + n] != b'"' {
+        if b[i] != b'"'
+            || b[i + 1 + n] != b'"'
+            || !crate::image::schema::same(&b[i + 1..i + 1 + n], name.as_bytes())
+        {
             return false;
         }
         i += n + 2;
