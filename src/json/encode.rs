@@ -335,6 +335,24 @@ impl<'r, 'a> Encoder<'r, 'a> {
 
     /// One value of field `f`, with its tag.
     fn single(&mut self, f: &FieldDesc, out: &mut Vec<u8>) -> EResult<()> {
+        // Fast path: a plain non-negative integer for a varint field, the
+        // bulk of image JSON. Such values encode the same for all four kinds.
+        let max = match f.kind {
+            Kind::Uint32 => u64::from(u32::MAX),
+            Kind::Int32 => i32::MAX as u64,
+            Kind::Uint64 => u64::MAX,
+            Kind::Int64 => i64::MAX as u64,
+            _ => 0,
+        };
+        if max != 0 {
+            if let Some(v) = self.r.try_u64() {
+                // Out of range: the same refusal as the general path.
+                let v = self.in_range(f, i128::from(v))? as u64;
+                put_tag(out, f.number, wire::VARINT);
+                put_varint(out, v);
+                return Ok(());
+            }
+        }
         match f.kind {
             Kind::Message(m) => {
                 if self.depth >= super::decode::MAX_DEPTH {
