@@ -245,35 +245,8 @@ pub fn limits(pid: i32) -> Result<Vec<(u64, u64)>> {
 
 /// Thread ids of a process, sorted with the leader first.
 pub fn tasks(pid: i32) -> Result<Vec<i32>> {
-    let p = path(pid, "task");
-    let rd =
-        std::fs::read_dir(&p).map_err(|e| Error::io(format!("pid {pid}: {}", p.display()), e))?;
-    let mut v: Vec<i32> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-        .collect();
+    let mut v = crate::sys::procfs::tids(pid).map_err(|e| Error::io(format!("pid {pid}"), e))?;
     v.sort_by_key(|&t| (t != pid, t));
-    Ok(v)
-}
-
-/// Children of every thread of `pid` (from /proc/PID/task/TID/children).
-pub fn children(pid: i32, threads: &[i32]) -> Result<Vec<i32>> {
-    let mut v = Vec::new();
-    for &t in threads {
-        let s = match std::fs::read_to_string(path(pid, &format!("task/{t}/children"))) {
-            Ok(s) => s,
-            Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => continue,
-            Err(e) => {
-                return Err(Error::io(
-                    format!("pid {pid}: /proc/{pid}/task/{t}/children"),
-                    e,
-                ))
-            }
-        };
-        v.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
-    }
-    v.sort();
-    v.dedup();
     Ok(v)
 }
 
