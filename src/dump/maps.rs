@@ -22,8 +22,7 @@ pub const MAP_NORESERVE: u32 = 0x4000;
 pub const MAP_HUGETLB: u32 = 0x40000;
 
 pub const PAGE_SIZE: u64 = 4096;
-/// x86_64 user address space end (47-bit).
-pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
+pub use crate::sys::TASK_SIZE;
 
 /// What backs a file mapping, for the files image.
 #[derive(Debug, Clone)]

@@ -12,16 +12,15 @@ use crate::image::flags::{PE_LAZY, PE_PARENT, PE_PRESENT};
 use crate::image::pb;
 
 pub const PAGE: u64 = 4096;
-/// Top of the x86-64 user address space (47-bit).
-const TASK_SIZE: u64 = 0x7fff_ffff_f000;
+use crate::sys::TASK_SIZE;
 const MMAP_MIN: u64 = 0x10000;
 
-const NR_MMAP: i64 = 9;
-const NR_MPROTECT: i64 = 10;
-const NR_MUNMAP: i64 = 11;
-const NR_MREMAP: i64 = 25;
-const NR_MADVISE: i64 = 28;
-const NR_PRCTL: i64 = 157;
+const NR_MMAP: i64 = libc::SYS_mmap;
+const NR_MPROTECT: i64 = libc::SYS_mprotect;
+const NR_MUNMAP: i64 = libc::SYS_munmap;
+const NR_MREMAP: i64 = libc::SYS_mremap;
+const NR_MADVISE: i64 = libc::SYS_madvise;
+const NR_PRCTL: i64 = libc::SYS_prctl;
 
 const PROT_WRITE: u32 = 2;
 const MAP_SHARED: u32 = 1;

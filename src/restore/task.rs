@@ -13,23 +13,23 @@ use crate::error::{Error, Result};
 use crate::image::pb;
 use crate::image::typed::Mapped;
 
-const NR_RT_SIGACTION: i64 = 13;
-const NR_SIGALTSTACK: i64 = 131;
-const NR_SETITIMER: i64 = 38;
-const NR_PERSONALITY: i64 = 135;
-const NR_PRCTL: i64 = 157;
-const NR_SET_TID_ADDRESS: i64 = 218;
-const NR_SET_ROBUST_LIST: i64 = 273;
-const NR_PRLIMIT64: i64 = 302;
-const NR_RSEQ: i64 = 334;
-const NR_CLOSE_RANGE: i64 = 436;
-const NR_SETGROUPS: i64 = 116;
-const NR_SETRESUID: i64 = 117;
-const NR_SETRESGID: i64 = 119;
-const NR_SETFSUID: i64 = 122;
-const NR_SETFSGID: i64 = 123;
-const NR_MMAP: i64 = 9;
-const NR_MUNMAP: i64 = 11;
+const NR_RT_SIGACTION: i64 = libc::SYS_rt_sigaction;
+const NR_SIGALTSTACK: i64 = libc::SYS_sigaltstack;
+const NR_SETITIMER: i64 = libc::SYS_setitimer;
+const NR_PERSONALITY: i64 = libc::SYS_personality;
+const NR_PRCTL: i64 = libc::SYS_prctl;
+const NR_SET_TID_ADDRESS: i64 = libc::SYS_set_tid_address;
+const NR_SET_ROBUST_LIST: i64 = libc::SYS_set_robust_list;
+const NR_PRLIMIT64: i64 = libc::SYS_prlimit64;
+const NR_RSEQ: i64 = libc::SYS_rseq;
+const NR_CLOSE_RANGE: i64 = libc::SYS_close_range;
+const NR_SETGROUPS: i64 = libc::SYS_setgroups;
+const NR_SETRESUID: i64 = libc::SYS_setresuid;
+const NR_SETRESGID: i64 = libc::SYS_setresgid;
+const NR_SETFSUID: i64 = libc::SYS_setfsuid;
+const NR_SETFSGID: i64 = libc::SYS_setfsgid;
+const NR_MMAP: i64 = libc::SYS_mmap;
+const NR_MUNMAP: i64 = libc::SYS_munmap;
 
 /// The scratch area: small arguments in the first 32 KiB, the batch
 /// runner's code at 32 KiB, its call table (1 MiB) at 64 KiB.

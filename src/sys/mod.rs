@@ -42,3 +42,7 @@ pub mod sockdiag;
 pub mod sockopt;
 pub mod task;
 pub mod tls;
+
+/// Top of the x86-64 user address space (47-bit; the last page below
+/// 2^47 is never user memory).
+pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;

@@ -866,7 +866,7 @@ pub fn rseq_abort_fixup(tid: i32, regs: &mut Regs) -> io::Result<bool> {
     let u64_at = |o: usize| u64::from_ne_bytes(cs[o..o + 8].try_into().unwrap_or([0; 8]));
     let version = u32::from_ne_bytes(cs[0..4].try_into().unwrap_or([0; 4]));
     let (start, post_commit, abort) = (u64_at(8), u64_at(16), u64_at(24));
-    const TASK_SIZE: u64 = 0x0000_7fff_ffff_f000;
+    use super::TASK_SIZE;
     let valid = version == 0
         && start < TASK_SIZE
         && start
