@@ -20,7 +20,7 @@
 mod dumpkit;
 mod restore_util;
 
-use dumpkit::{alive, ok, Kit};
+use dumpkit::{alive, my_children, ok, Kit};
 use nix::sys::socket::{
     self as so, AddressFamily, Backlog, MsgFlags, SockFlag, SockType, UnixAddr,
 };
@@ -60,20 +60,6 @@ fn sock_ino(pid: i32, fd: i32) -> u32 {
         .and_then(|r| r.strip_suffix(']'))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("pid {pid} fd {fd} is {l}, not a socket"))
-}
-
-/// Children of the test process (zombies included).
-fn my_children() -> Vec<i32> {
-    let mut v = Vec::new();
-    if let Ok(rd) = std::fs::read_dir("/proc/self/task") {
-        for t in rd.flatten() {
-            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
-                v.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
-            }
-        }
-    }
-    v.sort();
-    v
 }
 
 /// Reaps `pids` (they are, or become, our children) until they are gone.

@@ -138,7 +138,8 @@ pub fn reap_all() {
     }
 }
 
-fn my_children() -> Vec<i32> {
+/// Children of the test process (zombies included), ascending.
+pub fn my_children() -> Vec<i32> {
     let me = std::process::id();
     let mut v = Vec::new();
     if let Ok(rd) = std::fs::read_dir(format!("/proc/{me}/task")) {
@@ -148,6 +149,7 @@ fn my_children() -> Vec<i32> {
             }
         }
     }
+    v.sort_unstable();
     v
 }
 
