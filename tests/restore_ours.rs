@@ -379,3 +379,112 @@ fn threads_keep_their_own_state() {
         assert!(a.starts_with("OK"), "{answers:?}");
     }
 }
+
+/// Builds `tests/restore_programs/NAME.c`, runs it until $READY holds
+/// `lines` lines, dumps it with `crit dump`, restores it with `crit
+/// restore`, sends SIGUSR1 and returns what each of `roles` wrote to
+/// $RESULT.ROLE (or that it did not answer).
+fn self_checking(name: &str, lines: usize, roles: &[&str]) -> Vec<String> {
+    let dump = dumper();
+    let _g = lock();
+    prepare();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join(name);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/restore_programs")
+        .join(format!("{name}.c"));
+    let cc = Command::new("cc")
+        .args(["-O1", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(cc.success(), "cc {}", src.display());
+    let ready = dir.path().join("ready");
+    std::fs::write(&ready, "").unwrap();
+    let result = dir.path().join("res");
+    let mut child = Command::new(&exe)
+        .env("READY", &ready)
+        .env("RESULT", &result)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&ready).unwrap().lines().count() < lines {
+        assert!(Instant::now() < deadline, "{name} did not get ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let pid = child.id() as i32;
+    let out = Command::new(&dump)
+        .args(["dump", "--shell-job", "-t", &pid.to_string(), "-D"])
+        .arg(dir.path().join("img"))
+        .output()
+        .unwrap();
+    let _ = child.wait();
+    wait_gone(&[pid]);
+    assert!(
+        out.status.success(),
+        "dump {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = crit()
+        .args(["restore", "-d", "--shell-job", "-D"])
+        .arg(dir.path().join("img"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let mut answers = Vec::new();
+    if out.status.success() {
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGUSR1,
+        );
+        for role in roles {
+            let f = format!("{}.{role}", result.display());
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if let Some(s) = std::fs::read_to_string(&f).ok().filter(|s| !s.is_empty()) {
+                    answers.push(s.trim().to_string());
+                    break;
+                }
+                if Instant::now() > deadline {
+                    answers.push(format!("no answer from {role}"));
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    wait_gone(&[pid]);
+    assert!(out.status.success(), "restore {name}: {stderr}");
+    answers
+}
+
+/// Seccomp through our dump: a process-wide filter plus one thread's own
+/// second filter, under no_new_privs; after restore each thread has its
+/// mode, its number of filters and their effect (`rseccomp.c`).
+#[test]
+fn seccomp_filters_come_back_per_thread() {
+    let answers = self_checking("rseccomp", 2, &["t0", "t1"]);
+    for a in &answers {
+        assert!(a.starts_with("OK"), "{answers:?}");
+    }
+}
+
+/// POSIX timers through our dump: ids (with a gap), clocks, signals,
+/// values, SIGEV_NONE and SIGEV_THREAD_ID timers, remaining time and
+/// interval; a 5 ms timer keeps ticking into its thread (`rtimers.c`).
+#[test]
+fn posix_timers_come_back_with_their_ids() {
+    let answers = self_checking("rtimers", 2, &["main"]);
+    assert!(answers[0].starts_with("OK"), "{answers:?}");
+}

@@ -20,9 +20,7 @@
 //!   while its image has the socket at fd 4, so that check is not used).
 //! - Our dump's images: the same six programs dumped fresh by `crit dump`
 //!   restore and answer OK, plus a session/group tree and a three-thread
-//!   task, each dumped inside read() (`restore_ours`; needs a crit with
-//!   `dump`: this binary once merged with the dump branch, or CRIT_DUMP;
-//!   otherwise those tests say "skipped" and pass).
+//!   task, each dumped inside read() (`restore_ours`).
 //! - Tree: pids, tids, sessions, groups, parents; threads via injected
 //!   clone3; `--shell-job` keeps crit's session; stopped tasks come back
 //!   stopped, zombies as zombies with their status (`restore_state`).
@@ -35,6 +33,9 @@
 //!   (x87/SSE/AVX/AVX-512/PKRU), fs/gs base, signal mask, rseq, robust
 //!   list, tid address, sigaltstack, pdeath signal, name, credentials
 //!   (`restore_state`), pending signals (`restore_state`).
+//! - Seccomp mode and filter chain per thread ([`seccomp`]), POSIX timers
+//!   with their ids, notification and remaining time ([`timers`])
+//!   (`restore_ours`: self-checking `rseccomp.c`, `rtimers.c`).
 //! - Per task: sigactions, itimers, rlimits, personality, cwd/root/umask,
 //!   shared pending signals, child-subreaper flag, oom_score_adj; per
 //!   thread also scheduling policy/priority and nice, no_new_privs.
@@ -53,8 +54,8 @@
 //!   EXITKILL so a killed crit leaves nothing half-built running.
 //!
 //! Not done: SO_PEERCRED of connections made through a listener (by crit),
-//! namespaces (incl. time namespace offsets), cgroups, seccomp,
-//! POSIX timers and file locks (refused), terminals beyond putting a shell
+//! namespaces (incl. time namespace offsets), cgroups, seccomp user-space
+//! listeners and file locks (refused), POSIX timer overrun counts, terminals beyond putting a shell
 //! job on crit's own (`--shell-job`, refused without), a test for SIGIO
 //! file owners (they are set), established TCP (refused), SCM rights in
 //! queues, fanotify, SysV IPC/AIO/packet-ring mappings (refused),
@@ -70,7 +71,9 @@ pub mod plan;
 pub mod regs;
 pub mod remote;
 pub mod rollback;
+pub mod seccomp;
 pub mod task;
+pub mod timers;
 pub mod tracee;
 pub mod tree;
 pub mod unix;

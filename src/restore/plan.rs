@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 pub struct Thread {
     pub tid: u32,
     pub core: pb::CoreEntry,
+    pub seccomp: super::seccomp::Setup,
 }
 
 /// One task (process) to restore.
@@ -32,6 +33,8 @@ pub struct Task {
     pub ids: pb::TaskKobjIdsEntry,
     /// A zombie: its wait status (it is forked only to exit with it).
     pub zombie: Option<u32>,
+    /// POSIX timers, sorted by id.
+    pub posix_timers: Vec<pb::PosixTimerEntry>,
 }
 
 impl Task {
@@ -105,6 +108,12 @@ impl Plan {
                 )));
             }
         }
+        let spath = img(dir, "seccomp.img");
+        let seccomp: Option<pb::SeccompEntry> = if spath.exists() {
+            Some(read_one(&spath, "SECCOMP")?)
+        } else {
+            None
+        };
         let mut tasks = Vec::new();
         for (i, p) in pstree.iter().enumerate() {
             if i > 0 && p.ppid == 0 {
@@ -113,7 +122,7 @@ impl Plan {
                     p.pid
                 )));
             }
-            tasks.push(load_task(dir, p)?);
+            tasks.push(load_task(dir, p, seccomp.as_ref())?);
         }
         let packets = read_payload_image(&img(dir, "sk-queues.img"), "SK_QUEUES", |d| {
             let e = <pb::SkPacketEntry as prost::Message>::decode(d).map_err(|e| e.to_string())?;
@@ -166,7 +175,7 @@ impl Plan {
     }
 }
 
-fn load_task(dir: &Path, p: &pb::PstreeEntry) -> Result<Task> {
+fn load_task(dir: &Path, p: &pb::PstreeEntry, seccomp: Option<&pb::SeccompEntry>) -> Result<Task> {
     let pid = p.pid;
     let mut threads = Vec::new();
     let tids: Vec<u32> = if p.threads.is_empty() {
@@ -192,6 +201,7 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry) -> Result<Task> {
             threads: vec![Thread {
                 tid: pid,
                 core: first,
+                seccomp: Default::default(),
             }],
             mm: pb::MmEntry::default(),
             pages_id: 0,
@@ -200,6 +210,7 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry) -> Result<Task> {
             fds: Vec::new(),
             ids: pb::TaskKobjIdsEntry::default(),
             zombie: Some(exit_code),
+            posix_timers: Vec::new(),
         });
     }
     // The main thread first.
@@ -212,7 +223,11 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry) -> Result<Task> {
                 "core-{tid}.img: pid {pid}: no x86_64 thread info (only x86_64 images restore)"
             )));
         }
-        threads.push(Thread { tid, core });
+        threads.push(Thread {
+            tid,
+            core,
+            seccomp: Default::default(),
+        });
     }
     let ids = match threads[0].core.ids {
         Some(ids) => ids,
@@ -230,29 +245,26 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry) -> Result<Task> {
             "pid {pid}: task state {state} is not restorable (only running and stopped tasks are)"
         )));
     }
-    // State we cannot bring back is refused, not silently dropped.
-    if let Some(tc) = threads[0].core.tc.as_ref() {
-        if tc.timers.as_ref().is_some_and(|t| !t.posix.is_empty()) {
-            return Err(Error::msg(format!(
-                "pid {pid}: POSIX timers cannot be restored yet"
-            )));
-        }
-    }
-    for th in &threads {
-        let mode = th
-            .core
-            .thread_core
-            .as_ref()
+    let tc = threads[0].core.tc.clone();
+    for th in threads.iter_mut() {
+        // Images older than thread_core's fields keep them in the task core.
+        let old = tc.as_ref();
+        let thc = th.core.thread_core.as_ref();
+        let mode = thc
             .and_then(|t| t.seccomp_mode)
-            .or_else(|| threads[0].core.tc.as_ref().and_then(|t| t.old_seccomp_mode))
+            .or_else(|| old.and_then(|t| t.old_seccomp_mode))
             .unwrap_or(0);
-        if mode != 0 {
-            return Err(Error::msg(format!(
-                "tid {}: runs under seccomp (mode {mode}), which restore cannot set up yet",
-                th.tid
-            )));
-        }
+        let index = thc
+            .and_then(|t| t.seccomp_filter)
+            .or_else(|| old.and_then(|t| t.old_seccomp_filter));
+        th.seccomp = super::seccomp::setup_of(th.tid, mode as u32, index, seccomp)?;
     }
+    let posix = tc
+        .as_ref()
+        .and_then(|t| t.timers.as_ref())
+        .map(|t| t.posix.as_slice())
+        .unwrap_or(&[]);
+    let posix_timers = super::timers::checked(pid, &tids, posix)?;
     let mm: pb::MmEntry = read_one(&img(dir, &format!("mm-{pid}.img")), "MM")?;
     let pm: Vec<pb::PagemapEntry> = Vec::new();
     let (pages_id, pagemap) = read_pagemap(&img(dir, &format!("pagemap-{pid}.img")), pm)?;
@@ -276,6 +288,7 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry) -> Result<Task> {
         fds,
         ids,
         zombie: None,
+        posix_timers,
     })
 }
 

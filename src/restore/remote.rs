@@ -46,6 +46,8 @@ pub trait Tracee {
     fn syscall(&mut self, nr: i64, args: [u64; 6]) -> Result<i64>;
     /// Writes memory of the thread's process, one or many ranges.
     fn write_mem(&mut self, iov: &[(u64, &[u8])]) -> Result<()>;
+    /// Reads memory of the thread's process.
+    fn read_mem(&mut self, addr: u64, buf: &mut [u8]) -> Result<()>;
     /// Runs many syscalls in order; returns each raw result. Implementations
     /// may run them all in one go inside the tracee.
     fn batch(&mut self, calls: &[(i64, [u64; 6])]) -> Result<Vec<i64>> {

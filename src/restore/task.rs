@@ -7,6 +7,8 @@ use super::memory;
 use super::plan::{Plan, Task};
 use super::regs;
 use super::remote::{call, Regs, Tracee};
+use super::seccomp;
+use super::timers;
 use super::tracee::{self, FinishedThread, SysTracee};
 use super::Log;
 use crate::error::{Error, Result};
@@ -153,6 +155,27 @@ fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) ->
             fpregs: ti.fpregs.clone(),
         });
     }
+    // POSIX timers once the threads exist (one may be the target).
+    timers::create(&mut out[0].t, &task.posix_timers, scratch)?;
+    // Seccomp while still root (filters need CAP_SYS_ADMIN or
+    // no_new_privs); suspended for every thread until detach.
+    if task
+        .threads
+        .iter()
+        .any(|th| th.seccomp != seccomp::Setup::None)
+    {
+        for th in out.iter_mut() {
+            th.t.suspend_seccomp()?;
+        }
+        for th in out.iter_mut() {
+            let tid = th.t.tid();
+            if let Some(x) = task.threads.iter().find(|x| x.tid == tid) {
+                // The batch table is free between batches and holds the
+                // largest filter.
+                seccomp::install(&mut th.t, &x.seccomp, scratch + (64 << 10))?;
+            }
+        }
+    }
     // Credentials last (they may drop what the calls above needed), then
     // the scratch area goes.
     for th in out.iter_mut() {
@@ -193,6 +216,8 @@ fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) ->
             pending_signals(&mut th.t, pid, q, false, scratch)?;
         }
     }
+    // Timers run from here: armed as late as possible.
+    timers::arm(&mut out[0].t, &task.posix_timers, scratch)?;
     out[0].t.disable_batch();
     call(
         &mut out[0].t,

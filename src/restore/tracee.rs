@@ -104,6 +104,16 @@ impl SysTracee {
         Ok(())
     }
 
+    /// Keeps seccomp filters from seeing the calls crit injects until the
+    /// thread is detached (`PTRACE_O_SUSPEND_SECCOMP`).
+    pub fn suspend_seccomp(&mut self) -> Result<()> {
+        let me = self.tid as i32;
+        let opts = ptrace::options_of(me).unwrap_or(ptrace::DEFAULT_OPTIONS);
+        ptrace::set_options(me, opts | ptrace::O_SUSPEND_SECCOMP).map_err(sys_err(format!(
+            "tid {me}: PTRACE_O_SUSPEND_SECCOMP (needs CAP_SYS_ADMIN and crit itself not under seccomp)"
+        )))
+    }
+
     /// Moves the gate to a page at `gate_at` (must be free).
     pub fn map_gate(&mut self, gate_at: u64) -> Result<()> {
         self.inj
@@ -345,6 +355,12 @@ impl Tracee for SysTracee {
     }
     fn write_mem(&mut self, iov: &[(u64, &[u8])]) -> Result<()> {
         write_iov(self.tid as i32, iov)
+    }
+    fn read_mem(&mut self, addr: u64, buf: &mut [u8]) -> Result<()> {
+        crate::sys::remote::read_exact(self.tid as i32, addr, buf).map_err(sys_err(format!(
+            "tid {}: read memory at {addr:#x}",
+            self.tid
+        )))
     }
     fn batch(&mut self, calls: &[(i64, [u64; 6])]) -> Result<Vec<i64>> {
         let Some((code, table, len)) = self.batch_area else {
