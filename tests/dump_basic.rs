@@ -242,3 +242,58 @@ fn summary_line_reports_counts() {
         .contains("frozen"));
     kill_tree(prog.pid);
 }
+
+/// On a terminal, the dump shows a live pages line (pages, MiB, MiB/s)
+/// and ends it with the final count; piped, stderr has only the summary.
+#[test]
+fn pages_progress_only_on_a_terminal() {
+    use std::io::Read;
+    let kit = Kit::new();
+    let file = kit.path("reg.txt");
+    let prog = kit.start("counter", &[file.to_str().unwrap()]);
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_crit"))
+        .args(["dump", "-R", "-t", &prog.pid.to_string(), "-D"])
+        .arg(kit.path("tty-img"))
+        .stderr(slave)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = child.wait().unwrap();
+    drop(child);
+    // Read until the slave side is closed everywhere (EIO).
+    let mut master = std::fs::File::from(pty.master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(status.success(), "{text}");
+    let line = text
+        .split(['\r', '\n'])
+        .filter(|l| l.contains("crit dump: pages "))
+        .last()
+        .unwrap_or_else(|| panic!("no pages line in {text:?}"));
+    // "crit dump: pages N of N (X MiB, Y MiB/s)": the last one is complete.
+    let nums: Vec<&str> = line
+        .trim_start_matches("\x1b[K")
+        .trim_start_matches("crit dump: pages ")
+        .split(' ')
+        .collect();
+    assert_eq!(nums[1], "of", "{line:?}");
+    assert_eq!(nums[0], nums[2], "{line:?}");
+    assert!(nums[0].parse::<u64>().unwrap() > 0, "{line:?}");
+    assert!(line.ends_with("MiB/s)"), "{line:?}");
+    assert!(text.contains("crit: dumped 1 task(s)"), "{text:?}");
+
+    let piped = kit.dump(prog.pid, &kit.path("pipe-img"), &["-R"]);
+    ok(&piped);
+    let e = stderr(&piped);
+    assert!(!e.contains("pages ") && e.contains("crit: dumped"), "{e}");
+    kill_tree(prog.pid);
+}

@@ -15,7 +15,7 @@ use crate::image::pb;
 use crate::image::typed::ImageBuilder;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -50,6 +50,14 @@ struct Shared {
     cv: Condvar,
     jobs: Mutex<Vec<Arc<JobFile>>>,
     cancel: AtomicBool,
+    count: Arc<Counters>,
+}
+
+/// Bytes of memory queued for copying and copied so far (for progress).
+#[derive(Default)]
+pub struct Counters {
+    pub queued: AtomicU64,
+    pub copied: AtomicU64,
 }
 
 /// One task's copied memory, ready to commit.
@@ -102,6 +110,9 @@ fn work(sh: &Shared, until_empty: bool) {
         let t = std::time::Instant::now();
         let r = r.and_then(|_| job.stream.write_at(&buf[..b.len], b.offset));
         let tw = t.elapsed();
+        if r.is_ok() {
+            sh.count.copied.fetch_add(b.len as u64, Ordering::Relaxed);
+        }
         let mut q = sh.q.lock().unwrap_or_else(|e| e.into_inner());
         q.times.0 += tr;
         q.times.1 += tw;
@@ -123,6 +134,7 @@ impl PageWriter {
             cv: Condvar::new(),
             jobs: Mutex::new(Vec::new()),
             cancel: AtomicBool::new(false),
+            count: Arc::default(),
         });
         let threads = (0..WRITERS)
             .map(|_| {
@@ -137,6 +149,11 @@ impl PageWriter {
             next_id: 0,
             maps: Vec::new(),
         }
+    }
+
+    /// The copy counters, for a progress display.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.shared.count.clone()
     }
 
     /// The next pages id (for images written outside the writers).
@@ -204,6 +221,10 @@ impl PageWriter {
             return Err(e);
         }
         q.batches.extend(batches);
+        self.shared
+            .count
+            .queued
+            .fetch_add(offset, Ordering::Relaxed);
         self.shared.cv.notify_all();
         Ok(pages_id)
     }

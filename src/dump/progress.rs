@@ -1,10 +1,13 @@
-//! Progress and log output of a dump: steps on stderr when it is a
-//! terminal (or with -v), everything into the -o log file when given.
+//! Progress and log output of a dump: steps and a live pages / MiB/s line
+//! on stderr when it is a terminal (steps also with -v), everything into
+//! the -o log file when given.
 
+use super::pages::Counters;
 use super::DumpOpts;
 use crate::error::{Error, Result};
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 pub struct Log {
     tty: bool,
@@ -42,7 +45,10 @@ impl Log {
     /// A step of the dump: shown on a terminal or with -v.
     pub fn step(&self, m: &str) {
         self.to_file("step", m);
-        if self.tty || self.verbose > 0 {
+        if self.tty {
+            // Over a pages line that may be on screen; it is redrawn.
+            eprintln!("\r\x1b[Kcrit dump: {m}");
+        } else if self.verbose > 0 {
             eprintln!("crit dump: {m}");
         }
     }
@@ -58,5 +64,86 @@ impl Log {
     /// Goes to the log file only.
     pub fn info(&self, m: &str) {
         self.to_file("info", m);
+    }
+}
+
+/// The live pages line: on a terminal only, redrawn every 200 ms while
+/// memory is copied, and left as a final line when [`Ticker::stop`] is
+/// called.
+pub struct Ticker {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+const PAGE: u64 = 4096;
+const MIB: f64 = 1048576.0;
+
+fn line(c: &Counters, since: std::time::Instant) -> String {
+    let copied = c.copied.load(Ordering::Relaxed);
+    let queued = c.queued.load(Ordering::Relaxed).max(copied);
+    let secs = since.elapsed().as_secs_f64();
+    let rate = if secs > 0.0 {
+        copied as f64 / MIB / secs
+    } else {
+        0.0
+    };
+    format!(
+        "crit dump: pages {} of {} ({:.1} MiB, {:.0} MiB/s)",
+        copied / PAGE,
+        queued / PAGE,
+        copied as f64 / MIB,
+        rate
+    )
+}
+
+impl Ticker {
+    /// Starts the line if `log` writes to a terminal; a no-op otherwise.
+    pub fn start(log: &Log, counters: Arc<Counters>) -> Ticker {
+        if !log.tty {
+            return Ticker {
+                stop: None,
+                thread: None,
+            };
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let since = std::time::Instant::now();
+        let thread = std::thread::spawn(move || loop {
+            let done = !matches!(
+                rx.recv_timeout(std::time::Duration::from_millis(200)),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            );
+            // \r and erase-line: the line is redrawn in place.
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[K{}", line(&counters, since));
+            if done {
+                let _ = writeln!(err);
+                return;
+            }
+            let _ = err.flush();
+        });
+        Ticker {
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Draws the final line and ends it.
+    pub fn stop(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.end();
     }
 }

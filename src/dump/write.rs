@@ -32,6 +32,7 @@ pub fn run(
     socks.net_ns_id = root_ids.net_ns_id;
     let (mut seen_vm, mut seen_files) = (Vec::new(), Vec::new());
     let mut pw = super::pages::PageWriter::new(&dir.dir);
+    let ticker = super::progress::Ticker::start(log, pw.counters());
     let mut all = Vec::new();
     log.step(&format!("collecting {} task(s)", tasks.len()));
     let mut zombies = Vec::new();
@@ -69,6 +70,7 @@ pub fn run(
     };
     pw.help();
     let (copied, (t_read, t_write)) = pw.finish()?;
+    ticker.stop();
     log.debug("pages copied");
     let mut st = pb::DumpStatsEntry {
         pages_scanned: all.iter().map(|c| c.pages_scanned).sum(),
