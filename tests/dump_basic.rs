@@ -276,8 +276,7 @@ fn pages_progress_only_on_a_terminal() {
     assert!(status.success(), "{text}");
     let line = text
         .split(['\r', '\n'])
-        .filter(|l| l.contains("crit dump: pages "))
-        .last()
+        .rfind(|l| l.contains("crit dump: pages "))
         .unwrap_or_else(|| panic!("no pages line in {text:?}"));
     // "crit dump: pages N of N (X MiB, Y MiB/s)": the last one is complete.
     let nums: Vec<&str> = line
