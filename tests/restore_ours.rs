@@ -380,8 +380,8 @@ fn threads_keep_their_own_state() {
     }
 }
 
-/// Builds `tests/restore_programs/NAME.c`, runs it until $READY holds
-/// `lines` lines, dumps it with `crit dump`, restores it with `crit
+/// Builds `tests/restore_programs/NAME.c`, runs it (with $DIR, an empty
+/// directory it may use) until $READY holds `lines` lines, dumps it with `crit dump`, restores it with `crit
 /// restore`, sends SIGUSR1 and returns what each of `roles` wrote to
 /// $RESULT.ROLE (or that it did not answer).
 fn self_checking(name: &str, lines: usize, roles: &[&str]) -> Vec<String> {
@@ -403,9 +403,12 @@ fn self_checking(name: &str, lines: usize, roles: &[&str]) -> Vec<String> {
     let ready = dir.path().join("ready");
     std::fs::write(&ready, "").unwrap();
     let result = dir.path().join("res");
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
     let mut child = Command::new(&exe)
         .env("READY", &ready)
         .env("RESULT", &result)
+        .env("DIR", &work)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -486,5 +489,17 @@ fn seccomp_filters_come_back_per_thread() {
 #[test]
 fn posix_timers_come_back_with_their_ids() {
     let answers = self_checking("rtimers", 2, &["main"]);
+    assert!(answers[0].starts_with("OK"), "{answers:?}");
+}
+
+/// Memory layout and contents, registers (vector and callee-saved) across
+/// the interrupted read(), mm fields, auxv, exe, signal action, itimer,
+/// rlimits, personality, cwd, umask, name, pdeath signal, dumpable, rseq,
+/// robust list, tid address, fd flags and offsets, and credentials of
+/// another user: the task compares each with what it saw before the dump
+/// (`rstate.c`).
+#[test]
+fn task_state_comes_back_as_the_task_saw_it() {
+    let answers = self_checking("rstate", 1, &["main"]);
     assert!(answers[0].starts_with("OK"), "{answers:?}");
 }

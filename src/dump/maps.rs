@@ -111,8 +111,7 @@ pub fn read(pid: i32, shmem_dev: u64) -> Result<Vec<Vma>> {
     let text = procfs::read_string(pid, "smaps")?;
     let mut out: Vec<Vma> = Vec::new();
     let mut cur: Option<Vma> = None;
-    let mut prev_end = 0u64;
-    let mut push = |v: Vma, out: &mut Vec<Vma>| -> Result<()> {
+    let push = |v: Vma, out: &mut Vec<Vma>| -> Result<()> {
         if v.is(VMA_AREA_VVAR) {
             if let Some(p) = out.last_mut() {
                 if p.is(VMA_AREA_VVAR) && p.end == v.start {
@@ -124,12 +123,9 @@ pub fn read(pid: i32, shmem_dev: u64) -> Result<Vec<Vma>> {
         if v.is(VMA_AREA_UPROBES) {
             return Ok(());
         }
-        let mut v = v;
-        // The kernel hides a stack's guard page; CRIU records it.
-        if v.flags & MAP_GROWSDOWN != 0 && prev_end < v.start {
-            v.start -= PAGE_SIZE;
-        }
-        prev_end = v.end;
+        // Kernels before 4.12 hid a stack's guard page from maps and CRIU
+        // added it back; since then maps shows the VMA as it is (CRIU's
+        // probe finds the gap not hidden), so it is recorded as shown.
         out.push(v);
         Ok(())
     };

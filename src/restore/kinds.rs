@@ -144,16 +144,27 @@ pub fn open_memfds(plan: &Plan, res: &mut Reservoir) -> Result<()> {
     let mut inodes: HashMap<u64, OwnedFd> = HashMap::new();
     for m in read_all::<pb::MemfdInodeEntry>(&p, "MEMFD_INODE")? {
         let what = format!("memfd {} (inode {})", m.name, m.inode_id);
-        let name = std::ffi::CString::new(m.name.as_bytes()).unwrap_or_default();
-        let sealing = m.seals & !1 != 0 || m.seals == 0;
-        let mut fl = nix::sys::memfd::MFdFlags::MFD_CLOEXEC;
-        if sealing {
-            fl |= nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING;
-        }
-        let fd = nix::sys::memfd::memfd_create(name.as_c_str(), fl)
-            .map_err(|e| Error::msg(format!("{what}: memfd_create: {e}")))?;
-        crate::sys::fdops::ftruncate(fd.as_raw_fd(), m.size)
-            .map_err(|e| Error::io(format!("{what}: ftruncate"), e))?;
+        // CRIU and crit dump shared anonymous memory as a memfd named
+        // "/dev/zero" (sealed against sealing, as such memory is); it comes
+        // back as shared anonymous memory, not as a memfd, so the task's
+        // maps read `/dev/zero (deleted)` again.
+        let anon = m.name == "/dev/zero" && m.seals == 1 && m.size > 0;
+        let sealing = !anon && (m.seals & !1 != 0 || m.seals == 0);
+        let fd = if anon {
+            crate::sys::mmap::anon_shared_fd(m.size)
+                .map_err(|e| Error::io(format!("{what}: shared anonymous memory"), e))?
+        } else {
+            let name = std::ffi::CString::new(m.name.as_bytes()).unwrap_or_default();
+            let mut fl = nix::sys::memfd::MFdFlags::MFD_CLOEXEC;
+            if sealing {
+                fl |= nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING;
+            }
+            let fd = nix::sys::memfd::memfd_create(name.as_c_str(), fl)
+                .map_err(|e| Error::msg(format!("{what}: memfd_create: {e}")))?;
+            crate::sys::fdops::ftruncate(fd.as_raw_fd(), m.size)
+                .map_err(|e| Error::io(format!("{what}: ftruncate"), e))?;
+            fd
+        };
         let pm = plan.dir.join(format!("pagemap-shmem-{}.img", m.shmid));
         if pm.exists() {
             let (pages_id, entries) = read_pagemap(&pm, Vec::new())?;
@@ -175,8 +186,10 @@ pub fn open_memfds(plan: &Plan, res: &mut Reservoir) -> Result<()> {
                     .map_err(|e| Error::io(format!("{what}: fill"), e))?;
                 off += len;
             }
-            crate::sys::fdops::ftruncate(fd.as_raw_fd(), m.size)
-                .map_err(|e| Error::io(format!("{what}: ftruncate"), e))?;
+            if !anon {
+                crate::sys::fdops::ftruncate(fd.as_raw_fd(), m.size)
+                    .map_err(|e| Error::io(format!("{what}: ftruncate"), e))?;
+            }
         }
         if sealing && m.seals != 0 {
             crate::sys::fdops::add_seals(fd.as_raw_fd(), m.seals as i32)
@@ -206,7 +219,7 @@ pub fn open_memfds(plan: &Plan, res: &mut Reservoir) -> Result<()> {
     Ok(())
 }
 
-/// Shared anonymous memory recorded by shmid: one memfd per object, sized
+/// Shared anonymous memory recorded by shmid: one object per shmid, sized
 /// to cover every mapping of it, filled from `pagemap-shmem-SHMID.img`.
 pub fn open_anon_shared(plan: &Plan, res: &mut Reservoir) -> Result<()> {
     let mut size: std::collections::BTreeMap<u64, u64> = Default::default();
@@ -218,11 +231,12 @@ pub fn open_anon_shared(plan: &Plan, res: &mut Reservoir) -> Result<()> {
     }
     for (shmid, len) in size {
         let what = format!("shared memory {shmid}");
-        let fd =
-            nix::sys::memfd::memfd_create(c"/dev/zero", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-                .map_err(|e| Error::msg(format!("{what}: memfd_create: {e}")))?;
-        crate::sys::fdops::ftruncate(fd.as_raw_fd(), len)
-            .map_err(|e| Error::io(format!("{what}: ftruncate"), e))?;
+        let fd = crate::sys::mmap::anon_shared_fd(len).map_err(|e| {
+            Error::io(
+                format!("{what}: a shared anonymous object of {len} bytes"),
+                e,
+            )
+        })?;
         let pm = plan.dir.join(format!("pagemap-shmem-{shmid}.img"));
         if pm.exists() {
             let (pages_id, entries) = read_pagemap(&pm, Vec::new())?;

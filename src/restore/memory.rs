@@ -451,14 +451,6 @@ pub fn set_mm(t: &mut dyn Tracee, task: &Task, lay: &Layout, scratch: u64) -> Re
         NR_PRCTL,
         [35, 14, scratch, st.len() as u64, 0, 0],
     )?;
-    if let Some(d) = mm.dumpable {
-        let _ = call(
-            t,
-            "prctl(PR_SET_DUMPABLE)",
-            NR_PRCTL,
-            [4, d as u64, 0, 0, 0, 0],
-        );
-    }
     if mm.thp_disabled == Some(true) {
         call(
             t,

@@ -198,6 +198,28 @@ fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) ->
                 )?;
             }
         }
+        // A change of credentials clears the parent-death signal and the
+        // dumpable flag: both go after it.
+        if let Some(pd) = core
+            .and_then(|c| c.thread_core.as_ref())
+            .and_then(|tc| tc.pdeath_sig)
+        {
+            call(
+                &mut th.t,
+                "prctl(PR_SET_PDEATHSIG)",
+                NR_PRCTL,
+                [1, u64::from(pd), 0, 0, 0, 0],
+            )?;
+        }
+    }
+    // 0 or 1; 2 (suid_dumpable) cannot be set by prctl and stays as is.
+    if let Some(d) = task.mm.dumpable.filter(|&d| d == 0 || d == 1) {
+        call(
+            &mut out[0].t,
+            "prctl(PR_SET_DUMPABLE)",
+            NR_PRCTL,
+            [4, d as u64, 0, 0, 0, 0],
+        )?;
     }
     // Pending signals last: the injector keeps them blocked until the
     // thread resumes with its own mask.
@@ -394,14 +416,6 @@ fn thread_state(t: &mut SysTracee, task: &Task, core: &pb::CoreEntry, scratch: u
         b.extend_from_slice(&size.to_le_bytes());
         t.write_mem(&[(buf, &b)])?;
         call(t, "sigaltstack", NR_SIGALTSTACK, [buf, 0, 0, 0, 0, 0])?;
-        if let Some(pd) = th.pdeath_sig {
-            call(
-                t,
-                "prctl(PR_SET_PDEATHSIG)",
-                NR_PRCTL,
-                [1, u64::from(pd), 0, 0, 0, 0],
-            )?;
-        }
     }
     let comm = th
         .and_then(|th| th.comm.clone())

@@ -14,3 +14,39 @@ pub fn map_readonly(f: &File) -> std::io::Result<memmap2::Mmap> {
     // the `Mapped` value that owns it.
     unsafe { memmap2::MmapOptions::new().map(f) }
 }
+
+/// A new shared anonymous memory object of `len` bytes (what
+/// `mmap(MAP_SHARED | MAP_ANONYMOUS)` makes), as an fd. Mapping the fd
+/// gives mappings the kernel shows as `/dev/zero (deleted)`, like the
+/// original ones (a memfd would show as `/memfd:...`). Needs
+/// CAP_SYS_ADMIN (for `/proc/self/map_files`).
+pub fn anon_shared_fd(len: u64) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::OwnedFd;
+    let n = usize::try_from(len).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a fresh mapping chosen by the kernel (no address hint), so
+    // nothing of ours is replaced; it is only used to name the object and
+    // unmapped below, never dereferenced.
+    let at = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            n,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if at == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    let start = at as usize;
+    let path = format!("/proc/self/map_files/{:x}-{:x}", start, start + n);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path);
+    // SAFETY: unmaps exactly the mapping made above, which nothing else
+    // refers to; the object lives on through the fd.
+    unsafe { libc::munmap(at, n) };
+    Ok(OwnedFd::from(file?))
+}
