@@ -48,6 +48,15 @@ impl Mapped {
     pub fn source(&self) -> Source<'_> {
         Source::from_slice(self.name.clone(), self.bytes())
     }
+
+    /// Maps every page of the file in now (`MADV_POPULATE_READ`), so that
+    /// later readers take no page faults. Best effort: a kernel without it
+    /// (before 5.14) faults them in on use.
+    pub fn prefault(&self) {
+        if let Some(m) = &self.map {
+            let _ = m.advise(memmap2::Advice::PopulateRead);
+        }
+    }
 }
 
 /// Reads the magic of `src` and checks it is `want`.

@@ -322,13 +322,14 @@ pub fn apply_inherited(plan: &Plan, opts: &super::Options, res: &mut Reservoir) 
 /// Every fd of every task has an object to take, or the restore refuses,
 /// naming the pid, fd and kind.
 pub fn check_all_opened(plan: &Plan, res: &Reservoir) -> Result<()> {
+    let in_tasks: std::collections::HashSet<u32> = res
+        .task_pairs
+        .iter()
+        .flat_map(|p| [p.a_id, p.b_id])
+        .collect();
     for t in &plan.tasks {
         for fd in &t.fds {
-            let in_task = res
-                .task_pairs
-                .iter()
-                .any(|p| p.a_id == fd.id || p.b_id == fd.id);
-            if !res.by_id.contains_key(&fd.id) && !in_task {
+            if !res.by_id.contains_key(&fd.id) && !in_tasks.contains(&fd.id) {
                 let f = plan.file(fd.id, t.pid)?;
                 let kind = pb::FdTypes::try_from(f.r#type)
                     .map(|k| k.as_str_name().to_string())

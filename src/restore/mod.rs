@@ -220,7 +220,6 @@ fn run(
         "files and sockets made: {} objects",
         res.by_id.len()
     ));
-    let t1 = std::time::Instant::now();
     let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::msg(format!("pipe2: {e}")))?;
     let (hold_r, hold_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -231,7 +230,21 @@ fn run(
     rb.spawned = true;
     drop(sync);
     drop(res);
-    // Every task reports once.
+    // While the tasks prepare, a thread maps the page images in (crit is
+    // multi-threaded only from here on: the tasks fork from their own
+    // single-threaded copies).
+    let pages = task::open_pages(plan)?;
+    std::thread::scope(|s| {
+        s.spawn(|| pages.values().for_each(|m| m.prefault()));
+        wait_ready(plan, status_r, log)?;
+        task::take_over_all(plan, &pages, log)
+    })
+}
+
+/// Reads one report per task from the status pipe: "OK PID" or "ERR PID
+/// why".
+fn wait_ready(plan: &plan::Plan, status_r: std::os::fd::OwnedFd, log: &mut Log) -> Result<()> {
+    let t1 = std::time::Instant::now();
     let mut reports = std::io::BufReader::new(std::fs::File::from(status_r));
     let mut ready = 0;
     while ready < plan.tasks.len() {
@@ -253,8 +266,8 @@ fn run(
         ready += 1;
         log.debug(format!("task ready: {line}"));
     }
-    log.debug(format!("tree forked and prepared in {:?}", t1.elapsed()));
-    task::take_over_all(plan, log)
+    log.debug(format!("tree prepared {:?} after the fork", t1.elapsed()));
+    Ok(())
 }
 
 /// Lets crit hold as many open files as the hard limit allows (a tree may

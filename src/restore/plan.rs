@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::image::pb;
 use crate::image::source::Source;
 use crate::image::typed::{expect_magic, read_all, read_one, Mapped};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// One thread of a task and its core image.
@@ -58,15 +58,55 @@ pub struct Packet {
     pub data: Vec<u8>,
 }
 
+/// `files.img` by id. A file entry is large (over 2 KiB: every kind's
+/// fields inline) and a tree may have tens of thousands, so each is boxed
+/// once as it is read and never moved again; the last entry of an id wins.
+#[derive(Default)]
+pub struct FileTable {
+    // Boxed on purpose: growing the vector then moves pointers, not 2 KiB
+    // entries.
+    #[allow(clippy::vec_box)]
+    entries: Vec<Box<pb::FileEntry>>,
+    index: HashMap<u32, usize>,
+    /// Positions of the entries in id order.
+    order: Vec<usize>,
+}
+
+impl FileTable {
+    pub fn read(path: &Path) -> Result<FileTable> {
+        let mut t = FileTable::default();
+        crate::image::typed::for_each(path, "FILES", |f: pb::FileEntry| {
+            t.index.insert(f.id, t.entries.len());
+            t.entries.push(Box::new(f));
+            Ok(())
+        })?;
+        let mut ids: Vec<(u32, usize)> = t.index.iter().map(|(&id, &at)| (id, at)).collect();
+        ids.sort_unstable();
+        t.order = ids.into_iter().map(|(_, at)| at).collect();
+        Ok(t)
+    }
+
+    pub fn get(&self, id: &u32) -> Option<&pb::FileEntry> {
+        self.index.get(id).map(|&at| &*self.entries[at])
+    }
+
+    /// Every file, in id order.
+    pub fn values(&self) -> impl Iterator<Item = &pb::FileEntry> {
+        self.order.iter().map(|&at| &*self.entries[at])
+    }
+}
+
 /// Everything read from the images directory.
 pub struct Plan {
     pub dir: PathBuf,
     /// Tasks, each parent before its children (pstree order).
     pub tasks: Vec<Task>,
     /// The file table by file id.
-    pub files: BTreeMap<u32, pb::FileEntry>,
+    pub files: FileTable,
     /// Socket queues in image order.
     pub packets: Vec<Packet>,
+    /// Positions in `packets` by the file id of the queue's owner.
+    packets_of: HashMap<u32, Vec<usize>>,
     /// Pipe data by pipe inode.
     pub pipe_data: HashMap<u32, Vec<u8>>,
     /// Fifo data by pipe inode.
@@ -90,13 +130,12 @@ impl Plan {
         if pstree.is_empty() {
             return Err(Error::msg(format!("{}/pstree.img: no task", dir.display())));
         }
-        let mut files = BTreeMap::new();
         let fpath = img(dir, "files.img");
-        if fpath.exists() {
-            for f in read_all::<pb::FileEntry>(&fpath, "FILES")? {
-                files.insert(f.id, f);
-            }
-        }
+        let files = if fpath.exists() {
+            FileTable::read(&fpath)?
+        } else {
+            FileTable::default()
+        };
         // File locks would be silently lost: refuse.
         let locks = img(dir, "file-locks.img");
         if locks.exists() {
@@ -124,13 +163,15 @@ impl Plan {
             }
             tasks.push(load_task(dir, p, seccomp.as_ref())?);
         }
-        let packets = read_payload_image(&img(dir, "sk-queues.img"), "SK_QUEUES", |d| {
-            let e = <pb::SkPacketEntry as prost::Message>::decode(d).map_err(|e| e.to_string())?;
-            Ok((e.id_for, e.length as usize))
-        })?
-        .into_iter()
-        .map(|(id_for, data)| Packet { id_for, data })
-        .collect();
+        let packets: Vec<Packet> =
+            read_payload_image(&img(dir, "sk-queues.img"), "SK_QUEUES", |d| {
+                let e =
+                    <pb::SkPacketEntry as prost::Message>::decode(d).map_err(|e| e.to_string())?;
+                Ok((e.id_for, e.length as usize))
+            })?
+            .into_iter()
+            .map(|(id_for, data)| Packet { id_for, data })
+            .collect();
         let pd = |name: &str, magic: &str| -> Result<HashMap<u32, Vec<u8>>> {
             let v = read_payload_image(&img(dir, name), magic, |d| {
                 let e =
@@ -139,6 +180,10 @@ impl Plan {
             })?;
             Ok(v.into_iter().collect())
         };
+        let mut packets_of: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (at, p) in packets.iter().enumerate() {
+            packets_of.entry(p.id_for).or_default().push(at);
+        }
         let pipe_data = pd("pipes-data.img", "PIPES_DATA")?;
         let fifo_data = pd("fifo-data.img", "FIFO_DATA")?;
         Ok(Plan {
@@ -146,6 +191,7 @@ impl Plan {
             tasks,
             files,
             packets,
+            packets_of,
             pipe_data,
             fifo_data,
         })
@@ -155,6 +201,15 @@ impl Plan {
         self.files
             .get(&id)
             .ok_or_else(|| Error::msg(format!("pid {pid}: file id {id} is not in files.img")))
+    }
+
+    /// The queued packets of the socket with file id `id`, in order.
+    pub fn packets_for(&self, id: u32) -> impl Iterator<Item = &Packet> {
+        self.packets_of
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .map(|&at| &self.packets[at])
     }
 
     pub fn task(&self, pid: u32) -> Option<&Task> {

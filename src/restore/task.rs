@@ -51,7 +51,23 @@ struct Done {
     fpregs: pb::UserX86FpregsEntry,
 }
 
-pub fn take_over_all(plan: &Plan, log: &mut Log) -> Result<()> {
+/// The page images of the live tasks, by pid (absent: no pages).
+pub fn open_pages(plan: &Plan) -> Result<std::collections::HashMap<u32, Mapped>> {
+    let mut out = std::collections::HashMap::new();
+    for t in plan.live() {
+        let path = plan.dir.join(format!("pages-{}.img", t.pages_id));
+        if path.exists() {
+            out.insert(t.pid, Mapped::open(&path)?);
+        }
+    }
+    Ok(out)
+}
+
+pub fn take_over_all(
+    plan: &Plan,
+    pages: &std::collections::HashMap<u32, Mapped>,
+    log: &mut Log,
+) -> Result<()> {
     let mut all: Vec<Vec<Done>> = Vec::new();
     let mut mains = Vec::new();
     for t in plan.live() {
@@ -59,7 +75,7 @@ pub fn take_over_all(plan: &Plan, log: &mut Log) -> Result<()> {
     }
     for (t, main) in plan.live().zip(mains) {
         let started = std::time::Instant::now();
-        all.push(rebuild_task(plan, t, main, log)?);
+        all.push(rebuild_task(t, main, pages.get(&t.pid), log)?);
         log.debug(format!("pid {}: rebuilt in {:?}", t.pid, started.elapsed()));
     }
     // Registers last, then let the whole tree go.
@@ -86,7 +102,12 @@ pub fn take_over_all(plan: &Plan, log: &mut Log) -> Result<()> {
     Ok(())
 }
 
-fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) -> Result<Vec<Done>> {
+fn rebuild_task(
+    task: &Task,
+    mut main: SysTracee,
+    pages_file: Option<&Mapped>,
+    log: &mut Log,
+) -> Result<Vec<Done>> {
     let pid = task.pid;
     let lay = Layout::for_task(task);
     // The forked copy of crit inherited crit's rseq area: drop it before
@@ -109,13 +130,7 @@ fn rebuild_task(plan: &Plan, task: &Task, mut main: SysTracee, log: &mut Log) ->
         )));
     }
     main.enable_batch(scratch + (32 << 10), scratch + (64 << 10), 1 << 20)?;
-    let pages_path = plan.dir.join(format!("pages-{}.img", task.pages_id));
-    let pages_file = if pages_path.exists() {
-        Some(Mapped::open(&pages_path)?)
-    } else {
-        None
-    };
-    let pages: &[u8] = pages_file.as_ref().map(|m| m.bytes()).unwrap_or(&[]);
+    let pages: &[u8] = pages_file.map(|m| m.bytes()).unwrap_or(&[]);
     memory::rebuild(
         &mut main,
         task,

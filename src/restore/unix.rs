@@ -694,14 +694,13 @@ pub fn make_task_pair(plan: &Plan, tp: &TaskPair) -> Result<(OwnedFd, OwnedFd)> 
             tp.pid, ea.ino
         ))
     })?;
-    for pkt in &plan.packets {
-        let (from, ino) = if pkt.id_for == tp.a_id {
-            (&b, ea.ino)
-        } else if pkt.id_for == tp.b_id {
-            (&a, eb.ino)
-        } else {
-            continue;
-        };
+    // Each end's queue is sent from the other end. Packets of the two ends
+    // are independent queues, so their relative order does not matter.
+    let queues = [(tp.a_id, &b, ea.ino), (tp.b_id, &a, eb.ino)];
+    for (pkt, from, ino) in queues
+        .iter()
+        .flat_map(|&(id, from, ino)| plan.packets_for(id).map(move |p| (p, from, ino)))
+    {
         match so::send(from.as_raw_fd(), &pkt.data, MsgFlags::MSG_DONTWAIT) {
             Ok(n) if n == pkt.data.len() => {}
             Ok(n) => {
