@@ -347,3 +347,59 @@ fn timerfd_pending_expirations_are_restored() {
     assert!(out.status.success(), "{stderr}");
     assert!(matches!(got, Ok(Ok(n)) if n >= 3), "{got:?}");
 }
+
+/// An outside peer is reached with the task's own supplementary groups,
+/// not crit's: a socket file open to group 0 only is refused to a task of
+/// uid 1000 without group 0 (crit, as root, has it), and reached by the
+/// same task once its image lists group 0.
+#[test]
+fn outside_peer_is_reached_with_the_tasks_groups() {
+    use std::os::unix::fs::PermissionsExt;
+    let _g = lock();
+    prepare();
+    require_free("usk_ext_dgram");
+    let dir = "/tmp/scen/sock/group0";
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{dir}/peer.sock");
+    let _ = std::fs::remove_file(&path);
+    let _peer = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).unwrap();
+    let mut results = Vec::new();
+    for groups in [vec![], vec![0]] {
+        let d = copy_images("usk_ext_dgram");
+        edit_json(&d.path().join("core-26841.img"), |v| {
+            let c = &mut v["entries"][0]["thread_core"]["creds"];
+            for k in [
+                "uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid",
+            ] {
+                c[k] = serde_json::json!(1000);
+            }
+            c["groups"] = serde_json::json!(groups);
+        });
+        let out = crit()
+            .args([
+                "restore",
+                "-d",
+                &format!("--ext-unix-sk=306782={path}"),
+                "-D",
+            ])
+            .arg(d.path())
+            .output()
+            .unwrap();
+        cleanup("usk_ext_dgram");
+        results.push((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        ));
+    }
+    let _ = std::fs::remove_file(&path);
+    let (ok, err) = &results[0];
+    assert!(!ok, "groups [] reached a group-0 socket: {err}");
+    assert!(
+        err.contains("306782") && err.contains("Permission denied"),
+        "{err}"
+    );
+    let (ok, err) = &results[1];
+    assert!(ok, "groups [0]: {err}");
+}

@@ -335,16 +335,20 @@ fn install(pairs: &[(RawFd, RawFd, bool)], pid: u32) -> Result<()> {
 }
 
 /// Connects this task's sockets whose peer is outside the images, with the
-/// task's effective uid and gid, so that the peer sees the task's pid and
-/// credentials (SO_PEERCRED).
+/// task's effective uid and gid and its supplementary groups, so that an
+/// edited image reaches only what the task's owner could, and the peer
+/// sees the task's pid and credentials (SO_PEERCRED).
 fn connect_outside(plan: &Plan, t: &Task, res: &Reservoir) -> Result<()> {
-    use nix::unistd::{setegid, seteuid, Gid, Uid};
+    use nix::unistd::{getgroups, setegid, seteuid, setgroups, Gid, Uid};
     let creds = t.threads[0]
         .core
         .thread_core
         .as_ref()
         .and_then(|tc| tc.creds.as_ref());
     let (euid, egid) = creds.map(|c| (c.euid, c.egid)).unwrap_or((0, 0));
+    let groups: Vec<Gid> = creds
+        .map(|c| c.groups.iter().map(|&g| Gid::from_raw(g)).collect())
+        .unwrap_or_default();
     for x in &res.ext_connects {
         let Some(f) = t.fds.iter().find(|f| f.id == x.id) else {
             continue;
@@ -357,17 +361,27 @@ fn connect_outside(plan: &Plan, t: &Task, res: &Reservoir) -> Result<()> {
         if first != Some(t.pid) {
             continue;
         }
-        let switch = euid != 0 || egid != 0;
-        if switch {
+        // A root task (euid 0) connects as root: it could anyway.
+        let switch = euid != 0;
+        let saved = if switch {
+            let saved =
+                getgroups().map_err(|e| Error::msg(format!("pid {}: getgroups: {e}", t.pid)))?;
+            setgroups(&groups).map_err(|e| Error::msg(format!("pid {}: setgroups: {e}", t.pid)))?;
             setegid(Gid::from_raw(egid))
                 .map_err(|e| Error::msg(format!("pid {}: setegid {egid}: {e}", t.pid)))?;
             seteuid(Uid::from_raw(euid))
                 .map_err(|e| Error::msg(format!("pid {}: seteuid {euid}: {e}", t.pid)))?;
-        }
+            Some(saved)
+        } else {
+            None
+        };
         let r = nix::sys::socket::connect(f.fd as RawFd, &x.addr);
-        if switch {
-            let _ = seteuid(Uid::from_raw(0));
-            let _ = setegid(Gid::from_raw(0));
+        if let Some(saved) = saved {
+            // Back to root (the saved uid) for the rest of the preparation.
+            seteuid(Uid::from_raw(0))
+                .and_then(|_| setegid(Gid::from_raw(0)))
+                .and_then(|_| setgroups(&saved))
+                .map_err(|e| Error::msg(format!("pid {}: back to root: {e}", t.pid)))?;
         }
         r.map_err(|e| {
             Error::msg(format!(
