@@ -403,3 +403,118 @@ fn outside_peer_is_reached_with_the_tasks_groups() {
     let (ok, err) = &results[1];
     assert!(ok, "groups [0]: {err}");
 }
+
+/// A queued message that carries files (SCM_RIGHTS, as CRIU records them
+/// in sk-queues.img) comes back with them: usk_pair's first queued message
+/// edited to pass the task's fd 0 (/dev/null) arrives with a descriptor of
+/// /dev/null attached, and the program's own check still answers OK.
+#[test]
+fn queued_message_keeps_the_files_it_passes() {
+    use std::os::fd::AsRawFd;
+    let _g = lock();
+    prepare();
+    require_free("usk_pair");
+    let d = copy_images("usk_pair");
+    let fdinfo = crit()
+        .args(["decode", "-i"])
+        .arg(d.path().join("fdinfo-2.img"))
+        .output()
+        .unwrap();
+    let fdinfo: serde_json::Value = serde_json::from_slice(&fdinfo.stdout).unwrap();
+    let fd_of_id = |id: u64| -> i32 {
+        fdinfo["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == id)
+            .map(|e| e["fd"].as_i64().unwrap() as i32)
+            .unwrap()
+    };
+    let null_id = fdinfo["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["fd"] == 0)
+        .map(|e| e["id"].as_u64().unwrap())
+        .unwrap();
+    let mut queue_owner = 0u64;
+    edit_json(&d.path().join("sk-queues.img"), |v| {
+        let first = &mut v["entries"][0];
+        queue_owner = first["id_for"].as_u64().unwrap();
+        first["scm"] = serde_json::json!([{"type": 1, "rights": [null_id]}]);
+    });
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let pid = 26681;
+    let mut passed = None;
+    if out.status.success() {
+        let sock = crit::sys::pidfd::getfd(pid, fd_of_id(queue_owner)).unwrap();
+        let mut buf = [0u8; 64];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+        let msg = nix::sys::socket::recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+        )
+        .unwrap();
+        for c in msg.cmsgs().unwrap() {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+                passed = Some(
+                    fds.iter()
+                        .map(|f| {
+                            let p = std::fs::read_link(format!("/proc/self/fd/{f}")).unwrap();
+                            let _ = nix::unistd::close(*f);
+                            p.display().to_string()
+                        })
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+    }
+    let answers = if out.status.success() {
+        check("usk_pair")
+    } else {
+        Vec::new()
+    };
+    cleanup("usk_pair");
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(passed, Some(vec!["/dev/null".to_string()]), "{stderr}");
+    for a in &answers {
+        assert!(a.starts_with("OK"), "{answers:?}");
+    }
+}
+
+/// A queued message passing a file that is open nowhere is refused with
+/// the socket and the file id, and nothing is left running.
+#[test]
+fn queued_message_passing_an_unknown_file_is_refused() {
+    let _g = lock();
+    prepare();
+    require_free("usk_pair");
+    let d = copy_images("usk_pair");
+    edit_json(&d.path().join("sk-queues.img"), |v| {
+        v["entries"][0]["scm"] = serde_json::json!([{"type": 1, "rights": [9999]}]);
+    });
+    let out = crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let left = pids("usk_pair")
+        .iter()
+        .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+    cleanup("usk_pair");
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("file id 9999") && stderr.contains("SCM_RIGHTS"),
+        "{stderr}"
+    );
+    assert!(!left, "a task was left running");
+}

@@ -155,7 +155,8 @@ fn prepare(
     // inherit them). Their fds go to `install`, which closes what this task
     // does not keep.
     for tp in res.task_pairs.iter().filter(|p| p.pid == pid) {
-        let (a, b) = super::unix::make_task_pair(plan, tp)?;
+        let fd_of = |id: u32| res.raw(id).or_else(|| made_pair(id));
+        let (a, b) = super::unix::make_task_pair(plan, tp, &fd_of)?;
         note_pair(tp.a_id, std::os::fd::IntoRawFd::into_raw_fd(a));
         note_pair(tp.b_id, std::os::fd::IntoRawFd::into_raw_fd(b));
     }
@@ -259,6 +260,10 @@ thread_local! {
 
 fn note_pair(id: u32, fd: RawFd) {
     PAIRS.with(|p| p.borrow_mut().insert(id, fd));
+}
+
+fn made_pair(id: u32) -> Option<RawFd> {
+    PAIRS.with(|p| p.borrow().get(&id).copied())
 }
 
 fn made_pairs() -> std::collections::HashMap<u32, RawFd> {

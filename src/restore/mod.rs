@@ -57,8 +57,8 @@
 //! namespaces (incl. time namespace offsets), cgroups, seccomp user-space
 //! listeners and file locks (refused), POSIX timer overrun counts, terminals beyond putting a shell
 //! job on crit's own (`--shell-job`, refused without), a test for SIGIO
-//! file owners (they are set), established TCP (refused), SCM rights in
-//! queues, fanotify, SysV IPC/AIO/packet-ring mappings (refused),
+//! file owners (they are set), established TCP (refused), files only in
+//! flight in a queued message (refused), fanotify, SysV IPC/AIO/packet-ring mappings (refused),
 //! incremental (parent) and lazy images (refused), vdso proxy for a kernel whose
 //! vdso/vvar sizes differ (refused), compat (32-bit) tasks, LSM labels.
 

@@ -56,6 +56,8 @@ impl Task {
 pub struct Packet {
     pub id_for: u32,
     pub data: Vec<u8>,
+    /// File ids passed with the message (SCM_RIGHTS), in order.
+    pub rights: Vec<u32>,
 }
 
 /// `files.img` by id. A file entry is large (over 2 KiB: every kind's
@@ -167,10 +169,26 @@ impl Plan {
             read_payload_image(&img(dir, "sk-queues.img"), "SK_QUEUES", |d| {
                 let e =
                     <pb::SkPacketEntry as prost::Message>::decode(d).map_err(|e| e.to_string())?;
-                Ok((e.id_for, e.length as usize))
+                let mut rights = Vec::new();
+                for scm in &e.scm {
+                    // SCM_RIGHTS = 1: the only ancillary data CRIU records.
+                    if scm.r#type != 1 {
+                        return Err(format!(
+                            "a message queued for file id {} carries ancillary data of type {}, \
+                             which restore does not replay",
+                            e.id_for, scm.r#type
+                        ));
+                    }
+                    rights.extend_from_slice(&scm.rights);
+                }
+                Ok(((e.id_for, rights), e.length as usize))
             })?
             .into_iter()
-            .map(|(id_for, data)| Packet { id_for, data })
+            .map(|((id_for, rights), data)| Packet {
+                id_for,
+                data,
+                rights,
+            })
             .collect();
         let pd = |name: &str, magic: &str| -> Result<HashMap<u32, Vec<u8>>> {
             let v = read_payload_image(&img(dir, name), magic, |d| {
@@ -380,11 +398,11 @@ pub fn read_pagemap(
 
 /// Reads an image whose entries are followed by payloads. `parse` decodes an
 /// entry into (key, payload length). A missing file reads as empty.
-fn read_payload_image(
+fn read_payload_image<K>(
     path: &Path,
     magic: &str,
-    parse: impl Fn(&[u8]) -> std::result::Result<(u32, usize), String>,
-) -> Result<Vec<(u32, Vec<u8>)>> {
+    parse: impl Fn(&[u8]) -> std::result::Result<(K, usize), String>,
+) -> Result<Vec<(K, Vec<u8>)>> {
     if !path.exists() {
         return Ok(Vec::new());
     }

@@ -7,7 +7,7 @@
 //! consent, or replaced by an fd handed in with `--inherit-fd`.
 
 use super::files::Reservoir;
-use super::plan::Plan;
+use super::plan::{Packet, Plan};
 use super::{Log, Options};
 use crate::error::{Error, Result};
 use crate::image::flags::USK_EXTERN;
@@ -16,7 +16,7 @@ use nix::sys::socket::{
     self as so, AddressFamily, Backlog, MsgFlags, SockFlag, SockType, UnixAddr,
 };
 use std::collections::{BTreeMap, HashMap};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 const ST_ESTABLISHED: u32 = 1;
@@ -556,8 +556,16 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
                 .find(|s| s.e.peer == ino && made.contains_key(&s.e.ino))
                 .and_then(|s| made.get(&s.e.ino))
         };
-        let r = if let Some(s) = sender {
-            so::send(s.as_raw_fd(), &pkt.data, MsgFlags::MSG_DONTWAIT)
+        let fd_of = |id: u32| {
+            res.raw(id).or_else(|| {
+                id_to_ino
+                    .get(&id)
+                    .and_then(|i| made.get(i))
+                    .map(|f| f.as_raw_fd())
+            })
+        };
+        if let Some(s) = sender {
+            send_packet(s.as_raw_fd(), pkt, ino, &fd_of)?;
         } else if e.r#type == T_DGRAM && !e.name.is_empty() {
             let t = match temp_senders.entry(ino) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
@@ -572,24 +580,9 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
                     v.insert(t)
                 }
             };
-            so::send(t.as_raw_fd(), &pkt.data, MsgFlags::MSG_DONTWAIT)
+            send_packet(t.as_raw_fd(), pkt, ino, &fd_of)?;
         } else {
             *lost.entry(ino).or_default() += pkt.data.len();
-            continue;
-        };
-        match r {
-            Ok(n) if n == pkt.data.len() => {}
-            Ok(n) => {
-                return Err(Error::msg(format!(
-                    "unix socket {ino}: queue replay sent {n} of {} bytes",
-                    pkt.data.len()
-                )))
-            }
-            Err(err) => {
-                return Err(Error::msg(format!(
-                    "unix socket {ino}: queue replay: {err}"
-                )))
-            }
         }
     }
     for (ino, n) in lost {
@@ -674,7 +667,59 @@ pub struct TaskPair {
 
 /// Makes a [`TaskPair`] (run inside the task): socketpair, queues
 /// replayed, shutdown state, options, flags.
-pub fn make_task_pair(plan: &Plan, tp: &TaskPair) -> Result<(OwnedFd, OwnedFd)> {
+/// Sends one queued message from `from` to the queue of unix socket `ino`,
+/// with the files it passed (SCM_RIGHTS) as `fd_of` finds them open.
+fn send_packet(
+    from: RawFd,
+    pkt: &Packet,
+    ino: u32,
+    fd_of: &dyn Fn(u32) -> Option<RawFd>,
+) -> Result<()> {
+    let r = if pkt.rights.is_empty() {
+        so::send(from, &pkt.data, MsgFlags::MSG_DONTWAIT)
+    } else {
+        let fds = pkt
+            .rights
+            .iter()
+            .map(|&id| {
+                fd_of(id).ok_or_else(|| {
+                    Error::msg(format!(
+                        "unix socket {ino}: a queued message passes file id {id} (SCM_RIGHTS), \
+                         which is not open at that point of the restore (a file only in flight, \
+                         or a socket made later); not supported"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<RawFd>>>()?;
+        let iov = [std::io::IoSlice::new(&pkt.data)];
+        so::sendmsg::<()>(
+            from,
+            &iov,
+            &[so::ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        )
+    };
+    match r {
+        Ok(n) if n == pkt.data.len() => Ok(()),
+        Ok(n) => Err(Error::msg(format!(
+            "unix socket {ino}: queue replay sent {n} of {} bytes",
+            pkt.data.len()
+        ))),
+        Err(err) => Err(Error::msg(format!(
+            "unix socket {ino}: queue replay: {err}"
+        ))),
+    }
+}
+
+/// Makes the socketpair `tp` in the calling task, with its queues (the
+/// files their messages pass are found with `fd_of`), shutdown state and
+/// options.
+pub fn make_task_pair(
+    plan: &Plan,
+    tp: &TaskPair,
+    fd_of: &dyn Fn(u32) -> Option<RawFd>,
+) -> Result<(OwnedFd, OwnedFd)> {
     let get = |id: u32| -> Result<&pb::UnixSkEntry> {
         plan.files
             .get(&id)
@@ -701,20 +746,17 @@ pub fn make_task_pair(plan: &Plan, tp: &TaskPair) -> Result<(OwnedFd, OwnedFd)> 
         .iter()
         .flat_map(|&(id, from, ino)| plan.packets_for(id).map(move |p| (p, from, ino)))
     {
-        match so::send(from.as_raw_fd(), &pkt.data, MsgFlags::MSG_DONTWAIT) {
-            Ok(n) if n == pkt.data.len() => {}
-            Ok(n) => {
-                return Err(Error::msg(format!(
-                    "unix socket {ino}: queue replay sent {n} of {} bytes",
-                    pkt.data.len()
-                )))
+        // The pair's own ends may be passed too.
+        let own = |id: u32| {
+            if id == tp.a_id {
+                Some(a.as_raw_fd())
+            } else if id == tp.b_id {
+                Some(b.as_raw_fd())
+            } else {
+                fd_of(id)
             }
-            Err(err) => {
-                return Err(Error::msg(format!(
-                    "unix socket {ino}: queue replay: {err}"
-                )))
-            }
-        }
+        };
+        send_packet(from.as_raw_fd(), pkt, ino, &own)?;
     }
     for (fd, e, p) in [(&a, ea, eb), (&b, eb, ea)] {
         let sh = e.shutdown.unwrap_or(0);
