@@ -151,6 +151,9 @@ fn prepare(
             t.pgid
         )));
     }
+    // Listeners this task holds first take its credentials for later
+    // clients (crit made them listen).
+    super::unix::relisten(plan, res, pid)?;
     // Socket pairs this task makes (before forking its children, who
     // inherit them). Their fds go to `install`, which closes what this task
     // does not keep.
@@ -165,6 +168,11 @@ fn prepare(
             spawn(k)?;
         }
     }
+    // Connections through in-tree listeners: this task's clients, then
+    // the ends it accepts (its children connect meanwhile).
+    let fd_of = |id: u32| res.raw(id).or_else(|| made_pair(id));
+    let note = |id: u32, fd: OwnedFd| note_pair(id, std::os::fd::IntoRawFd::into_raw_fd(fd));
+    super::unix::make_task_conns(plan, res, pid, &fd_of, &note)?;
     if t.zombie.is_some() {
         return Ok((*status, -1));
     }

@@ -30,6 +30,8 @@ pub struct Reservoir {
     pub keep: Vec<OwnedFd>,
     /// Unix socket pairs each task makes itself.
     pub task_pairs: Vec<super::unix::TaskPair>,
+    /// Connections through in-tree listeners that the tasks make.
+    pub task_conns: Vec<super::unix::TaskConn>,
     /// File ids of deleted files recreated from their ghost images.
     pub ghosts: std::collections::HashSet<u32>,
     /// Shared anonymous memory by shmid (a memfd per object).
@@ -326,6 +328,7 @@ pub fn check_all_opened(plan: &Plan, res: &Reservoir) -> Result<()> {
         .task_pairs
         .iter()
         .flat_map(|p| [p.a_id, p.b_id])
+        .chain(res.task_conns.iter().map(|c| c.acc_id))
         .collect();
     for t in &plan.tasks {
         for fd in &t.fds {

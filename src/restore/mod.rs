@@ -53,8 +53,9 @@
 //!   (`restore_failures`); a pid in use is named; tasks are traced with
 //!   EXITKILL so a killed crit leaves nothing half-built running.
 //!
-//! Not done: SO_PEERCRED of connections made through a listener (by crit),
-//! namespaces (incl. time namespace offsets), cgroups, seccomp user-space
+//! Not done: SO_PEERCRED of the connections crit makes itself (through a
+//! listener with a pending backlog, a deleted name, or an accepted end
+//! held by several tasks; see [`unix::TaskConn`]), namespaces (incl. time namespace offsets), cgroups, seccomp user-space
 //! listeners and file locks (refused), POSIX timer overrun counts, terminals beyond putting a shell
 //! job on crit's own (`--shell-job`, refused without), a test for SIGIO
 //! file owners (they are set), established TCP (refused), files only in

@@ -5,6 +5,11 @@
 //! queues replayed message by message, then shutdown state and options.
 //! Sockets whose peer is outside the images are reconnected only with
 //! consent, or replaced by an fd handed in with `--inherit-fd`.
+//!
+//! Where SO_PEERCRED depends on who made a socket, the tree makes it in
+//! its own tasks (see child.rs): unnamed pairs ([`TaskPair`]), connections
+//! through its listeners ([`TaskConn`]), and listen() again by each
+//! listener's first holder ([`relisten`]).
 
 use super::files::Reservoir;
 use super::plan::{Packet, Plan};
@@ -331,6 +336,20 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
         }
     }
     let mut deferred: std::collections::HashSet<u32> = Default::default();
+    // Listeners with connections still pending in their backlog: all their
+    // connections are made by crit, pending ones in place (see TaskConn).
+    let pending_at: std::collections::HashSet<u32> = by_ino
+        .values()
+        .filter(|s| {
+            by_ino
+                .get(&s.e.peer)
+                .is_some_and(|l| l.e.state == ST_LISTEN)
+        })
+        .map(|s| s.e.peer)
+        .collect();
+    // Sockets whose connection the tasks make: crit leaves their queues,
+    // shutdown state and options to them.
+    let mut in_task: std::collections::HashSet<u32> = Default::default();
     for &ino in &inos {
         let e = by_ino[&ino].e;
         if deferred.contains(&ino) {
@@ -399,6 +418,44 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
                 listeners.get(&(acc.name.as_slice(), acc.r#type)).copied()
             };
             if let Some(l) = listener.filter(|l| made.contains_key(l)) {
+                let le = &by_ino[&l];
+                let holders = |id: u32| owners.get(&id).map(|v| v.as_slice()).unwrap_or(&[]);
+                let live = |pid: &u32| plan.task(*pid).is_some_and(|t| t.zombie.is_none());
+                let acc_holders = holders(by_ino[&acc.ino].id);
+                let cli_holders = holders(by_ino[&cli.ino].id);
+                // The tree connects it itself when the accepted end has one
+                // holder (it must exist before that task forks), the name
+                // stays (not deleted) and nothing is pending at the listener.
+                if acc_holders.len() == 1
+                    && acc_holders.iter().all(live)
+                    && cli_holders.first().is_some_and(live)
+                    && used.contains(&le.id)
+                    && le.e.deleted != Some(true)
+                    && !pending_at.contains(&l)
+                    && !ext_target.contains_key(&cli.ino)
+                    && !ext_target.contains_key(&acc.ino)
+                {
+                    // Non-blocking until the acceptor sets its flags: the
+                    // connector then sees a full backlog as EAGAIN.
+                    let c = new_sock(cli)?;
+                    crate::sys::fdops::set_status_flags(c.as_raw_fd(), libc::O_NONBLOCK).map_err(
+                        |err| Error::io(format!("unix socket {}: set flags", cli.ino), err),
+                    )?;
+                    made.insert(cli.ino, c);
+                    res.task_conns.push(TaskConn {
+                        listener_id: le.id,
+                        listener: acc.name.clone(),
+                        listener_dir: acc.name_dir.clone(),
+                        cli_id: by_ino[&cli.ino].id,
+                        acc_id: by_ino[&acc.ino].id,
+                        connector: cli_holders[0],
+                        acceptor: acc_holders[0],
+                    });
+                    in_task.insert(cli.ino);
+                    in_task.insert(acc.ino);
+                    deferred.insert(acc.ino);
+                    continue;
+                }
                 let c = new_sock(cli)?;
                 let a = addr_of(&acc.name, acc.name_dir.as_deref(), acc.ino)?;
                 connect(&c, &a, cli.ino)?;
@@ -526,7 +583,7 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
             )));
         };
         let e = by_ino[&ino].e;
-        if deferred.contains(&ino) {
+        if deferred.contains(&ino) || in_task.contains(&ino) {
             continue;
         }
         if inherited.contains_key(&ino) {
@@ -594,25 +651,10 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
     // The other ends of orphaned connections go: their peers read EOF.
     drop(orphan_senders);
     // 5. Shutdown state, options, status flags.
-    for (&ino, fd) in &made {
+    for (&ino, fd) in made.iter().filter(|(i, _)| !in_task.contains(i)) {
         let e = by_ino[&ino].e;
-        let sh = e.shutdown.unwrap_or(0);
-        if sh & 2 != 0 {
-            so::shutdown(fd.as_raw_fd(), so::Shutdown::Write)
-                .map_err(|err| Error::msg(format!("unix socket {ino}: shutdown: {err}")))?;
-        }
-        if sh & 1 != 0 {
-            let peer_wr = by_ino
-                .get(&e.peer)
-                .is_some_and(|p| p.e.shutdown.unwrap_or(0) & 2 != 0);
-            if !peer_wr {
-                so::shutdown(fd.as_raw_fd(), so::Shutdown::Read)
-                    .map_err(|err| Error::msg(format!("unix socket {ino}: shutdown: {err}")))?;
-            }
-        }
-        set_opts(fd, &e.opts, ino)?;
-        crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (e.flags & 0o4000) as i32)
-            .map_err(|err| Error::io(format!("unix socket {ino}: set flags"), err))?;
+        let peer = by_ino.get(&e.peer).map(|p| p.e);
+        finish_socket(fd, e, peer)?;
     }
     for (ino, fd) in inherited {
         made.insert(ino, fd);
@@ -759,20 +801,28 @@ pub fn make_task_pair(
         send_packet(from.as_raw_fd(), pkt, ino, &own)?;
     }
     for (fd, e, p) in [(&a, ea, eb), (&b, eb, ea)] {
-        let sh = e.shutdown.unwrap_or(0);
-        if sh & 2 != 0 {
-            so::shutdown(fd.as_raw_fd(), so::Shutdown::Write)
-                .map_err(|err| Error::msg(format!("unix socket {}: shutdown: {err}", e.ino)))?;
-        }
-        if sh & 1 != 0 && p.shutdown.unwrap_or(0) & 2 == 0 {
-            so::shutdown(fd.as_raw_fd(), so::Shutdown::Read)
-                .map_err(|err| Error::msg(format!("unix socket {}: shutdown: {err}", e.ino)))?;
-        }
-        set_opts(fd, &e.opts, e.ino)?;
-        crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (e.flags & 0o4000) as i32)
-            .map_err(|err| Error::io(format!("unix socket {}: set flags", e.ino), err))?;
+        finish_socket(fd, e, Some(p))?;
     }
     Ok((a, b))
+}
+
+/// Shutdown state (a read shutdown only where the peer has not shut its
+/// writing, which implies it), options and O_NONBLOCK of a connected or
+/// bound socket, once its queue is in.
+fn finish_socket(fd: &OwnedFd, e: &pb::UnixSkEntry, peer: Option<&pb::UnixSkEntry>) -> Result<()> {
+    let ino = e.ino;
+    let sh = e.shutdown.unwrap_or(0);
+    if sh & 2 != 0 {
+        so::shutdown(fd.as_raw_fd(), so::Shutdown::Write)
+            .map_err(|err| Error::msg(format!("unix socket {ino}: shutdown: {err}")))?;
+    }
+    if sh & 1 != 0 && peer.is_none_or(|p| p.shutdown.unwrap_or(0) & 2 == 0) {
+        so::shutdown(fd.as_raw_fd(), so::Shutdown::Read)
+            .map_err(|err| Error::msg(format!("unix socket {ino}: shutdown: {err}")))?;
+    }
+    set_opts(fd, &e.opts, ino)?;
+    crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (e.flags & 0o4000) as i32)
+        .map_err(|err| Error::io(format!("unix socket {ino}: set flags"), err))
 }
 
 fn set_opts(fd: &OwnedFd, o: &pb::SkOptsEntry, ino: u32) -> Result<()> {
@@ -800,6 +850,196 @@ fn set_opts(fd: &OwnedFd, o: &pb::SkOptsEntry, ino: u32) -> Result<()> {
     }
     if let Some(m) = o.so_mark.filter(|&m| m != 0) {
         so::setsockopt(fd, sockopt::Mark, &m).map_err(|e| err("SO_MARK", e))?;
+    }
+    Ok(())
+}
+
+/// A connection through an in-tree listener that the tree makes itself,
+/// so that SO_PEERCRED of the accepted end names the task that connected:
+/// crit made the client socket (unconnected, non-blocking), `connector`
+/// (its first holder) connects it, and `acceptor` (the accepted end's only
+/// holder) accepts it, then fills both queues and sets both ends' shutdown
+/// state, options and flags (it holds the client end too until it lays out
+/// its fds), so that no shutdown comes before a queue is in.
+pub struct TaskConn {
+    pub listener_id: u32,
+    /// The listener's name (the accepted end carries it too).
+    pub listener: Vec<u8>,
+    pub listener_dir: Option<String>,
+    pub cli_id: u32,
+    pub acc_id: u32,
+    pub connector: u32,
+    pub acceptor: u32,
+}
+
+/// How long a task waits for a connection it is to accept, or for room in
+/// a listener's backlog: the tasks that connect run at the same time.
+const CONN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Run inside task `pid` (before it lays out its fds): listen() again on
+/// the listeners it holds first, so that later clients see this task in
+/// SO_PEERCRED rather than crit.
+pub fn relisten(plan: &Plan, res: &super::files::Reservoir, pid: u32) -> Result<()> {
+    let Some(t) = plan.task(pid) else {
+        return Ok(());
+    };
+    for f in &t.fds {
+        let Some(e) = plan.files.get(&f.id).and_then(|x| x.usk.as_ref()) else {
+            continue;
+        };
+        let first = plan
+            .tasks
+            .iter()
+            .find(|o| o.fds.iter().any(|g| g.id == f.id))
+            .map(|o| o.pid);
+        if e.state != ST_LISTEN || first != Some(pid) {
+            continue;
+        }
+        let Some(fd) = res.raw(f.id) else { continue };
+        let backlog = e.backlog.min(i32::MAX as u32) as i32;
+        crate::sys::sock::listen_raw(fd, backlog)
+            .map_err(|err| Error::io(format!("pid {pid}: unix socket {}: listen", e.ino), err))?;
+    }
+    Ok(())
+}
+
+/// Run inside task `pid` after it forked its children: connects the
+/// clients it is the connector of, then accepts the connections it is the
+/// acceptor of and finishes both their ends. An accepted connection is
+/// matched to its client by the connecting task (SO_PEERCRED) and the
+/// order that task connected in; one from outside the tree is closed.
+/// `note` records an accepted end (file id, fd).
+pub fn make_task_conns(
+    plan: &Plan,
+    res: &super::files::Reservoir,
+    pid: u32,
+    fd_of: &dyn Fn(u32) -> Option<RawFd>,
+    note: &dyn Fn(u32, OwnedFd),
+) -> Result<()> {
+    let mine_c: Vec<&TaskConn> = res
+        .task_conns
+        .iter()
+        .filter(|c| c.connector == pid)
+        .collect();
+    let mine_a: Vec<&TaskConn> = res
+        .task_conns
+        .iter()
+        .filter(|c| c.acceptor == pid)
+        .collect();
+    if mine_c.is_empty() && mine_a.is_empty() {
+        return Ok(());
+    }
+    let usk = |id: u32| -> Result<&pb::UnixSkEntry> {
+        plan.files
+            .get(&id)
+            .and_then(|f| f.usk.as_ref())
+            .ok_or_else(|| Error::msg(format!("file id {id}: not a unix socket")))
+    };
+    // Still to accept, per (listener, connecting task), in connect order.
+    let mut waiting: HashMap<(u32, u32), std::collections::VecDeque<&TaskConn>> = HashMap::new();
+    for c in &mine_a {
+        waiting
+            .entry((c.listener_id, c.connector))
+            .or_default()
+            .push_back(c);
+    }
+    let accept_one = |listener_id: u32,
+                      waiting: &mut HashMap<_, std::collections::VecDeque<&TaskConn>>|
+     -> Result<bool> {
+        let lfd = res.raw(listener_id).ok_or_else(|| {
+            Error::msg(format!(
+                "pid {pid}: listener file id {listener_id} is not open"
+            ))
+        })?;
+        let fd = match crate::sys::sock::accept_wait(lfd, CONN_WAIT) {
+            Ok(Some(fd)) => fd,
+            Ok(None) => return Ok(false),
+            Err(err) => {
+                return Err(Error::io(
+                    format!("pid {pid}: accept on listener file id {listener_id}"),
+                    err,
+                ))
+            }
+        };
+        let from = so::getsockopt(&fd, so::sockopt::PeerCredentials)
+            .map(|c| c.pid() as u32)
+            .unwrap_or(0);
+        let Some(c) = waiting
+            .get_mut(&(listener_id, from))
+            .and_then(|q| q.pop_front())
+        else {
+            // Not one of ours (a client outside the tree): dropped.
+            return Ok(true);
+        };
+        let (acc, cli) = (usk(c.acc_id)?, usk(c.cli_id)?);
+        let cfd = res
+            .by_id
+            .get(&c.cli_id)
+            .ok_or_else(|| Error::msg(format!("pid {pid}: unix socket {}: not made", cli.ino)))?;
+        for pkt in plan.packets_for(c.acc_id) {
+            send_packet(cfd.as_raw_fd(), pkt, acc.ino, fd_of)?;
+        }
+        for pkt in plan.packets_for(c.cli_id) {
+            send_packet(fd.as_raw_fd(), pkt, cli.ino, fd_of)?;
+        }
+        finish_socket(&fd, acc, Some(cli))?;
+        finish_socket(cfd, cli, Some(acc))?;
+        note(c.acc_id, fd);
+        Ok(true)
+    };
+    let accepts_on = |l: u32| mine_a.iter().any(|c| c.listener_id == l);
+    let mut order = mine_c.clone();
+    order.sort_by_key(|c| (c.listener_id, c.cli_id));
+    for c in order {
+        let (cli, acc) = (usk(c.cli_id)?, usk(c.acc_id)?);
+        let cfd = res
+            .by_id
+            .get(&c.cli_id)
+            .ok_or_else(|| Error::msg(format!("pid {pid}: unix socket {}: not made", cli.ino)))?;
+        let a = addr_of(&c.listener, c.listener_dir.as_deref(), acc.ino)?;
+        let deadline = std::time::Instant::now() + CONN_WAIT;
+        loop {
+            // The socket is non-blocking: a full backlog is EAGAIN.
+            match in_dir(a.dir.as_deref(), || so::connect(cfd.as_raw_fd(), &a.addr))? {
+                Ok(()) => break,
+                Err(nix::errno::Errno::EAGAIN) if std::time::Instant::now() < deadline => {
+                    // The backlog is full: take one in if this task is the
+                    // one to, else let the acceptor catch up.
+                    if !(accepts_on(c.listener_id) && accept_one(c.listener_id, &mut waiting)?) {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+                Err(err) => {
+                    return Err(Error::msg(format!(
+                        "pid {pid}: unix socket {}: connect to {}: {err}",
+                        cli.ino, a.addr
+                    )))
+                }
+            }
+        }
+    }
+    let listeners: Vec<u32> = {
+        let mut v: Vec<u32> = mine_a.iter().map(|c| c.listener_id).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    for l in listeners {
+        while waiting
+            .iter()
+            .any(|((lid, _), q)| *lid == l && !q.is_empty())
+        {
+            if !accept_one(l, &mut waiting)? {
+                let (_, q) = waiting
+                    .iter()
+                    .find(|((lid, _), q)| *lid == l && !q.is_empty())
+                    .ok_or_else(|| Error::msg("accept bookkeeping"))?;
+                return Err(Error::msg(format!(
+                    "pid {pid}: no connection from pid {} reached listener file id {l} in {:?}",
+                    q[0].connector, CONN_WAIT
+                )));
+            }
+        }
     }
     Ok(())
 }

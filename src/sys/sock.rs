@@ -40,3 +40,46 @@ pub fn inode_of(fd: RawFd) -> io::Result<u64> {
     let m = std::fs::metadata(p)?;
     Ok(std::os::unix::fs::MetadataExt::ino(&m))
 }
+
+/// `listen(fd, backlog)` on an fd number the caller holds. On a socket
+/// that already listens it only sets the backlog and takes the caller's
+/// credentials for later clients (SO_PEERCRED).
+pub fn listen_raw(fd: RawFd, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen takes two integers and touches no memory of ours.
+    if unsafe { libc::listen(fd, backlog) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Waits up to `timeout` for a connection on listener `fd` and accepts it
+/// (close-on-exec); `None` if none came.
+pub fn accept_wait(fd: RawFd, timeout: std::time::Duration) -> io::Result<Option<OwnedFd>> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes exactly the one pollfd passed.
+        let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        match accept(fd) {
+            Ok(s) => return Ok(Some(s)),
+            // Another holder of the listener took it first.
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
