@@ -884,7 +884,12 @@ pub fn relisten(plan: &Plan, res: &super::files::Reservoir, pid: u32) -> Result<
         return Ok(());
     };
     for f in &t.fds {
-        let Some(e) = plan.files.get(&f.id).and_then(|x| x.usk.as_ref()) else {
+        let Some(e) = plan
+            .files
+            .get(&f.id)
+            .and_then(|x| x.usk.as_ref())
+            .filter(|e| e.state == ST_LISTEN)
+        else {
             continue;
         };
         let first = plan
@@ -892,7 +897,7 @@ pub fn relisten(plan: &Plan, res: &super::files::Reservoir, pid: u32) -> Result<
             .iter()
             .find(|o| o.fds.iter().any(|g| g.id == f.id))
             .map(|o| o.pid);
-        if e.state != ST_LISTEN || first != Some(pid) {
+        if first != Some(pid) {
             continue;
         }
         let Some(fd) = res.raw(f.id) else { continue };
