@@ -347,6 +347,27 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
         })
         .map(|s| s.e.peer)
         .collect();
+    // The one task that holds every accepted end of a listener, if there
+    // is one: only then can it accept them all (another acceptor could
+    // take its connections).
+    let mut acceptor_of: HashMap<u32, Option<u32>> = HashMap::new();
+    for s in by_ino.values() {
+        let named_conn = s.e.state == ST_ESTABLISHED && s.e.r#type != T_DGRAM;
+        let Some(&l) = listeners
+            .get(&(s.e.name.as_slice(), s.e.r#type))
+            .filter(|_| named_conn)
+        else {
+            continue;
+        };
+        let only = match owners.get(&s.id).map(|v| v.as_slice()) {
+            Some(&[one]) => Some(one),
+            _ => None,
+        };
+        let a = acceptor_of.entry(l).or_insert(only);
+        if *a != only {
+            *a = None;
+        }
+    }
     // Sockets whose connection the tasks make: crit leaves their queues,
     // shutdown state and options to them.
     let mut in_task: std::collections::HashSet<u32> = Default::default();
@@ -424,9 +445,11 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
                 let acc_holders = holders(by_ino[&acc.ino].id);
                 let cli_holders = holders(by_ino[&cli.ino].id);
                 // The tree connects it itself when the accepted end has one
-                // holder (it must exist before that task forks), the name
-                // stays (not deleted) and nothing is pending at the listener.
+                // holder (it must exist before that task forks) that holds
+                // every accepted end of the listener, the name stays (not
+                // deleted) and nothing is pending at the listener.
                 if acc_holders.len() == 1
+                    && acceptor_of.get(&l) == Some(&Some(acc_holders[0]))
                     && acc_holders.iter().all(live)
                     && cli_holders.first().is_some_and(live)
                     && used.contains(&le.id)
