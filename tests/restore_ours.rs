@@ -526,3 +526,12 @@ fn peer_credentials_name_the_tasks_not_crit() {
         assert!(a.starts_with("OK"), "{answers:?}");
     }
 }
+
+/// Files in flight through our dump: a queued message passing a pipe's
+/// read end the task also holds comes back, in order between two plain
+/// messages, with a descriptor of that same pipe (`rscm.c`).
+#[test]
+fn descriptors_in_flight_come_back_with_their_message() {
+    let answers = self_checking("rscm", 1, &["main"]);
+    assert!(answers[0].starts_with("OK"), "{answers:?}");
+}

@@ -95,6 +95,28 @@ impl FileTable {
         Ok((id, true))
     }
 
+    /// The id of the open file behind crit's own `fd` (one a queued
+    /// message passed, received by a peek) if a task of the tree holds it
+    /// and its descriptor has been given an id.
+    pub fn held_id(&self, fd: std::os::fd::RawFd) -> Result<Option<u32>> {
+        let path = format!("/proc/self/fd/{fd}");
+        let st = Stat::of(&std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?);
+        let me = std::process::id() as i32;
+        for &(p, f, id) in self
+            .seen
+            .get(&(st.dev, st.ino))
+            .map(|v| v.as_slice())
+            .unwrap_or(&[])
+        {
+            if kcmp::same(me, p, kcmp::Kind::File, fd as u64, f as u64)
+                .map_err(|e| Error::io(format!("pid {p} fd {f}: kcmp"), e))?
+            {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
     /// A regular-file entry for a mapped file, an exe link, cwd or root;
     /// one per inode (CRIU's special file ids).
     pub fn special_reg(

@@ -64,7 +64,8 @@
 //!   idle 2-CPU machine; docs/dump.md has the figures).
 //!
 //! Not done (refused with an error naming pid/fd/inode): established TCP
-//! connections (even with --tcp-established), SCM_RIGHTS in a unix queue,
+//! connections (even with --tcp-established), a file passed in a unix
+//! queue (SCM_RIGHTS) that no task holds any more,
 //! data sent on a connection still pending in a listener, a pending
 //! connection whose client closed (as CRIU), zero-length datagrams queued,
 //! namespaces other than crit's, a zombie root, System V shm, deleted files over

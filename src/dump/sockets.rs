@@ -46,6 +46,37 @@ pub struct Sockets {
     pub net_ns_id: Option<u32>,
     /// The buffer queued messages are peeked into, reused.
     peek_buf: Vec<u8>,
+    /// Queues with a message that passed files (SCM_RIGHTS): written once
+    /// every descriptor of the tree has its id (see [`Sockets::finish`]).
+    with_rights: Vec<HeldQueue>,
+}
+
+/// One queued message, as peeked.
+struct Peeked {
+    entry: pb::SkPacketEntry,
+    data: Vec<u8>,
+    /// The files it passed, received into crit by the peek.
+    rights: Rights,
+}
+
+/// Descriptors a peek installed in crit; closed when dropped.
+#[derive(Default)]
+struct Rights(Vec<std::os::fd::RawFd>);
+
+impl Drop for Rights {
+    fn drop(&mut self) {
+        for &f in &self.0 {
+            close_installed(f);
+        }
+    }
+}
+
+/// A queue held back until the files its messages passed have ids.
+struct HeldQueue {
+    pid: i32,
+    fd: i32,
+    ino: u32,
+    msgs: Vec<Peeked>,
 }
 
 fn io(pid: i32, fd: i32, what: &str, e: impl Into<std::io::Error>) -> Error {
@@ -408,6 +439,48 @@ impl Sockets {
         buf: &mut [u8],
         single: bool,
     ) -> Result<bool> {
+        let mut msgs = Vec::new();
+        let whole = Self::peek_msgs(pid, fd, id, d, sk, buf, single, &mut msgs)?;
+        if !whole {
+            return Ok(false);
+        }
+        if msgs.iter().any(|m| !m.rights.0.is_empty()) {
+            self.with_rights.push(HeldQueue {
+                pid,
+                fd,
+                ino: d.ino,
+                msgs,
+            });
+            return Ok(true);
+        }
+        for m in msgs {
+            self.queue_builder()?.entry(&m.entry).raw(&m.data);
+        }
+        Ok(true)
+    }
+
+    fn queue_builder(&mut self) -> Result<&mut ImageBuilder> {
+        if self.queues.is_none() {
+            self.queues = Some(ImageBuilder::new("SK_QUEUES")?);
+        }
+        self.queues
+            .as_mut()
+            .ok_or_else(|| Error::msg("sk-queues: no image"))
+    }
+
+    /// Peeks every queued message into `out`; false if `single` and one
+    /// peek did not get the whole queue.
+    #[allow(clippy::too_many_arguments)]
+    fn peek_msgs(
+        pid: i32,
+        fd: i32,
+        id: u32,
+        d: &UnixDiag,
+        sk: BorrowedFd,
+        buf: &mut [u8],
+        single: bool,
+        out: &mut Vec<Peeked>,
+    ) -> Result<bool> {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
         use std::os::fd::AsRawFd;
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 253]);
@@ -432,25 +505,21 @@ impl Sockets {
                 Err(e) => return Err(io(pid, fd, "peek queued data", e)),
             };
             let n = msg.bytes;
-            let mut rights = 0;
+            let mut rights = Rights::default();
             if let Ok(cms) = msg.cmsgs() {
                 for c in cms {
                     if let ControlMessageOwned::ScmRights(fds) = c {
-                        rights += fds.len();
-                        for f in fds {
-                            close_installed(f);
-                        }
+                        rights.0.extend(fds);
                     }
                 }
             }
-            let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
-            if rights > 0 {
+            if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
                 return Err(Error::msg(format!(
-                    "pid {pid} fd {fd}: unix socket {} has {rights} file descriptor(s) in flight (SCM_RIGHTS) in its queue; not supported",
+                    "pid {pid} fd {fd}: unix socket {}: a queued message passes more files than crit can take at once",
                     d.ino
                 )));
             }
-            if truncated {
+            if msg.flags.contains(MsgFlags::MSG_TRUNC) {
                 return Err(Error::msg(format!(
                     "pid {pid} fd {fd}: unix socket {}: a queued message is larger than {} bytes",
                     d.ino,
@@ -472,26 +541,57 @@ impl Sockets {
             if single && n != queued {
                 return Ok(false);
             }
-            if self.queues.is_none() {
-                self.queues = Some(ImageBuilder::new("SK_QUEUES")?);
-            }
-            let Some(q) = self.queues.as_mut() else {
-                continue;
-            };
-            q.entry(&pb::SkPacketEntry {
-                id_for: id,
-                length: n as u32,
-                scm: Vec::new(),
-            })
-            .raw(&buf[..n]);
+            out.push(Peeked {
+                entry: pb::SkPacketEntry {
+                    id_for: id,
+                    length: n as u32,
+                    scm: Vec::new(),
+                },
+                data: buf[..n].to_vec(),
+                rights,
+            });
             total += n;
         }
+    }
+
+    /// Writes the queues held back for the files their messages passed,
+    /// now that every descriptor of the tree has an id: each passed file
+    /// must be one a task holds (CRIU writes files only in flight as
+    /// entries of their own; crit refuses them).
+    fn write_held_queues(&mut self, files: &FileTable) -> Result<()> {
+        for q in std::mem::take(&mut self.with_rights) {
+            for mut m in q.msgs {
+                let mut ids = Vec::with_capacity(m.rights.0.len());
+                for &f in &m.rights.0 {
+                    let id = files.held_id(f)?.ok_or_else(|| {
+                        let what = std::fs::read_link(format!("/proc/self/fd/{f}"))
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default();
+                        Error::msg(format!(
+                            "pid {} fd {}: unix socket {} has a file descriptor in flight (SCM_RIGHTS) that no task of the tree holds ({what}); not supported",
+                            q.pid, q.fd, q.ino
+                        ))
+                    })?;
+                    ids.push(id);
+                }
+                if !ids.is_empty() {
+                    // type 1: SCM_RIGHTS
+                    m.entry.scm.push(pb::ScmEntry {
+                        r#type: 1,
+                        rights: ids,
+                    });
+                }
+                self.queue_builder()?.entry(&m.entry).raw(&m.data);
+            }
+        }
+        Ok(())
     }
 
     /// Writes the unix socket entries once every descriptor of the tree is
     /// known: peers outside the tree become external entries (with
     /// consent) or a refusal.
     pub fn finish(&mut self, files: &mut FileTable, ext: &super::ExtUnix) -> Result<()> {
+        self.write_held_queues(files)?;
         let in_tree: HashSet<u32> = self.pending.iter().map(|s| s.diag.ino).collect();
         // Clients whose connection waits in a listener's accept queue:
         // ICONS lists the client ends; their peer (the unaccepted embryo)

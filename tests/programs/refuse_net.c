@@ -1,6 +1,7 @@
 /* Sockets crit dump refuses, by argv[1]:
  *  tcp           an established TCP connection to itself on 127.0.0.1:argv[2]
  *  scm           a unix socketpair with a descriptor in flight (SCM_RIGHTS)
+ *                that no task holds any more (a pipe's end, closed after)
  *  pending-data  a unix stream connection, not yet accepted by its
  *                listener (argv[2] = socket path), that already sent data
  *  pending-closed  a connection pending in a listener whose client closed
@@ -48,10 +49,13 @@ int main(int argc, char **argv)
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
 		c->cmsg_len = CMSG_LEN(sizeof(int));
-		int fd = 0;
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+		int pp[2];
+		if (pipe(pp))
+			return 5;
+		memcpy(CMSG_DATA(c), &pp[0], sizeof(int));
 		if (sendmsg(sp[0], &m, 0) != 1)
 			return 5;
+		close(pp[0]);
 	} else {
 		struct sockaddr_un a = { .sun_family = AF_UNIX };
 		snprintf(a.sun_path, sizeof(a.sun_path), "%s", argv[2]);
