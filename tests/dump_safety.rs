@@ -160,15 +160,27 @@ fn descriptors_in_flight_are_refused_clearly() {
     refused(&kit, &["scm"], &["SCM_RIGHTS", "fd 4"]);
 }
 
+/// Data on a connection still pending in a listener can be read only by
+/// taking the connection from the tree: with -R that is refused, and the
+/// tree runs on untouched (the dump without -R takes it; restore_ours).
 #[test]
-fn data_on_a_pending_connection_is_refused_clearly() {
+fn data_on_a_pending_connection_is_refused_with_leave_running() {
     let kit = Kit::new();
     let p = kit.path("l.sock");
-    refused(
-        &kit,
-        &["pending-data", p.to_str().unwrap()],
-        &["pending in listener", "fd 4"],
-    );
+    let prog = kit.start("refuse_net", &["pending-data", p.to_str().unwrap()]);
+    let dir = kit.path("img-pending");
+    let o = kit.dump(prog.pid, &dir, &["-R"]);
+    assert!(!o.status.success(), "must be refused with -R");
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    for w in ["pending in listener", "fd 4", "-R"] {
+        assert!(e.contains(w), "{w:?} not in {e}");
+    }
+    assert!(alive(prog.pid));
+    let st = std::fs::read_to_string(format!("/proc/{}/status", prog.pid)).unwrap();
+    assert!(st.contains("TracerPid:\t0"));
+    assert!(images(&dir).is_empty());
+    kill_tree(prog.pid);
 }
 
 #[test]

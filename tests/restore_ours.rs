@@ -535,3 +535,13 @@ fn descriptors_in_flight_come_back_with_their_message() {
     let answers = self_checking("rscm", 1, &["main"]);
     assert!(answers[0].starts_with("OK"), "{answers:?}");
 }
+
+/// Connections pending in a listener through our dump (without -R): the
+/// one whose client had sent data keeps it, the other stays empty, both
+/// wait to be accepted in order, and the first reaches its client back
+/// (`rpending.c`).
+#[test]
+fn pending_connections_keep_their_data() {
+    let answers = self_checking("rpending", 1, &["main"]);
+    assert!(answers[0].starts_with("OK"), "{answers:?}");
+}

@@ -44,7 +44,9 @@
 //! - unix sockets: stream, dgram, seqpacket; socketpairs; path names with
 //!   file mode/owner, deleted paths, names relative to the cwd, abstract
 //!   names; listeners with pending connections (peer = listener, as
-//!   CRIU); accepted/connected; queues with message boundaries (MSG_PEEK +
+//!   CRIU), and without -R the data such a connection carries (its
+//!   unaccepted end taken as the last step, see sockets::drain_pending);
+//!   accepted/connected; queues with message boundaries (MSG_PEEK +
 //!   SO_PEEK_OFF on a pidfd_getfd copy, restored after); shutdown state;
 //!   CRIU's socket options; topology from NETLINK_SOCK_DIAG; peers outside
 //!   the tree refused with inode, peer, address and holder, or with
@@ -66,7 +68,7 @@
 //! Not done (refused with an error naming pid/fd/inode): established TCP
 //! connections (even with --tcp-established), a file passed in a unix
 //! queue (SCM_RIGHTS) that no task holds any more,
-//! data sent on a connection still pending in a listener, a pending
+//! data sent on a connection still pending in a listener (with -R), a pending
 //! connection whose client closed (as CRIU), zero-length datagrams queued,
 //! namespaces other than crit's, a zombie root, System V shm, deleted files over
 //! 1 MiB, a deleted cwd/root, other file kinds (pidfd, io_uring, bpf,

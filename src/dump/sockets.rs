@@ -49,6 +49,23 @@ pub struct Sockets {
     /// Queues with a message that passed files (SCM_RIGHTS): written once
     /// every descriptor of the tree has its id (see [`Sockets::finish`]).
     with_rights: Vec<HeldQueue>,
+    /// Connections pending in a listener whose client already sent data:
+    /// read at the very end (see [`Sockets::drain_pending`]).
+    drains: Vec<Drain>,
+}
+
+/// The unaccepted end of a pending connection that holds data: written
+/// as a unix socket entry of its own (its peer is the client; no task
+/// holds it), its data as that entry's queue.
+struct Drain {
+    /// Who holds the listener, and where.
+    listener: (i32, i32),
+    listener_ino: u32,
+    client_ino: u32,
+    /// The entry written for the unaccepted end, and the inode number it
+    /// was given.
+    id: u32,
+    ino: u32,
 }
 
 /// One queued message, as peeked.
@@ -554,6 +571,65 @@ impl Sockets {
         }
     }
 
+    /// Takes the data of connections still pending in a listener, as the
+    /// very last step before the tree is killed: the connections are
+    /// accepted through a copy of the listener (so they leave the tree's
+    /// backlog) and their queues read into sk-queues. Nothing else is left
+    /// to fail but writing the last images.
+    pub fn drain_pending(&mut self) -> Result<()> {
+        use nix::sys::socket::{recv, MsgFlags};
+        use std::os::fd::AsRawFd;
+        let drains = std::mem::take(&mut self.drains);
+        let mut listeners: Vec<(i32, i32, u32)> = drains
+            .iter()
+            .map(|d| (d.listener.0, d.listener.1, d.listener_ino))
+            .collect();
+        listeners.sort_unstable();
+        listeners.dedup();
+        let mut taken = Vec::new();
+        for (pid, fd, ino) in listeners {
+            let l = crate::sys::pidfd::getfd(pid, fd)
+                .map_err(|e| io(pid, fd, &format!("unix listener {ino}: take a copy"), e))?;
+            while let Some(a) =
+                crate::sys::sock::accept_wait(l.as_raw_fd(), std::time::Duration::ZERO)
+                    .map_err(|e| io(pid, fd, &format!("unix listener {ino}: accept"), e))?
+            {
+                taken.push(a);
+            }
+        }
+        // Which client each accepted end belongs to.
+        let diag = sockdiag::unix_sockets().map_err(|e| Error::io("sock_diag: unix sockets", e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        for a in &taken {
+            let ino = crate::sys::sock::inode_of(a.as_raw_fd())
+                .map_err(|e| Error::io("accepted pending connection", e))?;
+            let client = diag.get(&(ino as u32)).and_then(|d| d.peer).unwrap_or(0);
+            let Some(d) = drains.iter().find(|d| d.client_ino == client) else {
+                continue;
+            };
+            loop {
+                let n = match recv(a.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                    Ok(0) | Err(nix::errno::Errno::EAGAIN) => break,
+                    Ok(n) => n,
+                    Err(e) => {
+                        return Err(Error::io(
+                            format!("unix socket {client}: read its pending connection's data"),
+                            e.into(),
+                        ))
+                    }
+                };
+                self.queue_builder()?
+                    .entry(&pb::SkPacketEntry {
+                        id_for: d.id,
+                        length: n as u32,
+                        scm: Vec::new(),
+                    })
+                    .raw(&buf[..n]);
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the queues held back for the files their messages passed,
     /// now that every descriptor of the tree has an id: each passed file
     /// must be one a task holds (CRIU writes files only in flight as
@@ -590,7 +666,14 @@ impl Sockets {
     /// Writes the unix socket entries once every descriptor of the tree is
     /// known: peers outside the tree become external entries (with
     /// consent) or a refusal.
-    pub fn finish(&mut self, files: &mut FileTable, ext: &super::ExtUnix) -> Result<()> {
+    /// `kill`: the tree is killed after the dump (no `-R`); only then can
+    /// the data of a connection still pending in a listener be taken.
+    pub fn finish(
+        &mut self,
+        files: &mut FileTable,
+        ext: &super::ExtUnix,
+        kill: bool,
+    ) -> Result<()> {
         self.write_held_queues(files)?;
         let in_tree: HashSet<u32> = self.pending.iter().map(|s| s.diag.ino).collect();
         // Clients whose connection waits in a listener's accept queue:
@@ -621,12 +704,49 @@ impl Sockets {
             let mut peer = s.diag.peer.unwrap_or(0);
             if let Some(&l) = pending_in.get(&s.diag.ino) {
                 let unread = s.diag.rqlen.map(|r| r.1).unwrap_or(0);
-                if unread > 0 {
+                if unread > 0 && !kill {
                     return Err(Error::msg(format!(
                         "pid {} fd {}: unix socket {} sent data on a connection still pending in listener {l} \
-                         (not accepted yet); such data cannot be read without accepting it, so this is not supported",
+                         (not accepted yet); it can be read only by taking the connection from the tree, \
+                         which -R (--leave-running) forbids: dump without -R",
                         s.pid, s.fd, s.diag.ino
                     )));
+                }
+                if unread > 0 {
+                    let lsk = pending
+                        .iter()
+                        .find(|x| x.diag.ino == l)
+                        .ok_or_else(|| Error::msg(format!("unix listener {l}: not in the tree")))?;
+                    // An inode number no socket of the system has.
+                    let mut ino = u32::MAX;
+                    while map.contains_key(&ino) || self.drains.iter().any(|d| d.ino == ino) {
+                        ino -= 1;
+                    }
+                    let id = files.new_id();
+                    let e = pb::UnixSkEntry {
+                        id,
+                        ino,
+                        r#type: s.diag.sk_type as u32,
+                        state: 1, // established
+                        flags: 2, // O_RDWR
+                        uflags: 0,
+                        backlog: 0,
+                        peer: s.diag.ino,
+                        fown: fown(),
+                        opts: lsk.opts.clone(),
+                        name: lsk.diag.name.clone().unwrap_or_default(),
+                        name_dir: lsk.name_dir.clone(),
+                        ns_id: self.net_ns_id,
+                        ..Default::default()
+                    };
+                    files.push(FD_UNIXSK, id, |f| f.usk = Some(e));
+                    self.drains.push(Drain {
+                        listener: (lsk.pid, lsk.fd),
+                        listener_ino: l,
+                        client_ino: s.diag.ino,
+                        id,
+                        ino,
+                    });
                 }
                 peer = l;
             } else if peer == 0 && s.diag.state == 1 && s.diag.sk_type != SOCK_DGRAM {

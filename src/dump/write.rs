@@ -59,7 +59,7 @@ pub fn run(
         all.push(c);
     }
     log.debug("tasks collected");
-    socks.finish(&mut files, &opts.ext_unix)?;
+    socks.finish(&mut files, &opts.ext_unix, !opts.leave_running)?;
 
     // Nothing was refused: write.
     log.step("writing images");
@@ -189,9 +189,6 @@ pub fn run(
     if let Some(b) = &files.fifo_data {
         dir.write("fifo-data.img", b)?;
     }
-    if let Some(b) = &socks.queues {
-        dir.write("sk-queues.img", b)?;
-    }
     if !files.remaps.is_empty() {
         let mut b = ImageBuilder::new("REMAP_FPATH")?;
         for r in &files.remaps {
@@ -231,6 +228,13 @@ pub fn run(
     });
     dir.write("stats-dump", &b)?;
 
+    // The data of connections pending in a listener can only be read by
+    // taking them from the tree: done last, once all else is written.
+    super::guard::check()?;
+    socks.drain_pending()?;
+    if let Some(b) = &socks.queues {
+        dir.write("sk-queues.img", b)?;
+    }
     // Last: its presence says the set is complete.
     let mut b = ImageBuilder::new("INVENTORY")?;
     b.entry(&pb::InventoryEntry {

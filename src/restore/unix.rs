@@ -523,6 +523,20 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log
         if made.contains_key(&ino) || inherited.contains_key(&ino) || e.uflags & USK_EXTERN != 0 {
             continue;
         }
+        // The unaccepted end of a pending connection (crit dump writes one
+        // when the client had sent data): the client's connect makes it,
+        // and its queue is sent from the client below.
+        let unaccepted = e.state == ST_ESTABLISHED
+            && e.r#type != T_DGRAM
+            && !used.contains(&by_ino[&ino].id)
+            && by_ino.get(&e.peer).is_some_and(|c| {
+                by_ino
+                    .get(&c.e.peer)
+                    .is_some_and(|l| l.e.state == ST_LISTEN && l.e.name == e.name)
+            });
+        if unaccepted {
+            continue;
+        }
         // A connection whose other end now leads elsewhere (`crit edit
         // --external` on its peer): it comes back with its queue and a
         // closed other end (EOF for stream/seqpacket, unconnected dgram).

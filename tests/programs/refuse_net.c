@@ -4,6 +4,7 @@
  *                that no task holds any more (a pipe's end, closed after)
  *  pending-data  a unix stream connection, not yet accepted by its
  *                listener (argv[2] = socket path), that already sent data
+ *                (refused with -R only)
  *  pending-closed  a connection pending in a listener whose client closed
  *  flock         a file (argv[2]) locked with flock()
  * Prints "READY <pid>". */
