@@ -282,40 +282,8 @@ fn sessions_groups_and_interrupted_reads() {
 /// own state once its read() restarts and returns.
 #[test]
 fn threads_keep_their_own_state() {
-    let dump = dumper();
-    let _g = lock();
-    prepare();
-    let dir = tempfile::tempdir().unwrap();
-    let exe = dir.path().join("rthreads");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/restore_programs/rthreads.c");
-    let cc = Command::new("cc")
-        .args(["-O1", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .status()
-        .unwrap();
-    assert!(cc.success());
-    let ready = dir.path().join("ready");
-    std::fs::write(&ready, "").unwrap();
-    let result = dir.path().join("res");
-    let mut child = Command::new(&exe)
-        .env("READY", &ready)
-        .env("RESULT", &result)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::fs::read_to_string(&ready).unwrap().lines().count() < 3 {
-        assert!(Instant::now() < deadline, "rthreads did not get ready");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    let pid = child.id() as i32;
-    let tids = |p: i32| -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{p}/task"))
+    let tids = |tree: &[i32]| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", tree[0]))
             .map(|d| {
                 d.flatten()
                     .map(|e| e.file_name().to_string_lossy().to_string())
@@ -325,55 +293,8 @@ fn threads_keep_their_own_state() {
         v.sort();
         v
     };
-    let before = tids(pid);
-    let out = Command::new(&dump)
-        .args(["dump", "--shell-job", "-t", &pid.to_string(), "-D"])
-        .arg(dir.path().join("img"))
-        .output()
-        .unwrap();
-    let _ = child.wait();
-    wait_gone(&[pid]);
-    assert!(
-        out.status.success(),
-        "dump: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = crit()
-        .args(["restore", "-d", "--shell-job", "-D"])
-        .arg(dir.path().join("img"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    std::thread::sleep(Duration::from_millis(200));
-    let after = tids(pid);
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGUSR1,
-    );
-    let mut answers = Vec::new();
-    for k in 0..3 {
-        let f = format!("{}.t{k}", result.display());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Ok(s) = std::fs::read_to_string(&f) {
-                if !s.is_empty() {
-                    answers.push(s.trim().to_string());
-                    break;
-                }
-            }
-            if Instant::now() > deadline {
-                answers.push(format!("no answer from t{k}"));
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-    wait_gone(&[pid]);
-    assert!(out.status.success(), "restore: {stderr}");
+    let (answers, before, after) = checked_round_trip("rthreads", 3, &["t0", "t1", "t2"], &tids);
+    assert_eq!(before.len(), 3, "{before:?}");
     assert_eq!(before, after, "tids changed");
     for a in &answers {
         assert!(a.starts_with("OK"), "{answers:?}");
@@ -385,6 +306,17 @@ fn threads_keep_their_own_state() {
 /// restore`, sends SIGUSR1 and returns what each of `roles` wrote to
 /// $RESULT.ROLE (or that it did not answer).
 fn self_checking(name: &str, lines: usize, roles: &[&str]) -> Vec<String> {
+    checked_round_trip(name, lines, roles, &|_| Vec::new()).0
+}
+
+/// [`self_checking`], also returning what `probe` says of the tree's pids
+/// before the dump and after the restore.
+fn checked_round_trip(
+    name: &str,
+    lines: usize,
+    roles: &[&str],
+    probe: &dyn Fn(&[i32]) -> Vec<String>,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
     let dump = dumper();
     let _g = lock();
     prepare();
@@ -430,6 +362,7 @@ fn self_checking(name: &str, lines: usize, roles: &[&str]) -> Vec<String> {
         tree.extend(kids);
         k += 1;
     }
+    let before = probe(&tree);
     let out = Command::new(&dump)
         .args(["dump", "--shell-job", "-t", &pid.to_string(), "-D"])
         .arg(dir.path().join("img"))
@@ -449,8 +382,10 @@ fn self_checking(name: &str, lines: usize, roles: &[&str]) -> Vec<String> {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let mut answers = Vec::new();
+    let mut after = Vec::new();
     if out.status.success() {
         std::thread::sleep(Duration::from_millis(100));
+        after = probe(&tree);
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGUSR1,
@@ -479,7 +414,7 @@ fn self_checking(name: &str, lines: usize, roles: &[&str]) -> Vec<String> {
     }
     wait_gone(&tree);
     assert!(out.status.success(), "restore {name}: {stderr}");
-    answers
+    (answers, before, after)
 }
 
 /// Seccomp through our dump: a process-wide filter plus one thread's own

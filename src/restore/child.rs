@@ -366,11 +366,7 @@ fn connect_outside(plan: &Plan, t: &Task, res: &Reservoir) -> Result<()> {
         let Some(f) = t.fds.iter().find(|f| f.id == x.id) else {
             continue;
         };
-        let first = plan
-            .tasks
-            .iter()
-            .find(|o| o.fds.iter().any(|g| g.id == x.id))
-            .map(|o| o.pid);
+        let first = plan.first_holder(x.id);
         if first != Some(t.pid) {
             continue;
         }

@@ -230,6 +230,14 @@ impl Plan {
             .map(|&at| &self.packets[at])
     }
 
+    /// The first task (in pstree order) that holds file `id`.
+    pub fn first_holder(&self, id: u32) -> Option<u32> {
+        self.tasks
+            .iter()
+            .find(|t| t.fds.iter().any(|f| f.id == id))
+            .map(|t| t.pid)
+    }
+
     pub fn task(&self, pid: u32) -> Option<&Task> {
         self.tasks.iter().find(|t| t.pid == pid)
     }

@@ -929,11 +929,7 @@ pub fn relisten(plan: &Plan, res: &super::files::Reservoir, pid: u32) -> Result<
         else {
             continue;
         };
-        let first = plan
-            .tasks
-            .iter()
-            .find(|o| o.fds.iter().any(|g| g.id == f.id))
-            .map(|o| o.pid);
+        let first = plan.first_holder(f.id);
         if first != Some(pid) {
             continue;
         }
