@@ -77,11 +77,7 @@ fn credentials_are_restored() {
         c["cap_prm"] = serde_json::json!([(1u32 << 10) | (1 << 5), 0]);
         c["cap_inh"] = serde_json::json!([0, 0]);
     });
-    let out = crit()
-        .args(["restore", "-d", "-D"])
-        .arg(d.path())
-        .output()
-        .unwrap();
+    let out = restore_dir(d.path(), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     std::thread::sleep(Duration::from_millis(200));
     let got = [
@@ -137,11 +133,7 @@ fn pending_signal_is_delivered_after_restore() {
             serde_json::json!({"signals": [{"siginfo": b64}]});
     });
     let _ = std::fs::remove_file("/tmp/scen/result/counter.main");
-    let out = crit()
-        .args(["restore", "-d", "-D"])
-        .arg(d.path())
-        .output()
-        .unwrap();
+    let out = restore_dir(d.path(), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     // No signal sent by us: the pending one makes the program check itself.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -170,11 +162,7 @@ fn stopped_task_comes_back_stopped() {
         v["entries"][0]["tc"]["task_state"] = serde_json::json!(3);
         v["entries"][0]["tc"]["stop_signo"] = serde_json::json!(19);
     });
-    let out = crit()
-        .args(["restore", "-d", "-D"])
-        .arg(d.path())
-        .output()
-        .unwrap();
+    let out = restore_dir(d.path(), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut state = String::new();
@@ -212,11 +200,7 @@ fn zombie_comes_back_with_its_exit_status() {
         v["entries"][0]["tc"]["task_state"] = serde_json::json!(2);
         v["entries"][0]["tc"]["exit_code"] = serde_json::json!(7 << 8);
     });
-    let out = crit()
-        .args(["restore", "-d", "-D"])
-        .arg(d.path())
-        .output()
-        .unwrap();
+    let out = restore_dir(d.path(), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     std::thread::sleep(Duration::from_millis(200));
     let state = status_line(26706, "State:");
@@ -248,11 +232,7 @@ fn nice_and_oom_score_adj_are_restored() {
         v["entries"][0]["thread_core"]["sched_nice"] = serde_json::json!(7);
         v["entries"][0]["tc"]["oom_score_adj"] = serde_json::json!(321);
     });
-    let out = crit()
-        .args(["restore", "-d", "-D"])
-        .arg(d.path())
-        .output()
-        .unwrap();
+    let out = restore_dir(d.path(), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let stat = std::fs::read_to_string("/proc/26659/stat").unwrap_or_default();
     let nice = stat
@@ -297,11 +277,7 @@ fn anon_shared_memory_by_shmid() {
             }
         });
     }
-    let out = crit()
-        .args(["restore", "-d", "--tcp-established", "-D"])
-        .arg(d.path())
-        .output()
-        .unwrap();
+    let out = restore_dir(d.path(), &["--tcp-established"]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let maps = std::fs::read_to_string("/proc/26773/maps").unwrap_or_default();
     let answers = if out.status.success() {
@@ -331,11 +307,7 @@ fn timerfd_pending_expirations_are_restored() {
             }
         }
     });
-    let out = crit()
-        .args(["restore", "-d", "--tcp-established", "-D"])
-        .arg(d.path())
-        .output()
-        .unwrap();
+    let out = restore_dir(d.path(), &["--tcp-established"]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     // fd 11 of the parent is the timerfd.
     let got = crit::sys::pidfd::getfd(26773, 11).map(|fd| {
@@ -377,16 +349,7 @@ fn outside_peer_is_reached_with_the_tasks_groups() {
             }
             c["groups"] = serde_json::json!(groups);
         });
-        let out = crit()
-            .args([
-                "restore",
-                "-d",
-                &format!("--ext-unix-sk=306782={path}"),
-                "-D",
-            ])
-            .arg(d.path())
-            .output()
-            .unwrap();
+        let out = restore_dir(d.path(), &[&format!("--ext-unix-sk=306782={path}")]);
         cleanup("usk_ext_dgram");
         results.push((
             out.status.success(),
@@ -443,11 +406,7 @@ fn queued_message_keeps_the_files_it_passes() {
         queue_owner = first["id_for"].as_u64().unwrap();
         first["scm"] = serde_json::json!([{"type": 1, "rights": [null_id]}]);
     });
-    let out = crit()
-        .args(["restore", "-d", "-D"])
-        .arg(d.path())
-        .output()
-        .unwrap();
+    let out = restore_dir(d.path(), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let pid = 26681;
     let mut passed = None;
@@ -501,11 +460,7 @@ fn queued_message_passing_an_unknown_file_is_refused() {
     edit_json(&d.path().join("sk-queues.img"), |v| {
         v["entries"][0]["scm"] = serde_json::json!([{"type": 1, "rights": [9999]}]);
     });
-    let out = crit()
-        .args(["restore", "-d", "-D"])
-        .arg(d.path())
-        .output()
-        .unwrap();
+    let out = restore_dir(d.path(), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let left = pids("usk_pair")
         .iter()

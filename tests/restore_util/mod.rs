@@ -129,9 +129,14 @@ pub fn cleanup(name: &str) {
 }
 
 pub fn restore_detached(name: &str, extra: &[&str]) -> Output {
+    restore_dir(&images(name), extra)
+}
+
+/// `crit restore -d -D DIR extra...` (an edited copy of a fixture).
+pub fn restore_dir(dir: &Path, extra: &[&str]) -> Output {
     crit()
         .args(["restore", "-d", "-D"])
-        .arg(images(name))
+        .arg(dir)
         .args(extra)
         .output()
         .unwrap()
