@@ -6,6 +6,7 @@ pub mod error;
 pub mod explore;
 pub mod image;
 pub mod json;
+pub mod model;
 pub mod restore;
 pub mod sys;
 pub mod toolkit;

@@ -76,6 +76,10 @@ enum Cmd {
         /// Accept established TCP connections (refused for now).
         #[arg(long = "tcp-established")]
         tcp_established: bool,
+        /// Record this CPU in cpuinfo.img, for `crit restore --cpu-cap`.
+        #[arg(long = "cpu-cap", value_name = "CAPS", num_args = 0..=1,
+              require_equals = true, default_missing_value = "")]
+        cpu_cap: Option<String>,
         /// More detail on stderr (or in the log file).
         #[arg(short = 'v', action = clap::ArgAction::Count)]
         verbose: u8,
@@ -137,6 +141,12 @@ enum Cmd {
         /// Accepted for compatibility with criu.
         #[arg(long = "tcp-established")]
         tcp_established: bool,
+        /// CPU checks: fpu, ins, cpu, all or none, "^" to negate (bare:
+        /// all, against cpuinfo.img). Without it, only the xsave state the
+        /// threads use must fit this CPU; none drops what does not fit.
+        #[arg(long = "cpu-cap", value_name = "CAPS", num_args = 0..=1,
+              require_equals = true, default_missing_value = "")]
+        cpu_cap: Option<String>,
         /// More messages (repeat for more).
         #[arg(short = 'v', action = clap::ArgAction::Count)]
         verbose: u8,
@@ -173,6 +183,7 @@ fn run(cli: Cli) -> crit::error::Result<()> {
             external,
             shell_job,
             tcp_established,
+            cpu_cap,
             verbose,
             log_file,
             worker,
@@ -197,6 +208,7 @@ fn run(cli: Cli) -> crit::error::Result<()> {
                 ext_unix: ext,
                 shell_job,
                 tcp_established,
+                cpu_caps: cpu_caps(cpu_cap.as_deref())?,
                 verbose,
                 log_file,
                 worker_of: worker,
@@ -220,6 +232,7 @@ fn run(cli: Cli) -> crit::error::Result<()> {
             inherit_fd,
             shell_job,
             tcp_established,
+            cpu_cap,
             verbose,
             log_file,
         } => {
@@ -229,6 +242,7 @@ fn run(cli: Cli) -> crit::error::Result<()> {
                 pidfile: pidfile.map(Into::into),
                 shell_job,
                 tcp_established,
+                cpu_caps: cpu_caps(cpu_cap.as_deref())?,
                 verbose,
                 log_file: log_file.map(Into::into),
                 ..Default::default()
@@ -243,6 +257,14 @@ fn run(cli: Cli) -> crit::error::Result<()> {
             std::process::exit(code);
         }
     }
+}
+
+/// `--cpu-cap[=CAPS]`, or CRIU's default without the option.
+fn cpu_caps(v: Option<&str>) -> crit::error::Result<crit::model::cpu::CpuCaps> {
+    use crit::model::cpu::CpuCaps;
+    v.map_or(Ok(CpuCaps::default()), |v| {
+        CpuCaps::parse(v).map_err(Error::msg)
+    })
 }
 
 fn main() {

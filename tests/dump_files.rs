@@ -11,7 +11,7 @@ fn many_kinds_of_files() {
     let kit = Kit::new();
     let sdir = kit.path("s");
     std::fs::create_dir_all(&sdir).unwrap();
-    let port = 20000 + (std::process::id() % 20000) as u16;
+    let port = free_ports(2);
     let prog = kit.start("files", &[sdir.to_str().unwrap(), &port.to_string()]);
     let pid = prog.pid;
     let shared = u64::from_str_radix(prog.ready.split_whitespace().nth(2).unwrap(), 16).unwrap();
@@ -145,6 +145,7 @@ fn terminal_needs_shell_job() {
         .arg(kit.path("r.txt"))
         .stdin(std::process::Stdio::from(pty.slave))
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -177,7 +178,9 @@ fn deleted_executable_becomes_a_ghost_file() {
     std::fs::copy(&bin, &copy).unwrap();
     let mut child = std::process::Command::new(&copy)
         .arg(kit.path("r.txt"))
+        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let mut line = String::new();

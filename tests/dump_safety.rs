@@ -146,7 +146,7 @@ fn refused(kit: &Kit, args: &[&str], want: &[&str]) {
 #[test]
 fn established_tcp_is_refused_clearly() {
     let kit = Kit::new();
-    let port = (30000 + std::process::id() % 20000).to_string();
+    let port = free_ports(1).to_string();
     refused(
         &kit,
         &["tcp", &port],

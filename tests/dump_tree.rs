@@ -231,7 +231,18 @@ fn stopped_task_is_dumped_as_stopped_and_stays_stopped() {
         nix::sys::signal::Signal::SIGSTOP,
     )
     .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // Stopped once /proc says so.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .contains("State:\tT (stopped)")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pid {pid} did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let dir = kit.path("img");
     ok(&kit.dump(pid, &dir, &["-R"]));
     roundtrip_all(&kit, &dir);

@@ -38,7 +38,9 @@ fn kitchen() {
 #[test]
 fn usk_ext_dgram_reconnects_to_the_recorded_address() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("usk_ext_dgram");
     let _ = std::fs::remove_file("/tmp/scen/sock/extdg.sock");
     let peer = std::os::unix::net::UnixDatagram::bind("/tmp/scen/sock/extdg.sock").unwrap();
@@ -62,7 +64,9 @@ fn usk_ext_dgram_reconnects_to_the_recorded_address() {
 #[test]
 fn usk_ext_dgram_reconnects_to_a_new_path() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("usk_ext_dgram");
     let path = "/tmp/scen/sock/elsewhere.sock";
     let _ = std::fs::remove_file(path);
@@ -93,7 +97,9 @@ fn usk_ext_dgram_reconnects_to_a_new_path() {
 fn usk_inherit_takes_the_socket_handed_in() {
     use std::os::fd::AsRawFd;
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("usk_inherit");
     let (ours, theirs) = nix::sys::socket::socketpair(
         nix::sys::socket::AddressFamily::Unix,
@@ -131,7 +137,9 @@ fn usk_inherit_takes_the_socket_handed_in() {
 #[test]
 fn pidfile_and_log_file() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("counter");
     let d = tempfile::tempdir().unwrap();
     let pidfile = d.path().join("pid");
@@ -170,7 +178,9 @@ fn pidfile_and_log_file() {
 fn inherit_fd_pipe() {
     use std::os::fd::AsRawFd;
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("counter");
     let (r, w) = nix::unistd::pipe().unwrap();
     let n = w.as_raw_fd();
@@ -202,7 +212,9 @@ fn inherit_fd_pipe() {
 #[test]
 fn inherit_fd_path() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("counter");
     let d = tempfile::tempdir().unwrap();
     let f = std::fs::File::create(d.path().join("instead")).unwrap();
@@ -241,7 +253,9 @@ fn inherit_fd_path() {
 #[test]
 fn same_task_pair_peer_credentials_name_the_task() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("usk_pair");
     let out = restore_detached("usk_pair", &[]);
     let cred = crit::sys::pidfd::getfd(26681, 3).map(|fd| {
@@ -268,7 +282,9 @@ fn same_task_pair_peer_credentials_name_the_task() {
 #[test]
 fn cross_task_pair_is_made_by_the_common_ancestor() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("usk_tree");
     let out = restore_detached("usk_tree", &[]);
     let cred = |pid: i32, fd: i32| {
@@ -293,5 +309,44 @@ fn cross_task_pair_is_made_by_the_common_ancestor() {
     assert!(matches!(child, Ok(Ok(26703))), "{child:?}");
     for a in &answers {
         assert!(a.starts_with("OK"), "{answers:?}");
+    }
+}
+
+/// The restores here use the fixtures' own C library where this machine
+/// has another one (a mount namespace with it bound over the system's,
+/// see restore_util::fixture_crit). That path, taken even where the
+/// libraries are the same: the restored task maps the bound copies.
+#[test]
+fn counter_with_the_fixtures_libc_bound_over_the_systems() {
+    let _g = lock();
+    if !prepare_fixtures() {
+        return;
+    }
+    require_free("counter");
+    let out = fixture_crit_with(true)
+        .args(["restore", "-d", "-D"])
+        .arg(images("counter"))
+        .output()
+        .unwrap();
+    let maps = std::fs::read_to_string("/proc/26659/maps").unwrap_or_default();
+    let answers = if out.status.success() {
+        check("counter")
+    } else {
+        vec![]
+    };
+    cleanup("counter");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(answers[0].starts_with("OK"), "{answers:?}");
+    let copy = testdata().join("criu-4.2-bin/lib/libc.so.6");
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&copy).unwrap());
+    let libc: Vec<&str> = maps.lines().filter(|l| l.ends_with("/libc.so.6")).collect();
+    assert!(!libc.is_empty(), "{maps}");
+    for l in libc {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(f[4], ino.to_string(), "not the bound copy: {l}");
     }
 }

@@ -28,21 +28,12 @@ fn one_line_error(out: &std::process::Output) -> String {
 }
 
 /// A copy of a fixture's images that a test may spoil.
-fn copy_images(name: &str) -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(images(name)).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, d.path().join(p.file_name().unwrap())).unwrap();
-        }
-    }
-    d
-}
-
 #[test]
 fn pid_in_use_is_named() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("counter");
     let first = restore_detached("counter", &[]);
     assert!(
@@ -59,7 +50,9 @@ fn pid_in_use_is_named() {
 #[test]
 fn failure_after_fork_kills_the_tree_and_removes_socket_files() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("usk_server");
     let d = copy_images("usk_server");
     // Pages cut short: the failure comes while rebuilding memory, after
@@ -73,7 +66,7 @@ fn failure_after_fork_kills_the_tree_and_removes_socket_files() {
     f.set_len(len / 2).unwrap();
     let _ = std::fs::remove_file("/tmp/scen/sock/srv.sock");
     let _ = std::fs::remove_file("/tmp/scen/sock/dgram.sock");
-    let out = crit()
+    let out = fixture_crit()
         .args(["restore", "-d", "-D"])
         .arg(d.path())
         .output()
@@ -97,7 +90,9 @@ fn failure_after_fork_kills_the_tree_and_removes_socket_files() {
 #[test]
 fn failure_in_a_child_task_kills_the_whole_tree() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("usk_tree");
     let d = copy_images("usk_tree");
     // The child's working directory no longer exists: its own preparation
@@ -138,7 +133,7 @@ fn failure_in_a_child_task_kills_the_whole_tree() {
         drop(c.stdin.take());
         assert!(c.wait().unwrap().success());
     }
-    let out = crit()
+    let out = fixture_crit()
         .args(["restore", "-d", "-D"])
         .arg(d.path())
         .output()
@@ -157,7 +152,9 @@ fn failure_in_a_child_task_kills_the_whole_tree() {
 #[test]
 fn outside_peer_without_consent_is_refused_with_details() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     let out = restore_detached("usk_ext_dgram", &[]);
     let msg = one_line_error(&out);
     for want in [
@@ -174,7 +171,9 @@ fn outside_peer_without_consent_is_refused_with_details() {
 #[test]
 fn outside_peer_without_address_needs_inherit_fd() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     let out = restore_detached("usk_inherit", &["--ext-unix-sk"]);
     let msg = one_line_error(&out);
     assert!(
@@ -187,7 +186,9 @@ fn outside_peer_without_address_needs_inherit_fd() {
 #[test]
 fn outside_peer_gone_rolls_back() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     let _ = std::fs::remove_file("/tmp/scen/sock/extdg.sock");
     let out = restore_detached("usk_ext_dgram", &["--ext-unix-sk"]);
     let msg = one_line_error(&out);
@@ -201,9 +202,11 @@ fn outside_peer_gone_rolls_back() {
 #[test]
 fn waiting_mode_exits_with_the_roots_status() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("counter");
-    let mut c = crit()
+    let mut c = fixture_crit()
         .args(["restore", "-D"])
         .arg(images("counter"))
         .stderr(Stdio::piped())
@@ -236,7 +239,9 @@ fn waiting_mode_exits_with_the_roots_status() {
 fn edited_external_connection_restores() {
     use std::io::Read;
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("usk_tree");
     let d = copy_images("usk_tree");
     let path = "/tmp/scen/sock/edited-ext.sock";
@@ -253,7 +258,7 @@ fn edited_external_connection_restores() {
         String::from_utf8_lossy(&out.stderr)
     );
     let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
-    let out = crit()
+    let out = fixture_crit()
         .args(["restore", "-d", "--ext-unix-sk", "-D"])
         .arg(d.path())
         .output()
@@ -292,10 +297,12 @@ fn edited_external_connection_restores() {
 #[test]
 fn killing_crit_mid_restore_leaves_nothing_running() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("kitchen");
     for delay_ms in [2u64, 8, 20, 40, 80] {
-        let mut c = crit()
+        let mut c = fixture_crit()
             .args(["restore", "-d", "--tcp-established", "-D"])
             .arg(images("kitchen"))
             .spawn()
@@ -340,7 +347,9 @@ fn killing_crit_mid_restore_leaves_nothing_running() {
 #[test]
 fn terminal_needs_shell_job() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     let d = copy_images("counter");
     let files = d.path().join("files.img");
     let fo = crit().args(["decode", "-i"]).arg(&files).output().unwrap();
@@ -360,7 +369,7 @@ fn terminal_needs_shell_job() {
     std::io::Write::write_all(c.stdin.as_mut().unwrap(), fj.to_string().as_bytes()).unwrap();
     drop(c.stdin.take());
     assert!(c.wait().unwrap().success());
-    let out = crit()
+    let out = fixture_crit()
         .args(["restore", "-d", "-D"])
         .arg(d.path())
         .output()

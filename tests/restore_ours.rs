@@ -38,6 +38,19 @@ fn wait_gone(pids: &[i32]) {
 }
 
 fn round_trip(name: &str, arg: &str, dump_opts: &[&str]) {
+    round_trip_with(name, arg, dump_opts, &[], &|_| {});
+}
+
+/// Runs program `name`, dumps it with `dump_opts`, calls `between` on the
+/// images, restores them with `restore_opts` and has every task check
+/// itself.
+fn round_trip_with(
+    name: &str,
+    arg: &str,
+    dump_opts: &[&str],
+    restore_opts: &[&str],
+    between: &dyn Fn(&Path),
+) {
     let dump = dumper();
     let _g = lock();
     prepare();
@@ -77,9 +90,11 @@ fn round_trip(name: &str, arg: &str, dump_opts: &[&str]) {
         "dump: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    between(&imgs);
     let out = crit()
         .args(["restore", "-d", "--shell-job", "-D"])
         .arg(&imgs)
+        .args(restore_opts)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
@@ -479,4 +494,64 @@ fn descriptors_in_flight_come_back_with_their_message() {
 fn pending_connections_keep_their_data() {
     let answers = self_checking("rpending", 1, &["main"]);
     assert!(answers[0].starts_with("OK"), "{answers:?}");
+}
+
+/// `--cpu-cap`: the dump records this CPU in cpuinfo.img, as CRIU does
+/// with the option; a restore with it checks that image against this CPU
+/// and names what is missing, and refuses without the image.
+#[test]
+fn cpu_cap_records_and_checks_the_cpu() {
+    round_trip_with("counter", "main", &["--cpu-cap"], &["--cpu-cap"], &|imgs| {
+        let p = imgs.join("cpuinfo.img");
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&p).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600);
+        let out = crit().args(["decode", "-i"]).arg(&p).output().unwrap();
+        assert!(out.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let caps: Vec<u64> = v["entries"][0]["x86_entry"][0]["capability"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
+        assert_eq!(caps.len(), 19);
+        // An instruction set this CPU lacks (these are rare or retired).
+        let (bit, name) = [
+            (6 * 32 + 11, "xop"),
+            (18 * 32 + 2, "avx512_4vnniw"),
+            (9 * 32 + 26, "avx512pf"),
+            (6 * 32 + 16, "fma4"),
+        ]
+        .into_iter()
+        .find(|&(b, _)| caps[b / 32] & (1 << (b % 32)) == 0)
+        .expect("this CPU has xop, avx512_4vnniw, avx512pf and fma4");
+        let copy = tempfile::tempdir().unwrap();
+        for e in std::fs::read_dir(imgs).unwrap() {
+            let f = e.unwrap().path();
+            std::fs::copy(&f, copy.path().join(f.file_name().unwrap())).unwrap();
+        }
+        edit_json(&copy.path().join("cpuinfo.img"), |v| {
+            let w = &mut v["entries"][0]["x86_entry"][0]["capability"][bit / 32];
+            *w = serde_json::json!(w.as_u64().unwrap() | (1 << (bit % 32)));
+        });
+        let restore = |extra: &[&str]| {
+            crit()
+                .args(["restore", "-d", "--shell-job", "-D"])
+                .arg(copy.path())
+                .args(extra)
+                .output()
+                .unwrap()
+        };
+        let out = restore(&["--cpu-cap"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "restored on a CPU lacking {name}");
+        assert!(err.contains(&format!("instructions {name}")), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        std::fs::remove_file(copy.path().join("cpuinfo.img")).unwrap();
+        let out = restore(&["--cpu-cap=ins"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains("cpuinfo.img: missing"), "{err}");
+    });
 }

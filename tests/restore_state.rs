@@ -4,35 +4,7 @@
 
 mod restore_util;
 use restore_util::*;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn copy_images(name: &str) -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(images(name)).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, d.path().join(p.file_name().unwrap())).unwrap();
-        }
-    }
-    d
-}
-
-fn edit_json(path: &std::path::Path, f: impl FnOnce(&mut serde_json::Value)) {
-    let out = crit().args(["decode", "-i"]).arg(path).output().unwrap();
-    assert!(out.status.success());
-    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    f(&mut v);
-    let mut c = crit()
-        .args(["encode", "-o"])
-        .arg(path)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(c.stdin.as_mut().unwrap(), v.to_string().as_bytes()).unwrap();
-    drop(c.stdin.take());
-    assert!(c.wait().unwrap().success());
-}
 
 fn status_line(pid: i32, key: &str) -> String {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -50,7 +22,9 @@ fn status_line(pid: i32, key: &str) -> String {
 #[test]
 fn credentials_are_restored() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("counter");
     let d = copy_images("counter");
     edit_json(&d.path().join("core-26659.img"), |v| {
@@ -104,7 +78,9 @@ fn credentials_are_restored() {
 #[test]
 fn pending_signal_is_delivered_after_restore() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("counter");
     let d = copy_images("counter");
     // A SIGUSR1 (10) sent by pid 1 was pending in the thread's own queue.
@@ -155,7 +131,9 @@ fn pending_signal_is_delivered_after_restore() {
 #[test]
 fn stopped_task_comes_back_stopped() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("counter");
     let d = copy_images("counter");
     edit_json(&d.path().join("core-26659.img"), |v| {
@@ -191,7 +169,9 @@ fn stopped_task_comes_back_stopped() {
 #[test]
 fn zombie_comes_back_with_its_exit_status() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("usk_tree");
     let d = copy_images("usk_tree");
     // The child (26706) had exited with status 7 and was not yet reaped.
@@ -225,7 +205,9 @@ fn zombie_comes_back_with_its_exit_status() {
 #[test]
 fn nice_and_oom_score_adj_are_restored() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("counter");
     let d = copy_images("counter");
     edit_json(&d.path().join("core-26659.img"), |v| {
@@ -263,7 +245,9 @@ fn nice_and_oom_score_adj_are_restored() {
 #[test]
 fn anon_shared_memory_by_shmid() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("kitchen");
     let d = copy_images("kitchen");
     for mm in ["mm-26773.img", "mm-26777.img"] {
@@ -297,7 +281,9 @@ fn anon_shared_memory_by_shmid() {
 fn timerfd_pending_expirations_are_restored() {
     use std::io::Read;
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("kitchen");
     let d = copy_images("kitchen");
     edit_json(&d.path().join("files.img"), |v| {
@@ -328,7 +314,9 @@ fn timerfd_pending_expirations_are_restored() {
 fn outside_peer_is_reached_with_the_tasks_groups() {
     use std::os::unix::fs::PermissionsExt;
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("usk_ext_dgram");
     let dir = "/tmp/scen/sock/group0";
     std::fs::create_dir_all(dir).unwrap();
@@ -375,7 +363,9 @@ fn outside_peer_is_reached_with_the_tasks_groups() {
 fn queued_message_keeps_the_files_it_passes() {
     use std::os::fd::AsRawFd;
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("usk_pair");
     let d = copy_images("usk_pair");
     let fdinfo = crit()
@@ -454,7 +444,9 @@ fn queued_message_keeps_the_files_it_passes() {
 #[test]
 fn queued_message_passing_an_unknown_file_is_refused() {
     let _g = lock();
-    prepare();
+    if !prepare_fixtures() {
+        return;
+    }
     require_free("usk_pair");
     let d = copy_images("usk_pair");
     edit_json(&d.path().join("sk-queues.img"), |v| {

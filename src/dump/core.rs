@@ -3,7 +3,7 @@
 //! Field presence follows CRIU 4.2 (see the counter fixture).
 
 use crate::image::pb;
-use std::arch::x86_64::__cpuid_count;
+use crate::sys::cpu;
 
 /// Registers and per-thread state read from a stopped thread.
 #[derive(Debug, Clone, Default)]
@@ -41,26 +41,6 @@ fn u64s(b: &[u8], o: usize, n: usize) -> Vec<u64> {
     (0..n).map(|i| u64_at(b, o + 8 * i)).collect()
 }
 
-/// The xsave components the CPU and OS support (XCR0 as CPUID leaf 0xD says).
-fn xfeatures() -> u64 {
-    let r = __cpuid_count(0xd, 0);
-    (r.eax as u64) | ((r.edx as u64) << 32)
-}
-
-/// (offset, size) of xsave component `i` in the standard layout.
-fn xcomp(i: u32) -> (usize, usize) {
-    let r = __cpuid_count(0xd, i);
-    (r.ebx as usize, r.eax as usize)
-}
-
-pub fn cpu_has_shstk() -> bool {
-    __cpuid_count(7, 0).ecx & (1 << 7) != 0
-}
-
-pub fn cpu_has_osxsave() -> bool {
-    __cpuid_count(1, 0).ecx & (1 << 27) != 0
-}
-
 /// FPU state in CRIU's form from an xsave buffer.
 pub fn fpregs(x: &[u8]) -> pb::UserX86FpregsEntry {
     let mut f = pb::UserX86FpregsEntry {
@@ -77,15 +57,9 @@ pub fn fpregs(x: &[u8]) -> pb::UserX86FpregsEntry {
         padding: Vec::new(),
         xsave: None,
     };
-    if cpu_has_osxsave() {
-        let feat = xfeatures();
-        let comp = |i: u32, elem: usize| -> Option<(usize, usize)> {
-            if feat & (1 << i) == 0 {
-                return None;
-            }
-            let (off, size) = xcomp(i);
-            Some((off, size / elem))
-        };
+    if cpu::has_osxsave() {
+        let comp =
+            |i: u32, elem: usize| cpu::xsave_component(i).map(|(off, size)| (off, size / elem));
         let mut xs = pb::UserX86XsaveEntry {
             xstate_bv: u64_at(x, 512),
             ..Default::default()
@@ -111,7 +85,7 @@ pub fn fpregs(x: &[u8]) -> pb::UserX86FpregsEntry {
         if let Some((o, n)) = comp(9, 4) {
             xs.pkru = u32s(x, o, n);
         }
-        if cpu_has_shstk() {
+        if cpu::has_shstk() {
             xs.cet = Some(pb::UserX86CetEntry { cet: 0, ssp: 0 });
         }
         f.xsave = Some(xs);

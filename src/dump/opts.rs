@@ -55,6 +55,8 @@ pub struct DumpOpts {
     pub tcp_established: bool,
     pub verbose: u8,
     pub log_file: Option<PathBuf>,
+    /// `--cpu-cap`: with it, `cpuinfo.img` is written.
+    pub cpu_caps: crate::model::cpu::CpuCaps,
     /// Set in the worker process: the pid of the `crit dump` that waits.
     pub worker_of: Option<i32>,
 }

@@ -207,6 +207,11 @@ pub fn run(
         dir.write("memfd.img", &b)?;
     }
 
+    if opts.cpu_caps.has(crate::model::cpu::CpuCaps::IMAGE) {
+        let mut b = ImageBuilder::new("CPUINFO")?;
+        b.entry(&crate::model::cpu::to_image(&crate::sys::cpu::this_cpu()));
+        dir.write("cpuinfo.img", &b)?;
+    }
     let mut b = ImageBuilder::new("TIMENS")?;
     b.entry(&timens()?);
     dir.write("timens-0.img", &b)?;

@@ -64,6 +64,7 @@
 //! vdso/vvar sizes differ (refused), compat (32-bit) tasks, LSM labels.
 
 pub mod child;
+pub mod cpu;
 pub mod files;
 pub mod kinds;
 pub mod log;
@@ -71,6 +72,7 @@ pub mod memory;
 pub mod plan;
 pub mod regs;
 pub mod remote;
+pub mod rlimits;
 pub mod rollback;
 pub mod seccomp;
 pub mod task;
@@ -137,6 +139,8 @@ pub struct Options {
     pub tcp_established: bool,
     pub verbose: u8,
     pub log_file: Option<PathBuf>,
+    /// `--cpu-cap`: which CPU checks to make (see [`crate::model::cpu`]).
+    pub cpu_caps: crate::model::cpu::CpuCaps,
 }
 
 /// Parses `fd[N]:RESOURCE`.
@@ -171,6 +175,7 @@ pub fn restore(opts: &Options) -> Result<i32> {
             root.pid, root.sid
         )));
     }
+    cpu::check(&plan, opts.cpu_caps, &mut log)?;
     tree::check_free(&plan)?;
     let mut rb = rollback::Rollback::new(&plan);
     match run(&plan, opts, &mut log, &mut rb) {

@@ -7,6 +7,7 @@ use super::memory;
 use super::plan::{Plan, Task};
 use super::regs;
 use super::remote::{call, Regs, Tracee};
+use super::rlimits;
 use super::seccomp;
 use super::timers;
 use super::tracee::{self, FinishedThread, SysTracee};
@@ -22,7 +23,6 @@ const NR_PERSONALITY: i64 = libc::SYS_personality;
 const NR_PRCTL: i64 = libc::SYS_prctl;
 const NR_SET_TID_ADDRESS: i64 = libc::SYS_set_tid_address;
 const NR_SET_ROBUST_LIST: i64 = libc::SYS_set_robust_list;
-const NR_PRLIMIT64: i64 = libc::SYS_prlimit64;
 const NR_RSEQ: i64 = libc::SYS_rseq;
 const NR_CLOSE_RANGE: i64 = libc::SYS_close_range;
 const NR_SETGROUPS: i64 = libc::SYS_setgroups;
@@ -148,7 +148,14 @@ fn rebuild_task(
         NR_CLOSE_RANGE,
         [lay.vbase as u64, u32::MAX as u64, 0, 0, 0, 0],
     )?;
-    task_state(&mut main, task, scratch)?;
+    let lowered = task_state(&mut main, task, scratch)?;
+    if !lowered.is_empty() {
+        let list: Vec<String> = lowered.iter().map(|l| l.to_string()).collect();
+        log.warn(format!(
+            "pid {pid}: limits lowered to what this machine allows: {}",
+            list.join(", ")
+        ));
+    }
     // Threads.
     let mut out = Vec::new();
     let mut threads: Vec<(SysTracee, &pb::CoreEntry)> = Vec::new();
@@ -284,9 +291,12 @@ fn rebuild_task(
     Ok(done)
 }
 
-/// Signal actions, interval timers, rlimits, personality.
-fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<()> {
-    let Some(tc) = task.tc() else { return Ok(()) };
+/// Signal actions, interval timers, rlimits, personality. Returns the
+/// limits this machine only allowed lower.
+fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<Vec<rlimits::Lowered>> {
+    let Some(tc) = task.tc() else {
+        return Ok(Vec::new());
+    };
     let buf = scratch + 1024;
     let mut sig = 0u64;
     for sa in &tc.sigactions {
@@ -319,19 +329,9 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<()> {
             call(t, "setitimer", NR_SETITIMER, [which, buf, 0, 0, 0, 0])?;
         }
     }
+    let mut lowered = Vec::new();
     if let Some(rl) = &tc.rlimits {
-        for (res, r) in rl.rlimits.iter().enumerate() {
-            let mut b = Vec::with_capacity(16);
-            b.extend_from_slice(&r.cur.to_le_bytes());
-            b.extend_from_slice(&r.max.to_le_bytes());
-            t.write_mem(&[(buf, &b)])?;
-            call(
-                t,
-                &format!("prlimit64({res})"),
-                NR_PRLIMIT64,
-                [0, res as u64, buf, 0, 0, 0],
-            )?;
-        }
+        lowered = rlimits::restore(t, rl, buf)?;
     }
     call(
         t,
@@ -352,7 +352,7 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<()> {
         std::fs::write(&p, adj.to_string())
             .map_err(|e| Error::io(format!("pid {}: {p}", task.pid), e))?;
     }
-    Ok(())
+    Ok(lowered)
 }
 
 /// tid address, robust list, rseq, sigaltstack, parent-death signal,

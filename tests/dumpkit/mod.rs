@@ -28,6 +28,7 @@ pub struct Prog {
 impl Kit {
     pub fn new() -> Kit {
         let g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
         nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
         Kit {
             tmp: tempfile::tempdir().expect("tempdir"),
@@ -63,7 +64,11 @@ impl Kit {
             .current_dir(self.tmp.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // Not the test's stderr: that may be a terminal, which a dump
+            // refuses without --shell-job.
+            .stderr(
+                std::fs::File::create(self.path(&format!("{name}.stderr"))).expect("stderr file"),
+            )
             .spawn()
             .expect("spawn program");
         let out = child.stdout.take().expect("stdout");
@@ -277,4 +282,19 @@ pub fn read_dumped(dir: &Path, pid: i32, vaddr: u64, len: usize) -> Option<Vec<u
         at += take as u64;
     }
     Some(out)
+}
+
+/// A base port such that `n` consecutive ports from it are free on
+/// 127.0.0.1 for TCP and UDP (below the ephemeral range, so
+/// connections made meanwhile do not take them).
+pub fn free_ports(n: u16) -> u16 {
+    let free = |p: u16| {
+        std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+    };
+    let seed = std::process::id() as u16;
+    (0..2000u16)
+        .map(|i| 20000 + (seed.wrapping_add(i.wrapping_mul(7))) % 12000)
+        .find(|&b| (0..n).all(|k| free(b + k)))
+        .expect("no free ports between 20000 and 32000")
 }

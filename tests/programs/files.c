@@ -136,9 +136,14 @@ int main(int argc, char **argv)
 		inet_pton(AF_INET6, "::1", &a6.sin6_addr);
 		if (t6 >= 0 && dup2(t6, 19) == 19 && bind(19, (void *)&a6, sizeof(a6)) == 0)
 			listen(19, 3);
+		else if (t6 >= 0)
+			close(19); /* no IPv6 here: the dump would refuse it unbound */
 		if (t6 >= 0 && t6 != 19)
 			close(t6);
-		usleep(20000);
+		char fd16[64];
+		snprintf(fd16, sizeof fd16, "/proc/%d/fd/16", (int)c);
+		while (access(fd16, F_OK) == 0)
+			usleep(1000);
 	}
 	printf("READY %d %lx\n", getpid(), (unsigned long)sh);
 	fflush(stdout);

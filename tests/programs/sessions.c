@@ -2,6 +2,7 @@
  * its own session. The root and the child share a pipe (inherited). The
  * root has a SIGUSR1 handler. Prints "READY <root> <child> <grandchild>". */
 #define _GNU_SOURCE
+#include <sys/syscall.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,8 @@ static void on_usr1(int s) { (void)s; }
 
 int main(void)
 {
+	/* Nothing inherited from the test harness: fd numbers are checked. */
+	syscall(SYS_close_range, 3, ~0U, 0);
 	int p[2], r[2];
 	struct sigaction sa = { .sa_handler = on_usr1 };
 	sigaction(SIGUSR1, &sa, NULL);
@@ -21,19 +24,20 @@ int main(void)
 		setpgid(0, 0);
 		pid_t gc = fork();
 		if (gc == 0) {
+			/* Reported once its session exists. */
 			setsid();
+			gc = getpid();
+			if (write(r[1], &gc, sizeof(gc)) != sizeof(gc))
+				return 1;
 			for (;;)
 				pause();
 		}
-		if (write(r[1], &gc, sizeof(gc)) != sizeof(gc))
-			return 1;
 		for (;;)
 			pause();
 	}
 	pid_t gc;
 	if (read(r[0], &gc, sizeof(gc)) != sizeof(gc))
 		return 1;
-	usleep(20000);
 	printf("READY %d %d %d\n", getpid(), child, gc);
 	fflush(stdout);
 	for (;;)

@@ -75,7 +75,11 @@ int main(int argc, char **argv)
 	write(acc, "from-parent", 11);
 	write(sp[0], "to-child", 8);
 	close(go[1]);
-	usleep(20000);
+	/* The child closes lis last once its fds are in place. */
+	char lfd[64];
+	snprintf(lfd, sizeof lfd, "/proc/%d/fd/%d", (int)child, lis);
+	while (access(lfd, F_OK) == 0)
+		usleep(1000);
 	printf("READY %d %d\n", child, getpid());
 	fflush(stdout);
 	for (;;)

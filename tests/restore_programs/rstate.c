@@ -299,10 +299,18 @@ int main(void) {
     struct itimerval it = {.it_interval = {3600, 0}, .it_value = {3600, 0}};
     setitimer(ITIMER_REAL, &it, NULL);
     signal(SIGALRM, SIG_IGN);
-    struct rlimit rl = {777, 20000};
-    setrlimit(RLIMIT_NOFILE, &rl);
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = 777; /* keep this machine's hard limit */
+    if (setrlimit(RLIMIT_NOFILE, &rl)) {
+        perror("setrlimit");
+        return 1;
+    }
     rl = (struct rlimit){12345, 23456};
-    setrlimit(RLIMIT_CORE, &rl);
+    if (setrlimit(RLIMIT_CORE, &rl)) {
+        perror("setrlimit");
+        return 1;
+    }
     personality(ADDR_NO_RANDOMIZE);
     snprintf(path, sizeof path, "%s/cwd", dir);
     mkdir(path, 0755);

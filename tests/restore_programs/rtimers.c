@@ -106,7 +106,8 @@ int main(void) {
         int ra = timer_gettime(a, &va), rb = timer_gettime(b, &vb);
         int rc = timer_gettime(c, &vc), rg = timer_gettime(gap, &vg);
         long g0 = good;
-        usleep(100000);
+        for (int w = 0; w < 200 && good - g0 < 5; w++)
+            usleep(10000);
         long ticks = good - g0;
         if (n != 1 || ch != 'x')
             snprintf(why, sizeof why, "read=%zd errno=%d", n, errno);
