@@ -159,7 +159,7 @@ fn outside_peer_without_consent_is_refused_with_details() {
     let msg = one_line_error(&out);
     for want in [
         "306782",
-        "dgram",
+        "DGRAM",
         "/tmp/scen/sock/extdg.sock",
         "--ext-unix-sk",
     ] {

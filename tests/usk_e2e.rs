@@ -505,7 +505,7 @@ fn refused_restore_without_consent() {
     let e = refused(&o);
     assert!(
         e.contains(&format!(
-            "{} (stream, peer {})",
+            "{} (STREAM, peer {})",
             c.ino,
             kit.path("old.sock").display()
         )),

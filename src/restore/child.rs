@@ -3,8 +3,8 @@
 //! its fds to their numbers (and the files its VMAs map to numbers crit
 //! knows), set cwd, root and umask, report, and wait to be taken over.
 
-use super::files::Reservoir;
 use super::plan::{Plan, Task};
+use super::reservoir::Reservoir;
 use crate::error::{Error, Result};
 use crate::sys::fdops;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -153,13 +153,13 @@ fn prepare(
     }
     // Listeners this task holds first take its credentials for later
     // clients (crit made them listen).
-    super::unix::relisten(plan, res, pid)?;
+    super::unix::task::relisten(plan, res, pid)?;
     // Socket pairs this task makes (before forking its children, who
     // inherit them). Their fds go to `install`, which closes what this task
     // does not keep.
     for tp in res.task_pairs.iter().filter(|p| p.pid == pid) {
         let fd_of = |id: u32| res.raw(id).or_else(|| made_pair(id));
-        let (a, b) = super::unix::make_task_pair(plan, tp, &fd_of)?;
+        let (a, b) = super::unix::task::make_task_pair(plan, tp, &fd_of)?;
         note_pair(tp.a_id, std::os::fd::IntoRawFd::into_raw_fd(a));
         note_pair(tp.b_id, std::os::fd::IntoRawFd::into_raw_fd(b));
     }
@@ -172,7 +172,7 @@ fn prepare(
     // the ends it accepts (its children connect meanwhile).
     let fd_of = |id: u32| res.raw(id).or_else(|| made_pair(id));
     let note = |id: u32, fd: OwnedFd| note_pair(id, std::os::fd::IntoRawFd::into_raw_fd(fd));
-    super::unix::make_task_conns(plan, res, pid, &fd_of, &note)?;
+    super::unix::task::make_task_conns(plan, res, pid, &fd_of, &note)?;
     if t.zombie.is_some() {
         return Ok((*status, -1));
     }

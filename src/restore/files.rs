@@ -5,6 +5,7 @@
 //! the fork that made them share it.
 
 use super::plan::Plan;
+use super::reservoir::Reservoir;
 use crate::error::{Error, Result};
 pub use crate::image::flags::{
     VMA_ANON_PRIVATE, VMA_ANON_SHARED, VMA_AREA_AIORING, VMA_AREA_HEAP, VMA_AREA_MEMFD,
@@ -15,44 +16,8 @@ use crate::image::pb;
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-
-/// File objects by file id, owned by crit until the tasks have taken them.
-#[derive(Default)]
-pub struct Reservoir {
-    pub by_id: HashMap<u32, OwnedFd>,
-    /// Files that VMAs map, by file id (opened for mapping).
-    pub vma_files: HashMap<u32, OwnedFd>,
-    /// Socket files the restore created (removed on rollback).
-    pub created_paths: Vec<std::path::PathBuf>,
-    /// Extra fds kept alive until the tree runs (temporary peers).
-    pub keep: Vec<OwnedFd>,
-    /// Unix socket pairs each task makes itself.
-    pub task_pairs: Vec<super::unix::TaskPair>,
-    /// Connections through in-tree listeners that the tasks make.
-    pub task_conns: Vec<super::unix::TaskConn>,
-    /// File ids of deleted files recreated from their ghost images.
-    pub ghosts: std::collections::HashSet<u32>,
-    /// Shared anonymous memory by shmid (a memfd per object).
-    pub shm_files: HashMap<u64, OwnedFd>,
-    /// Sockets the task itself connects to an outside peer, with its own
-    /// pid and credentials (see [`super::child`]).
-    pub ext_connects: Vec<ExtConnect>,
-}
-
-/// A unix socket (file id, inode) to connect to an outside address.
-pub struct ExtConnect {
-    pub id: u32,
-    pub ino: u32,
-    pub addr: nix::sys::socket::UnixAddr,
-}
-
-impl Reservoir {
-    pub fn raw(&self, id: u32) -> Option<RawFd> {
-        self.by_id.get(&id).map(|f| f.as_raw_fd())
-    }
-}
 
 const O_ACCMODE: u32 = 3;
 const O_NONBLOCK: u32 = 0o4000;

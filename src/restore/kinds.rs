@@ -5,8 +5,8 @@
 //! Epoll sets are filled later, inside the task (see [`super::child`]), so
 //! that their targets are registered under the task's own fd numbers.
 
-use super::files::Reservoir;
 use super::plan::{read_pagemap, Plan};
+use super::reservoir::Reservoir;
 use super::Log;
 use crate::error::{Error, Result};
 use crate::image::pb;

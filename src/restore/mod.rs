@@ -55,7 +55,7 @@
 //!
 //! Not done: SO_PEERCRED of the connections crit makes itself (through a
 //! listener with a pending backlog, a deleted name, or an accepted end
-//! held by several tasks; see [`unix::TaskConn`]), namespaces (incl. time namespace offsets), cgroups, seccomp user-space
+//! held by several tasks; see [`unix::plan::TaskConn`]), namespaces (incl. time namespace offsets), cgroups, seccomp user-space
 //! listeners and file locks (refused), POSIX timer overrun counts, terminals beyond putting a shell
 //! job on crit's own (`--shell-job`, refused without), a test for SIGIO
 //! file owners (they are set), established TCP (refused), files only in
@@ -72,6 +72,7 @@ pub mod memory;
 pub mod plan;
 pub mod regs;
 pub mod remote;
+pub mod reservoir;
 pub mod rlimits;
 pub mod rollback;
 pub mod seccomp;
@@ -209,7 +210,7 @@ fn run(
     raise_nofile();
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(|e| Error::msg(format!("prctl(PR_SET_CHILD_SUBREAPER): {e}")))?;
-    let mut res = files::Reservoir::default();
+    let mut res = reservoir::Reservoir::default();
     files::apply_inherited(plan, opts, &mut res)?;
     kinds::open_ghosts(plan, &mut res)?;
     kinds::open_memfds(plan, &mut res)?;

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::image::pb;
 use crate::image::source::Source;
 use crate::image::typed::{expect_magic, read_all, read_one, Mapped};
+use crate::model::unix::Model;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -105,6 +106,8 @@ pub struct Plan {
     pub tasks: Vec<Task>,
     /// The file table by file id.
     pub files: FileTable,
+    /// The unix sockets, with their holders and queues.
+    pub unix: Model,
     /// Socket queues in image order.
     pub packets: Vec<Packet>,
     /// Positions in `packets` by the file id of the queue's owner.
@@ -113,6 +116,26 @@ pub struct Plan {
     pub pipe_data: HashMap<u32, Vec<u8>>,
     /// Fifo data by pipe inode.
     pub fifo_data: HashMap<u32, Vec<u8>>,
+}
+
+/// The unix socket model of the images: every socket of `files.img`, who
+/// holds it (tasks in pstree order) and what is queued for it.
+fn unix_model(files: &FileTable, tasks: &[Task], packets: &[Packet]) -> Result<Model> {
+    let mut m = Model::new(
+        files
+            .values()
+            .filter_map(|f| f.usk.as_ref().map(|u| (f.id, u.clone()))),
+    )
+    .map_err(|e| Error::msg(format!("files.img: {e}")))?;
+    for t in tasks {
+        for f in &t.fds {
+            m.add_holder(f.id, t.pid, f.fd);
+        }
+    }
+    for p in packets {
+        m.add_queued(p.id_for, p.data.len() as u64);
+    }
+    Ok(m)
 }
 
 fn img(dir: &Path, name: &str) -> PathBuf {
@@ -204,10 +227,12 @@ impl Plan {
         }
         let pipe_data = pd("pipes-data.img", "PIPES_DATA")?;
         let fifo_data = pd("fifo-data.img", "FIFO_DATA")?;
+        let unix = unix_model(&files, &tasks, &packets)?;
         Ok(Plan {
             dir: dir.to_path_buf(),
             tasks,
             files,
+            unix,
             packets,
             packets_of,
             pipe_data,

@@ -3,8 +3,8 @@
 //! (so parents, sessions and groups come out as dumped).
 
 use super::child::{self, Sync};
-use super::files::Reservoir;
 use super::plan::Plan;
+use super::reservoir::Reservoir;
 use crate::error::{Error, Result};
 
 /// Clones task `idx` of the plan with its dumped pid; the clone runs

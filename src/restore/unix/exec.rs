@@ -1,0 +1,319 @@
+//! Carries out a [`UnixPlan`] in crit, before the tree is forked: makes
+//! the sockets of each step, refills the queues, finishes the sockets and
+//! hands everything to the reservoir (the tasks' share of the plan goes
+//! there too).
+
+use super::addr::{self, Addr};
+use super::plan::{self, Sender, Step, TaskInfo, UnixPlan};
+use super::task::{finish_socket, send_packet};
+use crate::error::{Error, Result};
+use crate::model::unix::{display_name, Sock};
+use crate::restore::plan::Plan;
+use crate::restore::reservoir::Reservoir;
+use crate::restore::{Log, Options};
+use nix::sys::socket::{self as so, AddressFamily, Backlog, SockFlag};
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// Makes every unix socket of the images and puts it into the reservoir.
+pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log) -> Result<()> {
+    let m = &plan.unix;
+    if m.socks.is_empty() {
+        return Ok(());
+    }
+    let inherited_fds = plan::inherited(m, &opts.inherit_fds).map_err(refused)?;
+    let mut inherited: HashMap<u32, OwnedFd> = HashMap::new();
+    for (n, ino) in inherited_fds {
+        let fd = crate::sys::sock::dup_raw(n)
+            .map_err(|e| Error::io(format!("--inherit-fd fd[{n}]"), e))?;
+        inherited.insert(ino, fd);
+    }
+    let tree: Vec<TaskInfo> = plan
+        .tasks
+        .iter()
+        .map(|t| TaskInfo {
+            pid: t.pid,
+            ppid: t.ppid,
+            zombie: t.zombie.is_some(),
+        })
+        .collect();
+    let inherited_inos: HashSet<u32> = inherited.keys().copied().collect();
+    let up = plan::plan(&plan::Input {
+        model: m,
+        tree: &tree,
+        ext: &opts.ext_unix,
+        inherited: &inherited_inos,
+    })
+    .map_err(refused)?;
+    let mut x = Exec {
+        plan,
+        res,
+        made: HashMap::new(),
+        orphans: HashMap::new(),
+    };
+    for step in &up.steps {
+        x.run(step)?;
+    }
+    let temps = x.replay(&up)?;
+    // The other ends of orphaned connections go: their peers read EOF.
+    x.orphans.clear();
+    for &ino in &up.finish {
+        if let Some(fd) = x.made.get(&ino) {
+            let s = sock(m, ino)?;
+            finish_socket(fd, &s.e, m.peer(s).map(|p| &p.e))?;
+        }
+    }
+    for n in &up.notes {
+        if n.is_warning() {
+            log.warn(n.to_string());
+        } else {
+            log.info(n.to_string());
+        }
+    }
+    let Exec { mut made, .. } = x;
+    made.extend(inherited);
+    hand_over(plan, up, made, temps, res)
+}
+
+fn refused(r: plan::Refusal) -> Error {
+    Error::msg(r.to_string())
+}
+
+fn sock(m: &crate::model::unix::Model, ino: u32) -> Result<&Sock> {
+    m.get(ino)
+        .ok_or_else(|| Error::msg(format!("unix socket {ino}: not in the images")))
+}
+
+/// Puts every socket into the reservoir: held ones by file id, the rest
+/// kept alive until the tree runs; and the tasks' share of the plan.
+fn hand_over(
+    plan: &Plan,
+    up: UnixPlan,
+    mut made: HashMap<u32, OwnedFd>,
+    temps: Vec<OwnedFd>,
+    res: &mut Reservoir,
+) -> Result<()> {
+    for s in &plan.unix.socks {
+        if let Some(fd) = made.remove(&s.ino()) {
+            if s.is_held() {
+                res.by_id.insert(s.id, fd);
+            } else {
+                res.keep.push(fd);
+            }
+        }
+    }
+    res.keep.extend(temps);
+    res.task_pairs = up.task_pairs;
+    res.task_conns = up.task_conns;
+    for x in up.ext_connects {
+        let a = addr::of(&x.target, x.ino)?;
+        res.ext_connects
+            .push(crate::restore::reservoir::ExtConnect {
+                id: x.id,
+                ino: x.ino,
+                addr: a.addr,
+            });
+    }
+    Ok(())
+}
+
+struct Exec<'a> {
+    plan: &'a Plan,
+    res: &'a mut Reservoir,
+    made: HashMap<u32, OwnedFd>,
+    /// The other end of each orphaned connection, by the socket's inode.
+    orphans: HashMap<u32, OwnedFd>,
+}
+
+impl Exec<'_> {
+    fn sock(&self, ino: u32) -> Result<&Sock> {
+        sock(&self.plan.unix, ino)
+    }
+
+    fn new_sock(&self, ino: u32) -> Result<OwnedFd> {
+        let t = self.sock(ino)?.e.r#type;
+        so::socket(
+            AddressFamily::Unix,
+            addr::sock_type(t),
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|err| Error::msg(format!("unix socket {ino}: socket: {err}")))
+    }
+
+    fn pair(&self, ino: u32, with: Option<u32>) -> Result<(OwnedFd, OwnedFd)> {
+        let t = self.sock(ino)?.e.r#type;
+        so::socketpair(
+            AddressFamily::Unix,
+            addr::sock_type(t),
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|err| match with {
+            Some(p) => Error::msg(format!("unix socket {ino}: socketpair with {p}: {err}")),
+            None => Error::msg(format!("unix socket {ino}: socketpair: {err}")),
+        })
+    }
+
+    fn addr(&self, ino: u32) -> Result<Addr> {
+        let e = &self.sock(ino)?.e;
+        let t = plan::target(&e.name, e.name_dir.as_deref(), ino).map_err(refused)?;
+        addr::of(&t, ino)
+    }
+
+    /// Binds `fd` to socket `ino`'s name (a stale socket file from the
+    /// dumped run is removed first), sets the file's mode and owner, and
+    /// unlinks it again when it was deleted at dump.
+    fn bind(&mut self, fd: &OwnedFd, ino: u32) -> Result<()> {
+        let a = self.addr(ino)?;
+        let e = self.sock(ino)?.e.clone();
+        let Some(full) = a.full_path() else {
+            return so::bind(fd.as_raw_fd(), &a.addr).map_err(|err| {
+                Error::msg(format!(
+                    "unix socket {ino}: bind {}: {err}",
+                    display_name(&e.name)
+                ))
+            });
+        };
+        if let Ok(m) = std::fs::symlink_metadata(&full) {
+            if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) {
+                let _ = std::fs::remove_file(&full);
+            }
+        }
+        addr::in_dir(a.dir.as_deref(), || so::bind(fd.as_raw_fd(), &a.addr))?.map_err(|err| {
+            Error::msg(format!("unix socket {ino}: bind {}: {err}", full.display()))
+        })?;
+        if let Some(perm) = &e.file_perms {
+            let _ = std::fs::set_permissions(
+                &full,
+                std::os::unix::fs::PermissionsExt::from_mode(perm.mode & 0o7777),
+            );
+            let _ = std::os::unix::fs::lchown(&full, Some(perm.uid), Some(perm.gid));
+        }
+        if e.deleted == Some(true) {
+            std::fs::remove_file(&full).map_err(|err| {
+                Error::io(format!("unix socket {ino}: unlink {}", full.display()), err)
+            })?;
+        } else {
+            self.res.created_paths.push(full);
+        }
+        Ok(())
+    }
+
+    fn connect(fd: &OwnedFd, a: &Addr, ino: u32) -> Result<()> {
+        addr::in_dir(a.dir.as_deref(), || so::connect(fd.as_raw_fd(), &a.addr))?
+            .map_err(|err| Error::msg(format!("unix socket {ino}: connect to {}: {err}", a.addr)))
+    }
+
+    fn run(&mut self, step: &Step) -> Result<()> {
+        match *step {
+            Step::Listen { ino } => {
+                let fd = self.new_sock(ino)?;
+                let e = self.sock(ino)?.e.clone();
+                if !e.name.is_empty() {
+                    self.bind(&fd, ino)?;
+                }
+                let backlog =
+                    Backlog::new(e.backlog.min(i32::MAX as u32) as i32).unwrap_or(Backlog::MAXCONN);
+                so::listen(&fd, backlog)
+                    .map_err(|err| Error::msg(format!("unix socket {ino}: listen: {err}")))?;
+                self.made.insert(ino, fd);
+            }
+            Step::Bind { ino } => {
+                let fd = self.new_sock(ino)?;
+                self.bind(&fd, ino)?;
+                self.made.insert(ino, fd);
+            }
+            Step::Pair { a, b } => {
+                let (x, y) = self.pair(a, Some(b))?;
+                self.made.insert(a, x);
+                self.made.insert(b, y);
+            }
+            Step::Client { ino } => {
+                // Non-blocking until the acceptor sets its flags: the
+                // connector then sees a full backlog as EAGAIN.
+                let c = self.new_sock(ino)?;
+                crate::sys::fdops::set_status_flags(c.as_raw_fd(), libc::O_NONBLOCK)
+                    .map_err(|err| Error::io(format!("unix socket {ino}: set flags"), err))?;
+                self.made.insert(ino, c);
+            }
+            Step::ConnectAccept { cli, acc, listener } => {
+                let c = self.new_sock(cli)?;
+                Self::connect(&c, &self.addr(acc)?, cli)?;
+                let l = self
+                    .made
+                    .get(&listener)
+                    .map(|f| f.as_raw_fd())
+                    .ok_or_else(|| {
+                        Error::msg(format!("unix socket {acc}: listener {listener} not made"))
+                    })?;
+                let a = crate::sys::sock::accept(l).map_err(|err| {
+                    Error::io(format!("unix socket {acc}: accept on {listener}"), err)
+                })?;
+                self.made.insert(cli, c);
+                self.made.insert(acc, a);
+            }
+            Step::Orphan { ino } => {
+                let (a, b) = self.pair(ino, None)?;
+                self.orphans.insert(ino, b);
+                self.made.insert(ino, a);
+            }
+            Step::Single {
+                ino,
+                bind,
+                ref connect,
+            } => {
+                let fd = self.new_sock(ino)?;
+                if bind {
+                    self.bind(&fd, ino)?;
+                }
+                if let Some(t) = connect {
+                    Self::connect(&fd, &addr::of(t, ino)?, ino)?;
+                }
+                self.made.insert(ino, fd);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends every queued packet crit refills, in image order, from the
+    /// socket the plan names. Returns the temporary senders (kept alive
+    /// until the tree runs, as the queued datagrams name them).
+    fn replay(&mut self, up: &UnixPlan) -> Result<Vec<OwnedFd>> {
+        let m = &self.plan.unix;
+        let mut temps: HashMap<u32, OwnedFd> = HashMap::new();
+        for pkt in &self.plan.packets {
+            let Some(s) = m.by_id(pkt.id_for) else {
+                return Err(Error::msg(format!(
+                    "sk-queues.img: queue for file id {} which is not a unix socket",
+                    pkt.id_for
+                )));
+            };
+            let ino = s.ino();
+            let from: RawFd = match up.senders.get(&ino) {
+                None => continue,
+                Some(Sender::Made(x)) => self.made.get(x).map(|f| f.as_raw_fd()),
+                Some(Sender::Orphan) => self.orphans.get(&ino).map(|f| f.as_raw_fd()),
+                Some(Sender::Temp) => match temps.entry(ino) {
+                    std::collections::hash_map::Entry::Occupied(o) => Some(o.get().as_raw_fd()),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        let t = self.new_sock(ino)?;
+                        Self::connect(&t, &self.addr(ino)?, ino)?;
+                        Some(v.insert(t).as_raw_fd())
+                    }
+                },
+            }
+            .ok_or_else(|| Error::msg(format!("unix socket {ino}: its sender was not made")))?;
+            let (res, made) = (&*self.res, &self.made);
+            let fd_of = |id: u32| {
+                res.raw(id).or_else(|| {
+                    m.by_id(id)
+                        .and_then(|x| made.get(&x.ino()))
+                        .map(|f| f.as_raw_fd())
+                })
+            };
+            send_packet(from, pkt, ino, &fd_of)?;
+        }
+        Ok(temps.into_values().collect())
+    }
+}
