@@ -268,7 +268,7 @@ fn refusal_lists_every_outside_peer() {
     assert!(!o.status.success());
     let e = stderr(&o);
     assert_eq!(e.trim().lines().count(), 1, "{e}");
-    for (ino, kind) in inos.iter().zip(["stream", "dgram", "stream", "seqpacket"]) {
+    for (ino, kind) in inos.iter().zip(["STREAM", "DGRAM", "STREAM", "SEQPACKET"]) {
         assert!(e.contains(&format!("{kind} unix socket {ino} ")), "{e}");
     }
     assert!(e.contains("ext-dgram.sock"), "the peer's address: {e}");

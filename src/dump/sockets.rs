@@ -8,7 +8,6 @@ use super::fdscan::Fd;
 use super::files::{fown, FileTable, FD_INETSK, FD_NETLINKSK, FD_UNIXSK};
 use super::freeze::Frozen;
 use crate::error::{Error, Result};
-use crate::image::flags::USK_EXTERN;
 use crate::image::pb;
 use crate::image::typed::ImageBuilder;
 use crate::sys::sockdiag::{self, InetDiag, UnixDiag};
@@ -17,10 +16,13 @@ use nix::libc;
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-const SOCK_STREAM: u8 = 1;
-const SOCK_DGRAM: u8 = 2;
-const TCP_LISTEN: u8 = 10;
-const TCP_CLOSE: u8 = 7;
+use crate::model::unix::{display_name, external_entry, type_name};
+
+// The diag's type and state numbers (a u8 there), named as the model does.
+const SOCK_STREAM: u8 = crate::model::unix::SOCK_STREAM as u8;
+const SOCK_DGRAM: u8 = crate::model::unix::SOCK_DGRAM as u8;
+const TCP_LISTEN: u8 = crate::model::unix::ST_LISTEN as u8;
+const TCP_CLOSE: u8 = crate::model::unix::ST_CLOSE as u8;
 
 struct UnixSk {
     pid: i32,
@@ -765,22 +767,9 @@ impl Sockets {
                             .get(&peer)
                             .and_then(|p| p.name.clone())
                             .unwrap_or_default();
-                        files.push(FD_UNIXSK, eid, |e| {
-                            e.usk = Some(pb::UnixSkEntry {
-                                id: eid,
-                                ino: peer,
-                                r#type: SOCK_DGRAM as u32,
-                                state: TCP_LISTEN as u32,
-                                flags: 0,
-                                uflags: USK_EXTERN,
-                                backlog: 0,
-                                peer: 0,
-                                fown: fown(),
-                                opts: pb::SkOptsEntry::default(),
-                                name,
-                                ..Default::default()
-                            })
-                        });
+                        // As CRIU writes an outside peer (a dgram entry).
+                        let ext = external_entry(eid, peer, SOCK_DGRAM.into(), name, None, None);
+                        files.push(FD_UNIXSK, eid, |e| e.usk = Some(ext));
                         slot.insert(eid);
                     }
                 } else {
@@ -791,7 +780,7 @@ impl Sockets {
                             "pid {} fd {}: {} unix socket {} is connected to socket {peer}{addr}{holder}",
                             s.pid,
                             s.fd,
-                            type_name(s.diag.sk_type),
+                            type_name(s.diag.sk_type.into()),
                             s.diag.ino
                         ),
                     ));
@@ -832,16 +821,6 @@ impl Sockets {
     }
 }
 
-/// The socket type as crit's `x sk` names it.
-fn type_name(t: u8) -> &'static str {
-    match t {
-        1 => "stream",
-        2 => "dgram",
-        5 => "seqpacket",
-        _ => "other",
-    }
-}
-
 /// Closes a descriptor the kernel installed in our table when a peek
 /// carried SCM_RIGHTS.
 fn close_installed(fd: std::os::fd::RawFd) {
@@ -850,13 +829,7 @@ fn close_installed(fd: std::os::fd::RawFd) {
 
 fn describe_peer(map: &HashMap<u32, UnixDiag>, peer: u32) -> (String, String) {
     let addr = match map.get(&peer).and_then(|p| p.name.clone()) {
-        Some(n) if !n.is_empty() && n[0] == 0 => {
-            format!(" (abstract address @{})", String::from_utf8_lossy(&n[1..]))
-        }
-        Some(n) if !n.is_empty() => format!(
-            " (address {})",
-            String::from_utf8_lossy(n.split(|&b| b == 0).next().unwrap_or(&[]))
-        ),
+        Some(n) if !n.is_empty() => format!(" (address {})", display_name(&n)),
         _ => " (no address)".to_string(),
     };
     let holder = find_holder(peer)

@@ -311,10 +311,10 @@ pub fn prepare(dir: &Path, actions: &[Action]) -> Result<Prepared> {
     let mut added = Vec::new();
     let mut after: HashMap<usize, Vec<u8>> = HashMap::new();
     let mut changed = 0;
-    for (si, s) in g.socks.iter().enumerate() {
-        match s.entry {
+    for (si, (x, s)) in g.edits.iter().zip(&g.model.socks).enumerate() {
+        match x.entry {
             Some(e) => {
-                if s.before.as_ref() == Some(&s.usk) {
+                if x.before.as_ref() == Some(&s.e) {
                     continue;
                 }
                 let Some(entry) = files.entries.get(e) else {
@@ -324,11 +324,11 @@ pub fn prepare(dir: &Path, actions: &[Action]) -> Result<Prepared> {
                     return Err(Error::msg(format!(
                         "{}: the entry of unix socket {} (file id {}, at byte {}) does not re-encode \
                          to its own bytes (fields crit does not know?); refusing to rewrite it",
-                        files.name, s.usk.ino, entry.fe.id, entry.offset
+                        files.name, s.e.ino, entry.fe.id, entry.offset
                     )));
                 }
                 let mut fe = entry.fe.clone();
-                fe.usk = Some(s.usk.clone());
+                fe.usk = Some(s.e.clone());
                 let bytes = encode(&fe);
                 after.insert(si, bytes.clone());
                 replace[e] = Some(bytes);
@@ -337,8 +337,8 @@ pub fn prepare(dir: &Path, actions: &[Action]) -> Result<Prepared> {
             None => {
                 let fe = pb::FileEntry {
                     r#type: pb::FdTypes::Unixsk as i32,
-                    id: s.usk.id,
-                    usk: Some(s.usk.clone()),
+                    id: s.e.id,
+                    usk: Some(s.e.clone()),
                     ..Default::default()
                 };
                 let bytes = encode(&fe);
@@ -360,7 +360,7 @@ pub fn prepare(dir: &Path, actions: &[Action]) -> Result<Prepared> {
             match it {
                 Item::Entry { sock, summary } => {
                     report.push_str(&format!("  {summary}\n"));
-                    let s = &g.socks[*sock];
+                    let s = &g.edits[*sock];
                     let before = match s.entry.and_then(|e| files.entries.get(e)) {
                         Some(e) => entry_json(&e.raw),
                         None => "none".to_string(),

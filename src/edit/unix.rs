@@ -29,16 +29,12 @@
 
 use super::files_img::FilesImg;
 use crate::error::{Error, Result};
-pub use crate::image::flags::USK_EXTERN;
 use crate::image::pb;
+use crate::model::unix::{
+    display_name, external_entry, shutdown_name, type_name, Model, Sock, SHUT_BOTH, SOCK_DGRAM,
+    ST_ESTABLISHED, UNIX_PATH_MAX,
+};
 use std::collections::{BTreeSet, HashMap};
-
-pub const SOCK_DGRAM: u32 = 2;
-pub const TCP_ESTABLISHED: u32 = 1;
-pub const TCP_LISTEN: u32 = 10;
-/// `sizeof(sun_path)`; restore refuses longer names.
-pub const UNIX_PATH_MAX: usize = 108;
-const SHUTDOWN_BOTH: i32 = pb::SkShutdown::Both as i32;
 
 /// A new address for a socket, as given on the command line.
 #[derive(Clone, Debug)]
@@ -48,20 +44,14 @@ pub struct Addr {
     pub bytes: Vec<u8>,
 }
 
-/// One unix socket entry, as read and as it is now.
-pub struct Sock {
+/// What the edit knows of one socket beyond the model.
+pub struct Edited {
     /// Index in `files.img`; `None` for an entry the edit adds.
     pub entry: Option<usize>,
+    /// The entry as read.
     pub before: Option<pb::UnixSkEntry>,
-    pub usk: pb::UnixSkEntry,
     /// The action that changed or added it.
     pub owner: Option<usize>,
-}
-
-impl Sock {
-    pub fn is_extern(&self) -> bool {
-        self.usk.uflags & USK_EXTERN != 0
-    }
 }
 
 /// What an action did, in the order it did it.
@@ -80,13 +70,15 @@ pub type Queues = HashMap<u32, (u64, u64)>;
 pub struct Graph {
     files: String,
     labels: Vec<String>,
-    pub socks: Vec<Sock>,
-    by_ino: HashMap<u32, usize>,
+    /// The sockets; `edits[i]` goes with `model.socks[i]`.
+    pub model: Model,
+    pub edits: Vec<Edited>,
     used_inos: BTreeSet<u32>,
     ino_floor: u32,
     used_ids: BTreeSet<u32>,
     id_floor: u32,
-    queues: Option<Queues>,
+    /// Whether sk-queues.img could be read.
+    queues_known: bool,
 }
 
 impl Graph {
@@ -95,14 +87,15 @@ impl Graph {
         let mut g = Graph {
             files: files.name.clone(),
             labels,
-            socks: Vec::new(),
-            by_ino: HashMap::new(),
+            model: Model::default(),
+            edits: Vec::new(),
             used_inos: BTreeSet::new(),
             ino_floor: 0,
             used_ids: BTreeSet::new(),
             id_floor: 0,
-            queues,
+            queues_known: queues.is_some(),
         };
+        let mut socks = Vec::new();
         for (i, e) in files.entries.iter().enumerate() {
             let fe = &e.fe;
             g.used_ids.insert(fe.id);
@@ -130,21 +123,14 @@ impl Graph {
                         g.files, e.offset, fe.id
                     )));
                 };
-                if let Some(&other) = g.by_ino.get(&usk.ino) {
-                    return Err(Error::msg(format!(
-                        "{}: two unix sockets have inode {} (file ids {} and {})",
-                        g.files, usk.ino, g.socks[other].usk.id, usk.id
-                    )));
-                }
                 sock_like.push(usk.ino);
                 sock_like.push(usk.peer);
-                g.by_ino.insert(usk.ino, g.socks.len());
-                g.socks.push(Sock {
+                g.edits.push(Edited {
                     entry: Some(i),
                     before: Some(usk.clone()),
-                    usk,
                     owner: None,
                 });
+                socks.push((fe.id, usk));
             }
             for ino in sock_like {
                 g.used_inos.insert(ino);
@@ -152,7 +138,21 @@ impl Graph {
             }
         }
         g.used_inos.remove(&0);
+        g.model = Model::new(socks).map_err(|e| Error::msg(format!("{}: {e}", g.files)))?;
+        for (id, (packets, bytes)) in queues.unwrap_or_default() {
+            if let Some(i) = g.model.by_id(id).and_then(|s| g.model.index(s.ino())) {
+                g.model.socks[i].queued = crate::model::unix::Queued { packets, bytes };
+            }
+        }
         Ok(g)
+    }
+
+    fn sock(&self, i: usize) -> &Sock {
+        &self.model.socks[i]
+    }
+
+    fn usk(&mut self, i: usize) -> &mut pb::UnixSkEntry {
+        &mut self.model.socks[i].e
     }
 
     fn label(&self, act: usize) -> &str {
@@ -165,16 +165,18 @@ impl Graph {
 
     /// The socket with inode `ino`, or an error listing the unix sockets.
     fn find(&self, act: usize, ino: u32) -> Result<usize> {
-        if let Some(&s) = self.by_ino.get(&ino) {
+        if let Some(s) = self.model.index(ino) {
             return Ok(s);
         }
         let list: Vec<String> = self
+            .model
             .socks
             .iter()
-            .filter(|s| s.entry.is_some())
-            .map(|s| {
-                let ext = if s.is_extern() { " (external)" } else { "" };
-                format!("{} {}{ext}", s.usk.ino, display_name(&s.usk.name))
+            .zip(&self.edits)
+            .filter(|(_, x)| x.entry.is_some())
+            .map(|(s, _)| {
+                let ext = if s.is_external() { " (external)" } else { "" };
+                format!("{} {}{ext}", s.e.ino, display_name(&s.e.name))
             })
             .collect();
         let known = if list.is_empty() {
@@ -188,35 +190,19 @@ impl Graph {
         Err(self.err(act, format!("no unix socket with inode {ino}; {known}")))
     }
 
-    /// "unix socket 5 (file id 6, STREAM ESTABLISHED, name -)".
+    /// "unix socket 5 (file id 6, STREAM ESTABLISHED, name -)", as read:
+    /// names may change, type and state do not.
     fn describe(&self, s: usize) -> String {
-        // As in the images: names may change, type and state do not.
-        let u = self.socks[s].before.as_ref().unwrap_or(&self.socks[s].usk);
-        let what = if self.socks[s].is_extern() {
-            "external entry"
-        } else {
-            "unix socket"
-        };
-        format!(
-            "{what} {} (file id {}, {} {}, name {})",
-            u.ino,
-            u.id,
-            type_name(u.r#type),
-            state_name(u.state),
-            display_name(&u.name)
-        )
-    }
-
-    /// In-tree sockets whose peer is `ino`.
-    fn users(&self, ino: u32) -> Vec<usize> {
-        (0..self.socks.len())
-            .filter(|&i| !self.socks[i].is_extern() && self.socks[i].usk.peer == ino)
-            .collect()
+        let mut shown = self.sock(s).clone();
+        if let Some(b) = &self.edits[s].before {
+            shown.e = b.clone();
+        }
+        shown.describe()
     }
 
     /// Marks `s` as changed by `act`; an entry may be changed by one action only.
     fn claim(&mut self, act: usize, s: usize) -> Result<()> {
-        match self.socks[s].owner {
+        match self.edits[s].owner {
             Some(o) if o != act => Err(self.err(
                 act,
                 format!(
@@ -226,14 +212,14 @@ impl Graph {
                 ),
             )),
             _ => {
-                self.socks[s].owner = Some(act);
+                self.edits[s].owner = Some(act);
                 Ok(())
             }
         }
     }
 
     fn after_other_action(&self, s: usize) -> String {
-        match self.socks[s].owner {
+        match self.edits[s].owner {
             Some(o) => format!(", after {}", self.label(o)),
             None => String::new(),
         }
@@ -250,43 +236,37 @@ impl Graph {
     }
 
     fn add(&mut self, act: usize, usk: pb::UnixSkEntry) -> usize {
-        let i = self.socks.len();
-        self.by_ino.insert(usk.ino, i);
-        self.socks.push(Sock {
+        self.edits.push(Edited {
             entry: None,
             before: None,
-            usk,
             owner: Some(act),
         });
-        i
+        self.model.add(usk.id, usk)
     }
 
     fn queued(&self, s: usize) -> String {
-        match &self.queues {
-            None => "queue unknown".to_string(),
-            Some(q) => match q.get(&self.socks[s].usk.id) {
-                Some(&(n, bytes)) if n > 0 => format!("{n} packet(s), {bytes} bytes"),
-                _ => "empty".to_string(),
-            },
+        let q = self.sock(s).queued;
+        if !self.queues_known {
+            "queue unknown".to_string()
+        } else if q.packets > 0 {
+            format!("{} packet(s), {} bytes", q.packets, q.bytes)
+        } else {
+            "empty".to_string()
         }
     }
 
     fn has_queue(&self, s: usize) -> bool {
-        matches!(&self.queues, Some(q) if q.get(&self.socks[s].usk.id).is_some_and(|&(n, _)| n > 0))
+        self.queues_known && self.sock(s).queued.packets > 0
     }
 
     /// The note on what a restore needs to connect `users` to `addr`.
     fn connect_note(&self, users: &[usize], name: &[u8]) -> String {
         let inos: Vec<String> = users
             .iter()
-            .map(|&u| self.socks[u].usk.ino.to_string())
+            .map(|&u| self.sock(u).ino().to_string())
             .collect();
-        let dgram = users
-            .iter()
-            .any(|&u| self.socks[u].usk.r#type == SOCK_DGRAM);
-        let stream = users
-            .iter()
-            .any(|&u| self.socks[u].usk.r#type != SOCK_DGRAM);
+        let dgram = users.iter().any(|&u| self.sock(u).is_dgram());
+        let stream = users.iter().any(|&u| !self.sock(u).is_dgram());
         let need = match (dgram, stream) {
             (true, true) => "a socket must be bound (dgram) or listening (stream) there",
             (true, false) => "a dgram socket must be bound there",
@@ -303,8 +283,8 @@ impl Graph {
     pub fn reconnect(&mut self, act: usize, ino: u32, addr: &Addr) -> Result<Vec<Item>> {
         let mut items = Vec::new();
         let s = self.find(act, ino)?;
-        if self.socks[s].is_extern() {
-            let users = self.users(ino);
+        if self.sock(s).is_external() {
+            let users = self.model.users(ino);
             if users.is_empty() {
                 return Err(self.err(
                     act,
@@ -315,17 +295,17 @@ impl Graph {
                 ));
             }
             self.claim(act, s)?;
-            let old = display_name(&self.socks[s].usk.name);
-            set_addr(&mut self.socks[s].usk, addr);
+            let old = display_name(&self.sock(s).e.name);
+            set_addr(self.usk(s), addr);
             let inos: Vec<String> = users
                 .iter()
-                .map(|&u| self.socks[u].usk.ino.to_string())
+                .map(|&u| self.sock(u).e.ino.to_string())
                 .collect();
             items.push(Item::Entry {
                 sock: s,
                 summary: format!(
                     "changed external entry {ino} (file id {}), the peer of {}: name {old} -> {}",
-                    self.socks[s].usk.id,
+                    self.sock(s).e.id,
                     inos.join(", "),
                     display_name(&addr.bytes)
                 ),
@@ -333,7 +313,7 @@ impl Graph {
             items.push(Item::Note(self.connect_note(&users, &addr.bytes)));
             return Ok(items);
         }
-        let peer = self.socks[s].usk.peer;
+        let peer = self.sock(s).e.peer;
         if peer == 0 {
             return Err(self.err(
                 act,
@@ -344,13 +324,13 @@ impl Graph {
                 ),
             ));
         }
-        let Some(&p) = self.by_ino.get(&peer) else {
+        let Some(&p) = self.model.index(peer).as_ref() else {
             return Err(self.err(
                 act,
                 format!("{}: its peer {peer} is not in the images", self.describe(s)),
             ));
         };
-        if !self.socks[p].is_extern() {
+        if !self.sock(p).is_external() {
             return Err(self.err(
                 act,
                 format!(
@@ -360,32 +340,37 @@ impl Graph {
                 ),
             ));
         }
-        let sharers: Vec<usize> = self.users(peer).into_iter().filter(|&u| u != s).collect();
+        let sharers: Vec<usize> = self
+            .model
+            .users(peer)
+            .into_iter()
+            .filter(|&u| u != s)
+            .collect();
         if sharers.is_empty() {
             self.claim(act, p)?;
-            let old = display_name(&self.socks[p].usk.name);
-            set_addr(&mut self.socks[p].usk, addr);
+            let old = display_name(&self.sock(p).e.name);
+            set_addr(self.usk(p), addr);
             items.push(Item::Entry {
                 sock: p,
                 summary: format!(
                     "changed external entry {peer} (file id {}), the peer of {ino}: name {old} -> {}",
-                    self.socks[p].usk.id,
+                    self.sock(p).e.id,
                     display_name(&addr.bytes)
                 ),
             });
         } else {
             self.claim(act, s)?;
-            let mut ext = self.socks[p].usk.clone();
+            let mut ext = self.sock(p).e.clone();
             ext.id = self.fresh_id()?;
             ext.ino = self.fresh_ino()?;
             ext.file_perms = None;
             set_addr(&mut ext, addr);
             let (new_ino, new_id) = (ext.ino, ext.id);
             let n = self.add(act, ext);
-            self.socks[s].usk.peer = new_ino;
+            self.usk(s).peer = new_ino;
             let others: Vec<String> = sharers
                 .iter()
-                .map(|&u| self.socks[u].usk.ino.to_string())
+                .map(|&u| self.sock(u).e.ino.to_string())
                 .collect();
             items.push(Item::Entry {
                 sock: n,
@@ -400,7 +385,7 @@ impl Graph {
                 sock: s,
                 summary: format!(
                     "changed unix socket {ino} (file id {}): peer {peer} -> {new_ino}",
-                    self.socks[s].usk.id
+                    self.sock(s).e.id
                 ),
             });
         }
@@ -412,7 +397,7 @@ impl Graph {
     pub fn external(&mut self, act: usize, ino: u32, addr: Option<&Addr>) -> Result<Vec<Item>> {
         let mut items = Vec::new();
         let s = self.find(act, ino)?;
-        if self.socks[s].is_extern() {
+        if self.sock(s).is_external() {
             return Err(self.err(
                 act,
                 format!(
@@ -421,7 +406,7 @@ impl Graph {
                 ),
             ));
         }
-        let peer = self.socks[s].usk.peer;
+        let peer = self.sock(s).e.peer;
         if peer == 0 {
             return Err(self.err(
                 act,
@@ -432,7 +417,7 @@ impl Graph {
                 ),
             ));
         }
-        let Some(&p) = self.by_ino.get(&peer) else {
+        let Some(&p) = self.model.index(peer).as_ref() else {
             return Err(self.err(
                 act,
                 format!("{}: its peer {peer} is not in the images", self.describe(s)),
@@ -441,7 +426,7 @@ impl Graph {
         if p == s {
             return Err(self.err(act, format!("{} is connected to itself", self.describe(s))));
         }
-        if self.socks[p].is_extern() {
+        if self.sock(p).is_external() {
             return Err(self.err(
                 act,
                 format!(
@@ -451,13 +436,13 @@ impl Graph {
                 ),
             ));
         }
-        let mutual = self.socks[p].usk.peer == ino;
+        let mutual = self.sock(p).e.peer == ino;
         self.claim(act, s)?;
         if mutual {
             self.claim(act, p)?;
         }
 
-        let pu = &self.socks[p].usk;
+        let pu = &self.sock(p).e;
         let (name, name_dir, mnt_id) = match addr {
             Some(a) => (a.bytes.clone(), None, None),
             None => {
@@ -471,35 +456,18 @@ impl Graph {
             }
         };
         let peer_deleted = addr.is_none() && pu.deleted == Some(true);
-        let ext = pb::UnixSkEntry {
-            id: self.fresh_id()?,
-            ino: self.fresh_ino()?,
-            r#type: self.socks[s].usk.r#type,
-            state: TCP_LISTEN,
-            flags: 0,
-            uflags: USK_EXTERN,
-            backlog: 0,
-            peer: 0,
-            fown: pb::FownEntry::default(),
-            opts: pb::SkOptsEntry::default(),
-            name,
-            shutdown: None,
-            file_perms: None,
-            name_dir,
-            deleted: None,
-            ns_id: None,
-            mnt_id,
-        };
+        let (id, new) = (self.fresh_id()?, self.fresh_ino()?);
+        let ext = external_entry(id, new, self.sock(s).e.r#type, name, name_dir, mnt_id);
         let (new_ino, new_id) = (ext.ino, ext.id);
         let nameless = ext.name.is_empty();
         let shown = display_name(&ext.name);
         let n = self.add(act, ext);
-        self.socks[s].usk.peer = new_ino;
+        self.usk(s).peer = new_ino;
         items.push(Item::Entry {
             sock: n,
             summary: format!(
                 "added external entry {new_ino} (file id {new_id}), the outside end for {ino}: {}, name {shown}{}",
-                type_name(self.socks[s].usk.r#type),
+                type_name(self.sock(s).e.r#type),
                 if addr.is_none() && !nameless { format!(" (from {peer})") } else { String::new() }
             ),
         });
@@ -507,16 +475,16 @@ impl Graph {
             sock: s,
             summary: format!(
                 "changed unix socket {ino} (file id {}): peer {peer} -> {new_ino}",
-                self.socks[s].usk.id
+                self.sock(s).e.id
             ),
         });
         if mutual {
-            let pu = &mut self.socks[p].usk;
+            let pu = self.usk(p);
             pu.peer = 0;
             let stream = pu.r#type != SOCK_DGRAM;
             let old_shut = shutdown_name(pu.shutdown);
             if stream {
-                pu.shutdown = Some(SHUTDOWN_BOTH);
+                pu.shutdown = Some(SHUT_BOTH);
             }
             let id = pu.id;
             items.push(Item::Entry {
@@ -533,7 +501,7 @@ impl Graph {
                 "note: the new external end has no address: a restore needs --inherit-fd fd[N]:socket:[{ino}]"
             )));
         } else {
-            let name = self.socks[n].usk.name.clone();
+            let name = self.sock(n).e.name.clone();
             items.push(Item::Note(self.connect_note(&[s], &name)));
         }
         if peer_deleted {
@@ -542,7 +510,7 @@ impl Graph {
             )));
         }
         if mutual {
-            if self.socks[p].usk.r#type != SOCK_DGRAM {
+            if self.sock(p).e.r#type != SOCK_DGRAM {
                 items.push(Item::Note(format!(
                     "note: {peer} comes back as a connection whose other end has closed: \
                      it reads its queue ({}), then EOF",
@@ -560,7 +528,7 @@ impl Graph {
                 self.describe(p)
             )));
         }
-        if self.socks[s].usk.r#type != SOCK_DGRAM && self.has_queue(s) {
+        if self.sock(s).e.r#type != SOCK_DGRAM && self.has_queue(s) {
             items.push(Item::Note(format!(
                 "note: {ino}'s own queue ({}) is not refilled by a restore: \
                  CRIU refills a stream socket's queue only through a peer in the images",
@@ -572,11 +540,11 @@ impl Graph {
 
     /// Checks every changed or added entry the way restore will see it.
     pub fn check(&self) -> Result<()> {
-        for (i, s) in self.socks.iter().enumerate() {
-            if s.owner.is_none() {
+        for (i, s) in self.model.socks.iter().enumerate() {
+            if self.edits[i].owner.is_none() {
                 continue;
             }
-            let u = &s.usk;
+            let u = &s.e;
             let bad = |why: String| {
                 Error::msg(format!(
                     "{}: {} would be inconsistent: {why}",
@@ -590,20 +558,20 @@ impl Graph {
                     u.name.len()
                 )));
             }
-            if u.peer != 0 && !self.by_ino.contains_key(&u.peer) {
+            if u.peer != 0 && self.model.index(u.peer).is_none() {
                 return Err(bad(format!("its peer {} is not in the images", u.peer)));
             }
-            if s.is_extern() {
+            if s.is_external() {
                 if u.peer != 0 {
                     return Err(bad(format!("an external entry with peer {}", u.peer)));
                 }
-                if self.users(u.ino).is_empty() {
+                if self.model.users(u.ino).is_empty() {
                     return Err(bad("no socket is connected to it".into()));
                 }
             } else if u.r#type != SOCK_DGRAM
-                && u.state == TCP_ESTABLISHED
+                && u.state == ST_ESTABLISHED
                 && u.peer == 0
-                && u.shutdown != Some(SHUTDOWN_BOTH)
+                && u.shutdown != Some(SHUT_BOTH)
             {
                 return Err(bad("CRIU restores an ESTABLISHED stream socket without peer only when it is shut down both ways".into()));
             }
@@ -628,51 +596,4 @@ fn set_addr(u: &mut pb::UnixSkEntry, addr: &Addr) {
     u.name_dir = None;
     u.mnt_id = None;
     u.deleted = None;
-}
-
-/// A socket name for messages: `-` for none, `@name` for an abstract one,
-/// a path without its final NUL; bytes outside printable ASCII as `\xNN`.
-pub fn display_name(b: &[u8]) -> String {
-    let (prefix, body) = match b.split_first() {
-        None => return "-".to_string(),
-        Some((0, rest)) => ("@", rest),
-        Some(_) => ("", b.strip_suffix(&[0]).unwrap_or(b)),
-    };
-    let mut s = String::from(prefix);
-    for &c in body {
-        if (0x21..0x7f).contains(&c) && c != b'\\' {
-            s.push(char::from(c));
-        } else {
-            s.push_str(&format!("\\x{c:02x}"));
-        }
-    }
-    s
-}
-
-pub fn type_name(t: u32) -> String {
-    match t {
-        1 => "STREAM".into(),
-        2 => "DGRAM".into(),
-        5 => "SEQPACKET".into(),
-        n => format!("type {n}"),
-    }
-}
-
-pub fn state_name(s: u32) -> String {
-    match s {
-        1 => "ESTABLISHED".into(),
-        7 => "CLOSE".into(),
-        10 => "LISTEN".into(),
-        n => format!("state {n}"),
-    }
-}
-
-fn shutdown_name(s: Option<i32>) -> String {
-    match s {
-        None | Some(0) => "NONE".into(),
-        Some(1) => "READ".into(),
-        Some(2) => "WRITE".into(),
-        Some(3) => "BOTH".into(),
-        Some(n) => n.to_string(),
-    }
 }

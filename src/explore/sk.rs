@@ -45,18 +45,15 @@ use super::files::exists;
 use super::tasks::{fdinfo, files_id, pstree};
 use super::Out;
 use crate::error::{Error, Result};
-use crate::image::flags::USK_EXTERN;
 use crate::image::pb;
 use crate::image::typed::{expect_magic, for_each, Mapped};
 use crate::json::forms::dict_name;
+use crate::model::unix::{display_name, state_name, type_name, Model, Sock};
 use prost::Message;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
-
-/// uflags bit: the entry stands for a socket outside the dump.
 
 #[derive(Serialize)]
 struct SockJson {
@@ -82,19 +79,16 @@ struct Holder {
     fd: u32,
 }
 
-struct Sock {
-    /// File id: what `fdinfo` and `sk-queues` refer to.
-    id: u32,
-    usk: pb::UnixSkEntry,
-}
-
-pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
-    let mut socks = Vec::new();
+/// The unix sockets of `dir`: `files.img` (and the old `unixsk.img`), who
+/// holds each and what is queued for it. Two entries with one inode are
+/// both shown; a peer is the first of them.
+fn model(dir: &Path) -> Result<Model> {
+    let mut entries = Vec::new();
     let files_path = dir.join("files.img");
     if exists(&files_path) {
         for_each::<pb::FileEntry>(&files_path, "FILES", |e| {
             if let Some(usk) = e.usk {
-                socks.push(Sock { id: e.id, usk });
+                entries.push((e.id, usk));
             }
             Ok(())
         })?;
@@ -102,19 +96,25 @@ pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
     let old_path = dir.join("unixsk.img");
     if exists(&old_path) {
         for_each::<pb::UnixSkEntry>(&old_path, "UNIXSK", |usk| {
-            socks.push(Sock { id: usk.id, usk });
+            entries.push((usk.id, usk));
             Ok(())
         })?;
     }
-    socks.sort_by_key(|s| s.usk.ino);
-
-    let queued = queues(dir)?;
-    let holders = holders(dir)?;
-    let mut by_ino: HashMap<u32, usize> = HashMap::new();
-    for (i, s) in socks.iter().enumerate() {
-        by_ino.entry(s.usk.ino).or_insert(i);
+    let mut m = Model::lenient(entries);
+    for p in pstree(dir)? {
+        holders(dir, p.pid, &mut m)?;
     }
+    queues(dir, &mut m)?;
+    Ok(m)
+}
 
+/// A name for views: None when there is none.
+fn name_of(name: &[u8]) -> Option<String> {
+    (!name.is_empty()).then(|| display_name(name))
+}
+
+pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
+    let m = model(dir)?;
     let mut list = Vec::new();
     if !json {
         out.put(format_args!(
@@ -122,50 +122,47 @@ pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
             "INODE", "TYPE", "STATE", "PEER", "QUEUED", "HOLDERS", "NAME"
         ))?;
     }
-    for s in &socks {
-        let u = &s.usk;
-        let name = show_name(&u.name);
-        let external = u.uflags & USK_EXTERN != 0;
-        let peer_entry = if u.peer != 0 {
-            by_ino.get(&u.peer).and_then(|&i| socks.get(i))
-        } else {
-            None
-        };
-        let peer_external = peer_entry.is_some_and(|p| p.usk.uflags & USK_EXTERN != 0);
+    for s in m.by_inode() {
+        let u = &s.e;
+        let peer_entry = m.peer(s);
+        let peer_external = peer_entry.is_some_and(Sock::is_external);
         let peer_address = peer_entry
             .filter(|_| peer_external)
-            .and_then(|p| show_name(&p.usk.name));
-        let q = queued.get(&s.id).copied().unwrap_or(0);
-        let held: &[(u32, u32)] = holders.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
-
+            .and_then(|p| name_of(&p.e.name));
         if json {
             list.push(SockJson {
                 inode: u.ino,
                 id: s.id,
                 stype: dict_json("type", u.r#type),
                 state: dict_json("state", u.state),
-                name,
+                name: name_of(&u.name),
                 peer: (u.peer != 0).then_some(u.peer),
-                external,
+                external: s.is_external(),
                 peer_external,
                 peer_address: peer_external.then_some(peer_address),
-                queued: q,
-                holders: held.iter().map(|&(pid, fd)| Holder { pid, fd }).collect(),
+                queued: s.queued.bytes,
+                holders: s
+                    .holders
+                    .iter()
+                    .map(|h| Holder {
+                        pid: h.pid,
+                        fd: h.fd,
+                    })
+                    .collect(),
             });
             continue;
         }
-
         let peer = if u.peer == 0 {
             "-".to_string()
         } else {
             u.peer.to_string()
         };
         let mut hs = String::new();
-        for (i, (pid, fd)) in held.iter().enumerate() {
+        for (i, h) in s.holders.iter().enumerate() {
             if i > 0 {
                 hs.push(',');
             }
-            let _ = write!(hs, "{pid}:{fd}");
+            let _ = write!(hs, "{}:{}", h.pid, h.fd);
         }
         if hs.is_empty() {
             hs.push('-');
@@ -173,17 +170,17 @@ pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
         let mut line = format!(
             "{:>10}  {:<9}  {:<11}  {:>10}  {:>8}  {:<14}  {}",
             u.ino,
-            dict_text("type", u.r#type),
-            dict_text("state", u.state),
+            type_name(u.r#type),
+            state_name(u.state),
             peer,
-            q,
+            s.queued.bytes,
             hs,
-            name.as_deref().unwrap_or("-")
+            display_name(&u.name)
         );
         if peer_external {
             let _ = write!(line, "  ext->{}", peer_address.as_deref().unwrap_or("-"));
         }
-        if external {
+        if s.is_external() {
             line.push_str("  external");
         }
         line.push('\n');
@@ -195,13 +192,6 @@ pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
     Ok(())
 }
 
-fn dict_text(field: &str, v: u32) -> String {
-    match dict_name("sk", field, u64::from(v)) {
-        Some(n) => n.to_string(),
-        None => v.to_string(),
-    }
-}
-
 fn dict_json(field: &str, v: u32) -> Value {
     match dict_name("sk", field, u64::from(v)) {
         Some(n) => n.into(),
@@ -209,48 +199,11 @@ fn dict_json(field: &str, v: u32) -> Value {
     }
 }
 
-/// A socket name for display: `None` when empty, `@…` when abstract, a
-/// path without its trailing NULs otherwise; escaped as the module says.
-fn show_name(name: &[u8]) -> Option<String> {
-    match name.split_first() {
-        None => None,
-        Some((0, rest)) => Some(format!("@{}", escape(rest))),
-        Some(_) => {
-            let end = name.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-            Some(escape(&name[..end]))
-        }
-    }
-}
-
-fn escape(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c == '\\' {
-                s.push_str("\\\\");
-            } else if c.is_control() {
-                if (c as u32) < 0x80 {
-                    let _ = write!(s, "\\x{:02x}", c as u32);
-                } else {
-                    let _ = write!(s, "\\u{{{:x}}}", c as u32);
-                }
-            } else {
-                s.push(c);
-            }
-        }
-        for b in chunk.invalid() {
-            let _ = write!(s, "\\x{b:02x}");
-        }
-    }
-    s
-}
-
-/// Bytes queued per socket file id, from `sk-queues.img` (missing: none).
-fn queues(dir: &Path) -> Result<HashMap<u32, u64>> {
-    let mut q: HashMap<u32, u64> = HashMap::new();
+/// What is queued per socket, from `sk-queues.img` (missing: nothing).
+fn queues(dir: &Path, m: &mut Model) -> Result<()> {
     let path = dir.join("sk-queues.img");
     if !exists(&path) {
-        return Ok(q);
+        return Ok(());
     }
     let file = Mapped::open(&path)?;
     let mut src = file.source();
@@ -267,27 +220,19 @@ fn queues(dir: &Path) -> Result<HashMap<u32, u64>> {
             msg: format!("bad entry: {err}"),
         })?;
         src.take(e.length as usize, "packet data")?;
-        *q.entry(e.id_for).or_default() += u64::from(e.length);
+        m.add_queued(e.id_for, u64::from(e.length));
     }
-    Ok(q)
+    Ok(())
 }
 
-/// `(pid, fd)` of every unix socket descriptor, per file id, in
-/// `pstree.img` then `fdinfo` order.
-fn holders(dir: &Path) -> Result<HashMap<u32, Vec<(u32, u32)>>> {
-    let mut h: HashMap<u32, Vec<(u32, u32)>> = HashMap::new();
-    let mut tables: HashMap<u32, Vec<pb::FdinfoEntry>> = HashMap::new();
-    for p in pstree(dir)? {
-        let fid = files_id(dir, p.pid)?;
-        let fds = match tables.entry(fid) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(fdinfo(dir, fid)?),
-        };
-        for fd in fds.iter() {
-            if fd.r#type == pb::FdTypes::Unixsk as i32 {
-                h.entry(fd.id).or_default().push((p.pid, fd.fd));
-            }
+/// Records every unix socket descriptor of task `pid` (through its
+/// `ids` and `fdinfo` images, as `fds` reads them).
+fn holders(dir: &Path, pid: u32, m: &mut Model) -> Result<()> {
+    let fid = files_id(dir, pid)?;
+    for fd in fdinfo(dir, fid)? {
+        if fd.r#type == pb::FdTypes::Unixsk as i32 {
+            m.add_holder(fd.id, pid, fd.fd);
         }
     }
-    Ok(h)
+    Ok(())
 }

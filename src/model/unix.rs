@@ -239,6 +239,23 @@ impl Model {
         Ok(m)
     }
 
+    /// The sockets of `entries`, for viewing: two entries with one inode
+    /// are both kept, and the inode names the first.
+    pub fn lenient(entries: impl IntoIterator<Item = (u32, pb::UnixSkEntry)>) -> Model {
+        let mut m = Model::default();
+        for (id, e) in entries {
+            let first = !m.by_ino.contains_key(&e.ino);
+            let ino = e.ino;
+            let i = m.add(id, e);
+            if !first {
+                // add() pointed the inode at the newest: keep the first.
+                let keep = m.socks.iter().position(|s| s.e.ino == ino).unwrap_or(i);
+                m.by_ino.insert(ino, keep);
+            }
+        }
+        m
+    }
+
     /// Adds a socket; returns its index.
     pub fn add(&mut self, id: u32, e: pb::UnixSkEntry) -> usize {
         let i = self.socks.len();

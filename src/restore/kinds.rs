@@ -11,6 +11,7 @@ use super::Log;
 use crate::error::{Error, Result};
 use crate::image::pb;
 use crate::image::typed::{expect_magic, read_all, Mapped};
+use crate::model::unix::{ST_CLOSE, ST_LISTEN};
 use std::collections::HashMap;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -464,8 +465,7 @@ fn inet(s: &pb::InetSkEntry, id: u32, opts: &super::Options) -> Result<OwnedFd> 
             )))
         }
     };
-    // TCP_LISTEN = 10, TCP_CLOSE = 7.
-    if s.state != 10 && s.state != 7 {
+    if s.state != ST_LISTEN && s.state != ST_CLOSE {
         let hint = if opts.tcp_established {
             " (--tcp-established is accepted but connections are not repaired yet)"
         } else {
@@ -514,7 +514,7 @@ fn inet(s: &pb::InetSkEntry, id: u32, opts: &super::Options) -> Result<OwnedFd> 
             ))
         })?;
     }
-    if s.state == 10 {
+    if s.state == ST_LISTEN {
         so::listen(
             &fd,
             Backlog::new(s.backlog as i32).unwrap_or(Backlog::MAXCONN),
