@@ -8,7 +8,7 @@ use crate::image::pb;
 use crate::model::cpu::{self as m, CpuCaps};
 use crate::sys::cpu;
 
-pub fn check(plan: &Plan, caps: CpuCaps, log: &mut Log) -> Result<()> {
+pub fn check(plan: &Plan, caps: CpuCaps, log: &Log) -> Result<()> {
     let rt = cpu::this_cpu();
     if caps.has(CpuCaps::IMAGE) {
         check_image(plan, &rt, caps)?;

@@ -266,12 +266,7 @@ pub fn open_anon_shared(plan: &Plan, res: &mut Reservoir) -> Result<()> {
 }
 
 /// eventfd, timerfd, signalfd, inotify, inet and netlink sockets.
-pub fn open_misc(
-    plan: &Plan,
-    opts: &super::Options,
-    res: &mut Reservoir,
-    log: &mut Log,
-) -> Result<()> {
+pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &Log) -> Result<()> {
     let used: std::collections::HashSet<u32> = plan
         .tasks
         .iter()
@@ -366,7 +361,7 @@ fn timerfd(t: &pb::TimerfdEntry, id: u32) -> Result<OwnedFd> {
     Ok(fd)
 }
 
-fn inotify(i: &pb::InotifyFileEntry, id: u32, log: &mut Log) -> Result<OwnedFd> {
+fn inotify(i: &pb::InotifyFileEntry, id: u32, log: &Log) -> Result<OwnedFd> {
     use nix::sys::inotify::{InitFlags, Inotify};
     let fl = InitFlags::from_bits_truncate((i.flags & 0o4000) as i32) | InitFlags::IN_CLOEXEC;
     let fd: OwnedFd = Inotify::init(fl)

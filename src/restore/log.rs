@@ -1,12 +1,14 @@
 //! Restore messages: warnings always go to stderr (and the log file),
-//! details only with -v.
+//! details only with -v. Shared by the threads that rebuild tasks.
 
 use std::io::Write;
+use std::sync::Mutex;
 
 pub struct Log {
     pub verbose: u8,
     start: std::time::Instant,
-    file: Option<std::fs::File>,
+    /// Serialises lines from several threads (stderr and the file).
+    file: Mutex<Option<std::fs::File>>,
 }
 
 impl Log {
@@ -24,29 +26,30 @@ impl Log {
         Ok(Log {
             verbose,
             start: std::time::Instant::now(),
-            file,
+            file: Mutex::new(file),
         })
     }
 
-    fn put(&mut self, level: &str, msg: &str, to_stderr: bool) {
+    fn put(&self, level: &str, msg: &str, to_stderr: bool) {
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if to_stderr {
             eprintln!("crit: {level}{msg}");
         }
-        if let Some(f) = &mut self.file {
+        if let Some(f) = file.as_mut() {
             let _ = writeln!(f, "{level}{msg}");
         }
     }
 
-    pub fn warn(&mut self, msg: impl AsRef<str>) {
+    pub fn warn(&self, msg: impl AsRef<str>) {
         self.put("warning: ", msg.as_ref(), true);
     }
 
-    pub fn info(&mut self, msg: impl AsRef<str>) {
+    pub fn info(&self, msg: impl AsRef<str>) {
         let v = self.verbose > 0;
         self.put("", msg.as_ref(), v);
     }
 
-    pub fn debug(&mut self, msg: impl AsRef<str>) {
+    pub fn debug(&self, msg: impl AsRef<str>) {
         let v = self.verbose > 1;
         let m = format!(
             "[{:.3}] {}",

@@ -163,7 +163,7 @@ pub fn rebuild(
     pages: &[u8],
     scratch: u64,
     scratch_len: u64,
-    log: &mut super::Log,
+    log: &super::Log,
 ) -> Result<()> {
     let pid = task.pid;
     let maps = read_maps(t.tid())?;

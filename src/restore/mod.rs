@@ -159,7 +159,7 @@ pub fn parse_inherit_fd(s: &str) -> Result<(i32, String)> {
 /// Restores the tree. Returns the exit status crit should exit with: the
 /// root's (waiting mode), or 0 once the tree runs (detached).
 pub fn restore(opts: &Options) -> Result<i32> {
-    let mut log = Log::new(opts.verbose, opts.log_file.as_deref())?;
+    let log = Log::new(opts.verbose, opts.log_file.as_deref())?;
     let t0 = std::time::Instant::now();
     let plan = plan::Plan::load(&opts.dir)?;
     log.debug(format!("images read in {:?}", t0.elapsed()));
@@ -176,13 +176,13 @@ pub fn restore(opts: &Options) -> Result<i32> {
             root.pid, root.sid
         )));
     }
-    cpu::check(&plan, opts.cpu_caps, &mut log)?;
+    cpu::check(&plan, opts.cpu_caps, &log)?;
     tree::check_free(&plan)?;
     let mut rb = rollback::Rollback::new(&plan);
-    match run(&plan, opts, &mut log, &mut rb) {
+    match run(&plan, opts, &log, &mut rb) {
         Ok(()) => {}
         Err(e) => {
-            rb.undo(&mut log);
+            rb.undo(&log);
             return Err(e);
         }
     }
@@ -201,12 +201,7 @@ pub fn restore(opts: &Options) -> Result<i32> {
     Ok(rollback::wait_root(root_pid))
 }
 
-fn run(
-    plan: &plan::Plan,
-    opts: &Options,
-    log: &mut Log,
-    rb: &mut rollback::Rollback,
-) -> Result<()> {
+fn run(plan: &plan::Plan, opts: &Options, log: &Log, rb: &mut rollback::Rollback) -> Result<()> {
     raise_nofile();
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(|e| Error::msg(format!("prctl(PR_SET_CHILD_SUBREAPER): {e}")))?;
@@ -250,7 +245,7 @@ fn run(
 
 /// Reads one report per task from the status pipe: "OK PID" or "ERR PID
 /// why".
-fn wait_ready(plan: &plan::Plan, status_r: std::os::fd::OwnedFd, log: &mut Log) -> Result<()> {
+fn wait_ready(plan: &plan::Plan, status_r: std::os::fd::OwnedFd, log: &Log) -> Result<()> {
     let t1 = std::time::Instant::now();
     let mut reports = std::io::BufReader::new(std::fs::File::from(status_r));
     let mut ready = 0;

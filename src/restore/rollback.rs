@@ -28,7 +28,7 @@ impl Rollback {
         }
     }
 
-    pub fn undo(&mut self, log: &mut Log) {
+    pub fn undo(&mut self, log: &Log) {
         if self.spawned {
             for &p in &self.ids {
                 // These pids were free when the restore began.

@@ -15,6 +15,8 @@ use super::Log;
 use crate::error::{Error, Result};
 use crate::image::pb;
 use crate::image::typed::Mapped;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Barrier;
 
 const NR_RT_SIGACTION: i64 = libc::SYS_rt_sigaction;
 const NR_SIGALTSTACK: i64 = libc::SYS_sigaltstack;
@@ -63,50 +65,146 @@ pub fn open_pages(plan: &Plan) -> Result<std::collections::HashMap<u32, Mapped>>
     Ok(out)
 }
 
+/// Rebuilds every live task, several at once: each of `workers` threads
+/// of crit takes the next task (largest first), seizes it (ptrace belongs
+/// to the thread that seized) and rebuilds it. Once all are rebuilt each
+/// thread sets its tasks' FPU state, stopped tasks get their stop signal,
+/// and every thread lets its tasks go: the tree resumes together. Any
+/// failure stops every thread at the next task; the caller's rollback
+/// kills the tree.
 pub fn take_over_all(
     plan: &Plan,
     pages: &std::collections::HashMap<u32, Mapped>,
-    log: &mut Log,
+    log: &Log,
 ) -> Result<()> {
-    let mut all: Vec<Vec<Done>> = Vec::new();
-    let mut mains = Vec::new();
-    for t in plan.live() {
-        mains.push(tracee::seize(t.pid)?);
+    let mut order: Vec<&Task> = plan.live().collect();
+    order.sort_by_key(|t| std::cmp::Reverse(pages.get(&t.pid).map_or(0, |m| m.bytes().len())));
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(order.len())
+        .max(1);
+    let team = Team {
+        plan,
+        order,
+        pages,
+        log,
+        next: AtomicUsize::new(0),
+        failed: AtomicBool::new(false),
+        barrier: Barrier::new(workers),
+    };
+    let results: Vec<Result<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let team = &team;
+                s.spawn(move || team.work(w == 0))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::msg("restore: a rebuilding thread panicked")))
+            })
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+/// The threads that rebuild the tasks, and what they share.
+struct Team<'a> {
+    plan: &'a Plan,
+    /// Live tasks in the order they are taken.
+    order: Vec<&'a Task>,
+    pages: &'a std::collections::HashMap<u32, Mapped>,
+    log: &'a Log,
+    next: AtomicUsize,
+    failed: AtomicBool,
+    /// All threads meet here between the phases.
+    barrier: Barrier,
+}
+
+impl Team<'_> {
+    /// One thread's part; the leader also sends the stop signals. Every
+    /// thread meets the others after each phase, and a phase runs only
+    /// when no thread has failed.
+    fn work(&self, leader: bool) -> Result<()> {
+        let mut mine: Vec<Vec<Done>> = Vec::new();
+        let rebuilt = self.rebuild_some(&mut mine);
+        self.sync(&rebuilt);
+        // Registers last, once every task is rebuilt.
+        let set = self.if_ok(|| {
+            for th in mine.iter().flatten() {
+                let mut x = th.t.get_xsave()?;
+                regs::fill_xsave(&mut x, &th.fpregs);
+                th.t.set_xsave(&x)?;
+            }
+            Ok(())
+        });
+        self.sync(&set);
+        // Tasks that were stopped get their stop signal before they run:
+        // they go straight into group stop when detached.
+        let signalled = self.if_ok(|| {
+            for t in self.plan.tasks.iter().filter(|_| leader) {
+                if let Some(sig) = t.stop_signal() {
+                    crate::sys::ptrace::tgkill(t.pid as i32, t.pid as i32, sig)
+                        .map_err(|e| Error::io(format!("pid {}: stop it again", t.pid), e))?;
+                }
+            }
+            Ok(())
+        });
+        self.sync(&signalled);
+        let detached = self.if_ok(|| {
+            for th in mine.into_iter().flatten() {
+                th.t.detach()?;
+            }
+            Ok(())
+        });
+        rebuilt.and(set).and(signalled).and(detached)
     }
-    for (t, main) in plan.live().zip(mains) {
-        let started = std::time::Instant::now();
-        all.push(rebuild_task(t, main, pages.get(&t.pid), log)?);
-        log.debug(format!("pid {}: rebuilt in {:?}", t.pid, started.elapsed()));
-    }
-    // Registers last, then let the whole tree go.
-    for threads in &all {
-        for th in threads {
-            let mut x = th.t.get_xsave()?;
-            regs::fill_xsave(&mut x, &th.fpregs);
-            th.t.set_xsave(&x)?;
+
+    /// Marks a failure, then waits for every thread.
+    fn sync(&self, r: &Result<()>) {
+        if r.is_err() {
+            self.failed.store(true, Ordering::SeqCst);
         }
+        self.barrier.wait();
     }
-    // Tasks that were stopped get their stop signal before they run: they
-    // go straight into group stop when detached.
-    for t in &plan.tasks {
-        if let Some(sig) = t.stop_signal() {
-            crate::sys::ptrace::tgkill(t.pid as i32, t.pid as i32, sig)
-                .map_err(|e| Error::io(format!("pid {}: stop it again", t.pid), e))?;
+
+    /// Runs `f` unless some thread has failed.
+    fn if_ok(&self, f: impl FnOnce() -> Result<()>) -> Result<()> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Ok(());
         }
+        f()
     }
-    for threads in all {
-        for th in threads {
-            th.t.detach()?;
+
+    /// Takes tasks until none is left or a thread failed.
+    fn rebuild_some(&self, mine: &mut Vec<Vec<Done>>) -> Result<()> {
+        while !self.failed.load(Ordering::SeqCst) {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(&t) = self.order.get(i) else { break };
+            let started = std::time::Instant::now();
+            let done = tracee::seize(t.pid)
+                .and_then(|main| rebuild_task(t, main, self.pages.get(&t.pid), self.log));
+            match done {
+                Ok(d) => mine.push(d),
+                Err(e) => {
+                    self.failed.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
+            self.log
+                .debug(format!("pid {}: rebuilt in {:?}", t.pid, started.elapsed()));
         }
+        Ok(())
     }
-    Ok(())
 }
 
 fn rebuild_task(
     task: &Task,
     mut main: SysTracee,
     pages_file: Option<&Mapped>,
-    log: &mut Log,
+    log: &Log,
 ) -> Result<Vec<Done>> {
     let pid = task.pid;
     let lay = Layout::for_task(task);

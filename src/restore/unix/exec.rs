@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// Makes every unix socket of the images and puts it into the reservoir.
-pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &mut Log) -> Result<()> {
+pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &Log) -> Result<()> {
     let m = &plan.unix;
     if m.socks.is_empty() {
         return Ok(());
