@@ -52,44 +52,7 @@ enum Cmd {
         input: String,
     },
     /// Freeze a process tree and write its state as CRIU-format images.
-    Dump {
-        /// Pid of the root of the tree to dump.
-        #[arg(short = 't', long = "tree", value_name = "PID")]
-        tree: i32,
-        /// Where to write the images (created if missing; must hold none).
-        #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
-        images_dir: std::path::PathBuf,
-        /// Let the tree run on after the dump instead of killing it.
-        #[arg(short = 'R', long = "leave-running")]
-        leave_running: bool,
-        /// Dump unix sockets whose peer is outside the tree: all of them
-        /// (bare), or only the listed socket inodes (=INO[,INO...]).
-        #[arg(long = "ext-unix-sk", value_name = "INO[,INO...]", num_args = 0..=1,
-              require_equals = true, default_missing_value = "", action = clap::ArgAction::Append)]
-        ext_unix_sk: Vec<String>,
-        /// An external resource; unix[INO] is the same as --ext-unix-sk=INO.
-        #[arg(long = "external", value_name = "unix[INO]", action = clap::ArgAction::Append)]
-        external: Vec<String>,
-        /// The tree is a job of the calling shell: dump its terminal.
-        #[arg(long = "shell-job")]
-        shell_job: bool,
-        /// Accept established TCP connections (refused for now).
-        #[arg(long = "tcp-established")]
-        tcp_established: bool,
-        /// Record this CPU in cpuinfo.img, for `crit restore --cpu-cap`.
-        #[arg(long = "cpu-cap", value_name = "CAPS", num_args = 0..=1,
-              require_equals = true, default_missing_value = "")]
-        cpu_cap: Option<String>,
-        /// More detail on stderr (or in the log file).
-        #[arg(short = 'v', action = clap::ArgAction::Count)]
-        verbose: u8,
-        /// Write the log to this file.
-        #[arg(short = 'o', long = "log-file", value_name = "LOGFILE")]
-        log_file: Option<std::path::PathBuf>,
-        /// Internal: run as the worker of the `crit dump` with this pid.
-        #[arg(long = "worker", hide = true, value_name = "PPID")]
-        worker: Option<i32>,
-    },
+    Dump(DumpArgs),
     /// Explore an images directory.
     X {
         dir: String,
@@ -116,44 +79,87 @@ enum Cmd {
         dry_run: bool,
     },
     /// Restore a process tree from an images directory.
-    Restore {
-        /// Images directory.
-        #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
-        dir: String,
-        /// Return once the tree runs instead of waiting for its root.
-        #[arg(short = 'd', long = "restore-detached")]
-        detached: bool,
-        /// Write the root's pid to this file.
-        #[arg(long, value_name = "FILE")]
-        pidfile: Option<String>,
-        /// Allow reconnecting unix sockets to peers outside the images:
-        /// bare for all, INO for one, INO=PATH to reconnect to PATH (@name
-        /// for an abstract name).
-        #[arg(long = "ext-unix-sk", value_name = "INO[=PATH]", num_args = 0..=1, default_missing_value = "", require_equals = true, action = clap::ArgAction::Append)]
-        ext_unix_sk: Vec<String>,
-        /// Use crit's fd N for an image resource: socket:[INO], pipe:[INO]
-        /// or a file path.
-        #[arg(long = "inherit-fd", value_name = "fd[N]:RESOURCE")]
-        inherit_fd: Vec<String>,
-        /// The root stays in crit's session and process group.
-        #[arg(long = "shell-job", short = 'j')]
-        shell_job: bool,
-        /// Accepted for compatibility with criu.
-        #[arg(long = "tcp-established")]
-        tcp_established: bool,
-        /// CPU checks: fpu, ins, cpu, all or none, "^" to negate (bare:
-        /// all, against cpuinfo.img). Without it, only the xsave state the
-        /// threads use must fit this CPU; none drops what does not fit.
-        #[arg(long = "cpu-cap", value_name = "CAPS", num_args = 0..=1,
-              require_equals = true, default_missing_value = "")]
-        cpu_cap: Option<String>,
-        /// More messages (repeat for more).
-        #[arg(short = 'v', action = clap::ArgAction::Count)]
-        verbose: u8,
-        /// Also write messages to this file.
-        #[arg(short = 'o', long = "log-file", value_name = "LOGFILE")]
-        log_file: Option<String>,
-    },
+    Restore(RestoreArgs),
+}
+
+#[derive(clap::Args)]
+struct DumpArgs {
+    /// Pid of the root of the tree to dump.
+    #[arg(short = 't', long = "tree", value_name = "PID")]
+    tree: i32,
+    /// Where to write the images (created if missing; must hold none).
+    #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
+    images_dir: std::path::PathBuf,
+    /// Let the tree run on after the dump instead of killing it.
+    #[arg(short = 'R', long = "leave-running")]
+    leave_running: bool,
+    /// Dump unix sockets whose peer is outside the tree: all of them
+    /// (bare), or only the listed socket inodes (=INO[,INO...]).
+    #[arg(long = "ext-unix-sk", value_name = "INO[,INO...]", num_args = 0..=1,
+      require_equals = true, default_missing_value = "", action = clap::ArgAction::Append)]
+    ext_unix_sk: Vec<String>,
+    /// An external resource; unix[INO] is the same as --ext-unix-sk=INO.
+    #[arg(long = "external", value_name = "unix[INO]", action = clap::ArgAction::Append)]
+    external: Vec<String>,
+    /// The tree is a job of the calling shell: dump its terminal.
+    #[arg(long = "shell-job")]
+    shell_job: bool,
+    /// Accept established TCP connections (refused for now).
+    #[arg(long = "tcp-established")]
+    tcp_established: bool,
+    /// Record this CPU in cpuinfo.img, for `crit restore --cpu-cap`.
+    #[arg(long = "cpu-cap", value_name = "CAPS", num_args = 0..=1,
+      require_equals = true, default_missing_value = "")]
+    cpu_cap: Option<String>,
+    /// More detail on stderr (or in the log file).
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Write the log to this file.
+    #[arg(short = 'o', long = "log-file", value_name = "LOGFILE")]
+    log_file: Option<std::path::PathBuf>,
+    /// Internal: run as the worker of the `crit dump` with this pid.
+    #[arg(long = "worker", hide = true, value_name = "PPID")]
+    worker: Option<i32>,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// Images directory.
+    #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
+    dir: String,
+    /// Return once the tree runs instead of waiting for its root.
+    #[arg(short = 'd', long = "restore-detached")]
+    detached: bool,
+    /// Write the root's pid to this file.
+    #[arg(long, value_name = "FILE")]
+    pidfile: Option<String>,
+    /// Allow reconnecting unix sockets to peers outside the images:
+    /// bare for all, INO for one, INO=PATH to reconnect to PATH (@name
+    /// for an abstract name).
+    #[arg(long = "ext-unix-sk", value_name = "INO[=PATH]", num_args = 0..=1, default_missing_value = "", require_equals = true, action = clap::ArgAction::Append)]
+    ext_unix_sk: Vec<String>,
+    /// Use crit's fd N for an image resource: socket:[INO], pipe:[INO]
+    /// or a file path.
+    #[arg(long = "inherit-fd", value_name = "fd[N]:RESOURCE")]
+    inherit_fd: Vec<String>,
+    /// The root stays in crit's session and process group.
+    #[arg(long = "shell-job", short = 'j')]
+    shell_job: bool,
+    /// Accepted for compatibility with criu.
+    #[arg(long = "tcp-established")]
+    tcp_established: bool,
+    /// CPU checks: fpu, ins, cpu, all or none, "^" to negate (bare:
+    /// all, against cpuinfo.img). Without it, only the xsave state the
+    /// threads use must fit this CPU; none drops what does not fit.
+    #[arg(long = "cpu-cap", value_name = "CAPS", num_args = 0..=1,
+          require_equals = true, default_missing_value = "")]
+    cpu_cap: Option<String>,
+    /// More messages (repeat for more).
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Also write messages to this file.
+    #[arg(short = 'o', long = "log-file", value_name = "LOGFILE")]
+    log_file: Option<String>,
 }
 
 fn run(cli: Cli) -> crit::error::Result<()> {
@@ -175,48 +181,7 @@ fn run(cli: Cli) -> crit::error::Result<()> {
             crit::toolkit::decode(Some(&input), None, DecodeOpts { pretty: true, nopl })
         }
         Cmd::Info { input } => crit::toolkit::info(&input),
-        Cmd::Dump {
-            tree,
-            images_dir,
-            leave_running,
-            ext_unix_sk,
-            external,
-            shell_job,
-            tcp_established,
-            cpu_cap,
-            verbose,
-            log_file,
-            worker,
-        } => {
-            if worker.is_none() {
-                // The dump runs in a worker so that killing this process
-                // never leaves the tree frozen (see crit::dump::guard).
-                let args: Vec<String> = std::env::args().skip(1).collect();
-                std::process::exit(crit::dump::guard::run_in_worker(&args));
-            }
-            let mut ext = crit::dump::ExtUnix::default();
-            for v in &ext_unix_sk {
-                ext.add_list(v)?;
-            }
-            for v in &external {
-                ext.add_external(v)?;
-            }
-            let opts = crit::dump::DumpOpts {
-                pid: tree,
-                dir: images_dir,
-                leave_running,
-                ext_unix: ext,
-                shell_job,
-                tcp_established,
-                cpu_caps: cpu_caps(cpu_cap.as_deref())?,
-                verbose,
-                log_file,
-                worker_of: worker,
-            };
-            let summary = crit::dump::dump(&opts)?;
-            eprintln!("crit: {summary}");
-            Ok(())
-        }
+        Cmd::Dump(a) => dump(a),
         Cmd::X { dir, what, json } => crit::explore::run(std::path::Path::new(&dir), &what, json),
         Cmd::Edit {
             dir,
@@ -224,39 +189,61 @@ fn run(cli: Cli) -> crit::error::Result<()> {
             external,
             dry_run,
         } => crit::edit::run(&dir, &reconnect, &external, dry_run),
-        Cmd::Restore {
-            dir,
-            detached,
-            pidfile,
-            ext_unix_sk,
-            inherit_fd,
-            shell_job,
-            tcp_established,
-            cpu_cap,
-            verbose,
-            log_file,
-        } => {
-            let mut o = crit::restore::Options {
-                dir: dir.into(),
-                detached,
-                pidfile: pidfile.map(Into::into),
-                shell_job,
-                tcp_established,
-                cpu_caps: cpu_caps(cpu_cap.as_deref())?,
-                verbose,
-                log_file: log_file.map(Into::into),
-                ..Default::default()
-            };
-            for v in &ext_unix_sk {
-                o.ext_unix.add(v)?;
-            }
-            for v in &inherit_fd {
-                o.inherit_fds.push(crit::restore::parse_inherit_fd(v)?);
-            }
-            let code = crit::restore::restore(&o)?;
-            std::process::exit(code);
-        }
+        Cmd::Restore(a) => restore(a),
     }
+}
+
+/// `crit dump`: in a worker process, so that killing this one never
+/// leaves the tree frozen (see crit::dump::guard).
+fn dump(a: DumpArgs) -> crit::error::Result<()> {
+    if a.worker.is_none() {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        std::process::exit(crit::dump::guard::run_in_worker(&args));
+    }
+    let mut ext = crit::dump::ExtUnix::default();
+    for v in &a.ext_unix_sk {
+        ext.add_list(v)?;
+    }
+    for v in &a.external {
+        ext.add_external(v)?;
+    }
+    let opts = crit::dump::DumpOpts {
+        pid: a.tree,
+        dir: a.images_dir,
+        leave_running: a.leave_running,
+        ext_unix: ext,
+        shell_job: a.shell_job,
+        tcp_established: a.tcp_established,
+        cpu_caps: cpu_caps(a.cpu_cap.as_deref())?,
+        verbose: a.verbose,
+        log_file: a.log_file,
+        worker_of: a.worker,
+    };
+    let summary = crit::dump::dump(&opts)?;
+    eprintln!("crit: {summary}");
+    Ok(())
+}
+
+/// `crit restore`: exits with the root's status (0 when detached).
+fn restore(a: RestoreArgs) -> crit::error::Result<()> {
+    let mut o = crit::restore::Options {
+        dir: a.dir.into(),
+        detached: a.detached,
+        pidfile: a.pidfile.map(Into::into),
+        shell_job: a.shell_job,
+        tcp_established: a.tcp_established,
+        cpu_caps: cpu_caps(a.cpu_cap.as_deref())?,
+        verbose: a.verbose,
+        log_file: a.log_file.map(Into::into),
+        ..Default::default()
+    };
+    for v in &a.ext_unix_sk {
+        o.ext_unix.add(v)?;
+    }
+    for v in &a.inherit_fd {
+        o.inherit_fds.push(crit::restore::parse_inherit_fd(v)?);
+    }
+    std::process::exit(crit::restore::restore(&o)?);
 }
 
 /// `--cpu-cap[=CAPS]`, or CRIU's default without the option.

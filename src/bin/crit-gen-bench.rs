@@ -241,12 +241,43 @@ fn main() {
         eprintln!("crit-gen-bench: {}: {e}", o.dir.display());
         exit(1);
     }
-    let pid = o.pid;
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let g = gen_files(&o);
+    let dir = &o.dir;
+    write(dir, "files.img", &g.files.bytes);
+    write(dir, "fdinfo-2.img", &g.fds.bytes);
+    write_task(dir, o.pid, g.cwd_id, g.root_id);
+    write_pagemap(dir, o.pid);
+    let inv: pb::InventoryEntry = one(T_INVENTORY, true);
+    write(
+        dir,
+        "inventory.img",
+        &builder("INVENTORY").entry(&inv).bytes,
+    );
+    println!(
+        "{}: pid {}, {} files ({} unix socket ends), {} fds",
+        dir.display(),
+        o.pid,
+        g.nfiles,
+        2 * o.pairs,
+        g.nfds
+    );
+}
 
-    // files.img: the executable and libraries (ids 1-3, as the mm has
-    // them), then the files in fd order, cwd and root last, as CRIU
-    // dumps them.
+/// files.img and fdinfo-2.img, built.
+struct Files {
+    files: ImageBuilder,
+    fds: ImageBuilder,
+    nfiles: u64,
+    nfds: u64,
+    cwd_id: u32,
+    root_id: u32,
+}
+
+/// files.img: the executable and libraries (ids 1-3, as the mm has
+/// them), then the files in fd order, cwd and root last, as CRIU dumps
+/// them.
+fn gen_files(o: &Opts) -> Files {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut files = builder("FILES");
     let mut fds = builder("FDINFO");
     let mut nfiles = 0u64;
@@ -337,10 +368,18 @@ fn main() {
     files.entry(&reg(root_id, 0, 0, "/", None, S_IFDIR | 0o755));
     nfiles += 2;
 
-    let dir = &o.dir;
-    write(dir, "files.img", &files.bytes);
-    write(dir, "fdinfo-2.img", &fds.bytes);
+    Files {
+        files,
+        fds,
+        nfiles,
+        nfds,
+        cwd_id,
+        root_id,
+    }
+}
 
+/// pstree, ids, core, fs and mm of the one task.
+fn write_task(dir: &Path, pid: u32, cwd_id: u32, root_id: u32) {
     // pstree.img: one task, one thread.
     let mut ps = builder("PSTREE");
     ps.entry(&pb::PstreeEntry {
@@ -387,9 +426,11 @@ fn main() {
         &format!("mm-{pid}.img"),
         &builder("MM").entry(&mm).bytes,
     );
+}
 
-    // pagemap: the head and entries as they are, and pages-1.img of the
-    // size they add up to (zero-filled).
+/// The template's pagemap as it is, and pages-1.img of the size it adds
+/// up to (zero-filled).
+fn write_pagemap(dir: &Path, pid: u32) {
     let pm = template_entries(T_PAGEMAP, false);
     let mut pagemap = builder("PAGEMAP");
     let head = pb::PagemapHead::decode(pm[0]).expect("template pagemap decodes");
@@ -409,18 +450,5 @@ fn main() {
         dir,
         &format!("pages-{}.img", head.pages_id),
         &vec![0u8; (pages * 4096) as usize],
-    );
-
-    let inv: pb::InventoryEntry = one(T_INVENTORY, true);
-    write(
-        dir,
-        "inventory.img",
-        &builder("INVENTORY").entry(&inv).bytes,
-    );
-
-    println!(
-        "{}: pid {pid}, {nfiles} files ({} unix socket ends), {nfds} fds",
-        dir.display(),
-        2 * o.pairs
     );
 }

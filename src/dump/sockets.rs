@@ -667,7 +667,7 @@ impl Sockets {
 
     /// Writes the unix socket entries once every descriptor of the tree is
     /// known: peers outside the tree become external entries (with
-    /// consent) or a refusal.
+    /// consent) or a refusal naming every such socket.
     /// `kill`: the tree is killed after the dump (no `-R`); only then can
     /// the data of a connection still pending in a listener be taken.
     pub fn finish(
@@ -677,11 +677,53 @@ impl Sockets {
         kill: bool,
     ) -> Result<()> {
         self.write_held_queues(files)?;
+        let pending_in = self.pending_clients()?;
         let in_tree: HashSet<u32> = self.pending.iter().map(|s| s.diag.ino).collect();
-        // Clients whose connection waits in a listener's accept queue:
-        // ICONS lists the client ends; their peer (the unaccepted embryo)
-        // has no inode, and CRIU records the listener as their peer.
-        let mut pending_in: HashMap<u32, u32> = HashMap::new();
+        let mut ext_entries: HashMap<u32, u32> = HashMap::new();
+        let pending = std::mem::take(&mut self.pending);
+        let mut refused: Vec<(u32, String)> = Vec::new();
+        for s in &pending {
+            let mut peer = s.diag.peer.unwrap_or(0);
+            if let Some(&l) = pending_in.get(&s.diag.ino) {
+                self.pending_connection(s, l, &pending, files, kill)?;
+                peer = l;
+            } else if peer == 0 && s.diag.state == 1 && s.diag.sk_type != SOCK_DGRAM {
+                // Connected to an embryo of a listener outside the tree.
+                return Err(Error::msg(format!(
+                    "pid {} fd {}: unix socket {} is connected to a listener outside the dumped tree that has not accepted it yet",
+                    s.pid, s.fd, s.diag.ino
+                )));
+            }
+            if peer != 0 && !in_tree.contains(&peer) {
+                if !(ext.allows(s.diag.ino as u64) || ext.allows(peer as u64)) {
+                    refused.push((s.diag.ino, self.outside(s, peer)));
+                    continue;
+                }
+                if let std::collections::hash_map::Entry::Vacant(slot) = ext_entries.entry(peer) {
+                    slot.insert(self.external(peer, files));
+                }
+            }
+            let e = self.entry(s, peer);
+            files.push(FD_UNIXSK, s.id, |f| f.usk = Some(e));
+        }
+        if !refused.is_empty() {
+            let inos: Vec<String> = refused.iter().map(|(i, _)| i.to_string()).collect();
+            let what: Vec<&str> = refused.iter().map(|(_, d)| d.as_str()).collect();
+            return Err(Error::msg(format!(
+                "{} outside the dumped tree; to dump as external, give --ext-unix-sk={}",
+                what.join("; "),
+                inos.join(",")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Clients whose connection waits in a listener's accept queue, with
+    /// that listener: ICONS lists the client ends; their peer (the
+    /// unaccepted embryo) has no inode, and CRIU records the listener as
+    /// their peer.
+    fn pending_clients(&self) -> Result<HashMap<u32, u32>> {
+        let mut pending_in = HashMap::new();
         for s in &self.pending {
             for &c in &s.diag.icons {
                 if c == 0 {
@@ -696,128 +738,120 @@ impl Sockets {
                 pending_in.insert(c, s.diag.ino);
             }
         }
-        let map = self.unix.clone().unwrap_or_default();
-        let mut ext_entries: HashMap<u32, u32> = HashMap::new();
-        let pending = std::mem::take(&mut self.pending);
-        // Sockets whose peer is outside the tree, without consent: all of
-        // them are named in one refusal.
-        let mut refused: Vec<(u32, String)> = Vec::new();
-        for s in &pending {
-            let mut peer = s.diag.peer.unwrap_or(0);
-            if let Some(&l) = pending_in.get(&s.diag.ino) {
-                let unread = s.diag.rqlen.map(|r| r.1).unwrap_or(0);
-                if unread > 0 && !kill {
-                    return Err(Error::msg(format!(
-                        "pid {} fd {}: unix socket {} sent data on a connection still pending in listener {l} \
-                         (not accepted yet); it can be read only by taking the connection from the tree, \
-                         which -R (--leave-running) forbids: dump without -R",
-                        s.pid, s.fd, s.diag.ino
-                    )));
-                }
-                if unread > 0 {
-                    let lsk = pending
-                        .iter()
-                        .find(|x| x.diag.ino == l)
-                        .ok_or_else(|| Error::msg(format!("unix listener {l}: not in the tree")))?;
-                    // An inode number no socket of the system has.
-                    let mut ino = u32::MAX;
-                    while map.contains_key(&ino) || self.drains.iter().any(|d| d.ino == ino) {
-                        ino -= 1;
-                    }
-                    let id = files.new_id();
-                    let e = pb::UnixSkEntry {
-                        id,
-                        ino,
-                        r#type: s.diag.sk_type as u32,
-                        state: 1, // established
-                        flags: 2, // O_RDWR
-                        uflags: 0,
-                        backlog: 0,
-                        peer: s.diag.ino,
-                        fown: fown(),
-                        opts: lsk.opts.clone(),
-                        name: lsk.diag.name.clone().unwrap_or_default(),
-                        name_dir: lsk.name_dir.clone(),
-                        ns_id: self.net_ns_id,
-                        ..Default::default()
-                    };
-                    files.push(FD_UNIXSK, id, |f| f.usk = Some(e));
-                    self.drains.push(Drain {
-                        listener: (lsk.pid, lsk.fd),
-                        listener_ino: l,
-                        client_ino: s.diag.ino,
-                        id,
-                        ino,
-                    });
-                }
-                peer = l;
-            } else if peer == 0 && s.diag.state == 1 && s.diag.sk_type != SOCK_DGRAM {
-                // Connected to an embryo of a listener outside the tree.
-                return Err(Error::msg(format!(
-                    "pid {} fd {}: unix socket {} is connected to a listener outside the dumped tree that has not accepted it yet",
-                    s.pid, s.fd, s.diag.ino
-                )));
-            }
-            if peer != 0 && !in_tree.contains(&peer) {
-                if ext.allows(s.diag.ino as u64) || ext.allows(peer as u64) {
-                    if let std::collections::hash_map::Entry::Vacant(slot) = ext_entries.entry(peer)
-                    {
-                        let eid = files.new_id();
-                        let name = map
-                            .get(&peer)
-                            .and_then(|p| p.name.clone())
-                            .unwrap_or_default();
-                        // As CRIU writes an outside peer (a dgram entry).
-                        let ext = external_entry(eid, peer, SOCK_DGRAM.into(), name, None, None);
-                        files.push(FD_UNIXSK, eid, |e| e.usk = Some(ext));
-                        slot.insert(eid);
-                    }
-                } else {
-                    let (addr, holder) = describe_peer(&map, peer);
-                    refused.push((
-                        s.diag.ino,
-                        format!(
-                            "pid {} fd {}: {} unix socket {} is connected to socket {peer}{addr}{holder}",
-                            s.pid,
-                            s.fd,
-                            type_name(s.diag.sk_type.into()),
-                            s.diag.ino
-                        ),
-                    ));
-                    continue;
-                }
-            }
-            let e = pb::UnixSkEntry {
-                id: s.id,
-                ino: s.diag.ino,
-                r#type: s.diag.sk_type as u32,
-                state: s.diag.state as u32,
-                flags: s.flags,
-                uflags: 0,
-                backlog: s.diag.rqlen.map(|r| r.1).unwrap_or(0),
-                peer,
-                fown: s.fown,
-                opts: s.opts.clone(),
-                name: s.diag.name.clone().unwrap_or_default(),
-                shutdown: s.diag.shutdown.filter(|&v| v != 0).map(|v| v as i32),
-                file_perms: s.file_perms,
-                name_dir: s.name_dir.clone(),
-                deleted: if s.deleted { Some(true) } else { None },
-                ns_id: self.net_ns_id,
-                mnt_id: None,
-            };
-            files.push(FD_UNIXSK, s.id, |f| f.usk = Some(e));
+        Ok(pending_in)
+    }
+
+    /// A client `s` pending in listener `l`: when it has sent data, its
+    /// unaccepted end is written as an entry of its own (peer = the client,
+    /// the listener's name), to be drained last; refused with -R.
+    fn pending_connection(
+        &mut self,
+        s: &UnixSk,
+        l: u32,
+        all: &[UnixSk],
+        files: &mut FileTable,
+        kill: bool,
+    ) -> Result<()> {
+        let unread = s.diag.rqlen.map(|r| r.1).unwrap_or(0);
+        if unread == 0 {
+            return Ok(());
         }
-        if !refused.is_empty() {
-            let inos: Vec<String> = refused.iter().map(|(i, _)| i.to_string()).collect();
-            let what: Vec<&str> = refused.iter().map(|(_, d)| d.as_str()).collect();
+        if !kill {
             return Err(Error::msg(format!(
-                "{} outside the dumped tree; to dump as external, give --ext-unix-sk={}",
-                what.join("; "),
-                inos.join(",")
+                "pid {} fd {}: unix socket {} sent data on a connection still pending in listener {l} \
+                 (not accepted yet); it can be read only by taking the connection from the tree, \
+                 which -R (--leave-running) forbids: dump without -R",
+                s.pid, s.fd, s.diag.ino
             )));
         }
+        let lsk = all
+            .iter()
+            .find(|x| x.diag.ino == l)
+            .ok_or_else(|| Error::msg(format!("unix listener {l}: not in the tree")))?;
+        // An inode number no socket of the system has.
+        let map = self.unix.as_ref();
+        let mut ino = u32::MAX;
+        while map.is_some_and(|m| m.contains_key(&ino)) || self.drains.iter().any(|d| d.ino == ino)
+        {
+            ino -= 1;
+        }
+        let id = files.new_id();
+        let e = pb::UnixSkEntry {
+            id,
+            ino,
+            r#type: s.diag.sk_type as u32,
+            state: 1, // established
+            flags: 2, // O_RDWR
+            uflags: 0,
+            backlog: 0,
+            peer: s.diag.ino,
+            fown: fown(),
+            opts: lsk.opts.clone(),
+            name: lsk.diag.name.clone().unwrap_or_default(),
+            name_dir: lsk.name_dir.clone(),
+            ns_id: self.net_ns_id,
+            ..Default::default()
+        };
+        files.push(FD_UNIXSK, id, |f| f.usk = Some(e));
+        self.drains.push(Drain {
+            listener: (lsk.pid, lsk.fd),
+            listener_ino: l,
+            client_ino: s.diag.ino,
+            id,
+            ino,
+        });
         Ok(())
+    }
+
+    /// The entry standing for outside socket `peer`, as CRIU writes an
+    /// outside peer (a dgram entry); returns its file id.
+    fn external(&self, peer: u32, files: &mut FileTable) -> u32 {
+        let eid = files.new_id();
+        let name = self
+            .unix
+            .as_ref()
+            .and_then(|m| m.get(&peer))
+            .and_then(|p| p.name.clone())
+            .unwrap_or_default();
+        let ext = external_entry(eid, peer, SOCK_DGRAM.into(), name, None, None);
+        files.push(FD_UNIXSK, eid, |e| e.usk = Some(ext));
+        eid
+    }
+
+    /// What a refusal says of `s`, connected to outside socket `peer`.
+    fn outside(&self, s: &UnixSk, peer: u32) -> String {
+        let empty = HashMap::new();
+        let (addr, holder) = describe_peer(self.unix.as_ref().unwrap_or(&empty), peer);
+        format!(
+            "pid {} fd {}: {} unix socket {} is connected to socket {peer}{addr}{holder}",
+            s.pid,
+            s.fd,
+            type_name(s.diag.sk_type.into()),
+            s.diag.ino
+        )
+    }
+
+    /// The entry of in-tree socket `s`, whose peer is `peer`.
+    fn entry(&self, s: &UnixSk, peer: u32) -> pb::UnixSkEntry {
+        pb::UnixSkEntry {
+            id: s.id,
+            ino: s.diag.ino,
+            r#type: s.diag.sk_type as u32,
+            state: s.diag.state as u32,
+            flags: s.flags,
+            uflags: 0,
+            backlog: s.diag.rqlen.map(|r| r.1).unwrap_or(0),
+            peer,
+            fown: s.fown,
+            opts: s.opts.clone(),
+            name: s.diag.name.clone().unwrap_or_default(),
+            shutdown: s.diag.shutdown.filter(|&v| v != 0).map(|v| v as i32),
+            file_perms: s.file_perms,
+            name_dir: s.name_dir.clone(),
+            deleted: if s.deleted { Some(true) } else { None },
+            ns_id: self.net_ns_id,
+            mnt_id: None,
+        }
     }
 }
 

@@ -348,12 +348,33 @@ pub fn prepare(dir: &Path, actions: &[Action]) -> Result<Prepared> {
         }
     }
 
+    let report = report(&notes, actions, &done, &g, &files, &after);
+    let bytes = files.assemble(&replace, &added);
+    Ok(Prepared {
+        path: files.path.clone(),
+        bytes,
+        report,
+        changed,
+        added: added.len(),
+    })
+}
+
+/// The printout: notes, then each action with what it did to each entry
+/// (before and after, as JSON) and its notes.
+fn report(
+    notes: &[String],
+    actions: &[Action],
+    done: &[Vec<Item>],
+    g: &Graph,
+    files: &FilesImg,
+    after: &HashMap<usize, Vec<u8>>,
+) -> String {
     let mut report = String::new();
-    for n in &notes {
+    for n in notes {
         report.push_str(n);
         report.push('\n');
     }
-    for (a, items) in actions.iter().zip(&done) {
+    for (a, items) in actions.iter().zip(done) {
         report.push_str(&a.label);
         report.push('\n');
         for it in items {
@@ -376,14 +397,7 @@ pub fn prepare(dir: &Path, actions: &[Action]) -> Result<Prepared> {
             }
         }
     }
-    let bytes = files.assemble(&replace, &added);
-    Ok(Prepared {
-        path: files.path.clone(),
-        bytes,
-        report,
-        changed,
-        added: added.len(),
-    })
+    report
 }
 
 /// `crit edit`.

@@ -281,38 +281,11 @@ impl Graph {
 
     /// `--reconnect INO=PATH`.
     pub fn reconnect(&mut self, act: usize, ino: u32, addr: &Addr) -> Result<Vec<Item>> {
-        let mut items = Vec::new();
         let s = self.find(act, ino)?;
         if self.sock(s).is_external() {
-            let users = self.model.users(ino);
-            if users.is_empty() {
-                return Err(self.err(
-                    act,
-                    format!(
-                        "{} is not connected: no socket in the images has it as peer",
-                        self.describe(s)
-                    ),
-                ));
-            }
-            self.claim(act, s)?;
-            let old = display_name(&self.sock(s).e.name);
-            set_addr(self.usk(s), addr);
-            let inos: Vec<String> = users
-                .iter()
-                .map(|&u| self.sock(u).e.ino.to_string())
-                .collect();
-            items.push(Item::Entry {
-                sock: s,
-                summary: format!(
-                    "changed external entry {ino} (file id {}), the peer of {}: name {old} -> {}",
-                    self.sock(s).e.id,
-                    inos.join(", "),
-                    display_name(&addr.bytes)
-                ),
-            });
-            items.push(Item::Note(self.connect_note(&users, &addr.bytes)));
-            return Ok(items);
+            return self.reconnect_entry(act, s, addr);
         }
+        let mut items = Vec::new();
         let peer = self.sock(s).e.peer;
         if peer == 0 {
             return Err(self.err(
@@ -393,55 +366,50 @@ impl Graph {
         Ok(items)
     }
 
-    /// `--external INO[=PATH]`.
-    pub fn external(&mut self, act: usize, ino: u32, addr: Option<&Addr>) -> Result<Vec<Item>> {
+    /// `--reconnect` of an external entry: every socket connected to it
+    /// goes to the new address.
+    fn reconnect_entry(&mut self, act: usize, s: usize, addr: &Addr) -> Result<Vec<Item>> {
+        let ino = self.sock(s).ino();
         let mut items = Vec::new();
-        let s = self.find(act, ino)?;
-        if self.sock(s).is_external() {
+        let users = self.model.users(ino);
+        if users.is_empty() {
             return Err(self.err(
                 act,
                 format!(
-                    "{} is already the outside end of a connection; use --reconnect {ino}=PATH to change its address",
+                    "{} is not connected: no socket in the images has it as peer",
                     self.describe(s)
                 ),
             ));
         }
-        let peer = self.sock(s).e.peer;
-        if peer == 0 {
-            return Err(self.err(
-                act,
-                format!(
-                    "{} is not connected (peer 0{})",
-                    self.describe(s),
-                    self.after_other_action(s)
-                ),
-            ));
-        }
-        let Some(&p) = self.model.index(peer).as_ref() else {
-            return Err(self.err(
-                act,
-                format!("{}: its peer {peer} is not in the images", self.describe(s)),
-            ));
-        };
-        if p == s {
-            return Err(self.err(act, format!("{} is connected to itself", self.describe(s))));
-        }
-        if self.sock(p).is_external() {
-            return Err(self.err(
-                act,
-                format!(
-                    "{} is already connected to an external socket ({}); use --reconnect {ino}=PATH",
-                    self.describe(s),
-                    self.describe(p)
-                ),
-            ));
-        }
+        self.claim(act, s)?;
+        let old = display_name(&self.sock(s).e.name);
+        set_addr(self.usk(s), addr);
+        let inos: Vec<String> = users
+            .iter()
+            .map(|&u| self.sock(u).e.ino.to_string())
+            .collect();
+        items.push(Item::Entry {
+            sock: s,
+            summary: format!(
+                "changed external entry {ino} (file id {}), the peer of {}: name {old} -> {}",
+                self.sock(s).e.id,
+                inos.join(", "),
+                display_name(&addr.bytes)
+            ),
+        });
+        items.push(Item::Note(self.connect_note(&users, &addr.bytes)));
+        Ok(items)
+    }
+
+    /// `--external INO[=PATH]`.
+    pub fn external(&mut self, act: usize, ino: u32, addr: Option<&Addr>) -> Result<Vec<Item>> {
+        let (s, p) = self.external_pair(act, ino)?;
+        let peer = self.sock(p).ino();
         let mutual = self.sock(p).e.peer == ino;
         self.claim(act, s)?;
         if mutual {
             self.claim(act, p)?;
         }
-
         let pu = &self.sock(p).e;
         let (name, name_dir, mnt_id) = match addr {
             Some(a) => (a.bytes.clone(), None, None),
@@ -458,43 +426,29 @@ impl Graph {
         let peer_deleted = addr.is_none() && pu.deleted == Some(true);
         let (id, new) = (self.fresh_id()?, self.fresh_ino()?);
         let ext = external_entry(id, new, self.sock(s).e.r#type, name, name_dir, mnt_id);
-        let (new_ino, new_id) = (ext.ino, ext.id);
         let nameless = ext.name.is_empty();
         let shown = display_name(&ext.name);
         let n = self.add(act, ext);
-        self.usk(s).peer = new_ino;
-        items.push(Item::Entry {
-            sock: n,
-            summary: format!(
-                "added external entry {new_ino} (file id {new_id}), the outside end for {ino}: {}, name {shown}{}",
-                type_name(self.sock(s).e.r#type),
-                if addr.is_none() && !nameless { format!(" (from {peer})") } else { String::new() }
-            ),
-        });
-        items.push(Item::Entry {
-            sock: s,
-            summary: format!(
-                "changed unix socket {ino} (file id {}): peer {peer} -> {new_ino}",
-                self.sock(s).e.id
-            ),
-        });
+        self.usk(s).peer = new;
+        let mut items = vec![
+            Item::Entry {
+                sock: n,
+                summary: format!(
+                    "added external entry {new} (file id {id}), the outside end for {ino}: {}, name {shown}{}",
+                    type_name(self.sock(s).e.r#type),
+                    if addr.is_none() && !nameless { format!(" (from {peer})") } else { String::new() }
+                ),
+            },
+            Item::Entry {
+                sock: s,
+                summary: format!(
+                    "changed unix socket {ino} (file id {}): peer {peer} -> {new}",
+                    self.sock(s).e.id
+                ),
+            },
+        ];
         if mutual {
-            let pu = self.usk(p);
-            pu.peer = 0;
-            let stream = pu.r#type != SOCK_DGRAM;
-            let old_shut = shutdown_name(pu.shutdown);
-            if stream {
-                pu.shutdown = Some(SHUT_BOTH);
-            }
-            let id = pu.id;
-            items.push(Item::Entry {
-                sock: p,
-                summary: if stream {
-                    format!("changed unix socket {peer} (file id {id}), the old peer: peer {ino} -> 0, shutdown {old_shut} -> BOTH")
-                } else {
-                    format!("changed unix socket {peer} (file id {id}), the old peer: peer {ino} -> 0")
-                },
-            });
+            items.push(self.orphan_old_peer(p, ino));
         }
         if nameless {
             items.push(Item::Note(format!(
@@ -509,33 +463,96 @@ impl Graph {
                 "note: {peer}'s address was already unlinked when the images were made"
             )));
         }
-        if mutual {
-            if self.sock(p).e.r#type != SOCK_DGRAM {
-                items.push(Item::Note(format!(
-                    "note: {peer} comes back as a connection whose other end has closed: \
-                     it reads its queue ({}), then EOF",
-                    self.queued(p)
-                )));
+        items.extend(self.external_notes(s, p, mutual));
+        Ok(items)
+    }
+
+    /// The socket `ino` and its in-tree peer, or why `--external` cannot
+    /// apply to it.
+    fn external_pair(&self, act: usize, ino: u32) -> Result<(usize, usize)> {
+        let s = self.find(act, ino)?;
+        let refuse = |why: String| Err(self.err(act, format!("{} {why}", self.describe(s))));
+        if self.sock(s).is_external() {
+            return refuse(format!(
+                "is already the outside end of a connection; use --reconnect {ino}=PATH to change its address"
+            ));
+        }
+        let peer = self.sock(s).e.peer;
+        if peer == 0 {
+            return refuse(format!(
+                "is not connected (peer 0{})",
+                self.after_other_action(s)
+            ));
+        }
+        let Some(p) = self.model.index(peer) else {
+            return Err(self.err(
+                act,
+                format!("{}: its peer {peer} is not in the images", self.describe(s)),
+            ));
+        };
+        if p == s {
+            return refuse("is connected to itself".into());
+        }
+        if self.sock(p).is_external() {
+            return refuse(format!(
+                "is already connected to an external socket ({}); use --reconnect {ino}=PATH",
+                self.describe(p)
+            ));
+        }
+        Ok((s, p))
+    }
+
+    /// The old peer `p` of `ino` loses its peer; a stream one is shut down
+    /// both ways, as CRIU records a connection whose other end closed.
+    fn orphan_old_peer(&mut self, p: usize, ino: u32) -> Item {
+        let pu = self.usk(p);
+        let peer = pu.ino;
+        pu.peer = 0;
+        let stream = pu.r#type != SOCK_DGRAM;
+        let old_shut = shutdown_name(pu.shutdown);
+        if stream {
+            pu.shutdown = Some(SHUT_BOTH);
+        }
+        let id = pu.id;
+        Item::Entry {
+            sock: p,
+            summary: if stream {
+                format!("changed unix socket {peer} (file id {id}), the old peer: peer {ino} -> 0, shutdown {old_shut} -> BOTH")
             } else {
-                items.push(Item::Note(format!(
-                    "note: {peer} comes back unconnected, with its queue ({})",
-                    self.queued(p)
-                )));
-            }
-        } else {
-            items.push(Item::Note(format!(
+                format!("changed unix socket {peer} (file id {id}), the old peer: peer {ino} -> 0")
+            },
+        }
+    }
+
+    /// What becomes of the old peer `p` and of `s`'s own queue.
+    fn external_notes(&self, s: usize, p: usize, mutual: bool) -> Vec<Item> {
+        let (ino, peer) = (self.sock(s).ino(), self.sock(p).ino());
+        let mut notes = Vec::new();
+        if !mutual {
+            notes.push(format!(
                 "note: {} does not have {ino} as peer and stays as it is",
                 self.describe(p)
-            )));
+            ));
+        } else if self.sock(p).e.r#type != SOCK_DGRAM {
+            notes.push(format!(
+                "note: {peer} comes back as a connection whose other end has closed: \
+                 it reads its queue ({}), then EOF",
+                self.queued(p)
+            ));
+        } else {
+            notes.push(format!(
+                "note: {peer} comes back unconnected, with its queue ({})",
+                self.queued(p)
+            ));
         }
         if self.sock(s).e.r#type != SOCK_DGRAM && self.has_queue(s) {
-            items.push(Item::Note(format!(
+            notes.push(format!(
                 "note: {ino}'s own queue ({}) is not refilled by a restore: \
                  CRIU refills a stream socket's queue only through a peer in the images",
                 self.queued(s)
-            )));
+            ));
         }
-        Ok(items)
+        notes.into_iter().map(Item::Note).collect()
     }
 
     /// Checks every changed or added entry the way restore will see it.

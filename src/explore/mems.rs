@@ -88,83 +88,17 @@ pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
         }
         let mut jvmas = Vec::new();
         for vma in &mm.vmas {
-            let st = vma.status;
-            let kind = if st & VMA_AREA_SYSVIPC != 0 {
-                Kind::Numbered("ips", "sysvipc", vids.get(vma.shmid))
-            } else if st & VMA_ANON_SHARED != 0 {
-                Kind::Numbered("shmem", "shmem", vids.get(vma.shmid))
-            } else if st & VMA_AREA_SOCKET != 0 {
-                Kind::Numbered("packet", "packet", vids.get(vma.shmid))
-            } else if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
-                Kind::File {
-                    path: files.reg(vma.shmid)?,
-                    pgoff: vma.pgoff,
-                    shared: st & VMA_FILE_SHARED != 0,
-                }
-            } else if st & VMA_AREA_STACK != 0 {
-                Kind::Plain(" [stack]", "stack")
-            } else if st & VMA_AREA_VSYSCALL != 0 {
-                Kind::Plain(" [vsyscall]", "vsyscall")
-            } else if st & VMA_AREA_VDSO != 0 {
-                Kind::Plain(" [vdso]", "vdso")
-            } else if vma.flags & MAP_GROWSDOWN != 0 {
-                Kind::Plain(" [stack?]", "growsdown")
-            } else {
-                Kind::Plain("", "anon")
-            };
-            let regular = st & VMA_AREA_REGULAR != 0;
+            let kind = kind_of(vma, &mut files, &mut vids)?;
+            let regular = vma.status & VMA_AREA_REGULAR != 0;
             let prot: String = [(1, 'r'), (2, 'w'), (4, 'x')]
                 .iter()
                 .map(|&(bit, c)| if vma.prot & bit != 0 { c } else { '-' })
                 .collect();
-
             if json {
-                let mut o = Map::new();
-                o.insert("start".into(), format!("{:#x}", vma.start).into());
-                o.insert("end".into(), format!("{:#x}", vma.end).into());
-                o.insert("prot".into(), prot.into());
-                match kind {
-                    Kind::Numbered(_, name, id) => {
-                        o.insert("kind".into(), name.into());
-                        o.insert("id".into(), id.into());
-                    }
-                    Kind::File {
-                        path,
-                        pgoff,
-                        shared,
-                    } => {
-                        o.insert("kind".into(), "file".into());
-                        o.insert("file".into(), path.into());
-                        o.insert("pgoff".into(), pgoff.into());
-                        o.insert("shared".into(), shared.into());
-                    }
-                    Kind::Plain(_, name) => {
-                        o.insert("kind".into(), name.into());
-                    }
-                }
-                o.insert("regular".into(), regular.into());
-                jvmas.push(Value::Object(o));
+                jvmas.push(vma_json(vma, prot, kind, regular));
                 continue;
             }
-
-            let mut what = match kind {
-                Kind::Numbered(text, _, id) => format!(" {text}[{id:x}]"),
-                Kind::File {
-                    path,
-                    pgoff,
-                    shared,
-                } => {
-                    let mut s = format!(" {path}");
-                    if pgoff != 0 {
-                        s.push_str(&format!(" + {pgoff:#x}"));
-                    }
-                    if shared {
-                        s.push_str(" (s)");
-                    }
-                    s
-                }
-                Kind::Plain(text, _) => text.to_string(),
-            };
+            let mut what = vma_text(kind);
             if !regular {
                 what.push_str(" *");
             }
@@ -179,4 +113,82 @@ pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
         out.json(&Value::Array(list))?;
     }
     Ok(())
+}
+
+/// What a mapping maps, as crit 4.2 tells them apart.
+fn kind_of(vma: &pb::VmaEntry, files: &mut Files, vids: &mut VmaIds) -> Result<Kind> {
+    let st = vma.status;
+    Ok(if st & VMA_AREA_SYSVIPC != 0 {
+        Kind::Numbered("ips", "sysvipc", vids.get(vma.shmid))
+    } else if st & VMA_ANON_SHARED != 0 {
+        Kind::Numbered("shmem", "shmem", vids.get(vma.shmid))
+    } else if st & VMA_AREA_SOCKET != 0 {
+        Kind::Numbered("packet", "packet", vids.get(vma.shmid))
+    } else if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
+        Kind::File {
+            path: files.reg(vma.shmid)?,
+            pgoff: vma.pgoff,
+            shared: st & VMA_FILE_SHARED != 0,
+        }
+    } else if st & VMA_AREA_STACK != 0 {
+        Kind::Plain(" [stack]", "stack")
+    } else if st & VMA_AREA_VSYSCALL != 0 {
+        Kind::Plain(" [vsyscall]", "vsyscall")
+    } else if st & VMA_AREA_VDSO != 0 {
+        Kind::Plain(" [vdso]", "vdso")
+    } else if vma.flags & MAP_GROWSDOWN != 0 {
+        Kind::Plain(" [stack?]", "growsdown")
+    } else {
+        Kind::Plain("", "anon")
+    })
+}
+
+fn vma_json(vma: &pb::VmaEntry, prot: String, kind: Kind, regular: bool) -> Value {
+    let mut o = Map::new();
+    o.insert("start".into(), format!("{:#x}", vma.start).into());
+    o.insert("end".into(), format!("{:#x}", vma.end).into());
+    o.insert("prot".into(), prot.into());
+    match kind {
+        Kind::Numbered(_, name, id) => {
+            o.insert("kind".into(), name.into());
+            o.insert("id".into(), id.into());
+        }
+        Kind::File {
+            path,
+            pgoff,
+            shared,
+        } => {
+            o.insert("kind".into(), "file".into());
+            o.insert("file".into(), path.into());
+            o.insert("pgoff".into(), pgoff.into());
+            o.insert("shared".into(), shared.into());
+        }
+        Kind::Plain(_, name) => {
+            o.insert("kind".into(), name.into());
+        }
+    }
+    o.insert("regular".into(), regular.into());
+    Value::Object(o)
+}
+
+/// The text after a mapping's protection, as crit 4.2 prints it.
+fn vma_text(kind: Kind) -> String {
+    match kind {
+        Kind::Numbered(text, _, id) => format!(" {text}[{id:x}]"),
+        Kind::File {
+            path,
+            pgoff,
+            shared,
+        } => {
+            let mut s = format!(" {path}");
+            if pgoff != 0 {
+                s.push_str(&format!(" + {pgoff:#x}"));
+            }
+            if shared {
+                s.push_str(" (s)");
+            }
+            s
+        }
+        Kind::Plain(text, _) => text.to_string(),
+    }
 }

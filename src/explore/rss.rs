@@ -81,86 +81,27 @@ pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
         if !json {
             out.put(format_args!("{pid}\n"))?;
         }
-
-        let n = vmas.len() as i64;
-        // Python's `vmas[i]`: negative indexes count from the end.
-        let at = |i: i64| -> Result<&pb::VmaEntry> {
-            let idx = if i < 0 { i + n } else { i };
-            usize::try_from(idx)
-                .ok()
-                .and_then(|k| vmas.get(k))
-                .ok_or_else(|| {
-                    Error::msg(format!(
-                        "{}: the pages do not match the vmas of {}",
-                        pm_path.display(),
-                        mm_path.display()
-                    ))
-                })
+        let mut walk = Walk {
+            vmas: &vmas,
+            vmi: 0,
+            pvmi: -1,
+            mismatch: || {
+                Error::msg(format!(
+                    "{}: the pages do not match the vmas of {}",
+                    pm_path.display(),
+                    mm_path.display()
+                ))
+            },
         };
         let mut runs = Vec::new();
-        let mut vmi: i64 = 0;
-        let mut pvmi: i64 = -1;
         for pm in pms.iter().skip(1) {
             let nr = pm.nr_pages.unwrap_or(u64::from(pm.compat_nr_pages));
-            while vmi < n && at(vmi)?.end <= pm.vaddr {
-                vmi += 1;
-            }
-            let pme = u128::from(pm.vaddr) + (u128::from(nr) << 12);
-            let mut hits = Vec::new();
-            while vmi < n && u128::from(at(vmi)?.start) < pme {
-                let vma = at(vmi)?;
-                let pages = (i128::from(vma.end) - i128::from(vma.start)) >> 12;
-                let repeat = vmi == pvmi;
-                let file = if vma.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
-                    Some(files.reg(vma.shmid)?)
-                } else {
-                    None
-                };
-                if !repeat {
-                    pvmi = vmi;
-                }
-                hits.push(Hit {
-                    start: vma.start,
-                    pages,
-                    file,
-                    repeat,
-                });
-                vmi += 1;
-            }
-            vmi -= 1;
-
+            let hits = walk.hits(pm.vaddr, nr, &mut files)?;
             if json {
-                runs.push(RunJson {
-                    vaddr: format!("{:#x}", pm.vaddr),
-                    nr_pages: nr,
-                    vmas: hits
-                        .into_iter()
-                        .map(|h| HitJson {
-                            start: format!("{:#x}", h.start),
-                            pages: json_int(h.pages),
-                            file: h.file,
-                            repeat: h.repeat,
-                        })
-                        .collect(),
-                });
-                continue;
+                runs.push(run_json(pm.vaddr, nr, hits));
+            } else {
+                out.put(format_args!("{}\n", run_text(pm.vaddr, nr, hits)))?;
             }
-
-            let pstr = format!("\t{:x} / {:<8}", pm.vaddr, nr);
-            let mut vstr = String::new();
-            for h in hits {
-                if h.repeat {
-                    vstr.push_str(" ~");
-                } else {
-                    let _ = write!(vstr, " {:08x} / {:<8}", h.start, h.pages);
-                    if let Some(f) = h.file {
-                        vstr.push(' ');
-                        vstr.push_str(&f);
-                    }
-                }
-                vstr.push_str("\n\t                       ");
-            }
-            out.put(format_args!("{pstr:<24}{vstr}\n"))?;
         }
         if json {
             list.push(ProcJson { pid, pages: runs });
@@ -170,6 +111,93 @@ pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
         out.json(&list)?;
     }
     Ok(())
+}
+
+/// crit 4.2's walk over a task's vmas along its pagemap entries.
+struct Walk<'a, E: Fn() -> Error> {
+    vmas: &'a [pb::VmaEntry],
+    vmi: i64,
+    pvmi: i64,
+    mismatch: E,
+}
+
+impl<E: Fn() -> Error> Walk<'_, E> {
+    /// Python's `vmas[i]`: negative indexes count from the end.
+    fn at(&self, i: i64) -> Result<&pb::VmaEntry> {
+        let n = self.vmas.len() as i64;
+        let idx = if i < 0 { i + n } else { i };
+        usize::try_from(idx)
+            .ok()
+            .and_then(|k| self.vmas.get(k))
+            .ok_or_else(&self.mismatch)
+    }
+
+    /// The vmas the run of `nr` pages at `vaddr` overlaps.
+    fn hits(&mut self, vaddr: u64, nr: u64, files: &mut Files) -> Result<Vec<Hit>> {
+        let n = self.vmas.len() as i64;
+        while self.vmi < n && self.at(self.vmi)?.end <= vaddr {
+            self.vmi += 1;
+        }
+        let pme = u128::from(vaddr) + (u128::from(nr) << 12);
+        let mut hits = Vec::new();
+        while self.vmi < n && u128::from(self.at(self.vmi)?.start) < pme {
+            let vma = self.at(self.vmi)?;
+            let pages = (i128::from(vma.end) - i128::from(vma.start)) >> 12;
+            let repeat = self.vmi == self.pvmi;
+            let file = if vma.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
+                Some(files.reg(vma.shmid)?)
+            } else {
+                None
+            };
+            hits.push(Hit {
+                start: vma.start,
+                pages,
+                file,
+                repeat,
+            });
+            if !repeat {
+                self.pvmi = self.vmi;
+            }
+            self.vmi += 1;
+        }
+        self.vmi -= 1;
+        Ok(hits)
+    }
+}
+
+fn run_json(vaddr: u64, nr: u64, hits: Vec<Hit>) -> RunJson {
+    RunJson {
+        vaddr: format!("{vaddr:#x}"),
+        nr_pages: nr,
+        vmas: hits
+            .into_iter()
+            .map(|h| HitJson {
+                start: format!("{:#x}", h.start),
+                pages: json_int(h.pages),
+                file: h.file,
+                repeat: h.repeat,
+            })
+            .collect(),
+    }
+}
+
+/// One pagemap run as crit 4.2 prints it (without the final newline).
+fn run_text(vaddr: u64, nr: u64, hits: Vec<Hit>) -> String {
+    let pstr = format!("\t{vaddr:x} / {nr:<8}");
+    let mut vstr = String::new();
+    for h in hits {
+        if h.repeat {
+            vstr.push_str(" ~");
+        } else {
+            let _ = write!(vstr, " {:08x} / {:<8}", h.start, h.pages);
+            if let Some(f) = h.file {
+                vstr.push(' ');
+                vstr.push_str(&f);
+            }
+        }
+        vstr.push_str("\n\t                       ");
+    }
+    format!("{pstr:<24}{vstr}")
 }
 
 /// An integer that may not fit 64 bits, as a JSON number when it does.

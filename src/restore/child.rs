@@ -120,37 +120,7 @@ fn prepare(
 ) -> Result<(RawFd, RawFd)> {
     let t = &plan.tasks[idx];
     let pid = t.pid;
-    // Session and group first, so that children inherit them.
-    if t.sid == t.pid {
-        nix::unistd::setsid().map_err(|e| Error::msg(format!("pid {pid}: setsid: {e}")))?;
-    }
-    // A group or session whose leader is not in the images (a shell job's)
-    // is replaced by crit's own, as with --shell-job.
-    let in_images = |id: u32| plan.tasks.iter().any(|x| x.pid == id);
-    let me = nix::unistd::Pid::from_raw(0);
-    let cur = nix::unistd::getpgrp().as_raw() as u32;
-    if t.pgid != cur && in_images(t.pgid) {
-        let g = nix::unistd::Pid::from_raw(if t.pgid == t.pid { 0 } else { t.pgid as i32 });
-        nix::unistd::setpgid(me, g)
-            .map_err(|e| Error::msg(format!("pid {pid}: setpgid to {}: {e}", t.pgid)))?;
-    }
-    if in_images(t.sid) {
-        let sid = nix::unistd::getsid(None)
-            .map(|p| p.as_raw() as u32)
-            .unwrap_or(0);
-        if sid != t.sid {
-            return Err(Error::msg(format!(
-                "pid {pid}: session {} cannot be recreated (its leader is not an ancestor; not supported)",
-                t.sid
-            )));
-        }
-    }
-    if in_images(t.pgid) && nix::unistd::getpgrp().as_raw() as u32 != t.pgid {
-        return Err(Error::msg(format!(
-            "pid {pid}: could not join process group {}",
-            t.pgid
-        )));
-    }
+    join_session_and_group(plan, t)?;
     // Listeners this task holds first take its credentials for later
     // clients (crit made them listen).
     super::unix::task::relisten(plan, res, pid)?;
@@ -176,7 +146,56 @@ fn prepare(
     if t.zombie.is_some() {
         return Ok((*status, -1));
     }
-    // Fds: every (source, target, cloexec).
+    let (st_fd, hold_fd) = lay_out_fds(t, res, sync)?;
+    *status = st_fd;
+    fill_epolls(plan, t)?;
+    set_owners(plan, t)?;
+    connect_outside(plan, t, res)?;
+    set_fs(plan, t)?;
+    Ok((st_fd, hold_fd))
+}
+
+/// Session and group first, so that children inherit them. A group or
+/// session whose leader is not in the images (a shell job's) is replaced
+/// by crit's own, as with --shell-job.
+fn join_session_and_group(plan: &Plan, t: &Task) -> Result<()> {
+    let pid = t.pid;
+    if t.sid == t.pid {
+        nix::unistd::setsid().map_err(|e| Error::msg(format!("pid {pid}: setsid: {e}")))?;
+    }
+    let in_images = |id: u32| plan.tasks.iter().any(|x| x.pid == id);
+    let me = nix::unistd::Pid::from_raw(0);
+    let cur = nix::unistd::getpgrp().as_raw() as u32;
+    if t.pgid != cur && in_images(t.pgid) {
+        let g = nix::unistd::Pid::from_raw(if t.pgid == t.pid { 0 } else { t.pgid as i32 });
+        nix::unistd::setpgid(me, g)
+            .map_err(|e| Error::msg(format!("pid {pid}: setpgid to {}: {e}", t.pgid)))?;
+    }
+    if in_images(t.sid) {
+        let sid = nix::unistd::getsid(None)
+            .map(|p| p.as_raw() as u32)
+            .unwrap_or(0);
+        if sid != t.sid {
+            return Err(Error::msg(format!(
+                "pid {pid}: session {} cannot be recreated (its leader is not an ancestor; not supported)",
+                t.sid
+            )));
+        }
+    }
+    if in_images(t.pgid) && nix::unistd::getpgrp().as_raw() as u32 != t.pgid {
+        return Err(Error::msg(format!(
+            "pid {pid}: could not join process group {}",
+            t.pgid
+        )));
+    }
+    Ok(())
+}
+
+/// Moves every object the task holds to its fd number, the files its
+/// VMAs map and its shared memory above them, and crit's two pipes last.
+/// Returns the fds of the status and hold pipes.
+fn lay_out_fds(t: &Task, res: &Reservoir, sync: &Sync) -> Result<(RawFd, RawFd)> {
+    let pid = t.pid;
     let lay = Layout::for_task(t);
     let own = made_pairs();
     let mut pairs: Vec<(RawFd, RawFd, bool)> = Vec::new();
@@ -213,21 +232,16 @@ fn prepare(
     pairs.push((sync.status_w.as_raw_fd(), st_fd, true));
     pairs.push((sync.hold_r.as_raw_fd(), hold_fd, true));
     install(&pairs, pid)?;
-    *status = st_fd;
-    fill_epolls(plan, t)?;
-    set_owners(plan, t)?;
-    connect_outside(plan, t, res)?;
-    // cwd, root, umask.
-    let cwd = plan
-        .file(t.fs.cwd_id, pid)?
-        .reg
-        .as_ref()
-        .map(|r| r.name.clone());
-    let root = plan
-        .file(t.fs.root_id, pid)?
-        .reg
-        .as_ref()
-        .map(|r| r.name.clone());
+    Ok((st_fd, hold_fd))
+}
+
+/// Root, cwd and umask.
+fn set_fs(plan: &Plan, t: &Task) -> Result<()> {
+    let pid = t.pid;
+    let name = |id: u32| -> Result<Option<String>> {
+        Ok(plan.file(id, pid)?.reg.as_ref().map(|r| r.name.clone()))
+    };
+    let (cwd, root) = (name(t.fs.cwd_id)?, name(t.fs.root_id)?);
     if let Some(r) = root.filter(|r| r != "/") {
         nix::unistd::chroot(r.as_str())
             .map_err(|e| Error::msg(format!("pid {pid}: chroot {r}: {e}")))?;
@@ -239,7 +253,7 @@ fn prepare(
     if let Some(m) = t.fs.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m));
     }
-    Ok((st_fd, hold_fd))
+    Ok(())
 }
 
 /// Ends this process the way the zombie it stands for ended: killed by

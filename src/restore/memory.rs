@@ -166,19 +166,39 @@ pub fn rebuild(
     log: &super::Log,
 ) -> Result<()> {
     let pid = task.pid;
+    refuse_unsupported(task)?;
     let maps = read_maps(t.tid())?;
     let sp = special_of(&maps);
-    let vmas = &task.mm.vmas;
-    for v in vmas {
+    unmap_all_but(t, pid, &sp, (scratch, scratch + scratch_len))?;
+    move_special(t, task, &sp, scratch, scratch_len)?;
+    let runs = page_runs(task, pages.len() as u64)?;
+    let reprotect = map_vmas(t, task, lay, &runs)?;
+    log.debug(format!("pid {pid}: mappings made"));
+    let t_pages = std::time::Instant::now();
+    let bytes = write_pages(t, task, &runs, pages)?;
+    log.debug(format!(
+        "pid {pid}: {} mappings, {bytes} bytes of pages written in {:?}",
+        task.mm.vmas.len(),
+        t_pages.elapsed()
+    ));
+    protect_and_advise(t, task, &reprotect)
+}
+
+fn refuse_unsupported(task: &Task) -> Result<()> {
+    for v in &task.mm.vmas {
         if v.status & (VMA_AREA_SYSVIPC | VMA_AREA_AIORING | VMA_AREA_SOCKET | VMA_UNSUPP) != 0 {
             return Err(Error::msg(format!(
-                "pid {pid}: mapping {:#x}-{:#x} (status {:#x}) is of a kind restore does not support",
-                v.start, v.end, v.status
+                "pid {}: mapping {:#x}-{:#x} (status {:#x}) is of a kind restore does not support",
+                task.pid, v.start, v.end, v.status
             )));
         }
     }
-    // 1. Unmap everything but the scratch area and the special mappings.
-    let mut keep: Vec<(u64, u64)> = vec![(scratch, scratch + scratch_len)];
+    Ok(())
+}
+
+/// Unmaps everything but `keep` and the special mappings.
+fn unmap_all_but(t: &mut dyn Tracee, pid: u32, sp: &Special, keep: (u64, u64)) -> Result<()> {
+    let mut keep: Vec<(u64, u64)> = vec![keep];
     keep.extend([sp.vvar, sp.vclock, sp.vdso].into_iter().flatten());
     keep.sort();
     let mut at = 0u64;
@@ -197,46 +217,30 @@ pub fn rebuild(
             )));
         }
     }
-    // 2. vvar, vvar_vclock, vdso to where they were.
-    move_special(t, task, &sp, scratch, scratch_len)?;
-    // 3. Map every VMA.
-    let pages_len = pages.len() as u64;
-    let runs = page_runs(task, pages_len)?;
+    Ok(())
+}
+
+/// Maps every VMA at its address, in one batch; mappings that get pages
+/// but are not writable are made writable for now. Returns those.
+fn map_vmas<'a>(
+    t: &mut dyn Tracee,
+    task: &'a Task,
+    lay: &Layout,
+    runs: &[PageRun],
+) -> Result<Vec<&'a pb::VmaEntry>> {
+    let pid = task.pid;
     let mut reprotect = Vec::new();
     let mut maps: Vec<(&pb::VmaEntry, [u64; 6])> = Vec::new();
-    for v in vmas.iter().filter(|v| !skip_vma(v)) {
-        let len = v.end - v.start;
+    for v in task.mm.vmas.iter().filter(|v| !skip_vma(v)) {
         let mut prot = v.prot;
-        if vma_has_pages(v, &runs) && prot & PROT_WRITE == 0 {
+        if vma_has_pages(v, runs) && prot & PROT_WRITE == 0 {
             prot |= PROT_WRITE;
             reprotect.push(v);
         }
-        let mut flags = (v.flags & !MAP_FIXED_NOREPLACE) | MAP_FIXED;
-        let (fd, off) = if is_file_vma(v) {
-            let fd = lay.fd_of(v.shmid as u32).ok_or_else(|| {
-                Error::msg(format!(
-                    "pid {pid}: mapping {:#x}: file id {} not opened",
-                    v.start, v.shmid
-                ))
-            })?;
-            (fd as u64, v.pgoff)
-        } else if is_anon_shared(v) {
-            // Shared anonymous: the object every task with this shmid maps.
-            let fd = lay.shm_fd(v.shmid).ok_or_else(|| {
-                Error::msg(format!(
-                    "pid {pid}: mapping {:#x}: shared memory {} not made",
-                    v.start, v.shmid
-                ))
-            })?;
-            flags = (flags & !MAP_ANON) | MAP_SHARED;
-            (fd as u64, v.pgoff)
-        } else {
-            flags |= MAP_ANON;
-            (u64::MAX, 0)
-        };
+        let (flags, fd, off) = mmap_source(v, lay, pid)?;
         maps.push((
             v,
-            [v.start, len, u64::from(prot), u64::from(flags), fd, off],
+            [v.start, v.end - v.start, u64::from(prot), flags, fd, off],
         ));
     }
     let calls: Vec<(i64, [u64; 6])> = maps.iter().map(|m| (NR_MMAP, m.1)).collect();
@@ -257,18 +261,48 @@ pub fn rebuild(
             )));
         }
     }
-    log.debug(format!("pid {pid}: mappings made"));
-    let t_pages = std::time::Instant::now();
-    // 4. Pages, in batches of iovecs.
-    let mut batch: Vec<(u64, &[u8])> = Vec::new();
-    let mut bytes = 0u64;
-    let skipped: Vec<(u64, u64)> = vmas
+    Ok(reprotect)
+}
+
+/// The mmap flags, fd and offset a VMA is mapped with.
+fn mmap_source(v: &pb::VmaEntry, lay: &Layout, pid: u32) -> Result<(u64, u64, u64)> {
+    let flags = u64::from((v.flags & !MAP_FIXED_NOREPLACE) | MAP_FIXED);
+    if is_file_vma(v) {
+        let fd = lay.fd_of(v.shmid as u32).ok_or_else(|| {
+            Error::msg(format!(
+                "pid {pid}: mapping {:#x}: file id {} not opened",
+                v.start, v.shmid
+            ))
+        })?;
+        Ok((flags, fd as u64, v.pgoff))
+    } else if is_anon_shared(v) {
+        // Shared anonymous: the object every task with this shmid maps.
+        let fd = lay.shm_fd(v.shmid).ok_or_else(|| {
+            Error::msg(format!(
+                "pid {pid}: mapping {:#x}: shared memory {} not made",
+                v.start, v.shmid
+            ))
+        })?;
+        let flags = (flags & !u64::from(MAP_ANON)) | u64::from(MAP_SHARED);
+        Ok((flags, fd as u64, v.pgoff))
+    } else {
+        Ok((flags | u64::from(MAP_ANON), u64::MAX, 0))
+    }
+}
+
+/// Writes the dumped pages (not the vdso's: those are the kernel's).
+/// Returns the bytes written.
+fn write_pages(t: &mut dyn Tracee, task: &Task, runs: &[PageRun], pages: &[u8]) -> Result<u64> {
+    let skipped: Vec<(u64, u64)> = task
+        .mm
+        .vmas
         .iter()
         .filter(|v| skip_vma(v))
         .map(|v| (v.start, v.end))
         .collect();
-    for r in &runs {
-        // The vdso's pages are the kernel's, not the task's.
+    let mut batch: Vec<(u64, &[u8])> = Vec::new();
+    let mut bytes = 0u64;
+    for r in runs {
         if skipped.iter().any(|&(s, e)| r.vaddr >= s && r.vaddr < e) {
             continue;
         }
@@ -276,12 +310,12 @@ pub fn rebuild(
         bytes += r.len;
     }
     t.write_pages(&batch)?;
-    log.debug(format!(
-        "pid {pid}: {} mappings, {bytes} bytes of pages written in {:?}",
-        vmas.len(),
-        t_pages.elapsed()
-    ));
-    // 5. Final protections and advice.
+    Ok(bytes)
+}
+
+/// The final protections of mappings made writable for their pages, then
+/// the advice (best effort: a kernel may lack THP or KSM).
+fn protect_and_advise(t: &mut dyn Tracee, task: &Task, reprotect: &[&pb::VmaEntry]) -> Result<()> {
     let calls: Vec<(i64, [u64; 6])> = reprotect
         .iter()
         .map(|v| {
@@ -294,13 +328,13 @@ pub fn rebuild(
     for (k, r) in t.batch(&calls)?.into_iter().enumerate() {
         if r < 0 {
             return Err(Error::msg(format!(
-                "pid {pid}: mprotect {:#x}: errno {}",
-                reprotect[k].start, -r
+                "pid {}: mprotect {:#x}: errno {}",
+                task.pid, reprotect[k].start, -r
             )));
         }
     }
     let mut calls = Vec::new();
-    for v in vmas.iter().filter(|v| !skip_vma(v)) {
+    for v in task.mm.vmas.iter().filter(|v| !skip_vma(v)) {
         let madv = v.madv.unwrap_or(0);
         for bit in [10u64, 12, 14, 15, 16, 18] {
             // DONTFORK, MERGEABLE, HUGEPAGE, NOHUGEPAGE, DONTDUMP, WIPEONFORK
@@ -309,7 +343,6 @@ pub fn rebuild(
             }
         }
     }
-    // Advice is best effort (a kernel may lack THP or KSM).
     t.batch(&calls)?;
     Ok(())
 }

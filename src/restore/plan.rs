@@ -283,7 +283,6 @@ impl Plan {
 
 fn load_task(dir: &Path, p: &pb::PstreeEntry, seccomp: Option<&pb::SeccompEntry>) -> Result<Task> {
     let pid = p.pid;
-    let mut threads = Vec::new();
     let tids: Vec<u32> = if p.threads.is_empty() {
         vec![pid]
     } else {
@@ -298,72 +297,23 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry, seccomp: Option<&pb::SeccompEntry>
         .as_ref()
         .filter(|tc| tc.task_state == 2 || tc.task_state == 6)
     {
-        let exit_code = tc.exit_code;
-        return Ok(Task {
-            pid,
-            ppid: p.ppid,
-            pgid: p.pgid,
-            sid: p.sid,
-            threads: vec![Thread {
-                tid: pid,
-                core: first,
-                seccomp: Default::default(),
-            }],
-            mm: pb::MmEntry::default(),
-            pages_id: 0,
-            pagemap: Vec::new(),
-            fs: pb::FsEntry::default(),
-            fds: Vec::new(),
-            ids: pb::TaskKobjIdsEntry::default(),
-            zombie: Some(exit_code),
-            posix_timers: Vec::new(),
-        });
+        return Ok(zombie(p, tc.exit_code, first));
     }
-    // The main thread first.
-    let mut ordered = vec![pid];
-    ordered.extend(tids.iter().copied().filter(|&t| t != pid));
-    for tid in ordered {
-        let core: pb::CoreEntry = read_one(&img(dir, &format!("core-{tid}.img")), "CORE")?;
-        if core.thread_info.is_none() {
-            return Err(Error::msg(format!(
-                "core-{tid}.img: pid {pid}: no x86_64 thread info (only x86_64 images restore)"
-            )));
-        }
-        threads.push(Thread {
-            tid,
-            core,
-            seccomp: Default::default(),
-        });
-    }
+    let mut threads = read_threads(dir, pid, &tids)?;
     let ids = match threads[0].core.ids {
         Some(ids) => ids,
         None => read_one(&img(dir, &format!("ids-{pid}.img")), "IDS")?,
     };
-    let state = threads[0]
-        .core
-        .tc
-        .as_ref()
-        .map(|t| t.task_state)
-        .unwrap_or(1);
+    let tc = threads[0].core.tc.clone();
     // TASK_ALIVE = 1, TASK_DEAD = 2, TASK_STOPPED = 3, TASK_HELPER = 4, TASK_ZOMBIE = 6
+    let state = tc.as_ref().map(|t| t.task_state).unwrap_or(1);
     if state != 1 && state != 3 {
         return Err(Error::msg(format!(
             "pid {pid}: task state {state} is not restorable (only running and stopped tasks are)"
         )));
     }
-    let tc = threads[0].core.tc.clone();
     for th in threads.iter_mut() {
-        // Images older than thread_core's fields keep them in the task core.
-        let old = tc.as_ref();
-        let thc = th.core.thread_core.as_ref();
-        let mode = thc
-            .and_then(|t| t.seccomp_mode)
-            .or_else(|| old.and_then(|t| t.old_seccomp_mode))
-            .unwrap_or(0);
-        let index = thc
-            .and_then(|t| t.seccomp_filter)
-            .or_else(|| old.and_then(|t| t.old_seccomp_filter));
-        th.seccomp = super::seccomp::setup_of(th.tid, mode as u32, index, seccomp)?;
+        th.seccomp = seccomp_of(th, tc.as_ref(), seccomp)?;
     }
     let posix = tc
         .as_ref()
@@ -372,8 +322,7 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry, seccomp: Option<&pb::SeccompEntry>
         .unwrap_or(&[]);
     let posix_timers = super::timers::checked(pid, &tids, posix)?;
     let mm: pb::MmEntry = read_one(&img(dir, &format!("mm-{pid}.img")), "MM")?;
-    let pm: Vec<pb::PagemapEntry> = Vec::new();
-    let (pages_id, pagemap) = read_pagemap(&img(dir, &format!("pagemap-{pid}.img")), pm)?;
+    let (pages_id, pagemap) = read_pagemap(&img(dir, &format!("pagemap-{pid}.img")), Vec::new())?;
     let fs: pb::FsEntry = read_one(&img(dir, &format!("fs-{pid}.img")), "FS")?;
     let fdpath = img(dir, &format!("fdinfo-{}.img", ids.files_id));
     let fds: Vec<pb::FdinfoEntry> = if fdpath.exists() {
@@ -396,6 +345,68 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry, seccomp: Option<&pb::SeccompEntry>
         zombie: None,
         posix_timers,
     })
+}
+
+/// A zombie: forked only to exit with `exit_code`.
+fn zombie(p: &pb::PstreeEntry, exit_code: u32, core: pb::CoreEntry) -> Task {
+    Task {
+        pid: p.pid,
+        ppid: p.ppid,
+        pgid: p.pgid,
+        sid: p.sid,
+        threads: vec![Thread {
+            tid: p.pid,
+            core,
+            seccomp: Default::default(),
+        }],
+        mm: pb::MmEntry::default(),
+        pages_id: 0,
+        pagemap: Vec::new(),
+        fs: pb::FsEntry::default(),
+        fds: Vec::new(),
+        ids: pb::TaskKobjIdsEntry::default(),
+        zombie: Some(exit_code),
+        posix_timers: Vec::new(),
+    }
+}
+
+/// The threads' core images, the main thread first.
+fn read_threads(dir: &Path, pid: u32, tids: &[u32]) -> Result<Vec<Thread>> {
+    let mut ordered = vec![pid];
+    ordered.extend(tids.iter().copied().filter(|&t| t != pid));
+    let mut threads = Vec::new();
+    for tid in ordered {
+        let core: pb::CoreEntry = read_one(&img(dir, &format!("core-{tid}.img")), "CORE")?;
+        if core.thread_info.is_none() {
+            return Err(Error::msg(format!(
+                "core-{tid}.img: pid {pid}: no x86_64 thread info (only x86_64 images restore)"
+            )));
+        }
+        threads.push(Thread {
+            tid,
+            core,
+            seccomp: Default::default(),
+        });
+    }
+    Ok(threads)
+}
+
+/// A thread's seccomp mode and filter; images older than thread_core's
+/// fields keep them in the task core.
+fn seccomp_of(
+    th: &Thread,
+    old: Option<&pb::TaskCoreEntry>,
+    seccomp: Option<&pb::SeccompEntry>,
+) -> Result<super::seccomp::Setup> {
+    let thc = th.core.thread_core.as_ref();
+    let mode = thc
+        .and_then(|t| t.seccomp_mode)
+        .or_else(|| old.and_then(|t| t.old_seccomp_mode))
+        .unwrap_or(0);
+    let index = thc
+        .and_then(|t| t.seccomp_filter)
+        .or_else(|| old.and_then(|t| t.old_seccomp_filter));
+    super::seccomp::setup_of(th.tid, mode as u32, index, seccomp)
 }
 
 /// Reads a pagemap image: its head (pages id), then its entries.

@@ -200,44 +200,21 @@ impl Team<'_> {
     }
 }
 
+/// Turns the seized copy of crit into `task`, in order: scratch area,
+/// memory and mm, per-task state, threads, timers, seccomp, credentials,
+/// pending signals; returns its threads, stopped with their registers
+/// set and their FPU state still to set.
 fn rebuild_task(
     task: &Task,
     mut main: SysTracee,
     pages_file: Option<&Mapped>,
     log: &Log,
 ) -> Result<Vec<Done>> {
-    let pid = task.pid;
     let lay = Layout::for_task(task);
-    // The forked copy of crit inherited crit's rseq area: drop it before
-    // that memory goes away.
-    main.unregister_rseq()?;
-    // [gate page][scratch], in a hole of both the current and the dumped
-    // layout.
-    let region = memory::choose_scratch(pid, task, memory::PAGE + SCRATCH_LEN)?;
-    main.map_gate(region)?;
-    let scratch = region + memory::PAGE;
-    let got = call(
-        &mut main,
-        "mmap scratch",
-        NR_MMAP,
-        [scratch, SCRATCH_LEN, 7, 0x22 | 0x100000, u64::MAX, 0],
-    )?;
-    if got != scratch {
-        return Err(Error::msg(format!(
-            "pid {pid}: scratch area landed at {got:#x}, not {scratch:#x}"
-        )));
-    }
-    main.enable_batch(scratch + (32 << 10), scratch + (64 << 10), 1 << 20)?;
+    let (region, scratch) = make_scratch(&mut main, task)?;
     let pages: &[u8] = pages_file.map(|m| m.bytes()).unwrap_or(&[]);
-    memory::rebuild(
-        &mut main,
-        task,
-        &lay,
-        pages,
-        region,
-        memory::PAGE + SCRATCH_LEN,
-        log,
-    )?;
+    let mapped = memory::PAGE + SCRATCH_LEN;
+    memory::rebuild(&mut main, task, &lay, pages, region, mapped, log)?;
     memory::set_mm(&mut main, task, &lay, scratch)?;
     // The VMA files and crit's pipes are no longer needed in the task.
     call(
@@ -250,18 +227,80 @@ fn rebuild_task(
     if !lowered.is_empty() {
         let list: Vec<String> = lowered.iter().map(|l| l.to_string()).collect();
         log.warn(format!(
-            "pid {pid}: limits lowered to what this machine allows: {}",
+            "pid {}: limits lowered to what this machine allows: {}",
+            task.pid,
             list.join(", ")
         ));
     }
-    // Threads.
-    let mut out = Vec::new();
+    let mut out = make_threads(main, task, scratch)?;
+    // POSIX timers once the threads exist (one may be the target).
+    timers::create(&mut out[0].t, &task.posix_timers, scratch)?;
+    install_seccomp(&mut out, task, scratch)?;
+    // Credentials last (they may drop what the calls above needed).
+    for th in out.iter_mut() {
+        let core = task
+            .threads
+            .iter()
+            .find(|x| x.tid == th.t.tid())
+            .map(|x| &x.core);
+        thread_creds(&mut th.t, core, scratch)?;
+    }
+    // 0 or 1; 2 (suid_dumpable) cannot be set by prctl and stays as is.
+    if let Some(d) = task.mm.dumpable.filter(|&d| d == 0 || d == 1) {
+        call(
+            &mut out[0].t,
+            "prctl(PR_SET_DUMPABLE)",
+            NR_PRCTL,
+            [4, d as u64, 0, 0, 0, 0],
+        )?;
+    }
+    queue_pending_signals(&mut out, task, scratch)?;
+    // Timers run from here: armed as late as possible.
+    timers::arm(&mut out[0].t, &task.posix_timers, scratch)?;
+    out[0].t.disable_batch();
+    call(
+        &mut out[0].t,
+        "munmap scratch",
+        NR_MUNMAP,
+        [scratch, SCRATCH_LEN, 0, 0, 0, 0],
+    )?;
+    finish_threads(out, task.pid)
+}
+
+/// Maps the gate page and the scratch area in a hole of both the current
+/// and the dumped layout, after dropping the rseq area the forked copy
+/// of crit inherited. Returns (gate page, scratch area).
+fn make_scratch(main: &mut SysTracee, task: &Task) -> Result<(u64, u64)> {
+    let pid = task.pid;
+    main.unregister_rseq()?;
+    let region = memory::choose_scratch(pid, task, memory::PAGE + SCRATCH_LEN)?;
+    main.map_gate(region)?;
+    let scratch = region + memory::PAGE;
+    let got = call(
+        main,
+        "mmap scratch",
+        NR_MMAP,
+        [scratch, SCRATCH_LEN, 7, 0x22 | 0x100000, u64::MAX, 0],
+    )?;
+    if got != scratch {
+        return Err(Error::msg(format!(
+            "pid {pid}: scratch area landed at {got:#x}, not {scratch:#x}"
+        )));
+    }
+    main.enable_batch(scratch + (32 << 10), scratch + (64 << 10), 1 << 20)?;
+    Ok((region, scratch))
+}
+
+/// Creates the other threads, then sets each thread's own state; returns
+/// them, the main thread first, with the registers they resume with.
+fn make_threads(mut main: SysTracee, task: &Task, scratch: u64) -> Result<Vec<Rebuilt>> {
     let mut threads: Vec<(SysTracee, &pb::CoreEntry)> = Vec::new();
     for th in task.threads.iter().skip(1) {
         let t = main.new_thread(th.tid, scratch)?;
         threads.push((t, &th.core));
     }
     threads.insert(0, (main, &task.threads[0].core));
+    let mut out = Vec::new();
     for (mut t, core) in threads {
         let mask = thread_state(&mut t, task, core, scratch)?;
         let ti = core.thread_info.as_ref().ok_or_else(|| {
@@ -275,74 +314,63 @@ fn rebuild_task(
             fpregs: ti.fpregs.clone(),
         });
     }
-    // POSIX timers once the threads exist (one may be the target).
-    timers::create(&mut out[0].t, &task.posix_timers, scratch)?;
-    // Seccomp while still root (filters need CAP_SYS_ADMIN or
-    // no_new_privs); suspended for every thread until detach.
+    Ok(out)
+}
+
+/// Seccomp while still root (filters need CAP_SYS_ADMIN or
+/// no_new_privs); suspended for every thread until detach.
+fn install_seccomp(out: &mut [Rebuilt], task: &Task, scratch: u64) -> Result<()> {
     if task
         .threads
         .iter()
-        .any(|th| th.seccomp != seccomp::Setup::None)
+        .all(|th| th.seccomp == seccomp::Setup::None)
     {
-        for th in out.iter_mut() {
-            th.t.suspend_seccomp()?;
-        }
-        for th in out.iter_mut() {
-            let tid = th.t.tid();
-            if let Some(x) = task.threads.iter().find(|x| x.tid == tid) {
-                // The batch table is free between batches and holds the
-                // largest filter.
-                seccomp::install(&mut th.t, &x.seccomp, scratch + (64 << 10))?;
-            }
+        return Ok(());
+    }
+    for th in out.iter_mut() {
+        th.t.suspend_seccomp()?;
+    }
+    for th in out.iter_mut() {
+        let tid = th.t.tid();
+        if let Some(x) = task.threads.iter().find(|x| x.tid == tid) {
+            // The batch table is free between batches and holds the
+            // largest filter.
+            seccomp::install(&mut th.t, &x.seccomp, scratch + (64 << 10))?;
         }
     }
-    // Credentials last (they may drop what the calls above needed), then
-    // the scratch area goes.
-    for th in out.iter_mut() {
-        let core = &task
-            .threads
-            .iter()
-            .find(|x| x.tid == th.t.tid())
-            .map(|x| &x.core);
-        if let Some(c) = core
-            .and_then(|c| c.thread_core.as_ref())
-            .and_then(|tc| tc.creds.as_ref())
-        {
-            creds(&mut th.t, c, scratch)?;
-            if c.no_new_privs == Some(1) {
-                call(
-                    &mut th.t,
-                    "prctl(PR_SET_NO_NEW_PRIVS)",
-                    NR_PRCTL,
-                    [38, 1, 0, 0, 0, 0],
-                )?;
-            }
-        }
-        // A change of credentials clears the parent-death signal and the
-        // dumpable flag: both go after it.
-        if let Some(pd) = core
-            .and_then(|c| c.thread_core.as_ref())
-            .and_then(|tc| tc.pdeath_sig)
-        {
+    Ok(())
+}
+
+/// A thread's credentials and no_new_privs, then its parent-death signal
+/// (a change of credentials clears it).
+fn thread_creds(t: &mut SysTracee, core: Option<&pb::CoreEntry>, scratch: u64) -> Result<()> {
+    let tc = core.and_then(|c| c.thread_core.as_ref());
+    if let Some(c) = tc.and_then(|tc| tc.creds.as_ref()) {
+        creds(t, c, scratch)?;
+        if c.no_new_privs == Some(1) {
             call(
-                &mut th.t,
-                "prctl(PR_SET_PDEATHSIG)",
+                t,
+                "prctl(PR_SET_NO_NEW_PRIVS)",
                 NR_PRCTL,
-                [1, u64::from(pd), 0, 0, 0, 0],
+                [38, 1, 0, 0, 0, 0],
             )?;
         }
     }
-    // 0 or 1; 2 (suid_dumpable) cannot be set by prctl and stays as is.
-    if let Some(d) = task.mm.dumpable.filter(|&d| d == 0 || d == 1) {
+    if let Some(pd) = tc.and_then(|tc| tc.pdeath_sig) {
         call(
-            &mut out[0].t,
-            "prctl(PR_SET_DUMPABLE)",
+            t,
+            "prctl(PR_SET_PDEATHSIG)",
             NR_PRCTL,
-            [4, d as u64, 0, 0, 0, 0],
+            [1, u64::from(pd), 0, 0, 0, 0],
         )?;
     }
-    // Pending signals last: the injector keeps them blocked until the
-    // thread resumes with its own mask.
+    Ok(())
+}
+
+/// Signals pending at dump, queued again last: the injector keeps them
+/// blocked until each thread resumes with its own mask.
+fn queue_pending_signals(out: &mut [Rebuilt], task: &Task, scratch: u64) -> Result<()> {
+    let pid = task.pid;
     if let Some(q) = task.tc().and_then(|tc| tc.signals_s.as_ref()) {
         pending_signals(&mut out[0].t, pid, q, true, scratch)?;
     }
@@ -358,16 +386,12 @@ fn rebuild_task(
             pending_signals(&mut th.t, pid, q, false, scratch)?;
         }
     }
-    // Timers run from here: armed as late as possible.
-    timers::arm(&mut out[0].t, &task.posix_timers, scratch)?;
-    out[0].t.disable_batch();
-    call(
-        &mut out[0].t,
-        "munmap scratch",
-        NR_MUNMAP,
-        [scratch, SCRATCH_LEN, 0, 0, 0, 0],
-    )?;
-    // Other threads first: the main thread's finish unmaps the gate page.
+    Ok(())
+}
+
+/// Puts each thread at its registers and mask; the other threads first,
+/// as the main thread's finish unmaps the gate page.
+fn finish_threads(out: Vec<Rebuilt>, pid: u32) -> Result<Vec<Done>> {
     let mut done = Vec::new();
     let mut rest = out.into_iter();
     let first = rest

@@ -147,7 +147,6 @@ pub fn criu_xfeatures(caps: &[u32; NCAPINTS], cpuid_mask: u64) -> u64 {
 
 /// Reads this CPU the way CRIU's compel does.
 pub fn this_cpu() -> CpuInfo {
-    let mut caps = [0u32; NCAPINTS];
     let (max_leaf, b, c, d) = cpuid(0, 0);
     let mut vendor_id = Vec::with_capacity(12);
     for r in [b, d, c] {
@@ -160,7 +159,7 @@ pub fn this_cpu() -> CpuInfo {
     };
     let (mut family, mut model, mut stepping) = (4, 0, 0);
     if max_leaf >= 1 {
-        let (a, _, c, d) = cpuid(1, 0);
+        let a = cpuid(1, 0).0;
         family = (a >> 8) & 0xf;
         model = (a >> 4) & 0xf;
         stepping = a & 0xf;
@@ -170,6 +169,35 @@ pub fn this_cpu() -> CpuInfo {
         if family >= 6 {
             model += ((a >> 16) & 0xf) << 4;
         }
+    }
+    let mut caps = base_caps(max_leaf);
+    let model_id = extended_caps(&mut caps);
+    fix_caps(&mut caps, vendor, family, max_leaf);
+    let (mut xfeatures_mask, mut xsave_size, mut xsave_size_max) = (0, 0, 0);
+    if caps[4] & (1 << 26) != 0 {
+        let (a, b, c, d) = cpuid(0xd, 0);
+        xfeatures_mask = criu_xfeatures(&caps, u64::from(a) | (u64::from(d) << 32));
+        xsave_size = b;
+        xsave_size_max = c;
+    }
+    CpuInfo {
+        vendor,
+        family,
+        model,
+        stepping,
+        caps,
+        model_id,
+        xfeatures_mask,
+        xsave_size,
+        xsave_size_max,
+    }
+}
+
+/// The capability words of the standard CPUID leaves.
+fn base_caps(max_leaf: u32) -> [u32; NCAPINTS] {
+    let mut caps = [0u32; NCAPINTS];
+    if max_leaf >= 1 {
+        let (_, _, c, d) = cpuid(1, 0);
         caps[word::CPUID_1_EDX] = d;
         caps[word::CPUID_1_ECX] = c;
     }
@@ -192,85 +220,78 @@ pub fn this_cpu() -> CpuInfo {
             caps[word::CPUID_F_1_EDX] = cpuid(0xf, 1).3;
         }
     }
+    caps
+}
+
+/// The capability words of the extended leaves; returns the model name.
+fn extended_caps(caps: &mut [u32; NCAPINTS]) -> String {
     let ext = cpuid(0x8000_0000, 0).0;
     let mut model_id = String::new();
-    if ext & 0xffff_0000 == 0x8000_0000 {
-        if ext >= 0x8000_0001 {
-            let (_, _, c, d) = cpuid(0x8000_0001, 0);
-            caps[word::CPUID_8000_0001_ECX] = c;
-            caps[word::CPUID_8000_0001_EDX] = d;
-        }
-        if ext >= 0x8000_0004 {
-            let mut s = Vec::with_capacity(48);
-            for leaf in 0x8000_0002..=0x8000_0004 {
-                let (a, b, c, d) = cpuid(leaf, 0);
-                for r in [a, b, c, d] {
-                    s.extend_from_slice(&r.to_le_bytes());
-                }
-            }
-            let end = s.iter().position(|&x| x == 0).unwrap_or(s.len());
-            model_id = String::from_utf8_lossy(&s[..end]).trim_start().to_string();
-        }
-        if ext >= 0x8000_0007 {
-            caps[word::CPUID_8000_0007_EBX] = cpuid(0x8000_0007, 0).1;
-        }
-        if ext >= 0x8000_000a {
-            caps[word::CPUID_8000_000A_EDX] = cpuid(0x8000_000a, 0).3;
-        }
-        if ext >= 0x8000_0008 {
-            caps[word::CPUID_8000_0008_EBX] = cpuid(0x8000_0008, 0).1;
-        }
+    if ext & 0xffff_0000 != 0x8000_0000 {
+        return model_id;
     }
-    let set = |caps: &mut [u32; NCAPINTS], bit: usize, on: bool| {
+    if ext >= 0x8000_0001 {
+        let (_, _, c, d) = cpuid(0x8000_0001, 0);
+        caps[word::CPUID_8000_0001_ECX] = c;
+        caps[word::CPUID_8000_0001_EDX] = d;
+    }
+    if ext >= 0x8000_0004 {
+        let mut s = Vec::with_capacity(48);
+        for leaf in 0x8000_0002..=0x8000_0004 {
+            let (a, b, c, d) = cpuid(leaf, 0);
+            for r in [a, b, c, d] {
+                s.extend_from_slice(&r.to_le_bytes());
+            }
+        }
+        let end = s.iter().position(|&x| x == 0).unwrap_or(s.len());
+        model_id = String::from_utf8_lossy(&s[..end]).trim_start().to_string();
+    }
+    if ext >= 0x8000_0007 {
+        caps[word::CPUID_8000_0007_EBX] = cpuid(0x8000_0007, 0).1;
+    }
+    if ext >= 0x8000_000a {
+        caps[word::CPUID_8000_000A_EDX] = cpuid(0x8000_000a, 0).3;
+    }
+    if ext >= 0x8000_0008 {
+        caps[word::CPUID_8000_0008_EBX] = cpuid(0x8000_0008, 0).1;
+    }
+    model_id
+}
+
+/// The bits CRIU sets or clears by itself (always there on x86-64, or
+/// per vendor and family).
+fn fix_caps(caps: &mut [u32; NCAPINTS], vendor: Vendor, family: u32, max_leaf: u32) {
+    let mut set = |bit: usize, on: bool| {
         if on {
             caps[bit / 32] |= 1 << (bit % 32);
         } else {
             caps[bit / 32] &= !(1 << (bit % 32));
         }
     };
-    // Always there on x86-64 (CRIU sets them too): CPUID, NOPL.
-    set(&mut caps, 3 * 32 + 25, true);
-    set(&mut caps, 3 * 32 + 20, true);
+    const REP_GOOD: usize = 3 * 32 + 16;
+    set(3 * 32 + 25, true); // CPUID
+    set(3 * 32 + 20, true); // NOPL
     if max_leaf < 0xd {
-        set(&mut caps, 4 * 32 + 26, false);
+        set(4 * 32 + 26, false); // XSAVE
     }
     match vendor {
         Vendor::Intel if family == 15 => {
-            set(&mut caps, 3 * 32 + 16, false);
-            set(&mut caps, 9 * 32 + 9, false);
+            set(REP_GOOD, false);
+            set(9 * 32 + 9, false); // ERMS
         }
-        // REP_GOOD.
-        Vendor::Intel if family == 6 => set(&mut caps, 3 * 32 + 16, true),
+        Vendor::Intel if family == 6 => set(REP_GOOD, true),
         Vendor::Amd => {
-            set(&mut caps, 31, false);
+            set(31, false);
             if family >= 0x10 {
-                set(&mut caps, 3 * 32 + 16, true);
+                set(REP_GOOD, true);
             }
             if family == 0xf {
                 let level = cpuid(1, 0).0;
                 if (0x0f48..0x0f50).contains(&level) || level >= 0x0f58 {
-                    set(&mut caps, 3 * 32 + 16, true);
+                    set(REP_GOOD, true);
                 }
             }
         }
         _ => {}
-    }
-    let (mut xfeatures_mask, mut xsave_size, mut xsave_size_max) = (0, 0, 0);
-    if caps[4] & (1 << 26) != 0 {
-        let (a, b, c, d) = cpuid(0xd, 0);
-        xfeatures_mask = criu_xfeatures(&caps, u64::from(a) | (u64::from(d) << 32));
-        xsave_size = b;
-        xsave_size_max = c;
-    }
-    CpuInfo {
-        vendor,
-        family,
-        model,
-        stepping,
-        caps,
-        model_id,
-        xfeatures_mask,
-        xsave_size,
-        xsave_size_max,
     }
 }
