@@ -381,3 +381,114 @@ fn terminal_needs_shell_job() {
     );
     assert!(!alive(26659));
 }
+
+/// A pidfile that cannot be written ends the restored tree, detached or
+/// waiting, and the restore says why.
+#[test]
+fn unwritable_pidfile_ends_the_tree() {
+    let _g = lock();
+    if !prepare_fixtures() {
+        return;
+    }
+    for detached in [true, false] {
+        require_free("counter");
+        let mut c = fixture_crit();
+        c.arg("restore");
+        if detached {
+            c.arg("-d");
+        }
+        let out = c
+            .args(["--pidfile", "/nonexistent/dir/root.pid", "-D"])
+            .arg(images("counter"))
+            .output()
+            .unwrap();
+        let err = one_line_error(&out);
+        let left = alive(26659);
+        cleanup("counter");
+        assert_eq!(out.status.code(), Some(1), "detached {detached}: {err}");
+        assert!(err.contains("--pidfile /nonexistent/dir/root.pid"), "{err}");
+        assert!(
+            !left,
+            "detached {detached}: the tree outlived the failed restore"
+        );
+    }
+}
+
+/// A live socket of another process at a path the images bind is a
+/// refusal: its file stays, and nothing of the tree is left.
+#[test]
+fn live_socket_at_a_bound_path_is_not_taken_over() {
+    let _g = lock();
+    if !prepare_fixtures() {
+        return;
+    }
+    require_free("usk_server");
+    let path = "/tmp/scen/sock/srv.sock";
+    let _ = std::fs::remove_file(path);
+    let theirs = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let ino = |p: &str| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = ino(path);
+    let out = restore_detached("usk_server", &[]);
+    let err = one_line_error(&out);
+    let left = alive(26727);
+    cleanup("usk_server");
+    assert!(!out.status.success());
+    assert!(
+        err.contains("is bound by a live socket of another process"),
+        "{err}"
+    );
+    assert!(!left);
+    assert_eq!(
+        ino(path),
+        before,
+        "the other process's socket file was replaced"
+    );
+    // It still serves.
+    std::os::unix::net::UnixStream::connect(path).unwrap();
+    drop(theirs);
+    let _ = std::fs::remove_file(path);
+}
+
+/// Two restores of one image set at once, many times: one wins, the other
+/// fails clearly, and the winner's socket files stay its own.
+#[test]
+fn concurrent_restores_of_one_image_set() {
+    let _g = lock();
+    if !prepare_fixtures() {
+        return;
+    }
+    for round in 0..10 {
+        require_free("usk_server");
+        let start = || {
+            fixture_crit()
+                .args(["restore", "-d", "-D"])
+                .arg(images("usk_server"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (start(), start());
+        let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+        let won = outs.iter().filter(|o| o.status.success()).count();
+        let answers = check("usk_server");
+        let sock_ok = std::os::unix::net::UnixStream::connect("/tmp/scen/sock/srv.sock").is_ok();
+        cleanup("usk_server");
+        let errs: Vec<String> = outs
+            .iter()
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .collect();
+        assert_eq!(won, 1, "round {round}: {errs:?}");
+        let loser = outs.iter().position(|o| !o.status.success()).unwrap();
+        one_line_error(&outs[loser]);
+        assert_eq!(errs[loser].lines().count(), 1, "round {round}: {errs:?}");
+        assert!(
+            answers[0].starts_with("OK"),
+            "round {round}: {answers:?} {errs:?}"
+        );
+        assert!(
+            sock_ok,
+            "round {round}: the winner's listener lost its path: {errs:?}"
+        );
+    }
+}

@@ -177,6 +177,9 @@ pub fn restore(opts: &Options) -> Result<i32> {
         )));
     }
     cpu::check(&plan, opts.cpu_caps, &log)?;
+    // One restore of an image set at a time: a second one waits here, then
+    // finds the pids taken before it binds or removes anything.
+    let _lock = lock_images(&opts.dir)?;
     tree::check_free(&plan)?;
     let mut rb = rollback::Rollback::new(&plan);
     match run(&plan, opts, &log, &mut rb) {
@@ -188,8 +191,11 @@ pub fn restore(opts: &Options) -> Result<i32> {
     }
     let root_pid = plan.tasks[0].pid;
     if let Some(p) = &opts.pidfile {
-        std::fs::write(p, format!("{root_pid}\n"))
-            .map_err(|e| Error::io(p.display().to_string(), e))?;
+        // The tree exists: a pidfile that cannot be written ends it.
+        if let Err(e) = std::fs::write(p, format!("{root_pid}\n")) {
+            rb.undo(&log);
+            return Err(Error::io(format!("--pidfile {}", p.display()), e));
+        }
     }
     log.info(format!(
         "restored {} task(s), root pid {root_pid}",
@@ -241,6 +247,14 @@ fn run(plan: &plan::Plan, opts: &Options, log: &Log, rb: &mut rollback::Rollback
         wait_ready(plan, status_r, log)?;
         task::take_over_all(plan, &pages, log)
     })
+}
+
+/// An exclusive lock on the images directory (flock), held until the
+/// restore ends.
+fn lock_images(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let f = std::fs::File::open(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::io(format!("{}: lock", dir.display()), e.into()))
 }
 
 /// Reads one report per task from the status pipe: "OK PID" or "ERR PID

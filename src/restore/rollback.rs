@@ -1,6 +1,7 @@
 //! Undoing a failed restore: kill every task restored so far (crit is their
 //! child subreaper, so orphans come back to it to be reaped and their pids
-//! are free again), remove the socket files the restore created.
+//! are free again), remove the socket files the restore bound (those
+//! still at their paths: never a file another process put there).
 
 use super::plan::Plan;
 use super::Log;
@@ -12,7 +13,7 @@ use std::os::fd::OwnedFd;
 pub struct Rollback {
     /// Pids (and tids) the restore creates.
     pub ids: Vec<u32>,
-    pub created_paths: Vec<std::path::PathBuf>,
+    pub created_paths: Vec<super::reservoir::BoundPath>,
     /// Write end of the pipe the forked tasks wait on.
     pub hold_w: Option<OwnedFd>,
     pub spawned: bool,
@@ -38,8 +39,8 @@ impl Rollback {
             reap_all();
         }
         for p in self.created_paths.drain(..) {
-            if std::fs::remove_file(&p).is_ok() {
-                log.debug(format!("rollback: removed {}", p.display()));
+            if p.remove() {
+                log.debug(format!("rollback: removed {}", p.path.display()));
             }
         }
     }

@@ -29,7 +29,8 @@ pub struct UnixDiag {
     pub state: u8,
     /// Bound address: a path, or an abstract name starting with NUL.
     pub name: Option<Vec<u8>>,
-    /// (device, inode) of the socket file a path name is bound to.
+    /// (device, inode) of the socket file a path name is bound to; the
+    /// device in the kernel's encoding (see [`stat_dev`]).
     pub vfs: Option<(u32, u32)>,
     pub peer: Option<u32>,
     /// Inodes of connections waiting in a listener's accept queue.
@@ -207,4 +208,13 @@ pub fn inet_sockets(family: u8, protocol: u8) -> std::io::Result<HashMap<u32, In
         out.insert(d.ino, d);
     })?;
     Ok(out)
+}
+
+/// A device number as sock_diag reports it (the kernel's `major << 20 |
+/// minor`) in the form `stat` gives (`st_dev`).
+pub fn stat_dev(kernel_dev: u32) -> u64 {
+    nix::sys::stat::makedev(
+        u64::from(kernel_dev >> 20),
+        u64::from(kernel_dev & 0xf_ffff),
+    )
 }

@@ -9,7 +9,7 @@ use super::task::{finish_socket, send_packet};
 use crate::error::{Error, Result};
 use crate::model::unix::{display_name, Sock};
 use crate::restore::plan::Plan;
-use crate::restore::reservoir::Reservoir;
+use crate::restore::reservoir::{BoundPath, Reservoir};
 use crate::restore::{Log, Options};
 use nix::sys::socket::{self as so, AddressFamily, Backlog, SockFlag};
 use std::collections::{HashMap, HashSet};
@@ -48,6 +48,7 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &Log) ->
     let mut x = Exec {
         plan,
         res,
+        live_vfs: None,
         made: HashMap::new(),
         orphans: HashMap::new(),
     };
@@ -120,6 +121,9 @@ fn hand_over(
 struct Exec<'a> {
     plan: &'a Plan,
     res: &'a mut Reservoir,
+    /// (device, inode) of the socket files live sockets are bound to, read
+    /// once a path to bind is found taken.
+    live_vfs: Option<HashSet<(u64, u64)>>,
     made: HashMap<u32, OwnedFd>,
     /// The other end of each orphaned connection, by the socket's inode.
     orphans: HashMap<u32, OwnedFd>,
@@ -175,11 +179,7 @@ impl Exec<'_> {
                 ))
             });
         };
-        if let Ok(m) = std::fs::symlink_metadata(&full) {
-            if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) {
-                let _ = std::fs::remove_file(&full);
-            }
-        }
+        self.clear_stale(&full, ino)?;
         addr::in_dir(a.dir.as_deref(), || so::bind(fd.as_raw_fd(), &a.addr))?.map_err(|err| {
             Error::msg(format!("unix socket {ino}: bind {}: {err}", full.display()))
         })?;
@@ -195,7 +195,55 @@ impl Exec<'_> {
                 Error::io(format!("unix socket {ino}: unlink {}", full.display()), err)
             })?;
         } else {
-            self.res.created_paths.push(full);
+            let bound = BoundPath::at(full.clone())
+                .map_err(|err| Error::io(format!("unix socket {ino}: {}", full.display()), err))?;
+            self.res.created_paths.push(bound);
+        }
+        Ok(())
+    }
+
+    /// A socket file left at `path` by the dumped run is in the way and
+    /// goes; one a live socket is bound to (another process, or another
+    /// restore of the same images) is a refusal, never a takeover.
+    fn clear_stale(&mut self, path: &std::path::Path, ino: u32) -> Result<()> {
+        let Ok(m) = std::fs::symlink_metadata(path) else {
+            return Ok(());
+        };
+        if !std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) {
+            return Ok(());
+        }
+        if self.live_vfs.is_none() {
+            let all = crate::sys::sockdiag::unix_sockets()
+                .map_err(|e| Error::io("sock_diag: unix sockets", e))?;
+            let files = all.values().filter_map(|d| d.vfs);
+            self.live_vfs = Some(
+                files
+                    .map(|(dev, ino)| (crate::sys::sockdiag::stat_dev(dev), u64::from(ino)))
+                    .collect(),
+            );
+        }
+        let (dev, file) = (
+            std::os::unix::fs::MetadataExt::dev(&m),
+            std::os::unix::fs::MetadataExt::ino(&m),
+        );
+        let live = self
+            .live_vfs
+            .as_ref()
+            .is_some_and(|v| v.contains(&(dev, file)));
+        if live {
+            return Err(Error::msg(format!(
+                "unix socket {ino}: {} is bound by a live socket of another process; \
+                 free the path (or stop that process) and restore again",
+                path.display()
+            )));
+        }
+        // Only the file checked: not one bound there since.
+        let same = std::fs::symlink_metadata(path).is_ok_and(|n| {
+            std::os::unix::fs::MetadataExt::ino(&n) == file
+                && std::os::unix::fs::MetadataExt::dev(&n) == dev
+        });
+        if same {
+            let _ = std::fs::remove_file(path);
         }
         Ok(())
     }
