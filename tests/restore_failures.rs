@@ -492,3 +492,109 @@ fn concurrent_restores_of_one_image_set() {
         );
     }
 }
+
+/// Image sets that are not whole or not consistent are refused before any
+/// task exists, naming the file and the entry (one edited copy each).
+#[test]
+fn inconsistent_image_sets_are_refused_before_anything_is_made() {
+    let _g = lock();
+    if !prepare_fixtures() {
+        return;
+    }
+    type Edit = Box<dyn Fn(&std::path::Path)>;
+    let json = |file: &'static str, f: fn(&mut serde_json::Value)| -> Edit {
+        Box::new(move |d: &std::path::Path| edit_json(&d.join(file), f))
+    };
+    let cases: Vec<(&str, &str, Edit, &str)> = vec![
+        (
+            "counter",
+            "missing fdinfo",
+            Box::new(|d: &std::path::Path| std::fs::remove_file(d.join("fdinfo-2.img")).unwrap()),
+            "fdinfo-2.img",
+        ),
+        (
+            "counter",
+            "images version 99",
+            json("inventory.img", |v| {
+                v["entries"][0]["img_version"] = 99.into()
+            }),
+            "inventory.img: images version 99",
+        ),
+        (
+            "counter",
+            "images version 1",
+            json("inventory.img", |v| {
+                v["entries"][0]["img_version"] = 1.into()
+            }),
+            "inventory.img: images version 1",
+        ),
+        (
+            "counter",
+            "no root_ids",
+            json("inventory.img", |v| {
+                v["entries"][0].as_object_mut().unwrap().remove("root_ids");
+            }),
+            "inventory.img: no root_ids",
+        ),
+        (
+            "counter",
+            "two inventories",
+            json("inventory.img", |v| {
+                let e = v["entries"][0].clone();
+                v["entries"].as_array_mut().unwrap().push(e);
+            }),
+            "inventory.img: 2 entries, expected 1",
+        ),
+        (
+            "counter",
+            "overlapping vmas",
+            json("mm-26659.img", |v| {
+                let vmas = v["entries"][0]["vmas"].as_array_mut().unwrap();
+                let second_start = vmas[1]["start"].clone();
+                vmas[0]["end"] = second_start.as_u64().map(|s| s + 4096).unwrap().into();
+            }),
+            "mm-26659.img: vma 1",
+        ),
+        (
+            "kitchen",
+            "a thread left out of pstree",
+            json("pstree.img", |v| {
+                v["entries"][0]["threads"] = serde_json::json!([26773]);
+            }),
+            "core-26776.img: thread 26776 is not in pstree.img",
+        ),
+        (
+            "usk_tree",
+            "a task its own parent",
+            json("pstree.img", |v| {
+                v["entries"][1]["ppid"] = v["entries"][1]["pid"].clone()
+            }),
+            "is its own parent",
+        ),
+        (
+            "usk_tree",
+            "a pid twice",
+            json("pstree.img", |v| {
+                let e = v["entries"][1].clone();
+                v["entries"].as_array_mut().unwrap().push(e);
+            }),
+            "appears twice",
+        ),
+    ];
+    for (fixture, what, edit, want) in cases {
+        require_free(fixture);
+        let d = copy_images(fixture);
+        edit(d.path());
+        let out = restore_dir(d.path(), &[]);
+        let err = one_line_error(&out);
+        let left: Vec<i32> = pids(fixture).into_iter().filter(|&p| alive(p)).collect();
+        cleanup(fixture);
+        assert!(err.contains(want), "{what}: {err}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).lines().count(),
+            1,
+            "{what}: {err}"
+        );
+        assert!(left.is_empty(), "{what}: {left:?} alive");
+    }
+}

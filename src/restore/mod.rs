@@ -81,6 +81,7 @@ pub mod timers;
 pub mod tracee;
 pub mod tree;
 pub mod unix;
+pub mod validate;
 
 pub use log::Log;
 

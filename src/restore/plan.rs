@@ -150,11 +150,10 @@ impl Plan {
                 dir.display()
             )));
         }
-        let _inv: pb::InventoryEntry = read_one(&img(dir, "inventory.img"), "INVENTORY")?;
+        super::validate::inventory(dir)?;
         let pstree: Vec<pb::PstreeEntry> = read_all(&img(dir, "pstree.img"), "PSTREE")?;
-        if pstree.is_empty() {
-            return Err(Error::msg(format!("{}/pstree.img: no task", dir.display())));
-        }
+        super::validate::pstree(dir, &pstree)?;
+        super::validate::core_images(dir, &pstree)?;
         let fpath = img(dir, "files.img");
         let files = if fpath.exists() {
             FileTable::read(&fpath)?
@@ -179,14 +178,10 @@ impl Plan {
             None
         };
         let mut tasks = Vec::new();
-        for (i, p) in pstree.iter().enumerate() {
-            if i > 0 && p.ppid == 0 {
-                return Err(Error::msg(format!(
-                    "pstree.img: pid {} has no parent; only one root is supported",
-                    p.pid
-                )));
-            }
-            tasks.push(load_task(dir, p, seccomp.as_ref())?);
+        for p in &pstree {
+            let t = load_task(dir, p, seccomp.as_ref())?;
+            super::validate::vmas(dir, &t)?;
+            tasks.push(t);
         }
         let packets: Vec<Packet> =
             read_payload_image(&img(dir, "sk-queues.img"), "SK_QUEUES", |d| {
@@ -324,12 +319,9 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry, seccomp: Option<&pb::SeccompEntry>
     let mm: pb::MmEntry = read_one(&img(dir, &format!("mm-{pid}.img")), "MM")?;
     let (pages_id, pagemap) = read_pagemap(&img(dir, &format!("pagemap-{pid}.img")), Vec::new())?;
     let fs: pb::FsEntry = read_one(&img(dir, &format!("fs-{pid}.img")), "FS")?;
-    let fdpath = img(dir, &format!("fdinfo-{}.img", ids.files_id));
-    let fds: Vec<pb::FdinfoEntry> = if fdpath.exists() {
-        read_all(&fdpath, "FDINFO")?
-    } else {
-        Vec::new()
-    };
+    // Every live task has one (empty when it holds no fd).
+    let fds: Vec<pb::FdinfoEntry> =
+        read_all(&img(dir, &format!("fdinfo-{}.img", ids.files_id)), "FDINFO")?;
     Ok(Task {
         pid,
         ppid: p.ppid,

@@ -1,0 +1,191 @@
+//! Checks that the image set is whole and consistent before anything of
+//! the tree is created: one inventory of a version crit reads, a process
+//! tree without duplicates, cycles or orphans, a core image for every
+//! thread and none for a thread the tree does not list, and memory maps
+//! that do not overlap. Each refusal names the file and the entry.
+
+use super::plan::Task;
+use crate::error::{Error, Result};
+use crate::image::pb;
+use crate::image::typed::read_all;
+use std::collections::HashSet;
+use std::path::Path;
+
+/// CRIU's images version with the common magic in every head
+/// (CRTOOLS_IMAGES_V1_1); version 1 predates it.
+const IMAGES_VERSION: u32 = 2;
+
+/// `inventory.img`: exactly one entry, of the images version crit reads,
+/// with the root task's ids.
+pub fn inventory(dir: &Path) -> Result<pb::InventoryEntry> {
+    let path = dir.join("inventory.img");
+    let mut all: Vec<pb::InventoryEntry> = read_all(&path, "INVENTORY")?;
+    let bad = |why: String| Error::msg(format!("{}: {why}", path.display()));
+    if all.len() != 1 {
+        return Err(bad(format!("{} entries, expected 1", all.len())));
+    }
+    let inv = all.remove(0);
+    if inv.img_version != IMAGES_VERSION {
+        return Err(bad(format!(
+            "images version {}; crit restores version {IMAGES_VERSION} (CRIU 1.1 and later)",
+            inv.img_version
+        )));
+    }
+    if inv.root_ids.is_none() {
+        return Err(bad(
+            "no root_ids (the root task's namespaces and files)".into()
+        ));
+    }
+    Ok(inv)
+}
+
+/// `pstree.img`: the first entry is the root (parent 0) and the only
+/// one; every other task's parent comes before it; no pid or thread id
+/// appears twice; a task's thread list holds the task itself.
+pub fn pstree(dir: &Path, tree: &[pb::PstreeEntry]) -> Result<()> {
+    let path = dir.join("pstree.img");
+    let bad = |i: usize, why: String| {
+        Error::msg(format!(
+            "{}: entry {i} (pid {}): {why}",
+            path.display(),
+            tree[i].pid
+        ))
+    };
+    if tree.is_empty() {
+        return Err(Error::msg(format!("{}: no task", path.display())));
+    }
+    let mut seen: HashSet<u32> = HashSet::new();
+    let mut pids: HashSet<u32> = HashSet::new();
+    for (i, p) in tree.iter().enumerate() {
+        if p.pid == 0 {
+            return Err(bad(i, "pid 0".into()));
+        }
+        if i == 0 && p.ppid != 0 {
+            return Err(bad(i, format!("the root has a parent ({})", p.ppid)));
+        }
+        if i > 0 {
+            if p.ppid == p.pid {
+                return Err(bad(i, "is its own parent".into()));
+            }
+            if p.ppid == 0 {
+                return Err(bad(i, "has no parent; only one root is supported".into()));
+            }
+            if !pids.contains(&p.ppid) {
+                return Err(bad(
+                    i,
+                    format!(
+                        "its parent {} is not an earlier task (a cycle, or a parent missing)",
+                        p.ppid
+                    ),
+                ));
+            }
+        }
+        if !p.threads.is_empty() && !p.threads.contains(&p.pid) {
+            return Err(bad(
+                i,
+                "its thread list does not hold the task itself".into(),
+            ));
+        }
+        let ids = std::iter::once(p.pid).chain(p.threads.iter().copied().filter(|&t| t != p.pid));
+        for id in ids {
+            if !seen.insert(id) {
+                return Err(bad(i, format!("pid or thread id {id} appears twice")));
+            }
+        }
+        pids.insert(p.pid);
+    }
+    Ok(())
+}
+
+/// Every `core-TID.img` of the directory belongs to a thread the tree
+/// lists: a thread left out would be lost (and the task with it).
+pub fn core_images(dir: &Path, tree: &[pb::PstreeEntry]) -> Result<()> {
+    let listed: HashSet<u32> = tree
+        .iter()
+        .flat_map(|p| std::iter::once(p.pid).chain(p.threads.iter().copied()))
+        .collect();
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(tid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("core-"))
+            .and_then(|n| n.strip_suffix(".img"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !listed.contains(&tid) {
+            return Err(Error::msg(format!(
+                "{}: thread {tid} is not in pstree.img",
+                dir.join(&name).display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A task's memory map: each mapping page-aligned, not empty, within the
+/// user address space, and after the one before it.
+pub fn vmas(dir: &Path, t: &Task) -> Result<()> {
+    let path = dir.join(format!("mm-{}.img", t.pid));
+    let mut prev_end = 0u64;
+    for (i, v) in t.mm.vmas.iter().enumerate() {
+        let why = if v.start % 4096 != 0 || v.end % 4096 != 0 {
+            Some("not page-aligned")
+        } else if v.end <= v.start {
+            Some("empty or reversed")
+        } else if v.end > crate::sys::TASK_SIZE
+            && v.status & crate::image::flags::VMA_AREA_VSYSCALL == 0
+        {
+            Some("beyond the user address space")
+        } else if v.start < prev_end {
+            Some("overlaps the mapping before it")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(Error::msg(format!(
+                "{}: vma {i} ({:#x}-{:#x}): {why}",
+                path.display(),
+                v.start,
+                v.end
+            )));
+        }
+        prev_end = v.end;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(pid: u32, ppid: u32, threads: &[u32]) -> pb::PstreeEntry {
+        pb::PstreeEntry {
+            pid,
+            ppid,
+            pgid: pid,
+            sid: pid,
+            threads: threads.to_vec(),
+        }
+    }
+
+    #[test]
+    fn trees() {
+        let d = Path::new("/x");
+        assert!(pstree(d, &[p(10, 0, &[10, 11]), p(12, 10, &[12])]).is_ok());
+        let err = |t: &[pb::PstreeEntry]| pstree(d, t).unwrap_err().to_string();
+        assert!(err(&[]).contains("no task"));
+        assert!(err(&[p(10, 5, &[])]).contains("the root has a parent"));
+        assert!(err(&[p(10, 0, &[]), p(12, 12, &[])]).contains("is its own parent"));
+        assert!(err(&[p(10, 0, &[]), p(12, 13, &[]), p(13, 12, &[])])
+            .contains("its parent 13 is not an earlier task"));
+        assert!(err(&[p(10, 0, &[]), p(10, 10, &[])]).contains("own parent"));
+        assert!(err(&[p(10, 0, &[]), p(12, 10, &[]), p(12, 10, &[])])
+            .contains("pid or thread id 12 appears twice"));
+        assert!(err(&[p(10, 0, &[10, 12]), p(12, 10, &[])]).contains("12 appears twice"));
+        assert!(err(&[p(10, 0, &[11])]).contains("does not hold the task itself"));
+        assert!(err(&[p(10, 0, &[]), p(11, 0, &[])]).contains("only one root"));
+    }
+}
