@@ -148,6 +148,27 @@ pub fn criu_xfeatures(caps: &[u32; NCAPINTS], cpuid_mask: u64) -> u64 {
 /// Reads this CPU the way CRIU's compel does.
 pub fn this_cpu() -> CpuInfo {
     let mut caps = [0u32; NCAPINTS];
+    let (max_leaf, vendor) = vendor();
+    let (family, model, stepping) = signature(max_leaf, &mut caps);
+    standard_leaves(max_leaf, &mut caps);
+    let model_id = extended_leaves(&mut caps);
+    synthetic_caps(&mut caps, vendor, family, max_leaf);
+    let (xfeatures_mask, xsave_size, xsave_size_max) = xsave_sizes(&caps);
+    CpuInfo {
+        vendor,
+        family,
+        model,
+        stepping,
+        caps,
+        model_id,
+        xfeatures_mask,
+        xsave_size,
+        xsave_size_max,
+    }
+}
+
+/// The highest standard leaf and the vendor (CPUID.0).
+fn vendor() -> (u32, Vendor) {
     let (max_leaf, b, c, d) = cpuid(0, 0);
     let mut vendor_id = Vec::with_capacity(12);
     for r in [b, d, c] {
@@ -158,6 +179,12 @@ pub fn this_cpu() -> CpuInfo {
         b"AuthenticAMD" | b"HygonGenuine" => Vendor::Amd,
         _ => Vendor::Other,
     };
+    (max_leaf, vendor)
+}
+
+/// Family, model and stepping from CPUID.1 (with the extended fields, as
+/// Linux reads them), whose feature words go into `caps`.
+fn signature(max_leaf: u32, caps: &mut [u32; NCAPINTS]) -> (u32, u32, u32) {
     let (mut family, mut model, mut stepping) = (4, 0, 0);
     if max_leaf >= 1 {
         let (a, _, c, d) = cpuid(1, 0);
@@ -173,6 +200,11 @@ pub fn this_cpu() -> CpuInfo {
         caps[word::CPUID_1_EDX] = d;
         caps[word::CPUID_1_ECX] = c;
     }
+    (family, model, stepping)
+}
+
+/// The capability words of standard leaves 6, 7, 0xd and 0xf.
+fn standard_leaves(max_leaf: u32, caps: &mut [u32; NCAPINTS]) {
     if max_leaf >= 6 {
         caps[word::CPUID_6_EAX] = cpuid(6, 0).0;
     }
@@ -192,85 +224,92 @@ pub fn this_cpu() -> CpuInfo {
             caps[word::CPUID_F_1_EDX] = cpuid(0xf, 1).3;
         }
     }
+}
+
+/// The capability words of the extended leaves; returns the brand string
+/// (empty without one).
+fn extended_leaves(caps: &mut [u32; NCAPINTS]) -> String {
     let ext = cpuid(0x8000_0000, 0).0;
     let mut model_id = String::new();
-    if ext & 0xffff_0000 == 0x8000_0000 {
-        if ext >= 0x8000_0001 {
-            let (_, _, c, d) = cpuid(0x8000_0001, 0);
-            caps[word::CPUID_8000_0001_ECX] = c;
-            caps[word::CPUID_8000_0001_EDX] = d;
-        }
-        if ext >= 0x8000_0004 {
-            let mut s = Vec::with_capacity(48);
-            for leaf in 0x8000_0002..=0x8000_0004 {
-                let (a, b, c, d) = cpuid(leaf, 0);
-                for r in [a, b, c, d] {
-                    s.extend_from_slice(&r.to_le_bytes());
-                }
-            }
-            let end = s.iter().position(|&x| x == 0).unwrap_or(s.len());
-            model_id = String::from_utf8_lossy(&s[..end]).trim_start().to_string();
-        }
-        if ext >= 0x8000_0007 {
-            caps[word::CPUID_8000_0007_EBX] = cpuid(0x8000_0007, 0).1;
-        }
-        if ext >= 0x8000_000a {
-            caps[word::CPUID_8000_000A_EDX] = cpuid(0x8000_000a, 0).3;
-        }
-        if ext >= 0x8000_0008 {
-            caps[word::CPUID_8000_0008_EBX] = cpuid(0x8000_0008, 0).1;
-        }
+    if ext & 0xffff_0000 != 0x8000_0000 {
+        return model_id;
     }
-    let set = |caps: &mut [u32; NCAPINTS], bit: usize, on: bool| {
-        if on {
-            caps[bit / 32] |= 1 << (bit % 32);
-        } else {
-            caps[bit / 32] &= !(1 << (bit % 32));
+    if ext >= 0x8000_0001 {
+        let (_, _, c, d) = cpuid(0x8000_0001, 0);
+        caps[word::CPUID_8000_0001_ECX] = c;
+        caps[word::CPUID_8000_0001_EDX] = d;
+    }
+    if ext >= 0x8000_0004 {
+        let mut s = Vec::with_capacity(48);
+        for leaf in 0x8000_0002..=0x8000_0004 {
+            let (a, b, c, d) = cpuid(leaf, 0);
+            for r in [a, b, c, d] {
+                s.extend_from_slice(&r.to_le_bytes());
+            }
         }
-    };
+        let end = s.iter().position(|&x| x == 0).unwrap_or(s.len());
+        model_id = String::from_utf8_lossy(&s[..end]).trim_start().to_string();
+    }
+    if ext >= 0x8000_0007 {
+        caps[word::CPUID_8000_0007_EBX] = cpuid(0x8000_0007, 0).1;
+    }
+    if ext >= 0x8000_000a {
+        caps[word::CPUID_8000_000A_EDX] = cpuid(0x8000_000a, 0).3;
+    }
+    if ext >= 0x8000_0008 {
+        caps[word::CPUID_8000_0008_EBX] = cpuid(0x8000_0008, 0).1;
+    }
+    model_id
+}
+
+fn set_cap(caps: &mut [u32; NCAPINTS], bit: usize, on: bool) {
+    if on {
+        caps[bit / 32] |= 1 << (bit % 32);
+    } else {
+        caps[bit / 32] &= !(1 << (bit % 32));
+    }
+}
+
+/// The bits the kernel sets or clears itself rather than reading them
+/// from CPUID (as CRIU's compel does too).
+fn synthetic_caps(caps: &mut [u32; NCAPINTS], vendor: Vendor, family: u32, max_leaf: u32) {
     // Always there on x86-64 (CRIU sets them too): CPUID, NOPL.
-    set(&mut caps, 3 * 32 + 25, true);
-    set(&mut caps, 3 * 32 + 20, true);
+    set_cap(caps, 3 * 32 + 25, true);
+    set_cap(caps, 3 * 32 + 20, true);
     if max_leaf < 0xd {
-        set(&mut caps, 4 * 32 + 26, false);
+        set_cap(caps, 4 * 32 + 26, false);
     }
     match vendor {
         Vendor::Intel if family == 15 => {
-            set(&mut caps, 3 * 32 + 16, false);
-            set(&mut caps, 9 * 32 + 9, false);
+            set_cap(caps, 3 * 32 + 16, false);
+            set_cap(caps, 9 * 32 + 9, false);
         }
         // REP_GOOD.
-        Vendor::Intel if family == 6 => set(&mut caps, 3 * 32 + 16, true),
+        Vendor::Intel if family == 6 => set_cap(caps, 3 * 32 + 16, true),
         Vendor::Amd => {
-            set(&mut caps, 31, false);
+            set_cap(caps, 31, false);
             if family >= 0x10 {
-                set(&mut caps, 3 * 32 + 16, true);
+                set_cap(caps, 3 * 32 + 16, true);
             }
             if family == 0xf {
                 let level = cpuid(1, 0).0;
                 if (0x0f48..0x0f50).contains(&level) || level >= 0x0f58 {
-                    set(&mut caps, 3 * 32 + 16, true);
+                    set_cap(caps, 3 * 32 + 16, true);
                 }
             }
         }
         _ => {}
     }
-    let (mut xfeatures_mask, mut xsave_size, mut xsave_size_max) = (0, 0, 0);
-    if caps[4] & (1 << 26) != 0 {
-        let (a, b, c, d) = cpuid(0xd, 0);
-        xfeatures_mask = criu_xfeatures(&caps, u64::from(a) | (u64::from(d) << 32));
-        xsave_size = b;
-        xsave_size_max = c;
+}
+
+/// The xsave component mask CRIU counts and the xsave area sizes (for
+/// the enabled components, and for all), from CPUID.0xD.0; zeros
+/// without xsave.
+fn xsave_sizes(caps: &[u32; NCAPINTS]) -> (u64, u32, u32) {
+    if caps[4] & (1 << 26) == 0 {
+        return (0, 0, 0);
     }
-    CpuInfo {
-        vendor,
-        family,
-        model,
-        stepping,
-        caps,
-        model_id,
-        xfeatures_mask,
-        xsave_size,
-        xsave_size_max,
-    }
+    let (a, b, c, d) = cpuid(0xd, 0);
+    let mask = criu_xfeatures(caps, u64::from(a) | (u64::from(d) << 32));
+    (mask, b, c)
 }
