@@ -1,5 +1,7 @@
 //! The `crit` command line: parses options and calls into the library.
 
+#![deny(unsafe_code)]
+
 use clap::{Parser, Subcommand};
 use crit::error::Error;
 use crit::json::image::DecodeOpts;

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use crit::dump::freezer;
 use crit::sys::inject::{self, ITimerVal, Injector, KSigaction, TimeVal};
 use crit::sys::{procfs, ptrace, remote};
 
@@ -23,7 +24,7 @@ fn same_regs(a: &ptrace::Regs, b: &ptrace::Regs) {
 #[test]
 fn getpid_and_gettid_and_exact_register_restore() {
     let (p, addr) = spinner(2);
-    let frozen = ptrace::freeze_tree(p.pid).unwrap();
+    let frozen = freezer::freeze_tree(p.pid).unwrap();
     for (_, t) in frozen.threads() {
         let before = ptrace::get_regs(t.tid).unwrap();
         let mask = ptrace::get_sigmask(t.tid).unwrap();
@@ -48,7 +49,7 @@ fn getpid_and_gettid_and_exact_register_restore() {
 #[test]
 fn drop_restores_like_finish() {
     let p = sleeper();
-    let frozen = ptrace::freeze_tree(p.pid).unwrap();
+    let frozen = freezer::freeze_tree(p.pid).unwrap();
     let before = ptrace::get_regs(p.pid).unwrap();
     let scratch;
     {
@@ -76,7 +77,7 @@ fn drop_restores_like_finish() {
 #[test]
 fn mmap_then_write_and_read_back() {
     let p = sleeper();
-    let frozen = ptrace::freeze_tree(p.pid).unwrap();
+    let frozen = freezer::freeze_tree(p.pid).unwrap();
     let mut inj = Injector::new(p.pid).unwrap();
     let len = 3 * 4096u64;
     let a = inj
@@ -134,7 +135,7 @@ fn rt_sigaction_installs_and_reads_handlers() {
     let p = sleeper();
     let usr1 = 1u64 << (libc::SIGUSR1 - 1);
     assert_eq!(status_mask(p.pid, "SigCgt") & usr1, 0);
-    let frozen = ptrace::freeze_tree(p.pid).unwrap();
+    let frozen = freezer::freeze_tree(p.pid).unwrap();
     let mut inj = Injector::new(p.pid).unwrap();
     let new = KSigaction {
         handler: 0x1234_5000,
@@ -167,7 +168,7 @@ fn blocked_read_restarts_after_injection() {
             && std::fs::read_to_string(format!("/proc/{}/syscall", p.pid))
                 .is_ok_and(|s| s.starts_with("0 0x0 "))
     }));
-    let frozen = ptrace::freeze_tree(p.pid).unwrap();
+    let frozen = freezer::freeze_tree(p.pid).unwrap();
     let before = ptrace::get_regs(p.pid).unwrap();
     let irq = ptrace::interrupted_syscall(&before).expect("frozen inside read");
     assert_eq!(irq.nr, libc::SYS_read as u64);
@@ -219,7 +220,7 @@ fn signals_sent_while_injecting_are_not_lost() {
     let mut p = Proc::program("reader", &[]);
     assert_eq!(p.line(), "ready");
     assert!(wait_until(|| state(p.pid, p.pid) == Some('S')));
-    let frozen = ptrace::freeze_tree(p.pid).unwrap();
+    let frozen = freezer::freeze_tree(p.pid).unwrap();
     let mut inj = Injector::new(p.pid).unwrap();
     assert_eq!(inj.syscall(libc::SYS_getpid, [0; 6]).unwrap(), p.pid as i64);
     // Sent in the middle of the injection session, and before it.
@@ -248,7 +249,7 @@ fn signals_sent_while_injecting_are_not_lost() {
 #[test]
 fn sigaltstack_itimers_prctl_arch_prctl_tid_address_robust_list() {
     let p = sleeper();
-    let frozen = ptrace::freeze_tree(p.pid).unwrap();
+    let frozen = freezer::freeze_tree(p.pid).unwrap();
     let regs = ptrace::get_regs(p.pid).unwrap();
     let mut inj = Injector::new(p.pid).unwrap();
 
@@ -304,7 +305,7 @@ fn sigaltstack_itimers_prctl_arch_prctl_tid_address_robust_list() {
 #[test]
 fn own_gate_page() {
     let p = sleeper();
-    let frozen = ptrace::freeze_tree(p.pid).unwrap();
+    let frozen = freezer::freeze_tree(p.pid).unwrap();
     let mut inj = Injector::new(p.pid).unwrap();
     let vdso_gate = inj.gate();
     let page = inj.map_gate_page(None).unwrap();
@@ -325,7 +326,7 @@ fn refuses_threads_not_in_an_event_stop() {
     let p = sleeper();
     // Not traced at all.
     assert!(Injector::new(p.pid).is_err());
-    let frozen = ptrace::freeze_tree(p.pid).unwrap();
+    let frozen = freezer::freeze_tree(p.pid).unwrap();
     // In a syscall-exit stop: refused; to_event_stop brings it back.
     ptrace::cont_syscall(p.pid, 0).unwrap();
     // The restarted clock_nanosleep enters: syscall-entry stop.
@@ -348,7 +349,7 @@ fn refuses_threads_not_in_an_event_stop() {
 #[test]
 fn without_vdso_the_gate_is_patched_at_rip_and_put_back() {
     let p = sleeper();
-    let frozen = ptrace::freeze_tree(p.pid).unwrap();
+    let frozen = freezer::freeze_tree(p.pid).unwrap();
     let vdso = procfs::maps(p.pid)
         .unwrap()
         .into_iter()

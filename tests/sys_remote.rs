@@ -7,9 +7,10 @@ use std::io::IoSliceMut;
 use std::process::Command;
 
 use common::*;
+use crit::dump::freezer;
+use crit::sys::errno_of;
 use crit::sys::inject::Injector;
 use crit::sys::remote::{self, RemoteIoVec};
-use crit::sys::{errno_of, ptrace};
 
 #[test]
 fn vectored_read_of_thousands_of_ranges() {
@@ -62,7 +63,7 @@ fn vectored_read_of_thousands_of_ranges() {
 fn short_transfers_stop_at_the_hole() {
     let p = Proc::spawn(Command::new("sleep").arg("1000"));
     assert!(wait_until(|| state(p.pid, p.pid) == Some('S')));
-    let frozen = ptrace::freeze_tree(p.pid).unwrap();
+    let frozen = freezer::freeze_tree(p.pid).unwrap();
     let mut inj = Injector::new(p.pid).unwrap();
     let pg = 4096u64;
     let a = inj

@@ -15,6 +15,8 @@
 //!   --pipes N   pipes, both ends open (default 1500)
 //!   --pid N     the task's pid (default 4242)
 
+#![deny(unsafe_code)]
+
 use crit::image::pb;
 use crit::image::typed::{write_atomic, ImageBuilder};
 use prost::Message;

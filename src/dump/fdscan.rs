@@ -154,7 +154,7 @@ pub fn classify(link: &str, st: &Stat, shmem_dev: u64) -> Kind {
 /// `is_socket(ino)` says whether an inode is a known socket (sock_diag):
 /// once one socket's mount id is confirmed by its link, descriptors on
 /// that mount whose inode is a known socket skip the readlink.
-pub fn scan(pid: i32, shmem_dev: u64, is_socket: &dyn Fn(u64) -> bool) -> Result<Vec<Fd>> {
+pub fn scan(pid: i32, shmem_dev: u64, is_socket: &mut dyn FnMut(u64) -> bool) -> Result<Vec<Fd>> {
     let mut sockfs_mnt: Option<i32> = None;
     let dir = procfs::path(pid, "fd");
     let rd = std::fs::read_dir(&dir)

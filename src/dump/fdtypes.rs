@@ -2,15 +2,13 @@
 //! /proc/PID/fdinfo shows (eventfd, epoll, timerfd, signalfd, inotify)
 //! are read from there; sockets go to [`super::sockets`].
 
+use super::context::DumpCtx;
 use super::fdscan::{Fd, Kind};
 use super::files::*;
-use super::freeze::Frozen;
 use super::procfs::fdinfo_field;
-use super::sockets::Sockets;
 use crate::error::{Error, Result};
 use crate::image::pb;
 
-/// The fdinfo type of a descriptor (refusing unsupported kinds).
 /// Refuses a descriptor whose file carries a lock (fdinfo "lock:" lines:
 /// flock, POSIX and OFD locks).
 fn check_locks(pid: i32, fd: &Fd) -> Result<()> {
@@ -24,13 +22,14 @@ fn check_locks(pid: i32, fd: &Fd) -> Result<()> {
     Ok(())
 }
 
-pub fn file_type(pid: i32, fd: &Fd, socks: &mut Sockets, opts: &super::DumpOpts) -> Result<i32> {
+/// The fdinfo type of a descriptor (refusing unsupported kinds).
+pub fn file_type(ctx: &mut DumpCtx, pid: i32, fd: &Fd) -> Result<i32> {
     check_locks(pid, fd)?;
     Ok(match &fd.kind {
         Kind::Path { .. } => FD_REG,
         Kind::Fifo { .. } => FD_FIFO,
         Kind::Pipe(_) => FD_PIPE,
-        Kind::Socket(ino) => socks.fd_type(pid, fd.fd, *ino)?,
+        Kind::Socket(ino) => ctx.socks.fd_type(pid, fd.fd, *ino)?,
         Kind::Eventfd => FD_EVENTFD,
         Kind::Eventpoll => FD_EVENTPOLL,
         Kind::Timerfd => FD_TIMERFD,
@@ -38,7 +37,7 @@ pub fn file_type(pid: i32, fd: &Fd, socks: &mut Sockets, opts: &super::DumpOpts)
         Kind::Inotify => FD_INOTIFY,
         Kind::Memfd { .. } => FD_MEMFD,
         Kind::Tty { path } => {
-            if !opts.shell_job {
+            if !ctx.opts.shell_job {
                 return Err(Error::msg(format!(
                     "pid {pid} fd {}: is the terminal {path}; dump with --shell-job if the tree is a job of this shell",
                     fd.fd
@@ -93,193 +92,205 @@ fn get<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
 }
 
 /// Writes the files.img entry (and data images) of a new open file.
-pub fn dump_fd(
-    fr: &Frozen,
-    pid: i32,
-    fd: &Fd,
-    id: u32,
-    files: &mut FileTable,
-    socks: &mut Sockets,
-    opts: &super::DumpOpts,
-) -> Result<()> {
+pub fn dump_fd(ctx: &mut DumpCtx, pid: i32, fd: &Fd, id: u32) -> Result<()> {
     // The owner matters for O_ASYNC files (SIGIO) and sockets (SIGURG);
     // sockets read it from the copy they make anyway.
     const O_ASYNC: u32 = 0o20000;
     let mut owned;
     let fd = if fd.flags & O_ASYNC != 0 && !matches!(fd.kind, Kind::Socket(_)) {
-        let copy = fr.getfd(pid, fd.fd)?;
+        let copy = ctx.frozen.getfd(pid, fd.fd)?;
         owned = fd.clone();
         owned.fown = fown_of(pid, fd.fd, std::os::fd::AsFd::as_fd(&copy))?;
         &owned
     } else {
         fd
     };
+    let files = &mut ctx.files;
     match &fd.kind {
         Kind::Path { path, deleted } => files.reg_fd(pid, fd, id, path, *deleted),
-        Kind::Tty { path } => {
-            // --shell-job: the terminal is the caller's; restore reopens it.
-            let _ = opts;
-            files.reg_fd(pid, fd, id, path, false)
-        }
+        // --shell-job: the terminal is the caller's; restore reopens it.
+        Kind::Tty { path } => files.reg_fd(pid, fd, id, path, false),
         Kind::Pipe(ino) => files.pipe_fd(pid, fd, id, *ino, false),
         Kind::Fifo { .. } => files.pipe_fd(pid, fd, id, fd.st.ino, true),
-        Kind::Eventfd => {
-            let counter = hex(pid, fd, field(pid, fd, "eventfd-count")?)?;
-            files.push(FD_EVENTFD, id, |e| {
-                e.efd = Some(pb::EventfdFileEntry {
-                    id,
-                    flags: fd.flags,
-                    fown: fd.fown,
-                    counter,
-                })
-            });
-            Ok(())
+        Kind::Eventfd => eventfd(files, pid, fd, id),
+        Kind::Eventpoll => eventpoll(files, pid, fd, id),
+        Kind::Timerfd => timerfd(files, pid, fd, id),
+        Kind::Signalfd => signalfd(files, pid, fd, id),
+        Kind::Inotify => inotify(files, pid, fd, id),
+        Kind::Memfd { name } => memfd(files, pid, fd, id, name),
+        Kind::Socket(ino) => {
+            let (fr, opts) = (ctx.frozen, ctx.opts);
+            ctx.socks
+                .dump_fd(fr, pid, fd, id, *ino, &mut ctx.files, opts)
         }
-        Kind::Eventpoll => {
-            let mut tfds = Vec::new();
-            for l in fd.info.lines().filter(|l| l.starts_with("tfd:")) {
-                let p = pairs(l);
-                let num = |k: &str, radix: u32| -> Result<u64> {
-                    get(&p, k)
-                        .and_then(|v| u64::from_str_radix(v, radix).ok())
-                        .ok_or_else(|| {
-                            Error::msg(format!("pid {pid} fd {}: epoll fdinfo line {l:?}", fd.fd))
-                        })
-                };
-                tfds.push(pb::EventpollTfdEntry {
-                    id: 0,
-                    tfd: num("tfd", 10)? as u32,
-                    events: num("events", 16)? as u32,
-                    data: num("data", 16)?,
-                    dev: Some(num("sdev", 16)? as u32),
-                    inode: Some(num("ino", 16)?),
-                    pos: Some(num("pos", 10).unwrap_or(0)),
-                });
-            }
-            files.push(FD_EVENTPOLL, id, |e| {
-                e.epfd = Some(pb::EventpollFileEntry {
-                    id,
-                    flags: fd.flags,
-                    fown: fd.fown,
-                    tfd: tfds,
-                })
-            });
-            Ok(())
-        }
-        Kind::Timerfd => {
-            let clockid: u32 = field(pid, fd, "clockid")?.parse().unwrap_or(0);
-            let ticks: u64 = field(pid, fd, "ticks")?.parse().unwrap_or(0);
-            let settime_flags =
-                u32::from_str_radix(field(pid, fd, "settime flags")?, 8).unwrap_or(0);
-            let pair = |k: &str| -> Result<(u64, u64)> {
-                let v = field(pid, fd, k)?;
-                let v = v.trim_start_matches('(').trim_end_matches(')');
-                let (a, b) = v.split_once(',').ok_or_else(|| {
-                    Error::msg(format!("pid {pid} fd {}: timerfd {k} {v:?}", fd.fd))
-                })?;
-                Ok((a.trim().parse().unwrap_or(0), b.trim().parse().unwrap_or(0)))
-            };
-            let (vsec, vnsec) = pair("it_value")?;
-            let (isec, insec) = pair("it_interval")?;
-            files.push(FD_TIMERFD, id, |e| {
-                e.tfd = Some(pb::TimerfdEntry {
-                    id,
-                    flags: fd.flags,
-                    fown: fd.fown,
-                    clockid,
-                    ticks,
-                    settime_flags,
-                    vsec,
-                    vnsec,
-                    isec,
-                    insec,
-                })
-            });
-            Ok(())
-        }
-        Kind::Signalfd => {
-            let sigmask = hex(pid, fd, field(pid, fd, "sigmask")?)?;
-            files.push(FD_SIGNALFD, id, |e| {
-                e.sgfd = Some(pb::SignalfdEntry {
-                    id,
-                    flags: fd.flags,
-                    fown: fd.fown,
-                    sigmask,
-                })
-            });
-            Ok(())
-        }
-        Kind::Inotify => {
-            let mut wds = Vec::new();
-            for l in fd.info.lines().filter(|l| l.starts_with("inotify ")) {
-                let p = pairs(l);
-                let h = |k: &str| -> Result<u64> {
-                    get(&p, k)
-                        .and_then(|v| u64::from_str_radix(v, 16).ok())
-                        .ok_or_else(|| {
-                            Error::msg(format!("pid {pid} fd {}: inotify fdinfo line {l:?}", fd.fd))
-                        })
-                };
-                let wd: u32 = get(&p, "wd").and_then(|v| v.parse().ok()).unwrap_or(0);
-                let bytes = h("fhandle-bytes")? as u32;
-                let htype = h("fhandle-type")? as u32;
-                let raw = get(&p, "f_handle").unwrap_or("");
-                let mut hb: Vec<u8> = (0..raw.len() / 2)
-                    .filter_map(|i| u8::from_str_radix(&raw[2 * i..2 * i + 2], 16).ok())
-                    .collect();
-                hb.resize(128, 0);
-                let handle: Vec<u64> = hb
-                    .chunks_exact(8)
-                    .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                    .collect();
-                wds.push(pb::InotifyWdEntry {
-                    id: 0,
-                    i_ino: h("ino")?,
-                    mask: h("mask")? as u32,
-                    ignored_mask: h("ignored_mask")? as u32,
-                    s_dev: h("sdev")? as u32,
-                    wd,
-                    f_handle: pb::FhEntry {
-                        bytes,
-                        r#type: htype,
-                        path: watch_path(
-                            h("sdev")? as u32,
-                            htype,
-                            &hb[..(bytes as usize).min(128)],
-                        ),
-                        handle,
-                        mnt_id: None,
-                    },
-                });
-            }
-            files.push(FD_INOTIFY, id, |e| {
-                e.ify = Some(pb::InotifyFileEntry {
-                    id,
-                    flags: fd.flags,
-                    fown: fd.fown,
-                    wd: wds,
-                })
-            });
-            Ok(())
-        }
-        Kind::Memfd { name } => {
-            let link = format!("/proc/{pid}/fd/{}", fd.fd);
-            let seals = super::mm::memfd_seals(&link);
-            let inode_id = files.memfd_inode(name, &fd.st, seals, &link);
-            files.push(FD_MEMFD, id, |e| {
-                e.memfd = Some(pb::MemfdFileEntry {
-                    id,
-                    flags: fd.flags,
-                    pos: fd.pos,
-                    fown: fd.fown,
-                    inode_id,
-                })
-            });
-            Ok(())
-        }
-        Kind::Socket(ino) => socks.dump_fd(fr, pid, fd, id, *ino, files, opts),
         Kind::Other(_) => Ok(()),
     }
+}
+
+fn eventfd(files: &mut FileTable, pid: i32, fd: &Fd, id: u32) -> Result<()> {
+    let counter = hex(pid, fd, field(pid, fd, "eventfd-count")?)?;
+    files.push(FD_EVENTFD, id, |e| {
+        e.efd = Some(pb::EventfdFileEntry {
+            id,
+            flags: fd.flags,
+            fown: fd.fown,
+            counter,
+        })
+    });
+    Ok(())
+}
+
+fn eventpoll(files: &mut FileTable, pid: i32, fd: &Fd, id: u32) -> Result<()> {
+    let tfds = fd
+        .info
+        .lines()
+        .filter(|l| l.starts_with("tfd:"))
+        .map(|l| epoll_target(pid, fd, l))
+        .collect::<Result<Vec<_>>>()?;
+    files.push(FD_EVENTPOLL, id, |e| {
+        e.epfd = Some(pb::EventpollFileEntry {
+            id,
+            flags: fd.flags,
+            fown: fd.fown,
+            tfd: tfds,
+        })
+    });
+    Ok(())
+}
+
+/// One "tfd:" line of an epoll's fdinfo.
+fn epoll_target(pid: i32, fd: &Fd, l: &str) -> Result<pb::EventpollTfdEntry> {
+    let p = pairs(l);
+    let num = |k: &str, radix: u32| -> Result<u64> {
+        get(&p, k)
+            .and_then(|v| u64::from_str_radix(v, radix).ok())
+            .ok_or_else(|| Error::msg(format!("pid {pid} fd {}: epoll fdinfo line {l:?}", fd.fd)))
+    };
+    Ok(pb::EventpollTfdEntry {
+        id: 0,
+        tfd: num("tfd", 10)? as u32,
+        events: num("events", 16)? as u32,
+        data: num("data", 16)?,
+        dev: Some(num("sdev", 16)? as u32),
+        inode: Some(num("ino", 16)?),
+        pos: Some(num("pos", 10).unwrap_or(0)),
+    })
+}
+
+fn timerfd(files: &mut FileTable, pid: i32, fd: &Fd, id: u32) -> Result<()> {
+    let clockid: u32 = field(pid, fd, "clockid")?.parse().unwrap_or(0);
+    let ticks: u64 = field(pid, fd, "ticks")?.parse().unwrap_or(0);
+    let settime_flags = u32::from_str_radix(field(pid, fd, "settime flags")?, 8).unwrap_or(0);
+    let pair = |k: &str| -> Result<(u64, u64)> {
+        let v = field(pid, fd, k)?;
+        let v = v.trim_start_matches('(').trim_end_matches(')');
+        let (a, b) = v
+            .split_once(',')
+            .ok_or_else(|| Error::msg(format!("pid {pid} fd {}: timerfd {k} {v:?}", fd.fd)))?;
+        Ok((a.trim().parse().unwrap_or(0), b.trim().parse().unwrap_or(0)))
+    };
+    let (vsec, vnsec) = pair("it_value")?;
+    let (isec, insec) = pair("it_interval")?;
+    files.push(FD_TIMERFD, id, |e| {
+        e.tfd = Some(pb::TimerfdEntry {
+            id,
+            flags: fd.flags,
+            fown: fd.fown,
+            clockid,
+            ticks,
+            settime_flags,
+            vsec,
+            vnsec,
+            isec,
+            insec,
+        })
+    });
+    Ok(())
+}
+
+fn signalfd(files: &mut FileTable, pid: i32, fd: &Fd, id: u32) -> Result<()> {
+    let sigmask = hex(pid, fd, field(pid, fd, "sigmask")?)?;
+    files.push(FD_SIGNALFD, id, |e| {
+        e.sgfd = Some(pb::SignalfdEntry {
+            id,
+            flags: fd.flags,
+            fown: fd.fown,
+            sigmask,
+        })
+    });
+    Ok(())
+}
+
+fn inotify(files: &mut FileTable, pid: i32, fd: &Fd, id: u32) -> Result<()> {
+    let wds = fd
+        .info
+        .lines()
+        .filter(|l| l.starts_with("inotify "))
+        .map(|l| inotify_watch(pid, fd, l))
+        .collect::<Result<Vec<_>>>()?;
+    files.push(FD_INOTIFY, id, |e| {
+        e.ify = Some(pb::InotifyFileEntry {
+            id,
+            flags: fd.flags,
+            fown: fd.fown,
+            wd: wds,
+        })
+    });
+    Ok(())
+}
+
+/// One "inotify " line of an inotify's fdinfo: a watch and its file
+/// handle.
+fn inotify_watch(pid: i32, fd: &Fd, l: &str) -> Result<pb::InotifyWdEntry> {
+    let p = pairs(l);
+    let h = |k: &str| -> Result<u64> {
+        get(&p, k)
+            .and_then(|v| u64::from_str_radix(v, 16).ok())
+            .ok_or_else(|| Error::msg(format!("pid {pid} fd {}: inotify fdinfo line {l:?}", fd.fd)))
+    };
+    let wd: u32 = get(&p, "wd").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let bytes = h("fhandle-bytes")? as u32;
+    let htype = h("fhandle-type")? as u32;
+    let raw = get(&p, "f_handle").unwrap_or("");
+    let mut hb: Vec<u8> = (0..raw.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&raw[2 * i..2 * i + 2], 16).ok())
+        .collect();
+    hb.resize(128, 0);
+    let handle: Vec<u64> = hb
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect();
+    Ok(pb::InotifyWdEntry {
+        id: 0,
+        i_ino: h("ino")?,
+        mask: h("mask")? as u32,
+        ignored_mask: h("ignored_mask")? as u32,
+        s_dev: h("sdev")? as u32,
+        wd,
+        f_handle: pb::FhEntry {
+            bytes,
+            r#type: htype,
+            path: watch_path(h("sdev")? as u32, htype, &hb[..(bytes as usize).min(128)]),
+            handle,
+            mnt_id: None,
+        },
+    })
+}
+
+fn memfd(files: &mut FileTable, pid: i32, fd: &Fd, id: u32, name: &str) -> Result<()> {
+    let link = format!("/proc/{pid}/fd/{}", fd.fd);
+    let seals = super::mm::memfd_seals(&link);
+    let inode_id = files.memfd_inode(name, &fd.st, seals, &link);
+    files.push(FD_MEMFD, id, |e| {
+        e.memfd = Some(pb::MemfdFileEntry {
+            id,
+            flags: fd.flags,
+            pos: fd.pos,
+            fown: fd.fown,
+            inode_id,
+        })
+    });
+    Ok(())
 }
 
 /// The path of an inotify watch's file, from its handle: opened on a

@@ -160,8 +160,33 @@ pub fn read(pid: i32, shmem_dev: u64) -> Result<Vec<Vma>> {
     Ok(out)
 }
 
+/// The VMA a range line of smaps describes (None for any other line).
 fn parse_range(pid: i32, line: &str, shmem_dev: u64) -> Result<Option<Vma>> {
-    // "start-end perms offset maj:min inode   path"
+    let Some((mut v, ino)) = range_fields(pid, line)? else {
+        return Ok(None);
+    };
+    // Only a mapping named by a path has a file behind it: anonymous
+    // memory (most VMAs of a big task) needs no map_files lookup.
+    if v.name.starts_with('/') {
+        let link = format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end);
+        if let Ok(lm) = std::fs::symlink_metadata(&link) {
+            v.fdflags = Some(match lm.mode() & 0o600 {
+                0o200 => 1,
+                0o600 => 2,
+                _ => 0,
+            });
+            file_mapping(pid, &mut v, link, shmem_dev)?;
+            return Ok(Some(v));
+        }
+    }
+    special_or_anon(pid, &mut v, ino)?;
+    Ok(Some(v))
+}
+
+/// The fields of a range line, "start-end perms offset maj:min inode
+/// path", as a VMA without status, and the inode. None when the line is
+/// not a range.
+fn range_fields(pid: i32, line: &str) -> Result<Option<(Vma, u64)>> {
     let mut it = line.splitn(6, ' ');
     let range = it.next().unwrap_or("");
     let Some((s, e)) = range.split_once('-') else {
@@ -194,7 +219,7 @@ fn parse_range(pid: i32, line: &str, shmem_dev: u64) -> Result<Option<Vma>> {
         b'p' => MAP_PRIVATE,
         _ => return Err(bad()),
     };
-    let mut v = Vma {
+    let v = Vma {
         start,
         end,
         pgoff,
@@ -205,67 +230,63 @@ fn parse_range(pid: i32, line: &str, shmem_dev: u64) -> Result<Option<Vma>> {
         fdflags: None,
         shmid: 0,
         file: None,
-        name: name.clone(),
+        name,
     };
-    // Only a mapping named by a path has a file behind it: anonymous
-    // memory (most VMAs of a big task) needs no map_files lookup.
-    let link = format!("/proc/{pid}/map_files/{start:x}-{end:x}");
-    let lmeta = if name.starts_with('/') {
-        std::fs::symlink_metadata(&link)
+    Ok(Some((v, ino)))
+}
+
+/// A mapping of the file behind map_files `link`: a regular file (or
+/// /dev/zero), private or shared, maybe memfd or shmem.
+fn file_mapping(pid: i32, v: &mut Vma, link: String, shmem_dev: u64) -> Result<()> {
+    let (start, end, name) = (v.start, v.end, &v.name);
+    let st = std::fs::metadata(&link).map_err(|e| Error::io(format!("pid {pid}: {link}"), e))?;
+    let (path, deleted) = match name.strip_suffix(" (deleted)") {
+        Some(p) => (p.to_string(), true),
+        None => (name.clone(), false),
+    };
+    let ftype = st.mode() & 0o170000;
+    let is_reg = ftype == 0o100000;
+    let is_devzero = ftype == 0o020000 && st.rdev() == nix::sys::stat::makedev(1, 5);
+    if !is_reg && !is_devzero {
+        return Err(Error::msg(format!(
+            "pid {pid}: mapping {start:#x}-{end:#x} of {name} is not a regular file; it cannot be dumped"
+        )));
+    }
+    v.status = VMA_AREA_REGULAR;
+    if st.dev() == shmem_dev && path.starts_with("/SYSV") {
+        return Err(Error::msg(format!(
+            "pid {pid}: mapping {start:#x}-{end:#x} is System V shared memory, which is not supported"
+        )));
+    }
+    let is_memfd = path.starts_with("/memfd:");
+    if is_memfd || st.dev() == shmem_dev {
+        v.status |= VMA_AREA_MEMFD;
+    }
+    v.status |= if v.flags & MAP_PRIVATE != 0 {
+        VMA_FILE_PRIVATE
     } else {
-        Err(std::io::ErrorKind::NotFound.into())
+        VMA_FILE_SHARED
     };
-    if let Ok(lm) = &lmeta {
-        v.fdflags = Some(match lm.mode() & 0o600 {
-            0o200 => 1,
-            0o600 => 2,
-            _ => 0,
-        });
-    }
-    if name.starts_with('/') && lmeta.is_ok() {
-        let st =
-            std::fs::metadata(&link).map_err(|e| Error::io(format!("pid {pid}: {link}"), e))?;
-        let (path, deleted) = match name.strip_suffix(" (deleted)") {
-            Some(p) => (p.to_string(), true),
-            None => (name.clone(), false),
-        };
-        let ftype = st.mode() & 0o170000;
-        let is_reg = ftype == 0o100000;
-        let is_devzero = ftype == 0o020000 && st.rdev() == nix::sys::stat::makedev(1, 5);
-        if !is_reg && !is_devzero {
-            return Err(Error::msg(format!(
-                "pid {pid}: mapping {start:#x}-{end:#x} of {name} is not a regular file; it cannot be dumped"
-            )));
-        }
-        v.status = VMA_AREA_REGULAR;
-        if st.dev() == shmem_dev && path.starts_with("/SYSV") {
-            return Err(Error::msg(format!(
-                "pid {pid}: mapping {start:#x}-{end:#x} is System V shared memory, which is not supported"
-            )));
-        }
-        let is_memfd = path.starts_with("/memfd:");
-        if is_memfd || st.dev() == shmem_dev {
-            v.status |= VMA_AREA_MEMFD;
-        }
-        v.status |= if flags & MAP_PRIVATE != 0 {
-            VMA_FILE_PRIVATE
-        } else {
-            VMA_FILE_SHARED
-        };
-        v.file = Some(MapFile {
-            path,
-            deleted,
-            dev: st.dev(),
-            ino: st.ino(),
-            mode: st.mode(),
-            size: st.size(),
-            uid: st.uid(),
-            gid: st.gid(),
-            proc_link: link,
-        });
-        return Ok(Some(v));
-    }
-    match name.as_str() {
+    v.file = Some(MapFile {
+        path,
+        deleted,
+        dev: st.dev(),
+        ino: st.ino(),
+        mode: st.mode(),
+        size: st.size(),
+        uid: st.uid(),
+        gid: st.gid(),
+        proc_link: link,
+    });
+    Ok(())
+}
+
+/// A mapping with no file behind it: a kernel-named area ([vdso],
+/// [heap], ...) or anonymous memory, shared (`ino` is its shmem inode)
+/// or private.
+fn special_or_anon(pid: i32, v: &mut Vma, ino: u64) -> Result<()> {
+    let (start, end, prot) = (v.start, v.end, v.prot);
+    match v.name.as_str() {
         "[vsyscall]" | "[vectors]" => v.status |= VMA_AREA_VSYSCALL,
         "[vdso]" => {
             v.status |= VMA_AREA_REGULAR;
@@ -287,20 +308,21 @@ fn parse_range(pid: i32, line: &str, shmem_dev: u64) -> Result<Option<Vma>> {
         }
         _ => v.status = VMA_AREA_REGULAR,
     }
-    if name.starts_with('/') {
+    if v.name.starts_with('/') {
         // A path without a map_files link: cannot be opened to check it.
         return Err(Error::msg(format!(
-            "pid {pid}: mapping {start:#x}-{end:#x} of {name} has no /proc map_files link"
+            "pid {pid}: mapping {start:#x}-{end:#x} of {} has no /proc map_files link",
+            v.name
         )));
     }
-    if flags & MAP_SHARED != 0 {
+    if v.flags & MAP_SHARED != 0 {
         v.status |= VMA_ANON_SHARED;
         v.shmid = ino;
     } else {
         v.status |= VMA_ANON_PRIVATE;
     }
     v.flags |= MAP_ANONYMOUS;
-    Ok(Some(v))
+    Ok(())
 }
 
 /// The device number of anonymous shared memory on this kernel: the

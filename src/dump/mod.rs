@@ -2,11 +2,13 @@
 //! images, then kill it (or let it run on with `--leave-running`).
 //!
 //! Flow: check options and the images directory; freeze every thread of
-//! every task ([`freeze`]); collect everything (read-only: /proc, ptrace,
-//! sock_diag, peeks at queues) and refuse anything unsupported before a
-//! single image is written; write the images (inventory last); release the
-//! tree. Any failure releases the tree untouched and removes the images
-//! written so far.
+//! every task ([`freeze`], [`freezer`]); collect everything ([`task`];
+//! read-only: /proc, ptrace, sock_diag, peeks at queues) and refuse
+//! anything unsupported before a single image is written; write the
+//! images ([`write`], inventory last); release the tree. One
+//! [`context::DumpCtx`] carries the state of the dump through the steps.
+//! Any failure releases the tree untouched and removes the images written
+//! so far.
 //!
 //! The dump runs in a worker process ([`guard`]) so that killing
 //! `crit dump` never leaves the tree frozen; task memory is copied by a
@@ -83,11 +85,17 @@
 //! still harm the task; so can a task that changes its own memory map
 //! through another process sharing it (CLONE_VM outside the tree).
 
+// Functions stay short enough to read as one step (threshold in
+// clippy.toml).
+#![deny(clippy::too_many_lines)]
+
+pub mod context;
 pub mod core;
 pub mod fdscan;
 pub mod fdtypes;
 pub mod files;
 pub mod freeze;
+pub mod freezer;
 pub mod guard;
 pub mod ids;
 pub mod imgdir;
@@ -101,65 +109,83 @@ pub mod procfs;
 pub mod progress;
 pub mod sockets;
 pub mod task;
+pub mod tracer;
 pub mod tree;
 pub mod write;
 
 pub use opts::{DumpOpts, ExtUnix, Summary};
 
 use crate::error::{Error, Result};
+use context::{DumpCtx, Probes, Timing};
 use std::time::Instant;
 
 /// Dumps the tree of `opts.pid` into `opts.dir`.
 pub fn dump(opts: &DumpOpts) -> Result<Summary> {
     let t0 = Instant::now();
     if let Some(p) = opts.worker_of {
-        guard::set_parent(p);
-        // Ctrl-C or a TERM sent to the whole job stops `crit dump`; the
-        // worker finishes its step, then lets the tree go (see guard).
-        crate::sys::sigign::ignore_stop_signals()
-            .map_err(|e| Error::io("ignoring terminal signals", e))?;
+        become_worker(p)?;
     }
     let log = progress::Log::new(opts)?;
     precheck(opts)?;
     let mut dir = imgdir::ImgDir::open(&opts.dir)?;
-    let env = task::Env {
-        shmem_dev: maps::shmem_dev()?,
-        zero_pfn: pagemap::zero_pfn()?,
-        seccomp: Default::default(),
-        frozen_at: Default::default(),
-    };
+    let probes = Probes::read()?;
     log.step(&format!("freezing the tree of pid {}", opts.pid));
     let t_freeze = Instant::now();
     let frozen = freeze::Frozen::freeze(opts.pid)?;
     let t_frozen = Instant::now();
-    env.frozen_at.set(Some((t_frozen - t_freeze, t_frozen)));
-    let res =
-        write::run(&frozen, opts, &env, &mut dir, &log).and_then(|s| guard::check().map(|_| s));
-    match res {
-        Ok(mut s) => {
-            log.step(if opts.leave_running {
-                "resuming the tree"
-            } else {
-                "killing the tree"
-            });
-            // Frozen time ends when the tree is let go: resumed, or sent
-            // SIGKILL (waiting for killed tasks to finish exiting is
-            // counted apart, as `release`).
-            s.frozen = t_frozen.elapsed();
-            let t_release = Instant::now();
-            frozen.release(!opts.leave_running)?;
-            s.release = t_release.elapsed();
-            dir.keep();
-            s.total = t0.elapsed();
-            log.info(&s.to_string());
-            Ok(s)
-        }
+    let timing = Timing {
+        freezing: t_frozen - t_freeze,
+        frozen_at: t_frozen,
+    };
+    let res = DumpCtx::new(opts, &log, &frozen, &mut dir, probes, timing)
+        .and_then(|mut ctx| run(&mut ctx))
+        .and_then(|s| guard::check().map(|_| s));
+    let mut s = match res {
+        Ok(s) => s,
         Err(e) => {
             log.info(&format!("dump failed, resuming the tree: {e}"));
             let _ = frozen.release(false);
-            Err(e)
+            return Err(e);
         }
-    }
+    };
+    log.step(if opts.leave_running {
+        "resuming the tree"
+    } else {
+        "killing the tree"
+    });
+    // Frozen time ends when the tree is let go: resumed, or sent SIGKILL
+    // (waiting for killed tasks to finish exiting is counted apart, as
+    // `release`).
+    s.frozen = t_frozen.elapsed();
+    let t_release = Instant::now();
+    frozen.release(!opts.leave_running)?;
+    s.release = t_release.elapsed();
+    dir.keep();
+    s.total = t0.elapsed();
+    log.info(&s.to_string());
+    Ok(s)
+}
+
+/// This process is the worker of `crit dump` process `parent` (see
+/// [`guard`]).
+fn become_worker(parent: i32) -> Result<()> {
+    guard::set_parent(parent);
+    // Ctrl-C or a TERM sent to the whole job stops `crit dump`; the
+    // worker finishes its step, then lets the tree go (see guard).
+    crate::sys::sigign::ignore_stop_signals().map_err(|e| Error::io("ignoring terminal signals", e))
+}
+
+/// Collects the frozen tree (refusing anything unsupported before a
+/// single image is written), then writes its images.
+fn run(ctx: &mut DumpCtx) -> Result<Summary> {
+    let ticker = progress::Ticker::start(ctx.log, ctx.pages.counters());
+    let all = task::collect_all(ctx)?;
+    // Nothing was refused: write.
+    ctx.log.step("writing images");
+    let copied = write::copy_pages(ctx)?;
+    ticker.stop();
+    ctx.log.debug("pages copied");
+    write::images(ctx, &all, copied)
 }
 
 fn precheck(opts: &DumpOpts) -> Result<()> {

@@ -13,6 +13,7 @@ use super::pagemap::Run;
 use crate::error::{Error, Result};
 use crate::image::pb;
 use crate::image::typed::ImageBuilder;
+use crate::sys::remote;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -105,7 +106,7 @@ fn work(sh: &Shared, until_empty: bool) {
             buf.resize(b.len, 0);
         }
         let t = std::time::Instant::now();
-        let r = super::freeze::read_mem(job.pid, &b.pieces, &mut buf[..b.len]);
+        let r = read_mem(job.pid, &b.pieces, &mut buf[..b.len]);
         let tr = t.elapsed();
         let t = std::time::Instant::now();
         let r = r.and_then(|_| job.stream.write_at(&buf[..b.len], b.offset));
@@ -125,6 +126,26 @@ fn work(sh: &Shared, until_empty: bool) {
             return;
         }
     }
+}
+
+/// Copies the (address, length) pieces of `pid`'s memory back to back
+/// into `buf` (batched process_vm_readv); all or nothing. Needs no tracer,
+/// so the page writer thread calls it.
+fn read_mem(pid: i32, pieces: &[(u64, usize)], buf: &mut [u8]) -> Result<()> {
+    let iov: Vec<remote::RemoteIoVec> = pieces
+        .iter()
+        .map(|&(base, len)| remote::RemoteIoVec { base, len })
+        .collect();
+    let want: usize = pieces.iter().map(|p| p.1).sum();
+    let got = remote::read_ranges(pid, &mut buf[..want], &iov)
+        .map_err(|e| Error::io(format!("pid {pid}: reading memory"), e))?;
+    if got != want {
+        let at = pieces.first().map(|p| p.0).unwrap_or(0);
+        return Err(Error::msg(format!(
+            "pid {pid}: read {got} of {want} bytes of memory from {at:#x} on; a mapping changed under the dump"
+        )));
+    }
+    Ok(())
 }
 
 impl PageWriter {

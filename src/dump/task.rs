@@ -1,16 +1,18 @@
 //! Everything about one task that goes into its core, mm, fs, ids,
-//! fdinfo and pages images, collected while the tree is frozen.
+//! fdinfo and pages images, collected while the tree is frozen; and the
+//! collection of the whole tree, which refuses anything unsupported
+//! before a single image is written.
 
+use super::context::DumpCtx;
 use super::core::{self as kcore, ThreadRegs};
-use super::fdscan;
+use super::fdscan::{self, Fd};
 use super::files::FileTable;
-use super::freeze::{Frozen, TaskExtra};
-use super::ids::Ids;
 use super::maps::{self, Vma};
 use super::mm;
 use super::pagemap::{self, Run};
 use super::procfs;
-use super::tree;
+use super::tracer::{self, TaskExtra};
+use super::{fdtypes, tree};
 use crate::error::{Error, Result};
 use crate::image::pb;
 
@@ -31,132 +33,205 @@ pub struct Collected {
     pub shared_vm: bool,
 }
 
-pub struct Env {
-    pub shmem_dev: u64,
-    pub zero_pfn: u64,
-    /// seccomp.img's filters, every thread's chain oldest first.
-    pub seccomp: std::cell::RefCell<Vec<pb::SeccompFilter>>,
-    /// How long freezing took, and when the tree was frozen (stats-dump).
-    pub frozen_at: std::cell::Cell<Option<(std::time::Duration, std::time::Instant)>>,
+/// The whole frozen tree, collected.
+pub struct Collection {
+    /// The live tasks, in pstree order.
+    pub tasks: Vec<Collected>,
+    /// Zombies: only their place in the tree and exit status are dumped.
+    pub zombies: Vec<tree::Task>,
+}
+
+/// Collects every task of the frozen tree, then settles the sockets
+/// (peers, external ones, queues passing files).
+pub fn collect_all(ctx: &mut DumpCtx) -> Result<Collection> {
+    let frozen = ctx.frozen;
+    tree::check_ids(&frozen.tasks)?;
+    tree::check_locks(&frozen.tasks)?;
+    ctx.log
+        .step(&format!("collecting {} task(s)", frozen.tasks.len()));
+    let mut all = Collection {
+        tasks: Vec::new(),
+        zombies: Vec::new(),
+    };
+    for t in &frozen.tasks {
+        super::guard::check()?;
+        if t.zombie {
+            all.zombies.push(t.clone());
+            continue;
+        }
+        ctx.log
+            .debug(&format!("pid {}: {} thread(s)", t.pid, t.threads.len()));
+        let c = collect(ctx, t)?;
+        ctx.ids.check_same_ns(t.pid, &c.ids, &ctx.root_ids)?;
+        all.tasks.push(c);
+    }
+    ctx.log.debug("tasks collected");
+    let opts = ctx.opts;
+    ctx.socks
+        .finish(&mut ctx.files, &opts.ext_unix, !opts.leave_running)?;
+    Ok(all)
 }
 
 /// Collects the state of task `t` (all its threads are stopped).
-#[allow(clippy::too_many_arguments)]
-pub fn collect(
-    fr: &Frozen,
-    t: &tree::Task,
-    env: &Env,
-    ids: &mut Ids,
-    files: &mut FileTable,
-    seen_vm: &mut Vec<u32>,
-    seen_files: &mut Vec<u32>,
-    socks: &mut super::sockets::Sockets,
-    pages: &mut super::pages::PageWriter,
-    opts: &super::DumpOpts,
-) -> Result<Collected> {
+pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
     let pid = t.pid;
-    let kids = ids.task(pid)?;
+    let kids = ctx.ids.task(pid)?;
     let status = procfs::status(pid)?;
-    let shared_vm = seen_vm.contains(&kids.vm_id);
-    let shared_files = seen_files.contains(&kids.files_id);
-
+    let shared_vm = ctx.seen_vm.contains(&kids.vm_id);
+    let shared_files = ctx.seen_files.contains(&kids.files_id);
     // Memory layout first: mapped files get the first file ids.
-    let mut vmas: Vec<Vma> = Vec::new();
-    let mut runs = Vec::new();
-    let mut pages_scanned = 0;
-    let shmem_dev = env.shmem_dev;
-    let scan_fds = |socks: &mut super::sockets::Sockets| {
-        let cell = std::cell::RefCell::new(socks);
-        let known = |ino: u64| cell.borrow_mut().known(ino);
-        fdscan::scan(pid, shmem_dev, &known)
+    let (mem, scanned) = if shared_vm {
+        (Memory::default(), None)
+    } else {
+        read_memory(ctx, pid, !shared_files)?
     };
-    let mut scanned = None;
+    let (fdinfo, fds) = if shared_files {
+        (Vec::new(), Vec::new())
+    } else {
+        dump_fds(ctx, pid, scanned)?
+    };
+    // The task-wide state only an injected call can read.
+    let extra = tracer::task_extra(pid, &t.threads)?;
+    let mm = if shared_vm {
+        None
+    } else {
+        Some(mm_entry(&mut ctx.files, t, &status, &mem.vmas, &extra)?)
+    };
+    let fs = fs_entry(&mut ctx.files, pid)?;
+    let cores = thread_cores(ctx, t, &status, &extra)?;
     if !shared_vm {
-        // The address space (smaps, pagemap) is read on a helper thread,
-        // which then starts the copying of memory, while this one lists
-        // the descriptors (only /proc reads: nothing is numbered yet).
-        let zero_pfn = env.zero_pfn;
-        let pw = &mut *pages;
-        let (mem, fds) = std::thread::scope(|s| {
-            let h = s.spawn(move || -> Result<(Vec<Vma>, Vec<Run>)> {
-                let vmas = maps::read(pid, shmem_dev)?;
-                let runs = pagemap::collect(pid, &vmas, zero_pfn)?;
-                pw.submit(pid, runs.clone())?;
-                Ok((vmas, runs))
-            });
-            let fds = (!shared_files).then(|| scan_fds(&mut *socks));
-            let mem = h
-                .join()
-                .unwrap_or_else(|_| Err(Error::msg(format!("pid {pid}: memory reader panicked"))));
-            (mem, fds)
-        });
-        (vmas, runs) = mem?;
-        scanned = fds;
-        // Mapped files get the first file ids.
-        mm::map_files(pid, &mut vmas, files)?;
-        pages_scanned = vmas
-            .iter()
-            .filter(|v| v.is_private())
-            .map(|v| (v.end - v.start) / maps::PAGE_SIZE)
-            .sum();
+        ctx.seen_vm.push(kids.vm_id);
     }
+    if !shared_files {
+        ctx.seen_files.push(kids.files_id);
+    }
+    Ok(Collected {
+        t: t.clone(),
+        ids: kids,
+        cores,
+        mm,
+        runs: mem.runs,
+        pages_scanned: mem.pages_scanned,
+        fdinfo,
+        fds,
+        fs,
+        shared_files,
+        shared_vm,
+    })
+}
 
-    // Descriptors.
+/// A task's address space and the pages queued for copying.
+#[derive(Default)]
+struct Memory {
+    vmas: Vec<Vma>,
+    runs: Vec<Run>,
+    /// Pages of the private VMAs looked at.
+    pages_scanned: u64,
+}
+
+/// Descriptors listed while the memory was read (if they were).
+type Scanned = Option<Result<Vec<Fd>>>;
+
+/// Reads the address space of `pid` and queues its pages for copying.
+/// The address space (smaps, pagemap) is read on a helper thread, which
+/// then starts the copying of memory, while this one lists the
+/// descriptors if `scan_fds` (only /proc reads: nothing is numbered yet).
+/// Then the mapped files get their ids.
+fn read_memory(ctx: &mut DumpCtx, pid: i32, scan_fds: bool) -> Result<(Memory, Scanned)> {
+    let (shmem_dev, zero_pfn) = (ctx.probes.shmem_dev, ctx.probes.zero_pfn);
+    let pw = &mut ctx.pages;
+    let socks = &mut ctx.socks;
+    let (mem, fds) = std::thread::scope(|s| {
+        let h = s.spawn(move || -> Result<(Vec<Vma>, Vec<Run>)> {
+            let vmas = maps::read(pid, shmem_dev)?;
+            let runs = pagemap::collect(pid, &vmas, zero_pfn)?;
+            pw.submit(pid, runs.clone())?;
+            Ok((vmas, runs))
+        });
+        let fds = scan_fds.then(|| fdscan::scan(pid, shmem_dev, &mut |ino| socks.known(ino)));
+        let mem = h
+            .join()
+            .unwrap_or_else(|_| Err(Error::msg(format!("pid {pid}: memory reader panicked"))));
+        (mem, fds)
+    });
+    let (mut vmas, runs) = mem?;
+    // Mapped files get the first file ids.
+    mm::map_files(pid, &mut vmas, &mut ctx.files)?;
+    let pages_scanned = vmas
+        .iter()
+        .filter(|v| v.is_private())
+        .map(|v| (v.end - v.start) / maps::PAGE_SIZE)
+        .sum();
+    let mem = Memory {
+        vmas,
+        runs,
+        pages_scanned,
+    };
+    Ok((mem, fds))
+}
+
+/// Gives each descriptor of `pid` its file id, writing the entries of
+/// open files not seen before; returns the fdinfo entries and the new
+/// descriptors.
+fn dump_fds(
+    ctx: &mut DumpCtx,
+    pid: i32,
+    scanned: Scanned,
+) -> Result<(Vec<pb::FdinfoEntry>, Vec<Fd>)> {
+    let fds = match scanned {
+        Some(r) => r?,
+        None => fdscan::scan(pid, ctx.probes.shmem_dev, &mut |ino| ctx.socks.known(ino))?,
+    };
     let mut fdinfo = Vec::new();
     let mut new_fds = Vec::new();
-    if !shared_files {
-        let fds = match scanned {
-            Some(r) => r?,
-            None => scan_fds(&mut *socks)?,
-        };
-        for fd in fds {
-            let (id, new) = files.fd_id(pid, &fd)?;
-            let ty = super::fdtypes::file_type(pid, &fd, socks, opts)?;
-            if new {
-                super::fdtypes::dump_fd(fr, pid, &fd, id, files, socks, opts)?;
-                new_fds.push(fd.clone());
-            }
-            fdinfo.push(pb::FdinfoEntry {
-                id,
-                flags: if fd.cloexec { 1 } else { 0 },
-                r#type: ty,
-                fd: fd.fd as u32,
-                xattr_security_selinux: None,
-            });
+    for fd in fds {
+        let (id, new) = ctx.files.fd_id(pid, &fd)?;
+        let ty = fdtypes::file_type(ctx, pid, &fd)?;
+        if new {
+            fdtypes::dump_fd(ctx, pid, &fd, id)?;
+            new_fds.push(fd.clone());
         }
+        fdinfo.push(pb::FdinfoEntry {
+            id,
+            flags: if fd.cloexec { 1 } else { 0 },
+            r#type: ty,
+            fd: fd.fd as u32,
+            xattr_security_selinux: None,
+        });
     }
+    Ok((fdinfo, new_fds))
+}
 
-    // The task-wide state only an injected call can read.
-    let extra: TaskExtra = fr.task_extra(pid, &t.threads)?;
+/// mm-PID.img's entry; the exe file gets its file id here.
+fn mm_entry(
+    files: &mut FileTable,
+    t: &tree::Task,
+    status: &procfs::Status,
+    vmas: &[Vma],
+    extra: &TaskExtra,
+) -> Result<pb::MmEntry> {
+    let pid = t.pid;
+    let exe = format!("/proc/{pid}/exe");
+    let exe_path = std::fs::read_link(&exe)
+        .map_err(|e| Error::io(format!("pid {pid}: {exe}"), e))?
+        .to_string_lossy()
+        .into_owned();
+    let st = std::fs::metadata(&exe)
+        .map(|m| fdscan::Stat::of(&m))
+        .map_err(|e| Error::io(format!("pid {pid}: {exe}"), e))?;
+    let exe_deleted = st.nlink == 0;
+    let exe_path = exe_path
+        .strip_suffix(" (deleted)")
+        .unwrap_or(&exe_path)
+        .to_string();
+    let exe_id = files.special_reg(&exe_path, &st, &exe, true, exe_deleted)?;
+    let thp_disabled = status.thp_enabled.map(|e| !e).unwrap_or(false);
+    mm::mm_entry(pid, &t.stat, vmas, exe_id, &extra.mm, thp_disabled)
+}
 
-    let mut mme = None;
-    if !shared_vm {
-        let exe = format!("/proc/{pid}/exe");
-        let exe_path = std::fs::read_link(&exe)
-            .map_err(|e| Error::io(format!("pid {pid}: {exe}"), e))?
-            .to_string_lossy()
-            .into_owned();
-        let st = std::fs::metadata(&exe)
-            .map(|m| fdscan::Stat::of(&m))
-            .map_err(|e| Error::io(format!("pid {pid}: {exe}"), e))?;
-        let exe_deleted = st.nlink == 0;
-        let exe_path = exe_path
-            .strip_suffix(" (deleted)")
-            .unwrap_or(&exe_path)
-            .to_string();
-        let exe_id = files.special_reg(&exe_path, &st, &exe, true, exe_deleted)?;
-        let thp_disabled = status.thp_enabled.map(|e| !e).unwrap_or(false);
-        mme = Some(mm::mm_entry(
-            pid,
-            &t.stat,
-            &vmas,
-            exe_id,
-            &extra.mm,
-            thp_disabled,
-        )?);
-    }
-
-    // cwd and root: new ids each time, as CRIU gives them.
+/// fs-PID.img's entry: cwd and root get new ids each time, as CRIU
+/// gives them.
+fn fs_entry(files: &mut FileTable, pid: i32) -> Result<pb::FsEntry> {
     let mut fs_ids = [0u32; 2];
     for (i, w) in ["cwd", "root"].iter().enumerate() {
         let p = format!("/proc/{pid}/{w}");
@@ -173,96 +248,28 @@ pub fn collect(
             .to_string();
         fs_ids[i] = files.special_reg(&path, &st, &p, false, gone)?;
     }
-    let fs = pb::FsEntry {
+    Ok(pb::FsEntry {
         cwd_id: fs_ids[0],
         root_id: fs_ids[1],
         umask: Some(umask(pid)?),
-    };
+    })
+}
 
-    // One core per thread.
+/// One core entry per thread of `t`; the leader's also holds the
+/// task-wide state.
+fn thread_cores(
+    ctx: &mut DumpCtx,
+    t: &tree::Task,
+    status: &procfs::Status,
+    extra: &TaskExtra,
+) -> Result<Vec<pb::CoreEntry>> {
+    let pid = t.pid;
     let limits = procfs::limits(pid)?;
+    let stopped = ctx.frozen.stopped.contains(&pid);
     let mut cores = Vec::new();
     for (i, &tid) in t.threads.iter().enumerate() {
-        let regs: ThreadRegs = fr.thread_regs(tid, &extra.threads[i])?;
-        let tst = if tid == pid {
-            status.clone()
-        } else {
-            procfs::thread_status(pid, tid)?
-        };
-        let tstat = if tid == pid {
-            t.stat.clone()
-        } else {
-            procfs::thread_stat(pid, tid)?
-        };
-        let signals_p = if tst.sig_pnd != 0 {
-            fr.pending(tid, false)?
-        } else {
-            pb::SignalQueueEntry::default()
-        };
-        let seccomp_filter = if tst.seccomp == 2 {
-            let chain = crate::sys::seccomp::filters(tid)
-                .map_err(|e| Error::io(format!("pid {pid} thread {tid}: seccomp filters"), e))?;
-            let mut all = env.seccomp.borrow_mut();
-            // As CRIU writes them: the kernel lists a thread's filters
-            // oldest first; the image gets them newest first, each later
-            // entry's `prev` pointing at the entry before it, and the
-            // thread points at the last (its oldest filter); restore
-            // follows `prev` and installs in that order.
-            for (i, f) in chain.iter().rev().enumerate() {
-                let prev = if i == 0 {
-                    None
-                } else {
-                    Some(all.len() as u32 - 1)
-                };
-                all.push(pb::SeccompFilter {
-                    filter: f.prog.clone(),
-                    prev,
-                    flags: Some(f.flags as u32),
-                });
-            }
-            if chain.is_empty() {
-                None
-            } else {
-                Some(all.len() as u32 - 1)
-            }
-        } else {
-            None
-        };
-        let (rla, rla_len) = crate::sys::task::robust_list(tid)
-            .map_err(|e| Error::io(format!("pid {pid} thread {tid}: get_robust_list"), e))?;
-        let policy = crate::sys::task::sched_policy(tid)
-            .map_err(|e| Error::io(format!("thread {tid}: sched_getscheduler"), e))?;
-        let prio = crate::sys::task::sched_prio(tid).unwrap_or(0);
-        let thread_core = pb::ThreadCoreEntry {
-            futex_rla: rla,
-            futex_rla_len: rla_len as u32,
-            sched_nice: Some(tstat.nice as i32),
-            sched_policy: Some(policy),
-            sched_prio: if policy == 1 || policy == 2 {
-                Some(prio)
-            } else {
-                None
-            },
-            blk_sigset: if tid == pid { None } else { Some(regs.blocked) },
-            sas: Some(regs.sas),
-            pdeath_sig: if extra.pdeath_sig != 0 {
-                Some(extra.pdeath_sig)
-            } else {
-                None
-            },
-            signals_p: Some(signals_p),
-            creds: Some(kcore::creds(&tst, extra.secbits)),
-            seccomp_mode: if tst.seccomp != 0 {
-                Some(tst.seccomp as i32)
-            } else {
-                None
-            },
-            seccomp_filter,
-            comm: Some(tstat.comm.clone()),
-            blk_sigset_extended: None,
-            rseq_entry: regs.rseq,
-            cg_set: Some(1),
-        };
+        let regs: ThreadRegs = tracer::thread_regs(tid, &extra.threads[i])?;
+        let thread_core = thread_core(&mut ctx.seccomp, t, tid, status, extra, &regs)?;
         let mut core = pb::CoreEntry {
             mtype: pb::core_entry::March::X8664 as i32,
             thread_info: Some(kcore::thread_info(&regs)),
@@ -270,62 +277,154 @@ pub fn collect(
             ..Default::default()
         };
         if tid == pid {
-            core.tc = Some(pb::TaskCoreEntry {
-                task_state: if fr.stopped.contains(&pid) { 3 } else { 1 },
-                exit_code: 0,
-                personality: extra.personality,
-                flags: t.stat.flags,
-                blk_sigset: regs.blocked,
-                comm: t.stat.comm.clone(),
-                timers: Some(pb::TaskTimersEntry {
-                    real: extra.itimers[0],
-                    virt: extra.itimers[1],
-                    prof: extra.itimers[2],
-                    posix: extra.posix_timers.clone(),
-                }),
-                rlimits: Some(pb::TaskRlimitsEntry {
-                    rlimits: limits
-                        .iter()
-                        .map(|&(cur, max)| pb::RlimitEntry { cur, max })
-                        .collect(),
-                }),
-                cg_set: None,
-                signals_s: Some(if status.shd_pnd != 0 {
-                    fr.pending(pid, true)?
-                } else {
-                    pb::SignalQueueEntry::default()
-                }),
-                old_seccomp_mode: None,
-                old_seccomp_filter: None,
-                loginuid: Some(procfs::read_u32_file(pid, "loginuid")? as u32),
-                oom_score_adj: Some(procfs::read_u32_file(pid, "oom_score_adj")? as i32),
-                sigactions: extra.sigactions.clone(),
-                child_subreaper: Some(extra.child_subreaper),
-                blk_sigset_extended: None,
-                stop_signo: None,
-                membarrier_registration_mask: None,
-            });
+            core.tc = Some(task_core(t, stopped, status, extra, regs.blocked, &limits)?);
         }
         cores.push(core);
     }
-    if !shared_vm {
-        seen_vm.push(kids.vm_id);
+    Ok(cores)
+}
+
+/// The per-thread part of thread `tid`'s core entry; its seccomp filters
+/// are added to `seccomp`.
+fn thread_core(
+    seccomp: &mut Vec<pb::SeccompFilter>,
+    t: &tree::Task,
+    tid: i32,
+    status: &procfs::Status,
+    extra: &TaskExtra,
+    regs: &ThreadRegs,
+) -> Result<pb::ThreadCoreEntry> {
+    let pid = t.pid;
+    let tst = if tid == pid {
+        status.clone()
+    } else {
+        procfs::thread_status(pid, tid)?
+    };
+    let tstat = if tid == pid {
+        t.stat.clone()
+    } else {
+        procfs::thread_stat(pid, tid)?
+    };
+    let signals_p = if tst.sig_pnd != 0 {
+        tracer::pending(tid, false)?
+    } else {
+        pb::SignalQueueEntry::default()
+    };
+    let seccomp_filter = if tst.seccomp == 2 {
+        seccomp_filters(seccomp, pid, tid)?
+    } else {
+        None
+    };
+    let (rla, rla_len) = crate::sys::task::robust_list(tid)
+        .map_err(|e| Error::io(format!("pid {pid} thread {tid}: get_robust_list"), e))?;
+    let policy = crate::sys::task::sched_policy(tid)
+        .map_err(|e| Error::io(format!("thread {tid}: sched_getscheduler"), e))?;
+    let prio = crate::sys::task::sched_prio(tid).unwrap_or(0);
+    Ok(pb::ThreadCoreEntry {
+        futex_rla: rla,
+        futex_rla_len: rla_len as u32,
+        sched_nice: Some(tstat.nice as i32),
+        sched_policy: Some(policy),
+        sched_prio: if policy == 1 || policy == 2 {
+            Some(prio)
+        } else {
+            None
+        },
+        blk_sigset: if tid == pid { None } else { Some(regs.blocked) },
+        sas: Some(regs.sas),
+        pdeath_sig: if extra.pdeath_sig != 0 {
+            Some(extra.pdeath_sig)
+        } else {
+            None
+        },
+        signals_p: Some(signals_p),
+        creds: Some(kcore::creds(&tst, extra.secbits)),
+        seccomp_mode: if tst.seccomp != 0 {
+            Some(tst.seccomp as i32)
+        } else {
+            None
+        },
+        seccomp_filter,
+        comm: Some(tstat.comm.clone()),
+        blk_sigset_extended: None,
+        rseq_entry: regs.rseq,
+        cg_set: Some(1),
+    })
+}
+
+/// Adds the seccomp filters of thread `tid` to `all`; returns the index
+/// of the thread's entry (its oldest filter), if it has any.
+///
+/// As CRIU writes them: the kernel lists a thread's filters oldest first;
+/// the image gets them newest first, each later entry's `prev` pointing
+/// at the entry before it, and the thread points at the last (its oldest
+/// filter); restore follows `prev` and installs in that order.
+fn seccomp_filters(all: &mut Vec<pb::SeccompFilter>, pid: i32, tid: i32) -> Result<Option<u32>> {
+    let chain = crate::sys::seccomp::filters(tid)
+        .map_err(|e| Error::io(format!("pid {pid} thread {tid}: seccomp filters"), e))?;
+    for (i, f) in chain.iter().rev().enumerate() {
+        let prev = if i == 0 {
+            None
+        } else {
+            Some(all.len() as u32 - 1)
+        };
+        all.push(pb::SeccompFilter {
+            filter: f.prog.clone(),
+            prev,
+            flags: Some(f.flags as u32),
+        });
     }
-    if !shared_files {
-        seen_files.push(kids.files_id);
-    }
-    Ok(Collected {
-        t: t.clone(),
-        ids: kids,
-        cores,
-        mm: mme,
-        runs,
-        pages_scanned,
-        fdinfo,
-        fds: new_fds,
-        fs,
-        shared_files,
-        shared_vm,
+    Ok(if chain.is_empty() {
+        None
+    } else {
+        Some(all.len() as u32 - 1)
+    })
+}
+
+/// The task-wide part of the leader's core entry.
+fn task_core(
+    t: &tree::Task,
+    stopped: bool,
+    status: &procfs::Status,
+    extra: &TaskExtra,
+    blocked: u64,
+    limits: &[(u64, u64)],
+) -> Result<pb::TaskCoreEntry> {
+    let pid = t.pid;
+    Ok(pb::TaskCoreEntry {
+        task_state: if stopped { 3 } else { 1 },
+        exit_code: 0,
+        personality: extra.personality,
+        flags: t.stat.flags,
+        blk_sigset: blocked,
+        comm: t.stat.comm.clone(),
+        timers: Some(pb::TaskTimersEntry {
+            real: extra.itimers[0],
+            virt: extra.itimers[1],
+            prof: extra.itimers[2],
+            posix: extra.posix_timers.clone(),
+        }),
+        rlimits: Some(pb::TaskRlimitsEntry {
+            rlimits: limits
+                .iter()
+                .map(|&(cur, max)| pb::RlimitEntry { cur, max })
+                .collect(),
+        }),
+        cg_set: None,
+        signals_s: Some(if status.shd_pnd != 0 {
+            tracer::pending(pid, true)?
+        } else {
+            pb::SignalQueueEntry::default()
+        }),
+        old_seccomp_mode: None,
+        old_seccomp_filter: None,
+        loginuid: Some(procfs::read_u32_file(pid, "loginuid")? as u32),
+        oom_score_adj: Some(procfs::read_u32_file(pid, "oom_score_adj")? as i32),
+        sigactions: extra.sigactions.clone(),
+        child_subreaper: Some(extra.child_subreaper),
+        blk_sigset_extended: None,
+        stop_signo: None,
+        membarrier_registration_mask: None,
     })
 }
 

@@ -1,113 +1,111 @@
-//! Collects the whole frozen tree, then writes every image: per task
+//! Writes every image of a collected tree: per task
 //! core/mm/pagemap/pages/fs/ids/fdinfo, then the shared images (pstree,
-//! files and their data images, shared memory, timens, seccomp), and
-//! inventory.img last.
+//! files and their data images, shared memory, timens, seccomp, stats),
+//! sk-queues and inventory.img last.
 
+use super::context::DumpCtx;
 use super::files::FileTable;
-use super::freeze::Frozen;
-use super::ids::Ids;
 use super::imgdir::ImgDir;
-use super::progress::Log;
-use super::sockets::Sockets;
-use super::{mm, task, tree, DumpOpts, Summary};
+use super::pages::Done;
+use super::task::{Collected, Collection};
+use super::{mm, tree, Summary};
 use crate::error::{Error, Result};
 use crate::image::pb;
 use crate::image::typed::ImageBuilder;
+use std::time::Duration;
 
-pub fn run(
-    fr: &Frozen,
-    opts: &DumpOpts,
-    env: &task::Env,
-    dir: &mut ImgDir,
-    log: &Log,
-) -> Result<Summary> {
-    let tasks = fr.tasks.clone();
-    tree::check_ids(&tasks)?;
-    tree::check_locks(&tasks)?;
-    let mut ids = Ids::default();
-    // The dumper's own objects take the first ids, as in CRIU.
-    let root_ids = ids.task(std::process::id() as i32)?;
-    let mut files = FileTable::default();
-    let mut socks = Sockets::default();
-    socks.net_ns_id = root_ids.net_ns_id;
-    let (mut seen_vm, mut seen_files) = (Vec::new(), Vec::new());
-    let mut pw = super::pages::PageWriter::new(&dir.dir);
-    let ticker = super::progress::Ticker::start(log, pw.counters());
-    let mut all = Vec::new();
-    log.step(&format!("collecting {} task(s)", tasks.len()));
-    let mut zombies = Vec::new();
-    for t in &tasks {
-        super::guard::check()?;
-        if t.zombie {
-            zombies.push(t.clone());
-            continue;
-        }
-        log.debug(&format!("pid {}: {} thread(s)", t.pid, t.threads.len()));
-        let c = task::collect(
-            fr,
-            t,
-            env,
-            &mut ids,
-            &mut files,
-            &mut seen_vm,
-            &mut seen_files,
-            &mut socks,
-            &mut pw,
-            opts,
-        )?;
-        ids.check_same_ns(t.pid, &c.ids, &root_ids)?;
-        all.push(c);
-    }
-    log.debug("tasks collected");
-    socks.finish(&mut files, &opts.ext_unix, !opts.leave_running)?;
+/// Task memory the page writer has copied, not yet committed.
+pub struct Copied {
+    done: Vec<Done>,
+    /// Time spent reading memory and writing it (summed over writers).
+    times: (Duration, Duration),
+}
 
-    // Nothing was refused: write.
-    log.step("writing images");
+/// Waits until every task's memory is copied, lending this thread to
+/// the copying meanwhile.
+pub fn copy_pages(ctx: &mut DumpCtx) -> Result<Copied> {
+    ctx.pages.help();
+    let (done, times) = ctx.pages.finish()?;
+    Ok(Copied { done, times })
+}
+
+/// Writes every image of the collected tree; inventory.img last.
+pub fn images(ctx: &mut DumpCtx, all: &Collection, copied: Copied) -> Result<Summary> {
     let mut s = Summary {
-        tasks: all.len(),
-        sockets: socks.count,
+        tasks: all.tasks.len(),
+        sockets: ctx.socks.count,
         ..Default::default()
     };
-    pw.help();
-    let (copied, (t_read, t_write)) = pw.finish()?;
-    ticker.stop();
-    log.debug("pages copied");
-    let mut st = pb::DumpStatsEntry {
-        pages_scanned: all.iter().map(|c| c.pages_scanned).sum(),
+    let mut st = dump_stats(all, &copied);
+    write_pages(ctx.dir, copied, &mut s, &mut st)?;
+    write_tasks(ctx.dir, &all.tasks, &mut s)?;
+    write_shared_memory(ctx, &mut s, &mut st)?;
+    write_zombies(ctx.dir, &all.zombies)?;
+    s.tasks += all.zombies.len();
+    write_tree(ctx.dir, &ctx.frozen.tasks, ctx.opts.pid)?;
+    write_files(ctx.dir, &ctx.files)?;
+    write_machine(ctx)?;
+    write_stats(ctx, st)?;
+    write_queues(ctx)?;
+    write_inventory(ctx.dir, &ctx.root_ids)?;
+    ctx.dir.sync()?;
+    s.bytes = ctx.dir.bytes;
+    Ok(s)
+}
+
+/// stats-dump as far as the collection and the page copy tell it.
+fn dump_stats(all: &Collection, copied: &Copied) -> pb::DumpStatsEntry {
+    pb::DumpStatsEntry {
+        pages_scanned: all.tasks.iter().map(|c| c.pages_scanned).sum(),
         irmap_resolve: Some(0),
-        page_pipes: Some(copied.len() as u64),
-        page_pipe_bufs: Some(copied.len() as u64),
+        page_pipes: Some(copied.done.len() as u64),
+        page_pipe_bufs: Some(copied.done.len() as u64),
         shpages_scanned: Some(0),
         shpages_skipped_parent: Some(0),
         shpages_written: Some(0),
         ..Default::default()
-    };
-    for d in copied {
+    }
+}
+
+/// Commits each task's pages image and writes its pagemap.
+fn write_pages(
+    dir: &mut ImgDir,
+    copied: Copied,
+    s: &mut Summary,
+    st: &mut pb::DumpStatsEntry,
+) -> Result<()> {
+    for d in copied.done {
         dir.finish(d.stream)?;
         dir.write(&format!("pagemap-{}.img", d.pid), &d.pagemap)?;
         s.pages += d.pages;
     }
+    let (t_read, t_write) = copied.times;
     st.pages_written = s.pages;
     st.memdump_time = t_read.as_micros() as u32;
     st.memwrite_time = t_write.as_micros() as u32;
-    for c in &all {
+    Ok(())
+}
+
+/// One entry in image `kind` at `name`.
+fn write_one(dir: &mut ImgDir, kind: &str, name: &str, e: &impl prost::Message) -> Result<()> {
+    let mut b = ImageBuilder::new(kind)?;
+    b.entry(e);
+    dir.write(name, &b)
+}
+
+/// Per task: core per thread, ids, fs, mm and (for its own fd table)
+/// fdinfo.
+fn write_tasks(dir: &mut ImgDir, tasks: &[Collected], s: &mut Summary) -> Result<()> {
+    for c in tasks {
         let pid = c.t.pid;
         s.threads += c.t.threads.len();
         for (i, core) in c.cores.iter().enumerate() {
-            let mut b = ImageBuilder::new("CORE")?;
-            b.entry(core);
-            dir.write(&format!("core-{}.img", c.t.threads[i]), &b)?;
+            write_one(dir, "CORE", &format!("core-{}.img", c.t.threads[i]), core)?;
         }
-        let mut b = ImageBuilder::new("IDS")?;
-        b.entry(&c.ids);
-        dir.write(&format!("ids-{pid}.img"), &b)?;
-        let mut b = ImageBuilder::new("FS")?;
-        b.entry(&c.fs);
-        dir.write(&format!("fs-{pid}.img"), &b)?;
+        write_one(dir, "IDS", &format!("ids-{pid}.img"), &c.ids)?;
+        write_one(dir, "FS", &format!("fs-{pid}.img"), &c.fs)?;
         if let Some(m) = &c.mm {
-            let mut b = ImageBuilder::new("MM")?;
-            b.entry(m);
-            dir.write(&format!("mm-{pid}.img"), &b)?;
+            write_one(dir, "MM", &format!("mm-{pid}.img"), m)?;
         }
         if !c.shared_files {
             let mut b = ImageBuilder::new("FDINFO")?;
@@ -118,10 +116,18 @@ pub fn run(
             dir.write(&format!("fdinfo-{}.img", c.ids.files_id), &b)?;
         }
     }
+    Ok(())
+}
 
-    // Shared memory (memfd and shared anonymous mappings).
-    for (ino, path) in files.shmem.clone() {
-        let pages_id = pw.next_id();
+/// Shared memory (memfd and shared anonymous mappings): its pages, read
+/// from the file, with a pagemap-shmem image each.
+fn write_shared_memory(
+    ctx: &mut DumpCtx,
+    s: &mut Summary,
+    st: &mut pb::DumpStatsEntry,
+) -> Result<()> {
+    for (ino, path) in ctx.files.shmem.clone() {
+        let pages_id = ctx.pages.next_id();
         let (runs, data) = shmem_contents(&path)?;
         let read = move |_p: i32, pieces: &[(u64, usize)], buf: &mut [u8]| -> Result<()> {
             let mut o = 0;
@@ -135,25 +141,20 @@ pub fn run(
             }
             Ok(())
         };
-        let n = mm::write_pages(
-            dir,
-            &format!("pagemap-shmem-{ino}.img"),
-            pages_id,
-            0,
-            &runs,
-            0,
-            &read,
-        )?;
+        let name = format!("pagemap-shmem-{ino}.img");
+        let n = mm::write_pages(ctx.dir, &name, pages_id, 0, &runs, 0, &read)?;
         s.pages += n;
         st.shpages_written = Some(st.shpages_written.unwrap_or(0) + n);
         st.shpages_scanned = Some(st.shpages_scanned.unwrap_or(0) + n);
     }
+    Ok(())
+}
 
-    // Zombies: a core with the exit status, as CRIU's dump_one_zombie
-    // (task_state TASK_DEAD = 2).
-    for z in &zombies {
-        let mut b = ImageBuilder::new("CORE")?;
-        b.entry(&pb::CoreEntry {
+/// Zombies: a core with the exit status, as CRIU's dump_one_zombie
+/// (task_state TASK_DEAD = 2).
+fn write_zombies(dir: &mut ImgDir, zombies: &[tree::Task]) -> Result<()> {
+    for z in zombies {
+        let core = pb::CoreEntry {
             mtype: pb::core_entry::March::X8664 as i32,
             tc: Some(pb::TaskCoreEntry {
                 task_state: 2,
@@ -162,22 +163,30 @@ pub fn run(
                 ..Default::default()
             }),
             ..Default::default()
-        });
-        dir.write(&format!("core-{}.img", z.pid), &b)?;
+        };
+        write_one(dir, "CORE", &format!("core-{}.img", z.pid), &core)?;
     }
-    s.tasks += zombies.len();
+    Ok(())
+}
+
+/// pstree.img: every task in pstree order; the root's parent is 0.
+fn write_tree(dir: &mut ImgDir, tasks: &[tree::Task], root: i32) -> Result<()> {
     let mut b = ImageBuilder::new("PSTREE")?;
-    for t in &tasks {
+    for t in tasks {
         b.entry(&pb::PstreeEntry {
             pid: t.pid as u32,
-            ppid: if t.pid == opts.pid { 0 } else { t.ppid as u32 },
+            ppid: if t.pid == root { 0 } else { t.ppid as u32 },
             pgid: t.pgid as u32,
             sid: t.sid as u32,
             threads: t.threads.iter().map(|&x| x as u32).collect(),
         });
     }
-    dir.write("pstree.img", &b)?;
+    dir.write("pstree.img", &b)
+}
 
+/// files.img and the images that hang off it: pipe and fifo data,
+/// ghost files and their remaps, memfd inodes.
+fn write_files(dir: &mut ImgDir, files: &FileTable) -> Result<()> {
     let mut b = ImageBuilder::new("FILES")?;
     for e in &files.entries {
         b.entry(e);
@@ -206,46 +215,51 @@ pub fn run(
         }
         dir.write("memfd.img", &b)?;
     }
+    Ok(())
+}
 
-    if opts.cpu_caps.has(crate::model::cpu::CpuCaps::IMAGE) {
-        let mut b = ImageBuilder::new("CPUINFO")?;
-        b.entry(&crate::model::cpu::to_image(&crate::sys::cpu::this_cpu()));
-        dir.write("cpuinfo.img", &b)?;
+/// cpuinfo.img (with --cpu-cap), timens and the seccomp filters.
+fn write_machine(ctx: &mut DumpCtx) -> Result<()> {
+    if ctx.opts.cpu_caps.has(crate::model::cpu::CpuCaps::IMAGE) {
+        let cpu = crate::model::cpu::to_image(&crate::sys::cpu::this_cpu());
+        write_one(ctx.dir, "CPUINFO", "cpuinfo.img", &cpu)?;
     }
-    let mut b = ImageBuilder::new("TIMENS")?;
-    b.entry(&timens()?);
-    dir.write("timens-0.img", &b)?;
-    let mut b = ImageBuilder::new("SECCOMP")?;
-    b.entry(&pb::SeccompEntry {
-        seccomp_filters: env.seccomp.borrow().clone(),
-    });
-    dir.write("seccomp.img", &b)?;
+    write_one(ctx.dir, "TIMENS", "timens-0.img", &timens()?)?;
+    let seccomp = pb::SeccompEntry {
+        seccomp_filters: std::mem::take(&mut ctx.seccomp),
+    };
+    write_one(ctx.dir, "SECCOMP", "seccomp.img", &seccomp)
+}
 
-    // stats-dump, as CRIU writes it (times in microseconds).
-    if let Some((freezing, at)) = env.frozen_at.get() {
-        st.freezing_time = freezing.as_micros() as u32;
-        st.frozen_time = at.elapsed().as_micros() as u32;
-    }
-    let mut b = ImageBuilder::new("STATS")?;
-    b.entry(&pb::StatsEntry {
+/// stats-dump, as CRIU writes it (times in microseconds).
+fn write_stats(ctx: &mut DumpCtx, mut st: pb::DumpStatsEntry) -> Result<()> {
+    st.freezing_time = ctx.timing.freezing.as_micros() as u32;
+    st.frozen_time = ctx.timing.frozen_at.elapsed().as_micros() as u32;
+    let stats = pb::StatsEntry {
         dump: Some(st),
         restore: None,
-    });
-    dir.write("stats-dump", &b)?;
+    };
+    write_one(ctx.dir, "STATS", "stats-dump", &stats)
+}
 
-    // The data of connections pending in a listener can only be read by
-    // taking them from the tree: done last, once all else is written.
+/// sk-queues.img. The data of connections pending in a listener can only
+/// be read by taking them from the tree: done last, once all else is
+/// written.
+fn write_queues(ctx: &mut DumpCtx) -> Result<()> {
     super::guard::check()?;
-    socks.drain_pending()?;
-    if let Some(b) = &socks.queues {
-        dir.write("sk-queues.img", b)?;
+    ctx.socks.drain_pending()?;
+    if let Some(b) = &ctx.socks.queues {
+        ctx.dir.write("sk-queues.img", b)?;
     }
-    // Last: its presence says the set is complete.
-    let mut b = ImageBuilder::new("INVENTORY")?;
-    b.entry(&pb::InventoryEntry {
+    Ok(())
+}
+
+/// inventory.img, last: its presence says the set is complete.
+fn write_inventory(dir: &mut ImgDir, root_ids: &pb::TaskKobjIdsEntry) -> Result<()> {
+    let inventory = pb::InventoryEntry {
         img_version: 2,
         fdinfo_per_id: Some(true),
-        root_ids: Some(root_ids),
+        root_ids: Some(*root_ids),
         ns_per_id: Some(true),
         root_cg_set: Some(1),
         lsmtype: Some(pb::Lsmtype::NoLsm as i32),
@@ -256,11 +270,8 @@ pub fn run(
         plugins_entry: Some(pb::PluginsEntry::default()),
         dump_criu_run_id: Some(run_id()),
         allow_uprobes: None,
-    });
-    dir.write("inventory.img", &b)?;
-    dir.sync()?;
-    s.bytes = dir.bytes;
-    Ok(s)
+    };
+    write_one(dir, "INVENTORY", "inventory.img", &inventory)
 }
 
 fn timens() -> Result<pb::TimensEntry> {

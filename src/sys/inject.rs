@@ -3,8 +3,8 @@
 //! # How
 //!
 //! [`Injector::new`] takes a thread that is a tracee of the calling thread
-//! and rests in an interrupt or group stop (what [`ptrace::freeze`] leaves,
-//! or what [`ptrace::to_event_stop`] makes). It saves the thread's
+//! and rests in an interrupt or group stop (what a freeze leaves, or what
+//! [`ptrace::to_event_stop`] makes). It saves the thread's
 //! registers and blocked-signal mask and finds a `syscall` instruction
 //! (`0f 05`) in the thread's address space, the *gate*: in the `[vdso]`
 //! text if there is one, otherwise it patches two bytes at the thread's

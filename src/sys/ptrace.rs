@@ -1,14 +1,16 @@
-//! Per-thread tracing with ptrace, and freezing whole process trees.
+//! Per-thread tracing with ptrace: seizing, stopping, waiting, registers,
+//! signal state and rseq. Freezing a whole tree is the dump engine's job
+//! (`crate::dump::freezer`), built on these calls.
 //!
 //! # Model
 //!
 //! Every function here acts on one *thread* (a tid). ptrace ties a tracee
 //! to the *thread* that attached it: all calls on a tracee — including
 //! [`wait_stop`] — must come from the thread that called [`seize`]
-//! (another thread gets `ESRCH`). [`Frozen`] and
-//! [`crate::sys::inject::Injector`] are therefore `!Send`. Another thread of
-//! the same process that calls `waitpid(-1, __WALL)` would steal the stop
-//! notifications of our tracees: don't do that while tracing.
+//! (another thread gets `ESRCH`). [`crate::sys::inject::Injector`] (and
+//! any freezer) is therefore `!Send`. Another thread of the same process
+//! that calls `waitpid(-1, __WALL)` would steal the stop notifications of
+//! our tracees: don't do that while tracing.
 //!
 //! Only `PTRACE_SEIZE` is used (never `PTRACE_ATTACH`): no SIGSTOP is sent,
 //! a seized thread keeps running until [`interrupt`]ed, and every stop is
@@ -39,17 +41,14 @@
 //! frozen ends the group stop as it would have without us.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
-use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use libc::{c_long, c_void};
 
 use super::err;
-use super::procfs;
 use super::remote;
-use crate::error::Error;
 
 /// General-purpose registers as `PTRACE_GETREGS` gives them (x86-64).
 pub type Regs = libc::user_regs_struct;
@@ -327,6 +326,15 @@ pub fn detach_with_signal(tid: i32, sig: i32) -> io::Result<()> {
         forget(tid);
     }
     r.map(|_| ())
+}
+
+/// Lets go of a tracee that is gone or going (a detach failed with
+/// `ESRCH`, or its exit was waited for): collects its exit notification if
+/// it is there, so that it does not linger as a zombie tied to this
+/// thread, and forgets its options.
+pub fn forget_gone(tid: i32) {
+    let _ = waitpid_raw(tid, libc::WNOHANG);
+    forget(tid);
 }
 
 /// `tgkill(tgid, tid, sig)`.
@@ -834,9 +842,9 @@ pub fn get_rseq_config(tid: i32) -> io::Result<RseqConfig> {
 /// no rseq, is not in a section, or the section descriptor is invalid (the
 /// kernel then kills the thread itself on resume).
 ///
-/// [`freeze`] and `Injector::new` call this, so a frozen thread is never
-/// inside a critical section: the registers a dump reads are the ones the
-/// thread would resume with.
+/// The dump's freezer and `Injector::new` call this, so a frozen thread
+/// is never inside a critical section: the registers a dump reads are the
+/// ones the thread would resume with.
 pub fn rseq_abort_fixup(tid: i32, regs: &mut Regs) -> io::Result<bool> {
     let cfg = match get_rseq_config(tid) {
         Ok(c) => c,
@@ -982,517 +990,17 @@ pub fn interrupted_syscall(regs: &Regs) -> Option<InterruptedSyscall> {
 }
 
 // ---------------------------------------------------------------------
-// Freezing trees
+// Reaching an interrupt stop
 // ---------------------------------------------------------------------
 
-/// One frozen thread.
+/// Where a seized and interrupted thread ended up ([`wait_event_stops`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrozenThread {
-    pub tid: i32,
-    /// [`Stop::Interrupt`], or [`Stop::Group`] for a task that was stopped.
-    pub stop: Stop,
-}
-
-/// One frozen process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FrozenTask {
-    pub pid: i32,
-    /// The task in the frozen set it is a child of (`None` for a root).
-    pub parent: Option<i32>,
-    /// A zombie: nothing to seize; `threads` is empty.
-    pub zombie: bool,
-    /// Its threads, the leader (tid == pid) first, then by tid.
-    pub threads: Vec<FrozenThread>,
-}
-
-/// How to freeze.
-#[derive(Debug, Clone)]
-pub struct FreezeOptions {
-    /// Also freeze all descendants (found via `/proc/*/stat` ppid).
-    pub descend: bool,
-    /// How long one thread may take to reach its stop before the freeze
-    /// fails (default 10 s).
-    pub stop_timeout: Duration,
-}
-
-impl Default for FreezeOptions {
-    fn default() -> Self {
-        FreezeOptions {
-            descend: true,
-            stop_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// A set of processes every thread of which is seized and stopped by the
-/// calling thread. Dropping it (or [`Frozen::resume`]) detaches them all;
-/// [`Frozen::kill`] kills them instead. `!Send`: ptrace belongs to the
-/// thread that froze.
-#[derive(Debug)]
-pub struct Frozen {
-    tasks: Vec<FrozenTask>,
-    /// Seized, interrupted, not yet seen stopped: (pid, tid).
-    pending: Vec<(i32, i32)>,
-    live: bool,
-    _not_send: PhantomData<*const ()>,
-}
-
-/// Freezes the process `root` and all its descendants: see [`freeze`].
-pub fn freeze_tree(root: i32) -> crate::error::Result<Frozen> {
-    freeze(&[root], &FreezeOptions::default())
-}
-
-/// Freezes exactly the given processes (all their threads, no
-/// descendants): see [`freeze`].
-pub fn freeze_tasks(pids: &[i32]) -> crate::error::Result<Frozen> {
-    freeze(
-        pids,
-        &FreezeOptions {
-            descend: false,
-            ..FreezeOptions::default()
-        },
-    )
-}
-
-/// Seizes and interrupts every thread of every process in `roots` (and,
-/// with `opts.descend`, of all their descendants), and waits until each
-/// is stopped.
-///
-/// Guarantees on success:
-/// - every thread of every task is in [`Stop::Interrupt`] or
-///   [`Stop::Group`]; the thread list of each task was re-read after all
-///   its known threads had stopped and found complete, so threads created
-///   during the freeze are included (a stopped task cannot create more);
-/// - descendants are found by scanning `/proc/*/stat` for their ppid
-///   (`/proc/PID/task/TID/children` needs CONFIG_PROC_CHILDREN, which
-///   kernels may lack), level by level after each parent is stopped, and
-///   once more after the whole set is frozen (children made meanwhile by
-///   `CLONE_PARENT` from a task still running), until nothing new appears;
-/// - every thread is outside any rseq critical section
-///   ([`rseq_abort_fixup`]);
-/// - a signal that was being delivered when the stop request came is
-///   delivered (its handler frame set up) before the thread stops, exactly
-///   as if the freeze had come a moment later; nothing is discarded;
-/// - zombies are listed with `zombie: true` and no threads; threads that
-///   exit during the freeze are left out; descendants that exit during the
-///   freeze are listed as zombies if their (frozen) parent has not reaped
-///   them, else left out.
-///
-/// Errors (with everything already seized detached again, so the tree runs
-/// on untouched): a root that does not exist or is a thread id, not a
-/// process; a root that exits during the freeze; a thread that cannot be
-/// seized (e.g. already traced by someone else: EPERM); a thread-group
-/// leader that exited while other threads run; a thread that does not
-/// stop within `opts.stop_timeout` (such a thread, if it never stops,
-/// stays traced until the calling thread exits — the kernel then detaches
-/// it).
-pub fn freeze(roots: &[i32], opts: &FreezeOptions) -> crate::error::Result<Frozen> {
-    let mut st = Frozen {
-        tasks: Vec::new(),
-        pending: Vec::new(),
-        live: true,
-        _not_send: PhantomData,
-    };
-    for &pid in roots {
-        if st.task(pid).is_none() && !st.freeze_task(pid, None, true, opts.stop_timeout)? {
-            let _ = st.release();
-            return Err(Error::msg(format!("freeze pid {pid}: no such process")));
-        }
-    }
-    if opts.descend {
-        loop {
-            let ppids = procfs::ppid_map()
-                .map_err(|e| Error::io("freeze: scanning /proc for children", e))?;
-            let frozen: HashSet<i32> = st.tasks.iter().map(|t| t.pid).collect();
-            let mut added = false;
-            for (pid, ppid) in ppids {
-                if frozen.contains(&ppid)
-                    && !frozen.contains(&pid)
-                    && st.task(pid).is_none()
-                    && st.freeze_task(pid, Some(ppid), false, opts.stop_timeout)?
-                {
-                    added = true;
-                }
-            }
-            if !added {
-                break;
-            }
-        }
-    }
-    Ok(st)
-}
-
-impl Frozen {
-    /// The frozen processes, roots first, then descendants level by level.
-    pub fn tasks(&self) -> &[FrozenTask] {
-        &self.tasks
-    }
-
-    /// The frozen process `pid`.
-    pub fn task(&self, pid: i32) -> Option<&FrozenTask> {
-        self.tasks.iter().find(|t| t.pid == pid)
-    }
-
-    /// All frozen threads, with their process ids.
-    pub fn threads(&self) -> impl Iterator<Item = (i32, &FrozenThread)> {
-        self.tasks
-            .iter()
-            .flat_map(|t| t.threads.iter().map(move |th| (t.pid, th)))
-    }
-
-    /// Detaches every thread: the tree runs on (tasks that were in
-    /// group-stop stay stopped). Returns the first failure, after trying
-    /// all threads; threads that died meanwhile are not failures.
-    pub fn resume(mut self) -> crate::error::Result<()> {
-        self.release()
-    }
-
-    /// Kills every frozen process with SIGKILL and waits until each of its
-    /// threads has exited (consuming their exit notifications; a process
-    /// that is a child of the caller is reaped by this too).
-    pub fn kill(mut self) -> crate::error::Result<()> {
-        self.live = false;
-        let mut first: Option<Error> = None;
-        for t in &self.tasks {
-            if t.zombie {
-                continue;
-            }
-            // SAFETY: kill takes two integers and touches no memory.
-            if unsafe { libc::kill(t.pid, libc::SIGKILL) } == -1 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::ESRCH) && first.is_none() {
-                    first = Some(Error::io(format!("kill pid {}", t.pid), e));
-                }
-            }
-        }
-        // Non-leader threads first: a traced leader reports its exit only
-        // after all its threads are gone.
-        for t in &self.tasks {
-            let mut order: Vec<i32> = t
-                .threads
-                .iter()
-                .map(|th| th.tid)
-                .filter(|&x| x != t.pid)
-                .collect();
-            if t.threads.iter().any(|th| th.tid == t.pid) {
-                order.push(t.pid);
-            }
-            for tid in order {
-                let deadline = Instant::now() + Duration::from_secs(10);
-                loop {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    match wait_stop_timeout(tid, left) {
-                        Ok(Some(s)) if s.is_exit() => break,
-                        Ok(Some(_)) => {
-                            let _ = cont(tid, 0);
-                        }
-                        Ok(None) => {
-                            if first.is_none() {
-                                first = Some(Error::msg(format!(
-                                    "kill pid {}: tid {tid} did not exit within 10 s",
-                                    t.pid
-                                )));
-                            }
-                            break;
-                        }
-                        Err(_) => break, // ECHILD: already reaped
-                    }
-                }
-                forget(tid);
-            }
-        }
-        first.map_or(Ok(()), Err)
-    }
-
-    fn release(&mut self) -> crate::error::Result<()> {
-        if !self.live {
-            return Ok(());
-        }
-        self.live = false;
-        let mut first: Option<Error> = None;
-        // Threads seized but not seen stopped: they stop soon (the
-        // interrupt is pending); wait a little, then detach.
-        let pending = std::mem::take(&mut self.pending);
-        let tids: Vec<i32> = pending.iter().map(|&(_, t)| t).collect();
-        match settle(&tids, Duration::from_secs(2)) {
-            Ok(results) => {
-                for ((pid, tid), (_, w)) in pending.iter().zip(results) {
-                    match w {
-                        WaitFrozen::Stopped(_) => {
-                            if let Err(e) = detach(*tid) {
-                                if err::errno_of(&e) != Some(libc::ESRCH) && first.is_none() {
-                                    first = Some(Error::io(format!("unfreeze pid {pid}"), e));
-                                }
-                            }
-                        }
-                        WaitFrozen::Gone => {}
-                        WaitFrozen::Timeout => {
-                            if first.is_none() {
-                                first = Some(Error::msg(format!(
-                                    "unfreeze pid {pid}: tid {tid} never stopped; it stays traced until this thread exits"
-                                )));
-                            }
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                first = Some(Error::io("unfreeze", e));
-            }
-        }
-        for t in &self.tasks {
-            for th in &t.threads {
-                if let Err(e) = detach(th.tid) {
-                    if err::errno_of(&e) == Some(libc::ESRCH) {
-                        // Died while traced: collect its exit notification
-                        // so it does not linger as a zombie tied to us.
-                        let _ = waitpid_raw(th.tid, libc::WNOHANG);
-                        forget(th.tid);
-                    } else if first.is_none() {
-                        first = Some(Error::io(format!("unfreeze pid {}", t.pid), e));
-                    }
-                }
-            }
-        }
-        first.map_or(Ok(()), Err)
-    }
-
-    /// Freezes one process. Returns Ok(false) if it vanished and
-    /// `must_exist` is false.
-    fn freeze_task(
-        &mut self,
-        pid: i32,
-        parent: Option<i32>,
-        must_exist: bool,
-        timeout: Duration,
-    ) -> crate::error::Result<bool> {
-        let r = self.freeze_task_inner(pid, parent, must_exist, timeout);
-        if r.is_err() {
-            let _ = self.release();
-        }
-        r
-    }
-
-    fn freeze_task_inner(
-        &mut self,
-        pid: i32,
-        parent: Option<i32>,
-        must_exist: bool,
-        timeout: Duration,
-    ) -> crate::error::Result<bool> {
-        let is_gone = |e: &io::Error| {
-            e.kind() == io::ErrorKind::NotFound || err::errno_of(e) == Some(libc::ESRCH)
-        };
-        let tgid = match procfs::status_field(pid, "Tgid") {
-            Ok(Some(v)) => v.parse::<i32>().unwrap_or(pid),
-            Ok(None) => pid,
-            Err(e) if is_gone(&e) => {
-                if must_exist {
-                    return Err(Error::msg(format!("freeze pid {pid}: no such process")));
-                }
-                return Ok(false);
-            }
-            Err(e) => {
-                return Err(Error::io(
-                    format!("freeze pid {pid}: reading /proc/{pid}/status"),
-                    e,
-                ))
-            }
-        };
-        if tgid != pid {
-            return Err(Error::msg(format!(
-                "freeze pid {pid}: it is a thread of process {tgid}, not a process"
-            )));
-        }
-        let idx = self.tasks.len();
-        self.tasks.push(FrozenTask {
-            pid,
-            parent,
-            zombie: false,
-            threads: Vec::new(),
-        });
-        if matches!(procfs::thread_state(pid, pid), Ok('Z') | Ok('X')) {
-            return self.task_exited(idx, pid);
-        }
-        let mut gone: HashSet<i32> = HashSet::new();
-        loop {
-            let tids = match procfs::tids(pid) {
-                Ok(t) if !t.is_empty() => t,
-                Ok(_) => Vec::new(),
-                Err(e) if is_gone(&e) => Vec::new(),
-                Err(e) => {
-                    return Err(Error::io(
-                        format!("freeze pid {pid}: listing /proc/{pid}/task"),
-                        e,
-                    ))
-                }
-            };
-            if tids.is_empty() {
-                if must_exist {
-                    return Err(Error::msg(format!(
-                        "freeze pid {pid}: exited during the freeze"
-                    )));
-                }
-                return self.task_exited(idx, pid);
-            }
-            let known: HashSet<i32> = self.tasks[idx]
-                .threads
-                .iter()
-                .map(|t| t.tid)
-                .chain(gone.iter().copied())
-                .collect();
-            let new: Vec<i32> = tids.into_iter().filter(|t| !known.contains(t)).collect();
-            if new.is_empty() {
-                break;
-            }
-            for tid in new {
-                if let Err(e) = seize(tid) {
-                    let errno = err::errno_of(&e);
-                    let state = procfs::thread_state(pid, tid).ok();
-                    if errno == Some(libc::ESRCH)
-                        || (errno == Some(libc::EPERM)
-                            && matches!(state, None | Some('Z') | Some('X')))
-                    {
-                        // The thread is exiting or gone.
-                        if tid == pid {
-                            if must_exist {
-                                return Err(Error::msg(format!(
-                                    "freeze pid {pid}: exited during the freeze (seizing its leader: {e})"
-                                )));
-                            }
-                            return self.task_exited(idx, pid);
-                        }
-                        gone.insert(tid);
-                        continue;
-                    }
-                    let tracer = procfs::status_field(tid, "TracerPid")
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default();
-                    let hint = if tracer != "0" && !tracer.is_empty() {
-                        format!(" (already traced by pid {tracer})")
-                    } else {
-                        String::new()
-                    };
-                    return Err(Error::msg(format!("freeze pid {pid}: {e}{hint}")));
-                }
-                self.pending.push((pid, tid));
-                if let Err(e) = interrupt(tid) {
-                    if err::errno_of(&e) != Some(libc::ESRCH) {
-                        return Err(Error::msg(format!("freeze pid {pid}: {e}")));
-                    }
-                }
-            }
-            let batch: Vec<i32> = self
-                .pending
-                .iter()
-                .filter(|&&(p, _)| p == pid)
-                .map(|&(_, t)| t)
-                .collect();
-            let results = settle(&batch, timeout)
-                .map_err(|e| Error::msg(format!("freeze pid {pid}: {e}")))?;
-            let mut leader_gone = false;
-            let mut late: Option<i32> = None;
-            for (tid, w) in results {
-                match w {
-                    WaitFrozen::Stopped(stop) => {
-                        self.pending.retain(|&(_, t)| t != tid);
-                        self.tasks[idx].threads.push(FrozenThread { tid, stop });
-                        if let Ok(mut regs) = get_regs(tid) {
-                            rseq_abort_fixup(tid, &mut regs)
-                                .map_err(|e| Error::msg(format!("freeze pid {pid}: {e}")))?;
-                        }
-                    }
-                    WaitFrozen::Gone => {
-                        self.pending.retain(|&(_, t)| t != tid);
-                        if tid == pid {
-                            leader_gone = true;
-                        }
-                        gone.insert(tid);
-                    }
-                    WaitFrozen::Timeout => late = Some(tid),
-                }
-            }
-            if leader_gone {
-                // The whole process has exited (a leader's exit is reported
-                // only once all its threads are gone).
-                if must_exist {
-                    return Err(Error::msg(format!(
-                        "freeze pid {pid}: exited during the freeze"
-                    )));
-                }
-                return self.task_exited(idx, pid);
-            }
-            if let Some(tid) = late {
-                let state = procfs::thread_state(pid, tid)
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|_| "?".into());
-                return Err(Error::msg(format!(
-                    "freeze pid {pid}: tid {tid} did not stop within {timeout:?} (state {state})"
-                )));
-            }
-        }
-        let threads = &mut self.tasks[idx].threads;
-        threads.sort_by_key(|t| (t.tid != pid, t.tid));
-        Ok(true)
-    }
-}
-
-impl Frozen {
-    /// The process at `tasks[idx]` is a zombie or has exited (while being
-    /// frozen, for a descendant): let go of what we hold of it, and keep
-    /// it as a zombie if it is one (its parent, frozen, has not reaped it).
-    /// Returns whether it is kept. A leader that exited while other
-    /// threads of its group still run is refused.
-    fn task_exited(&mut self, idx: usize, pid: i32) -> crate::error::Result<bool> {
-        let mine: Vec<i32> = self
-            .pending
-            .iter()
-            .filter(|&&(p, _)| p == pid)
-            .map(|&(_, t)| t)
-            .collect();
-        self.pending.retain(|&(p, _)| p != pid);
-        if let Ok(results) = settle(&mine, Duration::from_secs(1)) {
-            for (tid, w) in results {
-                if let WaitFrozen::Stopped(_) = w {
-                    let _ = detach(tid);
-                }
-            }
-        }
-        for th in std::mem::take(&mut self.tasks[idx].threads) {
-            if detach(th.tid).is_err() {
-                let _ = waitpid_raw(th.tid, libc::WNOHANG);
-                forget(th.tid);
-            }
-        }
-        let others = procfs::tids(pid)
-            .map(|t| t.into_iter().filter(|&x| x != pid).count())
-            .unwrap_or(0);
-        if others > 0 {
-            self.tasks.remove(idx);
-            return Err(Error::msg(format!(
-                "freeze pid {pid}: its thread-group leader has exited while {others} other threads run; not supported"
-            )));
-        }
-        if matches!(procfs::thread_state(pid, pid), Ok('Z')) {
-            self.tasks[idx].zombie = true;
-            Ok(true)
-        } else {
-            self.tasks.remove(idx);
-            Ok(false)
-        }
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        let _ = self.release();
-    }
-}
-
-enum WaitFrozen {
+pub enum Settled {
+    /// At rest in [`Stop::Interrupt`] or [`Stop::Group`].
     Stopped(Stop),
+    /// Exited (its exit notification is consumed).
     Gone,
+    /// Not stopped when the time was up.
     Timeout,
 }
 
@@ -1501,14 +1009,14 @@ enum WaitFrozen {
 /// (the signal is delivered, and a new interrupt makes the thread stop
 /// right after the kernel has set up the handler frame, before any handler
 /// code runs: any trap consumes a pending interrupt, so it is re-armed).
-fn step_frozen(tid: i32) -> io::Result<Option<WaitFrozen>> {
+fn step_event_stop(tid: i32) -> io::Result<Option<Settled>> {
     let Some(status) = waitpid_raw(tid, libc::WNOHANG)? else {
         return Ok(None);
     };
     let stop = classify(tid, status)?;
     let sig = match stop {
-        Stop::Interrupt | Stop::Group(_) => return Ok(Some(WaitFrozen::Stopped(stop))),
-        Stop::Exited(_) | Stop::Killed { .. } => return Ok(Some(WaitFrozen::Gone)),
+        Stop::Interrupt | Stop::Group(_) => return Ok(Some(Settled::Stopped(stop))),
+        Stop::Exited(_) | Stop::Killed { .. } => return Ok(Some(Settled::Gone)),
         Stop::Signal(sig) => sig,
         Stop::Syscall | Stop::Event { .. } => 0,
     };
@@ -1520,14 +1028,15 @@ fn step_frozen(tid: i32) -> io::Result<Option<WaitFrozen>> {
     }
 }
 
-/// Waits until each of `tids` (seized and interrupted) rests in an
-/// interrupt or group stop, or is gone, or `timeout` passes. Looks at all
-/// of them in turn, so that no thread's report waits behind another's (a
-/// leader's exit is only reported after its other threads' exits have
-/// been collected). Returns each tid's outcome, in order.
-fn settle(tids: &[i32], timeout: Duration) -> io::Result<Vec<(i32, WaitFrozen)>> {
+/// Waits until each of `tids` (seized and [`interrupt`]ed) rests in an
+/// interrupt or group stop, or is gone, or `timeout` passes; a
+/// signal-delivery stop on the way is passed on, so no signal is lost.
+/// Looks at all of them in turn, so that no thread's report waits behind
+/// another's (a leader's exit is only reported after its other threads'
+/// exits have been collected). Returns each tid's outcome, in order.
+pub fn wait_event_stops(tids: &[i32], timeout: Duration) -> io::Result<Vec<(i32, Settled)>> {
     let deadline = Instant::now() + timeout;
-    let mut out: Vec<(i32, Option<WaitFrozen>)> = tids.iter().map(|&t| (t, None)).collect();
+    let mut out: Vec<(i32, Option<Settled>)> = tids.iter().map(|&t| (t, None)).collect();
     let mut nap = Duration::from_micros(20);
     loop {
         let mut open = 0;
@@ -1536,7 +1045,7 @@ fn settle(tids: &[i32], timeout: Duration) -> io::Result<Vec<(i32, WaitFrozen)>>
             if res.is_some() {
                 continue;
             }
-            match step_frozen(*tid)? {
+            match step_event_stop(*tid)? {
                 Some(w) => {
                     *res = Some(w);
                     progress = true;
@@ -1560,21 +1069,22 @@ fn settle(tids: &[i32], timeout: Duration) -> io::Result<Vec<(i32, WaitFrozen)>>
     }
     Ok(out
         .into_iter()
-        .map(|(t, r)| (t, r.unwrap_or(WaitFrozen::Timeout)))
+        .map(|(t, r)| (t, r.unwrap_or(Settled::Timeout)))
         .collect())
 }
 
-fn wait_frozen(tid: i32, timeout: Duration) -> io::Result<WaitFrozen> {
-    Ok(settle(&[tid], timeout)?
+fn wait_event_stop(tid: i32, timeout: Duration) -> io::Result<Settled> {
+    Ok(wait_event_stops(&[tid], timeout)?
         .pop()
         .map(|(_, w)| w)
-        .unwrap_or(WaitFrozen::Timeout))
+        .unwrap_or(Settled::Timeout))
 }
 
 /// Brings a traced, stopped thread to an interrupt (or group) stop — the
 /// stop syscalls can be injected from — from any other stop (syscall,
 /// event or signal-delivery stop; a pending signal is delivered on the
-/// way, as in [`freeze`]). Returns the new stop. Fails if the thread exits.
+/// way, as in [`wait_event_stops`]). Returns the new stop. Fails if the
+/// thread exits.
 pub fn to_event_stop(tid: i32) -> io::Result<Stop> {
     let now = stop_kind(tid)?;
     if now.is_event_stop() {
@@ -1583,12 +1093,12 @@ pub fn to_event_stop(tid: i32) -> io::Result<Stop> {
     let sig = if let Stop::Signal(s) = now { s } else { 0 };
     interrupt(tid)?;
     cont(tid, sig)?;
-    match wait_frozen(tid, Duration::from_secs(3600))? {
-        WaitFrozen::Stopped(s) => Ok(s),
-        WaitFrozen::Gone => Err(err::os(
+    match wait_event_stop(tid, Duration::from_secs(3600))? {
+        Settled::Stopped(s) => Ok(s),
+        Settled::Gone => Err(err::os(
             format_args!("tid {tid} exited while being stopped"),
             libc::ESRCH,
         )),
-        WaitFrozen::Timeout => Err(err::other(format!("tid {tid} did not stop"))),
+        Settled::Timeout => Err(err::other(format!("tid {tid} did not stop"))),
     }
 }

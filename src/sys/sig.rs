@@ -1,7 +1,7 @@
 //! Signal dispositions of the calling process.
 
 /// Resets `sig` to its default action (SIG_DFL).
-pub fn set_default(sig: nix::sys::signal::Signal) -> nix::Result<()> {
+pub fn set_default(sig: nix::sys::signal::Signal) -> std::io::Result<()> {
     let sa = nix::sys::signal::SigAction::new(
         nix::sys::signal::SigHandler::SigDfl,
         nix::sys::signal::SaFlags::empty(),
@@ -9,7 +9,9 @@ pub fn set_default(sig: nix::sys::signal::Signal) -> nix::Result<()> {
     );
     // SAFETY: installing SIG_DFL runs no handler code, so none of the
     // hazards of installing a Rust function as a handler apply.
-    unsafe { nix::sys::signal::sigaction(sig, &sa) }.map(|_| ())
+    unsafe { nix::sys::signal::sigaction(sig, &sa) }
+        .map(|_| ())
+        .map_err(std::io::Error::from)
 }
 
 /// `signalfd(-1, mask, flags)` with a raw 64-bit mask (bit n-1 for signal

@@ -1,0 +1,103 @@
+//! The state of one dump in progress, passed as `&mut` through every
+//! step: what is fixed before the freeze (options, machine probes), the
+//! frozen tree and when it was frozen, and what collecting builds up
+//! (object ids, the file table, sockets, seccomp filters) while the page
+//! writer copies memory in the background.
+
+use super::files::FileTable;
+use super::freeze::Frozen;
+use super::ids::Ids;
+use super::imgdir::ImgDir;
+use super::pages::PageWriter;
+use super::progress::Log;
+use super::sockets::Sockets;
+use super::{maps, pagemap, DumpOpts};
+use crate::error::Result;
+use crate::image::pb;
+use std::time::{Duration, Instant};
+
+/// Facts about this machine the dump needs, read before the freeze so
+/// that they do not add to the frozen time.
+#[derive(Debug, Clone, Copy)]
+pub struct Probes {
+    /// The device of anonymous shared memory and memfd files.
+    pub shmem_dev: u64,
+    /// The PFN of the shared zero page (0 when PFNs are hidden).
+    pub zero_pfn: u64,
+}
+
+impl Probes {
+    pub fn read() -> Result<Probes> {
+        Ok(Probes {
+            shmem_dev: maps::shmem_dev()?,
+            zero_pfn: pagemap::zero_pfn()?,
+        })
+    }
+}
+
+/// How long freezing took, and when the tree was frozen (stats-dump).
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub freezing: Duration,
+    pub frozen_at: Instant,
+}
+
+/// One dump in progress.
+pub struct DumpCtx<'a> {
+    pub opts: &'a DumpOpts,
+    pub log: &'a Log,
+    pub frozen: &'a Frozen,
+    pub dir: &'a mut ImgDir,
+    pub probes: Probes,
+    pub timing: Timing,
+    pub ids: Ids,
+    /// The dumper's own ids (inventory's root_ids), taken first as CRIU
+    /// does; every task must share its namespaces.
+    pub root_ids: pb::TaskKobjIdsEntry,
+    pub files: FileTable,
+    pub socks: Sockets,
+    /// Copies task memory into pages images while the rest is collected.
+    pub pages: PageWriter,
+    /// seccomp.img's filters, each thread's chain newest first.
+    pub seccomp: Vec<pb::SeccompFilter>,
+    /// The vm ids of the tasks collected so far: a task sharing its mm
+    /// with an earlier one has no mm or pages of its own.
+    pub seen_vm: Vec<u32>,
+    /// The same for fd tables.
+    pub seen_files: Vec<u32>,
+}
+
+impl<'a> DumpCtx<'a> {
+    /// Starts the dump of the frozen tree into `dir` (and the page writer).
+    pub fn new(
+        opts: &'a DumpOpts,
+        log: &'a Log,
+        frozen: &'a Frozen,
+        dir: &'a mut ImgDir,
+        probes: Probes,
+        timing: Timing,
+    ) -> Result<DumpCtx<'a>> {
+        let mut ids = Ids::default();
+        // The dumper's own objects take the first ids, as in CRIU.
+        let root_ids = ids.task(std::process::id() as i32)?;
+        let mut socks = Sockets::default();
+        socks.net_ns_id = root_ids.net_ns_id;
+        let pages = PageWriter::new(&dir.dir);
+        Ok(DumpCtx {
+            opts,
+            log,
+            frozen,
+            dir,
+            probes,
+            timing,
+            ids,
+            root_ids,
+            files: FileTable::default(),
+            socks,
+            pages,
+            seccomp: Vec::new(),
+            seen_vm: Vec::new(),
+            seen_files: Vec::new(),
+        })
+    }
+}

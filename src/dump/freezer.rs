@@ -1,0 +1,609 @@
+//! The tree freezer: seizes and interrupts every thread of a set of
+//! processes (and, by default, of all their descendants) with ptrace,
+//! waits until each is stopped, and later lets them all go untouched or
+//! kills them. Built on the per-thread calls of [`crate::sys::ptrace`];
+//! the policy (what to wait for, what counts as gone, when to give up and
+//! undo everything) lives here.
+//!
+//! ptrace belongs to the thread that seized: [`FrozenSet`] is `!Send`,
+//! and everything done to the frozen threads must come from that thread.
+
+use std::collections::HashSet;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result};
+use crate::sys::ptrace::{self, Settled, Stop};
+use crate::sys::{errno_of, procfs};
+
+/// One frozen thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrozenThread {
+    pub tid: i32,
+    /// [`Stop::Interrupt`], or [`Stop::Group`] for a task that was stopped.
+    pub stop: Stop,
+}
+
+/// One frozen process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrozenTask {
+    pub pid: i32,
+    /// The task in the frozen set it is a child of (`None` for a root).
+    pub parent: Option<i32>,
+    /// A zombie: nothing to seize; `threads` is empty.
+    pub zombie: bool,
+    /// Its threads, the leader (tid == pid) first, then by tid.
+    pub threads: Vec<FrozenThread>,
+}
+
+/// How to freeze.
+#[derive(Debug, Clone)]
+pub struct FreezeOptions {
+    /// Also freeze all descendants (found via `/proc/*/stat` ppid).
+    pub descend: bool,
+    /// How long one thread may take to reach its stop before the freeze
+    /// fails (default 10 s).
+    pub stop_timeout: Duration,
+}
+
+impl Default for FreezeOptions {
+    fn default() -> Self {
+        FreezeOptions {
+            descend: true,
+            stop_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A set of processes every thread of which is seized and stopped by the
+/// calling thread. Dropping it (or [`FrozenSet::resume`]) detaches them
+/// all; [`FrozenSet::kill`] kills them instead. `!Send`: ptrace belongs to
+/// the thread that froze.
+#[derive(Debug)]
+pub struct FrozenSet {
+    tasks: Vec<FrozenTask>,
+    /// Seized, interrupted, not yet seen stopped: (pid, tid).
+    pending: Vec<(i32, i32)>,
+    live: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Freezes the process `root` and all its descendants: see [`freeze`].
+pub fn freeze_tree(root: i32) -> Result<FrozenSet> {
+    freeze(&[root], &FreezeOptions::default())
+}
+
+/// Freezes exactly the given processes (all their threads, no
+/// descendants): see [`freeze`].
+pub fn freeze_tasks(pids: &[i32]) -> Result<FrozenSet> {
+    freeze(
+        pids,
+        &FreezeOptions {
+            descend: false,
+            ..FreezeOptions::default()
+        },
+    )
+}
+
+/// Seizes and interrupts every thread of every process in `roots` (and,
+/// with `opts.descend`, of all their descendants), and waits until each
+/// is stopped.
+///
+/// Guarantees on success:
+/// - every thread of every task is in [`Stop::Interrupt`] or
+///   [`Stop::Group`]; the thread list of each task was re-read after all
+///   its known threads had stopped and found complete, so threads created
+///   during the freeze are included (a stopped task cannot create more);
+/// - descendants are found by scanning `/proc/*/stat` for their ppid
+///   (`/proc/PID/task/TID/children` needs CONFIG_PROC_CHILDREN, which
+///   kernels may lack), level by level after each parent is stopped, and
+///   once more after the whole set is frozen (children made meanwhile by
+///   `CLONE_PARENT` from a task still running), until nothing new appears;
+/// - every thread is outside any rseq critical section
+///   ([`ptrace::rseq_abort_fixup`]);
+/// - a signal that was being delivered when the stop request came is
+///   delivered (its handler frame set up) before the thread stops, exactly
+///   as if the freeze had come a moment later; nothing is discarded;
+/// - zombies are listed with `zombie: true` and no threads; threads that
+///   exit during the freeze are left out; descendants that exit during the
+///   freeze are listed as zombies if their (frozen) parent has not reaped
+///   them, else left out.
+///
+/// Errors (with everything already seized detached again, so the tree runs
+/// on untouched): a root that does not exist or is a thread id, not a
+/// process; a root that exits during the freeze; a thread that cannot be
+/// seized (e.g. already traced by someone else: EPERM); a thread-group
+/// leader that exited while other threads run; a thread that does not
+/// stop within `opts.stop_timeout` (such a thread, if it never stops,
+/// stays traced until the calling thread exits — the kernel then detaches
+/// it).
+pub fn freeze(roots: &[i32], opts: &FreezeOptions) -> Result<FrozenSet> {
+    let mut st = FrozenSet {
+        tasks: Vec::new(),
+        pending: Vec::new(),
+        live: true,
+        _not_send: PhantomData,
+    };
+    for &pid in roots {
+        if st.task(pid).is_none() && !st.freeze_task(pid, None, true, opts.stop_timeout)? {
+            let _ = st.release();
+            return Err(Error::msg(format!("freeze pid {pid}: no such process")));
+        }
+    }
+    if opts.descend {
+        st.freeze_descendants(opts.stop_timeout)?;
+    }
+    Ok(st)
+}
+
+/// Keeps the first of several failures.
+fn keep_first(first: &mut Option<Error>, e: Error) {
+    if first.is_none() {
+        *first = Some(e);
+    }
+}
+
+/// What one round of seizing a task's threads came to.
+enum Round {
+    /// Every thread listed is stopped and no new one appeared.
+    Stable,
+    /// New threads were seized and stopped: list them again.
+    Again,
+    /// The process exited meanwhile (with what showed it, if anything).
+    Exited(Option<String>),
+}
+
+impl FrozenSet {
+    /// The frozen processes, roots first, then descendants level by level.
+    pub fn tasks(&self) -> &[FrozenTask] {
+        &self.tasks
+    }
+
+    /// The frozen process `pid`.
+    pub fn task(&self, pid: i32) -> Option<&FrozenTask> {
+        self.tasks.iter().find(|t| t.pid == pid)
+    }
+
+    /// All frozen threads, with their process ids.
+    pub fn threads(&self) -> impl Iterator<Item = (i32, &FrozenThread)> {
+        self.tasks
+            .iter()
+            .flat_map(|t| t.threads.iter().map(move |th| (t.pid, th)))
+    }
+
+    /// Detaches every thread: the tree runs on (tasks that were in
+    /// group-stop stay stopped). Returns the first failure, after trying
+    /// all threads; threads that died meanwhile are not failures.
+    pub fn resume(mut self) -> Result<()> {
+        self.release()
+    }
+
+    /// Kills every frozen process with SIGKILL and waits until each of its
+    /// threads has exited (consuming their exit notifications; a process
+    /// that is a child of the caller is reaped by this too).
+    pub fn kill(mut self) -> Result<()> {
+        self.live = false;
+        let mut first: Option<Error> = None;
+        for t in self.tasks.iter().filter(|t| !t.zombie) {
+            match kill(Pid::from_raw(t.pid), Signal::SIGKILL) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => keep_first(
+                    &mut first,
+                    Error::io(format!("kill pid {}", t.pid), e.into()),
+                ),
+            }
+        }
+        // Non-leader threads first: a traced leader reports its exit only
+        // after all its threads are gone.
+        for t in &self.tasks {
+            let mut order: Vec<i32> = t
+                .threads
+                .iter()
+                .map(|th| th.tid)
+                .filter(|&x| x != t.pid)
+                .collect();
+            if t.threads.iter().any(|th| th.tid == t.pid) {
+                order.push(t.pid);
+            }
+            for tid in order {
+                if let Err(e) = wait_killed(t.pid, tid) {
+                    keep_first(&mut first, e);
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Lets every thread go (once): those still on their way to a stop
+    /// once they get there, then the stopped ones.
+    fn release(&mut self) -> Result<()> {
+        if !self.live {
+            return Ok(());
+        }
+        self.live = false;
+        let mut first = self.release_pending().err();
+        for t in &self.tasks {
+            for th in &t.threads {
+                if let Err(e) = ptrace::detach(th.tid) {
+                    if errno_of(&e) == Some(libc::ESRCH) {
+                        // Died while traced: collect its exit notification
+                        // so it does not linger as a zombie tied to us.
+                        ptrace::forget_gone(th.tid);
+                    } else {
+                        keep_first(&mut first, Error::io(format!("unfreeze pid {}", t.pid), e));
+                    }
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Detaches the threads seized but not seen stopped: they stop soon
+    /// (the interrupt is pending); waits a little, then detaches.
+    fn release_pending(&mut self) -> Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        let tids: Vec<i32> = pending.iter().map(|&(_, t)| t).collect();
+        let results = ptrace::wait_event_stops(&tids, Duration::from_secs(2))
+            .map_err(|e| Error::io("unfreeze", e))?;
+        let mut first = None;
+        for ((pid, tid), (_, w)) in pending.iter().zip(results) {
+            match w {
+                Settled::Stopped(_) => {
+                    if let Err(e) = ptrace::detach(*tid) {
+                        if errno_of(&e) != Some(libc::ESRCH) {
+                            keep_first(&mut first, Error::io(format!("unfreeze pid {pid}"), e));
+                        }
+                    }
+                }
+                Settled::Gone => {}
+                Settled::Timeout => keep_first(
+                    &mut first,
+                    Error::msg(format!(
+                        "unfreeze pid {pid}: tid {tid} never stopped; it stays traced until this thread exits"
+                    )),
+                ),
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Freezes the children of frozen tasks until no new one appears.
+    fn freeze_descendants(&mut self, timeout: Duration) -> Result<()> {
+        loop {
+            let ppids = procfs::ppid_map()
+                .map_err(|e| Error::io("freeze: scanning /proc for children", e))?;
+            let frozen: HashSet<i32> = self.tasks.iter().map(|t| t.pid).collect();
+            let mut added = false;
+            for (pid, ppid) in ppids {
+                if frozen.contains(&ppid)
+                    && !frozen.contains(&pid)
+                    && self.task(pid).is_none()
+                    && self.freeze_task(pid, Some(ppid), false, timeout)?
+                {
+                    added = true;
+                }
+            }
+            if !added {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Freezes one process. Returns Ok(false) if it vanished and
+    /// `must_exist` is false. On failure everything is let go.
+    fn freeze_task(
+        &mut self,
+        pid: i32,
+        parent: Option<i32>,
+        must_exist: bool,
+        timeout: Duration,
+    ) -> Result<bool> {
+        let r = self.freeze_task_inner(pid, parent, must_exist, timeout);
+        if r.is_err() {
+            let _ = self.release();
+        }
+        r
+    }
+
+    fn freeze_task_inner(
+        &mut self,
+        pid: i32,
+        parent: Option<i32>,
+        must_exist: bool,
+        timeout: Duration,
+    ) -> Result<bool> {
+        if !is_process(pid, must_exist)? {
+            return Ok(false);
+        }
+        let idx = self.tasks.len();
+        self.tasks.push(FrozenTask {
+            pid,
+            parent,
+            zombie: false,
+            threads: Vec::new(),
+        });
+        if matches!(procfs::thread_state(pid, pid), Ok('Z') | Ok('X')) {
+            return self.task_exited(idx, pid);
+        }
+        let mut gone: HashSet<i32> = HashSet::new();
+        loop {
+            match self.freeze_round(idx, pid, &mut gone, timeout)? {
+                Round::Stable => break,
+                Round::Again => {}
+                Round::Exited(how) => {
+                    if must_exist {
+                        return Err(Error::msg(format!(
+                            "freeze pid {pid}: exited during the freeze{}",
+                            how.unwrap_or_default()
+                        )));
+                    }
+                    return self.task_exited(idx, pid);
+                }
+            }
+        }
+        let threads = &mut self.tasks[idx].threads;
+        threads.sort_by_key(|t| (t.tid != pid, t.tid));
+        Ok(true)
+    }
+
+    /// Seizes the threads of `pid` not seen yet and waits for them to stop.
+    fn freeze_round(
+        &mut self,
+        idx: usize,
+        pid: i32,
+        gone: &mut HashSet<i32>,
+        timeout: Duration,
+    ) -> Result<Round> {
+        let Some(new) = self.new_threads(idx, pid, gone)? else {
+            return Ok(Round::Exited(None));
+        };
+        if new.is_empty() {
+            return Ok(Round::Stable);
+        }
+        if let Some(e) = self.seize_threads(pid, new, gone)? {
+            return Ok(Round::Exited(Some(format!(" (seizing its leader: {e})"))));
+        }
+        self.settle_threads(idx, pid, gone, timeout)
+    }
+
+    /// The threads /proc lists for `pid` that are neither frozen nor known
+    /// to be gone; `None` when it lists none (the process is gone).
+    fn new_threads(&self, idx: usize, pid: i32, gone: &HashSet<i32>) -> Result<Option<Vec<i32>>> {
+        let tids = match procfs::tids(pid) {
+            Ok(t) => t,
+            Err(e) if is_gone(&e) => Vec::new(),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("freeze pid {pid}: listing /proc/{pid}/task"),
+                    e,
+                ))
+            }
+        };
+        if tids.is_empty() {
+            return Ok(None);
+        }
+        let known: HashSet<i32> = self.tasks[idx]
+            .threads
+            .iter()
+            .map(|t| t.tid)
+            .chain(gone.iter().copied())
+            .collect();
+        Ok(Some(
+            tids.into_iter().filter(|t| !known.contains(t)).collect(),
+        ))
+    }
+
+    /// Seizes and interrupts the threads `new` of `pid`; threads that are
+    /// exiting go to `gone`. Returns the error of seizing the leader when
+    /// the leader is exiting (the whole process is).
+    fn seize_threads(
+        &mut self,
+        pid: i32,
+        new: Vec<i32>,
+        gone: &mut HashSet<i32>,
+    ) -> Result<Option<std::io::Error>> {
+        for tid in new {
+            if let Err(e) = ptrace::seize(tid) {
+                if !is_exiting(pid, tid, &e) {
+                    return Err(Error::msg(format!(
+                        "freeze pid {pid}: {e}{}",
+                        tracer_hint(tid)
+                    )));
+                }
+                if tid == pid {
+                    return Ok(Some(e));
+                }
+                gone.insert(tid);
+                continue;
+            }
+            self.pending.push((pid, tid));
+            if let Err(e) = ptrace::interrupt(tid) {
+                if errno_of(&e) != Some(libc::ESRCH) {
+                    return Err(Error::msg(format!("freeze pid {pid}: {e}")));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Waits for the seized threads of `pid` to stop; a stopped thread is
+    /// moved out of any rseq critical section.
+    fn settle_threads(
+        &mut self,
+        idx: usize,
+        pid: i32,
+        gone: &mut HashSet<i32>,
+        timeout: Duration,
+    ) -> Result<Round> {
+        let batch: Vec<i32> = self
+            .pending
+            .iter()
+            .filter(|&&(p, _)| p == pid)
+            .map(|&(_, t)| t)
+            .collect();
+        let results = ptrace::wait_event_stops(&batch, timeout)
+            .map_err(|e| Error::msg(format!("freeze pid {pid}: {e}")))?;
+        let mut leader_gone = false;
+        let mut late: Option<i32> = None;
+        for (tid, w) in results {
+            match w {
+                Settled::Stopped(stop) => {
+                    self.pending.retain(|&(_, t)| t != tid);
+                    self.tasks[idx].threads.push(FrozenThread { tid, stop });
+                    if let Ok(mut regs) = ptrace::get_regs(tid) {
+                        ptrace::rseq_abort_fixup(tid, &mut regs)
+                            .map_err(|e| Error::msg(format!("freeze pid {pid}: {e}")))?;
+                    }
+                }
+                Settled::Gone => {
+                    self.pending.retain(|&(_, t)| t != tid);
+                    leader_gone |= tid == pid;
+                    gone.insert(tid);
+                }
+                Settled::Timeout => late = Some(tid),
+            }
+        }
+        if leader_gone {
+            // The whole process has exited (a leader's exit is reported
+            // only once all its threads are gone).
+            return Ok(Round::Exited(None));
+        }
+        if let Some(tid) = late {
+            let state = procfs::thread_state(pid, tid)
+                .map(|c| c.to_string())
+                .unwrap_or_else(|_| "?".into());
+            return Err(Error::msg(format!(
+                "freeze pid {pid}: tid {tid} did not stop within {timeout:?} (state {state})"
+            )));
+        }
+        Ok(Round::Again)
+    }
+
+    /// The process at `tasks[idx]` is a zombie or has exited (while being
+    /// frozen, for a descendant): let go of what we hold of it, and keep
+    /// it as a zombie if it is one (its parent, frozen, has not reaped it).
+    /// Returns whether it is kept. A leader that exited while other
+    /// threads of its group still run is refused.
+    fn task_exited(&mut self, idx: usize, pid: i32) -> Result<bool> {
+        let mine: Vec<i32> = self
+            .pending
+            .iter()
+            .filter(|&&(p, _)| p == pid)
+            .map(|&(_, t)| t)
+            .collect();
+        self.pending.retain(|&(p, _)| p != pid);
+        if let Ok(results) = ptrace::wait_event_stops(&mine, Duration::from_secs(1)) {
+            for (tid, w) in results {
+                if let Settled::Stopped(_) = w {
+                    let _ = ptrace::detach(tid);
+                }
+            }
+        }
+        for th in std::mem::take(&mut self.tasks[idx].threads) {
+            if ptrace::detach(th.tid).is_err() {
+                ptrace::forget_gone(th.tid);
+            }
+        }
+        let others = procfs::tids(pid)
+            .map(|t| t.into_iter().filter(|&x| x != pid).count())
+            .unwrap_or(0);
+        if others > 0 {
+            self.tasks.remove(idx);
+            return Err(Error::msg(format!(
+                "freeze pid {pid}: its thread-group leader has exited while {others} other threads run; not supported"
+            )));
+        }
+        if matches!(procfs::thread_state(pid, pid), Ok('Z')) {
+            self.tasks[idx].zombie = true;
+            Ok(true)
+        } else {
+            self.tasks.remove(idx);
+            Ok(false)
+        }
+    }
+}
+
+impl Drop for FrozenSet {
+    fn drop(&mut self) {
+        let _ = self.release();
+    }
+}
+
+fn is_gone(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound || errno_of(e) == Some(libc::ESRCH)
+}
+
+/// Whether `pid` is a process (not a thread of another) that exists.
+/// Ok(false) when it is gone and `must_exist` is false.
+fn is_process(pid: i32, must_exist: bool) -> Result<bool> {
+    let tgid = match procfs::status_field(pid, "Tgid") {
+        Ok(Some(v)) => v.parse::<i32>().unwrap_or(pid),
+        Ok(None) => pid,
+        Err(e) if is_gone(&e) => {
+            if must_exist {
+                return Err(Error::msg(format!("freeze pid {pid}: no such process")));
+            }
+            return Ok(false);
+        }
+        Err(e) => {
+            return Err(Error::io(
+                format!("freeze pid {pid}: reading /proc/{pid}/status"),
+                e,
+            ))
+        }
+    };
+    if tgid != pid {
+        return Err(Error::msg(format!(
+            "freeze pid {pid}: it is a thread of process {tgid}, not a process"
+        )));
+    }
+    Ok(true)
+}
+
+/// Whether seizing `tid` of `pid` failed because the thread is exiting or
+/// gone.
+fn is_exiting(pid: i32, tid: i32, e: &std::io::Error) -> bool {
+    let errno = errno_of(e);
+    let state = procfs::thread_state(pid, tid).ok();
+    errno == Some(libc::ESRCH)
+        || (errno == Some(libc::EPERM) && matches!(state, None | Some('Z') | Some('X')))
+}
+
+/// " (already traced by pid N)" when another tracer holds `tid`.
+fn tracer_hint(tid: i32) -> String {
+    let tracer = procfs::status_field(tid, "TracerPid")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if tracer != "0" && !tracer.is_empty() {
+        format!(" (already traced by pid {tracer})")
+    } else {
+        String::new()
+    }
+}
+
+/// Waits for the exit of `tid` (of `pid`), which was sent SIGKILL,
+/// letting it on from any stop it reports first.
+fn wait_killed(pid: i32, tid: i32) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match ptrace::wait_stop_timeout(tid, left) {
+            Ok(Some(s)) if s.is_exit() => break Ok(()),
+            Ok(Some(_)) => {
+                let _ = ptrace::cont(tid, 0);
+            }
+            Ok(None) => {
+                break Err(Error::msg(format!(
+                    "kill pid {pid}: tid {tid} did not exit within 10 s"
+                )))
+            }
+            Err(_) => break Ok(()), // ECHILD: already reaped
+        }
+    };
+    ptrace::forget_gone(tid);
+    r
+}

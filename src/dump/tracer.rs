@@ -1,0 +1,270 @@
+//! What only the tracer of a stopped thread can read: registers,
+//! FPU/xsave, TLS, signal mask, rseq and queued signals through ptrace,
+//! and, by syscalls injected into the thread, signal actions, itimers,
+//! POSIX timer values, sigaltstack, tid address, brk, dumpable,
+//! securebits, pdeath signal and child-subreaper. Every thread passed in
+//! must be frozen by the calling thread (see [`super::freeze`]).
+
+use super::core::{self as kcore, ThreadRegs};
+use super::mm::MmExtra;
+use crate::error::{Error, Result};
+use crate::image::pb;
+use crate::sys::{inject::Injector, ptrace, tls};
+use nix::libc;
+
+#[derive(Debug, Clone, Default)]
+pub struct ThreadExtra {
+    pub tid_addr: u64,
+    pub sas: pb::ThreadSasEntry,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskExtra {
+    pub sigactions: Vec<pb::SaEntry>,
+    pub itimers: [pb::ItimerEntry; 3],
+    pub personality: u32,
+    pub child_subreaper: bool,
+    pub secbits: u32,
+    pub pdeath_sig: u32,
+    pub mm: MmExtra,
+    pub threads: Vec<ThreadExtra>,
+    pub posix_timers: Vec<pb::PosixTimerEntry>,
+}
+
+fn sys(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::io(what, e)
+}
+
+/// Registers and per-thread state of a stopped thread.
+pub fn thread_regs(tid: i32, te: &ThreadExtra) -> Result<ThreadRegs> {
+    let r = ptrace::get_regs(tid).map_err(sys(format!("thread {tid}: registers")))?;
+    if r.cs != 0x33 {
+        return Err(Error::msg(format!(
+            "thread {tid}: runs in 32-bit mode; not supported"
+        )));
+    }
+    let gp = gp_regs(&r);
+    let xsave = ptrace::get_xsave(tid).map_err(sys(format!("thread {tid}: xsave")))?;
+    let tls = gdt_tls(tid)?;
+    let blocked = ptrace::get_sigmask(tid).map_err(sys(format!("thread {tid}: signal mask")))?;
+    let rc = ptrace::get_rseq_config(tid).map_err(sys(format!("thread {tid}: rseq")))?;
+    let rseq = Some(pb::RseqEntry {
+        rseq_abi_pointer: rc.rseq_abi_pointer,
+        rseq_abi_size: rc.rseq_abi_size,
+        signature: rc.signature,
+        rseq_cs_pointer: None,
+    });
+    Ok(ThreadRegs {
+        gp,
+        xsave,
+        tls,
+        blocked,
+        rseq,
+        clear_tid_addr: te.tid_addr,
+        sas: te.sas,
+    })
+}
+
+/// The general-purpose registers in CRIU's form.
+fn gp_regs(r: &ptrace::Regs) -> pb::UserX86RegsEntry {
+    pb::UserX86RegsEntry {
+        r15: r.r15,
+        r14: r.r14,
+        r13: r.r13,
+        r12: r.r12,
+        bp: r.rbp,
+        bx: r.rbx,
+        r11: r.r11,
+        r10: r.r10,
+        r9: r.r9,
+        r8: r.r8,
+        ax: r.rax,
+        cx: r.rcx,
+        dx: r.rdx,
+        si: r.rsi,
+        di: r.rdi,
+        orig_ax: r.orig_rax,
+        ip: r.rip,
+        cs: r.cs,
+        flags: r.eflags,
+        sp: r.rsp,
+        ss: r.ss,
+        fs_base: r.fs_base,
+        gs_base: r.gs_base,
+        ds: r.ds,
+        es: r.es,
+        fs: r.fs,
+        gs: r.gs,
+        mode: Some(pb::UserX86RegsMode::Native as i32),
+    }
+}
+
+/// The thread's GDT TLS entries 12..14.
+fn gdt_tls(tid: i32) -> Result<Vec<pb::UserDescT>> {
+    let mut tlsv = Vec::new();
+    for e in 12..15u32 {
+        let d = tls::get_thread_area(tid, e)
+            .map_err(sys(format!("thread {tid}: PTRACE_GET_THREAD_AREA {e}")))?;
+        tlsv.push(kcore::user_desc(&d));
+    }
+    Ok(tlsv)
+}
+
+/// Task-wide and per-thread state read by injected syscalls. Every
+/// injection is undone (registers, mask, scratch memory) before this
+/// returns, also on failure.
+pub fn task_extra(pid: i32, threads: &[i32]) -> Result<TaskExtra> {
+    let mut x = TaskExtra {
+        personality: u32::from_str_radix(
+            super::procfs::read_string(pid, "personality")?.trim(),
+            16,
+        )
+        .unwrap_or(0),
+        ..Default::default()
+    };
+    x.posix_timers = posix_timers(pid)?;
+    inject_task(pid, &mut x)?;
+    for &tid in threads {
+        x.threads.push(inject_thread(pid, tid)?);
+    }
+    Ok(x)
+}
+
+/// The per-thread state injected calls read: tid address, sigaltstack.
+fn inject_thread(pid: i32, tid: i32) -> Result<ThreadExtra> {
+    super::guard::check()?;
+    let mut inj = Injector::new(tid).map_err(sys(format!("pid {pid} thread {tid}: inject")))?;
+    let res = (|| -> std::io::Result<ThreadExtra> {
+        let tid_addr = inj.remote_get_tid_address()?;
+        let ss = inj.remote_sigaltstack(None)?;
+        Ok(ThreadExtra {
+            tid_addr,
+            sas: pb::ThreadSasEntry {
+                ss_sp: ss.sp,
+                ss_size: ss.size,
+                ss_flags: ss.flags as u32,
+            },
+        })
+    })();
+    let fin = inj.finish();
+    let te = res.map_err(sys(format!("pid {pid} thread {tid}: injected calls")))?;
+    fin.map_err(sys(format!(
+        "pid {pid} thread {tid}: restoring after injection"
+    )))?;
+    Ok(te)
+}
+
+/// Signals queued for `tid` (or, `shared`, for its whole process) and
+/// not yet delivered, as CRIU stores them (raw siginfo). They stay
+/// queued.
+pub fn pending(tid: i32, shared: bool) -> Result<pb::SignalQueueEntry> {
+    let v =
+        ptrace::peek_siginfo(tid, shared).map_err(sys(format!("thread {tid}: pending signals")))?;
+    Ok(pb::SignalQueueEntry {
+        signals: v
+            .into_iter()
+            .map(|si| pb::SiginfoEntry {
+                siginfo: si.raw.to_vec(),
+            })
+            .collect(),
+    })
+}
+
+/// The POSIX timers of `pid` as /proc/PID/timers lists them (values are
+/// filled in by injected timer_gettime/timer_getoverrun).
+fn posix_timers(pid: i32) -> Result<Vec<pb::PosixTimerEntry>> {
+    let text = super::procfs::read_string(pid, "timers").unwrap_or_default();
+    let bad = |l: &str| Error::msg(format!("pid {pid}: /proc/{pid}/timers: cannot parse {l:?}"));
+    let mut out: Vec<pb::PosixTimerEntry> = Vec::new();
+    for l in text.lines() {
+        if let Some(v) = l.strip_prefix("ID: ") {
+            out.push(pb::PosixTimerEntry {
+                it_id: v.trim().parse().map_err(|_| bad(l))?,
+                ..Default::default()
+            });
+            continue;
+        }
+        let Some(t) = out.last_mut() else { continue };
+        if let Some(v) = l.strip_prefix("signal: ") {
+            let (sig, ptr) = v.split_once('/').ok_or_else(|| bad(l))?;
+            t.si_signo = sig.trim().parse().map_err(|_| bad(l))?;
+            t.sival_ptr = u64::from_str_radix(ptr.trim(), 16).unwrap_or(0);
+        } else if let Some(v) = l.strip_prefix("notify: ") {
+            // "signal/pid.N", "thread/pid.N", "none/pid.N", "signal/tid.N"
+            let (how, who) = v.split_once('/').ok_or_else(|| bad(l))?;
+            if let Some(tid) = who.strip_prefix("tid.") {
+                t.it_sigev_notify = 4; // SIGEV_THREAD_ID
+                t.notify_thread_id = Some(tid.trim().parse().map_err(|_| bad(l))?);
+            } else {
+                t.it_sigev_notify = match how {
+                    "signal" => 0,
+                    "thread" => 2,
+                    _ => 1, // SIGEV_NONE
+                };
+            }
+        } else if let Some(v) = l.strip_prefix("ClockID: ") {
+            t.clock_id = v.trim().parse().map_err(|_| bad(l))?;
+        }
+    }
+    Ok(out)
+}
+
+const PR_GET_PDEATHSIG: i32 = 2;
+const PR_GET_DUMPABLE: i32 = 3;
+const PR_GET_SECUREBITS: i32 = 27;
+const PR_GET_CHILD_SUBREAPER: i32 = 37;
+
+fn inject_task(pid: i32, x: &mut TaskExtra) -> Result<()> {
+    super::guard::check()?;
+    let mut inj = Injector::with_scratch(pid, 64).map_err(sys(format!("pid {pid}: inject")))?;
+    let res = (|| -> std::io::Result<()> {
+        for sig in 1..=64 {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            let a = inj.remote_rt_sigaction(sig, None)?;
+            x.sigactions.push(pb::SaEntry {
+                sigaction: a.handler,
+                flags: a.flags,
+                restorer: a.restorer,
+                mask: a.mask,
+                compat_sigaction: Some(false),
+                mask_extended: None,
+            });
+        }
+        for (i, t) in x.itimers.iter_mut().enumerate() {
+            let v = inj.remote_getitimer(i as i32)?;
+            *t = pb::ItimerEntry {
+                isec: v.interval.sec as u64,
+                iusec: v.interval.usec as u64,
+                vsec: v.value.sec as u64,
+                vusec: v.value.usec as u64,
+            };
+        }
+        let (base, _) = inj.scratch().unwrap_or((0, 0));
+        let mut b = [0u8; 4];
+        inj.remote_prctl(PR_GET_CHILD_SUBREAPER, [base, 0, 0, 0])?;
+        inj.read_scratch(0, &mut b)?;
+        x.child_subreaper = u32::from_ne_bytes(b) != 0;
+        inj.remote_prctl(PR_GET_PDEATHSIG, [base, 0, 0, 0])?;
+        inj.read_scratch(0, &mut b)?;
+        x.pdeath_sig = u32::from_ne_bytes(b);
+        x.secbits = inj.remote_prctl(PR_GET_SECUREBITS, [0; 4])? as u32;
+        x.mm.dumpable = inj.remote_prctl(PR_GET_DUMPABLE, [0; 4])? as i32;
+        x.mm.brk = inj.syscall(libc::SYS_brk, [0; 6])? as u64;
+        for t in x.posix_timers.iter_mut() {
+            let v = inj.remote_timer_gettime(t.it_id as i32)?;
+            t.isec = v.interval.sec as u64;
+            t.insec = v.interval.nsec as u64;
+            t.vsec = v.value.sec as u64;
+            t.vnsec = v.value.nsec as u64;
+            let o = inj.syscall(libc::SYS_timer_getoverrun, [t.it_id as u64, 0, 0, 0, 0, 0])?;
+            t.overrun = if o < 0 { 0 } else { o as u32 };
+        }
+        Ok(())
+    })();
+    let fin = inj.finish();
+    res.map_err(sys(format!("pid {pid}: injected calls")))?;
+    fin.map_err(sys(format!("pid {pid}: restoring after injection")))?;
+    Ok(())
+}
