@@ -120,8 +120,13 @@ pub fn dump_fd(ctx: &mut DumpCtx, pid: i32, fd: &Fd, id: u32) -> Result<()> {
         Kind::Memfd { name } => memfd(files, pid, fd, id, name),
         Kind::Socket(ino) => {
             let (fr, opts) = (ctx.frozen, ctx.opts);
-            ctx.socks
-                .dump_fd(fr, pid, fd, id, *ino, &mut ctx.files, opts)
+            ctx.socks.dump_fd(
+                fr,
+                super::sockets::HeldSocket { pid, fd, id },
+                *ino,
+                &mut ctx.files,
+                opts,
+            )
         }
         Kind::Other(_) => Ok(()),
     }

@@ -98,6 +98,25 @@ struct HeldQueue {
     msgs: Vec<Peeked>,
 }
 
+/// A unix socket whose queue is read: held by `pid` at `fd`, file id
+/// `id`, read through crit's copy `sk`.
+#[derive(Clone, Copy)]
+struct QueueOf<'a> {
+    pid: i32,
+    fd: i32,
+    id: u32,
+    d: &'a UnixDiag,
+    sk: BorrowedFd<'a>,
+}
+
+/// A socket descriptor of the tree: task, fd, file id.
+#[derive(Clone, Copy)]
+pub struct HeldSocket<'a> {
+    pub pid: i32,
+    pub fd: &'a Fd,
+    pub id: u32,
+}
+
 fn io(pid: i32, fd: i32, what: &str, e: impl Into<std::io::Error>) -> Error {
     Error::io(format!("pid {pid} fd {fd}: {what}"), e.into())
 }
@@ -193,17 +212,16 @@ impl Sockets {
         )))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Records socket `ino`, held as `h`.
     pub fn dump_fd(
         &mut self,
         fr: &Frozen,
-        pid: i32,
-        fd: &Fd,
-        id: u32,
+        h: HeldSocket,
         ino: u64,
         files: &mut FileTable,
         opts: &super::DumpOpts,
     ) -> Result<()> {
+        let (pid, fd, id) = (h.pid, h.fd, h.id);
         self.count += 1;
         let ino32 = ino as u32;
         let copy = fr.getfd(pid, fd.fd)?;
@@ -214,7 +232,8 @@ impl Sockets {
             return self.unix_fd(pid, fd, id, d, copy);
         }
         if let Some(d) = self.inet_map()?.get(&ino32).cloned() {
-            return self.inet_fd(pid, fd, id, d, copy.as_fd(), files, opts);
+            let h = HeldSocket { pid, fd, id };
+            return self.inet_fd(h, d, copy.as_fd(), files, opts);
         }
         if let Some(&(proto, portid)) = self.netlink_map().get(&ino32) {
             let so = sk_opts(pid, fd.fd, copy.as_fd(), true)?;
@@ -242,17 +261,15 @@ impl Sockets {
         )))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn inet_fd(
         &mut self,
-        pid: i32,
-        fd: &Fd,
-        id: u32,
+        h: HeldSocket,
         d: InetDiag,
         copy: BorrowedFd,
         files: &mut FileTable,
         opts: &super::DumpOpts,
     ) -> Result<()> {
+        let (pid, fd, id) = (h.pid, h.fd, h.id);
         let is_tcp = d.protocol == libc::IPPROTO_TCP as u8;
         if is_tcp && d.state != TCP_LISTEN && d.state != TCP_CLOSE {
             let more = if opts.tcp_established {
@@ -380,7 +397,13 @@ impl Sockets {
             }
         }
         if d.state != TCP_LISTEN {
-            self.read_queue(pid, fd.fd, id, &d, copy.as_fd())?;
+            self.read_queue(QueueOf {
+                pid,
+                fd: fd.fd,
+                id,
+                d: &d,
+                sk: copy.as_fd(),
+            })?;
         }
         self.pending.push(UnixSk {
             pid,
@@ -399,14 +422,8 @@ impl Sockets {
 
     /// Copies the receive queue of a unix socket into sk-queues, message by
     /// message, without consuming it.
-    fn read_queue(
-        &mut self,
-        pid: i32,
-        fd: i32,
-        id: u32,
-        d: &UnixDiag,
-        sk: BorrowedFd,
-    ) -> Result<()> {
+    fn read_queue(&mut self, q: QueueOf) -> Result<()> {
+        let (pid, fd, d, sk) = (q.pid, q.fd, q.d, q.sk);
         let queued = d.rqlen.map(|r| r.0).unwrap_or(0);
         if queued == 0 {
             return Ok(());
@@ -415,12 +432,12 @@ impl Sockets {
             .map_err(|e| io(pid, fd, "SO_PEEK_OFF", e))?;
         // A stream queue usually comes whole in one peek from its start:
         // then the peek offset need not be touched at all.
-        if d.sk_type == SOCK_STREAM && old < 0 && self.peek_all(pid, fd, id, d, sk, true)? {
+        if d.sk_type == SOCK_STREAM && old < 0 && self.peek_all(q, true)? {
             return Ok(());
         }
         sockopt::set_int(sk, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)
             .map_err(|e| io(pid, fd, "SO_PEEK_OFF", e))?;
-        let r = self.peek_all(pid, fd, id, d, sk, false);
+        let r = self.peek_all(q, false);
         let back = sockopt::set_int(sk, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old);
         r?;
         back.map_err(|e| io(pid, fd, "restore SO_PEEK_OFF", e))
@@ -428,46 +445,28 @@ impl Sockets {
 
     /// Peeks the queue into sk-queues. `single`: one peek only, kept
     /// only if it got every queued byte (returns whether it did).
-    fn peek_all(
-        &mut self,
-        pid: i32,
-        fd: i32,
-        id: u32,
-        d: &UnixDiag,
-        sk: BorrowedFd,
-        single: bool,
-    ) -> Result<bool> {
-        let want = (d.rqlen.map(|r| r.0).unwrap_or(0) as usize).max(1 << 20);
+    fn peek_all(&mut self, q: QueueOf, single: bool) -> Result<bool> {
+        let want = (q.d.rqlen.map(|r| r.0).unwrap_or(0) as usize).max(1 << 20);
         let mut buf = std::mem::take(&mut self.peek_buf);
         if buf.len() < want {
             buf.resize(want, 0);
         }
-        let r = self.peek_into(pid, fd, id, d, sk, &mut buf, single);
+        let r = self.peek_into(q, &mut buf, single);
         self.peek_buf = buf;
         r
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn peek_into(
-        &mut self,
-        pid: i32,
-        fd: i32,
-        id: u32,
-        d: &UnixDiag,
-        sk: BorrowedFd,
-        buf: &mut [u8],
-        single: bool,
-    ) -> Result<bool> {
+    fn peek_into(&mut self, q: QueueOf, buf: &mut [u8], single: bool) -> Result<bool> {
         let mut msgs = Vec::new();
-        let whole = Self::peek_msgs(pid, fd, id, d, sk, buf, single, &mut msgs)?;
+        let whole = Self::peek_msgs(q, buf, single, &mut msgs)?;
         if !whole {
             return Ok(false);
         }
         if msgs.iter().any(|m| !m.rights.0.is_empty()) {
             self.with_rights.push(HeldQueue {
-                pid,
-                fd,
-                ino: d.ino,
+                pid: q.pid,
+                fd: q.fd,
+                ino: q.d.ino,
                 msgs,
             });
             return Ok(true);
@@ -489,17 +488,8 @@ impl Sockets {
 
     /// Peeks every queued message into `out`; false if `single` and one
     /// peek did not get the whole queue.
-    #[allow(clippy::too_many_arguments)]
-    fn peek_msgs(
-        pid: i32,
-        fd: i32,
-        id: u32,
-        d: &UnixDiag,
-        sk: BorrowedFd,
-        buf: &mut [u8],
-        single: bool,
-        out: &mut Vec<Peeked>,
-    ) -> Result<bool> {
+    fn peek_msgs(q: QueueOf, buf: &mut [u8], single: bool, out: &mut Vec<Peeked>) -> Result<bool> {
+        let (pid, fd, id, d, sk) = (q.pid, q.fd, q.id, q.d, q.sk);
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
         use std::os::fd::AsRawFd;
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 253]);
