@@ -1,26 +1,40 @@
-//! The one error type of the library. Every variant prints as a single line
-//! that says what went wrong and where (file and byte offset, JSON path,
-//! pid, fd or inode).
+//! The library's errors. Each layer has its own enum whose variants carry
+//! what failed and where as fields (pid, fd, inode, file, byte offset) and
+//! the cause as `source()`; [`Error`] wraps them. Every error prints as one
+//! line that says what went wrong and where.
 
-use std::fmt;
-
-#[derive(Debug)]
+/// Any error of the library.
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A binary image is malformed at a byte offset.
+    #[error("{file}: at byte {offset}: {msg}")]
     Image {
         file: String,
         offset: u64,
         msg: String,
     },
     /// A JSON document is malformed or has a wrong value.
+    #[error("{file}: {at}: {msg}")]
     Json {
         file: String,
         at: String,
         msg: String,
     },
     /// An I/O call failed on a file.
-    Io { what: String, err: std::io::Error },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `crit dump` failed or refused.
+    #[error(transparent)]
+    Dump(#[from] crate::dump::error::DumpError),
+    /// `crit restore` failed or refused.
+    #[error(transparent)]
+    Restore(#[from] crate::restore::error::RestoreError),
     /// Anything else, already phrased with its location.
+    #[error("{0}")]
     Msg(String),
 }
 
@@ -34,26 +48,13 @@ impl Error {
     pub fn io(what: impl Into<String>, err: std::io::Error) -> Self {
         Error::Io {
             what: what.into(),
-            err,
+            source: err,
         }
     }
 
     /// True when the error is a write to a closed pipe, which commands
     /// treat as a normal end (`crit show x.img | head`).
     pub fn is_broken_pipe(&self) -> bool {
-        matches!(self, Error::Io { err, .. } if err.kind() == std::io::ErrorKind::BrokenPipe)
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
     }
 }
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Image { file, offset, msg } => write!(f, "{file}: at byte {offset}: {msg}"),
-            Error::Json { file, at, msg } => write!(f, "{file}: {at}: {msg}"),
-            Error::Io { what, err } => write!(f, "{what}: {err}"),
-            Error::Msg(m) => f.write_str(m),
-        }
-    }
-}
-
-impl std::error::Error for Error {}

@@ -91,6 +91,7 @@
 
 pub mod context;
 pub mod core;
+pub mod error;
 pub mod fdscan;
 pub mod fdtypes;
 pub mod files;

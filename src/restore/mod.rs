@@ -65,6 +65,7 @@
 
 pub mod child;
 pub mod cpu;
+pub mod error;
 pub mod files;
 pub mod kinds;
 pub mod log;

@@ -77,7 +77,7 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &Log) ->
 }
 
 fn refused(r: plan::Refusal) -> Error {
-    Error::msg(r.to_string())
+    crate::restore::error::RestoreError::from(r).into()
 }
 
 fn sock(m: &crate::model::unix::Model, ino: u32) -> Result<&Sock> {

@@ -176,64 +176,44 @@ impl std::fmt::Display for Note {
 }
 
 /// Why the sockets cannot be restored as asked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// Sockets with an outside peer and no consent: (inode, type, peer name).
+    #[error(
+        "unix sockets with a peer outside the images: {}; allow with --ext-unix-sk (or --ext-unix-sk=INO[=PATH])",
+        no_consent(.0)
+    )]
     NoConsent(Vec<(u32, u32, Vec<u8>)>),
     /// The outside peer has no address and no new one was given.
+    #[error(
+        "unix socket {ino}: its outside peer has no address; hand the socket in with --inherit-fd fd[N]:socket:[{ino}]"
+    )]
     NoAddress { ino: u32 },
     /// A peer in the images without a name to connect to.
+    #[error("unix socket {ino}: its peer {peer} has no name to connect to")]
     PeerUnnamed { ino: u32, peer: u32 },
     /// A name no socket can have.
+    #[error("unix socket {ino}: bad name {}: {why}", display_name(.name))]
     BadName {
         ino: u32,
         name: Vec<u8>,
         why: &'static str,
     },
     /// `--inherit-fd fd[N]:socket:[INO]` for a socket not in the images.
+    #[error("--inherit-fd fd[{fd}]:socket:[{ino}]: no unix socket {ino} in the images")]
     InheritUnknown { fd: i32, ino: u32 },
     /// A type crit cannot make.
+    #[error("unix socket {ino}: unsupported type {sk_type}")]
     BadType { ino: u32, sk_type: u32 },
 }
 
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refusal::NoConsent(list) => {
-                let socks: Vec<String> = list
-                    .iter()
-                    .map(|(ino, t, peer)| {
-                        format!("{ino} ({}, peer {})", type_name(*t), display_name(peer))
-                    })
-                    .collect();
-                write!(
-                    f,
-                    "unix sockets with a peer outside the images: {}; allow with --ext-unix-sk (or --ext-unix-sk=INO[=PATH])",
-                    socks.join(", ")
-                )
-            }
-            Refusal::NoAddress { ino } => write!(
-                f,
-                "unix socket {ino}: its outside peer has no address; hand the socket in with --inherit-fd fd[N]:socket:[{ino}]"
-            ),
-            Refusal::PeerUnnamed { ino, peer } => write!(
-                f,
-                "unix socket {ino}: its peer {peer} has no name to connect to"
-            ),
-            Refusal::BadName { ino, name, why } => write!(
-                f,
-                "unix socket {ino}: bad name {}: {why}",
-                display_name(name)
-            ),
-            Refusal::InheritUnknown { fd, ino } => write!(
-                f,
-                "--inherit-fd fd[{fd}]:socket:[{ino}]: no unix socket {ino} in the images"
-            ),
-            Refusal::BadType { ino, sk_type } => {
-                write!(f, "unix socket {ino}: unsupported type {sk_type}")
-            }
-        }
-    }
+/// "10 (DGRAM, peer /x), 11 (STREAM, peer -)".
+fn no_consent(list: &[(u32, u32, Vec<u8>)]) -> String {
+    let socks: Vec<String> = list
+        .iter()
+        .map(|(ino, t, peer)| format!("{ino} ({}, peer {})", type_name(*t), display_name(peer)))
+        .collect();
+    socks.join(", ")
 }
 
 /// Everything the unix sockets need, decided.
