@@ -598,3 +598,53 @@ fn inconsistent_image_sets_are_refused_before_anything_is_made() {
         assert!(left.is_empty(), "{what}: {left:?} alive");
     }
 }
+
+/// An executable or mapped file that is not the one dumped (another size,
+/// mode or build) is refused, naming it and what differs, as CRIU does;
+/// the task would crash at once otherwise.
+#[test]
+fn replaced_executable_is_refused() {
+    let _g = lock();
+    if !prepare_fixtures() {
+        return;
+    }
+    let exe = std::path::Path::new("/tmp/scen/bin/counter");
+    let good = std::fs::read(exe).unwrap();
+    let restore = |what: &str, want: &str| {
+        require_free("counter");
+        let out = restore_detached("counter", &[]);
+        let left = alive(26659);
+        cleanup("counter");
+        let err = one_line_error(&out);
+        assert!(
+            err.contains("/tmp/scen/bin/counter") && err.contains(want),
+            "{what}: {err}"
+        );
+        assert!(!left, "{what}");
+    };
+    // Another size.
+    let mut longer = good.clone();
+    longer.extend_from_slice(b"\0\0\0\0");
+    std::fs::write(exe, &longer).unwrap();
+    restore(
+        "size",
+        &format!("has size {} but was {} at dump", longer.len(), good.len()),
+    );
+    // The same size, another build: one byte of the GNU build id changed.
+    // The note: name size 4, descriptor size 20, type 3 (NT_GNU_BUILD_ID).
+    let head = b"\x04\0\0\0\x14\0\0\0\x03\0\0\0GNU\0";
+    let note = good
+        .windows(head.len())
+        .position(|w| w == head)
+        .expect("a GNU build id note in the fixture binary");
+    let mut rebuilt = good.clone();
+    rebuilt[note + head.len()] ^= 0xff;
+    std::fs::write(exe, &rebuilt).unwrap();
+    restore("build", "is another build");
+    // Another mode.
+    std::fs::write(exe, &good).unwrap();
+    std::fs::set_permissions(exe, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    restore("mode", "has mode 100700 but was 100755 at dump");
+    // Put back as it was.
+    prepare();
+}

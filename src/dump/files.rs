@@ -138,7 +138,7 @@ impl FileTable {
         }
         let mut reg = reg_entry(id, path, st, 0, 0);
         if st.is_reg() {
-            reg.build_id = build_id(open_path, st.size);
+            reg.build_id = crate::model::file::build_id(open_path, st.size);
         }
         if deleted {
             if !st.is_reg() {
@@ -172,7 +172,8 @@ impl FileTable {
             reg.size = None;
         }
         if fd.st.is_reg() && check_size {
-            reg.build_id = build_id(&format!("/proc/{pid}/fd/{}", fd.fd), fd.st.size);
+            reg.build_id =
+                crate::model::file::build_id(&format!("/proc/{pid}/fd/{}", fd.fd), fd.st.size);
         }
         if deleted {
             if !fd.st.is_reg() {
@@ -343,84 +344,6 @@ pub fn reg_entry(id: u32, path: &str, st: &Stat, flags: u32, pos: u64) -> pb::Re
         checksum_config: None,
         checksum_parameter: None,
     }
-}
-
-/// The GNU build id of an ELF file, as CRIU stores it (u32 words), read
-/// from the notes of its first MiB; empty when there is none.
-pub fn build_id(path: &str, size: u64) -> Vec<u32> {
-    if size < 5 {
-        return Vec::new();
-    }
-    let mut buf = vec![0u8; size.min(1 << 20) as usize];
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return Vec::new();
-    };
-    let mut got = 0;
-    while got < buf.len() {
-        match f.read(&mut buf[got..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got += n,
-        }
-    }
-    buf.truncate(got);
-    elf_build_id(&buf)
-        .map(|b| {
-            b.chunks(4)
-                .map(|c| {
-                    let mut w = [0u8; 4];
-                    w[..c.len()].copy_from_slice(c);
-                    u32::from_le_bytes(w)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn elf_build_id(b: &[u8]) -> Option<Vec<u8>> {
-    if b.len() < 64 || &b[0..4] != b"\x7fELF" || b[4] != 2 {
-        return None;
-    }
-    let rd16 = |o: usize| -> Option<u64> {
-        b.get(o..o + 2)
-            .map(|s| u16::from_le_bytes([s[0], s[1]]) as u64)
-    };
-    let rd32 = |o: usize| -> Option<u64> {
-        b.get(o..o + 4)
-            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as u64)
-    };
-    let rd64 = |o: usize| -> Option<u64> {
-        b.get(o..o + 8)
-            .map(|s| u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]))
-    };
-    let phoff = rd64(32)? as usize;
-    let phentsize = rd16(54)? as usize;
-    let phnum = rd16(56)? as usize;
-    for i in 0..phnum {
-        let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
-        if rd32(ph)? != 4 {
-            continue; // PT_NOTE
-        }
-        let off = rd64(ph + 8)? as usize;
-        let sz = rd64(ph + 32)? as usize;
-        let end = off.checked_add(sz)?.min(b.len());
-        let mut p = off;
-        while p + 12 <= end {
-            let namesz = rd32(p)? as usize;
-            let descsz = rd32(p + 4)? as usize;
-            let ty = rd32(p + 8)?;
-            let name_at = p + 12;
-            let desc_at = name_at + ((namesz + 3) & !3);
-            let next = desc_at + ((descsz + 3) & !3);
-            if ty == 3 && namesz == 4 && b.get(name_at..name_at + 4) == Some(b"GNU\0") {
-                return b.get(desc_at..desc_at + descsz).map(|d| d.to_vec());
-            }
-            if next <= p {
-                break;
-            }
-            p = next;
-        }
-    }
-    None
 }
 
 #[cfg(test)]

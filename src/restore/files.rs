@@ -40,36 +40,40 @@ fn open_path(name: &str, flags: u32) -> std::io::Result<std::fs::File> {
     o.open(name)
 }
 
-/// Opens a regular file (or directory, or device) entry at its offset.
+/// Opens a regular file (or directory, or device) entry at its offset,
+/// refusing a file that is not the one dumped.
 pub fn open_reg(r: &pb::RegFileEntry, pid: u32) -> Result<OwnedFd> {
     let mut f = open_path(&r.name, r.flags)
         .map_err(|e| Error::io(format!("pid {pid}: file id {}: open {}", r.id, r.name), e))?;
-    if r.pos != 0 {
-        f.seek(SeekFrom::Start(r.pos)).map_err(|e| {
-            Error::io(
-                format!("pid {pid}: file id {}: seek {} to {}", r.id, r.name, r.pos),
-                e,
-            )
-        })?;
-    }
-    if let Some(size) = r.size {
-        if let Ok(m) = f.metadata() {
-            if m.is_file() && m.len() != size {
-                return Err(Error::msg(format!(
-                    "pid {pid}: file id {}: {} has size {} but was {} at dump",
-                    r.id,
-                    r.name,
-                    m.len(),
-                    size
-                )));
-            }
-        }
-    }
+    check_unchanged(r, &f, pid)?;
+    f.seek(SeekFrom::Start(r.pos)).map_err(|e| {
+        Error::io(
+            format!("pid {pid}: file id {}: seek {} to {}", r.id, r.name, r.pos),
+            e,
+        )
+    })?;
     Ok(f.into())
 }
 
+/// Refuses a file whose size, mode or ELF build id differ from what the
+/// images recorded (as CRIU does): a task mapping another build of a
+/// library would crash at once.
+fn check_unchanged(r: &pb::RegFileEntry, f: &std::fs::File, pid: u32) -> Result<()> {
+    match crate::model::file::check_unchanged(r, f) {
+        Ok(None) => Ok(()),
+        Ok(Some(changed)) => Err(Error::msg(format!(
+            "pid {pid}: file id {}: {} {changed}",
+            r.id, r.name
+        ))),
+        Err(e) => Err(Error::io(
+            format!("pid {pid}: file id {}: {}", r.id, r.name),
+            e,
+        )),
+    }
+}
+
 /// Opens the file a VMA maps, read-only unless the mapping is shared and
-/// writable.
+/// writable, refusing one that is not the file dumped.
 pub fn open_for_vma(r: &pb::RegFileEntry, writable_shared: bool, pid: u32) -> Result<OwnedFd> {
     let fl = if writable_shared { 2 } else { 0 };
     let f = open_path(&r.name, fl).map_err(|e| {
@@ -78,6 +82,7 @@ pub fn open_for_vma(r: &pb::RegFileEntry, writable_shared: bool, pid: u32) -> Re
             e,
         )
     })?;
+    check_unchanged(r, &f, pid)?;
     Ok(f.into())
 }
 
