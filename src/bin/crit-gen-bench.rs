@@ -15,7 +15,9 @@
 //!   --pipes N   pipes, both ends open (default 1500)
 //!   --pid N     the task's pid (default 4242)
 
+use crit::image::entry::EntryReader;
 use crit::image::pb;
+use crit::image::source::Source;
 use crit::image::typed::{write_atomic, ImageBuilder};
 use prost::Message;
 use std::path::{Path, PathBuf};
@@ -93,21 +95,19 @@ fn parse_args() -> Opts {
     o
 }
 
-/// The entries of a template image (magic words skipped).
-fn template_entries(bytes: &[u8], bare: bool) -> Vec<&[u8]> {
-    let mut at = if bare { 4 } else { 8 };
+/// The entries' messages of a template image.
+fn template_entries(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut src = Source::from_slice("template", bytes);
+    let mut rd = EntryReader::new(&mut src).expect("template image has a magic");
     let mut v = Vec::new();
-    while at < bytes.len() {
-        let n = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        at += 4;
-        v.push(&bytes[at..at + n]);
-        at += n;
+    while let Some(e) = rd.next_entry().expect("template image reads") {
+        v.push(e.message.to_vec());
     }
     v
 }
 
-fn one<T: Message + Default>(bytes: &[u8], bare: bool) -> T {
-    T::decode(template_entries(bytes, bare)[0]).expect("template image decodes")
+fn one<T: Message + Default>(bytes: &[u8]) -> T {
+    T::decode(&template_entries(bytes)[0][..]).expect("template image decodes")
 }
 
 fn fown() -> pb::FownEntry {
@@ -251,8 +251,8 @@ fn main() {
     let mut fds = builder("FDINFO");
     let mut nfiles = 0u64;
     let mut nfds = 0u64;
-    for data in template_entries(T_FILES, false).into_iter().take(3) {
-        let e = pb::FileEntry::decode(data).expect("template files.img decodes");
+    for data in template_entries(T_FILES).into_iter().take(3) {
+        let e = pb::FileEntry::decode(&data[..]).expect("template files.img decodes");
         files.entry(&e);
         nfiles += 1;
     }
@@ -353,7 +353,7 @@ fn main() {
     write(dir, "pstree.img", &ps.bytes);
 
     // ids: the template's (files_id 2 names fdinfo-2.img).
-    let ids: pb::TaskKobjIdsEntry = one(T_IDS, false);
+    let ids: pb::TaskKobjIdsEntry = one(T_IDS);
     write(
         dir,
         &format!("ids-{pid}.img"),
@@ -361,7 +361,7 @@ fn main() {
     );
 
     // core: the template's registers, the new comm.
-    let mut core: pb::CoreEntry = one(T_CORE, false);
+    let mut core: pb::CoreEntry = one(T_CORE);
     if let Some(tc) = core.tc.as_mut() {
         tc.comm = "sockpairs".to_string();
     }
@@ -371,7 +371,7 @@ fn main() {
         &builder("CORE").entry(&core).bytes,
     );
 
-    let mut fs: pb::FsEntry = one(T_FS, false);
+    let mut fs: pb::FsEntry = one(T_FS);
     fs.cwd_id = cwd_id;
     fs.root_id = root_id;
     write(
@@ -381,7 +381,7 @@ fn main() {
     );
 
     // mm: the template's VMAs point at file ids 1-3, kept above.
-    let mm: pb::MmEntry = one(T_MM, false);
+    let mm: pb::MmEntry = one(T_MM);
     write(
         dir,
         &format!("mm-{pid}.img"),
@@ -390,13 +390,13 @@ fn main() {
 
     // pagemap: the head and entries as they are, and pages-1.img of the
     // size they add up to (zero-filled).
-    let pm = template_entries(T_PAGEMAP, false);
+    let pm = template_entries(T_PAGEMAP);
     let mut pagemap = builder("PAGEMAP");
-    let head = pb::PagemapHead::decode(pm[0]).expect("template pagemap decodes");
+    let head = pb::PagemapHead::decode(&pm[0][..]).expect("template pagemap decodes");
     pagemap.entry(&head);
     let mut pages = 0u64;
     for data in &pm[1..] {
-        let e = pb::PagemapEntry::decode(*data).expect("template pagemap decodes");
+        let e = pb::PagemapEntry::decode(&data[..]).expect("template pagemap decodes");
         // PE_PRESENT without PE_PARENT: the pages are in pages-N.img.
         let fl = e.flags.unwrap_or(0);
         if fl & 4 != 0 && fl & 1 == 0 {
@@ -411,7 +411,7 @@ fn main() {
         &vec![0u8; (pages * 4096) as usize],
     );
 
-    let inv: pb::InventoryEntry = one(T_INVENTORY, true);
+    let inv: pb::InventoryEntry = one(T_INVENTORY);
     write(
         dir,
         "inventory.img",

@@ -114,38 +114,4 @@ impl<'a> Source<'a> {
         };
         all.get(r).unwrap_or_default()
     }
-
-    // Kept for the readers not yet moved to the entry reader.
-
-    /// Exactly `n` bytes; `what` names them in the error if the input ends.
-    pub fn take(&mut self, n: usize, what: &str) -> Result<&[u8]> {
-        self.clear();
-        let start = self.pos;
-        let r = self.read(n)?;
-        if r.len() < n {
-            let got = r.len();
-            let msg = format!("truncated {what}: needs {n} bytes, only {got} left");
-            return Err(self.err(start, msg));
-        }
-        Ok(self.get(r))
-    }
-
-    /// A little-endian u32, or `None` at a clean end of input.
-    pub fn u32_or_eof(&mut self, what: &str) -> Result<Option<u32>> {
-        self.clear();
-        let start = self.pos;
-        let r = self.read(4)?;
-        match *self.get(r) {
-            [] => Ok(None),
-            [a, b, c, d] => Ok(Some(u32::from_le_bytes([a, b, c, d]))),
-            ref got => Err(self.err(start, format!("truncated {what}: {} of 4 bytes", got.len()))),
-        }
-    }
-
-    /// Everything that is left.
-    pub fn rest(&mut self) -> Result<&[u8]> {
-        self.clear();
-        let r = self.read(usize::MAX)?;
-        Ok(self.get(r))
-    }
 }
