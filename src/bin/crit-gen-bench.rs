@@ -241,7 +241,39 @@ fn main() {
         eprintln!("crit-gen-bench: {}: {e}", o.dir.display());
         exit(1);
     }
-    let pid = o.pid;
+    let t = write_fd_table(&o);
+    write_task(&o.dir, o.pid, &t);
+    println!(
+        "{}: pid {}, {} files ({} unix socket ends), {} fds",
+        o.dir.display(),
+        o.pid,
+        t.nfiles,
+        2 * o.pairs,
+        t.nfds
+    );
+}
+
+/// fds 0-2: /dev/null, read-only (file `id`) and write-only (`id + 1`).
+fn std_fds(files: &mut ImageBuilder, fds: &mut ImageBuilder, id: u32) {
+    let devnull_mode = S_IFCHR | 0o666;
+    let wronly = O_WRONLY | O_LARGEFILE;
+    files.entry(&reg(id, O_LARGEFILE, 0, "/dev/null", None, devnull_mode));
+    files.entry(&reg(id + 1, wronly, 0, "/dev/null", None, devnull_mode));
+    fds.entry(&fdinfo(id, pb::FdTypes::Reg, 0, 0));
+    fds.entry(&fdinfo(id + 1, pb::FdTypes::Reg, 1, 0));
+    fds.entry(&fdinfo(id + 1, pb::FdTypes::Reg, 2, 0));
+}
+
+/// What [`write_fd_table`] wrote that the rest needs.
+struct FdTable {
+    nfiles: u64,
+    nfds: u64,
+    cwd_id: u32,
+    root_id: u32,
+}
+
+/// Writes files.img and fdinfo-2.img.
+fn write_fd_table(o: &Opts) -> FdTable {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
 
     // files.img: the executable and libraries (ids 1-3, as the mm has
@@ -257,21 +289,8 @@ fn main() {
         nfiles += 1;
     }
     let mut id = 4u32;
-    // fds 0-2: /dev/null, read-only and write-only.
-    let devnull_mode = S_IFCHR | 0o666;
-    files.entry(&reg(id, O_LARGEFILE, 0, "/dev/null", None, devnull_mode));
-    files.entry(&reg(
-        id + 1,
-        O_WRONLY | O_LARGEFILE,
-        0,
-        "/dev/null",
-        None,
-        devnull_mode,
-    ));
+    std_fds(&mut files, &mut fds, id);
     nfiles += 2;
-    fds.entry(&fdinfo(id, pb::FdTypes::Reg, 0, 0));
-    fds.entry(&fdinfo(id + 1, pb::FdTypes::Reg, 1, 0));
-    fds.entry(&fdinfo(id + 1, pb::FdTypes::Reg, 2, 0));
     nfds += 3;
     id += 2;
     let mut fd = 3u32;
@@ -337,10 +356,19 @@ fn main() {
     files.entry(&reg(root_id, 0, 0, "/", None, S_IFDIR | 0o755));
     nfiles += 2;
 
-    let dir = &o.dir;
-    write(dir, "files.img", &files.bytes);
-    write(dir, "fdinfo-2.img", &fds.bytes);
+    write(&o.dir, "files.img", &files.bytes);
+    write(&o.dir, "fdinfo-2.img", &fds.bytes);
+    FdTable {
+        nfiles,
+        nfds,
+        cwd_id,
+        root_id,
+    }
+}
 
+/// Writes the task's images but files.img and fdinfo-2.img: its pstree,
+/// ids, core, fs, mm, pagemap and pages, and the inventory.
+fn write_task(dir: &Path, pid: u32, t: &FdTable) {
     // pstree.img: one task, one thread.
     let mut ps = builder("PSTREE");
     ps.entry(&pb::PstreeEntry {
@@ -372,8 +400,8 @@ fn main() {
     );
 
     let mut fs: pb::FsEntry = one(T_FS);
-    fs.cwd_id = cwd_id;
-    fs.root_id = root_id;
+    fs.cwd_id = t.cwd_id;
+    fs.root_id = t.root_id;
     write(
         dir,
         &format!("fs-{pid}.img"),
@@ -416,11 +444,5 @@ fn main() {
         dir,
         "inventory.img",
         &builder("INVENTORY").entry(&inv).bytes,
-    );
-
-    println!(
-        "{}: pid {pid}, {nfiles} files ({} unix socket ends), {nfds} fds",
-        dir.display(),
-        2 * o.pairs
     );
 }

@@ -264,6 +264,47 @@ fn read_queues(path: &Path) -> Result<Queues> {
     Ok(q)
 }
 
+/// What `prepare` did, for the user: the notes, then each action with the
+/// entries it changed, before and after.
+fn report(
+    notes: &[String],
+    actions: &[Action],
+    done: &[Vec<Item>],
+    g: &Graph,
+    files: &FilesImg,
+    after: &HashMap<usize, Vec<u8>>,
+) -> String {
+    let mut report = String::new();
+    for n in notes {
+        report.push_str(n);
+        report.push('\n');
+    }
+    for (a, items) in actions.iter().zip(done) {
+        report.push_str(&a.label);
+        report.push('\n');
+        for it in items {
+            match it {
+                Item::Entry { sock, summary } => {
+                    report.push_str(&format!("  {summary}\n"));
+                    let s = &g.socks[*sock];
+                    let before = match s.entry.and_then(|e| files.entries.get(e)) {
+                        Some(e) => entry_json(&e.raw),
+                        None => "none".to_string(),
+                    };
+                    let now = match (after.get(sock), s.entry.and_then(|e| files.entries.get(e))) {
+                        (Some(b), _) => entry_json(b),
+                        (None, Some(e)) => entry_json(&e.raw),
+                        (None, None) => "none".to_string(),
+                    };
+                    report.push_str(&format!("    before: {before}\n    after:  {now}\n"));
+                }
+                Item::Note(n) => report.push_str(&format!("  {n}\n")),
+            }
+        }
+    }
+    report
+}
+
 /// A `file_entry` as crit's compact JSON with pretty value forms.
 fn entry_json(bytes: &[u8]) -> String {
     let mut w = JsonWriter::new(Vec::new(), false);
@@ -347,34 +388,7 @@ pub fn prepare(dir: &Path, actions: &[Action]) -> Result<Prepared> {
         }
     }
 
-    let mut report = String::new();
-    for n in &notes {
-        report.push_str(n);
-        report.push('\n');
-    }
-    for (a, items) in actions.iter().zip(&done) {
-        report.push_str(&a.label);
-        report.push('\n');
-        for it in items {
-            match it {
-                Item::Entry { sock, summary } => {
-                    report.push_str(&format!("  {summary}\n"));
-                    let s = &g.socks[*sock];
-                    let before = match s.entry.and_then(|e| files.entries.get(e)) {
-                        Some(e) => entry_json(&e.raw),
-                        None => "none".to_string(),
-                    };
-                    let now = match (after.get(sock), s.entry.and_then(|e| files.entries.get(e))) {
-                        (Some(b), _) => entry_json(b),
-                        (None, Some(e)) => entry_json(&e.raw),
-                        (None, None) => "none".to_string(),
-                    };
-                    report.push_str(&format!("    before: {before}\n    after:  {now}\n"));
-                }
-                Item::Note(n) => report.push_str(&format!("  {n}\n")),
-            }
-        }
-    }
+    let report = report(&notes, actions, &done, &g, &files, &after);
     let bytes = files.assemble(&replace, &added);
     Ok(Prepared {
         path: files.path.clone(),
