@@ -4,10 +4,7 @@
 
 mod common;
 use common::*;
-
-const COMMON: u32 = 0x5456_4319;
-const FILES: u32 = 0x5630_3138;
-const REG_FILES: u32 = 0x5036_3636;
+use crit::image::typed::ImageBuilder;
 
 fn varint(mut v: u64, out: &mut Vec<u8>) {
     while v >= 0x80 {
@@ -17,14 +14,12 @@ fn varint(mut v: u64, out: &mut Vec<u8>) {
     out.push(v as u8);
 }
 
-fn image(magic: u32, entries: &[Vec<u8>]) -> Vec<u8> {
-    let mut v = COMMON.to_le_bytes().to_vec();
-    v.extend_from_slice(&magic.to_le_bytes());
+fn image(magic: &str, entries: &[Vec<u8>]) -> Vec<u8> {
+    let mut b = ImageBuilder::new(magic).unwrap();
     for e in entries {
-        v.extend_from_slice(&(e.len() as u32).to_le_bytes());
-        v.extend_from_slice(e);
+        b.message(e);
     }
-    v
+    b.bytes
 }
 
 /// A reg_file_entry with the given name bytes (field 6, a proto string).
@@ -63,7 +58,7 @@ fn round_trip(img: &[u8], pretty: bool) -> (String, Vec<u8>) {
 #[test]
 fn unknown_enum_value_survives_as_its_number() {
     // file_entry { type = 99, id = 7 }
-    let img = image(FILES, &[vec![0x08, 99, 0x10, 7]]);
+    let img = image("FILES", &[vec![0x08, 99, 0x10, 7]]);
     for pretty in [false, true] {
         let (json, back) = round_trip(&img, pretty);
         assert!(json.contains("\"type\": 99"), "{json}");
@@ -73,7 +68,7 @@ fn unknown_enum_value_survives_as_its_number() {
 
 #[test]
 fn invalid_utf8_string_survives_byte_exact() {
-    let img = image(REG_FILES, &[reg_file(b"/tmp/a\xff\xfe\xc3b")]);
+    let img = image("REG_FILES", &[reg_file(b"/tmp/a\xff\xfe\xc3b")]);
     for pretty in [false, true] {
         let (json, back) = round_trip(&img, pretty);
         assert!(
@@ -83,7 +78,7 @@ fn invalid_utf8_string_survives_byte_exact() {
         assert_eq!(back, img);
     }
     // Valid non-ASCII is escaped the way Python escapes it.
-    let (json, _) = round_trip(&image(REG_FILES, &[reg_file("/tmp/é".as_bytes())]), false);
+    let (json, _) = round_trip(&image("REG_FILES", &[reg_file("/tmp/é".as_bytes())]), false);
     assert!(json.contains(r#""/tmp/\u00e9""#), "{json}");
 }
 
@@ -92,7 +87,7 @@ fn unknown_fields_survive_in_field_order() {
     // A newer CRIU might add field 40 (varint 5) and field 41 (bytes "hi").
     let mut e = reg_file(b"/x");
     e.extend_from_slice(&[0xc0, 0x02, 0x05, 0xca, 0x02, 0x02, b'h', b'i']);
-    let img = image(REG_FILES, &[e]);
+    let img = image("REG_FILES", &[e]);
     for pretty in [false, true] {
         let (json, back) = round_trip(&img, pretty);
         assert!(json.contains(r#""__unknown_fields__""#), "{json}");

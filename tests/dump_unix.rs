@@ -2,7 +2,9 @@
 
 mod dumpkit;
 
+use crit::image::entry::EntryReader;
 use crit::image::pb;
+use crit::image::typed::Mapped;
 use dumpkit::*;
 use std::path::Path;
 
@@ -36,21 +38,16 @@ fn usk_by_fd(dir: &Path, files_id: u32, fd: u32) -> pb::UnixSkEntry {
 }
 
 fn queue_of(dir: &Path, id: u32) -> Vec<Vec<u8>> {
-    let b = match std::fs::read(dir.join("sk-queues.img")) {
-        Ok(b) => b,
-        Err(_) => return vec![],
+    let Ok(m) = Mapped::open(&dir.join("sk-queues.img")) else {
+        return vec![];
     };
+    let mut src = m.source();
+    let mut rd = EntryReader::expect(&mut src, "SK_QUEUES").unwrap();
     let mut out = vec![];
-    let mut off = 8;
-    while off + 4 <= b.len() {
-        let n = u32::from_le_bytes(b[off..off + 4].try_into().unwrap()) as usize;
-        off += 4;
-        let e = <pb::SkPacketEntry as prost::Message>::decode(&b[off..off + n]).unwrap();
-        off += n;
-        let data = b[off..off + e.length as usize].to_vec();
-        off += e.length as usize;
-        if e.id_for == id {
-            out.push(data);
+    while let Some(e) = rd.next_entry().unwrap() {
+        let p: pb::SkPacketEntry = e.decode().unwrap();
+        if p.id_for == id {
+            out.push(e.raw_payload.to_vec());
         }
     }
     out

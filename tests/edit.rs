@@ -2,6 +2,8 @@
 //! fixtures (testdata/criu-4.2), checked with `crit decode` and byte by
 //! byte against the original files.img.
 
+use crit::image::entry::EntryReader;
+use crit::image::source::Source;
 use serde_json::{json, Value};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -92,15 +94,15 @@ fn usk(v: &Value, ino: u64) -> &Value {
 
 /// The header and the framed entries of files.img.
 fn frames(bytes: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let mut src = Source::from_slice("files.img", bytes);
+    let mut rd = EntryReader::expect(&mut src, "FILES").unwrap();
+    let header = bytes[..rd.pos() as usize].to_vec();
     let mut v = Vec::new();
-    let mut pos = 8;
-    while pos < bytes.len() {
-        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-        v.push(bytes[pos..pos + 4 + len].to_vec());
-        pos += 4 + len;
+    while let Some(e) = rd.next_entry().unwrap() {
+        let at = e.offset as usize;
+        v.push(bytes[at..at + 4 + e.message.len()].to_vec());
     }
-    assert_eq!(pos, bytes.len());
-    (bytes[..8].to_vec(), v)
+    (header, v)
 }
 
 /// (inode, peer) of a framed entry that is a unix socket.

@@ -5,7 +5,9 @@
 //! detached and timed end to end (crit start to crit exit).
 
 mod restore_util;
+use crit::image::entry::EntryReader;
 use crit::image::pb;
+use crit::image::source::Source;
 use crit::image::typed::{read_all, read_one, ImageBuilder};
 use restore_util::*;
 use std::io::Write;
@@ -56,7 +58,11 @@ fn generate(dir: &Path) {
     // Pagemap: the original entries, then ours; their pages appended.
     let raw = std::fs::read(dir.join("pagemap-26659.img")).unwrap();
     let mut b = ImageBuilder::new("PAGEMAP").unwrap();
-    b.raw(&raw[8..]);
+    let mut src = Source::from_slice("pagemap-26659.img", &raw);
+    let mut rd = EntryReader::expect(&mut src, "PAGEMAP").unwrap();
+    while let Some(e) = rd.next_entry().unwrap() {
+        b.message(e.message);
+    }
     for i in 0..MAPS {
         b.entry(&pb::PagemapEntry {
             vaddr: BASE + i * stride,

@@ -655,8 +655,7 @@ fn unknown_fields() -> BoxedStrategy<Vec<u8>> {
 fn frame(magic: &str, entries: &[Vec<u8>]) -> Vec<u8> {
     let mut b = ImageBuilder::new(magic).unwrap();
     for e in entries {
-        b.raw(&(e.len() as u32).to_le_bytes());
-        b.raw(e);
+        b.message(e);
     }
     b.bytes
 }

@@ -15,9 +15,9 @@
 //!   --pipes N   pipes, both ends open (default 1500)
 //!   --pid N     the task's pid (default 4242)
 
-#![deny(unsafe_code)]
-
+use crit::image::entry::EntryReader;
 use crit::image::pb;
+use crit::image::source::Source;
 use crit::image::typed::{write_atomic, ImageBuilder};
 use prost::Message;
 use std::path::{Path, PathBuf};
@@ -95,21 +95,19 @@ fn parse_args() -> Opts {
     o
 }
 
-/// The entries of a template image (magic words skipped).
-fn template_entries(bytes: &[u8], bare: bool) -> Vec<&[u8]> {
-    let mut at = if bare { 4 } else { 8 };
+/// The entries' messages of a template image.
+fn template_entries(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut src = Source::from_slice("template", bytes);
+    let mut rd = EntryReader::new(&mut src).expect("template image has a magic");
     let mut v = Vec::new();
-    while at < bytes.len() {
-        let n = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        at += 4;
-        v.push(&bytes[at..at + n]);
-        at += n;
+    while let Some(e) = rd.next_entry().expect("template image reads") {
+        v.push(e.message.to_vec());
     }
     v
 }
 
-fn one<T: Message + Default>(bytes: &[u8], bare: bool) -> T {
-    T::decode(template_entries(bytes, bare)[0]).expect("template image decodes")
+fn one<T: Message + Default>(bytes: &[u8]) -> T {
+    T::decode(&template_entries(bytes)[0][..]).expect("template image decodes")
 }
 
 fn fown() -> pb::FownEntry {
@@ -243,68 +241,56 @@ fn main() {
         eprintln!("crit-gen-bench: {}: {e}", o.dir.display());
         exit(1);
     }
-    let g = gen_files(&o);
-    let dir = &o.dir;
-    write(dir, "files.img", &g.files.bytes);
-    write(dir, "fdinfo-2.img", &g.fds.bytes);
-    write_task(dir, o.pid, g.cwd_id, g.root_id);
-    write_pagemap(dir, o.pid);
-    let inv: pb::InventoryEntry = one(T_INVENTORY, true);
-    write(
-        dir,
-        "inventory.img",
-        &builder("INVENTORY").entry(&inv).bytes,
-    );
+    let t = write_fd_table(&o);
+    write_task(&o.dir, o.pid, &t);
     println!(
         "{}: pid {}, {} files ({} unix socket ends), {} fds",
-        dir.display(),
+        o.dir.display(),
         o.pid,
-        g.nfiles,
+        t.nfiles,
         2 * o.pairs,
-        g.nfds
+        t.nfds
     );
 }
 
-/// files.img and fdinfo-2.img, built.
-struct Files {
-    files: ImageBuilder,
-    fds: ImageBuilder,
+/// fds 0-2: /dev/null, read-only (file `id`) and write-only (`id + 1`).
+fn std_fds(files: &mut ImageBuilder, fds: &mut ImageBuilder, id: u32) {
+    let devnull_mode = S_IFCHR | 0o666;
+    let wronly = O_WRONLY | O_LARGEFILE;
+    files.entry(&reg(id, O_LARGEFILE, 0, "/dev/null", None, devnull_mode));
+    files.entry(&reg(id + 1, wronly, 0, "/dev/null", None, devnull_mode));
+    fds.entry(&fdinfo(id, pb::FdTypes::Reg, 0, 0));
+    fds.entry(&fdinfo(id + 1, pb::FdTypes::Reg, 1, 0));
+    fds.entry(&fdinfo(id + 1, pb::FdTypes::Reg, 2, 0));
+}
+
+/// What [`write_fd_table`] wrote that the rest needs.
+struct FdTable {
     nfiles: u64,
     nfds: u64,
     cwd_id: u32,
     root_id: u32,
 }
 
-/// files.img: the executable and libraries (ids 1-3, as the mm has
-/// them), then the files in fd order, cwd and root last, as CRIU dumps
-/// them.
-fn gen_files(o: &Opts) -> Files {
+/// Writes files.img and fdinfo-2.img.
+fn write_fd_table(o: &Opts) -> FdTable {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+
+    // files.img: the executable and libraries (ids 1-3, as the mm has
+    // them), then the files in fd order, cwd and root last, as CRIU
+    // dumps them.
     let mut files = builder("FILES");
     let mut fds = builder("FDINFO");
     let mut nfiles = 0u64;
     let mut nfds = 0u64;
-    for data in template_entries(T_FILES, false).into_iter().take(3) {
-        let e = pb::FileEntry::decode(data).expect("template files.img decodes");
+    for data in template_entries(T_FILES).into_iter().take(3) {
+        let e = pb::FileEntry::decode(&data[..]).expect("template files.img decodes");
         files.entry(&e);
         nfiles += 1;
     }
     let mut id = 4u32;
-    // fds 0-2: /dev/null, read-only and write-only.
-    let devnull_mode = S_IFCHR | 0o666;
-    files.entry(&reg(id, O_LARGEFILE, 0, "/dev/null", None, devnull_mode));
-    files.entry(&reg(
-        id + 1,
-        O_WRONLY | O_LARGEFILE,
-        0,
-        "/dev/null",
-        None,
-        devnull_mode,
-    ));
+    std_fds(&mut files, &mut fds, id);
     nfiles += 2;
-    fds.entry(&fdinfo(id, pb::FdTypes::Reg, 0, 0));
-    fds.entry(&fdinfo(id + 1, pb::FdTypes::Reg, 1, 0));
-    fds.entry(&fdinfo(id + 1, pb::FdTypes::Reg, 2, 0));
     nfds += 3;
     id += 2;
     let mut fd = 3u32;
@@ -370,9 +356,9 @@ fn gen_files(o: &Opts) -> Files {
     files.entry(&reg(root_id, 0, 0, "/", None, S_IFDIR | 0o755));
     nfiles += 2;
 
-    Files {
-        files,
-        fds,
+    write(&o.dir, "files.img", &files.bytes);
+    write(&o.dir, "fdinfo-2.img", &fds.bytes);
+    FdTable {
         nfiles,
         nfds,
         cwd_id,
@@ -380,8 +366,9 @@ fn gen_files(o: &Opts) -> Files {
     }
 }
 
-/// pstree, ids, core, fs and mm of the one task.
-fn write_task(dir: &Path, pid: u32, cwd_id: u32, root_id: u32) {
+/// Writes the task's images but files.img and fdinfo-2.img: its pstree,
+/// ids, core, fs, mm, pagemap and pages, and the inventory.
+fn write_task(dir: &Path, pid: u32, t: &FdTable) {
     // pstree.img: one task, one thread.
     let mut ps = builder("PSTREE");
     ps.entry(&pb::PstreeEntry {
@@ -394,7 +381,7 @@ fn write_task(dir: &Path, pid: u32, cwd_id: u32, root_id: u32) {
     write(dir, "pstree.img", &ps.bytes);
 
     // ids: the template's (files_id 2 names fdinfo-2.img).
-    let ids: pb::TaskKobjIdsEntry = one(T_IDS, false);
+    let ids: pb::TaskKobjIdsEntry = one(T_IDS);
     write(
         dir,
         &format!("ids-{pid}.img"),
@@ -402,7 +389,7 @@ fn write_task(dir: &Path, pid: u32, cwd_id: u32, root_id: u32) {
     );
 
     // core: the template's registers, the new comm.
-    let mut core: pb::CoreEntry = one(T_CORE, false);
+    let mut core: pb::CoreEntry = one(T_CORE);
     if let Some(tc) = core.tc.as_mut() {
         tc.comm = "sockpairs".to_string();
     }
@@ -412,9 +399,9 @@ fn write_task(dir: &Path, pid: u32, cwd_id: u32, root_id: u32) {
         &builder("CORE").entry(&core).bytes,
     );
 
-    let mut fs: pb::FsEntry = one(T_FS, false);
-    fs.cwd_id = cwd_id;
-    fs.root_id = root_id;
+    let mut fs: pb::FsEntry = one(T_FS);
+    fs.cwd_id = t.cwd_id;
+    fs.root_id = t.root_id;
     write(
         dir,
         &format!("fs-{pid}.img"),
@@ -422,24 +409,22 @@ fn write_task(dir: &Path, pid: u32, cwd_id: u32, root_id: u32) {
     );
 
     // mm: the template's VMAs point at file ids 1-3, kept above.
-    let mm: pb::MmEntry = one(T_MM, false);
+    let mm: pb::MmEntry = one(T_MM);
     write(
         dir,
         &format!("mm-{pid}.img"),
         &builder("MM").entry(&mm).bytes,
     );
-}
 
-/// The template's pagemap as it is, and pages-1.img of the size it adds
-/// up to (zero-filled).
-fn write_pagemap(dir: &Path, pid: u32) {
-    let pm = template_entries(T_PAGEMAP, false);
+    // pagemap: the head and entries as they are, and pages-1.img of the
+    // size they add up to (zero-filled).
+    let pm = template_entries(T_PAGEMAP);
     let mut pagemap = builder("PAGEMAP");
-    let head = pb::PagemapHead::decode(pm[0]).expect("template pagemap decodes");
+    let head = pb::PagemapHead::decode(&pm[0][..]).expect("template pagemap decodes");
     pagemap.entry(&head);
     let mut pages = 0u64;
     for data in &pm[1..] {
-        let e = pb::PagemapEntry::decode(*data).expect("template pagemap decodes");
+        let e = pb::PagemapEntry::decode(&data[..]).expect("template pagemap decodes");
         // PE_PRESENT without PE_PARENT: the pages are in pages-N.img.
         let fl = e.flags.unwrap_or(0);
         if fl & 4 != 0 && fl & 1 == 0 {
@@ -452,5 +437,12 @@ fn write_pagemap(dir: &Path, pid: u32) {
         dir,
         &format!("pages-{}.img", head.pages_id),
         &vec![0u8; (pages * 4096) as usize],
+    );
+
+    let inv: pb::InventoryEntry = one(T_INVENTORY);
+    write(
+        dir,
+        "inventory.img",
+        &builder("INVENTORY").entry(&inv).bytes,
     );
 }

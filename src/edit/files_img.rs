@@ -4,8 +4,9 @@
 //! schema does not know, and any encoding quirk, survive the edit.
 
 use crate::error::{Error, Result};
+use crate::image::entry::{write_entry, EntryReader};
 use crate::image::pb;
-use crate::image::typed::{expect_magic, Mapped};
+use crate::image::typed::Mapped;
 use prost::Message;
 use std::path::{Path, PathBuf};
 
@@ -33,30 +34,22 @@ impl FilesImg {
         let file = Mapped::open(path)?;
         let name = file.name.clone();
         let mut src = file.source();
-        expect_magic(&mut src, "FILES")?;
+        let mut rd = EntryReader::expect(&mut src, "FILES")?;
         let header = file
             .bytes()
-            .get(..src.pos() as usize)
+            .get(..rd.pos() as usize)
             .unwrap_or_default()
             .to_vec();
         let mut entries = Vec::new();
-        loop {
-            let at = src.pos();
-            let Some(size) = src.u32_or_eof("entry length")? else {
-                break;
-            };
-            if size > i32::MAX as u32 {
-                return Err(src.err(at, format!("entry has a negative length ({})", size as i32)));
-            }
-            let raw = src.take(size as usize, "entry")?.to_vec();
-            let fe = pb::FileEntry::decode(raw.as_slice()).map_err(|e| Error::Image {
+        while let Some(e) = rd.next_entry()? {
+            let fe = pb::FileEntry::decode(e.message).map_err(|err| Error::Image {
                 file: name.clone(),
-                offset: at,
-                msg: format!("bad file_entry: {e}"),
+                offset: e.offset,
+                msg: format!("bad file_entry: {err}"),
             })?;
             entries.push(Entry {
-                offset: at,
-                raw,
+                offset: e.offset,
+                raw: e.message.to_vec(),
                 fe,
             });
         }
@@ -110,11 +103,10 @@ impl FilesImg {
     }
 }
 
-/// Appends a message with its little-endian u32 length in front, as CRIU's
-/// `pb_write_one` writes entries.
-pub fn frame(out: &mut Vec<u8>, msg: &[u8]) {
-    out.extend_from_slice(&(msg.len() as u32).to_le_bytes());
-    out.extend_from_slice(msg);
+/// Appends a framed entry.
+fn frame(out: &mut Vec<u8>, msg: &[u8]) {
+    // Writing to a Vec cannot fail.
+    let _ = write_entry(out, msg);
 }
 
 /// prost's encoding of a message.

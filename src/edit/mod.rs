@@ -83,6 +83,7 @@ pub mod files_img;
 pub mod unix;
 
 use crate::error::{Error, Result};
+use crate::image::entry::EntryReader;
 use crate::image::pb;
 use crate::image::schema::msg;
 use crate::image::typed::{expect_magic, write_atomic, Mapped};
@@ -249,21 +250,20 @@ fn read_queues(path: &Path) -> Result<Queues> {
     }
     let m = Mapped::open(path)?;
     let mut src = m.source();
-    expect_magic(&mut src, "SK_QUEUES")?;
-    loop {
-        let at = src.pos();
-        let Some(size) = src.u32_or_eof("entry length")? else {
-            return Ok(q);
-        };
-        let data = src.take(size as usize, "entry")?;
-        let e = pb::SkPacketEntry::decode(data)
-            .map_err(|e| src.err(at, format!("bad sk_packet_entry: {e}")))?;
-        src.take(e.length as usize, "packet data")?;
-        let slot = q.entry(e.id_for).or_insert((0, 0));
+    let mut rd = EntryReader::expect(&mut src, "SK_QUEUES")?;
+    while let Some(e) = rd.next_entry()? {
+        let p = pb::SkPacketEntry::decode(e.message).map_err(|err| Error::Image {
+            file: e.file.to_string(),
+            offset: e.offset,
+            msg: format!("bad sk_packet_entry: {err}"),
+        })?;
+        let slot = q.entry(p.id_for).or_insert((0, 0));
         slot.0 += 1;
-        slot.1 += u64::from(e.length);
+        slot.1 += u64::from(p.length);
     }
+    Ok(q)
 }
+
 
 /// A `file_entry` as crit's compact JSON with pretty value forms.
 fn entry_json(bytes: &[u8]) -> String {

@@ -44,12 +44,12 @@
 use super::files::exists;
 use super::tasks::{fdinfo, files_id, pstree};
 use super::Out;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::image::entry::EntryReader;
 use crate::image::pb;
-use crate::image::typed::{expect_magic, for_each, Mapped};
+use crate::image::typed::{for_each, Mapped};
 use crate::json::forms::dict_name;
 use crate::model::unix::{display_name, state_name, type_name, Model, Sock};
-use prost::Message;
 use serde::Serialize;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -207,20 +207,10 @@ fn queues(dir: &Path, m: &mut Model) -> Result<()> {
     }
     let file = Mapped::open(&path)?;
     let mut src = file.source();
-    expect_magic(&mut src, "SK_QUEUES")?;
-    loop {
-        let at = src.pos();
-        let Some(size) = src.u32_or_eof("entry length")? else {
-            break;
-        };
-        let data = src.take(size as usize, "entry")?;
-        let e = pb::SkPacketEntry::decode(data).map_err(|err| Error::Image {
-            file: file.name.clone(),
-            offset: at,
-            msg: format!("bad entry: {err}"),
-        })?;
-        src.take(e.length as usize, "packet data")?;
-        m.add_queued(e.id_for, u64::from(e.length));
+    let mut rd = EntryReader::expect(&mut src, "SK_QUEUES")?;
+    while let Some(e) = rd.next_entry()? {
+        let p: pb::SkPacketEntry = e.decode()?;
+        m.add_queued(p.id_for, u64::from(p.length));
     }
     Ok(())
 }

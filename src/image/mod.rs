@@ -2,6 +2,7 @@
 //! typed messages. Everything else in crit reads and writes images only
 //! through this module.
 
+pub mod entry;
 pub mod flags;
 pub mod magic;
 pub mod schema;

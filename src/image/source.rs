@@ -1,9 +1,11 @@
 //! Where image bytes come from: a memory-mapped file, or a stream (stdin,
-//! a pipe) read one entry at a time. Either way callers see slices and the
-//! byte offset they start at, and memory stays bounded by one entry.
+//! a pipe) read one entry at a time. Either way the entry reader
+//! ([`super::entry`]) sees byte ranges and the offsets they start at, and
+//! memory stays bounded by one entry.
 
 use crate::error::{Error, Result};
 use std::io::Read;
+use std::ops::Range;
 
 pub struct Source<'a> {
     /// Name used in error messages.
@@ -17,6 +19,7 @@ enum Kind<'a> {
     Slice(&'a [u8]),
     Stream {
         r: Box<dyn Read + 'a>,
+        /// The bytes of the current entry, from [`Source::clear`] on.
         buf: Vec<u8>,
         eof: bool,
     },
@@ -47,6 +50,7 @@ impl<'a> Source<'a> {
         }
     }
 
+    /// Offset of the next unread byte.
     pub fn pos(&self) -> u64 {
         self.pos
     }
@@ -59,19 +63,28 @@ impl<'a> Source<'a> {
         }
     }
 
-    /// Reads up to `n` bytes; fewer only at the end of the input.
-    fn read_upto(&mut self, n: usize) -> Result<&[u8]> {
+    /// Forgets the bytes read so far: a stream keeps only those of the
+    /// entry being read. Ranges returned before are no longer valid.
+    pub(super) fn clear(&mut self) {
+        if let Kind::Stream { buf, .. } = &mut self.kind {
+            buf.clear();
+        }
+    }
+
+    /// Reads up to `n` bytes, fewer only at the end of the input, and
+    /// returns where they are for [`Source::get`].
+    pub(super) fn read(&mut self, n: usize) -> Result<Range<usize>> {
         match &mut self.kind {
             Kind::Slice(data) => {
-                let start = self.pos.min(data.len() as u64) as usize;
+                let start = (self.pos as usize).min(data.len());
                 let end = start + n.min(data.len() - start);
                 self.pos = end as u64;
-                Ok(&data[start..end])
+                Ok(start..end)
             }
             Kind::Stream { r, buf, eof } => {
-                buf.clear();
-                while buf.len() < n && !*eof {
-                    let want = (n - buf.len()).min(STEP);
+                let start = buf.len();
+                while buf.len() - start < n && !*eof {
+                    let want = (n - (buf.len() - start)).min(STEP);
                     let old = buf.len();
                     buf.resize(old + want, 0);
                     let got = loop {
@@ -86,62 +99,19 @@ impl<'a> Source<'a> {
                         *eof = true;
                     }
                 }
-                self.pos += buf.len() as u64;
-                Ok(&buf[..])
+                self.pos += (buf.len() - start) as u64;
+                Ok(start..buf.len())
             }
         }
     }
 
-    /// Exactly `n` bytes; `what` names them in the error if the input ends.
-    pub fn take(&mut self, n: usize, what: &str) -> Result<&[u8]> {
-        let start = self.pos;
-        let name = self.name.clone();
-        let got = self.read_upto(n)?;
-        if got.len() < n {
-            return Err(Error::Image {
-                file: name,
-                offset: start,
-                msg: format!("truncated {what}: needs {n} bytes, only {} left", got.len()),
-            });
-        }
-        Ok(got)
-    }
-
-    /// Exactly `n` bytes, or how many were left if the input ends first.
-    pub fn take_short(&mut self, n: usize) -> Result<std::result::Result<&[u8], usize>> {
-        // A slice knows up front whether the bytes are there.
-        if let Kind::Slice(data) = &self.kind {
-            let left = (data.len() as u64).saturating_sub(self.pos) as usize;
-            if left < n {
-                self.pos = data.len() as u64;
-                return Ok(Err(left));
-            }
-        }
-        let got = self.read_upto(n)?;
-        if got.len() < n {
-            return Ok(Err(got.len()));
-        }
-        Ok(Ok(got))
-    }
-
-    /// A little-endian u32, or `None` at a clean end of input.
-    pub fn u32_or_eof(&mut self, what: &str) -> Result<Option<u32>> {
-        let start = self.pos;
-        let name = self.name.clone();
-        let got = self.read_upto(4)?;
-        match got.len() {
-            0 => Ok(None),
-            4 => Ok(Some(u32::from_le_bytes([got[0], got[1], got[2], got[3]]))),
-            k => Err(Error::Image {
-                file: name,
-                offset: start,
-                msg: format!("truncated {what}: {k} of 4 bytes"),
-            }),
-        }
-    }
-
-    /// Everything that is left.
-    pub fn rest(&mut self) -> Result<&[u8]> {
-        self.read_upto(usize::MAX)
+    /// The bytes of a range returned by [`Source::read`] since the last
+    /// [`Source::clear`].
+    pub(super) fn get(&self, r: Range<usize>) -> &[u8] {
+        let all: &[u8] = match &self.kind {
+            Kind::Slice(data) => data,
+            Kind::Stream { buf, .. } => buf,
+        };
+        all.get(r).unwrap_or_default()
     }
 }

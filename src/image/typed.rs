@@ -1,7 +1,8 @@
 //! Typed access to image files for the engines, `x` and `edit`: read the
 //! entries of an image as prost messages, and write images atomically.
 
-use super::magic::{self, Header, Magic, IMG_COMMON, IMG_SERVICE};
+use super::entry::{self, EntryReader};
+use super::magic::{self, Magic};
 use super::source::Source;
 use crate::error::{Error, Result};
 use prost::Message;
@@ -61,14 +62,11 @@ impl Mapped {
 
 /// Reads the magic of `src` and checks it is `want`.
 pub fn expect_magic(src: &mut Source, want: &str) -> Result<&'static Magic> {
-    let mg = crate::json::image::read_magic(src)?;
-    if mg.name != want {
-        return Err(src.err(0, format!("expected a {want} image, found {}", mg.name)));
-    }
-    Ok(mg)
+    Ok(EntryReader::expect(src, want)?.magic())
 }
 
-/// Calls `f` with every entry of a payload-free image, decoded as `T`.
+/// Calls `f` with every entry of an image, decoded as `T` (payloads, if
+/// the image has any, are skipped).
 pub fn for_each<T: Message + Default>(
     path: &Path,
     magic_name: &str,
@@ -76,20 +74,11 @@ pub fn for_each<T: Message + Default>(
 ) -> Result<()> {
     let file = Mapped::open(path)?;
     let mut src = file.source();
-    expect_magic(&mut src, magic_name)?;
-    loop {
-        let at = src.pos();
-        let Some(size) = src.u32_or_eof("entry length")? else {
-            return Ok(());
-        };
-        let data = src.take(size as usize, "entry")?;
-        let msg = T::decode(data).map_err(|e| Error::Image {
-            file: file.name.clone(),
-            offset: at,
-            msg: format!("bad entry: {e}"),
-        })?;
-        f(msg)?;
+    let mut rd = EntryReader::expect(&mut src, magic_name)?;
+    while let Some(e) = rd.next_entry()? {
+        f(e.decode()?)?;
     }
+    Ok(())
 }
 
 /// All entries of a payload-free image.
@@ -124,20 +113,20 @@ impl ImageBuilder {
         let mg = magic::by_name(magic_name.as_bytes())
             .ok_or_else(|| Error::msg(format!("unknown magic {magic_name}")))?;
         let mut bytes = Vec::new();
-        match mg.header {
-            Header::Bare => {}
-            Header::Common => bytes.extend_from_slice(&IMG_COMMON.to_le_bytes()),
-            Header::Service => bytes.extend_from_slice(&IMG_SERVICE.to_le_bytes()),
-        }
-        bytes.extend_from_slice(&mg.value.to_le_bytes());
+        // Writing to a Vec cannot fail.
+        let _ = entry::write_header(&mut bytes, mg);
         Ok(ImageBuilder { bytes })
     }
 
     pub fn entry<T: Message>(&mut self, m: &T) -> &mut Self {
-        let len = m.encoded_len();
-        self.bytes.extend_from_slice(&(len as u32).to_le_bytes());
-        // Encoding into a Vec cannot run out of space.
-        let _ = m.encode(&mut self.bytes);
+        entry::put_message(&mut self.bytes, m);
+        self
+    }
+
+    /// An entry given as encoded message bytes.
+    pub fn message(&mut self, bytes: &[u8]) -> &mut Self {
+        // Writing to a Vec cannot fail.
+        let _ = entry::write_entry(&mut self.bytes, bytes);
         self
     }
 

@@ -8,7 +8,8 @@ use super::encode::{EncodeError, Encoder};
 use super::reader::JsonReader;
 use super::writer::JsonWriter;
 use crate::error::{Error, Result};
-use crate::image::magic::{self, Header, Layout, Magic, Payload, IMG_COMMON, IMG_SERVICE};
+use crate::image::entry::{self, Entry, EntryReader, IpcMsgs, Payload as EntryPayload};
+use crate::image::magic::{self, Layout, Magic, Payload};
 use crate::image::pb;
 use crate::image::schema::msg;
 use crate::image::source::Source;
@@ -21,46 +22,6 @@ pub struct DecodeOpts {
     pub pretty: bool,
     /// Replace payloads by their size (`crit show --nopl`).
     pub nopl: bool,
-}
-
-/// Reads the leading magic(s) and finds the image type.
-pub fn read_magic(src: &mut Source) -> Result<&'static Magic> {
-    let Some(mut v) = src.u32_or_eof("magic")? else {
-        return Err(src.err(0, "empty file: no magic"));
-    };
-    if v == IMG_COMMON || v == IMG_SERVICE {
-        v = src
-            .u32_or_eof("magic")?
-            .ok_or_else(|| src.err(4, "truncated magic: the file ends after the common magic"))?;
-    }
-    magic::by_value(v).ok_or_else(|| {
-        let at = src.pos() - 4;
-        src.err(
-            at,
-            format!("unknown magic {v:#x}: not a CRIU image (raw data such as pages-*.img has no magic)"),
-        )
-    })
-}
-
-/// Reads one entry's length prefix and message; `None` at a clean end.
-fn read_entry<'s>(src: &'s mut Source, what: &str) -> Result<Option<(u64, &'s [u8])>> {
-    let at = src.pos();
-    let Some(size) = src.u32_or_eof("length prefix")? else {
-        return Ok(None);
-    };
-    if size > i32::MAX as u32 {
-        return Err(src.err(
-            at,
-            format!("{what} has a negative length ({})", size as i32),
-        ));
-    }
-    let name = src.name.clone();
-    let data = src.take_short(size as usize)?.map_err(|got| Error::Image {
-        file: name,
-        offset: at,
-        msg: format!("{what} claims {size} bytes but only {got} are left"),
-    })?;
-    Ok(Some((at + 4, data)))
 }
 
 fn message_json<W: Write>(
@@ -92,14 +53,6 @@ fn message_json_open<W: Write>(
     })
 }
 
-fn typed<T: Message + Default>(name: &str, start: u64, data: &[u8]) -> Result<T> {
-    T::decode(data).map_err(|e| Error::Image {
-        file: name.to_string(),
-        offset: start,
-        msg: format!("bad entry: {e}"),
-    })
-}
-
 fn human_size(n: u64) -> String {
     let mut num = n as f64;
     for unit in ["", "K", "M", "G", "T", "P", "E", "Z"] {
@@ -121,230 +74,128 @@ fn b64<W: Write>(w: &mut JsonWriter<W>, data: &[u8]) {
     w.str(&s);
 }
 
-fn round_up(x: u64, to: u64) -> u64 {
-    x.div_ceil(to) * to
-}
-
 /// Decodes a whole image into `w`; returns how many entries it printed.
 pub fn decode<W: Write>(src: &mut Source, w: &mut JsonWriter<W>, opts: DecodeOpts) -> Result<u64> {
-    let mg = read_magic(src)?;
-    decode_after_magic(src, mg, w, opts)
+    let mut rd = EntryReader::new(src)?;
+    decode_entries(&mut rd, w, opts)
 }
 
-fn decode_after_magic<W: Write>(
-    src: &mut Source,
-    mg: &'static Magic,
+fn decode_entries<W: Write>(
+    rd: &mut EntryReader,
     w: &mut JsonWriter<W>,
     opts: DecodeOpts,
 ) -> Result<u64> {
+    let mg = rd.magic();
     w.begin_object();
     w.key("magic");
     w.str(mg.name.as_bytes());
     w.key("entries");
     w.begin_array();
-    let io = |e| Error::io("write", e);
+    let ghost = mg.layout == Layout::GhostFile;
     let mut n = 0u64;
-    match mg.layout {
-        Layout::Pagemap => {
-            let mut m = msg::PAGEMAP_HEAD;
-            let name = src.name.clone();
-            while let Some((at, data)) = read_entry(src, "entry")? {
-                n += 1;
-                w.element();
-                message_json(w, &name, m, at, data, opts.pretty)?;
-                m = msg::PAGEMAP_ENTRY;
-                w.maybe_flush().map_err(io)?;
-            }
+    while let Some(e) = rd.next_entry()? {
+        n += 1;
+        w.element();
+        // The entry object is closed after its "extra" member.
+        message_json_open(w, e.file, e.msg, e.message_offset(), e.message, opts.pretty)?;
+        // With --nopl crit 4.2 leaves a ghost file's contents out, size
+        // and all.
+        if !(ghost && opts.nopl) {
+            extra_json(w, &e, opts)?;
         }
-        Layout::GhostFile => n = ghost_file(src, w, opts)?,
-        Layout::Entries(m, payload) => loop {
-            let name = src.name.clone();
-            let Some((at, data)) = read_entry(src, "entry")? else {
-                break;
-            };
-            n += 1;
-            w.element();
-            if payload == Payload::None {
-                message_json(w, &name, m, at, data, opts.pretty)?;
-                w.maybe_flush().map_err(io)?;
-                continue;
-            }
-            // The entry object is closed after its "extra" member.
-            let data = data.to_vec();
-            message_json_open(w, &name, m, at, &data, opts.pretty)?;
-            payload_json(src, w, payload, at, &data, opts)?;
-            w.end_object();
-            w.maybe_flush().map_err(io)?;
-        },
+        w.end_object();
+        w.maybe_flush().map_err(|e| Error::io("write", e))?;
+    }
+    if ghost && n == 0 {
+        return Err(Error::Image {
+            file: rd.name().to_string(),
+            offset: rd.pos(),
+            msg: "ghost file image has no entry".into(),
+        });
     }
     w.end_array();
     w.end_object();
     Ok(n)
 }
 
-fn payload_json<W: Write>(
-    src: &mut Source,
-    w: &mut JsonWriter<W>,
-    payload: Payload,
-    at: u64,
-    data: &[u8],
-    opts: DecodeOpts,
-) -> Result<()> {
-    let name = src.name.clone();
-    // How many bytes follow, and how many of those are padding.
-    let (len, pad): (u64, u64) = match payload {
-        Payload::None => return Ok(()),
-        Payload::PipeData => (
-            u64::from(typed::<pb::PipeDataEntry>(&name, at, data)?.bytes),
-            0,
-        ),
-        Payload::SkQueue => (
-            u64::from(typed::<pb::SkPacketEntry>(&name, at, data)?.length),
-            0,
-        ),
-        Payload::TcpStream => {
-            let t = typed::<pb::TcpStreamEntry>(&name, at, data)?;
-            let (inq, outq) = (u64::from(t.inq_len), u64::from(t.outq_len));
-            w.key("extra");
-            if opts.nopl {
-                src.take((inq + outq) as usize, "tcp queues")?;
-                w.str(format!("... <{}>", human_size(inq + outq)).as_bytes());
-                return Ok(());
-            }
+/// `... <SIZE>`, for a payload left out (`crit show --nopl`).
+fn size_json<W: Write>(w: &mut JsonWriter<W>, n: usize) {
+    w.str(format!("... <{}>", human_size(n as u64)).as_bytes());
+}
+
+/// An entry's payload as crit 4.2's `"extra"` member, if it has one.
+fn extra_json<W: Write>(w: &mut JsonWriter<W>, e: &Entry, opts: DecodeOpts) -> Result<()> {
+    let size = match e.payload {
+        EntryPayload::None => return Ok(()),
+        EntryPayload::Msgs(msgs) => return msgs_json(w, e.file, msgs, opts),
+        EntryPayload::Bytes(d) | EntryPayload::Shm(d) | EntryPayload::Sem(d) => d.len(),
+        EntryPayload::Tcp { inq, outq } => inq.len() + outq.len(),
+    };
+    w.key("extra");
+    if opts.nopl {
+        size_json(w, size);
+        return Ok(());
+    }
+    match e.payload {
+        EntryPayload::Bytes(d) | EntryPayload::Shm(d) => b64(w, d),
+        EntryPayload::Tcp { inq, outq } => {
             w.begin_object();
             w.key("inq");
-            let d = src.take(inq as usize, "tcp input queue")?.to_vec();
-            b64(w, &d);
+            b64(w, inq);
             w.key("outq");
-            let d = src.take(outq as usize, "tcp output queue")?;
-            b64(w, d);
+            b64(w, outq);
             w.end_object();
-            return Ok(());
         }
-        Payload::BpfMap => {
-            let b = typed::<pb::BpfmapDataEntry>(&name, at, data)?;
-            (u64::from(b.keys_bytes) + u64::from(b.values_bytes), 0)
-        }
-        Payload::IpcShm => {
-            let size = typed::<pb::IpcShmEntry>(&name, at, data)?.size;
-            (size, round_up(size, 4) - size)
-        }
-        Payload::IpcSem => {
-            let n = u64::from(typed::<pb::IpcSemEntry>(&name, at, data)?.nsems);
-            let size = n * 2;
-            w.key("extra");
-            let d = src.take(size as usize, "semaphore values")?.to_vec();
-            src.take((round_up(size, 8) - size) as usize, "semaphore padding")?;
-            if opts.nopl {
-                w.str(format!("... <{}>", human_size(size)).as_bytes());
-                return Ok(());
-            }
+        EntryPayload::Sem(v) => {
             w.begin_array();
-            for p in d.chunks(2) {
+            for p in v.chunks_exact(2) {
                 w.element();
                 w.u64(u64::from(u16::from_le_bytes([p[0], p[1]])));
             }
             w.end_array();
-            return Ok(());
         }
-        Payload::IpcMsg => {
-            let qnum = typed::<pb::IpcMsgEntry>(&name, at, data)?.qnum;
-            w.key("extra");
-            if !opts.nopl {
-                w.begin_array();
-            }
-            let mut total = 0u64;
-            for _ in 0..qnum {
-                let Some((mat, mdata)) = read_entry(src, "message header")? else {
-                    break;
-                };
-                let mdata = mdata.to_vec();
-                let m = typed::<pb::IpcMsg>(&name, mat, &mdata)?;
-                let msize = u64::from(m.msize);
-                total += mdata.len() as u64 + msize;
-                let body = src.take(msize as usize, "message body")?.to_vec();
-                src.take((round_up(msize, 8) - msize) as usize, "message padding")?;
-                if !opts.nopl {
-                    w.element();
-                    // crit 4.2 prints these without the pretty value forms.
-                    message_json(w, &name, msg::IPC_MSG, mat, &mdata, false)?;
-                    w.element();
-                    b64(w, &body);
-                }
-            }
-            if opts.nopl {
-                w.str(format!("... <{}>", human_size(total)).as_bytes());
-            } else {
-                w.end_array();
-            }
-            return Ok(());
-        }
-    };
-    w.key("extra");
-    let d = src.take(len as usize, "payload")?;
-    if opts.nopl {
-        w.str(format!("... <{}>", human_size(len)).as_bytes());
-    } else {
-        let d = d.to_vec();
-        b64(w, &d);
+        // Returned above.
+        EntryPayload::None | EntryPayload::Msgs(_) => {}
     }
-    src.take(pad as usize, "payload padding")?;
     Ok(())
 }
 
-fn ghost_file<W: Write>(src: &mut Source, w: &mut JsonWriter<W>, opts: DecodeOpts) -> Result<u64> {
-    let name = src.name.clone();
-    let Some((at, data)) = read_entry(src, "ghost file entry")? else {
-        return Err(src.err(src.pos(), "ghost file image has no entry"));
-    };
-    let data = data.to_vec();
-    let head = typed::<pb::GhostFileEntry>(&name, at, &data)?;
-    let mut n = 1;
-    w.element();
-    message_json_open(w, &name, msg::GHOST_FILE_ENTRY, at, &data, opts.pretty)?;
-    if head.chunks.unwrap_or(false) {
-        w.end_object();
-        while let Some((cat, cdata)) = read_entry(src, "ghost chunk")? {
-            n += 1;
-            let cdata = cdata.to_vec();
-            let c = typed::<pb::GhostChunkEntry>(&name, cat, &cdata)?;
-            w.element();
-            message_json_open(w, &name, msg::GHOST_CHUNK_ENTRY, cat, &cdata, opts.pretty)?;
-            let body = src.take(
-                usize::try_from(c.len).unwrap_or(usize::MAX),
-                "ghost chunk data",
-            )?;
-            if !opts.nopl {
-                let body = body.to_vec();
-                w.key("extra");
-                b64(w, &body);
-            }
-            w.end_object();
-            w.maybe_flush().map_err(|e| Error::io("write", e))?;
-        }
-    } else {
-        let rest = src.rest()?;
-        if !opts.nopl {
-            let rest = rest.to_vec();
-            w.key("extra");
-            b64(w, &rest);
-        }
-        w.end_object();
+/// A System V queue's messages: each `ipc_msg` then its text.
+fn msgs_json<W: Write>(
+    w: &mut JsonWriter<W>,
+    file: &str,
+    msgs: IpcMsgs,
+    opts: DecodeOpts,
+) -> Result<()> {
+    w.key("extra");
+    if opts.nopl {
+        let total = msgs.map(|m| m.header.len() + m.body.len()).sum();
+        size_json(w, total);
+        return Ok(());
     }
-    Ok(n)
+    w.begin_array();
+    for m in msgs {
+        w.element();
+        // crit 4.2 prints these without the pretty value forms.
+        message_json(w, file, msg::IPC_MSG, m.header_offset, m.header, false)?;
+        w.element();
+        b64(w, m.body);
+    }
+    w.end_array();
+    Ok(())
 }
 
 /// Counts entries the way decode sees them (crit 4.2's `info` miscounts
 /// images whose entries carry payloads; this does not). For pagemaps the
 /// head is not counted, as in crit.
 pub fn count(src: &mut Source) -> Result<(&'static Magic, u64)> {
-    let mg = read_magic(src)?;
+    let mut rd = EntryReader::new(src)?;
+    let mg = rd.magic();
     // Walk the entries exactly as decode does, so that a count is only
     // given for an image that decodes.
     let mut sink = JsonWriter::new(std::io::sink(), false);
-    let mut n = decode_after_magic(
-        src,
-        mg,
+    let mut n = decode_entries(
+        &mut rd,
         &mut sink,
         DecodeOpts {
             pretty: false,
@@ -402,7 +253,7 @@ pub fn encode(r: &mut JsonReader, file: &str, out: &mut impl Write) -> Result<()
                     let mut sub = JsonReader::new(&text[..]);
                     let mut e2 = Encoder::new(&mut sub);
                     e2.path.key("entries");
-                    write_header(found, out)?;
+                    entry::write_header(out, found).map_err(|e| Error::io("write", e))?;
                     entries(&mut e2, found, out).map_err(|e| match e {
                         Fail::Json(e) => json_err(file, e),
                         Fail::Other(e) => e,
@@ -417,7 +268,7 @@ pub fn encode(r: &mut JsonReader, file: &str, out: &mut impl Write) -> Result<()
                     continue;
                 };
                 enc.path.key("entries");
-                write_header(found, out)?;
+                entry::write_header(out, found).map_err(|e| Error::io("write", e))?;
                 entries(&mut enc, found, out).map_err(|e| match e {
                     Fail::Json(e) => json_err(file, e),
                     Fail::Other(e) => e,
@@ -445,16 +296,6 @@ pub fn encode(r: &mut JsonReader, file: &str, out: &mut impl Write) -> Result<()
     Ok(())
 }
 
-fn write_header(mg: &Magic, out: &mut impl Write) -> Result<()> {
-    let io = |e| Error::io("write", e);
-    match mg.header {
-        Header::Bare => {}
-        Header::Common => out.write_all(&IMG_COMMON.to_le_bytes()).map_err(io)?,
-        Header::Service => out.write_all(&IMG_SERVICE.to_le_bytes()).map_err(io)?,
-    }
-    out.write_all(&mg.value.to_le_bytes()).map_err(io)
-}
-
 enum Fail {
     Json(EncodeError),
     Other(Error),
@@ -466,11 +307,8 @@ impl From<EncodeError> for Fail {
     }
 }
 
-fn write_framed(out: &mut impl Write, body: &[u8]) -> std::result::Result<(), Fail> {
-    let io = |e| Fail::Other(Error::io("write", e));
-    out.write_all(&(body.len() as u32).to_le_bytes())
-        .map_err(io)?;
-    out.write_all(body).map_err(io)
+fn write_err(e: std::io::Error) -> Fail {
+    Fail::Other(Error::io("write", e))
 }
 
 fn entries(enc: &mut Encoder, mg: &Magic, out: &mut impl Write) -> std::result::Result<(), Fail> {
@@ -479,7 +317,6 @@ fn entries(enc: &mut Encoder, mg: &Magic, out: &mut impl Write) -> std::result::
     let mut first = true;
     let mut i = 0usize;
     let mut buf = Vec::with_capacity(4096);
-    let mut ghost_chunks: Option<bool> = None;
     enc.path.index(0);
     loop {
         let more = enc.r.next_element(&mut first);
@@ -488,71 +325,21 @@ fn entries(enc: &mut Encoder, mg: &Magic, out: &mut impl Write) -> std::result::
         }
         enc.path.set_index(i);
         buf.clear();
-        let (m, payload) = match mg.layout {
-            Layout::Entries(m, p) => (m, p),
-            Layout::Pagemap => (
-                if i == 0 {
-                    msg::PAGEMAP_HEAD
-                } else {
-                    msg::PAGEMAP_ENTRY
-                },
-                Payload::None,
-            ),
-            Layout::GhostFile => (
-                if i == 0 {
-                    msg::GHOST_FILE_ENTRY
-                } else {
-                    msg::GHOST_CHUNK_ENTRY
-                },
-                Payload::None,
-            ),
-        };
+        let m = entry::message_of(mg.layout, i as u64);
         let extras = enc.message(m, &mut buf, &["extra"])?;
         let extra = extras.into_iter().next().map(|(_, v)| v);
-        write_framed(out, &buf)?;
-        if mg.layout == Layout::GhostFile {
-            if i == 0 {
-                let g = pb::GhostFileEntry::decode(&buf[..])
-                    .map_err(|e| enc_fail(enc, &e.to_string()))?;
-                ghost_chunks = Some(g.chunks.unwrap_or(false));
+        entry::write_entry(out, &buf).map_err(write_err)?;
+        match mg.layout {
+            Layout::GhostFile => ghost_payload(enc, i, &buf, extra.as_deref(), out)?,
+            Layout::Entries(_, payload) if payload != Payload::None => {
+                write_payload(enc, payload, &buf, extra.as_deref(), out)?
             }
-            let wants = if i == 0 {
-                !ghost_chunks.unwrap_or(false)
-            } else {
-                true
-            };
-            if !wants {
-                if extra.is_some() {
-                    return Err(enc_fail(
-                        enc,
-                        "a chunked ghost file carries its data in the chunk entries",
-                    )
-                    .into());
-                }
-            } else {
-                let data = b64_text(enc, extra.as_deref())?;
-                if i > 0 {
-                    let c = pb::GhostChunkEntry::decode(&buf[..])
-                        .map_err(|e| enc_fail(enc, &e.to_string()))?;
-                    if c.len != data.len() as u64 {
-                        return Err(enc_fail(
-                            enc,
-                            &format!(
-                                "\"extra\" holds {} bytes but len says {}",
-                                data.len(),
-                                c.len
-                            ),
-                        )
-                        .into());
-                    }
-                }
-                out.write_all(&data)
-                    .map_err(|e| Fail::Other(Error::io("write", e)))?;
+            _ if extra.is_some() => {
+                return Err(
+                    enc_fail(enc, &format!("{} entries carry no \"extra\"", mg.name)).into(),
+                )
             }
-        } else if payload != Payload::None {
-            write_payload(enc, payload, &buf, extra.as_deref(), out)?;
-        } else if extra.is_some() {
-            return Err(enc_fail(enc, &format!("{} entries carry no \"extra\"", mg.name)).into());
+            _ => {}
         }
         i += 1;
     }
@@ -562,6 +349,10 @@ fn entries(enc: &mut Encoder, mg: &Magic, out: &mut impl Write) -> std::result::
 
 fn enc_fail(enc: &Encoder, m: &str) -> EncodeError {
     enc.fail::<()>(m).unwrap_err()
+}
+
+fn decode_fail(enc: &Encoder, e: prost::DecodeError) -> Fail {
+    Fail::Json(enc_fail(enc, &e.to_string()))
 }
 
 /// The bytes of a base64 `"extra"` string (absent means none).
@@ -576,6 +367,52 @@ fn b64_text(enc: &Encoder, text: Option<&[u8]>) -> std::result::Result<Vec<u8>, 
         .map_err(|e| enc_fail(enc, &format!("\"extra\": bad base64: {e}")))
 }
 
+/// Refuses an `"extra"` of `got` bytes where the message's `field` says `want`.
+fn check_len(enc: &Encoder, got: usize, want: u64, field: &str) -> std::result::Result<(), Fail> {
+    if got as u64 != want {
+        return Err(Fail::Json(enc_fail(
+            enc,
+            &format!("\"extra\" holds {got} bytes but {field} says {want}"),
+        )));
+    }
+    Ok(())
+}
+
+/// The contents after ghost file entry `i`: the file's bytes after an
+/// unchunked head, each chunk's after it.
+fn ghost_payload(
+    enc: &Encoder,
+    i: usize,
+    body: &[u8],
+    extra: Option<&[u8]>,
+    out: &mut impl Write,
+) -> std::result::Result<(), Fail> {
+    if i == 0 {
+        let g = pb::GhostFileEntry::decode(body).map_err(|e| decode_fail(enc, e))?;
+        if g.chunks.unwrap_or(false) {
+            if extra.is_some() {
+                let m = "a chunked ghost file carries its data in the chunk entries";
+                return Err(enc_fail(enc, m).into());
+            }
+            return Ok(());
+        }
+    }
+    let data = b64_text(enc, extra)?;
+    if i > 0 {
+        let c = pb::GhostChunkEntry::decode(body).map_err(|e| decode_fail(enc, e))?;
+        if c.len != data.len() as u64 {
+            let m = format!(
+                "\"extra\" holds {} bytes but len says {}",
+                data.len(),
+                c.len
+            );
+            return Err(enc_fail(enc, &m).into());
+        }
+    }
+    entry::write_payload(out, &EntryPayload::Bytes(&data)).map_err(write_err)
+}
+
+/// The payload after an entry whose message is `body`, from its `"extra"`.
 fn write_payload(
     enc: &mut Encoder,
     payload: Payload,
@@ -583,193 +420,204 @@ fn write_payload(
     extra: Option<&[u8]>,
     out: &mut impl Write,
 ) -> std::result::Result<(), Fail> {
-    let io = |e| Fail::Other(Error::io("write", e));
-    let bad = |e: prost::DecodeError| Fail::Json(enc_fail(enc, &e.to_string()));
-    let check = |enc: &Encoder, got: usize, want: u64, field: &str| {
-        if got as u64 != want {
-            Err(Fail::Json(enc_fail(
-                enc,
-                &format!("\"extra\" holds {got} bytes but {field} says {want}"),
-            )))
-        } else {
-            Ok(())
-        }
-    };
-    match payload {
-        Payload::None => {}
+    let p = match payload {
+        Payload::None => return Ok(()),
         Payload::PipeData => {
-            let d = b64_text(enc, extra)?;
-            check(
-                enc,
-                d.len(),
-                u64::from(pb::PipeDataEntry::decode(body).map_err(bad)?.bytes),
-                "bytes",
-            )?;
-            out.write_all(&d).map_err(io)?;
+            let want = pb::PipeDataEntry::decode(body).map(|e| u64::from(e.bytes));
+            return write_bytes(out, &plain_extra(enc, extra, want, "bytes")?);
         }
         Payload::SkQueue => {
-            let d = b64_text(enc, extra)?;
-            check(
-                enc,
-                d.len(),
-                u64::from(pb::SkPacketEntry::decode(body).map_err(bad)?.length),
-                "length",
-            )?;
-            out.write_all(&d).map_err(io)?;
+            let want = pb::SkPacketEntry::decode(body).map(|e| u64::from(e.length));
+            return write_bytes(out, &plain_extra(enc, extra, want, "length")?);
         }
         Payload::BpfMap => {
-            let d = b64_text(enc, extra)?;
-            let b = pb::BpfmapDataEntry::decode(body).map_err(bad)?;
-            check(
-                enc,
-                d.len(),
-                u64::from(b.keys_bytes) + u64::from(b.values_bytes),
-                "keys_bytes + values_bytes",
-            )?;
-            out.write_all(&d).map_err(io)?;
+            let want = pb::BpfmapDataEntry::decode(body)
+                .map(|b| u64::from(b.keys_bytes) + u64::from(b.values_bytes));
+            let d = plain_extra(enc, extra, want, "keys_bytes + values_bytes")?;
+            return write_bytes(out, &d);
         }
         Payload::IpcShm => {
-            let d = b64_text(enc, extra)?;
-            let size = pb::IpcShmEntry::decode(body).map_err(bad)?.size;
-            check(enc, d.len(), size, "size")?;
-            out.write_all(&d).map_err(io)?;
-            out.write_all(&vec![0; (round_up(size, 4) - size) as usize])
-                .map_err(io)?;
+            let want = pb::IpcShmEntry::decode(body).map(|e| e.size);
+            let d = plain_extra(enc, extra, want, "size")?;
+            return entry::write_payload(out, &EntryPayload::Shm(&d)).map_err(write_err);
         }
         Payload::TcpStream => {
-            let t = pb::TcpStreamEntry::decode(body).map_err(bad)?;
-            let mut inq = Vec::new();
-            let mut outq = Vec::new();
-            if let Some(text) = extra {
-                let mut r = JsonReader::new(text);
-                let mut e2 = Encoder::new(&mut r);
-                e2.path = std::mem::take(&mut enc.path);
-                e2.path.key("extra");
-                let st = e2.r.expect(b'{', "an object with inq and outq");
-                let res = e2.lift(st).and_then(|_| {
-                    let mut first = true;
-                    loop {
-                        let k = e2.r.next_key(&mut first);
-                        if !e2.lift(k)? {
-                            break Ok(());
-                        }
-                        let key = e2.r.scratch.clone();
-                        let c = e2.r.capture();
-                        let text = e2.lift(c)?;
-                        let d = b64_text(&e2, Some(&text))?;
-                        match key.as_slice() {
-                            b"inq" => inq = d,
-                            b"outq" => outq = d,
-                            _ => {
-                                return Err(enc_fail(
-                                    &e2,
-                                    "tcp extra has only \"inq\" and \"outq\"",
-                                ))
-                            }
-                        }
-                    }
-                });
-                e2.path.pop();
-                enc.path = std::mem::take(&mut e2.path);
-                res?;
-            }
-            check(enc, inq.len(), u64::from(t.inq_len), "inq_len")?;
-            check(enc, outq.len(), u64::from(t.outq_len), "outq_len")?;
-            out.write_all(&inq).map_err(io)?;
-            out.write_all(&outq).map_err(io)?;
+            let t = pb::TcpStreamEntry::decode(body).map_err(|e| decode_fail(enc, e))?;
+            let (inq, outq) = tcp_extra(enc, extra)?;
+            check_len(enc, inq.len(), u64::from(t.inq_len), "inq_len")?;
+            check_len(enc, outq.len(), u64::from(t.outq_len), "outq_len")?;
+            (inq, outq)
         }
         Payload::IpcSem => {
-            let n = u64::from(pb::IpcSemEntry::decode(body).map_err(bad)?.nsems);
-            let mut vals: Vec<u8> = Vec::new();
-            if let Some(text) = extra {
-                let mut r = JsonReader::new(text);
-                let st = r.expect(b'[', "a list of semaphore values");
-                st.map_err(|e| enc_fail(enc, &e.msg))?;
-                let mut first = true;
-                while r
-                    .next_element(&mut first)
-                    .map_err(|e| enc_fail(enc, &e.msg))?
-                {
-                    match r.number().map_err(|e| enc_fail(enc, &e.msg))? {
-                        super::reader::Number::Int(v) if (0..=0xffff).contains(&v) => {
-                            vals.extend_from_slice(&(v as u16).to_le_bytes())
-                        }
-                        _ => return Err(enc_fail(enc, "semaphore values are 0..65535").into()),
-                    }
-                }
-            }
-            if vals.len() as u64 != n * 2 {
-                return Err(enc_fail(
-                    enc,
-                    &format!(
-                        "\"extra\" holds {} values but nsems says {n}",
-                        vals.len() / 2
-                    ),
-                )
-                .into());
-            }
-            out.write_all(&vals).map_err(io)?;
-            out.write_all(&vec![0; (round_up(n * 2, 8) - n * 2) as usize])
-                .map_err(io)?;
+            let n = pb::IpcSemEntry::decode(body)
+                .map_err(|e| decode_fail(enc, e))?
+                .nsems;
+            let vals = sem_extra(enc, u64::from(n), extra)?;
+            return entry::write_payload(out, &EntryPayload::Sem(&vals)).map_err(write_err);
         }
         Payload::IpcMsg => {
-            let qnum = pb::IpcMsgEntry::decode(body).map_err(bad)?.qnum;
-            let mut count = 0u32;
-            if let Some(text) = extra {
-                let mut r = JsonReader::new(text);
-                let mut e2 = Encoder::new(&mut r);
-                e2.path = std::mem::take(&mut enc.path);
-                e2.path.key("extra");
-                let res = (|| -> std::result::Result<(), Fail> {
-                    let st = e2.r.expect(b'[', "a list of messages and their data");
-                    e2.lift(st)?;
-                    let mut first = true;
-                    let mut k = 0;
-                    e2.path.index(0);
-                    loop {
-                        let more = e2.r.next_element(&mut first);
-                        if !e2.lift(more)? {
-                            break;
-                        }
-                        e2.path.set_index(k);
-                        let mut hdr = Vec::new();
-                        e2.message(msg::IPC_MSG, &mut hdr, &[])?;
-                        let m = pb::IpcMsg::decode(&hdr[..])
-                            .map_err(|e| Fail::Json(enc_fail(&e2, &e.to_string())))?;
-                        let more = e2.r.next_element(&mut first);
-                        if !e2.lift(more)? {
-                            return Err(enc_fail(&e2, "a message header without its data").into());
-                        }
-                        e2.path.set_index(k + 1);
-                        let c = e2.r.capture();
-                        let text = e2.lift(c)?;
-                        let d = b64_text(&e2, Some(&text))?;
-                        if d.len() < m.msize as usize {
-                            return Err(enc_fail(&e2, "message data is shorter than msize").into());
-                        }
-                        write_framed(out, &hdr)?;
-                        let ms = u64::from(m.msize);
-                        out.write_all(&d[..ms as usize]).map_err(io)?;
-                        out.write_all(&vec![0; (round_up(ms, 8) - ms) as usize])
-                            .map_err(io)?;
-                        count += 1;
-                        k += 2;
-                    }
-                    e2.path.pop();
-                    Ok(())
-                })();
-                e2.path.pop();
-                enc.path = std::mem::take(&mut e2.path);
-                res?;
+            let qnum = pb::IpcMsgEntry::decode(body)
+                .map_err(|e| decode_fail(enc, e))?
+                .qnum;
+            return write_msgs(enc, qnum, extra, out);
+        }
+    };
+    let tcp = EntryPayload::Tcp {
+        inq: &p.0,
+        outq: &p.1,
+    };
+    entry::write_payload(out, &tcp).map_err(write_err)
+}
+
+/// Plain payload bytes from a base64 `"extra"`, which must be as long as
+/// the message's `field` (`want`) says.
+fn plain_extra(
+    enc: &Encoder,
+    extra: Option<&[u8]>,
+    want: std::result::Result<u64, prost::DecodeError>,
+    field: &str,
+) -> std::result::Result<Vec<u8>, Fail> {
+    let d = b64_text(enc, extra)?;
+    let want = want.map_err(|e| decode_fail(enc, e))?;
+    check_len(enc, d.len(), want, field)?;
+    Ok(d)
+}
+
+fn write_bytes(out: &mut impl Write, d: &[u8]) -> std::result::Result<(), Fail> {
+    entry::write_payload(out, &EntryPayload::Bytes(d)).map_err(write_err)
+}
+
+/// A TCP stream's `"extra"`: `{"inq": BASE64, "outq": BASE64}`.
+fn tcp_extra(
+    enc: &mut Encoder,
+    extra: Option<&[u8]>,
+) -> std::result::Result<(Vec<u8>, Vec<u8>), Fail> {
+    let mut inq = Vec::new();
+    let mut outq = Vec::new();
+    let Some(text) = extra else {
+        return Ok((inq, outq));
+    };
+    let mut r = JsonReader::new(text);
+    let mut e2 = Encoder::new(&mut r);
+    e2.path = std::mem::take(&mut enc.path);
+    e2.path.key("extra");
+    let st = e2.r.expect(b'{', "an object with inq and outq");
+    let res = e2.lift(st).and_then(|_| {
+        let mut first = true;
+        loop {
+            let k = e2.r.next_key(&mut first);
+            if !e2.lift(k)? {
+                break Ok(());
             }
-            if count != qnum {
-                return Err(enc_fail(
-                    enc,
-                    &format!("\"extra\" holds {count} messages but qnum says {qnum}"),
-                )
-                .into());
+            let key = e2.r.scratch.clone();
+            let c = e2.r.capture();
+            let text = e2.lift(c)?;
+            let d = b64_text(&e2, Some(&text))?;
+            match key.as_slice() {
+                b"inq" => inq = d,
+                b"outq" => outq = d,
+                _ => return Err(enc_fail(&e2, "tcp extra has only \"inq\" and \"outq\"")),
+            }
+        }
+    });
+    e2.path.pop();
+    enc.path = std::mem::take(&mut e2.path);
+    res?;
+    Ok((inq, outq))
+}
+
+/// Semaphore values from `"extra"`, a list of `nsems` numbers, as u16s.
+fn sem_extra(
+    enc: &Encoder,
+    nsems: u64,
+    extra: Option<&[u8]>,
+) -> std::result::Result<Vec<u8>, Fail> {
+    let mut vals: Vec<u8> = Vec::new();
+    if let Some(text) = extra {
+        let mut r = JsonReader::new(text);
+        let st = r.expect(b'[', "a list of semaphore values");
+        st.map_err(|e| enc_fail(enc, &e.msg))?;
+        let mut first = true;
+        while r
+            .next_element(&mut first)
+            .map_err(|e| enc_fail(enc, &e.msg))?
+        {
+            match r.number().map_err(|e| enc_fail(enc, &e.msg))? {
+                super::reader::Number::Int(v) if (0..=0xffff).contains(&v) => {
+                    vals.extend_from_slice(&(v as u16).to_le_bytes())
+                }
+                _ => return Err(enc_fail(enc, "semaphore values are 0..65535").into()),
             }
         }
     }
+    if vals.len() as u64 != nsems * 2 {
+        let got = vals.len() / 2;
+        let m = format!("\"extra\" holds {got} values but nsems says {nsems}");
+        return Err(enc_fail(enc, &m).into());
+    }
+    Ok(vals)
+}
+
+/// A System V queue's messages from `"extra"`, a list alternating
+/// `ipc_msg` objects and their base64 text, written as they are read.
+fn write_msgs(
+    enc: &mut Encoder,
+    qnum: u32,
+    extra: Option<&[u8]>,
+    out: &mut impl Write,
+) -> std::result::Result<(), Fail> {
+    let mut count = 0u32;
+    if let Some(text) = extra {
+        let mut r = JsonReader::new(text);
+        let mut e2 = Encoder::new(&mut r);
+        e2.path = std::mem::take(&mut enc.path);
+        e2.path.key("extra");
+        let res = msgs_list(&mut e2, &mut count, out);
+        e2.path.pop();
+        enc.path = std::mem::take(&mut e2.path);
+        res?;
+    }
+    if count != qnum {
+        let m = format!("\"extra\" holds {count} messages but qnum says {qnum}");
+        return Err(enc_fail(enc, &m).into());
+    }
+    Ok(())
+}
+
+fn msgs_list(
+    e2: &mut Encoder,
+    count: &mut u32,
+    out: &mut impl Write,
+) -> std::result::Result<(), Fail> {
+    let st = e2.r.expect(b'[', "a list of messages and their data");
+    e2.lift(st)?;
+    let mut first = true;
+    let mut k = 0;
+    e2.path.index(0);
+    loop {
+        let more = e2.r.next_element(&mut first);
+        if !e2.lift(more)? {
+            break;
+        }
+        e2.path.set_index(k);
+        let mut hdr = Vec::new();
+        e2.message(msg::IPC_MSG, &mut hdr, &[])?;
+        let m = pb::IpcMsg::decode(&hdr[..]).map_err(|e| decode_fail(e2, e))?;
+        let more = e2.r.next_element(&mut first);
+        if !e2.lift(more)? {
+            return Err(enc_fail(e2, "a message header without its data").into());
+        }
+        e2.path.set_index(k + 1);
+        let c = e2.r.capture();
+        let text = e2.lift(c)?;
+        let d = b64_text(e2, Some(&text))?;
+        let Some(body) = d.get(..m.msize as usize) else {
+            return Err(enc_fail(e2, "message data is shorter than msize").into());
+        };
+        entry::write_ipc_msg(out, &hdr, body).map_err(write_err)?;
+        *count += 1;
+        k += 2;
+    }
+    e2.path.pop();
     Ok(())
 }

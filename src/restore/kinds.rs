@@ -9,8 +9,9 @@ use super::plan::{read_pagemap, Plan};
 use super::reservoir::Reservoir;
 use super::Log;
 use crate::error::{Error, Result};
+use crate::image::entry::EntryReader;
 use crate::image::pb;
-use crate::image::typed::{expect_magic, read_all, Mapped};
+use crate::image::typed::{read_all, Mapped};
 use crate::model::unix::{ST_CLOSE, ST_LISTEN};
 use std::collections::HashMap;
 use std::io::{Seek, SeekFrom, Write};
@@ -99,38 +100,30 @@ pub fn open_ghosts(plan: &Plan, res: &mut Reservoir) -> Result<()> {
 fn read_ghost(p: &std::path::Path) -> Result<(pb::GhostFileEntry, Vec<u8>)> {
     let file = Mapped::open(p)?;
     let mut src = file.source();
-    expect_magic(&mut src, "GHOST_FILE")?;
-    let at = src.pos();
-    let n = src.u32_or_eof("entry length")?.unwrap_or(0);
-    let d = src.take(n as usize, "entry")?;
-    let head = <pb::GhostFileEntry as prost::Message>::decode(d).map_err(|e| Error::Image {
-        file: file.name.clone(),
-        offset: at,
-        msg: format!("bad entry: {e}"),
-    })?;
-    let mut data = Vec::new();
+    let mut rd = EntryReader::expect(&mut src, "GHOST_FILE")?;
+    // An image without even a head reads as an empty file.
+    let (head, mut data) = match rd.next_entry()? {
+        Some(e) => (e.decode::<pb::GhostFileEntry>()?, e.raw_payload.to_vec()),
+        None => Default::default(),
+    };
     if head.chunks.unwrap_or(false) {
-        while let Some(n) = src.u32_or_eof("chunk length")? {
-            let at = src.pos();
-            let d = src.take(n as usize, "chunk")?;
-            let c =
-                <pb::GhostChunkEntry as prost::Message>::decode(d).map_err(|e| Error::Image {
+        while let Some(e) = rd.next_entry()? {
+            let c = <pb::GhostChunkEntry as prost::Message>::decode(e.message).map_err(|err| {
+                Error::Image {
                     file: file.name.clone(),
-                    offset: at,
-                    msg: format!("bad chunk: {e}"),
-                })?;
-            let body = src.take(c.len as usize, "chunk data")?;
+                    offset: e.message_offset(),
+                    msg: format!("bad chunk: {err}"),
+                }
+            })?;
             let end = (c.off + c.len) as usize;
             if data.len() < end {
                 data.resize(end, 0);
             }
-            data[c.off as usize..end].copy_from_slice(body);
+            data[c.off as usize..end].copy_from_slice(e.raw_payload);
         }
         if let Some(s) = head.size {
             data.resize(s as usize, 0);
         }
-    } else {
-        data = src.rest()?.to_vec();
     }
     Ok((head, data))
 }

@@ -3,9 +3,10 @@
 //! here touches the system; every later step works from the plan.
 
 use crate::error::{Error, Result};
+use crate::image::entry::EntryReader;
 use crate::image::pb;
 use crate::image::source::Source;
-use crate::image::typed::{expect_magic, read_all, read_one, Mapped};
+use crate::image::typed::{read_all, read_one, Mapped};
 use crate::model::unix::Model;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -199,7 +200,7 @@ impl Plan {
                     }
                     rights.extend_from_slice(&scm.rights);
                 }
-                Ok(((e.id_for, rights), e.length as usize))
+                Ok((e.id_for, rights))
             })?
             .into_iter()
             .map(|((id_for, rights), data)| Packet {
@@ -212,7 +213,7 @@ impl Plan {
             let v = read_payload_image(&img(dir, name), magic, |d| {
                 let e =
                     <pb::PipeDataEntry as prost::Message>::decode(d).map_err(|e| e.to_string())?;
-                Ok((e.pipe_id, e.bytes as usize))
+                Ok(e.pipe_id)
             })?;
             Ok(v.into_iter().collect())
         };
@@ -408,24 +409,13 @@ pub fn read_pagemap(
 ) -> Result<(u32, Vec<pb::PagemapEntry>)> {
     let file = Mapped::open(path)?;
     let mut src = file.source();
-    expect_magic(&mut src, "PAGEMAP")?;
+    let mut rd = EntryReader::expect(&mut src, "PAGEMAP")?;
     let mut head = None;
-    loop {
-        let at = src.pos();
-        let Some(size) = src.u32_or_eof("entry length")? else {
-            break;
-        };
-        let data = src.take(size as usize, "entry")?;
-        let bad = |e: prost::DecodeError| Error::Image {
-            file: file.name.clone(),
-            offset: at,
-            msg: format!("bad entry: {e}"),
-        };
+    while let Some(e) = rd.next_entry()? {
         if head.is_none() {
-            let h = <pb::PagemapHead as prost::Message>::decode(data).map_err(bad)?;
-            head = Some(h.pages_id);
+            head = Some(e.decode::<pb::PagemapHead>()?.pages_id);
         } else {
-            out.push(<pb::PagemapEntry as prost::Message>::decode(data).map_err(bad)?);
+            out.push(e.decode()?);
         }
     }
     let id = head.ok_or_else(|| Error::msg(format!("{}: no pagemap head", path.display())))?;
@@ -433,32 +423,26 @@ pub fn read_pagemap(
 }
 
 /// Reads an image whose entries are followed by payloads. `parse` decodes an
-/// entry into (key, payload length). A missing file reads as empty.
+/// entry into its key. A missing file reads as empty.
 fn read_payload_image<K>(
     path: &Path,
     magic: &str,
-    parse: impl Fn(&[u8]) -> std::result::Result<(K, usize), String>,
+    parse: impl Fn(&[u8]) -> std::result::Result<K, String>,
 ) -> Result<Vec<(K, Vec<u8>)>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
     let file = Mapped::open(path)?;
     let mut src: Source = file.source();
-    expect_magic(&mut src, magic)?;
+    let mut rd = EntryReader::expect(&mut src, magic)?;
     let mut v = Vec::new();
-    loop {
-        let at = src.pos();
-        let Some(size) = src.u32_or_eof("entry length")? else {
-            break;
-        };
-        let data = src.take(size as usize, "entry")?;
-        let (key, len) = parse(data).map_err(|msg| Error::Image {
+    while let Some(e) = rd.next_entry()? {
+        let key = parse(e.message).map_err(|msg| Error::Image {
             file: file.name.clone(),
-            offset: at,
+            offset: e.offset,
             msg: format!("bad entry: {msg}"),
         })?;
-        let payload = src.take(len, "payload")?.to_vec();
-        v.push((key, payload));
+        v.push((key, e.raw_payload.to_vec()));
     }
     Ok(v)
 }

@@ -241,28 +241,9 @@ pub fn files(dir: &Path) -> Vec<pb::FileEntry> {
 
 /// Reads `len` bytes at `vaddr` of a task from its pagemap and pages images.
 pub fn read_dumped(dir: &Path, pid: i32, vaddr: u64, len: usize) -> Option<Vec<u8>> {
-    let pm = std::fs::read(dir.join(format!("pagemap-{pid}.img"))).ok()?;
-    let entries: Vec<pb::PagemapEntry> = {
-        // First entry is the head; read raw framing.
-        let mut v = Vec::new();
-        let mut off = 8;
-        let mut first = true;
-        while off + 4 <= pm.len() {
-            let n = u32::from_le_bytes([pm[off], pm[off + 1], pm[off + 2], pm[off + 3]]) as usize;
-            off += 4;
-            if !first {
-                v.push(<pb::PagemapEntry as prost::Message>::decode(&pm[off..off + n]).ok()?);
-            }
-            first = false;
-            off += n;
-        }
-        v
-    };
-    let head: pb::PagemapHead =
-        typed::read_all::<pb::PagemapHead>(&dir.join(format!("pagemap-{pid}.img")), "PAGEMAP")
-            .ok()?
-            .remove(0);
-    let pages = std::fs::read(dir.join(format!("pages-{}.img", head.pages_id))).ok()?;
+    let pagemap = dir.join(format!("pagemap-{pid}.img"));
+    let (pages_id, entries) = crit::restore::plan::read_pagemap(&pagemap, Vec::new()).ok()?;
+    let pages = std::fs::read(dir.join(format!("pages-{pages_id}.img"))).ok()?;
     let mut out = Vec::with_capacity(len);
     let mut at = vaddr;
     while out.len() < len {
