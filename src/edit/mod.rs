@@ -264,7 +264,6 @@ fn read_queues(path: &Path) -> Result<Queues> {
     Ok(q)
 }
 
-
 /// A `file_entry` as crit's compact JSON with pretty value forms.
 fn entry_json(bytes: &[u8]) -> String {
     let mut w = JsonWriter::new(Vec::new(), false);
