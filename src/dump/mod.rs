@@ -14,76 +14,8 @@
 //! `crit dump` never leaves the tree frozen; task memory is copied by a
 //! writer thread ([`pages`]) while descriptors are read.
 //!
-//! Done (tests in tests/dump_*.rs; docs/dump.md has the user's view):
-//! - tree: pstree with pids, ppid, pgid, sid and threads (depth-first, as
-//!   CRIU); threads; process groups and sessions led inside the tree;
-//!   group-stopped tasks (task_state 3); zombies (a core with TASK_DEAD
-//!   and the exit status, as CRIU) [dump_tree];
-//! - core per thread: registers, FPU/xsave (CPU's components, CET), GDT
-//!   TLS, fs/gs base, blocked mask, rseq, robust list, tid address and
-//!   sigaltstack (injected), creds, nice/policy, seccomp mode and filters,
-//!   pending signals (thread and process queues); per task: sigactions
-//!   with sa_restorer, itimers, POSIX timers, rlimits, personality, comm,
-//!   flags, loginuid, oom_score_adj, child-subreaper, pdeath signal
-//!   [dump_basic, dump_tree];
-//! - memory: every VMA with CRIU's status bits (heap, stack + hidden guard
-//!   page, vdso, vvar, vsyscall, file private/shared, memfd/shared anon),
-//!   madvise bits, mm_* from /proc/PID/stat, brk, auxv (CRIU's 44 words),
-//!   exe, dumpable, THP; pagemap + pages: present/swapped, not the zero
-//!   page, private-file pages only when copied on write, vdso whole,
-//!   PE_LAZY as CRIU; batched process_vm_readv, one write per 16 MiB batch;
-//!   shared anonymous memory and memfd in CRIU 4.2's memfd form with
-//!   pagemap-shmem [dump_basic, dump_files];
-//! - fs, ids (kcmp; namespace ids numbered as CRIU), inventory (last),
-//!   timens, seccomp;
-//! - files: regular files (flags, offset, size, build id), directories,
-//!   device nodes, deleted files (open, mapped or the exe) as ghost files,
-//!   pipes and fifos with data (tee, not consumed), eventfd, epoll with
-//!   targets, timerfd, signalfd, inotify (handles and paths), memfd, TCP
-//!   listeners, UDP (IPv4/IPv6, connected or not), netlink (bound or
-//!   not), file owners of sockets and O_ASYNC files, the terminal only
-//!   with --shell-job (as a regular file entry) [dump_files];
-//! - unix sockets: stream, dgram, seqpacket; socketpairs; path names with
-//!   file mode/owner, deleted paths, names relative to the cwd, abstract
-//!   names; listeners with pending connections (peer = listener, as
-//!   CRIU), and without -R the data such a connection carries (its
-//!   unaccepted end taken as the last step, see sockets::drain_pending);
-//!   accepted/connected; queues with message boundaries (MSG_PEEK +
-//!   SO_PEEK_OFF on a pidfd_getfd copy, restored after); shutdown state;
-//!   CRIU's socket options; topology from NETLINK_SOCK_DIAG; peers outside
-//!   the tree refused with inode, peer, address and holder, or with
-//!   consent written as CRIU writes an external peer, for every type
-//!   [dump_unix, dump_parity];
-//! - field-for-field parity with CRIU 4.2's fixtures (counter, usk_server,
-//!   usk_tree, usk_ext_dgram, kitchen) [dump_parity];
-//! - dump + `crit restore` round trips of CRIU's fixture programs, each
-//!   checking its own state after restore (counter, kitchen, sessions,
-//!   threads, usk_pair, usk_server, usk_deleted, usk_tree) [restore_ours];
-//! - safety: every refusal happens before an image is written and the
-//!   tree resumes; failures halfway, a killed `crit dump` and Ctrl-C on
-//!   the job resume the tree and leave no images [dump_safety]; images
-//!   0600, fsync'd (and the directory), atomic; every image re-encodes to
-//!   the same bytes [all tests];
-//! - benchmark: scripts/bench-dump.sh (frozen time median 0.59 s on an
-//!   idle 2-CPU machine; docs/dump.md has the figures).
-//!
-//! Not done (refused with an error naming pid/fd/inode): established TCP
-//! connections (even with --tcp-established), a file passed in a unix
-//! queue (SCM_RIGHTS) that no task holds any more,
-//! data sent on a connection still pending in a listener (with -R), a pending
-//! connection whose client closed (as CRIU), zero-length datagrams queued,
-//! namespaces other than crit's, a zombie root, System V shm, deleted files over
-//! 1 MiB, a deleted cwd/root, other file kinds (pidfd, io_uring, bpf,
-//! fanotify, packet sockets, ...), 32-bit tasks, a tree whose session or
-//! group leader is outside it (other than the root's), file locks.
-//! Not recorded: file owners (F_SETOWN/F_SETSIG) of files that are neither
-//! sockets nor O_ASYNC, cgroups (cg_set 1 as in CRIU's
-//! fixtures), tty state with --shell-job (CRIU writes tty-info; we write
-//! the terminal as a regular file), a zero-length seqpacket message at the
-//! end of a queue, the datagrams queued on UDP sockets (as CRIU). A
-//! SIGKILL of the worker process itself during an injected syscall can
-//! still harm the task; so can a task that changes its own memory map
-//! through another process sharing it (CLONE_VM outside the tree).
+//! What is dumped, what is refused and why, and the benchmark:
+//! docs/dump.md (the one list of the engine's limits).
 
 pub mod context;
 pub mod core;

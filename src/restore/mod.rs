@@ -1,67 +1,21 @@
 //! `crit restore`: brings a process tree back from CRIU-format images
 //! (ours or CRIU 4.2's) without a restorer blob.
 //!
-//! How: [`plan`] reads the images; [`files`], [`unix`] open every file,
-//! pipe and socket in crit itself; [`tree`] clones the root with its
-//! dumped pid and each task clones its children from inside ([`child`]):
-//! it joins its session and group, moves its fds to their numbers, sets
-//! cwd/root/umask and waits. crit then seizes every task and rebuilds it
-//! from outside ([`memory`], [`regs`], [`task`]) with injected syscalls and
-//! `process_vm_writev`, and detaches them all at once. Any failure kills
-//! what was restored and removes the socket files made ([`rollback`]).
+//! How: [`plan`] reads the images and [`validate`] checks them; [`cpu`]
+//! checks this CPU can hold the threads' state; [`files`], [`kinds`] and
+//! [`unix`] open every file, pipe and socket in crit itself (the unix
+//! sockets through a pure planner, [`unix::plan`]); [`tree`] clones the
+//! root with its dumped pid and each task clones its children from inside
+//! ([`child`]): it joins its session and group, moves its fds to their
+//! numbers, sets cwd/root/umask and waits. crit then seizes the tasks and
+//! rebuilds them from outside, several at once ([`task`], [`memory`],
+//! [`regs`], [`rlimits`], [`seccomp`], [`timers`]) with injected syscalls
+//! and `process_vm_writev`, and lets the whole tree go together. Any
+//! failure kills what was restored and removes the socket files this
+//! restore bound ([`rollback`]).
 //!
-//! Status (kept honest; docs/restore.md has the example and the limits).
-//!
-//! Done, with tests (`cargo test --test 'restore_*'`, as root):
-//! - CRIU 4.2 images: counter, usk_pair, usk_tree, usk_deleted, usk_server,
-//!   kitchen restore and answer OK to SIGUSR1 (`restore_criu`);
-//!   usk_ext_dgram reconnects (recorded or new address), usk_inherit takes
-//!   an `--inherit-fd` socket (its own check sends on a hard-coded fd 3
-//!   while its image has the socket at fd 4, so that check is not used).
-//! - Our dump's images: the same six programs dumped fresh by `crit dump`
-//!   restore and answer OK, plus a session/group tree and a three-thread
-//!   task, each dumped inside read() (`restore_ours`).
-//! - Tree: pids, tids, sessions, groups, parents; threads via injected
-//!   clone3; `--shell-job` keeps crit's session; stopped tasks come back
-//!   stopped, zombies as zombies with their status (`restore_state`).
-//! - Memory: every VMA at its address with protection and flags (private
-//!   and shared, anonymous, file, deleted file, memfd, shmid-based shared
-//!   memory, growsdown), pages, vdso/vvar moved
-//!   where they were, PR_SET_MM_MAP (with auxv and exe), dumpable, THP;
-//!   mmap/munmap/mprotect/madvise batched in one run per task.
-//! - Per thread: registers with the syscall-restart rule, xsave
-//!   (x87/SSE/AVX/AVX-512/PKRU), fs/gs base, signal mask, rseq, robust
-//!   list, tid address, sigaltstack, pdeath signal, name, credentials
-//!   (`restore_state`), pending signals (`restore_state`).
-//! - Seccomp mode and filter chain per thread ([`seccomp`]), POSIX timers
-//!   with their ids, notification and remaining time ([`timers`])
-//!   (`restore_ours`: self-checking `rseccomp.c`, `rtimers.c`).
-//! - Per task: sigactions, itimers, rlimits, personality, cwd/root/umask,
-//!   shared pending signals, child-subreaper flag, oom_score_adj; per
-//!   thread also scheduling policy/priority and nice, no_new_privs.
-//! - Files: regular (offset, flags, size check), deleted (ghost), pipes and
-//!   fifos with data, memfd, eventfd, timerfd, signalfd, inotify (path or
-//!   file handle), epoll (under the task's fd numbers), TCP listeners, UDP,
-//!   netlink (route), unix sockets of every kind incl. pending connections,
-//!   queues, shutdown, deleted and relative names, orphaned connections
-//!   (`crit edit --external`), outside peers with consent (connected by the
-//!   task itself with its euid/egid), unnamed pairs made by the nearest
-//!   common ancestor of their holders (SO_PEERCRED names it), `--inherit-fd`
-//!   for sockets, pipes and paths, with bytes not redelivered reported.
-//! - Failure: rollback kills every restored task (crit is subreaper and
-//!   reaps them), removes bound socket files, exit 1 with one line
-//!   (`restore_failures`); a pid in use is named; tasks are traced with
-//!   EXITKILL so a killed crit leaves nothing half-built running.
-//!
-//! Not done: SO_PEERCRED of the connections crit makes itself (through a
-//! listener with a pending backlog, a deleted name, or an accepted end
-//! held by several tasks; see [`unix::plan::TaskConn`]), namespaces (incl. time namespace offsets), cgroups, seccomp user-space
-//! listeners and file locks (refused), POSIX timer overrun counts, terminals beyond putting a shell
-//! job on crit's own (`--shell-job`, refused without), a test for SIGIO
-//! file owners (they are set), established TCP (refused), files only in
-//! flight in a queued message (refused), fanotify, SysV IPC/AIO/packet-ring mappings (refused),
-//! incremental (parent) and lazy images (refused), vdso proxy for a kernel whose
-//! vdso/vvar sizes differ (refused), compat (32-bit) tasks, LSM labels.
+//! What is restored, what is refused and why, and the benchmark:
+//! docs/restore.md (the one list of the engine's limits).
 
 pub mod child;
 pub mod cpu;
