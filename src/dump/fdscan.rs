@@ -1,8 +1,9 @@
 //! The open descriptors of a task as /proc shows them: link target,
 //! stat of the open file, and the fdinfo text; then what kind each is.
 
+use super::error::DumpError;
 use super::procfs;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use std::os::unix::fs::MetadataExt;
 
 pub const O_ACCMODE: u32 = 0o3;
@@ -157,8 +158,11 @@ pub fn classify(link: &str, st: &Stat, shmem_dev: u64) -> Kind {
 pub fn scan(pid: i32, shmem_dev: u64, is_socket: &mut dyn FnMut(u64) -> bool) -> Result<Vec<Fd>> {
     let mut sockfs_mnt: Option<i32> = None;
     let dir = procfs::path(pid, "fd");
-    let rd = std::fs::read_dir(&dir)
-        .map_err(|e| Error::io(format!("pid {pid}: {}", dir.display()), e))?;
+    let rd = std::fs::read_dir(&dir).map_err(|source| DumpError::Proc {
+        pid,
+        path: dir.clone(),
+        source,
+    })?;
     let mut fds: Vec<i32> = rd
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
@@ -168,20 +172,34 @@ pub fn scan(pid: i32, shmem_dev: u64, is_socket: &mut dyn FnMut(u64) -> bool) ->
     // fdinfo files are opened relative to the fdinfo directory: one path
     // component to look up per descriptor instead of four.
     let info_dir = procfs::path(pid, "fdinfo");
-    let info_dirfd = std::fs::File::open(&info_dir)
-        .map_err(|e| Error::io(format!("pid {pid}: {}", info_dir.display()), e))?;
+    let info_dirfd = std::fs::File::open(&info_dir).map_err(|source| DumpError::Proc {
+        pid,
+        path: info_dir.clone(),
+        source,
+    })?;
     let mut buf = vec![0u8; 4096];
     for fd in fds {
         let lp = dir.join(fd.to_string());
-        let info = read_fdinfo(&info_dirfd, fd, &mut buf)
-            .map_err(|e| Error::io(format!("pid {pid}: /proc/{pid}/fdinfo/{fd}"), e))?;
+        let info = read_fdinfo(&info_dirfd, fd, &mut buf).map_err(|source| DumpError::Proc {
+            pid,
+            path: info_dir.join(fd.to_string()),
+            source,
+        })?;
         let mnt_id = parse_num::<i32>(procfs::fdinfo_field(&info, "mnt_id")).unwrap_or(-1);
         let fino = parse_num::<u64>(procfs::fdinfo_field(&info, "ino"));
         let link = match fino {
             Some(ino) if sockfs_mnt == Some(mnt_id) && is_socket(ino) => format!("socket:[{ino}]"),
             _ => match std::fs::read_link(&lp) {
                 Ok(l) => l.to_string_lossy().into_owned(),
-                Err(e) => return Err(Error::io(format!("pid {pid} fd {fd}: readlink"), e)),
+                Err(source) => {
+                    return Err(DumpError::Fd {
+                        pid,
+                        fd,
+                        what: "readlink",
+                        source,
+                    }
+                    .into())
+                }
             },
         };
         if sockfs_mnt.is_none() && link.starts_with("socket:[") {
@@ -202,11 +220,17 @@ pub fn scan(pid: i32, shmem_dev: u64, is_socket: &mut dyn FnMut(u64) -> bool) ->
             },
             None => std::fs::metadata(&lp)
                 .map(|m| Stat::of(&m))
-                .map_err(|e| Error::io(format!("pid {pid} fd {fd} ({link}): stat"), e))?,
+                .map_err(|source| DumpError::FdFile {
+                    pid,
+                    fd,
+                    link: link.clone(),
+                    what: "stat",
+                    source,
+                })?,
         };
         let raw_flags = procfs::fdinfo_field(&info, "flags")
             .and_then(|v| u32::from_str_radix(v, 8).ok())
-            .ok_or_else(|| Error::msg(format!("pid {pid} fd {fd}: fdinfo has no flags")))?;
+            .ok_or(DumpError::FdinfoNoFlags { pid, fd })?;
         let pos = parse_num::<u64>(procfs::fdinfo_field(&info, "pos")).unwrap_or(0);
         let kind = classify(&link, &st, shmem_dev);
         out.push(Fd {

@@ -3,21 +3,24 @@
 //! are read from there; sockets go to [`super::sockets`].
 
 use super::context::DumpCtx;
+use super::error::DumpError;
 use super::fdscan::{Fd, Kind};
 use super::files::*;
 use super::procfs::fdinfo_field;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::pb;
 
 /// Refuses a descriptor whose file carries a lock (fdinfo "lock:" lines:
 /// flock, POSIX and OFD locks).
 fn check_locks(pid: i32, fd: &Fd) -> Result<()> {
     if let Some(l) = fd.info.lines().find(|l| l.starts_with("lock:")) {
-        let what = l.trim_start_matches("lock:").trim();
-        return Err(Error::msg(format!(
-            "pid {pid} fd {}: {} carries a file lock ({what}); dumping file locks is not supported",
-            fd.fd, fd.link
-        )));
+        return Err(DumpError::FdLocked {
+            pid,
+            fd: fd.fd,
+            link: fd.link.clone(),
+            lock: l.trim_start_matches("lock:").trim().to_string(),
+        }
+        .into());
     }
     Ok(())
 }
@@ -38,30 +41,57 @@ pub fn file_type(ctx: &mut DumpCtx, pid: i32, fd: &Fd) -> Result<i32> {
         Kind::Memfd { .. } => FD_MEMFD,
         Kind::Tty { path } => {
             if !ctx.opts.shell_job {
-                return Err(Error::msg(format!(
-                    "pid {pid} fd {}: is the terminal {path}; dump with --shell-job if the tree is a job of this shell",
-                    fd.fd
-                )));
+                return Err(DumpError::Terminal {
+                    pid,
+                    fd: fd.fd,
+                    path: path.clone(),
+                }
+                .into());
             }
             FD_REG
         }
         Kind::Other(what) => {
-            return Err(Error::msg(format!(
-                "pid {pid} fd {}: {what} is not supported by crit dump",
-                fd.fd
-            )))
+            return Err(DumpError::FdKind {
+                pid,
+                fd: fd.fd,
+                link: what.clone(),
+            }
+            .into())
         }
     })
 }
 
-fn field<'a>(pid: i32, fd: &'a Fd, key: &str) -> Result<&'a str> {
-    fdinfo_field(&fd.info, key)
-        .ok_or_else(|| Error::msg(format!("pid {pid} fd {}: fdinfo has no {key:?}", fd.fd)))
+fn field<'a>(pid: i32, fd: &'a Fd, key: &'static str) -> Result<&'a str> {
+    fdinfo_field(&fd.info, key).ok_or_else(|| {
+        DumpError::FdinfoMissing {
+            pid,
+            fd: fd.fd,
+            key,
+        }
+        .into()
+    })
 }
 
 fn hex(pid: i32, fd: &Fd, v: &str) -> Result<u64> {
-    u64::from_str_radix(v.trim(), 16)
-        .map_err(|_| Error::msg(format!("pid {pid} fd {}: bad fdinfo value {v:?}", fd.fd)))
+    u64::from_str_radix(v.trim(), 16).map_err(|_| {
+        DumpError::FdinfoValue {
+            pid,
+            fd: fd.fd,
+            value: v.to_string(),
+        }
+        .into()
+    })
+}
+
+/// A line of the fdinfo of `fd` (an epoll's or inotify's: `kind`) that
+/// does not parse.
+fn bad_line(pid: i32, fd: &Fd, kind: &'static str, line: &str) -> DumpError {
+    DumpError::FdinfoLine {
+        pid,
+        fd: fd.fd,
+        kind,
+        line: line.to_string(),
+    }
 }
 
 /// Key:value pairs of one fdinfo line like "tfd: 8 events: 19 data: 7".
@@ -169,7 +199,7 @@ fn epoll_target(pid: i32, fd: &Fd, l: &str) -> Result<pb::EventpollTfdEntry> {
     let num = |k: &str, radix: u32| -> Result<u64> {
         get(&p, k)
             .and_then(|v| u64::from_str_radix(v, radix).ok())
-            .ok_or_else(|| Error::msg(format!("pid {pid} fd {}: epoll fdinfo line {l:?}", fd.fd)))
+            .ok_or_else(|| bad_line(pid, fd, "epoll", l).into())
     };
     Ok(pb::EventpollTfdEntry {
         id: 0,
@@ -186,12 +216,15 @@ fn timerfd(files: &mut FileTable, pid: i32, fd: &Fd, id: u32) -> Result<()> {
     let clockid: u32 = field(pid, fd, "clockid")?.parse().unwrap_or(0);
     let ticks: u64 = field(pid, fd, "ticks")?.parse().unwrap_or(0);
     let settime_flags = u32::from_str_radix(field(pid, fd, "settime flags")?, 8).unwrap_or(0);
-    let pair = |k: &str| -> Result<(u64, u64)> {
+    let pair = |k: &'static str| -> Result<(u64, u64)> {
         let v = field(pid, fd, k)?;
         let v = v.trim_start_matches('(').trim_end_matches(')');
-        let (a, b) = v
-            .split_once(',')
-            .ok_or_else(|| Error::msg(format!("pid {pid} fd {}: timerfd {k} {v:?}", fd.fd)))?;
+        let (a, b) = v.split_once(',').ok_or_else(|| DumpError::TimerfdValue {
+            pid,
+            fd: fd.fd,
+            key: k,
+            value: v.to_string(),
+        })?;
         Ok((a.trim().parse().unwrap_or(0), b.trim().parse().unwrap_or(0)))
     };
     let (vsec, vnsec) = pair("it_value")?;
@@ -251,7 +284,7 @@ fn inotify_watch(pid: i32, fd: &Fd, l: &str) -> Result<pb::InotifyWdEntry> {
     let h = |k: &str| -> Result<u64> {
         get(&p, k)
             .and_then(|v| u64::from_str_radix(v, 16).ok())
-            .ok_or_else(|| Error::msg(format!("pid {pid} fd {}: inotify fdinfo line {l:?}", fd.fd)))
+            .ok_or_else(|| bad_line(pid, fd, "inotify", l).into())
     };
     let wd: u32 = get(&p, "wd").and_then(|v| v.parse().ok()).unwrap_or(0);
     let bytes = h("fhandle-bytes")? as u32;

@@ -4,8 +4,9 @@
 //! one open file description gets one id even when several descriptors or
 //! tasks hold it (kcmp), and a mapped or exe file gets one id per inode.
 
+use super::error::{DumpError, Via};
 use super::fdscan::{Fd, Kind, Stat, O_ACCMODE, O_APPEND, O_WRONLY};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::pb;
 use crate::image::typed::ImageBuilder;
 use crate::sys::kcmp;
@@ -38,8 +39,12 @@ pub fn fown() -> pb::FownEntry {
 /// The owner of the file behind `f` as CRIU records it (all zero when
 /// none is set).
 pub fn fown_of(pid: i32, fd: i32, f: std::os::fd::BorrowedFd) -> Result<pb::FownEntry> {
-    let o = crate::sys::fown::owner(f)
-        .map_err(|e| Error::io(format!("pid {pid} fd {fd}: file owner"), e))?;
+    let o = crate::sys::fown::owner(f).map_err(|source| DumpError::Fd {
+        pid,
+        fd,
+        what: "file owner",
+        source,
+    })?;
     Ok(pb::FownEntry {
         uid: o.uid,
         euid: o.euid,
@@ -84,8 +89,15 @@ impl FileTable {
     pub fn fd_id(&mut self, pid: i32, fd: &Fd) -> Result<(u32, bool)> {
         let key = (fd.st.dev, fd.st.ino);
         for &(p, f, id) in self.seen.get(&key).map(|v| v.as_slice()).unwrap_or(&[]) {
-            let same = kcmp::same(p, pid, kcmp::Kind::File, f as u64, fd.fd as u64)
-                .map_err(|e| Error::io(format!("pid {pid} fd {}: kcmp", fd.fd), e))?;
+            let same =
+                kcmp::same(p, pid, kcmp::Kind::File, f as u64, fd.fd as u64).map_err(|source| {
+                    DumpError::Fd {
+                        pid,
+                        fd: fd.fd,
+                        what: "kcmp",
+                        source,
+                    }
+                })?;
             if same {
                 return Ok((id, false));
             }
@@ -100,7 +112,8 @@ impl FileTable {
     /// and its descriptor has been given an id.
     pub fn held_id(&self, fd: std::os::fd::RawFd) -> Result<Option<u32>> {
         let path = format!("/proc/self/fd/{fd}");
-        let st = Stat::of(&std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?);
+        let st =
+            Stat::of(&std::fs::metadata(&path).map_err(|source| DumpError::OwnFd { fd, source })?);
         let me = std::process::id() as i32;
         for &(p, f, id) in self
             .seen
@@ -108,9 +121,14 @@ impl FileTable {
             .map(|v| v.as_slice())
             .unwrap_or(&[])
         {
-            if kcmp::same(me, p, kcmp::Kind::File, fd as u64, f as u64)
-                .map_err(|e| Error::io(format!("pid {p} fd {f}: kcmp"), e))?
-            {
+            if kcmp::same(me, p, kcmp::Kind::File, fd as u64, f as u64).map_err(|source| {
+                DumpError::Fd {
+                    pid: p,
+                    fd: f,
+                    what: "kcmp",
+                    source,
+                }
+            })? {
                 return Ok(Some(id));
             }
         }
@@ -141,12 +159,15 @@ impl FileTable {
             reg.build_id = crate::model::file::build_id(open_path, st.size);
         }
         if deleted {
+            let via = Via::Link(open_path.into());
             if !st.is_reg() {
-                return Err(Error::msg(format!(
-                    "{open_path}: {path} was deleted and is not a regular file; cannot be dumped"
-                )));
+                return Err(DumpError::DeletedNotRegular {
+                    via,
+                    path: path.to_string(),
+                }
+                .into());
             }
-            self.ghost(open_path, open_path, st, id)?;
+            self.ghost(via, open_path, st, id)?;
         }
         self.push(FD_REG, id, |e| e.reg = Some(reg));
         Ok(id)
@@ -176,14 +197,15 @@ impl FileTable {
                 crate::model::file::build_id(&format!("/proc/{pid}/fd/{}", fd.fd), fd.st.size);
         }
         if deleted {
+            let via = Via::Fd { pid, fd: fd.fd };
             if !fd.st.is_reg() {
-                return Err(Error::msg(format!(
-                    "pid {pid} fd {}: {path} was deleted and is not a regular file; cannot be dumped",
-                    fd.fd
-                )));
+                return Err(DumpError::DeletedNotRegular {
+                    via,
+                    path: path.to_string(),
+                }
+                .into());
             }
-            let what = format!("pid {pid} fd {}", fd.fd);
-            self.ghost(&what, &format!("/proc/{pid}/fd/{}", fd.fd), &fd.st, id)?;
+            self.ghost(via, &format!("/proc/{pid}/fd/{}", fd.fd), &fd.st, id)?;
         }
         self.push(FD_REG, id, |e| e.reg = Some(reg));
         Ok(())
@@ -191,20 +213,21 @@ impl FileTable {
 
     /// A ghost file for file `id`, deleted but still open or mapped: its
     /// contents (read through `open_path`, a /proc link) and attributes.
-    fn ghost(&mut self, what: &str, open_path: &str, st: &Stat, id: u32) -> Result<()> {
+    /// `via` names the file in errors.
+    fn ghost(&mut self, via: Via, open_path: &str, st: &Stat, id: u32) -> Result<()> {
         const MAX_GHOST: u64 = 1 << 20;
         if st.size > MAX_GHOST {
-            return Err(Error::msg(format!(
-                "{what}: a deleted file of {} bytes is open, more than the 1 MiB a ghost file may hold",
-                st.size
-            )));
+            return Err(DumpError::GhostTooBig { via, size: st.size }.into());
         }
         let p = open_path;
         let mut data = Vec::new();
-        std::fs::File::open(p)
-            .and_then(|mut f| f.read_to_end(&mut data))
-            .map_err(|e| Error::io(format!("{what}: read deleted file"), e))?;
-        let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
+        if let Err(source) = std::fs::File::open(p).and_then(|mut f| f.read_to_end(&mut data)) {
+            return Err(DumpError::GhostRead { via, source }.into());
+        }
+        let meta = std::fs::metadata(p).map_err(|source| DumpError::File {
+            path: p.into(),
+            source,
+        })?;
         let fd = FdStat { st: *st };
         use std::os::unix::fs::MetadataExt;
         self.next_ghost += 1;

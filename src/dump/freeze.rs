@@ -8,9 +8,10 @@
 //! the whole dump runs on one thread. Dropping [`Frozen`] detaches every
 //! thread, so any early return leaves the tree running.
 
+use super::error::DumpError;
 use super::freezer::{self, FrozenSet, FrozenTask};
 use super::tree;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::sys::{pidfd, ptrace};
 use std::cell::RefCell;
 use std::collections::hash_map::{Entry, HashMap};
@@ -32,9 +33,7 @@ impl Frozen {
     pub fn freeze(root: i32) -> Result<Frozen> {
         let set = freezer::freeze_tree(root)?;
         if set.task(root).map(|t| t.zombie).unwrap_or(false) {
-            return Err(Error::msg(format!(
-                "pid {root}: the root of the tree is a zombie (exited, not reaped); there is nothing to dump"
-            )));
+            return Err(DumpError::ZombieRoot { pid: root }.into());
         }
         let tasks = pstree_order(root, set.tasks())?;
         let stopped = set
@@ -61,13 +60,23 @@ impl Frozen {
         let mut m = self.pidfds.borrow_mut();
         let p = match m.entry(pid) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert(
-                pidfd::pidfd_open(pid)
-                    .map_err(|e| Error::io(format!("pid {pid}: pidfd_open"), e))?,
-            ),
+            Entry::Vacant(e) => {
+                e.insert(pidfd::pidfd_open(pid).map_err(|source| DumpError::Task {
+                    pid,
+                    what: "pidfd_open",
+                    source,
+                })?)
+            }
         };
-        pidfd::pidfd_getfd(p, fd)
-            .map_err(|e| Error::io(format!("pid {pid} fd {fd}: pidfd_getfd"), e))
+        pidfd::pidfd_getfd(p, fd).map_err(|source| {
+            DumpError::Fd {
+                pid,
+                fd,
+                what: "pidfd_getfd",
+                source,
+            }
+            .into()
+        })
     }
 
     /// Lets the tree go: resumed as it was, or killed (`kill`).

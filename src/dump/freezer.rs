@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::error::DumpError;
 use crate::error::{Error, Result};
 use crate::sys::ptrace::{self, Settled, Stop};
 use crate::sys::{errno_of, procfs};
@@ -130,7 +131,7 @@ pub fn freeze(roots: &[i32], opts: &FreezeOptions) -> Result<FrozenSet> {
     for &pid in roots {
         if st.task(pid).is_none() && !st.freeze_task(pid, None, true, opts.stop_timeout)? {
             let _ = st.release();
-            return Err(Error::msg(format!("freeze pid {pid}: no such process")));
+            return Err(DumpError::FreezeNoProcess { pid }.into());
         }
     }
     if opts.descend {
@@ -152,8 +153,9 @@ enum Round {
     Stable,
     /// New threads were seized and stopped: list them again.
     Again,
-    /// The process exited meanwhile (with what showed it, if anything).
-    Exited(Option<String>),
+    /// The process exited meanwhile (with the error of seizing its leader
+    /// if that is what showed it).
+    Exited(Option<std::io::Error>),
 }
 
 impl FrozenSet {
@@ -192,7 +194,11 @@ impl FrozenSet {
                 Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
                 Err(e) => keep_first(
                     &mut first,
-                    Error::io(format!("kill pid {}", t.pid), e.into()),
+                    DumpError::Kill {
+                        pid: t.pid,
+                        source: e.into(),
+                    }
+                    .into(),
                 ),
             }
         }
@@ -233,7 +239,11 @@ impl FrozenSet {
                         // so it does not linger as a zombie tied to us.
                         ptrace::forget_gone(th.tid);
                     } else {
-                        keep_first(&mut first, Error::io(format!("unfreeze pid {}", t.pid), e));
+                        let e = DumpError::Unfreeze {
+                            pid: t.pid,
+                            source: e,
+                        };
+                        keep_first(&mut first, e.into());
                     }
                 }
             }
@@ -246,24 +256,35 @@ impl FrozenSet {
     fn release_pending(&mut self) -> Result<()> {
         let pending = std::mem::take(&mut self.pending);
         let tids: Vec<i32> = pending.iter().map(|&(_, t)| t).collect();
-        let results = ptrace::wait_event_stops(&tids, Duration::from_secs(2))
-            .map_err(|e| Error::io("unfreeze", e))?;
+        let results =
+            ptrace::wait_event_stops(&tids, Duration::from_secs(2)).map_err(|source| {
+                DumpError::Call {
+                    what: "unfreeze",
+                    source,
+                }
+            })?;
         let mut first = None;
         for ((pid, tid), (_, w)) in pending.iter().zip(results) {
             match w {
                 Settled::Stopped(_) => {
                     if let Err(e) = ptrace::detach(*tid) {
                         if errno_of(&e) != Some(libc::ESRCH) {
-                            keep_first(&mut first, Error::io(format!("unfreeze pid {pid}"), e));
+                            let e = DumpError::Unfreeze {
+                                pid: *pid,
+                                source: e,
+                            };
+                            keep_first(&mut first, e.into());
                         }
                     }
                 }
                 Settled::Gone => {}
                 Settled::Timeout => keep_first(
                     &mut first,
-                    Error::msg(format!(
-                        "unfreeze pid {pid}: tid {tid} never stopped; it stays traced until this thread exits"
-                    )),
+                    DumpError::NeverStopped {
+                        pid: *pid,
+                        tid: *tid,
+                    }
+                    .into(),
                 ),
             }
         }
@@ -273,8 +294,10 @@ impl FrozenSet {
     /// Freezes the children of frozen tasks until no new one appears.
     fn freeze_descendants(&mut self, timeout: Duration) -> Result<()> {
         loop {
-            let ppids = procfs::ppid_map()
-                .map_err(|e| Error::io("freeze: scanning /proc for children", e))?;
+            let ppids = procfs::ppid_map().map_err(|source| DumpError::Call {
+                what: "freeze: scanning /proc for children",
+                source,
+            })?;
             let frozen: HashSet<i32> = self.tasks.iter().map(|t| t.pid).collect();
             let mut added = false;
             for (pid, ppid) in ppids {
@@ -333,12 +356,9 @@ impl FrozenSet {
             match self.freeze_round(idx, pid, &mut gone, timeout)? {
                 Round::Stable => break,
                 Round::Again => {}
-                Round::Exited(how) => {
+                Round::Exited(seizing) => {
                     if must_exist {
-                        return Err(Error::msg(format!(
-                            "freeze pid {pid}: exited during the freeze{}",
-                            how.unwrap_or_default()
-                        )));
+                        return Err(DumpError::FreezeExited { pid, seizing }.into());
                     }
                     return self.task_exited(idx, pid);
                 }
@@ -364,7 +384,7 @@ impl FrozenSet {
             return Ok(Round::Stable);
         }
         if let Some(e) = self.seize_threads(pid, new, gone)? {
-            return Ok(Round::Exited(Some(format!(" (seizing its leader: {e})"))));
+            return Ok(Round::Exited(Some(e)));
         }
         self.settle_threads(idx, pid, gone, timeout)
     }
@@ -375,12 +395,7 @@ impl FrozenSet {
         let tids = match procfs::tids(pid) {
             Ok(t) => t,
             Err(e) if is_gone(&e) => Vec::new(),
-            Err(e) => {
-                return Err(Error::io(
-                    format!("freeze pid {pid}: listing /proc/{pid}/task"),
-                    e,
-                ))
-            }
+            Err(source) => return Err(DumpError::FreezeListThreads { pid, source }.into()),
         };
         if tids.is_empty() {
             return Ok(None);
@@ -408,10 +423,12 @@ impl FrozenSet {
         for tid in new {
             if let Err(e) = ptrace::seize(tid) {
                 if !is_exiting(pid, tid, &e) {
-                    return Err(Error::msg(format!(
-                        "freeze pid {pid}: {e}{}",
-                        tracer_hint(tid)
-                    )));
+                    return Err(DumpError::Seize {
+                        pid,
+                        tracer: tracer_of(tid),
+                        source: e,
+                    }
+                    .into());
                 }
                 if tid == pid {
                     return Ok(Some(e));
@@ -422,7 +439,7 @@ impl FrozenSet {
             self.pending.push((pid, tid));
             if let Err(e) = ptrace::interrupt(tid) {
                 if errno_of(&e) != Some(libc::ESRCH) {
-                    return Err(Error::msg(format!("freeze pid {pid}: {e}")));
+                    return Err(DumpError::Freeze { pid, source: e }.into());
                 }
             }
         }
@@ -445,7 +462,7 @@ impl FrozenSet {
             .map(|&(_, t)| t)
             .collect();
         let results = ptrace::wait_event_stops(&batch, timeout)
-            .map_err(|e| Error::msg(format!("freeze pid {pid}: {e}")))?;
+            .map_err(|source| DumpError::Freeze { pid, source })?;
         let mut leader_gone = false;
         let mut late: Option<i32> = None;
         for (tid, w) in results {
@@ -455,7 +472,7 @@ impl FrozenSet {
                     self.tasks[idx].threads.push(FrozenThread { tid, stop });
                     if let Ok(mut regs) = ptrace::get_regs(tid) {
                         ptrace::rseq_abort_fixup(tid, &mut regs)
-                            .map_err(|e| Error::msg(format!("freeze pid {pid}: {e}")))?;
+                            .map_err(|source| DumpError::Freeze { pid, source })?;
                     }
                 }
                 Settled::Gone => {
@@ -472,12 +489,14 @@ impl FrozenSet {
             return Ok(Round::Exited(None));
         }
         if let Some(tid) = late {
-            let state = procfs::thread_state(pid, tid)
-                .map(|c| c.to_string())
-                .unwrap_or_else(|_| "?".into());
-            return Err(Error::msg(format!(
-                "freeze pid {pid}: tid {tid} did not stop within {timeout:?} (state {state})"
-            )));
+            let state = procfs::thread_state(pid, tid).unwrap_or('?');
+            return Err(DumpError::StopTimeout {
+                pid,
+                tid,
+                timeout,
+                state,
+            }
+            .into());
         }
         Ok(Round::Again)
     }
@@ -512,9 +531,7 @@ impl FrozenSet {
             .unwrap_or(0);
         if others > 0 {
             self.tasks.remove(idx);
-            return Err(Error::msg(format!(
-                "freeze pid {pid}: its thread-group leader has exited while {others} other threads run; not supported"
-            )));
+            return Err(DumpError::LeaderExited { pid, others }.into());
         }
         if matches!(procfs::thread_state(pid, pid), Ok('Z')) {
             self.tasks[idx].zombie = true;
@@ -544,21 +561,14 @@ fn is_process(pid: i32, must_exist: bool) -> Result<bool> {
         Ok(None) => pid,
         Err(e) if is_gone(&e) => {
             if must_exist {
-                return Err(Error::msg(format!("freeze pid {pid}: no such process")));
+                return Err(DumpError::FreezeNoProcess { pid }.into());
             }
             return Ok(false);
         }
-        Err(e) => {
-            return Err(Error::io(
-                format!("freeze pid {pid}: reading /proc/{pid}/status"),
-                e,
-            ))
-        }
+        Err(source) => return Err(DumpError::FreezeStatus { pid, source }.into()),
     };
     if tgid != pid {
-        return Err(Error::msg(format!(
-            "freeze pid {pid}: it is a thread of process {tgid}, not a process"
-        )));
+        return Err(DumpError::FreezeThread { pid, tgid }.into());
     }
     Ok(true)
 }
@@ -572,17 +582,13 @@ fn is_exiting(pid: i32, tid: i32, e: &std::io::Error) -> bool {
         || (errno == Some(libc::EPERM) && matches!(state, None | Some('Z') | Some('X')))
 }
 
-/// " (already traced by pid N)" when another tracer holds `tid`.
-fn tracer_hint(tid: i32) -> String {
-    let tracer = procfs::status_field(tid, "TracerPid")
+/// The pid of another tracer that holds `tid`, if any.
+fn tracer_of(tid: i32) -> Option<i32> {
+    procfs::status_field(tid, "TracerPid")
         .ok()
         .flatten()
-        .unwrap_or_default();
-    if tracer != "0" && !tracer.is_empty() {
-        format!(" (already traced by pid {tracer})")
-    } else {
-        String::new()
-    }
+        .and_then(|t| t.parse().ok())
+        .filter(|&t| t != 0)
 }
 
 /// Waits for the exit of `tid` (of `pid`), which was sent SIGKILL,
@@ -596,11 +602,7 @@ fn wait_killed(pid: i32, tid: i32) -> Result<()> {
             Ok(Some(_)) => {
                 let _ = ptrace::cont(tid, 0);
             }
-            Ok(None) => {
-                break Err(Error::msg(format!(
-                    "kill pid {pid}: tid {tid} did not exit within 10 s"
-                )))
-            }
+            Ok(None) => break Err(DumpError::KillTimeout { pid, tid }.into()),
             Err(_) => break Ok(()), // ECHILD: already reaped
         }
     };

@@ -9,7 +9,8 @@
 //! stops it the same way. (Killing the worker itself with SIGKILL in the middle
 //! of an injected call is the one case this cannot cover.)
 
-use crate::error::{Error, Result};
+use super::error::DumpError;
+use crate::error::Result;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 static PARENT: AtomicI32 = AtomicI32::new(0);
@@ -23,9 +24,7 @@ pub fn set_parent(parent: i32) {
 pub fn check() -> Result<()> {
     let p = PARENT.load(Ordering::Relaxed);
     if p != 0 && nix::unistd::getppid().as_raw() != p {
-        return Err(Error::msg(format!(
-            "crit dump (pid {p}) was killed; stopping and resuming the tree"
-        )));
+        return Err(DumpError::Cancelled { parent: p }.into());
     }
     Ok(())
 }

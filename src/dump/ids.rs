@@ -3,7 +3,8 @@
 //! first (so the tree's start at 2 when nothing is shared with it), and
 //! namespaces by inode, in CRIU's order of kinds.
 
-use crate::error::{Error, Result};
+use super::error::DumpError;
+use crate::error::Result;
 use crate::image::pb;
 use crate::sys::kcmp;
 use std::collections::HashMap;
@@ -28,8 +29,11 @@ impl Ids {
             if p == pid {
                 return Ok(id);
             }
-            let same = kcmp::same(p, pid, kind, 0, 0)
-                .map_err(|e| Error::io(format!("pid {pid}: kcmp with pid {p}"), e))?;
+            let same = kcmp::same(p, pid, kind, 0, 0).map_err(|source| DumpError::Kcmp {
+                pid,
+                other: p,
+                source,
+            })?;
             if same {
                 return Ok(id);
             }
@@ -95,9 +99,7 @@ impl Ids {
         ];
         for (n, a, b) in pairs {
             if a != b {
-                return Err(Error::msg(format!(
-                    "pid {pid}: lives in another {n} namespace than crit; dumping namespaces is not supported"
-                )));
+                return Err(DumpError::Namespace { pid, ns: n }.into());
             }
         }
         Ok(())

@@ -3,7 +3,8 @@
 //! AtomicFile: temp file, fsync, rename, mode 0600). On failure the images
 //! written so far are removed, so a failed dump leaves no half set behind.
 
-use crate::error::{Error, Result};
+use super::error::DumpError;
+use crate::error::Result;
 use crate::image::typed::{AtomicFile, ImageBuilder};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,17 +18,24 @@ pub struct ImgDir {
 
 impl ImgDir {
     pub fn open(dir: &Path) -> Result<ImgDir> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("{}: create images directory", dir.display()), e))?;
-        let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+        std::fs::create_dir_all(dir).map_err(|source| DumpError::FileOp {
+            path: dir.to_path_buf(),
+            what: "create images directory",
+            source,
+        })?;
+        let rd = std::fs::read_dir(dir).map_err(|source| DumpError::File {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         for e in rd.flatten() {
             let n = e.file_name();
             let n = n.to_string_lossy();
             if n.ends_with(".img") || n == "stats-dump" {
-                return Err(Error::msg(format!(
-                    "{}: already holds images ({n}); give an empty directory",
-                    dir.display()
-                )));
+                return Err(DumpError::DirNotEmpty {
+                    dir: dir.to_path_buf(),
+                    found: n.into_owned(),
+                }
+                .into());
             }
         }
         Ok(ImgDir {
@@ -47,8 +55,9 @@ impl ImgDir {
         super::guard::check()?;
         let p = self.path(name);
         let mut f = AtomicFile::create(&p)?;
-        f.write_all(&img.bytes)
-            .map_err(|e| Error::io(p.display().to_string(), e))?;
+        if let Err(source) = f.write_all(&img.bytes) {
+            return Err(DumpError::File { path: p, source }.into());
+        }
         f.commit()?;
         self.bytes += img.bytes.len() as u64;
         self.written.push(p);
@@ -66,7 +75,14 @@ impl ImgDir {
     pub fn sync(&self) -> Result<()> {
         std::fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(format!("{}: fsync", self.dir.display()), e))
+            .map_err(|source| {
+                DumpError::FileOp {
+                    path: self.dir.clone(),
+                    what: "fsync",
+                    source,
+                }
+                .into()
+            })
     }
 
     /// The dump succeeded: keep the images.
@@ -115,9 +131,10 @@ impl Stream {
 
     pub fn write(&mut self, b: &[u8]) -> Result<()> {
         super::guard::check()?;
-        self.file
-            .write_all(b)
-            .map_err(|e| Error::io(self.path.display().to_string(), e))?;
+        self.file.write_all(b).map_err(|source| DumpError::File {
+            path: self.path.clone(),
+            source,
+        })?;
         self.bytes += b.len() as u64;
         Ok(())
     }

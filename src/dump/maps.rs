@@ -1,8 +1,9 @@
 //! The address space of a task: /proc/PID/smaps parsed into VMAs with
 //! CRIU's status bits, as CRIU 4.2 classifies them (criu/proc_parse.c).
 
+use super::error::DumpError;
 use super::procfs;
-use crate::error::{Error, Result};
+use crate::error::Result;
 pub use crate::image::flags::{
     VMA_ANON_PRIVATE, VMA_ANON_SHARED, VMA_AREA_AIORING, VMA_AREA_HEAP, VMA_AREA_MEMFD,
     VMA_AREA_REGULAR, VMA_AREA_SHSTK, VMA_AREA_SYSVIPC, VMA_AREA_UPROBES, VMA_AREA_VDSO,
@@ -131,18 +132,19 @@ pub fn read(pid: i32, shmem_dev: u64) -> Result<Vec<Vma>> {
     };
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("VmFlags:") {
-            let v = cur
-                .as_mut()
-                .ok_or_else(|| Error::msg(format!("pid {pid}: smaps: VmFlags before a range")))?;
+            let v = cur.as_mut().ok_or(DumpError::SmapsOrder { pid })?;
             let (io_pf, shstk) = vm_flags(v, rest);
             if shstk {
                 v.status |= VMA_AREA_SHSTK;
             }
             if io_pf && !v.is(VMA_AREA_VVAR) && !v.is(VMA_FILE_SHARED) {
-                return Err(Error::msg(format!(
-                    "pid {pid}: mapping {:#x}-{:#x} ({}) is an I/O or PFN mapping, which cannot be dumped",
-                    v.start, v.end, v.name
-                )));
+                return Err(DumpError::IoMapping {
+                    pid,
+                    start: v.start,
+                    end: v.end,
+                    name: v.name.clone(),
+                }
+                .into());
             }
             continue;
         }
@@ -195,10 +197,13 @@ fn range_fields(pid: i32, line: &str) -> Result<Option<(Vma, u64)>> {
     let (Ok(start), Ok(end)) = (u64::from_str_radix(s, 16), u64::from_str_radix(e, 16)) else {
         return Ok(None);
     };
-    let bad = || Error::msg(format!("pid {pid}: smaps: cannot parse {line:?}"));
+    let bad = || DumpError::SmapsLine {
+        pid,
+        line: line.to_string(),
+    };
     let perms = it.next().ok_or_else(bad)?.as_bytes();
     if perms.len() < 4 {
-        return Err(bad());
+        return Err(bad().into());
     }
     let pgoff = u64::from_str_radix(it.next().ok_or_else(bad)?, 16).map_err(|_| bad())?;
     let _devs = it.next().ok_or_else(bad)?;
@@ -217,7 +222,7 @@ fn range_fields(pid: i32, line: &str) -> Result<Option<(Vma, u64)>> {
     let flags = match perms[3] {
         b's' => MAP_SHARED,
         b'p' => MAP_PRIVATE,
-        _ => return Err(bad()),
+        _ => return Err(bad().into()),
     };
     let v = Vma {
         start,
@@ -239,7 +244,11 @@ fn range_fields(pid: i32, line: &str) -> Result<Option<(Vma, u64)>> {
 /// /dev/zero), private or shared, maybe memfd or shmem.
 fn file_mapping(pid: i32, v: &mut Vma, link: String, shmem_dev: u64) -> Result<()> {
     let (start, end, name) = (v.start, v.end, &v.name);
-    let st = std::fs::metadata(&link).map_err(|e| Error::io(format!("pid {pid}: {link}"), e))?;
+    let st = std::fs::metadata(&link).map_err(|source| DumpError::Proc {
+        pid,
+        path: link.clone().into(),
+        source,
+    })?;
     let (path, deleted) = match name.strip_suffix(" (deleted)") {
         Some(p) => (p.to_string(), true),
         None => (name.clone(), false),
@@ -248,15 +257,17 @@ fn file_mapping(pid: i32, v: &mut Vma, link: String, shmem_dev: u64) -> Result<(
     let is_reg = ftype == 0o100000;
     let is_devzero = ftype == 0o020000 && st.rdev() == nix::sys::stat::makedev(1, 5);
     if !is_reg && !is_devzero {
-        return Err(Error::msg(format!(
-            "pid {pid}: mapping {start:#x}-{end:#x} of {name} is not a regular file; it cannot be dumped"
-        )));
+        return Err(DumpError::MappingNotRegular {
+            pid,
+            start,
+            end,
+            name: name.clone(),
+        }
+        .into());
     }
     v.status = VMA_AREA_REGULAR;
     if st.dev() == shmem_dev && path.starts_with("/SYSV") {
-        return Err(Error::msg(format!(
-            "pid {pid}: mapping {start:#x}-{end:#x} is System V shared memory, which is not supported"
-        )));
+        return Err(DumpError::SysvShm { pid, start, end }.into());
     }
     let is_memfd = path.starts_with("/memfd:");
     if is_memfd || st.dev() == shmem_dev {
@@ -301,19 +312,18 @@ fn special_or_anon(pid: i32, v: &mut Vma, ino: u64) -> Result<()> {
             }
         }
         "[heap]" => v.status |= VMA_AREA_REGULAR | VMA_AREA_HEAP,
-        "[uprobes]" => {
-            return Err(Error::msg(format!(
-                "pid {pid}: the task has a uprobes mapping at {start:#x}, which is not supported"
-            )))
-        }
+        "[uprobes]" => return Err(DumpError::Uprobes { pid, start }.into()),
         _ => v.status = VMA_AREA_REGULAR,
     }
     if v.name.starts_with('/') {
         // A path without a map_files link: cannot be opened to check it.
-        return Err(Error::msg(format!(
-            "pid {pid}: mapping {start:#x}-{end:#x} of {} has no /proc map_files link",
-            v.name
-        )));
+        return Err(DumpError::NoMapFilesLink {
+            pid,
+            start,
+            end,
+            name: v.name.clone(),
+        }
+        .into());
     }
     if v.flags & MAP_SHARED != 0 {
         v.status |= VMA_ANON_SHARED;
@@ -330,8 +340,14 @@ fn special_or_anon(pid: i32, v: &mut Vma, ino: u64) -> Result<()> {
 pub fn shmem_dev() -> Result<u64> {
     let fd =
         nix::sys::memfd::memfd_create(c"crit-shmem-probe", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-            .map_err(|e| Error::io("memfd_create", e.into()))?;
+            .map_err(|e| DumpError::Call {
+                what: "memfd_create",
+                source: e.into(),
+            })?;
     let f = std::fs::File::from(fd);
-    let st = f.metadata().map_err(|e| Error::io("memfd fstat", e))?;
+    let st = f.metadata().map_err(|source| DumpError::Call {
+        what: "memfd fstat",
+        source,
+    })?;
     Ok(st.dev())
 }

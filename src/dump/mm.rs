@@ -2,12 +2,13 @@
 //! pagemap-PID.img + pages-N.img (the contents of private memory), and
 //! pagemap-shmem-INO.img for shared anonymous memory.
 
+use super::error::DumpError;
 use super::files::FileTable;
 use super::imgdir::ImgDir;
 use super::maps::{self, Vma};
 use super::pagemap::Run;
 use super::procfs;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::pb;
 use crate::image::typed::ImageBuilder;
 
@@ -169,7 +170,7 @@ pub fn copy_pages(
                 return Ok(());
             }
             if cancelled() {
-                return Err(Error::msg(format!("pid {pid}: page copy cancelled")));
+                return Err(DumpError::CopyCancelled { pid }.into());
             }
             let t = std::time::Instant::now();
             read(pid, pieces, &mut buf[..*fill])?;

@@ -44,8 +44,9 @@ pub mod write;
 
 pub use opts::{DumpOpts, ExtUnix, Summary};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use context::{DumpCtx, Probes, Timing};
+use error::DumpError;
 use std::time::Instant;
 
 /// Dumps the tree of `opts.pid` into `opts.dir`.
@@ -101,7 +102,13 @@ fn become_worker(parent: i32) -> Result<()> {
     guard::set_parent(parent);
     // Ctrl-C or a TERM sent to the whole job stops `crit dump`; the
     // worker finishes its step, then lets the tree go (see guard).
-    crate::sys::sigign::ignore_stop_signals().map_err(|e| Error::io("ignoring terminal signals", e))
+    crate::sys::sigign::ignore_stop_signals().map_err(|source| {
+        DumpError::Call {
+            what: "ignoring terminal signals",
+            source,
+        }
+        .into()
+    })
 }
 
 /// Collects the frozen tree (refusing anything unsupported before a
@@ -120,21 +127,17 @@ fn run(ctx: &mut DumpCtx) -> Result<Summary> {
 fn precheck(opts: &DumpOpts) -> Result<()> {
     let pid = opts.pid;
     if pid <= 1 {
-        return Err(Error::msg(format!(
-            "pid {pid}: cannot dump init or an invalid pid"
-        )));
+        return Err(DumpError::InitOrInvalid { pid }.into());
     }
     if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        return Err(Error::msg(format!("pid {pid}: no such process")));
+        return Err(DumpError::NoSuchProcess { pid }.into());
     }
     // crit itself must not be in the tree.
     let me = std::process::id() as i32;
     let mut p = me;
     while p > 1 {
         if p == pid {
-            return Err(Error::msg(format!(
-                "pid {pid}: is crit itself or one of its ancestors"
-            )));
+            return Err(DumpError::SelfOrAncestor { pid }.into());
         }
         p = match procfs::stat(p) {
             Ok(s) => s.ppid,

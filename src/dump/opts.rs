@@ -1,6 +1,7 @@
 //! Options of `crit dump`, as the CLI passes them in.
 
-use crate::error::{Error, Result};
+use super::error::DumpError;
+use crate::error::Result;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -25,9 +26,12 @@ impl ExtUnix {
             return Ok(());
         }
         for p in v.split(',') {
-            let ino = p.trim().parse::<u64>().map_err(|_| {
-                Error::msg(format!("--ext-unix-sk: {p:?} is not a socket inode number"))
-            })?;
+            let ino = p
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| DumpError::ExtUnixSkArg {
+                    value: p.to_string(),
+                })?;
             self.inodes.insert(ino);
         }
         Ok(())
@@ -39,7 +43,9 @@ impl ExtUnix {
             .strip_prefix("unix[")
             .and_then(|r| r.strip_suffix(']'))
             .and_then(|n| n.parse::<u64>().ok())
-            .ok_or_else(|| Error::msg(format!("--external {v}: only unix[INO] is supported")))?;
+            .ok_or_else(|| DumpError::ExternalArg {
+                value: v.to_string(),
+            })?;
         self.inodes.insert(ino);
         Ok(())
     }
@@ -96,6 +102,7 @@ impl std::fmt::Display for Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     #[test]
     fn ext_unix_forms() {
@@ -103,8 +110,14 @@ mod tests {
         e.add_list("12,34").unwrap();
         e.add_external("unix[56]").unwrap();
         assert!(e.allows(12) && e.allows(34) && e.allows(56) && !e.allows(7));
-        assert!(e.add_external("tcp[1]").is_err());
-        assert!(e.add_list("x").is_err());
+        assert!(matches!(
+            e.add_external("tcp[1]"),
+            Err(Error::Dump(DumpError::ExternalArg { value })) if value == "tcp[1]"
+        ));
+        assert!(matches!(
+            e.add_list("x"),
+            Err(Error::Dump(DumpError::ExtUnixSkArg { value })) if value == "x"
+        ));
         e.add_list("").unwrap();
         assert!(e.allows(7));
     }

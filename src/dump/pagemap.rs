@@ -4,8 +4,9 @@
 //! copied on write (CRIU's should_dump_page). The result is a list of runs
 //! in address order, with CRIU's pagemap flags.
 
+use super::error::DumpError;
 use super::maps::{Vma, PAGE_SIZE, VMA_AREA_VDSO, VMA_FILE_PRIVATE};
-use crate::error::{Error, Result};
+use crate::error::Result;
 pub use crate::image::flags::{PE_LAZY, PE_PRESENT};
 use std::os::unix::fs::FileExt;
 
@@ -26,17 +27,21 @@ pub struct Run {
 /// The PFN of the shared zero page, as pagemap shows it to root (0 if
 /// PFNs are hidden, in which case no page is taken for the zero page).
 pub fn zero_pfn() -> Result<u64> {
-    let m = memmap2::MmapMut::map_anon(PAGE_SIZE as usize)
-        .map_err(|e| Error::io("map a probe page", e))?;
+    let m = memmap2::MmapMut::map_anon(PAGE_SIZE as usize).map_err(|source| DumpError::Call {
+        what: "map a probe page",
+        source,
+    })?;
     // Reading an untouched private anonymous page maps the zero page.
     let probe = std::hint::black_box(m[0]);
     let _ = probe;
     let addr = m.as_ptr() as u64;
-    let f = std::fs::File::open("/proc/self/pagemap")
-        .map_err(|e| Error::io("/proc/self/pagemap", e))?;
+    let err = |source| DumpError::Call {
+        what: "/proc/self/pagemap",
+        source,
+    };
+    let f = std::fs::File::open("/proc/self/pagemap").map_err(err)?;
     let mut b = [0u8; 8];
-    f.read_exact_at(&mut b, addr / PAGE_SIZE * 8)
-        .map_err(|e| Error::io("/proc/self/pagemap", e))?;
+    f.read_exact_at(&mut b, addr / PAGE_SIZE * 8).map_err(err)?;
     let pme = u64::from_le_bytes(b);
     Ok(if pme & PME_PRESENT != 0 {
         pme & PME_PFN_MASK
@@ -47,8 +52,12 @@ pub fn zero_pfn() -> Result<u64> {
 
 /// Collects the runs of pages to dump from the private VMAs of `pid`.
 pub fn collect(pid: i32, vmas: &[Vma], zero_pfn: u64) -> Result<Vec<Run>> {
-    let path = format!("/proc/{pid}/pagemap");
-    let f = std::fs::File::open(&path).map_err(|e| Error::io(format!("pid {pid}: {path}"), e))?;
+    let path = super::procfs::path(pid, "pagemap");
+    let f = std::fs::File::open(&path).map_err(|source| DumpError::Proc {
+        pid,
+        path: path.clone(),
+        source,
+    })?;
     let mut runs: Vec<Run> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
     // The vvar area belongs to the kernel, which sets it up again on
@@ -69,11 +78,9 @@ pub fn collect(pid: i32, vmas: &[Vma], zero_pfn: u64) -> Result<Vec<Run>> {
             while got < buf.len() {
                 let r = f
                     .read_at(&mut buf[got..], addr / PAGE_SIZE * 8 + got as u64)
-                    .map_err(|e| Error::io(format!("pid {pid}: {path} at {addr:#x}"), e))?;
+                    .map_err(|source| DumpError::Pagemap { pid, addr, source })?;
                 if r == 0 {
-                    return Err(Error::msg(format!(
-                        "pid {pid}: {path}: short read at {addr:#x}"
-                    )));
+                    return Err(DumpError::PagemapShort { pid, addr }.into());
                 }
                 got += r;
             }

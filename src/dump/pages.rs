@@ -7,6 +7,7 @@
 //! committed until the main thread takes the results, so a failed dump
 //! leaves no pages behind.
 
+use super::error::DumpError;
 use super::imgdir::Stream;
 use super::maps::PAGE_SIZE;
 use super::pagemap::Run;
@@ -137,13 +138,15 @@ fn read_mem(pid: i32, pieces: &[(u64, usize)], buf: &mut [u8]) -> Result<()> {
         .map(|&(base, len)| remote::RemoteIoVec { base, len })
         .collect();
     let want: usize = pieces.iter().map(|p| p.1).sum();
-    let got = remote::read_ranges(pid, &mut buf[..want], &iov)
-        .map_err(|e| Error::io(format!("pid {pid}: reading memory"), e))?;
+    let got =
+        remote::read_ranges(pid, &mut buf[..want], &iov).map_err(|source| DumpError::Task {
+            pid,
+            what: "reading memory",
+            source,
+        })?;
     if got != want {
         let at = pieces.first().map(|p| p.0).unwrap_or(0);
-        return Err(Error::msg(format!(
-            "pid {pid}: read {got} of {want} bytes of memory from {at:#x} on; a mapping changed under the dump"
-        )));
+        return Err(DumpError::ShortMemRead { pid, got, want, at }.into());
     }
     Ok(())
 }
@@ -265,8 +268,7 @@ impl PageWriter {
             self.shared.cv.notify_all();
         }
         for t in self.threads.drain(..) {
-            t.join()
-                .map_err(|_| Error::msg("a page writer thread panicked"))?;
+            t.join().map_err(|_| DumpError::WriterPanicked)?;
         }
         let (err, times) = {
             let mut q = self.shared.q.lock().unwrap_or_else(|e| e.into_inner());
@@ -278,8 +280,7 @@ impl PageWriter {
         let jobs = std::mem::take(&mut *self.shared.jobs.lock().unwrap_or_else(|e| e.into_inner()));
         let mut out = Vec::new();
         for (j, (pagemap, pages)) in jobs.into_iter().zip(std::mem::take(&mut self.maps)) {
-            let j = Arc::try_unwrap(j)
-                .map_err(|_| Error::msg("page writer still holds a pages file"))?;
+            let j = Arc::try_unwrap(j).map_err(|j| DumpError::WriterHoldsFile { pid: j.pid })?;
             out.push(Done {
                 pid: j.pid,
                 stream: j.stream,

@@ -2,6 +2,7 @@
 //! children, task lists, auxv, namespaces. Pure text/byte parsing; every
 //! error names the pid and file.
 
+use super::error::{DumpError, ProcFault};
 use crate::error::{Error, Result};
 use std::path::PathBuf;
 
@@ -16,7 +17,11 @@ pub fn read(pid: i32, what: &str) -> Result<Vec<u8>> {
     let mut v = Vec::with_capacity(512);
     std::fs::File::open(&p)
         .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut v))
-        .map_err(|e| Error::io(format!("pid {pid}: {}", p.display()), e))?;
+        .map_err(|source| DumpError::Proc {
+            pid,
+            path: p,
+            source,
+        })?;
     Ok(v)
 }
 
@@ -24,7 +29,11 @@ pub fn read(pid: i32, what: &str) -> Result<Vec<u8>> {
 /// in a page, which is the common case.
 pub fn read_small(pid: i32, what: &str) -> Result<String> {
     let p = path(pid, what);
-    let err = |e| Error::io(format!("pid {pid}: {}", p.display()), e);
+    let err = |source| DumpError::Proc {
+        pid,
+        path: p.clone(),
+        source,
+    };
     let mut f = std::fs::File::open(&p).map_err(err)?;
     let mut v = vec![0u8; 4096];
     let n = std::io::Read::read(&mut f, &mut v).map_err(err)?;
@@ -39,8 +48,9 @@ pub fn read_string(pid: i32, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&read(pid, what)?).into_owned())
 }
 
-fn bad(pid: i32, what: &str, msg: impl std::fmt::Display) -> Error {
-    Error::msg(format!("pid {pid}: /proc/{pid}/{what}: {msg}"))
+/// /proc/PID/`file` does not read as expected.
+fn bad(pid: i32, file: &'static str, fault: ProcFault) -> Error {
+    DumpError::ProcParse { pid, file, fault }.into()
 }
 
 /// The fields of /proc/PID/stat the dump uses.
@@ -68,21 +78,25 @@ pub struct Stat {
 }
 
 pub fn parse_stat(pid: i32, text: &str) -> Result<Stat> {
-    let open = text.find('(').ok_or_else(|| bad(pid, "stat", "no '('"))?;
-    let close = text.rfind(')').ok_or_else(|| bad(pid, "stat", "no ')'"))?;
+    let open = text
+        .find('(')
+        .ok_or_else(|| bad(pid, "stat", ProcFault::NoOpenParen))?;
+    let close = text
+        .rfind(')')
+        .ok_or_else(|| bad(pid, "stat", ProcFault::NoCloseParen))?;
     let comm = text[open + 1..close].to_string();
     // Fields after the comm, numbered from 3 (state) as in proc(5).
     let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
     let f = |n: usize| -> Result<&str> {
         rest.get(n - 3)
             .copied()
-            .ok_or_else(|| bad(pid, "stat", format!("field {n} missing")))
+            .ok_or_else(|| bad(pid, "stat", ProcFault::FieldMissing(n)))
     };
     let num = |n: usize| -> Result<u64> {
         let s = f(n)?;
         s.parse::<u64>()
             .or_else(|_| s.parse::<i64>().map(|v| v as u64))
-            .map_err(|_| bad(pid, "stat", format!("field {n} is not a number: {s}")))
+            .map_err(|_| bad(pid, "stat", ProcFault::FieldNotNumber(n, s.to_string())))
     };
     Ok(Stat {
         comm,
@@ -146,15 +160,18 @@ pub fn parse_status(pid: i32, text: &str) -> Result<Status> {
             continue;
         };
         let v = v.trim();
-        let hex = |v: &str| {
-            u64::from_str_radix(v, 16).map_err(|_| bad(pid, "status", format!("{k}: {v}")))
+        // A value of line `k` that does not parse.
+        let field = |v: &str| {
+            let fault = ProcFault::Field {
+                key: k.to_string(),
+                value: v.to_string(),
+            };
+            bad(pid, "status", fault)
         };
+        let hex = |v: &str| u64::from_str_radix(v, 16).map_err(|_| field(v));
         let nums = |v: &str| -> Result<Vec<u32>> {
             v.split_whitespace()
-                .map(|x| {
-                    x.parse::<u32>()
-                        .map_err(|_| bad(pid, "status", format!("{k}: {v}")))
-                })
+                .map(|x| x.parse::<u32>().map_err(|_| field(v)))
                 .collect()
         };
         match k {
@@ -165,7 +182,7 @@ pub fn parse_status(pid: i32, text: &str) -> Result<Status> {
             "Uid" | "Gid" => {
                 let n = nums(v)?;
                 if n.len() != 4 {
-                    return Err(bad(pid, "status", format!("{k}: {v}")));
+                    return Err(field(v));
                 }
                 let a = [n[0], n[1], n[2], n[3]];
                 if k == "Uid" {
@@ -216,25 +233,21 @@ pub fn parse_limits(pid: i32, text: &str) -> Result<Vec<(u64, u64)>> {
             continue;
         }
         let rest: Vec<&str> = line[26..].split_whitespace().collect();
+        let bad_line = || bad(pid, "limits", ProcFault::Line(line.to_string()));
         if rest.len() < 2 {
-            return Err(bad(pid, "limits", format!("line {line:?}")));
+            return Err(bad_line());
         }
         let v = |s: &str| -> Result<u64> {
             if s == "unlimited" {
                 Ok(u64::MAX)
             } else {
-                s.parse()
-                    .map_err(|_| bad(pid, "limits", format!("line {line:?}")))
+                s.parse().map_err(|_| bad_line())
             }
         };
         out.push((v(rest[0])?, v(rest[1])?));
     }
     if out.len() != 16 {
-        return Err(bad(
-            pid,
-            "limits",
-            format!("{} limits, expected 16", out.len()),
-        ));
+        return Err(bad(pid, "limits", ProcFault::LimitCount(out.len())));
     }
     Ok(out)
 }
@@ -245,7 +258,8 @@ pub fn limits(pid: i32) -> Result<Vec<(u64, u64)>> {
 
 /// Thread ids of a process, sorted with the leader first.
 pub fn tasks(pid: i32) -> Result<Vec<i32>> {
-    let mut v = crate::sys::procfs::tids(pid).map_err(|e| Error::io(format!("pid {pid}"), e))?;
+    let mut v =
+        crate::sys::procfs::tids(pid).map_err(|source| DumpError::Threads { pid, source })?;
     v.sort_by_key(|&t| (t != pid, t));
     Ok(v)
 }
@@ -276,11 +290,11 @@ pub fn ns_ino(pid: i32, name: &str) -> u64 {
     }
 }
 
-pub fn read_u32_file(pid: i32, what: &str) -> Result<i64> {
+pub fn read_u32_file(pid: i32, what: &'static str) -> Result<i64> {
     let s = read_string(pid, what)?;
     s.trim()
         .parse::<i64>()
-        .map_err(|_| bad(pid, what, format!("not a number: {s:?}")))
+        .map_err(|_| bad(pid, what, ProcFault::NotNumber(s.clone())))
 }
 
 /// A field "key:\tvalue" of /proc/PID/fdinfo/FD.
@@ -319,5 +333,47 @@ mod tests {
         let t = std::fs::read_to_string("/proc/self/limits").unwrap();
         let l = parse_limits(0, &t).unwrap();
         assert_eq!(l.len(), 16);
+    }
+
+    #[test]
+    fn faults_name_the_file_and_what_is_wrong() {
+        let e = parse_stat(5, "5 (x) S").unwrap_err();
+        assert!(matches!(
+            e,
+            Error::Dump(DumpError::ProcParse {
+                pid: 5,
+                file: "stat",
+                fault: ProcFault::FieldMissing(4)
+            })
+        ));
+        let e = parse_limits(6, "header\n").unwrap_err();
+        assert!(matches!(
+            e,
+            Error::Dump(DumpError::ProcParse {
+                pid: 6,
+                file: "limits",
+                fault: ProcFault::LimitCount(0)
+            })
+        ));
+        let e = parse_status(7, "Uid:\t0 0 0\n").unwrap_err();
+        assert!(matches!(
+            e,
+            Error::Dump(DumpError::ProcParse { pid: 7, file: "status", fault: ProcFault::Field { ref key, .. } }) if key == "Uid"
+        ));
+    }
+
+    #[test]
+    fn failed_reads_keep_the_errno() {
+        // No process has this pid (above pid_max).
+        let e = read(i32::MAX, "stat").unwrap_err();
+        let Error::Dump(DumpError::Proc { pid, source, .. }) = &e else {
+            panic!("{e:?}");
+        };
+        assert_eq!(*pid, i32::MAX);
+        assert_eq!(crate::sys::errno_of(source), Some(libc::ENOENT));
+        assert_eq!(
+            e.to_string(),
+            format!("pid {0}: /proc/{0}/stat: {source}", i32::MAX)
+        );
     }
 }

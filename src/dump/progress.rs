@@ -2,9 +2,10 @@
 //! on stderr when it is a terminal (steps also with -v), everything into
 //! the -o log file when given.
 
+use super::error::DumpError;
 use super::pages::Counters;
 use super::DumpOpts;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -19,11 +20,13 @@ pub struct Log {
 impl Log {
     pub fn new(o: &DumpOpts) -> Result<Log> {
         let file = match &o.log_file {
-            Some(p) => {
-                Some(Mutex::new(std::fs::File::create(p).map_err(|e| {
-                    Error::io(format!("{}: log file", p.display()), e)
-                })?))
-            }
+            Some(p) => Some(Mutex::new(std::fs::File::create(p).map_err(|source| {
+                DumpError::FileOp {
+                    path: p.clone(),
+                    what: "log file",
+                    source,
+                }
+            })?)),
             None => None,
         };
         Ok(Log {

@@ -4,6 +4,7 @@
 //! the target's descriptor (pidfd_getfd), read with MSG_PEEK and
 //! SO_PEEK_OFF so nothing is consumed.
 
+use super::error::{DumpError, OutsidePeer, OutsidePeers};
 use super::fdscan::Fd;
 use super::files::{fown, FileTable, FD_INETSK, FD_NETLINKSK, FD_UNIXSK};
 use super::freeze::Frozen;
@@ -16,7 +17,7 @@ use nix::libc;
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use crate::model::unix::{display_name, external_entry, type_name};
+use crate::model::unix::external_entry;
 
 // The diag's type and state numbers (a u8 there), named as the model does.
 const SOCK_STREAM: u8 = crate::model::unix::SOCK_STREAM as u8;
@@ -117,39 +118,61 @@ pub struct HeldSocket<'a> {
     pub id: u32,
 }
 
-fn io(pid: i32, fd: i32, what: &str, e: impl Into<std::io::Error>) -> Error {
-    Error::io(format!("pid {pid} fd {fd}: {what}"), e.into())
+/// A failed call on crit's copy of `pid`'s socket `fd`.
+fn io(pid: i32, fd: i32, what: &'static str, e: impl Into<std::io::Error>) -> Error {
+    DumpError::Fd {
+        pid,
+        fd,
+        what,
+        source: e.into(),
+    }
+    .into()
+}
+
+/// A failed sock_diag dump of every unix socket.
+fn unix_diag_err(source: std::io::Error) -> DumpError {
+    DumpError::Call {
+        what: "sock_diag: unix sockets",
+        source,
+    }
+}
+
+/// Every TCP and UDP socket (IPv4 and IPv6) sock_diag shows; a family
+/// or protocol the kernel has no diag module for shows none.
+fn inet_diag() -> Result<HashMap<u32, InetDiag>> {
+    let mut m = HashMap::new();
+    for fam in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+        for proto in [libc::IPPROTO_TCP as u8, libc::IPPROTO_UDP as u8] {
+            match sockdiag::inet_sockets(fam, proto) {
+                Ok(x) => m.extend(x),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(source) => {
+                    let what = "sock_diag: inet sockets";
+                    return Err(DumpError::Call { what, source }.into());
+                }
+            }
+        }
+    }
+    Ok(m)
 }
 
 impl Sockets {
+    // The maps are read once, on first use (take and put back: no
+    // "missing" case to handle).
     fn unix_map(&mut self) -> Result<&HashMap<u32, UnixDiag>> {
-        if self.unix.is_none() {
-            self.unix = Some(
-                sockdiag::unix_sockets().map_err(|e| Error::io("sock_diag: unix sockets", e))?,
-            );
-        }
-        self.unix
-            .as_ref()
-            .ok_or_else(|| Error::msg("sock_diag: no unix sockets"))
+        let m = match self.unix.take() {
+            Some(m) => m,
+            None => sockdiag::unix_sockets().map_err(unix_diag_err)?,
+        };
+        Ok(self.unix.insert(m))
     }
 
     fn inet_map(&mut self) -> Result<&HashMap<u32, InetDiag>> {
-        if self.inet.is_none() {
-            let mut m = HashMap::new();
-            for fam in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
-                for proto in [libc::IPPROTO_TCP as u8, libc::IPPROTO_UDP as u8] {
-                    match sockdiag::inet_sockets(fam, proto) {
-                        Ok(x) => m.extend(x),
-                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                        Err(e) => return Err(Error::io("sock_diag: inet sockets", e)),
-                    }
-                }
-            }
-            self.inet = Some(m);
-        }
-        self.inet
-            .as_ref()
-            .ok_or_else(|| Error::msg("sock_diag: no inet sockets"))
+        let m = match self.inet.take() {
+            Some(m) => m,
+            None => inet_diag()?,
+        };
+        Ok(self.inet.insert(m))
     }
 
     fn netlink_map(&mut self) -> &HashMap<u32, (u32, u32)> {
@@ -207,9 +230,7 @@ impl Sockets {
                 return Ok(FD_NETLINKSK);
             }
         }
-        Err(Error::msg(format!(
-            "pid {pid} fd {fd}: socket {ino} is of a family crit dump does not support (only unix, TCP, UDP, netlink)"
-        )))
+        Err(DumpError::SocketFamily { pid, fd, ino }.into())
     }
 
     /// Records socket `ino`, held as `h`.
@@ -255,10 +276,12 @@ impl Sockets {
             });
             return Ok(());
         }
-        Err(Error::msg(format!(
-            "pid {pid} fd {}: socket {ino} vanished",
-            fd.fd
-        )))
+        Err(DumpError::SocketVanished {
+            pid,
+            fd: fd.fd,
+            ino,
+        }
+        .into())
     }
 
     fn inet_fd(
@@ -272,15 +295,16 @@ impl Sockets {
         let (pid, fd, id) = (h.pid, h.fd, h.id);
         let is_tcp = d.protocol == libc::IPPROTO_TCP as u8;
         if is_tcp && d.state != TCP_LISTEN && d.state != TCP_CLOSE {
-            let more = if opts.tcp_established {
-                "dumping established TCP connections is not supported yet, even with --tcp-established"
-            } else {
-                "dumping established TCP connections is not supported yet (not even with --tcp-established)"
-            };
-            return Err(Error::msg(format!(
-                "pid {pid} fd {}: TCP socket {} (port {} -> {}) is connected (state {}); {more}",
-                fd.fd, d.ino, d.sport, d.dport, d.state
-            )));
+            return Err(DumpError::TcpEstablished {
+                pid,
+                fd: fd.fd,
+                ino: d.ino,
+                sport: d.sport,
+                dport: d.dport,
+                state: d.state,
+                asked: opts.tcp_established,
+            }
+            .into());
         }
         // A connected UDP socket keeps its peer address (state
         // ESTABLISHED, as CRIU records it); datagrams queued for it are not
@@ -478,12 +502,11 @@ impl Sockets {
     }
 
     fn queue_builder(&mut self) -> Result<&mut ImageBuilder> {
-        if self.queues.is_none() {
-            self.queues = Some(ImageBuilder::new("SK_QUEUES")?);
-        }
-        self.queues
-            .as_mut()
-            .ok_or_else(|| Error::msg("sk-queues: no image"))
+        let b = match self.queues.take() {
+            Some(b) => b,
+            None => ImageBuilder::new("SK_QUEUES")?,
+        };
+        Ok(self.queues.insert(b))
     }
 
     /// Peeks every queued message into `out`; false if `single` and one
@@ -523,17 +546,21 @@ impl Sockets {
                 }
             }
             if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
-                return Err(Error::msg(format!(
-                    "pid {pid} fd {fd}: unix socket {}: a queued message passes more files than crit can take at once",
-                    d.ino
-                )));
+                return Err(DumpError::QueueTooManyFiles {
+                    pid,
+                    fd,
+                    ino: d.ino,
+                }
+                .into());
             }
             if msg.flags.contains(MsgFlags::MSG_TRUNC) {
-                return Err(Error::msg(format!(
-                    "pid {pid} fd {fd}: unix socket {}: a queued message is larger than {} bytes",
-                    d.ino,
-                    buf.len()
-                )));
+                return Err(DumpError::QueueMessageTooBig {
+                    pid,
+                    fd,
+                    ino: d.ino,
+                    size: buf.len(),
+                }
+                .into());
             }
             if n == 0 {
                 // End of a stream or seqpacket queue whose peer shut down
@@ -542,10 +569,12 @@ impl Sockets {
                 if d.sk_type != SOCK_DGRAM || rcv_shut {
                     return Ok(!single);
                 }
-                return Err(Error::msg(format!(
-                    "pid {pid} fd {fd}: unix socket {} has an empty datagram queued; not supported",
-                    d.ino
-                )));
+                return Err(DumpError::EmptyDatagram {
+                    pid,
+                    fd,
+                    ino: d.ino,
+                }
+                .into());
             }
             if single && n != queued {
                 return Ok(false);
@@ -580,21 +609,30 @@ impl Sockets {
         listeners.dedup();
         let mut taken = Vec::new();
         for (pid, fd, ino) in listeners {
-            let l = crate::sys::pidfd::getfd(pid, fd)
-                .map_err(|e| io(pid, fd, &format!("unix listener {ino}: take a copy"), e))?;
+            let err = |what, source| DumpError::Listener {
+                pid,
+                fd,
+                ino,
+                what,
+                source,
+            };
+            let l = crate::sys::pidfd::getfd(pid, fd).map_err(|e| err("take a copy", e))?;
             while let Some(a) =
                 crate::sys::sock::accept_wait(l.as_raw_fd(), std::time::Duration::ZERO)
-                    .map_err(|e| io(pid, fd, &format!("unix listener {ino}: accept"), e))?
+                    .map_err(|e| err("accept", e))?
             {
                 taken.push(a);
             }
         }
         // Which client each accepted end belongs to.
-        let diag = sockdiag::unix_sockets().map_err(|e| Error::io("sock_diag: unix sockets", e))?;
+        let diag = sockdiag::unix_sockets().map_err(unix_diag_err)?;
         let mut buf = vec![0u8; 1 << 20];
         for a in &taken {
-            let ino = crate::sys::sock::inode_of(a.as_raw_fd())
-                .map_err(|e| Error::io("accepted pending connection", e))?;
+            let ino =
+                crate::sys::sock::inode_of(a.as_raw_fd()).map_err(|source| DumpError::Call {
+                    what: "accepted pending connection",
+                    source,
+                })?;
             let client = diag.get(&(ino as u32)).and_then(|d| d.peer).unwrap_or(0);
             let Some(d) = drains.iter().find(|d| d.client_ino == client) else {
                 continue;
@@ -604,10 +642,11 @@ impl Sockets {
                     Ok(0) | Err(nix::errno::Errno::EAGAIN) => break,
                     Ok(n) => n,
                     Err(e) => {
-                        return Err(Error::io(
-                            format!("unix socket {client}: read its pending connection's data"),
-                            e.into(),
-                        ))
+                        return Err(DumpError::PendingRead {
+                            ino: client,
+                            source: e.into(),
+                        }
+                        .into())
                     }
                 };
                 self.queue_builder()?
@@ -632,13 +671,15 @@ impl Sockets {
                 let mut ids = Vec::with_capacity(m.rights.0.len());
                 for &f in &m.rights.0 {
                     let id = files.held_id(f)?.ok_or_else(|| {
-                        let what = std::fs::read_link(format!("/proc/self/fd/{f}"))
+                        let file = std::fs::read_link(format!("/proc/self/fd/{f}"))
                             .map(|p| p.display().to_string())
                             .unwrap_or_default();
-                        Error::msg(format!(
-                            "pid {} fd {}: unix socket {} has a file descriptor in flight (SCM_RIGHTS) that no task of the tree holds ({what}); not supported",
-                            q.pid, q.fd, q.ino
-                        ))
+                        DumpError::FileInFlight {
+                            pid: q.pid,
+                            fd: q.fd,
+                            ino: q.ino,
+                            file,
+                        }
                     })?;
                     ids.push(id);
                 }
@@ -671,7 +712,7 @@ impl Sockets {
         let in_tree: HashSet<u32> = self.pending.iter().map(|s| s.diag.ino).collect();
         let mut ext_entries: HashMap<u32, u32> = HashMap::new();
         let pending = std::mem::take(&mut self.pending);
-        let mut refused: Vec<(u32, String)> = Vec::new();
+        let mut refused: Vec<OutsidePeer> = Vec::new();
         for s in &pending {
             let mut peer = s.diag.peer.unwrap_or(0);
             if let Some(&l) = pending_in.get(&s.diag.ino) {
@@ -679,14 +720,16 @@ impl Sockets {
                 peer = l;
             } else if peer == 0 && s.diag.state == 1 && s.diag.sk_type != SOCK_DGRAM {
                 // Connected to an embryo of a listener outside the tree.
-                return Err(Error::msg(format!(
-                    "pid {} fd {}: unix socket {} is connected to a listener outside the dumped tree that has not accepted it yet",
-                    s.pid, s.fd, s.diag.ino
-                )));
+                return Err(DumpError::UnacceptedOutside {
+                    pid: s.pid,
+                    fd: s.fd,
+                    ino: s.diag.ino,
+                }
+                .into());
             }
             if peer != 0 && !in_tree.contains(&peer) {
                 if !(ext.allows(s.diag.ino as u64) || ext.allows(peer as u64)) {
-                    refused.push((s.diag.ino, self.outside(s, peer)));
+                    refused.push(self.outside(s, peer));
                     continue;
                 }
                 if let std::collections::hash_map::Entry::Vacant(slot) = ext_entries.entry(peer) {
@@ -697,13 +740,8 @@ impl Sockets {
             files.push(FD_UNIXSK, s.id, |f| f.usk = Some(e));
         }
         if !refused.is_empty() {
-            let inos: Vec<String> = refused.iter().map(|(i, _)| i.to_string()).collect();
-            let what: Vec<&str> = refused.iter().map(|(_, d)| d.as_str()).collect();
-            return Err(Error::msg(format!(
-                "{} outside the dumped tree; to dump as external, give --ext-unix-sk={}",
-                what.join("; "),
-                inos.join(",")
-            )));
+            let peers = OutsidePeers(refused);
+            return Err(DumpError::OutsidePeers { peers }.into());
         }
         Ok(())
     }
@@ -719,11 +757,12 @@ impl Sockets {
                 if c == 0 {
                     // As CRIU: the client has closed, so whether it sent
                     // data cannot be known.
-                    return Err(Error::msg(format!(
-                        "pid {} fd {}: unix listener {} holds a pending connection whose client has closed; \
-                         whether it carries data cannot be known, so this is not supported",
-                        s.pid, s.fd, s.diag.ino
-                    )));
+                    return Err(DumpError::PendingClientClosed {
+                        pid: s.pid,
+                        fd: s.fd,
+                        ino: s.diag.ino,
+                    }
+                    .into());
                 }
                 pending_in.insert(c, s.diag.ino);
             }
@@ -747,17 +786,18 @@ impl Sockets {
             return Ok(());
         }
         if !kill {
-            return Err(Error::msg(format!(
-                "pid {} fd {}: unix socket {} sent data on a connection still pending in listener {l} \
-                 (not accepted yet); it can be read only by taking the connection from the tree, \
-                 which -R (--leave-running) forbids: dump without -R",
-                s.pid, s.fd, s.diag.ino
-            )));
+            return Err(DumpError::PendingDataLeaveRunning {
+                pid: s.pid,
+                fd: s.fd,
+                ino: s.diag.ino,
+                listener: l,
+            }
+            .into());
         }
         let lsk = all
             .iter()
             .find(|x| x.diag.ino == l)
-            .ok_or_else(|| Error::msg(format!("unix listener {l}: not in the tree")))?;
+            .ok_or(DumpError::ListenerNotInTree { ino: l })?;
         // An inode number no socket of the system has.
         let map = self.unix.as_ref();
         let mut ino = u32::MAX;
@@ -808,17 +848,22 @@ impl Sockets {
         eid
     }
 
-    /// What a refusal says of `s`, connected to outside socket `peer`.
-    fn outside(&self, s: &UnixSk, peer: u32) -> String {
-        let empty = HashMap::new();
-        let (addr, holder) = describe_peer(self.unix.as_ref().unwrap_or(&empty), peer);
-        format!(
-            "pid {} fd {}: {} unix socket {} is connected to socket {peer}{addr}{holder}",
-            s.pid,
-            s.fd,
-            type_name(s.diag.sk_type.into()),
-            s.diag.ino
-        )
+    /// What a refusal says of `s`, connected to outside socket `peer`:
+    /// the peer's address and who holds it.
+    fn outside(&self, s: &UnixSk, peer: u32) -> OutsidePeer {
+        OutsidePeer {
+            pid: s.pid,
+            fd: s.fd,
+            sk_type: s.diag.sk_type,
+            ino: s.diag.ino,
+            peer,
+            name: self
+                .unix
+                .as_ref()
+                .and_then(|m| m.get(&peer))
+                .and_then(|p| p.name.clone()),
+            holder: find_holder(peer),
+        }
     }
 
     /// The entry of in-tree socket `s`, whose peer is `peer`.
@@ -849,17 +894,6 @@ impl Sockets {
 /// carried SCM_RIGHTS.
 fn close_installed(fd: std::os::fd::RawFd) {
     let _ = nix::unistd::close(fd);
-}
-
-fn describe_peer(map: &HashMap<u32, UnixDiag>, peer: u32) -> (String, String) {
-    let addr = match map.get(&peer).and_then(|p| p.name.clone()) {
-        Some(n) if !n.is_empty() => format!(" (address {})", display_name(&n)),
-        _ => " (no address)".to_string(),
-    };
-    let holder = find_holder(peer)
-        .map(|(p, f)| format!(", held by pid {p} fd {f}"))
-        .unwrap_or_default();
-    (addr, holder)
 }
 
 /// Which process holds socket `ino` (for error messages).

@@ -5,6 +5,7 @@
 
 use super::context::DumpCtx;
 use super::core::{self as kcore, ThreadRegs};
+use super::error::DumpError;
 use super::fdscan::{self, Fd};
 use super::files::FileTable;
 use super::maps::{self, Vma};
@@ -13,7 +14,7 @@ use super::pagemap::{self, Run};
 use super::procfs;
 use super::tracer::{self, TaskExtra};
 use super::{fdtypes, tree};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::pb;
 
 pub struct Collected {
@@ -151,7 +152,7 @@ fn read_memory(ctx: &mut DumpCtx, pid: i32, scan_fds: bool) -> Result<(Memory, S
         let fds = scan_fds.then(|| fdscan::scan(pid, shmem_dev, &mut |ino| socks.known(ino)));
         let mem = h
             .join()
-            .unwrap_or_else(|_| Err(Error::msg(format!("pid {pid}: memory reader panicked"))));
+            .unwrap_or_else(|_| Err(DumpError::MemoryReaderPanicked { pid }.into()));
         (mem, fds)
     });
     let (mut vmas, runs) = mem?;
@@ -212,13 +213,18 @@ fn mm_entry(
 ) -> Result<pb::MmEntry> {
     let pid = t.pid;
     let exe = format!("/proc/{pid}/exe");
+    let err = |source| DumpError::Proc {
+        pid,
+        path: exe.clone().into(),
+        source,
+    };
     let exe_path = std::fs::read_link(&exe)
-        .map_err(|e| Error::io(format!("pid {pid}: {exe}"), e))?
+        .map_err(err)?
         .to_string_lossy()
         .into_owned();
     let st = std::fs::metadata(&exe)
         .map(|m| fdscan::Stat::of(&m))
-        .map_err(|e| Error::io(format!("pid {pid}: {exe}"), e))?;
+        .map_err(err)?;
     let exe_deleted = st.nlink == 0;
     let exe_path = exe_path
         .strip_suffix(" (deleted)")
@@ -235,10 +241,15 @@ fn fs_entry(files: &mut FileTable, pid: i32) -> Result<pb::FsEntry> {
     let mut fs_ids = [0u32; 2];
     for (i, w) in ["cwd", "root"].iter().enumerate() {
         let p = format!("/proc/{pid}/{w}");
-        let path = std::fs::read_link(&p).map_err(|e| Error::io(format!("pid {pid}: {p}"), e))?;
+        let err = |source| DumpError::Proc {
+            pid,
+            path: p.clone().into(),
+            source,
+        };
+        let path = std::fs::read_link(&p).map_err(err)?;
         let st = std::fs::metadata(&p)
             .map(|m| fdscan::Stat::of(&m))
-            .map_err(|e| Error::io(format!("pid {pid}: {p}"), e))?;
+            .map_err(err)?;
         let path = path.to_string_lossy().into_owned();
         let gone = path.ends_with(" (deleted)") && st.nlink == 0;
         let path = path
@@ -315,10 +326,18 @@ fn thread_core(
     } else {
         None
     };
-    let (rla, rla_len) = crate::sys::task::robust_list(tid)
-        .map_err(|e| Error::io(format!("pid {pid} thread {tid}: get_robust_list"), e))?;
-    let policy = crate::sys::task::sched_policy(tid)
-        .map_err(|e| Error::io(format!("thread {tid}: sched_getscheduler"), e))?;
+    let (rla, rla_len) =
+        crate::sys::task::robust_list(tid).map_err(|source| DumpError::TaskThread {
+            pid,
+            tid,
+            what: "get_robust_list",
+            source,
+        })?;
+    let policy = crate::sys::task::sched_policy(tid).map_err(|source| DumpError::Thread {
+        tid,
+        what: "sched_getscheduler",
+        source,
+    })?;
     let prio = crate::sys::task::sched_prio(tid).unwrap_or(0);
     Ok(pb::ThreadCoreEntry {
         futex_rla: rla,
@@ -360,8 +379,12 @@ fn thread_core(
 /// at the entry before it, and the thread points at the last (its oldest
 /// filter); restore follows `prev` and installs in that order.
 fn seccomp_filters(all: &mut Vec<pb::SeccompFilter>, pid: i32, tid: i32) -> Result<Option<u32>> {
-    let chain = crate::sys::seccomp::filters(tid)
-        .map_err(|e| Error::io(format!("pid {pid} thread {tid}: seccomp filters"), e))?;
+    let chain = crate::sys::seccomp::filters(tid).map_err(|source| DumpError::TaskThread {
+        pid,
+        tid,
+        what: "seccomp filters",
+        source,
+    })?;
     for (i, f) in chain.iter().rev().enumerate() {
         let prev = if i == 0 {
             None
@@ -432,5 +455,5 @@ fn umask(pid: i32) -> Result<u32> {
     let s = procfs::read_string(pid, "status")?;
     procfs::fdinfo_field(&s, "Umask")
         .and_then(|v| u32::from_str_radix(v, 8).ok())
-        .ok_or_else(|| Error::msg(format!("pid {pid}: /proc/{pid}/status has no Umask")))
+        .ok_or_else(|| DumpError::NoUmask { pid }.into())
 }

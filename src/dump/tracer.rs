@@ -6,8 +6,9 @@
 //! must be frozen by the calling thread (see [`super::freeze`]).
 
 use super::core::{self as kcore, ThreadRegs};
+use super::error::{DumpError, ProcFault};
 use super::mm::MmExtra;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::pb;
 use crate::sys::{inject::Injector, ptrace, tls};
 use nix::libc;
@@ -31,23 +32,41 @@ pub struct TaskExtra {
     pub posix_timers: Vec<pb::PosixTimerEntry>,
 }
 
-fn sys(what: String) -> impl FnOnce(std::io::Error) -> Error {
-    move |e| Error::io(what, e)
+/// A failed call `what` on stopped thread `tid`.
+fn on_thread(tid: i32, what: &'static str) -> impl FnOnce(std::io::Error) -> DumpError {
+    move |source| DumpError::Thread { tid, what, source }
+}
+
+/// A failed call `what` on thread `tid` of `pid`.
+fn on_task_thread(
+    pid: i32,
+    tid: i32,
+    what: &'static str,
+) -> impl FnOnce(std::io::Error) -> DumpError {
+    move |source| DumpError::TaskThread {
+        pid,
+        tid,
+        what,
+        source,
+    }
+}
+
+/// A failed call `what` on task `pid`.
+fn on_task(pid: i32, what: &'static str) -> impl FnOnce(std::io::Error) -> DumpError {
+    move |source| DumpError::Task { pid, what, source }
 }
 
 /// Registers and per-thread state of a stopped thread.
 pub fn thread_regs(tid: i32, te: &ThreadExtra) -> Result<ThreadRegs> {
-    let r = ptrace::get_regs(tid).map_err(sys(format!("thread {tid}: registers")))?;
+    let r = ptrace::get_regs(tid).map_err(on_thread(tid, "registers"))?;
     if r.cs != 0x33 {
-        return Err(Error::msg(format!(
-            "thread {tid}: runs in 32-bit mode; not supported"
-        )));
+        return Err(DumpError::Compat32 { tid }.into());
     }
     let gp = gp_regs(&r);
-    let xsave = ptrace::get_xsave(tid).map_err(sys(format!("thread {tid}: xsave")))?;
+    let xsave = ptrace::get_xsave(tid).map_err(on_thread(tid, "xsave"))?;
     let tls = gdt_tls(tid)?;
-    let blocked = ptrace::get_sigmask(tid).map_err(sys(format!("thread {tid}: signal mask")))?;
-    let rc = ptrace::get_rseq_config(tid).map_err(sys(format!("thread {tid}: rseq")))?;
+    let blocked = ptrace::get_sigmask(tid).map_err(on_thread(tid, "signal mask"))?;
+    let rc = ptrace::get_rseq_config(tid).map_err(on_thread(tid, "rseq"))?;
     let rseq = Some(pb::RseqEntry {
         rseq_abi_pointer: rc.rseq_abi_pointer,
         rseq_abi_size: rc.rseq_abi_size,
@@ -103,8 +122,11 @@ fn gp_regs(r: &ptrace::Regs) -> pb::UserX86RegsEntry {
 fn gdt_tls(tid: i32) -> Result<Vec<pb::UserDescT>> {
     let mut tlsv = Vec::new();
     for e in 12..15u32 {
-        let d = tls::get_thread_area(tid, e)
-            .map_err(sys(format!("thread {tid}: PTRACE_GET_THREAD_AREA {e}")))?;
+        let d = tls::get_thread_area(tid, e).map_err(|source| DumpError::ThreadArea {
+            tid,
+            entry: e,
+            source,
+        })?;
         tlsv.push(kcore::user_desc(&d));
     }
     Ok(tlsv)
@@ -133,7 +155,7 @@ pub fn task_extra(pid: i32, threads: &[i32]) -> Result<TaskExtra> {
 /// The per-thread state injected calls read: tid address, sigaltstack.
 fn inject_thread(pid: i32, tid: i32) -> Result<ThreadExtra> {
     super::guard::check()?;
-    let mut inj = Injector::new(tid).map_err(sys(format!("pid {pid} thread {tid}: inject")))?;
+    let mut inj = Injector::new(tid).map_err(on_task_thread(pid, tid, "inject"))?;
     let res = (|| -> std::io::Result<ThreadExtra> {
         let tid_addr = inj.remote_get_tid_address()?;
         let ss = inj.remote_sigaltstack(None)?;
@@ -147,10 +169,8 @@ fn inject_thread(pid: i32, tid: i32) -> Result<ThreadExtra> {
         })
     })();
     let fin = inj.finish();
-    let te = res.map_err(sys(format!("pid {pid} thread {tid}: injected calls")))?;
-    fin.map_err(sys(format!(
-        "pid {pid} thread {tid}: restoring after injection"
-    )))?;
+    let te = res.map_err(on_task_thread(pid, tid, "injected calls"))?;
+    fin.map_err(on_task_thread(pid, tid, "restoring after injection"))?;
     Ok(te)
 }
 
@@ -158,8 +178,7 @@ fn inject_thread(pid: i32, tid: i32) -> Result<ThreadExtra> {
 /// not yet delivered, as CRIU stores them (raw siginfo). They stay
 /// queued.
 pub fn pending(tid: i32, shared: bool) -> Result<pb::SignalQueueEntry> {
-    let v =
-        ptrace::peek_siginfo(tid, shared).map_err(sys(format!("thread {tid}: pending signals")))?;
+    let v = ptrace::peek_siginfo(tid, shared).map_err(on_thread(tid, "pending signals"))?;
     Ok(pb::SignalQueueEntry {
         signals: v
             .into_iter()
@@ -174,7 +193,11 @@ pub fn pending(tid: i32, shared: bool) -> Result<pb::SignalQueueEntry> {
 /// filled in by injected timer_gettime/timer_getoverrun).
 fn posix_timers(pid: i32) -> Result<Vec<pb::PosixTimerEntry>> {
     let text = super::procfs::read_string(pid, "timers").unwrap_or_default();
-    let bad = |l: &str| Error::msg(format!("pid {pid}: /proc/{pid}/timers: cannot parse {l:?}"));
+    let bad = |l: &str| DumpError::ProcParse {
+        pid,
+        file: "timers",
+        fault: ProcFault::CannotParse(l.to_string()),
+    };
     let mut out: Vec<pb::PosixTimerEntry> = Vec::new();
     for l in text.lines() {
         if let Some(v) = l.strip_prefix("ID: ") {
@@ -216,7 +239,7 @@ const PR_GET_CHILD_SUBREAPER: i32 = 37;
 
 fn inject_task(pid: i32, x: &mut TaskExtra) -> Result<()> {
     super::guard::check()?;
-    let mut inj = Injector::with_scratch(pid, 64).map_err(sys(format!("pid {pid}: inject")))?;
+    let mut inj = Injector::with_scratch(pid, 64).map_err(on_task(pid, "inject"))?;
     let res = (|| -> std::io::Result<()> {
         for sig in 1..=64 {
             if sig == libc::SIGKILL || sig == libc::SIGSTOP {
@@ -264,7 +287,7 @@ fn inject_task(pid: i32, x: &mut TaskExtra) -> Result<()> {
         Ok(())
     })();
     let fin = inj.finish();
-    res.map_err(sys(format!("pid {pid}: injected calls")))?;
-    fin.map_err(sys(format!("pid {pid}: restoring after injection")))?;
+    res.map_err(on_task(pid, "injected calls"))?;
+    fin.map_err(on_task(pid, "restoring after injection"))?;
     Ok(())
 }

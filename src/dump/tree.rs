@@ -2,8 +2,9 @@
 //! first, then each task's children in pid order, depth first), with the
 //! threads of every task.
 
+use super::error::DumpError;
 use super::procfs;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 #[derive(Debug, Clone)]
 pub struct Task {
@@ -28,16 +29,12 @@ pub fn check_ids(tasks: &[Task]) -> Result<()> {
     let pids: std::collections::HashSet<i32> = tasks.iter().map(|t| t.pid).collect();
     for t in tasks {
         if t.sid != root.sid && !pids.contains(&t.sid) {
-            return Err(Error::msg(format!(
-                "pid {}: its session {} is led by a task outside the dumped tree",
-                t.pid, t.sid
-            )));
+            let (pid, sid) = (t.pid, t.sid);
+            return Err(DumpError::SessionOutside { pid, sid }.into());
         }
         if t.pgid != root.pgid && !pids.contains(&t.pgid) {
-            return Err(Error::msg(format!(
-                "pid {}: its process group {} is led by a task outside the dumped tree",
-                t.pid, t.pgid
-            )));
+            let (pid, pgid) = (t.pid, t.pgid);
+            return Err(DumpError::GroupOutside { pid, pgid }.into());
         }
     }
     Ok(())
@@ -58,11 +55,47 @@ pub fn check_locks(tasks: &[Task]) -> Result<()> {
             continue;
         };
         if pids.contains(&pid) {
-            return Err(Error::msg(format!(
-                "pid {pid}: holds a {} file lock on inode {}; dumping file locks is not supported",
-                f[1], f[5]
-            )));
+            return Err(DumpError::HeldLock {
+                pid,
+                kind: f[1].to_string(),
+                inode: f[5].to_string(),
+            }
+            .into());
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    fn task(pid: i32, pgid: i32, sid: i32) -> Task {
+        Task {
+            pid,
+            ppid: 1,
+            pgid,
+            sid,
+            threads: vec![pid],
+            stat: Default::default(),
+            zombie: false,
+        }
+    }
+
+    #[test]
+    fn leaders_outside_the_tree_are_refused() {
+        // The root's own session and group may be led from outside.
+        assert!(check_ids(&[task(10, 1, 1), task(11, 10, 10)]).is_ok());
+        let e = check_ids(&[task(10, 10, 10), task(11, 11, 5)]).unwrap_err();
+        assert!(matches!(
+            e,
+            Error::Dump(DumpError::SessionOutside { pid: 11, sid: 5 })
+        ));
+        let e = check_ids(&[task(10, 10, 10), task(11, 7, 10)]).unwrap_err();
+        assert!(matches!(
+            e,
+            Error::Dump(DumpError::GroupOutside { pid: 11, pgid: 7 })
+        ));
+    }
 }

@@ -4,12 +4,13 @@
 //! sk-queues and inventory.img last.
 
 use super::context::DumpCtx;
+use super::error::DumpError;
 use super::files::FileTable;
 use super::imgdir::ImgDir;
 use super::pages::Done;
 use super::task::{Collected, Collection};
 use super::{mm, tree, Summary};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::pb;
 use crate::image::typed::ImageBuilder;
 use std::time::Duration;
@@ -133,10 +134,8 @@ fn write_shared_memory(
             let mut o = 0;
             for &(a, n) in pieces {
                 let a = a as usize;
-                buf[o..o + n].copy_from_slice(
-                    data.get(a..a + n)
-                        .ok_or_else(|| Error::msg("shmem contents changed"))?,
-                );
+                buf[o..o + n]
+                    .copy_from_slice(data.get(a..a + n).ok_or(DumpError::ShmemChanged { ino })?);
                 o += n;
             }
             Ok(())
@@ -276,10 +275,12 @@ fn write_inventory(dir: &mut ImgDir, root_ids: &pb::TaskKobjIdsEntry) -> Result<
 
 fn timens() -> Result<pb::TimensEntry> {
     use nix::time::{clock_gettime, ClockId};
-    let m = clock_gettime(ClockId::CLOCK_MONOTONIC)
-        .map_err(|e| Error::io("clock_gettime", e.into()))?;
-    let b =
-        clock_gettime(ClockId::CLOCK_BOOTTIME).map_err(|e| Error::io("clock_gettime", e.into()))?;
+    let err = |e: nix::errno::Errno| DumpError::Call {
+        what: "clock_gettime",
+        source: e.into(),
+    };
+    let m = clock_gettime(ClockId::CLOCK_MONOTONIC).map_err(err)?;
+    let b = clock_gettime(ClockId::CLOCK_BOOTTIME).map_err(err)?;
     Ok(pb::TimensEntry {
         monotonic: pb::Timespec {
             tv_sec: m.tv_sec() as u64,
@@ -317,7 +318,11 @@ fn shmem_contents(path: &str) -> Result<(Vec<super::pagemap::Run>, Vec<u8>)> {
     let mut data = Vec::new();
     std::fs::File::open(path)
         .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut data))
-        .map_err(|e| Error::io(format!("{path}: read shared memory"), e))?;
+        .map_err(|source| DumpError::FileOp {
+            path: path.into(),
+            what: "read shared memory",
+            source,
+        })?;
     let ps = super::maps::PAGE_SIZE as usize;
     data.resize(data.len().div_ceil(ps) * ps, 0);
     let mut runs: Vec<super::pagemap::Run> = Vec::new();
