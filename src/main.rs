@@ -200,7 +200,11 @@ fn run(cli: Cli) -> crit::error::Result<()> {
 fn dump(a: DumpArgs) -> crit::error::Result<()> {
     if a.worker.is_none() {
         let args: Vec<String> = std::env::args().skip(1).collect();
-        std::process::exit(crit::dump::guard::run_in_worker(&args));
+        std::process::exit(crit::dump::guard::run_in_worker(
+            &args,
+            a.tree,
+            &a.images_dir,
+        ));
     }
     let mut ext = crit::dump::ExtUnix::default();
     for v in &a.ext_unix_sk {

@@ -113,6 +113,106 @@ fn killed_dump_leaves_the_tree_running() {
     kill_tree(prog.pid);
 }
 
+/// SIGKILL to the dump worker itself: `crit dump` says so and what became
+/// of the tree, and no image or directory of it is left.
+#[test]
+fn killed_worker_is_reported() {
+    let kit = Kit::new();
+    let hb = kit.path("hb");
+    let prog = kit.start("heartbeat", &[hb.to_str().unwrap(), "512"]);
+    for (i, delay) in [5u64, 20, 40, 80].iter().enumerate() {
+        if !alive(prog.pid) {
+            break;
+        }
+        let dir = kit.path(&format!("img{i}"));
+        let c = std::process::Command::new(env!("CARGO_BIN_EXE_crit"))
+            .args(["dump", "-t", &prog.pid.to_string(), "-D"])
+            .arg(&dir)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let front = c.id() as i32;
+        // The worker is the front's child.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let worker = loop {
+            let kids = std::fs::read_to_string(format!("/proc/{front}/task/{front}/children"))
+                .unwrap_or_default();
+            if let Some(w) = kids.split_whitespace().next() {
+                break w.parse::<i32>().unwrap();
+            }
+            assert!(std::time::Instant::now() < deadline, "no dump worker");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        std::thread::sleep(Duration::from_millis(*delay));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(worker),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let out = c.wait_with_output().unwrap();
+        let e = stderr(&out);
+        if out.status.success() {
+            // The dump was done before the kill.
+            kill_tree(prog.pid);
+            return;
+        }
+        assert_eq!(out.status.code(), Some(1), "{e}");
+        assert!(e.contains("the dump worker was killed by SIGKILL"), "{e}");
+        assert!(e.contains(&format!("the tree of pid {}", prog.pid)), "{e}");
+        assert!(
+            !dir.exists(),
+            "after {delay} ms: {} left behind",
+            dir.display()
+        );
+    }
+    kill_tree(prog.pid);
+}
+
+/// A new images directory is private whatever the umask; an existing one
+/// others may write to is refused.
+#[test]
+fn images_dir_is_private() {
+    let kit = Kit::new();
+    let hb = kit.path("hb");
+    let prog = kit.start("heartbeat", &[hb.to_str().unwrap(), "1"]);
+    let dir = kit.path("img");
+    let o = std::process::Command::new("sh")
+        .args(["-c", "umask 000; exec \"$0\" dump -R -t \"$1\" -D \"$2\""])
+        .arg(env!("CARGO_BIN_EXE_crit"))
+        .arg(prog.pid.to_string())
+        .arg(&dir)
+        .output()
+        .unwrap();
+    ok(&o);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    let open = kit.path("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = kit.dump(prog.pid, &open, &["-R"]);
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        e.contains("group or others may write to it (mode 777)"),
+        "{e}"
+    );
+    assert!(images(&open).is_empty());
+    kill_tree(prog.pid);
+}
+
+#[test]
+fn kernel_threads_are_named() {
+    let kit = Kit::new();
+    let o = kit.dump(2, &kit.path("img"), &[]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("pid 2: is a kernel thread"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!kit.path("img").exists());
+}
+
 #[test]
 fn bad_pid_and_self() {
     let kit = Kit::new();
@@ -138,7 +238,8 @@ fn refused(kit: &Kit, args: &[&str], want: &[&str]) {
         assert!(alive(prog.pid));
         let st = std::fs::read_to_string(format!("/proc/{}/status", prog.pid)).unwrap();
         assert!(st.contains("TracerPid:\t0"));
-        assert!(images(&dir).is_empty());
+        // The dump made the directory: a refused dump removes it.
+        assert!(!dir.exists(), "{} left behind", dir.display());
     }
     kill_tree(prog.pid);
 }
@@ -238,6 +339,6 @@ fn file_locks_are_refused_clearly() {
     refused(
         &kit,
         &["flock", p.to_str().unwrap()],
-        &["FLOCK file lock", "not supported"],
+        &["FLOCK file lock", "not supported", " fd "],
     );
 }

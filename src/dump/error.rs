@@ -27,6 +27,14 @@ pub enum DumpError {
     InitOrInvalid { pid: i32 },
     #[error("pid {pid}: no such process")]
     NoSuchProcess { pid: i32 },
+    #[error("pid {pid}: is a kernel thread; only user processes can be dumped")]
+    KernelThread { pid: i32 },
+    /// An existing images directory others may write to.
+    #[error(
+        "{}: group or others may write to it (mode {mode:o}): they could change the images before a restore; give a private directory (chmod go-w)",
+        dir.display()
+    )]
+    DirNotPrivate { dir: PathBuf, mode: u32 },
     #[error("pid {pid}: is crit itself or one of its ancestors")]
     SelfOrAncestor { pid: i32 },
     /// The images directory is not empty; `found` is one image in it.
@@ -243,10 +251,13 @@ pub enum DumpError {
     /// A lock of /proc/locks: its kind (POSIX, FLOCK, ...) and inode
     /// (dev:ino) as that file shows them.
     #[error(
-        "pid {pid}: holds a {kind} file lock on inode {inode}; dumping file locks is not supported"
+        "pid {pid}{}: holds a {kind} file lock on inode {inode}; dumping file locks is not supported",
+        fd.map(|f| format!(" fd {f}")).unwrap_or_default()
     )]
     HeldLock {
         pid: i32,
+        /// The fd of the locked file, when the task holds it open.
+        fd: Option<i32>,
         kind: String,
         inode: String,
     },

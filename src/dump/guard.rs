@@ -6,8 +6,13 @@
 //! resumes the tree: the tree never stays frozen or half-injected because
 //! crit was killed. The worker ignores SIGINT, SIGTERM, SIGHUP, SIGQUIT
 //! and SIGTSTP, so Ctrl-C on the terminal (which signals the whole job)
-//! stops it the same way. (Killing the worker itself with SIGKILL in the middle
-//! of an injected call is the one case this cannot cover.)
+//! stops it the same way.
+//!
+//! Killing the worker itself (SIGKILL) is the one case this cannot cover:
+//! the kernel releases its tracees at once, and a thread caught between an
+//! injected call's setup and its end resumes with the injection's
+//! registers and signal mask (it may die). `crit dump` then says so, with
+//! the state of the tree, and removes what the worker wrote.
 
 use super::error::DumpError;
 use crate::error::Result;
@@ -30,8 +35,10 @@ pub fn check() -> Result<()> {
 }
 
 /// Runs the dump in a worker process and returns its exit status: what
-/// the CLI does. `args` are the dump's own command-line arguments.
-pub fn run_in_worker(args: &[String]) -> i32 {
+/// the CLI does. `args` are the dump's own command-line arguments, `pid`
+/// the tree's root and `dir` the images directory.
+pub fn run_in_worker(args: &[String], pid: i32, dir: &std::path::Path) -> i32 {
+    let dir_existed = dir.exists();
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
@@ -46,10 +53,59 @@ pub fn run_in_worker(args: &[String]) -> i32 {
         .arg(&me)
         .status();
     match st {
-        Ok(s) => s.code().unwrap_or(1),
+        Ok(s) => match s.code() {
+            Some(code) => code,
+            None => {
+                worker_killed(&s, pid, dir, dir_existed);
+                1
+            }
+        },
         Err(e) => {
             eprintln!("crit: cannot start the dump worker: {e}");
             1
         }
     }
+}
+
+/// The worker died by a signal: say so, and what became of the tree, and
+/// remove what it wrote (it refuses a directory holding images, so every
+/// image there is its own).
+fn worker_killed(
+    st: &std::process::ExitStatus,
+    pid: i32,
+    dir: &std::path::Path,
+    dir_existed: bool,
+) {
+    use std::os::unix::process::ExitStatusExt;
+    let sig = st
+        .signal()
+        .and_then(|n| nix::sys::signal::Signal::try_from(n).ok())
+        .map_or_else(|| "a signal".to_string(), |s| s.as_str().to_string());
+    // A thread released mid-injection dies at once, if at all.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let tree = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s)
+            if s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z')) =>
+        {
+            "has exited".to_string()
+        }
+        Ok(_) => "was released by the kernel and runs".to_string(),
+        Err(_) => "is gone".to_string(),
+    };
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            if n.ends_with(".img") || n == "stats-dump" || n.starts_with(".crit-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    if !dir_existed {
+        let _ = std::fs::remove_dir(dir);
+    }
+    eprintln!(
+        "crit: the dump worker was killed by {sig}; no images were kept; the tree of pid {pid} {tree}"
+    );
 }

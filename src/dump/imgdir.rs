@@ -14,15 +14,38 @@ pub struct ImgDir {
     written: Vec<PathBuf>,
     pub bytes: u64,
     keep: bool,
+    /// The dump made the directory: a failed dump removes it.
+    created: bool,
 }
 
 impl ImgDir {
+    /// Opens the images directory: a new one is made private (0700); an
+    /// existing one must not be writable by group or others, who could
+    /// otherwise change the images before a restore as root.
     pub fn open(dir: &Path) -> Result<ImgDir> {
-        std::fs::create_dir_all(dir).map_err(|source| DumpError::FileOp {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let created = !dir.exists();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| DumpError::FileOp {
+                path: dir.to_path_buf(),
+                what: "create images directory",
+                source,
+            })?;
+        let meta = std::fs::metadata(dir).map_err(|source| DumpError::File {
             path: dir.to_path_buf(),
-            what: "create images directory",
             source,
         })?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(DumpError::DirNotPrivate {
+                dir: dir.to_path_buf(),
+                mode,
+            }
+            .into());
+        }
         let rd = std::fs::read_dir(dir).map_err(|source| DumpError::File {
             path: dir.to_path_buf(),
             source,
@@ -43,6 +66,7 @@ impl ImgDir {
             written: Vec::new(),
             bytes: 0,
             keep: false,
+            created,
         })
     }
 
@@ -96,6 +120,9 @@ impl Drop for ImgDir {
         if !self.keep {
             for p in &self.written {
                 let _ = std::fs::remove_file(p);
+            }
+            if self.created {
+                let _ = std::fs::remove_dir(&self.dir);
             }
         }
     }

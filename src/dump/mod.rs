@@ -124,6 +124,19 @@ fn run(ctx: &mut DumpCtx) -> Result<Summary> {
     write::images(ctx, &all, copied)
 }
 
+/// Whether `pid` is a kernel thread (PF_KTHREAD in /proc/PID/stat's
+/// flags, the 9th field).
+fn is_kernel_thread(pid: i32) -> bool {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            rest.split_whitespace().nth(6)?.parse::<u64>().ok()
+        })
+        .is_some_and(|flags| flags & PF_KTHREAD != 0)
+}
+
 fn precheck(opts: &DumpOpts) -> Result<()> {
     let pid = opts.pid;
     if pid <= 1 {
@@ -131,6 +144,9 @@ fn precheck(opts: &DumpOpts) -> Result<()> {
     }
     if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
         return Err(DumpError::NoSuchProcess { pid }.into());
+    }
+    if is_kernel_thread(pid) {
+        return Err(DumpError::KernelThread { pid }.into());
     }
     // crit itself must not be in the tree.
     let me = std::process::id() as i32;

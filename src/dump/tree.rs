@@ -57,6 +57,7 @@ pub fn check_locks(tasks: &[Task]) -> Result<()> {
         if pids.contains(&pid) {
             return Err(DumpError::HeldLock {
                 pid,
+                fd: fd_of_inode(pid, f[5]),
                 kind: f[1].to_string(),
                 inode: f[5].to_string(),
             }
@@ -64,6 +65,27 @@ pub fn check_locks(tasks: &[Task]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The fd of task `pid` that holds the file /proc/locks names as
+/// "MAJ:MIN:INODE" (hexadecimal device numbers).
+fn fd_of_inode(pid: i32, lock: &str) -> Option<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let mut it = lock.split(':');
+    let major = u64::from_str_radix(it.next()?, 16).ok()?;
+    let minor = u64::from_str_radix(it.next()?, 16).ok()?;
+    let ino: u64 = it.next()?.parse().ok()?;
+    let dev = nix::sys::stat::makedev(major, minor);
+    let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort_unstable();
+    fds.into_iter().find(|fd| {
+        std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
+            .is_ok_and(|m| m.ino() == ino && m.dev() == dev)
+    })
 }
 
 #[cfg(test)]
