@@ -100,9 +100,14 @@ struct DumpArgs {
     #[arg(long = "ext-unix-sk", value_name = "INO[,INO...]", num_args = 0..=1,
       require_equals = true, default_missing_value = "", action = clap::ArgAction::Append)]
     ext_unix_sk: Vec<String>,
-    /// An external resource; unix[INO] is the same as --ext-unix-sk=INO.
-    #[arg(long = "external", value_name = "unix[INO]", action = clap::ArgAction::Append)]
+    /// An external resource: unix[INO] (the same as --ext-unix-sk=INO),
+    /// net[INO]:KEY (the tree's network namespace is the manager's) or
+    /// mnt[MOUNTPOINT]:KEY (a mount restore takes from outside).
+    #[arg(long = "external", value_name = "RESOURCE", action = clap::ArgAction::Append)]
     external: Vec<String>,
+    /// Namespaces not dumped, made empty at restore: net.
+    #[arg(long = "empty-ns", value_name = "net", action = clap::ArgAction::Append)]
+    empty_ns: Vec<String>,
     /// The tree is a job of the calling shell: dump its terminal.
     #[arg(long = "shell-job")]
     shell_job: bool,
@@ -210,10 +215,17 @@ fn dump(a: DumpArgs) -> crit::error::Result<()> {
     for v in &a.ext_unix_sk {
         ext.add_list(v)?;
     }
+    let mut ns = crit::dump::NsOpts::default();
+    for v in &a.empty_ns {
+        ns.add_empty(v)?;
+    }
     for v in &a.external {
-        ext.add_external(v)?;
+        if !ns.add_external(v)? {
+            ext.add_external(v)?;
+        }
     }
     let opts = crit::dump::DumpOpts {
+        ns,
         pid: a.tree,
         dir: a.images_dir,
         leave_running: a.leave_running,

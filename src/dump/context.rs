@@ -52,8 +52,11 @@ pub struct DumpCtx<'a> {
     pub timing: Timing,
     pub ids: Ids,
     /// The dumper's own ids (inventory's root_ids), taken first as CRIU
-    /// does; every task must share its namespaces.
+    /// does.
     pub root_ids: pb::TaskKobjIdsEntry,
+    /// The namespaces the tree owns and the pids it sees (set once the
+    /// tree is frozen, before anything is collected).
+    pub ns: super::ns::TreeNs,
     pub files: FileTable,
     pub socks: Sockets,
     /// Copies task memory into pages images while the rest is collected.
@@ -92,6 +95,7 @@ impl<'a> DumpCtx<'a> {
             timing,
             ids,
             root_ids,
+            ns: Default::default(),
             files: FileTable::default(),
             socks,
             pages,

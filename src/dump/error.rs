@@ -20,8 +20,8 @@ pub enum DumpError {
     /// A value of `--ext-unix-sk` that is not an inode number.
     #[error("--ext-unix-sk: {value:?} is not a socket inode number")]
     ExtUnixSkArg { value: String },
-    /// A value of `--external` other than `unix[INO]`.
-    #[error("--external {value}: only unix[INO] is supported")]
+    /// A value of `--external` of no known form.
+    #[error("--external {value}: expected unix[INO], net[INO]:KEY or mnt[MOUNTPOINT]:KEY")]
     ExternalArg { value: String },
     #[error("pid {pid}: cannot dump init or an invalid pid")]
     InitOrInvalid { pid: i32 },
@@ -261,11 +261,74 @@ pub enum DumpError {
         kind: String,
         inode: String,
     },
-    /// `ns` names the namespace kind ("net", "pid", ...).
+    /// A task whose `ns` namespace is not its tree root's.
     #[error(
-        "pid {pid}: lives in another {ns} namespace than crit; dumping namespaces is not supported"
+        "pid {pid}: lives in another {ns} namespace than the tree's root (pid {root}); a tree must share each namespace with its root"
     )]
-    Namespace { pid: i32, ns: &'static str },
+    NsDiffers {
+        pid: i32,
+        ns: crate::model::ns::Kind,
+        root: i32,
+    },
+    #[error("pid {pid}: lives in a {ns} namespace of its own; dumping {ns} namespaces is not supported")]
+    NsUnsupported {
+        pid: i32,
+        ns: crate::model::ns::Kind,
+    },
+    #[error("pid {pid}: lives in a user namespace of its own; user namespaces are not supported")]
+    UserNs { pid: i32 },
+    #[error("pid {pid}: is {levels} pid namespaces below crit; nested pid namespaces are not supported")]
+    NestedPidNs { pid: i32, levels: usize },
+    #[error("pid {pid}: is pid {vpid} of its pid namespace, not its init (pid 1); dump the tree from the namespace's init")]
+    PidNsRootNotInit { pid: i32, vpid: i32 },
+    #[error("pid {pid}: mountinfo has no root mount")]
+    NoRootMount { pid: i32 },
+    /// `--external mnt[MP]:KEY` names no mount of the tree.
+    #[error("--external mnt[{mountpoint}]: pid {pid}'s mount namespace has no mount there")]
+    NoSuchMount { pid: i32, mountpoint: String },
+    #[error(
+        "pid {pid}: mount {mountpoint} ({fstype} {device}) cannot be made again at restore: it is no virtual file system, tmpfs or bind of another mount of the tree; mark it with --external mnt[{mountpoint}]:KEY"
+    )]
+    UnsupportedMount {
+        pid: i32,
+        mountpoint: String,
+        fstype: String,
+        /// The mount's source (device).
+        device: String,
+    },
+    #[error("pid {pid}: tmpfs at {mountpoint}: reading its contents: {source}")]
+    Tmpfs {
+        pid: i32,
+        mountpoint: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("/proc/sys/{name}: not a number: {value:?}")]
+    SysctlValue { name: String, value: String },
+    /// A network device of the tree's own network namespace crit cannot
+    /// make again.
+    #[error(
+        "pid {pid}: network namespace has device {name} ({kind}); only loopback is dumped: restore the namespace empty (--empty-ns net) or hand it in (--external net[INO]:KEY)"
+    )]
+    NetDevice {
+        pid: i32,
+        name: String,
+        kind: String,
+    },
+    /// Entering or reading one of the tree's namespaces failed.
+    #[error("pid {pid}: {ns} namespace: {what}: {source}")]
+    NsCall {
+        pid: i32,
+        ns: crate::model::ns::Kind,
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// `--external net[INO]:KEY` names another namespace than the tree's.
+    #[error("--external net[{ino}]: the tree's network namespace is net:[{actual}]")]
+    NetNsMismatch { ino: u64, actual: u64 },
+    #[error("--empty-ns {value}: only net can be left empty")]
+    EmptyNsArg { value: String },
 
     // ---- /proc text that does not parse.
     /// /proc/PID/`file` (stat, status, limits, timers, ...) is not as

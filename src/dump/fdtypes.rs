@@ -131,6 +131,10 @@ pub fn dump_fd(ctx: &mut DumpCtx, pid: i32, fd: &Fd, id: u32) -> Result<()> {
         let copy = ctx.frozen.getfd(pid, fd.fd)?;
         owned = fd.clone();
         owned.fown = fown_of(pid, fd.fd, std::os::fd::AsFd::as_fd(&copy))?;
+        // Read through crit's copy: the owner is in crit's pids.
+        if owned.fown.pid != 0 {
+            owned.fown.pid = ctx.ns.pids.get(owned.fown.pid as i32) as u32;
+        }
         &owned
     } else {
         fd

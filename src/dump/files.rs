@@ -198,13 +198,16 @@ impl FileTable {
         }
         if deleted {
             let via = Via::Fd { pid, fd: fd.fd };
-            if !fd.st.is_reg() {
+            let is_node = matches!(fd.st.mode & 0o170000, 0o020000 | 0o060000);
+            if !fd.st.is_reg() && !is_node {
                 return Err(DumpError::DeletedNotRegular {
                     via,
                     path: path.to_string(),
                 }
                 .into());
             }
+            // A deleted device node comes back as a deleted node of the
+            // same device (CRIU's ghost entry with rdev and no contents).
             self.ghost(via, &format!("/proc/{pid}/fd/{}", fd.fd), &fd.st, id)?;
         }
         self.push(FD_REG, id, |e| e.reg = Some(reg));
@@ -221,8 +224,11 @@ impl FileTable {
         }
         let p = open_path;
         let mut data = Vec::new();
-        if let Err(source) = std::fs::File::open(p).and_then(|mut f| f.read_to_end(&mut data)) {
-            return Err(DumpError::GhostRead { via, source }.into());
+        let node = !st.is_reg();
+        if !node {
+            if let Err(source) = std::fs::File::open(p).and_then(|mut f| f.read_to_end(&mut data)) {
+                return Err(DumpError::GhostRead { via, source }.into());
+            }
         }
         let meta = std::fs::metadata(p).map_err(|source| DumpError::File {
             path: p.into(),
@@ -238,7 +244,8 @@ impl FileTable {
             mode: fd.st.mode,
             dev: Some(old_dev(fd.st.dev)),
             ino: Some(fd.st.ino),
-            rdev: None,
+            // As st_rdev, in the 32 bits CRIU keeps.
+            rdev: node.then_some(fd.st.rdev as u32),
             atim: Some(pb::Timeval {
                 tv_sec: meta.atime() as u64,
                 tv_usec: (meta.atime_nsec() / 1000) as u64,

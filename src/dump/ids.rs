@@ -6,11 +6,10 @@
 use super::error::DumpError;
 use crate::error::Result;
 use crate::image::pb;
+use crate::model::ns::Kind;
 use crate::sys::kcmp;
 use std::collections::HashMap;
 
-/// Namespace kinds in the order CRIU gives them ids.
-const NS_KINDS: [&str; 8] = ["pid", "net", "ipc", "uts", "time", "mnt", "user", "cgroup"];
 
 #[derive(Default)]
 pub struct Ids {
@@ -46,7 +45,7 @@ impl Ids {
     }
 
     fn ns_id(&mut self, pid: i32, kind: usize) -> Option<u32> {
-        let ino = super::procfs::ns_ino(pid, NS_KINDS[kind]);
+        let ino = super::procfs::ns_ino(pid, Kind::ALL[kind].name());
         if ino == 0 {
             return None;
         }
@@ -78,30 +77,5 @@ impl Ids {
             user_ns_id: ns[6],
             cgroup_ns_id: ns[7],
         })
-    }
-
-    /// Refuses a tree in namespaces other than the dumper's (not supported).
-    pub fn check_same_ns(
-        &self,
-        pid: i32,
-        t: &pb::TaskKobjIdsEntry,
-        root: &pb::TaskKobjIdsEntry,
-    ) -> Result<()> {
-        let pairs = [
-            ("pid", t.pid_ns_id, root.pid_ns_id),
-            ("net", t.net_ns_id, root.net_ns_id),
-            ("ipc", t.ipc_ns_id, root.ipc_ns_id),
-            ("uts", t.uts_ns_id, root.uts_ns_id),
-            ("time", t.time_ns_id, root.time_ns_id),
-            ("mnt", t.mnt_ns_id, root.mnt_ns_id),
-            ("user", t.user_ns_id, root.user_ns_id),
-            ("cgroup", t.cgroup_ns_id, root.cgroup_ns_id),
-        ];
-        for (n, a, b) in pairs {
-            if a != b {
-                return Err(DumpError::Namespace { pid, ns: n }.into());
-            }
-        }
-        Ok(())
     }
 }

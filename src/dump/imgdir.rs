@@ -76,14 +76,20 @@ impl ImgDir {
 
     /// Writes a whole image.
     pub fn write(&mut self, name: &str, img: &ImageBuilder) -> Result<()> {
+        self.write_raw(name, &img.bytes)
+    }
+
+    /// Writes a file of the set as it is (a tmpfs tar, which has no
+    /// magic).
+    pub fn write_raw(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
         super::guard::check()?;
         let p = self.path(name);
         let mut f = AtomicFile::create(&p)?;
-        if let Err(source) = f.write_all(&img.bytes) {
+        if let Err(source) = f.write_all(bytes) {
             return Err(DumpError::File { path: p, source }.into());
         }
         f.commit()?;
-        self.bytes += img.bytes.len() as u64;
+        self.bytes += bytes.len() as u64;
         self.written.push(p);
         Ok(())
     }

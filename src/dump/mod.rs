@@ -30,6 +30,7 @@ pub mod ids;
 pub mod imgdir;
 pub mod maps;
 pub mod mm;
+pub mod ns;
 pub mod opts;
 pub mod pagemap;
 pub mod pages;
@@ -42,7 +43,7 @@ pub mod tracer;
 pub mod tree;
 pub mod write;
 
-pub use opts::{DumpOpts, ExtUnix, Summary};
+pub use opts::{DumpOpts, ExtUnix, NsOpts, Summary};
 
 use crate::error::Result;
 use context::{DumpCtx, Probes, Timing};
@@ -121,7 +122,7 @@ fn run(ctx: &mut DumpCtx) -> Result<Summary> {
     let copied = write::copy_pages(ctx)?;
     ticker.stop();
     ctx.log.debug("pages copied");
-    write::images(ctx, &all, copied)
+    write::images(ctx, all, copied)
 }
 
 /// Whether `pid` is a kernel thread (PF_KTHREAD in /proc/PID/stat's

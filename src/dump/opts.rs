@@ -2,7 +2,7 @@
 
 use super::error::DumpError;
 use crate::error::Result;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 /// Consent to dump unix sockets whose peer is outside the tree.
@@ -37,7 +37,7 @@ impl ExtUnix {
         Ok(())
     }
 
-    /// Adds the value of one `--external` option; only `unix[INO]` is known.
+    /// Adds a `--external unix[INO]` option.
     pub fn add_external(&mut self, v: &str) -> Result<()> {
         let ino = v
             .strip_prefix("unix[")
@@ -51,6 +51,67 @@ impl ExtUnix {
     }
 }
 
+/// What to do with the tree's namespaces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NsOpts {
+    /// `--empty-ns net`: the network namespace is not dumped; restore
+    /// makes an empty one (the manager configures it, as runc does).
+    pub empty_net: bool,
+    /// `--external net[INO]:KEY`: the network namespace with inode INO is
+    /// the manager's; restore is handed one for KEY with --inherit-fd.
+    pub ext_net: Option<(u64, String)>,
+    /// `--external mnt[MOUNTPOINT]:KEY`: mounts restore takes from
+    /// outside (`--external mnt[KEY]:PATH` there), by mountpoint.
+    pub ext_mnt: BTreeMap<String, String>,
+}
+
+impl NsOpts {
+    /// Adds the value of one `--empty-ns` option.
+    pub fn add_empty(&mut self, v: &str) -> Result<()> {
+        for k in v.split(',') {
+            match k {
+                "net" => self.empty_net = true,
+                _ => {
+                    return Err(DumpError::EmptyNsArg {
+                        value: v.to_string(),
+                    }
+                    .into())
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a `--external net[INO]:KEY` or `mnt[MOUNTPOINT]:KEY` option;
+    /// false when `v` is neither.
+    pub fn add_external(&mut self, v: &str) -> Result<bool> {
+        let bad = || DumpError::ExternalArg {
+            value: v.to_string(),
+        };
+        let parse = |kind: &str| -> Option<(String, String)> {
+            let rest = v.strip_prefix(kind)?.strip_prefix('[')?;
+            let (inner, key) = rest.split_once("]:")?;
+            Some((inner.to_string(), key.to_string()))
+        };
+        if let Some((ino, key)) = parse("net") {
+            let ino = ino.parse::<u64>().map_err(|_| bad())?;
+            if key.is_empty() {
+                return Err(bad().into());
+            }
+            self.ext_net = Some((ino, key));
+            return Ok(true);
+        }
+        if let Some((mp, key)) = parse("mnt") {
+            if !mp.starts_with('/') || key.is_empty() {
+                return Err(bad().into());
+            }
+            self.ext_mnt.insert(mp, key);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct DumpOpts {
     pub pid: i32,
@@ -61,6 +122,8 @@ pub struct DumpOpts {
     pub tcp_established: bool,
     pub verbose: u8,
     pub log_file: Option<PathBuf>,
+    /// Namespaces: left empty, external.
+    pub ns: NsOpts,
     /// `--cpu-cap`: with it, `cpuinfo.img` is written.
     pub cpu_caps: crate::model::cpu::CpuCaps,
     /// Set in the worker process: the pid of the `crit dump` that waits.

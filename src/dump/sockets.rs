@@ -47,6 +47,11 @@ pub struct Sockets {
     pub queues: Option<ImageBuilder>,
     pub count: usize,
     pub net_ns_id: Option<u32>,
+    /// The tree's network namespace when it is not crit's: sock_diag is
+    /// asked from inside it (it shows the sockets of its caller's).
+    pub net_ns: Option<std::os::fd::OwnedFd>,
+    /// A task of the tree, whose /proc/PID/net shows its namespace.
+    pub net_pid: Option<i32>,
     /// The buffer queued messages are peeked into, reused.
     peek_buf: Vec<u8>,
     /// Queues with a message that passed files (SCM_RIGHTS): written once
@@ -139,11 +144,11 @@ fn unix_diag_err(source: std::io::Error) -> DumpError {
 
 /// Every TCP and UDP socket (IPv4 and IPv6) sock_diag shows; a family
 /// or protocol the kernel has no diag module for shows none.
-fn inet_diag() -> Result<HashMap<u32, InetDiag>> {
+fn inet_diag(net: Option<&std::os::fd::OwnedFd>) -> Result<HashMap<u32, InetDiag>> {
     let mut m = HashMap::new();
     for fam in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
         for proto in [libc::IPPROTO_TCP as u8, libc::IPPROTO_UDP as u8] {
-            match sockdiag::inet_sockets(fam, proto) {
+            match in_net(net, || sockdiag::inet_sockets(fam, proto)) {
                 Ok(x) => m.extend(x),
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(source) => {
@@ -156,13 +161,31 @@ fn inet_diag() -> Result<HashMap<u32, InetDiag>> {
     Ok(m)
 }
 
+/// Runs a sock_diag query `f` in network namespace `net` (crit's own
+/// when None).
+fn in_net<T: Send>(
+    net: Option<&std::os::fd::OwnedFd>,
+    f: impl FnOnce() -> std::io::Result<T> + Send,
+) -> std::io::Result<T> {
+    use std::os::fd::AsFd;
+    match net {
+        None => f(),
+        Some(fd) => crate::sys::ns::run_in(&[(fd.as_fd(), libc::CLONE_NEWNET as u64)], f)?,
+    }
+}
+
 impl Sockets {
+    /// Every unix socket of the tree's network namespace.
+    fn unix_diag(&self) -> Result<HashMap<u32, UnixDiag>> {
+        Ok(in_net(self.net_ns.as_ref(), sockdiag::unix_sockets).map_err(unix_diag_err)?)
+    }
+
     // The maps are read once, on first use (take and put back: no
     // "missing" case to handle).
     fn unix_map(&mut self) -> Result<&HashMap<u32, UnixDiag>> {
         let m = match self.unix.take() {
             Some(m) => m,
-            None => sockdiag::unix_sockets().map_err(unix_diag_err)?,
+            None => self.unix_diag()?,
         };
         Ok(self.unix.insert(m))
     }
@@ -170,16 +193,20 @@ impl Sockets {
     fn inet_map(&mut self) -> Result<&HashMap<u32, InetDiag>> {
         let m = match self.inet.take() {
             Some(m) => m,
-            None => inet_diag()?,
+            None => inet_diag(self.net_ns.as_ref())?,
         };
         Ok(self.inet.insert(m))
     }
 
     fn netlink_map(&mut self) -> &HashMap<u32, (u32, u32)> {
+        let path = match self.net_pid {
+            Some(p) => format!("/proc/{p}/net/netlink"),
+            None => "/proc/net/netlink".to_string(),
+        };
         self.netlink.get_or_insert_with(|| {
             // /proc/net/netlink: sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
             let mut m = HashMap::new();
-            if let Ok(s) = std::fs::read_to_string("/proc/net/netlink") {
+            if let Ok(s) = std::fs::read_to_string(path) {
                 for l in s.lines().skip(1) {
                     let f: Vec<&str> = l.split_whitespace().collect();
                     if f.len() >= 10 {
@@ -400,7 +427,10 @@ impl Sockets {
                     format!("{cwd}/{path}")
                 };
                 use std::os::unix::fs::MetadataExt;
-                match (std::fs::symlink_metadata(&full), d.vfs) {
+                // The name is a path of the task's root (and mount
+                // namespace), reached through /proc.
+                let seen = format!("/proc/{pid}/root{full}");
+                match (std::fs::symlink_metadata(&seen), d.vfs) {
                     (Ok(m), Some((_, vino))) if m.ino() == vino as u64 => {
                         file_perms = Some(pb::FilePermsEntry {
                             mode: m.mode(),
@@ -625,7 +655,7 @@ impl Sockets {
             }
         }
         // Which client each accepted end belongs to.
-        let diag = sockdiag::unix_sockets().map_err(unix_diag_err)?;
+        let diag = self.unix_diag()?;
         let mut buf = vec![0u8; 1 << 20];
         for a in &taken {
             let ino =

@@ -40,6 +40,8 @@ pub struct Collection {
     pub tasks: Vec<Collected>,
     /// Zombies: only their place in the tree and exit status are dumped.
     pub zombies: Vec<tree::Task>,
+    /// What the tree's own namespaces hold.
+    pub ns: super::ns::NsState,
 }
 
 /// Collects every task of the frozen tree, then settles the sockets
@@ -48,11 +50,26 @@ pub fn collect_all(ctx: &mut DumpCtx) -> Result<Collection> {
     let frozen = ctx.frozen;
     tree::check_ids(&frozen.tasks)?;
     tree::check_locks(&frozen.tasks)?;
+    ctx.ns = super::ns::check(ctx)?;
+    ctx.socks.net_ns_id = ctx.ns.root_ids.net_ns_id.or(ctx.root_ids.net_ns_id);
+    if ctx.ns.owned.has(crate::model::ns::Kind::Net) {
+        ctx.socks.net_pid = Some(ctx.ns.root);
+        ctx.socks.net_ns =
+            Some(crate::sys::ns::open(ctx.ns.root, "net").map_err(|source| {
+                DumpError::NsCall {
+                    pid: ctx.ns.root,
+                    ns: crate::model::ns::Kind::Net,
+                    what: "open",
+                    source,
+                }
+            })?);
+    }
     ctx.log
         .step(&format!("collecting {} task(s)", frozen.tasks.len()));
     let mut all = Collection {
         tasks: Vec::new(),
         zombies: Vec::new(),
+        ns: Default::default(),
     };
     for t in &frozen.tasks {
         super::guard::check()?;
@@ -63,10 +80,10 @@ pub fn collect_all(ctx: &mut DumpCtx) -> Result<Collection> {
         ctx.log
             .debug(&format!("pid {}: {} thread(s)", t.pid, t.threads.len()));
         let c = collect(ctx, t)?;
-        ctx.ids.check_same_ns(t.pid, &c.ids, &ctx.root_ids)?;
         all.tasks.push(c);
     }
     ctx.log.debug("tasks collected");
+    all.ns = super::ns::collect(ctx, &ctx.ns)?;
     let opts = ctx.opts;
     ctx.socks
         .finish(&mut ctx.files, &opts.ext_unix, !opts.leave_running)?;
@@ -92,7 +109,11 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
         dump_fds(ctx, pid, scanned)?
     };
     // The task-wide state only an injected call can read.
-    let extra = tracer::task_extra(pid, &t.threads)?;
+    let mut extra = tracer::task_extra(pid, &t.threads)?;
+    // /proc shows timer threads by crit's pids.
+    for p in &mut extra.posix_timers {
+        p.notify_thread_id = p.notify_thread_id.map(|x| ctx.ns.pids.get(x));
+    }
     let mm = if shared_vm {
         None
     } else {

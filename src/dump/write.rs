@@ -13,6 +13,7 @@ use super::{mm, tree, Summary};
 use crate::error::Result;
 use crate::image::pb;
 use crate::image::typed::ImageBuilder;
+use super::ns::pids::PidMap;
 use std::time::Duration;
 
 /// Task memory the page writer has copied, not yet committed.
@@ -31,19 +32,22 @@ pub fn copy_pages(ctx: &mut DumpCtx) -> Result<Copied> {
 }
 
 /// Writes every image of the collected tree; inventory.img last.
-pub fn images(ctx: &mut DumpCtx, all: &Collection, copied: Copied) -> Result<Summary> {
+pub fn images(ctx: &mut DumpCtx, all: Collection, copied: Copied) -> Result<Summary> {
     let mut s = Summary {
         tasks: all.tasks.len(),
         sockets: ctx.socks.count,
         ..Default::default()
     };
-    let mut st = dump_stats(all, &copied);
-    write_pages(ctx.dir, copied, &mut s, &mut st)?;
-    write_tasks(ctx.dir, &all.tasks, &mut s)?;
+    let mut st = dump_stats(&all, &copied);
+    let pids = &ctx.ns.pids;
+    write_pages(ctx.dir, copied, pids, &mut s, &mut st)?;
+    write_tasks(ctx.dir, &all.tasks, pids, &mut s)?;
     write_shared_memory(ctx, &mut s, &mut st)?;
-    write_zombies(ctx.dir, &all.zombies)?;
+    let ns = super::ns::images(&ctx.ns, all.ns)?;
+    write_namespaces(ctx, ns, &mut s, &mut st)?;
+    write_zombies(ctx.dir, &all.zombies, &ctx.ns.pids)?;
     s.tasks += all.zombies.len();
-    write_tree(ctx.dir, &ctx.frozen.tasks, ctx.opts.pid)?;
+    write_tree(ctx.dir, &ctx.frozen.tasks, ctx.opts.pid, &ctx.ns.pids)?;
     write_files(ctx.dir, &ctx.files)?;
     write_machine(ctx)?;
     write_stats(ctx, st)?;
@@ -72,12 +76,13 @@ fn dump_stats(all: &Collection, copied: &Copied) -> pb::DumpStatsEntry {
 fn write_pages(
     dir: &mut ImgDir,
     copied: Copied,
+    pids: &PidMap,
     s: &mut Summary,
     st: &mut pb::DumpStatsEntry,
 ) -> Result<()> {
     for d in copied.done {
         dir.finish(d.stream)?;
-        dir.write(&format!("pagemap-{}.img", d.pid), &d.pagemap)?;
+        dir.write(&format!("pagemap-{}.img", pids.get(d.pid)), &d.pagemap)?;
         s.pages += d.pages;
     }
     let (t_read, t_write) = copied.times;
@@ -96,12 +101,18 @@ fn write_one(dir: &mut ImgDir, kind: &str, name: &str, e: &impl prost::Message) 
 
 /// Per task: core per thread, ids, fs, mm and (for its own fd table)
 /// fdinfo.
-fn write_tasks(dir: &mut ImgDir, tasks: &[Collected], s: &mut Summary) -> Result<()> {
+fn write_tasks(
+    dir: &mut ImgDir,
+    tasks: &[Collected],
+    pids: &PidMap,
+    s: &mut Summary,
+) -> Result<()> {
     for c in tasks {
-        let pid = c.t.pid;
+        let pid = pids.get(c.t.pid);
         s.threads += c.t.threads.len();
         for (i, core) in c.cores.iter().enumerate() {
-            write_one(dir, "CORE", &format!("core-{}.img", c.t.threads[i]), core)?;
+            let tid = pids.get(c.t.threads[i]);
+            write_one(dir, "CORE", &format!("core-{tid}.img"), core)?;
         }
         write_one(dir, "IDS", &format!("ids-{pid}.img"), &c.ids)?;
         write_one(dir, "FS", &format!("fs-{pid}.img"), &c.fs)?;
@@ -128,8 +139,41 @@ fn write_shared_memory(
     st: &mut pb::DumpStatsEntry,
 ) -> Result<()> {
     for (ino, path) in ctx.files.shmem.clone() {
+        write_shmem(ctx, ino, read_shmem(&path)?, s, st)?;
+    }
+    Ok(())
+}
+
+/// The images of the tree's own namespaces; System V segments as shared
+/// memory by their ids, as CRIU 4.2 writes them.
+fn write_namespaces(
+    ctx: &mut DumpCtx,
+    ns: super::ns::Written,
+    s: &mut Summary,
+    st: &mut pb::DumpStatsEntry,
+) -> Result<()> {
+    for (name, b) in &ns.images {
+        ctx.dir.write(name, b)?;
+    }
+    for (name, bytes) in &ns.raw {
+        ctx.dir.write_raw(name, bytes)?;
+    }
+    for (id, data) in ns.shm {
+        write_shmem(ctx, u64::from(id), data, s, st)?;
+    }
+    Ok(())
+}
+
+/// pagemap-shmem-`ino`.img and its pages: the non-zero pages of `data`.
+fn write_shmem(
+    ctx: &mut DumpCtx,
+    ino: u64,
+    data: Vec<u8>,
+    s: &mut Summary,
+    st: &mut pb::DumpStatsEntry,
+) -> Result<()> {
         let pages_id = ctx.pages.next_id();
-        let (runs, data) = shmem_contents(&path)?;
+        let (runs, data) = shmem_runs(data);
         let read = move |_p: i32, pieces: &[(u64, usize)], buf: &mut [u8]| -> Result<()> {
             let mut o = 0;
             for &(a, n) in pieces {
@@ -145,13 +189,12 @@ fn write_shared_memory(
         s.pages += n;
         st.shpages_written = Some(st.shpages_written.unwrap_or(0) + n);
         st.shpages_scanned = Some(st.shpages_scanned.unwrap_or(0) + n);
-    }
     Ok(())
 }
 
 /// Zombies: a core with the exit status, as CRIU's dump_one_zombie
 /// (task_state TASK_DEAD = 2).
-fn write_zombies(dir: &mut ImgDir, zombies: &[tree::Task]) -> Result<()> {
+fn write_zombies(dir: &mut ImgDir, zombies: &[tree::Task], pids: &PidMap) -> Result<()> {
     for z in zombies {
         let core = pb::CoreEntry {
             mtype: pb::core_entry::March::X8664 as i32,
@@ -163,18 +206,20 @@ fn write_zombies(dir: &mut ImgDir, zombies: &[tree::Task]) -> Result<()> {
             }),
             ..Default::default()
         };
-        write_one(dir, "CORE", &format!("core-{}.img", z.pid), &core)?;
+        write_one(dir, "CORE", &format!("core-{}.img", pids.get(z.pid)), &core)?;
     }
     Ok(())
 }
 
 /// pstree.img: every task in pstree order; the root's parent is 0.
-fn write_tree(dir: &mut ImgDir, tasks: &[tree::Task], root: i32) -> Result<()> {
+/// Pids as the tree sees them (`pids`).
+fn write_tree(dir: &mut ImgDir, tasks: &[tree::Task], root: i32, pids: &PidMap) -> Result<()> {
     let mut b = ImageBuilder::new("PSTREE")?;
-    for t in tasks {
+    for host in tasks {
+        let t = pids.task(host);
         b.entry(&pb::PstreeEntry {
             pid: t.pid as u32,
-            ppid: if t.pid == root { 0 } else { t.ppid as u32 },
+            ppid: if host.pid == root { 0 } else { t.ppid as u32 },
             pgid: t.pgid as u32,
             sid: t.sid as u32,
             threads: t.threads.iter().map(|&x| x as u32).collect(),
@@ -223,7 +268,11 @@ fn write_machine(ctx: &mut DumpCtx) -> Result<()> {
         let cpu = crate::model::cpu::to_image(&crate::sys::cpu::this_cpu());
         write_one(ctx.dir, "CPUINFO", "cpuinfo.img", &cpu)?;
     }
-    write_one(ctx.dir, "TIMENS", "timens-0.img", &timens()?)?;
+    // A tree with a time namespace of its own has its clocks in
+    // timens-ID.img; CRIU writes crit's own otherwise.
+    if !ctx.ns.owned.has(crate::model::ns::Kind::Time) {
+        write_one(ctx.dir, "TIMENS", "timens-0.img", &timens()?)?;
+    }
     let seccomp = pb::SeccompEntry {
         seccomp_filters: std::mem::take(&mut ctx.seccomp),
     };
@@ -312,9 +361,8 @@ fn run_id() -> String {
     )
 }
 
-/// The non-hole, non-zero pages of a shmem file, as runs (offsets as
-/// addresses) and the whole contents.
-fn shmem_contents(path: &str) -> Result<(Vec<super::pagemap::Run>, Vec<u8>)> {
+/// The contents of a shmem file.
+fn read_shmem(path: &str) -> Result<Vec<u8>> {
     let mut data = Vec::new();
     std::fs::File::open(path)
         .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut data))
@@ -323,6 +371,12 @@ fn shmem_contents(path: &str) -> Result<(Vec<super::pagemap::Run>, Vec<u8>)> {
             what: "read shared memory",
             source,
         })?;
+    Ok(data)
+}
+
+/// The non-zero pages of shared memory contents, as runs (offsets as
+/// addresses), and the contents padded to whole pages.
+fn shmem_runs(mut data: Vec<u8>) -> (Vec<super::pagemap::Run>, Vec<u8>) {
     let ps = super::maps::PAGE_SIZE as usize;
     data.resize(data.len().div_ceil(ps) * ps, 0);
     let mut runs: Vec<super::pagemap::Run> = Vec::new();
@@ -340,5 +394,5 @@ fn shmem_contents(path: &str) -> Result<(Vec<super::pagemap::Run>, Vec<u8>)> {
             }),
         }
     }
-    Ok((runs, data))
+    (runs, data)
 }

@@ -7,6 +7,7 @@ pub mod flags;
 pub mod magic;
 pub mod schema;
 pub mod source;
+pub mod tmpfs;
 pub mod typed;
 pub mod wire;
 

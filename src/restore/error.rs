@@ -7,4 +7,7 @@ pub enum RestoreError {
     /// The unix sockets cannot come back as the images and options ask.
     #[error(transparent)]
     Unix(#[from] super::unix::plan::Refusal),
+    /// The tree's namespaces cannot be made again.
+    #[error(transparent)]
+    Ns(#[from] super::ns::NsError),
 }

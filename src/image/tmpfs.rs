@@ -1,0 +1,134 @@
+//! tmpfs-dev-N.tar.gz.img: the contents of a tmpfs as a gzipped tar, as
+//! CRIU stores them (it runs GNU tar; crit writes and reads the format
+//! with the `tar` and `flate2` crates). Entries are relative to the
+//! tmpfs root, ownership and modes numeric; the walk stays on the one
+//! file system (what is mounted below it is not its contents) and skips
+//! sockets, as GNU tar does.
+
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// The tar.gz of everything under `dir` that is on `dir`'s file system.
+pub fn archive(dir: &str) -> io::Result<Vec<u8>> {
+    let root = Path::new(dir);
+    let dev = std::fs::symlink_metadata(root)?.dev();
+    let gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    b.mode(tar::HeaderMode::Complete);
+    b.follow_symlinks(false);
+    add_dir(&mut b, root, Path::new(""), dev)?;
+    b.into_inner()?.finish()
+}
+
+fn add_dir(
+    b: &mut tar::Builder<GzEncoder<Vec<u8>>>,
+    root: &Path,
+    rel: &Path,
+    dev: u64,
+) -> io::Result<()> {
+    let mut names: Vec<_> = std::fs::read_dir(root.join(rel))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<_>>()?;
+    names.sort();
+    for n in names {
+        let r = rel.join(&n);
+        let full = root.join(&r);
+        let meta = std::fs::symlink_metadata(&full)?;
+        let ft = meta.file_type();
+        if ft.is_socket() {
+            continue;
+        }
+        if meta.dev() != dev {
+            // A mountpoint: the directory itself, none of what is on it.
+            if ft.is_dir() {
+                dir_entry(b, &r, &meta)?;
+            }
+            continue;
+        }
+        if ft.is_dir() {
+            dir_entry(b, &r, &meta)?;
+            add_dir(b, root, &r, dev)?;
+        } else {
+            b.append_path_with_name(&full, &r)?;
+        }
+    }
+    Ok(())
+}
+
+/// A directory entry with `meta`'s owner, mode and time.
+fn dir_entry(
+    b: &mut tar::Builder<GzEncoder<Vec<u8>>>,
+    rel: &Path,
+    meta: &std::fs::Metadata,
+) -> io::Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
+    h.set_size(0);
+    b.append_data(&mut h, rel, io::empty())
+}
+
+/// Unpacks `data` (a tmpfs image) into `dir`, keeping owners, modes and
+/// times.
+pub fn extract(data: &[u8], dir: &Path) -> io::Result<()> {
+    let mut a = tar::Archive::new(GzDecoder::new(data));
+    a.set_preserve_permissions(true);
+    a.set_preserve_ownerships(true);
+    a.set_preserve_mtime(true);
+    a.set_unpack_xattrs(false);
+    a.set_overwrite(true);
+    // Directory times after their contents, as tar does it.
+    let mut dirs: Vec<(PathBuf, tar::Header)> = Vec::new();
+    for e in a.entries()? {
+        let mut e = e?;
+        if e.header().entry_type().is_dir() {
+            dirs.push((e.path()?.into_owned(), e.header().clone()));
+        }
+        e.unpack_in(dir)?;
+    }
+    for (p, h) in dirs.into_iter().rev() {
+        if let Ok(t) = h.mtime() {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t);
+            if let Ok(f) = std::fs::File::open(dir.join(&p)) {
+                let _ = f.set_modified(t);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_tree_goes_through_and_back() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir(src.path().join("d")).unwrap();
+        std::fs::write(src.path().join("d/f"), b"held").unwrap();
+        std::fs::write(src.path().join("top"), vec![7u8; 100_000]).unwrap();
+        std::fs::set_permissions(src.path().join("top"), std::fs::Permissions::from_mode(0o640))
+            .unwrap();
+        std::os::unix::fs::symlink("d/f", src.path().join("link")).unwrap();
+        let tar = archive(src.path().to_str().unwrap()).unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        extract(&tar, dst.path()).unwrap();
+        assert_eq!(std::fs::read(dst.path().join("d/f")).unwrap(), b"held");
+        assert_eq!(std::fs::read(dst.path().join("top")).unwrap(), vec![7u8; 100_000]);
+        let mode = std::fs::metadata(dst.path().join("top")).unwrap().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        assert_eq!(
+            std::fs::read_link(dst.path().join("link")).unwrap(),
+            Path::new("d/f")
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let dst = tempfile::tempdir().unwrap();
+        assert!(extract(b"not a gzip", dst.path()).is_err());
+    }
+}

@@ -1,0 +1,64 @@
+//! What can go wrong while making the tree's namespaces again.
+
+use crate::model::ns::Kind;
+use std::io;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NsError {
+    /// A namespace kind the images own that restore cannot make.
+    #[error("the tree has a {ns} namespace of its own; restoring {ns} namespaces is not supported")]
+    Unsupported { ns: Kind },
+    #[error("{ns} namespace: {what}: {source}")]
+    Call {
+        ns: Kind,
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the tree has a mount namespace of its own: give its root file system with --root DIR")]
+    NoRoot,
+    #[error("--root {}: {source}", path.display())]
+    BadRoot {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// An external mount whose key restore was not given.
+    #[error("mount {mountpoint} is external (key {key:?}): give it with --external mnt[{key}]:PATH")]
+    NoExternalMount { mountpoint: String, key: String },
+    #[error("mount {mountpoint} ({fstype}): {why}")]
+    Mount {
+        mountpoint: String,
+        fstype: String,
+        why: String,
+    },
+    #[error("mount {mountpoint}: {what}: {source}")]
+    MountCall {
+        mountpoint: String,
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{image}: {why}")]
+    Image { image: String, why: String },
+    /// A System V object that did not come back with its id.
+    #[error("System V {kind} {id}: came back as {got}; is the id taken?")]
+    IpcId {
+        kind: &'static str,
+        id: u32,
+        got: i32,
+    },
+    #[error("network device {name} ({kind}): only loopback is restored")]
+    NetDevice { name: String, kind: String },
+    /// An external network namespace not handed in.
+    #[error("the network namespace is external (key {key:?}): hand it in with --inherit-fd fd[N]:{key}")]
+    NoExternalNet { key: String },
+    #[error("the namespace thread stopped: {0}")]
+    Yard(String),
+}
+
+impl From<NsError> for crate::error::Error {
+    fn from(e: NsError) -> Self {
+        crate::error::Error::Restore(e.into())
+    }
+}

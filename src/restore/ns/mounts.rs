@@ -1,0 +1,407 @@
+//! The mount tree again, from mountpoints-N.img, before any task exists:
+//! on crit's namespace thread, in a new mount namespace, `--root DIR` is
+//! bound onto itself and every mount of the image is made below it in
+//! parent-first order, then the thread pivots into it. How each mount
+//! comes back:
+//!
+//! - the root mount: `--root DIR`;
+//! - a mount with an external key: bound from the path `--external
+//!   mnt[KEY]:PATH` gives;
+//! - tmpfs: a new one, filled from its tmpfs-dev-N.tar.gz.img;
+//! - proc, sysfs, devpts, mqueue, cgroup and the other virtual file
+//!   systems: new ones with the dumped options (one whose root is not the
+//!   file system's root is bound from a scratch mount of it);
+//! - any other mount: bound from the mount of the tree it is a bind of.
+//!
+//! proc shows the pid namespace of whoever mounts it, so proc mounts and
+//! what is below them are made by the tree's root task, inside its pid
+//! namespace ([`mount_deferred`]). Mount flags (ro, nosuid, ...) are set
+//! per mount; shared mounts are made shared again, other propagation
+//! (slaves of mounts outside the tree) comes back private.
+
+use super::error::NsError;
+use crate::error::Result;
+use crate::image::pb;
+use crate::model::mount as m;
+use nix::mount::{mount, MsFlags};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// The mounts of a namespace, parents before children.
+#[derive(Default)]
+pub struct MountPlan {
+    pub entries: Vec<pb::MntEntry>,
+    /// Ids of the mounts the root task makes (proc and below).
+    pub deferred: HashSet<u32>,
+    /// tmpfs contents by device.
+    pub tmpfs: HashMap<u32, Vec<u8>>,
+}
+
+fn bad(image: &str, why: impl Into<String>) -> crate::error::Error {
+    NsError::Image {
+        image: image.to_string(),
+        why: why.into(),
+    }
+    .into()
+}
+
+/// Reads mountpoints-`id`.img and the tmpfs images it needs.
+pub fn read(dir: &Path, id: u32) -> Result<MountPlan> {
+    let name = format!("mountpoints-{id}.img");
+    let all: Vec<pb::MntEntry> = crate::image::typed::read_all(&dir.join(&name), "MNTS")?;
+    let entries = parents_first(all).map_err(|why| bad(&name, why))?;
+    let mut p = MountPlan {
+        entries,
+        ..Default::default()
+    };
+    for e in &p.entries {
+        let under_proc = p.deferred.contains(&e.parent_mnt_id);
+        if under_proc || (e.fstype == 1 && e.ext_key.is_none()) {
+            p.deferred.insert(e.mnt_id);
+        }
+        if e.fstype == m::TMPFS && e.ext_key.is_none() && !p.tmpfs.contains_key(&e.root_dev) {
+            let tar = dir.join(m::tmpfs_image(e.root_dev));
+            if tar.exists() {
+                let bytes = std::fs::read(&tar).map_err(|source| NsError::MountCall {
+                    mountpoint: e.mountpoint.clone(),
+                    what: "reading its tmpfs image",
+                    source,
+                })?;
+                p.tmpfs.insert(e.root_dev, bytes);
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// Orders mounts so that each parent comes before its children; the
+/// first is the root (the one whose parent is not in the image).
+pub fn parents_first(all: Vec<pb::MntEntry>) -> std::result::Result<Vec<pb::MntEntry>, String> {
+    let ids: HashSet<u32> = all.iter().map(|e| e.mnt_id).collect();
+    let roots: Vec<&pb::MntEntry> = all.iter().filter(|e| !ids.contains(&e.parent_mnt_id)).collect();
+    if roots.len() != 1 || roots[0].mountpoint != "/" {
+        return Err(format!(
+            "{} mounts without a parent in the image; expected one, at /",
+            roots.len()
+        ));
+    }
+    let mut children: BTreeMap<u32, Vec<&pb::MntEntry>> = BTreeMap::new();
+    for e in &all {
+        children.entry(e.parent_mnt_id).or_default().push(e);
+    }
+    for v in children.values_mut() {
+        // Shallower mountpoints first (a mount over another's place
+        // after it); then as mounted (ids grow).
+        v.sort_by_key(|e| (e.mountpoint.matches('/').count(), e.mnt_id));
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![roots[0]];
+    while let Some(e) = stack.pop() {
+        if out.len() > all.len() {
+            return Err("mount ids form a loop".to_string());
+        }
+        out.push(e.clone());
+        if let Some(kids) = children.get(&e.mnt_id) {
+            stack.extend(kids.iter().rev().filter(|k| k.mnt_id != e.mnt_id));
+        }
+    }
+    if out.len() != all.len() {
+        return Err("some mounts are not below the root mount".to_string());
+    }
+    Ok(out)
+}
+
+fn call<'a>(mp: &'a str, what: &'static str) -> impl FnOnce(nix::Error) -> crate::error::Error + 'a {
+    move |e| {
+        NsError::MountCall {
+            mountpoint: mp.to_string(),
+            what,
+            source: e.into(),
+        }
+        .into()
+    }
+}
+
+/// `root` + `mountpoint` (an absolute path of the tree).
+fn under(root: &Path, mountpoint: &str) -> PathBuf {
+    root.join(mountpoint.trim_start_matches('/'))
+}
+
+/// Creates `target` (a directory, or an empty file when the source is
+/// not a directory) if it does not exist.
+fn make_target(target: &Path, dir: bool, mp: &str) -> Result<()> {
+    if target.symlink_metadata().is_ok() {
+        return Ok(());
+    }
+    let r = if dir {
+        std::fs::create_dir_all(target)
+    } else {
+        target
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|_| std::fs::write(target, b""))
+    };
+    r.map_err(|source| {
+        NsError::MountCall {
+            mountpoint: mp.to_string(),
+            what: "making its mountpoint",
+            source,
+        }
+        .into()
+    })
+}
+
+/// The per-mount flags of an entry.
+fn per_mount(e: &pb::MntEntry) -> MsFlags {
+    MsFlags::from_bits_truncate((e.flags & m::PER_MOUNT) as libc::c_ulong)
+}
+
+/// Sets the per-mount flags of a bind at `target`.
+fn remount_bind(target: &Path, e: &pb::MntEntry) -> Result<()> {
+    let f = per_mount(e);
+    if f.is_empty() {
+        return Ok(());
+    }
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | f,
+        None::<&str>,
+    )
+    .map_err(call(&e.mountpoint, "setting its flags"))
+}
+
+/// Where mounts are made: the new root and a scratch directory for file
+/// systems of which only a part is mounted.
+pub struct Builder<'a> {
+    pub root: PathBuf,
+    pub scratch: Option<&'a Path>,
+    /// `--external mnt[KEY]:PATH`.
+    pub ext: &'a HashMap<String, PathBuf>,
+    /// Where each made mount is, by id.
+    made: HashMap<u32, PathBuf>,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(root: PathBuf, scratch: Option<&'a Path>, ext: &'a HashMap<String, PathBuf>) -> Self {
+        Builder {
+            root,
+            scratch,
+            ext,
+            made: HashMap::new(),
+        }
+    }
+
+    /// Makes mount `e` (its parent exists) at its place below the root.
+    pub fn make(&mut self, e: &pb::MntEntry, plan: &MountPlan) -> Result<()> {
+        let target = under(&self.root, &e.mountpoint);
+        if let Some(key) = &e.ext_key {
+            let src = self.ext.get(key).ok_or_else(|| NsError::NoExternalMount {
+                mountpoint: e.mountpoint.clone(),
+                key: key.clone(),
+            })?;
+            self.bind(src, &target, e)?;
+        } else if let Some(src) = self.bind_source(e, plan) {
+            self.bind(&src, &target, e)?;
+        } else if m::is_virtual(e.fstype) || e.fstype == m::TMPFS {
+            self.fresh(e, &target, plan)?;
+        } else {
+            return Err(NsError::Mount {
+                mountpoint: e.mountpoint.clone(),
+                fstype: e.fsname.clone().unwrap_or_else(|| "unknown".into()),
+                why: "a bind of a file system outside the tree: it has to be external (--external mnt[..] at dump and restore)".into(),
+            }
+            .into());
+        }
+        if e.shared_id.unwrap_or(0) != 0 {
+            mount(
+                None::<&str>,
+                &target,
+                None::<&str>,
+                MsFlags::MS_SHARED,
+                None::<&str>,
+            )
+            .map_err(call(&e.mountpoint, "making it shared"))?;
+        }
+        self.made.insert(e.mnt_id, target);
+        Ok(())
+    }
+
+    /// The path to bind `e` from: a mount already made of the same file
+    /// system whose root holds `e`'s root (tmpfs and virtual file
+    /// systems are made anew for their first mount only).
+    fn bind_source(&self, e: &pb::MntEntry, plan: &MountPlan) -> Option<PathBuf> {
+        plan.entries
+            .iter()
+            .filter(|o| o.mnt_id != e.mnt_id && o.root_dev == e.root_dev)
+            .filter_map(|o| Some((o, self.made.get(&o.mnt_id)?)))
+            .find_map(|(o, at)| {
+                let rest = if o.root == "/" {
+                    Some(e.root.as_str())
+                } else if e.root == o.root {
+                    Some("")
+                } else {
+                    e.root.strip_prefix(&format!("{}/", o.root))
+                }?;
+                Some(under(at, rest))
+            })
+    }
+
+    fn bind(&self, src: &Path, target: &Path, e: &pb::MntEntry) -> Result<()> {
+        make_target(target, src.is_dir(), &e.mountpoint)?;
+        mount(
+            Some(src),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(call(&e.mountpoint, "binding it"))?;
+        remount_bind(target, e)
+    }
+
+    /// A new mount of `e`'s file system (only its `root` part).
+    fn fresh(&self, e: &pb::MntEntry, target: &Path, plan: &MountPlan) -> Result<()> {
+        let fstype = m::fstype_name(e.fstype).unwrap_or("none");
+        make_target(target, true, &e.mountpoint)?;
+        let flags = per_mount(e) | MsFlags::from_bits_truncate(e.sb_flags.unwrap_or(0) as _);
+        let data = (!e.options.is_empty()).then_some(e.options.as_str());
+        let whole = e.root == "/";
+        let at = if whole {
+            target.to_path_buf()
+        } else {
+            self.scratch
+                .ok_or_else(|| NsError::Mount {
+                    mountpoint: e.mountpoint.clone(),
+                    fstype: fstype.to_string(),
+                    why: format!("only {} of it is mounted, and no scratch place is at hand", e.root),
+                })?
+                .to_path_buf()
+        };
+        mount(Some(e.source.as_str()), &at, Some(fstype), flags, data)
+            .map_err(call(&e.mountpoint, "mounting it"))?;
+        if e.fstype == m::TMPFS {
+            if let Some(tar) = plan.tmpfs.get(&e.root_dev) {
+                crate::image::tmpfs::extract(tar, &at).map_err(|source| NsError::MountCall {
+                    mountpoint: e.mountpoint.clone(),
+                    what: "filling the tmpfs",
+                    source,
+                })?;
+            }
+        }
+        if !whole {
+            let r = self.bind(&under(&at, &e.root), target, e);
+            let _ = nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH);
+            r?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds the whole tree but the deferred part at `root` (the calling
+/// thread is in a new mount namespace of its own) and pivots into it.
+pub fn build(plan: &MountPlan, root: &Path, ext: &HashMap<String, PathBuf>) -> Result<()> {
+    let mp = "/";
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(call(mp, "making crit's mounts private"))?;
+    mount(
+        Some(root),
+        root,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(call(mp, "binding --root"))?;
+    let scratch = tempfile::tempdir().map_err(|source| NsError::MountCall {
+        mountpoint: mp.into(),
+        what: "a scratch directory",
+        source,
+    })?;
+    let mut b = Builder::new(root.to_path_buf(), Some(scratch.path()), ext);
+    if let Some(r) = plan.entries.first() {
+        b.made.insert(r.mnt_id, root.to_path_buf());
+    }
+    for e in plan.entries.iter().skip(1) {
+        if !plan.deferred.contains(&e.mnt_id) {
+            b.make(e, plan)?;
+        }
+    }
+    if let Some(r) = plan.entries.first() {
+        remount_bind(root, r)?;
+    }
+    drop(scratch);
+    pivot(root)
+}
+
+/// Makes `root` the calling thread's root: pivot_root(".", ".") stacks
+/// the old root over the new one, and detaching it leaves the new.
+fn pivot(root: &Path) -> Result<()> {
+    let mp = "/";
+    nix::unistd::chdir(root).map_err(call(mp, "entering --root"))?;
+    nix::unistd::pivot_root(".", ".").map_err(call(mp, "pivot_root"))?;
+    nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH)
+        .map_err(call(mp, "leaving the old root"))?;
+    nix::unistd::chdir("/").map_err(call(mp, "chdir /"))
+}
+
+/// The deferred mounts (proc and below), made by the tree's root task in
+/// its pid namespace, after the pivot.
+pub fn mount_deferred(plan: &MountPlan) -> Result<()> {
+    let none = HashMap::new();
+    let mut b = Builder::new(PathBuf::from("/"), None, &none);
+    for e in plan.entries.iter().filter(|e| plan.deferred.contains(&e.mnt_id)) {
+        if e.ext_key.is_some() {
+            return Err(NsError::Mount {
+                mountpoint: e.mountpoint.clone(),
+                fstype: "bind".into(),
+                why: "an external mount below proc is not supported".into(),
+            }
+            .into());
+        }
+        b.make(e, plan)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(id: u32, parent: u32, mp: &str) -> pb::MntEntry {
+        pb::MntEntry {
+            mnt_id: id,
+            parent_mnt_id: parent,
+            mountpoint: mp.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn parents_come_first() {
+        // CRIU writes children before parents.
+        let v = vec![
+            e(55, 76, "/sys/firmware"),
+            e(71, 70, "/proc"),
+            e(76, 70, "/sys"),
+            e(50, 71, "/proc/irq"),
+            e(70, 47, "/"),
+        ];
+        let got: Vec<u32> = parents_first(v).unwrap().iter().map(|e| e.mnt_id).collect();
+        assert_eq!(got[0], 70);
+        let pos = |id| got.iter().position(|&x| x == id).unwrap();
+        assert!(pos(71) < pos(50) && pos(76) < pos(55));
+    }
+
+    #[test]
+    fn a_tree_without_one_root_is_refused() {
+        assert!(parents_first(vec![e(1, 0, "/"), e(2, 9, "/x")]).is_err());
+        assert!(parents_first(vec![e(1, 0, "/a")]).is_err());
+    }
+}

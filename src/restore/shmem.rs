@@ -1,0 +1,55 @@
+//! Shared memory contents from `pagemap-shmem-ID.img` and the pages image
+//! it names: the one reader of them for memfds, shared anonymous memory
+//! and System V segments.
+
+use super::plan::read_pagemap;
+use crate::error::{Error, Result};
+use crate::image::typed::Mapped;
+use std::path::Path;
+
+/// Calls `put(offset, bytes)` for every run of present pages of shared
+/// memory `shmid` (nothing when it has no pagemap: all zeroes). `what`
+/// names the object in errors.
+pub fn for_each_run(
+    dir: &Path,
+    shmid: u64,
+    what: &str,
+    mut put: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let pm = dir.join(format!("pagemap-shmem-{shmid}.img"));
+    if !pm.exists() {
+        return Ok(());
+    }
+    let (pages_id, entries) = read_pagemap(&pm, Vec::new())?;
+    let pages = Mapped::open(&dir.join(format!("pages-{pages_id}.img")))?;
+    let bytes = pages.bytes();
+    let mut off = 0usize;
+    for e in entries {
+        // PE_PRESENT (4); entries without flags are present.
+        if e.flags.unwrap_or(4) & 4 == 0 {
+            continue;
+        }
+        let n = (e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages)) * 4096) as usize;
+        let chunk = bytes
+            .get(off..off + n)
+            .ok_or_else(|| Error::msg(format!("{what}: pages-{pages_id}.img is short")))?;
+        put(e.vaddr, chunk)?;
+        off += n;
+    }
+    Ok(())
+}
+
+/// Fills `seg` (a mapped System V segment) with the contents of
+/// `shmid`; pages past its end are an error.
+pub fn fill_slice(dir: &Path, shmid: u64, seg: &mut [u8]) -> Result<()> {
+    let what = format!("System V shm {shmid}");
+    for_each_run(dir, shmid, &what, |at, chunk| {
+        let at = at as usize;
+        // The last page may run past the segment's size.
+        let n = chunk.len().min(seg.len().saturating_sub(at));
+        seg.get_mut(at..at + n)
+            .ok_or_else(|| Error::msg(format!("{what}: pages beyond its size")))?
+            .copy_from_slice(&chunk[..n]);
+        Ok(())
+    })
+}
