@@ -270,14 +270,18 @@ pub enum DumpError {
         ns: crate::model::ns::Kind,
         root: i32,
     },
-    #[error("pid {pid}: lives in a {ns} namespace of its own; dumping {ns} namespaces is not supported")]
+    #[error(
+        "pid {pid}: lives in a {ns} namespace of its own; dumping {ns} namespaces is not supported"
+    )]
     NsUnsupported {
         pid: i32,
         ns: crate::model::ns::Kind,
     },
     #[error("pid {pid}: lives in a user namespace of its own; user namespaces are not supported")]
     UserNs { pid: i32 },
-    #[error("pid {pid}: is {levels} pid namespaces below crit; nested pid namespaces are not supported")]
+    #[error(
+        "pid {pid}: is {levels} pid namespaces below crit; nested pid namespaces are not supported"
+    )]
     NestedPidNs { pid: i32, levels: usize },
     #[error("pid {pid}: is pid {vpid} of its pid namespace, not its init (pid 1); dump the tree from the namespace's init")]
     PidNsRootNotInit { pid: i32, vpid: i32 },

@@ -10,7 +10,6 @@ use crate::model::ns::Kind;
 use crate::sys::kcmp;
 use std::collections::HashMap;
 
-
 #[derive(Default)]
 pub struct Ids {
     /// Per kcmp kind: (pid, id) of each distinct object seen.

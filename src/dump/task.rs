@@ -55,14 +55,14 @@ pub fn collect_all(ctx: &mut DumpCtx) -> Result<Collection> {
     if ctx.ns.owned.has(crate::model::ns::Kind::Net) {
         ctx.socks.net_pid = Some(ctx.ns.root);
         ctx.socks.net_ns =
-            Some(crate::sys::ns::open(ctx.ns.root, "net").map_err(|source| {
-                DumpError::NsCall {
+            Some(
+                crate::sys::ns::open(ctx.ns.root, "net").map_err(|source| DumpError::NsCall {
                     pid: ctx.ns.root,
                     ns: crate::model::ns::Kind::Net,
                     what: "open",
                     source,
-                }
-            })?);
+                })?,
+            );
     }
     ctx.log
         .step(&format!("collecting {} task(s)", frozen.tasks.len()));

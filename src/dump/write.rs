@@ -7,13 +7,13 @@ use super::context::DumpCtx;
 use super::error::DumpError;
 use super::files::FileTable;
 use super::imgdir::ImgDir;
+use super::ns::pids::PidMap;
 use super::pages::Done;
 use super::task::{Collected, Collection};
 use super::{mm, tree, Summary};
 use crate::error::Result;
 use crate::image::pb;
 use crate::image::typed::ImageBuilder;
-use super::ns::pids::PidMap;
 use std::time::Duration;
 
 /// Task memory the page writer has copied, not yet committed.
@@ -172,23 +172,23 @@ fn write_shmem(
     s: &mut Summary,
     st: &mut pb::DumpStatsEntry,
 ) -> Result<()> {
-        let pages_id = ctx.pages.next_id();
-        let (runs, data) = shmem_runs(data);
-        let read = move |_p: i32, pieces: &[(u64, usize)], buf: &mut [u8]| -> Result<()> {
-            let mut o = 0;
-            for &(a, n) in pieces {
-                let a = a as usize;
-                buf[o..o + n]
-                    .copy_from_slice(data.get(a..a + n).ok_or(DumpError::ShmemChanged { ino })?);
-                o += n;
-            }
-            Ok(())
-        };
-        let name = format!("pagemap-shmem-{ino}.img");
-        let n = mm::write_pages(ctx.dir, &name, pages_id, 0, &runs, 0, &read)?;
-        s.pages += n;
-        st.shpages_written = Some(st.shpages_written.unwrap_or(0) + n);
-        st.shpages_scanned = Some(st.shpages_scanned.unwrap_or(0) + n);
+    let pages_id = ctx.pages.next_id();
+    let (runs, data) = shmem_runs(data);
+    let read = move |_p: i32, pieces: &[(u64, usize)], buf: &mut [u8]| -> Result<()> {
+        let mut o = 0;
+        for &(a, n) in pieces {
+            let a = a as usize;
+            buf[o..o + n]
+                .copy_from_slice(data.get(a..a + n).ok_or(DumpError::ShmemChanged { ino })?);
+            o += n;
+        }
+        Ok(())
+    };
+    let name = format!("pagemap-shmem-{ino}.img");
+    let n = mm::write_pages(ctx.dir, &name, pages_id, 0, &runs, 0, &read)?;
+    s.pages += n;
+    st.shpages_written = Some(st.shpages_written.unwrap_or(0) + n);
+    st.shpages_scanned = Some(st.shpages_scanned.unwrap_or(0) + n);
     Ok(())
 }
 

@@ -110,14 +110,20 @@ mod tests {
         std::fs::create_dir(src.path().join("d")).unwrap();
         std::fs::write(src.path().join("d/f"), b"held").unwrap();
         std::fs::write(src.path().join("top"), vec![7u8; 100_000]).unwrap();
-        std::fs::set_permissions(src.path().join("top"), std::fs::Permissions::from_mode(0o640))
-            .unwrap();
+        std::fs::set_permissions(
+            src.path().join("top"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("d/f", src.path().join("link")).unwrap();
         let tar = archive(src.path().to_str().unwrap()).unwrap();
         let dst = tempfile::tempdir().unwrap();
         extract(&tar, dst.path()).unwrap();
         assert_eq!(std::fs::read(dst.path().join("d/f")).unwrap(), b"held");
-        assert_eq!(std::fs::read(dst.path().join("top")).unwrap(), vec![7u8; 100_000]);
+        assert_eq!(
+            std::fs::read(dst.path().join("top")).unwrap(),
+            vec![7u8; 100_000]
+        );
         let mode = std::fs::metadata(dst.path().join("top")).unwrap().mode();
         assert_eq!(mode & 0o777, 0o640);
         assert_eq!(

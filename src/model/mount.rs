@@ -54,7 +54,10 @@ pub fn fstype_name(code: u32) -> Option<&'static str> {
 /// Whether the file system of `code` holds nothing to dump: it is made
 /// anew at restore from its type and options.
 pub fn is_virtual(code: u32) -> bool {
-    matches!(code, 1 | 2 | 4 | 6 | 8 | 9 | 10 | 11 | 12 | 14 | 19 | CGROUP2)
+    matches!(
+        code,
+        1 | 2 | 4 | 6 | 8 | 9 | 10 | 11 | 12 | 14 | 19 | CGROUP2
+    )
 }
 
 pub const MS_RDONLY: u32 = 1;

@@ -184,7 +184,11 @@ impl Kind {
                 };
                 // Keep the queue's byte limit (IPC_SET sets it too).
                 let mut cur = MsqidDs::default();
-                if self.call(id as i64, libc::IPC_STAT as i64, (&mut cur as *mut MsqidDs).cast()) == 0
+                if self.call(
+                    id as i64,
+                    libc::IPC_STAT as i64,
+                    (&mut cur as *mut MsqidDs).cast(),
+                ) == 0
                 {
                     ds.qbytes = cur.qbytes;
                 }
@@ -372,15 +376,7 @@ pub fn msg_send(id: i32, mtype: i64, text: &[u8]) -> io::Result<()> {
     let mut buf = mtype.to_ne_bytes().to_vec();
     buf.extend_from_slice(text);
     // SAFETY: `buf` is the type word followed by `text.len()` bytes.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_msgsnd,
-            id,
-            buf.as_ptr(),
-            text.len(),
-            IPC_NOWAIT,
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_msgsnd, id, buf.as_ptr(), text.len(), IPC_NOWAIT) };
     if r < 0 {
         return Err(err::last(format!("msgsnd({id})")));
     }

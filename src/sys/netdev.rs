@@ -39,7 +39,10 @@ fn ifreq(name: &str) -> io::Result<IfReq> {
         data: [0; 24],
     };
     if name.len() >= 16 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "link name too long"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "link name too long",
+        ));
     }
     r.name[..name.len()].copy_from_slice(name.as_bytes());
     Ok(r)
@@ -60,10 +63,18 @@ fn ioctl(fd: &OwnedFd, req: libc::c_ulong, r: &mut IfReq, what: &str) -> io::Res
 pub fn links() -> io::Result<Vec<Link>> {
     let s = socket()?;
     let mut out = Vec::new();
-    for i in nix::net::if_::if_nameindex().map_err(|e| err::os("if_nameindex", e as i32))?.iter() {
+    for i in nix::net::if_::if_nameindex()
+        .map_err(|e| err::os("if_nameindex", e as i32))?
+        .iter()
+    {
         let name = i.name().to_string_lossy().into_owned();
         let mut r = ifreq(&name)?;
-        ioctl(&s, libc::SIOCGIFFLAGS, &mut r, &format!("SIOCGIFFLAGS {name}"))?;
+        ioctl(
+            &s,
+            libc::SIOCGIFFLAGS,
+            &mut r,
+            &format!("SIOCGIFFLAGS {name}"),
+        )?;
         let flags = u16::from_ne_bytes([r.data[0], r.data[1]]) as u32;
         let mut r = ifreq(&name)?;
         ioctl(&s, libc::SIOCGIFMTU, &mut r, &format!("SIOCGIFMTU {name}"))?;
@@ -86,5 +97,10 @@ pub fn configure(name: &str, flags: u32, mtu: u32) -> io::Result<()> {
     ioctl(&s, libc::SIOCSIFMTU, &mut r, &format!("SIOCSIFMTU {name}"))?;
     let mut r = ifreq(name)?;
     r.data[..2].copy_from_slice(&(flags as u16).to_ne_bytes());
-    ioctl(&s, libc::SIOCSIFFLAGS, &mut r, &format!("SIOCSIFFLAGS {name}"))
+    ioctl(
+        &s,
+        libc::SIOCSIFFLAGS,
+        &mut r,
+        &format!("SIOCSIFFLAGS {name}"),
+    )
 }

@@ -49,10 +49,7 @@ pub fn unshare(flags: u64) -> io::Result<()> {
 
 /// Runs `f` on a new thread that first enters each namespace of `ns`
 /// (file, CLONE_NEW* flag). Returns what `f` returns.
-pub fn run_in<T: Send>(
-    ns: &[(BorrowedFd, u64)],
-    f: impl FnOnce() -> T + Send,
-) -> io::Result<T> {
+pub fn run_in<T: Send>(ns: &[(BorrowedFd, u64)], f: impl FnOnce() -> T + Send) -> io::Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
             for (fd, flag) in ns {

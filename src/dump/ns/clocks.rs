@@ -77,7 +77,10 @@ pub fn entry(off: Offsets) -> Result<pb::TimensEntry> {
 
 /// The clocks of task `pid`'s time namespace.
 pub fn of_task(pid: i32) -> Result<pb::TimensEntry> {
-    entry(parse_offsets(pid, &procfs::read_string(pid, "timens_offsets")?)?)
+    entry(parse_offsets(
+        pid,
+        &procfs::read_string(pid, "timens_offsets")?,
+    )?)
 }
 
 #[cfg(test)]

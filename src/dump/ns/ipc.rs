@@ -9,6 +9,9 @@ use crate::error::Result;
 use crate::image::pb;
 use crate::sys::ipc;
 
+/// A queue with its messages (header, text).
+pub type Queue = (pb::IpcMsgEntry, Vec<(pb::IpcMsg, Vec<u8>)>);
+
 /// Everything of one ipc namespace.
 pub struct IpcNs {
     pub var: pb::IpcVarEntry,
@@ -17,7 +20,7 @@ pub struct IpcNs {
     /// Each set with its values.
     pub sem: Vec<(pb::IpcSemEntry, Vec<u16>)>,
     /// Each queue with its messages (header, text).
-    pub msg: Vec<(pb::IpcMsgEntry, Vec<(pb::IpcMsg, Vec<u8>)>)>,
+    pub msg: Vec<Queue>,
 }
 
 /// The sysctls of ipcns-var, in CRIU's order: (file under /proc/sys,
@@ -154,8 +157,7 @@ fn shm() -> Result<Vec<(pb::IpcShmEntry, Vec<u8>)>> {
 fn sem() -> Result<Vec<(pb::IpcSemEntry, Vec<u16>)>> {
     let mut out = Vec::new();
     for s in ipc::sem_list().map_err(call("listing System V semaphores"))? {
-        let vals =
-            ipc::sem_values(s.id, s.nsems).map_err(call("reading System V semaphores"))?;
+        let vals = ipc::sem_values(s.id, s.nsems).map_err(call("reading System V semaphores"))?;
         let e = pb::IpcSemEntry {
             desc: desc(s.id, &s.perm),
             nsems: s.nsems,
@@ -164,8 +166,6 @@ fn sem() -> Result<Vec<(pb::IpcSemEntry, Vec<u16>)>> {
     }
     Ok(out)
 }
-
-type Queue = (pb::IpcMsgEntry, Vec<(pb::IpcMsg, Vec<u8>)>);
 
 fn msg() -> Result<Vec<Queue>> {
     let max = sysctl("kernel/msgmax")?

@@ -115,13 +115,14 @@ fn ns_fd(pid: i32, kind: Kind) -> Result<OwnedFd> {
 /// Runs `f` on a thread inside the root's namespace of `kind`.
 fn inside<T: Send>(pid: i32, kind: Kind, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     let fd = ns_fd(pid, kind)?;
-    crate::sys::ns::run_in(&[(fd.as_fd(), kind.clone_flag())], f)
-        .map_err(|source| DumpError::NsCall {
+    crate::sys::ns::run_in(&[(fd.as_fd(), kind.clone_flag())], f).map_err(|source| {
+        DumpError::NsCall {
             pid,
             ns: kind,
             what: "entering",
             source,
-        })?
+        }
+    })?
 }
 
 /// Reads every owned namespace (the tree is frozen).

@@ -6,7 +6,9 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 pub enum NsError {
     /// A namespace kind the images own that restore cannot make.
-    #[error("the tree has a {ns} namespace of its own; restoring {ns} namespaces is not supported")]
+    #[error(
+        "the tree has a {ns} namespace of its own; restoring {ns} namespaces is not supported"
+    )]
     Unsupported { ns: Kind },
     #[error("{ns} namespace: {what}: {source}")]
     Call {
@@ -15,7 +17,9 @@ pub enum NsError {
         #[source]
         source: io::Error,
     },
-    #[error("the tree has a mount namespace of its own: give its root file system with --root DIR")]
+    #[error(
+        "the tree has a mount namespace of its own: give its root file system with --root DIR"
+    )]
     NoRoot,
     #[error("--root {}: {source}", path.display())]
     BadRoot {
@@ -24,7 +28,9 @@ pub enum NsError {
         source: io::Error,
     },
     /// An external mount whose key restore was not given.
-    #[error("mount {mountpoint} is external (key {key:?}): give it with --external mnt[{key}]:PATH")]
+    #[error(
+        "mount {mountpoint} is external (key {key:?}): give it with --external mnt[{key}]:PATH"
+    )]
     NoExternalMount { mountpoint: String, key: String },
     #[error("mount {mountpoint} ({fstype}): {why}")]
     Mount {
@@ -51,7 +57,9 @@ pub enum NsError {
     #[error("network device {name} ({kind}): only loopback is restored")]
     NetDevice { name: String, kind: String },
     /// An external network namespace not handed in.
-    #[error("the network namespace is external (key {key:?}): hand it in with --inherit-fd fd[N]:{key}")]
+    #[error(
+        "the network namespace is external (key {key:?}): hand it in with --inherit-fd fd[N]:{key}"
+    )]
     NoExternalNet { key: String },
     #[error("the namespace thread stopped: {0}")]
     Yard(String),

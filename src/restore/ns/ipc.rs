@@ -13,13 +13,16 @@ use crate::model::ns::Kind;
 use crate::sys::ipc;
 use std::path::Path;
 
+/// A queue with its messages (type, text).
+pub type Queue = (pb::IpcMsgEntry, Vec<(u64, Vec<u8>)>);
+
 /// The images of one ipc namespace.
 #[derive(Default)]
 pub struct IpcImages {
     pub var: Option<pb::IpcVarEntry>,
     pub shm: Vec<pb::IpcShmEntry>,
     pub sem: Vec<(pb::IpcSemEntry, Vec<u16>)>,
-    pub msg: Vec<(pb::IpcMsgEntry, Vec<(u64, Vec<u8>)>)>,
+    pub msg: Vec<Queue>,
 }
 
 fn bad(image: &str, why: impl Into<String>) -> crate::error::Error {
@@ -35,7 +38,9 @@ pub fn read(dir: &Path, id: u32) -> Result<IpcImages> {
     let mut out = IpcImages::default();
     let var = dir.join(format!("ipcns-var-{id}.img"));
     if var.exists() {
-        out.var = read_all::<pb::IpcVarEntry>(&var, "IPC_VAR")?.into_iter().next();
+        out.var = read_all::<pb::IpcVarEntry>(&var, "IPC_VAR")?
+            .into_iter()
+            .next();
     }
     let shm = dir.join(format!("ipcns-shm-{id}.img"));
     if shm.exists() {
@@ -156,10 +161,7 @@ fn make(kind: ipc::Kind, d: &pb::IpcDescEntry, size: u64) -> Result<i32> {
 
 /// Makes the namespace's objects again (the calling thread is in it).
 /// `shm_pages(shmid, segment)` fills a segment from its pages images.
-pub fn restore(
-    imgs: &IpcImages,
-    shm_pages: &dyn Fn(u32, &mut [u8]) -> Result<()>,
-) -> Result<()> {
+pub fn restore(imgs: &IpcImages, shm_pages: &dyn Fn(u32, &mut [u8]) -> Result<()>) -> Result<()> {
     if let Some(v) = &imgs.var {
         set_var(v)?;
     }
@@ -168,7 +170,10 @@ pub fn restore(
         if s.in_pagemaps != Some(true) {
             return Err(bad(
                 "ipcns-shm",
-                format!("segment {}: contents not in pagemaps (old image format)", s.desc.id),
+                format!(
+                    "segment {}: contents not in pagemaps (old image format)",
+                    s.desc.id
+                ),
             ));
         }
         let mut a = ipc::Attached::new(id, s.size as usize, true)

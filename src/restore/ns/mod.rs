@@ -56,7 +56,11 @@ pub struct NsPlan {
 impl NsPlan {
     /// Reads the namespace images of `dir` for a tree whose root has
     /// `root_ids`; `dumper` is inventory's root_ids.
-    pub fn read(dir: &Path, root_ids: &pb::TaskKobjIdsEntry, dumper: &pb::TaskKobjIdsEntry) -> Result<NsPlan> {
+    pub fn read(
+        dir: &Path,
+        root_ids: &pb::TaskKobjIdsEntry,
+        dumper: &pb::TaskKobjIdsEntry,
+    ) -> Result<NsPlan> {
         let owned = Set::of_tree(root_ids, dumper);
         for k in [Kind::User, Kind::Cgroup] {
             if owned.has(k) {
@@ -75,10 +79,16 @@ impl NsPlan {
         if owned.has(Kind::Ipc) {
             p.ipc = Some(ipc::read(dir, id(Kind::Ipc))?);
         }
-        let time_id = if owned.has(Kind::Time) { id(Kind::Time) } else { 0 };
+        let time_id = if owned.has(Kind::Time) {
+            id(Kind::Time)
+        } else {
+            0
+        };
         let tpath = dir.join(format!("timens-{time_id}.img"));
         if tpath.exists() {
-            p.time = crate::image::typed::read_all(&tpath, "TIMENS")?.into_iter().next();
+            p.time = crate::image::typed::read_all(&tpath, "TIMENS")?
+                .into_iter()
+                .next();
         }
         if owned.has(Kind::Mnt) {
             p.mounts = Some(mounts::read(dir, id(Kind::Mnt))?);
@@ -129,7 +139,10 @@ fn net_plan(dir: &Path, id: u32) -> Result<NetPlan> {
     } else {
         Vec::new()
     };
-    if let Some(l) = links.iter().find(|l| l.r#type != pb::NdType::Loopback as i32) {
+    if let Some(l) = links
+        .iter()
+        .find(|l| l.r#type != pb::NdType::Loopback as i32)
+    {
         let kind = pb::NdType::try_from(l.r#type)
             .map(|t| t.as_str_name().to_lowercase())
             .unwrap_or_else(|_| l.r#type.to_string());
@@ -169,10 +182,12 @@ impl Yard {
     pub fn start(plan: std::sync::Arc<NsPlan>, o: YardOpts) -> Result<Yard> {
         let root = match (&plan.mounts, o.root) {
             (Some(_), None) => return Err(NsError::NoRoot.into()),
-            (Some(_), Some(r)) => Some(std::fs::canonicalize(r).map_err(|source| NsError::BadRoot {
-                path: r.to_path_buf(),
-                source,
-            })?),
+            (Some(_), Some(r)) => {
+                Some(std::fs::canonicalize(r).map_err(|source| NsError::BadRoot {
+                    path: r.to_path_buf(),
+                    source,
+                })?)
+            }
             (None, _) => None,
         };
         let ext = o.ext_mnt.clone();
@@ -184,7 +199,10 @@ impl Yard {
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             let r = prepare(&plan, flags, &dir, root.as_deref(), &ext, net_fd);
-            let _ = ready_tx.send(r.map(|_| nix::unistd::gettid().as_raw()).map_err(|e| e.to_string()));
+            let _ = ready_tx.send(
+                r.map(|_| nix::unistd::gettid().as_raw())
+                    .map_err(|e| e.to_string()),
+            );
             let _ = stop_rx.recv();
         });
         let tid = match ready_rx.recv() {
@@ -210,14 +228,16 @@ impl Yard {
 
     /// Opens the yard's namespace of `kind`.
     pub fn ns(&self, kind: Kind) -> Result<OwnedFd> {
-        crate::sys::ns::open_task(std::process::id() as i32, self.tid, kind.name()).map_err(|source| {
-            NsError::Call {
-                ns: kind,
-                what: "opening the yard's".into(),
-                source,
-            }
-            .into()
-        })
+        crate::sys::ns::open_task(std::process::id() as i32, self.tid, kind.name()).map_err(
+            |source| {
+                NsError::Call {
+                    ns: kind,
+                    what: "opening the yard's".into(),
+                    source,
+                }
+                .into()
+            },
+        )
     }
 }
 
@@ -253,7 +273,9 @@ fn prepare(
             .map_err(fail(Kind::Uts, "setting the names"))?;
     }
     if let Some(i) = &plan.ipc {
-        ipc::restore(i, &|shmid, seg| super::shmem::fill_slice(dir, u64::from(shmid), seg))?;
+        ipc::restore(i, &|shmid, seg| {
+            super::shmem::fill_slice(dir, u64::from(shmid), seg)
+        })?;
     }
     if let Some(NetPlan::Links(links)) = &plan.net {
         for l in links {
@@ -289,12 +311,17 @@ pub fn enter_yard(y: &Yard, plan: &NsPlan) -> Result<Home> {
             .into()
         })
     };
-    let cwd = std::fs::File::open(".").map(OwnedFd::from).map_err(|source| NsError::Call {
-        ns: Kind::Mnt,
-        what: "opening crit's working directory".into(),
-        source,
-    })?;
-    let mut home = Home { ns: Vec::new(), cwd };
+    let cwd = std::fs::File::open(".")
+        .map(OwnedFd::from)
+        .map_err(|source| NsError::Call {
+            ns: Kind::Mnt,
+            what: "opening crit's working directory".into(),
+            source,
+        })?;
+    let mut home = Home {
+        ns: Vec::new(),
+        cwd,
+    };
     for k in [Kind::Uts, Kind::Ipc, Kind::Net, Kind::Mnt] {
         if plan.owned.has(k) {
             home.ns.push((open(k)?, k.clone_flag()));

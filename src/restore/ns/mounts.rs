@@ -78,7 +78,10 @@ pub fn read(dir: &Path, id: u32) -> Result<MountPlan> {
 /// first is the root (the one whose parent is not in the image).
 pub fn parents_first(all: Vec<pb::MntEntry>) -> std::result::Result<Vec<pb::MntEntry>, String> {
     let ids: HashSet<u32> = all.iter().map(|e| e.mnt_id).collect();
-    let roots: Vec<&pb::MntEntry> = all.iter().filter(|e| !ids.contains(&e.parent_mnt_id)).collect();
+    let roots: Vec<&pb::MntEntry> = all
+        .iter()
+        .filter(|e| !ids.contains(&e.parent_mnt_id))
+        .collect();
     if roots.len() != 1 || roots[0].mountpoint != "/" {
         return Err(format!(
             "{} mounts without a parent in the image; expected one, at /",
@@ -111,7 +114,10 @@ pub fn parents_first(all: Vec<pb::MntEntry>) -> std::result::Result<Vec<pb::MntE
     Ok(out)
 }
 
-fn call<'a>(mp: &'a str, what: &'static str) -> impl FnOnce(nix::Error) -> crate::error::Error + 'a {
+fn call<'a>(
+    mp: &'a str,
+    what: &'static str,
+) -> impl FnOnce(nix::Error) -> crate::error::Error + 'a {
     move |e| {
         NsError::MountCall {
             mountpoint: mp.to_string(),
@@ -184,7 +190,11 @@ pub struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    pub fn new(root: PathBuf, scratch: Option<&'a Path>, ext: &'a HashMap<String, PathBuf>) -> Self {
+    pub fn new(
+        root: PathBuf,
+        scratch: Option<&'a Path>,
+        ext: &'a HashMap<String, PathBuf>,
+    ) -> Self {
         Builder {
             root,
             scratch,
@@ -275,7 +285,10 @@ impl<'a> Builder<'a> {
                 .ok_or_else(|| NsError::Mount {
                     mountpoint: e.mountpoint.clone(),
                     fstype: fstype.to_string(),
-                    why: format!("only {} of it is mounted, and no scratch place is at hand", e.root),
+                    why: format!(
+                        "only {} of it is mounted, and no scratch place is at hand",
+                        e.root
+                    ),
                 })?
                 .to_path_buf()
         };
@@ -356,7 +369,11 @@ fn pivot(root: &Path) -> Result<()> {
 pub fn mount_deferred(plan: &MountPlan) -> Result<()> {
     let none = HashMap::new();
     let mut b = Builder::new(PathBuf::from("/"), None, &none);
-    for e in plan.entries.iter().filter(|e| plan.deferred.contains(&e.mnt_id)) {
+    for e in plan
+        .entries
+        .iter()
+        .filter(|e| plan.deferred.contains(&e.mnt_id))
+    {
         if e.ext_key.is_some() {
             return Err(NsError::Mount {
                 mountpoint: e.mountpoint.clone(),
