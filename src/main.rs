@@ -152,6 +152,13 @@ struct RestoreArgs {
     /// The root stays in crit's session and process group.
     #[arg(long = "shell-job", short = 'j')]
     shell_job: bool,
+    /// The root file system of a tree with its own mount namespace.
+    #[arg(short = 'r', long = "root", value_name = "DIR")]
+    root: Option<String>,
+    /// An external resource: mnt[KEY]:PATH (the mount dumped as KEY is
+    /// bound from PATH).
+    #[arg(long = "external", value_name = "RESOURCE", action = clap::ArgAction::Append)]
+    external: Vec<String>,
     /// Accepted for compatibility with criu.
     #[arg(long = "tcp-established")]
     tcp_established: bool,
@@ -260,6 +267,11 @@ fn restore(a: RestoreArgs) -> crit::error::Result<()> {
     }
     for v in &a.inherit_fd {
         o.inherit_fds.push(crit::restore::parse_inherit_fd(v)?);
+    }
+    o.root = a.root.map(Into::into);
+    for v in &a.external {
+        let (key, path) = crit::restore::parse_ext_mount(v)?;
+        o.ext_mnt.insert(key, path);
     }
     std::process::exit(crit::restore::restore(&o)?);
 }

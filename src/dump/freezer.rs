@@ -202,9 +202,12 @@ impl FrozenSet {
                 ),
             }
         }
-        // Non-leader threads first: a traced leader reports its exit only
-        // after all its threads are gone.
-        for t in &self.tasks {
+        // Children before parents: the init of a pid namespace exits
+        // only once every other task in it is gone, and a traced task is
+        // gone once its tracer (crit) has waited for it. Non-leader
+        // threads first: a traced leader reports its exit only after all
+        // its threads are gone.
+        for t in self.tasks.iter().rev() {
             let mut order: Vec<i32> = t
                 .threads
                 .iter()

@@ -396,7 +396,12 @@ impl<'s, 'a> EntryReader<'s, 'a> {
                 self.bytes(u64::from(e.keys_bytes) + u64::from(e.values_bytes))
             }
             Follows::Layout(P::IpcShm) => {
-                let size = self.header::<pb::IpcShmEntry>(at, r, m, &["size"])?.size;
+                let e: pb::IpcShmEntry = self.header(at, r, m, &["size"])?;
+                // CRIU 4 puts the contents in pagemap-shmem-SHMID.img.
+                if e.in_pagemaps == Some(true) {
+                    return Ok(Spans::None);
+                }
+                let size = e.size;
                 let d = self.piece(size, "payload")?;
                 self.piece(padding(size, SHM_ALIGN), "payload padding")?;
                 Ok(Spans::Shm(d))

@@ -437,6 +437,10 @@ fn write_payload(
             return write_bytes(out, &d);
         }
         Payload::IpcShm => {
+            let shm = pb::IpcShmEntry::decode(body).ok();
+            if extra.is_none() && shm.as_ref().and_then(|e| e.in_pagemaps) == Some(true) {
+                return Ok(());
+            }
             let want = pb::IpcShmEntry::decode(body).map(|e| e.size);
             let d = plain_extra(enc, extra, want, "size")?;
             return entry::write_payload(out, &EntryPayload::Shm(&d)).map_err(write_err);

@@ -120,6 +120,9 @@ fn prepare(
 ) -> Result<(RawFd, RawFd)> {
     let t = &plan.tasks[idx];
     let pid = t.pid;
+    if idx == 0 {
+        super::ns::root_task_mounts(&plan.ns)?;
+    }
     join_session_and_group(plan, t)?;
     // Listeners this task holds first take its credentials for later
     // clients (crit made them listen).

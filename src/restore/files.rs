@@ -264,6 +264,9 @@ pub fn apply_inherited(plan: &Plan, opts: &super::Options, res: &mut Reservoir) 
         if what.starts_with("socket:[") {
             continue;
         }
+        if matches!(&plan.ns.net, Some(super::ns::NetPlan::External(k)) if k == what) {
+            continue;
+        }
         let mut hit = false;
         let pipe_ino = what
             .strip_prefix("pipe:[")

@@ -147,9 +147,11 @@ pub fn skip_vma(v: &pb::VmaEntry) -> bool {
 }
 
 /// The scratch area crit uses inside a task while rebuilding it: free both
-/// in the task now and in its dumped layout.
-pub fn choose_scratch(pid: u32, task: &Task, len: u64) -> Result<u64> {
-    let mut taken: Vec<(u64, u64)> = read_maps(pid)?.iter().map(|m| (m.start, m.end)).collect();
+/// in the task now (`host`: its pid in crit's namespace) and in its
+/// dumped layout.
+pub fn choose_scratch(host: u32, task: &Task, len: u64) -> Result<u64> {
+    let pid = task.pid;
+    let mut taken: Vec<(u64, u64)> = read_maps(host)?.iter().map(|m| (m.start, m.end)).collect();
     taken.extend(task.mm.vmas.iter().map(|v| (v.start, v.end)));
     find_hole(&taken, len)
         .ok_or_else(|| Error::msg(format!("pid {pid}: no free room for a scratch area")))
@@ -167,7 +169,7 @@ pub fn rebuild(
 ) -> Result<()> {
     let pid = task.pid;
     refuse_unsupported(task)?;
-    let maps = read_maps(t.tid())?;
+    let maps = read_maps(t.host_tid())?;
     let sp = special_of(&maps);
     unmap_all_but(t, pid, &sp, (scratch, scratch + scratch_len))?;
     move_special(t, task, &sp, scratch, scratch_len)?;

@@ -100,6 +100,23 @@ pub struct Options {
     pub log_file: Option<PathBuf>,
     /// `--cpu-cap`: which CPU checks to make (see [`crate::model::cpu`]).
     pub cpu_caps: crate::model::cpu::CpuCaps,
+    /// `--root DIR`: the root file system of a tree with its own mount
+    /// namespace.
+    pub root: Option<PathBuf>,
+    /// `--external mnt[KEY]:PATH`, by key.
+    pub ext_mnt: HashMap<String, PathBuf>,
+}
+
+/// Parses `mnt[KEY]:PATH` (CRIU's spelling of an external mount at
+/// restore).
+pub fn parse_ext_mount(s: &str) -> Result<(String, PathBuf)> {
+    let bad = || Error::msg(format!("--external {s}: expected mnt[KEY]:PATH"));
+    let rest = s.strip_prefix("mnt[").ok_or_else(bad)?;
+    let (key, path) = rest.split_once("]:").ok_or_else(bad)?;
+    if key.is_empty() || path.is_empty() {
+        return Err(bad());
+    }
+    Ok((key.to_string(), PathBuf::from(path)))
 }
 
 /// Parses `fd[N]:RESOURCE`.
@@ -119,7 +136,13 @@ pub fn parse_inherit_fd(s: &str) -> Result<(i32, String)> {
 pub fn restore(opts: &Options) -> Result<i32> {
     let log = Log::new(opts.verbose, opts.log_file.as_deref())?;
     let t0 = std::time::Instant::now();
-    let plan = plan::Plan::load(&opts.dir)?;
+    let mut plan = plan::Plan::load(&opts.dir)?;
+    // In the tree's mount namespace the images are reached through an
+    // fd of crit's (kept until the restore ends).
+    let _dir_fd = match plan.ns.mounts {
+        Some(_) => Some(reach_images(&mut plan)?),
+        None => None,
+    };
     log.debug(format!("images read in {:?}", t0.elapsed()));
     let root = &plan.tasks[0];
     if root.zombie.is_some() {
@@ -147,7 +170,9 @@ pub fn restore(opts: &Options) -> Result<i32> {
             return Err(e);
         }
     }
-    let root_pid = plan.tasks[0].pid;
+    // The root's pid as crit's callers see it (pid 1 of its own pid
+    // namespace is another number here).
+    let root_pid = plan.host(plan.tasks[0].pid);
     if let Some(p) = &opts.pidfile {
         // The tree exists: a pidfile that cannot be written ends it.
         if let Err(e) = std::fs::write(p, format!("{root_pid}\n")) {
@@ -169,6 +194,61 @@ fn run(plan: &plan::Plan, opts: &Options, log: &Log, rb: &mut rollback::Rollback
     raise_nofile();
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(|e| Error::msg(format!("prctl(PR_SET_CHILD_SUBREAPER): {e}")))?;
+    // Before any other thread exists: the namespace is for the children
+    // of crit's threads, which share this setting.
+    if let Some(t) = &plan.ns.time {
+        ns::clocks::new_time_ns(t)?;
+    }
+    let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::msg(format!("pipe2: {e}")))?;
+    let (hold_r, hold_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::msg(format!("pipe2: {e}")))?;
+    let sync = child::Sync { status_w, hold_r };
+    rb.hold_w = Some(hold_w);
+    let root = if plan.ns.needs_yard() {
+        let yard = ns::YardOpts {
+            dir: &plan.dir,
+            root: opts.root.as_deref(),
+            ext_mnt: &opts.ext_mnt,
+            net_fd: external_net(plan, opts)?,
+        };
+        let mut tree_root = None;
+        let r = ns::in_yard(&plan.ns, yard, &mut tree_root, || {
+            make_tree(plan, opts, log, rb, &sync)
+        });
+        rb.tree_root = tree_root;
+        r?
+    } else {
+        make_tree(plan, opts, log, rb, &sync)?
+    };
+    drop(sync);
+    if plan.ns.own_pids() {
+        // Killing pid 1 of the namespace ends every task in it.
+        rb.ids = vec![root];
+    }
+    // While the tasks prepare, a thread maps the page images in (crit is
+    // multi-threaded only from here on: the tasks fork from their own
+    // single-threaded copies).
+    let pages = task::open_pages(plan)?;
+    std::thread::scope(|s| {
+        s.spawn(|| pages.values().for_each(|m| m.prefault()));
+        wait_ready(plan, status_r, log)?;
+        if plan.ns.own_pids() {
+            plan.set_hosts(tree::host_pids(root)?);
+        }
+        task::take_over_all(plan, &pages, log)
+    })
+}
+
+/// Opens every file and socket of the tree, then clones its root (which
+/// forks the rest); returns the root's pid as crit sees it.
+fn make_tree(
+    plan: &plan::Plan,
+    opts: &Options,
+    log: &Log,
+    rb: &mut rollback::Rollback,
+    sync: &child::Sync,
+) -> Result<u32> {
     let mut res = reservoir::Reservoir::default();
     files::apply_inherited(plan, opts, &mut res)?;
     kinds::open_ghosts(plan, &mut res)?;
@@ -186,25 +266,39 @@ fn run(plan: &plan::Plan, opts: &Options, log: &Log, rb: &mut rollback::Rollback
         "files and sockets made: {} objects",
         res.by_id.len()
     ));
-    let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::msg(format!("pipe2: {e}")))?;
-    let (hold_r, hold_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::msg(format!("pipe2: {e}")))?;
-    let sync = child::Sync { status_w, hold_r };
-    rb.hold_w = Some(hold_w);
-    tree::spawn(plan, 0, &res, &sync)?;
+    let root = tree::spawn(plan, 0, &res, sync)?;
     rb.spawned = true;
-    drop(sync);
-    drop(res);
-    // While the tasks prepare, a thread maps the page images in (crit is
-    // multi-threaded only from here on: the tasks fork from their own
-    // single-threaded copies).
-    let pages = task::open_pages(plan)?;
-    std::thread::scope(|s| {
-        s.spawn(|| pages.values().for_each(|m| m.prefault()));
-        wait_ready(plan, status_r, log)?;
-        task::take_over_all(plan, &pages, log)
-    })
+    Ok(root)
+}
+
+/// The network namespace handed in with `--inherit-fd fd[N]:KEY` for a
+/// tree whose namespace was dumped as external with KEY.
+fn external_net(plan: &plan::Plan, opts: &Options) -> Result<Option<std::os::fd::OwnedFd>> {
+    let Some(ns::NetPlan::External(key)) = &plan.ns.net else {
+        return Ok(None);
+    };
+    let (n, _) = opts
+        .inherit_fds
+        .iter()
+        .find(|(_, what)| what == key)
+        .ok_or_else(|| ns::NsError::NoExternalNet { key: key.clone() })?;
+    crate::sys::sock::dup_raw(*n)
+        .map(Some)
+        .map_err(|e| Error::io(format!("--inherit-fd fd[{n}]:{key}"), e))
+}
+
+/// Opens the images directory (O_PATH) and makes the plan name it as
+/// /proc/self/fd/N, a path that resolves from any mount namespace.
+fn reach_images(plan: &mut plan::Plan) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let fd = nix::fcntl::open(
+        &plan.dir,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::io(plan.dir.display().to_string(), e.into()))?;
+    plan.dir = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    Ok(fd)
 }
 
 /// An exclusive lock on the images directory (flock), held until the

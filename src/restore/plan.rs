@@ -117,6 +117,11 @@ pub struct Plan {
     pub pipe_data: HashMap<u32, Vec<u8>>,
     /// Fifo data by pipe inode.
     pub fifo_data: HashMap<u32, Vec<u8>>,
+    /// The namespaces the tree owns and what goes into them.
+    pub ns: super::ns::NsPlan,
+    /// Image pid or tid -> the same task's pid in crit's pid namespace,
+    /// once the tree exists in a pid namespace of its own.
+    hosts: std::sync::OnceLock<HashMap<u32, u32>>,
 }
 
 /// The unix socket model of the images: every socket of `files.img`, who
@@ -151,7 +156,7 @@ impl Plan {
                 dir.display()
             )));
         }
-        super::validate::inventory(dir)?;
+        let inv = super::validate::inventory(dir)?;
         let pstree: Vec<pb::PstreeEntry> = read_all(&img(dir, "pstree.img"), "PSTREE")?;
         super::validate::pstree(dir, &pstree)?;
         super::validate::core_images(dir, &pstree)?;
@@ -224,7 +229,12 @@ impl Plan {
         let pipe_data = pd("pipes-data.img", "PIPES_DATA")?;
         let fifo_data = pd("fifo-data.img", "FIFO_DATA")?;
         let unix = unix_model(&files, &tasks, &packets)?;
+        let dumper = inv.root_ids.unwrap_or_default();
+        let root_ids = tasks.first().map(|t| t.ids.clone()).unwrap_or_default();
+        let ns = super::ns::NsPlan::read(dir, &root_ids, &dumper)?;
         Ok(Plan {
+            ns,
+            hosts: Default::default(),
             dir: dir.to_path_buf(),
             tasks,
             files,
@@ -269,6 +279,21 @@ impl Plan {
             .iter()
             .flat_map(|t| t.threads.iter().map(|th| th.tid))
             .collect()
+    }
+
+    /// Records where the tree's pids are in crit's pid namespace (only
+    /// the first call counts).
+    pub fn set_hosts(&self, map: HashMap<u32, u32>) {
+        let _ = self.hosts.set(map);
+    }
+
+    /// Image pid or tid `id` as crit's kernel calls name it: the same
+    /// number unless the tree has a pid namespace of its own.
+    pub fn host(&self, id: u32) -> u32 {
+        self.hosts
+            .get()
+            .and_then(|m| m.get(&id).copied())
+            .unwrap_or(id)
     }
 
     /// The tasks crit takes over (all but zombies).

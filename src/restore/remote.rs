@@ -39,8 +39,12 @@ pub struct Regs {
 }
 
 pub trait Tracee {
-    /// The thread's id.
+    /// The thread's id (in the images).
     fn tid(&self) -> u32;
+    /// The thread's id in crit's pid namespace (for /proc and ptrace).
+    fn host_tid(&self) -> u32 {
+        self.tid()
+    }
     /// Runs syscall `nr` in the thread; returns the raw result (a negative
     /// errno on failure).
     fn syscall(&mut self, nr: i64, args: [u64; 6]) -> Result<i64>;

@@ -17,15 +17,25 @@ pub struct Rollback {
     /// Write end of the pipe the forked tasks wait on.
     pub hold_w: Option<OwnedFd>,
     pub spawned: bool,
+    /// The tree's root directory, when it has a mount namespace of its
+    /// own: the bound paths are below it.
+    pub tree_root: Option<OwnedFd>,
 }
 
 impl Rollback {
     pub fn new(plan: &Plan) -> Rollback {
         Rollback {
-            ids: plan.tasks.iter().map(|t| t.pid).collect(),
+            // In a pid namespace of their own the images' pids are not
+            // crit's: the root's is known once it is cloned.
+            ids: if plan.ns.own_pids() {
+                Vec::new()
+            } else {
+                plan.tasks.iter().map(|t| t.pid).collect()
+            },
             created_paths: Vec::new(),
             hold_w: None,
             spawned: false,
+            tree_root: None,
         }
     }
 
@@ -38,12 +48,22 @@ impl Rollback {
             self.hold_w = None;
             reap_all();
         }
-        for p in self.created_paths.drain(..) {
+        for mut p in self.created_paths.drain(..) {
+            if let Some(root) = &self.tree_root {
+                p.path = below(root, &p.path);
+            }
             if p.remove() {
                 log.debug(format!("rollback: removed {}", p.path.display()));
             }
         }
     }
+}
+
+/// `path` of the tree's mount namespace, as crit reaches it.
+fn below(root: &OwnedFd, path: &std::path::Path) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd;
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", root.as_raw_fd())).join(rel)
 }
 
 /// Reaps every child until none is left.

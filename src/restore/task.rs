@@ -146,7 +146,8 @@ impl Team<'_> {
         let signalled = self.if_ok(|| {
             for t in self.plan.tasks.iter().filter(|_| leader) {
                 if let Some(sig) = t.stop_signal() {
-                    crate::sys::ptrace::tgkill(t.pid as i32, t.pid as i32, sig)
+                    let h = self.plan.host(t.pid) as i32;
+                    crate::sys::ptrace::tgkill(h, h, sig)
                         .map_err(|e| Error::io(format!("pid {}: stop it again", t.pid), e))?;
                 }
             }
@@ -184,7 +185,7 @@ impl Team<'_> {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(&t) = self.order.get(i) else { break };
             let started = std::time::Instant::now();
-            let done = tracee::seize(t.pid)
+            let done = tracee::seize(self.plan.host(t.pid), t.pid)
                 .and_then(|main| rebuild_task(t, main, self.pages.get(&t.pid), self.log));
             match done {
                 Ok(d) => mine.push(d),
@@ -273,7 +274,7 @@ fn rebuild_task(
 fn make_scratch(main: &mut SysTracee, task: &Task) -> Result<(u64, u64)> {
     let pid = task.pid;
     main.unregister_rseq()?;
-    let region = memory::choose_scratch(pid, task, memory::PAGE + SCRATCH_LEN)?;
+    let region = memory::choose_scratch(main.host(), task, memory::PAGE + SCRATCH_LEN)?;
     main.map_gate(region)?;
     let scratch = region + memory::PAGE;
     let got = call(
@@ -470,7 +471,7 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<Vec<rlimi
         )?;
     }
     if let Some(adj) = tc.oom_score_adj {
-        let p = format!("/proc/{}/oom_score_adj", task.pid);
+        let p = format!("/proc/{}/oom_score_adj", t.host_tid());
         std::fs::write(&p, adj.to_string())
             .map_err(|e| Error::io(format!("pid {}: {p}", task.pid), e))?;
     }

@@ -14,7 +14,12 @@ use crate::sys::{ptrace, remote};
 use std::io::IoSlice;
 
 pub struct SysTracee {
-    tid: u32,
+    /// The thread's id in crit's pid namespace (what ptrace takes).
+    host: u32,
+    /// Its id in the images (in the tree's own pid namespace, if any).
+    id: u32,
+    /// The tree has a pid namespace of its own (`host` and `id` differ).
+    own_ns: bool,
     inj: Injector,
     /// This thread's injector owns the gate page (the main thread).
     owns_gate: bool,
@@ -47,9 +52,10 @@ fn sys_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::io(what, e)
 }
 
-/// Seizes a forked task (blocked in its wait for crit) and stops it.
-pub fn seize(pid: u32) -> Result<SysTracee> {
-    let tid = pid as i32;
+/// Seizes a forked task (blocked in its wait for crit) and stops it:
+/// `pid` is its id in the images, `host` in crit's pid namespace.
+pub fn seize(host: u32, pid: u32) -> Result<SysTracee> {
+    let tid = host as i32;
     // EXITKILL: if crit dies mid-restore, a half-rebuilt task must not run.
     ptrace::seize_with(tid, ptrace::DEFAULT_OPTIONS | ptrace::O_EXITKILL)
         .map_err(sys_err(format!("pid {pid}: seize")))?;
@@ -67,7 +73,9 @@ pub fn seize(pid: u32) -> Result<SysTracee> {
     }
     let inj = Injector::new(tid).map_err(sys_err(format!("pid {pid}: injector")))?;
     Ok(SysTracee {
-        tid: pid,
+        host,
+        id: pid,
+        own_ns: host != pid,
         inj,
         owns_gate: false,
         batch_area: None,
@@ -77,7 +85,7 @@ pub fn seize(pid: u32) -> Result<SysTracee> {
 impl SysTracee {
     /// Drops the rseq registration the forked copy of crit inherited.
     pub fn unregister_rseq(&mut self) -> Result<()> {
-        let c = match ptrace::get_rseq_config(self.tid as i32) {
+        let c = match ptrace::get_rseq_config(self.host as i32) {
             Ok(c) => c,
             Err(_) => return Ok(()),
         };
@@ -98,7 +106,7 @@ impl SysTracee {
         if r < 0 {
             return Err(Error::msg(format!(
                 "pid {}: rseq unregister: errno {}",
-                self.tid, -r
+                self.host, -r
             )));
         }
         Ok(())
@@ -107,7 +115,7 @@ impl SysTracee {
     /// Keeps seccomp filters from seeing the calls crit injects until the
     /// thread is detached (`PTRACE_O_SUSPEND_SECCOMP`).
     pub fn suspend_seccomp(&mut self) -> Result<()> {
-        let me = self.tid as i32;
+        let me = self.host as i32;
         let opts = ptrace::options_of(me).unwrap_or(ptrace::DEFAULT_OPTIONS);
         ptrace::set_options(me, opts | ptrace::O_SUSPEND_SECCOMP).map_err(sys_err(format!(
             "tid {me}: PTRACE_O_SUSPEND_SECCOMP (needs CAP_SYS_ADMIN and crit itself not under seccomp)"
@@ -118,7 +126,7 @@ impl SysTracee {
     pub fn map_gate(&mut self, gate_at: u64) -> Result<()> {
         self.inj
             .map_gate_page(Some(gate_at))
-            .map_err(sys_err(format!("pid {}: gate page", self.tid)))?;
+            .map_err(sys_err(format!("pid {}: gate page", self.host)))?;
         self.owns_gate = true;
         Ok(())
     }
@@ -130,7 +138,7 @@ impl SysTracee {
     /// Creates thread `tid` of this task by injecting clone3 (with
     /// `set_tid`), and takes it over. `scratch` holds the clone arguments.
     pub fn new_thread(&mut self, tid: u32, scratch: u64) -> Result<SysTracee> {
-        let me = self.tid as i32;
+        let me = self.host as i32;
         let opts = ptrace::options_of(me).unwrap_or(ptrace::DEFAULT_OPTIONS);
         ptrace::set_options(me, opts | ptrace::O_TRACECLONE)
             .map_err(sys_err(format!("pid {me}: trace clone")))?;
@@ -158,17 +166,26 @@ impl SysTracee {
                 "pid {me}: thread {tid} was created as {r}"
             )));
         }
-        let s = ptrace::wait_stop(tid as i32).map_err(sys_err(format!("tid {tid}: first stop")))?;
+        let host = if self.own_ns {
+            crate::sys::procfs::host_tid(self.host, tid)
+                .map_err(sys_err(format!("pid {me}: thread {tid}")))?
+        } else {
+            tid
+        };
+        let h = host as i32;
+        let s = ptrace::wait_stop(h).map_err(sys_err(format!("tid {tid}: first stop")))?;
         if s.is_exit() {
             return Err(Error::msg(format!("tid {tid}: exited at once ({s:?})")));
         }
         if !s.is_event_stop() {
-            ptrace::to_event_stop(tid as i32).map_err(sys_err(format!("tid {tid}: stop")))?;
+            ptrace::to_event_stop(h).map_err(sys_err(format!("tid {tid}: stop")))?;
         }
-        let inj = Injector::with_gate(tid as i32, self.inj.gate())
+        let inj = Injector::with_gate(h, self.inj.gate())
             .map_err(sys_err(format!("tid {tid}: injector")))?;
         Ok(SysTracee {
-            tid,
+            host,
+            id: tid,
+            own_ns: self.own_ns,
             inj,
             owns_gate: false,
             batch_area: None,
@@ -189,7 +206,7 @@ impl SysTracee {
     }
 
     fn run_batch(&mut self, code: u64, table: u64, calls: &[(i64, [u64; 6])]) -> Result<Vec<i64>> {
-        let tid = self.tid as i32;
+        let tid = self.host as i32;
         let ctx = |w: &str| sys_err(format!("tid {tid}: batch of {} syscalls: {w}", calls.len()));
         let mut t = Vec::with_capacity(calls.len() * 64);
         for (nr, a) in calls {
@@ -243,6 +260,11 @@ impl SysTracee {
             .collect())
     }
 
+    /// The thread's id in crit's pid namespace.
+    pub fn host(&self) -> u32 {
+        self.host
+    }
+
     pub fn owns_gate(&self) -> bool {
         self.owns_gate
     }
@@ -252,7 +274,7 @@ impl SysTracee {
     pub fn finish(mut self, regs: &Regs, mask: u64) -> Result<FinishedThread> {
         self.inj.set_saved_regs(to_sys(regs));
         self.inj.set_saved_sigmask(mask);
-        let tid = self.tid;
+        let tid = self.host;
         self.inj
             .finish()
             .map_err(sys_err(format!("tid {tid}: finish")))?;
@@ -262,6 +284,7 @@ impl SysTracee {
 
 /// A rebuilt thread, stopped with its final registers, ready to go.
 pub struct FinishedThread {
+    /// In crit's pid namespace.
     pub tid: u32,
 }
 
@@ -346,20 +369,23 @@ fn write_iov(tid: i32, iov: &[(u64, &[u8])]) -> Result<()> {
 
 impl Tracee for SysTracee {
     fn tid(&self) -> u32 {
-        self.tid
+        self.id
+    }
+    fn host_tid(&self) -> u32 {
+        self.host
     }
     fn syscall(&mut self, nr: i64, args: [u64; 6]) -> Result<i64> {
         self.inj
             .syscall(nr, args)
-            .map_err(sys_err(format!("pid {}", self.tid)))
+            .map_err(sys_err(format!("pid {}", self.host)))
     }
     fn write_mem(&mut self, iov: &[(u64, &[u8])]) -> Result<()> {
-        write_iov(self.tid as i32, iov)
+        write_iov(self.host as i32, iov)
     }
     fn read_mem(&mut self, addr: u64, buf: &mut [u8]) -> Result<()> {
-        crate::sys::remote::read_exact(self.tid as i32, addr, buf).map_err(sys_err(format!(
+        crate::sys::remote::read_exact(self.host as i32, addr, buf).map_err(sys_err(format!(
             "tid {}: read memory at {addr:#x}",
-            self.tid
+            self.host
         )))
     }
     fn batch(&mut self, calls: &[(i64, [u64; 6])]) -> Result<Vec<i64>> {
@@ -381,7 +407,7 @@ impl Tracee for SysTracee {
         Ok(out)
     }
     fn write_pages(&mut self, iov: &[(u64, &[u8])]) -> Result<()> {
-        let tid = self.tid as i32;
+        let tid = self.host as i32;
         let total: usize = iov.iter().map(|(_, b)| b.len()).sum();
         let n = std::thread::available_parallelism()
             .map(|n| n.get())

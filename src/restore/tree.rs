@@ -6,18 +6,27 @@ use super::child::{self, Sync};
 use super::plan::Plan;
 use super::reservoir::Reservoir;
 use crate::error::{Error, Result};
+use std::collections::HashMap;
 
 /// Clones task `idx` of the plan with its dumped pid; the clone runs
-/// [`child::run`] and never returns. Returns in the caller once cloned.
-pub fn spawn(plan: &Plan, idx: usize, res: &Reservoir, sync: &Sync) -> Result<()> {
+/// [`child::run`] and never returns. Returns in the caller once cloned,
+/// with the clone's pid as the caller sees it: the dumped one, but for
+/// the root of a tree with its own pid namespace (pid 1 inside).
+pub fn spawn(plan: &Plan, idx: usize, res: &Reservoir, sync: &Sync) -> Result<u32> {
     let pid = plan.tasks[idx].pid;
+    let ns_root = idx == 0 && plan.ns.own_pids();
+    if ns_root && pid != 1 {
+        return Err(Error::msg(format!(
+            "pid {pid}: the root of a tree with its own pid namespace must be pid 1 in it"
+        )));
+    }
     use crate::sys::clone::{clone3_with_tid, ForkResult};
     match clone3_with_tid(&[pid as i32], 0) {
         Ok(ForkResult::Child) => {
-            let sp = |k: usize| spawn(plan, k, res, sync);
+            let sp = |k: usize| spawn(plan, k, res, sync).map(|_| ());
             child::run(plan, idx, res, sync, &sp)
         }
-        Ok(ForkResult::Parent(got)) if got as u32 == pid => Ok(()),
+        Ok(ForkResult::Parent(got)) if ns_root || got as u32 == pid => Ok(got as u32),
         Ok(ForkResult::Parent(got)) => Err(Error::msg(format!("pid {pid}: clone3 gave pid {got}"))),
         Err(e) if crate::sys::errno_of(&e) == Some(libc::EEXIST) => {
             Err(Error::msg(format!("pid {pid} is already in use")))
@@ -26,8 +35,30 @@ pub fn spawn(plan: &Plan, idx: usize, res: &Reservoir, sync: &Sync) -> Result<()
     }
 }
 
-/// Errors out, naming the pid, when a pid or tid of the images is taken.
+/// Where the tree's tasks are in crit's pid namespace: image pid -> host
+/// pid, read from the children lists below the root and each child's
+/// NSpid (its pid in the innermost namespace comes last).
+pub fn host_pids(root_host: u32) -> Result<HashMap<u32, u32>> {
+    let mut map = HashMap::new();
+    let mut todo = vec![root_host];
+    while let Some(h) = todo.pop() {
+        let ns = crate::sys::procfs::ns_pid(h)
+            .map_err(|e| Error::io(format!("pid {h}: NSpid in /proc/{h}/status"), e))?;
+        map.insert(ns, h);
+        todo.extend(
+            crate::sys::procfs::children(h)
+                .map_err(|e| Error::io(format!("pid {h}: /proc/{h}/task/*/children"), e))?,
+        );
+    }
+    Ok(map)
+}
+
+/// Errors out, naming the pid, when a pid or tid of the images is taken
+/// (none can be in a pid namespace that does not exist yet).
 pub fn check_free(plan: &Plan) -> Result<()> {
+    if plan.ns.own_pids() {
+        return Ok(());
+    }
     for id in plan.all_ids() {
         if std::path::Path::new(&format!("/proc/{id}")).exists() {
             let comm = std::fs::read_to_string(format!("/proc/{id}/comm")).unwrap_or_default();

@@ -29,7 +29,7 @@ pub fn open_task(pid: i32, tid: i32, name: &str) -> io::Result<OwnedFd> {
 /// flag in `flag`). A mount namespace needs the thread's own fs struct:
 /// it is unshared first.
 pub fn enter(fd: BorrowedFd, flag: u64) -> io::Result<()> {
-    let flags = CloneFlags::from_bits_truncate(flag as i32);
+    let flags = CloneFlags::from_bits_retain(flag as i32);
     if flags.contains(CloneFlags::CLONE_NEWNS) {
         nix::sched::unshare(CloneFlags::CLONE_FS)
             .map_err(|e| err::os("unshare(CLONE_FS)", e as i32))?;
@@ -40,7 +40,7 @@ pub fn enter(fd: BorrowedFd, flag: u64) -> io::Result<()> {
 /// Makes new namespaces (CLONE_NEW* `flags`) for the calling thread; a
 /// new time namespace is for its children only.
 pub fn unshare(flags: u64) -> io::Result<()> {
-    let mut f = CloneFlags::from_bits_truncate(flags as i32);
+    let mut f = CloneFlags::from_bits_retain(flags as i32);
     if f.contains(CloneFlags::CLONE_NEWNS) {
         f |= CloneFlags::CLONE_FS;
     }

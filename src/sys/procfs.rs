@@ -40,7 +40,60 @@ fn stat_after_comm(s: &str) -> Option<&str> {
 
 /// The value of a `Name:` line of `/proc/PID/status`, trimmed.
 pub fn status_field(pid: i32, name: &str) -> io::Result<Option<String>> {
-    let s = read(&format!("/proc/{pid}/status"))?;
+    status_field_of(&format!("/proc/{pid}/status"), name)
+}
+
+/// The NSpid line of `/proc/PID/status`: the pid in crit's namespace
+/// first, in the innermost last (just `pid` on kernels without it).
+pub fn ns_pids(pid: u32) -> io::Result<Vec<u32>> {
+    let v = status_field(pid as i32, "NSpid")?.unwrap_or_else(|| pid.to_string());
+    v.split_whitespace()
+        .map(|n| n.parse::<u32>())
+        .collect::<Result<Vec<u32>, _>>()
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("/proc/{pid}/status: NSpid {v:?}"),
+            )
+        })
+}
+
+/// The pid of `pid` in its innermost pid namespace.
+pub fn ns_pid(pid: u32) -> io::Result<u32> {
+    Ok(ns_pids(pid)?.last().copied().unwrap_or(pid))
+}
+
+/// The children of every thread of `pid` (`/proc/PID/task/*/children`).
+pub fn children(pid: u32) -> io::Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for tid in tids(pid as i32)? {
+        let text = read(&format!("/proc/{pid}/task/{tid}/children"))?;
+        out.extend(text.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+    }
+    Ok(out)
+}
+
+/// The thread of process `host` (a pid in crit's namespace) whose id in
+/// its own pid namespace is `ns_tid`; `ns_tid` itself when the process
+/// is in crit's pid namespace.
+pub fn host_tid(host: u32, ns_tid: u32) -> io::Result<u32> {
+    if ns_pids(host)?.len() < 2 {
+        return Ok(ns_tid);
+    }
+    for tid in tids(host as i32)? {
+        let v = status_field_of(&format!("/proc/{host}/task/{tid}/status"), "NSpid")?;
+        if v.as_deref().and_then(|v| v.split_whitespace().last()) == Some(&ns_tid.to_string()) {
+            return Ok(tid as u32);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("pid {host}: no thread {ns_tid} in its pid namespace"),
+    ))
+}
+
+fn status_field_of(path: &str, name: &str) -> io::Result<Option<String>> {
+    let s = read(path)?;
     Ok(s.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         (k == name).then(|| v.trim().to_string())

@@ -192,13 +192,17 @@ pub fn restore(imgs: &IpcImages, shm_pages: &dyn Fn(u32, &mut [u8]) -> Result<()
                 .map_err(call(format!("queueing a message on msg {id}")))?;
         }
     }
+    // Each make() used up its next id (the kernel sets it back to -1,
+    // which cannot be written): only a pending one comes back.
     if let Some(v) = &imgs.var {
         for (name, next) in [
             ("kernel/msg_next_id", v.msg_next_id),
             ("kernel/sem_next_id", v.sem_next_id),
             ("kernel/shm_next_id", v.shm_next_id),
         ] {
-            sysctl(name, &next.map_or("-1".to_string(), |n| n.to_string()))?;
+            if let Some(n) = next.filter(|&n| (n as i32) >= 0) {
+                sysctl(name, &n.to_string())?;
+            }
         }
     }
     Ok(())

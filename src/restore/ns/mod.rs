@@ -2,19 +2,19 @@
 //! the root task's ids differ from inventory's `root_ids` (the dumper's
 //! own); restore makes each anew, before any task exists:
 //!
-//! - uts, ipc, net and mnt on crit's namespace thread (the "yard",
-//!   [`Yard`]): it unshares them, sets the host name, makes the System V
-//!   objects ([`ipc`]), brings loopback up, builds the mount tree and
-//!   pivots into it ([`mounts`]). crit then makes the tree's files and
-//!   sockets inside these namespaces (paths through the yard's root,
-//!   sockets from crit's main thread while it is in the yard's network
-//!   namespace), and clones the root task from inside all of them;
-//! - pid: the root is cloned with CLONE_NEWPID as pid 1, its children
-//!   with their pids inside;
+//! - pid, uts, ipc, net and mnt on crit's namespace thread (the "yard",
+//!   [`in_yard`]): it unshares them, sets the host name, makes the System
+//!   V objects ([`ipc`]), brings loopback up, builds the mount tree and
+//!   pivots into it ([`mounts`]). On that thread crit then opens the
+//!   tree's files and makes its sockets, and clones the root task, which
+//!   is born in all of them: pid 1 of the new pid namespace, whose
+//!   children get their pids inside. crit's other threads never leave
+//!   crit's namespaces;
 //! - time: always, as CRIU does: a new time namespace whose offsets carry
 //!   CLOCK_MONOTONIC and CLOCK_BOOTTIME on from the dumped values
 //!   (timens-N.img, or timens-0.img for a tree that shared crit's), so a
-//!   restored task's clocks do not jump ([`clocks`]);
+//!   restored task's clocks do not jump ([`clocks`]). crit's main thread
+//!   makes it for its children before the yard starts;
 //! - user and cgroup namespaces of the tree's own are refused.
 
 pub mod clocks;
@@ -99,18 +99,24 @@ impl NsPlan {
         Ok(p)
     }
 
-    /// Whether a yard thread is needed (namespaces other than pid and
-    /// time).
+    /// Whether the tree needs namespaces other than time made for it
+    /// (see [`in_yard`]).
     pub fn needs_yard(&self) -> bool {
-        [Kind::Uts, Kind::Ipc, Kind::Net, Kind::Mnt]
+        [Kind::Pid, Kind::Uts, Kind::Ipc, Kind::Net, Kind::Mnt]
             .iter()
             .any(|&k| self.owned.has(k))
     }
 
-    /// CLONE_NEW* flags the yard unshares.
+    /// Whether the tree's root is pid 1 of a pid namespace of its own.
+    pub fn own_pids(&self) -> bool {
+        self.owned.has(Kind::Pid)
+    }
+
+    /// CLONE_NEW* flags the yard unshares (a new pid namespace is for
+    /// its children).
     fn yard_flags(&self) -> u64 {
         let mut s = Set::default();
-        for k in [Kind::Uts, Kind::Ipc, Kind::Mnt] {
+        for k in [Kind::Pid, Kind::Uts, Kind::Ipc, Kind::Mnt] {
             if self.owned.has(k) {
                 s.add(k);
             }
@@ -157,6 +163,7 @@ fn net_plan(dir: &Path, id: u32) -> Result<NetPlan> {
 
 /// What the yard needs from the command line.
 pub struct YardOpts<'a> {
+    /// Where the images are (System V segment contents).
     pub dir: &'a Path,
     /// `--root DIR`.
     pub root: Option<&'a Path>,
@@ -166,94 +173,84 @@ pub struct YardOpts<'a> {
     pub net_fd: Option<OwnedFd>,
 }
 
-/// The namespace thread: it made the namespaces and stays in them until
-/// dropped.
-pub struct Yard {
-    /// The thread's id (its /proc/self/task/TID/ns/* and root).
-    pub tid: i32,
-    /// The yard's root, seen from crit: `/` without a mount namespace.
-    pub root: PathBuf,
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Yard {
-    /// Starts the thread and waits until the namespaces are made.
-    pub fn start(plan: std::sync::Arc<NsPlan>, o: YardOpts) -> Result<Yard> {
-        let root = match (&plan.mounts, o.root) {
-            (Some(_), None) => return Err(NsError::NoRoot.into()),
-            (Some(_), Some(r)) => {
-                Some(std::fs::canonicalize(r).map_err(|source| NsError::BadRoot {
-                    path: r.to_path_buf(),
-                    source,
-                })?)
-            }
-            (None, _) => None,
-        };
-        let ext = o.ext_mnt.clone();
-        let flags = plan.yard_flags();
-        let has_mounts = plan.mounts.is_some();
-        let dir = o.dir.to_path_buf();
-        let net_fd = o.net_fd;
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::result::Result<i32, String>>();
-        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let r = prepare(&plan, flags, &dir, root.as_deref(), &ext, net_fd);
-            let _ = ready_tx.send(
-                r.map(|_| nix::unistd::gettid().as_raw())
-                    .map_err(|e| e.to_string()),
-            );
-            let _ = stop_rx.recv();
-        });
-        let tid = match ready_rx.recv() {
-            Ok(Ok(tid)) => tid,
-            Ok(Err(why)) => {
-                let _ = thread.join();
-                return Err(crate::error::Error::msg(why));
-            }
-            Err(_) => return Err(NsError::Yard("it ended without a word".into()).into()),
-        };
-        let root = if has_mounts {
-            PathBuf::from(format!("/proc/self/task/{tid}/root"))
-        } else {
-            PathBuf::from("/")
-        };
-        Ok(Yard {
-            tid,
-            root,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        })
-    }
-
-    /// Opens the yard's namespace of `kind`.
-    pub fn ns(&self, kind: Kind) -> Result<OwnedFd> {
-        crate::sys::ns::open_task(std::process::id() as i32, self.tid, kind.name()).map_err(
-            |source| {
-                NsError::Call {
-                    ns: kind,
-                    what: "opening the yard's".into(),
-                    source,
-                }
-                .into()
-            },
-        )
-    }
-}
-
-impl Drop for Yard {
-    fn drop(&mut self) {
-        self.stop.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+/// Runs `job` on a new thread (the "yard") that first makes the tree's
+/// namespaces and enters them: the files `job` opens resolve in the
+/// tree's mount tree, its sockets are made in the tree's network
+/// namespace, and the task it clones is born in all of them (pid 1 of a
+/// new pid namespace). With a mount namespace, `root` gets the tree's
+/// root directory (O_PATH) as soon as it exists, for paths crit must
+/// reach afterwards, and host /proc is mounted on the tree's /proc
+/// until the root task mounts its own.
+pub fn in_yard<T: Send>(
+    plan: &NsPlan,
+    o: YardOpts,
+    root: &mut Option<OwnedFd>,
+    job: impl FnOnce() -> Result<T> + Send,
+) -> Result<T> {
+    let new_root = match (&plan.mounts, o.root) {
+        (Some(_), None) => return Err(NsError::NoRoot.into()),
+        (Some(_), Some(r)) => {
+            Some(std::fs::canonicalize(r).map_err(|source| NsError::BadRoot {
+                path: r.to_path_buf(),
+                source,
+            })?)
         }
-    }
+        (None, _) => None,
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            prepare(plan, o.dir, new_root.as_deref(), o.ext_mnt, o.net_fd)?;
+            if plan.mounts.is_some() {
+                *root = Some(open_root()?);
+                mount_host_proc()?;
+            }
+            job()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(NsError::Yard("the namespace thread panicked".into()).into()))
+    })
+}
+
+/// The calling thread's root directory, O_PATH.
+fn open_root() -> Result<OwnedFd> {
+    nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| {
+        NsError::MountCall {
+            mountpoint: "/".into(),
+            what: "opening the new root",
+            source: e.into(),
+        }
+        .into()
+    })
+}
+
+/// crit reaches its own fds through /proc/self (reopening files); the
+/// tree's proc is for its own pid namespace and comes later.
+fn mount_host_proc() -> Result<()> {
+    nix::mount::mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        NsError::MountCall {
+            mountpoint: "/proc".into(),
+            what: "mounting crit's proc for the restore (the root file system needs a /proc directory)",
+            source: e.into(),
+        }
+        .into()
+    })
 }
 
 /// On the yard thread: the namespaces, made and filled.
 fn prepare(
     plan: &NsPlan,
-    flags: u64,
     dir: &Path,
     root: Option<&Path>,
     ext: &HashMap<String, PathBuf>,
@@ -263,7 +260,7 @@ fn prepare(
         let what = what.to_string();
         move |source| -> crate::error::Error { NsError::Call { ns, what, source }.into() }
     };
-    crate::sys::ns::unshare(flags).map_err(fail(Kind::Mnt, "unshare"))?;
+    crate::sys::ns::unshare(plan.yard_flags()).map_err(fail(Kind::Mnt, "unshare"))?;
     if let Some(fd) = &net_fd {
         crate::sys::ns::enter(fd.as_fd(), Kind::Net.clone_flag())
             .map_err(fail(Kind::Net, "entering the handed-in namespace"))?;
@@ -289,92 +286,18 @@ fn prepare(
     Ok(())
 }
 
-/// crit's own namespaces, to come back to once the root task is cloned.
-pub struct Home {
-    ns: Vec<(OwnedFd, u64)>,
-    cwd: OwnedFd,
-}
-
-/// Moves crit's calling thread into the yard's uts, ipc and network
-/// namespaces (the files and sockets are made there); returns the way
-/// home.
-pub fn enter_yard(y: &Yard, plan: &NsPlan) -> Result<Home> {
-    let me = std::process::id() as i32;
-    let tid = nix::unistd::gettid().as_raw();
-    let open = |k: Kind| -> Result<OwnedFd> {
-        crate::sys::ns::open_task(me, tid, k.name()).map_err(|source| {
-            NsError::Call {
-                ns: k,
-                what: "opening crit's own".into(),
-                source,
-            }
-            .into()
-        })
+/// In the root task, first thing: its own proc (and what is below it)
+/// over the one crit lent the yard.
+pub fn root_task_mounts(plan: &NsPlan) -> Result<()> {
+    let Some(m) = &plan.mounts else {
+        return Ok(());
     };
-    let cwd = std::fs::File::open(".")
-        .map(OwnedFd::from)
-        .map_err(|source| NsError::Call {
-            ns: Kind::Mnt,
-            what: "opening crit's working directory".into(),
-            source,
-        })?;
-    let mut home = Home {
-        ns: Vec::new(),
-        cwd,
-    };
-    for k in [Kind::Uts, Kind::Ipc, Kind::Net, Kind::Mnt] {
-        if plan.owned.has(k) {
-            home.ns.push((open(k)?, k.clone_flag()));
-        }
-    }
-    for k in [Kind::Uts, Kind::Ipc, Kind::Net] {
-        if plan.owned.has(k) {
-            switch(&y.ns(k)?, k)?;
-        }
-    }
-    Ok(home)
-}
-
-fn switch(fd: &OwnedFd, k: Kind) -> Result<()> {
-    crate::sys::ns::enter(fd.as_fd(), k.clone_flag()).map_err(|source| {
-        NsError::Call {
-            ns: k,
-            what: "entering".into(),
-            source,
-        }
-        .into()
-    })
-}
-
-/// Runs `spawn` (which clones the root task) from inside the yard's
-/// mount namespace and a new time namespace, then takes crit's thread
-/// home.
-pub fn clone_inside<T>(
-    y: Option<&Yard>,
-    plan: &NsPlan,
-    home: Option<Home>,
-    spawn: impl FnOnce() -> Result<T>,
-) -> Result<T> {
-    if let Some(t) = &plan.time {
-        clocks::new_time_ns(t)?;
-    }
-    if let (Some(y), true) = (y, plan.owned.has(Kind::Mnt)) {
-        switch(&y.ns(Kind::Mnt)?, Kind::Mnt)?;
-    }
-    let r = spawn();
-    if let Some(h) = home {
-        for (fd, flag) in &h.ns {
-            let k = Kind::ALL
-                .into_iter()
-                .find(|k| k.clone_flag() == *flag)
-                .unwrap_or(Kind::Mnt);
-            switch(fd, k)?;
-        }
-        nix::unistd::fchdir(h.cwd.as_fd()).map_err(|e| NsError::Call {
-            ns: Kind::Mnt,
-            what: "back to crit's working directory".into(),
+    nix::mount::umount2("/proc", nix::mount::MntFlags::MNT_DETACH).map_err(|e| {
+        crate::error::Error::from(NsError::MountCall {
+            mountpoint: "/proc".into(),
+            what: "unmounting crit's proc",
             source: e.into(),
-        })?;
-    }
-    r
+        })
+    })?;
+    mounts::mount_deferred(m)
 }

@@ -369,6 +369,13 @@ fn pivot(root: &Path) -> Result<()> {
 pub fn mount_deferred(plan: &MountPlan) -> Result<()> {
     let none = HashMap::new();
     let mut b = Builder::new(PathBuf::from("/"), None, &none);
+    // The rest of the tree is in place: binds below proc (runc masks
+    // files with /dev/null) come from it.
+    for e in plan.entries.iter() {
+        if !plan.deferred.contains(&e.mnt_id) {
+            b.made.insert(e.mnt_id, under(Path::new("/"), &e.mountpoint));
+        }
+    }
     for e in plan
         .entries
         .iter()
