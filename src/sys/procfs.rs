@@ -68,7 +68,10 @@ pub fn children(pid: u32) -> io::Result<Vec<u32>> {
     let mut out = Vec::new();
     for tid in tids(pid as i32)? {
         let text = read(&format!("/proc/{pid}/task/{tid}/children"))?;
-        out.extend(text.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
     }
     Ok(out)
 }

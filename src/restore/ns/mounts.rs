@@ -373,7 +373,8 @@ pub fn mount_deferred(plan: &MountPlan) -> Result<()> {
     // files with /dev/null) come from it.
     for e in plan.entries.iter() {
         if !plan.deferred.contains(&e.mnt_id) {
-            b.made.insert(e.mnt_id, under(Path::new("/"), &e.mountpoint));
+            b.made
+                .insert(e.mnt_id, under(Path::new("/"), &e.mountpoint));
         }
     }
     for e in plan
