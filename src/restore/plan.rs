@@ -230,7 +230,7 @@ impl Plan {
         let fifo_data = pd("fifo-data.img", "FIFO_DATA")?;
         let unix = unix_model(&files, &tasks, &packets)?;
         let dumper = inv.root_ids.unwrap_or_default();
-        let root_ids = tasks.first().map(|t| t.ids.clone()).unwrap_or_default();
+        let root_ids = tasks.first().map(|t| t.ids).unwrap_or_default();
         let ns = super::ns::NsPlan::read(dir, &root_ids, &dumper)?;
         Ok(Plan {
             ns,
