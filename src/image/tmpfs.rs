@@ -86,7 +86,9 @@ pub fn extract(data: &[u8], dir: &Path) -> io::Result<()> {
         if e.header().entry_type().is_dir() {
             dirs.push((e.path()?.into_owned(), e.header().clone()));
         }
-        e.unpack_in(dir)?;
+        if !unpack_special(&e, dir)? {
+            e.unpack_in(dir)?;
+        }
     }
     for (p, h) in dirs.into_iter().rev() {
         if let Ok(t) = h.mtime() {
@@ -97,6 +99,58 @@ pub fn extract(data: &[u8], dir: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Makes a device node or FIFO entry (the tar crate would write a
+/// regular file); false for any other entry.
+fn unpack_special<R: io::Read>(e: &tar::Entry<R>, dir: &Path) -> io::Result<bool> {
+    use nix::sys::stat::{mknod, Mode, SFlag};
+    let h = e.header();
+    let kind = match h.entry_type() {
+        tar::EntryType::Char => SFlag::S_IFCHR,
+        tar::EntryType::Block => SFlag::S_IFBLK,
+        tar::EntryType::Fifo => SFlag::S_IFIFO,
+        _ => return Ok(false),
+    };
+    let rel = e.path()?;
+    if rel.components().any(|c| {
+        !matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    }) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("tmpfs archive: entry {} leaves the tmpfs", rel.display()),
+        ));
+    }
+    let path = dir.join(&rel);
+    let major = u64::from(h.device_major()?.unwrap_or(0));
+    let minor = u64::from(h.device_minor()?.unwrap_or(0));
+    let mode = h.mode()? & 0o7777;
+    let _ = std::fs::remove_file(&path);
+    let sys = |what: &str| {
+        let what = format!("{what} {}", path.display());
+        move |e: nix::Error| io::Error::new(io::Error::from(e).kind(), format!("{what}: {e}"))
+    };
+    mknod(
+        &path,
+        kind,
+        Mode::from_bits_truncate(mode),
+        nix::sys::stat::makedev(major, minor),
+    )
+    .map_err(sys("mknod"))?;
+    let (uid, gid) = (h.uid()? as u32, h.gid()? as u32);
+    nix::unistd::chown(&path, Some(uid.into()), Some(gid.into())).map_err(sys("chown"))?;
+    // After chown (which clears set-id bits) and the umask.
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        &path,
+        Mode::from_bits_truncate(mode),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(sys("chmod"))?;
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -130,6 +184,37 @@ mod tests {
             std::fs::read_link(dst.path().join("link")).unwrap(),
             Path::new("d/f")
         );
+    }
+
+    /// A container's /dev tmpfs holds device nodes (root: CI runs so).
+    #[test]
+    fn device_nodes_and_fifos_come_back_as_such() {
+        use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+        let src = tempfile::tempdir().unwrap();
+        let null = src.path().join("null");
+        if mknod(
+            &null,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(1, 3),
+        )
+        .is_err()
+        {
+            eprintln!("skipped: mknod needs CAP_MKNOD");
+            return;
+        }
+        std::fs::set_permissions(&null, std::fs::Permissions::from_mode(0o666)).unwrap();
+        nix::unistd::mkfifo(&src.path().join("fifo"), Mode::from_bits_truncate(0o640)).unwrap();
+        let tar = archive(src.path().to_str().unwrap()).unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        extract(&tar, dst.path()).unwrap();
+        let m = std::fs::symlink_metadata(dst.path().join("null")).unwrap();
+        assert!(m.file_type().is_char_device());
+        assert_eq!(m.rdev(), makedev(1, 3));
+        assert_eq!(m.mode() & 0o777, 0o666);
+        let f = std::fs::symlink_metadata(dst.path().join("fifo")).unwrap();
+        assert!(f.file_type().is_fifo());
+        assert_eq!(f.mode() & 0o777, 0o640);
     }
 
     #[test]

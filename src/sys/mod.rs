@@ -29,6 +29,7 @@ pub mod handle;
 pub mod inject;
 pub mod ipc;
 pub mod mmap;
+pub mod mnt;
 pub mod netdev;
 pub mod ns;
 pub mod pidfd;

@@ -35,6 +35,10 @@ pub struct MountPlan {
     pub deferred: HashSet<u32>,
     /// tmpfs contents by device.
     pub tmpfs: HashMap<u32, Vec<u8>>,
+    /// Detached binds of the external mounts below proc, made while
+    /// their sources are still in reach (before the pivot), attached by
+    /// the root task.
+    pub ext_trees: std::sync::Mutex<HashMap<u32, std::os::fd::OwnedFd>>,
 }
 
 fn bad(image: &str, why: impl Into<String>) -> crate::error::Error {
@@ -178,6 +182,21 @@ fn remount_bind(target: &Path, e: &pb::MntEntry) -> Result<()> {
     .map_err(call(&e.mountpoint, "setting its flags"))
 }
 
+/// The path `--external mnt[KEY]:PATH` gives for `e`.
+fn ext_source<'p>(
+    ext: &'p HashMap<String, PathBuf>,
+    e: &pb::MntEntry,
+    key: &str,
+) -> Result<&'p PathBuf> {
+    ext.get(key).ok_or_else(|| {
+        NsError::NoExternalMount {
+            mountpoint: e.mountpoint.clone(),
+            key: key.to_string(),
+        }
+        .into()
+    })
+}
+
 /// Where mounts are made: the new root and a scratch directory for file
 /// systems of which only a part is mounted.
 pub struct Builder<'a> {
@@ -207,10 +226,7 @@ impl<'a> Builder<'a> {
     pub fn make(&mut self, e: &pb::MntEntry, plan: &MountPlan) -> Result<()> {
         let target = under(&self.root, &e.mountpoint);
         if let Some(key) = &e.ext_key {
-            let src = self.ext.get(key).ok_or_else(|| NsError::NoExternalMount {
-                mountpoint: e.mountpoint.clone(),
-                key: key.clone(),
-            })?;
+            let src = ext_source(self.ext, e, key)?;
             self.bind(src, &target, e)?;
         } else if let Some(src) = self.bind_source(e, plan) {
             self.bind(&src, &target, e)?;
@@ -344,6 +360,16 @@ pub fn build(plan: &MountPlan, root: &Path, ext: &HashMap<String, PathBuf>) -> R
     for e in plan.entries.iter().skip(1) {
         if !plan.deferred.contains(&e.mnt_id) {
             b.make(e, plan)?;
+        } else if let Some(key) = &e.ext_key {
+            let src = ext_source(ext, e, key)?;
+            let tree = crate::sys::mnt::clone_tree(src).map_err(|source| NsError::MountCall {
+                mountpoint: e.mountpoint.clone(),
+                what: "binding its external source",
+                source,
+            })?;
+            if let Ok(mut t) = plan.ext_trees.lock() {
+                t.insert(e.mnt_id, tree);
+            }
         }
     }
     if let Some(r) = plan.entries.first() {
@@ -383,16 +409,35 @@ pub fn mount_deferred(plan: &MountPlan) -> Result<()> {
         .filter(|e| plan.deferred.contains(&e.mnt_id))
     {
         if e.ext_key.is_some() {
-            return Err(NsError::Mount {
-                mountpoint: e.mountpoint.clone(),
-                fstype: "bind".into(),
-                why: "an external mount below proc is not supported".into(),
-            }
-            .into());
+            attach_external(plan, e)?;
+            continue;
         }
         b.make(e, plan)?;
     }
     Ok(())
+}
+
+/// Attaches the bind [`build`] made of external mount `e` (below proc).
+fn attach_external(plan: &MountPlan, e: &pb::MntEntry) -> Result<()> {
+    let tree = plan
+        .ext_trees
+        .lock()
+        .ok()
+        .and_then(|mut t| t.remove(&e.mnt_id))
+        .ok_or_else(|| NsError::Mount {
+            mountpoint: e.mountpoint.clone(),
+            fstype: "bind".into(),
+            why: "its external source was not bound before the pivot".into(),
+        })?;
+    let target = under(Path::new("/"), &e.mountpoint);
+    crate::sys::mnt::attach_tree(std::os::fd::AsFd::as_fd(&tree), &target).map_err(|source| {
+        NsError::MountCall {
+            mountpoint: e.mountpoint.clone(),
+            what: "attaching its external source",
+            source,
+        }
+    })?;
+    remount_bind(&target, e)
 }
 
 #[cfg(test)]
