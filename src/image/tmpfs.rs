@@ -51,6 +51,9 @@ fn add_dir(
         if ft.is_dir() {
             dir_entry(b, &r, &meta)?;
             add_dir(b, root, &r, dev)?;
+        } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
+            // Header only: the metadata says which device.
+            dir_entry(b, &r, &meta)?;
         } else {
             b.append_path_with_name(&full, &r)?;
         }
@@ -58,7 +61,8 @@ fn add_dir(
     Ok(())
 }
 
-/// A directory entry with `meta`'s owner, mode and time.
+/// An entry without contents (a directory, device node or FIFO) with
+/// `meta`'s type, owner, mode and time.
 fn dir_entry(
     b: &mut tar::Builder<GzEncoder<Vec<u8>>>,
     rel: &Path,
@@ -67,6 +71,12 @@ fn dir_entry(
     let mut h = tar::Header::new_gnu();
     h.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
     h.set_size(0);
+    let ft = meta.file_type();
+    if ft.is_char_device() || ft.is_block_device() {
+        let rdev = meta.rdev();
+        h.set_device_major(libc::major(rdev))?;
+        h.set_device_minor(libc::minor(rdev))?;
+    }
     b.append_data(&mut h, rel, io::empty())
 }
 
