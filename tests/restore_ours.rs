@@ -496,6 +496,14 @@ fn pending_connections_keep_their_data() {
     assert!(answers[0].starts_with("OK"), "{answers:?}");
 }
 
+/// A deleted device node held open comes back as a deleted node of the
+/// same device, as CRIU restores it (`rdevnode.c`).
+#[test]
+fn deleted_device_node_comes_back() {
+    let answers = self_checking("rdevnode", 1, &["main"]);
+    assert!(answers[0].starts_with("OK"), "{answers:?}");
+}
+
 /// `--cpu-cap`: the dump records this CPU in cpuinfo.img, as CRIU does
 /// with the option; a restore with it checks that image against this CPU
 /// and names what is missing, and refuses without the image.

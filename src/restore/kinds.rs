@@ -59,24 +59,13 @@ pub fn open_ghosts(plan: &Plan, res: &mut Reservoir) -> Result<()> {
             k += 1;
             path = std::path::PathBuf::from(format!("{}.crit-ghost-{k}", reg.name));
         }
-        let mut f = std::fs::OpenOptions::new()
-            .create_new(true)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| {
-                Error::io(
-                    format!("file id {}: recreate deleted {}", r.orig_id, path.display()),
-                    e,
-                )
-            })?;
         let undo = |e: Error| {
             let _ = std::fs::remove_file(&path);
             e
         };
-        f.write_all(&data).map_err(|e| {
+        make_ghost(&path, &head, &data).map_err(|e| {
             undo(Error::io(
-                format!("file id {}: write {}", r.orig_id, path.display()),
+                format!("file id {}: recreate deleted {}", r.orig_id, path.display()),
                 e,
             ))
         })?;
@@ -85,7 +74,6 @@ pub fn open_ghosts(plan: &Plan, res: &mut Reservoir) -> Result<()> {
             std::os::unix::fs::PermissionsExt::from_mode(head.mode & 0o7777),
         );
         let _ = std::os::unix::fs::chown(&path, Some(head.uid), Some(head.gid));
-        drop(f);
         let mut rr = reg.clone();
         rr.name = path.display().to_string();
         rr.size = None;
@@ -95,6 +83,23 @@ pub fn open_ghosts(plan: &Plan, res: &mut Reservoir) -> Result<()> {
         res.ghosts.insert(r.orig_id);
     }
     Ok(())
+}
+
+/// Creates a ghost at `path` (which is free): a device node of the
+/// recorded device (CRIU's ghost of a deleted node: rdev, no contents),
+/// or a regular file holding `data`.
+fn make_ghost(path: &std::path::Path, head: &pb::GhostFileEntry, data: &[u8]) -> std::io::Result<()> {
+    use nix::sys::stat::{mknod, Mode, SFlag};
+    let kind = SFlag::from_bits_truncate(head.mode & libc::S_IFMT);
+    if let (Some(rdev), true) = (head.rdev, kind == SFlag::S_IFCHR || kind == SFlag::S_IFBLK) {
+        let perm = Mode::from_bits_truncate(head.mode & 0o7777);
+        return mknod(path, kind, perm, u64::from(rdev)).map_err(std::io::Error::from);
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(path)?;
+    f.write_all(data)
 }
 
 fn read_ghost(p: &std::path::Path) -> Result<(pb::GhostFileEntry, Vec<u8>)> {
