@@ -396,7 +396,7 @@ pub enum DumpError {
         name: String,
     },
     #[error(
-        "pid {pid}: mapping {start:#x}-{end:#x} is System V shared memory, which is not supported"
+        "pid {pid}: mapping {start:#x}-{end:#x} is a private or partial attachment of System V shared memory, which is not supported"
     )]
     SysvShm { pid: i32, start: u64, end: u64 },
     #[error("pid {pid}: the task has a uprobes mapping at {start:#x}, which is not supported")]

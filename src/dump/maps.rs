@@ -267,7 +267,16 @@ fn file_mapping(pid: i32, v: &mut Vma, link: String, shmem_dev: u64) -> Result<(
     }
     v.status = VMA_AREA_REGULAR;
     if st.dev() == shmem_dev && path.starts_with("/SYSV") {
-        return Err(DumpError::SysvShm { pid, start, end }.into());
+        // As CRIU: attached again by its id (the inode) at restore; the
+        // contents belong to the ipc namespace, dumped with it when the
+        // tree owns it.
+        if v.flags & MAP_SHARED == 0 || v.pgoff != 0 {
+            return Err(DumpError::SysvShm { pid, start, end }.into());
+        }
+        v.status = VMA_AREA_REGULAR | VMA_ANON_SHARED | VMA_AREA_SYSVIPC;
+        v.flags |= MAP_ANONYMOUS;
+        v.shmid = st.ino();
+        return Ok(());
     }
     let is_memfd = path.starts_with("/memfd:");
     if is_memfd || st.dev() == shmem_dev {

@@ -88,7 +88,11 @@ pub fn open_ghosts(plan: &Plan, res: &mut Reservoir) -> Result<()> {
 /// Creates a ghost at `path` (which is free): a device node of the
 /// recorded device (CRIU's ghost of a deleted node: rdev, no contents),
 /// or a regular file holding `data`.
-fn make_ghost(path: &std::path::Path, head: &pb::GhostFileEntry, data: &[u8]) -> std::io::Result<()> {
+fn make_ghost(
+    path: &std::path::Path,
+    head: &pb::GhostFileEntry,
+    data: &[u8],
+) -> std::io::Result<()> {
     use nix::sys::stat::{mknod, Mode, SFlag};
     let kind = SFlag::from_bits_truncate(head.mode & libc::S_IFMT);
     if let (Some(rdev), true) = (head.rdev, kind == SFlag::S_IFCHR || kind == SFlag::S_IFBLK) {

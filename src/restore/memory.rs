@@ -18,6 +18,7 @@ const MMAP_MIN: u64 = 0x10000;
 const NR_MMAP: i64 = libc::SYS_mmap;
 const NR_MPROTECT: i64 = libc::SYS_mprotect;
 const NR_MUNMAP: i64 = libc::SYS_munmap;
+const NR_SHMAT: i64 = libc::SYS_shmat;
 const NR_MREMAP: i64 = libc::SYS_mremap;
 const NR_MADVISE: i64 = libc::SYS_madvise;
 const NR_PRCTL: i64 = libc::SYS_prctl;
@@ -188,7 +189,7 @@ pub fn rebuild(
 
 fn refuse_unsupported(task: &Task) -> Result<()> {
     for v in &task.mm.vmas {
-        if v.status & (VMA_AREA_SYSVIPC | VMA_AREA_AIORING | VMA_AREA_SOCKET | VMA_UNSUPP) != 0 {
+        if v.status & (VMA_AREA_AIORING | VMA_AREA_SOCKET | VMA_UNSUPP) != 0 {
             return Err(Error::msg(format!(
                 "pid {}: mapping {:#x}-{:#x} (status {:#x}) is of a kind restore does not support",
                 task.pid, v.start, v.end, v.status
@@ -232,8 +233,16 @@ fn map_vmas<'a>(
 ) -> Result<Vec<&'a pb::VmaEntry>> {
     let pid = task.pid;
     let mut reprotect = Vec::new();
-    let mut maps: Vec<(&pb::VmaEntry, [u64; 6])> = Vec::new();
+    let mut maps: Vec<(&pb::VmaEntry, i64, [u64; 6])> = Vec::new();
     for v in task.mm.vmas.iter().filter(|v| !skip_vma(v)) {
+        if v.status & VMA_AREA_SYSVIPC != 0 {
+            maps.push((
+                v,
+                NR_SHMAT,
+                [v.shmid, v.start, shmat_flags(v.prot), 0, 0, 0],
+            ));
+            continue;
+        }
         let mut prot = v.prot;
         if vma_has_pages(v, runs) && prot & PROT_WRITE == 0 {
             prot |= PROT_WRITE;
@@ -242,12 +251,23 @@ fn map_vmas<'a>(
         let (flags, fd, off) = mmap_source(v, lay, pid)?;
         maps.push((
             v,
+            NR_MMAP,
             [v.start, v.end - v.start, u64::from(prot), flags, fd, off],
         ));
     }
-    let calls: Vec<(i64, [u64; 6])> = maps.iter().map(|m| (NR_MMAP, m.1)).collect();
+    let calls: Vec<(i64, [u64; 6])> = maps.iter().map(|m| (m.1, m.2)).collect();
     for (k, got) in t.batch(&calls)?.into_iter().enumerate() {
         let v = maps[k].0;
+        if (-4095..0).contains(&got) && maps[k].1 == NR_SHMAT {
+            return Err(Error::msg(format!(
+                "pid {pid}: mapping {:#x}-{:#x}: System V shared memory {} cannot be attached ({}); \
+                 it must exist in the restored tree's ipc namespace",
+                v.start,
+                v.end,
+                v.shmid,
+                std::io::Error::from_raw_os_error(-got as i32)
+            )));
+        }
         if (-4095..0).contains(&got) {
             return Err(Error::msg(format!(
                 "pid {pid}: mmap {:#x}-{:#x}: {}",
@@ -264,6 +284,22 @@ fn map_vmas<'a>(
         }
     }
     Ok(reprotect)
+}
+
+/// shmat(2) flags for a System V segment attached with `prot`: at its
+/// address over whatever is there.
+fn shmat_flags(prot: u32) -> u64 {
+    const SHM_RDONLY: u64 = 0o10000;
+    const SHM_REMAP: u64 = 0o40000;
+    const SHM_EXEC: u64 = 0o100000;
+    let mut f = SHM_REMAP;
+    if prot & PROT_WRITE == 0 {
+        f |= SHM_RDONLY;
+    }
+    if prot & 4 != 0 {
+        f |= SHM_EXEC;
+    }
+    f
 }
 
 /// The mmap flags, fd and offset a VMA is mapped with.
