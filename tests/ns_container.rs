@@ -144,6 +144,102 @@ fn container_comes_back_with_its_namespaces() {
     assert!(after > before, "the count went on: {before} then {after}");
 }
 
+/// Dumps a fresh container with `dump_extra`, restores it with
+/// `restore_extra`; returns the restored init's host pid and the root fs.
+fn dump_restore(
+    kit: &Kit,
+    dump_extra: &dyn Fn(i32) -> Vec<String>,
+    restore_extra: &[String],
+) -> (i32, PathBuf) {
+    let (bin, root) = container_root(kit);
+    let pid = launch(&bin, &root);
+    let dir = kit.path("img");
+    let extra = dump_extra(pid);
+    let extra: Vec<&str> = extra.iter().map(|s| s.as_str()).collect();
+    ok(&kit.dump(pid, &dir, &extra));
+    reap_all();
+    let pidfile = kit.path("pid");
+    let mut args: Vec<String> = [
+        "restore",
+        "-d",
+        "-D",
+        dir.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+        "--pidfile",
+        pidfile.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(restore_extra.iter().cloned());
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    ok(&kit.crit(&args));
+    let host: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (host, root)
+}
+
+fn net_ns(pid: i32) -> PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap()
+}
+
+/// `--empty-ns net` (runc's default): the restored container gets a new,
+/// empty network namespace.
+#[test]
+fn empty_network_namespace() {
+    let kit = Kit::new();
+    let (host, root) = dump_restore(&kit, &|_| vec!["--empty-ns".into(), "net".into()], &[]);
+    let mine = net_ns(std::process::id() as i32);
+    let theirs = net_ns(host);
+    let (init, _) = checks(&root, host);
+    kill_tree(host);
+    assert_ne!(theirs, mine, "a network namespace of its own");
+    assert!(init.starts_with("OK"), "{init}");
+}
+
+/// `--external net[INO]:KEY` at dump, `--inherit-fd fd[N]:KEY` at
+/// restore (podman's way): the container joins the namespace handed in.
+#[test]
+fn external_network_namespace_is_handed_in() {
+    let kit = Kit::new();
+    let mut holder = Command::new("unshare")
+        .args(["--net", "sleep", "60"])
+        .spawn()
+        .expect("unshare --net");
+    std::thread::sleep(Duration::from_millis(200));
+    let ns_path = format!("/proc/{}/ns/net", holder.id());
+    let want = std::fs::read_link(&ns_path).unwrap();
+    // Not close-on-exec: crit restore inherits it.
+    let fd = nix::fcntl::open(
+        ns_path.as_str(),
+        nix::fcntl::OFlag::O_RDONLY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    let n = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    let (host, root) = dump_restore(
+        &kit,
+        &|pid| {
+            let ino = std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .unwrap();
+            vec!["--external".into(), format!("net[{ino}]:ctr-net")]
+        },
+        &["--inherit-fd".into(), format!("fd[{n}]:ctr-net")],
+    );
+    let theirs = net_ns(host);
+    let (init, _) = checks(&root, host);
+    kill_tree(host);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(theirs, want, "the namespace handed in");
+    assert!(init.starts_with("OK"), "{init}");
+}
+
 #[test]
 fn container_without_root_is_refused_and_nothing_runs() {
     let kit = Kit::new();

@@ -48,6 +48,8 @@ pub struct NsState {
     time: Option<pb::TimensEntry>,
     mounts: Option<mounts::MountNs>,
     net: Option<net::NetNs>,
+    /// The key of a network namespace dumped as external.
+    ext_net: Option<String>,
 }
 
 /// Decides which namespaces belong to the tree and refuses what is not
@@ -158,11 +160,12 @@ pub fn collect(ctx: &DumpCtx, t: &TreeNs) -> Result<NsState> {
     if t.owned.has(Kind::Net) && !ctx.opts.ns.empty_net && ctx.opts.ns.ext_net.is_none() {
         s.net = Some(inside(pid, Kind::Net, || net::read(pid))?);
     }
-    if let Some((ino, _)) = &ctx.opts.ns.ext_net {
+    if let Some((ino, key)) = &ctx.opts.ns.ext_net {
         let actual = super::procfs::ns_ino(pid, "net");
         if *ino != actual {
             return Err(DumpError::NetNsMismatch { ino: *ino, actual }.into());
         }
+        s.ext_net = Some(key.clone());
     }
     Ok(s)
 }
@@ -211,6 +214,15 @@ pub fn images(t: &TreeNs, s: NsState) -> Result<Written> {
     }
     if let Some(n) = &s.net {
         w.images.extend(net::images(id(Kind::Net), n)?);
+    }
+    if let Some(key) = s.ext_net {
+        // As CRIU: the entry names the key, the manager holds the rest.
+        let mut b = ImageBuilder::new("NETNS")?;
+        b.entry(&pb::NetnsEntry {
+            ext_key: Some(key),
+            ..Default::default()
+        });
+        w.images.push((format!("netns-{}.img", id(Kind::Net)), b));
     }
     Ok(w)
 }
