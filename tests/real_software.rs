@@ -1,7 +1,8 @@
 //! Real servers come back and serve: redis-server (reached by its unix
 //! socket, answering with the keys it held), nginx (a master and two
-//! workers, listening on a unix socket and a TCP port) and
-//! `python3 -m http.server`, each dumped with `crit dump` (the tree is
+//! workers, listening on a unix socket and a TCP port),
+//! `python3 -m http.server` and postgres (System V shared memory in the
+//! host's ipc namespace; answers queries on its table), each dumped with `crit dump` (the tree is
 //! killed) and restored with `crit restore -d`.
 //!
 //! The programs come from the distribution: a missing one is installed
@@ -695,4 +696,138 @@ fn python_http_server_serves() {
     for _ in 0..3 {
         expect_page(get_tcp(port, "/index.html"), page, "restored http.server");
     }
+}
+
+// ---- postgres ----
+
+/// The postgres server binary of the distribution (under
+/// /usr/lib/postgresql/VERSION/bin), installing it if it is missing.
+fn postgres_bin() -> PathBuf {
+    let found = || -> Option<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .flatten()
+            .map(|e| e.path().join("bin/postgres"))
+            .filter(|p| p.is_file())
+            .collect();
+        v.sort();
+        v.pop()
+    };
+    if let Some(p) = found() {
+        return p;
+    }
+    require("psql", "postgresql");
+    found().expect("postgres is not installed: apt-get install -y postgresql")
+}
+
+/// Removes the System V segment a postgres server made (its id is on the
+/// last line of postmaster.pid) when the test ends.
+struct PgShm(PathBuf);
+
+impl Drop for PgShm {
+    fn drop(&mut self) {
+        let pidfile = std::fs::read_to_string(self.0.join("postmaster.pid")).unwrap_or_default();
+        let id = pidfile
+            .lines()
+            .nth(6)
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<i32>().ok());
+        if let Some(id) = id {
+            let _ = crit::sys::ipc::Kind::Shm.remove(id);
+        }
+    }
+}
+
+/// Runs one SQL statement through psql on the server's unix socket
+/// directory; returns its unaligned output.
+fn psql(psql: &Path, sockdir: &Path, sql: &str) -> Result<String, String> {
+    let o = Command::new(psql)
+        .args(["-X", "-A", "-t", "-U", "postgres", "-d", "postgres", "-h"])
+        .arg(sockdir)
+        .args(["-c", sql])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !o.status.success() {
+        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// postgres (a postmaster and its five helpers, System V shared memory
+/// in the host's ipc namespace, run as the postgres user) answers
+/// queries on its data after a dump and restore, and still takes writes.
+#[test]
+fn postgres_answers_queries_on_its_data() {
+    let postgres = postgres_bin();
+    let bin = postgres.parent().unwrap().to_path_buf();
+    let psql_bin = require("psql", "postgresql-client");
+    let user = nix::unistd::User::from_name("postgres")
+        .unwrap()
+        .expect("the postgres user (made by the postgresql package)");
+    let _g = restore_util::lock();
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    let tmp = temp_dir();
+    let data = tmp.path().join("data");
+    nix::unistd::chown(tmp.path(), Some(user.uid), Some(user.gid)).unwrap();
+    let init = Command::new(bin.join("initdb"))
+        .args(["-A", "trust", "-U", "postgres", "-D"])
+        .arg(&data)
+        .uid(user.uid.as_raw())
+        .gid(user.gid.as_raw())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(init.success(), "initdb failed");
+    let _shm = PgShm(data.clone());
+    let mut child = spawn(
+        Command::new(&postgres)
+            .arg("-D")
+            .arg(&data)
+            .arg("-k")
+            .arg(tmp.path())
+            .args(["-c", "listen_addresses="])
+            .uid(user.uid.as_raw())
+            .gid(user.gid.as_raw()),
+        &tmp.path().join("postgres.log"),
+    );
+    let root = child.id() as i32;
+    let mut guard = Cleanup(vec![root]);
+    let sockdir = tmp.path().to_path_buf();
+    wait_until("postgres does not answer", || {
+        psql(&psql_bin, &sockdir, "select 1").map(|_| ())
+    });
+    psql(
+        &psql_bin,
+        &sockdir,
+        "create table t(x int, s text); insert into t select g, repeat('v', g) from generate_series(1, 1000) g",
+    )
+    .unwrap();
+    // The postmaster and its five helpers, and no backend of a client
+    // still on its way out.
+    wait_until("postgres is not down to its postmaster and helpers", || {
+        let n = tree(root).len();
+        (n == 6).then_some(()).ok_or(format!("{n} tasks"))
+    });
+    let pids = tree(root);
+    guard.0 = pids.clone();
+    let sock = tmp.path().join(".s.PGSQL.5432");
+    wait_idle(&pids, Some(&sock));
+    let img = tmp.path().join("img");
+    let answers = || psql(&psql_bin, &sockdir, "select 1").is_ok();
+    dump_and_restore("postgres", &mut child, &pids, &img, &answers);
+    let sum = psql(
+        &psql_bin,
+        &sockdir,
+        "select count(*), sum(x), sum(length(s)) from t",
+    );
+    assert_eq!(
+        sum.as_deref(),
+        Ok("1000|500500|500500"),
+        "restored postgres"
+    );
+    psql(&psql_bin, &sockdir, "insert into t values (1001, 'after')").unwrap();
+    let n = psql(&psql_bin, &sockdir, "select count(*) from t");
+    assert_eq!(n.as_deref(), Ok("1001"), "restored postgres takes writes");
 }
