@@ -831,3 +831,138 @@ fn postgres_answers_queries_on_its_data() {
     let n = psql(&psql_bin, &sockdir, "select count(*) from t");
     assert_eq!(n.as_deref(), Ok("1001"), "restored postgres takes writes");
 }
+
+// ---- redis in a container ----
+
+/// redis-server as the init of a container made with unshare: its own
+/// pid, mount, uts, ipc and network namespaces, a root fs of its own
+/// whose /usr and /etc are read-only binds of the host's (external
+/// mounts, as a container manager passes them), a tmpfs on /tmp holding
+/// its socket. Dumped and restored by crit, it answers with its keys.
+#[test]
+fn redis_in_a_container_keeps_its_keys() {
+    let redis = require("redis-server", "redis-server");
+    let _g = restore_util::lock();
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    let tmp = temp_dir();
+    let root = tmp.path().join("root");
+    for d in ["usr", "etc", "tmp", "proc"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    for (l, t) in [
+        ("bin", "usr/bin"),
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+        ("sbin", "usr/sbin"),
+    ] {
+        std::os::unix::fs::symlink(t, root.join(l)).unwrap();
+    }
+    let r = root.display();
+    let script = tmp.path().join("start.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "set -e\n\
+             mount --make-rprivate /\n\
+             mount --bind {r} {r}\n\
+             mount --bind -o ro /usr {r}/usr\n\
+             mount --bind -o ro /etc {r}/etc\n\
+             mount -t tmpfs -o size=16m tmpfs {r}/tmp\n\
+             mount -t proc proc {r}/proc\n\
+             hostname redis-ctr\n\
+             cd {r} && mkdir .old && pivot_root . .old && umount -l /.old && rmdir /.old\n\
+             : > /tmp/empty\n\
+             exec </tmp/empty >/tmp/redis.log 2>&1\n\
+             exec /usr/bin/setsid {} --port 0 --unixsocket /tmp/redis.sock --save '' --appendonly no\n",
+            redis.display()
+        ),
+    )
+    .unwrap();
+    let mut child = spawn(
+        Command::new("unshare")
+            .args([
+                "--fork", "--pid", "--mount", "--uts", "--ipc", "--net", "sh",
+            ])
+            .arg(&script),
+        &tmp.path().join("unshare.log"),
+    );
+    let mut guard = Cleanup(vec![child.id() as i32]);
+    let mut init = 0;
+    wait_until("the container's init did not start", || {
+        init = children(child.id() as i32)
+            .first()
+            .copied()
+            .ok_or("no child")?;
+        Ok(())
+    });
+    guard.0.push(init);
+    let sock = PathBuf::from(format!("/proc/{init}/root/tmp/redis.sock"));
+    wait_until("redis-server in the container does not answer", || {
+        Redis::connect(&sock)?.call(&["PING"]).map(|_| ())
+    });
+    {
+        let mut c = Redis::connect(&sock).unwrap();
+        assert_eq!(
+            c.call(&["SET", "in", "container"]).unwrap().as_deref(),
+            Some("OK")
+        );
+    }
+    let img = tmp.path().join("img");
+    let d = restore_util::crit()
+        .args(["dump", "-t", &init.to_string(), "-D"])
+        .arg(&img)
+        .args(["--external", "mnt[/usr]:usr", "--external", "mnt[/etc]:etc"])
+        .output()
+        .unwrap();
+    assert!(
+        d.status.success(),
+        "dump: {}",
+        String::from_utf8_lossy(&d.stderr)
+    );
+    let _ = child.wait();
+    reap(&[init]);
+    let pidfile = tmp.path().join("pid");
+    let o = restore_util::crit()
+        .args(["restore", "-d", "-D"])
+        .arg(&img)
+        .arg("--root")
+        .arg(&root)
+        .args([
+            "--external",
+            "mnt[usr]:/usr",
+            "--external",
+            "mnt[etc]:/etc",
+            "--pidfile",
+        ])
+        .arg(&pidfile)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "restore: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let host: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    guard.0 = vec![host];
+    let sock = PathBuf::from(format!("/proc/{host}/root/tmp/redis.sock"));
+    let mut c = Redis::connect(&sock).expect("connect to the restored container's redis");
+    assert_eq!(
+        c.call(&["GET", "in"]).unwrap().as_deref(),
+        Some("container")
+    );
+    assert_eq!(
+        c.call(&["SET", "after", "restore"]).unwrap().as_deref(),
+        Some("OK")
+    );
+    let status = std::fs::read_to_string(format!("/proc/{host}/status")).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("NSpid:") && l.ends_with("\t1")),
+        "pid 1 in its namespace"
+    );
+}

@@ -202,26 +202,17 @@ impl FrozenSet {
                 ),
             }
         }
-        // Children before parents: the init of a pid namespace exits
-        // only once every other task in it is gone, and a traced task is
-        // gone once its tracer (crit) has waited for it. Non-leader
-        // threads first: a traced leader reports its exit only after all
-        // its threads are gone.
-        for t in self.tasks.iter().rev() {
-            let mut order: Vec<i32> = t
-                .threads
-                .iter()
-                .map(|th| th.tid)
-                .filter(|&x| x != t.pid)
-                .collect();
-            if t.threads.iter().any(|th| th.tid == t.pid) {
-                order.push(t.pid);
-            }
-            for tid in order {
-                if let Err(e) = wait_killed(t.pid, tid) {
-                    keep_first(&mut first, e);
-                }
-            }
+        // Every thread's exit is collected as it comes, in any order: the
+        // last thread of a pid namespace's init waits for every other task
+        // in it (and for its own other threads) to be reaped, which for a
+        // traced one means waited for by crit.
+        let mut left: Vec<(i32, i32)> = self
+            .tasks
+            .iter()
+            .flat_map(|t| t.threads.iter().map(move |th| (t.pid, th.tid)))
+            .collect();
+        if let Err(e) = wait_all_killed(&mut left) {
+            keep_first(&mut first, e);
         }
         first.map_or(Ok(()), Err)
     }
@@ -594,21 +585,45 @@ fn tracer_of(tid: i32) -> Option<i32> {
         .filter(|&t| t != 0)
 }
 
-/// Waits for the exit of `tid` (of `pid`), which was sent SIGKILL,
-/// letting it on from any stop it reports first.
-fn wait_killed(pid: i32, tid: i32) -> Result<()> {
+/// Waits for the exit of every (pid, tid) in `left`, sent SIGKILL,
+/// letting each on from any stop it reports first; fails naming one
+/// still there after 10 s.
+fn wait_all_killed(left: &mut Vec<(i32, i32)>) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let r = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match ptrace::wait_stop_timeout(tid, left) {
-            Ok(Some(s)) if s.is_exit() => break Ok(()),
-            Ok(Some(_)) => {
-                let _ = ptrace::cont(tid, 0);
-            }
-            Ok(None) => break Err(DumpError::KillTimeout { pid, tid }.into()),
-            Err(_) => break Ok(()), // ECHILD: already reaped
+    let mut nap = Duration::from_micros(20);
+    while !left.is_empty() {
+        let before = left.len();
+        left.retain(
+            |&(_, tid)| match ptrace::wait_stop_timeout(tid, Duration::ZERO) {
+                Ok(Some(s)) if s.is_exit() => {
+                    ptrace::forget_gone(tid);
+                    false
+                }
+                Ok(Some(_)) => {
+                    let _ = ptrace::cont(tid, 0);
+                    true
+                }
+                Ok(None) => true,
+                Err(_) => {
+                    // ECHILD: already reaped.
+                    ptrace::forget_gone(tid);
+                    false
+                }
+            },
+        );
+        if left.len() < before {
+            nap = Duration::from_micros(20);
+            continue;
         }
-    };
-    ptrace::forget_gone(tid);
-    r
+        if Instant::now() >= deadline {
+            let (pid, tid) = left[0];
+            for &(_, t) in left.iter() {
+                ptrace::forget_gone(t);
+            }
+            return Err(DumpError::KillTimeout { pid, tid }.into());
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(5));
+    }
+    Ok(())
 }
