@@ -15,7 +15,7 @@
 const B64_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// `base64.MAXBINSIZE`: bytes per output line of `encodebytes`.
-const B64_MAXBINSIZE: usize = 57;
+pub const B64_MAXBINSIZE: usize = 57;
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 

@@ -68,10 +68,20 @@ fn human_size(n: u64) -> String {
     format!("{num:.1}YB")
 }
 
-fn b64<W: Write>(w: &mut JsonWriter<W>, data: &[u8]) {
-    let mut s = Vec::with_capacity(data.len() * 4 / 3 + data.len() / 57 + 4);
-    base64_encodebytes(data, &mut s);
-    w.str(&s);
+fn b64<W: Write>(w: &mut JsonWriter<W>, data: &[u8]) -> Result<()> {
+    // Whole base64 lines at a time, each piece written out as it is
+    // made: a large payload is never held again in memory.
+    const PIECE: usize = super::bytes_forms::B64_MAXBINSIZE * 16 * 1024;
+    w.buf.push(b'"');
+    let mut s = Vec::with_capacity(PIECE / 3 * 4 + PIECE / 57 + 4);
+    for chunk in data.chunks(PIECE) {
+        s.clear();
+        base64_encodebytes(chunk, &mut s);
+        super::writer::write_str_body(&mut w.buf, &s);
+        w.maybe_flush().map_err(|e| Error::io("write", e))?;
+    }
+    w.buf.push(b'"');
+    Ok(())
 }
 
 /// Decodes a whole image into `w`; returns how many entries it printed.
@@ -137,13 +147,13 @@ fn extra_json<W: Write>(w: &mut JsonWriter<W>, e: &Entry, opts: DecodeOpts) -> R
         return Ok(());
     }
     match e.payload {
-        EntryPayload::Bytes(d) | EntryPayload::Shm(d) => b64(w, d),
+        EntryPayload::Bytes(d) | EntryPayload::Shm(d) => b64(w, d)?,
         EntryPayload::Tcp { inq, outq } => {
             w.begin_object();
             w.key("inq");
-            b64(w, inq);
+            b64(w, inq)?;
             w.key("outq");
-            b64(w, outq);
+            b64(w, outq)?;
             w.end_object();
         }
         EntryPayload::Sem(v) => {
@@ -179,7 +189,7 @@ fn msgs_json<W: Write>(
         // crit 4.2 prints these without the pretty value forms.
         message_json(w, file, msg::IPC_MSG, m.header_offset, m.header, false)?;
         w.element();
-        b64(w, m.body);
+        b64(w, m.body)?;
     }
     w.end_array();
     Ok(())

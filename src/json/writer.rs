@@ -170,6 +170,13 @@ static PLAIN: [bool; 256] = {
 /// [`super::reader`] turns back into that byte.
 pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
+    write_str_body(out, s);
+    out.push(b'"');
+}
+
+/// The inside of a JSON string, escaped as [`write_str`] does; a string
+/// written in pieces must be cut between characters.
+pub fn write_str_body(out: &mut Vec<u8>, s: &[u8]) {
     let mut i = 0;
     while i < s.len() {
         // Fast path: a run of characters that need no escaping.
@@ -205,7 +212,6 @@ pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
         }
         i += 1;
     }
-    out.push(b'"');
 }
 
 fn escape_u16(out: &mut Vec<u8>, u: u16) {
