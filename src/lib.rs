@@ -14,6 +14,7 @@ pub mod image;
 pub mod json;
 pub mod model;
 pub mod restore;
+pub mod rpc;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod toolkit;

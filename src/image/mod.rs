@@ -16,3 +16,9 @@ pub mod wire;
 pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/criu.rs"));
 }
+
+/// CRIU's RPC messages (`criu swrk`), from proto/rpc.proto.
+#[allow(clippy::all, missing_docs)]
+pub mod rpc_pb {
+    include!(concat!(env!("OUT_DIR"), "/criu_rpc.rs"));
+}

@@ -1,0 +1,302 @@
+//! CRIU's RPC service, so container managers (runc, crun, podman) use
+//! crit as their engine: `crit swrk FD` (also as `criu swrk FD` through a
+//! symlink named criu) serves `criu_req`s on the SOCK_SEQPACKET socket
+//! FD, one message per packet, until the client closes it or a request
+//! without `keep_open` is done.
+//!
+//! Requests: VERSION (answers 4.2, as the managers compare numbers),
+//! CHECK, FEATURE_CHECK (no memory tracking, lazy pages or pidfd store:
+//! answered as such), DUMP and RESTORE (run as `crit dump` / `crit
+//! restore -d` child processes with the options of [`opts`]; every set
+//! field is honoured or refused by name), NOTIFY for `notify_scripts`
+//! (pre-dump, post-dump, pre-restore, post-restore with the root's pid),
+//! WAIT_PID. The images and work directories are the client's fds,
+//! reached as /proc/PEER/fd/N with the peer from SO_PEERCRED; logs go to
+//! the work directory (`dump.log`, `restore.log`). `inherit_fd` numbers
+//! are crit's own fds (the client passes them when it starts crit).
+
+pub mod opts;
+
+use crate::error::{Error, Result};
+use crate::image::rpc_pb::{
+    CriuDumpResp, CriuFeatures, CriuNotify, CriuReq, CriuReqType, CriuResp, CriuRestoreResp,
+    CriuVersion,
+};
+use prost::Message;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::path::PathBuf;
+
+/// Serves requests on `fd` until the client is done.
+pub fn swrk(fd: RawFd) -> Result<()> {
+    let owned = crate::sys::sock::dup_raw(fd)
+        .map_err(|e| Error::io(format!("swrk: fd {fd} is not open"), e))?;
+    let sock = owned.as_fd();
+    let peer = peer_pid(sock)?;
+    loop {
+        let Some(req) = recv(sock)? else {
+            return Ok(());
+        };
+        let keep = req.keep_open == Some(true);
+        let resp = serve(sock, peer, &req);
+        send(sock, &resp)?;
+        if !keep || req.r#type == CriuReqType::Check as i32 {
+            return Ok(());
+        }
+    }
+}
+
+fn peer_pid(sock: BorrowedFd) -> Result<i32> {
+    nix::sys::socket::getsockopt(&sock, nix::sys::socket::sockopt::PeerCredentials)
+        .map(|c| c.pid())
+        .map_err(|e| Error::io("swrk: SO_PEERCRED", e.into()))
+}
+
+/// One request, or None when the client closed the socket.
+fn recv(sock: BorrowedFd) -> Result<Option<CriuReq>> {
+    let mut buf = vec![0u8; 1 << 20];
+    let n = nix::sys::socket::recv(
+        sock.as_raw_fd(),
+        &mut buf,
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .map_err(|e| Error::io("swrk: receiving a request", e.into()))?;
+    if n == 0 {
+        return Ok(None);
+    }
+    CriuReq::decode(&buf[..n])
+        .map(Some)
+        .map_err(|e| Error::msg(format!("swrk: a request of {n} bytes does not decode: {e}")))
+}
+
+fn send(sock: BorrowedFd, resp: &CriuResp) -> Result<()> {
+    nix::sys::socket::send(
+        sock.as_raw_fd(),
+        &resp.encode_to_vec(),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .map(|_| ())
+    .map_err(|e| Error::io("swrk: sending a response", e.into()))
+}
+
+fn ok(t: CriuReqType) -> CriuResp {
+    CriuResp {
+        r#type: t as i32,
+        success: true,
+        ..Default::default()
+    }
+}
+
+fn failed(t: i32, why: &str, errno: i32) -> CriuResp {
+    CriuResp {
+        r#type: t,
+        success: false,
+        cr_errno: Some(errno),
+        cr_errmsg: Some(why.to_string()),
+        ..Default::default()
+    }
+}
+
+/// The answer to one request.
+fn serve(sock: BorrowedFd, peer: i32, req: &CriuReq) -> CriuResp {
+    let t = CriuReqType::try_from(req.r#type).unwrap_or(CriuReqType::Empty);
+    match t {
+        CriuReqType::Version => CriuResp {
+            version: Some(CriuVersion {
+                major_number: 4,
+                minor_number: 2,
+                gitid: None,
+                sublevel: None,
+                extra: None,
+                name: Some("crit".into()),
+            }),
+            ..ok(t)
+        },
+        CriuReqType::Check => match check() {
+            Ok(()) => ok(t),
+            Err(why) => failed(req.r#type, &why, libc::ENOSYS),
+        },
+        CriuReqType::FeatureCheck => CriuResp {
+            features: Some(CriuFeatures {
+                mem_track: Some(false),
+                lazy_pages: Some(false),
+                pidfd_store: Some(false),
+            }),
+            ..ok(t)
+        },
+        CriuReqType::Dump => {
+            run_dump(sock, peer, req).unwrap_or_else(|e| failed(req.r#type, &e, libc::EINVAL))
+        }
+        CriuReqType::Restore => {
+            run_restore(sock, peer, req).unwrap_or_else(|e| failed(req.r#type, &e, libc::EINVAL))
+        }
+        CriuReqType::WaitPid => wait_pid(req),
+        _ => failed(
+            req.r#type,
+            &format!("request type {} is not supported by crit", req.r#type),
+            libc::ENOTSUP,
+        ),
+    }
+}
+
+/// What `crit check` checks: the kernel interfaces both engines need.
+pub fn check() -> std::result::Result<(), String> {
+    let mut missing = Vec::new();
+    if !std::path::Path::new("/proc/self/map_files").exists() {
+        missing.push("/proc/PID/map_files");
+    }
+    if !std::path::Path::new("/proc/self/ns/time").exists() {
+        missing.push("time namespaces");
+    }
+    if !std::path::Path::new("/proc/sys/kernel/ns_last_pid").exists() {
+        missing.push("/proc/sys/kernel/ns_last_pid");
+    }
+    if !nix::unistd::geteuid().is_root() {
+        missing.push("root");
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("missing: {}", missing.join(", ")))
+    }
+}
+
+/// The client's directory fd `n`, as crit reaches it.
+fn client_dir(
+    peer: i32,
+    n: Option<i32>,
+    path: Option<&str>,
+    what: &str,
+) -> std::result::Result<PathBuf, String> {
+    match (n, path) {
+        (Some(n), _) if n >= 0 => {
+            let p = PathBuf::from(format!("/proc/{peer}/fd/{n}"));
+            if !p.is_dir() {
+                return Err(format!("{what}: fd {n} of pid {peer} is not a directory"));
+            }
+            Ok(p)
+        }
+        (_, Some(p)) => Ok(PathBuf::from(p)),
+        _ => Err(format!("{what}: no directory given")),
+    }
+}
+
+fn dirs(peer: i32, o: &crate::image::rpc_pb::CriuOpts) -> std::result::Result<opts::Dirs, String> {
+    let images = client_dir(
+        peer,
+        Some(o.images_dir_fd),
+        o.images_dir.as_deref(),
+        "images_dir_fd",
+    )?;
+    let work = match o.work_dir_fd {
+        Some(n) => client_dir(peer, Some(n), None, "work_dir_fd")?,
+        None => images.clone(),
+    };
+    Ok(opts::Dirs { images, work })
+}
+
+/// Tells the client a script point was reached and waits for its go.
+fn notify(sock: BorrowedFd, script: &str, pid: i32) -> std::result::Result<(), String> {
+    let n = CriuResp {
+        notify: Some(CriuNotify {
+            script: Some(script.into()),
+            pid: Some(pid),
+        }),
+        ..ok(CriuReqType::Notify)
+    };
+    send(sock, &n).map_err(|e| e.to_string())?;
+    match recv(sock).map_err(|e| e.to_string())? {
+        Some(r) if r.r#type == CriuReqType::Notify as i32 && r.notify_success == Some(true) => {
+            Ok(())
+        }
+        Some(_) => Err(format!("the client refused the {script} notification")),
+        None => Err(format!("the client went away at the {script} notification")),
+    }
+}
+
+/// Runs crit itself with `args`; its one-line error on failure.
+fn run_crit(args: &[String]) -> std::result::Result<(), String> {
+    let out = std::process::Command::new("/proc/self/exe")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(|e| format!("running crit {}: {e}", args[0]))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    Err(err
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("failed")
+        .trim_start_matches("crit: ")
+        .to_string())
+}
+
+fn run_dump(sock: BorrowedFd, peer: i32, req: &CriuReq) -> std::result::Result<CriuResp, String> {
+    let o = req.opts.clone().unwrap_or_default();
+    let d = dirs(peer, &o)?;
+    let args = opts::dump_args(&o, &d, peer).map_err(|e| e.to_string())?;
+    let scripts = o.notify_scripts == Some(true);
+    if scripts {
+        notify(sock, "pre-dump", 0)?;
+    }
+    run_crit(&args)?;
+    if scripts {
+        notify(sock, "post-dump", 0)?;
+    }
+    Ok(CriuResp {
+        dump: Some(CriuDumpResp {
+            restored: Some(false),
+        }),
+        ..ok(CriuReqType::Dump)
+    })
+}
+
+fn run_restore(
+    sock: BorrowedFd,
+    peer: i32,
+    req: &CriuReq,
+) -> std::result::Result<CriuResp, String> {
+    let o = req.opts.clone().unwrap_or_default();
+    let d = dirs(peer, &o)?;
+    let tmp = tempfile::tempdir().map_err(|e| format!("a temporary directory: {e}"))?;
+    let pidfile = tmp.path().join("pid");
+    let args = opts::restore_args(&o, &d, &pidfile).map_err(|e| e.to_string())?;
+    let scripts = o.notify_scripts == Some(true);
+    if scripts {
+        notify(sock, "pre-restore", 0)?;
+    }
+    run_crit(&args)?;
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or("restore: no pid of the restored root")?;
+    if scripts {
+        notify(sock, "post-restore", pid)?;
+    }
+    Ok(CriuResp {
+        restore: Some(CriuRestoreResp { pid }),
+        ..ok(CriuReqType::Restore)
+    })
+}
+
+/// WAIT_PID: the exit status of a child of crit (a tree restored by
+/// this service).
+fn wait_pid(req: &CriuReq) -> CriuResp {
+    let pid = req.pid.unwrap_or(0) as i32;
+    match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => CriuResp {
+            status: Some(code << 8),
+            ..ok(CriuReqType::WaitPid)
+        },
+        Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => CriuResp {
+            status: Some(sig as i32),
+            ..ok(CriuReqType::WaitPid)
+        },
+        Ok(_) => failed(req.r#type, "unexpected wait status", libc::EINVAL),
+        Err(e) => failed(req.r#type, &format!("waitpid {pid}: {e}"), e as i32),
+    }
+}

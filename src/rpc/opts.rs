@@ -1,0 +1,261 @@
+//! A request's `criu_opts` as the command line of `crit dump` or `crit
+//! restore`. Every field a client set is either carried over or refused
+//! by name: none is silently dropped.
+
+use crate::image::rpc_pb::{CriuCgMode, CriuOpts};
+use std::path::{Path, PathBuf};
+
+/// Why a request cannot be served as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum OptsError {
+    #[error("criu_opts.{0} is not supported by crit")]
+    Unsupported(&'static str),
+    #[error("criu_opts.{field}: {why}")]
+    Bad { field: &'static str, why: String },
+}
+
+/// Where the client's fds and files are: its pid (SO_PEERCRED) and the
+/// images and work directories as crit reaches them.
+pub struct Dirs {
+    pub images: PathBuf,
+    pub work: PathBuf,
+}
+
+/// Refuses every set field crit does not honour.
+fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
+    let set: [(&'static str, bool); 28] = [
+        ("ps (page server)", o.ps.is_some()),
+        ("parent_img", o.parent_img.is_some()),
+        ("track_mem", o.track_mem == Some(true)),
+        ("auto_dedup", o.auto_dedup == Some(true)),
+        ("veths", !o.veths.is_empty()),
+        ("exec_cmd", !o.exec_cmd.is_empty()),
+        ("cg_root", !o.cg_root.is_empty()),
+        ("auto_ext_mnt", o.auto_ext_mnt == Some(true)),
+        ("ext_sharing", o.ext_sharing == Some(true)),
+        ("ext_masters", o.ext_masters == Some(true)),
+        ("skip_mnt", !o.skip_mnt.is_empty()),
+        ("enable_fs", !o.enable_fs.is_empty()),
+        ("join_ns", !o.join_ns.is_empty()),
+        ("cgroup_props", o.cgroup_props.is_some()),
+        ("cgroup_props_file", o.cgroup_props_file.is_some()),
+        (
+            "cgroup_dump_controller",
+            !o.cgroup_dump_controller.is_empty(),
+        ),
+        ("freeze_cgroup", o.freeze_cgroup.is_some()),
+        ("lazy_pages", o.lazy_pages == Some(true)),
+        ("status_fd", o.status_fd.is_some()),
+        ("orphan_pts_master", o.orphan_pts_master == Some(true)),
+        ("config_file", o.config_file.is_some()),
+        ("tcp_close", o.tcp_close == Some(true)),
+        ("lsm_profile", o.lsm_profile.is_some()),
+        ("tls", o.tls == Some(true)),
+        ("cgroup_yard", o.cgroup_yard.is_some()),
+        ("lsm_mount_context", o.lsm_mount_context.is_some()),
+        ("file_locks", o.file_locks == Some(true)),
+        ("unprivileged", o.unprivileged == Some(true)),
+    ];
+    if let Some((name, _)) = set.iter().find(|(_, on)| *on) {
+        return Err(OptsError::Unsupported(name));
+    }
+    // Accepted because they change nothing crit does: evasive_devices
+    // (crit opens device files by path anyway), link_remap, force_irmap,
+    // irmap_scan_paths, ghost_limit, weak_sysctls, timeout,
+    // skip_file_rwx_check, mntns_compat_mode, pre_dump_mode,
+    // display_stats, log_to_stderr, network_lock without TCP.
+    if o.leave_stopped == Some(true) {
+        return Err(OptsError::Unsupported("leave_stopped"));
+    }
+    if o.tcp_skip_in_flight == Some(true) {
+        return Err(OptsError::Unsupported("tcp_skip_in_flight"));
+    }
+    // manage_cgroups: crit leaves tasks in the cgroup it runs in, which
+    // is what the managers arrange (runc moves the engine into the
+    // container's cgroups first); anything stronger is refused.
+    let mode = o
+        .manage_cgroups_mode
+        .and_then(|m| CriuCgMode::try_from(m).ok());
+    if matches!(
+        mode,
+        Some(CriuCgMode::Full | CriuCgMode::Strict | CriuCgMode::Props)
+    ) {
+        return Err(OptsError::Bad {
+            field: "manage_cgroups_mode",
+            why: "only none, soft, ignore and default are supported (tasks stay in crit's cgroups)"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+fn common(o: &CriuOpts, d: &Dirs, log: &str, args: &mut Vec<String>) {
+    args.push("-D".into());
+    args.push(d.images.display().to_string());
+    if o.shell_job == Some(true) {
+        args.push("--shell-job".into());
+    }
+    if o.tcp_established == Some(true) {
+        args.push("--tcp-established".into());
+    }
+    if o.log_level.unwrap_or(2) >= 4 {
+        args.push("-vv".into());
+    } else if o.log_level.unwrap_or(2) >= 3 {
+        args.push("-v".into());
+    }
+    let file = o.log_file.clone().unwrap_or_else(|| log.to_string());
+    args.push("-o".into());
+    args.push(d.work.join(file).display().to_string());
+}
+
+/// `crit dump` arguments for a DUMP request.
+pub fn dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>, OptsError> {
+    refuse_unsupported(o)?;
+    let pid = o.pid.unwrap_or(client);
+    let mut a = vec!["dump".to_string(), "-t".into(), pid.to_string()];
+    common(o, d, "dump.log", &mut a);
+    if o.leave_running == Some(true) {
+        a.push("-R".into());
+    }
+    if o.ext_unix_sk == Some(true) {
+        a.push("--ext-unix-sk".into());
+    }
+    for u in &o.unix_sk_ino {
+        a.push(format!("--ext-unix-sk={}", u.inode));
+    }
+    for e in &o.external {
+        a.push("--external".into());
+        a.push(e.clone());
+    }
+    for m in &o.ext_mnt {
+        a.push("--external".into());
+        a.push(format!("mnt[{}]:{}", m.key, m.val));
+    }
+    if let Some(ns) = o.empty_ns {
+        // CLONE_NEWNET is the only one crit leaves empty.
+        if ns & !(libc::CLONE_NEWNET as u32) != 0 {
+            return Err(OptsError::Bad {
+                field: "empty_ns",
+                why: format!(
+                    "{ns:#x}: only the network namespace (CLONE_NEWNET) can be left empty"
+                ),
+            });
+        }
+        if ns != 0 {
+            a.push("--empty-ns".into());
+            a.push("net".into());
+        }
+    }
+    if o.cpu_cap.unwrap_or(u32::MAX) != u32::MAX {
+        a.push("--cpu-cap".into());
+    }
+    Ok(a)
+}
+
+/// `crit restore` arguments for a RESTORE request; the root's pid goes
+/// to `pidfile`.
+pub fn restore_args(o: &CriuOpts, d: &Dirs, pidfile: &Path) -> Result<Vec<String>, OptsError> {
+    refuse_unsupported(o)?;
+    let mut a = vec!["restore".to_string(), "-d".into()];
+    common(o, d, "restore.log", &mut a);
+    a.push("--pidfile".into());
+    a.push(pidfile.display().to_string());
+    if o.ext_unix_sk == Some(true) {
+        a.push("--ext-unix-sk".into());
+    }
+    if let Some(r) = &o.root {
+        a.push("--root".into());
+        a.push(r.clone());
+    }
+    for e in &o.external {
+        a.push("--external".into());
+        a.push(e.clone());
+    }
+    for m in &o.ext_mnt {
+        a.push("--external".into());
+        a.push(format!("mnt[{}]:{}", m.key, m.val));
+    }
+    for i in &o.inherit_fd {
+        a.push("--inherit-fd".into());
+        a.push(format!("fd[{}]:{}", i.fd, i.key));
+    }
+    Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::rpc_pb::{ExtMountMap, InheritFd};
+
+    fn dirs() -> Dirs {
+        Dirs {
+            images: "/proc/7/fd/5".into(),
+            work: "/proc/7/fd/6".into(),
+        }
+    }
+
+    #[test]
+    fn dump_carries_the_options_over() {
+        let o = CriuOpts {
+            pid: Some(42),
+            leave_running: Some(true),
+            shell_job: Some(true),
+            empty_ns: Some(libc::CLONE_NEWNET as u32),
+            ext_mnt: vec![ExtMountMap {
+                key: "/etc/hosts".into(),
+                val: "/etc/hosts".into(),
+            }],
+            ..Default::default()
+        };
+        let a = dump_args(&o, &dirs(), 9).unwrap().join(" ");
+        assert_eq!(
+            a,
+            "dump -t 42 -D /proc/7/fd/5 --shell-job -o /proc/7/fd/6/dump.log -R \
+             --external mnt[/etc/hosts]:/etc/hosts --empty-ns net"
+        );
+    }
+
+    #[test]
+    fn restore_carries_the_options_over() {
+        let o = CriuOpts {
+            root: Some("/r".into()),
+            inherit_fd: vec![InheritFd {
+                key: "extRootNetNS".into(),
+                fd: 3,
+            }],
+            log_file: Some("r.log".into()),
+            ..Default::default()
+        };
+        let a = restore_args(&o, &dirs(), Path::new("/tmp/p"))
+            .unwrap()
+            .join(" ");
+        assert_eq!(
+            a,
+            "restore -d -D /proc/7/fd/5 -o /proc/7/fd/6/r.log --pidfile /tmp/p --root /r \
+             --inherit-fd fd[3]:extRootNetNS"
+        );
+    }
+
+    #[test]
+    fn unsupported_options_are_refused_by_name() {
+        let o = CriuOpts {
+            track_mem: Some(true),
+            ..Default::default()
+        };
+        let e = dump_args(&o, &dirs(), 1).unwrap_err().to_string();
+        assert!(e.contains("track_mem"), "{e}");
+        let o = CriuOpts {
+            manage_cgroups_mode: Some(CriuCgMode::Full as i32),
+            ..Default::default()
+        };
+        let e = restore_args(&o, &dirs(), Path::new("/p"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("manage_cgroups_mode"), "{e}");
+        let o = CriuOpts {
+            empty_ns: Some(libc::CLONE_NEWIPC as u32),
+            ..Default::default()
+        };
+        assert!(dump_args(&o, &dirs(), 1).is_err());
+    }
+}
