@@ -287,9 +287,6 @@ pub enum DumpError {
     PidNsRootNotInit { pid: i32, vpid: i32 },
     #[error("pid {pid}: mountinfo has no root mount")]
     NoRootMount { pid: i32 },
-    /// `--external mnt[MP]:KEY` names no mount of the tree.
-    #[error("--external mnt[{mountpoint}]: pid {pid}'s mount namespace has no mount there")]
-    NoSuchMount { pid: i32, mountpoint: String },
     #[error(
         "pid {pid}: mount {mountpoint} ({fstype} {device}) cannot be made again at restore: it is no virtual file system, tmpfs or bind of another mount of the tree; mark it with --external mnt[{mountpoint}]:KEY"
     )]

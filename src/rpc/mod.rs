@@ -19,8 +19,8 @@ pub mod opts;
 
 use crate::error::{Error, Result};
 use crate::image::rpc_pb::{
-    CriuDumpResp, CriuFeatures, CriuNotify, CriuReq, CriuReqType, CriuResp, CriuRestoreResp,
-    CriuVersion,
+    CriuDumpResp, CriuFeatures, CriuNotify, CriuOpts, CriuReq, CriuReqType, CriuResp,
+    CriuRestoreResp, CriuVersion,
 };
 use prost::Message;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -180,7 +180,7 @@ fn client_dir(
     }
 }
 
-fn dirs(peer: i32, o: &crate::image::rpc_pb::CriuOpts) -> std::result::Result<opts::Dirs, String> {
+fn dirs(peer: i32, o: &CriuOpts) -> std::result::Result<opts::Dirs, String> {
     let images = client_dir(
         peer,
         Some(o.images_dir_fd),
@@ -235,10 +235,33 @@ fn run_crit(args: &[String]) -> std::result::Result<(), String> {
         .to_string())
 }
 
+/// Adds `why` to the request's log in the work directory (the client
+/// shows that file when a request fails).
+fn log_failure(d: &opts::Dirs, o: &CriuOpts, name: &str, why: &str) {
+    use std::io::Write;
+    let file = d.work.join(o.log_file.as_deref().unwrap_or(name));
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+    {
+        let _ = writeln!(f, "crit: {why}");
+    }
+}
+
 fn run_dump(sock: BorrowedFd, peer: i32, req: &CriuReq) -> std::result::Result<CriuResp, String> {
     let o = req.opts.clone().unwrap_or_default();
     let d = dirs(peer, &o)?;
-    let args = opts::dump_args(&o, &d, peer).map_err(|e| e.to_string())?;
+    dump_in(sock, peer, &o, &d).inspect_err(|why| log_failure(&d, &o, "dump.log", why))
+}
+
+fn dump_in(
+    sock: BorrowedFd,
+    peer: i32,
+    o: &CriuOpts,
+    d: &opts::Dirs,
+) -> std::result::Result<CriuResp, String> {
+    let args = opts::dump_args(o, d, peer).map_err(|e| e.to_string())?;
     let scripts = o.notify_scripts == Some(true);
     if scripts {
         notify(sock, "pre-dump", 0)?;
@@ -262,14 +285,34 @@ fn run_restore(
 ) -> std::result::Result<CriuResp, String> {
     let o = req.opts.clone().unwrap_or_default();
     let d = dirs(peer, &o)?;
+    restore_in(sock, &o, &d).inspect_err(|why| log_failure(&d, &o, "restore.log", why))
+}
+
+fn restore_in(
+    sock: BorrowedFd,
+    o: &CriuOpts,
+    d: &opts::Dirs,
+) -> std::result::Result<CriuResp, String> {
     let tmp = tempfile::tempdir().map_err(|e| format!("a temporary directory: {e}"))?;
     let pidfile = tmp.path().join("pid");
-    let args = opts::restore_args(&o, &d, &pidfile).map_err(|e| e.to_string())?;
+    // inherit_fd numbers are this process's fds, often its stdio (runc
+    // hands the container's new stdio pipes in so): the `crit restore`
+    // child gets copies at other numbers, its own stdio being crit's.
+    let mut o = o.clone();
+    let mut held = Vec::new();
+    for i in &mut o.inherit_fd {
+        let copy = crate::sys::sock::dup_inheritable(i.fd)
+            .map_err(|e| format!("inherit_fd {} ({}): {e}", i.fd, i.key))?;
+        i.fd = copy.as_raw_fd();
+        held.push(copy);
+    }
+    let args = opts::restore_args(&o, d, &pidfile).map_err(|e| e.to_string())?;
     let scripts = o.notify_scripts == Some(true);
     if scripts {
         notify(sock, "pre-restore", 0)?;
     }
     run_crit(&args)?;
+    drop(held);
     let pid: i32 = std::fs::read_to_string(&pidfile)
         .ok()
         .and_then(|s| s.trim().parse().ok())

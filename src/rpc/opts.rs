@@ -23,14 +23,13 @@ pub struct Dirs {
 
 /// Refuses every set field crit does not honour.
 fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
-    let set: [(&'static str, bool); 28] = [
+    let set: [(&'static str, bool); 24] = [
         ("ps (page server)", o.ps.is_some()),
         ("parent_img", o.parent_img.is_some()),
         ("track_mem", o.track_mem == Some(true)),
         ("auto_dedup", o.auto_dedup == Some(true)),
         ("veths", !o.veths.is_empty()),
         ("exec_cmd", !o.exec_cmd.is_empty()),
-        ("cg_root", !o.cg_root.is_empty()),
         ("auto_ext_mnt", o.auto_ext_mnt == Some(true)),
         ("ext_sharing", o.ext_sharing == Some(true)),
         ("ext_masters", o.ext_masters == Some(true)),
@@ -43,11 +42,8 @@ fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
             "cgroup_dump_controller",
             !o.cgroup_dump_controller.is_empty(),
         ),
-        ("freeze_cgroup", o.freeze_cgroup.is_some()),
         ("lazy_pages", o.lazy_pages == Some(true)),
         ("status_fd", o.status_fd.is_some()),
-        ("orphan_pts_master", o.orphan_pts_master == Some(true)),
-        ("config_file", o.config_file.is_some()),
         ("tcp_close", o.tcp_close == Some(true)),
         ("lsm_profile", o.lsm_profile.is_some()),
         ("tls", o.tls == Some(true)),
@@ -59,11 +55,42 @@ fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
     if let Some((name, _)) = set.iter().find(|(_, on)| *on) {
         return Err(OptsError::Unsupported(name));
     }
+    // orphan_pts_master (runc always sets it) only concerns a pty whose
+    // slave end the tree holds without the master; crit restores no pty
+    // pairs (a terminal needs shell_job), so there is no master to hand.
     // Accepted because they change nothing crit does: evasive_devices
     // (crit opens device files by path anyway), link_remap, force_irmap,
     // irmap_scan_paths, ghost_limit, weak_sysctls, timeout,
     // skip_file_rwx_check, mntns_compat_mode, pre_dump_mode,
     // display_stats, log_to_stderr, network_lock without TCP.
+    // freeze_cgroup: crit freezes the tree by seizing every thread with
+    // ptrace (catching forks that race it), which is what the freezer
+    // cgroup is for; the path must at least exist.
+    if let Some(p) = &o.freeze_cgroup {
+        if !Path::new(p).is_dir() {
+            return Err(OptsError::Bad {
+                field: "freeze_cgroup",
+                why: format!("{p} is not a cgroup directory"),
+            });
+        }
+    }
+    // config_file: runc names /etc/criu/runc.conf whether or not it
+    // exists; options in one are not read, so one that has any is refused.
+    if let Some(c) = &o.config_file {
+        let text = std::fs::read_to_string(c).unwrap_or_default();
+        if text
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        {
+            return Err(OptsError::Bad {
+                field: "config_file",
+                why: format!("{c} holds options, which crit does not read"),
+            });
+        }
+    }
+    for r in &o.cg_root {
+        check_cg_root(r.ctrl.as_deref(), &r.path)?;
+    }
     if o.leave_stopped == Some(true) {
         return Err(OptsError::Unsupported("leave_stopped"));
     }
@@ -85,6 +112,32 @@ fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
             why: "only none, soft, ignore and default are supported (tasks stay in crit's cgroups)"
                 .into(),
         });
+    }
+    Ok(())
+}
+
+/// `cg_root`: restored tasks stay in crit's own cgroups (the manager
+/// moves its engine into the container's before a restore), so a root
+/// is honoured when crit is in it, and refused otherwise.
+fn check_cg_root(ctrl: Option<&str>, path: &str) -> Result<(), OptsError> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let want = path.trim_end_matches('/');
+    for l in own.lines() {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, at) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        let named = ctrl.is_none_or(|c| c.split(',').all(|p| ctrls.split(',').any(|x| x == p)));
+        // Only hierarchies with controllers (v1) or the v2 one in use.
+        if !named || (ctrls.is_empty() && at == "/") {
+            continue;
+        }
+        if !(at == want || at.starts_with(&format!("{want}/"))) {
+            return Err(OptsError::Bad {
+                field: "cg_root",
+                why: format!(
+                    "{path}: crit leaves restored tasks in its own cgroups, and it is in {at} ({ctrls})"
+                ),
+            });
+        }
     }
     Ok(())
 }

@@ -22,6 +22,19 @@ pub fn accept(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
 
+/// A copy of fd `fd` that a child process inherits (no close-on-exec),
+/// numbered 10 or above.
+pub fn dup_inheritable(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD creates a new descriptor we own; the source is
+    // only read.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD, 10) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: r is fresh and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
 /// A new owned copy of an fd number the caller was handed (`--inherit-fd`).
 pub fn dup_raw(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC creates a new descriptor we own; the source
