@@ -34,16 +34,44 @@ fn refuse_raw(path: &str) -> Result<()> {
     Ok(())
 }
 
-/// Where output goes: stdout, or a file replaced atomically at the end.
+/// Where output goes: stdout; a regular file, replaced atomically at the
+/// end (through a symlink, its target); or, written into as it comes, a
+/// device, FIFO or socket, or a file named through /proc or /dev/fd (such
+/// as /dev/stdout), which must stay the file it is.
 enum Out {
     Stdout(std::io::StdoutLock<'static>),
     File(AtomicFile),
+    Direct(std::fs::File),
+}
+
+/// Whether `path` is written into rather than replaced.
+fn write_in_place(path: &Path) -> bool {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        return true;
+    }
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        if p.starts_with("/proc") || p.starts_with("/dev/fd") {
+            return true;
+        }
+        match std::fs::read_link(&p) {
+            Ok(t) => p = p.parent().map_or(t.clone(), |d| d.join(&t)),
+            Err(_) => return false,
+        }
+    }
+    false
 }
 
 impl Out {
     fn open(p: Option<&str>) -> Result<Out> {
         Ok(match named(p) {
             None => Out::Stdout(std::io::stdout().lock()),
+            Some(path) if write_in_place(Path::new(path)) => Out::Direct(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| Error::io(path, e))?,
+            ),
             Some(path) => Out::File(AtomicFile::create(Path::new(path))?),
         })
     }
@@ -52,6 +80,7 @@ impl Out {
         match self {
             Out::Stdout(mut s) => s.flush().map_err(stdout_err),
             Out::File(f) => f.commit(),
+            Out::Direct(mut f) => f.flush().map_err(|e| Error::io("output", e)),
         }
     }
 }
@@ -61,12 +90,14 @@ impl Write for Out {
         match self {
             Out::Stdout(s) => s.write(b),
             Out::File(f) => f.write(b),
+            Out::Direct(f) => f.write(b),
         }
     }
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Out::Stdout(s) => s.flush(),
             Out::File(f) => f.flush(),
+            Out::Direct(f) => f.flush(),
         }
     }
 }

@@ -136,67 +136,150 @@ impl ImageBuilder {
     }
 }
 
-/// A file written all at once or not at all: bytes go to a temporary file
-/// in the same directory, which [`AtomicFile::commit`] fsyncs and renames
-/// over the target. Dropped without commit, it leaves nothing behind. New
-/// files get mode 0600 (images hold process memory); a replaced file keeps
-/// its mode.
+/// A file written all at once or not at all: bytes go to an unnamed file
+/// (O_TMPFILE) in the target's directory, which [`AtomicFile::commit`]
+/// fsyncs, links under a temporary name and renames over the target. A
+/// writer killed before the commit leaves nothing behind; dropped without
+/// commit, neither. On a file system without O_TMPFILE a named temporary
+/// file is used instead (removed when dropped, left if killed). New files
+/// get mode 0600 (images hold process memory); a replaced file keeps its
+/// mode. A symlink is followed: its target is replaced, the link stays.
+/// Hard links of the old file keep the old contents (the path gets a new
+/// inode).
 pub struct AtomicFile {
-    tmp: tempfile::NamedTempFile,
+    file: std::fs::File,
+    /// The named fallback, when the directory refused O_TMPFILE.
+    named: Option<tempfile::TempPath>,
+    dir: std::path::PathBuf,
     path: std::path::PathBuf,
+}
+
+/// `path` with symlinks in its last component followed.
+fn resolve(path: &Path) -> std::path::PathBuf {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::read_link(&p) {
+            Ok(t) => {
+                p = match p.parent() {
+                    Some(d) if t.is_relative() => d.join(t),
+                    _ => t,
+                }
+            }
+            Err(_) => return p,
+        }
+    }
+    p
 }
 
 impl AtomicFile {
     pub fn create(path: &Path) -> Result<Self> {
+        let path = resolve(path);
         let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
         };
-        let mode = std::fs::metadata(path)
+        let mode = std::fs::metadata(&path)
             .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
             .unwrap_or(0o600);
         let perms: std::fs::Permissions = std::os::unix::fs::PermissionsExt::from_mode(mode);
-        let tmp = tempfile::Builder::new()
-            .prefix(".crit-")
-            .permissions(perms.clone())
-            .tempfile_in(dir)
-            .map_err(|e| Error::io(format!("{}: create temporary file", dir.display()), e))?;
+        let (file, named) = match unnamed_in(&dir) {
+            Ok(f) => (f, None),
+            Err(_) => {
+                let tmp = tempfile::Builder::new()
+                    .prefix(".crit-")
+                    .permissions(perms.clone())
+                    .tempfile_in(&dir)
+                    .map_err(|e| {
+                        Error::io(format!("{}: create temporary file", dir.display()), e)
+                    })?;
+                let (f, p) = tmp.into_parts();
+                (f, Some(p))
+            }
+        };
         // The umask may have narrowed the mode given at creation.
-        tmp.as_file()
-            .set_permissions(perms)
+        file.set_permissions(perms)
             .map_err(|e| Error::io(path.display().to_string(), e))?;
         Ok(AtomicFile {
-            tmp,
-            path: path.to_path_buf(),
+            file,
+            named,
+            dir,
+            path,
         })
     }
 
     /// Writes `data` at byte `offset` of the file (for writers that fill
     /// a file out of order, from several threads).
     pub fn write_at(&self, data: &[u8], offset: u64) -> Result<()> {
-        std::os::unix::fs::FileExt::write_all_at(self.tmp.as_file(), data, offset)
+        std::os::unix::fs::FileExt::write_all_at(&self.file, data, offset)
             .map_err(|e| Error::io(self.path.display().to_string(), e))
     }
 
     pub fn commit(self) -> Result<()> {
         let name = self.path.display().to_string();
-        self.tmp
-            .as_file()
-            .sync_all()
-            .map_err(|e| Error::io(&name, e))?;
-        self.tmp
-            .persist(&self.path)
+        self.file.sync_all().map_err(|e| Error::io(&name, e))?;
+        let tmp = match self.named {
+            Some(p) => p,
+            None => self.link_unnamed()?,
+        };
+        tmp.persist(&self.path)
             .map_err(|e| Error::io(&name, e.error))?;
+        // The rename itself survives a crash once the directory is synced.
+        if let Ok(d) = std::fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
         Ok(())
     }
+
+    /// Gives the unnamed file a temporary name next to the target.
+    fn link_unnamed(&self) -> Result<tempfile::TempPath> {
+        use std::os::fd::AsRawFd;
+        for k in 0..100u32 {
+            let tmp = self.dir.join(format!(".crit-{}-{k}", std::process::id()));
+            let from = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+            match nix::unistd::linkat(
+                nix::fcntl::AT_FDCWD,
+                from.as_str(),
+                nix::fcntl::AT_FDCWD,
+                &tmp,
+                nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+            ) {
+                Ok(()) => {
+                    return tempfile::TempPath::try_from_path(&tmp)
+                        .map_err(|e| Error::io(tmp.display().to_string(), e))
+                }
+                Err(nix::errno::Errno::EEXIST) => continue,
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("{}: link the written file", tmp.display()),
+                        e.into(),
+                    ))
+                }
+            }
+        }
+        Err(Error::msg(format!(
+            "{}: no free temporary name",
+            self.dir.display()
+        )))
+    }
+}
+
+/// An unnamed file in `dir` (O_TMPFILE), mode 0600.
+fn unnamed_in(dir: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
 }
 
 impl Write for AtomicFile {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.tmp.write(b)
+        self.file.write(b)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.tmp.flush()
+        self.file.flush()
     }
 }
 
