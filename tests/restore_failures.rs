@@ -508,8 +508,13 @@ fn inconsistent_image_sets_are_refused_before_anything_is_made() {
     let cases: Vec<(&str, &str, Edit, &str)> = vec![
         (
             "counter",
-            "missing fdinfo",
-            Box::new(|d: &std::path::Path| std::fs::remove_file(d.join("fdinfo-2.img")).unwrap()),
+            // (A missing one is a task without fds: CRIU writes none then.)
+            "truncated fdinfo",
+            Box::new(|d: &std::path::Path| {
+                let p = d.join("fdinfo-2.img");
+                let b = std::fs::read(&p).unwrap();
+                std::fs::write(&p, &b[..b.len() - 3]).unwrap()
+            }),
             "fdinfo-2.img",
         ),
         (

@@ -345,9 +345,14 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry, seccomp: Option<&pb::SeccompEntry>
     let mm: pb::MmEntry = read_one(&img(dir, &format!("mm-{pid}.img")), "MM")?;
     let (pages_id, pagemap) = read_pagemap(&img(dir, &format!("pagemap-{pid}.img")), Vec::new())?;
     let fs: pb::FsEntry = read_one(&img(dir, &format!("fs-{pid}.img")), "FS")?;
-    // Every live task has one (empty when it holds no fd).
-    let fds: Vec<pb::FdinfoEntry> =
-        read_all(&img(dir, &format!("fdinfo-{}.img", ids.files_id)), "FDINFO")?;
+    // CRIU writes none for a task without fds (a container's init that
+    // closed them all): missing reads as empty, as in CRIU's restore.
+    let fdinfo = img(dir, &format!("fdinfo-{}.img", ids.files_id));
+    let fds: Vec<pb::FdinfoEntry> = if fdinfo.exists() {
+        read_all(&fdinfo, "FDINFO")?
+    } else {
+        Vec::new()
+    };
     Ok(Task {
         pid,
         ppid: p.ppid,
