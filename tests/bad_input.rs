@@ -136,6 +136,19 @@ fn malformed_json() {
         "unknown magic \"NOPE\"",
     );
     encode_fails("{\"entries\": []}", "no \"magic\"");
+    // A key twice would write two image headers back to back.
+    encode_fails(
+        r#"{"magic": "PSTREE", "entries": [], "entries": []}"#,
+        "duplicate key \"entries\"",
+    );
+    encode_fails(
+        r#"{"magic": "PSTREE", "magic": "CORE", "entries": []}"#,
+        "duplicate key \"magic\"",
+    );
+    encode_fails(
+        r#"{"entries": [], "entries": [], "magic": "PSTREE"}"#,
+        "duplicate key \"entries\"",
+    );
     let deep = format!("{{\"magic\": \"PIPES_DATA\", \"entries\": [{{\"pipe_id\": 1, \"bytes\": 0, \"extra\": {}}}]}}", "[".repeat(100_000));
     encode_fails(&deep, "nesting deeper");
 }

@@ -1017,3 +1017,48 @@ fn added_external_entry_precedes_its_socket() {
         assert_eq!(bad.len(), added.len(), "{args:?}");
     }
 }
+
+/// Two edits of one images directory at once both take effect: the
+/// second waits for the first (a lock on the directory) and reads what
+/// it wrote.
+#[test]
+fn concurrent_edits_both_land() {
+    let bin = env!("CARGO_BIN_EXE_crit");
+    for _ in 0..10 {
+        let t = shared_external();
+        let d = t.path().to_str().unwrap().to_string();
+        let spawn = |arg: &str| {
+            std::process::Command::new(bin)
+                .args(["edit", &d, "--reconnect", arg])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let a = spawn("306782=/tmp/a.sock");
+        let b = spawn("306790=/tmp/b.sock");
+        for c in [a, b] {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        let v = files_json(t.path());
+        let name_of_peer = |ino: u64| {
+            let peer = usk(&v, ino)["peer"].as_u64().unwrap();
+            usk(&v, peer)["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        // Names print in crit's quoted-printable form (=00: the NUL).
+        assert!(
+            name_of_peer(306782).starts_with("/tmp/a.sock"),
+            "{}",
+            name_of_peer(306782)
+        );
+        assert!(
+            name_of_peer(306790).starts_with("/tmp/b.sock"),
+            "{}",
+            name_of_peer(306790)
+        );
+    }
+}

@@ -402,6 +402,11 @@ fn report(
 /// `crit edit`.
 pub fn run(dir: &Path, reconnect: &[OsString], external: &[OsString], dry_run: bool) -> Result<()> {
     let actions = parse_actions(reconnect, external)?;
+    // One edit (or restore) of an images directory at a time: a second
+    // edit waits, then reads what the first wrote.
+    let d = std::fs::File::open(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+    let _lock = nix::fcntl::Flock::lock(d, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::io(format!("{}: lock", dir.display()), e.into()))?;
     let p = prepare(dir, &actions)?;
     let what = format!(
         "files.img: {} {} changed, {} added",

@@ -242,6 +242,16 @@ pub fn encode(r: &mut JsonReader, file: &str, out: &mut impl Write) -> Result<()
         if !enc.lift(k).map_err(lift)? {
             break;
         }
+        // A key twice would write a second header or entry list.
+        let dup = match enc.r.scratch.as_slice() {
+            b"magic" => mg.is_some(),
+            b"entries" => done || early_entries.is_some(),
+            _ => false,
+        };
+        if dup {
+            let k = String::from_utf8_lossy(&enc.r.scratch).into_owned();
+            return Err(fail(&enc, &format!("duplicate key {k:?}")));
+        }
         match enc.r.scratch.as_slice() {
             b"magic" => {
                 enc.path.key("magic");
