@@ -404,9 +404,14 @@ pub fn run(dir: &Path, reconnect: &[OsString], external: &[OsString], dry_run: b
     let actions = parse_actions(reconnect, external)?;
     // One edit (or restore) of an images directory at a time: a second
     // edit waits, then reads what the first wrote.
-    let d = std::fs::File::open(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
-    let _lock = nix::fcntl::Flock::lock(d, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| Error::io(format!("{}: lock", dir.display()), e.into()))?;
+    // (A missing directory is refused by `prepare`, in its words.)
+    let _lock = match std::fs::File::open(dir) {
+        Ok(d) => Some(
+            nix::fcntl::Flock::lock(d, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| Error::io(format!("{}: lock", dir.display()), e.into()))?,
+        ),
+        Err(_) => None,
+    };
     let p = prepare(dir, &actions)?;
     let what = format!(
         "files.img: {} {} changed, {} added",
