@@ -267,6 +267,13 @@ fn dump_in(
         notify(sock, "pre-dump", 0)?;
     }
     run_crit(&args)?;
+    // CRIU leaves its statistics in the work directory, where podman
+    // looks for them.
+    let stats = d.images.join("stats-dump");
+    if d.work != d.images && stats.exists() {
+        std::fs::rename(&stats, d.work.join("stats-dump"))
+            .map_err(|e| format!("moving stats-dump to the work directory: {e}"))?;
+    }
     if scripts {
         notify(sock, "post-dump", 0)?;
     }
