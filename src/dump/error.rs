@@ -288,6 +288,15 @@ pub enum DumpError {
     #[error("pid {pid}: mountinfo has no root mount")]
     NoRootMount { pid: i32 },
     #[error(
+        "pid {pid}: fd {fd}: {path} is on mount {mnt_id}, outside the tree's mount namespace, and the tree has no such path: a restore could not open it"
+    )]
+    OutsideMounts {
+        pid: i32,
+        fd: i32,
+        path: String,
+        mnt_id: i32,
+    },
+    #[error(
         "pid {pid}: mount {mountpoint} ({fstype} {device}) cannot be made again at restore: it is no virtual file system, tmpfs or bind of another mount of the tree; mark it with --external mnt[{mountpoint}]:KEY"
     )]
     UnsupportedMount {

@@ -207,6 +207,7 @@ fn dump_fds(
     let mut fdinfo = Vec::new();
     let mut new_fds = Vec::new();
     for fd in fds {
+        check_reachable(ctx, pid, &fd)?;
         let (id, new) = ctx.files.fd_id(pid, &fd)?;
         let ty = fdtypes::file_type(ctx, pid, &fd)?;
         if new {
@@ -222,6 +223,31 @@ fn dump_fds(
         });
     }
     Ok((fdinfo, new_fds))
+}
+
+/// In a tree with its own mount namespace, a file opened on a mount
+/// outside it (a host log file handed in as stdout) is recorded by its
+/// path: refused when that path does not exist in the tree's root,
+/// where the restore would look for it (CRIU refuses such files too).
+fn check_reachable(ctx: &DumpCtx, pid: i32, fd: &Fd) -> Result<()> {
+    let (Some(mounts), fdscan::Kind::Path { path, deleted: false }) = (&ctx.ns.mounts, &fd.kind)
+    else {
+        return Ok(());
+    };
+    if mounts.contains(&fd.mnt_id) {
+        return Ok(());
+    }
+    let inside = format!("/proc/{}/root{}", ctx.ns.root, path);
+    if std::path::Path::new(&inside).exists() {
+        return Ok(());
+    }
+    Err(DumpError::OutsideMounts {
+        pid,
+        fd: fd.fd,
+        path: path.clone(),
+        mnt_id: fd.mnt_id,
+    }
+    .into())
 }
 
 /// mm-PID.img's entry; the exe file gets its file id here.

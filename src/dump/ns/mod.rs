@@ -38,6 +38,8 @@ pub struct TreeNs {
     /// The root's host pid.
     pub root: i32,
     pub pids: PidMap,
+    /// The mount ids of the tree's own mount namespace.
+    pub mounts: Option<std::collections::HashSet<i32>>,
 }
 
 /// What was read of the owned namespaces, written with the images.
@@ -93,11 +95,23 @@ pub fn check(ctx: &mut DumpCtx) -> Result<TreeNs> {
     if owned.has(Kind::Net) {
         net::check_options(root.pid, &ctx.opts.ns)?;
     }
+    let mounts = if owned.has(Kind::Mnt) {
+        let text = super::procfs::read_string(root.pid, "mountinfo")?;
+        Some(
+            mounts::parse(root.pid, &text)?
+                .iter()
+                .map(|l| l.id as i32)
+                .collect(),
+        )
+    } else {
+        None
+    };
     Ok(TreeNs {
         owned,
         root_ids,
         root: root.pid,
         pids,
+        mounts,
     })
 }
 
