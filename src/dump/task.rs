@@ -230,7 +230,13 @@ fn dump_fds(
 /// path: refused when that path does not exist in the tree's root,
 /// where the restore would look for it (CRIU refuses such files too).
 fn check_reachable(ctx: &DumpCtx, pid: i32, fd: &Fd) -> Result<()> {
-    let (Some(mounts), fdscan::Kind::Path { path, deleted: false }) = (&ctx.ns.mounts, &fd.kind)
+    let (
+        Some(mounts),
+        fdscan::Kind::Path {
+            path,
+            deleted: false,
+        },
+    ) = (&ctx.ns.mounts, &fd.kind)
     else {
         return Ok(());
     };
