@@ -144,6 +144,35 @@ fn runc_checkpoints_and_restores_with_crit() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let crit = env!("CARGO_BIN_EXE_crit");
+    // --leave-running: the images are written and the container goes on.
+    let kept = kit.path("ck-kept");
+    let lr = runc(&runc_bin, &state)
+        .args([
+            "--criu",
+            crit,
+            "checkpoint",
+            "--leave-running",
+            "--image-path",
+        ])
+        .arg(&kept)
+        .arg("--work-path")
+        .arg(&work)
+        .arg(&name)
+        .output()
+        .unwrap();
+    assert!(
+        lr.status.success(),
+        "runc checkpoint --leave-running: {}\n{}",
+        String::from_utf8_lossy(&lr.stderr),
+        read(&work.join("dump.log"))
+    );
+    assert!(kept.join("inventory.img").exists());
+    let c0 = count(pid);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(
+        alive(pid) && count(pid) > c0,
+        "the container runs on after --leave-running"
+    );
     let ck = runc(&runc_bin, &state)
         .args(["--criu", crit, "checkpoint", "--image-path"])
         .arg(&images)
