@@ -62,7 +62,8 @@ fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
     // (crit opens device files by path anyway), link_remap, force_irmap,
     // irmap_scan_paths, ghost_limit, weak_sysctls, timeout,
     // skip_file_rwx_check, mntns_compat_mode, pre_dump_mode,
-    // display_stats, log_to_stderr, network_lock without TCP.
+    // display_stats, log_to_stderr, network_lock without TCP,
+    // pidfd_store_sk (pid reuse between pre-dumps, which crit refuses).
     // freeze_cgroup: crit freezes the tree by seizing every thread with
     // ptrace (catching forks that race it), which is what the freezer
     // cgroup is for; the path must at least exist.
