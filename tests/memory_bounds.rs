@@ -3,31 +3,14 @@
 //! of it: the base64 text is made and written out piece by piece. One
 //! test in this binary, so the children's peak RSS is crit's alone.
 
-use crit::image::pb;
-use crit::image::typed::ImageBuilder;
-use std::io::Write;
+mod common;
 
 #[test]
 fn decode_of_a_large_payload_is_bounded() {
     const MB: usize = 1 << 20;
     let n = 64 * MB;
     let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("pipes-data.img");
-    // Written piece by piece: the child starts as a copy of this
-    // process, and its peak counts this one's.
-    let mut b = ImageBuilder::new("PIPES_DATA").unwrap();
-    b.entry(&pb::PipeDataEntry {
-        pipe_id: 1,
-        bytes: n as u32,
-        size: None,
-    });
-    let mut f = std::fs::File::create(&img).unwrap();
-    f.write_all(&b.bytes).unwrap();
-    let piece: Vec<u8> = (0..MB).map(|i| (i * 131 % 251) as u8).collect();
-    for _ in 0..n / MB {
-        f.write_all(&piece).unwrap();
-    }
-    drop(f);
+    let img = common::pipes_data_image(dir.path(), n / MB);
     let out = dir.path().join("out.json");
     let st = std::process::Command::new(env!("CARGO_BIN_EXE_crit"))
         .args([

@@ -3,33 +3,15 @@
 //! /dev/stdout is written into and stays what it is; a symlink is
 //! followed and stays a link.
 
-use crit::image::pb;
-use crit::image::typed::ImageBuilder;
-use std::io::{Read, Write};
+mod common;
+
+use common::crit;
+use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn crit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_crit"))
-}
-
-/// A pipes-data image with a payload of `mb` MiB (written piece by piece).
 fn image(dir: &Path, mb: usize) -> PathBuf {
-    let img = dir.join("pipes-data.img");
-    let mut b = ImageBuilder::new("PIPES_DATA").unwrap();
-    b.entry(&pb::PipeDataEntry {
-        pipe_id: 7,
-        bytes: (mb << 20) as u32,
-        size: None,
-    });
-    let mut f = std::fs::File::create(&img).unwrap();
-    f.write_all(&b.bytes).unwrap();
-    let piece: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
-    for _ in 0..mb {
-        f.write_all(&piece).unwrap();
-    }
-    img
+    common::pipes_data_image(dir, mb)
 }
 
 fn decode_to(img: &Path, out: &str) -> std::process::Output {

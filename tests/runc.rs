@@ -144,28 +144,27 @@ fn runc_checkpoints_and_restores_with_crit() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let crit = env!("CARGO_BIN_EXE_crit");
+    let checkpoint = |extra: &[&str], images: &Path| {
+        let o = runc(&runc_bin, &state)
+            .args(["--criu", crit, "checkpoint"])
+            .args(extra)
+            .arg("--image-path")
+            .arg(images)
+            .arg("--work-path")
+            .arg(&work)
+            .arg(&name)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "runc checkpoint {extra:?}: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            read(&work.join("dump.log"))
+        );
+    };
     // --leave-running: the images are written and the container goes on.
     let kept = kit.path("ck-kept");
-    let lr = runc(&runc_bin, &state)
-        .args([
-            "--criu",
-            crit,
-            "checkpoint",
-            "--leave-running",
-            "--image-path",
-        ])
-        .arg(&kept)
-        .arg("--work-path")
-        .arg(&work)
-        .arg(&name)
-        .output()
-        .unwrap();
-    assert!(
-        lr.status.success(),
-        "runc checkpoint --leave-running: {}\n{}",
-        String::from_utf8_lossy(&lr.stderr),
-        read(&work.join("dump.log"))
-    );
+    checkpoint(&["--leave-running"], &kept);
     assert!(kept.join("inventory.img").exists());
     let c0 = count(pid);
     std::thread::sleep(Duration::from_millis(400));
@@ -173,20 +172,7 @@ fn runc_checkpoints_and_restores_with_crit() {
         alive(pid) && count(pid) > c0,
         "the container runs on after --leave-running"
     );
-    let ck = runc(&runc_bin, &state)
-        .args(["--criu", crit, "checkpoint", "--image-path"])
-        .arg(&images)
-        .arg("--work-path")
-        .arg(&work)
-        .arg(&name)
-        .output()
-        .unwrap();
-    assert!(
-        ck.status.success(),
-        "runc checkpoint: {}\n{}",
-        String::from_utf8_lossy(&ck.stderr),
-        read(&work.join("dump.log"))
-    );
+    checkpoint(&[], &images);
     let before = read(&b.join("rootfs/tmp/count")).parse::<u64>().unwrap();
     assert!(!alive(pid));
     let mut rs = runc(&runc_bin, &state);

@@ -162,6 +162,18 @@ fn common(o: &CriuOpts, d: &Dirs, log: &str, args: &mut Vec<String>) {
     args.push(d.work.join(file).display().to_string());
 }
 
+/// `external` and the older `ext_mnt` (the same for both engines).
+fn externals(o: &CriuOpts, a: &mut Vec<String>) {
+    for e in &o.external {
+        a.push("--external".into());
+        a.push(e.clone());
+    }
+    for m in &o.ext_mnt {
+        a.push("--external".into());
+        a.push(format!("mnt[{}]:{}", m.key, m.val));
+    }
+}
+
 /// `crit dump` arguments for a DUMP request.
 pub fn dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>, OptsError> {
     refuse_unsupported(o)?;
@@ -177,14 +189,7 @@ pub fn dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>, Opt
     for u in &o.unix_sk_ino {
         a.push(format!("--ext-unix-sk={}", u.inode));
     }
-    for e in &o.external {
-        a.push("--external".into());
-        a.push(e.clone());
-    }
-    for m in &o.ext_mnt {
-        a.push("--external".into());
-        a.push(format!("mnt[{}]:{}", m.key, m.val));
-    }
+    externals(o, &mut a);
     if let Some(ns) = o.empty_ns {
         // CLONE_NEWNET is the only one crit leaves empty.
         if ns & !(libc::CLONE_NEWNET as u32) != 0 {
@@ -221,14 +226,7 @@ pub fn restore_args(o: &CriuOpts, d: &Dirs, pidfile: &Path) -> Result<Vec<String
         a.push("--root".into());
         a.push(r.clone());
     }
-    for e in &o.external {
-        a.push("--external".into());
-        a.push(e.clone());
-    }
-    for m in &o.ext_mnt {
-        a.push("--external".into());
-        a.push(format!("mnt[{}]:{}", m.key, m.val));
-    }
+    externals(o, &mut a);
     for i in &o.inherit_fd {
         a.push("--inherit-fd".into());
         a.push(format!("fd[{}]:{}", i.fd, i.key));

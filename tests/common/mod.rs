@@ -67,3 +67,25 @@ pub fn assert_fails(out: &Output, want: &str) {
     assert!(err.contains(want), "want {want:?} in: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// A pipes-data image in `dir` whose one entry carries `mb` MiB of
+/// payload, written piece by piece (a child of the test starts as a copy
+/// of it, and memory tests count the child's peak).
+pub fn pipes_data_image(dir: &Path, mb: usize) -> PathBuf {
+    use crit::image::{pb, typed::ImageBuilder};
+    use std::io::Write;
+    let img = dir.join("pipes-data.img");
+    let mut b = ImageBuilder::new("PIPES_DATA").unwrap();
+    b.entry(&pb::PipeDataEntry {
+        pipe_id: 7,
+        bytes: (mb << 20) as u32,
+        size: None,
+    });
+    let mut f = std::fs::File::create(&img).unwrap();
+    f.write_all(&b.bytes).unwrap();
+    let piece: Vec<u8> = (0..1 << 20).map(|i| (i * 131 % 251) as u8).collect();
+    for _ in 0..mb {
+        f.write_all(&piece).unwrap();
+    }
+    img
+}
