@@ -167,6 +167,12 @@ struct RestoreArgs {
     /// bound from PATH).
     #[arg(long = "external", value_name = "RESOURCE", action = clap::ArgAction::Append)]
     external: Vec<String>,
+    /// Cgroups: soft (default; also full, strict, props: tasks join
+    /// their dumped cgroups, made if missing) or none/ignore (they stay
+    /// in crit's).
+    #[arg(long = "manage-cgroups", value_name = "MODE", num_args = 0..=1,
+          require_equals = true, default_missing_value = "soft")]
+    manage_cgroups: Option<String>,
     /// Accepted for compatibility with criu.
     #[arg(long = "tcp-established")]
     tcp_established: bool,
@@ -299,6 +305,15 @@ fn restore(a: RestoreArgs) -> crit::error::Result<()> {
         o.inherit_fds.push(crit::restore::parse_inherit_fd(v)?);
     }
     o.root = a.root.map(Into::into);
+    o.cgroups_none = match a.manage_cgroups.as_deref() {
+        None | Some("soft" | "full" | "strict" | "props") => false,
+        Some("none" | "ignore") => true,
+        Some(m) => {
+            return Err(Error::msg(format!(
+                "--manage-cgroups={m}: expected none, ignore, props, soft, full or strict"
+            )))
+        }
+    };
     for v in &a.external {
         let (key, path) = crit::restore::parse_ext_mount(v)?;
         o.ext_mnt.insert(key, path);

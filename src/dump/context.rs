@@ -68,6 +68,8 @@ pub struct DumpCtx<'a> {
     pub seen_vm: Vec<u32>,
     /// The same for fd tables.
     pub seen_files: Vec<u32>,
+    /// The cgroup sets of the tasks (crit's own is set 1).
+    pub cgroups: super::cgroups::CgSets,
 }
 
 impl<'a> DumpCtx<'a> {
@@ -102,6 +104,7 @@ impl<'a> DumpCtx<'a> {
             seccomp: Vec::new(),
             seen_vm: Vec::new(),
             seen_files: Vec::new(),
+            cgroups: super::cgroups::CgSets::new()?,
         })
     }
 }

@@ -17,6 +17,7 @@
 //! What is dumped, what is refused and why, and the benchmark:
 //! docs/dump.md (the one list of the engine's limits).
 
+pub mod cgroups;
 pub mod context;
 pub mod core;
 pub mod error;

@@ -333,7 +333,8 @@ fn thread_cores(
     let mut cores = Vec::new();
     for (i, &tid) in t.threads.iter().enumerate() {
         let regs: ThreadRegs = tracer::thread_regs(tid, &extra.threads[i])?;
-        let thread_core = thread_core(&mut ctx.seccomp, t, tid, status, extra, &regs)?;
+        let mut thread_core = thread_core(&mut ctx.seccomp, t, tid, status, extra, &regs)?;
+        thread_core.cg_set = Some(ctx.cgroups.id_of(pid)?);
         let mut core = pb::CoreEntry {
             mtype: pb::core_entry::March::X8664 as i32,
             thread_info: Some(kcore::thread_info(&regs)),

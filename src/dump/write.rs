@@ -45,6 +45,11 @@ pub fn images(ctx: &mut DumpCtx, all: Collection, copied: Copied) -> Result<Summ
     write_shared_memory(ctx, &mut s, &mut st)?;
     let ns = super::ns::images(&ctx.ns, all.ns)?;
     write_namespaces(ctx, ns, &mut s, &mut st)?;
+    if let Some(cg) = ctx.cgroups.entry() {
+        let mut b = ImageBuilder::new("CGROUP")?;
+        b.entry(&cg);
+        ctx.dir.write("cgroup.img", &b)?;
+    }
     write_zombies(ctx.dir, &all.zombies, &ctx.ns.pids)?;
     s.tasks += all.zombies.len();
     write_tree(ctx.dir, &ctx.frozen.tasks, ctx.opts.pid, &ctx.ns.pids)?;

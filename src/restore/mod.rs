@@ -17,6 +17,7 @@
 //! What is restored, what is refused and why, and the benchmark:
 //! docs/restore.md (the one list of the engine's limits).
 
+pub mod cgroups;
 pub mod child;
 pub mod cpu;
 pub mod error;
@@ -105,6 +106,8 @@ pub struct Options {
     pub root: Option<PathBuf>,
     /// `--external mnt[KEY]:PATH`, by key.
     pub ext_mnt: HashMap<String, PathBuf>,
+    /// `--manage-cgroups=none` (or ignore): tasks stay in crit's cgroups.
+    pub cgroups_none: bool,
 }
 
 /// Parses `mnt[KEY]:PATH` (CRIU's spelling of an external mount at
@@ -235,6 +238,9 @@ fn run(plan: &plan::Plan, opts: &Options, log: &Log, rb: &mut rollback::Rollback
         wait_ready(plan, status_r, log)?;
         if plan.ns.own_pids() {
             plan.set_hosts(tree::host_pids(root)?);
+        }
+        if !opts.cgroups_none {
+            cgroups::read(&plan.dir, plan.root_cg_set)?.join_all(plan, log)?;
         }
         task::take_over_all(plan, &pages, log)
     })

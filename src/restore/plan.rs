@@ -119,6 +119,8 @@ pub struct Plan {
     pub fifo_data: HashMap<u32, Vec<u8>>,
     /// The namespaces the tree owns and what goes into them.
     pub ns: super::ns::NsPlan,
+    /// The dumper's cgroup set (inventory's root_cg_set).
+    pub root_cg_set: u32,
     /// Image pid or tid -> the same task's pid in crit's pid namespace,
     /// once the tree exists in a pid namespace of its own.
     hosts: std::sync::OnceLock<HashMap<u32, u32>>,
@@ -233,6 +235,7 @@ impl Plan {
         let root_ids = tasks.first().map(|t| t.ids).unwrap_or_default();
         let ns = super::ns::NsPlan::read(dir, &root_ids, &dumper)?;
         Ok(Plan {
+            root_cg_set: inv.root_cg_set.unwrap_or(1),
             ns,
             hosts: Default::default(),
             dir: dir.to_path_buf(),

@@ -222,6 +222,12 @@ pub fn restore_args(o: &CriuOpts, d: &Dirs, pidfile: &Path) -> Result<Vec<String
     if o.ext_unix_sk == Some(true) {
         a.push("--ext-unix-sk".into());
     }
+    let mode = o
+        .manage_cgroups_mode
+        .and_then(|m| CriuCgMode::try_from(m).ok());
+    if matches!(mode, Some(CriuCgMode::CgNone | CriuCgMode::Ignore)) {
+        a.push("--manage-cgroups=none".into());
+    }
     if let Some(r) = &o.root {
         a.push("--root".into());
         a.push(r.clone());

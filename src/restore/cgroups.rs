@@ -1,0 +1,162 @@
+//! Tasks back to their cgroups (`cgroup.img`, as CRIU writes it): a task
+//! whose core names a set other than the inventory's `root_cg_set` (the
+//! dumper's own) joins each membership of that set: its pid is written
+//! to `cgroup.procs` of the path in the hierarchy of that controller on
+//! this machine, made if missing. Hierarchies this machine does not
+//! mount are passed over with a warning. Properties are not set. With
+//! `--manage-cgroups=none` (or ignore) tasks stay in crit's cgroups.
+
+use super::plan::Plan;
+use super::Log;
+use crate::error::{Error, Result};
+use crate::image::pb;
+use crate::image::typed::read_all;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// The sets of cgroup.img by id.
+pub struct CgPlan {
+    root_set: u32,
+    sets: HashMap<u32, Vec<pb::CgMemberEntry>>,
+}
+
+/// Reads cgroup.img (absent: every task is in the dumper's set).
+pub fn read(dir: &std::path::Path, root_set: u32) -> Result<CgPlan> {
+    let p = dir.join("cgroup.img");
+    let mut sets = HashMap::new();
+    if p.exists() {
+        for e in read_all::<pb::CgroupEntry>(&p, "CGROUP")? {
+            for s in e.sets {
+                sets.insert(s.id, s.ctls);
+            }
+        }
+    }
+    Ok(CgPlan { root_set, sets })
+}
+
+/// Where each hierarchy is mounted here: by its controllers string
+/// ("" for cgroup v2), the mount point and the mount's root.
+fn hierarchies() -> HashMap<String, (PathBuf, String)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out = HashMap::new();
+    for l in info.lines() {
+        let Some((left, right)) = l.split_once(" - ") else {
+            continue;
+        };
+        let f: Vec<&str> = left.split(' ').collect();
+        let r: Vec<&str> = right.split(' ').collect();
+        if f.len() < 5 || r.len() < 3 {
+            continue;
+        }
+        let key = match r[0] {
+            "cgroup2" => String::new(),
+            "cgroup" => {
+                let mut c: Vec<&str> = r[2]
+                    .split(',')
+                    .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains("release_agent"))
+                    .filter(|o| {
+                        ![
+                            "nosuid",
+                            "nodev",
+                            "noexec",
+                            "relatime",
+                            "clone_children",
+                            "xattr",
+                        ]
+                        .contains(o)
+                    })
+                    .collect();
+                c.sort_unstable();
+                c.join(",")
+            }
+            _ => continue,
+        };
+        out.entry(key)
+            .or_insert((PathBuf::from(f[4]), f[3].to_string()));
+    }
+    out
+}
+
+/// The controllers string of a membership, in the order `hierarchies`
+/// keys them.
+fn key(name: &str) -> String {
+    let mut c: Vec<&str> = name.split(',').filter(|s| !s.is_empty()).collect();
+    c.sort_unstable();
+    c.join(",")
+}
+
+impl CgPlan {
+    /// Moves every live task outside the dumper's set into its cgroups.
+    pub fn join_all(&self, plan: &Plan, log: &Log) -> Result<()> {
+        if self.sets.is_empty() {
+            return Ok(());
+        }
+        let here = hierarchies();
+        for t in plan.live() {
+            let set = t.threads[0]
+                .core
+                .thread_core
+                .as_ref()
+                .and_then(|c| c.cg_set)
+                .unwrap_or(self.root_set);
+            if set == self.root_set {
+                continue;
+            }
+            let members = self.sets.get(&set).ok_or_else(|| {
+                Error::msg(format!(
+                    "pid {}: cgroup set {set} is not in cgroup.img",
+                    t.pid
+                ))
+            })?;
+            for m in members {
+                self.join(plan.host(t.pid), t.pid, m, &here, log)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn join(
+        &self,
+        host: u32,
+        pid: u32,
+        m: &pb::CgMemberEntry,
+        here: &HashMap<String, (PathBuf, String)>,
+        log: &Log,
+    ) -> Result<()> {
+        let Some((mount, root)) = here.get(&key(&m.name)) else {
+            log.warn(format!(
+                "pid {pid}: cgroup hierarchy {:?} is not mounted here; {} not joined",
+                m.name, m.path
+            ));
+            return Ok(());
+        };
+        let rel = m.path.strip_prefix(root.as_str()).unwrap_or(&m.path);
+        let dir = mount.join(rel.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("pid {pid}: cgroup {}", dir.display()), e))?;
+        fill_cpusets(mount, &dir);
+        std::fs::write(dir.join("cgroup.procs"), host.to_string())
+            .map_err(|e| Error::io(format!("pid {pid}: joining cgroup {}", dir.display()), e))
+    }
+}
+
+/// A v1 cpuset cgroup made anew has no cpus or memory nodes, and no task
+/// can join it: each level takes its parent's.
+fn fill_cpusets(mount: &std::path::Path, dir: &std::path::Path) {
+    let Ok(rel) = dir.strip_prefix(mount) else {
+        return;
+    };
+    let mut at = mount.to_path_buf();
+    for part in rel.components() {
+        let parent = at.clone();
+        at.push(part);
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            let now = std::fs::read_to_string(at.join(f)).unwrap_or_default();
+            if now.trim().is_empty() {
+                if let Ok(v) = std::fs::read_to_string(parent.join(f)) {
+                    let _ = std::fs::write(at.join(f), v.trim());
+                }
+            }
+        }
+    }
+}

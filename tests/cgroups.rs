@@ -1,0 +1,103 @@
+//! Tasks go back to their cgroups: a task moved into a cgroup of its own
+//! (on this machine's pids hierarchy, or cgroup v2) is dumped, the
+//! cgroup is removed, and the restore makes it again and puts the task
+//! back in it; with `--manage-cgroups=none` it stays in crit's.
+
+mod dumpkit;
+
+use dumpkit::*;
+use std::path::PathBuf;
+
+/// Where a cgroup of the test can be made: the pids hierarchy (v1) or
+/// the unified one, with the name /proc/PID/cgroup lists it under.
+fn hierarchy() -> Option<(PathBuf, &'static str)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mut v2 = None;
+    for l in info.lines() {
+        let (left, right) = l.split_once(" - ")?;
+        let mp = PathBuf::from(left.split(' ').nth(4)?);
+        let r: Vec<&str> = right.split(' ').collect();
+        if r[0] == "cgroup" && r.get(2).is_some_and(|o| o.split(',').any(|x| x == "pids")) {
+            return Some((mp, "pids"));
+        }
+        if r[0] == "cgroup2" {
+            v2 = Some((mp, ""));
+        }
+    }
+    v2
+}
+
+fn cgroup_of(pid: i32, name: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    text.lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, c, p) = (f.next()?, f.next()?, f.next()?);
+            c.split(',')
+                .any(|x| x == name)
+                .then(|| p.to_string())
+                .or_else(|| (name.is_empty() && c.is_empty()).then(|| p.to_string()))
+        })
+        .unwrap_or_default()
+}
+
+struct Segment(i32);
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        let _ = crit::sys::ipc::Kind::Shm.remove(self.0);
+    }
+}
+
+#[test]
+fn tasks_go_back_to_their_cgroups() {
+    let Some((mount, name)) = hierarchy() else {
+        eprintln!("skipped: neither a pids hierarchy nor cgroup v2 is mounted");
+        return;
+    };
+    let kit = Kit::new();
+    let result = kit.path("result");
+    let mut prog = kit.start("sysvshm", &[result.to_str().unwrap()]);
+    let _seg = Segment(
+        prog.ready
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap(),
+    );
+    let rel = format!("crit-test-cg-{}/sub", std::process::id());
+    let dir = mount.join(&rel);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cgroup.procs"), prog.pid.to_string()).unwrap();
+    assert_eq!(cgroup_of(prog.pid, name), format!("/{rel}"));
+    let img = kit.path("img");
+    ok(&kit.dump(prog.pid, &img, &[]));
+    let _ = prog.child.wait();
+    // Gone since the dump: the restore makes it again.
+    std::fs::remove_dir(&dir).unwrap();
+    std::fs::remove_dir(dir.parent().unwrap()).unwrap();
+    let pidfile = kit.path("pid");
+    let restore = |extra: &[&str]| {
+        let mut a = vec!["restore", "-d", "-D", img.to_str().unwrap(), "--pidfile"];
+        a.push(pidfile.to_str().unwrap());
+        a.extend_from_slice(extra);
+        ok(&kit.crit(&a));
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let at = cgroup_of(pid, name);
+        kill_tree(pid);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        at
+    };
+    let back = restore(&[]);
+    let stayed = restore(&["--manage-cgroups=none"]);
+    let mine = cgroup_of(std::process::id() as i32, name);
+    let _ = std::fs::remove_dir(&dir);
+    let _ = std::fs::remove_dir(dir.parent().unwrap());
+    assert_eq!(back, format!("/{rel}"), "back in its cgroup");
+    assert_eq!(stayed, mine, "--manage-cgroups=none leaves it in crit's");
+}
