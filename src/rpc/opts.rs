@@ -98,9 +98,9 @@ fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
     if o.tcp_skip_in_flight == Some(true) {
         return Err(OptsError::Unsupported("tcp_skip_in_flight"));
     }
-    // manage_cgroups: crit leaves tasks in the cgroup it runs in, which
-    // is what the managers arrange (runc moves the engine into the
-    // container's cgroups first); anything stronger is refused.
+    // manage_cgroups: soft and default put tasks back in their cgroups,
+    // none and ignore leave them in crit's (where runc puts its engine);
+    // the modes that restore properties are refused.
     let mode = o
         .manage_cgroups_mode
         .and_then(|m| CriuCgMode::try_from(m).ok());
@@ -110,7 +110,7 @@ fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
     ) {
         return Err(OptsError::Bad {
             field: "manage_cgroups_mode",
-            why: "only none, soft, ignore and default are supported (tasks stay in crit's cgroups)"
+            why: "only none, soft, ignore and default are supported (cgroup properties are not restored)"
                 .into(),
         });
     }
