@@ -86,10 +86,17 @@ fn read(path: &Path) -> String {
         .to_string()
 }
 
+/// The container's count (read again when caught between the truncation
+/// and the write of the file).
 fn count(pid: i32) -> u64 {
-    read(&PathBuf::from(format!("/proc/{pid}/root/tmp/count")))
-        .parse()
-        .unwrap_or(0)
+    let path = PathBuf::from(format!("/proc/{pid}/root/tmp/count"));
+    for _ in 0..50 {
+        if let Ok(n) = read(&path).parse() {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    0
 }
 
 /// `runc ... ACTION NAME` with stdio pipes held by the returned child
@@ -172,8 +179,8 @@ fn runc_checkpoints_and_restores_with_crit() {
         alive(pid) && count(pid) > c0,
         "the container runs on after --leave-running"
     );
+    let before = count(pid);
     checkpoint(&[], &images);
-    let before = read(&b.join("rootfs/tmp/count")).parse::<u64>().unwrap();
     assert!(!alive(pid));
     let mut rs = runc(&runc_bin, &state);
     rs.args(["--criu", crit, "restore", "-d", "--image-path"])
