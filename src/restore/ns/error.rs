@@ -64,9 +64,3 @@ pub enum NsError {
     #[error("the namespace thread stopped: {0}")]
     Yard(String),
 }
-
-impl From<NsError> for crate::error::Error {
-    fn from(e: NsError) -> Self {
-        crate::error::Error::Restore(e.into())
-    }
-}
