@@ -27,18 +27,28 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `crit edit` refused or failed.
+    #[error(transparent)]
+    Edit(#[from] crate::edit::error::EditError),
     /// `crit dump` failed or refused.
     #[error(transparent)]
     Dump(#[from] crate::dump::error::DumpError),
-    /// `crit restore` failed or refused.
+    /// `crit restore` failed or refused (boxed: its variants carry
+    /// addresses and paths, and errors travel by value).
     #[error(transparent)]
-    Restore(#[from] crate::restore::error::RestoreError),
+    Restore(Box<crate::restore::error::RestoreError>),
     /// Anything else, already phrased with its location.
     #[error("{0}")]
     Msg(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<crate::restore::error::RestoreError> for Error {
+    fn from(e: crate::restore::error::RestoreError) -> Self {
+        Error::Restore(Box::new(e))
+    }
+}
 
 impl Error {
     pub fn msg(m: impl Into<String>) -> Self {

@@ -79,6 +79,7 @@
 //! schema, which prost would drop). The file is replaced atomically
 //! (temporary file, fsync, rename) and keeps its mode.
 
+pub mod error;
 pub mod files_img;
 pub mod unix;
 
@@ -89,6 +90,7 @@ use crate::image::schema::msg;
 use crate::image::typed::{expect_magic, write_atomic, Mapped};
 use crate::json::decode::{self, Style};
 use crate::json::writer::JsonWriter;
+use error::{DirFault, EditError, PathFault};
 use files_img::{encode, FilesImg};
 use prost::Message;
 use std::collections::HashMap;
@@ -125,16 +127,16 @@ pub fn parse_actions(reconnect: &[OsString], external: &[OsString]) -> Result<Ve
         v.push(parse_one("--reconnect", a.as_bytes(), true)?);
     }
     if v.is_empty() {
-        return Err(Error::msg(
-            "edit: no action given: use --reconnect INO=PATH or --external INO[=PATH]",
-        ));
+        return Err(EditError::NoAction.into());
     }
     for (i, a) in v.iter().enumerate() {
         if let Some(b) = v[..i].iter().find(|b| b.ino == a.ino) {
-            return Err(Error::msg(format!(
-                "{}: inode {} is already named by {}; give one action per socket",
-                a.label, a.ino, b.label
-            )));
+            return Err(EditError::SameInode {
+                label: a.label.clone(),
+                ino: a.ino,
+                other: b.label.clone(),
+            }
+            .into());
         }
     }
     Ok(v)
@@ -151,14 +153,12 @@ fn parse_one(flag: &str, arg: &[u8], path_required: bool) -> Result<Action> {
         .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|s| s.parse::<u32>().ok())
         .filter(|&n| n != 0)
-        .ok_or_else(|| {
-            Error::msg(format!(
-                "{label}: INO must be a socket inode number (1 to 4294967295)"
-            ))
+        .ok_or_else(|| EditError::BadInode {
+            label: label.clone(),
         })?;
     let kind = match (path, path_required) {
         (Some(p), true) => Kind::Reconnect(parse_path(&label, p)?),
-        (None, true) => return Err(Error::msg(format!("{label}: expected INO=PATH"))),
+        (None, true) => return Err(EditError::NeedPath { label }.into()),
         (Some(p), false) => Kind::External(Some(parse_path(&label, p)?)),
         (None, false) => Kind::External(None),
     };
@@ -167,33 +167,36 @@ fn parse_one(flag: &str, arg: &[u8], path_required: bool) -> Result<Action> {
 
 /// PATH as stored in `unix_sk_entry.name`.
 pub fn parse_path(label: &str, p: &[u8]) -> Result<Addr> {
+    let bad = |why| -> Error {
+        EditError::Path {
+            label: label.to_string(),
+            why,
+        }
+        .into()
+    };
     if p.is_empty() {
-        return Err(Error::msg(format!("{label}: PATH is empty")));
+        return Err(bad(PathFault::Empty));
     }
     if p.contains(&0) {
-        return Err(Error::msg(format!("{label}: PATH contains a NUL byte")));
+        return Err(bad(PathFault::Nul));
     }
     let mut bytes = Vec::with_capacity(p.len() + 1);
     if let Some(name) = p.strip_prefix(b"@") {
         if name.is_empty() {
-            return Err(Error::msg(format!(
-                "{label}: the abstract name after @ is empty"
-            )));
+            return Err(bad(PathFault::EmptyAbstract));
         }
         bytes.push(0);
         bytes.extend_from_slice(name);
     } else if p.starts_with(b"/") {
         bytes.extend_from_slice(p);
     } else {
-        return Err(Error::msg(format!(
-            "{label}: PATH must be absolute (/...) or @name for an abstract address"
-        )));
+        return Err(bad(PathFault::Relative));
     }
     if bytes.len() > PATH_MAX_BYTES {
-        return Err(Error::msg(format!(
-            "{label}: PATH is {} bytes, more than the {PATH_MAX_BYTES} a unix socket address can take",
-            bytes.len()
-        )));
+        return Err(bad(PathFault::TooLong {
+            len: bytes.len(),
+            max: PATH_MAX_BYTES,
+        }));
     }
     if bytes.first() != Some(&0) {
         bytes.push(0);
@@ -212,31 +215,32 @@ pub struct Prepared {
 
 /// Refuses a directory that lacks the images every restore needs.
 fn check_dir(dir: &Path) -> Result<()> {
-    let d = dir.display();
+    let bad = |why| -> Error {
+        EditError::Dir {
+            dir: dir.to_path_buf(),
+            why,
+        }
+        .into()
+    };
     if !dir.exists() {
-        return Err(Error::msg(format!("{d}: no such directory")));
+        return Err(bad(DirFault::Missing));
     }
     if !dir.is_dir() {
-        return Err(Error::msg(format!("{d}: not a directory")));
+        return Err(bad(DirFault::NotDir));
     }
-    let missing: Vec<&str> = ["inventory.img", "pstree.img", "files.img"]
+    let missing: Vec<&'static str> = ["inventory.img", "pstree.img", "files.img"]
         .into_iter()
         .filter(|f| !dir.join(f).is_file())
         .collect();
     if !missing.is_empty() {
-        return Err(Error::msg(format!(
-            "{d}: not a complete image set: missing {}",
-            missing.join(", ")
-        )));
+        return Err(bad(DirFault::Incomplete(missing)));
     }
     for (f, magic) in [("inventory.img", "INVENTORY"), ("pstree.img", "PSTREE")] {
         let m = Mapped::open(&dir.join(f))?;
         expect_magic(&mut m.source(), magic)?;
     }
     if dir.join("unixsk.img").exists() {
-        return Err(Error::msg(format!(
-            "{d}: has unixsk.img (an old image layout); crit edit only edits unix sockets in files.img"
-        )));
+        return Err(bad(DirFault::OldLayout));
     }
     Ok(())
 }
@@ -320,11 +324,13 @@ pub fn prepare(dir: &Path, actions: &[Action]) -> Result<Prepared> {
                     continue;
                 };
                 if encode(&entry.fe) != entry.raw {
-                    return Err(Error::msg(format!(
-                        "{}: the entry of unix socket {} (file id {}, at byte {}) does not re-encode \
-                         to its own bytes (fields crit does not know?); refusing to rewrite it",
-                        files.name, s.e.ino, entry.fe.id, entry.offset
-                    )));
+                    return Err(EditError::NoReencode {
+                        file: files.name.clone(),
+                        ino: s.e.ino,
+                        id: entry.fe.id,
+                        offset: entry.offset,
+                    }
+                    .into());
                 }
                 let mut fe = entry.fe.clone();
                 fe.usk = Some(s.e.clone());
@@ -407,8 +413,12 @@ pub fn run(dir: &Path, reconnect: &[OsString], external: &[OsString], dry_run: b
     // (A missing directory is refused by `prepare`, in its words.)
     let _lock = match std::fs::File::open(dir) {
         Ok(d) => Some(
-            nix::fcntl::Flock::lock(d, nix::fcntl::FlockArg::LockExclusive)
-                .map_err(|(_, e)| Error::io(format!("{}: lock", dir.display()), e.into()))?,
+            nix::fcntl::Flock::lock(d, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
+                EditError::Lock {
+                    dir: dir.to_path_buf(),
+                    source: e.into(),
+                }
+            })?,
         ),
         Err(_) => None,
     };

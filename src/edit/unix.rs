@@ -27,6 +27,7 @@
 //! - A stream socket whose peer is external gets no queuer: restore does
 //!   not refill its receive queue (only a peer in the images does that).
 
+use super::error::{EditError, Inconsistency, Refusal};
 use super::files_img::FilesImg;
 use crate::error::{Error, Result};
 use crate::image::pb;
@@ -118,10 +119,12 @@ impl Graph {
             }
             if fe.r#type == pb::FdTypes::Unixsk as i32 {
                 let Some(usk) = fe.usk.clone() else {
-                    return Err(Error::msg(format!(
-                        "{}: entry at byte {} (file id {}) is UNIXSK but has no unix_sk_entry",
-                        g.files, e.offset, fe.id
-                    )));
+                    return Err(EditError::NoUnixEntry {
+                        file: g.files.clone(),
+                        offset: e.offset,
+                        id: fe.id,
+                    }
+                    .into());
                 };
                 sock_like.push(usk.ino);
                 sock_like.push(usk.peer);
@@ -138,7 +141,10 @@ impl Graph {
             }
         }
         g.used_inos.remove(&0);
-        g.model = Model::new(socks).map_err(|e| Error::msg(format!("{}: {e}", g.files)))?;
+        g.model = Model::new(socks).map_err(|source| EditError::Model {
+            file: g.files.clone(),
+            source,
+        })?;
         for (id, (packets, bytes)) in queues.unwrap_or_default() {
             if let Some(i) = g.model.by_id(id).and_then(|s| g.model.index(s.ino())) {
                 g.model.socks[i].queued = crate::model::unix::Queued { packets, bytes };
@@ -159,8 +165,13 @@ impl Graph {
         self.labels.get(act).map(String::as_str).unwrap_or("edit")
     }
 
-    fn err(&self, act: usize, msg: String) -> Error {
-        Error::msg(format!("{}: {}: {msg}", self.files, self.label(act)))
+    fn err(&self, act: usize, why: Refusal) -> Error {
+        EditError::Refused {
+            file: self.files.clone(),
+            label: self.label(act).to_string(),
+            why,
+        }
+        .into()
     }
 
     /// The socket with inode `ino`, or an error listing the unix sockets.
@@ -168,7 +179,7 @@ impl Graph {
         if let Some(s) = self.model.index(ino) {
             return Ok(s);
         }
-        let list: Vec<String> = self
+        let known: Vec<String> = self
             .model
             .socks
             .iter()
@@ -179,15 +190,7 @@ impl Graph {
                 format!("{} {}{ext}", s.e.ino, display_name(&s.e.name))
             })
             .collect();
-        let known = if list.is_empty() {
-            "the images hold no unix sockets".to_string()
-        } else {
-            format!(
-                "unix sockets in the images (inode name): {}",
-                list.join(", ")
-            )
-        };
-        Err(self.err(act, format!("no unix socket with inode {ino}; {known}")))
+        Err(self.err(act, Refusal::NoSuchInode { ino, known }))
     }
 
     /// "unix socket 5 (file id 6, STREAM ESTABLISHED, name -)", as read:
@@ -205,11 +208,10 @@ impl Graph {
         match self.edits[s].owner {
             Some(o) if o != act => Err(self.err(
                 act,
-                format!(
-                    "{} is also changed by {}; one entry can take one change per call",
-                    self.describe(s),
-                    self.label(o)
-                ),
+                Refusal::AlsoChanged {
+                    sock: self.describe(s),
+                    by: self.label(o).to_string(),
+                },
             )),
             _ => {
                 self.edits[s].owner = Some(act);
@@ -218,21 +220,29 @@ impl Graph {
         }
     }
 
-    fn after_other_action(&self, s: usize) -> String {
-        match self.edits[s].owner {
-            Some(o) => format!(", after {}", self.label(o)),
-            None => String::new(),
-        }
+    /// The action that already changed `s`, if one did.
+    fn other_action(&self, s: usize) -> Option<String> {
+        self.edits[s].owner.map(|o| self.label(o).to_string())
     }
 
     fn fresh_ino(&mut self) -> Result<u32> {
-        fresh(&mut self.used_inos, self.ino_floor)
-            .ok_or_else(|| Error::msg(format!("{}: no free inode number left", self.files)))
+        fresh(&mut self.used_inos, self.ino_floor).ok_or_else(|| {
+            EditError::Exhausted {
+                file: self.files.clone(),
+                what: "inode number",
+            }
+            .into()
+        })
     }
 
     fn fresh_id(&mut self) -> Result<u32> {
-        fresh(&mut self.used_ids, self.id_floor)
-            .ok_or_else(|| Error::msg(format!("{}: no free file id left", self.files)))
+        fresh(&mut self.used_ids, self.id_floor).ok_or_else(|| {
+            EditError::Exhausted {
+                file: self.files.clone(),
+                what: "file id",
+            }
+            .into()
+        })
     }
 
     fn add(&mut self, act: usize, usk: pb::UnixSkEntry) -> usize {
@@ -290,27 +300,29 @@ impl Graph {
         if peer == 0 {
             return Err(self.err(
                 act,
-                format!(
-                    "{} is not connected (peer 0{})",
-                    self.describe(s),
-                    self.after_other_action(s)
-                ),
+                Refusal::NotConnected {
+                    sock: self.describe(s),
+                    after: self.other_action(s),
+                },
             ));
         }
         let Some(&p) = self.model.index(peer).as_ref() else {
             return Err(self.err(
                 act,
-                format!("{}: its peer {peer} is not in the images", self.describe(s)),
+                Refusal::PeerMissing {
+                    sock: self.describe(s),
+                    peer,
+                },
             ));
         };
         if !self.sock(p).is_external() {
             return Err(self.err(
                 act,
-                format!(
-                    "{} is connected to {peer}, which is in the images, not external; \
-                     use --external {ino}=PATH to connect it elsewhere",
-                    self.describe(s)
-                ),
+                Refusal::PeerInImages {
+                    sock: self.describe(s),
+                    peer,
+                    ino,
+                },
             ));
         }
         let sharers: Vec<usize> = self
@@ -375,10 +387,9 @@ impl Graph {
         if users.is_empty() {
             return Err(self.err(
                 act,
-                format!(
-                    "{} is not connected: no socket in the images has it as peer",
-                    self.describe(s)
-                ),
+                Refusal::NoUsers {
+                    sock: self.describe(s),
+                },
             ));
         }
         self.claim(act, s)?;
@@ -471,33 +482,30 @@ impl Graph {
     /// apply to it.
     fn external_pair(&self, act: usize, ino: u32) -> Result<(usize, usize)> {
         let s = self.find(act, ino)?;
-        let refuse = |why: String| Err(self.err(act, format!("{} {why}", self.describe(s))));
+        let refuse = |why| Err(self.err(act, why));
+        let sock = self.describe(s);
         if self.sock(s).is_external() {
-            return refuse(format!(
-                "is already the outside end of a connection; use --reconnect {ino}=PATH to change its address"
-            ));
+            return refuse(Refusal::AlreadyOutside { sock, ino });
         }
         let peer = self.sock(s).e.peer;
         if peer == 0 {
-            return refuse(format!(
-                "is not connected (peer 0{})",
-                self.after_other_action(s)
-            ));
+            return refuse(Refusal::NotConnected {
+                sock,
+                after: self.other_action(s),
+            });
         }
         let Some(p) = self.model.index(peer) else {
-            return Err(self.err(
-                act,
-                format!("{}: its peer {peer} is not in the images", self.describe(s)),
-            ));
+            return refuse(Refusal::PeerMissing { sock, peer });
         };
         if p == s {
-            return refuse("is connected to itself".into());
+            return refuse(Refusal::SelfConnected { sock });
         }
         if self.sock(p).is_external() {
-            return refuse(format!(
-                "is already connected to an external socket ({}); use --reconnect {ino}=PATH",
-                self.describe(p)
-            ));
+            return refuse(Refusal::AlreadyExternal {
+                sock,
+                peer: self.describe(p),
+                ino,
+            });
         }
         Ok((s, p))
     }
@@ -562,35 +570,36 @@ impl Graph {
                 continue;
             }
             let u = &s.e;
-            let bad = |why: String| {
-                Error::msg(format!(
-                    "{}: {} would be inconsistent: {why}",
-                    self.files,
-                    self.describe(i)
-                ))
+            let bad = |why| -> Error {
+                EditError::Inconsistent {
+                    file: self.files.clone(),
+                    sock: self.describe(i),
+                    why,
+                }
+                .into()
             };
             if u.name.len() > UNIX_PATH_MAX {
-                return Err(bad(format!(
-                    "its name is {} bytes, over {UNIX_PATH_MAX}",
-                    u.name.len()
-                )));
+                return Err(bad(Inconsistency::NameTooLong {
+                    len: u.name.len(),
+                    max: UNIX_PATH_MAX,
+                }));
             }
             if u.peer != 0 && self.model.index(u.peer).is_none() {
-                return Err(bad(format!("its peer {} is not in the images", u.peer)));
+                return Err(bad(Inconsistency::PeerMissing(u.peer)));
             }
             if s.is_external() {
                 if u.peer != 0 {
-                    return Err(bad(format!("an external entry with peer {}", u.peer)));
+                    return Err(bad(Inconsistency::ExternalWithPeer(u.peer)));
                 }
                 if self.model.users(u.ino).is_empty() {
-                    return Err(bad("no socket is connected to it".into()));
+                    return Err(bad(Inconsistency::Unused));
                 }
             } else if u.r#type != SOCK_DGRAM
                 && u.state == ST_ESTABLISHED
                 && u.peer == 0
                 && u.shutdown != Some(SHUT_BOTH)
             {
-                return Err(bad("CRIU restores an ESTABLISHED stream socket without peer only when it is shut down both ways".into()));
+                return Err(bad(Inconsistency::EstablishedWithoutPeer));
             }
         }
         Ok(())

@@ -197,20 +197,11 @@ impl Sock {
 }
 
 /// Two entries with one inode: the images are inconsistent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("two unix sockets have inode {ino} (file ids {} and {})", .ids.0, .ids.1)]
 pub struct DuplicateInode {
     pub ino: u32,
     pub ids: (u32, u32),
-}
-
-impl std::fmt::Display for DuplicateInode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "two unix sockets have inode {} (file ids {} and {})",
-            self.ino, self.ids.0, self.ids.1
-        )
-    }
 }
 
 /// Every unix socket of an image set, by inode.

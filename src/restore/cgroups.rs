@@ -6,9 +6,10 @@
 //! mount are passed over with a warning. Properties are not set. With
 //! `--manage-cgroups=none` (or ignore) tasks stay in crit's cgroups.
 
+use super::error::TaskError;
 use super::plan::Plan;
 use super::Log;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::pb;
 use crate::image::typed::read_all;
 use std::collections::HashMap;
@@ -102,12 +103,10 @@ impl CgPlan {
             if set == self.root_set {
                 continue;
             }
-            let members = self.sets.get(&set).ok_or_else(|| {
-                Error::msg(format!(
-                    "pid {}: cgroup set {set} is not in cgroup.img",
-                    t.pid
-                ))
-            })?;
+            let members = self
+                .sets
+                .get(&set)
+                .ok_or(TaskError::NoCgSet { pid: t.pid, set })?;
             for m in members {
                 self.join(plan.host(t.pid), t.pid, m, &here, log)?;
             }
@@ -132,11 +131,22 @@ impl CgPlan {
         };
         let rel = m.path.strip_prefix(root.as_str()).unwrap_or(&m.path);
         let dir = mount.join(rel.trim_start_matches('/'));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("pid {pid}: cgroup {}", dir.display()), e))?;
+        std::fs::create_dir_all(&dir).map_err(|source| TaskError::Cgroup {
+            pid,
+            what: "cgroup",
+            dir: dir.clone(),
+            source,
+        })?;
         fill_cpusets(mount, &dir);
-        std::fs::write(dir.join("cgroup.procs"), host.to_string())
-            .map_err(|e| Error::io(format!("pid {pid}: joining cgroup {}", dir.display()), e))
+        std::fs::write(dir.join("cgroup.procs"), host.to_string()).map_err(|source| {
+            TaskError::Cgroup {
+                pid,
+                what: "joining cgroup",
+                dir,
+                source,
+            }
+            .into()
+        })
     }
 }
 

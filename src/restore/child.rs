@@ -3,9 +3,10 @@
 //! its fds to their numbers (and the files its VMAs map to numbers crit
 //! knows), set cwd, root and umask, report, and wait to be taken over.
 
+use super::error::TaskError;
 use super::plan::{Plan, Task};
 use super::reservoir::Reservoir;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::sys::fdops;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -164,32 +165,34 @@ fn prepare(
 fn join_session_and_group(plan: &Plan, t: &Task) -> Result<()> {
     let pid = t.pid;
     if t.sid == t.pid {
-        nix::unistd::setsid().map_err(|e| Error::msg(format!("pid {pid}: setsid: {e}")))?;
+        nix::unistd::setsid().map_err(|source| TaskError::Own {
+            pid,
+            what: "setsid",
+            source,
+        })?;
     }
     let in_images = |id: u32| plan.tasks.iter().any(|x| x.pid == id);
     let me = nix::unistd::Pid::from_raw(0);
     let cur = nix::unistd::getpgrp().as_raw() as u32;
     if t.pgid != cur && in_images(t.pgid) {
         let g = nix::unistd::Pid::from_raw(if t.pgid == t.pid { 0 } else { t.pgid as i32 });
-        nix::unistd::setpgid(me, g)
-            .map_err(|e| Error::msg(format!("pid {pid}: setpgid to {}: {e}", t.pgid)))?;
+        nix::unistd::setpgid(me, g).map_err(|source| TaskError::OwnOn {
+            pid,
+            what: "setpgid to",
+            arg: t.pgid.to_string(),
+            source,
+        })?;
     }
     if in_images(t.sid) {
         let sid = nix::unistd::getsid(None)
             .map(|p| p.as_raw() as u32)
             .unwrap_or(0);
         if sid != t.sid {
-            return Err(Error::msg(format!(
-                "pid {pid}: session {} cannot be recreated (its leader is not an ancestor; not supported)",
-                t.sid
-            )));
+            return Err(TaskError::Session { pid, sid: t.sid }.into());
         }
     }
     if in_images(t.pgid) && nix::unistd::getpgrp().as_raw() as u32 != t.pgid {
-        return Err(Error::msg(format!(
-            "pid {pid}: could not join process group {}",
-            t.pgid
-        )));
+        return Err(TaskError::Group { pid, pgid: t.pgid }.into());
     }
     Ok(())
 }
@@ -203,15 +206,14 @@ fn lay_out_fds(t: &Task, res: &Reservoir, sync: &Sync) -> Result<(RawFd, RawFd)>
     let own = made_pairs();
     let mut pairs: Vec<(RawFd, RawFd, bool)> = Vec::new();
     for f in &t.fds {
-        let src = res
-            .raw(f.id)
-            .or_else(|| own.get(&f.id).copied())
-            .ok_or_else(|| {
-                Error::msg(format!(
-                    "pid {pid}: fd {}: file id {} was not opened",
-                    f.fd, f.id
-                ))
-            })?;
+        let src =
+            res.raw(f.id)
+                .or_else(|| own.get(&f.id).copied())
+                .ok_or(TaskError::FdNotOpened {
+                    pid,
+                    fd: f.fd,
+                    id: f.id,
+                })?;
         pairs.push((src, f.fd as RawFd, f.flags & 1 != 0));
     }
     for (k, id) in lay.vma_ids.iter().enumerate() {
@@ -219,7 +221,7 @@ fn lay_out_fds(t: &Task, res: &Reservoir, sync: &Sync) -> Result<(RawFd, RawFd)>
             .vma_files
             .get(id)
             .map(|f| f.as_raw_fd())
-            .ok_or_else(|| Error::msg(format!("pid {pid}: mapped file id {id} was not opened")))?;
+            .ok_or(TaskError::MappedNotOpened { pid, id: *id })?;
         pairs.push((src, lay.vbase + k as RawFd, true));
     }
     for id in &lay.shm_ids {
@@ -227,7 +229,7 @@ fn lay_out_fds(t: &Task, res: &Reservoir, sync: &Sync) -> Result<(RawFd, RawFd)>
             .shm_files
             .get(id)
             .map(|f| f.as_raw_fd())
-            .ok_or_else(|| Error::msg(format!("pid {pid}: shared memory {id} was not made")))?;
+            .ok_or(TaskError::SharedNotMade { pid, id: *id })?;
         pairs.push((src, lay.shm_fd(*id).unwrap_or(-1), true));
     }
     let st_fd = lay.end();
@@ -246,12 +248,20 @@ fn set_fs(plan: &Plan, t: &Task) -> Result<()> {
     };
     let (cwd, root) = (name(t.fs.cwd_id)?, name(t.fs.root_id)?);
     if let Some(r) = root.filter(|r| r != "/") {
-        nix::unistd::chroot(r.as_str())
-            .map_err(|e| Error::msg(format!("pid {pid}: chroot {r}: {e}")))?;
+        nix::unistd::chroot(r.as_str()).map_err(|source| TaskError::OwnOn {
+            pid,
+            what: "chroot",
+            arg: r.clone(),
+            source,
+        })?;
     }
     if let Some(c) = cwd {
-        nix::unistd::chdir(c.as_str())
-            .map_err(|e| Error::msg(format!("pid {pid}: chdir {c}: {e}")))?;
+        nix::unistd::chdir(c.as_str()).map_err(|source| TaskError::OwnOn {
+            pid,
+            what: "chdir",
+            arg: c.clone(),
+            source,
+        })?;
     }
     if let Some(m) = t.fs.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m));
@@ -301,7 +311,6 @@ fn made_pairs() -> std::collections::HashMap<u32, RawFd> {
 /// tens of thousands, near the fd limit).
 fn install(pairs: &[(RawFd, RawFd, bool)], pid: u32) -> Result<()> {
     use std::collections::HashMap;
-    let e = |what: &str, err: std::io::Error| Error::io(format!("pid {pid}: {what}"), err);
     // Where each source object is now, and how many targets still want it.
     let mut pos: HashMap<RawFd, RawFd> = HashMap::new();
     let mut pending: HashMap<RawFd, usize> = HashMap::new();
@@ -333,15 +342,18 @@ fn install(pairs: &[(RawFd, RawFd, bool)], pid: u32) -> Result<()> {
         // Someone else's source sits on the target: move it aside.
         if let Some(&other) = at.get(&t) {
             if other != s && pending.get(&other).copied().unwrap_or(0) > 0 {
-                let new = fdops::dup_at_least(t, top)
-                    .map_err(|err| e(&format!("move fd {t} aside"), err))?;
+                let new = fdops::dup_at_least(t, top).map_err(|source| TaskError::MoveAside {
+                    pid,
+                    fd: t,
+                    source,
+                })?;
                 pos.insert(other, new);
                 at.insert(new, other);
                 at.remove(&t);
             }
         }
         let cur = pos[&s];
-        fdops::dup_to(cur, t, cloexec).map_err(|err| e(&format!("fd {t}"), err))?;
+        fdops::dup_to(cur, t, cloexec).map_err(|source| TaskError::Place { pid, fd: t, source })?;
         placed.insert(t);
         if at.get(&t) != Some(&s) {
             at.remove(&t);
@@ -376,6 +388,7 @@ fn connect_outside(plan: &Plan, t: &Task, res: &Reservoir) -> Result<()> {
         .as_ref()
         .and_then(|tc| tc.creds.as_ref());
     let (euid, egid) = creds.map(|c| (c.euid, c.egid)).unwrap_or((0, 0));
+    let pid = t.pid;
     let groups: Vec<Gid> = creds
         .map(|c| c.groups.iter().map(|&g| Gid::from_raw(g)).collect())
         .unwrap_or_default();
@@ -390,13 +403,19 @@ fn connect_outside(plan: &Plan, t: &Task, res: &Reservoir) -> Result<()> {
         // A root task (euid 0) connects as root: it could anyway.
         let switch = euid != 0;
         let saved = if switch {
-            let saved =
-                getgroups().map_err(|e| Error::msg(format!("pid {}: getgroups: {e}", t.pid)))?;
-            setgroups(&groups).map_err(|e| Error::msg(format!("pid {}: setgroups: {e}", t.pid)))?;
-            setegid(Gid::from_raw(egid))
-                .map_err(|e| Error::msg(format!("pid {}: setegid {egid}: {e}", t.pid)))?;
-            seteuid(Uid::from_raw(euid))
-                .map_err(|e| Error::msg(format!("pid {}: seteuid {euid}: {e}", t.pid)))?;
+            let own = |what| move |source| TaskError::Own { pid, what, source };
+            let own_on = |what, arg: u32| {
+                move |source| TaskError::OwnOn {
+                    pid,
+                    what,
+                    arg: arg.to_string(),
+                    source,
+                }
+            };
+            let saved = getgroups().map_err(own("getgroups"))?;
+            setgroups(&groups).map_err(own("setgroups"))?;
+            setegid(Gid::from_raw(egid)).map_err(own_on("setegid", egid))?;
+            seteuid(Uid::from_raw(euid)).map_err(own_on("seteuid", euid))?;
             Some(saved)
         } else {
             None
@@ -407,13 +426,18 @@ fn connect_outside(plan: &Plan, t: &Task, res: &Reservoir) -> Result<()> {
             seteuid(Uid::from_raw(0))
                 .and_then(|_| setegid(Gid::from_raw(0)))
                 .and_then(|_| setgroups(&saved))
-                .map_err(|e| Error::msg(format!("pid {}: back to root: {e}", t.pid)))?;
+                .map_err(|source| TaskError::Own {
+                    pid,
+                    what: "back to root",
+                    source,
+                })?;
         }
-        r.map_err(|e| {
-            Error::msg(format!(
-                "pid {}: unix socket {} (fd {}): connect to outside peer {}: {e}",
-                t.pid, x.ino, f.fd, x.addr
-            ))
+        r.map_err(|source| TaskError::OutsidePeer {
+            pid,
+            ino: x.ino,
+            fd: f.fd,
+            addr: x.addr,
+            source,
         })?;
     }
     Ok(())
@@ -448,11 +472,11 @@ fn set_owners(plan: &Plan, t: &Task) -> Result<()> {
             o.pid as i32,
             o.signum as i32,
         )
-        .map_err(|e| {
-            Error::io(
-                format!("pid {}: fd {}: set owner {} for SIGIO", t.pid, f.fd, o.pid),
-                e,
-            )
+        .map_err(|source| TaskError::Owner {
+            pid: t.pid,
+            fd: f.fd,
+            owner: o.pid,
+            source,
         })?;
     }
     Ok(())
@@ -475,14 +499,11 @@ fn fill_epolls(plan: &Plan, t: &Task) -> Result<()> {
         }
         for tfd in &ep.tfd {
             fdops::epoll_add(f.fd as RawFd, tfd.tfd as RawFd, tfd.events, tfd.data).map_err(
-                |e| {
-                    Error::io(
-                        format!(
-                            "pid {}: epoll fd {}: add target fd {}",
-                            t.pid, f.fd, tfd.tfd
-                        ),
-                        e,
-                    )
+                |source| TaskError::EpollAdd {
+                    pid: t.pid,
+                    fd: f.fd,
+                    target: tfd.tfd,
+                    source,
                 },
             )?;
         }

@@ -1,9 +1,10 @@
 //! Whether this CPU can hold the tree's state, checked before any task is
 //! created (the rules are in [`crate::model::cpu`]).
 
+use super::error::{SetupError, TaskError};
 use super::plan::Plan;
 use super::Log;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::pb;
 use crate::model::cpu::{self as m, CpuCaps};
 use crate::sys::cpu;
@@ -21,17 +22,13 @@ pub fn check(plan: &Plan, caps: CpuCaps, log: &Log) -> Result<()> {
             };
             let lost = m::lost_components(f, have);
             if !lost.is_empty() {
-                let what = lost.join(", ");
                 if caps.has(CpuCaps::FPU) {
-                    return Err(Error::msg(format!(
-                        "tid {}: it was using {what} state, which this CPU lacks \
-                         (restore with --cpu-cap=none to drop it)",
-                        th.tid
-                    )));
+                    return Err(TaskError::CpuLacks { tid: th.tid, lost }.into());
                 }
                 log.warn(format!(
-                    "tid {}: its {what} state is dropped (this CPU lacks it)",
-                    th.tid
+                    "tid {}: its {} state is dropped (this CPU lacks it)",
+                    th.tid,
+                    lost.join(", ")
                 ));
             }
             if m::shadow_stack_on(f) {
@@ -49,25 +46,26 @@ pub fn check(plan: &Plan, caps: CpuCaps, log: &Log) -> Result<()> {
 fn check_image(plan: &Plan, rt: &cpu::CpuInfo, caps: CpuCaps) -> Result<()> {
     let path = plan.dir.join("cpuinfo.img");
     if !path.exists() {
-        return Err(Error::msg(format!(
-            "{}: missing; --cpu-cap needs images dumped with --cpu-cap",
-            path.display()
-        )));
+        return Err(SetupError::NoCpuinfo { path }.into());
     }
     let e: pb::CpuinfoEntry = crate::image::typed::read_one(&path, "CPUINFO")?;
-    let img = m::from_image(&e, rt).map_err(|w| Error::msg(format!("{}: {w}", path.display())))?;
+    let img = match m::from_image(&e, rt) {
+        Ok(img) => img,
+        Err(why) => return Err(SetupError::Cpuinfo { path, why }.into()),
+    };
     let missing = m::check_cpuinfo(&img, rt, caps);
     if !missing.is_empty() {
-        return Err(Error::msg(format!(
-            "{}: the dump's CPU ({}) had what this one lacks: {}",
-            path.display(),
-            if img.model_id.is_empty() {
-                "unnamed"
-            } else {
-                &img.model_id
-            },
-            missing.join("; ")
-        )));
+        let model = if img.model_id.is_empty() {
+            "unnamed".to_string()
+        } else {
+            img.model_id
+        };
+        return Err(SetupError::CpuDiffers {
+            path,
+            model,
+            missing,
+        }
+        .into());
     }
     Ok(())
 }

@@ -4,10 +4,11 @@
 //! protections, then the mm fields with PR_SET_MM_MAP.
 
 use super::child::Layout;
+use super::error::TaskError;
 use super::files::*;
 use super::plan::Task;
 use super::remote::{call, Tracee};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::flags::{PE_LAZY, PE_PARENT, PE_PRESENT};
 use crate::image::pb;
 
@@ -40,8 +41,12 @@ pub struct MapLine {
 }
 
 pub fn read_maps(pid: u32) -> Result<Vec<MapLine>> {
-    let p = format!("/proc/{pid}/maps");
-    let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+    let text =
+        std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|source| TaskError::Proc {
+            pid,
+            name: "maps",
+            source,
+        })?;
     let mut v = Vec::new();
     for line in text.lines() {
         let mut it = line.split_whitespace();
@@ -88,26 +93,31 @@ pub fn page_runs(task: &Task, pages_len: u64) -> Result<Vec<PageRun>> {
         });
         let n = pe.nr_pages.unwrap_or(u64::from(pe.compat_nr_pages));
         if flags & PE_PARENT != 0 {
-            return Err(Error::msg(format!(
-                "pid {}: pagemap-{}.img: pages at {:#x} are in a parent image (incremental dumps are not supported)",
-                task.pid, task.pid, pe.vaddr
-            )));
+            return Err(TaskError::PagesInParent {
+                pid: task.pid,
+                vaddr: pe.vaddr,
+            }
+            .into());
         }
         if flags & PE_PRESENT == 0 {
             if flags & PE_LAZY != 0 {
-                return Err(Error::msg(format!(
-                    "pid {}: pagemap-{}.img: pages at {:#x} are lazy (served by a page server), not in the images",
-                    task.pid, task.pid, pe.vaddr
-                )));
+                return Err(TaskError::PagesLazy {
+                    pid: task.pid,
+                    vaddr: pe.vaddr,
+                }
+                .into());
             }
             continue;
         }
         let len = n * PAGE;
         if off + len > pages_len {
-            return Err(Error::msg(format!(
-                "pid {}: pages-{}.img: holds {pages_len} bytes, the pagemap needs more (at {:#x})",
-                task.pid, task.pages_id, pe.vaddr
-            )));
+            return Err(TaskError::PagesShort {
+                pid: task.pid,
+                pages_id: task.pages_id,
+                len: pages_len,
+                vaddr: pe.vaddr,
+            }
+            .into());
         }
         runs.push(PageRun {
             vaddr: pe.vaddr,
@@ -154,8 +164,13 @@ pub fn choose_scratch(host: u32, task: &Task, len: u64) -> Result<u64> {
     let pid = task.pid;
     let mut taken: Vec<(u64, u64)> = read_maps(host)?.iter().map(|m| (m.start, m.end)).collect();
     taken.extend(task.mm.vmas.iter().map(|v| (v.start, v.end)));
-    find_hole(&taken, len)
-        .ok_or_else(|| Error::msg(format!("pid {pid}: no free room for a scratch area")))
+    find_hole(&taken, len).ok_or_else(|| {
+        TaskError::NoRoom {
+            pid,
+            what: "no free room for a scratch area",
+        }
+        .into()
+    })
 }
 
 /// Rebuilds the address space. `scratch` (`scratch_len` bytes) is kept.
@@ -190,10 +205,13 @@ pub fn rebuild(
 fn refuse_unsupported(task: &Task) -> Result<()> {
     for v in &task.mm.vmas {
         if v.status & (VMA_AREA_AIORING | VMA_AREA_SOCKET | VMA_UNSUPP) != 0 {
-            return Err(Error::msg(format!(
-                "pid {}: mapping {:#x}-{:#x} (status {:#x}) is of a kind restore does not support",
-                task.pid, v.start, v.end, v.status
-            )));
+            return Err(TaskError::MappingKind {
+                pid: task.pid,
+                start: v.start,
+                end: v.end,
+                status: v.status,
+            }
+            .into());
         }
     }
     Ok(())
@@ -214,10 +232,13 @@ fn unmap_all_but(t: &mut dyn Tracee, pid: u32, sp: &Special, keep: (u64, u64)) -
     }
     for (k, r) in t.batch(&calls)?.into_iter().enumerate() {
         if r < 0 {
-            return Err(Error::msg(format!(
-                "pid {pid}: munmap {:#x}: errno {}",
-                calls[k].1[0], -r
-            )));
+            return Err(TaskError::MemCall {
+                pid,
+                what: "munmap",
+                addr: calls[k].1[0],
+                errno: -r,
+            }
+            .into());
         }
     }
     Ok(())
@@ -259,28 +280,31 @@ fn map_vmas<'a>(
     for (k, got) in t.batch(&calls)?.into_iter().enumerate() {
         let v = maps[k].0;
         if (-4095..0).contains(&got) && maps[k].1 == NR_SHMAT {
-            return Err(Error::msg(format!(
-                "pid {pid}: mapping {:#x}-{:#x}: System V shared memory {} cannot be attached ({}); \
-                 it must exist in the restored tree's ipc namespace",
-                v.start,
-                v.end,
-                v.shmid,
-                std::io::Error::from_raw_os_error(-got as i32)
-            )));
+            return Err(TaskError::ShmAttach {
+                pid,
+                start: v.start,
+                end: v.end,
+                shmid: v.shmid,
+                source: std::io::Error::from_raw_os_error(-got as i32),
+            }
+            .into());
         }
         if (-4095..0).contains(&got) {
-            return Err(Error::msg(format!(
-                "pid {pid}: mmap {:#x}-{:#x}: {}",
-                v.start,
-                v.end,
-                std::io::Error::from_raw_os_error(-got as i32)
-            )));
+            return Err(TaskError::Mmap {
+                pid,
+                start: v.start,
+                end: v.end,
+                source: std::io::Error::from_raw_os_error(-got as i32),
+            }
+            .into());
         }
         if got as u64 != v.start {
-            return Err(Error::msg(format!(
-                "pid {pid}: mmap {:#x} landed at {got:#x}",
-                v.start
-            )));
+            return Err(TaskError::MmapMoved {
+                pid,
+                start: v.start,
+                got,
+            }
+            .into());
         }
     }
     Ok(reprotect)
@@ -306,20 +330,20 @@ fn shmat_flags(prot: u32) -> u64 {
 fn mmap_source(v: &pb::VmaEntry, lay: &Layout, pid: u32) -> Result<(u64, u64, u64)> {
     let flags = u64::from((v.flags & !MAP_FIXED_NOREPLACE) | MAP_FIXED);
     if is_file_vma(v) {
-        let fd = lay.fd_of(v.shmid as u32).ok_or_else(|| {
-            Error::msg(format!(
-                "pid {pid}: mapping {:#x}: file id {} not opened",
-                v.start, v.shmid
-            ))
-        })?;
+        let fd = lay
+            .fd_of(v.shmid as u32)
+            .ok_or(TaskError::MappedFileMissing {
+                pid,
+                start: v.start,
+                id: v.shmid,
+            })?;
         Ok((flags, fd as u64, v.pgoff))
     } else if is_anon_shared(v) {
         // Shared anonymous: the object every task with this shmid maps.
-        let fd = lay.shm_fd(v.shmid).ok_or_else(|| {
-            Error::msg(format!(
-                "pid {pid}: mapping {:#x}: shared memory {} not made",
-                v.start, v.shmid
-            ))
+        let fd = lay.shm_fd(v.shmid).ok_or(TaskError::SharedMissing {
+            pid,
+            start: v.start,
+            shmid: v.shmid,
         })?;
         let flags = (flags & !u64::from(MAP_ANON)) | u64::from(MAP_SHARED);
         Ok((flags, fd as u64, v.pgoff))
@@ -365,10 +389,13 @@ fn protect_and_advise(t: &mut dyn Tracee, task: &Task, reprotect: &[&pb::VmaEntr
         .collect();
     for (k, r) in t.batch(&calls)?.into_iter().enumerate() {
         if r < 0 {
-            return Err(Error::msg(format!(
-                "pid {}: mprotect {:#x}: errno {}",
-                task.pid, reprotect[k].start, -r
-            )));
+            return Err(TaskError::MemCall {
+                pid: task.pid,
+                what: "mprotect",
+                addr: reprotect[k].start,
+                errno: -r,
+            }
+            .into());
         }
     }
     let mut calls = Vec::new();
@@ -402,11 +429,13 @@ fn move_special(
         (Some(iv), Some((s, e))) => {
             let vclock_len = sp.vclock.map(|(a, b)| b - a).unwrap_or(0);
             if iv.end - iv.start != (e - s) + vclock_len {
-                return Err(Error::msg(format!(
-                    "pid {pid}: the dumped vvar is {} bytes, this kernel's is {}: restore on the dumping kernel",
-                    iv.end - iv.start,
-                    (e - s) + vclock_len
-                )));
+                return Err(TaskError::SpecialSize {
+                    pid,
+                    which: "vvar",
+                    dumped: iv.end - iv.start,
+                    here: (e - s) + vclock_len,
+                }
+                .into());
             }
             moves.push((s, e - s, iv.start));
             if let Some((a, b)) = sp.vclock {
@@ -417,29 +446,23 @@ fn move_special(
             drop.extend(cur);
             drop.extend(sp.vclock);
         }
-        (Some(_), None) => {
-            return Err(Error::msg(format!(
-                "pid {pid}: the images have a vvar, this kernel gives none"
-            )))
-        }
+        (Some(_), None) => return Err(TaskError::SpecialMissing { pid, which: "vvar" }.into()),
     }
     match (img_vdso, sp.vdso) {
         (Some(iv), Some((s, e))) => {
             if iv.end - iv.start != e - s {
-                return Err(Error::msg(format!(
-                    "pid {pid}: the dumped vdso is {} bytes, this kernel's is {}: restore on the dumping kernel",
-                    iv.end - iv.start,
-                    e - s
-                )));
+                return Err(TaskError::SpecialSize {
+                    pid,
+                    which: "vdso",
+                    dumped: iv.end - iv.start,
+                    here: e - s,
+                }
+                .into());
             }
             moves.push((s, e - s, iv.start));
         }
         (None, cur) => drop.extend(cur),
-        (Some(_), None) => {
-            return Err(Error::msg(format!(
-                "pid {pid}: the images have a vdso, this kernel gives none"
-            )))
-        }
+        (Some(_), None) => return Err(TaskError::SpecialMissing { pid, which: "vdso" }.into()),
     }
     for (s, e) in drop {
         call(t, "munmap vdso", NR_MUNMAP, [s, e - s, 0, 0, 0, 0])?;
@@ -453,8 +476,10 @@ fn move_special(
         let mut taken: Vec<(u64, u64)> = task.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
         taken.extend(moves.iter().map(|&(s, l, _)| (s, s + l)));
         taken.push((scratch, scratch + scratch_len));
-        let mut at = find_hole(&taken, total)
-            .ok_or_else(|| Error::msg(format!("pid {pid}: no room to move the vdso")))?;
+        let mut at = find_hole(&taken, total).ok_or(TaskError::NoRoom {
+            pid,
+            what: "no room to move the vdso",
+        })?;
         for m in &mut moves {
             call(
                 t,
@@ -482,11 +507,9 @@ fn move_special(
 /// Sets the mm fields (code/data/brk/stack/args/env bounds, auxv, exe).
 pub fn set_mm(t: &mut dyn Tracee, task: &Task, lay: &Layout, scratch: u64) -> Result<()> {
     let mm = &task.mm;
-    let exe_fd = lay.fd_of(mm.exe_file_id).ok_or_else(|| {
-        Error::msg(format!(
-            "pid {}: exe file id {} not opened",
-            task.pid, mm.exe_file_id
-        ))
+    let exe_fd = lay.fd_of(mm.exe_file_id).ok_or(TaskError::ExeMissing {
+        pid: task.pid,
+        id: mm.exe_file_id,
     })?;
     let mut auxv: Vec<u64> = mm.mm_saved_auxv.clone();
     // Terminate it: the kernel keeps whatever follows otherwise.

@@ -44,6 +44,7 @@ pub mod validate;
 pub use log::Log;
 
 use crate::error::{Error, Result};
+use error::SetupError;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -65,7 +66,11 @@ impl ExtUnix {
         if !v.contains('=') && v.contains(',') {
             for one in v.split(',') {
                 if one.is_empty() {
-                    return Err(Error::msg(format!("--ext-unix-sk={v}: empty inode")));
+                    return Err(SetupError::ExtUnixSk {
+                        value: v.to_string(),
+                        why: "empty inode",
+                    }
+                    .into());
                 }
                 self.add(one)?;
             }
@@ -75,11 +80,16 @@ impl ExtUnix {
             Some((i, p)) => (i, Some(p.to_string())),
             None => (v, None),
         };
-        let ino: u32 = ino
-            .parse()
-            .map_err(|_| Error::msg(format!("--ext-unix-sk={v}: expected INO or INO=PATH")))?;
+        let ino: u32 = ino.parse().map_err(|_| SetupError::ExtUnixSk {
+            value: v.to_string(),
+            why: "expected INO or INO=PATH",
+        })?;
         if path.as_deref() == Some("") {
-            return Err(Error::msg(format!("--ext-unix-sk={v}: empty path")));
+            return Err(SetupError::ExtUnixSk {
+                value: v.to_string(),
+                why: "empty path",
+            }
+            .into());
         }
         self.per.insert(ino, path);
         Ok(())
@@ -113,7 +123,12 @@ pub struct Options {
 /// Parses `mnt[KEY]:PATH` (CRIU's spelling of an external mount at
 /// restore).
 pub fn parse_ext_mount(s: &str) -> Result<(String, PathBuf)> {
-    let bad = || Error::msg(format!("--external {s}: expected mnt[KEY]:PATH"));
+    let bad = || -> Error {
+        SetupError::ExternalArg {
+            value: s.to_string(),
+        }
+        .into()
+    };
     let rest = s.strip_prefix("mnt[").ok_or_else(bad)?;
     let (key, path) = rest.split_once("]:").ok_or_else(bad)?;
     if key.is_empty() || path.is_empty() {
@@ -124,7 +139,12 @@ pub fn parse_ext_mount(s: &str) -> Result<(String, PathBuf)> {
 
 /// Parses `fd[N]:RESOURCE`.
 pub fn parse_inherit_fd(s: &str) -> Result<(i32, String)> {
-    let bad = || Error::msg(format!("--inherit-fd {s}: expected fd[N]:RESOURCE"));
+    let bad = || -> Error {
+        SetupError::InheritFdArg {
+            value: s.to_string(),
+        }
+        .into()
+    };
     let rest = s.strip_prefix("fd[").ok_or_else(bad)?;
     let (n, res) = rest.split_once("]:").ok_or_else(bad)?;
     let n: i32 = n.parse().map_err(|_| bad())?;
@@ -149,16 +169,14 @@ pub fn restore(opts: &Options) -> Result<i32> {
     log.debug(format!("images read in {:?}", t0.elapsed()));
     let root = &plan.tasks[0];
     if root.zombie.is_some() {
-        return Err(Error::msg(format!(
-            "pid {}: the root of the tree is a zombie",
-            root.pid
-        )));
+        return Err(SetupError::ZombieRoot { pid: root.pid }.into());
     }
     if root.sid != root.pid && !opts.shell_job {
-        return Err(Error::msg(format!(
-            "pid {}: its session {} is outside the images; restore with --shell-job",
-            root.pid, root.sid
-        )));
+        return Err(SetupError::OutsideSession {
+            pid: root.pid,
+            sid: root.sid,
+        }
+        .into());
     }
     cpu::check(&plan, opts.cpu_caps, &log)?;
     // One restore of an image set at a time: a second one waits here, then
@@ -180,7 +198,11 @@ pub fn restore(opts: &Options) -> Result<i32> {
         // The tree exists: a pidfile that cannot be written ends it.
         if let Err(e) = std::fs::write(p, format!("{root_pid}\n")) {
             rb.undo(&log);
-            return Err(Error::io(format!("--pidfile {}", p.display()), e));
+            return Err(SetupError::Pidfile {
+                path: p.clone(),
+                source: e,
+            }
+            .into());
         }
     }
     log.info(format!(
@@ -195,17 +217,23 @@ pub fn restore(opts: &Options) -> Result<i32> {
 
 fn run(plan: &plan::Plan, opts: &Options, log: &Log, rb: &mut rollback::Rollback) -> Result<()> {
     raise_nofile();
-    nix::sys::prctl::set_child_subreaper(true)
-        .map_err(|e| Error::msg(format!("prctl(PR_SET_CHILD_SUBREAPER): {e}")))?;
+    nix::sys::prctl::set_child_subreaper(true).map_err(|source| SetupError::Own {
+        what: "prctl(PR_SET_CHILD_SUBREAPER)",
+        source,
+    })?;
     // Before any other thread exists: the namespace is for the children
     // of crit's threads, which share this setting.
     if let Some(t) = &plan.ns.time {
         ns::clocks::new_time_ns(t)?;
     }
-    let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::msg(format!("pipe2: {e}")))?;
-    let (hold_r, hold_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::msg(format!("pipe2: {e}")))?;
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|source| SetupError::Own {
+            what: "pipe2",
+            source,
+        })
+    };
+    let (status_r, status_w) = pipe()?;
+    let (hold_r, hold_w) = pipe()?;
     let sync = child::Sync { status_w, hold_r };
     rb.hold_w = Some(hold_w);
     let root = if plan.ns.needs_yard() {
@@ -288,9 +316,14 @@ fn external_net(plan: &plan::Plan, opts: &Options) -> Result<Option<std::os::fd:
         .iter()
         .find(|(_, what)| what == key)
         .ok_or_else(|| ns::NsError::NoExternalNet { key: key.clone() })?;
-    crate::sys::sock::dup_raw(*n)
-        .map(Some)
-        .map_err(|e| Error::io(format!("--inherit-fd fd[{n}]:{key}"), e))
+    crate::sys::sock::dup_raw(*n).map(Some).map_err(|source| {
+        SetupError::InheritFd {
+            fd: *n,
+            key: key.clone(),
+            source,
+        }
+        .into()
+    })
 }
 
 /// Opens the images directory (O_PATH) and makes the plan name it as
@@ -302,7 +335,10 @@ fn reach_images(plan: &mut plan::Plan) -> Result<std::os::fd::OwnedFd> {
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .map_err(|e| Error::io(plan.dir.display().to_string(), e.into()))?;
+    .map_err(|e| SetupError::Dir {
+        path: plan.dir.clone(),
+        source: e.into(),
+    })?;
     plan.dir = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
     Ok(fd)
 }
@@ -310,9 +346,17 @@ fn reach_images(plan: &mut plan::Plan) -> Result<std::os::fd::OwnedFd> {
 /// An exclusive lock on the images directory (flock), held until the
 /// restore ends.
 fn lock_images(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
-    let f = std::fs::File::open(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| Error::io(format!("{}: lock", dir.display()), e.into()))
+    let f = std::fs::File::open(dir).map_err(|source| SetupError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
+        SetupError::Lock {
+            path: dir.to_path_buf(),
+            source: e.into(),
+        }
+        .into()
+    })
 }
 
 /// Reads one report per task from the status pipe: "OK PID" or "ERR PID
@@ -326,16 +370,20 @@ fn wait_ready(plan: &plan::Plan, status_r: std::os::fd::OwnedFd, log: &Log) -> R
         let n = std::io::BufRead::read_line(&mut reports, &mut line)
             .map_err(|e| Error::io("status pipe", e))?;
         if n == 0 {
-            return Err(Error::msg(format!(
-                "restore: {} of {} tasks were forked before one died without a report",
+            return Err(SetupError::ChildVanished {
                 ready,
-                plan.tasks.len()
-            )));
+                total: plan.tasks.len(),
+            }
+            .into());
         }
         let line = line.trim_end();
         if let Some(rest) = line.strip_prefix("ERR ") {
-            let (_pid, msg) = rest.split_once(' ').unwrap_or((rest, ""));
-            return Err(Error::msg(msg.to_string()));
+            let (pid, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+            return Err(error::TaskError::Child {
+                pid: pid.parse().unwrap_or(0),
+                msg: msg.to_string(),
+            }
+            .into());
         }
         ready += 1;
         log.debug(format!("task ready: {line}"));

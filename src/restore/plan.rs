@@ -2,6 +2,7 @@
 //! task's core, mm, pagemap, fds and fs, and the shared file table. Nothing
 //! here touches the system; every later step works from the plan.
 
+use super::error::SetupError;
 use crate::error::{Error, Result};
 use crate::image::entry::EntryReader;
 use crate::image::pb;
@@ -134,7 +135,7 @@ fn unix_model(files: &FileTable, tasks: &[Task], packets: &[Packet]) -> Result<M
             .values()
             .filter_map(|f| f.usk.as_ref().map(|u| (f.id, u.clone()))),
     )
-    .map_err(|e| Error::msg(format!("files.img: {e}")))?;
+    .map_err(SetupError::UnixModel)?;
     for t in tasks {
         for f in &t.fds {
             m.add_holder(f.id, t.pid, f.fd);
@@ -153,10 +154,10 @@ fn img(dir: &Path, name: &str) -> PathBuf {
 impl Plan {
     pub fn load(dir: &Path) -> Result<Plan> {
         if !dir.is_dir() {
-            return Err(Error::msg(format!(
-                "{}: not an images directory",
-                dir.display()
-            )));
+            return Err(SetupError::NotImages {
+                path: dir.to_path_buf(),
+            }
+            .into());
         }
         let inv = super::validate::inventory(dir)?;
         let pstree: Vec<pb::PstreeEntry> = read_all(&img(dir, "pstree.img"), "PSTREE")?;
@@ -173,10 +174,11 @@ impl Plan {
         if locks.exists() {
             let n = read_all::<pb::FileLockEntry>(&locks, "FILE_LOCKS")?.len();
             if n > 0 {
-                return Err(Error::msg(format!(
-                    "{}: {n} file lock(s); restoring file locks is not supported yet",
-                    locks.display()
-                )));
+                return Err(SetupError::FileLocks {
+                    path: locks,
+                    count: n,
+                }
+                .into());
             }
         }
         let spath = img(dir, "seccomp.img");
@@ -252,7 +254,7 @@ impl Plan {
     pub fn file(&self, id: u32, pid: u32) -> Result<&pb::FileEntry> {
         self.files
             .get(&id)
-            .ok_or_else(|| Error::msg(format!("pid {pid}: file id {id} is not in files.img")))
+            .ok_or_else(|| SetupError::NoFile { pid, id }.into())
     }
 
     /// The queued packets of the socket with file id `id`, in order.
@@ -332,9 +334,7 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry, seccomp: Option<&pb::SeccompEntry>
     // TASK_ALIVE = 1, TASK_DEAD = 2, TASK_STOPPED = 3, TASK_HELPER = 4, TASK_ZOMBIE = 6
     let state = tc.as_ref().map(|t| t.task_state).unwrap_or(1);
     if state != 1 && state != 3 {
-        return Err(Error::msg(format!(
-            "pid {pid}: task state {state} is not restorable (only running and stopped tasks are)"
-        )));
+        return Err(SetupError::TaskState { pid, state }.into());
     }
     for th in threads.iter_mut() {
         th.seccomp = seccomp_of(th, tc.as_ref(), seccomp)?;
@@ -404,9 +404,7 @@ fn read_threads(dir: &Path, pid: u32, tids: &[u32]) -> Result<Vec<Thread>> {
     for tid in ordered {
         let core: pb::CoreEntry = read_one(&img(dir, &format!("core-{tid}.img")), "CORE")?;
         if core.thread_info.is_none() {
-            return Err(Error::msg(format!(
-                "core-{tid}.img: pid {pid}: no x86_64 thread info (only x86_64 images restore)"
-            )));
+            return Err(SetupError::NotX86 { tid, pid }.into());
         }
         threads.push(Thread {
             tid,
@@ -451,7 +449,9 @@ pub fn read_pagemap(
             out.push(e.decode()?);
         }
     }
-    let id = head.ok_or_else(|| Error::msg(format!("{}: no pagemap head", path.display())))?;
+    let id = head.ok_or_else(|| SetupError::NoPagemapHead {
+        path: path.to_path_buf(),
+    })?;
     Ok((id, out))
 }
 

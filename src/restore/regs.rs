@@ -3,7 +3,7 @@
 //! xsave area.
 
 use super::remote::Regs;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::pb;
 
 const ERESTARTSYS: i64 = -512;
@@ -19,9 +19,7 @@ const ERESTART_RESTARTBLOCK: i64 = -516;
 /// starts over). orig_rax is -1 so that the kernel does no restart of its own.
 pub fn from_image(g: &pb::UserX86RegsEntry, tid: u32) -> Result<Regs> {
     if g.mode.unwrap_or(1) != 1 {
-        return Err(Error::msg(format!(
-            "tid {tid}: 32-bit (compat) tasks are not supported"
-        )));
+        return Err(super::error::TaskError::Compat { tid }.into());
     }
     let mut r = Regs {
         r15: g.r15,

@@ -68,11 +68,12 @@ pub trait Tracee {
 pub fn call(t: &mut dyn Tracee, what: &str, nr: i64, args: [u64; 6]) -> Result<u64> {
     let r = t.syscall(nr, args)?;
     if (-4095..0).contains(&r) {
-        return Err(crate::error::Error::msg(format!(
-            "pid {}: {what}: {}",
-            t.tid(),
-            std::io::Error::from_raw_os_error(-r as i32)
-        )));
+        return Err(super::error::TaskError::Injected {
+            pid: t.tid(),
+            call: what.to_string(),
+            source: std::io::Error::from_raw_os_error(-r as i32),
+        }
+        .into());
     }
     Ok(r as u64)
 }

@@ -6,8 +6,9 @@
 //! current hard limit, the soft one under it) and reports each lowered
 //! limit, so the caller can warn once per task.
 
+use super::error::TaskError;
 use super::remote::{call, Tracee};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::pb;
 
 const NR_PRLIMIT64: i64 = libc::SYS_prlimit64;
@@ -42,7 +43,7 @@ pub struct Lowered {
     pub restored: (u64, u64),
 }
 
-fn value(v: u64) -> String {
+pub(crate) fn value(v: u64) -> String {
     if v == u64::MAX {
         "unlimited".into()
     } else {
@@ -74,12 +75,13 @@ pub fn restore(t: &mut dyn Tracee, rl: &pb::TaskRlimitsEntry, buf: u64) -> Resul
     for (res, r) in rl.rlimits.iter().enumerate() {
         let name = NAMES.get(res).copied().unwrap_or("limit");
         if r.cur > r.max {
-            return Err(Error::msg(format!(
-                "pid {}: {name} in the images has soft limit {} above hard limit {}",
-                t.tid(),
-                value(r.cur),
-                value(r.max)
-            )));
+            return Err(TaskError::Rlimit {
+                pid: t.tid(),
+                name,
+                cur: r.cur,
+                max: r.max,
+            }
+            .into());
         }
         put(t, buf, r.cur, r.max)?;
         let got = t.syscall(NR_PRLIMIT64, [0, res as u64, buf, 0, 0, 0])?;
@@ -126,11 +128,12 @@ fn put(t: &mut dyn Tracee, buf: u64, cur: u64, max: u64) -> Result<()> {
 }
 
 fn call_failed(t: &mut dyn Tracee, name: &str, r: i64) -> Result<()> {
-    Err(Error::msg(format!(
-        "pid {}: prlimit64({name}): {}",
-        t.tid(),
-        std::io::Error::from_raw_os_error(-r as i32)
-    )))
+    Err(TaskError::Injected {
+        pid: t.tid(),
+        call: format!("prlimit64({name})"),
+        source: std::io::Error::from_raw_os_error(-r as i32),
+    }
+    .into())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! set on the thread first, so the filters do not see the calls crit
 //! still injects after them; they apply from the moment it is detached.
 
+use super::error::{SeccompFault, TaskError};
 use super::remote::{call, Tracee};
 use super::tracee::SysTracee;
 use crate::error::{Error, Result};
@@ -52,35 +53,30 @@ pub fn setup_of(
         0 => return Ok(Setup::None),
         1 => return Ok(Setup::Strict),
         2 => {}
-        m => {
-            return Err(Error::msg(format!(
-                "tid {tid}: unknown seccomp mode {m} in its core image"
-            )))
-        }
+        m => return Err(TaskError::SeccompMode { tid, mode: m }.into()),
     }
-    let bad = |m: String| Error::msg(format!("tid {tid}: seccomp.img: {m}"));
-    let img = img.ok_or_else(|| bad("missing, but the thread has seccomp filters".into()))?;
+    let bad = |why| -> Error { TaskError::Seccomp { tid, why }.into() };
+    let img = img.ok_or_else(|| bad(SeccompFault::Missing))?;
     let all = &img.seccomp_filters;
-    let mut at = index.ok_or_else(|| bad("the thread's core names no filter".into()))?;
+    let mut at = index.ok_or_else(|| bad(SeccompFault::NoIndex))?;
     let mut chain = Vec::new();
     loop {
         let f = all.get(at as usize).ok_or_else(|| {
-            bad(format!(
-                "filter {at} does not exist ({} entries)",
-                all.len()
-            ))
+            bad(SeccompFault::NoFilter {
+                at,
+                entries: all.len(),
+            })
         })?;
         if f.filter.is_empty() || f.filter.len() % 8 != 0 || f.filter.len() / 8 > MAX_INSNS {
-            return Err(bad(format!(
-                "filter {at} is {} bytes, not 1 to {MAX_INSNS} instructions of 8 bytes",
-                f.filter.len()
-            )));
+            return Err(bad(SeccompFault::Size {
+                at,
+                len: f.filter.len(),
+                max: MAX_INSNS,
+            }));
         }
         let flags = f.flags.unwrap_or(0);
         if flags & FLAG_NEW_LISTENER != 0 {
-            return Err(bad(format!(
-                "filter {at} has a user-space listener, which cannot be restored"
-            )));
+            return Err(bad(SeccompFault::Listener { at }));
         }
         chain.push(Filter {
             prog: f.filter.clone(),
@@ -88,7 +84,7 @@ pub fn setup_of(
         });
         match f.prev {
             Some(p) if chain.len() > all.len() => {
-                return Err(bad(format!("the chain from filter {p} loops")));
+                return Err(bad(SeccompFault::Loop { at: p }));
             }
             Some(p) => at = p,
             None => break,

@@ -3,6 +3,7 @@
 //! last, then registers; finally detaches them all at once.
 
 use super::child::Layout;
+use super::error::{SetupError, TaskError};
 use super::memory;
 use super::plan::{Plan, Task};
 use super::regs;
@@ -12,7 +13,7 @@ use super::seccomp;
 use super::timers;
 use super::tracee::{self, FinishedThread, SysTracee};
 use super::Log;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::pb;
 use crate::image::typed::Mapped;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -103,7 +104,7 @@ pub fn take_over_all(
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(Error::msg("restore: a rebuilding thread panicked")))
+                    .unwrap_or_else(|_| Err(SetupError::Panicked.into()))
             })
             .collect()
     });
@@ -148,7 +149,7 @@ impl Team<'_> {
                 if let Some(sig) = t.stop_signal() {
                     let h = self.plan.host(t.pid) as i32;
                     crate::sys::ptrace::tgkill(h, h, sig)
-                        .map_err(|e| Error::io(format!("pid {}: stop it again", t.pid), e))?;
+                        .map_err(|source| TaskError::StopAgain { pid: t.pid, source })?;
                 }
             }
             Ok(())
@@ -284,9 +285,12 @@ fn make_scratch(main: &mut SysTracee, task: &Task) -> Result<(u64, u64)> {
         [scratch, SCRATCH_LEN, 7, 0x22 | 0x100000, u64::MAX, 0],
     )?;
     if got != scratch {
-        return Err(Error::msg(format!(
-            "pid {pid}: scratch area landed at {got:#x}, not {scratch:#x}"
-        )));
+        return Err(TaskError::ScratchMoved {
+            pid,
+            got,
+            want: scratch,
+        }
+        .into());
     }
     main.enable_batch(scratch + (32 << 10), scratch + (64 << 10), 1 << 20)?;
     Ok((region, scratch))
@@ -304,9 +308,10 @@ fn make_threads(mut main: SysTracee, task: &Task, scratch: u64) -> Result<Vec<Re
     let mut out = Vec::new();
     for (mut t, core) in threads {
         let mask = thread_state(&mut t, task, core, scratch)?;
-        let ti = core.thread_info.as_ref().ok_or_else(|| {
-            Error::msg(format!("tid {}: no registers in the core image", t.tid()))
-        })?;
+        let ti = core
+            .thread_info
+            .as_ref()
+            .ok_or(TaskError::NoRegisters { tid: t.tid() })?;
         let r = regs::from_image(&ti.gpregs, t.tid())?;
         out.push(Rebuilt {
             t,
@@ -395,9 +400,7 @@ fn queue_pending_signals(out: &mut [Rebuilt], task: &Task, scratch: u64) -> Resu
 fn finish_threads(out: Vec<Rebuilt>, pid: u32) -> Result<Vec<Done>> {
     let mut done = Vec::new();
     let mut rest = out.into_iter();
-    let first = rest
-        .next()
-        .ok_or_else(|| Error::msg(format!("pid {pid}: no thread")))?;
+    let first = rest.next().ok_or(TaskError::NoThread { pid })?;
     for th in rest {
         done.push(Done {
             t: th.t.finish(&th.regs, th.mask)?,
@@ -471,9 +474,12 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<Vec<rlimi
         )?;
     }
     if let Some(adj) = tc.oom_score_adj {
-        let p = format!("/proc/{}/oom_score_adj", t.host_tid());
-        std::fs::write(&p, adj.to_string())
-            .map_err(|e| Error::io(format!("pid {}: {p}", task.pid), e))?;
+        let path = std::path::PathBuf::from(format!("/proc/{}/oom_score_adj", t.host_tid()));
+        std::fs::write(&path, adj.to_string()).map_err(|source| TaskError::ProcWrite {
+            pid: task.pid,
+            path,
+            source,
+        })?;
     }
     Ok(lowered)
 }

@@ -8,6 +8,7 @@
 //! created after the threads (a SIGEV_THREAD_ID timer names one) and armed
 //! last, so their remaining time is spent as little as possible in crit.
 
+use super::error::{TaskError, TimerFault};
 use super::remote::{call, Tracee};
 use crate::error::{Error, Result};
 use crate::image::pb;
@@ -30,30 +31,35 @@ pub fn checked(
     let mut v = timers.to_vec();
     v.sort_by_key(|t| t.it_id);
     for (i, t) in v.iter().enumerate() {
-        let bad = |m: String| Error::msg(format!("pid {pid}: POSIX timer {}: {m}", t.it_id));
+        let bad = |why| -> Error {
+            TaskError::Timer {
+                pid,
+                id: t.it_id,
+                why,
+            }
+            .into()
+        };
         if i > 0 && v[i - 1].it_id == t.it_id {
-            return Err(bad("appears twice".into()));
+            return Err(bad(TimerFault::Twice));
         }
         if t.it_id > i32::MAX as u32 {
-            return Err(bad("id out of range".into()));
+            return Err(bad(TimerFault::IdRange));
         }
         match t.it_sigev_notify {
             SIGEV_SIGNAL | SIGEV_NONE | SIGEV_THREAD => {}
             n if n == SIGEV_SIGNAL | SIGEV_THREAD_ID => {
                 let tid = t.notify_thread_id.unwrap_or(0);
                 if tid <= 0 || !tids.contains(&(tid as u32)) {
-                    return Err(bad(format!(
-                        "notifies thread {tid}, which is not a thread of the task"
-                    )));
+                    return Err(bad(TimerFault::NotOurThread(tid)));
                 }
             }
-            n => return Err(bad(format!("unknown notification {n}"))),
+            n => return Err(bad(TimerFault::Notify(n))),
         }
         if t.it_sigev_notify != SIGEV_NONE && !(1..=64).contains(&t.si_signo) {
-            return Err(bad(format!("signal {} out of range", t.si_signo)));
+            return Err(bad(TimerFault::Signal(t.si_signo)));
         }
         if t.insec >= 1_000_000_000 || t.vnsec >= 1_000_000_000 {
-            return Err(bad("nanoseconds out of range".into()));
+            return Err(bad(TimerFault::Nanos));
         }
     }
     Ok(v)
@@ -74,10 +80,12 @@ pub fn create(t: &mut dyn Tracee, timers: &[pb::PosixTimerEntry], area: u64) -> 
         0 => true,
         r if r == -(libc::EINVAL as i64) => false,
         r => {
-            return Err(Error::msg(format!(
-                "pid {pid}: prctl(PR_TIMER_CREATE_RESTORE_IDS): {}",
-                std::io::Error::from_raw_os_error(-r as i32)
-            )))
+            return Err(TaskError::Injected {
+                pid,
+                call: "prctl(PR_TIMER_CREATE_RESTORE_IDS)".into(),
+                source: std::io::Error::from_raw_os_error(-r as i32),
+            }
+            .into())
         }
     };
     let id_at = area + 64;
@@ -100,10 +108,12 @@ pub fn create(t: &mut dyn Tracee, timers: &[pb::PosixTimerEntry], area: u64) -> 
             )?;
             let got = read_id(t, id_at)?;
             if got != tm.it_id {
-                return Err(Error::msg(format!(
-                    "pid {pid}: POSIX timer {} was created as {got}",
-                    tm.it_id
-                )));
+                return Err(TaskError::TimerMoved {
+                    pid,
+                    id: tm.it_id,
+                    got,
+                }
+                .into());
             }
             continue;
         }
@@ -116,11 +126,13 @@ pub fn create(t: &mut dyn Tracee, timers: &[pb::PosixTimerEntry], area: u64) -> 
             )?;
             let got = read_id(t, id_at)?;
             if got != next {
-                return Err(Error::msg(format!(
-                    "pid {pid}: POSIX timer {}: the kernel gave id {got} where {next} was due \
-                     (without PR_TIMER_CREATE_RESTORE_IDS ids must come in order)",
-                    tm.it_id
-                )));
+                return Err(TaskError::TimerOrder {
+                    pid,
+                    id: tm.it_id,
+                    got,
+                    due: next,
+                }
+                .into());
             }
             next += 1;
             if got == tm.it_id {

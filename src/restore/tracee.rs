@@ -7,8 +7,9 @@
 //! gate page crit maps in a hole free in both the current and the dumped
 //! layout, just below the scratch area. Both go at the very end.
 
+use super::error::TaskError;
 use super::remote::{Regs, Tracee};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::sys::inject::Injector;
 use crate::sys::{ptrace, remote};
 use std::io::IoSlice;
@@ -48,8 +49,14 @@ const BATCH_CODE: [u8; 43] = [
     0xcc, // int3
 ];
 
-fn sys_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
-    move |e| Error::io(what, e)
+/// A failed call on a task, as an error naming it.
+fn on_pid(pid: u32, what: &'static str) -> impl FnOnce(std::io::Error) -> TaskError {
+    move |source| TaskError::Call { pid, what, source }
+}
+
+/// A failed call on a thread, as an error naming it.
+fn on_tid(tid: u32, what: &'static str) -> impl FnOnce(std::io::Error) -> TaskError {
+    move |source| TaskError::Thread { tid, what, source }
 }
 
 /// Seizes a forked task (blocked in its wait for crit) and stops it:
@@ -58,20 +65,16 @@ pub fn seize(host: u32, pid: u32) -> Result<SysTracee> {
     let tid = host as i32;
     // EXITKILL: if crit dies mid-restore, a half-rebuilt task must not run.
     ptrace::seize_with(tid, ptrace::DEFAULT_OPTIONS | ptrace::O_EXITKILL)
-        .map_err(sys_err(format!("pid {pid}: seize")))?;
-    ptrace::interrupt(tid).map_err(sys_err(format!("pid {pid}: interrupt")))?;
-    match ptrace::wait_stop(tid).map_err(sys_err(format!("pid {pid}: wait for stop")))? {
+        .map_err(on_pid(pid, "seize"))?;
+    ptrace::interrupt(tid).map_err(on_pid(pid, "interrupt"))?;
+    match ptrace::wait_stop(tid).map_err(on_pid(pid, "wait for stop"))? {
         s if s.is_event_stop() => {}
-        s if s.is_exit() => {
-            return Err(Error::msg(format!(
-                "pid {pid}: exited before it was rebuilt ({s:?})"
-            )))
-        }
+        s if s.is_exit() => return Err(TaskError::ExitedEarly { pid, stop: s }.into()),
         _ => {
-            ptrace::to_event_stop(tid).map_err(sys_err(format!("pid {pid}: stop")))?;
+            ptrace::to_event_stop(tid).map_err(on_pid(pid, "stop"))?;
         }
     }
-    let inj = Injector::new(tid).map_err(sys_err(format!("pid {pid}: injector")))?;
+    let inj = Injector::new(tid).map_err(on_pid(pid, "injector"))?;
     Ok(SysTracee {
         host,
         id: pid,
@@ -104,10 +107,11 @@ impl SysTracee {
             ],
         )?;
         if r < 0 {
-            return Err(Error::msg(format!(
-                "pid {}: rseq unregister: errno {}",
-                self.host, -r
-            )));
+            return Err(TaskError::Rseq {
+                pid: self.host,
+                errno: -r,
+            }
+            .into());
         }
         Ok(())
     }
@@ -117,16 +121,19 @@ impl SysTracee {
     pub fn suspend_seccomp(&mut self) -> Result<()> {
         let me = self.host as i32;
         let opts = ptrace::options_of(me).unwrap_or(ptrace::DEFAULT_OPTIONS);
-        ptrace::set_options(me, opts | ptrace::O_SUSPEND_SECCOMP).map_err(sys_err(format!(
-            "tid {me}: PTRACE_O_SUSPEND_SECCOMP (needs CAP_SYS_ADMIN and crit itself not under seccomp)"
-        )))
+        ptrace::set_options(me, opts | ptrace::O_SUSPEND_SECCOMP)
+            .map_err(on_tid(
+                self.host,
+                "PTRACE_O_SUSPEND_SECCOMP (needs CAP_SYS_ADMIN and crit itself not under seccomp)",
+            ))
+            .map_err(Into::into)
     }
 
     /// Moves the gate to a page at `gate_at` (must be free).
     pub fn map_gate(&mut self, gate_at: u64) -> Result<()> {
         self.inj
             .map_gate_page(Some(gate_at))
-            .map_err(sys_err(format!("pid {}: gate page", self.host)))?;
+            .map_err(on_pid(self.host, "gate page"))?;
         self.owns_gate = true;
         Ok(())
     }
@@ -141,7 +148,7 @@ impl SysTracee {
         let me = self.host as i32;
         let opts = ptrace::options_of(me).unwrap_or(ptrace::DEFAULT_OPTIONS);
         ptrace::set_options(me, opts | ptrace::O_TRACECLONE)
-            .map_err(sys_err(format!("pid {me}: trace clone")))?;
+            .map_err(on_pid(self.host, "trace clone"))?;
         // struct clone_args, then the one-entry set_tid array.
         let flags: u64 = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000;
         let set_tid_at = scratch + 128;
@@ -151,37 +158,51 @@ impl SysTracee {
         }
         self.write_mem(&[(scratch, &a), (set_tid_at, &(tid as i32).to_le_bytes())])?;
         let r = self.syscall(435, [scratch, 88, 0, 0, 0, 0])?;
-        ptrace::set_options(me, opts).map_err(sys_err(format!("pid {me}: trace options")))?;
+        ptrace::set_options(me, opts).map_err(on_pid(self.host, "trace options"))?;
         if r < 0 {
             let e = std::io::Error::from_raw_os_error(-r as i32);
             if -r == libc::EEXIST as i64 {
-                return Err(Error::msg(format!(
-                    "pid {me}: thread id {tid} is already in use"
-                )));
+                return Err(TaskError::TidInUse {
+                    pid: self.host,
+                    tid,
+                }
+                .into());
             }
-            return Err(Error::msg(format!("pid {me}: create thread {tid}: {e}")));
+            return Err(TaskError::NewThread {
+                pid: self.host,
+                tid,
+                source: e,
+            }
+            .into());
         }
         if r as u32 != tid {
-            return Err(Error::msg(format!(
-                "pid {me}: thread {tid} was created as {r}"
-            )));
+            return Err(TaskError::ThreadMoved {
+                pid: self.host,
+                tid,
+                got: r,
+            }
+            .into());
         }
         let host = if self.own_ns {
-            crate::sys::procfs::host_tid(self.host, tid)
-                .map_err(sys_err(format!("pid {me}: thread {tid}")))?
+            crate::sys::procfs::host_tid(self.host, tid).map_err(|source| {
+                TaskError::ThreadHost {
+                    pid: self.host,
+                    tid,
+                    source,
+                }
+            })?
         } else {
             tid
         };
         let h = host as i32;
-        let s = ptrace::wait_stop(h).map_err(sys_err(format!("tid {tid}: first stop")))?;
+        let s = ptrace::wait_stop(h).map_err(on_tid(tid, "first stop"))?;
         if s.is_exit() {
-            return Err(Error::msg(format!("tid {tid}: exited at once ({s:?})")));
+            return Err(TaskError::ThreadExited { tid, stop: s }.into());
         }
         if !s.is_event_stop() {
-            ptrace::to_event_stop(h).map_err(sys_err(format!("tid {tid}: stop")))?;
+            ptrace::to_event_stop(h).map_err(on_tid(tid, "stop"))?;
         }
-        let inj = Injector::with_gate(h, self.inj.gate())
-            .map_err(sys_err(format!("tid {tid}: injector")))?;
+        let inj = Injector::with_gate(h, self.inj.gate()).map_err(on_tid(tid, "injector"))?;
         Ok(SysTracee {
             host,
             id: tid,
@@ -207,7 +228,14 @@ impl SysTracee {
 
     fn run_batch(&mut self, code: u64, table: u64, calls: &[(i64, [u64; 6])]) -> Result<Vec<i64>> {
         let tid = self.host as i32;
-        let ctx = |w: &str| sys_err(format!("tid {tid}: batch of {} syscalls: {w}", calls.len()));
+        let ctx = |what: &'static str| {
+            move |source| TaskError::Batch {
+                tid: tid as u32,
+                calls: calls.len(),
+                what,
+                source,
+            }
+        };
         let mut t = Vec::with_capacity(calls.len() * 64);
         for (nr, a) in calls {
             t.extend_from_slice(&nr.to_le_bytes());
@@ -229,7 +257,11 @@ impl SysTracee {
                 ptrace::Stop::Signal(libc::SIGTRAP) => {
                     let at = ptrace::get_regs(tid).map_err(ctx("get regs"))?.rip;
                     if at != code + BATCH_CODE.len() as u64 {
-                        return Err(Error::msg(format!("tid {tid}: batch trapped at {at:#x}")));
+                        return Err(TaskError::BatchTrap {
+                            tid: tid as u32,
+                            at,
+                        }
+                        .into());
                     }
                     break;
                 }
@@ -240,14 +272,19 @@ impl SysTracee {
                     ) =>
                 {
                     let at = ptrace::get_regs(tid).map(|r| r.rip).unwrap_or(0);
-                    return Err(Error::msg(format!(
-                        "tid {tid}: batch of syscalls faulted (signal {sig} at {at:#x})"
-                    )));
+                    return Err(TaskError::BatchFault {
+                        tid: tid as u32,
+                        sig,
+                        at,
+                    }
+                    .into());
                 }
                 s if s.is_exit() => {
-                    return Err(Error::msg(format!(
-                        "tid {tid}: died during a batch of syscalls ({s:?})"
-                    )))
+                    return Err(TaskError::BatchDied {
+                        tid: tid as u32,
+                        stop: s,
+                    }
+                    .into())
                 }
                 _ => ptrace::cont(tid, 0).map_err(ctx("resume"))?,
             }
@@ -275,9 +312,7 @@ impl SysTracee {
         self.inj.set_saved_regs(to_sys(regs));
         self.inj.set_saved_sigmask(mask);
         let tid = self.host;
-        self.inj
-            .finish()
-            .map_err(sys_err(format!("tid {tid}: finish")))?;
+        self.inj.finish().map_err(on_tid(tid, "finish"))?;
         Ok(FinishedThread { tid })
     }
 }
@@ -291,13 +326,18 @@ pub struct FinishedThread {
 impl FinishedThread {
     pub fn set_xsave(&self, x: &[u8]) -> Result<()> {
         ptrace::set_xsave(self.tid as i32, x)
-            .map_err(sys_err(format!("tid {}: set xsave", self.tid)))
+            .map_err(on_tid(self.tid, "set xsave"))
+            .map_err(Into::into)
     }
     pub fn get_xsave(&self) -> Result<Vec<u8>> {
-        ptrace::get_xsave(self.tid as i32).map_err(sys_err(format!("tid {}: get xsave", self.tid)))
+        ptrace::get_xsave(self.tid as i32)
+            .map_err(on_tid(self.tid, "get xsave"))
+            .map_err(Into::into)
     }
     pub fn detach(self) -> Result<()> {
-        ptrace::detach(self.tid as i32).map_err(sys_err(format!("tid {}: detach", self.tid)))
+        ptrace::detach(self.tid as i32)
+            .map_err(on_tid(self.tid, "detach"))
+            .map_err(Into::into)
     }
 }
 
@@ -345,10 +385,12 @@ fn write_iov(tid: i32, iov: &[(u64, &[u8])]) -> Result<()> {
             })
             .collect();
         let total: usize = chunk.iter().map(|(_, b)| b.len()).sum();
-        let n = remote::write_vectored(tid, &local, &rem).map_err(sys_err(format!(
-            "pid {tid}: write memory at {:#x}",
-            chunk[0].0
-        )))?;
+        let n =
+            remote::write_vectored(tid, &local, &rem).map_err(|source| TaskError::WriteMem {
+                pid: tid as u32,
+                at: chunk[0].0,
+                source,
+            })?;
         if n != total {
             let mut left = n;
             let mut at = chunk[0].0;
@@ -359,9 +401,13 @@ fn write_iov(tid: i32, iov: &[(u64, &[u8])]) -> Result<()> {
                 }
                 left -= b.len();
             }
-            return Err(Error::msg(format!(
-                "pid {tid}: memory at {at:#x} could not be written ({n} of {total} bytes done)"
-            )));
+            return Err(TaskError::ShortWrite {
+                pid: tid as u32,
+                at,
+                done: n,
+                total,
+            }
+            .into());
         }
     }
     Ok(())
@@ -377,16 +423,23 @@ impl Tracee for SysTracee {
     fn syscall(&mut self, nr: i64, args: [u64; 6]) -> Result<i64> {
         self.inj
             .syscall(nr, args)
-            .map_err(sys_err(format!("pid {}", self.host)))
+            .map_err(|source| TaskError::Syscall {
+                pid: self.host,
+                source,
+            })
+            .map_err(Into::into)
     }
     fn write_mem(&mut self, iov: &[(u64, &[u8])]) -> Result<()> {
         write_iov(self.host as i32, iov)
     }
     fn read_mem(&mut self, addr: u64, buf: &mut [u8]) -> Result<()> {
-        crate::sys::remote::read_exact(self.host as i32, addr, buf).map_err(sys_err(format!(
-            "tid {}: read memory at {addr:#x}",
-            self.host
-        )))
+        crate::sys::remote::read_exact(self.host as i32, addr, buf)
+            .map_err(|source| TaskError::ReadMem {
+                tid: self.host,
+                at: addr,
+                source,
+            })
+            .map_err(Into::into)
     }
     fn batch(&mut self, calls: &[(i64, [u64; 6])]) -> Result<Vec<i64>> {
         let Some((code, table, len)) = self.batch_area else {
@@ -453,7 +506,7 @@ impl Tracee for SysTracee {
             for h in hs {
                 let got = h
                     .join()
-                    .unwrap_or_else(|_| Err(Error::msg(format!("pid {tid}: page writer failed"))));
+                    .unwrap_or_else(|_| Err(TaskError::PageWriter { pid: tid as u32 }.into()));
                 if r.is_ok() {
                     r = got;
                 }

@@ -3,9 +3,10 @@
 //! (so parents, sessions and groups come out as dumped).
 
 use super::child::{self, Sync};
+use super::error::TaskError;
 use super::plan::Plan;
 use super::reservoir::Reservoir;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use std::collections::HashMap;
 
 /// Clones task `idx` of the plan with its dumped pid; the clone runs
@@ -16,9 +17,7 @@ pub fn spawn(plan: &Plan, idx: usize, res: &Reservoir, sync: &Sync) -> Result<u3
     let pid = plan.tasks[idx].pid;
     let ns_root = idx == 0 && plan.ns.own_pids();
     if ns_root && pid != 1 {
-        return Err(Error::msg(format!(
-            "pid {pid}: the root of a tree with its own pid namespace must be pid 1 in it"
-        )));
+        return Err(TaskError::NsRootNotOne { pid }.into());
     }
     use crate::sys::clone::{clone3_with_tid, ForkResult};
     match clone3_with_tid(&[pid as i32], 0) {
@@ -27,11 +26,16 @@ pub fn spawn(plan: &Plan, idx: usize, res: &Reservoir, sync: &Sync) -> Result<u3
             child::run(plan, idx, res, sync, &sp)
         }
         Ok(ForkResult::Parent(got)) if ns_root || got as u32 == pid => Ok(got as u32),
-        Ok(ForkResult::Parent(got)) => Err(Error::msg(format!("pid {pid}: clone3 gave pid {got}"))),
+        Ok(ForkResult::Parent(got)) => Err(TaskError::ClonedAs { pid, got }.into()),
         Err(e) if crate::sys::errno_of(&e) == Some(libc::EEXIST) => {
-            Err(Error::msg(format!("pid {pid} is already in use")))
+            Err(TaskError::PidInUse { pid }.into())
         }
-        Err(e) => Err(Error::io(format!("pid {pid}: clone3 with set_tid"), e)),
+        Err(source) => Err(TaskError::Call {
+            pid,
+            what: "clone3 with set_tid",
+            source,
+        }
+        .into()),
     }
 }
 
@@ -42,12 +46,18 @@ pub fn host_pids(root_host: u32) -> Result<HashMap<u32, u32>> {
     let mut map = HashMap::new();
     let mut todo = vec![root_host];
     while let Some(h) = todo.pop() {
-        let ns = crate::sys::procfs::ns_pid(h)
-            .map_err(|e| Error::io(format!("pid {h}: NSpid in /proc/{h}/status"), e))?;
+        let ns = crate::sys::procfs::ns_pid(h).map_err(|source| TaskError::Proc {
+            pid: h,
+            name: "status (NSpid)",
+            source,
+        })?;
         map.insert(ns, h);
         todo.extend(
-            crate::sys::procfs::children(h)
-                .map_err(|e| Error::io(format!("pid {h}: /proc/{h}/task/*/children"), e))?,
+            crate::sys::procfs::children(h).map_err(|source| TaskError::Proc {
+                pid: h,
+                name: "task/*/children",
+                source,
+            })?,
         );
     }
     Ok(map)
@@ -62,10 +72,11 @@ pub fn check_free(plan: &Plan) -> Result<()> {
     for id in plan.all_ids() {
         if std::path::Path::new(&format!("/proc/{id}")).exists() {
             let comm = std::fs::read_to_string(format!("/proc/{id}/comm")).unwrap_or_default();
-            return Err(Error::msg(format!(
-                "pid {id} is already in use (by {}); the restored tree needs it",
-                comm.trim()
-            )));
+            return Err(TaskError::PidTaken {
+                pid: id,
+                comm: comm.trim().to_string(),
+            }
+            .into());
         }
     }
     Ok(())

@@ -4,6 +4,7 @@
 //! thread and none for a thread the tree does not list, and memory maps
 //! that do not overlap. Each refusal names the file and the entry.
 
+use super::error::{InventoryFault, PstreeFault, SetupError};
 use super::plan::Task;
 use crate::error::{Error, Result};
 use crate::image::pb;
@@ -20,21 +21,25 @@ const IMAGES_VERSION: u32 = 2;
 pub fn inventory(dir: &Path) -> Result<pb::InventoryEntry> {
     let path = dir.join("inventory.img");
     let mut all: Vec<pb::InventoryEntry> = read_all(&path, "INVENTORY")?;
-    let bad = |why: String| Error::msg(format!("{}: {why}", path.display()));
+    let bad = |why| -> Error {
+        SetupError::Inventory {
+            path: path.clone(),
+            why,
+        }
+        .into()
+    };
     if all.len() != 1 {
-        return Err(bad(format!("{} entries, expected 1", all.len())));
+        return Err(bad(InventoryFault::Entries(all.len())));
     }
     let inv = all.remove(0);
     if inv.img_version != IMAGES_VERSION {
-        return Err(bad(format!(
-            "images version {}; crit restores version {IMAGES_VERSION} (CRIU 1.1 and later)",
-            inv.img_version
-        )));
+        return Err(bad(InventoryFault::Version {
+            found: inv.img_version,
+            wanted: IMAGES_VERSION,
+        }));
     }
     if inv.root_ids.is_none() {
-        return Err(bad(
-            "no root_ids (the root task's namespaces and files)".into()
-        ));
+        return Err(bad(InventoryFault::NoRootIds));
     }
     Ok(inv)
 }
@@ -44,52 +49,45 @@ pub fn inventory(dir: &Path) -> Result<pb::InventoryEntry> {
 /// appears twice; a task's thread list holds the task itself.
 pub fn pstree(dir: &Path, tree: &[pb::PstreeEntry]) -> Result<()> {
     let path = dir.join("pstree.img");
-    let bad = |i: usize, why: String| {
-        Error::msg(format!(
-            "{}: entry {i} (pid {}): {why}",
-            path.display(),
-            tree[i].pid
-        ))
+    let bad = |index: usize, why| -> Error {
+        SetupError::Pstree {
+            path: path.clone(),
+            index,
+            pid: tree[index].pid,
+            why,
+        }
+        .into()
     };
     if tree.is_empty() {
-        return Err(Error::msg(format!("{}: no task", path.display())));
+        return Err(SetupError::NoTask { path }.into());
     }
     let mut seen: HashSet<u32> = HashSet::new();
     let mut pids: HashSet<u32> = HashSet::new();
     for (i, p) in tree.iter().enumerate() {
         if p.pid == 0 {
-            return Err(bad(i, "pid 0".into()));
+            return Err(bad(i, PstreeFault::PidZero));
         }
         if i == 0 && p.ppid != 0 {
-            return Err(bad(i, format!("the root has a parent ({})", p.ppid)));
+            return Err(bad(i, PstreeFault::RootParent(p.ppid)));
         }
         if i > 0 {
             if p.ppid == p.pid {
-                return Err(bad(i, "is its own parent".into()));
+                return Err(bad(i, PstreeFault::OwnParent));
             }
             if p.ppid == 0 {
-                return Err(bad(i, "has no parent; only one root is supported".into()));
+                return Err(bad(i, PstreeFault::NoParent));
             }
             if !pids.contains(&p.ppid) {
-                return Err(bad(
-                    i,
-                    format!(
-                        "its parent {} is not an earlier task (a cycle, or a parent missing)",
-                        p.ppid
-                    ),
-                ));
+                return Err(bad(i, PstreeFault::ParentLater(p.ppid)));
             }
         }
         if !p.threads.is_empty() && !p.threads.contains(&p.pid) {
-            return Err(bad(
-                i,
-                "its thread list does not hold the task itself".into(),
-            ));
+            return Err(bad(i, PstreeFault::ThreadList));
         }
         let ids = std::iter::once(p.pid).chain(p.threads.iter().copied().filter(|&t| t != p.pid));
         for id in ids {
             if !seen.insert(id) {
-                return Err(bad(i, format!("pid or thread id {id} appears twice")));
+                return Err(bad(i, PstreeFault::Twice(id)));
             }
         }
         pids.insert(p.pid);
@@ -104,7 +102,10 @@ pub fn core_images(dir: &Path, tree: &[pb::PstreeEntry]) -> Result<()> {
         .iter()
         .flat_map(|p| std::iter::once(p.pid).chain(p.threads.iter().copied()))
         .collect();
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+    let rd = std::fs::read_dir(dir).map_err(|source| SetupError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     for e in rd.flatten() {
         let name = e.file_name();
         let Some(tid) = name
@@ -116,10 +117,11 @@ pub fn core_images(dir: &Path, tree: &[pb::PstreeEntry]) -> Result<()> {
             continue;
         };
         if !listed.contains(&tid) {
-            return Err(Error::msg(format!(
-                "{}: thread {tid} is not in pstree.img",
-                dir.join(&name).display()
-            )));
+            return Err(SetupError::StrayCore {
+                path: dir.join(&name),
+                tid,
+            }
+            .into());
         }
     }
     Ok(())
@@ -145,12 +147,14 @@ pub fn vmas(dir: &Path, t: &Task) -> Result<()> {
             None
         };
         if let Some(why) = why {
-            return Err(Error::msg(format!(
-                "{}: vma {i} ({:#x}-{:#x}): {why}",
-                path.display(),
-                v.start,
-                v.end
-            )));
+            return Err(SetupError::Vma {
+                path,
+                index: i,
+                start: v.start,
+                end: v.end,
+                why,
+            }
+            .into());
         }
         prev_end = v.end;
     }

@@ -9,8 +9,8 @@ mod setup;
 mod task;
 
 pub use files::FileError;
-pub use setup::SetupError;
-pub use task::TaskError;
+pub use setup::{InventoryFault, PstreeFault, SetupError};
+pub use task::{SeccompFault, TaskError, TimerFault};
 
 /// A failed or refused restore.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,7 @@ macro_rules! into_error {
     ($($t:ty),*) => {$(
         impl From<$t> for crate::error::Error {
             fn from(e: $t) -> Self {
-                crate::error::Error::Restore(e.into())
+                crate::error::Error::from(RestoreError::from(e))
             }
         }
     )*};

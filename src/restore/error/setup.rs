@@ -1,4 +1,5 @@
 use std::io;
+use std::path::PathBuf;
 
 /// Options, images and the restore's own machinery (pipes, threads, the
 /// images directory lock).
@@ -11,4 +12,137 @@ pub enum SetupError {
         #[source]
         source: io::Error,
     },
+
+    #[error("restore: a rebuilding thread panicked")]
+    Panicked,
+    #[error("{}: missing; --cpu-cap needs images dumped with --cpu-cap", path.display())]
+    NoCpuinfo { path: PathBuf },
+    /// `cpuinfo.img` does not describe a CPU crit knows.
+    #[error("{}: {why}", path.display())]
+    Cpuinfo { path: PathBuf, why: String },
+    #[error("{}: the dump's CPU ({model}) had what this one lacks: {}", path.display(), .missing.join("; "))]
+    CpuDiffers {
+        path: PathBuf,
+        model: String,
+        missing: Vec<String>,
+    },
+
+    // ---- The images, checked before anything is made.
+    #[error("{}: {why}", path.display())]
+    Inventory { path: PathBuf, why: InventoryFault },
+    #[error("{}: no task", path.display())]
+    NoTask { path: PathBuf },
+    #[error("{}: entry {index} (pid {pid}): {why}", path.display())]
+    Pstree {
+        path: PathBuf,
+        index: usize,
+        pid: u32,
+        why: PstreeFault,
+    },
+    /// A directory crit reads.
+    #[error("{}: {source}", path.display())]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: thread {tid} is not in pstree.img", path.display())]
+    StrayCore { path: PathBuf, tid: u32 },
+    #[error("{}: vma {index} ({start:#x}-{end:#x}): {why}", path.display())]
+    Vma {
+        path: PathBuf,
+        index: usize,
+        start: u64,
+        end: u64,
+        why: &'static str,
+    },
+    #[error("{}: not an images directory", path.display())]
+    NotImages { path: PathBuf },
+    #[error("{}: {count} file lock(s); restoring file locks is not supported yet", path.display())]
+    FileLocks { path: PathBuf, count: usize },
+    #[error("files.img: {0}")]
+    UnixModel(#[from] crate::model::unix::DuplicateInode),
+    #[error("pid {pid}: file id {id} is not in files.img")]
+    NoFile { pid: u32, id: u32 },
+    #[error(
+        "pid {pid}: task state {state} is not restorable (only running and stopped tasks are)"
+    )]
+    TaskState { pid: u32, state: u32 },
+    #[error("core-{tid}.img: pid {pid}: no x86_64 thread info (only x86_64 images restore)")]
+    NotX86 { tid: u32, pid: u32 },
+    #[error("{}: no pagemap head", path.display())]
+    NoPagemapHead { path: PathBuf },
+
+    // ---- Options.
+    #[error("--ext-unix-sk={value}: {why}")]
+    ExtUnixSk { value: String, why: &'static str },
+    #[error("--external {value}: expected mnt[KEY]:PATH")]
+    ExternalArg { value: String },
+    #[error("--inherit-fd {value}: expected fd[N]:RESOURCE")]
+    InheritFdArg { value: String },
+    /// The fd `--inherit-fd fd[N]:KEY` hands in.
+    #[error("--inherit-fd fd[{fd}]:{key}: {source}")]
+    InheritFd {
+        fd: i32,
+        key: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("--pidfile {}: {source}", path.display())]
+    Pidfile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("pid {pid}: the root of the tree is a zombie")]
+    ZombieRoot { pid: u32 },
+    #[error("pid {pid}: its session {sid} is outside the images; restore with --shell-job")]
+    OutsideSession { pid: u32, sid: u32 },
+
+    // ---- The restore's own machinery.
+    /// A call crit makes on itself; nix's error prints as today.
+    #[error("{what}: {source}")]
+    Own {
+        what: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("restore: {ready} of {total} tasks were forked before one died without a report")]
+    ChildVanished { ready: usize, total: usize },
+    #[error("{}: lock: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What is wrong with `inventory.img`.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryFault {
+    #[error("{0} entries, expected 1")]
+    Entries(usize),
+    #[error("images version {found}; crit restores version {wanted} (CRIU 1.1 and later)")]
+    Version { found: u32, wanted: u32 },
+    #[error("no root_ids (the root task's namespaces and files)")]
+    NoRootIds,
+}
+
+/// What is wrong with an entry of `pstree.img`.
+#[derive(Debug, thiserror::Error)]
+pub enum PstreeFault {
+    #[error("pid 0")]
+    PidZero,
+    #[error("the root has a parent ({0})")]
+    RootParent(u32),
+    #[error("is its own parent")]
+    OwnParent,
+    #[error("has no parent; only one root is supported")]
+    NoParent,
+    #[error("its parent {0} is not an earlier task (a cycle, or a parent missing)")]
+    ParentLater(u32),
+    #[error("its thread list does not hold the task itself")]
+    ThreadList,
+    #[error("pid or thread id {0} appears twice")]
+    Twice(u32),
 }
