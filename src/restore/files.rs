@@ -4,6 +4,7 @@
 //! file id: tasks sharing a file id share its offset and flags, as after
 //! the fork that made them share it.
 
+use super::error::{FileError, On};
 use super::plan::Plan;
 use super::reservoir::Reservoir;
 use crate::error::{Error, Result};
@@ -43,15 +44,21 @@ fn open_path(name: &str, flags: u32) -> std::io::Result<std::fs::File> {
 /// Opens a regular file (or directory, or device) entry at its offset,
 /// refusing a file that is not the one dumped.
 pub fn open_reg(r: &pb::RegFileEntry, pid: u32) -> Result<OwnedFd> {
-    let mut f = open_path(&r.name, r.flags)
-        .map_err(|e| Error::io(format!("pid {pid}: file id {}: open {}", r.id, r.name), e))?;
-    check_unchanged(r, &f, pid)?;
-    f.seek(SeekFrom::Start(r.pos)).map_err(|e| {
-        Error::io(
-            format!("pid {pid}: file id {}: seek {} to {}", r.id, r.name, r.pos),
-            e,
-        )
+    let mut f = open_path(&r.name, r.flags).map_err(|source| FileError::IoArg {
+        on: On::PidFile { pid, id: r.id },
+        what: "open",
+        arg: r.name.clone(),
+        source,
     })?;
+    check_unchanged(r, &f, pid)?;
+    f.seek(SeekFrom::Start(r.pos))
+        .map_err(|source| FileError::Seek {
+            pid,
+            id: r.id,
+            name: r.name.clone(),
+            pos: r.pos,
+            source,
+        })?;
     Ok(f.into())
 }
 
@@ -61,14 +68,19 @@ pub fn open_reg(r: &pb::RegFileEntry, pid: u32) -> Result<OwnedFd> {
 fn check_unchanged(r: &pb::RegFileEntry, f: &std::fs::File, pid: u32) -> Result<()> {
     match crate::model::file::check_unchanged(r, f) {
         Ok(None) => Ok(()),
-        Ok(Some(changed)) => Err(Error::msg(format!(
-            "pid {pid}: file id {}: {} {changed}",
-            r.id, r.name
-        ))),
-        Err(e) => Err(Error::io(
-            format!("pid {pid}: file id {}: {}", r.id, r.name),
-            e,
-        )),
+        Ok(Some(changed)) => Err(FileError::Changed {
+            pid,
+            id: r.id,
+            name: r.name.clone(),
+            changed,
+        }
+        .into()),
+        Err(source) => Err(FileError::Path {
+            on: On::PidFile { pid, id: r.id },
+            path: r.name.clone().into(),
+            source,
+        }
+        .into()),
     }
 }
 
@@ -76,11 +88,11 @@ fn check_unchanged(r: &pb::RegFileEntry, f: &std::fs::File, pid: u32) -> Result<
 /// writable, refusing one that is not the file dumped.
 pub fn open_for_vma(r: &pb::RegFileEntry, writable_shared: bool, pid: u32) -> Result<OwnedFd> {
     let fl = if writable_shared { 2 } else { 0 };
-    let f = open_path(&r.name, fl).map_err(|e| {
-        Error::io(
-            format!("pid {pid}: mapped file id {}: open {}", r.id, r.name),
-            e,
-        )
+    let f = open_path(&r.name, fl).map_err(|source| FileError::IoArg {
+        on: On::PidMapped { pid, id: r.id },
+        what: "open",
+        arg: r.name.clone(),
+        source,
     })?;
     check_unchanged(r, &f, pid)?;
     Ok(f.into())
@@ -96,8 +108,13 @@ pub fn open_pipes(plan: &Plan, res: &mut Reservoir) -> Result<()> {
             continue;
         }
         if let std::collections::hash_map::Entry::Vacant(v) = made.entry(p.pipe_id) {
-            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|e| Error::msg(format!("pipe:[{}]: pipe2: {e}", p.pipe_id)))?;
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|source| {
+                FileError::Nix {
+                    on: On::Pipe(p.pipe_id),
+                    what: "pipe2",
+                    source,
+                }
+            })?;
             if let Some(data) = plan.pipe_data.get(&p.pipe_id) {
                 fill_pipe(&w, data, p.pipe_id)?;
             }
@@ -105,16 +122,22 @@ pub fn open_pipes(plan: &Plan, res: &mut Reservoir) -> Result<()> {
         }
         let (r, w) = &made[&p.pipe_id];
         let end = if p.flags & O_ACCMODE == 0 { r } else { w };
-        let fd = end
-            .try_clone()
-            .map_err(|e| Error::io(format!("pipe:[{}]: dup", p.pipe_id), e))?;
+        let fd = end.try_clone().map_err(|source| FileError::Io {
+            on: On::Pipe(p.pipe_id),
+            what: "dup",
+            source,
+        })?;
         // Status flags belong to the open file, which both ends' copies
         // share; O_NONBLOCK is set per end.
         crate::sys::fdops::set_status_flags(
             fd.as_raw_fd(),
             (p.flags & (O_NONBLOCK | O_APPEND)) as i32,
         )
-        .map_err(|e| Error::io(format!("pipe:[{}]: set flags", p.pipe_id), e))?;
+        .map_err(|source| FileError::Io {
+            on: On::Pipe(p.pipe_id),
+            what: "set flags",
+            source,
+        })?;
         res.by_id.insert(f.id, fd);
     }
     Ok(())
@@ -127,12 +150,19 @@ fn fill_pipe(w: &OwnedFd, data: &[u8], ino: u32) -> Result<()> {
             nix::fcntl::FcntlArg::F_SETPIPE_SZ(data.len().next_power_of_two() as i32),
         );
     }
-    let mut f = std::fs::File::from(
-        w.try_clone()
-            .map_err(|e| Error::io(format!("pipe:[{ino}]: dup"), e))?,
-    );
-    f.write_all(data)
-        .map_err(|e| Error::io(format!("pipe:[{ino}]: refill {} bytes", data.len()), e))
+    let mut f = std::fs::File::from(w.try_clone().map_err(|source| FileError::Io {
+        on: On::Pipe(ino),
+        what: "dup",
+        source,
+    })?);
+    f.write_all(data).map_err(|source| {
+        FileError::Refill {
+            ino,
+            len: data.len(),
+            source,
+        }
+        .into()
+    })
 }
 
 /// Opens fifos: first a read-write open so that neither end blocks, then
@@ -146,13 +176,18 @@ pub fn open_fifos(plan: &Plan, res: &mut Reservoir) -> Result<()> {
         }
         let regf = ff.regf_id.unwrap_or(ff.id);
         let Some(reg) = plan.files.get(&regf).and_then(|g| g.reg.as_ref()) else {
-            return Err(Error::msg(format!(
-                "fifo id {}: no path in files.img (regular file id {regf})",
-                ff.id
-            )));
+            return Err(FileError::FifoNoPath {
+                id: ff.id,
+                reg: regf,
+            }
+            .into());
         };
-        let keep = open_path(&reg.name, 2)
-            .map_err(|e| Error::io(format!("fifo {}: open", reg.name), e))?;
+        let open_err = |source| FileError::Io {
+            on: On::Fifo(reg.name.clone()),
+            what: "open",
+            source,
+        };
+        let keep = open_path(&reg.name, 2).map_err(open_err)?;
         if filled.insert(ff.pipe_id) {
             if let Some(data) = plan.fifo_data.get(&ff.pipe_id) {
                 let k: OwnedFd = keep
@@ -162,8 +197,7 @@ pub fn open_fifos(plan: &Plan, res: &mut Reservoir) -> Result<()> {
                 fill_pipe(&k, data, ff.pipe_id)?;
             }
         }
-        let end = open_path(&reg.name, reg.flags)
-            .map_err(|e| Error::io(format!("fifo {}: open", reg.name), e))?;
+        let end = open_path(&reg.name, reg.flags).map_err(open_err)?;
         res.keep.push(keep.into());
         res.by_id.insert(f.id, end.into());
     }
@@ -201,10 +235,11 @@ pub fn open_regular(plan: &Plan, res: &mut Reservoir, shell_job: bool) -> Result
                 // A terminal (CRIU's TTY entries): only a shell job's, which
                 // comes back on crit's own terminal, as criu --shell-job does.
                 if !shell_job {
-                    return Err(Error::msg(format!(
-                        "pid {}: fd {} is a terminal; restore with --shell-job to put the job on this terminal",
-                        t.pid, fd.fd
-                    )));
+                    return Err(FileError::Terminal {
+                        pid: t.pid,
+                        fd: fd.fd,
+                    }
+                    .into());
                 }
                 let r = pb::RegFileEntry {
                     id: fd.id,
@@ -228,19 +263,19 @@ pub fn open_regular(plan: &Plan, res: &mut Reservoir, shell_job: bool) -> Result
             }
             // A deleted (ghost) file was already recreated and opened.
             if let Some(open) = res.by_id.get(&id).filter(|_| ghosts.contains(&id)) {
-                let fd = open.try_clone().map_err(|e| {
-                    Error::io(format!("pid {}: mapped file id {id}: dup", t.pid), e)
+                let fd = open.try_clone().map_err(|source| FileError::Io {
+                    on: On::PidMapped { pid: t.pid, id },
+                    what: "dup",
+                    source,
                 })?;
                 res.vma_files.insert(id, fd);
                 continue;
             }
             let f = plan.file(id, t.pid)?;
-            let r = f.reg.as_ref().ok_or_else(|| {
-                Error::msg(format!(
-                    "pid {}: mapped file id {id} is not a regular file",
-                    t.pid
-                ))
-            })?;
+            let r = f
+                .reg
+                .as_ref()
+                .ok_or(FileError::MappedNotRegular { pid: t.pid, id })?;
             res.vma_files.insert(id, open_for_vma(r, ws, t.pid)?);
         }
     }
@@ -280,15 +315,17 @@ pub fn apply_inherited(plan: &Plan, opts: &super::Options, res: &mut Reservoir) 
             };
             if matches {
                 let fd = crate::sys::sock::dup_raw(*n)
-                    .map_err(|e| Error::io(format!("--inherit-fd fd[{n}]"), e))?;
+                    .map_err(|source| FileError::InheritDup { fd: *n, source })?;
                 res.by_id.insert(f.id, fd);
                 hit = true;
             }
         }
         if !hit {
-            return Err(Error::msg(format!(
-                "--inherit-fd fd[{n}]:{what}: no such file in the images"
-            )));
+            return Err(FileError::InheritUnused {
+                fd: *n,
+                key: what.clone(),
+            }
+            .into());
         }
     }
     Ok(())
@@ -310,10 +347,13 @@ pub fn check_all_opened(plan: &Plan, res: &Reservoir) -> Result<()> {
                 let kind = pb::FdTypes::try_from(f.r#type)
                     .map(|k| k.as_str_name().to_string())
                     .unwrap_or_else(|_| f.r#type.to_string());
-                return Err(Error::msg(format!(
-                    "pid {}: fd {}: file id {} of type {kind} cannot be restored yet",
-                    t.pid, fd.fd, fd.id
-                )));
+                return Err(FileError::Unsupported {
+                    pid: t.pid,
+                    fd: fd.fd,
+                    id: fd.id,
+                    kind,
+                }
+                .into());
             }
         }
     }

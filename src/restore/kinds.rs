@@ -5,6 +5,7 @@
 //! Epoll sets are filled later, inside the task (see [`super::child`]), so
 //! that their targets are registered under the task's own fd numbers.
 
+use super::error::{FileError, FileFault, On};
 use super::plan::{read_pagemap, Plan};
 use super::reservoir::Reservoir;
 use super::Log;
@@ -17,7 +18,7 @@ use std::collections::HashMap;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 
-fn reopen(fd: &OwnedFd, flags: u32, what: &str) -> Result<OwnedFd> {
+fn reopen(fd: &OwnedFd, flags: u32, on: &On) -> Result<OwnedFd> {
     let acc = flags & 3;
     let mut o = std::fs::OpenOptions::new();
     match acc {
@@ -28,7 +29,11 @@ fn reopen(fd: &OwnedFd, flags: u32, what: &str) -> Result<OwnedFd> {
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, ((flags & 0o4000) | 0o2000000) as i32);
     let f = o
         .open(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-        .map_err(|e| Error::io(format!("{what}: reopen"), e))?;
+        .map_err(|source| FileError::Io {
+            on: on.clone(),
+            what: "reopen",
+            source,
+        })?;
     Ok(f.into())
 }
 
@@ -41,11 +46,11 @@ pub fn open_ghosts(plan: &Plan, res: &mut Reservoir) -> Result<()> {
     for r in read_all::<pb::RemapFilePathEntry>(&p, "REMAP_FPATH")? {
         // 0 = LINKED, 1 = GHOST, 2 = PROCFS
         if r.remap_type.unwrap_or(1) != 1 {
-            return Err(Error::msg(format!(
-                "remap-fpath.img: file id {}: remap type {} is not supported",
-                r.orig_id,
-                r.remap_type.unwrap_or(0)
-            )));
+            return Err(FileError::RemapType {
+                id: r.orig_id,
+                kind: r.remap_type.unwrap_or(0),
+            }
+            .into());
         }
         let Some(reg) = plan.files.get(&r.orig_id).and_then(|f| f.reg.as_ref()) else {
             continue;
@@ -64,10 +69,15 @@ pub fn open_ghosts(plan: &Plan, res: &mut Reservoir) -> Result<()> {
             e
         };
         make_ghost(&path, &head, &data).map_err(|e| {
-            undo(Error::io(
-                format!("file id {}: recreate deleted {}", r.orig_id, path.display()),
-                e,
-            ))
+            undo(
+                FileError::IoArg {
+                    on: On::FileId(r.orig_id),
+                    what: "recreate deleted",
+                    arg: path.display().to_string(),
+                    source: e,
+                }
+                .into(),
+            )
         })?;
         let _ = std::fs::set_permissions(
             &path,
@@ -146,7 +156,14 @@ pub fn open_memfds(plan: &Plan, res: &mut Reservoir) -> Result<()> {
     }
     let mut inodes: HashMap<u64, OwnedFd> = HashMap::new();
     for m in read_all::<pb::MemfdInodeEntry>(&p, "MEMFD_INODE")? {
-        let what = format!("memfd {} (inode {})", m.name, m.inode_id);
+        let on = On::Memfd {
+            name: m.name.clone(),
+            inode: m.inode_id,
+        };
+        let io = |what| {
+            let on = on.clone();
+            move |source| FileError::Io { on, what, source }
+        };
         // CRIU and crit dump shared anonymous memory as a memfd named
         // "/dev/zero" (sealed against sealing, as such memory is); it comes
         // back as shared anonymous memory, not as a memfd, so the task's
@@ -154,18 +171,21 @@ pub fn open_memfds(plan: &Plan, res: &mut Reservoir) -> Result<()> {
         let anon = m.name == "/dev/zero" && m.seals == 1 && m.size > 0;
         let sealing = !anon && (m.seals & !1 != 0 || m.seals == 0);
         let fd = if anon {
-            crate::sys::mmap::anon_shared_fd(m.size)
-                .map_err(|e| Error::io(format!("{what}: shared anonymous memory"), e))?
+            crate::sys::mmap::anon_shared_fd(m.size).map_err(io("shared anonymous memory"))?
         } else {
             let name = std::ffi::CString::new(m.name.as_bytes()).unwrap_or_default();
             let mut fl = nix::sys::memfd::MFdFlags::MFD_CLOEXEC;
             if sealing {
                 fl |= nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING;
             }
-            let fd = nix::sys::memfd::memfd_create(name.as_c_str(), fl)
-                .map_err(|e| Error::msg(format!("{what}: memfd_create: {e}")))?;
-            crate::sys::fdops::ftruncate(fd.as_raw_fd(), m.size)
-                .map_err(|e| Error::io(format!("{what}: ftruncate"), e))?;
+            let fd = nix::sys::memfd::memfd_create(name.as_c_str(), fl).map_err(|source| {
+                FileError::Nix {
+                    on: on.clone(),
+                    what: "memfd_create",
+                    source,
+                }
+            })?;
+            crate::sys::fdops::ftruncate(fd.as_raw_fd(), m.size).map_err(io("ftruncate"))?;
             fd
         };
         let pm = plan.dir.join(format!("pagemap-shmem-{}.img", m.shmid));
@@ -173,7 +193,11 @@ pub fn open_memfds(plan: &Plan, res: &mut Reservoir) -> Result<()> {
             let (pages_id, entries) = read_pagemap(&pm, Vec::new())?;
             let pages = Mapped::open(&plan.dir.join(format!("pages-{pages_id}.img")))?;
             let bytes = pages.bytes();
-            let mut f = std::fs::File::from(fd.try_clone().map_err(|e| Error::io(&what, e))?);
+            let plain = |source| FileError::IoOn {
+                on: on.clone(),
+                source,
+            };
+            let mut f = std::fs::File::from(fd.try_clone().map_err(plain)?);
             let mut off = 0usize;
             for e in entries {
                 if e.flags.unwrap_or(4) & 4 == 0 {
@@ -182,41 +206,43 @@ pub fn open_memfds(plan: &Plan, res: &mut Reservoir) -> Result<()> {
                 let len = (e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages)) * 4096) as usize;
                 let chunk = bytes
                     .get(off..off + len)
-                    .ok_or_else(|| Error::msg(format!("{what}: pages-{pages_id}.img is short")))?;
-                f.seek(SeekFrom::Start(e.vaddr))
-                    .map_err(|e| Error::io(&what, e))?;
-                f.write_all(chunk)
-                    .map_err(|e| Error::io(format!("{what}: fill"), e))?;
+                    .ok_or_else(|| FileError::PagesShort {
+                        on: on.clone(),
+                        pages_id,
+                    })?;
+                f.seek(SeekFrom::Start(e.vaddr)).map_err(plain)?;
+                f.write_all(chunk).map_err(io("fill"))?;
                 off += len;
             }
             if !anon {
-                crate::sys::fdops::ftruncate(fd.as_raw_fd(), m.size)
-                    .map_err(|e| Error::io(format!("{what}: ftruncate"), e))?;
+                crate::sys::fdops::ftruncate(fd.as_raw_fd(), m.size).map_err(io("ftruncate"))?;
             }
         }
         if sealing && m.seals != 0 {
-            crate::sys::fdops::add_seals(fd.as_raw_fd(), m.seals as i32)
-                .map_err(|e| Error::io(format!("{what}: seals"), e))?;
+            crate::sys::fdops::add_seals(fd.as_raw_fd(), m.seals as i32).map_err(io("seals"))?;
         }
         inodes.insert(m.inode_id, fd);
     }
     for f in plan.files.values() {
         let Some(m) = &f.memfd else { continue };
-        let ino = inodes.get(&u64::from(m.inode_id)).ok_or_else(|| {
-            Error::msg(format!(
-                "file id {}: memfd inode {} is not in memfd.img",
-                f.id, m.inode_id
-            ))
-        })?;
-        let what = format!("file id {} (memfd)", f.id);
-        let fd = reopen(ino, m.flags, &what)?;
+        let ino = inodes
+            .get(&u64::from(m.inode_id))
+            .ok_or(FileError::Refused {
+                on: On::FileId(f.id),
+                why: FileFault::NoMemfdInode(m.inode_id),
+            })?;
+        let on = On::MemfdFile(f.id);
+        let fd = reopen(ino, m.flags, &on)?;
         if m.pos != 0 {
-            let mut file = std::fs::File::from(fd.try_clone().map_err(|e| Error::io(&what, e))?);
-            file.seek(SeekFrom::Start(m.pos))
-                .map_err(|e| Error::io(&what, e))?;
+            let plain = |source| FileError::IoOn {
+                on: on.clone(),
+                source,
+            };
+            let mut file = std::fs::File::from(fd.try_clone().map_err(plain)?);
+            file.seek(SeekFrom::Start(m.pos)).map_err(plain)?;
         }
         res.by_id.insert(f.id, fd);
-        res.vma_files.insert(f.id, reopen(ino, 2, &what)?);
+        res.vma_files.insert(f.id, reopen(ino, 2, &on)?);
     }
     res.keep.extend(inodes.into_values());
     Ok(())
@@ -233,19 +259,23 @@ pub fn open_anon_shared(plan: &Plan, res: &mut Reservoir) -> Result<()> {
         }
     }
     for (shmid, len) in size {
-        let what = format!("shared memory {shmid}");
-        let fd = crate::sys::mmap::anon_shared_fd(len).map_err(|e| {
-            Error::io(
-                format!("{what}: a shared anonymous object of {len} bytes"),
-                e,
-            )
-        })?;
+        let on = On::Shared(shmid);
+        let fd =
+            crate::sys::mmap::anon_shared_fd(len).map_err(|source| FileError::SharedObject {
+                on: on.clone(),
+                len,
+                source,
+            })?;
         let pm = plan.dir.join(format!("pagemap-shmem-{shmid}.img"));
         if pm.exists() {
             let (pages_id, entries) = read_pagemap(&pm, Vec::new())?;
             let pages = Mapped::open(&plan.dir.join(format!("pages-{pages_id}.img")))?;
             let bytes = pages.bytes();
-            let mut f = std::fs::File::from(fd.try_clone().map_err(|e| Error::io(&what, e))?);
+            let plain = |source| FileError::IoOn {
+                on: on.clone(),
+                source,
+            };
+            let mut f = std::fs::File::from(fd.try_clone().map_err(plain)?);
             let mut off = 0usize;
             for e in entries {
                 if e.flags.unwrap_or(4) & 4 == 0 {
@@ -254,11 +284,16 @@ pub fn open_anon_shared(plan: &Plan, res: &mut Reservoir) -> Result<()> {
                 let n = (e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages)) * 4096) as usize;
                 let chunk = bytes
                     .get(off..off + n)
-                    .ok_or_else(|| Error::msg(format!("{what}: pages-{pages_id}.img is short")))?;
-                f.seek(SeekFrom::Start(e.vaddr))
-                    .map_err(|e| Error::io(&what, e))?;
-                f.write_all(chunk)
-                    .map_err(|e| Error::io(format!("{what}: fill"), e))?;
+                    .ok_or_else(|| FileError::PagesShort {
+                        on: on.clone(),
+                        pages_id,
+                    })?;
+                f.seek(SeekFrom::Start(e.vaddr)).map_err(plain)?;
+                f.write_all(chunk).map_err(|source| FileError::Io {
+                    on: on.clone(),
+                    what: "fill",
+                    source,
+                })?;
                 off += n;
             }
         }
@@ -284,11 +319,20 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
             let fl = EfdFlags::from_bits_truncate((e.flags & 0o4000) as i32 | libc::EFD_CLOEXEC);
             // The counter may exceed 32 bits: written, not given at creation.
             let fd: OwnedFd = EventFd::from_value_and_flags(0, fl)
-                .map_err(|er| Error::msg(format!("file id {id}: eventfd: {er}")))?
+                .map_err(|source| FileError::Nix {
+                    on: On::FileId(id),
+                    what: "eventfd",
+                    source,
+                })?
                 .into();
             if e.counter != 0 {
                 crate::sys::fdops::write_fd(fd.as_raw_fd(), &e.counter.to_ne_bytes()).map_err(
-                    |er| Error::io(format!("file id {id}: eventfd counter {}", e.counter), er),
+                    |source| FileError::IoArg {
+                        on: On::FileId(id),
+                        what: "eventfd counter",
+                        arg: e.counter.to_string(),
+                        source,
+                    },
                 )?;
             }
             Some(fd)
@@ -297,13 +341,20 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
         } else if let Some(s) = &f.sgfd {
             let fl = (s.flags & 0o4000) as i32 | libc::SFD_CLOEXEC;
             Some(
-                crate::sys::sig::signalfd(s.sigmask, fl)
-                    .map_err(|er| Error::io(format!("file id {id}: signalfd"), er))?,
+                crate::sys::sig::signalfd(s.sigmask, fl).map_err(|source| FileError::Io {
+                    on: On::FileId(id),
+                    what: "signalfd",
+                    source,
+                })?,
             )
         } else if f.epfd.is_some() {
             use nix::sys::epoll::{Epoll, EpollCreateFlags};
-            let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-                .map_err(|e| Error::msg(format!("file id {id}: epoll_create: {e}")))?;
+            let ep =
+                Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|source| FileError::Nix {
+                    on: On::FileId(id),
+                    what: "epoll_create",
+                    source,
+                })?;
             Some(ep.0)
         } else if let Some(i) = &f.ify {
             Some(inotify(i, id, log)?)
@@ -331,14 +382,19 @@ fn timerfd(t: &pb::TimerfdEntry, id: u32) -> Result<OwnedFd> {
         8 => ClockId::CLOCK_REALTIME_ALARM,
         9 => ClockId::CLOCK_BOOTTIME_ALARM,
         c => {
-            return Err(Error::msg(format!(
-                "file id {id}: timerfd clock {c} unsupported"
-            )))
+            return Err(FileError::Refused {
+                on: On::FileId(id),
+                why: FileFault::TimerClock(c),
+            }
+            .into())
         }
     };
     let fl = TimerFlags::from_bits_truncate((t.flags & 0o4000) as i32) | TimerFlags::TFD_CLOEXEC;
-    let fd =
-        TimerFd::new(clock, fl).map_err(|e| Error::msg(format!("file id {id}: timerfd: {e}")))?;
+    let fd = TimerFd::new(clock, fl).map_err(|source| FileError::Nix {
+        on: On::FileId(id),
+        what: "timerfd",
+        source,
+    })?;
     let value = TimeSpec::new(t.vsec as i64, t.vnsec as i64);
     let interval = TimeSpec::new(t.isec as i64, t.insec as i64);
     if t.vsec != 0 || t.vnsec != 0 {
@@ -349,15 +405,20 @@ fn timerfd(t: &pb::TimerfdEntry, id: u32) -> Result<OwnedFd> {
             Expiration::OneShot(value)
         };
         fd.set(exp, TimerSetTimeFlags::empty())
-            .map_err(|e| Error::msg(format!("file id {id}: timerfd_settime: {e}")))?;
+            .map_err(|source| FileError::Nix {
+                on: On::FileId(id),
+                what: "timerfd_settime",
+                source,
+            })?;
     }
     let fd: OwnedFd = fd.into();
     if t.ticks != 0 {
         crate::sys::fdops::timerfd_set_ticks(fd.as_raw_fd(), t.ticks).map_err(|e| {
-            Error::io(
-                format!("file id {id}: timerfd: {} pending expirations", t.ticks),
-                e,
-            )
+            FileError::TimerTicks {
+                id,
+                ticks: t.ticks,
+                source: e,
+            }
         })?;
     }
     Ok(fd)
@@ -367,7 +428,11 @@ fn inotify(i: &pb::InotifyFileEntry, id: u32, log: &Log) -> Result<OwnedFd> {
     use nix::sys::inotify::{InitFlags, Inotify};
     let fl = InitFlags::from_bits_truncate((i.flags & 0o4000) as i32) | InitFlags::IN_CLOEXEC;
     let fd: OwnedFd = Inotify::init(fl)
-        .map_err(|e| Error::msg(format!("file id {id}: inotify_init: {e}")))?
+        .map_err(|source| FileError::Nix {
+            on: On::FileId(id),
+            what: "inotify_init",
+            source,
+        })?
         .into();
     let mut wds: Vec<&pb::InotifyWdEntry> = i.wd.iter().collect();
     wds.sort_by_key(|w| w.wd);
@@ -397,7 +462,12 @@ fn inotify(i: &pb::InotifyFileEntry, id: u32, log: &Log) -> Result<OwnedFd> {
         loop {
             let got =
                 crate::sys::fdops::inotify_add_watch(fd.as_raw_fd(), &c, w.mask & !0x2000_0000)
-                    .map_err(|e| Error::io(format!("file id {id}: inotify watch {path}"), e))?;
+                    .map_err(|source| FileError::IoArg {
+                        on: On::FileId(id),
+                        what: "inotify watch",
+                        arg: path.to_string(),
+                        source,
+                    })?;
             if got as u32 >= w.wd || tries > 4096 {
                 break;
             }
@@ -446,35 +516,38 @@ fn inet(s: &pb::InetSkEntry, id: u32, opts: &super::Options) -> Result<OwnedFd> 
         2 => AddressFamily::Inet,
         10 => AddressFamily::Inet6,
         f => {
-            return Err(Error::msg(format!(
-                "inet socket {}: family {f} unsupported",
-                s.ino
-            )))
+            return Err(FileError::Refused {
+                on: On::Inet(s.ino),
+                why: FileFault::Family(f),
+            }
+            .into())
         }
     };
     let ty = match s.r#type {
         1 => SockType::Stream,
         2 => SockType::Datagram,
         t => {
-            return Err(Error::msg(format!(
-                "inet socket {}: type {t} unsupported",
-                s.ino
-            )))
+            return Err(FileError::Refused {
+                on: On::Inet(s.ino),
+                why: FileFault::Type(t),
+            }
+            .into())
         }
     };
     if s.state != ST_LISTEN && s.state != ST_CLOSE {
-        let hint = if opts.tcp_established {
-            " (--tcp-established is accepted but connections are not repaired yet)"
-        } else {
-            ""
-        };
-        return Err(Error::msg(format!(
-            "inet socket {} (file id {id}): connected sockets cannot be restored yet{hint}",
-            s.ino
-        )));
+        return Err(FileError::InetConnected {
+            ino: s.ino,
+            id,
+            tcp_established: opts.tcp_established,
+        }
+        .into());
     }
-    let fd = so::socket(fam, ty, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| Error::msg(format!("inet socket {}: socket: {e}", s.ino)))?;
+    let fd =
+        so::socket(fam, ty, SockFlag::SOCK_CLOEXEC, None).map_err(|source| FileError::Nix {
+            on: On::Inet(s.ino),
+            what: "socket",
+            source,
+        })?;
     if s.opts.reuseaddr == Some(true) {
         let _ = so::setsockopt(&fd, sockopt::ReuseAddr, &true);
     }
@@ -504,11 +577,11 @@ fn inet(s: &pb::InetSkEntry, id: u32, opts: &super::Options) -> Result<OwnedFd> 
                 &SockaddrIn6::from(std::net::SocketAddrV6::new(ip, s.src_port as u16, 0, 0)),
             )
         };
-        r.map_err(|e| {
-            Error::msg(format!(
-                "inet socket {}: bind port {}: {e}",
-                s.ino, s.src_port
-            ))
+        r.map_err(|source| FileError::NixArg {
+            on: On::Inet(s.ino),
+            what: "bind port",
+            arg: s.src_port.to_string(),
+            source,
         })?;
     }
     if s.state == ST_LISTEN {
@@ -516,10 +589,18 @@ fn inet(s: &pb::InetSkEntry, id: u32, opts: &super::Options) -> Result<OwnedFd> 
             &fd,
             Backlog::new(s.backlog as i32).unwrap_or(Backlog::MAXCONN),
         )
-        .map_err(|e| Error::msg(format!("inet socket {}: listen: {e}", s.ino)))?;
+        .map_err(|source| FileError::Nix {
+            on: On::Inet(s.ino),
+            what: "listen",
+            source,
+        })?;
     }
-    crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (s.flags & 0o4000) as i32)
-        .map_err(|e| Error::io(format!("inet socket {}", s.ino), e))?;
+    crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (s.flags & 0o4000) as i32).map_err(
+        |source| FileError::IoOn {
+            on: On::Inet(s.ino),
+            source,
+        },
+    )?;
     Ok(fd)
 }
 
@@ -530,10 +611,12 @@ fn netlink(n: &pb::NetlinkSkEntry, id: u32) -> Result<OwnedFd> {
     let proto = match n.protocol {
         0 => SockProtocol::NetlinkRoute,
         p => {
-            return Err(Error::msg(format!(
-                "netlink socket {} (file id {id}): protocol {p} unsupported",
-                n.ino
-            )))
+            return Err(FileError::NetlinkProtocol {
+                ino: n.ino,
+                id,
+                proto: p,
+            }
+            .into())
         }
     };
     let fd = so::socket(
@@ -542,12 +625,20 @@ fn netlink(n: &pb::NetlinkSkEntry, id: u32) -> Result<OwnedFd> {
         SockFlag::SOCK_CLOEXEC,
         proto,
     )
-    .map_err(|e| Error::msg(format!("netlink socket {}: {e}", n.ino)))?;
+    .map_err(|source| FileError::NixOn {
+        on: On::Netlink(n.ino),
+        source,
+    })?;
     let groups = n.groups.first().copied().unwrap_or(0);
     // The dumped port id may be taken by a live socket; let the kernel pick then.
     if so::bind(fd.as_raw_fd(), &NetlinkAddr::new(n.portid, groups)).is_err() {
-        so::bind(fd.as_raw_fd(), &NetlinkAddr::new(0, groups))
-            .map_err(|e| Error::msg(format!("netlink socket {}: bind: {e}", n.ino)))?;
+        so::bind(fd.as_raw_fd(), &NetlinkAddr::new(0, groups)).map_err(|source| {
+            FileError::Nix {
+                on: On::Netlink(n.ino),
+                what: "bind",
+                source,
+            }
+        })?;
     }
     Ok(fd)
 }

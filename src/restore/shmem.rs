@@ -2,8 +2,9 @@
 //! it names: the one reader of them for memfds, shared anonymous memory
 //! and System V segments.
 
+use super::error::{FileError, FileFault, On};
 use super::plan::read_pagemap;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::typed::Mapped;
 use std::path::Path;
 
@@ -13,7 +14,7 @@ use std::path::Path;
 pub fn for_each_run(
     dir: &Path,
     shmid: u64,
-    what: &str,
+    on: &On,
     mut put: impl FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<()> {
     let pm = dir.join(format!("pagemap-shmem-{shmid}.img"));
@@ -32,7 +33,10 @@ pub fn for_each_run(
         let n = (e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages)) * 4096) as usize;
         let chunk = bytes
             .get(off..off + n)
-            .ok_or_else(|| Error::msg(format!("{what}: pages-{pages_id}.img is short")))?;
+            .ok_or_else(|| FileError::PagesShort {
+                on: on.clone(),
+                pages_id,
+            })?;
         put(e.vaddr, chunk)?;
         off += n;
     }
@@ -42,13 +46,16 @@ pub fn for_each_run(
 /// Fills `seg` (a mapped System V segment) with the contents of
 /// `shmid`; pages past its end are an error.
 pub fn fill_slice(dir: &Path, shmid: u64, seg: &mut [u8]) -> Result<()> {
-    let what = format!("System V shm {shmid}");
-    for_each_run(dir, shmid, &what, |at, chunk| {
+    let on = On::SysvShm(shmid);
+    for_each_run(dir, shmid, &on, |at, chunk| {
         let at = at as usize;
         // The last page may run past the segment's size.
         let n = chunk.len().min(seg.len().saturating_sub(at));
         seg.get_mut(at..at + n)
-            .ok_or_else(|| Error::msg(format!("{what}: pages beyond its size")))?
+            .ok_or_else(|| FileError::Refused {
+                on: on.clone(),
+                why: FileFault::PagesBeyond,
+            })?
             .copy_from_slice(&chunk[..n]);
         Ok(())
     })

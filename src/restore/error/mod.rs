@@ -8,7 +8,7 @@ mod files;
 mod setup;
 mod task;
 
-pub use files::FileError;
+pub use files::{FileError, FileFault, On};
 pub use setup::{InventoryFault, PstreeFault, SetupError};
 pub use task::{SeccompFault, TaskError, TimerFault};
 

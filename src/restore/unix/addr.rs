@@ -4,6 +4,7 @@
 use super::plan::Target;
 use crate::error::{Error, Result};
 use crate::model::unix::display_name;
+use crate::restore::error::{FileError, On};
 use nix::sys::socket::{SockType, UnixAddr};
 
 /// A socket address and the directory a relative path is resolved from.
@@ -26,11 +27,11 @@ impl Addr {
 
 /// The kernel address of a planned target (the planner checked it).
 pub fn of(t: &Target, ino: u32) -> Result<Addr> {
-    let bad = |e: nix::Error| {
-        Error::msg(format!(
-            "unix socket {ino}: bad name {}: {e}",
-            display_name(&t.name)
-        ))
+    let bad = |source| FileError::NixArg {
+        on: On::Unix(ino),
+        what: "bad name",
+        arg: display_name(&t.name),
+        source,
     };
     if t.name.first() == Some(&0) {
         return Ok(Addr {
@@ -52,10 +53,12 @@ use std::os::unix::ffi::OsStrExt;
 pub fn in_dir<T>(dir: Option<&str>, f: impl FnOnce() -> nix::Result<T>) -> Result<nix::Result<T>> {
     let Some(d) = dir else { return Ok(f()) };
     let old = std::env::current_dir().map_err(|e| Error::io("getcwd", e))?;
-    std::env::set_current_dir(d).map_err(|e| Error::io(format!("chdir {d}"), e))?;
+    std::env::set_current_dir(d).map_err(|source| FileError::Chdir {
+        dir: d.into(),
+        source,
+    })?;
     let r = f();
-    std::env::set_current_dir(&old)
-        .map_err(|e| Error::io(format!("chdir {}", old.display()), e))?;
+    std::env::set_current_dir(&old).map_err(|source| FileError::Chdir { dir: old, source })?;
     Ok(r)
 }
 

@@ -8,6 +8,7 @@ use super::plan::{self, Sender, Step, TaskInfo, UnixPlan};
 use super::task::{finish_socket, send_packet};
 use crate::error::{Error, Result};
 use crate::model::unix::{display_name, Sock};
+use crate::restore::error::{FileError, FileFault, On};
 use crate::restore::plan::Plan;
 use crate::restore::reservoir::{BoundPath, Reservoir};
 use crate::restore::{Log, Options};
@@ -25,7 +26,7 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &Log) ->
     let mut inherited: HashMap<u32, OwnedFd> = HashMap::new();
     for (n, ino) in inherited_fds {
         let fd = crate::sys::sock::dup_raw(n)
-            .map_err(|e| Error::io(format!("--inherit-fd fd[{n}]"), e))?;
+            .map_err(|source| FileError::InheritDup { fd: n, source })?;
         inherited.insert(ino, fd);
     }
     let tree: Vec<TaskInfo> = plan
@@ -81,8 +82,42 @@ fn refused(r: plan::Refusal) -> Error {
 }
 
 fn sock(m: &crate::model::unix::Model, ino: u32) -> Result<&Sock> {
-    m.get(ino)
-        .ok_or_else(|| Error::msg(format!("unix socket {ino}: not in the images")))
+    m.get(ino).ok_or_else(|| {
+        FileError::Refused {
+            on: On::Unix(ino),
+            why: FileFault::NotInImages,
+        }
+        .into()
+    })
+}
+
+/// A failed call on unix socket `ino`, as an error naming it.
+fn on_unix(ino: u32, what: &'static str) -> impl FnOnce(nix::Error) -> Error {
+    move |source| {
+        FileError::Nix {
+            on: On::Unix(ino),
+            what,
+            source,
+        }
+        .into()
+    }
+}
+
+/// The same, with the call's argument (a path, an address, a socket).
+fn on_unix_arg(
+    ino: u32,
+    what: &'static str,
+    arg: impl std::fmt::Display,
+) -> impl FnOnce(nix::Error) -> Error {
+    move |source| {
+        FileError::NixArg {
+            on: On::Unix(ino),
+            what,
+            arg: arg.to_string(),
+            source,
+        }
+        .into()
+    }
 }
 
 /// Puts every socket into the reservoir: held ones by file id, the rest
@@ -142,7 +177,7 @@ impl Exec<'_> {
             SockFlag::SOCK_CLOEXEC,
             None,
         )
-        .map_err(|err| Error::msg(format!("unix socket {ino}: socket: {err}")))
+        .map_err(on_unix(ino, "socket"))
     }
 
     fn pair(&self, ino: u32, with: Option<u32>) -> Result<(OwnedFd, OwnedFd)> {
@@ -154,8 +189,8 @@ impl Exec<'_> {
             SockFlag::SOCK_CLOEXEC,
         )
         .map_err(|err| match with {
-            Some(p) => Error::msg(format!("unix socket {ino}: socketpair with {p}: {err}")),
-            None => Error::msg(format!("unix socket {ino}: socketpair: {err}")),
+            Some(p) => on_unix_arg(ino, "socketpair with", p)(err),
+            None => on_unix(ino, "socketpair")(err),
         })
     }
 
@@ -172,17 +207,15 @@ impl Exec<'_> {
         let a = self.addr(ino)?;
         let e = self.sock(ino)?.e.clone();
         let Some(full) = a.full_path() else {
-            return so::bind(fd.as_raw_fd(), &a.addr).map_err(|err| {
-                Error::msg(format!(
-                    "unix socket {ino}: bind {}: {err}",
-                    display_name(&e.name)
-                ))
-            });
+            return so::bind(fd.as_raw_fd(), &a.addr).map_err(on_unix_arg(
+                ino,
+                "bind",
+                display_name(&e.name),
+            ));
         };
         self.clear_stale(&full, ino)?;
-        addr::in_dir(a.dir.as_deref(), || so::bind(fd.as_raw_fd(), &a.addr))?.map_err(|err| {
-            Error::msg(format!("unix socket {ino}: bind {}: {err}", full.display()))
-        })?;
+        addr::in_dir(a.dir.as_deref(), || so::bind(fd.as_raw_fd(), &a.addr))?
+            .map_err(on_unix_arg(ino, "bind", full.display()))?;
         if let Some(perm) = &e.file_perms {
             let _ = std::fs::set_permissions(
                 &full,
@@ -191,12 +224,18 @@ impl Exec<'_> {
             let _ = std::os::unix::fs::lchown(&full, Some(perm.uid), Some(perm.gid));
         }
         if e.deleted == Some(true) {
-            std::fs::remove_file(&full).map_err(|err| {
-                Error::io(format!("unix socket {ino}: unlink {}", full.display()), err)
+            std::fs::remove_file(&full).map_err(|source| FileError::IoArg {
+                on: On::Unix(ino),
+                what: "unlink",
+                arg: full.display().to_string(),
+                source,
             })?;
         } else {
-            let bound = BoundPath::at(full.clone())
-                .map_err(|err| Error::io(format!("unix socket {ino}: {}", full.display()), err))?;
+            let bound = BoundPath::at(full.clone()).map_err(|source| FileError::Path {
+                on: On::Unix(ino),
+                path: full.clone(),
+                source,
+            })?;
             self.res.created_paths.push(bound);
         }
         Ok(())
@@ -231,11 +270,11 @@ impl Exec<'_> {
             .as_ref()
             .is_some_and(|v| v.contains(&(dev, file)));
         if live {
-            return Err(Error::msg(format!(
-                "unix socket {ino}: {} is bound by a live socket of another process; \
-                 free the path (or stop that process) and restore again",
-                path.display()
-            )));
+            return Err(FileError::Refused {
+                on: On::Unix(ino),
+                why: FileFault::BoundByLive(path.to_path_buf()),
+            }
+            .into());
         }
         // Only the file checked: not one bound there since.
         let same = std::fs::symlink_metadata(path).is_ok_and(|n| {
@@ -250,7 +289,7 @@ impl Exec<'_> {
 
     fn connect(fd: &OwnedFd, a: &Addr, ino: u32) -> Result<()> {
         addr::in_dir(a.dir.as_deref(), || so::connect(fd.as_raw_fd(), &a.addr))?
-            .map_err(|err| Error::msg(format!("unix socket {ino}: connect to {}: {err}", a.addr)))
+            .map_err(on_unix_arg(ino, "connect to", a.addr))
     }
 
     fn run(&mut self, step: &Step) -> Result<()> {
@@ -263,8 +302,7 @@ impl Exec<'_> {
                 }
                 let backlog =
                     Backlog::new(e.backlog.min(i32::MAX as u32) as i32).unwrap_or(Backlog::MAXCONN);
-                so::listen(&fd, backlog)
-                    .map_err(|err| Error::msg(format!("unix socket {ino}: listen: {err}")))?;
+                so::listen(&fd, backlog).map_err(on_unix(ino, "listen"))?;
                 self.made.insert(ino, fd);
             }
             Step::Bind { ino } => {
@@ -281,22 +319,31 @@ impl Exec<'_> {
                 // Non-blocking until the acceptor sets its flags: the
                 // connector then sees a full backlog as EAGAIN.
                 let c = self.new_sock(ino)?;
-                crate::sys::fdops::set_status_flags(c.as_raw_fd(), libc::O_NONBLOCK)
-                    .map_err(|err| Error::io(format!("unix socket {ino}: set flags"), err))?;
+                crate::sys::fdops::set_status_flags(c.as_raw_fd(), libc::O_NONBLOCK).map_err(
+                    |source| FileError::Io {
+                        on: On::Unix(ino),
+                        what: "set flags",
+                        source,
+                    },
+                )?;
                 self.made.insert(ino, c);
             }
             Step::ConnectAccept { cli, acc, listener } => {
                 let c = self.new_sock(cli)?;
                 Self::connect(&c, &self.addr(acc)?, cli)?;
-                let l = self
-                    .made
-                    .get(&listener)
-                    .map(|f| f.as_raw_fd())
-                    .ok_or_else(|| {
-                        Error::msg(format!("unix socket {acc}: listener {listener} not made"))
-                    })?;
-                let a = crate::sys::sock::accept(l).map_err(|err| {
-                    Error::io(format!("unix socket {acc}: accept on {listener}"), err)
+                let l =
+                    self.made
+                        .get(&listener)
+                        .map(|f| f.as_raw_fd())
+                        .ok_or(FileError::Refused {
+                            on: On::Unix(acc),
+                            why: FileFault::ListenerNotMade(listener),
+                        })?;
+                let a = crate::sys::sock::accept(l).map_err(|source| FileError::IoArg {
+                    on: On::Unix(acc),
+                    what: "accept on",
+                    arg: listener.to_string(),
+                    source,
                 })?;
                 self.made.insert(cli, c);
                 self.made.insert(acc, a);
@@ -332,10 +379,7 @@ impl Exec<'_> {
         let mut temps: HashMap<u32, OwnedFd> = HashMap::new();
         for pkt in &self.plan.packets {
             let Some(s) = m.by_id(pkt.id_for) else {
-                return Err(Error::msg(format!(
-                    "sk-queues.img: queue for file id {} which is not a unix socket",
-                    pkt.id_for
-                )));
+                return Err(FileError::QueueNotUnix { id: pkt.id_for }.into());
             };
             let ino = s.ino();
             let from: RawFd = match up.senders.get(&ino) {
@@ -351,7 +395,10 @@ impl Exec<'_> {
                     }
                 },
             }
-            .ok_or_else(|| Error::msg(format!("unix socket {ino}: its sender was not made")))?;
+            .ok_or(FileError::Refused {
+                on: On::Unix(ino),
+                why: FileFault::SenderNotMade,
+            })?;
             let (res, made) = (&*self.res, &self.made);
             let fd_of = |id: u32| {
                 res.raw(id).or_else(|| {

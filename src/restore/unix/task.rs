@@ -7,8 +7,9 @@
 
 use super::addr;
 use super::plan::{TaskConn, TaskPair};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::pb;
+use crate::restore::error::{FileError, FileFault, On};
 use crate::restore::plan::{Packet, Plan};
 use crate::restore::reservoir::Reservoir;
 use nix::sys::socket::{self as so, AddressFamily, MsgFlags, SockFlag};
@@ -21,10 +22,13 @@ const CONN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The unix socket entry of file `id`.
 fn usk(plan: &Plan, id: u32) -> Result<&pb::UnixSkEntry> {
-    plan.unix
-        .by_id(id)
-        .map(|s| &s.e)
-        .ok_or_else(|| Error::msg(format!("file id {id}: not a unix socket")))
+    plan.unix.by_id(id).map(|s| &s.e).ok_or_else(|| {
+        FileError::Refused {
+            on: On::FileId(id),
+            why: FileFault::NotUnix,
+        }
+        .into()
+    })
 }
 
 /// Sends one queued message from `from` to the queue of unix socket `ino`,
@@ -43,11 +47,11 @@ pub fn send_packet(
             .iter()
             .map(|&id| {
                 fd_of(id).ok_or_else(|| {
-                    Error::msg(format!(
-                        "unix socket {ino}: a queued message passes file id {id} (SCM_RIGHTS), \
-                         which is not open at that point of the restore (a file only in flight, \
-                         or a socket made later); not supported"
-                    ))
+                    FileError::Refused {
+                        on: On::Unix(ino),
+                        why: FileFault::InFlight(id),
+                    }
+                    .into()
                 })
             })
             .collect::<Result<Vec<RawFd>>>()?;
@@ -62,13 +66,20 @@ pub fn send_packet(
     };
     match r {
         Ok(n) if n == pkt.data.len() => Ok(()),
-        Ok(n) => Err(Error::msg(format!(
-            "unix socket {ino}: queue replay sent {n} of {} bytes",
-            pkt.data.len()
-        ))),
-        Err(err) => Err(Error::msg(format!(
-            "unix socket {ino}: queue replay: {err}"
-        ))),
+        Ok(sent) => Err(FileError::Refused {
+            on: On::Unix(ino),
+            why: FileFault::ShortReplay {
+                sent,
+                len: pkt.data.len(),
+            },
+        }
+        .into()),
+        Err(source) => Err(FileError::Nix {
+            on: On::Unix(ino),
+            what: "queue replay",
+            source,
+        }
+        .into()),
     }
 }
 
@@ -87,11 +98,13 @@ pub fn make_task_pair(
         None,
         SockFlag::SOCK_CLOEXEC,
     )
-    .map_err(|err| {
-        Error::msg(format!(
-            "pid {}: unix socket {}: socketpair: {err}",
-            tp.pid, ea.ino
-        ))
+    .map_err(|source| FileError::Nix {
+        on: On::PidUnix {
+            pid: tp.pid,
+            ino: ea.ino,
+        },
+        what: "socketpair",
+        source,
     })?;
     // Each end's queue is sent from the other end. Packets of the two ends
     // are independent queues, so their relative order does not matter.
@@ -128,44 +141,59 @@ pub fn finish_socket(
 ) -> Result<()> {
     let ino = e.ino;
     let sh = e.shutdown.unwrap_or(0);
+    let shut = |source| FileError::Nix {
+        on: On::Unix(ino),
+        what: "shutdown",
+        source,
+    };
     if sh & 2 != 0 {
-        so::shutdown(fd.as_raw_fd(), so::Shutdown::Write)
-            .map_err(|err| Error::msg(format!("unix socket {ino}: shutdown: {err}")))?;
+        so::shutdown(fd.as_raw_fd(), so::Shutdown::Write).map_err(shut)?;
     }
     if sh & 1 != 0 && peer.is_none_or(|p| p.shutdown.unwrap_or(0) & 2 == 0) {
-        so::shutdown(fd.as_raw_fd(), so::Shutdown::Read)
-            .map_err(|err| Error::msg(format!("unix socket {ino}: shutdown: {err}")))?;
+        so::shutdown(fd.as_raw_fd(), so::Shutdown::Read).map_err(shut)?;
     }
     set_opts(fd, &e.opts, ino)?;
-    crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (e.flags & 0o4000) as i32)
-        .map_err(|err| Error::io(format!("unix socket {ino}: set flags"), err))
+    crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (e.flags & 0o4000) as i32).map_err(
+        |source| {
+            FileError::Io {
+                on: On::Unix(ino),
+                what: "set flags",
+                source,
+            }
+            .into()
+        },
+    )
 }
 
 fn set_opts(fd: &OwnedFd, o: &pb::SkOptsEntry, ino: u32) -> Result<()> {
     use nix::sys::socket::sockopt;
-    let err = |what: &str, e: nix::Error| Error::msg(format!("unix socket {ino}: set {what}: {e}"));
+    let err = |what, source| FileError::Nix {
+        on: On::Unix(ino),
+        what,
+        source,
+    };
     // The kernel doubles what is set; the images hold the doubled value.
     if o.so_sndbuf != 212992 && o.so_sndbuf >= 4608 {
         so::setsockopt(fd, sockopt::SndBufForce, &(o.so_sndbuf as usize / 2))
-            .map_err(|e| err("SO_SNDBUF", e))?;
+            .map_err(|e| err("set SO_SNDBUF", e))?;
     }
     if o.so_rcvbuf != 212992 && o.so_rcvbuf >= 2304 {
         so::setsockopt(fd, sockopt::RcvBufForce, &(o.so_rcvbuf as usize / 2))
-            .map_err(|e| err("SO_RCVBUF", e))?;
+            .map_err(|e| err("set SO_RCVBUF", e))?;
     }
     if o.so_snd_tmo_sec != 0 || o.so_snd_tmo_usec != 0 {
         let tv = nix::sys::time::TimeVal::new(o.so_snd_tmo_sec as i64, o.so_snd_tmo_usec as i64);
-        so::setsockopt(fd, sockopt::SendTimeout, &tv).map_err(|e| err("SO_SNDTIMEO", e))?;
+        so::setsockopt(fd, sockopt::SendTimeout, &tv).map_err(|e| err("set SO_SNDTIMEO", e))?;
     }
     if o.so_rcv_tmo_sec != 0 || o.so_rcv_tmo_usec != 0 {
         let tv = nix::sys::time::TimeVal::new(o.so_rcv_tmo_sec as i64, o.so_rcv_tmo_usec as i64);
-        so::setsockopt(fd, sockopt::ReceiveTimeout, &tv).map_err(|e| err("SO_RCVTIMEO", e))?;
+        so::setsockopt(fd, sockopt::ReceiveTimeout, &tv).map_err(|e| err("set SO_RCVTIMEO", e))?;
     }
     if o.so_passcred == Some(true) {
-        so::setsockopt(fd, sockopt::PassCred, &true).map_err(|e| err("SO_PASSCRED", e))?;
+        so::setsockopt(fd, sockopt::PassCred, &true).map_err(|e| err("set SO_PASSCRED", e))?;
     }
     if let Some(m) = o.so_mark.filter(|&m| m != 0) {
-        so::setsockopt(fd, sockopt::Mark, &m).map_err(|e| err("SO_MARK", e))?;
+        so::setsockopt(fd, sockopt::Mark, &m).map_err(|e| err("set SO_MARK", e))?;
     }
     Ok(())
 }
@@ -180,8 +208,11 @@ pub fn relisten(plan: &Plan, res: &Reservoir, pid: u32) -> Result<()> {
         }
         let Some(fd) = res.raw(l.id) else { continue };
         let backlog = l.e.backlog.min(i32::MAX as u32) as i32;
-        crate::sys::sock::listen_raw(fd, backlog)
-            .map_err(|err| Error::io(format!("pid {pid}: unix socket {}: listen", l.ino()), err))?;
+        crate::sys::sock::listen_raw(fd, backlog).map_err(|source| FileError::Io {
+            on: On::PidUnix { pid, ino: l.ino() },
+            what: "listen",
+            source,
+        })?;
     }
     Ok(())
 }
@@ -202,10 +233,11 @@ struct Conns<'a> {
 impl<'a> Conns<'a> {
     fn client_fd(&self, c: &TaskConn) -> Result<&'a OwnedFd> {
         self.res.by_id.get(&c.cli_id).ok_or_else(|| {
-            Error::msg(format!(
-                "pid {}: unix socket of file id {}: not made",
-                self.pid, c.cli_id
-            ))
+            FileError::Refused {
+                on: On::Pid(self.pid),
+                why: FileFault::NotMade(c.cli_id),
+            }
+            .into()
         })
     }
 
@@ -214,19 +246,21 @@ impl<'a> Conns<'a> {
     /// none came in time.
     fn accept_one(&self, listener_id: u32, waiting: &mut Waiting<'a>) -> Result<bool> {
         let pid = self.pid;
-        let lfd = self.res.raw(listener_id).ok_or_else(|| {
-            Error::msg(format!(
-                "pid {pid}: listener file id {listener_id} is not open"
-            ))
+        let lfd = self.res.raw(listener_id).ok_or(FileError::Refused {
+            on: On::Pid(pid),
+            why: FileFault::ListenerNotOpen(listener_id),
         })?;
         let fd = match crate::sys::sock::accept_wait(lfd, CONN_WAIT) {
             Ok(Some(fd)) => fd,
             Ok(None) => return Ok(false),
             Err(err) => {
-                return Err(Error::io(
-                    format!("pid {pid}: accept on listener file id {listener_id}"),
-                    err,
-                ))
+                return Err(FileError::IoArg {
+                    on: On::Pid(pid),
+                    what: "accept on listener file id",
+                    arg: listener_id.to_string(),
+                    source: err,
+                }
+                .into())
             }
         };
         let from = so::getsockopt(&fd, so::sockopt::PeerCredentials)
@@ -274,10 +308,16 @@ impl<'a> Conns<'a> {
                     }
                 }
                 Err(err) => {
-                    return Err(Error::msg(format!(
-                        "pid {}: unix socket {}: connect to {}: {err}",
-                        self.pid, cli.ino, a.addr
-                    )))
+                    return Err(FileError::NixArg {
+                        on: On::PidUnix {
+                            pid: self.pid,
+                            ino: cli.ino,
+                        },
+                        what: "connect to",
+                        arg: a.addr.to_string(),
+                        source: err,
+                    }
+                    .into())
                 }
             }
         }
@@ -340,9 +380,13 @@ pub fn make_task_conns(
             .map(|(_, q)| q[0].connector)
         {
             if !cx.accept_one(l, &mut waiting)? {
-                return Err(Error::msg(format!(
-                    "pid {pid}: no connection from pid {first} reached listener file id {l} in {CONN_WAIT:?}"
-                )));
+                return Err(FileError::NoConnection {
+                    pid,
+                    from: first,
+                    listener: l,
+                    wait: CONN_WAIT,
+                }
+                .into());
             }
         }
     }
