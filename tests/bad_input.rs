@@ -1,8 +1,8 @@
 //! Bad input ends with exit status 1 and one line on stderr naming the file
 //! and the byte offset or JSON path, never a panic.
 
-mod common;
-use common::*;
+mod kit;
+use kit::cli::*;
 
 fn write(dir: &std::path::Path, name: &str, data: &[u8]) -> std::path::PathBuf {
     let p = dir.join(name);

@@ -2,9 +2,9 @@
 //! numbers, strings that are not UTF-8, fields from a newer CRIU, entry
 //! counts of payload images, raw files, a closed stdout.
 
-mod common;
-use common::*;
+mod kit;
 use crit::image::typed::ImageBuilder;
+use kit::cli::*;
 
 fn varint(mut v: u64, out: &mut Vec<u8>) {
     while v >= 0x80 {

@@ -3,9 +3,10 @@
 //! cgroup is removed, and the restore makes it again and puts the task
 //! back in it; with `--manage-cgroups=none` it stays in crit's.
 
-mod dumpkit;
+mod kit;
+use kit::host::ShmSegment;
 
-use dumpkit::*;
+use kit::dump::*;
 use std::path::PathBuf;
 
 /// Where a cgroup of the test can be made: the pids hierarchy (v1) or
@@ -41,14 +42,6 @@ fn cgroup_of(pid: i32, name: &str) -> String {
         .unwrap_or_default()
 }
 
-struct Segment(i32);
-
-impl Drop for Segment {
-    fn drop(&mut self) {
-        let _ = crit::sys::ipc::Kind::Shm.remove(self.0);
-    }
-}
-
 #[test]
 fn tasks_go_back_to_their_cgroups() {
     let Some((mount, name)) = hierarchy() else {
@@ -58,7 +51,7 @@ fn tasks_go_back_to_their_cgroups() {
     let kit = Kit::new();
     let result = kit.path("result");
     let mut prog = kit.start("sysvshm", &[result.to_str().unwrap()]);
-    let _seg = Segment(
+    let _seg = ShmSegment(
         prog.ready
             .split_whitespace()
             .nth(1)

@@ -1,7 +1,7 @@
 //! Command-line behaviour: options, stdin/stdout conventions, usage errors.
 
-mod common;
-use common::*;
+mod kit;
+use kit::cli::*;
 
 #[test]
 fn show_nopl_prints_payload_sizes() {

@@ -2,10 +2,10 @@
 //! images and their content, compared with what CRIU 4.2 writes for the
 //! same kind of program (testdata fixture "counter").
 
-mod dumpkit;
+mod kit;
 
 use crit::image::pb;
-use dumpkit::*;
+use kit::dump::*;
 
 fn counter_dump(kit: &Kit, extra: &[&str]) -> (Prog, std::path::PathBuf, u64) {
     let file = kit.path("reg.txt");
@@ -24,7 +24,7 @@ fn counter_images_match_criu_set() {
     let pid = prog.pid;
     // Killed after the dump, as CRIU does.
     std::thread::sleep(std::time::Duration::from_millis(100));
-    reap_all();
+    reap(&[pid], std::time::Duration::from_secs(2));
     assert!(!alive(pid), "the tree must be gone after a dump without -R");
 
     let names = images(&dir);
@@ -253,7 +253,7 @@ fn pages_progress_only_on_a_terminal() {
     let prog = kit.start("counter", &[file.to_str().unwrap()]);
     let pty = nix::pty::openpty(None, None).expect("openpty");
     let slave = std::fs::File::from(pty.slave);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_crit"))
+    let mut child = kit::crit()
         .args(["dump", "-R", "-t", &prog.pid.to_string(), "-D"])
         .arg(kit.path("tty-img"))
         .stderr(slave)

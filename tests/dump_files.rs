@@ -1,10 +1,10 @@
 //! Files of many kinds, shared memory, signal handlers and timers, and
 //! the images CRIU 4.2 writes for them (compare testdata kitchen).
 
-mod dumpkit;
+mod kit;
 
 use crit::image::pb;
-use dumpkit::*;
+use kit::dump::*;
 
 #[test]
 fn many_kinds_of_files() {

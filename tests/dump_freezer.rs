@@ -2,16 +2,15 @@
 //! stopped, descendants found, failures leaving the tree running, group
 //! stops kept, kill and reap.
 
-#[path = "sys_common.rs"]
-mod common;
+mod kit;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
 use crit::dump::freezer;
 use crit::sys::inject::Injector;
 use crit::sys::ptrace::{self, Stop};
+use kit::sys::*;
 
 #[test]
 fn freeze_stops_every_thread_and_resume_lets_them_run() {

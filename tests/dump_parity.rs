@@ -2,10 +2,9 @@
 //! set of images and, image by image, the same fields present (testdata/
 //! criu-4.2 holds CRIU's dumps of similar programs).
 
-mod dumpkit;
-mod machine;
+mod kit;
 
-use dumpkit::*;
+use kit::dump::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -110,7 +109,7 @@ fn compare(kit: &Kit, ours: &Path, theirs: &Path, allow_extra: &[&str], skip: &[
         if !ours_x.is_empty() || pb.iter().any(|p| p.starts_with(xsave)) {
             assert_eq!(
                 ours_x,
-                machine::expected_xsave_paths(xsave),
+                kit::machine::expected_xsave_paths(xsave),
                 "{k}: xsave fields against this CPU's components"
             );
         }

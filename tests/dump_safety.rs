@@ -1,9 +1,9 @@
 //! A dump that refuses, fails halfway or is killed leaves the tree
 //! running as before.
 
-mod dumpkit;
+mod kit;
 
-use dumpkit::*;
+use kit::dump::*;
 use std::time::Duration;
 
 fn beat(path: &std::path::Path) -> u64 {
@@ -89,7 +89,7 @@ fn killed_dump_leaves_the_tree_running() {
     let prog = kit.start("heartbeat", &[hb.to_str().unwrap(), "512"]);
     for (i, delay) in [5u64, 20, 40, 80, 150].iter().enumerate() {
         let dir = kit.path(&format!("img{i}"));
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_crit"))
+        let mut c = kit::crit()
             .args([
                 "dump",
                 "-t",
@@ -125,7 +125,7 @@ fn killed_worker_is_reported() {
             break;
         }
         let dir = kit.path(&format!("img{i}"));
-        let c = std::process::Command::new(env!("CARGO_BIN_EXE_crit"))
+        let c = kit::crit()
             .args(["dump", "-t", &prog.pid.to_string(), "-D"])
             .arg(&dir)
             .stderr(std::process::Stdio::piped())
@@ -303,7 +303,7 @@ fn ctrl_c_on_the_whole_job_leaves_the_tree_running() {
     let prog = kit.start("heartbeat", &[hb.to_str().unwrap(), "512"]);
     for (i, delay) in [10u64, 40, 100].iter().enumerate() {
         let dir = kit.path(&format!("img{i}"));
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_crit"))
+        let mut c = kit::crit()
             .args([
                 "dump",
                 "-t",

@@ -1,9 +1,9 @@
 //! Threads, process trees, sessions and process groups.
 
-mod dumpkit;
+mod kit;
 
 use crit::image::pb;
-use dumpkit::*;
+use kit::dump::*;
 
 #[test]
 fn threads_each_get_a_core() {
@@ -76,7 +76,7 @@ fn tree_with_groups_and_sessions() {
     let dir = kit.path("img");
     ok(&kit.dump(root, &dir, &[]));
     std::thread::sleep(std::time::Duration::from_millis(50));
-    reap_all();
+    reap(&[root, child, gc], std::time::Duration::from_secs(2));
     assert!(
         !alive(root) && !alive(child) && !alive(gc),
         "whole tree killed"

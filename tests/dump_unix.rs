@@ -1,21 +1,13 @@
 //! Unix sockets of every kind, and peers outside the tree.
 
-mod dumpkit;
+mod kit;
+use kit::host::sock_ino;
 
 use crit::image::entry::EntryReader;
 use crit::image::pb;
 use crit::image::typed::Mapped;
-use dumpkit::*;
+use kit::dump::*;
 use std::path::Path;
-
-fn sock_ino(pid: i32, fd: i32) -> u32 {
-    let l = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
-    let l = l.to_string_lossy();
-    l.trim_start_matches("socket:[")
-        .trim_end_matches(']')
-        .parse()
-        .unwrap()
-}
 
 fn usk_by_fd(dir: &Path, files_id: u32, fd: u32) -> pb::UnixSkEntry {
     let fdinfo: Vec<pb::FdinfoEntry> = all(dir, &format!("fdinfo-{files_id}.img"), "FDINFO");

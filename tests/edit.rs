@@ -2,37 +2,16 @@
 //! fixtures (testdata/criu-4.2), checked with `crit decode` and byte by
 //! byte against the original files.img.
 
+mod kit;
 use crit::image::entry::EntryReader;
 use crit::image::source::Source;
 use serde_json::{json, Value};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/criu-4.2")
-        .join(name)
-}
-
-/// A temporary copy of a fixture's image files.
-fn copy_fixture(name: &str) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(fixture(name)).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), tmp.path().join(e.file_name())).unwrap();
-        }
-    }
-    tmp
-}
-
-fn crit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_crit"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use kit::crit_out as crit;
+use kit::{copy_fixture, fixture};
 
 fn edit(dir: &Path, args: &[&str]) -> Output {
     let mut v = vec!["edit", dir.to_str().unwrap()];

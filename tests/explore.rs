@@ -2,6 +2,7 @@
 //! text views byte for byte against crit 4.2's output, facts of the `sk`
 //! view checked against crit 4.2's JSON of the images, and the JSON views.
 
+mod kit;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -9,9 +10,7 @@ use std::process::{Command, Output, Stdio};
 
 const VIEWS: [&str; 4] = ["ps", "fds", "mems", "rss"];
 
-fn crit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_crit"))
-}
+use kit::crit;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -19,9 +18,7 @@ fn fixtures() -> PathBuf {
         .join("criu-4.2")
 }
 
-fn fixture(name: &str) -> PathBuf {
-    fixtures().join(name)
-}
+use kit::fixture;
 
 /// Every fixture directory (each holds a `crit-4.2` directory of references).
 fn fixture_dirs() -> Vec<PathBuf> {

@@ -3,16 +3,16 @@
 //! of it: the base64 text is made and written out piece by piece. One
 //! test in this binary, so the children's peak RSS is crit's alone.
 
-mod common;
+mod kit;
 
 #[test]
 fn decode_of_a_large_payload_is_bounded() {
     const MB: usize = 1 << 20;
     let n = 64 * MB;
     let dir = tempfile::tempdir().unwrap();
-    let img = common::pipes_data_image(dir.path(), n / MB);
+    let img = kit::cli::pipes_data_image(dir.path(), n / MB);
     let out = dir.path().join("out.json");
-    let st = std::process::Command::new(env!("CARGO_BIN_EXE_crit"))
+    let st = kit::crit()
         .args([
             "decode",
             "-i",

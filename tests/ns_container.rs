@@ -5,9 +5,9 @@
 //! contents, clocks that go on from where they were, and its count going
 //! on. The container checks all of that itself.
 
-mod dumpkit;
+mod kit;
 
-use dumpkit::*;
+use kit::dump::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -15,17 +15,12 @@ use std::time::{Duration, Instant};
 /// Builds ctr.c statically (the root fs has no libc) and lays out a root
 /// fs whose /init it is.
 fn container_root(kit: &Kit) -> (PathBuf, PathBuf) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/ctr.c");
     let bin = kit.path("ctr");
-    let st = Command::new("cc")
-        .args(["-static", "-O1", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .status()
-        .expect("run cc");
-    assert!(
-        st.success(),
-        "cc -static ctr.c failed (libc6-dev has libc.a)"
+    // libc6-dev has the libc.a this needs.
+    kit::cc::compile(
+        &kit::cc::source("programs", "ctr"),
+        &bin,
+        &["-static", "-O1"],
     );
     let root = kit.path("rootfs");
     std::fs::create_dir_all(&root).unwrap();
@@ -157,7 +152,8 @@ fn dump_restore(
     let extra = dump_extra(pid);
     let extra: Vec<&str> = extra.iter().map(|s| s.as_str()).collect();
     ok(&kit.dump(pid, &dir, &extra));
-    reap_all();
+    let left = reap(&[pid], Duration::from_secs(2));
+    assert!(left.is_empty(), "the dump left {left:?} running");
     let pidfile = kit.path("pid");
     let mut args: Vec<String> = [
         "restore",
@@ -247,7 +243,8 @@ fn container_without_root_is_refused_and_nothing_runs() {
     let pid = launch(&bin, &root);
     let dir = kit.path("img");
     ok(&kit.dump(pid, &dir, &[]));
-    reap_all();
+    let left = reap(&[pid], Duration::from_secs(2));
+    assert!(left.is_empty(), "the dump left {left:?} running");
     let out = kit.crit(&["restore", "-D", dir.to_str().unwrap(), "-d"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);

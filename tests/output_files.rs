@@ -3,15 +3,15 @@
 //! /dev/stdout is written into and stays what it is; a symlink is
 //! followed and stays a link.
 
-mod common;
+mod kit;
 
-use common::crit;
+use kit::cli::crit;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 fn image(dir: &Path, mb: usize) -> PathBuf {
-    common::pipes_data_image(dir, mb)
+    kit::cli::pipes_data_image(dir, mb)
 }
 
 fn decode_to(img: &Path, out: &str) -> std::process::Output {

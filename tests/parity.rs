@@ -1,8 +1,8 @@
 //! JSON parity with crit 4.2 and exact round trips, on every image of the
 //! CRIU 4.2 fixtures (testdata/criu-4.2, copied from shared/fixtures).
 
-mod common;
-use common::*;
+mod kit;
+use kit::cli::*;
 
 fn reference(img: &std::path::Path, suffix: &str) -> Vec<u8> {
     let name = img.file_name().unwrap().to_str().unwrap();

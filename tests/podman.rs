@@ -8,22 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn install(prog: &str, package: &str) {
-    let found = || {
-        ["/usr/bin", "/usr/sbin", "/bin"]
-            .iter()
-            .any(|d| Path::new(d).join(prog).is_file())
-    };
-    if !found() {
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package} >/dev/null 2>&1"
-            ))
-            .status();
-    }
-    assert!(found(), "{prog} is missing: apt-get install -y {package}");
-}
+mod kit;
+use kit::host::require;
 
 /// podman with a PATH whose `criu` is crit.
 struct Podman {
@@ -97,8 +83,8 @@ fn image(p: &Podman, dir: &Path) -> String {
 
 #[test]
 fn podman_exports_and_imports_a_checkpoint_through_crit() {
-    install("busybox", "busybox-static");
-    install("podman", "podman");
+    require("busybox", "busybox-static");
+    require("podman", "podman");
     let p = Podman::new();
     let dir = tempfile::tempdir().unwrap();
     let img = image(&p, dir.path());

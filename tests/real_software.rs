@@ -15,7 +15,9 @@
 //! connection is refused by the dump): the test waits until none of the
 //! server's sockets is a connection before dumping.
 
-mod restore_util;
+mod kit;
+use kit::host::require;
+use kit::proc::{alive, children};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -25,51 +27,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-/// The program's path, installing its package first if it is missing.
-fn require(prog: &str, package: &str) -> PathBuf {
-    if let Some(p) = find(prog) {
-        return p;
-    }
-    // One install at a time: the three tests may ask together.
-    static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _g = APT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = find(prog) {
-        return p;
-    }
-    let installed = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package}"
-        ))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    match find(prog) {
-        Some(p) if installed => p,
-        _ => panic!(
-            "{prog} is not installed and apt-get could not install it; this test needs it: \
-             install it with `apt-get install -y {package}`"
-        ),
-    }
-}
-
-fn find(prog: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let dirs = path
-        .split(':')
-        .map(str::to_string)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(String::from));
-    for d in dirs {
-        let p = Path::new(&d).join(prog);
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    None
-}
 
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -106,17 +63,6 @@ fn spawn(cmd: &mut Command, log: &Path) -> Child {
         .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"))
 }
 
-fn children(pid: i32) -> Vec<i32> {
-    let mut v = Vec::new();
-    if let Ok(d) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in d.flatten() {
-            let s = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-            v.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
-        }
-    }
-    v
-}
-
 /// The pids of the tree rooted at `pid`, root first.
 fn tree(pid: i32) -> Vec<i32> {
     let mut v = vec![pid];
@@ -138,41 +84,14 @@ fn stat_fields(pid: i32) -> Option<(char, i32)> {
     Some((state, ppid))
 }
 
-/// Alive and not a zombie.
-fn alive(pid: i32) -> bool {
-    matches!(stat_fields(pid), Some((s, _)) if s != 'Z' && s != 'X')
-}
-
 /// Reaps each pid (a task whose parent died comes to this subreaper a
 /// moment later) until it is gone from /proc, so the pid is free again.
 fn reap(pids: &[i32]) {
-    use nix::sys::wait::{waitpid, WaitPidFlag};
-    let deadline = Instant::now() + WAIT;
-    for &p in pids {
-        loop {
-            let _ = waitpid(
-                nix::unistd::Pid::from_raw(p),
-                Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG),
-            );
-            if !Path::new(&format!("/proc/{p}")).exists() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "pid {p} is still there after it was killed"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-fn kill_all(pids: &[i32]) {
-    for &p in pids {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(p),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
+    let left = kit::proc::reap(pids, WAIT);
+    assert!(
+        left.is_empty(),
+        "pids {left:?} are still there after they were killed"
+    );
 }
 
 /// Kills and reaps a server's tasks when a test ends, passed or not.
@@ -180,19 +99,10 @@ struct Cleanup(Vec<i32>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        kill_all(&self.0);
-        let deadline = Instant::now() + WAIT;
         for &p in &self.0 {
-            while Path::new(&format!("/proc/{p}")).exists() && Instant::now() < deadline {
-                let _ = nix::sys::wait::waitpid(
-                    nix::unistd::Pid::from_raw(p),
-                    Some(
-                        nix::sys::wait::WaitPidFlag::__WALL | nix::sys::wait::WaitPidFlag::WNOHANG,
-                    ),
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            kit::proc::kill_tree(p);
         }
+        kit::proc::reap(&self.0, WAIT);
     }
 }
 
@@ -323,7 +233,7 @@ fn expect_page(r: Result<(String, String), String>, body: &str, what: &str) {
 /// how long it took.
 fn crit_dump(pid: i32, dir: &Path) -> (String, Duration) {
     let t = Instant::now();
-    let o = restore_util::crit()
+    let o = kit::restore::crit()
         .args(["dump", "-t", &pid.to_string(), "-D"])
         .arg(dir)
         .output()
@@ -336,7 +246,7 @@ fn crit_dump(pid: i32, dir: &Path) -> (String, Duration) {
 
 fn crit_restore(dir: &Path) -> (String, Duration) {
     let t = Instant::now();
-    let o = restore_util::crit()
+    let o = kit::restore::crit()
         .args(["restore", "-d", "-D"])
         .arg(dir)
         .output()
@@ -463,7 +373,7 @@ impl Redis {
 #[test]
 fn redis_server_keeps_its_keys() {
     let redis = require("redis-server", "redis-server");
-    let _g = restore_util::lock();
+    let _g = kit::restore::lock();
     nix::sys::prctl::set_child_subreaper(true).unwrap();
     let tmp = temp_dir();
     let sock = tmp.path().join("redis.sock");
@@ -537,7 +447,7 @@ fn redis_server_keeps_its_keys() {
 #[test]
 fn nginx_master_and_two_workers_serve_on_unix_and_tcp() {
     let nginx = require("nginx", "nginx-light");
-    let _g = restore_util::lock();
+    let _g = kit::restore::lock();
     nix::sys::prctl::set_child_subreaper(true).unwrap();
     let tmp = temp_dir();
     let d = tmp.path();
@@ -650,7 +560,7 @@ fn nginx_master_and_two_workers_serve_on_unix_and_tcp() {
 #[test]
 fn python_http_server_serves() {
     let python = require("python3", "python3");
-    let _g = restore_util::lock();
+    let _g = kit::restore::lock();
     nix::sys::prctl::set_child_subreaper(true).unwrap();
     let tmp = temp_dir();
     let www = tmp.path().join("www");
@@ -765,7 +675,7 @@ fn postgres_answers_queries_on_its_data() {
     let user = nix::unistd::User::from_name("postgres")
         .unwrap()
         .expect("the postgres user (made by the postgresql package)");
-    let _g = restore_util::lock();
+    let _g = kit::restore::lock();
     nix::sys::prctl::set_child_subreaper(true).unwrap();
     let tmp = temp_dir();
     let data = tmp.path().join("data");
@@ -842,7 +752,7 @@ fn postgres_answers_queries_on_its_data() {
 #[test]
 fn redis_in_a_container_keeps_its_keys() {
     let redis = require("redis-server", "redis-server");
-    let _g = restore_util::lock();
+    let _g = kit::restore::lock();
     nix::sys::prctl::set_child_subreaper(true).unwrap();
     let tmp = temp_dir();
     let root = tmp.path().join("root");
@@ -908,7 +818,7 @@ fn redis_in_a_container_keeps_its_keys() {
         );
     }
     let img = tmp.path().join("img");
-    let d = restore_util::crit()
+    let d = kit::restore::crit()
         .args(["dump", "-t", &init.to_string(), "-D"])
         .arg(&img)
         .args(["--external", "mnt[/usr]:usr", "--external", "mnt[/etc]:etc"])
@@ -922,7 +832,7 @@ fn redis_in_a_container_keeps_its_keys() {
     let _ = child.wait();
     reap(&[init]);
     let pidfile = tmp.path().join("pid");
-    let o = restore_util::crit()
+    let o = kit::restore::crit()
         .args(["restore", "-d", "-D"])
         .arg(&img)
         .arg("--root")

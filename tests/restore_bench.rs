@@ -4,12 +4,12 @@
 //! holding 1 GiB of pages and 9,000 socketpairs (18,000 fds), restored
 //! detached and timed end to end (crit start to crit exit).
 
-mod restore_util;
+mod kit;
 use crit::image::entry::EntryReader;
 use crit::image::pb;
 use crit::image::source::Source;
 use crit::image::typed::{read_all, read_one, ImageBuilder};
-use restore_util::*;
+use kit::restore::*;
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;

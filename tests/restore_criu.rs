@@ -2,8 +2,8 @@
 //! restored program check its own state (memory, queues, peers, threads,
 //! handlers) and answer OK. Needs root and the fixtures' pids free.
 
-mod restore_util;
-use restore_util::*;
+mod kit;
+use kit::restore::*;
 
 #[test]
 fn counter() {
@@ -314,7 +314,7 @@ fn cross_task_pair_is_made_by_the_common_ancestor() {
 
 /// The restores here use the fixtures' own C library where this machine
 /// has another one (a mount namespace with it bound over the system's,
-/// see restore_util::fixture_crit). That path, taken even where the
+/// see kit::restore::fixture_crit). That path, taken even where the
 /// libraries are the same: the restored task maps the bound copies.
 #[test]
 fn counter_with_the_fixtures_libc_bound_over_the_systems() {

@@ -3,15 +3,13 @@
 //! what went wrong. Also: the default (waiting) mode exits with the root's
 //! status, and refusals for outside peers name the sockets and the option.
 
-mod restore_util;
-use restore_util::*;
+mod kit;
+use kit::restore::*;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn alive(pid: i32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
+use kit::proc::exists as alive;
 
 fn one_line_error(out: &std::process::Output) -> String {
     assert_eq!(

@@ -5,10 +5,9 @@
 //! set by the test and derived from this machine, never from the machine
 //! the fixtures came from.
 
-mod restore_util;
+mod kit;
+use kit::restore::*;
 use nix::sys::resource::Resource;
-use restore_util::machine;
-use restore_util::*;
 
 const PID: i32 = 26659;
 
@@ -43,9 +42,9 @@ fn limits_this_machine_does_not_allow_are_lowered_with_a_warning() {
         .parse()
         .unwrap();
     // RLIMIT_NPROC and RLIMIT_SIGPENDING follow the machine's memory.
-    let (_, nproc_hard) = machine::rlimit(Resource::RLIMIT_NPROC);
+    let (_, nproc_hard) = kit::machine::rlimit(Resource::RLIMIT_NPROC);
     let nproc = (nproc_hard != u64::MAX).then_some(nproc_hard + 7);
-    let (_, sigp_hard) = machine::rlimit(Resource::RLIMIT_SIGPENDING);
+    let (_, sigp_hard) = kit::machine::rlimit(Resource::RLIMIT_SIGPENDING);
     let sigp = (sigp_hard != u64::MAX).then_some(sigp_hard + 9);
     edit_json(&core(&d), |v| {
         let rl = &mut v["entries"][0]["tc"]["rlimits"]["rlimits"];
@@ -133,7 +132,7 @@ fn xsave_state_this_cpu_lacks_is_refused_unless_cpu_cap_none() {
         (2, "AVX", "ymmh_space", serde_json::json!(vec![1u32; 64])),
     ]
     .into_iter()
-    .find(|(n, ..)| !machine::has_component(*n));
+    .find(|(n, ..)| !kit::machine::has_component(*n));
     let Some((n, name, field, value)) = lacking else {
         eprintln!("note: this CPU has PKRU, AVX-512 and AVX; no xsave state to refuse here");
         return;

@@ -2,8 +2,9 @@
 //! with `crit dump`, restore the images with `crit restore`, and have every
 //! task check itself.
 
-mod restore_util;
-use restore_util::*;
+mod kit;
+use kit::proc::children;
+use kit::restore::*;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,30 +12,6 @@ use std::time::{Duration, Instant};
 
 fn dumper() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_crit"))
-}
-
-fn children(pid: i32) -> Vec<i32> {
-    let mut v = Vec::new();
-    if let Ok(d) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in d.flatten() {
-            let s = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-            v.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
-        }
-    }
-    v
-}
-
-fn wait_gone(pids: &[i32]) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for &p in pids {
-        let _ = nix::sys::wait::waitpid(
-            nix::unistd::Pid::from_raw(p),
-            Some(nix::sys::wait::WaitPidFlag::__WALL),
-        );
-        while Path::new(&format!("/proc/{p}")).exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
 }
 
 fn round_trip(name: &str, arg: &str, dump_opts: &[&str]) {
@@ -84,7 +61,7 @@ fn round_trip_with(
         .output()
         .unwrap();
     let _ = child.wait();
-    wait_gone(&pids);
+    kit::proc::reap(&pids, Duration::from_secs(5));
     assert!(
         out.status.success(),
         "dump: {}",
@@ -136,7 +113,7 @@ fn round_trip_with(
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    wait_gone(&pids);
+    kit::proc::reap(&pids, Duration::from_secs(5));
     assert!(out.status.success(), "restore: {stderr}");
     for a in &answers {
         assert!(a.starts_with("OK"), "{name}: {answers:?} ({stderr})");
@@ -185,15 +162,11 @@ fn sessions_groups_and_interrupted_reads() {
     prepare();
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("rtree");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/restore_programs/rtree.c");
-    let cc = Command::new("cc")
-        .arg("-O1")
-        .arg("-o")
-        .arg(&exe)
-        .arg(&src)
-        .status()
-        .unwrap();
-    assert!(cc.success());
+    kit::cc::compile(
+        &kit::cc::source("restore_programs", "rtree"),
+        &exe,
+        &["-O1"],
+    );
     let ready = dir.path().join("ready");
     std::fs::write(&ready, "").unwrap();
     let result = dir.path().join("res");
@@ -237,7 +210,7 @@ fn sessions_groups_and_interrupted_reads() {
         .unwrap();
     let _ = child.wait();
     let pids: Vec<i32> = roles.iter().map(|r| r.1).collect();
-    wait_gone(&pids);
+    kit::proc::reap(&pids, Duration::from_secs(5));
     assert!(
         out.status.success(),
         "dump: {}",
@@ -281,7 +254,7 @@ fn sessions_groups_and_interrupted_reads() {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    wait_gone(&pids);
+    kit::proc::reap(&pids, Duration::from_secs(5));
     assert!(out.status.success(), "restore: {stderr}");
     // ppid of the root differs (crit, then us); the others' must not.
     assert_eq!(before[1..], after[1..], "ppid/pgid/sid changed");
@@ -337,16 +310,11 @@ fn checked_round_trip(
     prepare();
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join(name);
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/restore_programs")
-        .join(format!("{name}.c"));
-    let cc = Command::new("cc")
-        .args(["-O1", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .status()
-        .unwrap();
-    assert!(cc.success(), "cc {}", src.display());
+    kit::cc::compile(
+        &kit::cc::source("restore_programs", name),
+        &exe,
+        &["-O1", "-pthread"],
+    );
     let ready = dir.path().join("ready");
     std::fs::write(&ready, "").unwrap();
     let result = dir.path().join("res");
@@ -384,7 +352,7 @@ fn checked_round_trip(
         .output()
         .unwrap();
     let _ = child.wait();
-    wait_gone(&tree);
+    kit::proc::reap(&tree, Duration::from_secs(5));
     assert!(
         out.status.success(),
         "dump {name}: {}",
@@ -427,7 +395,7 @@ fn checked_round_trip(
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    wait_gone(&tree);
+    kit::proc::reap(&tree, Duration::from_secs(5));
     assert!(out.status.success(), "restore {name}: {stderr}");
     (answers, before, after)
 }

@@ -2,8 +2,8 @@
 //! `counter` images: credentials (uids, gids, groups, capabilities) are set
 //! last, and signals pending at dump time are delivered after restore.
 
-mod restore_util;
-use restore_util::*;
+mod kit;
+use kit::restore::*;
 use std::time::{Duration, Instant};
 
 fn status_line(pid: i32, key: &str) -> String {

@@ -4,10 +4,11 @@
 //! RESTORE of a real task (with notify scripts answered), the restored
 //! task checking itself.
 
-mod dumpkit;
+mod kit;
+use kit::host::ShmSegment;
 
 use crit::image::rpc_pb::{CriuOpts, CriuReq, CriuReqType, CriuResp};
-use dumpkit::*;
+use kit::dump::*;
 use prost::Message;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -30,7 +31,7 @@ impl Service {
         )
         .unwrap();
         let raw = theirs.as_raw_fd();
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_crit"));
+        let mut cmd = kit::crit();
         cmd.args(["swrk", "3"]);
         // SAFETY: dup2 and fcntl are async-signal-safe; they put the
         // service's end at fd 3 (without close-on-exec) in the child only.
@@ -104,14 +105,6 @@ fn req(t: CriuReqType, opts: Option<CriuOpts>) -> CriuReq {
     }
 }
 
-struct Segment(i32);
-
-impl Drop for Segment {
-    fn drop(&mut self) {
-        let _ = crit::sys::ipc::Kind::Shm.remove(self.0);
-    }
-}
-
 #[test]
 fn dump_and_restore_through_the_protocol() {
     let kit = Kit::new();
@@ -124,7 +117,7 @@ fn dump_and_restore_through_the_protocol() {
 
     let result = kit.path("result");
     let mut prog = kit.start("sysvshm", &[result.to_str().unwrap()]);
-    let _seg = Segment(
+    let _seg = ShmSegment(
         prog.ready
             .split_whitespace()
             .nth(1)

@@ -6,31 +6,13 @@
 //! tmpfs file. runc and busybox-static come from Debian (`.ci/run`
 //! installs them; the test installs them when missing).
 
-mod dumpkit;
+mod kit;
+use kit::host::require;
 
-use dumpkit::*;
+use kit::dump::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn install(prog: &str, package: &str) -> PathBuf {
-    let find = || {
-        ["/usr/sbin", "/usr/bin", "/bin", "/sbin"]
-            .iter()
-            .map(|d| Path::new(d).join(prog))
-            .find(|p| p.is_file())
-    };
-    if let Some(p) = find() {
-        return p;
-    }
-    let _ = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package} >/dev/null 2>&1"
-        ))
-        .status();
-    find().unwrap_or_else(|| panic!("{prog} is missing: apt-get install -y {package}"))
-}
 
 /// runc with its state under the test's own directory.
 fn runc(runc: &Path, state: &Path) -> Command {
@@ -42,7 +24,7 @@ fn runc(runc: &Path, state: &Path) -> Command {
 /// A bundle whose process counts into /tmp/count, with a child and a
 /// file on a tmpfs at /run.
 fn bundle(kit: &Kit, runc_bin: &Path) -> PathBuf {
-    let busybox = install("busybox", "busybox-static");
+    let busybox = require("busybox", "busybox-static");
     let b = kit.path("bundle");
     let root = b.join("rootfs");
     for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "run"] {
@@ -131,7 +113,7 @@ fn init_pid(runc_bin: &Path, state: &Path, name: &str) -> i32 {
 
 #[test]
 fn runc_checkpoints_and_restores_with_crit() {
-    let runc_bin = install("runc", "runc");
+    let runc_bin = require("runc", "runc");
     let kit = Kit::new();
     let b = bundle(&kit, &runc_bin);
     let state = kit.path("runc-state");

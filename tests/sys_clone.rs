@@ -1,7 +1,6 @@
 //! Forking with a chosen pid.
 
-#[path = "sys_common.rs"]
-mod common;
+mod kit;
 
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;

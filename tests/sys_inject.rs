@@ -1,15 +1,14 @@
 //! Syscall injection into real, frozen processes.
 
-#[path = "sys_common.rs"]
-mod common;
+mod kit;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
 use crit::dump::freezer;
 use crit::sys::inject::{self, ITimerVal, Injector, KSigaction, TimeVal};
 use crit::sys::{procfs, ptrace, remote};
+use kit::sys::*;
 
 fn sleeper() -> Proc {
     let p = Proc::spawn(Command::new("sleep").arg("1000"));

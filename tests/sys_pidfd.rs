@@ -1,15 +1,14 @@
 //! pidfds and copying another process's descriptors.
 
-#[path = "sys_common.rs"]
-mod common;
+mod kit;
 
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 
-use common::*;
 use crit::sys::{errno_of, pidfd};
+use kit::sys::*;
 
 #[test]
 fn getfd_copies_a_pipe_we_can_write_through() {

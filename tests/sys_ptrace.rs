@@ -1,14 +1,13 @@
 //! Stop states and register access, on real processes.
 
-#[path = "sys_common.rs"]
-mod common;
+mod kit;
 
 use std::process::Command;
 
-use common::*;
 use crit::dump::freezer;
 use crit::sys::inject::Injector;
 use crit::sys::ptrace::{self, Stop};
+use kit::sys::*;
 
 #[test]
 fn registers_and_thread_state() {

@@ -1,16 +1,15 @@
 //! Cross-process memory access.
 
-#[path = "sys_common.rs"]
-mod common;
+mod kit;
 
 use std::io::IoSliceMut;
 use std::process::Command;
 
-use common::*;
 use crit::dump::freezer;
 use crit::sys::errno_of;
 use crit::sys::inject::Injector;
 use crit::sys::remote::{self, RemoteIoVec};
+use kit::sys::*;
 
 #[test]
 fn vectored_read_of_thousands_of_ranges() {

@@ -3,19 +3,11 @@
 //! restore attaches the segment again at its address; a segment gone
 //! since the dump is a clear refusal that leaves nothing running.
 
-mod dumpkit;
+mod kit;
+use kit::host::ShmSegment;
 
-use dumpkit::*;
+use kit::dump::*;
 use std::time::{Duration, Instant};
-
-/// Removes the segment when the test ends, however it ends.
-struct Segment(i32);
-
-impl Drop for Segment {
-    fn drop(&mut self) {
-        let _ = crit::sys::ipc::Kind::Shm.remove(self.0);
-    }
-}
 
 fn wait_for(path: &std::path::Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -42,10 +34,11 @@ fn host_segment_is_attached_again() {
         .unwrap()
         .parse()
         .unwrap();
-    let seg = Segment(shmid);
+    let seg = ShmSegment(shmid);
     let dir = kit.path("img");
     ok(&kit.dump(prog.pid, &dir, &[]));
-    reap_all();
+    let left = reap(&[prog.pid], Duration::from_secs(2));
+    assert!(left.is_empty(), "the dump left {left:?} running");
     let pidfile = kit.path("pid");
     let args = [
         "restore",

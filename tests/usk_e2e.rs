@@ -4,7 +4,7 @@
 //! sent SIGUSR1). The test process is a child subreaper: dumped and
 //! restored tasks come back to it and are reaped by pid. Tests take the
 //! restore tests' lock (restored tasks keep their dumped pids), then a
-//! dumpkit `Kit` (temp dir, C build, reaping).
+//! `kit::dump::Kit` (temp dir, C build, reaping).
 //!
 //! - a client of an outside peer that moved: `--ext-unix-sk=INO=NEWPATH`
 //!   for stream, seqpacket and dgram; `crit edit --reconnect` then a bare
@@ -17,10 +17,10 @@
 //! - refusals: exit 1, one line naming inode and option, nothing running,
 //!   images unchanged.
 
-mod dumpkit;
-mod restore_util;
+mod kit;
+use kit::host::sock_ino;
 
-use dumpkit::{alive, my_children, ok, Kit};
+use kit::dump::{alive, my_children, ok, reap, Kit};
 use nix::sys::socket::{
     self as so, AddressFamily, Backlog, MsgFlags, SockFlag, SockType, UnixAddr,
 };
@@ -29,18 +29,15 @@ use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 /// Bounded waits: a connection, a message, a result, a task gone.
 const WAIT_MS: u16 = 5000;
+/// How long a killed or dumped task may take to be gone.
+const GONE: Duration = Duration::from_millis(WAIT_MS as u64);
 
-fn crit<S: AsRef<OsStr>>(args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_crit"))
-        .args(args)
-        .output()
-        .expect("run crit")
-}
+use kit::crit_out as crit;
 
 fn show(o: &Output) -> String {
     format!(
@@ -49,41 +46,6 @@ fn show(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr),
         String::from_utf8_lossy(&o.stdout)
     )
-}
-
-/// The inode of the socket at `fd` of `pid`.
-fn sock_ino(pid: i32, fd: i32) -> u32 {
-    let l = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
-        .unwrap_or_else(|e| panic!("pid {pid} fd {fd}: {e}"));
-    let l = l.to_string_lossy();
-    l.strip_prefix("socket:[")
-        .and_then(|r| r.strip_suffix(']'))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("pid {pid} fd {fd} is {l}, not a socket"))
-}
-
-/// Reaps `pids` (they are, or become, our children) until they are gone.
-fn wait_gone(pids: &[i32]) -> bool {
-    use nix::sys::wait::{waitpid, WaitPidFlag};
-    let deadline = Instant::now() + Duration::from_millis(WAIT_MS.into());
-    loop {
-        for &p in pids {
-            let _ = waitpid(
-                nix::unistd::Pid::from_raw(p),
-                Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
-            );
-        }
-        if pids
-            .iter()
-            .all(|p| !Path::new(&format!("/proc/{p}")).exists())
-        {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn signal(pid: i32, sig: nix::sys::signal::Signal) {
@@ -100,7 +62,7 @@ impl Tasks {
         for &p in &self.0 {
             signal(p, nix::sys::signal::Signal::SIGKILL);
         }
-        let gone = wait_gone(&self.0);
+        let gone = reap(&self.0, GONE).is_empty();
         let left = std::mem::take(&mut self.0);
         assert!(gone || std::thread::panicking(), "{left:?} did not go");
     }
@@ -227,7 +189,10 @@ fn dump_client(kit: &Kit, tasks: &mut Tasks, ty: &str) -> Client {
     let o = kit.dump(pid, &dir, &[&format!("--ext-unix-sk={ino}")]);
     ok(&o);
     let _ = prog.child.wait();
-    assert!(wait_gone(&[pid]), "the dumped client is still there");
+    assert!(
+        reap(&[pid], GONE).is_empty(),
+        "the dumped client is still there"
+    );
     Client {
         pid,
         ino,
@@ -242,7 +207,7 @@ fn dump_client(kit: &Kit, tasks: &mut Tasks, ty: &str) -> Client {
 /// by `crit edit --reconnect INO=NEWPATH` before a bare `--ext-unix-sk`.
 /// Its next message arrives at NEWPATH.
 fn moved_peer(ty: &str, by_edit: bool) {
-    let _g = restore_util::lock();
+    let _g = kit::restore::lock();
     let kit = Kit::new();
     let mut tasks = Tasks::default();
     let c = dump_client(&kit, &mut tasks, ty);
@@ -330,7 +295,7 @@ fn stream_client_reconnected_by_edit() {
 /// its queue, then EOF.
 #[test]
 fn client_made_external_reconnects_to_the_restored_server() {
-    let _g = restore_util::lock();
+    let _g = kit::restore::lock();
     let kit = Kit::new();
     let mut tasks = Tasks::default();
     let srv = kit.path("srv.sock");
@@ -353,7 +318,7 @@ fn client_made_external_reconnects_to_the_restored_server() {
     ok(&kit.dump(server, &dir, &[]));
     let _ = prog.child.wait();
     assert!(
-        wait_gone(&[server, client]),
+        reap(&[server, client], GONE).is_empty(),
         "the dumped tree is still there"
     );
 
@@ -434,7 +399,10 @@ fn dump_pair_end(kit: &Kit, tasks: &mut Tasks) -> (i32, u32, PathBuf) {
     let dir = kit.path("img");
     ok(&kit.dump(pid, &dir, &[&format!("--ext-unix-sk={ino}")]));
     let _ = prog.child.wait();
-    assert!(wait_gone(&[pid]), "the dumped task is still there");
+    assert!(
+        reap(&[pid], GONE).is_empty(),
+        "the dumped task is still there"
+    );
     // The task is gone: the test's end sees EOF.
     assert!(receive(&ours, "stream", 1).is_empty());
     (pid, ino, dir)
@@ -445,7 +413,7 @@ fn dump_pair_end(kit: &Kit, tasks: &mut Tasks) -> (i32, u32, PathBuf) {
 /// messages flow both ways between the test and the restored task.
 #[test]
 fn socketpair_end_handed_in_with_inherit_fd() {
-    let _g = restore_util::lock();
+    let _g = kit::restore::lock();
     let kit = Kit::new();
     let mut tasks = Tasks::default();
     let (pid, ino, dir) = dump_pair_end(&kit, &mut tasks);
@@ -491,7 +459,7 @@ fn nothing_changed(pids: &[i32], dir: &Path, before: &BTreeMap<String, Vec<u8>>)
 /// Scenario 6, restore without consent for an outside peer.
 #[test]
 fn refused_restore_without_consent() {
-    let _g = restore_util::lock();
+    let _g = kit::restore::lock();
     let kit = Kit::new();
     let mut tasks = Tasks::default();
     let c = dump_client(&kit, &mut tasks, "stream");
@@ -526,7 +494,7 @@ fn readable_now(fd: &impl AsFd) -> bool {
 /// Scenario 6, an outside end without an address and no `--inherit-fd`.
 #[test]
 fn refused_outside_end_without_address() {
-    let _g = restore_util::lock();
+    let _g = kit::restore::lock();
     let kit = Kit::new();
     let mut tasks = Tasks::default();
     let (pid, ino, dir) = dump_pair_end(&kit, &mut tasks);
@@ -556,7 +524,7 @@ fn refused_outside_end_without_address() {
 /// NUL byte, an incomplete image directory.
 #[test]
 fn refused_bad_edits() {
-    let _g = restore_util::lock();
+    let _g = kit::restore::lock();
     let kit = Kit::new();
     let mut tasks = Tasks::default();
     let srv = kit.path("srv.sock");
@@ -579,7 +547,7 @@ fn refused_bad_edits() {
     let dir = kit.path("img");
     ok(&kit.dump(server, &dir, &[]));
     let _ = prog.child.wait();
-    assert!(wait_gone(&[server, client]));
+    assert!(reap(&[server, client], GONE).is_empty());
     let before = snapshot(&dir);
     let pids = [server, client];
 
@@ -656,7 +624,7 @@ fn refused_bad_edits() {
     // all; the same argument given to crit's edit entry point is refused.
     let mut nul = format!("{client_ino}=/tmp/a").into_bytes();
     nul.extend_from_slice(b"\0b.sock");
-    let spawned = Command::new(env!("CARGO_BIN_EXE_crit"))
+    let spawned = kit::crit()
         .arg("edit")
         .arg(&dir)
         .arg("--external")

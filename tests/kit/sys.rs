@@ -1,56 +1,18 @@
-//! Helpers for the `sys_*` tests (included by them with `#[path]`; as a
-//! test target of its own it has no tests).
-#![allow(dead_code)]
+//! The kernel-layer tests (`sys_*`): spawn test programs with piped
+//! stdio, read their state from /proc, kill and reap them.
+
+pub use super::cc::program;
+pub use super::proc::{children, kill_and_reap};
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 pub const TIMEOUT: Duration = Duration::from_secs(20);
-
-static BUILD_LOCK: Mutex<()> = Mutex::new(());
-
-/// Compiles tests/programs/NAME.c (once per test binary run) and returns
-/// the executable's path.
-pub fn program(name: &str) -> PathBuf {
-    let _g = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/programs")
-        .join(format!("{name}.c"));
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sys-programs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join(name);
-    let fresh = match (std::fs::metadata(&exe), std::fs::metadata(&src)) {
-        (Ok(e), Ok(s)) => e.modified().unwrap() >= s.modified().unwrap(),
-        _ => false,
-    };
-    if !fresh {
-        // Build to a unique name, then rename: other test processes may be
-        // building the same program at the same time.
-        let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
-        let out = Command::new("cc")
-            .args(["-O1", "-pthread", "-o"])
-            .arg(&tmp)
-            .arg(&src)
-            .output()
-            .expect("run cc");
-        assert!(
-            out.status.success(),
-            "cc {}: {}",
-            src.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::rename(&tmp, &exe).unwrap();
-    }
-    exe
-}
 
 /// A spawned test process, killed and reaped on drop.
 pub struct Proc {
@@ -178,17 +140,6 @@ pub fn ppid(pid: i32) -> Option<i32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Child pids of `pid` (by scanning /proc).
-pub fn children(pid: i32) -> Vec<i32> {
-    let mut v: Vec<i32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&p| ppid(p) == Some(pid))
-        .collect();
-    v.sort();
-    v
-}
-
 /// Not traced and not stopped by ptrace.
 pub fn untraced(pid: i32) -> bool {
     status(pid, "TracerPid").as_deref() == Some("0")
@@ -224,32 +175,4 @@ pub fn all_counters_move(pid: i32, addr: u64, before: &[u64]) -> bool {
             .zip(before)
             .all(|(now, was)| now != was)
     })
-}
-
-/// Kills and reaps specific pids that are (or become, through the
-/// subreaper) our children.
-pub fn kill_and_reap(pids: &[i32]) {
-    for &p in pids {
-        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
-    }
-    for &p in pids {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            match waitpid(
-                Pid::from_raw(p),
-                Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
-            ) {
-                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => {
-                    // Not (yet) our child, or still dying: it is ours once
-                    // its parent is gone (we are a subreaper).
-                    if !Path::new(&format!("/proc/{p}")).exists() || Instant::now() >= deadline {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Ok(_) => break,
-                Err(_) => break,
-            }
-        }
-    }
 }

@@ -2,23 +2,18 @@
 //! programs expect, restore one, ask it to check itself, and clean up.
 //! The test process is a child subreaper, so restored tasks come back to it
 //! and are reaped by pid (never with a wait-for-any), freeing their pids.
-#![allow(dead_code)]
 
-#[path = "../machine/mod.rs"]
-pub mod machine;
-
+pub use super::machine;
+pub use super::{copy_fixture as copy_images, crit, fixture as images, testdata};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Restore tests share pids, paths and ports: one at a time, across
-/// threads (cargo test) and processes (cargo nextest).
-pub static SERIAL: Mutex<()> = Mutex::new(());
-
+/// The engine lock ([`super::serial`]), which also clears the fixtures'
+/// pids of what an earlier failed test left.
 pub struct Serial {
-    _thread: std::sync::MutexGuard<'static, ()>,
-    _process: nix::fcntl::Flock<std::fs::File>,
+    _lock: super::serial::Serial,
 }
 
 /// A test that failed half way must not leave a restored fixture behind:
@@ -100,35 +95,12 @@ pub fn fixture_names() -> Vec<String> {
 }
 
 pub fn lock() -> Serial {
-    let t = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open("/tmp/crit-restore-tests.lock")
-        .expect("open the test lock file");
-    let p = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .expect("lock the test lock file");
+    let l = super::serial::lock();
     // Files the tests make must be readable by the fixtures' other users.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     keep_pids_clear_of_fixtures();
     kill_leftovers();
-    Serial {
-        _thread: t,
-        _process: p,
-    }
-}
-
-pub fn crit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_crit"))
-}
-
-pub fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
-}
-
-pub fn images(name: &str) -> PathBuf {
-    testdata().join("criu-4.2").join(name)
+    Serial { _lock: l }
 }
 
 /// Whether this CPU can hold the fixtures' register state. They were
@@ -414,18 +386,6 @@ pub fn restore_and_check(name: &str, extra: &[&str]) {
             "{name}: {a} (answers {answers:?}; crit said: {stderr})"
         );
     }
-}
-
-/// A copy of fixture `name`'s images, to edit.
-pub fn copy_images(name: &str) -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(images(name)).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, d.path().join(p.file_name().unwrap())).unwrap();
-        }
-    }
-    d
 }
 
 /// Rewrites one image through its JSON form.

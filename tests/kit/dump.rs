@@ -1,22 +1,20 @@
-//! Helpers of the dump tests: build a C program from tests/programs with
-//! `cc`, run it under a child subreaper, dump it with the crit binary, read
-//! the images, and reap everything so pids are freed. One dump test runs
-//! at a time in a process (a lock), so reaping never steals another
-//! test's exit status.
-#![allow(dead_code)]
+//! The dump tests: build a C program from tests/programs with `cc`, run
+//! it under a child subreaper, dump it with the crit binary, read the
+//! images, and reap everything so pids are freed. A [`Kit`] holds the
+//! engine lock ([`super::serial`]), so reaping never steals another test's
+//! exit status.
+
+pub use super::proc::{alive, kill_tree, my_children, reap, reap_all};
 
 use crit::image::pb;
 use crit::image::typed;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
-
-static LOCK: Mutex<()> = Mutex::new(());
 
 pub struct Kit {
     pub tmp: tempfile::TempDir,
-    _guard: MutexGuard<'static, ()>,
+    _lock: super::serial::Serial,
 }
 
 pub struct Prog {
@@ -27,12 +25,12 @@ pub struct Prog {
 
 impl Kit {
     pub fn new() -> Kit {
-        let g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let g = super::serial::lock();
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
         nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
         Kit {
             tmp: tempfile::tempdir().expect("tempdir"),
-            _guard: g,
+            _lock: g,
         }
     }
 
@@ -42,17 +40,12 @@ impl Kit {
 
     /// Compiles tests/programs/NAME.c into the temp dir.
     pub fn build(&self, name: &str) -> PathBuf {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/programs")
-            .join(format!("{name}.c"));
         let out = self.path(name);
-        let st = Command::new("cc")
-            .args(["-O1", "-g", "-pthread", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .status()
-            .expect("run cc");
-        assert!(st.success(), "cc {name}.c failed");
+        super::cc::compile(
+            &super::cc::source("programs", name),
+            &out,
+            &["-O1", "-g", "-pthread"],
+        );
         out
     }
 
@@ -87,10 +80,7 @@ impl Kit {
     }
 
     pub fn crit(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_crit"))
-            .args(args)
-            .output()
-            .expect("run crit")
+        super::crit_out(args)
     }
 
     /// `crit dump -t PID -D DIR extra...`
@@ -111,63 +101,6 @@ impl Kit {
 impl Drop for Kit {
     fn drop(&mut self) {
         reap_all();
-    }
-}
-
-/// Kills what is left of a program's tree and reaps every child.
-pub fn kill_tree(pid: i32) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-}
-
-/// Reaps every child; children still alive after a while (a test that
-/// failed half way) are killed first, so this never blocks for good.
-pub fn reap_all() {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    loop {
-        match waitpid(None, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {
-                if std::time::Instant::now() > deadline {
-                    for c in my_children() {
-                        kill_tree(c);
-                    }
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Ok(_) => continue,
-            Err(_) => break,
-        }
-    }
-}
-
-/// Children of the test process (zombies included), ascending.
-pub fn my_children() -> Vec<i32> {
-    let me = std::process::id();
-    let mut v = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(format!("/proc/{me}/task")) {
-        for t in rd.flatten() {
-            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
-                v.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
-            }
-        }
-    }
-    v.sort_unstable();
-    v
-}
-
-/// True while `pid` exists and is not a zombie.
-pub fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
     }
 }
 

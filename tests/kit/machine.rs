@@ -1,7 +1,6 @@
 //! Facts about the machine the tests run on, read from the kernel, so that
 //! expectations follow this machine rather than the one the fixtures were
 //! made on.
-#![allow(dead_code)]
 
 use std::collections::BTreeSet;
 

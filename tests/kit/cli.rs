@@ -1,16 +1,9 @@
-//! Helpers shared by the CLI tests.
-#![allow(dead_code)]
+//! The toolkit's tests: run the binary on the fixtures and on made-up
+//! inputs, and check what it prints.
 
+pub use super::{crit, testdata};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-pub fn crit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_crit"))
-}
-
-pub fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
-}
 
 /// Every fixture directory written by CRIU 4.2.
 pub fn fixture_dirs() -> Vec<PathBuf> {

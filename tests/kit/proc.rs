@@ -1,0 +1,114 @@
+//! Processes of a test: which exist, their children, killing and reaping.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Child pids of `pid` (zombies included), ascending, from
+/// /proc/PID/task/*/children.
+pub fn children(pid: i32) -> Vec<i32> {
+    let mut v = Vec::new();
+    if let Ok(d) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in d.flatten() {
+            let s = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            v.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
+        }
+    }
+    v.sort_unstable();
+    v
+}
+
+/// Children of the test process, ascending.
+pub fn my_children() -> Vec<i32> {
+    children(std::process::id() as i32)
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !matches!(
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .chars()
+                .next(),
+            Some('Z' | 'X')
+        ),
+        Err(_) => false,
+    }
+}
+
+/// True while `pid` is in /proc, zombie or not (its pid is not free).
+pub fn exists(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// SIGKILL to `pid`; gone or not, no error.
+pub fn kill_tree(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// Reaps every child of the test process; children still alive after a
+/// while (a test that failed half way) are killed first, so this never
+/// blocks for good. Only under [`super::serial`]: the lock keeps any
+/// other engine test of this process from having children to lose.
+pub fn reap_all() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    assert!(
+        super::serial::held(),
+        "reap_all waits for any child: call it under kit::serial::lock()"
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match waitpid(None, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {
+                if Instant::now() > deadline {
+                    for c in my_children() {
+                        kill_tree(c);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+}
+
+/// Reaps each pid (a task whose parent died comes to the subreaper a
+/// moment later) until it is gone from /proc or `wait` passes; returns
+/// the pids still there. It kills none: a check that a tree is gone after
+/// a dump must not be answered by killing it.
+pub fn reap(pids: &[i32], wait: Duration) -> Vec<i32> {
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    let deadline = Instant::now() + wait;
+    let mut left = Vec::new();
+    for &p in pids {
+        loop {
+            let _ = waitpid(
+                nix::unistd::Pid::from_raw(p),
+                Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG),
+            );
+            if !exists(p) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                left.push(p);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    left
+}
+
+/// Kills and reaps `pids` (waiting up to 20 s for them to go).
+pub fn kill_and_reap(pids: &[i32]) {
+    for &p in pids {
+        kill_tree(p);
+    }
+    reap(pids, Duration::from_secs(20));
+}
