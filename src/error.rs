@@ -37,9 +37,65 @@ pub enum Error {
     /// addresses and paths, and errors travel by value).
     #[error(transparent)]
     Restore(Box<crate::restore::error::RestoreError>),
-    /// Anything else, already phrased with its location.
-    #[error("{0}")]
-    Msg(String),
+    /// A file of images that is not what its name says.
+    #[error("{}: {why}", file.display())]
+    Images {
+        file: std::path::PathBuf,
+        why: ImagesFault,
+    },
+    /// A step on a file crit reads or writes.
+    #[error("{}: {what}: {source}", path.display())]
+    FileOp {
+        path: std::path::PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unknown magic {0}")]
+    UnknownMagic(String),
+    #[error("{}: no free temporary name", dir.display())]
+    NoTempName { dir: std::path::PathBuf },
+    #[error("x: unknown view {0:?} (ps, fds, mems, rss, sk)")]
+    UnknownView(String),
+    /// A command-line value of no known form; `expected` says which.
+    #[error("{option}={value}: {expected}")]
+    BadValue {
+        option: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("swrk: fd {fd} is not open: {source}")]
+    SwrkFd {
+        fd: i32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("swrk: a request of {len} bytes does not decode: {source}")]
+    SwrkDecode {
+        len: usize,
+        #[source]
+        source: prost::DecodeError,
+    },
+    /// `crit check`: what this kernel or user lacks.
+    #[error("missing: {}", .0.join(", "))]
+    Missing(Vec<&'static str>),
+}
+
+/// What is wrong with a file of images that parses.
+#[derive(Debug, thiserror::Error)]
+pub enum ImagesFault {
+    #[error("image has no entry")]
+    NoEntry,
+    #[error("{0}; it has no magic and no entries, so there is nothing to decode")]
+    Raw(&'static str),
+    #[error("no task core (tc) in the entry")]
+    NoTaskCore,
+    #[error("pid {pid} has parent {ppid}, which is not in the tree")]
+    ParentMissing { pid: u32, ppid: u32 },
+    #[error("no root process (none has ppid 0)")]
+    NoRoot,
+    #[error("the pages do not match the vmas of {}", .0.display())]
+    PagesMismatch(std::path::PathBuf),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -51,10 +107,6 @@ impl From<crate::restore::error::RestoreError> for Error {
 }
 
 impl Error {
-    pub fn msg(m: impl Into<String>) -> Self {
-        Error::Msg(m.into())
-    }
-
     pub fn io(what: impl Into<String>, err: std::io::Error) -> Self {
         Error::Io {
             what: what.into(),

@@ -224,7 +224,7 @@ fn run(cli: Cli) -> crit::error::Result<()> {
                 println!("Looks good.");
                 Ok(())
             }
-            Err(why) => Err(Error::msg(why)),
+            Err(missing) => Err(Error::Missing(missing)),
         },
     }
 }
@@ -309,9 +309,11 @@ fn restore(a: RestoreArgs) -> crit::error::Result<()> {
         None | Some("soft" | "full" | "strict" | "props") => false,
         Some("none" | "ignore") => true,
         Some(m) => {
-            return Err(Error::msg(format!(
-                "--manage-cgroups={m}: expected none, ignore, props, soft, full or strict"
-            )))
+            return Err(Error::BadValue {
+                option: "--manage-cgroups",
+                value: m.to_string(),
+                expected: "expected none, ignore, props, soft, full or strict",
+            })
         }
     };
     for v in &a.external {
@@ -324,9 +326,7 @@ fn restore(a: RestoreArgs) -> crit::error::Result<()> {
 /// `--cpu-cap[=CAPS]`, or CRIU's default without the option.
 fn cpu_caps(v: Option<&str>) -> crit::error::Result<crit::model::cpu::CpuCaps> {
     use crit::model::cpu::CpuCaps;
-    v.map_or(Ok(CpuCaps::default()), |v| {
-        CpuCaps::parse(v).map_err(Error::msg)
-    })
+    v.map_or(Ok(CpuCaps::default()), CpuCaps::parse)
 }
 
 fn main() {

@@ -27,9 +27,10 @@ fn file_name(p: &str) -> &str {
 /// Refuses raw files (no magic) by name, with what they are.
 fn refuse_raw(path: &str) -> Result<()> {
     if let Some(kind) = magic::raw_kind(file_name(path)) {
-        return Err(Error::msg(format!(
-            "{path}: {kind}; it has no magic and no entries, so there is nothing to decode"
-        )));
+        return Err(Error::Images {
+            file: path.into(),
+            why: crate::error::ImagesFault::Raw(kind),
+        });
     }
     Ok(())
 }

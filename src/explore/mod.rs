@@ -31,11 +31,7 @@ pub fn run(dir: &Path, what: &str, json: bool) -> Result<()> {
         "mems" => mems::run(dir, json, &mut out)?,
         "rss" => rss::run(dir, json, &mut out)?,
         "sk" => sk::run(dir, json, &mut out)?,
-        _ => {
-            return Err(Error::msg(format!(
-                "x: unknown view {what:?} (ps, fds, mems, rss, sk)"
-            )))
-        }
+        _ => return Err(Error::UnknownView(what.to_string())),
     }
     out.finish()
 }

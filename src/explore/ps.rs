@@ -22,7 +22,7 @@
 
 use super::tasks::pstree;
 use super::Out;
-use crate::error::{Error, Result};
+use crate::error::{Error, ImagesFault, Result};
 use crate::image::pb;
 use crate::image::typed::read_one;
 use serde_json::json;
@@ -42,12 +42,12 @@ pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
     for e in entries {
         let path = dir.join(format!("core-{}.img", e.pid));
         let core = read_one::<pb::CoreEntry>(&path, "CORE")?;
-        let comm = core.tc.map(|tc| tc.comm).ok_or_else(|| {
-            Error::msg(format!(
-                "{}: no task core (tc) in the entry",
-                path.display()
-            ))
-        })?;
+        let Some(comm) = core.tc.map(|tc| tc.comm) else {
+            return Err(Error::Images {
+                file: path,
+                why: ImagesFault::NoTaskCore,
+            });
+        };
         if !procs.contains_key(&e.pid) {
             order.push(e.pid);
         }
@@ -64,18 +64,18 @@ pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
             continue;
         }
         if !procs.contains_key(&ppid) {
-            return Err(Error::msg(format!(
-                "{}: pid {pid} has parent {ppid}, which is not in the tree",
-                dir.join("pstree.img").display()
-            )));
+            return Err(Error::Images {
+                file: dir.join("pstree.img"),
+                why: ImagesFault::ParentMissing { pid, ppid },
+            });
         }
         kids.entry(ppid).or_default().push(pid);
     }
     let Some(root) = root else {
-        return Err(Error::msg(format!(
-            "{}: no root process (none has ppid 0)",
-            dir.join("pstree.img").display()
-        )));
+        return Err(Error::Images {
+            file: dir.join("pstree.img"),
+            why: ImagesFault::NoRoot,
+        });
     };
 
     // Depth-first walk without recursion; `seen` guards against loops.

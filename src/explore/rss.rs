@@ -85,12 +85,9 @@ pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
             vmas: &vmas,
             vmi: 0,
             pvmi: -1,
-            mismatch: || {
-                Error::msg(format!(
-                    "{}: the pages do not match the vmas of {}",
-                    pm_path.display(),
-                    mm_path.display()
-                ))
+            mismatch: || Error::Images {
+                file: pm_path.clone(),
+                why: crate::error::ImagesFault::PagesMismatch(mm_path.clone()),
             },
         };
         let mut runs = Vec::new();

@@ -91,7 +91,13 @@ impl<'a> Source<'a> {
                         match r.read(&mut buf[old..]) {
                             Ok(k) => break k,
                             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                            Err(e) => return Err(Error::io(format!("{}: read", self.name), e)),
+                            Err(source) => {
+                                return Err(Error::FileOp {
+                                    path: self.name.clone().into(),
+                                    what: "read",
+                                    source,
+                                })
+                            }
                         }
                     };
                     buf.truncate(old + got);

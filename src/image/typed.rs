@@ -95,10 +95,10 @@ pub fn read_all<T: Message + Default>(path: &Path, magic_name: &str) -> Result<V
 pub fn read_one<T: Message + Default>(path: &Path, magic_name: &str) -> Result<T> {
     let mut v = read_all::<T>(path, magic_name)?;
     if v.is_empty() {
-        return Err(Error::msg(format!(
-            "{}: image has no entry",
-            path.display()
-        )));
+        return Err(Error::Images {
+            file: path.to_path_buf(),
+            why: crate::error::ImagesFault::NoEntry,
+        });
     }
     Ok(v.swap_remove(0))
 }
@@ -111,7 +111,7 @@ pub struct ImageBuilder {
 impl ImageBuilder {
     pub fn new(magic_name: &str) -> Result<Self> {
         let mg = magic::by_name(magic_name.as_bytes())
-            .ok_or_else(|| Error::msg(format!("unknown magic {magic_name}")))?;
+            .ok_or_else(|| Error::UnknownMagic(magic_name.to_string()))?;
         let mut bytes = Vec::new();
         // Writing to a Vec cannot fail.
         let _ = entry::write_header(&mut bytes, mg);
@@ -189,8 +189,10 @@ impl AtomicFile {
                     .prefix(".crit-")
                     .permissions(perms.clone())
                     .tempfile_in(&dir)
-                    .map_err(|e| {
-                        Error::io(format!("{}: create temporary file", dir.display()), e)
+                    .map_err(|e| Error::FileOp {
+                        path: dir.clone(),
+                        what: "create temporary file",
+                        source: e,
                     })?;
                 let (f, p) = tmp.into_parts();
                 (f, Some(p))
@@ -249,17 +251,17 @@ impl AtomicFile {
                 }
                 Err(nix::errno::Errno::EEXIST) => continue,
                 Err(e) => {
-                    return Err(Error::io(
-                        format!("{}: link the written file", tmp.display()),
-                        e.into(),
-                    ))
+                    return Err(Error::FileOp {
+                        path: tmp.clone(),
+                        what: "link the written file",
+                        source: e.into(),
+                    })
                 }
             }
         }
-        Err(Error::msg(format!(
-            "{}: no free temporary name",
-            self.dir.display()
-        )))
+        Err(Error::NoTempName {
+            dir: self.dir.clone(),
+        })
     }
 }
 

@@ -53,7 +53,7 @@ impl CpuCaps {
     }
 
     /// Parses a `--cpu-cap` value ("" for the bare option: everything).
-    pub fn parse(v: &str) -> Result<CpuCaps, String> {
+    pub fn parse(v: &str) -> Result<CpuCaps, crate::error::Error> {
         let mut caps = Self::default_caps().0;
         if v.is_empty() {
             return Ok(CpuCaps(caps | Self::ALL | Self::IMAGE));
@@ -84,9 +84,11 @@ impl CpuCaps {
                 rest = &rest[4..];
                 continue;
             } else {
-                return Err(format!(
-                    "--cpu-cap={v}: expected a list of fpu, ins, cpu, all, none"
-                ));
+                return Err(crate::error::Error::BadValue {
+                    option: "--cpu-cap",
+                    value: v.to_string(),
+                    expected: "expected a list of fpu, ins, cpu, all, none",
+                });
             };
             if inverse {
                 caps &= !bits;

@@ -28,8 +28,7 @@ use std::path::PathBuf;
 
 /// Serves requests on `fd` until the client is done.
 pub fn swrk(fd: RawFd) -> Result<()> {
-    let owned = crate::sys::sock::dup_raw(fd)
-        .map_err(|e| Error::io(format!("swrk: fd {fd} is not open"), e))?;
+    let owned = crate::sys::sock::dup_raw(fd).map_err(|source| Error::SwrkFd { fd, source })?;
     let sock = owned.as_fd();
     let peer = peer_pid(sock)?;
     loop {
@@ -65,7 +64,7 @@ fn recv(sock: BorrowedFd) -> Result<Option<CriuReq>> {
     }
     CriuReq::decode(&buf[..n])
         .map(Some)
-        .map_err(|e| Error::msg(format!("swrk: a request of {n} bytes does not decode: {e}")))
+        .map_err(|source| Error::SwrkDecode { len: n, source })
 }
 
 fn send(sock: BorrowedFd, resp: &CriuResp) -> Result<()> {
@@ -113,7 +112,11 @@ fn serve(sock: BorrowedFd, peer: i32, req: &CriuReq) -> CriuResp {
         },
         CriuReqType::Check => match check() {
             Ok(()) => ok(t),
-            Err(why) => failed(req.r#type, &why, libc::ENOSYS),
+            Err(missing) => failed(
+                req.r#type,
+                &Error::Missing(missing).to_string(),
+                libc::ENOSYS,
+            ),
         },
         CriuReqType::FeatureCheck => CriuResp {
             features: Some(CriuFeatures {
@@ -139,7 +142,7 @@ fn serve(sock: BorrowedFd, peer: i32, req: &CriuReq) -> CriuResp {
 }
 
 /// What `crit check` checks: the kernel interfaces both engines need.
-pub fn check() -> std::result::Result<(), String> {
+pub fn check() -> std::result::Result<(), Vec<&'static str>> {
     let mut missing = Vec::new();
     if !std::path::Path::new("/proc/self/map_files").exists() {
         missing.push("/proc/PID/map_files");
@@ -156,7 +159,7 @@ pub fn check() -> std::result::Result<(), String> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!("missing: {}", missing.join(", ")))
+        Err(missing)
     }
 }
 
