@@ -25,11 +25,11 @@ pub fn offset(dumped: &pb::Timespec, now: nix::sys::time::TimeSpec) -> (i64, i64
     (sec, nsec)
 }
 
-fn fail(what: &str) -> impl FnOnce(std::io::Error) -> crate::error::Error + '_ {
+fn fail(what: &'static str) -> impl FnOnce(std::io::Error) -> crate::error::Error {
     move |source| {
         NsError::Call {
             ns: Kind::Time,
-            what: what.to_string(),
+            what,
             source,
         }
         .into()

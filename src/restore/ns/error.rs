@@ -13,7 +13,7 @@ pub enum NsError {
     #[error("{ns} namespace: {what}: {source}")]
     Call {
         ns: Kind,
-        what: String,
+        what: &'static str,
         #[source]
         source: io::Error,
     },
@@ -53,6 +53,22 @@ pub enum NsError {
         kind: &'static str,
         id: u32,
         got: i32,
+    },
+    /// A call on a System V object of the ipc namespace.
+    #[error("ipc namespace: {what} {kind} {id}: {source}")]
+    IpcCall {
+        what: &'static str,
+        kind: &'static str,
+        id: i64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("ipc namespace: /proc/sys/{name} = {value}: {source}")]
+    Sysctl {
+        name: String,
+        value: String,
+        #[source]
+        source: io::Error,
     },
     #[error("network device {name} ({kind}): only loopback is restored")]
     NetDevice { name: String, kind: String },

@@ -9,7 +9,6 @@ use crate::error::Result;
 use crate::image::entry::{EntryReader, Payload};
 use crate::image::pb;
 use crate::image::typed::{read_all, Mapped};
-use crate::model::ns::Kind;
 use crate::sys::ipc;
 use std::path::Path;
 
@@ -85,11 +84,18 @@ pub fn read(dir: &Path, id: u32) -> Result<IpcImages> {
     Ok(out)
 }
 
-fn call(what: String) -> impl FnOnce(std::io::Error) -> crate::error::Error {
+/// A failed call on System V object `kind` `id`, as an error naming it.
+fn call(
+    what: &'static str,
+    kind: &'static str,
+    id: impl Into<i64>,
+) -> impl FnOnce(std::io::Error) -> crate::error::Error {
+    let id = id.into();
     move |source| {
-        NsError::Call {
-            ns: Kind::Ipc,
+        NsError::IpcCall {
             what,
+            kind,
+            id,
             source,
         }
         .into()
@@ -98,8 +104,14 @@ fn call(what: String) -> impl FnOnce(std::io::Error) -> crate::error::Error {
 
 /// Writes /proc/sys/`name` (the calling thread's ipc namespace).
 fn sysctl(name: &str, value: &str) -> Result<()> {
-    std::fs::write(format!("/proc/sys/{name}"), value)
-        .map_err(call(format!("/proc/sys/{name} = {value}")))
+    std::fs::write(format!("/proc/sys/{name}"), value).map_err(|source| {
+        NsError::Sysctl {
+            name: name.to_string(),
+            value: value.to_string(),
+            source,
+        }
+        .into()
+    })
 }
 
 /// The limits of ipcns-var, in CRIU's order (next ids are set per object).
@@ -135,8 +147,7 @@ fn make(kind: ipc::Kind, d: &pb::IpcDescEntry, size: u64) -> Result<i32> {
         ipc::Kind::Msg => ("kernel/msg_next_id", "msg"),
     };
     sysctl(next, &d.id.to_string())?;
-    let got = ipc::create(kind, d.key as i32, size, d.mode)
-        .map_err(call(format!("making {name} {}", d.id)))?;
+    let got = ipc::create(kind, d.key as i32, size, d.mode).map_err(call("making", name, d.id))?;
     if got as u32 != d.id {
         let _ = kind.remove(got);
         return Err(NsError::IpcId {
@@ -155,7 +166,7 @@ fn make(kind: ipc::Kind, d: &pb::IpcDescEntry, size: u64) -> Result<i32> {
         mode: d.mode,
     };
     kind.set_perm(got, &perm)
-        .map_err(call(format!("owner of {name} {}", d.id)))?;
+        .map_err(call("owner of", name, d.id))?;
     Ok(got)
 }
 
@@ -176,20 +187,23 @@ pub fn restore(imgs: &IpcImages, shm_pages: &dyn Fn(u32, &mut [u8]) -> Result<()
                 ),
             ));
         }
-        let mut a = ipc::Attached::new(id, s.size as usize, true)
-            .map_err(call(format!("attaching shm {id}")))?;
+        let mut a =
+            ipc::Attached::new(id, s.size as usize, true).map_err(call("attaching", "shm", id))?;
         shm_pages(s.desc.id, a.bytes_mut())?;
     }
     for (s, vals) in &imgs.sem {
         let id = make(ipc::Kind::Sem, &s.desc, u64::from(s.nsems))?;
         let n = (s.nsems as usize).min(vals.len());
-        ipc::set_sem_values(id, &vals[..n]).map_err(call(format!("values of sem {id}")))?;
+        ipc::set_sem_values(id, &vals[..n]).map_err(call("values of", "sem", id))?;
     }
     for (q, msgs) in &imgs.msg {
         let id = make(ipc::Kind::Msg, &q.desc, 0)?;
         for (mtype, text) in msgs {
-            ipc::msg_send(id, *mtype as i64, text)
-                .map_err(call(format!("queueing a message on msg {id}")))?;
+            ipc::msg_send(id, *mtype as i64, text).map_err(call(
+                "queueing a message on",
+                "msg",
+                id,
+            ))?;
         }
     }
     // Each make() used up its next id (the kernel sets it back to -1,

@@ -256,8 +256,7 @@ fn prepare(
     ext: &HashMap<String, PathBuf>,
     net_fd: Option<OwnedFd>,
 ) -> Result<()> {
-    let fail = |ns: Kind, what: &str| {
-        let what = what.to_string();
+    let fail = |ns: Kind, what: &'static str| {
         move |source| -> crate::error::Error { NsError::Call { ns, what, source }.into() }
     };
     crate::sys::ns::unshare(plan.yard_flags()).map_err(fail(Kind::Mnt, "unshare"))?;
