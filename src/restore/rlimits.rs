@@ -227,6 +227,22 @@ mod tests {
             limits: vec![(100, 1000); 2],
         };
         let e = restore(&mut t, &rl(&[(10, 20), (30, 20)]), 0x1000).unwrap_err();
-        assert!(e.to_string().contains("RLIMIT_FSIZE"), "{e}");
+        let crate::error::Error::Restore(r) = e else {
+            panic!("not a restore error: {e}");
+        };
+        assert!(
+            matches!(
+                *r,
+                crate::restore::error::RestoreError::Task(
+                    crate::restore::error::TaskError::Rlimit {
+                        name: "RLIMIT_FSIZE",
+                        cur: 30,
+                        max: 20,
+                        ..
+                    }
+                )
+            ),
+            "{r}"
+        );
     }
 }

@@ -163,18 +163,35 @@ mod tests {
         let looped = pb::SeccompEntry {
             seccomp_filters: vec![filt(8, Some(1)), filt(8, Some(0))],
         };
+        use crate::error::Error;
+        use crate::restore::error::{RestoreError, SeccompFault as F, TaskError};
+        // The task error inside the library's error, or None.
+        let task = |e: Error| match e {
+            Error::Restore(r) => match *r {
+                RestoreError::Task(t) => Some(t),
+                _ => None,
+            },
+            _ => None,
+        };
+        let why = |e: Error| match task(e) {
+            Some(TaskError::Seccomp { tid: 7, why }) => Some(why),
+            _ => None,
+        };
         let e = setup_of(7, 2, Some(0), Some(&looped)).unwrap_err();
-        assert!(e.to_string().contains("loops"), "{e}");
+        assert!(matches!(why(e), Some(F::Loop { .. })));
         let short = pb::SeccompEntry {
             seccomp_filters: vec![filt(12, None)],
         };
         let e = setup_of(7, 2, Some(0), Some(&short)).unwrap_err();
-        assert!(e.to_string().contains("12 bytes"), "{e}");
+        assert!(matches!(why(e), Some(F::Size { at: 0, len: 12, .. })));
         let e = setup_of(7, 2, Some(3), Some(&short)).unwrap_err();
-        assert!(e.to_string().contains("filter 3 does not exist"), "{e}");
+        assert!(matches!(why(e), Some(F::NoFilter { at: 3, entries: 1 })));
         let e = setup_of(7, 2, Some(0), None).unwrap_err();
-        assert!(e.to_string().contains("missing"), "{e}");
+        assert!(matches!(why(e), Some(F::Missing)));
         let e = setup_of(7, 5, None, None).unwrap_err();
-        assert!(e.to_string().contains("mode 5"), "{e}");
+        assert!(matches!(
+            task(e),
+            Some(TaskError::SeccompMode { tid: 7, mode: 5 })
+        ));
     }
 }

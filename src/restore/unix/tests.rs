@@ -678,7 +678,17 @@ fn names_no_socket_can_have_are_refused() {
         .held(10, 100, 3)
         .plan()
         .unwrap_err();
-    assert!(e.to_string().contains("longer than 108 bytes"), "{e}");
+    assert!(
+        matches!(
+            e,
+            Refusal::BadName {
+                ino: 10,
+                why: "longer than 108 bytes",
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
