@@ -339,11 +339,23 @@ fn main() {
                 let _ = e.print();
                 std::process::exit(0);
             }
-            // clap's message spans several lines; keep the first.
+            // clap's message spans several lines: the error, what it names
+            // (missing arguments, one per line), then usage and tips. Keep
+            // the first two on one line.
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("bad arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("crit: {first} (see crit --help)");
+            let head: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+                .map(str::trim)
+                .collect();
+            let line = head.join(" ");
+            let line = line.strip_prefix("error: ").unwrap_or(&line);
+            let line = if line.is_empty() {
+                "bad arguments"
+            } else {
+                line
+            };
+            eprintln!("crit: {line} (see crit --help)");
             std::process::exit(1);
         }
     };

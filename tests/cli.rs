@@ -35,7 +35,19 @@ fn usage_errors_are_one_line_with_status_1() {
         &run(crit().arg("bogus"), None),
         "unrecognized subcommand 'bogus'",
     );
-    assert_fails(&run(crit().args(["show"]), None), "required");
+    // clap's own text, naming what is missing.
+    assert_fails(
+        &run(crit().args(["show"]), None),
+        "the following required arguments were not provided: <IN>",
+    );
+    assert_fails(
+        &run(crit().args(["dump", "-t", "1"]), None),
+        "not provided: --images-dir <DIR>",
+    );
+    assert_fails(
+        &run(crit().args(["x", "/tmp"]), None),
+        "not provided: <WHAT>",
+    );
     assert_fails(
         &run(crit().args(["decode", "-i", "/nonexistent/x.img"]), None),
         "/nonexistent/x.img: No such file",
@@ -43,6 +55,41 @@ fn usage_errors_are_one_line_with_status_1() {
     assert_fails(
         &run(crit().args(["x", "/nonexistent", "ps"]), None),
         "/nonexistent",
+    );
+}
+
+/// Option values of no sense are refused as such, before any image or
+/// process is looked at (the images dir here does not exist).
+#[test]
+fn bad_option_values_are_refused_first() {
+    let restore = |opt: &str| {
+        run(
+            crit().args(["restore", "-d", "-D", "/nonexistent", opt]),
+            None,
+        )
+    };
+    assert_fails(
+        &restore("--ext-unix-sk=0"),
+        "--ext-unix-sk=0: inode 0 is no socket",
+    );
+    assert_fails(
+        &restore("--ext-unix-sk=1=relative"),
+        "--ext-unix-sk=1=relative: PATH must be absolute (/...) or @name",
+    );
+    assert_fails(
+        &restore("--inherit-fd=fd[3]:socket:[abc]"),
+        "--inherit-fd fd[3]:socket:[abc]: expected fd[N]:RESOURCE",
+    );
+    assert_fails(
+        &restore("--inherit-fd=fd[3]:pipe:[0]"),
+        "--inherit-fd fd[3]:pipe:[0]: expected fd[N]:RESOURCE",
+    );
+    assert_fails(
+        &run(
+            crit().args(["dump", "-t", "1", "-D", "/nonexistent/d", "--ext-unix-sk=0"]),
+            None,
+        ),
+        "--ext-unix-sk: \"0\" is not a socket inode number",
     );
 }
 

@@ -623,6 +623,24 @@ fn missing_dir_or_pstree_fails_with_one_line() {
     }
 }
 
+/// fds and sk without files.img (nor an old layout's file images) fail
+/// naming it, instead of printing every file as unknown.
+#[test]
+fn file_views_without_files_img_fail() {
+    let tmp = kit::copy_fixture("counter");
+    std::fs::remove_file(tmp.path().join("files.img")).unwrap();
+    for view in ["fds", "sk"] {
+        let o = output(crit().arg("x").arg(tmp.path()).arg(view));
+        assert_eq!(o.status.code(), Some(1), "{view}");
+        assert!(o.stdout.is_empty(), "{view}: {}", show(&o.stdout));
+        let err = show(&o.stderr);
+        assert_eq!(err.lines().count(), 1, "{view}: {err}");
+        assert!(err.contains("files.img: No such file"), "{view}: {err}");
+    }
+    // ps does not need it.
+    assert!(!x(tmp.path(), &["ps"]).is_empty());
+}
+
 #[test]
 fn missing_image_of_a_task_names_it() {
     let tmp = tempfile::tempdir().unwrap();

@@ -29,7 +29,9 @@ impl ExtUnix {
             let ino = p
                 .trim()
                 .parse::<u64>()
-                .map_err(|_| DumpError::ExtUnixSkArg {
+                .ok()
+                .filter(|&i| i != 0)
+                .ok_or_else(|| DumpError::ExtUnixSkArg {
                     value: p.to_string(),
                 })?;
             self.inodes.insert(ino);

@@ -49,7 +49,9 @@ struct FdJson {
 pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
     let mut files = Files::new(dir);
     let mut list = Vec::new();
-    for p in pstree(dir)? {
+    let tree = pstree(dir)?;
+    super::files_image(dir, &["reg-files.img", "pipes.img", "unixsk.img"])?;
+    for p in tree {
         let pid = p.pid;
         let fds = fdinfo(dir, files_id(dir, pid)?)?;
         let mut jfds = Vec::new();

@@ -36,6 +36,19 @@ pub fn run(dir: &Path, what: &str, json: bool) -> Result<()> {
     out.finish()
 }
 
+/// A view of files needs `files.img` (or, in images older than it, one of
+/// `old`): without any, every file would print as unknown.
+pub(crate) fn files_image(dir: &Path, old: &[&str]) -> Result<()> {
+    let files = dir.join("files.img");
+    if files.exists() || old.iter().any(|o| dir.join(o).exists()) {
+        return Ok(());
+    }
+    Err(Error::io(
+        files.display().to_string(),
+        std::io::Error::from_raw_os_error(libc::ENOENT),
+    ))
+}
+
 /// Buffered stdout whose write errors come back as [`Error::Io`].
 pub(crate) struct Out {
     w: BufWriter<StdoutLock<'static>>,

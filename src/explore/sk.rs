@@ -114,7 +114,9 @@ fn name_of(name: &[u8]) -> Option<String> {
 }
 
 pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
+    // The tree first: an empty directory is named by its pstree.img.
     let m = model(dir)?;
+    super::files_image(dir, &["unixsk.img"])?;
     let mut list = Vec::new();
     if !json {
         out.put(format_args!(

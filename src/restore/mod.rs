@@ -84,10 +84,19 @@ impl ExtUnix {
             value: v.to_string(),
             why: "expected INO or INO=PATH",
         })?;
-        if path.as_deref() == Some("") {
+        let why = match path.as_deref() {
+            _ if ino == 0 => Some("inode 0 is no socket"),
+            Some("") => Some("empty path"),
+            // Resolved against crit's cwd, which the task never had.
+            Some(p) if !p.starts_with('/') && !p.starts_with('@') => {
+                Some("PATH must be absolute (/...) or @name for an abstract address")
+            }
+            _ => None,
+        };
+        if let Some(why) = why {
             return Err(SetupError::ExtUnixSk {
                 value: v.to_string(),
-                why: "empty path",
+                why,
             }
             .into());
         }
@@ -150,6 +159,15 @@ pub fn parse_inherit_fd(s: &str) -> Result<(i32, String)> {
     let n: i32 = n.parse().map_err(|_| bad())?;
     if res.is_empty() || n < 0 {
         return Err(bad());
+    }
+    // A pipe or socket is named by its inode, as /proc shows it.
+    for kind in ["pipe:[", "socket:["] {
+        if let Some(ino) = res.strip_prefix(kind) {
+            let ino = ino.strip_suffix(']').and_then(|i| i.parse::<u32>().ok());
+            if ino.is_none_or(|i| i == 0) {
+                return Err(bad());
+            }
+        }
     }
     Ok((n, res.to_string()))
 }
