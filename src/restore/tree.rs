@@ -46,18 +46,12 @@ pub fn host_pids(root_host: u32) -> Result<HashMap<u32, u32>> {
     let mut map = HashMap::new();
     let mut todo = vec![root_host];
     while let Some(h) = todo.pop() {
-        let ns = crate::sys::procfs::ns_pid(h).map_err(|source| TaskError::Proc {
-            pid: h,
-            name: "status (NSpid)",
-            source,
-        })?;
+        let ns =
+            crate::sys::procfs::ns_pid(h).map_err(|source| TaskError::NsPid { pid: h, source })?;
         map.insert(ns, h);
         todo.extend(
-            crate::sys::procfs::children(h).map_err(|source| TaskError::Proc {
-                pid: h,
-                name: "task/*/children",
-                source,
-            })?,
+            crate::sys::procfs::children(h)
+                .map_err(|source| TaskError::Children { pid: h, source })?,
         );
     }
     Ok(map)

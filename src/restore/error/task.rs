@@ -20,6 +20,19 @@ pub enum TaskError {
         #[source]
         source: io::Error,
     },
+    /// The task's pid in its own namespace, from /proc/PID/status.
+    #[error("pid {pid}: NSpid in /proc/{pid}/status: {source}")]
+    NsPid {
+        pid: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("pid {pid}: /proc/{pid}/task/*/children: {source}")]
+    Children {
+        pid: u32,
+        #[source]
+        source: io::Error,
+    },
 
     // ---- Memory.
     #[error("pid {pid}: pagemap-{pid}.img: pages at {vaddr:#x} are in a parent image (incremental dumps are not supported)")]
