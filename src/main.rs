@@ -173,6 +173,11 @@ struct RestoreArgs {
     #[arg(long = "manage-cgroups", value_name = "MODE", num_args = 0..=1,
           require_equals = true, default_missing_value = "soft")]
     manage_cgroups: Option<String>,
+    /// The root task's cgroup becomes PATH (its tree's cgroups keep their
+    /// places below it): [CONTROLLER:]/PATH, for one controller's
+    /// hierarchy or, without one, for all others. Repeatable.
+    #[arg(long = "cgroup-root", value_name = "[CONTROLLER:]/PATH", action = clap::ArgAction::Append)]
+    cgroup_root: Vec<String>,
     /// Accepted for compatibility with criu.
     #[arg(long = "tcp-established")]
     tcp_established: bool,
@@ -305,6 +310,9 @@ fn restore(a: RestoreArgs) -> crit::error::Result<()> {
         o.inherit_fds.push(crit::restore::parse_inherit_fd(v)?);
     }
     o.root = a.root.map(Into::into);
+    for v in &a.cgroup_root {
+        o.cgroup_roots.push(crit::restore::parse_cgroup_root(v)?);
+    }
     o.cgroups_none = match a.manage_cgroups.as_deref() {
         None | Some("soft" | "full" | "strict" | "props") => false,
         Some("none" | "ignore") => true,

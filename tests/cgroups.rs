@@ -1,7 +1,8 @@
 //! Tasks go back to their cgroups: a task moved into a cgroup of its own
 //! (on this machine's pids hierarchy, or cgroup v2) is dumped, the
 //! cgroup is removed, and the restore makes it again and puts the task
-//! back in it; with `--manage-cgroups=none` it stays in crit's.
+//! back in it; with `--manage-cgroups=none` it stays in crit's; with
+//! `--cgroup-root` it goes to the new root.
 
 mod kit;
 use kit::host::ShmSegment;
@@ -88,9 +89,25 @@ fn tasks_go_back_to_their_cgroups() {
     };
     let back = restore(&[]);
     let stayed = restore(&["--manage-cgroups=none"]);
+    // --cgroup-root: the root task's cgroup becomes the new root, for
+    // every hierarchy and, named, for this one.
+    let new_root = format!("/crit-test-cgroot-{}", std::process::id());
+    let global = restore(&[&format!("--cgroup-root={new_root}")]);
+    let ctrl = if name.is_empty() { "unified" } else { name };
+    let named = restore(&[&format!("--cgroup-root={ctrl}:{new_root}/named")]);
     let mine = cgroup_of(std::process::id() as i32, name);
-    let _ = std::fs::remove_dir(&dir);
-    let _ = std::fs::remove_dir(dir.parent().unwrap());
+    for d in [&dir, &dir.parent().unwrap().to_path_buf()] {
+        let _ = std::fs::remove_dir(d);
+    }
+    for d in [format!("{new_root}/named"), new_root.clone()] {
+        let _ = std::fs::remove_dir(mount.join(d.trim_start_matches('/')));
+    }
     assert_eq!(back, format!("/{rel}"), "back in its cgroup");
     assert_eq!(stayed, mine, "--manage-cgroups=none leaves it in crit's");
+    assert_eq!(global, new_root, "--cgroup-root=PATH");
+    assert_eq!(
+        named,
+        format!("{new_root}/named"),
+        "--cgroup-root={ctrl}:PATH"
+    );
 }

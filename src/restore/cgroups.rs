@@ -5,6 +5,11 @@
 //! this machine, made if missing. Hierarchies this machine does not
 //! mount are passed over with a warning. Properties are not set. With
 //! `--manage-cgroups=none` (or ignore) tasks stay in crit's cgroups.
+//!
+//! `--cgroup-root [CONTROLLER:]/PATH` moves the tree as CRIU does: on the
+//! hierarchies it names (a controller's, or without one every other),
+//! the root task's dumped cgroup is replaced by PATH in every path that
+//! starts with it, so the tree's cgroups keep their places below it.
 
 use super::error::TaskError;
 use super::plan::Plan;
@@ -19,10 +24,16 @@ use std::path::PathBuf;
 pub struct CgPlan {
     root_set: u32,
     sets: HashMap<u32, Vec<pb::CgMemberEntry>>,
+    /// `--cgroup-root` values: (controller or any, new root).
+    roots: Vec<(Option<String>, String)>,
 }
 
 /// Reads cgroup.img (absent: every task is in the dumper's set).
-pub fn read(dir: &std::path::Path, root_set: u32) -> Result<CgPlan> {
+pub fn read(
+    dir: &std::path::Path,
+    root_set: u32,
+    roots: &[(Option<String>, String)],
+) -> Result<CgPlan> {
     let p = dir.join("cgroup.img");
     let mut sets = HashMap::new();
     if p.exists() {
@@ -32,7 +43,11 @@ pub fn read(dir: &std::path::Path, root_set: u32) -> Result<CgPlan> {
             }
         }
     }
-    Ok(CgPlan { root_set, sets })
+    Ok(CgPlan {
+        root_set,
+        sets,
+        roots: roots.to_vec(),
+    })
 }
 
 /// Where each hierarchy is mounted here: by its controllers string
@@ -93,6 +108,7 @@ impl CgPlan {
             return Ok(());
         }
         let here = hierarchies();
+        let moves = self.moves(plan);
         for t in plan.live() {
             let set = t.threads[0]
                 .core
@@ -108,10 +124,45 @@ impl CgPlan {
                 .get(&set)
                 .ok_or(TaskError::NoCgSet { pid: t.pid, set })?;
             for m in members {
-                self.join(plan.host(t.pid), t.pid, m, &here, log)?;
+                let m = moved(m, &moves);
+                self.join(plan.host(t.pid), t.pid, &m, &here, log)?;
             }
         }
         Ok(())
+    }
+
+    /// For `--cgroup-root`: per hierarchy (membership name), the root
+    /// task's dumped path and the path that replaces it.
+    fn moves(&self, plan: &Plan) -> Vec<(String, String, String)> {
+        if self.roots.is_empty() {
+            return Vec::new();
+        }
+        let Some(root) = plan.tasks.first() else {
+            return Vec::new();
+        };
+        let set = root.threads[0]
+            .core
+            .thread_core
+            .as_ref()
+            .and_then(|c| c.cg_set)
+            .unwrap_or(self.root_set);
+        let Some(members) = self.sets.get(&set) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for m in members {
+            let ctrls: Vec<&str> = m.name.split(',').collect();
+            // A root for one of its controllers, else the global one.
+            let named = self.roots.iter().find(|(c, _)| {
+                c.as_deref()
+                    .is_some_and(|c| ctrls.contains(&c) || (c == "unified" && m.name.is_empty()))
+            });
+            let global = self.roots.iter().find(|(c, _)| c.is_none());
+            if let Some((_, new)) = named.or(global) {
+                out.push((m.name.clone(), m.path.clone(), new.clone()));
+            }
+        }
+        out
     }
 
     fn join(
@@ -150,6 +201,32 @@ impl CgPlan {
     }
 }
 
+/// `m` with its path under the new root when `--cgroup-root` moves its
+/// hierarchy and the path lies at or below the root task's cgroup.
+fn moved(m: &pb::CgMemberEntry, moves: &[(String, String, String)]) -> pb::CgMemberEntry {
+    let mut m = m.clone();
+    for (name, old, new) in moves {
+        if *name != m.name {
+            continue;
+        }
+        let old = old.trim_end_matches('/');
+        let rest = if old.is_empty() {
+            Some(m.path.as_str())
+        } else {
+            m.path
+                .strip_prefix(old)
+                .filter(|r| r.is_empty() || r.starts_with('/'))
+        };
+        if let Some(rest) = rest {
+            m.path = format!("{}{rest}", new.trim_end_matches('/'));
+            if m.path.is_empty() {
+                m.path = "/".into();
+            }
+        }
+    }
+    m
+}
+
 /// A v1 cpuset cgroup made anew has no cpus or memory nodes, and no task
 /// can join it: each level takes its parent's.
 fn fill_cpusets(mount: &std::path::Path, dir: &std::path::Path) {
@@ -168,5 +245,49 @@ fn fill_cpusets(mount: &std::path::Path, dir: &std::path::Path) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, path: &str) -> pb::CgMemberEntry {
+        pb::CgMemberEntry {
+            name: name.into(),
+            path: path.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn new_root_replaces_the_root_tasks_cgroup_and_keeps_what_is_below() {
+        let moves = vec![("pids".to_string(), "/ctr".to_string(), "/new/x".to_string())];
+        let at = |name: &str, path: &str| moved(&member(name, path), &moves).path;
+        assert_eq!(at("pids", "/ctr"), "/new/x");
+        assert_eq!(at("pids", "/ctr/child"), "/new/x/child");
+        // Not below the root task's cgroup, or another hierarchy: kept.
+        assert_eq!(at("pids", "/ctr2"), "/ctr2");
+        assert_eq!(at("pids", "/other"), "/other");
+        assert_eq!(at("memory", "/ctr"), "/ctr");
+        // A root task at the top: everything moves below the new root.
+        let top = vec![("pids".to_string(), "/".to_string(), "/new".to_string())];
+        assert_eq!(moved(&member("pids", "/a/b"), &top).path, "/new/a/b");
+        let to_top = vec![("pids".to_string(), "/ctr".to_string(), "/".to_string())];
+        assert_eq!(moved(&member("pids", "/ctr"), &to_top).path, "/");
+        assert_eq!(moved(&member("pids", "/ctr/c"), &to_top).path, "/c");
+    }
+
+    #[test]
+    fn cgroup_root_values() {
+        use crate::restore::parse_cgroup_root as p;
+        assert_eq!(p("/a/b/").unwrap(), (None, "/a/b".to_string()));
+        assert_eq!(
+            p("cpu,cpuacct:/a").unwrap(),
+            (Some("cpu,cpuacct".into()), "/a".into())
+        );
+        assert_eq!(p("/").unwrap(), (None, "/".to_string()));
+        assert!(p("relative").is_err());
+        assert!(p("pids:relative").is_err());
     }
 }

@@ -127,6 +127,9 @@ pub struct Options {
     pub ext_mnt: HashMap<String, PathBuf>,
     /// `--manage-cgroups=none` (or ignore): tasks stay in crit's cgroups.
     pub cgroups_none: bool,
+    /// `--cgroup-root [CONTROLLER:]/PATH`: the root task's cgroup becomes
+    /// PATH, on CONTROLLER's hierarchy or (without one) on every other.
+    pub cgroup_roots: Vec<(Option<String>, String)>,
 }
 
 /// Parses `mnt[KEY]:PATH` (CRIU's spelling of an external mount at
@@ -144,6 +147,22 @@ pub fn parse_ext_mount(s: &str) -> Result<(String, PathBuf)> {
         return Err(bad());
     }
     Ok((key.to_string(), PathBuf::from(path)))
+}
+
+/// Parses `[CONTROLLER:]/PATH` (CRIU's `--cgroup-root`).
+pub fn parse_cgroup_root(s: &str) -> Result<(Option<String>, String)> {
+    let (ctrl, path) = match s.split_once(':') {
+        Some((c, p)) if !c.is_empty() && !c.contains('/') => (Some(c.to_string()), p),
+        _ => (None, s),
+    };
+    if !path.starts_with('/') {
+        return Err(SetupError::CgroupRootArg {
+            value: s.to_string(),
+        }
+        .into());
+    }
+    let path = path.trim_end_matches('/');
+    Ok((ctrl, if path.is_empty() { "/" } else { path }.to_string()))
 }
 
 /// Parses `fd[N]:RESOURCE`.
@@ -286,7 +305,7 @@ fn run(plan: &plan::Plan, opts: &Options, log: &Log, rb: &mut rollback::Rollback
             plan.set_hosts(tree::host_pids(root)?);
         }
         if !opts.cgroups_none {
-            cgroups::read(&plan.dir, plan.root_cg_set)?.join_all(plan, log)?;
+            cgroups::read(&plan.dir, plan.root_cg_set, &opts.cgroup_roots)?.join_all(plan, log)?;
         }
         task::take_over_all(plan, &pages, log)
     })

@@ -78,6 +78,8 @@ pub enum SetupError {
     ExtUnixSk { value: String, why: &'static str },
     #[error("--external {value}: expected mnt[KEY]:PATH")]
     ExternalArg { value: String },
+    #[error("--cgroup-root {value}: expected [CONTROLLER:]/PATH")]
+    CgroupRootArg { value: String },
     #[error("--inherit-fd {value}: expected fd[N]:RESOURCE")]
     InheritFdArg { value: String },
     /// The fd `--inherit-fd fd[N]:KEY` hands in.
