@@ -313,17 +313,9 @@ fn restore(a: RestoreArgs) -> crit::error::Result<()> {
     for v in &a.cgroup_root {
         o.cgroup_roots.push(crit::restore::parse_cgroup_root(v)?);
     }
-    o.cgroups_none = match a.manage_cgroups.as_deref() {
-        None | Some("soft" | "full" | "strict" | "props") => false,
-        Some("none" | "ignore") => true,
-        Some(m) => {
-            return Err(Error::BadValue {
-                option: "--manage-cgroups",
-                value: m.to_string(),
-                expected: "expected none, ignore, props, soft, full or strict",
-            })
-        }
-    };
+    if let Some(m) = &a.manage_cgroups {
+        o.manage_cgroups = crit::restore::CgMode::parse(m)?;
+    }
     for v in &a.external {
         let (key, path) = crit::restore::parse_ext_mount(v)?;
         o.ext_mnt.insert(key, path);

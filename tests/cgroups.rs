@@ -1,8 +1,10 @@
 //! Tasks go back to their cgroups: a task moved into a cgroup of its own
 //! (on this machine's pids hierarchy, or cgroup v2) is dumped, the
 //! cgroup is removed, and the restore makes it again and puts the task
-//! back in it; with `--manage-cgroups=none` it stays in crit's; with
-//! `--cgroup-root` it goes to the new root.
+//! back in it, with its recorded property (pids.max) when the restore
+//! made the cgroup or with `--manage-cgroups=full`; with
+//! `--manage-cgroups=none` it stays in crit's; with `--cgroup-root` it
+//! goes to the new root.
 
 mod kit;
 use kit::host::ShmSegment;
@@ -65,6 +67,24 @@ fn tasks_go_back_to_their_cgroups() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("cgroup.procs"), prog.pid.to_string()).unwrap();
     assert_eq!(cgroup_of(prog.pid, name), format!("/{rel}"));
+    // A property of the cgroup, recorded by the dump (pids.max, where
+    // this hierarchy has the pids controller).
+    let limit = dir.join("pids.max");
+    let has_limit = limit.exists();
+    if has_limit {
+        std::fs::write(&limit, "77").unwrap();
+    } else {
+        eprintln!(
+            "note: no pids.max in {}: properties not checked",
+            dir.display()
+        );
+    }
+    let pids_max = || {
+        std::fs::read_to_string(&limit)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
     let img = kit.path("img");
     ok(&kit.dump(prog.pid, &img, &[]));
     let _ = prog.child.wait();
@@ -88,6 +108,16 @@ fn tasks_go_back_to_their_cgroups() {
         at
     };
     let back = restore(&[]);
+    // Made again by the restore: its property comes back (soft).
+    let made_limit = pids_max();
+    // An existing cgroup keeps its own value in soft mode; full sets it.
+    if has_limit {
+        std::fs::write(&limit, "max").unwrap();
+    }
+    restore(&["--manage-cgroups=soft"]);
+    let soft_limit = pids_max();
+    restore(&["--manage-cgroups=full"]);
+    let full_limit = pids_max();
     let stayed = restore(&["--manage-cgroups=none"]);
     // --cgroup-root: the root task's cgroup becomes the new root, for
     // every hierarchy and, named, for this one.
@@ -103,6 +133,14 @@ fn tasks_go_back_to_their_cgroups() {
         let _ = std::fs::remove_dir(mount.join(d.trim_start_matches('/')));
     }
     assert_eq!(back, format!("/{rel}"), "back in its cgroup");
+    if has_limit {
+        assert_eq!(made_limit, "77", "pids.max of the cgroup the restore made");
+        assert_eq!(
+            soft_limit, "max",
+            "soft leaves an existing cgroup's pids.max"
+        );
+        assert_eq!(full_limit, "77", "full sets pids.max");
+    }
     assert_eq!(stayed, mine, "--manage-cgroups=none leaves it in crit's");
     assert_eq!(global, new_root, "--cgroup-root=PATH");
     assert_eq!(

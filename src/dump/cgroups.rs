@@ -3,11 +3,13 @@
 //! inventory's `root_cg_set`), written nowhere. Tasks in another set
 //! have it in their core's `cg_set`, and cgroup.img lists those sets and,
 //! per hierarchy, the directories their paths name (so a restore can
-//! make them again). Properties are not recorded.
+//! make them again), with the properties ([`cg::properties`]) of the
+//! directories tasks are in.
 
 use super::error::DumpError;
 use crate::error::Result;
 use crate::image::pb;
+use crate::model::cgroup as cg;
 
 /// One membership: the hierarchy's controllers ("" for cgroup v2,
 /// "name=X" for a named one) and the path in it.
@@ -117,6 +119,61 @@ impl CgSets {
                 level = &mut level[i].children;
             }
         }
+        let here =
+            cg::hierarchies(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
+        for (name, path) in self.sets[1..].iter().flatten() {
+            let Some((mount, root)) = here.get(&cg::key(name)) else {
+                continue;
+            };
+            let Some(c) = out.iter_mut().find(|c| c.cnames == [name.clone()]) else {
+                continue;
+            };
+            let Some(d) = find_dir_mut(&mut c.dirs, path) else {
+                continue;
+            };
+            if d.properties.is_empty() {
+                let rel = path.strip_prefix(root.as_str()).unwrap_or(path);
+                d.properties = read_properties(&mount.join(rel.trim_start_matches('/')), name);
+            }
+        }
         out
     }
+}
+
+/// The directory of `path` in a tree crit built (one component a level).
+fn find_dir_mut<'a>(
+    mut level: &'a mut Vec<pb::CgroupDirEntry>,
+    path: &str,
+) -> Option<&'a mut pb::CgroupDirEntry> {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let (last, up) = parts.split_last()?;
+    for part in up {
+        let i = level.iter().position(|d| d.dir_name == *part)?;
+        level = &mut level[i].children;
+    }
+    level.iter_mut().find(|d| d.dir_name == *last)
+}
+
+/// The control files of `dir` that are properties on hierarchy `name`,
+/// with their values and owners; files this kernel lacks are left out.
+fn read_properties(dir: &std::path::Path, name: &str) -> Vec<pb::CgroupPropEntry> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for p in cg::properties(&cg::key(name)) {
+        let file = dir.join(p);
+        let (Ok(value), Ok(meta)) = (std::fs::read_to_string(&file), std::fs::metadata(&file))
+        else {
+            continue;
+        };
+        out.push(pb::CgroupPropEntry {
+            name: p.to_string(),
+            value: value.trim_end_matches('\n').to_string(),
+            perms: Some(pb::CgroupPerms {
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+            }),
+        });
+    }
+    out
 }

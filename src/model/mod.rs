@@ -1,8 +1,10 @@
-//! Facts the layers share, each with one home: how a dumped machine and
+//! Facts the layers share, each with one home: cgroup hierarchies and
+//! properties ([`cgroup`]); how a dumped machine and
 //! this one compare ([`cpu`]); whether a file is the one dumped
 //! ([`file`]); namespace kinds and which ones a tree owns ([`ns`]); the unix sockets of an image set and the
 //! words for them ([`unix`]).
 
+pub mod cgroup;
 pub mod cpu;
 pub mod file;
 pub mod mount;

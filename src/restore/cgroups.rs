@@ -13,12 +13,22 @@
 
 use super::error::TaskError;
 use super::plan::Plan;
+use super::CgMode;
 use super::Log;
 use crate::error::Result;
 use crate::image::pb;
 use crate::image::typed::read_all;
+use crate::model::cgroup as cg;
 use std::collections::HashMap;
 use std::path::PathBuf;
+
+/// What every join of a restore shares.
+struct Joining<'a> {
+    /// Where each hierarchy is mounted here ([`cg::hierarchies`]).
+    here: HashMap<String, (PathBuf, String)>,
+    mode: CgMode,
+    log: &'a Log,
+}
 
 /// The sets of cgroup.img by id.
 pub struct CgPlan {
@@ -26,6 +36,8 @@ pub struct CgPlan {
     sets: HashMap<u32, Vec<pb::CgMemberEntry>>,
     /// `--cgroup-root` values: (controller or any, new root).
     roots: Vec<(Option<String>, String)>,
+    /// The controller trees, with the properties recorded per directory.
+    controllers: Vec<pb::CgControllerEntry>,
 }
 
 /// Reads cgroup.img (absent: every task is in the dumper's set).
@@ -36,78 +48,36 @@ pub fn read(
 ) -> Result<CgPlan> {
     let p = dir.join("cgroup.img");
     let mut sets = HashMap::new();
+    let mut controllers = Vec::new();
     if p.exists() {
         for e in read_all::<pb::CgroupEntry>(&p, "CGROUP")? {
             for s in e.sets {
                 sets.insert(s.id, s.ctls);
             }
+            controllers.extend(e.controllers);
         }
     }
     Ok(CgPlan {
         root_set,
         sets,
         roots: roots.to_vec(),
+        controllers,
     })
-}
-
-/// Where each hierarchy is mounted here: by its controllers string
-/// ("" for cgroup v2), the mount point and the mount's root.
-fn hierarchies() -> HashMap<String, (PathBuf, String)> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut out = HashMap::new();
-    for l in info.lines() {
-        let Some((left, right)) = l.split_once(" - ") else {
-            continue;
-        };
-        let f: Vec<&str> = left.split(' ').collect();
-        let r: Vec<&str> = right.split(' ').collect();
-        if f.len() < 5 || r.len() < 3 {
-            continue;
-        }
-        let key = match r[0] {
-            "cgroup2" => String::new(),
-            "cgroup" => {
-                let mut c: Vec<&str> = r[2]
-                    .split(',')
-                    .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains("release_agent"))
-                    .filter(|o| {
-                        ![
-                            "nosuid",
-                            "nodev",
-                            "noexec",
-                            "relatime",
-                            "clone_children",
-                            "xattr",
-                        ]
-                        .contains(o)
-                    })
-                    .collect();
-                c.sort_unstable();
-                c.join(",")
-            }
-            _ => continue,
-        };
-        out.entry(key)
-            .or_insert((PathBuf::from(f[4]), f[3].to_string()));
-    }
-    out
-}
-
-/// The controllers string of a membership, in the order `hierarchies`
-/// keys them.
-fn key(name: &str) -> String {
-    let mut c: Vec<&str> = name.split(',').filter(|s| !s.is_empty()).collect();
-    c.sort_unstable();
-    c.join(",")
 }
 
 impl CgPlan {
     /// Moves every live task outside the dumper's set into its cgroups.
-    pub fn join_all(&self, plan: &Plan, log: &Log) -> Result<()> {
+    pub fn join_all(&self, plan: &Plan, mode: CgMode, log: &Log) -> Result<()> {
         if self.sets.is_empty() {
             return Ok(());
         }
-        let here = hierarchies();
+        let cx = Joining {
+            here: cg::hierarchies(
+                &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+            ),
+            mode,
+            log,
+        };
         let moves = self.moves(plan);
         for t in plan.live() {
             let set = t.threads[0]
@@ -124,8 +94,9 @@ impl CgPlan {
                 .get(&set)
                 .ok_or(TaskError::NoCgSet { pid: t.pid, set })?;
             for m in members {
+                let props = self.properties(m);
                 let m = moved(m, &moves);
-                self.join(plan.host(t.pid), t.pid, &m, &here, log)?;
+                self.join(&cx, plan.host(t.pid), t.pid, &m, props)?;
             }
         }
         Ok(())
@@ -165,15 +136,27 @@ impl CgPlan {
         out
     }
 
+    /// The properties recorded for membership `m`'s directory (none when
+    /// the image has none for it).
+    fn properties(&self, m: &pb::CgMemberEntry) -> &[pb::CgroupPropEntry] {
+        let k = cg::key(&m.name);
+        self.controllers
+            .iter()
+            .filter(|c| cg::key(&c.cnames.join(",")) == k)
+            .find_map(|c| cg::find_dir(&c.dirs, &m.path))
+            .map_or(&[], |d| &d.properties[..])
+    }
+
     fn join(
         &self,
+        cx: &Joining,
         host: u32,
         pid: u32,
         m: &pb::CgMemberEntry,
-        here: &HashMap<String, (PathBuf, String)>,
-        log: &Log,
+        props: &[pb::CgroupPropEntry],
     ) -> Result<()> {
-        let Some((mount, root)) = here.get(&key(&m.name)) else {
+        let (here, log) = (&cx.here, cx.log);
+        let Some((mount, root)) = here.get(&cg::key(&m.name)) else {
             log.warn(format!(
                 "pid {pid}: cgroup hierarchy {:?} is not mounted here; {} not joined",
                 m.name, m.path
@@ -182,6 +165,7 @@ impl CgPlan {
         };
         let rel = m.path.strip_prefix(root.as_str()).unwrap_or(&m.path);
         let dir = mount.join(rel.trim_start_matches('/'));
+        let made = !dir.exists();
         std::fs::create_dir_all(&dir).map_err(|source| TaskError::Cgroup {
             pid,
             what: "cgroup",
@@ -189,6 +173,9 @@ impl CgPlan {
             source,
         })?;
         fill_cpusets(mount, &dir);
+        if made || cx.mode == CgMode::Full {
+            set_properties(pid, &dir, props, log);
+        }
         std::fs::write(dir.join("cgroup.procs"), host.to_string()).map_err(|source| {
             TaskError::Cgroup {
                 pid,
@@ -198,6 +185,24 @@ impl CgPlan {
             }
             .into()
         })
+    }
+}
+
+/// Writes each recorded property (before the task joins, as CRIU does);
+/// one the kernel refuses is a warning naming it, not a failed restore.
+fn set_properties(pid: u32, dir: &std::path::Path, props: &[pb::CgroupPropEntry], log: &Log) {
+    for p in props {
+        let file = dir.join(&p.name);
+        if std::fs::read_to_string(&file).is_ok_and(|now| now.trim_end() == p.value.trim_end()) {
+            continue;
+        }
+        if let Err(e) = std::fs::write(&file, &p.value) {
+            log.warn(format!(
+                "pid {pid}: cgroup property {} = {:?} not set: {e}",
+                file.display(),
+                p.value
+            ));
+        }
     }
 }
 

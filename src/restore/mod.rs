@@ -105,6 +105,35 @@ impl ExtUnix {
     }
 }
 
+/// `--manage-cgroups`: what restore does with the tree's cgroups.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CgMode {
+    /// Tasks join their cgroups; properties are set on the cgroups this
+    /// restore made (CRIU's soft, the default).
+    #[default]
+    Soft,
+    /// Tasks join their cgroups and every recorded property is set
+    /// (CRIU's full, strict and props).
+    Full,
+    /// Tasks stay in crit's cgroups (none, ignore).
+    None,
+}
+
+impl CgMode {
+    pub fn parse(v: &str) -> Result<CgMode> {
+        match v {
+            "soft" => Ok(CgMode::Soft),
+            "full" | "strict" | "props" => Ok(CgMode::Full),
+            "none" | "ignore" => Ok(CgMode::None),
+            _ => Err(Error::BadValue {
+                option: "--manage-cgroups",
+                value: v.to_string(),
+                expected: "expected none, ignore, props, soft, full or strict",
+            }),
+        }
+    }
+}
+
 /// What `crit restore` was asked to do.
 #[derive(Default, Clone, Debug)]
 pub struct Options {
@@ -126,7 +155,7 @@ pub struct Options {
     /// `--external mnt[KEY]:PATH`, by key.
     pub ext_mnt: HashMap<String, PathBuf>,
     /// `--manage-cgroups=none` (or ignore): tasks stay in crit's cgroups.
-    pub cgroups_none: bool,
+    pub manage_cgroups: CgMode,
     /// `--cgroup-root [CONTROLLER:]/PATH`: the root task's cgroup becomes
     /// PATH, on CONTROLLER's hierarchy or (without one) on every other.
     pub cgroup_roots: Vec<(Option<String>, String)>,
@@ -304,8 +333,12 @@ fn run(plan: &plan::Plan, opts: &Options, log: &Log, rb: &mut rollback::Rollback
         if plan.ns.own_pids() {
             plan.set_hosts(tree::host_pids(root)?);
         }
-        if !opts.cgroups_none {
-            cgroups::read(&plan.dir, plan.root_cg_set, &opts.cgroup_roots)?.join_all(plan, log)?;
+        if opts.manage_cgroups != CgMode::None {
+            cgroups::read(&plan.dir, plan.root_cg_set, &opts.cgroup_roots)?.join_all(
+                plan,
+                opts.manage_cgroups,
+                log,
+            )?;
         }
         task::take_over_all(plan, &pages, log)
     })

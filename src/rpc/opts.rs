@@ -98,22 +98,6 @@ fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
     if o.tcp_skip_in_flight == Some(true) {
         return Err(OptsError::Unsupported("tcp_skip_in_flight"));
     }
-    // manage_cgroups: soft and default put tasks back in their cgroups,
-    // none and ignore leave them in crit's (where runc puts its engine);
-    // the modes that restore properties are refused.
-    let mode = o
-        .manage_cgroups_mode
-        .and_then(|m| CriuCgMode::try_from(m).ok());
-    if matches!(
-        mode,
-        Some(CriuCgMode::Full | CriuCgMode::Strict | CriuCgMode::Props)
-    ) {
-        return Err(OptsError::Bad {
-            field: "manage_cgroups_mode",
-            why: "only none, soft, ignore and default are supported (cgroup properties are not restored)"
-                .into(),
-        });
-    }
     Ok(())
 }
 
@@ -225,8 +209,15 @@ pub fn restore_args(o: &CriuOpts, d: &Dirs, pidfile: &Path) -> Result<Vec<String
     let mode = o
         .manage_cgroups_mode
         .and_then(|m| CriuCgMode::try_from(m).ok());
-    if matches!(mode, Some(CriuCgMode::CgNone | CriuCgMode::Ignore)) {
-        a.push("--manage-cgroups=none".into());
+    // soft and default put tasks back in their cgroups (properties on
+    // the cgroups made), full/strict/props set every property too, none
+    // and ignore leave them in crit's (where runc puts its engine).
+    match mode {
+        Some(CriuCgMode::CgNone | CriuCgMode::Ignore) => a.push("--manage-cgroups=none".into()),
+        Some(CriuCgMode::Full | CriuCgMode::Strict | CriuCgMode::Props) => {
+            a.push("--manage-cgroups=full".into())
+        }
+        _ => {}
     }
     if let Some(r) = &o.root {
         a.push("--root".into());
@@ -306,10 +297,8 @@ mod tests {
             manage_cgroups_mode: Some(CriuCgMode::Full as i32),
             ..Default::default()
         };
-        let e = restore_args(&o, &dirs(), Path::new("/p"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("manage_cgroups_mode"), "{e}");
+        let a = restore_args(&o, &dirs(), Path::new("/p")).unwrap();
+        assert!(a.iter().any(|x| x == "--manage-cgroups=full"), "{a:?}");
         let o = CriuOpts {
             empty_ns: Some(libc::CLONE_NEWIPC as u32),
             ..Default::default()
