@@ -424,23 +424,35 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<Vec<rlimi
         return Ok(Vec::new());
     };
     let buf = scratch + 1024;
+    // Every action at once: one write of the structs (32 bytes each, 2 KiB
+    // for 64 signals, below the batch area at 32 KiB) and one batch of
+    // calls, not a round trip per signal.
     let mut sig = 0u64;
+    let mut structs = Vec::with_capacity(tc.sigactions.len() * 32);
+    let mut calls = Vec::with_capacity(tc.sigactions.len());
     for sa in &tc.sigactions {
         sig += 1;
         if sig == 9 || sig == 19 {
             sig += 1;
         }
-        let mut b = Vec::with_capacity(32);
+        let at = buf + structs.len() as u64;
         for v in [sa.sigaction, sa.flags, sa.restorer, sa.mask] {
-            b.extend_from_slice(&v.to_le_bytes());
+            structs.extend_from_slice(&v.to_le_bytes());
         }
-        t.write_mem(&[(buf, &b)])?;
-        call(
-            t,
-            &format!("rt_sigaction({sig})"),
-            NR_RT_SIGACTION,
-            [sig, buf, 0, 8, 0, 0],
-        )?;
+        calls.push((NR_RT_SIGACTION, [sig, at, 0, 8, 0, 0]));
+    }
+    if !calls.is_empty() {
+        t.write_mem(&[(buf, &structs)])?;
+        for (k, r) in t.batch(&calls)?.into_iter().enumerate() {
+            if (-4095..0).contains(&r) {
+                return Err(TaskError::Injected {
+                    pid: t.tid(),
+                    call: format!("rt_sigaction({})", calls[k].1[0]),
+                    source: std::io::Error::from_raw_os_error(-r as i32),
+                }
+                .into());
+            }
+        }
     }
     if let Some(tm) = &tc.timers {
         for (which, it) in [(0u64, &tm.real), (1, &tm.virt), (2, &tm.prof)] {
