@@ -37,6 +37,8 @@ struct Batch {
 struct JobFile {
     pid: i32,
     stream: Stream,
+    /// Held while writing to the file.
+    writing: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -110,7 +112,7 @@ fn work(sh: &Shared, until_empty: bool) {
         let r = read_mem(job.pid, &b.pieces, &mut buf[..b.len]);
         let tr = t.elapsed();
         let t = std::time::Instant::now();
-        let r = r.and_then(|_| job.stream.write_at(&buf[..b.len], b.offset));
+        let r = r.and_then(|_| job.write_at(&buf[..b.len], b.offset));
         let tw = t.elapsed();
         if r.is_ok() {
             sh.count.copied.fetch_add(b.len as u64, Ordering::Relaxed);
@@ -126,6 +128,17 @@ fn work(sh: &Shared, until_empty: bool) {
             sh.cv.notify_all();
             return;
         }
+    }
+}
+
+impl JobFile {
+    /// Writes one batch at its place. Reads run in parallel; writes to
+    /// one file take turns here, since the file system serialises them
+    /// anyway on the file's lock, and its waiters spin (a third of the
+    /// CPU of a 4 GiB dump went to that spinning).
+    fn write_at(&self, data: &[u8], offset: u64) -> Result<()> {
+        let _turn = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        self.stream.write_at(data, offset)
     }
 }
 
@@ -238,7 +251,11 @@ impl PageWriter {
             .jobs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::new(JobFile { pid, stream }));
+            .push(Arc::new(JobFile {
+                pid,
+                stream,
+                writing: Mutex::new(()),
+            }));
         self.maps.push((pm, pages));
         let mut q = self.shared.q.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = q.error.take() {

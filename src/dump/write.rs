@@ -1,7 +1,7 @@
 //! Writes every image of a collected tree: per task
 //! core/mm/pagemap/pages/fs/ids/fdinfo, then the shared images (pstree,
 //! files and their data images, shared memory, timens, seccomp, stats),
-//! sk-queues and inventory.img last.
+//! sk-queues, then makes them durable and writes inventory.img last.
 
 use super::context::DumpCtx;
 use super::error::DumpError;
@@ -57,8 +57,8 @@ pub fn images(ctx: &mut DumpCtx, all: Collection, copied: Copied) -> Result<Summ
     write_machine(ctx)?;
     write_stats(ctx, st)?;
     write_queues(ctx)?;
-    write_inventory(ctx.dir, &ctx.root_ids)?;
     ctx.dir.sync()?;
+    write_inventory(ctx.dir, &ctx.root_ids)?;
     s.bytes = ctx.dir.bytes;
     Ok(s)
 }
@@ -324,7 +324,9 @@ fn write_inventory(dir: &mut ImgDir, root_ids: &pb::TaskKobjIdsEntry) -> Result<
         dump_criu_run_id: Some(run_id()),
         allow_uprobes: None,
     };
-    write_one(dir, "INVENTORY", "inventory.img", &inventory)
+    let mut b = ImageBuilder::new("INVENTORY")?;
+    b.entry(&inventory);
+    dir.write_last("inventory.img", &b)
 }
 
 fn timens() -> Result<pb::TimensEntry> {

@@ -216,19 +216,38 @@ impl AtomicFile {
             .map_err(|e| Error::io(self.path.display().to_string(), e))
     }
 
+    /// Has the kernel start writing `len` bytes from `offset` to disk now
+    /// (a hint: a writer of much data overlaps the disk with its work
+    /// instead of waiting for all of it at the commit or sync).
+    pub fn start_writeback(&self, offset: u64, len: u64) {
+        let _ = crate::sys::fdops::start_writeback(&self.file, offset, len);
+    }
+
+    /// Makes the file durable, then puts it in place: after a crash the
+    /// path holds the old contents or the new, never a part.
     pub fn commit(self) -> Result<()> {
         let name = self.path.display().to_string();
         self.file.sync_all().map_err(|e| Error::io(&name, e))?;
+        let dir = self.dir.clone();
+        self.publish()?;
+        // The rename itself survives a crash once the directory is synced.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Puts the file in place without waiting for the disk: for writers
+    /// of many files that make them durable together afterwards (one
+    /// [`sync_filesystem`] instead of two flushes per file).
+    pub fn publish(self) -> Result<()> {
+        let name = self.path.display().to_string();
         let tmp = match self.named {
             Some(p) => p,
             None => self.link_unnamed()?,
         };
         tmp.persist(&self.path)
             .map_err(|e| Error::io(&name, e.error))?;
-        // The rename itself survives a crash once the directory is synced.
-        if let Ok(d) = std::fs::File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
         Ok(())
     }
 
@@ -263,6 +282,18 @@ impl AtomicFile {
             dir: self.dir.clone(),
         })
     }
+}
+
+/// Flushes every written file of the file system that holds `dir`
+/// (syncfs), so that what [`AtomicFile::publish`] put there survives a
+/// crash.
+pub fn sync_filesystem(dir: &Path) -> Result<()> {
+    let d = std::fs::File::open(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+    nix::unistd::syncfs(&d).map_err(|e| Error::FileOp {
+        path: dir.to_path_buf(),
+        what: "syncfs",
+        source: e.into(),
+    })
 }
 
 /// An unnamed file in `dir` (O_TMPFILE), mode 0600.

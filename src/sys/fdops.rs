@@ -144,3 +144,20 @@ pub fn timerfd_set_ticks(fd: RawFd, ticks: u64) -> io::Result<()> {
     // SAFETY: v is a live u64 the kernel only reads.
     check(unsafe { libc::ioctl(fd, TFD_IOC_SET_TICKS, &v) }).map(|_| ())
 }
+
+/// Starts writing `len` bytes of `f` from `offset` to disk without
+/// waiting (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so a later fsync
+/// or syncfs finds most of it done. Only a hint: it makes nothing durable.
+pub fn start_writeback(f: &impl std::os::fd::AsRawFd, offset: u64, len: u64) -> io::Result<()> {
+    // SAFETY: sync_file_range reads no memory of ours; on a bad fd or
+    // range it fails with an errno.
+    check(unsafe {
+        libc::sync_file_range(
+            f.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        )
+    })
+    .map(|_| ())
+}
