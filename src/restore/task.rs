@@ -426,10 +426,12 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<Vec<rlimi
     let buf = scratch + 1024;
     // Every action at once: one write of the structs (32 bytes each, 2 KiB
     // for 64 signals, below the batch area at 32 KiB) and one batch of
-    // calls, not a round trip per signal.
+    // calls, not a round trip per signal. SIGTRAP's goes last, on its
+    // own: the batch ends in a trap, which could reset it.
     let mut sig = 0u64;
     let mut structs = Vec::with_capacity(tc.sigactions.len() * 32);
     let mut calls = Vec::with_capacity(tc.sigactions.len());
+    let mut trap = None;
     for sa in &tc.sigactions {
         sig += 1;
         if sig == 9 || sig == 19 {
@@ -439,10 +441,16 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<Vec<rlimi
         for v in [sa.sigaction, sa.flags, sa.restorer, sa.mask] {
             structs.extend_from_slice(&v.to_le_bytes());
         }
-        calls.push((NR_RT_SIGACTION, [sig, at, 0, 8, 0, 0]));
+        if sig == libc::SIGTRAP as u64 {
+            trap = Some(at);
+        } else {
+            calls.push((NR_RT_SIGACTION, [sig, at, 0, 8, 0, 0]));
+        }
+    }
+    if !structs.is_empty() {
+        t.write_mem(&[(buf, &structs)])?;
     }
     if !calls.is_empty() {
-        t.write_mem(&[(buf, &structs)])?;
         for (k, r) in t.batch(&calls)?.into_iter().enumerate() {
             if (-4095..0).contains(&r) {
                 return Err(TaskError::Injected {
@@ -453,6 +461,9 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<Vec<rlimi
                 .into());
             }
         }
+    }
+    if let Some(at) = trap {
+        call(t, "rt_sigaction(5)", NR_RT_SIGACTION, [5, at, 0, 8, 0, 0])?;
     }
     if let Some(tm) = &tc.timers {
         for (which, it) in [(0u64, &tm.real), (1, &tm.virt), (2, &tm.prof)] {

@@ -57,6 +57,7 @@ static void on_usr1(int s) {
     if (write(p[1], "x", 1) != 1) _exit(3);
 }
 static void on_usr2(int s, siginfo_t *si, void *uc) { (void)s; (void)si; (void)uc; }
+static void on_trap(int s) { (void)s; }
 
 static size_t slurp(const char *path, char *buf, size_t len) {
     int fd = open(path, O_RDONLY);
@@ -200,6 +201,11 @@ static void check(int avx, long n, char c, uint64_t *vec, uint64_t *gp) {
               (SA_SIGINFO | SA_ONSTACK | SA_NODEFER) && sigismember(&sa.sa_mask, SIGINT) &&
               !sigismember(&sa.sa_mask, SIGTERM),
           "SIGUSR2 action");
+    /* SIGTRAP is what a debugger-less injector would disturb first. */
+    sigaction(SIGTRAP, NULL, &sa);
+    CHECK(sa.sa_handler == on_trap, "SIGTRAP action");
+    sigaction(SIGURG, NULL, &sa);
+    CHECK(sa.sa_handler == SIG_IGN, "SIGURG ignored");
     struct itimerval it;
     getitimer(ITIMER_REAL, &it);
     CHECK(it.it_interval.tv_sec == 3600 && it.it_value.tv_sec > 3000, "itimer %ld/%ld",
@@ -267,6 +273,8 @@ int main(void) {
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigaddset(&sa.sa_mask, SIGINT);
     sigaction(SIGUSR2, &sa, NULL);
+    signal(SIGTRAP, on_trap);
+    signal(SIGURG, SIG_IGN);
     if (pipe(p)) return 2;
 
     if (mmap(FIXED, 3 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
