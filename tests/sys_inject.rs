@@ -385,3 +385,86 @@ fn without_vdso_the_gate_is_patched_at_rip_and_put_back() {
         || untraced(p.pid) && state(p.pid, p.pid) == Some('S')
     ));
 }
+
+/// Anonymous executable mappings of `pid` (the batch runner is one).
+fn anon_exec(pid: i32) -> usize {
+    procfs::maps(pid)
+        .unwrap()
+        .iter()
+        .filter(|m| m.perms.starts_with("r-x") && m.name.is_empty())
+        .count()
+}
+
+/// Runs getpid eight times through `syscalls` in a sleeper whose SIGTRAP
+/// has `action` (and is blocked, if `blocked`); returns whether the calls
+/// went through the batch runner. Checks the results, and that the
+/// action, the mask and the registers are as before.
+fn batch_with_sigtrap(action: u64, blocked: bool) -> bool {
+    let p = sleeper();
+    let frozen = freezer::freeze_tree(p.pid).unwrap();
+    let trap = 1u64 << (libc::SIGTRAP - 1);
+    let act = KSigaction {
+        handler: action,
+        flags: 0x0400_0000,
+        restorer: 0x1234_6000,
+        mask: 0,
+    };
+    let mut setup = Injector::new(p.pid).unwrap();
+    setup
+        .remote_rt_sigaction(libc::SIGTRAP, Some(&act))
+        .unwrap();
+    setup.finish().unwrap();
+    let mask = ptrace::get_sigmask(p.pid).unwrap();
+    let mask = if blocked { mask | trap } else { mask & !trap };
+    ptrace::set_sigmask(p.pid, mask).unwrap();
+    let before = ptrace::get_regs(p.pid).unwrap();
+    let exec_before = anon_exec(p.pid);
+
+    let mut inj = Injector::new(p.pid).unwrap();
+    let got = inj.syscalls(&[(libc::SYS_getpid, [0; 6]); 8]).unwrap();
+    assert_eq!(got, vec![p.pid as i64; 8]);
+    let batched = anon_exec(p.pid) > exec_before;
+    // A second run in the same injector, and a plain call after it.
+    let got = inj
+        .syscalls(&[(libc::SYS_close, [9999, 0, 0, 0, 0, 0]); 5])
+        .unwrap();
+    assert_eq!(got, vec![-(libc::EBADF as i64); 5]);
+    assert_eq!(inj.syscall(libc::SYS_gettid, [0; 6]).unwrap(), p.pid as i64);
+    let now = inj.remote_rt_sigaction(libc::SIGTRAP, None).unwrap();
+    assert_eq!(now, act, "SIGTRAP's action is untouched");
+    inj.finish().unwrap();
+
+    assert_eq!(anon_exec(p.pid), exec_before, "the runner is unmapped");
+    same_regs(&before, &ptrace::get_regs(p.pid).unwrap());
+    assert_eq!(ptrace::get_sigmask(p.pid).unwrap(), mask);
+    assert_eq!(
+        status_mask(p.pid, "SigPnd") & trap,
+        0,
+        "no SIGTRAP left pending"
+    );
+    assert_eq!(
+        status_mask(p.pid, "ShdPnd") & trap,
+        0,
+        "no SIGTRAP left pending"
+    );
+    frozen.resume().unwrap();
+    batched
+}
+
+#[test]
+fn batched_calls_leave_sigtrap_as_it_was() {
+    assert!(
+        batch_with_sigtrap(0x1234_5000, false),
+        "a handler allows a run"
+    );
+    assert!(
+        batch_with_sigtrap(0x1234_5000, true),
+        "so does a blocked handler"
+    );
+    assert!(batch_with_sigtrap(0, true), "and SIG_DFL");
+    // force_sig would reset an ignored SIGTRAP: the calls go one by one.
+    assert!(
+        !batch_with_sigtrap(1, false),
+        "an ignored SIGTRAP means no run"
+    );
+}

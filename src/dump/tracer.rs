@@ -237,44 +237,81 @@ const PR_GET_DUMPABLE: i32 = 3;
 const PR_GET_SECUREBITS: i32 = 27;
 const PR_GET_CHILD_SUBREAPER: i32 = 37;
 
+/// Where [`inject_task`]'s calls leave their results in the scratch area.
+const SA_AT: usize = 0; // 64 kernel sigactions of 32 bytes
+const ITIMER_AT: usize = 64 * 32; // 3 itimervals of 32 bytes
+const SUBREAPER_AT: usize = ITIMER_AT + 3 * 32;
+const PDEATHSIG_AT: usize = SUBREAPER_AT + 8;
+const SCRATCH: usize = PDEATHSIG_AT + 8;
+
 fn inject_task(pid: i32, x: &mut TaskExtra) -> Result<()> {
     super::guard::check()?;
-    let mut inj = Injector::with_scratch(pid, 64).map_err(on_task(pid, "inject"))?;
+    let mut inj = Injector::with_scratch(pid, SCRATCH).map_err(on_task(pid, "inject"))?;
     let res = (|| -> std::io::Result<()> {
-        for sig in 1..=64 {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                continue;
-            }
-            let a = inj.remote_rt_sigaction(sig, None)?;
+        // Everything with a fixed place in one go; the values come back in
+        // one read of the scratch area.
+        let (base, _) = inj.scratch().unwrap_or((0, 0));
+        let at = |off: usize| base + off as u64;
+        let sigs: Vec<i32> = (1..=64)
+            .filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP)
+            .collect();
+        let mut calls: Vec<(i64, [u64; 6])> = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        for &sig in &sigs {
+            let old = at(SA_AT + 32 * (sig as usize - 1));
+            calls.push((libc::SYS_rt_sigaction, [sig as u64, 0, old, 8, 0, 0]));
+            names.push(format!("rt_sigaction({sig})"));
+        }
+        for which in 0..3u64 {
+            let out = at(ITIMER_AT + 32 * which as usize);
+            calls.push((libc::SYS_getitimer, [which, out, 0, 0, 0, 0]));
+            names.push(format!("getitimer({which})"));
+        }
+        for (opt, out) in [
+            (PR_GET_CHILD_SUBREAPER, at(SUBREAPER_AT)),
+            (PR_GET_PDEATHSIG, at(PDEATHSIG_AT)),
+            (PR_GET_SECUREBITS, 0),
+            (PR_GET_DUMPABLE, 0),
+        ] {
+            calls.push((libc::SYS_prctl, [opt as u64, out, 0, 0, 0, 0]));
+            names.push("prctl".to_string());
+        }
+        calls.push((libc::SYS_brk, [0; 6]));
+        names.push("brk".to_string());
+        let got = inj.syscalls(&calls)?;
+        for (r, name) in got.iter().zip(&names) {
+            inj.check(name, *r)?;
+        }
+        let mut b = vec![0u8; SCRATCH];
+        inj.read_scratch(0, &mut b)?;
+        let u64_at = |off: usize| u64::from_ne_bytes(b[off..off + 8].try_into().unwrap_or([0; 8]));
+        let u32_at = |off: usize| u32::from_ne_bytes(b[off..off + 4].try_into().unwrap_or([0; 4]));
+        for &sig in &sigs {
+            let o = SA_AT + 32 * (sig as usize - 1);
             x.sigactions.push(pb::SaEntry {
-                sigaction: a.handler,
-                flags: a.flags,
-                restorer: a.restorer,
-                mask: a.mask,
+                sigaction: u64_at(o),
+                flags: u64_at(o + 8),
+                restorer: u64_at(o + 16),
+                mask: u64_at(o + 24),
                 compat_sigaction: Some(false),
                 mask_extended: None,
             });
         }
         for (i, t) in x.itimers.iter_mut().enumerate() {
-            let v = inj.remote_getitimer(i as i32)?;
+            let o = ITIMER_AT + 32 * i;
             *t = pb::ItimerEntry {
-                isec: v.interval.sec as u64,
-                iusec: v.interval.usec as u64,
-                vsec: v.value.sec as u64,
-                vusec: v.value.usec as u64,
+                isec: u64_at(o),
+                iusec: u64_at(o + 8),
+                vsec: u64_at(o + 16),
+                vusec: u64_at(o + 24),
             };
         }
-        let (base, _) = inj.scratch().unwrap_or((0, 0));
-        let mut b = [0u8; 4];
-        inj.remote_prctl(PR_GET_CHILD_SUBREAPER, [base, 0, 0, 0])?;
-        inj.read_scratch(0, &mut b)?;
-        x.child_subreaper = u32::from_ne_bytes(b) != 0;
-        inj.remote_prctl(PR_GET_PDEATHSIG, [base, 0, 0, 0])?;
-        inj.read_scratch(0, &mut b)?;
-        x.pdeath_sig = u32::from_ne_bytes(b);
-        x.secbits = inj.remote_prctl(PR_GET_SECUREBITS, [0; 4])? as u32;
-        x.mm.dumpable = inj.remote_prctl(PR_GET_DUMPABLE, [0; 4])? as i32;
-        x.mm.brk = inj.syscall(libc::SYS_brk, [0; 6])? as u64;
+        x.child_subreaper = u32_at(SUBREAPER_AT) != 0;
+        x.pdeath_sig = u32_at(PDEATHSIG_AT);
+        let n = sigs.len() + 3;
+        x.secbits = got[n + 2] as u32;
+        x.mm.dumpable = got[n + 3] as i32;
+        x.mm.brk = got[n + 4] as u64;
         for t in x.posix_timers.iter_mut() {
             let v = inj.remote_timer_gettime(t.it_id as i32)?;
             t.isec = v.interval.sec as u64;

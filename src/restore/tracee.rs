@@ -10,7 +10,7 @@
 use super::error::TaskError;
 use super::remote::{Regs, Tracee};
 use crate::error::Result;
-use crate::sys::inject::Injector;
+use crate::sys::inject::{Injector, BATCH_CODE};
 use crate::sys::{ptrace, remote};
 use std::io::IoSlice;
 
@@ -27,27 +27,6 @@ pub struct SysTracee {
     /// Where the batch runner's code and call table go (see [`BATCH_CODE`]).
     batch_area: Option<(u64, u64, usize)>,
 }
-
-/// The batch runner: for each 64-byte entry {nr, a1..a6, result} at rbx,
-/// r12 entries: load, `syscall`, store rax, next; then `int3`. Syscalls
-/// run back to back with no stop in between; the trap at the end hands
-/// the thread back (its SIGTRAP is suppressed; the task's signal actions
-/// are restored afterwards anyway).
-const BATCH_CODE: [u8; 43] = [
-    0x48, 0x8b, 0x03, // mov rax,[rbx]
-    0x48, 0x8b, 0x7b, 0x08, // mov rdi,[rbx+8]
-    0x48, 0x8b, 0x73, 0x10, // mov rsi,[rbx+16]
-    0x48, 0x8b, 0x53, 0x18, // mov rdx,[rbx+24]
-    0x4c, 0x8b, 0x53, 0x20, // mov r10,[rbx+32]
-    0x4c, 0x8b, 0x43, 0x28, // mov r8,[rbx+40]
-    0x4c, 0x8b, 0x4b, 0x30, // mov r9,[rbx+48]
-    0x0f, 0x05, // syscall
-    0x48, 0x89, 0x43, 0x38, // mov [rbx+56],rax
-    0x48, 0x83, 0xc3, 0x40, // add rbx,64
-    0x49, 0xff, 0xcc, // dec r12
-    0x75, 0xd6, // jnz loop
-    0xcc, // int3
-];
 
 /// A failed call on a task, as an error naming it.
 fn on_pid(pid: u32, what: &'static str) -> impl FnOnce(std::io::Error) -> TaskError {

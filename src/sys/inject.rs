@@ -104,6 +104,10 @@ use super::procfs;
 use super::ptrace::{self, Regs, Stop, SyscallOp};
 use super::remote;
 
+#[path = "inject_batch.rs"]
+mod batch;
+pub use batch::BATCH_CODE;
+
 const PAGE: u64 = 4096;
 
 /// The kernel's `struct sigaction` for `rt_sigaction` on x86-64 (not
@@ -199,6 +203,10 @@ pub struct Injector {
     /// The thread has left its original stop (must be brought back).
     moved: bool,
     scratch: Option<(u64, usize)>,
+    /// The batch runner, once mapped ([`Injector::syscalls`]).
+    batch: Option<batch::Area>,
+    /// Whether runs are safe here (asked once).
+    batch_ok: Option<bool>,
     deferred: Vec<i32>,
     finished: bool,
     _not_send: PhantomData<*const ()>,
@@ -281,6 +289,8 @@ impl Injector {
             masked: false,
             moved: false,
             scratch: None,
+            batch: None,
+            batch_ok: None,
             deferred: Vec::new(),
             finished: false,
             _not_send: PhantomData,
@@ -499,7 +509,9 @@ impl Injector {
         }
     }
 
-    fn check(&self, what: &str, r: i64) -> io::Result<i64> {
+    /// A raw result as an error naming the call `what` and the thread,
+    /// if it is `-errno`.
+    pub fn check(&self, what: &str, r: i64) -> io::Result<i64> {
         if (-4095..0).contains(&r) {
             return Err(err::os(
                 format_args!("injected {what} in tid {}", self.tid),
@@ -778,6 +790,9 @@ impl Injector {
             }
         };
         keep(self.release_scratch());
+        if let Some(a) = self.batch.take() {
+            keep(self.remote_munmap(a.addr(), batch::Area::len()));
+        }
         if let Some(p) = self.gate_page.take() {
             keep(self.remote_munmap(p, PAGE));
         }

@@ -1,0 +1,188 @@
+//! Many injected syscalls in one resumption of the thread.
+//!
+//! [`Injector::syscall`] costs two ptrace stops per call (entry and exit)
+//! and a few ptrace requests around them: tens of microseconds. A dump
+//! reads some seventy values per task that way (signal actions, timers,
+//! prctl state). [`Injector::syscalls`] writes the calls into a table in
+//! the target, points the thread at a small runner ([`BATCH_CODE`]) that
+//! makes them back to back, and takes the thread back at the `int3` that
+//! ends the runner.
+//!
+//! The trap raises SIGTRAP through the kernel's `force_sig`, which resets
+//! the handler to SIG_DFL if the signal is blocked or ignored. So during a
+//! run SIGTRAP alone is unblocked, and runs are used only where the task
+//! neither ignores SIGTRAP nor has one pending (that one would be taken
+//! for ours): then the trap is seen by the tracer as a signal-delivery
+//! stop and suppressed, and nothing the task can see has changed. Where
+//! that does not hold, the calls are made one by one.
+
+use super::{err, procfs, ptrace, remote, Injector, Stop, PAGE};
+use std::io;
+
+/// The batch runner: for each 64-byte entry {nr, a1..a6, result} at rbx,
+/// r12 entries: load, `syscall`, store rax, next; then `int3`.
+pub const BATCH_CODE: [u8; 43] = [
+    0x48, 0x8b, 0x03, // mov rax,[rbx]
+    0x48, 0x8b, 0x7b, 0x08, // mov rdi,[rbx+8]
+    0x48, 0x8b, 0x73, 0x10, // mov rsi,[rbx+16]
+    0x48, 0x8b, 0x53, 0x18, // mov rdx,[rbx+24]
+    0x4c, 0x8b, 0x53, 0x20, // mov r10,[rbx+32]
+    0x4c, 0x8b, 0x43, 0x28, // mov r8,[rbx+40]
+    0x4c, 0x8b, 0x4b, 0x30, // mov r9,[rbx+48]
+    0x0f, 0x05, // syscall
+    0x48, 0x89, 0x43, 0x38, // mov [rbx+56],rax
+    0x48, 0x83, 0xc3, 0x40, // add rbx,64
+    0x49, 0xff, 0xcc, // dec r12
+    0x75, 0xd6, // jnz loop
+    0xcc, // int3
+];
+
+/// Bytes of call table: 256 calls per run.
+const TABLE: u64 = 16 << 10;
+/// Fewer calls than this go one by one (a run costs a few calls itself).
+const MIN_RUN: usize = 4;
+
+/// Where the runner and its table are in the target: one page of code
+/// (read and execute), then the table.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Area {
+    code: u64,
+}
+
+impl Area {
+    pub(super) fn addr(&self) -> u64 {
+        self.code
+    }
+    pub(super) fn len() -> u64 {
+        PAGE + TABLE
+    }
+    fn table(&self) -> u64 {
+        self.code + PAGE
+    }
+}
+
+impl Injector {
+    /// Runs `calls` (syscall number, arguments) in order and returns each
+    /// raw result (`-errno` on failure), as [`Injector::syscall`] one by
+    /// one would, in as few resumptions of the thread as is safe (see the
+    /// module docs). Pointer arguments must point into the target.
+    pub fn syscalls(&mut self, calls: &[(i64, [u64; 6])]) -> io::Result<Vec<i64>> {
+        if calls.len() < MIN_RUN || !self.can_batch()? {
+            return calls.iter().map(|&(nr, a)| self.syscall(nr, a)).collect();
+        }
+        let area = self.batch_area()?;
+        let mut out = Vec::with_capacity(calls.len());
+        for chunk in calls.chunks((TABLE / 64) as usize) {
+            out.extend(self.run(area, chunk)?);
+        }
+        Ok(out)
+    }
+
+    /// Whether a run's trap would go unnoticed (asked once per injector).
+    fn can_batch(&mut self) -> io::Result<bool> {
+        if let Some(ok) = self.batch_ok {
+            return Ok(ok);
+        }
+        let bit = 1u64 << (libc::SIGTRAP - 1);
+        let mut pending = false;
+        for field in ["SigPnd", "ShdPnd"] {
+            let v = procfs::status_field(self.tid, field)?.unwrap_or_default();
+            pending |= u64::from_str_radix(v.trim(), 16).map_or(true, |m| m & bit != 0);
+        }
+        let ignored = self.remote_rt_sigaction(libc::SIGTRAP, None)?.handler == 1;
+        let ok = !pending && !ignored;
+        self.batch_ok = Some(ok);
+        Ok(ok)
+    }
+
+    /// Maps the runner and its table (unmapped by `finish`).
+    fn batch_area(&mut self) -> io::Result<Area> {
+        if let Some(a) = self.batch {
+            return Ok(a);
+        }
+        let code = self.remote_mmap(
+            0,
+            Area::len(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )?;
+        self.batch = Some(Area { code });
+        remote::write_all(self.tid, code, &BATCH_CODE)?;
+        self.remote_mprotect(code, PAGE, libc::PROT_READ | libc::PROT_EXEC)?;
+        Ok(Area { code })
+    }
+
+    /// One run of at most `TABLE / 64` calls.
+    fn run(&mut self, area: Area, calls: &[(i64, [u64; 6])]) -> io::Result<Vec<i64>> {
+        let tid = self.tid;
+        let n = calls.len();
+        let ctx = |e: io::Error| err::context(format_args!("run {n} calls in tid {tid}"), e);
+        let mut t = Vec::with_capacity(n * 64);
+        for (nr, a) in calls {
+            t.extend_from_slice(&nr.to_le_bytes());
+            for v in a {
+                t.extend_from_slice(&v.to_le_bytes());
+            }
+            t.extend_from_slice(&0u64.to_le_bytes());
+        }
+        remote::write_all(tid, area.table(), &t).map_err(ctx)?;
+        let mut r = self.orig_regs;
+        r.rip = area.code;
+        r.rbx = area.table();
+        r.r12 = n as u64;
+        r.rax = 0;
+        r.orig_rax = u64::MAX;
+        ptrace::set_regs(tid, &r).map_err(ctx)?;
+        self.moved = true;
+        ptrace::set_sigmask(tid, !(1u64 << (libc::SIGTRAP - 1))).map_err(ctx)?;
+        self.masked = true;
+        let end = area.code + BATCH_CODE.len() as u64;
+        ptrace::cont(tid, 0).map_err(ctx)?;
+        loop {
+            match ptrace::wait_stop(tid).map_err(ctx)? {
+                Stop::Signal(libc::SIGTRAP) => {
+                    let at = ptrace::get_regs(tid).map_err(ctx)?.rip;
+                    if at == end {
+                        break;
+                    }
+                    // Sent from outside meanwhile: delivered again by
+                    // `finish`, like any signal an injection holds back.
+                    self.deferred.push(libc::SIGTRAP);
+                    ptrace::cont(tid, 0).map_err(ctx)?;
+                }
+                Stop::Signal(sig)
+                    if matches!(
+                        sig,
+                        libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE
+                    ) =>
+                {
+                    let at = ptrace::get_regs(tid).map(|r| r.rip).unwrap_or(0);
+                    return Err(err::other(format!(
+                        "run {n} calls in tid {tid}: signal {sig} at {at:#x}"
+                    )));
+                }
+                Stop::Signal(sig) => {
+                    self.deferred.push(sig);
+                    ptrace::cont(tid, 0).map_err(ctx)?;
+                }
+                s @ (Stop::Exited(_) | Stop::Killed { .. }) => {
+                    self.finished = true;
+                    return Err(err::os(
+                        format_args!("run {n} calls in tid {tid}: the thread ended ({s:?})"),
+                        libc::ESRCH,
+                    ));
+                }
+                _ => ptrace::cont(tid, 0).map_err(ctx)?,
+            }
+        }
+        ptrace::set_sigmask(tid, !0u64).map_err(ctx)?;
+        let mut back = vec![0u8; t.len()];
+        remote::read_exact(tid, area.table(), &mut back).map_err(ctx)?;
+        Ok(back
+            .chunks(64)
+            .map(|c| i64::from_le_bytes(c[56..64].try_into().unwrap_or([0; 8])))
+            .collect())
+    }
+}
