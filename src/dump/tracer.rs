@@ -145,9 +145,13 @@ pub fn task_extra(pid: i32, threads: &[i32]) -> Result<TaskExtra> {
         ..Default::default()
     };
     x.posix_timers = posix_timers(pid)?;
-    inject_task(pid, &mut x)?;
+    let main = inject_task(pid, &mut x)?;
     for &tid in threads {
-        x.threads.push(inject_thread(pid, tid)?);
+        let te = match tid == pid {
+            true => main.clone(),
+            false => inject_thread(pid, tid)?,
+        };
+        x.threads.push(te);
     }
     Ok(x)
 }
@@ -242,12 +246,15 @@ const SA_AT: usize = 0; // 64 kernel sigactions of 32 bytes
 const ITIMER_AT: usize = 64 * 32; // 3 itimervals of 32 bytes
 const SUBREAPER_AT: usize = ITIMER_AT + 3 * 32;
 const PDEATHSIG_AT: usize = SUBREAPER_AT + 8;
-const SCRATCH: usize = PDEATHSIG_AT + 8;
+const TID_ADDR_AT: usize = PDEATHSIG_AT + 8;
+const SAS_AT: usize = TID_ADDR_AT + 8; // a stack_t of 24 bytes
+const SCRATCH: usize = SAS_AT + 24;
 
-fn inject_task(pid: i32, x: &mut TaskExtra) -> Result<()> {
+/// Fills in the task-wide state of `x`; returns the main thread's own.
+fn inject_task(pid: i32, x: &mut TaskExtra) -> Result<ThreadExtra> {
     super::guard::check()?;
     let mut inj = Injector::with_scratch(pid, SCRATCH).map_err(on_task(pid, "inject"))?;
-    let res = (|| -> std::io::Result<()> {
+    let res = (|| -> std::io::Result<ThreadExtra> {
         // Everything with a fixed place in one go; the values come back in
         // one read of the scratch area.
         let (base, _) = inj.scratch().unwrap_or((0, 0));
@@ -278,6 +285,12 @@ fn inject_task(pid: i32, x: &mut TaskExtra) -> Result<()> {
         }
         calls.push((libc::SYS_brk, [0; 6]));
         names.push("brk".to_string());
+        // The main thread's own state, while we are here.
+        let tid_addr = libc::PR_GET_TID_ADDRESS as u64;
+        calls.push((libc::SYS_prctl, [tid_addr, at(TID_ADDR_AT), 0, 0, 0, 0]));
+        names.push("prctl(PR_GET_TID_ADDRESS)".to_string());
+        calls.push((libc::SYS_sigaltstack, [0, at(SAS_AT), 0, 0, 0, 0]));
+        names.push("sigaltstack".to_string());
         let got = inj.syscalls(&calls)?;
         for (r, name) in got.iter().zip(&names) {
             inj.check(name, *r)?;
@@ -312,6 +325,14 @@ fn inject_task(pid: i32, x: &mut TaskExtra) -> Result<()> {
         x.secbits = got[n + 2] as u32;
         x.mm.dumpable = got[n + 3] as i32;
         x.mm.brk = got[n + 4] as u64;
+        let main = ThreadExtra {
+            tid_addr: u64_at(TID_ADDR_AT),
+            sas: pb::ThreadSasEntry {
+                ss_sp: u64_at(SAS_AT),
+                ss_flags: u32_at(SAS_AT + 8),
+                ss_size: u64_at(SAS_AT + 16),
+            },
+        };
         for t in x.posix_timers.iter_mut() {
             let v = inj.remote_timer_gettime(t.it_id as i32)?;
             t.isec = v.interval.sec as u64;
@@ -321,10 +342,10 @@ fn inject_task(pid: i32, x: &mut TaskExtra) -> Result<()> {
             let o = inj.syscall(libc::SYS_timer_getoverrun, [t.it_id as u64, 0, 0, 0, 0, 0])?;
             t.overrun = if o < 0 { 0 } else { o as u32 };
         }
-        Ok(())
+        Ok(main)
     })();
     let fin = inj.finish();
-    res.map_err(on_task(pid, "injected calls"))?;
+    let main = res.map_err(on_task(pid, "injected calls"))?;
     fin.map_err(on_task(pid, "restoring after injection"))?;
-    Ok(())
+    Ok(main)
 }
