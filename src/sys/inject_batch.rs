@@ -83,14 +83,15 @@ impl Injector {
         if let Some(ok) = self.batch_ok {
             return Ok(ok);
         }
+        // One read of the status: pending (thread and process) and
+        // ignored signals; an unreadable field counts as "yes".
         let bit = 1u64 << (libc::SIGTRAP - 1);
-        let mut pending = false;
-        for field in ["SigPnd", "ShdPnd"] {
-            let v = procfs::status_field(self.tid, field)?.unwrap_or_default();
-            pending |= u64::from_str_radix(v.trim(), 16).map_or(true, |m| m & bit != 0);
-        }
-        let ignored = self.remote_rt_sigaction(libc::SIGTRAP, None)?.handler == 1;
-        let ok = !pending && !ignored;
+        let masks = procfs::status_fields(self.tid, ["SigPnd", "ShdPnd", "SigIgn"])?;
+        let ok = masks.iter().all(|v| {
+            v.as_deref()
+                .and_then(|v| u64::from_str_radix(v, 16).ok())
+                .is_some_and(|m| m & bit == 0)
+        });
         self.batch_ok = Some(ok);
         Ok(ok)
     }

@@ -43,6 +43,24 @@ pub fn status_field(pid: i32, name: &str) -> io::Result<Option<String>> {
     status_field_of(&format!("/proc/{pid}/status"), name)
 }
 
+/// The values of the `Name:` lines of `/proc/PID/status` named in
+/// `names`, in that order (None for a missing one), from one read.
+pub fn status_fields<const N: usize>(
+    pid: i32,
+    names: [&str; N],
+) -> io::Result<[Option<String>; N]> {
+    let s = read(&format!("/proc/{pid}/status"))?;
+    let mut out: [Option<String>; N] = std::array::from_fn(|_| None);
+    for l in s.lines() {
+        if let Some((k, v)) = l.split_once(':') {
+            if let Some(i) = names.iter().position(|n| *n == k) {
+                out[i] = Some(v.trim().to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The NSpid line of `/proc/PID/status`: the pid in crit's namespace
 /// first, in the innermost last (just `pid` on kernels without it).
 pub fn ns_pids(pid: u32) -> io::Result<Vec<u32>> {
