@@ -50,12 +50,23 @@ impl Mapped {
         Source::from_slice(self.name.clone(), self.bytes())
     }
 
-    /// Maps every page of the file in now (`MADV_POPULATE_READ`), so that
-    /// later readers take no page faults. Best effort: a kernel without it
+    /// Maps `len` bytes from `offset` in now (`MADV_POPULATE_READ`), so
+    /// that readers take no page faults. Best effort: a kernel without it
     /// (before 5.14) faults them in on use.
-    pub fn prefault(&self) {
+    pub fn prefault(&self, offset: usize, len: usize) {
         if let Some(m) = &self.map {
-            let _ = m.advise(memmap2::Advice::PopulateRead);
+            let len = len.min(m.len().saturating_sub(offset));
+            let _ = m.advise_range(memmap2::Advice::PopulateRead, offset, len);
+        }
+    }
+
+    /// Gives back what [`Mapped::prefault`] or reads of that range made
+    /// resident (the file's cache keeps it): a reader of a large file
+    /// keeps crit's memory to the part it works on.
+    pub fn release(&self, offset: usize, len: usize) {
+        if let Some(m) = &self.map {
+            let len = len.min(m.len().saturating_sub(offset));
+            crate::sys::mmap::drop_resident(m, offset, len);
         }
     }
 }

@@ -11,6 +11,7 @@ use super::remote::{call, Tracee};
 use crate::error::Result;
 use crate::image::flags::{PE_LAZY, PE_PARENT, PE_PRESENT};
 use crate::image::pb;
+use crate::image::typed::Mapped;
 
 pub const PAGE: u64 = 4096;
 use crate::sys::TASK_SIZE;
@@ -178,7 +179,7 @@ pub fn rebuild(
     t: &mut dyn Tracee,
     task: &Task,
     lay: &Layout,
-    pages: &[u8],
+    pages: Option<&Mapped>,
     scratch: u64,
     scratch_len: u64,
     log: &super::Log,
@@ -189,7 +190,8 @@ pub fn rebuild(
     let sp = special_of(&maps);
     unmap_all_but(t, pid, &sp, (scratch, scratch + scratch_len))?;
     move_special(t, task, &sp, scratch, scratch_len)?;
-    let runs = page_runs(task, pages.len() as u64)?;
+    let pages_len = pages.map_or(0, |m| m.bytes().len());
+    let runs = page_runs(task, pages_len as u64)?;
     let reprotect = map_vmas(t, task, lay, &runs)?;
     log.debug(format!("pid {pid}: mappings made"));
     let t_pages = std::time::Instant::now();
@@ -352,9 +354,21 @@ fn mmap_source(v: &pb::VmaEntry, lay: &Layout, pid: u32) -> Result<(u64, u64, u6
     }
 }
 
+/// Pages are written a window of the pages file at a time: crit maps
+/// the window in, writes it and gives it back, so its own memory stays
+/// near this, whatever the task's size.
+const WINDOW: u64 = 64 << 20;
+
 /// Writes the dumped pages (not the vdso's: those are the kernel's).
 /// Returns the bytes written.
-fn write_pages(t: &mut dyn Tracee, task: &Task, runs: &[PageRun], pages: &[u8]) -> Result<u64> {
+fn write_pages(
+    t: &mut dyn Tracee,
+    task: &Task,
+    runs: &[PageRun],
+    pages: Option<&Mapped>,
+) -> Result<u64> {
+    let Some(file) = pages else { return Ok(0) };
+    let all = file.bytes();
     let skipped: Vec<(u64, u64)> = task
         .mm
         .vmas
@@ -362,16 +376,54 @@ fn write_pages(t: &mut dyn Tracee, task: &Task, runs: &[PageRun], pages: &[u8]) 
         .filter(|v| skip_vma(v))
         .map(|v| (v.start, v.end))
         .collect();
-    let mut batch: Vec<(u64, &[u8])> = Vec::new();
-    let mut bytes = 0u64;
+    // Pieces in file order (runs are), each within one window.
+    let mut pieces: Vec<(u64, u64, u64)> = Vec::new();
     for r in runs {
         if skipped.iter().any(|&(s, e)| r.vaddr >= s && r.vaddr < e) {
             continue;
         }
-        batch.push((r.vaddr, &pages[r.off as usize..(r.off + r.len) as usize]));
-        bytes += r.len;
+        let (mut off, mut addr, end) = (r.off, r.vaddr, r.off + r.len);
+        while off < end {
+            let cut = end.min((off / WINDOW + 1) * WINDOW);
+            pieces.push((addr, off, cut - off));
+            addr += cut - off;
+            off = cut;
+        }
     }
-    t.write_pages(&batch)?;
+    let windows: Vec<&[(u64, u64, u64)]> = pieces
+        .chunk_by(|a, b| a.1 / WINDOW == b.1 / WINDOW)
+        .collect();
+    // The file range a window spans.
+    let span = |w: &[(u64, u64, u64)]| {
+        let first = w[0].1 as usize;
+        (
+            first,
+            w.last().map_or(first, |p| (p.1 + p.2) as usize) - first,
+        )
+    };
+    if let Some(w) = windows.first() {
+        let (o, l) = span(w);
+        file.prefault(o, l);
+    }
+    let mut bytes = 0u64;
+    for (k, window) in windows.iter().enumerate() {
+        let batch: Vec<(u64, &[u8])> = window
+            .iter()
+            .map(|&(addr, off, len)| (addr, &all[off as usize..(off + len) as usize]))
+            .collect();
+        // The next window is mapped in while this one is written.
+        let r = std::thread::scope(|s| {
+            if let Some(next) = windows.get(k + 1) {
+                let (o, l) = span(next);
+                s.spawn(move || file.prefault(o, l));
+            }
+            t.write_pages(&batch)
+        });
+        let (o, l) = span(window);
+        file.release(o, l);
+        r?;
+        bytes += window.iter().map(|p| p.2).sum::<u64>();
+    }
     Ok(bytes)
 }
 

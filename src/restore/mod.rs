@@ -323,12 +323,10 @@ fn run(plan: &plan::Plan, opts: &Options, log: &Log, rb: &mut rollback::Rollback
         // Killing pid 1 of the namespace ends every task in it.
         rb.ids = vec![root];
     }
-    // While the tasks prepare, a thread maps the page images in (crit is
-    // multi-threaded only from here on: the tasks fork from their own
-    // single-threaded copies).
+    // Each page image is mapped in by the thread that writes it into its
+    // task (task::take_over_all), and given back after.
     let pages = task::open_pages(plan)?;
-    std::thread::scope(|s| {
-        s.spawn(|| pages.values().for_each(|m| m.prefault()));
+    std::thread::scope(|_| {
         wait_ready(plan, status_r, log)?;
         if plan.ns.own_pids() {
             plan.set_hosts(tree::host_pids(root)?);

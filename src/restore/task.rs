@@ -214,9 +214,8 @@ fn rebuild_task(
 ) -> Result<Vec<Done>> {
     let lay = Layout::for_task(task);
     let (region, scratch) = make_scratch(&mut main, task)?;
-    let pages: &[u8] = pages_file.map(|m| m.bytes()).unwrap_or(&[]);
     let mapped = memory::PAGE + SCRATCH_LEN;
-    memory::rebuild(&mut main, task, &lay, pages, region, mapped, log)?;
+    memory::rebuild(&mut main, task, &lay, pages_file, region, mapped, log)?;
     memory::set_mm(&mut main, task, &lay, scratch)?;
     // The VMA files and crit's pipes are no longer needed in the task.
     call(

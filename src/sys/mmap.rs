@@ -50,3 +50,12 @@ pub fn anon_shared_fd(len: u64) -> std::io::Result<std::os::fd::OwnedFd> {
     unsafe { libc::munmap(at, n) };
     Ok(OwnedFd::from(file?))
 }
+
+/// Drops `len` bytes from `offset` of a read-only file mapping from this
+/// process's page tables (`MADV_DONTNEED`), so they no longer count as its resident
+/// memory; the file's page cache keeps them. Best effort.
+pub fn drop_resident(m: &memmap2::Mmap, offset: usize, len: usize) {
+    // SAFETY: the mapping is of a file and never written, so dropping its
+    // pages loses nothing: a later read faults them in again, unchanged.
+    let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+}
