@@ -161,6 +161,14 @@ impl Stream {
         Ok(())
     }
 
+    /// Moves `len` bytes from `pipe` to byte `offset` of the file.
+    pub fn splice_at(&self, pipe: &impl std::os::fd::AsFd, offset: u64, len: usize) -> Result<()> {
+        super::guard::check()?;
+        self.file.splice_at(pipe, offset, len)?;
+        self.file.start_writeback(offset, len as u64);
+        Ok(())
+    }
+
     pub fn add_bytes(&mut self, n: u64) {
         self.bytes += n;
     }

@@ -42,6 +42,7 @@ pub mod sockets;
 pub mod task;
 pub mod tracer;
 pub mod tree;
+pub mod vmsplice;
 pub mod write;
 
 pub use opts::{DumpOpts, ExtUnix, NsOpts, Summary};
@@ -122,7 +123,13 @@ fn run(ctx: &mut DumpCtx) -> Result<Summary> {
     ctx.log.step("writing images");
     let copied = write::copy_pages(ctx)?;
     ticker.stop();
-    ctx.log.debug("pages copied");
+    let c = ctx.pages.counters();
+    let mib = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) >> 20;
+    ctx.log.debug(&format!(
+        "pages copied: {} MiB, {} MiB of it through pipes",
+        mib(&c.copied),
+        mib(&c.spliced)
+    ));
     write::images(ctx, all, copied)
 }
 

@@ -14,10 +14,12 @@ use super::pagemap::Run;
 use crate::error::{Error, Result};
 use crate::image::pb;
 use crate::image::typed::ImageBuilder;
+use crate::sys::inject::Injector;
 use crate::sys::remote;
 use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -32,6 +34,9 @@ struct Batch {
     pieces: Vec<(u64, usize)>,
     offset: u64,
     len: usize,
+    /// The pieces' pages, already in a pipe (see [`super::vmsplice`]);
+    /// else they are read with process_vm_readv.
+    pipe: Option<OwnedFd>,
 }
 
 struct JobFile {
@@ -55,13 +60,21 @@ struct Shared {
     jobs: Mutex<Vec<Arc<JobFile>>>,
     cancel: AtomicBool,
     count: Arc<Counters>,
+    /// Queued batches that hold a pipe (each an fd of crit's).
+    pipes: AtomicUsize,
 }
+
+/// Pipes queued at most: past this the submitting thread writes some out
+/// itself before it fills more (crit's descriptors are limited).
+const MAX_PIPES: usize = 512;
 
 /// Bytes of memory queued for copying and copied so far (for progress).
 #[derive(Default)]
 pub struct Counters {
     pub queued: AtomicU64,
     pub copied: AtomicU64,
+    /// Of `copied`, the bytes that came through pipes (one copy).
+    pub spliced: AtomicU64,
 }
 
 /// One task's copied memory, ready to commit.
@@ -81,9 +94,19 @@ pub struct PageWriter {
     maps: Vec<(ImageBuilder, u64)>,
 }
 
-/// Copies batches until there are none left and the queue is closed (or,
-/// `until_empty`, as soon as none are left: the main thread helping).
-fn work(sh: &Shared, until_empty: bool) {
+/// When a thread stops taking batches.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// None is left and the queue is closed (the writer threads).
+    Closed,
+    /// None is left (the main thread helping).
+    Empty,
+    /// Fewer than this many queued batches hold a pipe (or none is left).
+    PipesBelow(usize),
+}
+
+/// Copies batches until `until`.
+fn work(sh: &Shared, until: Until) {
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let b = {
@@ -92,10 +115,15 @@ fn work(sh: &Shared, until_empty: bool) {
                 if sh.cancel.load(Ordering::Relaxed) {
                     return;
                 }
+                if let Until::PipesBelow(n) = until {
+                    if sh.pipes.load(Ordering::Relaxed) < n {
+                        return;
+                    }
+                }
                 if let Some(b) = q.batches.pop_front() {
                     break b;
                 }
-                if q.closed || until_empty {
+                if q.closed || until != Until::Closed {
                     return;
                 }
                 q = sh.cv.wait(q).unwrap_or_else(|e| e.into_inner());
@@ -105,17 +133,30 @@ fn work(sh: &Shared, until_empty: bool) {
             let jobs = sh.jobs.lock().unwrap_or_else(|e| e.into_inner());
             jobs[b.job].clone()
         };
-        if buf.len() < b.len {
-            buf.resize(b.len, 0);
-        }
-        let t = std::time::Instant::now();
-        let r = read_mem(job.pid, &b.pieces, &mut buf[..b.len]);
-        let tr = t.elapsed();
-        let t = std::time::Instant::now();
-        let r = r.and_then(|_| job.write_at(&buf[..b.len], b.offset));
-        let tw = t.elapsed();
+        let (r, tr, tw) = match &b.pipe {
+            Some(pipe) => {
+                let t = std::time::Instant::now();
+                let r = job.splice_at(pipe, b.offset, b.len);
+                sh.pipes.fetch_sub(1, Ordering::Relaxed);
+                (r, Duration::ZERO, t.elapsed())
+            }
+            None => {
+                if buf.len() < b.len {
+                    buf.resize(b.len, 0);
+                }
+                let t = std::time::Instant::now();
+                let r = read_mem(job.pid, &b.pieces, &mut buf[..b.len]);
+                let tr = t.elapsed();
+                let t = std::time::Instant::now();
+                let r = r.and_then(|_| job.write_at(&buf[..b.len], b.offset));
+                (r, tr, t.elapsed())
+            }
+        };
         if r.is_ok() {
             sh.count.copied.fetch_add(b.len as u64, Ordering::Relaxed);
+            if b.pipe.is_some() {
+                sh.count.spliced.fetch_add(b.len as u64, Ordering::Relaxed);
+            }
         }
         let mut q = sh.q.lock().unwrap_or_else(|e| e.into_inner());
         q.times.0 += tr;
@@ -139,6 +180,12 @@ impl JobFile {
     fn write_at(&self, data: &[u8], offset: u64) -> Result<()> {
         let _turn = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         self.stream.write_at(data, offset)
+    }
+
+    /// Like [`JobFile::write_at`], the `len` bytes coming from `pipe`.
+    fn splice_at(&self, pipe: &OwnedFd, offset: u64, len: usize) -> Result<()> {
+        let _turn = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        self.stream.splice_at(pipe, offset, len)
     }
 }
 
@@ -172,11 +219,12 @@ impl PageWriter {
             jobs: Mutex::new(Vec::new()),
             cancel: AtomicBool::new(false),
             count: Arc::default(),
+            pipes: AtomicUsize::new(0),
         });
         let threads = (0..WRITERS)
             .map(|_| {
                 let sh = shared.clone();
-                std::thread::spawn(move || work(&sh, false))
+                std::thread::spawn(move || work(&sh, Until::Closed))
             })
             .collect();
         PageWriter {
@@ -199,8 +247,14 @@ impl PageWriter {
         self.next_id
     }
 
-    /// Queues the memory of `pid` for copying; returns its pages id.
-    pub fn submit(&mut self, pid: i32, runs: Vec<Run>) -> Result<u32> {
+    /// Queues the memory of `pid` for copying; returns its pages id. With
+    /// an injector into the (frozen) task, its pages go into pipes first
+    /// ([`super::vmsplice`]), for one copy instead of two.
+    pub fn submit(&mut self, pid: i32, runs: Vec<Run>, inj: Option<&mut Injector>) -> Result<u32> {
+        let limit = match inj {
+            Some(_) => super::vmsplice::PIPE_BYTES,
+            None => BATCH,
+        };
         let pages_id = self.next_id();
         let mut pm = ImageBuilder::new("PAGEMAP")?;
         pm.entry(&pb::PagemapHead { pages_id });
@@ -210,6 +264,7 @@ impl PageWriter {
             pieces: Vec::new(),
             offset: 0,
             len: 0,
+            pipe: None,
         };
         let mut offset = 0u64;
         let mut pages = 0u64;
@@ -225,18 +280,19 @@ impl PageWriter {
             let mut addr = r.vaddr;
             let mut left = (r.nr_pages * PAGE_SIZE) as usize;
             while left > 0 {
-                let n = left.min(BATCH - cur.len);
+                let n = left.min(limit - cur.len);
                 cur.pieces.push((addr, n));
                 cur.len += n;
                 addr += n as u64;
                 left -= n;
                 offset += n as u64;
-                if cur.len == BATCH {
+                if cur.len == limit {
                     let next = Batch {
                         job: cur.job,
                         pieces: Vec::new(),
                         offset,
                         len: 0,
+                        pipe: None,
                     };
                     batches.push(std::mem::replace(&mut cur, next));
                 }
@@ -257,23 +313,52 @@ impl PageWriter {
                 writing: Mutex::new(()),
             }));
         self.maps.push((pm, pages));
+        self.shared
+            .count
+            .queued
+            .fetch_add(offset, Ordering::Relaxed);
+        match inj {
+            None => self.queue(batches)?,
+            Some(inj) => {
+                // A group of pipes at a time, each queued once filled, so
+                // the writers start while the next is filled. Crit holds a
+                // descriptor per queued pipe: past the bound it writes
+                // some out itself first.
+                let mut rest = batches.into_iter().peekable();
+                while rest.peek().is_some() {
+                    let mut group: Vec<Batch> =
+                        rest.by_ref().take(super::vmsplice::PER_RUN).collect();
+                    work(&self.shared, Until::PipesBelow(MAX_PIPES));
+                    let pieces: Vec<&[(u64, usize)]> =
+                        group.iter().map(|b| &b.pieces[..]).collect();
+                    let pipes = super::vmsplice::fill(inj, pid, &pieces);
+                    for (b, p) in group.iter_mut().zip(pipes) {
+                        b.pipe = p;
+                    }
+                    let n = group.iter().filter(|b| b.pipe.is_some()).count();
+                    self.shared.pipes.fetch_add(n, Ordering::Relaxed);
+                    self.queue(group)?;
+                }
+            }
+        }
+        Ok(pages_id)
+    }
+
+    /// Hands batches to the writers (or reports a writer's failure).
+    fn queue(&self, batches: Vec<Batch>) -> Result<()> {
         let mut q = self.shared.q.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = q.error.take() {
             return Err(e);
         }
         q.batches.extend(batches);
-        self.shared
-            .count
-            .queued
-            .fetch_add(offset, Ordering::Relaxed);
         self.shared.cv.notify_all();
-        Ok(pages_id)
+        Ok(())
     }
 
     /// Lends the calling thread to the copying until no batch is left
     /// (the main thread, once it has read everything else).
     pub fn help(&self) {
-        work(&self.shared, true);
+        work(&self.shared, Until::Empty);
     }
 
     /// Waits for every queued copy; returns the copies and the time spent

@@ -108,8 +108,17 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
     } else {
         dump_fds(ctx, pid, scanned)?
     };
-    // The task-wide state only an injected call can read.
-    let mut extra = tracer::task_extra(pid, &t.threads)?;
+    // The task-wide state only an injected call can read; in the same
+    // injection, the memory goes to the page writers.
+    let pages = &mut ctx.pages;
+    let runs = (!shared_vm).then(|| mem.runs.clone());
+    let mut submit = |inj: &mut crate::sys::inject::Injector| -> Result<()> {
+        if let Some(runs) = runs.clone() {
+            pages.submit(pid, runs, Some(inj))?;
+        }
+        Ok(())
+    };
+    let mut extra = tracer::task_extra(pid, &t.threads, &mut submit)?;
     // /proc shows timer threads by crit's pids.
     for p in &mut extra.posix_timers {
         p.notify_thread_id = p.notify_thread_id.map(|x| ctx.ns.pids.get(x));
@@ -156,18 +165,16 @@ type Scanned = Option<Result<Vec<Fd>>>;
 
 /// Reads the address space of `pid` and queues its pages for copying.
 /// The address space (smaps, pagemap) is read on a helper thread, which
-/// then starts the copying of memory, while this one lists the
+/// while this one lists the
 /// descriptors if `scan_fds` (only /proc reads: nothing is numbered yet).
 /// Then the mapped files get their ids.
 fn read_memory(ctx: &mut DumpCtx, pid: i32, scan_fds: bool) -> Result<(Memory, Scanned)> {
     let (shmem_dev, zero_pfn) = (ctx.probes.shmem_dev, ctx.probes.zero_pfn);
-    let pw = &mut ctx.pages;
     let socks = &mut ctx.socks;
     let (mem, fds) = std::thread::scope(|s| {
         let h = s.spawn(move || -> Result<(Vec<Vma>, Vec<Run>)> {
             let vmas = maps::read(pid, shmem_dev)?;
             let runs = pagemap::collect(pid, &vmas, zero_pfn)?;
-            pw.submit(pid, runs.clone())?;
             Ok((vmas, runs))
         });
         let fds = scan_fds.then(|| fdscan::scan(pid, shmem_dev, &mut |ino| socks.known(ino)));

@@ -135,7 +135,11 @@ fn gdt_tls(tid: i32) -> Result<Vec<pb::UserDescT>> {
 /// Task-wide and per-thread state read by injected syscalls. Every
 /// injection is undone (registers, mask, scratch memory) before this
 /// returns, also on failure.
-pub fn task_extra(pid: i32, threads: &[i32]) -> Result<TaskExtra> {
+pub fn task_extra(
+    pid: i32,
+    threads: &[i32],
+    also: &mut dyn FnMut(&mut Injector) -> Result<()>,
+) -> Result<TaskExtra> {
     let mut x = TaskExtra {
         personality: u32::from_str_radix(
             super::procfs::read_string(pid, "personality")?.trim(),
@@ -145,7 +149,7 @@ pub fn task_extra(pid: i32, threads: &[i32]) -> Result<TaskExtra> {
         ..Default::default()
     };
     x.posix_timers = posix_timers(pid)?;
-    let main = inject_task(pid, &mut x)?;
+    let main = inject_task(pid, &mut x, also)?;
     for &tid in threads {
         let te = match tid == pid {
             true => main.clone(),
@@ -250,8 +254,13 @@ const TID_ADDR_AT: usize = PDEATHSIG_AT + 8;
 const SAS_AT: usize = TID_ADDR_AT + 8; // a stack_t of 24 bytes
 const SCRATCH: usize = SAS_AT + 24;
 
-/// Fills in the task-wide state of `x`; returns the main thread's own.
-fn inject_task(pid: i32, x: &mut TaskExtra) -> Result<ThreadExtra> {
+/// Fills in the task-wide state of `x`, then runs `also` in the same
+/// injection; returns the main thread's own state.
+fn inject_task(
+    pid: i32,
+    x: &mut TaskExtra,
+    also: &mut dyn FnMut(&mut Injector) -> Result<()>,
+) -> Result<ThreadExtra> {
     super::guard::check()?;
     let mut inj = Injector::with_scratch(pid, SCRATCH).map_err(on_task(pid, "inject"))?;
     let res = (|| -> std::io::Result<ThreadExtra> {
@@ -344,8 +353,13 @@ fn inject_task(pid: i32, x: &mut TaskExtra) -> Result<ThreadExtra> {
         }
         Ok(main)
     })();
+    let more = match res {
+        Ok(_) => also(&mut inj),
+        Err(_) => Ok(()),
+    };
     let fin = inj.finish();
     let main = res.map_err(on_task(pid, "injected calls"))?;
+    more?;
     fin.map_err(on_task(pid, "restoring after injection"))?;
     Ok(main)
 }

@@ -227,6 +227,36 @@ impl AtomicFile {
             .map_err(|e| Error::io(self.path.display().to_string(), e))
     }
 
+    /// Moves exactly `len` bytes from `pipe` to byte `offset` of the file
+    /// (splice: the file's pages are filled from the pipe's, no copy
+    /// through crit's memory).
+    pub fn splice_at(&self, pipe: &impl std::os::fd::AsFd, offset: u64, len: usize) -> Result<()> {
+        let mut off = offset as libc::loff_t;
+        let mut left = len;
+        while left > 0 {
+            let n = nix::fcntl::splice(
+                pipe.as_fd(),
+                None,
+                &self.file,
+                Some(&mut off),
+                left,
+                nix::fcntl::SpliceFFlags::SPLICE_F_MOVE,
+            )
+            .map_err(|e| Error::io(self.path.display().to_string(), e.into()))?;
+            if n == 0 {
+                return Err(Error::io(
+                    self.path.display().to_string(),
+                    std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("pipe ended {left} bytes short"),
+                    ),
+                ));
+            }
+            left -= n;
+        }
+        Ok(())
+    }
+
     /// Has the kernel start writing `len` bytes from `offset` to disk now
     /// (a hint: a writer of much data overlaps the disk with its work
     /// instead of waiting for all of it at the commit or sync).

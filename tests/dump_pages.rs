@@ -1,0 +1,142 @@
+//! How pages reach the pages image. Normally the task puts them into
+//! pipes and crit splices them into the file (one copy); a task at its
+//! descriptor limit cannot make those pipes, and its pages are read with
+//! process_vm_readv instead. Either way the restored task finds its
+//! memory intact (tests/programs/scale.c checks every 512th byte).
+
+mod kit;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Starts the scale tree (`tasks` tasks of `mib` MiB, the root holding
+/// 16 descriptors); returns it and its root's pid once it is ready.
+fn start(tasks: u32, mib: u32, result: &std::path::Path) -> (std::process::Child, i32) {
+    let exe = kit::cc::program("scale");
+    let mut child = Command::new(exe)
+        .args([&tasks.to_string(), &mib.to_string(), "16"])
+        .arg(result)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pid: i32 = line.trim().strip_prefix("READY ").unwrap().parse().unwrap();
+    (child, pid)
+}
+
+/// `pid` and its descendants.
+fn tree(pid: i32) -> Vec<i32> {
+    let mut all = vec![pid];
+    let mut k = 0;
+    while k < all.len() {
+        all.extend(kit::proc::children(all[k]));
+        k += 1;
+    }
+    all
+}
+
+/// Dumps and restores the tree of `pid` (restricted first by `limit`),
+/// has every task check itself and returns the dump's debug log.
+fn round_trip(
+    child: &mut std::process::Child,
+    tasks: usize,
+    result: &std::path::Path,
+    limit: impl FnOnce(i32),
+) -> String {
+    let pid = child.id() as i32;
+    let pids = tree(pid);
+    assert_eq!(pids.len(), tasks);
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("img");
+    limit(pid);
+    let d = kit::crit()
+        .args(["dump", "-vv", "-t", &pid.to_string(), "-D"])
+        .arg(&images)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&d.stderr).to_string();
+    assert!(d.status.success(), "{log}");
+    // The dumped tree is gone; its pids must be free for the restore.
+    let _ = child.wait();
+    let t = Instant::now();
+    while pids.iter().any(|&p| kit::proc::exists(p)) && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let r = kit::crit()
+        .args(["restore", "-d", "--shell-job", "-D"])
+        .arg(&images)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    for p in tree(pid) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::SIGUSR1).unwrap();
+    }
+    let t = Instant::now();
+    let lines = loop {
+        let text = std::fs::read_to_string(result).unwrap_or_default();
+        if text.lines().count() >= tasks || t.elapsed() > Duration::from_secs(10) {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for p in tree(pid) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::SIGKILL);
+    }
+    assert_eq!(lines.lines().count(), tasks, "answers: {lines}");
+    assert!(
+        lines.lines().all(|l| l.starts_with("OK")),
+        "answers: {lines}"
+    );
+    log
+}
+
+/// "pages copied: N MiB, M MiB of it through pipes" from the dump log.
+fn copied(log: &str) -> (u64, u64) {
+    let l = log
+        .lines()
+        .find_map(|l| l.split("pages copied: ").nth(1))
+        .unwrap_or_else(|| panic!("no page count in the log: {log}"));
+    let n: Vec<u64> = l
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (n[0], n[1])
+}
+
+#[test]
+fn pages_go_through_pipes() {
+    let _g = kit::serial::lock();
+    let dir = tempfile::tempdir().unwrap();
+    let result = dir.path().join("result");
+    let (mut child, _) = start(4, 16, &result);
+    let log = round_trip(&mut child, 4, &result, |_| {});
+    let (all, piped) = copied(&log);
+    assert!(all >= 64, "{all} MiB copied");
+    assert_eq!(piped, all, "every page through a pipe: {log}");
+}
+
+#[test]
+fn a_task_at_its_descriptor_limit_is_read_directly() {
+    let _g = kit::serial::lock();
+    let dir = tempfile::tempdir().unwrap();
+    let result = dir.path().join("result");
+    let (mut child, _) = start(1, 16, &result);
+    // No descriptor free: the task cannot make a pipe.
+    let log = round_trip(&mut child, 1, &result, |pid| {
+        let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count();
+        let st = Command::new("prlimit")
+            .args(["--pid", &pid.to_string(), &format!("--nofile={open}:")])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    });
+    let (all, piped) = copied(&log);
+    assert!(all >= 16, "{all} MiB copied");
+    assert_eq!(piped, 0, "no pipe could be made: {log}");
+}
