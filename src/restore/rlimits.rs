@@ -68,56 +68,76 @@ impl std::fmt::Display for Lowered {
     }
 }
 
-/// Sets every recorded limit in the task; `buf` is 32 bytes of scratch
-/// memory in it. Returns the limits that had to be lowered.
+/// Sets every recorded limit in the task; `buf` is 16 bytes per limit
+/// (and at least 32) of scratch memory in it. Every limit is tried at
+/// once (one batch); those this machine does not allow are lowered one
+/// by one. Returns the limits that had to be lowered.
 pub fn restore(t: &mut dyn Tracee, rl: &pb::TaskRlimitsEntry, buf: u64) -> Result<Vec<Lowered>> {
-    let mut lowered = Vec::new();
+    let mut all = Vec::with_capacity(rl.rlimits.len() * 16);
+    let mut calls = Vec::with_capacity(rl.rlimits.len());
     for (res, r) in rl.rlimits.iter().enumerate() {
-        let name = NAMES.get(res).copied().unwrap_or("limit");
         if r.cur > r.max {
             return Err(TaskError::Rlimit {
                 pid: t.tid(),
-                name,
+                name: NAMES.get(res).copied().unwrap_or("limit"),
                 cur: r.cur,
                 max: r.max,
             }
             .into());
         }
-        put(t, buf, r.cur, r.max)?;
-        let got = t.syscall(NR_PRLIMIT64, [0, res as u64, buf, 0, 0, 0])?;
+        let at = buf + all.len() as u64;
+        all.extend_from_slice(&r.cur.to_le_bytes());
+        all.extend_from_slice(&r.max.to_le_bytes());
+        calls.push((NR_PRLIMIT64, [0, res as u64, at, 0, 0, 0]));
+    }
+    if calls.is_empty() {
+        return Ok(Vec::new());
+    }
+    t.write_mem(&[(buf, &all)])?;
+    let got = t.batch(&calls)?;
+    let mut lowered = Vec::new();
+    for (res, (r, got)) in rl.rlimits.iter().zip(got).enumerate() {
+        let name = NAMES.get(res).copied().unwrap_or("limit");
         if got == 0 {
             continue;
         }
         if got != -EPERM {
             call_failed(t, name, got)?;
         }
-        // Not allowed to raise the hard limit: stay at the current one.
-        let old = buf + 16;
-        call(
-            t,
-            &format!("prlimit64({name}) read"),
-            NR_PRLIMIT64,
-            [0, res as u64, 0, old, 0, 0],
-        )?;
-        let mut b = [0u8; 16];
-        t.read_mem(old, &mut b)?;
-        let cur_max = u64::from_le_bytes(b[8..].try_into().unwrap_or_default());
-        let max = r.max.min(cur_max);
-        let cur = r.cur.min(max);
-        put(t, buf, cur, max)?;
-        call(
-            t,
-            &format!("prlimit64({name})"),
-            NR_PRLIMIT64,
-            [0, res as u64, buf, 0, 0, 0],
-        )?;
-        lowered.push(Lowered {
-            resource: res,
-            recorded: (r.cur, r.max),
-            restored: (cur, max),
-        });
+        lowered.push(lower(t, res, r, buf)?);
     }
     Ok(lowered)
+}
+
+/// Limit `res` could not be set as recorded (a hard limit above the
+/// current one needs CAP_SYS_RESOURCE): keeps the current hard limit and
+/// the soft one under it.
+fn lower(t: &mut dyn Tracee, res: usize, r: &pb::RlimitEntry, buf: u64) -> Result<Lowered> {
+    let name = NAMES.get(res).copied().unwrap_or("limit");
+    let old = buf + 16;
+    call(
+        t,
+        &format!("prlimit64({name}) read"),
+        NR_PRLIMIT64,
+        [0, res as u64, 0, old, 0, 0],
+    )?;
+    let mut b = [0u8; 16];
+    t.read_mem(old, &mut b)?;
+    let cur_max = u64::from_le_bytes(b[8..].try_into().unwrap_or_default());
+    let max = r.max.min(cur_max);
+    let cur = r.cur.min(max);
+    put(t, buf, cur, max)?;
+    call(
+        t,
+        &format!("prlimit64({name})"),
+        NR_PRLIMIT64,
+        [0, res as u64, buf, 0, 0, 0],
+    )?;
+    Ok(Lowered {
+        resource: res,
+        recorded: (r.cur, r.max),
+        restored: (cur, max),
+    })
 }
 
 fn put(t: &mut dyn Tracee, buf: u64, cur: u64, max: u64) -> Result<()> {

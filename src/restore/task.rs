@@ -416,13 +416,19 @@ fn finish_threads(out: Vec<Rebuilt>, pid: u32) -> Result<Vec<Done>> {
     Ok(done)
 }
 
-/// Signal actions, interval timers, rlimits, personality. Returns the
+/// Rlimits, signal actions, interval timers, personality. Returns the
 /// limits this machine only allowed lower.
 fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<Vec<rlimits::Lowered>> {
     let Some(tc) = task.tc() else {
         return Ok(Vec::new());
     };
     let buf = scratch + 1024;
+    // Limits first: their batch, like any, ends in a trap, harmless
+    // before the signal actions are set.
+    let mut lowered = Vec::new();
+    if let Some(rl) = &tc.rlimits {
+        lowered = rlimits::restore(t, rl, buf)?;
+    }
     // Every action at once: one write of the structs (32 bytes each, 2 KiB
     // for 64 signals, below the batch area at 32 KiB) and one batch of
     // calls, not a round trip per signal. SIGTRAP's goes last, on its
@@ -476,10 +482,6 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<Vec<rlimi
             t.write_mem(&[(buf, &b)])?;
             call(t, "setitimer", NR_SETITIMER, [which, buf, 0, 0, 0, 0])?;
         }
-    }
-    let mut lowered = Vec::new();
-    if let Some(rl) = &tc.rlimits {
-        lowered = rlimits::restore(t, rl, buf)?;
     }
     call(
         t,
@@ -662,8 +664,14 @@ fn creds(t: &mut dyn Tracee, c: &pb::CredsEntry, scratch: u64) -> Result<()> {
             .is_some_and(|w| w & (1 << (n % 32)) != 0)
     };
     if !c.cap_bnd.is_empty() {
+        // Only what the task has now and must lose: one call each.
+        let now = crate::sys::procfs::status_field(t.host_tid() as i32, "CapBnd")
+            .ok()
+            .flatten()
+            .and_then(|v| u64::from_str_radix(&v, 16).ok())
+            .unwrap_or(u64::MAX);
         for n in 0..64u32 {
-            if !bit(&c.cap_bnd, n) {
+            if now & (1 << n) != 0 && !bit(&c.cap_bnd, n) {
                 // Capabilities this kernel lacks fail with EINVAL: fine.
                 let _ = t.syscall(NR_PRCTL, [PR_CAPBSET_DROP, u64::from(n), 0, 0, 0, 0])?;
             }

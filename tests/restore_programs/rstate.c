@@ -258,6 +258,9 @@ static void check(int avx, long n, char c, uint64_t *vec, uint64_t *gp) {
     CHECK(gr == 2000 && ge == 2001 && gs == 2002, "gids %d %d %d", gr, ge, gs);
     CHECK(ng == 2 && groups[0] == 3000 && groups[1] == 3001, "groups");
     CHECK(prctl(PR_GET_DUMPABLE) == 1, "dumpable");
+    CHECK(prctl(PR_CAPBSET_READ, 25) == 0 && prctl(PR_CAPBSET_READ, 22) == 0 &&
+              prctl(PR_CAPBSET_READ, 5) == 1 && prctl(PR_CAPBSET_READ, 21) == 1,
+          "bounding set");
 }
 
 int main(void) {
@@ -326,6 +329,8 @@ int main(void) {
     getcwd(cwd0, sizeof cwd0);
     umask(027);
     prctl(PR_SET_NAME, "rstate-main");
+    /* A smaller bounding set (CAP_SYS_TIME = 25, CAP_SYS_BOOT = 22 out). */
+    if (prctl(PR_CAPBSET_DROP, 25) || prctl(PR_CAPBSET_DROP, 22)) return 10;
     regfd = open("reg", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (write(regfd, "0123456789", 10) != 10) return 9;
     lseek(regfd, 5, SEEK_SET);
