@@ -111,9 +111,9 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
     // The task-wide state only an injected call can read; in the same
     // injection, the memory goes to the page writers.
     let pages = &mut ctx.pages;
-    let runs = (!shared_vm).then(|| mem.runs.clone());
+    let mut runs = (!shared_vm).then(|| mem.runs.clone());
     let mut submit = |inj: &mut crate::sys::inject::Injector| -> Result<()> {
-        if let Some(runs) = runs.clone() {
+        if let Some(runs) = runs.take() {
             pages.submit(pid, runs, Some(inj))?;
         }
         Ok(())
@@ -163,9 +163,9 @@ struct Memory {
 /// Descriptors listed while the memory was read (if they were).
 type Scanned = Option<Result<Vec<Fd>>>;
 
-/// Reads the address space of `pid` and queues its pages for copying.
-/// The address space (smaps, pagemap) is read on a helper thread, which
-/// while this one lists the
+/// Reads the address space of `pid` and which pages it holds (copied
+/// later, in the task's injection: see [`collect`]). The address space
+/// (smaps, pagemap) is read on a helper thread while this one lists the
 /// descriptors if `scan_fds` (only /proc reads: nothing is numbered yet).
 /// Then the mapped files get their ids.
 fn read_memory(ctx: &mut DumpCtx, pid: i32, scan_fds: bool) -> Result<(Memory, Scanned)> {

@@ -326,20 +326,18 @@ fn run(plan: &plan::Plan, opts: &Options, log: &Log, rb: &mut rollback::Rollback
     // Each page image is mapped in by the thread that writes it into its
     // task (task::take_over_all), and given back after.
     let pages = task::open_pages(plan)?;
-    std::thread::scope(|_| {
-        wait_ready(plan, status_r, log)?;
-        if plan.ns.own_pids() {
-            plan.set_hosts(tree::host_pids(root)?);
-        }
-        if opts.manage_cgroups != CgMode::None {
-            cgroups::read(&plan.dir, plan.root_cg_set, &opts.cgroup_roots)?.join_all(
-                plan,
-                opts.manage_cgroups,
-                log,
-            )?;
-        }
-        task::take_over_all(plan, &pages, log)
-    })
+    wait_ready(plan, status_r, log)?;
+    if plan.ns.own_pids() {
+        plan.set_hosts(tree::host_pids(root)?);
+    }
+    if opts.manage_cgroups != CgMode::None {
+        cgroups::read(&plan.dir, plan.root_cg_set, &opts.cgroup_roots)?.join_all(
+            plan,
+            opts.manage_cgroups,
+            log,
+        )?;
+    }
+    task::take_over_all(plan, &pages, log)
 }
 
 /// Opens every file and socket of the tree, then clones its root (which

@@ -52,8 +52,8 @@ pub fn anon_shared_fd(len: u64) -> std::io::Result<std::os::fd::OwnedFd> {
 }
 
 /// Drops `len` bytes from `offset` of a read-only file mapping from this
-/// process's page tables (`MADV_DONTNEED`), so they no longer count as its resident
-/// memory; the file's page cache keeps them. Best effort.
+/// process's page tables (`MADV_DONTNEED`), so they no longer count as
+/// its resident memory; the file's page cache keeps them. Best effort.
 pub fn drop_resident(m: &memmap2::Mmap, offset: usize, len: usize) {
     // SAFETY: the mapping is of a file and never written, so dropping its
     // pages loses nothing: a later read faults them in again, unchanged.
