@@ -631,11 +631,36 @@ fn postgres_bin() -> PathBuf {
 }
 
 /// Removes the System V segment a postgres server made (its id is on the
-/// last line of postmaster.pid) when the test ends.
-struct PgShm(PathBuf);
+/// last line of postmaster.pid) and the POSIX segments it left in
+/// /dev/shm (its dynamic shared memory, which a killed server does not
+/// remove) when the test ends.
+struct PgShm(PathBuf, Vec<std::ffi::OsString>);
+
+impl PgShm {
+    fn new(data: PathBuf) -> PgShm {
+        PgShm(data, pg_dsm_segments())
+    }
+}
+
+/// The names of postgres' dynamic shared memory segments in /dev/shm.
+fn pg_dsm_segments() -> Vec<std::ffi::OsString> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name())
+                .filter(|n| n.to_string_lossy().starts_with("PostgreSQL."))
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 impl Drop for PgShm {
     fn drop(&mut self) {
+        for n in pg_dsm_segments() {
+            if !self.1.contains(&n) {
+                let _ = std::fs::remove_file(Path::new("/dev/shm").join(n));
+            }
+        }
         let pidfile = std::fs::read_to_string(self.0.join("postmaster.pid")).unwrap_or_default();
         let id = pidfile
             .lines()
@@ -690,7 +715,7 @@ fn postgres_answers_queries_on_its_data() {
         .status()
         .unwrap();
     assert!(init.success(), "initdb failed");
-    let _shm = PgShm(data.clone());
+    let _shm = PgShm::new(data.clone());
     let mut child = spawn(
         Command::new(&postgres)
             .arg("-D")
