@@ -11,8 +11,9 @@
 //! so far.
 //!
 //! The dump runs in a worker process ([`guard`]) so that killing
-//! `crit dump` never leaves the tree frozen; task memory is copied by a
-//! writer thread ([`pages`]) while descriptors are read.
+//! `crit dump` never leaves the tree frozen; task memory goes into pipes
+//! from inside the task ([`vmsplice`]) and a writer thread ([`pages`])
+//! splices it into the pages files while the next task is collected.
 //!
 //! What is dumped, what is refused and why, and the benchmark:
 //! docs/dump.md (the one list of the engine's limits).
