@@ -246,6 +246,8 @@ fn rebuild_task(
             .map(|x| &x.core);
         thread_creds(&mut th.t, core, scratch)?;
     }
+    // The credentials' batch ended in a trap: SIGTRAP's action again.
+    set_sigtrap_action(&mut out[0].t, task, scratch)?;
     // 0 or 1; 2 (suid_dumpable) cannot be set by prctl and stays as is.
     if let Some(d) = task.mm.dumpable.filter(|&d| d == 0 || d == 1) {
         call(
@@ -609,74 +611,25 @@ fn thread_state(t: &mut SysTracee, task: &Task, core: &pb::CoreEntry, scratch: u
 
 /// Credentials (each thread has its own): groups, uids and gids (keeping
 /// capabilities across the change), securebits, bounding set,
-/// capabilities, ambient set; the order CRIU's restorer uses.
+/// capabilities, ambient set; the order CRIU's restorer uses. One batch
+/// (the main thread's ends in a trap: the caller sets SIGTRAP's action
+/// again after, see [`rebuild_task`]).
 fn creds(t: &mut dyn Tracee, c: &pb::CredsEntry, scratch: u64) -> Result<()> {
     const PR_CAPBSET_DROP: u64 = 24;
     const PR_SET_SECUREBITS: u64 = 28;
     const PR_CAP_AMBIENT: u64 = 47;
     const SECBIT_NO_SETUID_FIXUP: u64 = 1 << 2;
     const NR_CAPSET: i64 = 126;
-    let buf = scratch + 4096;
+    // Groups (up to 4096, 16 KiB) and the capset structs after them, all
+    // below the batch code at 32 KiB.
+    let groups_at = scratch + 4096;
+    let cap_at = groups_at + 4096 * 4;
     let b: Vec<u8> = c
         .groups
         .iter()
         .take(4096)
         .flat_map(|g| g.to_le_bytes())
         .collect();
-    if !b.is_empty() {
-        t.write_mem(&[(buf, &b)])?;
-    }
-    call(
-        t,
-        "setgroups",
-        NR_SETGROUPS,
-        [c.groups.len().min(4096) as u64, buf, 0, 0, 0, 0],
-    )?;
-    // Capabilities must survive the uid change (they are set below).
-    call(
-        t,
-        "prctl(PR_SET_SECUREBITS)",
-        NR_PRCTL,
-        [PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP, 0, 0, 0, 0],
-    )?;
-    call(
-        t,
-        "setresuid",
-        NR_SETRESUID,
-        [c.uid.into(), c.euid.into(), c.suid.into(), 0, 0, 0],
-    )?;
-    t.syscall(NR_SETFSUID, [c.fsuid.into(), 0, 0, 0, 0, 0])?;
-    call(
-        t,
-        "setresgid",
-        NR_SETRESGID,
-        [c.gid.into(), c.egid.into(), c.sgid.into(), 0, 0, 0],
-    )?;
-    t.syscall(NR_SETFSGID, [c.fsgid.into(), 0, 0, 0, 0, 0])?;
-    call(
-        t,
-        "prctl(PR_SET_SECUREBITS)",
-        NR_PRCTL,
-        [PR_SET_SECUREBITS, u64::from(c.secbits), 0, 0, 0, 0],
-    )?;
-    let bit = |v: &[u32], n: u32| {
-        v.get((n / 32) as usize)
-            .is_some_and(|w| w & (1 << (n % 32)) != 0)
-    };
-    if !c.cap_bnd.is_empty() {
-        // Only what the task has now and must lose: one call each.
-        let now = crate::sys::procfs::status_field(t.host_tid() as i32, "CapBnd")
-            .ok()
-            .flatten()
-            .and_then(|v| u64::from_str_radix(&v, 16).ok())
-            .unwrap_or(u64::MAX);
-        for n in 0..64u32 {
-            if now & (1 << n) != 0 && !bit(&c.cap_bnd, n) {
-                // Capabilities this kernel lacks fail with EINVAL: fine.
-                let _ = t.syscall(NR_PRCTL, [PR_CAPBSET_DROP, u64::from(n), 0, 0, 0, 0])?;
-            }
-        }
-    }
     // capset: header {version 3, pid 0}, two data words {eff, prm, inh}.
     let w = |v: &[u32], k: usize| v.get(k).copied().unwrap_or(0);
     let mut cap = Vec::with_capacity(32);
@@ -688,18 +641,100 @@ fn creds(t: &mut dyn Tracee, c: &pb::CredsEntry, scratch: u64) -> Result<()> {
             cap.extend_from_slice(&v.to_le_bytes());
         }
     }
-    t.write_mem(&[(buf, &cap)])?;
-    call(t, "capset", NR_CAPSET, [buf, buf + 8, 0, 0, 0, 0])?;
-    for n in 0..64u32 {
-        if bit(&c.cap_amb, n) {
-            call(
-                t,
-                "prctl(PR_CAP_AMBIENT_RAISE)",
-                NR_PRCTL,
-                [PR_CAP_AMBIENT, 2, u64::from(n), 0, 0, 0],
-            )?;
+    if b.is_empty() {
+        t.write_mem(&[(cap_at, &cap)])?;
+    } else {
+        t.write_mem(&[(groups_at, &b), (cap_at, &cap)])?;
+    }
+    // (name for errors, or None where a failure is fine, call)
+    let mut calls: Vec<(Option<&str>, i64, [u64; 6])> = vec![
+        (
+            Some("setgroups"),
+            NR_SETGROUPS,
+            [c.groups.len().min(4096) as u64, groups_at, 0, 0, 0, 0],
+        ),
+        // Capabilities must survive the uid change (they are set below).
+        (
+            Some("prctl(PR_SET_SECUREBITS)"),
+            NR_PRCTL,
+            [PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP, 0, 0, 0, 0],
+        ),
+        (
+            Some("setresuid"),
+            NR_SETRESUID,
+            [c.uid.into(), c.euid.into(), c.suid.into(), 0, 0, 0],
+        ),
+        // setfsuid/setfsgid return the old value, never an error.
+        (None, NR_SETFSUID, [c.fsuid.into(), 0, 0, 0, 0, 0]),
+        (
+            Some("setresgid"),
+            NR_SETRESGID,
+            [c.gid.into(), c.egid.into(), c.sgid.into(), 0, 0, 0],
+        ),
+        (None, NR_SETFSGID, [c.fsgid.into(), 0, 0, 0, 0, 0]),
+        (
+            Some("prctl(PR_SET_SECUREBITS)"),
+            NR_PRCTL,
+            [PR_SET_SECUREBITS, u64::from(c.secbits), 0, 0, 0, 0],
+        ),
+    ];
+    let bit = |v: &[u32], n: u32| {
+        v.get((n / 32) as usize)
+            .is_some_and(|w| w & (1 << (n % 32)) != 0)
+    };
+    if !c.cap_bnd.is_empty() {
+        // Only what the task has now and must lose.
+        let now = crate::sys::procfs::status_field(t.host_tid() as i32, "CapBnd")
+            .ok()
+            .flatten()
+            .and_then(|v| u64::from_str_radix(&v, 16).ok())
+            .unwrap_or(u64::MAX);
+        for n in 0..64u32 {
+            if now & (1 << n) != 0 && !bit(&c.cap_bnd, n) {
+                // Capabilities this kernel lacks fail with EINVAL: fine.
+                calls.push((None, NR_PRCTL, [PR_CAPBSET_DROP, u64::from(n), 0, 0, 0, 0]));
+            }
         }
     }
+    calls.push((Some("capset"), NR_CAPSET, [cap_at, cap_at + 8, 0, 0, 0, 0]));
+    for n in 0..64u32 {
+        if bit(&c.cap_amb, n) {
+            calls.push((
+                Some("prctl(PR_CAP_AMBIENT_RAISE)"),
+                NR_PRCTL,
+                [PR_CAP_AMBIENT, 2, u64::from(n), 0, 0, 0],
+            ));
+        }
+    }
+    let raw: Vec<(i64, [u64; 6])> = calls.iter().map(|&(_, nr, a)| (nr, a)).collect();
+    let got = t.batch(&raw)?;
+    for ((name, _, _), r) in calls.iter().zip(got) {
+        if let (Some(name), true) = (name, (-4095..0).contains(&r)) {
+            return Err(TaskError::Injected {
+                pid: t.tid(),
+                call: name.to_string(),
+                source: std::io::Error::from_raw_os_error(-r as i32),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Sets SIGTRAP's dumped action (again), for after a batch of calls,
+/// whose closing trap may have reset it.
+fn set_sigtrap_action(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<()> {
+    // The list skips SIGKILL (9) and SIGSTOP (19): SIGTRAP (5) is 5th.
+    let Some(sa) = task.tc().and_then(|tc| tc.sigactions.get(4)) else {
+        return Ok(());
+    };
+    let at = scratch + 1024;
+    let mut b = Vec::with_capacity(32);
+    for v in [sa.sigaction, sa.flags, sa.restorer, sa.mask] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    t.write_mem(&[(at, &b)])?;
+    call(t, "rt_sigaction(5)", NR_RT_SIGACTION, [5, at, 0, 8, 0, 0])?;
     Ok(())
 }
 
