@@ -28,17 +28,6 @@ fn start(tasks: u32, mib: u32, result: &std::path::Path) -> (std::process::Child
     (child, pid)
 }
 
-/// `pid` and its descendants.
-fn tree(pid: i32) -> Vec<i32> {
-    let mut all = vec![pid];
-    let mut k = 0;
-    while k < all.len() {
-        all.extend(kit::proc::children(all[k]));
-        k += 1;
-    }
-    all
-}
-
 /// Dumps and restores the tree of `pid` (restricted first by `limit`),
 /// has every task check itself and returns the dump's debug log.
 fn round_trip(
@@ -48,7 +37,7 @@ fn round_trip(
     limit: impl FnOnce(i32),
 ) -> String {
     let pid = child.id() as i32;
-    let pids = tree(pid);
+    let pids = kit::proc::tree(pid);
     assert_eq!(pids.len(), tasks);
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("img");
@@ -72,7 +61,7 @@ fn round_trip(
         .output()
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    for p in tree(pid) {
+    for p in kit::proc::tree(pid) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::SIGUSR1).unwrap();
     }
     let t = Instant::now();
@@ -83,7 +72,7 @@ fn round_trip(
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    for p in tree(pid) {
+    for p in kit::proc::tree(pid) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::SIGKILL);
     }
     assert_eq!(lines.lines().count(), tasks, "answers: {lines}");
@@ -125,13 +114,16 @@ fn a_task_at_its_descriptor_limit_is_read_directly() {
     let dir = tempfile::tempdir().unwrap();
     let result = dir.path().join("result");
     let (mut child, _) = start(1, 16, &result);
-    // No descriptor free: the task cannot make a pipe.
+    // One descriptor free below the limit (the lowest free number, for
+    // the task's own check after the restore): too few for a pipe.
     let log = round_trip(&mut child, 1, &result, |pid| {
-        let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        let open: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
-            .count();
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        let limit = (0..).find(|n| !open.contains(n)).unwrap() + 1;
         let st = Command::new("prlimit")
-            .args(["--pid", &pid.to_string(), &format!("--nofile={open}:")])
+            .args(["--pid", &pid.to_string(), &format!("--nofile={limit}:")])
             .status()
             .unwrap();
         assert!(st.success());

@@ -338,13 +338,7 @@ fn checked_round_trip(
     std::thread::sleep(Duration::from_millis(100));
     let pid = child.id() as i32;
     // The whole tree, to reap after the dump and to kill at the end.
-    let mut tree = vec![pid];
-    let mut k = 0;
-    while k < tree.len() {
-        let kids = children(tree[k]);
-        tree.extend(kids);
-        k += 1;
-    }
+    let tree = kit::proc::tree(pid);
     let before = probe(&tree);
     let out = Command::new(&dump)
         .args(["dump", "--shell-job", "-t", &pid.to_string(), "-D"])

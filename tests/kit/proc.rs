@@ -17,6 +17,17 @@ pub fn children(pid: i32) -> Vec<i32> {
     v
 }
 
+/// `pid` and all its descendants, parents before children.
+pub fn tree(pid: i32) -> Vec<i32> {
+    let mut all = vec![pid];
+    let mut k = 0;
+    while k < all.len() {
+        all.extend(children(all[k]));
+        k += 1;
+    }
+    all
+}
+
 /// Children of the test process, ascending.
 pub fn my_children() -> Vec<i32> {
     children(std::process::id() as i32)
