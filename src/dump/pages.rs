@@ -1,11 +1,12 @@
-//! The page writers: threads that copy task memory (process_vm_readv,
-//! which needs no tracer) into pages-N.img while the main thread goes on
-//! reading descriptors and sockets of the frozen tree. A task's memory is
-//! cut into batches of up to 16 MiB, each with its place in the pages
-//! file, and any writer takes any batch (one read and one positional write
-//! per batch). Pages ids are given in submission order; nothing is
-//! committed until the main thread takes the results, so a failed dump
-//! leaves no pages behind.
+//! The page writers: threads that move task memory into pages-N.img
+//! while the main thread goes on collecting the frozen tree. A task's
+//! memory is cut into batches of up to 1 MiB, each with its place in the
+//! pages file; the task puts each batch into a pipe ([`super::vmsplice`])
+//! and any writer splices any batch into the file (one copy), or, for a
+//! batch without a pipe, reads it with process_vm_readv (which needs no
+//! tracer) and writes it. Pages ids are given in submission order;
+//! nothing is committed until the main thread takes the results, so a
+//! failed dump leaves no pages behind.
 
 use super::error::DumpError;
 use super::imgdir::Stream;
@@ -24,8 +25,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Largest batch: one process_vm_readv (in IOV_MAX pieces) and one write.
-const BATCH: usize = 16 << 20;
+/// Largest batch: what one pipe holds (or, without one, one
+/// process_vm_readv and one write).
+const BATCH: usize = super::vmsplice::PIPE_BYTES;
 /// Page-copying threads.
 const WRITERS: usize = 1;
 
@@ -247,14 +249,10 @@ impl PageWriter {
         self.next_id
     }
 
-    /// Queues the memory of `pid` for copying; returns its pages id. With
-    /// an injector into the (frozen) task, its pages go into pipes first
-    /// ([`super::vmsplice`]), for one copy instead of two.
-    pub fn submit(&mut self, pid: i32, runs: Vec<Run>, inj: Option<&mut Injector>) -> Result<u32> {
-        let limit = match inj {
-            Some(_) => super::vmsplice::PIPE_BYTES,
-            None => BATCH,
-        };
+    /// Queues the memory of `pid` for copying; returns its pages id. The
+    /// pages go into pipes first through `inj`, an injector into the
+    /// (frozen) task ([`super::vmsplice`]), for one copy instead of two.
+    pub fn submit(&mut self, pid: i32, runs: Vec<Run>, inj: &mut Injector) -> Result<u32> {
         let pages_id = self.next_id();
         let mut pm = ImageBuilder::new("PAGEMAP")?;
         pm.entry(&pb::PagemapHead { pages_id });
@@ -280,13 +278,13 @@ impl PageWriter {
             let mut addr = r.vaddr;
             let mut left = (r.nr_pages * PAGE_SIZE) as usize;
             while left > 0 {
-                let n = left.min(limit - cur.len);
+                let n = left.min(BATCH - cur.len);
                 cur.pieces.push((addr, n));
                 cur.len += n;
                 addr += n as u64;
                 left -= n;
                 offset += n as u64;
-                if cur.len == limit {
+                if cur.len == BATCH {
                     let next = Batch {
                         job: cur.job,
                         pieces: Vec::new(),
@@ -317,29 +315,21 @@ impl PageWriter {
             .count
             .queued
             .fetch_add(offset, Ordering::Relaxed);
-        match inj {
-            None => self.queue(batches)?,
-            Some(inj) => {
-                // A group of pipes at a time, each queued once filled, so
-                // the writers start while the next is filled. Crit holds a
-                // descriptor per queued pipe: past the bound it writes
-                // some out itself first.
-                let mut rest = batches.into_iter().peekable();
-                while rest.peek().is_some() {
-                    let mut group: Vec<Batch> =
-                        rest.by_ref().take(super::vmsplice::PER_RUN).collect();
-                    work(&self.shared, Until::PipesBelow(MAX_PIPES));
-                    let pieces: Vec<&[(u64, usize)]> =
-                        group.iter().map(|b| &b.pieces[..]).collect();
-                    let pipes = super::vmsplice::fill(inj, pid, &pieces);
-                    for (b, p) in group.iter_mut().zip(pipes) {
-                        b.pipe = p;
-                    }
-                    let n = group.iter().filter(|b| b.pipe.is_some()).count();
-                    self.shared.pipes.fetch_add(n, Ordering::Relaxed);
-                    self.queue(group)?;
-                }
+        // A group of pipes at a time, each queued once filled, so the
+        // writers start while the next is filled. Crit holds a descriptor
+        // per queued pipe: past the bound it writes some out itself first.
+        let mut rest = batches.into_iter().peekable();
+        while rest.peek().is_some() {
+            let mut group: Vec<Batch> = rest.by_ref().take(super::vmsplice::PER_RUN).collect();
+            work(&self.shared, Until::PipesBelow(MAX_PIPES));
+            let pieces: Vec<&[(u64, usize)]> = group.iter().map(|b| &b.pieces[..]).collect();
+            let pipes = super::vmsplice::fill(inj, pid, &pieces);
+            for (b, p) in group.iter_mut().zip(pipes) {
+                b.pipe = p;
             }
+            let n = group.iter().filter(|b| b.pipe.is_some()).count();
+            self.shared.pipes.fetch_add(n, Ordering::Relaxed);
+            self.queue(group)?;
         }
         Ok(pages_id)
     }

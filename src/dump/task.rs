@@ -114,7 +114,7 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
     let mut runs = (!shared_vm).then(|| mem.runs.clone());
     let mut submit = |inj: &mut crate::sys::inject::Injector| -> Result<()> {
         if let Some(runs) = runs.take() {
-            pages.submit(pid, runs, Some(inj))?;
+            pages.submit(pid, runs, inj)?;
         }
         Ok(())
     };

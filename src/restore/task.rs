@@ -246,7 +246,7 @@ fn rebuild_task(
             .map(|x| &x.core);
         thread_creds(&mut th.t, core, scratch)?;
     }
-    // The credentials' batch ended in a trap: SIGTRAP's action again.
+    // The last batch (the credentials') is done: SIGTRAP's action again.
     set_sigtrap_action(&mut out[0].t, task, scratch)?;
     // 0 or 1; 2 (suid_dumpable) cannot be set by prctl and stays as is.
     if let Some(d) = task.mm.dumpable.filter(|&d| d == 0 || d == 1) {
@@ -433,31 +433,23 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<Vec<rlimi
     }
     // Every action at once: one write of the structs (32 bytes each, 2 KiB
     // for 64 signals, below the batch area at 32 KiB) and one batch of
-    // calls, not a round trip per signal. SIGTRAP's goes last, on its
-    // own: the batch ends in a trap, which could reset it.
+    // calls, not a round trip per signal. The batch ends in a trap, which
+    // could reset SIGTRAP's action: [`set_sigtrap_action`] sets it again
+    // after the task's last batch.
     let mut sig = 0u64;
     let mut structs = Vec::with_capacity(tc.sigactions.len() * 32);
     let mut calls = Vec::with_capacity(tc.sigactions.len());
-    let mut trap = None;
     for sa in &tc.sigactions {
         sig += 1;
         if sig == 9 || sig == 19 {
             sig += 1;
         }
         let at = buf + structs.len() as u64;
-        for v in [sa.sigaction, sa.flags, sa.restorer, sa.mask] {
-            structs.extend_from_slice(&v.to_le_bytes());
-        }
-        if sig == libc::SIGTRAP as u64 {
-            trap = Some(at);
-        } else {
-            calls.push((NR_RT_SIGACTION, [sig, at, 0, 8, 0, 0]));
-        }
-    }
-    if !structs.is_empty() {
-        t.write_mem(&[(buf, &structs)])?;
+        structs.extend_from_slice(&ksigaction(sa));
+        calls.push((NR_RT_SIGACTION, [sig, at, 0, 8, 0, 0]));
     }
     if !calls.is_empty() {
+        t.write_mem(&[(buf, &structs)])?;
         for (k, r) in t.batch(&calls)?.into_iter().enumerate() {
             if (-4095..0).contains(&r) {
                 return Err(TaskError::Injected {
@@ -468,9 +460,6 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<Vec<rlimi
                 .into());
             }
         }
-    }
-    if let Some(at) = trap {
-        call(t, "rt_sigaction(5)", NR_RT_SIGACTION, [5, at, 0, 8, 0, 0])?;
     }
     if let Some(tm) = &tc.timers {
         for (which, it) in [(0u64, &tm.real), (1, &tm.virt), (2, &tm.prof)] {
@@ -729,13 +718,22 @@ fn set_sigtrap_action(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<(
         return Ok(());
     };
     let at = scratch + 1024;
-    let mut b = Vec::with_capacity(32);
-    for v in [sa.sigaction, sa.flags, sa.restorer, sa.mask] {
-        b.extend_from_slice(&v.to_le_bytes());
-    }
-    t.write_mem(&[(at, &b)])?;
+    t.write_mem(&[(at, &ksigaction(sa))])?;
     call(t, "rt_sigaction(5)", NR_RT_SIGACTION, [5, at, 0, 8, 0, 0])?;
     Ok(())
+}
+
+/// A dumped action as the kernel's `struct sigaction` (x86-64):
+/// handler, flags, restorer, mask.
+fn ksigaction(sa: &pb::SaEntry) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    for (k, v) in [sa.sigaction, sa.flags, sa.restorer, sa.mask]
+        .iter()
+        .enumerate()
+    {
+        b[8 * k..8 * k + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    b
 }
 
 /// Signals pending at dump time, queued again with their siginfo: the

@@ -187,15 +187,20 @@ pub fn ids(name: &str) -> Vec<i32> {
     v
 }
 
-fn read_ids(name: &str) -> Vec<i32> {
+/// A fixture's pstree.img entries, decoded with crit itself.
+fn pstree(name: &str) -> Vec<serde_json::Value> {
     let out = crit()
         .args(["decode", "-i"])
         .arg(images(name).join("pstree.img"))
         .output()
         .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["entries"].as_array_mut().map(std::mem::take).unwrap()
+}
+
+fn read_ids(name: &str) -> Vec<i32> {
     let mut all = Vec::new();
-    for e in v["entries"].as_array().unwrap() {
+    for e in pstree(name) {
         all.push(e["pid"].as_i64().unwrap() as i32);
         for t in e["threads"].as_array().into_iter().flatten() {
             all.push(t.as_i64().unwrap() as i32);
@@ -208,15 +213,7 @@ fn read_ids(name: &str) -> Vec<i32> {
 
 /// The pids of a fixture's tree (pstree.img), read with crit itself.
 pub fn pids(name: &str) -> Vec<i32> {
-    let out = crit()
-        .args(["decode", "-i"])
-        .arg(images(name).join("pstree.img"))
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["entries"]
-        .as_array()
-        .unwrap()
+    pstree(name)
         .iter()
         .map(|e| e["pid"].as_i64().unwrap() as i32)
         .collect()
