@@ -51,12 +51,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A checkpoint archive that cannot be read as one.
+    #[error("{}: {why}", path.display())]
+    Archive {
+        path: std::path::PathBuf,
+        why: crate::image::archive::ArchiveFault,
+    },
     #[error("unknown magic {0}")]
     UnknownMagic(String),
     #[error("{}: no free temporary name", dir.display())]
     NoTempName { dir: std::path::PathBuf },
-    #[error("x: unknown view {0:?} (ps, fds, mems, rss, sk)")]
-    UnknownView(String),
+    /// `crit x` asked for something that does not fit.
+    #[error(transparent)]
+    Explore(#[from] crate::explore::error::ExploreError),
     /// A command-line value of no known form; `expected` says which.
     #[error("{option}={value}: {expected}")]
     BadValue {

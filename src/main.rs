@@ -63,14 +63,33 @@ enum Cmd {
     },
     /// Check that this kernel and user can run the engines.
     Check,
-    /// Explore an images directory.
+    /// Explore an images directory or a checkpoint archive (tar, tar.gz,
+    /// tar.zst, as podman and CRI-O export them).
     X {
+        /// Images directory or archive.
         dir: String,
-        #[arg(value_parser = ["ps", "fds", "mems", "rss", "sk"])]
+        #[arg(value_parser = ["ps", "fds", "mems", "rss", "sk", "mem", "info"])]
         what: String,
+        /// mem: the task whose memory to show.
+        pid: Option<u32>,
         /// The same information as JSON.
         #[arg(long)]
         json: bool,
+        /// ps, sk: a Graphviz graph (dot) instead of text.
+        #[arg(long)]
+        dot: bool,
+        /// mem: dump LEN bytes from address ADDR (0x... for hex).
+        #[arg(long, value_name = "ADDR", value_parser = parse_num)]
+        addr: Option<u64>,
+        /// mem: how many bytes --addr dumps (0x... for hex).
+        #[arg(long, value_name = "LEN", value_parser = parse_num)]
+        len: Option<u64>,
+        /// mem: print every address where TEXT is.
+        #[arg(long, value_name = "TEXT", conflicts_with = "search_hex")]
+        search: Option<String>,
+        /// mem: print every address where these bytes are (hex digits).
+        #[arg(long = "search-hex", value_name = "HEX", value_parser = parse_hex)]
+        search_hex: Option<HexBytes>,
     },
     /// Change where unix sockets connect on restore (rewrites DIR/files.img).
     Edit {
@@ -215,7 +234,27 @@ fn run(cli: Cli) -> crit::error::Result<()> {
         }
         Cmd::Info { input } => crit::toolkit::info(&input),
         Cmd::Dump(a) => dump(a),
-        Cmd::X { dir, what, json } => crit::explore::run(std::path::Path::new(&dir), &what, json),
+        Cmd::X {
+            dir,
+            what,
+            pid,
+            json,
+            dot,
+            addr,
+            len,
+            search,
+            search_hex,
+        } => {
+            let opts = crit::explore::Opts {
+                json,
+                dot,
+                pid,
+                addr,
+                len,
+                search: search.map(String::into_bytes).or(search_hex.map(|h| h.0)),
+            };
+            crit::explore::run(std::path::Path::new(&dir), &what, &opts)
+        }
         Cmd::Edit {
             dir,
             reconnect,
@@ -372,4 +411,35 @@ fn main() {
 
 fn one_line(e: &Error) -> String {
     e.to_string().replace('\n', " ")
+}
+
+/// A number in decimal, or in hex after `0x`.
+fn parse_num(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|_| format!("{s:?} is not a number (decimal, or hex after 0x)"))
+}
+
+/// Bytes given as hex digits (one value for clap, not a list of u8).
+#[derive(Clone)]
+struct HexBytes(Vec<u8>);
+
+/// Bytes as hex digits, spaces allowed between them.
+fn parse_hex(s: &str) -> Result<HexBytes, String> {
+    let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if digits.len() % 2 != 0 {
+        return Err(format!("{s:?}: an odd number of hex digits"));
+    }
+    digits
+        .chunks(2)
+        .map(|p| {
+            std::str::from_utf8(p)
+                .ok()
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(|| format!("{s:?} is not hex"))
+        })
+        .collect::<Result<_, _>>()
+        .map(HexBytes)
 }

@@ -3,6 +3,7 @@
 //! transcoder in [`crate::json::image`].
 
 use crate::error::{Error, Result};
+use crate::image::archive::{self, Archive};
 use crate::image::magic;
 use crate::image::source::Source;
 use crate::image::typed::{AtomicFile, Mapped};
@@ -107,9 +108,27 @@ fn stdout_err(e: std::io::Error) -> Error {
     Error::io("stdout", e)
 }
 
+/// `ARCHIVE:MEMBER` (`dump.tar.zst:checkpoint/files.img`): an image
+/// inside a checkpoint archive, when no file has the whole name.
+fn archive_member(p: &str) -> Option<(&str, &str)> {
+    if Path::new(p).exists() {
+        return None;
+    }
+    p.match_indices(':').find_map(|(i, _)| {
+        let (a, m) = (&p[..i], &p[i + 1..]);
+        archive::is_archive(Path::new(a)).then_some((a, m))
+    })
+}
+
 /// Runs `f` over the input as an image source.
 fn with_source<T>(input: Option<&str>, f: impl FnOnce(&mut Source) -> Result<T>) -> Result<T> {
     match named(input) {
+        Some(p) if archive_member(p).is_some() => {
+            let (a, m) = archive_member(p).expect("checked");
+            let blob = Archive::open(Path::new(a))?.bytes(m)?;
+            let mut src = blob.source();
+            f(&mut src)
+        }
         Some(path) => {
             let m = Mapped::open(Path::new(path))?;
             let mut src = m.source();
@@ -166,9 +185,18 @@ pub fn encode(input: Option<&str>, output: Option<&str>) -> Result<()> {
 pub fn info(input: &str) -> Result<()> {
     let mut s = String::new();
     if let (Some(kind), Some(_)) = (magic::raw_kind(file_name(input)), named(Some(input))) {
-        let size = std::fs::metadata(input)
-            .map_err(|e| Error::io(input, e))?
-            .len();
+        let size = match archive_member(input) {
+            Some((a, m)) => {
+                let ar = Archive::open(Path::new(a))?;
+                ar.member(m).map(|m| m.size).ok_or_else(|| Error::Archive {
+                    path: a.into(),
+                    why: archive::ArchiveFault::NoMember(m.to_string()),
+                })?
+            }
+            None => std::fs::metadata(input)
+                .map_err(|e| Error::io(input, e))?
+                .len(),
+        };
         let mut w = JsonWriter::new(Vec::new(), true);
         w.begin_object();
         w.key("magic");

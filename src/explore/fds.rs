@@ -25,9 +25,8 @@ use super::tasks::{fd_type_json, fdinfo, files_id, pstree};
 use super::Out;
 use crate::error::Result;
 use crate::image::pb;
-use crate::image::typed::read_one;
+use crate::image::store::Images;
 use serde::Serialize;
-use std::path::Path;
 
 #[derive(Serialize)]
 struct ProcJson {
@@ -46,7 +45,7 @@ struct FdJson {
     file: String,
 }
 
-pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
+pub fn run(dir: &Images, json: bool, out: &mut Out) -> Result<()> {
     let mut files = Files::new(dir);
     let mut list = Vec::new();
     let tree = pstree(dir)?;
@@ -71,7 +70,7 @@ pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
                 out.put(format_args!("\t{:>7}: {}\n", fd.fd, s))?;
             }
         }
-        let fs = read_one::<pb::FsEntry>(&dir.join(format!("fs-{pid}.img")), "FS")?;
+        let fs = dir.read_one::<pb::FsEntry>(&format!("fs-{pid}.img"), "FS")?;
         let cwd = files.reg(u64::from(fs.cwd_id))?;
         let root = files.reg(u64::from(fs.root_id))?;
         if json {

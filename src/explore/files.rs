@@ -25,9 +25,8 @@
 use super::tasks::fd_type_name;
 use crate::error::Result;
 use crate::image::pb;
-use crate::image::typed::for_each;
+use crate::image::store::Images;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 const REG: i32 = pb::FdTypes::Reg as i32;
 const PIPE: i32 = pb::FdTypes::Pipe as i32;
@@ -49,7 +48,7 @@ struct Found {
 }
 
 pub struct Files {
-    dir: PathBuf,
+    dir: Images,
     files: Option<HashMap<u32, Found>>,
     old_reg: Option<HashMap<u32, String>>,
     old_pipes: Option<HashMap<u32, u32>>,
@@ -58,15 +57,20 @@ pub struct Files {
 
 /// Reads every entry of an image with `f`, keeping the first value per
 /// id; a missing image gives an empty map.
-fn load<T, V>(path: &Path, magic: &str, mut f: impl FnMut(T) -> (u32, V)) -> Result<HashMap<u32, V>>
+fn load<T, V>(
+    dir: &Images,
+    name: &str,
+    magic: &str,
+    mut f: impl FnMut(T) -> (u32, V),
+) -> Result<HashMap<u32, V>>
 where
     T: prost::Message + Default,
 {
     let mut m = HashMap::new();
-    if !exists(path) {
+    if !dir.exists(name) {
         return Ok(m);
     }
-    for_each::<T>(path, magic, |e| {
+    dir.for_each::<T>(name, magic, |e| {
         let (id, v) = f(e);
         m.entry(id).or_insert(v);
         Ok(())
@@ -74,16 +78,10 @@ where
     Ok(m)
 }
 
-/// True when `path` names something; errors other than "not found" count
-/// as existing, so that reading it reports them.
-pub fn exists(path: &Path) -> bool {
-    !matches!(path.try_exists(), Ok(false))
-}
-
 impl Files {
-    pub fn new(dir: &Path) -> Self {
+    pub fn new(dir: &Images) -> Self {
         Files {
-            dir: dir.to_path_buf(),
+            dir: dir.clone(),
             files: None,
             old_reg: None,
             old_pipes: None,
@@ -93,7 +91,7 @@ impl Files {
 
     fn files(&mut self) -> Result<&HashMap<u32, Found>> {
         if self.files.is_none() {
-            let m = load::<pb::FileEntry, Found>(&self.dir.join("files.img"), "FILES", |e| {
+            let m = load::<pb::FileEntry, Found>(&self.dir, "files.img", "FILES", |e| {
                 let found = Found {
                     reg: e.reg.map(|r| r.name),
                     pipe: e.pipe.map(|p| p.pipe_id),
@@ -138,7 +136,8 @@ impl Files {
             None => {
                 if self.old_reg.is_none() {
                     let m = load::<pb::RegFileEntry, String>(
-                        &self.dir.join("reg-files.img"),
+                        &self.dir,
+                        "reg-files.img",
                         "REG_FILES",
                         |e| (e.id, e.name),
                     )?;
@@ -160,9 +159,8 @@ impl Files {
             return Ok(f.pipe);
         }
         if self.old_pipes.is_none() {
-            let m = load::<pb::PipeEntry, u32>(&self.dir.join("pipes.img"), "PIPES", |e| {
-                (e.id, e.pipe_id)
-            })?;
+            let m =
+                load::<pb::PipeEntry, u32>(&self.dir, "pipes.img", "PIPES", |e| (e.id, e.pipe_id))?;
             self.old_pipes = Some(m);
         }
         let old = self.old_pipes.get_or_insert_with(HashMap::new);
@@ -174,20 +172,16 @@ impl Files {
             Some(f) => f.usk.as_ref(),
             None => {
                 if self.old_usk.is_none() {
-                    let m = load::<pb::UnixSkEntry, Usk>(
-                        &self.dir.join("unixsk.img"),
-                        "UNIXSK",
-                        |e| {
-                            (
-                                e.id,
-                                Usk {
-                                    ino: e.ino,
-                                    peer: e.peer,
-                                    name: e.name,
-                                },
-                            )
-                        },
-                    )?;
+                    let m = load::<pb::UnixSkEntry, Usk>(&self.dir, "unixsk.img", "UNIXSK", |e| {
+                        (
+                            e.id,
+                            Usk {
+                                ino: e.ino,
+                                peer: e.peer,
+                                name: e.name,
+                            },
+                        )
+                    })?;
                     self.old_usk = Some(m);
                 }
                 let old = self.old_usk.get_or_insert_with(HashMap::new);

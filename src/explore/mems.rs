@@ -34,26 +34,21 @@ use super::tasks::pstree;
 use super::Out;
 use crate::error::Result;
 use crate::image::pb;
-use crate::image::typed::read_one;
+use crate::image::store::Images;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::path::Path;
 
-/// VMA status bits (criu/include/image.h).
-const VMA_AREA_REGULAR: u32 = 1 << 0;
-const VMA_AREA_STACK: u32 = 1 << 1;
-const VMA_AREA_VSYSCALL: u32 = 1 << 2;
-const VMA_AREA_VDSO: u32 = 1 << 3;
-pub(crate) const VMA_FILE_PRIVATE: u32 = 1 << 6;
-pub(crate) const VMA_FILE_SHARED: u32 = 1 << 7;
-const VMA_ANON_SHARED: u32 = 1 << 8;
-const VMA_AREA_SYSVIPC: u32 = 1 << 10;
-const VMA_AREA_SOCKET: u32 = 1 << 11;
+use crate::image::flags::{
+    VMA_ANON_SHARED, VMA_AREA_REGULAR, VMA_AREA_SOCKET, VMA_AREA_STACK, VMA_AREA_SYSVIPC,
+    VMA_AREA_VDSO, VMA_AREA_VSYSCALL, VMA_FILE_PRIVATE, VMA_FILE_SHARED,
+};
+
+/// A grows-down mapping (`vma_entry.flags`).
 const MAP_GROWSDOWN: u32 = 0x0100;
 
 /// Small numbers for `shmid`s, in order of first use (crit's `vma_id`).
 #[derive(Default)]
-struct VmaIds {
+pub(crate) struct VmaIds {
     ids: HashMap<u64, u64>,
 }
 
@@ -64,7 +59,7 @@ impl VmaIds {
     }
 }
 
-enum Kind {
+pub(crate) enum Kind {
     Numbered(&'static str, &'static str, u64),
     File {
         path: String,
@@ -74,13 +69,13 @@ enum Kind {
     Plain(&'static str, &'static str),
 }
 
-pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
+pub fn run(dir: &Images, json: bool, out: &mut Out) -> Result<()> {
     let mut files = Files::new(dir);
     let mut vids = VmaIds::default();
     let mut list = Vec::new();
     for p in pstree(dir)? {
         let pid = p.pid;
-        let mm = read_one::<pb::MmEntry>(&dir.join(format!("mm-{pid}.img")), "MM")?;
+        let mm = dir.read_one::<pb::MmEntry>(&format!("mm-{pid}.img"), "MM")?;
         let exe = files.reg(u64::from(mm.exe_file_id))?;
         if !json {
             out.put(format_args!("{pid}\n"))?;
@@ -90,10 +85,7 @@ pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
         for vma in &mm.vmas {
             let kind = kind_of(vma, &mut files, &mut vids)?;
             let regular = vma.status & VMA_AREA_REGULAR != 0;
-            let prot: String = [(1, 'r'), (2, 'w'), (4, 'x')]
-                .iter()
-                .map(|&(bit, c)| if vma.prot & bit != 0 { c } else { '-' })
-                .collect();
+            let prot = prot_text(vma.prot);
             if json {
                 jvmas.push(vma_json(vma, prot, kind, regular));
                 continue;
@@ -115,8 +107,16 @@ pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
     Ok(())
 }
 
+/// `rwx`, with `-` for each bit not set.
+pub(crate) fn prot_text(prot: u32) -> String {
+    [(1, 'r'), (2, 'w'), (4, 'x')]
+        .iter()
+        .map(|&(bit, c)| if prot & bit != 0 { c } else { '-' })
+        .collect()
+}
+
 /// What a mapping maps, as crit 4.2 tells them apart.
-fn kind_of(vma: &pb::VmaEntry, files: &mut Files, vids: &mut VmaIds) -> Result<Kind> {
+pub(crate) fn kind_of(vma: &pb::VmaEntry, files: &mut Files, vids: &mut VmaIds) -> Result<Kind> {
     let st = vma.status;
     Ok(if st & VMA_AREA_SYSVIPC != 0 {
         Kind::Numbered("ips", "sysvipc", vids.get(vma.shmid))
@@ -143,7 +143,7 @@ fn kind_of(vma: &pb::VmaEntry, files: &mut Files, vids: &mut VmaIds) -> Result<K
     })
 }
 
-fn vma_json(vma: &pb::VmaEntry, prot: String, kind: Kind, regular: bool) -> Value {
+pub(crate) fn vma_json(vma: &pb::VmaEntry, prot: String, kind: Kind, regular: bool) -> Value {
     let mut o = Map::new();
     o.insert("start".into(), format!("{:#x}", vma.start).into());
     o.insert("end".into(), format!("{:#x}", vma.end).into());
@@ -172,7 +172,7 @@ fn vma_json(vma: &pb::VmaEntry, prot: String, kind: Kind, regular: bool) -> Valu
 }
 
 /// The text after a mapping's protection, as crit 4.2 prints it.
-fn vma_text(kind: Kind) -> String {
+pub(crate) fn vma_text(kind: Kind) -> String {
     match kind {
         Kind::Numbered(text, _, id) => format!(" {text}[{id:x}]"),
         Kind::File {

@@ -20,31 +20,31 @@
 //! "threads": [N, …]}`, where `depth` is the indentation level (0 for the
 //! root); the tree is given by `ppid` and the order.
 
+use super::dot::Dot;
 use super::tasks::pstree;
 use super::Out;
 use crate::error::{Error, ImagesFault, Result};
 use crate::image::pb;
-use crate::image::typed::read_one;
+use crate::image::store::Images;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 
 struct Proc {
     entry: pb::PstreeEntry,
     comm: String,
 }
 
-pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
+pub fn run(dir: &Images, json: bool, dot: bool, out: &mut Out) -> Result<()> {
     let entries = pstree(dir)?;
     // pid -> process, in the order pids were first seen (a Python dict).
     let mut order: Vec<u32> = Vec::new();
     let mut procs: HashMap<u32, Proc> = HashMap::new();
     for e in entries {
-        let path = dir.join(format!("core-{}.img", e.pid));
-        let core = read_one::<pb::CoreEntry>(&path, "CORE")?;
+        let name = format!("core-{}.img", e.pid);
+        let core = dir.read_one::<pb::CoreEntry>(&name, "CORE")?;
         let Some(comm) = core.tc.map(|tc| tc.comm) else {
             return Err(Error::Images {
-                file: path,
+                file: dir.label(&name),
                 why: ImagesFault::NoTaskCore,
             });
         };
@@ -65,7 +65,7 @@ pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
         }
         if !procs.contains_key(&ppid) {
             return Err(Error::Images {
-                file: dir.join("pstree.img"),
+                file: dir.label("pstree.img"),
                 why: ImagesFault::ParentMissing { pid, ppid },
             });
         }
@@ -73,7 +73,7 @@ pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
     }
     let Some(root) = root else {
         return Err(Error::Images {
-            file: dir.join("pstree.img"),
+            file: dir.label("pstree.img"),
             why: ImagesFault::NoRoot,
         });
     };
@@ -92,6 +92,9 @@ pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
         }
     }
 
+    if dot {
+        return out.text(&to_dot(&walk, &procs));
+    }
     if json {
         let mut list = Vec::with_capacity(walk.len());
         for &(pid, depth) in &walk {
@@ -126,4 +129,28 @@ pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
         ))?;
     }
     Ok(())
+}
+
+/// The tree as a Graphviz digraph: a box per process (pid, command, pgid,
+/// sid, threads), an arrow from each parent to its children.
+fn to_dot(walk: &[(u32, usize)], procs: &HashMap<u32, Proc>) -> String {
+    let mut d = Dot::digraph("ps", "shape=box, fontname=monospace");
+    for &(pid, _) in walk {
+        let Some(p) = procs.get(&pid) else { continue };
+        let mut label = format!(
+            "{pid} {}\npgid {} sid {}",
+            p.comm, p.entry.pgid, p.entry.sid
+        );
+        if p.entry.threads.len() > 1 {
+            label.push_str(&format!("\n{} threads", p.entry.threads.len()));
+        }
+        d.node(&pid.to_string(), &label, "");
+    }
+    for &(pid, _) in walk {
+        let Some(p) = procs.get(&pid) else { continue };
+        if p.entry.ppid != 0 && procs.contains_key(&p.entry.ppid) {
+            d.edge(&p.entry.ppid.to_string(), &pid.to_string(), None, "");
+        }
+    }
+    d.finish()
 }

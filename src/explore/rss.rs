@@ -28,16 +28,15 @@
 //! "repeat": BOOL}` (`repeat`: shown as `~` in the text view).
 
 use super::files::Files;
-use super::mems::{VMA_FILE_PRIVATE, VMA_FILE_SHARED};
 use super::tasks::pstree;
 use super::Out;
 use crate::error::{Error, Result};
+use crate::image::flags::{VMA_FILE_PRIVATE, VMA_FILE_SHARED};
 use crate::image::pb;
-use crate::image::typed::{read_all, read_one};
+use crate::image::store::Images;
 use serde::Serialize;
 use serde_json::Value;
 use std::fmt::Write as _;
-use std::path::Path;
 
 #[derive(Serialize)]
 struct ProcJson {
@@ -69,15 +68,17 @@ struct Hit {
     repeat: bool,
 }
 
-pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
+pub fn run(dir: &Images, json: bool, out: &mut Out) -> Result<()> {
     let mut files = Files::new(dir);
     let mut list = Vec::new();
     for p in pstree(dir)? {
         let pid = p.pid;
-        let mm_path = dir.join(format!("mm-{pid}.img"));
-        let vmas = read_one::<pb::MmEntry>(&mm_path, "MM")?.vmas;
-        let pm_path = dir.join(format!("pagemap-{pid}.img"));
-        let pms = read_all::<pb::PagemapEntry>(&pm_path, "PAGEMAP")?;
+        let mm_name = format!("mm-{pid}.img");
+        let vmas = dir.read_one::<pb::MmEntry>(&mm_name, "MM")?.vmas;
+        let mm_path = dir.label(&mm_name);
+        let pm_name = format!("pagemap-{pid}.img");
+        let pms = dir.read_all::<pb::PagemapEntry>(&pm_name, "PAGEMAP")?;
+        let pm_path = dir.label(&pm_name);
         if !json {
             out.put(format_args!("{pid}\n"))?;
         }

@@ -41,19 +41,19 @@
 //! peer_external), "queued": N, "holders": [{"pid": N, "fd": N}, …]}`,
 //! with strings as in the text view.
 
-use super::files::exists;
+use super::dot::Dot;
 use super::tasks::{fdinfo, files_id, pstree};
 use super::Out;
 use crate::error::Result;
 use crate::image::entry::EntryReader;
 use crate::image::pb;
-use crate::image::typed::{for_each, Mapped};
+
+use crate::image::store::Images;
 use crate::json::forms::dict_name;
 use crate::model::unix::{display_name, state_name, type_name, Model, Sock};
 use serde::Serialize;
 use serde_json::Value;
 use std::fmt::Write as _;
-use std::path::Path;
 
 #[derive(Serialize)]
 struct SockJson {
@@ -82,20 +82,18 @@ struct Holder {
 /// The unix sockets of `dir`: `files.img` (and the old `unixsk.img`), who
 /// holds each and what is queued for it. Two entries with one inode are
 /// both shown; a peer is the first of them.
-fn model(dir: &Path) -> Result<Model> {
+fn model(dir: &Images) -> Result<Model> {
     let mut entries = Vec::new();
-    let files_path = dir.join("files.img");
-    if exists(&files_path) {
-        for_each::<pb::FileEntry>(&files_path, "FILES", |e| {
+    if dir.exists("files.img") {
+        dir.for_each::<pb::FileEntry>("files.img", "FILES", |e| {
             if let Some(usk) = e.usk {
                 entries.push((e.id, usk));
             }
             Ok(())
         })?;
     }
-    let old_path = dir.join("unixsk.img");
-    if exists(&old_path) {
-        for_each::<pb::UnixSkEntry>(&old_path, "UNIXSK", |usk| {
+    if dir.exists("unixsk.img") {
+        dir.for_each::<pb::UnixSkEntry>("unixsk.img", "UNIXSK", |usk| {
             entries.push((usk.id, usk));
             Ok(())
         })?;
@@ -113,10 +111,13 @@ fn name_of(name: &[u8]) -> Option<String> {
     (!name.is_empty()).then(|| display_name(name))
 }
 
-pub fn run(dir: &Path, json: bool, out: &mut Out) -> Result<()> {
+pub fn run(dir: &Images, json: bool, dot: bool, out: &mut Out) -> Result<()> {
     // The tree first: an empty directory is named by its pstree.img.
     let m = model(dir)?;
     super::files_image(dir, &["unixsk.img"])?;
+    if dot {
+        return out.text(&to_dot(&m));
+    }
     let mut list = Vec::new();
     if !json {
         out.put(format_args!(
@@ -202,12 +203,11 @@ fn dict_json(field: &str, v: u32) -> Value {
 }
 
 /// What is queued per socket, from `sk-queues.img` (missing: nothing).
-fn queues(dir: &Path, m: &mut Model) -> Result<()> {
-    let path = dir.join("sk-queues.img");
-    if !exists(&path) {
+fn queues(dir: &Images, m: &mut Model) -> Result<()> {
+    if !dir.exists("sk-queues.img") {
         return Ok(());
     }
-    let file = Mapped::open(&path)?;
+    let file = dir.bytes("sk-queues.img")?;
     let mut src = file.source();
     let mut rd = EntryReader::expect(&mut src, "SK_QUEUES")?;
     while let Some(e) = rd.next_entry()? {
@@ -219,7 +219,7 @@ fn queues(dir: &Path, m: &mut Model) -> Result<()> {
 
 /// Records every unix socket descriptor of task `pid` (through its
 /// `ids` and `fdinfo` images, as `fds` reads them).
-fn holders(dir: &Path, pid: u32, m: &mut Model) -> Result<()> {
+fn holders(dir: &Images, pid: u32, m: &mut Model) -> Result<()> {
     let fid = files_id(dir, pid)?;
     for fd in fdinfo(dir, fid)? {
         if fd.r#type == pb::FdTypes::Unixsk as i32 {
@@ -227,4 +227,60 @@ fn holders(dir: &Path, pid: u32, m: &mut Model) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The sockets as a Graphviz digraph: a box per process that holds any,
+/// an ellipse per socket (inode, type, state, name; dashed for entries
+/// that stand for a socket outside the dump), an arrow `fd N` from a
+/// holder to its socket, and one from a socket to its peer (both ways,
+/// once, when the two are each other's peers).
+fn to_dot(m: &Model) -> String {
+    let mut d = Dot::digraph("sk", "fontname=monospace");
+    let mut pids: Vec<u32> = m
+        .socks
+        .iter()
+        .flat_map(|s| s.holders.iter().map(|h| h.pid))
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    for pid in &pids {
+        d.node(&format!("pid {pid}"), &format!("pid {pid}"), "shape=box");
+    }
+    let id = |ino: u32| format!("sk {ino}");
+    for s in m.by_inode() {
+        let u = &s.e;
+        let mut label = format!("{} {} {}", u.ino, type_name(u.r#type), state_name(u.state));
+        if let Some(n) = name_of(&u.name) {
+            label.push('\n');
+            label.push_str(&n);
+        }
+        if s.is_external() {
+            label.push_str("\noutside the dump");
+            d.node(&id(u.ino), &label, "style=dashed");
+        } else {
+            d.node(&id(u.ino), &label, "");
+        }
+    }
+    for s in m.by_inode() {
+        for h in &s.holders {
+            d.edge(
+                &format!("pid {}", h.pid),
+                &id(s.ino()),
+                Some(&format!("fd {}", h.fd)),
+                "",
+            );
+        }
+        let Some(p) = m.peer(s) else { continue };
+        let mutual = p.e.peer == s.ino();
+        if mutual && p.ino() < s.ino() {
+            continue;
+        }
+        let attrs = if mutual {
+            "dir=both, color=blue"
+        } else {
+            "color=blue"
+        };
+        d.edge(&id(s.ino()), &id(p.ino()), None, attrs);
+    }
+    d.finish()
 }

@@ -4,23 +4,24 @@
 
 use crate::error::Result;
 use crate::image::pb;
-use crate::image::typed::{read_all, read_one};
-use std::path::Path;
+use crate::image::store::Images;
 
 /// The entries of `pstree.img`, in file order.
-pub fn pstree(dir: &Path) -> Result<Vec<pb::PstreeEntry>> {
-    read_all::<pb::PstreeEntry>(&dir.join("pstree.img"), "PSTREE")
+pub fn pstree(dir: &Images) -> Result<Vec<pb::PstreeEntry>> {
+    dir.read_all::<pb::PstreeEntry>("pstree.img", "PSTREE")
 }
 
 /// The id of the file table of task `pid` (`files_id` of `ids-PID.img`),
 /// which names its `fdinfo-ID.img`.
-pub fn files_id(dir: &Path, pid: u32) -> Result<u32> {
-    Ok(read_one::<pb::TaskKobjIdsEntry>(&dir.join(format!("ids-{pid}.img")), "IDS")?.files_id)
+pub fn files_id(dir: &Images, pid: u32) -> Result<u32> {
+    Ok(dir
+        .read_one::<pb::TaskKobjIdsEntry>(&format!("ids-{pid}.img"), "IDS")?
+        .files_id)
 }
 
 /// The descriptors of file table `files_id`, in file order.
-pub fn fdinfo(dir: &Path, files_id: u32) -> Result<Vec<pb::FdinfoEntry>> {
-    read_all::<pb::FdinfoEntry>(&dir.join(format!("fdinfo-{files_id}.img")), "FDINFO")
+pub fn fdinfo(dir: &Images, files_id: u32) -> Result<Vec<pb::FdinfoEntry>> {
+    dir.read_all::<pb::FdinfoEntry>(&format!("fdinfo-{files_id}.img"), "FDINFO")
 }
 
 /// The name crit gives a descriptor type (`fd_types` enum), or its number

@@ -2,11 +2,13 @@
 //! typed messages. Everything else in crit reads and writes images only
 //! through this module.
 
+pub mod archive;
 pub mod entry;
 pub mod flags;
 pub mod magic;
 pub mod schema;
 pub mod source;
+pub mod store;
 pub mod tmpfs;
 pub mod typed;
 pub mod wire;

@@ -1,7 +1,8 @@
 //! Facts the layers share, each with one home: cgroup hierarchies and
 //! properties ([`cgroup`]); how a dumped machine and
 //! this one compare ([`cpu`]); whether a file is the one dumped
-//! ([`file`]); namespace kinds and which ones a tree owns ([`ns`]); the unix sockets of an image set and the
+//! ([`file`]); namespace kinds and which ones a tree owns ([`ns`]); which pages a
+//! dump holds and where ([`pagemap`]); the unix sockets of an image set and the
 //! words for them ([`unix`]).
 
 pub mod cgroup;
@@ -9,4 +10,5 @@ pub mod cpu;
 pub mod file;
 pub mod mount;
 pub mod ns;
+pub mod pagemap;
 pub mod unix;

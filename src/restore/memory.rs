@@ -9,9 +9,9 @@ use super::files::*;
 use super::plan::Task;
 use super::remote::{call, Tracee};
 use crate::error::Result;
-use crate::image::flags::{PE_LAZY, PE_PARENT, PE_PRESENT};
 use crate::image::pb;
 use crate::image::typed::Mapped;
+use crate::model::pagemap::{self, Held};
 
 pub const PAGE: u64 = 4096;
 use crate::sys::TASK_SIZE;
@@ -85,47 +85,38 @@ pub struct PageRun {
 
 pub fn page_runs(task: &Task, pages_len: u64) -> Result<Vec<PageRun>> {
     let mut runs = Vec::new();
-    let mut off = 0u64;
-    for pe in &task.pagemap {
-        let flags = pe.flags.unwrap_or(if pe.in_parent == Some(true) {
-            PE_PARENT
-        } else {
-            PE_PRESENT
-        });
-        let n = pe.nr_pages.unwrap_or(u64::from(pe.compat_nr_pages));
-        if flags & PE_PARENT != 0 {
-            return Err(TaskError::PagesInParent {
-                pid: task.pid,
-                vaddr: pe.vaddr,
+    for r in pagemap::runs(&task.pagemap) {
+        let off = match r.held {
+            Held::Parent => {
+                return Err(TaskError::PagesInParent {
+                    pid: task.pid,
+                    vaddr: r.vaddr,
+                }
+                .into())
             }
-            .into());
-        }
-        if flags & PE_PRESENT == 0 {
-            if flags & PE_LAZY != 0 {
+            Held::Lazy => {
                 return Err(TaskError::PagesLazy {
                     pid: task.pid,
-                    vaddr: pe.vaddr,
+                    vaddr: r.vaddr,
                 }
-                .into());
+                .into())
             }
-            continue;
-        }
-        let len = n * PAGE;
-        if off + len > pages_len {
+            Held::Here(off) => off,
+        };
+        if off + r.bytes() > pages_len {
             return Err(TaskError::PagesShort {
                 pid: task.pid,
                 pages_id: task.pages_id,
                 len: pages_len,
-                vaddr: pe.vaddr,
+                vaddr: r.vaddr,
             }
             .into());
         }
         runs.push(PageRun {
-            vaddr: pe.vaddr,
-            len,
+            vaddr: r.vaddr,
+            len: r.bytes(),
             off,
         });
-        off += len;
     }
     // CRIU writes them in address order; do not rely on it.
     runs.sort_by_key(|r| r.vaddr);

@@ -6,6 +6,7 @@ use super::error::{FileError, FileFault, On};
 use super::plan::read_pagemap;
 use crate::error::Result;
 use crate::image::typed::Mapped;
+use crate::model::pagemap::{self, Held};
 use std::path::Path;
 
 /// Calls `put(offset, bytes)` for every run of present pages of shared
@@ -24,21 +25,16 @@ pub fn for_each_run(
     let (pages_id, entries) = read_pagemap(&pm, Vec::new())?;
     let pages = Mapped::open(&dir.join(format!("pages-{pages_id}.img")))?;
     let bytes = pages.bytes();
-    let mut off = 0usize;
-    for e in entries {
-        // PE_PRESENT (4); entries without flags are present.
-        if e.flags.unwrap_or(4) & 4 == 0 {
-            continue;
-        }
-        let n = (e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages)) * 4096) as usize;
-        let chunk = bytes
-            .get(off..off + n)
+    for r in pagemap::runs(&entries) {
+        let Held::Here(off) = r.held else { continue };
+        let chunk = usize::try_from(off)
+            .ok()
+            .and_then(|off| bytes.get(off..off.checked_add(r.bytes() as usize)?))
             .ok_or_else(|| FileError::PagesShort {
                 on: on.clone(),
                 pages_id,
             })?;
-        put(e.vaddr, chunk)?;
-        off += n;
+        put(r.vaddr, chunk)?;
     }
     Ok(())
 }
