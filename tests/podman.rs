@@ -81,6 +81,42 @@ fn image(p: &Podman, dir: &Path) -> String {
     name
 }
 
+/// `crit x` reads the archive podman wrote with crit as its engine, in
+/// place: the tree, what the checkpoint is, the shell's memory.
+fn explore_export(archive: &Path, name: &str) {
+    let x = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_crit"))
+            .arg("x")
+            .arg(archive)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "x {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o.stdout
+    };
+    let ps: serde_json::Value = serde_json::from_slice(&x(&["ps", "--json"])).unwrap();
+    let root = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["ppid"] == 0)
+        .unwrap();
+    assert_eq!(root["comm"], "sh", "{ps}");
+    let info: serde_json::Value = serde_json::from_slice(&x(&["info", "--json"])).unwrap();
+    assert_eq!(info["container"], name, "{info}");
+    assert_eq!(info["engine"], "podman", "{info}");
+    assert_eq!(info["format"], "tar.zst", "{info}");
+    // The shell holds its script (sh -c ...) in memory.
+    let pid = root["pid"].to_string();
+    let found: serde_json::Value =
+        serde_json::from_slice(&x(&["mem", &pid, "--search", "/tmp/count", "--json"])).unwrap();
+    assert!(found["count"].as_u64().unwrap() >= 1, "{found}");
+}
+
 #[test]
 fn podman_exports_and_imports_a_checkpoint_through_crit() {
     require("busybox", "busybox-static");
@@ -113,6 +149,7 @@ fn podman_exports_and_imports_a_checkpoint_through_crit() {
         archive.to_str().unwrap(),
         &name,
     ]);
+    explore_export(&archive, &name);
     p.ok(&[
         "container",
         "restore",

@@ -13,7 +13,7 @@
 use super::store::Blob;
 use crate::error::{Error, Result};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -181,63 +181,16 @@ pub fn resolve(dir: &str, to: &str) -> Option<String> {
     Some(parts.iter().map(|p| format!("{p}/")).collect())
 }
 
-/// A zstd stream of any number of frames (skippable ones skipped), as
-/// `zstd` and podman write it.
-struct Zstd<R: BufRead> {
-    src: R,
-    dec: ruzstd::decoding::FrameDecoder,
-    /// A frame is being decoded.
-    open: bool,
-}
+/// A reader whose first read fails with the error a decoder met at its
+/// start.
+struct Failing(Option<std::io::Error>);
 
-fn zstd_err(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("zstd: {e}"))
-}
-
-impl<R: BufRead> Read for Zstd<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
-        use ruzstd::decoding::BlockDecodingStrategy;
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            if self.open {
-                while self.dec.can_collect() < buf.len() && !self.dec.is_finished() {
-                    let want = buf.len() - self.dec.can_collect();
-                    self.dec
-                        .decode_blocks(&mut self.src, BlockDecodingStrategy::UptoBytes(want))
-                        .map_err(zstd_err)?;
-                }
-                let n = self.dec.read(buf)?;
-                if n > 0 {
-                    return Ok(n);
-                }
-                if !self.dec.is_finished() {
-                    continue;
-                }
-                self.open = false;
-            }
-            if self.src.fill_buf()?.is_empty() {
-                return Ok(0);
-            }
-            match self.dec.init(&mut self.src) {
-                Ok(()) => self.open = true,
-                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame {
-                    length,
-                    ..
-                })) => {
-                    let skipped = std::io::copy(
-                        &mut (&mut self.src).take(u64::from(length)),
-                        &mut std::io::sink(),
-                    )?;
-                    if skipped < u64::from(length) {
-                        return Err(zstd_err("a skippable frame is cut short"));
-                    }
-                }
-                Err(e) => return Err(zstd_err(e)),
-            }
-        }
+impl Read for Failing {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(self
+            .0
+            .take()
+            .unwrap_or_else(|| std::io::ErrorKind::InvalidData.into()))
     }
 }
 
@@ -249,11 +202,11 @@ fn decompressed(codec: Codec, file: std::fs::File) -> Box<dyn Read + Send> {
             1 << 16,
             file,
         ))),
-        Codec::Zstd => Box::new(Zstd {
-            src: BufReader::with_capacity(1 << 16, file),
-            dec: ruzstd::decoding::FrameDecoder::new(),
-            open: false,
-        }),
+        // libzstd reads every frame of the stream, skippable ones too.
+        Codec::Zstd => match zstd::stream::read::Decoder::new(file) {
+            Ok(d) => Box::new(d),
+            Err(e) => Box::new(Failing(Some(e))),
+        },
     }
 }
 
@@ -284,9 +237,22 @@ impl Archive {
     fn index(&mut self, file: std::fs::File) -> Result<()> {
         let path = self.path.clone();
         let rd = |e| fault(&path, ArchiveFault::Read(e));
+        if self.codec == Codec::Plain {
+            // Seek over the members' data instead of reading it.
+            let mut tar = tar::Archive::new(BufReader::with_capacity(1 << 16, file));
+            let entries = tar.entries_with_seek().map_err(rd)?;
+            return self.add_entries(entries);
+        }
         let mut tar = tar::Archive::new(decompressed(self.codec, file));
+        let entries = tar.entries().map_err(rd)?;
+        self.add_entries(entries)
+    }
+
+    fn add_entries<R: Read>(&mut self, entries: tar::Entries<'_, R>) -> Result<()> {
+        let path = self.path.clone();
+        let rd = |e| fault(&path, ArchiveFault::Read(e));
         let mut cached = 0u64;
-        for e in tar.entries().map_err(rd)? {
+        for e in entries {
             let mut e = e.map_err(rd)?;
             let name = clean(&String::from_utf8_lossy(&e.path_bytes()));
             let h = e.header();

@@ -4,12 +4,14 @@
 //! - [`cli`]: run the binary on inputs and check its output (toolkit tests);
 //! - [`dump`]: build a program, run it, dump it, read the images;
 //! - [`restore`]: the CRIU 4.2 fixtures: lay them out, restore, check;
+//! - [`archive`]: checkpoint archives packed as podman packs them;
 //! - [`sys`]: processes for the kernel-layer tests (`sys_*`);
 //! - [`machine`]: what this machine's CPU and limits are;
 //! - [`proc`], [`cc`], [`host`], [`serial`]: processes, C programs, what the
 //!   host has, the engine lock.
 #![allow(dead_code, unused_imports)]
 
+pub mod archive;
 pub mod cc;
 pub mod cli;
 pub mod dump;

@@ -8,8 +8,8 @@ use super::super::mems::{kind_of, prot_text, vma_text, Kind, VmaIds};
 use crate::error::{Error, ImagesFault, Result};
 use crate::image::archive::FileReader;
 use crate::image::flags::{
-    VMA_ANON_SHARED, VMA_AREA_SYSVIPC, VMA_AREA_VDSO, VMA_AREA_VSYSCALL, VMA_AREA_VVAR,
-    VMA_FILE_PRIVATE, VMA_FILE_SHARED,
+    VMA_ANON_SHARED, VMA_AREA_MEMFD, VMA_AREA_SYSVIPC, VMA_AREA_VDSO, VMA_AREA_VSYSCALL,
+    VMA_AREA_VVAR, VMA_FILE_PRIVATE, VMA_FILE_SHARED,
 };
 use crate::image::pb;
 use crate::image::store::Images;
@@ -171,22 +171,37 @@ impl TaskMemory {
             }
         }
         let mut segs: HashMap<u64, usize> = HashMap::new();
+        let memfds = if mm.vmas.iter().any(|v| v.status & VMA_AREA_MEMFD != 0) {
+            memfd_segments(images)?
+        } else {
+            HashMap::new()
+        };
         let mut vmas = mm.vmas;
         vmas.sort_by_key(|v| v.start);
         for vma in &vmas {
             let st = vma.status;
-            let backing = if st & (VMA_ANON_SHARED | VMA_AREA_SYSVIPC) != 0 {
-                let chain = match segs.get(&vma.shmid) {
+            // A shared memfd mapping shows the memfd's contents, which
+            // are dumped as a segment by the inode's shmid.
+            let memfd_seg = (st & VMA_AREA_MEMFD != 0 && st & VMA_FILE_SHARED != 0)
+                .then(|| memfds.get(&vma.shmid).copied())
+                .flatten();
+            let seg = if st & (VMA_ANON_SHARED | VMA_AREA_SYSVIPC) != 0 {
+                Some(vma.shmid)
+            } else {
+                memfd_seg
+            };
+            let backing = if let Some(shmid) = seg {
+                let chain = match segs.get(&shmid) {
                     Some(&c) => c,
                     None => {
-                        let name = format!("pagemap-shmem-{}.img", vma.shmid);
+                        let name = format!("pagemap-shmem-{shmid}.img");
                         let mut c = Vec::new();
                         if let Some(l) = Level::load(images, &name, 0)? {
                             c.push(mem.levels.len());
                             mem.levels.push(l);
                         }
                         mem.shared.push(c);
-                        segs.insert(vma.shmid, mem.shared.len() - 1);
+                        segs.insert(shmid, mem.shared.len() - 1);
                         mem.shared.len() - 1
                     }
                 };
@@ -322,6 +337,31 @@ impl TaskMemory {
             at = to;
         }
     }
+}
+
+/// The segment (shmid) holding the contents of each memfd, by file id:
+/// `files.img` gives a memfd file's inode, `memfd.img` the inode's shmid.
+fn memfd_segments(images: &Images) -> Result<HashMap<u64, u64>> {
+    let mut inode_of = HashMap::new();
+    if images.exists("files.img") {
+        images.for_each::<pb::FileEntry>("files.img", "FILES", |e| {
+            if let Some(m) = e.memfd {
+                inode_of.insert(u64::from(e.id), u64::from(m.inode_id));
+            }
+            Ok(())
+        })?;
+    }
+    let mut shmid_of = HashMap::new();
+    if images.exists("memfd.img") {
+        images.for_each::<pb::MemfdInodeEntry>("memfd.img", "MEMFD_INODE", |e| {
+            shmid_of.insert(e.inode_id, u64::from(e.shmid));
+            Ok(())
+        })?;
+    }
+    Ok(inode_of
+        .into_iter()
+        .filter_map(|(id, ino)| Some((id, *shmid_of.get(&ino)?)))
+        .collect())
 }
 
 /// Pieces in address order, neighbours in one place merged.
