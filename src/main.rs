@@ -138,9 +138,14 @@ struct DumpArgs {
     /// The tree is a job of the calling shell: dump its terminal.
     #[arg(long = "shell-job")]
     shell_job: bool,
-    /// Accept established TCP connections (refused for now).
+    /// Dump established TCP connections (repair mode; locked with
+    /// iptables until a restore repairs them, or until the dump ends with -R).
     #[arg(long = "tcp-established")]
     tcp_established: bool,
+    /// Record established TCP connections without their state; a restore
+    /// makes them closed sockets.
+    #[arg(long = "tcp-close")]
+    tcp_close: bool,
     /// Record this CPU in cpuinfo.img, for `crit restore --cpu-cap`.
     #[arg(long = "cpu-cap", value_name = "CAPS", num_args = 0..=1,
       require_equals = true, default_missing_value = "")]
@@ -197,9 +202,13 @@ struct RestoreArgs {
     /// hierarchy or, without one, for all others. Repeatable.
     #[arg(long = "cgroup-root", value_name = "[CONTROLLER:]/PATH", action = clap::ArgAction::Append)]
     cgroup_root: Vec<String>,
-    /// Accepted for compatibility with criu.
+    /// Restore established TCP connections (accepted for compatibility
+    /// with criu: a connection in the images is restored with or without it).
     #[arg(long = "tcp-established")]
     tcp_established: bool,
+    /// Restore established TCP connections closed, and unlock them.
+    #[arg(long = "tcp-close")]
+    tcp_close: bool,
     /// CPU checks: fpu, ins, cpu, all or none, "^" to negate (bare:
     /// all, against cpuinfo.img). Without it, only the xsave state the
     /// threads use must fit this CPU; none drops what does not fit.
@@ -319,6 +328,7 @@ fn dump(a: DumpArgs) -> crit::error::Result<()> {
         ext_unix: ext,
         shell_job: a.shell_job,
         tcp_established: a.tcp_established,
+        tcp_close: a.tcp_close,
         cpu_caps: cpu_caps(a.cpu_cap.as_deref())?,
         verbose: a.verbose,
         log_file: a.log_file,
@@ -337,6 +347,7 @@ fn restore(a: RestoreArgs) -> crit::error::Result<()> {
         pidfile: a.pidfile.map(Into::into),
         shell_job: a.shell_job,
         tcp_established: a.tcp_established,
+        tcp_close: a.tcp_close,
         cpu_caps: cpu_caps(a.cpu_cap.as_deref())?,
         verbose: a.verbose,
         log_file: a.log_file.map(Into::into),

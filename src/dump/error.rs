@@ -502,6 +502,25 @@ pub enum DumpError {
         state: u8,
         asked: bool,
     },
+    #[error("pid {pid} fd {fd}: TCP socket {ino}: locking the connection: {source}")]
+    NetLock {
+        pid: i32,
+        fd: i32,
+        ino: u32,
+        #[source]
+        source: io::Error,
+    },
+    /// Half-closed and half-open connections are not dumped.
+    #[error(
+        "pid {pid} fd {fd}: TCP socket {ino} is in state {} (only ESTABLISHED connections are dumped; half-closed and connecting ones are not supported)",
+        tcp_state_name(*.state)
+    )]
+    TcpState {
+        pid: i32,
+        fd: i32,
+        ino: u32,
+        state: u8,
+    },
     #[error(
         "pid {pid} fd {fd}: unix socket {ino}: a queued message passes more files than crit can take at once"
     )]
@@ -681,10 +700,32 @@ impl fmt::Display for TracedBy {
 
 fn tcp_hint(asked: bool) -> &'static str {
     if asked {
-        "dumping established TCP connections is not supported yet, even with --tcp-established"
+        "only ESTABLISHED connections are dumped"
     } else {
-        "dumping established TCP connections is not supported yet (not even with --tcp-established)"
+        "dump it with --tcp-established (or --tcp-close to restore it closed)"
     }
+}
+
+/// The kernel's name of a TCP state.
+fn tcp_state_name(s: u8) -> String {
+    let names = [
+        "",
+        "ESTABLISHED",
+        "SYN_SENT",
+        "SYN_RECV",
+        "FIN_WAIT1",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+        "CLOSE",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "LISTEN",
+        "CLOSING",
+    ];
+    names
+        .get(usize::from(s))
+        .filter(|n| !n.is_empty())
+        .map_or_else(|| s.to_string(), |n| n.to_string())
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ pub mod procfs;
 pub mod progress;
 pub mod sockets;
 pub mod task;
+pub mod tcp;
 pub mod tracer;
 pub mod tree;
 pub mod vmsplice;
@@ -71,17 +72,31 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
         freezing: t_frozen - t_freeze,
         frozen_at: t_frozen,
     };
+    // Connections in repair mode outlive the context: they are let go or
+    // closed only once the tree is.
+    let tcp = std::sync::Arc::new(tcp::TcpRepair::default());
     let res = DumpCtx::new(opts, &log, &frozen, &mut dir, probes, timing)
-        .and_then(|mut ctx| run(&mut ctx))
+        .and_then(|mut ctx| {
+            ctx.socks.repair = Some(tcp.clone());
+            run(&mut ctx)
+        })
         .and_then(|s| guard::check().map(|_| s));
     let mut s = match res {
         Ok(s) => s,
         Err(e) => {
             log.info(&format!("dump failed, resuming the tree: {e}"));
+            for w in tcp.resume() {
+                log.info(&w);
+            }
             let _ = frozen.release(false);
             return Err(e);
         }
     };
+    if opts.leave_running {
+        for w in tcp.resume() {
+            log.info(&w);
+        }
+    }
     log.step(if opts.leave_running {
         "resuming the tree"
     } else {
@@ -93,6 +108,9 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
     s.frozen = t_frozen.elapsed();
     let t_release = Instant::now();
     frozen.release(!opts.leave_running)?;
+    // The tree is gone: closed in repair mode, its connections end
+    // without a packet and stay locked for the restore.
+    tcp.close_silently();
     s.release = t_release.elapsed();
     dir.keep();
     s.total = t0.elapsed();

@@ -122,6 +122,9 @@ pub struct DumpOpts {
     pub ext_unix: ExtUnix,
     pub shell_job: bool,
     pub tcp_established: bool,
+    /// `--tcp-close`: connections are recorded without their state (no
+    /// repair, no lock); the restore makes them closed sockets.
+    pub tcp_close: bool,
     pub verbose: u8,
     pub log_file: Option<PathBuf>,
     /// Namespaces: left empty, external.

@@ -60,6 +60,11 @@ pub struct Sockets {
     /// Connections pending in a listener whose client already sent data:
     /// read at the very end (see [`Sockets::drain_pending`]).
     drains: Vec<Drain>,
+    /// Established TCP connections in repair mode (shared with `dump`,
+    /// which lets them go or closes them when the dump ends).
+    pub repair: Option<std::sync::Arc<super::tcp::TcpRepair>>,
+    /// Their state, for tcp-stream-INO.img.
+    pub streams: Vec<super::tcp::Stream>,
 }
 
 /// The unaccepted end of a pending connection that holds data: written
@@ -321,17 +326,20 @@ impl Sockets {
     ) -> Result<()> {
         let (pid, fd, id) = (h.pid, h.fd, h.id);
         let is_tcp = d.protocol == libc::IPPROTO_TCP as u8;
-        if is_tcp && d.state != TCP_LISTEN && d.state != TCP_CLOSE {
-            return Err(DumpError::TcpEstablished {
-                pid,
-                fd: fd.fd,
-                ino: d.ino,
-                sport: d.sport,
-                dport: d.dport,
-                state: d.state,
-                asked: opts.tcp_established,
+        if is_tcp && d.state != TCP_LISTEN && d.state != TCP_CLOSE && !opts.tcp_close {
+            if !opts.tcp_established {
+                return Err(DumpError::TcpEstablished {
+                    pid,
+                    fd: fd.fd,
+                    ino: d.ino,
+                    sport: d.sport,
+                    dport: d.dport,
+                    state: d.state,
+                    asked: false,
+                }
+                .into());
             }
-            .into());
+            self.tcp_stream(pid, fd.fd, &d, copy)?;
         }
         // A connected UDP socket keeps its peer address (state
         // ESTABLISHED, as CRIU records it); datagrams queued for it are not
@@ -406,6 +414,44 @@ impl Sockets {
                 tcp_opts,
             })
         });
+        Ok(())
+    }
+
+    /// Puts an established connection in repair mode and reads its state
+    /// (see [`super::tcp`]); locked when the tree shares crit's network
+    /// namespace (in one of its own, nothing outside it can answer).
+    fn tcp_stream(&mut self, pid: i32, fd: i32, d: &InetDiag, copy: BorrowedFd) -> Result<()> {
+        let words = |a: [u32; 4]| {
+            if d.family == libc::AF_INET as u8 {
+                vec![a[0]]
+            } else {
+                a.to_vec()
+            }
+        };
+        let fam = u32::from(d.family);
+        let (Some(src), Some(dst)) = (
+            crate::model::netlock::addr_of(fam, &words(d.src)),
+            crate::model::netlock::addr_of(fam, &words(d.dst)),
+        ) else {
+            return Err(DumpError::SocketFamily {
+                pid,
+                fd,
+                ino: u64::from(d.ino),
+            }
+            .into());
+        };
+        let conn = crate::model::netlock::Conn {
+            src,
+            sport: d.sport,
+            dst,
+            dport: d.dport,
+        };
+        let sock = copy
+            .try_clone_to_owned()
+            .map_err(|e| io(pid, fd, "dup", e))?;
+        let repair = self.repair.get_or_insert_with(Default::default).clone();
+        let stream = repair.dump(sock, conn, self.net_ns.is_none(), pid, fd, d.ino)?;
+        self.streams.push(stream);
         Ok(())
     }
 

@@ -57,6 +57,11 @@ pub fn images(ctx: &mut DumpCtx, all: Collection, copied: Copied) -> Result<Summ
     write_machine(ctx)?;
     write_stats(ctx, st)?;
     write_queues(ctx)?;
+    for st in &ctx.socks.streams {
+        let mut b = ImageBuilder::new("TCP_STREAM")?;
+        b.entry(&st.entry).raw(&st.inq).raw(&st.outq);
+        ctx.dir.write(&format!("tcp-stream-{:x}.img", st.ino), &b)?;
+    }
     ctx.dir.sync()?;
     write_inventory(ctx.dir, &ctx.root_ids)?;
     s.bytes = ctx.dir.bytes;

@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod cpu;
 pub mod file;
 pub mod mount;
+pub mod netlock;
 pub mod ns;
 pub mod pagemap;
 pub mod unix;

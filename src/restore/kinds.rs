@@ -309,7 +309,10 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
         .iter()
         .flat_map(|t| t.fds.iter().map(|f| f.id))
         .collect();
-    for f in plan.files.values() {
+    for (pass, f) in [0, 1]
+        .into_iter()
+        .flat_map(|p| plan.files.values().map(move |f| (p, f)))
+    {
         if res.by_id.contains_key(&f.id) || !used.contains(&f.id) {
             continue;
         }
@@ -359,7 +362,12 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
         } else if let Some(i) = &f.ify {
             Some(inotify(i, id, log)?)
         } else if let Some(s) = &f.isk {
-            Some(inet(s, id, opts)?)
+            // Connections after listeners: repair mode binds them on a
+            // listener's port, which then could not bind it.
+            if super::tcp::is_connection(s) && pass == 0 {
+                continue;
+            }
+            Some(inet(s, id, opts, &plan.dir)?)
         } else if let Some(n) = &f.nlsk {
             Some(netlink(n, id)?)
         } else {
@@ -508,7 +516,12 @@ fn open_handle(fh: &pb::FhEntry, s_dev: u32) -> std::result::Result<OwnedFd, Str
     .map_err(|e| format!("open by handle on {mount}: {e}"))
 }
 
-fn inet(s: &pb::InetSkEntry, id: u32, opts: &super::Options) -> Result<OwnedFd> {
+fn inet(
+    s: &pb::InetSkEntry,
+    id: u32,
+    opts: &super::Options,
+    dir: &std::path::Path,
+) -> Result<OwnedFd> {
     use nix::sys::socket::{
         self as so, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
     };
@@ -534,11 +547,24 @@ fn inet(s: &pb::InetSkEntry, id: u32, opts: &super::Options) -> Result<OwnedFd> 
             .into())
         }
     };
-    if s.state != ST_LISTEN && s.state != ST_CLOSE {
-        return Err(FileError::InetConnected {
+    let _ = id;
+    if super::tcp::is_connection(s) {
+        let fd = super::tcp::restore(s, fam, dir, opts.tcp_close)?;
+        inet_opts(&fd, s);
+        crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (s.flags & 0o4000) as i32).map_err(
+            |source| FileError::IoOn {
+                on: On::Inet(s.ino),
+                source,
+            },
+        )?;
+        return Ok(fd);
+    }
+    // A connected UDP socket is bound and connected again.
+    let udp_peer = ty == SockType::Datagram && s.state == super::tcp::TCP_ESTABLISHED;
+    if s.state != ST_LISTEN && s.state != ST_CLOSE && !udp_peer {
+        return Err(FileError::TcpState {
             ino: s.ino,
-            id,
-            tcp_established: opts.tcp_established,
+            state: s.state,
         }
         .into());
     }
@@ -584,6 +610,20 @@ fn inet(s: &pb::InetSkEntry, id: u32, opts: &super::Options) -> Result<OwnedFd> 
             source,
         })?;
     }
+    if udp_peer {
+        let peer = crate::model::netlock::addr_of(s.family, &s.dst_addr)
+            .map(|a| std::net::SocketAddr::new(a, s.dst_port as u16));
+        let r = match peer {
+            Some(std::net::SocketAddr::V4(a)) => so::connect(fd.as_raw_fd(), &SockaddrIn::from(a)),
+            Some(std::net::SocketAddr::V6(a)) => so::connect(fd.as_raw_fd(), &SockaddrIn6::from(a)),
+            None => Err(nix::errno::Errno::EAFNOSUPPORT),
+        };
+        r.map_err(|source| FileError::Nix {
+            on: On::Inet(s.ino),
+            what: "connect",
+            source,
+        })?;
+    }
     if s.state == ST_LISTEN {
         so::listen(
             &fd,
@@ -602,6 +642,38 @@ fn inet(s: &pb::InetSkEntry, id: u32, opts: &super::Options) -> Result<OwnedFd> 
         },
     )?;
     Ok(fd)
+}
+
+/// The options of a repaired connection that its socket keeps: address
+/// reuse as dumped (leaving repair mode reset it), TCP_NODELAY, TCP_CORK
+/// and keepalive. Best effort, as for listeners.
+fn inet_opts(fd: &OwnedFd, s: &pb::InetSkEntry) {
+    use crate::sys::sockopt::set_int;
+    let f = std::os::fd::AsFd::as_fd(fd);
+    let _ = set_int(
+        f,
+        libc::SOL_SOCKET,
+        libc::SO_REUSEADDR,
+        i32::from(s.opts.reuseaddr == Some(true)),
+    );
+    if s.opts.so_reuseport == Some(true) {
+        let _ = set_int(f, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1);
+    }
+    if s.opts.so_keepalive == Some(true) {
+        let _ = set_int(f, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+    }
+    if let Some(t) = &s.tcp_opts {
+        let set = |o: i32, v: Option<u32>| {
+            if let Some(v) = v.filter(|&v| v != 0) {
+                let _ = set_int(f, libc::IPPROTO_TCP, o, v as i32);
+            }
+        };
+        set(libc::TCP_NODELAY, t.nodelay.map(u32::from));
+        set(libc::TCP_CORK, t.cork.map(u32::from));
+        set(libc::TCP_KEEPCNT, t.keepcnt);
+        set(libc::TCP_KEEPIDLE, t.keepidle);
+        set(libc::TCP_KEEPINTVL, t.keepintvl);
+    }
 }
 
 fn netlink(n: &pb::NetlinkSkEntry, id: u32) -> Result<OwnedFd> {

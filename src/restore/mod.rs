@@ -35,6 +35,7 @@ pub mod rollback;
 pub mod seccomp;
 pub mod shmem;
 pub mod task;
+pub mod tcp;
 pub mod timers;
 pub mod tracee;
 pub mod tree;
@@ -145,6 +146,8 @@ pub struct Options {
     pub inherit_fds: Vec<(i32, String)>,
     pub shell_job: bool,
     pub tcp_established: bool,
+    /// `--tcp-close`: established connections come back closed.
+    pub tcp_close: bool,
     pub verbose: u8,
     pub log_file: Option<PathBuf>,
     /// `--cpu-cap`: which CPU checks to make (see [`crate::model::cpu`]).
@@ -269,6 +272,21 @@ pub fn restore(opts: &Options) -> Result<i32> {
                 source: e,
             }
             .into());
+        }
+    }
+    // The tree runs with its connections repaired: let their packets
+    // through (the lock is the dump's; a tree with a network namespace of
+    // its own was not locked).
+    if plan.ns.net.is_none() {
+        let conns: Vec<_> = plan
+            .files
+            .values()
+            .filter_map(|f| f.isk.as_ref())
+            .filter(|s| tcp::is_connection(s))
+            .filter_map(crate::model::netlock::Conn::of_entry)
+            .collect();
+        for w in tcp::unlock_all(&conns) {
+            log.info(w);
         }
     }
     log.info(format!(

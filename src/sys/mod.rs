@@ -50,6 +50,7 @@ pub mod sigign;
 pub mod sockdiag;
 pub mod sockopt;
 pub mod task;
+pub mod tcp_repair;
 pub mod tls;
 
 /// Top of the x86-64 user address space (47-bit; the last page below

@@ -170,12 +170,8 @@ pub enum FileError {
     },
     #[error("remap-fpath.img: file id {id}: remap type {kind} is not supported")]
     RemapType { id: u32, kind: i32 },
-    #[error("inet socket {ino} (file id {id}): connected sockets cannot be restored yet{}", if *.tcp_established { " (--tcp-established is accepted but connections are not repaired yet)" } else { "" })]
-    InetConnected {
-        ino: u32,
-        id: u32,
-        tcp_established: bool,
-    },
+    #[error("inet socket {ino}: state {state} cannot be restored (only listening, closed and ESTABLISHED TCP sockets, and bound or connected UDP ones)")]
+    TcpState { ino: u32, state: u32 },
     #[error("netlink socket {ino} (file id {id}): protocol {proto} unsupported")]
     NetlinkProtocol { ino: u32, id: u32, proto: u32 },
     #[error("fifo id {id}: no path in files.img (regular file id {reg})")]

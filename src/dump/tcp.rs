@@ -1,0 +1,211 @@
+//! Established TCP connections at dump, as CRIU 4.2 does them: each is
+//! locked (the iptables rules of [`crate::model::netlock`], when the tree
+//! shares crit's network namespace), its socket put in repair mode through
+//! crit's copy of it, and its state read: sequence numbers, the receive
+//! queue and the send queue (sent and unsent), MSS, window scales,
+//! timestamps, SACK, the repair window. Queues are peeked, never taken.
+//!
+//! The sockets stay in repair mode until the dump ends. Then:
+//! * a dump that kills the tree closes them in repair mode, which ends
+//!   the connection without a packet; the lock stays until a restore
+//!   repairs the connection and unlocks it (`crit restore`, or CRIU's);
+//! * with `--leave-running`, and after a failed dump, repair mode is
+//!   turned off, SO_REUSEADDR put back (leaving repair mode changes it)
+//!   and the lock removed: the connection goes on as if nothing happened.
+//!
+//! Only ESTABLISHED connections are dumped; half-closed ones (FIN_WAIT*,
+//! CLOSE_WAIT, LAST_ACK, CLOSING) and SYN_SENT are refused.
+
+use super::error::DumpError;
+use crate::error::Result;
+use crate::image::pb;
+use crate::model::netlock::{self, Conn};
+use crate::sys::sockopt;
+use crate::sys::tcp_repair as tr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Mutex;
+
+pub const TCP_ESTABLISHED: u8 = 1;
+
+/// What tcp-stream-INO.img holds: the entry, then the receive queue,
+/// then the send queue.
+pub struct Stream {
+    pub ino: u32,
+    pub entry: pb::TcpStreamEntry,
+    pub inq: Vec<u8>,
+    pub outq: Vec<u8>,
+}
+
+/// A socket in repair mode, and its lock.
+struct Held {
+    sock: OwnedFd,
+    conn: Conn,
+    locked: bool,
+    reuseaddr: i32,
+}
+
+/// The connections a dump has in repair mode. Dropped without
+/// [`TcpRepair::close_silently`], it lets every one go on.
+#[derive(Default)]
+pub struct TcpRepair {
+    held: Mutex<Vec<Held>>,
+}
+
+/// Where a failed call happened.
+struct At {
+    pid: i32,
+    fd: i32,
+}
+
+impl At {
+    fn err(&self, what: &'static str) -> impl FnOnce(std::io::Error) -> crate::error::Error + '_ {
+        move |source| {
+            DumpError::Fd {
+                pid: self.pid,
+                fd: self.fd,
+                what,
+                source,
+            }
+            .into()
+        }
+    }
+}
+
+impl TcpRepair {
+    /// Locks connection `conn` (when `lock`), puts `sock` (crit's copy of
+    /// `pid`'s `fd`) in repair mode and reads its state.
+    pub fn dump(
+        &self,
+        sock: OwnedFd,
+        conn: Conn,
+        lock: bool,
+        pid: i32,
+        fd: i32,
+        ino: u32,
+    ) -> Result<Stream> {
+        let at = At { pid, fd };
+        let s = sock.as_fd();
+        let reuseaddr = sockopt::get_int(s, libc::SOL_SOCKET, libc::SO_REUSEADDR)
+            .map_err(at.err("SO_REUSEADDR"))?;
+        if lock {
+            netlock::lock(&conn).map_err(|source| DumpError::NetLock {
+                pid,
+                fd,
+                ino,
+                source,
+            })?;
+        }
+        if let Err(e) = tr::set_repair(s, true) {
+            if lock {
+                let _ = netlock::unlock(&conn);
+            }
+            return Err(at.err("TCP_REPAIR")(e));
+        }
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Held {
+                sock,
+                conn,
+                locked: lock,
+                reuseaddr,
+            });
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let s = held.last().expect("pushed above").sock.as_fd();
+        read_state(s, &at, ino)
+    }
+
+    /// Lets every connection go on: repair mode off, SO_REUSEADDR back,
+    /// unlocked. Errors are logged by the caller's choice: each is tried.
+    pub fn resume(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        for h in self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            let s = h.sock.as_fd();
+            if let Err(e) = tr::set_repair(s, false) {
+                errs.push(format!("TCP {:?}: leaving repair mode: {e}", h.conn));
+            }
+            let _ = sockopt::set_int(s, libc::SOL_SOCKET, libc::SO_REUSEADDR, h.reuseaddr);
+            if h.locked {
+                if let Err(e) = netlock::unlock(&h.conn) {
+                    errs.push(format!("TCP {:?}: unlocking: {e}", h.conn));
+                }
+            }
+        }
+        errs
+    }
+
+    /// After the tree is killed: closes crit's copies in repair mode (no
+    /// packet is sent) and leaves the connections locked for the restore.
+    pub fn close_silently(&self) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+impl Drop for TcpRepair {
+    fn drop(&mut self) {
+        let _ = self.resume();
+    }
+}
+
+fn read_state(s: std::os::fd::BorrowedFd, at: &At, ino: u32) -> Result<Stream> {
+    let info = tr::info(s).map_err(at.err("TCP_INFO"))?;
+    if info.state != TCP_ESTABLISHED {
+        return Err(DumpError::TcpState {
+            pid: at.pid,
+            fd: at.fd,
+            ino,
+            state: info.state,
+        }
+        .into());
+    }
+    let outq_len = tr::outq_len(s).map_err(at.err("SIOCOUTQ"))?;
+    let unsq_len = tr::unsent_len(s).map_err(at.err("SIOCOUTQNSD"))?;
+    let inq_len = tr::inq_len(s).map_err(at.err("SIOCINQ"))?;
+    let mss = tr::maxseg(s).map_err(at.err("TCP_MAXSEG"))?;
+    let opts = u32::from(info.options);
+    let mut e = pb::TcpStreamEntry {
+        inq_len,
+        outq_len,
+        unsq_len: Some(unsq_len),
+        mss_clamp: mss,
+        opt_mask: opts,
+        ..Default::default()
+    };
+    if opts & tr::OPT_WSCALE != 0 {
+        e.snd_wscale = u32::from(info.snd_wscale);
+        e.rcv_wscale = Some(u32::from(info.rcv_wscale));
+    }
+    if opts & tr::OPT_TIMESTAMPS != 0 {
+        e.timestamp = Some(tr::timestamp(s).map_err(at.err("TCP_TIMESTAMP"))?);
+    }
+    let w = tr::window(s).map_err(at.err("TCP_REPAIR_WINDOW"))?;
+    e.snd_wl1 = Some(w.snd_wl1);
+    e.snd_wnd = Some(w.snd_wnd);
+    e.max_window = Some(w.max_window);
+    e.rcv_wnd = Some(w.rcv_wnd);
+    e.rcv_wup = Some(w.rcv_wup);
+    tr::select_queue(s, tr::RECV_QUEUE).map_err(at.err("TCP_REPAIR_QUEUE"))?;
+    e.inq_seq = tr::queue_seq(s).map_err(at.err("TCP_QUEUE_SEQ"))?;
+    let inq = peek(s, inq_len, at, "receive queue")?;
+    tr::select_queue(s, tr::SEND_QUEUE).map_err(at.err("TCP_REPAIR_QUEUE"))?;
+    e.outq_seq = tr::queue_seq(s).map_err(at.err("TCP_QUEUE_SEQ"))?;
+    let outq = peek(s, outq_len, at, "send queue")?;
+    Ok(Stream {
+        ino,
+        entry: e,
+        inq,
+        outq,
+    })
+}
+
+fn peek(s: std::os::fd::BorrowedFd, len: u32, at: &At, what: &'static str) -> Result<Vec<u8>> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    tr::peek_queue(s, len).map_err(at.err(what))
+}

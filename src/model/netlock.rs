@@ -1,0 +1,208 @@
+//! The network lock of TCP connections: while a connection is dumped, and
+//! from a dump that kills its tree until the restore has repaired it, no
+//! packet of it may reach a stack that would answer with a reset. As CRIU
+//! 4.2 does by default, each connection gets two iptables rules (INPUT
+//! and OUTPUT) that drop its packets unless they carry CRIU's mark
+//! 0xC114; the rules are CRIU's own, word for word, so CRIU's restore
+//! unlocks what crit's dump locked and the other way round.
+
+use std::io;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+
+/// The mark that lets packets through the lock (SOCCR_MARK).
+pub const MARK: &str = "0xC114";
+
+/// A TCP connection as seen from its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conn {
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+}
+
+/// An address of an image (`inet_sk_entry.src_addr`): one word for IPv4,
+/// four for IPv6, in network byte order as the kernel keeps them.
+pub fn addr_of(family: u32, words: &[u32]) -> Option<IpAddr> {
+    match family {
+        2 => Some(IpAddr::from(u32::from_be(*words.first()?).to_be_bytes())),
+        10 => {
+            let mut b = [0u8; 16];
+            for (k, w) in words.iter().take(4).enumerate() {
+                b[k * 4..k * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+            Some(IpAddr::from(b))
+        }
+        _ => None,
+    }
+}
+
+impl Conn {
+    /// The connection of an image's socket, or `None` for an unknown
+    /// family.
+    pub fn of_entry(e: &crate::image::pb::InetSkEntry) -> Option<Conn> {
+        Some(Conn {
+            src: addr_of(e.family, &e.src_addr)?,
+            sport: e.src_port as u16,
+            dst: addr_of(e.family, &e.dst_addr)?,
+            dport: e.dst_port as u16,
+        })
+    }
+
+    /// IPv4-mapped IPv6 addresses are locked with iptables, as CRIU does.
+    fn plain(self) -> Conn {
+        let v4 = |a: IpAddr| match a {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
+            a => a,
+        };
+        if matches!(self.dst, IpAddr::V6(d) if d.to_ipv4_mapped().is_some()) {
+            Conn {
+                src: v4(self.src),
+                dst: v4(self.dst),
+                ..self
+            }
+        } else {
+            self
+        }
+    }
+}
+
+/// The iptables command of one rule: INPUT drops what comes from the peer
+/// to us, OUTPUT what we send to it; `-I` adds it, `-D` removes it.
+pub fn rule(c: &Conn, input: bool, lock: bool) -> (&'static str, Vec<String>) {
+    let c = c.plain();
+    let prog = if c.dst.is_ipv4() {
+        "iptables"
+    } else {
+        "ip6tables"
+    };
+    let (from, fport, to, tport) = if input {
+        (c.dst, c.dport, c.src, c.sport)
+    } else {
+        (c.src, c.sport, c.dst, c.dport)
+    };
+    let args = [
+        "-w",
+        "-t",
+        "filter",
+        if lock { "-I" } else { "-D" },
+        if input { "INPUT" } else { "OUTPUT" },
+        "--protocol",
+        "tcp",
+        "-m",
+        "mark",
+        "!",
+        "--mark",
+        MARK,
+        "--source",
+        &from.to_string(),
+        "--sport",
+        &fport.to_string(),
+        "--destination",
+        &to.to_string(),
+        "--dport",
+        &tport.to_string(),
+        "-j",
+        "DROP",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    (prog, args)
+}
+
+fn run(c: &Conn, input: bool, lock: bool) -> io::Result<()> {
+    let (prog, args) = rule(c, input, lock);
+    let out = Command::new(prog)
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("{prog}: {e}")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    Err(io::Error::other(format!(
+        "{prog} {}: {}",
+        args.join(" "),
+        err.lines().next().unwrap_or("failed")
+    )))
+}
+
+/// Drops the connection's packets both ways.
+pub fn lock(c: &Conn) -> io::Result<()> {
+    run(c, true, true)?;
+    if let Err(e) = run(c, false, true) {
+        let _ = run(c, true, false);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Lets the connection's packets through again; both rules are tried.
+pub fn unlock(c: &Conn) -> io::Result<()> {
+    let a = run(c, true, false);
+    let b = run(c, false, false);
+    a.and(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_are_criu_s() {
+        let c = Conn {
+            src: "127.0.0.1".parse().unwrap(),
+            sport: 40000,
+            dst: "127.0.0.2".parse().unwrap(),
+            dport: 6379,
+        };
+        let (p, a) = rule(&c, true, true);
+        assert_eq!(p, "iptables");
+        assert_eq!(
+            a.join(" "),
+            "-w -t filter -I INPUT --protocol tcp -m mark ! --mark 0xC114 --source 127.0.0.2 --sport 6379 --destination 127.0.0.1 --dport 40000 -j DROP"
+        );
+        let (_, a) = rule(&c, false, false);
+        assert_eq!(
+            a.join(" "),
+            "-w -t filter -D OUTPUT --protocol tcp -m mark ! --mark 0xC114 --source 127.0.0.1 --sport 40000 --destination 127.0.0.2 --dport 6379 -j DROP"
+        );
+        let m = Conn {
+            src: "::ffff:10.0.0.1".parse().unwrap(),
+            sport: 1,
+            dst: "::ffff:10.0.0.2".parse().unwrap(),
+            dport: 2,
+        };
+        let (p, a) = rule(&m, true, true);
+        assert_eq!(p, "iptables");
+        assert!(a.join(" ").contains("--source 10.0.0.2 --sport 2"), "{a:?}");
+        let v6 = Conn {
+            src: "::1".parse().unwrap(),
+            ..m
+        };
+        assert_eq!(
+            rule(
+                &Conn {
+                    dst: "::1".parse().unwrap(),
+                    ..v6
+                },
+                true,
+                true
+            )
+            .0,
+            "ip6tables"
+        );
+    }
+
+    #[test]
+    fn addresses_of_images() {
+        let v4 = u32::from_ne_bytes([127, 0, 0, 1]);
+        assert_eq!(addr_of(2, &[v4]), Some("127.0.0.1".parse().unwrap()));
+        let one = u32::from_ne_bytes([0, 0, 0, 1]);
+        assert_eq!(addr_of(10, &[0, 0, 0, one]), Some("::1".parse().unwrap()));
+        assert_eq!(addr_of(7, &[1]), None);
+    }
+}

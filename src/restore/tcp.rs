@@ -1,0 +1,227 @@
+//! Established TCP connections at restore, as CRIU 4.2 repairs them
+//! (its soccr library is the authority on the order): a socket in repair
+//! mode is bound to the dumped address, given the sequence numbers of its
+//! queues, connected without a handshake, given its options (MSS, window
+//! scales, SACK, timestamps) and timestamp, then its receive queue and the
+//! sent part of its send queue are put back in repair mode; the unsent
+//! part is sent normally; the repair window is set; repair mode is left
+//! and SO_REUSEADDR set as dumped.
+//!
+//! The connection's packets are still dropped by the lock its dump put in
+//! place (crit's or CRIU's); [`unlock_all`] lifts it once the tree runs.
+//! With `--tcp-close` a connection comes back as a closed socket instead,
+//! and is unlocked too.
+
+use super::error::{FileError, On};
+use crate::error::Result;
+use crate::image::entry::{EntryReader, Payload};
+use crate::image::pb;
+use crate::image::typed::Mapped;
+use crate::model::netlock::{self, Conn};
+use crate::sys::sockopt;
+use crate::sys::tcp_repair as tr;
+use nix::sys::socket::{self as so, SockFlag, SockType, SockaddrIn, SockaddrIn6};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+pub const TCP_ESTABLISHED: u32 = 1;
+const TCP_CLOSE: u32 = 7;
+
+/// True for an entry of an established TCP connection.
+pub fn is_connection(s: &pb::InetSkEntry) -> bool {
+    s.proto == libc::IPPROTO_TCP as u32 && s.state != 10 && s.state != TCP_CLOSE
+}
+
+fn call(ino: u32, what: &'static str) -> impl Fn(std::io::Error) -> crate::error::Error {
+    move |source| {
+        FileError::Io {
+            on: On::Inet(ino),
+            what,
+            source,
+        }
+        .into()
+    }
+}
+
+/// The connection's stream image: the entry and its two queues.
+fn stream(dir: &Path, ino: u32) -> Result<(pb::TcpStreamEntry, Vec<u8>, Vec<u8>)> {
+    let path = dir.join(format!("tcp-stream-{ino:x}.img"));
+    let file = Mapped::open(&path)?;
+    let mut src = file.source();
+    let mut rd = EntryReader::expect(&mut src, "TCP_STREAM")?;
+    let Some(e) = rd.next_entry()? else {
+        return Err(crate::error::Error::Images {
+            file: path,
+            why: crate::error::ImagesFault::NoEntry,
+        });
+    };
+    let t: pb::TcpStreamEntry = e.decode()?;
+    let (inq, outq) = match e.payload {
+        Payload::Tcp { inq, outq } => (inq.to_vec(), outq.to_vec()),
+        _ => (Vec::new(), Vec::new()),
+    };
+    Ok((t, inq, outq))
+}
+
+fn sockaddr(a: IpAddr, port: u32) -> SocketAddr {
+    SocketAddr::new(a, port as u16)
+}
+
+fn bind_to(fd: &OwnedFd, a: SocketAddr) -> nix::Result<()> {
+    match a {
+        SocketAddr::V4(v4) => so::bind(fd.as_raw_fd(), &SockaddrIn::from(v4)),
+        SocketAddr::V6(v6) => so::bind(fd.as_raw_fd(), &SockaddrIn6::from(v6)),
+    }
+}
+
+fn connect_to(fd: &OwnedFd, a: SocketAddr) -> nix::Result<()> {
+    let r = match a {
+        SocketAddr::V4(v4) => so::connect(fd.as_raw_fd(), &SockaddrIn::from(v4)),
+        SocketAddr::V6(v6) => so::connect(fd.as_raw_fd(), &SockaddrIn6::from(v6)),
+    };
+    match r {
+        Err(nix::errno::Errno::EINPROGRESS) => Ok(()),
+        r => r,
+    }
+}
+
+/// The socket of an established connection, repaired from its images
+/// (or closed, with `tcp_close`).
+pub fn restore(
+    s: &pb::InetSkEntry,
+    fam: so::AddressFamily,
+    dir: &Path,
+    tcp_close: bool,
+) -> Result<OwnedFd> {
+    let ino = s.ino;
+    let nix_err = |what: &'static str| {
+        move |source| -> crate::error::Error {
+            FileError::Nix {
+                on: On::Inet(ino),
+                what,
+                source,
+            }
+            .into()
+        }
+    };
+    let fd = so::socket(fam, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(nix_err("socket"))?;
+    if tcp_close {
+        return Ok(fd);
+    }
+    if s.state != TCP_ESTABLISHED {
+        return Err(FileError::TcpState {
+            ino,
+            state: s.state,
+        }
+        .into());
+    }
+    let conn = Conn::of_entry(s).ok_or(FileError::TcpState {
+        ino,
+        state: s.state,
+    })?;
+    let (t, inq, outq) = stream(dir, ino)?;
+    let f = fd.as_fd();
+    // Room for the whole queues, and no blocking while they go back in
+    // (the dumped sizes, lock bits and flags are set after).
+    let huge = i32::MAX / 2;
+    sockopt::set_int(f, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, huge)
+        .map_err(call(ino, "SO_SNDBUFFORCE"))?;
+    sockopt::set_int(f, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, huge)
+        .map_err(call(ino, "SO_RCVBUFFORCE"))?;
+    crate::sys::fdops::set_status_flags(fd.as_raw_fd(), libc::O_NONBLOCK)
+        .map_err(call(ino, "O_NONBLOCK"))?;
+    tr::set_repair(f, true).map_err(call(ino, "TCP_REPAIR on"))?;
+    bind_to(&fd, sockaddr(conn.src, s.src_port)).map_err(nix_err("bind"))?;
+    tr::select_queue(f, tr::RECV_QUEUE).map_err(call(ino, "TCP_REPAIR_QUEUE"))?;
+    tr::set_queue_seq(f, t.inq_seq.wrapping_sub(t.inq_len)).map_err(call(ino, "TCP_QUEUE_SEQ"))?;
+    tr::select_queue(f, tr::SEND_QUEUE).map_err(call(ino, "TCP_REPAIR_QUEUE"))?;
+    tr::set_queue_seq(f, t.outq_seq.wrapping_sub(t.outq_len))
+        .map_err(call(ino, "TCP_QUEUE_SEQ"))?;
+    connect_to(&fd, sockaddr(conn.dst, s.dst_port)).map_err(nix_err("connect"))?;
+    let opts = tr::Options {
+        mask: t.opt_mask,
+        snd_wscale: t.snd_wscale,
+        rcv_wscale: t.rcv_wscale.unwrap_or(0),
+        mss: t.mss_clamp,
+    };
+    tr::set_options(f, &opts).map_err(call(ino, "TCP_REPAIR_OPTIONS"))?;
+    if t.opt_mask & tr::OPT_TIMESTAMPS != 0 {
+        tr::set_timestamp(f, t.timestamp.unwrap_or(0)).map_err(call(ino, "TCP_TIMESTAMP"))?;
+    }
+    if !inq.is_empty() {
+        tr::select_queue(f, tr::RECV_QUEUE).map_err(call(ino, "TCP_REPAIR_QUEUE"))?;
+        tr::send_all(f, &inq).map_err(call(ino, "receive queue"))?;
+    }
+    // Sent but not acknowledged: back in repair mode, so that the stack
+    // knows it went out; never sent: sent as usual.
+    let unsent = (t.unsq_len.unwrap_or(0) as usize).min(outq.len());
+    let (sent, rest) = outq.split_at(outq.len() - unsent);
+    if !sent.is_empty() {
+        tr::select_queue(f, tr::SEND_QUEUE).map_err(call(ino, "TCP_REPAIR_QUEUE"))?;
+        tr::send_all(f, sent).map_err(call(ino, "send queue"))?;
+    }
+    if !rest.is_empty() {
+        tr::set_repair(f, false).map_err(call(ino, "TCP_REPAIR off"))?;
+        tr::send_all(f, rest).map_err(call(ino, "unsent data"))?;
+        tr::set_repair(f, true).map_err(call(ino, "TCP_REPAIR on"))?;
+    }
+    if let (Some(snd_wl1), Some(snd_wnd), Some(max_window), Some(rcv_wnd), Some(rcv_wup)) =
+        (t.snd_wl1, t.snd_wnd, t.max_window, t.rcv_wnd, t.rcv_wup)
+    {
+        let w = tr::Window {
+            snd_wl1,
+            snd_wnd,
+            max_window,
+            rcv_wnd,
+            rcv_wup,
+        };
+        tr::set_window(f, &w).map_err(call(ino, "TCP_REPAIR_WINDOW"))?;
+    }
+    // Old images keep these in the stream entry.
+    if t.nodelay == Some(true) {
+        let _ = sockopt::set_int(f, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+    }
+    if t.cork == Some(true) {
+        let _ = sockopt::set_int(f, libc::IPPROTO_TCP, libc::TCP_CORK, 1);
+    }
+    tr::set_repair(f, false).map_err(call(ino, "TCP_REPAIR off"))?;
+    // Buffer sizes as dumped (getsockopt reports twice what is set), then
+    // whether they were fixed by the task or left to autotuning.
+    let _ = sockopt::set_int(
+        f,
+        libc::SOL_SOCKET,
+        libc::SO_SNDBUFFORCE,
+        (s.opts.so_sndbuf / 2) as i32,
+    );
+    let _ = sockopt::set_int(
+        f,
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        (s.opts.so_rcvbuf / 2) as i32,
+    );
+    const SO_BUF_LOCK: i32 = 72;
+    let _ = sockopt::set_int(
+        f,
+        libc::SOL_SOCKET,
+        SO_BUF_LOCK,
+        s.opts.so_buf_lock.unwrap_or(0) as i32,
+    );
+    Ok(fd)
+}
+
+/// Lifts the lock of every TCP connection of the images (the dump's, or
+/// CRIU's: the same rules). A connection that was not locked (its tree
+/// had a network namespace of its own) has no rules: nothing to remove.
+/// Returns what could not be done, for the log.
+pub fn unlock_all(conns: &[Conn]) -> Vec<String> {
+    conns
+        .iter()
+        .filter_map(|c| {
+            netlock::unlock(c)
+                .err()
+                .map(|e| format!("unlocking {c:?}: {e}"))
+        })
+        .collect()
+}
