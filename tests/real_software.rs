@@ -350,16 +350,29 @@ fn resp_reply(r: &mut impl BufRead) -> Result<Option<String>, String> {
 }
 
 struct Redis {
-    w: UnixStream,
-    r: BufReader<UnixStream>,
+    w: Box<dyn Write>,
+    r: BufReader<Box<dyn Read>>,
 }
 
 impl Redis {
     fn connect(sock: &Path) -> Result<Redis, String> {
         let w = UnixStream::connect(sock).map_err(|e| e.to_string())?;
         w.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let r = BufReader::new(w.try_clone().unwrap());
-        Ok(Redis { w, r })
+        let r: Box<dyn Read> = Box::new(w.try_clone().unwrap());
+        Ok(Redis {
+            w: Box::new(w),
+            r: BufReader::new(r),
+        })
+    }
+
+    fn connect_tcp(port: u16) -> Result<Redis, String> {
+        let w = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        w.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let r: Box<dyn Read> = Box::new(w.try_clone().unwrap());
+        Ok(Redis {
+            w: Box::new(w),
+            r: BufReader::new(r),
+        })
     }
 
     fn call(&mut self, args: &[&str]) -> Result<Option<String>, String> {
@@ -440,6 +453,65 @@ fn redis_server_keeps_its_keys() {
         c.call(&["GET", "after"]).unwrap().as_deref(),
         Some("restore")
     );
+}
+
+/// A client connected to redis-server over TCP stays connected across
+/// the dump (which kills the server) and the restore: its next command
+/// is answered on the same connection (crit dump --tcp-established).
+#[test]
+fn redis_keeps_its_tcp_client_connected() {
+    let redis = require("redis-server", "redis-server");
+    require("iptables", "iptables");
+    let _g = kit::restore::lock();
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    let tmp = temp_dir();
+    let port = free_port();
+    let mut child = spawn(
+        Command::new(&redis)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .current_dir(tmp.path()),
+        &tmp.path().join("redis.log"),
+    );
+    let root = child.id() as i32;
+    let mut guard = Cleanup(vec![root]);
+    wait_until(
+        "redis-server does not answer PING on TCP",
+        || match Redis::connect_tcp(port)?.call(&["PING"])? {
+            Some(s) if s == "PONG" => Ok(()),
+            o => Err(format!("PING answered {o:?}")),
+        },
+    );
+    let mut c = Redis::connect_tcp(port).unwrap();
+    assert_eq!(
+        c.call(&["SET", "held", "across"]).unwrap().as_deref(),
+        Some("OK")
+    );
+    let pids = tree(root);
+    guard.0 = pids.clone();
+    let img = tmp.path().join("img");
+    let o = kit::restore::crit()
+        .args(["dump", "--tcp-established", "-t", &root.to_string(), "-D"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let _ = child.wait();
+    reap(&pids);
+    crit_restore(&img);
+    for &p in &pids {
+        assert!(alive(p), "pid {p} is not running after restore");
+    }
+    // The same connection: the server answers it, and knows the key.
+    assert_eq!(c.call(&["GET", "held"]).unwrap().as_deref(), Some("across"));
+    assert_eq!(
+        c.call(&["SET", "after", "1"]).unwrap().as_deref(),
+        Some("OK")
+    );
+    assert_eq!(c.call(&["DBSIZE"]).unwrap().as_deref(), Some("2"));
+    // And new clients too.
+    let mut n = Redis::connect_tcp(port).unwrap();
+    assert_eq!(n.call(&["GET", "after"]).unwrap().as_deref(), Some("1"));
 }
 
 // ---- nginx ----

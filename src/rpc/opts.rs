@@ -23,7 +23,7 @@ pub struct Dirs {
 
 /// Refuses every set field crit does not honour.
 fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
-    let set: [(&'static str, bool); 24] = [
+    let set: [(&'static str, bool); 23] = [
         ("ps (page server)", o.ps.is_some()),
         ("parent_img", o.parent_img.is_some()),
         ("track_mem", o.track_mem == Some(true)),
@@ -44,7 +44,6 @@ fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
         ),
         ("lazy_pages", o.lazy_pages == Some(true)),
         ("status_fd", o.status_fd.is_some()),
-        ("tcp_close", o.tcp_close == Some(true)),
         ("lsm_profile", o.lsm_profile.is_some()),
         ("tls", o.tls == Some(true)),
         ("cgroup_yard", o.cgroup_yard.is_some()),
@@ -135,6 +134,9 @@ fn common(o: &CriuOpts, d: &Dirs, log: &str, args: &mut Vec<String>) {
     }
     if o.tcp_established == Some(true) {
         args.push("--tcp-established".into());
+    }
+    if o.tcp_close == Some(true) {
+        args.push("--tcp-close".into());
     }
     if o.log_level.unwrap_or(2) >= 4 {
         args.push("-vv".into());

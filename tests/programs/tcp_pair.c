@@ -6,7 +6,9 @@
  * Prints "READY <parent pid> <child pid>". On SIGUSR1 each task reads
  * what it is owed, checks every byte in order, then the two exchange a
  * new message each way; each writes "OK" or "FAIL: why" to
- * argv[2].parent / argv[2].child. */
+ * argv[2].parent / argv[2].child. With argv[3] "packet" the parent
+ * also holds a packet socket (after the connection), which a dump
+ * refuses. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -89,6 +91,7 @@ static void wait_go(void)
 int main(int argc, char **argv)
 {
 	syscall(SYS_close_range, 3, ~0U, 0);
+	setsid(); /* a session of its own: restored without --shell-job */
 	int v6 = argc > 1 && argv[1][0] == '6';
 	const char *out = argc > 2 ? argv[2] : "/tmp/tcp_pair";
 	signal(SIGUSR1, on_usr1);
@@ -136,6 +139,8 @@ int main(int argc, char **argv)
 	int s = accept(l, NULL, NULL);
 	if (s < 0)
 		return 4;
+	if (argc > 3 && !strcmp(argv[3], "packet") && socket(AF_PACKET, SOCK_RAW, 0) < 0)
+		return 5;
 	/* Fill the child's small receive buffer; the rest waits in ours. */
 	fcntl(s, F_SETFL, O_NONBLOCK);
 	unsigned char *big = malloc(BIG);

@@ -1,0 +1,303 @@
+//! Established TCP connections through `crit dump --tcp-established` and
+//! `crit restore`, with real processes that check their own state:
+//!
+//! * two tasks of the tree connected over 127.0.0.1 and over ::1, with
+//!   megabytes queued one way (most of it in the sender's send queue) and
+//!   data the other way: after the restore each reads the rest, in order,
+//!   and the connection carries new data;
+//! * a task connected to a peer outside the tree (this test), with data
+//!   queued both ways and more sent by the peer while the task is gone:
+//!   the peer never sees a reset or a gap, and the conversation goes on;
+//! * `-R`: the connection goes on, unlocked; a failed dump lets it go
+//!   on too;
+//! * the network lock: CRIU's iptables rules while the tree is dumped and
+//!   gone, none once the restore has repaired the connections.
+
+mod kit;
+
+use kit::dump::{alive, ok, reap, stderr, Kit, Prog};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The lock's rules in both tables (iptables prints the mark lowercase).
+fn lock_rules() -> Vec<String> {
+    let iptables = kit::host::require("iptables", "iptables");
+    let mut v = Vec::new();
+    for prog in [iptables, kit::host::require("ip6tables", "iptables")] {
+        let o = std::process::Command::new(prog).arg("-S").output().unwrap();
+        v.extend(
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.to_lowercase().contains("0xc114"))
+                .map(str::to_string),
+        );
+    }
+    v
+}
+
+fn rules_for(port: u16) -> Vec<String> {
+    let p = port.to_string();
+    lock_rules()
+        .into_iter()
+        .filter(|r| r.split_whitespace().any(|w| w == p))
+        .collect()
+}
+
+/// Removes the lock's rules of a port when dropped, so that a failed test
+/// leaves none behind.
+struct Unlock(u16);
+
+impl Drop for Unlock {
+    fn drop(&mut self) {
+        for r in rules_for(self.0) {
+            let prog = if r.contains("::") {
+                "ip6tables"
+            } else {
+                "iptables"
+            };
+            let args: Vec<&str> = r.split_whitespace().skip(1).collect();
+            let _ = std::process::Command::new(prog)
+                .arg("-D")
+                .args(&args)
+                .status();
+        }
+    }
+}
+
+fn signal(pid: i32, s: Signal) {
+    let _ = kill(Pid::from_raw(pid), s);
+}
+
+fn wait_file(p: &Path) -> String {
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        if let Ok(s) = std::fs::read_to_string(p) {
+            if !s.is_empty() {
+                return s;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    format!("no result in {}", p.display())
+}
+
+/// The (local, remote) ports of `pid`'s established TCP connections:
+/// its socket inodes looked up in /proc/PID/net/tcp and tcp6 (state 01).
+fn ports_of(pid: i32) -> Vec<(u16, u16)> {
+    let mine: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().to_string();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let mut v = Vec::new();
+    for f in ["tcp", "tcp6"] {
+        let t = std::fs::read_to_string(format!("/proc/{pid}/net/{f}")).unwrap_or_default();
+        for l in t.lines().skip(1) {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if w.len() > 9 && w[3] == "01" && mine.iter().any(|i| i == w[9]) {
+                let port =
+                    |s: &str| u16::from_str_radix(s.rsplit(':').next().unwrap(), 16).unwrap();
+                v.push((port(w[1]), port(w[2])));
+            }
+        }
+    }
+    v
+}
+
+fn restore(kit: &Kit, dir: &Path, pids: &[i32]) {
+    reap(pids, Duration::from_secs(5));
+    let o = kit.crit(&["restore", "-d", "-D", dir.to_str().unwrap()]);
+    ok(&o);
+}
+
+fn pair(v6: bool) {
+    let _g = kit::restore::lock();
+    let kit = Kit::new();
+    let out = kit.path("res");
+    let prog: Prog = kit.start(
+        "tcp_pair",
+        &[if v6 { "6" } else { "4" }, out.to_str().unwrap()],
+    );
+    let w: Vec<i32> = prog
+        .ready
+        .split_whitespace()
+        .skip(1)
+        .take(2)
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let (parent, child) = (w[0], w[1]);
+    let port = ports_of(parent)
+        .first()
+        .map(|p| p.0)
+        .expect("the parent's connection");
+    let _unlock = Unlock(port);
+    let dir = kit.path("img");
+    let o = kit.dump(parent, &dir, &["--tcp-established"]);
+    ok(&o);
+    // Dumped and killed: locked both ways, for both ends.
+    assert_eq!(rules_for(port).len(), 4, "{:?}", lock_rules());
+    let streams: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("tcp-stream-"))
+        .collect();
+    assert_eq!(streams.len(), 2);
+    restore(&kit, &dir, &[parent, child]);
+    assert!(alive(parent) && alive(child));
+    assert!(rules_for(port).is_empty(), "unlocked: {:?}", lock_rules());
+    signal(parent, Signal::SIGUSR1);
+    signal(child, Signal::SIGUSR1);
+    let p = wait_file(&kit.path("res.parent"));
+    let c = wait_file(&kit.path("res.child"));
+    kit::dump::kill_tree(parent);
+    assert_eq!((p.as_str(), c.as_str()), ("OK", "OK"));
+}
+
+#[test]
+fn a_connection_inside_the_tree_keeps_its_queues_over_ipv4() {
+    pair(false);
+}
+
+#[test]
+fn a_connection_inside_the_tree_keeps_its_queues_over_ipv6() {
+    pair(true);
+}
+
+fn pattern(n: usize, who: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i * 131 + who * 7 + (i >> 12)) as u8)
+        .collect()
+}
+
+fn outside_peer(v6: bool) {
+    let _g = kit::restore::lock();
+    let kit = Kit::new();
+    let l = TcpListener::bind(if v6 { "[::1]:0" } else { "127.0.0.1:0" }).unwrap();
+    let port = l.local_addr().unwrap().port();
+    let res = kit.path("res");
+    // The peer sends 60,000 bytes before the dump and 40,000 while the
+    // task is gone.
+    let (before, during) = (60_000usize, 40_000usize);
+    let prog = kit.start(
+        "tcp_peer",
+        &[
+            &port.to_string(),
+            &(before + during).to_string(),
+            if v6 { "6" } else { "4" },
+            res.to_str().unwrap(),
+        ],
+    );
+    let w: Vec<&str> = prog.ready.split_whitespace().collect();
+    let (pid, sent): (i32, usize) = (w[1].parse().unwrap(), w[2].parse().unwrap());
+    let (mut peer, _) = l.accept().unwrap();
+    let _unlock = Unlock(port);
+    let all = pattern(before + during, 2);
+    peer.write_all(&all[..before]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &["--tcp-established"]));
+    assert_eq!(rules_for(port).len(), 2, "{:?}", lock_rules());
+    // In flight while the task is gone: dropped by the lock and sent
+    // again later, never answered with a reset.
+    peer.write_all(&all[before..]).unwrap();
+    peer.set_nonblocking(true).unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut read_some = |peer: &mut TcpStream, got: &mut Vec<u8>| loop {
+        match peer.read(&mut buf) {
+            Ok(0) => panic!("the peer saw the connection closed"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("the peer saw {e}"),
+        }
+    };
+    read_some(&mut peer, &mut got);
+    std::thread::sleep(Duration::from_millis(300));
+    read_some(&mut peer, &mut got);
+    restore(&kit, &dir, &[pid]);
+    assert!(rules_for(port).is_empty(), "unlocked: {:?}", lock_rules());
+    signal(pid, Signal::SIGUSR1);
+    peer.set_nonblocking(false).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    while got.len() < sent {
+        let n = peer
+            .read(&mut buf)
+            .expect("the task's bytes after the restore");
+        assert!(n > 0, "closed after {} of {sent} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got == pattern(sent, 1),
+        "the task's bytes arrive whole and in order"
+    );
+    peer.write_all(b"ping").unwrap();
+    let mut pong = [0u8; 4];
+    peer.read_exact(&mut pong).unwrap();
+    let r = wait_file(&res);
+    kit::dump::kill_tree(pid);
+    assert_eq!(&pong, b"pong");
+    assert_eq!(r, "OK");
+}
+
+#[test]
+fn a_peer_outside_the_tree_sees_no_reset_or_gap() {
+    outside_peer(false);
+}
+
+#[test]
+fn a_peer_outside_the_tree_sees_no_reset_or_gap_over_ipv6() {
+    outside_peer(true);
+}
+
+#[test]
+fn leave_running_and_a_failed_dump_let_the_connection_go_on() {
+    let _g = kit::restore::lock();
+    let kit = Kit::new();
+    for (extra, fails) in [(&["-R"][..], false), (&["packet"][..], true)] {
+        let out = kit.path("res");
+        let _ = std::fs::remove_file(kit.path("res.parent"));
+        let _ = std::fs::remove_file(kit.path("res.child"));
+        let mut args = vec!["4", out.to_str().unwrap()];
+        if fails {
+            args.push("packet");
+        }
+        let prog = kit.start("tcp_pair", &args);
+        let w: Vec<i32> = prog
+            .ready
+            .split_whitespace()
+            .skip(1)
+            .take(2)
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let port = ports_of(w[0]).first().map(|p| p.0).expect("a connection");
+        let _unlock = Unlock(port);
+        let dir = kit.path(if fails { "img-f" } else { "img-r" });
+        let mut d = vec!["--tcp-established"];
+        if !fails {
+            d.extend(extra);
+        }
+        let o = kit.dump(w[0], &dir, &d);
+        if fails {
+            assert!(!o.status.success(), "a packet socket is refused");
+            assert!(stderr(&o).contains("family"), "{}", stderr(&o));
+        } else {
+            ok(&o);
+        }
+        assert!(rules_for(port).is_empty(), "{:?}", lock_rules());
+        signal(w[0], Signal::SIGUSR1);
+        signal(w[1], Signal::SIGUSR1);
+        let p = wait_file(&kit.path("res.parent"));
+        let c = wait_file(&kit.path("res.child"));
+        kit::dump::kill_tree(w[0]);
+        reap(&w, Duration::from_secs(5));
+        assert_eq!((p.as_str(), c.as_str()), ("OK", "OK"), "{extra:?}");
+    }
+}
