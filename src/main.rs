@@ -146,6 +146,10 @@ struct DumpArgs {
     /// makes them closed sockets.
     #[arg(long = "tcp-close")]
     tcp_close: bool,
+    /// Leave out TCP connections a listener has not accepted yet (refused
+    /// without it).
+    #[arg(long = "skip-in-flight")]
+    skip_in_flight: bool,
     /// Record this CPU in cpuinfo.img, for `crit restore --cpu-cap`.
     #[arg(long = "cpu-cap", value_name = "CAPS", num_args = 0..=1,
       require_equals = true, default_missing_value = "")]
@@ -329,6 +333,7 @@ fn dump(a: DumpArgs) -> crit::error::Result<()> {
         shell_job: a.shell_job,
         tcp_established: a.tcp_established,
         tcp_close: a.tcp_close,
+        skip_in_flight: a.skip_in_flight,
         cpu_caps: cpu_caps(a.cpu_cap.as_deref())?,
         verbose: a.verbose,
         log_file: a.log_file,

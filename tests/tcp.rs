@@ -9,7 +9,8 @@
 //!   queued both ways and more sent by the peer while the task is gone:
 //!   the peer never sees a reset or a gap, and the conversation goes on;
 //! * `-R`: the connection goes on, unlocked; a failed dump lets it go
-//!   on too;
+//!   on too; a connection in flight (not accepted) is refused, or left
+//!   out with `--skip-in-flight`;
 //! * the network lock: CRIU's iptables rules while the tree is dumped and
 //!   gone, none once the restore has repaired the connections.
 
@@ -300,4 +301,44 @@ fn leave_running_and_a_failed_dump_let_the_connection_go_on() {
         reap(&w, Duration::from_secs(5));
         assert_eq!((p.as_str(), c.as_str()), ("OK", "OK"), "{extra:?}");
     }
+}
+
+/// A connection waiting in a listener's accept queue belongs to no task:
+/// refused, naming --skip-in-flight, unless the dump is told to leave it
+/// out (as CRIU); the tree then restores and its own connection works.
+#[test]
+fn connections_in_flight_are_refused_or_skipped() {
+    let _g = kit::restore::lock();
+    let kit = Kit::new();
+    let out = kit.path("res");
+    let prog = kit.start("tcp_pair", &["4", out.to_str().unwrap()]);
+    let w: Vec<i32> = prog
+        .ready
+        .split_whitespace()
+        .skip(1)
+        .take(2)
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let port = ports_of(w[0]).first().map(|p| p.0).expect("a connection");
+    let _unlock = Unlock(port);
+    // Ours, never accepted: the listener's port is the parent's side.
+    let _waiting = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let dir = kit.path("img");
+    let o = kit.dump(w[0], &dir, &["--tcp-established"]);
+    assert!(!o.status.success(), "refused");
+    let e = stderr(&o);
+    assert!(
+        e.contains("in flight") && e.contains("--skip-in-flight"),
+        "{e}"
+    );
+    assert!(rules_for(port).is_empty(), "a refused dump leaves no lock");
+    ok(&kit.dump(w[0], &dir, &["--tcp-established", "--skip-in-flight"]));
+    restore(&kit, &dir, &w);
+    signal(w[0], Signal::SIGUSR1);
+    signal(w[1], Signal::SIGUSR1);
+    let p = wait_file(&kit.path("res.parent"));
+    let c = wait_file(&kit.path("res.child"));
+    kit::dump::kill_tree(w[0]);
+    assert_eq!((p.as_str(), c.as_str()), ("OK", "OK"));
 }

@@ -510,6 +510,16 @@ pub enum DumpError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "pid {pid} fd {fd}: TCP listener {ino} (port {port}) has {count} connection(s) in flight, not accepted yet; dump with --skip-in-flight to leave them out (they are reset)"
+    )]
+    InFlight {
+        pid: i32,
+        fd: i32,
+        ino: u32,
+        port: u16,
+        count: u32,
+    },
     /// Half-closed and half-open connections are not dumped.
     #[error(
         "pid {pid} fd {fd}: TCP socket {ino} is in state {} (only ESTABLISHED connections are dumped; half-closed and connecting ones are not supported)",

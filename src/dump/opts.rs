@@ -125,6 +125,9 @@ pub struct DumpOpts {
     /// `--tcp-close`: connections are recorded without their state (no
     /// repair, no lock); the restore makes them closed sockets.
     pub tcp_close: bool,
+    /// `--skip-in-flight`: connections not accepted yet by a listener are
+    /// left out instead of refused.
+    pub skip_in_flight: bool,
     pub verbose: u8,
     pub log_file: Option<PathBuf>,
     /// Namespaces: left empty, external.

@@ -326,6 +326,19 @@ impl Sockets {
     ) -> Result<()> {
         let (pid, fd, id) = (h.pid, h.fd, h.id);
         let is_tcp = d.protocol == libc::IPPROTO_TCP as u8;
+        // Connections waiting in a listener's accept queue belong to no
+        // task yet: CRIU refuses them unless told to skip them (they are
+        // then lost, reset when the tree goes).
+        if is_tcp && d.state == TCP_LISTEN && d.rqueue != 0 && !opts.skip_in_flight {
+            return Err(DumpError::InFlight {
+                pid,
+                fd: fd.fd,
+                ino: d.ino,
+                port: d.sport,
+                count: d.rqueue,
+            }
+            .into());
+        }
         if is_tcp && d.state != TCP_LISTEN && d.state != TCP_CLOSE && !opts.tcp_close {
             if !opts.tcp_established {
                 return Err(DumpError::TcpEstablished {

@@ -94,9 +94,6 @@ fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
     if o.leave_stopped == Some(true) {
         return Err(OptsError::Unsupported("leave_stopped"));
     }
-    if o.tcp_skip_in_flight == Some(true) {
-        return Err(OptsError::Unsupported("tcp_skip_in_flight"));
-    }
     Ok(())
 }
 
@@ -168,6 +165,9 @@ pub fn dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>, Opt
     common(o, d, "dump.log", &mut a);
     if o.leave_running == Some(true) {
         a.push("-R".into());
+    }
+    if o.tcp_skip_in_flight == Some(true) {
+        a.push("--skip-in-flight".into());
     }
     if o.ext_unix_sk == Some(true) {
         a.push("--ext-unix-sk".into());
