@@ -488,10 +488,9 @@ pub enum DumpError {
     SocketFamily { pid: i32, fd: i32, ino: u64 },
     #[error("pid {pid} fd {fd}: socket {ino} vanished")]
     SocketVanished { pid: i32, fd: i32, ino: u64 },
-    /// `asked`: the dump was given --tcp-established.
+    /// Connections are dumped only when asked for.
     #[error(
-        "pid {pid} fd {fd}: TCP socket {ino} (port {sport} -> {dport}) is connected (state {state}); {}",
-        tcp_hint(*.asked)
+        "pid {pid} fd {fd}: TCP socket {ino} (port {sport} -> {dport}) is connected (state {state}); dump it with --tcp-established (or --tcp-close to restore it closed)"
     )]
     TcpEstablished {
         pid: i32,
@@ -500,7 +499,6 @@ pub enum DumpError {
         sport: u16,
         dport: u16,
         state: u8,
-        asked: bool,
     },
     #[error("pid {pid} fd {fd}: TCP socket {ino}: locking the connection: {source}")]
     NetLock {
@@ -705,14 +703,6 @@ impl fmt::Display for TracedBy {
             Some(p) => write!(f, " (already traced by pid {p})"),
             None => Ok(()),
         }
-    }
-}
-
-fn tcp_hint(asked: bool) -> &'static str {
-    if asked {
-        "only ESTABLISHED connections are dumped"
-    } else {
-        "dump it with --tcp-established (or --tcp-close to restore it closed)"
     }
 }
 

@@ -348,7 +348,6 @@ impl Sockets {
                     sport: d.sport,
                     dport: d.dport,
                     state: d.state,
-                    asked: false,
                 }
                 .into());
             }
@@ -390,11 +389,14 @@ impl Sockets {
                     .ok()
                     .map(|v| v as u32)
             };
+            // As CRIU: a flag only when set.
+            let on = |o: i32| t(o).filter(|&v| v != 0).map(|_| true);
             Some(pb::TcpOptsEntry {
+                nodelay: on(libc::TCP_NODELAY),
+                cork: on(libc::TCP_CORK),
                 keepcnt: t(libc::TCP_KEEPCNT),
                 keepidle: t(libc::TCP_KEEPIDLE),
                 keepintvl: t(libc::TCP_KEEPINTVL),
-                ..Default::default()
             })
         } else {
             Some(pb::TcpOptsEntry::default())

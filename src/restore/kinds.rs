@@ -367,7 +367,7 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
             if super::tcp::is_connection(s) && pass == 0 {
                 continue;
             }
-            Some(inet(s, id, opts, &plan.dir)?)
+            Some(inet(s, opts, &plan.dir)?)
         } else if let Some(n) = &f.nlsk {
             Some(netlink(n, id)?)
         } else {
@@ -516,12 +516,7 @@ fn open_handle(fh: &pb::FhEntry, s_dev: u32) -> std::result::Result<OwnedFd, Str
     .map_err(|e| format!("open by handle on {mount}: {e}"))
 }
 
-fn inet(
-    s: &pb::InetSkEntry,
-    id: u32,
-    opts: &super::Options,
-    dir: &std::path::Path,
-) -> Result<OwnedFd> {
+fn inet(s: &pb::InetSkEntry, opts: &super::Options, dir: &std::path::Path) -> Result<OwnedFd> {
     use nix::sys::socket::{
         self as so, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
     };
@@ -547,7 +542,6 @@ fn inet(
             .into())
         }
     };
-    let _ = id;
     if super::tcp::is_connection(s) {
         let fd = super::tcp::restore(s, fam, dir, opts.tcp_close)?;
         inet_opts(&fd, s);
