@@ -342,3 +342,48 @@ fn connections_in_flight_are_refused_or_skipped() {
     kit::dump::kill_tree(w[0]);
     assert_eq!((p.as_str(), c.as_str()), ("OK", "OK"));
 }
+
+/// `--tcp-close`: a dump records the connection without repair or lock,
+/// and a restore (of that dump, or with the option of a repaired one)
+/// gives the task a closed socket in its place, leaving no lock.
+#[test]
+fn tcp_close_restores_connections_closed() {
+    let _g = kit::restore::lock();
+    let kit = Kit::new();
+    for (dump_opt, restore_opt) in [
+        ("--tcp-close", None),
+        ("--tcp-established", Some("--tcp-close")),
+    ] {
+        let out = kit.path("res");
+        let prog = kit.start("tcp_pair", &["4", out.to_str().unwrap()]);
+        let w: Vec<i32> = prog
+            .ready
+            .split_whitespace()
+            .skip(1)
+            .take(2)
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let port = ports_of(w[0]).first().map(|p| p.0).expect("a connection");
+        let _unlock = Unlock(port);
+        let dir = kit.path(&format!("img{dump_opt}"));
+        ok(&kit.dump(w[0], &dir, &[dump_opt]));
+        let locked = rules_for(port).len();
+        assert_eq!(
+            locked,
+            if restore_opt.is_some() { 4 } else { 0 },
+            "{dump_opt}"
+        );
+        reap(&w, Duration::from_secs(5));
+        let mut args = vec!["restore", "-d", "-D", dir.to_str().unwrap()];
+        args.extend(restore_opt);
+        ok(&kit.crit(&args));
+        assert!(alive(w[0]) && alive(w[1]));
+        assert!(rules_for(port).is_empty(), "{:?}", lock_rules());
+        // The tasks hold sockets, none of them connected.
+        assert!(ports_of(w[0]).is_empty() && ports_of(w[1]).is_empty());
+        let fd4 = std::fs::read_link(format!("/proc/{}/fd/4", w[0])).unwrap();
+        assert!(fd4.to_string_lossy().starts_with("socket:"), "{fd4:?}");
+        kit::dump::kill_tree(w[0]);
+        reap(&w, Duration::from_secs(5));
+    }
+}

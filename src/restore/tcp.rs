@@ -9,8 +9,9 @@
 //!
 //! The connection's packets are still dropped by the lock its dump put in
 //! place (crit's or CRIU's); [`unlock_all`] lifts it once the tree runs.
-//! With `--tcp-close` a connection comes back as a closed socket instead,
-//! and is unlocked too.
+//! With `--tcp-close`, and for a connection dumped with `--tcp-close` (no
+//! stream image), a connection comes back as a closed socket instead, and
+//! is unlocked too.
 
 use super::error::{FileError, On};
 use crate::error::Result;
@@ -107,7 +108,8 @@ pub fn restore(
     };
     let fd = so::socket(fam, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
         .map_err(nix_err("socket"))?;
-    if tcp_close {
+    // A dump with --tcp-close recorded no state: closed, as asked then.
+    if tcp_close || !dir.join(format!("tcp-stream-{ino:x}.img")).exists() {
         return Ok(fd);
     }
     if s.state != TCP_ESTABLISHED {
