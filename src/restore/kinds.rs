@@ -309,6 +309,7 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
         .iter()
         .flat_map(|t| t.fds.iter().map(|f| f.id))
         .collect();
+    let mut repaired = Vec::new();
     for (pass, f) in [0, 1]
         .into_iter()
         .flat_map(|p| plan.files.values().map(move |f| (p, f)))
@@ -367,7 +368,11 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
             if super::tcp::is_connection(s) && pass == 0 {
                 continue;
             }
-            Some(inet(s, opts, &plan.dir)?)
+            let (fd, in_repair) = inet(s, opts, &plan.dir)?;
+            if in_repair {
+                repaired.push((id, s));
+            }
+            Some(fd)
         } else if let Some(n) = &f.nlsk {
             Some(netlink(n, id)?)
         } else {
@@ -375,6 +380,12 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
         };
         if let Some(fd) = fd {
             res.by_id.insert(id, fd);
+        }
+    }
+    for (id, s) in repaired {
+        if let Some(fd) = res.by_id.get(&id) {
+            super::tcp::finish(fd, s)?;
+            inet_finish(fd, s)?;
         }
     }
     Ok(())
@@ -516,7 +527,13 @@ fn open_handle(fh: &pb::FhEntry, s_dev: u32) -> std::result::Result<OwnedFd, Str
     .map_err(|e| format!("open by handle on {mount}: {e}"))
 }
 
-fn inet(s: &pb::InetSkEntry, opts: &super::Options, dir: &std::path::Path) -> Result<OwnedFd> {
+/// An inet socket, and whether it is a connection still in repair mode
+/// (see [`super::tcp::restore`]).
+fn inet(
+    s: &pb::InetSkEntry,
+    opts: &super::Options,
+    dir: &std::path::Path,
+) -> Result<(OwnedFd, bool)> {
     use nix::sys::socket::{
         self as so, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
     };
@@ -543,15 +560,11 @@ fn inet(s: &pb::InetSkEntry, opts: &super::Options, dir: &std::path::Path) -> Re
         }
     };
     if super::tcp::is_connection(s) {
-        let fd = super::tcp::restore(s, fam, dir, opts.tcp_close)?;
-        inet_opts(&fd, s);
-        crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (s.flags & 0o4000) as i32).map_err(
-            |source| FileError::IoOn {
-                on: On::Inet(s.ino),
-                source,
-            },
-        )?;
-        return Ok(fd);
+        let (fd, in_repair) = super::tcp::restore(s, fam, dir, opts.tcp_close)?;
+        if !in_repair {
+            inet_finish(&fd, s)?;
+        }
+        return Ok((fd, in_repair));
     }
     // A connected UDP socket is bound and connected again.
     let udp_peer = ty == SockType::Datagram && s.state == super::tcp::TCP_ESTABLISHED;
@@ -635,7 +648,21 @@ fn inet(s: &pb::InetSkEntry, opts: &super::Options, dir: &std::path::Path) -> Re
             source,
         },
     )?;
-    Ok(fd)
+    Ok((fd, false))
+}
+
+/// A TCP connection's options and file status flags.
+fn inet_finish(fd: &OwnedFd, s: &pb::InetSkEntry) -> Result<()> {
+    inet_opts(fd, s);
+    crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (s.flags & 0o4000) as i32).map_err(
+        |source| {
+            FileError::IoOn {
+                on: On::Inet(s.ino),
+                source,
+            }
+            .into()
+        },
+    )
 }
 
 /// The options of a repaired connection that its socket keeps: address

@@ -4,8 +4,8 @@
 //! queues, connected without a handshake, given its options (MSS, window
 //! scales, SACK, timestamps) and timestamp, then its receive queue and the
 //! sent part of its send queue are put back in repair mode; the unsent
-//! part is sent normally; the repair window is set; repair mode is left
-//! and SO_REUSEADDR set as dumped.
+//! part is sent normally; the repair window is set. Repair mode is left
+//! once every connection of the tree is built ([`finish`]).
 //!
 //! The connection's packets are still dropped by the lock its dump put in
 //! place (crit's or CRIU's); [`unlock_all`] lifts it once the tree runs.
@@ -87,14 +87,16 @@ fn connect_to(fd: &OwnedFd, a: SocketAddr) -> nix::Result<()> {
     }
 }
 
-/// The socket of an established connection, repaired from its images
-/// (or closed, with `tcp_close`).
+/// The socket of an established connection, repaired from its images and
+/// still in repair mode (`true`; [`finish`] takes it out once every
+/// connection is built), or closed (`false`: with `tcp_close`, or dumped
+/// with --tcp-close).
 pub fn restore(
     s: &pb::InetSkEntry,
     fam: so::AddressFamily,
     dir: &Path,
     tcp_close: bool,
-) -> Result<OwnedFd> {
+) -> Result<(OwnedFd, bool)> {
     let ino = s.ino;
     let nix_err = |what: &'static str| {
         move |source| -> crate::error::Error {
@@ -110,7 +112,7 @@ pub fn restore(
         .map_err(nix_err("socket"))?;
     // A dump with --tcp-close recorded no state: closed, as asked then.
     if tcp_close || !dir.join(format!("tcp-stream-{ino:x}.img")).exists() {
-        return Ok(fd);
+        return Ok((fd, false));
     }
     if s.state != TCP_ESTABLISHED {
         return Err(FileError::TcpState {
@@ -157,7 +159,9 @@ pub fn restore(
         tr::send_all(f, &inq).map_err(call(ino, "receive queue"))?;
     }
     // Sent but not acknowledged: back in repair mode, so that the stack
-    // knows it went out; never sent: sent as usual.
+    // knows it went out; never sent: sent as usual, out of repair mode
+    // for the time it takes, and before the window is set (the order of
+    // CRIU's soccr: sent after the window, the data crawls).
     let unsent = (t.unsq_len.unwrap_or(0) as usize).min(outq.len());
     let (sent, rest) = outq.split_at(outq.len() - unsent);
     if !sent.is_empty() {
@@ -188,9 +192,19 @@ pub fn restore(
     if t.cork == Some(true) {
         let _ = sockopt::set_int(f, libc::IPPROTO_TCP, libc::TCP_CORK, 1);
     }
-    tr::set_repair(f, false).map_err(call(ino, "TCP_REPAIR off"))?;
-    // Buffer sizes as dumped (getsockopt reports twice what is set), then
-    // whether they were fixed by the task or left to autotuning.
+    Ok((fd, true))
+}
+
+/// Takes a repaired connection out of repair mode, once both ends of
+/// every connection of the tree exist: leaving repair mode sends a window
+/// probe, which must find its peer (a missing one would answer with a
+/// reset where no lock drops it, as in a network namespace of the
+/// tree's own). Then the buffer sizes as dumped (getsockopt reports
+/// twice what is set), and whether the task fixed them or left them to
+/// autotuning.
+pub fn finish(fd: &OwnedFd, s: &pb::InetSkEntry) -> Result<()> {
+    let f = fd.as_fd();
+    tr::set_repair(f, false).map_err(call(s.ino, "TCP_REPAIR off"))?;
     let _ = sockopt::set_int(
         f,
         libc::SOL_SOCKET,
@@ -210,7 +224,7 @@ pub fn restore(
         SO_BUF_LOCK,
         s.opts.so_buf_lock.unwrap_or(0) as i32,
     );
-    Ok(fd)
+    Ok(())
 }
 
 /// Lifts the lock of every TCP connection of the images (the dump's, or
