@@ -387,3 +387,78 @@ fn tcp_close_restores_connections_closed() {
         reap(&w, Duration::from_secs(5));
     }
 }
+
+/// A tree with a network namespace of its own (made with `unshare
+/// --net`): the dump locks the whole namespace as CRIU does (a `CRIU`
+/// chain) and lifts it with -R; a restore into a new namespace locks it
+/// while the connections are repaired, and both ends read and talk on.
+#[test]
+fn a_tree_in_its_own_network_namespace() {
+    let _g = kit::restore::lock();
+    let kit = Kit::new();
+    let bin = kit.build("tcp_pair");
+    let start = |out: &Path| -> (std::process::Child, Vec<i32>) {
+        let mut c = std::process::Command::new("unshare")
+            .arg("--net")
+            .arg(&bin)
+            .args(["4", out.to_str().unwrap(), "lo"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("unshare --net");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(c.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert!(line.starts_with("READY"), "{line:?}");
+        let w = line
+            .split_whitespace()
+            .skip(1)
+            .take(2)
+            .map(|s| s.parse().unwrap())
+            .collect();
+        (c, w)
+    };
+    let chain = |pid: i32| {
+        let o = std::process::Command::new("nsenter")
+            .args(["-t", &pid.to_string(), "-n", "iptables", "-S"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).contains("CRIU")
+    };
+    // -R: locked while dumped, unlocked after, the pair talks on.
+    let out = kit.path("r");
+    let (_c, w) = start(&out);
+    ok(&kit.dump(w[0], &kit.path("img-r"), &["--tcp-established", "-R"]));
+    assert!(!chain(w[0]), "the namespace is unlocked after -R");
+    signal(w[0], Signal::SIGUSR1);
+    signal(w[1], Signal::SIGUSR1);
+    let r = (
+        wait_file(&kit.path("r.parent")),
+        wait_file(&kit.path("r.child")),
+    );
+    kit::dump::kill_tree(w[0]);
+    reap(&w, Duration::from_secs(5));
+    assert_eq!((r.0.as_str(), r.1.as_str()), ("OK", "OK"), "-R");
+    // Killed and restored into a new namespace.
+    let out = kit.path("k");
+    let (_c, w) = start(&out);
+    let dir = kit.path("img-k");
+    ok(&kit.dump(w[0], &dir, &["--tcp-established"]));
+    restore(&kit, &dir, &w);
+    assert!(
+        !chain(w[0]),
+        "the new namespace is unlocked once the tree runs"
+    );
+    signal(w[0], Signal::SIGUSR1);
+    signal(w[1], Signal::SIGUSR1);
+    let r = (
+        wait_file(&kit.path("k.parent")),
+        wait_file(&kit.path("k.child")),
+    );
+    kit::dump::kill_tree(w[0]);
+    assert_eq!((r.0.as_str(), r.1.as_str()), ("OK", "OK"), "restored");
+}

@@ -433,8 +433,8 @@ impl Sockets {
     }
 
     /// Puts an established connection in repair mode and reads its state
-    /// (see [`super::tcp`]); locked when the tree shares crit's network
-    /// namespace (in one of its own, nothing outside it can answer).
+    /// (see [`super::tcp`]), locked: by its own rules when the tree shares
+    /// crit's network namespace, with the whole namespace otherwise.
     fn tcp_stream(&mut self, pid: i32, fd: i32, d: &InetDiag, copy: BorrowedFd) -> Result<()> {
         let words = |a: [u32; 4]| {
             if d.family == libc::AF_INET as u8 {
@@ -465,6 +465,14 @@ impl Sockets {
             .try_clone_to_owned()
             .map_err(|e| io(pid, fd, "dup", e))?;
         let repair = self.repair.get_or_insert_with(Default::default).clone();
+        if let Some(net) = &self.net_ns {
+            repair.lock_ns(net).map_err(|source| DumpError::NetLock {
+                pid,
+                fd,
+                ino: d.ino,
+                source,
+            })?;
+        }
         let stream = repair.dump(sock, conn, self.net_ns.is_none(), pid, fd, d.ino)?;
         self.streams.push(stream);
         Ok(())

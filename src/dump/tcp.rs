@@ -1,6 +1,7 @@
 //! Established TCP connections at dump, as CRIU 4.2 does them: each is
-//! locked (the iptables rules of [`crate::model::netlock`], when the tree
-//! shares crit's network namespace), its socket put in repair mode through
+//! locked (the iptables rules of [`crate::model::netlock`]: per connection
+//! when the tree shares crit's network namespace, the tree's whole
+//! namespace otherwise), its socket put in repair mode through
 //! crit's copy of it, and its state read: sequence numbers, the receive
 //! queue and the send queue (sent and unsent), MSS, window scales,
 //! timestamps, SACK, the repair window. Queues are peeked, never taken.
@@ -49,6 +50,8 @@ struct Held {
 #[derive(Default)]
 pub struct TcpRepair {
     held: Mutex<Vec<Held>>,
+    /// The tree's network namespace, when its whole namespace is locked.
+    locked_ns: Mutex<Option<OwnedFd>>,
 }
 
 /// Where a failed call happened.
@@ -115,10 +118,39 @@ impl TcpRepair {
         read_state(s, &at, ino)
     }
 
+    /// Locks the tree's network namespace `net` (once), as CRIU does for a
+    /// tree with a namespace of its own.
+    pub fn lock_ns(&self, net: &OwnedFd) -> std::io::Result<()> {
+        let mut l = self.locked_ns.lock().unwrap_or_else(|e| e.into_inner());
+        if l.is_some() {
+            return Ok(());
+        }
+        crate::sys::ns::run_in(
+            &[(net.as_fd(), libc::CLONE_NEWNET as u64)],
+            netlock::lock_ns,
+        )??;
+        *l = Some(net.try_clone()?);
+        Ok(())
+    }
+
     /// Lets every connection go on: repair mode off, SO_REUSEADDR back,
     /// unlocked. Errors are logged by the caller's choice: each is tried.
     pub fn resume(&self) -> Vec<String> {
         let mut errs = Vec::new();
+        if let Some(net) = self
+            .locked_ns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let r = crate::sys::ns::run_in(
+                &[(net.as_fd(), libc::CLONE_NEWNET as u64)],
+                netlock::unlock_ns,
+            );
+            if let Err(e) = r.and_then(|r| r) {
+                errs.push(format!("unlocking the tree's network namespace: {e}"));
+            }
+        }
         for h in self
             .held
             .lock()
@@ -143,6 +175,10 @@ impl TcpRepair {
     /// packet is sent) and leaves the connections locked for the restore.
     pub fn close_silently(&self) {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.locked_ns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 }
 

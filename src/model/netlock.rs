@@ -1,10 +1,13 @@
 //! The network lock of TCP connections: while a connection is dumped, and
 //! from a dump that kills its tree until the restore has repaired it, no
 //! packet of it may reach a stack that would answer with a reset. As CRIU
-//! 4.2 does by default, each connection gets two iptables rules (INPUT
-//! and OUTPUT) that drop its packets unless they carry CRIU's mark
-//! 0xC114; the rules are CRIU's own, word for word, so CRIU's restore
-//! unlocks what crit's dump locked and the other way round.
+//! 4.2 does by default, each connection of a tree in crit's network
+//! namespace gets two iptables rules (INPUT and OUTPUT) that drop its
+//! packets unless they carry CRIU's mark 0xC114; a tree with a network
+//! namespace of its own gets the whole namespace locked instead (a `CRIU`
+//! chain that drops all unmarked packets, [`lock_ns`]). The rules are
+//! CRIU's own, word for word, so CRIU's restore unlocks what crit's dump
+//! locked and the other way round.
 
 use std::io;
 use std::net::IpAddr;
@@ -145,6 +148,62 @@ pub fn unlock(c: &Conn) -> io::Result<()> {
     let a = run(c, true, false);
     let b = run(c, false, false);
     a.and(b)
+}
+
+/// CRIU's lock of a whole network namespace (iptables-restore input).
+pub const NS_LOCK: &str = "*filter\n:CRIU - [0:0]\n-I INPUT -j CRIU\n-I OUTPUT -j CRIU\n-A CRIU -m mark --mark 0xC114 -j ACCEPT\n-A CRIU -j DROP\nCOMMIT\n";
+/// Its undoing: the jumps, then the chain.
+const NS_UNLOCK: [&str; 2] = [
+    "*filter\n:CRIU - [0:0]\n-D INPUT -j CRIU\n-D OUTPUT -j CRIU\nCOMMIT\n",
+    "*filter\n:CRIU - [0:0]\n-X CRIU\nCOMMIT\n",
+];
+
+fn restore_rules(prog: &str, conf: &str) -> io::Result<()> {
+    use std::io::Write;
+    let mut child = Command::new(prog)
+        .args(["-w", "--noflush"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("{prog}: {e}")))?;
+    if let Some(mut i) = child.stdin.take() {
+        i.write_all(conf.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    Err(io::Error::other(format!(
+        "{prog}: {}",
+        err.lines().next().unwrap_or("failed")
+    )))
+}
+
+/// Locks the calling thread's network namespace as CRIU does (IPv4 and
+/// IPv6): only packets with the mark pass.
+pub fn lock_ns() -> io::Result<()> {
+    restore_rules("iptables-restore", NS_LOCK)?;
+    if let Err(e) = restore_rules("ip6tables-restore", NS_LOCK) {
+        let _ = unlock_ns();
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Lifts CRIU's lock of the calling thread's network namespace; every
+/// step is tried.
+pub fn unlock_ns() -> io::Result<()> {
+    let mut r = Ok(());
+    for conf in NS_UNLOCK {
+        for prog in ["iptables-restore", "ip6tables-restore"] {
+            if let Err(e) = restore_rules(prog, conf) {
+                r = Err(e);
+            }
+        }
+    }
+    r
 }
 
 #[cfg(test)]

@@ -275,18 +275,23 @@ pub fn restore(opts: &Options) -> Result<i32> {
         }
     }
     // The tree runs with its connections repaired: let their packets
-    // through (the lock is the dump's; a tree with a network namespace of
-    // its own was not locked).
+    // through (the lock is the dump's: per connection, or the whole of a
+    // namespace of the tree's own that outlived it, such as a manager's).
+    let conns: Vec<_> = plan
+        .files
+        .values()
+        .filter_map(|f| f.isk.as_ref())
+        .filter(|s| tcp::is_connection(s))
+        .filter_map(crate::model::netlock::Conn::of_entry)
+        .collect();
     if plan.ns.net.is_none() {
-        let conns: Vec<_> = plan
-            .files
-            .values()
-            .filter_map(|f| f.isk.as_ref())
-            .filter(|s| tcp::is_connection(s))
-            .filter_map(crate::model::netlock::Conn::of_entry)
-            .collect();
         for w in tcp::unlock_all(&conns) {
             log.info(w);
+        }
+    } else if !conns.is_empty() {
+        if let Err(e) = tcp::unlock_ns(root_pid) {
+            // A namespace made by this restore was never locked.
+            log.debug(format!("network namespace of pid {root_pid}: {e}"));
         }
     }
     log.info(format!(
@@ -358,6 +363,14 @@ fn run(plan: &plan::Plan, opts: &Options, log: &Log, rb: &mut rollback::Rollback
     task::take_over_all(plan, &pages, log)
 }
 
+/// Whether the images hold an established TCP connection.
+fn has_connections(plan: &plan::Plan) -> bool {
+    plan.files
+        .values()
+        .filter_map(|f| f.isk.as_ref())
+        .any(tcp::is_connection)
+}
+
 /// Opens every file and socket of the tree, then clones its root (which
 /// forks the rest); returns the root's pid as crit sees it.
 fn make_tree(
@@ -368,6 +381,17 @@ fn make_tree(
     sync: &child::Sync,
 ) -> Result<u32> {
     let mut res = reservoir::Reservoir::default();
+    // A network namespace this restore made holds only the tree: locked
+    // as CRIU locks it before connections are repaired, since leaving
+    // repair mode sends packets that a listener of the tree would answer
+    // with a reset (lifted with the dump's lock once the tree runs).
+    if matches!(plan.ns.net, Some(ns::NetPlan::Links(_))) && has_connections(plan) {
+        if let Err(e) = crate::model::netlock::lock_ns() {
+            log.info(format!(
+                "cannot lock the new network namespace ({e}): connections may be reset"
+            ));
+        }
+    }
     files::apply_inherited(plan, opts, &mut res)?;
     kinds::open_ghosts(plan, &mut res)?;
     kinds::open_memfds(plan, &mut res)?;

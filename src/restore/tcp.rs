@@ -241,3 +241,12 @@ pub fn unlock_all(conns: &[Conn]) -> Vec<String> {
         })
         .collect()
 }
+
+/// Lifts CRIU's lock of the network namespace of task `pid`.
+pub fn unlock_ns(pid: u32) -> std::io::Result<()> {
+    let net = crate::sys::ns::open(pid as i32, "net")?;
+    crate::sys::ns::run_in(
+        &[(net.as_fd(), libc::CLONE_NEWNET as u64)],
+        netlock::unlock_ns,
+    )?
+}

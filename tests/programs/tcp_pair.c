@@ -8,12 +8,15 @@
  * new message each way; each writes "OK" or "FAIL: why" to
  * argv[2].parent / argv[2].child. With argv[3] "packet" the parent
  * also holds a packet socket (after the connection), which a dump
- * refuses. */
+ * refuses; with "lo" it first brings the loopback device up (for a
+ * network namespace of its own). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <net/if.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -95,6 +98,17 @@ int main(int argc, char **argv)
 	int v6 = argc > 1 && argv[1][0] == '6';
 	const char *out = argc > 2 ? argv[2] : "/tmp/tcp_pair";
 	signal(SIGUSR1, on_usr1);
+	if (argc > 3 && !strcmp(argv[3], "lo")) {
+		struct ifreq ifr = { 0 };
+		int k = socket(AF_INET, SOCK_DGRAM, 0);
+		strcpy(ifr.ifr_name, "lo");
+		if (ioctl(k, SIOCGIFFLAGS, &ifr) < 0)
+			return 6;
+		ifr.ifr_flags |= IFF_UP;
+		if (ioctl(k, SIOCSIFFLAGS, &ifr) < 0)
+			return 7;
+		close(k);
+	}
 	int fam = v6 ? AF_INET6 : AF_INET;
 	struct sockaddr_storage ss = { 0 };
 	socklen_t sl;
