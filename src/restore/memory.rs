@@ -77,23 +77,20 @@ pub fn find_hole(taken: &[(u64, u64)], len: u64) -> Option<u64> {
 
 /// Where one task's dumped pages are: which pagemap entry covers which
 /// range, and where its bytes start in the pages file.
+#[derive(Clone, Copy)]
 pub struct PageRun {
     pub vaddr: u64,
     pub len: u64,
     pub off: u64,
 }
 
+/// The runs of pages the task's own page image holds (those in a parent
+/// dump are [`parent_pages`]'s).
 pub fn page_runs(task: &Task, pages_len: u64) -> Result<Vec<PageRun>> {
     let mut runs = Vec::new();
     for r in pagemap::runs(&task.pagemap) {
         let off = match r.held {
-            Held::Parent => {
-                return Err(TaskError::PagesInParent {
-                    pid: task.pid,
-                    vaddr: r.vaddr,
-                }
-                .into())
-            }
+            Held::Parent => continue,
             Held::Lazy => {
                 return Err(TaskError::PagesLazy {
                     pid: task.pid,
@@ -121,6 +118,94 @@ pub fn page_runs(task: &Task, pages_len: u64) -> Result<Vec<PageRun>> {
     // CRIU writes them in address order; do not rely on it.
     runs.sort_by_key(|r| r.vaddr);
     Ok(runs)
+}
+
+/// The pages of a task that a parent dump holds: that dump's page image
+/// and the runs of it to write.
+pub struct ParentPages {
+    pub file: Mapped,
+    pub runs: Vec<PageRun>,
+}
+
+/// How deep a chain of parent dumps is followed.
+const MAX_CHAIN: usize = 64;
+
+/// Follows the `parent` links of images dir `dir` for the pages `task`
+/// has `in_parent` (CRIU's pre-dump chains, crit's or CRIU's): each
+/// parent's pagemap of the same pid gives them, or sends them on to its
+/// own parent. A page no dump of the chain holds is an error.
+pub fn parent_pages(dir: &std::path::Path, task: &Task) -> Result<Vec<ParentPages>> {
+    let mut want: Vec<(u64, u64)> = pagemap::runs(&task.pagemap)
+        .iter()
+        .filter(|r| r.held == Held::Parent)
+        .map(|r| (r.vaddr, r.end()))
+        .collect();
+    let mut out = Vec::new();
+    let mut at = dir.join("parent");
+    let missing = |vaddr: u64| -> crate::error::Error {
+        TaskError::PagesInParent {
+            pid: task.pid,
+            vaddr,
+        }
+        .into()
+    };
+    while let Some(&(first, _)) = want.first() {
+        let pm = at.join(format!("pagemap-{}.img", task.pid));
+        if out.len() >= MAX_CHAIN || !pm.exists() {
+            return Err(missing(first));
+        }
+        let (pages_id, entries) = super::plan::read_pagemap(&pm, Vec::new())?;
+        let file = Mapped::open(&at.join(format!("pages-{pages_id}.img")))?;
+        let mut runs = pagemap::runs(&entries);
+        runs.sort_by_key(|r| r.vaddr);
+        let mut mine = Vec::new();
+        let mut next = Vec::new();
+        for &(s, e) in &want {
+            let mut pos = s;
+            let mut i = runs.partition_point(|r| r.end() <= s);
+            while pos < e {
+                let Some(r) = runs.get(i).filter(|r| r.vaddr <= pos) else {
+                    return Err(missing(pos));
+                };
+                let to = r.end().min(e);
+                match r.held {
+                    Held::Here(off) => {
+                        let off = off + (pos - r.vaddr);
+                        if off + (to - pos) > file.bytes().len() as u64 {
+                            return Err(TaskError::PagesShort {
+                                pid: task.pid,
+                                pages_id,
+                                len: file.bytes().len() as u64,
+                                vaddr: pos,
+                            }
+                            .into());
+                        }
+                        mine.push(PageRun {
+                            vaddr: pos,
+                            len: to - pos,
+                            off,
+                        });
+                    }
+                    Held::Parent => next.push((pos, to)),
+                    Held::Lazy => {
+                        return Err(TaskError::PagesLazy {
+                            pid: task.pid,
+                            vaddr: pos,
+                        }
+                        .into())
+                    }
+                }
+                pos = to;
+                i += 1;
+            }
+        }
+        // Written in file order, as the task's own.
+        mine.sort_by_key(|r| r.off);
+        out.push(ParentPages { file, runs: mine });
+        want = next;
+        at = at.join("parent");
+    }
+    Ok(out)
 }
 
 fn vma_has_pages(v: &pb::VmaEntry, runs: &[PageRun]) -> bool {
@@ -170,7 +255,7 @@ pub fn rebuild(
     t: &mut dyn Tracee,
     task: &Task,
     lay: &Layout,
-    pages: Option<&Mapped>,
+    pages: Option<&super::task::TaskPages>,
     scratch: u64,
     scratch_len: u64,
     log: &super::Log,
@@ -181,12 +266,23 @@ pub fn rebuild(
     let sp = special_of(&maps);
     unmap_all_but(t, pid, &sp, (scratch, scratch + scratch_len))?;
     move_special(t, task, &sp, scratch, scratch_len)?;
-    let pages_len = pages.map_or(0, |m| m.bytes().len());
+    let own = pages.and_then(|p| p.own.as_ref());
+    let parents: &[ParentPages] = pages.map_or(&[], |p| &p.parents);
+    let pages_len = own.map_or(0, |m| m.bytes().len());
     let runs = page_runs(task, pages_len as u64)?;
-    let reprotect = map_vmas(t, task, lay, &runs)?;
+    // Which mappings get pages: from this dump or from a parent.
+    let mut all: Vec<PageRun> = runs.to_vec();
+    for p in parents {
+        all.extend(p.runs.iter().copied());
+    }
+    all.sort_by_key(|r| r.vaddr);
+    let reprotect = map_vmas(t, task, lay, &all)?;
     log.debug(format!("pid {pid}: mappings made"));
     let t_pages = std::time::Instant::now();
-    let bytes = write_pages(t, task, &runs, pages)?;
+    let mut bytes = write_pages(t, task, &runs, own)?;
+    for p in parents {
+        bytes += write_pages(t, task, &p.runs, Some(&p.file))?;
+    }
     log.debug(format!(
         "pid {pid}: {} mappings, {bytes} bytes of pages written in {:?}",
         task.mm.vmas.len(),

@@ -54,13 +54,37 @@ struct Done {
     fpregs: pb::UserX86FpregsEntry,
 }
 
-/// The page images of the live tasks, by pid (absent: no pages).
-pub fn open_pages(plan: &Plan) -> Result<std::collections::HashMap<u32, Mapped>> {
+/// A task's pages: its own page image, and what parent dumps hold.
+pub struct TaskPages {
+    pub own: Option<Mapped>,
+    pub parents: Vec<memory::ParentPages>,
+}
+
+impl TaskPages {
+    fn size(&self) -> usize {
+        self.own.as_ref().map_or(0, |m| m.bytes().len())
+            + self
+                .parents
+                .iter()
+                .map(|p| p.file.bytes().len())
+                .sum::<usize>()
+    }
+}
+
+/// The page images of the live tasks, by pid (absent: no pages), with
+/// the parent dumps' pages of those marked `in_parent`.
+pub fn open_pages(plan: &Plan) -> Result<std::collections::HashMap<u32, TaskPages>> {
     let mut out = std::collections::HashMap::new();
     for t in plan.live() {
         let path = plan.dir.join(format!("pages-{}.img", t.pages_id));
-        if path.exists() {
-            out.insert(t.pid, Mapped::open(&path)?);
+        let own = if path.exists() {
+            Some(Mapped::open(&path)?)
+        } else {
+            None
+        };
+        let parents = memory::parent_pages(&plan.dir, t)?;
+        if own.is_some() || !parents.is_empty() {
+            out.insert(t.pid, TaskPages { own, parents });
         }
     }
     Ok(out)
@@ -75,11 +99,11 @@ pub fn open_pages(plan: &Plan) -> Result<std::collections::HashMap<u32, Mapped>>
 /// kills the tree.
 pub fn take_over_all(
     plan: &Plan,
-    pages: &std::collections::HashMap<u32, Mapped>,
+    pages: &std::collections::HashMap<u32, TaskPages>,
     log: &Log,
 ) -> Result<()> {
     let mut order: Vec<&Task> = plan.live().collect();
-    order.sort_by_key(|t| std::cmp::Reverse(pages.get(&t.pid).map_or(0, |m| m.bytes().len())));
+    order.sort_by_key(|t| std::cmp::Reverse(pages.get(&t.pid).map_or(0, TaskPages::size)));
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(order.len())
@@ -116,7 +140,7 @@ struct Team<'a> {
     plan: &'a Plan,
     /// Live tasks in the order they are taken.
     order: Vec<&'a Task>,
-    pages: &'a std::collections::HashMap<u32, Mapped>,
+    pages: &'a std::collections::HashMap<u32, TaskPages>,
     log: &'a Log,
     next: AtomicUsize,
     failed: AtomicBool,
@@ -209,13 +233,13 @@ impl Team<'_> {
 fn rebuild_task(
     task: &Task,
     mut main: SysTracee,
-    pages_file: Option<&Mapped>,
+    pages: Option<&TaskPages>,
     log: &Log,
 ) -> Result<Vec<Done>> {
     let lay = Layout::for_task(task);
     let (region, scratch) = make_scratch(&mut main, task)?;
     let mapped = memory::PAGE + SCRATCH_LEN;
-    memory::rebuild(&mut main, task, &lay, pages_file, region, mapped, log)?;
+    memory::rebuild(&mut main, task, &lay, pages, region, mapped, log)?;
     memory::set_mm(&mut main, task, &lay, scratch)?;
     // The VMA files and crit's pipes are no longer needed in the task.
     call(

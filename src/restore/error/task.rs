@@ -35,7 +35,7 @@ pub enum TaskError {
     },
 
     // ---- Memory.
-    #[error("pid {pid}: pagemap-{pid}.img: pages at {vaddr:#x} are in a parent image (incremental dumps are not supported)")]
+    #[error("pid {pid}: pagemap-{pid}.img: pages at {vaddr:#x} are in a parent dump, and no dump of the chain of `parent` links holds them")]
     PagesInParent { pid: u32, vaddr: u64 },
     #[error("pid {pid}: pagemap-{pid}.img: pages at {vaddr:#x} are lazy (served by a page server), not in the images")]
     PagesLazy { pid: u32, vaddr: u64 },
