@@ -26,7 +26,17 @@ pub fn for_each_run(
     let pages = Mapped::open(&dir.join(format!("pages-{pages_id}.img")))?;
     let bytes = pages.bytes();
     for r in pagemap::runs(&entries) {
-        let Held::Here(off) = r.held else { continue };
+        let off = match r.held {
+            Held::Here(off) => off,
+            Held::Parent => {
+                return Err(FileError::Refused {
+                    on: on.clone(),
+                    why: FileFault::SharedInParent(r.vaddr),
+                }
+                .into())
+            }
+            Held::Lazy => continue,
+        };
         let chunk = usize::try_from(off)
             .ok()
             .and_then(|off| bytes.get(off..off.checked_add(r.bytes() as usize)?))

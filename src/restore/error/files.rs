@@ -207,6 +207,8 @@ pub enum FileError {
 pub enum FileFault {
     #[error("pages beyond its size")]
     PagesBeyond,
+    #[error("pages at offset {0:#x} are in a parent dump (shared memory is not followed along parent links)")]
+    SharedInParent(u64),
     #[error("memfd inode {0} is not in memfd.img")]
     NoMemfdInode(u32),
     #[error("timerfd clock {0} unsupported")]
