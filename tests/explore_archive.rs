@@ -8,23 +8,12 @@
 mod kit;
 
 use kit::archive::{podman_like, Codec, Pack, CODECS};
-use kit::cli::{assert_fails, fixture_dirs, run};
+use kit::cli::{assert_fails, fixture_dirs, run, x};
 use kit::crit;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 const VIEWS: [&str; 5] = ["ps", "fds", "mems", "rss", "sk"];
-
-fn x(target: &Path, args: &[&str]) -> Vec<u8> {
-    let o = run(crit().arg("x").arg(target).args(args), None);
-    assert!(
-        o.status.success() && o.stderr.is_empty(),
-        "x {} {args:?}: {}",
-        target.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o.stdout
-}
 
 fn pids(dir: &Path) -> Vec<String> {
     let ps: Value = serde_json::from_slice(&x(dir, &["ps", "--json"])).unwrap();

@@ -15,24 +15,12 @@ mod kit;
 
 use crit::image::pb;
 use crit::image::store::Images;
-use crit::image::typed::{write_atomic, ImageBuilder};
 use kit::archive::{Codec, Pack, CODECS};
-use kit::cli::{assert_fails, fixture_dirs, run};
+use kit::cli::{assert_fails, fixture_dirs, run, x};
 use kit::crit;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-
-fn x(target: &Path, args: &[&str]) -> Vec<u8> {
-    let o = run(crit().arg("x").arg(target).args(args), None);
-    assert!(
-        o.status.success() && o.stderr.is_empty(),
-        "x {} {args:?}: {}",
-        target.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o.stdout
-}
 
 fn xj(target: &Path, args: &[&str]) -> Value {
     let mut a = args.to_vec();
@@ -202,49 +190,20 @@ fn the_counter_fixtures_pattern_is_found_in_its_heap() {
 /// Returns (pages moved to the parent, lazy pages).
 fn make_chain(child: &Path) -> (u64, u64) {
     let src = kit::fixture("counter");
-    std::fs::create_dir_all(child).unwrap();
-    for e in std::fs::read_dir(&src).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, child.join(p.file_name().unwrap())).unwrap();
-        }
-    }
-    let (id, entries) = Images::Dir(src.clone())
+    let (_, entries) = Images::Dir(src.clone())
         .pagemap("pagemap-26659.img")
         .unwrap();
-    let pages = std::fs::read(src.join(format!("pages-{id}.img"))).unwrap();
     let stack = entries.iter().map(|e| e.vaddr).max().unwrap();
-    let mut b = ImageBuilder::new("PAGEMAP").unwrap();
-    b.entry(&pb::PagemapHead { pages_id: id });
-    let mut kept = Vec::new();
-    let (mut off, mut moved, mut lazy) = (0usize, 0u64, 0u64);
-    for e in &entries {
-        let n = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages));
-        let data = &pages[off..off + n as usize * 4096];
-        off += data.len();
-        let run = |vaddr: u64, n: u64, flags: u32| pb::PagemapEntry {
-            vaddr,
-            compat_nr_pages: n as u32,
-            in_parent: None,
-            flags: Some(flags),
-            nr_pages: Some(n),
-        };
-        if e.vaddr == stack {
-            b.entry(&run(e.vaddr, n, 2));
+    let (mut moved, mut lazy) = (0, 0);
+    kit::chain::derive(&src, child, |_, vaddr, n| {
+        if vaddr == stack {
             lazy += n;
-        } else if n > 1 {
-            let h = n / 2;
-            b.entry(&run(e.vaddr, h, 1));
-            b.entry(&run(e.vaddr + h * 4096, n - h, 4));
-            kept.extend_from_slice(&data[h as usize * 4096..]);
-            moved += h;
+            (n, kit::chain::PE_LAZY)
         } else {
-            b.entry(&run(e.vaddr, n, 4));
-            kept.extend_from_slice(data);
+            moved += n / 2;
+            (n / 2, kit::chain::PE_PARENT)
         }
-    }
-    write_atomic(&child.join("pagemap-26659.img"), &b.bytes).unwrap();
-    write_atomic(&child.join(format!("pages-{id}.img")), &kept).unwrap();
+    });
     (moved, lazy)
 }
 

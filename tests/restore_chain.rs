@@ -10,67 +10,16 @@
 
 mod kit;
 
-use crit::image::pb;
-use crit::image::store::Images;
-use crit::image::typed::{write_atomic, ImageBuilder};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PE_PARENT: u32 = 1;
-const PE_PRESENT: u32 = 4;
-
 /// Copies the images of `src` to `dst`, giving the first `num/den` of
 /// every present run of every task to the parent dump `parent`.
 fn split(src: &Path, dst: &Path, num: u64, den: u64, parent: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
-        }
-    }
+    kit::chain::derive(src, dst, |_, _, n| (n * num / den, kit::chain::PE_PARENT));
     std::os::unix::fs::symlink(parent, dst.join("parent")).unwrap();
-    let imgs = Images::Dir(src.to_path_buf());
-    for (name, _) in imgs.files().unwrap() {
-        if !name.starts_with("pagemap-") || name.starts_with("pagemap-shmem") {
-            continue;
-        }
-        let (id, entries) = imgs.pagemap(&name).unwrap();
-        let pages = std::fs::read(src.join(format!("pages-{id}.img"))).unwrap();
-        let mut b = ImageBuilder::new("PAGEMAP").unwrap();
-        b.entry(&pb::PagemapHead { pages_id: id });
-        let mut kept = Vec::new();
-        let mut off = 0usize;
-        for e in &entries {
-            let n = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages));
-            let flags = e.flags.unwrap_or(PE_PRESENT);
-            let run = |vaddr: u64, n: u64, flags: u32| pb::PagemapEntry {
-                vaddr,
-                compat_nr_pages: n as u32,
-                in_parent: None,
-                flags: Some(flags),
-                nr_pages: Some(n),
-            };
-            if flags & PE_PRESENT == 0 {
-                b.entry(e);
-                continue;
-            }
-            let data = &pages[off..off + n as usize * 4096];
-            off += data.len();
-            let give = n * num / den;
-            if give > 0 {
-                b.entry(&run(e.vaddr, give, PE_PARENT));
-            }
-            if n > give {
-                b.entry(&run(e.vaddr + give * 4096, n - give, flags));
-                kept.extend_from_slice(&data[give as usize * 4096..]);
-            }
-        }
-        write_atomic(&dst.join(&name), &b.bytes).unwrap();
-        write_atomic(&dst.join(format!("pages-{id}.img")), &kept).unwrap();
-    }
 }
 
 #[test]

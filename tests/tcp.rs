@@ -112,6 +112,19 @@ fn ports_of(pid: i32) -> Vec<(u16, u16)> {
     v
 }
 
+/// The parent's and the child's pid from tcp_pair's READY line.
+fn pair_pids(prog: &Prog) -> Vec<i32> {
+    let w: Vec<i32> = prog
+        .ready
+        .split_whitespace()
+        .skip(1)
+        .take(2)
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(w.len(), 2, "{}", prog.ready);
+    w
+}
+
 fn restore(kit: &Kit, dir: &Path, pids: &[i32]) {
     reap(pids, Duration::from_secs(5));
     let o = kit.crit(&["restore", "-d", "-D", dir.to_str().unwrap()]);
@@ -126,13 +139,7 @@ fn pair(v6: bool) {
         "tcp_pair",
         &[if v6 { "6" } else { "4" }, out.to_str().unwrap()],
     );
-    let w: Vec<i32> = prog
-        .ready
-        .split_whitespace()
-        .skip(1)
-        .take(2)
-        .map(|s| s.parse().unwrap())
-        .collect();
+    let w = pair_pids(&prog);
     let (parent, child) = (w[0], w[1]);
     let port = ports_of(parent)
         .first()
@@ -271,13 +278,7 @@ fn leave_running_and_a_failed_dump_let_the_connection_go_on() {
             args.push("packet");
         }
         let prog = kit.start("tcp_pair", &args);
-        let w: Vec<i32> = prog
-            .ready
-            .split_whitespace()
-            .skip(1)
-            .take(2)
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let w = pair_pids(&prog);
         let port = ports_of(w[0]).first().map(|p| p.0).expect("a connection");
         let _unlock = Unlock(port);
         let dir = kit.path(if fails { "img-f" } else { "img-r" });
@@ -312,13 +313,7 @@ fn connections_in_flight_are_refused_or_skipped() {
     let kit = Kit::new();
     let out = kit.path("res");
     let prog = kit.start("tcp_pair", &["4", out.to_str().unwrap()]);
-    let w: Vec<i32> = prog
-        .ready
-        .split_whitespace()
-        .skip(1)
-        .take(2)
-        .map(|s| s.parse().unwrap())
-        .collect();
+    let w = pair_pids(&prog);
     let port = ports_of(w[0]).first().map(|p| p.0).expect("a connection");
     let _unlock = Unlock(port);
     // Ours, never accepted: the listener's port is the parent's side.
@@ -356,13 +351,7 @@ fn tcp_close_restores_connections_closed() {
     ] {
         let out = kit.path("res");
         let prog = kit.start("tcp_pair", &["4", out.to_str().unwrap()]);
-        let w: Vec<i32> = prog
-            .ready
-            .split_whitespace()
-            .skip(1)
-            .take(2)
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let w = pair_pids(&prog);
         let port = ports_of(w[0]).first().map(|p| p.0).expect("a connection");
         let _unlock = Unlock(port);
         let dir = kit.path(&format!("img{dump_opt}"));

@@ -81,6 +81,72 @@ pub fn runs(entries: &[pb::PagemapEntry]) -> Vec<Run> {
     v
 }
 
+/// Where a range of a chain's pages is (see [`place`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// In the pages image of dump `level` of the chain (0: the first),
+    /// from byte `off`.
+    Level { level: usize, off: u64 },
+    /// Only with a page server.
+    Lazy,
+    /// `in_parent` in the last dump of the chain: no dump holds it.
+    NoParent,
+    /// No run covers it (what that means is the mapping's business:
+    /// zero, the file's contents...).
+    Absent,
+}
+
+/// Places `[s, e)` along a chain of dumps (`chain[0]` the newest, each
+/// list of runs sorted by address): calls `f(start, end, source)` for
+/// consecutive pieces, in order, following `in_parent` runs down the
+/// chain. The one walk of parent chains, for the restore and `x mem`.
+pub fn place(chain: &[&[Run]], s: u64, e: u64, f: &mut impl FnMut(u64, u64, Source)) {
+    place_from(chain, 0, s, e, f)
+}
+
+fn place_from(
+    chain: &[&[Run]],
+    level: usize,
+    s: u64,
+    e: u64,
+    f: &mut impl FnMut(u64, u64, Source),
+) {
+    let Some(runs) = chain.get(level) else {
+        f(s, e, Source::NoParent);
+        return;
+    };
+    let mut i = runs.partition_point(|r| r.end() <= s);
+    let mut at = s;
+    while at < e {
+        let Some(r) = runs.get(i).filter(|r| r.vaddr < e) else {
+            f(at, e, Source::Absent);
+            break;
+        };
+        i += 1;
+        if r.end() <= at {
+            continue;
+        }
+        if r.vaddr > at {
+            f(at, r.vaddr, Source::Absent);
+            at = r.vaddr;
+        }
+        let to = r.end().min(e);
+        match r.held {
+            Held::Here(off) => f(
+                at,
+                to,
+                Source::Level {
+                    level,
+                    off: off + (at - r.vaddr),
+                },
+            ),
+            Held::Lazy => f(at, to, Source::Lazy),
+            Held::Parent => place_from(chain, level + 1, at, to, f),
+        }
+        at = to;
+    }
+}
+
 /// The bytes of the pages image that `runs` need.
 pub fn bytes_needed(runs: &[Run]) -> u64 {
     runs.iter()
@@ -90,4 +156,60 @@ pub fn bytes_needed(runs: &[Run]) -> u64 {
         })
         .max()
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(vaddr: u64, pages: u64, held: Held) -> Run {
+        Run { vaddr, pages, held }
+    }
+
+    #[test]
+    fn a_chain_is_followed_run_by_run() {
+        let p = PAGE;
+        let newest = [
+            run(0, 2, Held::Parent),
+            run(2 * p, 1, Held::Here(0)),
+            run(4 * p, 1, Held::Lazy),
+        ];
+        let parent = [run(0, 1, Held::Here(8 * p)), run(p, 1, Held::Parent)];
+        let mut got = Vec::new();
+        place(&[&newest, &parent], 0, 6 * p, &mut |s, e, src| {
+            got.push((s / p, e / p, src))
+        });
+        assert_eq!(
+            got,
+            vec![
+                (
+                    0,
+                    1,
+                    Source::Level {
+                        level: 1,
+                        off: 8 * p
+                    }
+                ),
+                (1, 2, Source::NoParent),
+                (2, 3, Source::Level { level: 0, off: 0 }),
+                (3, 4, Source::Absent),
+                (4, 5, Source::Lazy),
+                (5, 6, Source::Absent),
+            ]
+        );
+        // A range that starts inside a run keeps its offset.
+        let mut got = Vec::new();
+        place(&[&parent], p / 2, p, &mut |s, e, src| got.push((s, e, src)));
+        assert_eq!(
+            got,
+            vec![(
+                p / 2,
+                p,
+                Source::Level {
+                    level: 0,
+                    off: 8 * p + p / 2
+                }
+            )]
+        );
+    }
 }

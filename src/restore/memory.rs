@@ -11,7 +11,7 @@ use super::remote::{call, Tracee};
 use crate::error::Result;
 use crate::image::pb;
 use crate::image::typed::Mapped;
-use crate::model::pagemap::{self, Held};
+use crate::model::pagemap::{self, Held, Source};
 
 pub const PAGE: u64 = 4096;
 use crate::sys::TASK_SIZE;
@@ -135,77 +135,82 @@ const MAX_CHAIN: usize = 64;
 /// parent's pagemap of the same pid gives them, or sends them on to its
 /// own parent. A page no dump of the chain holds is an error.
 pub fn parent_pages(dir: &std::path::Path, task: &Task) -> Result<Vec<ParentPages>> {
-    let mut want: Vec<(u64, u64)> = pagemap::runs(&task.pagemap)
+    let own = pagemap::runs(&task.pagemap);
+    let wanted: Vec<(u64, u64)> = own
         .iter()
         .filter(|r| r.held == Held::Parent)
         .map(|r| (r.vaddr, r.end()))
         .collect();
-    let mut out = Vec::new();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The chain, as deep as its in_parent runs lead.
+    let mut chain = vec![own];
+    let mut files = Vec::new();
     let mut at = dir.join("parent");
-    let missing = |vaddr: u64| -> crate::error::Error {
-        TaskError::PagesInParent {
-            pid: task.pid,
-            vaddr,
-        }
-        .into()
-    };
-    while let Some(&(first, _)) = want.first() {
+    while chain.len() <= MAX_CHAIN
+        && chain
+            .last()
+            .is_some_and(|r| r.iter().any(|r| r.held == Held::Parent))
+    {
         let pm = at.join(format!("pagemap-{}.img", task.pid));
-        if out.len() >= MAX_CHAIN || !pm.exists() {
-            return Err(missing(first));
+        if !pm.exists() {
+            break;
         }
         let (pages_id, entries) = super::plan::read_pagemap(&pm, Vec::new())?;
-        let file = Mapped::open(&at.join(format!("pages-{pages_id}.img")))?;
+        files.push((
+            pages_id,
+            Mapped::open(&at.join(format!("pages-{pages_id}.img")))?,
+        ));
         let mut runs = pagemap::runs(&entries);
         runs.sort_by_key(|r| r.vaddr);
-        let mut mine = Vec::new();
-        let mut next = Vec::new();
-        for &(s, e) in &want {
-            let mut pos = s;
-            let mut i = runs.partition_point(|r| r.end() <= s);
-            while pos < e {
-                let Some(r) = runs.get(i).filter(|r| r.vaddr <= pos) else {
-                    return Err(missing(pos));
-                };
-                let to = r.end().min(e);
-                match r.held {
-                    Held::Here(off) => {
-                        let off = off + (pos - r.vaddr);
-                        if off + (to - pos) > file.bytes().len() as u64 {
-                            return Err(TaskError::PagesShort {
-                                pid: task.pid,
-                                pages_id,
-                                len: file.bytes().len() as u64,
-                                vaddr: pos,
-                            }
-                            .into());
-                        }
-                        mine.push(PageRun {
-                            vaddr: pos,
-                            len: to - pos,
-                            off,
-                        });
-                    }
-                    Held::Parent => next.push((pos, to)),
-                    Held::Lazy => {
-                        return Err(TaskError::PagesLazy {
-                            pid: task.pid,
-                            vaddr: pos,
-                        }
-                        .into())
-                    }
-                }
-                pos = to;
-                i += 1;
-            }
-        }
-        // Written in file order, as the task's own.
-        mine.sort_by_key(|r| r.off);
-        out.push(ParentPages { file, runs: mine });
-        want = next;
+        chain.push(runs);
         at = at.join("parent");
     }
-    Ok(out)
+    let levels: Vec<&[pagemap::Run]> = chain.iter().map(|r| &r[..]).collect();
+    let mut out: Vec<Vec<PageRun>> = vec![Vec::new(); files.len()];
+    let mut bad = None;
+    for &(s, e) in &wanted {
+        pagemap::place(&levels, s, e, &mut |from, to, src| match src {
+            Source::Level { level, off } if level > 0 => out[level - 1].push(PageRun {
+                vaddr: from,
+                len: to - from,
+                off,
+            }),
+            Source::Lazy => {
+                bad.get_or_insert(TaskError::PagesLazy {
+                    pid: task.pid,
+                    vaddr: from,
+                });
+            }
+            _ => {
+                bad.get_or_insert(TaskError::PagesInParent {
+                    pid: task.pid,
+                    vaddr: from,
+                });
+            }
+        });
+    }
+    if let Some(e) = bad {
+        return Err(e.into());
+    }
+    let mut parents = Vec::new();
+    for ((pages_id, file), mut runs) in files.into_iter().zip(out) {
+        let len = file.bytes().len() as u64;
+        if let Some(r) = runs.iter().find(|r| r.off + r.len > len) {
+            return Err(TaskError::PagesShort {
+                pid: task.pid,
+                pages_id,
+                len,
+                vaddr: r.vaddr,
+            }
+            .into());
+        }
+        // Written in file order, as the task's own.
+        runs.sort_by_key(|r| r.off);
+        parents.push(ParentPages { file, runs });
+    }
+    Ok(parents)
 }
 
 fn vma_has_pages(v: &pb::VmaEntry, runs: &[PageRun]) -> bool {

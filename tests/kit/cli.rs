@@ -82,3 +82,15 @@ pub fn pipes_data_image(dir: &Path, mb: usize) -> PathBuf {
     }
     img
 }
+
+/// `crit x TARGET ARGS…`, which must succeed with nothing on stderr.
+pub fn x(target: &Path, args: &[&str]) -> Vec<u8> {
+    let o = run(crit().arg("x").arg(target).args(args), None);
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "x {} {args:?}: {}",
+        target.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}

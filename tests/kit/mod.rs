@@ -5,6 +5,7 @@
 //! - [`dump`]: build a program, run it, dump it, read the images;
 //! - [`restore`]: the CRIU 4.2 fixtures: lay them out, restore, check;
 //! - [`archive`]: checkpoint archives packed as podman packs them;
+//! - [`chain`]: incremental dumps made from a real one;
 //! - [`sys`]: processes for the kernel-layer tests (`sys_*`);
 //! - [`machine`]: what this machine's CPU and limits are;
 //! - [`proc`], [`cc`], [`host`], [`serial`]: processes, C programs, what the
@@ -13,6 +14,7 @@
 
 pub mod archive;
 pub mod cc;
+pub mod chain;
 pub mod cli;
 pub mod dump;
 pub mod host;

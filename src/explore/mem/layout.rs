@@ -13,7 +13,7 @@ use crate::image::flags::{
 };
 use crate::image::pb;
 use crate::image::store::Images;
-use crate::model::pagemap::{self, Held, Run};
+use crate::model::pagemap::{self, Held, Run, Source};
 use std::collections::HashMap;
 
 /// How deep a chain of parent dumps is followed (a guard against loops).
@@ -297,45 +297,22 @@ impl TaskMemory {
     /// pages of its first level, parents for `in_parent` runs, `rest`
     /// where no run covers them.
     fn resolve(&self, chain: &[usize], s: u64, e: u64, delta: u64, rest: Place, out: &mut Pieces) {
+        let runs: Vec<&[Run]> = chain.iter().map(|&l| &self.levels[l].runs[..]).collect();
         let a = |k: u64| k.wrapping_add(delta);
-        let Some(&li) = chain.first() else {
-            out.push(a(s), a(e), rest);
-            return;
-        };
-        let runs = &self.levels[li].runs;
-        let mut i = runs.partition_point(|r| r.end() <= s);
-        let mut at = s;
-        while at < e {
-            let Some(r) = runs.get(i).filter(|r| r.vaddr < e) else {
-                out.push(a(at), a(e), rest);
-                break;
+        pagemap::place(&runs, s, e, &mut |from, to, src| {
+            let place = match src {
+                Source::Level { level, off } => Place::Bytes {
+                    level: chain[level],
+                    off,
+                },
+                Source::Lazy => Place::Lazy,
+                // An empty chain (a segment without pagemap) is all `rest`.
+                Source::NoParent if chain.is_empty() => rest,
+                Source::NoParent => Place::NoParent,
+                Source::Absent => rest,
             };
-            i += 1;
-            if r.end() <= at {
-                continue;
-            }
-            if r.vaddr > at {
-                out.push(a(at), a(r.vaddr), rest);
-                at = r.vaddr;
-            }
-            let to = r.end().min(e);
-            match r.held {
-                Held::Here(off) => out.push(
-                    a(at),
-                    a(to),
-                    Place::Bytes {
-                        level: li,
-                        off: off + (at - r.vaddr),
-                    },
-                ),
-                Held::Lazy => out.push(a(at), a(to), Place::Lazy),
-                Held::Parent if chain.len() > 1 => {
-                    self.resolve(&chain[1..], at, to, delta, rest, out)
-                }
-                Held::Parent => out.push(a(at), a(to), Place::NoParent),
-            }
-            at = to;
-        }
+            out.push(a(from), a(to), place);
+        });
     }
 }
 
