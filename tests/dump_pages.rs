@@ -61,20 +61,7 @@ fn round_trip(
         .output()
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    for p in kit::proc::tree(pid) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::SIGUSR1).unwrap();
-    }
-    let t = Instant::now();
-    let lines = loop {
-        let text = std::fs::read_to_string(result).unwrap_or_default();
-        if text.lines().count() >= tasks || t.elapsed() > Duration::from_secs(10) {
-            break text;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    for p in kit::proc::tree(pid) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::SIGKILL);
-    }
+    let lines = kit::proc::ask_tree(pid, result, tasks);
     assert_eq!(lines.lines().count(), tasks, "answers: {lines}");
     assert!(
         lines.lines().all(|l| l.starts_with("OK")),

@@ -102,20 +102,7 @@ fn a_chain_of_dumps_restores_every_page() {
         .output()
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    for p in kit::proc::tree(pid) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::SIGUSR1).unwrap();
-    }
-    let t = Instant::now();
-    let lines = loop {
-        let text = std::fs::read_to_string(&result).unwrap_or_default();
-        if text.lines().count() >= 3 || t.elapsed() > Duration::from_secs(10) {
-            break text;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    for p in kit::proc::tree(pid) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::SIGKILL);
-    }
+    let lines = kit::proc::ask_tree(pid, &result, 3);
     assert_eq!(lines.lines().count(), 3, "answers: {lines}");
     assert!(
         lines.lines().all(|l| l.starts_with("OK")),

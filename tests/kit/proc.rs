@@ -123,3 +123,26 @@ pub fn kill_and_reap(pids: &[i32]) {
     }
     reap(pids, Duration::from_secs(20));
 }
+
+/// Sends SIGUSR1 to every task of the tree of `pid` (the self-checking
+/// programs' cue), waits up to 10 s for `n` lines in `result`, then kills
+/// the tree; returns what `result` holds.
+pub fn ask_tree(pid: i32, result: &std::path::Path, n: usize) -> String {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    for p in tree(pid) {
+        let _ = kill(Pid::from_raw(p), Signal::SIGUSR1);
+    }
+    let t = std::time::Instant::now();
+    let lines = loop {
+        let text = std::fs::read_to_string(result).unwrap_or_default();
+        if text.lines().count() >= n || t.elapsed() > Duration::from_secs(10) {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for p in tree(pid) {
+        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+    }
+    lines
+}
