@@ -55,6 +55,13 @@ enum Cmd {
     },
     /// Freeze a process tree and write its state as CRIU-format images.
     Dump(DumpArgs),
+    /// Copy a running tree's memory (pagemap and pages images) and keep
+    /// tracking its writes, for a later `dump --prev-images-dir`.
+    PreDump(PreDumpArgs),
+    /// Internal: holds the write trackers of a pre-dump (see
+    /// crit::dump::track::keep).
+    #[command(name = "__keep-tracking", hide = true)]
+    KeepTracking { name: String },
     /// Serve CRIU's RPC protocol on the SOCK_SEQPACKET socket FD (what
     /// runc and podman run as `criu swrk FD`).
     Swrk {
@@ -160,7 +167,44 @@ struct DumpArgs {
     /// Write the log to this file.
     #[arg(short = 'o', long = "log-file", value_name = "LOGFILE")]
     log_file: Option<std::path::PathBuf>,
+    /// Build on this earlier pre-dump or dump (relative to the images
+    /// directory, as in criu): pages not written since are left to it.
+    #[arg(long = "prev-images-dir", value_name = "DIR")]
+    prev_images_dir: Option<std::path::PathBuf>,
+    /// With -R: keep tracking writes after the dump, for a later dump on
+    /// top of this one.
+    #[arg(long = "track-mem")]
+    track_mem: bool,
+    /// Copy memory in rounds while the tree runs, then freeze it only to
+    /// copy what was written meanwhile; the images are self-contained.
+    #[arg(long = "pre-copy")]
+    pre_copy: bool,
     /// Internal: run as the worker of the `crit dump` with this pid.
+    #[arg(long = "worker", hide = true, value_name = "PPID")]
+    worker: Option<i32>,
+}
+
+#[derive(clap::Args)]
+struct PreDumpArgs {
+    /// Pid of the root of the tree.
+    #[arg(short = 't', long = "tree", value_name = "PID")]
+    tree: i32,
+    /// Where to write the images (created if missing; must hold none).
+    #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
+    images_dir: std::path::PathBuf,
+    /// Build on this earlier pre-dump (relative to the images directory).
+    #[arg(long = "prev-images-dir", value_name = "DIR")]
+    prev_images_dir: Option<std::path::PathBuf>,
+    /// Accepted for criu compatibility: a pre-dump always tracks writes.
+    #[arg(long = "track-mem")]
+    track_mem: bool,
+    /// More detail on stderr (or in the log file).
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Write the log to this file.
+    #[arg(short = 'o', long = "log-file", value_name = "LOGFILE")]
+    log_file: Option<std::path::PathBuf>,
+    /// Internal: run as the worker of the `crit pre-dump` with this pid.
     #[arg(long = "worker", hide = true, value_name = "PPID")]
     worker: Option<i32>,
 }
@@ -247,6 +291,8 @@ fn run(cli: Cli) -> crit::error::Result<()> {
         }
         Cmd::Info { input } => crit::toolkit::info(&input),
         Cmd::Dump(a) => dump(a),
+        Cmd::PreDump(a) => pre_dump(a),
+        Cmd::KeepTracking { name } => std::process::exit(crit::dump::track::keep::serve(&name)),
         Cmd::X {
             dir,
             what,
@@ -338,9 +384,39 @@ fn dump(a: DumpArgs) -> crit::error::Result<()> {
         verbose: a.verbose,
         log_file: a.log_file,
         worker_of: a.worker,
+        prev_images_dir: a.prev_images_dir,
+        track_mem: a.track_mem,
+        pre_copy: a.pre_copy,
     };
     let summary = crit::dump::dump(&opts)?;
     eprintln!("crit: {summary}");
+    Ok(())
+}
+
+/// `crit pre-dump`: in a worker process, as `crit dump`.
+fn pre_dump(a: PreDumpArgs) -> crit::error::Result<()> {
+    if a.worker.is_none() {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        std::process::exit(crit::dump::guard::run_in_worker(
+            &args,
+            a.tree,
+            &a.images_dir,
+        ));
+    }
+    let _ = a.track_mem;
+    let opts = crit::dump::DumpOpts {
+        pid: a.tree,
+        dir: a.images_dir,
+        leave_running: true,
+        verbose: a.verbose,
+        log_file: a.log_file,
+        worker_of: a.worker,
+        prev_images_dir: a.prev_images_dir,
+        track_mem: true,
+        ..Default::default()
+    };
+    let r = crit::dump::predump::pre_dump(&opts)?;
+    eprintln!("crit: pre-dumped {r}");
     Ok(())
 }
 

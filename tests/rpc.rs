@@ -2,7 +2,8 @@
 //! rpc.proto (crit's own generated types), as runc and podman speak it:
 //! VERSION, FEATURE_CHECK, a refused option named in the answer, DUMP and
 //! RESTORE of a real task (with notify scripts answered), the restored
-//! task checking itself.
+//! task checking itself; PRE_DUMP then a DUMP on top of it (`parent_img`),
+//! as `runc checkpoint --pre-dump` and `--parent-path` ask.
 
 mod kit;
 use kit::host::ShmSegment;
@@ -139,12 +140,12 @@ fn dump_and_restore_through_the_protocol() {
         CriuReqType::Dump,
         Some(opts(CriuOpts {
             pid: Some(prog.pid),
-            track_mem: Some(true),
+            auto_dedup: Some(true),
             ..Default::default()
         })),
     ));
     assert!(!r.success);
-    assert!(r.cr_errmsg.unwrap_or_default().contains("track_mem"));
+    assert!(r.cr_errmsg.unwrap_or_default().contains("auto_dedup"));
     assert!(alive(prog.pid));
 
     let (r, scripts) = svc.call(&req(
@@ -206,4 +207,84 @@ fn dump_and_restore_through_the_protocol() {
     );
     reap_all();
     assert_eq!(answer.trim(), "OK");
+}
+
+#[test]
+fn pre_dump_then_dump_through_the_protocol() {
+    let kit = Kit::new();
+    let svc = Service::start();
+    let (f, _) = svc.call(&req(CriuReqType::FeatureCheck, None));
+    assert_eq!(f.features.and_then(|f| f.mem_track), Some(true));
+    let result = kit.path("result");
+    let mut prog = kit.start("gens", &["32", "4", "5000", result.to_str().unwrap()]);
+    let (pre, img) = (kit.path("pre"), kit.path("img"));
+    std::fs::create_dir(&pre).unwrap();
+    std::fs::create_dir(&img).unwrap();
+    let (pre_fd, img_fd) = (
+        std::fs::File::open(&pre).unwrap(),
+        std::fs::File::open(&img).unwrap(),
+    );
+    let (r, _) = svc.call(&req(
+        CriuReqType::PreDump,
+        Some(CriuOpts {
+            images_dir_fd: pre_fd.as_raw_fd(),
+            pid: Some(prog.pid),
+            track_mem: Some(true),
+            ..Default::default()
+        }),
+    ));
+    assert!(r.success, "pre-dump: {:?}", r.cr_errmsg);
+    assert!(alive(prog.pid) && pre.join("inventory.img").exists());
+    std::thread::sleep(Duration::from_millis(100));
+    let (r, _) = svc.call(&req(
+        CriuReqType::Dump,
+        Some(CriuOpts {
+            images_dir_fd: img_fd.as_raw_fd(),
+            pid: Some(prog.pid),
+            parent_img: Some("../pre".into()),
+            shell_job: Some(true),
+            ..Default::default()
+        }),
+    ));
+    assert!(r.success, "dump: {:?}", r.cr_errmsg);
+    let st: crit::image::pb::StatsEntry =
+        crit::image::typed::read_one(&img.join("stats-dump"), "STATS").unwrap();
+    let st = st.dump.unwrap();
+    assert!(
+        st.pages_skipped_parent > 6000 && st.pages_written < 4000,
+        "{st:?}"
+    );
+    let _ = prog.child.wait();
+    let mut last = req(
+        CriuReqType::Restore,
+        Some(CriuOpts {
+            images_dir_fd: img_fd.as_raw_fd(),
+            shell_job: Some(true),
+            ..Default::default()
+        }),
+    );
+    last.keep_open = None;
+    let (r, _) = svc.call(&last);
+    assert!(r.success, "restore: {:?}", r.cr_errmsg);
+    let pid = r.restore.unwrap().pid;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let answer = loop {
+        if let Ok(s) = std::fs::read_to_string(&result) {
+            if !s.is_empty() {
+                break s;
+            }
+        }
+        assert!(Instant::now() < deadline, "no answer");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    kill_tree(pid);
+    let mut child = svc.child;
+    let _ = child.wait();
+    reap_all();
+    assert!(answer.starts_with("OK 8192 "), "{answer}");
 }

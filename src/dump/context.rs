@@ -70,6 +70,11 @@ pub struct DumpCtx<'a> {
     pub seen_files: Vec<u32>,
     /// The cgroup sets of the tasks (crit's own is set 1).
     pub cgroups: super::cgroups::CgSets,
+    /// The dump this one builds on (`--prev-images-dir`, `--pre-copy`).
+    pub parent: Option<super::incremental::Parent>,
+    /// Write trackers made by this dump (`--track-mem` with
+    /// `--leave-running`), for the next one.
+    pub trackers: super::track::Trackers,
 }
 
 impl<'a> DumpCtx<'a> {
@@ -105,6 +110,8 @@ impl<'a> DumpCtx<'a> {
             seen_vm: Vec::new(),
             seen_files: Vec::new(),
             cgroups: super::cgroups::CgSets::new()?,
+            parent: None,
+            trackers: Default::default(),
         })
     }
 }

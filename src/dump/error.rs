@@ -41,6 +41,16 @@ pub enum DumpError {
     #[error("{}: already holds images ({found}); give an empty directory", dir.display())]
     DirNotEmpty { dir: PathBuf, found: String },
     /// The `crit dump` process that started this worker is gone.
+    #[error("{}: not a previous dump (no inventory.img)", dir.display())]
+    NotPrevImages { dir: PathBuf },
+    #[error("{}: no memory tracking is kept for these images (crit pre-dump into them first; tracking ends when the tree exits or its keeper is killed)", dir.display())]
+    NoTracking { dir: PathBuf },
+    #[error("write tracking is not available here: {source} (crit needs userfaultfd with async write-protection, Linux 6.7 or later; soft-dirty is not used)")]
+    NoTrackingSupport { source: std::io::Error },
+    #[error("pid {pid}: tracking its writes: {source}")]
+    TrackTask { pid: i32, source: std::io::Error },
+    #[error("{}: page {addr:#x} is left to a parent dump that does not hold it", image.display())]
+    FlattenHole { image: PathBuf, addr: u64 },
     #[error("crit dump (pid {parent}) was killed; stopping and resuming the tree")]
     Cancelled { parent: i32 },
 

@@ -110,6 +110,19 @@ impl ImgDir {
         Ok(f)
     }
 
+    /// Makes symlink `name` to `target` (the `parent` link of a dump on
+    /// top of another), removed with the images if the dump fails.
+    pub fn symlink(&mut self, name: &str, target: &Path) -> Result<()> {
+        let p = self.path(name);
+        std::os::unix::fs::symlink(target, &p).map_err(|source| DumpError::FileOp {
+            path: p.clone(),
+            what: "link to the previous images",
+            source,
+        })?;
+        self.written.push(p);
+        Ok(())
+    }
+
     pub fn finish(&mut self, s: Stream) -> Result<()> {
         s.file.publish()?;
         self.bytes += s.bytes;

@@ -25,11 +25,13 @@ pub mod error;
 pub mod fdscan;
 pub mod fdtypes;
 pub mod files;
+pub mod flatten;
 pub mod freeze;
 pub mod freezer;
 pub mod guard;
 pub mod ids;
 pub mod imgdir;
+pub mod incremental;
 pub mod maps;
 pub mod mm;
 pub mod ns;
@@ -37,12 +39,15 @@ pub mod opts;
 pub mod pagemap;
 pub mod pages;
 pub mod pipes;
+pub mod precopy;
+pub mod predump;
 pub mod procfs;
 pub mod progress;
 pub mod sockets;
 pub mod task;
 pub mod tcp;
 pub mod tracer;
+pub mod track;
 pub mod tree;
 pub mod vmsplice;
 pub mod write;
@@ -54,15 +59,42 @@ use context::{DumpCtx, Probes, Timing};
 use error::DumpError;
 use std::time::Instant;
 
-/// Dumps the tree of `opts.pid` into `opts.dir`.
+/// Dumps the tree of `opts.pid` into `opts.dir` (in rounds with
+/// `--pre-copy`, on top of `--prev-images-dir` if given). With
+/// `--track-mem -R` the write trackers then go to a keeper, for a later
+/// dump on top of this one.
 pub fn dump(opts: &DumpOpts) -> Result<Summary> {
-    let t0 = Instant::now();
     if let Some(p) = opts.worker_of {
         become_worker(p)?;
     }
     let log = progress::Log::new(opts)?;
     precheck(opts)?;
+    if opts.pre_copy {
+        return precopy::dump(opts, &log);
+    }
     let mut dir = imgdir::ImgDir::open(&opts.dir)?;
+    let parent = match &opts.prev_images_dir {
+        Some(p) => Some(incremental::Parent::open(&opts.dir, p, None)?),
+        None => None,
+    };
+    let (s, trackers) = dump_into(opts, &log, &mut dir, parent)?;
+    if opts.track_mem && opts.leave_running {
+        track::keep::hand_off(&opts.dir, &trackers)?;
+    }
+    dir.keep();
+    Ok(s)
+}
+
+/// The dump itself, into `dir` (kept by the caller), on top of `parent`;
+/// returns the trackers of the tasks that run on (the parent's, and new
+/// ones with `--track-mem -R`).
+pub fn dump_into(
+    opts: &DumpOpts,
+    log: &progress::Log,
+    dir: &mut imgdir::ImgDir,
+    parent: Option<incremental::Parent>,
+) -> Result<(Summary, track::Trackers)> {
+    let t0 = Instant::now();
     let probes = Probes::read()?;
     log.step(&format!("freezing the tree of pid {}", opts.pid));
     let t_freeze = Instant::now();
@@ -75,10 +107,21 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
     // Connections in repair mode outlive the context: they are let go or
     // closed only once the tree is.
     let tcp = std::sync::Arc::new(tcp::TcpRepair::default());
-    let res = DumpCtx::new(opts, &log, &frozen, &mut dir, probes, timing)
+    let mut trackers = track::Trackers::default();
+    let res = DumpCtx::new(opts, log, &frozen, dir, probes, timing)
         .and_then(|mut ctx| {
             ctx.socks.repair = Some(tcp.clone());
-            run(&mut ctx)
+            ctx.parent = parent;
+            let s = run(&mut ctx)?;
+            trackers = std::mem::take(&mut ctx.trackers);
+            if let Some(p) = ctx.parent.take() {
+                for t in p.trackers {
+                    if trackers.get(t.pid, t.start).is_none() {
+                        trackers.insert(t);
+                    }
+                }
+            }
+            Ok(s)
         })
         .and_then(|s| guard::check().map(|_| s));
     let mut s = match res {
@@ -112,10 +155,9 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
     // without a packet and stay locked for the restore.
     tcp.close_silently();
     s.release = t_release.elapsed();
-    dir.keep();
     s.total = t0.elapsed();
     log.info(&s.to_string());
-    Ok(s)
+    Ok((s, trackers))
 }
 
 /// This process is the worker of `crit dump` process `parent` (see
@@ -165,7 +207,7 @@ fn is_kernel_thread(pid: i32) -> bool {
         .is_some_and(|flags| flags & PF_KTHREAD != 0)
 }
 
-fn precheck(opts: &DumpOpts) -> Result<()> {
+pub(crate) fn precheck(opts: &DumpOpts) -> Result<()> {
     let pid = opts.pid;
     if pid <= 1 {
         return Err(DumpError::InitOrInvalid { pid }.into());

@@ -134,6 +134,15 @@ pub struct DumpOpts {
     pub ns: NsOpts,
     /// `--cpu-cap`: with it, `cpuinfo.img` is written.
     pub cpu_caps: crate::model::cpu::CpuCaps,
+    /// `--prev-images-dir`: the dump this one builds on (relative to
+    /// `dir`, as in CRIU); pages not written since are left to it.
+    pub prev_images_dir: Option<PathBuf>,
+    /// `--track-mem`: with `--leave-running`, keep tracking writes after
+    /// the dump, for a later dump on top of this one.
+    pub track_mem: bool,
+    /// `--pre-copy`: copy memory in rounds while the tree runs, then
+    /// freeze it for the last pages only.
+    pub pre_copy: bool,
     /// Set in the worker process: the pid of the `crit dump` that waits.
     pub worker_of: Option<i32>,
 }

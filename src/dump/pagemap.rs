@@ -7,14 +7,27 @@
 use super::error::DumpError;
 use super::maps::{Vma, PAGE_SIZE, VMA_AREA_VDSO, VMA_FILE_PRIVATE};
 use crate::error::Result;
-pub use crate::image::flags::{PE_LAZY, PE_PRESENT};
+pub use crate::image::flags::{PE_LAZY, PE_PARENT, PE_PRESENT};
 use std::os::unix::fs::FileExt;
 
 const PME_PRESENT: u64 = 1 << 63;
 const PME_SWAP: u64 = 1 << 62;
 const PME_FILE: u64 = 1 << 61;
+const PME_UFFD_WP: u64 = 1 << 57;
 const PME_GUARD_REGION: u64 = 1 << 58;
 const PME_PFN_MASK: u64 = (1 << 55) - 1;
+/// The swap type of a pte marker (the kernel's SWP_PTE_MARKER, the last
+/// of 32), in the low bits of a swap entry's frame (shown to root).
+const SWP_PTE_MARKER: u64 = 31;
+
+/// A pte marker, not a page: what write tracking ([`super::track`]) puts
+/// where nothing is mapped yet. Pagemap shows it as swapped (and
+/// write-protected); it holds no data. Without PFNs (not root) it cannot
+/// be told apart, and reads as a zero page.
+fn is_marker(pme: u64) -> bool {
+    pme & (PME_PRESENT | PME_SWAP | PME_UFFD_WP) == PME_SWAP | PME_UFFD_WP
+        && pme & 0x1f == SWP_PTE_MARKER
+}
 
 /// A run of consecutive pages with the same flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +102,7 @@ pub fn collect(pid: i32, vmas: &[Vma], zero_pfn: u64) -> Result<Vec<Run>> {
                 let page = addr + i as u64 * PAGE_SIZE;
                 let take = dump_all
                     || (pme & PME_GUARD_REGION == 0
+                        && !is_marker(pme)
                         && !(file_private && pme & PME_FILE != 0)
                         && pme & (PME_PRESENT | PME_SWAP) != 0
                         && !(pme & PME_PRESENT != 0

@@ -11,7 +11,7 @@
 use super::error::DumpError;
 use super::imgdir::Stream;
 use super::maps::PAGE_SIZE;
-use super::pagemap::Run;
+use super::pagemap::{Run, PE_PARENT};
 use crate::error::{Error, Result};
 use crate::image::pb;
 use crate::image::typed::ImageBuilder;
@@ -43,6 +43,9 @@ struct Batch {
 
 struct JobFile {
     pid: i32,
+    /// The task runs on while it is copied (pre-dump): pages unmapped
+    /// meanwhile read as zeros (see [`read_live`]).
+    live: bool,
     stream: Stream,
     /// Held while writing to the file.
     writing: Mutex<()>,
@@ -147,7 +150,10 @@ fn work(sh: &Shared, until: Until) {
                     buf.resize(b.len, 0);
                 }
                 let t = std::time::Instant::now();
-                let r = read_mem(job.pid, &b.pieces, &mut buf[..b.len]);
+                let r = match job.live {
+                    true => read_live(job.pid, &b.pieces, &mut buf[..b.len]),
+                    false => read_mem(job.pid, &b.pieces, &mut buf[..b.len]),
+                };
                 let tr = t.elapsed();
                 let t = std::time::Instant::now();
                 let r = r.and_then(|_| job.write_at(&buf[..b.len], b.offset));
@@ -213,6 +219,29 @@ fn read_mem(pid: i32, pieces: &[(u64, usize)], buf: &mut [u8]) -> Result<()> {
     Ok(())
 }
 
+/// [`read_mem`] for a task that runs on: what cannot be read any more
+/// (unmapped since its pagemap was read) is left as zeros, page by page.
+/// Such a page is never taken from this dump later: its address either
+/// stays unmapped or gets a new mapping, which the tracker reports as
+/// written whole (see [`super::track`]).
+fn read_live(pid: i32, pieces: &[(u64, usize)], buf: &mut [u8]) -> Result<()> {
+    if read_mem(pid, pieces, buf).is_ok() {
+        return Ok(());
+    }
+    let mut at = 0usize;
+    for &(base, len) in pieces {
+        for p in (0..len).step_by(PAGE_SIZE as usize) {
+            let n = (PAGE_SIZE as usize).min(len - p);
+            let dst = &mut buf[at + p..at + p + n];
+            if read_mem(pid, &[(base + p as u64, n)], dst).is_err() {
+                dst.fill(0);
+            }
+        }
+        at += len;
+    }
+    Ok(())
+}
+
 impl PageWriter {
     pub fn new(dir: &Path) -> PageWriter {
         let shared = Arc::new(Shared {
@@ -249,10 +278,12 @@ impl PageWriter {
         self.next_id
     }
 
-    /// Queues the memory of `pid` for copying; returns its pages id. The
-    /// pages go into pipes first through `inj`, an injector into the
-    /// (frozen) task ([`super::vmsplice`]), for one copy instead of two.
-    pub fn submit(&mut self, pid: i32, runs: Vec<Run>, inj: &mut Injector) -> Result<u32> {
+    /// Queues the memory of `pid` for copying; returns its pages id. With
+    /// `inj`, an injector into the (frozen) task, the pages go into pipes
+    /// first ([`super::vmsplice`]), for one copy instead of two; without,
+    /// the task may be running (pre-dump) and they are read as they are.
+    /// Runs flagged PE_PARENT only get their pagemap entry.
+    pub fn submit(&mut self, pid: i32, runs: Vec<Run>, inj: Option<&mut Injector>) -> Result<u32> {
         let pages_id = self.next_id();
         let mut pm = ImageBuilder::new("PAGEMAP")?;
         pm.entry(&pb::PagemapHead { pages_id });
@@ -274,6 +305,9 @@ impl PageWriter {
                 flags: Some(r.flags),
                 nr_pages: Some(r.nr_pages),
             });
+            if r.flags & PE_PARENT != 0 {
+                continue;
+            }
             pages += r.nr_pages;
             let mut addr = r.vaddr;
             let mut left = (r.nr_pages * PAGE_SIZE) as usize;
@@ -307,6 +341,7 @@ impl PageWriter {
             .unwrap_or_else(|e| e.into_inner())
             .push(Arc::new(JobFile {
                 pid,
+                live: inj.is_none(),
                 stream,
                 writing: Mutex::new(()),
             }));
@@ -318,6 +353,10 @@ impl PageWriter {
         // A group of pipes at a time, each queued once filled, so the
         // writers start while the next is filled. Crit holds a descriptor
         // per queued pipe: past the bound it writes some out itself first.
+        let Some(inj) = inj else {
+            self.queue(batches)?;
+            return Ok(pages_id);
+        };
         let mut rest = batches.into_iter().peekable();
         while rest.peek().is_some() {
             let mut group: Vec<Batch> = rest.by_ref().take(super::vmsplice::PER_RUN).collect();

@@ -64,6 +64,9 @@ pub struct Stat {
     pub flags: u32,
     pub nice: i64,
     pub num_threads: i64,
+    /// Clock ticks after boot when the task started: with the pid, names
+    /// a task for good (pids are reused).
+    pub start_time: u64,
     pub start_code: u64,
     pub end_code: u64,
     pub start_stack: u64,
@@ -107,6 +110,7 @@ pub fn parse_stat(pid: i32, text: &str) -> Result<Stat> {
         flags: num(9)? as u32,
         nice: num(19)? as i64,
         num_threads: num(20)? as i64,
+        start_time: num(22)?,
         start_code: num(26)?,
         end_code: num(27)?,
         start_stack: num(28)?,

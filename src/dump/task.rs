@@ -25,6 +25,8 @@ pub struct Collected {
     pub runs: Vec<Run>,
     /// Pages of the private VMAs looked at.
     pub pages_scanned: u64,
+    /// Pages left to the previous dump (not written since).
+    pub pages_parent: u64,
     pub fdinfo: Vec<pb::FdinfoEntry>,
     /// Descriptors of this task that are new file descriptions (not shared).
     pub fds: Vec<fdscan::Fd>,
@@ -101,7 +103,7 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
     let (mem, scanned) = if shared_vm {
         (Memory::default(), None)
     } else {
-        read_memory(ctx, pid, !shared_files)?
+        read_memory(ctx, t, !shared_files)?
     };
     let (fdinfo, fds) = if shared_files {
         (Vec::new(), Vec::new())
@@ -112,9 +114,27 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
     // injection, the memory goes to the page writers.
     let pages = &mut ctx.pages;
     let mut runs = (!shared_vm).then(|| mem.runs.clone());
+    // With --track-mem -R, a task not tracked yet gets a tracker now, so
+    // that a later dump can build on this one.
+    let start = t.stat.start_time;
+    let track = ctx.opts.track_mem
+        && ctx.opts.leave_running
+        && !shared_vm
+        && ctx
+            .parent
+            .as_ref()
+            .is_none_or(|p| p.trackers.get(pid, start).is_none());
+    let trackers = &mut ctx.trackers;
+    let vmas = &mem.vmas;
     let mut submit = |inj: &mut crate::sys::inject::Injector| -> Result<()> {
+        if track {
+            let tr = super::track::Tracker::create(inj, pid, start)
+                .map_err(|source| DumpError::TrackTask { pid, source })?;
+            tr.arm(vmas);
+            trackers.insert(tr);
+        }
         if let Some(runs) = runs.take() {
-            pages.submit(pid, runs, inj)?;
+            pages.submit(pid, runs, Some(inj))?;
         }
         Ok(())
     };
@@ -143,6 +163,7 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
         mm,
         runs: mem.runs,
         pages_scanned: mem.pages_scanned,
+        pages_parent: mem.pages_parent,
         fdinfo,
         fds,
         fs,
@@ -158,6 +179,8 @@ struct Memory {
     runs: Vec<Run>,
     /// Pages of the private VMAs looked at.
     pages_scanned: u64,
+    /// Pages left to the previous dump.
+    pages_parent: u64,
 }
 
 /// Descriptors listed while the memory was read (if they were).
@@ -168,7 +191,8 @@ type Scanned = Option<Result<Vec<Fd>>>;
 /// (smaps, pagemap) is read on a helper thread while this one lists the
 /// descriptors if `scan_fds` (only /proc reads: nothing is numbered yet).
 /// Then the mapped files get their ids.
-fn read_memory(ctx: &mut DumpCtx, pid: i32, scan_fds: bool) -> Result<(Memory, Scanned)> {
+fn read_memory(ctx: &mut DumpCtx, t: &tree::Task, scan_fds: bool) -> Result<(Memory, Scanned)> {
+    let pid = t.pid;
     let (shmem_dev, zero_pfn) = (ctx.probes.shmem_dev, ctx.probes.zero_pfn);
     let socks = &mut ctx.socks;
     let (mem, fds) = std::thread::scope(|s| {
@@ -184,6 +208,11 @@ fn read_memory(ctx: &mut DumpCtx, pid: i32, scan_fds: bool) -> Result<(Memory, S
         (mem, fds)
     });
     let (mut vmas, runs) = mem?;
+    // On top of a previous dump: what was not written since is its.
+    let (runs, pages_parent) = match &ctx.parent {
+        Some(p) => p.apply(pid, t.stat.start_time, ctx.ns.pids.get(pid), &vmas, runs)?,
+        None => (runs, 0),
+    };
     // Mapped files get the first file ids.
     mm::map_files(pid, &mut vmas, &mut ctx.files)?;
     let pages_scanned = vmas
@@ -195,6 +224,7 @@ fn read_memory(ctx: &mut DumpCtx, pid: i32, scan_fds: bool) -> Result<(Memory, S
         vmas,
         runs,
         pages_scanned,
+        pages_parent,
     };
     Ok((mem, fds))
 }

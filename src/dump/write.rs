@@ -56,6 +56,9 @@ pub fn images(ctx: &mut DumpCtx, all: Collection, copied: Copied) -> Result<Summ
     write_files(ctx.dir, &ctx.files)?;
     write_machine(ctx)?;
     write_stats(ctx, st)?;
+    if let Some(p) = &ctx.parent {
+        ctx.dir.symlink("parent", &p.link)?;
+    }
     write_queues(ctx)?;
     for st in &ctx.socks.streams {
         let mut b = ImageBuilder::new("TCP_STREAM")?;
@@ -63,7 +66,7 @@ pub fn images(ctx: &mut DumpCtx, all: Collection, copied: Copied) -> Result<Summ
         ctx.dir.write(&format!("tcp-stream-{:x}.img", st.ino), &b)?;
     }
     ctx.dir.sync()?;
-    write_inventory(ctx.dir, &ctx.root_ids)?;
+    write_inventory(ctx.dir, &ctx.root_ids, None)?;
     s.bytes = ctx.dir.bytes;
     Ok(s)
 }
@@ -72,6 +75,7 @@ pub fn images(ctx: &mut DumpCtx, all: Collection, copied: Copied) -> Result<Summ
 fn dump_stats(all: &Collection, copied: &Copied) -> pb::DumpStatsEntry {
     pb::DumpStatsEntry {
         pages_scanned: all.tasks.iter().map(|c| c.pages_scanned).sum(),
+        pages_skipped_parent: all.tasks.iter().map(|c| c.pages_parent).sum(),
         irmap_resolve: Some(0),
         page_pipes: Some(copied.done.len() as u64),
         page_pipe_bufs: Some(copied.done.len() as u64),
@@ -312,8 +316,14 @@ fn write_queues(ctx: &mut DumpCtx) -> Result<()> {
     Ok(())
 }
 
-/// inventory.img, last: its presence says the set is complete.
-fn write_inventory(dir: &mut ImgDir, root_ids: &pb::TaskKobjIdsEntry) -> Result<()> {
+/// inventory.img, last: its presence says the set is complete. A
+/// pre-dump's says how its pages were taken (`pre_dump_mode`: CRIU's 1
+/// splice, 2 read).
+pub fn write_inventory(
+    dir: &mut ImgDir,
+    root_ids: &pb::TaskKobjIdsEntry,
+    pre_dump_mode: Option<u32>,
+) -> Result<()> {
     let inventory = pb::InventoryEntry {
         img_version: 2,
         fdinfo_per_id: Some(true),
@@ -322,7 +332,7 @@ fn write_inventory(dir: &mut ImgDir, root_ids: &pb::TaskKobjIdsEntry) -> Result<
         root_cg_set: Some(1),
         lsmtype: Some(pb::Lsmtype::NoLsm as i32),
         dump_uptime: None,
-        pre_dump_mode: None,
+        pre_dump_mode,
         tcp_close: None,
         network_lock_method: Some(0),
         plugins_entry: Some(pb::PluginsEntry::default()),

@@ -257,6 +257,35 @@ impl AtomicFile {
         Ok(())
     }
 
+    /// Copies `len` bytes of `src` from `src_off` to byte `dst_off` of
+    /// the file, inside the kernel (copy_file_range: shared extents on
+    /// file systems that can, one copy in the page cache elsewhere).
+    pub fn copy_from(
+        &self,
+        src: &std::fs::File,
+        src_off: u64,
+        dst_off: u64,
+        len: u64,
+    ) -> Result<()> {
+        let (mut i, mut o) = (src_off as i64, dst_off as i64);
+        let mut left = len as usize;
+        while left > 0 {
+            let n = nix::fcntl::copy_file_range(src, Some(&mut i), &self.file, Some(&mut o), left)
+                .map_err(|e| Error::io(self.path.display().to_string(), e.into()))?;
+            if n == 0 {
+                return Err(Error::io(
+                    self.path.display().to_string(),
+                    std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("source ended {left} bytes short"),
+                    ),
+                ));
+            }
+            left -= n;
+        }
+        Ok(())
+    }
+
     /// Has the kernel start writing `len` bytes from `offset` to disk now
     /// (a hint: a writer of much data overlaps the disk with its work
     /// instead of waiting for all of it at the commit or sync).

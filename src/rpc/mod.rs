@@ -5,10 +5,12 @@
 //! without `keep_open` is done.
 //!
 //! Requests: VERSION (answers 4.2, as the managers compare numbers),
-//! CHECK, FEATURE_CHECK (no memory tracking, lazy pages or pidfd store:
-//! answered as such), DUMP and RESTORE (run as `crit dump` / `crit
-//! restore -d` child processes with the options of [`opts`]; every set
-//! field is honoured or refused by name), NOTIFY for `notify_scripts`
+//! CHECK, FEATURE_CHECK (memory tracking when this kernel has what
+//! crate::dump::track needs; no lazy pages or pidfd store), PRE_DUMP, DUMP
+//! and RESTORE (run as `crit pre-dump` / `crit dump` / `crit restore -d`
+//! child processes with the options of [`opts`], `parent_img` and
+//! `track_mem` among them; every set field is honoured or refused by
+//! name), NOTIFY for `notify_scripts`
 //! (pre-dump, post-dump, pre-restore, post-restore with the root's pid),
 //! WAIT_PID. The images and work directories are the client's fds,
 //! reached as /proc/PEER/fd/N with the peer from SO_PEERCRED; logs go to
@@ -120,7 +122,8 @@ fn serve(sock: BorrowedFd, peer: i32, req: &CriuReq) -> CriuResp {
         },
         CriuReqType::FeatureCheck => CriuResp {
             features: Some(CriuFeatures {
-                mem_track: Some(false),
+                // Write tracking without soft-dirty (crate::dump::track).
+                mem_track: Some(crate::dump::track::probe().is_ok()),
                 lazy_pages: Some(false),
                 pidfd_store: Some(false),
             }),
@@ -128,6 +131,9 @@ fn serve(sock: BorrowedFd, peer: i32, req: &CriuReq) -> CriuResp {
         },
         CriuReqType::Dump => {
             run_dump(sock, peer, req).unwrap_or_else(|e| failed(req.r#type, &e, libc::EINVAL))
+        }
+        CriuReqType::PreDump => {
+            run_pre_dump(sock, peer, req).unwrap_or_else(|e| failed(req.r#type, &e, libc::EINVAL))
         }
         CriuReqType::Restore => {
             run_restore(sock, peer, req).unwrap_or_else(|e| failed(req.r#type, &e, libc::EINVAL))
@@ -256,6 +262,24 @@ fn run_dump(sock: BorrowedFd, peer: i32, req: &CriuReq) -> std::result::Result<C
     let o = req.opts.clone().unwrap_or_default();
     let d = dirs(peer, &o)?;
     dump_in(sock, peer, &o, &d).inspect_err(|why| log_failure(&d, &o, "dump.log", why))
+}
+
+fn run_pre_dump(
+    sock: BorrowedFd,
+    peer: i32,
+    req: &CriuReq,
+) -> std::result::Result<CriuResp, String> {
+    let o = req.opts.clone().unwrap_or_default();
+    let d = dirs(peer, &o)?;
+    let args = opts::pre_dump_args(&o, &d, peer).map_err(|e| e.to_string());
+    let r = args.and_then(|args| {
+        if o.notify_scripts == Some(true) {
+            notify(sock, "pre-dump", 0)?;
+        }
+        run_crit(&args)
+    });
+    r.inspect_err(|why| log_failure(&d, &o, "dump.log", why))?;
+    Ok(ok(CriuReqType::PreDump))
 }
 
 fn dump_in(

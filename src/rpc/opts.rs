@@ -23,10 +23,8 @@ pub struct Dirs {
 
 /// Refuses every set field crit does not honour.
 fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
-    let set: [(&'static str, bool); 23] = [
+    let set: [(&'static str, bool); 21] = [
         ("ps (page server)", o.ps.is_some()),
-        ("parent_img", o.parent_img.is_some()),
-        ("track_mem", o.track_mem == Some(true)),
         ("auto_dedup", o.auto_dedup == Some(true)),
         ("veths", !o.veths.is_empty()),
         ("exec_cmd", !o.exec_cmd.is_empty()),
@@ -135,6 +133,11 @@ fn common(o: &CriuOpts, d: &Dirs, log: &str, args: &mut Vec<String>) {
     if o.tcp_close == Some(true) {
         args.push("--tcp-close".into());
     }
+    log_args(o, d, log, args);
+}
+
+/// Verbosity and the log file in the work directory.
+fn log_args(o: &CriuOpts, d: &Dirs, log: &str, args: &mut Vec<String>) {
     if o.log_level.unwrap_or(2) >= 4 {
         args.push("-vv".into());
     } else if o.log_level.unwrap_or(2) >= 3 {
@@ -143,6 +146,30 @@ fn common(o: &CriuOpts, d: &Dirs, log: &str, args: &mut Vec<String>) {
     let file = o.log_file.clone().unwrap_or_else(|| log.to_string());
     args.push("-o".into());
     args.push(d.work.join(file).display().to_string());
+}
+
+/// `--prev-images-dir` for `parent_img` (relative to the images
+/// directory, as in CRIU).
+fn parent_args(o: &CriuOpts, a: &mut Vec<String>) {
+    if let Some(p) = &o.parent_img {
+        a.push("--prev-images-dir".into());
+        a.push(p.clone());
+    }
+}
+
+/// `crit pre-dump` arguments for a PRE_DUMP request. Options about what
+/// a full dump does with files, sockets and the tree's end (shell_job,
+/// tcp_established, leave_running...) concern only the DUMP that follows:
+/// a pre-dump copies memory, as CRIU's does.
+pub fn pre_dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>, OptsError> {
+    refuse_unsupported(o)?;
+    let pid = o.pid.unwrap_or(client);
+    let mut a = vec!["pre-dump".to_string(), "-t".into(), pid.to_string()];
+    a.push("-D".into());
+    a.push(d.images.display().to_string());
+    log_args(o, d, "dump.log", &mut a);
+    parent_args(o, &mut a);
+    Ok(a)
 }
 
 /// `external` and the older `ext_mnt` (the same for both engines).
@@ -165,6 +192,10 @@ pub fn dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>, Opt
     common(o, d, "dump.log", &mut a);
     if o.leave_running == Some(true) {
         a.push("-R".into());
+    }
+    parent_args(o, &mut a);
+    if o.track_mem == Some(true) {
+        a.push("--track-mem".into());
     }
     if o.tcp_skip_in_flight == Some(true) {
         a.push("--skip-in-flight".into());
@@ -288,13 +319,30 @@ mod tests {
     }
 
     #[test]
+    fn pre_dump_and_its_dump_build_on_the_parent() {
+        let o = CriuOpts {
+            parent_img: Some("../pre1".into()),
+            track_mem: Some(true),
+            shell_job: Some(true),
+            ..Default::default()
+        };
+        let a = pre_dump_args(&o, &dirs(), 9).unwrap().join(" ");
+        assert_eq!(
+            a,
+            "pre-dump -t 9 -D /proc/7/fd/5 -o /proc/7/fd/6/dump.log --prev-images-dir ../pre1"
+        );
+        let a = dump_args(&o, &dirs(), 9).unwrap().join(" ");
+        assert!(a.contains("--prev-images-dir ../pre1 --track-mem"), "{a}");
+    }
+
+    #[test]
     fn unsupported_options_are_refused_by_name() {
         let o = CriuOpts {
-            track_mem: Some(true),
+            auto_dedup: Some(true),
             ..Default::default()
         };
         let e = dump_args(&o, &dirs(), 1).unwrap_err().to_string();
-        assert!(e.contains("track_mem"), "{e}");
+        assert!(e.contains("auto_dedup"), "{e}");
         let o = CriuOpts {
             manage_cgroups_mode: Some(CriuCgMode::Full as i32),
             ..Default::default()

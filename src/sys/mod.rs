@@ -45,6 +45,7 @@ pub use err::{errno_of, SysError};
 pub mod fhandle;
 pub mod fown;
 pub mod kcmp;
+pub mod scm;
 pub mod seccomp;
 pub mod sigign;
 pub mod sockdiag;
@@ -52,6 +53,7 @@ pub mod sockopt;
 pub mod task;
 pub mod tcp_repair;
 pub mod tls;
+pub mod uffd;
 
 /// Top of the x86-64 user address space (47-bit; the last page below
 /// 2^47 is never user memory).

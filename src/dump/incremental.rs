@@ -1,0 +1,222 @@
+//! Dumps on top of a previous one (`--prev-images-dir`, and each round of
+//! `pre-dump` and `--pre-copy`): a page that was not written since the
+//! previous dump, and that the previous dump holds, is recorded in the
+//! pagemap as PE_PARENT instead of copied, as CRIU does; the images
+//! directory gets a `parent` link to the previous one, which restores
+//! (crit's and CRIU's) follow.
+//!
+//! What "not written since" means comes from the trackers the previous
+//! dump left ([`super::track`]); a task without one (started since, or
+//! tracking lost) is copied whole.
+
+use super::error::DumpError;
+use super::maps::Vma;
+use super::pagemap::{Run, PE_PARENT};
+use super::track::{Ranges, Trackers};
+use crate::error::Result;
+use crate::image::store::Images;
+use crate::model::pagemap::{self as pm, Held};
+use std::path::{Path, PathBuf};
+
+/// The previous dump and the trackers it left.
+pub struct Parent {
+    /// The `parent` link's target: as given on the command line (CRIU's
+    /// rule: relative to the images directory).
+    pub link: PathBuf,
+    /// Where it is from here.
+    pub dir: PathBuf,
+    images: Images,
+    pub trackers: Trackers,
+}
+
+impl Parent {
+    /// Opens the previous dump `prev` of images directory `dir` and takes
+    /// its trackers (from its keeper unless given).
+    pub fn open(dir: &Path, prev: &Path, trackers: Option<Trackers>) -> Result<Parent> {
+        let at = if prev.is_absolute() {
+            prev.to_path_buf()
+        } else {
+            dir.join(prev)
+        };
+        if !at.join("inventory.img").is_file() {
+            return Err(DumpError::NotPrevImages { dir: at }.into());
+        }
+        let images = Images::open(&at)?;
+        let trackers = match trackers {
+            Some(t) => t,
+            None => super::track::keep::take(&at)?
+                .ok_or_else(|| DumpError::NoTracking { dir: at.clone() })?,
+        };
+        Ok(Parent {
+            link: prev.to_path_buf(),
+            dir: at,
+            images,
+            trackers,
+        })
+    }
+
+    /// A previous dump made by this process (a round of `--pre-copy`),
+    /// at `dir`, linked to as `link`, with its trackers.
+    pub fn of_round(link: PathBuf, dir: PathBuf, trackers: Trackers) -> Result<Parent> {
+        Ok(Parent {
+            images: Images::open(&dir)?,
+            link,
+            dir,
+            trackers,
+        })
+    }
+
+    /// The pages the previous dump holds (itself or through its own
+    /// parents) for task `vpid`, as address ranges.
+    pub fn held(&self, vpid: i32) -> Result<Ranges> {
+        let name = format!("pagemap-{vpid}.img");
+        if !self.images.exists(&name) {
+            return Ok(Ranges::new());
+        }
+        let (_, entries) = self.images.pagemap(&name)?;
+        let mut out = Ranges::new();
+        for r in pm::runs(&entries) {
+            if matches!(r.held, Held::Here(_) | Held::Parent) {
+                match out.last_mut() {
+                    Some(l) if l.1 == r.vaddr => l.1 = r.end(),
+                    _ => out.push((r.vaddr, r.end())),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `runs` (the pages `pid` has now) with what may come from the
+    /// previous dump marked PE_PARENT. `start` is the task's start time,
+    /// `vpid` its pid in the images.
+    pub fn apply(
+        &self,
+        pid: i32,
+        start: u64,
+        vpid: i32,
+        vmas: &[Vma],
+        runs: Vec<Run>,
+    ) -> Result<(Vec<Run>, u64)> {
+        let Some(t) = self.trackers.get(pid, start) else {
+            return Ok((runs, 0));
+        };
+        let changed = t.changed(vmas);
+        let held = self.held(vpid)?;
+        let out = split(&runs, &changed, &held);
+        Ok(out)
+    }
+}
+
+/// Splits `runs` at the pages that are not in `changed` but are in
+/// `held`: those become PE_PARENT runs. Returns the runs and how many
+/// pages were left to the parent. All three lists are sorted.
+pub fn split(runs: &[Run], changed: &Ranges, held: &Ranges) -> (Vec<Run>, u64) {
+    // The ranges the parent may give: held minus changed.
+    let mut from_parent = Ranges::new();
+    let mut c = changed.iter().peekable();
+    for &(hs, he) in held {
+        let mut at = hs;
+        while at < he {
+            while c.peek().is_some_and(|&&(_, ce)| ce <= at) {
+                c.next();
+            }
+            match c.peek() {
+                Some(&&(cs, ce)) if cs < he => {
+                    if cs > at {
+                        from_parent.push((at, cs));
+                    }
+                    at = at.max(ce);
+                }
+                _ => {
+                    from_parent.push((at, he));
+                    at = he;
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(runs.len());
+    let mut parent_pages = 0;
+    let mut p = 0usize;
+    for r in runs {
+        let end = r.vaddr + r.nr_pages * super::maps::PAGE_SIZE;
+        let mut at = r.vaddr;
+        while p < from_parent.len() && from_parent[p].1 <= at {
+            p += 1;
+        }
+        let mut q = p;
+        while at < end {
+            let piece = match from_parent.get(q) {
+                Some(&(fs, fe)) if fs < end => {
+                    if fs > at {
+                        (at, fs, r.flags)
+                    } else {
+                        q += 1;
+                        (at, fe.min(end), PE_PARENT)
+                    }
+                }
+                _ => (at, end, r.flags),
+            };
+            let pages = (piece.1 - piece.0) / super::maps::PAGE_SIZE;
+            if piece.2 == PE_PARENT {
+                parent_pages += pages;
+            }
+            out.push(Run {
+                vaddr: piece.0,
+                nr_pages: pages,
+                flags: piece.2,
+            });
+            at = piece.1;
+        }
+    }
+    (out, parent_pages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dump::pagemap::PE_PRESENT;
+    const P: u64 = 4096;
+
+    fn run(a: u64, n: u64) -> Run {
+        Run {
+            vaddr: a * P,
+            nr_pages: n,
+            flags: PE_PRESENT,
+        }
+    }
+
+    #[test]
+    fn unwritten_pages_the_parent_holds_come_from_it() {
+        // Pages 0..10 present; parent holds 0..4 and 6..10; 2..3 and 8..9
+        // were written.
+        let runs = [run(0, 10)];
+        let changed = vec![(2 * P, 3 * P), (8 * P, 9 * P)];
+        let held = vec![(0, 4 * P), (6 * P, 10 * P)];
+        let (out, parent) = split(&runs, &changed, &held);
+        let got: Vec<(u64, u64, bool)> = out
+            .iter()
+            .map(|r| (r.vaddr / P, r.nr_pages, r.flags == PE_PARENT))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 2, true),
+                (2, 1, false),
+                (3, 1, true),
+                (4, 2, false),
+                (6, 2, true),
+                (8, 1, false),
+                (9, 1, true)
+            ]
+        );
+        assert_eq!(parent, 6);
+    }
+
+    #[test]
+    fn without_a_parent_everything_is_copied() {
+        let runs = [run(0, 3), run(5, 2)];
+        let (out, parent) = split(&runs, &Ranges::new(), &Ranges::new());
+        assert_eq!(out, runs.to_vec());
+        assert_eq!(parent, 0);
+    }
+}

@@ -1,0 +1,89 @@
+//! `crit dump --pre-copy`: the tree is frozen only for the pages it
+//! writes during the last round. Rounds of pre-dump ([`super::predump`])
+//! copy its memory while it runs, each round only what was written since
+//! the one before, into `DIR/.crit-precopy/N`; once a round stops
+//! shrinking (or is small, or after [`MAX_ROUNDS`]) the tree is frozen and
+//! dumped on top of the last round, which copies the rest. After the tree
+//! is let go the set is flattened ([`super::flatten`]) into ordinary
+//! self-contained images, and the rounds are removed.
+
+use super::error::DumpError;
+use super::imgdir::ImgDir;
+use super::incremental::Parent;
+use super::progress::Log;
+use super::{DumpOpts, Summary};
+use crate::error::Result;
+use std::path::{Path, PathBuf};
+
+/// Rounds at most before the final freeze.
+pub const MAX_ROUNDS: usize = 8;
+/// A round copying fewer pages than this is the last before the freeze
+/// (4 MiB: a few milliseconds to copy frozen).
+const SMALL_ROUND: u64 = 1024;
+/// Where the rounds go, inside the images directory.
+const ROUNDS: &str = ".crit-precopy";
+
+/// Removes the rounds whatever happens.
+struct Rounds(PathBuf);
+
+impl Drop for Rounds {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn dump(opts: &DumpOpts, log: &Log) -> Result<Summary> {
+    super::track::probe().map_err(|source| DumpError::NoTrackingSupport { source })?;
+    log.debug("write tracking: userfaultfd async write-protect + PAGEMAP_SCAN");
+    let mut dir = ImgDir::open(&opts.dir)?;
+    let rounds = Rounds(opts.dir.join(ROUNDS));
+    let mut parent = match &opts.prev_images_dir {
+        Some(p) => Some(Parent::open(&opts.dir, p, None)?),
+        None => None,
+    };
+    let mut last = u64::MAX;
+    for n in 1..=MAX_ROUNDS {
+        let at = rounds.0.join(n.to_string());
+        let mut rdir = ImgDir::open(&at)?;
+        // A round's parent link is relative to the round's directory.
+        let parent_link = |p: &Parent| -> PathBuf {
+            if n == 1 {
+                Path::new("../..").join(&p.link)
+            } else {
+                PathBuf::from(format!("../{}", n - 1))
+            }
+        };
+        let p = parent.take().map(|mut p| {
+            p.link = parent_link(&p);
+            p
+        });
+        let (r, trackers) = super::predump::round(opts.pid, log, &mut rdir, p)?;
+        rdir.keep();
+        log.step(&format!("pre-copy round {n}: {r}"));
+        parent = Some(Parent::of_round(
+            Path::new(ROUNDS).join(n.to_string()),
+            at,
+            trackers,
+        )?);
+        if r.pages >= last || r.pages < SMALL_ROUND {
+            break;
+        }
+        last = r.pages;
+    }
+    log.step("final round: freezing the tree");
+    let (mut s, trackers) = super::dump_into(opts, log, &mut dir, parent)?;
+    log.step("making the images self-contained");
+    let t = std::time::Instant::now();
+    let from_rounds = super::flatten::flatten(&opts.dir)?;
+    log.debug(&format!(
+        "{from_rounds} pages taken from the rounds in {:.3} s",
+        t.elapsed().as_secs_f64()
+    ));
+    drop(rounds);
+    if opts.track_mem && opts.leave_running {
+        super::track::keep::hand_off(&opts.dir, &trackers)?;
+    }
+    dir.keep();
+    s.pages += from_rounds;
+    Ok(s)
+}

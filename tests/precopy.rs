@@ -1,0 +1,368 @@
+//! Dumps that copy only what was written since an earlier one: `crit
+//! pre-dump`, `dump --prev-images-dir`, and `dump --pre-copy` (issue 15).
+//! The task (tests/programs/gens.c) keeps rewriting part of its memory
+//! and, asked, checks every page against its table of generations; the
+//! restored task does the same. Tracking must be invisible to the task
+//! and gone after the dump (no `uw` in its smaps' VmFlags), also when
+//! the dump is killed, and must leave a userfaultfd of the task's own
+//! alone.
+
+mod kit;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Gens {
+    child: std::process::Child,
+    pid: i32,
+    result: PathBuf,
+    /// The region registered with the task's own userfaultfd.
+    own: Option<u64>,
+}
+
+/// Starts gens (MIB MiB, rewriting HOT MiB at RATE pages/s).
+fn start(tmp: &Path, mib: u32, hot: u32, rate: u32, forks: bool, uffd: bool) -> Gens {
+    let result = tmp.join("result");
+    let mut child = Command::new(kit::cc::program("gens"))
+        .args([mib.to_string(), hot.to_string(), rate.to_string()])
+        .arg(&result)
+        .args([if forks { "1" } else { "0" }, if uffd { "1" } else { "0" }])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut own = None;
+    let mut r = BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(r.read_line(&mut line).unwrap() > 0, "gens ended");
+        if let Some(a) = line.trim().strip_prefix("OWN ") {
+            own = Some(u64::from_str_radix(a, 16).unwrap());
+        }
+        if line.starts_with("READY") {
+            break;
+        }
+    }
+    let pid = child.id() as i32;
+    Gens {
+        child,
+        pid,
+        result,
+        own,
+    }
+}
+
+/// Has the task check itself (SIGUSR1); returns its answer.
+fn ask(pid: i32, result: &Path) -> String {
+    let before = std::fs::read_to_string(result).unwrap_or_default();
+    let n = before.lines().count();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    let t = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(result).unwrap_or_default();
+        if let Some(l) = text.lines().nth(n) {
+            return l.to_string();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "pid {pid} did not answer"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// (start, VmFlags) of every mapping of `pid`.
+fn vm_flags(pid: i32) -> Vec<(u64, String)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for l in text.lines() {
+        if let Some(f) = l.strip_prefix("VmFlags:") {
+            out.push((start, f.trim().to_string()));
+        } else if let Some((range, _)) = l.split_once(' ') {
+            if let Some((s, _)) = range.split_once('-') {
+                if let Ok(v) = u64::from_str_radix(s, 16) {
+                    start = v;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether any mapping of `pid` is registered for write-protection.
+fn tracked(pid: i32) -> bool {
+    vm_flags(pid)
+        .iter()
+        .any(|(_, f)| f.split(' ').any(|x| x == "uw"))
+}
+
+fn crit(args: &[&str]) -> std::process::Output {
+    kit::crit().args(args).output().unwrap()
+}
+
+fn ok(o: &std::process::Output) -> String {
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{e}");
+    e
+}
+
+fn stats(dir: &Path) -> crit::image::pb::DumpStatsEntry {
+    let s: crit::image::pb::StatsEntry =
+        crit::image::typed::read_one(&dir.join("stats-dump"), "STATS").unwrap();
+    s.dump.unwrap()
+}
+
+/// Kills the task, restores `images` and has the restored task check
+/// itself; returns its answer.
+fn restore_and_ask(g: &mut Gens, images: &Path) -> String {
+    kit::proc::kill_tree(g.pid);
+    let _ = g.child.wait();
+    let t = Instant::now();
+    let r = loop {
+        let r = crit(&[
+            "restore",
+            "-d",
+            "--shell-job",
+            "-D",
+            images.to_str().unwrap(),
+        ]);
+        // A pid just freed may still be held a moment by a slow reaper.
+        if r.status.success() || t.elapsed() > Duration::from_secs(5) {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    ok(&r);
+    let a = ask(g.pid, &g.result);
+    kit::proc::kill_tree(g.pid);
+    kit::proc::reap(&[g.pid], Duration::from_secs(5));
+    a
+}
+
+#[test]
+fn pre_dumps_then_a_dump_restore_every_page() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = start(tmp.path(), 128, 8, 20000, false, false);
+    let pid = g.pid.to_string();
+    let d1 = tmp.path().join("d1");
+    let d2 = tmp.path().join("d2");
+    let d3 = tmp.path().join("d3");
+    ok(&crit(&["pre-dump", "-t", &pid, "-D", d1.to_str().unwrap()]));
+    // Between dumps a keeper holds the tracking: the task's memory is
+    // registered, and the task runs on unaware.
+    assert!(tracked(g.pid), "no tracking after pre-dump");
+    assert!(ask(g.pid, &g.result).starts_with("OK"));
+    std::thread::sleep(Duration::from_millis(200));
+    ok(&crit(&[
+        "pre-dump",
+        "-t",
+        &pid,
+        "-D",
+        d2.to_str().unwrap(),
+        "--prev-images-dir",
+        "../d1",
+    ]));
+    let (s1, s2) = (stats(&d1), stats(&d2));
+    assert!(s1.pages_written >= 128 * 256, "{s1:?}");
+    // Only the hot 8 MiB were written; pages that became present since
+    // (thread stacks made huge pages by khugepaged) are copied too.
+    assert!(
+        s2.pages_written * 3 < s1.pages_written && s2.pages_skipped_parent > 30 * 1024,
+        "{s2:?}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    ok(&crit(&[
+        "dump",
+        "-t",
+        &pid,
+        "-D",
+        d3.to_str().unwrap(),
+        "--prev-images-dir",
+        "../d2",
+        "--track-mem",
+    ]));
+    assert_eq!(
+        std::fs::read_link(d3.join("parent")).unwrap(),
+        Path::new("../d2")
+    );
+    assert!(stats(&d3).pages_skipped_parent > 30 * 1024);
+    let a = restore_and_ask(&mut g, &d3);
+    assert!(a.starts_with("OK 32768 "), "{a}");
+}
+
+#[test]
+fn pre_copy_leaves_one_self_contained_set_and_no_tracking() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    // Forks and fresh mappings between rounds, too.
+    let mut g = start(tmp.path(), 128, 16, 20000, true, false);
+    let img = tmp.path().join("img");
+    let e = ok(&crit(&[
+        "dump",
+        "-v",
+        "-R",
+        "--pre-copy",
+        "-t",
+        &g.pid.to_string(),
+        "-D",
+        img.to_str().unwrap(),
+    ]));
+    assert!(e.contains("pre-copy round 1:"), "{e}");
+    // The task ran on, is not tracked any more, and is intact.
+    assert!(!tracked(g.pid), "tracking left behind");
+    assert!(ask(g.pid, &g.result).starts_with("OK"));
+    // An ordinary set: no parent, no rounds, every page here.
+    assert!(!img.join("parent").exists() && !img.join(".crit-precopy").exists());
+    let x = kit::crit()
+        .args([
+            "x",
+            img.to_str().unwrap(),
+            "mem",
+            &g.pid.to_string(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&x.stdout).unwrap();
+    assert_eq!(v["in_parent"], 0, "{v}");
+    assert!(stats(&img).pages_written > 0);
+    let a = restore_and_ask(&mut g, &img);
+    assert!(a.starts_with("OK 32768 "), "{a}");
+}
+
+#[test]
+fn a_task_with_its_own_userfaultfd_keeps_it() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = start(tmp.path(), 16, 4, 5000, false, true);
+    let own = g.own.expect("own region");
+    let d1 = tmp.path().join("d1");
+    ok(&crit(&[
+        "pre-dump",
+        "-t",
+        &g.pid.to_string(),
+        "-D",
+        d1.to_str().unwrap(),
+    ]));
+    let flags = vm_flags(g.pid);
+    let of = |a: u64| flags.iter().find(|(s, _)| *s == a).unwrap().1.clone();
+    // The task's registration stays; crit tracks the rest.
+    assert!(
+        of(own).contains("um") && !of(own).contains("uw"),
+        "{}",
+        of(own)
+    );
+    assert!(tracked(g.pid));
+    // Its userfaultfd is refused by the dump (as CRIU without lazy
+    // pages): the dump fails, the tracking ends, the task is intact.
+    let d2 = tmp.path().join("d2");
+    let r = crit(&[
+        "dump",
+        "-R",
+        "-t",
+        &g.pid.to_string(),
+        "-D",
+        d2.to_str().unwrap(),
+        "--prev-images-dir",
+        "../d1",
+    ]);
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(e.contains("userfaultfd") && e.lines().count() == 1, "{e}");
+    let t = Instant::now();
+    while tracked(g.pid) && t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!tracked(g.pid), "tracking left behind");
+    let flags = vm_flags(g.pid);
+    assert!(flags.iter().any(|(s, f)| *s == own && f.contains("um")));
+    assert!(ask(g.pid, &g.result).starts_with("OK"));
+    kit::proc::kill_tree(g.pid);
+    let _ = g.child.wait();
+}
+
+#[test]
+fn a_killed_pre_copy_leaves_no_tracking() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = start(tmp.path(), 512, 16, 20000, false, false);
+    let img = tmp.path().join("img");
+    let mut d = kit::crit()
+        .args(["dump", "-R", "--pre-copy", "-t", &g.pid.to_string(), "-D"])
+        .arg(&img)
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    // Kill `crit dump` and its worker while the first round copies.
+    let first = img.join(".crit-precopy/1");
+    let t = Instant::now();
+    while !std::fs::read_dir(&first).is_ok_and(|mut r| r.next().is_some()) {
+        assert!(t.elapsed() < Duration::from_secs(10), "no round started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(d.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = d.wait();
+    let t = Instant::now();
+    while tracked(g.pid) && t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!tracked(g.pid), "tracking left behind");
+    assert!(ask(g.pid, &g.result).starts_with("OK"));
+    kit::proc::kill_tree(g.pid);
+    let _ = g.child.wait();
+}
+
+#[test]
+fn without_kept_tracking_the_dump_says_so() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = start(tmp.path(), 8, 1, 100, false, false);
+    let pid = g.pid.to_string();
+    let full = tmp.path().join("full");
+    ok(&crit(&[
+        "dump",
+        "-R",
+        "-t",
+        &pid,
+        "-D",
+        full.to_str().unwrap(),
+    ]));
+    for (prev, want) in [
+        ("../full", "no memory tracking"),
+        ("../nowhere", "not a previous dump"),
+    ] {
+        let d = tmp.path().join("next");
+        let r = crit(&[
+            "dump",
+            "-R",
+            "-t",
+            &pid,
+            "-D",
+            d.to_str().unwrap(),
+            "--prev-images-dir",
+            prev,
+        ]);
+        let e = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(1), "{e}");
+        assert!(e.contains(want) && e.lines().count() == 1, "{e}");
+        assert!(
+            kit::dump::images(&d).is_empty(),
+            "a failed dump leaves no images"
+        );
+    }
+    assert!(ask(g.pid, &g.result).starts_with("OK"));
+    kit::proc::kill_tree(g.pid);
+    let _ = g.child.wait();
+}
