@@ -57,7 +57,7 @@ pub fn dump(opts: &DumpOpts, log: &Log) -> Result<Summary> {
             p.link = parent_link(&p);
             p
         });
-        let (r, trackers) = super::predump::round(opts.pid, log, &mut rdir, p)?;
+        let (r, trackers) = super::predump::round(opts.pid, log, &mut rdir, p, false)?;
         rdir.keep();
         log.step(&format!("pre-copy round {n}: {r}"));
         parent = Some(Parent::of_round(
@@ -70,6 +70,9 @@ pub fn dump(opts: &DumpOpts, log: &Log) -> Result<Summary> {
         }
         last = r.pages;
     }
+    // The rounds reach the disk while the tree still runs: the final
+    // dump's sync, frozen, then has only its own pages to write.
+    crate::image::typed::sync_filesystem(&rounds.0)?;
     log.step("final round: freezing the tree");
     let (mut s, trackers) = super::dump_into(opts, log, &mut dir, parent)?;
     log.step("making the images self-contained");

@@ -77,7 +77,7 @@ pub fn pre_dump(opts: &DumpOpts) -> Result<Round> {
         Some(p) => Some(Parent::open(&opts.dir, p, None)?),
         None => None,
     };
-    let (r, trackers) = round(opts.pid, &log, &mut dir, parent)?;
+    let (r, trackers) = round(opts.pid, &log, &mut dir, parent, true)?;
     super::track::keep::hand_off(&opts.dir, &trackers)?;
     dir.keep();
     log.info(&r.to_string());
@@ -86,12 +86,14 @@ pub fn pre_dump(opts: &DumpOpts) -> Result<Round> {
 
 /// One pre-dump of the tree of `pid` into `dir` (see the module docs);
 /// returns the trackers of its tasks. On failure the tree runs on and
-/// the images written are removed (with `dir`).
+/// the images written are removed (with `dir`). Unless `durable` (the
+/// rounds of `--pre-copy`, removed at its end) nothing waits for the disk.
 pub fn round(
     pid: i32,
     log: &Log,
     dir: &mut ImgDir,
     parent: Option<Parent>,
+    durable: bool,
 ) -> Result<(Round, Trackers)> {
     let t0 = Instant::now();
     let probes = Probes::read()?;
@@ -147,10 +149,12 @@ pub fn round(
     if let Some(p) = &parent {
         dir.symlink("parent", &p.link)?;
     }
-    dir.sync()?;
+    if durable {
+        dir.sync()?;
+    }
     let me = std::process::id() as i32;
     let root_ids = super::ids::Ids::default().task(me)?;
-    super::write::write_inventory(dir, &root_ids, Some(PRE_DUMP_READ))?;
+    super::write::write_inventory(dir, &root_ids, Some(PRE_DUMP_READ), true, durable)?;
     // Trackers of tasks that are still there go on.
     if let Some(p) = parent {
         for t in p.trackers {

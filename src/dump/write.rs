@@ -66,7 +66,8 @@ pub fn images(ctx: &mut DumpCtx, all: Collection, copied: Copied) -> Result<Summ
         ctx.dir.write(&format!("tcp-stream-{:x}.img", st.ino), &b)?;
     }
     ctx.dir.sync()?;
-    write_inventory(ctx.dir, &ctx.root_ids, None)?;
+    let tracking = ctx.parent.is_some() || ctx.opts.track_mem;
+    write_inventory(ctx.dir, &ctx.root_ids, None, tracking, true)?;
     s.bytes = ctx.dir.bytes;
     Ok(s)
 }
@@ -318,11 +319,16 @@ fn write_queues(ctx: &mut DumpCtx) -> Result<()> {
 
 /// inventory.img, last: its presence says the set is complete. A
 /// pre-dump's says how its pages were taken (`pre_dump_mode`: CRIU's 1
-/// splice, 2 read).
+/// splice, 2 read); a dump that tracks memory or builds on another
+/// records the uptime, as CRIU does (it tells a task that started since
+/// from one with a reused pid). Durable at once unless `durable` is false
+/// (the rounds of `--pre-copy`, which live only as long as the dump).
 pub fn write_inventory(
     dir: &mut ImgDir,
     root_ids: &pb::TaskKobjIdsEntry,
     pre_dump_mode: Option<u32>,
+    tracking: bool,
+    durable: bool,
 ) -> Result<()> {
     let inventory = pb::InventoryEntry {
         img_version: 2,
@@ -331,7 +337,7 @@ pub fn write_inventory(
         ns_per_id: Some(true),
         root_cg_set: Some(1),
         lsmtype: Some(pb::Lsmtype::NoLsm as i32),
-        dump_uptime: None,
+        dump_uptime: if tracking { uptime_us() } else { None },
         pre_dump_mode,
         tcp_close: None,
         network_lock_method: Some(0),
@@ -341,7 +347,18 @@ pub fn write_inventory(
     };
     let mut b = ImageBuilder::new("INVENTORY")?;
     b.entry(&inventory);
-    dir.write_last("inventory.img", &b)
+    match durable {
+        true => dir.write_last("inventory.img", &b),
+        false => dir.write("inventory.img", &b),
+    }
+}
+
+/// Microseconds since boot, from /proc/uptime to the hundredth of a
+/// second (CRIU's reading).
+fn uptime_us() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/uptime").ok()?;
+    let (sec, cs) = s.split_whitespace().next()?.split_once('.')?;
+    Some(sec.parse::<u64>().ok()? * 1_000_000 + cs.get(..2)?.parse::<u64>().ok()? * 10_000)
 }
 
 fn timens() -> Result<pb::TimensEntry> {
