@@ -3,7 +3,8 @@
 //! tmpfs holding a file, a child and pipes as stdio (as managers give it)
 //! is checkpointed and restored through crit's RPC service; the count goes
 //! on, pid 1 and the child are back, and so are the host name and the
-//! tmpfs file. runc and busybox-static come from Debian (`.ci/run`
+//! tmpfs file. The checkpoint builds on a `--pre-dump` (runc's
+//! incremental checkpoint). runc and busybox-static come from Debian (`.ci/run`
 //! installs them; the test installs them when missing).
 
 mod kit;
@@ -161,9 +162,19 @@ fn runc_checkpoints_and_restores_with_crit() {
         alive(pid) && count(pid) > c0,
         "the container runs on after --leave-running"
     );
+    // runc's --pre-dump (PRE_DUMP, track_mem), then the checkpoint on
+    // top of it (parent_img): the restore below takes pages from both.
+    let pre = kit.path("ck-pre");
+    checkpoint(&["--pre-dump"], &pre);
+    assert!(pre.join("inventory.img").exists() && alive(pid));
+    std::thread::sleep(Duration::from_millis(300));
     let before = count(pid);
-    checkpoint(&[], &images);
+    checkpoint(&["--parent-path", "../ck-pre"], &images);
     assert!(!alive(pid));
+    assert_eq!(
+        std::fs::read_link(images.join("parent")).unwrap(),
+        Path::new("../ck-pre")
+    );
     let mut rs = runc(&runc_bin, &state);
     rs.args(["--criu", crit, "restore", "-d", "--image-path"])
         .arg(&images)

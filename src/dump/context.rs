@@ -75,6 +75,8 @@ pub struct DumpCtx<'a> {
     /// Write trackers made by this dump (`--track-mem` with
     /// `--leave-running`), for the next one.
     pub trackers: super::track::Trackers,
+    /// With `-R`: the sync and inventory.img, left until the tree runs.
+    pub last: Option<super::write::Last>,
 }
 
 impl<'a> DumpCtx<'a> {
@@ -112,6 +114,7 @@ impl<'a> DumpCtx<'a> {
             cgroups: super::cgroups::CgSets::new()?,
             parent: None,
             trackers: Default::default(),
+            last: None,
         })
     }
 }

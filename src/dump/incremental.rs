@@ -101,9 +101,20 @@ impl Parent {
             return Ok((runs, 0));
         };
         let changed = t.changed(vmas);
+        self.split_changed(vpid, runs, &changed)
+    }
+
+    /// `runs` of task `vpid` with the pages that are not in `changed`
+    /// (its tracker's report) and that the previous dump holds marked
+    /// PE_PARENT; returns them and how many pages that is.
+    pub fn split_changed(
+        &self,
+        vpid: i32,
+        runs: Vec<Run>,
+        changed: &Ranges,
+    ) -> Result<(Vec<Run>, u64)> {
         let held = self.held(vpid)?;
-        let out = split(&runs, &changed, &held);
-        Ok(out)
+        Ok(split(&runs, changed, &held))
     }
 }
 

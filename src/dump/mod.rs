@@ -108,11 +108,13 @@ pub fn dump_into(
     // closed only once the tree is.
     let tcp = std::sync::Arc::new(tcp::TcpRepair::default());
     let mut trackers = track::Trackers::default();
+    let mut last = None;
     let res = DumpCtx::new(opts, log, &frozen, dir, probes, timing)
         .and_then(|mut ctx| {
             ctx.socks.repair = Some(tcp.clone());
             ctx.parent = parent;
             let s = run(&mut ctx)?;
+            last = ctx.last.take();
             trackers = std::mem::take(&mut ctx.trackers);
             if let Some(p) = ctx.parent.take() {
                 for t in p.trackers {
@@ -154,6 +156,10 @@ pub fn dump_into(
     // The tree is gone: closed in repair mode, its connections end
     // without a packet and stay locked for the restore.
     tcp.close_silently();
+    if let Some(l) = last {
+        l.write(dir)?;
+        s.bytes = dir.bytes;
+    }
     s.release = t_release.elapsed();
     s.total = t0.elapsed();
     log.info(&s.to_string());

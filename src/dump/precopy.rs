@@ -37,6 +37,8 @@ pub fn dump(opts: &DumpOpts, log: &Log) -> Result<Summary> {
     log.debug("write tracking: userfaultfd async write-protect + PAGEMAP_SCAN");
     let mut dir = ImgDir::open(&opts.dir)?;
     let rounds = Rounds(opts.dir.join(ROUNDS));
+    // Rounds left by a pre-copy that was killed: only crit writes there.
+    let _ = std::fs::remove_dir_all(&rounds.0);
     let mut parent = match &opts.prev_images_dir {
         Some(p) => Some(Parent::open(&opts.dir, p, None)?),
         None => None,

@@ -4,14 +4,17 @@
 //! on an earlier one), for a later `crit dump --prev-images-dir` that
 //! copies only what was written since.
 //!
-//! One round: freeze the tree; per task read its mappings and pagemap,
-//! and either scan what was written since the last round (its tracker)
-//! or make a tracker (one injected call) and write-protect everything;
-//! resume the tree; then copy the pages with process_vm_readv while it
-//! runs. A page written during the copy is copied again next time (its
-//! protection went before the copy), so what a later dump takes from this
-//! one is never stale. The tree is stopped only while its page tables
-//! are read, not while its memory is copied.
+//! One round: freeze the tree; per task read its mappings (maps, not
+//! smaps: no page-table walk while frozen) and either scan what was
+//! written since the last round (its tracker: the scan write-protects
+//! those pages again) or make a tracker (one injected call); resume the
+//! tree. Then, while it runs: write-protect the new trackers' mappings,
+//! read the pagemaps and copy the pages with process_vm_readv. Each page
+//! is protected before it is copied, so a page written after its copy is
+//! reported next time and what a later dump takes from this one is never
+//! stale; a page that came or went after the scan is seen by the
+//! pagemap read or by the next scan. The tree is stopped only for the
+//! maps, the scans and the injected calls.
 
 use super::error::DumpError;
 use super::freeze::Frozen;
@@ -21,7 +24,7 @@ use super::ns::pids::{self, PidMap};
 use super::pagemap::{self, Run};
 use super::pages::PageWriter;
 use super::progress::Log;
-use super::track::{Tracker, Trackers};
+use super::track::{Ranges, Tracker, Trackers};
 use super::{context::Probes, maps, DumpOpts};
 use crate::error::Result;
 use crate::image::pb;
@@ -105,8 +108,9 @@ pub fn round(
     // The tree runs on whatever happened; its memory is copied meanwhile.
     let released = frozen.release(false);
     let frozen_for = t_frozen.elapsed();
-    let (jobs, parent_pages) = collected?;
+    let seen = collected?;
     released?;
+    let (jobs, parent_pages, scanned) = pages(seen, probes, parent.as_ref(), &trackers)?;
     let t_copy = Instant::now();
     log.step(&format!("copying the memory of {} task(s)", jobs.len()));
     let mut pw = PageWriter::new(&dir.dir);
@@ -135,7 +139,7 @@ pub fn round(
         frozen_time: frozen_for.as_micros() as u32,
         memdump_time: t_read.as_micros() as u32,
         memwrite_time: t_write.as_micros() as u32,
-        pages_scanned: 0,
+        pages_scanned: scanned,
         pages_skipped_parent: r.parent_pages,
         pages_written: r.pages,
         ..Default::default()
@@ -167,42 +171,100 @@ pub fn round(
     Ok((r, trackers))
 }
 
-/// Each task's pages to copy (pid, pid in the images, runs) and how many
-/// pages were left to the parent; new trackers go into `trackers`.
-type Jobs = (Vec<(i32, i32, Vec<Run>)>, u64);
+/// What a round saw of one task while the tree was frozen.
+struct Seen {
+    pid: i32,
+    start: u64,
+    vpid: i32,
+    vmas: Vec<maps::Vma>,
+    /// What its tracker reported written since the last round; None for
+    /// a task with a new tracker (copied whole).
+    changed: Option<Ranges>,
+}
 
+/// Per task, while the tree is frozen: its mappings, and the pages its
+/// tracker saw written, or a new tracker (into `trackers`).
 fn collect(
     frozen: &Frozen,
     probes: Probes,
     parent: Option<&Parent>,
     trackers: &mut Trackers,
-) -> Result<Jobs> {
+) -> Result<Vec<Seen>> {
     let pids = vpids(frozen)?;
-    let mut jobs = Vec::new();
-    let mut parent_pages = 0;
+    let mut out = Vec::new();
     for t in frozen.tasks.iter().filter(|t| !t.zombie) {
         super::guard::check()?;
         let (pid, start) = (t.pid, t.stat.start_time);
-        let vpid = pids.get(pid);
-        let vmas = maps::read(pid, probes.shmem_dev)?;
-        let runs = pagemap::collect(pid, &vmas, probes.zero_pfn)?;
-        let tracked = parent.filter(|p| p.trackers.get(pid, start).is_some());
-        let runs = match tracked {
-            Some(p) => {
-                let (runs, n) = p.apply(pid, start, vpid, &vmas, runs)?;
+        let vmas = maps::read_quick(pid, probes.shmem_dev)?;
+        let kept = parent.and_then(|p| p.trackers.get(pid, start));
+        let changed = match kept {
+            Some(tr) => Some(tr.changed(&vmas)),
+            None => {
+                trackers.insert(make_tracker(pid, start)?);
+                None
+            }
+        };
+        out.push(Seen {
+            pid,
+            start,
+            vpid: pids.get(pid),
+            vmas,
+            changed,
+        });
+    }
+    Ok(out)
+}
+
+/// Each task's pages to copy (pid, pid in the images, runs), how many
+/// pages were left to the parent and how many private pages were looked
+/// at (CRIU's `pages_scanned`).
+type Jobs = (Vec<(i32, i32, Vec<Run>)>, u64, u64);
+
+/// With the tree running again: arms the new trackers, then reads each
+/// task's pagemap and leaves to the parent what was not written. A task
+/// that exited since is left out.
+fn pages(
+    seen: Vec<Seen>,
+    probes: Probes,
+    parent: Option<&Parent>,
+    trackers: &Trackers,
+) -> Result<Jobs> {
+    let mut jobs = Vec::new();
+    let (mut parent_pages, mut scanned) = (0, 0);
+    for s in seen {
+        super::guard::check()?;
+        if s.changed.is_none() {
+            if let Some(tr) = trackers.get(s.pid, s.start) {
+                tr.arm(&s.vmas);
+            }
+        }
+        let runs = match pagemap::collect(s.pid, &s.vmas, probes.zero_pfn) {
+            Ok(r) => r,
+            Err(_) if !alive(s.pid, s.start) => continue,
+            Err(e) => return Err(e),
+        };
+        scanned += s
+            .vmas
+            .iter()
+            .filter(|v| v.is_private())
+            .map(|v| (v.end - v.start) / maps::PAGE_SIZE)
+            .sum::<u64>();
+        let runs = match (parent, &s.changed) {
+            (Some(p), Some(changed)) => {
+                let (runs, n) = p.split_changed(s.vpid, runs, changed)?;
                 parent_pages += n;
                 runs
             }
-            None => {
-                let tr = make_tracker(pid, start)?;
-                tr.arm(&vmas);
-                trackers.insert(tr);
-                runs
-            }
+            _ => runs,
         };
-        jobs.push((pid, vpid, runs));
+        jobs.push((s.pid, s.vpid, runs));
     }
-    Ok((jobs, parent_pages))
+    Ok((jobs, parent_pages, scanned))
+}
+
+/// Task `pid` started at `start` still exists (maybe as a zombie).
+fn alive(pid: i32, start: u64) -> bool {
+    super::procfs::stat(pid).is_ok_and(|st| st.start_time == start)
 }
 
 /// A new tracker for frozen task `pid` (one injected call).

@@ -51,7 +51,26 @@ pub struct Collection {
 pub fn collect_all(ctx: &mut DumpCtx) -> Result<Collection> {
     let frozen = ctx.frozen;
     tree::check_ids(&frozen.tasks)?;
-    tree::check_locks(&frozen.tasks)?;
+    // Reading /proc/locks takes about 10 ms here even when it is empty:
+    // done beside the collection, and its refusal comes first.
+    let tasks = &frozen.tasks;
+    std::thread::scope(|s| {
+        let locks = s.spawn(move || tree::check_locks(tasks));
+        let all = collect_tasks(ctx);
+        locks.join().unwrap_or_else(|_| {
+            Err(DumpError::Call {
+                what: "reading /proc/locks",
+                source: std::io::Error::other("the reader panicked"),
+            }
+            .into())
+        })?;
+        all
+    })
+}
+
+/// Everything [`collect_all`] collects but the file locks.
+fn collect_tasks(ctx: &mut DumpCtx) -> Result<Collection> {
+    let frozen = ctx.frozen;
     ctx.ns = super::ns::check(ctx)?;
     ctx.socks.net_ns_id = ctx.ns.root_ids.net_ns_id.or(ctx.root_ids.net_ns_id);
     if ctx.ns.owned.has(crate::model::ns::Kind::Net) {
@@ -186,6 +205,33 @@ struct Memory {
 /// Descriptors listed while the memory was read (if they were).
 type Scanned = Option<Result<Vec<Fd>>>;
 
+/// The VMAs of `pid` (smaps) and the pages they hold (pagemap), read side
+/// by side: each walks the page tables, and the pagemap needs only what
+/// maps already tells. Should smaps disagree with maps on anything the
+/// pagemap read used, the pagemap is read again.
+fn address_space(pid: i32, shmem_dev: u64, zero_pfn: u64) -> Result<(Vec<Vma>, Vec<Run>)> {
+    let quick = maps::read_quick(pid, shmem_dev)?;
+    let (vmas, runs) = std::thread::scope(|s| {
+        let h = s.spawn(|| maps::read(pid, shmem_dev));
+        let runs = pagemap::collect(pid, &quick, zero_pfn);
+        let vmas = h
+            .join()
+            .unwrap_or_else(|_| Err(DumpError::MemoryReaderPanicked { pid }.into()));
+        (vmas, runs)
+    });
+    let vmas = vmas?;
+    let same = vmas.len() == quick.len()
+        && vmas.iter().zip(&quick).all(|(a, b)| {
+            (a.start, a.end, a.status, a.can_be_lazy())
+                == (b.start, b.end, b.status, b.can_be_lazy())
+        });
+    let runs = match same {
+        true => runs?,
+        false => pagemap::collect(pid, &vmas, zero_pfn)?,
+    };
+    Ok((vmas, runs))
+}
+
 /// Reads the address space of `pid` and which pages it holds (copied
 /// later, in the task's injection: see [`collect`]). The address space
 /// (smaps, pagemap) is read on a helper thread while this one lists the
@@ -196,11 +242,7 @@ fn read_memory(ctx: &mut DumpCtx, t: &tree::Task, scan_fds: bool) -> Result<(Mem
     let (shmem_dev, zero_pfn) = (ctx.probes.shmem_dev, ctx.probes.zero_pfn);
     let socks = &mut ctx.socks;
     let (mem, fds) = std::thread::scope(|s| {
-        let h = s.spawn(move || -> Result<(Vec<Vma>, Vec<Run>)> {
-            let vmas = maps::read(pid, shmem_dev)?;
-            let runs = pagemap::collect(pid, &vmas, zero_pfn)?;
-            Ok((vmas, runs))
-        });
+        let h = s.spawn(move || address_space(pid, shmem_dev, zero_pfn));
         let fds = scan_fds.then(|| fdscan::scan(pid, shmem_dev, &mut |ino| socks.known(ino)));
         let mem = h
             .join()

@@ -65,11 +65,32 @@ pub fn images(ctx: &mut DumpCtx, all: Collection, copied: Copied) -> Result<Summ
         b.entry(&st.entry).raw(&st.inq).raw(&st.outq);
         ctx.dir.write(&format!("tcp-stream-{:x}.img", st.ino), &b)?;
     }
-    ctx.dir.sync()?;
-    let tracking = ctx.parent.is_some() || ctx.opts.track_mem;
-    write_inventory(ctx.dir, &ctx.root_ids, None, tracking, true)?;
+    let last = Last {
+        root_ids: ctx.root_ids.clone(),
+        tracking: ctx.parent.is_some() || ctx.opts.track_mem,
+    };
+    match ctx.opts.leave_running {
+        true => ctx.last = Some(last),
+        false => last.write(ctx.dir)?,
+    }
     s.bytes = ctx.dir.bytes;
     Ok(s)
+}
+
+/// What completes a set: every image on disk, then inventory.img. A tree
+/// that is killed waits for it; one that runs on (`-R`) need not, as
+/// nothing of it is lost if the sync fails (the dump fails, and removes
+/// its images).
+pub struct Last {
+    root_ids: pb::TaskKobjIdsEntry,
+    tracking: bool,
+}
+
+impl Last {
+    pub fn write(self, dir: &mut ImgDir) -> Result<()> {
+        dir.sync()?;
+        write_inventory(dir, &self.root_ids, None, self.tracking, true)
+    }
 }
 
 /// stats-dump as far as the collection and the page copy tell it.

@@ -74,7 +74,12 @@ fn recv_all(sock: impl AsFd + Copy) -> std::io::Result<Trackers> {
         })?;
         let pid = i32::from_le_bytes(buf[0..4].try_into().unwrap_or_default());
         let start = u64::from_le_bytes(buf[4..12].try_into().unwrap_or_default());
-        out.insert(Tracker::adopt(pid, start, fd)?);
+        match Tracker::adopt(pid, start, fd) {
+            Ok(t) => out.insert(t),
+            // The task exited since (a short-lived child): nothing to track.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
