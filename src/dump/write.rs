@@ -66,7 +66,7 @@ pub fn images(ctx: &mut DumpCtx, all: Collection, copied: Copied) -> Result<Summ
         ctx.dir.write(&format!("tcp-stream-{:x}.img", st.ino), &b)?;
     }
     let last = Last {
-        root_ids: ctx.root_ids.clone(),
+        root_ids: ctx.root_ids,
         tracking: ctx.parent.is_some() || ctx.opts.track_mem,
     };
     match ctx.opts.leave_running {
