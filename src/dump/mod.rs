@@ -69,10 +69,14 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
     }
     let log = progress::Log::new(opts)?;
     precheck(opts)?;
+    crate::sys::nofile::raise();
     if opts.pre_copy {
         return precopy::dump(opts, &log);
     }
     let mut dir = imgdir::ImgDir::open(&opts.dir)?;
+    if opts.prev_images_dir.is_some() || opts.track_mem {
+        log.step(track::METHOD);
+    }
     let parent = match &opts.prev_images_dir {
         Some(p) => Some(incremental::Parent::open(&opts.dir, p, None)?),
         None => None,

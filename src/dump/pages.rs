@@ -70,8 +70,13 @@ struct Shared {
 }
 
 /// Pipes queued at most: past this the submitting thread writes some out
-/// itself before it fills more (crit's descriptors are limited).
-const MAX_PIPES: usize = 512;
+/// itself before it fills more. Each is a descriptor of crit's: half of
+/// what its limit leaves beyond 1024, up to 4 GiB in flight (the fill
+/// then runs ahead of the writers while the rest of the task is read).
+fn max_pipes() -> usize {
+    let room = crate::sys::nofile::soft().saturating_sub(1024) / 2;
+    room.clamp(64, 4096) as usize
+}
 
 /// Bytes of memory queued for copying and copied so far (for progress).
 #[derive(Default)]
@@ -97,6 +102,8 @@ pub struct PageWriter {
     next_id: u32,
     /// Per job: pagemap image and page count.
     maps: Vec<(ImageBuilder, u64)>,
+    /// See [`max_pipes`].
+    max_pipes: usize,
 }
 
 /// When a thread stops taking batches.
@@ -264,6 +271,7 @@ impl PageWriter {
             threads,
             next_id: 0,
             maps: Vec::new(),
+            max_pipes: max_pipes(),
         }
     }
 
@@ -360,7 +368,7 @@ impl PageWriter {
         let mut rest = batches.into_iter().peekable();
         while rest.peek().is_some() {
             let mut group: Vec<Batch> = rest.by_ref().take(super::vmsplice::PER_RUN).collect();
-            work(&self.shared, Until::PipesBelow(MAX_PIPES));
+            work(&self.shared, Until::PipesBelow(self.max_pipes));
             let pieces: Vec<&[(u64, usize)]> = group.iter().map(|b| &b.pieces[..]).collect();
             let pipes = super::vmsplice::fill(inj, pid, &pieces);
             for (b, p) in group.iter_mut().zip(pipes) {

@@ -34,7 +34,7 @@ impl Drop for Rounds {
 
 pub fn dump(opts: &DumpOpts, log: &Log) -> Result<Summary> {
     super::track::probe().map_err(|source| DumpError::NoTrackingSupport { source })?;
-    log.debug("write tracking: userfaultfd async write-protect + PAGEMAP_SCAN");
+    log.step(super::track::METHOD);
     let mut dir = ImgDir::open(&opts.dir)?;
     let rounds = Rounds(opts.dir.join(ROUNDS));
     // Rounds left by a pre-copy that was killed: only crit writes there.

@@ -74,7 +74,7 @@ pub fn pre_dump(opts: &DumpOpts) -> Result<Round> {
     let log = Log::new(opts)?;
     super::precheck(opts)?;
     super::track::probe().map_err(|source| DumpError::NoTrackingSupport { source })?;
-    log.debug("write tracking: userfaultfd async write-protect + PAGEMAP_SCAN");
+    log.step(super::track::METHOD);
     let mut dir = ImgDir::open(&opts.dir)?;
     let parent = match &opts.prev_images_dir {
         Some(p) => Some(Parent::open(&opts.dir, p, None)?),

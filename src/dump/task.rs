@@ -124,13 +124,10 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
     } else {
         read_memory(ctx, t, !shared_files)?
     };
-    let (fdinfo, fds) = if shared_files {
-        (Vec::new(), Vec::new())
-    } else {
-        dump_fds(ctx, pid, scanned)?
-    };
     // The task-wide state only an injected call can read; in the same
-    // injection, the memory goes to the page writers.
+    // injection, the memory goes to the page writers, which copy it
+    // while the descriptors are dumped (the injection's own pipes are
+    // closed again before it ends).
     let pages = &mut ctx.pages;
     let mut runs = (!shared_vm).then(|| mem.runs.clone());
     // With --track-mem -R, a task not tracked yet gets a tracker now, so
@@ -158,6 +155,11 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
         Ok(())
     };
     let mut extra = tracer::task_extra(pid, &t.threads, &mut submit)?;
+    let (fdinfo, fds) = if shared_files {
+        (Vec::new(), Vec::new())
+    } else {
+        dump_fds(ctx, pid, scanned)?
+    };
     // /proc shows timer threads by crit's pids.
     for p in &mut extra.posix_timers {
         p.notify_thread_id = p.notify_thread_id.map(|x| ctx.ns.pids.get(x));

@@ -305,7 +305,7 @@ pub fn restore(opts: &Options) -> Result<i32> {
 }
 
 fn run(plan: &plan::Plan, opts: &Options, log: &Log, rb: &mut rollback::Rollback) -> Result<()> {
-    raise_nofile();
+    crate::sys::nofile::raise();
     nix::sys::prctl::set_child_subreaper(true).map_err(|source| SetupError::Own {
         what: "prctl(PR_SET_CHILD_SUBREAPER)",
         source,
@@ -498,24 +498,6 @@ fn wait_ready(plan: &plan::Plan, status_r: std::os::fd::OwnedFd, log: &Log) -> R
     }
     log.debug(format!("tree prepared {:?} after the fork", t1.elapsed()));
     Ok(())
-}
-
-/// Lets crit hold as many open files as the hard limit allows (a tree may
-/// have tens of thousands of sockets).
-fn raise_nofile() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    // As root, up to the system's ceiling; else up to the hard limit.
-    let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    if let Some(c) = ceiling {
-        if setrlimit(Resource::RLIMIT_NOFILE, c, c).is_ok() {
-            return;
-        }
-    }
-    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub mod ipc;
 pub mod mmap;
 pub mod mnt;
 pub mod netdev;
+pub mod nofile;
 pub mod ns;
 pub mod pidfd;
 pub mod procfs;

@@ -29,6 +29,10 @@
 
 pub mod keep;
 
+/// How writes are tracked, as `-v` says it.
+pub const METHOD: &str =
+    "write tracking: userfaultfd async write-protect + PAGEMAP_SCAN (no soft-dirty)";
+
 use super::maps::{Vma, VMA_AREA_VDSO, VMA_AREA_VVAR};
 use crate::sys::inject::Injector;
 use crate::sys::uffd::{self, Uffd};
