@@ -106,6 +106,26 @@ fn req(t: CriuReqType, opts: Option<CriuOpts>) -> CriuReq {
     }
 }
 
+/// Has the restored task `pid` check itself (SIGUSR1); its answer, from
+/// `result`.
+fn ask(pid: i32, result: &std::path::Path) -> String {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(result) {
+            if !s.is_empty() {
+                return s;
+            }
+        }
+        assert!(Instant::now() < deadline, "no answer");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn dump_and_restore_through_the_protocol() {
     let kit = Kit::new();
@@ -183,21 +203,7 @@ fn dump_and_restore_through_the_protocol() {
         scripts.last().cloned(),
         Some(("post-restore".to_string(), pid))
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGUSR1,
-    )
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let answer = loop {
-        if let Ok(s) = std::fs::read_to_string(&result) {
-            if !s.is_empty() {
-                break s;
-            }
-        }
-        assert!(Instant::now() < deadline, "no answer");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let answer = ask(pid, &result);
     kill_tree(pid);
     let mut child = svc.child;
     let st = child.wait().unwrap();
@@ -267,21 +273,7 @@ fn pre_dump_then_dump_through_the_protocol() {
     let (r, _) = svc.call(&last);
     assert!(r.success, "restore: {:?}", r.cr_errmsg);
     let pid = r.restore.unwrap().pid;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGUSR1,
-    )
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let answer = loop {
-        if let Ok(s) = std::fs::read_to_string(&result) {
-            if !s.is_empty() {
-                break s;
-            }
-        }
-        assert!(Instant::now() < deadline, "no answer");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let answer = ask(pid, &result);
     kill_tree(pid);
     let mut child = svc.child;
     let _ = child.wait();

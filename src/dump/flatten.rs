@@ -123,17 +123,13 @@ fn flatten_one(dir: &Path, name: &str, levels: &[Level], id: u32) -> Result<u64>
             if failed.is_some() {
                 return;
             }
-            let Source::Level { level, off } = src else {
-                failed = Some(
-                    DumpError::FlattenHole {
-                        image: dir.join(name),
-                        addr: s,
-                    }
-                    .into(),
-                );
-                return;
+            let found = match src {
+                Source::Level { level, off } => {
+                    levels[level].pages.as_ref().map(|f| (level, off, f))
+                }
+                _ => None,
             };
-            let Some(f) = levels[level].pages.as_ref() else {
+            let Some((level, off, f)) = found else {
                 failed = Some(
                     DumpError::FlattenHole {
                         image: dir.join(name),

@@ -244,17 +244,22 @@ impl AtomicFile {
             )
             .map_err(|e| Error::io(self.path.display().to_string(), e.into()))?;
             if n == 0 {
-                return Err(Error::io(
-                    self.path.display().to_string(),
-                    std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("pipe ended {left} bytes short"),
-                    ),
-                ));
+                return Err(self.short("pipe", left));
             }
             left -= n;
         }
         Ok(())
+    }
+
+    /// `what` ended `left` bytes before a copy into this file was done.
+    fn short(&self, what: &str, left: usize) -> Error {
+        Error::io(
+            self.path.display().to_string(),
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{what} ended {left} bytes short"),
+            ),
+        )
     }
 
     /// Copies `len` bytes of `src` from `src_off` to byte `dst_off` of
@@ -273,13 +278,7 @@ impl AtomicFile {
             let n = nix::fcntl::copy_file_range(src, Some(&mut i), &self.file, Some(&mut o), left)
                 .map_err(|e| Error::io(self.path.display().to_string(), e.into()))?;
             if n == 0 {
-                return Err(Error::io(
-                    self.path.display().to_string(),
-                    std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("source ended {left} bytes short"),
-                    ),
-                ));
+                return Err(self.short("source", left));
             }
             left -= n;
         }
