@@ -5,7 +5,8 @@
 //! copies only what was written since.
 //!
 //! One round: freeze the tree; per task read its mappings (maps, not
-//! smaps: no page-table walk while frozen) and either scan what was
+//! smaps: no page-table walk while frozen; smaps only on a CPU with
+//! shadow stacks, which only smaps names) and either scan what was
 //! written since the last round (its tracker: the scan write-protects
 //! those pages again) or make a tracker (one injected call); resume the
 //! tree. Then, while it runs: write-protect the new trackers' mappings,
@@ -195,7 +196,11 @@ fn collect(
     for t in frozen.tasks.iter().filter(|t| !t.zombie) {
         super::guard::check()?;
         let (pid, start) = (t.pid, t.stat.start_time);
-        let vmas = maps::read_quick(pid, probes.shmem_dev)?;
+        // Only smaps names shadow stacks, which are not to be tracked.
+        let vmas = match crate::sys::cpu::has_shstk() {
+            true => maps::read(pid, probes.shmem_dev)?,
+            false => maps::read_quick(pid, probes.shmem_dev)?,
+        };
         let kept = parent.and_then(|p| p.trackers.get(pid, start));
         let changed = match kept {
             Some(tr) => Some(tr.changed(&vmas)),

@@ -29,17 +29,17 @@
 
 pub mod keep;
 
-/// How writes are tracked, as `-v` says it.
-pub const METHOD: &str =
-    "write tracking: userfaultfd async write-protect + PAGEMAP_SCAN (no soft-dirty)";
-
-use super::maps::{Vma, VMA_AREA_VDSO, VMA_AREA_VVAR};
+use super::maps::{Vma, VMA_AREA_SHSTK, VMA_AREA_VDSO, VMA_AREA_VVAR};
 use crate::sys::inject::Injector;
 use crate::sys::uffd::{self, Uffd};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
+
+/// How writes are tracked, as `-v` says it.
+pub const METHOD: &str =
+    "write tracking: userfaultfd async write-protect + PAGEMAP_SCAN (no soft-dirty)";
 
 /// O_CLOEXEC | O_NONBLOCK, for the injected `userfaultfd`.
 const UFFD_FLAGS: u64 = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
@@ -60,10 +60,12 @@ fn tracked(v: &Vma) -> bool {
     // vDSO and vvar belong to the kernel: copied whole (vvar never).
     // Mappings the task cannot read (guard pages) are left alone: no
     // markers there that pagemap would show without PFNs as swapped
-    // pages (see super::pagemap).
+    // pages (see super::pagemap). Shadow stacks are not write-protected
+    // behind the CPU's back: copied whole.
     v.is_private()
         && !v.is(VMA_AREA_VDSO)
         && !v.is(VMA_AREA_VVAR)
+        && !v.is(VMA_AREA_SHSTK)
         && v.prot & libc::PROT_READ as u32 != 0
 }
 
