@@ -155,11 +155,17 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
         Ok(())
     };
     let mut extra = tracer::task_extra(pid, &t.threads, &mut submit)?;
+    ctx.log.debug(&format!(
+        "pid {pid}: {} mapping(s) read, pages queued",
+        mem.vmas.len()
+    ));
     let (fdinfo, fds) = if shared_files {
         (Vec::new(), Vec::new())
     } else {
         dump_fds(ctx, pid, scanned)?
     };
+    ctx.log
+        .debug(&format!("pid {pid}: {} descriptor(s) dumped", fds.len()));
     // /proc shows timer threads by crit's pids.
     for p in &mut extra.posix_timers {
         p.notify_thread_id = p.notify_thread_id.map(|x| ctx.ns.pids.get(x));
