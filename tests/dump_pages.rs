@@ -2,7 +2,8 @@
 //! pipes and crit splices them into the file (one copy); a task at its
 //! descriptor limit cannot make those pipes, and its pages are read with
 //! process_vm_readv instead. Either way the restored task finds its
-//! memory intact (tests/programs/scale.c checks every 512th byte).
+//! memory intact (tests/programs/scale.c checks every 512th byte), also
+//! pages the task itself may not read (tests/programs/protnone.c).
 
 mod kit;
 
@@ -118,4 +119,24 @@ fn a_task_at_its_descriptor_limit_is_read_directly() {
     let (all, piped) = copied(&log);
     assert!(all >= 16, "{all} MiB copied");
     assert_eq!(piped, 0, "no pipe could be made: {log}");
+}
+
+#[test]
+fn pages_the_task_cannot_read_are_dumped_too() {
+    let _g = kit::serial::lock();
+    let dir = tempfile::tempdir().unwrap();
+    let result = dir.path().join("result");
+    // Two of its pages are PROT_NONE: neither its vmsplice nor
+    // process_vm_readv can take them; /proc/PID/mem can.
+    let mut child = Command::new(kit::cc::program("protnone"))
+        .arg(&result)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("READY "), "{line}");
+    round_trip(&mut child, 1, &result, |_| {});
 }

@@ -213,15 +213,35 @@ fn read_mem(pid: i32, pieces: &[(u64, usize)], buf: &mut [u8]) -> Result<()> {
         .map(|&(base, len)| remote::RemoteIoVec { base, len })
         .collect();
     let want: usize = pieces.iter().map(|p| p.1).sum();
-    let got =
-        remote::read_ranges(pid, &mut buf[..want], &iov).map_err(|source| DumpError::Task {
+    let got = match remote::read_ranges(pid, &mut buf[..want], &iov) {
+        // Nothing readable at the first piece.
+        Err(e) if e.raw_os_error() == Some(libc::EFAULT) => 0,
+        r => r.map_err(|source| DumpError::Task {
             pid,
             what: "reading memory",
             source,
-        })?;
+        })?,
+    };
     if got != want {
-        let at = pieces.first().map(|p| p.0).unwrap_or(0);
-        return Err(DumpError::ShortMemRead { pid, got, want, at }.into());
+        return read_forced(pid, pieces, &mut buf[..want]);
+    }
+    Ok(())
+}
+
+/// The pieces through /proc/PID/mem, which reads what process_vm_readv
+/// cannot: pages of mappings the task itself may not read (PROT_NONE,
+/// write-only), as CRIU's parasite makes them readable to dump them.
+fn read_forced(pid: i32, pieces: &[(u64, usize)], buf: &mut [u8]) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let want = buf.len();
+    let short = |got: usize, at: u64| DumpError::ShortMemRead { pid, got, want, at };
+    let f = std::fs::File::open(format!("/proc/{pid}/mem"))
+        .map_err(|_| short(0, pieces.first().map_or(0, |p| p.0)))?;
+    let mut done = 0usize;
+    for &(base, len) in pieces {
+        let dst = &mut buf[done..done + len];
+        f.read_exact_at(dst, base).map_err(|_| short(done, base))?;
+        done += len;
     }
     Ok(())
 }
