@@ -5,7 +5,8 @@
 //! restored task does the same. Tracking must be invisible to the task
 //! and gone after the dump (no `uw` in its smaps' VmFlags), also when
 //! the dump is killed, and must leave a userfaultfd of the task's own
-//! alone.
+//! alone, and must not miss what the kernel writes into pinned buffers
+//! (tests/programs/uring.c).
 
 mod kit;
 
@@ -365,4 +366,114 @@ fn without_kept_tracking_the_dump_says_so() {
     assert!(ask(g.pid, &g.result).starts_with("OK"));
     kit::proc::kill_tree(g.pid);
     let _ = g.child.wait();
+}
+
+#[test]
+fn kernel_writes_into_pinned_buffers_are_not_missed() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("bees");
+    std::fs::write(&file, vec![b'B'; 65536]).unwrap();
+    let result = tmp.path().join("result");
+    let mut child = Command::new(kit::cc::program("uring"))
+        .arg(&result)
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("READY"), "{line}");
+    let pid = child.id() as i32;
+    let mut g = Gens {
+        child,
+        pid,
+        result: result.clone(),
+        own: None,
+    };
+    let (d1, d2) = (tmp.path().join("d1"), tmp.path().join("d2"));
+    ok(&crit(&[
+        "pre-dump",
+        "-t",
+        &pid.to_string(),
+        "-D",
+        d1.to_str().unwrap(),
+    ]));
+    // The kernel fills the registered (pinned) buffer: no page fault in
+    // the task, so no write the tracker could see; then the ring goes.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR2,
+    )
+    .unwrap();
+    let t = Instant::now();
+    while !std::fs::read_to_string(&result).is_ok_and(|s| s.contains("res=65536")) {
+        assert!(t.elapsed() < Duration::from_secs(5), "no read_fixed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(ask(pid, &result).starts_with("OK expect B"));
+    ok(&crit(&[
+        "dump",
+        "-t",
+        &pid.to_string(),
+        "-D",
+        d2.to_str().unwrap(),
+        "--prev-images-dir",
+        "../d1",
+    ]));
+    let a = restore_and_ask(&mut g, &d2);
+    assert!(a.starts_with("OK expect B"), "{a}");
+}
+
+#[test]
+fn another_trees_tracking_is_refused_and_left_alone() {
+    let _g = kit::restore::lock();
+    let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = start(ta.path(), 8, 1, 100, false, false);
+    let mut b = start(tb.path(), 8, 1, 100, false, false);
+    let a1 = ta.path().join("a1");
+    ok(&crit(&[
+        "pre-dump",
+        "-t",
+        &a.pid.to_string(),
+        "-D",
+        a1.to_str().unwrap(),
+    ]));
+    // B's dump on top of A's pre-dump: refused in one line, A still
+    // tracked, and its own next dump builds on it.
+    let g1 = ta.path().join("g1");
+    let r = crit(&[
+        "dump",
+        "-R",
+        "-t",
+        &b.pid.to_string(),
+        "-D",
+        g1.to_str().unwrap(),
+        "--prev-images-dir",
+        "../a1",
+    ]);
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(e.contains("another tree") && e.lines().count() == 1, "{e}");
+    assert!(tracked(a.pid) && !tracked(b.pid));
+    let a2 = ta.path().join("a2");
+    ok(&crit(&[
+        "dump",
+        "-R",
+        "-t",
+        &a.pid.to_string(),
+        "-D",
+        a2.to_str().unwrap(),
+        "--prev-images-dir",
+        "../a1",
+    ]));
+    assert!(stats(&a2).pages_skipped_parent > 1024);
+    assert!(!tracked(a.pid));
+    for g in [&mut a, &mut b] {
+        assert!(ask(g.pid, &g.result).starts_with("OK"));
+        kit::proc::kill_tree(g.pid);
+        let _ = g.child.wait();
+    }
 }

@@ -45,6 +45,8 @@ pub enum DumpError {
     NotPrevImages { dir: PathBuf },
     #[error("{}: no memory tracking is kept for these images (crit pre-dump into them first; tracking ends when the tree exits or its keeper is killed)", dir.display())]
     NoTracking { dir: PathBuf },
+    #[error("{}: its memory tracking is of another tree, not of pid {pid} (left as it was)", dir.display())]
+    OtherTree { dir: PathBuf, pid: i32 },
     #[error("write tracking is not available here: {source} (crit needs userfaultfd with async write-protection, Linux 6.7 or later; soft-dirty is not used)")]
     NoTrackingSupport { source: std::io::Error },
     #[error("pid {pid}: tracking its writes: {source}")]

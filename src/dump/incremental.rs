@@ -31,8 +31,9 @@ pub struct Parent {
 
 impl Parent {
     /// Opens the previous dump `prev` of images directory `dir` and takes
-    /// its trackers (from its keeper unless given).
-    pub fn open(dir: &Path, prev: &Path, trackers: Option<Trackers>) -> Result<Parent> {
+    /// its trackers from its keeper: they must be of the tree of `root`
+    /// (else they go back to a keeper of their own, and this fails).
+    pub fn open(dir: &Path, prev: &Path, root: i32) -> Result<Parent> {
         let at = if prev.is_absolute() {
             prev.to_path_buf()
         } else {
@@ -42,11 +43,13 @@ impl Parent {
             return Err(DumpError::NotPrevImages { dir: at }.into());
         }
         let images = Images::open(&at)?;
-        let trackers = match trackers {
-            Some(t) => t,
-            None => super::track::keep::take(&at)?
-                .ok_or_else(|| DumpError::NoTracking { dir: at.clone() })?,
-        };
+        let trackers = super::track::keep::take(&at)?
+            .ok_or_else(|| DumpError::NoTracking { dir: at.clone() })?;
+        let start = super::procfs::stat(root).map(|s| s.start_time).ok();
+        if start.is_none_or(|s| trackers.get(root, s).is_none()) {
+            super::track::keep::hand_off(&at, &trackers)?;
+            return Err(DumpError::OtherTree { dir: at, pid: root }.into());
+        }
         Ok(Parent {
             link: prev.to_path_buf(),
             dir: at,
@@ -101,6 +104,7 @@ impl Parent {
             return Ok((runs, 0));
         };
         let changed = t.changed(vmas);
+        t.note_pins(vmas);
         self.split_changed(vpid, runs, &changed)
     }
 

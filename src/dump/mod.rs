@@ -78,7 +78,7 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
         log.step(track::METHOD);
     }
     let parent = match &opts.prev_images_dir {
-        Some(p) => Some(incremental::Parent::open(&opts.dir, p, None)?),
+        Some(p) => Some(incremental::Parent::open(&opts.dir, p, opts.pid)?),
         None => None,
     };
     let (s, trackers) = dump_into(opts, &log, &mut dir, parent)?;

@@ -40,7 +40,7 @@ pub fn dump(opts: &DumpOpts, log: &Log) -> Result<Summary> {
     // Rounds left by a pre-copy that was killed: only crit writes there.
     let _ = std::fs::remove_dir_all(&rounds.0);
     let mut parent = match &opts.prev_images_dir {
-        Some(p) => Some(Parent::open(&opts.dir, p, None)?),
+        Some(p) => Some(Parent::open(&opts.dir, p, opts.pid)?),
         None => None,
     };
     let mut last = u64::MAX;

@@ -5,17 +5,17 @@
 //! copies only what was written since.
 //!
 //! One round: freeze the tree; per task read its mappings (maps, not
-//! smaps: no page-table walk while frozen; smaps only on a CPU with
-//! shadow stacks, which only smaps names) and either scan what was
+//! smaps: no page-table walk while frozen; smaps only for a task with
+//! shadow stacks on, which only smaps names) and either scan what was
 //! written since the last round (its tracker: the scan write-protects
-//! those pages again) or make a tracker (one injected call); resume the
-//! tree. Then, while it runs: write-protect the new trackers' mappings,
+//! those pages again) or make a tracker (one injected call) and
+//! write-protect its mappings; resume the tree. Then, while it runs,
 //! read the pagemaps and copy the pages with process_vm_readv. Each page
 //! is protected before it is copied, so a page written after its copy is
 //! reported next time and what a later dump takes from this one is never
 //! stale; a page that came or went after the scan is seen by the
 //! pagemap read or by the next scan. The tree is stopped only for the
-//! maps, the scans and the injected calls.
+//! maps, the scans, the injected calls and the first protection.
 
 use super::error::DumpError;
 use super::freeze::Frozen;
@@ -78,7 +78,7 @@ pub fn pre_dump(opts: &DumpOpts) -> Result<Round> {
     log.step(super::track::METHOD);
     let mut dir = ImgDir::open(&opts.dir)?;
     let parent = match &opts.prev_images_dir {
-        Some(p) => Some(Parent::open(&opts.dir, p, None)?),
+        Some(p) => Some(Parent::open(&opts.dir, p, opts.pid)?),
         None => None,
     };
     let (r, trackers) = round(opts.pid, &log, &mut dir, parent, true)?;
@@ -111,7 +111,7 @@ pub fn round(
     let frozen_for = t_frozen.elapsed();
     let seen = collected?;
     released?;
-    let (jobs, parent_pages, scanned) = pages(seen, probes, parent.as_ref(), &trackers)?;
+    let (jobs, parent_pages, scanned) = pages(seen, probes, parent.as_ref())?;
     let t_copy = Instant::now();
     log.step(&format!("copying the memory of {} task(s)", jobs.len()));
     let mut pw = PageWriter::new(&dir.dir);
@@ -197,15 +197,24 @@ fn collect(
         super::guard::check()?;
         let (pid, start) = (t.pid, t.stat.start_time);
         // Only smaps names shadow stacks, which are not to be tracked.
-        let vmas = match crate::sys::cpu::has_shstk() {
+        let vmas = match shadow_stacks(pid) {
             true => maps::read(pid, probes.shmem_dev)?,
             false => maps::read_quick(pid, probes.shmem_dev)?,
         };
         let kept = parent.and_then(|p| p.trackers.get(pid, start));
+        // Pins are noted as the memory is protected, with the tree frozen
+        // (see super::track::pinned).
         let changed = match kept {
-            Some(tr) => Some(tr.changed(&vmas)),
+            Some(tr) => {
+                let c = tr.changed(&vmas);
+                tr.note_pins(&vmas);
+                Some(c)
+            }
             None => {
-                trackers.insert(make_tracker(pid, start)?);
+                let tr = make_tracker(pid, start)?;
+                tr.arm(&vmas);
+                tr.note_pins(&vmas);
+                trackers.insert(tr);
                 None
             }
         };
@@ -225,24 +234,14 @@ fn collect(
 /// at (CRIU's `pages_scanned`).
 type Jobs = (Vec<(i32, i32, Vec<Run>)>, u64, u64);
 
-/// With the tree running again: arms the new trackers, then reads each
-/// task's pagemap and leaves to the parent what was not written. A task
-/// that exited since is left out.
-fn pages(
-    seen: Vec<Seen>,
-    probes: Probes,
-    parent: Option<&Parent>,
-    trackers: &Trackers,
-) -> Result<Jobs> {
+/// With the tree running again: reads each task's pagemap and leaves to
+/// the parent what was not written. A task that exited since is left
+/// out.
+fn pages(seen: Vec<Seen>, probes: Probes, parent: Option<&Parent>) -> Result<Jobs> {
     let mut jobs = Vec::new();
     let (mut parent_pages, mut scanned) = (0, 0);
     for s in seen {
         super::guard::check()?;
-        if s.changed.is_none() {
-            if let Some(tr) = trackers.get(s.pid, s.start) {
-                tr.arm(&s.vmas);
-            }
-        }
         let runs = match pagemap::collect(s.pid, &s.vmas, probes.zero_pfn) {
             Ok(r) => r,
             Err(_) if !alive(s.pid, s.start) => continue,
@@ -265,6 +264,15 @@ fn pages(
         jobs.push((s.pid, s.vpid, runs));
     }
     Ok((jobs, parent_pages, scanned))
+}
+
+/// Whether task `pid` has CET shadow stacks on (its status names them
+/// only where the kernel supports them for user space).
+fn shadow_stacks(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("x86_Thread_features:") && l.contains("shstk"))
+    })
 }
 
 /// Task `pid` started at `start` still exists (maybe as a zombie).

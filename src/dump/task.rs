@@ -147,6 +147,7 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
             let tr = super::track::Tracker::create(inj, pid, start)
                 .map_err(|source| DumpError::TrackTask { pid, source })?;
             tr.arm(vmas);
+            tr.note_pins(vmas);
             trackers.insert(tr);
         }
         if let Some(runs) = runs.take() {

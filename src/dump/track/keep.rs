@@ -10,7 +10,7 @@
 //! Killing it ends the tracking (the next dump then says so).
 //!
 //! Wire: SOCK_SEQPACKET, one message per tracker (pid: i32 LE, start
-//! time: u64 LE, its descriptor attached), then `end`. Requests: `take`,
+//! time: u64 LE, pinned: u8, its descriptor attached), then `end`. Requests: `take`,
 //! `drop`.
 
 use super::{Tracker, Trackers};
@@ -56,6 +56,7 @@ fn send_all(sock: impl AsFd + Copy, trackers: &Trackers) -> std::io::Result<()> 
     for t in trackers.iter() {
         let mut m = t.pid.to_le_bytes().to_vec();
         m.extend_from_slice(&t.start.to_le_bytes());
+        m.push(u8::from(t.is_pinned()));
         scm::send(sock, &m, &[t.fd()])?;
     }
     scm::send(sock, END, &[])
@@ -69,13 +70,16 @@ fn recv_all(sock: impl AsFd + Copy) -> std::io::Result<Trackers> {
         if &buf[..n] == END {
             return Ok(out);
         }
-        let fd = fds.pop().filter(|_| n == 12).ok_or_else(|| {
+        let fd = fds.pop().filter(|_| n == 13).ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidData, "bad tracker message")
         })?;
         let pid = i32::from_le_bytes(buf[0..4].try_into().unwrap_or_default());
         let start = u64::from_le_bytes(buf[4..12].try_into().unwrap_or_default());
         match Tracker::adopt(pid, start, fd) {
-            Ok(t) => out.insert(t),
+            Ok(t) => {
+                t.set_pinned(buf[12] != 0);
+                out.insert(t)
+            }
             // The task exited since (a short-lived child): nothing to track.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
@@ -127,14 +131,31 @@ pub fn hand_off(dir: &Path, trackers: &Trackers) -> Result<()> {
     Ok(())
 }
 
+/// How long a keeper may take to answer.
+const ANSWER: Duration = Duration::from_secs(10);
+
+/// Connects to the keeper named `n`, if there is one. Anyone may bind an
+/// abstract name: a listener that is neither root nor this user is
+/// refused, and one that does not answer in time is given up on.
 fn connect_to(n: &str) -> std::io::Result<Option<OwnedFd>> {
     let s = seqpacket()?;
     let addr = UnixAddr::new_abstract(n.as_bytes())?;
     match connect(s.as_raw_fd(), &addr) {
-        Ok(()) => Ok(Some(s)),
-        Err(nix::errno::Errno::ECONNREFUSED) | Err(nix::errno::Errno::ENOENT) => Ok(None),
-        Err(e) => Err(e.into()),
+        Ok(()) => {}
+        Err(nix::errno::Errno::ECONNREFUSED) | Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
     }
+    let uid = getsockopt(&s, sockopt::PeerCredentials)?.uid();
+    let me = nix::unistd::geteuid().as_raw();
+    if uid != 0 && uid != me {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("@{n} is held by uid {uid}, not by a keeper of crit's"),
+        ));
+    }
+    let t = nix::sys::time::TimeVal::new(ANSWER.as_secs() as i64, 0);
+    nix::sys::socket::setsockopt(&s, sockopt::ReceiveTimeout, &t)?;
+    Ok(Some(s))
 }
 
 /// Takes the trackers kept for `dir`; None when no keeper has them.

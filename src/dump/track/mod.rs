@@ -21,6 +21,11 @@
 //!   same way; a task forked since has no tracker (copied whole);
 //! - a pid now used by another task (start time differs) has none either.
 //!
+//! What no page table shows: the kernel writing through pages pinned
+//! before they were write-protected (io_uring's registered buffers). A
+//! task that holds an io_uring (a descriptor or a ring mapping) when its
+//! memory is protected is copied whole the next time ([`pinned`]).
+//!
 //! The one thing the task can notice: while crit tracks a mapping, the
 //! task's own userfaultfd cannot register it (EBUSY). Registrations end
 //! when crit's descriptor closes: at the end of the dump, or when crit
@@ -36,6 +41,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How writes are tracked, as `-v` says it.
 pub const METHOD: &str =
@@ -51,6 +57,9 @@ pub struct Tracker {
     pub start: u64,
     uffd: Uffd,
     pagemap: File,
+    /// The task held an io_uring when its memory was last protected:
+    /// writes the kernel makes through pinned pages are not seen.
+    pinned: AtomicBool,
 }
 
 /// Address ranges, sorted, not overlapping.
@@ -99,7 +108,24 @@ impl Tracker {
             start,
             uffd,
             pagemap,
+            pinned: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the next [`Tracker::changed`] reports every page (see
+    /// [`pinned`]).
+    pub fn is_pinned(&self) -> bool {
+        self.pinned.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the task holds an io_uring now, as its memory is
+    /// protected (with the tree frozen).
+    pub fn note_pins(&self, vmas: &[Vma]) {
+        self.set_pinned(pinned(self.pid, vmas));
+    }
+
+    pub fn set_pinned(&self, p: bool) {
+        self.pinned.store(p, Ordering::Relaxed);
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -127,6 +153,7 @@ impl Tracker {
     /// or not tracked. Protects them again (a new mapping is registered
     /// now, so the next call sees its writes).
     pub fn changed(&self, vmas: &[Vma]) -> Ranges {
+        let whole = self.is_pinned();
         let mut out = Ranges::new();
         for v in vmas.iter().filter(|v| v.is_private()) {
             let len = v.end - v.start;
@@ -135,12 +162,29 @@ impl Tracker {
                 continue;
             }
             match uffd::scan_written(&self.pagemap, v.start, v.end) {
+                Ok(_) if whole => push(&mut out, v.start, v.end),
                 Ok(w) => w.into_iter().for_each(|(s, e)| push(&mut out, s, e)),
                 Err(_) => push(&mut out, v.start, v.end),
             }
         }
         out
     }
+}
+
+/// Whether task `pid` holds an io_uring: a descriptor, or a mapping of
+/// its rings (which keeps it alive too). Its registered buffers are
+/// pinned, and the kernel writes into them without a page fault. When
+/// /proc cannot tell, the answer is yes (copying whole is always right).
+pub fn pinned(pid: i32, vmas: &[Vma]) -> bool {
+    const RING: &str = "anon_inode:[io_uring]";
+    if vmas.iter().any(|v| v.name == RING) {
+        return true;
+    }
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return true;
+    };
+    dir.flatten()
+        .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == RING))
 }
 
 fn push(r: &mut Ranges, s: u64, e: u64) {
