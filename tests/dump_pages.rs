@@ -128,15 +128,6 @@ fn pages_the_task_cannot_read_are_dumped_too() {
     let result = dir.path().join("result");
     // Two of its pages are PROT_NONE: neither its vmsplice nor
     // process_vm_readv can take them; /proc/PID/mem can.
-    let mut child = Command::new(kit::cc::program("protnone"))
-        .arg(&result)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("READY "), "{line}");
+    let (mut child, _) = kit::proc::start_ready("protnone", &[result.as_os_str()]);
     round_trip(&mut child, 1, &result, |_| {});
 }

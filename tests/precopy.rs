@@ -375,17 +375,7 @@ fn kernel_writes_into_pinned_buffers_are_not_missed() {
     let file = tmp.path().join("bees");
     std::fs::write(&file, vec![b'B'; 65536]).unwrap();
     let result = tmp.path().join("result");
-    let mut child = Command::new(kit::cc::program("uring"))
-        .arg(&result)
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("READY"), "{line}");
+    let (child, _) = kit::proc::start_ready("uring", &[result.as_os_str(), file.as_os_str()]);
     let pid = child.id() as i32;
     let mut g = Gens {
         child,

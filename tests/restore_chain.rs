@@ -10,9 +10,7 @@
 
 mod kit;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Copies the images of `src` to `dst`, giving the first `num/den` of
@@ -27,17 +25,9 @@ fn a_chain_of_dumps_restores_every_page() {
     let _g = kit::restore::lock();
     let tmp = tempfile::tempdir().unwrap();
     let result = tmp.path().join("result");
-    let exe = kit::cc::program("scale");
-    let mut child = Command::new(exe)
-        .args(["3", "6", "16"])
-        .arg(&result)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let a = |s: &'static str| std::ffi::OsStr::new(s);
+    let (mut child, _) =
+        kit::proc::start_ready("scale", &[a("3"), a("6"), a("16"), result.as_os_str()]);
     let pid = child.id() as i32;
     let pids = kit::proc::tree(pid);
     assert_eq!(pids.len(), 3);

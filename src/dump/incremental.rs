@@ -45,7 +45,7 @@ impl Parent {
         let images = Images::open(&at)?;
         let trackers = super::track::keep::take(&at)?
             .ok_or_else(|| DumpError::NoTracking { dir: at.clone() })?;
-        let start = super::procfs::stat(root).map(|s| s.start_time).ok();
+        let start = super::procfs::start_time(root);
         if start.is_none_or(|s| trackers.get(root, s).is_none()) {
             super::track::keep::hand_off(&at, &trackers)?;
             return Err(DumpError::OtherTree { dir: at, pid: root }.into());

@@ -244,7 +244,8 @@ fn pages(seen: Vec<Seen>, probes: Probes, parent: Option<&Parent>) -> Result<Job
         super::guard::check()?;
         let runs = match pagemap::collect(s.pid, &s.vmas, probes.zero_pfn) {
             Ok(r) => r,
-            Err(_) if !alive(s.pid, s.start) => continue,
+            // The task exited since.
+            Err(_) if super::procfs::start_time(s.pid) != Some(s.start) => continue,
             Err(e) => return Err(e),
         };
         scanned += s
@@ -273,11 +274,6 @@ fn shadow_stacks(pid: i32) -> bool {
         s.lines()
             .any(|l| l.starts_with("x86_Thread_features:") && l.contains("shstk"))
     })
-}
-
-/// Task `pid` started at `start` still exists (maybe as a zombie).
-fn alive(pid: i32, start: u64) -> bool {
-    super::procfs::stat(pid).is_ok_and(|st| st.start_time == start)
 }
 
 /// A new tracker for frozen task `pid` (one injected call).

@@ -129,6 +129,12 @@ pub fn stat(pid: i32) -> Result<Stat> {
     parse_stat(pid, &read_string(pid, "stat")?)
 }
 
+/// When task `pid` started (None if it is gone): with the pid, what
+/// tells a task from a later one that reuses its pid.
+pub fn start_time(pid: i32) -> Option<u64> {
+    stat(pid).ok().map(|s| s.start_time)
+}
+
 pub fn thread_stat(pid: i32, tid: i32) -> Result<Stat> {
     parse_stat(tid, &read_string(pid, &format!("task/{tid}/stat"))?)
 }

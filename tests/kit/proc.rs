@@ -146,3 +146,20 @@ pub fn ask_tree(pid: i32, result: &std::path::Path, n: usize) -> String {
     }
     lines
 }
+
+/// Starts the test program NAME (tests/programs/NAME.c) with `args`, its
+/// stdout a pipe, and waits for its first line ("READY ..."), returned.
+pub fn start_ready(name: &str, args: &[&std::ffi::OsStr]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(super::cc::program(name))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("READY"), "{name}: {line}");
+    (child, line)
+}

@@ -199,7 +199,9 @@ pub fn serve(n: &str) -> i32 {
     }
     let me = nix::unistd::geteuid().as_raw();
     loop {
-        let alive = trackers.iter().any(|t| start_of(t.pid) == Some(t.start));
+        let alive = trackers
+            .iter()
+            .any(|t| crate::dump::procfs::start_time(t.pid) == Some(t.start));
         if !alive {
             return 0;
         }
@@ -224,10 +226,6 @@ pub fn serve(n: &str) -> i32 {
             _ => continue,
         }
     }
-}
-
-fn start_of(pid: i32) -> Option<u64> {
-    crate::dump::procfs::stat(pid).ok().map(|s| s.start_time)
 }
 
 /// Binds and listens on the abstract name `n`; a keeper left from an
