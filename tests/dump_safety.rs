@@ -156,6 +156,14 @@ fn killed_worker_is_reported() {
             return;
         }
         assert_eq!(out.status.code(), Some(1), "{e}");
+        if !e.contains("the dump worker was killed") && !alive(prog.pid) {
+            // An earlier kill landed inside an injected call: the task
+            // went on with the injection's registers and died just after
+            // the check above (docs/dump.md, "Safety"); this dump
+            // found it gone and said so in one line.
+            assert_eq!(e.lines().count(), 1, "{e}");
+            break;
+        }
         assert!(e.contains("the dump worker was killed by SIGKILL"), "{e}");
         assert!(e.contains(&format!("the tree of pid {}", prog.pid)), "{e}");
         assert!(
