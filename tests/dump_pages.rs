@@ -7,24 +7,20 @@
 
 mod kit;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Starts the scale tree (`tasks` tasks of `mib` MiB, the root holding
 /// 16 descriptors); returns it and its root's pid once it is ready.
 fn start(tasks: u32, mib: u32, result: &std::path::Path) -> (std::process::Child, i32) {
-    let exe = kit::cc::program("scale");
-    let mut child = Command::new(exe)
-        .args([&tasks.to_string(), &mib.to_string(), "16"])
-        .arg(result)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (tasks, mib) = (tasks.to_string(), mib.to_string());
+    let args = [
+        tasks.as_ref(),
+        mib.as_ref(),
+        "16".as_ref(),
+        result.as_os_str(),
+    ];
+    let (child, line) = kit::proc::start_ready("scale", &args);
     let pid: i32 = line.trim().strip_prefix("READY ").unwrap().parse().unwrap();
     (child, pid)
 }
