@@ -33,6 +33,9 @@ pub enum Error {
     /// `crit dump` failed or refused.
     #[error(transparent)]
     Dump(#[from] crate::dump::error::DumpError),
+    /// An action point the caller refused or did not hear.
+    #[error(transparent)]
+    Action(#[from] crate::action::ActionError),
     /// `crit restore` failed or refused (boxed: its variants carry
     /// addresses and paths, and errors travel by value).
     #[error(transparent)]

@@ -6,6 +6,7 @@
 // Functions say one thing: none over 150 lines of code.
 #![deny(clippy::too_many_lines)]
 
+pub mod action;
 pub mod dump;
 pub mod edit;
 pub mod error;

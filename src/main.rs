@@ -145,6 +145,10 @@ struct DumpArgs {
     /// The tree is a job of the calling shell: dump its terminal.
     #[arg(long = "shell-job")]
     shell_job: bool,
+    /// Dump a pty slave whose master is outside the tree (a container's
+    /// console); restore makes a new pty and hands its master over.
+    #[arg(long = "orphan-pts-master")]
+    orphan_pts_master: bool,
     /// Dump established TCP connections (repair mode; locked with
     /// iptables until a restore repairs them, or until the dump ends with -R).
     #[arg(long = "tcp-established")]
@@ -182,6 +186,13 @@ struct DumpArgs {
     /// Internal: run as the worker of the `crit dump` with this pid.
     #[arg(long = "worker", hide = true, value_name = "PPID")]
     worker: Option<i32>,
+    /// Run CMD (with sh -c) at each action point, as criu does:
+    /// CRTOOLS_SCRIPT_ACTION names it (pre-dump, post-restore, ...).
+    #[arg(long = "action-script", value_name = "CMD", action = clap::ArgAction::Append)]
+    action_script: Vec<String>,
+    /// Internal: tell the action points to `crit swrk` on fd N.
+    #[arg(long = "notify-fd", hide = true, value_name = "N")]
+    notify_fd: Option<i32>,
 }
 
 #[derive(clap::Args)]
@@ -269,6 +280,18 @@ struct RestoreArgs {
     /// Also write messages to this file.
     #[arg(short = 'o', long = "log-file", value_name = "LOGFILE")]
     log_file: Option<String>,
+    /// Where the master of a pty made anew goes (a pty slave dumped with
+    /// --orphan-pts-master): a unix socket, sent as runc's console
+    /// socket protocol has it (one message, the fd as SCM_RIGHTS).
+    #[arg(long = "console-socket", value_name = "PATH")]
+    console_socket: Option<String>,
+    /// Run CMD (with sh -c) at each action point, as criu does:
+    /// CRTOOLS_SCRIPT_ACTION names it (pre-dump, post-restore, ...).
+    #[arg(long = "action-script", value_name = "CMD", action = clap::ArgAction::Append)]
+    action_script: Vec<String>,
+    /// Internal: tell the action points to `crit swrk` on fd N.
+    #[arg(long = "notify-fd", hide = true, value_name = "N")]
+    notify_fd: Option<i32>,
 }
 
 fn run(cli: Cli) -> crit::error::Result<()> {
@@ -379,6 +402,7 @@ fn dump(a: DumpArgs) -> crit::error::Result<()> {
         leave_running: a.leave_running,
         ext_unix: ext,
         shell_job: a.shell_job,
+        orphan_pts_master: a.orphan_pts_master,
         tcp_established: a.tcp_established,
         tcp_close: a.tcp_close,
         skip_in_flight: a.skip_in_flight,
@@ -389,6 +413,8 @@ fn dump(a: DumpArgs) -> crit::error::Result<()> {
         prev_images_dir: a.prev_images_dir,
         track_mem: a.track_mem,
         pre_copy: a.pre_copy,
+        notify_fd: a.notify_fd,
+        action_scripts: a.action_script,
     };
     let summary = crit::dump::dump(&opts)?;
     eprintln!("crit: {summary}");
@@ -429,6 +455,9 @@ fn restore(a: RestoreArgs) -> crit::error::Result<()> {
         cpu_caps: cpu_caps(a.cpu_cap.as_deref())?,
         verbose: a.verbose,
         log_file: a.log_file.map(Into::into),
+        console_socket: a.console_socket.map(Into::into),
+        notify_fd: a.notify_fd,
+        action_scripts: a.action_script,
         ..Default::default()
     };
     for v in &a.ext_unix_sk {

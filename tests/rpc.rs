@@ -79,6 +79,11 @@ impl Service {
     /// Sends `req` and answers notifications until the final response;
     /// returns it and the scripts notified.
     fn call(&self, req: &CriuReq) -> (CriuResp, Vec<(String, i32)>) {
+        self.call_refusing(req, "")
+    }
+
+    /// The same, saying no to the notification `refused`.
+    fn call_refusing(&self, req: &CriuReq, refused: &str) -> (CriuResp, Vec<(String, i32)>) {
         self.send(req);
         let mut scripts = Vec::new();
         loop {
@@ -87,10 +92,12 @@ impl Service {
                 return (r, scripts);
             }
             let n = r.notify.unwrap();
-            scripts.push((n.script.unwrap_or_default(), n.pid.unwrap_or(0)));
+            let script = n.script.unwrap_or_default();
+            let go = script != refused;
+            scripts.push((script, n.pid.unwrap_or(0)));
             self.send(&CriuReq {
                 r#type: CriuReqType::Notify as i32,
-                notify_success: Some(true),
+                notify_success: Some(go),
                 ..Default::default()
             });
         }
@@ -167,6 +174,27 @@ fn dump_and_restore_through_the_protocol() {
     assert!(!r.success);
     assert!(r.cr_errmsg.unwrap_or_default().contains("auto_dedup"));
     assert!(alive(prog.pid));
+    // A client that says no at post-dump (every image written, the task
+    // still frozen) stops the dump: the task runs on.
+    let (r, scripts) = svc.call_refusing(
+        &req(
+            CriuReqType::Dump,
+            Some(opts(CriuOpts {
+                pid: Some(prog.pid),
+                notify_scripts: Some(true),
+                ..Default::default()
+            })),
+        ),
+        "post-dump",
+    );
+    assert!(!r.success);
+    assert!(
+        r.cr_errmsg.unwrap_or_default().contains("post-dump"),
+        "the refusal is named"
+    );
+    assert_eq!(scripts.len(), 2, "{scripts:?}");
+    assert!(alive(prog.pid), "the task runs on");
+    assert!(!img.join("inventory.img").exists(), "no images are left");
 
     let (r, scripts) = svc.call(&req(
         CriuReqType::Dump,
@@ -199,9 +227,16 @@ fn dump_and_restore_through_the_protocol() {
     assert!(r.success, "restore: {:?}", r.cr_errmsg);
     let pid = r.restore.unwrap().pid;
     assert_eq!(pid, prog.pid, "pids come back");
+    // CRIU's order, the root's pid with post-restore (runc learns it
+    // there), while the task is still stopped.
     assert_eq!(
-        scripts.last().cloned(),
-        Some(("post-restore".to_string(), pid))
+        scripts,
+        [
+            ("pre-restore".to_string(), 0),
+            ("post-restore".to_string(), pid),
+            ("pre-resume".to_string(), 0),
+            ("post-resume".to_string(), 0)
+        ]
     );
     let answer = ask(pid, &result);
     kill_tree(pid);

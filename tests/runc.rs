@@ -22,11 +22,20 @@ fn runc(runc: &Path, state: &Path) -> Command {
     c
 }
 
+/// The counting loop of the containers, into /tmp/count.
+const COUNT: &str = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done";
+
 /// A bundle whose process counts into /tmp/count, with a child and a
 /// file on a tmpfs at /run.
 fn bundle(kit: &Kit, runc_bin: &Path) -> PathBuf {
+    let script = format!("echo held-in-tmpfs > /run/marker; sleep 1000 & {COUNT}");
+    bundle_with(kit, runc_bin, "bundle", false, &script)
+}
+
+/// A bundle running `sh -c script`, with a terminal or pipes as stdio.
+fn bundle_with(kit: &Kit, runc_bin: &Path, name: &str, terminal: bool, script: &str) -> PathBuf {
     let busybox = require("busybox", "busybox-static");
-    let b = kit.path("bundle");
+    let b = kit.path(name);
     let root = b.join("rootfs");
     for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "run"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
@@ -43,13 +52,8 @@ fn bundle(kit: &Kit, runc_bin: &Path) -> PathBuf {
     assert!(st.success(), "runc spec");
     let path = b.join("config.json");
     let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    c["process"]["terminal"] = false.into();
-    c["process"]["args"] = serde_json::json!([
-        "sh",
-        "-c",
-        "echo held-in-tmpfs > /run/marker; sleep 1000 & i=0; \
-         while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done"
-    ]);
+    c["process"]["terminal"] = terminal.into();
+    c["process"]["args"] = serde_json::json!(["sh", "-c", script]);
     c["hostname"] = "crit-ctr".into();
     c["root"]["readonly"] = false.into();
     // No CAP_SYS_RESOURCE here: runc may not raise the open-files limit.
@@ -212,4 +216,142 @@ fn runc_checkpoints_and_restores_with_crit() {
     assert_eq!(hostname, "crit-ctr");
     assert!(after > before, "the count went on: {before} then {after}");
     assert!(!children.is_empty(), "its child is back");
+}
+
+/// The console socket of `--console-socket`: each master runc (or the
+/// engine, at restore) sends arrives on the returned channel.
+fn console(path: &Path) -> std::sync::mpsc::Receiver<std::os::fd::OwnedFd> {
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let mut buf = [0u8; 256];
+            if let Ok((_, fds)) = crit::sys::scm::recv(&conn, &mut buf) {
+                for fd in fds {
+                    let _ = tx.send(fd);
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Writes `line` to the terminal through `master` and reads until the
+/// container's answer to it shows.
+fn converse(master: &std::os::fd::OwnedFd, line: &str) -> String {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    nix::unistd::write(master, format!("{line}\n").as_bytes()).unwrap();
+    let want = format!("got:{line}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = String::new();
+    while !seen.contains(&want) && Instant::now() < deadline {
+        let mut p = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut p, PollTimeout::from(200u16)).unwrap_or(0) > 0 {
+            let mut b = [0u8; 512];
+            match nix::unistd::read(master, &mut b) {
+                Ok(n) if n > 0 => seen.push_str(&String::from_utf8_lossy(&b[..n])),
+                _ => break,
+            }
+        }
+    }
+    seen
+}
+
+/// A container with a terminal (`process.terminal`, `--console-socket`):
+/// crit dumps its pty slave (runc sets orphan_pts_master) and, at
+/// restore, makes a new pty in the container's devpts (pts/0 again, with
+/// /dev/console bound to it) and hands the master over with the
+/// orphan-pts-master notification, which runc sends to the console
+/// socket. The container answers on the new terminal, keeps its window
+/// size and its controlling terminal, and counts on.
+#[test]
+fn runc_terminal_container_gets_a_new_console() {
+    use std::os::fd::AsFd;
+    let runc_bin = require("runc", "runc");
+    let kit = Kit::new();
+    let script = format!("({COUNT}) & while read l; do echo \"got:$l\"; done");
+    let b = bundle_with(&kit, &runc_bin, "tty-bundle", true, &script);
+    let state = kit.path("runc-state");
+    let name = format!("crit-tty-{}", std::process::id());
+    let work = kit.path("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let sock = kit.path("console.sock");
+    let masters = console(&sock);
+    let mut run = runc(&runc_bin, &state);
+    run.args(["run", "-d", "--console-socket"])
+        .arg(&sock)
+        .arg(&name)
+        .current_dir(&b);
+    finish(detached(run), "runc run", &work.join("none"));
+    let first = masters.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(converse(&first, "one").contains("got:one"));
+    let size = crit::sys::tty::Winsize {
+        row: 33,
+        col: 99,
+        ..Default::default()
+    };
+    crit::sys::tty::set_winsize(first.as_fd(), &size).unwrap();
+    let pid = init_pid(&runc_bin, &state, &name);
+    let crit = env!("CARGO_BIN_EXE_crit");
+    let images = kit.path("ck");
+    let before = count(pid);
+    let o = runc(&runc_bin, &state)
+        .args(["--criu", crit, "checkpoint", "--image-path"])
+        .arg(&images)
+        .arg("--work-path")
+        .arg(&work)
+        .arg(&name)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "runc checkpoint: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        read(&work.join("dump.log"))
+    );
+    assert!(!alive(pid));
+    drop(first);
+    let mut rs = runc(&runc_bin, &state);
+    rs.args(["--criu", crit, "restore", "-d", "--console-socket"])
+        .arg(&sock)
+        .arg("--image-path")
+        .arg(&images)
+        .arg("--work-path")
+        .arg(&work)
+        .arg(&name)
+        .current_dir(&b);
+    finish(detached(rs), "runc restore", &work.join("restore.log"));
+    let second = masters.recv_timeout(Duration::from_secs(10)).unwrap();
+    let pid = init_pid(&runc_bin, &state, &name);
+    let talk = converse(&second, "two");
+    let got_size = crit::sys::tty::winsize(second.as_fd()).unwrap();
+    let index = crit::sys::tty::pty_index(second.as_fd()).unwrap();
+    let stat = read(&PathBuf::from(format!("/proc/{pid}/stat")));
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let console_mount = read(&PathBuf::from(format!("/proc/{pid}/mountinfo")))
+        .lines()
+        .any(|l| l.contains(" /0 /dev/console "));
+    std::thread::sleep(Duration::from_millis(400));
+    let after = count(pid);
+    let _ = runc(&runc_bin, &state)
+        .args(["delete", "-f", &name])
+        .status();
+    assert!(
+        talk.contains("got:two"),
+        "the new terminal answers: {talk:?}"
+    );
+    assert_eq!((got_size.row, got_size.col), (33, 99), "window size kept");
+    assert_eq!(index, 0, "pts/0 again");
+    // stat fields 7 and 8 (tty_nr, tpgid), from field 3 on here.
+    assert_eq!(fields[4], "34816", "pts/0 is its controlling terminal");
+    assert_eq!(fields[5], pid.to_string(), "its group is in the foreground");
+    assert!(console_mount, "/dev/console is pts/0 again");
+    assert!(after > before, "the count went on: {before} then {after}");
 }

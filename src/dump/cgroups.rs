@@ -167,7 +167,7 @@ fn read_properties(dir: &std::path::Path, name: &str) -> Vec<pb::CgroupPropEntry
         };
         out.push(pb::CgroupPropEntry {
             name: p.to_string(),
-            value: value.trim_end_matches('\n').to_string(),
+            value: cg::prop_value(p, &value),
             perms: Some(pb::CgroupPerms {
                 mode: meta.mode() & 0o7777,
                 uid: meta.uid(),

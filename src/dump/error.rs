@@ -473,9 +473,27 @@ pub enum DumpError {
         lock: String,
     },
     #[error(
-        "pid {pid} fd {fd}: is the terminal {path}; dump with --shell-job if the tree is a job of this shell"
+        "pid {pid} fd {fd}: is the terminal {path}; dump with --shell-job if the tree is a job of this shell, or with --orphan-pts-master if it is a pty whose master its manager holds (a container's console)"
     )]
     Terminal { pid: i32, fd: i32, path: String },
+    #[error("pid {pid} fd {fd}: is a pty master; pty pairs inside the tree are not supported by crit dump")]
+    PtyMaster { pid: i32, fd: i32 },
+    #[error("pid {pid} fd {fd}: pty {index} besides pty {other}: one pty whose master is outside the tree at most (restore hands one master over)")]
+    TwoPtys {
+        pid: i32,
+        fd: i32,
+        index: u32,
+        other: u32,
+    },
+    #[error("pid {pid} fd {fd}: reading the terminal's state: {source}")]
+    TtyState {
+        pid: i32,
+        fd: i32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pid {pid}: pty {index} is the controlling terminal of session {sid}, whose leader is not in the tree; dump with --shell-job")]
+    TtySession { pid: i32, sid: i32, index: u32 },
     /// A kind of file crit does not dump; `link` is what /proc shows
     /// ("anon_inode:[pidfd]", ...).
     #[error("pid {pid} fd {fd}: {link} is not supported by crit dump")]

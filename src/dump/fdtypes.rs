@@ -39,17 +39,7 @@ pub fn file_type(ctx: &mut DumpCtx, pid: i32, fd: &Fd) -> Result<i32> {
         Kind::Signalfd => FD_SIGNALFD,
         Kind::Inotify => FD_INOTIFY,
         Kind::Memfd { .. } => FD_MEMFD,
-        Kind::Tty { path } => {
-            if !ctx.opts.shell_job {
-                return Err(DumpError::Terminal {
-                    pid,
-                    fd: fd.fd,
-                    path: path.clone(),
-                }
-                .into());
-            }
-            FD_REG
-        }
+        Kind::Tty { path } => super::tty::file_type(ctx, pid, fd, path)?,
         Kind::Other(what) => {
             return Err(DumpError::FdKind {
                 pid,
@@ -143,7 +133,8 @@ pub fn dump_fd(ctx: &mut DumpCtx, pid: i32, fd: &Fd, id: u32) -> Result<()> {
     match &fd.kind {
         Kind::Path { path, deleted } => files.reg_fd(pid, fd, id, path, *deleted),
         // --shell-job: the terminal is the caller's; restore reopens it.
-        Kind::Tty { path } => files.reg_fd(pid, fd, id, path, false),
+        Kind::Tty { path } if ctx.opts.shell_job => files.reg_fd(pid, fd, id, path, false),
+        Kind::Tty { path } => super::tty::dump_slave(ctx, pid, fd, id, path),
         Kind::Pipe(ino) => files.pipe_fd(pid, fd, id, *ino, false),
         Kind::Fifo { .. } => files.pipe_fd(pid, fd, id, fd.st.ino, true),
         Kind::Eventfd => eventfd(files, pid, fd, id),

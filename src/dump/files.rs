@@ -73,6 +73,8 @@ pub struct FileTable {
     pub ghosts: Vec<(u32, ImageBuilder)>,
     next_ghost: u32,
     pub memfd_inodes: Vec<pb::MemfdInodeEntry>,
+    /// tty-info.img: the ptys whose slaves the tree holds.
+    pub ttys: Vec<pb::TtyInfoEntry>,
     memfd_by_ino: HashMap<u64, u32>,
     /// Shared memory (memfd, shared anonymous) to dump: (inode, a /proc
     /// path that opens it).

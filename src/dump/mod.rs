@@ -49,11 +49,13 @@ pub mod tcp;
 pub mod tracer;
 pub mod track;
 pub mod tree;
+pub mod tty;
 pub mod vmsplice;
 pub mod write;
 
 pub use opts::{DumpOpts, ExtUnix, NsOpts, Summary};
 
+use crate::action::{Notifier, Script};
 use crate::error::Result;
 use context::{DumpCtx, Probes, Timing};
 use error::DumpError;
@@ -70,8 +72,13 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
     let log = progress::Log::new(opts)?;
     precheck(opts)?;
     crate::sys::nofile::raise();
+    let notify = Notifier::new(&opts.dir, opts.notify_fd, opts.action_scripts.clone(), None)
+        .map_err(|source| DumpError::Call {
+            what: "--notify-fd",
+            source,
+        })?;
     if opts.pre_copy {
-        return precopy::dump(opts, &log);
+        return precopy::dump(opts, &log, &notify);
     }
     let mut dir = imgdir::ImgDir::open(&opts.dir)?;
     if opts.prev_images_dir.is_some() || opts.track_mem {
@@ -81,7 +88,7 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
         Some(p) => Some(incremental::Parent::open(&opts.dir, p, opts.pid)?),
         None => None,
     };
-    let (s, trackers) = dump_into(opts, &log, &mut dir, parent)?;
+    let (s, trackers) = dump_into(opts, &log, &mut dir, parent, &notify)?;
     if opts.track_mem && opts.leave_running {
         track::keep::hand_off(&opts.dir, &trackers)?;
     }
@@ -91,15 +98,18 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
 
 /// The dump itself, into `dir` (kept by the caller), on top of `parent`;
 /// returns the trackers of the tasks that run on (the parent's, and new
-/// ones with `--track-mem -R`).
+/// ones with `--track-mem -R`). The action points (crate::action) go to
+/// `notify`.
 pub fn dump_into(
     opts: &DumpOpts,
     log: &progress::Log,
     dir: &mut imgdir::ImgDir,
     parent: Option<incremental::Parent>,
+    notify: &Notifier,
 ) -> Result<(Summary, track::Trackers)> {
     let t0 = Instant::now();
     let probes = Probes::read()?;
+    notify.tell(Script::PreDump, None)?;
     log.step(&format!("freezing the tree of pid {}", opts.pid));
     let t_freeze = Instant::now();
     let frozen = freeze::Frozen::freeze(opts.pid)?;
@@ -113,10 +123,15 @@ pub fn dump_into(
     let tcp = std::sync::Arc::new(tcp::TcpRepair::default());
     let mut trackers = track::Trackers::default();
     let mut last = None;
+    let mut own_net = false;
     let res = DumpCtx::new(opts, log, &frozen, dir, probes, timing)
         .and_then(|mut ctx| {
             ctx.socks.repair = Some(tcp.clone());
             ctx.parent = parent;
+            own_net = ctx.ns.owned.has(crate::model::ns::Kind::Net);
+            if own_net {
+                notify.tell(Script::NetworkLock, None)?;
+            }
             let s = run(&mut ctx)?;
             last = ctx.last.take();
             trackers = std::mem::take(&mut ctx.trackers);
@@ -129,11 +144,32 @@ pub fn dump_into(
             }
             Ok(s)
         })
-        .and_then(|s| guard::check().map(|_| s));
+        .and_then(|s| guard::check().map(|_| s))
+        .and_then(|mut s| {
+            // Everything is on disk before the caller hears post-dump
+            // (it may copy the images away then).
+            if notify.is_active() {
+                if let Some(l) = last.take() {
+                    l.write(dir)?;
+                    s.bytes = dir.bytes;
+                }
+            }
+            notify.tell(Script::PostDump, None)?;
+            Ok(s)
+        });
+    let net_unlock = || {
+        if let Some(e) = own_net
+            .then(|| notify.tell_only(Script::NetworkUnlock, None))
+            .flatten()
+        {
+            log.info(&e.to_string());
+        }
+    };
     let mut s = match res {
         Ok(s) => s,
         Err(e) => {
             log.info(&format!("dump failed, resuming the tree: {e}"));
+            net_unlock();
             for w in tcp.resume() {
                 log.info(&w);
             }
@@ -142,6 +178,7 @@ pub fn dump_into(
         }
     };
     if opts.leave_running {
+        net_unlock();
         for w in tcp.resume() {
             log.info(&w);
         }

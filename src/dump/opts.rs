@@ -121,6 +121,13 @@ pub struct DumpOpts {
     pub leave_running: bool,
     pub ext_unix: ExtUnix,
     pub shell_job: bool,
+    /// `--orphan-pts-master`: a pty slave whose master is outside the
+    /// tree is dumped (a container's console).
+    pub orphan_pts_master: bool,
+    /// `--notify-fd N`: the action points go to `crit swrk` on fd N.
+    pub notify_fd: Option<i32>,
+    /// `--action-script CMD`, run at each action point.
+    pub action_scripts: Vec<String>,
     pub tcp_established: bool,
     /// `--tcp-close`: connections are recorded without their state (no
     /// repair, no lock); the restore makes them closed sockets.

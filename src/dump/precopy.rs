@@ -32,7 +32,7 @@ impl Drop for Rounds {
     }
 }
 
-pub fn dump(opts: &DumpOpts, log: &Log) -> Result<Summary> {
+pub fn dump(opts: &DumpOpts, log: &Log, notify: &crate::action::Notifier) -> Result<Summary> {
     super::track::probe().map_err(|source| DumpError::NoTrackingSupport { source })?;
     log.step(super::track::METHOD);
     let mut dir = ImgDir::open(&opts.dir)?;
@@ -76,7 +76,7 @@ pub fn dump(opts: &DumpOpts, log: &Log) -> Result<Summary> {
     // dump's sync, frozen, then has only its own pages to write.
     crate::image::typed::sync_filesystem(&rounds.0)?;
     log.step("final round: freezing the tree");
-    let (mut s, trackers) = super::dump_into(opts, log, &mut dir, parent)?;
+    let (mut s, trackers) = super::dump_into(opts, log, &mut dir, parent, notify)?;
     log.step("making the images self-contained");
     let t = std::time::Instant::now();
     let from_rounds = super::flatten::flatten(&opts.dir)?;

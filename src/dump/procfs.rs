@@ -61,6 +61,10 @@ pub struct Stat {
     pub ppid: i32,
     pub pgid: i32,
     pub sid: i32,
+    /// The controlling terminal's device, encoded as the kernel shows it
+    /// (0: none), and its foreground process group.
+    pub tty_nr: u32,
+    pub tpgid: i32,
     pub flags: u32,
     pub nice: i64,
     pub num_threads: i64,
@@ -107,6 +111,8 @@ pub fn parse_stat(pid: i32, text: &str) -> Result<Stat> {
         ppid: num(4)? as i32,
         pgid: num(5)? as i32,
         sid: num(6)? as i32,
+        tty_nr: num(7)? as u32,
+        tpgid: num(8)? as i32,
         flags: num(9)? as u32,
         nice: num(19)? as i64,
         num_threads: num(20)? as i64,

@@ -288,6 +288,13 @@ fn write_files(dir: &mut ImgDir, files: &FileTable) -> Result<()> {
     for (gid, b) in &files.ghosts {
         dir.write(&format!("ghost-file-{gid}.img"), b)?;
     }
+    if !files.ttys.is_empty() {
+        let mut b = ImageBuilder::new("TTY_INFO")?;
+        for t in &files.ttys {
+            b.entry(t);
+        }
+        dir.write("tty-info.img", &b)?;
+    }
     if !files.memfd_inodes.is_empty() {
         let mut b = ImageBuilder::new("MEMFD_INODE")?;
         for m in &files.memfd_inodes {

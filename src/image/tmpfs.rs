@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 /// The tar.gz of everything under `dir` that is on `dir`'s file system.
 pub fn archive(dir: &str) -> io::Result<Vec<u8>> {
     let root = Path::new(dir);
-    let dev = std::fs::symlink_metadata(root)?.dev();
+    // Followed: `dir` may be a /proc/self/fd/N link to a detached mount.
+    let dev = std::fs::metadata(root)?.dev();
     let gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut b = tar::Builder::new(gz);
     b.mode(tar::HeaderMode::Complete);

@@ -112,6 +112,21 @@ pub fn properties(k: &str) -> Vec<&'static str> {
     out
 }
 
+/// A property's value as cgroup.img keeps it, from the control file's
+/// text: memory.oom_control shows several lines but takes (and CRIU
+/// records) only the oom_kill_disable flag.
+pub fn prop_value(name: &str, text: &str) -> String {
+    if name == "memory.oom_control" {
+        if let Some(v) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill_disable "))
+        {
+            return v.trim().to_string();
+        }
+    }
+    text.trim_end_matches('\n').to_string()
+}
+
 /// The directory of `path` (relative to the hierarchy's root, "/a/b") in
 /// a controller's tree. A level's `dir_name` may hold several components
 /// (CRIU names the first level by its whole path).
@@ -135,6 +150,13 @@ pub fn find_dir<'a>(dirs: &'a [pb::CgroupDirEntry], path: &str) -> Option<&'a pb
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oom_control_keeps_its_flag_only() {
+        let text = "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n";
+        assert_eq!(prop_value("memory.oom_control", text), "0");
+        assert_eq!(prop_value("cpuset.cpus", "0-1\n"), "0-1");
+    }
 
     fn dir(name: &str, children: Vec<pb::CgroupDirEntry>) -> pb::CgroupDirEntry {
         pb::CgroupDirEntry {

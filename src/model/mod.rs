@@ -12,4 +12,5 @@ pub mod mount;
 pub mod netlock;
 pub mod ns;
 pub mod pagemap;
+pub mod tty;
 pub mod unix;

@@ -30,6 +30,7 @@ pub const FSTYPES: [(u32, &str); 18] = [
 
 pub const UNSUPPORTED: u32 = 0;
 pub const TMPFS: u32 = 5;
+pub const DEVPTS: u32 = 6;
 pub const CGROUP2: u32 = 23;
 
 /// The fstype number of a kernel file system name.

@@ -152,6 +152,15 @@ fn prepare(
     }
     let (st_fd, hold_fd) = lay_out_fds(t, res, sync)?;
     *status = st_fd;
+    // A session leader's pty made anew is its controlling terminal again
+    // (its foreground group is set once every group exists: task.rs).
+    if let Some(c) = t.ctty.filter(|_| !res.ptys.is_empty()) {
+        crate::sys::tty::set_controlling(c.fd as RawFd).map_err(|e| TaskError::Own {
+            pid,
+            what: "TIOCSCTTY",
+            source: nix::Error::from_raw(crate::sys::errno_of(&e).unwrap_or(libc::EIO)),
+        })?;
+    }
     fill_epolls(plan, t)?;
     set_owners(plan, t)?;
     connect_outside(plan, t, res)?;

@@ -210,7 +210,12 @@ fn is_terminal_path(p: &str) -> bool {
     p.starts_with("/dev/pts/") || p.starts_with("/dev/tty") || p == "/dev/console"
 }
 
-pub fn open_regular(plan: &Plan, res: &mut Reservoir, shell_job: bool) -> Result<()> {
+pub fn open_regular(
+    plan: &Plan,
+    res: &mut Reservoir,
+    shell_job: bool,
+    notify: &crate::action::Notifier,
+) -> Result<()> {
     let ghosts = res.ghosts.clone();
     for t in plan.live() {
         for fd in &t.fds {
@@ -232,14 +237,13 @@ pub fn open_regular(plan: &Plan, res: &mut Reservoir, shell_job: bool) -> Result
                 };
                 res.by_id.insert(fd.id, opened);
             } else if let Some(tty) = &f.tty {
-                // A terminal (CRIU's TTY entries): only a shell job's, which
-                // comes back on crit's own terminal, as criu --shell-job does.
+                // A terminal (CRIU's TTY entries): a shell job's comes back
+                // on crit's own terminal, as criu --shell-job does; a pty
+                // whose master was outside the tree, as a new pty.
                 if !shell_job {
-                    return Err(FileError::Terminal {
-                        pid: t.pid,
-                        fd: fd.fd,
-                    }
-                    .into());
+                    let slave = super::pty::open_slave(plan, t.pid, tty, notify, &mut res.ptys)?;
+                    res.by_id.insert(fd.id, slave);
+                    continue;
                 }
                 let r = pb::RegFileEntry {
                     id: fd.id,

@@ -27,6 +27,7 @@ pub mod log;
 pub mod memory;
 pub mod ns;
 pub mod plan;
+pub mod pty;
 pub mod regs;
 pub mod remote;
 pub mod reservoir;
@@ -44,6 +45,7 @@ pub mod validate;
 
 pub use log::Log;
 
+use crate::action::{Notifier, Script};
 use crate::error::{Error, Result};
 use error::SetupError;
 use std::collections::HashMap;
@@ -162,6 +164,13 @@ pub struct Options {
     /// `--cgroup-root [CONTROLLER:]/PATH`: the root task's cgroup becomes
     /// PATH, on CONTROLLER's hierarchy or (without one) on every other.
     pub cgroup_roots: Vec<(Option<String>, String)>,
+    /// `--notify-fd N`: the action points go to `crit swrk` on fd N.
+    pub notify_fd: Option<i32>,
+    /// `--action-script CMD`, run at each action point.
+    pub action_scripts: Vec<String>,
+    /// `--console-socket PATH`: where the master of a pty made anew goes
+    /// (without a service).
+    pub console_socket: Option<PathBuf>,
 }
 
 /// Parses `mnt[KEY]:PATH` (CRIU's spelling of an external mount at
@@ -227,6 +236,17 @@ pub fn parse_inherit_fd(s: &str) -> Result<(i32, String)> {
 /// root's (waiting mode), or 0 once the tree runs (detached).
 pub fn restore(opts: &Options) -> Result<i32> {
     let log = Log::new(opts.verbose, opts.log_file.as_deref())?;
+    let notify = crate::action::Notifier::new(
+        &opts.dir,
+        opts.notify_fd,
+        opts.action_scripts.clone(),
+        opts.console_socket.clone(),
+    )
+    .map_err(|source| SetupError::NotifyFd {
+        fd: opts.notify_fd.unwrap_or(-1),
+        source,
+    })?;
+    notify.tell(Script::PreRestore, None)?;
     let t0 = std::time::Instant::now();
     let mut plan = plan::Plan::load(&opts.dir)?;
     // In the tree's mount namespace the images are reached through an
@@ -253,7 +273,7 @@ pub fn restore(opts: &Options) -> Result<i32> {
     let _lock = lock_images(&opts.dir)?;
     tree::check_free(&plan)?;
     let mut rb = rollback::Rollback::new(&plan);
-    match run(&plan, opts, &log, &mut rb) {
+    match run(&plan, opts, &log, &mut rb, &notify) {
         Ok(()) => {}
         Err(e) => {
             rb.undo(&log);
@@ -298,13 +318,22 @@ pub fn restore(opts: &Options) -> Result<i32> {
         "restored {} task(s), root pid {root_pid}",
         plan.tasks.len()
     ));
+    if let Some(e) = notify.tell_only(Script::PostResume, None) {
+        log.info(e.to_string());
+    }
     if opts.detached {
         return Ok(0);
     }
     Ok(rollback::wait_root(root_pid))
 }
 
-fn run(plan: &plan::Plan, opts: &Options, log: &Log, rb: &mut rollback::Rollback) -> Result<()> {
+fn run(
+    plan: &plan::Plan,
+    opts: &Options,
+    log: &Log,
+    rb: &mut rollback::Rollback,
+    notify: &Notifier,
+) -> Result<()> {
     crate::sys::nofile::raise();
     nix::sys::prctl::set_child_subreaper(true).map_err(|source| SetupError::Own {
         what: "prctl(PR_SET_CHILD_SUBREAPER)",
@@ -334,12 +363,15 @@ fn run(plan: &plan::Plan, opts: &Options, log: &Log, rb: &mut rollback::Rollback
         };
         let mut tree_root = None;
         let r = ns::in_yard(&plan.ns, yard, &mut tree_root, || {
-            make_tree(plan, opts, log, rb, &sync)
+            make_tree(plan, opts, log, rb, &sync, notify)
         });
         rb.tree_root = tree_root;
-        r?
+        let root = r?;
+        notify.tell(Script::SetupNamespaces, Some(root as i32))?;
+        notify.tell(Script::PostSetupNamespaces, None)?;
+        root
     } else {
-        make_tree(plan, opts, log, rb, &sync)?
+        make_tree(plan, opts, log, rb, &sync, notify)?
     };
     drop(sync);
     if plan.ns.own_pids() {
@@ -360,7 +392,23 @@ fn run(plan: &plan::Plan, opts: &Options, log: &Log, rb: &mut rollback::Rollback
             log,
         )?;
     }
-    task::take_over_all(plan, &pages, log)
+    // Every task rebuilt and stopped: the last word before they run.
+    let before_resume = || -> Result<()> {
+        let root = plan.host(plan.tasks[0].pid) as i32;
+        notify.tell(Script::PostRestore, Some(root))?;
+        let own_net = plan.ns.owned.has(crate::model::ns::Kind::Net);
+        let only_logged = [
+            own_net.then_some(Script::NetworkUnlock),
+            Some(Script::PreResume),
+        ];
+        for s in only_logged.into_iter().flatten() {
+            if let Some(e) = notify.tell_only(s, None) {
+                log.info(e.to_string());
+            }
+        }
+        Ok(())
+    };
+    task::take_over_all(plan, &pages, log, &before_resume)
 }
 
 /// Whether the images hold an established TCP connection.
@@ -379,6 +427,7 @@ fn make_tree(
     log: &Log,
     rb: &mut rollback::Rollback,
     sync: &child::Sync,
+    notify: &Notifier,
 ) -> Result<u32> {
     let mut res = reservoir::Reservoir::default();
     // A network namespace this restore made holds only the tree: locked
@@ -398,7 +447,9 @@ fn make_tree(
     kinds::open_anon_shared(plan, &mut res)?;
     files::open_pipes(plan, &mut res)?;
     files::open_fifos(plan, &mut res)?;
-    files::open_regular(plan, &mut res, opts.shell_job)?;
+    files::open_regular(plan, &mut res, opts.shell_job, notify)?;
+    plan.ptys_made
+        .store(!res.ptys.is_empty(), std::sync::atomic::Ordering::Relaxed);
     kinds::open_misc(plan, opts, &mut res, log)?;
     let unix_r = unix::open_unix(plan, opts, &mut res, log);
     rb.created_paths.append(&mut res.created_paths);

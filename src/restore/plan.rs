@@ -38,6 +38,18 @@ pub struct Task {
     pub zombie: Option<u32>,
     /// POSIX timers, sorted by id.
     pub posix_timers: Vec<pb::PosixTimerEntry>,
+    /// The pty this task leads the session of, if any: its controlling
+    /// terminal again.
+    pub ctty: Option<Ctty>,
+}
+
+/// A session leader's controlling terminal: a pty slave it holds.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctty {
+    /// One of its fds on the pty.
+    pub fd: u32,
+    /// The terminal's foreground process group (0: none recorded).
+    pub pgrp: u32,
 }
 
 impl Task {
@@ -122,6 +134,11 @@ pub struct Plan {
     pub ns: super::ns::NsPlan,
     /// The dumper's cgroup set (inventory's root_cg_set).
     pub root_cg_set: u32,
+    /// tty-info.img by id: the terminals TTY file entries name.
+    pub ttys: HashMap<u32, pb::TtyInfoEntry>,
+    /// Whether ptys were made anew (set once files are opened): their
+    /// session leaders take them as controlling terminals.
+    pub ptys_made: std::sync::atomic::AtomicBool,
     /// Image pid or tid -> the same task's pid in crit's pid namespace,
     /// once the tree exists in a pid namespace of its own.
     hosts: std::sync::OnceLock<HashMap<u32, u32>>,
@@ -145,6 +162,19 @@ fn unix_model(files: &FileTable, tasks: &[Task], packets: &[Packet]) -> Result<M
         m.add_queued(p.id_for, p.data.len() as u64);
     }
     Ok(m)
+}
+
+/// The pty task `t` leads the session of: one whose tty-info names the
+/// task as its session.
+fn ctty_of(t: &Task, files: &FileTable, ttys: &HashMap<u32, pb::TtyInfoEntry>) -> Option<Ctty> {
+    t.fds.iter().find_map(|fd| {
+        let tty = files.get(&fd.id)?.tty.as_ref()?;
+        let info = ttys.get(&tty.tty_info_id)?;
+        (info.sid == t.pid && info.r#type == pb::TtyType::Pty as i32).then_some(Ctty {
+            fd: fd.fd,
+            pgrp: info.pgrp,
+        })
+    })
 }
 
 fn img(dir: &Path, name: &str) -> PathBuf {
@@ -233,11 +263,25 @@ impl Plan {
         let pipe_data = pd("pipes-data.img", "PIPES_DATA")?;
         let fifo_data = pd("fifo-data.img", "FIFO_DATA")?;
         let unix = unix_model(&files, &tasks, &packets)?;
+        let tpath = img(dir, "tty-info.img");
+        let ttys: HashMap<u32, pb::TtyInfoEntry> = if tpath.exists() {
+            read_all::<pb::TtyInfoEntry>(&tpath, "TTY_INFO")?
+                .into_iter()
+                .map(|t| (t.id, t))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        for t in &mut tasks {
+            t.ctty = ctty_of(t, &files, &ttys);
+        }
         let dumper = inv.root_ids.unwrap_or_default();
         let root_ids = tasks.first().map(|t| t.ids).unwrap_or_default();
         let ns = super::ns::NsPlan::read(dir, &root_ids, &dumper)?;
         Ok(Plan {
             root_cg_set: inv.root_cg_set.unwrap_or(1),
+            ttys,
+            ptys_made: Default::default(),
             ns,
             hosts: Default::default(),
             dir: dir.to_path_buf(),
@@ -370,6 +414,7 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry, seccomp: Option<&pb::SeccompEntry>
         ids,
         zombie: None,
         posix_timers,
+        ctty: None,
     })
 }
 
@@ -393,6 +438,7 @@ fn zombie(p: &pb::PstreeEntry, exit_code: u32, core: pb::CoreEntry) -> Task {
         ids: pb::TaskKobjIdsEntry::default(),
         zombie: Some(exit_code),
         posix_timers: Vec::new(),
+        ctty: None,
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Reservoir {
     /// Sockets the task itself connects to an outside peer, with its own
     /// pid and credentials (see [`super::child`]).
     pub ext_connects: Vec<ExtConnect>,
+    /// Indexes of the ptys made anew, their masters handed over.
+    pub ptys: Vec<u32>,
 }
 
 /// A socket file this restore bound: removed on rollback only while the

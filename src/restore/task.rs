@@ -35,6 +35,7 @@ const NR_SETFSUID: i64 = libc::SYS_setfsuid;
 const NR_SETFSGID: i64 = libc::SYS_setfsgid;
 const NR_MMAP: i64 = libc::SYS_mmap;
 const NR_MUNMAP: i64 = libc::SYS_munmap;
+const NR_IOCTL: i64 = libc::SYS_ioctl;
 
 /// The scratch area: small arguments in the first 32 KiB, the batch
 /// runner's code at 32 KiB, its call table (1 MiB) at 64 KiB.
@@ -101,6 +102,7 @@ pub fn take_over_all(
     plan: &Plan,
     pages: &std::collections::HashMap<u32, TaskPages>,
     log: &Log,
+    before_resume: &(dyn Fn() -> Result<()> + Sync),
 ) -> Result<()> {
     let mut order: Vec<&Task> = plan.live().collect();
     order.sort_by_key(|t| std::cmp::Reverse(pages.get(&t.pid).map_or(0, TaskPages::size)));
@@ -116,6 +118,7 @@ pub fn take_over_all(
         next: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
         barrier: Barrier::new(workers),
+        before_resume,
     };
     let results: Vec<Result<()>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
@@ -146,6 +149,8 @@ struct Team<'a> {
     failed: AtomicBool,
     /// All threads meet here between the phases.
     barrier: Barrier,
+    /// Run by the leader once every task is rebuilt, before any runs.
+    before_resume: &'a (dyn Fn() -> Result<()> + Sync),
 }
 
 impl Team<'_> {
@@ -179,13 +184,20 @@ impl Team<'_> {
             Ok(())
         });
         self.sync(&signalled);
+        let told = self.if_ok(|| {
+            if leader {
+                (self.before_resume)()?;
+            }
+            Ok(())
+        });
+        self.sync(&told);
         let detached = self.if_ok(|| {
             for th in mine.into_iter().flatten() {
                 th.t.detach()?;
             }
             Ok(())
         });
-        rebuilt.and(set).and(signalled).and(detached)
+        rebuilt.and(set).and(signalled).and(told).and(detached)
     }
 
     /// Marks a failure, then waits for every thread.
@@ -210,8 +222,10 @@ impl Team<'_> {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(&t) = self.order.get(i) else { break };
             let started = std::time::Instant::now();
-            let done = tracee::seize(self.plan.host(t.pid), t.pid)
-                .and_then(|main| rebuild_task(t, main, self.pages.get(&t.pid), self.log));
+            let done = tracee::seize(self.plan.host(t.pid), t.pid).and_then(|main| {
+                let ptys = self.plan.ptys_made.load(Ordering::Relaxed);
+                rebuild_task(t, main, self.pages.get(&t.pid), self.log, ptys)
+            });
             match done {
                 Ok(d) => mine.push(d),
                 Err(e) => {
@@ -235,6 +249,7 @@ fn rebuild_task(
     mut main: SysTracee,
     pages: Option<&TaskPages>,
     log: &Log,
+    ptys_made: bool,
 ) -> Result<Vec<Done>> {
     let lay = Layout::for_task(task);
     let (region, scratch) = make_scratch(&mut main, task)?;
@@ -249,6 +264,16 @@ fn rebuild_task(
         [lay.vbase as u64, u32::MAX as u64, 0, 0, 0, 0],
     )?;
     let lowered = task_state(&mut main, task, scratch)?;
+    if let Some(c) = task.ctty.filter(|c| c.pgrp != 0 && ptys_made) {
+        // Every group exists now; only the terminal's session may set it.
+        main.write_mem(&[(scratch, &c.pgrp.to_le_bytes())])?;
+        call(
+            &mut main,
+            "ioctl(TIOCSPGRP)",
+            NR_IOCTL,
+            [c.fd.into(), libc::TIOCSPGRP, scratch, 0, 0, 0],
+        )?;
+    }
     if !lowered.is_empty() {
         let list: Vec<String> = lowered.iter().map(|l| l.to_string()).collect();
         log.warn(format!(

@@ -203,38 +203,84 @@ fn dirs(peer: i32, o: &CriuOpts) -> std::result::Result<opts::Dirs, String> {
     Ok(opts::Dirs { images, work })
 }
 
-/// Tells the client a script point was reached and waits for its go.
-fn notify(sock: BorrowedFd, script: &str, pid: i32) -> std::result::Result<(), String> {
+/// Tells the client an action point was reached (with the pty master
+/// of orphan-pts-master as SCM_RIGHTS) and waits for its word: whether
+/// it said go.
+fn notify(sock: BorrowedFd, heard: &crate::action::Heard) -> std::result::Result<bool, String> {
+    let script = heard.script.name();
+    // CRIU sends a pid only where it has one to say.
+    let pid = (heard.pid != 0).then_some(heard.pid);
     let n = CriuResp {
         notify: Some(CriuNotify {
             script: Some(script.into()),
-            pid: Some(pid),
+            pid,
         }),
         ..ok(CriuReqType::Notify)
     };
-    send(sock, &n).map_err(|e| e.to_string())?;
+    let fds: Vec<BorrowedFd> = heard.fd.iter().map(|f| f.as_fd()).collect();
+    crate::sys::scm::send(sock, &n.encode_to_vec(), &fds)
+        .map_err(|e| format!("swrk: sending the {script} notification: {e}"))?;
     match recv(sock).map_err(|e| e.to_string())? {
-        Some(r) if r.r#type == CriuReqType::Notify as i32 && r.notify_success == Some(true) => {
-            Ok(())
-        }
-        Some(_) => Err(format!("the client refused the {script} notification")),
+        Some(r) if r.r#type == CriuReqType::Notify as i32 => Ok(r.notify_success == Some(true)),
+        Some(_) => Err(format!(
+            "the client answered the {script} notification with another request"
+        )),
         None => Err(format!("the client went away at the {script} notification")),
     }
 }
 
-/// Runs crit itself with `args`; its one-line error on failure.
-fn run_crit(args: &[String]) -> std::result::Result<(), String> {
-    let out = std::process::Command::new("/proc/self/exe")
-        .args(args)
+/// Runs crit itself with `args`; with `scripts`, hands it a channel for
+/// its action points (`--notify-fd`, crate::action) and passes each on to
+/// the client as it comes. Its one-line error on failure.
+fn run_crit(sock: BorrowedFd, args: &[String], scripts: bool) -> std::result::Result<(), String> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output()
+        .stderr(std::process::Stdio::piped());
+    let mut channel = None;
+    let mut theirs = None;
+    if scripts {
+        let (mine, other) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| format!("swrk: a socket pair for notifications: {e}"))?;
+        let inherited = crate::sys::sock::dup_inheritable(other.as_raw_fd())
+            .map_err(|e| format!("swrk: the engine's end of the notifications: {e}"))?;
+        cmd.arg("--notify-fd")
+            .arg(inherited.as_raw_fd().to_string());
+        channel = Some(mine);
+        theirs = Some(inherited);
+    }
+    let mut child = cmd
+        .spawn()
         .map_err(|e| format!("running crit {}: {e}", args[0]))?;
-    if out.status.success() {
+    // Only the engine holds its end now: its exit ends the channel.
+    drop(theirs);
+    let stderr = child.stderr.take();
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut e) = stderr {
+            let _ = std::io::Read::read_to_string(&mut e, &mut s);
+        }
+        s
+    });
+    let served = match &channel {
+        Some(ch) => serve_points(sock, ch.as_fd()),
+        None => Ok(()),
+    };
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for crit {}: {e}", args[0]))?;
+    let err = errors.join().unwrap_or_default();
+    served?;
+    if status.success() {
         return Ok(());
     }
-    let err = String::from_utf8_lossy(&out.stderr);
     Err(err
         .lines()
         .rev()
@@ -242,6 +288,21 @@ fn run_crit(args: &[String]) -> std::result::Result<(), String> {
         .unwrap_or("failed")
         .trim_start_matches("crit: ")
         .to_string())
+}
+
+/// Passes the engine's action points on to the client until the engine
+/// closes its end, and the client's word back.
+fn serve_points(sock: BorrowedFd, ch: BorrowedFd) -> std::result::Result<(), String> {
+    while let Some(heard) =
+        crate::action::hear(ch).map_err(|e| format!("swrk: the engine's notifications: {e}"))?
+    {
+        let go = notify(sock, &heard);
+        let said = *go.as_ref().unwrap_or(&false);
+        // The engine stops at a no, or when the client went away.
+        let _ = crate::action::answer(ch, said);
+        go?;
+    }
+    Ok(())
 }
 
 /// Adds `why` to the request's log in the work directory (the client
@@ -272,12 +333,8 @@ fn run_pre_dump(
     let o = req.opts.clone().unwrap_or_default();
     let d = dirs(peer, &o)?;
     let args = opts::pre_dump_args(&o, &d, peer).map_err(|e| e.to_string());
-    let r = args.and_then(|args| {
-        if o.notify_scripts == Some(true) {
-            notify(sock, "pre-dump", 0)?;
-        }
-        run_crit(&args)
-    });
+    // CRIU's PRE_DUMP sends no notifications.
+    let r = args.and_then(|args| run_crit(sock, &args, false));
     r.inspect_err(|why| log_failure(&d, &o, "dump.log", why))?;
     Ok(ok(CriuReqType::PreDump))
 }
@@ -289,20 +346,13 @@ fn dump_in(
     d: &opts::Dirs,
 ) -> std::result::Result<CriuResp, String> {
     let args = opts::dump_args(o, d, peer).map_err(|e| e.to_string())?;
-    let scripts = o.notify_scripts == Some(true);
-    if scripts {
-        notify(sock, "pre-dump", 0)?;
-    }
-    run_crit(&args)?;
+    run_crit(sock, &args, o.notify_scripts == Some(true))?;
     // CRIU leaves its statistics in the work directory, where podman
     // looks for them.
     let stats = d.images.join("stats-dump");
     if d.work != d.images && stats.exists() {
         std::fs::rename(&stats, d.work.join("stats-dump"))
             .map_err(|e| format!("moving stats-dump to the work directory: {e}"))?;
-    }
-    if scripts {
-        notify(sock, "post-dump", 0)?;
     }
     Ok(CriuResp {
         dump: Some(CriuDumpResp {
@@ -341,19 +391,12 @@ fn restore_in(
         held.push(copy);
     }
     let args = opts::restore_args(&o, d, &pidfile).map_err(|e| e.to_string())?;
-    let scripts = o.notify_scripts == Some(true);
-    if scripts {
-        notify(sock, "pre-restore", 0)?;
-    }
-    run_crit(&args)?;
+    run_crit(sock, &args, o.notify_scripts == Some(true))?;
     drop(held);
     let pid: i32 = std::fs::read_to_string(&pidfile)
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .ok_or("restore: no pid of the restored root")?;
-    if scripts {
-        notify(sock, "post-restore", pid)?;
-    }
     Ok(CriuResp {
         restore: Some(CriuRestoreResp { pid }),
         ..ok(CriuReqType::Restore)

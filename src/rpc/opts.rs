@@ -52,9 +52,10 @@ fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
     if let Some((name, _)) = set.iter().find(|(_, on)| *on) {
         return Err(OptsError::Unsupported(name));
     }
-    // orphan_pts_master (runc always sets it) only concerns a pty whose
-    // slave end the tree holds without the master; crit restores no pty
-    // pairs (a terminal needs shell_job), so there is no master to hand.
+    // orphan_pts_master (runc always sets it): a pty slave whose master
+    // is outside the tree is dumped; at restore a new pty's master goes
+    // to the client with the orphan-pts-master notification (which needs
+    // notify_scripts, as in CRIU).
     // Accepted because they change nothing crit does: evasive_devices
     // (crit opens device files by path anyway), link_remap, force_irmap,
     // irmap_scan_paths, ghost_limit, weak_sysctls, timeout,
@@ -192,6 +193,9 @@ pub fn dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>, Opt
     common(o, d, "dump.log", &mut a);
     if o.leave_running == Some(true) {
         a.push("-R".into());
+    }
+    if o.orphan_pts_master == Some(true) {
+        a.push("--orphan-pts-master".into());
     }
     parent_args(o, &mut a);
     if o.track_mem == Some(true) {

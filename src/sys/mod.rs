@@ -54,6 +54,7 @@ pub mod sockopt;
 pub mod task;
 pub mod tcp_repair;
 pub mod tls;
+pub mod tty;
 pub mod uffd;
 
 /// Top of the x86-64 user address space (47-bit; the last page below

@@ -35,6 +35,20 @@ pub fn dup_inheritable(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
 
+/// Takes fd number `fd`, handed to this process on its command line
+/// (`--notify-fd`), as its own, and marks it close-on-exec so that no
+/// program crit starts keeps it open.
+pub fn take_handed(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_SETFD only changes the flag of an fd number (EBADF if it
+    // is not open); nothing is read or written through it.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the number is open (above) and the command line gave it to
+    // this process to own; nothing else in crit refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// A new owned copy of an fd number the caller was handed (`--inherit-fd`).
 pub fn dup_raw(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC creates a new descriptor we own; the source

@@ -122,8 +122,7 @@ pub fn read(pid: i32, external: &BTreeMap<String, String>) -> Result<MountNs> {
             check_restorable(pid, l, &lines)?;
         }
         if e.fstype == m::TMPFS && e.ext_key.is_none() && !ns.tmpfs.contains_key(&e.root_dev) {
-            let dir = format!("/proc/{pid}/root{}", l.mountpoint);
-            let tar = crate::image::tmpfs::archive(&dir).map_err(|source| DumpError::Tmpfs {
+            let tar = tmpfs_tar(pid, &l.mountpoint).map_err(|source| DumpError::Tmpfs {
                 pid,
                 mountpoint: l.mountpoint.clone(),
                 source,
@@ -136,6 +135,33 @@ pub fn read(pid: i32, external: &BTreeMap<String, String>) -> Result<MountNs> {
     // runc names every bind and device of its config, and devices it
     // made with mknod are not mounts.
     Ok(ns)
+}
+
+/// The tar of the tmpfs mounted at `mountpoint` in `pid`'s mount
+/// namespace: read through a detached copy of that one mount, made in
+/// its namespace by a thread of crit's, so that what other mounts cover
+/// is in it too (runc's /dev holds the file /dev/console is bound onto,
+/// which CRIU's restore needs as the mountpoint). Through
+/// /proc/PID/root when no copy can be made.
+fn tmpfs_tar(pid: i32, mountpoint: &str) -> std::io::Result<Vec<u8>> {
+    let through_root = || crate::image::tmpfs::archive(&format!("/proc/{pid}/root{mountpoint}"));
+    let copy = std::thread::scope(|s| {
+        s.spawn(|| -> std::io::Result<std::os::fd::OwnedFd> {
+            let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
+            crate::sys::ns::unshare(libc::CLONE_FS as u64)?;
+            crate::sys::ns::enter(std::os::fd::AsFd::as_fd(&ns), libc::CLONE_NEWNS as u64)?;
+            crate::sys::mnt::clone_tree(std::path::Path::new(mountpoint))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the mount thread panicked")))
+    });
+    match copy {
+        Ok(fd) => {
+            use std::os::fd::AsRawFd;
+            crate::image::tmpfs::archive(&format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        }
+        Err(_) => through_root(),
+    }
 }
 
 /// The image entry of one mount.

@@ -176,8 +176,14 @@ pub enum FileError {
     NetlinkProtocol { ino: u32, id: u32, proto: u32 },
     #[error("fifo id {id}: no path in files.img (regular file id {reg})")]
     FifoNoPath { id: u32, reg: u32 },
-    #[error("pid {pid}: fd {fd} is a terminal; restore with --shell-job to put the job on this terminal")]
-    Terminal { pid: u32, fd: u32 },
+    #[error("pid {pid}: terminal file id {id}: {why}")]
+    TtyImage { pid: u32, id: u32, why: String },
+    #[error("{}: pty {index}: {why}", path.display())]
+    Pty {
+        path: std::path::PathBuf,
+        index: u32,
+        why: String,
+    },
     #[error("pid {pid}: mapped file id {id} is not a regular file")]
     MappedNotRegular { pid: u32, id: u32 },
     #[error("--inherit-fd fd[{fd}]:{key}: no such file in the images")]

@@ -15,6 +15,12 @@ pub enum SetupError {
 
     #[error("restore: a rebuilding thread panicked")]
     Panicked,
+    #[error("--notify-fd {fd}: {source}")]
+    NotifyFd {
+        fd: i32,
+        #[source]
+        source: io::Error,
+    },
     #[error("{}: missing; --cpu-cap needs images dumped with --cpu-cap", path.display())]
     NoCpuinfo { path: PathBuf },
     /// `cpuinfo.img` does not describe a CPU crit knows.

@@ -39,6 +39,8 @@ pub struct MountPlan {
     /// their sources are still in reach (before the pivot), attached by
     /// the root task.
     pub ext_trees: std::sync::Mutex<HashMap<u32, std::os::fd::OwnedFd>>,
+    /// Ptys made with their devpts for the bind mounts that show them.
+    pub ptys: crate::restore::pty::Masters,
 }
 
 fn bad(image: &str, why: impl Into<String>) -> crate::error::Error {
@@ -98,8 +100,10 @@ pub fn parents_first(all: Vec<pb::MntEntry>) -> std::result::Result<Vec<pb::MntE
     }
     for v in children.values_mut() {
         // Shallower mountpoints first (a mount over another's place
-        // after it); then as mounted (ids grow).
-        v.sort_by_key(|e| (e.mountpoint.matches('/').count(), e.mnt_id));
+        // after it); a file system's whole mount before binds of a part
+        // of it (runc's /dev/console is pts/0 of /dev/pts, mounted
+        // before it); then as mounted (ids grow).
+        v.sort_by_key(|e| (e.mountpoint.matches('/').count(), e.root != "/", e.mnt_id));
     }
     let mut out = Vec::new();
     let mut stack = vec![roots[0]];
@@ -310,6 +314,17 @@ impl<'a> Builder<'a> {
         };
         mount(Some(e.source.as_str()), &at, Some(fstype), flags, data)
             .map_err(call(&e.mountpoint, "mounting it"))?;
+        if e.fstype == m::DEVPTS {
+            // Binds of one pty of it (runc's /dev/console) need it now.
+            let binds: Vec<u32> = plan
+                .entries
+                .iter()
+                .filter(|b| b.mnt_id != e.mnt_id && b.root_dev == e.root_dev)
+                .filter_map(|b| b.root.strip_prefix('/')?.parse().ok())
+                .collect();
+            let seen_as = Path::new("/").join(e.mountpoint.trim_start_matches(['.', '/']));
+            plan.ptys.make_for_binds(&at, &seen_as, &binds)?;
+        }
         if e.fstype == m::TMPFS {
             if let Some(tar) = plan.tmpfs.get(&e.root_dev) {
                 crate::image::tmpfs::extract(tar, &at).map_err(|source| NsError::MountCall {
@@ -467,6 +482,18 @@ mod tests {
         assert_eq!(got[0], 70);
         let pos = |id| got.iter().position(|&x| x == id).unwrap();
         assert!(pos(71) < pos(50) && pos(76) < pos(55));
+    }
+
+    #[test]
+    fn whole_mounts_come_before_binds_of_a_part() {
+        // runc's console: pts/0 bound onto /dev/console, an earlier id.
+        let mut console = e(48, 72, "/dev/console");
+        console.root = "/0".into();
+        let mut pts = e(73, 72, "/dev/pts");
+        pts.root = "/".into();
+        let v = vec![console, pts, e(72, 70, "/dev"), e(70, 47, "/")];
+        let got: Vec<u32> = parents_first(v).unwrap().iter().map(|e| e.mnt_id).collect();
+        assert_eq!(got, [70, 72, 73, 48]);
     }
 
     #[test]
