@@ -68,6 +68,23 @@ enum Cmd {
         #[arg(value_name = "FD")]
         fd: i32,
     },
+    /// CRIU's service mode: serve RPC clients that connect to a
+    /// SOCK_SEQPACKET socket at the address, one process each.
+    Service {
+        /// The socket's path.
+        #[arg(
+            long = "address",
+            value_name = "PATH",
+            default_value = "./criu_service.socket"
+        )]
+        address: String,
+        /// Run in the background once listening.
+        #[arg(short = 'd', long = "daemon")]
+        daemon: bool,
+        /// Write the service's pid here.
+        #[arg(long = "pidfile", value_name = "FILE")]
+        pidfile: Option<String>,
+    },
     /// Check that this kernel and user can run the engines.
     Check,
     /// Explore an images directory or a checkpoint archive (tar, tar.gz,
@@ -345,6 +362,15 @@ fn run(cli: Cli) -> crit::error::Result<()> {
         } => crit::edit::run(&dir, &reconnect, &external, dry_run),
         Cmd::Restore(a) => restore(a),
         Cmd::Swrk { fd } => crit::rpc::swrk(fd),
+        Cmd::Service {
+            address,
+            daemon,
+            pidfile,
+        } => crit::rpc::service::serve(
+            std::path::Path::new(&address),
+            daemon,
+            pidfile.as_deref().map(std::path::Path::new),
+        ),
         Cmd::Check => match crit::rpc::check() {
             Ok(()) => {
                 println!("Looks good.");

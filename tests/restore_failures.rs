@@ -340,8 +340,10 @@ fn killing_crit_mid_restore_leaves_nothing_running() {
     }
 }
 
-/// A terminal among the fds (CRIU's TTY entry) needs --shell-job; the
-/// refusal names the pid, fd and option, and nothing is left running.
+/// A terminal among the fds (CRIU's TTY entry) that cannot be made again
+/// (its tty-info is missing) is refused naming the pid, fd and
+/// --shell-job (which puts the job on crit's terminal), and nothing is
+/// left running.
 #[test]
 fn terminal_needs_shell_job() {
     let _g = lock();

@@ -18,7 +18,19 @@ use std::time::{Duration, Instant};
 /// A `crit swrk` child and our end of its socket.
 struct Service {
     child: std::process::Child,
+    client: Client,
+}
+
+/// Our end of a connection to the service.
+struct Client {
     sock: OwnedFd,
+}
+
+impl std::ops::Deref for Service {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
 }
 
 impl Service {
@@ -52,9 +64,14 @@ impl Service {
         }
         let child = cmd.spawn().unwrap();
         drop(theirs);
-        Service { child, sock: ours }
+        Service {
+            child,
+            client: Client { sock: ours },
+        }
     }
+}
 
+impl Client {
     fn send(&self, req: &CriuReq) {
         nix::sys::socket::send(
             self.sock.as_raw_fd(),
@@ -314,4 +331,64 @@ fn pre_dump_then_dump_through_the_protocol() {
     let _ = child.wait();
     reap_all();
     assert!(answer.starts_with("OK 8192 "), "{answer}");
+}
+
+/// `crit service --address PATH` (CRIU's service mode): every client that
+/// connects gets a worker of its own; the peer is the connecting client.
+#[test]
+fn service_mode_serves_each_connection() {
+    let kit = Kit::new();
+    let sock = kit.path("svc.sock");
+    let pidfile = kit.path("svc.pid");
+    let mut svc = kit::crit()
+        .args(["service", "--address"])
+        .arg(&sock)
+        .arg("--pidfile")
+        .arg(&pidfile)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pidfile.exists() {
+        assert!(Instant::now() < deadline, "the service does not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let connect = || {
+        use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+        let s = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        connect(s.as_raw_fd(), &UnixAddr::new(&sock).unwrap()).unwrap();
+        s
+    };
+    let mut answers = Vec::new();
+    // Two clients at once, then a third after them.
+    let (a, b) = (Client { sock: connect() }, Client { sock: connect() });
+    for c in [&a, &b] {
+        let (v, _) = c.call(&req(CriuReqType::Version, None));
+        answers.push(v.version.map(|v| (v.major_number, v.minor_number)));
+    }
+    let c = Client { sock: connect() };
+    let (r, _) = c.call(&req(
+        CriuReqType::Dump,
+        Some(CriuOpts {
+            images_dir_fd: -1,
+            images_dir: Some(kit.path("none").display().to_string()),
+            auto_dedup: Some(true),
+            ..Default::default()
+        }),
+    ));
+    let _ = svc.kill();
+    let _ = svc.wait();
+    assert_eq!(answers, [Some((4, 2)), Some((4, 2))]);
+    assert!(!r.success);
+    assert!(r.cr_errmsg.unwrap_or_default().contains("auto_dedup"));
+    let mode = std::fs::metadata(&sock).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o666
+    );
 }

@@ -241,7 +241,8 @@ pub fn open_regular(
                 // on crit's own terminal, as criu --shell-job does; a pty
                 // whose master was outside the tree, as a new pty.
                 if !shell_job {
-                    let slave = super::pty::open_slave(plan, t.pid, tty, notify, &mut res.ptys)?;
+                    let slave =
+                        super::pty::open_slave(plan, (t.pid, fd.fd), tty, notify, &mut res.ptys)?;
                     res.by_id.insert(fd.id, slave);
                     continue;
                 }

@@ -40,7 +40,11 @@ impl Masters {
     /// ptys `indexes` that bind mounts of it show.
     pub fn make_for_binds(&self, dir: &Path, seen_as: &Path, indexes: &[u32]) -> Result<()> {
         for &i in indexes {
-            let m = open_index(dir, i)?;
+            let m = open_index(dir, i).map_err(|why| super::ns::NsError::Mount {
+                mountpoint: seen_as.display().to_string(),
+                fstype: "devpts".into(),
+                why: format!("pty {i} for a bind mount of it: {why}"),
+            })?;
             if let Ok(mut made) = self.0.lock() {
                 made.insert((seen_as.to_path_buf(), i), m);
             }
@@ -53,14 +57,10 @@ impl Masters {
     }
 }
 
-/// Opens `dir/ptmx` until it gives pty `index`.
-fn open_index(dir: &Path, index: u32) -> Result<OwnedFd> {
+/// Opens `dir/ptmx` until it gives pty `index`; why not, if it cannot.
+fn open_index(dir: &Path, index: u32) -> std::result::Result<OwnedFd, String> {
     let ptmx = dir.join("ptmx");
-    let fail = |why: String| FileError::Pty {
-        path: ptmx.clone(),
-        index,
-        why,
-    };
+    let fail = |why: String| format!("{}: {why}", ptmx.display());
     // Lower ones stay open while looking, so the kernel moves on.
     let mut lower = Vec::new();
     loop {
@@ -75,7 +75,9 @@ fn open_index(dir: &Path, index: u32) -> Result<OwnedFd> {
             return Ok(f.into());
         }
         if got > index || lower.len() as u32 >= SEARCH {
-            return Err(fail(format!("the kernel gave index {got}: {index} is taken")).into());
+            return Err(fail(format!(
+                "the kernel gave index {got}: {index} is taken"
+            )));
         }
         lower.push(f);
     }
@@ -86,11 +88,12 @@ fn open_index(dir: &Path, index: u32) -> Result<OwnedFd> {
 fn slave_info<'p>(
     plan: &'p super::plan::Plan,
     pid: u32,
+    fd: u32,
     tty: &pb::TtyFileEntry,
 ) -> Result<(&'p pb::TtyInfoEntry, u32)> {
     let bad = |why: &str| FileError::TtyImage {
         pid,
-        id: tty.id,
+        fd,
         why: why.to_string(),
     };
     let info = plan
@@ -107,29 +110,31 @@ fn slave_info<'p>(
     Ok((info, index))
 }
 
-/// Opens TTY file `tty` of `pid`: a new pty in the slave's devpts, its
-/// master handed over. `made` holds the indexes handed over already (a
-/// second file of the same pty opens the slave again).
+/// Opens TTY file `tty` of `pid` (at its `fd`): a new pty in the slave's
+/// devpts, its master handed over. `made` holds the indexes handed over
+/// already (a second file of the same pty opens the slave again).
 pub fn open_slave(
     plan: &super::plan::Plan,
-    pid: u32,
+    (pid, fd): (u32, u32),
     tty: &pb::TtyFileEntry,
     notify: &Notifier,
     made: &mut Vec<u32>,
 ) -> Result<OwnedFd> {
-    let (info, index) = slave_info(plan, pid, tty)?;
+    let (info, index) = slave_info(plan, pid, fd, tty)?;
     let reg = tty
         .regf_id
         .and_then(|r| plan.files.get(&r))
         .and_then(|f| f.reg.as_ref())
         .ok_or_else(|| FileError::TtyImage {
             pid,
-            id: tty.id,
+            fd,
             why: "its path (regf_id) is missing".into(),
         })?;
     let path = Path::new(&reg.name);
     let dir = path.parent().unwrap_or(Path::new("/dev/pts"));
     let fail = |why: String| FileError::Pty {
+        pid,
+        fd,
         path: path.to_path_buf(),
         index,
         why,
@@ -150,7 +155,7 @@ pub fn open_slave(
         .and_then(|m| m.ptys.take(dir, index))
     {
         Some(m) => m,
-        None => open_index(dir, index)?,
+        None => open_index(dir, index).map_err(fail)?,
     };
     tty::set_pty_lock(master.as_fd(), false).map_err(|e| fail(e.to_string()))?;
     let slave = open_path(path, tty.flags).map_err(|e| fail(e.to_string()))?;

@@ -18,6 +18,7 @@
 //! are crit's own fds (the client passes them when it starts crit).
 
 pub mod opts;
+pub mod service;
 
 use crate::error::{Error, Result};
 use crate::image::rpc_pb::{

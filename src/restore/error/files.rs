@@ -176,10 +176,12 @@ pub enum FileError {
     NetlinkProtocol { ino: u32, id: u32, proto: u32 },
     #[error("fifo id {id}: no path in files.img (regular file id {reg})")]
     FifoNoPath { id: u32, reg: u32 },
-    #[error("pid {pid}: terminal file id {id}: {why}")]
-    TtyImage { pid: u32, id: u32, why: String },
-    #[error("{}: pty {index}: {why}", path.display())]
+    #[error("pid {pid} fd {fd}: a terminal: {why}; with --shell-job the job comes back on crit's terminal instead")]
+    TtyImage { pid: u32, fd: u32, why: String },
+    #[error("pid {pid} fd {fd}: {} (pty {index}): {why}", path.display())]
     Pty {
+        pid: u32,
+        fd: u32,
         path: std::path::PathBuf,
         index: u32,
         why: String,
