@@ -166,6 +166,10 @@ struct DumpArgs {
     /// console); restore makes a new pty and hands its master over.
     #[arg(long = "orphan-pts-master")]
     orphan_pts_master: bool,
+    /// The tree's freezer cgroup (as runc names it): checked to hold
+    /// the root; crit freezes by seizing every thread.
+    #[arg(long = "freeze-cgroup", value_name = "PATH")]
+    freeze_cgroup: Option<String>,
     /// Dump established TCP connections (repair mode; locked with
     /// iptables until a restore repairs them, or until the dump ends with -R).
     #[arg(long = "tcp-established")]
@@ -441,6 +445,7 @@ fn dump(a: DumpArgs) -> crit::error::Result<()> {
         pre_copy: a.pre_copy,
         notify_fd: a.notify_fd,
         action_scripts: a.action_script,
+        freeze_cgroup: a.freeze_cgroup.map(Into::into),
     };
     let summary = crit::dump::dump(&opts)?;
     eprintln!("crit: {summary}");

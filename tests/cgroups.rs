@@ -4,7 +4,8 @@
 //! back in it, with its recorded property (pids.max) when the restore
 //! made the cgroup or with `--manage-cgroups=full`; with
 //! `--manage-cgroups=none` it stays in crit's; with `--cgroup-root` it
-//! goes to the new root.
+//! goes to the new root. `--freeze-cgroup` names a cgroup that holds the
+//! root, or the dump is refused.
 
 mod kit;
 use kit::host::ShmSegment;
@@ -86,7 +87,17 @@ fn tasks_go_back_to_their_cgroups() {
             .to_string()
     };
     let img = kit.path("img");
-    ok(&kit.dump(prog.pid, &img, &[]));
+    // --freeze-cgroup (runc's freezer cgroup) must hold the tree's root.
+    let parent = dir.parent().unwrap().to_str().unwrap().to_string();
+    let o = kit.dump(prog.pid, &img, &["--freeze-cgroup", &parent]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&format!("pid {} is not in it", prog.pid)),
+        "{}",
+        stderr(&o)
+    );
+    assert!(alive(prog.pid));
+    ok(&kit.dump(prog.pid, &img, &["--freeze-cgroup", dir.to_str().unwrap()]));
     let _ = prog.child.wait();
     // Gone since the dump: the restore makes it again.
     std::fs::remove_dir(&dir).unwrap();

@@ -277,5 +277,28 @@ pub(crate) fn precheck(opts: &DumpOpts) -> Result<()> {
             Err(_) => break,
         };
     }
+    if let Some(cg) = &opts.freeze_cgroup {
+        check_freeze_cgroup(cg, pid)?;
+    }
+    Ok(())
+}
+
+/// `--freeze-cgroup PATH` (runc asks for its freezer cgroup): crit
+/// freezes by seizing every thread of the tree with ptrace, catching the
+/// forks that race it, which is what the freezer is for; the cgroup must
+/// hold the tree's root, or the caller meant another tree.
+fn check_freeze_cgroup(cg: &std::path::Path, pid: i32) -> Result<()> {
+    let procs = cg.join("cgroup.procs");
+    let text = std::fs::read_to_string(&procs).map_err(|source| DumpError::File {
+        path: procs.clone(),
+        source,
+    })?;
+    if !text.lines().any(|l| l.trim() == pid.to_string()) {
+        return Err(DumpError::NotInFreezeCgroup {
+            pid,
+            path: cg.to_path_buf(),
+        }
+        .into());
+    }
     Ok(())
 }

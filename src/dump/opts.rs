@@ -124,6 +124,9 @@ pub struct DumpOpts {
     /// `--orphan-pts-master`: a pty slave whose master is outside the
     /// tree is dumped (a container's console).
     pub orphan_pts_master: bool,
+    /// `--freeze-cgroup PATH`: the tree's freezer cgroup (checked to hold
+    /// the root; crit freezes with ptrace).
+    pub freeze_cgroup: Option<std::path::PathBuf>,
     /// `--notify-fd N`: the action points go to `crit swrk` on fd N.
     pub notify_fd: Option<i32>,
     /// `--action-script CMD`, run at each action point.

@@ -64,7 +64,8 @@ fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
     // pidfd_store_sk (pid reuse between pre-dumps, which crit refuses).
     // freeze_cgroup: crit freezes the tree by seizing every thread with
     // ptrace (catching forks that race it), which is what the freezer
-    // cgroup is for; the path must at least exist.
+    // cgroup is for; the path must exist, and a dump checks that it
+    // holds the tree's root (`--freeze-cgroup`).
     if let Some(p) = &o.freeze_cgroup {
         if !Path::new(p).is_dir() {
             return Err(OptsError::Bad {
@@ -196,6 +197,10 @@ pub fn dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>, Opt
     }
     if o.orphan_pts_master == Some(true) {
         a.push("--orphan-pts-master".into());
+    }
+    if let Some(cg) = &o.freeze_cgroup {
+        a.push("--freeze-cgroup".into());
+        a.push(cg.clone());
     }
     parent_args(o, &mut a);
     if o.track_mem == Some(true) {
