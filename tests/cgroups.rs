@@ -160,3 +160,85 @@ fn tasks_go_back_to_their_cgroups() {
         "--cgroup-root={ctrl}:PATH"
     );
 }
+
+/// Has `pid` write its view of its cgroups to `out`; returns it.
+fn view(pid: i32, out: &std::path::Path) -> String {
+    let _ = std::fs::remove_file(out);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let s = std::fs::read_to_string(out).unwrap_or_default();
+        if !s.is_empty() {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no answer: {}",
+            std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A task in a cgroup namespace of its own (rooted at a cgroup of the
+/// test, the task one level below): the dump records the namespace's
+/// root as CRIU does (`cgns_prefix`), and the restore makes the
+/// namespace again there, so the task sees the same cgroups as before.
+#[test]
+fn a_cgroup_namespace_comes_back() {
+    let Some((mount, name)) = hierarchy() else {
+        eprintln!("skipped: neither a pids hierarchy nor cgroup v2 is mounted");
+        return;
+    };
+    let kit = Kit::new();
+    let rel = format!("crit-test-cgns-{}", std::process::id());
+    let dir = mount.join(&rel);
+    std::fs::create_dir_all(dir.join("inner")).unwrap();
+    let out = kit.path("view");
+    let mut prog = kit.start("cgns", &[dir.to_str().unwrap(), out.to_str().unwrap()]);
+    let before = view(prog.pid, &out);
+    let img = kit.path("img");
+    ok(&kit.dump(prog.pid, &img, &[]));
+    let _ = prog.child.wait();
+    let cg: crit::image::pb::CgroupEntry = one(&img, "cgroup.img", "CGROUP");
+    let prefix = cg
+        .sets
+        .iter()
+        .flat_map(|s| &s.ctls)
+        .find(|m| m.name == name)
+        .and_then(|m| m.cgns_prefix);
+    let pidfile = kit.path("pid");
+    ok(&kit.crit(&[
+        "restore",
+        "-d",
+        "-D",
+        img.to_str().unwrap(),
+        "--pidfile",
+        pidfile.to_str().unwrap(),
+    ]));
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let after = view(pid, &out);
+    let host = cgroup_of(pid, name);
+    let own_ns = std::fs::read_link(format!("/proc/{pid}/ns/cgroup")).unwrap();
+    let ours = std::fs::read_link("/proc/self/ns/cgroup").unwrap();
+    kill_tree(pid);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    let _ = std::fs::remove_dir(dir.join("inner"));
+    let _ = std::fs::remove_dir(&dir);
+    assert!(
+        before.lines().any(|l| l.ends_with(":/inner")),
+        "the task saw itself in /inner: {before}"
+    );
+    assert_eq!(prefix, Some(rel.len() as u32 + 1), "cgns_prefix: /{rel}");
+    assert_ne!(own_ns, ours, "a cgroup namespace of its own again");
+    assert_eq!(after, before, "the same view of its cgroups");
+    assert_eq!(host, format!("/{rel}/inner"));
+}

@@ -18,6 +18,9 @@ type Member = (String, String);
 /// The sets seen so far; index + 1 is the set id.
 pub struct CgSets {
     sets: Vec<Vec<Member>>,
+    /// A tree with a cgroup namespace of its own: per hierarchy, the
+    /// length of its root's path (CRIU's `cgns_prefix`).
+    prefixes: std::collections::HashMap<String, u32>,
 }
 
 /// `/proc/PID/cgroup` as memberships, in the file's order.
@@ -28,14 +31,44 @@ fn read(pid: i32) -> Result<Vec<Member>> {
         path: path.clone().into(),
         source,
     })?;
-    Ok(text
-        .lines()
+    Ok(parse(&text))
+}
+
+fn parse(text: &str) -> Vec<Member> {
+    text.lines()
         .filter_map(|l| {
             let mut f = l.splitn(3, ':');
             let (_, ctrls, at) = (f.next()?, f.next()?, f.next()?);
             Some((ctrls.to_string(), at.to_string()))
         })
-        .collect())
+        .collect()
+}
+
+/// `/proc/PID/cgroup` as the task sees it: read by a thread of crit's
+/// that joined its cgroup namespace (the file shows paths from the
+/// reader's namespace root).
+fn read_inside(pid: i32) -> std::io::Result<String> {
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/cgroup"))?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            crate::sys::ns::enter(std::os::fd::AsFd::as_fd(&ns), libc::CLONE_NEWCGROUP as u64)?;
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the namespace thread panicked")))
+    })
+}
+
+/// The length of the namespace root's part of `outside` (a path from
+/// the host's root) when the task sees it as `inside`; None when the
+/// views do not fit (`inside` is no tail of `outside`).
+fn prefix_len(outside: &str, inside: &str) -> Option<u32> {
+    if inside == "/" {
+        return Some(outside.trim_end_matches('/').len() as u32);
+    }
+    let root = outside.strip_suffix(inside)?;
+    // Whole components only: /a/bc seen as /c is no fit.
+    (root.is_empty() || !root.ends_with('/')).then_some(root.len() as u32)
 }
 
 impl CgSets {
@@ -43,7 +76,30 @@ impl CgSets {
     pub fn new() -> Result<CgSets> {
         Ok(CgSets {
             sets: vec![read(std::process::id() as i32)?],
+            prefixes: Default::default(),
         })
+    }
+
+    /// The tree's root `pid` has a cgroup namespace of its own: where its
+    /// root is in each hierarchy, from the task's view and crit's.
+    pub fn note_namespace(&mut self, pid: i32) -> Result<()> {
+        let fail = |why: String| DumpError::CgroupNs { pid, why };
+        let inside = read_inside(pid).map_err(|e| fail(e.to_string()))?;
+        let outside = read(pid)?;
+        for (name, at) in parse(&inside) {
+            let Some((_, full)) = outside.iter().find(|(n, _)| *n == name) else {
+                continue;
+            };
+            if *full == at {
+                continue;
+            }
+            let len = prefix_len(full, &at)
+                .ok_or_else(|| fail(format!("{name}: it sees {at} where crit sees {full}")))?;
+            if len > 0 {
+                self.prefixes.insert(name, len);
+            }
+        }
+        Ok(())
     }
 
     /// The set id of task `pid`.
@@ -73,7 +129,12 @@ impl CgSets {
                     .map(|(name, path)| pb::CgMemberEntry {
                         name: name.clone(),
                         path: path.clone(),
-                        cgns_prefix: None,
+                        // Every task shares the root's namespace.
+                        cgns_prefix: self
+                            .prefixes
+                            .get(name)
+                            .copied()
+                            .filter(|&n| n as usize <= path.len()),
                     })
                     .collect();
                 ctls.sort_by(|a, b| a.name.cmp(&b.name));
@@ -176,4 +237,18 @@ fn read_properties(dir: &std::path::Path, name: &str) -> Vec<pb::CgroupPropEntry
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_len;
+
+    #[test]
+    fn namespace_roots_are_path_prefixes() {
+        assert_eq!(prefix_len("/ctr", "/"), Some(4));
+        assert_eq!(prefix_len("/ctr/sub", "/sub"), Some(4));
+        assert_eq!(prefix_len("/a/ctr/x/y", "/x/y"), Some(6));
+        assert_eq!(prefix_len("/a/bc", "/c"), None);
+        assert_eq!(prefix_len("/a", "/b"), None);
+    }
 }

@@ -476,6 +476,8 @@ pub enum DumpError {
         "pid {pid} fd {fd}: is the terminal {path}; dump with --shell-job if the tree is a job of this shell, or with --orphan-pts-master if it is a pty whose master its manager holds (a container's console)"
     )]
     Terminal { pid: i32, fd: i32, path: String },
+    #[error("pid {pid}: its cgroup namespace: {why}")]
+    CgroupNs { pid: i32, why: String },
     #[error("--freeze-cgroup {}: pid {pid} is not in it", path.display())]
     NotInFreezeCgroup { pid: i32, path: PathBuf },
     #[error("pid {pid} fd {fd}: is a pty master; pty pairs inside the tree are not supported by crit dump")]

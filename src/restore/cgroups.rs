@@ -66,6 +66,80 @@ pub fn read(
 }
 
 impl CgPlan {
+    /// The root task's set id.
+    fn root_task_set(&self, plan: &Plan) -> u32 {
+        plan.tasks
+            .first()
+            .and_then(|t| t.threads[0].core.thread_core.as_ref())
+            .and_then(|c| c.cg_set)
+            .unwrap_or(self.root_set)
+    }
+
+    /// A tree with a cgroup namespace of its own (its root's memberships
+    /// carry CRIU's `cgns_prefix`): the `cgroup.procs` of each
+    /// namespace root, made if missing (under `--cgroup-root`'s new
+    /// root), open for the root task to join before it unshares the
+    /// namespace ([`enter_namespace`]); none with `--manage-cgroups=none`
+    /// (it unshares where crit is). None for a tree without one.
+    pub fn namespace_roots(
+        &self,
+        plan: &Plan,
+        mode: CgMode,
+        log: &Log,
+    ) -> Result<Option<Vec<(PathBuf, std::fs::File)>>> {
+        let members = self.sets.get(&self.root_task_set(plan));
+        let with_prefix: Vec<&pb::CgMemberEntry> = members
+            .into_iter()
+            .flatten()
+            .filter(|m| m.cgns_prefix.is_some_and(|n| n > 0))
+            .collect();
+        if with_prefix.is_empty() {
+            return Ok(None);
+        }
+        if mode == CgMode::None {
+            return Ok(Some(Vec::new()));
+        }
+        let here =
+            cg::hierarchies(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
+        let moves = self.moves(plan);
+        let pid = plan.tasks[0].pid;
+        let mut out = Vec::new();
+        for m in with_prefix {
+            let n = m.cgns_prefix.unwrap_or(0) as usize;
+            // The part inside the namespace stays; what is above it may
+            // move with --cgroup-root.
+            let inside = m.path.get(n..).unwrap_or("");
+            let full = moved(m, &moves).path;
+            let ns_root = full.strip_suffix(inside).unwrap_or(&full);
+            let Some((mount, root)) = here.get(&cg::key(&m.name)) else {
+                log.warn(format!(
+                    "pid {pid}: cgroup hierarchy {:?} is not mounted here; its namespace root {ns_root} not joined",
+                    m.name
+                ));
+                continue;
+            };
+            let rel = ns_root.strip_prefix(root.as_str()).unwrap_or(ns_root);
+            let dir = mount.join(rel.trim_start_matches('/'));
+            let fail = |what: &'static str| {
+                let dir = dir.clone();
+                move |source| TaskError::Cgroup {
+                    pid,
+                    what,
+                    dir,
+                    source,
+                }
+            };
+            std::fs::create_dir_all(&dir).map_err(fail("cgroup namespace root"))?;
+            fill_cpusets(mount, &dir);
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("cgroup.procs"))
+                .map_err(fail("cgroup namespace root"))?;
+            out.push((dir, f));
+        }
+        Ok(Some(out))
+    }
+
     /// Moves every live task outside the dumper's set into its cgroups.
     pub fn join_all(&self, plan: &Plan, mode: CgMode, log: &Log) -> Result<()> {
         if self.sets.is_empty() {
@@ -108,16 +182,7 @@ impl CgPlan {
         if self.roots.is_empty() {
             return Vec::new();
         }
-        let Some(root) = plan.tasks.first() else {
-            return Vec::new();
-        };
-        let set = root.threads[0]
-            .core
-            .thread_core
-            .as_ref()
-            .and_then(|c| c.cg_set)
-            .unwrap_or(self.root_set);
-        let Some(members) = self.sets.get(&set) else {
+        let Some(members) = self.sets.get(&self.root_task_set(plan)) else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -186,6 +251,31 @@ impl CgPlan {
             .into()
         })
     }
+}
+
+/// In the root task, before it forks: joins the namespace roots
+/// ([`CgPlan::namespace_roots`]) and unshares the cgroup namespace, so
+/// that the tree sees its cgroups from there, as dumped; its children
+/// inherit it. crit moves each task to its own cgroup afterwards.
+pub fn enter_namespace(roots: &[(PathBuf, std::fs::File)], pid: u32) -> Result<()> {
+    for (dir, f) in roots {
+        // "0": the writer itself.
+        std::io::Write::write_all(&mut &*f, b"0").map_err(|source| TaskError::Cgroup {
+            pid,
+            what: "joining its cgroup namespace root",
+            dir: dir.clone(),
+            source,
+        })?;
+    }
+    crate::sys::ns::unshare(libc::CLONE_NEWCGROUP as u64).map_err(|source| {
+        TaskError::Cgroup {
+            pid,
+            what: "unsharing its cgroup namespace",
+            dir: PathBuf::from("/"),
+            source,
+        }
+        .into()
+    })
 }
 
 /// Writes each recorded property (before the task joins, as CRIU does);

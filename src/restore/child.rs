@@ -123,6 +123,9 @@ fn prepare(
     let pid = t.pid;
     if idx == 0 {
         super::ns::root_task_mounts(&plan.ns)?;
+        if let Some(roots) = &res.cgroup_ns {
+            super::cgroups::enter_namespace(roots, pid)?;
+        }
     }
     join_session_and_group(plan, t)?;
     // Listeners this task holds first take its credentials for later

@@ -354,6 +354,11 @@ fn run(
     let (hold_r, hold_w) = pipe()?;
     let sync = child::Sync { status_w, hold_r };
     rb.hold_w = Some(hold_w);
+    // Read before the tree exists: a cgroup namespace of its own is
+    // entered by the root task before it forks.
+    let cgroups = cgroups::read(&plan.dir, plan.root_cg_set, &opts.cgroup_roots)?;
+    let cgroup_ns = cgroups.namespace_roots(plan, opts.manage_cgroups, log)?;
+    let mut cgroup_ns = Some(cgroup_ns);
     let root = if plan.ns.needs_yard() {
         let yard = ns::YardOpts {
             dir: &plan.dir,
@@ -362,8 +367,9 @@ fn run(
             net_fd: external_net(plan, opts)?,
         };
         let mut tree_root = None;
+        let cg_ns = cgroup_ns.take().flatten();
         let r = ns::in_yard(&plan.ns, yard, &mut tree_root, || {
-            make_tree(plan, opts, log, rb, &sync, notify)
+            make_tree(plan, opts, log, rb, &sync, notify, cg_ns)
         });
         rb.tree_root = tree_root;
         let root = r?;
@@ -371,7 +377,15 @@ fn run(
         notify.tell(Script::PostSetupNamespaces, None)?;
         root
     } else {
-        make_tree(plan, opts, log, rb, &sync, notify)?
+        make_tree(
+            plan,
+            opts,
+            log,
+            rb,
+            &sync,
+            notify,
+            cgroup_ns.take().flatten(),
+        )?
     };
     drop(sync);
     if plan.ns.own_pids() {
@@ -386,11 +400,7 @@ fn run(
         plan.set_hosts(tree::host_pids(root)?);
     }
     if opts.manage_cgroups != CgMode::None {
-        cgroups::read(&plan.dir, plan.root_cg_set, &opts.cgroup_roots)?.join_all(
-            plan,
-            opts.manage_cgroups,
-            log,
-        )?;
+        cgroups.join_all(plan, opts.manage_cgroups, log)?;
     }
     // Every task rebuilt and stopped: the last word before they run.
     let before_resume = || -> Result<()> {
@@ -428,8 +438,12 @@ fn make_tree(
     rb: &mut rollback::Rollback,
     sync: &child::Sync,
     notify: &Notifier,
+    cgroup_ns: Option<Vec<(PathBuf, std::fs::File)>>,
 ) -> Result<u32> {
-    let mut res = reservoir::Reservoir::default();
+    let mut res = reservoir::Reservoir {
+        cgroup_ns,
+        ..Default::default()
+    };
     // A network namespace this restore made holds only the tree: locked
     // as CRIU locks it before connections are repaired, since leaving
     // repair mode sends packets that a listener of the tree would answer

@@ -11,7 +11,9 @@
 //! - mnt: mountpoints-N.img and tmpfs contents ([`mounts`]);
 //! - net: empty (`--empty-ns net`), external (`--external net[INO]:KEY`),
 //!   or its loopback device (netdev-N.img, netns-N.img) ([`net`]);
-//! - user and cgroup namespaces of the tree's own are refused.
+//! - cgroup: its root in each hierarchy, as CRIU's `cgns_prefix` in
+//!   cgroup.img (crate::dump::cgroups);
+//! - user namespaces of the tree's own are refused.
 
 pub mod clocks;
 pub mod ipc;
@@ -80,11 +82,8 @@ pub fn check(ctx: &mut DumpCtx) -> Result<TreeNs> {
         return Err(DumpError::UserNs { pid: root.pid }.into());
     }
     if owned.has(Kind::Cgroup) {
-        return Err(DumpError::NsUnsupported {
-            pid: root.pid,
-            ns: Kind::Cgroup,
-        }
-        .into());
+        // Its root is recorded per hierarchy as a prefix of the paths.
+        ctx.cgroups.note_namespace(root.pid)?;
     }
     let pids = if owned.has(Kind::Pid) {
         let all: Vec<Task> = ctx.frozen.tasks.clone();

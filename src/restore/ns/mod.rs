@@ -15,7 +15,9 @@
 //!   (timens-N.img, or timens-0.img for a tree that shared crit's), so a
 //!   restored task's clocks do not jump ([`clocks`]). crit's main thread
 //!   makes it for its children before the yard starts;
-//! - user and cgroup namespaces of the tree's own are refused.
+//! - cgroup: made again by the root task from cgroup.img's namespace
+//!   roots (crate::restore::cgroups);
+//! - user namespaces of the tree's own are refused.
 
 pub mod clocks;
 pub mod error;
@@ -62,10 +64,10 @@ impl NsPlan {
         dumper: &pb::TaskKobjIdsEntry,
     ) -> Result<NsPlan> {
         let owned = Set::of_tree(root_ids, dumper);
-        for k in [Kind::User, Kind::Cgroup] {
-            if owned.has(k) {
-                return Err(NsError::Unsupported { ns: k }.into());
-            }
+        // A cgroup namespace comes back from cgroup.img (its roots are
+        // prefixes of the paths there, as CRIU has it): cgroups.rs.
+        if owned.has(Kind::User) {
+            return Err(NsError::Unsupported { ns: Kind::User }.into());
         }
         let id = |k: Kind| k.id(root_ids).unwrap_or(0);
         let mut p = NsPlan {
