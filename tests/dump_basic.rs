@@ -1,6 +1,7 @@
 //! End-to-end dumps of a single-threaded counter-like task: the set of
 //! images and their content, compared with what CRIU 4.2 writes for the
-//! same kind of program (testdata fixture "counter").
+//! same kind of program (testdata fixture "counter"); a restore right
+//! after the dump, before the dumped task is reaped.
 
 mod kit;
 
@@ -295,4 +296,25 @@ fn pages_progress_only_on_a_terminal() {
     let e = stderr(&piped);
     assert!(!e.contains("pages ") && e.contains("crit: dumped"), "{e}");
     kill_tree(prog.pid);
+}
+
+/// A restore right after the dump: the dumped task stays a zombie until
+/// its parent (this test) reaps it a moment later; the restore waits for
+/// its pid instead of calling it taken.
+#[test]
+fn restore_right_after_the_dump_waits_for_the_pid() {
+    let kit = Kit::new();
+    let (prog, dir, _) = counter_dump(&kit, &[]);
+    let pid = prog.pid;
+    let mut child = prog.child;
+    let reaper = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let _ = child.wait();
+    });
+    let o = kit.crit(&["restore", "-d", "--shell-job", "-D", dir.to_str().unwrap()]);
+    reaper.join().unwrap();
+    let back = alive(pid);
+    kill_tree(pid);
+    ok(&o);
+    assert!(back, "the task runs again with its pid");
 }

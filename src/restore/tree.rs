@@ -57,13 +57,23 @@ pub fn host_pids(root_host: u32) -> Result<HashMap<u32, u32>> {
     Ok(map)
 }
 
+/// How long a pid held by a task that is exiting (a zombie, or dying)
+/// is waited for: the dumped tree, killed by the dump a moment ago,
+/// until its parent reaps it.
+const EXITING_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Errors out, naming the pid, when a pid or tid of the images is taken
-/// (none can be in a pid namespace that does not exist yet).
+/// (none can be in a pid namespace that does not exist yet). A pid held
+/// by an exiting task is waited for a moment first.
 pub fn check_free(plan: &Plan) -> Result<()> {
     if plan.ns.own_pids() {
         return Ok(());
     }
+    let deadline = std::time::Instant::now() + EXITING_WAIT;
     for id in plan.all_ids() {
+        while exiting(id) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         if std::path::Path::new(&format!("/proc/{id}")).exists() {
             let comm = std::fs::read_to_string(format!("/proc/{id}/comm")).unwrap_or_default();
             return Err(TaskError::PidTaken {
@@ -74,4 +84,13 @@ pub fn check_free(plan: &Plan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `id` is a task that is exiting: a zombie (Z) or dead (X).
+fn exiting(id: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{id}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|st| st == "Z" || st == "X")
+    })
 }
