@@ -37,6 +37,19 @@ impl Stat {
             nlink: m.nlink(),
         }
     }
+    /// From stat(2)'s answer.
+    pub fn of_stat(m: &nix::sys::stat::FileStat) -> Stat {
+        Stat {
+            dev: m.st_dev,
+            ino: m.st_ino,
+            mode: m.st_mode,
+            rdev: m.st_rdev,
+            size: m.st_size as u64,
+            uid: m.st_uid,
+            gid: m.st_gid,
+            nlink: m.st_nlink,
+        }
+    }
     pub fn ftype(&self) -> u32 {
         self.mode & 0o170000
     }
@@ -157,6 +170,7 @@ pub fn classify(link: &str, st: &Stat, shmem_dev: u64) -> Kind {
 /// that mount whose inode is a known socket skip the readlink.
 pub fn scan(pid: i32, shmem_dev: u64, is_socket: &mut dyn FnMut(u64) -> bool) -> Result<Vec<Fd>> {
     let mut sockfs_mnt: Option<i32> = None;
+    let mut pipefs_mnt: Option<i32> = None;
     let dir = procfs::path(pid, "fd");
     let rd = std::fs::read_dir(&dir).map_err(|source| DumpError::Proc {
         pid,
@@ -177,9 +191,15 @@ pub fn scan(pid: i32, shmem_dev: u64, is_socket: &mut dyn FnMut(u64) -> bool) ->
         path: info_dir.clone(),
         source,
     })?;
+    // The links too: readlinkat and fstatat look up one component each.
+    let fd_dirfd = std::fs::File::open(&dir).map_err(|source| DumpError::Proc {
+        pid,
+        path: dir.clone(),
+        source,
+    })?;
     let mut buf = vec![0u8; 4096];
     for fd in fds {
-        let lp = dir.join(fd.to_string());
+        let name = fd.to_string();
         let info = read_fdinfo(&info_dirfd, fd, &mut buf).map_err(|source| DumpError::Proc {
             pid,
             path: info_dir.join(fd.to_string()),
@@ -187,16 +207,29 @@ pub fn scan(pid: i32, shmem_dev: u64, is_socket: &mut dyn FnMut(u64) -> bool) ->
         })?;
         let mnt_id = parse_num::<i32>(procfs::fdinfo_field(&info, "mnt_id")).unwrap_or(-1);
         let fino = parse_num::<u64>(procfs::fdinfo_field(&info, "ino"));
-        let link = match fino {
-            Some(ino) if sockfs_mnt == Some(mnt_id) && is_socket(ino) => format!("socket:[{ino}]"),
-            _ => match std::fs::read_link(&lp) {
+        let stat = || {
+            nix::sys::stat::fstatat(&fd_dirfd, name.as_str(), nix::fcntl::AtFlags::empty())
+                .map(|m| Stat::of_stat(&m))
+        };
+        // A pipe (on pipefs, whose mount a first pipe showed) is named by
+        // its inode: no readlink.
+        let mut pipe_st = None;
+        if pipefs_mnt == Some(mnt_id) {
+            pipe_st = stat().ok().filter(|s| s.is_fifo());
+        }
+        let link = match (fino, pipe_st) {
+            (_, Some(s)) => format!("pipe:[{}]", s.ino),
+            (Some(ino), _) if sockfs_mnt == Some(mnt_id) && is_socket(ino) => {
+                format!("socket:[{ino}]")
+            }
+            _ => match nix::fcntl::readlinkat(&fd_dirfd, name.as_str()) {
                 Ok(l) => l.to_string_lossy().into_owned(),
-                Err(source) => {
+                Err(e) => {
                     return Err(DumpError::Fd {
                         pid,
                         fd,
                         what: "readlink",
-                        source,
+                        source: e.into(),
                     }
                     .into())
                 }
@@ -204,6 +237,9 @@ pub fn scan(pid: i32, shmem_dev: u64, is_socket: &mut dyn FnMut(u64) -> bool) ->
         };
         if sockfs_mnt.is_none() && link.starts_with("socket:[") {
             sockfs_mnt = Some(mnt_id);
+        }
+        if pipefs_mnt.is_none() && link.starts_with("pipe:[") {
+            pipefs_mnt = Some(mnt_id);
         }
         // Sockets need no stat: the inode is in the link, and their
         // state comes from sock_diag and the socket itself.
@@ -218,15 +254,17 @@ pub fn scan(pid: i32, shmem_dev: u64, is_socket: &mut dyn FnMut(u64) -> bool) ->
                 nlink: 1,
                 ..Default::default()
             },
-            None => std::fs::metadata(&lp)
-                .map(|m| Stat::of(&m))
-                .map_err(|source| DumpError::FdFile {
-                    pid,
-                    fd,
-                    link: link.clone(),
-                    what: "stat",
-                    source,
-                })?,
+            None => match pipe_st {
+                Some(s) => Ok(s),
+                None => stat(),
+            }
+            .map_err(|e| DumpError::FdFile {
+                pid,
+                fd,
+                link: link.clone(),
+                what: "stat",
+                source: e.into(),
+            })?,
         };
         let raw_flags = procfs::fdinfo_field(&info, "flags")
             .and_then(|v| u32::from_str_radix(v, 8).ok())
