@@ -1,7 +1,8 @@
 //! podman with crit as its `criu` (a symlink named criu first on PATH):
 //! `podman container checkpoint --export` and `podman container restore
 //! --import` of a busybox-static container that counts; the restored
-//! container counts on. podman (and the runc it drives) come from
+//! container counts on; a container with a terminal (`-t`) comes back
+//! on a new one, its controlling terminal. podman (and the runc it drives) come from
 //! Debian (`.ci/run` installs them; the test does when they are missing).
 
 use std::path::{Path, PathBuf};
@@ -56,8 +57,8 @@ impl Podman {
     }
 }
 
-/// A root fs of busybox-static, imported as an image.
-fn image(p: &Podman, dir: &Path) -> String {
+/// A root fs of busybox-static, imported as image `tag`.
+fn image(p: &Podman, dir: &Path, tag: &str) -> String {
     let root = dir.join("rootfs");
     for d in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
@@ -76,7 +77,7 @@ fn image(p: &Podman, dir: &Path) -> String {
         .status()
         .unwrap();
     assert!(st.success());
-    let name = "localhost/crit-test-busybox:latest".to_string();
+    let name = format!("localhost/{tag}:latest");
     p.ok(&["import", tar.to_str().unwrap(), &name]);
     name
 }
@@ -123,7 +124,7 @@ fn podman_exports_and_imports_a_checkpoint_through_crit() {
     require("podman", "podman");
     let p = Podman::new();
     let dir = tempfile::tempdir().unwrap();
-    let img = image(&p, dir.path());
+    let img = image(&p, dir.path(), "crit-test-busybox");
     let name = format!("crit-test-{}", std::process::id());
     let again = format!("{name}-restored");
     for n in [&name, &again] {
@@ -165,6 +166,62 @@ fn podman_exports_and_imports_a_checkpoint_through_crit() {
         let _ = p.run(&["rm", "-f", n]);
     }
     assert_eq!(marker, "held");
+    assert!(
+        before >= 5 && after > before,
+        "the count went on: {before} then {after}"
+    );
+}
+
+/// A container with a terminal (`podman run -t`): checkpointed and
+/// restored in place through crit, it comes back on a new pty (conmon
+/// gets its master through runc's console socket) that is its
+/// controlling terminal, and counts on.
+#[test]
+fn podman_terminal_container_comes_back_on_a_new_console() {
+    require("busybox", "busybox-static");
+    require("podman", "podman");
+    let p = Podman::new();
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(&p, dir.path(), "crit-test-busybox-tty");
+    let name = format!("crit-test-tty-{}", std::process::id());
+    let _ = p.run(&["rm", "-f", &name]);
+    p.ok(&[
+        "run",
+        "-d",
+        "-t",
+        "--name",
+        &name,
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=4096:4096",
+        &img,
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while p.count(&name) < 5 {
+        assert!(Instant::now() < deadline, "the container does not count");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = p.count(&name);
+    p.ok(&["container", "checkpoint", &name]);
+    p.ok(&["container", "restore", &name]);
+    std::thread::sleep(Duration::from_millis(600));
+    let after = p.count(&name);
+    let pid = p.ok(&["inspect", "-f", "{{.State.Pid}}", &name]);
+    let stdin = std::fs::read_link(format!("/proc/{pid}/fd/0")).unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let tty_nr = stat
+        .rsplit_once(')')
+        .and_then(|(_, r)| r.split_whitespace().nth(4))
+        .unwrap_or("")
+        .to_string();
+    let _ = p.run(&["rm", "-f", &name]);
+    let _ = p.run(&["rmi", "-f", &img]);
+    assert_eq!(stdin, Path::new("/dev/pts/0"), "on the container's pts/0");
+    assert_eq!(tty_nr, "34816", "pts/0 is its controlling terminal");
     assert!(
         before >= 5 && after > before,
         "the count went on: {before} then {after}"
