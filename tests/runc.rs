@@ -312,6 +312,25 @@ fn runc_terminal_container_gets_a_new_console() {
         read(&work.join("dump.log"))
     );
     assert!(!alive(pid));
+    // The slave's path names its mount in the container, as CRIU's do.
+    let mounts: Vec<crit::image::pb::MntEntry> = std::fs::read_dir(&images)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("mountpoints-"))
+        .flat_map(|n| all::<crit::image::pb::MntEntry>(&images, &n, "MNTS"))
+        .collect();
+    let pts_mnt = files(&images)
+        .into_iter()
+        .filter_map(|f| f.reg)
+        .find(|r| r.name == "/dev/pts/0")
+        .and_then(|r| r.mnt_id);
+    assert!(
+        pts_mnt.is_some_and(|m| mounts
+            .iter()
+            .any(|e| e.mnt_id as i32 == m && e.mountpoint.ends_with("dev/pts"))),
+        "/dev/pts/0 on the container's devpts: {pts_mnt:?}"
+    );
     drop(first);
     let mut rs = runc(&runc_bin, &state);
     rs.args(["--criu", crit, "restore", "-d", "--console-socket"])

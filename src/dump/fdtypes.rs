@@ -129,11 +129,12 @@ pub fn dump_fd(ctx: &mut DumpCtx, pid: i32, fd: &Fd, id: u32) -> Result<()> {
     } else {
         fd
     };
+    let mnt = ctx.ns.mnt_id_of(fd.mnt_id);
     let files = &mut ctx.files;
     match &fd.kind {
-        Kind::Path { path, deleted } => files.reg_fd(pid, fd, id, path, *deleted),
+        Kind::Path { path, deleted } => files.reg_fd(pid, fd, id, path, *deleted, mnt),
         // --shell-job: the terminal is the caller's; restore reopens it.
-        Kind::Tty { path } if ctx.opts.shell_job => files.reg_fd(pid, fd, id, path, false),
+        Kind::Tty { path } if ctx.opts.shell_job => files.reg_fd(pid, fd, id, path, false, mnt),
         Kind::Tty { path } => super::tty::dump_slave(ctx, pid, fd, id, path),
         Kind::Pipe(ino) => files.pipe_fd(pid, fd, id, *ino, false),
         Kind::Fifo { .. } => files.pipe_fd(pid, fd, id, fd.st.ino, true),

@@ -186,10 +186,20 @@ impl FileTable {
     }
 
     /// A descriptor that is a path in the filesystem (REG), maybe deleted
-    /// (then its contents go to a ghost file).
-    pub fn reg_fd(&mut self, pid: i32, fd: &Fd, id: u32, path: &str, deleted: bool) -> Result<()> {
+    /// (then its contents go to a ghost file); `mnt_id`: its mount in the
+    /// tree's own mount namespace.
+    pub fn reg_fd(
+        &mut self,
+        pid: i32,
+        fd: &Fd,
+        id: u32,
+        path: &str,
+        deleted: bool,
+        mnt_id: Option<i32>,
+    ) -> Result<()> {
         let mut reg = reg_entry(id, path, &fd.st, fd.flags, fd.pos);
         reg.fown = fd.fown;
+        reg.mnt_id = mnt_id;
         let check_size = !((fd.flags & O_ACCMODE) == O_WRONLY && fd.flags & O_APPEND != 0);
         if !check_size {
             reg.size = None;

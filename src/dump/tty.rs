@@ -91,6 +91,7 @@ pub fn dump_slave(ctx: &mut DumpCtx, pid: i32, fd: &Fd, id: u32, path: &str) -> 
     let regf_id = ctx.files.new_id();
     let mut reg = reg_entry(regf_id, path, &fd.st, fd.flags, 0);
     reg.fown = fd.fown;
+    reg.mnt_id = ctx.ns.mnt_id_of(fd.mnt_id);
     ctx.files.push(FD_REG, regf_id, |e| e.reg = Some(reg));
     ctx.files.push(FD_TTY, id, |e| {
         e.tty = Some(pb::TtyFileEntry {

@@ -44,6 +44,17 @@ pub struct TreeNs {
     pub mounts: Option<std::collections::HashSet<i32>>,
 }
 
+impl TreeNs {
+    /// The mount id CRIU records for a file on mount `mnt_id` (fdinfo's):
+    /// only in a mount namespace of the tree's own, and of its mounts.
+    pub fn mnt_id_of(&self, mnt_id: i32) -> Option<i32> {
+        self.mounts
+            .as_ref()
+            .filter(|m| m.contains(&mnt_id))
+            .map(|_| mnt_id)
+    }
+}
+
 /// What was read of the owned namespaces, written with the images.
 #[derive(Default)]
 pub struct NsState {
