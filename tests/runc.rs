@@ -11,6 +11,7 @@ mod kit;
 use kit::host::require;
 
 use kit::dump::*;
+use kit::tty::converse;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -107,6 +108,34 @@ fn finish(mut child: Child, what: &str, log: &Path) {
     }
 }
 
+/// `runc --criu crit checkpoint EXTRA --image-path IMAGES --work-path
+/// WORK NAME`, which must succeed (the engine's log shown if not).
+fn checkpoint(
+    runc_bin: &Path,
+    state: &Path,
+    work: &Path,
+    name: &str,
+    extra: &[&str],
+    images: &Path,
+) {
+    let o = runc(runc_bin, state)
+        .args(["--criu", env!("CARGO_BIN_EXE_crit"), "checkpoint"])
+        .args(extra)
+        .arg("--image-path")
+        .arg(images)
+        .arg("--work-path")
+        .arg(work)
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "runc checkpoint {extra:?}: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        read(&work.join("dump.log"))
+    );
+}
+
 fn init_pid(runc_bin: &Path, state: &Path, name: &str) -> i32 {
     let out = runc(runc_bin, state)
         .args(["state", name])
@@ -138,24 +167,8 @@ fn runc_checkpoints_and_restores_with_crit() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let crit = env!("CARGO_BIN_EXE_crit");
-    let checkpoint = |extra: &[&str], images: &Path| {
-        let o = runc(&runc_bin, &state)
-            .args(["--criu", crit, "checkpoint"])
-            .args(extra)
-            .arg("--image-path")
-            .arg(images)
-            .arg("--work-path")
-            .arg(&work)
-            .arg(&name)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "runc checkpoint {extra:?}: {}\n{}",
-            String::from_utf8_lossy(&o.stderr),
-            read(&work.join("dump.log"))
-        );
-    };
+    let checkpoint =
+        |extra: &[&str], images: &Path| checkpoint(&runc_bin, &state, &work, &name, extra, images);
     // --leave-running: the images are written and the container goes on.
     let kept = kit.path("ck-kept");
     checkpoint(&["--leave-running"], &kept);
@@ -237,28 +250,6 @@ fn console(path: &Path) -> std::sync::mpsc::Receiver<std::os::fd::OwnedFd> {
     rx
 }
 
-/// Writes `line` to the terminal through `master` and reads until the
-/// container's answer to it shows.
-fn converse(master: &std::os::fd::OwnedFd, line: &str) -> String {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
-    nix::unistd::write(master, format!("{line}\n").as_bytes()).unwrap();
-    let want = format!("got:{line}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut seen = String::new();
-    while !seen.contains(&want) && Instant::now() < deadline {
-        let mut p = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
-        if poll(&mut p, PollTimeout::from(200u16)).unwrap_or(0) > 0 {
-            let mut b = [0u8; 512];
-            match nix::unistd::read(master, &mut b) {
-                Ok(n) if n > 0 => seen.push_str(&String::from_utf8_lossy(&b[..n])),
-                _ => break,
-            }
-        }
-    }
-    seen
-}
-
 /// A container with a terminal (`process.terminal`, `--console-socket`):
 /// crit dumps its pty slave (runc sets orphan_pts_master) and, at
 /// restore, makes a new pty in the container's devpts (pts/0 again, with
@@ -297,20 +288,7 @@ fn runc_terminal_container_gets_a_new_console() {
     let crit = env!("CARGO_BIN_EXE_crit");
     let images = kit.path("ck");
     let before = count(pid);
-    let o = runc(&runc_bin, &state)
-        .args(["--criu", crit, "checkpoint", "--image-path"])
-        .arg(&images)
-        .arg("--work-path")
-        .arg(&work)
-        .arg(&name)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "runc checkpoint: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        read(&work.join("dump.log"))
-    );
+    checkpoint(&runc_bin, &state, &work, &name, &[], &images);
     assert!(!alive(pid));
     // The slave's path names its mount in the container, as CRIU's do.
     let mounts: Vec<crit::image::pb::MntEntry> = std::fs::read_dir(&images)

@@ -47,7 +47,8 @@ pub fn file_type(ctx: &DumpCtx, pid: i32, fd: &Fd, path: &str) -> Result<i32> {
     if is_pty_master(fd.st.rdev) {
         return Err(DumpError::PtyMaster { pid, fd: fd.fd }.into());
     }
-    let Some(index) = pts_index(fd.st.rdev) else {
+    // Only a pty's slave, and only when asked.
+    let Some(index) = pts_index(fd.st.rdev).filter(|_| ctx.opts.orphan_pts_master) else {
         return Err(DumpError::Terminal {
             pid,
             fd: fd.fd,
@@ -55,14 +56,6 @@ pub fn file_type(ctx: &DumpCtx, pid: i32, fd: &Fd, path: &str) -> Result<i32> {
         }
         .into());
     };
-    if !ctx.opts.orphan_pts_master {
-        return Err(DumpError::Terminal {
-            pid,
-            fd: fd.fd,
-            path: path.to_string(),
-        }
-        .into());
-    }
     // As CRIU: restore hands over one master, so one pty at most.
     if let Some(other) = ctx.files.ttys.iter().find_map(|t| {
         let i = t.pty.as_ref().map_or(index, |p| p.index);

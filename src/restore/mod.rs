@@ -358,7 +358,6 @@ fn run(
     // entered by the root task before it forks.
     let cgroups = cgroups::read(&plan.dir, plan.root_cg_set, &opts.cgroup_roots)?;
     let cgroup_ns = cgroups.namespace_roots(plan, opts.manage_cgroups, log)?;
-    let mut cgroup_ns = Some(cgroup_ns);
     let root = if plan.ns.needs_yard() {
         let yard = ns::YardOpts {
             dir: &plan.dir,
@@ -367,9 +366,8 @@ fn run(
             net_fd: external_net(plan, opts)?,
         };
         let mut tree_root = None;
-        let cg_ns = cgroup_ns.take().flatten();
         let r = ns::in_yard(&plan.ns, yard, &mut tree_root, || {
-            make_tree(plan, opts, log, rb, &sync, notify, cg_ns)
+            make_tree(plan, opts, log, rb, &sync, notify, cgroup_ns)
         });
         rb.tree_root = tree_root;
         let root = r?;
@@ -377,15 +375,7 @@ fn run(
         notify.tell(Script::PostSetupNamespaces, None)?;
         root
     } else {
-        make_tree(
-            plan,
-            opts,
-            log,
-            rb,
-            &sync,
-            notify,
-            cgroup_ns.take().flatten(),
-        )?
+        make_tree(plan, opts, log, rb, &sync, notify, cgroup_ns)?
     };
     drop(sync);
     if plan.ns.own_pids() {

@@ -1,8 +1,8 @@
 //! Terminal ioctls: a tty's settings as the kernel keeps them (TCGETS and
 //! friends take the kernel's `struct termios`, 19 control characters and
 //! no speeds, not glibc's), and the pty calls a restore needs (which
-//! index a master got, unlocking it, the controlling terminal and its
-//! foreground group).
+//! index a master got, unlocking it, the controlling terminal; the
+//! foreground group is set by a call injected in the session leader).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -122,13 +122,6 @@ pub fn set_controlling(fd: RawFd) -> io::Result<()> {
         return Err(super::err::last(format!("TIOCSCTTY on fd {fd}")));
     }
     Ok(())
-}
-
-/// Makes `pgrp` the foreground process group of the caller's controlling
-/// terminal `fd` (TIOCSPGRP).
-pub fn set_foreground(fd: BorrowedFd, pgrp: i32) -> io::Result<()> {
-    let mut p: libc::pid_t = pgrp;
-    ioctl_ptr(fd, libc::TIOCSPGRP, &mut p, "TIOCSPGRP")
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! - [`chain`]: incremental dumps made from a real one;
 //! - [`sys`]: processes for the kernel-layer tests (`sys_*`);
 //! - [`machine`]: what this machine's CPU and limits are;
+//! - [`tty`]: talking to a task through its terminal's master;
 //! - [`proc`], [`cc`], [`host`], [`serial`]: processes, C programs, what the
 //!   host has, the engine lock.
 #![allow(dead_code, unused_imports)]
@@ -23,6 +24,7 @@ pub mod proc;
 pub mod restore;
 pub mod serial;
 pub mod sys;
+pub mod tty;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
