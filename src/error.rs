@@ -40,6 +40,9 @@ pub enum Error {
     /// addresses and paths, and errors travel by value).
     #[error(transparent)]
     Restore(Box<crate::restore::error::RestoreError>),
+    /// A page server, or a dump talking to one, failed.
+    #[error(transparent)]
+    PageServer(Box<crate::pageserver::error::PsError>),
     /// A file of images that is not what its name says.
     #[error("{}: {why}", file.display())]
     Images {

@@ -14,6 +14,7 @@ pub mod explore;
 pub mod image;
 pub mod json;
 pub mod model;
+pub mod pageserver;
 pub mod restore;
 pub mod rpc;
 #[allow(unsafe_code)]

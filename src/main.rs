@@ -87,6 +87,39 @@ enum Cmd {
     },
     /// Check that this kernel and user can run the engines.
     Check,
+    /// Take the pages of one dump over TCP (`dump --page-server`, crit's
+    /// or criu's) and write them as images into DIR.
+    PageServer {
+        /// Where to write the pagemap and pages images (created if
+        /// missing; may be the dump's own directory).
+        #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
+        dir: std::path::PathBuf,
+        /// Listen on this address (all IPv4 addresses by default).
+        #[arg(long = "address", value_name = "ADDR")]
+        address: Option<String>,
+        /// Listen on this port.
+        #[arg(long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        /// Write one zero byte to fd N once listening, then close it.
+        #[arg(long = "status-fd", value_name = "N")]
+        status_fd: Option<i32>,
+        /// Run in the background once listening.
+        #[arg(short = 'd', long = "daemon")]
+        daemon: bool,
+        /// Write the server's pid here.
+        #[arg(long = "pidfile", value_name = "FILE")]
+        pidfile: Option<std::path::PathBuf>,
+        /// The parent images of what the dump sends (relative to DIR):
+        /// linked as DIR/parent, where holes must be found.
+        #[arg(long = "prev-images-dir", value_name = "DIR")]
+        prev_images_dir: Option<std::path::PathBuf>,
+        /// Serve pages to a lazy restore (refused: not supported yet).
+        #[arg(long = "lazy-pages")]
+        lazy_pages: bool,
+        /// Encrypt the connection (refused: not supported yet).
+        #[arg(long = "tls")]
+        tls: bool,
+    },
     /// Explore an images directory or a checkpoint archive (tar, tar.gz,
     /// tar.zst, as podman and CRI-O export them).
     X {
@@ -214,6 +247,40 @@ struct DumpArgs {
     /// Internal: tell the action points to `crit swrk` on fd N.
     #[arg(long = "notify-fd", hide = true, value_name = "N")]
     notify_fd: Option<i32>,
+    #[command(flatten)]
+    page_server: PageServerArgs,
+}
+
+/// Where a dump sends its pages instead of the images directory.
+#[derive(clap::Args)]
+struct PageServerArgs {
+    /// Send the pages to a page server (crit page-server, or criu's).
+    #[arg(long = "page-server", requires_all = ["address", "port"])]
+    page_server: bool,
+    /// The page server's address (IPv4, IPv6 or a host name).
+    #[arg(long = "address", value_name = "ADDR")]
+    address: Option<String>,
+    /// The page server's port.
+    #[arg(long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    port: Option<u16>,
+    /// Encrypt the connection (refused: not supported yet).
+    #[arg(long = "tls")]
+    tls: bool,
+}
+
+impl PageServerArgs {
+    fn get(&self) -> crit::error::Result<Option<crit::dump::PageServer>> {
+        if self.tls {
+            return Err(crit::pageserver::error::PsError::Unsupported { what: "--tls" }.into());
+        }
+        Ok(match (self.page_server, &self.address, self.port) {
+            (true, Some(a), Some(p)) => Some(crit::dump::PageServer {
+                address: a.clone(),
+                port: p,
+            }),
+            _ => None,
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -239,6 +306,8 @@ struct PreDumpArgs {
     /// Internal: run as the worker of the `crit pre-dump` with this pid.
     #[arg(long = "worker", hide = true, value_name = "PPID")]
     worker: Option<i32>,
+    #[command(flatten)]
+    page_server: PageServerArgs,
 }
 
 #[derive(clap::Args)]
@@ -375,6 +444,37 @@ fn run(cli: Cli) -> crit::error::Result<()> {
             daemon,
             pidfile.as_deref().map(std::path::Path::new),
         ),
+        Cmd::PageServer {
+            dir,
+            address,
+            port,
+            status_fd,
+            daemon,
+            pidfile,
+            prev_images_dir,
+            lazy_pages,
+            tls,
+        } => {
+            use crit::pageserver::error::PsError;
+            if lazy_pages {
+                return Err(PsError::Unsupported {
+                    what: "--lazy-pages",
+                }
+                .into());
+            }
+            if tls {
+                return Err(PsError::Unsupported { what: "--tls" }.into());
+            }
+            crit::pageserver::server::run(&crit::pageserver::server::ServerOpts {
+                dir,
+                address,
+                port,
+                status_fd,
+                daemon,
+                pidfile,
+                prev_images_dir,
+            })
+        }
         Cmd::Check => match crit::rpc::check() {
             Ok(()) => {
                 println!("Looks good.");
@@ -446,6 +546,7 @@ fn dump(a: DumpArgs) -> crit::error::Result<()> {
         notify_fd: a.notify_fd,
         action_scripts: a.action_script,
         freeze_cgroup: a.freeze_cgroup.map(Into::into),
+        page_server: a.page_server.get()?,
     };
     let summary = crit::dump::dump(&opts)?;
     eprintln!("crit: {summary}");
@@ -467,6 +568,7 @@ fn pre_dump(a: PreDumpArgs) -> crit::error::Result<()> {
         worker_of: a.worker,
         prev_images_dir: a.prev_images_dir,
         track_mem: true,
+        page_server: a.page_server.get()?,
         ..Default::default()
     };
     let r = crit::dump::predump::pre_dump(&opts)?;

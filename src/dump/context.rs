@@ -88,13 +88,14 @@ impl<'a> DumpCtx<'a> {
         dir: &'a mut ImgDir,
         probes: Probes,
         timing: Timing,
+        remote: Option<crate::pageserver::client::Client>,
     ) -> Result<DumpCtx<'a>> {
         let mut ids = Ids::default();
         // The dumper's own objects take the first ids, as in CRIU.
         let root_ids = ids.task(std::process::id() as i32)?;
         let mut socks = Sockets::default();
         socks.net_ns_id = root_ids.net_ns_id;
-        let pages = PageWriter::new(&dir.dir);
+        let pages = PageWriter::new(&dir.dir, remote);
         Ok(DumpCtx {
             opts,
             log,

@@ -447,6 +447,15 @@ pub enum DumpError {
     },
     #[error("pid {pid}: page copy cancelled")]
     CopyCancelled { pid: i32 },
+    #[error(
+        "the page server holds no parent images of {pagemap}: give it --prev-images-dir \
+         (as the dump's)"
+    )]
+    NoParentOnPageServer { pagemap: String },
+    #[error("the page server session is already closed")]
+    PageServerClosed,
+    #[error("{what} is not supported")]
+    Unsupported { what: &'static str },
     #[error("pid {pid}: memory reader panicked")]
     MemoryReaderPanicked { pid: i32 },
     #[error("a page writer thread panicked")]

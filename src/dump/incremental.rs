@@ -29,6 +29,14 @@ pub struct Parent {
     pub trackers: Trackers,
 }
 
+/// Where a dump that sent its pages to a page server keeps the pagemap
+/// of task `vpid` it sent (the server writes its own copy, which is what
+/// restores read): what a dump on top of this one may leave to it. A
+/// hidden name, which restores (crit's and CRIU's) do not look at.
+pub fn sent_pagemap(vpid: i32) -> String {
+    format!(".crit-sent-pagemap-{vpid}")
+}
+
 impl Parent {
     /// Opens the previous dump `prev` of images directory `dir` and takes
     /// its trackers from its keeper: they must be of the tree of `root`
@@ -70,9 +78,14 @@ impl Parent {
     }
 
     /// The pages the previous dump holds (itself or through its own
-    /// parents) for task `vpid`, as address ranges.
+    /// parents) for task `vpid`, as address ranges. A previous dump that
+    /// sent its pages to a page server kept a copy of each pagemap it
+    /// sent ([`sent_pagemap`]).
     pub fn held(&self, vpid: i32) -> Result<Ranges> {
-        let name = format!("pagemap-{vpid}.img");
+        let mut name = format!("pagemap-{vpid}.img");
+        if !self.images.exists(&name) {
+            name = sent_pagemap(vpid);
+        }
         if !self.images.exists(&name) {
             return Ok(Ranges::new());
         }

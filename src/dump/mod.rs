@@ -53,7 +53,7 @@ pub mod tty;
 pub mod vmsplice;
 pub mod write;
 
-pub use opts::{DumpOpts, ExtUnix, NsOpts, Summary};
+pub use opts::{DumpOpts, ExtUnix, NsOpts, PageServer, Summary};
 
 use crate::action::{Notifier, Script};
 use crate::error::Result;
@@ -88,7 +88,8 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
         Some(p) => Some(incremental::Parent::open(&opts.dir, p, opts.pid)?),
         None => None,
     };
-    let (s, trackers) = dump_into(opts, &log, &mut dir, parent, &notify)?;
+    let remote = connect(opts)?;
+    let (s, trackers) = dump_into(opts, &log, &mut dir, parent, &notify, remote)?;
     if opts.track_mem && opts.leave_running {
         track::keep::hand_off(&opts.dir, &trackers)?;
     }
@@ -96,16 +97,26 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
     Ok(s)
 }
 
-/// The dump itself, into `dir` (kept by the caller), on top of `parent`;
-/// returns the trackers of the tasks that run on (the parent's, and new
-/// ones with `--track-mem -R`). The action points (crate::action) go to
-/// `notify`.
+/// The page server connection of `--page-server`, made before anything
+/// is frozen.
+pub fn connect(opts: &DumpOpts) -> Result<Option<crate::pageserver::client::Client>> {
+    opts.page_server
+        .as_ref()
+        .map(|ps| crate::pageserver::client::Client::connect(&ps.address, ps.port))
+        .transpose()
+}
+
+/// The dump itself, into `dir` (kept by the caller), on top of `parent`,
+/// pages to the page server `remote` if given; returns the trackers of
+/// the tasks that run on (the parent's, and new ones with `--track-mem
+/// -R`). The action points (crate::action) go to `notify`.
 pub fn dump_into(
     opts: &DumpOpts,
     log: &progress::Log,
     dir: &mut imgdir::ImgDir,
     parent: Option<incremental::Parent>,
     notify: &Notifier,
+    remote: Option<crate::pageserver::client::Client>,
 ) -> Result<(Summary, track::Trackers)> {
     let t0 = Instant::now();
     let probes = Probes::read()?;
@@ -124,7 +135,7 @@ pub fn dump_into(
     let mut trackers = track::Trackers::default();
     let mut last = None;
     let mut own_net = false;
-    let res = DumpCtx::new(opts, log, &frozen, dir, probes, timing)
+    let res = DumpCtx::new(opts, log, &frozen, dir, probes, timing, remote)
         .and_then(|mut ctx| {
             ctx.socks.repair = Some(tcp.clone());
             ctx.parent = parent;
@@ -279,6 +290,12 @@ pub(crate) fn precheck(opts: &DumpOpts) -> Result<()> {
     }
     if let Some(cg) = &opts.freeze_cgroup {
         check_freeze_cgroup(cg, pid)?;
+    }
+    if opts.page_server.is_some() && opts.pre_copy {
+        return Err(DumpError::Unsupported {
+            what: "--pre-copy with --page-server (its rounds are local images)",
+        }
+        .into());
     }
     Ok(())
 }

@@ -155,6 +155,16 @@ pub struct DumpOpts {
     pub pre_copy: bool,
     /// Set in the worker process: the pid of the `crit dump` that waits.
     pub worker_of: Option<i32>,
+    /// `--page-server --address A --port P`: pages go to this page
+    /// server instead of the images directory.
+    pub page_server: Option<PageServer>,
+}
+
+/// Where a page server listens.
+#[derive(Clone, Debug, Default)]
+pub struct PageServer {
+    pub address: String,
+    pub port: u16,
 }
 
 /// What a dump did, for the summary line.
@@ -165,6 +175,8 @@ pub struct Summary {
     pub fds: usize,
     pub sockets: usize,
     pub bytes: u64,
+    /// Bytes of pages sent to a page server.
+    pub sent: u64,
     pub pages: u64,
     pub frozen: std::time::Duration,
     /// Resuming, or killing and waiting for the tasks to exit.
@@ -176,12 +188,16 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "dumped {} task(s) ({} thread(s)), {} fd(s), {} socket(s), {:.1} MiB written, frozen {:.3} s (release {:.3} s, total {:.3} s)",
+            "dumped {} task(s) ({} thread(s)), {} fd(s), {} socket(s), {:.1} MiB written{}, frozen {:.3} s (release {:.3} s, total {:.3} s)",
             self.tasks,
             self.threads,
             self.fds,
             self.sockets,
             self.bytes as f64 / (1024.0 * 1024.0),
+            match self.sent {
+                0 => String::new(),
+                n => format!(" ({:.1} MiB of pages sent to the page server)", n as f64 / 1048576.0),
+            },
             self.frozen.as_secs_f64(),
             self.release.as_secs_f64(),
             self.total.as_secs_f64()

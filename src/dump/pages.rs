@@ -7,6 +7,10 @@
 //! tracer) and writes it. Pages ids are given in submission order;
 //! nothing is committed until the main thread takes the results, so a
 //! failed dump leaves no pages behind.
+//!
+//! With a page server ([`crate::pageserver`]) the batches go to its
+//! connection instead, each in its turn (batches are numbered as they are
+//! queued), with the pagemap's commands between them.
 
 use super::error::DumpError;
 use super::imgdir::Stream;
@@ -15,6 +19,8 @@ use super::pagemap::{Run, PE_PARENT};
 use crate::error::{Error, Result};
 use crate::image::pb;
 use crate::image::typed::ImageBuilder;
+use crate::pageserver::client::Client;
+use crate::pageserver::wire::{Dst, Header};
 use crate::sys::inject::Injector;
 use crate::sys::remote;
 use std::collections::VecDeque;
@@ -39,6 +45,36 @@ struct Batch {
     /// The pieces' pages, already in a pipe (see [`super::vmsplice`]);
     /// else they are read with process_vm_readv.
     pipe: Option<OwnedFd>,
+    /// Its place in the queue (the page server's turn).
+    seq: u64,
+    /// To a page server: the commands this batch sends, its pieces as
+    /// `Data` in order.
+    msgs: Vec<Msg>,
+}
+
+/// One page server command of a batch.
+enum Msg {
+    /// OPEN2 of the job's pagemap; `holes`: the job leaves pages to the
+    /// parent images, which the server must hold.
+    Open { holes: bool },
+    /// Pages left to the parent images.
+    Hole { vaddr: u64, nr_pages: u64 },
+    /// The batch's next piece, with its pagemap flags.
+    Data { vaddr: u64, len: usize, flags: u32 },
+}
+
+impl Batch {
+    fn new(job: usize, offset: u64) -> Batch {
+        Batch {
+            job,
+            pieces: Vec::new(),
+            offset,
+            len: 0,
+            pipe: None,
+            seq: 0,
+            msgs: Vec::new(),
+        }
+    }
 }
 
 struct JobFile {
@@ -46,7 +82,10 @@ struct JobFile {
     /// The task runs on while it is copied (pre-dump): pages unmapped
     /// meanwhile read as zeros (see [`read_live`]).
     live: bool,
-    stream: Stream,
+    /// The pages file; None when pages go to a page server.
+    stream: Option<Stream>,
+    /// The pagemap, for a page server.
+    dst: Dst,
     /// Held while writing to the file.
     writing: Mutex<()>,
 }
@@ -67,6 +106,35 @@ struct Shared {
     count: Arc<Counters>,
     /// Queued batches that hold a pipe (each an fd of crit's).
     pipes: AtomicUsize,
+    /// The page server's connection, when pages go there.
+    remote: Option<Remote>,
+}
+
+/// A page server connection shared by the copying threads, which send
+/// their batches in queue order.
+struct Remote {
+    turn: Mutex<Turn>,
+    cv: Condvar,
+}
+
+struct Turn {
+    client: Option<Client>,
+    /// The batch whose turn it is.
+    next: u64,
+}
+
+impl Shared {
+    /// Stops every copying thread (one failed, or the dump did).
+    fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        self.cv.notify_all();
+        if let Some(r) = &self.remote {
+            // Under its lock: a thread between its check and its wait
+            // would miss the wake-up.
+            let _t = r.turn.lock().unwrap_or_else(|e| e.into_inner());
+            r.cv.notify_all();
+        }
+    }
 }
 
 /// Pipes queued at most: past this the submitting thread writes some out
@@ -90,9 +158,30 @@ pub struct Counters {
 /// One task's copied memory, ready to commit.
 pub struct Done {
     pub pid: i32,
-    pub stream: Stream,
+    /// Its pages file (none when a page server has the pages).
+    pub stream: Option<Stream>,
     pub pagemap: ImageBuilder,
     pub pages: u64,
+}
+
+impl Done {
+    /// Commits the pages file and writes the pagemap of task `vpid`;
+    /// when a page server has them, keeps the pagemap apart (see
+    /// [`super::incremental::sent_pagemap`]). Returns the bytes sent.
+    pub fn commit(self, dir: &mut super::imgdir::ImgDir, vpid: i32) -> Result<u64> {
+        match self.stream {
+            Some(s) => {
+                dir.finish(s)?;
+                dir.write(&format!("pagemap-{vpid}.img"), &self.pagemap)?;
+                Ok(0)
+            }
+            None => {
+                let name = super::incremental::sent_pagemap(vpid);
+                dir.write(&name, &self.pagemap)?;
+                Ok(self.pages * PAGE_SIZE)
+            }
+        }
+    }
 }
 
 pub struct PageWriter {
@@ -104,6 +193,8 @@ pub struct PageWriter {
     maps: Vec<(ImageBuilder, u64)>,
     /// See [`max_pipes`].
     max_pipes: usize,
+    /// Batches queued so far.
+    queued: u64,
 }
 
 /// When a thread stops taking batches.
@@ -148,7 +239,10 @@ fn work(sh: &Shared, until: Until) {
         let (r, tr, tw) = match &b.pipe {
             Some(pipe) => {
                 let t = std::time::Instant::now();
-                let r = job.splice_at(pipe, b.offset, b.len);
+                let r = match &sh.remote {
+                    Some(rm) => rm.send(sh, &job, &b, Src::Pipe(pipe)),
+                    None => job.splice_at(pipe, b.offset, b.len),
+                };
                 sh.pipes.fetch_sub(1, Ordering::Relaxed);
                 (r, Duration::ZERO, t.elapsed())
             }
@@ -157,13 +251,17 @@ fn work(sh: &Shared, until: Until) {
                     buf.resize(b.len, 0);
                 }
                 let t = std::time::Instant::now();
-                let r = match job.live {
-                    true => read_live(job.pid, &b.pieces, &mut buf[..b.len]),
-                    false => read_mem(job.pid, &b.pieces, &mut buf[..b.len]),
+                let r = match (job.live, b.len) {
+                    (_, 0) => Ok(()),
+                    (true, _) => read_live(job.pid, &b.pieces, &mut buf[..b.len]),
+                    (false, _) => read_mem(job.pid, &b.pieces, &mut buf[..b.len]),
                 };
                 let tr = t.elapsed();
                 let t = std::time::Instant::now();
-                let r = r.and_then(|_| job.write_at(&buf[..b.len], b.offset));
+                let r = r.and_then(|_| match &sh.remote {
+                    Some(rm) => rm.send(sh, &job, &b, Src::Buf(&buf[..b.len])),
+                    None => job.write_at(&buf[..b.len], b.offset),
+                });
                 (r, tr, t.elapsed())
             }
         };
@@ -180,27 +278,86 @@ fn work(sh: &Shared, until: Until) {
             if q.error.is_none() {
                 q.error = Some(e);
             }
-            sh.cancel.store(true, Ordering::Relaxed);
-            sh.cv.notify_all();
+            drop(q);
+            sh.cancel();
             return;
         }
     }
 }
 
 impl JobFile {
+    fn stream(&self) -> Result<&Stream> {
+        Ok(self
+            .stream
+            .as_ref()
+            .ok_or(DumpError::WriterHoldsFile { pid: self.pid })?)
+    }
+
     /// Writes one batch at its place. Reads run in parallel; writes to
     /// one file take turns here, since the file system serialises them
     /// anyway on the file's lock, and its waiters spin (a third of the
     /// CPU of a 4 GiB dump went to that spinning).
     fn write_at(&self, data: &[u8], offset: u64) -> Result<()> {
         let _turn = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-        self.stream.write_at(data, offset)
+        self.stream()?.write_at(data, offset)
     }
 
     /// Like [`JobFile::write_at`], the `len` bytes coming from `pipe`.
     fn splice_at(&self, pipe: &OwnedFd, offset: u64, len: usize) -> Result<()> {
         let _turn = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-        self.stream.splice_at(pipe, offset, len)
+        self.stream()?.splice_at(pipe, offset, len)
+    }
+}
+
+/// Where a batch's pages are.
+enum Src<'a> {
+    Pipe(&'a OwnedFd),
+    Buf(&'a [u8]),
+}
+
+impl Remote {
+    /// Sends batch `b` of `job` once every batch queued before it is
+    /// sent.
+    fn send(&self, sh: &Shared, job: &JobFile, b: &Batch, src: Src) -> Result<()> {
+        let mut turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
+        while turn.next != b.seq {
+            if sh.cancel.load(Ordering::Relaxed) {
+                return Err(DumpError::CopyCancelled { pid: job.pid }.into());
+            }
+            turn = self.cv.wait(turn).unwrap_or_else(|e| e.into_inner());
+        }
+        let c = turn
+            .client
+            .as_mut()
+            .ok_or(DumpError::CopyCancelled { pid: job.pid })?;
+        let mut at = 0usize;
+        for m in &b.msgs {
+            match *m {
+                Msg::Open { holes } => {
+                    if !c.open(job.dst)? && holes {
+                        return Err(DumpError::NoParentOnPageServer {
+                            pagemap: job.dst.pagemap_name(),
+                        }
+                        .into());
+                    }
+                }
+                Msg::Hole { vaddr, nr_pages } => {
+                    c.header(Header::add(job.dst, vaddr, nr_pages, PE_PARENT), true)?
+                }
+                Msg::Data { vaddr, len, flags } => {
+                    let pages = len as u64 / PAGE_SIZE;
+                    c.header(Header::add(job.dst, vaddr, pages, flags), true)?;
+                    match src {
+                        Src::Pipe(p) => c.data_from_pipe(p, len)?,
+                        Src::Buf(buf) => c.data(&buf[at..at + len])?,
+                    }
+                    at += len;
+                }
+            }
+        }
+        turn.next += 1;
+        self.cv.notify_all();
+        Ok(())
     }
 }
 
@@ -270,7 +427,8 @@ fn read_live(pid: i32, pieces: &[(u64, usize)], buf: &mut [u8]) -> Result<()> {
 }
 
 impl PageWriter {
-    pub fn new(dir: &Path) -> PageWriter {
+    /// Page writers into `dir`, or to the page server `remote`.
+    pub fn new(dir: &Path, remote: Option<Client>) -> PageWriter {
         let shared = Arc::new(Shared {
             q: Mutex::new(Queue::default()),
             cv: Condvar::new(),
@@ -278,6 +436,13 @@ impl PageWriter {
             cancel: AtomicBool::new(false),
             count: Arc::default(),
             pipes: AtomicUsize::new(0),
+            remote: remote.map(|c| Remote {
+                turn: Mutex::new(Turn {
+                    client: Some(c),
+                    next: 0,
+                }),
+                cv: Condvar::new(),
+            }),
         });
         let threads = (0..WRITERS)
             .map(|_| {
@@ -292,7 +457,13 @@ impl PageWriter {
             next_id: 0,
             maps: Vec::new(),
             max_pipes: max_pipes(),
+            queued: 0,
         }
+    }
+
+    /// Pages go to a page server.
+    pub fn is_remote(&self) -> bool {
+        self.shared.remote.is_some()
     }
 
     /// The copy counters, for a progress display.
@@ -310,21 +481,20 @@ impl PageWriter {
     /// `inj`, an injector into the (frozen) task, the pages go into pipes
     /// first ([`super::vmsplice`]), for one copy instead of two; without,
     /// the task may be running (pre-dump) and they are read as they are.
-    /// Runs flagged PE_PARENT only get their pagemap entry.
-    pub fn submit(&mut self, pid: i32, runs: Vec<Run>, inj: Option<&mut Injector>) -> Result<u32> {
+    /// Runs flagged PE_PARENT only get their pagemap entry. `vpid` is
+    /// the task's pid in the images.
+    pub fn submit(
+        &mut self,
+        pid: i32,
+        vpid: i32,
+        runs: Vec<Run>,
+        inj: Option<&mut Injector>,
+    ) -> Result<u32> {
         let pages_id = self.next_id();
         let mut pm = ImageBuilder::new("PAGEMAP")?;
         pm.entry(&pb::PagemapHead { pages_id });
-        let mut batches = Vec::new();
-        let mut cur = Batch {
-            job: self.maps.len(),
-            pieces: Vec::new(),
-            offset: 0,
-            len: 0,
-            pipe: None,
-        };
-        let mut offset = 0u64;
-        let mut pages = 0u64;
+        let remote = self.is_remote();
+        let (mut batches, offset, pages) = cut(self.maps.len(), &runs, remote);
         for r in &runs {
             pm.entry(&pb::PagemapEntry {
                 vaddr: r.vaddr,
@@ -333,36 +503,19 @@ impl PageWriter {
                 flags: Some(r.flags),
                 nr_pages: Some(r.nr_pages),
             });
-            if r.flags & PE_PARENT != 0 {
-                continue;
-            }
-            pages += r.nr_pages;
-            let mut addr = r.vaddr;
-            let mut left = (r.nr_pages * PAGE_SIZE) as usize;
-            while left > 0 {
-                let n = left.min(BATCH - cur.len);
-                cur.pieces.push((addr, n));
-                cur.len += n;
-                addr += n as u64;
-                left -= n;
-                offset += n as u64;
-                if cur.len == BATCH {
-                    let next = Batch {
-                        job: cur.job,
-                        pieces: Vec::new(),
-                        offset,
-                        len: 0,
-                        pipe: None,
-                    };
-                    batches.push(std::mem::replace(&mut cur, next));
-                }
-            }
         }
-        if cur.len > 0 {
-            batches.push(cur);
+        if let Some(first) = batches.first_mut().filter(|_| remote) {
+            let holes = runs.iter().any(|r| r.flags & PE_PARENT != 0);
+            first.msgs.insert(0, Msg::Open { holes });
         }
-        let mut stream = Stream::create(&self.dir.join(format!("pages-{pages_id}.img")))?;
-        stream.add_bytes(offset);
+        let stream = match remote {
+            true => None,
+            false => {
+                let mut s = Stream::create(&self.dir.join(format!("pages-{pages_id}.img")))?;
+                s.add_bytes(offset);
+                Some(s)
+            }
+        };
         self.shared
             .jobs
             .lock()
@@ -371,6 +524,7 @@ impl PageWriter {
                 pid,
                 live: inj.is_none(),
                 stream,
+                dst: Dst::Task(vpid as u64),
                 writing: Mutex::new(()),
             }));
         self.maps.push((pm, pages));
@@ -385,7 +539,7 @@ impl PageWriter {
             self.queue(batches)?;
             return Ok(pages_id);
         };
-        let mut rest = batches.into_iter().peekable();
+        let mut rest = batches.drain(..).peekable();
         while rest.peek().is_some() {
             let mut group: Vec<Batch> = rest.by_ref().take(super::vmsplice::PER_RUN).collect();
             work(&self.shared, Until::PipesBelow(self.max_pipes));
@@ -400,9 +554,64 @@ impl PageWriter {
         }
         Ok(pages_id)
     }
+}
 
-    /// Hands batches to the writers (or reports a writer's failure).
-    fn queue(&self, batches: Vec<Batch>) -> Result<()> {
+/// Cuts the present pages of `runs` into batches of job `job` at their
+/// places in the pages file; returns them, the file's length and the
+/// page count. For a page server (`remote`) the batches carry their
+/// commands, holes included (a job of holes only gets a batch of
+/// commands).
+fn cut(job: usize, runs: &[Run], remote: bool) -> (Vec<Batch>, u64, u64) {
+    let mut batches = Vec::new();
+    let mut cur = Batch::new(job, 0);
+    let mut offset = 0u64;
+    let mut pages = 0u64;
+    for r in runs {
+        if r.flags & PE_PARENT != 0 {
+            if remote {
+                cur.msgs.push(Msg::Hole {
+                    vaddr: r.vaddr,
+                    nr_pages: r.nr_pages,
+                });
+            }
+            continue;
+        }
+        pages += r.nr_pages;
+        let mut addr = r.vaddr;
+        let mut left = (r.nr_pages * PAGE_SIZE) as usize;
+        while left > 0 {
+            let n = left.min(BATCH - cur.len);
+            cur.pieces.push((addr, n));
+            if remote {
+                cur.msgs.push(Msg::Data {
+                    vaddr: addr,
+                    len: n,
+                    flags: r.flags,
+                });
+            }
+            cur.len += n;
+            addr += n as u64;
+            left -= n;
+            offset += n as u64;
+            if cur.len == BATCH {
+                batches.push(std::mem::replace(&mut cur, Batch::new(job, offset)));
+            }
+        }
+    }
+    if cur.len > 0 || !cur.msgs.is_empty() || (remote && batches.is_empty()) {
+        batches.push(cur);
+    }
+    (batches, offset, pages)
+}
+
+impl PageWriter {
+    /// Hands batches to the writers (or reports a writer's failure),
+    /// numbered in queue order.
+    fn queue(&mut self, mut batches: Vec<Batch>) -> Result<()> {
+        for b in &mut batches {
+            b.seq = self.queued;
+            self.queued += 1;
+        }
         let mut q = self.shared.q.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = q.error.take() {
             return Err(e);
@@ -449,15 +658,117 @@ impl PageWriter {
         }
         Ok((out, times))
     }
+
+    /// Sends pagemap `dst` whole to the page server, after [`finish`]:
+    /// `runs` (present pages) read with `read`. Returns the page count.
+    ///
+    /// [`finish`]: PageWriter::finish
+    pub fn send_whole(&self, dst: Dst, runs: &[Run], read: super::mm::ReadMem) -> Result<u64> {
+        let mut turn = self.remote_turn()?;
+        let c = turn.client.as_mut().ok_or(DumpError::PageServerClosed)?;
+        c.open(dst)?;
+        let mut buf = Vec::new();
+        let mut pages = 0;
+        for r in runs {
+            let len = (r.nr_pages * PAGE_SIZE) as usize;
+            c.header(Header::add(dst, r.vaddr, r.nr_pages, r.flags), true)?;
+            buf.resize(len, 0);
+            read(0, &[(r.vaddr, len)], &mut buf)?;
+            c.data(&buf)?;
+            pages += r.nr_pages;
+        }
+        Ok(pages)
+    }
+
+    /// Ends the page server session (the server then keeps what it got);
+    /// nothing to do without one.
+    pub fn close_remote(&self) -> Result<()> {
+        if self.shared.remote.is_none() {
+            return Ok(());
+        }
+        let mut turn = self.remote_turn()?;
+        match turn.client.take() {
+            Some(c) => c.close(),
+            None => Err(DumpError::PageServerClosed.into()),
+        }
+    }
+
+    fn remote_turn(&self) -> Result<std::sync::MutexGuard<'_, Turn>> {
+        let r = self
+            .shared
+            .remote
+            .as_ref()
+            .ok_or(DumpError::PageServerClosed)?;
+        Ok(r.turn.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 impl Drop for PageWriter {
     fn drop(&mut self) {
         // A dump that failed: stop copying; uncommitted files vanish.
-        self.shared.cancel.store(true, Ordering::Relaxed);
-        self.shared.cv.notify_all();
+        self.shared.cancel();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dump::pagemap::PE_PRESENT;
+
+    fn run(vaddr: u64, nr_pages: u64, flags: u32) -> Run {
+        Run {
+            vaddr,
+            nr_pages,
+            flags,
+        }
+    }
+
+    /// (kind, vaddr, pages) of a batch's commands.
+    fn msgs(b: &Batch) -> Vec<(char, u64, u64)> {
+        b.msgs
+            .iter()
+            .map(|m| match *m {
+                Msg::Open { .. } => ('o', 0, 0),
+                Msg::Hole { vaddr, nr_pages } => ('h', vaddr, nr_pages),
+                Msg::Data { vaddr, len, .. } => ('d', vaddr, len as u64 / PAGE_SIZE),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_carry_holes_and_pieces_in_address_order() {
+        let per = BATCH as u64 / PAGE_SIZE;
+        let runs = [
+            run(0, 1, PE_PARENT),
+            run(PAGE_SIZE, per + 1, PE_PRESENT),
+            run(1 << 30, 2, PE_PARENT),
+        ];
+        let (b, len, pages) = cut(0, &runs, true);
+        assert_eq!((len, pages), ((per + 1) * PAGE_SIZE, per + 1));
+        assert_eq!(b.len(), 2);
+        assert_eq!(msgs(&b[0]), vec![('h', 0, 1), ('d', PAGE_SIZE, per)]);
+        let second = (per + 1) * PAGE_SIZE;
+        assert_eq!(msgs(&b[1]), vec![('d', second, 1), ('h', 1 << 30, 2)]);
+        assert_eq!(
+            (b[1].offset, b[1].len),
+            (per * PAGE_SIZE, PAGE_SIZE as usize)
+        );
+        // The same runs into a file: pieces only.
+        let (b, _, _) = cut(0, &runs, false);
+        assert_eq!(b.len(), 2);
+        assert!(b.iter().all(|b| b.msgs.is_empty()));
+    }
+
+    #[test]
+    fn a_task_without_pages_still_opens_its_pagemap_on_a_page_server() {
+        let (b, len, _) = cut(3, &[run(0, 4, PE_PARENT)], true);
+        assert_eq!((b.len(), len), (1, 0));
+        assert_eq!(msgs(&b[0]), vec![('h', 0, 4)]);
+        let (b, _, _) = cut(3, &[], true);
+        assert_eq!(b.len(), 1);
+        assert!(cut(3, &[], false).0.is_empty());
     }
 }

@@ -59,7 +59,7 @@ pub fn dump(opts: &DumpOpts, log: &Log, notify: &crate::action::Notifier) -> Res
             p.link = parent_link(&p);
             p
         });
-        let (r, trackers) = super::predump::round(opts.pid, log, &mut rdir, p, false)?;
+        let (r, trackers) = super::predump::round(opts.pid, log, &mut rdir, p, false, None)?;
         rdir.keep();
         log.step(&format!("pre-copy round {n}: {r}"));
         parent = Some(Parent::of_round(
@@ -76,7 +76,7 @@ pub fn dump(opts: &DumpOpts, log: &Log, notify: &crate::action::Notifier) -> Res
     // dump's sync, frozen, then has only its own pages to write.
     crate::image::typed::sync_filesystem(&rounds.0)?;
     log.step("final round: freezing the tree");
-    let (mut s, trackers) = super::dump_into(opts, log, &mut dir, parent, notify)?;
+    let (mut s, trackers) = super::dump_into(opts, log, &mut dir, parent, notify, None)?;
     log.step("making the images self-contained");
     let t = std::time::Instant::now();
     let from_rounds = super::flatten::flatten(&opts.dir)?;

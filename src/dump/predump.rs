@@ -81,7 +81,8 @@ pub fn pre_dump(opts: &DumpOpts) -> Result<Round> {
         Some(p) => Some(Parent::open(&opts.dir, p, opts.pid)?),
         None => None,
     };
-    let (r, trackers) = round(opts.pid, &log, &mut dir, parent, true)?;
+    let remote = super::connect(opts)?;
+    let (r, trackers) = round(opts.pid, &log, &mut dir, parent, true, remote)?;
     super::track::keep::hand_off(&opts.dir, &trackers)?;
     dir.keep();
     log.info(&r.to_string());
@@ -98,6 +99,7 @@ pub fn round(
     dir: &mut ImgDir,
     parent: Option<Parent>,
     durable: bool,
+    remote: Option<crate::pageserver::client::Client>,
 ) -> Result<(Round, Trackers)> {
     let t0 = Instant::now();
     let probes = Probes::read()?;
@@ -114,14 +116,15 @@ pub fn round(
     let (jobs, parent_pages, scanned) = pages(seen, probes, parent.as_ref())?;
     let t_copy = Instant::now();
     log.step(&format!("copying the memory of {} task(s)", jobs.len()));
-    let mut pw = PageWriter::new(&dir.dir);
+    let mut pw = PageWriter::new(&dir.dir, remote);
     let mut vpids = Vec::with_capacity(jobs.len());
     for (pid, vpid, runs) in jobs {
-        pw.submit(pid, runs, None)?;
+        pw.submit(pid, vpid, runs, None)?;
         vpids.push(vpid);
     }
     pw.help();
     let (done, (t_read, t_write)) = pw.finish()?;
+    pw.close_remote()?;
     let copy = t_copy.elapsed();
     let mut r = Round {
         tasks: done.len(),
@@ -131,9 +134,8 @@ pub fn round(
         ..Default::default()
     };
     for (d, vpid) in done.into_iter().zip(vpids) {
-        dir.finish(d.stream)?;
-        dir.write(&format!("pagemap-{vpid}.img"), &d.pagemap)?;
         r.pages += d.pages;
+        d.commit(dir, vpid)?;
     }
     let stats = pb::DumpStatsEntry {
         freezing_time: (t_frozen - t0).as_micros() as u32,

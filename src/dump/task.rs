@@ -128,6 +128,7 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
     // injection, the memory goes to the page writers, which copy it
     // while the descriptors are dumped (the injection's own pipes are
     // closed again before it ends).
+    let vpid = ctx.ns.pids.get(pid);
     let pages = &mut ctx.pages;
     let mut runs = (!shared_vm).then(|| mem.runs.clone());
     // With --track-mem -R, a task not tracked yet gets a tracker now, so
@@ -151,7 +152,7 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
             trackers.insert(tr);
         }
         if let Some(runs) = runs.take() {
-            pages.submit(pid, runs, Some(inj))?;
+            pages.submit(pid, vpid, runs, Some(inj))?;
         }
         Ok(())
     };

@@ -14,6 +14,7 @@ use super::{mm, tree, Summary};
 use crate::error::Result;
 use crate::image::pb;
 use crate::image::typed::ImageBuilder;
+use crate::pageserver::wire::Dst;
 use std::time::Duration;
 
 /// Task memory the page writer has copied, not yet committed.
@@ -45,6 +46,8 @@ pub fn images(ctx: &mut DumpCtx, all: Collection, copied: Copied) -> Result<Summ
     write_shared_memory(ctx, &mut s, &mut st)?;
     let ns = super::ns::images(&ctx.ns, all.ns)?;
     write_namespaces(ctx, ns, &mut s, &mut st)?;
+    // Every page is sent: the page server keeps them once it answers.
+    ctx.pages.close_remote()?;
     if let Some(cg) = ctx.cgroups.entry() {
         let mut b = ImageBuilder::new("CGROUP")?;
         b.entry(&cg);
@@ -117,9 +120,9 @@ fn write_pages(
     st: &mut pb::DumpStatsEntry,
 ) -> Result<()> {
     for d in copied.done {
-        dir.finish(d.stream)?;
-        dir.write(&format!("pagemap-{}.img", pids.get(d.pid)), &d.pagemap)?;
         s.pages += d.pages;
+        let vpid = pids.get(d.pid);
+        s.sent += d.commit(dir, vpid)?;
     }
     let (t_read, t_write) = copied.times;
     st.pages_written = s.pages;
@@ -220,8 +223,13 @@ fn write_shmem(
         }
         Ok(())
     };
-    let name = format!("pagemap-shmem-{ino}.img");
-    let n = mm::write_pages(ctx.dir, &name, pages_id, 0, &runs, 0, &read)?;
+    let n = match ctx.pages.is_remote() {
+        true => ctx.pages.send_whole(Dst::Shmem(ino), &runs, &read)?,
+        false => {
+            let name = format!("pagemap-shmem-{ino}.img");
+            mm::write_pages(ctx.dir, &name, pages_id, 0, &runs, 0, &read)?
+        }
+    };
     s.pages += n;
     st.shpages_written = Some(st.shpages_written.unwrap_or(0) + n);
     st.shpages_scanned = Some(st.shpages_scanned.unwrap_or(0) + n);

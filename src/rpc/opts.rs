@@ -24,7 +24,10 @@ pub struct Dirs {
 /// Refuses every set field crit does not honour.
 fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
     let set: [(&'static str, bool); 21] = [
-        ("ps (page server)", o.ps.is_some()),
+        (
+            "ps.fd (a page server connection handed in)",
+            o.ps.as_ref().is_some_and(|p| p.fd.is_some()),
+        ),
         ("auto_dedup", o.auto_dedup == Some(true)),
         ("veths", !o.veths.is_empty()),
         ("exec_cmd", !o.exec_cmd.is_empty()),
@@ -171,7 +174,29 @@ pub fn pre_dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>,
     a.push(d.images.display().to_string());
     log_args(o, d, "dump.log", &mut a);
     parent_args(o, &mut a);
+    page_server_args(o, &mut a)?;
     Ok(a)
+}
+
+/// `ps`: the pages go to a page server at address:port.
+fn page_server_args(o: &CriuOpts, a: &mut Vec<String>) -> Result<(), OptsError> {
+    let Some(ps) = &o.ps else {
+        return Ok(());
+    };
+    let (Some(addr), Some(port)) = (&ps.address, ps.port) else {
+        return Err(OptsError::Bad {
+            field: "ps",
+            why: "a page server needs its address and port".into(),
+        });
+    };
+    a.extend([
+        "--page-server".into(),
+        "--address".into(),
+        addr.clone(),
+        "--port".into(),
+        port.to_string(),
+    ]);
+    Ok(())
 }
 
 /// `external` and the older `ext_mnt` (the same for both engines).
@@ -203,6 +228,7 @@ pub fn dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>, Opt
         a.push(cg.clone());
     }
     parent_args(o, &mut a);
+    page_server_args(o, &mut a)?;
     if o.track_mem == Some(true) {
         a.push("--track-mem".into());
     }
@@ -241,6 +267,9 @@ pub fn dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>, Opt
 /// to `pidfile`.
 pub fn restore_args(o: &CriuOpts, d: &Dirs, pidfile: &Path) -> Result<Vec<String>, OptsError> {
     refuse_unsupported(o)?;
+    if o.ps.is_some() {
+        return Err(OptsError::Unsupported("ps (a page server) at restore"));
+    }
     let mut a = vec!["restore".to_string(), "-d".into()];
     common(o, d, "restore.log", &mut a);
     a.push("--pidfile".into());
@@ -325,6 +354,37 @@ mod tests {
             "restore -d -D /proc/7/fd/5 -o /proc/7/fd/6/r.log --pidfile /tmp/p --root /r \
              --inherit-fd fd[3]:extRootNetNS"
         );
+    }
+
+    #[test]
+    fn a_page_server_takes_the_pages_of_dumps_only() {
+        use crate::image::rpc_pb::CriuPageServerInfo;
+        let ps = |fd| CriuPageServerInfo {
+            address: Some("10.0.0.2".into()),
+            port: Some(1234),
+            pid: None,
+            fd,
+        };
+        let o = CriuOpts {
+            ps: Some(ps(None)),
+            ..Default::default()
+        };
+        let a = dump_args(&o, &dirs(), 9).unwrap().join(" ");
+        assert!(
+            a.ends_with("--page-server --address 10.0.0.2 --port 1234"),
+            "{a}"
+        );
+        let a = pre_dump_args(&o, &dirs(), 9).unwrap().join(" ");
+        assert!(
+            a.ends_with("--page-server --address 10.0.0.2 --port 1234"),
+            "{a}"
+        );
+        assert!(restore_args(&o, &dirs(), Path::new("/tmp/p")).is_err());
+        let o = CriuOpts {
+            ps: Some(ps(Some(5))),
+            ..Default::default()
+        };
+        assert!(dump_args(&o, &dirs(), 9).is_err());
     }
 
     #[test]

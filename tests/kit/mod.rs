@@ -6,6 +6,7 @@
 //! - [`restore`]: the CRIU 4.2 fixtures: lay them out, restore, check;
 //! - [`archive`]: checkpoint archives packed as podman packs them;
 //! - [`chain`]: incremental dumps made from a real one;
+//! - [`gens`]: a task that checks every page of its memory itself;
 //! - [`sys`]: processes for the kernel-layer tests (`sys_*`);
 //! - [`machine`]: what this machine's CPU and limits are;
 //! - [`tty`]: talking to a task through its terminal's master;
@@ -18,6 +19,7 @@ pub mod cc;
 pub mod chain;
 pub mod cli;
 pub mod dump;
+pub mod gens;
 pub mod host;
 pub mod machine;
 pub mod proc;

@@ -1,0 +1,137 @@
+//! The dump's side of a page server connection (`--page-server`): pages
+//! go over TCP instead of into pages files, one pagemap after another,
+//! each opened with OPEN2 and filled with ADD_F commands, then CLOSE,
+//! whose answer says the server has everything.
+
+use super::error::PsError;
+use super::wire::{self, Dst, Header};
+use crate::error::Result;
+use nix::sys::socket::{send, MsgFlags};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, AsRawFd};
+
+pub struct Client {
+    sock: TcpStream,
+    peer: String,
+}
+
+impl Client {
+    /// Connects to the page server at `addr`:`port` (an IPv4 or IPv6
+    /// address, or a host name).
+    pub fn connect(addr: &str, port: u16) -> Result<Client> {
+        let peer = format!("{addr}:{port}");
+        let sock = TcpStream::connect((addr, port)).map_err(|source| PsError::Connect {
+            peer: peer.clone(),
+            source,
+        })?;
+        // Headers go out with MSG_MORE; what waits for an answer must
+        // not wait for more data first.
+        sock.set_nodelay(true).map_err(|source| PsError::Io {
+            peer: peer.clone(),
+            what: "TCP_NODELAY",
+            source,
+        })?;
+        Ok(Client { sock, peer })
+    }
+
+    fn err(&self, what: &'static str) -> impl Fn(std::io::Error) -> PsError + '_ {
+        move |source| PsError::Io {
+            peer: self.peer.clone(),
+            what,
+            source,
+        }
+    }
+
+    /// Opens pagemap `dst` on the server; true if the server holds that
+    /// pagemap in its parent images.
+    pub fn open(&mut self, dst: Dst) -> Result<bool> {
+        self.header(Header::new(wire::OPEN2, Some(dst)), false)?;
+        let mut b = [0u8; 1];
+        let r = self.sock.read_exact(&mut b);
+        r.map_err(self.err("reading the answer to OPEN2"))?;
+        Ok(b[0] != 0)
+    }
+
+    /// Whether the server holds pagemap `dst` in its parent images.
+    pub fn has_parent(&mut self, dst: Dst) -> Result<bool> {
+        self.header(Header::new(wire::PARENT, Some(dst)), false)?;
+        Ok(self.read_i32("reading the answer to PARENT")? != 0)
+    }
+
+    /// Sends one header; `more`: data or another header follows at once.
+    pub fn header(&mut self, h: Header, more: bool) -> Result<()> {
+        let b = h.to_bytes();
+        let flags = if more {
+            MsgFlags::from_bits_retain(libc::MSG_MORE) | MsgFlags::MSG_NOSIGNAL
+        } else {
+            MsgFlags::MSG_NOSIGNAL
+        };
+        let mut at = 0;
+        while at < b.len() {
+            match send(self.sock.as_raw_fd(), &b[at..], flags) {
+                Ok(n) => at += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(self.err("sending a command")(e.into()).into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends page data from memory.
+    pub fn data(&mut self, b: &[u8]) -> Result<()> {
+        let r = self.sock.write_all(b);
+        r.map_err(self.err("sending pages"))?;
+        Ok(())
+    }
+
+    /// Sends `len` bytes of page data from `pipe` (splice: no copy
+    /// through crit's memory).
+    pub fn data_from_pipe(&mut self, pipe: &impl AsFd, len: usize) -> Result<()> {
+        let mut left = len;
+        while left > 0 {
+            let n = nix::fcntl::splice(
+                pipe.as_fd(),
+                None,
+                self.sock.as_fd(),
+                None,
+                left,
+                nix::fcntl::SpliceFFlags::SPLICE_F_MOVE,
+            );
+            match n {
+                Ok(0) => {
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the pipe ended {left} bytes short"),
+                    );
+                    return Err(self.err("sending pages")(e).into());
+                }
+                Ok(n) => left -= n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(self.err("sending pages")(e.into()).into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn read_i32(&mut self, what: &'static str) -> Result<i32> {
+        let mut b = [0u8; 4];
+        let r = self.sock.read_exact(&mut b);
+        r.map_err(self.err(what))?;
+        Ok(i32::from_ne_bytes(b))
+    }
+
+    /// Ends the session: the server answers once it has every page.
+    pub fn close(mut self) -> Result<()> {
+        self.header(Header::new(wire::CLOSE, None), false)?;
+        let status = self.read_i32("reading the answer to CLOSE")?;
+        if status != 0 {
+            return Err(PsError::Status {
+                peer: self.peer,
+                status,
+            }
+            .into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,55 @@
+//! What can go wrong between a dump and a page server, on either side.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PsError {
+    #[error("page server {peer}: cannot connect: {source}")]
+    Connect {
+        peer: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("page server {peer}: {what}: {source}")]
+    Io {
+        peer: String,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("page server {peer}: it answered the close with status {status}")]
+    Status { peer: String, status: i32 },
+    #[error("page server: cannot listen on {addr} port {port}: {source}")]
+    Listen {
+        addr: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("page server: {peer}: at byte {offset} of the stream: {why}")]
+    Protocol {
+        peer: String,
+        offset: u64,
+        why: String,
+    },
+    #[error(
+        "page server: {peer}: the dump went away before it closed the session; \
+         nothing of it was kept"
+    )]
+    NotFlushed { peer: String },
+    #[error("{}: {what}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} is not supported by crit's page server yet")]
+    Unsupported { what: &'static str },
+}
+
+impl From<PsError> for crate::error::Error {
+    fn from(e: PsError) -> Self {
+        crate::error::Error::PageServer(Box::new(e))
+    }
+}

@@ -1,0 +1,356 @@
+//! Dumps that send their pages to a page server (issue 19): `crit
+//! page-server` takes them over TCP and writes pagemap and pages images
+//! as the dump would have, CRIU's protocol. A dump and a pre-dump chain
+//! through servers restore every page (tests/programs/gens.c checks its
+//! memory itself), shared memory goes there too, and a session cut
+//! short, a hole the server's parent images lack, or a server that is
+//! not there fail with one line and leave nothing behind.
+
+mod kit;
+
+use kit::gens::{ask, crit, ok, restore_and_ask, start, stats};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Stdio};
+
+/// A `crit page-server` that listens (it said so on --status-fd).
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+/// Starts `crit page-server -D DIR --port P extra...` and waits until it
+/// listens.
+fn serve(dir: &Path, extra: &[&str]) -> Server {
+    let port = kit::dump::free_ports(1);
+    let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
+    let raw = wr.as_raw_fd();
+    let mut cmd = kit::crit();
+    cmd.args(["page-server", "-D", dir.to_str().unwrap(), "--port"])
+        .arg(port.to_string())
+        .args(["--status-fd", "3"])
+        .args(extra)
+        .stderr(Stdio::piped());
+    // SAFETY: dup2 and fcntl are async-signal-safe; the write end goes to
+    // fd 3 (without close-on-exec) in the child only.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, 3)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    drop(wr);
+    let mut b = [1u8; 1];
+    let n = std::fs::File::from(rd).read(&mut b).unwrap();
+    assert_eq!((n, b[0]), (1, 0), "the server did not say it listens");
+    Server { child, port }
+}
+
+impl Server {
+    fn args(&self) -> Vec<String> {
+        ["--page-server", "--address", "127.0.0.1", "--port"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([self.port.to_string()])
+            .collect()
+    }
+
+    /// Waits for the server; returns whether it succeeded and its stderr.
+    fn end(self) -> (bool, String) {
+        let o = self.child.wait_with_output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Copies the server's images into the dump's directory (what one does
+/// after a migration: both halves in one place).
+fn merge(from: &Path, to: &Path) {
+    for n in names(from).iter().filter(|n| n.ends_with(".img")) {
+        std::fs::copy(from.join(n), to.join(n)).unwrap();
+    }
+}
+
+fn dump_args<'a>(pid: &'a str, dir: &'a Path, s: &'a [String]) -> Vec<&'a str> {
+    let mut a = vec!["-t", pid, "-D", dir.to_str().unwrap()];
+    a.extend(s.iter().map(String::as_str));
+    a
+}
+
+#[test]
+fn a_pre_dump_and_a_dump_through_page_servers_restore_every_page() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = start(tmp.path(), 64, 4, 20000, false, false);
+    let pid = g.pid.to_string();
+    let (d1, d2) = (tmp.path().join("d1"), tmp.path().join("d2"));
+    let (s1, s2) = (tmp.path().join("s1"), tmp.path().join("s2"));
+
+    let srv = serve(&s1, &[]);
+    let mut a = vec!["pre-dump"];
+    let sa = srv.args();
+    a.extend(dump_args(&pid, &d1, &sa));
+    ok(&crit(&a));
+    let (good, err) = srv.end();
+    assert!(good, "{err}");
+    // The pages are on the server's side only, with the server's ids.
+    let pagemap = format!("pagemap-{pid}.img");
+    assert!(!names(&d1).contains(&pagemap), "{:?}", names(&d1));
+    assert_eq!(names(&s1), vec![pagemap.clone(), "pages-65537.img".into()]);
+    for n in names(&s1) {
+        let mode = std::fs::metadata(s1.join(&n)).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+    }
+    assert!(ask(g.pid, &g.result).starts_with("OK"));
+
+    let srv = serve(&s2, &["--prev-images-dir", "../s1"]);
+    let mut a = vec!["dump", "--prev-images-dir", "../d1"];
+    let sa = srv.args();
+    a.extend(dump_args(&pid, &d2, &sa));
+    let e = ok(&crit(&a));
+    assert!(e.contains("sent to the page server"), "{e}");
+    let (good, err) = srv.end();
+    assert!(good, "{err}");
+    // Only what was written since went over; the rest is left to s1.
+    let st = stats(&d2);
+    assert!(st.pages_skipped_parent > 8 * 1024, "{st:?}");
+    assert_eq!(
+        std::fs::read_link(s2.join("parent")).unwrap(),
+        Path::new("../s1")
+    );
+    merge(&s1, &d1);
+    merge(&s2, &d2);
+    let a = restore_and_ask(&mut g, &d2);
+    assert!(a.starts_with("OK 16384 "), "{a}");
+}
+
+#[test]
+fn a_server_without_the_parent_images_fails_the_dump_cleanly() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let g = start(tmp.path(), 16, 2, 20000, false, false);
+    let pid = g.pid.to_string();
+    let (d1, dx) = (tmp.path().join("d1"), tmp.path().join("dx"));
+    let srv = serve(&tmp.path().join("s1"), &[]);
+    let mut a = vec!["pre-dump"];
+    let sa = srv.args();
+    a.extend(dump_args(&pid, &d1, &sa));
+    ok(&crit(&a));
+    assert!(srv.end().0);
+    // A server without the parent images cannot take the holes: the dump
+    // fails with one line, and the task runs on.
+    let orphan = tmp.path().join("orphan");
+    let srv = serve(&orphan, &[]);
+    let mut a = vec!["dump", "--prev-images-dir", "../d1", "-R"];
+    let sa = srv.args();
+    a.extend(dump_args(&pid, &dx, &sa));
+    let o = crit(&a);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("no parent images of pagemap-"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    let (good, _) = srv.end();
+    assert!(!good);
+    assert!(names(&orphan).is_empty(), "{:?}", names(&orphan));
+    assert!(!dx.exists());
+    assert!(ask(g.pid, &g.result).starts_with("OK"));
+    kit::proc::kill_tree(g.pid);
+    kit::proc::reap(&[g.pid], std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn a_server_in_the_dumps_own_directory_completes_the_set() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = start(tmp.path(), 32, 4, 20000, false, false);
+    let pid = g.pid.to_string();
+    let d = tmp.path().join("d");
+    let srv = serve(&d, &[]);
+    let mut a = vec!["dump"];
+    let sa = srv.args();
+    a.extend(dump_args(&pid, &d, &sa));
+    ok(&crit(&a));
+    let (good, err) = srv.end();
+    assert!(good, "{err}");
+    let a = restore_and_ask(&mut g, &d);
+    assert!(a.starts_with("OK 8192 "), "{a}");
+}
+
+/// (entries, pages bytes) of every shared memory pagemap in `dir`, by name.
+fn shmem(dir: &Path) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    for n in names(dir)
+        .into_iter()
+        .filter(|n| n.starts_with("pagemap-shmem-"))
+    {
+        let (id, entries) = crit::restore::plan::read_pagemap(&dir.join(&n), Vec::new()).unwrap();
+        let listed: Vec<u8> = entries
+            .iter()
+            .flat_map(|e| {
+                let mut v = e.vaddr.to_le_bytes().to_vec();
+                v.extend(e.nr_pages.unwrap_or(0).to_le_bytes());
+                v.extend(e.flags.unwrap_or(0).to_le_bytes());
+                v
+            })
+            .collect();
+        let pages = std::fs::read(dir.join(format!("pages-{id}.img"))).unwrap();
+        out.push((n, listed, pages));
+    }
+    out
+}
+
+#[test]
+fn shared_memory_goes_to_the_page_server_too() {
+    let kit = kit::dump::Kit::new();
+    let sdir = kit.path("s");
+    std::fs::create_dir_all(&sdir).unwrap();
+    let port = kit::dump::free_ports(3);
+    let prog = kit.start("files", &[sdir.to_str().unwrap(), &port.to_string()]);
+    let local = kit.path("local");
+    kit::dump::ok(&kit.dump(prog.pid, &local, &["-R"]));
+    let (d, s) = (kit.path("d"), kit.path("s2"));
+    let srv = serve(&s, &[]);
+    let sa = srv.args();
+    let mut extra = vec!["-R"];
+    extra.extend(sa.iter().map(String::as_str));
+    kit::dump::ok(&kit.dump(prog.pid, &d, &extra));
+    let (good, err) = srv.end();
+    assert!(good, "{err}");
+    kit::dump::kill_tree(prog.pid);
+    // The memfd and the shared anonymous mapping, as a local dump has them.
+    let (here, there) = (shmem(&local), shmem(&s));
+    assert_eq!(here.len(), 2, "{:?}", names(&local));
+    assert_eq!(here, there);
+    assert!(shmem(&d).is_empty());
+}
+
+/// Sends `stream` to a fresh server as a dump would, then hangs up;
+/// returns whether the server succeeded, its stderr and what it left.
+fn serve_raw(stream: &[u8], extra: &[&str]) -> (bool, String, Vec<String>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let srv = serve(&dir, extra);
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    c.write_all(stream).unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut sink = Vec::new();
+    let _ = c.read_to_end(&mut sink);
+    let (good, err) = srv.end();
+    (good, err, names(&dir))
+}
+
+/// A command header as CRIU lays it out.
+fn header(cmd: u32, nr_pages: u64, vaddr: u64, dst: u64) -> Vec<u8> {
+    let mut b = cmd.to_le_bytes().to_vec();
+    b.extend([0; 4]);
+    b.extend(nr_pages.to_le_bytes());
+    b.extend(vaddr.to_le_bytes());
+    b.extend(dst.to_le_bytes());
+    b
+}
+
+#[test]
+fn a_session_cut_short_or_wrong_leaves_nothing_on_the_server() {
+    let _g = kit::restore::lock();
+    let task7 = 7 << 8 | 1;
+    let open = header(4, 0, 0, task7);
+    // Two pages announced, one sent, then the dump is gone.
+    let mut s = open.clone();
+    s.extend(header(6 | 4 << 16, 2, 0x10000, task7));
+    s.extend([0x55u8; 4096]);
+    let (good, err, left) = serve_raw(&s, &[]);
+    assert!(!good && left.is_empty(), "{err} {left:?}");
+    assert!(err.contains("4096 bytes into pages"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // Pages and no CLOSE: not flushed, nothing kept.
+    let mut s = open.clone();
+    s.extend(header(6 | 4 << 16, 1, 0x10000, task7));
+    s.extend([0x55u8; 4096]);
+    let (good, err, left) = serve_raw(&s, &[]);
+    assert!(!good && left.is_empty(), "{err} {left:?}");
+    assert!(err.contains("before it closed the session"), "{err}");
+    // A hole with no parent images to hold it.
+    let mut s = open.clone();
+    s.extend(header(6 | 1 << 16, 1, 0x10000, task7));
+    let (good, err, left) = serve_raw(&s, &[]);
+    assert!(!good && left.is_empty(), "{err} {left:?}");
+    assert!(err.contains("do not hold them"), "{err}");
+    // A command no CRIU sends, named with its place in the stream.
+    let mut s = open.clone();
+    s.extend(header(0x99, 0, 0, task7));
+    let (good, err, left) = serve_raw(&s, &[]);
+    assert!(!good && left.is_empty(), "{err} {left:?}");
+    assert!(err.contains("at byte 64") && err.contains("0x99"), "{err}");
+    // Lazy pages are not served yet: refused at once.
+    let o = kit::crit_out(&["page-server", "-D", "/tmp", "--port", "1", "--lazy-pages"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--lazy-pages is not supported"));
+    // A whole session of one present page is kept, answered and closed.
+    let mut s = open;
+    s.extend(header(6 | 4 << 16, 1, 0x10000, task7));
+    s.extend([0x55u8; 4096]);
+    s.extend(header(0x1023, 0, 0, 0));
+    let (good, err, left) = serve_raw(&s, &[]);
+    assert!(good, "{err}");
+    assert_eq!(left, vec!["pagemap-7.img", "pages-65537.img"]);
+}
+
+#[test]
+fn a_dump_with_no_server_fails_before_freezing() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let g = start(tmp.path(), 8, 1, 1000, false, false);
+    let pid = g.pid.to_string();
+    let port = kit::dump::free_ports(1).to_string();
+    let d = tmp.path().join("d");
+    let o = crit(&[
+        "dump",
+        "-t",
+        &pid,
+        "-D",
+        d.to_str().unwrap(),
+        "--page-server",
+        "--address",
+        "127.0.0.1",
+        "--port",
+        &port,
+    ]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains(&format!("127.0.0.1:{port}: cannot connect")),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(!d.exists());
+    assert!(ask(g.pid, &g.result).starts_with("OK"));
+    kit::proc::kill_tree(g.pid);
+    kit::proc::reap(&[g.pid], std::time::Duration::from_secs(5));
+}
