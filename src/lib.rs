@@ -13,6 +13,7 @@ pub mod error;
 pub mod explore;
 pub mod image;
 pub mod json;
+pub mod lazy;
 pub mod model;
 pub mod pageserver;
 pub mod restore;

@@ -87,6 +87,25 @@ enum Cmd {
     },
     /// Check that this kernel and user can run the engines.
     Check,
+    /// Serve the memory of a tree restored with `restore --lazy-pages`
+    /// from the images in DIR, on demand and in the background.
+    LazyPages {
+        /// The images (the daemon listens on DIR/lazy-pages.socket).
+        #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
+        dir: std::path::PathBuf,
+        /// Run in the background once listening.
+        #[arg(short = 'd', long = "daemon")]
+        daemon: bool,
+        /// Write the daemon's pid here.
+        #[arg(long = "pidfile", value_name = "FILE")]
+        pidfile: Option<std::path::PathBuf>,
+        /// Write one zero byte to fd N once listening, then close it.
+        #[arg(long = "status-fd", value_name = "N")]
+        status_fd: Option<i32>,
+        /// Take the pages from a page server (refused: not supported yet).
+        #[arg(long = "page-server")]
+        page_server: bool,
+    },
     /// Take the pages of one dump over TCP (`dump --page-server`, crit's
     /// or criu's) and write them as images into DIR.
     PageServer {
@@ -382,6 +401,11 @@ struct RestoreArgs {
     /// Internal: tell the action points to `crit swrk` on fd N.
     #[arg(long = "notify-fd", hide = true, value_name = "N")]
     notify_fd: Option<i32>,
+    /// Leave private anonymous memory to a lazy-pages daemon (crit
+    /// lazy-pages or criu's) listening in the images directory: the tree
+    /// runs at once, its pages come on demand and in the background.
+    #[arg(long = "lazy-pages")]
+    lazy_pages: bool,
 }
 
 fn run(cli: Cli) -> crit::error::Result<()> {
@@ -444,6 +468,26 @@ fn run(cli: Cli) -> crit::error::Result<()> {
             daemon,
             pidfile.as_deref().map(std::path::Path::new),
         ),
+        Cmd::LazyPages {
+            dir,
+            daemon,
+            pidfile,
+            status_fd,
+            page_server,
+        } => {
+            if page_server {
+                return Err(crit::pageserver::error::PsError::Unsupported {
+                    what: "lazy-pages --page-server",
+                }
+                .into());
+            }
+            crit::lazy::daemon::run(&crit::lazy::daemon::DaemonOpts {
+                dir,
+                daemon,
+                pidfile,
+                status_fd,
+            })
+        }
         Cmd::PageServer {
             dir,
             address,
@@ -589,6 +633,7 @@ fn restore(a: RestoreArgs) -> crit::error::Result<()> {
         verbose: a.verbose,
         log_file: a.log_file.map(Into::into),
         console_socket: a.console_socket.map(Into::into),
+        lazy_pages: a.lazy_pages,
         notify_fd: a.notify_fd,
         action_scripts: a.action_script,
         ..Default::default()

@@ -323,18 +323,27 @@ fn ctrl_c_on_the_whole_job_leaves_the_tree_running() {
     let prog = kit.start("heartbeat", &[hb.to_str().unwrap(), "512"]);
     for (i, delay) in [10u64, 40, 100].iter().enumerate() {
         let dir = kit.path(&format!("img{i}"));
-        let mut c = kit::crit()
-            .args([
-                "dump",
-                "-t",
-                &prog.pid.to_string(),
-                "-D",
-                dir.to_str().unwrap(),
-            ])
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap();
+        let mut cmd = kit::crit();
+        cmd.args([
+            "dump",
+            "-t",
+            &prog.pid.to_string(),
+            "-D",
+            dir.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::null())
+        .process_group(0);
+        // As from a terminal: SIGINT not ignored, whatever this test
+        // inherited (a shell's background job ignores it).
+        // SAFETY: signal() is async-signal-safe and only resets a
+        // disposition in the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let mut c = cmd.spawn().unwrap();
         std::thread::sleep(Duration::from_millis(*delay));
         // What a terminal does on Ctrl-C: SIGINT to the whole process group.
         let _ = nix::sys::signal::killpg(

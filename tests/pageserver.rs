@@ -10,8 +10,6 @@ mod kit;
 
 use kit::gens::{ask, crit, ok, restore_and_ask, start, stats};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Stdio};
 
@@ -25,35 +23,15 @@ struct Server {
 /// listens.
 fn serve(dir: &Path, extra: &[&str]) -> Server {
     let port = kit::dump::free_ports(1);
-    let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
-    let raw = wr.as_raw_fd();
     let mut cmd = kit::crit();
     cmd.args(["page-server", "-D", dir.to_str().unwrap(), "--port"])
         .arg(port.to_string())
-        .args(["--status-fd", "3"])
         .args(extra)
         .stderr(Stdio::piped());
-    // SAFETY: dup2 and fcntl are async-signal-safe; the write end goes to
-    // fd 3 (without close-on-exec) in the child only.
-    unsafe {
-        cmd.pre_exec(move || {
-            let r = if raw == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(raw, 3)
-            };
-            if r < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    Server {
+        child: kit::proc::spawn_listening(cmd),
+        port,
     }
-    let child = cmd.spawn().unwrap();
-    drop(wr);
-    let mut b = [1u8; 1];
-    let n = std::fs::File::from(rd).read(&mut b).unwrap();
-    assert_eq!((n, b[0]), (1, 0), "the server did not say it listens");
-    Server { child, port }
 }
 
 impl Server {

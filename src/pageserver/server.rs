@@ -102,7 +102,7 @@ fn prepare_dir(opts: &ServerOpts) -> Result<()> {
 }
 
 /// `--status-fd`: one zero byte says the server listens (CRIU's way).
-fn tell_listening(fd: i32) -> Result<()> {
+pub fn tell_listening(fd: i32) -> Result<()> {
     let f = crate::sys::sock::take_handed(fd).map_err(|source| PsError::File {
         path: PathBuf::from(format!("--status-fd {fd}")),
         what: "taking the descriptor",

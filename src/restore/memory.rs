@@ -255,16 +255,19 @@ pub fn choose_scratch(host: u32, task: &Task, len: u64) -> Result<u64> {
     })
 }
 
-/// Rebuilds the address space. `scratch` (`scratch_len` bytes) is kept.
+/// Rebuilds the address space. `keep` (start, length: crit's scratch
+/// area) is kept. With `lazy`, lazy pages are left out (see
+/// [`super::lazy`]).
 pub fn rebuild(
     t: &mut dyn Tracee,
     task: &Task,
     lay: &Layout,
     pages: Option<&super::task::TaskPages>,
-    scratch: u64,
-    scratch_len: u64,
+    keep: (u64, u64),
     log: &super::Log,
+    lazy: bool,
 ) -> Result<()> {
+    let (scratch, scratch_len) = keep;
     let pid = task.pid;
     refuse_unsupported(task)?;
     let maps = read_maps(t.host_tid())?;
@@ -284,6 +287,17 @@ pub fn rebuild(
     let reprotect = map_vmas(t, task, lay, &all)?;
     log.debug(format!("pid {pid}: mappings made"));
     let t_pages = std::time::Instant::now();
+    // Lazy pages are left to the lazy-pages daemon.
+    let runs: Vec<PageRun> = match lazy {
+        true => {
+            let skip: std::collections::HashSet<u64> =
+                super::lazy::lazy_runs(task).iter().map(|r| r.0).collect();
+            runs.into_iter()
+                .filter(|r| !skip.contains(&r.vaddr))
+                .collect()
+        }
+        false => runs,
+    };
     let mut bytes = write_pages(t, task, &runs, own)?;
     for p in parents {
         bytes += write_pages(t, task, &p.runs, Some(&p.file))?;

@@ -23,6 +23,7 @@ pub mod cpu;
 pub mod error;
 pub mod files;
 pub mod kinds;
+pub mod lazy;
 pub mod log;
 pub mod memory;
 pub mod ns;
@@ -171,6 +172,9 @@ pub struct Options {
     /// `--console-socket PATH`: where the master of a pty made anew goes
     /// (without a service).
     pub console_socket: Option<PathBuf>,
+    /// `--lazy-pages`: private anonymous memory comes later, from a
+    /// lazy-pages daemon (see [`lazy`]).
+    pub lazy_pages: bool,
 }
 
 /// Parses `mnt[KEY]:PATH` (CRIU's spelling of an external mount at
@@ -335,6 +339,11 @@ fn run(
     notify: &Notifier,
 ) -> Result<()> {
     crate::sys::nofile::raise();
+    // Before anything is made: no daemon, no restore.
+    let lazy = match opts.lazy_pages {
+        true => Some(lazy::Lazy::connect(&opts.dir)?),
+        false => None,
+    };
     nix::sys::prctl::set_child_subreaper(true).map_err(|source| SetupError::Own {
         what: "prctl(PR_SET_CHILD_SUBREAPER)",
         source,
@@ -408,7 +417,11 @@ fn run(
         }
         Ok(())
     };
-    task::take_over_all(plan, &pages, log, &before_resume)
+    task::take_over_all(plan, &pages, log, &before_resume, lazy.as_ref())?;
+    match &lazy {
+        Some(l) => l.finished(),
+        None => Ok(()),
+    }
 }
 
 /// Whether the images hold an established TCP connection.

@@ -103,6 +103,7 @@ pub fn take_over_all(
     pages: &std::collections::HashMap<u32, TaskPages>,
     log: &Log,
     before_resume: &(dyn Fn() -> Result<()> + Sync),
+    lazy: Option<&super::lazy::Lazy>,
 ) -> Result<()> {
     let mut order: Vec<&Task> = plan.live().collect();
     order.sort_by_key(|t| std::cmp::Reverse(pages.get(&t.pid).map_or(0, TaskPages::size)));
@@ -119,6 +120,7 @@ pub fn take_over_all(
         failed: AtomicBool::new(false),
         barrier: Barrier::new(workers),
         before_resume,
+        lazy,
     };
     let results: Vec<Result<()>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
@@ -151,6 +153,16 @@ struct Team<'a> {
     barrier: Barrier,
     /// Run by the leader once every task is rebuilt, before any runs.
     before_resume: &'a (dyn Fn() -> Result<()> + Sync),
+    /// `--lazy-pages`: where the tasks' userfaultfds go.
+    lazy: Option<&'a super::lazy::Lazy>,
+}
+
+/// A task whose memory is rebuilt, the rest still to do.
+struct Half<'a> {
+    task: &'a Task,
+    main: SysTracee,
+    lay: Layout,
+    scratch: u64,
 }
 
 impl Team<'_> {
@@ -158,9 +170,31 @@ impl Team<'_> {
     /// thread meets the others after each phase, and a phase runs only
     /// when no thread has failed.
     fn work(&self, leader: bool) -> Result<()> {
+        // Memory first, every task's; then (lazy pages) the daemon gets
+        // every task's userfaultfd before anything touches that memory;
+        // then the rest of each task, by the thread that seized it.
+        let mut halves: Vec<Half> = Vec::new();
+        let built = self.rebuild_some(&mut halves);
+        self.sync(&built);
+        let handed = self.if_ok(|| match self.lazy.filter(|_| leader) {
+            Some(l) => l.hand_over(self.plan),
+            None => Ok(()),
+        });
+        self.sync(&handed);
         let mut mine: Vec<Vec<Done>> = Vec::new();
-        let rebuilt = self.rebuild_some(&mut mine);
+        let rebuilt = self.if_ok(|| {
+            let ptys = self.plan.ptys_made.load(Ordering::Relaxed);
+            for h in halves {
+                let pid = h.task.pid;
+                let started = std::time::Instant::now();
+                mine.push(rebuild_rest(h, self.log, ptys)?);
+                self.log
+                    .debug(format!("pid {pid}: rebuilt in {:?}", started.elapsed()));
+            }
+            Ok(())
+        });
         self.sync(&rebuilt);
+        let rebuilt = built.and(handed).and(rebuilt);
         // Registers last, once every task is rebuilt.
         let set = self.if_ok(|| {
             for th in mine.iter().flatten() {
@@ -216,46 +250,74 @@ impl Team<'_> {
         f()
     }
 
-    /// Takes tasks until none is left or a thread failed.
-    fn rebuild_some(&self, mine: &mut Vec<Vec<Done>>) -> Result<()> {
+    /// Takes tasks and rebuilds their memory until none is left or a
+    /// thread failed.
+    fn rebuild_some<'t>(&'t self, mine: &mut Vec<Half<'t>>) -> Result<()> {
         while !self.failed.load(Ordering::SeqCst) {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(&t) = self.order.get(i) else { break };
             let started = std::time::Instant::now();
-            let done = tracee::seize(self.plan.host(t.pid), t.pid).and_then(|main| {
-                let ptys = self.plan.ptys_made.load(Ordering::Relaxed);
-                rebuild_task(t, main, self.pages.get(&t.pid), self.log, ptys)
+            let half = tracee::seize(self.plan.host(t.pid), t.pid).and_then(|main| {
+                rebuild_memory(t, main, self.pages.get(&t.pid), self.log, self.lazy)
             });
-            match done {
-                Ok(d) => mine.push(d),
+            match half {
+                Ok(h) => mine.push(h),
                 Err(e) => {
                     self.failed.store(true, Ordering::SeqCst);
                     return Err(e);
                 }
             }
             self.log
-                .debug(format!("pid {}: rebuilt in {:?}", t.pid, started.elapsed()));
+                .debug(format!("pid {}: memory in {:?}", t.pid, started.elapsed()));
         }
         Ok(())
     }
 }
 
-/// Turns the seized copy of crit into `task`, in order: scratch area,
-/// memory and mm, per-task state, threads, timers, seccomp, credentials,
-/// pending signals; returns its threads, stopped with their registers
-/// set and their FPU state still to set.
-fn rebuild_task(
-    task: &Task,
+/// Turns the seized copy of crit into `task`'s memory and mm (scratch
+/// area, mappings, pages; with lazy pages, the userfaultfd).
+fn rebuild_memory<'t>(
+    task: &'t Task,
     mut main: SysTracee,
     pages: Option<&TaskPages>,
     log: &Log,
-    ptys_made: bool,
-) -> Result<Vec<Done>> {
+    lazy: Option<&super::lazy::Lazy>,
+) -> Result<Half<'t>> {
     let lay = Layout::for_task(task);
     let (region, scratch) = make_scratch(&mut main, task)?;
     let mapped = memory::PAGE + SCRATCH_LEN;
-    memory::rebuild(&mut main, task, &lay, pages, region, mapped, log)?;
+    memory::rebuild(
+        &mut main,
+        task,
+        &lay,
+        pages,
+        (region, mapped),
+        log,
+        lazy.is_some(),
+    )?;
     memory::set_mm(&mut main, task, &lay, scratch)?;
+    if let Some(l) = lazy {
+        let host = main.host();
+        l.register(&mut main, task, host)?;
+    }
+    Ok(Half {
+        task,
+        main,
+        lay,
+        scratch,
+    })
+}
+
+/// The rest of `task`, in order: per-task state, threads, timers,
+/// seccomp, credentials, pending signals; returns its threads, stopped
+/// with their registers set and their FPU state still to set.
+fn rebuild_rest(h: Half, log: &Log, ptys_made: bool) -> Result<Vec<Done>> {
+    let Half {
+        task,
+        mut main,
+        lay,
+        scratch,
+    } = h;
     // The VMA files and crit's pipes are no longer needed in the task.
     call(
         &mut main,

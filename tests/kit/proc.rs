@@ -163,3 +163,35 @@ pub fn start_ready(name: &str, args: &[&std::ffi::OsStr]) -> (std::process::Chil
     assert!(line.starts_with("READY"), "{name}: {line}");
     (child, line)
 }
+
+/// Spawns `cmd` with `--status-fd 3` added (a crit server: page-server,
+/// lazy-pages) and waits for the zero byte that says it listens.
+pub fn spawn_listening(mut cmd: std::process::Command) -> std::process::Child {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let (rd, wr) = nix::unistd::pipe().unwrap();
+    let raw = wr.as_raw_fd();
+    cmd.args(["--status-fd", "3"]);
+    // SAFETY: dup2 and fcntl are async-signal-safe; the write end goes to
+    // fd 3 (without close-on-exec) in the child only.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, 3)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    drop(wr);
+    let mut b = [1u8; 1];
+    let n = std::fs::File::from(rd).read(&mut b).unwrap();
+    assert_eq!((n, b[0]), (1, 0), "the server did not say it listens");
+    child
+}

@@ -1,0 +1,96 @@
+//! How a restore hands its tasks' userfaultfds to a lazy-pages daemon,
+//! CRIU 4.2's way (its criu/uffd.c), so that crit and CRIU pair either
+//! way: the daemon listens on `lazy-pages.socket` (SOCK_STREAM) in the
+//! images directory; the restore connects, and for every task of the
+//! tree sends its pid in the images (a native-endian i32; negated for a
+//! zombie, with nothing after it), then the descriptor by SCM_RIGHTS on
+//! one byte; once the tree runs it sends the word
+//! [`RESTORE_FINISHED`].
+
+use crate::error::{Error, Result};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+/// The socket's name, in the images directory.
+pub const SOCKET: &str = "lazy-pages.socket";
+/// "ReSTore Finished".
+pub const RESTORE_FINISHED: u32 = 0x5253_5446;
+
+fn io<'a>(path: &'a Path, what: &'static str) -> impl Fn(std::io::Error) -> Error + 'a {
+    move |source| Error::FileOp {
+        path: path.to_path_buf(),
+        what,
+        source,
+    }
+}
+
+/// The restore's side.
+pub struct Sender {
+    sock: UnixStream,
+    path: PathBuf,
+}
+
+impl Sender {
+    /// Connects to the daemon of images directory `dir`.
+    pub fn connect(dir: &Path) -> Result<Sender> {
+        let path = dir.join(SOCKET);
+        let sock = UnixStream::connect(&path).map_err(io(
+            &path,
+            "connecting to the lazy-pages daemon (crit lazy-pages -D DIR)",
+        ))?;
+        Ok(Sender { sock, path })
+    }
+
+    /// Hands over the userfaultfd of task `pid` (None: a zombie).
+    pub fn send(&mut self, pid: i32, uffd: Option<&OwnedFd>) -> Result<()> {
+        let p = &self.path;
+        let word = if uffd.is_some() { pid } else { -pid };
+        self.sock
+            .write_all(&word.to_ne_bytes())
+            .map_err(io(p, "sending a pid to the lazy-pages daemon"))?;
+        if let Some(fd) = uffd {
+            crate::sys::scm::send(&self.sock, &[0], &[fd.as_fd()])
+                .map_err(io(p, "sending a userfaultfd to the lazy-pages daemon"))?;
+        }
+        Ok(())
+    }
+
+    /// The tree runs: the daemon may end once every page is in.
+    pub fn finished(mut self) -> Result<()> {
+        let p = self.path.clone();
+        self.sock
+            .write_all(&RESTORE_FINISHED.to_ne_bytes())
+            .map_err(io(&p, "telling the lazy-pages daemon the restore is done"))
+    }
+}
+
+/// What the daemon reads: one task, or the end of the restore.
+pub enum Received {
+    Task { pid: i32, uffd: OwnedFd },
+    Zombie,
+}
+
+/// Reads the next task's pid and descriptor from `sock`.
+pub fn receive(sock: &mut UnixStream, path: &Path) -> Result<Received> {
+    let mut b = [0u8; 4];
+    sock.read_exact(&mut b)
+        .map_err(io(path, "reading a pid from the restore"))?;
+    let pid = i32::from_ne_bytes(b);
+    if pid < 0 {
+        return Ok(Received::Zombie);
+    }
+    let mut one = [0u8; 1];
+    let (_, fds) = crate::sys::scm::recv(&*sock, &mut one)
+        .map_err(io(path, "reading a userfaultfd from the restore"))?;
+    let uffd = fds.into_iter().next().ok_or_else(|| Error::FileOp {
+        path: path.to_path_buf(),
+        what: "reading a userfaultfd from the restore",
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("pid {pid}: no descriptor came"),
+        ),
+    })?;
+    Ok(Received::Task { pid, uffd })
+}

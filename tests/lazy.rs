@@ -1,0 +1,149 @@
+//! Post-copy restore (issue 19): `crit restore --lazy-pages` with `crit
+//! lazy-pages` serving the images. The task (tests/programs/lazymix.c)
+//! moves, drops and unmaps parts of its memory and forks, all while its
+//! pages still arrive, then checks every page; gens.c keeps writing and
+//! forking meanwhile. Once done the daemon exits and leaves no
+//! registration behind; without a daemon the restore fails before
+//! anything runs.
+
+mod kit;
+
+use kit::dump::{ok, Kit};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// `crit lazy-pages -D DIR`, listening.
+fn daemon(dir: &Path) -> Child {
+    let mut cmd = kit::crit();
+    cmd.args(["lazy-pages", "-D", dir.to_str().unwrap()])
+        .stderr(Stdio::piped());
+    kit::proc::spawn_listening(cmd)
+}
+
+/// Waits for the daemon; its stderr, which must say it succeeded.
+fn finished(d: Child) -> String {
+    let o = d.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{e}");
+    e
+}
+
+/// The line a task wrote to `result` after `n` lines.
+fn line(result: &Path, n: usize) -> String {
+    let t = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(result).unwrap_or_default();
+        if let Some(l) = text.lines().nth(n) {
+            return l.to_string();
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "no answer");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether any mapping of `pid` is still registered for missing pages.
+fn registered(pid: i32) -> bool {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    smaps
+        .lines()
+        .filter_map(|l| l.strip_prefix("VmFlags:"))
+        .any(|f| f.split_whitespace().any(|x| x == "um"))
+}
+
+fn restore_lazily(dir: &Path) -> std::process::Output {
+    kit::crit_out(&[
+        "restore",
+        "-d",
+        "--shell-job",
+        "--lazy-pages",
+        "-D",
+        dir.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn a_task_moves_drops_unmaps_and_forks_while_its_pages_arrive() {
+    let kit = Kit::new();
+    let result = kit.path("result");
+    let prog = kit.start("lazymix", &["512", result.to_str().unwrap()]);
+    let pid = prog.pid;
+    let d = kit.path("d");
+    ok(&kit.dump(pid, &d, &[]));
+    kit::dump::reap(&[pid], Duration::from_secs(5));
+    let lp = daemon(&d);
+    ok(&restore_lazily(&d));
+    // At once: most of the 512 MiB is still to come.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    let a = line(&result, 0);
+    assert_eq!(a, "OK 114688");
+    let said = finished(lp);
+    // Each kind of event reached the daemon, the mremap with pages of
+    // the moved range still to come.
+    for e in [
+        "1 fork(s)",
+        "1 madvise(s)",
+        "munmap(s)",
+        "still to come moved",
+    ] {
+        assert!(said.contains(e), "{e}: {said}");
+    }
+    assert!(!said.contains("(0.0 MiB still to come moved)"), "{said}");
+    assert!(!registered(pid), "a registration is left");
+    kit::dump::kill_tree(pid);
+}
+
+#[test]
+fn a_task_that_writes_and_forks_finds_every_page() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = kit::gens::start(tmp.path(), 128, 16, 20000, true, false);
+    let d = tmp.path().join("d");
+    let pid = g.pid.to_string();
+    kit::gens::ok(&kit::gens::crit(&[
+        "dump",
+        "-t",
+        &pid,
+        "-D",
+        d.to_str().unwrap(),
+    ]));
+    let _ = g.child.wait();
+    let lp = daemon(&d);
+    let t = Instant::now();
+    let r = loop {
+        let r = restore_lazily(&d);
+        if r.status.success() || t.elapsed() > Duration::from_secs(5) {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    kit::gens::ok(&r);
+    let a = kit::gens::ask(g.pid, &g.result);
+    assert!(a.starts_with("OK 32768 "), "{a}");
+    finished(lp);
+    assert!(!registered(g.pid));
+    let a = kit::gens::ask(g.pid, &g.result);
+    assert!(a.starts_with("OK 32768 "), "{a}");
+    kit::proc::kill_tree(g.pid);
+    kit::proc::reap(&[g.pid], Duration::from_secs(5));
+}
+
+#[test]
+fn without_a_daemon_nothing_is_restored() {
+    let kit = Kit::new();
+    let result = kit.path("result");
+    let prog = kit.start("lazymix", &["8", result.to_str().unwrap()]);
+    let d = kit.path("d");
+    ok(&kit.dump(prog.pid, &d, &[]));
+    kit::dump::reap(&[prog.pid], Duration::from_secs(5));
+    let o = restore_lazily(&d);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("lazy-pages.socket"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(!kit::proc::exists(prog.pid));
+}
