@@ -66,21 +66,20 @@ fn restore_lazily(dir: &Path) -> std::process::Output {
 fn a_task_moves_drops_unmaps_and_forks_while_its_pages_arrive() {
     let kit = Kit::new();
     let result = kit.path("result");
-    let prog = kit.start("lazymix", &["512", result.to_str().unwrap()]);
+    let trigger = kit.path("go");
+    let args = ["1024", result.to_str().unwrap(), trigger.to_str().unwrap()];
+    let prog = kit.start("lazymix", &args);
     let pid = prog.pid;
     let d = kit.path("d");
     ok(&kit.dump(pid, &d, &[]));
     kit::dump::reap(&[pid], Duration::from_secs(5));
+    // The restored task starts its work the moment it runs, while most
+    // of its 1 GiB is still to come.
+    std::fs::write(&trigger, b"").unwrap();
     let lp = daemon(&d);
     ok(&restore_lazily(&d));
-    // At once: most of the 512 MiB is still to come.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGUSR1,
-    )
-    .unwrap();
     let a = line(&result, 0);
-    assert_eq!(a, "OK 114688");
+    assert_eq!(a, "OK 229376");
     let said = finished(lp);
     // Each kind of event reached the daemon, the mremap with pages of
     // the moved range still to come.

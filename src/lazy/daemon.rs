@@ -4,14 +4,20 @@
 //! ([`super::handover`]).
 //!
 //! Each task's lazy pages (PE_LAZY entries of its pagemap whose pages
-//! the images hold) are cut at mapping edges ([`super::iovs`]). A fault
-//! is served first, with the page it asks for; between faults the rest
-//! goes in in growing chunks (64 KiB up to 4 MiB, as CRIU's daemon), one
-//! task after another. A fault on a page the dump did not hold gets a
-//! zero page. Forks (the child's descriptor and a copy of what is left),
-//! mremap, munmap, madvise(DONTNEED) and exits are followed. Once the
-//! restore says it is done and every page is in, the daemon closes the
-//! descriptors (which drops every registration) and exits 0.
+//! the images hold) are cut at mapping edges ([`super::iovs`]). The event
+//! loop serves faults first, with the page asked for; a fault on a page
+//! the dump did not hold gets a zero page. Forks (the child's descriptor
+//! and a copy of what is left), mremap, munmap, madvise(DONTNEED) and
+//! exits are followed. Once the restore is done (until then the CPUs are
+//! the restore's), the rest goes in in the background: helper threads
+//! (one per further CPU, up to 3, at the lowest priority so that the
+//! tasks and the fault service come first) in chunks growing from
+//! 64 KiB to 1 MiB, the event loop itself in chunks of 256 KiB between
+//! events. A task's events wait for the copies of that task in flight
+//! (its gate), so that a range taken but not copied goes back before the
+//! event that moves or drops it is read. Once every page is in, the
+//! daemon closes the descriptors (which drops every registration) and
+//! exits 0 with one summary line.
 
 use super::handover::{self, Received, RESTORE_FINISHED};
 use super::iovs::{Iov, Iovs};
@@ -25,7 +31,8 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// `crit lazy-pages`'s options.
 pub struct DaemonOpts {
@@ -74,17 +81,33 @@ impl std::fmt::Display for Stats {
 }
 
 const FIRST_CHUNK: u64 = 64 << 10;
-const MAX_CHUNK: u64 = 4 << 20;
+/// The event loop's own background copies stay this small, so that a
+/// fault never waits long behind one (helper threads copy the big ones).
+const LOOP_CHUNK: u64 = 256 << 10;
+const MAX_CHUNK: u64 = 1 << 20;
 
 /// One address space being filled.
 struct Space {
     pid: i32,
-    /// The task exited (its address space is gone).
-    gone: bool,
     uffd: Uffd,
-    left: Iovs,
+    /// The task exited (its address space is gone).
+    gone: AtomicBool,
+    /// Held for reading while pages are copied in, for writing while the
+    /// task's events are read and followed: a range taken but not copied
+    /// (EAGAIN: the mappings are changing) goes back before the event
+    /// that says how is read.
+    gate: RwLock<()>,
+    /// The event loop waits for the gate: no new copy starts.
+    events_waiting: AtomicBool,
+    left: Mutex<Iovs>,
     pages: Arc<Mapped>,
-    chunk: u64,
+    /// Bytes of the next background copy (back to the first size at
+    /// each fault).
+    chunk: AtomicU64,
+    /// Faulted pages the dump did not hold, whose zero page could not
+    /// be mapped yet (the mappings were changing): retried after the
+    /// next events, since nothing else would wake their waiters.
+    zero_later: Mutex<Vec<u64>>,
 }
 
 fn err<'a>(path: &'a Path, what: &'static str) -> impl Fn(std::io::Error) -> Error + 'a {
@@ -120,17 +143,47 @@ pub fn run(opts: &DaemonOpts) -> Result<()> {
     let mut spaces = Vec::new();
     for _ in &tasks {
         if let Received::Task { pid, uffd } = handover::receive(&mut sock, &path)? {
-            spaces.push(open_space(&opts.dir, pid, Uffd::adopt(uffd))?);
+            spaces.push(Arc::new(open_space(&opts.dir, pid, Uffd::adopt(uffd))?));
         }
     }
-    let mut st = Stats {
-        tasks: spaces.len(),
-        ..Default::default()
+    let sh = Shared {
+        stats: Mutex::new(Stats {
+            tasks: spaces.len(),
+            ..Default::default()
+        }),
+        spaces: RwLock::new(spaces),
+        stop: AtomicBool::new(false),
+        restored: AtomicBool::new(false),
+        in_flight: AtomicUsize::new(0),
+        error: Mutex::new(None),
     };
     let t = std::time::Instant::now();
-    serve(spaces, sock, &path, &mut st)?;
-    eprintln!("crit: {st}, in {:.3} s", t.elapsed().as_secs_f64());
+    let helpers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4)
+        - 1;
+    let r = std::thread::scope(|scope| {
+        for _ in 0..helpers {
+            scope.spawn(|| sh.help());
+        }
+        let r = serve(&sh, sock, &path);
+        sh.stop.store(true, Ordering::SeqCst);
+        r
+    });
+    r?;
+    if let Some(e) = lock(&sh.error).take() {
+        return Err(e);
+    }
+    eprintln!(
+        "crit: {}, in {:.3} s",
+        lock(&sh.stats),
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The lazy pages of task `pid` in the images of `dir`.
@@ -148,25 +201,103 @@ fn open_space(dir: &Path, pid: i32, uffd: Uffd) -> Result<Space> {
         })
         .collect();
     let pages = Mapped::open(&dir.join(format!("pages-{pages_id}.img")))?;
-    Ok(Space {
+    Ok(Space::new(
         pid,
-        gone: false,
         uffd,
-        left: Iovs::new(&lazy, &vmas),
-        pages: Arc::new(pages),
-        chunk: FIRST_CHUNK,
-    })
+        Iovs::new(&lazy, &vmas),
+        Arc::new(pages),
+    ))
 }
 
-/// The event loop: faults and events first, the background copy when
-/// nothing waits.
-fn serve(mut spaces: Vec<Space>, mut sock: UnixStream, path: &Path, st: &mut Stats) -> Result<()> {
+/// What the daemon's threads share.
+struct Shared {
+    spaces: RwLock<Vec<Arc<Space>>>,
+    stats: Mutex<Stats>,
+    /// The end: helpers stop.
+    stop: AtomicBool,
+    /// The restore is done: background copies may start (until then
+    /// only faults are served, leaving the CPUs to the restore).
+    restored: AtomicBool,
+    /// Ranges taken for copying and not yet copied or put back.
+    in_flight: AtomicUsize,
+    /// A helper's failure.
+    error: Mutex<Option<Error>>,
+}
+
+impl Shared {
+    /// A helper thread: background copies until the end.
+    fn help(&self) {
+        // The tasks' own work and the fault service come first; a
+        // helper takes what CPU they leave.
+        let _ = crate::sys::task::yield_to_others();
+        let mut turn = 0;
+        while !self.stop.load(Ordering::SeqCst) {
+            if !self.restored.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_micros(500));
+                continue;
+            }
+            match self.copy_some(&mut turn, MAX_CHUNK) {
+                Ok(true) => {}
+                Ok(false) => std::thread::sleep(std::time::Duration::from_micros(500)),
+                Err(e) => {
+                    lock(&self.error).get_or_insert(e);
+                    self.stop.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    /// One background chunk (at most `max` bytes) of the next task (from
+    /// `turn`) with pages left; false if none has any.
+    fn copy_some(&self, turn: &mut usize, max: u64) -> Result<bool> {
+        let spaces: Vec<Arc<Space>> = self
+            .spaces
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let n = spaces.len();
+        for k in 0..n {
+            let s = &spaces[(*turn + k) % n];
+            if s.gone.load(Ordering::SeqCst) || s.events_waiting.load(Ordering::SeqCst) {
+                continue;
+            }
+            let _copying = s.gate.read().unwrap_or_else(|e| e.into_inner());
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            let r = s.background(max);
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if let Some(bytes) = r? {
+                lock(&self.stats).background += bytes;
+                *turn = (*turn + k + 1) % n;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether any task has pages left (or some are being copied).
+    fn pending(&self) -> bool {
+        let spaces = self.spaces.read().unwrap_or_else(|e| e.into_inner());
+        spaces.iter().any(|s| !lock(&s.left).is_empty())
+            || self.in_flight.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// The event loop: faults and events first, background copies (with the
+/// helper threads) when nothing waits.
+fn serve(sh: &Shared, mut sock: UnixStream, path: &Path) -> Result<()> {
     let mut finished = false;
     let mut sock_open = true;
     let mut turn = 0usize;
     loop {
-        spaces.retain(|s| !s.gone);
-        let pending = spaces.iter().any(|s| !s.left.is_empty());
+        if let Some(e) = lock(&sh.error).take() {
+            return Err(e);
+        }
+        let spaces: Vec<Arc<Space>> = {
+            let mut all = sh.spaces.write().unwrap_or_else(|e| e.into_inner());
+            all.retain(|s| !s.gone.load(Ordering::SeqCst));
+            all.clone()
+        };
+        let pending = sh.pending();
         if finished && !pending {
             return Ok(());
         }
@@ -183,10 +314,12 @@ fn serve(mut spaces: Vec<Space>, mut sock: UnixStream, path: &Path, st: &mut Sta
             if sock_open {
                 fds.push(PollFd::new(sock.as_fd(), PollFlags::POLLIN));
             }
-            let timeout = if pending {
+            // Never wait long while pages are left: the helpers may end
+            // their copies meanwhile.
+            let timeout = if pending && finished {
                 PollTimeout::ZERO
             } else {
-                PollTimeout::NONE
+                PollTimeout::from(100u8)
             };
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -199,27 +332,30 @@ fn serve(mut spaces: Vec<Space>, mut sock: UnixStream, path: &Path, st: &mut Sta
         };
         if sock_ready {
             match read_finished(&mut sock, path)? {
-                Some(()) => finished = true,
+                Some(()) => {
+                    finished = true;
+                    sh.restored.store(true, Ordering::SeqCst);
+                }
                 None => sock_open = false,
             }
         }
         let mut born = Vec::new();
         let mut busy = false;
-        for (s, _) in spaces.iter_mut().zip(ready).filter(|(_, r)| *r) {
+        for (s, _) in spaces.iter().zip(ready).filter(|(_, r)| *r) {
             busy = true;
-            s.handle_events(&mut born, st)?;
+            // Helpers take no new chunk of this task meanwhile: the
+            // events wait for one chunk at most.
+            s.events_waiting.store(true, Ordering::SeqCst);
+            let _following = s.gate.write().unwrap_or_else(|e| e.into_inner());
+            s.events_waiting.store(false, Ordering::SeqCst);
+            s.handle_events(&mut born, &mut lock(&sh.stats))?;
         }
-        spaces.extend(born);
-        if !busy && pending {
-            // One chunk for the next task with pages left.
-            let n = spaces.len();
-            for k in 0..n {
-                let s = &mut spaces[(turn + k) % n];
-                if s.background(st)? {
-                    turn = (turn + k + 1) % n;
-                    break;
-                }
-            }
+        if !born.is_empty() {
+            let mut all = sh.spaces.write().unwrap_or_else(|e| e.into_inner());
+            all.extend(born.into_iter().map(Arc::new));
+        }
+        if !busy && pending && finished {
+            sh.copy_some(&mut turn, LOOP_CHUNK)?;
         }
     }
 }
@@ -248,21 +384,42 @@ fn read_finished(sock: &mut UnixStream, path: &Path) -> Result<Option<()>> {
 }
 
 impl Space {
-    fn handle_events(&mut self, born: &mut Vec<Space>, st: &mut Stats) -> Result<()> {
+    fn new(pid: i32, uffd: Uffd, left: Iovs, pages: Arc<Mapped>) -> Space {
+        Space {
+            pid,
+            uffd,
+            gone: AtomicBool::new(false),
+            gate: RwLock::new(()),
+            events_waiting: AtomicBool::new(false),
+            left: Mutex::new(left),
+            pages,
+            chunk: AtomicU64::new(FIRST_CHUNK),
+            zero_later: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Reads and follows the task's messages (with the gate held for
+    /// writing): faults first-hand, forks as new spaces in `born`.
+    fn handle_events(&self, born: &mut Vec<Space>, st: &mut Stats) -> Result<()> {
         let evs = match self.uffd.events() {
             Ok(Some(e)) => e,
             Ok(None) => {
-                self.gone = true;
+                self.gone.store(true, Ordering::SeqCst);
                 return Ok(());
             }
             Err(e) => return Err(self.fail("reading events", e)),
         };
+        let retry = std::mem::take(&mut *lock(&self.zero_later));
+        for page in retry {
+            self.zero(page)?;
+        }
         for ev in evs {
             match ev {
                 Event::Fault(addr) => {
                     let page = addr & !(PAGE - 1);
-                    self.chunk = FIRST_CHUNK;
-                    match self.left.take_at(page, PAGE) {
+                    self.chunk.store(FIRST_CHUNK, Ordering::Relaxed);
+                    let got = lock(&self.left).take_at(page, PAGE);
+                    match got {
                         Some(iov) => st.on_fault += self.copy(iov)?,
                         None => {
                             self.zero(page)?;
@@ -272,47 +429,51 @@ impl Space {
                 }
                 Event::Fork(fd) => {
                     st.forks += 1;
-                    born.push(Space {
-                        pid: self.pid,
-                        gone: false,
-                        uffd: Uffd::adopt(fd),
-                        left: self.left.clone(),
-                        pages: self.pages.clone(),
-                        chunk: FIRST_CHUNK,
-                    })
+                    let left = lock(&self.left).clone();
+                    born.push(Space::new(
+                        self.pid,
+                        Uffd::adopt(fd),
+                        left,
+                        self.pages.clone(),
+                    ));
                 }
                 Event::Remap { from, to, len } => {
                     st.remaps += 1;
-                    st.moved += self.left.bytes_in(from, from.saturating_add(len));
-                    self.left.remap(from, to, len);
+                    let mut left = lock(&self.left);
+                    st.moved += left.bytes_in(from, from.saturating_add(len));
+                    left.remap(from, to, len);
                 }
                 Event::Remove { start, end } => {
                     st.removes += 1;
-                    self.left.remove(start, end)
+                    lock(&self.left).remove(start, end)
                 }
                 Event::Unmap { start, end } => {
                     st.unmaps += 1;
-                    self.left.remove(start, end)
+                    lock(&self.left).remove(start, end)
                 }
             }
         }
         Ok(())
     }
 
-    /// Copies the next chunk of what is left; false if nothing is.
-    fn background(&mut self, st: &mut Stats) -> Result<bool> {
-        let Some(iov) = self.left.take_next(self.chunk) else {
-            return Ok(false);
+    /// Copies the next chunk of what is left (with the gate held for
+    /// reading); the bytes copied, or None if nothing is left.
+    fn background(&self, max: u64) -> Result<Option<u64>> {
+        let chunk = self.chunk.load(Ordering::Relaxed);
+        let Some(iov) = lock(&self.left).take_next(chunk.min(max)) else {
+            return Ok(None);
         };
-        self.chunk = (self.chunk + FIRST_CHUNK).min(MAX_CHUNK);
-        st.background += self.copy(iov)?;
-        Ok(true)
+        self.chunk
+            .store((chunk + FIRST_CHUNK).min(MAX_CHUNK), Ordering::Relaxed);
+        self.copy(iov).map(Some)
     }
 
-    /// Puts `iov`'s pages in. A mapping changing meanwhile (EAGAIN) puts
-    /// the rest back for later, after the event that says how; one gone
-    /// (ENOENT) or pages already there (EEXIST) end the copy.
-    fn copy(&mut self, iov: Iov) -> Result<u64> {
+    /// Puts `iov`'s pages in; returns the bytes copied. A mapping
+    /// changing meanwhile (EAGAIN) puts the rest back for later, after
+    /// the event that says how; one gone (ENOENT) or a page already
+    /// there (EEXIST) skips a page; an address space gone (ESRCH: a
+    /// task that exited) ends the task.
+    fn copy(&self, iov: Iov) -> Result<u64> {
         let data = self.pages.bytes();
         let mut at = iov;
         let mut done = 0;
@@ -325,50 +486,45 @@ impl Space {
                         std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
                     )
                 })?;
-            match self.uffd.copy(at.start, src) {
+            let step = match self.uffd.copy(at.start, src) {
                 Ok(n) => {
                     let n = n.max(PAGE).min(at.len());
                     done += n;
-                    at = Iov {
-                        start: at.start + n,
-                        end: at.end,
-                        off: at.off + n,
-                    };
+                    n
                 }
                 Err(e) => match crate::sys::errno_of(&e) {
                     Some(libc::EAGAIN) => {
-                        self.left.put_back(at);
+                        lock(&self.left).put_back(at);
                         return Ok(done);
                     }
-                    // The address space is gone (a child that exited).
                     Some(libc::ESRCH) => {
-                        self.gone = true;
+                        self.gone.store(true, Ordering::SeqCst);
                         return Ok(done);
                     }
-                    Some(libc::ENOENT | libc::EEXIST) => {
-                        // Skip one page: the rest may still be wanted.
-                        at.start += PAGE;
-                        at.off += PAGE;
-                    }
+                    Some(libc::ENOENT | libc::EEXIST) => PAGE,
                     _ => return Err(self.fail("copying pages in", e)),
                 },
-            }
+            };
+            at = Iov {
+                start: at.start + step,
+                end: at.end,
+                off: at.off + step,
+            };
         }
         Ok(done)
     }
 
-    fn zero(&mut self, page: u64) -> Result<()> {
+    fn zero(&self, page: u64) -> Result<()> {
         match self.uffd.zero(page, PAGE) {
             Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    crate::sys::errno_of(&e),
-                    Some(libc::EAGAIN | libc::ENOENT | libc::EEXIST | libc::ESRCH)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(self.fail("mapping a zero page", e)),
+            Err(e) => match crate::sys::errno_of(&e) {
+                Some(libc::EAGAIN) => {
+                    lock(&self.zero_later).push(page);
+                    Ok(())
+                }
+                Some(libc::ENOENT | libc::EEXIST | libc::ESRCH) => Ok(()),
+                _ => Err(self.fail("mapping a zero page", e)),
+            },
         }
     }
 

@@ -1,12 +1,13 @@
 /* A task that changes its memory while a lazy restore still brings it
  * in (tests/lazy.rs):
  *
- *   lazymix MIB RESULT
+ *   lazymix MIB RESULT [TRIGGER]
  *
  * MIB MiB of private memory in one mapping, each page stamped with its
- * index at both ends. Prints "READY <pid>". On SIGUSR1 (sent right
- * after the restore returns, while pages still arrive), before reading
- * any page:
+ * index at both ends. Prints "READY <pid>". On SIGUSR1, or as soon as
+ * the file TRIGGER exists (looked for every millisecond: the test makes
+ * it while the task is dumped, so the restored task starts at once,
+ * while its pages still arrive), before reading any page:
  *  - quarter 2 is moved by mremap (grown, so that it moves);
  *  - the first half of quarter 3 is dropped (madvise DONTNEED);
  *  - the second half of quarter 4 is unmapped;
@@ -66,6 +67,7 @@ int main(int argc, char **argv)
 {
 	size_t mib = argc > 1 ? strtoul(argv[1], 0, 10) : 64;
 	const char *result = argc > 2 ? argv[2] : "result";
+	const char *trigger = argc > 3 ? argv[3] : 0;
 	size_t n = mib * 256, q = n / 4;
 	unsigned char *m = mmap(0, n * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (m == MAP_FAILED)
@@ -75,8 +77,11 @@ int main(int argc, char **argv)
 	signal(SIGUSR1, on_usr1);
 	printf("READY %d\n", getpid());
 	fflush(stdout);
-	while (!go)
-		pause();
+	while (!go) {
+		if (trigger && access(trigger, F_OK) == 0)
+			break;
+		usleep(1000);
+	}
 	out = fopen(result, "a");
 	if (!out)
 		return 3;
