@@ -102,9 +102,16 @@ enum Cmd {
         /// Write one zero byte to fd N once listening, then close it.
         #[arg(long = "status-fd", value_name = "N")]
         status_fd: Option<i32>,
-        /// Take the pages from a page server (refused: not supported yet).
-        #[arg(long = "page-server")]
+        /// Take the pages from a `page-server --lazy-pages` at
+        /// --address/--port instead of DIR's pages images.
+        #[arg(long = "page-server", requires_all = ["address", "port"])]
         page_server: bool,
+        /// The page server's address.
+        #[arg(long = "address", value_name = "ADDR")]
+        address: Option<String>,
+        /// The page server's port.
+        #[arg(long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+        port: Option<u16>,
     },
     /// Take the pages of one dump over TCP (`dump --page-server`, crit's
     /// or criu's) and write them as images into DIR.
@@ -132,7 +139,8 @@ enum Cmd {
         /// linked as DIR/parent, where holes must be found.
         #[arg(long = "prev-images-dir", value_name = "DIR")]
         prev_images_dir: Option<std::path::PathBuf>,
-        /// Serve pages to a lazy restore (refused: not supported yet).
+        /// Serve the pages of the images in DIR to a lazy-pages daemon
+        /// (`lazy-pages --page-server`) instead of receiving a dump's.
         #[arg(long = "lazy-pages")]
         lazy_pages: bool,
         /// Encrypt the connection (refused: not supported yet).
@@ -474,20 +482,18 @@ fn run(cli: Cli) -> crit::error::Result<()> {
             pidfile,
             status_fd,
             page_server,
-        } => {
-            if page_server {
-                return Err(crit::pageserver::error::PsError::Unsupported {
-                    what: "lazy-pages --page-server",
-                }
-                .into());
-            }
-            crit::lazy::daemon::run(&crit::lazy::daemon::DaemonOpts {
-                dir,
-                daemon,
-                pidfile,
-                status_fd,
-            })
-        }
+            address,
+            port,
+        } => crit::lazy::daemon::run(&crit::lazy::daemon::DaemonOpts {
+            dir,
+            daemon,
+            pidfile,
+            status_fd,
+            page_server: match (page_server, address, port) {
+                (true, Some(a), Some(p)) => Some((a, p)),
+                _ => None,
+            },
+        }),
         Cmd::PageServer {
             dir,
             address,
@@ -500,12 +506,6 @@ fn run(cli: Cli) -> crit::error::Result<()> {
             tls,
         } => {
             use crit::pageserver::error::PsError;
-            if lazy_pages {
-                return Err(PsError::Unsupported {
-                    what: "--lazy-pages",
-                }
-                .into());
-            }
             if tls {
                 return Err(PsError::Unsupported { what: "--tls" }.into());
             }
@@ -517,6 +517,7 @@ fn run(cli: Cli) -> crit::error::Result<()> {
                 daemon,
                 pidfile,
                 prev_images_dir,
+                lazy: lazy_pages,
             })
         }
         Cmd::Check => match crit::rpc::check() {

@@ -146,3 +146,61 @@ fn without_a_daemon_nothing_is_restored() {
     assert_eq!(e.trim().lines().count(), 1, "{e}");
     assert!(!kit::proc::exists(prog.pid));
 }
+
+#[test]
+fn a_lazy_restore_takes_its_pages_from_a_remote_page_server() {
+    let kit = Kit::new();
+    let result = kit.path("result");
+    let trigger = kit.path("go");
+    let args = ["256", result.to_str().unwrap(), trigger.to_str().unwrap()];
+    let prog = kit.start("lazymix", &args);
+    let pid = prog.pid;
+    let (src, dst) = (kit.path("src"), kit.path("dst"));
+    ok(&kit.dump(pid, &src, &[]));
+    kit::dump::reap(&[pid], Duration::from_secs(5));
+    // The destination's copy of the images has zeros where the lazy
+    // pages were: they can only come from the source's page server.
+    std::fs::create_dir(&dst).unwrap();
+    for e in std::fs::read_dir(&src).unwrap().flatten() {
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    let (pages_id, entries) =
+        crit::restore::plan::read_pagemap(&dst.join(format!("pagemap-{pid}.img")), Vec::new())
+            .unwrap();
+    let pages = dst.join(format!("pages-{pages_id}.img"));
+    let mut data = std::fs::read(&pages).unwrap();
+    let mut zeroed = 0;
+    for r in crit::model::pagemap::lazy_here(&entries) {
+        if let crit::model::pagemap::Held::Here(off) = r.held {
+            data[off as usize..(off + r.bytes()) as usize].fill(0);
+            zeroed += r.bytes();
+        }
+    }
+    assert!(zeroed > 200 << 20, "{zeroed}");
+    std::fs::write(&pages, data).unwrap();
+    std::fs::write(&trigger, b"").unwrap();
+
+    let port = kit::dump::free_ports(1).to_string();
+    let mut cmd = kit::crit();
+    cmd.args([
+        "page-server",
+        "--lazy-pages",
+        "-D",
+        src.to_str().unwrap(),
+        "--port",
+        &port,
+    ]);
+    let server = kit::proc::spawn_listening(cmd);
+    let mut cmd = kit::crit();
+    cmd.args(["lazy-pages", "-D", dst.to_str().unwrap(), "--page-server"])
+        .args(["--address", "127.0.0.1", "--port", &port])
+        .stderr(Stdio::piped());
+    let lp = kit::proc::spawn_listening(cmd);
+    ok(&restore_lazily(&dst));
+    assert_eq!(line(&result, 0), "OK 57344");
+    let said = finished(lp);
+    assert!(said.contains("still to come moved"), "{said}");
+    assert!(server.wait_with_output().unwrap().status.success());
+    assert!(!registered(pid));
+    kit::dump::kill_tree(pid);
+}

@@ -286,10 +286,16 @@ fn a_session_cut_short_or_wrong_leaves_nothing_on_the_server() {
     let (good, err, left) = serve_raw(&s, &[]);
     assert!(!good && left.is_empty(), "{err} {left:?}");
     assert!(err.contains("at byte 64") && err.contains("0x99"), "{err}");
-    // Lazy pages are not served yet: refused at once.
-    let o = kit::crit_out(&["page-server", "-D", "/tmp", "--port", "1", "--lazy-pages"]);
+    // A lazy server without images to serve fails before it listens.
+    let empty = tempfile::tempdir().unwrap();
+    let d = empty.path().to_str().unwrap();
+    let o = kit::crit_out(&["page-server", "-D", d, "--port", "1", "--lazy-pages"]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--lazy-pages is not supported"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("pstree.img") && err.lines().count() == 1,
+        "{err}"
+    );
     // A whole session of one present page is kept, answered and closed.
     let mut s = open;
     s.extend(header(6 | 4 << 16, 1, 0x10000, task7));

@@ -1,7 +1,8 @@
 //! `crit lazy-pages`: serves the memory of a tree restored with
-//! `restore --lazy-pages` from the images, on demand then in the
-//! background, through the userfaultfds the restore hands over
-//! ([`super::handover`]).
+//! `restore --lazy-pages` from the images (or, with `--page-server`,
+//! from a `page-server --lazy-pages` on another machine:
+//! [`crate::pageserver::lazy`]), on demand then in the background,
+//! through the userfaultfds the restore hands over ([`super::handover`]).
 //!
 //! Each task's lazy pages (PE_LAZY entries of its pagemap whose pages
 //! the images hold) are cut at mapping edges ([`super::iovs`]). The event
@@ -25,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::image::pb;
 use crate::image::typed::Mapped;
 use crate::model::pagemap::{self as pm, Held, PAGE};
+use crate::pageserver::lazy::Fetcher;
 use crate::sys::uffd::{Event, Uffd};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::io::Read;
@@ -41,6 +43,34 @@ pub struct DaemonOpts {
     pub pidfile: Option<PathBuf>,
     /// Gets one zero byte once the daemon listens, then is closed.
     pub status_fd: Option<i32>,
+    /// `--page-server`: the pages come from this `page-server
+    /// --lazy-pages` (address, port) instead of the pages images.
+    pub page_server: Option<(String, u16)>,
+}
+
+/// Where the pages come from.
+enum Pages {
+    /// A task's pages image (ranges' `off`: offsets in it).
+    Local(Mapped),
+    /// A page server (ranges' `off`: addresses in the images).
+    Remote(Arc<Fetcher>),
+}
+
+impl Pages {
+    /// `len` bytes of the pages of task `pid` at `off`.
+    fn get(&self, pid: i32, off: u64, len: u64) -> Result<std::borrow::Cow<'_, [u8]>> {
+        match self {
+            Pages::Local(m) => m
+                .bytes()
+                .get(off as usize..(off + len) as usize)
+                .map(std::borrow::Cow::Borrowed)
+                .ok_or_else(|| Error::Io {
+                    what: format!("lazy pages of pid {pid}: {}", m.name),
+                    source: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                }),
+            Pages::Remote(f) => Ok(std::borrow::Cow::Owned(f.get(pid as u64, off, len)?)),
+        }
+    }
 }
 
 /// What the daemon did, for its last line.
@@ -100,7 +130,7 @@ struct Space {
     /// The event loop waits for the gate: no new copy starts.
     events_waiting: AtomicBool,
     left: Mutex<Iovs>,
-    pages: Arc<Mapped>,
+    pages: Arc<Pages>,
     /// Bytes of the next background copy (back to the first size at
     /// each fault).
     chunk: AtomicU64,
@@ -135,6 +165,10 @@ pub fn run(opts: &DaemonOpts) -> Result<()> {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .map_err(err(p, "writing the pidfile"))?;
     }
+    let fetcher = match &opts.page_server {
+        Some((a, p)) => Some(Arc::new(Fetcher::connect(a, *p)?)),
+        None => None,
+    };
     let (mut sock, _) = listener
         .accept()
         .map_err(err(&path, "accepting the restore"))?;
@@ -143,7 +177,8 @@ pub fn run(opts: &DaemonOpts) -> Result<()> {
     let mut spaces = Vec::new();
     for _ in &tasks {
         if let Received::Task { pid, uffd } = handover::receive(&mut sock, &path)? {
-            spaces.push(Arc::new(open_space(&opts.dir, pid, Uffd::adopt(uffd))?));
+            let s = open_space(&opts.dir, pid, Uffd::adopt(uffd), fetcher.clone())?;
+            spaces.push(Arc::new(s));
         }
     }
     let sh = Shared {
@@ -174,6 +209,9 @@ pub fn run(opts: &DaemonOpts) -> Result<()> {
     if let Some(e) = lock(&sh.error).take() {
         return Err(e);
     }
+    if let Some(f) = fetcher {
+        f.close()?;
+    }
     eprintln!(
         "crit: {}, in {:.3} s",
         lock(&sh.stats),
@@ -186,21 +224,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The lazy pages of task `pid` in the images of `dir`.
-fn open_space(dir: &Path, pid: i32, uffd: Uffd) -> Result<Space> {
+/// The lazy pages of task `pid` in the images of `dir`, read from there
+/// or fetched from a page server.
+fn open_space(dir: &Path, pid: i32, uffd: Uffd, remote: Option<Arc<Fetcher>>) -> Result<Space> {
     let images = crate::image::store::Images::open(dir)?;
     let (pages_id, entries) = images.pagemap(&format!("pagemap-{pid}.img"))?;
     let mm: pb::MmEntry = crate::image::typed::read_one(&dir.join(format!("mm-{pid}.img")), "MM")?;
     let mut vmas: Vec<(u64, u64)> = mm.vmas.iter().map(|v| (v.start, v.end)).collect();
     vmas.sort_unstable();
+    let remote_src = remote.is_some();
     let lazy: Vec<(u64, u64, u64)> = pm::lazy_here(&entries)
         .iter()
         .filter_map(|r| match r.held {
+            Held::Here(_) if remote_src => Some((r.vaddr, r.bytes(), r.vaddr)),
             Held::Here(off) => Some((r.vaddr, r.bytes(), off)),
             _ => None,
         })
         .collect();
-    let pages = Mapped::open(&dir.join(format!("pages-{pages_id}.img")))?;
+    let pages = match remote {
+        Some(f) => Pages::Remote(f),
+        None => Pages::Local(Mapped::open(&dir.join(format!("pages-{pages_id}.img")))?),
+    };
     Ok(Space::new(
         pid,
         uffd,
@@ -384,7 +428,7 @@ fn read_finished(sock: &mut UnixStream, path: &Path) -> Result<Option<()>> {
 }
 
 impl Space {
-    fn new(pid: i32, uffd: Uffd, left: Iovs, pages: Arc<Mapped>) -> Space {
+    fn new(pid: i32, uffd: Uffd, left: Iovs, pages: Arc<Pages>) -> Space {
         Space {
             pid,
             uffd,
@@ -474,18 +518,11 @@ impl Space {
     /// there (EEXIST) skips a page; an address space gone (ESRCH: a
     /// task that exited) ends the task.
     fn copy(&self, iov: Iov) -> Result<u64> {
-        let data = self.pages.bytes();
+        let data = self.pages.get(self.pid, iov.off, iov.len())?;
         let mut at = iov;
         let mut done = 0;
         while !at.is_empty() {
-            let src = data
-                .get(at.off as usize..(at.off + at.len()) as usize)
-                .ok_or_else(|| {
-                    self.fail(
-                        "reading pages",
-                        std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
-                    )
-                })?;
+            let src = &data[(at.start - iov.start) as usize..];
             let step = match self.uffd.copy(at.start, src) {
                 Ok(n) => {
                     let n = n.max(PAGE).min(at.len());

@@ -6,5 +6,6 @@
 
 pub mod client;
 pub mod error;
+pub mod lazy;
 pub mod server;
 pub mod wire;

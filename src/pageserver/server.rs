@@ -8,7 +8,12 @@
 //! CRIU's server numbers them, so that the server may share the dump's
 //! images directory. A hole (PE_PARENT) must be covered by the parent
 //! images (`--prev-images-dir`, a `parent` link as the dump makes).
-//! Not yet: lazy pages (GET), TLS.
+//!
+//! With `--lazy-pages` it serves instead: a lazy-pages daemon on another
+//! machine asks for pages (GET: the task's pid in the images, an address
+//! and a page count) and gets them from the images in its directory
+//! (ADD_F with PE_PRESENT and the pages, fewer when the run ends
+//! sooner), until CLOSE. Not yet: TLS.
 
 use super::error::PsError;
 use super::wire::{self, Dst, Header, HEADER};
@@ -34,6 +39,8 @@ pub struct ServerOpts {
     pub pidfile: Option<PathBuf>,
     /// The parent images, linked from the images directory as `parent`.
     pub prev_images_dir: Option<PathBuf>,
+    /// Serve the pages of the images to a lazy-pages daemon.
+    pub lazy: bool,
 }
 
 /// The first pages id the server gives (CRIU's page server's base).
@@ -41,7 +48,14 @@ const FIRST_PAGES_ID: u32 = 0x10001;
 
 /// Listens, takes one connection and serves it to its end.
 pub fn run(opts: &ServerOpts) -> Result<()> {
-    prepare_dir(opts)?;
+    // A lazy server only reads its directory; a receiving one makes it.
+    let source = match opts.lazy {
+        true => Some(super::lazy::Source::open(&opts.dir)?),
+        false => {
+            prepare_dir(opts)?;
+            None
+        }
+    };
     let addr = opts.address.clone().unwrap_or_else(|| "0.0.0.0".into());
     let listener =
         TcpListener::bind((addr.as_str(), opts.port)).map_err(|source| PsError::Listen {
@@ -72,7 +86,10 @@ pub fn run(opts: &ServerOpts) -> Result<()> {
         source,
     })?;
     drop(listener);
-    Session::new(&opts.dir, peer.to_string())?.serve(sock)
+    match source {
+        Some(source) => source.serve(sock, peer.to_string()),
+        None => Session::new(&opts.dir, peer.to_string())?.serve(sock),
+    }
 }
 
 /// Makes the images directory (private) and its `parent` link.
@@ -389,7 +406,7 @@ fn covers(held: &[(u64, u64)], start: u64, end: u64) -> bool {
 }
 
 /// Reads until `b` is full or the connection ends; returns what it got.
-fn read_full(sock: &mut TcpStream, b: &mut [u8]) -> std::io::Result<usize> {
+pub fn read_full(sock: &mut TcpStream, b: &mut [u8]) -> std::io::Result<usize> {
     let mut got = 0;
     while got < b.len() {
         match sock.read(&mut b[got..]) {
@@ -402,7 +419,7 @@ fn read_full(sock: &mut TcpStream, b: &mut [u8]) -> std::io::Result<usize> {
     Ok(got)
 }
 
-fn send_all(mut sock: &TcpStream, b: &[u8]) -> std::io::Result<()> {
+pub fn send_all(mut sock: &TcpStream, b: &[u8]) -> std::io::Result<()> {
     std::io::Write::write_all(&mut sock, b)
 }
 

@@ -85,10 +85,18 @@ pub struct PageRun {
 }
 
 /// The runs of pages the task's own page image holds (those in a parent
-/// dump are [`parent_pages`]'s).
-pub fn page_runs(task: &Task, pages_len: u64) -> Result<Vec<PageRun>> {
+/// dump are [`parent_pages`]'s), less those at the addresses in `lazy`
+/// (left to a lazy-pages daemon, which may hold the pages elsewhere).
+pub fn page_runs(
+    task: &Task,
+    pages_len: u64,
+    lazy: &std::collections::HashSet<u64>,
+) -> Result<Vec<PageRun>> {
     let mut runs = Vec::new();
-    for r in pagemap::runs(&task.pagemap) {
+    for r in pagemap::runs(&task.pagemap)
+        .into_iter()
+        .filter(|r| !lazy.contains(&r.vaddr))
+    {
         let off = match r.held {
             Held::Parent => continue,
             Held::Lazy => {
@@ -277,7 +285,12 @@ pub fn rebuild(
     let own = pages.and_then(|p| p.own.as_ref());
     let parents: &[ParentPages] = pages.map_or(&[], |p| &p.parents);
     let pages_len = own.map_or(0, |m| m.bytes().len());
-    let runs = page_runs(task, pages_len as u64)?;
+    // Lazy pages are left to the lazy-pages daemon.
+    let skip: std::collections::HashSet<u64> = match lazy {
+        true => super::lazy::lazy_runs(task).iter().map(|r| r.0).collect(),
+        false => Default::default(),
+    };
+    let runs = page_runs(task, pages_len as u64, &skip)?;
     // Which mappings get pages: from this dump or from a parent.
     let mut all: Vec<PageRun> = runs.to_vec();
     for p in parents {
@@ -287,17 +300,6 @@ pub fn rebuild(
     let reprotect = map_vmas(t, task, lay, &all)?;
     log.debug(format!("pid {pid}: mappings made"));
     let t_pages = std::time::Instant::now();
-    // Lazy pages are left to the lazy-pages daemon.
-    let runs: Vec<PageRun> = match lazy {
-        true => {
-            let skip: std::collections::HashSet<u64> =
-                super::lazy::lazy_runs(task).iter().map(|r| r.0).collect();
-            runs.into_iter()
-                .filter(|r| !skip.contains(&r.vaddr))
-                .collect()
-        }
-        false => runs,
-    };
     let mut bytes = write_pages(t, task, &runs, own)?;
     for p in parents {
         bytes += write_pages(t, task, &p.runs, Some(&p.file))?;
