@@ -246,8 +246,8 @@ fn pages(seen: Vec<Seen>, probes: Probes, parent: Option<&Parent>) -> Result<Job
         super::guard::check()?;
         let runs = match pagemap::collect(s.pid, &s.vmas, probes.zero_pfn) {
             Ok(r) => r,
-            // The task exited since.
-            Err(_) if super::procfs::start_time(s.pid) != Some(s.start) => continue,
+            // The task exited since (it may be a zombie yet).
+            Err(_) if !super::procfs::still_lives(s.pid, s.start) => continue,
             Err(e) => return Err(e),
         };
         scanned += s

@@ -141,6 +141,13 @@ pub fn start_time(pid: i32) -> Option<u64> {
     stat(pid).ok().map(|s| s.start_time)
 }
 
+/// Whether the task that started at `start` still has its memory: not
+/// gone, not a later task with its pid, not a zombie (whose /proc files
+/// on memory fail with ESRCH on recent kernels).
+pub fn still_lives(pid: i32, start: u64) -> bool {
+    stat(pid).is_ok_and(|s| s.start_time == start && !matches!(s.state, 'Z' | 'X' | 'x'))
+}
+
 pub fn thread_stat(pid: i32, tid: i32) -> Result<Stat> {
     parse_stat(tid, &read_string(pid, &format!("task/{tid}/stat"))?)
 }
@@ -325,6 +332,23 @@ pub fn fdinfo_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zombie_no_longer_lives() {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id() as i32;
+        let start = stat(pid).unwrap().start_time;
+        // Not reaped: a zombie with the same pid and start time.
+        while stat(pid).unwrap().state != 'Z' {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!still_lives(pid, start));
+        let me = std::process::id() as i32;
+        assert!(still_lives(me, stat(me).unwrap().start_time));
+        assert!(!still_lives(me, stat(me).unwrap().start_time + 1));
+        c.wait().unwrap();
+        assert!(!still_lives(pid, start));
+    }
 
     #[test]
     fn stat_with_spaces_in_comm() {
