@@ -414,6 +414,10 @@ struct RestoreArgs {
     /// runs at once, its pages come on demand and in the background.
     #[arg(long = "lazy-pages")]
     lazy_pages: bool,
+    /// Bring the dumped vDSO back as a proxy that leads to this kernel's,
+    /// as on another kernel, even where it is this kernel's own.
+    #[arg(long = "force-vdso-proxy")]
+    force_vdso_proxy: bool,
 }
 
 fn run(cli: Cli) -> crit::error::Result<()> {
@@ -635,6 +639,7 @@ fn restore(a: RestoreArgs) -> crit::error::Result<()> {
         log_file: a.log_file.map(Into::into),
         console_socket: a.console_socket.map(Into::into),
         lazy_pages: a.lazy_pages,
+        force_vdso_proxy: a.force_vdso_proxy,
         notify_fd: a.notify_fd,
         action_scripts: a.action_script,
         ..Default::default()

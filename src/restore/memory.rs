@@ -1,5 +1,6 @@
 //! Rebuilds a task's address space from outside: unmap what the forked copy
-//! of crit had, move its own vdso/vvar where the dumped ones were, map every
+//! of crit had, move its own vdso/vvar where the dumped ones were (or make
+//! a vdso proxy there: [`super::vdso`]), map every
 //! dumped VMA at its address, write the dumped pages, set the final
 //! protections, then the mm fields with PR_SET_MM_MAP.
 
@@ -228,10 +229,10 @@ fn vma_has_pages(v: &pb::VmaEntry, runs: &[PageRun]) -> bool {
 }
 
 /// What of the child's own mappings survives the rebuild.
-struct Special {
-    vvar: Option<(u64, u64)>,
-    vclock: Option<(u64, u64)>,
-    vdso: Option<(u64, u64)>,
+pub struct Special {
+    pub vvar: Option<(u64, u64)>,
+    pub vclock: Option<(u64, u64)>,
+    pub vdso: Option<(u64, u64)>,
 }
 
 fn special_of(maps: &[MapLine]) -> Special {
@@ -264,8 +265,8 @@ pub fn choose_scratch(host: u32, task: &Task, len: u64) -> Result<u64> {
 }
 
 /// Rebuilds the address space. `keep` (start, length: crit's scratch
-/// area) is kept. With `lazy`, lazy pages are left out (see
-/// [`super::lazy`]).
+/// area) is kept. With lazy pages (`mem.lazy`) they are left out (see
+/// [`super::lazy`]); the vdso is placed as [`super::vdso`] says.
 pub fn rebuild(
     t: &mut dyn Tracee,
     task: &Task,
@@ -273,24 +274,25 @@ pub fn rebuild(
     pages: Option<&super::task::TaskPages>,
     keep: (u64, u64),
     log: &super::Log,
-    lazy: bool,
+    mem: super::task::MemOpts,
 ) -> Result<()> {
     let (scratch, scratch_len) = keep;
     let pid = task.pid;
     refuse_unsupported(task)?;
     let maps = read_maps(t.host_tid())?;
     let sp = special_of(&maps);
-    unmap_all_but(t, pid, &sp, (scratch, scratch + scratch_len))?;
-    move_special(t, task, &sp, scratch, scratch_len)?;
     let own = pages.and_then(|p| p.own.as_ref());
     let parents: &[ParentPages] = pages.map_or(&[], |p| &p.parents);
     let pages_len = own.map_or(0, |m| m.bytes().len());
     // Lazy pages are left to the lazy-pages daemon.
-    let skip: std::collections::HashSet<u64> = match lazy {
+    let skip: std::collections::HashSet<u64> = match mem.lazy.is_some() {
         true => super::lazy::lazy_runs(task).iter().map(|r| r.0).collect(),
         false => Default::default(),
     };
     let runs = page_runs(task, pages_len as u64, &skip)?;
+    unmap_all_but(t, pid, &sp, (scratch, scratch + scratch_len))?;
+    let dumped_vdso = vdso_pages(task, &runs, own, parents);
+    super::vdso::place(t, task, &sp, mem.vdso, dumped_vdso, keep, log)?;
     // Which mappings get pages: from this dump or from a parent.
     let mut all: Vec<PageRun> = runs.to_vec();
     for p in parents {
@@ -310,6 +312,39 @@ pub fn rebuild(
         t_pages.elapsed()
     ));
     protect_and_advise(t, task, &reprotect)
+}
+
+/// The dumped vdso's pages, if this dump or a parent holds all of them.
+fn vdso_pages(
+    task: &Task,
+    runs: &[PageRun],
+    own: Option<&Mapped>,
+    parents: &[ParentPages],
+) -> Option<Vec<u8>> {
+    let v = task
+        .mm
+        .vmas
+        .iter()
+        .find(|v| v.status & VMA_AREA_VDSO != 0)?;
+    let mut img = vec![0u8; (v.end - v.start) as usize];
+    let mut filled = 0u64;
+    let sources = own
+        .map(|f| (runs, f))
+        .into_iter()
+        .chain(parents.iter().map(|p| (p.runs.as_slice(), &p.file)));
+    for (runs, file) in sources {
+        for r in runs {
+            let (s, e) = (r.vaddr.max(v.start), (r.vaddr + r.len).min(v.end));
+            if s >= e {
+                continue;
+            }
+            let from = (r.off + s - r.vaddr) as usize;
+            let src = file.bytes().get(from..from + (e - s) as usize)?;
+            img[(s - v.start) as usize..(e - v.start) as usize].copy_from_slice(src);
+            filled += e - s;
+        }
+    }
+    (filled == v.end - v.start).then_some(img)
 }
 
 fn refuse_unsupported(task: &Task) -> Result<()> {
@@ -572,7 +607,9 @@ fn protect_and_advise(t: &mut dyn Tracee, task: &Task, reprotect: &[&pb::VmaEntr
     Ok(())
 }
 
-fn move_special(
+/// Moves this kernel's vvar and vdso where the dumped ones were (they
+/// must be the same: see [`super::vdso`]).
+pub fn move_special(
     t: &mut dyn Tracee,
     task: &Task,
     sp: &Special,

@@ -43,6 +43,7 @@ pub mod tracee;
 pub mod tree;
 pub mod unix;
 pub mod validate;
+pub mod vdso;
 
 pub use log::Log;
 
@@ -175,6 +176,9 @@ pub struct Options {
     /// `--lazy-pages`: private anonymous memory comes later, from a
     /// lazy-pages daemon (see [`lazy`]).
     pub lazy_pages: bool,
+    /// `--force-vdso-proxy`: the dumped vDSO comes back as a proxy even
+    /// on the dumping kernel (see [`vdso`]).
+    pub force_vdso_proxy: bool,
 }
 
 /// Parses `mnt[KEY]:PATH` (CRIU's spelling of an external mount at
@@ -417,7 +421,12 @@ fn run(
         }
         Ok(())
     };
-    task::take_over_all(plan, &pages, log, &before_resume, lazy.as_ref())?;
+    let vdso = vdso::Here::read(opts.force_vdso_proxy)?;
+    let mem = task::MemOpts {
+        lazy: lazy.as_ref(),
+        vdso: &vdso,
+    };
+    task::take_over_all(plan, &pages, log, &before_resume, mem)?;
     match &lazy {
         Some(l) => l.finished(),
         None => Ok(()),

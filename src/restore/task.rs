@@ -103,7 +103,7 @@ pub fn take_over_all(
     pages: &std::collections::HashMap<u32, TaskPages>,
     log: &Log,
     before_resume: &(dyn Fn() -> Result<()> + Sync),
-    lazy: Option<&super::lazy::Lazy>,
+    mem: MemOpts,
 ) -> Result<()> {
     let mut order: Vec<&Task> = plan.live().collect();
     order.sort_by_key(|t| std::cmp::Reverse(pages.get(&t.pid).map_or(0, TaskPages::size)));
@@ -120,7 +120,7 @@ pub fn take_over_all(
         failed: AtomicBool::new(false),
         barrier: Barrier::new(workers),
         before_resume,
-        lazy,
+        mem,
     };
     let results: Vec<Result<()>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
@@ -153,8 +153,16 @@ struct Team<'a> {
     barrier: Barrier,
     /// Run by the leader once every task is rebuilt, before any runs.
     before_resume: &'a (dyn Fn() -> Result<()> + Sync),
+    mem: MemOpts<'a>,
+}
+
+/// How the tasks' memory is rebuilt.
+#[derive(Clone, Copy)]
+pub struct MemOpts<'a> {
     /// `--lazy-pages`: where the tasks' userfaultfds go.
-    lazy: Option<&'a super::lazy::Lazy>,
+    pub lazy: Option<&'a super::lazy::Lazy>,
+    /// This kernel's vDSO, to compare with the dumped one.
+    pub vdso: &'a super::vdso::Here,
 }
 
 /// A task whose memory is rebuilt, the rest still to do.
@@ -176,7 +184,7 @@ impl Team<'_> {
         let mut halves: Vec<Half> = Vec::new();
         let built = self.rebuild_some(&mut halves);
         self.sync(&built);
-        let handed = self.if_ok(|| match self.lazy.filter(|_| leader) {
+        let handed = self.if_ok(|| match self.mem.lazy.filter(|_| leader) {
             Some(l) => l.hand_over(self.plan),
             None => Ok(()),
         });
@@ -258,7 +266,7 @@ impl Team<'_> {
             let Some(&t) = self.order.get(i) else { break };
             let started = std::time::Instant::now();
             let half = tracee::seize(self.plan.host(t.pid), t.pid).and_then(|main| {
-                rebuild_memory(t, main, self.pages.get(&t.pid), self.log, self.lazy)
+                rebuild_memory(t, main, self.pages.get(&t.pid), self.log, self.mem)
             });
             match half {
                 Ok(h) => mine.push(h),
@@ -281,22 +289,14 @@ fn rebuild_memory<'t>(
     mut main: SysTracee,
     pages: Option<&TaskPages>,
     log: &Log,
-    lazy: Option<&super::lazy::Lazy>,
+    mem: MemOpts,
 ) -> Result<Half<'t>> {
     let lay = Layout::for_task(task);
     let (region, scratch) = make_scratch(&mut main, task)?;
     let mapped = memory::PAGE + SCRATCH_LEN;
-    memory::rebuild(
-        &mut main,
-        task,
-        &lay,
-        pages,
-        (region, mapped),
-        log,
-        lazy.is_some(),
-    )?;
+    memory::rebuild(&mut main, task, &lay, pages, (region, mapped), log, mem)?;
     memory::set_mm(&mut main, task, &lay, scratch)?;
-    if let Some(l) = lazy {
+    if let Some(l) = mem.lazy {
         let host = main.host();
         l.register(&mut main, task, host)?;
     }

@@ -188,3 +188,18 @@ pub fn maps(pid: i32) -> io::Result<Vec<MapsEntry>> {
     }
     Ok(out)
 }
+
+/// This process's vDSO (start, image), read through /proc/self/mem; None
+/// where the kernel maps none (`vdso=0`).
+pub fn own_vdso() -> io::Result<Option<(u64, Vec<u8>)>> {
+    use std::os::unix::fs::FileExt;
+    let Some(m) = maps(std::process::id() as i32)?
+        .into_iter()
+        .find(|m| m.name == "[vdso]")
+    else {
+        return Ok(None);
+    };
+    let mut img = vec![0u8; (m.end - m.start) as usize];
+    std::fs::File::open("/proc/self/mem")?.read_exact_at(&mut img, m.start)?;
+    Ok(Some((m.start, img)))
+}

@@ -87,7 +87,7 @@ pub enum TaskError {
     #[error("pid {pid}: mapping {start:#x}: shared memory {shmid} not made")]
     SharedMissing { pid: u32, start: u64, shmid: u64 },
     /// The vdso or vvar differs from this kernel's.
-    #[error("pid {pid}: the dumped {which} is {dumped} bytes, this kernel's is {here}: restore on the dumping kernel")]
+    #[error("pid {pid}: the dumped {which} is {dumped} bytes, this kernel's is {here}, and the images hold no vdso pages to make a proxy of: restore on the dumping kernel")]
     SpecialSize {
         pid: u32,
         which: &'static str,
@@ -96,6 +96,18 @@ pub enum TaskError {
     },
     #[error("pid {pid}: the images have a {which}, this kernel gives none")]
     SpecialMissing { pid: u32, which: &'static str },
+    #[error("vdso: {whose} {why}")]
+    VdsoImage {
+        whose: String,
+        why: crate::restore::vdso::symtab::ElfFault,
+    },
+    #[error("pid {pid}: a vdso proxy needs the dumped vdso's pages, and the images hold none at {start:#x}")]
+    VdsoNoPages { pid: u32, start: u64 },
+    #[error("pid {pid}: no vdso proxy: {why}")]
+    VdsoProxy {
+        pid: u32,
+        why: crate::restore::vdso::proxy::PatchFault,
+    },
     #[error("pid {pid}: exe file id {id} not opened")]
     ExeMissing { pid: u32, id: u32 },
 
