@@ -150,6 +150,25 @@ fn kitchen() {
     round_trip("kitchen", "/tmp/scen/k", &["--tcp-established"]);
 }
 
+/// Every task of a tree gets a vDSO proxy (as on another kernel) and
+/// still checks itself (tests/vdso.rs calls through one).
+#[test]
+fn usk_tree_through_vdso_proxies() {
+    round_trip_with("usk_tree", "main", &[], &["--force-vdso-proxy"], &|_| {});
+}
+
+#[test]
+fn kitchen_through_a_vdso_proxy() {
+    let opts = ["--tcp-established"];
+    round_trip_with(
+        "kitchen",
+        "/tmp/scen/k",
+        &opts,
+        &["--force-vdso-proxy", "--tcp-established"],
+        &|_| {},
+    );
+}
+
 /// Sessions, groups and interrupted syscalls, through our dump: a session
 /// leader, a child leading its own group and a grandchild in it, each
 /// dumped while blocked in read(); after restore each keeps its pid,
