@@ -1,7 +1,8 @@
 //! The vDSO on restore: a task that calls it through pointers it found at
 //! start keeps working where this kernel's vDSO lands elsewhere and a
 //! proxy stands at the old address (what a restore on another kernel
-//! does; `--force-vdso-proxy` makes one on this kernel). The logic that
+//! does: made here by `--force-vdso-proxy`, or by a dumped vDSO whose
+//! symbol table was changed). The logic that
 //! decides for a proxy and lays out its jumps is unit-tested on made-up
 //! symbol tables (src/restore/vdso/proxy.rs).
 
@@ -56,17 +57,16 @@ fn ask(pid: i32, result: &Path) -> String {
     }
 }
 
-#[test]
-fn a_task_calls_its_old_vdso_through_a_proxy_and_again_after_a_second_dump() {
-    let _g = kit::restore::lock();
-    let tmp = tempfile::tempdir().unwrap();
-    let exe = tmp.path().join("rvdso");
+/// Starts tests/restore_programs/rvdso.c in `tmp`; returns it and the
+/// file its answers go to.
+fn start_rvdso(tmp: &Path) -> (std::process::Child, std::path::PathBuf) {
+    let exe = tmp.join("rvdso");
     kit::cc::compile(
         &kit::cc::source("restore_programs", "rvdso"),
         &exe,
         &["-O1"],
     );
-    let (ready, result) = (tmp.path().join("ready"), tmp.path().join("res"));
+    let (ready, result) = (tmp.join("ready"), tmp.join("res"));
     let mut child = Command::new(&exe)
         .env("READY", &ready)
         .env("RESULT", &result)
@@ -84,8 +84,45 @@ fn a_task_calls_its_old_vdso_through_a_proxy_and_again_after_a_second_dump() {
         assert!(child.try_wait().unwrap().is_none(), "rvdso failed at start");
         std::thread::sleep(Duration::from_millis(10));
     }
+    (child, tmp.join("res.main"))
+}
+
+/// Where the pages of task `pid`'s dumped vdso begin in the pages image
+/// of `dir`, and the vdso's length.
+fn vdso_in_images(dir: &Path, pid: i32) -> (u64, u64) {
+    let decode = |name: String| -> serde_json::Value {
+        let o = kit::crit_out(&["decode", "-i", dir.join(name).to_str().unwrap()]);
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    // VMA_AREA_VDSO is bit 3 of a mapping's status.
+    let mm = decode(format!("mm-{pid}.img"));
+    let v = mm["entries"][0]["vmas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["status"].as_u64().unwrap() & 8 != 0)
+        .unwrap();
+    let (start, end) = (v["start"].as_u64().unwrap(), v["end"].as_u64().unwrap());
+    let pm = decode(format!("pagemap-{pid}.img"));
+    let mut off = 0;
+    for e in &pm["entries"].as_array().unwrap()[1..] {
+        if e["vaddr"].as_u64() == Some(start) {
+            return (off, end - start);
+        }
+        // Pages this image holds: present (4) and not in a parent (1).
+        if e["flags"].as_u64().unwrap() & 5 == 4 {
+            off += e["nr_pages"].as_u64().unwrap() * 4096;
+        }
+    }
+    panic!("no pages of the vdso at {start:#x}");
+}
+
+#[test]
+fn a_task_calls_its_old_vdso_through_a_proxy_and_again_after_a_second_dump() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, res) = start_rvdso(tmp.path());
     let pid = child.id() as i32;
-    let res = tmp.path().join("res.main");
     let first = tmp.path().join("first");
     dump(pid, &first);
     kit::proc::kill_and_reap(&[pid]);
@@ -101,6 +138,61 @@ fn a_task_calls_its_old_vdso_through_a_proxy_and_again_after_a_second_dump() {
     kit::proc::kill_and_reap(&[pid]);
     let log = restore(&second, &[]);
     assert!(!log.contains("vdso proxy"), "{log}");
+    assert_eq!(ask(pid, &res), "OK moved", "{log}");
+    kit::proc::kill_and_reap(&[pid]);
+}
+
+/// The dumped vDSO made another kernel's: the name of a function the
+/// task does not call changed in its symbol table. The restore finds
+/// other functions and makes a proxy by itself.
+#[test]
+fn a_vdso_whose_symbols_differ_gets_a_proxy_by_itself() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, res) = start_rvdso(tmp.path());
+    let pid = child.id() as i32;
+    let dir = tmp.path().join("img");
+    dump(pid, &dir);
+    kit::proc::kill_and_reap(&[pid]);
+    let _ = child.wait();
+    let (off, len) = vdso_in_images(&dir, pid);
+    let pages = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("pages-")
+        })
+        .unwrap();
+    let mut bytes = std::fs::read(&pages).unwrap();
+    let vdso = &mut bytes[off as usize..(off + len) as usize];
+    // A function rvdso does not call (getrandom on Linux 6.11 and later).
+    let used = [
+        "clock_gettime",
+        "clock_getres",
+        "gettimeofday",
+        "time",
+        "getcpu",
+    ];
+    let at = (0..vdso.len() - 8)
+        .find(|&i| {
+            let rest = &vdso[i..];
+            let name = rest.split(|&c| c == 0).nth(1).unwrap_or_default();
+            rest[0] == 0
+                && name.starts_with(b"__vdso_")
+                && !used.iter().any(|u| &name[7..] == u.as_bytes())
+        })
+        .expect("the vdso exports a function rvdso does not call");
+    vdso[at + 8] ^= 0x20;
+    std::fs::write(&pages, &bytes).unwrap();
+    let log = restore(&dir, &[]);
+    assert!(
+        log.contains("vdso proxy at") && log.contains("other offsets"),
+        "{log}"
+    );
     assert_eq!(ask(pid, &res), "OK moved", "{log}");
     kit::proc::kill_and_reap(&[pid]);
 }
