@@ -39,24 +39,6 @@ fn restore(dir: &Path, extra: &[&str]) -> String {
     log
 }
 
-/// Wakes the task and returns its verdict on its vDSO calls.
-fn ask(pid: i32, result: &Path) -> String {
-    let _ = std::fs::remove_file(result);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGUSR1,
-    )
-    .unwrap();
-    let t = Instant::now();
-    loop {
-        let s = std::fs::read_to_string(result).unwrap_or_default();
-        if s.ends_with('\n') || t.elapsed() > Duration::from_secs(10) {
-            return s.trim().to_string();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Starts tests/restore_programs/rvdso.c in `tmp`; returns it and the
 /// file its answers go to.
 fn start_rvdso(tmp: &Path) -> (std::process::Child, std::path::PathBuf) {
@@ -130,7 +112,7 @@ fn a_task_calls_its_old_vdso_through_a_proxy_and_again_after_a_second_dump() {
     // The old address holds the proxy; this kernel's vDSO is elsewhere.
     let log = restore(&first, &["--force-vdso-proxy"]);
     assert!(log.contains("vdso proxy at"), "{log}");
-    assert_eq!(ask(pid, &res), "OK moved", "{log}");
+    assert_eq!(kit::gens::ask(pid, &res), "OK moved", "{log}");
     // The proxy is plain memory now, dumped as such; a plain restore puts
     // this kernel's vDSO back where it was and the proxy leads there.
     let second = tmp.path().join("second");
@@ -138,7 +120,7 @@ fn a_task_calls_its_old_vdso_through_a_proxy_and_again_after_a_second_dump() {
     kit::proc::kill_and_reap(&[pid]);
     let log = restore(&second, &[]);
     assert!(!log.contains("vdso proxy"), "{log}");
-    assert_eq!(ask(pid, &res), "OK moved", "{log}");
+    assert_eq!(kit::gens::ask(pid, &res), "OK moved", "{log}");
     kit::proc::kill_and_reap(&[pid]);
 }
 
@@ -193,7 +175,7 @@ fn a_vdso_whose_symbols_differ_gets_a_proxy_by_itself() {
         log.contains("vdso proxy at") && log.contains("other offsets"),
         "{log}"
     );
-    assert_eq!(ask(pid, &res), "OK moved", "{log}");
+    assert_eq!(kit::gens::ask(pid, &res), "OK moved", "{log}");
     kit::proc::kill_and_reap(&[pid]);
 }
 

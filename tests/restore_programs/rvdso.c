@@ -6,8 +6,8 @@
  * AT_SYSINFO_EHDR) and keeps the entries of clock_gettime, gettimeofday,
  * time, getcpu and clock_getres. It writes "main PID" to $READY and
  * blocks in read(). Each SIGUSR1 wakes it: it calls every kept entry many
- * times, compares the answers with the system calls', and writes "OK
- * moved" or "OK same" (where [vdso] is now, against the address at
+ * times, compares the answers with the system calls', and adds a line
+ * "OK moved" or "OK same" (where [vdso] is now, against the address at
  * start) or "FAIL why" to $RESULT.main, then blocks again. */
 #define _GNU_SOURCE
 #include <elf.h>
@@ -129,7 +129,7 @@ int main(void) {
         char out[300];
         if (err) snprintf(out, sizeof out, "FAIL %s\n", err);
         else snprintf(out, sizeof out, "OK %s\n", vdso_now() == base0 ? "same" : "moved");
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd < 0 || write(fd, out, strlen(out)) < 0) return 6;
         close(fd);
     }
