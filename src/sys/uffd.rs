@@ -211,28 +211,20 @@ impl Uffd {
     /// a mapping that cannot be registered. Registering again what is
     /// already ours succeeds.
     pub fn register_wp(&self, start: u64, len: u64) -> io::Result<()> {
-        let mut r = Register {
-            start,
-            len,
-            mode: REGISTER_MODE_WP,
-            ioctls: 0,
-        };
-        ioctl(
-            &self.0,
-            UFFDIO_REGISTER,
-            &mut r,
-            &format!("UFFDIO_REGISTER {start:#x}+{len:#x}"),
-        )
-        .map(|_| ())
+        self.register(start, len, REGISTER_MODE_WP)
     }
 
     /// Registers `[start, start+len)` for missing pages: a touch of a
     /// page not there waits for [`Uffd::copy`] or [`Uffd::zero`].
     pub fn register_missing(&self, start: u64, len: u64) -> io::Result<()> {
+        self.register(start, len, REGISTER_MODE_MISSING)
+    }
+
+    fn register(&self, start: u64, len: u64, mode: u64) -> io::Result<()> {
         let mut r = Register {
             start,
             len,
-            mode: REGISTER_MODE_MISSING,
+            mode,
             ioctls: 0,
         };
         ioctl(
