@@ -169,7 +169,19 @@ int main(int argc, char **argv)
 	double deadline = now() + 30;
 	while (lines(result, &ok) < tasks && now() < deadline)
 		usleep(2000);
-	lines(result, &ok);
+	long n = lines(result, &ok);
+	if (ok != tasks) {
+		/* Say what went wrong: the lines that are not OK, and how many never came. */
+		FILE *f = fopen(result, "r");
+		char buf[256];
+		while (f && fgets(buf, sizeof buf, f))
+			if (strncmp(buf, "OK ", 3))
+				fprintf(stderr, "bench-scale-runner: %s", buf);
+		if (f)
+			fclose(f);
+		if (n < tasks)
+			fprintf(stderr, "bench-scale-runner: %ld of %d tasks did not answer\n", tasks - n, tasks);
+	}
 	kill(-root, SIGKILL);
 	reap_all();
 	double rcpu = cpu_children() - c1;

@@ -544,3 +544,113 @@ fn cpu_cap_records_and_checks_the_cpu() {
         assert!(err.contains("cpuinfo.img: missing"), "{err}");
     });
 }
+
+/// A signal sent while the restore is still in progress (here by the
+/// post-restore action script, to the whole tree) reaches each task as it
+/// would have without the dump: pause() and a read() without SA_RESTART
+/// return EINTR, a read() under SA_RESTART goes on until a second signal
+/// (`rsigwake.c`). Resumed on the `syscall` instead of just past it, the
+/// handler would run first and pause() would wait on for ever.
+#[test]
+fn a_signal_during_the_restore_interrupts_the_restored_call() {
+    let _g = lock();
+    prepare();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("rsigwake");
+    kit::cc::compile(
+        &kit::cc::source("restore_programs", "rsigwake"),
+        &exe,
+        &["-O1"],
+    );
+    let ready = dir.path().join("ready");
+    std::fs::write(&ready, "").unwrap();
+    let result = dir.path().join("res");
+    let mut child = Command::new(&exe)
+        .env("READY", &ready)
+        .env("RESULT", &result)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&ready).unwrap().lines().count() < 3 {
+        assert!(Instant::now() < deadline, "rsigwake did not get ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Every task inside its call.
+    std::thread::sleep(Duration::from_millis(100));
+    let root = child.id() as i32;
+    let tree = kit::proc::tree(root);
+    let imgs = dir.path().join("img");
+    let out = Command::new(dumper())
+        .args(["dump", "--shell-job", "-t", &root.to_string(), "-D"])
+        .arg(&imgs)
+        .output()
+        .unwrap();
+    let _ = child.wait();
+    kit::proc::reap(&tree, Duration::from_secs(5));
+    assert!(
+        out.status.success(),
+        "dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = r#"[ "$CRTOOLS_SCRIPT_ACTION" != post-restore ] || kill -USR1 -$CRTOOLS_INIT_PID"#;
+    let out = crit()
+        .args([
+            "restore",
+            "-d",
+            "--shell-job",
+            "--action-script",
+            script,
+            "-D",
+        ])
+        .arg(&imgs)
+        .output()
+        .unwrap();
+    let answer = |role: &str| {
+        let f = format!("{}.{role}", result.display());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(s) = std::fs::read_to_string(&f)
+                .ok()
+                .filter(|s| s.ends_with('\n'))
+            {
+                return s.trim().to_string();
+            }
+            if Instant::now() > deadline {
+                return format!("no answer from {role}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut answers = Vec::new();
+    if out.status.success() {
+        answers.push(answer("pause"));
+        answers.push(answer("read"));
+        // The SA_RESTART read is still blocked: a second signal ends it.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(root),
+            nix::sys::signal::Signal::SIGUSR2,
+        );
+        answers.push(answer("restart"));
+    }
+    for &p in &tree {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    kit::proc::reap(&tree, Duration::from_secs(5));
+    assert!(
+        out.status.success(),
+        "restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        answers,
+        ["OK pause", "OK read", "OK restart"],
+        "each task's call after a signal during the restore"
+    );
+}

@@ -424,7 +424,10 @@ fn make_threads(mut main: SysTracee, task: &Task, scratch: u64) -> Result<Vec<Re
             .thread_info
             .as_ref()
             .ok_or(TaskError::NoRegisters { tid: t.tid() })?;
-        let r = regs::from_image(&ti.gpregs, t.tid())?;
+        let mut r = regs::from_image(&ti.gpregs, t.tid())?;
+        let mut insn = [0u8; 2];
+        let readable = t.read_mem(r.ip, &mut insn).is_ok();
+        regs::resume_point(&mut r, readable.then_some(insn));
         out.push(Rebuilt {
             t,
             regs: r,
