@@ -6,6 +6,7 @@
 
 use super::error::{DumpError, Via};
 use super::fdscan::{Fd, Kind, Stat, O_ACCMODE, O_APPEND, O_WRONLY};
+use super::kobjs::Sorted;
 use crate::error::Result;
 use crate::image::pb;
 use crate::image::typed::ImageBuilder;
@@ -54,17 +55,14 @@ pub fn fown_of(pid: i32, fd: i32, f: std::os::fd::BorrowedFd) -> Result<pb::Fown
     })
 }
 
-/// (pid, fd, file id) of a descriptor already given an id.
-type SeenFd = (i32, i32, u32);
-
 /// The shared file table and the images that hang off it.
 #[derive(Default)]
 pub struct FileTable {
     next_id: u32,
     pub entries: Vec<pb::FileEntry>,
     special: HashMap<(u64, u64), u32>,
-    /// (pid, fd, id) of every descriptor given an id, by (dev, ino).
-    seen: HashMap<(u64, u64), Vec<SeenFd>>,
+    /// The id of every open file given one, by (dev, ino).
+    seen: HashMap<(u64, u64), Sorted<u32>>,
     pub pipes_data: Option<ImageBuilder>,
     pub fifo_data: Option<ImageBuilder>,
     pipe_done: std::collections::HashSet<u64>,
@@ -89,24 +87,23 @@ impl FileTable {
 
     /// The id of the open file behind `pid`'s `fd`, and whether it is new.
     pub fn fd_id(&mut self, pid: i32, fd: &Fd) -> Result<(u32, bool)> {
-        let key = (fd.st.dev, fd.st.ino);
-        for &(p, f, id) in self.seen.get(&key).map(|v| v.as_slice()).unwrap_or(&[]) {
-            let same =
-                kcmp::same(p, pid, kcmp::Kind::File, f as u64, fd.fd as u64).map_err(|source| {
-                    DumpError::Fd {
-                        pid,
-                        fd: fd.fd,
-                        what: "kcmp",
-                        source,
-                    }
-                })?;
-            if same {
-                return Ok((id, false));
-            }
-        }
-        let id = self.new_id();
-        self.seen.entry(key).or_default().push((pid, fd.fd, id));
-        Ok((id, true))
+        let next = &mut self.next_id;
+        self.seen
+            .entry((fd.st.dev, fd.st.ino))
+            .or_insert_with(|| Sorted::new(kcmp::Kind::File))
+            .find_or_add(pid, fd.fd as u64, || {
+                *next += 1;
+                *next
+            })
+            .map_err(|(_, source)| {
+                DumpError::Fd {
+                    pid,
+                    fd: fd.fd,
+                    what: "kcmp",
+                    source,
+                }
+                .into()
+            })
     }
 
     /// The id of the open file behind crit's own `fd` (one a queued
@@ -117,24 +114,17 @@ impl FileTable {
         let st =
             Stat::of(&std::fs::metadata(&path).map_err(|source| DumpError::OwnFd { fd, source })?);
         let me = std::process::id() as i32;
-        for &(p, f, id) in self
-            .seen
-            .get(&(st.dev, st.ino))
-            .map(|v| v.as_slice())
-            .unwrap_or(&[])
-        {
-            if kcmp::same(me, p, kcmp::Kind::File, fd as u64, f as u64).map_err(|source| {
-                DumpError::Fd {
-                    pid: p,
-                    fd: f,
-                    what: "kcmp",
-                    source,
-                }
-            })? {
-                return Ok(Some(id));
+        let Some(seen) = self.seen.get(&(st.dev, st.ino)) else {
+            return Ok(None);
+        };
+        seen.find(me, fd as u64).map_err(|(pid, source)| {
+            DumpError::Kcmp {
+                pid: me,
+                other: pid,
+                source,
             }
-        }
-        Ok(None)
+            .into()
+        })
     }
 
     /// A regular-file entry for a mapped file, an exe link, cwd or root;

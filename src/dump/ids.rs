@@ -4,6 +4,7 @@
 //! namespaces by inode, in CRIU's order of kinds.
 
 use super::error::DumpError;
+use super::kobjs::Sorted;
 use crate::error::Result;
 use crate::image::pb;
 use crate::model::ns::Kind;
@@ -12,8 +13,8 @@ use std::collections::HashMap;
 
 #[derive(Default)]
 pub struct Ids {
-    /// Per kcmp kind: (pid, id) of each distinct object seen.
-    objs: HashMap<u8, Vec<(i32, u32)>>,
+    /// Per kcmp kind: the id of each distinct object seen.
+    objs: HashMap<u8, Sorted<u32>>,
     next: HashMap<u8, u32>,
     ns: HashMap<(usize, u64), u32>,
     next_ns: u32,
@@ -22,24 +23,16 @@ pub struct Ids {
 impl Ids {
     fn obj(&mut self, pid: i32, kind: kcmp::Kind) -> Result<u32> {
         let k = kind as u8;
-        let list = self.objs.entry(k).or_default();
-        for &(p, id) in list.iter() {
-            if p == pid {
-                return Ok(id);
-            }
-            let same = kcmp::same(p, pid, kind, 0, 0).map_err(|source| DumpError::Kcmp {
-                pid,
-                other: p,
-                source,
-            })?;
-            if same {
-                return Ok(id);
-            }
-        }
-        let n = self.next.entry(k).or_insert(0);
-        *n += 1;
-        let id = *n;
-        list.push((pid, id));
+        let next = self.next.entry(k).or_insert(0);
+        let (id, _) = self
+            .objs
+            .entry(k)
+            .or_insert_with(|| Sorted::new(kind))
+            .find_or_add(pid, 0, || {
+                *next += 1;
+                *next
+            })
+            .map_err(|(other, source)| DumpError::Kcmp { pid, other, source })?;
         Ok(id)
     }
 

@@ -32,6 +32,7 @@ pub mod guard;
 pub mod ids;
 pub mod imgdir;
 pub mod incremental;
+pub mod kobjs;
 pub mod maps;
 pub mod mm;
 pub mod ns;

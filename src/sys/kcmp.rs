@@ -33,6 +33,24 @@ pub fn kcmp(pid1: i32, pid2: i32, kind: Kind, idx1: u64, idx2: u64) -> std::io::
     }
 }
 
+/// How the object of `pid1` compares with the one of `pid2` in the
+/// kernel's order, which stays the same for the life of both objects.
+pub fn order(
+    pid1: i32,
+    pid2: i32,
+    kind: Kind,
+    idx1: u64,
+    idx2: u64,
+) -> std::io::Result<std::cmp::Ordering> {
+    use std::cmp::Ordering::*;
+    match kcmp(pid1, pid2, kind, idx1, idx2)? {
+        0 => Ok(Equal),
+        1 => Ok(Less),
+        2 => Ok(Greater),
+        r => Err(std::io::Error::other(format!("kcmp gave no order ({r})"))),
+    }
+}
+
 /// True when the two objects are the same.
 pub fn same(pid1: i32, pid2: i32, kind: Kind, idx1: u64, idx2: u64) -> std::io::Result<bool> {
     kcmp(pid1, pid2, kind, idx1, idx2).map(|r| r == 0)
