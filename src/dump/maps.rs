@@ -143,6 +143,7 @@ fn read_from(pid: i32, file: &str, shmem_dev: u64) -> Result<Vec<Vma>> {
         out.push(v);
         Ok(())
     };
+    let mut last_file: Option<FileSeen> = None;
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("VmFlags:") {
             let v = cur.as_mut().ok_or(DumpError::SmapsOrder { pid })?;
@@ -161,7 +162,7 @@ fn read_from(pid: i32, file: &str, shmem_dev: u64) -> Result<Vec<Vma>> {
             }
             continue;
         }
-        let Some(v) = parse_range(pid, line, shmem_dev)? else {
+        let Some(v) = parse_range(pid, line, shmem_dev, &mut last_file)? else {
             continue;
         };
         if let Some(p) = cur.take() {
@@ -175,22 +176,50 @@ fn read_from(pid: i32, file: &str, shmem_dev: u64) -> Result<Vec<Vma>> {
     Ok(out)
 }
 
+/// What the map_files link of a file mapping told, kept for the next
+/// mapping of the same file (as CRIU reuses the previous VMA's file): a
+/// library's 4 or 5 mappings cost two stats, not ten.
+struct FileSeen {
+    /// maps' "maj:min" and inode, and the name.
+    key: (String, u64, String),
+    fdflags: u32,
+    st: std::fs::Metadata,
+}
+
 /// The VMA a range line of smaps describes (None for any other line).
-fn parse_range(pid: i32, line: &str, shmem_dev: u64) -> Result<Option<Vma>> {
-    let Some((mut v, ino)) = range_fields(pid, line)? else {
+fn parse_range(
+    pid: i32,
+    line: &str,
+    shmem_dev: u64,
+    last_file: &mut Option<FileSeen>,
+) -> Result<Option<Vma>> {
+    let Some((mut v, devs, ino)) = range_fields(pid, line)? else {
         return Ok(None);
     };
     // Only a mapping named by a path has a file behind it: anonymous
     // memory (most VMAs of a big task) needs no map_files lookup.
     if v.name.starts_with('/') {
         let link = format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end);
+        let key = (devs.to_string(), ino, v.name.clone());
+        if let Some(seen) = last_file.as_ref().filter(|f| f.key == key) {
+            v.fdflags = Some(seen.fdflags);
+            file_mapping(pid, &mut v, link, &seen.st, shmem_dev)?;
+            return Ok(Some(v));
+        }
         if let Ok(lm) = std::fs::symlink_metadata(&link) {
-            v.fdflags = Some(match lm.mode() & 0o600 {
+            let fdflags = match lm.mode() & 0o600 {
                 0o200 => 1,
                 0o600 => 2,
                 _ => 0,
-            });
-            file_mapping(pid, &mut v, link, shmem_dev)?;
+            };
+            let st = std::fs::metadata(&link).map_err(|source| DumpError::Proc {
+                pid,
+                path: link.clone().into(),
+                source,
+            })?;
+            v.fdflags = Some(fdflags);
+            file_mapping(pid, &mut v, link, &st, shmem_dev)?;
+            *last_file = Some(FileSeen { key, fdflags, st });
             return Ok(Some(v));
         }
     }
@@ -200,8 +229,8 @@ fn parse_range(pid: i32, line: &str, shmem_dev: u64) -> Result<Option<Vma>> {
 
 /// The fields of a range line, "start-end perms offset maj:min inode
 /// path", as a VMA without status, and the inode. None when the line is
-/// not a range.
-fn range_fields(pid: i32, line: &str) -> Result<Option<(Vma, u64)>> {
+/// not a range. Also the device field as written ("maj:min").
+fn range_fields(pid: i32, line: &str) -> Result<Option<(Vma, &str, u64)>> {
     let mut it = line.splitn(6, ' ');
     let range = it.next().unwrap_or("");
     let Some((s, e)) = range.split_once('-') else {
@@ -219,7 +248,7 @@ fn range_fields(pid: i32, line: &str) -> Result<Option<(Vma, u64)>> {
         return Err(bad().into());
     }
     let pgoff = u64::from_str_radix(it.next().ok_or_else(bad)?, 16).map_err(|_| bad())?;
-    let _devs = it.next().ok_or_else(bad)?;
+    let devs = it.next().ok_or_else(bad)?;
     let ino: u64 = it.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
     let name = it.next().unwrap_or("").trim_start().to_string();
     let mut prot = 0;
@@ -250,18 +279,20 @@ fn range_fields(pid: i32, line: &str) -> Result<Option<(Vma, u64)>> {
         file: None,
         name,
     };
-    Ok(Some((v, ino)))
+    Ok(Some((v, devs, ino)))
 }
 
 /// A mapping of the file behind map_files `link`: a regular file (or
 /// /dev/zero), private or shared, maybe memfd or shmem.
-fn file_mapping(pid: i32, v: &mut Vma, link: String, shmem_dev: u64) -> Result<()> {
+/// `st` is the file's.
+fn file_mapping(
+    pid: i32,
+    v: &mut Vma,
+    link: String,
+    st: &std::fs::Metadata,
+    shmem_dev: u64,
+) -> Result<()> {
     let (start, end, name) = (v.start, v.end, &v.name);
-    let st = std::fs::metadata(&link).map_err(|source| DumpError::Proc {
-        pid,
-        path: link.clone().into(),
-        source,
-    })?;
     let (path, deleted) = match name.strip_suffix(" (deleted)") {
         Some(p) => (p.to_string(), true),
         None => (name.clone(), false),
