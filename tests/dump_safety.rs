@@ -371,3 +371,53 @@ fn file_locks_are_refused_clearly() {
         &["FLOCK file lock", "not supported", " fd "],
     );
 }
+
+/// crit moves a task onto its own CPU while it injects calls into it
+/// (src/sys/affinity.rs); each thread must have its own CPU set back
+/// after the dump, whatever it was.
+#[test]
+fn threads_keep_their_cpu_sets() {
+    use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let kit = Kit::new();
+    let prog = kit.start("threads", &[]);
+    let tids: Vec<i32> = prog
+        .ready
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().unwrap())
+        .collect();
+    assert_eq!(tids.len(), 3, "{}", prog.ready);
+    let mine = sched_getaffinity(Pid::from_raw(0)).unwrap();
+    let cpus: Vec<usize> = (0..CpuSet::count())
+        .filter(|&c| mine.is_set(c).unwrap())
+        .collect();
+    // The main thread on the last CPU, the others on the first: sets that
+    // differ from crit's, and from each other where there are two CPUs.
+    for (i, &tid) in tids.iter().enumerate() {
+        let mut s = CpuSet::new();
+        s.set(if i == 0 {
+            cpus[cpus.len() - 1]
+        } else {
+            cpus[0]
+        })
+        .unwrap();
+        sched_setaffinity(Pid::from_raw(tid), &s).unwrap();
+    }
+    let sets = || -> Vec<String> {
+        tids.iter()
+            .map(|t| {
+                let st =
+                    std::fs::read_to_string(format!("/proc/{}/task/{t}/status", prog.pid)).unwrap();
+                st.lines()
+                    .find(|l| l.starts_with("Cpus_allowed_list:"))
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    };
+    let before = sets();
+    ok(&kit.dump(prog.pid, &kit.path("img"), &["-R"]));
+    assert_eq!(sets(), before, "CPU sets of the threads after a dump");
+    kill_tree(prog.pid);
+}

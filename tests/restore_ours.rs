@@ -298,11 +298,23 @@ fn threads_keep_their_own_state() {
             })
             .unwrap_or_default();
         v.sort();
+        // Each thread's CPU set too: crit works on each task from one CPU
+        // (src/sys/affinity.rs) and must give the set back.
+        let cpus: Vec<String> = v
+            .iter()
+            .map(|t| {
+                let st = std::fs::read_to_string(format!("/proc/{}/task/{t}/status", tree[0]))
+                    .unwrap_or_default();
+                let l = st.lines().find(|l| l.starts_with("Cpus_allowed_list:"));
+                format!("{t} {}", l.unwrap_or_default())
+            })
+            .collect();
+        v.extend(cpus);
         v
     };
     let (answers, before, after) = checked_round_trip("rthreads", 3, &["t0", "t1", "t2"], &tids);
-    assert_eq!(before.len(), 3, "{before:?}");
-    assert_eq!(before, after, "tids changed");
+    assert_eq!(before.len(), 6, "{before:?}");
+    assert_eq!(before, after, "tids or CPU sets changed");
     for a in &answers {
         assert!(a.starts_with("OK"), "{answers:?}");
     }

@@ -111,6 +111,10 @@ fn collect_tasks(ctx: &mut DumpCtx) -> Result<Collection> {
     Ok(all)
 }
 
+/// Tasks with fewer bytes of memory than this are dumped with crit's
+/// thread and the task on one CPU.
+const PIN_BELOW: u64 = 64 << 20;
+
 /// Collects the state of task `t` (all its threads are stopped).
 pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
     let pid = t.pid;
@@ -156,7 +160,13 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
         }
         Ok(())
     };
-    let mut extra = tracer::task_extra(pid, &t.threads, &mut submit)?;
+    // The injection's round trips on one CPU (see sys::affinity); a big
+    // task's pages are copied faster with the task free to run anywhere.
+    let bytes: u64 = mem.runs.iter().map(|r| r.nr_pages * maps::PAGE_SIZE).sum();
+    let pinned = (bytes < PIN_BELOW).then(|| crate::sys::affinity::Borrowed::here(&t.threads));
+    let extra = tracer::task_extra(pid, &t.threads, &mut submit);
+    drop(pinned);
+    let mut extra = extra?;
     ctx.log.debug(&format!(
         "pid {pid}: {} mapping(s) read, pages queued",
         mem.vmas.len()

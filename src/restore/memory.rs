@@ -558,7 +558,10 @@ fn write_pages(
         let r = std::thread::scope(|s| {
             if let Some(next) = windows.get(k + 1) {
                 let (o, l) = span(next);
-                s.spawn(move || file.prefault(o, l));
+                s.spawn(move || {
+                    crate::sys::affinity::unpin_self();
+                    file.prefault(o, l)
+                });
             }
             t.write_pages(&batch)
         });

@@ -41,6 +41,10 @@ const NR_IOCTL: i64 = libc::SYS_ioctl;
 /// runner's code at 32 KiB, its call table (1 MiB) at 64 KiB.
 pub const SCRATCH_LEN: u64 = (64 << 10) + (1 << 20);
 
+/// Tasks with fewer bytes of pages than this are rebuilt with crit's
+/// thread and the task on one CPU (see [`crate::sys::affinity`]).
+const PIN_BELOW: usize = 64 << 20;
+
 /// One thread being rebuilt, with the registers it will resume with.
 struct Rebuilt {
     t: SysTracee,
@@ -121,12 +125,13 @@ pub fn take_over_all(
         barrier: Barrier::new(workers),
         before_resume,
         mem,
+        cpus: crate::sys::affinity::Cpus::of_crit(),
     };
     let results: Vec<Result<()>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 let team = &team;
-                s.spawn(move || team.work(w == 0))
+                s.spawn(move || team.work(w))
             })
             .collect();
         handles
@@ -154,6 +159,8 @@ struct Team<'a> {
     /// Run by the leader once every task is rebuilt, before any runs.
     before_resume: &'a (dyn Fn() -> Result<()> + Sync),
     mem: MemOpts<'a>,
+    /// crit's CPUs: each thread works on one (see [`crate::sys::affinity`]).
+    cpus: Option<&'static crate::sys::affinity::Cpus>,
 }
 
 /// How the tasks' memory is rebuilt.
@@ -177,12 +184,17 @@ impl Team<'_> {
     /// One thread's part; the leader also sends the stop signals. Every
     /// thread meets the others after each phase, and a phase runs only
     /// when no thread has failed.
-    fn work(&self, leader: bool) -> Result<()> {
+    fn work(&self, w: usize) -> Result<()> {
+        let leader = w == 0;
+        let cpu = self.cpus.as_ref().map(|c| c.one(w));
         // Memory first, every task's; then (lazy pages) the daemon gets
         // every task's userfaultfd before anything touches that memory;
         // then the rest of each task, by the thread that seized it.
         let mut halves: Vec<Half> = Vec::new();
-        let built = self.rebuild_some(&mut halves);
+        let built = self.rebuild_some(&mut halves, cpu.as_ref());
+        if let Some(c) = &cpu {
+            crate::sys::affinity::pin(0, c);
+        }
         self.sync(&built);
         let handed = self.if_ok(|| match self.mem.lazy.filter(|_| leader) {
             Some(l) => l.hand_over(self.plan),
@@ -235,6 +247,9 @@ impl Team<'_> {
         self.sync(&told);
         let detached = self.if_ok(|| {
             for th in mine.into_iter().flatten() {
+                if let Some(c) = &self.cpus {
+                    c.release(th.t.tid as i32);
+                }
                 th.t.detach()?;
             }
             Ok(())
@@ -260,11 +275,27 @@ impl Team<'_> {
 
     /// Takes tasks and rebuilds their memory until none is left or a
     /// thread failed.
-    fn rebuild_some<'t>(&'t self, mine: &mut Vec<Half<'t>>) -> Result<()> {
+    fn rebuild_some<'t>(
+        &'t self,
+        mine: &mut Vec<Half<'t>>,
+        cpu: Option<&nix::sched::CpuSet>,
+    ) -> Result<()> {
         while !self.failed.load(Ordering::SeqCst) {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(&t) = self.order.get(i) else { break };
             let started = std::time::Instant::now();
+            // A small task on this thread's CPU; a big one's pages are
+            // copied faster with both (the task maps and zeroes its memory
+            // while crit copies).
+            let size = self.pages.get(&t.pid).map_or(0, TaskPages::size);
+            match (cpu, self.cpus) {
+                (Some(c), _) if size < PIN_BELOW => {
+                    crate::sys::affinity::pin(0, c);
+                    crate::sys::affinity::pin(self.plan.host(t.pid) as i32, c);
+                }
+                (_, Some(all)) => all.release(0),
+                _ => {}
+            }
             let half = tracee::seize(self.plan.host(t.pid), t.pid).and_then(|main| {
                 rebuild_memory(t, main, self.pages.get(&t.pid), self.log, self.mem)
             });

@@ -479,7 +479,12 @@ impl Tracee for SysTracee {
         std::thread::scope(|sc| {
             let hs: Vec<_> = parts
                 .iter()
-                .map(|p| sc.spawn(move || write_iov(tid, p)))
+                .map(|p| {
+                    sc.spawn(move || {
+                        crate::sys::affinity::unpin_self();
+                        write_iov(tid, p)
+                    })
+                })
                 .collect();
             let mut r = Ok(());
             for h in hs {

@@ -21,6 +21,7 @@
 // to read as one step (threshold in clippy.toml).
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod affinity;
 pub mod clone;
 pub mod cpu;
 mod err;
