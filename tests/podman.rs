@@ -67,6 +67,9 @@ fn image(p: &Podman, dir: &Path, tag: &str) -> String {
     for c in ["sh", "sleep", "cat", "echo", "ps"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(c)).unwrap();
     }
+    // Each test's image its own content: two imports of the same tar are
+    // one image, and `rmi -f` of one tag would take the other test's too.
+    std::fs::write(root.join("etc/crit-test-image"), tag).unwrap();
     let tar: PathBuf = dir.join("rootfs.tar");
     let st = Command::new("tar")
         .arg("-cf")
@@ -122,6 +125,8 @@ fn explore_export(archive: &Path, name: &str) {
 fn podman_exports_and_imports_a_checkpoint_through_crit() {
     require("busybox", "busybox-static");
     require("podman", "podman");
+    // One podman test at a time: they share podman's image store.
+    let _g = kit::serial::lock();
     let p = Podman::new();
     let dir = tempfile::tempdir().unwrap();
     let img = image(&p, dir.path(), "crit-test-busybox");
@@ -180,6 +185,8 @@ fn podman_exports_and_imports_a_checkpoint_through_crit() {
 fn podman_terminal_container_comes_back_on_a_new_console() {
     require("busybox", "busybox-static");
     require("podman", "podman");
+    // One podman test at a time: they share podman's image store.
+    let _g = kit::serial::lock();
     let p = Podman::new();
     let dir = tempfile::tempdir().unwrap();
     let img = image(&p, dir.path(), "crit-test-busybox-tty");
