@@ -39,7 +39,8 @@ pub const BATCH_CODE: [u8; 43] = [
 
 /// Bytes of call table: 256 calls per run.
 const TABLE: u64 = 16 << 10;
-/// Fewer calls than this go one by one (a run costs a few calls itself).
+/// Fewer calls than this go one by one until the runner is mapped (mapping
+/// it costs a few calls itself).
 const MIN_RUN: usize = 4;
 
 /// Where the runner and its table are in the target: one page of code
@@ -67,7 +68,10 @@ impl Injector {
     /// one would, in as few resumptions of the thread as is safe (see the
     /// module docs). Pointer arguments must point into the target.
     pub fn syscalls(&mut self, calls: &[(i64, [u64; 6])]) -> io::Result<Vec<i64>> {
-        if calls.len() < MIN_RUN || !self.can_batch()? {
+        // Once the runner is mapped, even one call is cheaper through it
+        // (one stop instead of two).
+        let few = calls.len() < MIN_RUN && self.batch.is_none();
+        if few || !self.can_batch()? {
             return calls.iter().map(|&(nr, a)| self.syscall(nr, a)).collect();
         }
         let area = self.batch_area()?;
