@@ -10,7 +10,7 @@ Each case runs a warm-up round, then ROUNDS rounds; in each round the
 engines take turns (which one goes first alternates), each on a fresh
 tree: start it, dump it, restore it detached, check it, kill it
 (scripts/bench-scale-runner.c). Images go to a tmpfs (/dev/shm) up to
-1 GiB of memory and to BENCH_DISK (default /var/tmp) above. Without
+4 GiB of memory and to BENCH_DISK (default /var/tmp) above. Without
 CRIU_REF only crit runs.
 
 Prints, per case and engine, the median and minimum of wall and CPU time
@@ -31,6 +31,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 1
 GIB = 1024
+# Images up to this size go to a tmpfs: the task, its images and the
+# restored task (12 GiB at 4 GiB) fit in memory; 8 GiB would not.
+TMPFS_UP_TO = 4 * GIB
 
 # name, tasks, MiB per task, descriptors of the root, axis, x value
 GRID = [
@@ -80,7 +83,7 @@ def engines(crit):
 
 def measure(runner, scale, case, eng, work):
     name, tasks, mib, fds = case[:4]
-    base = "/dev/shm" if tasks * mib <= GIB else os.environ.get("BENCH_DISK", "/var/tmp")
+    base = "/dev/shm" if tasks * mib <= TMPFS_UP_TO else os.environ.get("BENCH_DISK", "/var/tmp")
     d = tempfile.mkdtemp(prefix=f"crit-scale-{name}-{eng[0]}-", dir=base)
     try:
         dump, restore = eng[1]
