@@ -41,7 +41,9 @@ fn usk_ext_dgram_reconnects_to_the_recorded_address() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("usk_ext_dgram");
+    if !require_free("usk_ext_dgram") {
+        return;
+    }
     let _ = std::fs::remove_file("/tmp/scen/sock/extdg.sock");
     let peer = std::os::unix::net::UnixDatagram::bind("/tmp/scen/sock/extdg.sock").unwrap();
     peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
@@ -67,7 +69,9 @@ fn usk_ext_dgram_reconnects_to_a_new_path() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("usk_ext_dgram");
+    if !require_free("usk_ext_dgram") {
+        return;
+    }
     let path = "/tmp/scen/sock/elsewhere.sock";
     let _ = std::fs::remove_file(path);
     let peer = std::os::unix::net::UnixDatagram::bind(path).unwrap();
@@ -100,7 +104,9 @@ fn usk_inherit_takes_the_socket_handed_in() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("usk_inherit");
+    if !require_free("usk_inherit") {
+        return;
+    }
     let (ours, theirs) = nix::sys::socket::socketpair(
         nix::sys::socket::AddressFamily::Unix,
         nix::sys::socket::SockType::Stream,
@@ -140,7 +146,9 @@ fn pidfile_and_log_file() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("counter");
+    if !require_free("counter") {
+        return;
+    }
     let d = tempfile::tempdir().unwrap();
     let pidfile = d.path().join("pid");
     let logfile = d.path().join("log");
@@ -181,7 +189,9 @@ fn inherit_fd_pipe() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("counter");
+    if !require_free("counter") {
+        return;
+    }
     let (r, w) = nix::unistd::pipe().unwrap();
     let n = w.as_raw_fd();
     let want = std::fs::metadata(format!("/proc/self/fd/{n}"))
@@ -215,7 +225,9 @@ fn inherit_fd_path() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("counter");
+    if !require_free("counter") {
+        return;
+    }
     let d = tempfile::tempdir().unwrap();
     let f = std::fs::File::create(d.path().join("instead")).unwrap();
     // Not close-on-exec, so that crit inherits it.
@@ -256,7 +268,9 @@ fn same_task_pair_peer_credentials_name_the_task() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("usk_pair");
+    if !require_free("usk_pair") {
+        return;
+    }
     let out = restore_detached("usk_pair", &[]);
     let cred = crit::sys::pidfd::getfd(26681, 3).map(|fd| {
         nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::PeerCredentials)
@@ -285,7 +299,9 @@ fn cross_task_pair_is_made_by_the_common_ancestor() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("usk_tree");
+    if !require_free("usk_tree") {
+        return;
+    }
     let out = restore_detached("usk_tree", &[]);
     let cred = |pid: i32, fd: i32| {
         crit::sys::pidfd::getfd(pid, fd).map(|f| {
@@ -322,7 +338,9 @@ fn counter_with_the_fixtures_libc_bound_over_the_systems() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("counter");
+    if !require_free("counter") {
+        return;
+    }
     let out = fixture_crit_with(true)
         .args(["restore", "-d", "-D"])
         .arg(images("counter"))

@@ -25,7 +25,9 @@ fn credentials_are_restored() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("counter");
+    if !require_free("counter") {
+        return;
+    }
     let d = copy_images("counter");
     edit_json(&d.path().join("core-26659.img"), |v| {
         let c = &mut v["entries"][0]["thread_core"]["creds"];
@@ -81,7 +83,9 @@ fn pending_signal_is_delivered_after_restore() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("counter");
+    if !require_free("counter") {
+        return;
+    }
     let d = copy_images("counter");
     // A SIGUSR1 (10) sent by pid 1 was pending in the thread's own queue.
     let mut info = [0u8; 128];
@@ -134,7 +138,9 @@ fn stopped_task_comes_back_stopped() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("counter");
+    if !require_free("counter") {
+        return;
+    }
     let d = copy_images("counter");
     edit_json(&d.path().join("core-26659.img"), |v| {
         v["entries"][0]["tc"]["task_state"] = serde_json::json!(3);
@@ -172,7 +178,9 @@ fn zombie_comes_back_with_its_exit_status() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("usk_tree");
+    if !require_free("usk_tree") {
+        return;
+    }
     let d = copy_images("usk_tree");
     // The child (26706) had exited with status 7 and was not yet reaped.
     edit_json(&d.path().join("core-26706.img"), |v| {
@@ -208,7 +216,9 @@ fn nice_and_oom_score_adj_are_restored() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("counter");
+    if !require_free("counter") {
+        return;
+    }
     let d = copy_images("counter");
     edit_json(&d.path().join("core-26659.img"), |v| {
         v["entries"][0]["thread_core"]["sched_nice"] = serde_json::json!(7);
@@ -248,7 +258,9 @@ fn anon_shared_memory_by_shmid() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("kitchen");
+    if !require_free("kitchen") {
+        return;
+    }
     let d = copy_images("kitchen");
     for mm in ["mm-26773.img", "mm-26777.img"] {
         edit_json(&d.path().join(mm), |v| {
@@ -284,7 +296,9 @@ fn timerfd_pending_expirations_are_restored() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("kitchen");
+    if !require_free("kitchen") {
+        return;
+    }
     let d = copy_images("kitchen");
     edit_json(&d.path().join("files.img"), |v| {
         for e in v["entries"].as_array_mut().unwrap() {
@@ -317,7 +331,9 @@ fn outside_peer_is_reached_with_the_tasks_groups() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("usk_ext_dgram");
+    if !require_free("usk_ext_dgram") {
+        return;
+    }
     let dir = "/tmp/scen/sock/group0";
     std::fs::create_dir_all(dir).unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -366,7 +382,9 @@ fn queued_message_keeps_the_files_it_passes() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("usk_pair");
+    if !require_free("usk_pair") {
+        return;
+    }
     let d = copy_images("usk_pair");
     let fdinfo = crit()
         .args(["decode", "-i"])
@@ -447,7 +465,9 @@ fn queued_message_passing_an_unknown_file_is_refused() {
     if !prepare_fixtures() {
         return;
     }
-    require_free("usk_pair");
+    if !require_free("usk_pair") {
+        return;
+    }
     let d = copy_images("usk_pair");
     edit_json(&d.path().join("sk-queues.img"), |v| {
         v["entries"][0]["scm"] = serde_json::json!([{"type": 1, "rights": [9999]}]);
