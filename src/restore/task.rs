@@ -649,13 +649,16 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<Vec<rlimi
 fn thread_state(t: &mut SysTracee, task: &Task, core: &pb::CoreEntry, scratch: u64) -> Result<u64> {
     let tid = t.tid();
     let buf = scratch + 2048;
+    // Every call in one run of the batch (they do not depend on each
+    // other); their arguments in memory first.
+    let mut calls: Vec<(String, i64, [u64; 6])> = Vec::new();
+    let mut mem: Vec<(u64, Vec<u8>)> = Vec::new();
     if let Some(ti) = &core.thread_info {
-        call(
-            t,
-            "set_tid_address",
+        calls.push((
+            "set_tid_address".into(),
             NR_SET_TID_ADDRESS,
             [ti.clear_tid_addr, 0, 0, 0, 0, 0],
-        )?;
+        ));
     }
     let th = core.thread_core.as_ref();
     if let Some(th) = th {
@@ -664,35 +667,31 @@ fn thread_state(t: &mut SysTracee, task: &Task, core: &pb::CoreEntry, scratch: u
         const NR_SETPRIORITY: i64 = 141;
         if let Some(pol) = th.sched_policy {
             let prio = th.sched_prio.unwrap_or(0);
-            t.write_mem(&[(buf + 512, &prio.to_le_bytes())])?;
-            call(
-                t,
-                "sched_setscheduler",
+            mem.push((buf + 512, prio.to_le_bytes().to_vec()));
+            calls.push((
+                "sched_setscheduler".into(),
                 NR_SCHED_SETSCHEDULER,
                 [0, u64::from(pol), buf + 512, 0, 0, 0],
-            )?;
+            ));
         }
         if let Some(nice) = th.sched_nice {
             // PRIO_PROCESS of this thread (who = 0: the caller).
-            call(
-                t,
-                "setpriority",
+            calls.push((
+                "setpriority".into(),
                 NR_SETPRIORITY,
                 [0, 0, nice as i64 as u64, 0, 0, 0],
-            )?;
+            ));
         }
         if th.futex_rla != 0 {
-            call(
-                t,
-                "set_robust_list",
+            calls.push((
+                "set_robust_list".into(),
                 NR_SET_ROBUST_LIST,
                 [th.futex_rla, u64::from(th.futex_rla_len), 0, 0, 0, 0],
-            )?;
+            ));
         }
         if let Some(r) = th.rseq_entry.as_ref().filter(|r| r.rseq_abi_pointer != 0) {
-            call(
-                t,
-                "rseq",
+            calls.push((
+                "rseq".into(),
                 NR_RSEQ,
                 [
                     r.rseq_abi_pointer,
@@ -702,7 +701,7 @@ fn thread_state(t: &mut SysTracee, task: &Task, core: &pb::CoreEntry, scratch: u
                     0,
                     0,
                 ],
-            )?;
+            ));
         }
         let (sp, size, flags) = match &th.sas {
             Some(s) => (s.ss_sp, s.ss_size, s.ss_flags),
@@ -718,8 +717,8 @@ fn thread_state(t: &mut SysTracee, task: &Task, core: &pb::CoreEntry, scratch: u
         b.extend_from_slice(&sp.to_le_bytes());
         b.extend_from_slice(&(flags as u64).to_le_bytes());
         b.extend_from_slice(&size.to_le_bytes());
-        t.write_mem(&[(buf, &b)])?;
-        call(t, "sigaltstack", NR_SIGALTSTACK, [buf, 0, 0, 0, 0, 0])?;
+        mem.push((buf, b));
+        calls.push(("sigaltstack".into(), NR_SIGALTSTACK, [buf, 0, 0, 0, 0, 0]));
     }
     let comm = th
         .and_then(|th| th.comm.clone())
@@ -728,13 +727,25 @@ fn thread_state(t: &mut SysTracee, task: &Task, core: &pb::CoreEntry, scratch: u
         let mut b = c.into_bytes();
         b.truncate(15);
         b.push(0);
-        t.write_mem(&[(buf + 64, &b)])?;
-        call(
-            t,
-            &format!("prctl(PR_SET_NAME) in tid {tid}"),
+        mem.push((buf + 64, b));
+        calls.push((
+            format!("prctl(PR_SET_NAME) in tid {tid}"),
             NR_PRCTL,
             [15, buf + 64, 0, 0, 0, 0],
-        )?;
+        ));
+    }
+    let iov: Vec<(u64, &[u8])> = mem.iter().map(|(a, b)| (*a, &b[..])).collect();
+    t.write_mem(&iov)?;
+    let raw: Vec<(i64, [u64; 6])> = calls.iter().map(|c| (c.1, c.2)).collect();
+    for (r, (what, ..)) in t.batch(&raw)?.into_iter().zip(&calls) {
+        if (-4095..0).contains(&r) {
+            return Err(TaskError::Injected {
+                pid: tid,
+                call: what.clone(),
+                source: std::io::Error::from_raw_os_error(-r as i32),
+            }
+            .into());
+        }
     }
     let mask = th
         .and_then(|th| th.blk_sigset)
