@@ -328,17 +328,16 @@ fn self_checking(name: &str, lines: usize, roles: &[&str]) -> Vec<String> {
     checked_round_trip(name, lines, roles, &|_| Vec::new()).0
 }
 
-/// [`self_checking`], also returning what `probe` says of the tree's pids
-/// before the dump and after the restore.
-fn checked_round_trip(
-    name: &str,
-    lines: usize,
-    roles: &[&str],
-    probe: &dyn Fn(&[i32]) -> Vec<String>,
-) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let dump = dumper();
-    let _g = lock();
-    prepare();
+/// A program of tests/restore_programs started in a temporary directory
+/// of its own, in a process group of its own, with $READY, $RESULT and
+/// $DIR (an empty directory it may use), once $READY holds `lines` lines.
+struct Started {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+    result: PathBuf,
+}
+
+fn start_program(name: &str, lines: usize) -> Started {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join(name);
     kit::cc::compile(
@@ -351,7 +350,7 @@ fn checked_round_trip(
     let result = dir.path().join("res");
     let work = dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
-    let mut child = Command::new(&exe)
+    let child = Command::new(&exe)
         .env("READY", &ready)
         .env("RESULT", &result)
         .env("DIR", &work)
@@ -366,6 +365,25 @@ fn checked_round_trip(
         assert!(Instant::now() < deadline, "{name} did not get ready");
         std::thread::sleep(Duration::from_millis(10));
     }
+    Started { dir, child, result }
+}
+
+/// [`self_checking`], also returning what `probe` says of the tree's pids
+/// before the dump and after the restore.
+fn checked_round_trip(
+    name: &str,
+    lines: usize,
+    roles: &[&str],
+    probe: &dyn Fn(&[i32]) -> Vec<String>,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let dump = dumper();
+    let _g = lock();
+    prepare();
+    let Started {
+        dir,
+        mut child,
+        result,
+    } = start_program(name, lines);
     std::thread::sleep(Duration::from_millis(100));
     let pid = child.id() as i32;
     // The whole tree, to reap after the dump and to kill at the end.
@@ -567,30 +585,11 @@ fn cpu_cap_records_and_checks_the_cpu() {
 fn a_signal_during_the_restore_interrupts_the_restored_call() {
     let _g = lock();
     prepare();
-    let dir = tempfile::tempdir().unwrap();
-    let exe = dir.path().join("rsigwake");
-    kit::cc::compile(
-        &kit::cc::source("restore_programs", "rsigwake"),
-        &exe,
-        &["-O1"],
-    );
-    let ready = dir.path().join("ready");
-    std::fs::write(&ready, "").unwrap();
-    let result = dir.path().join("res");
-    let mut child = Command::new(&exe)
-        .env("READY", &ready)
-        .env("RESULT", &result)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::fs::read_to_string(&ready).unwrap().lines().count() < 3 {
-        assert!(Instant::now() < deadline, "rsigwake did not get ready");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let Started {
+        dir,
+        mut child,
+        result,
+    } = start_program("rsigwake", 3);
     // Every task inside its call.
     std::thread::sleep(Duration::from_millis(100));
     let root = child.id() as i32;
