@@ -427,13 +427,8 @@ impl Tracee for SysTracee {
         // The injector must have run at least one call (the thread is then
         // in a syscall stop it knows how to leave).
         let mut out = Vec::with_capacity(calls.len());
+        // Even one call: a run is one stop, a call on its own two.
         for chunk in calls.chunks(len / 64) {
-            if chunk.len() < 4 {
-                for &(nr, a) in chunk {
-                    out.push(self.syscall(nr, a)?);
-                }
-                continue;
-            }
             out.extend(self.run_batch(code, table, chunk)?);
         }
         Ok(out)
