@@ -14,6 +14,26 @@ fn dumper() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_crit"))
 }
 
+/// `crit dump OPTS -t ROOT -D IMGS` of the tree `child` started; waits
+/// for the killed tree and reaps `pids`, then asserts the dump succeeded.
+fn dump_and_reap(child: &mut std::process::Child, pids: &[i32], imgs: &Path, opts: &[&str]) {
+    let root = child.id() as i32;
+    let out = Command::new(dumper())
+        .arg("dump")
+        .args(opts)
+        .args(["-t", &root.to_string(), "-D"])
+        .arg(imgs)
+        .output()
+        .unwrap();
+    let _ = child.wait();
+    kit::proc::reap(pids, Duration::from_secs(5));
+    assert!(
+        out.status.success(),
+        "dump of pid {root}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn round_trip(name: &str, arg: &str, dump_opts: &[&str]) {
     round_trip_with(name, arg, dump_opts, &[], &|_| {});
 }
@@ -28,7 +48,6 @@ fn round_trip_with(
     restore_opts: &[&str],
     between: &dyn Fn(&Path),
 ) {
-    let dump = dumper();
     let _g = lock();
     prepare();
     let dir = tempfile::tempdir().unwrap();
@@ -54,19 +73,8 @@ fn round_trip_with(
     let mut pids = vec![root];
     pids.extend(children(root));
     let imgs = dir.path().join("img");
-    let out = Command::new(&dump)
-        .args(["dump", "--shell-job", "-t", &root.to_string(), "-D"])
-        .arg(&imgs)
-        .args(dump_opts)
-        .output()
-        .unwrap();
-    let _ = child.wait();
-    kit::proc::reap(&pids, Duration::from_secs(5));
-    assert!(
-        out.status.success(),
-        "dump: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let opts: Vec<&str> = ["--shell-job"].iter().chain(dump_opts).copied().collect();
+    dump_and_reap(&mut child, &pids, &imgs, &opts);
     between(&imgs);
     let out = crit()
         .args(["restore", "-d", "--shell-job", "-D"])
@@ -176,7 +184,6 @@ fn kitchen_through_a_vdso_proxy() {
 /// byte its SIGUSR1 handler writes.
 #[test]
 fn sessions_groups_and_interrupted_reads() {
-    let dump = dumper();
     let _g = lock();
     prepare();
     let dir = tempfile::tempdir().unwrap();
@@ -203,7 +210,6 @@ fn sessions_groups_and_interrupted_reads() {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(100));
-    let root = child.id() as i32;
     let stat = |p: i32| -> Vec<i64> {
         let s = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
         let rest = s.rsplit_once(") ").map(|x| x.1).unwrap_or("");
@@ -222,19 +228,8 @@ fn sessions_groups_and_interrupted_reads() {
         })
         .collect();
     let before: Vec<Vec<i64>> = roles.iter().map(|(_, p)| stat(*p)).collect();
-    let out = Command::new(&dump)
-        .args(["dump", "-t", &root.to_string(), "-D"])
-        .arg(dir.path().join("img"))
-        .output()
-        .unwrap();
-    let _ = child.wait();
     let pids: Vec<i32> = roles.iter().map(|r| r.1).collect();
-    kit::proc::reap(&pids, Duration::from_secs(5));
-    assert!(
-        out.status.success(),
-        "dump: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    dump_and_reap(&mut child, &pids, &dir.path().join("img"), &[]);
     let out = crit()
         .args(["restore", "-d", "-D"])
         .arg(dir.path().join("img"))
@@ -376,7 +371,6 @@ fn checked_round_trip(
     roles: &[&str],
     probe: &dyn Fn(&[i32]) -> Vec<String>,
 ) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let dump = dumper();
     let _g = lock();
     prepare();
     let Started {
@@ -389,18 +383,7 @@ fn checked_round_trip(
     // The whole tree, to reap after the dump and to kill at the end.
     let tree = kit::proc::tree(pid);
     let before = probe(&tree);
-    let out = Command::new(&dump)
-        .args(["dump", "--shell-job", "-t", &pid.to_string(), "-D"])
-        .arg(dir.path().join("img"))
-        .output()
-        .unwrap();
-    let _ = child.wait();
-    kit::proc::reap(&tree, Duration::from_secs(5));
-    assert!(
-        out.status.success(),
-        "dump {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    dump_and_reap(&mut child, &tree, &dir.path().join("img"), &["--shell-job"]);
     let out = crit()
         .args(["restore", "-d", "--shell-job", "-D"])
         .arg(dir.path().join("img"))
@@ -595,18 +578,7 @@ fn a_signal_during_the_restore_interrupts_the_restored_call() {
     let root = child.id() as i32;
     let tree = kit::proc::tree(root);
     let imgs = dir.path().join("img");
-    let out = Command::new(dumper())
-        .args(["dump", "--shell-job", "-t", &root.to_string(), "-D"])
-        .arg(&imgs)
-        .output()
-        .unwrap();
-    let _ = child.wait();
-    kit::proc::reap(&tree, Duration::from_secs(5));
-    assert!(
-        out.status.success(),
-        "dump: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    dump_and_reap(&mut child, &tree, &imgs, &["--shell-job"]);
     let script = r#"[ "$CRTOOLS_SCRIPT_ACTION" != post-restore ] || kill -USR1 -$CRTOOLS_INIT_PID"#;
     let out = crit()
         .args([
