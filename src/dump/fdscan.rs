@@ -170,7 +170,8 @@ pub fn classify(link: &str, st: &Stat, shmem_dev: u64) -> Kind {
 /// that mount whose inode is a known socket skip the readlink.
 pub fn scan(pid: i32, shmem_dev: u64, is_socket: &mut dyn FnMut(u64) -> bool) -> Result<Vec<Fd>> {
     let mut sockfs_mnt: Option<i32> = None;
-    let mut pipefs_mnt: Option<i32> = None;
+    // pipefs's mount id and the stat of the first pipe seen on it.
+    let mut pipefs_mnt: Option<(i32, Stat)> = None;
     let dir = procfs::path(pid, "fd");
     let rd = std::fs::read_dir(&dir).map_err(|source| DumpError::Proc {
         pid,
@@ -212,11 +213,13 @@ pub fn scan(pid: i32, shmem_dev: u64, is_socket: &mut dyn FnMut(u64) -> bool) ->
                 .map(|m| Stat::of_stat(&m))
         };
         // A pipe (on pipefs, whose mount a first pipe showed) is named by
-        // its inode: no readlink.
-        let mut pipe_st = None;
-        if pipefs_mnt == Some(mnt_id) {
-            pipe_st = stat().ok().filter(|s| s.is_fifo());
-        }
+        // its inode: no readlink, and no stat either, since every pipe's
+        // stat but the inode is the first one's (pipefs holds only pipes,
+        // and their owner and mode are not dumped).
+        let pipe_st = match (pipefs_mnt, fino) {
+            (Some((mnt, first)), Some(ino)) if mnt == mnt_id => Some(Stat { ino, ..first }),
+            _ => None,
+        };
         let link = match (fino, pipe_st) {
             (_, Some(s)) => format!("pipe:[{}]", s.ino),
             (Some(ino), _) if sockfs_mnt == Some(mnt_id) && is_socket(ino) => {
@@ -238,9 +241,7 @@ pub fn scan(pid: i32, shmem_dev: u64, is_socket: &mut dyn FnMut(u64) -> bool) ->
         if sockfs_mnt.is_none() && link.starts_with("socket:[") {
             sockfs_mnt = Some(mnt_id);
         }
-        if pipefs_mnt.is_none() && link.starts_with("pipe:[") {
-            pipefs_mnt = Some(mnt_id);
-        }
+
         // Sockets need no stat: the inode is in the link, and their
         // state comes from sock_diag and the socket itself.
         let sock_ino = link
@@ -266,6 +267,9 @@ pub fn scan(pid: i32, shmem_dev: u64, is_socket: &mut dyn FnMut(u64) -> bool) ->
                 source: e.into(),
             })?,
         };
+        if pipefs_mnt.is_none() && link.starts_with("pipe:[") && st.is_fifo() {
+            pipefs_mnt = Some((mnt_id, st));
+        }
         let raw_flags = procfs::fdinfo_field(&info, "flags")
             .and_then(|v| u32::from_str_radix(v, 8).ok())
             .ok_or(DumpError::FdinfoNoFlags { pid, fd })?;

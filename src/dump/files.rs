@@ -273,13 +273,23 @@ impl FileTable {
 
     /// A pipe end; the first time a read end of a pipe is seen its
     /// buffered bytes are copied (without consuming them) into pipes-data.
-    pub fn pipe_fd(&mut self, pid: i32, fd: &Fd, id: u32, ino: u64, fifo: bool) -> Result<()> {
+    /// `frozen` gives crit a copy of the descriptor to read the data through.
+    pub fn pipe_fd(
+        &mut self,
+        frozen: &super::freeze::Frozen,
+        pid: i32,
+        fd: &Fd,
+        id: u32,
+        ino: u64,
+        fifo: bool,
+    ) -> Result<()> {
         // As CRIU: the data is taken through a read end (or a fifo opened
         // for reading), once per pipe; a pipe whose only end in the tree is
         // the write end gets no data entry.
         let readable = fd.flags & O_ACCMODE != O_WRONLY;
         if readable && self.pipe_done.insert(ino) {
-            let (data, size) = super::pipes::peek(pid, fd)?;
+            let copy = frozen.getfd(pid, fd.fd)?;
+            let (data, size) = super::pipes::peek(pid, fd, copy)?;
             let b = if fifo {
                 &mut self.fifo_data
             } else {
