@@ -103,7 +103,7 @@ impl ImgDir {
     fn fill(&self, name: &str, bytes: &[u8]) -> Result<AtomicFile> {
         super::guard::check()?;
         let p = self.path(name);
-        let mut f = AtomicFile::create(&p)?;
+        let mut f = AtomicFile::create_fresh(&p)?;
         if let Err(source) = f.write_all(bytes) {
             return Err(DumpError::File { path: p, source }.into());
         }
@@ -190,7 +190,7 @@ impl Stream {
     /// [`ImgDir::finish`]; dropped unfinished, it leaves nothing.
     pub fn create(p: &Path) -> Result<Stream> {
         Ok(Stream {
-            file: AtomicFile::create(p)?,
+            file: AtomicFile::create_fresh(p)?,
             path: p.to_path_buf(),
             bytes: 0,
         })

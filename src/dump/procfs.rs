@@ -12,36 +12,29 @@ pub fn path(pid: i32, what: &str) -> PathBuf {
 
 pub fn read(pid: i32, what: &str) -> Result<Vec<u8>> {
     let p = path(pid, what);
-    // Not std::fs::read: it stats the file first, which /proc makes costly
-    // and useless (sizes are 0).
-    let mut v = Vec::with_capacity(512);
-    std::fs::File::open(&p)
-        .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut v))
-        .map_err(|source| DumpError::Proc {
+    crate::sys::procfs::read_bytes(&p).map_err(|source| {
+        DumpError::Proc {
             pid,
             path: p,
             source,
-        })?;
-    Ok(v)
+        }
+        .into()
+    })
 }
 
-/// A small /proc file shown in one piece (fdinfo): one read when it fits
-/// in a page, which is the common case.
+/// A /proc file shown in one piece (stat, status, limits, fdinfo): one
+/// read when it fits in a page, which is the common case.
 pub fn read_small(pid: i32, what: &str) -> Result<String> {
     let p = path(pid, what);
-    let err = |source| DumpError::Proc {
-        pid,
-        path: p.clone(),
-        source,
-    };
-    let mut f = std::fs::File::open(&p).map_err(err)?;
-    let mut v = vec![0u8; 4096];
-    let n = std::io::Read::read(&mut f, &mut v).map_err(err)?;
-    v.truncate(n);
-    if n == 4096 {
-        std::io::Read::read_to_end(&mut f, &mut v).map_err(err)?;
+    match crate::sys::procfs::read_one_piece(&p) {
+        Ok(v) => Ok(String::from_utf8_lossy(&v).into_owned()),
+        Err(source) => Err(DumpError::Proc {
+            pid,
+            path: p,
+            source,
+        }
+        .into()),
     }
-    Ok(String::from_utf8_lossy(&v).into_owned())
 }
 
 pub fn read_string(pid: i32, what: &str) -> Result<String> {
@@ -132,7 +125,7 @@ pub fn parse_stat(pid: i32, text: &str) -> Result<Stat> {
 }
 
 pub fn stat(pid: i32) -> Result<Stat> {
-    parse_stat(pid, &read_string(pid, "stat")?)
+    parse_stat(pid, &read_small(pid, "stat")?)
 }
 
 /// When task `pid` started (None if it is gone): with the pid, what
@@ -149,7 +142,7 @@ pub fn still_lives(pid: i32, start: u64) -> bool {
 }
 
 pub fn thread_stat(pid: i32, tid: i32) -> Result<Stat> {
-    parse_stat(tid, &read_string(pid, &format!("task/{tid}/stat"))?)
+    parse_stat(tid, &read_small(pid, &format!("task/{tid}/stat"))?)
 }
 
 /// The fields of /proc/PID/status the dump uses.
@@ -239,11 +232,11 @@ pub fn parse_status(pid: i32, text: &str) -> Result<Status> {
 }
 
 pub fn status(pid: i32) -> Result<Status> {
-    parse_status(pid, &read_string(pid, "status")?)
+    parse_status(pid, &read_small(pid, "status")?)
 }
 
 pub fn thread_status(pid: i32, tid: i32) -> Result<Status> {
-    parse_status(tid, &read_string(pid, &format!("task/{tid}/status"))?)
+    parse_status(tid, &read_small(pid, &format!("task/{tid}/status"))?)
 }
 
 /// /proc/PID/limits as (soft, hard) pairs in RLIMIT_* order; "unlimited"
@@ -276,7 +269,7 @@ pub fn parse_limits(pid: i32, text: &str) -> Result<Vec<(u64, u64)>> {
 }
 
 pub fn limits(pid: i32) -> Result<Vec<(u64, u64)>> {
-    parse_limits(pid, &read_string(pid, "limits")?)
+    parse_limits(pid, &read_small(pid, "limits")?)
 }
 
 /// Thread ids of a process, sorted with the leader first.
@@ -314,7 +307,7 @@ pub fn ns_ino(pid: i32, name: &str) -> u64 {
 }
 
 pub fn read_u32_file(pid: i32, what: &'static str) -> Result<i64> {
-    let s = read_string(pid, what)?;
+    let s = read_small(pid, what)?;
     s.trim()
         .parse::<i64>()
         .map_err(|_| bad(pid, what, ProcFault::NotNumber(s.clone())))

@@ -605,7 +605,7 @@ fn task_core(
 }
 
 fn umask(pid: i32) -> Result<u32> {
-    let s = procfs::read_string(pid, "status")?;
+    let s = procfs::read_small(pid, "status")?;
     procfs::fdinfo_field(&s, "Umask")
         .and_then(|v| u32::from_str_radix(v, 8).ok())
         .ok_or_else(|| DumpError::NoUmask { pid }.into())

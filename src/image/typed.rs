@@ -210,14 +210,37 @@ impl AtomicFile {
             }
         };
         // The umask may have narrowed the mode given at creation.
-        file.set_permissions(perms)
-            .map_err(|e| Error::io(path.display().to_string(), e))?;
+        if mode != 0o600 || umask_narrows_0600() {
+            file.set_permissions(perms)
+                .map_err(|e| Error::io(path.display().to_string(), e))?;
+        }
         Ok(AtomicFile {
             file,
             named,
             dir,
             path,
         })
+    }
+
+    /// As [`AtomicFile::create`] for a path its writer made sure holds
+    /// nothing yet (a dump's images in a directory without images): no
+    /// symlink to follow and no mode to keep, so neither is looked up;
+    /// the file gets mode 0600. Should something be there after all, it
+    /// is replaced like any file (a symlink too, not its target).
+    pub fn create_fresh(path: &Path) -> Result<Self> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        match unnamed_in(dir) {
+            Ok(file) if !umask_narrows_0600() => Ok(AtomicFile {
+                file,
+                named: None,
+                dir: dir.to_path_buf(),
+                path: path.to_path_buf(),
+            }),
+            _ => AtomicFile::create(path),
+        }
     }
 
     /// Writes `data` at byte `offset` of the file (for writers that fill
@@ -313,26 +336,54 @@ impl AtomicFile {
         let name = self.path.display().to_string();
         let tmp = match self.named {
             Some(p) => p,
-            None => self.link_unnamed()?,
+            // A path nothing holds takes the file at once: no rename.
+            None => match self.link_as(&self.path) {
+                Ok(()) => return Ok(()),
+                Err(nix::errno::Errno::EEXIST) => self.link_unnamed()?,
+                Err(e) => {
+                    return Err(Error::FileOp {
+                        path: self.path.clone(),
+                        what: "link the written file",
+                        source: e.into(),
+                    })
+                }
+            },
         };
         tmp.persist(&self.path)
             .map_err(|e| Error::io(&name, e.error))?;
         Ok(())
     }
 
+    /// Gives the unnamed file the name `to` (EEXIST if taken): by its
+    /// descriptor where the kernel allows it (AT_EMPTY_PATH needs
+    /// CAP_DAC_READ_SEARCH), else through /proc/self/fd.
+    fn link_as(&self, to: &Path) -> nix::Result<()> {
+        use std::os::fd::AsRawFd;
+        let fd = self.file.as_raw_fd();
+        let direct = nix::unistd::linkat(
+            &self.file,
+            "",
+            nix::fcntl::AT_FDCWD,
+            to,
+            nix::fcntl::AtFlags::AT_EMPTY_PATH,
+        );
+        match direct {
+            Err(nix::errno::Errno::EPERM | nix::errno::Errno::ENOENT) => nix::unistd::linkat(
+                nix::fcntl::AT_FDCWD,
+                format!("/proc/self/fd/{fd}").as_str(),
+                nix::fcntl::AT_FDCWD,
+                to,
+                nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+            ),
+            r => r,
+        }
+    }
+
     /// Gives the unnamed file a temporary name next to the target.
     fn link_unnamed(&self) -> Result<tempfile::TempPath> {
-        use std::os::fd::AsRawFd;
         for k in 0..100u32 {
             let tmp = self.dir.join(format!(".crit-{}-{k}", std::process::id()));
-            let from = format!("/proc/self/fd/{}", self.file.as_raw_fd());
-            match nix::unistd::linkat(
-                nix::fcntl::AT_FDCWD,
-                from.as_str(),
-                nix::fcntl::AT_FDCWD,
-                &tmp,
-                nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
-            ) {
+            match self.link_as(&tmp) {
                 Ok(()) => {
                     return tempfile::TempPath::try_from_path(&tmp)
                         .map_err(|e| Error::io(tmp.display().to_string(), e))
@@ -362,6 +413,20 @@ pub fn sync_filesystem(dir: &Path) -> Result<()> {
         path: dir.to_path_buf(),
         what: "syncfs",
         source: e.into(),
+    })
+}
+
+/// Whether this process's umask takes bits off mode 0600 (then a new
+/// file needs its mode set again). Read once, from /proc/self/status:
+/// umask(2) cannot be read without being set, racing other threads.
+fn umask_narrows_0600() -> bool {
+    static NARROWS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *NARROWS.get_or_init(|| {
+        crate::sys::procfs::status_field(std::process::id() as i32, "Umask")
+            .ok()
+            .flatten()
+            .and_then(|v| u32::from_str_radix(&v, 8).ok())
+            .is_none_or(|m| m & 0o600 != 0)
     })
 }
 

@@ -249,9 +249,8 @@ impl Injector {
             ))
         })?;
         let mut want = opts | ptrace::O_TRACESYSGOOD;
-        let seccomp = procfs::status_field(tid, "Seccomp")
-            .map_err(ctx)?
-            .unwrap_or_default();
+        let [seccomp, tgid] = procfs::status_fields(tid, ["Seccomp", "Tgid"]).map_err(ctx)?;
+        let seccomp = seccomp.unwrap_or_default();
         if !seccomp.is_empty() && seccomp != "0" {
             want |= ptrace::O_SUSPEND_SECCOMP;
         }
@@ -274,10 +273,7 @@ impl Injector {
         }
         ptrace::rseq_abort_fixup(tid, &mut regs).map_err(ctx)?;
         let sigmask = ptrace::get_sigmask(tid).map_err(ctx)?;
-        let tgid = procfs::status_field(tid, "Tgid")
-            .map_err(ctx)?
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(tid);
+        let tgid = tgid.and_then(|s| s.parse().ok()).unwrap_or(tid);
         let mut inj = Injector {
             tid,
             tgid,

@@ -7,7 +7,39 @@ use std::fs;
 use std::io;
 
 fn read(path: &str) -> io::Result<String> {
-    fs::read_to_string(path).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))
+    read_bytes(path)
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))
+}
+
+/// A status file (one piece), as text.
+fn read_status(path: &str) -> io::Result<String> {
+    read_one_piece(path)
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))
+}
+
+/// The whole of a /proc file. Not `fs::read`: it stats the file first,
+/// useless in /proc (sizes are 0), and then starts with tiny reads; a page
+/// at first reads most /proc files in one call and the end in another.
+pub fn read_bytes(path: impl AsRef<std::path::Path>) -> io::Result<Vec<u8>> {
+    let mut v = Vec::with_capacity(4096);
+    io::Read::read_to_end(&mut fs::File::open(path)?, &mut v)?;
+    Ok(v)
+}
+
+/// A /proc file the kernel shows in one piece (a single-record seq_file
+/// such as stat, status or limits, or fdinfo): one read when it fits in a
+/// page, which a shorter answer proves.
+pub fn read_one_piece(path: impl AsRef<std::path::Path>) -> io::Result<Vec<u8>> {
+    let mut f = fs::File::open(path)?;
+    let mut v = vec![0u8; 4096];
+    let n = io::Read::read(&mut f, &mut v)?;
+    v.truncate(n);
+    if n == 4096 {
+        io::Read::read_to_end(&mut f, &mut v)?;
+    }
+    Ok(v)
 }
 
 /// The thread ids of process `pid` (`/proc/PID/task`), ascending.
@@ -49,7 +81,7 @@ pub fn status_fields<const N: usize>(
     pid: i32,
     names: [&str; N],
 ) -> io::Result<[Option<String>; N]> {
-    let s = read(&format!("/proc/{pid}/status"))?;
+    let s = read_status(&format!("/proc/{pid}/status"))?;
     let mut out: [Option<String>; N] = std::array::from_fn(|_| None);
     for l in s.lines() {
         if let Some((k, v)) = l.split_once(':') {
@@ -114,7 +146,7 @@ pub fn host_tid(host: u32, ns_tid: u32) -> io::Result<u32> {
 }
 
 fn status_field_of(path: &str, name: &str) -> io::Result<Option<String>> {
-    let s = read(path)?;
+    let s = read_status(path)?;
     Ok(s.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         (k == name).then(|| v.trim().to_string())
@@ -130,9 +162,10 @@ pub fn ppid_map() -> io::Result<Vec<(i32, i32)>> {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        let Ok(s) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Ok(s) = read_one_piece(format!("/proc/{pid}/stat")) else {
             continue;
         };
+        let s = String::from_utf8_lossy(&s);
         let ppid = stat_after_comm(&s)
             .and_then(|rest| rest.split_whitespace().nth(1))
             .and_then(|f| f.parse::<i32>().ok());
