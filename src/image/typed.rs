@@ -9,7 +9,11 @@ use prost::Message;
 use std::io::Write;
 use std::path::Path;
 
-/// A file opened for reading: memory-mapped when possible.
+/// Files smaller than this are read rather than mapped: a map and its
+/// unmap cost more than copying a few pages (most images are a few KiB).
+const MAP_FROM: u64 = 64 << 10;
+
+/// A file opened for reading: memory-mapped when it is big and can be.
 pub struct Mapped {
     map: Option<memmap2::Mmap>,
     bytes: Vec<u8>,
@@ -21,7 +25,7 @@ impl Mapped {
         let name = path.display().to_string();
         let f = std::fs::File::open(path).map_err(|e| Error::io(&name, e))?;
         let meta = f.metadata().map_err(|e| Error::io(&name, e))?;
-        if meta.is_file() && meta.len() > 0 {
+        if meta.is_file() && meta.len() >= MAP_FROM {
             if let Ok(m) = crate::sys::mmap::map_readonly(&f) {
                 return Ok(Mapped {
                     map: Some(m),
@@ -30,7 +34,9 @@ impl Mapped {
                 });
             }
         }
-        let mut bytes = Vec::new();
+        // Room for the whole file and one byte more: one read, then the
+        // end of file, with no probing reads.
+        let mut bytes = Vec::with_capacity(meta.len().min(MAP_FROM) as usize + 1);
         std::io::Read::read_to_end(&mut &f, &mut bytes).map_err(|e| Error::io(&name, e))?;
         Ok(Mapped {
             map: None,

@@ -217,12 +217,7 @@ impl Plan {
         } else {
             None
         };
-        let mut tasks = Vec::new();
-        for p in &pstree {
-            let t = load_task(dir, p, seccomp.as_ref())?;
-            super::validate::vmas(dir, &t)?;
-            tasks.push(t);
-        }
+        let mut tasks = load_tasks(dir, &pstree, seccomp.as_ref())?;
         let packets: Vec<Packet> =
             read_payload_image(&img(dir, "sk-queues.img"), "SK_QUEUES", |d| {
                 let e =
@@ -351,6 +346,42 @@ impl Plan {
     }
 }
 
+/// Every task's images, in pstree order, read on as many threads as
+/// crit has CPUs (up to 4) when the tree is big enough to gain from it.
+/// The first error in pstree order is the one reported.
+fn load_tasks(
+    dir: &Path,
+    pstree: &[pb::PstreeEntry],
+    seccomp: Option<&pb::SeccompEntry>,
+) -> Result<Vec<Task>> {
+    let one = |p: &pb::PstreeEntry| -> Result<Task> {
+        let t = load_task(dir, p, seccomp)?;
+        super::validate::vmas(dir, &t)?;
+        Ok(t)
+    };
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(4);
+    if threads < 2 || pstree.len() < 32 {
+        return pstree.iter().map(one).collect();
+    }
+    let per = pstree.len().div_ceil(threads);
+    let parts: Vec<Vec<Result<Task>>> = std::thread::scope(|s| {
+        let hs: Vec<_> = pstree
+            .chunks(per)
+            .map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec![Err(SetupError::ImageReaderPanicked.into())])
+            })
+            .collect()
+    });
+    parts.into_iter().flatten().collect()
+}
+
 fn load_task(dir: &Path, p: &pb::PstreeEntry, seccomp: Option<&pb::SeccompEntry>) -> Result<Task> {
     let pid = p.pid;
     let tids: Vec<u32> = if p.threads.is_empty() {
@@ -369,7 +400,7 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry, seccomp: Option<&pb::SeccompEntry>
     {
         return Ok(zombie(p, tc.exit_code, first));
     }
-    let mut threads = read_threads(dir, pid, &tids)?;
+    let mut threads = read_threads(dir, pid, first, &tids)?;
     let ids = match threads[0].core.ids {
         Some(ids) => ids,
         None => read_one(&img(dir, &format!("ids-{pid}.img")), "IDS")?,
@@ -442,13 +473,18 @@ fn zombie(p: &pb::PstreeEntry, exit_code: u32, core: pb::CoreEntry) -> Task {
     }
 }
 
-/// The threads' core images, the main thread first.
-fn read_threads(dir: &Path, pid: u32, tids: &[u32]) -> Result<Vec<Thread>> {
+/// The threads' core images, the main thread first (its core `main`
+/// already read).
+fn read_threads(dir: &Path, pid: u32, main: pb::CoreEntry, tids: &[u32]) -> Result<Vec<Thread>> {
     let mut ordered = vec![pid];
     ordered.extend(tids.iter().copied().filter(|&t| t != pid));
     let mut threads = Vec::new();
+    let mut main = Some(main);
     for tid in ordered {
-        let core: pb::CoreEntry = read_one(&img(dir, &format!("core-{tid}.img")), "CORE")?;
+        let core: pb::CoreEntry = match main.take() {
+            Some(c) => c,
+            None => read_one(&img(dir, &format!("core-{tid}.img")), "CORE")?,
+        };
         if core.thread_info.is_none() {
             return Err(SetupError::NotX86 { tid, pid }.into());
         }

@@ -15,6 +15,8 @@ pub enum SetupError {
 
     #[error("restore: a rebuilding thread panicked")]
     Panicked,
+    #[error("restore: a thread reading the task images panicked")]
+    ImageReaderPanicked,
     #[error("--notify-fd {fd}: {source}")]
     NotifyFd {
         fd: i32,
