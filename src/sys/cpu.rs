@@ -68,8 +68,13 @@ fn cpuid(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
 }
 
 /// The xsave components the kernel enabled (XCR0), or x87|SSE where the OS
-/// does not use xsave.
+/// does not use xsave. Read once: CPUID is a VM exit under a hypervisor.
 pub fn enabled_xfeatures() -> u64 {
+    static XCR0: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *XCR0.get_or_init(read_xcr0)
+}
+
+fn read_xcr0() -> u64 {
     if cpuid(1, 0).2 & (1 << 27) == 0 {
         return 3;
     }
@@ -92,21 +97,31 @@ pub fn has_xsave_component(n: u32) -> bool {
 /// (offset, size) of xsave component `n` in the standard layout, or None
 /// when the kernel does not enable it.
 pub fn xsave_component(n: u32) -> Option<(usize, usize)> {
-    if !has_xsave_component(n) {
-        return None;
-    }
-    let (eax, ebx, _, _) = cpuid(0xd, n);
-    (eax != 0).then_some((ebx as usize, eax as usize))
+    // Asked for every thread dumped or restored: the table is read once.
+    static TABLE: std::sync::OnceLock<[Option<(usize, usize)>; 64]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        std::array::from_fn(|n| {
+            let n = n as u32;
+            if !has_xsave_component(n) {
+                return None;
+            }
+            let (eax, ebx, _, _) = cpuid(0xd, n);
+            (eax != 0).then_some((ebx as usize, eax as usize))
+        })
+    });
+    table.get(n as usize).copied().flatten()
 }
 
 /// Whether the CPU has CET shadow stacks (CPUID.7.0:ECX bit 7).
 pub fn has_shstk() -> bool {
-    cpuid(7, 0).2 & (1 << 7) != 0
+    static SHSTK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SHSTK.get_or_init(|| cpuid(7, 0).2 & (1 << 7) != 0)
 }
 
 /// Whether the OS saves extended state with xsave (CPUID.1:ECX.OSXSAVE).
 pub fn has_osxsave() -> bool {
-    cpuid(1, 0).2 & (1 << 27) != 0
+    static OSXSAVE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OSXSAVE.get_or_init(|| cpuid(1, 0).2 & (1 << 27) != 0)
 }
 
 /// The capability bit that must be set for each of xsave components 0-10
