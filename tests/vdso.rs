@@ -99,6 +99,21 @@ fn vdso_in_images(dir: &Path, pid: i32) -> (u64, u64) {
     panic!("no pages of the vdso at {start:#x}");
 }
 
+/// Start addresses of task `pid`'s mappings in the mm image of `dir`
+/// whose status has `bit` (8: VMA_AREA_VDSO, 4096: VMA_AREA_VVAR).
+fn with_status(dir: &Path, pid: i32, bit: u64) -> Vec<u64> {
+    let mm = dir.join(format!("mm-{pid}.img"));
+    let o = kit::crit_out(&["decode", "-i", mm.to_str().unwrap()]);
+    let mm: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    mm["entries"][0]["vmas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["status"].as_u64().unwrap() & bit != 0)
+        .map(|v| v["start"].as_u64().unwrap())
+        .collect()
+}
+
 #[test]
 fn a_task_calls_its_old_vdso_through_a_proxy_and_again_after_a_second_dump() {
     let _g = kit::restore::lock();
@@ -109,18 +124,45 @@ fn a_task_calls_its_old_vdso_through_a_proxy_and_again_after_a_second_dump() {
     dump(pid, &first);
     kit::proc::kill_and_reap(&[pid]);
     let _ = child.wait();
+    let (vdso, vvar) = (with_status(&first, pid, 8), with_status(&first, pid, 4096));
+    assert_eq!(
+        (vdso.len(), vvar.len()),
+        (1, 1),
+        "one vdso and one vvar dumped"
+    );
     // The old address holds the proxy; this kernel's vDSO is elsewhere.
     let log = restore(&first, &["--force-vdso-proxy"]);
-    assert!(log.contains("vdso proxy at"), "{log}");
+    assert!(
+        log.contains(&format!("vdso proxy at {:#x}", vdso[0])),
+        "{log}"
+    );
     assert_eq!(kit::gens::ask(pid, &res), "OK moved", "{log}");
-    // The proxy is plain memory now, dumped as such; a plain restore puts
-    // this kernel's vDSO back where it was and the proxy leads there.
+    // The restore marked this kernel's vDSO: the next dump stores the
+    // proxy as the task's vDSO and the old vvar's place as its vvar, and
+    // leaves this kernel's vDSO and vvar out (as CRIU's dump does).
     let second = tmp.path().join("second");
     dump(pid, &second);
+    assert_eq!(with_status(&second, pid, 8), vdso);
+    assert_eq!(with_status(&second, pid, 4096), vvar);
+    // Another proxy takes the place of the first (its jumps replaced,
+    // not one more hop), and a dump after it looks the same again.
     kit::proc::kill_and_reap(&[pid]);
-    let log = restore(&second, &[]);
-    assert!(!log.contains("vdso proxy"), "{log}");
+    let log = restore(&second, &["--force-vdso-proxy"]);
+    assert!(
+        log.contains(&format!("vdso proxy at {:#x}", vdso[0])),
+        "{log}"
+    );
     assert_eq!(kit::gens::ask(pid, &res), "OK moved", "{log}");
+    let third = tmp.path().join("third");
+    dump(pid, &third);
+    assert_eq!(with_status(&third, pid, 8), vdso);
+    assert_eq!(with_status(&third, pid, 4096), vvar);
+    // On the kernel the task started on, a plain restore puts this
+    // kernel's vDSO and vvar back where they first were: no proxy left.
+    kit::proc::kill_and_reap(&[pid]);
+    let log = restore(&third, &[]);
+    assert!(!log.contains("vdso proxy"), "{log}");
+    assert_eq!(kit::gens::ask(pid, &res), "OK same", "{log}");
     kit::proc::kill_and_reap(&[pid]);
 }
 

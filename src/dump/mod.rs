@@ -51,6 +51,7 @@ pub mod tracer;
 pub mod track;
 pub mod tree;
 pub mod tty;
+pub mod vdso;
 pub mod vmsplice;
 pub mod write;
 

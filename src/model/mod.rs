@@ -3,7 +3,8 @@
 //! this one compare ([`cpu`]); whether a file is the one dumped
 //! ([`file`]); namespace kinds and which ones a tree owns ([`ns`]); which pages a
 //! dump holds and where ([`pagemap`]); the unix sockets of an image set and the
-//! words for them ([`unix`]).
+//! words for them ([`unix`]); the mark a vDSO proxy leaves for the next
+//! dump ([`vdso_mark`]).
 
 pub mod cgroup;
 pub mod cpu;
@@ -14,3 +15,4 @@ pub mod ns;
 pub mod pagemap;
 pub mod tty;
 pub mod unix;
+pub mod vdso_mark;
