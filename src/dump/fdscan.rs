@@ -241,7 +241,6 @@ pub fn scan(pid: i32, shmem_dev: u64, is_socket: &mut dyn FnMut(u64) -> bool) ->
         if sockfs_mnt.is_none() && link.starts_with("socket:[") {
             sockfs_mnt = Some(mnt_id);
         }
-
         // Sockets need no stat: the inode is in the link, and their
         // state comes from sock_diag and the socket itself.
         let sock_ino = link

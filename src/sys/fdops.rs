@@ -1,5 +1,6 @@
-//! File-descriptor table operations the restore engine needs while it lays
-//! out a task's fds at exact numbers: dup onto a number, close ranges.
+//! File-descriptor operations on raw numbers: mostly what the restore
+//! engine needs while it lays out a task's fds at exact numbers (dup onto
+//! a number, close ranges), and small queries on a descriptor.
 //!
 //! These take raw fd numbers because the restore deliberately works on the
 //! numeric fd table of a freshly forked task; they cannot cause memory
