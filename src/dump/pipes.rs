@@ -22,7 +22,7 @@ pub fn peek(pid: i32, fd: &Fd, f: OwnedFd) -> Result<(Vec<u8>, u32)> {
         source: e,
     };
     let size = fcntl(&f, FcntlArg::F_GETPIPE_SZ).map_err(|e| err("F_GETPIPE_SZ", e.into()))?;
-    let queued = crate::sys::fdops::pipe_bytes_queued(f.as_fd()).map_err(|e| err("FIONREAD", e))?;
+    let queued = crate::sys::fdops::bytes_to_read(f.as_fd()).map_err(|e| err("FIONREAD", e))?;
     if queued == 0 {
         return Ok((Vec::new(), size as u32));
     }

@@ -163,9 +163,10 @@ pub fn start_writeback(f: &impl std::os::fd::AsRawFd, offset: u64, len: u64) -> 
     .map(|_| ())
 }
 
-/// Bytes waiting to be read in the pipe (or fifo) behind `fd`, whichever
-/// end it is (FIONREAD).
-pub fn pipe_bytes_queued(fd: std::os::fd::BorrowedFd) -> io::Result<u32> {
+/// Bytes waiting to be read behind `fd` (FIONREAD, which sockets call
+/// SIOCINQ): a pipe's or fifo's buffer, whichever end `fd` is, or a
+/// socket's receive queue.
+pub fn bytes_to_read(fd: std::os::fd::BorrowedFd) -> io::Result<u32> {
     use std::os::fd::AsRawFd;
     let mut v: libc::c_int = 0;
     // SAFETY: FIONREAD writes one int into `v`, a live local.

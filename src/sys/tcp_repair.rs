@@ -21,7 +21,6 @@ const TCPOPT_WINDOW: u32 = 3;
 const TCPOPT_SACK_PERM: u32 = 4;
 const TCPOPT_TIMESTAMP: u32 = 8;
 
-const SIOCINQ: libc::c_ulong = 0x541B; // FIONREAD
 const SIOCOUTQ: libc::c_ulong = 0x5411; // TIOCOUTQ
 const SIOCOUTQNSD: libc::c_ulong = 0x894B;
 
@@ -89,7 +88,7 @@ fn ioctl_int(fd: BorrowedFd, req: libc::c_ulong) -> io::Result<u32> {
 
 /// Bytes in the receive queue not read yet (SIOCINQ).
 pub fn inq_len(fd: BorrowedFd) -> io::Result<u32> {
-    ioctl_int(fd, SIOCINQ)
+    super::fdops::bytes_to_read(fd)
 }
 
 /// Bytes in the send queue, sent and not (SIOCOUTQ).
