@@ -188,12 +188,7 @@ fn external_peer_matches_criu_field_for_field() {
 fn unix_socketpair_between_two_tasks_matches_criu() {
     let kit = Kit::new();
     let prog = kit.start("usk_tree", &[]);
-    let w: Vec<i32> = prog
-        .ready
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let w: Vec<i32> = prog.ready_numbers();
     let dir = kit.path("img");
     ok(&kit.dump(w[0], &dir, &[]));
     roundtrip_all(&kit, &dir);

@@ -381,12 +381,7 @@ fn threads_keep_their_cpu_sets() {
     use nix::unistd::Pid;
     let kit = Kit::new();
     let prog = kit.start("threads", &[]);
-    let tids: Vec<i32> = prog
-        .ready
-        .split_whitespace()
-        .skip(1)
-        .map(|t| t.parse().unwrap())
-        .collect();
+    let tids: Vec<i32> = prog.ready_numbers();
     assert_eq!(tids.len(), 3, "{}", prog.ready);
     let mine = sched_getaffinity(Pid::from_raw(0)).unwrap();
     let cpus: Vec<usize> = (0..CpuSet::count())

@@ -9,12 +9,7 @@ use kit::dump::*;
 fn threads_each_get_a_core() {
     let kit = Kit::new();
     let prog = kit.start("threads", &[]);
-    let w: Vec<i32> = prog
-        .ready
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let w: Vec<i32> = prog.ready_numbers();
     let (pid, t1, t2) = (w[0], w[1], w[2]);
     let dir = kit.path("img");
     ok(&kit.dump(pid, &dir, &[]));
@@ -66,12 +61,7 @@ fn threads_each_get_a_core() {
 fn tree_with_groups_and_sessions() {
     let kit = Kit::new();
     let prog = kit.start("sessions", &[]);
-    let w: Vec<i32> = prog
-        .ready
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let w: Vec<i32> = prog.ready_numbers();
     let (root, child, gc) = (w[0], w[1], w[2]);
     let dir = kit.path("img");
     ok(&kit.dump(root, &dir, &[]));
@@ -261,12 +251,7 @@ fn stopped_task_is_dumped_as_stopped_and_stays_stopped() {
 fn zombie_child_is_dumped_as_criu_does() {
     let kit = Kit::new();
     let prog = kit.start("zombie", &[]);
-    let w: Vec<i32> = prog
-        .ready
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let w: Vec<i32> = prog.ready_numbers();
     let (root, zombie, live) = (w[0], w[1], w[2]);
     let dir = kit.path("img");
     ok(&kit.dump(root, &dir, &[]));

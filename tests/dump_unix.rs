@@ -156,12 +156,7 @@ fn ext_setup(kit: &Kit, keep: &str) -> (i32, i32) {
     let sdir = kit.path("s");
     std::fs::create_dir_all(&sdir).unwrap();
     let prog = kit.start("usk_ext", &[sdir.to_str().unwrap(), keep]);
-    let w: Vec<i32> = prog
-        .ready
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let w: Vec<i32> = prog.ready_numbers();
     std::mem::forget(prog);
     (w[0], w[1])
 }

@@ -304,12 +304,7 @@ fn client_made_external_reconnects_to_the_restored_server() {
         "usk_e2e",
         &["tree", srv.to_str().unwrap(), result.to_str().unwrap()],
     );
-    let w: Vec<i32> = prog
-        .ready
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let w: Vec<i32> = prog.ready_numbers();
     let (server, client) = (w[0], w[1]);
     tasks.0.extend([server, client]);
     let client_ino = sock_ino(client, 20);
@@ -533,12 +528,7 @@ fn refused_bad_edits() {
         "usk_e2e",
         &["tree", srv.to_str().unwrap(), result.to_str().unwrap()],
     );
-    let w: Vec<i32> = prog
-        .ready
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let w: Vec<i32> = prog.ready_numbers();
     let (server, client) = (w[0], w[1]);
     tasks.0.extend([server, client]);
     let client_ino = sock_ino(client, 20);

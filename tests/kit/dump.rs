@@ -23,6 +23,18 @@ pub struct Prog {
     pub ready: String,
 }
 
+impl Prog {
+    /// The numbers the program's ready line gives after its first word
+    /// (pids and tids, mostly).
+    pub fn ready_numbers(&self) -> Vec<i32> {
+        self.ready
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().unwrap())
+            .collect()
+    }
+}
+
 impl Kit {
     pub fn new() -> Kit {
         let g = super::serial::lock();
