@@ -7,6 +7,7 @@
 use super::child::Layout;
 use super::error::TaskError;
 use super::files::*;
+use super::pagefill::Filler;
 use super::plan::Task;
 use super::remote::{call, Tracee};
 use crate::error::Result;
@@ -302,12 +303,27 @@ pub fn rebuild(
     let reprotect = map_vmas(t, task, lay, &all)?;
     log.debug(format!("pid {pid}: mappings made"));
     let t_pages = std::time::Instant::now();
-    let mut bytes = write_pages(t, task, &runs, own)?;
+    // Private anonymous pages go in through a userfaultfd (see
+    // [`super::pagefill`]); lazy ones are the daemon's.
+    let filler = match mem.lazy {
+        None => {
+            let with: Vec<(u64, u64)> = all.iter().map(|r| (r.vaddr, r.len)).collect();
+            Filler::open(t, task, &with)?
+        }
+        Some(_) => None,
+    };
+    let mut bytes = write_pages(t, task, &runs, own, filler.as_ref())?;
     for p in parents {
-        bytes += write_pages(t, task, &p.runs, Some(&p.file))?;
+        bytes += write_pages(t, task, &p.runs, Some(&p.file), filler.as_ref())?;
     }
+    let how = match &filler {
+        Some(_) => "userfaultfd and process_vm_writev",
+        None => "process_vm_writev",
+    };
+    // Closing the userfaultfd unregisters its mappings.
+    drop(filler);
     log.debug(format!(
-        "pid {pid}: {} mappings, {bytes} bytes of pages written in {:?}",
+        "pid {pid}: {} mappings, {bytes} bytes of pages written in {:?} ({how})",
         task.mm.vmas.len(),
         t_pages.elapsed()
     ));
@@ -509,6 +525,7 @@ fn write_pages(
     task: &Task,
     runs: &[PageRun],
     pages: Option<&Mapped>,
+    filler: Option<&Filler>,
 ) -> Result<u64> {
     let Some(file) = pages else { return Ok(0) };
     let all = file.bytes();
@@ -563,7 +580,13 @@ fn write_pages(
                     file.prefault(o, l)
                 });
             }
-            t.write_pages(&batch)
+            match filler {
+                Some(f) => {
+                    let (mine, rest) = f.split(&batch);
+                    f.write(&mine).and_then(|_| t.write_pages(&rest))
+                }
+                None => t.write_pages(&batch),
+            }
         });
         let (o, l) = span(window);
         file.release(o, l);

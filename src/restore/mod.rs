@@ -27,6 +27,7 @@ pub mod lazy;
 pub mod log;
 pub mod memory;
 pub mod ns;
+pub mod pagefill;
 pub mod plan;
 pub mod pty;
 pub mod regs;

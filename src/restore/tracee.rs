@@ -435,62 +435,6 @@ impl Tracee for SysTracee {
     }
     fn write_pages(&mut self, iov: &[(u64, &[u8])]) -> Result<()> {
         let tid = self.host as i32;
-        let total: usize = iov.iter().map(|(_, b)| b.len()).sum();
-        let n = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(8);
-        if n < 2 || total < (64 << 20) {
-            return write_iov(tid, iov);
-        }
-        // Cut big runs into pieces first: a dump may record a whole run of
-        // adjacent mappings as one pagemap entry, which would otherwise
-        // leave every thread but one idle.
-        const PIECE: usize = 8 << 20;
-        let pieces: Vec<(u64, &[u8])> = iov
-            .iter()
-            .flat_map(|&(addr, b)| {
-                b.chunks(PIECE)
-                    .enumerate()
-                    .map(move |(k, c)| (addr + (k * PIECE) as u64, c))
-            })
-            .collect();
-        let iov = &pieces[..];
-        // Split into n parts of about equal bytes.
-        let per = total / n + 1;
-        let mut parts: Vec<&[(u64, &[u8])]> = Vec::new();
-        let (mut start, mut acc) = (0, 0);
-        for (k, (_, b)) in iov.iter().enumerate() {
-            acc += b.len();
-            if acc >= per {
-                parts.push(&iov[start..=k]);
-                start = k + 1;
-                acc = 0;
-            }
-        }
-        if start < iov.len() {
-            parts.push(&iov[start..]);
-        }
-        std::thread::scope(|sc| {
-            let hs: Vec<_> = parts
-                .iter()
-                .map(|p| {
-                    sc.spawn(move || {
-                        crate::sys::affinity::unpin_self();
-                        write_iov(tid, p)
-                    })
-                })
-                .collect();
-            let mut r = Ok(());
-            for h in hs {
-                let got = h
-                    .join()
-                    .unwrap_or_else(|_| Err(TaskError::PageWriter { pid: tid as u32 }.into()));
-                if r.is_ok() {
-                    r = got;
-                }
-            }
-            r
-        })
+        super::pagefill::spread(iov, tid as u32, |part| write_iov(tid, part))
     }
 }
