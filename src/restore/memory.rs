@@ -251,37 +251,43 @@ pub fn skip_vma(v: &pb::VmaEntry) -> bool {
 
 /// The scratch area crit uses inside a task while rebuilding it: free both
 /// in the task now (`host`: its pid in crit's namespace) and in its
-/// dumped layout.
-pub fn choose_scratch(host: u32, task: &Task, len: u64) -> Result<u64> {
+/// dumped layout; and the task's special mappings, read from the same
+/// look at its maps (nothing moves them before the rebuild does).
+pub fn choose_scratch(host: u32, task: &Task, len: u64) -> Result<(u64, Special)> {
     let pid = task.pid;
-    let mut taken: Vec<(u64, u64)> = read_maps(host)?.iter().map(|m| (m.start, m.end)).collect();
+    let maps = read_maps(host)?;
+    let mut taken: Vec<(u64, u64)> = maps.iter().map(|m| (m.start, m.end)).collect();
     taken.extend(task.mm.vmas.iter().map(|v| (v.start, v.end)));
-    find_hole(&taken, len).ok_or_else(|| {
-        TaskError::NoRoom {
-            pid,
-            what: "no free room for a scratch area",
-        }
-        .into()
-    })
+    let at = find_hole(&taken, len).ok_or(TaskError::NoRoom {
+        pid,
+        what: "no free room for a scratch area",
+    })?;
+    Ok((at, special_of(&maps)))
 }
 
-/// Rebuilds the address space. `keep` (start, length: crit's scratch
-/// area) is kept. With lazy pages (`mem.lazy`) they are left out (see
+/// What a task's rebuild keeps of what it was forked with: crit's scratch
+/// area (start, length) and this kernel's special mappings.
+pub struct Kept {
+    pub scratch: (u64, u64),
+    pub special: Special,
+}
+
+/// Rebuilds the address space; what `kept` names stays. With lazy pages (`mem.lazy`) they are left out (see
 /// [`super::lazy`]); the vdso is placed as [`super::vdso`] says.
 pub fn rebuild(
     t: &mut dyn Tracee,
     task: &Task,
     lay: &Layout,
     pages: Option<&super::task::TaskPages>,
-    keep: (u64, u64),
+    kept: &Kept,
     log: &super::Log,
     mem: super::task::MemOpts,
 ) -> Result<()> {
+    let keep = kept.scratch;
     let (scratch, scratch_len) = keep;
+    let sp = &kept.special;
     let pid = task.pid;
     refuse_unsupported(task)?;
-    let maps = read_maps(t.host_tid())?;
-    let sp = special_of(&maps);
     let own = pages.and_then(|p| p.own.as_ref());
     let parents: &[ParentPages] = pages.map_or(&[], |p| &p.parents);
     let pages_len = own.map_or(0, |m| m.bytes().len());
@@ -291,9 +297,9 @@ pub fn rebuild(
         false => Default::default(),
     };
     let runs = page_runs(task, pages_len as u64, &skip)?;
-    unmap_all_but(t, pid, &sp, (scratch, scratch + scratch_len))?;
+    unmap_all_but(t, pid, sp, (scratch, scratch + scratch_len))?;
     let dumped_vdso = vdso_pages(task, &runs, own, parents);
-    super::vdso::place(t, task, &sp, mem.vdso, dumped_vdso, keep, log)?;
+    super::vdso::place(t, task, sp, mem.vdso, dumped_vdso, keep, log)?;
     // Which mappings get pages: from this dump or from a parent.
     let mut all: Vec<PageRun> = runs.to_vec();
     for p in parents {

@@ -323,9 +323,12 @@ fn rebuild_memory<'t>(
     mem: MemOpts,
 ) -> Result<Half<'t>> {
     let lay = Layout::for_task(task);
-    let (region, scratch) = make_scratch(&mut main, task)?;
-    let mapped = memory::PAGE + SCRATCH_LEN;
-    memory::rebuild(&mut main, task, &lay, pages, (region, mapped), log, mem)?;
+    let (region, scratch, special) = make_scratch(&mut main, task)?;
+    let kept = memory::Kept {
+        scratch: (region, memory::PAGE + SCRATCH_LEN),
+        special,
+    };
+    memory::rebuild(&mut main, task, &lay, pages, &kept, log, mem)?;
     memory::set_mm(&mut main, task, &lay, scratch)?;
     if let Some(l) = mem.lazy {
         let host = main.host();
@@ -414,11 +417,12 @@ fn rebuild_rest(h: Half, log: &Log, ptys_made: bool) -> Result<Vec<Done>> {
 
 /// Maps the gate page and the scratch area in a hole of both the current
 /// and the dumped layout, after dropping the rseq area the forked copy
-/// of crit inherited. Returns (gate page, scratch area).
-fn make_scratch(main: &mut SysTracee, task: &Task) -> Result<(u64, u64)> {
+/// of crit inherited. Returns (gate page, scratch area, the special
+/// mappings it has).
+fn make_scratch(main: &mut SysTracee, task: &Task) -> Result<(u64, u64, memory::Special)> {
     let pid = task.pid;
     main.unregister_rseq()?;
-    let region = memory::choose_scratch(main.host(), task, memory::PAGE + SCRATCH_LEN)?;
+    let (region, special) = memory::choose_scratch(main.host(), task, memory::PAGE + SCRATCH_LEN)?;
     main.map_gate(region)?;
     let scratch = region + memory::PAGE;
     let got = call(
@@ -436,7 +440,7 @@ fn make_scratch(main: &mut SysTracee, task: &Task) -> Result<(u64, u64)> {
         .into());
     }
     main.enable_batch(scratch + (32 << 10), scratch + (64 << 10), 1 << 20)?;
-    Ok((region, scratch))
+    Ok((region, scratch, special))
 }
 
 /// Creates the other threads, then sets each thread's own state; returns
