@@ -42,15 +42,6 @@ fn line(result: &Path, n: usize) -> String {
     }
 }
 
-/// Whether any mapping of `pid` is still registered for missing pages.
-fn registered(pid: i32) -> bool {
-    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
-    smaps
-        .lines()
-        .filter_map(|l| l.strip_prefix("VmFlags:"))
-        .any(|f| f.split_whitespace().any(|x| x == "um"))
-}
-
 fn restore_lazily(dir: &Path) -> std::process::Output {
     kit::crit_out(&[
         "restore",
@@ -92,7 +83,7 @@ fn a_task_moves_drops_unmaps_and_forks_while_its_pages_arrive() {
         assert!(said.contains(e), "{e}: {said}");
     }
     assert!(!said.contains("(0.0 MiB still to come moved)"), "{said}");
-    assert!(!registered(pid), "a registration is left");
+    assert!(!kit::proc::uffd_registered(pid), "a registration is left");
     kit::dump::kill_tree(pid);
 }
 
@@ -124,7 +115,7 @@ fn a_task_that_writes_and_forks_finds_every_page() {
     let a = kit::gens::ask(g.pid, &g.result);
     assert!(a.starts_with("OK 32768 "), "{a}");
     finished(lp);
-    assert!(!registered(g.pid));
+    assert!(!kit::proc::uffd_registered(g.pid));
     let a = kit::gens::ask(g.pid, &g.result);
     assert!(a.starts_with("OK 32768 "), "{a}");
     kit::proc::kill_tree(g.pid);
@@ -201,6 +192,6 @@ fn a_lazy_restore_takes_its_pages_from_a_remote_page_server() {
     let said = finished(lp);
     assert!(said.contains("still to come moved"), "{said}");
     assert!(server.wait_with_output().unwrap().status.success());
-    assert!(!registered(pid));
+    assert!(!kit::proc::uffd_registered(pid));
     kit::dump::kill_tree(pid);
 }

@@ -6,17 +6,8 @@
 
 mod kit;
 
-use kit::gens::{ask, crit, ok, start};
-use std::time::{Duration, Instant};
-
-/// Whether any mapping of `pid` is registered for missing pages.
-fn registered(pid: i32) -> bool {
-    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
-    smaps
-        .lines()
-        .filter_map(|l| l.strip_prefix("VmFlags:"))
-        .any(|f| f.split_whitespace().any(|x| x == "um"))
-}
+use kit::gens::{ask, crit, ok, restore, start};
+use std::time::Duration;
 
 #[test]
 fn anonymous_pages_go_in_through_a_userfaultfd_that_is_gone_after() {
@@ -29,24 +20,7 @@ fn anonymous_pages_go_in_through_a_userfaultfd_that_is_gone_after() {
     let _ = g.child.wait();
     kit::proc::reap(&[g.pid], Duration::from_secs(5));
     let log = tmp.path().join("restore.log");
-    let t = Instant::now();
-    let r = loop {
-        let r = crit(&[
-            "restore",
-            "-d",
-            "--shell-job",
-            "-vv",
-            "-o",
-            log.to_str().unwrap(),
-            "-D",
-            d.to_str().unwrap(),
-        ]);
-        // A pid just freed may still be held a moment by a slow reaper.
-        if r.status.success() || t.elapsed() > Duration::from_secs(5) {
-            break r;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let r = restore(&d, &["-vv", "-o", log.to_str().unwrap()]);
     ok(&r);
     let said = std::fs::read_to_string(&log).unwrap();
     let wrote = said
@@ -54,7 +28,7 @@ fn anonymous_pages_go_in_through_a_userfaultfd_that_is_gone_after() {
         .find(|l| l.contains(&format!("pid {pid}: ")) && l.contains("bytes of pages written"))
         .unwrap_or_else(|| panic!("no page line: {said}"));
     assert!(wrote.contains("(userfaultfd and"), "{wrote}");
-    assert!(!registered(g.pid), "a registration is left");
+    assert!(!kit::proc::uffd_registered(g.pid), "a registration is left");
     let a = ask(g.pid, &g.result);
     kit::proc::kill_tree(g.pid);
     kit::proc::reap(&[g.pid], Duration::from_secs(5));

@@ -86,27 +86,29 @@ pub fn stats(dir: &Path) -> crit::image::pb::DumpStatsEntry {
     s.dump.unwrap()
 }
 
+/// `crit restore -d --shell-job ARGS -D IMAGES`, tried again for up to
+/// five seconds while it fails: a pid just freed may still be held a
+/// moment by a slow reaper.
+pub fn restore(images: &Path, args: &[&str]) -> std::process::Output {
+    let t = Instant::now();
+    loop {
+        let mut all = vec!["restore", "-d", "--shell-job"];
+        all.extend_from_slice(args);
+        all.extend(["-D", images.to_str().unwrap()]);
+        let r = crit(&all);
+        if r.status.success() || t.elapsed() > Duration::from_secs(5) {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Kills the task, restores `images` and has the restored task check
 /// itself; returns its answer.
 pub fn restore_and_ask(g: &mut Gens, images: &Path) -> String {
     super::proc::kill_tree(g.pid);
     let _ = g.child.wait();
-    let t = Instant::now();
-    let r = loop {
-        let r = crit(&[
-            "restore",
-            "-d",
-            "--shell-job",
-            "-D",
-            images.to_str().unwrap(),
-        ]);
-        // A pid just freed may still be held a moment by a slow reaper.
-        if r.status.success() || t.elapsed() > Duration::from_secs(5) {
-            break r;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    ok(&r);
+    ok(&restore(images, &[]));
     let a = ask(g.pid, &g.result);
     super::proc::kill_tree(g.pid);
     super::proc::reap(&[g.pid], Duration::from_secs(5));

@@ -195,3 +195,13 @@ pub fn spawn_listening(mut cmd: std::process::Command) -> std::process::Child {
     assert_eq!((n, b[0]), (1, 0), "the server did not say it listens");
     child
 }
+
+/// Whether any mapping of `pid` is registered with a userfaultfd for
+/// missing pages (`um` in its smaps flags).
+pub fn uffd_registered(pid: i32) -> bool {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    smaps
+        .lines()
+        .filter_map(|l| l.strip_prefix("VmFlags:"))
+        .any(|f| f.split_whitespace().any(|x| x == "um"))
+}
