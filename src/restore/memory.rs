@@ -272,8 +272,9 @@ pub struct Kept {
     pub special: Special,
 }
 
-/// Rebuilds the address space; what `kept` names stays. With lazy pages (`mem.lazy`) they are left out (see
-/// [`super::lazy`]); the vdso is placed as [`super::vdso`] says.
+/// Rebuilds the address space; what `kept` names stays. With lazy pages
+/// (`mem.lazy`) those pages are left out (see [`super::lazy`]); the vdso
+/// is placed as [`super::vdso`] says.
 pub fn rebuild(
     t: &mut dyn Tracee,
     task: &Task,

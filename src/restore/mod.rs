@@ -443,11 +443,11 @@ fn has_connections(plan: &plan::Plan) -> bool {
 }
 
 /// Trees of this many tasks or more fork from a heap in huge pages
-/// ([`crate::sys::mmap::huge_heap`]): collapsing costs about 2.5 ms per
+/// ([`crate::sys::mmap::huge_heap`]): collapsing costs up to 2.5 ms per
 /// 2 MiB here, each fork then saves about 0.1 ms per 2 MiB of heap
 /// (copying and later unmapping its page tables), so it pays from about
-/// 30 tasks; measured: 512 tasks 0.94 -> 0.91 s, 2,048 tasks 3.6-5.4 ->
-/// 2.6-2.8 s.
+/// 30 tasks. Measured: 512 tasks of 4 MiB 0.99-1.15 -> 0.94-1.0 s, 2,048
+/// tasks of 1 MiB 3.35-3.45 -> 2.58 s.
 const HUGE_HEAP_FROM: usize = 64;
 
 /// Opens every file and socket of the tree, then clones its root (which

@@ -23,7 +23,7 @@
 use super::error::TaskError;
 use super::plan::Task;
 use super::remote::Tracee;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::flags::{
     VMA_ANON_PRIVATE, VMA_AREA_AIORING, VMA_AREA_MEMFD, VMA_AREA_SHSTK, VMA_AREA_SOCKET,
     VMA_AREA_SYSVIPC, VMA_AREA_UPROBES, VMA_AREA_VDSO, VMA_AREA_VSYSCALL, VMA_AREA_VVAR,
@@ -71,7 +71,8 @@ impl Filler {
     /// mappings of `task` that qualify and hold any of `with_pages`
     /// ((address, length) runs, sorted). None when there is nothing to
     /// register or the task may not have a userfaultfd (old kernel,
-    /// seccomp, sysctl): the pages then go by `process_vm_writev`.
+    /// seccomp, sysctl) or crit cannot take it: the pages then go by
+    /// `process_vm_writev`.
     pub fn open(
         t: &mut dyn Tracee,
         task: &Task,
@@ -103,14 +104,11 @@ impl Filler {
             }
             .into());
         }
-        let fail = |what: &'static str| {
-            move |source| Error::Io {
-                what: format!("pid {pid}: {what}"),
-                source,
-            }
+        // A descriptor crit cannot take or set up leaves the pages to
+        // process_vm_writev too.
+        let Some(uffd) = copy.ok().and_then(|c| Uffd::with_events(c, 0).ok()) else {
+            return Ok(None);
         };
-        let copy = copy.map_err(fail("taking the userfaultfd for its pages"))?;
-        let uffd = Uffd::with_events(copy, 0).map_err(fail("userfaultfd for its pages"))?;
         let mut ranges = Vec::with_capacity(wanted.len());
         for (s, e) in wanted {
             // A kernel that will not register a mapping leaves it to
