@@ -22,7 +22,7 @@
 
 use super::error::TaskError;
 use super::plan::Task;
-use super::remote::Tracee;
+use super::remote::{call, Tracee};
 use crate::error::Result;
 use crate::image::flags::{
     VMA_ANON_PRIVATE, VMA_AREA_AIORING, VMA_AREA_MEMFD, VMA_AREA_SHSTK, VMA_AREA_SOCKET,
@@ -95,15 +95,12 @@ impl Filler {
             return Ok(None);
         }
         let copy = crate::sys::pidfd::getfd(t.host_tid() as i32, fd as i32);
-        let closed = t.syscall(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
-        if closed < 0 {
-            return Err(TaskError::Injected {
-                pid,
-                call: "close of the userfaultfd".into(),
-                source: std::io::Error::from_raw_os_error(-closed as i32),
-            }
-            .into());
-        }
+        call(
+            t,
+            "close of the userfaultfd",
+            libc::SYS_close,
+            [fd as u64, 0, 0, 0, 0, 0],
+        )?;
         // A descriptor crit cannot take or set up leaves the pages to
         // process_vm_writev too.
         let Some(uffd) = copy.ok().and_then(|c| Uffd::with_events(c, 0).ok()) else {
