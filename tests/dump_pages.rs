@@ -3,7 +3,10 @@
 //! descriptor limit cannot make those pipes, and its pages are read with
 //! process_vm_readv instead. Either way the restored task finds its
 //! memory intact (tests/programs/scale.c checks every 512th byte), also
-//! pages the task itself may not read (tests/programs/protnone.c).
+//! pages the task itself may not read (tests/programs/protnone.c), and
+//! mappings of every kind of private anonymous memory
+//! (tests/programs/memkinds.c: locked, growsdown, read-only, PROT_NONE
+//! in part and whole), which the restore writes in different ways.
 
 mod kit;
 
@@ -125,5 +128,16 @@ fn pages_the_task_cannot_read_are_dumped_too() {
     // Two of its pages are PROT_NONE: neither its vmsplice nor
     // process_vm_readv can take them; /proc/PID/mem can.
     let (mut child, _) = kit::proc::start_ready("protnone", &[result.as_os_str()]);
+    round_trip(&mut child, 1, &result, |_| {});
+}
+
+#[test]
+fn anonymous_memory_of_every_kind_comes_back() {
+    let _g = kit::serial::lock();
+    let dir = tempfile::tempdir().unwrap();
+    let result = dir.path().join("result");
+    // A whole PROT_NONE mapping: the reads that take it start with a
+    // piece nothing can read but /proc/PID/mem.
+    let (mut child, _) = kit::proc::start_ready("memkinds", &[result.as_os_str()]);
     round_trip(&mut child, 1, &result, |_| {});
 }

@@ -372,7 +372,7 @@ fn read_mem(pid: i32, pieces: &[(u64, usize)], buf: &mut [u8]) -> Result<()> {
     let want: usize = pieces.iter().map(|p| p.1).sum();
     let got = match remote::read_ranges(pid, &mut buf[..want], &iov) {
         // Nothing readable at the first piece.
-        Err(e) if e.raw_os_error() == Some(libc::EFAULT) => 0,
+        Err(e) if crate::sys::errno_of(&e) == Some(libc::EFAULT) => 0,
         r => r.map_err(|source| DumpError::Task {
             pid,
             what: "reading memory",
