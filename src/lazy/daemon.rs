@@ -13,10 +13,12 @@
 //! the restore's), the rest goes in in the background: helper threads
 //! (one per further CPU, up to 3, at the lowest priority so that the
 //! tasks and the fault service come first) in chunks growing from
-//! 64 KiB to 1 MiB, the event loop itself in chunks of 256 KiB between
-//! events. A task's events wait for the copies of that task in flight
-//! (its gate), so that a range taken but not copied goes back before the
-//! event that moves or drops it is read. Once every page is in, the
+//! 64 KiB to 1 MiB from the start of what is left, the event loop itself
+//! in chunks of 256 KiB between events from its end (so that the two
+//! never wait for each other's page table lock). A task's events wait
+//! for the copies of that task in flight (its gate), so that a range
+//! taken but not copied goes back before the event that moves or drops
+//! it is read. Once every page is in, the
 //! daemon closes the descriptors (which drops every registration) and
 //! exits 0 with one summary line.
 
@@ -280,7 +282,7 @@ impl Shared {
                 std::thread::sleep(std::time::Duration::from_micros(500));
                 continue;
             }
-            match self.copy_some(&mut turn, MAX_CHUNK) {
+            match self.copy_some(&mut turn, MAX_CHUNK, false) {
                 Ok(true) => {}
                 Ok(false) => std::thread::sleep(std::time::Duration::from_micros(500)),
                 Err(e) => {
@@ -291,9 +293,10 @@ impl Shared {
         }
     }
 
-    /// One background chunk (at most `max` bytes) of the next task (from
-    /// `turn`) with pages left; false if none has any.
-    fn copy_some(&self, turn: &mut usize, max: u64) -> Result<bool> {
+    /// One background chunk (at most `max` bytes, from the end of what
+    /// is left with `from_end`) of the next task (from `turn`) with pages
+    /// left; false if none has any.
+    fn copy_some(&self, turn: &mut usize, max: u64, from_end: bool) -> Result<bool> {
         let spaces: Vec<Arc<Space>> = self
             .spaces
             .read()
@@ -307,7 +310,7 @@ impl Shared {
             }
             let _copying = s.gate.read().unwrap_or_else(|e| e.into_inner());
             self.in_flight.fetch_add(1, Ordering::SeqCst);
-            let r = s.background(max);
+            let r = s.background(max, from_end);
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             if let Some(bytes) = r? {
                 lock(&self.stats).background += bytes;
@@ -399,7 +402,7 @@ fn serve(sh: &Shared, mut sock: UnixStream, path: &Path) -> Result<()> {
             all.extend(born.into_iter().map(Arc::new));
         }
         if !busy && pending && finished {
-            sh.copy_some(&mut turn, LOOP_CHUNK)?;
+            sh.copy_some(&mut turn, LOOP_CHUNK, true)?;
         }
     }
 }
@@ -501,10 +504,17 @@ impl Space {
     }
 
     /// Copies the next chunk of what is left (with the gate held for
-    /// reading); the bytes copied, or None if nothing is left.
-    fn background(&self, max: u64) -> Result<Option<u64>> {
+    /// reading), from the end for the event loop (`from_end`), from the
+    /// start for helpers; the bytes copied, or None if nothing is left.
+    fn background(&self, max: u64, from_end: bool) -> Result<Option<u64>> {
         let chunk = self.chunk.load(Ordering::Relaxed);
-        let Some(iov) = lock(&self.left).take_next(chunk.min(max)) else {
+        let mut left = lock(&self.left);
+        let got = match from_end {
+            true => left.take_last(chunk.min(max)),
+            false => left.take_next(chunk.min(max)),
+        };
+        drop(left);
+        let Some(iov) = got else {
             return Ok(None);
         };
         self.chunk

@@ -6,6 +6,9 @@
 
 use crate::model::pagemap::PAGE;
 
+/// Bytes one page table maps (x86-64: 512 entries of 4 KiB).
+pub const TABLE: u64 = 2 << 20;
+
 /// Pages of `[start, end)` whose bytes are at `off` in the pages image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Iov {
@@ -90,10 +93,28 @@ impl Iovs {
         Some(got)
     }
 
-    /// Takes up to `max` bytes from the start of the first range left.
+    /// Takes up to `max` bytes from the start of the first range left,
+    /// within one page table's span ([`TABLE`]).
     pub fn take_next(&mut self, max: u64) -> Option<Iov> {
         let r = *self.0.first()?;
-        self.take_at(r.start, max)
+        let table_end = (r.start | (TABLE - 1)).saturating_add(1);
+        self.take_at(r.start, max.min(table_end - r.start))
+    }
+
+    /// Takes up to `max` bytes from the end of the last range left,
+    /// within one page table's span: copies taken from both ends at once
+    /// fill different page tables (each copy holds its table's lock).
+    pub fn take_last(&mut self, max: u64) -> Option<Iov> {
+        let r = *self.0.last()?;
+        let table_start = (r.end - 1) & !(TABLE - 1);
+        let start = r
+            .end
+            .saturating_sub(max.max(PAGE))
+            .max(table_start)
+            .max(r.start);
+        let got = r.clip(start, r.end)?;
+        self.remove(got.start, got.end);
+        Some(got)
     }
 
     /// Puts back a range taken but not copied (its mapping was
@@ -170,6 +191,27 @@ mod tests {
         assert_eq!(v.take_at(3 * P, P), None);
         assert_eq!(v.take_next(100 * P), Some(iov(0, 3, 0)));
         assert_eq!(v.take_next(2 * P), Some(iov(5, 7, 5)));
+    }
+
+    #[test]
+    fn copies_from_both_ends_stay_in_their_own_page_tables() {
+        let t = TABLE / P;
+        // Three page tables' worth, starting 4 pages into the first.
+        let mut v = Iovs(vec![iov(4, 3 * t + 4, 0)]);
+        assert_eq!(v.take_next(100 * t * P), Some(iov(4, t, 0)));
+        assert_eq!(v.take_next(2 * P), Some(iov(t, t + 2, t - 4)));
+        assert_eq!(
+            v.take_last(100 * t * P),
+            Some(iov(3 * t, 3 * t + 4, 3 * t - 4))
+        );
+        assert_eq!(v.take_last(3 * P), Some(iov(3 * t - 3, 3 * t, 3 * t - 7)));
+        assert_eq!(v.take_last(0), Some(iov(3 * t - 4, 3 * t - 3, 3 * t - 8)));
+        assert_eq!(
+            v.take_last(100 * t * P),
+            Some(iov(2 * t, 3 * t - 4, 2 * t - 4))
+        );
+        assert_eq!(v.take_next(100 * t * P), Some(iov(t + 2, 2 * t, t - 2)));
+        assert_eq!(v.take_last(P), None);
     }
 
     #[test]

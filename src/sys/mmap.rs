@@ -13,7 +13,12 @@ use std::fs::File;
 pub fn map_readonly(f: &File) -> std::io::Result<memmap2::Mmap> {
     // SAFETY: see above; the map is read-only and lives no longer than
     // the `Mapped` value that owns it.
-    unsafe { memmap2::MmapOptions::new().map(f) }
+    let m = unsafe { memmap2::MmapOptions::new().map(f) }?;
+    // Images are read once: without this, unmapping marks every page
+    // read "accessed" (an LRU move under a shared lock, per page): that
+    // was almost half of the lazy-pages daemon's exit after 1 GiB.
+    let _ = m.advise(memmap2::Advice::Sequential);
+    Ok(m)
 }
 
 /// A new shared anonymous memory object of `len` bytes (what
