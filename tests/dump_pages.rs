@@ -96,6 +96,25 @@ fn pages_go_through_pipes() {
 }
 
 #[test]
+fn a_big_task_has_its_descriptors_scanned_beside_its_memory() {
+    let _g = kit::serial::lock();
+    let dir = tempfile::tempdir().unwrap();
+    let result = dir.path().join("result");
+    // 96 MiB: over the size from which the descriptors are scanned on a
+    // helper thread while the injection makes (and closes) pipes in the
+    // task; none of those may be taken for the task's own.
+    let (mut child, _) = start(1, 96, &result);
+    let log = round_trip(&mut child, 1, &result, |_| {});
+    assert!(
+        log.contains("descriptor(s) scanned beside the memory work"),
+        "{log}"
+    );
+    let (all, piped) = copied(&log);
+    assert!(all >= 96, "{all} MiB copied");
+    assert_eq!(piped, all, "every page through a pipe: {log}");
+}
+
+#[test]
 fn a_task_at_its_descriptor_limit_is_read_directly() {
     let _g = kit::serial::lock();
     let dir = tempfile::tempdir().unwrap();

@@ -458,6 +458,8 @@ pub enum DumpError {
     Unsupported { what: &'static str },
     #[error("pid {pid}: memory reader panicked")]
     MemoryReaderPanicked { pid: i32 },
+    #[error("pid {pid}: descriptor scanner panicked")]
+    FdScanPanicked { pid: i32 },
     #[error("a page writer thread panicked")]
     WriterPanicked,
     #[error("page writer still holds a pages file")]

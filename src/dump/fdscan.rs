@@ -169,9 +169,11 @@ pub fn classify(link: &str, st: &Stat, shmem_dev: u64) -> Kind {
 /// once one socket's mount id is confirmed by its link, descriptors on
 /// that mount whose inode is a known socket skip the readlink.
 pub fn scan(pid: i32, shmem_dev: u64, is_socket: &mut dyn FnMut(u64) -> bool) -> Result<Vec<Fd>> {
-    let mut sockfs_mnt: Option<i32> = None;
-    // pipefs's mount id and the stat of the first pipe seen on it.
-    let mut pipefs_mnt: Option<(i32, Stat)> = None;
+    scan_listed(pid, &list(pid)?, shmem_dev, is_socket)
+}
+
+/// The descriptor numbers of `pid`, in order.
+pub fn list(pid: i32) -> Result<Vec<i32>> {
     let dir = procfs::path(pid, "fd");
     let rd = std::fs::read_dir(&dir).map_err(|source| DumpError::Proc {
         pid,
@@ -183,6 +185,20 @@ pub fn scan(pid: i32, shmem_dev: u64, is_socket: &mut dyn FnMut(u64) -> bool) ->
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
         .collect();
     fds.sort();
+    Ok(fds)
+}
+
+/// [`scan`] of the descriptors `fds` (from [`list`]).
+pub fn scan_listed(
+    pid: i32,
+    fds: &[i32],
+    shmem_dev: u64,
+    is_socket: &mut dyn FnMut(u64) -> bool,
+) -> Result<Vec<Fd>> {
+    let mut sockfs_mnt: Option<i32> = None;
+    // pipefs's mount id and the stat of the first pipe seen on it.
+    let mut pipefs_mnt: Option<(i32, Stat)> = None;
+    let dir = procfs::path(pid, "fd");
     let mut out = Vec::with_capacity(fds.len());
     // fdinfo files are opened relative to the fdinfo directory: one path
     // component to look up per descriptor instead of four.
@@ -199,7 +215,7 @@ pub fn scan(pid: i32, shmem_dev: u64, is_socket: &mut dyn FnMut(u64) -> bool) ->
         source,
     })?;
     let mut buf = vec![0u8; 4096];
-    for fd in fds {
+    for &fd in fds {
         let name = fd.to_string();
         let info = read_fdinfo(&info_dirfd, fd, &mut buf).map_err(|source| DumpError::Proc {
             pid,

@@ -122,51 +122,30 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
     let status = procfs::status(pid)?;
     let shared_vm = ctx.seen_vm.contains(&kids.vm_id);
     let shared_files = ctx.seen_files.contains(&kids.files_id);
-    // Memory layout first: mapped files get the first file ids.
-    let (mem, scanned) = if shared_vm {
-        (Memory::default(), None)
-    } else {
-        read_memory(ctx, t, !shared_files)?
+    let quick = match shared_vm {
+        true => Vec::new(),
+        false => maps::read_quick(pid, ctx.probes.shmem_dev)?,
     };
-    // The task-wide state only an injected call can read; in the same
-    // injection, the memory goes to the page writers, which copy it
-    // while the descriptors are dumped (the injection's own pipes are
-    // closed again before it ends).
-    let vpid = ctx.ns.pids.get(pid);
-    let pages = &mut ctx.pages;
-    let mut runs = (!shared_vm).then(|| mem.runs.clone());
-    // With --track-mem -R, a task not tracked yet gets a tracker now, so
-    // that a later dump can build on this one.
-    let start = t.stat.start_time;
-    let track = ctx.opts.track_mem
-        && ctx.opts.leave_running
-        && !shared_vm
-        && ctx
-            .parent
-            .as_ref()
-            .is_none_or(|p| p.trackers.get(pid, start).is_none());
-    let trackers = &mut ctx.trackers;
-    let vmas = &mem.vmas;
-    let mut submit = |inj: &mut crate::sys::inject::Injector| -> Result<()> {
-        if track {
-            let tr = super::track::Tracker::create(inj, pid, start)
-                .map_err(|source| DumpError::TrackTask { pid, source })?;
-            tr.arm(vmas);
-            tr.note_pins(vmas);
-            trackers.insert(tr);
+    let accessible: u64 = quick
+        .iter()
+        .filter(|v| v.prot != 0)
+        .map(|v| v.end - v.start)
+        .sum();
+    let big = accessible >= READ_ALONE_BELOW;
+    // A big task's descriptors are scanned beside the memory work, so
+    // that its pages start flowing to the writers sooner.
+    let (mem, mut extra, scanned) = match big && !shared_files {
+        true => {
+            let ((mem, extra), fds) = beside_fd_scan(ctx, pid, |ctx| {
+                memory_and_extra(ctx, t, &quick, shared_vm, big)
+            })?;
+            (mem, extra, Some(fds))
         }
-        if let Some(runs) = runs.take() {
-            pages.submit(pid, vpid, runs, Some(inj))?;
+        false => {
+            let (mem, extra) = memory_and_extra(ctx, t, &quick, shared_vm, big)?;
+            (mem, extra, None)
         }
-        Ok(())
     };
-    // The injection's round trips on one CPU (see sys::affinity); a big
-    // task's pages are copied faster with the task free to run anywhere.
-    let bytes: u64 = mem.runs.iter().map(|r| r.nr_pages * maps::PAGE_SIZE).sum();
-    let pinned = (bytes < PIN_BELOW).then(|| crate::sys::affinity::Borrowed::here(&t.threads));
-    let extra = tracer::task_extra(pid, &t.threads, &mut submit);
-    drop(pinned);
-    let mut extra = extra?;
     ctx.log.debug(&format!(
         "pid {pid}: {} mapping(s) read, pages queued",
         mem.vmas.len()
@@ -211,6 +190,92 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
     })
 }
 
+/// Reads the address space of `t` (unless it is shared with a task
+/// already collected: `shared_vm`), then runs the injection that reads
+/// what only the task can tell and, in the same run of calls, hands its
+/// pages to the page writers, which copy them while the descriptors are
+/// dumped (the injection's own pipes are closed again before it ends).
+fn memory_and_extra(
+    ctx: &mut DumpCtx,
+    t: &tree::Task,
+    quick: &[Vma],
+    shared_vm: bool,
+    parallel: bool,
+) -> Result<(Memory, TaskExtra)> {
+    let pid = t.pid;
+    let mem = match shared_vm {
+        true => Memory::default(),
+        false => read_memory(ctx, t, quick, parallel)?,
+    };
+    let vpid = ctx.ns.pids.get(pid);
+    let pages = &mut ctx.pages;
+    let mut runs = (!shared_vm).then(|| mem.runs.clone());
+    // With --track-mem -R, a task not tracked yet gets a tracker now, so
+    // that a later dump can build on this one.
+    let start = t.stat.start_time;
+    let track = ctx.opts.track_mem
+        && ctx.opts.leave_running
+        && !shared_vm
+        && ctx
+            .parent
+            .as_ref()
+            .is_none_or(|p| p.trackers.get(pid, start).is_none());
+    let trackers = &mut ctx.trackers;
+    let vmas = &mem.vmas;
+    let mut submit = |inj: &mut crate::sys::inject::Injector| -> Result<()> {
+        if track {
+            let tr = super::track::Tracker::create(inj, pid, start)
+                .map_err(|source| DumpError::TrackTask { pid, source })?;
+            tr.arm(vmas);
+            tr.note_pins(vmas);
+            trackers.insert(tr);
+        }
+        if let Some(runs) = runs.take() {
+            pages.submit(pid, vpid, runs, Some(inj))?;
+        }
+        Ok(())
+    };
+    // The injection's round trips on one CPU (see sys::affinity); a big
+    // task's pages are copied faster with the task free to run anywhere.
+    let bytes: u64 = mem.runs.iter().map(|r| r.nr_pages * maps::PAGE_SIZE).sum();
+    let pinned = (bytes < PIN_BELOW).then(|| crate::sys::affinity::Borrowed::here(&t.threads));
+    let extra = tracer::task_extra(pid, &t.threads, &mut submit);
+    drop(pinned);
+    Ok((mem, extra?))
+}
+
+/// Runs `f` on this thread while a helper thread scans the descriptors
+/// of `pid` (/proc reads only: nothing is numbered yet). They are listed
+/// before `f` starts: an injection makes descriptors of its own in the
+/// task (and closes them again), which must not be taken for the task's.
+/// The socket tables the scan consults (and loads) go with it and come
+/// back.
+fn beside_fd_scan<R>(
+    ctx: &mut DumpCtx,
+    pid: i32,
+    f: impl FnOnce(&mut DumpCtx) -> Result<R>,
+) -> Result<(R, Vec<Fd>)> {
+    let listed = fdscan::list(pid)?;
+    let shmem_dev = ctx.probes.shmem_dev;
+    let mut socks = std::mem::take(&mut ctx.socks);
+    let (r, fds) = std::thread::scope(|s| {
+        let h =
+            s.spawn(|| fdscan::scan_listed(pid, &listed, shmem_dev, &mut |ino| socks.known(ino)));
+        let r = f(ctx);
+        let fds = h
+            .join()
+            .unwrap_or_else(|_| Err(DumpError::FdScanPanicked { pid }.into()));
+        (r, fds)
+    });
+    ctx.socks = socks;
+    let (r, fds) = (r?, fds?);
+    ctx.log.debug(&format!(
+        "pid {pid}: {} descriptor(s) scanned beside the memory work",
+        fds.len()
+    ));
+    Ok((r, fds))
+}
+
 /// A task's address space and the pages queued for copying.
 #[derive(Default)]
 struct Memory {
@@ -221,9 +286,6 @@ struct Memory {
     /// Pages left to the previous dump.
     pages_parent: u64,
 }
-
-/// Descriptors listed while the memory was read (if they were).
-type Scanned = Option<Result<Vec<Fd>>>;
 
 /// Address spaces with less accessible memory than this are read on
 /// crit's own thread: for them a helper thread costs more (its start, and
@@ -270,35 +332,14 @@ fn address_space(
     Ok((vmas, runs))
 }
 
-/// Reads the address space of `pid` and which pages it holds (copied
-/// later, in the task's injection: see [`collect`]), and lists the
-/// descriptors if `scan_fds` (only /proc reads: nothing is numbered yet).
-/// A big address space (smaps, pagemap) is read on helper threads while
-/// this one lists the descriptors. Then the mapped files get their ids.
-fn read_memory(ctx: &mut DumpCtx, t: &tree::Task, scan_fds: bool) -> Result<(Memory, Scanned)> {
+/// Reads the address space of `t` and which pages it holds (copied
+/// later, in the task's injection: see [`memory_and_extra`]), given what
+/// maps shows (`quick`); `parallel`: smaps and pagemap side by side.
+/// Then the mapped files get their ids.
+fn read_memory(ctx: &mut DumpCtx, t: &tree::Task, quick: &[Vma], parallel: bool) -> Result<Memory> {
     let pid = t.pid;
     let (shmem_dev, zero_pfn) = (ctx.probes.shmem_dev, ctx.probes.zero_pfn);
-    let socks = &mut ctx.socks;
-    let quick = maps::read_quick(pid, shmem_dev)?;
-    let accessible: u64 = quick
-        .iter()
-        .filter(|v| v.prot != 0)
-        .map(|v| v.end - v.start)
-        .sum();
-    let (mem, fds) = match accessible < READ_ALONE_BELOW {
-        true => (
-            address_space(pid, &quick, shmem_dev, zero_pfn, false),
-            scan_fds.then(|| fdscan::scan(pid, shmem_dev, &mut |ino| socks.known(ino))),
-        ),
-        false => std::thread::scope(|s| {
-            let h = s.spawn(|| address_space(pid, &quick, shmem_dev, zero_pfn, true));
-            let fds = scan_fds.then(|| fdscan::scan(pid, shmem_dev, &mut |ino| socks.known(ino)));
-            let mem = h
-                .join()
-                .unwrap_or_else(|_| Err(DumpError::MemoryReaderPanicked { pid }.into()));
-            (mem, fds)
-        }),
-    };
+    let mem = address_space(pid, quick, shmem_dev, zero_pfn, parallel);
     let (mut vmas, runs) = mem?;
     // On top of a previous dump: what was not written since is its.
     let (runs, pages_parent) = match &ctx.parent {
@@ -312,13 +353,12 @@ fn read_memory(ctx: &mut DumpCtx, t: &tree::Task, scan_fds: bool) -> Result<(Mem
         .filter(|v| v.is_private())
         .map(|v| (v.end - v.start) / maps::PAGE_SIZE)
         .sum();
-    let mem = Memory {
+    Ok(Memory {
         vmas,
         runs,
         pages_scanned,
         pages_parent,
-    };
-    Ok((mem, fds))
+    })
 }
 
 /// Gives each descriptor of `pid` its file id, writing the entries of
@@ -327,10 +367,10 @@ fn read_memory(ctx: &mut DumpCtx, t: &tree::Task, scan_fds: bool) -> Result<(Mem
 fn dump_fds(
     ctx: &mut DumpCtx,
     pid: i32,
-    scanned: Scanned,
+    scanned: Option<Vec<Fd>>,
 ) -> Result<(Vec<pb::FdinfoEntry>, Vec<Fd>)> {
     let fds = match scanned {
-        Some(r) => r?,
+        Some(fds) => fds,
         None => fdscan::scan(pid, ctx.probes.shmem_dev, &mut |ino| ctx.socks.known(ino))?,
     };
     let mut fdinfo = Vec::new();
