@@ -56,13 +56,20 @@ impl Mapped {
         Source::from_slice(self.name.clone(), self.bytes())
     }
 
-    /// Maps `len` bytes from `offset` in now (`MADV_POPULATE_READ`), so
-    /// that readers take no page faults. Best effort: a kernel without it
-    /// (before 5.14) faults them in on use.
+    /// Maps `len` bytes from `offset` in now, so that readers (the
+    /// kernel's copies from them above all) take no page faults. By
+    /// touching a byte of each page: each fault maps 16 pages (the
+    /// kernel's fault-around), where `MADV_POPULATE_READ` marked every
+    /// page accessed, an LRU move under a shared lock (1 GiB restore:
+    /// 0.29 -> 0.25 s, 0.42 -> 0.38 s of CPU).
     pub fn prefault(&self, offset: usize, len: usize) {
         if let Some(m) = &self.map {
-            let len = len.min(m.len().saturating_sub(offset));
-            let _ = m.advise_range(memmap2::Advice::PopulateRead, offset, len);
+            let end = offset.saturating_add(len).min(m.len());
+            let mut sum = 0u8;
+            for i in (offset..end).step_by(4096) {
+                sum ^= m[i];
+            }
+            std::hint::black_box(sum);
         }
     }
 
