@@ -52,13 +52,13 @@ fn drop_restores_like_finish() {
     let before = ptrace::get_regs(p.pid).unwrap();
     let scratch;
     {
-        let mut inj = Injector::with_scratch(p.pid, 100).unwrap();
+        let mut inj = Injector::with_scratch(p.pid, 100, None).unwrap();
         scratch = inj.scratch().unwrap();
         assert!(scratch.1 >= 100);
         assert!(procfs::maps(p.pid)
             .unwrap()
             .iter()
-            .any(|m| m.start == scratch.0));
+            .any(|m| m.start <= scratch.0 && scratch.0 + scratch.1 as u64 <= m.end));
         assert_eq!(
             inj.syscall(libc::SYS_getppid, [0; 6]).unwrap(),
             std::process::id() as i64
@@ -69,6 +69,30 @@ fn drop_restores_like_finish() {
         .unwrap()
         .iter()
         .any(|m| m.start <= scratch.0 && scratch.0 < m.end));
+    frozen.resume().unwrap();
+    assert!(wait_until(|| state(p.pid, p.pid) == Some('S')));
+}
+
+#[test]
+fn the_gate_is_found_in_the_vdso_with_a_hint_without_one_and_despite_a_wrong_one() {
+    let p = sleeper();
+    let frozen = freezer::freeze_tree(p.pid).unwrap();
+    let maps = procfs::maps(p.pid).unwrap();
+    let v = maps.iter().find(|m| m.name == "[vdso]").unwrap();
+    // Right, unreadable, none.
+    for hint in [Some((v.start, v.end)), Some((0x1000, 0x3000)), None] {
+        let mut inj = Injector::with_scratch(p.pid, 100, hint).unwrap();
+        assert!(v.start <= inj.gate() && inj.gate() < v.end, "{hint:x?}");
+        assert_eq!(
+            inj.syscall(libc::SYS_getppid, [0; 6]).unwrap(),
+            std::process::id() as i64
+        );
+        let r = inj.syscalls(&[(libc::SYS_getppid, [0; 6]); 8]).unwrap();
+        assert_eq!(r, vec![std::process::id() as i64; 8]);
+        inj.finish().unwrap();
+    }
+    // Nothing of the injections is left.
+    assert_eq!(procfs::maps(p.pid).unwrap(), maps);
     frozen.resume().unwrap();
     assert!(wait_until(|| state(p.pid, p.pid) == Some('S')));
 }
@@ -391,7 +415,7 @@ fn anon_exec(pid: i32) -> usize {
     procfs::maps(pid)
         .unwrap()
         .iter()
-        .filter(|m| m.perms.starts_with("r-x") && m.name.is_empty())
+        .filter(|m| m.perms.as_bytes().get(2) == Some(&b'x') && m.name.is_empty())
         .count()
 }
 

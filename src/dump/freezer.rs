@@ -8,7 +8,7 @@
 //! ptrace belongs to the thread that seized: [`FrozenSet`] is `!Send`,
 //! and everything done to the frozen threads must come from that thread.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
@@ -100,9 +100,10 @@ pub fn freeze_tasks(pids: &[i32]) -> Result<FrozenSet> {
 ///   during the freeze are included (a stopped task cannot create more);
 /// - descendants are found by scanning `/proc/*/stat` for their ppid
 ///   (`/proc/PID/task/TID/children` needs CONFIG_PROC_CHILDREN, which
-///   kernels may lack), level by level after each parent is stopped, and
-///   once more after the whole set is frozen (children made meanwhile by
-///   `CLONE_PARENT` from a task still running), until nothing new appears;
+///   kernels may lack), each child seized after its parent is stopped,
+///   and once more after the whole set is frozen (children made meanwhile
+///   by `CLONE_PARENT` from a task still running, or by a task not frozen
+///   yet when /proc was read), until nothing new appears;
 /// - every thread is outside any rseq critical section
 ///   ([`ptrace::rseq_abort_fixup`]);
 /// - a signal that was being delivered when the stop request came is
@@ -286,21 +287,31 @@ impl FrozenSet {
     }
 
     /// Freezes the children of frozen tasks until no new one appears.
+    ///
+    /// Each scan of /proc is walked down from the frozen tasks, a parent
+    /// frozen before its children, so that a tree of any depth takes one
+    /// scan (each reads every process's stat: 20-30 ms with 2,000
+    /// processes), and one more that finds nothing new: children made
+    /// meanwhile by tasks not frozen yet show up in that one.
     fn freeze_descendants(&mut self, timeout: Duration) -> Result<()> {
         loop {
             let ppids = procfs::ppid_map().map_err(|source| DumpError::Call {
                 what: "freeze: scanning /proc for children",
                 source,
             })?;
-            let frozen: HashSet<i32> = self.tasks.iter().map(|t| t.pid).collect();
-            let mut added = false;
+            let mut kids: HashMap<i32, Vec<i32>> = HashMap::new();
             for (pid, ppid) in ppids {
-                if frozen.contains(&ppid)
-                    && !frozen.contains(&pid)
-                    && self.task(pid).is_none()
-                    && self.freeze_task(pid, Some(ppid), false, timeout)?
-                {
-                    added = true;
+                kids.entry(ppid).or_default().push(pid);
+            }
+            let mut known: HashSet<i32> = self.tasks.iter().map(|t| t.pid).collect();
+            let mut next: VecDeque<i32> = self.tasks.iter().map(|t| t.pid).collect();
+            let mut added = false;
+            while let Some(parent) = next.pop_front() {
+                for &pid in kids.get(&parent).map(Vec::as_slice).unwrap_or_default() {
+                    if known.insert(pid) && self.freeze_task(pid, Some(parent), false, timeout)? {
+                        added = true;
+                        next.push_back(pid);
+                    }
                 }
             }
             if !added {

@@ -18,6 +18,9 @@ pub struct Ids {
     next: HashMap<u8, u32>,
     ns: HashMap<(usize, u64), u32>,
     next_ns: u32,
+    /// Each task's ids once found: the namespace check reads every task's
+    /// before the collection asks again (a frozen task's do not change).
+    tasks: HashMap<i32, pb::TaskKobjIdsEntry>,
 }
 
 impl Ids {
@@ -51,11 +54,14 @@ impl Ids {
 
     /// The ids of task `pid`.
     pub fn task(&mut self, pid: i32) -> Result<pb::TaskKobjIdsEntry> {
+        if let Some(ids) = self.tasks.get(&pid) {
+            return Ok(*ids);
+        }
         let mut ns = [None; 8];
         for (i, slot) in ns.iter_mut().enumerate() {
             *slot = self.ns_id(pid, i);
         }
-        Ok(pb::TaskKobjIdsEntry {
+        let ids = pb::TaskKobjIdsEntry {
             vm_id: self.obj(pid, kcmp::Kind::Vm)?,
             files_id: self.obj(pid, kcmp::Kind::Files)?,
             fs_id: self.obj(pid, kcmp::Kind::Fs)?,
@@ -68,6 +74,8 @@ impl Ids {
             mnt_ns_id: ns[5],
             user_ns_id: ns[6],
             cgroup_ns_id: ns[7],
-        })
+        };
+        self.tasks.insert(pid, ids);
+        Ok(ids)
     }
 }

@@ -167,6 +167,9 @@ pub struct Status {
     pub no_new_privs: u32,
     pub seccomp: u32,
     pub thp_enabled: Option<bool>,
+    /// VmSize, in bytes (None where status has no such line: a zombie).
+    pub vm_size: Option<u64>,
+    pub umask: Option<u32>,
 }
 
 pub fn parse_status(pid: i32, text: &str) -> Result<Status> {
@@ -225,6 +228,11 @@ pub fn parse_status(pid: i32, text: &str) -> Result<Status> {
             "NoNewPrivs" => s.no_new_privs = v.parse().unwrap_or(0),
             "Seccomp" => s.seccomp = v.parse().unwrap_or(0),
             "THP_enabled" => s.thp_enabled = Some(v == "1"),
+            "VmSize" => {
+                let kb = v.strip_suffix("kB").unwrap_or(v).trim();
+                s.vm_size = Some(kb.parse::<u64>().map_err(|_| field(v))? << 10);
+            }
+            "Umask" => s.umask = Some(u32::from_str_radix(v, 8).map_err(|_| field(v))?),
             _ => {}
         }
     }

@@ -122,27 +122,32 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
     let status = procfs::status(pid)?;
     let shared_vm = ctx.seen_vm.contains(&kids.vm_id);
     let shared_files = ctx.seen_files.contains(&kids.files_id);
-    let quick = match shared_vm {
-        true => Vec::new(),
-        false => maps::read_quick(pid, ctx.probes.shmem_dev)?,
+    // VmSize bounds what is accessible: a task below the threshold has
+    // its maps read once, with smaps.
+    let maybe_big = status.vm_size.is_none_or(|s| s >= READ_ALONE_BELOW);
+    let quick = match !shared_vm && maybe_big {
+        true => Some(maps::read_quick(pid, ctx.probes.shmem_dev)?),
+        false => None,
     };
     let accessible: u64 = quick
         .iter()
+        .flatten()
         .filter(|v| v.prot != 0)
         .map(|v| v.end - v.start)
         .sum();
     let big = accessible >= READ_ALONE_BELOW;
+    let quick = quick.as_deref();
     // A big task's descriptors are scanned beside the memory work, so
     // that its pages start flowing to the writers sooner.
     let (mem, mut extra, scanned) = match big && !shared_files {
         true => {
             let ((mem, extra), fds) = beside_fd_scan(ctx, pid, |ctx| {
-                memory_and_extra(ctx, t, &quick, shared_vm, big)
+                memory_and_extra(ctx, t, quick, shared_vm, big)
             })?;
             (mem, extra, Some(fds))
         }
         false => {
-            let (mem, extra) = memory_and_extra(ctx, t, &quick, shared_vm, big)?;
+            let (mem, extra) = memory_and_extra(ctx, t, quick, shared_vm, big)?;
             (mem, extra, None)
         }
     };
@@ -166,7 +171,7 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
     } else {
         Some(mm_entry(&mut ctx.files, t, &status, &mem.vmas, &extra)?)
     };
-    let fs = fs_entry(&mut ctx.files, pid)?;
+    let fs = fs_entry(&mut ctx.files, pid, &status)?;
     let cores = thread_cores(ctx, t, &status, &extra)?;
     if !shared_vm {
         ctx.seen_vm.push(kids.vm_id);
@@ -198,7 +203,7 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
 fn memory_and_extra(
     ctx: &mut DumpCtx,
     t: &tree::Task,
-    quick: &[Vma],
+    quick: Option<&[Vma]>,
     shared_vm: bool,
     parallel: bool,
 ) -> Result<(Memory, TaskExtra)> {
@@ -238,8 +243,13 @@ fn memory_and_extra(
     // The injection's round trips on one CPU (see sys::affinity); a big
     // task's pages are copied faster with the task free to run anywhere.
     let bytes: u64 = mem.runs.iter().map(|r| r.nr_pages * maps::PAGE_SIZE).sum();
+    let vdso = mem
+        .vmas
+        .iter()
+        .find(|v| v.name == "[vdso]" && v.prot & maps::PROT_EXEC != 0)
+        .map(|v| (v.start, v.end));
     let pinned = (bytes < PIN_BELOW).then(|| crate::sys::affinity::Borrowed::here(&t.threads));
-    let extra = tracer::task_extra(pid, &t.threads, &mut submit);
+    let extra = tracer::task_extra(pid, &t.threads, vdso, &mut submit);
     drop(pinned);
     Ok((mem, extra?))
 }
@@ -294,17 +304,22 @@ struct Memory {
 const READ_ALONE_BELOW: u64 = 64 << 20;
 
 /// The VMAs of `pid` (smaps) and the pages they hold (pagemap), given
-/// what maps (`quick`) shows; `parallel`: read side by side, since each
-/// walks the page tables and the pagemap needs only what maps tells.
-/// Should smaps disagree with maps on anything the pagemap read used, the
-/// pagemap is read again.
+/// what maps (`quick`) shows, if it was read; `parallel`: read side by
+/// side, since each walks the page tables and the pagemap needs only what
+/// maps tells. Should smaps disagree with maps on anything the pagemap
+/// read used, the pagemap is read again.
 fn address_space(
     pid: i32,
-    quick: &[Vma],
+    quick: Option<&[Vma]>,
     shmem_dev: u64,
     zero_pfn: u64,
     parallel: bool,
 ) -> Result<(Vec<Vma>, Vec<Run>)> {
+    let Some(quick) = quick else {
+        let vmas = maps::read(pid, shmem_dev)?;
+        let runs = pagemap::collect(pid, &vmas, zero_pfn)?;
+        return Ok((vmas, runs));
+    };
     let (vmas, runs) = match parallel {
         false => (
             maps::read(pid, shmem_dev),
@@ -334,13 +349,17 @@ fn address_space(
 
 /// Reads the address space of `t` and which pages it holds (copied
 /// later, in the task's injection: see [`memory_and_extra`]), given what
-/// maps shows (`quick`); `parallel`: smaps and pagemap side by side.
-/// Then the mapped files get their ids.
-fn read_memory(ctx: &mut DumpCtx, t: &tree::Task, quick: &[Vma], parallel: bool) -> Result<Memory> {
+/// maps shows (`quick`), if it was read; `parallel`: smaps and pagemap
+/// side by side. Then the mapped files get their ids.
+fn read_memory(
+    ctx: &mut DumpCtx,
+    t: &tree::Task,
+    quick: Option<&[Vma]>,
+    parallel: bool,
+) -> Result<Memory> {
     let pid = t.pid;
     let (shmem_dev, zero_pfn) = (ctx.probes.shmem_dev, ctx.probes.zero_pfn);
-    let mem = address_space(pid, quick, shmem_dev, zero_pfn, parallel);
-    let (mut vmas, runs) = mem?;
+    let (mut vmas, runs) = address_space(pid, quick, shmem_dev, zero_pfn, parallel)?;
     // On top of a previous dump: what was not written since is its.
     let (runs, pages_parent) = match &ctx.parent {
         Some(p) => p.apply(pid, t.stat.start_time, ctx.ns.pids.get(pid), &vmas, runs)?,
@@ -458,8 +477,8 @@ fn mm_entry(
 }
 
 /// fs-PID.img's entry: cwd and root get new ids each time, as CRIU
-/// gives them.
-fn fs_entry(files: &mut FileTable, pid: i32) -> Result<pb::FsEntry> {
+/// gives them; the umask is `status`'.
+fn fs_entry(files: &mut FileTable, pid: i32, status: &procfs::Status) -> Result<pb::FsEntry> {
     let mut fs_ids = [0u32; 2];
     for (i, w) in ["cwd", "root"].iter().enumerate() {
         let p = format!("/proc/{pid}/{w}");
@@ -484,7 +503,7 @@ fn fs_entry(files: &mut FileTable, pid: i32) -> Result<pb::FsEntry> {
     Ok(pb::FsEntry {
         cwd_id: fs_ids[0],
         root_id: fs_ids[1],
-        umask: Some(umask(pid)?),
+        umask: Some(status.umask.ok_or(DumpError::NoUmask { pid })?),
     })
 }
 
@@ -672,11 +691,4 @@ fn task_core(
         stop_signo: None,
         membarrier_registration_mask: None,
     })
-}
-
-fn umask(pid: i32) -> Result<u32> {
-    let s = procfs::read_small(pid, "status")?;
-    procfs::fdinfo_field(&s, "Umask")
-        .and_then(|v| u32::from_str_radix(v, 8).ok())
-        .ok_or_else(|| DumpError::NoUmask { pid }.into())
 }

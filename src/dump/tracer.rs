@@ -134,10 +134,12 @@ fn gdt_tls(tid: i32) -> Result<Vec<pb::UserDescT>> {
 
 /// Task-wide and per-thread state read by injected syscalls. Every
 /// injection is undone (registers, mask, scratch memory) before this
-/// returns, also on failure.
+/// returns, also on failure. `vdso`: the task's `[vdso]` (start, end),
+/// when known.
 pub fn task_extra(
     pid: i32,
     threads: &[i32],
+    vdso: Option<(u64, u64)>,
     also: &mut dyn FnMut(&mut Injector) -> Result<()>,
 ) -> Result<TaskExtra> {
     let mut x = TaskExtra {
@@ -149,7 +151,7 @@ pub fn task_extra(
         ..Default::default()
     };
     x.posix_timers = posix_timers(pid)?;
-    let main = inject_task(pid, &mut x, also)?;
+    let main = inject_task(pid, vdso, &mut x, also)?;
     for &tid in threads {
         let te = match tid == pid {
             true => main.clone(),
@@ -258,11 +260,12 @@ const SCRATCH: usize = SAS_AT + 24;
 /// injection; returns the main thread's own state.
 fn inject_task(
     pid: i32,
+    vdso: Option<(u64, u64)>,
     x: &mut TaskExtra,
     also: &mut dyn FnMut(&mut Injector) -> Result<()>,
 ) -> Result<ThreadExtra> {
     super::guard::check()?;
-    let mut inj = Injector::with_scratch(pid, SCRATCH).map_err(on_task(pid, "inject"))?;
+    let mut inj = Injector::with_scratch(pid, SCRATCH, vdso).map_err(on_task(pid, "inject"))?;
     let res = (|| -> std::io::Result<ThreadExtra> {
         // Everything with a fixed place in one go; the values come back in
         // one read of the scratch area.

@@ -76,23 +76,30 @@ fn fill_some(
             (r == 0).then(|| (at(8 * k), at(8 * k + 4)))
         })
         .collect();
-    let filled = take_and_fill(inj, pidfd, group, &ends, base, fds_len);
-    // Close the task's ends whatever happened.
+    // The task's ends are closed in the run that fills the pipes (after
+    // the vmsplices), or in one of their own should that run not happen.
     let close: Vec<(i64, [u64; 6])> = ends
         .iter()
         .flatten()
         .flat_map(|&(r, w)| [r, w])
         .map(|fd| (libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]))
         .collect();
-    let closed = inj.syscalls(&close)?;
+    let (filled, closed) = match take_and_fill(inj, pidfd, group, &ends, base, fds_len, &close) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = inj.syscalls(&close);
+            return Err(e);
+        }
+    };
     if let Some(&r) = closed.iter().find(|&&r| r < 0) {
         return Err(io::Error::from_raw_os_error(-r as i32));
     }
-    filled
+    Ok(filled)
 }
 
 /// Takes the read ends of the made pipes into crit, sizes them, and has
-/// the task vmsplice each batch into its pipe.
+/// the task vmsplice each batch into its pipe, then make the `close`
+/// calls; returns the pipes and the results of the closes.
 fn take_and_fill(
     inj: &mut Injector,
     pidfd: &OwnedFd,
@@ -100,7 +107,8 @@ fn take_and_fill(
     ends: &[Option<(i32, i32)>],
     base: u64,
     fds_len: usize,
-) -> io::Result<Vec<Option<OwnedFd>>> {
+    close: &[(i64, [u64; 6])],
+) -> io::Result<(Vec<Option<OwnedFd>>, Vec<i64>)> {
     let mut mine: Vec<Option<OwnedFd>> = Vec::with_capacity(group.len());
     for (b, e) in group.iter().zip(ends) {
         let want: usize = b.iter().map(|p| p.1).sum();
@@ -130,10 +138,14 @@ fn take_and_fill(
         which.push(k);
     }
     if calls.is_empty() {
-        return Ok(mine.into_iter().map(|_| None).collect());
+        let closed = inj.syscalls(close)?;
+        return Ok((mine.into_iter().map(|_| None).collect(), closed));
     }
     crate::sys::remote::write_all(inj.tid(), base + fds_len as u64, &iov)?;
-    let moved = inj.syscalls(&calls)?;
+    let n = calls.len();
+    calls.extend_from_slice(close);
+    let mut moved = inj.syscalls(&calls)?;
+    let closed = moved.split_off(n);
     let mut out: Vec<Option<OwnedFd>> = (0..group.len()).map(|_| None).collect();
     for (&k, &r) in which.iter().zip(&moved) {
         let want: usize = group[k].iter().map(|p| p.1).sum();
@@ -141,5 +153,5 @@ fn take_and_fill(
             out[k] = mine[k].take();
         }
     }
-    Ok(out)
+    Ok((out, closed))
 }

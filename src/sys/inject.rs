@@ -185,6 +185,29 @@ fn i64_at(b: &[u8], off: usize) -> i64 {
     u64_at(b, off) as i64
 }
 
+/// Where [`Injector::create`] takes its gate from.
+enum Gate {
+    /// This address.
+    At(u64),
+    /// The first `syscall` instruction in the vDSO (at this range, if
+    /// known).
+    Search(Option<(u64, u64)>),
+}
+
+/// The address of the first `syscall` instruction in `start..end` of
+/// `tid`'s memory, if it can be read and has one.
+fn syscall_in(tid: i32, start: u64, end: u64) -> Option<u64> {
+    let len = usize::try_from(end.checked_sub(start)?).ok()?;
+    // A vDSO is two pages or so; anything much larger is not one.
+    if len > 1 << 20 {
+        return None;
+    }
+    let mut text = vec![0u8; len];
+    remote::read_exact(tid, start, &mut text).ok()?;
+    let i = text.windows(2).position(|w| w == [0x0f, 0x05])?;
+    Some(start + i as u64)
+}
+
 /// A stopped thread we run syscalls in. See the module docs. `!Send`:
 /// use it on the thread that traces the target.
 #[derive(Debug)]
@@ -205,8 +228,9 @@ pub struct Injector {
     scratch: Option<(u64, usize)>,
     /// The batch runner, once mapped ([`Injector::syscalls`]).
     batch: Option<batch::Area>,
-    /// Whether runs are safe here (asked once).
-    batch_ok: Option<bool>,
+    /// Whether runs are safe here (read with the thread's status at
+    /// creation).
+    batch_ok: bool,
     deferred: Vec<i32>,
     finished: bool,
     _not_send: PhantomData<*const ()>,
@@ -217,24 +241,26 @@ impl Injector {
     /// thread (seized through [`ptrace`]) resting in an interrupt or group
     /// stop. Saves its registers and signal mask; finds the gate.
     pub fn new(tid: i32) -> io::Result<Injector> {
-        Self::create(tid, None)
+        Self::create(tid, Gate::Search(None))
     }
 
     /// Like [`Injector::new`], using the `syscall` instruction at `gate`
     /// (which must be `0f 05` in an executable mapping of the target).
     pub fn with_gate(tid: i32, gate: u64) -> io::Result<Injector> {
-        Self::create(tid, Some(gate))
+        Self::create(tid, Gate::At(gate))
     }
 
     /// [`Injector::new`] plus a scratch area of at least `len` bytes
-    /// ([`Injector::ensure_scratch`]).
-    pub fn with_scratch(tid: i32, len: usize) -> io::Result<Injector> {
-        let mut inj = Self::new(tid)?;
+    /// ([`Injector::ensure_scratch`]). `vdso`: where the caller saw the
+    /// thread's `[vdso]` (start, end), which spares reading its maps to
+    /// find the gate (still read should no gate be there).
+    pub fn with_scratch(tid: i32, len: usize, vdso: Option<(u64, u64)>) -> io::Result<Injector> {
+        let mut inj = Self::create(tid, Gate::Search(vdso))?;
         inj.ensure_scratch(len)?;
         Ok(inj)
     }
 
-    fn create(tid: i32, gate: Option<u64>) -> io::Result<Injector> {
+    fn create(tid: i32, gate: Gate) -> io::Result<Injector> {
         let ctx = |e: io::Error| err::context(format_args!("inject into tid {tid}"), e);
         let stop = ptrace::stop_kind(tid).map_err(ctx)?;
         if !stop.is_event_stop() {
@@ -249,7 +275,10 @@ impl Injector {
             ))
         })?;
         let mut want = opts | ptrace::O_TRACESYSGOOD;
-        let [seccomp, tgid] = procfs::status_fields(tid, ["Seccomp", "Tgid"]).map_err(ctx)?;
+        let [seccomp, tgid, pnd, shd_pnd, ign] =
+            procfs::status_fields(tid, ["Seccomp", "Tgid", "SigPnd", "ShdPnd", "SigIgn"])
+                .map_err(ctx)?;
+        let batch_ok = batch::trap_unnoticed([pnd, shd_pnd, ign]);
         let seccomp = seccomp.unwrap_or_default();
         if !seccomp.is_empty() && seccomp != "0" {
             want |= ptrace::O_SUSPEND_SECCOMP;
@@ -286,33 +315,35 @@ impl Injector {
             moved: false,
             scratch: None,
             batch: None,
-            batch_ok: None,
+            batch_ok,
             deferred: Vec::new(),
             finished: false,
             _not_send: PhantomData,
         };
         match gate {
-            Some(g) => inj.gate = g,
-            None => inj.find_gate()?,
+            Gate::At(g) => inj.gate = g,
+            Gate::Search(vdso) => inj.find_gate(vdso)?,
         }
         Ok(inj)
     }
 
-    fn find_gate(&mut self) -> io::Result<()> {
+    /// A `syscall` instruction in the `[vdso]` text (the range given, or
+    /// the one maps shows), else the thread's `rip` patched.
+    fn find_gate(&mut self, vdso: Option<(u64, u64)>) -> io::Result<()> {
         let tid = self.tid;
+        if let Some(g) = vdso.and_then(|(start, end)| syscall_in(tid, start, end)) {
+            self.gate = g;
+            return Ok(());
+        }
         let maps = procfs::maps(tid)
             .map_err(|e| err::context(format_args!("inject into tid {tid}"), e))?;
-        if let Some(v) = maps
+        if let Some(g) = maps
             .iter()
             .find(|m| m.name == "[vdso]" && m.perms.contains('x'))
+            .and_then(|v| syscall_in(tid, v.start, v.end))
         {
-            let mut text = vec![0u8; (v.end - v.start) as usize];
-            if remote::read_exact(tid, v.start, &mut text).is_ok() {
-                if let Some(i) = text.windows(2).position(|w| w == [0x0f, 0x05]) {
-                    self.gate = v.start + i as u64;
-                    return Ok(());
-                }
-            }
+            self.gate = g;
+            return Ok(());
         }
         // No vdso (or no syscall in it): patch the instruction at rip.
         let rip = self.orig_regs.rip;
@@ -528,6 +559,15 @@ impl Injector {
             self.release_scratch()?;
         }
         let size = (len.max(1) as u64).div_ceil(PAGE) * PAGE;
+        // The first scratch of an injector that can run batches goes
+        // after the runner's table: one mmap and one munmap fewer (each
+        // two stops of the thread).
+        if self.batch.is_none() && self.can_batch() {
+            if let Some((a, l)) = self.map_batch_area(size)?.extra() {
+                self.scratch = Some((a, l as usize));
+                return Ok(a);
+            }
+        }
         let a = self.remote_mmap(
             0,
             size,
@@ -545,10 +585,14 @@ impl Injector {
         self.scratch
     }
 
-    /// Unmaps the scratch area now.
+    /// Unmaps the scratch area now (one mapped with the batch runner goes
+    /// with it, in `finish`).
     pub fn release_scratch(&mut self) -> io::Result<()> {
         if let Some((a, l)) = self.scratch.take() {
-            self.remote_munmap(a, l as u64)?;
+            let with_runner = self.batch.and_then(|b| b.extra()).is_some_and(|e| e.0 == a);
+            if !with_runner {
+                self.remote_munmap(a, l as u64)?;
+            }
         }
         Ok(())
     }
@@ -787,7 +831,7 @@ impl Injector {
         };
         keep(self.release_scratch());
         if let Some(a) = self.batch.take() {
-            keep(self.remote_munmap(a.addr(), batch::Area::len()));
+            keep(self.remote_munmap(a.addr(), a.len()));
         }
         if let Some(p) = self.gate_page.take() {
             keep(self.remote_munmap(p, PAGE));

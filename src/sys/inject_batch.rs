@@ -16,7 +16,7 @@
 //! stop and suppressed, and nothing the task can see has changed. Where
 //! that does not hold, the calls are made one by one.
 
-use super::{err, procfs, ptrace, remote, Injector, Stop, PAGE};
+use super::{err, ptrace, remote, Injector, Stop, PAGE};
 use std::io;
 
 /// The batch runner: for each 64-byte entry {nr, a1..a6, result} at rbx,
@@ -44,22 +44,40 @@ const TABLE: u64 = 16 << 10;
 const MIN_RUN: usize = 4;
 
 /// Where the runner and its table are in the target: one page of code
-/// (read and execute), then the table.
+/// (read and execute), then the table, then `extra` bytes of scratch
+/// memory mapped with them (one mapping instead of two).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Area {
     code: u64,
+    extra: u64,
 }
 
 impl Area {
     pub(super) fn addr(&self) -> u64 {
         self.code
     }
-    pub(super) fn len() -> u64 {
-        PAGE + TABLE
+    pub(super) fn len(&self) -> u64 {
+        PAGE + TABLE + self.extra
     }
     fn table(&self) -> u64 {
         self.code + PAGE
     }
+    /// The scratch memory after the table, if any: (address, length).
+    pub(super) fn extra(&self) -> Option<(u64, u64)> {
+        (self.extra > 0).then(|| (self.code + PAGE + TABLE, self.extra))
+    }
+}
+
+/// Whether a run's trap would go unnoticed, from the thread's status
+/// lines SigPnd, ShdPnd and SigIgn: SIGTRAP neither pending (thread or
+/// process) nor ignored; an unreadable field counts as "yes".
+pub(super) fn trap_unnoticed(masks: [Option<String>; 3]) -> bool {
+    let bit = 1u64 << (libc::SIGTRAP - 1);
+    masks.iter().all(|v| {
+        v.as_deref()
+            .and_then(|v| u64::from_str_radix(v, 16).ok())
+            .is_some_and(|m| m & bit == 0)
+    })
 }
 
 impl Injector {
@@ -71,7 +89,7 @@ impl Injector {
         // Once the runner is mapped, even one call is cheaper through it
         // (one stop instead of two).
         let few = calls.len() < MIN_RUN && self.batch.is_none();
-        if few || !self.can_batch()? {
+        if few || !self.can_batch() {
             return calls.iter().map(|&(nr, a)| self.syscall(nr, a)).collect();
         }
         let area = self.batch_area()?;
@@ -82,41 +100,43 @@ impl Injector {
         Ok(out)
     }
 
-    /// Whether a run's trap would go unnoticed (asked once per injector).
-    fn can_batch(&mut self) -> io::Result<bool> {
-        if let Some(ok) = self.batch_ok {
-            return Ok(ok);
-        }
-        // One read of the status: pending (thread and process) and
-        // ignored signals; an unreadable field counts as "yes".
-        let bit = 1u64 << (libc::SIGTRAP - 1);
-        let masks = procfs::status_fields(self.tid, ["SigPnd", "ShdPnd", "SigIgn"])?;
-        let ok = masks.iter().all(|v| {
-            v.as_deref()
-                .and_then(|v| u64::from_str_radix(v, 16).ok())
-                .is_some_and(|m| m & bit == 0)
-        });
-        self.batch_ok = Some(ok);
-        Ok(ok)
+    /// Whether a run's trap would go unnoticed (see [`trap_unnoticed`]).
+    pub(super) fn can_batch(&self) -> bool {
+        self.batch_ok
     }
 
     /// Maps the runner and its table (unmapped by `finish`).
     fn batch_area(&mut self) -> io::Result<Area> {
-        if let Some(a) = self.batch {
-            return Ok(a);
+        match self.batch {
+            Some(a) => Ok(a),
+            None => self.map_batch_area(0),
         }
-        let code = self.remote_mmap(
-            0,
-            Area::len(),
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )?;
-        self.batch = Some(Area { code });
-        remote::write_all(self.tid, code, &BATCH_CODE)?;
-        self.remote_mprotect(code, PAGE, libc::PROT_READ | libc::PROT_EXEC)?;
-        Ok(Area { code })
+    }
+
+    /// Maps the runner, its table and `extra` bytes (a multiple of the
+    /// page size) of read/write memory after them, all unmapped by
+    /// `finish`.
+    ///
+    /// Mapped writable and executable in one call, as CRIU maps its
+    /// parasite, which spares an `mprotect` (two stops of the thread);
+    /// where the kernel or a security module refuses that, mapped
+    /// writable and the code page made executable after.
+    pub(super) fn map_batch_area(&mut self, extra: u64) -> io::Result<Area> {
+        let mut area = Area { code: 0, extra };
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        let (code, exec) = match self.remote_mmap(0, area.len(), rw | libc::PROT_EXEC, flags, -1, 0)
+        {
+            Ok(a) => (a, true),
+            Err(_) => (self.remote_mmap(0, area.len(), rw, flags, -1, 0)?, false),
+        };
+        area.code = code;
+        self.batch = Some(area);
+        remote::write_all(self.tid, area.code, &BATCH_CODE)?;
+        if !exec {
+            self.remote_mprotect(area.code, PAGE, libc::PROT_READ | libc::PROT_EXEC)?;
+        }
+        Ok(area)
     }
 
     /// One run of at most `TABLE / 64` calls.
