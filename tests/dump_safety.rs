@@ -58,6 +58,35 @@ fn unsupported_file_is_refused_before_harm() {
     kill_tree(prog.pid);
 }
 
+/// Memory-deny-write-execute: crit's calls still run in the task (its
+/// runner is never writable and executable), and the dump is refused,
+/// naming it, since the images cannot carry it.
+#[test]
+fn memory_deny_write_execute_is_refused_before_harm() {
+    let kit = Kit::new();
+    let hb = kit.path("hb");
+    let prog = kit.start("mdwe", &[hb.to_str().unwrap()]);
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", prog.pid)).unwrap();
+    let dir = kit.path("img");
+    let o = kit.dump(prog.pid, &dir, &[]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(
+        e.contains(&format!("pid {}", prog.pid)) && e.contains("PR_SET_MDWE"),
+        "{e}"
+    );
+    runs_on(prog.pid, &hb);
+    assert!(
+        images(&dir).is_empty(),
+        "nothing left in {:?}",
+        images(&dir)
+    );
+    let after = std::fs::read_to_string(format!("/proc/{}/maps", prog.pid)).unwrap();
+    assert_eq!(after, maps, "no mapping of crit's is left in the task");
+    kill_tree(prog.pid);
+}
+
 #[test]
 fn failure_in_a_child_resumes_the_whole_tree() {
     let kit = Kit::new();

@@ -471,6 +471,11 @@ pub enum DumpError {
     // ---- Threads.
     #[error("thread {tid}: runs in 32-bit mode; not supported")]
     Compat32 { tid: i32 },
+    #[error(
+        "pid {pid}: memory-deny-write-execute is set (prctl PR_SET_MDWE), which CRIU's images \
+         cannot record (a restore would lose it); not dumped"
+    )]
+    Mdwe { pid: i32 },
 
     // ---- Files.
     /// `lock` is the fdinfo "lock:" line's text.

@@ -151,6 +151,9 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
             (mem, extra, None)
         }
     };
+    if extra.mdwe {
+        return Err(DumpError::Mdwe { pid }.into());
+    }
     ctx.log.debug(&format!(
         "pid {pid}: {} mapping(s) read, pages queued",
         mem.vmas.len()

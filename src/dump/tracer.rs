@@ -30,6 +30,8 @@ pub struct TaskExtra {
     pub mm: MmExtra,
     pub threads: Vec<ThreadExtra>,
     pub posix_timers: Vec<pb::PosixTimerEntry>,
+    /// Memory-deny-write-execute is set (`PR_SET_MDWE`).
+    pub mdwe: bool,
 }
 
 /// A failed call `what` on stopped thread `tid`.
@@ -246,6 +248,7 @@ const PR_GET_PDEATHSIG: i32 = 2;
 const PR_GET_DUMPABLE: i32 = 3;
 const PR_GET_SECUREBITS: i32 = 27;
 const PR_GET_CHILD_SUBREAPER: i32 = 37;
+const PR_GET_MDWE: i32 = 66;
 
 /// Where [`inject_task`]'s calls leave their results in the scratch area.
 const SA_AT: usize = 0; // 64 kernel sigactions of 32 bytes
@@ -303,10 +306,13 @@ fn inject_task(
         names.push("prctl(PR_GET_TID_ADDRESS)".to_string());
         calls.push((libc::SYS_sigaltstack, [0, at(SAS_AT), 0, 0, 0, 0]));
         names.push("sigaltstack".to_string());
+        // Last and unchecked: kernels before 6.3 answer EINVAL (no MDWE).
+        calls.push((libc::SYS_prctl, [PR_GET_MDWE as u64, 0, 0, 0, 0, 0]));
         let got = inj.syscalls(&calls)?;
         for (r, name) in got.iter().zip(&names) {
             inj.check(name, *r)?;
         }
+        x.mdwe = got.last().is_some_and(|&r| r > 0);
         let mut b = vec![0u8; SCRATCH];
         inj.read_scratch(0, &mut b)?;
         let u64_at = |off: usize| u64::from_ne_bytes(b[off..off + 8].try_into().unwrap_or([0; 8]));

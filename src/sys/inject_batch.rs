@@ -118,24 +118,26 @@ impl Injector {
     /// `finish`.
     ///
     /// Mapped writable and executable in one call, as CRIU maps its
-    /// parasite, which spares an `mprotect` (two stops of the thread);
-    /// where the kernel or a security module refuses that, mapped
-    /// writable and the code page made executable after.
+    /// parasite, which spares an `mprotect` (two stops of the thread).
+    /// Where that is refused (a security module, or the task's
+    /// memory-deny-write-execute, `PR_SET_MDWE`), mapped read and execute,
+    /// the runner written in through `/proc/PID/mem` (as a debugger sets
+    /// a breakpoint), and the rest made read/write: no page is ever both
+    /// writable and executable, and none gains execute.
     pub(super) fn map_batch_area(&mut self, extra: u64) -> io::Result<Area> {
         let mut area = Area { code: 0, extra };
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
-        let rw = libc::PROT_READ | libc::PROT_WRITE;
-        let (code, exec) = match self.remote_mmap(0, area.len(), rw | libc::PROT_EXEC, flags, -1, 0)
-        {
-            Ok(a) => (a, true),
-            Err(_) => (self.remote_mmap(0, area.len(), rw, flags, -1, 0)?, false),
-        };
-        area.code = code;
-        self.batch = Some(area);
-        remote::write_all(self.tid, area.code, &BATCH_CODE)?;
-        if !exec {
-            self.remote_mprotect(area.code, PAGE, libc::PROT_READ | libc::PROT_EXEC)?;
+        let (r, w, x) = (libc::PROT_READ, libc::PROT_WRITE, libc::PROT_EXEC);
+        if let Ok(code) = self.remote_mmap(0, area.len(), r | w | x, flags, -1, 0) {
+            area.code = code;
+            self.batch = Some(area);
+            remote::write_all(self.tid, code, &BATCH_CODE)?;
+            return Ok(area);
         }
+        area.code = self.remote_mmap(0, area.len(), r | x, flags, -1, 0)?;
+        self.batch = Some(area);
+        remote::mem_write(self.tid, area.code, &BATCH_CODE)?;
+        self.remote_mprotect(area.code + PAGE, area.len() - PAGE, r | w)?;
         Ok(area)
     }
 

@@ -1,0 +1,32 @@
+/* A task with memory-deny-write-execute (prctl PR_SET_MDWE): no mapping
+ * of it may be writable and executable, or gain execute. Its dump must
+ * be refused (CRIU's images cannot record MDWE) and leave it running.
+ * Writes a heartbeat counter to argv[1] every 2 ms. Prints "READY <pid>",
+ * or "NOMDWE" where the kernel lacks it (before Linux 6.3). */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#define PR_SET_MDWE_ 65
+#define PR_MDWE_REFUSE_EXEC_GAIN_ 1
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return 2;
+	if (prctl(PR_SET_MDWE_, PR_MDWE_REFUSE_EXEC_GAIN_, 0, 0, 0)) {
+		printf("NOMDWE\n");
+		return 1;
+	}
+	int fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	printf("READY %d\n", getpid());
+	fflush(stdout);
+	for (unsigned long n = 0;; n++) {
+		char b[32];
+		int l = snprintf(b, sizeof(b), "%lu\n", n);
+		pwrite(fd, b, l, 0);
+		usleep(2000);
+	}
+}
