@@ -54,6 +54,30 @@ pub fn tids(pid: i32) -> io::Result<Vec<i32>> {
     Ok(v)
 }
 
+/// The children of thread `tid` of process `pid`
+/// (`/proc/PID/task/TID/children`); `None` where the kernel has no such
+/// file (it needs CONFIG_PROC_CHILDREN). A thread that is gone has none.
+pub fn thread_children(pid: i32, tid: i32) -> io::Result<Option<Vec<i32>>> {
+    let path = format!("/proc/{pid}/task/{tid}/children");
+    match fs::read_to_string(&path) {
+        Ok(s) => Ok(Some(
+            s.split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect(),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // No file for a thread that is gone, or none at all.
+            let mine = format!("/proc/self/task/{}/children", nix::unistd::gettid());
+            match std::path::Path::new(&mine).exists() {
+                true => Ok(Some(Vec::new())),
+                false => Ok(None),
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(Some(Vec::new())),
+        Err(e) => Err(io::Error::new(e.kind(), format!("{path}: {e}"))),
+    }
+}
+
 /// The state letter of thread `tid` of process `pid`
 /// (`/proc/PID/task/TID/stat`, field 3: R, S, D, T, t, Z, X, ...).
 pub fn thread_state(pid: i32, tid: i32) -> io::Result<char> {
