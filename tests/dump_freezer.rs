@@ -80,6 +80,19 @@ fn freeze_catches_threads_created_during_the_freeze() {
 
 #[test]
 fn freeze_tree_finds_descendants() {
+    finds_descendants(&freezer::FreezeOptions::default());
+}
+
+/// The same where the kernel has no children files: a scan of /proc.
+#[test]
+fn freeze_tree_finds_descendants_by_scanning_proc() {
+    finds_descendants(&freezer::FreezeOptions {
+        children_files: false,
+        ..Default::default()
+    });
+}
+
+fn finds_descendants(opts: &freezer::FreezeOptions) {
     let _ = nix::sys::prctl::set_child_subreaper(true);
     let p = Proc::program("tree", &[]);
     assert_eq!(p.line(), "ready");
@@ -88,7 +101,7 @@ fn freeze_tree_finds_descendants() {
     let grandkids: Vec<i32> = kids.iter().flat_map(|&k| children(k)).collect();
     assert_eq!(grandkids.len(), 2);
 
-    let frozen = freezer::freeze_tree(p.pid).unwrap();
+    let frozen = freezer::freeze(&[p.pid], opts).unwrap();
     let mut pids: Vec<i32> = frozen.tasks().iter().map(|t| t.pid).collect();
     assert_eq!(pids[0], p.pid, "root first");
     pids.sort();
@@ -233,7 +246,12 @@ fn freeze_copes_with_children_that_come_and_go() {
     assert_eq!(p.line(), "ready");
     let mut zombies_seen = 0;
     for round in 0..40 {
-        let frozen = freezer::freeze_tree(p.pid).unwrap();
+        // Every fourth round as on a kernel without children files.
+        let opts = freezer::FreezeOptions {
+            children_files: round % 4 != 3,
+            ..Default::default()
+        };
+        let frozen = freezer::freeze(&[p.pid], &opts).unwrap();
         assert_eq!(frozen.tasks()[0].pid, p.pid);
         for t in frozen.tasks() {
             if t.zombie {

@@ -48,6 +48,10 @@ pub struct FreezeOptions {
     /// How long one thread may take to reach its stop before the freeze
     /// fails (default 10 s).
     pub stop_timeout: Duration,
+    /// Find children in the stopped threads' children files where the
+    /// kernel has them (default); false: by scanning `/proc/*/stat`, as
+    /// on a kernel without CONFIG_PROC_CHILDREN.
+    pub children_files: bool,
 }
 
 impl Default for FreezeOptions {
@@ -55,6 +59,7 @@ impl Default for FreezeOptions {
         FreezeOptions {
             descend: true,
             stop_timeout: Duration::from_secs(10),
+            children_files: true,
         }
     }
 }
@@ -137,7 +142,7 @@ pub fn freeze(roots: &[i32], opts: &FreezeOptions) -> Result<FrozenSet> {
         }
     }
     if opts.descend {
-        st.freeze_descendants(opts.stop_timeout)?;
+        st.freeze_descendants(opts)?;
     }
     Ok(st)
 }
@@ -296,7 +301,8 @@ impl FrozenSet {
     /// processes). A last round that finds nothing new catches children
     /// made meanwhile by tasks not frozen yet (`CLONE_PARENT` from a task
     /// still running, or a fork before the scan reached it).
-    fn freeze_descendants(&mut self, timeout: Duration) -> Result<()> {
+    fn freeze_descendants(&mut self, opts: &FreezeOptions) -> Result<()> {
+        let timeout = opts.stop_timeout;
         let scan_err = |source| DumpError::Call {
             what: "freeze: scanning /proc for children",
             source,
@@ -308,7 +314,11 @@ impl FrozenSet {
             let mut added = false;
             while let Some(i) = next.pop_front() {
                 let parent = self.tasks[i].pid;
-                let kids = match (&scan, self.children(i).map_err(scan_err)?) {
+                let files = match opts.children_files {
+                    true => self.children(i).map_err(scan_err)?,
+                    false => None,
+                };
+                let kids = match (&scan, files) {
                     (_, Some(kids)) => kids,
                     (Some(m), None) => m.get(&parent).cloned().unwrap_or_default(),
                     (None, None) => {
