@@ -48,12 +48,18 @@ impl Podman {
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
 
+    /// The container's count; 0 if it cannot be read. The shell's
+    /// `echo $i > /tmp/count` empties the file before writing it, so an
+    /// empty read is tried again.
     fn count(&self, name: &str) -> u64 {
-        let o = self.run(&["exec", name, "cat", "/tmp/count"]);
-        String::from_utf8_lossy(&o.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0)
+        for _ in 0..10 {
+            let o = self.run(&["exec", name, "cat", "/tmp/count"]);
+            if let Ok(n) = String::from_utf8_lossy(&o.stdout).trim().parse() {
+                return n;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        0
     }
 }
 
