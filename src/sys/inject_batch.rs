@@ -117,13 +117,14 @@ impl Injector {
     /// page size) of read/write memory after them, all unmapped by
     /// `finish`.
     ///
-    /// Mapped writable and executable in one call, as CRIU maps its
-    /// parasite, which spares an `mprotect` (two stops of the thread).
-    /// Where that is refused (a security module, or the task's
-    /// memory-deny-write-execute, `PR_SET_MDWE`), mapped read and execute,
-    /// the runner written in through `/proc/PID/mem` (as a debugger sets
-    /// a breakpoint), and the rest made read/write: no page is ever both
-    /// writable and executable, and none gains execute.
+    /// Mapped writable and executable in one call, which spares an
+    /// `mprotect` (two stops of the thread; the task is stopped, and only
+    /// the runner runs there). Where that is refused (a security module,
+    /// or the task's memory-deny-write-execute, `PR_SET_MDWE`), mapped
+    /// read and execute, the runner written in through `/proc/PID/mem`
+    /// (as a debugger sets a breakpoint), and the rest made read/write, as
+    /// CRIU maps its parasite: no page is both writable and executable,
+    /// and none gains execute.
     pub(super) fn map_batch_area(&mut self, extra: u64) -> io::Result<Area> {
         let mut area = Area { code: 0, extra };
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
