@@ -35,26 +35,36 @@ fn runs_on(pid: i32, hb: &std::path::Path) {
     assert!(b > a, "pid {pid}: heartbeat stuck at {a}");
 }
 
-#[test]
-fn unsupported_file_is_refused_before_harm() {
-    let kit = Kit::new();
-    let hb = kit.path("hb");
-    let prog = kit.start("refuse", &[hb.to_str().unwrap()]);
+/// Dumps `pid` and checks it was refused in one line holding every one
+/// of `want`, leaving no images and the task running on (its heartbeat
+/// at `hb` moving) with the mappings it had.
+fn refused_before_harm(kit: &Kit, pid: i32, hb: &std::path::Path, want: &[&str]) {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     let dir = kit.path("img");
-    let o = kit.dump(prog.pid, &dir, &[]);
+    let o = kit.dump(pid, &dir, &[]);
     assert!(!o.status.success());
     let e = stderr(&o);
     assert_eq!(e.trim().lines().count(), 1, "{e}");
-    assert!(
-        e.contains(&format!("pid {} fd 3", prog.pid)) && e.contains("pidfd"),
-        "{e}"
-    );
-    runs_on(prog.pid, &hb);
+    for w in want {
+        assert!(e.contains(w), "{w:?} in {e}");
+    }
+    runs_on(pid, hb);
     assert!(
         images(&dir).is_empty(),
         "nothing left in {:?}",
         images(&dir)
     );
+    let after = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert_eq!(after, maps, "no mapping of crit's is left in the task");
+}
+
+#[test]
+fn unsupported_file_is_refused_before_harm() {
+    let kit = Kit::new();
+    let hb = kit.path("hb");
+    let prog = kit.start("refuse", &[hb.to_str().unwrap()]);
+    let fd3 = format!("pid {} fd 3", prog.pid);
+    refused_before_harm(&kit, prog.pid, &hb, &[&fd3, "pidfd"]);
     kill_tree(prog.pid);
 }
 
@@ -65,25 +75,9 @@ fn unsupported_file_is_refused_before_harm() {
 fn memory_deny_write_execute_is_refused_before_harm() {
     let kit = Kit::new();
     let hb = kit.path("hb");
-    let prog = kit.start("mdwe", &[hb.to_str().unwrap()]);
-    let maps = std::fs::read_to_string(format!("/proc/{}/maps", prog.pid)).unwrap();
-    let dir = kit.path("img");
-    let o = kit.dump(prog.pid, &dir, &[]);
-    assert!(!o.status.success());
-    let e = stderr(&o);
-    assert_eq!(e.trim().lines().count(), 1, "{e}");
-    assert!(
-        e.contains(&format!("pid {}", prog.pid)) && e.contains("PR_SET_MDWE"),
-        "{e}"
-    );
-    runs_on(prog.pid, &hb);
-    assert!(
-        images(&dir).is_empty(),
-        "nothing left in {:?}",
-        images(&dir)
-    );
-    let after = std::fs::read_to_string(format!("/proc/{}/maps", prog.pid)).unwrap();
-    assert_eq!(after, maps, "no mapping of crit's is left in the task");
+    let prog = kit.start("refuse", &[hb.to_str().unwrap(), "mdwe"]);
+    let pid = format!("pid {}", prog.pid);
+    refused_before_harm(&kit, prog.pid, &hb, &[&pid, "PR_SET_MDWE"]);
     kill_tree(prog.pid);
 }
 
