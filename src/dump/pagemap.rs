@@ -1,4 +1,4 @@
-//! Which pages of a task to dump: /proc/PID/pagemap read over every
+//! Which pages of a task to dump: PAGEMAP_SCAN or /proc/PID/pagemap over every
 //! private VMA, keeping pages that are present (or swapped) and are not the
 //! shared zero page, and, for private file mappings, only pages that were
 //! copied on write (CRIU's should_dump_page). The result is a list of runs
@@ -64,6 +64,13 @@ pub fn zero_pfn() -> Result<u64> {
 }
 
 /// Collects the runs of pages to dump from the private VMAs of `pid`.
+///
+/// Neighbouring VMAs alike (private, same pagemap flags, same kind) are
+/// asked about at once with `PAGEMAP_SCAN`, which answers in ranges; where
+/// the kernel lacks it (before 6.7), and for pages it shows as swapped
+/// (real swap, and the markers of write tracking and guard regions, told
+/// apart only by their pagemap entries), pagemap is read, eight bytes a
+/// page.
 pub fn collect(pid: i32, vmas: &[Vma], zero_pfn: u64) -> Result<Vec<Run>> {
     let path = super::procfs::path(pid, "pagemap");
     let f = std::fs::File::open(&path).map_err(|source| DumpError::Proc {
@@ -71,25 +78,142 @@ pub fn collect(pid: i32, vmas: &[Vma], zero_pfn: u64) -> Result<Vec<Run>> {
         path: path.clone(),
         source,
     })?;
-    let mut runs: Vec<Run> = Vec::new();
-    let mut buf: Vec<u8> = Vec::new();
-    // The vvar area belongs to the kernel, which sets it up again on
-    // restore: never dumped (as CRIU).
-    for v in vmas
-        .iter()
-        .filter(|v| v.is_private() && !v.is(super::maps::VMA_AREA_VVAR))
-    {
-        let flags = PE_PRESENT | if v.can_be_lazy() { PE_LAZY } else { 0 };
-        let dump_all = v.is(VMA_AREA_VDSO);
-        let file_private = v.is(VMA_FILE_PRIVATE);
-        // Read the pagemap of this VMA in chunks of up to 64k pages.
-        let mut addr = v.start;
-        while addr < v.end {
-            let n = ((v.end - addr) / PAGE_SIZE).min(65536) as usize;
+    let mut r = Reader {
+        pid,
+        f,
+        zero_pfn,
+        buf: Vec::new(),
+        runs: Vec::new(),
+        scan: true,
+    };
+    let mut group: Option<Span> = None;
+    for v in vmas {
+        // The vvar area belongs to the kernel, which sets it up again on
+        // restore: never dumped (as CRIU).
+        let span = (v.is_private() && !v.is(super::maps::VMA_AREA_VVAR)).then(|| Span {
+            start: v.start,
+            end: v.end,
+            flags: PE_PRESENT | if v.can_be_lazy() { PE_LAZY } else { 0 },
+            file_private: v.is(VMA_FILE_PRIVATE),
+            dump_all: v.is(VMA_AREA_VDSO),
+        });
+        match (&mut group, span) {
+            (Some(g), Some(s)) if g.joins(&s) => g.end = s.end,
+            (g, s) => {
+                if let Some(done) = g.take() {
+                    r.span(&done)?;
+                }
+                *g = s;
+            }
+        }
+    }
+    if let Some(done) = group {
+        r.span(&done)?;
+    }
+    Ok(r.runs)
+}
+
+/// Pages of one or more neighbouring VMAs read alike.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u64,
+    end: u64,
+    /// The runs' pagemap flags.
+    flags: u32,
+    /// Only pages copied on write are dumped.
+    file_private: bool,
+    /// Every page is dumped (the vDSO).
+    dump_all: bool,
+}
+
+impl Span {
+    fn joins(&self, next: &Span) -> bool {
+        !self.dump_all
+            && !next.dump_all
+            && self.end == next.start
+            && (self.flags, self.file_private) == (next.flags, next.file_private)
+    }
+}
+
+struct Reader {
+    pid: i32,
+    f: std::fs::File,
+    zero_pfn: u64,
+    buf: Vec<u8>,
+    runs: Vec<Run>,
+    /// PAGEMAP_SCAN works here (until it answers that it does not).
+    scan: bool,
+}
+
+impl Reader {
+    fn push(&mut self, page: u64, nr_pages: u64, flags: u32) {
+        match self.runs.last_mut() {
+            Some(r) if r.flags == flags && r.vaddr + r.nr_pages * PAGE_SIZE == page => {
+                r.nr_pages += nr_pages
+            }
+            _ => self.runs.push(Run {
+                vaddr: page,
+                nr_pages,
+                flags,
+            }),
+        }
+    }
+
+    fn span(&mut self, s: &Span) -> Result<()> {
+        if s.dump_all {
+            self.push(s.start, (s.end - s.start) / PAGE_SIZE, s.flags);
+            return Ok(());
+        }
+        if self.scan {
+            use crate::sys::pmscan::*;
+            let q = Query {
+                any: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+                shown: PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_FILE | PAGE_IS_PFNZERO,
+                ..Default::default()
+            };
+            match scan(&self.f, s.start, s.end, q) {
+                Ok(regions) => {
+                    for g in regions {
+                        let c = g.categories;
+                        if c & PAGE_IS_SWAPPED != 0 {
+                            self.read(s, g.start, g.end)?;
+                        } else if c & PAGE_IS_PFNZERO == 0
+                            && !(s.file_private && c & PAGE_IS_FILE != 0)
+                        {
+                            self.push(g.start, (g.end - g.start) / PAGE_SIZE, s.flags);
+                        }
+                    }
+                    return Ok(());
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTTY | libc::EINVAL)) => {
+                    self.scan = false
+                }
+                Err(source) => {
+                    return Err(DumpError::Pagemap {
+                        pid: self.pid,
+                        addr: s.start,
+                        source,
+                    }
+                    .into())
+                }
+            }
+        }
+        self.read(s, s.start, s.end)
+    }
+
+    /// Pages `[start, end)` of `s` from their pagemap entries, in chunks
+    /// of up to 64k pages.
+    fn read(&mut self, s: &Span, start: u64, end: u64) -> Result<()> {
+        let pid = self.pid;
+        let mut addr = start;
+        while addr < end {
+            let n = ((end - addr) / PAGE_SIZE).min(65536) as usize;
+            let mut buf = std::mem::take(&mut self.buf);
             buf.resize(n * 8, 0);
             let mut got = 0;
             while got < buf.len() {
-                let r = f
+                let r = self
+                    .f
                     .read_at(&mut buf[got..], addr / PAGE_SIZE * 8 + got as u64)
                     .map_err(|source| DumpError::Pagemap { pid, addr, source })?;
                 if r == 0 {
@@ -99,31 +223,24 @@ pub fn collect(pid: i32, vmas: &[Vma], zero_pfn: u64) -> Result<Vec<Run>> {
             }
             for (i, c) in buf.chunks_exact(8).enumerate() {
                 let pme = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-                let page = addr + i as u64 * PAGE_SIZE;
-                let take = dump_all
-                    || (pme & PME_GUARD_REGION == 0
-                        && !is_marker(pme)
-                        && !(file_private && pme & PME_FILE != 0)
-                        && pme & (PME_PRESENT | PME_SWAP) != 0
-                        && !(pme & PME_PRESENT != 0
-                            && zero_pfn != 0
-                            && pme & PME_PFN_MASK == zero_pfn));
-                if !take {
-                    continue;
-                }
-                match runs.last_mut() {
-                    Some(r) if r.flags == flags && r.vaddr + r.nr_pages * PAGE_SIZE == page => {
-                        r.nr_pages += 1
-                    }
-                    _ => runs.push(Run {
-                        vaddr: page,
-                        nr_pages: 1,
-                        flags,
-                    }),
+                if self.wanted(s, pme) {
+                    self.push(addr + i as u64 * PAGE_SIZE, 1, s.flags);
                 }
             }
+            self.buf = buf;
             addr += n as u64 * PAGE_SIZE;
         }
+        Ok(())
     }
-    Ok(runs)
+
+    /// Whether the page of pagemap entry `pme` is dumped.
+    fn wanted(&self, s: &Span, pme: u64) -> bool {
+        pme & PME_GUARD_REGION == 0
+            && !is_marker(pme)
+            && !(s.file_private && pme & PME_FILE != 0)
+            && pme & (PME_PRESENT | PME_SWAP) != 0
+            && !(pme & PME_PRESENT != 0
+                && self.zero_pfn != 0
+                && pme & PME_PFN_MASK == self.zero_pfn)
+    }
 }

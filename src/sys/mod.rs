@@ -35,6 +35,7 @@ pub mod netdev;
 pub mod nofile;
 pub mod ns;
 pub mod pidfd;
+pub mod pmscan;
 pub mod procfs;
 pub mod ptrace;
 pub mod remote;

@@ -21,6 +21,8 @@
 //! Debian's headers predate them.
 
 use super::err;
+use super::pmscan;
+pub use super::pmscan::PAGE_IS_WRITTEN;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -59,17 +61,6 @@ const UFFDIO_UNREGISTER: u64 = (2 << 30) | (16 << 16) | (0xAA << 8) | 0x01;
 const UFFDIO_WRITEPROTECT: u64 = iowr(0xAA, 0x06, 24);
 const UFFDIO_COPY: u64 = iowr(0xAA, 0x03, 40);
 const UFFDIO_ZEROPAGE: u64 = iowr(0xAA, 0x04, 32);
-const PAGEMAP_SCAN: u64 = iowr(b'f' as u64, 16, 96);
-
-/// `PAGEMAP_SCAN` flag: write-protect the pages that match.
-const PM_SCAN_WP_MATCHING: u64 = 1;
-/// `PAGEMAP_SCAN` flag: fail (EPERM) on a mapping not registered for
-/// async write-protection, instead of skipping it silently (which would
-/// read as "nothing written").
-const PM_SCAN_CHECK_WPASYNC: u64 = 2;
-/// Page category: written since it was last write-protected.
-pub const PAGE_IS_WRITTEN: u64 = 1 << 1;
-
 #[repr(C)]
 struct Api {
     api: u64,
@@ -128,30 +119,6 @@ struct WriteProtect {
     start: u64,
     len: u64,
     mode: u64,
-}
-
-#[repr(C)]
-struct ScanArg {
-    size: u64,
-    flags: u64,
-    start: u64,
-    end: u64,
-    walk_end: u64,
-    vec: u64,
-    vec_len: u64,
-    max_pages: u64,
-    category_inverted: u64,
-    category_mask: u64,
-    category_anyof_mask: u64,
-    return_mask: u64,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct PageRegion {
-    start: u64,
-    end: u64,
-    categories: u64,
 }
 
 /// One userfaultfd, held by crit, for another task's address space.
@@ -365,45 +332,16 @@ impl From<Uffd> for OwnedFd {
 /// registered for async write-protection (a mapping made, replaced or
 /// moved since): the caller must then count all of it as written.
 pub fn scan_written(pagemap: &File, start: u64, end: u64) -> io::Result<Vec<(u64, u64)>> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    let mut vec = vec![PageRegion::default(); 512];
-    let mut at = start;
-    while at < end {
-        let mut a = ScanArg {
-            size: std::mem::size_of::<ScanArg>() as u64,
-            flags: PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
-            start: at,
-            end,
-            walk_end: 0,
-            vec: vec.as_mut_ptr() as u64,
-            vec_len: vec.len() as u64,
-            max_pages: 0,
-            category_inverted: 0,
-            category_mask: PAGE_IS_WRITTEN,
-            category_anyof_mask: 0,
-            return_mask: PAGE_IS_WRITTEN,
-        };
-        let n = ioctl(
-            pagemap,
-            PAGEMAP_SCAN,
-            &mut a,
-            &format!("PAGEMAP_SCAN {at:#x}-{end:#x}"),
-        )? as usize;
-        for r in &vec[..n.min(vec.len())] {
-            match out.last_mut() {
-                Some(l) if l.1 == r.start => l.1 = r.end,
-                _ => out.push((r.start, r.end)),
-            }
-        }
-        if a.walk_end <= at {
-            return Err(err::os(
-                format_args!("PAGEMAP_SCAN {at:#x}-{end:#x} made no progress"),
-                libc::EIO,
-            ));
-        }
-        at = a.walk_end;
-    }
-    Ok(out)
+    let q = pmscan::Query {
+        flags: pmscan::WP_MATCHING | pmscan::CHECK_WPASYNC,
+        all: PAGE_IS_WRITTEN,
+        shown: PAGE_IS_WRITTEN,
+        ..Default::default()
+    };
+    Ok(pmscan::scan(pagemap, start, end, q)?
+        .into_iter()
+        .map(|r| (r.start, r.end))
+        .collect())
 }
 
 /// A userfaultfd for crit's own address space (`flags`: O_* and
