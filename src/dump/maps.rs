@@ -122,7 +122,18 @@ pub fn read_quick(pid: i32, shmem_dev: u64) -> Result<Vec<Vma>> {
 }
 
 fn read_from(pid: i32, file: &str, shmem_dev: u64) -> Result<Vec<Vma>> {
-    let text = procfs::read_string(pid, file)?;
+    use std::io::BufRead;
+    // Read line by line through one buffer: a big task's smaps is tens of
+    // MiB (some 1 KiB per VMA), which read whole costs fresh pages and
+    // copies as it grows.
+    let path = procfs::path(pid, file);
+    let f = std::fs::File::open(&path).map_err(|source| DumpError::Proc {
+        pid,
+        path: path.clone(),
+        source,
+    })?;
+    let mut reader = std::io::BufReader::with_capacity(128 << 10, f);
+    let mut raw = Vec::with_capacity(256);
     let mut out: Vec<Vma> = Vec::new();
     let mut cur: Option<Vma> = None;
     let push = |v: Vma, out: &mut Vec<Vma>| -> Result<()> {
@@ -144,7 +155,20 @@ fn read_from(pid: i32, file: &str, shmem_dev: u64) -> Result<Vec<Vma>> {
         Ok(())
     };
     let mut last_file: Option<FileSeen> = None;
-    for line in text.lines() {
+    loop {
+        raw.clear();
+        let n = reader
+            .read_until(b'\n', &mut raw)
+            .map_err(|source| DumpError::Proc {
+                pid,
+                path: path.clone(),
+                source,
+            })?;
+        if n == 0 {
+            break;
+        }
+        let text = String::from_utf8_lossy(&raw);
+        let line = text.strip_suffix('\n').unwrap_or(&text);
         if let Some(rest) = line.strip_prefix("VmFlags:") {
             let v = cur.as_mut().ok_or(DumpError::SmapsOrder { pid })?;
             let (io_pf, shstk) = vm_flags(v, rest);

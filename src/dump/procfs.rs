@@ -38,7 +38,9 @@ pub fn read_small(pid: i32, what: &str) -> Result<String> {
 }
 
 pub fn read_string(pid: i32, what: &str) -> Result<String> {
-    Ok(String::from_utf8_lossy(&read(pid, what)?).into_owned())
+    // Valid UTF-8 (the common case) is taken as it is, not copied.
+    Ok(String::from_utf8(read(pid, what)?)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// /proc/PID/`file` does not read as expected.
