@@ -289,7 +289,7 @@ impl Sockets {
             return self.inet_fd(h, d, copy.as_fd(), files, opts);
         }
         if let Some(&(proto, portid)) = self.netlink_map().get(&ino32) {
-            let so = sk_opts(pid, fd.fd, copy.as_fd(), true)?;
+            let so = sk_opts(pid, fd.fd, copy.as_fd(), true, None)?;
             files.push(FD_NETLINKSK, id, |e| {
                 e.nlsk = Some(pb::NetlinkSkEntry {
                     id,
@@ -356,7 +356,7 @@ impl Sockets {
         // A connected UDP socket keeps its peer address (state
         // ESTABLISHED, as CRIU records it); datagrams queued for it are not
         // dumped (CRIU does not either).
-        let so = sk_opts(pid, fd.fd, copy, false)?;
+        let so = sk_opts(pid, fd.fd, copy, false, None)?;
         let v4 = d.family == libc::AF_INET as u8;
         let addr = |a: [u32; 4]| if v4 { vec![a[0]] } else { a.to_vec() };
         let backlog = if d.state == TCP_LISTEN { d.wqueue } else { 0 };
@@ -479,7 +479,7 @@ impl Sockets {
     }
 
     fn unix_fd(&mut self, pid: i32, fd: &Fd, id: u32, d: UnixDiag, copy: OwnedFd) -> Result<()> {
-        let so = sk_opts(pid, fd.fd, copy.as_fd(), true)?;
+        let so = sk_opts(pid, fd.fd, copy.as_fd(), true, d.bufs)?;
         let (mut name_dir, mut deleted, mut file_perms) = (None, false, None);
         if let Some(name) = &d.name {
             if !name.is_empty() && name[0] != 0 {
@@ -1018,10 +1018,22 @@ fn find_holder(ino: u32) -> Option<(i32, i32)> {
     None
 }
 
-/// Socket options as CRIU records them (criu/sockets.c dump_socket_opts).
-fn sk_opts(pid: i32, fd: i32, sk: BorrowedFd, unix_or_netlink: bool) -> Result<pb::SkOptsEntry> {
+/// Socket options as CRIU records them (criu/sockets.c dump_socket_opts);
+/// `bufs`: the (receive, send) buffer sizes, if sock_diag gave them (two
+/// calls fewer).
+fn sk_opts(
+    pid: i32,
+    fd: i32,
+    sk: BorrowedFd,
+    unix_or_netlink: bool,
+    bufs: Option<(u32, u32)>,
+) -> Result<pb::SkOptsEntry> {
     let g = |name: i32| {
         sockopt::get_int(sk, libc::SOL_SOCKET, name).map_err(|e| io(pid, fd, "getsockopt", e))
+    };
+    let (so_rcvbuf, so_sndbuf) = match bufs {
+        Some(b) => b,
+        None => (g(libc::SO_RCVBUF)? as u32, g(libc::SO_SNDBUF)? as u32),
     };
     let (ss, su) = sockopt::get_timeval(sk, libc::SOL_SOCKET, libc::SO_SNDTIMEO)
         .map_err(|e| io(pid, fd, "SO_SNDTIMEO", e))?;
@@ -1046,8 +1058,8 @@ fn sk_opts(pid: i32, fd: i32, sk: BorrowedFd, unix_or_netlink: bool) -> Result<p
     let bound =
         String::from_utf8_lossy(bound.split(|&b| b == 0).next().unwrap_or(&[])).into_owned();
     Ok(pb::SkOptsEntry {
-        so_sndbuf: g(libc::SO_SNDBUF)? as u32,
-        so_rcvbuf: g(libc::SO_RCVBUF)? as u32,
+        so_sndbuf,
+        so_rcvbuf,
         so_snd_tmo_sec: ss,
         so_snd_tmo_usec: su,
         so_rcv_tmo_sec: rs,

@@ -19,6 +19,7 @@ const UNIX_DIAG_VFS: u16 = 1;
 const UNIX_DIAG_PEER: u16 = 2;
 const UNIX_DIAG_ICONS: u16 = 3;
 const UNIX_DIAG_RQLEN: u16 = 4;
+const UNIX_DIAG_MEMINFO: u16 = 5;
 const UNIX_DIAG_SHUTDOWN: u16 = 6;
 
 /// One unix socket as sock_diag reports it.
@@ -39,6 +40,8 @@ pub struct UnixDiag {
     /// messages queued for reading, bytes being written).
     pub rqlen: Option<(u32, u32)>,
     pub shutdown: Option<u8>,
+    /// (receive, send) buffer sizes: what SO_RCVBUF and SO_SNDBUF say.
+    pub bufs: Option<(u32, u32)>,
 }
 
 /// One TCP/UDP socket.
@@ -147,7 +150,7 @@ pub fn unix_sockets() -> std::io::Result<HashMap<u32, UnixDiag>> {
     p.extend_from_slice(&0u16.to_le_bytes());
     p.extend_from_slice(&u32::MAX.to_le_bytes()); // all states
     p.extend_from_slice(&0u32.to_le_bytes()); // ino
-    p.extend_from_slice(&(1u32 | 2 | 4 | 8 | 0x10).to_le_bytes()); // NAME VFS PEER ICONS RQLEN
+    p.extend_from_slice(&(1u32 | 2 | 4 | 8 | 0x10 | 0x20).to_le_bytes()); // NAME VFS PEER ICONS RQLEN MEMINFO
     p.extend_from_slice(&[0xff; 8]); // cookie: none
     let mut out = HashMap::new();
     dump(&p, |m| {
@@ -172,6 +175,8 @@ pub fn unix_sockets() -> std::io::Result<HashMap<u32, UnixDiag>> {
             }
             UNIX_DIAG_RQLEN => d.rqlen = Some((u32_at(v, 0), u32_at(v, 4))),
             UNIX_DIAG_SHUTDOWN => d.shutdown = v.first().copied(),
+            // SK_MEMINFO_RCVBUF and SK_MEMINFO_SNDBUF.
+            UNIX_DIAG_MEMINFO if v.len() >= 16 => d.bufs = Some((u32_at(v, 4), u32_at(v, 12))),
             _ => {}
         });
         out.insert(d.ino, d);
