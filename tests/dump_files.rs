@@ -135,6 +135,32 @@ fn many_kinds_of_files() {
     assert!(real.vsec >= 99 && real.vsec <= 100);
 }
 
+/// Sockets and pipes are read through copies of their descriptors, their
+/// close-on-exec flags asked of the task in runs of calls; where runs are
+/// not possible (the task ignores SIGTRAP) from fdinfo. Both ways give
+/// each descriptor its own flags.
+#[test]
+fn socket_and_pipe_flags_with_and_without_runs() {
+    let kit = Kit::new();
+    for mode in ["plain", "ignore-trap"] {
+        let prog = kit.start("fdflags", &[mode]);
+        let dir = kit.path(&format!("img-{mode}"));
+        ok(&kit.dump(prog.pid, &dir, &["-R"]));
+        let fdinfo: Vec<pb::FdinfoEntry> = all(&dir, "fdinfo-2.img", "FDINFO");
+        let files = files(&dir);
+        let entry = |fd: u32| fdinfo.iter().find(|x| x.fd == fd).unwrap();
+        let cloexec: Vec<u32> = (3..=6).map(|fd| entry(fd).flags).collect();
+        assert_eq!(cloexec, [1, 0, 0, 1], "{mode}: close-on-exec of fds 3-6");
+        let file = |fd: u32| files.iter().find(|f| f.id == entry(fd).id).unwrap();
+        let sk_flags = |fd: u32| file(fd).usk.as_ref().unwrap().flags;
+        assert_eq!(sk_flags(3) & 0o4000, 0o4000, "{mode}: fd 3 O_NONBLOCK");
+        assert_eq!(sk_flags(4) & 0o4000, 0, "{mode}: fd 4 blocking");
+        let pipe_flags = |fd: u32| file(fd).pipe.as_ref().unwrap().flags & 0o3;
+        assert_eq!((pipe_flags(5), pipe_flags(6)), (0, 1), "{mode}: pipe ends");
+        kill_tree(prog.pid);
+    }
+}
+
 #[test]
 fn terminal_needs_shell_job() {
     let kit = Kit::new();

@@ -395,6 +395,19 @@ fn file_locks_are_refused_clearly() {
     );
 }
 
+/// A lock no task of the tree holds by pid (an open file description
+/// lock shows pid -1 in /proc/locks) on a socket, whose fdinfo crit does
+/// not read: still refused, naming the descriptor.
+#[test]
+fn a_lock_on_a_socket_is_refused_clearly() {
+    let kit = Kit::new();
+    refused(
+        &kit,
+        &["ofd-socket"],
+        &["fd 3", "socket:[", "OFDLCK", "not supported"],
+    );
+}
+
 /// crit moves a task onto its own CPU while it injects calls into it
 /// (src/sys/affinity.rs); each thread must have its own CPU set back
 /// after the dump, whatever it was.

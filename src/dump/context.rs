@@ -24,6 +24,10 @@ pub struct Probes {
     pub shmem_dev: u64,
     /// The PFN of the shared zero page (0 when PFNs are hidden).
     pub zero_pfn: u64,
+    /// The device of pipes (pipefs: one for all of them).
+    pub pipefs_dev: u64,
+    /// The device of sockets (sockfs, likewise).
+    pub sockfs_dev: u64,
 }
 
 impl Probes {
@@ -31,6 +35,8 @@ impl Probes {
         Ok(Probes {
             shmem_dev: maps::shmem_dev()?,
             zero_pfn: pagemap::zero_pfn()?,
+            pipefs_dev: super::fdscan::pipefs_dev()?,
+            sockfs_dev: super::fdscan::sockfs_dev()?,
         })
     }
 }

@@ -54,18 +54,35 @@ pub fn collect_all(ctx: &mut DumpCtx) -> Result<Collection> {
     // Reading /proc/locks takes about 10 ms here even when it is empty:
     // done beside the collection, and its refusal comes first.
     let tasks = &frozen.tasks;
-    std::thread::scope(|s| {
+    let (all, locked) = std::thread::scope(|s| {
         let locks = s.spawn(move || tree::check_locks(tasks));
         let all = collect_tasks(ctx);
-        locks.join().unwrap_or_else(|_| {
+        let locked = locks.join().unwrap_or_else(|_| {
             Err(DumpError::Call {
                 what: "reading /proc/locks",
                 source: std::io::Error::other("the reader panicked"),
             }
             .into())
-        })?;
-        all
-    })
+        });
+        (all, locked)
+    });
+    let locked = locked?;
+    let all = all?;
+    // Descriptors read through a copy showed no fdinfo "lock:" lines.
+    for c in &all.tasks {
+        for fd in &c.fds {
+            if let Some(l) = fd.copied_dev.and_then(|dev| locked.get(&(dev, fd.st.ino))) {
+                return Err(DumpError::FdLocked {
+                    pid: c.t.pid,
+                    fd: fd.fd,
+                    link: fd.link.clone(),
+                    lock: l.clone(),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(all)
 }
 
 /// Everything [`collect_all`] collects but the file locks.
@@ -137,18 +154,25 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
         .sum();
     let big = accessible >= READ_ALONE_BELOW;
     let quick = quick.as_deref();
+    // Listed before the injection, which makes descriptors of its own in
+    // the task (and closes them again): those are not the task's.
+    let listed = match shared_files {
+        true => None,
+        false => Some(fdscan::list(pid)?),
+    };
+    let listed = listed.as_deref();
     // A big task's descriptors are scanned beside the memory work, so
     // that its pages start flowing to the writers sooner.
-    let (mem, mut extra, scanned) = match big && !shared_files {
-        true => {
-            let ((mem, extra), fds) = beside_fd_scan(ctx, pid, |ctx| {
-                memory_and_extra(ctx, t, quick, shared_vm, big)
+    let (mem, mut extra, cloexec, scanned) = match (big, listed) {
+        (true, Some(listed)) => {
+            let ((mem, extra, cloexec), fds) = beside_fd_scan(ctx, pid, listed, |ctx| {
+                memory_and_extra(ctx, t, quick, shared_vm, big, Some(listed))
             })?;
-            (mem, extra, Some(fds))
+            (mem, extra, cloexec, Some(fds))
         }
-        false => {
-            let (mem, extra) = memory_and_extra(ctx, t, quick, shared_vm, big)?;
-            (mem, extra, None)
+        _ => {
+            let (mem, extra, cloexec) = memory_and_extra(ctx, t, quick, shared_vm, big, listed)?;
+            (mem, extra, cloexec, None)
         }
     };
     if extra.mdwe {
@@ -158,10 +182,9 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
         "pid {pid}: {} mapping(s) read, pages queued",
         mem.vmas.len()
     ));
-    let (fdinfo, fds) = if shared_files {
-        (Vec::new(), Vec::new())
-    } else {
-        dump_fds(ctx, pid, scanned)?
+    let (fdinfo, fds) = match listed {
+        None => (Vec::new(), Vec::new()),
+        Some(listed) => dump_fds(ctx, pid, listed, scanned, cloexec.as_ref())?,
     };
     ctx.log
         .debug(&format!("pid {pid}: {} descriptor(s) dumped", fds.len()));
@@ -209,7 +232,8 @@ fn memory_and_extra(
     quick: Option<&[Vma]>,
     shared_vm: bool,
     parallel: bool,
-) -> Result<(Memory, TaskExtra)> {
+    fds: Option<&[i32]>,
+) -> Result<(Memory, TaskExtra, Option<Cloexec>)> {
     let pid = t.pid;
     let mem = match shared_vm {
         true => Memory::default(),
@@ -230,7 +254,11 @@ fn memory_and_extra(
             .is_none_or(|p| p.trackers.get(pid, start).is_none());
     let trackers = &mut ctx.trackers;
     let vmas = &mem.vmas;
+    let mut cloexec = None;
     let mut submit = |inj: &mut crate::sys::inject::Injector| -> Result<()> {
+        if let Some(fds) = fds.filter(|_| inj.runs_calls()) {
+            cloexec = Some(read_cloexec(inj, pid, fds)?);
+        }
         if track {
             let tr = super::track::Tracker::create(inj, pid, start)
                 .map_err(|source| DumpError::TrackTask { pid, source })?;
@@ -254,26 +282,55 @@ fn memory_and_extra(
     let pinned = (bytes < PIN_BELOW).then(|| crate::sys::affinity::Borrowed::here(&t.threads));
     let extra = tracer::task_extra(pid, &t.threads, vdso, &mut submit);
     drop(pinned);
-    Ok((mem, extra?))
+    Ok((mem, extra?, cloexec))
+}
+
+/// Each descriptor's close-on-exec flag, by fd.
+type Cloexec = std::collections::HashMap<i32, bool>;
+
+/// The close-on-exec flags of descriptors `fds`, asked of the task
+/// (F_GETFD, in runs of 256 calls): for those read through a copy, which
+/// has a flag of its own (see [`fdscan::settle`]). A descriptor whose
+/// call failed is left out.
+fn read_cloexec(inj: &mut crate::sys::inject::Injector, pid: i32, fds: &[i32]) -> Result<Cloexec> {
+    let calls: Vec<(i64, [u64; 6])> = fds
+        .iter()
+        .map(|&fd| {
+            (
+                libc::SYS_fcntl,
+                [fd as u64, libc::F_GETFD as u64, 0, 0, 0, 0],
+            )
+        })
+        .collect();
+    let got = inj.syscalls(&calls).map_err(|source| DumpError::Task {
+        pid,
+        what: "injected F_GETFD",
+        source,
+    })?;
+    Ok(fds
+        .iter()
+        .zip(got)
+        .filter(|(_, r)| *r >= 0)
+        .map(|(&fd, r)| (fd, r & libc::FD_CLOEXEC as i64 != 0))
+        .collect())
 }
 
 /// Runs `f` on this thread while a helper thread scans the descriptors
-/// of `pid` (/proc reads only: nothing is numbered yet). They are listed
-/// before `f` starts: an injection makes descriptors of its own in the
-/// task (and closes them again), which must not be taken for the task's.
+/// `listed` of `pid` (nothing is numbered yet). They were listed before
+/// `f` starts: an injection makes descriptors of its own in the task
+/// (and closes them again), which must not be taken for the task's.
 /// The socket tables the scan consults (and loads) go with it and come
 /// back.
 fn beside_fd_scan<R>(
     ctx: &mut DumpCtx,
     pid: i32,
+    listed: &[i32],
     f: impl FnOnce(&mut DumpCtx) -> Result<R>,
 ) -> Result<(R, Vec<Fd>)> {
-    let listed = fdscan::list(pid)?;
-    let shmem_dev = ctx.probes.shmem_dev;
+    let probes = ctx.probes;
     let mut socks = std::mem::take(&mut ctx.socks);
     let (r, fds) = std::thread::scope(|s| {
-        let h =
-            s.spawn(|| fdscan::scan_listed(pid, &listed, shmem_dev, &mut |ino| socks.known(ino)));
+        let h = s.spawn(|| fdscan::scan_listed(pid, listed, &probes, &mut |ino| socks.known(ino)));
         let r = f(ctx);
         let fds = h
             .join()
@@ -389,12 +446,18 @@ fn read_memory(
 fn dump_fds(
     ctx: &mut DumpCtx,
     pid: i32,
+    listed: &[i32],
     scanned: Option<Vec<Fd>>,
+    cloexec: Option<&Cloexec>,
 ) -> Result<(Vec<pb::FdinfoEntry>, Vec<Fd>)> {
-    let fds = match scanned {
+    let mut fds = match scanned {
         Some(fds) => fds,
-        None => fdscan::scan(pid, ctx.probes.shmem_dev, &mut |ino| ctx.socks.known(ino))?,
+        None => {
+            let probes = ctx.probes;
+            fdscan::scan_listed(pid, listed, &probes, &mut |ino| ctx.socks.known(ino))?
+        }
     };
+    fdscan::settle(pid, &mut fds, cloexec, ctx.probes.shmem_dev)?;
     let mut fdinfo = Vec::new();
     let mut new_fds = Vec::new();
     for fd in fds {

@@ -40,16 +40,26 @@ pub fn check_ids(tasks: &[Task]) -> Result<()> {
     Ok(())
 }
 
+/// Locks of /proc/locks by the (device, inode) of the locked file, each
+/// with its line.
+pub type Locked = std::collections::HashMap<(u64, u64), String>;
+
 /// Refuses a tree holding file locks (/proc/locks), which are not dumped
-/// (CRIU, too, refuses them unless told to dump them).
-pub fn check_locks(tasks: &[Task]) -> Result<()> {
+/// (CRIU, too, refuses them unless told to dump them). Returns every
+/// lock of the system by file, for descriptors whose fdinfo was not read
+/// (see [`super::fdscan::scan_listed`]).
+pub fn check_locks(tasks: &[Task]) -> Result<Locked> {
     let pids: std::collections::HashSet<i32> = tasks.iter().map(|t| t.pid).collect();
     let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    let mut all = Locked::new();
     for l in text.lines() {
         // "1: POSIX  ADVISORY  WRITE 1234 fe:00:5678 0 EOF"
         let f: Vec<&str> = l.split_whitespace().collect();
         if f.len() < 6 || f[1] == "->" {
             continue;
+        }
+        if let Some(key) = dev_ino(f[5]) {
+            all.insert(key, l.trim().to_string());
         }
         let Ok(pid) = f[4].parse::<i32>() else {
             continue;
@@ -64,18 +74,24 @@ pub fn check_locks(tasks: &[Task]) -> Result<()> {
             .into());
         }
     }
-    Ok(())
+    Ok(all)
+}
+
+/// "MAJ:MIN:INODE" of /proc/locks (hexadecimal device numbers) as
+/// (device, inode).
+fn dev_ino(lock: &str) -> Option<(u64, u64)> {
+    let mut it = lock.split(':');
+    let major = u64::from_str_radix(it.next()?, 16).ok()?;
+    let minor = u64::from_str_radix(it.next()?, 16).ok()?;
+    let ino: u64 = it.next()?.parse().ok()?;
+    Some((nix::sys::stat::makedev(major, minor), ino))
 }
 
 /// The fd of task `pid` that holds the file /proc/locks names as
 /// "MAJ:MIN:INODE" (hexadecimal device numbers).
 fn fd_of_inode(pid: i32, lock: &str) -> Option<i32> {
     use std::os::unix::fs::MetadataExt;
-    let mut it = lock.split(':');
-    let major = u64::from_str_radix(it.next()?, 16).ok()?;
-    let minor = u64::from_str_radix(it.next()?, 16).ok()?;
-    let ino: u64 = it.next()?.parse().ok()?;
-    let dev = nix::sys::stat::makedev(major, minor);
+    let (dev, ino) = dev_ino(lock)?;
     let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .ok()?
         .flatten()

@@ -100,6 +100,12 @@ impl Injector {
         Ok(out)
     }
 
+    /// Whether [`Injector::syscalls`] makes its calls in runs (one stop
+    /// per 256 calls) rather than one by one (two stops per call).
+    pub fn runs_calls(&self) -> bool {
+        self.can_batch()
+    }
+
     /// Whether a run's trap would go unnoticed (see [`trap_unnoticed`]).
     pub(super) fn can_batch(&self) -> bool {
         self.batch_ok

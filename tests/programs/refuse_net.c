@@ -7,6 +7,8 @@
  *                (refused with -R only)
  *  pending-closed  a connection pending in a listener whose client closed
  *  flock         a file (argv[2]) locked with flock()
+ *  ofd-socket    a socketpair (fds 3, 4) whose fd 3 carries an open file
+ *                description lock (pid -1 in /proc/locks)
  * Prints "READY <pid>". */
 #define _GNU_SOURCE
 #include <sys/syscall.h>
@@ -29,6 +31,11 @@ int main(int argc, char **argv)
 	if (!strcmp(mode, "flock")) {
 		int f = open(argv[2], O_RDWR | O_CREAT, 0644);
 		if (f < 0 || flock(f, LOCK_EX))
+			return 9;
+	} else if (!strcmp(mode, "ofd-socket")) {
+		int sp[2];
+		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) || fcntl(sp[0], F_OFD_SETLK, &fl))
 			return 9;
 	} else if (!strcmp(mode, "tcp")) {
 		int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;

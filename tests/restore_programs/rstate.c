@@ -24,6 +24,7 @@
 #include <grp.h>
 #include <linux/futex.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,6 +52,8 @@ static void *robust0;
 static size_t robust0_len;
 static int *tidaddr0;
 static int regfd, appfd;
+/* A socketpair and a pipe, one end of each close-on-exec. */
+static int sk[2], cp[2];
 
 static void on_usr1(int s) {
     (void)s;
@@ -249,6 +252,12 @@ static void check(int avx, long n, char c, uint64_t *vec, uint64_t *gp) {
               (O_APPEND | O_NONBLOCK | O_WRONLY),
           "status flags %x", fcntl(appfd, F_GETFL));
     CHECK((fcntl(p[0], F_GETFL) & O_NONBLOCK) == 0, "pipe flags");
+    CHECK(fcntl(sk[0], F_GETFD) == FD_CLOEXEC && fcntl(sk[1], F_GETFD) == 0,
+          "socket fd flags %d %d", fcntl(sk[0], F_GETFD), fcntl(sk[1], F_GETFD));
+    CHECK((fcntl(sk[0], F_GETFL) & O_NONBLOCK) && !(fcntl(sk[1], F_GETFL) & O_NONBLOCK),
+          "socket status flags %x %x", fcntl(sk[0], F_GETFL), fcntl(sk[1], F_GETFL));
+    CHECK(fcntl(cp[0], F_GETFD) == 0 && fcntl(cp[1], F_GETFD) == FD_CLOEXEC,
+          "pipe fd flags %d %d", fcntl(cp[0], F_GETFD), fcntl(cp[1], F_GETFD));
     uid_t r, e, s;
     gid_t gr, ge, gs, groups[8];
     getresuid(&r, &e, &s);
@@ -335,6 +344,10 @@ int main(void) {
     if (write(regfd, "0123456789", 10) != 10) return 9;
     lseek(regfd, 5, SEEK_SET);
     appfd = open("app", O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK, 0644);
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sk) || pipe2(cp, O_CLOEXEC)) return 9;
+    fcntl(sk[0], F_SETFD, FD_CLOEXEC);
+    fcntl(sk[0], F_SETFL, O_NONBLOCK);
+    fcntl(cp[0], F_SETFD, 0);
     snprintf(path, sizeof path, "%s.main", getenv("RESULT"));
     int res = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int ready = open(getenv("READY"), O_WRONLY | O_APPEND);
