@@ -36,15 +36,25 @@ fn round_trip(
     result: &std::path::Path,
     limit: impl FnOnce(i32),
 ) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    round_trip_in(child, tasks, result, limit, &dir.path().join("img"))
+}
+
+/// [`round_trip`] with the images kept in `images`.
+fn round_trip_in(
+    child: &mut std::process::Child,
+    tasks: usize,
+    result: &std::path::Path,
+    limit: impl FnOnce(i32),
+    images: &std::path::Path,
+) -> String {
     let pid = child.id() as i32;
     let pids = kit::proc::tree(pid);
     assert_eq!(pids.len(), tasks);
-    let dir = tempfile::tempdir().unwrap();
-    let images = dir.path().join("img");
     limit(pid);
     let d = kit::crit()
         .args(["dump", "-vv", "-t", &pid.to_string(), "-D"])
-        .arg(&images)
+        .arg(images)
         .output()
         .unwrap();
     let log = String::from_utf8_lossy(&d.stderr).to_string();
@@ -57,7 +67,7 @@ fn round_trip(
     }
     let r = kit::crit()
         .args(["restore", "-d", "--shell-job", "-D"])
-        .arg(&images)
+        .arg(images)
         .output()
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
@@ -159,4 +169,70 @@ fn anonymous_memory_of_every_kind_comes_back() {
     // piece nothing can read but /proc/PID/mem.
     let (mut child, _) = kit::proc::start_ready("memkinds", &[result.as_os_str()]);
     round_trip(&mut child, 1, &result, |_| {});
+}
+
+/// The ranges of `pid`'s mappings that smaps shows locked ("lo").
+fn locked_ranges(pid: i32) -> Vec<(u64, u64)> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let mut out = Vec::new();
+    let mut range = None;
+    for l in smaps.lines() {
+        if let Some(flags) = l.strip_prefix("VmFlags:") {
+            if flags.split_whitespace().any(|f| f == "lo") {
+                out.extend(range);
+            }
+        } else if let Some((a, b)) = l.split_whitespace().next().and_then(|r| r.split_once('-')) {
+            // A mapping's first line ("start-end perms ..."); the
+            // counters' lines have no '-' in their first word.
+            if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                range = Some((a, b));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_big_task_s_locked_pages_are_not_lazy() {
+    let _g = kit::serial::lock();
+    let dir = tempfile::tempdir().unwrap();
+    let result = dir.path().join("result");
+    // 24 MiB of each kind: a task this big has its pages queued from
+    // what maps shows while smaps, which alone shows the lock, is read;
+    // the pagemap entries must then follow smaps (CRIU marks no locked
+    // page lazy, and a lazy restore must not leave them to faults).
+    let (mut child, _) = kit::proc::start_ready("memkinds", &[result.as_os_str(), "24".as_ref()]);
+    let pid = child.id() as i32;
+    let locked = locked_ranges(pid);
+    assert_eq!(locked.len(), 1, "one locked mapping: {locked:?}");
+    let (lo, hi) = locked[0];
+    let images = dir.path().join("img");
+    let log = round_trip_in(&mut child, 1, &result, |_| {}, &images);
+    assert!(
+        log.contains("descriptor(s) scanned beside the memory work"),
+        "{log}"
+    );
+    let (_, entries) =
+        crit::restore::plan::read_pagemap(&images.join(format!("pagemap-{pid}.img")), Vec::new())
+            .unwrap();
+    let (mut in_locked, mut lazy_elsewhere) = (0, 0);
+    for e in &entries {
+        let end = e.vaddr + e.nr_pages.unwrap_or(0) * 4096;
+        let lazy = e.flags.unwrap_or(0) & crit::image::flags::PE_LAZY != 0;
+        if e.vaddr < hi && end > lo {
+            assert!(
+                e.vaddr >= lo && end <= hi,
+                "an entry across the lock's edge: {e:?}"
+            );
+            assert!(!lazy, "a locked page marked lazy: {e:?}");
+            in_locked += e.nr_pages.unwrap_or(0);
+        } else if lazy {
+            lazy_elsewhere += e.nr_pages.unwrap_or(0);
+        }
+    }
+    assert_eq!(in_locked, (hi - lo) / 4096, "every locked page dumped");
+    assert!(
+        lazy_elsewhere >= 3 * 24 * 256,
+        "the other kinds stay lazy: {lazy_elsewhere}"
+    );
 }

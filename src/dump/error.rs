@@ -458,6 +458,12 @@ pub enum DumpError {
     Unsupported { what: &'static str },
     #[error("pid {pid}: memory reader panicked")]
     MemoryReaderPanicked { pid: i32 },
+    /// smaps showed other pages to dump than maps did, after those maps
+    /// showed were queued: the address space changed while frozen.
+    #[error(
+        "pid {pid}: the mappings changed while the task was frozen (smaps disagrees with maps)"
+    )]
+    PagesChanged { pid: i32 },
     #[error("pid {pid}: descriptor scanner panicked")]
     FdScanPanicked { pid: i32 },
     #[error("a page writer thread panicked")]

@@ -491,19 +491,9 @@ impl PageWriter {
         inj: Option<&mut Injector>,
     ) -> Result<u32> {
         let pages_id = self.next_id();
-        let mut pm = ImageBuilder::new("PAGEMAP")?;
-        pm.entry(&pb::PagemapHead { pages_id });
+        let pm = pagemap_image(pages_id, &runs)?;
         let remote = self.is_remote();
         let (mut batches, offset, pages) = cut(self.maps.len(), &runs, remote);
-        for r in &runs {
-            pm.entry(&pb::PagemapEntry {
-                vaddr: r.vaddr,
-                compat_nr_pages: 0,
-                in_parent: None,
-                flags: Some(r.flags),
-                nr_pages: Some(r.nr_pages),
-            });
-        }
         if let Some(first) = batches.first_mut().filter(|_| remote) {
             let holes = runs.iter().any(|r| r.flags & PE_PARENT != 0);
             first.msgs.insert(0, Msg::Open { holes });
@@ -554,6 +544,37 @@ impl PageWriter {
         }
         Ok(pages_id)
     }
+}
+
+/// The pagemap image of pages id `pages_id`: its head, then an entry per
+/// run.
+fn pagemap_image(pages_id: u32, runs: &[Run]) -> Result<ImageBuilder> {
+    let mut pm = ImageBuilder::new("PAGEMAP")?;
+    pm.entry(&pb::PagemapHead { pages_id });
+    for r in runs {
+        pm.entry(&pb::PagemapEntry {
+            vaddr: r.vaddr,
+            compat_nr_pages: 0,
+            in_parent: None,
+            flags: Some(r.flags),
+            nr_pages: Some(r.nr_pages),
+        });
+    }
+    Ok(pm)
+}
+
+/// The pages `runs` put into a pages file, in order, as merged ranges
+/// (start, end): what the file's bytes are, whatever the runs' flags.
+fn page_ranges(runs: &[Run]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for r in runs.iter().filter(|r| r.flags & PE_PARENT == 0) {
+        let end = r.vaddr + r.nr_pages * PAGE_SIZE;
+        match out.last_mut() {
+            Some(last) if last.1 == r.vaddr => last.1 = end,
+            _ => out.push((r.vaddr, end)),
+        }
+    }
+    out
 }
 
 /// Cuts the present pages of `runs` into batches of job `job` at their
@@ -619,6 +640,27 @@ impl PageWriter {
         q.batches.extend(batches);
         self.shared.cv.notify_all();
         Ok(())
+    }
+
+    /// Gives the last task queued (pages id `pages_id`, written to a
+    /// file, queued with `queued`) the pagemap entries of `runs` instead:
+    /// for runs found from maps before smaps told what only it shows (a
+    /// locked mapping's pages are not lazy). Its pages file stays as
+    /// queued, so `runs` must hold the same pages in the same order;
+    /// otherwise fails naming `pid`.
+    pub fn retag(&mut self, pid: i32, pages_id: u32, queued: &[Run], runs: &[Run]) -> Result<()> {
+        let remote = self.is_remote();
+        match self.maps.last_mut() {
+            Some((pm, _))
+                if self.next_id == pages_id
+                    && !remote
+                    && page_ranges(queued) == page_ranges(runs) =>
+            {
+                *pm = pagemap_image(pages_id, runs)?;
+                Ok(())
+            }
+            _ => Err(DumpError::PagesChanged { pid }.into()),
+        }
     }
 
     /// Lends the calling thread to the copying until no batch is left

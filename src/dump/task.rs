@@ -235,30 +235,89 @@ fn memory_and_extra(
     fds: Option<&[i32]>,
 ) -> Result<(Memory, TaskExtra, Option<Cloexec>)> {
     let pid = t.pid;
-    let mem = match shared_vm {
-        true => Memory::default(),
-        false => read_memory(ctx, t, quick, parallel)?,
-    };
-    let vpid = ctx.ns.pids.get(pid);
-    let pages = &mut ctx.pages;
-    let mut runs = (!shared_vm).then(|| mem.runs.clone());
     // With --track-mem -R, a task not tracked yet gets a tracker now, so
     // that a later dump can build on this one.
-    let start = t.stat.start_time;
     let track = ctx.opts.track_mem
         && ctx.opts.leave_running
         && !shared_vm
         && ctx
             .parent
             .as_ref()
-            .is_none_or(|p| p.trackers.get(pid, start).is_none());
+            .is_none_or(|p| p.trackers.get(pid, t.stat.start_time).is_none());
+    let early = match quick {
+        Some(q) if parallel && !shared_vm && !track && ctx.parent.is_none() => {
+            (!ctx.pages.is_remote()).then_some(q)
+        }
+        _ => None,
+    };
+    let Some(quick) = early else {
+        let mem = match shared_vm {
+            true => Memory::default(),
+            false => read_memory(ctx, t, quick, parallel)?,
+        };
+        let (extra, cloexec, _) = inject(ctx, t, &mem, fds, track, shared_vm)?;
+        return Ok((mem, extra, cloexec));
+    };
+    // A big task's pages go to the writers as soon as maps and the
+    // pagemap tell which they are. smaps, which walks the page tables for
+    // its counters (60-80 ms for 16,384 mappings here), is read
+    // meanwhile; what only it shows can change the pagemap entries'
+    // flags (a locked mapping's pages are not lazy), never which pages.
+    let (shmem_dev, zero_pfn) = (ctx.probes.shmem_dev, ctx.probes.zero_pfn);
+    std::thread::scope(|s| {
+        let smaps = s.spawn(|| maps::read(pid, shmem_dev));
+        let queued = pagemap::collect(pid, quick, zero_pfn).and_then(|runs| {
+            let mem = Memory {
+                vmas: quick.to_vec(),
+                runs,
+                ..Memory::default()
+            };
+            inject(ctx, t, &mem, fds, false, false).map(|x| (mem.runs, x))
+        });
+        // smaps' refusals (I/O mappings) come first: the pages of such a
+        // mapping cannot be queued either.
+        let vmas = smaps
+            .join()
+            .unwrap_or_else(|_| Err(DumpError::MemoryReaderPanicked { pid }.into()))?;
+        let (queued, (extra, cloexec, pages_id)) = queued?;
+        let runs = match same_layout(&vmas, quick) {
+            true => queued,
+            false => {
+                let runs = pagemap::collect(pid, &vmas, zero_pfn)?;
+                if let Some(id) = pages_id {
+                    ctx.pages.retag(pid, id, &queued, &runs)?;
+                }
+                runs
+            }
+        };
+        let mem = memory_of(ctx, pid, vmas, runs, 0)?;
+        Ok((mem, extra, cloexec))
+    })
+}
+
+/// The injection into `t` (see [`tracer::task_extra`]), which also, in
+/// this order: with `track` gives the task a write tracker; unless
+/// `shared_vm`, queues the pages of `mem` (their pages id is returned);
+/// reads the close-on-exec flags of descriptors `fds` where runs of
+/// calls work.
+fn inject(
+    ctx: &mut DumpCtx,
+    t: &tree::Task,
+    mem: &Memory,
+    fds: Option<&[i32]>,
+    track: bool,
+    shared_vm: bool,
+) -> Result<(TaskExtra, Option<Cloexec>, Option<u32>)> {
+    let pid = t.pid;
+    let vpid = ctx.ns.pids.get(pid);
+    let pages = &mut ctx.pages;
+    let mut runs = (!shared_vm).then(|| mem.runs.clone());
+    let start = t.stat.start_time;
     let trackers = &mut ctx.trackers;
     let vmas = &mem.vmas;
     let mut cloexec = None;
+    let mut pages_id = None;
     let mut submit = |inj: &mut crate::sys::inject::Injector| -> Result<()> {
-        if let Some(fds) = fds.filter(|_| inj.runs_calls()) {
-            cloexec = Some(read_cloexec(inj, pid, fds)?);
-        }
         if track {
             let tr = super::track::Tracker::create(inj, pid, start)
                 .map_err(|source| DumpError::TrackTask { pid, source })?;
@@ -266,8 +325,12 @@ fn memory_and_extra(
             tr.note_pins(vmas);
             trackers.insert(tr);
         }
+        // The pages first: the writers copy them while the rest is read.
         if let Some(runs) = runs.take() {
-            pages.submit(pid, vpid, runs, Some(inj))?;
+            pages_id = Some(pages.submit(pid, vpid, runs, Some(inj))?);
+        }
+        if let Some(fds) = fds.filter(|_| inj.runs_calls()) {
+            cloexec = Some(read_cloexec(inj, pid, fds)?);
         }
         Ok(())
     };
@@ -282,7 +345,7 @@ fn memory_and_extra(
     let pinned = (bytes < PIN_BELOW).then(|| crate::sys::affinity::Borrowed::here(&t.threads));
     let extra = tracer::task_extra(pid, &t.threads, vdso, &mut submit);
     drop(pinned);
-    Ok((mem, extra?, cloexec))
+    Ok((extra?, cloexec, pages_id))
 }
 
 /// Each descriptor's close-on-exec flag, by fd.
@@ -395,16 +458,21 @@ fn address_space(
         }),
     };
     let vmas = vmas?;
-    let same = vmas.len() == quick.len()
-        && vmas.iter().zip(quick).all(|(a, b)| {
-            (a.start, a.end, a.status, a.can_be_lazy())
-                == (b.start, b.end, b.status, b.can_be_lazy())
-        });
-    let runs = match same {
+    let runs = match same_layout(&vmas, quick) {
         true => runs?,
         false => pagemap::collect(pid, &vmas, zero_pfn)?,
     };
     Ok((vmas, runs))
+}
+
+/// Whether smaps' VMAs (`vmas`) agree with maps' (`quick`) on all that
+/// the pagemap read took from them.
+fn same_layout(vmas: &[Vma], quick: &[Vma]) -> bool {
+    vmas.len() == quick.len()
+        && vmas.iter().zip(quick).all(|(a, b)| {
+            (a.start, a.end, a.status, a.can_be_lazy())
+                == (b.start, b.end, b.status, b.can_be_lazy())
+        })
 }
 
 /// Reads the address space of `t` and which pages it holds (copied
@@ -419,12 +487,24 @@ fn read_memory(
 ) -> Result<Memory> {
     let pid = t.pid;
     let (shmem_dev, zero_pfn) = (ctx.probes.shmem_dev, ctx.probes.zero_pfn);
-    let (mut vmas, runs) = address_space(pid, quick, shmem_dev, zero_pfn, parallel)?;
+    let (vmas, runs) = address_space(pid, quick, shmem_dev, zero_pfn, parallel)?;
     // On top of a previous dump: what was not written since is its.
     let (runs, pages_parent) = match &ctx.parent {
         Some(p) => p.apply(pid, t.stat.start_time, ctx.ns.pids.get(pid), &vmas, runs)?,
         None => (runs, 0),
     };
+    memory_of(ctx, pid, vmas, runs, pages_parent)
+}
+
+/// The memory of `pid` from its VMAs (smaps) and runs of pages, once
+/// its mapped files have their ids.
+fn memory_of(
+    ctx: &mut DumpCtx,
+    pid: i32,
+    mut vmas: Vec<Vma>,
+    runs: Vec<Run>,
+    pages_parent: u64,
+) -> Result<Memory> {
     // Mapped files get the first file ids.
     mm::map_files(pid, &mut vmas, &mut ctx.files)?;
     let pages_scanned = vmas

@@ -1,6 +1,6 @@
 /*
- * memkinds RESULT: private anonymous memory of several kinds, every page
- * written: a locked mapping (MAP_LOCKED), a growsdown one, a read-only
+ * memkinds RESULT [MIB]: private anonymous memory of several kinds, MIB
+ * MiB each (default 8), every page written: a locked mapping (MAP_LOCKED), a growsdown one, a read-only
  * one, one with a PROT_NONE stretch in its middle and one PROT_NONE
  * whole. Prints "READY pid" and, on SIGUSR1, checks every byte (and that
  * the locked mapping is locked again) and appends "OK pid" or
@@ -10,12 +10,14 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define LEN (8UL << 20)
 #define KINDS 5
+
+static size_t len = 8UL << 20;
 
 static volatile sig_atomic_t check;
 static void on_usr1(int s) { (void)s; check = 1; }
@@ -41,18 +43,20 @@ int main(int argc, char **argv)
 {
 	if (argc < 2)
 		return 2;
+	if (argc > 2)
+		len = (size_t)atol(argv[2]) << 20;
 	int flags[KINDS] = { MAP_LOCKED, MAP_GROWSDOWN, 0, 0, 0 };
 	unsigned char *m[KINDS];
 	for (int k = 0; k < KINDS; k++) {
-		m[k] = mmap(NULL, LEN, PROT_READ | PROT_WRITE,
+		m[k] = mmap(NULL, len, PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS | flags[k], -1, 0);
 		if (m[k] == MAP_FAILED)
 			return 1;
-		for (size_t i = 0; i < LEN; i++)
+		for (size_t i = 0; i < len; i++)
 			m[k][i] = want(k, i);
 	}
-	if (mprotect(m[2], LEN, PROT_READ) || mprotect(m[3] + LEN / 2, LEN / 4, PROT_NONE) ||
-	    mprotect(m[4], LEN, PROT_NONE))
+	if (mprotect(m[2], len, PROT_READ) || mprotect(m[3] + len / 2, len / 4, PROT_NONE) ||
+	    mprotect(m[4], len, PROT_NONE))
 		return 1;
 	signal(SIGUSR1, on_usr1);
 	printf("READY %d\n", getpid());
@@ -62,19 +66,19 @@ int main(int argc, char **argv)
 		if (!check)
 			continue;
 		check = 0;
-		mprotect(m[3] + LEN / 2, LEN / 4, PROT_READ);
-		mprotect(m[4], LEN, PROT_READ);
+		mprotect(m[3] + len / 2, len / 4, PROT_READ);
+		mprotect(m[4], len, PROT_READ);
 		char line[100];
 		int n = 0;
 		for (int k = 0; k < KINDS && !n; k++)
-			for (size_t i = 0; i < LEN; i++)
+			for (size_t i = 0; i < len; i++)
 				if (m[k][i] != want(k, i)) {
 					n = snprintf(line, sizeof line, "FAIL kind %d byte %zu is %d\n",
 						     k, i, m[k][i]);
 					break;
 				}
-		mprotect(m[3] + LEN / 2, LEN / 4, PROT_NONE);
-		mprotect(m[4], LEN, PROT_NONE);
+		mprotect(m[3] + len / 2, len / 4, PROT_NONE);
+		mprotect(m[4], len, PROT_NONE);
 		if (!n && !locked())
 			n = snprintf(line, sizeof line, "FAIL nothing locked\n");
 		if (!n)
