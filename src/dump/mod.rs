@@ -242,16 +242,13 @@ fn run(ctx: &mut DumpCtx) -> Result<Summary> {
     let all = task::collect_all(ctx)?;
     // Nothing was refused: write.
     ctx.log.step("writing images");
-    let copied = write::copy_pages(ctx)?;
-    ticker.stop();
-    let c = ctx.pages.counters();
-    let mib = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) >> 20;
-    ctx.log.debug(&format!(
-        "pages copied: {} MiB, {} MiB of it through pipes",
-        mib(&c.copied),
-        mib(&c.spliced)
-    ));
-    write::images(ctx, all, copied)
+    let log = ctx.log;
+    write::images(ctx, all, |mib, spliced| {
+        ticker.stop();
+        log.debug(&format!(
+            "pages copied: {mib} MiB, {spliced} MiB of it through pipes"
+        ));
+    })
 }
 
 /// Whether `pid` is a kernel thread (PF_KTHREAD in /proc/PID/stat's

@@ -26,23 +26,42 @@ pub struct Copied {
 
 /// Waits until every task's memory is copied, lending this thread to
 /// the copying meanwhile.
-pub fn copy_pages(ctx: &mut DumpCtx) -> Result<Copied> {
+fn copy_pages(ctx: &mut DumpCtx) -> Result<Copied> {
     ctx.pages.help();
     let (done, times) = ctx.pages.finish()?;
     Ok(Copied { done, times })
 }
 
-/// Writes every image of the collected tree; inventory.img last.
-pub fn images(ctx: &mut DumpCtx, all: Collection, copied: Copied) -> Result<Summary> {
+/// Writes every image of the collected tree; inventory.img last. The
+/// images of the tasks, the tree and the files are written while the
+/// page writers still copy (for a task with 18,000 descriptors, or a tree of
+/// thousands of tasks, tens to hundreds of milliseconds); then the
+/// copy's end is waited for (`copied` is called with the number of MiB
+/// copied and of them through pipes, for the log).
+pub fn images(
+    ctx: &mut DumpCtx,
+    all: Collection,
+    copied: impl FnOnce(u64, u64),
+) -> Result<Summary> {
     let mut s = Summary {
         tasks: all.tasks.len(),
         sockets: ctx.socks.count,
         ..Default::default()
     };
-    let mut st = dump_stats(&all, &copied);
     let pids = &ctx.ns.pids;
-    write_pages(ctx.dir, copied, pids, &mut s, &mut st)?;
     write_tasks(ctx.dir, &all.tasks, pids, &mut s)?;
+    write_zombies(ctx.dir, &all.zombies, pids)?;
+    write_tree(ctx.dir, &ctx.frozen.tasks, ctx.opts.pid, pids)?;
+    write_files(ctx.dir, &ctx.files)?;
+    let pages = copy_pages(ctx)?;
+    let c = ctx.pages.counters();
+    copied(
+        c.copied.load(std::sync::atomic::Ordering::Relaxed) >> 20,
+        c.spliced.load(std::sync::atomic::Ordering::Relaxed) >> 20,
+    );
+    let mut st = dump_stats(&all, &pages);
+    let pids = &ctx.ns.pids;
+    write_pages(ctx.dir, pages, pids, &mut s, &mut st)?;
     write_shared_memory(ctx, &mut s, &mut st)?;
     let ns = super::ns::images(&ctx.ns, all.ns)?;
     write_namespaces(ctx, ns, &mut s, &mut st)?;
@@ -53,10 +72,7 @@ pub fn images(ctx: &mut DumpCtx, all: Collection, copied: Copied) -> Result<Summ
         b.entry(&cg);
         ctx.dir.write("cgroup.img", &b)?;
     }
-    write_zombies(ctx.dir, &all.zombies, &ctx.ns.pids)?;
     s.tasks += all.zombies.len();
-    write_tree(ctx.dir, &ctx.frozen.tasks, ctx.opts.pid, &ctx.ns.pids)?;
-    write_files(ctx.dir, &ctx.files)?;
     write_machine(ctx)?;
     write_stats(ctx, st)?;
     if let Some(p) = &ctx.parent {
