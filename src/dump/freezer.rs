@@ -673,8 +673,13 @@ fn wait_all_killed(left: &mut Vec<(i32, i32)>) -> Result<()> {
             }
             return Err(DumpError::KillTimeout { pid, tid }.into());
         }
+        // The exit of a big task takes tens of milliseconds: notice it at
+        // most about 1 ms late, but let a look at many threads (a few
+        // microseconds each) take no more than a fifth of the time.
         std::thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(5));
+        let cap =
+            Duration::from_micros(1000 + 10 * left.len() as u64).min(Duration::from_millis(5));
+        nap = (nap * 2).min(cap);
     }
     Ok(())
 }

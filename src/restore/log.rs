@@ -36,7 +36,8 @@ impl Log {
             eprintln!("crit: {level}{msg}");
         }
         if let Some(f) = file.as_mut() {
-            let _ = writeln!(f, "{level}{msg}");
+            // One write per line, not one per piece.
+            let _ = f.write_all(format!("{level}{msg}\n").as_bytes());
         }
     }
 
