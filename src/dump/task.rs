@@ -283,6 +283,9 @@ fn memory_and_extra(
         let runs = match same_layout(&vmas, quick) {
             true => queued,
             false => {
+                ctx.log.debug(&format!(
+                    "pid {pid}: smaps shows more than maps did: pagemap entries redone"
+                ));
                 let runs = pagemap::collect(pid, &vmas, zero_pfn)?;
                 if let Some(id) = pages_id {
                     ctx.pages.retag(pid, id, &queued, &runs)?;
