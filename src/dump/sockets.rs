@@ -723,6 +723,11 @@ impl Sockets {
                 taken.push(a);
             }
         }
+        if taken.is_empty() {
+            // Nothing pending: no need to list the socket table again
+            // (18,000 sockets: 14 ms).
+            return Ok(());
+        }
         // Which client each accepted end belongs to.
         let diag = self.unix_diag()?;
         let mut buf = vec![0u8; 1 << 20];
