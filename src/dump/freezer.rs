@@ -674,8 +674,9 @@ fn wait_all_killed(left: &mut Vec<(i32, i32)>) -> Result<()> {
             return Err(DumpError::KillTimeout { pid, tid }.into());
         }
         // The exit of a big task takes tens of milliseconds: notice it at
-        // most about 1 ms late, but let a look at many threads (a few
-        // microseconds each) take no more than a fifth of the time.
+        // most about 1 ms late; with many threads left the naps grow
+        // (10 us per thread, up to 5 ms), as each look at one costs a
+        // few microseconds.
         std::thread::sleep(nap);
         let cap =
             Duration::from_micros(1000 + 10 * left.len() as u64).min(Duration::from_millis(5));
