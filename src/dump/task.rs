@@ -154,25 +154,24 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
         .sum();
     let big = accessible >= READ_ALONE_BELOW;
     let quick = quick.as_deref();
-    // Listed before the injection, which makes descriptors of its own in
-    // the task (and closes them again): those are not the task's.
-    let listed = match shared_files {
-        true => None,
-        false => Some(fdscan::list(pid)?),
-    };
-    let listed = listed.as_deref();
-    // A big task's descriptors are scanned beside the memory work, so
-    // that its pages start flowing to the writers sooner.
-    let (mem, mut extra, cloexec, scanned) = match (big, listed) {
-        (true, Some(listed)) => {
-            let ((mem, extra, cloexec), fds) = beside_fd_scan(ctx, pid, listed, |ctx| {
-                memory_and_extra(ctx, t, quick, shared_vm, big, Some(listed))
+    // A big task's descriptors are listed and scanned beside the memory
+    // work, so that its pages start flowing to the writers sooner.
+    let (mem, mut extra, cloexec, listed, scanned) = match (big, shared_files) {
+        (true, false) => {
+            let ((mem, extra, cloexec), listed, fds) = beside_fd_scan(ctx, pid, |ctx, listed| {
+                memory_and_extra(ctx, t, quick, shared_vm, big, listed)
             })?;
-            (mem, extra, cloexec, Some(fds))
+            (mem, extra, cloexec, Some(listed), Some(fds))
         }
         _ => {
-            let (mem, extra, cloexec) = memory_and_extra(ctx, t, quick, shared_vm, big, listed)?;
-            (mem, extra, cloexec, None)
+            let listed = match shared_files {
+                true => None,
+                false => Some(fdscan::list(pid)?),
+            };
+            let mut at_hand = listed.clone();
+            let (mem, extra, cloexec) =
+                memory_and_extra(ctx, t, quick, shared_vm, big, &mut || Ok(at_hand.take()))?;
+            (mem, extra, cloexec, listed, None)
         }
     };
     if extra.mdwe {
@@ -184,7 +183,7 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
     ));
     let (fdinfo, fds) = match listed {
         None => (Vec::new(), Vec::new()),
-        Some(listed) => dump_fds(ctx, pid, listed, scanned, cloexec.as_ref())?,
+        Some(listed) => dump_fds(ctx, pid, &listed, scanned, cloexec.as_ref())?,
     };
     ctx.log
         .debug(&format!("pid {pid}: {} descriptor(s) dumped", fds.len()));
@@ -226,13 +225,15 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
 /// what only the task can tell and, in the same run of calls, hands its
 /// pages to the page writers, which copy them while the descriptors are
 /// dumped (the injection's own pipes are closed again before it ends).
+/// `listed` gives the task's descriptors (None: its table is another
+/// task's), listed before the injection: see [`Listed`].
 fn memory_and_extra(
     ctx: &mut DumpCtx,
     t: &tree::Task,
     quick: Option<&[Vma]>,
     shared_vm: bool,
     parallel: bool,
-    fds: Option<&[i32]>,
+    listed: Listed,
 ) -> Result<(Memory, TaskExtra, Option<Cloexec>)> {
     let pid = t.pid;
     // With --track-mem -R, a task not tracked yet gets a tracker now, so
@@ -255,7 +256,8 @@ fn memory_and_extra(
             true => Memory::default(),
             false => read_memory(ctx, t, quick, parallel)?,
         };
-        let (extra, cloexec, _) = inject(ctx, t, &mem, fds, track, shared_vm)?;
+        let fds = listed()?;
+        let (extra, cloexec, _) = inject(ctx, t, &mem, fds.as_deref(), track, shared_vm)?;
         return Ok((mem, extra, cloexec));
     };
     // A big task's pages go to the writers as soon as maps and the
@@ -272,7 +274,8 @@ fn memory_and_extra(
                 runs,
                 ..Memory::default()
             };
-            inject(ctx, t, &mem, fds, false, false).map(|x| (mem.runs, x))
+            let fds = listed()?;
+            inject(ctx, t, &mem, fds.as_deref(), false, false).map(|x| (mem.runs, x))
         });
         // smaps' refusals (I/O mappings) come first: the pages of such a
         // mapping cannot be queued either.
@@ -381,35 +384,58 @@ fn read_cloexec(inj: &mut crate::sys::inject::Injector, pid: i32, fds: &[i32]) -
         .collect())
 }
 
-/// Runs `f` on this thread while a helper thread scans the descriptors
-/// `listed` of `pid` (nothing is numbered yet). They were listed before
-/// `f` starts: an injection makes descriptors of its own in the task
-/// (and closes them again), which must not be taken for the task's.
-/// The socket tables the scan consults (and loads) go with it and come
-/// back.
+/// The descriptors of a task, asked for right before its injection,
+/// which makes descriptors of its own in the task (and closes them
+/// again): those must not be taken for the task's. None when the task
+/// shares another's table.
+type Listed<'a> = &'a mut dyn FnMut() -> Result<Option<Vec<i32>>>;
+
+/// Runs `f` on this thread while a helper thread lists the descriptors
+/// of `pid`, hands the list to `f` (which asks for it before its
+/// injection) and scans them (nothing is numbered yet). Listing 18,000
+/// descriptors takes 20-35 ms, which then no longer delays the first
+/// pages. The socket tables the scan consults (and loads) go with it and
+/// come back. Returns what `f` did, the list and the scanned descriptors.
 fn beside_fd_scan<R>(
     ctx: &mut DumpCtx,
     pid: i32,
-    listed: &[i32],
-    f: impl FnOnce(&mut DumpCtx) -> Result<R>,
-) -> Result<(R, Vec<Fd>)> {
+    f: impl FnOnce(&mut DumpCtx, Listed) -> Result<R>,
+) -> Result<(R, Vec<i32>, Vec<Fd>)> {
     let probes = ctx.probes;
     let mut socks = std::mem::take(&mut ctx.socks);
-    let (r, fds) = std::thread::scope(|s| {
-        let h = s.spawn(|| fdscan::scan_listed(pid, listed, &probes, &mut |ino| socks.known(ino)));
-        let r = f(ctx);
-        let fds = h
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let (r, scan) = std::thread::scope(|s| {
+        let h = s.spawn(|| -> Result<(Vec<i32>, Vec<Fd>)> {
+            let listed = fdscan::list(pid);
+            // A failed listing sends nothing: its error comes with the join.
+            if let Ok(l) = &listed {
+                let _ = tx.send(l.clone());
+            }
+            drop(tx);
+            let listed = listed?;
+            let fds = fdscan::scan_listed(pid, &listed, &probes, &mut |ino| socks.known(ino))?;
+            Ok((listed, fds))
+        });
+        let r = f(ctx, &mut || {
+            rx.recv()
+                .map(Some)
+                .map_err(|_| DumpError::FdScanPanicked { pid }.into())
+        });
+        let scan = h
             .join()
             .unwrap_or_else(|_| Err(DumpError::FdScanPanicked { pid }.into()));
-        (r, fds)
+        (r, scan)
     });
     ctx.socks = socks;
-    let (r, fds) = (r?, fds?);
+    // The scan's error first: the memory work fails too when the listing
+    // did, for want of the list.
+    let (listed, fds) = scan?;
+    let r = r?;
     ctx.log.debug(&format!(
         "pid {pid}: {} descriptor(s) scanned beside the memory work",
         fds.len()
     ));
-    Ok((r, fds))
+    Ok((r, listed, fds))
 }
 
 /// A task's address space and the pages queued for copying.
