@@ -36,6 +36,10 @@
 #   PHASES=0        skip the extra (untimed) `crit dump -v -o LOG` run at
 #                   the end that prints crit's phase timestamps
 #   BENCH_DIR       where images go (default: a new directory under /dev/shm)
+#   WARM=MIB        right before each timed dump, touch and free MIB MiB
+#                   of fresh memory (default 3072; 0: no warming), so that
+#                   neither engine's page copy meets memory the VM's host
+#                   took back (scripts/bench-warm.h says why)
 #   JOBS            cargo build jobs (default 2)
 #   KEEP=1          keep the last images
 #
@@ -76,6 +80,7 @@ BENCH_DIR=${BENCH_DIR:-$(mktemp -d /dev/shm/crit-bench-dump.XXXXXX)}
 mkdir -p "$BENCH_DIR"
 [ "$(stat -f -c %T "$BENCH_DIR")" = tmpfs ] || echo "bench-dump: warning: $BENCH_DIR is not on a tmpfs" >&2
 cc -O2 -o "$WORK/bench" tests/programs/bench.c
+cc -O2 -o "$WORK/warm" scripts/bench-warm.c
 
 tpid= spid=
 cleanup() {
@@ -153,6 +158,7 @@ run_crit() {
     rm -rf "$img"
     start_task
     sample_load
+    "$WORK/warm" "${WARM:-3072}"
     t0=$(now_us)
     "$TIME" -f "%U %S" -o "$WORK/time" "$CRIT" dump -t "$tpid" -D "$img" \
         $([ "$lr" = 1 ] && echo -R) 2> "$WORK/crit.err" || rc=$?
@@ -181,6 +187,7 @@ run_criu() {
     mkdir -p "$img"
     start_task
     sample_load
+    "$WORK/warm" "${WARM:-3072}"
     t0=$(now_us)
     # shellcheck disable=SC2086
     "$TIME" -f "%U %S" -o "$WORK/time" "$CRIU_REF" dump -t "$tpid" -D "$img" -v0 \
@@ -247,6 +254,7 @@ if [ "${PHASES:-1}" = 1 ] && [ $failed = 0 ]; then
     # One more, untimed, with crit's phase timestamps (seconds since start).
     rm -rf "$BENCH_DIR/crit-img"
     start_task
+    "$WORK/warm" "${WARM:-3072}"
     "$CRIT" dump -t "$tpid" -D "$BENCH_DIR/crit-img" $([ "$lr" = 1 ] && echo -R) \
         -v -o "$WORK/phases.log" 2>/dev/null || true
     end_task

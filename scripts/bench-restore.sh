@@ -34,6 +34,10 @@
 #   PHASES=0        skip the extra (untimed) `crit restore -d -vv` at the
 #                   end that prints crit's phase timestamps
 #   BENCH_DIR       where images go (default: a new directory under /dev/shm)
+#   WARM=MIB        right before each timed restore, touch and free MIB
+#                   MiB of fresh memory (default 3072; 0: no warming), so
+#                   that neither engine meets memory the VM's host took
+#                   back (scripts/bench-warm.h says why)
 #   JOBS            cargo build jobs (default 2)
 #   KEEP=1          keep the images
 #
@@ -72,6 +76,7 @@ BENCH_DIR=${BENCH_DIR:-$(mktemp -d /dev/shm/crit-bench-restore.XXXXXX)}
 mkdir -p "$BENCH_DIR"
 [ "$(stat -f -c %T "$BENCH_DIR")" = tmpfs ] || echo "bench-restore: warning: $BENCH_DIR is not on a tmpfs" >&2
 cc -O2 -o "$WORK/bench" tests/programs/bench.c
+cc -O2 -o "$WORK/warm" scripts/bench-warm.c
 
 # subreap CMD ARGS...: become a child subreaper, run CMD and time it until
 # it exits; describe the tasks it left behind (now our children); SIGKILL
@@ -293,6 +298,7 @@ restore() {
     for _ in $(seq 1 200); do [ -e "/proc/$pid" ] || break; sleep 0.05; done
     [ -e "/proc/$pid" ] && { echo "  $who restore $img: pid $pid is in use; skipped"; failures[$key]=$(( ${failures[$key]:-0} + 1 )); return; }
     sample_load
+    "$WORK/warm" "${WARM:-3072}"
     if [ "$who" = crit ]; then
         "$WORK/subreap" "$CRIT" restore -D "$BENCH_DIR/$img" -d "$@" > "$WORK/sr.out" 2> "$WORK/sr.err" || rc=$?
     else
@@ -357,6 +363,7 @@ if [ "${PHASES:-1}" = 1 ]; then
     for img in crit-img ${CRIU_REF:+criu-img}; do
         pid=${pid_of[$img]}
         for _ in $(seq 1 200); do [ -e "/proc/$pid" ] || break; sleep 0.05; done
+        "$WORK/warm" "${WARM:-3072}"
         "$WORK/subreap" "$CRIT" restore -D "$BENCH_DIR/$img" -d -vv > "$WORK/sr.out" 2> "$WORK/sr.err" || true
         echo "crit restore phases (one more run on $img, -vv; load $(cut -d' ' -f1 /proc/loadavg)):"
         grep '^crit: \[' "$WORK/sr.err" | grep -v ' fd [0-9]' | sed 's/^/  /' || true

@@ -10,8 +10,11 @@ Each case runs a warm-up round, then ROUNDS rounds; in each round the
 engines take turns (which one goes first alternates), each on a fresh
 tree: start it, dump it, restore it detached, check it, kill it
 (scripts/bench-scale-runner.c). Images go to a tmpfs (/dev/shm) up to
-4 GiB of memory and to BENCH_DISK (default /var/tmp) above. Without
-CRIU_REF only crit runs.
+4 GiB of memory and to BENCH_DISK (default /var/tmp) above. Right
+before each dump and each restore the runner touches and frees fresh
+memory (scripts/bench-warm.h), so that neither engine meets memory the
+VM's host took back; BENCH_WARM=0 leaves that out. Without CRIU_REF
+only crit runs.
 
 Prints, per case and engine, the median and minimum of wall and CPU time
 of dump and restore, the ratios CRIU/crit of the medians, crit's peak RSS,
