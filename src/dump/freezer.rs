@@ -662,11 +662,10 @@ fn wait_all_killed(left: &mut Vec<(i32, i32)>) -> Result<()> {
                 }
             },
         );
-        if left.len() < before {
-            nap = Duration::from_micros(20);
-            continue;
+        if left.is_empty() {
+            break;
         }
-        if Instant::now() >= deadline {
+        if left.len() == before && Instant::now() >= deadline {
             let (pid, tid) = left[0];
             for &(_, t) in left.iter() {
                 ptrace::forget_gone(t);
@@ -676,7 +675,10 @@ fn wait_all_killed(left: &mut Vec<(i32, i32)>) -> Result<()> {
         // The exit of a big task takes tens of milliseconds: notice it at
         // most about 1 ms late; with many threads left the naps grow
         // (10 us per thread, up to 5 ms), as each look at one costs a
-        // few microseconds.
+        // few microseconds. A look that found some gone does not start
+        // the naps over: the exits of a big tree trickle in for hundreds
+        // of milliseconds, and looking again at once took a CPU from them
+        // (2,048 tasks: release 0.28 -> 0.20 s).
         std::thread::sleep(nap);
         let cap =
             Duration::from_micros(1000 + 10 * left.len() as u64).min(Duration::from_millis(5));
