@@ -331,7 +331,9 @@ impl FrozenSet {
                         kids
                     }
                 };
-                for pid in kids {
+                let fresh: Vec<i32> = kids.into_iter().filter(|p| !known.contains(p)).collect();
+                self.seize_ahead(&fresh);
+                for pid in fresh {
                     if known.insert(pid) && self.freeze_task(pid, Some(parent), false, timeout)? {
                         added = true;
                         next.push_back(self.tasks.len() - 1);
@@ -360,6 +362,21 @@ impl FrozenSet {
         Ok(Some(all))
     }
 
+    /// Seizes and interrupts the leaders of the processes `pids`, the
+    /// children of one stopped task, before any of them is frozen: each
+    /// then reaches its stop while the ones before it are settled, where
+    /// seizing one and waiting for it in turn cost a wakeup of a sleeping
+    /// task per child. Failures are left to [`FrozenSet::freeze_task`],
+    /// which seizes again and says why.
+    fn seize_ahead(&mut self, pids: &[i32]) {
+        for &pid in pids {
+            if ptrace::seize(pid).is_ok() {
+                self.pending.push((pid, pid));
+                let _ = ptrace::interrupt(pid);
+            }
+        }
+    }
+
     /// Freezes one process. Returns Ok(false) if it vanished and
     /// `must_exist` is false. On failure everything is let go.
     fn freeze_task(
@@ -370,10 +387,33 @@ impl FrozenSet {
         timeout: Duration,
     ) -> Result<bool> {
         let r = self.freeze_task_inner(pid, parent, must_exist, timeout);
-        if r.is_err() {
-            let _ = self.release();
+        match r {
+            Err(_) => {
+                let _ = self.release();
+            }
+            // Not kept: let go of its leader if it was seized ahead.
+            Ok(false) => self.let_go_pending(pid),
+            Ok(true) => {}
         }
         r
+    }
+
+    /// Lets go of the threads of `pid` seized but not seen stopped yet.
+    fn let_go_pending(&mut self, pid: i32) {
+        let mine: Vec<i32> = self
+            .pending
+            .iter()
+            .filter(|&&(p, _)| p == pid)
+            .map(|&(_, t)| t)
+            .collect();
+        self.pending.retain(|&(p, _)| p != pid);
+        if let Ok(results) = ptrace::wait_event_stops(&mine, Duration::from_secs(1)) {
+            for (tid, w) in results {
+                if let Settled::Stopped(_) = w {
+                    let _ = ptrace::detach(tid);
+                }
+            }
+        }
     }
 
     fn freeze_task_inner(
@@ -425,7 +465,8 @@ impl FrozenSet {
         let Some(new) = self.new_threads(idx, pid, gone)? else {
             return Ok(Round::Exited(None));
         };
-        if new.is_empty() {
+        let seized_ahead = self.pending.iter().any(|&(p, _)| p == pid);
+        if new.is_empty() && !seized_ahead {
             return Ok(Round::Stable);
         }
         if let Some(e) = self.seize_threads(pid, new, gone)? {
@@ -450,6 +491,12 @@ impl FrozenSet {
             .iter()
             .map(|t| t.tid)
             .chain(gone.iter().copied())
+            .chain(
+                self.pending
+                    .iter()
+                    .filter(|&&(p, _)| p == pid)
+                    .map(|&(_, t)| t),
+            )
             .collect();
         Ok(Some(
             tids.into_iter().filter(|t| !known.contains(t)).collect(),
@@ -552,20 +599,7 @@ impl FrozenSet {
     /// Returns whether it is kept. A leader that exited while other
     /// threads of its group still run is refused.
     fn task_exited(&mut self, idx: usize, pid: i32) -> Result<bool> {
-        let mine: Vec<i32> = self
-            .pending
-            .iter()
-            .filter(|&&(p, _)| p == pid)
-            .map(|&(_, t)| t)
-            .collect();
-        self.pending.retain(|&(p, _)| p != pid);
-        if let Ok(results) = ptrace::wait_event_stops(&mine, Duration::from_secs(1)) {
-            for (tid, w) in results {
-                if let Settled::Stopped(_) = w {
-                    let _ = ptrace::detach(tid);
-                }
-            }
-        }
+        self.let_go_pending(pid);
         for th in std::mem::take(&mut self.tasks[idx].threads) {
             if ptrace::detach(th.tid).is_err() {
                 ptrace::forget_gone(th.tid);
