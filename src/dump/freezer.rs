@@ -398,14 +398,18 @@ impl FrozenSet {
         r
     }
 
-    /// Lets go of the threads of `pid` seized but not seen stopped yet.
-    fn let_go_pending(&mut self, pid: i32) {
-        let mine: Vec<i32> = self
-            .pending
+    /// The threads of `pid` seized but not seen stopped yet.
+    fn pending_of(&self, pid: i32) -> Vec<i32> {
+        self.pending
             .iter()
             .filter(|&&(p, _)| p == pid)
             .map(|&(_, t)| t)
-            .collect();
+            .collect()
+    }
+
+    /// Lets go of the threads of `pid` seized but not seen stopped yet.
+    fn let_go_pending(&mut self, pid: i32) {
+        let mine = self.pending_of(pid);
         self.pending.retain(|&(p, _)| p != pid);
         if let Ok(results) = ptrace::wait_event_stops(&mine, Duration::from_secs(1)) {
             for (tid, w) in results {
@@ -491,12 +495,7 @@ impl FrozenSet {
             .iter()
             .map(|t| t.tid)
             .chain(gone.iter().copied())
-            .chain(
-                self.pending
-                    .iter()
-                    .filter(|&&(p, _)| p == pid)
-                    .map(|&(_, t)| t),
-            )
+            .chain(self.pending_of(pid))
             .collect();
         Ok(Some(
             tids.into_iter().filter(|t| !known.contains(t)).collect(),
@@ -547,12 +546,7 @@ impl FrozenSet {
         gone: &mut HashSet<i32>,
         timeout: Duration,
     ) -> Result<Round> {
-        let batch: Vec<i32> = self
-            .pending
-            .iter()
-            .filter(|&&(p, _)| p == pid)
-            .map(|&(_, t)| t)
-            .collect();
+        let batch = self.pending_of(pid);
         let results = ptrace::wait_event_stops(&batch, timeout)
             .map_err(|source| DumpError::Freeze { pid, source })?;
         let mut leader_gone = false;
