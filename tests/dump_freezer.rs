@@ -235,7 +235,17 @@ fn frozen_kill_kills_and_reaps() {
     let (p, _addr) = spinner(3);
     let pid = p.pid;
     let frozen = freezer::freeze_tree(pid).unwrap();
-    frozen.kill().unwrap();
+    frozen.kill(Vec::new()).unwrap();
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+}
+
+#[test]
+fn frozen_kill_with_its_memory_reaped_kills_and_reaps() {
+    let (p, _addr) = spinner(3);
+    let pid = p.pid;
+    let frozen = freezer::freeze_tree(pid).unwrap();
+    let pidfd = crit::sys::pidfd::pidfd_open(pid).unwrap();
+    frozen.kill(vec![(pid, pidfd)]).unwrap();
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
 }
 

@@ -54,3 +54,20 @@ fn pidfd_open_of_no_process_fails() {
     let e = pidfd::pidfd_open(pid).unwrap_err();
     assert!(e.to_string().contains(&pid.to_string()), "{e}");
 }
+
+#[test]
+fn mrelease_refuses_a_living_process_and_helps_a_killed_one() {
+    let mut p = Proc::spawn(Command::new("sleep").arg("1000"));
+    let pfd = pidfd::pidfd_open(p.pid).unwrap();
+    // Not dying: the kernel leaves its memory alone.
+    let e = pidfd::process_mrelease(&pfd).unwrap_err();
+    assert_eq!(errno_of(&e), Some(libc::EINVAL), "{e}");
+    assert!(e.to_string().contains("process_mrelease"), "{e}");
+    pidfd::pidfd_send_signal(&pfd, libc::SIGKILL).unwrap();
+    // Dying: freed here, or already let go of by its own exit (ESRCH).
+    if let Err(e) = pidfd::process_mrelease(&pfd) {
+        assert_eq!(errno_of(&e), Some(libc::ESRCH), "{e}");
+    }
+    let st = p.child.wait().unwrap();
+    assert_eq!(st.signal(), Some(libc::SIGKILL));
+}

@@ -101,7 +101,7 @@ impl<'a> DumpCtx<'a> {
         let root_ids = ids.task(std::process::id() as i32)?;
         let mut socks = Sockets::default();
         socks.net_ns_id = root_ids.net_ns_id;
-        let pages = PageWriter::new(&dir.dir, remote);
+        let pages = PageWriter::new(&dir.dir, remote, true);
         Ok(DumpCtx {
             opts,
             log,

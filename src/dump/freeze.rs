@@ -26,6 +26,8 @@ pub struct Frozen {
     /// One pidfd per task, opened on first use. A cache behind `&self`:
     /// the socket code copies descriptors through a shared `&Frozen`.
     pidfds: RefCell<HashMap<i32, OwnedFd>>,
+    /// Tasks whose memory crit frees beside their own exit when killed.
+    reap: RefCell<Vec<i32>>,
 }
 
 impl Frozen {
@@ -52,6 +54,7 @@ impl Frozen {
             tasks,
             stopped,
             pidfds: Default::default(),
+            reap: Default::default(),
         })
     }
 
@@ -79,10 +82,30 @@ impl Frozen {
         })
     }
 
+    /// If the tree is killed, `pid`'s memory is freed by crit as well as
+    /// by its own exit (`process_mrelease`): the kernel's release of a
+    /// big task, which the dump waits for, then runs on two CPUs.
+    pub fn reap_when_killed(&self, pid: i32) {
+        self.reap.borrow_mut().push(pid);
+    }
+
     /// Lets the tree go: resumed as it was, or killed (`kill`).
     pub fn release(mut self, kill: bool) -> Result<()> {
         match self.set.take() {
-            Some(f) if kill => f.kill(),
+            Some(f) if kill => {
+                let mut pidfds = self.pidfds.take();
+                // A pidfd that cannot be had only loses the help.
+                let reap = self
+                    .reap
+                    .take()
+                    .into_iter()
+                    .filter_map(|pid| match pidfds.remove(&pid) {
+                        Some(p) => Some((pid, p)),
+                        None => pidfd::pidfd_open(pid).ok().map(|p| (pid, p)),
+                    })
+                    .collect();
+                f.kill(reap)
+            }
             Some(f) => f.resume(),
             None => Ok(()),
         }

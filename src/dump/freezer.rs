@@ -18,7 +18,8 @@ use nix::unistd::Pid;
 use super::error::DumpError;
 use crate::error::{Error, Result};
 use crate::sys::ptrace::{self, Settled, Stop};
-use crate::sys::{errno_of, procfs};
+use crate::sys::{errno_of, pidfd, procfs};
+use std::os::fd::OwnedFd;
 
 /// One frozen thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,11 +193,34 @@ impl FrozenSet {
 
     /// Kills every frozen process with SIGKILL and waits until each of its
     /// threads has exited (consuming their exit notifications; a process
-    /// that is a child of the caller is reaped by this too).
-    pub fn kill(mut self) -> Result<()> {
+    /// that is a child of the caller is reaped by this too). The processes
+    /// of `reap` (pid and pidfd) are killed first, each then has its
+    /// memory freed by this thread while its own exit frees it too: that
+    /// must start before the process lets go of its memory, a few
+    /// microseconds after the signal.
+    pub fn kill(mut self, reap: Vec<(i32, OwnedFd)>) -> Result<()> {
         self.live = false;
         let mut first: Option<Error> = None;
-        for t in self.tasks.iter().filter(|t| !t.zombie) {
+        let mut killed = Vec::with_capacity(reap.len());
+        for (pid, pidfd) in reap {
+            let Some(t) = self.tasks.iter().find(|t| t.pid == pid && !t.zombie) else {
+                continue;
+            };
+            // Its exit then starts on another CPU at once, not after this
+            // thread's call (a signal that fails finds the process gone).
+            let tids: Vec<i32> = t.threads.iter().map(|th| th.tid).collect();
+            crate::sys::affinity::move_off_here(&tids);
+            if pidfd::pidfd_send_signal(&pidfd, libc::SIGKILL).is_ok() {
+                // ESRCH: the exit got to its memory first; nothing lost.
+                let _ = pidfd::process_mrelease(&pidfd);
+                killed.push(pid);
+            }
+        }
+        for t in self
+            .tasks
+            .iter()
+            .filter(|t| !t.zombie && !killed.contains(&t.pid))
+        {
             match kill(Pid::from_raw(t.pid), Signal::SIGKILL) {
                 Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
                 Err(e) => keep_first(

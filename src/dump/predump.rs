@@ -116,7 +116,7 @@ pub fn round(
     let (jobs, parent_pages, scanned) = pages(seen, probes, parent.as_ref())?;
     let t_copy = Instant::now();
     log.step(&format!("copying the memory of {} task(s)", jobs.len()));
-    let mut pw = PageWriter::new(&dir.dir, remote);
+    let mut pw = PageWriter::new(&dir.dir, remote, false);
     let mut vpids = Vec::with_capacity(jobs.len());
     for (pid, vpid, runs) in jobs {
         pw.submit(pid, vpid, runs, None)?;

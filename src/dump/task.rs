@@ -132,6 +132,10 @@ fn collect_tasks(ctx: &mut DumpCtx) -> Result<Collection> {
 /// thread and the task on one CPU.
 const PIN_BELOW: u64 = 64 << 20;
 
+/// Tasks with at least this many bytes of pages have their memory freed
+/// by crit too when the dump kills them (see `Frozen::reap_when_killed`).
+const REAP_FROM: u64 = 64 << 20;
+
 /// Collects the state of task `t` (all its threads are stopped).
 pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
     let pid = t.pid;
@@ -348,6 +352,9 @@ fn inject(
         .iter()
         .find(|v| v.name == "[vdso]" && v.prot & maps::PROT_EXEC != 0)
         .map(|v| (v.start, v.end));
+    if bytes >= REAP_FROM {
+        ctx.frozen.reap_when_killed(pid);
+    }
     let pinned = (bytes < PIN_BELOW).then(|| crate::sys::affinity::Borrowed::here(&t.threads));
     let extra = tracer::task_extra(pid, &t.threads, vdso, &mut submit);
     drop(pinned);

@@ -93,3 +93,23 @@ impl Drop for Borrowed {
         }
     }
 }
+
+/// Moves threads `tids` off the CPU the caller runs on, where they may
+/// run elsewhere (best effort). For a task about to be killed: its exit
+/// then starts on another CPU, not in place of the caller.
+pub fn move_off_here(tids: &[i32]) {
+    let Ok(cpu) = nix::sched::sched_getcpu() else {
+        return;
+    };
+    for &tid in tids {
+        let p = Pid::from_raw(tid);
+        if let Ok(mut set) = sched_getaffinity(p) {
+            if set.is_set(cpu).unwrap_or(false) && set.unset(cpu).is_ok() {
+                let others = (0..CpuSet::count()).any(|c| set.is_set(c).unwrap_or(false));
+                if others {
+                    let _ = sched_setaffinity(p, &set);
+                }
+            }
+        }
+    }
+}

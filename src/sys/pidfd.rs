@@ -77,3 +77,16 @@ pub fn pidfd_send_signal(pidfd: impl AsFd, sig: i32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `process_mrelease(pidfd, 0)`: frees the memory of a process that is
+/// dying of SIGKILL in the caller's context, alongside its own exit.
+/// ESRCH once the process has let go of its memory itself.
+pub fn process_mrelease(pidfd: impl AsFd) -> io::Result<()> {
+    let p = pidfd.as_fd().as_raw_fd();
+    // SAFETY: process_mrelease takes two integers and touches no memory of ours.
+    let r = unsafe { libc::syscall(libc::SYS_process_mrelease, p as c_long, 0 as c_long) };
+    if r < 0 {
+        return Err(err::last(format_args!("process_mrelease (pidfd {p})")));
+    }
+    Ok(())
+}

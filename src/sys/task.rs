@@ -62,20 +62,26 @@ pub fn sched_prio(tid: i32) -> std::io::Result<u32> {
     Ok(p.sched_priority as u32)
 }
 
-/// Makes the calling thread yield the CPUs to everything else that runs
-/// (nice 19): for background work that must not slow what waits on it.
-pub fn yield_to_others() -> std::io::Result<()> {
+/// Sets the calling thread's nice value (a lower one needs CAP_SYS_NICE
+/// or a nice limit that allows it).
+pub fn set_own_nice(nice: i32) -> std::io::Result<()> {
     // SAFETY: integer arguments only; 0 names the calling thread.
     let r = unsafe {
         libc::syscall(
             libc::SYS_setpriority,
             libc::PRIO_PROCESS as libc::c_long,
             0,
-            19,
+            nice as libc::c_long,
         )
     };
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Makes the calling thread yield the CPUs to everything else that runs
+/// (nice 19): for background work that must not slow what waits on it.
+pub fn yield_to_others() -> std::io::Result<()> {
+    set_own_nice(19)
 }
