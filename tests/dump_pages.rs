@@ -80,6 +80,21 @@ fn round_trip_in(
     log
 }
 
+/// The descriptors of the (one) task in `images`: the entries of its
+/// fdinfo image.
+fn fds_dumped(images: &std::path::Path) -> usize {
+    let f = std::fs::read_dir(images)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("/fdinfo-"))
+        .expect("an fdinfo image");
+    let out = kit::crit().arg("show").arg(&f).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["entries"].as_array().unwrap().len()
+}
+
 /// "pages copied: N MiB, M MiB of it through pipes" from the dump log.
 fn copied(log: &str) -> (u64, u64) {
     let l = log
@@ -113,8 +128,13 @@ fn a_big_task_has_its_descriptors_scanned_beside_its_memory() {
     // 96 MiB: over the size from which the descriptors are scanned on a
     // helper thread while the injection makes (and closes) pipes in the
     // task; none of those may be taken for the task's own.
-    let (mut child, _) = start(1, 96, &result);
-    let log = round_trip(&mut child, 1, &result, |_| {});
+    let (mut child, pid) = start(1, 96, &result);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let images = dir.path().join("img");
+    let log = round_trip_in(&mut child, 1, &result, |_| {}, &images);
+    assert_eq!(fds_dumped(&images), fds, "{log}");
     assert!(
         log.contains("descriptor(s) scanned beside the memory work"),
         "{log}"
@@ -122,6 +142,42 @@ fn a_big_task_has_its_descriptors_scanned_beside_its_memory() {
     let (all, piped) = copied(&log);
     assert!(all >= 96, "{all} MiB copied");
     assert_eq!(piped, all, "every page through a pipe: {log}");
+}
+
+#[test]
+fn a_big_task_s_pages_are_queued_in_two_parts() {
+    let _g = kit::serial::lock();
+    let dir = tempfile::tempdir().unwrap();
+    let result = dir.path().join("result");
+    // 192 MiB: the first 64 MiB of the address space are read and their
+    // pages queued before the rest is read; the task checks every page
+    // after the restore.
+    let (mut child, pid) = start(1, 192, &result);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let images = dir.path().join("img");
+    let log = round_trip_in(&mut child, 1, &result, |_| {}, &images);
+    assert!(log.contains("pages read in two parts"), "{log}");
+    // Listed while the injection made and closed its pipes in the task.
+    assert_eq!(fds_dumped(&images), fds, "{log}");
+    let (all, piped) = copied(&log);
+    assert!(all >= 192, "{all} MiB copied");
+    assert_eq!(piped, all, "every page through a pipe: {log}");
+    // One read would have given the same entries: none continues the one
+    // before it with the same flags (the two parts joined at their edge).
+    let (_, entries) =
+        crit::restore::plan::read_pagemap(&images.join(format!("pagemap-{pid}.img")), Vec::new())
+            .unwrap();
+    for w in entries.windows(2) {
+        let end = w[0].vaddr + w[0].nr_pages.unwrap_or(0) * 4096;
+        assert!(
+            !(end == w[1].vaddr && w[0].flags == w[1].flags),
+            "entries left apart: {:?} {:?}",
+            w[0],
+            w[1]
+        );
+    }
 }
 
 #[test]

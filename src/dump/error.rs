@@ -466,6 +466,10 @@ pub enum DumpError {
     PagesChanged { pid: i32 },
     #[error("pid {pid}: descriptor scanner panicked")]
     FdScanPanicked { pid: i32 },
+    /// A run of injected calls failed before crit knew which descriptors
+    /// it had made in the task, so a listing cannot be told from them.
+    #[error("pid {pid}: descriptors made by the injection are unknown; its descriptors cannot be listed")]
+    FdsUnsure { pid: i32 },
     #[error("a page writer thread panicked")]
     WriterPanicked,
     #[error("page writer still holds a pages file")]

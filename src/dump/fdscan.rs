@@ -5,6 +5,7 @@
 use super::context::Probes;
 use super::error::DumpError;
 use super::procfs;
+use super::vmsplice::Made;
 use crate::error::Result;
 use std::os::unix::fs::MetadataExt;
 
@@ -184,6 +185,18 @@ pub fn list(pid: i32) -> Result<Vec<i32>> {
         .collect();
     fds.sort();
     Ok(fds)
+}
+
+/// [`list`] while crit may be injecting into the (frozen) task: what
+/// `made` tells was crit's is left out, once any run in progress is over
+/// (it notes its descriptors before it ends). Fails where a run could not
+/// tell what it made (the task is then left with descriptors of crit's).
+pub fn list_beside(pid: i32, made: &Made) -> Result<Vec<i32>> {
+    let fds = list(pid)?;
+    let Some(m) = made.settled() else {
+        return Err(DumpError::FdsUnsure { pid }.into());
+    };
+    Ok(fds.into_iter().filter(|fd| !m.contains(fd)).collect())
 }
 
 /// The device of pipes, from a pipe of crit's own.

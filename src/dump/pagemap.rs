@@ -37,6 +37,24 @@ pub struct Run {
     pub flags: u32,
 }
 
+/// Appends `more` (runs after those of `runs`) to `runs`, a run that
+/// continues the last one joining it, as one read would have given them.
+pub fn append(runs: &mut Vec<Run>, more: Vec<Run>) {
+    let mut more = more.into_iter();
+    if let Some(next) = more.next() {
+        match runs.last_mut() {
+            Some(last)
+                if last.flags == next.flags
+                    && last.vaddr + last.nr_pages * PAGE_SIZE == next.vaddr =>
+            {
+                last.nr_pages += next.nr_pages
+            }
+            _ => runs.push(next),
+        }
+    }
+    runs.extend(more);
+}
+
 /// The PFN of the shared zero page, as pagemap shows it to root (0 if
 /// PFNs are hidden, in which case no page is taken for the zero page).
 pub fn zero_pfn() -> Result<u64> {
@@ -72,6 +90,13 @@ pub fn zero_pfn() -> Result<u64> {
 /// apart only by their pagemap entries), pagemap is read, eight bytes a
 /// page.
 pub fn collect(pid: i32, vmas: &[Vma], zero_pfn: u64) -> Result<Vec<Run>> {
+    collect_within(pid, vmas, zero_pfn, 0, u64::MAX)
+}
+
+/// [`collect`] for the pages at addresses in `[lo, hi)` only: a big
+/// address space read in parts, the pages of the first copied while the
+/// rest is read.
+pub fn collect_within(pid: i32, vmas: &[Vma], zero_pfn: u64, lo: u64, hi: u64) -> Result<Vec<Run>> {
     let path = super::procfs::path(pid, "pagemap");
     let f = std::fs::File::open(&path).map_err(|source| DumpError::Proc {
         pid,
@@ -87,12 +112,12 @@ pub fn collect(pid: i32, vmas: &[Vma], zero_pfn: u64) -> Result<Vec<Run>> {
         scan: true,
     };
     let mut group: Option<Span> = None;
-    for v in vmas {
+    for v in vmas.iter().filter(|v| v.end > lo && v.start < hi) {
         // The vvar area belongs to the kernel, which sets it up again on
         // restore: never dumped (as CRIU).
         let span = (v.is_private() && !v.is(super::maps::VMA_AREA_VVAR)).then(|| Span {
-            start: v.start,
-            end: v.end,
+            start: v.start.max(lo),
+            end: v.end.min(hi),
             flags: PE_PRESENT | if v.can_be_lazy() { PE_LAZY } else { 0 },
             file_private: v.is(VMA_FILE_PRIVATE),
             dump_all: v.is(VMA_AREA_VDSO),

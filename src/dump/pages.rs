@@ -15,7 +15,7 @@
 use super::error::DumpError;
 use super::imgdir::Stream;
 use super::maps::PAGE_SIZE;
-use super::pagemap::{Run, PE_PARENT};
+use super::pagemap::{self, Run, PE_PARENT};
 use crate::error::{Error, Result};
 use crate::image::pb;
 use crate::image::typed::ImageBuilder;
@@ -191,6 +191,8 @@ pub struct PageWriter {
     next_id: u32,
     /// Per job: pagemap image and page count.
     maps: Vec<(ImageBuilder, u64)>,
+    /// See [`PageWriter::made_fds`].
+    made: Arc<super::vmsplice::Made>,
     /// See [`max_pipes`].
     max_pipes: usize,
     /// Batches queued so far.
@@ -467,6 +469,7 @@ impl PageWriter {
             threads,
             next_id: 0,
             maps: Vec::new(),
+            made: Arc::default(),
             max_pipes: max_pipes(),
             queued: 0,
         }
@@ -501,51 +504,88 @@ impl PageWriter {
         runs: Vec<Run>,
         inj: Option<&mut Injector>,
     ) -> Result<u32> {
+        self.submit_parts(pid, vpid, runs, None, inj)
+            .map(|(id, _)| id)
+    }
+
+    /// [`PageWriter::submit`] with the runs in two parts: the pages of
+    /// `first` are queued before `rest` is called for the runs after
+    /// them, so that the writers start while a big address space is
+    /// still read. Returns the pages id and all the runs.
+    pub fn submit_parts(
+        &mut self,
+        pid: i32,
+        vpid: i32,
+        first: Vec<Run>,
+        rest: Option<&mut dyn FnMut() -> Result<Vec<Run>>>,
+        mut inj: Option<&mut Injector>,
+    ) -> Result<(u32, Vec<Run>)> {
         let pages_id = self.next_id();
-        let pm = pagemap_image(pages_id, &runs)?;
         let remote = self.is_remote();
-        let (mut batches, offset, pages) = cut(self.maps.len(), &runs, remote);
-        if let Some(first) = batches.first_mut().filter(|_| remote) {
-            let holes = runs.iter().any(|r| r.flags & PE_PARENT != 0);
-            first.msgs.insert(0, Msg::Open { holes });
+        let mut runs = first;
+        let mut rest = rest;
+        if remote {
+            // A page server hears first whether the job leaves holes.
+            if let Some(more) = rest.take() {
+                pagemap::append(&mut runs, more()?);
+            }
         }
         let stream = match remote {
             true => None,
-            false => {
-                let mut s = Stream::create(&self.dir.join(format!("pages-{pages_id}.img")))?;
-                s.add_bytes(offset);
-                Some(s)
-            }
+            false => Some(Stream::create(
+                &self.dir.join(format!("pages-{pages_id}.img")),
+            )?),
         };
-        self.shared
-            .jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::new(JobFile {
+        let job = {
+            let mut jobs = self.shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            jobs.push(Arc::new(JobFile {
                 pid,
                 live: inj.is_none(),
                 stream,
                 dst: Dst::Task(vpid as u64),
                 writing: Mutex::new(()),
             }));
-        self.maps.push((pm, pages));
-        self.shared
-            .count
-            .queued
-            .fetch_add(offset, Ordering::Relaxed);
-        // A group of pipes at a time, each queued once filled, so the
-        // writers start while the next is filled. Crit holds a descriptor
-        // per queued pipe: past the bound it writes some out itself first.
+            jobs.len() - 1
+        };
+        let (mut batches, mut offset, mut pages) = cut(job, &runs, remote, 0);
+        if let Some(first) = batches.first_mut().filter(|_| remote) {
+            let holes = runs.iter().any(|r| r.flags & PE_PARENT != 0);
+            first.msgs.insert(0, Msg::Open { holes });
+        }
+        self.put(pid, batches, offset, inj.as_deref_mut())?;
+        if let Some(more) = rest {
+            let more = more()?;
+            let (batches, end, more_pages) = cut(job, &more, remote, offset);
+            self.put(pid, batches, end - offset, inj)?;
+            (offset, pages) = (end, pages + more_pages);
+            pagemap::append(&mut runs, more);
+        }
+        debug_assert_eq!(offset, pages * PAGE_SIZE);
+        self.maps.push((pagemap_image(pages_id, &runs)?, pages));
+        Ok((pages_id, runs))
+    }
+
+    /// Queues `batches` (`bytes` of pages). A group of pipes at a time,
+    /// each queued once filled, so the writers start while the next is
+    /// filled. Crit holds a descriptor per queued pipe: past the bound it
+    /// writes some out itself first.
+    fn put(
+        &mut self,
+        pid: i32,
+        mut batches: Vec<Batch>,
+        bytes: u64,
+        inj: Option<&mut Injector>,
+    ) -> Result<()> {
+        self.shared.count.queued.fetch_add(bytes, Ordering::Relaxed);
         let Some(inj) = inj else {
-            self.queue(batches)?;
-            return Ok(pages_id);
+            return self.queue(batches);
         };
         let mut rest = batches.drain(..).peekable();
         while rest.peek().is_some() {
             let mut group: Vec<Batch> = rest.by_ref().take(super::vmsplice::PER_RUN).collect();
             work(&self.shared, Until::PipesBelow(self.max_pipes));
             let pieces: Vec<&[(u64, usize)]> = group.iter().map(|b| &b.pieces[..]).collect();
-            let pipes = super::vmsplice::fill(inj, pid, &pieces);
+            let pipes = super::vmsplice::fill(inj, pid, &pieces, &self.made);
             for (b, p) in group.iter_mut().zip(pipes) {
                 b.pipe = p;
             }
@@ -553,7 +593,15 @@ impl PageWriter {
             self.shared.pipes.fetch_add(n, Ordering::Relaxed);
             self.queue(group)?;
         }
-        Ok(pages_id)
+        Ok(())
+    }
+
+    /// The descriptors the injection makes in the task whose pages are
+    /// queued (see [`super::vmsplice::Made`]), for a listing made beside
+    /// it. One task at a time: fresh for each.
+    pub fn made_fds(&mut self) -> Arc<super::vmsplice::Made> {
+        self.made = Arc::default();
+        self.made.clone()
     }
 }
 
@@ -589,14 +637,15 @@ fn page_ranges(runs: &[Run]) -> Vec<(u64, u64)> {
 }
 
 /// Cuts the present pages of `runs` into batches of job `job` at their
-/// places in the pages file; returns them, the file's length and the
+/// places in the pages file, from offset `start`; returns them, the end
+/// offset and the
 /// page count. For a page server (`remote`) the batches carry their
 /// commands, holes included (a job of holes only gets a batch of
 /// commands).
-fn cut(job: usize, runs: &[Run], remote: bool) -> (Vec<Batch>, u64, u64) {
+fn cut(job: usize, runs: &[Run], remote: bool, start: u64) -> (Vec<Batch>, u64, u64) {
     let mut batches = Vec::new();
-    let mut cur = Batch::new(job, 0);
-    let mut offset = 0u64;
+    let mut cur = Batch::new(job, start);
+    let mut offset = start;
     let mut pages = 0u64;
     for r in runs {
         if r.flags & PE_PARENT != 0 {
@@ -702,9 +751,13 @@ impl PageWriter {
         let mut out = Vec::new();
         for (j, (pagemap, pages)) in jobs.into_iter().zip(std::mem::take(&mut self.maps)) {
             let j = Arc::try_unwrap(j).map_err(|j| DumpError::WriterHoldsFile { pid: j.pid })?;
+            let mut stream = j.stream;
+            if let Some(s) = &mut stream {
+                s.add_bytes(pages * PAGE_SIZE);
+            }
             out.push(Done {
                 pid: j.pid,
-                stream: j.stream,
+                stream,
                 pagemap,
                 pages,
             });
@@ -799,7 +852,7 @@ mod tests {
             run(PAGE_SIZE, per + 1, PE_PRESENT),
             run(1 << 30, 2, PE_PARENT),
         ];
-        let (b, len, pages) = cut(0, &runs, true);
+        let (b, len, pages) = cut(0, &runs, true, 0);
         assert_eq!((len, pages), ((per + 1) * PAGE_SIZE, per + 1));
         assert_eq!(b.len(), 2);
         assert_eq!(msgs(&b[0]), vec![('h', 0, 1), ('d', PAGE_SIZE, per)]);
@@ -810,18 +863,18 @@ mod tests {
             (per * PAGE_SIZE, PAGE_SIZE as usize)
         );
         // The same runs into a file: pieces only.
-        let (b, _, _) = cut(0, &runs, false);
+        let (b, _, _) = cut(0, &runs, false, 0);
         assert_eq!(b.len(), 2);
         assert!(b.iter().all(|b| b.msgs.is_empty()));
     }
 
     #[test]
     fn a_task_without_pages_still_opens_its_pagemap_on_a_page_server() {
-        let (b, len, _) = cut(3, &[run(0, 4, PE_PARENT)], true);
+        let (b, len, _) = cut(3, &[run(0, 4, PE_PARENT)], true, 0);
         assert_eq!((b.len(), len), (1, 0));
         assert_eq!(msgs(&b[0]), vec![('h', 0, 4)]);
-        let (b, _, _) = cut(3, &[], true);
+        let (b, _, _) = cut(3, &[], true, 0);
         assert_eq!(b.len(), 1);
-        assert!(cut(3, &[], false).0.is_empty());
+        assert!(cut(3, &[], false, 0).0.is_empty());
     }
 }

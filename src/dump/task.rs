@@ -260,8 +260,19 @@ fn memory_and_extra(
             true => Memory::default(),
             false => read_memory(ctx, t, quick, parallel)?,
         };
-        let fds = listed()?;
-        let (extra, cloexec, _) = inject(ctx, t, &mem, fds.as_deref(), track, shared_vm)?;
+        let mut fds = Some(listed()?);
+        let queue = match shared_vm {
+            true => Queue::None,
+            false => Queue::All(mem.runs.clone()),
+        };
+        let (extra, cloexec, _) = inject(
+            ctx,
+            t,
+            &mem.vmas,
+            queue,
+            &mut || Ok(fds.take().flatten()),
+            track,
+        )?;
         return Ok((mem, extra, cloexec));
     };
     // A big task's pages go to the writers as soon as maps and the
@@ -272,14 +283,23 @@ fn memory_and_extra(
     let (shmem_dev, zero_pfn) = (ctx.probes.shmem_dev, ctx.probes.zero_pfn);
     std::thread::scope(|s| {
         let smaps = s.spawn(|| maps::read(pid, shmem_dev));
-        let queued = pagemap::collect(pid, quick, zero_pfn).and_then(|runs| {
-            let mem = Memory {
-                vmas: quick.to_vec(),
-                runs,
-                ..Memory::default()
+        // The first part of the address space is read alone, its pages
+        // queued, and the rest read while the writers copy them.
+        let split = split_after(quick, FIRST_PART);
+        if split != u64::MAX {
+            ctx.log.debug(&format!(
+                "pid {pid}: pages read in two parts, the second from {split:#x}"
+            ));
+        }
+        let queued = pagemap::collect_within(pid, quick, zero_pfn, 0, split).and_then(|first| {
+            let mut rest = || pagemap::collect_within(pid, quick, zero_pfn, split, u64::MAX);
+            let q = match split {
+                u64::MAX => Queue::All(first),
+                _ => Queue::Parts(first, &mut rest),
             };
-            let fds = listed()?;
-            inject(ctx, t, &mem, fds.as_deref(), false, false).map(|x| (mem.runs, x))
+            let (extra, cloexec, queued) = inject(ctx, t, quick, q, listed, false)?;
+            let (pages_id, runs) = queued.unzip();
+            Ok((runs.unwrap_or_default(), (extra, cloexec, pages_id)))
         });
         // smaps' refusals (I/O mappings) come first: the pages of such a
         // mapping cannot be queued either.
@@ -305,30 +325,75 @@ fn memory_and_extra(
     })
 }
 
+/// The pages an injection queues: none (the address space is another
+/// task's), all its runs, or a first part and a reader of the rest (see
+/// [`PageWriter::submit_parts`](super::pages::PageWriter::submit_parts)).
+enum Queue<'a> {
+    None,
+    All(Vec<Run>),
+    Parts(Vec<Run>, &'a mut dyn FnMut() -> Result<Vec<Run>>),
+}
+
+/// Where the first part of a big address space ends when it is read in
+/// two: after `first` bytes of accessible mappings, if as much again
+/// follows (else `u64::MAX`, read in one).
+fn split_after(vmas: &[Vma], first: u64) -> u64 {
+    let mut seen = 0u64;
+    let mut split = None;
+    for v in vmas.iter().filter(|v| v.prot != 0) {
+        let len = v.end - v.start;
+        if split.is_none() && seen + len >= first {
+            split = Some(v.start + (first - seen));
+        }
+        seen += len;
+    }
+    match split {
+        Some(at) if seen >= 2 * first => at,
+        _ => u64::MAX,
+    }
+}
+
+/// Bytes of accessible memory read first, alone (see [`split_after`]):
+/// about 1.5 ms of `PAGEMAP_SCAN` and one run of pipes, where all of
+/// 1 GiB in 16,384 mappings took 20-30 ms before the first page moved.
+const FIRST_PART: u64 = 64 << 20;
+
 /// The injection into `t` (see [`tracer::task_extra`]), which also, in
-/// this order: with `track` gives the task a write tracker; unless
-/// `shared_vm`, queues the pages of `mem` (their pages id is returned);
-/// reads the close-on-exec flags of descriptors `fds` where runs of
-/// calls work.
+/// this order: with `track` gives the task a write tracker; queues the
+/// pages of `queue` (their pages id and runs are returned); reads the
+/// close-on-exec flags of the descriptors `fds` gives where runs of calls
+/// work. The descriptors are asked for after the pages are queued (the
+/// listing may run beside the injection, see
+/// [`fdscan::list_beside`]), but before the tracker, whose descriptor
+/// stays in the task.
 fn inject(
     ctx: &mut DumpCtx,
     t: &tree::Task,
-    mem: &Memory,
-    fds: Option<&[i32]>,
+    vmas: &[Vma],
+    queue: Queue,
+    fds: Listed,
     track: bool,
-    shared_vm: bool,
-) -> Result<(TaskExtra, Option<Cloexec>, Option<u32>)> {
+) -> Result<(TaskExtra, Option<Cloexec>, Queued)> {
     let pid = t.pid;
     let vpid = ctx.ns.pids.get(pid);
     let pages = &mut ctx.pages;
-    let mut runs = (!shared_vm).then(|| mem.runs.clone());
+    let frozen = ctx.frozen;
     let start = t.stat.start_time;
     let trackers = &mut ctx.trackers;
-    let vmas = &mem.vmas;
+    // The injection's round trips on one CPU (see sys::affinity); a big
+    // task's pages are copied faster with the task free to run anywhere.
+    let pin = match &queue {
+        Queue::None => true,
+        Queue::All(runs) => pages_bytes(runs) < PIN_BELOW,
+        Queue::Parts(..) => false,
+    };
+    let mut queue = Some(queue);
     let mut cloexec = None;
-    let mut pages_id = None;
+    let mut queued = None;
     let mut submit = |inj: &mut crate::sys::inject::Injector| -> Result<()> {
+        let mut list = None;
         if track {
+            list = Some(fds()?);
             let tr = super::track::Tracker::create(inj, pid, start)
                 .map_err(|source| DumpError::TrackTask { pid, source })?;
             tr.arm(vmas);
@@ -336,29 +401,44 @@ fn inject(
             trackers.insert(tr);
         }
         // The pages first: the writers copy them while the rest is read.
-        if let Some(runs) = runs.take() {
-            pages_id = Some(pages.submit(pid, vpid, runs, Some(inj))?);
+        let q = match queue.take() {
+            Some(Queue::All(runs)) => Some(pages.submit_parts(pid, vpid, runs, None, Some(inj))?),
+            Some(Queue::Parts(first, rest)) => {
+                Some(pages.submit_parts(pid, vpid, first, Some(rest), Some(inj))?)
+            }
+            Some(Queue::None) | None => None,
+        };
+        if q.as_ref()
+            .is_some_and(|(_, runs)| pages_bytes(runs) >= REAP_FROM)
+        {
+            frozen.reap_when_killed(pid);
         }
-        if let Some(fds) = fds.filter(|_| inj.runs_calls()) {
-            cloexec = Some(read_cloexec(inj, pid, fds)?);
+        queued = q;
+        let list = match list {
+            Some(l) => l,
+            None => fds()?,
+        };
+        if let Some(list) = list.filter(|_| inj.runs_calls()) {
+            cloexec = Some(read_cloexec(inj, pid, &list)?);
         }
         Ok(())
     };
-    // The injection's round trips on one CPU (see sys::affinity); a big
-    // task's pages are copied faster with the task free to run anywhere.
-    let bytes: u64 = mem.runs.iter().map(|r| r.nr_pages * maps::PAGE_SIZE).sum();
-    let vdso = mem
-        .vmas
+    let vdso = vmas
         .iter()
         .find(|v| v.name == "[vdso]" && v.prot & maps::PROT_EXEC != 0)
         .map(|v| (v.start, v.end));
-    if bytes >= REAP_FROM {
-        ctx.frozen.reap_when_killed(pid);
-    }
-    let pinned = (bytes < PIN_BELOW).then(|| crate::sys::affinity::Borrowed::here(&t.threads));
+    let pinned = pin.then(|| crate::sys::affinity::Borrowed::here(&t.threads));
     let extra = tracer::task_extra(pid, &t.threads, vdso, &mut submit);
     drop(pinned);
-    Ok((extra?, cloexec, pages_id))
+    Ok((extra?, cloexec, queued))
+}
+
+/// The pages id and the runs an injection queued, if any.
+type Queued = Option<(u32, Vec<Run>)>;
+
+/// Bytes of the present pages of `runs`.
+fn pages_bytes(runs: &[Run]) -> u64 {
+    runs.iter().map(|r| r.nr_pages * maps::PAGE_SIZE).sum()
 }
 
 /// Each descriptor's close-on-exec flag, by fd.
@@ -409,11 +489,12 @@ fn beside_fd_scan<R>(
     f: impl FnOnce(&mut DumpCtx, Listed) -> Result<R>,
 ) -> Result<(R, Vec<i32>, Vec<Fd>)> {
     let probes = ctx.probes;
+    let made = ctx.pages.made_fds();
     let mut socks = std::mem::take(&mut ctx.socks);
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let (r, scan) = std::thread::scope(|s| {
         let h = s.spawn(|| -> Result<(Vec<i32>, Vec<Fd>)> {
-            let listed = fdscan::list(pid);
+            let listed = fdscan::list_beside(pid, &made);
             // A failed listing sends nothing: its error comes with the join.
             if let Ok(l) = &listed {
                 let _ = tx.send(l.clone());

@@ -20,8 +20,11 @@
 use crate::sys::inject::Injector;
 use crate::sys::pidfd;
 use nix::fcntl::{fcntl, FcntlArg};
+use std::collections::HashSet;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 /// Bytes one pipe holds, and so one batch.
 pub const PIPE_BYTES: usize = 1 << 20;
@@ -32,14 +35,21 @@ const SPLICE_F_NONBLOCK: u64 = 2;
 /// Puts the pages of each batch (address, length pieces, at most
 /// [`PIPE_BYTES`] and 256 pieces in all) into a pipe of its own; returns
 /// each batch's pipe (read end, in crit) or None for batches left to
-/// process_vm_readv.
-pub fn fill(inj: &mut Injector, pid: i32, batches: &[&[(u64, usize)]]) -> Vec<Option<OwnedFd>> {
+/// process_vm_readv. Each run notes in `made` the descriptors it makes in
+/// the task before it is over.
+pub fn fill(
+    inj: &mut Injector,
+    pid: i32,
+    batches: &[&[(u64, usize)]],
+    made: &Made,
+) -> Vec<Option<OwnedFd>> {
     let Ok(pidfd) = pidfd::pidfd_open(pid) else {
         return batches.iter().map(|_| None).collect();
     };
     let mut out = Vec::with_capacity(batches.len());
     for group in batches.chunks(PER_RUN) {
-        match fill_some(inj, &pidfd, group) {
+        let _run = InProgress::begin(made);
+        match fill_some(inj, &pidfd, group, made) {
             Ok(pipes) => out.extend(pipes),
             // The task's state is back as it was; the rest is copied.
             Err(_) => break,
@@ -49,11 +59,65 @@ pub fn fill(inj: &mut Injector, pid: i32, batches: &[&[(u64, usize)]]) -> Vec<Op
     out
 }
 
+/// The descriptors runs of [`fill`] made in a task (each closed again in
+/// its run), for a listing of the task's descriptors taken meanwhile on
+/// another thread: the task is frozen, so its own are listed all along,
+/// and anything else listed is one of these.
+#[derive(Default)]
+pub struct Made {
+    fds: Mutex<HashSet<i32>>,
+    /// A run stopped before it knew the numbers of what it made.
+    unknown: AtomicBool,
+    /// Runs begun, and runs over (their descriptors noted).
+    begun: AtomicU64,
+    over: AtomicU64,
+}
+
+impl Made {
+    /// Once every run begun before this call is over: the descriptors
+    /// made so far, or None if some run could not tell what it made.
+    pub fn settled(&self) -> Option<MutexGuard<'_, HashSet<i32>>> {
+        let begun = self.begun.load(Ordering::SeqCst);
+        // At most one run (a few milliseconds) is in progress.
+        while self.over.load(Ordering::SeqCst) < begun {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        match self.unknown.load(Ordering::SeqCst) {
+            true => None,
+            false => Some(self.fds.lock().unwrap_or_else(|e| e.into_inner())),
+        }
+    }
+
+    fn note(&self, fds: impl Iterator<Item = i32>) {
+        self.fds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(fds);
+    }
+}
+
+/// A run of [`fill`] in progress: over when dropped.
+struct InProgress<'a>(&'a Made);
+
+impl<'a> InProgress<'a> {
+    fn begin(m: &'a Made) -> InProgress<'a> {
+        m.begun.fetch_add(1, Ordering::SeqCst);
+        InProgress(m)
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0.over.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 /// One run: a pipe per batch of `group`.
 fn fill_some(
     inj: &mut Injector,
     pidfd: &OwnedFd,
     group: &[&[(u64, usize)]],
+    noted: &Made,
 ) -> io::Result<Vec<Option<OwnedFd>>> {
     // Scratch: the pipes' fd pairs, then each batch's iovecs.
     let fds_len = group.len() * 8;
@@ -64,9 +128,14 @@ fn fill_some(
         .enumerate()
         .map(|(k, _)| (libc::SYS_pipe2, [base + 8 * k as u64, 0, 0, 0, 0, 0]))
         .collect::<Vec<_>>();
-    let made = inj.syscalls(&pipe2)?;
+    let unknown = || noted.unknown.store(true, Ordering::SeqCst);
+    let made = inj.syscalls(&pipe2).inspect_err(|_| unknown())?;
     let mut raw = vec![0u8; fds_len];
-    inj.read_scratch(0, &mut raw)?;
+    inj.read_scratch(0, &mut raw).inspect_err(|_| {
+        if made.contains(&0) {
+            unknown()
+        }
+    })?;
     // The task's fds of each pipe that was made: (read, write).
     let ends: Vec<Option<(i32, i32)>> = made
         .iter()
@@ -76,6 +145,7 @@ fn fill_some(
             (r == 0).then(|| (at(8 * k), at(8 * k + 4)))
         })
         .collect();
+    noted.note(ends.iter().flatten().flat_map(|&(r, w)| [r, w]));
     // The task's ends are closed in the run that fills the pipes (after
     // the vmsplices), or in one of their own should that run not happen.
     let close: Vec<(i64, [u64; 6])> = ends
