@@ -180,6 +180,79 @@ fn a_big_task_s_pages_are_queued_in_two_parts() {
     }
 }
 
+/// The mappings of `pid` maps shows (start, end).
+fn mappings(pid: i32) -> Vec<(u64, u64)> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let r = l.split_whitespace().next().unwrap();
+            let (a, b) = r.split_once('-').unwrap();
+            (
+                u64::from_str_radix(a, 16).unwrap(),
+                u64::from_str_radix(b, 16).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_injection_s_own_mapping_is_never_dumped() {
+    let _g = kit::serial::lock();
+    let dir = tempfile::tempdir().unwrap();
+    let result = dir.path().join("result");
+    // smaps is read beside the injection, which maps memory of its own
+    // in the task for a while: a race, so several dumps (with -R).
+    let (mut child, pid) = start(1, 192, &result);
+    struct Kill(i32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            kit::proc::kill_tree(self.0);
+        }
+    }
+    let _kill = Kill(pid);
+    let before = mappings(pid);
+    for round in 0..6 {
+        let images = dir.path().join(format!("img{round}"));
+        let d = kit::crit()
+            .args(["dump", "-R", "-t", &pid.to_string(), "-D"])
+            .arg(&images)
+            .output()
+            .unwrap();
+        assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+        let out = kit::crit()
+            .arg("show")
+            .arg(images.join(format!("mm-{pid}.img")))
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let hex = |x: &serde_json::Value| {
+            u64::from_str_radix(x.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+        };
+        let dumped: Vec<(u64, u64)> = v["entries"][0]["vmas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (hex(&m["start"]), hex(&m["end"])))
+            .collect();
+        // Each dumped VMA starts where one of the task's does (the vDSO's
+        // data pages, two mappings, are one VMA, as for CRIU).
+        assert!(
+            dumped.len() + 1 >= before.len(),
+            "round {round}: {dumped:x?}"
+        );
+        for d in &dumped {
+            assert!(
+                before.iter().any(|b| b.0 == d.0),
+                "round {round}: {d:x?} is not the task's: {before:x?}"
+            );
+        }
+        assert_eq!(mappings(pid), before, "round {round}: the task's own");
+    }
+    drop(_kill);
+    let _ = child.wait();
+}
+
 #[test]
 fn a_task_at_its_descriptor_limit_is_read_directly() {
     let _g = kit::serial::lock();

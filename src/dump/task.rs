@@ -307,6 +307,19 @@ fn memory_and_extra(
             .join()
             .unwrap_or_else(|_| Err(DumpError::MemoryReaderPanicked { pid }.into()))?;
         let (queued, (extra, cloexec, pages_id)) = queued?;
+        // smaps was read while the injection had its own mapping in the
+        // task, the one change a frozen address space sees: the task's
+        // mappings are those maps showed before it. Should that mapping
+        // have joined one of the task's, smaps is read again, now that
+        // the injection is over.
+        let vmas = match those_of(vmas, quick) {
+            Some(v) => v,
+            None => {
+                ctx.log
+                    .debug(&format!("pid {pid}: smaps read again after the injection"));
+                maps::read(pid, shmem_dev)?
+            }
+        };
         let runs = match same_layout(&vmas, quick) {
             true => queued,
             false => {
@@ -584,6 +597,20 @@ fn address_space(
 
 /// Whether smaps' VMAs (`vmas`) agree with maps' (`quick`) on all that
 /// the pagemap read took from them.
+/// The VMAs of `vmas` (smaps) that maps showed (`quick`, same start and
+/// end), or None unless every one of those is there.
+fn those_of(vmas: Vec<Vma>, quick: &[Vma]) -> Option<Vec<Vma>> {
+    let mut want = quick.iter().map(|q| (q.start, q.end)).peekable();
+    let mut out = Vec::with_capacity(quick.len());
+    for v in vmas {
+        if want.peek() == Some(&(v.start, v.end)) {
+            want.next();
+            out.push(v);
+        }
+    }
+    (want.next().is_none()).then_some(out)
+}
+
 fn same_layout(vmas: &[Vma], quick: &[Vma]) -> bool {
     vmas.len() == quick.len()
         && vmas.iter().zip(quick).all(|(a, b)| {
