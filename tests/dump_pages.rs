@@ -120,55 +120,55 @@ fn pages_go_through_pipes() {
     assert_eq!(piped, all, "every page through a pipe: {log}");
 }
 
+/// Dumps and restores one task of `mib` MiB (images kept in `dir`),
+/// checks that every page went through a pipe and that exactly the task's
+/// descriptors were dumped, and returns the task's pid and the dump log.
+fn big_round_trip(mib: u32, dir: &std::path::Path) -> (i32, String) {
+    let result = dir.join("result");
+    let (mut child, pid) = start(1, mib, &result);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let images = dir.join("img");
+    let log = round_trip_in(&mut child, 1, &result, |_| {}, &images);
+    assert_eq!(fds_dumped(&images), fds, "{log}");
+    let (all, piped) = copied(&log);
+    assert!(all >= mib as u64, "{all} MiB copied");
+    assert_eq!(piped, all, "every page through a pipe: {log}");
+    (pid, log)
+}
+
 #[test]
 fn a_big_task_has_its_descriptors_scanned_beside_its_memory() {
     let _g = kit::serial::lock();
     let dir = tempfile::tempdir().unwrap();
-    let result = dir.path().join("result");
     // 96 MiB: over the size from which the descriptors are scanned on a
     // helper thread while the injection makes (and closes) pipes in the
     // task; none of those may be taken for the task's own.
-    let (mut child, pid) = start(1, 96, &result);
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count();
-    let images = dir.path().join("img");
-    let log = round_trip_in(&mut child, 1, &result, |_| {}, &images);
-    assert_eq!(fds_dumped(&images), fds, "{log}");
+    let (_, log) = big_round_trip(96, dir.path());
     assert!(
         log.contains("descriptor(s) scanned beside the memory work"),
         "{log}"
     );
-    let (all, piped) = copied(&log);
-    assert!(all >= 96, "{all} MiB copied");
-    assert_eq!(piped, all, "every page through a pipe: {log}");
 }
 
 #[test]
 fn a_big_task_s_pages_are_queued_in_two_parts() {
     let _g = kit::serial::lock();
     let dir = tempfile::tempdir().unwrap();
-    let result = dir.path().join("result");
     // 192 MiB: the first 64 MiB of the address space are read and their
-    // pages queued before the rest is read; the task checks every page
-    // after the restore.
-    let (mut child, pid) = start(1, 192, &result);
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count();
-    let images = dir.path().join("img");
-    let log = round_trip_in(&mut child, 1, &result, |_| {}, &images);
+    // pages queued before the rest is read, the descriptors listed while
+    // the injection makes and closes its pipes; the task checks every
+    // page after the restore.
+    let (pid, log) = big_round_trip(192, dir.path());
     assert!(log.contains("pages read in two parts"), "{log}");
-    // Listed while the injection made and closed its pipes in the task.
-    assert_eq!(fds_dumped(&images), fds, "{log}");
-    let (all, piped) = copied(&log);
-    assert!(all >= 192, "{all} MiB copied");
-    assert_eq!(piped, all, "every page through a pipe: {log}");
     // One read would have given the same entries: none continues the one
     // before it with the same flags (the two parts joined at their edge).
-    let (_, entries) =
-        crit::restore::plan::read_pagemap(&images.join(format!("pagemap-{pid}.img")), Vec::new())
-            .unwrap();
+    let (_, entries) = crit::restore::plan::read_pagemap(
+        &dir.path().join("img").join(format!("pagemap-{pid}.img")),
+        Vec::new(),
+    )
+    .unwrap();
     for w in entries.windows(2) {
         let end = w[0].vaddr + w[0].nr_pages.unwrap_or(0) * 4096;
         assert!(
