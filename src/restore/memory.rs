@@ -522,8 +522,10 @@ fn mmap_source(v: &pb::VmaEntry, lay: &Layout, pid: u32) -> Result<(u64, u64, u6
 
 /// Pages are written a window of the pages file at a time: crit maps
 /// the window in, writes it and gives it back, so its own memory stays
-/// near this, whatever the task's size.
-const WINDOW: u64 = 64 << 20;
+/// near twice this (the next window is mapped in meanwhile), whatever
+/// the task's size. Measured on 1 GiB: 64 MiB and 32 MiB restore as
+/// fast (peak RSS 135 and 72 MiB); 16 MiB is a third slower.
+const WINDOW: u64 = 32 << 20;
 
 /// Writes the dumped pages (not the vdso's: those are the kernel's).
 /// Returns the bytes written.

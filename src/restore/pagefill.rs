@@ -159,7 +159,7 @@ impl Filler {
 }
 
 /// Runs `write` over `iov` (pieces of pages), on several threads of
-/// crit when there is much (64 MiB or more) and more than one CPU: a
+/// crit when there is much (16 MiB or more) and more than one CPU: a
 /// task's faults on pages scale with the threads that take them. `pid`
 /// names the task in errors.
 pub fn spread<F>(iov: &[(u64, &[u8])], pid: u32, write: F) -> Result<()>
@@ -171,7 +171,7 @@ where
         .map(|n| n.get())
         .unwrap_or(1)
         .min(8);
-    if n < 2 || total < (64 << 20) {
+    if n < 2 || total < (16 << 20) {
         return write(iov);
     }
     // Cut big runs into pieces first: a dump may record a whole run of
@@ -205,9 +205,10 @@ where
     std::thread::scope(|sc| {
         let hs: Vec<_> = parts
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(w, p)| {
                 sc.spawn(move || {
-                    crate::sys::affinity::unpin_self();
+                    crate::sys::affinity::unpin_self_onto(w);
                     write(p)
                 })
             })

@@ -53,6 +53,18 @@ pub fn unpin_self() {
     }
 }
 
+/// Like [`unpin_self`], for the `w`-th of several helpers started
+/// together: it first moves to worker `w`'s CPU, then may run on all.
+/// Helpers started by a pinned thread begin on its CPU, and the
+/// scheduler takes milliseconds to spread them; moved at once, short
+/// jobs of a few milliseconds each run in parallel from their start.
+pub fn unpin_self_onto(w: usize) {
+    if let Some(Some(c)) = CRIT.get() {
+        pin(0, &c.one(w));
+        c.release(0);
+    }
+}
+
 /// Puts thread `tid` (0: the calling thread) on `cpus`.
 pub fn pin(tid: i32, cpus: &CpuSet) {
     let _ = sched_setaffinity(Pid::from_raw(tid), cpus);
