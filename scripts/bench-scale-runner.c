@@ -16,7 +16,12 @@
  * command and of every process it or the tree spent it in, once reaped;
  * the tree's own work before the dump is not counted), RSS the command's
  * peak resident set in KiB (the largest of it and the children it waited
- * for).
+ * for). Then, after "machine", the CPU seconds the whole machine was busy
+ * (user, nice, system, irq, softirq of /proc/stat, in 1/100 s) while the
+ * dump ran and while the restore ran: what the rusage of the command
+ * leaves out (the work of the target's own threads, such as an injected
+ * vmsplice or a killed task freeing its memory, and of kernel threads)
+ * is in there, and anything else the machine did meanwhile too.
  *
  * Right before the dump and before the restore the runner touches and
  * frees fresh memory (bench-warm.h): twice what the tree holds plus
@@ -45,6 +50,22 @@ static double now(void)
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* Seconds all CPUs spent busy since boot (/proc/stat). */
+static double machine_busy(void)
+{
+	unsigned long long v[7] = {0};
+	FILE *f = fopen("/proc/stat", "r");
+	if (!f)
+		return 0;
+	int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		       &v[4], &v[5], &v[6]);
+	fclose(f);
+	if (n != 7)
+		return 0;
+	/* user, nice, system, irq, softirq; not idle, iowait, steal */
+	return (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / sysconf(_SC_CLK_TCK);
 }
 
 static double cpu_children(void)
@@ -153,9 +174,9 @@ int main(int argc, char **argv)
 	long drss, rrss;
 	int st;
 	bench_warm(warm);
-	double c0 = cpu_children();
+	double c0 = cpu_children(), m0 = machine_busy();
 	double dwall = run(argv + 6, sep - 6, root, dir, &drss, &st);
-	double dcpu = cpu_children() - c0;
+	double dcpu = cpu_children() - c0, dmach = machine_busy() - m0;
 	if (!WIFEXITED(st) || WEXITSTATUS(st)) {
 		fprintf(stderr, "bench-scale-runner: dump failed (status %d)\n", st);
 		kill(-root, SIGKILL);
@@ -167,8 +188,9 @@ int main(int argc, char **argv)
 	reap_all();
 
 	bench_warm(warm);
-	double c1 = cpu_children();
+	double c1 = cpu_children(), m1 = machine_busy();
 	double rwall = run(argv + sep + 1, argc - sep - 1, root, dir, &rrss, &st);
+	double rmach = machine_busy() - m1;
 	if (!WIFEXITED(st) || WEXITSTATUS(st)) {
 		fprintf(stderr, "bench-scale-runner: restore failed (status %d)\n", st);
 		kill(-root, SIGKILL);
@@ -197,7 +219,7 @@ int main(int argc, char **argv)
 	kill(-root, SIGKILL);
 	reap_all();
 	double rcpu = cpu_children() - c1;
-	printf("dump %.4f %.4f %ld restore %.4f %.4f %ld ok %d of %d\n", dwall, dcpu, drss, rwall,
-	       rcpu, rrss, ok, tasks);
+	printf("dump %.4f %.4f %ld restore %.4f %.4f %ld ok %d of %d machine %.2f %.2f\n", dwall,
+	       dcpu, drss, rwall, rcpu, rrss, ok, tasks, dmach, rmach);
 	return ok == tasks ? 0 : 1;
 }

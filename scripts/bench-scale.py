@@ -17,8 +17,11 @@ VM's host took back; BENCH_WARM=0 leaves that out. Without CRIU_REF
 only crit runs.
 
 Prints, per case and engine, the median and minimum of wall and CPU time
-of dump and restore, the ratios CRIU/crit of the medians, crit's peak RSS,
-and how cost grows (ms per task, s per GiB, us per fd); writes the table
+of dump and restore, the ratios CRIU/crit of the medians, how long the
+whole machine was busy during each engine's dump (median; /proc/stat, so
+in 1/100 s: it also counts the dumped task's own work, such as freeing
+its memory once killed, which rusage gives to no engine unless crit
+takes it on), crit's peak RSS, and how cost grows (ms per task, s per GiB, us per fd); writes the table
 to docs/bench-scale.md and the curves to docs/bench-scale.svg.
 
 Needs root, cc, and python3 (standard library only).
@@ -95,11 +98,12 @@ def measure(runner, scale, case, eng, work):
             capture_output=True, text=True,
         )
         f = out.stdout.split()
-        if out.returncode != 0 or len(f) < 12:
+        if out.returncode != 0 or len(f) < 15:
             raise RuntimeError(f"{name} {eng[0]}: {out.stdout.strip()} {out.stderr.strip()}")
         return {
             "dump_wall": float(f[1]), "dump_cpu": float(f[2]), "dump_rss": int(f[3]),
             "restore_wall": float(f[5]), "restore_cpu": float(f[6]), "restore_rss": int(f[7]),
+            "dump_machine": float(f[13]), "restore_machine": float(f[14]),
         }
     finally:
         shutil.rmtree(d, ignore_errors=True)
@@ -154,7 +158,7 @@ def table(cases, results, engs):
         f"{e} dump wall | {e} dump CPU | {e} restore wall | {e} restore CPU" for e in engs
     )
     if "criu" in engs:
-        head += " | dump x | restore x | dump CPU crit/criu"
+        head += " | dump x | restore x | dump CPU crit/criu | machine busy in dump, crit / criu"
     head += " | crit peak RSS dump / restore |"
     lines.append(head)
     lines.append("|" + " --- |" * (head.count("|") - 1))
@@ -170,12 +174,14 @@ def table(cases, results, engs):
                 med, mn = stats(per[e], k)
                 row.append(f"{med:.3f} ({mn:.3f})")
         if "criu" in engs and not (per["criu"] and per["crit"]):
-            row += ["-", "-", "-"]
+            row += ["-", "-", "-", "-"]
         elif "criu" in engs:
             dx = stats(per["criu"], "dump_wall")[0] / stats(per["crit"], "dump_wall")[0]
             rx = stats(per["criu"], "restore_wall")[0] / stats(per["crit"], "restore_wall")[0]
             cx = stats(per["crit"], "dump_cpu")[0] / stats(per["criu"], "dump_cpu")[0]
-            row += [f"{dx:.2f}x", f"{rx:.2f}x", f"{cx:.2f}"]
+            mc = stats(per["crit"], "dump_machine")[0]
+            mu = stats(per["criu"], "dump_machine")[0]
+            row += [f"{dx:.2f}x", f"{rx:.2f}x", f"{cx:.2f}", f"{mc:.2f} / {mu:.2f}"]
         rss_d = max((m["dump_rss"] for m in per["crit"]), default=0) / 1024
         rss_r = max((m["restore_rss"] for m in per["crit"]), default=0) / 1024
         row.append(f"{rss_d:.0f} / {rss_r:.0f} MiB")

@@ -42,9 +42,9 @@ fn peaks(tasks: u32, mib: u32) -> (u64, u64) {
         "{text} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // dump WALL CPU RSS restore WALL CPU RSS ok N of TASKS
+    // dump WALL CPU RSS restore WALL CPU RSS ok N of TASKS machine D R
     let f: Vec<&str> = text.split_whitespace().collect();
-    assert_eq!(f.len(), 12, "{text}");
+    assert_eq!(f.len(), 15, "{text}");
     assert_eq!(f[9], f[11], "every restored task checked itself: {text}");
     let kib = |s: &str| s.parse::<u64>().unwrap() / 1024;
     (kib(f[3]), kib(f[7]))
@@ -54,8 +54,10 @@ fn peaks(tasks: u32, mib: u32) -> (u64, u64) {
 fn one_large_task() {
     let (dump, restore) = peaks(1, 384);
     assert!(dump < 128, "crit dump peaked at {dump} MiB for 384 MiB");
+    // Two 32 MiB windows of the pages file are mapped at a time (about
+    // 72 MiB in all); 64 MiB windows would pass this bound.
     assert!(
-        restore < 192,
+        restore < 112,
         "crit restore peaked at {restore} MiB for 384 MiB"
     );
 }
