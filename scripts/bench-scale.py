@@ -21,8 +21,9 @@ of dump and restore, the ratios CRIU/crit of the medians, how long the
 whole machine was busy during each engine's dump (median; /proc/stat, so
 in 1/100 s: it also counts the dumped task's own work, such as freeing
 its memory once killed, which rusage gives to no engine unless crit
-takes it on), crit's peak RSS, and how cost grows (ms per task, s per GiB, us per fd); writes the table
-to docs/bench-scale.md and the curves to docs/bench-scale.svg.
+takes it on), crit's peak RSS, and how cost grows (ms per task, s per
+GiB, us per fd); writes the table to docs/bench-scale.md and the curves
+to docs/bench-scale.svg.
 
 Needs root, cc, and python3 (standard library only).
 """
