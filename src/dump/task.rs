@@ -595,8 +595,6 @@ fn address_space(
     Ok((vmas, runs))
 }
 
-/// Whether smaps' VMAs (`vmas`) agree with maps' (`quick`) on all that
-/// the pagemap read took from them.
 /// The VMAs of `vmas` (smaps) that maps showed (`quick`, same start and
 /// end), or None unless every one of those is there.
 fn those_of(vmas: Vec<Vma>, quick: &[Vma]) -> Option<Vec<Vma>> {
@@ -611,6 +609,8 @@ fn those_of(vmas: Vec<Vma>, quick: &[Vma]) -> Option<Vec<Vma>> {
     (want.next().is_none()).then_some(out)
 }
 
+/// Whether smaps' VMAs (`vmas`) agree with maps' (`quick`) on all that
+/// the pagemap read took from them.
 fn same_layout(vmas: &[Vma], quick: &[Vma]) -> bool {
     vmas.len() == quick.len()
         && vmas.iter().zip(quick).all(|(a, b)| {
