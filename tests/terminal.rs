@@ -114,3 +114,39 @@ fn a_pty_whose_master_is_outside_comes_back_as_a_new_one() {
         ]
     );
 }
+
+/// `--shell-job`: a job on a pty whose master is outside the tree (a
+/// terminal emulator's, sshd's) comes back on the terminal crit restores
+/// from, as criu --shell-job does, and not on its old pts even where that
+/// still exists (it may be another session's by then).
+#[test]
+fn a_shell_job_comes_back_on_the_terminal_crit_restores_from() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let kit = Kit::new();
+    let (master, slave) = open_pty();
+    let prog = kit.start("ptyjob", &[&slave]);
+    assert!(converse(&master, "one").contains("got:one"));
+    let img = kit.path("img");
+    ok(&kit.dump(prog.pid, &img, &["--shell-job"]));
+    let mut prog = prog;
+    let _ = prog.child.wait();
+    let (master2, slave2) = open_pty();
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&slave2)
+        .unwrap();
+    let o = kit::crit()
+        .args(["restore", "-d", "--shell-job", "-D", img.to_str().unwrap()])
+        .stdin(tty)
+        .output()
+        .unwrap();
+    let fd0 = std::fs::read_link(format!("/proc/{}/fd/0", prog.pid));
+    ok(&o);
+    let talk = converse(&master2, "two");
+    kill_tree(prog.pid);
+    drop(master);
+    assert_eq!(fd0.unwrap().to_str(), Some(slave2.as_str()), "not {slave}");
+    assert!(talk.contains("got:two"), "{talk:?}");
+}

@@ -25,6 +25,8 @@ const O_NONBLOCK: u32 = 0o4000;
 const O_APPEND: u32 = 0o2000;
 const O_DIRECTORY: u32 = 0o200000;
 const O_PATH: u32 = 0o10000000;
+/// Opening a terminal must not make it crit's controlling one.
+const O_NOCTTY: u32 = 0o400;
 
 fn open_path(name: &str, flags: u32) -> std::io::Result<std::fs::File> {
     let mut o = OpenOptions::new();
@@ -36,7 +38,7 @@ fn open_path(name: &str, flags: u32) -> std::io::Result<std::fs::File> {
     // Keep the status flags that matter for the open file; creation flags
     // are meaningless now.
     let keep = flags
-        & (O_NONBLOCK | O_APPEND | O_DIRECTORY | O_PATH | 0o4010000 /* O_SYNC */ | 0o40000 /* O_DIRECT */ | 0o1000000/* O_NOATIME */);
+        & (O_NONBLOCK | O_APPEND | O_DIRECTORY | O_PATH | O_NOCTTY | 0o4010000 /* O_SYNC */ | 0o40000 /* O_DIRECT */ | 0o1000000/* O_NOATIME */);
     o.custom_flags((keep | 0o2000000/* O_CLOEXEC */) as i32);
     o.open(name)
 }
@@ -51,14 +53,47 @@ pub fn open_reg(r: &pb::RegFileEntry, pid: u32) -> Result<OwnedFd> {
         source,
     })?;
     check_unchanged(r, &f, pid)?;
-    f.seek(SeekFrom::Start(r.pos))
-        .map_err(|source| FileError::Seek {
-            pid,
-            id: r.id,
-            name: r.name.clone(),
-            pos: r.pos,
+    // A file opens at 0; devices that do not seek (terminals) stay there.
+    if r.pos != 0 {
+        f.seek(SeekFrom::Start(r.pos))
+            .map_err(|source| FileError::Seek {
+                pid,
+                id: r.id,
+                name: r.name.clone(),
+                pos: r.pos,
+                source,
+            })?;
+    }
+    Ok(f.into())
+}
+
+/// crit's own terminal, opened anew with a shell job's flags for its
+/// terminal file `id`: with `--shell-job` the job comes back on the
+/// terminal crit runs on, as criu --shell-job gives it criu's. By its own
+/// path (`/dev/pts/N`, what `ttyname` shows): the first of crit's stdin,
+/// stdout and stderr that is a terminal, through /proc/self/fd; else
+/// `/dev/tty`. Not checked against the dumped file's mode: it is another
+/// terminal.
+fn own_terminal(id: u32, flags: u32, pid: u32) -> Result<OwnedFd> {
+    let flags = flags | O_NOCTTY;
+    use std::io::IsTerminal;
+    let ttys = [
+        std::io::stdin().is_terminal(),
+        std::io::stdout().is_terminal(),
+        std::io::stderr().is_terminal(),
+    ];
+    let mine = (0..3)
+        .filter(|&n| ttys[n])
+        .find_map(|n| open_path(&format!("/proc/self/fd/{n}"), flags).ok());
+    let f = match mine {
+        Some(f) => f,
+        None => open_path("/dev/tty", flags).map_err(|source| FileError::IoArg {
+            on: On::PidFile { pid, id },
+            what: "open",
+            arg: "/dev/tty (crit's terminal, for --shell-job)".into(),
             source,
-        })?;
+        })?,
+    };
     Ok(f.into())
 }
 
@@ -204,12 +239,15 @@ pub fn open_fifos(plan: &Plan, res: &mut Reservoir) -> Result<()> {
     Ok(())
 }
 
-/// Opens every regular-file entry some task has as an fd, and every file
-/// some VMA maps or that is a task's exe.
-fn is_terminal_path(p: &str) -> bool {
-    p.starts_with("/dev/pts/") || p.starts_with("/dev/tty") || p == "/dev/console"
+/// A pty slave: a shell job's terminal, whose master (the terminal
+/// emulator's, sshd's) is outside the tree (crit refuses pty pairs inside
+/// it); crit dumps it as a regular file by its path.
+fn is_pty_slave(p: &str) -> bool {
+    p.starts_with("/dev/pts/")
 }
 
+/// Opens every regular-file entry some task has as an fd, and every file
+/// some VMA maps or that is a task's exe.
 pub fn open_regular(
     plan: &Plan,
     res: &mut Reservoir,
@@ -224,16 +262,11 @@ pub fn open_regular(
             }
             let f = plan.file(fd.id, t.pid)?;
             if let Some(r) = &f.reg {
-                let opened = match open_reg(r, t.pid) {
-                    // A shell job's terminal that is gone: the job comes
-                    // back on crit's terminal, as criu --shell-job does.
-                    Err(_) if shell_job && is_terminal_path(&r.name) => {
-                        let mut rr = r.clone();
-                        rr.name = "/dev/tty".into();
-                        rr.pos = 0;
-                        open_reg(&rr, t.pid)?
-                    }
-                    other => other?,
+                // Not by its old path even where that exists: it may be
+                // another session's terminal now.
+                let opened = match shell_job && is_pty_slave(&r.name) {
+                    true => own_terminal(fd.id, r.flags, t.pid)?,
+                    false => open_reg(r, t.pid)?,
                 };
                 res.by_id.insert(fd.id, opened);
             } else if let Some(tty) = &f.tty {
@@ -246,13 +279,8 @@ pub fn open_regular(
                     res.by_id.insert(fd.id, slave);
                     continue;
                 }
-                let r = pb::RegFileEntry {
-                    id: fd.id,
-                    flags: tty.flags,
-                    name: "/dev/tty".into(),
-                    ..Default::default()
-                };
-                res.by_id.insert(fd.id, open_reg(&r, t.pid)?);
+                res.by_id
+                    .insert(fd.id, own_terminal(fd.id, tty.flags, t.pid)?);
             }
         }
         let mut want: Vec<(u32, bool)> = vec![(t.mm.exe_file_id, false)];
