@@ -446,6 +446,17 @@ fn posix_timers_come_back_with_their_ids() {
     assert!(answers[0].starts_with("OK"), "{answers:?}");
 }
 
+/// Descriptor state the kernel keeps apart from the file, through our
+/// dump: an EFD_SEMAPHORE eventfd (its flag kept in the image: see
+/// `model::file::EFD_SEMAPHORE_MARK`), a plain eventfd's count, and a
+/// periodic timerfd that expired unread (running on, its expiration
+/// pending) (`rfdkinds.c`).
+#[test]
+fn eventfd_and_timerfd_state_comes_back() {
+    let answers = self_checking("rfdkinds", 1, &["main"]);
+    assert!(answers[0].starts_with("OK"), "{answers:?}");
+}
+
 /// Memory layout and contents, registers (vector and callee-saved) across
 /// the interrupted read(), mm fields, auxv, exe, signal action, itimer,
 /// rlimits, personality, cwd, umask, name, pdeath signal, dumpable, rseq,

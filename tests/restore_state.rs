@@ -320,6 +320,53 @@ fn timerfd_pending_expirations_are_restored() {
     assert!(matches!(got, Ok(Ok(n)) if n >= 3), "{got:?}");
 }
 
+/// A periodic timerfd that expired with nobody reading it has no time
+/// left in its image (fdinfo shows 0 until a read rearms it): it comes
+/// back running, its pending expiration kept, and fires again.
+#[test]
+fn an_expired_periodic_timerfd_runs_on() {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let _g = lock();
+    if !prepare_fixtures() {
+        return;
+    }
+    if !require_free("kitchen") {
+        return;
+    }
+    let d = copy_images("kitchen");
+    edit_json(&d.path().join("files.img"), |v| {
+        for e in v["entries"].as_array_mut().unwrap() {
+            if e["tfd"].is_object() {
+                for (k, n) in [
+                    ("vsec", 0),
+                    ("vnsec", 0),
+                    ("isec", 0),
+                    ("insec", 10_000_000),
+                ] {
+                    e["tfd"][k] = serde_json::json!(n);
+                }
+                e["tfd"]["ticks"] = serde_json::json!(1);
+            }
+        }
+    });
+    let out = restore_dir(d.path(), &["--tcp-established"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    // fd 11 of the parent is the timerfd: its pending expiration, then
+    // the next one within a second.
+    let got = crit::sys::pidfd::getfd(26773, 11).map(|fd| {
+        let mut f = std::fs::File::from(fd);
+        let mut b = [0u8; 8];
+        let first = f.read_exact(&mut b).map(|_| u64::from_ne_bytes(b));
+        let mut p = [PollFd::new(f.as_fd(), PollFlags::POLLIN)];
+        (first.ok(), poll(&mut p, PollTimeout::from(1000u16)).ok())
+    });
+    cleanup("kitchen");
+    assert!(out.status.success(), "{stderr}");
+    assert!(matches!(got, Ok((Some(n), Some(1))) if n >= 1), "{got:?}");
+}
+
 /// An outside peer is reached with the task's own supplementary groups,
 /// not crit's: a socket file open to group 0 only is refused to a task of
 /// uid 1000 without group 0 (crit, as root, has it), and reached by the

@@ -160,10 +160,15 @@ pub fn dump_fd(ctx: &mut DumpCtx, pid: i32, fd: &Fd, id: u32) -> Result<()> {
 
 fn eventfd(files: &mut FileTable, pid: i32, fd: &Fd, id: u32) -> Result<()> {
     let counter = hex(pid, fd, field(pid, fd, "eventfd-count")?)?;
+    // fdinfo shows EFD_SEMAPHORE since Linux 6.6; see EFD_SEMAPHORE_MARK.
+    let semaphore = fdinfo_field(&fd.info, "eventfd-semaphore").is_some_and(|v| v.trim() == "1");
     files.push(FD_EVENTFD, id, |e| {
         e.efd = Some(pb::EventfdFileEntry {
             id,
-            flags: fd.flags,
+            flags: match semaphore {
+                true => fd.flags | crate::model::file::EFD_SEMAPHORE_MARK,
+                false => fd.flags,
+            },
             fown: fd.fown,
             counter,
         })

@@ -1,8 +1,16 @@
 //! What crit knows of a file beyond its path: the ELF build id that CRIU
 //! records to tell whether a file at restore is the one dumped, and the
-//! check itself (size, mode, build id, as CRIU 4.2's validate_file).
+//! check itself (size, mode, build id, as CRIU 4.2's validate_file); and
+//! what crit's images add to CRIU's file entries.
 
 use crate::image::pb;
+
+/// Bit 0 of an eventfd entry's flags, in crit's images: the eventfd is
+/// EFD_SEMAPHORE, for which CRIU's image has no field. An eventfd's own
+/// flags are O_RDWR, so the bit is otherwise clear, and CRIU's restore
+/// ignores it (F_SETFL drops the access mode): such an image restores
+/// under CRIU as it always did, without the flag.
+pub const EFD_SEMAPHORE_MARK: u32 = 1;
 
 /// The GNU build id of an ELF file, as CRIU stores it (u32 words), read
 /// from the notes of its first MiB (CRIU maps no more); empty when there

@@ -127,13 +127,7 @@ fn read_ghost(p: &std::path::Path) -> Result<(pb::GhostFileEntry, Vec<u8>)> {
     };
     if head.chunks.unwrap_or(false) {
         while let Some(e) = rd.next_entry()? {
-            let c = <pb::GhostChunkEntry as prost::Message>::decode(e.message).map_err(|err| {
-                Error::Image {
-                    file: file.name.clone(),
-                    offset: e.message_offset(),
-                    msg: format!("bad chunk: {err}"),
-                }
-            })?;
+            let c: pb::GhostChunkEntry = e.decode()?;
             let end = (c.off + c.len) as usize;
             if data.len() < end {
                 data.resize(end, 0);
@@ -320,7 +314,11 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
         let id = f.id;
         let fd: Option<OwnedFd> = if let Some(e) = &f.efd {
             use nix::sys::eventfd::{EfdFlags, EventFd};
-            let fl = EfdFlags::from_bits_truncate((e.flags & 0o4000) as i32 | libc::EFD_CLOEXEC);
+            let mut fl =
+                EfdFlags::from_bits_truncate((e.flags & 0o4000) as i32 | libc::EFD_CLOEXEC);
+            if e.flags & crate::model::file::EFD_SEMAPHORE_MARK != 0 {
+                fl |= EfdFlags::EFD_SEMAPHORE;
+            }
             // The counter may exceed 32 bits: written, not given at creation.
             let fd: OwnedFd = EventFd::from_value_and_flags(0, fl)
                 .map_err(|source| FileError::Nix {
@@ -414,11 +412,19 @@ fn timerfd(t: &pb::TimerfdEntry, id: u32) -> Result<OwnedFd> {
         what: "timerfd",
         source,
     })?;
-    let value = TimeSpec::new(t.vsec as i64, t.vnsec as i64);
+    let periodic = t.isec != 0 || t.insec != 0;
+    // A periodic timer that expired with nobody reading it yet shows no
+    // time left (the kernel rearms it on the read, and fdinfo does not):
+    // it runs on, its next expiry an interval away.
+    let (vsec, vnsec) = match (t.vsec, t.vnsec) {
+        (0, 0) if periodic => (t.isec, t.insec),
+        v => v,
+    };
+    let value = TimeSpec::new(vsec as i64, vnsec as i64);
     let interval = TimeSpec::new(t.isec as i64, t.insec as i64);
-    if t.vsec != 0 || t.vnsec != 0 {
+    if vsec != 0 || vnsec != 0 {
         // The images hold the time left, so it is set relative.
-        let exp = if t.isec != 0 || t.insec != 0 {
+        let exp = if periodic {
             Expiration::IntervalDelayed(value, interval)
         } else {
             Expiration::OneShot(value)
