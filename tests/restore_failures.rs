@@ -89,6 +89,61 @@ fn failure_after_fork_kills_the_tree_and_removes_socket_files() {
     );
 }
 
+/// A page image removed from the directory is named as missing, not as
+/// one that holds too few bytes.
+#[test]
+fn a_missing_page_image_is_named() {
+    let _g = lock();
+    if !prepare_fixtures() {
+        return;
+    }
+    if !require_free("usk_server") {
+        return;
+    }
+    let d = copy_images("usk_server");
+    std::fs::remove_file(d.path().join("pages-1.img")).unwrap();
+    let out = fixture_crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let msg = one_line_error(&out);
+    assert!(msg.contains("pid 26727: pages-1.img is missing"), "{msg}");
+    assert!(!alive(26727), "the failed tree is still running");
+}
+
+/// A task's fdinfo image removed from the directory: CRIU writes none for
+/// a task without descriptors, but the sockets of files.img that no task
+/// holds then show the image was lost.
+#[test]
+fn a_lost_fdinfo_image_is_named() {
+    let _g = lock();
+    if !prepare_fixtures() {
+        return;
+    }
+    if !require_free("usk_server") {
+        return;
+    }
+    let d = copy_images("usk_server");
+    let fdinfo = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("fdinfo-"))
+        .unwrap();
+    std::fs::remove_file(d.path().join(&fdinfo)).unwrap();
+    let out = fixture_crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let msg = one_line_error(&out);
+    assert!(
+        msg.contains(&format!("pid 26727: {fdinfo} is missing")),
+        "{msg}"
+    );
+    assert!(!alive(26727), "the failed tree is still running");
+}
+
 #[test]
 fn failure_in_a_child_task_kills_the_whole_tree() {
     let _g = lock();

@@ -91,7 +91,7 @@ pub struct PageRun {
 /// (left to a lazy-pages daemon, which may hold the pages elsewhere).
 pub fn page_runs(
     task: &Task,
-    pages_len: u64,
+    pages_len: Option<u64>,
     lazy: &std::collections::HashSet<u64>,
 ) -> Result<Vec<PageRun>> {
     let mut runs = Vec::new();
@@ -110,11 +110,19 @@ pub fn page_runs(
             }
             Held::Here(off) => off,
         };
-        if off + r.bytes() > pages_len {
+        let Some(len) = pages_len else {
+            return Err(TaskError::PagesMissing {
+                pid: task.pid,
+                pages_id: task.pages_id,
+                vaddr: r.vaddr,
+            }
+            .into());
+        };
+        if off + r.bytes() > len {
             return Err(TaskError::PagesShort {
                 pid: task.pid,
                 pages_id: task.pages_id,
-                len: pages_len,
+                len,
                 vaddr: r.vaddr,
             }
             .into());
@@ -291,13 +299,13 @@ pub fn rebuild(
     refuse_unsupported(task)?;
     let own = pages.and_then(|p| p.own.as_ref());
     let parents: &[ParentPages] = pages.map_or(&[], |p| &p.parents);
-    let pages_len = own.map_or(0, |m| m.bytes().len());
+    let pages_len = own.map(|m| m.bytes().len() as u64);
     // Lazy pages are left to the lazy-pages daemon.
     let skip: std::collections::HashSet<u64> = match mem.lazy.is_some() {
         true => super::lazy::lazy_runs(task).iter().map(|r| r.0).collect(),
         false => Default::default(),
     };
-    let runs = page_runs(task, pages_len as u64, &skip)?;
+    let runs = page_runs(task, pages_len, &skip)?;
     unmap_all_but(t, pid, sp, (scratch, scratch + scratch_len))?;
     let dumped_vdso = vdso_pages(task, &runs, own, parents);
     super::vdso::place(t, task, sp, mem.vdso, dumped_vdso, keep, log)?;

@@ -113,6 +113,49 @@ impl FileTable {
     }
 }
 
+/// Refuses a directory that lost a task's fdinfo image. CRIU writes none
+/// for a task without descriptors, so a missing one reads as empty; but
+/// then a file only a descriptor can hold (a pipe, a socket, an eventfd,
+/// epoll, signalfd, timerfd, inotify, fanotify) that no task has and no
+/// queued message carries says the image was there.
+fn check_fdinfo_lost(
+    dir: &Path,
+    tasks: &[Task],
+    files: &FileTable,
+    packets: &[Packet],
+) -> Result<()> {
+    let Some(t) = tasks.iter().find(|t| {
+        t.zombie.is_none() && !img(dir, &format!("fdinfo-{}.img", t.ids.files_id)).exists()
+    }) else {
+        return Ok(());
+    };
+    let held: std::collections::HashSet<u32> = tasks
+        .iter()
+        .flat_map(|t| t.fds.iter().map(|f| f.id))
+        .chain(packets.iter().flat_map(|p| p.rights.iter().copied()))
+        .collect();
+    let only_fd = |f: &pb::FileEntry| {
+        f.pipe.is_some()
+            || f.usk.is_some()
+            || f.isk.is_some()
+            || f.efd.is_some()
+            || f.epfd.is_some()
+            || f.sgfd.is_some()
+            || f.tfd.is_some()
+            || f.ify.is_some()
+            || f.ffy.is_some()
+    };
+    match files.values().find(|f| only_fd(f) && !held.contains(&f.id)) {
+        Some(f) => Err(SetupError::FdinfoLost {
+            pid: t.pid,
+            files_id: t.ids.files_id,
+            id: f.id,
+        }
+        .into()),
+        None => Ok(()),
+    }
+}
+
 /// Everything read from the images directory.
 pub struct Plan {
     pub dir: PathBuf,
@@ -257,6 +300,7 @@ impl Plan {
         }
         let pipe_data = pd("pipes-data.img", "PIPES_DATA")?;
         let fifo_data = pd("fifo-data.img", "FIFO_DATA")?;
+        check_fdinfo_lost(dir, &tasks, &files, &packets)?;
         let unix = unix_model(&files, &tasks, &packets)?;
         let tpath = img(dir, "tty-info.img");
         let ttys: HashMap<u32, pb::TtyInfoEntry> = if tpath.exists() {

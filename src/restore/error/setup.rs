@@ -36,6 +36,8 @@ pub enum SetupError {
     },
 
     // ---- The images, checked before anything is made.
+    #[error("pid {pid}: fdinfo-{files_id}.img is missing, yet files.img holds descriptor file id {id} that no task has: the images are incomplete")]
+    FdinfoLost { pid: u32, files_id: u32, id: u32 },
     #[error("{}: {why}", path.display())]
     Inventory { path: PathBuf, why: InventoryFault },
     #[error("{}: no task", path.display())]

@@ -39,6 +39,8 @@ pub enum TaskError {
     PagesInParent { pid: u32, vaddr: u64 },
     #[error("pid {pid}: pagemap-{pid}.img: pages at {vaddr:#x} are lazy (served by a page server), not in the images")]
     PagesLazy { pid: u32, vaddr: u64 },
+    #[error("pid {pid}: pages-{pages_id}.img is missing; the pagemap needs pages from it (at {vaddr:#x})")]
+    PagesMissing { pid: u32, pages_id: u32, vaddr: u64 },
     #[error("pid {pid}: pages-{pages_id}.img: holds {len} bytes, the pagemap needs more (at {vaddr:#x})")]
     PagesShort {
         pid: u32,
