@@ -205,6 +205,10 @@ pub enum DumpError {
         #[source]
         seizing: Option<io::Error>,
     },
+    /// A task of the frozen tree died (SIGKILL reaches a traced task)
+    /// and the dump failed on what it left: `then` is that failure.
+    #[error("pid {pid} died during the dump (killed); the dump stopped on it: {then}")]
+    DiedDuring { pid: i32, then: String },
     /// A thread could not be seized; `tracer` is who traces it already.
     #[error("freeze pid {pid}: {source}{}", TracedBy(*.tracer))]
     Seize {

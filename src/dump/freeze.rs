@@ -90,6 +90,23 @@ impl Frozen {
     }
 
     /// Lets the tree go: resumed as it was, or killed (`kill`).
+    /// The first task of the tree (in pstree order) that died since it
+    /// was frozen, if any: a failed dump reports it, not the failure it
+    /// caused (a descriptor that vanished, a call on a dead task).
+    pub fn first_died(&self) -> Option<i32> {
+        let dead = |pid: i32| match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(s) => s
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| matches!(r.trim_start().chars().next(), Some('Z' | 'X'))),
+            Err(_) => true,
+        };
+        self.tasks
+            .iter()
+            .filter(|t| !t.zombie)
+            .map(|t| t.pid)
+            .find(|&pid| dead(pid))
+    }
+
     pub fn release(mut self, kill: bool) -> Result<()> {
         match self.set.take() {
             Some(f) if kill => {

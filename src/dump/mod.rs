@@ -181,6 +181,14 @@ pub fn dump_into(
     let mut s = match res {
         Ok(s) => s,
         Err(e) => {
+            let e = match frozen.first_died() {
+                Some(pid) => DumpError::DiedDuring {
+                    pid,
+                    then: e.to_string(),
+                }
+                .into(),
+                None => e,
+            };
             log.info(&format!("dump failed, resuming the tree: {e}"));
             net_unlock();
             for w in tcp.resume() {
