@@ -52,6 +52,24 @@ fn truncated_files() {
     assert_fails(&o, "<stdin>: at byte 8: entry claims");
 }
 
+/// Each image type has one first magic, as CRIU's loader expects: another
+/// one is refused (writing the image back would change it).
+#[test]
+fn a_first_magic_that_does_not_fit_the_image_is_refused() {
+    let img = files_img();
+    let mut service = img.clone();
+    service[..4].copy_from_slice(&0x5510_5940u32.to_le_bytes());
+    decode_fails(
+        &service,
+        "at byte 0: FILES starts with the service magic; FILES images start with the common magic",
+    );
+    decode_fails(&img[4..], "FILES starts with its own magic");
+    let inv = std::fs::read(testdata().join("criu-4.2/counter/inventory.img")).unwrap();
+    let mut common = 0x5456_4319u32.to_le_bytes().to_vec();
+    common.extend_from_slice(&inv);
+    decode_fails(&common, "INVENTORY images start with their own magic");
+}
+
 #[test]
 fn empty_file() {
     decode_fails(b"", "empty file");

@@ -1041,3 +1041,32 @@ fn concurrent_edits_both_land() {
         );
     }
 }
+
+/// An entry lacking a field the proto requires (an empty `ext` message
+/// added to the first entry) is refused, as `crit decode` and CRIU's
+/// loader refuse it, with the file's offset; nothing is written.
+#[test]
+fn an_entry_lacking_a_required_field_is_refused() {
+    let t = copy_fixture("usk_pair");
+    let d = t.path();
+    let path = d.join("files.img");
+    let mut img = std::fs::read(&path).unwrap();
+    // Magic (8 bytes), then the first entry's length and message.
+    let len = u32::from_le_bytes(img[8..12].try_into().unwrap());
+    let end = 12 + len as usize;
+    img.splice(end..end, [0x7a, 0x00]);
+    img[8..12].copy_from_slice(&(len + 2).to_le_bytes());
+    std::fs::write(&path, &img).unwrap();
+    let before = snapshot(d);
+    let err = refused(&edit(d, &["--external", "306124=@service"]));
+    // The empty message starts after its tag and length.
+    assert_eq!(
+        err,
+        format!(
+            "crit: {}: at byte {}: ext_file_entry lacks required field id",
+            path.display(),
+            end + 2
+        )
+    );
+    assert_eq!(snapshot(d), before, "an edit refused changes nothing");
+}

@@ -3,7 +3,7 @@
 //! copies every entry that did not change verbatim, so fields crit's
 //! schema does not know, and any encoding quirk, survive the edit.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::entry::{write_entry, EntryReader};
 use crate::image::pb;
 use crate::image::typed::Mapped;
@@ -42,11 +42,7 @@ impl FilesImg {
             .to_vec();
         let mut entries = Vec::new();
         while let Some(e) = rd.next_entry()? {
-            let fe = pb::FileEntry::decode(e.message).map_err(|err| Error::Image {
-                file: name.clone(),
-                offset: e.offset,
-                msg: format!("bad file_entry: {err}"),
-            })?;
+            let fe: pb::FileEntry = e.decode()?;
             entries.push(Entry {
                 offset: e.offset,
                 raw: e.message.to_vec(),

@@ -92,7 +92,6 @@ use crate::json::decode::{self, Style};
 use crate::json::writer::JsonWriter;
 use error::{DirFault, EditError, PathFault};
 use files_img::{encode, FilesImg};
-use prost::Message;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::Write;
@@ -256,11 +255,7 @@ fn read_queues(path: &Path) -> Result<Queues> {
     let mut src = m.source();
     let mut rd = EntryReader::expect(&mut src, "SK_QUEUES")?;
     while let Some(e) = rd.next_entry()? {
-        let p = pb::SkPacketEntry::decode(e.message).map_err(|err| Error::Image {
-            file: e.file.to_string(),
-            offset: e.offset,
-            msg: format!("bad sk_packet_entry: {err}"),
-        })?;
+        let p: pb::SkPacketEntry = e.decode()?;
         let slot = q.entry(p.id_for).or_insert((0, 0));
         slot.0 += 1;
         slot.1 += u64::from(p.length);

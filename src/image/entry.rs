@@ -45,17 +45,42 @@ pub fn read_magic(src: &mut Source) -> Result<&'static Magic> {
     let Some(mut v) = u32_or_eof(src, "magic")? else {
         return Err(src.err(0, "empty file: no magic"));
     };
-    if v == IMG_COMMON || v == IMG_SERVICE {
+    let header = match v {
+        IMG_COMMON => Header::Common,
+        IMG_SERVICE => Header::Service,
+        _ => Header::Bare,
+    };
+    if header != Header::Bare {
         v = u32_or_eof(src, "magic")?
             .ok_or_else(|| src.err(4, "truncated magic: the file ends after the common magic"))?;
     }
-    magic::by_value(v).ok_or_else(|| {
+    let m = magic::by_value(v).ok_or_else(|| {
         let at = src.pos() - 4;
         src.err(
             at,
             format!("unknown magic {v:#x}: not a CRIU image (raw data such as pages-*.img has no magic)"),
         )
-    })
+    })?;
+    // As CRIU's loader: each image type has one first magic (writing it
+    // back would otherwise change the file).
+    if m.header != header {
+        let name = |h: Header, own: &'static str| match h {
+            Header::Bare => own,
+            Header::Common => "the common magic",
+            Header::Service => "the service magic",
+        };
+        return Err(src.err(
+            0,
+            format!(
+                "{} starts with {}; {} images start with {}",
+                m.name,
+                name(header, "its own magic"),
+                m.name,
+                name(m.header, "their own magic")
+            ),
+        ));
+    }
+    Ok(m)
 }
 
 /// Which message entry `index` (from 0) of a `layout` image holds (an
@@ -93,13 +118,22 @@ impl Entry<'_> {
         self.offset + 4
     }
 
-    /// The message decoded as `T`; an error names the file and the entry.
+    /// The message decoded as `T`, with every required field there (as
+    /// CRIU reads it); an error names the file and the entry.
     pub fn decode<T: Message + Default>(&self) -> Result<T> {
-        T::decode(self.message).map_err(|e| Error::Image {
+        let m = T::decode(self.message).map_err(|e| Error::Image {
             file: self.file.to_string(),
             offset: self.offset,
             msg: format!("bad entry: {e}"),
-        })
+        })?;
+        match super::schema::lacks_required(self.msg, self.message) {
+            None => Ok(m),
+            Some((at, what)) => Err(Error::Image {
+                file: self.file.to_string(),
+                offset: self.message_offset() + at as u64,
+                msg: what,
+            }),
+        }
     }
 }
 

@@ -72,6 +72,54 @@ pub struct EnumDesc {
 
 include!(concat!(env!("OUT_DIR"), "/schema_tables.rs"));
 
+/// The first required field (proto2) missing from message `msg` (an index
+/// into [`MESSAGES`]) held in `buf`, or from a message nested in it: the
+/// offset in `buf` of the message that lacks it, and what. What CRIU's
+/// loader (protobuf-c) and `crit decode` refuse, and prost lets pass.
+/// Malformed wire data is left to the decoder that follows.
+pub fn lacks_required(msg: usize, buf: &[u8]) -> Option<(usize, String)> {
+    lacks_required_at(msg, buf, 0, 0)
+}
+
+fn lacks_required_at(msg: usize, buf: &[u8], at: usize, depth: usize) -> Option<(usize, String)> {
+    let desc = MESSAGES.get(msg)?;
+    // CRIU's messages nest a few levels; deeper is malformed input.
+    if depth > 32 {
+        return None;
+    }
+    let n = desc.fields.len();
+    let (mut inline, mut heap) = ([false; 64], Vec::new());
+    let seen: &mut [bool] = if n <= 64 {
+        &mut inline[..n]
+    } else {
+        heap.resize(n, false);
+        &mut heap
+    };
+    for f in super::wire::Fields::new(buf) {
+        let f = f.ok()?;
+        let Some(i) = desc.field_by_number(f.number) else {
+            continue;
+        };
+        if let Some(s) = seen.get_mut(i) {
+            *s = true;
+        }
+        if let (Kind::Message(m), super::wire::LEN) = (desc.fields[i].kind, f.wire) {
+            let inner = at + f.offset + (f.raw.len() - f.data.len());
+            if let Some(missing) = lacks_required_at(m, f.data, inner, depth + 1) {
+                return Some(missing);
+            }
+        }
+    }
+    desc.fields
+        .iter()
+        .enumerate()
+        .find(|&(i, f)| f.label == Label::Required && !seen[i])
+        .map(|(_, f)| {
+            let short = desc.name.rsplit('.').next().unwrap_or(desc.name);
+            (at, format!("{short} lacks required field {}", f.name))
+        })
+}
+
 impl MessageDesc {
     /// The field with this number, if the message has one.
     pub fn field_by_number(&self, number: u32) -> Option<usize> {
