@@ -89,7 +89,6 @@ impl Frozen {
         self.reap.borrow_mut().push(pid);
     }
 
-    /// Lets the tree go: resumed as it was, or killed (`kill`).
     /// The first task of the tree (in pstree order) that died since it
     /// was frozen, if any: a failed dump reports it, not the failure it
     /// caused (a descriptor that vanished, a call on a dead task).
@@ -107,6 +106,7 @@ impl Frozen {
             .find(|&pid| dead(pid))
     }
 
+    /// Lets the tree go: resumed as it was, or killed (`kill`).
     pub fn release(mut self, kill: bool) -> Result<()> {
         match self.set.take() {
             Some(f) if kill => {

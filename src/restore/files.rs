@@ -75,8 +75,8 @@ pub fn open_reg(r: &pb::RegFileEntry, pid: u32) -> Result<OwnedFd> {
 /// `/dev/tty`. Not checked against the dumped file's mode: it is another
 /// terminal.
 fn own_terminal(id: u32, flags: u32, pid: u32) -> Result<OwnedFd> {
-    let flags = flags | O_NOCTTY;
     use std::io::IsTerminal;
+    let flags = flags | O_NOCTTY;
     let ttys = [
         std::io::stdin().is_terminal(),
         std::io::stdout().is_terminal(),

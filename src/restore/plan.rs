@@ -115,9 +115,10 @@ impl FileTable {
 
 /// Refuses a directory that lost a task's fdinfo image. CRIU writes none
 /// for a task without descriptors, so a missing one reads as empty; but
-/// then a file only a descriptor can hold (a pipe, a socket, an eventfd,
-/// epoll, signalfd, timerfd, inotify, fanotify) that no task has and no
-/// queued message carries says the image was there.
+/// then a file only a descriptor can hold (a pipe, an inet socket, an
+/// eventfd, epoll, signalfd, timerfd, inotify, fanotify) that no task has
+/// and no queued message carries says the image was there. Unix sockets
+/// do not tell: the entry of an outside peer is held by no task.
 fn check_fdinfo_lost(
     dir: &Path,
     tasks: &[Task],
@@ -136,7 +137,6 @@ fn check_fdinfo_lost(
         .collect();
     let only_fd = |f: &pb::FileEntry| {
         f.pipe.is_some()
-            || f.usk.is_some()
             || f.isk.is_some()
             || f.efd.is_some()
             || f.epfd.is_some()
