@@ -598,6 +598,12 @@ fn dump(a: DumpArgs) -> crit::error::Result<()> {
         page_server: a.page_server.get()?,
     };
     let summary = crit::dump::dump(&opts)?;
+    // As CRIU would refuse the dump, say so before the restore refuses.
+    if let Some((pid, sid)) = summary.session_outside {
+        eprintln!(
+            "crit: note: pid {pid} leads no session (its session {sid} is outside the tree): restore it with --shell-job"
+        );
+    }
     eprintln!("crit: {summary}");
     Ok(())
 }

@@ -318,3 +318,21 @@ fn restore_right_after_the_dump_waits_for_the_pid() {
     ok(&o);
     assert!(back, "the task runs again with its pid");
 }
+
+/// A root that leads no session is dumped without --shell-job (the choice
+/// is the restore's, which refuses it without the option), with a note
+/// saying so; with the option there is no note.
+#[test]
+fn a_root_that_leads_no_session_is_dumped_with_a_note() {
+    let kit = Kit::new();
+    let prog = kit.start("counter", &[kit.path("n.txt").to_str().unwrap()]);
+    let o = kit.dump(prog.pid, &kit.path("img"), &["-R"]);
+    ok(&o);
+    let e = stderr(&o);
+    let note = format!("crit: note: pid {} leads no session", prog.pid);
+    assert!(e.contains(&note) && e.contains("--shell-job"), "{e}");
+    let o = kit.dump(prog.pid, &kit.path("img2"), &["-R", "--shell-job"]);
+    ok(&o);
+    assert!(!stderr(&o).contains("note:"), "{}", stderr(&o));
+    kill_tree(prog.pid);
+}

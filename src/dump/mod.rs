@@ -213,6 +213,11 @@ pub fn dump_into(
     // (waiting for killed tasks to finish exiting is counted apart, as
     // `release`).
     s.frozen = t_frozen.elapsed();
+    s.session_outside = frozen
+        .tasks
+        .first()
+        .filter(|r| r.sid != r.pid && !opts.shell_job)
+        .map(|r| (r.pid, r.sid));
     let t_release = Instant::now();
     frozen.release(!opts.leave_running)?;
     // The tree is gone: closed in repair mode, its connections end

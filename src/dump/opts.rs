@@ -182,6 +182,9 @@ pub struct Summary {
     /// Resuming, or killing and waiting for the tasks to exit.
     pub release: std::time::Duration,
     pub total: std::time::Duration,
+    /// The root (pid, session) when it leads no session and the dump was
+    /// made without --shell-job: the restore will want that option.
+    pub session_outside: Option<(i32, i32)>,
 }
 
 impl std::fmt::Display for Summary {
