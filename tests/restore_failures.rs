@@ -89,59 +89,56 @@ fn failure_after_fork_kills_the_tree_and_removes_socket_files() {
     );
 }
 
+/// usk_server's images less the first file whose name starts with
+/// `prefix`, restored: that name and the one error line, once the failed
+/// tree is known to be gone; None where the fixture cannot run.
+fn restore_without(prefix: &str) -> Option<(String, String)> {
+    let _g = lock();
+    if !prepare_fixtures() || !require_free("usk_server") {
+        return None;
+    }
+    let d = copy_images("usk_server");
+    let mut names: Vec<String> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    names.sort();
+    let gone = names.swap_remove(0);
+    std::fs::remove_file(d.path().join(&gone)).unwrap();
+    let out = fixture_crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let msg = one_line_error(&out);
+    assert!(!alive(26727), "the failed tree is still running");
+    Some((gone, msg))
+}
+
 /// A page image removed from the directory is named as missing, not as
 /// one that holds too few bytes.
 #[test]
 fn a_missing_page_image_is_named() {
-    let _g = lock();
-    if !prepare_fixtures() {
-        return;
+    if let Some((gone, msg)) = restore_without("pages-") {
+        assert!(
+            msg.contains(&format!("pid 26727: {gone} is missing")),
+            "{msg}"
+        );
     }
-    if !require_free("usk_server") {
-        return;
-    }
-    let d = copy_images("usk_server");
-    std::fs::remove_file(d.path().join("pages-1.img")).unwrap();
-    let out = fixture_crit()
-        .args(["restore", "-d", "-D"])
-        .arg(d.path())
-        .output()
-        .unwrap();
-    let msg = one_line_error(&out);
-    assert!(msg.contains("pid 26727: pages-1.img is missing"), "{msg}");
-    assert!(!alive(26727), "the failed tree is still running");
 }
 
 /// A task's fdinfo image removed from the directory: CRIU writes none for
-/// a task without descriptors, but the sockets of files.img that no task
-/// holds then show the image was lost.
+/// a task without descriptors, but the pipe of files.img that no task
+/// holds then shows the image was lost.
 #[test]
 fn a_lost_fdinfo_image_is_named() {
-    let _g = lock();
-    if !prepare_fixtures() {
-        return;
+    if let Some((gone, msg)) = restore_without("fdinfo-") {
+        assert!(
+            msg.contains(&format!("pid 26727: {gone} is missing")),
+            "{msg}"
+        );
     }
-    if !require_free("usk_server") {
-        return;
-    }
-    let d = copy_images("usk_server");
-    let fdinfo = std::fs::read_dir(d.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .find(|n| n.starts_with("fdinfo-"))
-        .unwrap();
-    std::fs::remove_file(d.path().join(&fdinfo)).unwrap();
-    let out = fixture_crit()
-        .args(["restore", "-d", "-D"])
-        .arg(d.path())
-        .output()
-        .unwrap();
-    let msg = one_line_error(&out);
-    assert!(
-        msg.contains(&format!("pid 26727: {fdinfo} is missing")),
-        "{msg}"
-    );
-    assert!(!alive(26727), "the failed tree is still running");
 }
 
 #[test]
