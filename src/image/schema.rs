@@ -95,14 +95,14 @@ fn lacks_required_at(msg: usize, buf: &[u8], at: usize, depth: usize) -> Option<
         heap.resize(n, false);
         &mut heap
     };
+    let mut hint = 0;
     for f in super::wire::Fields::new(buf) {
         let f = f.ok()?;
-        let Some(i) = desc.field_by_number(f.number) else {
+        let Some(i) = desc.field_by_number_from(f.number, hint) else {
             continue;
         };
-        if let Some(s) = seen.get_mut(i) {
-            *s = true;
-        }
+        hint = i + 1;
+        seen[i] = true;
         if let (Kind::Message(m), super::wire::LEN) = (desc.fields[i].kind, f.wire) {
             let inner = at + f.offset + (f.raw.len() - f.data.len());
             if let Some(missing) = lacks_required_at(m, f.data, inner, depth + 1) {
