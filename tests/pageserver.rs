@@ -338,3 +338,55 @@ fn a_dump_with_no_server_fails_before_freezing() {
     kit::proc::kill_tree(g.pid);
     kit::proc::reap(&[g.pid], std::time::Duration::from_secs(5));
 }
+
+/// Whether `pid` is stopped by its tracer (the dump's freeze).
+fn frozen(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| s.contains("State:\tt"))
+}
+
+/// Polls `f` every 20 ms for up to 10 s; whether it came true.
+fn within_10s(f: impl Fn() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
+/// A server that stalls (here: stopped) must not keep the tree frozen
+/// once `crit dump` is killed: the dump's waits on the server end every
+/// half second to look whether it should stop, and it lets the tree go
+/// (docs/dump.md, "Safety").
+#[test]
+fn a_stalled_server_does_not_keep_a_killed_dumps_tree_frozen() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let g = start(tmp.path(), 16, 2, 20000, false, false);
+    let srv = serve(&tmp.path().join("s"), &[]);
+    let server = Pid::from_raw(srv.child.id() as i32);
+    kill(server, Signal::SIGSTOP).unwrap();
+    let pid = g.pid.to_string();
+    let sa = srv.args();
+    let d = tmp.path().join("d");
+    let mut a = vec!["dump", "-R"];
+    a.extend(dump_args(&pid, &d, &sa));
+    let mut dump = kit::crit().args(&a).stderr(Stdio::piped()).spawn().unwrap();
+    let was_frozen = within_10s(|| frozen(g.pid));
+    dump.kill().unwrap();
+    let _ = dump.wait();
+    let let_go = within_10s(|| !frozen(g.pid));
+    kill(server, Signal::SIGCONT).unwrap();
+    let _ = kill(server, Signal::SIGKILL);
+    let _ = srv.end();
+    let answer = ask(g.pid, &g.result);
+    kit::proc::kill_tree(g.pid);
+    kit::proc::reap(&[g.pid], std::time::Duration::from_secs(5));
+    assert!(was_frozen, "the dump never froze the tree");
+    assert!(let_go, "the tree stayed frozen with the server stalled");
+    assert!(answer.starts_with("OK"), "{answer}");
+}

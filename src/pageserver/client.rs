@@ -16,6 +16,19 @@ pub struct Client {
     peer: String,
 }
 
+/// How long one send or receive waits before the dump looks whether it
+/// should stop ([`crate::dump::guard::check`]): a server that stalls
+/// must not keep the tree frozen after `crit dump` was killed.
+const WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether an I/O error is a [`WAIT`] running out.
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
 impl Client {
     /// Connects to the page server at `addr`:`port` (an IPv4 or IPv6
     /// address, or a host name).
@@ -32,7 +45,36 @@ impl Client {
             what: "TCP_NODELAY",
             source,
         })?;
+        sock.set_write_timeout(Some(WAIT))
+            .and_then(|()| sock.set_read_timeout(Some(WAIT)))
+            .map_err(|source| PsError::Io {
+                peer: peer.clone(),
+                what: "socket timeouts",
+                source,
+            })?;
         Ok(Client { sock, peer })
+    }
+
+    /// Fills `b` from the server, looking between waits whether the dump
+    /// should stop.
+    fn read_all(&mut self, b: &mut [u8], what: &'static str) -> Result<()> {
+        let mut at = 0;
+        while at < b.len() {
+            match self.sock.read(&mut b[at..]) {
+                Ok(0) => {
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection",
+                    );
+                    return Err(self.err(what)(e).into());
+                }
+                Ok(n) => at += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if timed_out(&e) => crate::dump::guard::check()?,
+                Err(e) => return Err(self.err(what)(e).into()),
+            }
+        }
+        Ok(())
     }
 
     fn err(&self, what: &'static str) -> impl Fn(std::io::Error) -> PsError + '_ {
@@ -48,8 +90,7 @@ impl Client {
     pub fn open(&mut self, dst: Dst) -> Result<bool> {
         self.header(Header::new(wire::OPEN2, Some(dst)), false)?;
         let mut b = [0u8; 1];
-        let r = self.sock.read_exact(&mut b);
-        r.map_err(self.err("reading the answer to OPEN2"))?;
+        self.read_all(&mut b, "reading the answer to OPEN2")?;
         Ok(b[0] != 0)
     }
 
@@ -72,6 +113,7 @@ impl Client {
             match send(self.sock.as_raw_fd(), &b[at..], flags) {
                 Ok(n) => at += n,
                 Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => crate::dump::guard::check()?,
                 Err(e) => return Err(self.err("sending a command")(e.into()).into()),
             }
         }
@@ -80,8 +122,19 @@ impl Client {
 
     /// Sends page data from memory.
     pub fn data(&mut self, b: &[u8]) -> Result<()> {
-        let r = self.sock.write_all(b);
-        r.map_err(self.err("sending pages"))?;
+        let mut at = 0;
+        while at < b.len() {
+            match self.sock.write(&b[at..]) {
+                Ok(0) => {
+                    let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                    return Err(self.err("sending pages")(e).into());
+                }
+                Ok(n) => at += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if timed_out(&e) => crate::dump::guard::check()?,
+                Err(e) => return Err(self.err("sending pages")(e).into()),
+            }
+        }
         Ok(())
     }
 
@@ -108,6 +161,7 @@ impl Client {
                 }
                 Ok(n) => left -= n,
                 Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => crate::dump::guard::check()?,
                 Err(e) => return Err(self.err("sending pages")(e.into()).into()),
             }
         }
@@ -116,8 +170,7 @@ impl Client {
 
     fn read_i32(&mut self, what: &'static str) -> Result<i32> {
         let mut b = [0u8; 4];
-        let r = self.sock.read_exact(&mut b);
-        r.map_err(self.err(what))?;
+        self.read_all(&mut b, what)?;
         Ok(i32::from_ne_bytes(b))
     }
 
