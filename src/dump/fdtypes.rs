@@ -160,7 +160,8 @@ pub fn dump_fd(ctx: &mut DumpCtx, pid: i32, fd: &Fd, id: u32) -> Result<()> {
 
 fn eventfd(files: &mut FileTable, pid: i32, fd: &Fd, id: u32) -> Result<()> {
     let counter = hex(pid, fd, field(pid, fd, "eventfd-count")?)?;
-    // fdinfo shows EFD_SEMAPHORE since Linux 6.6; see EFD_SEMAPHORE_MARK.
+    // Recent kernels show EFD_SEMAPHORE in fdinfo (older ones do not,
+    // and the flag then goes unseen, as in CRIU); see EFD_SEMAPHORE_MARK.
     let semaphore = fdinfo_field(&fd.info, "eventfd-semaphore").is_some_and(|v| v.trim() == "1");
     files.push(FD_EVENTFD, id, |e| {
         e.efd = Some(pb::EventfdFileEntry {
