@@ -9,7 +9,7 @@ use super::fdscan::{Fd, Kind, Stat, O_ACCMODE, O_APPEND, O_WRONLY};
 use super::kobjs::Sorted;
 use crate::error::Result;
 use crate::image::pb;
-use crate::image::typed::ImageBuilder;
+use crate::image::typed::{EncodedEntries, ImageBuilder};
 use crate::sys::kcmp;
 use std::collections::HashMap;
 use std::io::Read;
@@ -59,7 +59,8 @@ pub fn fown_of(pid: i32, fd: i32, f: std::os::fd::BorrowedFd) -> Result<pb::Fown
 #[derive(Default)]
 pub struct FileTable {
     next_id: u32,
-    pub entries: Vec<pb::FileEntry>,
+    /// files.img's entries, encoded as they are pushed.
+    pub entries: EncodedEntries,
     special: HashMap<(u64, u64), u32>,
     /// The id of every open file given one, by (dev, ino).
     seen: HashMap<(u64, u64), Sorted<u32>>,
@@ -172,7 +173,7 @@ impl FileTable {
             ..Default::default()
         };
         fill(&mut e);
-        self.entries.push(e);
+        self.entries.push(&e);
     }
 
     /// A descriptor that is a path in the filesystem (REG), maybe deleted

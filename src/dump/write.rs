@@ -292,9 +292,7 @@ fn write_tree(dir: &mut ImgDir, tasks: &[tree::Task], root: i32, pids: &PidMap) 
 /// ghost files and their remaps, memfd inodes.
 fn write_files(dir: &mut ImgDir, files: &FileTable) -> Result<()> {
     let mut b = ImageBuilder::new("FILES")?;
-    for e in &files.entries {
-        b.entry(e);
-    }
+    b.entries(&files.entries);
     dir.write("files.img", &b)?;
     if let Some(b) = &files.pipes_data {
         dir.write("pipes-data.img", b)?;
