@@ -457,6 +457,15 @@ fn eventfd_and_timerfd_state_comes_back() {
     assert!(answers[0].starts_with("OK"), "{answers:?}");
 }
 
+/// The descriptor table through our dump: the task's numbers, with gaps
+/// of one and of hundreds and one past 4,096, and no other descriptor
+/// (crit's own left open in the task would show) (`rfdset.c`).
+#[test]
+fn the_descriptor_table_comes_back_and_nothing_else() {
+    let answers = self_checking("rfdset", 1, &["main"]);
+    assert!(answers[0].starts_with("OK"), "{answers:?}");
+}
+
 /// Memory layout and contents, registers (vector and callee-saved) across
 /// the interrupted read(), mm fields, auxv, exe, signal action, itimer,
 /// rlimits, personality, cwd, umask, name, pdeath signal, dumpable, rseq,
