@@ -195,3 +195,35 @@ fn a_lazy_restore_takes_its_pages_from_a_remote_page_server() {
     assert!(!kit::proc::uffd_registered(pid));
     kit::dump::kill_tree(pid);
 }
+
+/// `lazy-pages -d --pidfile F`: once the command returns, F names the
+/// daemon and its socket is there; a daemon that cannot start (no page
+/// server at --page-server, a pidfile it cannot write) says why in one
+/// line with exit status 1 and leaves no socket behind.
+#[test]
+fn a_daemon_is_ready_when_the_command_returns_or_says_why_not() {
+    let kit = Kit::new();
+    let imgs = kit::copy_fixture("counter");
+    let socket = imgs.path().join("lazy-pages.socket");
+    let lp = || {
+        let mut c = kit::crit();
+        c.args(["lazy-pages", "-D"]).arg(imgs.path());
+        c
+    };
+    let pid = kit::proc::daemon_started(lp(), &kit.path("a.pid"));
+    assert!(socket.exists());
+    kit::proc::kill_and_reap(&[pid]);
+    let _ = std::fs::remove_file(&socket);
+
+    let port = kit::dump::free_ports(1).to_string();
+    let mut c = lp();
+    c.args(["--page-server", "--address", "127.0.0.1", "--port", &port]);
+    let e = kit::proc::daemon_refused(c, &kit.path("b.pid"));
+    assert!(e.contains("cannot connect"), "{e}");
+    assert!(!kit.path("b.pid").exists());
+    assert!(!socket.exists(), "the socket is left");
+
+    let e = kit::proc::daemon_refused(lp(), &kit.path("none/c.pid"));
+    assert!(e.contains("none/c.pid: writing the pidfile"), "{e}");
+    assert!(!socket.exists(), "the socket is left");
+}
