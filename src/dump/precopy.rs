@@ -20,8 +20,9 @@ pub const MAX_ROUNDS: usize = 8;
 /// A round copying fewer pages than this is the last before the freeze
 /// (4 MiB: a few milliseconds to copy frozen).
 const SMALL_ROUND: u64 = 1024;
-/// Where the rounds go, inside the images directory.
-const ROUNDS: &str = ".crit-precopy";
+/// Where the rounds go, inside the images directory (a stale one is
+/// removed by [`ImgDir::open`]).
+pub(crate) const ROUNDS: &str = ".crit-precopy";
 
 /// Removes the rounds whatever happens.
 struct Rounds(PathBuf);
@@ -37,8 +38,6 @@ pub fn dump(opts: &DumpOpts, log: &Log, notify: &crate::action::Notifier) -> Res
     log.step(super::track::METHOD);
     let mut dir = ImgDir::open(&opts.dir)?;
     let rounds = Rounds(opts.dir.join(ROUNDS));
-    // Rounds left by a pre-copy that was killed: only crit writes there.
-    let _ = std::fs::remove_dir_all(&rounds.0);
     let mut parent = match &opts.prev_images_dir {
         Some(p) => Some(Parent::open(&opts.dir, p, opts.pid)?),
         None => None,
