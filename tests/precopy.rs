@@ -475,3 +475,38 @@ fn stale_rounds_are_removed_by_the_next_dump() {
     kit::proc::kill_tree(g.pid);
     let _ = g.child.wait();
 }
+
+/// A task holding a userfaultfd of its own is refused by `--pre-copy`
+/// before its first round: one line, nothing copied, nothing tracked.
+#[test]
+fn pre_copy_refuses_a_task_with_its_own_userfaultfd_at_once() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = start(tmp.path(), 16, 4, 5000, false, true);
+    let img = tmp.path().join("img");
+    let log = tmp.path().join("log");
+    let r = crit(&[
+        "dump",
+        "-R",
+        "--pre-copy",
+        "-t",
+        &g.pid.to_string(),
+        "-D",
+        img.to_str().unwrap(),
+        "-o",
+        log.to_str().unwrap(),
+    ]);
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("anon_inode:[userfaultfd]") && e.lines().count() == 1,
+        "{e}"
+    );
+    let steps = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!steps.contains("freezing"), "{steps}");
+    assert!(!img.exists());
+    assert!(!tracked(g.pid));
+    assert!(ask(g.pid, &g.result).starts_with("OK"));
+    kit::proc::kill_tree(g.pid);
+    let _ = g.child.wait();
+}
