@@ -5,9 +5,9 @@
 //! shrinking (or is small, or after [`MAX_ROUNDS`]) the tree is frozen and
 //! dumped on top of the last round, which copies the rest. After the tree
 //! is let go the set is flattened ([`super::flatten`]) into ordinary
-//! self-contained images, and the rounds are removed. A task with a
-//! userfaultfd of its own, which the final dump refuses, is refused
-//! before the first round.
+//! self-contained images, and the rounds are removed: until then every
+//! round takes its room on disk. A task with a userfaultfd of its own,
+//! which the final dump refuses, is refused before the first round.
 
 use super::error::DumpError;
 use super::imgdir::ImgDir;
