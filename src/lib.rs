@@ -7,6 +7,7 @@
 #![deny(clippy::too_many_lines)]
 
 pub mod action;
+pub mod detach;
 pub mod dump;
 pub mod edit;
 pub mod error;

@@ -550,16 +550,18 @@ fn as_criu_version() {
 
 /// Runs this command again as a worker process and exits with its
 /// status (see crit::dump::guard).
-fn in_worker(tree: i32, images_dir: &std::path::Path) -> ! {
+fn in_worker(what: &str, tree: i32, images_dir: &std::path::Path) -> ! {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    std::process::exit(crit::dump::guard::run_in_worker(&args, tree, images_dir))
+    std::process::exit(crit::dump::guard::run_in_worker(
+        &args, what, tree, images_dir,
+    ))
 }
 
 /// `crit dump`: in a worker process, so that killing this one never
 /// leaves the tree frozen (see crit::dump::guard).
 fn dump(a: DumpArgs) -> crit::error::Result<()> {
     if a.worker.is_none() {
-        in_worker(a.tree, &a.images_dir);
+        in_worker("dump", a.tree, &a.images_dir);
     }
     let mut ext = crit::dump::ExtUnix::default();
     for v in &a.ext_unix_sk {
@@ -611,7 +613,7 @@ fn dump(a: DumpArgs) -> crit::error::Result<()> {
 /// `crit pre-dump`: in a worker process, as `crit dump`.
 fn pre_dump(a: PreDumpArgs) -> crit::error::Result<()> {
     if a.worker.is_none() {
-        in_worker(a.tree, &a.images_dir);
+        in_worker("pre-dump", a.tree, &a.images_dir);
     }
     let _ = a.track_mem;
     let opts = crit::dump::DumpOpts {

@@ -195,3 +195,75 @@ fn a_lazy_restore_takes_its_pages_from_a_remote_page_server() {
     assert!(!kit::proc::uffd_registered(pid));
     kit::dump::kill_tree(pid);
 }
+
+/// `lazy-pages -d --pidfile F`: once the command returns, F names the
+/// daemon and its socket is there; a daemon that cannot start (no page
+/// server at --page-server, a pidfile it cannot write) says why in one
+/// line with exit status 1 and leaves no socket behind.
+#[test]
+fn a_daemon_is_ready_when_the_command_returns_or_says_why_not() {
+    let kit = Kit::new();
+    let imgs = kit::copy_fixture("counter");
+    let socket = imgs.path().join("lazy-pages.socket");
+    let lp = || {
+        let mut c = kit::crit();
+        c.args(["lazy-pages", "-D"]).arg(imgs.path());
+        c
+    };
+    let pid = kit::proc::daemon_started(lp(), &kit.path("a.pid"));
+    assert!(socket.exists());
+    kit::proc::kill_and_reap(&[pid]);
+    let _ = std::fs::remove_file(&socket);
+
+    let port = kit::dump::free_ports(1).to_string();
+    let mut c = lp();
+    c.args(["--page-server", "--address", "127.0.0.1", "--port", &port]);
+    let e = kit::proc::daemon_refused(c, &kit.path("b.pid"));
+    assert!(e.contains("cannot connect"), "{e}");
+    assert!(!kit.path("b.pid").exists());
+    assert!(!socket.exists(), "the socket is left");
+
+    let e = kit::proc::daemon_refused(lp(), &kit.path("none/c.pid"));
+    assert!(e.contains("none/c.pid: writing the pidfile"), "{e}");
+    assert!(!socket.exists(), "the socket is left");
+}
+
+/// A page server that goes away while a lazy-pages daemon takes pages
+/// from it: the daemon says so in one line, naming it, and exits 1.
+#[test]
+fn a_page_server_that_goes_away_is_named() {
+    use std::io::Read;
+    let kit = Kit::new();
+    let result = kit.path("result");
+    let trigger = kit.path("go");
+    let args = ["16", result.to_str().unwrap(), trigger.to_str().unwrap()];
+    let prog = kit.start("lazymix", &args);
+    let pid = prog.pid;
+    let d = kit.path("d");
+    ok(&kit.dump(pid, &d, &[]));
+    kit::dump::reap(&[pid], Duration::from_secs(5));
+    std::fs::write(&trigger, b"").unwrap();
+    // A "page server" that hangs up at the first question.
+    let server = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = server.local_addr().unwrap().port().to_string();
+    let hang_up = std::thread::spawn(move || {
+        let (mut c, _) = server.accept().unwrap();
+        let _ = c.read(&mut [0u8; 64]);
+    });
+    let mut cmd = kit::crit();
+    cmd.args(["lazy-pages", "-D", d.to_str().unwrap(), "--page-server"])
+        .args(["--address", "127.0.0.1", "--port", &port])
+        .stderr(Stdio::piped());
+    let lp = kit::proc::spawn_listening(cmd);
+    // The restore may end first, or hear that the daemon went away.
+    let _ = restore_lazily(&d);
+    let o = lp.wait_with_output().unwrap();
+    hang_up.join().unwrap();
+    kit::dump::kill_tree(pid);
+    kit::dump::reap(&[pid], Duration::from_secs(5));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    let said = format!("page server at 127.0.0.1:{port} closed the connection");
+    assert!(e.contains(&said), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+}

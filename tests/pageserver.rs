@@ -390,3 +390,34 @@ fn a_stalled_server_does_not_keep_a_killed_dumps_tree_frozen() {
     assert!(let_go, "the tree stayed frozen with the server stalled");
     assert!(answer.starts_with("OK"), "{answer}");
 }
+
+/// `page-server -d --pidfile F`: once the command returns, F names the
+/// daemon, which listens; a server that cannot start (its port taken,
+/// its pidfile unwritable) says why in one line with exit status 1, and
+/// leaves no daemon behind.
+#[test]
+fn a_daemon_server_is_ready_when_the_command_returns_or_says_why_not() {
+    let kit = kit::dump::Kit::new();
+    let port = kit::dump::free_ports(1);
+    let ps = |dir: &str| {
+        let mut c = kit::crit();
+        c.args(["page-server", "-D"])
+            .arg(kit.path(dir))
+            .args(["--port", &port.to_string()]);
+        c
+    };
+    let pid = kit::proc::daemon_started(ps("a"), &kit.path("a.pid"));
+    // The port is taken (by the daemon): the next server fails to listen.
+    let e = kit::proc::daemon_refused(ps("b"), &kit.path("b.pid"));
+    assert!(e.contains(&format!("port {port}")), "{e}");
+    assert!(!kit.path("b.pid").exists());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    kit::proc::kill_and_reap(&[pid]);
+    // Setup passes, but the daemon cannot write its pidfile.
+    let e = kit::proc::daemon_refused(ps("c"), &kit.path("none/c.pid"));
+    assert!(e.contains("none/c.pid: writing the pidfile"), "{e}");
+    assert!(
+        within_10s(|| std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()),
+        "a daemon still listens"
+    );
+}

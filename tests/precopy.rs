@@ -363,3 +363,150 @@ fn another_trees_tracking_is_refused_and_left_alone() {
         let _ = g.child.wait();
     }
 }
+
+/// `crit pre-dump` names itself in its steps (-v), not "crit dump".
+#[test]
+fn a_pre_dump_names_itself() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = start(tmp.path(), 8, 1, 100, false, false);
+    let d = tmp.path().join("d");
+    let pid = g.pid.to_string();
+    let e = ok(&crit(&[
+        "pre-dump",
+        "-v",
+        "-t",
+        &pid,
+        "-D",
+        d.to_str().unwrap(),
+    ]));
+    assert!(e.contains("crit pre-dump: freezing the tree"), "{e}");
+    assert!(!e.contains("crit dump"), "{e}");
+    kit::proc::kill_tree(g.pid);
+    let _ = g.child.wait();
+}
+
+/// Starts `crit ARGS` and returns it with its worker's pid, once DIR
+/// holds something (pages are being copied).
+fn worker_copying(args: &[&str], dir: &Path) -> (std::process::Child, i32) {
+    let c = kit::crit()
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let front = c.id() as i32;
+    let t = Instant::now();
+    loop {
+        let worker = kit::proc::children(front).first().copied();
+        let busy = std::fs::read_dir(dir).is_ok_and(|mut r| r.next().is_some());
+        if let (Some(w), true) = (worker, busy) {
+            return (c, w);
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "no copy started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// SIGKILL to the worker of a pre-dump, and of a pre-copy dump during
+/// its first round: each says which worker was killed, and nothing is
+/// left of the images directory (the rounds' scratch directory
+/// neither); the task runs on untracked.
+#[test]
+fn a_killed_worker_leaves_no_rounds_and_says_whose_it_was() {
+    use nix::sys::signal::{kill, Signal};
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = start(tmp.path(), 512, 16, 20000, false, false);
+    let pid = g.pid.to_string();
+    let (pre, img) = (tmp.path().join("pre"), tmp.path().join("img"));
+    let pre_dump = ["pre-dump", "-t", &pid, "-D", pre.to_str().unwrap()];
+    let pre_copy = ["dump", "-R", "--pre-copy", "-t", &pid, "-D"];
+    let pre_copy: Vec<&str> = pre_copy.into_iter().chain(img.to_str()).collect();
+    let cases = [
+        (&pre_dump[..], pre.clone(), pre.clone(), "pre-dump"),
+        (
+            &pre_copy[..],
+            img.join(".crit-precopy/1"),
+            img.clone(),
+            "dump",
+        ),
+    ];
+    for (args, busy, dir, what) in cases {
+        let (c, worker) = worker_copying(args, &busy);
+        let _ = kill(nix::unistd::Pid::from_raw(worker), Signal::SIGKILL);
+        let o = c.wait_with_output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{e}");
+        let said = format!("the {what} worker was killed by SIGKILL");
+        assert!(e.contains(&said), "{e}");
+        assert!(!dir.exists(), "{} is left: {e}", dir.display());
+        let t = Instant::now();
+        while tracked(g.pid) && t.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!tracked(g.pid), "{what}: tracking left behind");
+    }
+    assert!(ask(g.pid, &g.result).starts_with("OK"));
+    kit::proc::kill_tree(g.pid);
+    let _ = g.child.wait();
+}
+
+/// Rounds a pre-copy dump killed with its worker left behind are
+/// removed by the next dump into the directory.
+#[test]
+fn stale_rounds_are_removed_by_the_next_dump() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = start(tmp.path(), 8, 1, 100, false, false);
+    let img = tmp.path().join("img");
+    let stale = img.join(".crit-precopy/1");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("pages-1.img"), b"stale").unwrap();
+    let pid = g.pid.to_string();
+    ok(&crit(&[
+        "dump",
+        "-R",
+        "-t",
+        &pid,
+        "-D",
+        img.to_str().unwrap(),
+    ]));
+    assert!(!img.join(".crit-precopy").exists());
+    kit::proc::kill_tree(g.pid);
+    let _ = g.child.wait();
+}
+
+/// A task holding a userfaultfd of its own is refused by `--pre-copy`
+/// before its first round: one line, nothing copied, nothing tracked.
+#[test]
+fn pre_copy_refuses_a_task_with_its_own_userfaultfd_at_once() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = start(tmp.path(), 16, 4, 5000, false, true);
+    let img = tmp.path().join("img");
+    let log = tmp.path().join("log");
+    let r = crit(&[
+        "dump",
+        "-R",
+        "--pre-copy",
+        "-t",
+        &g.pid.to_string(),
+        "-D",
+        img.to_str().unwrap(),
+        "-o",
+        log.to_str().unwrap(),
+    ]);
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("anon_inode:[userfaultfd]") && e.lines().count() == 1,
+        "{e}"
+    );
+    let steps = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!steps.contains("freezing"), "{steps}");
+    assert!(!img.exists());
+    assert!(!tracked(g.pid));
+    assert!(ask(g.pid, &g.result).starts_with("OK"));
+    kit::proc::kill_tree(g.pid);
+    let _ = g.child.wait();
+}

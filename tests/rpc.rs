@@ -392,3 +392,41 @@ fn service_mode_serves_each_connection() {
         0o666
     );
 }
+
+/// `crit service -d --pidfile F`: once the command returns, F names the
+/// service, which listens; one that cannot start (an address in a
+/// directory that does not exist, a pidfile it cannot write) says why
+/// in one line with exit status 1.
+#[test]
+fn a_daemon_service_is_ready_when_the_command_returns_or_says_why_not() {
+    let kit = Kit::new();
+    let svc = |sock: &std::path::Path| {
+        let mut c = kit::crit();
+        c.args(["service", "--address"]).arg(sock);
+        c
+    };
+    let sock = kit.path("svc.sock");
+    let pid = kit::proc::daemon_started(svc(&sock), &kit.path("a.pid"));
+    let listens = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::SeqPacket,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .and_then(|s| {
+        nix::sys::socket::connect(
+            s.as_raw_fd(),
+            &nix::sys::socket::UnixAddr::new(&sock).unwrap(),
+        )
+    });
+    kit::proc::kill_and_reap(&[pid]);
+    // The worker it started for that connection comes to us.
+    reap_all();
+    assert!(listens.is_ok(), "{listens:?}");
+
+    let e = kit::proc::daemon_refused(svc(&kit.path("none/svc.sock")), &kit.path("b.pid"));
+    assert!(e.contains("none/svc.sock: bind"), "{e}");
+    assert!(!kit.path("b.pid").exists());
+    let e = kit::proc::daemon_refused(svc(&kit.path("c.sock")), &kit.path("none/c.pid"));
+    assert!(e.contains("none/c.pid: writing the pidfile"), "{e}");
+}

@@ -40,7 +40,6 @@ pub enum DumpError {
     /// The images directory is not empty; `found` is one image in it.
     #[error("{}: already holds images ({found}); give an empty directory", dir.display())]
     DirNotEmpty { dir: PathBuf, found: String },
-    /// The `crit dump` process that started this worker is gone.
     #[error("{}: not a previous dump (no inventory.img)", dir.display())]
     NotPrevImages { dir: PathBuf },
     #[error("{}: no memory tracking is kept for these images (crit pre-dump into them first; tracking ends when the tree exits or its keeper is killed)", dir.display())]
@@ -53,8 +52,14 @@ pub enum DumpError {
     TrackTask { pid: i32, source: std::io::Error },
     #[error("{}: page {addr:#x} is left to a parent dump that does not hold it", image.display())]
     FlattenHole { image: PathBuf, addr: u64 },
-    #[error("crit dump (pid {parent}) was killed; stopping and resuming the tree")]
-    Cancelled { parent: i32 },
+    /// The `crit dump` or `crit pre-dump` process that started this
+    /// worker is gone.
+    #[error("{command} (pid {parent}) was killed; stopping and resuming the tree")]
+    Cancelled {
+        /// "crit dump" or "crit pre-dump".
+        command: &'static str,
+        parent: i32,
+    },
 
     // ---- A failed call, by where it was made.
     /// A call of crit's own, on no task (sock_diag, a probe, a clock).

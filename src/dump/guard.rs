@@ -17,11 +17,15 @@
 use super::error::DumpError;
 use crate::error::Result;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
 
 static PARENT: AtomicI32 = AtomicI32::new(0);
+/// The parent's command ("crit dump", "crit pre-dump"), for messages.
+static COMMAND: OnceLock<&'static str> = OnceLock::new();
 
-/// Marks this process as the worker of `parent`.
-pub fn set_parent(parent: i32) {
+/// Marks this process as the worker of `parent`, running `command`.
+pub fn set_parent(parent: i32, command: &'static str) {
+    let _ = COMMAND.set(command);
     PARENT.store(parent, Ordering::Relaxed);
 }
 
@@ -29,15 +33,20 @@ pub fn set_parent(parent: i32) {
 pub fn check() -> Result<()> {
     let p = PARENT.load(Ordering::Relaxed);
     if p != 0 && nix::unistd::getppid().as_raw() != p {
-        return Err(DumpError::Cancelled { parent: p }.into());
+        return Err(DumpError::Cancelled {
+            command: COMMAND.get().copied().unwrap_or("crit dump"),
+            parent: p,
+        }
+        .into());
     }
     Ok(())
 }
 
 /// Runs the dump in a worker process and returns its exit status: what
-/// the CLI does. `args` are the dump's own command-line arguments, `pid`
-/// the tree's root and `dir` the images directory.
-pub fn run_in_worker(args: &[String], pid: i32, dir: &std::path::Path) -> i32 {
+/// the CLI does. `args` are the dump's own command-line arguments
+/// (`what`: "dump" or "pre-dump", for messages), `pid` the tree's root
+/// and `dir` the images directory.
+pub fn run_in_worker(args: &[String], what: &str, pid: i32, dir: &std::path::Path) -> i32 {
     let dir_existed = dir.exists();
     let exe = match std::env::current_exe() {
         Ok(e) => e,
@@ -56,12 +65,12 @@ pub fn run_in_worker(args: &[String], pid: i32, dir: &std::path::Path) -> i32 {
         Ok(s) => match s.code() {
             Some(code) => code,
             None => {
-                worker_killed(&s, pid, dir, dir_existed);
+                worker_killed(&s, what, pid, dir, dir_existed);
                 1
             }
         },
         Err(e) => {
-            eprintln!("crit: cannot start the dump worker: {e}");
+            eprintln!("crit: cannot start the {what} worker: {e}");
             1
         }
     }
@@ -72,6 +81,7 @@ pub fn run_in_worker(args: &[String], pid: i32, dir: &std::path::Path) -> i32 {
 /// image there is its own).
 fn worker_killed(
     st: &std::process::ExitStatus,
+    what: &str,
     pid: i32,
     dir: &std::path::Path,
     dir_existed: bool,
@@ -97,7 +107,9 @@ fn worker_killed(
         for e in rd.flatten() {
             let n = e.file_name();
             let n = n.to_string_lossy();
-            if n.ends_with(".img") || n == "stats-dump" || n.starts_with(".crit-") {
+            if n == super::precopy::ROUNDS {
+                let _ = std::fs::remove_dir_all(e.path());
+            } else if n.ends_with(".img") || n == "stats-dump" || n.starts_with(".crit-") {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -106,6 +118,6 @@ fn worker_killed(
         let _ = std::fs::remove_dir(dir);
     }
     eprintln!(
-        "crit: the dump worker was killed by {sig}; no images were kept; the tree of pid {pid} {tree}"
+        "crit: the {what} worker was killed by {sig}; no images were kept; the tree of pid {pid} {tree}"
     );
 }

@@ -46,6 +46,9 @@ impl ImgDir {
             }
             .into());
         }
+        // Rounds left by a pre-copy dump killed with its worker (nobody
+        // was left to remove them); only crit writes there.
+        let _ = std::fs::remove_dir_all(dir.join(super::precopy::ROUNDS));
         let rd = std::fs::read_dir(dir).map_err(|source| DumpError::File {
             path: dir.to_path_buf(),
             source,

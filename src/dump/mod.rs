@@ -71,7 +71,7 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
     if let Some(p) = opts.worker_of {
         become_worker(p)?;
     }
-    let log = progress::Log::new(opts)?;
+    let log = progress::Log::new(opts, "crit dump")?;
     precheck(opts)?;
     crate::sys::nofile::raise();
     let notify = Notifier::new(&opts.dir, opts.notify_fd, opts.action_scripts.clone(), None)
@@ -236,7 +236,7 @@ pub fn dump_into(
 /// This process is the worker of `crit dump` process `parent` (see
 /// [`guard`]).
 fn become_worker(parent: i32) -> Result<()> {
-    guard::set_parent(parent);
+    guard::set_parent(parent, "crit dump");
     // Ctrl-C or a TERM sent to the whole job stops `crit dump`; the
     // worker finishes its step, then lets the tree go (see guard).
     crate::sys::sigign::ignore_stop_signals().map_err(|source| {

@@ -5,7 +5,9 @@
 //! shrinking (or is small, or after [`MAX_ROUNDS`]) the tree is frozen and
 //! dumped on top of the last round, which copies the rest. After the tree
 //! is let go the set is flattened ([`super::flatten`]) into ordinary
-//! self-contained images, and the rounds are removed.
+//! self-contained images, and the rounds are removed: until then every
+//! round takes its room on disk. A task with a userfaultfd of its own,
+//! which the final dump refuses, is refused before the first round.
 
 use super::error::DumpError;
 use super::imgdir::ImgDir;
@@ -20,8 +22,9 @@ pub const MAX_ROUNDS: usize = 8;
 /// A round copying fewer pages than this is the last before the freeze
 /// (4 MiB: a few milliseconds to copy frozen).
 const SMALL_ROUND: u64 = 1024;
-/// Where the rounds go, inside the images directory.
-const ROUNDS: &str = ".crit-precopy";
+/// Where the rounds go, inside the images directory (a stale one is
+/// removed by [`ImgDir::open`]).
+pub(crate) const ROUNDS: &str = ".crit-precopy";
 
 /// Removes the rounds whatever happens.
 struct Rounds(PathBuf);
@@ -32,13 +35,37 @@ impl Drop for Rounds {
     }
 }
 
+/// What /proc shows for a userfaultfd.
+const UFFD_LINK: &str = "anon_inode:[userfaultfd]";
+
+/// Refuses at once what the final dump would refuse only after every
+/// round: a task that holds a userfaultfd of its own (as the plain dump,
+/// which checks again, frozen). Nothing is frozen or touched yet; a task
+/// or descriptor gone meanwhile is no refusal.
+fn refuse_early(root: i32) -> Result<()> {
+    let mut pids = vec![root];
+    let mut k = 0;
+    while let Some(&pid) = pids.get(k) {
+        k += 1;
+        let kids = crate::sys::procfs::children(pid as u32).unwrap_or_default();
+        pids.extend(kids.into_iter().map(|c| c as i32));
+        for fd in super::fdscan::list(pid).unwrap_or_default() {
+            let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"));
+            if link.is_ok_and(|l| l.as_os_str() == UFFD_LINK) {
+                let link = UFFD_LINK.to_string();
+                return Err(DumpError::FdKind { pid, fd, link }.into());
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn dump(opts: &DumpOpts, log: &Log, notify: &crate::action::Notifier) -> Result<Summary> {
     super::track::probe().map_err(|source| DumpError::NoTrackingSupport { source })?;
+    refuse_early(opts.pid)?;
     log.step(super::track::METHOD);
     let mut dir = ImgDir::open(&opts.dir)?;
     let rounds = Rounds(opts.dir.join(ROUNDS));
-    // Rounds left by a pre-copy that was killed: only crit writes there.
-    let _ = std::fs::remove_dir_all(&rounds.0);
     let mut parent = match &opts.prev_images_dir {
         Some(p) => Some(Parent::open(&opts.dir, p, opts.pid)?),
         None => None,

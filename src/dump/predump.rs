@@ -70,9 +70,9 @@ impl std::fmt::Display for Round {
 /// `opts.prev_images_dir` if given; the trackers then go to a keeper.
 pub fn pre_dump(opts: &DumpOpts) -> Result<Round> {
     if let Some(p) = opts.worker_of {
-        super::guard::set_parent(p);
+        super::guard::set_parent(p, "crit pre-dump");
     }
-    let log = Log::new(opts)?;
+    let log = Log::new(opts, "crit pre-dump")?;
     super::precheck(opts)?;
     super::track::probe().map_err(|source| DumpError::NoTrackingSupport { source })?;
     log.step(super::track::METHOD);

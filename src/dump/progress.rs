@@ -11,6 +11,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 pub struct Log {
+    /// What the lines say they come from: "crit dump", "crit pre-dump".
+    command: &'static str,
     tty: bool,
     verbose: u8,
     file: Option<Mutex<std::fs::File>>,
@@ -18,7 +20,7 @@ pub struct Log {
 }
 
 impl Log {
-    pub fn new(o: &DumpOpts) -> Result<Log> {
+    pub fn new(o: &DumpOpts, command: &'static str) -> Result<Log> {
         let file = match &o.log_file {
             Some(p) => Some(Mutex::new(std::fs::File::create(p).map_err(|source| {
                 DumpError::FileOp {
@@ -30,6 +32,7 @@ impl Log {
             None => None,
         };
         Ok(Log {
+            command,
             tty: std::io::stderr().is_terminal(),
             verbose: o.verbose,
             file,
@@ -53,9 +56,9 @@ impl Log {
         self.to_file("step", m);
         if self.tty {
             // Over a pages line that may be on screen; it is redrawn.
-            eprintln!("\r\x1b[Kcrit dump: {m}");
+            eprintln!("\r\x1b[K{}: {m}", self.command);
         } else if self.verbose > 0 {
-            eprintln!("crit dump: {m}");
+            eprintln!("{}: {m}", self.command);
         }
     }
 
@@ -63,7 +66,7 @@ impl Log {
     pub fn debug(&self, m: &str) {
         self.to_file("debug", m);
         if self.verbose > 1 {
-            eprintln!("crit dump: {m}");
+            eprintln!("{}: {m}", self.command);
         }
     }
 
@@ -84,7 +87,7 @@ pub struct Ticker {
 const PAGE: u64 = 4096;
 const MIB: f64 = 1048576.0;
 
-fn line(c: &Counters, since: std::time::Instant) -> String {
+fn line(command: &str, c: &Counters, since: std::time::Instant) -> String {
     let copied = c.copied.load(Ordering::Relaxed);
     let queued = c.queued.load(Ordering::Relaxed).max(copied);
     let secs = since.elapsed().as_secs_f64();
@@ -94,7 +97,7 @@ fn line(c: &Counters, since: std::time::Instant) -> String {
         0.0
     };
     format!(
-        "crit dump: pages {} of {} ({:.1} MiB, {:.0} MiB/s)",
+        "{command}: pages {} of {} ({:.1} MiB, {:.0} MiB/s)",
         copied / PAGE,
         queued / PAGE,
         copied as f64 / MIB,
@@ -113,6 +116,7 @@ impl Ticker {
         }
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let since = std::time::Instant::now();
+        let command = log.command;
         let thread = std::thread::spawn(move || loop {
             let done = !matches!(
                 rx.recv_timeout(std::time::Duration::from_millis(200)),
@@ -120,7 +124,7 @@ impl Ticker {
             );
             // \r and erase-line: the line is redrawn in place.
             let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[K{}", line(&counters, since));
+            let _ = write!(err, "\r\x1b[K{}", line(command, &counters, since));
             if done {
                 let _ = writeln!(err);
                 return;

@@ -150,6 +150,16 @@ fn err<'a>(path: &'a Path, what: &'static str) -> impl Fn(std::io::Error) -> Err
     }
 }
 
+/// Removes the daemon's socket when it ends, whichever way: a socket
+/// nobody listens on would only make the next restore's error obscure.
+struct Unlink<'a>(&'a Path);
+
+impl Drop for Unlink<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
 /// Listens, takes the restore's descriptors and serves them to the end.
 pub fn run(opts: &DaemonOpts) -> Result<()> {
     let tasks =
@@ -157,25 +167,23 @@ pub fn run(opts: &DaemonOpts) -> Result<()> {
     let path = opts.dir.join(handover::SOCKET);
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).map_err(err(&path, "listening"))?;
-    if let Some(fd) = opts.status_fd {
-        crate::pageserver::server::tell_listening(fd)?;
-    }
-    if opts.daemon {
-        nix::unistd::daemon(true, false).map_err(|e| err(&path, "daemon")(e.into()))?;
-    }
-    if let Some(p) = &opts.pidfile {
-        std::fs::write(p, format!("{}\n", std::process::id()))
-            .map_err(err(p, "writing the pidfile"))?;
-    }
+    let socket = Unlink(&path);
+    // Before detaching: a page server that is not there is the
+    // command's error, not a daemon's lost one.
     let fetcher = match &opts.page_server {
         Some((a, p)) => Some(Arc::new(Fetcher::connect(a, *p)?)),
         None => None,
     };
+    crate::detach::ready(&crate::detach::Ready {
+        daemon: opts.daemon,
+        pidfile: opts.pidfile.as_deref(),
+        status_fd: opts.status_fd,
+    })?;
     let (mut sock, _) = listener
         .accept()
         .map_err(err(&path, "accepting the restore"))?;
     drop(listener);
-    let _ = std::fs::remove_file(&path);
+    drop(socket);
     let mut spaces = Vec::new();
     for _ in &tasks {
         if let Received::Task { pid, uffd } = handover::receive(&mut sock, &path)? {

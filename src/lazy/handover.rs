@@ -18,13 +18,32 @@ pub const SOCKET: &str = "lazy-pages.socket";
 /// "ReSTore Finished".
 pub const RESTORE_FINISHED: u32 = 0x5253_5446;
 
-fn io<'a>(path: &'a Path, what: &'static str) -> impl Fn(std::io::Error) -> Error + 'a {
+/// An error of the connection between restore and daemon: `who`
+/// ("the restore", "the lazy-pages daemon") is named when its end went
+/// away, instead of Rust's "failed to fill whole buffer".
+fn io<'a>(
+    path: &'a Path,
+    what: &'static str,
+    who: &'static str,
+) -> impl Fn(std::io::Error) -> Error + 'a {
     move |source| Error::FileOp {
         path: path.to_path_buf(),
         what,
-        source,
+        source: match is_closed(&source) {
+            true => std::io::Error::new(source.kind(), format!("{who} closed the connection")),
+            false => source,
+        },
     }
 }
+
+/// Whether `e` says that the other end of a connection went away.
+pub fn is_closed(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), UnexpectedEof | BrokenPipe | ConnectionReset)
+}
+
+const DAEMON: &str = "the lazy-pages daemon";
+const RESTORE: &str = "the restore";
 
 /// The restore's side.
 pub struct Sender {
@@ -39,6 +58,7 @@ impl Sender {
         let sock = UnixStream::connect(&path).map_err(io(
             &path,
             "connecting to the lazy-pages daemon (crit lazy-pages -D DIR)",
+            DAEMON,
         ))?;
         Ok(Sender { sock, path })
     }
@@ -47,12 +67,17 @@ impl Sender {
     pub fn send(&mut self, pid: i32, uffd: Option<&OwnedFd>) -> Result<()> {
         let p = &self.path;
         let word = if uffd.is_some() { pid } else { -pid };
-        self.sock
-            .write_all(&word.to_ne_bytes())
-            .map_err(io(p, "sending a pid to the lazy-pages daemon"))?;
+        self.sock.write_all(&word.to_ne_bytes()).map_err(io(
+            p,
+            "sending a pid to the lazy-pages daemon",
+            DAEMON,
+        ))?;
         if let Some(fd) = uffd {
-            crate::sys::scm::send(&self.sock, &[0], &[fd.as_fd()])
-                .map_err(io(p, "sending a userfaultfd to the lazy-pages daemon"))?;
+            crate::sys::scm::send(&self.sock, &[0], &[fd.as_fd()]).map_err(io(
+                p,
+                "sending a userfaultfd to the lazy-pages daemon",
+                DAEMON,
+            ))?;
         }
         Ok(())
     }
@@ -62,7 +87,11 @@ impl Sender {
         let p = self.path.clone();
         self.sock
             .write_all(&RESTORE_FINISHED.to_ne_bytes())
-            .map_err(io(&p, "telling the lazy-pages daemon the restore is done"))
+            .map_err(io(
+                &p,
+                "telling the lazy-pages daemon the restore is done",
+                DAEMON,
+            ))
     }
 }
 
@@ -76,14 +105,17 @@ pub enum Received {
 pub fn receive(sock: &mut UnixStream, path: &Path) -> Result<Received> {
     let mut b = [0u8; 4];
     sock.read_exact(&mut b)
-        .map_err(io(path, "reading a pid from the restore"))?;
+        .map_err(io(path, "reading a pid from the restore", RESTORE))?;
     let pid = i32::from_ne_bytes(b);
     if pid < 0 {
         return Ok(Received::Zombie);
     }
     let mut one = [0u8; 1];
-    let (_, fds) = crate::sys::scm::recv(&*sock, &mut one)
-        .map_err(io(path, "reading a userfaultfd from the restore"))?;
+    let (_, fds) = crate::sys::scm::recv(&*sock, &mut one).map_err(io(
+        path,
+        "reading a userfaultfd from the restore",
+        RESTORE,
+    ))?;
     let uffd = fds.into_iter().next().ok_or_else(|| Error::FileOp {
         path: path.to_path_buf(),
         what: "reading a userfaultfd from the restore",

@@ -17,6 +17,9 @@ pub enum PsError {
         #[source]
         source: std::io::Error,
     },
+    /// A lazy-pages daemon's page server went away.
+    #[error("lazy-pages: page server at {peer} closed the connection ({what})")]
+    Closed { peer: String, what: &'static str },
     #[error("page server {peer}: it answered the close with status {status}")]
     Status { peer: String, status: i32 },
     #[error("page server: cannot listen on {addr} port {port}: {source}")]

@@ -144,10 +144,16 @@ impl Fetcher {
     }
 
     fn io(&self, what: &'static str) -> impl Fn(std::io::Error) -> PsError + '_ {
-        move |source| PsError::Io {
-            peer: self.peer.clone(),
-            what,
-            source,
+        move |source| match crate::lazy::handover::is_closed(&source) {
+            true => PsError::Closed {
+                peer: self.peer.clone(),
+                what,
+            },
+            false => PsError::Io {
+                peer: self.peer.clone(),
+                what,
+                source,
+            },
         }
     }
 

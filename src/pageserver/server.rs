@@ -63,23 +63,11 @@ pub fn run(opts: &ServerOpts) -> Result<()> {
             port: opts.port,
             source,
         })?;
-    if let Some(fd) = opts.status_fd {
-        tell_listening(fd)?;
-    }
-    if opts.daemon {
-        nix::unistd::daemon(true, false).map_err(|e| PsError::File {
-            path: opts.dir.clone(),
-            what: "daemon",
-            source: e.into(),
-        })?;
-    }
-    if let Some(p) = &opts.pidfile {
-        std::fs::write(p, format!("{}\n", std::process::id())).map_err(|source| PsError::File {
-            path: p.clone(),
-            what: "writing the pidfile",
-            source,
-        })?;
-    }
+    crate::detach::ready(&crate::detach::Ready {
+        daemon: opts.daemon,
+        pidfile: opts.pidfile.as_deref(),
+        status_fd: opts.status_fd,
+    })?;
     let (sock, peer) = listener.accept().map_err(|source| PsError::Listen {
         addr,
         port: opts.port,
@@ -115,21 +103,6 @@ fn prepare_dir(opts: &ServerOpts) -> Result<()> {
             })?;
         }
     }
-    Ok(())
-}
-
-/// `--status-fd`: one zero byte says the server listens (CRIU's way).
-pub fn tell_listening(fd: i32) -> Result<()> {
-    let f = crate::sys::sock::take_handed(fd).map_err(|source| PsError::File {
-        path: PathBuf::from(format!("--status-fd {fd}")),
-        what: "taking the descriptor",
-        source,
-    })?;
-    nix::unistd::write(&f, &[0]).map_err(|e| PsError::File {
-        path: PathBuf::from(format!("--status-fd {fd}")),
-        what: "writing",
-        source: e.into(),
-    })?;
     Ok(())
 }
 

@@ -2,8 +2,8 @@
 //! SOCK_SEQPACKET unix socket at PATH (mode 0666, as CRIU makes it) and
 //! serves each connection as `crit swrk` would, in a process of its own
 //! (one per client, as CRIU forks one), so one client's dump never waits
-//! for another's. With `-d` it runs in the background once it listens;
-//! `--pidfile` names its pid.
+//! for another's. With `-d` it runs in the background once it listens
+//! ([`crate::detach`]); `--pidfile` names its pid.
 
 use crate::error::{Error, Result};
 use nix::sys::socket::{
@@ -47,16 +47,11 @@ pub fn serve(address: &Path, daemon: bool, pidfile: Option<&Path>) -> Result<()>
             source,
         })?;
     listen(&sock, Backlog::new(16).map_err(fail("listen"))?).map_err(fail("listen"))?;
-    if daemon {
-        nix::unistd::daemon(true, false).map_err(fail("daemon"))?;
-    }
-    if let Some(p) = pidfile {
-        std::fs::write(p, format!("{}\n", std::process::id())).map_err(|source| Error::FileOp {
-            path: p.to_path_buf(),
-            what: "writing the pidfile",
-            source,
-        })?;
-    }
+    crate::detach::ready(&crate::detach::Ready {
+        daemon,
+        pidfile,
+        status_fd: None,
+    })?;
     // Workers are reaped as they end; their own children are theirs.
     std::thread::spawn(|| loop {
         if nix::sys::wait::wait().is_err() {

@@ -1,4 +1,4 @@
-//! Creating a process with a chosen pid.
+//! Creating a process with a chosen pid, or a plain fork ([`fork_alone`]).
 //!
 //! [`clone3_with_tid`] is `fork()` with the pid picked by the caller
 //! (`clone3` with `set_tid`), as a restore needs to give each task its old
@@ -126,6 +126,34 @@ pub fn clone3_with_tid(set_tid: &[i32], flags: u64) -> io::Result<ForkResult> {
         return Ok(ForkResult::Child);
     }
     Ok(ForkResult::Parent(r as i32))
+}
+
+/// `fork()` of a process that has one thread (a server about to run in
+/// the background, [`crate::detach`]). The child is a whole copy of the
+/// caller, so it may run any code and return through the caller's frames.
+///
+/// Refused with `EBUSY` while the process has more than one thread: a
+/// thread holding a lock (the allocator's, stdio's) at the fork would
+/// leave it held forever in the child.
+pub fn fork_alone() -> io::Result<ForkResult> {
+    let threads = std::fs::read_dir("/proc/self/task")
+        .map_err(|e| err::context(format_args!("fork: read /proc/self/task"), e))?
+        .count();
+    if threads != 1 {
+        return Err(err::os(
+            format_args!("fork: crit runs {threads} threads"),
+            libc::EBUSY,
+        ));
+    }
+    // SAFETY: one thread (checked above; only this thread could start
+    // another meanwhile), so no lock is held by a thread that the child
+    // lacks, and glibc's fork keeps its own records right in the child.
+    let r = unsafe { libc::fork() };
+    match r {
+        r if r < 0 => Err(err::last(format_args!("fork"))),
+        0 => Ok(ForkResult::Child),
+        r => Ok(ForkResult::Parent(r)),
+    }
 }
 
 /// `_exit(code)`: ends the calling process at once, without running

@@ -6,7 +6,7 @@
 //! - [`remote`]: reading and writing another process's memory;
 //! - [`inject`]: running syscalls inside a stopped thread;
 //! - [`pidfd`]: pidfds and copying another process's file descriptors;
-//! - [`clone`]: forking with a chosen pid;
+//! - [`clone`]: forking with a chosen pid (or plainly, for a daemon);
 //! - [`procfs`]: the few `/proc` reads they need.
 //!
 //! Added for the restore engine: [`fdops`] (fd-table moves, epoll, inotify,

@@ -205,3 +205,28 @@ pub fn uffd_registered(pid: i32) -> bool {
         .filter_map(|l| l.strip_prefix("VmFlags:"))
         .any(|f| f.split_whitespace().any(|x| x == "um"))
 }
+
+/// Runs `cmd` (a crit server) with `-d --pidfile PIDFILE` and returns
+/// the daemon's pid: the command must have succeeded and, the moment it
+/// returned, the pidfile must name a live crit (not waited for: whoever
+/// starts a daemon reads its pidfile at once).
+pub fn daemon_started(mut cmd: std::process::Command, pidfile: &Path) -> i32 {
+    let o = cmd.args(["-d", "--pidfile"]).arg(pidfile).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(pidfile).expect("no pidfile when the command returned");
+    let pid: i32 = text.trim().parse().expect("a pid in the pidfile");
+    assert!(alive(pid), "pid {pid} of the pidfile is not running");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_eq!(exe, Path::new(env!("CARGO_BIN_EXE_crit")));
+    pid
+}
+
+/// Runs `cmd` (a crit server whose setup fails) with `-d --pidfile
+/// PIDFILE`: it must exit 1 with one line, returned.
+pub fn daemon_refused(mut cmd: std::process::Command, pidfile: &Path) -> String {
+    let o = cmd.args(["-d", "--pidfile"]).arg(pidfile).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    e
+}

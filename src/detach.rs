@@ -1,0 +1,147 @@
+//! `-d`, `--pidfile` and `--status-fd` of crit's servers (`page-server`,
+//! `lazy-pages`, `service`), CRIU's way: a server first sets up all
+//! that can fail (binds and listens, opens its images, connects), then
+//! calls [`ready`]. With `-d` that forks; the command itself returns
+//! only once the daemon has written its pidfile: 0 then, or 1 with the
+//! daemon's one-line error if it failed before. A pipe carries the
+//! answer: one zero byte for ready, or the error's text.
+
+use crate::error::{Error, Result};
+use crate::sys::clone::{fork_alone, ForkResult};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+/// How a server says that it is ready.
+pub struct Ready<'a> {
+    /// `-d`: serve in the background, in a session of its own, with
+    /// stdin, stdout and stderr on /dev/null.
+    pub daemon: bool,
+    /// `--pidfile`: gets the pid of the process that serves.
+    pub pidfile: Option<&'a Path>,
+    /// `--status-fd`: gets one zero byte once ready, then is closed.
+    pub status_fd: Option<i32>,
+}
+
+/// To be called once the server listens. Without `daemon`: writes the
+/// pidfile, then the status byte. With it: forks; returns Ok in the
+/// daemon once it did the same, and never returns in the calling
+/// process, which exits 0 once the daemon is ready, else 1 with the
+/// daemon's error (so that whoever started the command can rely on
+/// its exit status and on the pidfile).
+pub fn ready(r: &Ready) -> Result<()> {
+    // Whatever can fail is done before the fork, where its error is
+    // the command's own.
+    let status = r.status_fd.map(take_status).transpose()?;
+    if !r.daemon {
+        return announce(r.pidfile, status);
+    }
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|source| Error::FileOp {
+            path: "/dev/null".into(),
+            what: "opening for the daemon's stdio",
+            source,
+        })?;
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Io {
+        what: "a pipe to the daemon".into(),
+        source: e.into(),
+    })?;
+    let forked = fork_alone().map_err(|source| Error::Io {
+        what: "starting the daemon".into(),
+        source,
+    })?;
+    match forked {
+        ForkResult::Parent(pid) => {
+            drop(wr);
+            wait_ready(rd, pid)
+        }
+        ForkResult::Child => {
+            drop(rd);
+            let r = detach(&null).and_then(|()| announce(r.pidfile, status));
+            let mut pipe = std::fs::File::from(wr);
+            match &r {
+                Ok(()) => {
+                    let _ = pipe.write_all(&[0]);
+                }
+                Err(e) => {
+                    let _ = pipe.write_all(e.to_string().replace('\n', " ").as_bytes());
+                    // Left open until this process exits, which the
+                    // calling process waits for: by then the server has
+                    // cleaned up after itself (its socket file).
+                    std::mem::forget(pipe);
+                }
+            }
+            r
+        }
+    }
+}
+
+/// `--status-fd N`, taken as crit's own.
+fn take_status(fd: i32) -> Result<OwnedFd> {
+    crate::sys::sock::take_handed(fd).map_err(|source| Error::Io {
+        what: format!("--status-fd {fd}"),
+        source,
+    })
+}
+
+/// The pidfile, then the status byte: once a caller hears either, the
+/// pid is there to be read.
+fn announce(pidfile: Option<&Path>, status: Option<OwnedFd>) -> Result<()> {
+    if let Some(p) = pidfile {
+        std::fs::write(p, format!("{}\n", std::process::id())).map_err(|source| Error::FileOp {
+            path: p.to_path_buf(),
+            what: "writing the pidfile",
+            source,
+        })?;
+    }
+    if let Some(f) = status {
+        std::fs::File::from(f)
+            .write_all(&[0])
+            .map_err(|source| Error::Io {
+                what: "--status-fd: writing".into(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// In the daemon: a session of its own (no terminal's hangup reaches
+/// it), and stdio on /dev/null (whoever waits for the command's output
+/// is not kept waiting by the daemon).
+fn detach(null: &std::fs::File) -> Result<()> {
+    let fail = |what: &'static str| {
+        move |e: nix::Error| Error::Io {
+            what: format!("daemon: {what}"),
+            source: e.into(),
+        }
+    };
+    nix::unistd::setsid().map_err(fail("setsid"))?;
+    nix::unistd::dup2_stdin(null).map_err(fail("stdin to /dev/null"))?;
+    nix::unistd::dup2_stdout(null).map_err(fail("stdout to /dev/null"))?;
+    nix::unistd::dup2_stderr(null).map_err(fail("stderr to /dev/null"))?;
+    Ok(())
+}
+
+/// In the calling process: exits 0 once the daemon `pid` is ready, 1
+/// with its error otherwise.
+fn wait_ready(rd: OwnedFd, pid: i32) -> ! {
+    let mut said = Vec::new();
+    let _ = std::fs::File::from(rd).read_to_end(&mut said);
+    if said == [0] {
+        std::process::exit(0);
+    }
+    if said.is_empty() {
+        let how = match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => format!("exited with status {c}"),
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => format!("was killed by {s}"),
+            _ => "ended".into(),
+        };
+        eprintln!("crit: the daemon (pid {pid}) {how} before it was ready");
+    } else {
+        eprintln!("crit: {}", String::from_utf8_lossy(&said));
+    }
+    std::process::exit(1);
+}
