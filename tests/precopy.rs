@@ -388,8 +388,10 @@ fn a_pre_dump_names_itself() {
 
 /// Starts `crit ARGS` and returns it with its worker's pid, once DIR
 /// holds something (pages are being copied).
+// The caller waits for the child returned; on a timeout it is waited for here.
+#[allow(clippy::zombie_processes)]
 fn worker_copying(args: &[&str], dir: &Path) -> (std::process::Child, i32) {
-    let c = kit::crit()
+    let mut c = kit::crit()
         .args(args)
         .stderr(Stdio::piped())
         .spawn()
@@ -402,7 +404,11 @@ fn worker_copying(args: &[&str], dir: &Path) -> (std::process::Child, i32) {
         if let (Some(w), true) = (worker, busy) {
             return (c, w);
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "no copy started");
+        if t.elapsed() > Duration::from_secs(10) {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("no copy started");
+        }
         std::thread::sleep(Duration::from_millis(1));
     }
 }
