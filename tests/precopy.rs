@@ -388,14 +388,18 @@ fn a_pre_dump_names_itself() {
 
 /// Starts `crit ARGS` and returns it with its worker's pid, once DIR
 /// holds something (pages are being copied).
+fn worker_copying(args: &[&str], dir: &Path) -> (std::process::Child, i32) {
+    let mut c = kit::crit();
+    c.args(args);
+    started_copying(c, dir)
+}
+
+/// Starts `c` (a crit command, stderr piped) and returns it with its
+/// worker's pid, once DIR holds something.
 // The caller waits for the child returned; on a timeout it is waited for here.
 #[allow(clippy::zombie_processes)]
-fn worker_copying(args: &[&str], dir: &Path) -> (std::process::Child, i32) {
-    let mut c = kit::crit()
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+fn started_copying(mut c: std::process::Command, dir: &Path) -> (std::process::Child, i32) {
+    let mut c = c.stderr(Stdio::piped()).spawn().unwrap();
     let front = c.id() as i32;
     let t = Instant::now();
     loop {
@@ -411,6 +415,43 @@ fn worker_copying(args: &[&str], dir: &Path) -> (std::process::Child, i32) {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Ctrl-C on the terminal of a pre-dump (SIGINT to its whole process
+/// group) while its worker copies pages: the worker, which ignores it,
+/// stops at its next step and says so, removes the images and lets the
+/// task go, untracked and unharmed. (It used to die of the signal
+/// wherever it was, maybe in the middle of an injected call.)
+#[test]
+fn ctrl_c_stops_a_pre_dump_at_a_safe_point() {
+    use nix::sys::signal::{kill, Signal};
+    use std::os::unix::process::CommandExt;
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = start(tmp.path(), 512, 16, 20000, false, false);
+    let pid = g.pid.to_string();
+    let pre = tmp.path().join("pre");
+    let mut cmd = kit::crit();
+    cmd.args(["pre-dump", "-t", &pid, "-D", pre.to_str().unwrap()])
+        .process_group(0);
+    let (c, _) = started_copying(cmd, &pre);
+    let _ = kill(nix::unistd::Pid::from_raw(-(c.id() as i32)), Signal::SIGINT);
+    let o = c.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("crit pre-dump (pid")
+            && e.contains("was killed; stopping and resuming the tree"),
+        "{e}"
+    );
+    assert!(!pre.exists(), "{} is left: {e}", pre.display());
+    let t = Instant::now();
+    while tracked(g.pid) && t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!tracked(g.pid), "tracking left behind");
+    assert!(ask(g.pid, &g.result).starts_with("OK"));
+    kit::proc::kill_tree(g.pid);
+    let _ = g.child.wait();
 }
 
 /// SIGKILL to the worker of a pre-dump, and of a pre-copy dump during

@@ -69,7 +69,7 @@ use std::time::Instant;
 /// dump on top of this one.
 pub fn dump(opts: &DumpOpts) -> Result<Summary> {
     if let Some(p) = opts.worker_of {
-        become_worker(p)?;
+        become_worker(p, "crit dump")?;
     }
     let log = progress::Log::new(opts, "crit dump")?;
     precheck(opts)?;
@@ -233,10 +233,10 @@ pub fn dump_into(
     Ok((s, trackers))
 }
 
-/// This process is the worker of `crit dump` process `parent` (see
-/// [`guard`]).
-fn become_worker(parent: i32) -> Result<()> {
-    guard::set_parent(parent, "crit dump");
+/// This process is the worker of process `parent`, which runs `command`
+/// ("crit dump", "crit pre-dump"; see [`guard`]).
+fn become_worker(parent: i32, command: &'static str) -> Result<()> {
+    guard::set_parent(parent, command);
     // Ctrl-C or a TERM sent to the whole job stops `crit dump`; the
     // worker finishes its step, then lets the tree go (see guard).
     crate::sys::sigign::ignore_stop_signals().map_err(|source| {

@@ -70,7 +70,7 @@ impl std::fmt::Display for Round {
 /// `opts.prev_images_dir` if given; the trackers then go to a keeper.
 pub fn pre_dump(opts: &DumpOpts) -> Result<Round> {
     if let Some(p) = opts.worker_of {
-        super::guard::set_parent(p, "crit pre-dump");
+        super::become_worker(p, "crit pre-dump")?;
     }
     let log = Log::new(opts, "crit pre-dump")?;
     super::precheck(opts)?;

@@ -1,22 +1,37 @@
 //! Ignoring the signals a terminal or a supervisor sends, for the dump
-//! worker: it must only stop at a point where the tree can be let go.
+//! and pre-dump workers: they must only stop at a point where the tree
+//! can be let go.
 
 use nix::sys::signal::{signal, SigHandler, Signal};
+
+const STOP_SIGNALS: [Signal; 6] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGTSTP,
+    Signal::SIGPIPE,
+];
 
 /// Sets SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP and SIGPIPE to
 /// SIG_IGN in the calling process.
 pub fn ignore_stop_signals() -> std::io::Result<()> {
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGTSTP,
-        Signal::SIGPIPE,
-    ] {
-        // SAFETY: SIG_IGN installs no handler code, so nothing can run in
-        // signal context; the previous disposition is not used.
-        unsafe { signal(s, SigHandler::SigIgn) }.map_err(std::io::Error::from)?;
+    set_all(SigHandler::SigIgn)
+}
+
+/// Gives the same signals their default action again: for a process a
+/// worker starts that must not inherit the worker's SIG_IGN (ignored
+/// signals stay ignored across exec), such as the keeper of memory
+/// trackers, which a TERM is to end.
+pub fn default_stop_signals() -> std::io::Result<()> {
+    set_all(SigHandler::SigDfl)
+}
+
+fn set_all(h: SigHandler) -> std::io::Result<()> {
+    for s in STOP_SIGNALS {
+        // SAFETY: SIG_IGN and SIG_DFL install no handler code, so nothing
+        // can run in signal context; the previous disposition is not used.
+        unsafe { signal(s, h) }.map_err(std::io::Error::from)?;
     }
     Ok(())
 }

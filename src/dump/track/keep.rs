@@ -181,6 +181,11 @@ pub fn drop_kept(dir: &Path) {
 /// The keeper itself (`crit __keep-tracking NAME`): its stdin is the
 /// socket its trackers come on. Returns the exit status.
 pub fn serve(n: &str) -> i32 {
+    // A worker that started it ignores TERM and INT (see guard); the
+    // keeper is ended by them.
+    if crate::sys::sigign::default_stop_signals().is_err() {
+        return 1;
+    }
     let stdin = std::io::stdin();
     let parent = stdin.as_fd();
     let trackers = match recv_all(parent) {
