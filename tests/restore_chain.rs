@@ -7,8 +7,15 @@
 //! first half to the middle one (which holds part of it and passes the
 //! rest on). Every restored task checks its memory. Without the link the
 //! restore is refused in one line, and nothing is left running.
+//!
+//! A real chain (`crit pre-dump`, then `crit dump` on top of it) damaged
+//! in each way a chain breaks is refused in one line that names the dump
+//! directory and its file or link at fault, and leaves nothing running.
 
 mod kit;
+
+use crit::image::pb;
+use crit::image::typed::{write_atomic, ImageBuilder};
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -77,7 +84,8 @@ fn a_chain_of_dumps_restores_every_page() {
     let err = String::from_utf8_lossy(&r.stderr).to_string();
     assert_eq!(r.status.code(), Some(1), "{err}");
     assert!(
-        err.lines().count() == 1 && err.contains("parent dump"),
+        err.lines().count() == 1
+            && err.contains("last/parent: points to ../mid, which does not exist"),
         "{err}"
     );
     assert!(
@@ -98,4 +106,133 @@ fn a_chain_of_dumps_restores_every_page() {
         lines.lines().all(|l| l.starts_with("OK")),
         "answers: {lines}"
     );
+}
+
+/// Copies images dir `src` to `dst`, its `parent` link as a link.
+fn copy_dump(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let p = e.unwrap().path();
+        let to = dst.join(p.file_name().unwrap());
+        match std::fs::read_link(&p) {
+            Ok(l) => std::os::unix::fs::symlink(l, to).unwrap(),
+            Err(_) => {
+                std::fs::copy(&p, to).unwrap();
+            }
+        }
+    }
+}
+
+/// Each damage to a copy of a real chain fails the restore with exit 1
+/// and one line naming the directory and file or link at fault, and the
+/// task forked for it is gone; the chain itself restores every page.
+#[test]
+fn a_damaged_chain_names_the_dump_at_fault() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(tmp.path()).unwrap();
+    let mut g = kit::gens::start(&root, 16, 2, 2000, false, false);
+    let pid = g.pid;
+    let (d1, d2) = (root.join("chain/d1"), root.join("chain/d2"));
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let p = pid.to_string();
+    kit::gens::ok(&kit::gens::crit(&["pre-dump", "-t", &p, "-D", &s(&d1)]));
+    std::thread::sleep(Duration::from_millis(200));
+    kit::gens::ok(&kit::gens::crit(&[
+        "dump",
+        "-t",
+        &p,
+        "-D",
+        &s(&d2),
+        "--prev-images-dir",
+        "../d1",
+    ]));
+    let _ = g.child.wait();
+    assert!(kit::proc::reap(&[pid], Duration::from_secs(5)).is_empty());
+    let pages = std::fs::read_dir(&d1)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("pages-"))
+        .unwrap();
+    let pagemap = format!("pagemap-{pid}.img");
+    for case in [
+        "no pagemap",
+        "a pagemap without the pages",
+        "no pages",
+        "pages cut short",
+        "no link",
+        "a dangling link",
+        "no parent directory",
+    ] {
+        let at = root.join(case.replace(' ', "-"));
+        let (c1, c2) = (at.join("d1"), at.join("d2"));
+        copy_dump(&d1, &c1);
+        copy_dump(&d2, &c2);
+        let (named, says) = match case {
+            "no pagemap" => {
+                std::fs::remove_file(c1.join(&pagemap)).unwrap();
+                (c1.join(&pagemap), format!("missing, yet {} leaves", s(&c2)))
+            }
+            "a pagemap without the pages" => {
+                // Only its head: the pages image it names, no entries.
+                let id: u32 = pages["pages-".len()..pages.len() - 4].parse().unwrap();
+                let mut b = ImageBuilder::new("PAGEMAP").unwrap();
+                b.entry(&pb::PagemapHead { pages_id: id });
+                write_atomic(&c1.join(&pagemap), &b.bytes).unwrap();
+                (c1.join(&pagemap), "holds no pages at 0x".into())
+            }
+            "no pages" => {
+                std::fs::remove_file(c1.join(&pages)).unwrap();
+                (
+                    c1.join(&pages),
+                    "missing, yet the pagemap there needs".into(),
+                )
+            }
+            "pages cut short" => {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(c1.join(&pages))
+                    .unwrap();
+                let len = f.metadata().unwrap().len();
+                f.set_len(len - 4096).unwrap();
+                let says = format!("holds {} bytes, the pagemap needs {len}", len - 4096);
+                (c1.join(&pages), says)
+            }
+            "no link" => {
+                std::fs::remove_file(c2.join("parent")).unwrap();
+                (c2.join("parent"), format!("missing, yet {} leaves", s(&c2)))
+            }
+            "a dangling link" => {
+                std::fs::remove_file(c2.join("parent")).unwrap();
+                std::os::unix::fs::symlink("../gone", c2.join("parent")).unwrap();
+                (
+                    c2.join("parent"),
+                    "points to ../gone, which does not exist".into(),
+                )
+            }
+            _ => {
+                std::fs::remove_dir_all(&c1).unwrap();
+                (
+                    c2.join("parent"),
+                    "points to ../d1, which does not exist".into(),
+                )
+            }
+        };
+        let r = kit::gens::crit(&["restore", "-d", "--shell-job", "-D", &s(&c2)]);
+        let e = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(1), "{case}: {e}");
+        assert_eq!(e.trim().lines().count(), 1, "{case}: {e}");
+        let want = format!("pid {pid}: {}: {says}", s(&named));
+        assert!(e.contains(&want), "{case}: {e}\nwanted: {want}");
+        assert!(
+            kit::proc::reap(&[pid], Duration::from_secs(10)).is_empty(),
+            "{case}: the failed restore left pid {pid}"
+        );
+    }
+    // Undamaged, the chain restores every page.
+    kit::gens::ok(&kit::gens::restore(&d2, &[]));
+    let a = kit::gens::ask(pid, &g.result);
+    kit::proc::kill_tree(pid);
+    kit::proc::reap(&[pid], Duration::from_secs(5));
+    assert!(a.starts_with("OK 4096 "), "{a}");
 }

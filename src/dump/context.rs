@@ -77,7 +77,7 @@ pub struct DumpCtx<'a> {
     /// The cgroup sets of the tasks (crit's own is set 1).
     pub cgroups: super::cgroups::CgSets,
     /// The dump this one builds on (`--prev-images-dir`, `--pre-copy`).
-    pub parent: Option<super::incremental::Parent>,
+    pub parent: Option<&'a super::incremental::Parent>,
     /// Write trackers made by this dump (`--track-mem` with
     /// `--leave-running`), for the next one.
     pub trackers: super::track::Trackers,

@@ -66,6 +66,18 @@ impl Parent {
         })
     }
 
+    /// Hands the trackers taken from the previous dump's keeper back to
+    /// a keeper of it, after a dump on top of it failed: a retry can
+    /// still build on it. A tracker the failed dump scanned lost what it
+    /// found (see [`super::track::Tracker::scanned`]): it reports every
+    /// page next time.
+    fn give_back(self) -> Result<()> {
+        for t in self.trackers.iter().filter(|t| t.scanned()) {
+            t.set_whole(true);
+        }
+        super::track::keep::hand_off(&self.dir, &self.trackers)
+    }
+
     /// A previous dump made by this process (a round of `--pre-copy`),
     /// at `dir`, linked to as `link`, with its trackers.
     pub fn of_round(link: PathBuf, dir: PathBuf, trackers: Trackers) -> Result<Parent> {
@@ -132,6 +144,32 @@ impl Parent {
     ) -> Result<(Vec<Run>, u64)> {
         let held = self.held(vpid)?;
         Ok(split(&runs, changed, &held))
+    }
+}
+
+/// Runs `dump` on top of `parent` (from [`Parent::open`]) and returns
+/// what it returns, with the trackers to go on: those it made, and the
+/// parent's for the other tasks. If it fails, the parent's trackers go
+/// back to a keeper of the parent ([`Parent::give_back`]; if even that
+/// fails, `log` says why and the dump's own error is the one reported).
+pub fn on_top<T>(
+    parent: Option<Parent>,
+    log: &super::progress::Log,
+    dump: impl FnOnce(Option<&Parent>) -> Result<(T, Trackers)>,
+) -> Result<(T, Trackers)> {
+    let res = dump(parent.as_ref());
+    let Some(p) = parent else { return res };
+    match res {
+        Ok((v, mut made)) => {
+            made.merge(p.trackers);
+            Ok((v, made))
+        }
+        Err(e) => {
+            if let Err(b) = p.give_back() {
+                log.info(&format!("the memory trackers are lost: {b}"));
+            }
+            Err(e)
+        }
     }
 }
 

@@ -86,12 +86,16 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
     if opts.prev_images_dir.is_some() || opts.track_mem {
         log.step(track::METHOD);
     }
+    // What may fail first: once the previous dump's trackers are taken,
+    // a failure must hand them back (see incremental::on_top).
+    let remote = connect(opts)?;
     let parent = match &opts.prev_images_dir {
         Some(p) => Some(incremental::Parent::open(&opts.dir, p, opts.pid)?),
         None => None,
     };
-    let remote = connect(opts)?;
-    let (s, trackers) = dump_into(opts, &log, &mut dir, parent, &notify, remote)?;
+    let (s, trackers) = incremental::on_top(parent, &log, |p| {
+        dump_into(opts, &log, &mut dir, p, &notify, remote)
+    })?;
     if opts.track_mem && opts.leave_running {
         track::keep::hand_off(&opts.dir, &trackers)?;
     }
@@ -109,14 +113,14 @@ pub fn connect(opts: &DumpOpts) -> Result<Option<crate::pageserver::client::Clie
 }
 
 /// The dump itself, into `dir` (kept by the caller), on top of `parent`,
-/// pages to the page server `remote` if given; returns the trackers of
-/// the tasks that run on (the parent's, and new ones with `--track-mem
-/// -R`). The action points (crate::action) go to `notify`.
+/// pages to the page server `remote` if given; returns the trackers it
+/// made (with `--track-mem -R`, for the tasks the parent does not
+/// track). The action points (crate::action) go to `notify`.
 pub fn dump_into(
     opts: &DumpOpts,
     log: &progress::Log,
     dir: &mut imgdir::ImgDir,
-    parent: Option<incremental::Parent>,
+    parent: Option<&incremental::Parent>,
     notify: &Notifier,
     remote: Option<crate::pageserver::client::Client>,
 ) -> Result<(Summary, track::Trackers)> {
@@ -148,13 +152,6 @@ pub fn dump_into(
             let s = run(&mut ctx)?;
             last = ctx.last.take();
             trackers = std::mem::take(&mut ctx.trackers);
-            if let Some(p) = ctx.parent.take() {
-                for t in p.trackers {
-                    if trackers.get(t.pid, t.start).is_none() {
-                        trackers.insert(t);
-                    }
-                }
-            }
             Ok(s)
         })
         .and_then(|s| guard::check().map(|_| s))

@@ -86,7 +86,11 @@ pub fn dump(opts: &DumpOpts, log: &Log, notify: &crate::action::Notifier) -> Res
             p.link = parent_link(&p);
             p
         });
-        let (r, trackers) = super::predump::round(opts.pid, log, &mut rdir, p, false, None)?;
+        let (r, mut trackers) =
+            super::predump::round(opts.pid, log, &mut rdir, p.as_ref(), false, None)?;
+        if let Some(p) = p {
+            trackers.merge(p.trackers);
+        }
         rdir.keep();
         log.step(&format!("pre-copy round {n}: {r}"));
         parent = Some(Parent::of_round(
@@ -103,7 +107,11 @@ pub fn dump(opts: &DumpOpts, log: &Log, notify: &crate::action::Notifier) -> Res
     // dump's sync, frozen, then has only its own pages to write.
     crate::image::typed::sync_filesystem(&rounds.0)?;
     log.step("final round: freezing the tree");
-    let (mut s, trackers) = super::dump_into(opts, log, &mut dir, parent, notify, None)?;
+    let (mut s, mut trackers) =
+        super::dump_into(opts, log, &mut dir, parent.as_ref(), notify, None)?;
+    if let Some(p) = parent {
+        trackers.merge(p.trackers);
+    }
     log.step("making the images self-contained");
     let t = std::time::Instant::now();
     let from_rounds = super::flatten::flatten(&opts.dir)?;

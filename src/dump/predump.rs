@@ -20,7 +20,7 @@
 use super::error::DumpError;
 use super::freeze::Frozen;
 use super::imgdir::ImgDir;
-use super::incremental::Parent;
+use super::incremental::{self, Parent};
 use super::ns::pids::{self, PidMap};
 use super::pagemap::{self, Run};
 use super::pages::PageWriter;
@@ -77,12 +77,16 @@ pub fn pre_dump(opts: &DumpOpts) -> Result<Round> {
     super::track::probe().map_err(|source| DumpError::NoTrackingSupport { source })?;
     log.step(super::track::METHOD);
     let mut dir = ImgDir::open(&opts.dir)?;
+    // What may fail first: once the previous dump's trackers are taken,
+    // a failure must hand them back (see incremental::on_top).
+    let remote = super::connect(opts)?;
     let parent = match &opts.prev_images_dir {
         Some(p) => Some(Parent::open(&opts.dir, p, opts.pid)?),
         None => None,
     };
-    let remote = super::connect(opts)?;
-    let (r, trackers) = round(opts.pid, &log, &mut dir, parent, true, remote)?;
+    let (r, trackers) = incremental::on_top(parent, &log, |p| {
+        round(opts.pid, &log, &mut dir, p, true, remote)
+    })?;
     super::track::keep::hand_off(&opts.dir, &trackers)?;
     dir.keep();
     log.info(&r.to_string());
@@ -90,14 +94,15 @@ pub fn pre_dump(opts: &DumpOpts) -> Result<Round> {
 }
 
 /// One pre-dump of the tree of `pid` into `dir` (see the module docs);
-/// returns the trackers of its tasks. On failure the tree runs on and
-/// the images written are removed (with `dir`). Unless `durable` (the
-/// rounds of `--pre-copy`, removed at its end) nothing waits for the disk.
+/// returns the trackers it made (for the tasks `parent` does not track).
+/// On failure the tree runs on and the images written are removed (with
+/// `dir`). Unless `durable` (the rounds of `--pre-copy`, removed at its
+/// end) nothing waits for the disk.
 pub fn round(
     pid: i32,
     log: &Log,
     dir: &mut ImgDir,
-    parent: Option<Parent>,
+    parent: Option<&Parent>,
     durable: bool,
     remote: Option<crate::pageserver::client::Client>,
 ) -> Result<(Round, Trackers)> {
@@ -107,13 +112,13 @@ pub fn round(
     let frozen = Frozen::freeze(pid)?;
     let t_frozen = Instant::now();
     let mut trackers = Trackers::default();
-    let collected = collect(&frozen, probes, parent.as_ref(), &mut trackers);
+    let collected = collect(&frozen, probes, parent, &mut trackers);
     // The tree runs on whatever happened; its memory is copied meanwhile.
     let released = frozen.release(false);
     let frozen_for = t_frozen.elapsed();
     let seen = collected?;
     released?;
-    let (jobs, parent_pages, scanned) = pages(seen, probes, parent.as_ref())?;
+    let (jobs, parent_pages, scanned) = pages(seen, probes, parent)?;
     let t_copy = Instant::now();
     log.step(&format!("copying the memory of {} task(s)", jobs.len()));
     let mut pw = PageWriter::new(&dir.dir, remote, false);
@@ -153,7 +158,7 @@ pub fn round(
         restore: None,
     });
     dir.write("stats-dump", &b)?;
-    if let Some(p) = &parent {
+    if let Some(p) = parent {
         dir.symlink("parent", &p.link)?;
     }
     if durable {
@@ -162,14 +167,6 @@ pub fn round(
     let me = std::process::id() as i32;
     let root_ids = super::ids::Ids::default().task(me)?;
     super::write::write_inventory(dir, &root_ids, Some(PRE_DUMP_READ), true, durable)?;
-    // Trackers of tasks that are still there go on.
-    if let Some(p) = parent {
-        for t in p.trackers {
-            if trackers.get(t.pid, t.start).is_none() {
-                trackers.insert(t);
-            }
-        }
-    }
     r.total = t0.elapsed();
     Ok((r, trackers))
 }

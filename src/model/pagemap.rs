@@ -111,13 +111,14 @@ pub enum Source {
     /// In the pages image of dump `level` of the chain (0: the first),
     /// from byte `off`.
     Level { level: usize, off: u64 },
-    /// Only with a page server.
-    Lazy,
+    /// Only with a page server, says dump `level`.
+    Lazy { level: usize },
     /// `in_parent` in the last dump of the chain: no dump holds it.
     NoParent,
-    /// No run covers it (what that means is the mapping's business:
-    /// zero, the file's contents...).
-    Absent,
+    /// No run of dump `level` covers it (what that means is the
+    /// mapping's business: zero, the file's contents...; below the first
+    /// dump, a hole in the chain).
+    Absent { level: usize },
 }
 
 /// Places `[s, e)` along a chain of dumps (`chain[0]` the newest, each
@@ -143,7 +144,7 @@ fn place_from(
     let mut at = s;
     while at < e {
         let Some(r) = runs.get(i).filter(|r| r.vaddr < e) else {
-            f(at, e, Source::Absent);
+            f(at, e, Source::Absent { level });
             break;
         };
         i += 1;
@@ -151,7 +152,7 @@ fn place_from(
             continue;
         }
         if r.vaddr > at {
-            f(at, r.vaddr, Source::Absent);
+            f(at, r.vaddr, Source::Absent { level });
             at = r.vaddr;
         }
         let to = r.end().min(e);
@@ -164,7 +165,7 @@ fn place_from(
                     off: off + (at - r.vaddr),
                 },
             ),
-            Held::Lazy => f(at, to, Source::Lazy),
+            Held::Lazy => f(at, to, Source::Lazy { level }),
             Held::Parent => place_from(chain, level + 1, at, to, f),
         }
         at = to;
@@ -216,9 +217,9 @@ mod tests {
                 ),
                 (1, 2, Source::NoParent),
                 (2, 3, Source::Level { level: 0, off: 0 }),
-                (3, 4, Source::Absent),
-                (4, 5, Source::Lazy),
-                (5, 6, Source::Absent),
+                (3, 4, Source::Absent { level: 0 }),
+                (4, 5, Source::Lazy { level: 0 }),
+                (5, 6, Source::Absent { level: 0 }),
             ]
         );
         // A range that starts inside a run keeps its offset.

@@ -14,6 +14,8 @@ use crate::error::Result;
 use crate::image::pb;
 use crate::image::typed::Mapped;
 use crate::model::pagemap::{self, Held, Source};
+use crate::restore::error::PagesFault;
+use std::path::{Path, PathBuf};
 
 pub const PAGE: u64 = 4096;
 use crate::sys::TASK_SIZE;
@@ -86,19 +88,18 @@ pub struct PageRun {
     pub off: u64,
 }
 
-/// The runs of pages the task's own page image holds (those in a parent
-/// dump are [`parent_pages`]'s), less those at the addresses in `lazy`
-/// (left to a lazy-pages daemon, which may hold the pages elsewhere).
+/// The runs of pages the task's own page image `own` holds (those in a
+/// parent dump are [`parent_pages`]'s), less those at the addresses in
+/// `lazy` (left to a lazy-pages daemon, which may hold the pages
+/// elsewhere).
 pub fn page_runs(
     task: &Task,
-    pages_len: Option<u64>,
+    own: Option<&Mapped>,
     lazy: &std::collections::HashSet<u64>,
 ) -> Result<Vec<PageRun>> {
+    let all = pagemap::runs(&task.pagemap);
     let mut runs = Vec::new();
-    for r in pagemap::runs(&task.pagemap)
-        .into_iter()
-        .filter(|r| !lazy.contains(&r.vaddr))
-    {
+    for r in all.iter().filter(|r| !lazy.contains(&r.vaddr)) {
         let off = match r.held {
             Held::Parent => continue,
             Held::Lazy => {
@@ -110,7 +111,7 @@ pub fn page_runs(
             }
             Held::Here(off) => off,
         };
-        let Some(len) = pages_len else {
+        let Some(file) = own else {
             return Err(TaskError::PagesMissing {
                 pid: task.pid,
                 pages_id: task.pages_id,
@@ -118,12 +119,15 @@ pub fn page_runs(
             }
             .into());
         };
+        let len = file.bytes().len() as u64;
         if off + r.bytes() > len {
-            return Err(TaskError::PagesShort {
+            return Err(TaskError::Pages {
                 pid: task.pid,
-                pages_id: task.pages_id,
-                len,
-                vaddr: r.vaddr,
+                path: file.name.clone().into(),
+                fault: PagesFault::Short {
+                    len,
+                    need: pagemap::bytes_needed(&all),
+                },
             }
             .into());
         }
@@ -148,12 +152,96 @@ pub struct ParentPages {
 /// How deep a chain of parent dumps is followed.
 const MAX_CHAIN: usize = 64;
 
+/// One dump of a chain, for one task.
+struct Level {
+    /// Where it is reached (through `parent` links).
+    at: PathBuf,
+    /// Where it is, for errors: the link resolved.
+    shown: PathBuf,
+    runs: Vec<pagemap::Run>,
+    /// Its page image; none for the first (the task's own is opened
+    /// apart) and for a parent that needs none.
+    pages: Option<Mapped>,
+}
+
+fn resolved(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+impl Level {
+    /// The parent of dump `child` of task `pid`'s chain, which the
+    /// pages at `vaddr` are left to. Each error names the link or file
+    /// at fault.
+    fn parent_of(child: &Level, pid: u32, vaddr: u64) -> Result<Level> {
+        let link = child.at.join("parent");
+        let fault = |path: PathBuf, fault| TaskError::Pages { pid, path, fault };
+        let bad_link = |f| fault(child.shown.join("parent"), f);
+        let to = match std::fs::read_link(&link) {
+            Ok(to) => Some(to),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let by = child.shown.clone();
+                return Err(bad_link(PagesFault::NoLink { by, vaddr }).into());
+            }
+            // Not a link: a directory put in its place, say.
+            Err(_) => None,
+        };
+        let f = match (std::fs::metadata(&link), to) {
+            (Ok(m), _) if m.is_dir() => None,
+            (Ok(_), _) => Some(PagesFault::NotDir),
+            (Err(e), Some(to)) if e.kind() == std::io::ErrorKind::NotFound => {
+                Some(PagesFault::Dangling { to })
+            }
+            (Err(e), _) => Some(PagesFault::Link(e)),
+        };
+        if let Some(f) = f {
+            return Err(bad_link(f).into());
+        }
+        let shown = resolved(&link);
+        let name = format!("pagemap-{pid}.img");
+        let pm = link.join(&name);
+        if !pm.exists() {
+            let by = child.shown.clone();
+            return Err(fault(shown.join(name), PagesFault::PagemapMissing { by, vaddr }).into());
+        }
+        let (pages_id, entries) = super::plan::read_pagemap(&pm, Vec::new())?;
+        let mut runs = pagemap::runs(&entries);
+        runs.sort_by_key(|r| r.vaddr);
+        // Checked whole: a pages image cut short is damaged wherever the
+        // pages this restore takes from it are.
+        let need = pagemap::bytes_needed(&runs);
+        let name = format!("pages-{pages_id}.img");
+        let path = link.join(&name);
+        let pages = match (path.exists(), need) {
+            (false, 0) => None,
+            (false, _) => {
+                let f = PagesFault::PagesMissing { need };
+                return Err(fault(shown.join(name), f).into());
+            }
+            (true, _) => Some(Mapped::open(&path)?),
+        };
+        let len = pages.as_ref().map_or(0, |m| m.bytes().len() as u64);
+        if len < need {
+            return Err(fault(shown.join(name), PagesFault::Short { len, need }).into());
+        }
+        Ok(Level {
+            at: link,
+            shown,
+            runs,
+            pages,
+        })
+    }
+}
+
 /// Follows the `parent` links of images dir `dir` for the pages `task`
 /// has `in_parent` (CRIU's pre-dump chains, crit's or CRIU's): each
 /// parent's pagemap of the same pid gives them, or sends them on to its
-/// own parent. A page no dump of the chain holds is an error.
-pub fn parent_pages(dir: &std::path::Path, task: &Task) -> Result<Vec<ParentPages>> {
-    let own = pagemap::runs(&task.pagemap);
+/// own parent. Only the parents some of those pages lead to are read. A
+/// page no dump of the chain holds is an error that names the dump (and
+/// its file or link) where the chain breaks.
+pub fn parent_pages(dir: &Path, task: &Task) -> Result<Vec<ParentPages>> {
+    let pid = task.pid;
+    let mut own = pagemap::runs(&task.pagemap);
+    own.sort_by_key(|r| r.vaddr);
     let wanted: Vec<(u64, u64)> = own
         .iter()
         .filter(|r| r.held == Held::Parent)
@@ -162,73 +250,87 @@ pub fn parent_pages(dir: &std::path::Path, task: &Task) -> Result<Vec<ParentPage
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    // The chain, as deep as its in_parent runs lead.
-    let mut chain = vec![own];
-    let mut files = Vec::new();
-    let mut at = dir.join("parent");
-    while chain.len() <= MAX_CHAIN
-        && chain
-            .last()
-            .is_some_and(|r| r.iter().any(|r| r.held == Held::Parent))
-    {
-        let pm = at.join(format!("pagemap-{}.img", task.pid));
-        if !pm.exists() {
-            break;
+    let mut levels = vec![Level {
+        at: dir.to_path_buf(),
+        shown: resolved(dir),
+        runs: own,
+        pages: None,
+    }];
+    // The next parent is read while a wanted page leads past the last.
+    while let Some(vaddr) = past_the_last(&levels, &wanted) {
+        let child = &levels[levels.len() - 1];
+        if levels.len() > MAX_CHAIN {
+            let fault = PagesFault::TooDeep { max: MAX_CHAIN };
+            let path = child.shown.clone();
+            return Err(TaskError::Pages { pid, path, fault }.into());
         }
-        let (pages_id, entries) = super::plan::read_pagemap(&pm, Vec::new())?;
-        files.push((
-            pages_id,
-            Mapped::open(&at.join(format!("pages-{pages_id}.img")))?,
-        ));
-        let mut runs = pagemap::runs(&entries);
-        runs.sort_by_key(|r| r.vaddr);
-        chain.push(runs);
-        at = at.join("parent");
+        let parent = Level::parent_of(child, pid, vaddr)?;
+        levels.push(parent);
     }
-    let levels: Vec<&[pagemap::Run]> = chain.iter().map(|r| &r[..]).collect();
-    let mut out: Vec<Vec<PageRun>> = vec![Vec::new(); files.len()];
+    let chain: Vec<&[pagemap::Run]> = levels.iter().map(|l| &l.runs[..]).collect();
+    let mut out: Vec<Vec<PageRun>> = vec![Vec::new(); levels.len()];
     let mut bad = None;
     for &(s, e) in &wanted {
-        pagemap::place(&levels, s, e, &mut |from, to, src| match src {
-            Source::Level { level, off } if level > 0 => out[level - 1].push(PageRun {
-                vaddr: from,
-                len: to - from,
-                off,
-            }),
-            Source::Lazy => {
-                bad.get_or_insert(TaskError::PagesLazy {
-                    pid: task.pid,
-                    vaddr: from,
-                });
-            }
-            _ => {
-                bad.get_or_insert(TaskError::PagesInParent {
-                    pid: task.pid,
-                    vaddr: from,
-                });
-            }
+        pagemap::place(&chain, s, e, &mut |from, to, src| {
+            let (level, fault) = match src {
+                Source::Level { level, off } => {
+                    let len = to - from;
+                    out[level].push(PageRun {
+                        vaddr: from,
+                        len,
+                        off,
+                    });
+                    return;
+                }
+                Source::Lazy { level } => (level, PagesFault::Lazy { vaddr: from }),
+                Source::Absent { level } => {
+                    let by = levels[level.saturating_sub(1)].shown.clone();
+                    (level, PagesFault::NotHeld { by, vaddr: from })
+                }
+                // Not after the walk above; named as it would be.
+                Source::NoParent => {
+                    let by = levels[levels.len() - 1].shown.clone();
+                    (levels.len() - 1, PagesFault::NoLink { by, vaddr: from })
+                }
+            };
+            let l = &levels[level];
+            let path = match fault {
+                PagesFault::NoLink { .. } => l.shown.join("parent"),
+                _ => l.shown.join(format!("pagemap-{pid}.img")),
+            };
+            bad.get_or_insert(TaskError::Pages { pid, path, fault });
         });
     }
     if let Some(e) = bad {
         return Err(e.into());
     }
     let mut parents = Vec::new();
-    for ((pages_id, file), mut runs) in files.into_iter().zip(out) {
-        let len = file.bytes().len() as u64;
-        if let Some(r) = runs.iter().find(|r| r.off + r.len > len) {
-            return Err(TaskError::PagesShort {
-                pid: task.pid,
-                pages_id,
-                len,
-                vaddr: r.vaddr,
-            }
-            .into());
+    for (level, mut runs) in levels.into_iter().zip(out) {
+        if let (Some(file), false) = (level.pages, runs.is_empty()) {
+            // Written in file order, as the task's own.
+            runs.sort_by_key(|r| r.off);
+            parents.push(ParentPages { file, runs });
         }
-        // Written in file order, as the task's own.
-        runs.sort_by_key(|r| r.off);
-        parents.push(ParentPages { file, runs });
     }
     Ok(parents)
+}
+
+/// The first page of `wanted` that the chain `levels` leaves to a parent
+/// past its last dump.
+fn past_the_last(levels: &[Level], wanted: &[(u64, u64)]) -> Option<u64> {
+    let chain: Vec<&[pagemap::Run]> = levels.iter().map(|l| &l.runs[..]).collect();
+    let mut first = None;
+    for &(s, e) in wanted {
+        pagemap::place(&chain, s, e, &mut |from, _, src| {
+            if src == Source::NoParent {
+                first.get_or_insert(from);
+            }
+        });
+        if first.is_some() {
+            break;
+        }
+    }
+    first
 }
 
 fn vma_has_pages(v: &pb::VmaEntry, runs: &[PageRun]) -> bool {
@@ -299,13 +401,12 @@ pub fn rebuild(
     refuse_unsupported(task)?;
     let own = pages.and_then(|p| p.own.as_ref());
     let parents: &[ParentPages] = pages.map_or(&[], |p| &p.parents);
-    let pages_len = own.map(|m| m.bytes().len() as u64);
     // Lazy pages are left to the lazy-pages daemon.
     let skip: std::collections::HashSet<u64> = match mem.lazy.is_some() {
         true => super::lazy::lazy_runs(task).iter().map(|r| r.0).collect(),
         false => Default::default(),
     };
-    let runs = page_runs(task, pages_len, &skip)?;
+    let runs = page_runs(task, own, &skip)?;
     unmap_all_but(t, pid, sp, (scratch, scratch + scratch_len))?;
     let dumped_vdso = vdso_pages(task, &runs, own, parents);
     super::vdso::place(t, task, sp, mem.vdso, dumped_vdso, keep, log)?;

@@ -10,8 +10,8 @@
 //! Killing it ends the tracking (the next dump then says so).
 //!
 //! Wire: SOCK_SEQPACKET, one message per tracker (pid: i32 LE, start
-//! time: u64 LE, pinned: u8, its descriptor attached), then `end`. Requests: `take`,
-//! `drop`.
+//! time: u64 LE, whole next time: u8, its descriptor attached), then
+//! `end`. Requests: `take`, `drop`.
 
 use super::{Tracker, Trackers};
 use crate::dump::error::DumpError;
@@ -56,7 +56,7 @@ fn send_all(sock: impl AsFd + Copy, trackers: &Trackers) -> std::io::Result<()> 
     for t in trackers.iter() {
         let mut m = t.pid.to_le_bytes().to_vec();
         m.extend_from_slice(&t.start.to_le_bytes());
-        m.push(u8::from(t.is_pinned()));
+        m.push(u8::from(t.is_whole()));
         scm::send(sock, &m, &[t.fd()])?;
     }
     scm::send(sock, END, &[])
@@ -77,7 +77,7 @@ fn recv_all(sock: impl AsFd + Copy) -> std::io::Result<Trackers> {
         let start = u64::from_le_bytes(buf[4..12].try_into().unwrap_or_default());
         match Tracker::adopt(pid, start, fd) {
             Ok(t) => {
-                t.set_pinned(buf[12] != 0);
+                t.set_whole(buf[12] != 0);
                 out.insert(t)
             }
             // The task exited since (a short-lived child): nothing to track.

@@ -57,9 +57,13 @@ pub struct Tracker {
     pub start: u64,
     uffd: Uffd,
     pagemap: File,
-    /// The task held an io_uring when its memory was last protected:
-    /// writes the kernel makes through pinned pages are not seen.
-    pinned: AtomicBool,
+    /// The next scan reports every page: the task held an io_uring when
+    /// its memory was last protected (writes the kernel makes through
+    /// pinned pages are not seen), or a failed command lost what its scan
+    /// found (see [`Tracker::scanned`]).
+    whole: AtomicBool,
+    /// Scanned by this process (see [`Tracker::scanned`]).
+    scanned: AtomicBool,
 }
 
 /// Address ranges, sorted, not overlapping.
@@ -108,24 +112,31 @@ impl Tracker {
             start,
             uffd,
             pagemap,
-            pinned: AtomicBool::new(false),
+            whole: AtomicBool::new(false),
+            scanned: AtomicBool::new(false),
         })
     }
 
-    /// Whether the next [`Tracker::changed`] reports every page (see
-    /// [`pinned`]).
-    pub fn is_pinned(&self) -> bool {
-        self.pinned.load(Ordering::Relaxed)
+    /// Whether the next [`Tracker::changed`] reports every page.
+    pub fn is_whole(&self) -> bool {
+        self.whole.load(Ordering::Relaxed)
     }
 
     /// Records whether the task holds an io_uring now, as its memory is
-    /// protected (with the tree frozen).
+    /// protected (with the tree frozen): see [`pinned`].
     pub fn note_pins(&self, vmas: &[Vma]) {
-        self.set_pinned(pinned(self.pid, vmas));
+        self.set_whole(pinned(self.pid, vmas));
     }
 
-    pub fn set_pinned(&self, p: bool) {
-        self.pinned.store(p, Ordering::Relaxed);
+    pub fn set_whole(&self, w: bool) {
+        self.whole.store(w, Ordering::Relaxed);
+    }
+
+    /// Whether this process scanned it ([`Tracker::changed`]). The scan
+    /// protected the written pages again: if the images that copied them
+    /// are not kept, only a whole copy next time is right.
+    pub fn scanned(&self) -> bool {
+        self.scanned.load(Ordering::Relaxed)
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -153,7 +164,8 @@ impl Tracker {
     /// or not tracked. Protects them again (a new mapping is registered
     /// now, so the next call sees its writes).
     pub fn changed(&self, vmas: &[Vma]) -> Ranges {
-        let whole = self.is_pinned();
+        self.scanned.store(true, Ordering::Relaxed);
+        let whole = self.is_whole();
         let mut out = Ranges::new();
         for v in vmas.iter().filter(|v| v.is_private()) {
             let len = v.end - v.start;
@@ -218,6 +230,14 @@ impl Trackers {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Adds the trackers of `older` (a previous dump's) for the tasks
+    /// that have none here.
+    pub fn merge(&mut self, older: Trackers) {
+        for t in older {
+            self.0.entry(t.pid).or_insert(t);
+        }
     }
 }
 

@@ -305,11 +305,11 @@ impl TaskMemory {
                     level: chain[level],
                     off,
                 },
-                Source::Lazy => Place::Lazy,
+                Source::Lazy { .. } => Place::Lazy,
                 // An empty chain (a segment without pagemap) is all `rest`.
                 Source::NoParent if chain.is_empty() => rest,
                 Source::NoParent => Place::NoParent,
-                Source::Absent => rest,
+                Source::Absent { .. } => rest,
             };
             out.push(a(from), a(to), place);
         });

@@ -10,7 +10,7 @@ mod task;
 
 pub use files::{FileError, FileFault, On};
 pub use setup::{InventoryFault, PstreeFault, SetupError};
-pub use task::{SeccompFault, TaskError, TimerFault};
+pub use task::{PagesFault, SeccompFault, TaskError, TimerFault};
 
 /// A failed or refused restore.
 #[derive(Debug, thiserror::Error)]

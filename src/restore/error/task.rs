@@ -35,18 +35,17 @@ pub enum TaskError {
     },
 
     // ---- Memory.
-    #[error("pid {pid}: pagemap-{pid}.img: pages at {vaddr:#x} are in a parent dump, and no dump of the chain of `parent` links holds them")]
-    PagesInParent { pid: u32, vaddr: u64 },
     #[error("pid {pid}: pagemap-{pid}.img: pages at {vaddr:#x} are lazy (served by a page server), not in the images")]
     PagesLazy { pid: u32, vaddr: u64 },
     #[error("pid {pid}: pages-{pages_id}.img is missing; the pagemap needs pages from it (at {vaddr:#x})")]
     PagesMissing { pid: u32, pages_id: u32, vaddr: u64 },
-    #[error("pid {pid}: pages-{pages_id}.img: holds {len} bytes, the pagemap needs more (at {vaddr:#x})")]
-    PagesShort {
+    /// The pages of a task that a dump, or a dump of the chain of its
+    /// `parent` links, cannot give; `path` is the file or link at fault.
+    #[error("pid {pid}: {}: {fault}", path.display())]
+    Pages {
         pid: u32,
-        pages_id: u32,
-        len: u64,
-        vaddr: u64,
+        path: std::path::PathBuf,
+        fault: PagesFault,
     },
     /// No hole in the address space for what restore must place.
     #[error("pid {pid}: {what}")]
@@ -353,6 +352,33 @@ pub enum TaskError {
 }
 
 /// What is wrong with a POSIX timer of the images.
+/// What is wrong with a pages image, pagemap or `parent` link (see
+/// [`TaskError::Pages`]). `by` is the dump that leaves the pages at
+/// `vaddr` to a parent dump.
+#[derive(Debug, thiserror::Error)]
+pub enum PagesFault {
+    #[error("holds {len} bytes, the pagemap needs {need}")]
+    Short { len: u64, need: u64 },
+    #[error("missing, yet {} leaves the pages at {vaddr:#x} to a parent dump", by.display())]
+    NoLink { by: std::path::PathBuf, vaddr: u64 },
+    #[error("points to {}, which does not exist", to.display())]
+    Dangling { to: std::path::PathBuf },
+    #[error("not a directory, nor a link to one")]
+    NotDir,
+    #[error("{0}")]
+    Link(io::Error),
+    #[error("missing, yet {} leaves the pages at {vaddr:#x} to this dump", by.display())]
+    PagemapMissing { by: std::path::PathBuf, vaddr: u64 },
+    #[error("missing, yet the pagemap there needs {need} bytes of it")]
+    PagesMissing { need: u64 },
+    #[error("holds no pages at {vaddr:#x}, which {} leaves to this dump", by.display())]
+    NotHeld { by: std::path::PathBuf, vaddr: u64 },
+    #[error("the pages at {vaddr:#x} are lazy (served by a page server), not in the images")]
+    Lazy { vaddr: u64 },
+    #[error("more than {max} parent dumps follow (a loop of `parent` links?)")]
+    TooDeep { max: usize },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TimerFault {
     #[error("appears twice")]
