@@ -43,6 +43,19 @@ fn tracked(pid: i32) -> bool {
 
 use kit::gens::{ask, crit, ok, restore_and_ask, start, stats, Gens};
 
+/// Waits (up to 3 s) for `g`'s task to carry no tracking registration,
+/// has it check its memory, and ends it.
+fn untracked_and_unharmed(mut g: Gens) {
+    let t = Instant::now();
+    while tracked(g.pid) && t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!tracked(g.pid), "tracking left behind");
+    assert!(ask(g.pid, &g.result).starts_with("OK"));
+    kit::proc::kill_tree(g.pid);
+    let _ = g.child.wait();
+}
+
 #[test]
 fn pre_dumps_then_a_dump_restore_every_page() {
     let _g = kit::restore::lock();
@@ -187,7 +200,7 @@ fn a_task_with_its_own_userfaultfd_keeps_it() {
 fn a_killed_pre_copy_leaves_no_tracking() {
     let _g = kit::restore::lock();
     let tmp = tempfile::tempdir().unwrap();
-    let mut g = start(tmp.path(), 512, 16, 20000, false, false);
+    let g = start(tmp.path(), 512, 16, 20000, false, false);
     let img = tmp.path().join("img");
     let mut d = kit::crit()
         .args(["dump", "-R", "--pre-copy", "-t", &g.pid.to_string(), "-D"])
@@ -208,14 +221,7 @@ fn a_killed_pre_copy_leaves_no_tracking() {
         nix::sys::signal::Signal::SIGKILL,
     );
     let _ = d.wait();
-    let t = Instant::now();
-    while tracked(g.pid) && t.elapsed() < Duration::from_secs(3) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!tracked(g.pid), "tracking left behind");
-    assert!(ask(g.pid, &g.result).starts_with("OK"));
-    kit::proc::kill_tree(g.pid);
-    let _ = g.child.wait();
+    untracked_and_unharmed(g);
 }
 
 #[test]
@@ -425,7 +431,7 @@ fn ctrl_c_stops_a_pre_dump_at_a_safe_point() {
     use std::os::unix::process::CommandExt;
     let _g = kit::restore::lock();
     let tmp = tempfile::tempdir().unwrap();
-    let mut g = start(tmp.path(), 512, 16, 20000, false, false);
+    let g = start(tmp.path(), 512, 16, 20000, false, false);
     let pid = g.pid.to_string();
     let pre = tmp.path().join("pre");
     let mut cmd = kit::crit();
@@ -441,14 +447,7 @@ fn ctrl_c_stops_a_pre_dump_at_a_safe_point() {
         "{e}"
     );
     assert!(!pre.exists(), "{} is left: {e}", pre.display());
-    let t = Instant::now();
-    while tracked(g.pid) && t.elapsed() < Duration::from_secs(3) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!tracked(g.pid), "tracking left behind");
-    assert!(ask(g.pid, &g.result).starts_with("OK"));
-    kit::proc::kill_tree(g.pid);
-    let _ = g.child.wait();
+    untracked_and_unharmed(g);
 }
 
 /// SIGKILL to the worker of a pre-dump, and of a pre-copy dump during
