@@ -43,14 +43,19 @@ fn tracked(pid: i32) -> bool {
 
 use kit::gens::{ask, crit, ok, restore_and_ask, start, stats, Gens};
 
-/// Waits (up to 3 s) for `g`'s task to carry no tracking registration,
-/// has it check its memory, and ends it.
-fn untracked_and_unharmed(mut g: Gens) {
+/// Whether `pid` carries no tracking registration within 3 s (a killed
+/// worker's registration goes with its last descriptor, shortly after).
+fn settles_untracked(pid: i32) -> bool {
     let t = Instant::now();
-    while tracked(g.pid) && t.elapsed() < Duration::from_secs(3) {
+    while tracked(pid) && t.elapsed() < Duration::from_secs(3) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(!tracked(g.pid), "tracking left behind");
+    !tracked(pid)
+}
+
+/// `g`'s task ends up untracked, checks its memory, and is ended.
+fn untracked_and_unharmed(mut g: Gens) {
+    assert!(settles_untracked(g.pid), "tracking left behind");
     assert!(ask(g.pid, &g.result).starts_with("OK"));
     kit::proc::kill_tree(g.pid);
     let _ = g.child.wait();
@@ -483,11 +488,7 @@ fn a_killed_worker_leaves_no_rounds_and_says_whose_it_was() {
         let said = format!("the {what} worker was killed by SIGKILL");
         assert!(e.contains(&said), "{e}");
         assert!(!dir.exists(), "{} is left: {e}", dir.display());
-        let t = Instant::now();
-        while tracked(g.pid) && t.elapsed() < Duration::from_secs(3) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(!tracked(g.pid), "{what}: tracking left behind");
+        assert!(settles_untracked(g.pid), "{what}: tracking left behind");
     }
     assert!(ask(g.pid, &g.result).starts_with("OK"));
     kit::proc::kill_tree(g.pid);

@@ -1,5 +1,6 @@
 /* The descriptor table comes back as it was, and only it: /dev/null
- * held at scattered numbers (gaps of one, of hundreds, one past 4,096)
+ * held at scattered numbers (gaps of one, of hundreds, one past 4,096,
+ * or the highest the hard open-files limit allows where it is lower)
  * beside stdio and a pipe. Before the dump the task lists /proc/self/fd;
  * the main thread blocks in read(); on SIGUSR1 (SA_RESTART) the handler
  * writes a byte to the pipe, main lists /proc/self/fd again and writes
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static int p[2];
@@ -58,7 +60,15 @@ int main(void) {
     sigaction(SIGUSR1, &sa, NULL);
     if (pipe(p)) return 2;
     int null = open("/dev/null", O_RDONLY);
-    const int at[] = {9, 11, 12, 300, 301, 4097};
+    /* A soft limit of 1,024 (a common default) refuses 4,097: take the
+     * hard limit, which needs no privilege. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) return 4;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    int high = rl.rlim_cur > 4097 ? 4097 : (int)rl.rlim_cur - 1;
+    const int at[] = {9, 11, 12, 300, 301, high};
     for (unsigned i = 0; i < sizeof at / sizeof at[0]; i++)
         if (dup2(null, at[i]) != at[i]) return 4;
     static char before[4096], after[4096];
