@@ -429,14 +429,17 @@ fn started_copying(mut c: std::process::Command, dir: &Path) -> (std::process::C
 /// group) while its worker copies pages: the worker, which ignores it,
 /// stops at its next step and says so, removes the images and lets the
 /// task go, untracked and unharmed. (It used to die of the signal
-/// wherever it was, maybe in the middle of an injected call.)
+/// wherever it was, maybe in the middle of an injected call, saying
+/// nothing.) A worker that was past its last step when the signal came
+/// (1 GiB copies in about 0.4 s) finishes the pre-dump whole instead,
+/// which is clean too.
 #[test]
 fn ctrl_c_stops_a_pre_dump_at_a_safe_point() {
     use nix::sys::signal::{kill, Signal};
     use std::os::unix::process::CommandExt;
     let _g = kit::restore::lock();
     let tmp = tempfile::tempdir().unwrap();
-    let g = start(tmp.path(), 512, 16, 20000, false, false);
+    let mut g = start(tmp.path(), 1024, 16, 20000, false, false);
     let pid = g.pid.to_string();
     let pre = tmp.path().join("pre");
     let mut cmd = kit::crit();
@@ -446,6 +449,13 @@ fn ctrl_c_stops_a_pre_dump_at_a_safe_point() {
     let _ = kill(nix::unistd::Pid::from_raw(-(c.id() as i32)), Signal::SIGINT);
     let o = c.wait_with_output().unwrap();
     let e = String::from_utf8_lossy(&o.stderr);
+    if e.contains("crit: pre-dumped") {
+        // Finished before it looked: its keeper goes with the task.
+        assert!(ask(g.pid, &g.result).starts_with("OK"));
+        kit::proc::kill_tree(g.pid);
+        let _ = g.child.wait();
+        return;
+    }
     assert!(
         e.contains("crit pre-dump (pid")
             && e.contains("was killed; stopping and resuming the tree"),
