@@ -22,8 +22,8 @@ whole machine was busy during each engine's dump (median; /proc/stat, so
 in 1/100 s: it also counts the dumped task's own work, such as freeing
 its memory once killed, which rusage gives to no engine unless crit
 takes it on), crit's peak RSS, and how cost grows (ms per task, s per
-GiB, us per fd); writes the table to docs/bench-scale.md and the curves
-to docs/bench-scale.svg.
+GiB, us per fd); writes the table to docs/bench-scale.md (keeping its
+hand-written "Reading it" part) and the curves to docs/bench-scale.svg.
 
 Needs root, cc, and python3 (standard library only).
 """
@@ -208,6 +208,22 @@ def growth(cases, results, engs):
     return "\n".join(out)
 
 
+def reading(md):
+    """The hand-written part of the old page (from "Reading it" to the
+    picture), kept: it explains figures the next run is expected to
+    repeat, and is revised by hand when they change."""
+    try:
+        with open(md) as f:
+            old = f.read()
+    except OSError:
+        return ""
+    start = old.find("\nReading it")
+    if start < 0:
+        return ""
+    end = old.find("![wall time by size]", start)
+    return old[start + 1:end if end >= 0 else len(old)]
+
+
 def svg(cases, results, engs, path):
     """Wall time against size, one panel per axis, log-log, one line per
     engine and operation."""
@@ -279,9 +295,10 @@ def main():
             + growth(cases, results, list(engs)) + "\n")
     print(body)
     docs = os.path.join(ROOT, "docs")
-    with open(os.path.join(docs, "bench-scale.md"), "w") as f:
+    md = os.path.join(docs, "bench-scale.md")
+    with open(md, "w") as f:
         f.write("# Scale benchmark\n\n`scripts/bench-scale.py`; see its header.\n\n" + body
-                + "\n![wall time by size](bench-scale.svg)\n")
+                + "\n" + reading(md) + "![wall time by size](bench-scale.svg)\n")
     svg(cases, results, list(engs), os.path.join(docs, "bench-scale.svg"))
     shutil.rmtree(work, ignore_errors=True)
 

@@ -140,8 +140,11 @@ fn tasks_go_back_to_their_cgroups() {
     for d in [&dir, &dir.parent().unwrap().to_path_buf()] {
         let _ = std::fs::remove_dir(d);
     }
-    for d in [format!("{new_root}/named"), new_root.clone()] {
-        let _ = std::fs::remove_dir(mount.join(d.trim_start_matches('/')));
+    // --cgroup-root made the new root in every hierarchy.
+    for m in cgroup_mounts() {
+        for d in [format!("{new_root}/named"), new_root.clone()] {
+            let _ = std::fs::remove_dir(m.join(d.trim_start_matches('/')));
+        }
     }
     assert_eq!(back, format!("/{rel}"), "back in its cgroup");
     if has_limit {
@@ -159,6 +162,18 @@ fn tasks_go_back_to_their_cgroups() {
         format!("{new_root}/named"),
         "--cgroup-root={ctrl}:PATH"
     );
+}
+
+/// Where every cgroup hierarchy (v1 or v2) is mounted.
+fn cgroup_mounts() -> Vec<std::path::PathBuf> {
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            matches!(f.get(2), Some(&"cgroup") | Some(&"cgroup2")).then(|| f[1].into())
+        })
+        .collect()
 }
 
 /// Has `pid` write its view of its cgroups to `out`; returns it.
