@@ -1,10 +1,15 @@
-//! `-d`, `--pidfile` and `--status-fd` of crit's servers (`page-server`,
-//! `lazy-pages`, `service`), CRIU's way: a server first sets up all
-//! that can fail (binds and listens, opens its images, connects), then
-//! calls [`ready`]. With `-d` that forks; the command itself returns
-//! only once the daemon has written its pidfile: 0 then, or 1 with the
-//! daemon's one-line error if it failed before. A pipe carries the
-//! answer: one zero byte for ready, or the error's text.
+//! `-d`, `--pidfile`, `--status-fd` and `-o` of crit's servers
+//! (`page-server`, `lazy-pages`, `service`), CRIU's way: a server first
+//! sets up all that can fail (binds and listens, opens its images,
+//! connects), then calls [`ready`]. With `-d` that forks; the command
+//! itself returns only once the daemon has written its pidfile: 0 then,
+//! or 1 with the daemon's one-line error if it failed before. A pipe
+//! carries the answer: one zero byte for ready, or the error's text.
+//!
+//! With `-o FILE` what the server says once it is ready (its summary,
+//! its error if it fails later) is appended to FILE instead of stderr,
+//! which a daemon has on /dev/null otherwise. Errors before that are
+//! the command's own and stay on its stderr.
 
 use crate::error::{Error, Result};
 use crate::sys::clone::{fork_alone, ForkResult};
@@ -21,6 +26,8 @@ pub struct Ready<'a> {
     pub pidfile: Option<&'a Path>,
     /// `--status-fd`: gets one zero byte once ready, then is closed.
     pub status_fd: Option<i32>,
+    /// `-o`: where the server's stdout and stderr go once it is ready.
+    pub log_file: Option<&'a Path>,
 }
 
 /// To be called once the server listens. Without `daemon`: writes the
@@ -33,8 +40,13 @@ pub fn ready(r: &Ready) -> Result<()> {
     // Whatever can fail is done before the fork, where its error is
     // the command's own.
     let status = r.status_fd.map(take_status).transpose()?;
+    let log = r.log_file.map(open_log).transpose()?;
     if !r.daemon {
-        return announce(r.pidfile, status);
+        announce(r.pidfile, status)?;
+        return match &log {
+            Some(log) => redirect(log).map_err(fail("output to the log file")),
+            None => Ok(()),
+        };
     }
     let null = std::fs::OpenOptions::new()
         .read(true)
@@ -60,7 +72,8 @@ pub fn ready(r: &Ready) -> Result<()> {
         }
         ForkResult::Child => {
             drop(rd);
-            let r = detach(&null).and_then(|()| announce(r.pidfile, status));
+            let r = detach(&null, log.as_ref().unwrap_or(&null))
+                .and_then(|()| announce(r.pidfile, status));
             let mut pipe = std::fs::File::from(wr);
             match &r {
                 Ok(()) => {
@@ -108,21 +121,42 @@ fn announce(pidfile: Option<&Path>, status: Option<OwnedFd>) -> Result<()> {
     Ok(())
 }
 
+/// `-o FILE`: appended to, made private (0600) if new, since a server's
+/// messages name the paths and peers it serves.
+fn open_log(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| Error::FileOp {
+            path: path.to_path_buf(),
+            what: "opening the log file",
+            source,
+        })
+}
+
+fn fail(what: &'static str) -> impl Fn(nix::Error) -> Error {
+    move |e| Error::Io {
+        what: format!("daemon: {what}"),
+        source: e.into(),
+    }
+}
+
 /// In the daemon: a session of its own (no terminal's hangup reaches
-/// it), and stdio on /dev/null (whoever waits for the command's output
-/// is not kept waiting by the daemon).
-fn detach(null: &std::fs::File) -> Result<()> {
-    let fail = |what: &'static str| {
-        move |e: nix::Error| Error::Io {
-            what: format!("daemon: {what}"),
-            source: e.into(),
-        }
-    };
+/// it), stdin on /dev/null and stdout and stderr on `out` (/dev/null
+/// or the log file): whoever waits for the command's output is not
+/// kept waiting by the daemon.
+fn detach(null: &std::fs::File, out: &std::fs::File) -> Result<()> {
     nix::unistd::setsid().map_err(fail("setsid"))?;
     nix::unistd::dup2_stdin(null).map_err(fail("stdin to /dev/null"))?;
-    nix::unistd::dup2_stdout(null).map_err(fail("stdout to /dev/null"))?;
-    nix::unistd::dup2_stderr(null).map_err(fail("stderr to /dev/null"))?;
-    Ok(())
+    redirect(out).map_err(fail("stdout and stderr"))
+}
+
+fn redirect(out: &std::fs::File) -> nix::Result<()> {
+    nix::unistd::dup2_stdout(out)?;
+    nix::unistd::dup2_stderr(out)
 }
 
 /// In the calling process: exits 0 once the daemon `pid` is ready, 1

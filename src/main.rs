@@ -84,6 +84,10 @@ enum Cmd {
         /// Write the service's pid here.
         #[arg(long = "pidfile", value_name = "FILE")]
         pidfile: Option<String>,
+        /// Once listening, write messages (a summary, a later error)
+        /// to this file, appended, instead of stderr.
+        #[arg(short = 'o', long = "log-file", value_name = "FILE")]
+        log_file: Option<std::path::PathBuf>,
     },
     /// Check that this kernel and user can run the engines.
     Check,
@@ -99,6 +103,10 @@ enum Cmd {
         /// Write the daemon's pid here.
         #[arg(long = "pidfile", value_name = "FILE")]
         pidfile: Option<std::path::PathBuf>,
+        /// Once listening, write messages (a summary, a later error)
+        /// to this file, appended, instead of stderr.
+        #[arg(short = 'o', long = "log-file", value_name = "FILE")]
+        log_file: Option<std::path::PathBuf>,
         /// Write one zero byte to fd N once listening, then close it.
         #[arg(long = "status-fd", value_name = "N")]
         status_fd: Option<i32>,
@@ -135,6 +143,10 @@ enum Cmd {
         /// Write the server's pid here.
         #[arg(long = "pidfile", value_name = "FILE")]
         pidfile: Option<std::path::PathBuf>,
+        /// Once listening, write messages (a summary, a later error)
+        /// to this file, appended, instead of stderr.
+        #[arg(short = 'o', long = "log-file", value_name = "FILE")]
+        log_file: Option<std::path::PathBuf>,
         /// The parent images of what the dump sends (relative to DIR):
         /// linked as DIR/parent, where holes must be found.
         #[arg(long = "prev-images-dir", value_name = "DIR")]
@@ -475,10 +487,12 @@ fn run(cli: Cli) -> crit::error::Result<()> {
             address,
             daemon,
             pidfile,
+            log_file,
         } => crit::rpc::service::serve(
             std::path::Path::new(&address),
             daemon,
             pidfile.as_deref().map(std::path::Path::new),
+            log_file.as_deref(),
         ),
         Cmd::LazyPages {
             dir,
@@ -488,11 +502,13 @@ fn run(cli: Cli) -> crit::error::Result<()> {
             page_server,
             address,
             port,
+            log_file,
         } => crit::lazy::daemon::run(&crit::lazy::daemon::DaemonOpts {
             dir,
             daemon,
             pidfile,
             status_fd,
+            log_file,
             page_server: match (page_server, address, port) {
                 (true, Some(a), Some(p)) => Some((a, p)),
                 _ => None,
@@ -508,6 +524,7 @@ fn run(cli: Cli) -> crit::error::Result<()> {
             prev_images_dir,
             lazy_pages,
             tls,
+            log_file,
         } => {
             use crit::pageserver::error::PsError;
             if tls {
@@ -522,6 +539,7 @@ fn run(cli: Cli) -> crit::error::Result<()> {
                 pidfile,
                 prev_images_dir,
                 lazy: lazy_pages,
+                log_file,
             })
         }
         Cmd::Check => match crit::rpc::check() {

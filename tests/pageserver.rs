@@ -485,6 +485,10 @@ fn a_daemon_server_is_ready_when_the_command_returns_or_says_why_not() {
     let e = kit::proc::daemon_refused(ps("b"), &kit.path("b.pid"));
     assert!(e.contains(&format!("port {port}")), "{e}");
     assert!(!kit.path("b.pid").exists());
+    assert!(
+        !kit.path("b").exists(),
+        "a server that never listened made its -D"
+    );
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     kit::proc::kill_and_reap(&[pid]);
     // Setup passes, but the daemon cannot write its pidfile.
@@ -494,4 +498,49 @@ fn a_daemon_server_is_ready_when_the_command_returns_or_says_why_not() {
         within_10s(|| std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()),
         "a daemon still listens"
     );
+}
+
+/// `page-server -d -o LOG`: what the daemon says once it listens goes to
+/// LOG (private, appended to): the summary of a session it kept, and
+/// the one-line error of a session that ended badly, which a daemon
+/// without -o can only send to /dev/null.
+#[test]
+fn a_daemon_server_says_how_its_session_ended_in_its_log_file() {
+    let kit = kit::dump::Kit::new();
+    let log = kit.path("server.log");
+    let task7 = 7 << 8 | 1;
+    let mut one_page = header(4, 0, 0, task7);
+    one_page.extend(header(6 | 4 << 16, 1, 0x10000, task7));
+    one_page.extend([0x55u8; 4096]);
+    let mut whole = one_page.clone();
+    whole.extend(header(0x1023, 0, 0, 0));
+    for (n, stream) in [whole, one_page].iter().enumerate() {
+        let port = kit::dump::free_ports(1);
+        let mut c = kit::crit();
+        c.args(["page-server", "-D"])
+            .arg(kit.path(&format!("d{n}")))
+            .args(["--port", &port.to_string(), "-o"])
+            .arg(&log);
+        let pid = kit::proc::daemon_started(c, &kit.path(&format!("{n}.pid")));
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(stream).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let _ = c.read_to_end(&mut Vec::new());
+        assert!(
+            within_10s(|| !kit::proc::alive(pid)),
+            "the daemon did not end"
+        );
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("kept 1 pagemap(s)") && lines[0].contains("127.0.0.1"),
+        "{text}"
+    );
+    assert!(lines[1].contains("before it closed the session"), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&log).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    assert_eq!(names(&kit.path("d1")), Vec::<String>::new());
 }

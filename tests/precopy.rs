@@ -564,3 +564,55 @@ fn pre_copy_refuses_a_task_with_its_own_userfaultfd_at_once() {
     kit::proc::kill_tree(g.pid);
     let _ = g.child.wait();
 }
+
+/// A `--pre-copy` dump on top of a pre-dump that fails after its rounds
+/// (here an action script refuses the final freeze) gives the trackers
+/// it took back to a keeper of the pre-dump: the same dump can be run
+/// again on top of it. Its rounds had replaced what the trackers knew
+/// of the writes since the pre-dump, so the retry copies every page
+/// (none left to the parent), and the restored task finds each as it
+/// last wrote it. (The retry used to fail: "no memory tracking is
+/// kept".)
+#[test]
+fn a_failed_pre_copy_on_a_pre_dump_can_be_run_again() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = start(tmp.path(), 64, 4, 20000, false, false);
+    let pid = g.pid.to_string();
+    let (d1, d2, d3) = (
+        tmp.path().join("d1"),
+        tmp.path().join("d2"),
+        tmp.path().join("d3"),
+    );
+    ok(&crit(&["pre-dump", "-t", &pid, "-D", d1.to_str().unwrap()]));
+    let refuse = "[ \"$CRTOOLS_SCRIPT_ACTION\" != pre-dump ]";
+    let on_d1 = |d: &Path| -> Vec<String> {
+        [
+            "dump",
+            "-t",
+            &pid,
+            "-D",
+            d.to_str().unwrap(),
+            "--prev-images-dir",
+            "../d1",
+            "--track-mem",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let mut a = on_d1(&d2);
+    a.extend(["--pre-copy", "--action-script", refuse].map(String::from));
+    let r = crit(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(kit::dump::images(&d2).is_empty(), "images left: {e}");
+    assert!(tracked(g.pid), "the tracking was dropped: {e}");
+    assert!(ask(g.pid, &g.result).starts_with("OK"));
+    let a = on_d1(&d3);
+    ok(&crit(&a.iter().map(String::as_str).collect::<Vec<_>>()));
+    let s = stats(&d3);
+    assert_eq!(s.pages_skipped_parent, 0, "{s:?}");
+    let a = restore_and_ask(&mut g, &d3);
+    assert!(a.starts_with("OK 16384 "), "{a}");
+}

@@ -67,26 +67,20 @@ impl Parent {
     }
 
     /// Hands the trackers taken from the previous dump's keeper back to
-    /// a keeper of it, after a dump on top of it failed: a retry can
-    /// still build on it. A tracker the failed dump scanned lost what it
-    /// found (see [`super::track::Tracker::scanned`]): it reports every
-    /// page next time.
-    fn give_back(self) -> Result<()> {
-        for t in self.trackers.iter().filter(|t| t.scanned()) {
-            t.set_whole(true);
-        }
-        super::track::keep::hand_off(&self.dir, &self.trackers)
+    /// a keeper of it, after a dump on top of it failed.
+    fn give_back(self, log: &super::progress::Log) {
+        Taken::of(&self).give_back(self.trackers, false, log)
     }
 
     /// A previous dump made by this process (a round of `--pre-copy`),
-    /// at `dir`, linked to as `link`, with its trackers.
-    pub fn of_round(link: PathBuf, dir: PathBuf, trackers: Trackers) -> Result<Parent> {
-        Ok(Parent {
-            images: Images::open(&dir)?,
+    /// at `dir` (its `images`), linked to as `link`, with its trackers.
+    pub fn of_round(link: PathBuf, dir: PathBuf, images: Images, trackers: Trackers) -> Parent {
+        Parent {
+            images,
             link,
             dir,
             trackers,
-        })
+        }
     }
 
     /// The pages the previous dump holds (itself or through its own
@@ -165,10 +159,43 @@ pub fn on_top<T>(
             Ok((v, made))
         }
         Err(e) => {
-            if let Err(b) = p.give_back() {
-                log.info(&format!("the memory trackers are lost: {b}"));
-            }
+            p.give_back(log);
             Err(e)
+        }
+    }
+}
+
+/// What a dump took from the keeper of its previous dump: the tasks it
+/// had trackers of, and where they go back if the dump fails, so that a
+/// retry can still build on that dump.
+pub struct Taken {
+    dir: PathBuf,
+    tasks: std::collections::HashSet<(i32, u64)>,
+}
+
+impl Taken {
+    pub fn of(p: &Parent) -> Taken {
+        Taken {
+            dir: p.dir.clone(),
+            tasks: p.trackers.iter().map(|t| (t.pid, t.start)).collect(),
+        }
+    }
+
+    /// Gives the trackers of the tasks taken back to a keeper of the
+    /// previous dump (those made since are dropped: that dump may not
+    /// hold their tasks). A tracker scanned since, or any tracker once
+    /// `moved_on` (rounds of `--pre-copy` replaced what the previous
+    /// dump's trackers reported since with their own), no longer knows
+    /// everything written since that dump: it reports every page next
+    /// time (see [`super::track::Tracker::scanned`]). If even this
+    /// fails, `log` says why; the dump's own error is the one reported.
+    pub fn give_back(self, mut trackers: Trackers, moved_on: bool, log: &super::progress::Log) {
+        trackers.retain(|t| self.tasks.contains(&(t.pid, t.start)));
+        for t in trackers.iter().filter(|t| moved_on || t.scanned()) {
+            t.set_whole(true);
+        }
+        if let Err(b) = super::track::keep::hand_off(&self.dir, &trackers) {
+            log.info(&format!("the memory trackers are lost: {b}"));
         }
     }
 }

@@ -11,10 +11,12 @@
 
 use super::error::DumpError;
 use super::imgdir::ImgDir;
-use super::incremental::Parent;
+use super::incremental::{Parent, Taken};
 use super::progress::Log;
+use super::track::Trackers;
 use super::{DumpOpts, Summary};
 use crate::error::Result;
+use crate::image::store::Images;
 use std::path::{Path, PathBuf};
 
 /// Rounds at most before the final freeze.
@@ -70,34 +72,71 @@ pub fn dump(opts: &DumpOpts, log: &Log, notify: &crate::action::Notifier) -> Res
         Some(p) => Some(Parent::open(&opts.dir, p, opts.pid)?),
         None => None,
     };
+    let taken = parent.as_ref().map(Taken::of);
+    let mut moved_on = false;
+    let res = rounds_then_dump(
+        opts,
+        log,
+        &mut dir,
+        &rounds,
+        &mut parent,
+        &mut moved_on,
+        notify,
+    );
+    let (s, trackers) = match res {
+        Ok(done) => done,
+        Err(e) => {
+            // The trackers, wherever the dump was, are in `parent`.
+            if let (Some(t), Some(p)) = (taken, parent) {
+                t.give_back(p.trackers, moved_on, log);
+            }
+            return Err(e);
+        }
+    };
+    drop(rounds);
+    if opts.track_mem && opts.leave_running {
+        super::track::keep::hand_off(&opts.dir, &trackers)?;
+    }
+    dir.keep();
+    Ok(s)
+}
+
+/// The rounds, the final dump on top of the last one and the flattening
+/// of the set. `parent` holds the trackers at every step (those taken
+/// from `--prev-images-dir`, then each round's), so that they are still
+/// there if a step fails; `moved_on` is set once a round ran.
+fn rounds_then_dump(
+    opts: &DumpOpts,
+    log: &Log,
+    dir: &mut ImgDir,
+    rounds: &Rounds,
+    parent: &mut Option<Parent>,
+    moved_on: &mut bool,
+    notify: &crate::action::Notifier,
+) -> Result<(Summary, Trackers)> {
     let mut last = u64::MAX;
     for n in 1..=MAX_ROUNDS {
         let at = rounds.0.join(n.to_string());
         let mut rdir = ImgDir::open(&at)?;
         // A round's parent link is relative to the round's directory.
-        let parent_link = |p: &Parent| -> PathBuf {
-            if n == 1 {
-                Path::new("../..").join(&p.link)
-            } else {
-                PathBuf::from(format!("../{}", n - 1))
-            }
-        };
-        let p = parent.take().map(|mut p| {
-            p.link = parent_link(&p);
-            p
-        });
-        let (r, mut trackers) =
-            super::predump::round(opts.pid, log, &mut rdir, p.as_ref(), false, None)?;
-        if let Some(p) = p {
-            trackers.merge(p.trackers);
+        if let Some(p) = parent.as_mut() {
+            p.link = match n {
+                1 => Path::new("../..").join(&p.link),
+                _ => PathBuf::from(format!("../{}", n - 1)),
+            };
         }
+        *moved_on = true;
+        let (r, mut trackers) =
+            super::predump::round(opts.pid, log, &mut rdir, parent.as_ref(), false, None)?;
         rdir.keep();
         log.step(&format!("pre-copy round {n}: {r}"));
-        parent = Some(Parent::of_round(
-            Path::new(ROUNDS).join(n.to_string()),
-            at,
-            trackers,
-        )?);
+        let images = Images::open(&at)?;
+        // From here to the new parent nothing fails: no tracker is lost.
+        if let Some(p) = parent.take() {
+            trackers.merge(p.trackers);
+        }
+        let link = Path::new(ROUNDS).join(n.to_string());
+        *parent = Some(Parent::of_round(link, at, images, trackers));
         if r.pages >= last || r.pages < SMALL_ROUND {
             break;
         }
@@ -107,10 +146,12 @@ pub fn dump(opts: &DumpOpts, log: &Log, notify: &crate::action::Notifier) -> Res
     // dump's sync, frozen, then has only its own pages to write.
     crate::image::typed::sync_filesystem(&rounds.0)?;
     log.step("final round: freezing the tree");
-    let (mut s, mut trackers) =
-        super::dump_into(opts, log, &mut dir, parent.as_ref(), notify, None)?;
-    if let Some(p) = parent {
-        trackers.merge(p.trackers);
+    let (mut s, mut trackers) = super::dump_into(opts, log, dir, parent.as_ref(), notify, None)?;
+    // The final dump's trackers and the rounds' for the other tasks,
+    // kept in `parent` until the set is whole.
+    if let Some(p) = parent.as_mut() {
+        trackers.merge(std::mem::take(&mut p.trackers));
+        std::mem::swap(&mut p.trackers, &mut trackers);
     }
     log.step("making the images self-contained");
     let t = std::time::Instant::now();
@@ -119,11 +160,9 @@ pub fn dump(opts: &DumpOpts, log: &Log, notify: &crate::action::Notifier) -> Res
         "{from_rounds} pages taken from the rounds in {:.3} s",
         t.elapsed().as_secs_f64()
     ));
-    drop(rounds);
-    if opts.track_mem && opts.leave_running {
-        super::track::keep::hand_off(&opts.dir, &trackers)?;
-    }
-    dir.keep();
     s.pages += from_rounds;
-    Ok(s)
+    if let Some(p) = parent.take() {
+        trackers.merge(p.trackers);
+    }
+    Ok((s, trackers))
 }

@@ -48,6 +48,8 @@ pub struct DaemonOpts {
     /// `--page-server`: the pages come from this `page-server
     /// --lazy-pages` (address, port) instead of the pages images.
     pub page_server: Option<(String, u16)>,
+    /// `-o`: the daemon's messages once it listens (see crate::detach).
+    pub log_file: Option<PathBuf>,
 }
 
 /// Where the pages come from.
@@ -178,6 +180,7 @@ pub fn run(opts: &DaemonOpts) -> Result<()> {
         daemon: opts.daemon,
         pidfile: opts.pidfile.as_deref(),
         status_fd: opts.status_fd,
+        log_file: opts.log_file.as_deref(),
     })?;
     let (mut sock, _) = listener
         .accept()

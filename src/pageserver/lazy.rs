@@ -67,10 +67,15 @@ impl Source {
             move |source| PsError::Io { peer, what, source }
         };
         let mut offset = 0u64;
+        let mut sent = 0u64;
+        let said = |sent: u64| eprintln!("crit: page server: sent {sent} page(s) to {peer}");
         loop {
             let mut b = [0u8; HEADER];
             match read_full(&mut sock, &mut b).map_err(io("reading a command"))? {
-                0 => return Ok(()),
+                0 => {
+                    said(sent);
+                    return Ok(());
+                }
                 HEADER => {}
                 _ => return Err(bad(offset, "the connection ended inside a command".into()).into()),
             }
@@ -94,9 +99,11 @@ impl Source {
                     };
                     send_all(&sock, &reply.to_bytes()).map_err(io("answering GET"))?;
                     send_all(&sock, data).map_err(io("sending pages"))?;
+                    sent += n;
                 }
                 wire::CLOSE | wire::FORCE_CLOSE => {
                     send_all(&sock, &0i32.to_ne_bytes()).map_err(io("answering CLOSE"))?;
+                    said(sent);
                     return Ok(());
                 }
                 c => {

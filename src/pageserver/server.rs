@@ -41,6 +41,8 @@ pub struct ServerOpts {
     pub prev_images_dir: Option<PathBuf>,
     /// Serve the pages of the images to a lazy-pages daemon.
     pub lazy: bool,
+    /// `-o`: the server's messages once it listens (see crate::detach).
+    pub log_file: Option<PathBuf>,
 }
 
 /// The first pages id the server gives (CRIU's page server's base).
@@ -48,13 +50,11 @@ const FIRST_PAGES_ID: u32 = 0x10001;
 
 /// Listens, takes one connection and serves it to its end.
 pub fn run(opts: &ServerOpts) -> Result<()> {
-    // A lazy server only reads its directory; a receiving one makes it.
+    // A lazy server only reads its directory; a receiving one makes it,
+    // once it listens: a server that cannot leaves no directory behind.
     let source = match opts.lazy {
         true => Some(super::lazy::Source::open(&opts.dir)?),
-        false => {
-            prepare_dir(opts)?;
-            None
-        }
+        false => None,
     };
     let addr = opts.address.clone().unwrap_or_else(|| "0.0.0.0".into());
     let listener =
@@ -63,10 +63,14 @@ pub fn run(opts: &ServerOpts) -> Result<()> {
             port: opts.port,
             source,
         })?;
+    if !opts.lazy {
+        prepare_dir(opts)?;
+    }
     crate::detach::ready(&crate::detach::Ready {
         daemon: opts.daemon,
         pidfile: opts.pidfile.as_deref(),
         status_fd: opts.status_fd,
+        log_file: opts.log_file.as_deref(),
     })?;
     let (sock, peer) = listener.accept().map_err(|source| PsError::Listen {
         addr,
@@ -358,7 +362,9 @@ impl Session {
         if let Some(o) = self.cur.take() {
             self.done.push(o);
         }
+        let (pagemaps, mut bytes) = (self.done.len(), 0);
         for o in std::mem::take(&mut self.done) {
+            bytes += o.pages_len;
             o.pages.commit()?;
             let name = self.dir.join(o.dst.pagemap_name());
             crate::image::typed::write_atomic(&name, &o.pagemap.bytes)?;
@@ -366,7 +372,15 @@ impl Session {
         send_all(&sock, &0i32.to_ne_bytes()).map_err(self.io("answering CLOSE"))?;
         let mut b = [0u8; 1];
         match sock.read(&mut b) {
-            Ok(0) | Err(_) => Ok(()),
+            Ok(0) | Err(_) => {
+                eprintln!(
+                    "crit: page server: kept {pagemaps} pagemap(s) and {:.1} MiB of pages from {} in {}",
+                    bytes as f64 / (1 << 20) as f64,
+                    self.peer,
+                    self.dir.display()
+                );
+                Ok(())
+            }
             Ok(_) => Err(self.bad("data after CLOSE".into()).into()),
         }
     }

@@ -13,7 +13,12 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 /// Listens at `address` and serves clients until killed.
-pub fn serve(address: &Path, daemon: bool, pidfile: Option<&Path>) -> Result<()> {
+pub fn serve(
+    address: &Path,
+    daemon: bool,
+    pidfile: Option<&Path>,
+    log_file: Option<&Path>,
+) -> Result<()> {
     let fail = |what: &'static str| {
         move |e: nix::Error| Error::FileOp {
             path: address.to_path_buf(),
@@ -51,6 +56,7 @@ pub fn serve(address: &Path, daemon: bool, pidfile: Option<&Path>) -> Result<()>
         daemon,
         pidfile,
         status_fd: None,
+        log_file,
     })?;
     // Workers are reaped as they end; their own children are theirs.
     std::thread::spawn(|| loop {

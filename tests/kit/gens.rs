@@ -16,6 +16,18 @@ pub struct Gens {
     pub own: Option<u64>,
 }
 
+/// A test that fails leaves no task behind: one that is still this
+/// process's child (not yet dumped and killed, nor reaped) is killed.
+/// (A restored one is not a child; pids of reaped ones may be reused.)
+impl Drop for Gens {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Starts gens (MIB MiB, rewriting HOT MiB at RATE pages/s).
 pub fn start(tmp: &Path, mib: u32, hot: u32, rate: u32, forks: bool, uffd: bool) -> Gens {
     let result = tmp.join("result");

@@ -232,6 +232,12 @@ impl Trackers {
         self.0.is_empty()
     }
 
+    /// Keeps only the trackers `keep` says yes to (the others are
+    /// dropped: their tasks' memory is unregistered).
+    pub fn retain(&mut self, mut keep: impl FnMut(&Tracker) -> bool) {
+        self.0.retain(|_, t| keep(t));
+    }
+
     /// Adds the trackers of `older` (a previous dump's) for the tasks
     /// that have none here.
     pub fn merge(&mut self, older: Trackers) {
