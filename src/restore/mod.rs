@@ -289,40 +289,7 @@ pub fn restore(opts: &Options) -> Result<i32> {
             return Err(e);
         }
     }
-    // The root's pid as crit's callers see it (pid 1 of its own pid
-    // namespace is another number here).
     let root_pid = plan.host(plan.tasks[0].pid);
-    if let Some(p) = &opts.pidfile {
-        // The tree exists: a pidfile that cannot be written ends it.
-        if let Err(e) = std::fs::write(p, format!("{root_pid}\n")) {
-            rb.undo(&log);
-            return Err(SetupError::Pidfile {
-                path: p.clone(),
-                source: e,
-            }
-            .into());
-        }
-    }
-    // The tree runs with its connections repaired: let their packets
-    // through (the lock is the dump's: per connection, or the whole of a
-    // namespace of the tree's own that outlived it, such as a manager's).
-    let conns: Vec<_> = plan
-        .files
-        .values()
-        .filter_map(|f| f.isk.as_ref())
-        .filter(|s| tcp::is_connection(s))
-        .filter_map(crate::model::netlock::Conn::of_entry)
-        .collect();
-    if plan.ns.net.is_none() {
-        for w in tcp::unlock_all(&conns) {
-            log.info(w);
-        }
-    } else if !conns.is_empty() {
-        if let Err(e) = tcp::unlock_ns(root_pid) {
-            // A namespace made by this restore was never locked.
-            log.debug(format!("network namespace of pid {root_pid}: {e}"));
-        }
-    }
     log.info(format!(
         "restored {} task(s), root pid {root_pid}",
         plan.tasks.len()
@@ -408,8 +375,9 @@ fn run(
     }
     // Every task rebuilt and stopped: the last word before they run.
     let before_resume = || -> Result<()> {
-        let root = plan.host(plan.tasks[0].pid) as i32;
-        notify.tell(Script::PostRestore, Some(root))?;
+        let root = plan.host(plan.tasks[0].pid);
+        notify.tell(Script::PostRestore, Some(root as i32))?;
+        settle(plan, opts, log, root)?;
         let own_net = plan.ns.owned.has(crate::model::ns::Kind::Net);
         let only_logged = [
             own_net.then_some(Script::NetworkUnlock),
@@ -432,6 +400,40 @@ fn run(
         Some(l) => l.finished(),
         None => Ok(()),
     }
+}
+
+/// The last of the restore, done while the rebuilt tree is still held,
+/// as CRIU does: from the moment it runs the tree is whole, and crit
+/// killed then leaves nothing undone. Writes the pidfile (the root's pid
+/// as crit's callers see it; one that cannot be written ends the tree),
+/// then lets the packets of the repaired connections through (the lock
+/// is the dump's: per connection, or the whole of a namespace of the
+/// tree's own that outlived it, such as a manager's).
+fn settle(plan: &plan::Plan, opts: &Options, log: &Log, root_pid: u32) -> Result<()> {
+    if let Some(p) = &opts.pidfile {
+        std::fs::write(p, format!("{root_pid}\n")).map_err(|source| SetupError::Pidfile {
+            path: p.clone(),
+            source,
+        })?;
+    }
+    let conns: Vec<_> = plan
+        .files
+        .values()
+        .filter_map(|f| f.isk.as_ref())
+        .filter(|s| tcp::is_connection(s))
+        .filter_map(crate::model::netlock::Conn::of_entry)
+        .collect();
+    if plan.ns.net.is_none() {
+        for w in tcp::unlock_all(&conns) {
+            log.info(w);
+        }
+    } else if !conns.is_empty() {
+        if let Err(e) = tcp::unlock_ns(root_pid) {
+            // A namespace made by this restore was never locked.
+            log.debug(format!("network namespace of pid {root_pid}: {e}"));
+        }
+    }
+    Ok(())
 }
 
 /// Whether the images hold an established TCP connection.
@@ -468,7 +470,7 @@ fn make_tree(
     // A network namespace this restore made holds only the tree: locked
     // as CRIU locks it before connections are repaired, since leaving
     // repair mode sends packets that a listener of the tree would answer
-    // with a reset (lifted with the dump's lock once the tree runs).
+    // with a reset (lifted with the dump's lock right before the tree runs).
     if matches!(plan.ns.net, Some(ns::NetPlan::Links(_))) && has_connections(plan) {
         if let Err(e) = crate::model::netlock::lock_ns() {
             log.info(format!(

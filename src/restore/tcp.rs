@@ -8,7 +8,8 @@
 //! once every connection of the tree is built ([`finish`]).
 //!
 //! The connection's packets are still dropped by the lock its dump put in
-//! place (crit's or CRIU's); [`unlock_all`] lifts it once the tree runs.
+//! place (crit's or CRIU's); [`unlock_all`] lifts it once the tree is
+//! rebuilt, right before it runs.
 //! With `--tcp-close`, and for a connection dumped with `--tcp-close` (no
 //! stream image), a connection comes back as a closed socket instead, and
 //! is unlocked too.
