@@ -122,19 +122,33 @@ fn announce(pidfile: Option<&Path>, status: Option<OwnedFd>) -> Result<()> {
 }
 
 /// `-o FILE`: appended to, made private (0600) if new, since a server's
-/// messages name the paths and peers it serves.
+/// messages name the paths and peers it serves. Opened non-blocking: a
+/// FIFO nobody reads is refused (ENXIO) rather than hanging the
+/// command before it says anything; writes then block again.
 fn open_log(path: &Path) -> Result<std::fs::File> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    let fail = |source| Error::FileOp {
+        path: path.to_path_buf(),
+        what: "opening the log file",
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
+        .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|source| Error::FileOp {
-            path: path.to_path_buf(),
-            what: "opening the log file",
-            source,
-        })
+        .map_err(fail)?;
+    fcntl(&f, FcntlArg::F_SETFL(OFlag::O_APPEND)).map_err(|e| fail(std::io::Error::from(e)))?;
+    Ok(f)
+}
+
+/// One line to stderr (the log file once a server is ready), without
+/// eprintln!'s panic if it cannot be written (`-o /dev/full`, a full
+/// disk): a server's message is not worth its exit status.
+pub fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn fail(what: &'static str) -> impl Fn(nix::Error) -> Error {

@@ -731,7 +731,9 @@ fn main() {
         // A reader that went away (`crit show x.img | head`) is a normal end.
         Err(e) if e.is_broken_pipe() => {}
         Err(e) => {
-            eprintln!("crit: {}", one_line(&e));
+            // Not eprintln!: stderr may be a server's -o file that cannot
+            // be written, and the status must still be 1, not a panic's.
+            crit::detach::say(&format!("crit: {}", one_line(&e)));
             std::process::exit(1);
         }
     }

@@ -495,6 +495,10 @@ fn a_daemon_server_is_ready_when_the_command_returns_or_says_why_not() {
     let e = kit::proc::daemon_refused(ps("c"), &kit.path("none/c.pid"));
     assert!(e.contains("none/c.pid: writing the pidfile"), "{e}");
     assert!(
+        !kit.path("c").exists(),
+        "a server that never served left its -D"
+    );
+    assert!(
         within_10s(|| std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()),
         "a daemon still listens"
     );
@@ -543,4 +547,50 @@ fn a_daemon_server_says_how_its_session_ended_in_its_log_file() {
     let mode = std::fs::metadata(&log).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     assert_eq!(names(&kit.path("d1")), Vec::<String>::new());
+}
+
+/// `-o` that cannot take the server's messages: a path in a directory
+/// that does not exist, or a FIFO nobody reads, is the command's own
+/// error (exit 1, one line) and leaves no -D (it used to be left; the
+/// FIFO hung the command in open); a log file that cannot be written
+/// (/dev/full) costs the server nothing: 0 for a session it kept, 1 for
+/// one cut short (both were 101, eprintln!'s panic). Found by a hostile
+/// probe.
+#[test]
+fn a_log_file_that_fails_leaves_no_directory_and_the_exit_status_alone() {
+    let kit = kit::dump::Kit::new();
+    let fifo = kit.path("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let dir = kit.path("d");
+    for log in [kit.path("none/log"), fifo] {
+        let port = kit::dump::free_ports(1).to_string();
+        let o = kit::crit()
+            .args(["page-server", "-D"])
+            .arg(&dir)
+            .args(["--port", &port, "-o"])
+            .arg(&log)
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+        assert!(e.contains("opening the log file"), "{e}");
+        assert!(!dir.exists(), "{} is left: {e}", dir.display());
+    }
+    let task7 = 7 << 8 | 1;
+    let mut s = header(4, 0, 0, task7);
+    s.extend(header(6 | 4 << 16, 1, 0x10000, task7));
+    s.extend([0x55u8; 4096]);
+    let cut = s.clone();
+    s.extend(header(0x1023, 0, 0, 0));
+    for (stream, code) in [(s, 0), (cut, 1)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let srv = serve(&tmp.path().join("s"), &["-o", "/dev/full"]);
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+        c.write_all(&stream).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let _ = c.read_to_end(&mut Vec::new());
+        let o = srv.child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(code), "{o:?}");
+    }
 }

@@ -616,3 +616,45 @@ fn a_failed_pre_copy_on_a_pre_dump_can_be_run_again() {
     let a = restore_and_ask(&mut g, &d3);
     assert!(a.starts_with("OK 16384 "), "{a}");
 }
+
+/// A tracked task that exits after a pre-dump and stays a zombie (its
+/// parent does not reap it): a failed `--pre-copy` on top of the
+/// pre-dump still hands the tree's tracking back, and the dump run
+/// again builds on it and keeps tracking. A zombie's pagemap answers
+/// ESRCH, not ENOENT: taking or keeping the trackers failed on it, and
+/// every tracker of the tree was lost ("taking the memory trackers: No
+/// such process"). Found by a hostile probe.
+#[test]
+fn a_tracked_task_left_a_zombie_costs_no_tracking() {
+    let _g = kit::restore::lock();
+    let kit = kit::dump::Kit::new();
+    let mut prog = kit.start("zombie", &[]);
+    let w = prog.ready_numbers();
+    let (root, live) = (w[0], w[2]);
+    let (rs, d) = (root.to_string(), |n: &str| {
+        kit.path(n).display().to_string()
+    });
+    ok(&crit(&["pre-dump", "-t", &rs, "-D", &d("d1")]));
+    assert!(tracked(live));
+    kit::proc::kill_tree(live);
+    // The root never reaps it.
+    while kit::proc::alive(live) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let refuse = "[ \"$CRTOOLS_SCRIPT_ACTION\" != pre-dump ]";
+    let on_d1 = |dir: &str, extra: &[&str]| {
+        let mut a = vec!["dump", "-R", "-t", &rs, "-D", dir];
+        a.extend(["--prev-images-dir", "../d1", "--track-mem"]);
+        a.extend(extra);
+        crit(&a)
+    };
+    let r = on_d1(&d("d2"), &["--pre-copy", "--action-script", refuse]);
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(e.contains("action script"), "{e}");
+    assert!(tracked(root), "the tracking was dropped: {e}");
+    ok(&on_d1(&d("d3"), &[]));
+    assert!(tracked(root), "no tracking kept after the dump");
+    kit::proc::kill_tree(root);
+    let _ = prog.child.wait();
+}

@@ -429,4 +429,11 @@ fn a_daemon_service_is_ready_when_the_command_returns_or_says_why_not() {
     assert!(!kit.path("b.pid").exists());
     let e = kit::proc::daemon_refused(svc(&kit.path("c.sock")), &kit.path("none/c.pid"));
     assert!(e.contains("none/c.pid: writing the pidfile"), "{e}");
+    // Nobody would answer there (found by a hostile probe: it was left).
+    assert!(!kit.path("c.sock").exists(), "the socket file is left");
+    let mut c = svc(&kit.path("e.sock"));
+    c.arg("-o").arg(kit.path("none/log"));
+    let e = kit::proc::daemon_refused(c, &kit.path("e.pid"));
+    assert!(e.contains("none/log: opening the log file"), "{e}");
+    assert!(!kit.path("e.sock").exists() && !kit.path("e.pid").exists());
 }

@@ -225,11 +225,11 @@ pub fn run(opts: &DaemonOpts) -> Result<()> {
     if let Some(f) = fetcher {
         f.close()?;
     }
-    eprintln!(
+    crate::detach::say(&format!(
         "crit: {}, in {:.3} s",
         lock(&sh.stats),
         t.elapsed().as_secs_f64()
-    );
+    ));
     Ok(())
 }
 

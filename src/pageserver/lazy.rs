@@ -68,7 +68,9 @@ impl Source {
         };
         let mut offset = 0u64;
         let mut sent = 0u64;
-        let said = |sent: u64| eprintln!("crit: page server: sent {sent} page(s) to {peer}");
+        let said = |sent: u64| {
+            crate::detach::say(&format!("crit: page server: sent {sent} page(s) to {peer}"))
+        };
         loop {
             let mut b = [0u8; HEADER];
             match read_full(&mut sock, &mut b).map_err(io("reading a command"))? {

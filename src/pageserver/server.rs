@@ -63,15 +63,24 @@ pub fn run(opts: &ServerOpts) -> Result<()> {
             port: opts.port,
             source,
         })?;
-    if !opts.lazy {
-        prepare_dir(opts)?;
-    }
-    crate::detach::ready(&crate::detach::Ready {
+    let made = match opts.lazy {
+        true => None,
+        false => prepare_dir(opts)?,
+    };
+    let ready = crate::detach::ready(&crate::detach::Ready {
         daemon: opts.daemon,
         pidfile: opts.pidfile.as_deref(),
         status_fd: opts.status_fd,
         log_file: opts.log_file.as_deref(),
-    })?;
+    });
+    if let Err(e) = ready {
+        // Its -o or pidfile failed: a server that never served leaves
+        // no -D either (a daemon's caller waits for this process's end).
+        if let Some(top) = made {
+            let _ = std::fs::remove_dir_all(top);
+        }
+        return Err(e);
+    }
     let (sock, peer) = listener.accept().map_err(|source| PsError::Listen {
         addr,
         port: opts.port,
@@ -84,10 +93,17 @@ pub fn run(opts: &ServerOpts) -> Result<()> {
     }
 }
 
-/// Makes the images directory (private) and its `parent` link.
-fn prepare_dir(opts: &ServerOpts) -> Result<()> {
+/// Makes the images directory (private) and its `parent` link. Returns
+/// the topmost directory it made, if any (removed if the server cannot
+/// start after all).
+fn prepare_dir(opts: &ServerOpts) -> Result<Option<PathBuf>> {
     use std::os::unix::fs::DirBuilderExt;
     let dir = &opts.dir;
+    let made = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .last()
+        .map(Path::to_path_buf);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -100,14 +116,20 @@ fn prepare_dir(opts: &ServerOpts) -> Result<()> {
     if let Some(prev) = &opts.prev_images_dir {
         let link = dir.join("parent");
         if std::fs::read_link(&link).ok().as_deref() != Some(prev.as_path()) {
-            std::os::unix::fs::symlink(prev, &link).map_err(|source| PsError::File {
-                path: link,
-                what: "link to the previous images",
-                source,
-            })?;
+            if let Err(source) = std::os::unix::fs::symlink(prev, &link) {
+                if let Some(top) = &made {
+                    let _ = std::fs::remove_dir_all(top);
+                }
+                return Err(PsError::File {
+                    path: link,
+                    what: "link to the previous images",
+                    source,
+                }
+                .into());
+            }
         }
     }
-    Ok(())
+    Ok(made)
 }
 
 /// One pagemap being received.
@@ -373,12 +395,12 @@ impl Session {
         let mut b = [0u8; 1];
         match sock.read(&mut b) {
             Ok(0) | Err(_) => {
-                eprintln!(
+                crate::detach::say(&format!(
                     "crit: page server: kept {pagemaps} pagemap(s) and {:.1} MiB of pages from {} in {}",
                     bytes as f64 / (1 << 20) as f64,
                     self.peer,
                     self.dir.display()
-                );
+                ));
                 Ok(())
             }
             Ok(_) => Err(self.bad("data after CLOSE".into()).into()),

@@ -45,6 +45,9 @@ pub fn serve(
         &UnixAddr::new(address).map_err(fail("address"))?,
     )
     .map_err(fail("bind"))?;
+    // Until it is ready, a failure (chmod, -o, the pidfile) removes the
+    // socket file: nobody would ever answer there.
+    let unlink = Unlink(address);
     std::fs::set_permissions(address, std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .map_err(|source| Error::FileOp {
             path: address.to_path_buf(),
@@ -58,6 +61,7 @@ pub fn serve(
         status_fd: None,
         log_file,
     })?;
+    std::mem::forget(unlink);
     // Workers are reaped as they end; their own children are theirs.
     std::thread::spawn(|| loop {
         if nix::sys::wait::wait().is_err() {
@@ -71,8 +75,17 @@ pub fn serve(
             source,
         })?;
         if let Err(e) = start_worker(&conn) {
-            eprintln!("crit service: {e}");
+            crate::detach::say(&format!("crit service: {e}"));
         }
+    }
+}
+
+/// Removes the socket file when dropped.
+struct Unlink<'a>(&'a Path);
+
+impl Drop for Unlink<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
     }
 }
 

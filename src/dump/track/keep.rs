@@ -80,8 +80,12 @@ fn recv_all(sock: impl AsFd + Copy) -> std::io::Result<Trackers> {
                 t.set_whole(buf[12] != 0);
                 out.insert(t)
             }
-            // The task exited since (a short-lived child): nothing to track.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // The task exited since (a short-lived child): nothing to
+            // track. A zombie not yet reaped says ESRCH, not ENOENT; it
+            // must not cost the trackers of the live tasks.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ESRCH) => {}
             Err(e) => return Err(e),
         }
     }
