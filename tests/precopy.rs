@@ -658,3 +658,62 @@ fn a_tracked_task_left_a_zombie_costs_no_tracking() {
     kit::proc::kill_tree(root);
     let _ = prog.child.wait();
 }
+
+/// A `--pre-copy` dump that fails after it made its set self-contained
+/// (here `-R --track-mem`, whose keeper of trackers cannot listen: its
+/// name, after the images directory's device and inode, is held by a
+/// socket of another user) leaves no file in its directory: the pages
+/// images the flattening wrote go with the rest. (They used to stay, and
+/// the next dump there was refused: "already holds images".)
+#[test]
+fn a_pre_copy_that_fails_after_flattening_leaves_no_images() {
+    use std::io::BufRead;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let g = start(tmp.path(), 64, 4, 20000, false, false);
+    let pid = g.pid.to_string();
+    let d = tmp.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let m = std::fs::metadata(&d).unwrap();
+    let name = format!("crit-track:{}:{}", m.dev(), m.ino());
+    let squat = "import socket, sys\n\
+                 s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n\
+                 s.bind('\\0' + sys.argv[1]); s.listen(1)\n\
+                 print('ok', flush=True); sys.stdin.read()\n";
+    let mut squatter = std::process::Command::new("python3")
+        .args(["-c", squat, &name])
+        .uid(65534)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 (installed by .ci/run)");
+    let mut line = String::new();
+    std::io::BufReader::new(squatter.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ok");
+    let r = crit(&[
+        "dump",
+        "-R",
+        "--track-mem",
+        "--pre-copy",
+        "-t",
+        &pid,
+        "-D",
+        d.to_str().unwrap(),
+    ]);
+    drop(squatter.stdin.take());
+    let _ = squatter.wait();
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(e.contains("held by uid 65534"), "{e}");
+    let left: Vec<_> = std::fs::read_dir(&d)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left in {}: {left:?}", d.display());
+    untracked_and_unharmed(g);
+}

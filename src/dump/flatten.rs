@@ -10,6 +10,7 @@
 //! short, the set is still a valid chain.
 
 use super::error::DumpError;
+use super::imgdir::ImgDir;
 use crate::error::Result;
 use crate::image::flags::{PE_LAZY, PE_PARENT, PE_PRESENT};
 use crate::image::pb;
@@ -46,9 +47,12 @@ fn level(images: &Images, dir: &Path, name: &str) -> Result<Option<Level>> {
     Ok(Some(Level { runs, flags, pages }))
 }
 
-/// Flattens every task's pages in images directory `dir` (see the module
-/// docs); returns the pages copied from parents.
-pub fn flatten(dir: &Path) -> Result<u64> {
+/// Flattens every task's pages in images directory `imgdir` (see the
+/// module docs); returns the pages copied from parents. The pages images
+/// it writes are the set's: a dump that fails after removes them too.
+pub fn flatten(imgdir: &mut ImgDir) -> Result<u64> {
+    let dir = imgdir.dir.clone();
+    let dir = dir.as_path();
     let mut chain_dirs = vec![dir.to_path_buf()];
     let mut imgs = vec![Images::open(dir)?];
     while let Some(p) = imgs.last().and_then(Images::parent) {
@@ -72,6 +76,7 @@ pub fn flatten(dir: &Path) -> Result<u64> {
                 None => break,
             }
         }
+        imgdir.adopt(&format!("pages-{next_id}.img"));
         copied += flatten_one(dir, &name, &levels, next_id)?;
         next_id += 1;
     }

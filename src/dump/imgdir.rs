@@ -126,6 +126,12 @@ impl ImgDir {
         Ok(())
     }
 
+    /// Counts file `name`, which another step writes (or may write), as
+    /// one of the set's: removed with the images if the dump fails.
+    pub fn adopt(&mut self, name: &str) {
+        self.written.push(self.path(name));
+    }
+
     pub fn finish(&mut self, s: Stream) -> Result<()> {
         s.file.publish()?;
         self.bytes += s.bytes;

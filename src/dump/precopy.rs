@@ -155,7 +155,7 @@ fn rounds_then_dump(
     }
     log.step("making the images self-contained");
     let t = std::time::Instant::now();
-    let from_rounds = super::flatten::flatten(&opts.dir)?;
+    let from_rounds = super::flatten::flatten(dir)?;
     log.debug(&format!(
         "{from_rounds} pages taken from the rounds in {:.3} s",
         t.elapsed().as_secs_f64()
