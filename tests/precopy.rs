@@ -717,3 +717,38 @@ fn a_pre_copy_that_fails_after_flattening_leaves_no_images() {
     assert!(left.is_empty(), "left in {}: {left:?}", d.display());
     untracked_and_unharmed(g);
 }
+
+/// A second dump into an images directory that a dump is writing is
+/// refused at once, and leaves the first one's rounds alone (it used to
+/// take them for a killed dump's and remove them, and the first failed);
+/// the first, held still meanwhile, then completes and restores.
+#[test]
+fn a_second_dump_into_a_busy_directory_is_refused() {
+    use nix::sys::signal::{kill, Signal};
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = start(tmp.path(), 256, 4, 20000, false, false);
+    let pid = g.pid.to_string();
+    let d = tmp.path().join("d");
+    let ds = d.to_str().unwrap();
+    let (first, worker) = worker_copying(&["dump", "--pre-copy", "-t", &pid, "-D", ds], &d);
+    let worker = nix::unistd::Pid::from_raw(worker);
+    kill(worker, Signal::SIGSTOP).unwrap();
+    let second = crit(&["dump", "-t", &pid, "-D", ds]);
+    let rounds_kept = d.join(".crit-precopy").is_dir();
+    kill(worker, Signal::SIGCONT).unwrap();
+    let e = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("another crit command is using this images directory") && e.lines().count() == 1,
+        "{e}"
+    );
+    assert!(
+        rounds_kept,
+        "the second dump removed the first one's rounds"
+    );
+    let o = first.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let a = restore_and_ask(&mut g, &d);
+    assert!(a.starts_with("OK 65536 "), "{a}");
+}

@@ -37,6 +37,9 @@ pub enum DumpError {
     DirNotPrivate { dir: PathBuf, mode: u32 },
     #[error("pid {pid}: is crit itself or one of its ancestors")]
     SelfOrAncestor { pid: i32 },
+    /// Another dump (or a restore) holds the images directory.
+    #[error("{}: another crit command is using this images directory (a dump into it, or a restore of it)", dir.display())]
+    DirBusy { dir: PathBuf },
     /// The images directory is not empty; `found` is one image in it.
     #[error("{}: already holds images ({found}); give an empty directory", dir.display())]
     DirNotEmpty { dir: PathBuf, found: String },

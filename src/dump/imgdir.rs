@@ -2,6 +2,9 @@
 //! already holds images; every image goes through src/image (ImageBuilder,
 //! AtomicFile: temp file, fsync, rename, mode 0600). On failure the images
 //! written so far are removed, so a failed dump leaves no half set behind.
+//! While a dump writes, it holds the directory's lock (flock): a second
+//! dump into it is refused, and a restore of it (which takes the same
+//! lock) waits.
 
 use super::error::DumpError;
 use crate::error::Result;
@@ -16,6 +19,7 @@ pub struct ImgDir {
     keep: bool,
     /// The dump made the directory: a failed dump removes it.
     created: bool,
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl ImgDir {
@@ -46,8 +50,9 @@ impl ImgDir {
             }
             .into());
         }
+        let lock = lock(dir)?;
         // Rounds left by a pre-copy dump killed with its worker (nobody
-        // was left to remove them); only crit writes there.
+        // was left to remove them; one still running holds the lock).
         let _ = std::fs::remove_dir_all(dir.join(super::precopy::ROUNDS));
         let rd = std::fs::read_dir(dir).map_err(|source| DumpError::File {
             path: dir.to_path_buf(),
@@ -70,6 +75,7 @@ impl ImgDir {
             bytes: 0,
             keep: false,
             created,
+            _lock: lock,
         })
     }
 
@@ -150,6 +156,29 @@ impl ImgDir {
     pub fn keep(mut self) {
         self.keep = true;
     }
+}
+
+/// The lock of images directory `dir`, or the refusal if another crit
+/// command holds it.
+fn lock(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let f = std::fs::File::open(dir).map_err(|source| DumpError::FileOp {
+        path: dir.to_path_buf(),
+        what: "open images directory",
+        source,
+    })?;
+    Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| match e {
+        nix::errno::Errno::EWOULDBLOCK => DumpError::DirBusy {
+            dir: dir.to_path_buf(),
+        }
+        .into(),
+        e => DumpError::FileOp {
+            path: dir.to_path_buf(),
+            what: "lock images directory",
+            source: e.into(),
+        }
+        .into(),
+    })
 }
 
 impl Drop for ImgDir {
