@@ -42,11 +42,13 @@ pub fn ready(r: &Ready) -> Result<()> {
     let status = r.status_fd.map(take_status).transpose()?;
     let log = r.log_file.map(open_log).transpose()?;
     if !r.daemon {
-        announce(r.pidfile, status)?;
-        return match &log {
-            Some(log) => redirect(log).map_err(fail("output to the log file")),
-            None => Ok(()),
-        };
+        // The pidfile's error is still the command's; once the status
+        // byte is out, what the server says is already in the log.
+        write_pidfile(r.pidfile)?;
+        if let Some(log) = &log {
+            redirect(log).map_err(fail("output to the log file"))?;
+        }
+        return send_status(status);
     }
     let null = std::fs::OpenOptions::new()
         .read(true)
@@ -103,22 +105,27 @@ fn take_status(fd: i32) -> Result<OwnedFd> {
 /// The pidfile, then the status byte: once a caller hears either, the
 /// pid is there to be read.
 fn announce(pidfile: Option<&Path>, status: Option<OwnedFd>) -> Result<()> {
-    if let Some(p) = pidfile {
-        std::fs::write(p, format!("{}\n", std::process::id())).map_err(|source| Error::FileOp {
-            path: p.to_path_buf(),
-            what: "writing the pidfile",
+    write_pidfile(pidfile)?;
+    send_status(status)
+}
+
+fn write_pidfile(pidfile: Option<&Path>) -> Result<()> {
+    let Some(p) = pidfile else { return Ok(()) };
+    std::fs::write(p, format!("{}\n", std::process::id())).map_err(|source| Error::FileOp {
+        path: p.to_path_buf(),
+        what: "writing the pidfile",
+        source,
+    })
+}
+
+fn send_status(status: Option<OwnedFd>) -> Result<()> {
+    let Some(f) = status else { return Ok(()) };
+    std::fs::File::from(f)
+        .write_all(&[0])
+        .map_err(|source| Error::Io {
+            what: "--status-fd: writing".into(),
             source,
-        })?;
-    }
-    if let Some(f) = status {
-        std::fs::File::from(f)
-            .write_all(&[0])
-            .map_err(|source| Error::Io {
-                what: "--status-fd: writing".into(),
-                source,
-            })?;
-    }
-    Ok(())
+        })
 }
 
 /// `-o FILE`: appended to, made private (0600) if new, since a server's

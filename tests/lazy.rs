@@ -267,3 +267,66 @@ fn a_page_server_that_goes_away_is_named() {
     assert!(e.contains(&said), "{e}");
     assert_eq!(e.trim_end().lines().count(), 1, "{e}");
 }
+
+/// A second `lazy-pages` of a directory whose daemon still waits for its
+/// restore is refused in one line and leaves the first one's socket, and
+/// the restore is served by the first; once that restore came, a daemon
+/// of the same directory may start again.
+#[test]
+fn a_second_daemon_of_a_directory_is_refused_while_the_first_waits() {
+    let kit = Kit::new();
+    let result = kit.path("result");
+    let prog = kit.start("lazymix", &["8", result.to_str().unwrap()]);
+    let pid = prog.pid;
+    let d = kit.path("d");
+    ok(&kit.dump(pid, &d, &[]));
+    kit::dump::reap(&[pid], Duration::from_secs(5));
+    let first = daemon(&d);
+    let socket = d.join("lazy-pages.socket");
+    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = ino(&socket);
+    let mut second = kit::crit();
+    second.args(["lazy-pages", "-D"]).arg(&d);
+    let e = kit::proc::daemon_refused(second, &kit.path("second.pid"));
+    assert!(e.contains("another crit lazy-pages serves it"), "{e}");
+    assert!(!kit.path("second.pid").exists());
+    assert_eq!(
+        ino(&socket),
+        before,
+        "the first daemon's socket was replaced"
+    );
+    ok(&restore_lazily(&d));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    assert_eq!(line(&result, 0), "OK 1792");
+    let said = finished(first);
+    assert!(said.contains("lazy pages of 1 task(s) in"), "{said}");
+    kit::proc::kill_tree(pid);
+    let mut again = kit::crit();
+    again.args(["lazy-pages", "-D"]).arg(&d);
+    let p = kit::proc::daemon_started(again, &kit.path("again.pid"));
+    kit::proc::kill_and_reap(&[p]);
+}
+
+/// Without `-d`, `-o FILE` has the server's stderr by the time it says
+/// it is ready: a caller that heard the status byte may close the pipe
+/// the command started with.
+#[test]
+fn a_server_s_output_is_in_its_log_file_once_it_says_it_is_ready() {
+    let kit = Kit::new();
+    let imgs = kit::copy_fixture("counter");
+    let log = kit.path("lazy.log");
+    let mut c = kit::crit();
+    c.args(["lazy-pages", "-D"])
+        .arg(imgs.path())
+        .arg("-o")
+        .arg(&log);
+    let mut d = kit::proc::spawn_listening(c);
+    let fd2 = std::fs::read_link(format!("/proc/{}/fd/2", d.id())).unwrap();
+    assert_eq!(fd2, log);
+    let _ = d.kill();
+    let _ = d.wait();
+}

@@ -659,24 +659,13 @@ fn a_tracked_task_left_a_zombie_costs_no_tracking() {
     let _ = prog.child.wait();
 }
 
-/// A `--pre-copy` dump that fails after it made its set self-contained
-/// (here `-R --track-mem`, whose keeper of trackers cannot listen: its
-/// name, after the images directory's device and inode, is held by a
-/// socket of another user) leaves no file in its directory: the pages
-/// images the flattening wrote go with the rest. (They used to stay, and
-/// the next dump there was refused: "already holds images".)
-#[test]
-fn a_pre_copy_that_fails_after_flattening_leaves_no_images() {
+/// A process of uid 65534 holding the name of the keeper of trackers of
+/// images directory `d` (after its device and inode), so that no keeper
+/// of `d` can listen; it lets go once its stdin is closed.
+fn squat_on_keeper(d: &Path) -> std::process::Child {
     use std::io::BufRead;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let _g = kit::restore::lock();
-    let tmp = tempfile::tempdir().unwrap();
-    let g = start(tmp.path(), 64, 4, 20000, false, false);
-    let pid = g.pid.to_string();
-    let d = tmp.path().join("d");
-    std::fs::create_dir(&d).unwrap();
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let m = std::fs::metadata(&d).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(d).unwrap();
     let name = format!("crit-track:{}:{}", m.dev(), m.ino());
     let squat = "import socket, sys\n\
                  s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n\
@@ -694,6 +683,64 @@ fn a_pre_copy_that_fails_after_flattening_leaves_no_images() {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "ok");
+    squatter
+}
+
+/// `dump -R --track-mem` on top of a pre-dump whose own trackers cannot
+/// be kept (the keeper's name is held by another user) fails, and gives
+/// the trackers it took back to the pre-dump: another dump on top of
+/// the pre-dump then works, and the task finds every page. (The
+/// trackers used to be lost: "no memory tracking is kept".)
+#[test]
+fn a_dump_whose_trackers_cannot_be_kept_gives_the_pre_dump_s_back() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = start(tmp.path(), 64, 4, 20000, false, false);
+    let pid = g.pid.to_string();
+    let (d1, d2, d3) = (
+        tmp.path().join("d1"),
+        tmp.path().join("d2"),
+        tmp.path().join("d3"),
+    );
+    ok(&crit(&["pre-dump", "-t", &pid, "-D", d1.to_str().unwrap()]));
+    std::fs::create_dir(&d2).unwrap();
+    let mut squatter = squat_on_keeper(&d2);
+    let on_d1 = |d: &Path, extra: &[&str]| {
+        let mut a = vec!["dump", "-t", &pid, "-D", d.to_str().unwrap()];
+        a.extend(["--prev-images-dir", "../d1", "--track-mem"]);
+        a.extend(extra);
+        crit(&a)
+    };
+    let r = on_d1(&d2, &["-R"]);
+    drop(squatter.stdin.take());
+    let _ = squatter.wait();
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(e.contains("held by uid 65534"), "{e}");
+    assert!(kit::dump::images(&d2).is_empty(), "images left: {e}");
+    assert!(tracked(g.pid), "the tracking was dropped: {e}");
+    ok(&on_d1(&d3, &[]));
+    let a = restore_and_ask(&mut g, &d3);
+    assert!(a.starts_with("OK 16384 "), "{a}");
+}
+
+/// A `--pre-copy` dump that fails after it made its set self-contained
+/// (here `-R --track-mem`, whose keeper of trackers cannot listen: its
+/// name, after the images directory's device and inode, is held by a
+/// socket of another user) leaves no file in its directory: the pages
+/// images the flattening wrote go with the rest. (They used to stay, and
+/// the next dump there was refused: "already holds images".)
+#[test]
+fn a_pre_copy_that_fails_after_flattening_leaves_no_images() {
+    use std::os::unix::fs::PermissionsExt;
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let g = start(tmp.path(), 64, 4, 20000, false, false);
+    let pid = g.pid.to_string();
+    let d = tmp.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut squatter = squat_on_keeper(&d);
     let r = crit(&[
         "dump",
         "-R",

@@ -200,6 +200,27 @@ impl Taken {
     }
 }
 
+/// Hands `trackers`, those a finished dump goes on with, to a keeper of
+/// its images directory `dir`. If that fails, the trackers of the tasks
+/// `taken` from the previous dump go back to it, as after a failed dump
+/// ([`Taken::give_back`]), so that a retry can still build on it; the
+/// error is the dump's.
+pub fn keep(
+    dir: &Path,
+    trackers: Trackers,
+    taken: Option<Taken>,
+    moved_on: bool,
+    log: &super::progress::Log,
+) -> Result<()> {
+    let Err(e) = super::track::keep::hand_off(dir, &trackers) else {
+        return Ok(());
+    };
+    if let Some(t) = taken {
+        t.give_back(trackers, moved_on, log);
+    }
+    Err(e)
+}
+
 /// Splits `runs` at the pages that are not in `changed` but are in
 /// `held`: those become PE_PARENT runs. Returns the runs and how many
 /// pages were left to the parent. All three lists are sorted.

@@ -93,11 +93,12 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
         Some(p) => Some(incremental::Parent::open(&opts.dir, p, opts.pid)?),
         None => None,
     };
+    let taken = parent.as_ref().map(incremental::Taken::of);
     let (s, trackers) = incremental::on_top(parent, &log, |p| {
         dump_into(opts, &log, &mut dir, p, &notify, remote)
     })?;
     if opts.track_mem && opts.leave_running {
-        track::keep::hand_off(&opts.dir, &trackers)?;
+        incremental::keep(&opts.dir, trackers, taken, false, &log)?;
     }
     dir.keep();
     Ok(s)

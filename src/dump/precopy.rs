@@ -95,7 +95,7 @@ pub fn dump(opts: &DumpOpts, log: &Log, notify: &crate::action::Notifier) -> Res
     };
     drop(rounds);
     if opts.track_mem && opts.leave_running {
-        super::track::keep::hand_off(&opts.dir, &trackers)?;
+        super::incremental::keep(&opts.dir, trackers, taken, moved_on, log)?;
     }
     dir.keep();
     Ok(s)

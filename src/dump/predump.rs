@@ -84,10 +84,11 @@ pub fn pre_dump(opts: &DumpOpts) -> Result<Round> {
         Some(p) => Some(Parent::open(&opts.dir, p, opts.pid)?),
         None => None,
     };
+    let taken = parent.as_ref().map(incremental::Taken::of);
     let (r, trackers) = incremental::on_top(parent, &log, |p| {
         round(opts.pid, &log, &mut dir, p, true, remote)
     })?;
-    super::track::keep::hand_off(&opts.dir, &trackers)?;
+    incremental::keep(&opts.dir, trackers, taken, false, &log)?;
     dir.keep();
     log.info(&r.to_string());
     Ok(r)

@@ -167,6 +167,8 @@ pub fn run(opts: &DaemonOpts) -> Result<()> {
     let tasks =
         crate::image::typed::read_all::<pb::PstreeEntry>(&opts.dir.join("pstree.img"), "PSTREE")?;
     let path = opts.dir.join(handover::SOCKET);
+    // Before the socket file is replaced: it may be another daemon's.
+    let claim = handover::claim(&opts.dir)?;
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).map_err(err(&path, "listening"))?;
     let socket = Unlink(&path);
@@ -187,6 +189,8 @@ pub fn run(opts: &DaemonOpts) -> Result<()> {
         .map_err(err(&path, "accepting the restore"))?;
     drop(listener);
     drop(socket);
+    // Its restore has come: another may have a daemon of its own.
+    drop(claim);
     let mut spaces = Vec::new();
     for _ in &tasks {
         if let Received::Task { pid, uffd } = handover::receive(&mut sock, &path)? {

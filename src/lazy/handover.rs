@@ -126,3 +126,33 @@ pub fn receive(sock: &mut UnixStream, path: &Path) -> Result<Received> {
     })?;
     Ok(Received::Task { pid, uffd })
 }
+
+/// Held by the daemon of images directory `dir` while it serves: an
+/// abstract unix socket named after the directory's device and inode,
+/// which the kernel frees when the daemon ends, however it ends. A
+/// second daemon of the same directory would otherwise replace the
+/// first one's socket file, and the restore would meet the wrong one.
+pub struct Claim(#[allow(dead_code)] std::os::unix::net::UnixListener);
+
+/// Claims `dir` for one daemon; refused while another daemon has it.
+pub fn claim(dir: &Path) -> Result<Claim> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    let fail = |source| Error::FileOp {
+        path: dir.to_path_buf(),
+        what: "claiming the images directory for this daemon",
+        source,
+    };
+    let m = std::fs::metadata(dir).map_err(fail)?;
+    let name = format!("crit-lazy-pages:{}:{}", m.dev(), m.ino());
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(fail)?;
+    match UnixListener::bind_addr(&addr) {
+        Ok(l) => Ok(Claim(l)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(fail(std::io::Error::new(
+            e.kind(),
+            "another crit lazy-pages serves it",
+        ))),
+        Err(e) => Err(fail(e)),
+    }
+}
