@@ -109,6 +109,10 @@ pub enum ImagesFault {
     NoRoot,
     #[error("the pages do not match the vmas of {}", .0.display())]
     PagesMismatch(std::path::PathBuf),
+    #[error("vma {start:#x}-{end:#x} ends where or before it starts")]
+    VmaReversed { start: u64, end: u64 },
+    #[error("vmas {:#x}-{:#x} and {:#x}-{:#x} overlap", .a.0, .a.1, .b.0, .b.1)]
+    VmasOverlap { a: (u64, u64), b: (u64, u64) },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

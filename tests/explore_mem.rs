@@ -436,3 +436,47 @@ fn shared_memfd_mappings_show_the_memfds_contents() {
         "{m}"
     );
 }
+
+/// Rewrites `mm-26659.img` of the counter copy in `dir` with `f` applied
+/// to its vmas.
+fn edit_vmas(dir: &Path, f: impl FnOnce(&mut Vec<pb::VmaEntry>)) {
+    let imgs = Images::Dir(dir.to_path_buf());
+    let mut mm: pb::MmEntry = imgs.read_one("mm-26659.img", "MM").unwrap();
+    f(&mut mm.vmas);
+    let mut b = crit::image::typed::ImageBuilder::new("MM").unwrap();
+    b.entry(&mm);
+    crit::image::typed::write_atomic(&dir.join("mm-26659.img"), &b.bytes).unwrap();
+}
+
+#[test]
+fn mem_refuses_reversed_and_overlapping_vmas_by_address() {
+    // A vma whose end is below its start used to be counted as 2^52
+    // pages; overlapping ones were blamed on the pagemap.
+    let tmp = kit::copy_fixture("counter");
+    let dir = tmp.path();
+    let mut orig = Vec::new();
+    edit_vmas(dir, |v| {
+        orig = v.clone();
+        let w = &mut v[3];
+        (w.start, w.end) = (w.end, w.start);
+    });
+    let want = format!(
+        "mm-26659.img: vma {:#x}-{:#x} ends where or before it starts",
+        orig[3].end, orig[3].start
+    );
+    for view in [vec!["mem", "26659"], vec!["mem", "26659", "--json"]] {
+        assert_fails(&run(crit().arg("x").arg(dir).args(&view), None), &want);
+    }
+    edit_vmas(dir, |v| {
+        *v = orig.clone();
+        v[3].end = v[5].end;
+    });
+    let want = format!(
+        "mm-26659.img: vmas {:#x}-{:#x} and {:#x}-{:#x} overlap",
+        orig[3].start, orig[5].end, orig[4].start, orig[4].end
+    );
+    assert_fails(
+        &run(crit().arg("x").arg(dir).args(["mem", "26659"]), None),
+        &want,
+    );
+}

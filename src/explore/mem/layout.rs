@@ -176,8 +176,26 @@ impl TaskMemory {
         } else {
             HashMap::new()
         };
+        let mm_fault = |why| Error::Images {
+            file: images.label(&format!("mm-{pid}.img")),
+            why,
+        };
         let mut vmas = mm.vmas;
+        // Sizes below are `end - start`: an empty or reversed vma would
+        // wrap them into nonsense page counts.
+        if let Some(v) = vmas.iter().find(|v| v.end <= v.start) {
+            return Err(mm_fault(ImagesFault::VmaReversed {
+                start: v.start,
+                end: v.end,
+            }));
+        }
         vmas.sort_by_key(|v| v.start);
+        if let Some(w) = vmas.windows(2).find(|w| w[0].end > w[1].start) {
+            return Err(mm_fault(ImagesFault::VmasOverlap {
+                a: (w[0].start, w[0].end),
+                b: (w[1].start, w[1].end),
+            }));
+        }
         for vma in &vmas {
             let st = vma.status;
             // A shared memfd mapping shows the memfd's contents, which
@@ -237,12 +255,6 @@ impl TaskMemory {
                 prot: prot_text(vma.prot),
                 what,
                 backing,
-            });
-        }
-        if mem.mappings.windows(2).any(|w| w[0].end > w[1].start) {
-            return Err(Error::Images {
-                file: images.label(&format!("mm-{pid}.img")),
-                why: ImagesFault::PagesMismatch(images.label(&pm_name)),
             });
         }
         Ok(mem)
