@@ -480,3 +480,43 @@ fn mem_refuses_reversed_and_overlapping_vmas_by_address() {
         &want,
     );
 }
+
+#[test]
+fn pages_past_the_end_of_a_cut_pages_image_are_not_counted_as_held() {
+    // The pagemap claims 1052 pages; the pages image keeps 2 and a half.
+    let tmp = kit::copy_fixture("counter");
+    let dir = tmp.path();
+    let pages = dir.join("pages-1.img");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pages)
+        .unwrap();
+    f.set_len(2 * 4096 + 2000).unwrap();
+    drop(f);
+    let s = xj(dir, &["mem", "26659"]);
+    assert_eq!(s["in_images"], 2, "{s}");
+    assert_eq!(s["cut_short"], 1050, "{s}");
+    let text = String::from_utf8(x(dir, &["mem", "26659"])).unwrap();
+    assert!(
+        text.contains("1050 pages are not in the images: the pagemap places them past the end"),
+        "{text}"
+    );
+    assert!(text.contains("cut-short"), "{text}");
+    // The heap's bytes are named as not there, not dumped.
+    let heap = s["mappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["rest"] == 1028)
+        .unwrap();
+    let start = heap["start"].as_str().unwrap();
+    let text =
+        String::from_utf8(x(dir, &["mem", "26659", "--addr", start, "--len", "64"])).unwrap();
+    assert!(text.contains("past the end of its pages image"), "{text}");
+    // Without the pages image at all, it is named.
+    std::fs::remove_file(&pages).unwrap();
+    assert_fails(
+        &run(crit().arg("x").arg(dir).args(["mem", "26659"]), None),
+        "pages-1.img: No such file",
+    );
+}

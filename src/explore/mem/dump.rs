@@ -96,6 +96,7 @@ fn describe(p: Place) -> &'static str {
         Place::Kernel => "not in the images: the kernel provides it",
         Place::Lazy => "not in the images: lazy pages, served by a page server",
         Place::NoParent => "in a parent dump that is not there",
+        Place::Cut => "not in the images: the pagemap places it past the end of its pages image",
         Place::Unmapped => "not mapped",
         Place::Bytes { .. } | Place::Zero => "held",
     }

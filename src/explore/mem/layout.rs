@@ -13,7 +13,7 @@ use crate::image::flags::{
 };
 use crate::image::pb;
 use crate::image::store::Images;
-use crate::model::pagemap::{self, Held, Run, Source};
+use crate::model::pagemap::{self, Held, Run, Source, PAGE};
 use std::collections::HashMap;
 
 /// How deep a chain of parent dumps is followed (a guard against loops).
@@ -35,6 +35,8 @@ pub enum Place {
     Lazy,
     /// In a parent dump that is not there.
     NoParent,
+    /// Placed past the end of its pages image (a truncated dump).
+    Cut,
     /// No mapping.
     Unmapped,
 }
@@ -49,6 +51,7 @@ impl Place {
             Place::Kernel => "kernel",
             Place::Lazy => "lazy",
             Place::NoParent => "missing-parent",
+            Place::Cut => "cut-short",
             Place::Unmapped => "unmapped",
         }
     }
@@ -71,6 +74,9 @@ pub struct Level {
     pub runs: Vec<Run>,
     /// 0 for this dump, 1 for its parent, ...
     pub depth: usize,
+    /// The size of the pages image: what the runs place past it is not
+    /// in the images, whatever the pagemap says.
+    size: u64,
     reader: Option<FileReader>,
 }
 
@@ -82,11 +88,19 @@ impl Level {
         let (pages_id, entries) = images.pagemap(pagemap_name)?;
         let mut runs = pagemap::runs(&entries);
         runs.sort_by_key(|r| r.vaddr);
+        let pages = format!("pages-{pages_id}.img");
+        // A missing pages image is an error (named) only when some run
+        // needs it.
+        let size = match pagemap::bytes_needed(&runs) {
+            0 => 0,
+            _ => images.size(&pages)?,
+        };
         Ok(Some(Level {
             images: images.clone(),
-            pages: format!("pages-{pages_id}.img"),
+            pages,
             runs,
             depth,
+            size,
             reader: None,
         }))
     }
@@ -313,10 +327,17 @@ impl TaskMemory {
         let a = |k: u64| k.wrapping_add(delta);
         pagemap::place(&runs, s, e, &mut |from, to, src| {
             let place = match src {
-                Source::Level { level, off } => Place::Bytes {
-                    level: chain[level],
-                    off,
-                },
+                Source::Level { level, off } => {
+                    let l = chain[level];
+                    // Pages past the end of the pages image are not held
+                    // (nor is a last page the image holds only part of).
+                    let whole = self.levels[l].size / PAGE * PAGE;
+                    let held = whole.saturating_sub(off);
+                    let split = from.saturating_add(held).min(to);
+                    out.push(a(from), a(split), Place::Bytes { level: l, off });
+                    out.push(a(split), a(to), Place::Cut);
+                    return;
+                }
                 Source::Lazy { .. } => Place::Lazy,
                 // An empty chain (a segment without pagemap) is all `rest`.
                 Source::NoParent if chain.is_empty() => rest,

@@ -4,7 +4,8 @@
 //!   this dump, in parent dumps) and what the rest is (`zero`: anonymous
 //!   memory never written or all zero; `file`: the mapped file holds it;
 //!   `kernel`: vdso and friends; `lazy`: only a page server has it;
-//!   `missing-parent`: a parent dump that is not there has it).
+//!   `missing-parent`: a parent dump that is not there has it; `cut-short`:
+//!   the pagemap places it past the end of its pages image).
 //! * `--addr A --len N`: those bytes, as `hexdump -C` prints them (equal
 //!   lines folded into `*`); ranges the images do not hold are one line
 //!   that says what they are.
@@ -51,6 +52,8 @@ struct Counts {
     parent: u64,
     lazy: u64,
     missing: u64,
+    /// Placed past the end of their pages image (part of `rest`).
+    cut: u64,
     rest: u64,
 }
 
@@ -67,9 +70,17 @@ fn summary(mem: &TaskMemory, json: bool, out: &mut Out) -> Result<()> {
                 Place::Bytes { .. } => c.parent += n,
                 Place::Lazy => c.lazy += n,
                 Place::NoParent => c.missing += n,
+                // Named before any other rest: the pagemap claims these.
+                Place::Cut => {
+                    c.cut += n;
+                    c.rest += n;
+                    rest = Some(Place::Cut.word());
+                }
                 other => {
                     c.rest += n;
-                    rest = Some(other.word());
+                    if c.cut == 0 {
+                        rest = Some(other.word());
+                    }
                 }
             }
         }
@@ -77,6 +88,7 @@ fn summary(mem: &TaskMemory, json: bool, out: &mut Out) -> Result<()> {
         total.parent += c.parent;
         total.lazy += c.lazy;
         total.missing += c.missing;
+        total.cut += c.cut;
         total.rest += c.rest;
         rows.push((m, c, rest.unwrap_or("-")));
     }
@@ -106,6 +118,7 @@ fn summary(mem: &TaskMemory, json: bool, out: &mut Out) -> Result<()> {
             "in_parent": total.parent,
             "lazy": total.lazy,
             "missing_parent": total.missing,
+            "cut_short": total.cut,
             "parents": mem.levels.iter().map(|l| l.depth).max().unwrap_or(0),
             "mappings": maps,
         }));
@@ -120,6 +133,12 @@ fn summary(mem: &TaskMemory, json: bool, out: &mut Out) -> Result<()> {
         total.lazy,
         total.missing
     ))?;
+    if total.cut > 0 {
+        out.put(format_args!(
+            "{} pages are not in the images: the pagemap places them past the end of their pages image\n",
+            total.cut
+        ))?;
+    }
     out.put(format_args!(
         "{:>16} {:>16} {:<4} {:>8} {:>8} {:>8} {:>6} {:>8}  {:<7} {}\n",
         "START", "END", "PROT", "PAGES", "IMAGES", "PARENT", "LAZY", "REST", "REST-IS", "WHAT"
