@@ -101,6 +101,28 @@ pub enum ArchiveFault {
     NoImages,
     #[error("reading the archive: {0}")]
     Read(#[source] std::io::Error),
+    #[error(
+        "member {name} ({size} bytes from byte {at}) runs past the end of the tar ({end} bytes)"
+    )]
+    CutShort {
+        name: String,
+        size: u64,
+        at: u64,
+        end: u64,
+    },
+    #[error("reading member {name}: {source}")]
+    ReadMember {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading the archive after member {name} ({size} bytes): {source}")]
+    ReadAfter {
+        name: String,
+        size: u64,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn fault(path: &Path, why: ArchiveFault) -> Error {
@@ -253,7 +275,19 @@ impl Archive {
         let rd = |e| fault(&path, ArchiveFault::Read(e));
         let mut cached = 0u64;
         for e in entries {
-            let mut e = e.map_err(rd)?;
+            // An error here is met skipping the previous member's data
+            // (or reading the next header): name that member.
+            let mut e = e.map_err(|source| match self.members.last() {
+                Some(m) => fault(
+                    &path,
+                    ArchiveFault::ReadAfter {
+                        name: m.name.clone(),
+                        size: m.size,
+                        source,
+                    },
+                ),
+                None => rd(source),
+            })?;
             let name = clean(&String::from_utf8_lossy(&e.path_bytes()));
             let h = e.header();
             let size = e.size();
@@ -272,13 +306,41 @@ impl Archive {
             } else {
                 Kind::Other
             };
+            let at = e.raw_file_position();
+            let cut = |end: u64| {
+                fault(
+                    &path,
+                    ArchiveFault::CutShort {
+                        name: name.clone(),
+                        size,
+                        at,
+                        end,
+                    },
+                )
+            };
             let data = if kind != Kind::File || et.is_gnu_sparse() {
                 Data::None
             } else if self.codec == Codec::Plain {
-                Data::At(e.raw_file_position())
+                // A plain tar is read by seeking, which goes past its end
+                // quietly: a member cut short would read as a short one.
+                if at.checked_add(size).is_none_or(|end| end > self.file_size) {
+                    return Err(cut(self.file_size));
+                }
+                Data::At(at)
             } else if size <= CACHE_MEMBER && cached + size <= CACHE_TOTAL {
                 let mut v = Vec::with_capacity(size as usize);
-                e.read_to_end(&mut v).map_err(rd)?;
+                e.read_to_end(&mut v).map_err(|source| {
+                    fault(
+                        &path,
+                        ArchiveFault::ReadMember {
+                            name: name.clone(),
+                            source,
+                        },
+                    )
+                })?;
+                if (v.len() as u64) < size {
+                    return Err(cut(at + v.len() as u64));
+                }
                 cached += size;
                 Data::Cached(v.into())
             } else {
