@@ -963,4 +963,35 @@ mod synthetic {
             "{err}"
         );
     }
+
+    /// Many unix sockets sharing inodes (inconsistent images) are shown
+    /// in linear time: finding the first entry of each inode again for
+    /// every duplicate made `sk` quadratic (about 20 s for these 300,000
+    /// entries).
+    #[test]
+    fn sk_with_many_duplicate_inodes_is_not_quadratic() {
+        let tmp = kit::copy_fixture("usk_pair");
+        let dir = tmp.path();
+        let files: Vec<pb::FileEntry> = crit::image::store::Images::Dir(dir.to_path_buf())
+            .read_all("files.img", "FILES")
+            .unwrap();
+        let sock = files.iter().find(|f| f.usk.is_some()).unwrap().clone();
+        let (n, distinct) = (300_000u32, 150_000u32);
+        let mut all = files;
+        for i in 0..n {
+            let mut f = sock.clone();
+            f.id = 1000 + i;
+            let u = f.usk.as_mut().unwrap();
+            u.id = f.id;
+            u.ino = 1_000_000 + i % distinct;
+            all.push(f);
+        }
+        write(dir, "files.img", "FILES", &all);
+        let t = std::time::Instant::now();
+        let text = x_text(dir, &["sk"]);
+        let took = t.elapsed();
+        let socks = all.iter().filter(|f| f.usk.is_some()).count();
+        assert_eq!(text.lines().count(), 1 + socks, "{}", &text[..200]);
+        assert!(took.as_secs() < 8, "x sk took {took:?}");
+    }
 }

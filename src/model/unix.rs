@@ -235,12 +235,13 @@ impl Model {
     pub fn lenient(entries: impl IntoIterator<Item = (u32, pb::UnixSkEntry)>) -> Model {
         let mut m = Model::default();
         for (id, e) in entries {
-            let first = !m.by_ino.contains_key(&e.ino);
             let ino = e.ino;
-            let i = m.add(id, e);
-            if !first {
-                // add() pointed the inode at the newest: keep the first.
-                let keep = m.socks.iter().position(|s| s.e.ino == ino).unwrap_or(i);
+            let first = m.by_ino.get(&ino).copied();
+            m.add(id, e);
+            if let Some(keep) = first {
+                // add() pointed the inode at the newest: keep the first
+                // (remembered, not searched for: many duplicates would
+                // make that quadratic).
                 m.by_ino.insert(ino, keep);
             }
         }
