@@ -520,3 +520,23 @@ fn pages_past_the_end_of_a_cut_pages_image_are_not_counted_as_held() {
         "pages-1.img: No such file",
     );
 }
+
+#[test]
+fn search_json_is_streamed_not_held() {
+    // Every zero byte of the counter fixture's pages: 108,618 matches.
+    // Held as a list until the end they took about 60 MiB (a byte
+    // searched for in a GiB of pages took tens of GB); streamed, crit's
+    // memory does not grow with them.
+    let dir = kit::fixture("counter");
+    let d = dir.to_str().unwrap();
+    let (mib, out) = peak_mib(&["x", d, "mem", "26659", "--search-hex", "00", "--json"]);
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    let n = v["matches"].as_array().unwrap().len() as u64;
+    assert_eq!(v["count"], n);
+    assert!(n > 100_000, "{n}");
+    assert!(mib < 24, "peak {mib} MiB for {n} matches");
+    // No match: an empty list.
+    let v = xj(&dir, &["mem", "26659", "--search", "no such text here"]);
+    assert_eq!(v["matches"], serde_json::json!([]));
+    assert_eq!(v["count"], 0);
+}

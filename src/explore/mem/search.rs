@@ -63,13 +63,22 @@ pub fn each_match(
 }
 
 pub fn run(mem: &mut TaskMemory, needle: &[u8], json: bool, out: &mut Out) -> Result<()> {
-    let mut list = Vec::new();
     let mut count = 0u64;
+    if json {
+        // Streamed, match by match, as the text is: a list held until the
+        // end grew with the matches (a byte searched for in a GiB of
+        // pages took tens of GB). So `count` comes after `matches`.
+        out.put(format_args!(
+            "{{\n  \"pid\": {},\n  \"pattern\": \"{}\",\n  \"matches\": [",
+            mem.pid,
+            hex(needle)
+        ))?;
+    }
     each_match(mem, needle, |mem, addr| {
         count += 1;
         let m = mem.mapping_at(addr).map(|i| &mem.mappings[i]);
         if json {
-            list.push(json!({
+            let one = json!({
                 "address": format!("{addr:#x}"),
                 "mapping": m.map(|m| json!({
                     "start": format!("{:#x}", m.start),
@@ -77,7 +86,16 @@ pub fn run(mem: &mut TaskMemory, needle: &[u8], json: bool, out: &mut Out) -> Re
                     "prot": m.prot,
                     "what": m.what,
                 })),
-            }));
+            });
+            let text = serde_json::to_string_pretty(&one).unwrap_or_default();
+            out.text(if count == 1 { "\n" } else { ",\n" })?;
+            for (i, line) in text.lines().enumerate() {
+                if i > 0 {
+                    out.text("\n")?;
+                }
+                out.text("    ")?;
+                out.text(line)?;
+            }
             return Ok(());
         }
         match m {
@@ -89,12 +107,10 @@ pub fn run(mem: &mut TaskMemory, needle: &[u8], json: bool, out: &mut Out) -> Re
         }
     })?;
     if json {
-        return out.json(&json!({
-            "pid": mem.pid,
-            "pattern": hex(needle),
-            "count": count,
-            "matches": list,
-        }));
+        if count > 0 {
+            out.text("\n  ")?;
+        }
+        return out.put(format_args!("],\n  \"count\": {count}\n}}\n"));
     }
     out.put(format_args!("{count} matches\n"))
 }
