@@ -651,6 +651,24 @@ fn inconsistent_image_sets_are_refused_before_anything_is_made() {
             "mm-26659.img: vma 1",
         ),
         (
+            "counter",
+            // vaddr + 256 pages wraps past 2^64: the run was left out and
+            // the task ran on with zeros where its heap was.
+            "pages past the end of the address space",
+            json("pagemap-26659.img", |v| {
+                v["entries"][5]["vaddr"] = 0xffff_ffff_ffff_f000u64.into()
+            }),
+            "pagemap-26659.img: entry 5 (pages at 0xfffffffffffff000): beyond the user address space",
+        ),
+        (
+            "counter",
+            "pages outside every mapping",
+            json("pagemap-26659.img", |v| {
+                v["entries"][5]["vaddr"] = 0x10_0000.into()
+            }),
+            "pagemap-26659.img: entry 5 (pages at 0x100000): outside the task's mappings",
+        ),
+        (
             "kitchen",
             "a thread left out of pstree",
             json("pstree.img", |v| {

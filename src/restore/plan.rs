@@ -401,6 +401,7 @@ fn load_tasks(
     let one = |p: &pb::PstreeEntry| -> Result<Task> {
         let t = load_task(dir, p, seccomp)?;
         super::validate::vmas(dir, &t)?;
+        super::validate::pagemap(dir, &t)?;
         Ok(t)
     };
     let threads = std::thread::available_parallelism()

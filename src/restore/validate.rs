@@ -161,6 +161,76 @@ pub fn vmas(dir: &Path, t: &Task) -> Result<()> {
     Ok(())
 }
 
+/// A task's pagemap: each run page-aligned, inside the user address
+/// space (an end past 2^64 wraps and its pages would be silently left
+/// out), every page of it inside one of the task's mappings (as CRIU's
+/// restore demands), and no page given twice.
+pub fn pagemap(dir: &Path, t: &Task) -> Result<()> {
+    let path = dir.join(format!("pagemap-{}.img", t.pid));
+    let mut seen: Vec<(u64, u64, usize)> = Vec::new();
+    for (i, e) in t.pagemap.iter().enumerate() {
+        let pages = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages));
+        let end = pages
+            .checked_mul(PAGE)
+            .and_then(|b| b.checked_add(e.vaddr))
+            .filter(|&end| end <= crate::sys::TASK_SIZE);
+        let why = match end {
+            _ if e.vaddr % PAGE != 0 => Some("not page-aligned"),
+            None => Some("beyond the user address space"),
+            Some(end) if !covered(&t.mm.vmas, e.vaddr, end) => Some("outside the task's mappings"),
+            Some(end) => {
+                seen.push((e.vaddr, end, i));
+                None
+            }
+        };
+        if let Some(why) = why {
+            return Err(pagemap_fault(&path, i, e.vaddr, why));
+        }
+    }
+    seen.sort_unstable();
+    for w in seen.windows(2) {
+        if w[1].0 < w[0].1 {
+            // The later of the two in the image is named.
+            let later = if w[0].2 > w[1].2 { w[0] } else { w[1] };
+            return Err(pagemap_fault(
+                &path,
+                later.2,
+                later.0,
+                "overlaps another entry",
+            ));
+        }
+    }
+    Ok(())
+}
+
+const PAGE: u64 = 4096;
+
+fn pagemap_fault(path: &Path, i: usize, vaddr: u64, why: &'static str) -> Error {
+    SetupError::PagemapEntry {
+        path: path.to_path_buf(),
+        // The head is entry 0.
+        index: i + 1,
+        vaddr,
+        why,
+    }
+    .into()
+}
+
+/// Whether mappings `vmas` (sorted, not overlapping: [`vmas`] checked)
+/// cover `[s, e)` without a gap.
+fn covered(vmas: &[pb::VmaEntry], s: u64, e: u64) -> bool {
+    let mut at = s;
+    let mut k = vmas.partition_point(|v| v.end <= s);
+    while at < e {
+        match vmas.get(k) {
+            Some(v) if v.start <= at => at = v.end,
+            _ => return false,
+        }
+        k += 1;
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

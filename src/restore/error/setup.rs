@@ -66,6 +66,15 @@ pub enum SetupError {
         end: u64,
         why: &'static str,
     },
+    /// `index` counts the image's entries, the head being 0, as `crit
+    /// decode` lists them.
+    #[error("{}: entry {index} (pages at {vaddr:#x}): {why}", path.display())]
+    PagemapEntry {
+        path: PathBuf,
+        index: usize,
+        vaddr: u64,
+        why: &'static str,
+    },
     #[error("{}: not an images directory", path.display())]
     NotImages { path: PathBuf },
     #[error("{}: {count} file lock(s); restoring file locks is not supported yet", path.display())]
