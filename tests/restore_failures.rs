@@ -714,6 +714,44 @@ fn inconsistent_image_sets_are_refused_before_anything_is_made() {
     }
 }
 
+/// An image that is a FIFO (or a device) is refused by name: opening it
+/// to read used to wait for a writer forever, the forked task with it.
+#[test]
+fn an_image_that_is_a_fifo_is_refused() {
+    let _g = lock();
+    if !prepare_fixtures() || !require_free("counter") {
+        return;
+    }
+    let d = copy_images("counter");
+    let pages = d.path().join("pages-1.img");
+    std::fs::remove_file(&pages).unwrap();
+    nix::unistd::mkfifo(&pages, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut c = fixture_crit()
+        .args(["restore", "-d", "-D"])
+        .arg(d.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let hung = c.try_wait().unwrap().is_none();
+    if hung {
+        let _ = c.kill();
+    }
+    let out = c.wait_with_output().unwrap();
+    cleanup("counter");
+    assert!(!hung, "crit restore hangs on a FIFO pages image");
+    let msg = one_line_error(&out);
+    assert!(
+        msg.contains("pages-1.img: a FIFO, not a regular file"),
+        "{msg}"
+    );
+    assert!(!alive(26659), "the failed tree is still running");
+}
+
 /// An executable or mapped file that is not the one dumped (another size,
 /// mode or build) is refused, naming it and what differs, as CRIU does;
 /// the task would crash at once otherwise.
