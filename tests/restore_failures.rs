@@ -669,6 +669,33 @@ fn inconsistent_image_sets_are_refused_before_anything_is_made() {
             "pagemap-26659.img: entry 5 (pages at 0x100000): outside the task's mappings",
         ),
         (
+            "counter",
+            // Restored with every signal action at its default: the
+            // task died of the first signal it had a handler for.
+            "no task core",
+            json("core-26659.img", |v| {
+                v["entries"][0].as_object_mut().unwrap().remove("tc");
+            }),
+            "core-26659.img: pid 26659: no task core (tc)",
+        ),
+        (
+            "counter",
+            "no signal actions",
+            json("core-26659.img", |v| {
+                v["entries"][0]["tc"]["sigactions"] = serde_json::json!([])
+            }),
+            "core-26659.img: pid 26659: 0 signal actions, expected 62",
+        ),
+        (
+            "counter",
+            // The signal was dropped without a word.
+            "a queued signal cut short",
+            json("core-26659.img", |v| {
+                v["entries"][0]["tc"]["signals_s"] = serde_json::json!({"signals": [{"siginfo": "CgAA"}]})
+            }),
+            "core-26659.img: pid 26659: a queued signal's siginfo has 3 bytes, expected 128",
+        ),
+        (
             "kitchen",
             "a thread left out of pstree",
             json("pstree.img", |v| {

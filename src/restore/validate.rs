@@ -4,7 +4,7 @@
 //! thread and none for a thread the tree does not list, and memory maps
 //! that do not overlap. Each refusal names the file and the entry.
 
-use super::error::{InventoryFault, PstreeFault, SetupError};
+use super::error::{CoreFault, InventoryFault, PstreeFault, SetupError};
 use super::plan::Task;
 use crate::error::{Error, Result};
 use crate::image::pb;
@@ -157,6 +157,57 @@ pub fn vmas(dir: &Path, t: &Task) -> Result<()> {
             .into());
         }
         prev_end = v.end;
+    }
+    Ok(())
+}
+
+/// Signal actions a core holds: signals 1 to 64 but SIGKILL and SIGSTOP
+/// (CRIU's SIGMAX - 2).
+const SIGACTIONS: usize = 62;
+
+/// The size of a queued signal's siginfo (the kernel's siginfo_t).
+const SIGINFO: usize = 128;
+
+/// A live task's core images, as CRIU's check_core demands: an x86_64
+/// core with thread info for every thread; the main thread's task core
+/// (tc) with all 62 signal actions; every queued signal a whole siginfo.
+/// Without these checks a missing tc or short action list restored the
+/// task with default actions, and a short siginfo dropped its signal.
+pub fn cores(dir: &Path, t: &Task) -> Result<()> {
+    let bad = |tid: u32, why: CoreFault| -> Error {
+        SetupError::Core {
+            path: dir.join(format!("core-{tid}.img")),
+            pid: t.pid,
+            why,
+        }
+        .into()
+    };
+    for (k, th) in t.threads.iter().enumerate() {
+        let c = &th.core;
+        if c.mtype != pb::core_entry::March::X8664 as i32 || c.thread_info.is_none() {
+            return Err(SetupError::NotX86 {
+                tid: th.tid,
+                pid: t.pid,
+            }
+            .into());
+        }
+        let mut queues = Vec::new();
+        if k == 0 {
+            let Some(tc) = &c.tc else {
+                return Err(bad(th.tid, CoreFault::NoTaskCore));
+            };
+            if tc.sigactions.len() != SIGACTIONS {
+                let n = tc.sigactions.len();
+                return Err(bad(th.tid, CoreFault::Sigactions(n)));
+            }
+            queues.extend(tc.signals_s.as_ref());
+        }
+        queues.extend(c.thread_core.as_ref().and_then(|x| x.signals_p.as_ref()));
+        for s in queues.iter().flat_map(|q| &q.signals) {
+            if s.siginfo.len() != SIGINFO {
+                return Err(bad(th.tid, CoreFault::Siginfo(s.siginfo.len())));
+            }
+        }
     }
     Ok(())
 }
