@@ -696,6 +696,21 @@ fn inconsistent_image_sets_are_refused_before_anything_is_made() {
             "core-26659.img: pid 26659: a queued signal's siginfo has 3 bytes, expected 128",
         ),
         (
+            "counter",
+            // The /dev/null at fd 10 was lost: fd 1 was set twice.
+            "a descriptor number twice",
+            json("fdinfo-2.img", |v| v["entries"][3]["fd"] = 1.into()),
+            "fdinfo-2.img: entry 3: fd 1 appears twice",
+        ),
+        (
+            "counter",
+            "a descriptor number past i32",
+            json("fdinfo-2.img", |v| {
+                v["entries"][3]["fd"] = 0xffff_ffffu32.into()
+            }),
+            "fdinfo-2.img: entry 3: fd 4294967295 is not a descriptor number",
+        ),
+        (
             "kitchen",
             "a thread left out of pstree",
             json("pstree.img", |v| {

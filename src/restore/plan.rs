@@ -402,6 +402,7 @@ fn load_tasks(
         let t = load_task(dir, p, seccomp)?;
         if t.zombie.is_none() {
             super::validate::cores(dir, &t)?;
+            super::validate::fds(dir, &t)?;
         }
         super::validate::vmas(dir, &t)?;
         super::validate::pagemap(dir, &t)?;

@@ -1,8 +1,9 @@
 //! Checks that the image set is whole and consistent before anything of
 //! the tree is created: one inventory of a version crit reads, a process
 //! tree without duplicates, cycles or orphans, a core image for every
-//! thread and none for a thread the tree does not list, and memory maps
-//! that do not overlap. Each refusal names the file and the entry.
+//! thread and none for a thread the tree does not list, whole task cores,
+//! descriptor numbers once each, memory maps that do not overlap, and
+//! pagemaps inside them. Each refusal names the file and the entry.
 
 use super::error::{CoreFault, InventoryFault, PstreeFault, SetupError};
 use super::plan::Task;
@@ -208,6 +209,32 @@ pub fn cores(dir: &Path, t: &Task) -> Result<()> {
                 return Err(bad(th.tid, CoreFault::Siginfo(s.siginfo.len())));
             }
         }
+    }
+    Ok(())
+}
+
+/// A task's descriptors (`fdinfo-FILES_ID.img`): each number a
+/// descriptor the kernel can have (below 2^31: above, it read as a
+/// negative one) and none twice (the second silently took the first's
+/// place, which was lost).
+pub fn fds(dir: &Path, t: &Task) -> Result<()> {
+    let path = dir.join(format!("fdinfo-{}.img", t.ids.files_id));
+    let mut seen: HashSet<u32> = HashSet::new();
+    for (i, f) in t.fds.iter().enumerate() {
+        let why = if f.fd > i32::MAX as u32 {
+            "is not a descriptor number"
+        } else if !seen.insert(f.fd) {
+            "appears twice"
+        } else {
+            continue;
+        };
+        return Err(SetupError::Fd {
+            path,
+            index: i,
+            fd: f.fd,
+            why,
+        }
+        .into());
     }
     Ok(())
 }

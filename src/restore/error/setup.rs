@@ -72,6 +72,13 @@ pub enum SetupError {
         pid: u32,
         why: CoreFault,
     },
+    #[error("{}: entry {index}: fd {fd} {why}", path.display())]
+    Fd {
+        path: PathBuf,
+        index: usize,
+        fd: u32,
+        why: &'static str,
+    },
     /// `index` counts the image's entries, the head being 0, as `crit
     /// decode` lists them.
     #[error("{}: entry {index} (pages at {vaddr:#x}): {why}", path.display())]
