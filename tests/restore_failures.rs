@@ -500,6 +500,94 @@ fn unwritable_pidfile_ends_the_tree() {
     }
 }
 
+/// `crit restore ARGS` with a deadline: its output, or None if it had
+/// to be killed (it hung).
+fn restore_within(
+    args: &[&std::ffi::OsStr],
+    stderr: Stdio,
+    secs: u64,
+) -> Option<std::process::Output> {
+    let mut c = fixture_crit()
+        .arg("restore")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while c.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let hung = c.try_wait().unwrap().is_none();
+    if hung {
+        let _ = c.kill();
+    }
+    let out = c.wait_with_output().unwrap();
+    (!hung).then_some(out)
+}
+
+/// A pidfile or log file that is a FIFO nobody reads is a failure in one
+/// line, and the tree goes: opening it used to hold crit (and the rebuilt
+/// tree, left running once crit was killed) forever.
+#[test]
+fn a_fifo_without_reader_as_pidfile_or_log_fails() {
+    let _g = lock();
+    if !prepare_fixtures() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let imgs = images("counter");
+    for (opt, want) in [("--pidfile", "--pidfile "), ("-o", "opening the log file")] {
+        if !require_free("counter") {
+            return;
+        }
+        let args = [
+            "-d".as_ref(),
+            "-D".as_ref(),
+            imgs.as_os_str(),
+            opt.as_ref(),
+            fifo.as_os_str(),
+        ];
+        let out = restore_within(&args, Stdio::piped(), 30);
+        let left = alive(26659);
+        cleanup("counter");
+        let out = out.unwrap_or_else(|| panic!("{opt} on a FIFO: crit restore hangs"));
+        let err = one_line_error(&out);
+        assert!(err.contains(want) && err.contains("fifo"), "{opt}: {err}");
+        assert!(!left, "{opt}: the tree outlived the failed restore");
+    }
+}
+
+/// A warning that cannot be written (stderr on a full disk) costs
+/// nothing: eprintln! panicked (status 101) in the middle of the restore.
+#[test]
+fn an_unwritable_stderr_does_not_stop_a_restore() {
+    let _g = lock();
+    if !prepare_fixtures() || !require_free("counter") {
+        return;
+    }
+    let d = copy_images("counter");
+    // RLIMIT_NOFILE above any kernel's nr_open: always lowered, with a
+    // warning.
+    edit_json(&d.path().join("core-26659.img"), |v| {
+        v["entries"][0]["tc"]["rlimits"]["rlimits"][7] =
+            serde_json::json!({"cur": 1u64 << 40, "max": 1u64 << 40});
+    });
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let args = ["-d".as_ref(), "-D".as_ref(), d.path().as_os_str()];
+    let out = restore_within(&args, Stdio::from(full), 30);
+    let answers = check("counter");
+    cleanup("counter");
+    let out = out.expect("crit restore hangs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(answers.iter().all(|a| a.starts_with("OK")), "{answers:?}");
+}
+
 /// A live socket of another process at a path the images bind is a
 /// refusal: its file stays, and nothing of the tree is left.
 #[test]
@@ -781,30 +869,17 @@ fn an_image_that_is_a_fifo_is_refused() {
     let pages = d.path().join("pages-1.img");
     std::fs::remove_file(&pages).unwrap();
     nix::unistd::mkfifo(&pages, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let mut c = fixture_crit()
-        .args(["restore", "-d", "-D"])
-        .arg(d.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while c.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let hung = c.try_wait().unwrap().is_none();
-    if hung {
-        let _ = c.kill();
-    }
-    let out = c.wait_with_output().unwrap();
+    let args = ["-d".as_ref(), "-D".as_ref(), d.path().as_os_str()];
+    let out = restore_within(&args, Stdio::piped(), 30);
+    let left = alive(26659);
     cleanup("counter");
-    assert!(!hung, "crit restore hangs on a FIFO pages image");
+    let out = out.expect("crit restore hangs on a FIFO pages image");
     let msg = one_line_error(&out);
     assert!(
         msg.contains("pages-1.img: a FIFO, not a regular file"),
         "{msg}"
     );
-    assert!(!alive(26659), "the failed tree is still running");
+    assert!(!left, "the failed tree is still running");
 }
 
 /// An executable or mapped file that is not the one dumped (another size,
