@@ -813,6 +813,20 @@ fn inconsistent_image_sets_are_refused_before_anything_is_made() {
         ),
         (
             "kitchen",
+            // Read as 0.0.0.0: the listener of 127.0.0.1 came back on
+            // every interface.
+            "an IPv4 address without its word",
+            json("files.img", |v| {
+                for e in v["entries"].as_array_mut().unwrap() {
+                    if e["isk"]["ino"] == 306549 {
+                        e["isk"]["src_addr"] = serde_json::json!([]);
+                    }
+                }
+            }),
+            "inet socket 306549: source address of 0 words, its family has 1",
+        ),
+        (
+            "kitchen",
             "a thread left out of pstree",
             json("pstree.img", |v| {
                 v["entries"][0]["threads"] = serde_json::json!([26773]);
