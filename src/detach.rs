@@ -131,8 +131,9 @@ fn send_status(status: Option<OwnedFd>) -> Result<()> {
 /// `-o FILE`: appended to, made private (0600) if new, since a server's
 /// messages name the paths and peers it serves. Opened non-blocking: a
 /// FIFO nobody reads is refused (ENXIO) rather than hanging the
-/// command before it says anything; writes then block again.
-fn open_log(path: &Path) -> Result<std::fs::File> {
+/// command before it says anything; writes then block again. Also
+/// restore's `-o`.
+pub fn open_log(path: &Path) -> Result<std::fs::File> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     use std::os::unix::fs::OpenOptionsExt;
     let fail = |source| Error::FileOp {

@@ -107,6 +107,8 @@ pub enum ImagesFault {
     ParentMissing { pid: u32, ppid: u32 },
     #[error("no root process (none has ppid 0)")]
     NoRoot,
+    #[error("{0}, not a regular file")]
+    NotRegular(&'static str),
     #[error("the pages do not match the vmas of {}", .0.display())]
     PagesMismatch(std::path::PathBuf),
     #[error("vma {start:#x}-{end:#x} ends where or before it starts")]

@@ -130,7 +130,7 @@ fn with_source<T>(input: Option<&str>, f: impl FnOnce(&mut Source) -> Result<T>)
             f(&mut src)
         }
         Some(path) => {
-            let m = Mapped::open(Path::new(path))?;
+            let m = Mapped::open_any(Path::new(path))?;
             let mut src = m.source();
             f(&mut src)
         }

@@ -500,6 +500,94 @@ fn unwritable_pidfile_ends_the_tree() {
     }
 }
 
+/// `crit restore ARGS` with a deadline: its output, or None if it had
+/// to be killed (it hung).
+fn restore_within(
+    args: &[&std::ffi::OsStr],
+    stderr: Stdio,
+    secs: u64,
+) -> Option<std::process::Output> {
+    let mut c = fixture_crit()
+        .arg("restore")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while c.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let hung = c.try_wait().unwrap().is_none();
+    if hung {
+        let _ = c.kill();
+    }
+    let out = c.wait_with_output().unwrap();
+    (!hung).then_some(out)
+}
+
+/// A pidfile or log file that is a FIFO nobody reads is a failure in one
+/// line, and the tree goes: opening it used to hold crit (and the rebuilt
+/// tree, left running once crit was killed) forever.
+#[test]
+fn a_fifo_without_reader_as_pidfile_or_log_fails() {
+    let _g = lock();
+    if !prepare_fixtures() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let imgs = images("counter");
+    for (opt, want) in [("--pidfile", "--pidfile "), ("-o", "opening the log file")] {
+        if !require_free("counter") {
+            return;
+        }
+        let args = [
+            "-d".as_ref(),
+            "-D".as_ref(),
+            imgs.as_os_str(),
+            opt.as_ref(),
+            fifo.as_os_str(),
+        ];
+        let out = restore_within(&args, Stdio::piped(), 30);
+        let left = alive(26659);
+        cleanup("counter");
+        let out = out.unwrap_or_else(|| panic!("{opt} on a FIFO: crit restore hangs"));
+        let err = one_line_error(&out);
+        assert!(err.contains(want) && err.contains("fifo"), "{opt}: {err}");
+        assert!(!left, "{opt}: the tree outlived the failed restore");
+    }
+}
+
+/// A warning that cannot be written (stderr on a full disk) costs
+/// nothing: eprintln! panicked (status 101) in the middle of the restore.
+#[test]
+fn an_unwritable_stderr_does_not_stop_a_restore() {
+    let _g = lock();
+    if !prepare_fixtures() || !require_free("counter") {
+        return;
+    }
+    let d = copy_images("counter");
+    // RLIMIT_NOFILE above any kernel's nr_open: always lowered, with a
+    // warning.
+    edit_json(&d.path().join("core-26659.img"), |v| {
+        v["entries"][0]["tc"]["rlimits"]["rlimits"][7] =
+            serde_json::json!({"cur": 1u64 << 40, "max": 1u64 << 40});
+    });
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let args = ["-d".as_ref(), "-D".as_ref(), d.path().as_os_str()];
+    let out = restore_within(&args, Stdio::from(full), 30);
+    let answers = check("counter");
+    cleanup("counter");
+    let out = out.expect("crit restore hangs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(answers.iter().all(|a| a.starts_with("OK")), "{answers:?}");
+}
+
 /// A live socket of another process at a path the images bind is a
 /// refusal: its file stays, and nothing of the tree is left.
 #[test]
@@ -651,6 +739,93 @@ fn inconsistent_image_sets_are_refused_before_anything_is_made() {
             "mm-26659.img: vma 1",
         ),
         (
+            "counter",
+            // vaddr + 256 pages wraps past 2^64: the run was left out and
+            // the task ran on with zeros where its heap was.
+            "pages past the end of the address space",
+            json("pagemap-26659.img", |v| {
+                v["entries"][5]["vaddr"] = 0xffff_ffff_ffff_f000u64.into()
+            }),
+            "pagemap-26659.img: entry 5 (pages at 0xfffffffffffff000): beyond the user address space",
+        ),
+        (
+            "counter",
+            "pages outside every mapping",
+            json("pagemap-26659.img", |v| {
+                v["entries"][5]["vaddr"] = 0x10_0000.into()
+            }),
+            "pagemap-26659.img: entry 5 (pages at 0x100000): outside the task's mappings",
+        ),
+        (
+            "counter",
+            // Restored with every signal action at its default: the
+            // task died of the first signal it had a handler for.
+            "no task core",
+            json("core-26659.img", |v| {
+                v["entries"][0].as_object_mut().unwrap().remove("tc");
+            }),
+            "core-26659.img: pid 26659: no task core (tc)",
+        ),
+        (
+            "counter",
+            "no signal actions",
+            json("core-26659.img", |v| {
+                v["entries"][0]["tc"]["sigactions"] = serde_json::json!([])
+            }),
+            "core-26659.img: pid 26659: 0 signal actions, expected 62",
+        ),
+        (
+            "counter",
+            // The signal was dropped without a word.
+            "a queued signal cut short",
+            json("core-26659.img", |v| {
+                v["entries"][0]["tc"]["signals_s"] = serde_json::json!({"signals": [{"siginfo": "CgAA"}]})
+            }),
+            "core-26659.img: pid 26659: a queued signal's siginfo has 3 bytes, expected 128",
+        ),
+        (
+            "counter",
+            // The /dev/null at fd 10 was lost: fd 1 was set twice.
+            "a descriptor number twice",
+            json("fdinfo-2.img", |v| v["entries"][3]["fd"] = 1.into()),
+            "fdinfo-2.img: entry 3: fd 1 appears twice",
+        ),
+        (
+            "counter",
+            "a descriptor number past i32",
+            json("fdinfo-2.img", |v| {
+                v["entries"][3]["fd"] = 0xffff_ffffu32.into()
+            }),
+            "fdinfo-2.img: entry 3: fd 4294967295 is not a descriptor number",
+        ),
+        (
+            "usk_pair",
+            // Planned as a socketpair of itself: restored, broken.
+            "a stream socket its own peer",
+            json("files.img", |v| {
+                for e in v["entries"].as_array_mut().unwrap() {
+                    if e["usk"]["ino"] == 306124 {
+                        e["usk"]["peer"] = 306124.into();
+                    }
+                }
+            }),
+            "unix socket 306124: is its own peer",
+        ),
+        (
+            "kitchen",
+            // Read as 0.0.0.0: the listener of 127.0.0.1 came back on
+            // every interface.
+            "an IPv4 address without its word",
+            json("files.img", |v| {
+                for e in v["entries"].as_array_mut().unwrap() {
+                    if e["isk"]["ino"] == 306549 {
+                        e["isk"]["src_addr"] = serde_json::json!([]);
+                    }
+                }
+            }),
+            "inet socket 306549: source address of 0 words, its family has 1",
+        ),
+        (
             "kitchen",
             "a thread left out of pstree",
             json("pstree.img", |v| {
@@ -694,6 +869,31 @@ fn inconsistent_image_sets_are_refused_before_anything_is_made() {
         );
         assert!(left.is_empty(), "{what}: {left:?} alive");
     }
+}
+
+/// An image that is a FIFO (or a device) is refused by name: opening it
+/// to read used to wait for a writer forever, the forked task with it.
+#[test]
+fn an_image_that_is_a_fifo_is_refused() {
+    let _g = lock();
+    if !prepare_fixtures() || !require_free("counter") {
+        return;
+    }
+    let d = copy_images("counter");
+    let pages = d.path().join("pages-1.img");
+    std::fs::remove_file(&pages).unwrap();
+    nix::unistd::mkfifo(&pages, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let args = ["-d".as_ref(), "-D".as_ref(), d.path().as_os_str()];
+    let out = restore_within(&args, Stdio::piped(), 30);
+    let left = alive(26659);
+    cleanup("counter");
+    let out = out.expect("crit restore hangs on a FIFO pages image");
+    let msg = one_line_error(&out);
+    assert!(
+        msg.contains("pages-1.img: a FIFO, not a regular file"),
+        "{msg}"
+    );
+    assert!(!left, "the failed tree is still running");
 }
 
 /// An executable or mapped file that is not the one dumped (another size,

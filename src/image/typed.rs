@@ -4,9 +4,10 @@
 use super::entry::{self, EntryReader};
 use super::magic::{self, Magic};
 use super::source::Source;
-use crate::error::{Error, Result};
+use crate::error::{Error, ImagesFault, Result};
 use prost::Message;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Files smaller than this are read rather than mapped: a map and its
@@ -21,10 +22,37 @@ pub struct Mapped {
 }
 
 impl Mapped {
+    /// An image of an images directory: a regular file (or a link to
+    /// one). Anything else is refused before a read: a FIFO would hold
+    /// the reader until a writer came (hence the open without blocking),
+    /// a device such as /dev/zero would never end.
     pub fn open(path: &Path) -> Result<Self> {
+        let name = path.display().to_string();
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| Error::io(&name, e))?;
+        let meta = f.metadata().map_err(|e| Error::io(&name, e))?;
+        if !meta.is_file() {
+            return Err(Error::Images {
+                file: path.to_path_buf(),
+                why: ImagesFault::NotRegular(file_kind(&meta.file_type())),
+            });
+        }
+        Self::read(f, name, &meta)
+    }
+
+    /// Any readable file, pipes and devices too: the toolkit's `-i`,
+    /// which may be a pipe (`<(...)`) or a FIFO a writer fills later.
+    pub fn open_any(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
         let f = std::fs::File::open(path).map_err(|e| Error::io(&name, e))?;
         let meta = f.metadata().map_err(|e| Error::io(&name, e))?;
+        Self::read(f, name, &meta)
+    }
+
+    fn read(f: std::fs::File, name: String, meta: &std::fs::Metadata) -> Result<Self> {
         if meta.is_file() && meta.len() >= MAP_FROM {
             if let Ok(m) = crate::sys::mmap::map_readonly(&f) {
                 return Ok(Mapped {
@@ -81,6 +109,24 @@ impl Mapped {
             let len = len.min(m.len().saturating_sub(offset));
             crate::sys::mmap::drop_resident(m, offset, len);
         }
+    }
+}
+
+/// What a file that is not a regular one is, for errors.
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "of another kind"
     }
 }
 

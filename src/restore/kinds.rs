@@ -554,6 +554,23 @@ fn inet(
             .into())
         }
     };
+    // One word for IPv4, four for IPv6, as CRIU and crit dump write them:
+    // a shorter address read as zeros, and a listener dumped on
+    // 127.0.0.1 came back on every interface.
+    let words = if s.family == 2 { 1 } else { 4 };
+    for (which, a) in [("source", &s.src_addr), ("destination", &s.dst_addr)] {
+        if a.len() != words {
+            return Err(FileError::Refused {
+                on: On::Inet(s.ino),
+                why: FileFault::AddrWords {
+                    which,
+                    got: a.len(),
+                    want: words,
+                },
+            }
+            .into());
+        }
+    }
     let ty = match s.r#type {
         1 => SockType::Stream,
         2 => SockType::Datagram,

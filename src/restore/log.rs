@@ -13,16 +13,9 @@ pub struct Log {
 
 impl Log {
     pub fn new(verbose: u8, path: Option<&std::path::Path>) -> crate::error::Result<Log> {
-        let file = match path {
-            Some(p) => Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .map_err(|e| crate::error::Error::io(p.display().to_string(), e))?,
-            ),
-            None => None,
-        };
+        // As the servers' -o: a FIFO nobody reads is refused, not waited
+        // for with the tree half made.
+        let file = path.map(crate::detach::open_log).transpose()?;
         Ok(Log {
             verbose,
             start: std::time::Instant::now(),
@@ -33,7 +26,9 @@ impl Log {
     fn put(&self, level: &str, msg: &str, to_stderr: bool) {
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if to_stderr {
-            eprintln!("crit: {level}{msg}");
+            // Not eprintln!: it panics when stderr cannot be written
+            // (2>/dev/full), and a message is not worth the restore.
+            let _ = writeln!(std::io::stderr(), "crit: {level}{msg}");
         }
         if let Some(f) = file.as_mut() {
             // One write per line, not one per piece.

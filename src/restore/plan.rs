@@ -400,7 +400,12 @@ fn load_tasks(
 ) -> Result<Vec<Task>> {
     let one = |p: &pb::PstreeEntry| -> Result<Task> {
         let t = load_task(dir, p, seccomp)?;
+        if t.zombie.is_none() {
+            super::validate::cores(dir, &t)?;
+            super::validate::fds(dir, &t)?;
+        }
         super::validate::vmas(dir, &t)?;
+        super::validate::pagemap(dir, &t)?;
         Ok(t)
     };
     let threads = std::thread::available_parallelism()

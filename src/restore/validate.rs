@@ -1,10 +1,11 @@
 //! Checks that the image set is whole and consistent before anything of
 //! the tree is created: one inventory of a version crit reads, a process
 //! tree without duplicates, cycles or orphans, a core image for every
-//! thread and none for a thread the tree does not list, and memory maps
-//! that do not overlap. Each refusal names the file and the entry.
+//! thread and none for a thread the tree does not list, whole task cores,
+//! descriptor numbers once each, memory maps that do not overlap, and
+//! pagemaps inside them. Each refusal names the file and the entry.
 
-use super::error::{InventoryFault, PstreeFault, SetupError};
+use super::error::{CoreFault, InventoryFault, PstreeFault, SetupError};
 use super::plan::Task;
 use crate::error::{Error, Result};
 use crate::image::pb;
@@ -159,6 +160,153 @@ pub fn vmas(dir: &Path, t: &Task) -> Result<()> {
         prev_end = v.end;
     }
     Ok(())
+}
+
+/// Signal actions a core holds: signals 1 to 64 but SIGKILL and SIGSTOP
+/// (CRIU's SIGMAX - 2).
+const SIGACTIONS: usize = 62;
+
+/// The size of a queued signal's siginfo (the kernel's siginfo_t).
+const SIGINFO: usize = 128;
+
+/// A live task's core images, as CRIU's check_core demands: an x86_64
+/// core with thread info for every thread; the main thread's task core
+/// (tc) with all 62 signal actions; every queued signal a whole siginfo.
+/// Without these checks a missing tc or short action list restored the
+/// task with default actions, and a short siginfo dropped its signal.
+pub fn cores(dir: &Path, t: &Task) -> Result<()> {
+    let bad = |tid: u32, why: CoreFault| -> Error {
+        SetupError::Core {
+            path: dir.join(format!("core-{tid}.img")),
+            pid: t.pid,
+            why,
+        }
+        .into()
+    };
+    for (k, th) in t.threads.iter().enumerate() {
+        let c = &th.core;
+        if c.mtype != pb::core_entry::March::X8664 as i32 || c.thread_info.is_none() {
+            return Err(SetupError::NotX86 {
+                tid: th.tid,
+                pid: t.pid,
+            }
+            .into());
+        }
+        let mut queues = Vec::new();
+        if k == 0 {
+            let Some(tc) = &c.tc else {
+                return Err(bad(th.tid, CoreFault::NoTaskCore));
+            };
+            if tc.sigactions.len() != SIGACTIONS {
+                let n = tc.sigactions.len();
+                return Err(bad(th.tid, CoreFault::Sigactions(n)));
+            }
+            queues.extend(tc.signals_s.as_ref());
+        }
+        queues.extend(c.thread_core.as_ref().and_then(|x| x.signals_p.as_ref()));
+        for s in queues.iter().flat_map(|q| &q.signals) {
+            if s.siginfo.len() != SIGINFO {
+                return Err(bad(th.tid, CoreFault::Siginfo(s.siginfo.len())));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A task's descriptors (`fdinfo-FILES_ID.img`): each number a
+/// descriptor the kernel can have (below 2^31: above, it read as a
+/// negative one) and none twice (the second silently took the first's
+/// place, which was lost).
+pub fn fds(dir: &Path, t: &Task) -> Result<()> {
+    let path = dir.join(format!("fdinfo-{}.img", t.ids.files_id));
+    let mut seen: HashSet<u32> = HashSet::new();
+    for (i, f) in t.fds.iter().enumerate() {
+        let why = if f.fd > i32::MAX as u32 {
+            "is not a descriptor number"
+        } else if !seen.insert(f.fd) {
+            "appears twice"
+        } else {
+            continue;
+        };
+        return Err(SetupError::Fd {
+            path,
+            index: i,
+            fd: f.fd,
+            why,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// A task's pagemap: each run page-aligned, inside the user address
+/// space (an end past 2^64 wraps and its pages would be silently left
+/// out), every page of it inside one of the task's mappings (as CRIU's
+/// restore demands), and no page given twice.
+pub fn pagemap(dir: &Path, t: &Task) -> Result<()> {
+    let path = dir.join(format!("pagemap-{}.img", t.pid));
+    let mut seen: Vec<(u64, u64, usize)> = Vec::new();
+    for (i, e) in t.pagemap.iter().enumerate() {
+        let pages = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages));
+        let end = pages
+            .checked_mul(PAGE)
+            .and_then(|b| b.checked_add(e.vaddr))
+            .filter(|&end| end <= crate::sys::TASK_SIZE);
+        let why = match end {
+            _ if e.vaddr % PAGE != 0 => Some("not page-aligned"),
+            None => Some("beyond the user address space"),
+            Some(end) if !covered(&t.mm.vmas, e.vaddr, end) => Some("outside the task's mappings"),
+            Some(end) => {
+                seen.push((e.vaddr, end, i));
+                None
+            }
+        };
+        if let Some(why) = why {
+            return Err(pagemap_fault(&path, i, e.vaddr, why));
+        }
+    }
+    seen.sort_unstable();
+    for w in seen.windows(2) {
+        if w[1].0 < w[0].1 {
+            // The later of the two in the image is named.
+            let later = if w[0].2 > w[1].2 { w[0] } else { w[1] };
+            return Err(pagemap_fault(
+                &path,
+                later.2,
+                later.0,
+                "overlaps another entry",
+            ));
+        }
+    }
+    Ok(())
+}
+
+const PAGE: u64 = 4096;
+
+fn pagemap_fault(path: &Path, i: usize, vaddr: u64, why: &'static str) -> Error {
+    SetupError::PagemapEntry {
+        path: path.to_path_buf(),
+        // The head is entry 0.
+        index: i + 1,
+        vaddr,
+        why,
+    }
+    .into()
+}
+
+/// Whether mappings `vmas` (sorted, not overlapping: [`vmas`] checked)
+/// cover `[s, e)` without a gap.
+fn covered(vmas: &[pb::VmaEntry], s: u64, e: u64) -> bool {
+    let mut at = s;
+    let mut k = vmas.partition_point(|v| v.end <= s);
+    while at < e {
+        match vmas.get(k) {
+            Some(v) if v.start <= at => at = v.end,
+            _ => return false,
+        }
+        k += 1;
+    }
+    true
 }
 
 #[cfg(test)]

@@ -223,6 +223,12 @@ pub enum FileFault {
     TimerClock(u32),
     #[error("family {0} unsupported")]
     Family(u32),
+    #[error("{which} address of {got} words, its family has {want}")]
+    AddrWords {
+        which: &'static str,
+        got: usize,
+        want: usize,
+    },
     #[error("type {0} unsupported")]
     Type(u32),
     #[error("not in the images")]

@@ -9,7 +9,7 @@ mod setup;
 mod task;
 
 pub use files::{FileError, FileFault, On};
-pub use setup::{InventoryFault, PstreeFault, SetupError};
+pub use setup::{CoreFault, InventoryFault, PstreeFault, SetupError};
 pub use task::{PagesFault, SeccompFault, TaskError, TimerFault};
 
 /// A failed or refused restore.

@@ -66,6 +66,28 @@ pub enum SetupError {
         end: u64,
         why: &'static str,
     },
+    #[error("{}: pid {pid}: {why}", path.display())]
+    Core {
+        path: PathBuf,
+        pid: u32,
+        why: CoreFault,
+    },
+    #[error("{}: entry {index}: fd {fd} {why}", path.display())]
+    Fd {
+        path: PathBuf,
+        index: usize,
+        fd: u32,
+        why: &'static str,
+    },
+    /// `index` counts the image's entries, the head being 0, as `crit
+    /// decode` lists them.
+    #[error("{}: entry {index} (pages at {vaddr:#x}): {why}", path.display())]
+    PagemapEntry {
+        path: PathBuf,
+        index: usize,
+        vaddr: u64,
+        why: &'static str,
+    },
     #[error("{}: not an images directory", path.display())]
     NotImages { path: PathBuf },
     #[error("{}: {count} file lock(s); restoring file locks is not supported yet", path.display())]
@@ -157,4 +179,15 @@ pub enum PstreeFault {
     ThreadList,
     #[error("pid or thread id {0} appears twice")]
     Twice(u32),
+}
+
+/// What is wrong with a live task's core image.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreFault {
+    #[error("no task core (tc): its signal actions, limits and state are not in the images")]
+    NoTaskCore,
+    #[error("{0} signal actions, expected 62 (signals 1 to 64 but SIGKILL and SIGSTOP)")]
+    Sigactions(usize),
+    #[error("a queued signal's siginfo has {0} bytes, expected 128")]
+    Siginfo(usize),
 }

@@ -205,6 +205,17 @@ pub enum Refusal {
     /// A type crit cannot make.
     #[error("unix socket {ino}: unsupported type {sk_type}")]
     BadType { ino: u32, sk_type: u32 },
+    /// A socket whose peer is itself and cannot be.
+    #[error("unix socket {ino}: is its own peer, which only a named datagram socket can be")]
+    OwnPeer { ino: u32 },
+    /// Ends of two types.
+    #[error("unix socket {ino} ({}): its peer {peer} is a {} socket", type_name(*.sk_type), type_name(*.peer_type))]
+    PeerType {
+        ino: u32,
+        sk_type: u32,
+        peer: u32,
+        peer_type: u32,
+    },
 }
 
 /// "10 (DGRAM, peer /x), 11 (STREAM, peer -)".
@@ -342,6 +353,7 @@ pub fn plan(inp: &Input) -> Result<UnixPlan, Refusal> {
                 sk_type: s.e.r#type,
             });
         }
+        peer_possible(inp.model, s)?;
     }
     p.outside_peers()?;
     p.listeners_and_bound()?;
@@ -358,6 +370,30 @@ pub fn plan(inp: &Input) -> Result<UnixPlan, Refusal> {
     finish.sort_unstable();
     p.out.finish = finish;
     Ok(p.out)
+}
+
+/// Whether the kernel could have connected `s` to its peer: a socket
+/// is its own peer only as a named datagram socket (anything else was
+/// planned as a socketpair of itself: one end lost, the other closed),
+/// and both ends are of one type (a connect to another type fails with
+/// EPROTOTYPE). An outside end's entry is left alone.
+fn peer_possible(m: &Model, s: &Sock) -> Result<(), Refusal> {
+    let ino = s.ino();
+    if s.is_external() || s.e.peer == 0 {
+        return Ok(());
+    }
+    if s.e.peer == ino && !(s.is_dgram() && s.is_named()) {
+        return Err(Refusal::OwnPeer { ino });
+    }
+    match m.peer(s) {
+        Some(p) if !p.is_external() && p.e.r#type != s.e.r#type => Err(Refusal::PeerType {
+            ino,
+            sk_type: s.e.r#type,
+            peer: p.ino(),
+            peer_type: p.e.r#type,
+        }),
+        _ => Ok(()),
+    }
 }
 
 struct Planner<'a> {

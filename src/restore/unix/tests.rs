@@ -708,6 +708,49 @@ fn unsupported_type_is_refused() {
 }
 
 #[test]
+fn a_socket_that_cannot_be_its_own_peer_is_refused() {
+    for (t, name) in [(ST, &b""[..]), (SQ, b""), (DG, b"")] {
+        let e = World::new()
+            .sock(10, t, EST, 10, name)
+            .held(10, 100, 3)
+            .plan()
+            .unwrap_err();
+        assert_eq!(e, Refusal::OwnPeer { ino: 10 });
+    }
+    // A named datagram socket connected to its own address is fine.
+    World::new()
+        .sock(10, DG, EST, 10, &path("/x/self.sock"))
+        .held(10, 100, 3)
+        .ok();
+}
+
+#[test]
+fn ends_of_two_types_are_refused() {
+    let e = World::new()
+        .sock(10, DG, EST, 11, b"")
+        .held(10, 100, 3)
+        .sock(11, ST, EST, 12, b"")
+        .held(11, 100, 4)
+        .sock(12, ST, EST, 11, b"")
+        .held(12, 100, 5)
+        .plan()
+        .unwrap_err();
+    assert_eq!(
+        e,
+        Refusal::PeerType {
+            ino: 10,
+            sk_type: DG,
+            peer: 11,
+            peer_type: ST
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "unix socket 10 (DGRAM): its peer 11 is a STREAM socket"
+    );
+}
+
+#[test]
 fn relative_names_carry_their_directory() {
     let p = World::new()
         .sock(10, DG, ST_CLOSE, 0, &path("rel.sock"))
