@@ -154,7 +154,8 @@ pub fn open_log(path: &Path) -> Result<std::fs::File> {
 
 /// One line to stderr (the log file once a server is ready), without
 /// eprintln!'s panic if it cannot be written (`-o /dev/full`, a full
-/// disk): a server's message is not worth its exit status.
+/// disk, `2>/dev/full`): a message is not worth the command's exit
+/// status.
 pub fn say(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
@@ -195,9 +196,11 @@ fn wait_ready(rd: OwnedFd, pid: i32) -> ! {
             Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => format!("was killed by {s}"),
             _ => "ended".into(),
         };
-        eprintln!("crit: the daemon (pid {pid}) {how} before it was ready");
+        say(&format!(
+            "crit: the daemon (pid {pid}) {how} before it was ready"
+        ));
     } else {
-        eprintln!("crit: {}", String::from_utf8_lossy(&said));
+        say(&format!("crit: {}", String::from_utf8_lossy(&said)));
     }
     std::process::exit(1);
 }

@@ -3,8 +3,10 @@
 #![deny(unsafe_code)]
 
 use clap::{Parser, Subcommand};
+use crit::detach::say;
 use crit::error::Error;
 use crit::json::image::DecodeOpts;
+use std::io::Write;
 
 #[derive(Parser)]
 #[command(
@@ -544,7 +546,7 @@ fn run(cli: Cli) -> crit::error::Result<()> {
         }
         Cmd::Check => match crit::rpc::check() {
             Ok(()) => {
-                println!("Looks good.");
+                let _ = writeln!(std::io::stdout(), "Looks good.");
                 Ok(())
             }
             Err(missing) => Err(Error::Missing(missing)),
@@ -561,7 +563,7 @@ fn as_criu_version() {
         .is_some_and(|n| n == "criu");
     let first = std::env::args().nth(1);
     if named_criu && matches!(first.as_deref(), Some("--version" | "-V")) {
-        println!("Version: 4.2");
+        let _ = writeln!(std::io::stdout(), "Version: 4.2");
         std::process::exit(0);
     }
 }
@@ -620,11 +622,11 @@ fn dump(a: DumpArgs) -> crit::error::Result<()> {
     let summary = crit::dump::dump(&opts)?;
     // As CRIU would refuse the dump, say so before the restore refuses.
     if let Some((pid, sid)) = summary.session_outside {
-        eprintln!(
+        say(&format!(
             "crit: note: pid {pid} leads no session (its session {sid} is outside the tree): restore it with --shell-job"
-        );
+        ));
     }
-    eprintln!("crit: {summary}");
+    say(&format!("crit: {summary}"));
     Ok(())
 }
 
@@ -647,7 +649,7 @@ fn pre_dump(a: PreDumpArgs) -> crit::error::Result<()> {
         ..Default::default()
     };
     let r = crit::dump::predump::pre_dump(&opts)?;
-    eprintln!("crit: pre-dumped {r}");
+    say(&format!("crit: pre-dumped {r}"));
     Ok(())
 }
 
@@ -722,7 +724,7 @@ fn main() {
             } else {
                 line
             };
-            eprintln!("crit: {line} (see crit --help)");
+            say(&format!("crit: {line} (see crit --help)"));
             std::process::exit(1);
         }
     };
@@ -733,7 +735,7 @@ fn main() {
         Err(e) => {
             // Not eprintln!: stderr may be a server's -o file that cannot
             // be written, and the status must still be 1, not a panic's.
-            crit::detach::say(&format!("crit: {}", one_line(&e)));
+            say(&format!("crit: {}", one_line(&e)));
             std::process::exit(1);
         }
     }

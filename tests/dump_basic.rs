@@ -336,3 +336,38 @@ fn a_root_that_leads_no_session_is_dumped_with_a_note() {
     assert!(!stderr(&o).contains("note:"), "{}", stderr(&o));
     kill_tree(prog.pid);
 }
+
+/// A dump whose stderr cannot be written (`2>/dev/full`) still succeeds
+/// with status 0 and keeps its images: its summary, note and progress
+/// lines are not worth a panic (status 101 before).
+#[test]
+fn an_unwritable_stderr_does_not_fail_a_dump() {
+    let kit = Kit::new();
+    let prog = kit.start("counter", &[kit.path("f.txt").to_str().unwrap()]);
+    let dir = kit.path("img");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let st = kit::crit()
+        .args(["dump", "-v", "-R", "-t", &prog.pid.to_string(), "-D"])
+        .arg(&dir)
+        .stderr(full)
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(0));
+    assert!(dir.join("inventory.img").exists());
+    let st = kit::crit()
+        .args(["pre-dump", "-t", &prog.pid.to_string(), "-D"])
+        .arg(kit.path("pre"))
+        .stderr(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        )
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(0));
+    kill_tree(prog.pid);
+}

@@ -51,7 +51,9 @@ pub fn run_in_worker(args: &[String], what: &str, pid: i32, dir: &std::path::Pat
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("crit: cannot find the crit binary to run the dump: {e}");
+            crate::detach::say(&format!(
+                "crit: cannot find the crit binary to run the dump: {e}"
+            ));
             return 1;
         }
     };
@@ -70,7 +72,7 @@ pub fn run_in_worker(args: &[String], what: &str, pid: i32, dir: &std::path::Pat
             }
         },
         Err(e) => {
-            eprintln!("crit: cannot start the {what} worker: {e}");
+            crate::detach::say(&format!("crit: cannot start the {what} worker: {e}"));
             1
         }
     }
@@ -117,7 +119,7 @@ fn worker_killed(
     if !dir_existed {
         let _ = std::fs::remove_dir(dir);
     }
-    eprintln!(
+    crate::detach::say(&format!(
         "crit: the {what} worker was killed by {sig}; no images were kept; the tree of pid {pid} {tree}"
-    );
+    ));
 }

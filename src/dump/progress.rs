@@ -56,9 +56,9 @@ impl Log {
         self.to_file("step", m);
         if self.tty {
             // Over a pages line that may be on screen; it is redrawn.
-            eprintln!("\r\x1b[K{}: {m}", self.command);
+            crate::detach::say(&format!("\r\x1b[K{}: {m}", self.command));
         } else if self.verbose > 0 {
-            eprintln!("{}: {m}", self.command);
+            crate::detach::say(&format!("{}: {m}", self.command));
         }
     }
 
@@ -66,7 +66,7 @@ impl Log {
     pub fn debug(&self, m: &str) {
         self.to_file("debug", m);
         if self.verbose > 1 {
-            eprintln!("{}: {m}", self.command);
+            crate::detach::say(&format!("{}: {m}", self.command));
         }
     }
 
