@@ -182,35 +182,8 @@ pub fn open_memfds(plan: &Plan, res: &mut Reservoir) -> Result<()> {
             crate::sys::fdops::ftruncate(fd.as_raw_fd(), m.size).map_err(io("ftruncate"))?;
             fd
         };
-        let pm = plan.dir.join(format!("pagemap-shmem-{}.img", m.shmid));
-        if pm.exists() {
-            let (pages_id, entries) = read_pagemap(&pm, Vec::new())?;
-            let pages = Mapped::open(&plan.dir.join(format!("pages-{pages_id}.img")))?;
-            let bytes = pages.bytes();
-            let plain = |source| FileError::IoOn {
-                on: on.clone(),
-                source,
-            };
-            let mut f = std::fs::File::from(fd.try_clone().map_err(plain)?);
-            let mut off = 0usize;
-            for e in entries {
-                if e.flags.unwrap_or(4) & 4 == 0 {
-                    continue;
-                }
-                let len = (e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages)) * 4096) as usize;
-                let chunk = bytes
-                    .get(off..off + len)
-                    .ok_or_else(|| FileError::PagesShort {
-                        on: on.clone(),
-                        pages_id,
-                    })?;
-                f.seek(SeekFrom::Start(e.vaddr)).map_err(plain)?;
-                f.write_all(chunk).map_err(io("fill"))?;
-                off += len;
-            }
-            if !anon {
-                crate::sys::fdops::ftruncate(fd.as_raw_fd(), m.size).map_err(io("ftruncate"))?;
-            }
+        if fill_shared(plan, u64::from(m.shmid), &fd, &on)? && !anon {
+            crate::sys::fdops::ftruncate(fd.as_raw_fd(), m.size).map_err(io("ftruncate"))?;
         }
         if sealing && m.seals != 0 {
             crate::sys::fdops::add_seals(fd.as_raw_fd(), m.seals as i32).map_err(io("seals"))?;
@@ -260,40 +233,57 @@ pub fn open_anon_shared(plan: &Plan, res: &mut Reservoir) -> Result<()> {
                 len,
                 source,
             })?;
-        let pm = plan.dir.join(format!("pagemap-shmem-{shmid}.img"));
-        if pm.exists() {
-            let (pages_id, entries) = read_pagemap(&pm, Vec::new())?;
-            let pages = Mapped::open(&plan.dir.join(format!("pages-{pages_id}.img")))?;
-            let bytes = pages.bytes();
-            let plain = |source| FileError::IoOn {
-                on: on.clone(),
-                source,
-            };
-            let mut f = std::fs::File::from(fd.try_clone().map_err(plain)?);
-            let mut off = 0usize;
-            for e in entries {
-                if e.flags.unwrap_or(4) & 4 == 0 {
-                    continue;
-                }
-                let n = (e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages)) * 4096) as usize;
-                let chunk = bytes
-                    .get(off..off + n)
-                    .ok_or_else(|| FileError::PagesShort {
-                        on: on.clone(),
-                        pages_id,
-                    })?;
-                f.seek(SeekFrom::Start(e.vaddr)).map_err(plain)?;
-                f.write_all(chunk).map_err(|source| FileError::Io {
-                    on: on.clone(),
-                    what: "fill",
-                    source,
-                })?;
-                off += n;
-            }
-        }
+        fill_shared(plan, shmid, &fd, &on)?;
         res.shm_files.insert(shmid, fd);
     }
     Ok(())
+}
+
+/// Fills shared object `fd` (a memfd, or shared anonymous memory) from
+/// `pagemap-shmem-SHMID.img` if the dump wrote one: each run of pages
+/// the images hold goes at its offset. Returns whether there was one.
+fn fill_shared(plan: &Plan, shmid: u64, fd: &OwnedFd, on: &On) -> Result<bool> {
+    let pm = plan.dir.join(format!("pagemap-shmem-{shmid}.img"));
+    if !pm.exists() {
+        return Ok(false);
+    }
+    let (pages_id, entries) = read_pagemap(&pm, Vec::new())?;
+    let pages = Mapped::open(&plan.dir.join(format!("pages-{pages_id}.img")))?;
+    let bytes = pages.bytes();
+    let plain = |source| FileError::IoOn {
+        on: on.clone(),
+        source,
+    };
+    let short = || FileError::PagesShort {
+        on: on.clone(),
+        pages_id,
+    };
+    let mut f = std::fs::File::from(fd.try_clone().map_err(plain)?);
+    let mut off = 0usize;
+    for e in entries {
+        if e.flags.unwrap_or(4) & 4 == 0 {
+            continue;
+        }
+        // Checked: a damaged entry's page count must not wrap around.
+        let len = e
+            .nr_pages
+            .unwrap_or(u64::from(e.compat_nr_pages))
+            .checked_mul(4096)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(short)?;
+        let chunk = off
+            .checked_add(len)
+            .and_then(|end| bytes.get(off..end))
+            .ok_or_else(short)?;
+        f.seek(SeekFrom::Start(e.vaddr)).map_err(plain)?;
+        f.write_all(chunk).map_err(|source| FileError::Io {
+            on: on.clone(),
+            what: "fill",
+            source,
+        })?;
+        off += len;
+    }
+    Ok(true)
 }
 
 /// eventfd, timerfd, signalfd, inotify, inet and netlink sockets.
