@@ -274,6 +274,44 @@ fn sk_external_peer() {
     assert!(b["peer"].is_null());
 }
 
+/// A socket whose peer names an inode no entry has (here the external
+/// entry of usk_ext_dgram removed) says so: `peer-not-in-images` in the
+/// text, `peer_missing` in JSON; sockets whose peer is there do not.
+#[test]
+fn sk_peer_without_an_entry_is_marked() {
+    let j = x_json(&fixture("usk_ext_dgram"), "sk");
+    assert_eq!(j[0]["peer_missing"], false);
+    let d = kit::copy_fixture("usk_ext_dgram");
+    let files = d.path().join("files.img");
+    let o = kit::crit_out(&["decode".as_ref(), "-i".as_ref(), files.as_os_str()]);
+    assert!(o.status.success());
+    let mut v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["entries"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|e| e["usk"]["ino"] != 307648);
+    let json = d.path().join("files.json");
+    std::fs::write(&json, serde_json::to_vec(&v).unwrap()).unwrap();
+    let o = kit::crit_out(&[
+        "encode".as_ref(),
+        "-i".as_ref(),
+        json.as_os_str(),
+        "-o".as_ref(),
+        files.as_os_str(),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let lines = sk_lines(d.path());
+    assert!(
+        lines[&306782].ends_with("  peer-not-in-images"),
+        "{lines:?}"
+    );
+    let j = x_json(d.path(), "sk");
+    assert_eq!(j[0]["inode"], 306782);
+    assert_eq!(j[0]["peer"], 307648);
+    assert_eq!(j[0]["peer_missing"], true);
+    assert_eq!(j[0]["peer_external"], false);
+}
+
 #[test]
 fn sk_listeners_with_path_and_abstract_names() {
     let dir = fixture("usk_server");

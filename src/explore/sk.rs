@@ -33,12 +33,16 @@
 //!   uflags bit 0 (USK_EXTERN) set and stands for a socket outside the
 //!   dump; ADDRESS is that entry's name (as NAME), the address a restore
 //!   reconnects to. `external` on such external entries themselves.
+//!   `peer-not-in-images` when PEER names an inode no entry has: a peer
+//!   outside the dump, which a restore takes only when told what to do
+//!   with it (`--ext-unix-sk`, or `crit edit`).
 //!
 //! JSON: an array in the same order, one object per socket:
 //! `{"inode": N, "id": N (file id), "type": "STREAM" | N, "state":
 //! "LISTEN" | N, "name": "…" | null, "peer": N | null, "external": BOOL,
 //! "peer_external": BOOL, "peer_address": "…" | null (only when
-//! peer_external), "queued": N, "holders": [{"pid": N, "fd": N}, …]}`,
+//! peer_external), "peer_missing": BOOL (PEER names an inode no entry
+//! has), "queued": N, "holders": [{"pid": N, "fd": N}, …]}`,
 //! with strings as in the text view.
 
 use super::dot::Dot;
@@ -69,6 +73,7 @@ struct SockJson {
     /// Present only when `peer_external`; null when the peer has no name.
     #[serde(skip_serializing_if = "Option::is_none")]
     peer_address: Option<Option<String>>,
+    peer_missing: bool,
     queued: u64,
     holders: Vec<Holder>,
 }
@@ -129,6 +134,7 @@ pub fn run(dir: &Images, json: bool, dot: bool, out: &mut Out) -> Result<()> {
         let u = &s.e;
         let peer_entry = m.peer(s);
         let peer_external = peer_entry.is_some_and(Sock::is_external);
+        let peer_missing = u.peer != 0 && peer_entry.is_none();
         let peer_address = peer_entry
             .filter(|_| peer_external)
             .and_then(|p| name_of(&p.e.name));
@@ -143,6 +149,7 @@ pub fn run(dir: &Images, json: bool, dot: bool, out: &mut Out) -> Result<()> {
                 external: s.is_external(),
                 peer_external,
                 peer_address: peer_external.then_some(peer_address),
+                peer_missing,
                 queued: s.queued.bytes,
                 holders: s
                     .holders
@@ -185,6 +192,9 @@ pub fn run(dir: &Images, json: bool, dot: bool, out: &mut Out) -> Result<()> {
         }
         if s.is_external() {
             line.push_str("  external");
+        }
+        if peer_missing {
+            line.push_str("  peer-not-in-images");
         }
         line.push('\n');
         out.text(&line)?;
