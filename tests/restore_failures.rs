@@ -758,6 +758,14 @@ fn inconsistent_image_sets_are_refused_before_anything_is_made() {
         ),
         (
             "counter",
+            "a pagemap entry of no pages",
+            json("pagemap-26659.img", |v| {
+                v["entries"][5]["nr_pages"] = 0.into()
+            }),
+            "pagemap-26659.img: entry 5 (pages at 0x7fde18d3f000): holds no pages",
+        ),
+        (
+            "counter",
             // Restored with every signal action at its default: the
             // task died of the first signal it had a handler for.
             "no task core",

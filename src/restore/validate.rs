@@ -254,6 +254,9 @@ pub fn pagemap(dir: &Path, t: &Task) -> Result<()> {
             .filter(|&end| end <= crate::sys::TASK_SIZE);
         let why = match end {
             _ if e.vaddr % PAGE != 0 => Some("not page-aligned"),
+            // CRIU and crit write none; its restore would fail later,
+            // on whatever mapping came next, naming the wrong thing.
+            _ if pages == 0 => Some("holds no pages"),
             None => Some("beyond the user address space"),
             Some(end) if !covered(&t.mm.vmas, e.vaddr, end) => Some("outside the task's mappings"),
             Some(end) => {
