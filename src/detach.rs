@@ -111,11 +111,28 @@ fn announce(pidfile: Option<&Path>, status: Option<OwnedFd>) -> Result<()> {
 
 fn write_pidfile(pidfile: Option<&Path>) -> Result<()> {
     let Some(p) = pidfile else { return Ok(()) };
-    std::fs::write(p, format!("{}\n", std::process::id())).map_err(|source| Error::FileOp {
+    write_pid(p, std::process::id()).map_err(|source| Error::FileOp {
         path: p.to_path_buf(),
         what: "writing the pidfile",
         source,
     })
+}
+
+/// `pid` into pidfile `path` (a server's, or a restore's root). Opened
+/// without blocking: a FIFO nobody reads fails (ENXIO) instead of
+/// holding the command, and a restored tree, forever.
+pub fn write_pid(path: &Path, pid: u32) -> std::io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    // Blocking again for the write (a FIFO with a slow reader).
+    fcntl(&f, FcntlArg::F_SETFL(OFlag::empty()))?;
+    f.write_all(format!("{pid}\n").as_bytes())
 }
 
 fn send_status(status: Option<OwnedFd>) -> Result<()> {

@@ -330,3 +330,18 @@ fn a_server_s_output_is_in_its_log_file_once_it_says_it_is_ready() {
     let _ = d.kill();
     let _ = d.wait();
 }
+
+/// A pidfile that is a FIFO nobody reads fails the server in one line
+/// (it used to hold the command forever), and leaves no socket.
+#[test]
+fn a_fifo_without_reader_as_pidfile_fails_the_server() {
+    let kit = Kit::new();
+    let imgs = kit::copy_fixture("counter");
+    let fifo = kit.path("pid.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut c = kit::crit();
+    c.args(["lazy-pages", "-D"]).arg(imgs.path());
+    let e = kit::proc::daemon_refused(c, &fifo);
+    assert!(e.contains("writing the pidfile"), "{e}");
+    assert!(!imgs.path().join("lazy-pages.socket").exists());
+}

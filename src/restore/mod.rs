@@ -52,7 +52,7 @@ use crate::action::{Notifier, Script};
 use crate::error::{Error, Result};
 use error::SetupError;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// `--ext-unix-sk`: bare (all), or per inode with an optional new address.
 #[derive(Default, Clone, Debug)]
@@ -402,23 +402,6 @@ fn run(
     }
 }
 
-/// The root's pid into `path`. Opened without blocking: a FIFO nobody
-/// reads fails (ENXIO) instead of holding crit, and the tree, forever.
-fn write_pidfile(path: &Path, root_pid: u32) -> std::io::Result<()> {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    // Blocking again for the write (a FIFO with a slow reader).
-    fcntl(&f, FcntlArg::F_SETFL(OFlag::empty()))?;
-    f.write_all(format!("{root_pid}\n").as_bytes())
-}
-
 /// The last of the restore, done while the rebuilt tree is still held,
 /// as CRIU does: from the moment it runs the tree is whole, and crit
 /// killed then leaves nothing undone. Writes the pidfile (the root's pid
@@ -428,7 +411,7 @@ fn write_pidfile(path: &Path, root_pid: u32) -> std::io::Result<()> {
 /// tree's own that outlived it, such as a manager's).
 fn settle(plan: &plan::Plan, opts: &Options, log: &Log, root_pid: u32) -> Result<()> {
     if let Some(p) = &opts.pidfile {
-        write_pidfile(p, root_pid).map_err(|source| SetupError::Pidfile {
+        crate::detach::write_pid(p, root_pid).map_err(|source| SetupError::Pidfile {
             path: p.clone(),
             source,
         })?;
