@@ -124,8 +124,8 @@ fn copy_dump(src: &Path, dst: &Path) {
 }
 
 /// Each damage to a copy of a real chain fails the restore with exit 1
-/// and one line naming the directory and file or link at fault, and the
-/// task forked for it is gone; the chain itself restores every page.
+/// and one line naming the directory and file or link at fault, before
+/// anything of the tree is made; the chain itself restores every page.
 #[test]
 fn a_damaged_chain_names_the_dump_at_fault() {
     let _g = kit::restore::lock();
@@ -218,12 +218,27 @@ fn a_damaged_chain_names_the_dump_at_fault() {
                 )
             }
         };
-        let r = kit::gens::crit(&["restore", "-d", "--shell-job", "-D", &s(&c2)]);
+        let log = at.join("restore.log");
+        let r = kit::gens::crit(&[
+            "restore",
+            "-d",
+            "--shell-job",
+            "-D",
+            &s(&c2),
+            "-o",
+            &s(&log),
+        ]);
         let e = String::from_utf8_lossy(&r.stderr);
         assert_eq!(r.status.code(), Some(1), "{case}: {e}");
         assert_eq!(e.trim().lines().count(), 1, "{case}: {e}");
         let want = format!("pid {pid}: {}: {says}", s(&named));
         assert!(e.contains(&want), "{case}: {e}\nwanted: {want}");
+        // Refused before the tree's files were made, let alone its task.
+        let log = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            log.contains("images read") && !log.contains("files and sockets made"),
+            "{case}: the chain was read after the tree was begun:\n{log}"
+        );
         assert!(
             kit::proc::reap(&[pid], Duration::from_secs(10)).is_empty(),
             "{case}: the failed restore left pid {pid}"

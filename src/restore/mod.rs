@@ -311,7 +311,9 @@ fn run(
     notify: &Notifier,
 ) -> Result<()> {
     crate::sys::nofile::raise();
-    // Before anything is made: no daemon, no restore.
+    // Before anything is made: a broken chain of parent dumps, or no
+    // daemon, and there is no restore.
+    let chains = task::parent_chains(plan)?;
     let lazy = match opts.lazy_pages {
         true => Some(lazy::Lazy::connect(&opts.dir)?),
         false => None,
@@ -365,7 +367,7 @@ fn run(
     }
     // Each page image is mapped in by the thread that writes it into its
     // task (task::take_over_all), and given back after.
-    let pages = task::open_pages(plan)?;
+    let pages = task::open_pages(plan, chains)?;
     wait_ready(plan, status_r, log)?;
     if plan.ns.own_pids() {
         plan.set_hosts(tree::host_pids(root)?);

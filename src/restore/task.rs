@@ -76,9 +76,28 @@ impl TaskPages {
     }
 }
 
+/// The parent dumps' pages of the live tasks' pages marked `in_parent`,
+/// by pid (absent: none). Read before anything is made, so that a broken
+/// chain refuses the restore with no task forked.
+pub fn parent_chains(
+    plan: &Plan,
+) -> Result<std::collections::HashMap<u32, Vec<memory::ParentPages>>> {
+    let mut out = std::collections::HashMap::new();
+    for t in plan.live() {
+        let parents = memory::parent_pages(&plan.dir, t)?;
+        if !parents.is_empty() {
+            out.insert(t.pid, parents);
+        }
+    }
+    Ok(out)
+}
+
 /// The page images of the live tasks, by pid (absent: no pages), with
-/// the parent dumps' pages of those marked `in_parent`.
-pub fn open_pages(plan: &Plan) -> Result<std::collections::HashMap<u32, TaskPages>> {
+/// the parent dumps' pages ([`parent_chains`]).
+pub fn open_pages(
+    plan: &Plan,
+    mut chains: std::collections::HashMap<u32, Vec<memory::ParentPages>>,
+) -> Result<std::collections::HashMap<u32, TaskPages>> {
     let mut out = std::collections::HashMap::new();
     for t in plan.live() {
         let path = plan.dir.join(format!("pages-{}.img", t.pages_id));
@@ -87,7 +106,7 @@ pub fn open_pages(plan: &Plan) -> Result<std::collections::HashMap<u32, TaskPage
         } else {
             None
         };
-        let parents = memory::parent_pages(&plan.dir, t)?;
+        let parents = chains.remove(&t.pid).unwrap_or_default();
         if own.is_some() || !parents.is_empty() {
             out.insert(t.pid, TaskPages { own, parents });
         }
