@@ -177,6 +177,8 @@ fn xsave_state_this_cpu_lacks_is_refused_unless_cpu_cap_none() {
     assert!(answers[0].starts_with("OK"), "{answers:?}");
 }
 
+/// A shadow stack on at dump is restored off with a warning; a restore
+/// that fails keeps the warning back.
 #[test]
 fn shadow_stack_on_at_dump_is_restored_off_with_a_warning() {
     let _g = lock();
@@ -207,6 +209,19 @@ fn shadow_stack_on_at_dump_is_restored_off_with_a_warning() {
         "{err}"
     );
     assert!(answers[0].starts_with("OK"), "{answers:?}");
+
+    // A restore that then fails says its error alone: the warning is
+    // about a tree that does not come to be.
+    let out = restore_dir(d.path(), &["--lazy-pages"]);
+    let left = std::path::Path::new(&format!("/proc/{PID}")).exists();
+    cleanup("counter");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!left, "a failed restore left pid {PID}");
+    assert!(
+        err.lines().count() == 1 && err.contains("lazy-pages"),
+        "a failed restore printed more than its error: {err}"
+    );
 }
 
 #[test]

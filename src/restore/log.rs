@@ -1,5 +1,10 @@
-//! Restore messages: warnings always go to stderr (and the log file),
-//! details only with -v. Shared by the threads that rebuild tasks.
+//! Restore messages: warnings go to stderr (and the log file), details
+//! only with -v. Shared by the threads that rebuild tasks.
+//!
+//! Without -v a warning reaches stderr only once the restore has
+//! succeeded ([`Log::release_warnings`]): each says what the restored
+//! tree lacks, which means nothing when there is no tree, and a failed
+//! restore says one line, its error. The log file has them at once.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -9,6 +14,8 @@ pub struct Log {
     start: std::time::Instant,
     /// Serialises lines from several threads (stderr and the file).
     file: Mutex<Option<std::fs::File>>,
+    /// Warnings not yet on stderr (without -v); None once released.
+    held: Mutex<Option<Vec<String>>>,
 }
 
 impl Log {
@@ -20,6 +27,7 @@ impl Log {
             verbose,
             start: std::time::Instant::now(),
             file: Mutex::new(file),
+            held: Mutex::new((verbose == 0).then(Vec::new)),
         })
     }
 
@@ -37,7 +45,25 @@ impl Log {
     }
 
     pub fn warn(&self, msg: impl AsRef<str>) {
-        self.put("warning: ", msg.as_ref(), true);
+        let msg = msg.as_ref();
+        let now = match self.held.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            Some(held) => {
+                held.push(msg.to_string());
+                false
+            }
+            None => true,
+        };
+        self.put("warning: ", msg, now);
+    }
+
+    /// Puts the warnings held back so far on stderr, and any later one
+    /// at once: the restore worked.
+    pub fn release_warnings(&self) {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut err = std::io::stderr().lock();
+        for w in held.unwrap_or_default() {
+            let _ = writeln!(err, "crit: warning: {w}");
+        }
     }
 
     pub fn info(&self, msg: impl AsRef<str>) {

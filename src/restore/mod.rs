@@ -289,6 +289,7 @@ pub fn restore(opts: &Options) -> Result<i32> {
             return Err(e);
         }
     }
+    log.release_warnings();
     let root_pid = plan.host(plan.tasks[0].pid);
     log.info(format!(
         "restored {} task(s), root pid {root_pid}",
