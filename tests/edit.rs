@@ -195,22 +195,26 @@ fn prost_reencodes_every_fixture_entry_byte_identically() {
         "usk_server",
         "usk_tree",
     ] {
-        let f = crit::edit::files_img::FilesImg::read(&fixture(name).join("files.img")).unwrap();
-        for e in &f.entries {
-            assert_eq!(e.fe.encode_to_vec(), e.raw, "{name}: entry at {}", e.offset);
-            if let Some(u) = &e.fe.usk {
+        let f = crit::edit::files_img::FilesImg::open(&fixture(name).join("files.img")).unwrap();
+        f.for_each(|at, fe| {
+            let raw = f.message(&at);
+            assert_eq!(fe.encode_to_vec(), raw, "{name}: entry at {}", at.offset);
+            if let Some(u) = &fe.usk {
                 assert_eq!(
                     u.encode_to_vec(),
-                    prost_field(&e.raw, 16),
+                    prost_field(raw, 16),
                     "{name}: usk at {}",
-                    e.offset
+                    at.offset
                 );
                 unix += 1;
             }
             n += 1;
-        }
+            Ok(())
+        })
+        .unwrap();
         // Nothing changed: the file is rebuilt to the same bytes.
-        let same = f.assemble(&vec![None; f.entries.len()], &[]);
+        let mut same = Vec::new();
+        f.write(&mut same, &[], &[]).unwrap();
         assert_eq!(
             same,
             std::fs::read(fixture(name).join("files.img")).unwrap(),

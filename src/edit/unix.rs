@@ -28,12 +28,12 @@
 //!   not refill its receive queue (only a peer in the images does that).
 
 use super::error::{EditError, Inconsistency, Refusal};
-use super::files_img::FilesImg;
+use super::files_img::{At, FilesImg};
 use crate::error::{Error, Result};
 use crate::image::pb;
 use crate::model::unix::{
-    display_name, external_entry, shutdown_name, type_name, Model, Sock, SHUT_BOTH, SOCK_DGRAM,
-    ST_ESTABLISHED, UNIX_PATH_MAX,
+    display_name, external_entry, shutdown_name, type_name, DuplicateInode, Model, Sock, SHUT_BOTH,
+    SOCK_DGRAM, ST_ESTABLISHED, UNIX_PATH_MAX, USK_EXTERN,
 };
 use std::collections::{BTreeSet, HashMap};
 
@@ -47,10 +47,11 @@ pub struct Addr {
 
 /// What the edit knows of one socket beyond the model.
 pub struct Edited {
-    /// Index in `files.img`; `None` for an entry the edit adds.
-    pub entry: Option<usize>,
-    /// The entry as read.
-    pub before: Option<pb::UnixSkEntry>,
+    /// Where it is in `files.img`; `None` for an entry the edit adds.
+    pub entry: Option<At>,
+    /// The entry as read, kept from its first change on (before that,
+    /// the model holds it as read).
+    pub before: Option<Box<pb::UnixSkEntry>>,
     /// The action that changed or added it.
     pub owner: Option<usize>,
 }
@@ -68,86 +69,206 @@ pub enum Item {
 /// Bytes and packets queued for reading, by the file id of the socket.
 pub type Queues = HashMap<u32, (u64, u64)>;
 
-pub struct Graph {
+/// Where a unix socket's entry is and what the edit needs to choose the
+/// sockets it loads: every unix socket of `files.img` has one (some 50
+/// bytes, where its decoded entry takes 360).
+pub struct Brief {
+    pub at: At,
+    id: u32,
+    /// Its peer as read.
+    peer: u32,
+    /// Its index in the model, once loaded.
+    loaded: Option<usize>,
+}
+
+impl Brief {
+    /// Where the entry is and its peer now.
+    pub fn peer_now(&self, model: &Model) -> (u64, u32) {
+        let peer = self.loaded.map_or(self.peer, |i| model.socks[i].e.peer);
+        (self.at.offset, peer)
+    }
+}
+
+pub struct Graph<'f> {
+    img: &'f FilesImg,
     files: String,
     labels: Vec<String>,
-    /// The sockets; `edits[i]` goes with `model.socks[i]`.
+    /// The sockets the actions can reach; `edits[i]` goes with
+    /// `model.socks[i]`.
     pub model: Model,
     pub edits: Vec<Edited>,
+    /// Every unix socket of `files.img`, in file order.
+    pub briefs: Vec<Brief>,
     used_inos: BTreeSet<u32>,
     ino_floor: u32,
     used_ids: BTreeSet<u32>,
     id_floor: u32,
     /// Whether sk-queues.img could be read.
     queues_known: bool,
+    /// Entries of another type that carry a `unix_sk_entry` all the same
+    /// (where, and its nonzero peer): the writer places an added entry
+    /// before them too.
+    pub other_peers: Vec<(u64, u32)>,
 }
 
-impl Graph {
-    /// `labels[i]` names action `i` in messages.
-    pub fn load(files: &FilesImg, labels: Vec<String>, queues: Option<Queues>) -> Result<Graph> {
+impl<'f> Graph<'f> {
+    /// `labels[i]` names action `i` in messages, `inos` the sockets the
+    /// actions name. Reads `files` once, keeping of each entry only its
+    /// file id and inodes, and of a unix socket a [`Brief`]; then loads
+    /// into the model, in file order, the sockets the actions can reach
+    /// or check: those named, their peers and their peers' peers, and
+    /// every socket whose peer is one named or one of their peers.
+    pub fn load(
+        files: &'f FilesImg,
+        labels: Vec<String>,
+        inos: &[u32],
+        queues: Option<Queues>,
+    ) -> Result<Graph<'f>> {
         let mut g = Graph {
+            img: files,
             files: files.name.clone(),
             labels,
             model: Model::default(),
             edits: Vec::new(),
+            briefs: Vec::new(),
             used_inos: BTreeSet::new(),
             ino_floor: 0,
             used_ids: BTreeSet::new(),
             id_floor: 0,
             queues_known: queues.is_some(),
+            other_peers: Vec::new(),
         };
-        let mut socks = Vec::new();
-        for (i, e) in files.entries.iter().enumerate() {
-            let fe = &e.fe;
+        // Unix sockets by inode, as indexes into `briefs`.
+        let mut by_ino: HashMap<u32, usize> = HashMap::new();
+        // A bad entry anywhere is reported before these; a unix entry
+        // without its unix_sk_entry before a duplicate inode.
+        let mut no_unix: Option<Error> = None;
+        let mut duplicate: Option<Error> = None;
+        files.for_each(|at, fe| {
             g.used_ids.insert(fe.id);
             g.id_floor = g.id_floor.max(fe.id);
             // Socket and pipe inodes come from one kernel counter; new
             // inodes go above them. A FIFO's inode is a filesystem's, so it
             // is only avoided.
-            let mut sock_like = Vec::new();
+            let mut sock_like = [0u32; 5];
             if let Some(k) = &fe.isk {
-                sock_like.push(k.ino);
+                sock_like[0] = k.ino;
             }
             if let Some(k) = &fe.nlsk {
-                sock_like.push(k.ino);
+                sock_like[1] = k.ino;
             }
             if let Some(p) = &fe.pipe {
-                sock_like.push(p.pipe_id);
+                sock_like[2] = p.pipe_id;
             }
             if let Some(f) = &fe.fifo {
                 g.used_inos.insert(f.pipe_id);
             }
             if fe.r#type == pb::FdTypes::Unixsk as i32 {
-                let Some(usk) = fe.usk.clone() else {
-                    return Err(EditError::NoUnixEntry {
-                        file: g.files.clone(),
-                        offset: e.offset,
-                        id: fe.id,
+                match &fe.usk {
+                    None => {
+                        no_unix.get_or_insert_with(|| {
+                            EditError::NoUnixEntry {
+                                file: g.files.clone(),
+                                offset: at.offset,
+                                id: fe.id,
+                            }
+                            .into()
+                        });
                     }
-                    .into());
-                };
-                sock_like.push(usk.ino);
-                sock_like.push(usk.peer);
-                g.edits.push(Edited {
-                    entry: Some(i),
-                    before: Some(usk.clone()),
-                    owner: None,
-                });
-                socks.push((fe.id, usk));
+                    Some(usk) => {
+                        sock_like[3] = usk.ino;
+                        sock_like[4] = usk.peer;
+                        if no_unix.is_none() && duplicate.is_none() {
+                            match by_ino.get(&usk.ino) {
+                                Some(&other) => {
+                                    let source = DuplicateInode {
+                                        ino: usk.ino,
+                                        ids: (g.briefs[other].id, fe.id),
+                                    };
+                                    duplicate = Some(
+                                        EditError::Model {
+                                            file: g.files.clone(),
+                                            source,
+                                        }
+                                        .into(),
+                                    );
+                                }
+                                None => {
+                                    by_ino.insert(usk.ino, g.briefs.len());
+                                    g.briefs.push(Brief {
+                                        at,
+                                        id: fe.id,
+                                        peer: usk.peer,
+                                        loaded: None,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                }
+            } else if let Some(peer) = fe.usk.as_ref().map(|u| u.peer).filter(|&p| p != 0) {
+                g.other_peers.push((at.offset, peer));
             }
             for ino in sock_like {
                 g.used_inos.insert(ino);
                 g.ino_floor = g.ino_floor.max(ino);
             }
+            Ok(())
+        })?;
+        if let Some(e) = no_unix.or(duplicate) {
+            return Err(e);
         }
         g.used_inos.remove(&0);
-        g.model = Model::new(socks).map_err(|source| EditError::Model {
-            file: g.files.clone(),
-            source,
-        })?;
-        for (id, (packets, bytes)) in queues.unwrap_or_default() {
-            if let Some(i) = g.model.by_id(id).and_then(|s| g.model.index(s.ino())) {
-                g.model.socks[i].queued = crate::model::unix::Queued { packets, bytes };
+
+        // The sockets to load.
+        let peer_of = |ino: u32| {
+            by_ino
+                .get(&ino)
+                .map(|&b| g.briefs[b].peer)
+                .filter(|&p| p != 0)
+        };
+        let named: BTreeSet<u32> = inos.iter().copied().collect();
+        let peers: BTreeSet<u32> = named.iter().filter_map(|&i| peer_of(i)).collect();
+        let peers2: BTreeSet<u32> = peers.iter().filter_map(|&i| peer_of(i)).collect();
+        let mut load: Vec<usize> = named
+            .iter()
+            .chain(&peers)
+            .chain(&peers2)
+            .filter_map(|i| by_ino.get(i).copied())
+            .collect();
+        drop(by_ino);
+        load.extend(
+            g.briefs
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| named.contains(&b.peer) || peers.contains(&b.peer))
+                .map(|(i, _)| i),
+        );
+        load.sort_unstable();
+        load.dedup();
+        for b in load {
+            let at = g.briefs[b].at.clone();
+            let usk = files.entry(&at)?.usk.unwrap_or_default();
+            g.briefs[b].loaded = Some(g.model.add(g.briefs[b].id, usk));
+            g.edits.push(Edited {
+                entry: Some(at),
+                before: None,
+                owner: None,
+            });
+        }
+
+        // Queued data belongs to the first socket with the file id.
+        if let Some(queues) = queues {
+            // File id -> the model index of the first socket with it,
+            // when that one is loaded.
+            let mut first: HashMap<u32, Option<usize>> = HashMap::new();
+            for b in g.briefs.iter().filter(|b| queues.contains_key(&b.id)) {
+                first.entry(b.id).or_insert(b.loaded);
+            }
+            for (id, (packets, bytes)) in queues {
+                if let Some(&Some(i)) = first.get(&id) {
+                    g.model.socks[i].queued = crate::model::unix::Queued { packets, bytes };
+                }
             }
         }
         Ok(g)
@@ -157,8 +278,14 @@ impl Graph {
         &self.model.socks[i]
     }
 
+    /// Socket `i`'s entry, to change: the entry as read is kept first.
     fn usk(&mut self, i: usize) -> &mut pb::UnixSkEntry {
-        &mut self.model.socks[i].e
+        let x = &mut self.edits[i];
+        let e = &mut self.model.socks[i].e;
+        if x.entry.is_some() && x.before.is_none() {
+            x.before = Some(Box::new(e.clone()));
+        }
+        e
     }
 
     fn label(&self, act: usize) -> &str {
@@ -179,17 +306,24 @@ impl Graph {
         if let Some(s) = self.model.index(ino) {
             return Ok(s);
         }
-        let known: Vec<String> = self
-            .model
-            .socks
-            .iter()
-            .zip(&self.edits)
-            .filter(|(_, x)| x.entry.is_some())
-            .map(|(s, _)| {
-                let ext = if s.is_external() { " (external)" } else { "" };
-                format!("{} {}{ext}", s.e.ino, display_name(&s.e.name))
-            })
-            .collect();
+        // Every unix socket of the file, as it is now.
+        let mut known = Vec::with_capacity(self.briefs.len());
+        for b in &self.briefs {
+            let read;
+            let e = match b.loaded {
+                Some(i) => &self.model.socks[i].e,
+                None => {
+                    read = self.img.entry(&b.at)?.usk.unwrap_or_default();
+                    &read
+                }
+            };
+            let ext = if e.uflags & USK_EXTERN != 0 {
+                " (external)"
+            } else {
+                ""
+            };
+            known.push(format!("{} {}{ext}", e.ino, display_name(&e.name)));
+        }
         Err(self.err(act, Refusal::NoSuchInode { ino, known }))
     }
 
@@ -198,7 +332,7 @@ impl Graph {
     fn describe(&self, s: usize) -> String {
         let mut shown = self.sock(s).clone();
         if let Some(b) = &self.edits[s].before {
-            shown.e = b.clone();
+            shown.e = (**b).clone();
         }
         shown.describe()
     }

@@ -118,6 +118,12 @@ impl Entry<'_> {
         self.offset + 4
     }
 
+    /// Offset of the byte after the entry (its message, payload and
+    /// padding): where the next entry starts.
+    pub fn end(&self) -> u64 {
+        self.message_offset() + (self.message.len() + self.raw_payload.len()) as u64
+    }
+
     /// The message decoded as `T`, with every required field there (as
     /// CRIU reads it); an error names the file and the entry.
     pub fn decode<T: Message + Default>(&self) -> Result<T> {

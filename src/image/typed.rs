@@ -112,6 +112,40 @@ impl Mapped {
     }
 }
 
+/// How much of a mapped file [`Mapped::write_range`] copies between
+/// releases: crit's share of the file's pages stays at about this.
+const RELEASE_EVERY: usize = 4 << 20;
+
+impl Mapped {
+    /// The file's length in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes bytes `range` of the file to `out` as they are, a few MiB
+    /// at a time, releasing each piece once written: copying a large
+    /// file costs crit no more resident memory than one piece.
+    pub fn write_range(
+        &self,
+        out: &mut impl Write,
+        range: std::ops::Range<usize>,
+    ) -> std::io::Result<()> {
+        let b = self.bytes();
+        let (mut at, end) = (range.start.min(b.len()), range.end.min(b.len()));
+        while at < end {
+            let n = (end - at).min(RELEASE_EVERY);
+            out.write_all(&b[at..at + n])?;
+            self.release(at, n);
+            at += n;
+        }
+        Ok(())
+    }
+}
+
 /// What a file that is not a regular one is, for errors.
 fn file_kind(t: &std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;

@@ -219,15 +219,20 @@ impl Model {
     ) -> Result<Model, DuplicateInode> {
         let mut m = Model::default();
         for (id, e) in entries {
-            if let Some(&other) = m.by_ino.get(&e.ino) {
-                return Err(DuplicateInode {
-                    ino: e.ino,
-                    ids: (m.socks[other].id, id),
-                });
-            }
-            m.add(id, e);
+            m.add_unique(id, e)?;
         }
         Ok(m)
+    }
+
+    /// Adds a socket whose inode no socket has yet; returns its index.
+    pub fn add_unique(&mut self, id: u32, e: pb::UnixSkEntry) -> Result<usize, DuplicateInode> {
+        if let Some(&other) = self.by_ino.get(&e.ino) {
+            return Err(DuplicateInode {
+                ino: e.ino,
+                ids: (self.socks[other].id, id),
+            });
+        }
+        Ok(self.add(id, e))
     }
 
     /// The sockets of `entries`, for viewing: two entries with one inode
