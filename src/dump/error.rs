@@ -397,6 +397,15 @@ pub enum DumpError {
         kind: &'static str,
         line: String,
     },
+    /// An epoll target whose descriptor number no longer holds the
+    /// watched file, and no other descriptor of the task does.
+    #[error("pid {pid} fd {fd}: epoll target fd {tfd} (inode {ino}) was closed and no descriptor of the task holds its file; an epoll watching a file only it holds is not supported")]
+    EpollTargetGone {
+        pid: i32,
+        fd: i32,
+        tfd: u32,
+        ino: u64,
+    },
     /// A timerfd's `it_value` or `it_interval` that is not a pair.
     #[error("pid {pid} fd {fd}: timerfd {key} {value:?}")]
     TimerfdValue {

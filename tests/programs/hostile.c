@@ -1,0 +1,108 @@
+/*
+ * hostile MODE RESULT HEARTBEAT: a task in an odd state for crit dump
+ * (tests/dump_hostile.rs). Writes a heartbeat counter to HEARTBEAT every
+ * 2 ms and prints "READY pid". On SIGUSR1 (after a restore) it checks
+ * its own state and appends "OK pid" or "FAIL pid: why" to RESULT.
+ *
+ * Modes:
+ *  epoll-moved  an epoll watching two pipes under descriptor numbers
+ *               that no longer hold them: pipe A's number was closed
+ *               (a dup holds A), pipe B's was given to pipe C, which
+ *               holds data (a dup holds B). After a restore the epoll
+ *               must report A and B, each with its data, and not C.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t asked;
+static void on_usr1(int s) { (void)s; asked = 1; }
+
+static const char *result;
+
+static void report(const char *why)
+{
+	FILE *f = fopen(result, "a");
+	if (!f)
+		return;
+	if (why)
+		fprintf(f, "FAIL %d: %s\n", getpid(), why);
+	else
+		fprintf(f, "OK %d\n", getpid());
+	fclose(f);
+}
+
+/* epoll-moved */
+static int ep, a_w, b_w;
+
+static void epoll_moved(void)
+{
+	int a[2], b[2], c[2];
+	ep = epoll_create1(0);
+	if (ep < 0 || pipe(a) || pipe(b) || pipe(c))
+		exit(2);
+	struct epoll_event ea = {.events = EPOLLIN, .data.u64 = 0xA};
+	struct epoll_event eb = {.events = EPOLLIN, .data.u64 = 0xB};
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, a[0], &ea) || epoll_ctl(ep, EPOLL_CTL_ADD, b[0], &eb))
+		exit(2);
+	/* A only under another number; B's number now holds C. */
+	if (dup(a[0]) < 0 || dup(b[0]) < 0 || close(a[0]) || dup2(c[0], b[0]) < 0)
+		exit(2);
+	if (write(c[1], "c", 1) != 1)
+		exit(2);
+	a_w = a[1];
+	b_w = b[1];
+}
+
+static const char *epoll_moved_check(void)
+{
+	struct epoll_event ev[4];
+	if (epoll_wait(ep, ev, 4, 0) != 0)
+		return "an event before any write: the epoll watches the wrong file";
+	if (write(a_w, "a", 1) != 1 || write(b_w, "b", 1) != 1)
+		return "write";
+	int n = epoll_wait(ep, ev, 4, 1000);
+	unsigned long got = 0;
+	for (int i = 0; i < n; i++)
+		got |= 1UL << (ev[i].data.u64 & 0xf);
+	if (n != 2 || got != (1UL << 0xA | 1UL << 0xB))
+		return "A and B were not both reported";
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 4)
+		return 2;
+	/* Nothing inherited from the test harness: fd numbers are checked. */
+	syscall(SYS_close_range, 3, ~0U, 0);
+	result = argv[2];
+	const char *mode = argv[1];
+	const char *(*check)(void);
+	if (!strcmp(mode, "epoll-moved")) {
+		epoll_moved();
+		check = epoll_moved_check;
+	} else {
+		return 2;
+	}
+	signal(SIGUSR1, on_usr1);
+	int hb = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	printf("READY %d\n", getpid());
+	fflush(stdout);
+	for (unsigned long n = 0;; n++) {
+		if (asked) {
+			asked = 0;
+			report(check());
+		}
+		char b[32];
+		int l = snprintf(b, sizeof(b), "%lu\n", n);
+		pwrite(hb, b, l, 0);
+		usleep(2000);
+	}
+}
