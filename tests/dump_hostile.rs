@@ -5,6 +5,7 @@
 mod kit;
 
 use kit::dump::*;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Starts hostile.c in `mode`; returns it with its result and heartbeat
@@ -35,6 +36,71 @@ fn round_trip(kit: &Kit, mode: &str) -> String {
     kit::proc::ask_tree(pid, &result, 1)
 }
 
+/// What must not change in a task that a dump refused: its mappings, its
+/// descriptors and what they name.
+fn looks(pid: i32) -> String {
+    let mut s = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let fd = fd.unwrap();
+        let to = std::fs::read_link(fd.path()).unwrap();
+        s += &format!("{:?} -> {}\n", fd.file_name(), to.display());
+    }
+    s
+}
+
+/// Dumps the task in `mode` and checks it was refused in one line holding
+/// every one of `want`, leaving no images and the task as it was,
+/// running on.
+fn refused(kit: &Kit, mode: &str, want: &[&str]) {
+    let (prog, _, hb) = start(kit, mode);
+    let pid = prog.pid;
+    let before = looks(pid);
+    let dir = kit.path("img");
+    let o = kit.dump(pid, &dir, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    for w in want {
+        assert!(e.contains(w), "{w:?} in {e}");
+    }
+    let named = [format!("pid {pid}"), format!("/proc/{pid}/")];
+    assert!(
+        named.iter().any(|n| e.contains(n)),
+        "pid {pid} named in {e}"
+    );
+    assert!(images(&dir).is_empty(), "left: {:?}", images(&dir));
+    runs_on(pid, &hb);
+    assert_eq!(looks(pid), before, "the task is as it was");
+    kill_tree(pid);
+}
+
+fn beat(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// The task is not traced (the dump worker lets it go within a moment)
+/// and its heartbeat moves.
+fn runs_on(pid: i32, hb: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .contains("TracerPid:\t0")
+    {
+        assert!(Instant::now() < deadline, "pid {pid} still traced");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let a = beat(hb);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while beat(hb) <= a {
+        assert!(Instant::now() < deadline, "pid {pid}: heartbeat stuck");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// An epoll keys each target by file and descriptor number; numbers
 /// closed or given to another file since are recorded as a descriptor
 /// that still holds the watched file.
@@ -43,4 +109,20 @@ fn epoll_targets_whose_numbers_moved_come_back() {
     let kit = Kit::new();
     let a = round_trip(&kit, "epoll-moved");
     assert!(a.starts_with("OK"), "{a}");
+}
+
+/// A file on a mount since detached (`umount -l`) has, in /proc, its
+/// path inside that mount, which names nothing (or another file) where a
+/// restore would open it: refused, whether it is held open, the working
+/// directory or mapped.
+#[test]
+fn files_on_a_detached_mount_are_refused() {
+    let kit = Kit::new();
+    for (mode, via) in [
+        ("detached-fd", " fd 3: /file "),
+        ("detached-cwd", "/cwd: / "),
+        ("detached-map", "/map_files/"),
+    ] {
+        refused(&kit, mode, &[via, "mount was detached"]);
+    }
 }

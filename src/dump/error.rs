@@ -549,6 +549,8 @@ pub enum DumpError {
     /// ("anon_inode:[pidfd]", ...).
     #[error("pid {pid} fd {fd}: {link} is not supported by crit dump")]
     FdKind { pid: i32, fd: i32, link: String },
+    #[error("{via}: {path} is not that file's path any more (its mount was detached, or another was mounted over it): a restore could not open it")]
+    PathElsewhere { via: Via, path: String },
     #[error("{via}: {path} was deleted and is not a regular file; cannot be dumped")]
     DeletedNotRegular { via: Via, path: String },
     #[error(

@@ -78,6 +78,10 @@ pub struct FileTable {
     /// Shared memory (memfd, shared anonymous) to dump: (inode, a /proc
     /// path that opens it).
     pub shmem: Vec<(u64, String)>,
+    /// Set when the tree shares crit's mount namespace: a file recorded
+    /// by its path must then be the file crit finds at that path
+    /// ([`FileTable::check_path`]).
+    pub check_paths: bool,
 }
 
 impl FileTable {
@@ -147,6 +151,9 @@ impl FileTable {
         if dedup {
             self.special.insert((st.dev, st.ino), id);
         }
+        if !deleted {
+            self.check_path(Via::Link(open_path.into()), path, st)?;
+        }
         let mut reg = reg_entry(id, path, st, 0, 0);
         if st.is_reg() {
             reg.build_id = crate::model::file::build_id(open_path, st.size);
@@ -164,6 +171,26 @@ impl FileTable {
         }
         self.push(FD_REG, id, |e| e.reg = Some(reg));
         Ok(id)
+    }
+
+    /// A file recorded by its path is opened by that path at restore:
+    /// refused when the path names no file or another one than `st`'s,
+    /// as when the file's mount was detached (`umount -l`: /proc then
+    /// shows the path inside that mount) or another was mounted over it.
+    /// A restore would fail to open it, or open the wrong file.
+    fn check_path(&self, via: Via, path: &str, st: &Stat) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        if !self.check_paths {
+            return Ok(());
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.dev() == st.dev && m.ino() == st.ino => Ok(()),
+            _ => Err(DumpError::PathElsewhere {
+                via,
+                path: path.to_string(),
+            }
+            .into()),
+        }
     }
 
     pub fn push(&mut self, ty: i32, id: u32, fill: impl FnOnce(&mut pb::FileEntry)) {
@@ -188,6 +215,9 @@ impl FileTable {
         deleted: bool,
         mnt_id: Option<i32>,
     ) -> Result<()> {
+        if !deleted {
+            self.check_path(Via::Fd { pid, fd: fd.fd }, path, &fd.st)?;
+        }
         let mut reg = reg_entry(id, path, &fd.st, fd.flags, fd.pos);
         reg.fown = fd.fown;
         reg.mnt_id = mnt_id;

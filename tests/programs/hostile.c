@@ -10,14 +10,22 @@
  *               (a dup holds A), pipe B's was given to pipe C, which
  *               holds data (a dup holds B). After a restore the epoll
  *               must report A and B, each with its data, and not C.
+ *  detached-fd, detached-cwd, detached-map
+ *               a file held open, the working directory, or a file
+ *               mapped, on a tmpfs since detached (umount -l): /proc
+ *               shows its path inside that mount, which names nothing.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -76,6 +84,32 @@ static const char *epoll_moved_check(void)
 	return NULL;
 }
 
+/* detached-*: WHAT on a tmpfs mounted at RESULT.mnt, then detached. */
+static void detached(const char *what)
+{
+	char mnt[4096], file[4200];
+	snprintf(mnt, sizeof mnt, "%s.mnt", result);
+	snprintf(file, sizeof file, "%s/file", mnt);
+	if ((mkdir(mnt, 0700) && errno != EEXIST) || mount("none", mnt, "tmpfs", 0, NULL))
+		exit(2);
+	int fd = open(file, O_CREAT | O_RDWR, 0600);
+	if (fd < 0 || ftruncate(fd, 4096))
+		exit(2);
+	if (!strcmp(what, "cwd")) {
+		if (chdir(mnt))
+			exit(2);
+		close(fd);
+	} else if (!strcmp(what, "map")) {
+		if (mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED)
+			exit(2);
+		close(fd);
+	}
+	if (umount2(mnt, MNT_DETACH))
+		exit(2);
+}
+
+static const char *none(void) { return "not to be restored"; }
+
 int main(int argc, char **argv)
 {
 	if (argc < 4)
@@ -88,6 +122,9 @@ int main(int argc, char **argv)
 	if (!strcmp(mode, "epoll-moved")) {
 		epoll_moved();
 		check = epoll_moved_check;
+	} else if (!strncmp(mode, "detached-", 9)) {
+		detached(mode + 9);
+		check = none;
 	} else {
 		return 2;
 	}
