@@ -126,3 +126,13 @@ fn files_on_a_detached_mount_are_refused() {
         refused(&kit, mode, &[via, "mount was detached"]);
     }
 }
+
+/// Netlink sockets of protocols other than NETLINK_ROUTE (a generic
+/// netlink one, bound, that must still answer; a sock_diag one, unbound)
+/// were dumped but not restored.
+#[test]
+fn netlink_sockets_of_other_protocols_come_back() {
+    let kit = Kit::new();
+    let a = round_trip(&kit, "netlink");
+    assert!(a.starts_with("OK"), "{a}");
+}

@@ -569,6 +569,13 @@ pub enum DumpError {
         "pid {pid} fd {fd}: socket {ino} is of a family crit dump does not support (only unix, TCP, UDP, netlink)"
     )]
     SocketFamily { pid: i32, fd: i32, ino: u64 },
+    #[error("pid {pid} fd {fd}: netlink socket {ino} is of protocol {proto}, which crit restore cannot make")]
+    NetlinkProtocol {
+        pid: i32,
+        fd: i32,
+        ino: u64,
+        proto: u32,
+    },
     #[error("pid {pid} fd {fd}: socket {ino} vanished")]
     SocketVanished { pid: i32, fd: i32, ino: u64 },
     /// Connections are dumped only when asked for.

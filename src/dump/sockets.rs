@@ -246,8 +246,19 @@ impl Sockets {
         if self.inet_map()?.contains_key(&ino32) {
             return Ok(FD_INETSK);
         }
-        if self.netlink_map().contains_key(&ino32) {
-            return Ok(FD_NETLINKSK);
+        // A protocol the restore cannot make is refused here.
+        let netlink = |proto: u32| match crate::model::netlink::protocol(proto) {
+            Some(_) => Ok(FD_NETLINKSK),
+            None => Err(DumpError::NetlinkProtocol {
+                pid,
+                fd,
+                ino,
+                proto,
+            }
+            .into()),
+        };
+        if let Some(&(proto, _)) = self.netlink_map().get(&ino32) {
+            return netlink(proto);
         }
         // An unbound netlink socket is in no list: ask the socket itself.
         if let Ok(copy) = crate::sys::pidfd::getfd(pid, fd) {
@@ -259,7 +270,7 @@ impl Sockets {
                 if let Some(m) = self.netlink.as_mut() {
                     m.insert(ino32, (proto as u32, 0));
                 }
-                return Ok(FD_NETLINKSK);
+                return netlink(proto as u32);
             }
         }
         Err(DumpError::SocketFamily { pid, fd, ino }.into())

@@ -14,6 +14,10 @@
  *               a file held open, the working directory, or a file
  *               mapped, on a tmpfs since detached (umount -l): /proc
  *               shows its path inside that mount, which names nothing.
+ *  netlink      netlink sockets of protocols other than NETLINK_ROUTE:
+ *               a bound NETLINK_GENERIC one and an unbound
+ *               NETLINK_SOCK_DIAG one; each must come back of its
+ *               protocol, and the generic one must answer a request.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,7 +26,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/genetlink.h>
+#include <linux/netlink.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -108,6 +115,53 @@ static void detached(const char *what)
 		exit(2);
 }
 
+/* netlink */
+static int nl_gen, nl_diag;
+
+static void netlink(void)
+{
+	nl_gen = socket(AF_NETLINK, SOCK_RAW, NETLINK_GENERIC);
+	nl_diag = socket(AF_NETLINK, SOCK_RAW, NETLINK_SOCK_DIAG);
+	struct sockaddr_nl a = {.nl_family = AF_NETLINK};
+	if (nl_gen < 0 || nl_diag < 0 || bind(nl_gen, (struct sockaddr *)&a, sizeof a))
+		exit(2);
+}
+
+static int protocol_of(int fd)
+{
+	int p = -1;
+	socklen_t l = sizeof p;
+	getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &p, &l);
+	return p;
+}
+
+static const char *netlink_check(void)
+{
+	if (protocol_of(nl_gen) != NETLINK_GENERIC || protocol_of(nl_diag) != NETLINK_SOCK_DIAG)
+		return "a netlink socket of another protocol";
+	/* CTRL_CMD_GETFAMILY "nlctrl": the kernel answers GENL_ID_CTRL. */
+	struct {
+		struct nlmsghdr h;
+		struct genlmsghdr g;
+		struct nlattr a;
+		char name[8];
+	} req = {
+		.h = {.nlmsg_len = sizeof req, .nlmsg_type = GENL_ID_CTRL,
+		      .nlmsg_flags = NLM_F_REQUEST, .nlmsg_seq = 1},
+		.g = {.cmd = CTRL_CMD_GETFAMILY, .version = 1},
+		.a = {.nla_len = NLA_HDRLEN + 7, .nla_type = CTRL_ATTR_FAMILY_NAME},
+		.name = "nlctrl",
+	};
+	struct sockaddr_nl k = {.nl_family = AF_NETLINK};
+	if (sendto(nl_gen, &req, sizeof req, 0, (struct sockaddr *)&k, sizeof k) != sizeof req)
+		return "send to the generic netlink socket";
+	char buf[8192];
+	struct nlmsghdr *h = (struct nlmsghdr *)buf;
+	if (recv(nl_gen, buf, sizeof buf, 0) < (ssize_t)sizeof *h || h->nlmsg_type != GENL_ID_CTRL)
+		return "no answer from generic netlink";
+	return NULL;
+}
+
 static const char *none(void) { return "not to be restored"; }
 
 int main(int argc, char **argv)
@@ -122,6 +176,9 @@ int main(int argc, char **argv)
 	if (!strcmp(mode, "epoll-moved")) {
 		epoll_moved();
 		check = epoll_moved_check;
+	} else if (!strcmp(mode, "netlink")) {
+		netlink();
+		check = netlink_check;
 	} else if (!strncmp(mode, "detached-", 9)) {
 		detached(mode + 9);
 		check = none;
