@@ -136,3 +136,11 @@ fn netlink_sockets_of_other_protocols_come_back() {
     let a = round_trip(&kit, "netlink");
     assert!(a.starts_with("OK"), "{a}");
 }
+
+/// A deleted fifo was dumped by its path, which no longer opens it (the
+/// restore failed): refused, as other deleted files that are not regular.
+#[test]
+fn a_deleted_fifo_is_refused() {
+    let kit = Kit::new();
+    refused(&kit, "deleted-fifo", &[" fd 3: ", "was deleted"]);
+}

@@ -317,6 +317,9 @@ impl FileTable {
         // As CRIU: the data is taken through a read end (or a fifo opened
         // for reading), once per pipe; a pipe whose only end in the tree is
         // the write end gets no data entry.
+        if let (true, Kind::Fifo { path }) = (fifo, &fd.kind) {
+            self.check_path(Via::Fd { pid, fd: fd.fd }, path, &fd.st)?;
+        }
         let readable = fd.flags & O_ACCMODE != O_WRONLY;
         if readable && self.pipe_done.insert(ino) {
             let copy = frozen.getfd(pid, fd.fd)?;

@@ -18,6 +18,8 @@
  *               a bound NETLINK_GENERIC one and an unbound
  *               NETLINK_SOCK_DIAG one; each must come back of its
  *               protocol, and the generic one must answer a request.
+ *  deleted-fifo a fifo held open (fd 3) after its path was unlinked: no
+ *               path opens it again.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -162,6 +164,15 @@ static const char *netlink_check(void)
 	return NULL;
 }
 
+/* deleted-fifo */
+static void deleted_fifo(void)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s.fifo", result);
+	if (mkfifo(path, 0600) || open(path, O_RDWR) != 3 || unlink(path))
+		exit(2);
+}
+
 static const char *none(void) { return "not to be restored"; }
 
 int main(int argc, char **argv)
@@ -179,6 +190,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "netlink")) {
 		netlink();
 		check = netlink_check;
+	} else if (!strcmp(mode, "deleted-fifo")) {
+		deleted_fifo();
+		check = none;
 	} else if (!strncmp(mode, "detached-", 9)) {
 		detached(mode + 9);
 		check = none;
