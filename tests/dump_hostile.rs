@@ -144,3 +144,13 @@ fn a_deleted_fifo_is_refused() {
     let kit = Kit::new();
     refused(&kit, "deleted-fifo", &[" fd 3: ", "was deleted"]);
 }
+
+/// A POSIX message queue is a regular file to /proc: it was dumped by a
+/// path that no restore opens, or, its name unlinked, as a deleted file
+/// whose contents (the queue's status text) a restore made a plain file
+/// of. Refused.
+#[test]
+fn a_message_queue_is_refused() {
+    let kit = Kit::new();
+    refused(&kit, "mqueue", &[" fd 3: ", "POSIX message queue"]);
+}

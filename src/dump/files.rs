@@ -82,6 +82,8 @@ pub struct FileTable {
     /// by its path must then be the file crit finds at that path
     /// ([`FileTable::check_path`]).
     pub check_paths: bool,
+    /// Whether the file system of each device seen is mqueue's.
+    mqueue_devs: HashMap<u64, bool>,
 }
 
 impl FileTable {
@@ -193,6 +195,27 @@ impl FileTable {
         }
     }
 
+    /// Refuses a POSIX message queue (mq_open): a regular file to /proc,
+    /// whose path is its name in the mqueue file system of its IPC
+    /// namespace (mounted or not), and which a restore would make a
+    /// plain file of. Asked of each device once.
+    fn refuse_mqueue(&mut self, pid: i32, fd: &Fd, path: &str) -> Result<()> {
+        // MQUEUE_MAGIC of linux/magic.h.
+        const MQUEUE: nix::sys::statfs::FsType = nix::sys::statfs::FsType(0x19800202);
+        let is = *self.mqueue_devs.entry(fd.st.dev).or_insert_with(|| {
+            nix::sys::statfs::statfs(format!("/proc/{pid}/fd/{}", fd.fd).as_str())
+                .is_ok_and(|s| s.filesystem_type() == MQUEUE)
+        });
+        match is {
+            true => Err(DumpError::Mqueue {
+                via: Via::Fd { pid, fd: fd.fd },
+                name: path.to_string(),
+            }
+            .into()),
+            false => Ok(()),
+        }
+    }
+
     pub fn push(&mut self, ty: i32, id: u32, fill: impl FnOnce(&mut pb::FileEntry)) {
         let mut e = pb::FileEntry {
             r#type: ty,
@@ -215,6 +238,7 @@ impl FileTable {
         deleted: bool,
         mnt_id: Option<i32>,
     ) -> Result<()> {
+        self.refuse_mqueue(pid, fd, path)?;
         if !deleted {
             self.check_path(Via::Fd { pid, fd: fd.fd }, path, &fd.st)?;
         }

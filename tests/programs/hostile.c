@@ -20,6 +20,9 @@
  *               protocol, and the generic one must answer a request.
  *  deleted-fifo a fifo held open (fd 3) after its path was unlinked: no
  *               path opens it again.
+ *  mqueue       a POSIX message queue held open (fd 3), its name
+ *               unlinked: a regular file to /proc, but not one a
+ *               restore can make.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -173,6 +176,16 @@ static void deleted_fifo(void)
 		exit(2);
 }
 
+/* mqueue: mq_open(3) without librt. */
+static void mqueue(void)
+{
+	char name[64];
+	snprintf(name, sizeof name, "crit-hostile-%d", getpid());
+	if (syscall(SYS_mq_open, name, O_CREAT | O_RDWR, 0600, NULL) != 3 ||
+	    syscall(SYS_mq_unlink, name))
+		exit(2);
+}
+
 static const char *none(void) { return "not to be restored"; }
 
 int main(int argc, char **argv)
@@ -192,6 +205,9 @@ int main(int argc, char **argv)
 		check = netlink_check;
 	} else if (!strcmp(mode, "deleted-fifo")) {
 		deleted_fifo();
+		check = none;
+	} else if (!strcmp(mode, "mqueue")) {
+		mqueue();
 		check = none;
 	} else if (!strncmp(mode, "detached-", 9)) {
 		detached(mode + 9);
