@@ -18,6 +18,12 @@
  *               a bound NETLINK_GENERIC one and an unbound
  *               NETLINK_SOCK_DIAG one; each must come back of its
  *               protocol, and the generic one must answer a request.
+ *  closed-inet  TCP and UDP sockets that sock_diag does not list:
+ *               TCP unbound (fd 3), TCP bound to 127.0.0.1 but not
+ *               listening (fd 4), UDP unbound (fd 5), TCP over IPv6
+ *               unbound with IPV6_V6ONLY (fd 6, where IPv6 exists).
+ *               Each must come back of its kind, fd 4 on its port,
+ *               and fd 3 must still connect.
  *  deleted-fifo a fifo held open (fd 3) after its path was unlinked: no
  *               path opens it again.
  *  mqueue       a POSIX message queue held open (fd 3), its name
@@ -33,6 +39,7 @@
 #include <string.h>
 #include <linux/genetlink.h>
 #include <linux/netlink.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/mman.h>
@@ -167,6 +174,66 @@ static const char *netlink_check(void)
 	return NULL;
 }
 
+/* closed-inet */
+static int v6, bound_port;
+
+static int port_of(int fd)
+{
+	struct sockaddr_in a;
+	socklen_t l = sizeof a;
+	if (getsockname(fd, (struct sockaddr *)&a, &l))
+		return -1;
+	return ntohs(a.sin_port);
+}
+
+static void closed_inet(void)
+{
+	struct sockaddr_in lo = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (socket(AF_INET, SOCK_STREAM, 0) != 3 || socket(AF_INET, SOCK_STREAM, 0) != 4 ||
+	    bind(4, (struct sockaddr *)&lo, sizeof lo) || socket(AF_INET, SOCK_DGRAM, 0) != 5)
+		exit(2);
+	bound_port = port_of(4);
+	int one = 1;
+	v6 = socket(AF_INET6, SOCK_STREAM, 0) == 6;
+	if (v6 && setsockopt(6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one))
+		exit(2);
+}
+
+static int opt(int fd, int level, int name)
+{
+	int v = -1;
+	socklen_t l = sizeof v;
+	getsockopt(fd, level, name, &v, &l);
+	return v;
+}
+
+static const char *closed_inet_check(void)
+{
+	int want[4][3] = {{AF_INET, SOCK_STREAM, IPPROTO_TCP},
+			  {AF_INET, SOCK_STREAM, IPPROTO_TCP},
+			  {AF_INET, SOCK_DGRAM, IPPROTO_UDP},
+			  {AF_INET6, SOCK_STREAM, IPPROTO_TCP}};
+	for (int i = 0; i < 3 + v6; i++)
+		if (opt(3 + i, SOL_SOCKET, SO_DOMAIN) != want[i][0] ||
+		    opt(3 + i, SOL_SOCKET, SO_TYPE) != want[i][1] ||
+		    opt(3 + i, SOL_SOCKET, SO_PROTOCOL) != want[i][2])
+			return "a socket of another kind";
+	if (port_of(4) != bound_port)
+		return "the bound socket lost its port";
+	if (port_of(3) != 0 || port_of(5) != 0)
+		return "an unbound socket came back bound";
+	if (v6 && opt(6, IPPROTO_IPV6, IPV6_V6ONLY) != 1)
+		return "IPV6_V6ONLY lost";
+	struct sockaddr_in lo = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof lo;
+	int srv = socket(AF_INET, SOCK_STREAM, 0);
+	if (srv < 0 || bind(srv, (struct sockaddr *)&lo, sizeof lo) || listen(srv, 1) ||
+	    getsockname(srv, (struct sockaddr *)&lo, &l) ||
+	    connect(3, (struct sockaddr *)&lo, sizeof lo))
+		return "the unbound TCP socket does not connect";
+	return NULL;
+}
+
 /* deleted-fifo */
 static void deleted_fifo(void)
 {
@@ -203,6 +270,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "netlink")) {
 		netlink();
 		check = netlink_check;
+	} else if (!strcmp(mode, "closed-inet")) {
+		closed_inet();
+		check = closed_inet_check;
 	} else if (!strcmp(mode, "deleted-fifo")) {
 		deleted_fifo();
 		check = none;
