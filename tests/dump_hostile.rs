@@ -165,3 +165,14 @@ fn closed_tcp_and_udp_sockets_come_back() {
     let a = round_trip(&kit, "closed-inet");
     assert!(a.starts_with("OK"), "{a}");
 }
+
+/// A file mapped shared read-only and, above, shared writable, and a
+/// deleted file mapped shared writable: the restore opened each file for
+/// its first mapping (or with its descriptor's mode) and failed to map
+/// the writable one (EACCES).
+#[test]
+fn files_mapped_shared_and_writable_come_back() {
+    let kit = Kit::new();
+    let a = round_trip(&kit, "mapped-shared");
+    assert!(a.starts_with("OK"), "{a}");
+}

@@ -24,6 +24,13 @@
  *               unbound with IPV6_V6ONLY (fd 6, where IPv6 exists).
  *               Each must come back of its kind, fd 4 on its port,
  *               and fd 3 must still connect.
+ *  mapped-shared
+ *               a file mapped shared twice, read-only below and
+ *               writable above (in address order, the order a restore
+ *               meets them), and a deleted file mapped shared and
+ *               writable (its descriptor closed). After a restore a
+ *               write through the writable mapping shows in the
+ *               read-only one, and the deleted file's data is there.
  *  deleted-fifo a fifo held open (fd 3) after its path was unlinked: no
  *               path opens it again.
  *  mqueue       a POSIX message queue held open (fd 3), its name
@@ -234,6 +241,50 @@ static const char *closed_inet_check(void)
 	return NULL;
 }
 
+/* mapped-shared */
+static char *ro, *rw, *gone;
+
+static char *map_file(const char *suffix, char *at, int prot)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s.%s", result, suffix);
+	int fd = open(path, O_CREAT | O_RDWR, 0600);
+	if (fd < 0 || ftruncate(fd, 4096))
+		exit(2);
+	char *p = mmap(at, 4096, prot, MAP_SHARED | (at ? MAP_FIXED : 0), fd, 0);
+	if (p == MAP_FAILED)
+		exit(2);
+	close(fd);
+	return p;
+}
+
+static void mapped_shared(void)
+{
+	char *area = mmap(NULL, 2 * 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (area == MAP_FAILED)
+		exit(2);
+	ro = map_file("shared", area, PROT_READ);
+	rw = map_file("shared", area + 4096, PROT_READ | PROT_WRITE);
+	strcpy(rw, "before");
+	gone = map_file("gone", NULL, PROT_READ | PROT_WRITE);
+	strcpy(gone, "deleted");
+	char path[4096];
+	snprintf(path, sizeof path, "%s.gone", result);
+	if (unlink(path))
+		exit(2);
+}
+
+static const char *mapped_shared_check(void)
+{
+	if (strcmp(ro, "before") || strcmp(gone, "deleted"))
+		return "mapped data lost";
+	strcpy(rw, "after");
+	strcpy(gone, "written");
+	if (strcmp(ro, "after"))
+		return "the two mappings are not of one file";
+	return NULL;
+}
+
 /* deleted-fifo */
 static void deleted_fifo(void)
 {
@@ -273,6 +324,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "closed-inet")) {
 		closed_inet();
 		check = closed_inet_check;
+	} else if (!strcmp(mode, "mapped-shared")) {
+		mapped_shared();
+		check = mapped_shared_check;
 	} else if (!strcmp(mode, "deleted-fifo")) {
 		deleted_fifo();
 		check = none;
