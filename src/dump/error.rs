@@ -397,6 +397,15 @@ pub enum DumpError {
         kind: &'static str,
         line: String,
     },
+    /// An epoll target whose descriptor number no longer holds the
+    /// watched file, and no other descriptor of the task does.
+    #[error("pid {pid} fd {fd}: epoll target fd {tfd} (inode {ino}) was closed and no descriptor of the task holds its file; an epoll watching a file only it holds is not supported")]
+    EpollTargetGone {
+        pid: i32,
+        fd: i32,
+        tfd: u32,
+        ino: u64,
+    },
     /// A timerfd's `it_value` or `it_interval` that is not a pair.
     #[error("pid {pid} fd {fd}: timerfd {key} {value:?}")]
     TimerfdValue {
@@ -540,6 +549,10 @@ pub enum DumpError {
     /// ("anon_inode:[pidfd]", ...).
     #[error("pid {pid} fd {fd}: {link} is not supported by crit dump")]
     FdKind { pid: i32, fd: i32, link: String },
+    #[error("{via}: {path} is not that file's path any more (its mount was detached, or another was mounted over it): a restore could not open it")]
+    PathElsewhere { via: Via, path: String },
+    #[error("{via}: POSIX message queue {name} is not supported by crit dump")]
+    Mqueue { via: Via, name: String },
     #[error("{via}: {path} was deleted and is not a regular file; cannot be dumped")]
     DeletedNotRegular { via: Via, path: String },
     #[error(
@@ -558,6 +571,13 @@ pub enum DumpError {
         "pid {pid} fd {fd}: socket {ino} is of a family crit dump does not support (only unix, TCP, UDP, netlink)"
     )]
     SocketFamily { pid: i32, fd: i32, ino: u64 },
+    #[error("pid {pid} fd {fd}: netlink socket {ino} is of protocol {proto}, which crit restore cannot make")]
+    NetlinkProtocol {
+        pid: i32,
+        fd: i32,
+        ino: u64,
+        proto: u32,
+    },
     #[error("pid {pid} fd {fd}: socket {ino} vanished")]
     SocketVanished { pid: i32, fd: i32, ino: u64 },
     /// Connections are dumped only when asked for.

@@ -160,7 +160,9 @@ pub fn classify(link: &str, st: &Stat, shmem_dev: u64) -> Kind {
             }
             _ => (link.to_string(), false),
         };
-        if st.is_fifo() {
+        // A deleted fifo is a deleted file that is not a regular one,
+        // which the dump refuses (its path no longer opens it).
+        if st.is_fifo() && !deleted {
             return Kind::Fifo { path };
         }
         if st.is_chr() && is_tty(st.rdev) {

@@ -178,12 +178,17 @@ fn eventfd(files: &mut FileTable, pid: i32, fd: &Fd, id: u32) -> Result<()> {
 }
 
 fn eventpoll(files: &mut FileTable, pid: i32, fd: &Fd, id: u32) -> Result<()> {
-    let tfds = fd
+    let mut tfds = fd
         .info
         .lines()
         .filter(|l| l.starts_with("tfd:"))
         .map(|l| epoll_target(pid, fd, l))
         .collect::<Result<Vec<_>>>()?;
+    for i in 0..tfds.len() {
+        // The toff-th target registered under its number (kcmp's slot).
+        let toff = tfds[..i].iter().filter(|t| t.tfd == tfds[i].tfd).count() as u32;
+        tfds[i].tfd = epoll_target_fd(pid, fd, &tfds[i], toff)?;
+    }
     files.push(FD_EVENTPOLL, id, |e| {
         e.epfd = Some(pb::EventpollFileEntry {
             id,
@@ -212,6 +217,40 @@ fn epoll_target(pid: i32, fd: &Fd, l: &str) -> Result<pb::EventpollTfdEntry> {
         inode: Some(num("ino", 16)?),
         pos: Some(num("pos", 10).unwrap_or(0)),
     })
+}
+
+/// The descriptor of `pid` to record for an epoll target: an epoll keys
+/// a target by file and descriptor number, and the number may since have
+/// been closed or given to another file (a restore registering that
+/// number would then fail, or watch the wrong file). As CRIU does, the
+/// number is checked with kcmp, and where it no longer holds the file
+/// another descriptor of the task that does is recorded instead.
+fn epoll_target_fd(pid: i32, ep: &Fd, t: &pb::EventpollTfdEntry, toff: u32) -> Result<u32> {
+    let is = |cand: i32| {
+        crate::sys::kcmp::is_epoll_target(pid, cand, ep.fd, t.tfd as i32, toff).map_err(|source| {
+            DumpError::Fd {
+                pid,
+                fd: ep.fd,
+                what: "kcmp of an epoll target",
+                source,
+            }
+        })
+    };
+    if is(t.tfd as i32)? {
+        return Ok(t.tfd);
+    }
+    for cand in super::fdscan::list(pid)? {
+        if is(cand)? {
+            return Ok(cand as u32);
+        }
+    }
+    Err(DumpError::EpollTargetGone {
+        pid,
+        fd: ep.fd,
+        tfd: t.tfd,
+        ino: t.inode.unwrap_or(0),
+    }
+    .into())
 }
 
 fn timerfd(files: &mut FileTable, pid: i32, fd: &Fd, id: u32) -> Result<()> {

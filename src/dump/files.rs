@@ -78,6 +78,12 @@ pub struct FileTable {
     /// Shared memory (memfd, shared anonymous) to dump: (inode, a /proc
     /// path that opens it).
     pub shmem: Vec<(u64, String)>,
+    /// Set when the tree shares crit's mount namespace: a file recorded
+    /// by its path must then be the file crit finds at that path
+    /// ([`FileTable::check_path`]).
+    pub check_paths: bool,
+    /// Whether the file system of each device seen is mqueue's.
+    mqueue_devs: HashMap<u64, bool>,
 }
 
 impl FileTable {
@@ -147,6 +153,9 @@ impl FileTable {
         if dedup {
             self.special.insert((st.dev, st.ino), id);
         }
+        if !deleted {
+            self.check_path(Via::Link(open_path.into()), path, st)?;
+        }
         let mut reg = reg_entry(id, path, st, 0, 0);
         if st.is_reg() {
             reg.build_id = crate::model::file::build_id(open_path, st.size);
@@ -164,6 +173,47 @@ impl FileTable {
         }
         self.push(FD_REG, id, |e| e.reg = Some(reg));
         Ok(id)
+    }
+
+    /// A file recorded by its path is opened by that path at restore:
+    /// refused when the path names no file or another one than `st`'s,
+    /// as when the file's mount was detached (`umount -l`: /proc then
+    /// shows the path inside that mount) or another was mounted over it.
+    /// A restore would fail to open it, or open the wrong file.
+    fn check_path(&self, via: Via, path: &str, st: &Stat) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        if !self.check_paths {
+            return Ok(());
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.dev() == st.dev && m.ino() == st.ino => Ok(()),
+            _ => Err(DumpError::PathElsewhere {
+                via,
+                path: path.to_string(),
+            }
+            .into()),
+        }
+    }
+
+    /// Refuses a POSIX message queue (mq_open): a regular file to /proc,
+    /// whose path is its name in the mqueue file system of its IPC
+    /// namespace (mounted or not), and which a restore would make a
+    /// plain file of. Asked of each device once.
+    fn refuse_mqueue(&mut self, pid: i32, fd: &Fd, path: &str) -> Result<()> {
+        // MQUEUE_MAGIC of linux/magic.h.
+        const MQUEUE: nix::sys::statfs::FsType = nix::sys::statfs::FsType(0x19800202);
+        let is = *self.mqueue_devs.entry(fd.st.dev).or_insert_with(|| {
+            nix::sys::statfs::statfs(format!("/proc/{pid}/fd/{}", fd.fd).as_str())
+                .is_ok_and(|s| s.filesystem_type() == MQUEUE)
+        });
+        match is {
+            true => Err(DumpError::Mqueue {
+                via: Via::Fd { pid, fd: fd.fd },
+                name: path.to_string(),
+            }
+            .into()),
+            false => Ok(()),
+        }
     }
 
     pub fn push(&mut self, ty: i32, id: u32, fill: impl FnOnce(&mut pb::FileEntry)) {
@@ -188,6 +238,10 @@ impl FileTable {
         deleted: bool,
         mnt_id: Option<i32>,
     ) -> Result<()> {
+        self.refuse_mqueue(pid, fd, path)?;
+        if !deleted {
+            self.check_path(Via::Fd { pid, fd: fd.fd }, path, &fd.st)?;
+        }
         let mut reg = reg_entry(id, path, &fd.st, fd.flags, fd.pos);
         reg.fown = fd.fown;
         reg.mnt_id = mnt_id;
@@ -287,6 +341,9 @@ impl FileTable {
         // As CRIU: the data is taken through a read end (or a fifo opened
         // for reading), once per pipe; a pipe whose only end in the tree is
         // the write end gets no data entry.
+        if let (true, Kind::Fifo { path }) = (fifo, &fd.kind) {
+            self.check_path(Via::Fd { pid, fd: fd.fd }, path, &fd.st)?;
+        }
         let readable = fd.flags & O_ACCMODE != O_WRONLY;
         if readable && self.pipe_done.insert(ino) {
             let copy = frozen.getfd(pid, fd.fd)?;

@@ -149,6 +149,53 @@ fn unix_diag_err(source: std::io::Error) -> DumpError {
 
 /// Every TCP and UDP socket (IPv4 and IPv6) sock_diag shows; a family
 /// or protocol the kernel has no diag module for shows none.
+/// What sock_diag would say of a closed TCP or UDP socket of `family`
+/// (crit's copy `s`), which it does not list: state CLOSE, the address
+/// it is bound to (none: zeros), no peer. None for any other socket, or
+/// one that has a peer.
+fn closed_inet(s: BorrowedFd, family: i32, ino: u32) -> Option<InetDiag> {
+    use nix::sys::socket::{getpeername, getsockname, SockaddrLike, SockaddrStorage};
+    let (ty, proto) = (
+        sockopt::get_int(s, libc::SOL_SOCKET, libc::SO_TYPE).ok()?,
+        sockopt::get_int(s, libc::SOL_SOCKET, libc::SO_PROTOCOL).ok()?,
+    );
+    let tcp = (libc::SOCK_STREAM, libc::IPPROTO_TCP);
+    let udp = (libc::SOCK_DGRAM, libc::IPPROTO_UDP);
+    let inet = family == libc::AF_INET || family == libc::AF_INET6;
+    if !inet || ((ty, proto) != tcp && (ty, proto) != udp) {
+        return None;
+    }
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&s);
+    if getpeername::<SockaddrStorage>(raw).is_ok() {
+        return None;
+    }
+    let me = getsockname::<SockaddrStorage>(raw).ok()?;
+    let mut d = InetDiag {
+        family: family as u8,
+        protocol: proto as u8,
+        state: TCP_CLOSE,
+        ino,
+        ..Default::default()
+    };
+    let words = |b: &[u8]| -> [u32; 4] {
+        let mut w = [0u32; 4];
+        for (i, c) in b.chunks_exact(4).take(4).enumerate() {
+            w[i] = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        w
+    };
+    if let Some(a) = me.as_sockaddr_in() {
+        d.sport = a.port();
+        d.src = words(&a.ip().octets());
+    } else if let Some(a) = me.as_sockaddr_in6() {
+        d.sport = a.port();
+        d.src = words(&a.ip().octets());
+    } else if me.family().is_some() {
+        return None;
+    }
+    Some(d)
+}
+
 fn inet_diag(net: Option<&std::os::fd::OwnedFd>) -> Result<HashMap<u32, InetDiag>> {
     let mut m = HashMap::new();
     for fam in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
@@ -246,8 +293,19 @@ impl Sockets {
         if self.inet_map()?.contains_key(&ino32) {
             return Ok(FD_INETSK);
         }
-        if self.netlink_map().contains_key(&ino32) {
-            return Ok(FD_NETLINKSK);
+        // A protocol the restore cannot make is refused here.
+        let netlink = |proto: u32| match crate::model::netlink::protocol(proto) {
+            Some(_) => Ok(FD_NETLINKSK),
+            None => Err(DumpError::NetlinkProtocol {
+                pid,
+                fd,
+                ino,
+                proto,
+            }
+            .into()),
+        };
+        if let Some(&(proto, _)) = self.netlink_map().get(&ino32) {
+            return netlink(proto);
         }
         // An unbound netlink socket is in no list: ask the socket itself.
         if let Ok(copy) = crate::sys::pidfd::getfd(pid, fd) {
@@ -259,7 +317,16 @@ impl Sockets {
                 if let Some(m) = self.netlink.as_mut() {
                     m.insert(ino32, (proto as u32, 0));
                 }
-                return Ok(FD_NETLINKSK);
+                return netlink(proto as u32);
+            }
+            // Neither listening nor connected, a TCP or UDP socket is in
+            // no list either (unbound, or bound only): it is closed.
+            if let Some(d) = closed_inet(copy.as_fd(), dom, ino32) {
+                self.inet_map()?;
+                if let Some(m) = self.inet.as_mut() {
+                    m.insert(ino32, d);
+                }
+                return Ok(FD_INETSK);
             }
         }
         Err(DumpError::SocketFamily { pid, fd, ino }.into())

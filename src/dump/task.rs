@@ -89,6 +89,8 @@ pub fn collect_all(ctx: &mut DumpCtx) -> Result<Collection> {
 fn collect_tasks(ctx: &mut DumpCtx) -> Result<Collection> {
     let frozen = ctx.frozen;
     ctx.ns = super::ns::check(ctx)?;
+    // Paths seen in crit's mount namespace are the tree's: check them.
+    ctx.files.check_paths = !ctx.ns.owned.has(crate::model::ns::Kind::Mnt);
     ctx.socks.net_ns_id = ctx.ns.root_ids.net_ns_id.or(ctx.root_ids.net_ns_id);
     if ctx.ns.owned.has(crate::model::ns::Kind::Net) {
         ctx.socks.net_pid = Some(ctx.ns.root);

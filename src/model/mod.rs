@@ -1,7 +1,7 @@
 //! Facts the layers share, each with one home: cgroup hierarchies and
 //! properties ([`cgroup`]); how a dumped machine and
 //! this one compare ([`cpu`]); whether a file is the one dumped
-//! ([`file`]); namespace kinds and which ones a tree owns ([`ns`]); which pages a
+//! ([`file`]); the netlink protocols restored ([`netlink`]); namespace kinds and which ones a tree owns ([`ns`]); which pages a
 //! dump holds and where ([`pagemap`]); the unix sockets of an image set and the
 //! words for them ([`unix`]); the mark a vDSO proxy leaves for the next
 //! dump ([`vdso_mark`]).
@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod cpu;
 pub mod file;
 pub mod mount;
+pub mod netlink;
 pub mod netlock;
 pub mod ns;
 pub mod pagemap;

@@ -254,7 +254,6 @@ pub fn open_regular(
     shell_job: bool,
     notify: &crate::action::Notifier,
 ) -> Result<()> {
-    let ghosts = res.ghosts.clone();
     for t in plan.live() {
         for fd in &t.fds {
             if res.by_id.contains_key(&fd.id) {
@@ -283,34 +282,50 @@ pub fn open_regular(
                     .insert(fd.id, own_terminal(fd.id, tty.flags, t.pid)?);
             }
         }
-        let mut want: Vec<(u32, bool)> = vec![(t.mm.exe_file_id, false)];
-        for v in &t.mm.vmas {
-            if is_file_vma(v) {
-                let ws = v.flags & 1 != 0 && v.prot & 2 != 0;
-                want.push((v.shmid as u32, ws));
-            }
+    }
+    open_mapped(plan, res)
+}
+
+/// Opens every file some VMA maps or that is a task's exe, once for all
+/// of them: for reading and writing when any of them is a writable
+/// shared mapping, as mmap refuses one of a file opened read-only (the
+/// first mapping of a file may be read-only, a later one writable).
+fn open_mapped(plan: &Plan, res: &mut Reservoir) -> Result<()> {
+    // File id -> (writable shared somewhere, the first task that maps it).
+    let mut want: std::collections::BTreeMap<u32, (bool, u32)> = Default::default();
+    for t in plan.live() {
+        let exe = std::iter::once((t.mm.exe_file_id, false));
+        let vmas = t.mm.vmas.iter().filter(|v| is_file_vma(v)).map(|v| {
+            let ws = v.flags & 1 != 0 && v.prot & 2 != 0;
+            (v.shmid as u32, ws)
+        });
+        for (id, ws) in exe.chain(vmas) {
+            want.entry(id).or_insert((false, t.pid)).0 |= ws;
         }
-        for (id, ws) in want {
-            if res.vma_files.contains_key(&id) {
-                continue;
-            }
-            // A deleted (ghost) file was already recreated and opened.
-            if let Some(open) = res.by_id.get(&id).filter(|_| ghosts.contains(&id)) {
-                let fd = open.try_clone().map_err(|source| FileError::Io {
-                    on: On::PidMapped { pid: t.pid, id },
-                    what: "dup",
-                    source,
-                })?;
-                res.vma_files.insert(id, fd);
-                continue;
-            }
-            let f = plan.file(id, t.pid)?;
-            let r = f
-                .reg
-                .as_ref()
-                .ok_or(FileError::MappedNotRegular { pid: t.pid, id })?;
-            res.vma_files.insert(id, open_for_vma(r, ws, t.pid)?);
+    }
+    for (id, (ws, pid)) in want {
+        if res.vma_files.contains_key(&id) {
+            continue;
         }
+        // A deleted (ghost) file was already recreated and opened, with
+        // its descriptor's access mode: opened again through it with the
+        // mode the mappings need.
+        if let Some(open) = res.by_id.get(&id).filter(|_| res.ghosts.contains(&id)) {
+            let again = format!("/proc/self/fd/{}", open.as_raw_fd());
+            let fd = open_path(&again, if ws { 2 } else { 0 }).map_err(|source| FileError::Io {
+                on: On::PidMapped { pid, id },
+                what: "reopen deleted",
+                source,
+            })?;
+            res.vma_files.insert(id, fd.into());
+            continue;
+        }
+        let f = plan.file(id, pid)?;
+        let r = f
+            .reg
+            .as_ref()
+            .ok_or(FileError::MappedNotRegular { pid, id })?;
+        res.vma_files.insert(id, open_for_vma(r, ws, pid)?);
     }
     Ok(())
 }

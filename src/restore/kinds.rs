@@ -711,20 +711,12 @@ fn inet_opts(fd: &OwnedFd, s: &pb::InetSkEntry) {
 }
 
 fn netlink(n: &pb::NetlinkSkEntry, id: u32) -> Result<OwnedFd> {
-    use nix::sys::socket::{
-        self as so, AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType,
-    };
-    let proto = match n.protocol {
-        0 => SockProtocol::NetlinkRoute,
-        p => {
-            return Err(FileError::NetlinkProtocol {
-                ino: n.ino,
-                id,
-                proto: p,
-            }
-            .into())
-        }
-    };
+    use nix::sys::socket::{self as so, AddressFamily, NetlinkAddr, SockFlag, SockType};
+    let proto = crate::model::netlink::protocol(n.protocol).ok_or(FileError::NetlinkProtocol {
+        ino: n.ino,
+        id,
+        proto: n.protocol,
+    })?;
     let fd = so::socket(
         AddressFamily::Netlink,
         SockType::Raw,

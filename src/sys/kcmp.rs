@@ -55,3 +55,43 @@ pub fn order(
 pub fn same(pid1: i32, pid2: i32, kind: Kind, idx1: u64, idx2: u64) -> std::io::Result<bool> {
     kcmp(pid1, pid2, kind, idx1, idx2).map(|r| r == 0)
 }
+
+/// struct kcmp_epoll_slot of linux/kcmp.h.
+#[repr(C)]
+struct EpollSlot {
+    efd: u32,
+    tfd: u32,
+    toff: u32,
+}
+
+const KCMP_EPOLL_TFD: nix::libc::c_long = 7;
+
+/// Whether descriptor `fd` of `pid` is the file that `pid`'s epoll `efd`
+/// watches as its `toff`-th target registered under descriptor number
+/// `tfd` (an epoll keys a target by file and number, and the number may
+/// since have been closed or reused). Not open `fd` is false.
+pub fn is_epoll_target(pid: i32, fd: i32, efd: i32, tfd: i32, toff: u32) -> std::io::Result<bool> {
+    let slot = EpollSlot {
+        efd: efd as u32,
+        tfd: tfd as u32,
+        toff,
+    };
+    // SAFETY: the kernel only reads `slot`, which lives across the call.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_kcmp,
+            pid as nix::libc::c_long,
+            pid as nix::libc::c_long,
+            KCMP_EPOLL_TFD,
+            fd as nix::libc::c_ulong,
+            &slot as *const EpollSlot as nix::libc::c_ulong,
+        )
+    };
+    if r >= 0 {
+        return Ok(r == 0);
+    }
+    match std::io::Error::last_os_error() {
+        e if e.raw_os_error() == Some(nix::libc::EBADF) => Ok(false),
+        e => Err(e),
+    }
+}

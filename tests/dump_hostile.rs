@@ -1,0 +1,178 @@
+//! Tasks in odd states (tests/programs/hostile.c): a dump either
+//! restores them as they were, checked by the task itself, or refuses
+//! them in one line before any harm.
+
+mod kit;
+
+use kit::dump::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Starts hostile.c in `mode`; returns it with its result and heartbeat
+/// files.
+fn start(kit: &Kit, mode: &str) -> (Prog, std::path::PathBuf, std::path::PathBuf) {
+    let (result, hb) = (kit.path("result"), kit.path("hb"));
+    let prog = kit.start(
+        "hostile",
+        &[mode, result.to_str().unwrap(), hb.to_str().unwrap()],
+    );
+    (prog, result, hb)
+}
+
+/// Dumps the task, lets it go, restores it and returns what it says of
+/// its own state.
+fn round_trip(kit: &Kit, mode: &str) -> String {
+    let (mut prog, result, _) = start(kit, mode);
+    let pid = prog.pid;
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &[]));
+    let _ = prog.child.wait();
+    let t = Instant::now();
+    while kit::proc::exists(pid) && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let r = kit.crit(&["restore", "-d", "--shell-job", "-D", dir.to_str().unwrap()]);
+    ok(&r);
+    kit::proc::ask_tree(pid, &result, 1)
+}
+
+/// What must not change in a task that a dump refused: its mappings, its
+/// descriptors and what they name.
+fn looks(pid: i32) -> String {
+    let mut s = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let fd = fd.unwrap();
+        let to = std::fs::read_link(fd.path()).unwrap();
+        s += &format!("{:?} -> {}\n", fd.file_name(), to.display());
+    }
+    s
+}
+
+/// Dumps the task in `mode` and checks it was refused in one line holding
+/// every one of `want`, leaving no images and the task as it was,
+/// running on.
+fn refused(kit: &Kit, mode: &str, want: &[&str]) {
+    let (prog, _, hb) = start(kit, mode);
+    let pid = prog.pid;
+    let before = looks(pid);
+    let dir = kit.path("img");
+    let o = kit.dump(pid, &dir, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    for w in want {
+        assert!(e.contains(w), "{w:?} in {e}");
+    }
+    let named = [format!("pid {pid}"), format!("/proc/{pid}/")];
+    assert!(
+        named.iter().any(|n| e.contains(n)),
+        "pid {pid} named in {e}"
+    );
+    assert!(images(&dir).is_empty(), "left: {:?}", images(&dir));
+    runs_on(pid, &hb);
+    assert_eq!(looks(pid), before, "the task is as it was");
+    kill_tree(pid);
+}
+
+fn beat(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// The task is not traced (the dump worker lets it go within a moment)
+/// and its heartbeat moves.
+fn runs_on(pid: i32, hb: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .contains("TracerPid:\t0")
+    {
+        assert!(Instant::now() < deadline, "pid {pid} still traced");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let a = beat(hb);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while beat(hb) <= a {
+        assert!(Instant::now() < deadline, "pid {pid}: heartbeat stuck");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// An epoll keys each target by file and descriptor number; numbers
+/// closed or given to another file since are recorded as a descriptor
+/// that still holds the watched file.
+#[test]
+fn epoll_targets_whose_numbers_moved_come_back() {
+    let kit = Kit::new();
+    let a = round_trip(&kit, "epoll-moved");
+    assert!(a.starts_with("OK"), "{a}");
+}
+
+/// A file on a mount since detached (`umount -l`) has, in /proc, its
+/// path inside that mount, which names nothing (or another file) where a
+/// restore would open it: refused, whether it is held open, the working
+/// directory or mapped.
+#[test]
+fn files_on_a_detached_mount_are_refused() {
+    let kit = Kit::new();
+    for (mode, via) in [
+        ("detached-fd", " fd 3: /file "),
+        ("detached-cwd", "/cwd: / "),
+        ("detached-map", "/map_files/"),
+    ] {
+        refused(&kit, mode, &[via, "mount was detached"]);
+    }
+}
+
+/// Netlink sockets of protocols other than NETLINK_ROUTE (a generic
+/// netlink one, bound, that must still answer; a sock_diag one, unbound)
+/// were dumped but not restored.
+#[test]
+fn netlink_sockets_of_other_protocols_come_back() {
+    let kit = Kit::new();
+    let a = round_trip(&kit, "netlink");
+    assert!(a.starts_with("OK"), "{a}");
+}
+
+/// A deleted fifo was dumped by its path, which no longer opens it (the
+/// restore failed): refused, as other deleted files that are not regular.
+#[test]
+fn a_deleted_fifo_is_refused() {
+    let kit = Kit::new();
+    refused(&kit, "deleted-fifo", &[" fd 3: ", "was deleted"]);
+}
+
+/// A POSIX message queue is a regular file to /proc: it was dumped by a
+/// path that no restore opens, or, its name unlinked, as a deleted file
+/// whose contents (the queue's status text) a restore made a plain file
+/// of. Refused.
+#[test]
+fn a_message_queue_is_refused() {
+    let kit = Kit::new();
+    refused(&kit, "mqueue", &[" fd 3: ", "POSIX message queue"]);
+}
+
+/// TCP and UDP sockets neither listening nor connected (unbound, or
+/// bound only) are in no sock_diag list; they were refused as "of a
+/// family crit dump does not support". They are dumped closed, bound
+/// where they were.
+#[test]
+fn closed_tcp_and_udp_sockets_come_back() {
+    let kit = Kit::new();
+    let a = round_trip(&kit, "closed-inet");
+    assert!(a.starts_with("OK"), "{a}");
+}
+
+/// A file mapped shared read-only and, above, shared writable, and a
+/// deleted file mapped shared writable: the restore opened each file for
+/// its first mapping (or with its descriptor's mode) and failed to map
+/// the writable one (EACCES).
+#[test]
+fn files_mapped_shared_and_writable_come_back() {
+    let kit = Kit::new();
+    let a = round_trip(&kit, "mapped-shared");
+    assert!(a.starts_with("OK"), "{a}");
+}
