@@ -185,9 +185,16 @@ impl FileTable {
         if !self.check_paths {
             return Ok(());
         }
-        match std::fs::symlink_metadata(path) {
-            Ok(m) if m.dev() == st.dev && m.ino() == st.ino => Ok(()),
-            _ => Err(DumpError::PathElsewhere {
+        let elsewhere = match std::fs::symlink_metadata(path) {
+            Ok(m) => m.dev() != st.dev || m.ino() != st.ino,
+            // A path that names nothing is refused; one crit may not
+            // look up (EACCES on a root-squashed network file system) is
+            // left to the restore, as the task could open it.
+            Err(e) => matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)),
+        };
+        match elsewhere {
+            false => Ok(()),
+            true => Err(DumpError::PathElsewhere {
                 via,
                 path: path.to_string(),
             }
