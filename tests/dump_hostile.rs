@@ -155,6 +155,15 @@ fn a_message_queue_is_refused() {
     refused(&kit, "mqueue", &[" fd 3: ", "POSIX message queue"]);
 }
 
+/// A thread waiting in vfork cannot be stopped until its child execs or
+/// exits: the dump said so only after its 10 s freeze timeout, as "did
+/// not stop (state D)". It is refused at once, naming the child.
+#[test]
+fn a_thread_waiting_in_vfork_is_refused_at_once() {
+    let kit = Kit::new();
+    refused(&kit, "vfork", &["waits in vfork for its child"]);
+}
+
 /// TCP and UDP sockets neither listening nor connected (unbound, or
 /// bound only) are in no sock_diag list; they were refused as "of a
 /// family crit dump does not support". They are dumped closed, bound

@@ -241,6 +241,10 @@ pub enum DumpError {
         state: char,
     },
     #[error(
+        "freeze pid {pid}: tid {tid} waits in vfork for its child {child} to exec or exit, and cannot be stopped there; dump again once it has"
+    )]
+    InVfork { pid: i32, tid: i32, child: i32 },
+    #[error(
         "freeze pid {pid}: its thread-group leader has exited while {others} other threads run; not supported"
     )]
     LeaderExited { pid: i32, others: usize },

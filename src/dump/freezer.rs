@@ -571,8 +571,28 @@ impl FrozenSet {
         timeout: Duration,
     ) -> Result<Round> {
         let batch = self.pending_of(pid);
-        let results = ptrace::wait_event_stops(&batch, timeout)
-            .map_err(|source| DumpError::Freeze { pid, source })?;
+        let wait = |tids: &[i32], t| {
+            ptrace::wait_event_stops(tids, t).map_err(|source| DumpError::Freeze { pid, source })
+        };
+        // A thread waiting in vfork cannot stop until its child execs or
+        // exits: said after a short wait, not after the whole timeout.
+        let first = timeout.min(VFORK_LOOK);
+        let mut results = wait(&batch, first)?;
+        let late: Vec<i32> = results
+            .iter()
+            .filter(|(_, w)| matches!(w, Settled::Timeout))
+            .map(|&(tid, _)| tid)
+            .collect();
+        if !late.is_empty() {
+            if let Some((tid, child)) = late
+                .iter()
+                .find_map(|&t| vfork_child(pid, t).map(|c| (t, c)))
+            {
+                return Err(DumpError::InVfork { pid, tid, child }.into());
+            }
+            results.retain(|(_, w)| !matches!(w, Settled::Timeout));
+            results.extend(wait(&late, timeout.saturating_sub(first))?);
+        }
         let mut leader_gone = false;
         let mut late: Option<i32> = None;
         for (tid, w) in results {
@@ -737,4 +757,21 @@ fn wait_all_killed(left: &mut Vec<(i32, i32)>) -> Result<()> {
         nap = (nap * 2).min(cap);
     }
     Ok(())
+}
+
+/// How long a thread may take to stop before crit looks whether it waits
+/// in vfork.
+const VFORK_LOOK: Duration = Duration::from_millis(100);
+
+/// The child thread `tid` of `pid` waits for in vfork, if it does: it
+/// sleeps uninterruptibly and a child of its shares its address space
+/// (a thread of `pid` would be no child of `tid`'s).
+fn vfork_child(pid: i32, tid: i32) -> Option<i32> {
+    if procfs::thread_state(pid, tid).ok()? != 'D' {
+        return None;
+    }
+    let children = procfs::thread_children(pid, tid).ok()??;
+    children.into_iter().find(|&c| {
+        crate::sys::kcmp::same(pid, c, crate::sys::kcmp::Kind::Vm, 0, 0).unwrap_or(false)
+    })
 }

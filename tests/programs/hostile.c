@@ -36,6 +36,8 @@
  *  mqueue       a POSIX message queue held open (fd 3), its name
  *               unlinked: a regular file to /proc, but not one a
  *               restore can make.
+ *  vfork        a second thread waits in vfork for a child that pauses
+ *               (and dies with it): that thread cannot be stopped.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -47,6 +49,8 @@
 #include <linux/genetlink.h>
 #include <linux/netlink.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <sys/prctl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/mman.h>
@@ -304,6 +308,26 @@ static void mqueue(void)
 		exit(2);
 }
 
+/* The vfork child only makes raw system calls: it runs on the stack of
+ * the thread that waits for it. */
+static void *vforker(void *arg)
+{
+	(void)arg;
+	if (vfork() == 0) {
+		syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		for (;;)
+			syscall(SYS_pause);
+	}
+	return NULL;
+}
+
+static void in_vfork(void)
+{
+	pthread_t t;
+	if (pthread_create(&t, NULL, vforker, NULL))
+		exit(2);
+}
+
 static const char *none(void) { return "not to be restored"; }
 
 int main(int argc, char **argv)
@@ -332,6 +356,9 @@ int main(int argc, char **argv)
 		check = none;
 	} else if (!strcmp(mode, "mqueue")) {
 		mqueue();
+		check = none;
+	} else if (!strcmp(mode, "vfork")) {
+		in_vfork();
 		check = none;
 	} else if (!strncmp(mode, "detached-", 9)) {
 		detached(mode + 9);
