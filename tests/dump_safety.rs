@@ -199,7 +199,7 @@ fn killed_worker_is_reported() {
 }
 
 /// A new images directory is private whatever the umask; an existing one
-/// others may write to is refused.
+/// others may write to is refused, and so is a file in its place.
 #[test]
 fn images_dir_is_private() {
     let kit = Kit::new();
@@ -228,6 +228,18 @@ fn images_dir_is_private() {
         "{e}"
     );
     assert!(images(&open).is_empty());
+    // A file where the directory should be is said to be one, and stays.
+    let file = kit.path("file");
+    std::fs::write(&file, b"mine").unwrap();
+    let o = kit.dump(prog.pid, &file, &["-R"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.trim().lines().count() == 1
+            && e.contains("file: create images directory: Not a directory"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"mine");
     kill_tree(prog.pid);
 }
 

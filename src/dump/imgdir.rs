@@ -27,17 +27,13 @@ impl ImgDir {
     /// existing one must not be writable by group or others, who could
     /// otherwise change the images before a restore as root.
     pub fn open(dir: &Path) -> Result<ImgDir> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        use std::os::unix::fs::PermissionsExt;
         let created = !dir.exists();
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|source| DumpError::FileOp {
-                path: dir.to_path_buf(),
-                what: "create images directory",
-                source,
-            })?;
+        crate::image::typed::create_images_dir(dir).map_err(|source| DumpError::FileOp {
+            path: dir.to_path_buf(),
+            what: "create images directory",
+            source,
+        })?;
         let meta = std::fs::metadata(dir).map_err(|source| DumpError::File {
             path: dir.to_path_buf(),
             source,

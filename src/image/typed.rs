@@ -517,6 +517,21 @@ impl AtomicFile {
     }
 }
 
+/// Makes images directory `dir` and any missing parent, private (0700);
+/// an existing directory is left as it is. A file in its place is "Not a
+/// directory", not the "File exists" the kernel says.
+pub fn create_images_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => std::io::Error::from_raw_os_error(libc::ENOTDIR),
+            _ => e,
+        })
+}
+
 /// Flushes every written file of the file system that holds `dir`
 /// (syncfs), so that what [`AtomicFile::publish`] put there survives a
 /// crash.

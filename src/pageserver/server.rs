@@ -97,22 +97,17 @@ pub fn run(opts: &ServerOpts) -> Result<()> {
 /// the topmost directory it made, if any (removed if the server cannot
 /// start after all).
 fn prepare_dir(opts: &ServerOpts) -> Result<Option<PathBuf>> {
-    use std::os::unix::fs::DirBuilderExt;
     let dir = &opts.dir;
     let made = dir
         .ancestors()
         .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
         .last()
         .map(Path::to_path_buf);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| PsError::File {
-            path: dir.clone(),
-            what: "create images directory",
-            source,
-        })?;
+    crate::image::typed::create_images_dir(dir).map_err(|source| PsError::File {
+        path: dir.clone(),
+        what: "create images directory",
+        source,
+    })?;
     if let Some(prev) = &opts.prev_images_dir {
         let link = dir.join("parent");
         if std::fs::read_link(&link).ok().as_deref() != Some(prev.as_path()) {
