@@ -155,6 +155,23 @@ fn a_message_queue_is_refused() {
     refused(&kit, "mqueue", &[" fd 3: ", "POSIX message queue"]);
 }
 
+/// Secret memory (memfd_secret) held open and mapped cannot be read by
+/// anyone: it was refused as "read deleted file: No such device or
+/// address". It is refused by name (its mapping is met first).
+#[test]
+fn a_secret_memory_area_is_refused_by_name() {
+    // SAFETY: memfd_secret takes a flags word; the fd is closed at once.
+    let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, 0) };
+    if fd < 0 {
+        eprintln!("note: this kernel makes no secret memory; nothing to refuse");
+        return;
+    }
+    // SAFETY: `fd` is ours and closed once.
+    unsafe { libc::close(fd as i32) };
+    let kit = Kit::new();
+    refused(&kit, "secretmem", &["the file is a secret memory area"]);
+}
+
 /// A thread waiting in vfork cannot be stopped until its child execs or
 /// exits: the dump said so only after its 10 s freeze timeout, as "did
 /// not stop (state D)". It is refused at once, naming the child.

@@ -555,8 +555,12 @@ pub enum DumpError {
     FdKind { pid: i32, fd: i32, link: String },
     #[error("{via}: {path} is not that file's path any more (its mount was detached, or another was mounted over it): a restore could not open it")]
     PathElsewhere { via: Via, path: String },
-    #[error("{via}: POSIX message queue {name} is not supported by crit dump")]
-    Mqueue { via: Via, name: String },
+    #[error("{via}: {name} is a {kind}, which crit dump does not support")]
+    Unmakable {
+        via: Via,
+        name: String,
+        kind: &'static str,
+    },
     #[error("{via}: {path} was deleted and is not a regular file; cannot be dumped")]
     DeletedNotRegular { via: Via, path: String },
     #[error(

@@ -55,6 +55,16 @@ pub fn fown_of(pid: i32, fd: i32, f: std::os::fd::BorrowedFd) -> Result<pb::Fown
     })
 }
 
+/// File systems whose files a restore cannot make again (magic numbers
+/// of linux/magic.h), with what their files are.
+const UNMAKABLE: [(nix::sys::statfs::FsType, &str); 2] = [
+    (nix::sys::statfs::FsType(0x1980_0202), "POSIX message queue"),
+    (
+        nix::sys::statfs::FsType(0x5345_434d),
+        "secret memory area (memfd_secret)",
+    ),
+];
+
 /// The shared file table and the images that hang off it.
 #[derive(Default)]
 pub struct FileTable {
@@ -82,8 +92,8 @@ pub struct FileTable {
     /// by its path must then be the file crit finds at that path
     /// ([`FileTable::check_path`]).
     pub check_paths: bool,
-    /// Whether the file system of each device seen is mqueue's.
-    mqueue_devs: HashMap<u64, bool>,
+    /// Which of [`UNMAKABLE`] the file system of each device seen is.
+    unmakable_devs: HashMap<u64, Option<&'static str>>,
 }
 
 impl FileTable {
@@ -202,24 +212,28 @@ impl FileTable {
         }
     }
 
-    /// Refuses a POSIX message queue (mq_open): a regular file to /proc,
-    /// whose path is its name in the mqueue file system of its IPC
-    /// namespace (mounted or not), and which a restore would make a
-    /// plain file of. Asked of each device once.
-    fn refuse_mqueue(&mut self, pid: i32, fd: &Fd, path: &str) -> Result<()> {
-        // MQUEUE_MAGIC of linux/magic.h.
-        const MQUEUE: nix::sys::statfs::FsType = nix::sys::statfs::FsType(0x19800202);
-        let is = *self.mqueue_devs.entry(fd.st.dev).or_insert_with(|| {
-            nix::sys::statfs::statfs(format!("/proc/{pid}/fd/{}", fd.fd).as_str())
-                .is_ok_and(|s| s.filesystem_type() == MQUEUE)
+    /// Refuses a file of a file system whose files a restore cannot make
+    /// again ([`UNMAKABLE`]): a POSIX message queue (`mq_open`) is a
+    /// regular file to /proc, named as in the mqueue file system of its
+    /// IPC namespace, which a restore would make a plain file of; secret
+    /// memory (`memfd_secret`) cannot even be read. Asked of each device
+    /// once, through `open_path`.
+    fn refuse_unmakable(&mut self, via: &Via, open_path: &str, dev: u64, name: &str) -> Result<()> {
+        let kind = *self.unmakable_devs.entry(dev).or_insert_with(|| {
+            let t = nix::sys::statfs::statfs(open_path).ok()?.filesystem_type();
+            UNMAKABLE
+                .iter()
+                .find(|(m, _)| *m == t)
+                .map(|&(_, kind)| kind)
         });
-        match is {
-            true => Err(DumpError::Mqueue {
-                via: Via::Fd { pid, fd: fd.fd },
-                name: path.to_string(),
+        match kind {
+            Some(kind) => Err(DumpError::Unmakable {
+                via: via.clone(),
+                name: name.to_string(),
+                kind,
             }
             .into()),
-            false => Ok(()),
+            None => Ok(()),
         }
     }
 
@@ -245,7 +259,9 @@ impl FileTable {
         deleted: bool,
         mnt_id: Option<i32>,
     ) -> Result<()> {
-        self.refuse_mqueue(pid, fd, path)?;
+        let via = Via::Fd { pid, fd: fd.fd };
+        let open_path = format!("/proc/{pid}/fd/{}", fd.fd);
+        self.refuse_unmakable(&via, &open_path, fd.st.dev, path)?;
         if !deleted {
             self.check_path(Via::Fd { pid, fd: fd.fd }, path, &fd.st)?;
         }
@@ -283,6 +299,7 @@ impl FileTable {
     /// `via` names the file in errors.
     fn ghost(&mut self, via: Via, open_path: &str, st: &Stat, id: u32) -> Result<()> {
         const MAX_GHOST: u64 = 1 << 20;
+        self.refuse_unmakable(&via, open_path, st.dev, "the file")?;
         if st.size > MAX_GHOST {
             return Err(DumpError::GhostTooBig { via, size: st.size }.into());
         }

@@ -36,6 +36,8 @@
  *  mqueue       a POSIX message queue held open (fd 3), its name
  *               unlinked: a regular file to /proc, but not one a
  *               restore can make.
+ *  secretmem    a secret memory area (memfd_secret) held open (fd 3)
+ *               and mapped, with data in it: nothing can read it.
  *  vfork        a second thread waits in vfork for a child that pauses
  *               (and dies with it): that thread cannot be stopped.
  */
@@ -308,6 +310,17 @@ static void mqueue(void)
 		exit(2);
 }
 
+static void secretmem(void)
+{
+	int fd = syscall(SYS_memfd_secret, 0);
+	if (fd != 3 || ftruncate(fd, 4096))
+		exit(2);
+	char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		exit(2);
+	strcpy(p, "secret");
+}
+
 /* The vfork child only makes raw system calls: it runs on the stack of
  * the thread that waits for it. */
 static void *vforker(void *arg)
@@ -356,6 +369,9 @@ int main(int argc, char **argv)
 		check = none;
 	} else if (!strcmp(mode, "mqueue")) {
 		mqueue();
+		check = none;
+	} else if (!strcmp(mode, "secretmem")) {
+		secretmem();
 		check = none;
 	} else if (!strcmp(mode, "vfork")) {
 		in_vfork();
