@@ -172,6 +172,24 @@ fn a_secret_memory_area_is_refused_by_name() {
     refused(&kit, "secretmem", &["the file is a secret memory area"]);
 }
 
+/// A task with as many mappings as vm.max_map_count allows has no room
+/// for the dump's injected one: refused as "injected mmap: Cannot
+/// allocate memory" alone; the message now says why.
+#[test]
+fn a_task_at_its_mapping_limit_is_refused_saying_so() {
+    let max: u64 = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    if max > 300_000 {
+        eprintln!("note: vm.max_map_count is {max}; too many mappings to fill here");
+        return;
+    }
+    let kit = Kit::new();
+    refused(&kit, "map-limit", &["vm.max_map_count allows"]);
+}
+
 /// A thread waiting in vfork cannot be stopped until its child execs or
 /// exits: the dump said so only after its 10 s freeze timeout, as "did
 /// not stop (state D)". It is refused at once, naming the child.

@@ -625,6 +625,14 @@ impl Injector {
             libc::SYS_mmap,
             [addr, len, prot as u64, flags as u64, fd as i64 as u64, off],
         )?;
+        if r == -(libc::ENOMEM as i64) {
+            if let Some(why) = at_map_limit(self.tid) {
+                return Err(err::os(
+                    format_args!("injected mmap in tid {} ({why})", self.tid),
+                    libc::ENOMEM,
+                ));
+            }
+        }
         self.check("mmap", r).map(|a| a as u64)
     }
 
@@ -921,4 +929,18 @@ pub fn get_robust_list(tid: i32) -> io::Result<(u64, u64)> {
         return Err(err::last(format_args!("get_robust_list tid {tid}")));
     }
     Ok((head, len))
+}
+
+/// Why an mmap in `tid` found no memory, when the reason is that its
+/// process has as many mappings as `vm.max_map_count` allows (or all but
+/// one: a new mapping may split another).
+fn at_map_limit(tid: i32) -> Option<String> {
+    let maps = std::fs::read(format!("/proc/{tid}/maps")).ok()?;
+    let n = maps.iter().filter(|&&c| c == b'\n').count();
+    let max: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (n + 1 >= max).then(|| format!("it has {n} mappings, and vm.max_map_count allows {max}"))
 }

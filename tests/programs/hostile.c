@@ -38,6 +38,8 @@
  *               restore can make.
  *  secretmem    a secret memory area (memfd_secret) held open (fd 3)
  *               and mapped, with data in it: nothing can read it.
+ *  map-limit    as many mappings as vm.max_map_count allows: no
+ *               mapping can be added to it.
  *  vfork        a second thread waits in vfork for a child that pauses
  *               (and dies with it): that thread cannot be stopped.
  */
@@ -321,6 +323,19 @@ static void secretmem(void)
 	strcpy(p, "secret");
 }
 
+static void map_limit(void)
+{
+	/* stdout needs no memory of its own later. */
+	static char out[256];
+	setvbuf(stdout, out, _IOFBF, sizeof out);
+	/* Pages of alternate protection do not merge. */
+	for (unsigned long i = 0;; i++) {
+		int prot = (i & 1) ? PROT_READ : PROT_NONE;
+		if (mmap(NULL, 4096, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED)
+			break;
+	}
+}
+
 /* The vfork child only makes raw system calls: it runs on the stack of
  * the thread that waits for it. */
 static void *vforker(void *arg)
@@ -372,6 +387,9 @@ int main(int argc, char **argv)
 		check = none;
 	} else if (!strcmp(mode, "secretmem")) {
 		secretmem();
+		check = none;
+	} else if (!strcmp(mode, "map-limit")) {
+		map_limit();
 		check = none;
 	} else if (!strcmp(mode, "vfork")) {
 		in_vfork();
