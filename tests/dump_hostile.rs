@@ -190,6 +190,32 @@ fn a_task_at_its_mapping_limit_is_refused_saying_so() {
     refused(&kit, "map-limit", &["vm.max_map_count allows"]);
 }
 
+/// Whether this kernel is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let r = nix::sys::utsname::uname().unwrap();
+    let v = r.release().to_string_lossy().into_owned();
+    let mut n = v
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|x| x.parse::<u32>().unwrap_or(0));
+    (n.next().unwrap_or(0), n.next().unwrap_or(0)) >= (major, minor)
+}
+
+/// Guard pages (MADV_GUARD_INSTALL) are not mappings; the dump recorded
+/// none of them and the restore brought back a readable page of zeros.
+/// They are recorded as CRIU 4.2 does (VMA entries of status
+/// VMA_AREA_GUARD) and installed again.
+#[test]
+fn guard_pages_come_back() {
+    // PAGEMAP_SCAN reports guard pages from 6.16 on.
+    if !kernel_at_least(6, 16) {
+        eprintln!("note: this kernel cannot show guard pages to a dump");
+        return;
+    }
+    let kit = Kit::new();
+    let a = round_trip(&kit, "guard");
+    assert!(a.starts_with("OK"), "{a}");
+}
+
 /// A thread waiting in vfork cannot be stopped until its child execs or
 /// exits: the dump said so only after its 10 s freeze timeout, as "did
 /// not stop (state D)". It is refused at once, naming the child.

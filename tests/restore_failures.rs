@@ -740,6 +740,21 @@ fn inconsistent_image_sets_are_refused_before_anything_is_made() {
         ),
         (
             "counter",
+            // A guard (CRIU 4.2's VMA_AREA_GUARD entry) where nothing is
+            // mapped: MADV_GUARD_INSTALL would fail with the task made.
+            "a guard range outside the mappings",
+            json("mm-26659.img", |v| {
+                let vmas = v["entries"][0]["vmas"].as_array_mut().unwrap();
+                let mut g = vmas[0].clone();
+                g["start"] = 4096.into();
+                g["end"] = 8192.into();
+                g["status"] = (1 << 16).into();
+                vmas.push(g);
+            }),
+            "a guard range outside the task's mappings",
+        ),
+        (
+            "counter",
             // vaddr + 256 pages wraps past 2^64: the run was left out and
             // the task ran on with zeros where its heap was.
             "pages past the end of the address space",

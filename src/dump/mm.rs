@@ -111,11 +111,55 @@ pub fn mm_entry(
                 madv: if v.madv != 0 { Some(v.madv) } else { None },
                 fdflags: if v.file.is_some() { v.fdflags } else { None },
             })
+            .chain(guards(pid)?)
             .collect(),
         dumpable: Some(extra.dumpable),
         aios: Vec::new(),
         thp_disabled: Some(thp_disabled),
     })
+}
+
+/// The ranges `MADV_GUARD_INSTALL` guards in `pid`'s address space, as
+/// CRIU 4.2 records them: entries of status VMA_AREA_GUARD alone, after
+/// the real VMAs (their pages are not dumped: [`super::pagemap`]). None
+/// where the kernel cannot tell guard pages in a scan (before 6.16).
+fn guards(pid: i32) -> Result<Vec<pb::VmaEntry>> {
+    use crate::sys::pmscan::{scan, Query, PAGE_IS_GUARD};
+    let path = format!("/proc/{pid}/pagemap");
+    let f = std::fs::File::open(&path).map_err(|source| DumpError::Proc {
+        pid,
+        path: path.into(),
+        source,
+    })?;
+    let q = Query {
+        all: PAGE_IS_GUARD,
+        shown: PAGE_IS_GUARD,
+        ..Default::default()
+    };
+    let regions = match scan(&f, 0, crate::sys::TASK_SIZE, q) {
+        Ok(r) => r,
+        Err(e) if matches!(crate::sys::errno_of(&e), Some(libc::ENOTTY | libc::EINVAL)) => {
+            Vec::new()
+        }
+        Err(source) => {
+            return Err(DumpError::Pagemap {
+                pid,
+                addr: 0,
+                source,
+            }
+            .into())
+        }
+    };
+    Ok(regions
+        .into_iter()
+        .map(|g| pb::VmaEntry {
+            start: g.start,
+            end: g.end,
+            status: crate::image::flags::VMA_AREA_GUARD,
+            fd: -1,
+            ..Default::default()
+        })
+        .collect())
 }
 
 /// Size of the copy buffer: pages are read in batches of this much.

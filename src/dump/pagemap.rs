@@ -210,7 +210,7 @@ impl Reader {
                     }
                     return Ok(());
                 }
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTTY | libc::EINVAL)) => {
+                Err(e) if matches!(crate::sys::errno_of(&e), Some(libc::ENOTTY | libc::EINVAL)) => {
                     self.scan = false
                 }
                 Err(source) => {

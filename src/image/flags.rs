@@ -17,6 +17,10 @@ pub const VMA_AREA_VVAR: u32 = 1 << 12;
 pub const VMA_AREA_AIORING: u32 = 1 << 13;
 pub const VMA_AREA_MEMFD: u32 = 1 << 14;
 pub const VMA_AREA_SHSTK: u32 = 1 << 15;
+/// Not a mapping: a range of one that `MADV_GUARD_INSTALL` guards. CRIU
+/// 4.2 writes these after every real VMA, with only start, end and this
+/// status.
+pub const VMA_AREA_GUARD: u32 = 1 << 16;
 pub const VMA_AREA_UPROBES: u32 = 1 << 17;
 pub const VMA_UNSUPP: u32 = 1 << 31;
 

@@ -27,6 +27,8 @@ const NR_MUNMAP: i64 = libc::SYS_munmap;
 const NR_SHMAT: i64 = libc::SYS_shmat;
 const NR_MREMAP: i64 = libc::SYS_mremap;
 const NR_MADVISE: i64 = libc::SYS_madvise;
+/// linux/mman.h (Linux 6.13).
+const MADV_GUARD_INSTALL: u64 = 102;
 const NR_PRCTL: i64 = libc::SYS_prctl;
 
 const PROT_WRITE: u32 = 2;
@@ -748,6 +750,23 @@ fn protect_and_advise(t: &mut dyn Tracee, task: &Task, reprotect: &[&pb::VmaEntr
         }
     }
     t.batch(&calls)?;
+    // Guards last: installing one drops the pages under it.
+    let calls: Vec<(i64, [u64; 6])> = task
+        .guards
+        .iter()
+        .map(|&(s, e)| (NR_MADVISE, [s, e - s, MADV_GUARD_INSTALL, 0, 0, 0]))
+        .collect();
+    for (k, r) in t.batch(&calls)?.into_iter().enumerate() {
+        if r < 0 {
+            return Err(TaskError::MemCall {
+                pid: task.pid,
+                what: "madvise(MADV_GUARD_INSTALL)",
+                addr: task.guards[k].0,
+                errno: -r,
+            }
+            .into());
+        }
+    }
     Ok(())
 }
 

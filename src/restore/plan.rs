@@ -27,7 +27,11 @@ pub struct Task {
     pub sid: u32,
     /// Threads, the main one first.
     pub threads: Vec<Thread>,
+    /// The address space; `vmas` holds only real mappings, in order.
     pub mm: pb::MmEntry,
+    /// Ranges guarded with `MADV_GUARD_INSTALL` (CRIU 4.2's entries of
+    /// status VMA_AREA_GUARD after the real VMAs), as (start, end).
+    pub guards: Vec<(u64, u64)>,
     /// Pages id (`pages-ID.img`) and the entries after the pagemap head.
     pub pages_id: u32,
     pub pagemap: Vec<pb::PagemapEntry>,
@@ -469,7 +473,15 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry, seccomp: Option<&pb::SeccompEntry>
         .map(|t| t.posix.as_slice())
         .unwrap_or(&[]);
     let posix_timers = super::timers::checked(pid, &tids, posix)?;
-    let mm: pb::MmEntry = read_one(&img(dir, &format!("mm-{pid}.img")), "MM")?;
+    let mut mm: pb::MmEntry = read_one(&img(dir, &format!("mm-{pid}.img")), "MM")?;
+    let guard = |v: &pb::VmaEntry| v.status & crate::image::flags::VMA_AREA_GUARD != 0;
+    let guards = mm
+        .vmas
+        .iter()
+        .filter(|v| guard(v))
+        .map(|v| (v.start, v.end))
+        .collect();
+    mm.vmas.retain(|v| !guard(v));
     let (pages_id, pagemap) = read_pagemap(&img(dir, &format!("pagemap-{pid}.img")), Vec::new())?;
     let fs: pb::FsEntry = read_one(&img(dir, &format!("fs-{pid}.img")), "FS")?;
     // CRIU writes none for a task without fds (a container's init that
@@ -487,6 +499,7 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry, seccomp: Option<&pb::SeccompEntry>
         sid: p.sid,
         threads,
         mm,
+        guards,
         pages_id,
         pagemap,
         fs,
@@ -511,6 +524,7 @@ fn zombie(p: &pb::PstreeEntry, exit_code: u32, core: pb::CoreEntry) -> Task {
             seccomp: Default::default(),
         }],
         mm: pb::MmEntry::default(),
+        guards: Vec::new(),
         pages_id: 0,
         pagemap: Vec::new(),
         fs: pb::FsEntry::default(),

@@ -159,6 +159,29 @@ pub fn vmas(dir: &Path, t: &Task) -> Result<()> {
         }
         prev_end = v.end;
     }
+    // Guard entries come after the real ones (their index as in the
+    // image, where CRIU and crit put them).
+    for (k, &(start, end)) in t.guards.iter().enumerate() {
+        let why = if start % 4096 != 0 || end % 4096 != 0 {
+            Some("a guard range not page-aligned")
+        } else if end <= start {
+            Some("a guard range empty or reversed")
+        } else if !covered(&t.mm.vmas, start, end) {
+            Some("a guard range outside the task's mappings")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(SetupError::Vma {
+                path,
+                index: t.mm.vmas.len() + k,
+                start,
+                end,
+                why,
+            }
+            .into());
+        }
+    }
     Ok(())
 }
 

@@ -26,6 +26,9 @@ pub const PAGE_IS_FILE: u64 = 1 << 2;
 pub const PAGE_IS_PRESENT: u64 = 1 << 3;
 pub const PAGE_IS_SWAPPED: u64 = 1 << 4;
 pub const PAGE_IS_PFNZERO: u64 = 1 << 5;
+/// A guard page (`MADV_GUARD_INSTALL`), reported since Linux 6.16;
+/// older kernels refuse the bit (EINVAL).
+pub const PAGE_IS_GUARD: u64 = 1 << 8;
 
 #[repr(C)]
 struct ScanArg {

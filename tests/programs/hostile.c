@@ -40,6 +40,10 @@
  *               and mapped, with data in it: nothing can read it.
  *  map-limit    as many mappings as vm.max_map_count allows: no
  *               mapping can be added to it.
+ *  guard        16 pages, each filled with its own letter, two of them
+ *               guarded (MADV_GUARD_INSTALL, Linux 6.13): after a
+ *               restore the same two are guards (pagemap bit 58) and
+ *               the others hold their letters.
  *  vfork        a second thread waits in vfork for a child that pauses
  *               (and dies with it): that thread cannot be stopped.
  */
@@ -336,6 +340,39 @@ static void map_limit(void)
 	}
 }
 
+static char *guarded;
+
+static void guard(void)
+{
+	guarded = mmap(NULL, 16 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (guarded == MAP_FAILED)
+		exit(2);
+	for (int i = 0; i < 16; i++)
+		memset(guarded + i * 4096, 'a' + i, 4096);
+	if (madvise(guarded + 4 * 4096, 2 * 4096, 102 /* MADV_GUARD_INSTALL */))
+		exit(2);
+}
+
+static const char *guard_check(void)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return "no pagemap";
+	const char *why = NULL;
+	for (int i = 0; i < 16 && !why; i++) {
+		unsigned long long e = 0;
+		off_t at = ((unsigned long)guarded / 4096 + i) * 8;
+		if (pread(fd, &e, 8, at) != 8)
+			why = "pagemap unreadable";
+		else if ((i == 4 || i == 5) != (int)((e >> 58) & 1))
+			why = "the guard pages are not where they were";
+		else if (i != 4 && i != 5 && guarded[i * 4096] != 'a' + i)
+			why = "a page lost its contents";
+	}
+	close(fd);
+	return why;
+}
+
 /* The vfork child only makes raw system calls: it runs on the stack of
  * the thread that waits for it. */
 static void *vforker(void *arg)
@@ -391,6 +428,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "map-limit")) {
 		map_limit();
 		check = none;
+	} else if (!strcmp(mode, "guard")) {
+		guard();
+		check = guard_check;
 	} else if (!strcmp(mode, "vfork")) {
 		in_vfork();
 		check = none;
