@@ -214,6 +214,12 @@ fn guard_pages_come_back() {
     let kit = Kit::new();
     let a = round_trip(&kit, "guard");
     assert!(a.starts_with("OK"), "{a}");
+    // Explored, the guard entries are no mappings of their own (x mem
+    // said that they overlapped the mapping they guard).
+    let pid = a.split_whitespace().nth(1).unwrap();
+    let img = kit.path("img");
+    let x = kit.crit(&["x", img.to_str().unwrap(), "mem", pid]);
+    ok(&x);
 }
 
 /// A thread waiting in vfork cannot be stopped until its child execs or

@@ -8,8 +8,8 @@ use super::super::mems::{kind_of, prot_text, vma_text, Kind, VmaIds};
 use crate::error::{Error, ImagesFault, Result};
 use crate::image::archive::FileReader;
 use crate::image::flags::{
-    VMA_ANON_SHARED, VMA_AREA_MEMFD, VMA_AREA_SYSVIPC, VMA_AREA_VDSO, VMA_AREA_VSYSCALL,
-    VMA_AREA_VVAR, VMA_FILE_PRIVATE, VMA_FILE_SHARED,
+    VMA_ANON_SHARED, VMA_AREA_GUARD, VMA_AREA_MEMFD, VMA_AREA_SYSVIPC, VMA_AREA_VDSO,
+    VMA_AREA_VSYSCALL, VMA_AREA_VVAR, VMA_FILE_PRIVATE, VMA_FILE_SHARED,
 };
 use crate::image::pb;
 use crate::image::store::Images;
@@ -195,6 +195,9 @@ impl TaskMemory {
             why,
         };
         let mut vmas = mm.vmas;
+        // Guard ranges (CRIU 4.2's VMA_AREA_GUARD entries) lie within
+        // mappings and are none themselves.
+        vmas.retain(|v| v.status & VMA_AREA_GUARD == 0);
         // Sizes below are `end - start`: an empty or reversed vma would
         // wrap them into nonsense page counts.
         if let Some(v) = vmas.iter().find(|v| v.end <= v.start) {
