@@ -87,6 +87,35 @@ fn a_task_moves_drops_unmaps_and_forks_while_its_pages_arrive() {
     kit::dump::kill_tree(pid);
 }
 
+/// Pieces of a mapping moved one after another while the pages arrive
+/// in the background: a copy that found its range's mapping gone (moved,
+/// the event not yet read) dropped the range, and the task read zeros
+/// where its pages should have come.
+#[test]
+fn pieces_moved_while_pages_arrive_in_the_background_keep_their_pages() {
+    let kit = Kit::new();
+    let result = kit.path("result");
+    let args = ["256", result.to_str().unwrap(), "-", "2048"];
+    let prog = kit.start("lazymix", &args);
+    let pid = prog.pid;
+    let d = kit.path("d");
+    ok(&kit.dump(pid, &d, &[]));
+    kit::dump::reap(&[pid], Duration::from_secs(5));
+    let lp = daemon(&d);
+    ok(&restore_lazily(&d));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    assert_eq!(line(&result, 0), "OK 65536");
+    let said = finished(lp);
+    // The moves reached the daemon with pages of theirs still to come.
+    assert!(!said.contains(" 0 mremap(s)"), "{said}");
+    assert!(!said.contains("(0.0 MiB still to come moved)"), "{said}");
+    kit::dump::kill_tree(pid);
+}
+
 #[test]
 fn a_task_that_writes_and_forks_finds_every_page() {
     let _g = kit::restore::lock();

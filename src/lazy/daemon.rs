@@ -18,7 +18,10 @@
 //! never wait for each other's page table lock). A task's events wait
 //! for the copies of that task in flight (its gate), so that a range
 //! taken but not copied goes back before the event that moves or drops
-//! it is read. Once every page is in, the
+//! it is read; so does one whose mapping the copy found gone (ENOENT:
+//! moved or unmapped, which the kernel reports before it says that the
+//! mappings are changing), and the task's copies wait for the event.
+//! Once every page is in, the
 //! daemon closes the descriptors (which drops every registration) and
 //! exits 0 with one summary line.
 
@@ -37,6 +40,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 /// `crit lazy-pages`'s options.
 pub struct DaemonOpts {
@@ -142,7 +146,15 @@ struct Space {
     /// be mapped yet (the mappings were changing): retried after the
     /// next events, since nothing else would wake their waiters.
     zero_later: Mutex<Vec<u64>>,
+    /// Since when a copy found no mapping where a range left was
+    /// (ENOENT): the task moved or unmapped it and the event that says
+    /// so is on its way. No background copy of this task until then.
+    stale: Mutex<Option<Instant>>,
 }
+
+/// How long a range may wait for the event that explains why its
+/// mapping is gone; then it is taken to be gone for good.
+const STALE_MAX: Duration = Duration::from_secs(2);
 
 fn err<'a>(path: &'a Path, what: &'static str) -> impl Fn(std::io::Error) -> Error + 'a {
     move |source| Error::FileOp {
@@ -320,7 +332,10 @@ impl Shared {
         let n = spaces.len();
         for k in 0..n {
             let s = &spaces[(*turn + k) % n];
-            if s.gone.load(Ordering::SeqCst) || s.events_waiting.load(Ordering::SeqCst) {
+            if s.gone.load(Ordering::SeqCst)
+                || s.events_waiting.load(Ordering::SeqCst)
+                || s.waits_for_event()
+            {
                 continue;
             }
             let _copying = s.gate.read().unwrap_or_else(|e| e.into_inner());
@@ -341,6 +356,15 @@ impl Shared {
         let spaces = self.spaces.read().unwrap_or_else(|e| e.into_inner());
         spaces.iter().any(|s| !lock(&s.left).is_empty())
             || self.in_flight.load(Ordering::SeqCst) > 0
+    }
+
+    /// Whether a background copy could start now: a task with pages left
+    /// that waits for no event.
+    fn copyable(&self) -> bool {
+        let spaces = self.spaces.read().unwrap_or_else(|e| e.into_inner());
+        spaces
+            .iter()
+            .any(|s| !s.waits_for_event() && !lock(&s.left).is_empty())
     }
 }
 
@@ -378,8 +402,11 @@ fn serve(sh: &Shared, mut sock: UnixStream, path: &Path) -> Result<()> {
             }
             // Never wait long while pages are left: the helpers may end
             // their copies meanwhile.
-            let timeout = if pending && finished {
+            let timeout = if pending && finished && sh.copyable() {
                 PollTimeout::ZERO
+            } else if pending && finished {
+                // Only ranges waiting for their event: it wakes the poll.
+                PollTimeout::from(10u8)
             } else {
                 PollTimeout::from(100u8)
             };
@@ -457,6 +484,7 @@ impl Space {
             pages,
             chunk: AtomicU64::new(FIRST_CHUNK),
             zero_later: Mutex::new(Vec::new()),
+            stale: Mutex::new(None),
         }
     }
 
@@ -471,6 +499,7 @@ impl Space {
             }
             Err(e) => return Err(self.fail("reading events", e)),
         };
+        *lock(&self.stale) = None;
         let retry = std::mem::take(&mut *lock(&self.zero_later));
         for page in retry {
             self.zero(page)?;
@@ -538,10 +567,12 @@ impl Space {
     }
 
     /// Puts `iov`'s pages in; returns the bytes copied. A mapping
-    /// changing meanwhile (EAGAIN) puts the rest back for later, after
-    /// the event that says how; one gone (ENOENT) or a page already
-    /// there (EEXIST) skips a page; an address space gone (ESRCH: a
-    /// task that exited) ends the task.
+    /// changing meanwhile (EAGAIN), or gone from there (ENOENT: moved or
+    /// unmapped, which the kernel reports before that a change is under
+    /// way), puts the rest back for later, after the event that says
+    /// how; a page already there (EEXIST) is skipped, and so is one whose
+    /// mapping stayed gone with no event for [`STALE_MAX`]; an address
+    /// space gone (ESRCH: a task that exited) ends the task.
     fn copy(&self, iov: Iov) -> Result<u64> {
         let data = self.pages.get(self.pid, iov.off, iov.len())?;
         let mut at = iov;
@@ -563,6 +594,11 @@ impl Space {
                         self.gone.store(true, Ordering::SeqCst);
                         return Ok(done);
                     }
+                    Some(libc::ENOENT) if !self.stale_too_long() => {
+                        lock(&self.left).put_back(at);
+                        lock(&self.stale).get_or_insert_with(Instant::now);
+                        return Ok(done);
+                    }
                     Some(libc::ENOENT | libc::EEXIST) => PAGE,
                     _ => return Err(self.fail("copying pages in", e)),
                 },
@@ -574,6 +610,18 @@ impl Space {
             };
         }
         Ok(done)
+    }
+
+    /// Whether a copy found a range's mapping gone and the event that
+    /// explains it has not been read yet.
+    fn waits_for_event(&self) -> bool {
+        lock(&self.stale).is_some_and(|t| t.elapsed() < STALE_MAX)
+    }
+
+    /// Whether a range's mapping has been gone for longer than an event
+    /// takes to come.
+    fn stale_too_long(&self) -> bool {
+        lock(&self.stale).is_some_and(|t| t.elapsed() >= STALE_MAX)
     }
 
     fn zero(&self, page: u64) -> Result<()> {

@@ -1,7 +1,7 @@
 /* A task that changes its memory while a lazy restore still brings it
  * in (tests/lazy.rs):
  *
- *   lazymix MIB RESULT [TRIGGER]
+ *   lazymix MIB RESULT [TRIGGER [PIECES]]
  *
  * MIB MiB of private memory in one mapping, each page stamped with its
  * index at both ends. Prints "READY <pid>". On SIGUSR1, or as soon as
@@ -16,6 +16,11 @@
  * every page left is checked: quarter 1, the moved quarter 2, quarter 3
  * (new stamps, then old), the first half of quarter 4.
  * One line goes to RESULT: "OK <pages checked>" or "FAIL <what> <page>".
+ *
+ * With PIECES (TRIGGER "-" for none), the work is instead: the mapping
+ * is cut into PIECES pieces and each, from the first, is moved by mremap
+ * (grown by a page), one after the other while the pages still arrive;
+ * then every page is checked where its piece went.
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -63,11 +68,33 @@ static void fail(const char *what, size_t page)
 	exit(1);
 }
 
+/* Moves each of `pieces` pieces of the `n` pages at `m` and checks
+ * every page; returns the pages checked. */
+static size_t move_pieces(unsigned char *m, size_t n, size_t pieces)
+{
+	size_t per = n / pieces;
+	unsigned char **at = calloc(pieces, sizeof(*at));
+	if (!at)
+		fail("calloc", 0);
+	for (size_t k = 0; k < pieces; k++) {
+		at[k] = mremap(m + k * per * PAGE, per * PAGE, (per + 1) * PAGE, MREMAP_MAYMOVE);
+		if (at[k] == MAP_FAILED)
+			fail("mremap", k * per);
+	}
+	size_t checked = 0;
+	for (size_t k = 0; k < pieces; k++)
+		for (size_t i = 0; i < per; i++, checked++)
+			if (!holds(at[k] + i * PAGE, k * per + i))
+				fail("piece", k * per + i);
+	return checked;
+}
+
 int main(int argc, char **argv)
 {
 	size_t mib = argc > 1 ? strtoul(argv[1], 0, 10) : 64;
 	const char *result = argc > 2 ? argv[2] : "result";
-	const char *trigger = argc > 3 ? argv[3] : 0;
+	const char *trigger = argc > 3 && strcmp(argv[3], "-") ? argv[3] : 0;
+	size_t pieces = argc > 4 ? strtoul(argv[4], 0, 10) : 0;
 	size_t n = mib * 256, q = n / 4;
 	unsigned char *m = mmap(0, n * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (m == MAP_FAILED)
@@ -85,6 +112,14 @@ int main(int argc, char **argv)
 	out = fopen(result, "a");
 	if (!out)
 		return 3;
+	if (pieces) {
+		fprintf(out, "OK %zu\n", move_pieces(m, n, pieces));
+		fclose(out);
+		go = 0;
+		while (!go)
+			pause();
+		return 0;
+	}
 	/* All four at once, before any page is read: the daemon is still
 	 * bringing them in. Quarter 2 moves (grown by one page, so it
 	 * cannot stay); half of quarter 3 is dropped; half of quarter 4 is
