@@ -375,11 +375,16 @@ static const char *guard_check(void)
 
 /* The vfork child only makes raw system calls: it runs on the stack of
  * the thread that waits for it. */
+static int vfork_told[2];
+
 static void *vforker(void *arg)
 {
 	(void)arg;
 	if (vfork() == 0) {
 		syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		/* Its parent thread waits in vfork by now (or within
+		 * microseconds): the task is ready to be dumped. */
+		syscall(SYS_write, vfork_told[1], "v", 1);
 		for (;;)
 			syscall(SYS_pause);
 	}
@@ -389,8 +394,12 @@ static void *vforker(void *arg)
 static void in_vfork(void)
 {
 	pthread_t t;
-	if (pthread_create(&t, NULL, vforker, NULL))
+	char c;
+	if (pipe2(vfork_told, O_CLOEXEC) || pthread_create(&t, NULL, vforker, NULL) ||
+	    read(vfork_told[0], &c, 1) != 1)
 		exit(2);
+	close(vfork_told[0]);
+	close(vfork_told[1]);
 }
 
 static const char *none(void) { return "not to be restored"; }
