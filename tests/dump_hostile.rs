@@ -224,9 +224,10 @@ fn guard_pages_come_back() {
 
 /// A thread waiting in vfork cannot be stopped until its child execs or
 /// exits: the dump said so only after its 10 s freeze timeout, as "did
-/// not stop (state D)". It is refused at once, naming the child.
+/// not stop (state D)". It is refused within about a second, naming the
+/// child.
 #[test]
-fn a_thread_waiting_in_vfork_is_refused_at_once() {
+fn a_thread_waiting_in_vfork_is_refused_naming_its_child() {
     let kit = Kit::new();
     refused(&kit, "vfork", &["waits in vfork for its child"]);
 }

@@ -575,23 +575,29 @@ impl FrozenSet {
             ptrace::wait_event_stops(tids, t).map_err(|source| DumpError::Freeze { pid, source })
         };
         // A thread waiting in vfork cannot stop until its child execs or
-        // exits: said after a short wait, not after the whole timeout.
+        // exits, which it most often does at once: it gets a moment for
+        // that, not the whole timeout.
         let first = timeout.min(VFORK_LOOK);
         let mut results = wait(&batch, first)?;
+        let timed_out = |w: &Settled| matches!(w, Settled::Timeout);
         let late: Vec<i32> = results
             .iter()
-            .filter(|(_, w)| matches!(w, Settled::Timeout))
+            .filter(|(_, w)| timed_out(w))
             .map(|&(tid, _)| tid)
             .collect();
         if !late.is_empty() {
-            if let Some((tid, child)) = late
+            let vfork = late
                 .iter()
-                .find_map(|&t| vfork_child(pid, t).map(|c| (t, c)))
-            {
-                return Err(DumpError::InVfork { pid, tid, child }.into());
+                .find_map(|&t| vfork_child(pid, t).map(|c| (t, c)));
+            let rest = timeout.saturating_sub(first);
+            let more = wait(&late, vfork.map_or(rest, |_| rest.min(VFORK_GRACE)))?;
+            if let Some((tid, child)) = vfork {
+                if more.iter().any(|(t, w)| *t == tid && timed_out(w)) {
+                    return Err(DumpError::InVfork { pid, tid, child }.into());
+                }
             }
-            results.retain(|(_, w)| !matches!(w, Settled::Timeout));
-            results.extend(wait(&late, timeout.saturating_sub(first))?);
+            results.retain(|(_, w)| !timed_out(w));
+            results.extend(more);
         }
         let mut leader_gone = false;
         let mut late: Option<i32> = None;
@@ -760,8 +766,9 @@ fn wait_all_killed(left: &mut Vec<(i32, i32)>) -> Result<()> {
 }
 
 /// How long a thread may take to stop before crit looks whether it waits
-/// in vfork.
+/// in vfork, and how much longer it then waits for the child to exec.
 const VFORK_LOOK: Duration = Duration::from_millis(100);
+const VFORK_GRACE: Duration = Duration::from_secs(1);
 
 /// The child thread `tid` of `pid` waits for in vfork, if it does: it
 /// sleeps uninterruptibly and a child of its shares its address space
