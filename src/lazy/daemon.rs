@@ -259,7 +259,13 @@ fn open_space(dir: &Path, pid: i32, uffd: Uffd, remote: Option<Arc<Fetcher>>) ->
     let images = crate::image::store::Images::open(dir)?;
     let (pages_id, entries) = images.pagemap(&format!("pagemap-{pid}.img"))?;
     let mm: pb::MmEntry = crate::image::typed::read_one(&dir.join(format!("mm-{pid}.img")), "MM")?;
-    let mut vmas: Vec<(u64, u64)> = mm.vmas.iter().map(|v| (v.start, v.end)).collect();
+    // Guard entries (VMA_AREA_GUARD) lie within mappings: not edges.
+    let mut vmas: Vec<(u64, u64)> = mm
+        .vmas
+        .iter()
+        .filter(|v| v.status & crate::image::flags::VMA_AREA_GUARD == 0)
+        .map(|v| (v.start, v.end))
+        .collect();
     vmas.sort_unstable();
     let remote_src = remote.is_some();
     let lazy: Vec<(u64, u64, u64)> = pm::lazy_here(&entries)
