@@ -728,17 +728,7 @@ fn protect_and_advise(t: &mut dyn Tracee, task: &Task, reprotect: &[&pb::VmaEntr
             )
         })
         .collect();
-    for (k, r) in t.batch(&calls)?.into_iter().enumerate() {
-        if r < 0 {
-            return Err(TaskError::MemCall {
-                pid: task.pid,
-                what: "mprotect",
-                addr: reprotect[k].start,
-                errno: -r,
-            }
-            .into());
-        }
-    }
+    batch_all(t, task, "mprotect", &calls)?;
     let mut calls = Vec::new();
     for v in task.mm.vmas.iter().filter(|v| !skip_vma(v)) {
         let madv = v.madv.unwrap_or(0);
@@ -756,12 +746,23 @@ fn protect_and_advise(t: &mut dyn Tracee, task: &Task, reprotect: &[&pb::VmaEntr
         .iter()
         .map(|&(s, e)| (NR_MADVISE, [s, e - s, MADV_GUARD_INSTALL, 0, 0, 0]))
         .collect();
-    for (k, r) in t.batch(&calls)?.into_iter().enumerate() {
+    batch_all(t, task, "madvise(MADV_GUARD_INSTALL)", &calls)
+}
+
+/// Runs `calls` (each on an address range, its first argument) in the
+/// task; the first that fails is the error, naming its address.
+fn batch_all(
+    t: &mut dyn Tracee,
+    task: &Task,
+    what: &'static str,
+    calls: &[(i64, [u64; 6])],
+) -> Result<()> {
+    for (k, r) in t.batch(calls)?.into_iter().enumerate() {
         if r < 0 {
             return Err(TaskError::MemCall {
                 pid: task.pid,
-                what: "madvise(MADV_GUARD_INSTALL)",
-                addr: task.guards[k].0,
+                what,
+                addr: calls[k].1[0],
                 errno: -r,
             }
             .into());
