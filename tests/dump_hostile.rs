@@ -253,3 +253,56 @@ fn files_mapped_shared_and_writable_come_back() {
     let a = round_trip(&kit, "mapped-shared");
     assert!(a.starts_with("OK"), "{a}");
 }
+
+/// A task holding its own /proc files: the restore opened them before
+/// the task existed (ENOENT, or another process's files had its pid been
+/// taken); the task opens them itself now.
+#[test]
+fn a_tasks_own_proc_files_come_back() {
+    let kit = Kit::new();
+    let a = round_trip(&kit, "proc-files");
+    assert!(a.starts_with("OK"), "{a}");
+}
+
+/// A task holding its child's /proc/CHILD/stat: the dump is kept (CRIU
+/// restores it), crit's restore refuses it in one line before anything
+/// of the tree is made.
+#[test]
+fn a_parent_holding_its_childs_proc_file_is_refused_at_restore() {
+    let kit = Kit::new();
+    let (mut prog, _, _) = start(&kit, "proc-of-child");
+    let pid = prog.pid;
+    let child = kit::proc::tree(pid)
+        .into_iter()
+        .find(|&p| p != pid)
+        .expect("the child");
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &[]));
+    let _ = prog.child.wait();
+    // The child comes to the test's subreaper once its parent is gone.
+    assert!(kit::proc::reap(&[pid, child], Duration::from_secs(5)).is_empty());
+    let log = kit.path("restore.log");
+    let o = kit.crit(&[
+        "restore",
+        "-d",
+        "--shell-job",
+        "-D",
+        dir.to_str().unwrap(),
+        "-v",
+        "-o",
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    for w in [
+        format!("pid {pid}"),
+        "fd 3".into(),
+        format!("/proc/{child}/"),
+    ] {
+        assert!(e.contains(&w), "{w:?} in {e}");
+    }
+    let l = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!l.contains("files and sockets made"), "{l}");
+    assert!(!kit::proc::exists(pid) && !kit::proc::exists(child));
+}

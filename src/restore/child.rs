@@ -128,6 +128,11 @@ fn prepare(
         }
     }
     join_session_and_group(plan, t)?;
+    // Its own /proc files, now that its /proc directory exists (before
+    // its children, who may hold them too).
+    for (id, fd) in super::procfiles::open_own(plan, pid, res)? {
+        note_pair(id, std::os::fd::IntoRawFd::into_raw_fd(fd));
+    }
     // Listeners this task holds first take its credentials for later
     // clients (crit made them listen).
     super::unix::task::relisten(plan, res, pid)?;
@@ -300,8 +305,8 @@ fn die_like(status: u32) -> ! {
 }
 
 thread_local! {
-    /// Socket pairs made in this process or an ancestor (copied by fork):
-    /// file id -> fd number.
+    /// Objects made in this process or an ancestor (copied by fork): socket
+    /// pairs and /proc files (procfiles.rs), file id -> fd number.
     static PAIRS: std::cell::RefCell<std::collections::HashMap<u32, RawFd>> = Default::default();
 }
 

@@ -256,7 +256,8 @@ pub fn open_regular(
 ) -> Result<()> {
     for t in plan.live() {
         for fd in &t.fds {
-            if res.by_id.contains_key(&fd.id) {
+            // Under /proc/PID/ of a task: opened by that task.
+            if res.by_id.contains_key(&fd.id) || plan.proc_files.contains_key(&fd.id) {
                 continue;
             }
             let f = plan.file(fd.id, t.pid)?;
@@ -390,7 +391,8 @@ pub fn check_all_opened(plan: &Plan, res: &Reservoir) -> Result<()> {
         .collect();
     for t in &plan.tasks {
         for fd in &t.fds {
-            if !res.by_id.contains_key(&fd.id) && !in_tasks.contains(&fd.id) {
+            let later = in_tasks.contains(&fd.id) || plan.proc_files.contains_key(&fd.id);
+            if !res.by_id.contains_key(&fd.id) && !later {
                 let f = plan.file(fd.id, t.pid)?;
                 let kind = pb::FdTypes::try_from(f.r#type)
                     .map(|k| k.as_str_name().to_string())

@@ -29,6 +29,7 @@ pub mod memory;
 pub mod ns;
 pub mod pagefill;
 pub mod plan;
+pub mod procfiles;
 pub mod pty;
 pub mod regs;
 pub mod remote;
@@ -315,6 +316,7 @@ fn run(
     // Before anything is made: a broken chain of parent dumps, or no
     // daemon, and there is no restore.
     let chains = task::parent_chains(plan)?;
+    procfiles::check(plan)?;
     let lazy = match opts.lazy_pages {
         true => Some(lazy::Lazy::connect(&opts.dir)?),
         false => None,

@@ -183,6 +183,9 @@ pub struct Plan {
     pub root_cg_set: u32,
     /// tty-info.img by id: the terminals TTY file entries name.
     pub ttys: HashMap<u32, pb::TtyInfoEntry>,
+    /// Files under `/proc/PID/` of a task of the tree, by file id, with
+    /// that PID: opened by that task (procfiles.rs).
+    pub proc_files: HashMap<u32, u32>,
     /// Whether ptys were made anew (set once files are opened): their
     /// session leaders take them as controlling terminals.
     pub ptys_made: std::sync::atomic::AtomicBool,
@@ -321,7 +324,9 @@ impl Plan {
         let dumper = inv.root_ids.unwrap_or_default();
         let root_ids = tasks.first().map(|t| t.ids).unwrap_or_default();
         let ns = super::ns::NsPlan::read(dir, &root_ids, &dumper)?;
+        let proc_files = super::procfiles::find(&tasks, &files);
         Ok(Plan {
+            proc_files,
             root_cg_set: inv.root_cg_set.unwrap_or(1),
             ttys,
             ptys_made: Default::default(),

@@ -46,6 +46,13 @@
  *               the others hold their letters.
  *  vfork        a second thread waits in vfork for a child that pauses
  *               (and dies with it): that thread cannot be stopped.
+ *  proc-files   its own /proc files held open: /proc/self/status (fd 3,
+ *               16 bytes read) and /proc/PID/comm (fd 4). After a
+ *               restore fd 3 is still at offset 16 and both are this
+ *               task's files.
+ *  proc-of-child
+ *               a child that pauses (and dies with the task), whose
+ *               /proc/CHILD/stat the task holds (fd 3).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -402,6 +409,58 @@ static void in_vfork(void)
 	close(vfork_told[1]);
 }
 
+/* proc-files */
+static void proc_files(void)
+{
+	char b[16], p[64];
+	snprintf(p, sizeof p, "/proc/%d/comm", getpid());
+	if (open("/proc/self/status", O_RDONLY) != 3 || read(3, b, sizeof b) != sizeof b ||
+	    open(p, O_RDONLY) != 4)
+		exit(2);
+}
+
+static const char *proc_files_check(void)
+{
+	char b[4096], want[64];
+	if (lseek(3, 0, SEEK_CUR) != 16)
+		return "fd 3 is not at offset 16";
+	ssize_t n = pread(3, b, sizeof b - 1, 0);
+	if (n <= 0)
+		return "fd 3 does not read";
+	b[n] = 0;
+	snprintf(want, sizeof want, "\nPid:\t%d\n", getpid());
+	if (!strstr(b, want))
+		return "fd 3 is not this task's status";
+	n = pread(4, b, sizeof b - 1, 0);
+	if (n != 8 || memcmp(b, "hostile\n", 8))
+		return "fd 4 is not this task's comm";
+	return NULL;
+}
+
+/* proc-of-child */
+static void proc_of_child(void)
+{
+	int told[2];
+	char c, p[64];
+	if (pipe(told))
+		exit(2);
+	pid_t child = fork();
+	if (child == 0) {
+		syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		if (write(told[1], "c", 1) != 1)
+			_exit(2);
+		for (;;)
+			pause();
+	}
+	if (child < 0 || read(told[0], &c, 1) != 1)
+		exit(2);
+	close(told[0]);
+	close(told[1]);
+	snprintf(p, sizeof p, "/proc/%d/stat", child);
+	if (open(p, O_RDONLY) != 3)
+		exit(2);
+}
+
 static const char *none(void) { return "not to be restored"; }
 
 int main(int argc, char **argv)
@@ -442,6 +501,12 @@ int main(int argc, char **argv)
 		check = guard_check;
 	} else if (!strcmp(mode, "vfork")) {
 		in_vfork();
+		check = none;
+	} else if (!strcmp(mode, "proc-files")) {
+		proc_files();
+		check = proc_files_check;
+	} else if (!strcmp(mode, "proc-of-child")) {
+		proc_of_child();
 		check = none;
 	} else if (!strncmp(mode, "detached-", 9)) {
 		detached(mode + 9);

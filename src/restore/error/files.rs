@@ -233,6 +233,8 @@ pub enum FileFault {
     Type(u32),
     #[error("not in the images")]
     NotInImages,
+    #[error("fd {fd} is a file under /proc/{owner}/, which crit restores only in task {owner} and its descendants (this task is neither)")]
+    ProcOfOther { fd: u32, owner: u32 },
     #[error("not a unix socket")]
     NotUnix,
     #[error("{} is bound by a live socket of another process; free the path (or stop that process) and restore again", .0.display())]
