@@ -21,7 +21,9 @@ pub struct Task {
 
 /// Refuses trees whose sessions or groups cannot be rebuilt: a task in a
 /// session or group led by a task outside the tree, other than the root's
-/// own (which restore inherits).
+/// own (which restore inherits). A group whose leader exited is kept (a
+/// restore makes it again with a helper task, as CRIU's does): its pid
+/// names no process, as no process can take a pid a group still holds.
 pub fn check_ids(tasks: &[Task]) -> Result<()> {
     let Some(root) = tasks.first() else {
         return Ok(());
@@ -32,7 +34,8 @@ pub fn check_ids(tasks: &[Task]) -> Result<()> {
             let (pid, sid) = (t.pid, t.sid);
             return Err(DumpError::SessionOutside { pid, sid }.into());
         }
-        if t.pgid != root.pgid && !pids.contains(&t.pgid) {
+        let leader_lives = || std::path::Path::new(&format!("/proc/{}", t.pgid)).exists();
+        if t.pgid != root.pgid && !pids.contains(&t.pgid) && leader_lives() {
             let (pid, pgid) = (t.pid, t.pgid);
             return Err(DumpError::GroupOutside { pid, pgid }.into());
         }
@@ -130,10 +133,20 @@ mod tests {
             e,
             Error::Dump(DumpError::SessionOutside { pid: 11, sid: 5 })
         ));
-        let e = check_ids(&[task(10, 10, 10), task(11, 7, 10)]).unwrap_err();
+        // A group led by a live process outside the tree (this test's).
+        let me = std::process::id() as i32;
+        let e = check_ids(&[task(10, 10, 10), task(11, me, 10)]).unwrap_err();
         assert!(matches!(
             e,
-            Error::Dump(DumpError::GroupOutside { pid: 11, pgid: 7 })
+            Error::Dump(DumpError::GroupOutside { pid: 11, pgid } ) if pgid == me
         ));
+    }
+
+    #[test]
+    fn a_group_whose_leader_exited_is_kept() {
+        let gone = (1000..4_000_000)
+            .find(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+            .unwrap();
+        assert!(check_ids(&[task(10, 10, 10), task(11, gone, 10)]).is_ok());
     }
 }

@@ -176,9 +176,10 @@ fn prepare(
     Ok((st_fd, hold_fd))
 }
 
-/// Session and group first, so that children inherit them. A group or
-/// session whose leader is not in the images (a shell job's) is replaced
-/// by crit's own, as with --shell-job.
+/// Session and group first, so that children inherit them. The root's
+/// group or a session whose leader is not in the images (a shell job's)
+/// is replaced by crit's own, as with --shell-job; another group whose
+/// leader is gone is made again (`join_lost_group`).
 fn join_session_and_group(plan: &Plan, t: &Task) -> Result<()> {
     let pid = t.pid;
     if t.sid == t.pid {
@@ -200,6 +201,9 @@ fn join_session_and_group(plan: &Plan, t: &Task) -> Result<()> {
             source,
         })?;
     }
+    if plan.lost_group(t) {
+        join_lost_group(pid, t.pgid)?;
+    }
     if in_images(t.sid) {
         let sid = nix::unistd::getsid(None)
             .map(|p| p.as_raw() as u32)
@@ -212,6 +216,50 @@ fn join_session_and_group(plan: &Plan, t: &Task) -> Result<()> {
         return Err(TaskError::Group { pid, pgid: t.pgid }.into());
     }
     Ok(())
+}
+
+/// Joins process group `pgid`, whose leader is not in the images (it
+/// exited while members lived on): as a group made by an earlier task of
+/// the tree, or else made now by a helper, as CRIU 4.2 makes one. The
+/// helper is cloned with the leader's pid, made leader of its own group,
+/// joined, then killed and reaped at once: the group lives on with this
+/// task in it, for the tree's other members to join, and the pid stays
+/// the group's.
+fn join_lost_group(pid: u32, pgid: u32) -> Result<()> {
+    use crate::sys::clone::{clone3_with_tid, ForkResult};
+    use nix::unistd::{setpgid, Pid};
+    let me = Pid::from_raw(0);
+    if setpgid(me, Pid::from_raw(pgid as i32)).is_ok() {
+        return Ok(());
+    }
+    let h = match clone3_with_tid(&[pgid as i32], 0) {
+        Ok(ForkResult::Child) => {
+            // Until killed below (or with this task).
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            loop {
+                nix::unistd::pause();
+            }
+        }
+        Ok(ForkResult::Parent(h)) => Pid::from_raw(h),
+        Err(source) => {
+            return Err(TaskError::Call {
+                pid,
+                what: "clone3 of the helper for its process group",
+                source,
+            }
+            .into())
+        }
+    };
+    let joined = match h.as_raw() as u32 == pgid {
+        true => setpgid(h, h).and_then(|_| setpgid(me, h)).is_ok(),
+        false => false,
+    };
+    let _ = nix::sys::signal::kill(h, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(h, Some(nix::sys::wait::WaitPidFlag::__WALL));
+    match joined {
+        true => Ok(()),
+        false => Err(TaskError::Group { pid, pgid }.into()),
+    }
 }
 
 /// Moves every object the task holds to its fd number, the files its

@@ -393,6 +393,27 @@ impl Plan {
             .unwrap_or(id)
     }
 
+    /// Whether task `t` belongs to a process group whose leader is not in
+    /// the images and is not the root's group (that one is crit's, as for
+    /// a shell job): the restore makes such a group with a helper.
+    pub fn lost_group(&self, t: &Task) -> bool {
+        let root_pgid = self.tasks.first().map(|r| r.pgid);
+        t.pgid != 0 && Some(t.pgid) != root_pgid && self.task(t.pgid).is_none()
+    }
+
+    /// The pids of the groups [`Plan::lost_group`] makes.
+    pub fn lost_groups(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .tasks
+            .iter()
+            .filter(|t| self.lost_group(t))
+            .map(|t| t.pgid)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     /// The tasks crit takes over (all but zombies).
     pub fn live(&self) -> impl Iterator<Item = &Task> {
         self.tasks.iter().filter(|t| t.zombie.is_none())

@@ -70,7 +70,8 @@ pub fn check_free(plan: &Plan) -> Result<()> {
         return Ok(());
     }
     let deadline = std::time::Instant::now() + EXITING_WAIT;
-    for id in plan.all_ids() {
+    // The groups' pids too: a helper takes each (child.rs).
+    for id in plan.all_ids().into_iter().chain(plan.lost_groups()) {
         while exiting(id) && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }

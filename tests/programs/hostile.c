@@ -53,6 +53,10 @@
  *  proc-of-child
  *               a child that pauses (and dies with the task), whose
  *               /proc/CHILD/stat the task holds (fd 3).
+ *  lost-leader  a child C in the process group of another child L that
+ *               has exited and been reaped: the group has no leader.
+ *               After a restore C is in group L again, the task in its
+ *               own group as before, and the task has no child but C.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -72,6 +76,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t asked;
@@ -461,6 +466,62 @@ static void proc_of_child(void)
 		exit(2);
 }
 
+/* lost-leader: the group of the exited leader, the task's own group, C. */
+static pid_t lost_pgid, own_pgid, lost_member;
+static int quiet; /* a second task of the tree: no READY line */
+
+static void lost_leader(void)
+{
+	int told[2];
+	char c;
+	own_pgid = getpgid(0);
+	if (pipe(told))
+		exit(2);
+	pid_t l = fork();
+	if (l == 0) {
+		setpgid(0, 0);
+		for (;;)
+			pause();
+	}
+	if (l < 0 || setpgid(l, l))
+		exit(2);
+	pid_t m = fork();
+	if (m == 0) {
+		syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		lost_member = 0;
+		lost_pgid = l;
+		quiet = 1;
+		if (setpgid(0, l) || write(told[1], "c", 1) != 1)
+			_exit(2);
+		close(told[0]);
+		close(told[1]);
+		return; /* on to the main loop, as the member */
+	}
+	if (m < 0 || read(told[0], &c, 1) != 1)
+		exit(2);
+	close(told[0]);
+	close(told[1]);
+	kill(l, SIGKILL);
+	if (waitpid(l, NULL, 0) != l)
+		exit(2);
+	lost_pgid = l;
+	lost_member = m;
+}
+
+static const char *lost_leader_check(void)
+{
+	if (!lost_member) /* the member */
+		return getpgid(0) == lost_pgid ? NULL : "the member is not in the lost leader's group";
+	if (getpgid(0) == lost_pgid)
+		return "the task is in the lost leader's group";
+	if (getpgid(lost_member) != lost_pgid)
+		return "its child is not in the lost leader's group";
+	pid_t w = waitpid(-1, NULL, WNOHANG);
+	if (w != 0)
+		return "the task has a child to reap that it did not make";
+	return NULL;
+}
+
 static const char *none(void) { return "not to be restored"; }
 
 int main(int argc, char **argv)
@@ -508,6 +569,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "proc-of-child")) {
 		proc_of_child();
 		check = none;
+	} else if (!strcmp(mode, "lost-leader")) {
+		lost_leader();
+		check = lost_leader_check;
 	} else if (!strncmp(mode, "detached-", 9)) {
 		detached(mode + 9);
 		check = none;
@@ -516,8 +580,10 @@ int main(int argc, char **argv)
 	}
 	signal(SIGUSR1, on_usr1);
 	int hb = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	printf("READY %d\n", getpid());
-	fflush(stdout);
+	if (!quiet) {
+		printf("READY %d\n", getpid());
+		fflush(stdout);
+	}
 	for (unsigned long n = 0;; n++) {
 		if (asked) {
 			asked = 0;
