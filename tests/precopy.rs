@@ -799,3 +799,37 @@ fn a_second_dump_into_a_busy_directory_is_refused() {
     let a = restore_and_ask(&mut g, &d);
     assert!(a.starts_with("OK 65536 "), "{a}");
 }
+
+/// The keeper of a pre-dump's trackers is named after its directory's
+/// device and inode. A directory made after that one was removed could
+/// get the same inode number (ext4 reuses them at once, now and then),
+/// and so the keeper's name, which another user's squatter had taken in
+/// `a_pre_copy_that_fails_after_flattening_leaves_no_images`. The keeper
+/// now holds the inode (as its working directory) while it lives, so no
+/// new directory can have it.
+#[test]
+fn a_removed_pre_dump_directory_keeps_its_inode_while_its_keeper_lives() {
+    use std::os::unix::fs::MetadataExt;
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = start(tmp.path(), 8, 1, 100, false, false);
+    let pid = g.pid.to_string();
+    let d = tmp.path().join("d");
+    ok(&crit(&["pre-dump", "-t", &pid, "-D", d.to_str().unwrap()]));
+    let m = std::fs::metadata(&d).unwrap();
+    let name = format!("crit-track:{}:{}", m.dev(), m.ino());
+    let keeper = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            let c = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            c.split(|&b| b == 0).any(|a| a == name.as_bytes())
+        })
+        .map(|e| e.path())
+        .expect("the keeper");
+    std::fs::remove_dir_all(&d).unwrap();
+    let held = std::fs::metadata(keeper.join("cwd")).unwrap();
+    assert_eq!((held.dev(), held.ino()), (m.dev(), m.ino()));
+    kit::proc::kill_tree(g.pid);
+    let _ = g.child.wait();
+}

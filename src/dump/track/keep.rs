@@ -6,7 +6,9 @@
 //! socket named after the images directory (its device and inode). The
 //! next `pre-dump` or `dump` with `--prev-images-dir` that directory takes
 //! them (SCM_RIGHTS; root or the keeper's own user only) and the keeper
-//! exits. It also exits once every tracked task is gone, and on `drop`.
+//! exits. It also exits once every tracked task is gone (within a
+//! second), and on `drop`. It runs in the directory, which keeps the
+//! directory's inode number from going to another directory meanwhile.
 //! Killing it ends the tracking (the next dump then says so).
 //!
 //! Wire: SOCK_SEQPACKET, one message per tracker (pid: i32 LE, start
@@ -113,6 +115,10 @@ pub fn hand_off(dir: &Path, trackers: &Trackers) -> Result<()> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .process_group(0)
+        // Its working directory holds the directory's inode while it
+        // lives: once the directory is removed, a new one cannot get the
+        // same device and inode, and so this keeper's name.
+        .current_dir(dir)
         .spawn()
         .map_err(|e| err(dir, "starting the keeper of the memory trackers", e))?;
     let ready = send_all(&mine, trackers).and_then(|_| {
