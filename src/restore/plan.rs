@@ -160,6 +160,13 @@ fn check_fdinfo_lost(
     }
 }
 
+/// What a pipe or fifo held at dump: its queued bytes and its capacity
+/// (F_GETPIPE_SZ; absent in images of old CRIU versions).
+pub struct PipeData {
+    pub data: Vec<u8>,
+    pub size: Option<u32>,
+}
+
 /// Everything read from the images directory.
 pub struct Plan {
     pub dir: PathBuf,
@@ -174,9 +181,9 @@ pub struct Plan {
     /// Positions in `packets` by the file id of the queue's owner.
     packets_of: HashMap<u32, Vec<usize>>,
     /// Pipe data by pipe inode.
-    pub pipe_data: HashMap<u32, Vec<u8>>,
+    pub pipe_data: HashMap<u32, PipeData>,
     /// Fifo data by pipe inode.
-    pub fifo_data: HashMap<u32, Vec<u8>>,
+    pub fifo_data: HashMap<u32, PipeData>,
     /// The namespaces the tree owns and what goes into them.
     pub ns: super::ns::NsPlan,
     /// The dumper's cgroup set (inventory's root_cg_set).
@@ -293,13 +300,15 @@ impl Plan {
                 rights,
             })
             .collect();
-        let pd = |name: &str, magic: &str| -> Result<HashMap<u32, Vec<u8>>> {
+        let pd = |name: &str, magic: &str| -> Result<HashMap<u32, PipeData>> {
             let v = read_payload_image(&img(dir, name), magic, |d| {
                 let e =
                     <pb::PipeDataEntry as prost::Message>::decode(d).map_err(|e| e.to_string())?;
-                Ok(e.pipe_id)
+                Ok((e.pipe_id, e.size))
             })?;
-            Ok(v.into_iter().collect())
+            Ok(v.into_iter()
+                .map(|((id, size), data)| (id, PipeData { data, size }))
+                .collect())
         };
         let mut packets_of: HashMap<u32, Vec<usize>> = HashMap::new();
         for (at, p) in packets.iter().enumerate() {

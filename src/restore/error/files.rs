@@ -136,6 +136,13 @@ pub enum FileError {
         #[source]
         source: io::Error,
     },
+    #[error("pipe:[{ino}]: set its size to {size} bytes (F_SETPIPE_SZ): {source}")]
+    PipeSize {
+        ino: u32,
+        size: usize,
+        #[source]
+        source: io::Error,
+    },
     #[error("pipe:[{ino}]: refill {len} bytes: {source}")]
     Refill {
         ino: u32,

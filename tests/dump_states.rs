@@ -1,0 +1,77 @@
+//! Task state a dump and a restore must keep (tests/programs/states.c):
+//! the restored task checks its own state and answers.
+
+mod kit;
+
+use kit::dump::*;
+use std::time::Duration;
+
+/// Dumps the tree of states.c in `mode` (`n` tasks, each answering),
+/// lets it go, restores it and returns what its tasks say of their
+/// state.
+fn round_trip(kit: &Kit, mode: &str, n: usize) -> String {
+    let (result, hb) = (kit.path("result"), kit.path("hb"));
+    let mut prog = kit.start(
+        "states",
+        &[mode, result.to_str().unwrap(), hb.to_str().unwrap()],
+    );
+    let pid = prog.pid;
+    let tree = kit::proc::tree(pid);
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &[]));
+    let _ = prog.child.wait();
+    // The others come to the test's subreaper once their parent is gone.
+    assert!(kit::proc::reap(&tree, Duration::from_secs(5)).is_empty());
+    let r = kit.crit(&["restore", "-d", "--shell-job", "-D", dir.to_str().unwrap()]);
+    ok(&r);
+    kit::proc::ask_tree(pid, &result, n)
+}
+
+/// A mode by hand: `STATES_MODE=fds [STATES_N=2] cargo test --test
+/// dump_states probe -- --ignored --nocapture` prints what it answers.
+#[test]
+#[ignore]
+fn probe() {
+    let mode = std::env::var("STATES_MODE").unwrap();
+    let n: usize = std::env::var("STATES_N").map_or(1, |n| n.parse().unwrap());
+    let kit = Kit::new();
+    let a = round_trip(&kit, &mode, n);
+    println!("ANSWER {mode}: {a}");
+    assert_eq!(a.lines().filter(|l| l.starts_with("OK")).count(), n, "{a}");
+}
+
+/// Pipes and a fifo given another capacity (F_SETPIPE_SZ), bigger and
+/// smaller than the default: the dump recorded it, the restore made
+/// them of the default size (a writer counting on the room blocked).
+#[test]
+fn pipe_sizes_come_back() {
+    let kit = Kit::new();
+    let a = round_trip(&kit, "pipe-size", 1);
+    assert!(a.starts_with("OK"), "{a}");
+}
+
+/// States that came back from the first probe on: kept from regressing.
+#[test]
+fn other_states_come_back() {
+    for (mode, n) in [
+        ("signals", 1),
+        ("itimers", 1),
+        ("prctl", 2),
+        ("limits", 1),
+        ("fds", 1),
+        ("timerfd-ticks", 1),
+        ("memfd", 1),
+        ("memfd-map", 1),
+        ("inotify", 1),
+        ("memory", 2),
+        ("threads", 1),
+    ] {
+        let kit = Kit::new();
+        let a = round_trip(&kit, mode, n);
+        assert_eq!(
+            a.lines().filter(|l| l.starts_with("OK")).count(),
+            n,
+            "{mode}: {a}"
+        );
+    }
+}
