@@ -50,6 +50,17 @@ fn pipe_sizes_come_back() {
     assert!(a.starts_with("OK"), "{a}");
 }
 
+/// A task chrooted into a directory, its cwd inside: the images name
+/// both from the machine's root (as CRIU's do) and the restore looked the
+/// cwd up inside the new root ("chdir ...: ENOENT"). It enters the cwd
+/// first now.
+#[test]
+fn a_chrooted_task_comes_back() {
+    let kit = Kit::new();
+    let a = round_trip(&kit, "chroot", 1);
+    assert!(a.starts_with("OK"), "{a}");
+}
+
 /// States that came back from the first probe on: kept from regressing.
 #[test]
 fn other_states_come_back() {

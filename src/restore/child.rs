@@ -305,26 +305,29 @@ fn lay_out_fds(t: &Task, res: &Reservoir, sync: &Sync) -> Result<(RawFd, RawFd)>
     Ok((st_fd, hold_fd))
 }
 
-/// Root, cwd and umask.
+/// Cwd, root and umask. The images name both directories from the root
+/// of the mount namespace, as CRIU does: the cwd is entered first, while
+/// that root is still the task's (after a chroot its path would be
+/// looked up inside the new root), and a chroot keeps the cwd.
 fn set_fs(plan: &Plan, t: &Task) -> Result<()> {
     let pid = t.pid;
     let name = |id: u32| -> Result<Option<String>> {
         Ok(plan.file(id, pid)?.reg.as_ref().map(|r| r.name.clone()))
     };
     let (cwd, root) = (name(t.fs.cwd_id)?, name(t.fs.root_id)?);
-    if let Some(r) = root.filter(|r| r != "/") {
-        nix::unistd::chroot(r.as_str()).map_err(|source| TaskError::OwnOn {
-            pid,
-            what: "chroot",
-            arg: r.clone(),
-            source,
-        })?;
-    }
     if let Some(c) = cwd {
         nix::unistd::chdir(c.as_str()).map_err(|source| TaskError::OwnOn {
             pid,
             what: "chdir",
             arg: c.clone(),
+            source,
+        })?;
+    }
+    if let Some(r) = root.filter(|r| r != "/") {
+        nix::unistd::chroot(r.as_str()).map_err(|source| TaskError::OwnOn {
+            pid,
+            what: "chroot",
+            arg: r.clone(),
             source,
         })?;
     }
