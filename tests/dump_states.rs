@@ -61,6 +61,15 @@ fn a_chrooted_task_comes_back() {
     assert!(a.starts_with("OK"), "{a}");
 }
 
+/// A pipe with O_ASYNC, an owner and F_SETSIG: the owner and signal came
+/// back but not O_ASYNC, so no signal came when data arrived.
+#[test]
+fn o_async_comes_back() {
+    let kit = Kit::new();
+    let a = round_trip(&kit, "fown", 1);
+    assert!(a.starts_with("OK"), "{a}");
+}
+
 /// States that came back from the first probe on: kept from regressing.
 #[test]
 fn other_states_come_back() {

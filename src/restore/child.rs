@@ -532,8 +532,11 @@ fn connect_outside(plan: &Plan, t: &Task, res: &Reservoir) -> Result<()> {
     Ok(())
 }
 
-/// Who gets SIGIO/SIGURG for each fd (F_SETOWN_EX, F_SETSIG), when set.
+/// Each file's owner (who gets SIGIO, or SIGURG), then O_ASYNC, which
+/// no open or socket call can give a file: set here, once the owner is
+/// there, as CRIU does (opened or made elsewhere, the file lost it).
 fn set_owners(plan: &Plan, t: &Task) -> Result<()> {
+    const O_ASYNC: u32 = 0o20000;
     for f in &t.fds {
         let Some(e) = plan.files.get(&f.id) else {
             continue;
@@ -541,32 +544,43 @@ fn set_owners(plan: &Plan, t: &Task) -> Result<()> {
         let fown = e
             .reg
             .as_ref()
-            .map(|x| &x.fown)
-            .or(e.pipe.as_ref().map(|x| &x.fown))
-            .or(e.usk.as_ref().map(|x| &x.fown))
-            .or(e.isk.as_ref().map(|x| &x.fown))
-            .or(e.nlsk.as_ref().map(|x| &x.fown))
-            .or(e.efd.as_ref().map(|x| &x.fown))
-            .or(e.epfd.as_ref().map(|x| &x.fown))
-            .or(e.sgfd.as_ref().map(|x| &x.fown))
-            .or(e.tfd.as_ref().map(|x| &x.fown))
-            .or(e.ify.as_ref().map(|x| &x.fown))
-            .or(e.memfd.as_ref().map(|x| &x.fown));
-        let Some(o) = fown.filter(|o| o.pid != 0 || o.signum != 0) else {
+            .map(|x| (&x.fown, x.flags))
+            .or(e.pipe.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.usk.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.isk.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.nlsk.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.efd.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.epfd.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.sgfd.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.tfd.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.ify.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.memfd.as_ref().map(|x| (&x.fown, x.flags)));
+        let Some((o, flags)) = fown else {
             continue;
         };
-        fdops::set_owner(
-            f.fd as RawFd,
-            o.pid_type as i32,
-            o.pid as i32,
-            o.signum as i32,
-        )
-        .map_err(|source| TaskError::Owner {
-            pid: t.pid,
-            fd: f.fd,
-            owner: o.pid,
-            source,
-        })?;
+        if o.pid != 0 || o.signum != 0 {
+            fdops::set_owner(
+                f.fd as RawFd,
+                o.pid_type as i32,
+                o.pid as i32,
+                o.signum as i32,
+            )
+            .map_err(|source| TaskError::Owner {
+                pid: t.pid,
+                fd: f.fd,
+                owner: o.pid,
+                source,
+            })?;
+        }
+        if flags & O_ASYNC != 0 {
+            fdops::add_status_flags(f.fd as RawFd, O_ASYNC as i32).map_err(|source| {
+                TaskError::Async {
+                    pid: t.pid,
+                    fd: f.fd,
+                    source,
+                }
+            })?;
+        }
     }
     Ok(())
 }
