@@ -70,6 +70,15 @@ fn o_async_comes_back() {
     assert!(a.starts_with("OK"), "{a}");
 }
 
+/// MADV_RANDOM and MADV_SEQUENTIAL: the dump recorded them, the restore
+/// left them out.
+#[test]
+fn random_and_sequential_advice_come_back() {
+    let kit = Kit::new();
+    let a = round_trip(&kit, "madvise", 1);
+    assert!(a.starts_with("OK"), "{a}");
+}
+
 /// States that came back from the first probe on: kept from regressing.
 #[test]
 fn other_states_come_back() {
