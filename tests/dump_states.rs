@@ -79,6 +79,45 @@ fn random_and_sequential_advice_come_back() {
     assert!(a.starts_with("OK"), "{a}");
 }
 
+/// pidfds of a child (one PIDFD_NONBLOCK, one dup'ed without
+/// close-on-exec) and of the task itself: refused by the dump ("is not
+/// supported"), and CRIU's images of them by the restore. Each comes
+/// back naming its task, with its flags, and signals and waits work.
+#[test]
+fn pidfds_come_back() {
+    let kit = Kit::new();
+    let a = round_trip(&kit, "pidfd", 2);
+    assert_eq!(a.lines().filter(|l| l.starts_with("OK")).count(), 2, "{a}");
+}
+
+/// A pidfd of a process reaped since names no pid a restore could open:
+/// refused in one line naming the pid and fd, the task left running.
+#[test]
+fn a_pidfd_of_an_exited_process_is_refused() {
+    let kit = Kit::new();
+    let (result, hb) = (kit.path("result"), kit.path("hb"));
+    let prog = kit.start(
+        "states",
+        &[
+            "pidfd-exited",
+            result.to_str().unwrap(),
+            hb.to_str().unwrap(),
+        ],
+    );
+    let pid = prog.pid;
+    let dir = kit.path("img");
+    let o = kit.dump(pid, &dir, &[]);
+    let e = stderr(&o);
+    let alive = kit::proc::alive(pid);
+    kill_tree(pid);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    let want = format!("pid {pid} fd 3: a pidfd of a process that has exited");
+    assert!(e.contains(&want), "{want:?} in {e}");
+    assert!(images(&dir).is_empty(), "left: {:?}", images(&dir));
+    assert!(alive, "the task runs on");
+}
+
 /// States that came back from the first probe on: kept from regressing.
 #[test]
 fn other_states_come_back() {
@@ -94,6 +133,9 @@ fn other_states_come_back() {
         ("inotify", 1),
         ("memory", 2),
         ("threads", 1),
+        ("nofile-low", 1),
+        ("sched", 1),
+        ("sigflags", 1),
     ] {
         let kit = Kit::new();
         let a = round_trip(&kit, mode, n);

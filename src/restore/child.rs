@@ -271,6 +271,10 @@ fn lay_out_fds(t: &Task, res: &Reservoir, sync: &Sync) -> Result<(RawFd, RawFd)>
     let own = made_pairs();
     let mut pairs: Vec<(RawFd, RawFd, bool)> = Vec::new();
     for f in &t.fds {
+        // Opened by the task once every task exists (task.rs).
+        if t.pidfds.iter().any(|p| p.fd == f.fd) {
+            continue;
+        }
         let src =
             res.raw(f.id)
                 .or_else(|| own.get(&f.id).copied())

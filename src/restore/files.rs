@@ -403,7 +403,9 @@ pub fn check_all_opened(plan: &Plan, res: &Reservoir) -> Result<()> {
         .collect();
     for t in &plan.tasks {
         for fd in &t.fds {
-            let later = in_tasks.contains(&fd.id) || plan.proc_files.contains_key(&fd.id);
+            let later = in_tasks.contains(&fd.id)
+                || plan.proc_files.contains_key(&fd.id)
+                || t.pidfds.iter().any(|p| p.fd == fd.fd);
             if !res.by_id.contains_key(&fd.id) && !later {
                 let f = plan.file(fd.id, t.pid)?;
                 let kind = pb::FdTypes::try_from(f.r#type)

@@ -45,6 +45,17 @@ pub struct Task {
     /// The pty this task leads the session of, if any: its controlling
     /// terminal again.
     pub ctty: Option<Ctty>,
+    /// Its pidfds, opened by the task itself once every task exists.
+    pub pidfds: Vec<Pidfd>,
+}
+
+/// A pidfd a task holds: its fd, the process it names (a task of the
+/// images, by its pid there) and pidfd_open's flags.
+pub struct Pidfd {
+    pub fd: u32,
+    pub cloexec: bool,
+    pub target: u32,
+    pub flags: u32,
 }
 
 /// A session leader's controlling terminal: a pty slave it holds.
@@ -234,6 +245,37 @@ fn ctty_of(t: &Task, files: &FileTable, ttys: &HashMap<u32, pb::TtyInfoEntry>) -
     })
 }
 
+/// The pidfds `t` holds; one naming a process that is not a task of the
+/// images (CRIU records those of exited processes too) is refused.
+fn pidfds_of(
+    t: &Task,
+    files: &FileTable,
+    pids: &std::collections::HashSet<u32>,
+) -> Result<Vec<Pidfd>> {
+    let mut v = Vec::new();
+    for fd in &t.fds {
+        let Some(p) = files.get(&fd.id).and_then(|f| f.pidfd.as_ref()) else {
+            continue;
+        };
+        let target = u32::try_from(p.nspid).ok().filter(|n| pids.contains(n));
+        let Some(target) = target else {
+            return Err(super::error::FileError::PidfdTarget {
+                pid: t.pid,
+                fd: fd.fd,
+                target: p.nspid,
+            }
+            .into());
+        };
+        v.push(Pidfd {
+            fd: fd.fd,
+            cloexec: fd.flags & 1 != 0,
+            target,
+            flags: p.flags,
+        });
+    }
+    Ok(v)
+}
+
 fn img(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
@@ -329,6 +371,10 @@ impl Plan {
         };
         for t in &mut tasks {
             t.ctty = ctty_of(t, &files, &ttys);
+        }
+        let pids: std::collections::HashSet<u32> = tasks.iter().map(|t| t.pid).collect();
+        for t in &mut tasks {
+            t.pidfds = pidfds_of(t, &files, &pids)?;
         }
         let dumper = inv.root_ids.unwrap_or_default();
         let root_ids = tasks.first().map(|t| t.ids).unwrap_or_default();
@@ -543,6 +589,7 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry, seccomp: Option<&pb::SeccompEntry>
         zombie: None,
         posix_timers,
         ctty: None,
+        pidfds: Vec::new(),
     })
 }
 
@@ -568,6 +615,7 @@ fn zombie(p: &pb::PstreeEntry, exit_code: u32, core: pb::CoreEntry) -> Task {
         zombie: Some(exit_code),
         posix_timers: Vec::new(),
         ctty: None,
+        pidfds: Vec::new(),
     }
 }
 

@@ -36,9 +36,15 @@
  *               MADV_SEQUENTIAL.
  *  memfd-map    a memfd sealed against writes and mapped shared,
  *               read-only.
+ *  nofile-low   fd 500 open, then RLIMIT_NOFILE's soft limit set to 64.
+ *  sched        SCHED_BATCH and nice 7, a thread SCHED_IDLE.
+ *  sigflags     SA_SIGINFO | SA_RESETHAND on SIGTERM, SIGCHLD ignored
+ *               with SA_NOCLDWAIT, an alternate stack SS_AUTODISARM.
  *  inotify      an inotify watching a directory for IN_CREATE.
  *  memfd        a memfd with data and F_SEAL_GROW | F_SEAL_SHRINK.
- *  pidfd        a pidfd of a child that pauses (refused).
+ *  pidfd        pidfds of a child that pauses (one PIDFD_NONBLOCK, one
+ *               dup'ed without close-on-exec) and of the task itself.
+ *  pidfd-exited a pidfd of a child reaped since (refused).
  *  memory       areas MADV_DONTFORK, MADV_WIPEONFORK, mlocked,
  *               MAP_GROWSDOWN, a PROT_NONE reservation, a file mapped
  *               past its end, and MAP_SHARED anonymous memory shared
@@ -71,6 +77,9 @@
 #include <sys/time.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
+#ifndef SS_AUTODISARM
+#define SS_AUTODISARM (1U << 31)
+#endif
 #include <unistd.h>
 
 static volatile sig_atomic_t asked;
@@ -731,6 +740,99 @@ static void memfd_map_check(void)
 		fail("written through F_SEAL_WRITE");
 }
 
+/* ---- nofile-low: fds above a soft limit lowered after they opened ---- */
+static void nofile_low(void)
+{
+	struct rlimit r;
+	if (dup2(0, 500) != 500 || getrlimit(RLIMIT_NOFILE, &r))
+		exit(2);
+	r.rlim_cur = 64;
+	if (setrlimit(RLIMIT_NOFILE, &r))
+		exit(2);
+}
+
+static void nofile_low_check(void)
+{
+	struct rlimit r;
+	getrlimit(RLIMIT_NOFILE, &r);
+	if (r.rlim_cur != 64)
+		fail("RLIMIT_NOFILE %lu", r.rlim_cur);
+	if (fcntl(500, F_GETFD) < 0)
+		fail("fd 500 lost");
+}
+
+/* ---- sched ---- */
+static pthread_t idle;
+static pid_t idle_tid;
+
+static void *idle_main(void *arg)
+{
+	(void)arg;
+	struct sched_param sp = {0};
+	sched_setscheduler(0, SCHED_IDLE, &sp);
+	idle_tid = gettid();
+	for (;;)
+		pause();
+	return NULL;
+}
+
+static void sched(void)
+{
+	struct sched_param sp = {0};
+	if (sched_setscheduler(0, SCHED_BATCH, &sp) || setpriority(PRIO_PROCESS, 0, 7) ||
+	    pthread_create(&idle, NULL, idle_main, NULL))
+		exit(2);
+	while (!idle_tid)
+		usleep(1000);
+}
+
+static void sched_check(void)
+{
+	if (sched_getscheduler(0) != SCHED_BATCH)
+		fail("main thread's policy %d", sched_getscheduler(0));
+	errno = 0;
+	if (getpriority(PRIO_PROCESS, 0) != 7)
+		fail("nice %d", getpriority(PRIO_PROCESS, 0));
+	if (sched_getscheduler(idle_tid) != SCHED_IDLE)
+		fail("second thread's policy %d", sched_getscheduler(idle_tid));
+}
+
+/* ---- sigflags ---- */
+static void on_info(int s, siginfo_t *si, void *c) { (void)s; (void)si; (void)c; }
+
+static void sigflags(void)
+{
+	struct sigaction sa = {.sa_sigaction = on_info, .sa_flags = SA_SIGINFO | SA_RESETHAND};
+	sigemptyset(&sa.sa_mask);
+	struct sigaction ch = {.sa_handler = SIG_IGN, .sa_flags = SA_NOCLDWAIT | SA_NOCLDSTOP};
+	sigemptyset(&ch.sa_mask);
+	stack_t ss = {.ss_sp = malloc(65536), .ss_size = 65536, .ss_flags = SS_AUTODISARM};
+	if (sigaction(SIGTERM, &sa, NULL) || sigaction(SIGCHLD, &ch, NULL) || sigaltstack(&ss, NULL))
+		exit(2);
+}
+
+static void sigflags_check(void)
+{
+	struct sigaction sa;
+	sigaction(SIGTERM, NULL, &sa);
+	if (sa.sa_sigaction != on_info || (sa.sa_flags & (SA_SIGINFO | SA_RESETHAND)) !=
+						  (SA_SIGINFO | SA_RESETHAND))
+		fail("SIGTERM action (flags %x)", sa.sa_flags);
+	sigaction(SIGCHLD, NULL, &sa);
+	if (sa.sa_handler != SIG_IGN || (sa.sa_flags & (SA_NOCLDWAIT | SA_NOCLDSTOP)) !=
+						(SA_NOCLDWAIT | SA_NOCLDSTOP))
+		fail("SIGCHLD action (flags %x)", sa.sa_flags);
+	stack_t now;
+	if (sigaltstack(NULL, &now) || now.ss_size != 65536 || !(now.ss_flags & SS_AUTODISARM))
+		fail("alternate stack (flags %x)", now.ss_flags);
+	/* SIGCHLD ignored: a child is reaped by the kernel. */
+	pid_t c = fork();
+	if (c == 0)
+		_exit(0);
+	if (waitpid(c, NULL, 0) != -1 || errno != ECHILD)
+		fail("a child was left to reap");
+}
+
 /* ---- inotify ---- */
 static int ino;
 static char ino_dir[4200];
@@ -781,7 +883,7 @@ static void memfd_check(void)
 }
 
 /* ---- pidfd ---- */
-static int pidfd;
+static int pidfd, pidfd_dup, pidfd_nb, pidfd_self;
 static pid_t pidfd_child;
 
 static void pidfd_mode(void)
@@ -790,16 +892,19 @@ static void pidfd_mode(void)
 	if (!pidfd_child)
 		return;
 	pidfd = syscall(SYS_pidfd_open, pidfd_child, 0);
-	if (pidfd < 0)
+	pidfd_nb = syscall(SYS_pidfd_open, pidfd_child, O_NONBLOCK);
+	pidfd_self = syscall(SYS_pidfd_open, getpid(), 0);
+	/* Without close-on-exec, on the same file as pidfd. */
+	pidfd_dup = fcntl(pidfd, F_DUPFD, 20);
+	if (pidfd < 0 || pidfd_nb < 0 || pidfd_self < 0 || pidfd_dup < 0)
 		exit(2);
 }
 
-static void pidfd_check(void)
+/* The pid a pidfd names, from its fdinfo. */
+static int pid_of(int fd)
 {
-	if (!pidfd_child)
-		return;
 	char p[64], l[256];
-	snprintf(p, sizeof p, "/proc/self/fdinfo/%d", pidfd);
+	snprintf(p, sizeof p, "/proc/self/fdinfo/%d", fd);
 	FILE *f = fopen(p, "r");
 	int pid = -1;
 	while (f && fgets(l, sizeof l, f))
@@ -807,8 +912,38 @@ static void pidfd_check(void)
 			pid = atoi(l + 4);
 	if (f)
 		fclose(f);
-	if (pid != pidfd_child)
-		fail("the pidfd names pid %d, not %d", pid, pidfd_child);
+	return pid;
+}
+
+static void pidfd_check(void)
+{
+	if (!pidfd_child)
+		return;
+	if (pid_of(pidfd) != pidfd_child || pid_of(pidfd_dup) != pidfd_child ||
+	    pid_of(pidfd_nb) != pidfd_child)
+		fail("a pidfd does not name the child");
+	if (pid_of(pidfd_self) != getpid())
+		fail("the pidfd of the task does not name it");
+	if (fcntl(pidfd, F_GETFD) != FD_CLOEXEC || fcntl(pidfd_dup, F_GETFD) != 0)
+		fail("close-on-exec flags");
+	if (!(fcntl(pidfd_nb, F_GETFL) & O_NONBLOCK) || (fcntl(pidfd, F_GETFL) & O_NONBLOCK))
+		fail("PIDFD_NONBLOCK");
+	if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0))
+		fail("pidfd_send_signal: %s", strerror(errno));
+	siginfo_t si;
+	si.si_pid = 0;
+	if (waitid(P_PIDFD, pidfd_nb, &si, WEXITED | WNOHANG) || si.si_pid != 0)
+		fail("waitid on the pidfd");
+}
+
+/* ---- pidfd-exited: a pidfd of a child reaped since ---- */
+static void pidfd_exited(void)
+{
+	pid_t c = fork();
+	if (c == 0)
+		_exit(0);
+	if (c < 0 || syscall(SYS_pidfd_open, c, 0) != 3 || waitpid(c, NULL, 0) != c)
+		exit(2);
 }
 
 /* ---- memory ---- */
@@ -1017,6 +1152,8 @@ static void threads_check(void)
 		fail("join of the late thread");
 }
 
+static void none(void) { fail("not to be restored"); }
+
 int main(int argc, char **argv)
 {
 	if (argc < 4)
@@ -1063,6 +1200,15 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "memfd-map")) {
 		memfd_map();
 		check = memfd_map_check;
+	} else if (!strcmp(mode, "nofile-low")) {
+		nofile_low();
+		check = nofile_low_check;
+	} else if (!strcmp(mode, "sched")) {
+		sched();
+		check = sched_check;
+	} else if (!strcmp(mode, "sigflags")) {
+		sigflags();
+		check = sigflags_check;
 	} else if (!strcmp(mode, "inotify")) {
 		inotify();
 		check = inotify_check;
@@ -1072,6 +1218,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "pidfd")) {
 		pidfd_mode();
 		check = pidfd_check;
+	} else if (!strcmp(mode, "pidfd-exited")) {
+		pidfd_exited();
+		check = none;
 	} else if (!strcmp(mode, "memory")) {
 		memory();
 		check = memory_check;
