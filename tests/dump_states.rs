@@ -4,12 +4,19 @@
 mod kit;
 
 use kit::dump::*;
+use std::path::Path;
 use std::time::Duration;
 
 /// Dumps the tree of states.c in `mode` (`n` tasks, each answering),
 /// lets it go, restores it and returns what its tasks say of their
 /// state.
 fn round_trip(kit: &Kit, mode: &str, n: usize) -> String {
+    round_trip_edited(kit, mode, n, |_| {})
+}
+
+/// As [`round_trip`], with `edit` run on the images directory between
+/// the dump and the restore.
+fn round_trip_edited(kit: &Kit, mode: &str, n: usize, edit: impl FnOnce(&Path)) -> String {
     let (result, hb) = (kit.path("result"), kit.path("hb"));
     let mut prog = kit.start(
         "states",
@@ -22,6 +29,7 @@ fn round_trip(kit: &Kit, mode: &str, n: usize) -> String {
     let _ = prog.child.wait();
     // The others come to the test's subreaper once their parent is gone.
     assert!(kit::proc::reap(&tree, Duration::from_secs(5)).is_empty());
+    edit(&dir);
     let r = kit.crit(&["restore", "-d", "--shell-job", "-D", dir.to_str().unwrap()]);
     ok(&r);
     kit::proc::ask_tree(pid, &result, n)
@@ -116,6 +124,35 @@ fn a_pidfd_of_an_exited_process_is_refused() {
     assert!(e.contains(&want), "{want:?} in {e}");
     assert!(images(&dir).is_empty(), "left: {:?}", images(&dir));
     assert!(alive, "the task runs on");
+}
+
+/// CRIU 4.2 records the personality as atoi reads /proc/PID/personality
+/// (60000 for 0x00060000); crit restored that number as it was. The
+/// images of the prctl mode (UNAME26 | ADDR_NO_RANDOMIZE) are given
+/// CRIU's form of it before the restore.
+#[test]
+fn a_personality_in_criu_form_comes_back() {
+    let kit = Kit::new();
+    let a = round_trip_edited(&kit, "prctl", 2, |dir| {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if !name.starts_with("core-") {
+                continue;
+            }
+            kit::restore::edit_json(&p, |v| {
+                // Threads other than the main one have no task core.
+                let Some(tc) = v["entries"][0].get_mut("tc") else {
+                    return;
+                };
+                if let Some(n) = tc["personality"].as_u64() {
+                    let criu: u64 = format!("{n:08x}").parse().unwrap();
+                    tc["personality"] = serde_json::json!(criu);
+                }
+            });
+        }
+    });
+    assert_eq!(a.lines().filter(|l| l.starts_with("OK")).count(), 2, "{a}");
 }
 
 /// States that came back from the first probe on: kept from regressing.

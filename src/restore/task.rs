@@ -675,7 +675,7 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<Vec<rlimi
         t,
         "personality",
         NR_PERSONALITY,
-        [u64::from(tc.personality), 0, 0, 0, 0, 0],
+        [u64::from(personality(tc.personality)), 0, 0, 0, 0, 0],
     )?;
     if tc.child_subreaper == Some(true) {
         call(
@@ -694,6 +694,23 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<Vec<rlimi
         })?;
     }
     Ok(lowered)
+}
+
+/// The personality an image means. CRIU 4.2 reads /proc/PID/personality
+/// (8 hex digits) with atoi, so its images hold those digits read as
+/// decimal: 60000 for 0x00060000 (UNAME26 | ADDR_NO_RANDOMIZE, which gdb
+/// sets). CRIU never sets it again and so never sees it; crit set such
+/// a value as it was. A value with bits no personality has (8 to 16)
+/// whose decimal digits, read as hex, have none is taken as CRIU's form.
+fn personality(v: u32) -> u32 {
+    const NONE: u32 = 0x1ff00;
+    if v & NONE == 0 {
+        return v;
+    }
+    match u32::from_str_radix(&v.to_string(), 16) {
+        Ok(h) if h & NONE == 0 => h,
+        _ => v,
+    }
 }
 
 /// tid address, robust list, rseq, sigaltstack, parent-death signal,
@@ -987,4 +1004,23 @@ fn pending_signals(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::personality;
+
+    #[test]
+    fn criu_personality_digits_are_read_as_hex() {
+        // crit's images hold the value itself.
+        assert_eq!(personality(0), 0);
+        assert_eq!(personality(0x0006_0000), 0x0006_0000);
+        assert_eq!(personality(0x0040_0008), 0x0040_0008);
+        // CRIU 4.2's: "00060000" read by atoi, "00040000", "00400000".
+        assert_eq!(personality(60000), 0x0006_0000);
+        assert_eq!(personality(40000), 0x0004_0000);
+        assert_eq!(personality(400000), 0x0040_0000);
+        // Neither: kept as it is.
+        assert_eq!(personality(0xffff_ffff), 0xffff_ffff);
+    }
 }
