@@ -553,6 +553,8 @@ pub enum DumpError {
     /// ("anon_inode:[pidfd]", ...).
     #[error("pid {pid} fd {fd}: {link} is not supported by crit dump")]
     FdKind { pid: i32, fd: i32, link: String },
+    #[error("pid {pid} fd {fd}: a pidfd {why}: crit restore could not open it again")]
+    Pidfd { pid: i32, fd: i32, why: String },
     #[error("{via}: {path} is not that file's path any more (its mount was detached, or another was mounted over it): a restore could not open it")]
     PathElsewhere { via: Via, path: String },
     #[error("{via}: {name} is a {kind}, which crit dump does not support")]

@@ -85,6 +85,8 @@ pub enum Kind {
     Timerfd,
     Signalfd,
     Inotify,
+    /// A pidfd (pidfd_open, clone's CLONE_PIDFD).
+    Pidfd,
     Memfd {
         name: String,
     },
@@ -143,7 +145,12 @@ pub fn classify(link: &str, st: &Stat, shmem_dev: u64) -> Kind {
         "anon_inode:[timerfd]" => return Kind::Timerfd,
         "anon_inode:[signalfd]" => return Kind::Signalfd,
         "anon_inode:inotify" => return Kind::Inotify,
+        "anon_inode:[pidfd]" => return Kind::Pidfd,
         _ => {}
+    }
+    // Linux 6.9 on: pidfds are files of pidfs.
+    if link.starts_with("pidfd:") {
+        return Kind::Pidfd;
     }
     if let Some(rest) = link.strip_prefix("/memfd:") {
         if st.dev == shmem_dev {

@@ -39,6 +39,7 @@ pub fn file_type(ctx: &mut DumpCtx, pid: i32, fd: &Fd) -> Result<i32> {
         Kind::Signalfd => FD_SIGNALFD,
         Kind::Inotify => FD_INOTIFY,
         Kind::Memfd { .. } => FD_MEMFD,
+        Kind::Pidfd => FD_PIDFD,
         Kind::Tty { path } => super::tty::file_type(ctx, pid, fd, path)?,
         Kind::Other(what) => {
             return Err(DumpError::FdKind {
@@ -144,6 +145,21 @@ pub fn dump_fd(ctx: &mut DumpCtx, pid: i32, fd: &Fd, id: u32) -> Result<()> {
         Kind::Signalfd => signalfd(files, pid, fd, id),
         Kind::Inotify => inotify(files, pid, fd, id),
         Kind::Memfd { name } => memfd(files, pid, fd, id, name),
+        Kind::Pidfd => {
+            let nspid = pidfd_target(ctx, pid, fd)?;
+            ctx.files.push(FD_PIDFD, id, |e| {
+                e.pidfd = Some(pb::PidfdEntry {
+                    id,
+                    ino: fd.st.ino as u32,
+                    // pidfd_open's flags, as CRIU records them (it hands
+                    // them to pidfd_open again): PIDFD_NONBLOCK alone.
+                    flags: fd.flags & 0o4000,
+                    nspid,
+                    fown: fd.fown,
+                })
+            });
+            Ok(())
+        }
         Kind::Socket(ino) => {
             let (fr, opts) = (ctx.frozen, ctx.opts);
             ctx.socks.dump_fd(
@@ -155,6 +171,33 @@ pub fn dump_fd(ctx: &mut DumpCtx, pid: i32, fd: &Fd, id: u32) -> Result<()> {
             )
         }
         Kind::Other(_) => Ok(()),
+    }
+}
+
+/// The process a pidfd names, as the tree sees it. A restore opens it
+/// again by that pid, so it must be a task of the tree (its fdinfo's
+/// "Pid:" is -1 once the process is reaped, 0 outside crit's pid
+/// namespace); a thread's pidfd (PIDFD_THREAD) is refused too.
+fn pidfd_target(ctx: &DumpCtx, pid: i32, fd: &Fd) -> Result<i32> {
+    const PIDFD_THREAD: u32 = 0o200; // O_EXCL
+    let host: i32 = field(pid, fd, "Pid")?.trim().parse().unwrap_or(0);
+    let why = if fd.flags & PIDFD_THREAD != 0 {
+        Some("of a thread (PIDFD_THREAD)".to_string())
+    } else if host == -1 {
+        Some("of a process that has exited".to_string())
+    } else if !ctx.frozen.tasks.iter().any(|t| t.pid == host) {
+        Some(format!("of pid {host}, outside the dumped tree"))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(DumpError::Pidfd {
+            pid,
+            fd: fd.fd,
+            why,
+        }
+        .into()),
+        None => Ok(ctx.ns.pids.get(host)),
     }
 }
 

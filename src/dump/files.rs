@@ -27,6 +27,7 @@ pub const FD_TTY: i32 = 11;
 pub const FD_NETLINKSK: i32 = 13;
 pub const FD_TIMERFD: i32 = 17;
 pub const FD_MEMFD: i32 = 18;
+pub const FD_PIDFD: i32 = 20;
 
 /// The attributes a ghost file records.
 struct FdStat {

@@ -271,6 +271,10 @@ fn lay_out_fds(t: &Task, res: &Reservoir, sync: &Sync) -> Result<(RawFd, RawFd)>
     let own = made_pairs();
     let mut pairs: Vec<(RawFd, RawFd, bool)> = Vec::new();
     for f in &t.fds {
+        // Opened by the task once every task exists (task.rs).
+        if t.pidfds.iter().any(|p| p.fd == f.fd) {
+            continue;
+        }
         let src =
             res.raw(f.id)
                 .or_else(|| own.get(&f.id).copied())
@@ -305,26 +309,29 @@ fn lay_out_fds(t: &Task, res: &Reservoir, sync: &Sync) -> Result<(RawFd, RawFd)>
     Ok((st_fd, hold_fd))
 }
 
-/// Root, cwd and umask.
+/// Cwd, root and umask. The images name both directories from the root
+/// of the mount namespace, as CRIU does: the cwd is entered first, while
+/// that root is still the task's (after a chroot its path would be
+/// looked up inside the new root), and a chroot keeps the cwd.
 fn set_fs(plan: &Plan, t: &Task) -> Result<()> {
     let pid = t.pid;
     let name = |id: u32| -> Result<Option<String>> {
         Ok(plan.file(id, pid)?.reg.as_ref().map(|r| r.name.clone()))
     };
     let (cwd, root) = (name(t.fs.cwd_id)?, name(t.fs.root_id)?);
-    if let Some(r) = root.filter(|r| r != "/") {
-        nix::unistd::chroot(r.as_str()).map_err(|source| TaskError::OwnOn {
-            pid,
-            what: "chroot",
-            arg: r.clone(),
-            source,
-        })?;
-    }
     if let Some(c) = cwd {
         nix::unistd::chdir(c.as_str()).map_err(|source| TaskError::OwnOn {
             pid,
             what: "chdir",
             arg: c.clone(),
+            source,
+        })?;
+    }
+    if let Some(r) = root.filter(|r| r != "/") {
+        nix::unistd::chroot(r.as_str()).map_err(|source| TaskError::OwnOn {
+            pid,
+            what: "chroot",
+            arg: r.clone(),
             source,
         })?;
     }
@@ -529,8 +536,11 @@ fn connect_outside(plan: &Plan, t: &Task, res: &Reservoir) -> Result<()> {
     Ok(())
 }
 
-/// Who gets SIGIO/SIGURG for each fd (F_SETOWN_EX, F_SETSIG), when set.
+/// Each file's owner (who gets SIGIO, or SIGURG), then O_ASYNC, which
+/// no open or socket call can give a file: set here, once the owner is
+/// there, as CRIU does (opened or made elsewhere, the file lost it).
 fn set_owners(plan: &Plan, t: &Task) -> Result<()> {
+    const O_ASYNC: u32 = 0o20000;
     for f in &t.fds {
         let Some(e) = plan.files.get(&f.id) else {
             continue;
@@ -538,32 +548,43 @@ fn set_owners(plan: &Plan, t: &Task) -> Result<()> {
         let fown = e
             .reg
             .as_ref()
-            .map(|x| &x.fown)
-            .or(e.pipe.as_ref().map(|x| &x.fown))
-            .or(e.usk.as_ref().map(|x| &x.fown))
-            .or(e.isk.as_ref().map(|x| &x.fown))
-            .or(e.nlsk.as_ref().map(|x| &x.fown))
-            .or(e.efd.as_ref().map(|x| &x.fown))
-            .or(e.epfd.as_ref().map(|x| &x.fown))
-            .or(e.sgfd.as_ref().map(|x| &x.fown))
-            .or(e.tfd.as_ref().map(|x| &x.fown))
-            .or(e.ify.as_ref().map(|x| &x.fown))
-            .or(e.memfd.as_ref().map(|x| &x.fown));
-        let Some(o) = fown.filter(|o| o.pid != 0 || o.signum != 0) else {
+            .map(|x| (&x.fown, x.flags))
+            .or(e.pipe.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.usk.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.isk.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.nlsk.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.efd.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.epfd.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.sgfd.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.tfd.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.ify.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.memfd.as_ref().map(|x| (&x.fown, x.flags)));
+        let Some((o, flags)) = fown else {
             continue;
         };
-        fdops::set_owner(
-            f.fd as RawFd,
-            o.pid_type as i32,
-            o.pid as i32,
-            o.signum as i32,
-        )
-        .map_err(|source| TaskError::Owner {
-            pid: t.pid,
-            fd: f.fd,
-            owner: o.pid,
-            source,
-        })?;
+        if o.pid != 0 || o.signum != 0 {
+            fdops::set_owner(
+                f.fd as RawFd,
+                o.pid_type as i32,
+                o.pid as i32,
+                o.signum as i32,
+            )
+            .map_err(|source| TaskError::Owner {
+                pid: t.pid,
+                fd: f.fd,
+                owner: o.pid,
+                source,
+            })?;
+        }
+        if flags & O_ASYNC != 0 {
+            fdops::add_status_flags(f.fd as RawFd, O_ASYNC as i32).map_err(|source| {
+                TaskError::Async {
+                    pid: t.pid,
+                    fd: f.fd,
+                    source,
+                }
+            })?;
+        }
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! the fork that made them share it.
 
 use super::error::{FileError, On};
-use super::plan::Plan;
+use super::plan::{PipeData, Plan};
 use super::reservoir::Reservoir;
 use crate::error::{Error, Result};
 pub use crate::image::flags::{
@@ -150,8 +150,8 @@ pub fn open_pipes(plan: &Plan, res: &mut Reservoir) -> Result<()> {
                     source,
                 }
             })?;
-            if let Some(data) = plan.pipe_data.get(&p.pipe_id) {
-                fill_pipe(&w, data, p.pipe_id)?;
+            if let Some(pd) = plan.pipe_data.get(&p.pipe_id) {
+                fill_pipe(&w, pd, p.pipe_id)?;
             }
             v.insert((r, w));
         }
@@ -178,12 +178,24 @@ pub fn open_pipes(plan: &Plan, res: &mut Reservoir) -> Result<()> {
     Ok(())
 }
 
-fn fill_pipe(w: &OwnedFd, data: &[u8], ino: u32) -> Result<()> {
-    if data.len() > 65536 {
-        let _ = nix::fcntl::fcntl(
-            w,
-            nix::fcntl::FcntlArg::F_SETPIPE_SZ(data.len().next_power_of_two() as i32),
-        );
+/// Gives a pipe the capacity it had (F_SETPIPE_SZ, as CRIU does: a
+/// program may rely on the room it made), then writes its queued bytes.
+fn fill_pipe(w: &OwnedFd, pd: &PipeData, ino: u32) -> Result<()> {
+    let data = &pd.data;
+    // Images without a size (older CRIU): room for the data at least.
+    let size = match pd.size {
+        Some(s) => Some(s as usize),
+        None => (data.len() > 65536).then(|| data.len().next_power_of_two()),
+    };
+    let now = nix::fcntl::fcntl(w, nix::fcntl::FcntlArg::F_GETPIPE_SZ).ok();
+    if let Some(size) = size.filter(|&s| now != Some(s as i32)) {
+        nix::fcntl::fcntl(w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(size as i32)).map_err(|e| {
+            FileError::PipeSize {
+                ino,
+                size,
+                source: e.into(),
+            }
+        })?;
     }
     let mut f = std::fs::File::from(w.try_clone().map_err(|source| FileError::Io {
         on: On::Pipe(ino),
@@ -224,12 +236,12 @@ pub fn open_fifos(plan: &Plan, res: &mut Reservoir) -> Result<()> {
         };
         let keep = open_path(&reg.name, 2).map_err(open_err)?;
         if filled.insert(ff.pipe_id) {
-            if let Some(data) = plan.fifo_data.get(&ff.pipe_id) {
+            if let Some(pd) = plan.fifo_data.get(&ff.pipe_id) {
                 let k: OwnedFd = keep
                     .try_clone()
                     .map_err(|e| Error::io("fifo: dup", e))?
                     .into();
-                fill_pipe(&k, data, ff.pipe_id)?;
+                fill_pipe(&k, pd, ff.pipe_id)?;
             }
         }
         let end = open_path(&reg.name, reg.flags).map_err(open_err)?;
@@ -391,7 +403,9 @@ pub fn check_all_opened(plan: &Plan, res: &Reservoir) -> Result<()> {
         .collect();
     for t in &plan.tasks {
         for fd in &t.fds {
-            let later = in_tasks.contains(&fd.id) || plan.proc_files.contains_key(&fd.id);
+            let later = in_tasks.contains(&fd.id)
+                || plan.proc_files.contains_key(&fd.id)
+                || t.pidfds.iter().any(|p| p.fd == fd.fd);
             if !res.by_id.contains_key(&fd.id) && !later {
                 let f = plan.file(fd.id, t.pid)?;
                 let kind = pb::FdTypes::try_from(f.r#type)

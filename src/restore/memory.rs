@@ -732,8 +732,10 @@ fn protect_and_advise(t: &mut dyn Tracee, task: &Task, reprotect: &[&pb::VmaEntr
     let mut calls = Vec::new();
     for v in task.mm.vmas.iter().filter(|v| !skip_vma(v)) {
         let madv = v.madv.unwrap_or(0);
-        for bit in [10u64, 12, 14, 15, 16, 18] {
-            // DONTFORK, MERGEABLE, HUGEPAGE, NOHUGEPAGE, DONTDUMP, WIPEONFORK
+        // The bit is the advice: RANDOM, SEQUENTIAL, DONTFORK, MERGEABLE,
+        // HUGEPAGE, NOHUGEPAGE, DONTDUMP, WIPEONFORK (every one the dump
+        // reads from VmFlags, as CRIU's restorer applies them).
+        for bit in [1u64, 2, 10, 12, 14, 15, 16, 18] {
             if madv & (1 << bit) != 0 {
                 calls.push((NR_MADVISE, [v.start, v.end - v.start, bit, 0, 0, 0]));
             }

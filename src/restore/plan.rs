@@ -45,6 +45,17 @@ pub struct Task {
     /// The pty this task leads the session of, if any: its controlling
     /// terminal again.
     pub ctty: Option<Ctty>,
+    /// Its pidfds, opened by the task itself once every task exists.
+    pub pidfds: Vec<Pidfd>,
+}
+
+/// A pidfd a task holds: its fd, the process it names (a task of the
+/// images, by its pid there) and pidfd_open's flags.
+pub struct Pidfd {
+    pub fd: u32,
+    pub cloexec: bool,
+    pub target: u32,
+    pub flags: u32,
 }
 
 /// A session leader's controlling terminal: a pty slave it holds.
@@ -160,6 +171,13 @@ fn check_fdinfo_lost(
     }
 }
 
+/// What a pipe or fifo held at dump: its queued bytes and its capacity
+/// (F_GETPIPE_SZ; absent in images of old CRIU versions).
+pub struct PipeData {
+    pub data: Vec<u8>,
+    pub size: Option<u32>,
+}
+
 /// Everything read from the images directory.
 pub struct Plan {
     pub dir: PathBuf,
@@ -174,9 +192,9 @@ pub struct Plan {
     /// Positions in `packets` by the file id of the queue's owner.
     packets_of: HashMap<u32, Vec<usize>>,
     /// Pipe data by pipe inode.
-    pub pipe_data: HashMap<u32, Vec<u8>>,
+    pub pipe_data: HashMap<u32, PipeData>,
     /// Fifo data by pipe inode.
-    pub fifo_data: HashMap<u32, Vec<u8>>,
+    pub fifo_data: HashMap<u32, PipeData>,
     /// The namespaces the tree owns and what goes into them.
     pub ns: super::ns::NsPlan,
     /// The dumper's cgroup set (inventory's root_cg_set).
@@ -225,6 +243,37 @@ fn ctty_of(t: &Task, files: &FileTable, ttys: &HashMap<u32, pb::TtyInfoEntry>) -
             pgrp: info.pgrp,
         })
     })
+}
+
+/// The pidfds `t` holds; one naming a process that is not a task of the
+/// images (CRIU records those of exited processes too) is refused.
+fn pidfds_of(
+    t: &Task,
+    files: &FileTable,
+    pids: &std::collections::HashSet<u32>,
+) -> Result<Vec<Pidfd>> {
+    let mut v = Vec::new();
+    for fd in &t.fds {
+        let Some(p) = files.get(&fd.id).and_then(|f| f.pidfd.as_ref()) else {
+            continue;
+        };
+        let target = u32::try_from(p.nspid).ok().filter(|n| pids.contains(n));
+        let Some(target) = target else {
+            return Err(super::error::FileError::PidfdTarget {
+                pid: t.pid,
+                fd: fd.fd,
+                target: p.nspid,
+            }
+            .into());
+        };
+        v.push(Pidfd {
+            fd: fd.fd,
+            cloexec: fd.flags & 1 != 0,
+            target,
+            flags: p.flags,
+        });
+    }
+    Ok(v)
 }
 
 fn img(dir: &Path, name: &str) -> PathBuf {
@@ -293,13 +342,15 @@ impl Plan {
                 rights,
             })
             .collect();
-        let pd = |name: &str, magic: &str| -> Result<HashMap<u32, Vec<u8>>> {
+        let pd = |name: &str, magic: &str| -> Result<HashMap<u32, PipeData>> {
             let v = read_payload_image(&img(dir, name), magic, |d| {
                 let e =
                     <pb::PipeDataEntry as prost::Message>::decode(d).map_err(|e| e.to_string())?;
-                Ok(e.pipe_id)
+                Ok((e.pipe_id, e.size))
             })?;
-            Ok(v.into_iter().collect())
+            Ok(v.into_iter()
+                .map(|((id, size), data)| (id, PipeData { data, size }))
+                .collect())
         };
         let mut packets_of: HashMap<u32, Vec<usize>> = HashMap::new();
         for (at, p) in packets.iter().enumerate() {
@@ -320,6 +371,10 @@ impl Plan {
         };
         for t in &mut tasks {
             t.ctty = ctty_of(t, &files, &ttys);
+        }
+        let pids: std::collections::HashSet<u32> = tasks.iter().map(|t| t.pid).collect();
+        for t in &mut tasks {
+            t.pidfds = pidfds_of(t, &files, &pids)?;
         }
         let dumper = inv.root_ids.unwrap_or_default();
         let root_ids = tasks.first().map(|t| t.ids).unwrap_or_default();
@@ -534,6 +589,7 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry, seccomp: Option<&pb::SeccompEntry>
         zombie: None,
         posix_timers,
         ctty: None,
+        pidfds: Vec::new(),
     })
 }
 
@@ -559,6 +615,7 @@ fn zombie(p: &pb::PstreeEntry, exit_code: u32, core: pb::CoreEntry) -> Task {
         zombie: Some(exit_code),
         posix_timers: Vec::new(),
         ctty: None,
+        pidfds: Vec::new(),
     }
 }
 

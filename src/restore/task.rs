@@ -36,6 +36,10 @@ const NR_SETFSGID: i64 = libc::SYS_setfsgid;
 const NR_MMAP: i64 = libc::SYS_mmap;
 const NR_MUNMAP: i64 = libc::SYS_munmap;
 const NR_IOCTL: i64 = libc::SYS_ioctl;
+const NR_PIDFD_OPEN: i64 = libc::SYS_pidfd_open;
+const NR_DUP3: i64 = libc::SYS_dup3;
+const NR_CLOSE: i64 = libc::SYS_close;
+const NR_FCNTL: i64 = libc::SYS_fcntl;
 
 /// The scratch area: small arguments in the first 32 KiB, the batch
 /// runner's code at 32 KiB, its call table (1 MiB) at 64 KiB.
@@ -378,6 +382,7 @@ fn rebuild_rest(h: Half, log: &Log, ptys_made: bool) -> Result<Vec<Done>> {
         NR_CLOSE_RANGE,
         [lay.vbase as u64, u32::MAX as u64, 0, 0, 0, 0],
     )?;
+    open_pidfds(&mut main, task)?;
     let lowered = task_state(&mut main, task, scratch)?;
     if let Some(c) = task.ctty.filter(|c| c.pgrp != 0 && ptys_made) {
         // Every group exists now; only the terminal's session may set it.
@@ -432,6 +437,30 @@ fn rebuild_rest(h: Half, log: &Log, ptys_made: bool) -> Result<Vec<Done>> {
         [scratch, SCRATCH_LEN, 0, 0, 0, 0],
     )?;
     finish_threads(out, task.pid)
+}
+
+/// The task's pidfds, opened by the task itself: every task exists now,
+/// and the images name the process by the pid the task sees. pidfd_open
+/// gives a close-on-exec fd, moved to its number with the fd's own flag.
+/// A pidfd shared by several tasks comes back as one file each.
+fn open_pidfds(t: &mut SysTracee, task: &Task) -> Result<()> {
+    const O_CLOEXEC: u64 = 0o2000000;
+    const F_SETFD: u64 = 2;
+    for p in &task.pidfds {
+        let what = format!("pidfd_open({}) for fd {}", p.target, p.fd);
+        let args = [u64::from(p.target), u64::from(p.flags), 0, 0, 0, 0];
+        let got = call(t, &what, NR_PIDFD_OPEN, args)?;
+        let fd = u64::from(p.fd);
+        if got == fd {
+            let args = [fd, F_SETFD, u64::from(p.cloexec), 0, 0, 0];
+            call(t, &what, NR_FCNTL, args)?;
+            continue;
+        }
+        let flags = if p.cloexec { O_CLOEXEC } else { 0 };
+        call(t, &what, NR_DUP3, [got, fd, flags, 0, 0, 0])?;
+        call(t, &what, NR_CLOSE, [got, 0, 0, 0, 0, 0])?;
+    }
+    Ok(())
 }
 
 /// Maps the gate page and the scratch area in a hole of both the current
@@ -646,7 +675,7 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<Vec<rlimi
         t,
         "personality",
         NR_PERSONALITY,
-        [u64::from(tc.personality), 0, 0, 0, 0, 0],
+        [u64::from(personality(tc.personality)), 0, 0, 0, 0, 0],
     )?;
     if tc.child_subreaper == Some(true) {
         call(
@@ -665,6 +694,23 @@ fn task_state(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<Vec<rlimi
         })?;
     }
     Ok(lowered)
+}
+
+/// The personality an image means. CRIU 4.2 reads /proc/PID/personality
+/// (8 hex digits) with atoi, so its images hold those digits read as
+/// decimal: 60000 for 0x00060000 (UNAME26 | ADDR_NO_RANDOMIZE, which gdb
+/// sets). CRIU never sets it again and so never sees it; crit set such
+/// a value as it was. A value with bits no personality has (8 to 16)
+/// whose decimal digits, read as hex, have none is taken as CRIU's form.
+fn personality(v: u32) -> u32 {
+    const NONE: u32 = 0x1ff00;
+    if v & NONE == 0 {
+        return v;
+    }
+    match u32::from_str_radix(&v.to_string(), 16) {
+        Ok(h) if h & NONE == 0 => h,
+        _ => v,
+    }
 }
 
 /// tid address, robust list, rseq, sigaltstack, parent-death signal,
@@ -958,4 +1004,23 @@ fn pending_signals(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::personality;
+
+    #[test]
+    fn criu_personality_digits_are_read_as_hex() {
+        // crit's images hold the value itself.
+        assert_eq!(personality(0), 0);
+        assert_eq!(personality(0x0006_0000), 0x0006_0000);
+        assert_eq!(personality(0x0040_0008), 0x0040_0008);
+        // CRIU 4.2's: "00060000" read by atoi, "00040000", "00400000".
+        assert_eq!(personality(60000), 0x0006_0000);
+        assert_eq!(personality(40000), 0x0004_0000);
+        assert_eq!(personality(400000), 0x0040_0000);
+        // Neither: kept as it is.
+        assert_eq!(personality(0xffff_ffff), 0xffff_ffff);
+    }
 }

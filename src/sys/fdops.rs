@@ -46,6 +46,13 @@ pub fn set_status_flags(fd: RawFd, flags: i32) -> io::Result<()> {
     check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) }).map(|_| ())
 }
 
+/// Adds `flags` to the status flags of the open file behind `fd`.
+pub fn add_status_flags(fd: RawFd, flags: i32) -> io::Result<()> {
+    // SAFETY: F_GETFL takes no argument and only reads the flags.
+    let now = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    set_status_flags(fd, now | flags)
+}
+
 /// Closes every fd in `first..=last`.
 pub fn close_range(first: u32, last: u32) -> io::Result<()> {
     if first > last {

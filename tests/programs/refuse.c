@@ -1,5 +1,5 @@
-/* A task holding what crit dump refuses: a pidfd (a file kind it does
- * not support), or with argv[2] "mdwe", memory-deny-write-execute
+/* A task holding what crit dump refuses: a pidfd of its parent, outside
+ * the tree (no restore could open it again), or with argv[2] "mdwe", memory-deny-write-execute
  * (prctl PR_SET_MDWE, which CRIU's images cannot record). Its dump must
  * be refused and it must keep running. Writes a heartbeat counter to
  * argv[1] every 2 ms. Prints "READY <pid>", or "NOMDWE" where the kernel
@@ -26,7 +26,7 @@ int main(int argc, char **argv)
 			printf("NOMDWE\n");
 			return 1;
 		}
-	} else if (syscall(SYS_pidfd_open, getpid(), 0) < 0) {
+	} else if (syscall(SYS_pidfd_open, getppid(), 0) < 0) {
 		return 1;
 	}
 	int fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);

@@ -136,6 +136,13 @@ pub enum FileError {
         #[source]
         source: io::Error,
     },
+    #[error("pipe:[{ino}]: set its size to {size} bytes (F_SETPIPE_SZ): {source}")]
+    PipeSize {
+        ino: u32,
+        size: usize,
+        #[source]
+        source: io::Error,
+    },
     #[error("pipe:[{ino}]: refill {len} bytes: {source}")]
     Refill {
         ino: u32,
@@ -190,6 +197,8 @@ pub enum FileError {
     MappedNotRegular { pid: u32, id: u32 },
     #[error("--inherit-fd fd[{fd}]:{key}: no such file in the images")]
     InheritUnused { fd: i32, key: String },
+    #[error("pid {pid}: fd {fd}: a pidfd of pid {target}, which is no task of the images: crit restore cannot open it")]
+    PidfdTarget { pid: u32, fd: u32, target: i32 },
     #[error("pid {pid}: fd {fd}: file id {id} of type {kind} cannot be restored yet")]
     Unsupported {
         pid: u32,

@@ -173,6 +173,13 @@ pub enum TaskError {
         #[source]
         source: io::Error,
     },
+    #[error("pid {pid}: fd {fd}: set O_ASYNC: {source}")]
+    Async {
+        pid: u32,
+        fd: u32,
+        #[source]
+        source: io::Error,
+    },
     #[error("pid {pid}: epoll fd {fd}: add target fd {target}: {source}")]
     EpollAdd {
         pid: u32,
