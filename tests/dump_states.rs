@@ -155,6 +155,16 @@ fn a_personality_in_criu_form_comes_back() {
     assert_eq!(a.lines().filter(|l| l.starts_with("OK")).count(), 2, "{a}");
 }
 
+/// A working directory removed under the task: the dump refused it
+/// ("was deleted and is not a regular file"); CRIU 4.2 keeps it as a
+/// ghost directory. It comes back removed, and still the task's cwd.
+#[test]
+fn a_removed_working_directory_comes_back() {
+    let kit = Kit::new();
+    let a = round_trip(&kit, "cwd-deleted", 1);
+    assert!(a.starts_with("OK"), "{a}");
+}
+
 /// States that came back from the first probe on: kept from regressing.
 #[test]
 fn other_states_come_back() {

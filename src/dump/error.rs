@@ -565,6 +565,8 @@ pub enum DumpError {
     },
     #[error("{via}: {path} was deleted and is not a regular file; cannot be dumped")]
     DeletedNotRegular { via: Via, path: String },
+    #[error("{via}: the root directory {path} was deleted: a restore could not chroot into it")]
+    DeletedRoot { via: Via, path: String },
     #[error(
         "{via}: a deleted file of {size} bytes is open, more than the 1 MiB a ghost file may hold"
     )]

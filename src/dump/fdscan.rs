@@ -59,6 +59,9 @@ impl Stat {
     pub fn is_reg(&self) -> bool {
         self.ftype() == 0o100000
     }
+    pub fn is_dir(&self) -> bool {
+        self.ftype() == 0o040000
+    }
     pub fn is_fifo(&self) -> bool {
         self.ftype() == 0o010000
     }

@@ -173,7 +173,9 @@ impl FileTable {
         }
         if deleted {
             let via = Via::Link(open_path.into());
-            if !st.is_reg() {
+            // A directory (a cwd removed under the task) comes back as an
+            // empty directory made, entered and removed again.
+            if !st.is_reg() && !st.is_dir() {
                 return Err(DumpError::DeletedNotRegular {
                     via,
                     path: path.to_string(),
@@ -306,8 +308,8 @@ impl FileTable {
         }
         let p = open_path;
         let mut data = Vec::new();
-        let node = !st.is_reg();
-        if !node {
+        let node = !st.is_reg() && !st.is_dir();
+        if st.is_reg() {
             if let Err(source) = std::fs::File::open(p).and_then(|mut f| f.read_to_end(&mut data)) {
                 return Err(DumpError::GhostRead { via, source }.into());
             }

@@ -790,6 +790,12 @@ fn fs_entry(files: &mut FileTable, pid: i32, status: &procfs::Status) -> Result<
             .filter(|_| gone)
             .unwrap_or(&path)
             .to_string();
+        // A restore enters a removed cwd through its descriptor; it
+        // takes the root by path.
+        if gone && *w == "root" {
+            let via = super::error::Via::Link(p.clone().into());
+            return Err(DumpError::DeletedRoot { via, path }.into());
+        }
         fs_ids[i] = files.special_reg(&path, &st, &p, false, gone)?;
     }
     Ok(pb::FsEntry {

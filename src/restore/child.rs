@@ -158,6 +158,16 @@ fn prepare(
     if t.zombie.is_some() {
         return Ok((*status, -1));
     }
+    // A removed cwd was made again, opened and removed (kinds.rs): it
+    // is entered through that descriptor, which the layout closes.
+    let ghost_cwd = res.ghosts.contains(&t.fs.cwd_id);
+    if let Some(fd) = res.by_id.get(&t.fs.cwd_id).filter(|_| ghost_cwd) {
+        nix::unistd::fchdir(fd).map_err(|source| TaskError::Own {
+            pid,
+            what: "fchdir to its removed cwd",
+            source,
+        })?;
+    }
     let (st_fd, hold_fd) = lay_out_fds(t, res, sync)?;
     *status = st_fd;
     // A session leader's pty made anew is its controlling terminal again
@@ -172,7 +182,7 @@ fn prepare(
     fill_epolls(plan, t)?;
     set_owners(plan, t)?;
     connect_outside(plan, t, res)?;
-    set_fs(plan, t)?;
+    set_fs(plan, t, ghost_cwd)?;
     Ok((st_fd, hold_fd))
 }
 
@@ -309,17 +319,18 @@ fn lay_out_fds(t: &Task, res: &Reservoir, sync: &Sync) -> Result<(RawFd, RawFd)>
     Ok((st_fd, hold_fd))
 }
 
-/// Cwd, root and umask. The images name both directories from the root
+/// Cwd (unless removed: entered before), root and umask. The images
+/// name both directories from the root
 /// of the mount namespace, as CRIU does: the cwd is entered first, while
 /// that root is still the task's (after a chroot its path would be
 /// looked up inside the new root), and a chroot keeps the cwd.
-fn set_fs(plan: &Plan, t: &Task) -> Result<()> {
+fn set_fs(plan: &Plan, t: &Task, ghost_cwd: bool) -> Result<()> {
     let pid = t.pid;
     let name = |id: u32| -> Result<Option<String>> {
         Ok(plan.file(id, pid)?.reg.as_ref().map(|r| r.name.clone()))
     };
     let (cwd, root) = (name(t.fs.cwd_id)?, name(t.fs.root_id)?);
-    if let Some(c) = cwd {
+    if let Some(c) = cwd.filter(|_| !ghost_cwd) {
         nix::unistd::chdir(c.as_str()).map_err(|source| TaskError::OwnOn {
             pid,
             what: "chdir",

@@ -65,7 +65,10 @@ pub fn open_ghosts(plan: &Plan, res: &mut Reservoir) -> Result<()> {
             path = std::path::PathBuf::from(format!("{}.crit-ghost-{k}", reg.name));
         }
         let undo = |e: Error| {
-            let _ = std::fs::remove_file(&path);
+            let _ = match is_dir(&head) {
+                true => std::fs::remove_dir(&path),
+                false => std::fs::remove_file(&path),
+            };
             e
         };
         make_ghost(&path, &head, &data).map_err(|e| {
@@ -88,16 +91,23 @@ pub fn open_ghosts(plan: &Plan, res: &mut Reservoir) -> Result<()> {
         rr.name = path.display().to_string();
         rr.size = None;
         let opened = super::files::open_reg(&rr, 0).map_err(undo);
-        let _ = std::fs::remove_file(&path);
+        let _ = match is_dir(&head) {
+            true => std::fs::remove_dir(&path),
+            false => std::fs::remove_file(&path),
+        };
         res.by_id.insert(r.orig_id, opened?);
         res.ghosts.insert(r.orig_id);
     }
     Ok(())
 }
 
+fn is_dir(head: &pb::GhostFileEntry) -> bool {
+    head.mode & libc::S_IFMT == libc::S_IFDIR
+}
+
 /// Creates a ghost at `path` (which is free): a device node of the
 /// recorded device (CRIU's ghost of a deleted node: rdev, no contents),
-/// or a regular file holding `data`.
+/// an empty directory (a removed cwd), or a regular file holding `data`.
 fn make_ghost(
     path: &std::path::Path,
     head: &pb::GhostFileEntry,
@@ -108,6 +118,9 @@ fn make_ghost(
     if let (Some(rdev), true) = (head.rdev, kind == SFlag::S_IFCHR || kind == SFlag::S_IFBLK) {
         let perm = Mode::from_bits_truncate(head.mode & 0o7777);
         return mknod(path, kind, perm, u64::from(rdev)).map_err(std::io::Error::from);
+    }
+    if is_dir(head) {
+        return std::fs::create_dir(path);
     }
     let mut f = std::fs::OpenOptions::new()
         .create_new(true)
