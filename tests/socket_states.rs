@@ -52,3 +52,13 @@ fn unix_socket_options_come_back() {
     let a = round_trip(&kit, "opts-unix", 1);
     assert_eq!(oks(&a), 1, "{a}");
 }
+
+/// SO_KEEPALIVE, TCP_NODELAY and TCP_KEEPIDLE on a TCP listener and on
+/// an unbound TCP socket: only repaired connections got them back, so
+/// what the listener accepted after the restore lacked TCP_NODELAY.
+#[test]
+fn tcp_listener_options_come_back() {
+    let kit = Kit::new();
+    let a = round_trip(&kit, "opts-tcp", 1);
+    assert_eq!(oks(&a), 1, "{a}");
+}
