@@ -62,3 +62,15 @@ fn tcp_listener_options_come_back() {
     let a = round_trip(&kit, "opts-tcp", 1);
     assert_eq!(oks(&a), 1, "{a}");
 }
+
+/// Listeners bound to an abstract name with a NUL and non-printable
+/// bytes, by autobind, to a path of 107 bytes, to a path unlinked since,
+/// and to a path that now holds a regular file: the last one's restore
+/// failed ("bind ...: EADDRINUSE"). The file is moved aside for the bind
+/// and put back, as CRIU 4.2 does.
+#[test]
+fn a_socket_whose_path_was_replaced_comes_back() {
+    let kit = Kit::new();
+    let a = round_trip(&kit, "names", 1);
+    assert_eq!(oks(&a), 1, "{a}");
+}
