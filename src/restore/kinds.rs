@@ -607,12 +607,9 @@ fn inet(
             what: "socket",
             source,
         })?;
-    if s.opts.reuseaddr == Some(true) {
-        let _ = so::setsockopt(&fd, sockopt::ReuseAddr, &true);
-    }
-    if s.opts.so_reuseport == Some(true) {
-        let _ = so::setsockopt(&fd, sockopt::ReusePort, &true);
-    }
+    // Address reuse before the bind; keepalive and the TCP options too:
+    // a listener passes TCP_NODELAY and keepalive on to what it accepts.
+    inet_opts(&fd, s);
     if s.v6only == Some(true) {
         let _ = so::setsockopt(&fd, sockopt::Ipv6V6Only, &true);
     }
@@ -691,9 +688,9 @@ fn inet_finish(fd: &OwnedFd, s: &pb::InetSkEntry) -> Result<()> {
     )
 }
 
-/// The options of a repaired connection that its socket keeps: address
-/// reuse as dumped (leaving repair mode reset it), TCP_NODELAY, TCP_CORK
-/// and keepalive. Best effort, as for listeners.
+/// The options a TCP or UDP socket keeps: address reuse as dumped (for a
+/// connection, leaving repair mode reset it), TCP_NODELAY, TCP_CORK and
+/// keepalive. Best effort, as CRIU 4.2 sets them.
 fn inet_opts(fd: &OwnedFd, s: &pb::InetSkEntry) {
     use crate::sys::sockopt::set_int;
     let f = std::os::fd::AsFd::as_fd(fd);

@@ -201,8 +201,8 @@ impl Exec<'_> {
     }
 
     /// Binds `fd` to socket `ino`'s name (a stale socket file from the
-    /// dumped run is removed first), sets the file's mode and owner, and
-    /// unlinks it again when it was deleted at dump.
+    /// dumped run is removed first) and sets the file's mode and owner; a
+    /// socket deleted at dump is unlinked again at once.
     fn bind(&mut self, fd: &OwnedFd, ino: u32) -> Result<()> {
         let a = self.addr(ino)?;
         let e = self.sock(ino)?.e.clone();
@@ -213,9 +213,41 @@ impl Exec<'_> {
                 display_name(&e.name),
             ));
         };
-        self.clear_stale(&full, ino)?;
-        addr::in_dir(a.dir.as_deref(), || so::bind(fd.as_raw_fd(), &a.addr))?
-            .map_err(on_unix_arg(ino, "bind", full.display()))?;
+        let deleted = e.deleted == Some(true);
+        // Whatever is at a deleted socket's path now is not the socket's
+        // (another file, another socket): it is moved aside for the bind
+        // and put back, as CRIU 4.2 does, never removed.
+        let aside = if deleted {
+            Self::move_aside(&full, ino)?
+        } else {
+            self.clear_stale(&full, ino)?;
+            None
+        };
+        let bound = addr::in_dir(a.dir.as_deref(), || so::bind(fd.as_raw_fd(), &a.addr));
+        // A deleted socket's file goes at once; what was moved aside comes
+        // back whatever happened, before any error is passed on.
+        let unlinked = match (&bound, deleted) {
+            (Ok(Ok(())), true) => std::fs::remove_file(&full),
+            _ => Ok(()),
+        };
+        if let Some(tmp) = aside {
+            std::fs::rename(&tmp, &full).map_err(|source| FileError::IoArg {
+                on: On::Unix(ino),
+                what: "move back",
+                arg: tmp.display().to_string(),
+                source,
+            })?;
+        }
+        bound?.map_err(on_unix_arg(ino, "bind", full.display()))?;
+        unlinked.map_err(|source| FileError::IoArg {
+            on: On::Unix(ino),
+            what: "unlink",
+            arg: full.display().to_string(),
+            source,
+        })?;
+        if deleted {
+            return Ok(());
+        }
         if let Some(perm) = &e.file_perms {
             let _ = std::fs::set_permissions(
                 &full,
@@ -223,22 +255,31 @@ impl Exec<'_> {
             );
             let _ = std::os::unix::fs::lchown(&full, Some(perm.uid), Some(perm.gid));
         }
-        if e.deleted == Some(true) {
-            std::fs::remove_file(&full).map_err(|source| FileError::IoArg {
-                on: On::Unix(ino),
-                what: "unlink",
-                arg: full.display().to_string(),
-                source,
-            })?;
-        } else {
-            let bound = BoundPath::at(full.clone()).map_err(|source| FileError::Path {
-                on: On::Unix(ino),
-                path: full.clone(),
-                source,
-            })?;
-            self.res.created_paths.push(bound);
-        }
+        let bound = BoundPath::at(full.clone()).map_err(|source| FileError::Path {
+            on: On::Unix(ino),
+            path: full.clone(),
+            source,
+        })?;
+        self.res.created_paths.push(bound);
         Ok(())
+    }
+
+    /// Renames what is at `path` (if anything) to a name of its own in the
+    /// same directory, which it returns.
+    fn move_aside(path: &std::path::Path, ino: u32) -> Result<Option<std::path::PathBuf>> {
+        if std::fs::symlink_metadata(path).is_err() {
+            return Ok(None);
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".crit-aside-{ino}-{}", std::process::id()));
+        let tmp = std::path::PathBuf::from(tmp);
+        std::fs::rename(path, &tmp).map_err(|source| FileError::IoArg {
+            on: On::Unix(ino),
+            what: "move aside the file at the deleted socket's path",
+            arg: path.display().to_string(),
+            source,
+        })?;
+        Ok(Some(tmp))
     }
 
     /// A socket file left at `path` by the dumped run is in the way and

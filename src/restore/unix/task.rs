@@ -14,7 +14,7 @@ use crate::restore::plan::{Packet, Plan};
 use crate::restore::reservoir::Reservoir;
 use nix::sys::socket::{self as so, AddressFamily, MsgFlags, SockFlag};
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 /// How long a task waits for a connection it is to accept, or for room in
 /// a listener's backlog: the tasks that connect run at the same time.
@@ -194,6 +194,23 @@ fn set_opts(fd: &OwnedFd, o: &pb::SkOptsEntry, ino: u32) -> Result<()> {
     }
     if let Some(m) = o.so_mark.filter(|&m| m != 0) {
         so::setsockopt(fd, sockopt::Mark, &m).map_err(|e| err("set SO_MARK", e))?;
+    }
+    // Both were recorded and CRIU 4.2 sets them again; a receiver that
+    // waits for SO_RCVLOWAT bytes would otherwise wake for every byte.
+    let int = |what, opt, v: u32| {
+        crate::sys::sockopt::set_int(fd.as_fd(), libc::SOL_SOCKET, opt, v as i32).map_err(
+            |source| FileError::Io {
+                on: On::Unix(ino),
+                what,
+                source,
+            },
+        )
+    };
+    if let Some(p) = o.so_priority.filter(|&p| p != 0) {
+        int("set SO_PRIORITY", libc::SO_PRIORITY, p)?;
+    }
+    if let Some(l) = o.so_rcvlowat.filter(|&l| l > 1) {
+        int("set SO_RCVLOWAT", libc::SO_RCVLOWAT, l)?;
     }
     Ok(())
 }
