@@ -74,3 +74,35 @@ fn a_socket_whose_path_was_replaced_comes_back() {
     let a = round_trip(&kit, "names", 1);
     assert_eq!(oks(&a), 1, "{a}");
 }
+
+/// A receiver with SO_PASSCRED and a message queued: each message carries
+/// its sender's credentials, and the restore replayed it in crit's name
+/// (the receiver read pid 0, uid 65534). Refused in one line, as CRIU
+/// 4.2 refuses it, leaving no images and the tree running.
+#[test]
+fn a_queue_with_senders_credentials_is_refused() {
+    let kit = Kit::new();
+    let (result, hb) = (kit.path("result"), kit.path("hb"));
+    let port = free_ports(2).to_string();
+    let prog = kit.start(
+        "sockstates",
+        &[
+            "passcred",
+            result.to_str().unwrap(),
+            hb.to_str().unwrap(),
+            &port,
+        ],
+    );
+    let pid = prog.pid;
+    let dir = kit.path("img");
+    let o = kit.dump(pid, &dir, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    for w in [format!("pid {pid} fd "), "SO_PASSCRED".to_string()] {
+        assert!(e.contains(&w), "{w:?} in {e}");
+    }
+    assert!(images(&dir).is_empty(), "left: {:?}", images(&dir));
+    assert!(kit::proc::alive(pid), "the tree runs on");
+    kit::proc::kill_tree(pid);
+}

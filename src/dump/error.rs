@@ -612,6 +612,8 @@ pub enum DumpError {
         #[source]
         source: io::Error,
     },
+    #[error("pid {pid} fd {fd}: unix socket {ino} has messages queued with their senders' credentials (SO_PASSCRED): a restore would replay them with others; not supported (CRIU 4.2 refuses them too)")]
+    PassCredQueue { pid: i32, fd: i32, ino: u32 },
     #[error(
         "pid {pid} fd {fd}: TCP listener {ino} (port {port}) has {count} connection(s) in flight, not accepted yet; dump with --skip-in-flight to leave them out (they are reset)"
     )]

@@ -586,6 +586,13 @@ impl Sockets {
                 }
             }
         }
+        let queued = d.rqlen.is_some_and(|r| r.0 > 0);
+        if d.state != TCP_LISTEN && queued && so.so_passcred == Some(true) {
+            // Each message carries who sent it; crit's replay cannot
+            // send in the senders' names, which the receiver would read.
+            let (fd, ino) = (fd.fd, d.ino);
+            return Err(DumpError::PassCredQueue { pid, fd, ino }.into());
+        }
         if d.state != TCP_LISTEN {
             self.read_queue(QueueOf {
                 pid,
