@@ -106,3 +106,14 @@ fn a_queue_with_senders_credentials_is_refused() {
     assert!(kit::proc::alive(pid), "the tree runs on");
     kit::proc::kill_tree(pid);
 }
+
+/// A dgram client bound to its own path (for replies) and connected to
+/// a bound receiver: the restore bound it and never connected it, so
+/// replaying its messages failed ("queue replay: ENOTCONN"). It is
+/// connected once every name is bound.
+#[test]
+fn a_bound_dgram_client_comes_back_connected() {
+    let kit = Kit::new();
+    let a = round_trip(&kit, "dgram-client", 1);
+    assert_eq!(oks(&a), 1, "{a}");
+}

@@ -28,6 +28,10 @@
  *                  a socket bound to a path and connected to it, one
  *                  bound to an abstract name, one unbound: recvfrom names
  *                  each sender.
+ *  dgram-client    a dgram socket bound to a path and connected to another
+ *                  bound one, which holds two messages from it; after the
+ *                  restore both name it and it still sends without an
+ *                  address.
  *  names           listeners bound to an abstract name with a NUL and
  *                  bytes 0x01 0xff in it, by autobind, to a path of 107
  *                  bytes, to a path unlinked since, and to a path that
@@ -404,6 +408,35 @@ static void dgram_senders_check(void)
 	expect_empty(r_sk, "r after four");
 	wr(s1, "after", 5);
 	from("from s1 after", "after", a1.sun_path, l1 - off);
+}
+
+/* ---- dgram-client: only the bound, connected client has sent ---- */
+static void dgram_client(void)
+{
+	socklen_t l, l1;
+	struct sockaddr_un ra = sun_path("r.sock", &l);
+	struct sockaddr_un a1 = sun_path("s1.sock", &l1);
+	r_sk = socket(AF_UNIX, SOCK_DGRAM, 0);
+	s1 = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (bind(r_sk, (void *)&ra, l) || bind(s1, (void *)&a1, l1) ||
+	    connect(s1, (void *)&ra, l))
+		die("dgram-client");
+	wr(s1, "one", 3);
+	wr(s1, "two", 3);
+}
+
+static void dgram_client_check(void)
+{
+	socklen_t l1;
+	struct sockaddr_un a1 = sun_path("s1.sock", &l1);
+	socklen_t off = offsetof(struct sockaddr_un, sun_path);
+	from("first", "one", a1.sun_path, l1 - off);
+	from("second", "two", a1.sun_path, l1 - off);
+	expect_empty(r_sk, "r after two");
+	if (send(s1, "three", 5, 0) != 5)
+		fail("the client is not connected: %s", strerror(errno));
+	else
+		from("after", "three", a1.sun_path, l1 - off);
 }
 
 /* ---- names ---- */
@@ -959,6 +992,7 @@ int main(int argc, char **argv)
 		{"names", names, names_check},
 		{"backlog", backlog, backlog_check},
 		{"passcred", passcred, passcred_check},
+		{"dgram-client", dgram_client, dgram_client_check},
 		{"scm-rights", scm_rights, scm_rights_check},
 		{"opts-unix", opts_unix, opts_unix_check},
 		{"opts-tcp", opts_tcp, opts_tcp_check},

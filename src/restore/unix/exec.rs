@@ -351,6 +351,14 @@ impl Exec<'_> {
                 self.bind(&fd, ino)?;
                 self.made.insert(ino, fd);
             }
+            Step::Connect { ino, ref to } => {
+                let a = addr::of(to, ino)?;
+                let fd = self.made.get(&ino).ok_or(FileError::Refused {
+                    on: On::Unix(ino),
+                    why: FileFault::SenderNotMade,
+                })?;
+                Self::connect(fd, &a, ino)?;
+            }
             Step::Pair { a, b } => {
                 let (x, y) = self.pair(a, Some(b))?;
                 self.made.insert(a, x);

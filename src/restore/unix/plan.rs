@@ -62,6 +62,9 @@ pub enum Step {
     /// A socketpair whose other end sends `ino`'s queue and then goes: a
     /// connection whose peer is gone or leads elsewhere.
     Orphan { ino: u32 },
+    /// A named dgram socket made by a [`Step::Bind`], connected to its
+    /// peer's name once every named socket is bound.
+    Connect { ino: u32, to: Target },
     /// One socket, bound to its name if `bind`, connected to `connect`.
     Single {
         ino: u32,
@@ -81,6 +84,7 @@ impl Step {
             | Step::Single { ino, .. } => vec![ino],
             Step::Pair { a, b } => vec![a, b],
             Step::ConnectAccept { cli, acc, .. } => vec![cli, acc],
+            Step::Connect { .. } => vec![],
         }
     }
 }
@@ -488,8 +492,11 @@ impl Planner<'_> {
         Ok(())
     }
 
-    /// Rule 2.
+    /// Rule 2. A named dgram socket connected to an in-tree named socket
+    /// (a client bound to its own path, as it must be for replies) is
+    /// connected after every bind.
     fn listeners_and_bound(&mut self) -> Result<(), Refusal> {
+        let mut connects = Vec::new();
         for ino in self.inos() {
             let s = self.sock(ino);
             if s.is_external() || self.is_inherited(ino) {
@@ -505,8 +512,18 @@ impl Planner<'_> {
             if s.is_named() {
                 target(&s.e.name, s.e.name_dir.as_deref(), ino)?;
             }
+            let bound = matches!(step, Step::Bind { .. });
+            let peer = self
+                .m()
+                .peer(s)
+                .filter(|p| p.is_named() && !p.is_external());
+            if let Some(p) = peer.filter(|_| bound && !self.ext_target.contains_key(&ino)) {
+                let to = target(&p.e.name, p.e.name_dir.as_deref(), p.ino())?;
+                connects.push(Step::Connect { ino, to });
+            }
             self.make(step);
         }
+        self.out.steps.extend(connects);
         Ok(())
     }
 
