@@ -27,17 +27,9 @@ fn round_trip(kit: &Kit, mode: &str) -> String {
 
 /// As [`round_trip`], for a tree of `n` tasks that each report.
 fn round_trip_tree(kit: &Kit, mode: &str, n: usize) -> String {
-    let (mut prog, result, _) = start(kit, mode);
-    let pid = prog.pid;
-    let tree = kit::proc::tree(pid);
-    let dir = kit.path("img");
-    ok(&kit.dump(pid, &dir, &[]));
-    let _ = prog.child.wait();
-    // The others come to the test's subreaper once their parent is gone.
-    assert!(kit::proc::reap(&tree, Duration::from_secs(5)).is_empty());
-    let r = kit.crit(&["restore", "-d", "--shell-job", "-D", dir.to_str().unwrap()]);
-    ok(&r);
-    kit::proc::ask_tree(pid, &result, n)
+    let (result, hb) = (kit.path("result"), kit.path("hb"));
+    let args = [mode, result.to_str().unwrap(), hb.to_str().unwrap()];
+    kit.round_trip("hostile", &args, &result, n, |_| {})
 }
 
 /// What must not change in a task that a dump refused: its mappings, its

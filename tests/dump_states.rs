@@ -5,7 +5,6 @@ mod kit;
 
 use kit::dump::*;
 use std::path::Path;
-use std::time::Duration;
 
 /// Dumps the tree of states.c in `mode` (`n` tasks, each answering),
 /// lets it go, restores it and returns what its tasks say of their
@@ -18,21 +17,8 @@ fn round_trip(kit: &Kit, mode: &str, n: usize) -> String {
 /// the dump and the restore.
 fn round_trip_edited(kit: &Kit, mode: &str, n: usize, edit: impl FnOnce(&Path)) -> String {
     let (result, hb) = (kit.path("result"), kit.path("hb"));
-    let mut prog = kit.start(
-        "states",
-        &[mode, result.to_str().unwrap(), hb.to_str().unwrap()],
-    );
-    let pid = prog.pid;
-    let tree = kit::proc::tree(pid);
-    let dir = kit.path("img");
-    ok(&kit.dump(pid, &dir, &[]));
-    let _ = prog.child.wait();
-    // The others come to the test's subreaper once their parent is gone.
-    assert!(kit::proc::reap(&tree, Duration::from_secs(5)).is_empty());
-    edit(&dir);
-    let r = kit.crit(&["restore", "-d", "--shell-job", "-D", dir.to_str().unwrap()]);
-    ok(&r);
-    kit::proc::ask_tree(pid, &result, n)
+    let args = [mode, result.to_str().unwrap(), hb.to_str().unwrap()];
+    kit.round_trip("states", &args, &result, n, edit)
 }
 
 /// A mode by hand: `STATES_MODE=fds [STATES_N=2] cargo test --test

@@ -7,24 +7,13 @@ mod kit;
 use kit::dump::*;
 
 /// Starts sockstates.c in `mode` (with two free ports when it uses
-/// inet sockets), dumps it with `dump_opts`, lets the tree go, restores
-/// it and returns what its `n` tasks say of their sockets.
+/// inet sockets), dumps it, lets the tree go, restores it and returns
+/// what its `n` tasks say of their sockets.
 fn round_trip(kit: &Kit, mode: &str, n: usize) -> String {
     let (result, hb) = (kit.path("result"), kit.path("hb"));
     let port = free_ports(2).to_string();
-    let mut prog = kit.start(
-        "sockstates",
-        &[mode, result.to_str().unwrap(), hb.to_str().unwrap(), &port],
-    );
-    let pid = prog.pid;
-    let tree = kit::proc::tree(pid);
-    let dir = kit.path("img");
-    ok(&kit.dump(pid, &dir, &[]));
-    let _ = prog.child.wait();
-    assert!(kit::proc::reap(&tree, std::time::Duration::from_secs(5)).is_empty());
-    let r = kit.crit(&["restore", "-d", "--shell-job", "-D", dir.to_str().unwrap()]);
-    ok(&r);
-    kit::proc::ask_tree(pid, &result, n)
+    let args = [mode, result.to_str().unwrap(), hb.to_str().unwrap(), &port];
+    kit.round_trip("sockstates", &args, &result, n, |_| {})
 }
 
 fn oks(a: &str) -> usize {

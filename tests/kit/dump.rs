@@ -95,6 +95,34 @@ impl Kit {
         super::crit_out(args)
     }
 
+    /// The self-checking programs' round trip: starts program `name`
+    /// with `args` (one of them its `result` file), dumps its tree, lets
+    /// it go, runs `edit` on the images, restores the tree detached
+    /// (`--shell-job`) and returns what its `n` tasks say of their own
+    /// state on SIGUSR1.
+    pub fn round_trip(
+        &self,
+        name: &str,
+        args: &[&str],
+        result: &Path,
+        n: usize,
+        edit: impl FnOnce(&Path),
+    ) -> String {
+        let mut prog = self.start(name, args);
+        let pid = prog.pid;
+        let tree = super::proc::tree(pid);
+        let dir = self.path("img");
+        ok(&self.dump(pid, &dir, &[]));
+        let _ = prog.child.wait();
+        // The others come to the test's subreaper once their parent is gone.
+        let left = reap(&tree, std::time::Duration::from_secs(5));
+        assert!(left.is_empty(), "still there after the dump: {left:?}");
+        edit(&dir);
+        let r = self.crit(&["restore", "-d", "--shell-job", "-D", dir.to_str().unwrap()]);
+        ok(&r);
+        super::proc::ask_tree(pid, result, n)
+    }
+
     /// `crit dump -t PID -D DIR extra...`
     pub fn dump(&self, pid: i32, dir: &Path, extra: &[&str]) -> Output {
         let mut a = vec![
