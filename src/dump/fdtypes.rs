@@ -176,15 +176,16 @@ pub fn dump_fd(ctx: &mut DumpCtx, pid: i32, fd: &Fd, id: u32) -> Result<()> {
 
 /// The process a pidfd names, as the tree sees it. A restore opens it
 /// again by that pid, so it must be a task of the tree (its fdinfo's
-/// "Pid:" is -1 once the process is reaped, 0 outside crit's pid
-/// namespace); a thread's pidfd (PIDFD_THREAD) is refused too.
+/// "Pid:" is 0 outside crit's pid namespace), or -1 once the process is
+/// reaped, which CRIU records as is (a restore then names a process of
+/// its own that has exited). A thread's pidfd (PIDFD_THREAD) is refused.
 fn pidfd_target(ctx: &DumpCtx, pid: i32, fd: &Fd) -> Result<i32> {
     const PIDFD_THREAD: u32 = 0o200; // O_EXCL
     let host: i32 = field(pid, fd, "Pid")?.trim().parse().unwrap_or(0);
     let why = if fd.flags & PIDFD_THREAD != 0 {
         Some("of a thread (PIDFD_THREAD)".to_string())
     } else if host == -1 {
-        Some("of a process that has exited".to_string())
+        return Ok(-1);
     } else if !ctx.frozen.tasks.iter().any(|t| t.pid == host) {
         Some(format!("of pid {host}, outside the dumped tree"))
     } else {

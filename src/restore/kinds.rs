@@ -392,6 +392,31 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
     Ok(())
 }
 
+/// Pidfds of processes that had exited at the dump (nspid -1): each
+/// dead process (its pidfds share an inode) is a child of crit that exits
+/// at once, opened once per file and reaped, as CRIU 4.2 does. Pidfds of
+/// live processes are opened later, by their task ([`super::task`]).
+pub fn open_exited_pidfds(plan: &Plan, res: &mut Reservoir) -> Result<()> {
+    let mut by_ino: std::collections::BTreeMap<u32, Vec<(u32, u32)>> = Default::default();
+    for f in plan.files.values() {
+        if let Some(p) = f.pidfd.as_ref().filter(|p| p.nspid == -1) {
+            by_ino.entry(p.ino).or_default().push((f.id, p.flags));
+        }
+    }
+    for files in by_ino.values() {
+        let flags: Vec<u32> = files.iter().map(|&(_, fl)| fl).collect();
+        let fds = crate::sys::pidfd::pidfds_of_reaped(&flags).map_err(|source| FileError::Io {
+            on: On::FileId(files[0].0),
+            what: "pidfd of an exited process",
+            source,
+        })?;
+        for (&(id, _), fd) in files.iter().zip(fds) {
+            res.by_id.insert(id, fd);
+        }
+    }
+    Ok(())
+}
+
 fn timerfd(t: &pb::TimerfdEntry, id: u32) -> Result<OwnedFd> {
     use nix::sys::time::TimeSpec;
     use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};

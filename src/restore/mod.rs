@@ -487,6 +487,7 @@ fn make_tree(
     kinds::open_ghosts(plan, &mut res)?;
     kinds::open_memfds(plan, &mut res)?;
     kinds::open_anon_shared(plan, &mut res)?;
+    kinds::open_exited_pidfds(plan, &mut res)?;
     files::open_pipes(plan, &mut res)?;
     files::open_fifos(plan, &mut res)?;
     files::open_regular(plan, &mut res, opts.shell_job, notify)?;

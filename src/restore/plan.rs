@@ -245,8 +245,9 @@ fn ctty_of(t: &Task, files: &FileTable, ttys: &HashMap<u32, pb::TtyInfoEntry>) -
     })
 }
 
-/// The pidfds `t` holds; one naming a process that is not a task of the
-/// images (CRIU records those of exited processes too) is refused.
+/// The pidfds `t` holds of live processes; one naming a process that is
+/// not a task of the images is refused. Those of exited processes (nspid
+/// -1) are made in crit and inherited ([`super::kinds::open_exited_pidfds`]).
 fn pidfds_of(
     t: &Task,
     files: &FileTable,
@@ -257,6 +258,9 @@ fn pidfds_of(
         let Some(p) = files.get(&fd.id).and_then(|f| f.pidfd.as_ref()) else {
             continue;
         };
+        if p.nspid == -1 {
+            continue;
+        }
         let target = u32::try_from(p.nspid).ok().filter(|n| pids.contains(n));
         let Some(target) = target else {
             return Err(super::error::FileError::PidfdTarget {

@@ -156,6 +156,30 @@ pub fn fork_alone() -> io::Result<ForkResult> {
     }
 }
 
+/// Forks a child that exits at once with status 0 and runs none of our
+/// code on the way (safe however many threads the caller has). Returns
+/// its pid; the caller reaps it.
+pub fn fork_exiting() -> io::Result<i32> {
+    let mut args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: no flag shares or writes our memory; the child gets its own
+    // copy of the address space and only calls _exit.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>() as c_long,
+        )
+    };
+    match r {
+        r if r < 0 => Err(err::last(format_args!("clone3"))),
+        0 => child_exit(0),
+        r => Ok(r as i32),
+    }
+}
+
 /// `_exit(code)`: ends the calling process at once, without running
 /// destructors, atexit handlers or stdio flushes. For the child of
 /// [`clone3_with_tid`].

@@ -15,14 +15,36 @@ use super::err;
 /// `pidfd_open(pid, 0)`: a close-on-exec pidfd for process `pid` (a
 /// thread-group leader).
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    pidfd_open_flags(pid, 0)
+}
+
+/// `pidfd_open(pid, flags)` (`flags`: 0 or PIDFD_NONBLOCK); close-on-exec.
+fn pidfd_open_flags(pid: i32, flags: u32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes two integers and touches no memory of ours.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as c_long, 0 as c_long) };
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as c_long, flags as c_long) };
     if r < 0 {
-        return Err(err::last(format_args!("pidfd_open pid {pid}")));
+        return Err(err::last(format_args!(
+            "pidfd_open pid {pid} flags {flags:#o}"
+        )));
     }
     // SAFETY: the kernel just returned this new descriptor; nothing else
     // owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+}
+
+/// Pidfds of a process that has exited and been reaped, as a pidfd is
+/// once its process is gone: one per entry of `flags` (pidfd_open's
+/// flags), all naming the same process, close-on-exec. The process is a
+/// child forked for the purpose, opened before it is reaped.
+pub fn pidfds_of_reaped(flags: &[u32]) -> io::Result<Vec<OwnedFd>> {
+    let pid = super::clone::fork_exiting()?;
+    let fds: io::Result<Vec<OwnedFd>> = flags.iter().map(|&f| pidfd_open_flags(pid, f)).collect();
+    // Reaped whatever happened: no zombie is left behind.
+    let reaped = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None)
+        .map_err(|e| err::os(format_args!("wait for pid {pid}"), e as i32));
+    let fds = fds?;
+    reaped?;
+    Ok(fds)
 }
 
 /// `pidfd_getfd(pidfd, targetfd, 0)`: a copy, in our process, of the
