@@ -296,9 +296,10 @@ def main():
     print(body)
     docs = os.path.join(ROOT, "docs")
     md = os.path.join(docs, "bench-scale.md")
+    kept = reading(md)  # before the page is opened for writing, which empties it
     with open(md, "w") as f:
         f.write("# Scale benchmark\n\n`scripts/bench-scale.py`; see its header.\n\n" + body
-                + "\n" + reading(md) + "![wall time by size](bench-scale.svg)\n")
+                + "\n" + kept + "![wall time by size](bench-scale.svg)\n")
     svg(cases, results, list(engs), os.path.join(docs, "bench-scale.svg"))
     shutil.rmtree(work, ignore_errors=True)
 
