@@ -33,16 +33,26 @@ pub fn compile(src: &Path, out: &Path, flags: &[&str]) {
 
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
+/// When `src` or a header beside it (which it may include) last changed.
+fn newest_input(src: &Path) -> Option<std::time::SystemTime> {
+    let headers = std::fs::read_dir(src.parent()?).ok()?.filter_map(|e| {
+        let p = e.ok()?.path();
+        (p.extension()? == "h").then(|| std::fs::metadata(&p).ok()?.modified().ok())?
+    });
+    let own = std::fs::metadata(src).ok()?.modified().ok()?;
+    Some(headers.fold(own, |a, b| a.max(b)))
+}
+
 /// Compiles tests/programs/NAME.c once per build (kept while newer than
-/// its source) and returns the executable's path.
+/// its source and the headers beside it) and returns the executable's path.
 pub fn program(name: &str) -> PathBuf {
     let _g = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let src = source("programs", name);
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sys-programs");
     std::fs::create_dir_all(&dir).unwrap();
     let exe = dir.join(name);
-    let fresh = match (std::fs::metadata(&exe), std::fs::metadata(&src)) {
-        (Ok(e), Ok(s)) => e.modified().unwrap() >= s.modified().unwrap(),
+    let fresh = match (std::fs::metadata(&exe), newest_input(&src)) {
+        (Ok(e), Some(s)) => e.modified().unwrap() >= s,
         _ => false,
     };
     if !fresh {

@@ -79,22 +79,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t asked;
-static void on_usr1(int s) { (void)s; asked = 1; }
-
-static const char *result;
-
-static void report(const char *why)
-{
-	FILE *f = fopen(result, "a");
-	if (!f)
-		return;
-	if (why)
-		fprintf(f, "FAIL %d: %s\n", getpid(), why);
-	else
-		fprintf(f, "OK %d\n", getpid());
-	fclose(f);
-}
+#include "selfcheck.h"
 
 /* epoll-moved */
 static int ep, a_w, b_w;
@@ -468,7 +453,6 @@ static void proc_of_child(void)
 
 /* lost-leader: the group of the exited leader, the task's own group, C. */
 static pid_t lost_pgid, own_pgid, lost_member;
-static int quiet; /* a second task of the tree: no READY line */
 
 static void lost_leader(void)
 {
@@ -523,6 +507,15 @@ static const char *lost_leader_check(void)
 }
 
 static const char *none(void) { return "not to be restored"; }
+
+/* The mode's check, which returns its reason or NULL. */
+static const char *(*answer)(void);
+static void ask(void)
+{
+	const char *w = answer();
+	if (w)
+		fail("%s", w);
+}
 
 int main(int argc, char **argv)
 {
@@ -579,19 +572,6 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGUSR1, on_usr1);
-	int hb = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (!quiet) {
-		printf("READY %d\n", getpid());
-		fflush(stdout);
-	}
-	for (unsigned long n = 0;; n++) {
-		if (asked) {
-			asked = 0;
-			report(check());
-		}
-		char b[32];
-		int l = snprintf(b, sizeof(b), "%lu\n", n);
-		pwrite(hb, b, l, 0);
-		usleep(2000);
-	}
+	answer = check;
+	serve(argv[3], ask);
 }

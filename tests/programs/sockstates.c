@@ -75,38 +75,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t asked;
-static void on_usr1(int s) { (void)s; asked = 1; }
+#include "selfcheck.h"
 
-static const char *result;
 static char dir[4096];
 static int port;
-static char why[4096];
-static int quiet;
-
-static void fail(const char *fmt, ...)
-{
-	size_t n = strlen(why);
-	if (n)
-		n += snprintf(why + n, sizeof why - n, "; ");
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why + n, sizeof why - n, fmt, ap);
-	va_end(ap);
-}
-
-static void report(void)
-{
-	FILE *f = fopen(result, "a");
-	if (!f)
-		return;
-	if (why[0])
-		fprintf(f, "FAIL %d: %s\n", getpid(), why);
-	else
-		fprintf(f, "OK %d\n", getpid());
-	fclose(f);
-	why[0] = 0;
-}
 
 static void die(const char *what)
 {
@@ -1009,20 +981,5 @@ int main(int argc, char **argv)
 		}
 	if (!check)
 		return 2;
-	int hb = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (!quiet) {
-		printf("READY %d\n", getpid());
-		fflush(stdout);
-	}
-	for (unsigned long n = 0;; n++) {
-		if (asked) {
-			asked = 0;
-			check();
-			report();
-		}
-		char b[32];
-		int l = snprintf(b, sizeof(b), "%lu\n", n);
-		pwrite(hb, b, l, 0);
-		usleep(2000);
-	}
+	serve(argv[3], check);
 }

@@ -86,40 +86,8 @@
 #endif
 #include <unistd.h>
 
-static volatile sig_atomic_t asked;
-static void on_usr1(int s) { (void)s; asked = 1; }
+#include "selfcheck.h"
 
-static const char *result;
-static char why[4096];
-
-/* Adds a reason to the answer. */
-static void fail(const char *fmt, ...)
-{
-	size_t n = strlen(why);
-	if (n)
-		n += snprintf(why + n, sizeof why - n, "; ");
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why + n, sizeof why - n, fmt, ap);
-	va_end(ap);
-}
-
-static int result_fd = -1; /* opened before a chroot */
-
-static void report(void)
-{
-	FILE *f = result_fd >= 0 ? fdopen(dup(result_fd), "a") : fopen(result, "a");
-	if (!f)
-		return;
-	if (why[0])
-		fprintf(f, "FAIL %d: %s\n", getpid(), why);
-	else
-		fprintf(f, "OK %d\n", getpid());
-	fclose(f);
-	why[0] = 0;
-}
-
-static int quiet; /* a second task of the tree: no READY line */
 
 static char *anon_rw(size_t len);
 static const char *vmflags(void *a);
@@ -1272,20 +1240,5 @@ int main(int argc, char **argv)
 	} else {
 		return 2;
 	}
-	int hb = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (!quiet) {
-		printf("READY %d\n", getpid());
-		fflush(stdout);
-	}
-	for (unsigned long n = 0;; n++) {
-		if (asked) {
-			asked = 0;
-			check();
-			report();
-		}
-		char b[32];
-		int l = snprintf(b, sizeof(b), "%lu\n", n);
-		pwrite(hb, b, l, 0);
-		usleep(2000);
-	}
+	serve(argv[3], check);
 }
