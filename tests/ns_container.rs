@@ -2,8 +2,10 @@
 //! (tests/programs/ctr.c on a root fs that holds only it), dumped and
 //! restored by crit: it must come back as pid 1 with its child as pid 2,
 //! its host name, the file on its tmpfs, its System V objects with their
-//! contents, clocks that go on from where they were, and its count going
-//! on. The container checks all of that itself.
+//! contents, the files of its own /proc it holds (/proc/1/status in pid 1,
+//! /proc/2/status and /proc/1/stat in its child: opened again by task 1
+//! right after its fork, docs/restore.md), clocks that go on from where
+//! they were, and its count going on. The container checks all of that itself.
 
 mod kit;
 

@@ -9,10 +9,13 @@
  *   /init                     (pid 1 inside) sets up System V shm, a
  *       semaphore set and a message queue, starts a child, and counts,
  *       writing the count to /tmp/count. It writes /ready when set up.
+ *       It keeps /proc/self/status open (its /proc/1/status), the child
+ *       its own and its parent's /proc/1/stat.
  *
  * On SIGUSR1 each task checks its own state and writes "OK ..." or
  * "FAIL: why" to /result.init (and /result.child): pids, hostname, the
- * tmpfs file, the IPC objects' contents, and that CLOCK_MONOTONIC and
+ * tmpfs file, the IPC objects' contents, the /proc files (still naming
+ * the task by its pid in the container), and that CLOCK_MONOTONIC and
  * CLOCK_BOOTTIME went on from where they were (no jump across a dump and
  * restore). The message queue is read by the check, so check once. */
 #define _GNU_SOURCE
@@ -26,6 +29,7 @@
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
@@ -104,6 +108,18 @@ static volatile sig_atomic_t check_asked;
 static int shm_id, sem_id, msg_id;
 static pid_t child_pid;
 static struct timespec last_mono, last_boot;
+static int own_status = -1, parent_stat = -1;
+
+/* Whether the /proc file open at `fd` starts with or holds `want`. */
+static int proc_has(int fd, const char *want)
+{
+	char buf[4096];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	return strstr(buf, want) != NULL;
+}
 static volatile unsigned long count;
 
 static void on_usr1(int s)
@@ -180,6 +196,8 @@ static const char *check_init(struct timespec mono, struct timespec boot, char *
 		return snprintf(why, n, "CLOCK_BOOTTIME jumped by %.3f s", gap(last_boot, boot)), why;
 	if (kill(child_pid, 0))
 		return snprintf(why, n, "child %d is gone", child_pid), why;
+	if (!proc_has(own_status, "Name:\tctr-init\n") || !proc_has(own_status, "\nPid:\t1\n"))
+		return snprintf(why, n, "its /proc/1/status does not name it"), why;
 	return NULL;
 }
 
@@ -190,8 +208,14 @@ static void child_loop(pid_t me)
 		if (!check_asked)
 			continue;
 		check_asked = 0;
+		char status[64];
+		snprintf(status, sizeof(status), "\nPid:\t%d\n", me);
 		if (getpid() != me || getppid() != 1)
 			put("/result.child", "FAIL: pid %d ppid %d, was %d 1\n", getpid(), getppid(), me);
+		else if (!proc_has(own_status, "Name:\tctr-child\n") || !proc_has(own_status, status))
+			put("/result.child", "FAIL: its /proc/%d/status does not name it\n", me);
+		else if (!proc_has(parent_stat, "1 (ctr-init) "))
+			put("/result.child", "FAIL: its /proc/1/stat does not name pid 1\n");
 		else
 			put("/result.child", "OK pid=%d\n", me);
 	}
@@ -228,9 +252,30 @@ static __attribute__((noreturn)) void init_main(void)
 	syscall(SYS_close_range, 0, ~0U, 0);
 	signal(SIGUSR1, on_usr1);
 	setup_ipc();
+	prctl(PR_SET_NAME, "ctr-init");
+	own_status = open("/proc/self/status", O_RDONLY);
+	if (own_status < 0)
+		die("open /proc/self/status");
+	int told[2];
+	if (pipe(told))
+		die("pipe");
 	child_pid = fork();
-	if (child_pid == 0)
+	if (child_pid == 0) {
+		close(own_status);
+		prctl(PR_SET_NAME, "ctr-child");
+		own_status = open("/proc/self/status", O_RDONLY);
+		parent_stat = open("/proc/1/stat", O_RDONLY);
+		if (own_status < 0 || parent_stat < 0)
+			die("open /proc files");
+		close(told[0]);
+		close(told[1]); /* the parent reads EOF: set up */
 		child_loop(getpid());
+	}
+	close(told[1]);
+	char eof;
+	if (read(told[0], &eof, 1) != 0)
+		die("wait for the child");
+	close(told[0]);
 	char n[32];
 	unsigned long last_put = 0;
 	put("/ready", "%d\n", child_pid);
