@@ -256,6 +256,10 @@ struct DumpArgs {
     /// without it).
     #[arg(long = "skip-in-flight")]
     skip_in_flight: bool,
+    /// Dump the tree's file locks (POSIX, OFD, flock) into
+    /// file-locks.img (refused without it).
+    #[arg(long = "file-locks")]
+    file_locks: bool,
     /// Record this CPU in cpuinfo.img, for `crit restore --cpu-cap`.
     #[arg(long = "cpu-cap", value_name = "CAPS", num_args = 0..=1,
       require_equals = true, default_missing_value = "")]
@@ -607,6 +611,7 @@ fn dump(a: DumpArgs) -> crit::error::Result<()> {
         tcp_established: a.tcp_established,
         tcp_close: a.tcp_close,
         skip_in_flight: a.skip_in_flight,
+        file_locks: a.file_locks,
         cpu_caps: cpu_caps(a.cpu_cap.as_deref())?,
         verbose: a.verbose,
         log_file: a.log_file,
