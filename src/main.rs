@@ -257,7 +257,7 @@ struct DumpArgs {
     #[arg(long = "skip-in-flight")]
     skip_in_flight: bool,
     /// Dump the tree's file locks (POSIX, OFD, flock) into
-    /// file-locks.img (refused without it).
+    /// filelocks.img (refused without it).
     #[arg(long = "file-locks")]
     file_locks: bool,
     /// Record this CPU in cpuinfo.img, for `crit restore --cpu-cap`.
@@ -403,7 +403,7 @@ struct RestoreArgs {
     /// Restore established TCP connections closed, and unlock them.
     #[arg(long = "tcp-close")]
     tcp_close: bool,
-    /// Take the file locks of file-locks.img again (images holding
+    /// Take the file locks of filelocks.img again (images holding
     /// locks are refused without it).
     #[arg(long = "file-locks")]
     file_locks: bool,

@@ -21,10 +21,10 @@ fn args(kit: &Kit) -> (PathBuf, PathBuf, PathBuf) {
     (kit.path("result"), kit.path("hb"), files)
 }
 
-/// file-locks.img's entries, as (flag, type, pid, fd, start, len).
+/// filelocks.img's entries, as (flag, type, pid, fd, start, len).
 fn entries(img: &Path) -> Vec<(u32, u32, i32, i32, i64, i64)> {
     let v: Vec<pb::FileLockEntry> =
-        crit::image::typed::read_all(&img.join("file-locks.img"), "FILE_LOCKS").unwrap();
+        crit::image::typed::read_all(&img.join("filelocks.img"), "FILE_LOCKS").unwrap();
     v.iter()
         .map(|e| (e.flag, e.r#type, e.pid, e.fd, e.start, e.len))
         .collect()
@@ -104,7 +104,7 @@ fn a_restore_takes_the_locks_or_nothing() {
 
     refused(
         &restore(&[]),
-        &["file-locks.img", "5 file lock(s)", "--file-locks"],
+        &["filelocks.img", "5 file lock(s)", "--file-locks"],
     );
 
     let f = std::fs::File::open(files.join("pid")).unwrap();

@@ -1,4 +1,4 @@
-//! The tree's file locks: recorded in file-locks.img with `--file-locks`
+//! The tree's file locks: recorded in filelocks.img with `--file-locks`
 //! as CRIU 4.2 records them, refused without it.
 //!
 //! Where a lock shows: the fdinfo of a descriptor lists the locks set
@@ -156,7 +156,7 @@ impl System {
     }
 }
 
-/// The entries of file-locks.img for the collected tree: the locks of
+/// The entries of filelocks.img for the collected tree: the locks of
 /// descriptors read through a copy are read now (refused without
 /// `--file-locks`, as the others were while collecting); a lock of the
 /// tree that no descriptor shows is refused.
@@ -197,7 +197,7 @@ pub fn settle(
     ))
 }
 
-/// file-locks.img's entries from what each task's descriptors show
+/// filelocks.img's entries from what each task's descriptors show
 /// (tasks in pstree order, by the pid the tree sees), in CRIU's order.
 pub fn entries<'a>(tasks: impl Iterator<Item = (i32, &'a [FdLocks])>) -> Vec<pb::FileLockEntry> {
     // Descriptions whose flock and OFD locks are recorded, and (task,

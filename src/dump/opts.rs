@@ -138,7 +138,7 @@ pub struct DumpOpts {
     /// `--skip-in-flight`: connections not accepted yet by a listener are
     /// left out instead of refused.
     pub skip_in_flight: bool,
-    /// `--file-locks`: the tree's file locks go into file-locks.img
+    /// `--file-locks`: the tree's file locks go into filelocks.img
     /// (refused without it).
     pub file_locks: bool,
     pub verbose: u8,

@@ -46,7 +46,7 @@ pub struct Collection {
     pub zombies: Vec<tree::Task>,
     /// What the tree's own namespaces hold.
     pub ns: super::ns::NsState,
-    /// file-locks.img's entries (`--file-locks`).
+    /// filelocks.img's entries (`--file-locks`).
     pub locks: Vec<pb::FileLockEntry>,
 }
 

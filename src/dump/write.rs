@@ -292,7 +292,7 @@ fn write_tree(dir: &mut ImgDir, tasks: &[tree::Task], root: i32, pids: &PidMap) 
 
 /// files.img and the images that hang off it: pipe and fifo data,
 /// ghost files and their remaps, memfd inodes.
-/// file-locks.img, when the tree holds locks (CRIU writes none
+/// filelocks.img, when the tree holds locks (CRIU writes none
 /// otherwise).
 fn write_locks(dir: &mut ImgDir, locks: &[pb::FileLockEntry]) -> Result<()> {
     if locks.is_empty() {
@@ -302,7 +302,7 @@ fn write_locks(dir: &mut ImgDir, locks: &[pb::FileLockEntry]) -> Result<()> {
     for l in locks {
         b.entry(l);
     }
-    dir.write("file-locks.img", &b)
+    dir.write("filelocks.img", &b)
 }
 
 fn write_files(dir: &mut ImgDir, files: &FileTable) -> Result<()> {

@@ -1,6 +1,6 @@
 //! File locks, as the kernel shows them (a line of /proc/locks, or the
 //! text of an fdinfo "lock:" line: the same format) and as CRIU's
-//! `file_lock_entry` records them in file-locks.img. The dump reads the
+//! `file_lock_entry` records them in filelocks.img. The dump reads the
 //! first into a [`Lock`] and writes the second; the restore reads the
 //! second back into a [`Lock`].
 
@@ -62,7 +62,7 @@ pub struct Lock {
 }
 
 impl Lock {
-    /// The entry of file-locks.img for this lock, held by task `pid` (as
+    /// The entry of filelocks.img for this lock, held by task `pid` (as
     /// the tree sees it) through its descriptor `fd`.
     pub fn entry(&self, pid: i32, fd: i32) -> pb::FileLockEntry {
         pb::FileLockEntry {

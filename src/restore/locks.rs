@@ -1,4 +1,4 @@
-//! File locks (`--file-locks`): each lock of file-locks.img is taken
+//! File locks (`--file-locks`): each lock of filelocks.img is taken
 //! again by the task that held it, through the descriptor the images
 //! name, before the tree runs.
 //!
@@ -36,7 +36,7 @@ pub struct Take {
     pub file: String,
 }
 
-/// Gives each task the locks of file-locks.img it held, in the images'
+/// Gives each task the locks of filelocks.img it held, in the images'
 /// order. An entry naming no live task of the images, a descriptor its
 /// task does not hold, or a kind crit does not take (a lease) is refused.
 pub fn assign(tasks: &mut [Task], entries: &[pb::FileLockEntry], files: &FileTable) -> Result<()> {

@@ -155,7 +155,7 @@ pub struct Options {
     pub tcp_established: bool,
     /// `--tcp-close`: established connections come back closed.
     pub tcp_close: bool,
-    /// `--file-locks`: the locks of file-locks.img are taken again
+    /// `--file-locks`: the locks of filelocks.img are taken again
     /// (images that hold locks are refused without it).
     pub file_locks: bool,
     pub verbose: u8,
@@ -273,7 +273,7 @@ pub fn restore(opts: &Options) -> Result<i32> {
     // Locks left behind silently would let another process in.
     if plan.file_locks > 0 && !opts.file_locks {
         return Err(SetupError::FileLocks {
-            path: opts.dir.join("file-locks.img"),
+            path: opts.dir.join("filelocks.img"),
             count: plan.file_locks,
         }
         .into());

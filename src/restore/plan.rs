@@ -209,7 +209,7 @@ pub struct Plan {
     /// Whether ptys were made anew (set once files are opened): their
     /// session leaders take them as controlling terminals.
     pub ptys_made: std::sync::atomic::AtomicBool,
-    /// How many file locks the images hold (file-locks.img).
+    /// How many file locks the images hold (filelocks.img).
     pub file_locks: usize,
     /// Image pid or tid -> the same task's pid in crit's pid namespace,
     /// once the tree exists in a pid namespace of its own.
@@ -309,7 +309,7 @@ impl Plan {
             None
         };
         let mut tasks = load_tasks(dir, &pstree, seccomp.as_ref())?;
-        let lpath = img(dir, "file-locks.img");
+        let lpath = img(dir, "filelocks.img");
         let locks: Vec<pb::FileLockEntry> = match lpath.exists() {
             true => read_all(&lpath, "FILE_LOCKS")?,
             false => Vec::new(),

@@ -195,6 +195,7 @@ static void ask_probe(void)
 	pid_t c = fork();
 	if (c == 0) {
 		close(p[0]);
+		why[0] = 0; /* the probe's own findings only */
 		probe();
 		if (write(p[1], why, strlen(why)) < 0)
 			_exit(1);

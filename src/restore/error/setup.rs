@@ -95,8 +95,8 @@ pub enum SetupError {
         path.display()
     )]
     FileLocks { path: PathBuf, count: usize },
-    /// An entry of file-locks.img that cannot be taken again.
-    #[error("file-locks.img: the lock of pid {pid} fd {fd}: {why}")]
+    /// An entry of filelocks.img that cannot be taken again.
+    #[error("filelocks.img: the lock of pid {pid} fd {fd}: {why}")]
     LockEntry { pid: i32, fd: i32, why: String },
     #[error("files.img: {0}")]
     UnixModel(#[from] crate::model::unix::DuplicateInode),
