@@ -256,6 +256,10 @@ struct DumpArgs {
     /// without it).
     #[arg(long = "skip-in-flight")]
     skip_in_flight: bool,
+    /// Dump the tree's file locks (POSIX, OFD, flock) into
+    /// filelocks.img (refused without it).
+    #[arg(long = "file-locks")]
+    file_locks: bool,
     /// Record this CPU in cpuinfo.img, for `crit restore --cpu-cap`.
     #[arg(long = "cpu-cap", value_name = "CAPS", num_args = 0..=1,
       require_equals = true, default_missing_value = "")]
@@ -399,6 +403,10 @@ struct RestoreArgs {
     /// Restore established TCP connections closed, and unlock them.
     #[arg(long = "tcp-close")]
     tcp_close: bool,
+    /// Take the file locks of filelocks.img again (images holding
+    /// locks are refused without it).
+    #[arg(long = "file-locks")]
+    file_locks: bool,
     /// CPU checks: fpu, ins, cpu, all or none, "^" to negate (bare:
     /// all, against cpuinfo.img). Without it, only the xsave state the
     /// threads use must fit this CPU; none drops what does not fit.
@@ -607,6 +615,7 @@ fn dump(a: DumpArgs) -> crit::error::Result<()> {
         tcp_established: a.tcp_established,
         tcp_close: a.tcp_close,
         skip_in_flight: a.skip_in_flight,
+        file_locks: a.file_locks,
         cpu_caps: cpu_caps(a.cpu_cap.as_deref())?,
         verbose: a.verbose,
         log_file: a.log_file,
@@ -662,6 +671,7 @@ fn restore(a: RestoreArgs) -> crit::error::Result<()> {
         shell_job: a.shell_job,
         tcp_established: a.tcp_established,
         tcp_close: a.tcp_close,
+        file_locks: a.file_locks,
         cpu_caps: cpu_caps(a.cpu_cap.as_deref())?,
         verbose: a.verbose,
         log_file: a.log_file.map(Into::into),

@@ -396,6 +396,8 @@ fn ctrl_c_on_the_whole_job_leaves_the_tree_running() {
     kill_tree(prog.pid);
 }
 
+/// Without --file-locks a lock is refused, naming the option
+/// (tests/file_locks.rs dumps them with it).
 #[test]
 fn file_locks_are_refused_clearly() {
     let kit = Kit::new();
@@ -403,7 +405,7 @@ fn file_locks_are_refused_clearly() {
     refused(
         &kit,
         &["flock", p.to_str().unwrap()],
-        &["FLOCK file lock", "not supported", " fd "],
+        &["FLOCK file lock", "--file-locks", " fd "],
     );
 }
 
@@ -416,7 +418,22 @@ fn a_lock_on_a_socket_is_refused_clearly() {
     refused(
         &kit,
         &["ofd-socket"],
-        &["fd 3", "socket:[", "OFDLCK", "not supported"],
+        &["fd 3", "socket:[", "OFDLCK", "--file-locks"],
+    );
+}
+
+/// A flock whose file only a mapping holds shows in no descriptor's
+/// fdinfo: it cannot be recorded (the images name a lock by its fd),
+/// and is refused even with --file-locks rather than lost.
+#[test]
+fn a_lock_held_through_a_mapping_is_refused() {
+    let kit = Kit::new();
+    let p = kit.path("mapped");
+    refused_with(
+        &kit,
+        &["flock-mapped", p.to_str().unwrap()],
+        &["FLOCK file lock", "through no descriptor"],
+        &[&["--file-locks"]],
     );
 }
 

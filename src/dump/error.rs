@@ -279,7 +279,7 @@ pub enum DumpError {
     /// A lock of /proc/locks: its kind (POSIX, FLOCK, ...) and inode
     /// (dev:ino) as that file shows them.
     #[error(
-        "pid {pid}{}: holds a {kind} file lock on inode {inode}; dumping file locks is not supported",
+        "pid {pid}{}: holds a {kind} file lock on inode {inode}; dump with --file-locks to dump it (and restore with --file-locks)",
         fd.map(|f| format!(" fd {f}")).unwrap_or_default()
     )]
     HeldLock {
@@ -288,6 +288,17 @@ pub enum DumpError {
         fd: Option<i32>,
         kind: String,
         inode: String,
+    },
+    /// With --file-locks: a lock /proc/locks gives to a task of the tree
+    /// that no descriptor of the tree shows.
+    #[error(
+        "pid {pid}: holds a {kind} file lock on inode {inode} ({lock}) through no descriptor of the tree (a mapping or a message in flight keeps the file open); it cannot be dumped"
+    )]
+    LockNoFd {
+        pid: i32,
+        kind: String,
+        inode: String,
+        lock: String,
     },
     /// A task whose `ns` namespace is not its tree root's.
     #[error(
@@ -515,7 +526,7 @@ pub enum DumpError {
     // ---- Files.
     /// `lock` is the fdinfo "lock:" line's text.
     #[error(
-        "pid {pid} fd {fd}: {link} carries a file lock ({lock}); dumping file locks is not supported"
+        "pid {pid} fd {fd}: {link} carries a file lock ({lock}); dump with --file-locks to dump it (and restore with --file-locks)"
     )]
     FdLocked {
         pid: i32,
@@ -523,6 +534,17 @@ pub enum DumpError {
         link: String,
         lock: String,
     },
+    /// A lock of a kind crit does not dump (`what`: "a lease ...").
+    #[error("pid {pid} fd {fd}: {link} carries {what} ({lock}), which crit does not dump")]
+    LockKind {
+        pid: i32,
+        fd: i32,
+        link: String,
+        what: String,
+        lock: String,
+    },
+    #[error("pid {pid} fd {fd}: its fdinfo shows a lock line crit cannot read: {line:?}")]
+    LockLine { pid: i32, fd: i32, line: String },
     #[error(
         "pid {pid} fd {fd}: is the terminal {path}; dump with --shell-job if the tree is a job of this shell, or with --orphan-pts-master if it is a pty whose master its manager holds (a container's console)"
     )]

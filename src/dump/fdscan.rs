@@ -115,7 +115,7 @@ pub struct Fd {
     pub fown: crate::image::pb::FownEntry,
     /// Read through a copy (see [`scan_listed`]): the file's device.
     /// Then there is no fdinfo text, so its file locks are looked for in
-    /// /proc/locks by device and inode ([`super::tree::check_locks`]).
+    /// /proc/locks by device and inode ([`super::locks::settle`]).
     pub copied_dev: Option<u64>,
 }
 

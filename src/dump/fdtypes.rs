@@ -10,24 +10,8 @@ use super::procfs::fdinfo_field;
 use crate::error::Result;
 use crate::image::pb;
 
-/// Refuses a descriptor whose file carries a lock (fdinfo "lock:" lines:
-/// flock, POSIX and OFD locks).
-fn check_locks(pid: i32, fd: &Fd) -> Result<()> {
-    if let Some(l) = fd.info.lines().find(|l| l.starts_with("lock:")) {
-        return Err(DumpError::FdLocked {
-            pid,
-            fd: fd.fd,
-            link: fd.link.clone(),
-            lock: l.trim_start_matches("lock:").trim().to_string(),
-        }
-        .into());
-    }
-    Ok(())
-}
-
 /// The fdinfo type of a descriptor (refusing unsupported kinds).
 pub fn file_type(ctx: &mut DumpCtx, pid: i32, fd: &Fd) -> Result<i32> {
-    check_locks(pid, fd)?;
     Ok(match &fd.kind {
         Kind::Path { .. } => FD_REG,
         Kind::Fifo { .. } => FD_FIFO,

@@ -33,6 +33,7 @@ pub mod ids;
 pub mod imgdir;
 pub mod incremental;
 pub mod kobjs;
+pub mod locks;
 pub mod maps;
 pub mod mm;
 pub mod ns;

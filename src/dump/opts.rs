@@ -138,6 +138,9 @@ pub struct DumpOpts {
     /// `--skip-in-flight`: connections not accepted yet by a listener are
     /// left out instead of refused.
     pub skip_in_flight: bool,
+    /// `--file-locks`: the tree's file locks go into filelocks.img
+    /// (refused without it).
+    pub file_locks: bool,
     pub verbose: u8,
     pub log_file: Option<PathBuf>,
     /// Namespaces: left empty, external.

@@ -13,7 +13,7 @@ use super::mm;
 use super::pagemap::{self, Run};
 use super::procfs;
 use super::tracer::{self, TaskExtra};
-use super::{fdtypes, tree};
+use super::{fdtypes, locks, tree};
 use crate::error::Result;
 use crate::image::pb;
 
@@ -34,6 +34,8 @@ pub struct Collected {
     /// True when this task shares its fd table / mm with an earlier one.
     pub shared_files: bool,
     pub shared_vm: bool,
+    /// Its descriptors that may hold file locks (see [`super::locks`]).
+    pub locks: Vec<locks::FdLocks>,
 }
 
 /// The whole frozen tree, collected.
@@ -44,6 +46,8 @@ pub struct Collection {
     pub zombies: Vec<tree::Task>,
     /// What the tree's own namespaces hold.
     pub ns: super::ns::NsState,
+    /// filelocks.img's entries (`--file-locks`).
+    pub locks: Vec<pb::FileLockEntry>,
 }
 
 /// Collects every task of the frozen tree, then settles the sockets
@@ -54,34 +58,29 @@ pub fn collect_all(ctx: &mut DumpCtx) -> Result<Collection> {
     // Reading /proc/locks takes about 10 ms here even when it is empty:
     // done beside the collection, and its refusal comes first.
     let tasks = &frozen.tasks;
-    let (all, locked) = std::thread::scope(|s| {
-        let locks = s.spawn(move || tree::check_locks(tasks));
+    let file_locks = ctx.opts.file_locks;
+    let (all, system) = std::thread::scope(|s| {
+        let locks = s.spawn(move || {
+            let system = locks::System::read();
+            match file_locks {
+                true => Ok(system),
+                false => system.refuse_held(tasks).map(|_| system),
+            }
+        });
         let all = collect_tasks(ctx);
-        let locked = locks.join().unwrap_or_else(|_| {
+        let system = locks.join().unwrap_or_else(|_| {
             Err(DumpError::Call {
                 what: "reading /proc/locks",
                 source: std::io::Error::other("the reader panicked"),
             }
             .into())
         });
-        (all, locked)
+        (all, system)
     });
-    let locked = locked?;
-    let all = all?;
-    // Descriptors read through a copy showed no fdinfo "lock:" lines.
-    for c in &all.tasks {
-        for fd in &c.fds {
-            if let Some(l) = fd.copied_dev.and_then(|dev| locked.get(&(dev, fd.st.ino))) {
-                return Err(DumpError::FdLocked {
-                    pid: c.t.pid,
-                    fd: fd.fd,
-                    link: fd.link.clone(),
-                    lock: l.clone(),
-                }
-                .into());
-            }
-        }
-    }
+    let system = system?;
+    let mut all = all?;
+    let pids = &ctx.ns.pids;
+    all.locks = locks::settle(file_locks, &mut all.tasks, &system, |p| pids.get(p))?;
     Ok(all)
 }
 
@@ -110,6 +109,7 @@ fn collect_tasks(ctx: &mut DumpCtx) -> Result<Collection> {
         tasks: Vec::new(),
         zombies: Vec::new(),
         ns: Default::default(),
+        locks: Vec::new(),
     };
     for t in &frozen.tasks {
         super::guard::check()?;
@@ -187,8 +187,8 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
         "pid {pid}: {} mapping(s) read, pages queued",
         mem.vmas.len()
     ));
-    let (fdinfo, fds) = match listed {
-        None => (Vec::new(), Vec::new()),
+    let (fdinfo, fds, locks) = match listed {
+        None => (Vec::new(), Vec::new(), Vec::new()),
         Some(listed) => dump_fds(ctx, pid, &listed, scanned, cloexec.as_ref())?,
     };
     ctx.log
@@ -223,6 +223,7 @@ pub fn collect(ctx: &mut DumpCtx, t: &tree::Task) -> Result<Collected> {
         fs,
         shared_files,
         shared_vm,
+        locks,
     })
 }
 
@@ -675,7 +676,7 @@ fn dump_fds(
     listed: &[i32],
     scanned: Option<Vec<Fd>>,
     cloexec: Option<&Cloexec>,
-) -> Result<(Vec<pb::FdinfoEntry>, Vec<Fd>)> {
+) -> Result<(Vec<pb::FdinfoEntry>, Vec<Fd>, Vec<locks::FdLocks>)> {
     let mut fds = match scanned {
         Some(fds) => fds,
         None => {
@@ -686,9 +687,11 @@ fn dump_fds(
     fdscan::settle(pid, &mut fds, cloexec, ctx.probes.shmem_dev)?;
     let mut fdinfo = Vec::new();
     let mut new_fds = Vec::new();
+    let mut held = Vec::new();
     for fd in fds {
         check_reachable(ctx, pid, &fd)?;
         let (id, new) = ctx.files.fd_id(pid, &fd)?;
+        held.extend(locks::of_fd(ctx.opts.file_locks, pid, &fd, id)?);
         let ty = fdtypes::file_type(ctx, pid, &fd)?;
         if new {
             fdtypes::dump_fd(ctx, pid, &fd, id)?;
@@ -702,7 +705,7 @@ fn dump_fds(
             xattr_security_selinux: None,
         });
     }
-    Ok((fdinfo, new_fds))
+    Ok((fdinfo, new_fds, held))
 }
 
 /// In a tree with its own mount namespace, a file opened on a mount

@@ -1,6 +1,7 @@
 //! Writes every image of a collected tree: per task
 //! core/mm/pagemap/pages/fs/ids/fdinfo, then the shared images (pstree,
-//! files and their data images, shared memory, timens, seccomp, stats),
+//! files and their data images, file locks, shared memory, timens,
+//! seccomp, stats),
 //! sk-queues, then makes them durable and writes inventory.img last.
 
 use super::context::DumpCtx;
@@ -53,6 +54,7 @@ pub fn images(
     write_zombies(ctx.dir, &all.zombies, pids)?;
     write_tree(ctx.dir, &ctx.frozen.tasks, ctx.opts.pid, pids)?;
     write_files(ctx.dir, &ctx.files)?;
+    write_locks(ctx.dir, &all.locks)?;
     let pages = copy_pages(ctx)?;
     let c = ctx.pages.counters();
     copied(
@@ -290,6 +292,19 @@ fn write_tree(dir: &mut ImgDir, tasks: &[tree::Task], root: i32, pids: &PidMap) 
 
 /// files.img and the images that hang off it: pipe and fifo data,
 /// ghost files and their remaps, memfd inodes.
+/// filelocks.img, when the tree holds locks (CRIU writes none
+/// otherwise).
+fn write_locks(dir: &mut ImgDir, locks: &[pb::FileLockEntry]) -> Result<()> {
+    if locks.is_empty() {
+        return Ok(());
+    }
+    let mut b = ImageBuilder::new("FILE_LOCKS")?;
+    for l in locks {
+        b.entry(l);
+    }
+    dir.write("filelocks.img", &b)
+}
+
 fn write_files(dir: &mut ImgDir, files: &FileTable) -> Result<()> {
     let mut b = ImageBuilder::new("FILES")?;
     b.entries(&files.entries);

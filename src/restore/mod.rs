@@ -9,7 +9,7 @@
 //! ([`child`]): it joins its session and group, moves its fds to their
 //! numbers, sets cwd/root/umask and waits. crit then seizes the tasks and
 //! rebuilds them from outside, several at once ([`task`], [`memory`],
-//! [`regs`], [`rlimits`], [`seccomp`], [`timers`]) with injected syscalls
+//! [`regs`], [`rlimits`], [`seccomp`], [`timers`], [`locks`]) with injected syscalls
 //! and `process_vm_writev`, and lets the whole tree go together. Any
 //! failure kills what was restored and removes the socket files this
 //! restore bound ([`rollback`]).
@@ -24,6 +24,7 @@ pub mod error;
 pub mod files;
 pub mod kinds;
 pub mod lazy;
+pub mod locks;
 pub mod log;
 pub mod memory;
 pub mod ns;
@@ -154,6 +155,9 @@ pub struct Options {
     pub tcp_established: bool,
     /// `--tcp-close`: established connections come back closed.
     pub tcp_close: bool,
+    /// `--file-locks`: the locks of filelocks.img are taken again
+    /// (images that hold locks are refused without it).
+    pub file_locks: bool,
     pub verbose: u8,
     pub log_file: Option<PathBuf>,
     /// `--cpu-cap`: which CPU checks to make (see [`crate::model::cpu`]).
@@ -266,6 +270,14 @@ pub fn restore(opts: &Options) -> Result<i32> {
         None => None,
     };
     log.debug(format!("images read in {:?}", t0.elapsed()));
+    // Locks left behind silently would let another process in.
+    if plan.file_locks > 0 && !opts.file_locks {
+        return Err(SetupError::FileLocks {
+            path: opts.dir.join("filelocks.img"),
+            count: plan.file_locks,
+        }
+        .into());
+    }
     let root = &plan.tasks[0];
     if root.zombie.is_some() {
         return Err(SetupError::ZombieRoot { pid: root.pid }.into());

@@ -47,6 +47,8 @@ pub struct Task {
     pub ctty: Option<Ctty>,
     /// Its pidfds, opened by the task itself once every task exists.
     pub pidfds: Vec<Pidfd>,
+    /// The file locks it takes again (`--file-locks`).
+    pub locks: Vec<super::locks::Take>,
 }
 
 /// A pidfd a task holds: its fd, the process it names (a task of the
@@ -207,6 +209,8 @@ pub struct Plan {
     /// Whether ptys were made anew (set once files are opened): their
     /// session leaders take them as controlling terminals.
     pub ptys_made: std::sync::atomic::AtomicBool,
+    /// How many file locks the images hold (filelocks.img).
+    pub file_locks: usize,
     /// Image pid or tid -> the same task's pid in crit's pid namespace,
     /// once the tree exists in a pid namespace of its own.
     hosts: std::sync::OnceLock<HashMap<u32, u32>>,
@@ -302,18 +306,6 @@ impl Plan {
         } else {
             FileTable::default()
         };
-        // File locks would be silently lost: refuse.
-        let locks = img(dir, "file-locks.img");
-        if locks.exists() {
-            let n = read_all::<pb::FileLockEntry>(&locks, "FILE_LOCKS")?.len();
-            if n > 0 {
-                return Err(SetupError::FileLocks {
-                    path: locks,
-                    count: n,
-                }
-                .into());
-            }
-        }
         let spath = img(dir, "seccomp.img");
         let seccomp: Option<pb::SeccompEntry> = if spath.exists() {
             Some(read_one(&spath, "SECCOMP")?)
@@ -321,6 +313,12 @@ impl Plan {
             None
         };
         let mut tasks = load_tasks(dir, &pstree, seccomp.as_ref())?;
+        let lpath = img(dir, "filelocks.img");
+        let locks: Vec<pb::FileLockEntry> = match lpath.exists() {
+            true => read_all(&lpath, "FILE_LOCKS")?,
+            false => Vec::new(),
+        };
+        super::locks::assign(&mut tasks, &locks, &files)?;
         let packets: Vec<Packet> =
             read_payload_image(&img(dir, "sk-queues.img"), "SK_QUEUES", |d| {
                 let e =
@@ -385,6 +383,7 @@ impl Plan {
         let ns = super::ns::NsPlan::read(dir, &root_ids, &dumper)?;
         let proc_files = super::procfiles::find(&tasks, &files);
         Ok(Plan {
+            file_locks: locks.len(),
             proc_files,
             root_cg_set: inv.root_cg_set.unwrap_or(1),
             ttys,
@@ -594,11 +593,12 @@ fn load_task(dir: &Path, p: &pb::PstreeEntry, seccomp: Option<&pb::SeccompEntry>
         posix_timers,
         ctty: None,
         pidfds: Vec::new(),
+        locks: Vec::new(),
     })
 }
 
 /// A zombie: forked only to exit with `exit_code`.
-fn zombie(p: &pb::PstreeEntry, exit_code: u32, core: pb::CoreEntry) -> Task {
+pub(super) fn zombie(p: &pb::PstreeEntry, exit_code: u32, core: pb::CoreEntry) -> Task {
     Task {
         pid: p.pid,
         ppid: p.ppid,
@@ -620,6 +620,7 @@ fn zombie(p: &pb::PstreeEntry, exit_code: u32, core: pb::CoreEntry) -> Task {
         posix_timers: Vec::new(),
         ctty: None,
         pidfds: Vec::new(),
+        locks: Vec::new(),
     }
 }
 

@@ -383,6 +383,9 @@ fn rebuild_rest(h: Half, log: &Log, ptys_made: bool) -> Result<Vec<Done>> {
         [lay.vbase as u64, u32::MAX as u64, 0, 0, 0, 0],
     )?;
     open_pidfds(&mut main, task)?;
+    // Its descriptors are final: closing one of a locked file would drop
+    // the POSIX locks taken on it.
+    super::locks::take(&mut main, task, scratch)?;
     let lowered = task_state(&mut main, task, scratch)?;
     if let Some(c) = task.ctty.filter(|c| c.pgrp != 0 && ptys_made) {
         // Every group exists now; only the terminal's session may set it.

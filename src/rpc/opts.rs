@@ -23,7 +23,7 @@ pub struct Dirs {
 
 /// Refuses every set field crit does not honour.
 fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
-    let set: [(&'static str, bool); 21] = [
+    let set: [(&'static str, bool); 20] = [
         (
             "ps.fd (a page server connection handed in)",
             o.ps.as_ref().is_some_and(|p| p.fd.is_some()),
@@ -49,7 +49,6 @@ fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
         ("tls", o.tls == Some(true)),
         ("cgroup_yard", o.cgroup_yard.is_some()),
         ("lsm_mount_context", o.lsm_mount_context.is_some()),
-        ("file_locks", o.file_locks == Some(true)),
         ("unprivileged", o.unprivileged == Some(true)),
     ];
     if let Some((name, _)) = set.iter().find(|(_, on)| *on) {
@@ -138,6 +137,9 @@ fn common(o: &CriuOpts, d: &Dirs, log: &str, args: &mut Vec<String>) {
     if o.tcp_close == Some(true) {
         args.push("--tcp-close".into());
     }
+    if o.file_locks == Some(true) {
+        args.push("--file-locks".into());
+    }
     log_args(o, d, log, args);
 }
 
@@ -164,7 +166,8 @@ fn parent_args(o: &CriuOpts, a: &mut Vec<String>) {
 
 /// `crit pre-dump` arguments for a PRE_DUMP request. Options about what
 /// a full dump does with files, sockets and the tree's end (shell_job,
-/// tcp_established, leave_running...) concern only the DUMP that follows:
+/// tcp_established, file_locks, leave_running...) concern only the DUMP
+/// that follows:
 /// a pre-dump copies memory, as CRIU's does.
 pub fn pre_dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>, OptsError> {
     refuse_unsupported(o)?;
@@ -423,5 +426,19 @@ mod tests {
             ..Default::default()
         };
         assert!(dump_args(&o, &dirs(), 1).is_err());
+    }
+
+    /// podman and runc ask for file locks on both sides; a pre-dump
+    /// copies memory only, as CRIU's.
+    #[test]
+    fn file_locks_go_to_dump_and_restore() {
+        let o = CriuOpts {
+            file_locks: Some(true),
+            ..Default::default()
+        };
+        let has = |a: Vec<String>| a.iter().any(|x| x == "--file-locks");
+        assert!(has(dump_args(&o, &dirs(), 9).unwrap()));
+        assert!(has(restore_args(&o, &dirs(), Path::new("/p")).unwrap()));
+        assert!(!has(pre_dump_args(&o, &dirs(), 9).unwrap()));
     }
 }

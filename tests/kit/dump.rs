@@ -108,18 +108,33 @@ impl Kit {
         n: usize,
         edit: impl FnOnce(&Path),
     ) -> String {
+        self.round_trip_with(name, args, result, n, &[], edit)
+    }
+
+    /// As [`Kit::round_trip`], with `both` (options such as
+    /// `--file-locks`) given to the dump and to the restore.
+    pub fn round_trip_with(
+        &self,
+        name: &str,
+        args: &[&str],
+        result: &Path,
+        n: usize,
+        both: &[&str],
+        edit: impl FnOnce(&Path),
+    ) -> String {
         let mut prog = self.start(name, args);
         let pid = prog.pid;
         let tree = super::proc::tree(pid);
         let dir = self.path("img");
-        ok(&self.dump(pid, &dir, &[]));
+        ok(&self.dump(pid, &dir, both));
         let _ = prog.child.wait();
         // The others come to the test's subreaper once their parent is gone.
         let left = reap(&tree, std::time::Duration::from_secs(5));
         assert!(left.is_empty(), "still there after the dump: {left:?}");
         edit(&dir);
-        let r = self.crit(&["restore", "-d", "--shell-job", "-D", dir.to_str().unwrap()]);
-        ok(&r);
+        let mut a = vec!["restore", "-d", "--shell-job", "-D", dir.to_str().unwrap()];
+        a.extend_from_slice(both);
+        ok(&self.crit(&a));
         super::proc::ask_tree(pid, result, n)
     }
 

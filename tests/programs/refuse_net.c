@@ -9,6 +9,8 @@
  *  flock         a file (argv[2]) locked with flock()
  *  ofd-socket    a socketpair (fds 3, 4) whose fd 3 carries an open file
  *                description lock (pid -1 in /proc/locks)
+ *  flock-mapped  a file (argv[2]) locked with flock(), mapped, and its
+ *                descriptor closed: the mapping alone holds the lock
  * Prints "READY <pid>". */
 #define _GNU_SOURCE
 #include <sys/syscall.h>
@@ -22,6 +24,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 
 int main(int argc, char **argv)
 {
@@ -32,6 +35,13 @@ int main(int argc, char **argv)
 		int f = open(argv[2], O_RDWR | O_CREAT, 0644);
 		if (f < 0 || flock(f, LOCK_EX))
 			return 9;
+	} else if (!strcmp(mode, "flock-mapped")) {
+		int f = open(argv[2], O_RDWR | O_CREAT, 0644);
+		if (f < 0 || ftruncate(f, 4096) || flock(f, LOCK_EX))
+			return 9;
+		if (mmap(NULL, 4096, PROT_READ, MAP_SHARED, f, 0) == MAP_FAILED)
+			return 9;
+		close(f);
 	} else if (!strcmp(mode, "ofd-socket")) {
 		int sp[2];
 		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };

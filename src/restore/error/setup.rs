@@ -90,8 +90,14 @@ pub enum SetupError {
     },
     #[error("{}: not an images directory", path.display())]
     NotImages { path: PathBuf },
-    #[error("{}: {count} file lock(s); restoring file locks is not supported yet", path.display())]
+    #[error(
+        "{}: the tree held {count} file lock(s); restore with --file-locks to take them again (without it they would be lost)",
+        path.display()
+    )]
     FileLocks { path: PathBuf, count: usize },
+    /// An entry of filelocks.img that cannot be taken again.
+    #[error("filelocks.img: the lock of pid {pid} fd {fd}: {why}")]
+    LockEntry { pid: i32, fd: i32, why: String },
     #[error("files.img: {0}")]
     UnixModel(#[from] crate::model::unix::DuplicateInode),
     #[error("pid {pid}: file id {id} is not in files.img")]

@@ -285,6 +285,15 @@ pub enum TaskError {
         #[source]
         source: io::Error,
     },
+    /// A file lock of the images that the task could not take again.
+    #[error("pid {pid} fd {fd}: its {lock} on {file} cannot be taken again: {why}")]
+    Lock {
+        pid: u32,
+        fd: u32,
+        lock: String,
+        file: String,
+        why: String,
+    },
     /// A task's forked copy reported that its own preparation failed; the
     /// text crossed the status pipe.
     #[error("{msg}")]
