@@ -33,37 +33,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t asked;
-static void on_usr1(int s) { (void)s; asked = 1; }
+#include "selfcheck.h"
 
-static const char *result, *dir;
-static char why[4096];
+static const char *dir;
 static pid_t parent_pid, child_pid;
 static unsigned long data_ino;
-
-static void fail(const char *fmt, ...)
-{
-	size_t n = strlen(why);
-	if (n)
-		n += snprintf(why + n, sizeof why - n, "; ");
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why + n, sizeof why - n, fmt, ap);
-	va_end(ap);
-}
-
-static void report(void)
-{
-	FILE *f = fopen(result, "a");
-	if (!f)
-		return;
-	if (why[0])
-		fprintf(f, "FAIL %d: %s\n", getpid(), why);
-	else
-		fprintf(f, "OK %d\n", getpid());
-	fclose(f);
-	why[0] = 0;
-}
 
 static char *path(const char *name)
 {
@@ -279,21 +253,10 @@ int main(int argc, char **argv)
 	}
 	close(told[0]);
 	close(told[1]);
-	int hb = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	quiet = 1; /* one READY line, naming both */
 	if (child_pid) {
 		printf("READY %d %d\n", parent_pid, child_pid);
 		fflush(stdout);
 	}
-	for (unsigned long n = 0;; n++) {
-		if (asked) {
-			asked = 0;
-			check();
-			report();
-		}
-		char b[32];
-		int l = snprintf(b, sizeof(b), "%lu\n", n);
-		if (child_pid)
-			pwrite(hb, b, l, 0);
-		usleep(2000);
-	}
+	serve(argv[2], check);
 }
