@@ -342,6 +342,10 @@ struct PreDumpArgs {
     /// Accepted for criu compatibility: a pre-dump always tracks writes.
     #[arg(long = "track-mem")]
     track_mem: bool,
+    /// Accepted for criu compatibility: a pre-dump copies memory only;
+    /// the dump on top of it records the locks.
+    #[arg(long = "file-locks")]
+    file_locks: bool,
     /// More detail on stderr (or in the log file).
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
@@ -644,7 +648,7 @@ fn pre_dump(a: PreDumpArgs) -> crit::error::Result<()> {
     if a.worker.is_none() {
         in_worker("pre-dump", a.tree, &a.images_dir);
     }
-    let _ = a.track_mem;
+    let _ = (a.track_mem, a.file_locks);
     let opts = crit::dump::DumpOpts {
         pid: a.tree,
         dir: a.images_dir,

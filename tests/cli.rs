@@ -93,6 +93,21 @@ fn bad_option_values_are_refused_first() {
     );
 }
 
+/// Options CRIU's pre-dump accepts with the dump's flags are accepted:
+/// the error is the pid's, not the option's.
+#[test]
+fn pre_dump_accepts_the_dumps_compatibility_flags() {
+    for flag in ["--track-mem", "--file-locks"] {
+        assert_fails(
+            &run(
+                crit().args(["pre-dump", flag, "-t", "1", "-D", "/nonexistent/d"]),
+                None,
+            ),
+            "pid 1: cannot dump init or an invalid pid",
+        );
+    }
+}
+
 #[test]
 fn help_and_version_exit_0() {
     let o = run(crit().arg("--help"), None);
