@@ -108,24 +108,30 @@ pub fn clone3_with_tid(set_tid: &[i32], flags: u64) -> io::Result<ForkResult> {
         set_tid_size: tids.len() as u64,
         ..CloneArgs::default()
     };
-    // SAFETY: `args` and the `tids` array it points to are live for the
-    // call; no flag makes the kernel write to our memory or share it (see
-    // REFUSED), so the child gets its own copy of our address space and
-    // returns here on its copy of this stack, exactly like fork().
+    // `tids` lives until clone3 returns.
+    clone3(&mut args).map_err(|e| err::context(format_args!("clone3 for pid {want}"), e))
+}
+
+/// `clone3(args)`, like fork(): the child returns here on its copy of
+/// the stack. `args.flags` must hold none of [`REFUSED`] and its
+/// `set_tid`, if any, point at pids live for the call.
+fn clone3(args: &mut CloneArgs) -> io::Result<ForkResult> {
+    debug_assert_eq!(args.flags & REFUSED, 0);
+    // SAFETY: `args` (and what it points to, per the contract above) is
+    // live for the call; no flag makes the kernel write to our memory or
+    // share it, so the child gets its own copy of our address space.
     let r = unsafe {
         libc::syscall(
             libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
+            args as *mut CloneArgs,
             std::mem::size_of::<CloneArgs>() as c_long,
         )
     };
-    if r < 0 {
-        return Err(err::last(format_args!("clone3 for pid {want}")));
+    match r {
+        r if r < 0 => Err(io::Error::last_os_error()),
+        0 => Ok(ForkResult::Child),
+        r => Ok(ForkResult::Parent(r as i32)),
     }
-    if r == 0 {
-        return Ok(ForkResult::Child);
-    }
-    Ok(ForkResult::Parent(r as i32))
 }
 
 /// `fork()` of a process that has one thread (a server about to run in
@@ -164,19 +170,9 @@ pub fn fork_exiting() -> io::Result<i32> {
         exit_signal: libc::SIGCHLD as u64,
         ..CloneArgs::default()
     };
-    // SAFETY: no flag shares or writes our memory; the child gets its own
-    // copy of the address space and only calls _exit.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>() as c_long,
-        )
-    };
-    match r {
-        r if r < 0 => Err(err::last(format_args!("clone3"))),
-        0 => child_exit(0),
-        r => Ok(r as i32),
+    match clone3(&mut args).map_err(|e| err::context(format_args!("clone3"), e))? {
+        ForkResult::Child => child_exit(0),
+        ForkResult::Parent(pid) => Ok(pid),
     }
 }
 
