@@ -23,9 +23,11 @@ fn pidfd_open_flags(pid: i32, flags: u32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes two integers and touches no memory of ours.
     let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as c_long, flags as c_long) };
     if r < 0 {
-        return Err(err::last(format_args!(
-            "pidfd_open pid {pid} flags {flags:#o}"
-        )));
+        let e = io::Error::last_os_error();
+        return Err(match flags {
+            0 => err::context(format_args!("pidfd_open pid {pid}"), e),
+            _ => err::context(format_args!("pidfd_open pid {pid} flags {flags:#o}"), e),
+        });
     }
     // SAFETY: the kernel just returned this new descriptor; nothing else
     // owns it.
