@@ -114,7 +114,7 @@ pub struct System {
 }
 
 impl System {
-    /// Reads /proc/locks (about 10 ms here even when it is empty: done
+    /// Reads /proc/locks (a first read took 8.6 ms here, later ones 0.1 ms: done
     /// beside the collection). A kernel without it has no locks.
     pub fn read() -> System {
         let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();
