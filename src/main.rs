@@ -260,6 +260,10 @@ struct DumpArgs {
     /// filelocks.img (refused without it).
     #[arg(long = "file-locks")]
     file_locks: bool,
+    /// The most space a deleted file the tree holds may take to be
+    /// dumped into a ghost image: bytes, or with K, M or G (as criu).
+    #[arg(long = "ghost-limit", value_name = "SIZE", default_value = "1M")]
+    ghost_limit: String,
     /// Record this CPU in cpuinfo.img, for `crit restore --cpu-cap`.
     #[arg(long = "cpu-cap", value_name = "CAPS", num_args = 0..=1,
       require_equals = true, default_missing_value = "")]
@@ -346,6 +350,10 @@ struct PreDumpArgs {
     /// the dump on top of it records the locks.
     #[arg(long = "file-locks")]
     file_locks: bool,
+    /// Accepted for criu compatibility: a pre-dump copies memory only;
+    /// the dump on top of it records deleted files.
+    #[arg(long = "ghost-limit", value_name = "SIZE")]
+    ghost_limit: Option<String>,
     /// More detail on stderr (or in the log file).
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
@@ -620,6 +628,7 @@ fn dump(a: DumpArgs) -> crit::error::Result<()> {
         tcp_close: a.tcp_close,
         skip_in_flight: a.skip_in_flight,
         file_locks: a.file_locks,
+        ghost_limit: crit::dump::parse_size(&a.ghost_limit)?,
         cpu_caps: cpu_caps(a.cpu_cap.as_deref())?,
         verbose: a.verbose,
         log_file: a.log_file,
@@ -649,6 +658,9 @@ fn pre_dump(a: PreDumpArgs) -> crit::error::Result<()> {
         in_worker("pre-dump", a.tree, &a.images_dir);
     }
     let _ = (a.track_mem, a.file_locks);
+    if let Some(v) = &a.ghost_limit {
+        crit::dump::parse_size(v)?;
+    }
     let opts = crit::dump::DumpOpts {
         pid: a.tree,
         dir: a.images_dir,
@@ -659,6 +671,7 @@ fn pre_dump(a: PreDumpArgs) -> crit::error::Result<()> {
         prev_images_dir: a.prev_images_dir,
         track_mem: true,
         page_server: a.page_server.get()?,
+        ghost_limit: crit::dump::GHOST_LIMIT,
         ..Default::default()
     };
     let r = crit::dump::predump::pre_dump(&opts)?;

@@ -112,7 +112,7 @@ impl<'a> DumpCtx<'a> {
             ids,
             root_ids,
             ns: Default::default(),
-            files: FileTable::default(),
+            files: FileTable::new(opts.ghost_limit),
             socks,
             pages,
             seccomp: Vec::new(),

@@ -590,9 +590,11 @@ pub enum DumpError {
     #[error("{via}: the root directory {path} was deleted: a restore could not chroot into it")]
     DeletedRoot { via: Via, path: String },
     #[error(
-        "{via}: a deleted file of {size} bytes is open, more than the 1 MiB a ghost file may hold"
+        "{via}: a deleted file taking {used} bytes is open, more than the ghost limit of {limit} bytes (raise it with --ghost-limit)"
     )]
-    GhostTooBig { via: Via, size: u64 },
+    GhostTooBig { via: Via, used: u64, limit: u64 },
+    #[error("--ghost-limit {value:?}: not a size (a number of bytes, or with K, M or G)")]
+    GhostLimitArg { value: String },
     #[error("{via}: read deleted file: {source}")]
     GhostRead {
         via: Via,
@@ -880,11 +882,12 @@ mod tests {
         );
         let e = DumpError::GhostTooBig {
             via: Via::Link("/proc/3/exe".into()),
-            size: 5,
+            used: 8192,
+            limit: 4096,
         };
         assert_eq!(
             e.to_string(),
-            "/proc/3/exe: a deleted file of 5 bytes is open, more than the 1 MiB a ghost file may hold"
+            "/proc/3/exe: a deleted file taking 8192 bytes is open, more than the ghost limit of 4096 bytes (raise it with --ghost-limit)"
         );
         let p = OutsidePeer {
             pid: 1,

@@ -66,6 +66,32 @@ const UNMAKABLE: [(nix::sys::statfs::FsType, &str); 2] = [
     ),
 ];
 
+/// Regular deleted files from this size on go into their ghost image as
+/// chunks, as CRIU 4.2 writes them (its GHOST_CHUNKS_THRESH).
+const GHOST_CHUNKED_FROM: u64 = 3 * 4096;
+
+/// The default `--ghost-limit`, CRIU's: 1 MiB.
+pub const GHOST_LIMIT: u64 = 1 << 20;
+
+/// A deleted file's ghost-file-N.img.
+pub struct Ghost {
+    pub id: u32,
+    /// The file, for errors.
+    pub via: Via,
+    pub body: GhostBody,
+}
+
+pub enum GhostBody {
+    /// The whole image (a small file, a device node, a directory).
+    Built(ImageBuilder),
+    /// The head, then the file's data chunks, read from `file` when the
+    /// image is written (the tree is still frozen then).
+    Chunks {
+        head: pb::GhostFileEntry,
+        file: std::fs::File,
+    },
+}
+
 /// The shared file table and the images that hang off it.
 #[derive(Default)]
 pub struct FileTable {
@@ -79,9 +105,12 @@ pub struct FileTable {
     pub fifo_data: Option<ImageBuilder>,
     pipe_done: std::collections::HashSet<u64>,
     pub remaps: Vec<pb::RemapFilePathEntry>,
-    /// ghost-file-N.img contents by ghost id.
-    pub ghosts: Vec<(u32, ImageBuilder)>,
+    /// ghost-file-N.img, one per deleted file.
+    pub ghosts: Vec<Ghost>,
     next_ghost: u32,
+    /// The most space a deleted file may take to be dumped
+    /// (`--ghost-limit`; see [`FileTable::ghost`]).
+    ghost_limit: u64,
     pub memfd_inodes: Vec<pb::MemfdInodeEntry>,
     /// tty-info.img: the ptys whose slaves the tree holds.
     pub ttys: Vec<pb::TtyInfoEntry>,
@@ -98,6 +127,15 @@ pub struct FileTable {
 }
 
 impl FileTable {
+    /// An empty table; deleted files taking more than `ghost_limit` bytes
+    /// are refused.
+    pub fn new(ghost_limit: u64) -> FileTable {
+        FileTable {
+            ghost_limit,
+            ..Default::default()
+        }
+    }
+
     pub fn new_id(&mut self) -> u32 {
         self.next_id += 1;
         self.next_id
@@ -299,27 +337,27 @@ impl FileTable {
 
     /// A ghost file for file `id`, deleted but still open or mapped: its
     /// contents (read through `open_path`, a /proc link) and attributes.
-    /// `via` names the file in errors.
+    /// `via` names the file in errors. As in CRIU, a file is refused when
+    /// the space it takes (its blocks, so a sparse file's holes are free)
+    /// is above the ghost limit, and a regular file of 12 KiB or more is
+    /// recorded as chunks of data between its holes, copied when the
+    /// image is written.
     fn ghost(&mut self, via: Via, open_path: &str, st: &Stat, id: u32) -> Result<()> {
-        const MAX_GHOST: u64 = 1 << 20;
         self.refuse_unmakable(&via, open_path, st.dev, "the file")?;
-        if st.size > MAX_GHOST {
-            return Err(DumpError::GhostTooBig { via, size: st.size }.into());
-        }
         let p = open_path;
-        let mut data = Vec::new();
-        let node = !st.is_reg() && !st.is_dir();
-        if st.is_reg() {
-            if let Err(source) = std::fs::File::open(p).and_then(|mut f| f.read_to_end(&mut data)) {
-                return Err(DumpError::GhostRead { via, source }.into());
-            }
-        }
         let meta = std::fs::metadata(p).map_err(|source| DumpError::File {
             path: p.into(),
             source,
         })?;
-        let fd = FdStat { st: *st };
         use std::os::unix::fs::MetadataExt;
+        let used = meta.blocks() * 512;
+        if used > self.ghost_limit {
+            let limit = self.ghost_limit;
+            return Err(DumpError::GhostTooBig { via, used, limit }.into());
+        }
+        let node = !st.is_reg() && !st.is_dir();
+        let chunked = st.is_reg() && st.size >= GHOST_CHUNKED_FROM;
+        let fd = FdStat { st: *st };
         self.next_ghost += 1;
         let gid = self.next_ghost;
         let g = pb::GhostFileEntry {
@@ -338,13 +376,30 @@ impl FileTable {
                 tv_sec: meta.mtime() as u64,
                 tv_usec: (meta.mtime_nsec() / 1000) as u64,
             }),
-            chunks: None,
-            size: None,
+            chunks: chunked.then_some(true),
+            size: chunked.then_some(st.size),
             symlnk_target: None,
         };
-        let mut b = ImageBuilder::new("GHOST_FILE")?;
-        b.entry(&g).raw(&data);
-        self.ghosts.push((gid, b));
+        let body = if chunked {
+            let file = std::fs::File::open(p).map_err(|source| DumpError::GhostRead {
+                via: via.clone(),
+                source,
+            })?;
+            GhostBody::Chunks { head: g, file }
+        } else {
+            let mut data = Vec::new();
+            if st.is_reg() {
+                if let Err(source) =
+                    std::fs::File::open(p).and_then(|mut f| f.read_to_end(&mut data))
+                {
+                    return Err(DumpError::GhostRead { via, source }.into());
+                }
+            }
+            let mut b = ImageBuilder::new("GHOST_FILE")?;
+            b.entry(&g).raw(&data);
+            GhostBody::Built(b)
+        };
+        self.ghosts.push(Ghost { id: gid, via, body });
         self.remaps.push(pb::RemapFilePathEntry {
             orig_id: id,
             remap_id: gid,

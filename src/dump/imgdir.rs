@@ -216,6 +216,15 @@ impl Stream {
         Ok(())
     }
 
+    /// Appends `len` bytes of `src` from byte `src_off` (see
+    /// [`crate::image::typed::AtomicFile::send_from`]).
+    pub fn send_from(&mut self, src: &std::fs::File, src_off: u64, len: u64) -> Result<()> {
+        super::guard::check()?;
+        self.file.send_from(src, src_off, len)?;
+        self.bytes += len;
+        Ok(())
+    }
+
     pub fn add_bytes(&mut self, n: u64) {
         self.bytes += n;
     }

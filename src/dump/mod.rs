@@ -56,7 +56,8 @@ pub mod vdso;
 pub mod vmsplice;
 pub mod write;
 
-pub use opts::{DumpOpts, ExtUnix, NsOpts, PageServer, Summary};
+pub use files::GHOST_LIMIT;
+pub use opts::{parse_size, DumpOpts, ExtUnix, NsOpts, PageServer, Summary};
 
 use crate::action::{Notifier, Script};
 use crate::error::Result;

@@ -53,6 +53,23 @@ impl ExtUnix {
     }
 }
 
+/// A `--ghost-limit` value as CRIU reads it: a number of bytes, or of
+/// KiB, MiB or GiB with a K, M or G after it.
+pub fn parse_size(value: &str) -> Result<u64> {
+    let bad = || DumpError::GhostLimitArg {
+        value: value.to_string(),
+    };
+    let v = value.trim();
+    let (digits, unit) = match v.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&v[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&v[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&v[..i], 1 << 30),
+        _ => (v, 1),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    Ok(n.checked_mul(unit).ok_or_else(bad)?)
+}
+
 /// What to do with the tree's namespaces.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NsOpts {
@@ -141,6 +158,9 @@ pub struct DumpOpts {
     /// `--file-locks`: the tree's file locks go into filelocks.img
     /// (refused without it).
     pub file_locks: bool,
+    /// `--ghost-limit`: the most space a deleted file the tree holds may
+    /// take to be dumped (CRIU's default, 1 MiB, is [`super::files::GHOST_LIMIT`]).
+    pub ghost_limit: u64,
     pub verbose: u8,
     pub log_file: Option<PathBuf>,
     /// Namespaces: left empty, external.
@@ -232,5 +252,22 @@ mod tests {
         ));
         e.add_list("").unwrap();
         assert!(e.allows(7));
+    }
+
+    #[test]
+    fn ghost_limit_sizes() {
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("16K").unwrap(), 16 << 10);
+        assert_eq!(parse_size("2M").unwrap(), 2 << 20);
+        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
+        for bad in ["", "M", "1.5M", "-1", "10T", "99999999999999999999G"] {
+            assert!(
+                matches!(
+                    parse_size(bad),
+                    Err(Error::Dump(DumpError::GhostLimitArg { .. }))
+                ),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -5,16 +5,16 @@
 //! sk-queues, then makes them durable and writes inventory.img last.
 
 use super::context::DumpCtx;
-use super::error::DumpError;
-use super::files::FileTable;
-use super::imgdir::ImgDir;
+use super::error::{DumpError, Via};
+use super::files::{FileTable, GhostBody};
+use super::imgdir::{ImgDir, Stream};
 use super::ns::pids::PidMap;
 use super::pages::Done;
 use super::task::{Collected, Collection};
 use super::{mm, tree, Summary};
 use crate::error::Result;
 use crate::image::pb;
-use crate::image::typed::ImageBuilder;
+use crate::image::typed::{EncodedEntries, ImageBuilder};
 use crate::pageserver::wire::Dst;
 use std::time::Duration;
 
@@ -322,8 +322,12 @@ fn write_files(dir: &mut ImgDir, files: &FileTable) -> Result<()> {
         }
         dir.write("remap-fpath.img", &b)?;
     }
-    for (gid, b) in &files.ghosts {
-        dir.write(&format!("ghost-file-{gid}.img"), b)?;
+    for g in &files.ghosts {
+        let name = format!("ghost-file-{}.img", g.id);
+        match &g.body {
+            GhostBody::Built(b) => dir.write(&name, b)?,
+            GhostBody::Chunks { head, file } => write_chunks(dir, &name, head, file, &g.via)?,
+        }
     }
     if !files.ttys.is_empty() {
         let mut b = ImageBuilder::new("TTY_INFO")?;
@@ -340,6 +344,35 @@ fn write_files(dir: &mut ImgDir, files: &FileTable) -> Result<()> {
         dir.write("memfd.img", &b)?;
     }
     Ok(())
+}
+
+/// A ghost image in CRIU's chunked layout: the head, then for each run of
+/// data between the file's holes a chunk entry and its bytes, copied by
+/// the kernel from the deleted file (never whole in crit's memory).
+fn write_chunks(
+    dir: &mut ImgDir,
+    name: &str,
+    head: &pb::GhostFileEntry,
+    file: &std::fs::File,
+    via: &Via,
+) -> Result<()> {
+    let mut s = Stream::create(&dir.path(name))?;
+    let mut b = ImageBuilder::new("GHOST_FILE")?;
+    b.entry(head);
+    s.write(&b.bytes)?;
+    let runs = crate::sys::fdops::data_runs(file, head.size.unwrap_or(0)).map_err(|source| {
+        DumpError::GhostRead {
+            via: via.clone(),
+            source,
+        }
+    })?;
+    for (off, len) in runs {
+        let mut e = EncodedEntries::default();
+        e.push(&pb::GhostChunkEntry { len, off });
+        s.write(e.as_bytes())?;
+        s.send_from(file, off, len)?;
+    }
+    dir.finish(s)
 }
 
 /// cpuinfo.img (with --cpu-cap), timens and the seccomp filters.

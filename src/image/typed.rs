@@ -258,6 +258,11 @@ impl EncodedEntries {
     pub fn push<T: Message>(&mut self, m: &T) {
         entry::put_message(&mut self.bytes, m);
     }
+
+    /// The framed entries, for an image written in pieces.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 /// A file written all at once or not at all: bytes go to an unnamed file
@@ -381,6 +386,23 @@ impl AtomicFile {
             .map_err(|e| Error::io(self.path.display().to_string(), e.into()))?;
             if n == 0 {
                 return Err(self.short("pipe", left));
+            }
+            left -= n;
+        }
+        Ok(())
+    }
+
+    /// Appends `len` bytes of `src`, from byte `src_off`, at the file's
+    /// position (sendfile: copied inside the kernel, from any file
+    /// system, where copy_file_range wants both files on one).
+    pub fn send_from(&self, src: &std::fs::File, src_off: u64, len: u64) -> Result<()> {
+        let mut off = src_off as libc::off_t;
+        let mut left = len as usize;
+        while left > 0 {
+            let n = nix::sys::sendfile::sendfile(&self.file, src, Some(&mut off), left)
+                .map_err(|e| Error::io(self.path.display().to_string(), e.into()))?;
+            if n == 0 {
+                return Err(self.short("source file", left));
             }
             left -= n;
         }

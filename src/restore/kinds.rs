@@ -56,7 +56,8 @@ pub fn open_ghosts(plan: &Plan, res: &mut Reservoir) -> Result<()> {
             continue;
         };
         let gp = plan.dir.join(format!("ghost-file-{}.img", r.remap_id));
-        let (head, data) = read_ghost(&gp)?;
+        let img = Mapped::open(&gp)?;
+        let head = ghost_head(&img)?;
         // At its own path if free, else next to it.
         let mut path = std::path::PathBuf::from(&reg.name);
         let mut k = 0;
@@ -71,17 +72,16 @@ pub fn open_ghosts(plan: &Plan, res: &mut Reservoir) -> Result<()> {
             };
             e
         };
-        make_ghost(&path, &head, &data).map_err(|e| {
-            undo(
-                FileError::IoArg {
-                    on: On::FileId(r.orig_id),
-                    what: "recreate deleted",
-                    arg: path.display().to_string(),
-                    source: e,
-                }
-                .into(),
-            )
-        })?;
+        let io = |source| -> Error {
+            FileError::IoArg {
+                on: On::FileId(r.orig_id),
+                what: "recreate deleted",
+                arg: path.display().to_string(),
+                source,
+            }
+            .into()
+        };
+        make_ghost(&path, &head, &img, &io).map_err(undo)?;
         let _ = std::fs::set_permissions(
             &path,
             std::os::unix::fs::PermissionsExt::from_mode(head.mode & 0o7777),
@@ -107,51 +107,67 @@ fn is_dir(head: &pb::GhostFileEntry) -> bool {
 
 /// Creates a ghost at `path` (which is free): a device node of the
 /// recorded device (CRIU's ghost of a deleted node: rdev, no contents),
-/// an empty directory (a removed cwd), or a regular file holding `data`.
+/// an empty directory (a removed cwd), or a regular file holding what
+/// ghost image `img` holds; `io` describes a failed call.
 fn make_ghost(
     path: &std::path::Path,
     head: &pb::GhostFileEntry,
-    data: &[u8],
-) -> std::io::Result<()> {
+    img: &Mapped,
+    io: &dyn Fn(std::io::Error) -> Error,
+) -> Result<()> {
     use nix::sys::stat::{mknod, Mode, SFlag};
     let kind = SFlag::from_bits_truncate(head.mode & libc::S_IFMT);
     if let (Some(rdev), true) = (head.rdev, kind == SFlag::S_IFCHR || kind == SFlag::S_IFBLK) {
         let perm = Mode::from_bits_truncate(head.mode & 0o7777);
-        return mknod(path, kind, perm, u64::from(rdev)).map_err(std::io::Error::from);
+        return mknod(path, kind, perm, u64::from(rdev)).map_err(|e| io(e.into()));
     }
     if is_dir(head) {
-        return std::fs::create_dir(path);
+        return std::fs::create_dir(path).map_err(io);
     }
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .create_new(true)
         .write(true)
-        .open(path)?;
-    f.write_all(data)
+        .open(path)
+        .map_err(io)?;
+    fill_ghost(&f, img, io)
 }
 
-fn read_ghost(p: &std::path::Path) -> Result<(pb::GhostFileEntry, Vec<u8>)> {
-    let file = Mapped::open(p)?;
-    let mut src = file.source();
+/// The head of ghost image `img` (an image without one reads as an
+/// empty file).
+fn ghost_head(img: &Mapped) -> Result<pb::GhostFileEntry> {
+    let mut src = img.source();
     let mut rd = EntryReader::expect(&mut src, "GHOST_FILE")?;
-    // An image without even a head reads as an empty file.
-    let (head, mut data) = match rd.next_entry()? {
-        Some(e) => (e.decode::<pb::GhostFileEntry>()?, e.raw_payload.to_vec()),
+    Ok(match rd.next_entry()? {
+        Some(e) => e.decode()?,
         None => Default::default(),
+    })
+}
+
+/// Writes the bytes of ghost image `img` into `f`: the data after the
+/// head, or, with `chunks` (CRIU writes them for files of 12 KiB and
+/// more), each chunk at its offset, so the holes between stay holes,
+/// then the recorded size. Piece by piece from the mapped image: a big
+/// ghost is never copied into crit's heap.
+fn fill_ghost(f: &std::fs::File, img: &Mapped, io: &dyn Fn(std::io::Error) -> Error) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut src = img.source();
+    let mut rd = EntryReader::expect(&mut src, "GHOST_FILE")?;
+    let Some(e) = rd.next_entry()? else {
+        return Ok(());
     };
-    if head.chunks.unwrap_or(false) {
-        while let Some(e) = rd.next_entry()? {
-            let c: pb::GhostChunkEntry = e.decode()?;
-            let end = (c.off + c.len) as usize;
-            if data.len() < end {
-                data.resize(end, 0);
-            }
-            data[c.off as usize..end].copy_from_slice(e.raw_payload);
-        }
-        if let Some(s) = head.size {
-            data.resize(s as usize, 0);
-        }
+    let head: pb::GhostFileEntry = e.decode()?;
+    f.write_all_at(e.raw_payload, 0).map_err(io)?;
+    if !head.chunks.unwrap_or(false) {
+        return Ok(());
     }
-    Ok((head, data))
+    while let Some(e) = rd.next_entry()? {
+        let c: pb::GhostChunkEntry = e.decode()?;
+        f.write_all_at(e.raw_payload, c.off).map_err(io)?;
+    }
+    if let Some(size) = head.size {
+        f.set_len(size).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// Memfd inodes (with their contents), then one open file per memfd file

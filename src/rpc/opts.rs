@@ -60,7 +60,7 @@ fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
     // notify_scripts, as in CRIU).
     // Accepted because they change nothing crit does: evasive_devices
     // (crit opens device files by path anyway), link_remap, force_irmap,
-    // irmap_scan_paths, ghost_limit, weak_sysctls, timeout,
+    // irmap_scan_paths, weak_sysctls, timeout,
     // skip_file_rwx_check, mntns_compat_mode, pre_dump_mode,
     // display_stats, log_to_stderr, network_lock without TCP,
     // pidfd_store_sk (pid reuse between pre-dumps, which crit refuses).
@@ -237,6 +237,10 @@ pub fn dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>, Opt
     }
     if o.tcp_skip_in_flight == Some(true) {
         a.push("--skip-in-flight".into());
+    }
+    // Unset, it is CRIU's default and crit's (1 MiB).
+    if let Some(n) = o.ghost_limit {
+        a.push(format!("--ghost-limit={n}"));
     }
     if o.ext_unix_sk == Some(true) {
         a.push("--ext-unix-sk".into());
@@ -440,5 +444,17 @@ mod tests {
         assert!(has(dump_args(&o, &dirs(), 9).unwrap()));
         assert!(has(restore_args(&o, &dirs(), Path::new("/p")).unwrap()));
         assert!(!has(pre_dump_args(&o, &dirs(), 9).unwrap()));
+    }
+
+    #[test]
+    fn ghost_limit_goes_to_dump() {
+        let o = CriuOpts {
+            ghost_limit: Some(64 << 20),
+            ..Default::default()
+        };
+        let a = dump_args(&o, &dirs(), 9).unwrap();
+        assert!(a.iter().any(|x| x == "--ghost-limit=67108864"), "{a:?}");
+        let a = dump_args(&CriuOpts::default(), &dirs(), 9).unwrap();
+        assert!(!a.iter().any(|x| x.starts_with("--ghost-limit")), "{a:?}");
     }
 }

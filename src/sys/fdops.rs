@@ -180,3 +180,31 @@ pub fn bytes_to_read(fd: std::os::fd::BorrowedFd) -> io::Result<u32> {
     check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut v) })?;
     Ok(v as u32)
 }
+
+/// The runs of data of the first `size` bytes of `f`, as (offset,
+/// length), found with SEEK_DATA and SEEK_HOLE; on a file system that
+/// knows no holes (EINVAL), one run of the whole file. Moves `f`'s
+/// position.
+pub fn data_runs(f: &std::fs::File, size: u64) -> io::Result<Vec<(u64, u64)>> {
+    use nix::unistd::{lseek, Whence};
+    let mut runs = Vec::new();
+    let mut hole = 0u64;
+    while hole < size {
+        let data = match lseek(f, hole as i64, Whence::SeekData) {
+            Ok(d) => d as u64,
+            // Only holes from here to the end.
+            Err(nix::errno::Errno::ENXIO) => break,
+            Err(nix::errno::Errno::EINVAL) if hole == 0 => {
+                runs.push((0, size));
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if data >= size {
+            break;
+        }
+        hole = (lseek(f, data as i64, Whence::SeekHole)? as u64).min(size);
+        runs.push((data, hole - data));
+    }
+    Ok(runs)
+}

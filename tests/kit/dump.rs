@@ -122,18 +122,32 @@ impl Kit {
         both: &[&str],
         edit: impl FnOnce(&Path),
     ) -> String {
+        self.round_trip_opts(name, args, result, n, (both, both), edit)
+    }
+
+    /// As [`Kit::round_trip`], with options for the dump and for the
+    /// restore (`opts.0`, `opts.1`).
+    pub fn round_trip_opts(
+        &self,
+        name: &str,
+        args: &[&str],
+        result: &Path,
+        n: usize,
+        opts: (&[&str], &[&str]),
+        edit: impl FnOnce(&Path),
+    ) -> String {
         let mut prog = self.start(name, args);
         let pid = prog.pid;
         let tree = super::proc::tree(pid);
         let dir = self.path("img");
-        ok(&self.dump(pid, &dir, both));
+        ok(&self.dump(pid, &dir, opts.0));
         let _ = prog.child.wait();
         // The others come to the test's subreaper once their parent is gone.
         let left = reap(&tree, std::time::Duration::from_secs(5));
         assert!(left.is_empty(), "still there after the dump: {left:?}");
         edit(&dir);
         let mut a = vec!["restore", "-d", "--shell-job", "-D", dir.to_str().unwrap()];
-        a.extend_from_slice(both);
+        a.extend_from_slice(opts.1);
         ok(&self.crit(&a));
         super::proc::ask_tree(pid, result, n)
     }
