@@ -115,6 +115,8 @@ pub enum ImagesFault {
     VmaReversed { start: u64, end: u64 },
     #[error("vmas {:#x}-{:#x} and {:#x}-{:#x} overlap", .a.0, .a.1, .b.0, .b.1)]
     VmasOverlap { a: (u64, u64), b: (u64, u64) },
+    #[error("the pages at {0:#x} were left in the dumped task (dump --lazy-pages): fetch them with --page-server")]
+    LeftInTask(u64),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -286,6 +286,16 @@ struct DumpArgs {
     /// copy what was written meanwhile; the images are self-contained.
     #[arg(long = "pre-copy")]
     pre_copy: bool,
+    /// Post-copy migration: leave the lazy pages (private anonymous
+    /// memory) in the frozen tree and serve them on --address/--port to
+    /// one `lazy-pages --page-server`; the tree goes once it has them all.
+    #[arg(long = "lazy-pages", requires = "port",
+          conflicts_with_all = ["page_server", "pre_copy", "prev_images_dir", "track_mem"])]
+    lazy_pages: bool,
+    /// With --lazy-pages: write one zero byte to FD once the images are
+    /// written and the pages served, then close it.
+    #[arg(long = "status-fd", value_name = "FD", requires = "lazy_pages")]
+    status_fd: Option<i32>,
     /// Internal: run as the worker of the `crit dump` with this pid.
     #[arg(long = "worker", hide = true, value_name = "PPID")]
     worker: Option<i32>,
@@ -639,6 +649,11 @@ fn dump(a: DumpArgs) -> crit::error::Result<()> {
         notify_fd: a.notify_fd,
         action_scripts: a.action_script,
         freeze_cgroup: a.freeze_cgroup.map(Into::into),
+        lazy_pages: a.lazy_pages.then(|| crit::dump::LazyServe {
+            address: a.page_server.address.clone(),
+            port: a.page_server.port.unwrap_or_default(),
+        }),
+        status_fd: a.status_fd,
         page_server: a.page_server.get()?,
     };
     let summary = crit::dump::dump(&opts)?;

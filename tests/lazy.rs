@@ -4,7 +4,8 @@
 //! pages still arrive, then checks every page; gens.c keeps writing and
 //! forking meanwhile. Once done the daemon exits and leaves no
 //! registration behind; without a daemon the restore fails before
-//! anything runs.
+//! anything runs. `dump --lazy-pages` serves the pages from the frozen
+//! source itself.
 
 mod kit;
 
@@ -190,7 +191,7 @@ fn a_lazy_restore_takes_its_pages_from_a_remote_page_server() {
     let pages = dst.join(format!("pages-{pages_id}.img"));
     let mut data = std::fs::read(&pages).unwrap();
     let mut zeroed = 0;
-    for r in crit::model::pagemap::lazy_here(&entries) {
+    for r in crit::model::pagemap::lazy_runs(&entries) {
         if let crit::model::pagemap::Held::Here(off) = r.held {
             data[off as usize..(off + r.bytes()) as usize].fill(0);
             zeroed += r.bytes();
@@ -373,4 +374,135 @@ fn a_fifo_without_reader_as_pidfile_fails_the_server() {
     let e = kit::proc::daemon_refused(c, &fifo);
     assert!(e.contains("writing the pidfile"), "{e}");
     assert!(!imgs.path().join("lazy-pages.socket").exists());
+}
+
+/// Starts test program `name` as the init of a pid namespace of its own
+/// (`unshare -p -f`), so that a restore of it can run while the dumped
+/// task still holds its pid here; returns that pid.
+fn start_in_pid_ns(kit: &Kit, name: &str, args: &[&str]) -> (Child, i32) {
+    use std::io::BufRead;
+    let bin = kit.build(name);
+    let mut child = std::process::Command::new("unshare")
+        .args(["-p", "-f"])
+        .arg(&bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run unshare");
+    let mut r = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut ready = String::new();
+    r.read_line(&mut ready).unwrap();
+    assert_eq!(ready.trim(), "READY 1");
+    std::mem::forget(r);
+    let u = child.id();
+    let kids = std::fs::read_to_string(format!("/proc/{u}/task/{u}/children")).unwrap();
+    (child, kids.trim().parse().unwrap())
+}
+
+/// `crit dump --lazy-pages ... -D DIR` serving on `port`, started and
+/// told (by its status byte) that the images are written.
+fn dump_lazily(pid: i32, dir: &Path, port: &str) -> Child {
+    let mut cmd = kit::crit();
+    cmd.args(["dump", "-t", &pid.to_string(), "-D", dir.to_str().unwrap()])
+        .args(["--lazy-pages", "--address", "127.0.0.1", "--port", port])
+        .stderr(Stdio::piped());
+    kit::proc::spawn_listening(cmd)
+}
+
+/// Post-copy from the source: `dump --lazy-pages` writes the images
+/// without the task's private memory and serves it from the frozen task
+/// to the destination's daemon, which feeds the restored task while it
+/// already moves, drops, unmaps and forks; the dump lets the source go
+/// once the daemon has every page.
+#[test]
+fn a_dump_serves_the_pages_it_leaves_in_the_frozen_task() {
+    let kit = Kit::new();
+    let result = kit.path("result");
+    let trigger = kit.path("go");
+    let args = ["256", result.to_str().unwrap(), trigger.to_str().unwrap()];
+    let (unshare, pid) = start_in_pid_ns(&kit, "lazymix", &args);
+    let (src, dst) = (kit.path("src"), kit.path("dst"));
+    let port = kit::dump::free_ports(1).to_string();
+    let dump = dump_lazily(pid, &src, &port);
+    // The images hold none of the 256 MiB: copy them over.
+    std::fs::create_dir(&dst).unwrap();
+    let mut bytes = 0;
+    for e in std::fs::read_dir(&src).unwrap().flatten() {
+        bytes += std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    assert!(bytes < 1 << 20, "{bytes} bytes of images");
+    std::fs::write(&trigger, b"").unwrap();
+    let mut cmd = kit::crit();
+    cmd.args(["lazy-pages", "-D", dst.to_str().unwrap(), "--page-server"])
+        .args(["--address", "127.0.0.1", "--port", &port])
+        .stderr(Stdio::piped());
+    let lp = kit::proc::spawn_listening(cmd);
+    let pidfile = kit.path("restored.pid");
+    let o = kit::crit_out(&[
+        "restore",
+        "-d",
+        "--shell-job",
+        "--lazy-pages",
+        "--pidfile",
+        pidfile.to_str().unwrap(),
+        "-D",
+        dst.to_str().unwrap(),
+    ]);
+    ok(&o);
+    let restored: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(line(&result, 0), "OK 57344");
+    finished(lp);
+    let said = finished(dump);
+    let sent: u64 = said
+        .split("crit: page server: sent ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(sent >= 256 << 8, "{said}");
+    // The source went once its pages had.
+    assert!(unshare.wait_with_output().is_ok());
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    kit::dump::kill_tree(restored);
+}
+
+/// A daemon that goes before it has every page: the dump fails in one
+/// line, removes its images and resumes the source, which finds its
+/// memory intact.
+#[test]
+fn a_daemon_that_leaves_early_gets_the_source_resumed() {
+    let kit = Kit::new();
+    let result = kit.path("result");
+    let (unshare, pid) = start_in_pid_ns(&kit, "lazymix", &["64", result.to_str().unwrap()]);
+    let src = kit.path("src");
+    let port = kit::dump::free_ports(1).to_string();
+    let dump = dump_lazily(pid, &src, &port);
+    drop(std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap());
+    let o = dump.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    // What it served, then the error, in one line.
+    assert!(e.starts_with("crit: page server: sent 0 page(s)"), "{e}");
+    assert!(
+        e.lines()
+            .last()
+            .unwrap()
+            .contains("left before it had every page (no CLOSE); the tree is resumed"),
+        "{e}"
+    );
+    assert!(kit::dump::images(&src).is_empty());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    assert!(line(&result, 0).starts_with("OK"), "{}", line(&result, 0));
+    kit::dump::kill_tree(pid);
+    let _ = unshare.wait_with_output();
 }

@@ -101,7 +101,10 @@ impl<'a> DumpCtx<'a> {
         let root_ids = ids.task(std::process::id() as i32)?;
         let mut socks = Sockets::default();
         socks.net_ns_id = root_ids.net_ns_id;
-        let pages = PageWriter::new(&dir.dir, remote, true);
+        let mut pages = PageWriter::new(&dir.dir, remote, true);
+        if opts.lazy_pages.is_some() {
+            pages.leave_lazy();
+        }
         Ok(DumpCtx {
             opts,
             log,

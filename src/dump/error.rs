@@ -492,6 +492,15 @@ pub enum DumpError {
     PageServerClosed,
     #[error("{what} is not supported")]
     Unsupported { what: &'static str },
+    #[error("--lazy-pages: listen on {addr} port {port}: {source}")]
+    LazyListen {
+        addr: String,
+        port: u16,
+        #[source]
+        source: io::Error,
+    },
+    #[error("--lazy-pages: the lazy-pages daemon at {peer} left before it had every page (no CLOSE); the tree is resumed")]
+    LazyUnfinished { peer: String },
     #[error("pid {pid}: memory reader panicked")]
     MemoryReaderPanicked { pid: i32 },
     /// smaps showed other pages to dump than maps did, after those maps

@@ -33,6 +33,7 @@ pub mod ids;
 pub mod imgdir;
 pub mod incremental;
 pub mod kobjs;
+pub mod lazyserve;
 pub mod locks;
 pub mod maps;
 pub mod mm;
@@ -57,7 +58,7 @@ pub mod vmsplice;
 pub mod write;
 
 pub use files::GHOST_LIMIT;
-pub use opts::{parse_size, DumpOpts, ExtUnix, NsOpts, PageServer, Summary};
+pub use opts::{parse_size, DumpOpts, ExtUnix, LazyServe, NsOpts, PageServer, Summary};
 
 use crate::action::{Notifier, Script};
 use crate::error::Result;
@@ -129,6 +130,12 @@ pub fn dump_into(
 ) -> Result<(Summary, track::Trackers)> {
     let t0 = Instant::now();
     let probes = Probes::read()?;
+    let lazy = opts
+        .lazy_pages
+        .as_ref()
+        .map(lazyserve::listen)
+        .transpose()?;
+    let serving = lazy.is_some();
     notify.tell(Script::PreDump, None)?;
     log.step(&format!("freezing the tree of pid {}", opts.pid));
     let t_freeze = Instant::now();
@@ -143,6 +150,7 @@ pub fn dump_into(
     let tcp = std::sync::Arc::new(tcp::TcpRepair::default());
     let mut trackers = track::Trackers::default();
     let mut last = None;
+    let mut left_lazy = Vec::new();
     let mut own_net = false;
     let res = DumpCtx::new(opts, log, &frozen, dir, probes, timing, remote)
         .and_then(|mut ctx| {
@@ -153,6 +161,7 @@ pub fn dump_into(
                 notify.tell(Script::NetworkLock, None)?;
             }
             let s = run(&mut ctx)?;
+            left_lazy = ctx.pages.take_lazy();
             last = ctx.last.take();
             trackers = std::mem::take(&mut ctx.trackers);
             Ok(s)
@@ -160,8 +169,9 @@ pub fn dump_into(
         .and_then(|s| guard::check().map(|_| s))
         .and_then(|mut s| {
             // Everything is on disk before the caller hears post-dump
-            // (it may copy the images away then).
-            if notify.is_active() {
+            // or is told the lazy pages are served (it may copy the
+            // images away then).
+            if notify.is_active() || serving {
                 if let Some(l) = last.take() {
                     l.write(dir)?;
                     s.bytes = dir.bytes;
@@ -169,6 +179,12 @@ pub fn dump_into(
             }
             notify.tell(Script::PostDump, None)?;
             Ok(s)
+        })
+        .and_then(|s| match lazy {
+            Some(l) => {
+                lazyserve::serve(l, std::mem::take(&mut left_lazy), opts.status_fd, log).map(|_| s)
+            }
+            None => Ok(s),
         });
     let net_unlock = || {
         if let Some(e) = own_net

@@ -181,6 +181,20 @@ pub struct DumpOpts {
     /// `--page-server --address A --port P`: pages go to this page
     /// server instead of the images directory.
     pub page_server: Option<PageServer>,
+    /// `--lazy-pages`: leave the lazy pages in the frozen tree and serve
+    /// them from there to one lazy-pages daemon.
+    pub lazy_pages: Option<LazyServe>,
+    /// `--status-fd`: with `--lazy-pages`, gets one zero byte once the
+    /// images are written and the pages served, then is closed.
+    pub status_fd: Option<i32>,
+}
+
+/// Where `dump --lazy-pages` listens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LazyServe {
+    /// All IPv4 addresses when None.
+    pub address: Option<String>,
+    pub port: u16,
 }
 
 /// Where a page server listens.

@@ -55,6 +55,59 @@ pub fn append(runs: &mut Vec<Run>, more: Vec<Run>) {
     runs.extend(more);
 }
 
+/// `dump --lazy-pages`: `runs` with the pages of lazy runs left in the
+/// task, as CRIU writes them: flagged PE_LAZY alone, no pages in the
+/// image; a page of `keep` (each thread's stack page) stays in the image
+/// as PE_PRESENT. Returns the runs for the pagemap and the ranges left
+/// (address, bytes).
+pub fn leave_lazy(runs: Vec<Run>, keep: &[u64]) -> (Vec<Run>, Vec<(u64, u64)>) {
+    let mut out = Vec::with_capacity(runs.len());
+    let mut left = Vec::new();
+    let mut lazy = |out: &mut Vec<Run>, from: u64, to: u64| {
+        if to > from {
+            let nr_pages = (to - from) / PAGE_SIZE;
+            append(
+                out,
+                vec![Run {
+                    vaddr: from,
+                    nr_pages,
+                    flags: PE_LAZY,
+                }],
+            );
+            left.push((from, to - from));
+        }
+    };
+    for r in runs {
+        if r.flags & (PE_LAZY | PE_PRESENT) != PE_LAZY | PE_PRESENT {
+            append(&mut out, vec![r]);
+            continue;
+        }
+        let end = r.vaddr + r.nr_pages * PAGE_SIZE;
+        let mut at = r.vaddr;
+        let mut kept: Vec<u64> = keep
+            .iter()
+            .copied()
+            .filter(|&k| k >= at && k < end)
+            .collect();
+        kept.sort_unstable();
+        kept.dedup();
+        for k in kept {
+            lazy(&mut out, at, k);
+            append(
+                &mut out,
+                vec![Run {
+                    vaddr: k,
+                    nr_pages: 1,
+                    flags: PE_PRESENT,
+                }],
+            );
+            at = k + PAGE_SIZE;
+        }
+        lazy(&mut out, at, end);
+    }
+    (out, left)
+}
+
 /// The PFN of the shared zero page, as pagemap shows it to root (0 if
 /// PFNs are hidden, in which case no page is taken for the zero page).
 pub fn zero_pfn() -> Result<u64> {
@@ -267,5 +320,40 @@ impl Reader {
             && !(pme & PME_PRESENT != 0
                 && self.zero_pfn != 0
                 && pme & PME_PFN_MASK == self.zero_pfn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(page: u64, nr_pages: u64, flags: u32) -> Run {
+        Run {
+            vaddr: page * PAGE_SIZE,
+            nr_pages,
+            flags,
+        }
+    }
+
+    /// Lazy runs lose PE_PRESENT and go to the list served from the
+    /// task; a kept page (a stack pointer's) splits its run and stays
+    /// present; other runs pass as they are.
+    #[test]
+    fn lazy_pages_are_left_out_but_kept_pages() {
+        let lazy = PE_PRESENT | PE_LAZY;
+        let runs = vec![run(0, 2, PE_PRESENT), run(2, 4, lazy), run(10, 1, lazy)];
+        let (out, left) = leave_lazy(runs, &[4 * PAGE_SIZE, 99 * PAGE_SIZE]);
+        assert_eq!(
+            out,
+            vec![
+                run(0, 2, PE_PRESENT),
+                run(2, 2, PE_LAZY),
+                run(4, 1, PE_PRESENT),
+                run(5, 1, PE_LAZY),
+                run(10, 1, PE_LAZY),
+            ]
+        );
+        let p = PAGE_SIZE;
+        assert_eq!(left, vec![(2 * p, 2 * p), (5 * p, p), (10 * p, p)]);
     }
 }

@@ -15,11 +15,12 @@
 use super::error::DumpError;
 use super::imgdir::Stream;
 use super::maps::PAGE_SIZE;
-use super::pagemap::{self, Run, PE_PARENT};
+use super::pagemap::{self, Run, PE_PARENT, PE_PRESENT};
 use crate::error::{Error, Result};
 use crate::image::pb;
 use crate::image::typed::ImageBuilder;
 use crate::pageserver::client::Client;
+use crate::pageserver::lazy::FrozenPages;
 use crate::pageserver::wire::{Dst, Header};
 use crate::sys::inject::Injector;
 use crate::sys::remote;
@@ -197,6 +198,12 @@ pub struct PageWriter {
     max_pipes: usize,
     /// Batches queued so far.
     queued: u64,
+    /// `dump --lazy-pages`: the lazy runs left in the frozen tasks, to
+    /// be served from there (None: every page goes to the images).
+    lazy: Option<Vec<FrozenPages>>,
+    /// Pages of the next task kept in the images even where lazy (each
+    /// thread's stack page, as CRIU keeps them).
+    keep: Vec<u64>,
 }
 
 /// When a thread stops taking batches.
@@ -472,7 +479,46 @@ impl PageWriter {
             made: Arc::default(),
             max_pipes: max_pipes(),
             queued: 0,
+            lazy: None,
+            keep: Vec::new(),
         }
+    }
+
+    /// `dump --lazy-pages`: the pages of lazy runs (PE_LAZY) are not
+    /// written; their entries say PE_LAZY alone, as CRIU's, and the runs
+    /// are kept for [`PageWriter::take_lazy`].
+    pub fn leave_lazy(&mut self) {
+        self.lazy = Some(Vec::new());
+    }
+
+    /// Pages (addresses) of the next task submitted that stay in the
+    /// images even where lazy.
+    pub fn keep_in_image(&mut self, pages: Vec<u64>) {
+        self.keep = pages;
+    }
+
+    /// The lazy runs left in the frozen tasks, by task.
+    pub fn take_lazy(&mut self) -> Vec<FrozenPages> {
+        self.lazy.take().unwrap_or_default()
+    }
+
+    /// With [`PageWriter::leave_lazy`], `runs` with their lazy pages
+    /// left out (and noted for task `pid`, `vpid` in the images);
+    /// otherwise `runs` as they are.
+    fn leave_out(&mut self, pid: i32, vpid: i32, runs: Vec<Run>) -> Vec<Run> {
+        let Some(lazy) = self.lazy.as_mut() else {
+            return runs;
+        };
+        let (out, left) = pagemap::leave_lazy(runs, &self.keep);
+        match lazy.last_mut().filter(|t| t.pid == pid) {
+            Some(t) => t.runs.extend(left),
+            None => lazy.push(FrozenPages {
+                vpid: vpid as u64,
+                pid,
+                runs: left,
+            }),
+        }
+        out
     }
 
     /// Pages go to a page server.
@@ -522,7 +568,7 @@ impl PageWriter {
     ) -> Result<(u32, Vec<Run>)> {
         let pages_id = self.next_id();
         let remote = self.is_remote();
-        let mut runs = first;
+        let mut runs = self.leave_out(pid, vpid, first);
         let mut rest = rest;
         if remote {
             // A page server hears first whether the job leaves holes.
@@ -555,6 +601,7 @@ impl PageWriter {
         self.put(pid, batches, offset, inj.as_deref_mut())?;
         if let Some(more) = rest {
             let more = more()?;
+            let more = self.leave_out(pid, vpid, more);
             let (batches, end, more_pages) = cut(job, &more, remote, offset);
             self.put(pid, batches, end - offset, inj)?;
             (offset, pages) = (end, pages + more_pages);
@@ -626,7 +673,7 @@ fn pagemap_image(pages_id: u32, runs: &[Run]) -> Result<ImageBuilder> {
 /// (start, end): what the file's bytes are, whatever the runs' flags.
 fn page_ranges(runs: &[Run]) -> Vec<(u64, u64)> {
     let mut out: Vec<(u64, u64)> = Vec::new();
-    for r in runs.iter().filter(|r| r.flags & PE_PARENT == 0) {
+    for r in runs.iter().filter(|r| r.flags & PE_PRESENT != 0) {
         let end = r.vaddr + r.nr_pages * PAGE_SIZE;
         match out.last_mut() {
             Some(last) if last.1 == r.vaddr => last.1 = end,
@@ -655,6 +702,10 @@ fn cut(job: usize, runs: &[Run], remote: bool, start: u64) -> (Vec<Batch>, u64, 
                     nr_pages: r.nr_pages,
                 });
             }
+            continue;
+        }
+        // Left in the task (dump --lazy-pages).
+        if r.flags & PE_PRESENT == 0 {
             continue;
         }
         pages += r.nr_pages;

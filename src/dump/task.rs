@@ -396,6 +396,7 @@ fn inject(
     let frozen = ctx.frozen;
     let start = t.stat.start_time;
     let trackers = &mut ctx.trackers;
+    let lazy = ctx.opts.lazy_pages.is_some();
     // The injection's round trips on one CPU (see sys::affinity); a big
     // task's pages are copied faster with the task free to run anywhere.
     let pin = match &queue {
@@ -415,6 +416,9 @@ fn inject(
             tr.arm(vmas);
             tr.note_pins(vmas);
             trackers.insert(tr);
+        }
+        if lazy {
+            pages.keep_in_image(stack_pages(&t.threads));
         }
         // The pages first: the writers copy them while the rest is read.
         let q = match queue.take() {
@@ -992,4 +996,15 @@ fn task_core(
         stop_signo: None,
         membarrier_registration_mask: None,
     })
+}
+
+/// The page at each thread's stack pointer: with `dump --lazy-pages` it
+/// stays in the images, as CRIU keeps it (its restore writes there
+/// before the lazy pages come).
+fn stack_pages(threads: &[i32]) -> Vec<u64> {
+    threads
+        .iter()
+        .filter_map(|&tid| crate::sys::ptrace::get_regs(tid).ok())
+        .map(|r| r.rsp & !(maps::PAGE_SIZE - 1))
+        .collect()
 }

@@ -268,14 +268,20 @@ fn open_space(dir: &Path, pid: i32, uffd: Uffd, remote: Option<Arc<Fetcher>>) ->
         .collect();
     vmas.sort_unstable();
     let remote_src = remote.is_some();
-    let lazy: Vec<(u64, u64, u64)> = pm::lazy_here(&entries)
-        .iter()
-        .filter_map(|r| match r.held {
-            Held::Here(_) if remote_src => Some((r.vaddr, r.bytes(), r.vaddr)),
-            Held::Here(off) => Some((r.vaddr, r.bytes(), off)),
-            _ => None,
-        })
-        .collect();
+    let mut lazy: Vec<(u64, u64, u64)> = Vec::new();
+    for r in pm::lazy_runs(&entries) {
+        match r.held {
+            Held::Here(_) | Held::Lazy if remote_src => lazy.push((r.vaddr, r.bytes(), r.vaddr)),
+            Held::Here(off) => lazy.push((r.vaddr, r.bytes(), off)),
+            // `dump --lazy-pages` left them in the dumped task.
+            _ => {
+                return Err(Error::Images {
+                    file: dir.join(format!("pagemap-{pid}.img")),
+                    why: crate::error::ImagesFault::LeftInTask(r.vaddr),
+                })
+            }
+        }
+    }
     let pages = match remote {
         Some(f) => Pages::Remote(f),
         None => Pages::Local(Mapped::open(&dir.join(format!("pages-{pages_id}.img")))?),

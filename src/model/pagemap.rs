@@ -81,26 +81,30 @@ pub fn runs(entries: &[pb::PagemapEntry]) -> Vec<Run> {
     v
 }
 
-/// The runs of entries flagged PE_LAZY whose pages the pages image
-/// holds (with their offsets there): what a lazy restore leaves to the
-/// lazy-pages daemon.
-pub fn lazy_here(entries: &[pb::PagemapEntry]) -> Vec<Run> {
+/// The runs of entries flagged PE_LAZY: what a lazy restore leaves to
+/// the lazy-pages daemon. Their pages are in the pages image (with their
+/// offsets there), or, flagged PE_LAZY alone (`dump --lazy-pages`), only
+/// with the dump's page server.
+pub fn lazy_runs(entries: &[pb::PagemapEntry]) -> Vec<Run> {
     let mut off = 0u64;
     let mut v = Vec::new();
     for e in entries {
         let pages = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages));
         let f = flags(e);
-        if f & PE_PRESENT == 0 {
-            continue;
-        }
-        if f & PE_LAZY != 0 {
+        let held = match f & PE_PRESENT != 0 {
+            true => Held::Here(off),
+            false => Held::Lazy,
+        };
+        if f & PE_LAZY != 0 && f & PE_PARENT == 0 {
             v.push(Run {
                 vaddr: e.vaddr,
                 pages,
-                held: Held::Here(off),
+                held,
             });
         }
-        off = off.saturating_add(pages.saturating_mul(PAGE));
+        if f & PE_PRESENT != 0 {
+            off = off.saturating_add(pages.saturating_mul(PAGE));
+        }
     }
     v
 }

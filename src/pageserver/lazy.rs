@@ -1,5 +1,6 @@
 //! Pages for post-copy over the network: `page-server --lazy-pages`
-//! answers GET commands from the images in its directory ([`serve`]), and
+//! answers GET commands from the images in its directory, and `dump
+//! --lazy-pages` from the memory of the tree it keeps frozen ([`Source`]);
 //! a lazy-pages daemon on another machine asks with a [`Fetcher`].
 
 use super::error::PsError;
@@ -10,20 +11,40 @@ use crate::image::flags::PE_PRESENT;
 use crate::image::pb;
 use crate::image::typed::Mapped;
 use crate::model::pagemap::{self as pm, Held, PAGE};
+use std::borrow::Cow;
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Mutex;
 
-/// One task's pages: its present runs (address, bytes, offset) and file.
-struct TaskPages {
-    runs: Vec<(u64, u64, u64)>,
-    file: Mapped,
+/// Where one task's served pages are.
+enum From {
+    /// A pages image: each run's pages from its offset there.
+    Image(Mapped),
+    /// The memory of a frozen task (its pid here).
+    Memory(i32),
 }
 
-/// The pages of an images directory, by task, ready to be served.
+/// One task's pages: the runs it serves (address, bytes, offset in the
+/// image) and where they are.
+struct TaskPages {
+    runs: Vec<(u64, u64, u64)>,
+    from: From,
+}
+
+/// The pages to serve, by task (its pid in the images).
 pub struct Source {
     pages: std::collections::HashMap<u64, TaskPages>,
+}
+
+/// A frozen task whose lazy pages a dump left in its memory.
+pub struct FrozenPages {
+    /// Its pid in the images (what a daemon asks for).
+    pub vpid: u64,
+    /// Its pid here.
+    pub pid: i32,
+    /// The runs left to serve: (address, bytes), in address order.
+    pub runs: Vec<(u64, u64)>,
 }
 
 impl Source {
@@ -48,13 +69,28 @@ impl Source {
                 })
                 .collect();
             let file = Mapped::open(&dir.join(format!("pages-{id}.img")))?;
-            pages.insert(u64::from(t.pid), TaskPages { runs, file });
+            let from = From::Image(file);
+            pages.insert(u64::from(t.pid), TaskPages { runs, from });
         }
         Ok(Source { pages })
     }
 
-    /// Answers GETs until CLOSE (or the end of the connection).
-    pub fn serve(&self, mut sock: TcpStream, peer: String) -> Result<()> {
+    /// The lazy pages `dump --lazy-pages` left in its frozen tasks.
+    pub fn of_frozen(tasks: Vec<FrozenPages>) -> Source {
+        let pages = tasks
+            .into_iter()
+            .map(|t| {
+                let runs = t.runs.iter().map(|&(a, n)| (a, n, 0)).collect();
+                let from = From::Memory(t.pid);
+                (t.vpid, TaskPages { runs, from })
+            })
+            .collect();
+        Source { pages }
+    }
+
+    /// Answers GETs until CLOSE (or the end of the connection); true if
+    /// the daemon said CLOSE (it has every page it wanted).
+    pub fn serve(&self, mut sock: TcpStream, peer: String) -> Result<bool> {
         let _ = sock.set_nodelay(true);
         let pages = &self.pages;
         let bad = |offset: u64, why: String| PsError::Protocol {
@@ -76,7 +112,7 @@ impl Source {
             match read_full(&mut sock, &mut b).map_err(io("reading a command"))? {
                 0 => {
                     said(sent);
-                    return Ok(());
+                    return Ok(false);
                 }
                 HEADER => {}
                 _ => return Err(bad(offset, "the connection ended inside a command".into()).into()),
@@ -87,12 +123,19 @@ impl Source {
                     let t = pages
                         .get(&h.dst_id)
                         .ok_or_else(|| bad(offset, format!("no pages of pid {}", h.dst_id)))?;
-                    let (n, data) = t.get(h.vaddr, h.nr_pages).ok_or_else(|| {
-                        bad(
-                            offset,
-                            format!("pid {}: no pages at {:#x}", h.dst_id, h.vaddr),
-                        )
-                    })?;
+                    let (n, data) = t
+                        .get(h.vaddr, h.nr_pages)
+                        .map_err(|source| PsError::Io {
+                            peer: peer.clone(),
+                            what: "reading the frozen task's pages",
+                            source,
+                        })?
+                        .ok_or_else(|| {
+                            bad(
+                                offset,
+                                format!("pid {}: no pages at {:#x}", h.dst_id, h.vaddr),
+                            )
+                        })?;
                     let reply = Header {
                         cmd: wire::ADD_F,
                         flags: PE_PRESENT,
@@ -100,13 +143,13 @@ impl Source {
                         ..h
                     };
                     send_all(&sock, &reply.to_bytes()).map_err(io("answering GET"))?;
-                    send_all(&sock, data).map_err(io("sending pages"))?;
+                    send_all(&sock, &data).map_err(io("sending pages"))?;
                     sent += n;
                 }
                 wire::CLOSE | wire::FORCE_CLOSE => {
                     send_all(&sock, &0i32.to_ne_bytes()).map_err(io("answering CLOSE"))?;
                     said(sent);
-                    return Ok(());
+                    return Ok(true);
                 }
                 c => {
                     return Err(bad(offset, format!("command {c:#x} to a lazy page server")).into())
@@ -119,16 +162,33 @@ impl Source {
 
 impl TaskPages {
     /// Up to `nr` pages from `vaddr`, as far as one run holds them.
-    fn get(&self, vaddr: u64, nr: u64) -> Option<(u64, &[u8])> {
+    fn get(&self, vaddr: u64, nr: u64) -> std::io::Result<Option<(u64, Cow<'_, [u8]>)>> {
         let i = self.runs.partition_point(|r| r.0 + r.1 <= vaddr);
-        let &(start, len, off) = self.runs.get(i)?;
+        let Some(&(start, len, off)) = self.runs.get(i) else {
+            return Ok(None);
+        };
         if vaddr < start || nr == 0 {
-            return None;
+            return Ok(None);
         }
         let n = nr.min((start + len - vaddr) / PAGE);
-        let from = (off + vaddr - start) as usize;
-        let data = self.file.bytes().get(from..from + (n * PAGE) as usize)?;
-        Some((n, data))
+        let bytes = (n * PAGE) as usize;
+        match &self.from {
+            From::Image(file) => {
+                let from = (off + vaddr - start) as usize;
+                Ok(file
+                    .bytes()
+                    .get(from..from + bytes)
+                    .map(|d| (n, Cow::Borrowed(d))))
+            }
+            From::Memory(pid) => {
+                let mut buf = vec![0u8; bytes];
+                // /proc/PID/mem also reads pages the task may not read
+                // itself (PROT_NONE), as the dump did.
+                crate::sys::remote::read_exact(*pid, vaddr, &mut buf)
+                    .or_else(|_| crate::sys::remote::mem_read(*pid, vaddr, &mut buf))?;
+                Ok(Some((n, Cow::Owned(buf))))
+            }
+        }
     }
 }
 

@@ -88,7 +88,7 @@ pub fn run(opts: &ServerOpts) -> Result<()> {
     })?;
     drop(listener);
     match source {
-        Some(source) => source.serve(sock, peer.to_string()),
+        Some(source) => source.serve(sock, peer.to_string()).map(|_| ()),
         None => Session::new(&opts.dir, peer.to_string())?.serve(sock),
     }
 }

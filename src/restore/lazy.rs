@@ -106,7 +106,7 @@ impl Lazy {
 
 /// The lazy runs of `task`, as addresses (which the restore skips).
 pub fn lazy_runs(task: &Task) -> Vec<(u64, u64)> {
-    pm::lazy_here(&task.pagemap)
+    pm::lazy_runs(&task.pagemap)
         .iter()
         .map(|r| (r.vaddr, r.end()))
         .collect()
