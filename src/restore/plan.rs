@@ -743,3 +743,32 @@ fn read_payload_image<K>(
     }
     Ok(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: u32, sid: u32, pgrp: u32) -> pb::TtyInfoEntry {
+        pb::TtyInfoEntry {
+            id,
+            r#type: pb::TtyType::Pty as i32,
+            sid,
+            pgrp,
+            pty: Some(pb::TtyPtyEntry { index: id >> 1 }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_ptys_session_is_its_slaves_else_its_masters() {
+        let ttys = |v: Vec<pb::TtyInfoEntry>| v.into_iter().map(|i| (i.id, i)).collect();
+        // CRIU read the slave on a fd of a task outside the session.
+        let t: HashMap<_, _> = ttys(vec![info(6, 0, 0), info(7, 40, 41)]);
+        assert_eq!(pty_session(&t, 3), (40, 41));
+        let t: HashMap<_, _> = ttys(vec![info(6, 40, 42), info(7, 40, 41)]);
+        assert_eq!(pty_session(&t, 3), (40, 42));
+        let t: HashMap<_, _> = ttys(vec![info(6, 0, 0)]);
+        assert_eq!(pty_session(&t, 3), (0, 0));
+        assert_eq!(pty_session(&t, 4), (0, 0));
+    }
+}
