@@ -562,8 +562,8 @@ pub enum DumpError {
     CgroupNs { pid: i32, why: String },
     #[error("--freeze-cgroup {}: pid {pid} is not in it", path.display())]
     NotInFreezeCgroup { pid: i32, path: PathBuf },
-    #[error("pid {pid} fd {fd}: is a pty master; pty pairs inside the tree are not supported by crit dump")]
-    PtyMaster { pid: i32, fd: i32 },
+    #[error("pid {pid}: pty {index}, both of whose ends the tree holds, is the controlling terminal of session {sid}, whose leader is not in the tree; dump the tree of that leader")]
+    PtySession { pid: i32, sid: i32, index: u32 },
     #[error("pid {pid} fd {fd}: pty {index} besides pty {other}: one pty whose master is outside the tree at most (restore hands one master over)")]
     TwoPtys {
         pid: i32,

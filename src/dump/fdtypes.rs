@@ -118,9 +118,7 @@ pub fn dump_fd(ctx: &mut DumpCtx, pid: i32, fd: &Fd, id: u32) -> Result<()> {
     let files = &mut ctx.files;
     match &fd.kind {
         Kind::Path { path, deleted } => files.reg_fd(pid, fd, id, path, *deleted, mnt),
-        // --shell-job: the terminal is the caller's; restore reopens it.
-        Kind::Tty { path } if ctx.opts.shell_job => files.reg_fd(pid, fd, id, path, false, mnt),
-        Kind::Tty { path } => super::tty::dump_slave(ctx, pid, fd, id, path),
+        Kind::Tty { path } => super::tty::dump_fd(ctx, pid, fd, id, path, mnt),
         Kind::Pipe(ino) => files.pipe_fd(ctx.frozen, pid, fd, id, *ino, false),
         Kind::Fifo { .. } => files.pipe_fd(ctx.frozen, pid, fd, id, fd.st.ino, true),
         Kind::Eventfd => eventfd(files, pid, fd, id),

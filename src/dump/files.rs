@@ -112,8 +112,11 @@ pub struct FileTable {
     /// (`--ghost-limit`; see [`FileTable::ghost`]).
     ghost_limit: u64,
     pub memfd_inodes: Vec<pb::MemfdInodeEntry>,
-    /// tty-info.img: the ptys whose slaves the tree holds.
+    /// tty-info.img: one entry per pty end the tree holds.
     pub ttys: Vec<pb::TtyInfoEntry>,
+    /// The indexes of the ptys whose master a task of the tree holds,
+    /// found once a terminal is met (see [`super::tty`]).
+    pub pty_masters: Option<std::collections::HashSet<u32>>,
     memfd_by_ino: HashMap<u64, u32>,
     /// Shared memory (memfd, shared anonymous) to dump: (inode, a /proc
     /// path that opens it).

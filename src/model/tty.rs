@@ -21,6 +21,22 @@ pub fn info_id(index: u32) -> u32 {
     index << 1
 }
 
+/// CRIU's tty-info id of pty `index`'s master.
+pub fn master_info_id(index: u32) -> u32 {
+    index << 1 | 1
+}
+
+/// The pty index a tty-info id names, and whether it is the master's.
+pub fn index_of_id(id: u32) -> (u32, bool) {
+    (id >> 1, id & 1 == 1)
+}
+
+/// The device number of pty `index`'s slave (what /proc/PID/stat's
+/// tty_nr names for a task whose controlling terminal it is).
+pub fn pts_rdev(index: u32) -> u64 {
+    nix::sys::stat::makedev(136 + u64::from(index / 256), u64::from(index % 256))
+}
+
 /// A termios as CRIU stores it: the 19 control characters as bytes laid
 /// over the first words of `c_cc` (little-endian), which has 19 words;
 /// CRIU copies them back the same way. Speeds are not kept.
@@ -95,5 +111,11 @@ mod tests {
         assert_eq!(pts_index(d(137, 3)), Some(259));
         assert_eq!(pts_index(d(4, 1)), None);
         assert_eq!(info_id(3), 6);
+        assert_eq!(master_info_id(3), 7);
+        assert_eq!(index_of_id(7), (3, true));
+        assert_eq!(index_of_id(6), (3, false));
+        for i in [0, 255, 256, 1000] {
+            assert_eq!(pts_index(pts_rdev(i)), Some(i));
+        }
     }
 }

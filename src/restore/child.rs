@@ -128,6 +128,24 @@ fn prepare(
         }
     }
     join_session_and_group(plan, t)?;
+    // A session leader's pty made anew is its controlling terminal again
+    // before it forks its children, who inherit it (a process's
+    // controlling terminal is its own, copied at fork; one set later
+    // would be the leader's alone). Through crit's copy of the fd, as its
+    // fds are laid out only later; its foreground group is set once
+    // every group exists (task.rs).
+    if let Some(c) = t.ctty.filter(|c| res.ptys.contains(&c.index)) {
+        let fd = res.raw(c.id).ok_or(TaskError::FdNotOpened {
+            pid,
+            fd: c.fd,
+            id: c.id,
+        })?;
+        crate::sys::tty::set_controlling(fd).map_err(|e| TaskError::Own {
+            pid,
+            what: "TIOCSCTTY",
+            source: nix::Error::from_raw(crate::sys::errno_of(&e).unwrap_or(libc::EIO)),
+        })?;
+    }
     // Its own /proc files, now that its /proc directory exists (before
     // its children, who may hold them too).
     for (id, fd) in super::procfiles::open_own(plan, pid, res)? {
@@ -170,15 +188,6 @@ fn prepare(
     }
     let (st_fd, hold_fd) = lay_out_fds(t, res, sync)?;
     *status = st_fd;
-    // A session leader's pty made anew is its controlling terminal again
-    // (its foreground group is set once every group exists: task.rs).
-    if let Some(c) = t.ctty.filter(|_| !res.ptys.is_empty()) {
-        crate::sys::tty::set_controlling(c.fd as RawFd).map_err(|e| TaskError::Own {
-            pid,
-            what: "TIOCSCTTY",
-            source: nix::Error::from_raw(crate::sys::errno_of(&e).unwrap_or(libc::EIO)),
-        })?;
-    }
     fill_epolls(plan, t)?;
     set_owners(plan, t)?;
     connect_outside(plan, t, res)?;
@@ -569,7 +578,8 @@ fn set_owners(plan: &Plan, t: &Task) -> Result<()> {
             .or(e.sgfd.as_ref().map(|x| (&x.fown, x.flags)))
             .or(e.tfd.as_ref().map(|x| (&x.fown, x.flags)))
             .or(e.ify.as_ref().map(|x| (&x.fown, x.flags)))
-            .or(e.memfd.as_ref().map(|x| (&x.fown, x.flags)));
+            .or(e.memfd.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.tty.as_ref().map(|x| (&x.fown, x.flags)));
         let Some((o, flags)) = fown else {
             continue;
         };

@@ -252,8 +252,8 @@ pub fn open_fifos(plan: &Plan, res: &mut Reservoir) -> Result<()> {
 }
 
 /// A pty slave: a shell job's terminal, whose master (the terminal
-/// emulator's, sshd's) is outside the tree (crit refuses pty pairs inside
-/// it); crit dumps it as a regular file by its path.
+/// emulator's, sshd's) is outside the tree; crit dumps it as a regular
+/// file by its path (a pair inside the tree is made by `open_pairs`).
 fn is_pty_slave(p: &str) -> bool {
     p.starts_with("/dev/pts/")
 }
@@ -266,6 +266,9 @@ pub fn open_regular(
     shell_job: bool,
     notify: &crate::action::Notifier,
 ) -> Result<()> {
+    // Pty pairs inside the tree first: their slaves are not a shell
+    // job's terminal.
+    super::pty::open_pairs(plan, res)?;
     for t in plan.live() {
         for fd in &t.fds {
             // Under /proc/PID/ of a task: opened by that task.
@@ -282,9 +285,10 @@ pub fn open_regular(
                 };
                 res.by_id.insert(fd.id, opened);
             } else if let Some(tty) = &f.tty {
-                // A terminal (CRIU's TTY entries): a shell job's comes back
-                // on crit's own terminal, as criu --shell-job does; a pty
-                // whose master was outside the tree, as a new pty.
+                // A terminal (CRIU's TTY entries) whose master no task
+                // holds: a shell job's comes back on crit's own terminal,
+                // as criu --shell-job does; else (a container's console)
+                // as a new pty whose master is handed over.
                 if !shell_job {
                     let slave =
                         super::pty::open_slave(plan, (t.pid, fd.fd), tty, notify, &mut res.ptys)?;

@@ -503,8 +503,12 @@ fn make_tree(
     files::open_pipes(plan, &mut res)?;
     files::open_fifos(plan, &mut res)?;
     files::open_regular(plan, &mut res, opts.shell_job, notify)?;
-    plan.ptys_made
-        .store(!res.ptys.is_empty(), std::sync::atomic::Ordering::Relaxed);
+    let _ = plan.ptys_made.set(res.ptys.clone());
+    if let n @ 1.. = pty::queued_data(plan)? {
+        log.info(format!(
+            "tty-data.img: {n} byte(s) queued in ptys at dump are not put back"
+        ));
+    }
     kinds::open_misc(plan, opts, &mut res, log)?;
     let unix_r = unix::open_unix(plan, opts, &mut res, log);
     rb.created_paths.append(&mut res.created_paths);

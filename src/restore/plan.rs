@@ -60,11 +60,16 @@ pub struct Pidfd {
     pub flags: u32,
 }
 
-/// A session leader's controlling terminal: a pty slave it holds.
+/// A session leader's controlling terminal: a pty it holds an end of.
 #[derive(Clone, Copy, Debug)]
 pub struct Ctty {
-    /// One of its fds on the pty.
+    /// One of its fds on the pty (a slave's if it holds one; TIOCSCTTY
+    /// and TIOCSPGRP on a master act on its slave).
     pub fd: u32,
+    /// That fd's file id.
+    pub id: u32,
+    /// The pty's index.
+    pub index: u32,
     /// The terminal's foreground process group (0: none recorded).
     pub pgrp: u32,
 }
@@ -206,9 +211,9 @@ pub struct Plan {
     /// Files under `/proc/PID/` of a task of the tree, by file id, with
     /// that PID: opened by that task (procfiles.rs).
     pub proc_files: HashMap<u32, u32>,
-    /// Whether ptys were made anew (set once files are opened): their
+    /// The indexes of the ptys made anew (set once files are opened): their
     /// session leaders take them as controlling terminals.
-    pub ptys_made: std::sync::atomic::AtomicBool,
+    pub ptys_made: std::sync::OnceLock<Vec<u32>>,
     /// How many file locks the images hold (filelocks.img).
     pub file_locks: usize,
     /// Image pid or tid -> the same task's pid in crit's pid namespace,
@@ -237,16 +242,42 @@ fn unix_model(files: &FileTable, tasks: &[Task], packets: &[Packet]) -> Result<M
 }
 
 /// The pty task `t` leads the session of: one whose tty-info names the
-/// task as its session.
+/// task as its session, through an fd on its slave if it has one, else
+/// on its master.
 fn ctty_of(t: &Task, files: &FileTable, ttys: &HashMap<u32, pb::TtyInfoEntry>) -> Option<Ctty> {
-    t.fds.iter().find_map(|fd| {
+    let mut on_pty = t.fds.iter().filter_map(|fd| {
         let tty = files.get(&fd.id)?.tty.as_ref()?;
         let info = ttys.get(&tty.tty_info_id)?;
-        (info.sid == t.pid && info.r#type == pb::TtyType::Pty as i32).then_some(Ctty {
-            fd: fd.fd,
-            pgrp: info.pgrp,
-        })
-    })
+        let index = info
+            .pty
+            .as_ref()
+            .filter(|_| info.r#type == pb::TtyType::Pty as i32)?;
+        let (sid, pgrp) = pty_session(ttys, index.index);
+        (sid == t.pid).then_some((
+            info.id & 1,
+            Ctty {
+                fd: fd.fd,
+                id: fd.id,
+                index: index.index,
+                pgrp,
+            },
+        ))
+    });
+    let first = on_pty.next()?;
+    Some(on_pty.fold(first, |a, b| if b.0 < a.0 { b } else { a }).1)
+}
+
+/// The session and foreground group of pty `index`: as its slave's
+/// tty-info has them, else as its master's (CRIU reads them on the first
+/// fd of each end it dumps, and a slave's fd in a task of another
+/// session tells none).
+pub fn pty_session(ttys: &HashMap<u32, pb::TtyInfoEntry>, index: u32) -> (u32, u32) {
+    use crate::model::tty::{info_id, master_info_id};
+    [info_id(index), master_info_id(index)]
+        .iter()
+        .filter_map(|id| ttys.get(id))
+        .find(|i| i.sid != 0)
+        .map_or((0, 0), |i| (i.sid, i.pgrp))
 }
 
 /// The pidfds `t` holds of live processes; one naming a process that is
@@ -711,4 +742,33 @@ fn read_payload_image<K>(
         v.push((key, e.raw_payload.to_vec()));
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: u32, sid: u32, pgrp: u32) -> pb::TtyInfoEntry {
+        pb::TtyInfoEntry {
+            id,
+            r#type: pb::TtyType::Pty as i32,
+            sid,
+            pgrp,
+            pty: Some(pb::TtyPtyEntry { index: id >> 1 }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_ptys_session_is_its_slaves_else_its_masters() {
+        let ttys = |v: Vec<pb::TtyInfoEntry>| v.into_iter().map(|i| (i.id, i)).collect();
+        // CRIU read the slave on a fd of a task outside the session.
+        let t: HashMap<_, _> = ttys(vec![info(6, 0, 0), info(7, 40, 41)]);
+        assert_eq!(pty_session(&t, 3), (40, 41));
+        let t: HashMap<_, _> = ttys(vec![info(6, 40, 42), info(7, 40, 41)]);
+        assert_eq!(pty_session(&t, 3), (40, 42));
+        let t: HashMap<_, _> = ttys(vec![info(6, 0, 0)]);
+        assert_eq!(pty_session(&t, 3), (0, 0));
+        assert_eq!(pty_session(&t, 4), (0, 0));
+    }
 }

@@ -226,7 +226,7 @@ impl Team<'_> {
         self.sync(&handed);
         let mut mine: Vec<Vec<Done>> = Vec::new();
         let rebuilt = self.if_ok(|| {
-            let ptys = self.plan.ptys_made.load(Ordering::Relaxed);
+            let ptys = self.plan.ptys_made.get().map_or(&[][..], |v| v);
             for h in halves {
                 let pid = h.task.pid;
                 let started = std::time::Instant::now();
@@ -368,7 +368,7 @@ fn rebuild_memory<'t>(
 /// The rest of `task`, in order: per-task state, threads, timers,
 /// seccomp, credentials, pending signals; returns its threads, stopped
 /// with their registers set and their FPU state still to set.
-fn rebuild_rest(h: Half, log: &Log, ptys_made: bool) -> Result<Vec<Done>> {
+fn rebuild_rest(h: Half, log: &Log, ptys_made: &[u32]) -> Result<Vec<Done>> {
     let Half {
         task,
         mut main,
@@ -387,7 +387,10 @@ fn rebuild_rest(h: Half, log: &Log, ptys_made: bool) -> Result<Vec<Done>> {
     // the POSIX locks taken on it.
     super::locks::take(&mut main, task, scratch)?;
     let lowered = task_state(&mut main, task, scratch)?;
-    if let Some(c) = task.ctty.filter(|c| c.pgrp != 0 && ptys_made) {
+    if let Some(c) = task
+        .ctty
+        .filter(|c| c.pgrp != 0 && ptys_made.contains(&c.index))
+    {
         // Every group exists now; only the terminal's session may set it.
         main.write_mem(&[(scratch, &c.pgrp.to_le_bytes())])?;
         call(

@@ -79,6 +79,52 @@ pub fn exclusive(fd: BorrowedFd) -> io::Result<bool> {
     Ok(v != 0)
 }
 
+/// An int flag the terminal reports (TIOCGPKT, TIOCGPTLCK), false where
+/// the request is not for this end (ENOTTY: a slave has neither), as
+/// CRIU reads them.
+fn flag(fd: BorrowedFd, req: libc::c_ulong, what: &str) -> io::Result<bool> {
+    let mut v: libc::c_int = 0;
+    match ioctl_ptr(fd, req, &mut v, what) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => Ok(false),
+        r => r.map(|_| v != 0),
+    }
+}
+
+/// Whether pty master `fd` is in packet mode (TIOCGPKT).
+pub fn packet_mode(fd: BorrowedFd) -> io::Result<bool> {
+    flag(fd, libc::TIOCGPKT, "TIOCGPKT")
+}
+
+/// Whether the slave of pty master `fd` is locked (TIOCGPTLCK).
+pub fn pty_locked(fd: BorrowedFd) -> io::Result<bool> {
+    flag(fd, libc::TIOCGPTLCK, "TIOCGPTLCK")
+}
+
+/// Bytes waiting to be read on the terminal (FIONREAD): what the other
+/// end of a pty wrote and nobody has read yet.
+pub fn queued(fd: BorrowedFd) -> io::Result<u32> {
+    let mut n: libc::c_int = 0;
+    ioctl_ptr(fd, libc::FIONREAD, &mut n, "FIONREAD")?;
+    Ok(n.max(0) as u32)
+}
+
+/// Turns packet mode of pty master `fd` on or off (TIOCPKT).
+pub fn set_packet_mode(fd: BorrowedFd, on: bool) -> io::Result<()> {
+    let mut v: libc::c_int = on.into();
+    ioctl_ptr(fd, libc::TIOCPKT, &mut v, "TIOCPKT")
+}
+
+/// Puts the terminal in exclusive mode (TIOCEXCL): further opens of it
+/// fail with EBUSY but for CAP_SYS_ADMIN.
+pub fn set_exclusive(fd: BorrowedFd) -> io::Result<()> {
+    // SAFETY: TIOCEXCL takes no argument.
+    check(
+        unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCEXCL as _) },
+        "TIOCEXCL",
+        fd,
+    )
+}
+
 /// Sets the terminal's settings now (TCSETS).
 pub fn set_termios(fd: BorrowedFd, t: &Termios) -> io::Result<()> {
     let mut t = *t;
