@@ -44,10 +44,12 @@ pub enum Script {
     PostRestore,
     PreResume,
     PostResume,
+    /// A lazy dump serves its pages (CRIU's status_ready).
+    StatusReady,
 }
 
 impl Script {
-    pub const ALL: [Script; 11] = [
+    pub const ALL: [Script; 12] = [
         Script::PreDump,
         Script::NetworkLock,
         Script::PostDump,
@@ -59,6 +61,7 @@ impl Script {
         Script::PostRestore,
         Script::PreResume,
         Script::PostResume,
+        Script::StatusReady,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +77,7 @@ impl Script {
             Script::PostRestore => "post-restore",
             Script::PreResume => "pre-resume",
             Script::PostResume => "post-resume",
+            Script::StatusReady => "status-ready",
         }
     }
 

@@ -352,3 +352,103 @@ fn runc_terminal_container_gets_a_new_console() {
     assert!(console_mount, "/dev/console is pts/0 again");
     assert!(after > before, "the count went on: {before} then {after}");
 }
+
+/// runc's post-copy migration with crit as its engine. `runc checkpoint
+/// --lazy-pages --page-server` is a lazy DUMP over crit's RPC: crit leaves
+/// the container's memory in it, frozen, tells runc it serves
+/// (status-ready, which runc passes to its --status-fd) and serves the
+/// pages. A copy of the images (no pages in it) is restored as another
+/// container by `runc restore --lazy-pages`, its memory coming from the
+/// frozen one through `crit lazy-pages --page-server`. The new container
+/// counts on from where the old one stopped, with its child and its
+/// tmpfs file, in its own cgroups (runc's cg_root), and the old one goes
+/// once every page is over.
+#[test]
+fn runc_migrates_a_container_lazily_with_crit() {
+    let runc_bin = require("runc", "runc");
+    let kit = Kit::new();
+    let b = bundle(&kit, &runc_bin);
+    let state = kit.path("runc-state");
+    let (from, to) = (
+        format!("crit-lazy-a-{}", std::process::id()),
+        format!("crit-lazy-b-{}", std::process::id()),
+    );
+    let (work, work2) = (kit.path("work"), kit.path("work2"));
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::create_dir_all(&work2).unwrap();
+    let mut run = runc(&runc_bin, &state);
+    run.args(["run", "-d", &from]).current_dir(&b);
+    finish(detached(run), "runc run", &work.join("none"));
+    let pid = init_pid(&runc_bin, &state, &from);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(pid) < 3 {
+        assert!(Instant::now() < deadline, "the container does not count");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let crit = env!("CARGO_BIN_EXE_crit");
+    let (images, copy) = (kit.path("ck"), kit.path("ck-copy"));
+    let port = free_ports(1).to_string();
+    let mut cp = runc(&runc_bin, &state);
+    cp.args(["--criu", crit, "checkpoint", "--lazy-pages"])
+        .args(["--page-server", &format!("127.0.0.1:{port}")])
+        .arg("--image-path")
+        .arg(&images)
+        .arg("--work-path")
+        .arg(&work)
+        .stderr(Stdio::piped());
+    let checkpointing = kit::proc::spawn_listening_then(cp, &[&from]);
+    // Frozen now, its images written without its memory.
+    let before = count(pid);
+    std::fs::create_dir(&copy).unwrap();
+    let mut bytes = 0;
+    for e in std::fs::read_dir(&images).unwrap().flatten() {
+        bytes += std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+    }
+    assert!(bytes < 1 << 20, "{bytes} bytes of images");
+    let mut lp = kit::crit();
+    lp.args(["lazy-pages", "-D", copy.to_str().unwrap(), "--page-server"])
+        .args(["--address", "127.0.0.1", "--port", &port])
+        .stderr(Stdio::piped());
+    let daemon = kit::proc::spawn_listening(lp);
+    let mut rs = runc(&runc_bin, &state);
+    rs.args([
+        "--criu",
+        crit,
+        "restore",
+        "-d",
+        "--lazy-pages",
+        "--image-path",
+    ])
+    .arg(&copy)
+    .arg("--work-path")
+    .arg(&work2)
+    .arg(&to)
+    .current_dir(&b);
+    finish(detached(rs), "runc restore", &work2.join("restore.log"));
+    let d = daemon.wait_with_output().unwrap();
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    let c = checkpointing.wait_with_output().unwrap();
+    assert!(
+        c.status.success(),
+        "runc checkpoint: {}\n{}",
+        String::from_utf8_lossy(&c.stderr),
+        read(&work.join("dump.log"))
+    );
+    assert!(!alive(pid), "the old container went");
+    let pid2 = init_pid(&runc_bin, &state, &to);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = count(pid2);
+    let marker = read(&PathBuf::from(format!("/proc/{pid2}/root/run/marker")));
+    let children = read(&PathBuf::from(format!("/proc/{pid2}/task/{pid2}/children")));
+    let cgroups = read(&PathBuf::from(format!("/proc/{pid2}/cgroup")));
+    for n in [&to, &from] {
+        let _ = runc(&runc_bin, &state).args(["delete", "-f", n]).status();
+    }
+    assert!(after > before, "the count went on: {before} then {after}");
+    assert_eq!(marker, "held-in-tmpfs");
+    assert!(!children.is_empty(), "its child is back");
+    assert!(
+        !cgroups.contains(&from),
+        "in the old container's cgroups:\n{cgroups}"
+    );
+}

@@ -28,11 +28,14 @@ pub fn listen(l: &LazyServe) -> Result<TcpListener> {
 }
 
 /// Serves `tasks`' lazy pages on `listener` to one daemon until its
-/// CLOSE. `status_fd` gets its byte once the images are all written.
+/// CLOSE. Once the images are all written, the status-ready action point
+/// is told (`notify`: runc waits for it) and `status_fd` gets its byte,
+/// as CRIU does.
 pub fn serve(
     listener: TcpListener,
     tasks: Vec<FrozenPages>,
     status_fd: Option<i32>,
+    notify: &crate::action::Notifier,
     log: &super::progress::Log,
 ) -> Result<()> {
     let at = listener
@@ -45,6 +48,7 @@ pub fn serve(
         "images written; serving {:.1} MiB of lazy pages on {at}",
         bytes as f64 / (1 << 20) as f64
     ));
+    notify.tell(crate::action::Script::StatusReady, None)?;
     crate::detach::ready(&crate::detach::Ready {
         daemon: false,
         pidfile: None,

@@ -182,7 +182,8 @@ pub fn dump_into(
         })
         .and_then(|s| match lazy {
             Some(l) => {
-                lazyserve::serve(l, std::mem::take(&mut left_lazy), opts.status_fd, log).map(|_| s)
+                let left = std::mem::take(&mut left_lazy);
+                lazyserve::serve(l, left, opts.status_fd, notify, log).map(|_| s)
             }
             None => Ok(s),
         });

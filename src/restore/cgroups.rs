@@ -187,12 +187,11 @@ impl CgPlan {
         };
         let mut out = Vec::new();
         for m in members {
-            let ctrls: Vec<&str> = m.name.split(',').collect();
-            // A root for one of its controllers, else the global one.
-            let named = self.roots.iter().find(|(c, _)| {
-                c.as_deref()
-                    .is_some_and(|c| ctrls.contains(&c) || (c == "unified" && m.name.is_empty()))
-            });
+            // A root for its hierarchy, else the global one.
+            let named = self
+                .roots
+                .iter()
+                .find(|(c, _)| c.as_deref().is_some_and(|c| names(c, &m.name)));
             let global = self.roots.iter().find(|(c, _)| c.is_none());
             if let Some((_, new)) = named.or(global) {
                 out.push((m.name.clone(), m.path.clone(), new.clone()));
@@ -296,6 +295,15 @@ fn set_properties(pid: u32, dir: &std::path::Path, props: &[pb::CgroupPropEntry]
     }
 }
 
+/// Whether `--cgroup-root`'s controller `c` names hierarchy `membership`
+/// (a membership name of cgroup.img: "pids", "cpu,cpuacct", "" for the
+/// unified one): one of its controllers, all of several mounted together
+/// (runc names them as /proc/PID/cgroup does), or "unified".
+fn names(c: &str, membership: &str) -> bool {
+    let ctrls: Vec<&str> = membership.split(',').collect();
+    c.split(',').all(|p| ctrls.contains(&p)) || (c == "unified" && membership.is_empty())
+}
+
 /// `m` with its path under the new root when `--cgroup-root` moves its
 /// hierarchy and the path lies at or below the root task's cgroup.
 fn moved(m: &pb::CgMemberEntry, moves: &[(String, String, String)]) -> pb::CgMemberEntry {
@@ -371,6 +379,14 @@ mod tests {
         let to_top = vec![("pids".to_string(), "/ctr".to_string(), "/".to_string())];
         assert_eq!(moved(&member("pids", "/ctr"), &to_top).path, "/");
         assert_eq!(moved(&member("pids", "/ctr/c"), &to_top).path, "/c");
+    }
+
+    #[test]
+    fn a_root_names_its_hierarchies() {
+        assert!(names("cpu", "cpu,cpuacct") && names("cpu,cpuacct", "cpu,cpuacct"));
+        assert!(names("name=systemd", "name=systemd") && names("unified", ""));
+        assert!(!names("cpu,memory", "cpu,cpuacct") && !names("pids", "memory"));
+        assert!(!names("unified", "pids") && !names("pids", ""));
     }
 
     #[test]

@@ -24,6 +24,14 @@ const FEATURES: u64 = uffd::FEATURE_EVENT_FORK
     | uffd::FEATURE_EVENT_REMOVE
     | uffd::FEATURE_EVENT_UNMAP;
 
+/// Whether this kernel gives a lazy restore what it needs: a
+/// userfaultfd with the events the daemon follows (FEATURE_CHECK's
+/// lazy_pages).
+pub fn probe() -> std::io::Result<()> {
+    let fd = uffd::open_own(UFFD_FLAGS)?;
+    Uffd::with_events(fd, FEATURES).map(|_| ())
+}
+
 pub struct Lazy {
     sender: Mutex<Option<Sender>>,
     /// Each live task's descriptor, by pid, until handed over.

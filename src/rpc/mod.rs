@@ -125,7 +125,9 @@ fn serve(sock: BorrowedFd, peer: i32, req: &CriuReq) -> CriuResp {
             features: Some(CriuFeatures {
                 // Write tracking without soft-dirty (crate::dump::track).
                 mem_track: Some(crate::dump::track::probe().is_ok()),
-                lazy_pages: Some(false),
+                // A lazy restore's userfaultfd (crate::restore::lazy);
+                // a lazy dump needs nothing of the kernel.
+                lazy_pages: Some(crate::restore::lazy::probe().is_ok()),
                 pidfd_store: Some(false),
             }),
             ..ok(t)
@@ -204,6 +206,15 @@ fn dirs(peer: i32, o: &CriuOpts) -> std::result::Result<opts::Dirs, String> {
     Ok(opts::Dirs { images, work })
 }
 
+/// The client's fd `n`, opened for writing as crit reaches it.
+fn client_fd(peer: i32, n: i32) -> std::result::Result<std::fs::File, String> {
+    let p = format!("/proc/{peer}/fd/{n}");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .map_err(|e| format!("status_fd: fd {n} of pid {peer}: {e}"))
+}
+
 /// Tells the client an action point was reached (with the pty master
 /// of orphan-pts-master as SCM_RIGHTS) and waits for its word: whether
 /// it said go.
@@ -232,8 +243,14 @@ fn notify(sock: BorrowedFd, heard: &crate::action::Heard) -> std::result::Result
 
 /// Runs crit itself with `args`; with `scripts`, hands it a channel for
 /// its action points (`--notify-fd`, crate::action) and passes each on to
-/// the client as it comes. Its one-line error on failure.
-fn run_crit(sock: BorrowedFd, args: &[String], scripts: bool) -> std::result::Result<(), String> {
+/// the client as it comes; `status` goes to it as `--status-fd`. Its
+/// one-line error on failure.
+fn run_crit(
+    sock: BorrowedFd,
+    args: &[String],
+    scripts: bool,
+    status: Option<std::fs::File>,
+) -> std::result::Result<(), String> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.args(args)
@@ -242,6 +259,13 @@ fn run_crit(sock: BorrowedFd, args: &[String], scripts: bool) -> std::result::Re
         .stderr(std::process::Stdio::piped());
     let mut channel = None;
     let mut theirs = None;
+    let status = status
+        .map(|f| crate::sys::sock::dup_inheritable(f.as_raw_fd()))
+        .transpose()
+        .map_err(|e| format!("swrk: the engine's status fd: {e}"))?;
+    if let Some(f) = &status {
+        cmd.arg("--status-fd").arg(f.as_raw_fd().to_string());
+    }
     if scripts {
         let (mine, other) = socketpair(
             AddressFamily::Unix,
@@ -335,7 +359,7 @@ fn run_pre_dump(
     let d = dirs(peer, &o)?;
     let args = opts::pre_dump_args(&o, &d, peer).map_err(|e| e.to_string());
     // CRIU's PRE_DUMP sends no notifications.
-    let r = args.and_then(|args| run_crit(sock, &args, false));
+    let r = args.and_then(|args| run_crit(sock, &args, false, None));
     r.inspect_err(|why| log_failure(&d, &o, "dump.log", why))?;
     Ok(ok(CriuReqType::PreDump))
 }
@@ -347,7 +371,9 @@ fn dump_in(
     d: &opts::Dirs,
 ) -> std::result::Result<CriuResp, String> {
     let args = opts::dump_args(o, d, peer).map_err(|e| e.to_string())?;
-    run_crit(sock, &args, o.notify_scripts == Some(true))?;
+    // A lazy dump's status_fd is the client's fd (runc's --status-fd).
+    let status = o.status_fd.map(|n| client_fd(peer, n)).transpose()?;
+    run_crit(sock, &args, o.notify_scripts == Some(true), status)?;
     // CRIU leaves its statistics in the work directory, where podman
     // looks for them.
     let stats = d.images.join("stats-dump");
@@ -392,7 +418,7 @@ fn restore_in(
         held.push(copy);
     }
     let args = opts::restore_args(&o, d, &pidfile).map_err(|e| e.to_string())?;
-    run_crit(sock, &args, o.notify_scripts == Some(true))?;
+    run_crit(sock, &args, o.notify_scripts == Some(true), None)?;
     drop(held);
     let pid: i32 = std::fs::read_to_string(&pidfile)
         .ok()

@@ -23,7 +23,7 @@ pub struct Dirs {
 
 /// Refuses every set field crit does not honour.
 fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
-    let set: [(&'static str, bool); 20] = [
+    let set: [(&'static str, bool); 18] = [
         (
             "ps.fd (a page server connection handed in)",
             o.ps.as_ref().is_some_and(|p| p.fd.is_some()),
@@ -43,8 +43,6 @@ fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
             "cgroup_dump_controller",
             !o.cgroup_dump_controller.is_empty(),
         ),
-        ("lazy_pages", o.lazy_pages == Some(true)),
-        ("status_fd", o.status_fd.is_some()),
         ("lsm_profile", o.lsm_profile.is_some()),
         ("tls", o.tls == Some(true)),
         ("cgroup_yard", o.cgroup_yard.is_some()),
@@ -171,6 +169,8 @@ fn parent_args(o: &CriuOpts, a: &mut Vec<String>) {
 /// a pre-dump copies memory, as CRIU's does.
 pub fn pre_dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>, OptsError> {
     refuse_unsupported(o)?;
+    // As CRIU: a pre-dump's pages are local or sent, never left behind.
+    only_lazy_dump_has(o, "PRE_DUMP")?;
     let pid = o.pid.unwrap_or(client);
     let mut a = vec!["pre-dump".to_string(), "-t".into(), pid.to_string()];
     a.push("-D".into());
@@ -179,6 +179,44 @@ pub fn pre_dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>,
     parent_args(o, &mut a);
     page_server_args(o, &mut a)?;
     Ok(a)
+}
+
+/// `lazy_pages` on a DUMP (runc's `checkpoint --lazy-pages`): the dump
+/// serves the pages it leaves in the tree on `ps`'s address and port;
+/// `status_fd` (the client's) gets a byte once the images are written,
+/// handed to the engine by the service (see super::run_dump).
+fn lazy_dump_args(o: &CriuOpts, a: &mut Vec<String>) -> Result<(), OptsError> {
+    let Some((addr, port)) =
+        o.ps.as_ref()
+            .and_then(|p| Some((p.address.as_ref()?, p.port?)))
+    else {
+        return Err(OptsError::Bad {
+            field: "lazy_pages",
+            why: "a lazy dump serves its pages on ps.address and ps.port, which are not set".into(),
+        });
+    };
+    a.extend([
+        "--lazy-pages".into(),
+        "--address".into(),
+        addr.clone(),
+        "--port".into(),
+        port.to_string(),
+    ]);
+    Ok(())
+}
+
+/// Refuses `lazy_pages` and `status_fd` on a request other than a lazy
+/// DUMP (`what`); a RESTORE takes lazy_pages itself.
+fn only_lazy_dump_has(o: &CriuOpts, what: &'static str) -> Result<(), OptsError> {
+    let field = match (o.lazy_pages == Some(true), o.status_fd.is_some()) {
+        (true, _) => "lazy_pages",
+        (_, true) => "status_fd",
+        _ => return Ok(()),
+    };
+    Err(OptsError::Bad {
+        field,
+        why: format!("not on a {what}"),
+    })
 }
 
 /// `ps`: the pages go to a page server at address:port.
@@ -231,7 +269,13 @@ pub fn dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>, Opt
         a.push(cg.clone());
     }
     parent_args(o, &mut a);
-    page_server_args(o, &mut a)?;
+    match o.lazy_pages == Some(true) {
+        true => lazy_dump_args(o, &mut a)?,
+        false => {
+            only_lazy_dump_has(o, "DUMP without lazy_pages")?;
+            page_server_args(o, &mut a)?;
+        }
+    }
     if o.track_mem == Some(true) {
         a.push("--track-mem".into());
     }
@@ -277,10 +321,32 @@ pub fn restore_args(o: &CriuOpts, d: &Dirs, pidfile: &Path) -> Result<Vec<String
     if o.ps.is_some() {
         return Err(OptsError::Unsupported("ps (a page server) at restore"));
     }
+    if o.status_fd.is_some() {
+        return Err(OptsError::Bad {
+            field: "status_fd",
+            why: "not on a RESTORE".into(),
+        });
+    }
     let mut a = vec!["restore".to_string(), "-d".into()];
     common(o, d, "restore.log", &mut a);
     a.push("--pidfile".into());
     a.push(pidfile.display().to_string());
+    // runc's `restore --lazy-pages`: a lazy-pages daemon the caller
+    // started serves the images' memory (crit's or CRIU's).
+    if o.lazy_pages == Some(true) {
+        a.push("--lazy-pages".into());
+    }
+    // cg_root (runc gives one per hierarchy its engine is in: the
+    // container's cgroups) moves the tree there: a container restored
+    // under another name leaves the dumped one's cgroups alone.
+    for r in &o.cg_root {
+        let ctrl = match r.ctrl.as_deref() {
+            None => String::new(),
+            Some("") => "unified:".into(),
+            Some(c) => format!("{c}:"),
+        };
+        a.push(format!("--cgroup-root={ctrl}{}", r.path));
+    }
     if o.ext_unix_sk == Some(true) {
         a.push("--ext-unix-sk".into());
     }
@@ -444,6 +510,70 @@ mod tests {
         assert!(has(dump_args(&o, &dirs(), 9).unwrap()));
         assert!(has(restore_args(&o, &dirs(), Path::new("/p")).unwrap()));
         assert!(!has(pre_dump_args(&o, &dirs(), 9).unwrap()));
+    }
+
+    /// runc's lazy migration: a DUMP with lazy_pages serves on ps, a
+    /// RESTORE with it takes a daemon's pages; elsewhere both are refused.
+    #[test]
+    fn lazy_pages_on_dump_and_restore() {
+        let ps = Some(crate::image::rpc_pb::CriuPageServerInfo {
+            address: Some("127.0.0.1".into()),
+            port: Some(27000),
+            ..Default::default()
+        });
+        let o = CriuOpts {
+            lazy_pages: Some(true),
+            status_fd: Some(5),
+            ps: ps.clone(),
+            ..Default::default()
+        };
+        let a = dump_args(&o, &dirs(), 9).unwrap().join(" ");
+        assert!(
+            a.contains("--lazy-pages --address 127.0.0.1 --port 27000"),
+            "{a}"
+        );
+        assert!(!a.contains("--page-server"), "{a}");
+        assert!(pre_dump_args(&o, &dirs(), 9).is_err());
+        let no_ps = CriuOpts {
+            ps: None,
+            ..o.clone()
+        };
+        assert!(dump_args(&no_ps, &dirs(), 9).is_err());
+        let status_only = CriuOpts {
+            status_fd: Some(5),
+            ..Default::default()
+        };
+        assert!(dump_args(&status_only, &dirs(), 9).is_err());
+        let r = CriuOpts {
+            lazy_pages: Some(true),
+            ..Default::default()
+        };
+        let a = restore_args(&r, &dirs(), Path::new("/p")).unwrap();
+        assert!(a.iter().any(|x| x == "--lazy-pages"), "{a:?}");
+        assert!(restore_args(&status_only, &dirs(), Path::new("/p")).is_err());
+    }
+
+    /// cg_root moves the restored tree: per hierarchy as runc names them
+    /// ("" for the unified one), or everywhere without a controller.
+    #[test]
+    fn cg_root_moves_the_restored_tree() {
+        use crate::image::rpc_pb::CgroupRoot;
+        let root = |ctrl: Option<&str>| CgroupRoot {
+            ctrl: ctrl.map(Into::into),
+            path: "/".into(),
+        };
+        let o = CriuOpts {
+            cg_root: vec![root(Some("cpu,cpuacct")), root(Some("")), root(None)],
+            ..Default::default()
+        };
+        let a = restore_args(&o, &dirs(), Path::new("/p")).unwrap();
+        for want in [
+            "--cgroup-root=cpu,cpuacct:/",
+            "--cgroup-root=unified:/",
+            "--cgroup-root=/",
+        ] {
+            assert!(a.iter().any(|x| x == want), "{want} in {a:?}");
+        }
     }
 
     #[test]

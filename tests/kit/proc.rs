@@ -166,13 +166,19 @@ pub fn start_ready(name: &str, args: &[&std::ffi::OsStr]) -> (std::process::Chil
 
 /// Spawns `cmd` with `--status-fd 3` added (a crit server: page-server,
 /// lazy-pages) and waits for the zero byte that says it listens.
-pub fn spawn_listening(mut cmd: std::process::Command) -> std::process::Child {
+pub fn spawn_listening(cmd: std::process::Command) -> std::process::Child {
+    spawn_listening_then(cmd, &[])
+}
+
+/// [`spawn_listening`] with `tail` after `--status-fd 3` (runc wants its
+/// options before the container's name).
+pub fn spawn_listening_then(mut cmd: std::process::Command, tail: &[&str]) -> std::process::Child {
     use std::io::Read;
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
     let (rd, wr) = nix::unistd::pipe().unwrap();
     let raw = wr.as_raw_fd();
-    cmd.args(["--status-fd", "3"]);
+    cmd.args(["--status-fd", "3"]).args(tail);
     // SAFETY: dup2 and fcntl are async-signal-safe; the write end goes to
     // fd 3 (without close-on-exec) in the child only.
     unsafe {
