@@ -300,6 +300,20 @@ pub enum DumpError {
         inode: String,
         lock: String,
     },
+    /// With --file-locks: a lock of a kind crit does not dump that
+    /// /proc/locks gives to a task of the tree and its descriptors did
+    /// not show (a lease whose break began while the tree was frozen).
+    #[error(
+        "pid {pid}{}: holds {what} on inode {inode} ({lock}), which crit does not dump",
+        fd.map(|f| format!(" fd {f}")).unwrap_or_default()
+    )]
+    HeldLockKind {
+        pid: i32,
+        fd: Option<i32>,
+        what: String,
+        inode: String,
+        lock: String,
+    },
     /// A task whose `ns` namespace is not its tree root's.
     #[error(
         "pid {pid}: lives in another {ns} namespace than the tree's root (pid {root}); a tree must share each namespace with its root"

@@ -117,6 +117,10 @@ pub struct Fd {
     /// Then there is no fdinfo text, so its file locks are looked for in
     /// /proc/locks by device and inode ([`super::locks::settle`]).
     pub copied_dev: Option<u64>,
+    /// crit's copy of the descriptor (pidfd_getfd), filled when it is
+    /// dumped and a lease is on it: its file is read through the copy,
+    /// since a new open would break the lease.
+    pub copy: Option<std::sync::Arc<std::fs::File>>,
 }
 
 fn parse_num<T: std::str::FromStr>(s: Option<&str>) -> Option<T> {
@@ -334,6 +338,7 @@ fn by_copy(pidfd: &std::os::fd::OwnedFd, fd: i32, probes: &Probes) -> Option<Fd>
         kind,
         fown: Default::default(),
         copied_dev: Some(st.dev),
+        copy: None,
     })
 }
 
@@ -459,6 +464,7 @@ impl Fdinfo {
             kind,
             fown: Default::default(),
             copied_dev: None,
+            copy: None,
         })
     }
 }

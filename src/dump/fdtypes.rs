@@ -99,13 +99,19 @@ fn get<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
 /// Writes the files.img entry (and data images) of a new open file.
 pub fn dump_fd(ctx: &mut DumpCtx, pid: i32, fd: &Fd, id: u32) -> Result<()> {
     // The owner matters for O_ASYNC files (SIGIO) and sockets (SIGURG);
-    // sockets read it from the copy they make anyway.
+    // sockets read it from the copy they make anyway. A leased file's
+    // owner gets the lease-break signal (the kernel sets O_ASYNC on it);
+    // its contents are read through the copy.
     const O_ASYNC: u32 = 0o20000;
+    let leased = super::locks::shows_lease(&fd.info);
     let mut owned;
-    let fd = if fd.flags & O_ASYNC != 0 && !matches!(fd.kind, Kind::Socket(_)) {
-        let copy = ctx.frozen.getfd(pid, fd.fd)?;
+    let fd = if (fd.flags & O_ASYNC != 0 || leased) && !matches!(fd.kind, Kind::Socket(_)) {
+        let copy = std::fs::File::from(ctx.frozen.getfd(pid, fd.fd)?);
         owned = fd.clone();
         owned.fown = fown_of(pid, fd.fd, std::os::fd::AsFd::as_fd(&copy))?;
+        if leased {
+            owned.copy = Some(std::sync::Arc::new(copy));
+        }
         // Read through crit's copy: the owner is in crit's pids.
         if owned.fown.pid != 0 {
             owned.fown.pid = ctx.ns.pids.get(owned.fown.pid as i32) as u32;

@@ -317,8 +317,10 @@ impl FileTable {
             reg.size = None;
         }
         if fd.st.is_reg() && check_size {
-            reg.build_id =
-                crate::model::file::build_id(&format!("/proc/{pid}/fd/{}", fd.fd), fd.st.size);
+            reg.build_id = match &fd.copy {
+                Some(f) => crate::model::file::build_id_at(f, fd.st.size),
+                None => crate::model::file::build_id(&open_path, fd.st.size),
+            };
         }
         if deleted {
             let via = Via::Fd { pid, fd: fd.fd };

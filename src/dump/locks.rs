@@ -3,21 +3,26 @@
 //!
 //! Where a lock shows: the fdinfo of a descriptor lists the locks set
 //! through its open file description ("lock:" lines); a POSIX lock only
-//! in the fdinfo of its owner, a flock or OFD lock in that of every
-//! descriptor of the description, whichever task holds it. Descriptors
+//! in the fdinfo of its owner, a flock, OFD lock or lease in that of
+//! every descriptor of the description, whichever task holds it. Descriptors
 //! read through a copy (sockets, pipes: their fdinfo is not read) are
 //! looked up in /proc/locks by inode, and their fdinfo read only then.
 //!
 //! What is recorded, in CRIU's order (tasks in pstree order, descriptors
-//! in order, a descriptor's locks as its fdinfo lists them): a flock or
-//! OFD lock once, by the first descriptor of its description; a POSIX
+//! in order, a descriptor's locks as its fdinfo lists them): a flock,
+//! OFD lock or lease once, by the first descriptor of its description
+//! (a lease's holder is its open file description); a POSIX
 //! lock by its owner's first descriptor that shows it. CRIU 4.2 drops a
 //! POSIX lock shown by a description an earlier task holds too (a lock a
 //! child took through an inherited descriptor); crit keeps it.
 //!
-//! Refused before anything is written: leases and other kinds, by name;
-//! a lock /proc/locks gives to a task of the tree that no descriptor of
-//! the tree shows (a mapping or a message in flight holds the file).
+//! Refused before anything is written: a lease being broken (see
+//! [`crate::model::lock`]), delegations, mandatory flocks and other
+//! kinds, by name; a write lease on a deleted file (its contents are
+//! read through a new open, which would break the lease); a lock
+//! /proc/locks gives to a task of the tree that no descriptor of the
+//! tree shows (a mapping or a message in flight holds the file). Nothing
+//! here opens a locked file: a new open would break a lease.
 //! Waiters (blocked in F_SETLKW or flock) hold nothing: once restored
 //! they wait again.
 
@@ -66,11 +71,42 @@ pub fn of_fd(file_locks: bool, pid: i32, fd: &Fd, id: u32) -> Result<Option<FdLo
         }));
     }
     let shown = shown_in(file_locks, pid, fd.fd, &fd.link, &fd.info)?;
+    if let super::fdscan::Kind::Path { deleted: true, .. } = fd.kind {
+        refuse_write_lease(pid, fd.fd, &fd.link, &shown)?;
+    }
     Ok((!shown.is_empty()).then_some(FdLocks {
         fd: fd.fd,
         id,
         seen: Seen::Shown(shown),
     }))
+}
+
+/// Whether an fdinfo text shows a lease on the descriptor's file.
+pub fn shows_lease(info: &str) -> bool {
+    fdinfo_lines(info).any(|l| Shown::parse(l).is_some_and(|s| s.class == "LEASE"))
+}
+
+/// Refuses a write lease among the locks of a deleted file's descriptor:
+/// the dump reads such a file's contents through a new open for
+/// reading, which would start breaking the lease (and wait for a holder
+/// that is frozen).
+fn refuse_write_lease(pid: i32, fd: i32, link: &str, shown: &[Shown]) -> Result<()> {
+    let lease = shown
+        .iter()
+        .find(|s| s.lock().is_ok_and(|l| l.kind == Kind::Lease && l.write));
+    match lease {
+        Some(s) => Err(DumpError::LockKind {
+            pid,
+            fd,
+            link: link.to_string(),
+            what:
+                "a write lease on a deleted file (reading the file for the images would break it)"
+                    .into(),
+            lock: s.to_string(),
+        }
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// The locks of an fdinfo text, each one crit can dump; the first lock
@@ -215,7 +251,7 @@ pub fn entries<'a>(tasks: impl Iterator<Item = (i32, &'a [FdLocks])>) -> Vec<pb:
             for l in shown.iter().filter_map(|s| s.lock().ok()) {
                 let take = match l.kind {
                     Kind::Posix => first_of_owner,
-                    Kind::Flock | Kind::Ofd => first,
+                    Kind::Flock | Kind::Ofd | Kind::Lease => first,
                 };
                 if take {
                     out.push(l.entry(pid, f.fd));
@@ -247,6 +283,18 @@ fn check_shown(tasks: &[Collected], system: &System) -> Result<()> {
         let n = held.entry(s).or_default();
         *n += 1;
         if shown.get(s).map_or(0, HashSet::len) < *n {
+            // An outside open that began breaking a lease after the
+            // descriptors were read shows the lease changed here.
+            if let Err(what) = s.lock() {
+                return Err(DumpError::HeldLockKind {
+                    pid: s.pid,
+                    fd: fd_of_inode(s.pid, s.dev(), s.ino),
+                    what,
+                    inode: s.inode(),
+                    lock: s.to_string(),
+                }
+                .into());
+            }
             return Err(DumpError::LockNoFd {
                 pid: s.pid,
                 kind: s.class.clone(),
@@ -283,7 +331,7 @@ fn fd_of_inode(pid: i32, dev: u64, ino: u64) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::lock::{FL_FLOCK, FL_OFD, FL_POSIX};
+    use crate::model::lock::{FL_FLOCK, FL_LEASE, FL_OFD, FL_POSIX};
 
     fn fd(fd: i32, id: u32, lines: &[&str]) -> FdLocks {
         FdLocks {
@@ -298,6 +346,7 @@ mod tests {
     const CHILD_R: &str = "1: POSIX  ADVISORY  READ  11 fd:01:5 200 299";
     const FLOCK: &str = "1: FLOCK  ADVISORY  WRITE 10 fd:01:6 0 EOF";
     const OFD: &str = "1: OFDLCK ADVISORY  WRITE -1 fd:01:5 1000 EOF";
+    const LEASE: &str = "1: LEASE  ACTIVE    READ  10 fd:01:7 0 EOF";
 
     fn short(e: &[pb::FileLockEntry]) -> Vec<(u32, u32, i32, i32, i64, i64)> {
         e.iter()
@@ -310,14 +359,21 @@ mod tests {
         // Task 1: fd 3 and its dup fd 5 (file id 1) show its POSIX locks;
         // fd 4 (id 2) a flock, fd 6 (id 3) an OFD lock. Task 2 (its child)
         // inherited ids 1 and 2: fd 3 shows its own read lock, fd 4 the
-        // flock again.
+        // flock again. A lease on fd 7 (id 4), which the child inherited
+        // as fd 7 and dup'ed as fd 8: recorded once, by the parent's fd 7.
         let parent = [
             fd(3, 1, &[W, R]),
             fd(4, 2, &[FLOCK]),
             fd(5, 1, &[W, R]),
             fd(6, 3, &[OFD]),
+            fd(7, 4, &[LEASE]),
         ];
-        let child = [fd(3, 1, &[CHILD_R]), fd(4, 2, &[FLOCK])];
+        let child = [
+            fd(3, 1, &[CHILD_R]),
+            fd(4, 2, &[FLOCK]),
+            fd(7, 4, &[LEASE]),
+            fd(8, 4, &[LEASE]),
+        ];
         let got = entries([(1, &parent[..]), (2, &child[..])].into_iter());
         assert_eq!(
             short(&got),
@@ -326,6 +382,7 @@ mod tests {
                 (FL_POSIX, 0, 1, 3, 200, 100),
                 (FL_FLOCK, 1, 1, 4, 0, 0),
                 (FL_OFD, 1, 1, 6, 1000, 0),
+                (FL_LEASE, 0, 1, 7, 0, 0),
                 (FL_POSIX, 0, 2, 3, 200, 100),
             ]
         );
@@ -376,6 +433,18 @@ mod tests {
             ),
             "{e}"
         );
+        // A lease whose break began after the descriptors were read.
+        let active = "1: LEASE  ACTIVE    WRITE 10 fd:01:8 0 EOF";
+        let breaking = "1: LEASE  BREAKING  READ  10 fd:01:8 0 EOF";
+        let tasks = [collected(10, vec![fd(3, 1, &[active])])];
+        assert!(check_shown(&tasks, &system(&[active])).is_ok());
+        let e = check_shown(&tasks, &system(&[breaking]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("pid 10") && e.contains("holds a lease being broken"),
+            "{e}"
+        );
         // Two alike flocks (two descriptions), one shown by the tree.
         let tasks = [collected(10, vec![fd(3, 1, &[FLOCK]), fd(4, 1, &[FLOCK])])];
         assert!(check_shown(&tasks, &system(&[FLOCK])).is_ok());
@@ -394,9 +463,35 @@ mod tests {
         );
         assert_eq!(shown_in(true, 10, 4, "/tmp/x", info).unwrap().len(), 1);
         let lease = "lock:\t1: LEASE  ACTIVE    READ 10 fd:01:6 0 EOF\n";
-        let e = shown_in(true, 10, 4, "/tmp/x", lease)
+        let e = shown_in(false, 10, 4, "/tmp/x", lease)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("lease") && e.contains("fd 4"), "{e}");
+        assert!(e.contains("LEASE") && e.contains("--file-locks"), "{e}");
+        assert_eq!(shown_in(true, 10, 4, "/tmp/x", lease).unwrap().len(), 1);
+        let breaking = "lock:\t1: LEASE  BREAKING  UNLCK 10 fd:01:6 0 EOF\n";
+        let e = shown_in(true, 10, 4, "/tmp/x", breaking)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("pid 10 fd 4: /tmp/x carries a lease being broken")
+                && e.contains("LEASE BREAKING UNLCK"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_write_lease_on_a_deleted_file_is_refused() {
+        let lines =
+            |l: &[&str]| -> Vec<Shown> { l.iter().map(|l| Shown::parse(l).unwrap()).collect() };
+        let read = "1: LEASE  ACTIVE    READ 10 fd:01:6 0 EOF";
+        let write = "1: LEASE  ACTIVE    WRITE 10 fd:01:6 0 EOF";
+        assert!(refuse_write_lease(10, 4, "/tmp/x (deleted)", &lines(&[FLOCK, read])).is_ok());
+        let e = refuse_write_lease(10, 4, "/tmp/x (deleted)", &lines(&[FLOCK, write]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("pid 10 fd 4: /tmp/x (deleted) carries a write lease on a deleted file"),
+            "{e}"
+        );
     }
 }

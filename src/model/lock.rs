@@ -3,6 +3,18 @@
 //! `file_lock_entry` records them in filelocks.img. The dump reads the
 //! first into a [`Lock`] and writes the second; the restore reads the
 //! second back into a [`Lock`].
+//!
+//! Leases (F_SETLEASE) are recorded as CRIU 4.2 records them: flag
+//! FL_LEASE, type F_RDLCK or F_WRLCK, start and len 0 (/proc shows "0
+//! EOF"). A lease being broken (/proc: "LEASE BREAKING", the type shown
+//! being the one it breaks to) is CRIU's type LEASE_BREAKING | F_UNLCK
+//! or LEASE_BREAKING | F_RDLCK (the target F_GETLEASE gives). crit
+//! neither dumps nor restores one: CRIU restores it by taking the lease
+//! and opening the file itself to start a new break (with a new
+//! lease-break-time and a new signal to the holder), a break nobody
+//! waits for any more; the state lasts at most
+//! /proc/sys/fs/lease-break-time seconds, so a dump tried again once the
+//! holder has given the lease up (or it timed out) records what there is.
 
 use crate::image::pb;
 
@@ -16,8 +28,12 @@ pub const FL_LEASE: u32 = 8;
 /// flock's LOCK_SH is F_RDLCK, LOCK_EX F_WRLCK, as /proc shows them).
 pub const F_RDLCK: u32 = 0;
 pub const F_WRLCK: u32 = 1;
+pub const F_UNLCK: u32 = 2;
 /// A flock's LOCK_MAND bit (mandatory locks, gone since Linux 5.15).
 const LOCK_MAND: u32 = 32;
+/// CRIU's bit in a lease's type: the lease is being broken, the rest of
+/// the type is what it breaks to (F_UNLCK or F_RDLCK).
+pub const LEASE_BREAKING: u32 = 4;
 
 /// The kinds of lock crit dumps and restores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,6 +44,9 @@ pub enum Kind {
     Flock,
     /// fcntl F_OFD_SETLK: owned by the open file description, on a range.
     Ofd,
+    /// fcntl F_SETLEASE: owned by the open file description, whole file;
+    /// its taker gets a signal when another open conflicts with it.
+    Lease,
 }
 
 impl Kind {
@@ -36,6 +55,7 @@ impl Kind {
             Kind::Posix => FL_POSIX,
             Kind::Flock => FL_FLOCK,
             Kind::Ofd => FL_OFD,
+            Kind::Lease => FL_LEASE,
         }
     }
 
@@ -45,6 +65,7 @@ impl Kind {
             Kind::Posix => "POSIX",
             Kind::Flock => "FLOCK",
             Kind::Ofd => "OFDLCK",
+            Kind::Lease => "LEASE",
         }
     }
 }
@@ -54,7 +75,7 @@ impl Kind {
 pub struct Lock {
     pub kind: Kind,
     pub write: bool,
-    /// First byte (0 for a flock).
+    /// First byte (0 for a flock or a lease).
     pub start: i64,
     /// Bytes from `start`; 0 is to the end of the file, however long it
     /// grows (CRIU's convention, and fcntl's).
@@ -85,13 +106,23 @@ impl Lock {
         } else if e.flag & FL_OFD != 0 {
             Kind::Ofd
         } else if e.flag & FL_LEASE != 0 {
-            return Err("a lease (F_SETLEASE), which crit does not restore".into());
+            Kind::Lease
         } else {
             return Err(format!("flag {:#x} names no kind of lock", e.flag));
         };
         let write = match e.r#type {
             F_RDLCK => false,
             F_WRLCK => true,
+            t if kind == Kind::Lease && t & LEASE_BREAKING != 0 => {
+                let to = match t & !LEASE_BREAKING {
+                    F_UNLCK => "nothing",
+                    F_RDLCK => "a read lease",
+                    _ => "an unknown type",
+                };
+                return Err(format!(
+                    "a lease that was being broken (type {t}: breaking to {to}), which crit does not restore (CRIU starts the break again)"
+                ));
+            }
             t if kind == Kind::Flock && t & LOCK_MAND != 0 => {
                 return Err(format!(
                     "a mandatory flock (LOCK_MAND, type {t:#x}), which this kernel does not have"
@@ -111,9 +142,12 @@ impl Lock {
 impl std::fmt::Display for Lock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ty = if self.write { "WRITE" } else { "READ" };
+        if self.kind == Kind::Lease {
+            return write!(f, "{ty} lease");
+        }
         write!(f, "{} {ty} lock", self.kind.name())?;
         match (self.kind, self.len) {
-            (Kind::Flock, _) => Ok(()),
+            (Kind::Flock | Kind::Lease, _) => Ok(()),
             (_, 0) => write!(f, " on bytes {} to the end", self.start),
             (_, n) => write!(
                 f,
@@ -208,7 +242,14 @@ impl Shown {
             ("OFDLCK", _) => Kind::Ofd,
             ("FLOCK", "ADVISORY") => Kind::Flock,
             ("FLOCK", m) => return Err(format!("a {m} flock (mandatory)")),
-            ("LEASE", _) => return Err("a lease (F_SETLEASE)".into()),
+            ("LEASE", "ACTIVE") => Kind::Lease,
+            ("LEASE", "BREAKING") => {
+                return Err(format!(
+                    "a lease being broken (to {}: another process opened the file and waits for the holder; dump again once the lease is given up)",
+                    self.ty
+                ))
+            }
+            ("LEASE", m) => return Err(format!("a lease in state {m}")),
             (c, _) => return Err(format!("a {c} lock")),
         };
         let write = match self.ty.as_str() {
@@ -310,9 +351,63 @@ mod tests {
     }
 
     #[test]
+    fn leases_read_as_criu_records_them() {
+        for (line, write) in [
+            ("1: LEASE  ACTIVE    READ 5 fd:01:2 0 EOF", false),
+            ("2: LEASE  ACTIVE    WRITE 5 fd:01:3 0 EOF", true),
+        ] {
+            let l = Shown::parse(line).unwrap().lock().unwrap();
+            assert_eq!(
+                (l.kind, l.write, l.start, l.len),
+                (Kind::Lease, write, 0, 0)
+            );
+            let e = l.entry(5, 4);
+            let ty = if write { F_WRLCK } else { F_RDLCK };
+            assert_eq!((e.flag, e.r#type, e.start, e.len), (FL_LEASE, ty, 0, 0));
+            assert_eq!(Lock::of_entry(&e).unwrap(), l);
+        }
+        let l = Shown::parse("2: LEASE  ACTIVE    WRITE 5 fd:01:3 0 EOF").unwrap();
+        assert_eq!(l.lock().unwrap().to_string(), "WRITE lease");
+    }
+
+    #[test]
+    fn a_lease_being_broken_is_refused_both_ways() {
+        // /proc shows the type it breaks to: READ (a write lease that a
+        // reader broke) or UNLCK.
+        for to in ["READ", "UNLCK"] {
+            let s = Shown::parse(&format!("1: LEASE  BREAKING  {to} 5 fd:01:2 0 EOF")).unwrap();
+            let e = s.lock().unwrap_err();
+            assert!(
+                e.contains("being broken") && e.contains(&format!("(to {to}:")),
+                "{e}"
+            );
+        }
+        // CRIU records LEASE_BREAKING | the target F_GETLEASE gives.
+        for (ty, to) in [(6, "breaking to nothing"), (4, "breaking to a read lease")] {
+            let e = pb::FileLockEntry {
+                flag: FL_LEASE,
+                r#type: ty,
+                pid: 5,
+                fd: 4,
+                start: 0,
+                len: 0,
+            };
+            let why = Lock::of_entry(&e).unwrap_err();
+            assert!(why.contains("being broken") && why.contains(to), "{why}");
+        }
+        let odd = pb::FileLockEntry {
+            flag: FL_LEASE,
+            r#type: F_UNLCK,
+            pid: 5,
+            fd: 4,
+            start: 0,
+            len: 0,
+        };
+        assert!(Lock::of_entry(&odd).unwrap_err().contains("type 2"));
+    }
+
+    #[test]
     fn what_crit_does_not_dump_is_named() {
-        let lease = Shown::parse("1: LEASE  ACTIVE    READ 5 fd:01:2 0 EOF").unwrap();
-        assert!(lease.lock().unwrap_err().contains("lease"));
         let mand = Shown::parse("1: FLOCK  MSNFS     READ 5 fd:01:2 0 EOF").unwrap();
         assert!(mand.lock().unwrap_err().contains("MSNFS"));
         let deleg = Shown::parse("1: DELEG  ACTIVE    READ 5 fd:01:2 0 EOF").unwrap();
@@ -334,7 +429,7 @@ mod tests {
     }
 
     #[test]
-    fn entries_round_trip_and_criu_only_kinds_are_refused() {
+    fn entries_round_trip_and_unknown_kinds_are_refused() {
         let l = Lock {
             kind: Kind::Ofd,
             write: true,
@@ -344,11 +439,12 @@ mod tests {
         let e = l.entry(7, 4);
         assert_eq!((e.flag, e.r#type, e.pid, e.fd), (FL_OFD, F_WRLCK, 7, 4));
         assert_eq!(Lock::of_entry(&e).unwrap(), l);
-        let lease = pb::FileLockEntry {
-            flag: FL_LEASE,
+        // The flag is read in CRIU's order: a flock bit wins.
+        let both = pb::FileLockEntry {
+            flag: FL_LEASE | FL_FLOCK,
             ..e
         };
-        assert!(Lock::of_entry(&lease).unwrap_err().contains("lease"));
+        assert_eq!(Lock::of_entry(&both).unwrap().kind, Kind::Flock);
         let mand = pb::FileLockEntry {
             flag: FL_FLOCK,
             r#type: LOCK_MAND | 64,

@@ -11,6 +11,19 @@
 //! process holds on it. A flock or OFD lock belongs to the open file
 //! description, which tasks that inherited it share: the images record
 //! it once, by one task, and it is taken once.
+//!
+//! A lease (F_SETLEASE) also belongs to the open file description; it
+//! is taken by the task the images name, through its descriptor, so that
+//! the kernel records that task as the lease's taker and, where the
+//! images name no other owner for the file (F_SETOWN, restored with the
+//! descriptor), sends it the lease-break signal (SIGIO, or the file's
+//! F_SETSIG signal, restored with the descriptor too). The call runs with
+//! the credentials the task has then, crit's, as for the other locks (the
+//! task's own are set last): the kernel wants the file's owner or
+//! CAP_LEASE. A lease fails where the file is open elsewhere (for
+//! writing, for a read lease; at all, for a write lease): the restore
+//! then fails naming it. A lease that was being broken is refused when
+//! the images are read ([`Lock::of_entry`]).
 
 use super::error::{SetupError, TaskError};
 use super::plan::{FileTable, Task};
@@ -22,6 +35,7 @@ use crate::model::lock::{Kind, Lock};
 const NR_FCNTL: i64 = libc::SYS_fcntl;
 const NR_FLOCK: i64 = libc::SYS_flock;
 const F_SETLK: u64 = libc::F_SETLK as u64;
+const F_SETLEASE: u64 = libc::F_SETLEASE as u64;
 const F_OFD_SETLK: u64 = libc::F_OFD_SETLK as u64;
 const LOCK_SH: u64 = libc::LOCK_SH as u64;
 const LOCK_EX: u64 = libc::LOCK_EX as u64;
@@ -38,7 +52,8 @@ pub struct Take {
 
 /// Gives each task the locks of filelocks.img it held, in the images'
 /// order. An entry naming no live task of the images, a descriptor its
-/// task does not hold, or a kind crit does not take (a lease) is refused.
+/// task does not hold, or a kind crit does not take (a lease being
+/// broken) is refused.
 pub fn assign(tasks: &mut [Task], entries: &[pb::FileLockEntry], files: &FileTable) -> Result<()> {
     for e in entries {
         let refuse = |why: String| SetupError::LockEntry {
@@ -84,6 +99,14 @@ pub fn take(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<()> {
                 let op = if k.lock.write { LOCK_EX } else { LOCK_SH };
                 t.syscall(NR_FLOCK, [fd, op | LOCK_NB, 0, 0, 0, 0])?
             }
+            Kind::Lease => {
+                let ty = if k.lock.write {
+                    libc::F_WRLCK
+                } else {
+                    libc::F_RDLCK
+                };
+                t.syscall(NR_FCNTL, [fd, F_SETLEASE, ty as u64, 0, 0, 0])?
+            }
             Kind::Posix | Kind::Ofd => {
                 t.write_mem(&[(scratch, &flock_struct(&k.lock))])?;
                 let cmd = match k.lock.kind {
@@ -103,11 +126,23 @@ pub fn take(t: &mut dyn Tracee, task: &Task, scratch: u64) -> Result<()> {
 /// Why lock `k` of task `pid` was not taken (errno `e`).
 fn refused(pid: u32, k: &Take, e: i32) -> TaskError {
     let err = std::io::Error::from_raw_os_error(e);
-    let why = match e {
-        libc::EAGAIN | libc::EACCES => {
+    let why = match (k.lock.kind, e) {
+        (Kind::Lease, libc::EAGAIN) if k.lock.write => {
+            format!("the file is open elsewhere now (by another process, another open of it, or a mapping) ({err})")
+        }
+        (Kind::Lease, libc::EAGAIN) => {
+            format!("the file is open for writing elsewhere now ({err})")
+        }
+        (Kind::Lease, libc::EACCES) => {
+            format!("the task neither owns the file nor has CAP_LEASE ({err})")
+        }
+        (Kind::Lease, libc::EINVAL) => format!(
+            "this kernel refuses a lease on it (not a regular file, a file system without leases, or /proc/sys/fs/leases-enable is 0) ({err})"
+        ),
+        (_, libc::EAGAIN | libc::EACCES) => {
             format!("another process holds a conflicting lock on it now ({err})")
         }
-        _ => err.to_string(),
+        (_, _) => err.to_string(),
     };
     TaskError::Lock {
         pid,
@@ -158,12 +193,16 @@ mod tests {
         assert_eq!(i64::from_ne_bytes(b[16..24].try_into().unwrap()), 100);
     }
 
+    /// A recorded call: (number, fd, command, third argument, the
+    /// struct it points to).
+    type Call = (i64, u64, u64, u64, Option<[u8; 32]>);
+
     /// A task whose calls are recorded; a lock on fd 9 is someone
     /// else's.
     #[derive(Default)]
     struct Fake {
         mem: HashMap<u64, [u8; 32]>,
-        calls: Vec<(i64, u64, u64, Option<[u8; 32]>)>,
+        calls: Vec<Call>,
     }
 
     impl Tracee for Fake {
@@ -171,8 +210,9 @@ mod tests {
             42
         }
         fn syscall(&mut self, nr: i64, a: [u64; 6]) -> Result<i64> {
-            let st = (nr == NR_FCNTL).then(|| self.mem[&a[2]]);
-            self.calls.push((nr, a[0], a[1], st));
+            // F_SETLEASE's argument is the type, not a struct.
+            let st = (nr == NR_FCNTL && a[1] != F_SETLEASE).then(|| self.mem[&a[2]]);
+            self.calls.push((nr, a[0], a[1], a[2], st));
             Ok(if a[0] == 9 { -(libc::EAGAIN as i64) } else { 0 })
         }
         fn write_mem(&mut self, iov: &[(u64, &[u8])]) -> Result<()> {
@@ -218,6 +258,8 @@ mod tests {
             take_of(3, Kind::Posix, true, 0, 100),
             take_of(4, Kind::Ofd, false, 1000, 0),
             take_of(5, Kind::Flock, true, 0, 0),
+            take_of(6, Kind::Lease, false, 0, 0),
+            take_of(7, Kind::Lease, true, 0, 0),
         ]);
         let mut t = Fake::default();
         take(&mut t, &task, 0x1000).unwrap();
@@ -228,9 +270,16 @@ mod tests {
                 (NR_FCNTL, 3, F_SETLK),
                 (NR_FCNTL, 4, F_OFD_SETLK),
                 (NR_FLOCK, 5, LOCK_EX | LOCK_NB),
+                (NR_FCNTL, 6, F_SETLEASE),
+                (NR_FCNTL, 7, F_SETLEASE),
             ]
         );
-        let ofd = t.calls[1].3.unwrap();
+        let (read, write) = (t.calls[3], t.calls[4]);
+        assert_eq!(
+            (read.3, write.3),
+            (libc::F_RDLCK as u64, libc::F_WRLCK as u64)
+        );
+        let ofd = t.calls[1].4.unwrap();
         assert_eq!(i16::from_ne_bytes([ofd[0], ofd[1]]), libc::F_RDLCK as i16);
         assert_eq!(i64::from_ne_bytes(ofd[8..16].try_into().unwrap()), 1000);
     }
@@ -246,5 +295,19 @@ mod tests {
                 && e.contains("another process holds a conflicting lock"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_lease_the_kernel_refuses_is_named_with_the_reason() {
+        for (write, want) in [
+            (false, "pid 42 fd 9: its READ lease on /tmp/f cannot be taken again: the file is open for writing elsewhere"),
+            (true, "pid 42 fd 9: its WRITE lease on /tmp/f cannot be taken again: the file is open elsewhere"),
+        ] {
+            let task = task_with(vec![take_of(9, Kind::Lease, write, 0, 0)]);
+            let e = take(&mut Fake::default(), &task, 0x1000)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(want) && !e.contains('\n'), "{e}");
+        }
     }
 }

@@ -1,8 +1,9 @@
 /*
  * What the self-checking test programs share (hostile.c, states.c,
- * sockstates.c): a heartbeat, and on SIGUSR1 (sent after a restore) a
- * check of the task's own state. The check adds its reasons with fail();
- * report() appends "FAIL pid: why; why" to RESULT, or "OK pid".
+ * sockstates.c, locks.c, leases.c): a heartbeat, and on SIGUSR1 (sent
+ * after a restore) a check of the task's own state. The check adds its
+ * reasons with fail(); report() appends "FAIL pid: why; why" to RESULT,
+ * or "OK pid".
  * Included by the program's one source file.
  */
 #include <errno.h>
