@@ -167,7 +167,8 @@ impl TaskPages {
         let Some(&(start, len, off)) = self.runs.get(i) else {
             return Ok(None);
         };
-        if vaddr < start || nr == 0 {
+        // Pages only: a daemon asks from a page's start.
+        if vaddr < start || nr == 0 || vaddr % PAGE != 0 {
             return Ok(None);
         }
         let n = nr.min((start + len - vaddr) / PAGE);
