@@ -4,7 +4,8 @@
 //! taken, as in CRIU): the dump refuses it in one line naming the
 //! option and leaves the task running unharmed; with `--ghost-limit 4M`
 //! all three come back deleted, with their bytes, the sparse one still
-//! sparse, and its ghost image holds only its data, as CRIU's chunks.
+//! sparse, and its ghost image holds only its data, as CRIU's chunks,
+//! even when their directory was removed too.
 
 mod kit;
 
@@ -48,6 +49,8 @@ fn deleted_files_come_back_whole_and_sparse() {
     ];
     let dump: &[&str] = &["--ghost-limit", "4M"];
     let a = kit.round_trip_opts("ghosts", &a, &result, 1, (dump, &[]), |img| {
+        // Their directory goes too: the restore makes it for the while.
+        std::fs::remove_dir(&files).unwrap();
         let mut by_size: Vec<_> = (1..=3)
             .map(|i| ghost(&img.join(format!("ghost-file-{i}.img"))))
             .collect();
@@ -65,6 +68,7 @@ fn deleted_files_come_back_whole_and_sparse() {
         );
     });
     assert!(a.starts_with("OK"), "{a}");
+    assert!(!files.exists(), "the directory made for the restore stays");
 }
 
 #[test]

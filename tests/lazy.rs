@@ -506,3 +506,44 @@ fn a_daemon_that_leaves_early_gets_the_source_resumed() {
     kit::dump::kill_tree(pid);
     let _ = unshare.wait_with_output();
 }
+
+/// `crit dump --lazy-pages` stopped (SIGTERM) while it waits for a
+/// daemon: its worker notices, removes the images and resumes the tree,
+/// which runs on unharmed.
+#[test]
+fn a_lazy_dump_stopped_while_it_waits_resumes_the_tree() {
+    let kit = Kit::new();
+    let result = kit.path("result");
+    let (unshare, pid) = start_in_pid_ns(&kit, "lazymix", &["16", result.to_str().unwrap()]);
+    let src = kit.path("src");
+    let port = kit::dump::free_ports(1).to_string();
+    let dump = dump_lazily(pid, &src, &port);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dump.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let _ = dump.wait_with_output();
+    let t = Instant::now();
+    let traced = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("TracerPid:") && l.trim_end() != "TracerPid:\t0")
+    };
+    while traced() || !kit::dump::images(&src).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the tree stays frozen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    assert!(line(&result, 0).starts_with("OK"), "{}", line(&result, 0));
+    kit::dump::kill_tree(pid);
+    let _ = unshare.wait_with_output();
+}

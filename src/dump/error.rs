@@ -578,6 +578,8 @@ pub enum DumpError {
     NotInFreezeCgroup { pid: i32, path: PathBuf },
     #[error("pid {pid}: pty {index}, both of whose ends the tree holds, is the controlling terminal of session {sid}, whose leader is not in the tree; dump the tree of that leader")]
     PtySession { pid: i32, sid: i32, index: u32 },
+    #[error("pid {pid}: leads the session whose controlling terminal is pty {index} but holds no descriptor of it (a hung-up terminal); not supported by crit restore")]
+    PtyLeaderNoFd { pid: i32, index: u32 },
     #[error("pid {pid} fd {fd}: pty {index} besides pty {other}: one pty whose master is outside the tree at most (restore hands one master over)")]
     TwoPtys {
         pid: i32,

@@ -394,8 +394,10 @@ impl FileTable {
         } else {
             let mut data = Vec::new();
             if st.is_reg() {
+                // No more than the size recorded: a file another process
+                // grows meanwhile must not grow crit's memory (CRIU too).
                 if let Err(source) =
-                    std::fs::File::open(p).and_then(|mut f| f.read_to_end(&mut data))
+                    std::fs::File::open(p).and_then(|f| f.take(st.size).read_to_end(&mut data))
                 {
                     return Err(DumpError::GhostRead { via, source }.into());
                 }

@@ -55,14 +55,18 @@ pub fn serve(
         status_fd,
         log_file: None,
     })?;
-    let (sock, peer) = listener.accept().map_err(|source| DumpError::LazyListen {
+    // Waiting, the dump still notices a `crit dump` killed meanwhile
+    // (super::guard) and lets the tree go.
+    let fail = |source| DumpError::LazyListen {
         addr: at.clone(),
         port: 0,
         source,
-    })?;
+    };
+    crate::pageserver::lazy::wait_readable(&listener, &super::guard::check).map_err(fail)??;
+    let (sock, peer) = listener.accept().map_err(fail)?;
     drop(listener);
     let peer = peer.to_string();
-    match Source::of_frozen(tasks).serve(sock, peer.clone())? {
+    match Source::of_frozen(tasks).serve_watched(sock, peer.clone(), &super::guard::check)? {
         true => Ok(()),
         false => Err(DumpError::LazyUnfinished { peer }.into()),
     }

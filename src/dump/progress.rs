@@ -70,6 +70,13 @@ impl Log {
         }
     }
 
+    /// What the user must hear (something not dumped): on stderr always,
+    /// and logged.
+    pub fn warn(&self, m: &str) {
+        self.to_file("warning", m);
+        crate::detach::say(&format!("{}: warning: {m}", self.command));
+    }
+
     /// Goes to the log file only.
     pub fn info(&self, m: &str) {
         self.to_file("info", m);

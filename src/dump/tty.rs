@@ -237,7 +237,7 @@ fn info_entry(
     };
     if let Ok(n @ 1..) = tty::queued(f) {
         let end = if master { "master" } else { "slave" };
-        ctx.log.info(&format!(
+        ctx.log.warn(&format!(
             "pty {index}: {n} byte(s) queued for its {end} (pid {pid} fd {}) are not dumped",
             fd.fd
         ));
@@ -250,6 +250,13 @@ fn info_entry(
         .iter()
         .find(|t| t.stat.tty_nr == nr && t.pid == t.sid)
     {
+        // Restore makes the pty the leader's controlling terminal through
+        // a descriptor of its own (crit restore cannot yet open one for
+        // it): refused here, while the tree still runs.
+        if !holds_pty(leader.pid, index) {
+            let pid = leader.pid;
+            return Err(DumpError::PtyLeaderNoFd { pid, index }.into());
+        }
         sid = ctx.ns.pids.get(leader.pid) as u32;
         pgrp = ctx.ns.pids.get(leader.stat.tpgid).max(0) as u32;
     } else if let Some(t) = ctx.frozen.tasks.iter().find(|t| t.stat.tty_nr == nr) {
@@ -287,6 +294,27 @@ fn info_entry(
         uid: Some(fd.st.uid),
         gid: Some(fd.st.gid),
     })
+}
+
+/// Whether task `pid` holds a descriptor on either end of pty `index`.
+fn holds_pty(pid: i32, index: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    super::fdscan::list(pid)
+        .unwrap_or_default()
+        .into_iter()
+        .any(|n| {
+            let Ok(m) = std::fs::metadata(procfs::path(pid, &format!("fd/{n}"))) else {
+                return false;
+            };
+            if pts_index(m.rdev()) == Some(index) {
+                return true;
+            }
+            is_pty_master(m.rdev())
+                && std::fs::read_to_string(procfs::path(pid, &format!("fdinfo/{n}")))
+                    .ok()
+                    .and_then(|i| fdinfo_field(&i, "tty-index").and_then(|v| v.parse().ok()))
+                    == Some(index)
+        })
 }
 
 /// Whether a task of the tree holds pty `index`'s master (as far as

@@ -90,7 +90,19 @@ impl Source {
 
     /// Answers GETs until CLOSE (or the end of the connection); true if
     /// the daemon said CLOSE (it has every page it wanted).
-    pub fn serve(&self, mut sock: TcpStream, peer: String) -> Result<bool> {
+    pub fn serve(&self, sock: TcpStream, peer: String) -> Result<bool> {
+        self.serve_watched(sock, peer, &|| Ok(()))
+    }
+
+    /// [`Source::serve`], calling `watch` at least every 200 ms while it
+    /// waits for a command; its error ends the session (a dump whose
+    /// caller went away lets its tree go).
+    pub fn serve_watched(
+        &self,
+        mut sock: TcpStream,
+        peer: String,
+        watch: &dyn Fn() -> Result<()>,
+    ) -> Result<bool> {
         let _ = sock.set_nodelay(true);
         let pages = &self.pages;
         let bad = |offset: u64, why: String| PsError::Protocol {
@@ -108,6 +120,7 @@ impl Source {
             crate::detach::say(&format!("crit: page server: sent {sent} page(s) to {peer}"))
         };
         loop {
+            wait_readable(&sock, watch).map_err(io("waiting for a command"))??;
             let mut b = [0u8; HEADER];
             match read_full(&mut sock, &mut b).map_err(io("reading a command"))? {
                 0 => {
@@ -156,6 +169,27 @@ impl Source {
                 }
             }
             offset += HEADER as u64;
+        }
+    }
+}
+
+/// Waits until `fd` can be read (or has hung up), calling `watch` every
+/// 200 ms meanwhile; `watch`'s error is returned inside.
+pub fn wait_readable(
+    fd: &impl std::os::fd::AsFd,
+    watch: &dyn Fn() -> Result<()>,
+) -> std::io::Result<Result<()>> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut p, PollTimeout::from(200u16)) {
+            Ok(0) => {}
+            Ok(_) => return Ok(Ok(())),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Err(e) = watch() {
+            return Ok(Err(e));
         }
     }
 }

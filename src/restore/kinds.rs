@@ -65,11 +65,20 @@ pub fn open_ghosts(plan: &Plan, res: &mut Reservoir) -> Result<()> {
             k += 1;
             path = std::path::PathBuf::from(format!("{}.crit-ghost-{k}", reg.name));
         }
-        let undo = |e: Error| {
+        // Its directory may be gone too: made for the while (as CRIU
+        // does), removed with it.
+        let made = missing_dirs(&path);
+        let gone = || {
             let _ = match is_dir(&head) {
                 true => std::fs::remove_dir(&path),
                 false => std::fs::remove_file(&path),
             };
+            for d in &made {
+                let _ = std::fs::remove_dir(d);
+            }
+        };
+        let undo = |e: Error| {
+            gone();
             e
         };
         let io = |source| -> Error {
@@ -81,6 +90,9 @@ pub fn open_ghosts(plan: &Plan, res: &mut Reservoir) -> Result<()> {
             }
             .into()
         };
+        if let (false, Some(dir)) = (made.is_empty(), path.parent()) {
+            std::fs::create_dir_all(dir).map_err(|e| undo(io(e)))?;
+        }
         make_ghost(&path, &head, &img, &io).map_err(undo)?;
         let _ = std::fs::set_permissions(
             &path,
@@ -90,15 +102,21 @@ pub fn open_ghosts(plan: &Plan, res: &mut Reservoir) -> Result<()> {
         let mut rr = reg.clone();
         rr.name = path.display().to_string();
         rr.size = None;
-        let opened = super::files::open_reg(&rr, 0).map_err(undo);
-        let _ = match is_dir(&head) {
-            true => std::fs::remove_dir(&path),
-            false => std::fs::remove_file(&path),
-        };
+        let opened = super::files::open_reg(&rr, 0);
+        gone();
         res.by_id.insert(r.orig_id, opened?);
         res.ghosts.insert(r.orig_id);
     }
     Ok(())
+}
+
+/// The ancestors of `path` that do not exist, deepest first.
+fn missing_dirs(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    path.ancestors()
+        .skip(1)
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .map(|a| a.to_path_buf())
+        .collect()
 }
 
 fn is_dir(head: &pb::GhostFileEntry) -> bool {

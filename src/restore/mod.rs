@@ -505,7 +505,7 @@ fn make_tree(
     files::open_regular(plan, &mut res, opts.shell_job, notify)?;
     let _ = plan.ptys_made.set(res.ptys.clone());
     if let n @ 1.. = pty::queued_data(plan)? {
-        log.info(format!(
+        log.warn(format!(
             "tty-data.img: {n} byte(s) queued in ptys at dump are not put back"
         ));
     }
