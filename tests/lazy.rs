@@ -411,6 +411,47 @@ fn dump_lazily(pid: i32, dir: &Path, port: &str) -> Child {
     kit::proc::spawn_listening(cmd)
 }
 
+/// A lazymix of MIB MiB in a pid namespace of its own, being dumped
+/// with `--lazy-pages` (images written, the dump waiting for a daemon).
+struct Serving {
+    unshare: Child,
+    pid: i32,
+    result: std::path::PathBuf,
+    src: std::path::PathBuf,
+    port: String,
+}
+
+impl Serving {
+    fn start(kit: &Kit, mib: &str) -> (Serving, Child) {
+        let result = kit.path("result");
+        let (unshare, pid) = start_in_pid_ns(kit, "lazymix", &[mib, result.to_str().unwrap()]);
+        let src = kit.path("src");
+        let port = kit::dump::free_ports(1).to_string();
+        let dump = dump_lazily(pid, &src, &port);
+        let s = Serving {
+            unshare,
+            pid,
+            result,
+            src,
+            port,
+        };
+        (s, dump)
+    }
+
+    /// The task, resumed, finds its memory intact; then it goes.
+    fn runs_intact(self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGUSR1,
+        )
+        .unwrap();
+        let l = line(&self.result, 0);
+        assert!(l.starts_with("OK"), "{l}");
+        kit::dump::kill_tree(self.pid);
+        let _ = self.unshare.wait_with_output();
+    }
+}
+
 /// Post-copy from the source: `dump --lazy-pages` writes the images
 /// without the task's private memory and serves it from the frozen task
 /// to the destination's daemon, which feeds the restored task while it
@@ -478,11 +519,8 @@ fn a_dump_serves_the_pages_it_leaves_in_the_frozen_task() {
 #[test]
 fn a_daemon_that_leaves_early_gets_the_source_resumed() {
     let kit = Kit::new();
-    let result = kit.path("result");
-    let (unshare, pid) = start_in_pid_ns(&kit, "lazymix", &["64", result.to_str().unwrap()]);
-    let src = kit.path("src");
-    let port = kit::dump::free_ports(1).to_string();
-    let dump = dump_lazily(pid, &src, &port);
+    let (s, dump) = Serving::start(&kit, "64");
+    let (src, port) = (&s.src, &s.port);
     drop(std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap());
     let o = dump.wait_with_output().unwrap();
     let e = String::from_utf8_lossy(&o.stderr);
@@ -496,15 +534,8 @@ fn a_daemon_that_leaves_early_gets_the_source_resumed() {
             .contains("left before it had every page (no CLOSE); the tree is resumed"),
         "{e}"
     );
-    assert!(kit::dump::images(&src).is_empty());
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGUSR1,
-    )
-    .unwrap();
-    assert!(line(&result, 0).starts_with("OK"), "{}", line(&result, 0));
-    kit::dump::kill_tree(pid);
-    let _ = unshare.wait_with_output();
+    assert!(kit::dump::images(src).is_empty());
+    s.runs_intact();
 }
 
 /// `crit dump --lazy-pages` stopped (SIGTERM) while it waits for a
@@ -513,11 +544,8 @@ fn a_daemon_that_leaves_early_gets_the_source_resumed() {
 #[test]
 fn a_lazy_dump_stopped_while_it_waits_resumes_the_tree() {
     let kit = Kit::new();
-    let result = kit.path("result");
-    let (unshare, pid) = start_in_pid_ns(&kit, "lazymix", &["16", result.to_str().unwrap()]);
-    let src = kit.path("src");
-    let port = kit::dump::free_ports(1).to_string();
-    let dump = dump_lazily(pid, &src, &port);
+    let (s, dump) = Serving::start(&kit, "16");
+    let (src, pid) = (&s.src, s.pid);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(dump.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -531,19 +559,12 @@ fn a_lazy_dump_stopped_while_it_waits_resumes_the_tree() {
             .lines()
             .any(|l| l.starts_with("TracerPid:") && l.trim_end() != "TracerPid:\t0")
     };
-    while traced() || !kit::dump::images(&src).is_empty() {
+    while traced() || !kit::dump::images(src).is_empty() {
         assert!(
             t.elapsed() < Duration::from_secs(10),
             "the tree stays frozen"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGUSR1,
-    )
-    .unwrap();
-    assert!(line(&result, 0).starts_with("OK"), "{}", line(&result, 0));
-    kit::dump::kill_tree(pid);
-    let _ = unshare.wait_with_output();
+    s.runs_intact();
 }
