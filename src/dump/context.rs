@@ -83,6 +83,9 @@ pub struct DumpCtx<'a> {
     pub trackers: super::track::Trackers,
     /// With `-R`: the sync and inventory.img, left until the tree runs.
     pub last: Option<super::write::Last>,
+    /// Bytes read out of the tree's ptys, to queue again where the tree
+    /// runs on (shared with [`super::dump_into`]).
+    pub requeue: std::sync::Arc<super::ptyqueue::Requeue>,
 }
 
 impl<'a> DumpCtx<'a> {
@@ -125,6 +128,7 @@ impl<'a> DumpCtx<'a> {
             parent: None,
             trackers: Default::default(),
             last: None,
+            requeue: Default::default(),
         })
     }
 }

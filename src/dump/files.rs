@@ -117,6 +117,10 @@ pub struct FileTable {
     /// The indexes of the ptys whose master a task of the tree holds,
     /// found once a terminal is met (see [`super::tty`]).
     pub pty_masters: Option<std::collections::HashSet<u32>>,
+    /// The first (pid, fd) holding each pty end, by its tty-info id.
+    pub tty_holders: HashMap<u32, (i32, i32)>,
+    /// tty-data.img: bytes read out of pty pairs (see [`super::ptyqueue`]).
+    pub tty_data: Vec<pb::TtyDataEntry>,
     memfd_by_ino: HashMap<u64, u32>,
     /// Shared memory (memfd, shared anonymous) to dump: (inode, a /proc
     /// path that opens it).

@@ -46,6 +46,7 @@ pub mod precopy;
 pub mod predump;
 pub mod procfs;
 pub mod progress;
+pub mod ptyqueue;
 pub mod sockets;
 pub mod task;
 pub mod tcp;
@@ -148,6 +149,7 @@ pub fn dump_into(
     // Connections in repair mode outlive the context: they are let go or
     // closed only once the tree is.
     let tcp = std::sync::Arc::new(tcp::TcpRepair::default());
+    let requeue = std::sync::Arc::new(ptyqueue::Requeue::default());
     let mut trackers = track::Trackers::default();
     let mut last = None;
     let mut left_lazy = Vec::new();
@@ -155,6 +157,7 @@ pub fn dump_into(
     let res = DumpCtx::new(opts, log, &frozen, dir, probes, timing, remote)
         .and_then(|mut ctx| {
             ctx.socks.repair = Some(tcp.clone());
+            ctx.requeue = requeue.clone();
             ctx.parent = parent;
             own_net = ctx.ns.owned.has(crate::model::ns::Kind::Net);
             if own_net {
@@ -207,6 +210,9 @@ pub fn dump_into(
                 None => e,
             };
             log.info(&format!("dump failed, resuming the tree: {e}"));
+            for w in requeue.put_back() {
+                log.warn(&w);
+            }
             net_unlock();
             for w in tcp.resume() {
                 log.info(&w);
@@ -216,6 +222,9 @@ pub fn dump_into(
         }
     };
     if opts.leave_running {
+        for w in requeue.put_back() {
+            log.warn(&w);
+        }
         net_unlock();
         for w in tcp.resume() {
             log.info(&w);
@@ -270,6 +279,9 @@ fn become_worker(parent: i32, command: &'static str) -> Result<()> {
 fn run(ctx: &mut DumpCtx) -> Result<Summary> {
     let ticker = progress::Ticker::start(ctx.log, ctx.pages.counters());
     let all = task::collect_all(ctx)?;
+    // Destructive, so last: nothing can be refused after it.
+    let requeue = ctx.requeue.clone();
+    ptyqueue::read_out(ctx, &requeue)?;
     // Nothing was refused: write.
     ctx.log.step("writing images");
     let log = ctx.log;

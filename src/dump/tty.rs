@@ -16,9 +16,8 @@
 //! - Other terminals are refused, and so is a pty whose session leader
 //!   is outside the tree.
 //!
-//! Bytes queued in a pty are not dumped (CRIU 4.2 reads them out and
-//! writes them back; crit leaves them in place and says how many there
-//! were): a terminal never promised delivery.
+//! Bytes queued in a pair's ends go into tty-data.img once everything
+//! else is collected ([`super::ptyqueue`]).
 
 use super::context::DumpCtx;
 use super::error::DumpError;
@@ -188,6 +187,7 @@ fn dump_end(
     if !ctx.files.ttys.iter().any(|t| t.id == tty_info_id) {
         let info = info_entry(ctx, pid, fd, index, master)?;
         ctx.files.ttys.push(info);
+        ctx.files.tty_holders.insert(tty_info_id, (pid, fd.fd));
     }
     let regf_id = ctx.files.new_id();
     let mut reg = reg_entry(regf_id, path, &fd.st, fd.flags, 0);
@@ -235,13 +235,6 @@ fn info_entry(
         ),
         false => (false, false),
     };
-    if let Ok(n @ 1..) = tty::queued(f) {
-        let end = if master { "master" } else { "slave" };
-        ctx.log.warn(&format!(
-            "pty {index}: {n} byte(s) queued for its {end} (pid {pid} fd {}) are not dumped",
-            fd.fd
-        ));
-    }
     let nr = stat_encoding(pts_rdev(index));
     let (mut sid, mut pgrp) = (0, 0);
     if let Some(leader) = ctx

@@ -336,6 +336,13 @@ fn write_files(dir: &mut ImgDir, files: &FileTable) -> Result<()> {
         }
         dir.write("tty-info.img", &b)?;
     }
+    if !files.tty_data.is_empty() {
+        let mut b = ImageBuilder::new("TTY_DATA")?;
+        for d in &files.tty_data {
+            b.entry(d);
+        }
+        dir.write("tty-data.img", &b)?;
+    }
     if !files.memfd_inodes.is_empty() {
         let mut b = ImageBuilder::new("MEMFD_INODE")?;
         for m in &files.memfd_inodes {

@@ -504,10 +504,8 @@ fn make_tree(
     files::open_fifos(plan, &mut res)?;
     files::open_regular(plan, &mut res, opts.shell_job, notify)?;
     let _ = plan.ptys_made.set(res.ptys.clone());
-    if let n @ 1.. = pty::queued_data(plan)? {
-        log.warn(format!(
-            "tty-data.img: {n} byte(s) queued in ptys at dump are not put back"
-        ));
+    for w in res.pty_warnings.drain(..) {
+        log.warn(w);
     }
     kinds::open_misc(plan, opts, &mut res, log)?;
     let unix_r = unix::open_unix(plan, opts, &mut res, log);

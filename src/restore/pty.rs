@@ -13,6 +13,9 @@
 //!   handed to whoever restores (the RPC client's orphan-pts-master
 //!   notification, or `--console-socket`), as CRIU does.
 //!
+//! - The bytes queued in a pair at dump (tty-data.img) are queued again
+//!   through the other end once the pair is set up ([`requeue`]).
+//!
 //! Either way a session leader makes the pty its controlling terminal
 //! again before it forks its children (child.rs), and crit sets its
 //! foreground group once every group exists (task.rs). An index taken on
@@ -304,16 +307,26 @@ pub fn open_pairs(plan: &Plan, res: &mut Reservoir) -> Result<()> {
             }
         }
     }
+    let data = match ptys.is_empty() {
+        true => HashMap::new(),
+        false => queued_data(plan)?,
+    };
     for (index, ends) in &ptys {
         if !ends.masters.is_empty() {
-            make_pair(plan, res, *index, ends)?;
+            make_pair(plan, res, *index, ends, &data)?;
         }
     }
     Ok(())
 }
 
 /// Makes pty `index`, whose master `ends` has, and its slaves.
-fn make_pair(plan: &Plan, res: &mut Reservoir, index: u32, ends: &Ends) -> Result<()> {
+fn make_pair(
+    plan: &Plan,
+    res: &mut Reservoir,
+    index: u32,
+    ends: &Ends,
+    data: &HashMap<u32, Vec<u8>>,
+) -> Result<()> {
     let m = &ends.masters[0];
     let (pid, fd) = m.at;
     let fail = |why: String| FileError::Pty {
@@ -368,6 +381,14 @@ fn make_pair(plan: &Plan, res: &mut Reservoir, index: u32, ends: &Ends) -> Resul
         }
         slaves.push((s.id, f));
     }
+    requeue(
+        data,
+        index,
+        minfo.packet_mode,
+        master.as_fd(),
+        slaves.first().map(|(_, f)| f.as_fd()),
+        &mut res.pty_warnings,
+    );
     if let Some((_, f)) = slaves
         .first()
         .filter(|_| sinfo.is_some_and(|i| i.exclusive))
@@ -383,16 +404,60 @@ fn make_pair(plan: &Plan, res: &mut Reservoir, index: u32, ends: &Ends) -> Resul
     Ok(())
 }
 
-/// Bytes CRIU read out of the ptys at dump (tty-data.img), which crit
-/// does not write back (as a dump of crit does not read them out): a
-/// terminal never promised delivery.
-pub fn queued_data(plan: &Plan) -> Result<u64> {
+/// tty-data.img: the bytes each pty end had queued for its reader at
+/// dump, by the end's tty-info id (CRIU 4.2 writes it, and so does crit).
+fn queued_data(plan: &Plan) -> Result<HashMap<u32, Vec<u8>>> {
     let path = plan.dir.join("tty-data.img");
     if !path.exists() {
-        return Ok(0);
+        return Ok(HashMap::new());
     }
     let v: Vec<pb::TtyDataEntry> = crate::image::typed::read_all(&path, "TTY_DATA")?;
-    Ok(v.iter().map(|d| d.data.len() as u64).sum())
+    Ok(v.into_iter().map(|d| (d.tty_id, d.data)).collect())
+}
+
+/// Queues pty `index`'s dumped bytes again, through the other end as
+/// CRIU does: the master's through the slave, the slave's through the
+/// master (see [`tty::requeue_output`] and [`tty::requeue_input`]). A
+/// failure is a warning: a terminal never promised delivery.
+fn requeue(
+    data: &HashMap<u32, Vec<u8>>,
+    index: u32,
+    packet: bool,
+    master: BorrowedFd,
+    slave: Option<BorrowedFd>,
+    warnings: &mut Vec<String>,
+) {
+    use crate::model::tty::{info_id, master_info_id};
+    // A packet-mode master's bytes start with the status byte of the
+    // dump's read (CRIU 4.2's images have it, crit's too): not data.
+    let skip = usize::from(packet);
+    let for_master = data
+        .get(&master_info_id(index))
+        .map(|d| &d[skip.min(d.len())..])
+        .filter(|d| !d.is_empty());
+    let for_slave = data.get(&info_id(index)).filter(|d| !d.is_empty());
+    let Some(slave) = slave else {
+        let n = for_master.map_or(0, <[u8]>::len) + for_slave.map_or(0, Vec::len);
+        if n > 0 {
+            warnings.push(format!(
+                "tty-data.img: pty {index}: {n} byte(s) queued at dump are not put back (no task holds its slave)"
+            ));
+        }
+        return;
+    };
+    let mut put = |end: &str, n: usize, r: std::io::Result<()>| {
+        if let Err(e) = r {
+            warnings.push(format!(
+                "tty-data.img: pty {index}: {n} byte(s) queued for its {end} are not put back: {e}"
+            ));
+        }
+    };
+    if let Some(d) = for_master {
+        put("master", d.len(), tty::requeue_output(slave, d));
+    }
+    if let Some(d) = for_slave {
+        put("slave", d.len(), tty::requeue_input(master, slave, d));
+    }
 }
 
 /// A pty that is a session's controlling terminal comes back as that

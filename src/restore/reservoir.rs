@@ -27,6 +27,9 @@ pub struct Reservoir {
     pub ext_connects: Vec<ExtConnect>,
     /// Indexes of the ptys made anew, their masters handed over.
     pub ptys: Vec<u32>,
+    /// Bytes queued in a pty that could not be put back (a terminal never
+    /// promised delivery: warnings, not failures).
+    pub pty_warnings: Vec<String>,
     /// A tree with a cgroup namespace of its own: the namespace roots'
     /// cgroup.procs, which the root task joins before it unshares one.
     pub cgroup_ns: Option<Vec<(std::path::PathBuf, std::fs::File)>>,

@@ -157,6 +157,147 @@ pub fn set_pty_lock(fd: BorrowedFd, locked: bool) -> io::Result<()> {
     ioctl_ptr(fd, libc::TIOCSPTLCK, &mut v, "TIOCSPTLCK")
 }
 
+/// Reads the bytes queued on terminal `fd` for its reader, up to `cap`,
+/// without waiting, one `Vec` per read: O_NONBLOCK is set on the open
+/// file for the while (a canonical reader with VMIN or a partial line
+/// would block) and its flags put back after. In canonical mode only
+/// whole lines come out; a partial line stays queued. A master in packet
+/// mode starts each read with a status byte, left in. The line
+/// discipline holds 4 KiB; once one read found bytes, more that the
+/// kernel moves in meanwhile are waited for a moment.
+pub fn read_queued(fd: BorrowedFd, cap: usize) -> io::Result<Vec<Vec<u8>>> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let at = |what: &str| format!("{what} on fd {}", fd.as_raw_fd());
+    let errno = |what: &str, e: nix::errno::Errno| {
+        io::Error::new(io::Error::from(e).kind(), format!("{}: {e}", at(what)))
+    };
+    let flags =
+        OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).map_err(|e| errno("F_GETFL", e))?);
+    if !flags.contains(OFlag::O_NONBLOCK) {
+        fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map_err(|e| errno("F_SETFL", e))?;
+    }
+    let mut reads: Vec<Vec<u8>> = Vec::new();
+    let mut total = 0;
+    let mut buf = vec![0u8; 4096];
+    let r = loop {
+        if total >= cap {
+            break Ok(());
+        }
+        let want = (cap - total).min(buf.len());
+        match nix::unistd::read(fd, &mut buf[..want]) {
+            Ok(0) => break Ok(()),
+            Ok(n) => {
+                reads.push(buf[..n].to_vec());
+                total += n;
+            }
+            Err(nix::errno::Errno::EAGAIN) => {
+                let mut p = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+                if reads.is_empty() || nix::poll::poll(&mut p, 2u16).unwrap_or(0) == 0 {
+                    break Ok(());
+                }
+            }
+            // A hung-up end has nothing more to give.
+            Err(nix::errno::Errno::EIO) => break Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => break Err(errno("read", e)),
+        }
+    };
+    let back = match flags.contains(OFlag::O_NONBLOCK) {
+        true => Ok(()),
+        false => fcntl(fd, FcntlArg::F_SETFL(flags))
+            .map(|_| ())
+            .map_err(|e| errno("F_SETFL", e)),
+    };
+    r.and(back).map(|_| reads)
+}
+
+/// Queues `data` for the reader of pty master `master` again by writing
+/// it into its slave `slave`, with output processing (OPOST) off for the
+/// while: the bytes were read from the master already processed, and
+/// would otherwise be processed twice ("\r\n" into "\r\r\n"). The
+/// write is processed before it returns.
+pub fn requeue_output(slave: BorrowedFd, data: &[u8]) -> io::Result<()> {
+    let t = termios(slave)?;
+    let mut quiet = t;
+    quiet.oflag &= !libc::OPOST;
+    with_settings(slave, &t, &quiet, || write_all(slave, data))
+}
+
+/// Queues `data` for the reader of pty slave `slave` again by writing it
+/// into its master `master`, with echo off for the while: those bytes
+/// were echoed when first typed. Input is processed later by a kernel
+/// worker, so the settings come back only once the slave has the bytes
+/// (or after a short wait: a line whose end was an EOF character stays
+/// partial and is never counted).
+pub fn requeue_input(master: BorrowedFd, slave: BorrowedFd, data: &[u8]) -> io::Result<()> {
+    let t = termios(slave)?;
+    let mut quiet = t;
+    quiet.lflag &= !(libc::ECHO | libc::ECHONL);
+    with_settings(slave, &t, &quiet, || {
+        let before = queued(slave)? as usize;
+        write_all(master, data)?;
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(200);
+        while (queued(slave)? as usize) < before + data.len() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        Ok(())
+    })
+}
+
+/// Runs `f` with `slave` set to `during` (if that differs from `was`),
+/// then sets `was` again.
+fn with_settings(
+    slave: BorrowedFd,
+    was: &Termios,
+    during: &Termios,
+    f: impl FnOnce() -> io::Result<()>,
+) -> io::Result<()> {
+    if during == was {
+        return f();
+    }
+    set_termios(slave, during)?;
+    let r = f();
+    let back = set_termios(slave, was);
+    r.and(back)
+}
+
+/// Writes all of `data` to `fd`.
+fn write_all(fd: BorrowedFd, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("write on fd {}: nothing written", fd.as_raw_fd()),
+                ))
+            }
+            Ok(n) => data = &data[n..],
+            Err(nix::errno::Errno::EINTR) => continue,
+            // An O_NONBLOCK file: wait a while for room.
+            Err(nix::errno::Errno::EAGAIN) => {
+                let mut p = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLOUT)];
+                if nix::poll::poll(&mut p, 1000u16).unwrap_or(0) == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!(
+                            "write on fd {}: no room for {} byte(s)",
+                            fd.as_raw_fd(),
+                            data.len()
+                        ),
+                    ));
+                }
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("write on fd {}: {e}", fd.as_raw_fd()),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Makes the terminal on the caller's fd number `fd` its controlling
 /// terminal (TIOCSCTTY; the caller leads a session that has none). A
 /// number, not a borrowed fd: a forked task names its own fds so; a
