@@ -515,12 +515,21 @@ fn a_dump_serves_the_pages_it_leaves_in_the_frozen_task() {
 
 /// A daemon that goes before it has every page: the dump fails in one
 /// line, removes its images and resumes the source, which finds its
-/// memory intact.
+/// memory intact. (A daemon without --page-server refuses the images.)
 #[test]
 fn a_daemon_that_leaves_early_gets_the_source_resumed() {
     let kit = Kit::new();
     let (s, dump) = Serving::start(&kit, "64");
     let (src, port) = (&s.src, &s.port);
+    // A daemon without --page-server cannot serve these images: it says
+    // so at once, before any restore comes.
+    let o = kit::crit_out(&["lazy-pages", "-D", src.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.trim().lines().count() == 1 && e.contains("were left in the dumped task"),
+        "{e}"
+    );
     drop(std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap());
     let o = dump.wait_with_output().unwrap();
     let e = String::from_utf8_lossy(&o.stderr);

@@ -594,3 +594,37 @@ fn a_log_file_that_fails_leaves_no_directory_and_the_exit_status_alone() {
         assert_eq!(o.status.code(), Some(code), "{o:?}");
     }
 }
+
+/// A lazy page server (`page-server --lazy-pages` on a dump's images)
+/// refuses a GET that names no page in one line saying what was wrong
+/// with it: 0 pages, or an address that is not a page's start.
+#[test]
+fn a_lazy_server_names_a_get_of_no_page() {
+    let _g = kit::restore::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let g = start(tmp.path(), 4, 4, 10, false, false);
+    let img = tmp.path().join("img");
+    ok(&crit(&[
+        "dump",
+        "-R",
+        "-t",
+        &g.pid.to_string(),
+        "-D",
+        img.to_str().unwrap(),
+    ]));
+    kit::dump::kill_tree(g.pid);
+    for (nr, vaddr, says) in [
+        (0u64, 0x10000u64, "a GET of 0 pages at 0x10000"),
+        (1, 0x10010, "a GET at 0x10010, not a page's start"),
+    ] {
+        let srv = serve(&img, &["--lazy-pages"]);
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+        c.write_all(&header(7, nr, vaddr, g.pid as u64)).unwrap();
+        let mut sink = Vec::new();
+        let _ = c.read_to_end(&mut sink);
+        let (good, err) = srv.end();
+        assert!(!good && sink.is_empty(), "{err}");
+        assert!(err.contains(says), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}

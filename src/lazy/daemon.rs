@@ -178,6 +178,9 @@ impl Drop for Unlink<'_> {
 pub fn run(opts: &DaemonOpts) -> Result<()> {
     let tasks =
         crate::image::typed::read_all::<pb::PstreeEntry>(&opts.dir.join("pstree.img"), "PSTREE")?;
+    if opts.page_server.is_none() {
+        all_in_images(&opts.dir, &tasks)?;
+    }
     let path = opts.dir.join(handover::SOCKET);
     // Before the socket file is replaced: it may be another daemon's.
     let claim = handover::claim(&opts.dir)?;
@@ -251,6 +254,31 @@ pub fn run(opts: &DaemonOpts) -> Result<()> {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Refuses, before the restore starts, images whose lazy pages were left
+/// in the dumped task (`dump --lazy-pages`) when no page server is
+/// given: the daemon could not serve them.
+fn all_in_images(dir: &Path, tasks: &[pb::PstreeEntry]) -> Result<()> {
+    let images = crate::image::store::Images::open(dir)?;
+    for t in tasks {
+        let name = format!("pagemap-{}.img", t.pid);
+        // A zombie has none.
+        if !dir.join(&name).exists() {
+            continue;
+        }
+        let (_, entries) = images.pagemap(&name)?;
+        if let Some(r) = pm::lazy_runs(&entries)
+            .into_iter()
+            .find(|r| matches!(r.held, Held::Lazy))
+        {
+            return Err(Error::Images {
+                file: dir.join(name),
+                why: crate::error::ImagesFault::LeftInTask(r.vaddr),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The lazy pages of task `pid` in the images of `dir`, read from there

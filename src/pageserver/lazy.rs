@@ -132,6 +132,16 @@ impl Source {
             }
             let h = Header::from_bytes(&b);
             match h.cmd {
+                wire::GET if h.nr_pages == 0 || h.vaddr % PAGE != 0 => {
+                    let what = match h.nr_pages {
+                        0 => format!("pid {}: a GET of 0 pages at {:#x}", h.dst_id, h.vaddr),
+                        _ => format!(
+                            "pid {}: a GET at {:#x}, not a page's start",
+                            h.dst_id, h.vaddr
+                        ),
+                    };
+                    return Err(bad(offset, what).into());
+                }
                 wire::GET => {
                     let t = pages
                         .get(&h.dst_id)
