@@ -89,6 +89,8 @@ pub enum Error {
         #[source]
         source: prost::DecodeError,
     },
+    #[error("swrk: client pid {pid} runs as uid {uid}; this service runs as uid {ours} and serves only root and uid {ours}")]
+    SwrkPeer { pid: i32, uid: u32, ours: u32 },
     /// `crit check`: what this kernel or user lacks.
     #[error("missing: {}", .0.join(", "))]
     Missing(Vec<&'static str>),

@@ -335,6 +335,7 @@ fn pre_dump_then_dump_through_the_protocol() {
 
 /// `crit service --address PATH` (CRIU's service mode): every client that
 /// connects gets a worker of its own; the peer is the connecting client.
+/// A client of another user than root and the service's is refused.
 #[test]
 fn service_mode_serves_each_connection() {
     let kit = Kit::new();
@@ -381,8 +382,43 @@ fn service_mode_serves_each_connection() {
             ..Default::default()
         }),
     ));
+    // A client of another user is refused, whatever it asks.
+    std::fs::set_permissions(
+        kit.tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let hex: String = req(CriuReqType::Version, None)
+        .encode_to_vec()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let script = "import socket,sys\n\
+        s=socket.socket(socket.AF_UNIX,socket.SOCK_SEQPACKET)\n\
+        s.connect(sys.argv[1]); s.send(bytes.fromhex(sys.argv[2]))\n\
+        print(s.recv(65536).hex())";
+    let o = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&sock)
+        .arg(&hex)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let bytes: Vec<u8> = (0..got.len() / 2)
+        .map(|i| u8::from_str_radix(&got[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let refused = CriuResp::decode(&bytes[..]).unwrap();
     let _ = svc.kill();
     let _ = svc.wait();
+    assert!(!refused.success, "{refused:?}");
+    assert_eq!(refused.cr_errno, Some(libc::EPERM));
+    assert!(refused
+        .cr_errmsg
+        .unwrap_or_default()
+        .contains("runs as uid 65534"),);
     assert_eq!(answers, [Some((4, 2)), Some((4, 2))]);
     assert!(!r.success);
     assert!(r.cr_errmsg.unwrap_or_default().contains("auto_dedup"));

@@ -33,7 +33,22 @@ use std::path::PathBuf;
 pub fn swrk(fd: RawFd) -> Result<()> {
     let owned = crate::sys::sock::dup_raw(fd).map_err(|source| Error::SwrkFd { fd, source })?;
     let sock = owned.as_fd();
-    let peer = peer_pid(sock)?;
+    let (peer, uid) = peer_of(sock)?;
+    // A service runs as root and dumps, kills and restores whatever it is
+    // asked to: only root and its own user may ask (CRIU 4.2 serves
+    // anyone who can connect to its 0666 socket).
+    let ours = nix::unistd::geteuid().as_raw();
+    if uid != 0 && uid != ours {
+        let e = Error::SwrkPeer {
+            pid: peer,
+            uid,
+            ours,
+        };
+        if let Ok(Some(req)) = recv(sock) {
+            let _ = send(sock, &failed(req.r#type, &e.to_string(), libc::EPERM));
+        }
+        return Err(e);
+    }
     loop {
         let Some(req) = recv(sock)? else {
             return Ok(());
@@ -47,9 +62,10 @@ pub fn swrk(fd: RawFd) -> Result<()> {
     }
 }
 
-fn peer_pid(sock: BorrowedFd) -> Result<i32> {
+/// The client's pid and uid (SO_PEERCRED).
+fn peer_of(sock: BorrowedFd) -> Result<(i32, u32)> {
     nix::sys::socket::getsockopt(&sock, nix::sys::socket::sockopt::PeerCredentials)
-        .map(|c| c.pid())
+        .map(|c| (c.pid(), c.uid()))
         .map_err(|e| Error::io("swrk: SO_PEERCRED", e.into()))
 }
 

@@ -1,6 +1,7 @@
 //! `crit service --address PATH`: CRIU's service mode. It listens on a
 //! SOCK_SEQPACKET unix socket at PATH (mode 0666, as CRIU makes it) and
-//! serves each connection as `crit swrk` would, in a process of its own
+//! serves each connection as `crit swrk` would (which refuses a client
+//! that is neither root nor the service's user), in a process of its own
 //! (one per client, as CRIU forks one), so one client's dump never waits
 //! for another's. With `-d` it runs in the background once it listens
 //! ([`crate::detach`]); `--pidfile` names its pid.
