@@ -136,6 +136,62 @@ fn killed_dump_leaves_the_tree_running() {
     kill_tree(prog.pid);
 }
 
+/// SIGKILL to the process group of `crit dump` (`kill -9 -PGID`, a
+/// supervisor's group kill): the worker is in a group of its own, so it
+/// lives on, lets the tree go and removes its images (or finishes, if
+/// it was past its last check); the task runs on.
+#[test]
+fn a_group_kill_of_the_dump_leaves_the_tree_running() {
+    use std::os::unix::process::CommandExt;
+    let kit = Kit::new();
+    let hb = kit.path("hb");
+    let prog = kit.start("heartbeat", &[hb.to_str().unwrap(), "512"]);
+    for (i, delay) in [5u64, 20, 40, 80, 150].iter().enumerate() {
+        let dir = kit.path(&format!("img{i}"));
+        let mut c = kit::crit()
+            .args(["dump", "-R", "-t", &prog.pid.to_string(), "-D"])
+            .arg(&dir)
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let front = c.id() as i32;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let worker = loop {
+            let kids = std::fs::read_to_string(format!("/proc/{front}/task/{front}/children"))
+                .unwrap_or_default();
+            if let Some(w) = kids.split_whitespace().next() {
+                break w.parse::<i32>().unwrap();
+            }
+            assert!(std::time::Instant::now() < deadline, "no dump worker");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        std::thread::sleep(Duration::from_millis(*delay));
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(front),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = c.wait();
+        // The worker, reparented to the test's subreaper, ends on its own.
+        while alive(worker) {
+            assert!(std::time::Instant::now() < deadline, "the worker goes on");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        reap(&[worker], Duration::from_secs(1));
+        assert!(
+            kit::sys::untraced(prog.pid),
+            "group killed after {delay} ms: still traced"
+        );
+        runs_on(prog.pid, &hb);
+        let left = images(&dir);
+        assert!(
+            left.is_empty() || left.iter().any(|f| f == "inventory.img"),
+            "after {delay} ms: a partial image set {left:?}"
+        );
+    }
+    kill_tree(prog.pid);
+}
+
 /// SIGKILL to the dump worker itself: `crit dump` says so and what became
 /// of the tree, and no image or directory of it is left.
 #[test]

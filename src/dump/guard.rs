@@ -8,8 +8,12 @@
 //! and SIGTSTP, so Ctrl-C on the terminal (which signals the whole job)
 //! stops it the same way.
 //!
-//! Killing the worker itself (SIGKILL) is the one case this cannot cover:
-//! the kernel releases its tracees at once, and a thread caught between an
+//! The worker runs in a process group of its own, so a signal to the
+//! group of `crit dump` (a SIGKILL to the job, a supervisor killing a
+//! process group) reaches only `crit dump`, and the worker lets the tree
+//! go as above. Killing the worker itself (SIGKILL to its pid, or to
+//! every process of a cgroup) is the one case this cannot cover: the
+//! kernel releases its tracees at once, and a thread caught between an
 //! injected call's setup and its end resumes with the injection's
 //! registers and signal mask (it may die). `crit dump` then says so, with
 //! the state of the tree, and removes what the worker wrote.
@@ -58,10 +62,16 @@ pub fn run_in_worker(args: &[String], what: &str, pid: i32, dir: &std::path::Pat
         }
     };
     let me = std::process::id().to_string();
+    // A process group of its own: a signal to `crit dump`'s group (kill
+    // -9 -PGID, a supervisor's group kill) ends `crit dump`, and the
+    // worker, which it does not reach, lets the tree go at its next
+    // checkpoint instead of dying between injected calls.
+    use std::os::unix::process::CommandExt;
     let st = std::process::Command::new(exe)
         .args(args)
         .arg("--worker")
         .arg(&me)
+        .process_group(0)
         .status();
     match st {
         Ok(s) => match s.code() {

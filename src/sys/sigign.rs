@@ -4,17 +4,21 @@
 
 use nix::sys::signal::{signal, SigHandler, Signal};
 
-const STOP_SIGNALS: [Signal; 6] = [
+const STOP_SIGNALS: [Signal; 8] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,
     Signal::SIGQUIT,
     Signal::SIGTSTP,
     Signal::SIGPIPE,
+    // A worker runs in a process group of its own: as a background
+    // group it would be stopped for writing to a TOSTOP terminal.
+    Signal::SIGTTOU,
+    Signal::SIGTTIN,
 ];
 
-/// Sets SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP and SIGPIPE to
-/// SIG_IGN in the calling process.
+/// Sets SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGPIPE, SIGTTOU and
+/// SIGTTIN to SIG_IGN in the calling process.
 pub fn ignore_stop_signals() -> std::io::Result<()> {
     set_all(SigHandler::SigIgn)
 }
