@@ -420,6 +420,7 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
     for (id, s) in repaired {
         if let Some(fd) = res.by_id.get(&id) {
             super::tcp::finish(fd, s)?;
+            res.tcp_live.keep(fd);
             inet_finish(fd, s)?;
         }
     }

@@ -296,7 +296,7 @@ pub fn restore(opts: &Options) -> Result<i32> {
     tree::check_free(&plan)?;
     let mut rb = rollback::Rollback::new(&plan);
     match run(&plan, opts, &log, &mut rb, &notify) {
-        Ok(()) => {}
+        Ok(()) => rb.tcp_live.disarm(),
         Err(e) => {
             rb.undo(&log);
             return Err(e);
@@ -524,7 +524,11 @@ fn make_tree(
             t0.elapsed()
         ));
     }
-    let root = tree::spawn(plan, 0, &res, sync)?;
+    let spawned = tree::spawn(plan, 0, &res, sync);
+    // Once tasks may hold the connections, they go silent only after the
+    // rollback has killed them.
+    rb.tcp_live.take_from(&mut res.tcp_live);
+    let root = spawned?;
     rb.spawned = true;
     Ok(root)
 }

@@ -20,6 +20,9 @@ pub struct Rollback {
     /// The tree's root directory, when it has a mount namespace of its
     /// own: the bound paths are below it.
     pub tree_root: Option<OwnedFd>,
+    /// TCP connections out of repair mode: back into it once the tasks
+    /// are killed, so they close without a packet.
+    pub tcp_live: super::tcp::SilentOnFailure,
 }
 
 impl Rollback {
@@ -36,6 +39,7 @@ impl Rollback {
             hold_w: None,
             spawned: false,
             tree_root: None,
+            tcp_live: Default::default(),
         }
     }
 
@@ -48,6 +52,8 @@ impl Rollback {
             self.hold_w = None;
             reap_all();
         }
+        // The tasks' copies are gone: crit's are the last.
+        drop(std::mem::take(&mut self.tcp_live));
         for mut p in self.created_paths.drain(..) {
             if let Some(root) = &self.tree_root {
                 p.path = below(root, &p.path);

@@ -228,6 +228,42 @@ pub fn finish(fd: &OwnedFd, s: &pb::InetSkEntry) -> Result<()> {
     Ok(())
 }
 
+/// Connections out of repair mode that the restored tree holds: should
+/// the restore fail, each goes back into repair mode before crit lets go
+/// of it ([`Drop`]), so that its close sends neither FIN nor reset. The
+/// connection stays as the dump left it (locked, its peer waiting) and
+/// the restore can be run again; a FIN would leave an orphan holding
+/// the address and end the connection once the lock is lifted.
+#[derive(Default)]
+pub struct SilentOnFailure(Vec<OwnedFd>);
+
+impl SilentOnFailure {
+    /// Keeps a copy of connection `fd`.
+    pub fn keep(&mut self, fd: &OwnedFd) {
+        if let Ok(c) = fd.try_clone() {
+            self.0.push(c);
+        }
+    }
+
+    /// Adds `other`'s connections to these.
+    pub fn take_from(&mut self, other: &mut SilentOnFailure) {
+        self.0.append(&mut other.0);
+    }
+
+    /// The restore succeeded: the connections are the tree's alone.
+    pub fn disarm(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for SilentOnFailure {
+    fn drop(&mut self) {
+        for fd in self.0.drain(..) {
+            let _ = tr::set_repair(fd.as_fd(), true);
+        }
+    }
+}
+
 /// Lifts the lock of every TCP connection of the images (the dump's, or
 /// CRIU's: the same rules). A connection that was not locked (its tree
 /// had a network namespace of its own) has no rules: nothing to remove.
