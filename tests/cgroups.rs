@@ -5,7 +5,8 @@
 //! made the cgroup or with `--manage-cgroups=full`; with
 //! `--manage-cgroups=none` it stays in crit's; with `--cgroup-root` it
 //! goes to the new root. `--freeze-cgroup` names a cgroup that holds the
-//! root, or the dump is refused.
+//! root, or the dump is refused. A restore that fails removes the cgroups
+//! it made.
 
 mod kit;
 use kit::host::ShmSegment;
@@ -118,6 +119,25 @@ fn tasks_go_back_to_their_cgroups() {
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         at
     };
+    // A restore that fails once the task is in its cgroup (at
+    // post-restore) removes the cgroups it made.
+    let script = kit.path("fail.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = post-restore ] && exit 3\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = kit.crit(&[
+        "restore",
+        "-d",
+        "-D",
+        img.to_str().unwrap(),
+        "--action-script",
+        script.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let left_after_failure = dir.parent().unwrap().exists();
     let back = restore(&[]);
     // Made again by the restore: its property comes back (soft).
     let made_limit = pids_max();
@@ -146,6 +166,7 @@ fn tasks_go_back_to_their_cgroups() {
             let _ = std::fs::remove_dir(m.join(d.trim_start_matches('/')));
         }
     }
+    assert!(!left_after_failure, "a failed restore left its cgroups");
     assert_eq!(back, format!("/{rel}"), "back in its cgroup");
     if has_limit {
         assert_eq!(made_limit, "77", "pids.max of the cgroup the restore made");

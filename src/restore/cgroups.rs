@@ -86,6 +86,7 @@ impl CgPlan {
         plan: &Plan,
         mode: CgMode,
         log: &Log,
+        made: &mut Vec<PathBuf>,
     ) -> Result<Option<Vec<(PathBuf, std::fs::File)>>> {
         let members = self.sets.get(&self.root_task_set(plan));
         let with_prefix: Vec<&pb::CgMemberEntry> = members
@@ -129,7 +130,7 @@ impl CgPlan {
                     source,
                 }
             };
-            std::fs::create_dir_all(&dir).map_err(fail("cgroup namespace root"))?;
+            make_dirs(&dir, made).map_err(fail("cgroup namespace root"))?;
             fill_cpusets(mount, &dir);
             let f = std::fs::OpenOptions::new()
                 .write(true)
@@ -140,8 +141,15 @@ impl CgPlan {
         Ok(Some(out))
     }
 
-    /// Moves every live task outside the dumper's set into its cgroups.
-    pub fn join_all(&self, plan: &Plan, mode: CgMode, log: &Log) -> Result<()> {
+    /// Moves every live task outside the dumper's set into its cgroups;
+    /// the directories it makes go into `made`.
+    pub fn join_all(
+        &self,
+        plan: &Plan,
+        mode: CgMode,
+        log: &Log,
+        made: &mut Vec<PathBuf>,
+    ) -> Result<()> {
         if self.sets.is_empty() {
             return Ok(());
         }
@@ -170,7 +178,7 @@ impl CgPlan {
             for m in members {
                 let props = self.properties(m);
                 let m = moved(m, &moves);
-                self.join(&cx, plan.host(t.pid), t.pid, &m, props)?;
+                self.join(&cx, plan.host(t.pid), t.pid, &m, props, made)?;
             }
         }
         Ok(())
@@ -218,6 +226,7 @@ impl CgPlan {
         pid: u32,
         m: &pb::CgMemberEntry,
         props: &[pb::CgroupPropEntry],
+        made: &mut Vec<PathBuf>,
     ) -> Result<()> {
         let (here, log) = (&cx.here, cx.log);
         let Some((mount, root)) = here.get(&cg::key(&m.name)) else {
@@ -229,15 +238,15 @@ impl CgPlan {
         };
         let rel = m.path.strip_prefix(root.as_str()).unwrap_or(&m.path);
         let dir = mount.join(rel.trim_start_matches('/'));
-        let made = !dir.exists();
-        std::fs::create_dir_all(&dir).map_err(|source| TaskError::Cgroup {
+        let new = !dir.exists();
+        make_dirs(&dir, made).map_err(|source| TaskError::Cgroup {
             pid,
             what: "cgroup",
             dir: dir.clone(),
             source,
         })?;
         fill_cpusets(mount, &dir);
-        if made || cx.mode == CgMode::Full {
+        if new || cx.mode == CgMode::Full {
             set_properties(pid, &dir, props, log);
         }
         std::fs::write(dir.join("cgroup.procs"), host.to_string()).map_err(|source| {
@@ -250,6 +259,53 @@ impl CgPlan {
             .into()
         })
     }
+}
+
+/// Makes directory `dir` and any missing parent, adding each one made to
+/// `made` (parents first), for a failed restore to remove.
+fn make_dirs(dir: &std::path::Path, made: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut d = dir;
+    while !d.exists() {
+        missing.push(d.to_path_buf());
+        match d.parent() {
+            Some(p) => d = p,
+            None => break,
+        }
+    }
+    for m in missing.into_iter().rev() {
+        match std::fs::create_dir(&m) {
+            Ok(()) => made.push(m),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Removes the cgroups a failed restore made (`made`, parents first),
+/// children first, once their tasks are gone: a cgroup whose last task
+/// was just reaped may refuse for a moment (EBUSY). Returns the ones
+/// left, with why.
+pub fn remove_made(made: &[PathBuf]) -> Vec<String> {
+    let mut left = Vec::new();
+    for d in made.iter().rev() {
+        let mut tries = 0;
+        loop {
+            match std::fs::remove_dir(d) {
+                Ok(()) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => {
+                    left.push(format!("{}: {e}", d.display()));
+                    break;
+                }
+            }
+        }
+    }
+    left
 }
 
 /// In the root task, before it forks: joins the namespace roots

@@ -355,7 +355,7 @@ fn run(
     // Read before the tree exists: a cgroup namespace of its own is
     // entered by the root task before it forks.
     let cgroups = cgroups::read(&plan.dir, plan.root_cg_set, &opts.cgroup_roots)?;
-    let cgroup_ns = cgroups.namespace_roots(plan, opts.manage_cgroups, log)?;
+    let cgroup_ns = cgroups.namespace_roots(plan, opts.manage_cgroups, log, &mut rb.cgroup_dirs)?;
     let root = if plan.ns.needs_yard() {
         let yard = ns::YardOpts {
             dir: &plan.dir,
@@ -388,7 +388,7 @@ fn run(
         plan.set_hosts(tree::host_pids(root)?);
     }
     if opts.manage_cgroups != CgMode::None {
-        cgroups.join_all(plan, opts.manage_cgroups, log)?;
+        cgroups.join_all(plan, opts.manage_cgroups, log, &mut rb.cgroup_dirs)?;
     }
     // Every task rebuilt and stopped: the last word before they run.
     let before_resume = || -> Result<()> {

@@ -1,7 +1,9 @@
 //! Undoing a failed restore: kill every task restored so far (crit is their
 //! child subreaper, so orphans come back to it to be reaped and their pids
 //! are free again), remove the socket files the restore bound (those
-//! still at their paths: never a file another process put there).
+//! still at their paths: never a file another process put there), put
+//! its TCP connections back into repair mode so they close without a
+//! packet, and remove the cgroups it made.
 
 use super::plan::Plan;
 use super::Log;
@@ -23,6 +25,8 @@ pub struct Rollback {
     /// TCP connections out of repair mode: back into it once the tasks
     /// are killed, so they close without a packet.
     pub tcp_live: super::tcp::SilentOnFailure,
+    /// Cgroup directories the restore made (parents first).
+    pub cgroup_dirs: Vec<std::path::PathBuf>,
 }
 
 impl Rollback {
@@ -40,6 +44,7 @@ impl Rollback {
             spawned: false,
             tree_root: None,
             tcp_live: Default::default(),
+            cgroup_dirs: Vec::new(),
         }
     }
 
@@ -54,6 +59,9 @@ impl Rollback {
         }
         // The tasks' copies are gone: crit's are the last.
         drop(std::mem::take(&mut self.tcp_live));
+        for e in super::cgroups::remove_made(&std::mem::take(&mut self.cgroup_dirs)) {
+            log.warn(format!("rollback: a cgroup the restore made is left: {e}"));
+        }
         for mut p in self.created_paths.drain(..) {
             if let Some(root) = &self.tree_root {
                 p.path = below(root, &p.path);
