@@ -52,6 +52,8 @@ pub struct DaemonOpts {
     /// `--page-server`: the pages come from this `page-server
     /// --lazy-pages` (address, port) instead of the pages images.
     pub page_server: Option<(String, u16)>,
+    /// `--tls`: the page server connection is TLS.
+    pub tls: Option<crate::pageserver::tls::TlsOpts>,
     /// `-o`: the daemon's messages once it listens (see crate::detach).
     pub log_file: Option<PathBuf>,
 }
@@ -187,7 +189,7 @@ pub fn run(opts: &DaemonOpts) -> Result<()> {
     // Before detaching: a page server that is not there is the
     // command's error, not a daemon's lost one.
     let fetcher = match &opts.page_server {
-        Some((a, p)) => Some(Arc::new(Fetcher::connect(a, *p)?)),
+        Some((a, p)) => Some(Arc::new(Fetcher::connect(a, *p, opts.tls.as_ref())?)),
         None => None,
     };
     crate::detach::ready(&crate::detach::Ready {
