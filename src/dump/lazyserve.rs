@@ -5,7 +5,10 @@
 //! --page-server`, or CRIU's) with CRIU's page server protocol, from the
 //! tasks' memory. Once the daemon says CLOSE (it has every page) the tree
 //! goes as after any dump; if the daemon leaves without it, the dump
-//! fails and the tree is resumed (CRIU's choice too).
+//! fails and the tree is resumed (CRIU's choice too). With `--tls` the
+//! daemon's connection is TLS, its certificate checked as CRIU's server
+//! checks it (crate::pageserver::tls); the files are read before the
+//! tree is frozen.
 
 use super::error::DumpError;
 use super::opts::LazyServe;

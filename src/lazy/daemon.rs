@@ -1,7 +1,8 @@
 //! `crit lazy-pages`: serves the memory of a tree restored with
 //! `restore --lazy-pages` from the images (or, with `--page-server`,
 //! from a `page-server --lazy-pages` on another machine:
-//! [`crate::pageserver::lazy`]), on demand then in the background,
+//! [`crate::pageserver::lazy`], over TLS with `--tls`), on demand then
+//! in the background,
 //! through the userfaultfds the restore hands over ([`super::handover`]).
 //!
 //! Each task's lazy pages (PE_LAZY entries of its pagemap whose pages

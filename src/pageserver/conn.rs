@@ -93,9 +93,10 @@ impl Conn {
             let why = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
                 Some(t) => super::tls::describe(t),
                 None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    "the peer closed the connection during the handshake".into()
+                    "the peer closed the connection during the handshake (does it use --tls?)"
+                        .into()
                 }
-                None => format!("handshake: {e}"),
+                None => format!("handshake: {e} (does the peer use --tls?)"),
             };
             PsError::Tls {
                 peer: peer.to_string(),
@@ -108,8 +109,12 @@ impl Conn {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if timed_out(&e) => watch()?,
                 Err(e) => {
-                    // The alert that says why, if rustls made one.
+                    // The alert that says why, if rustls made one, and
+                    // time for the peer to read it: closed at once with
+                    // its data unread here, the socket would reset the
+                    // connection and the peer might see only that.
                     let _ = c.write_tls(&mut sock);
+                    linger(&mut sock);
                     return Err(fail(e).into());
                 }
             }
@@ -226,6 +231,23 @@ impl Conn {
             if n == 0 {
                 break;
             }
+        }
+    }
+}
+
+/// Ends our half and reads what the peer still sends until it closes
+/// too (a second at most).
+fn linger(sock: &mut TcpStream) {
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let _ = sock.set_read_timeout(Some(std::time::Duration::from_millis(100)));
+    let mut b = [0u8; 4096];
+    while std::time::Instant::now() < until {
+        match sock.read(&mut b) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if timed_out(&e) || e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
         }
     }
 }
