@@ -408,3 +408,84 @@ fn a_lazy_restore_takes_its_pages_over_tls() {
     assert!(good && err.contains("sent "), "{err}");
     kit::dump::kill_tree(pid);
 }
+
+/// `dump --lazy-pages --tls` serves the pages it leaves in the frozen
+/// task to `lazy-pages --page-server --tls`; the restored task (in a
+/// pid namespace of its own, so that it can run while the source is
+/// still frozen) finds every page, and the source goes.
+#[test]
+fn a_lazy_dump_serves_its_frozen_task_over_tls() {
+    use std::io::BufRead;
+    let kit = kit::dump::Kit::new();
+    let p = pki(kit.tmp.path());
+    let result = kit.path("result");
+    let trigger = kit.path("go");
+    let bin = kit.build("lazymix");
+    let mut unshare = std::process::Command::new("unshare")
+        .args(["-p", "-f"])
+        .arg(&bin)
+        .args(["16", result.to_str().unwrap(), trigger.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run unshare");
+    let mut r = std::io::BufReader::new(unshare.stdout.take().unwrap());
+    let mut ready = String::new();
+    r.read_line(&mut ready).unwrap();
+    assert_eq!(ready.trim(), "READY 1");
+    std::mem::forget(r);
+    let u = unshare.id();
+    let kids = std::fs::read_to_string(format!("/proc/{u}/task/{u}/children")).unwrap();
+    let pid: i32 = kids.trim().parse().unwrap();
+    let (src, dst) = (kit.path("src"), kit.path("dst"));
+    let port = kit::dump::free_ports(1).to_string();
+    let mut cmd = kit::crit();
+    cmd.args(["dump", "-t", &pid.to_string(), "-D", src.to_str().unwrap()])
+        .args(["--lazy-pages", "--address", "127.0.0.1", "--port", &port])
+        .args(p.args("ca", "server", &[]))
+        .stderr(Stdio::piped());
+    let dump = kit::proc::spawn_listening(cmd);
+    std::fs::create_dir(&dst).unwrap();
+    copy_images(&src, &dst);
+    std::fs::write(&trigger, b"").unwrap();
+    let mut cmd = kit::crit();
+    cmd.args(["lazy-pages", "-D", dst.to_str().unwrap(), "--page-server"])
+        .args(["--address", "127.0.0.1", "--port", &port])
+        .args(p.args("ca", "client", &[]))
+        .stderr(Stdio::piped());
+    let lp = kit::proc::spawn_listening(cmd);
+    let pidfile = kit.path("restored.pid");
+    kit::dump::ok(&kit::crit_out(&[
+        "restore",
+        "-d",
+        "--shell-job",
+        "--lazy-pages",
+        "--pidfile",
+        pidfile.to_str().unwrap(),
+        "-D",
+        dst.to_str().unwrap(),
+    ]));
+    let restored: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let t = std::time::Instant::now();
+    let line = loop {
+        let text = std::fs::read_to_string(&result).unwrap_or_default();
+        if let Some(l) = text.lines().next() {
+            break l.to_string();
+        }
+        assert!(t.elapsed().as_secs() < 30, "no answer");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(line, "OK 3584");
+    let (good, err) = end(lp);
+    assert!(good, "{err}");
+    let (good, err) = end(dump);
+    assert!(good && err.contains("crit: page server: sent "), "{err}");
+    assert!(unshare.wait_with_output().is_ok());
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    kit::dump::kill_tree(restored);
+}
