@@ -122,6 +122,8 @@ enum Cmd {
         /// The page server's port.
         #[arg(long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
         port: Option<u16>,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Take the pages of one dump over TCP (`dump --page-server`, crit's
     /// or criu's) and write them as images into DIR.
@@ -157,9 +159,8 @@ enum Cmd {
         /// (`lazy-pages --page-server`) instead of receiving a dump's.
         #[arg(long = "lazy-pages")]
         lazy_pages: bool,
-        /// Encrypt the connection (refused: not supported yet).
-        #[arg(long = "tls")]
-        tls: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Explore an images directory or a checkpoint archive (tar, tar.gz,
     /// tar.zst, as podman and CRI-O export them).
@@ -322,22 +323,61 @@ struct PageServerArgs {
     /// The page server's port.
     #[arg(long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     port: Option<u16>,
-    /// Encrypt the connection (refused: not supported yet).
-    #[arg(long = "tls")]
-    tls: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 impl PageServerArgs {
     fn get(&self) -> crit::error::Result<Option<crit::dump::PageServer>> {
-        if self.tls {
-            return Err(crit::pageserver::error::PsError::Unsupported { what: "--tls" }.into());
-        }
         Ok(match (self.page_server, &self.address, self.port) {
             (true, Some(a), Some(p)) => Some(crit::dump::PageServer {
                 address: a.clone(),
                 port: p,
+                tls: self.tls.get(),
             }),
             _ => None,
+        })
+    }
+}
+
+/// CRIU's TLS options for page server connections; the files default to
+/// CRIU's (/etc/pki/...). Without --tls the others change nothing, as
+/// in CRIU.
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// Encrypt the page server connection with TLS; both sides present
+    /// a certificate and check the other's.
+    #[arg(long = "tls")]
+    tls: bool,
+    /// Trust only certificates signed by these CAs (PEM; default: the
+    /// system's CAs and /etc/pki/CA/cacert.pem).
+    #[arg(long = "tls-cacert", value_name = "FILE")]
+    tls_cacert: Option<std::path::PathBuf>,
+    /// Certificate revocation list (PEM; default /etc/pki/CA/cacrl.pem if
+    /// it can be read).
+    #[arg(long = "tls-cacrl", value_name = "FILE")]
+    tls_cacrl: Option<std::path::PathBuf>,
+    /// This side's certificate (PEM; default /etc/pki/criu/cert.pem).
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// This side's private key (PEM; default
+    /// /etc/pki/criu/private/key.pem).
+    #[arg(long = "tls-key", value_name = "FILE")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Do not check that the peer's certificate names --address (its
+    /// chain is still checked).
+    #[arg(long = "tls-no-cn-verify")]
+    tls_no_cn_verify: bool,
+}
+
+impl TlsArgs {
+    fn get(&self) -> Option<crit::pageserver::tls::TlsOpts> {
+        self.tls.then(|| crit::pageserver::tls::TlsOpts {
+            cacert: self.tls_cacert.clone(),
+            cacrl: self.tls_cacrl.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            no_cn_verify: self.tls_no_cn_verify,
         })
     }
 }
@@ -535,7 +575,9 @@ fn run(cli: Cli) -> crit::error::Result<()> {
             address,
             port,
             log_file,
+            tls,
         } => crit::lazy::daemon::run(&crit::lazy::daemon::DaemonOpts {
+            tls: tls.get(),
             dir,
             daemon,
             pidfile,
@@ -557,23 +599,18 @@ fn run(cli: Cli) -> crit::error::Result<()> {
             lazy_pages,
             tls,
             log_file,
-        } => {
-            use crit::pageserver::error::PsError;
-            if tls {
-                return Err(PsError::Unsupported { what: "--tls" }.into());
-            }
-            crit::pageserver::server::run(&crit::pageserver::server::ServerOpts {
-                dir,
-                address,
-                port,
-                status_fd,
-                daemon,
-                pidfile,
-                prev_images_dir,
-                lazy: lazy_pages,
-                log_file,
-            })
-        }
+        } => crit::pageserver::server::run(&crit::pageserver::server::ServerOpts {
+            tls: tls.get(),
+            dir,
+            address,
+            port,
+            status_fd,
+            daemon,
+            pidfile,
+            prev_images_dir,
+            lazy: lazy_pages,
+            log_file,
+        }),
         Cmd::Check => match crit::rpc::check() {
             Ok(()) => {
                 let _ = writeln!(std::io::stdout(), "Looks good.");
@@ -652,6 +689,7 @@ fn dump(a: DumpArgs) -> crit::error::Result<()> {
         lazy_pages: a.lazy_pages.then(|| crit::dump::LazyServe {
             address: a.page_server.address.clone(),
             port: a.page_server.port.unwrap_or_default(),
+            tls: a.page_server.tls.get(),
         }),
         status_fd: a.status_fd,
         page_server: a.page_server.get()?,

@@ -5,26 +5,43 @@
 //! --page-server`, or CRIU's) with CRIU's page server protocol, from the
 //! tasks' memory. Once the daemon says CLOSE (it has every page) the tree
 //! goes as after any dump; if the daemon leaves without it, the dump
-//! fails and the tree is resumed (CRIU's choice too).
+//! fails and the tree is resumed (CRIU's choice too). With `--tls` the
+//! daemon's connection is TLS, its certificate checked as CRIU's server
+//! checks it (crate::pageserver::tls); the files are read before the
+//! tree is frozen.
 
 use super::error::DumpError;
 use super::opts::LazyServe;
 use crate::error::Result;
+use crate::pageserver::conn::Conn;
 use crate::pageserver::lazy::{FrozenPages, Source};
 use std::net::TcpListener;
+use std::sync::Arc;
+
+/// Where the dump serves: its socket, and with `--tls` what the
+/// handshake needs.
+pub struct Listening {
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
 
 /// Listens where `--address`/`--port` say, before the tree is frozen: a
-/// port in use fails the dump while the tree still runs untouched.
-pub fn listen(l: &LazyServe) -> Result<TcpListener> {
+/// port in use, or a `--tls-*` file that cannot be read, fails the dump
+/// while the tree still runs untouched.
+pub fn listen(l: &LazyServe) -> Result<Listening> {
+    let tls = l
+        .tls
+        .as_ref()
+        .map(|t| t.server_config(l.address.as_deref()))
+        .transpose()?;
     let addr = l.address.clone().unwrap_or_else(|| "0.0.0.0".into());
-    TcpListener::bind((addr.as_str(), l.port)).map_err(|source| {
-        DumpError::LazyListen {
+    let listener =
+        TcpListener::bind((addr.as_str(), l.port)).map_err(|source| DumpError::LazyListen {
             addr,
             port: l.port,
             source,
-        }
-        .into()
-    })
+        })?;
+    Ok(Listening { listener, tls })
 }
 
 /// Serves `tasks`' lazy pages on `listener` to one daemon until its
@@ -32,7 +49,7 @@ pub fn listen(l: &LazyServe) -> Result<TcpListener> {
 /// is told (`notify`: runc waits for it) and `status_fd` gets its byte,
 /// as CRIU does.
 pub fn serve(
-    listener: TcpListener,
+    Listening { listener, tls }: Listening,
     tasks: Vec<FrozenPages>,
     status_fd: Option<i32>,
     notify: &crate::action::Notifier,
@@ -66,7 +83,29 @@ pub fn serve(
     let (sock, peer) = listener.accept().map_err(fail)?;
     drop(listener);
     let peer = peer.to_string();
-    match Source::of_frozen(tasks).serve_watched(sock, peer.clone(), &super::guard::check)? {
+    let conn = match tls {
+        Some(cfg) => {
+            // Timeouts only so that a stalled handshake still lets the
+            // dump notice it should stop; serving waits with poll.
+            let wait = Some(std::time::Duration::from_millis(200));
+            let io = |source| crate::pageserver::error::PsError::Io {
+                peer: peer.clone(),
+                what: "socket timeouts",
+                source,
+            };
+            sock.set_read_timeout(wait)
+                .and_then(|()| sock.set_write_timeout(wait))
+                .map_err(io)?;
+            let conn = Conn::accept_tls(sock, cfg, &peer, &super::guard::check)?;
+            conn.sock()
+                .set_read_timeout(None)
+                .and_then(|()| conn.sock().set_write_timeout(None))
+                .map_err(io)?;
+            conn
+        }
+        None => Conn::plain(sock),
+    };
+    match Source::of_frozen(tasks).serve_watched(conn, peer.clone(), &super::guard::check)? {
         true => Ok(()),
         false => Err(DumpError::LazyUnfinished { peer }.into()),
     }

@@ -113,7 +113,7 @@ pub fn dump(opts: &DumpOpts) -> Result<Summary> {
 pub fn connect(opts: &DumpOpts) -> Result<Option<crate::pageserver::client::Client>> {
     opts.page_server
         .as_ref()
-        .map(|ps| crate::pageserver::client::Client::connect(&ps.address, ps.port))
+        .map(|ps| crate::pageserver::client::Client::connect(&ps.address, ps.port, ps.tls.as_ref()))
         .transpose()
 }
 

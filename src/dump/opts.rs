@@ -195,6 +195,8 @@ pub struct LazyServe {
     /// All IPv4 addresses when None.
     pub address: Option<String>,
     pub port: u16,
+    /// `--tls`: the daemon connects with TLS.
+    pub tls: Option<crate::pageserver::tls::TlsOpts>,
 }
 
 /// Where a page server listens.
@@ -202,6 +204,8 @@ pub struct LazyServe {
 pub struct PageServer {
     pub address: String,
     pub port: u16,
+    /// `--tls`: the connection is TLS.
+    pub tls: Option<crate::pageserver::tls::TlsOpts>,
 }
 
 /// What a dump did, for the summary line.

@@ -1,7 +1,8 @@
 //! `crit lazy-pages`: serves the memory of a tree restored with
 //! `restore --lazy-pages` from the images (or, with `--page-server`,
 //! from a `page-server --lazy-pages` on another machine:
-//! [`crate::pageserver::lazy`]), on demand then in the background,
+//! [`crate::pageserver::lazy`], over TLS with `--tls`), on demand then
+//! in the background,
 //! through the userfaultfds the restore hands over ([`super::handover`]).
 //!
 //! Each task's lazy pages (PE_LAZY entries of its pagemap whose pages
@@ -52,6 +53,8 @@ pub struct DaemonOpts {
     /// `--page-server`: the pages come from this `page-server
     /// --lazy-pages` (address, port) instead of the pages images.
     pub page_server: Option<(String, u16)>,
+    /// `--tls`: the page server connection is TLS.
+    pub tls: Option<crate::pageserver::tls::TlsOpts>,
     /// `-o`: the daemon's messages once it listens (see crate::detach).
     pub log_file: Option<PathBuf>,
 }
@@ -190,7 +193,7 @@ pub fn run(opts: &DaemonOpts) -> Result<()> {
     // Before detaching: a page server that is not there is the
     // command's error, not a daemon's lost one.
     let fetcher = match &opts.page_server {
-        Some((a, p)) => Some(Arc::new(Fetcher::connect(a, *p)?)),
+        Some((a, p)) => Some(Arc::new(Fetcher::connect(a, *p, opts.tls.as_ref())?)),
         None => None,
     };
     crate::detach::ready(&crate::detach::Ready {

@@ -47,6 +47,18 @@ pub enum PsError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS handshake failed, or the peer's certificate.
+    #[error("page server {peer}: TLS: {why}")]
+    Tls { peer: String, why: String },
+    /// A file of `--tls-*` (given, or CRIU's default).
+    #[error("{opt} {}: {why}", path.display())]
+    TlsFile {
+        opt: &'static str,
+        path: PathBuf,
+        why: String,
+    },
+    #[error("page server: TLS: {0}")]
+    TlsSetup(String),
     #[error("{what} is not supported by crit's page server yet")]
     Unsupported { what: &'static str },
 }

@@ -3,8 +3,10 @@
 //! --lazy-pages` from the memory of the tree it keeps frozen ([`Source`]);
 //! a lazy-pages daemon on another machine asks with a [`Fetcher`].
 
+use super::conn::Conn;
 use super::error::PsError;
-use super::server::{read_full, send_all};
+use super::server::read_full;
+use super::tls::TlsOpts;
 use super::wire::{self, Header, HEADER};
 use crate::error::Result;
 use crate::image::flags::PE_PRESENT;
@@ -12,7 +14,7 @@ use crate::image::pb;
 use crate::image::typed::Mapped;
 use crate::model::pagemap::{self as pm, Held, PAGE};
 use std::borrow::Cow;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Mutex;
@@ -90,8 +92,8 @@ impl Source {
 
     /// Answers GETs until CLOSE (or the end of the connection); true if
     /// the daemon said CLOSE (it has every page it wanted).
-    pub fn serve(&self, sock: TcpStream, peer: String) -> Result<bool> {
-        self.serve_watched(sock, peer, &|| Ok(()))
+    pub fn serve(&self, conn: Conn, peer: String) -> Result<bool> {
+        self.serve_watched(conn, peer, &|| Ok(()))
     }
 
     /// [`Source::serve`], calling `watch` at least every 200 ms while it
@@ -99,11 +101,11 @@ impl Source {
     /// caller went away lets its tree go).
     pub fn serve_watched(
         &self,
-        mut sock: TcpStream,
+        mut sock: Conn,
         peer: String,
         watch: &dyn Fn() -> Result<()>,
     ) -> Result<bool> {
-        let _ = sock.set_nodelay(true);
+        let _ = sock.sock().set_nodelay(true);
         let pages = &self.pages;
         let bad = |offset: u64, why: String| PsError::Protocol {
             peer: peer.clone(),
@@ -120,7 +122,8 @@ impl Source {
             crate::detach::say(&format!("crit: page server: sent {sent} page(s) to {peer}"))
         };
         loop {
-            wait_readable(&sock, watch).map_err(io("waiting for a command"))??;
+            sock.wait_readable(watch)
+                .map_err(io("waiting for a command"))??;
             let mut b = [0u8; HEADER];
             match read_full(&mut sock, &mut b).map_err(io("reading a command"))? {
                 0 => {
@@ -165,12 +168,15 @@ impl Source {
                         nr_pages: n,
                         ..h
                     };
-                    send_all(&sock, &reply.to_bytes()).map_err(io("answering GET"))?;
-                    send_all(&sock, &data).map_err(io("sending pages"))?;
+                    sock.write_all(&reply.to_bytes())
+                        .map_err(io("answering GET"))?;
+                    sock.write_all(&data).map_err(io("sending pages"))?;
                     sent += n;
                 }
                 wire::CLOSE | wire::FORCE_CLOSE => {
-                    send_all(&sock, &0i32.to_ne_bytes()).map_err(io("answering CLOSE"))?;
+                    sock.write_all(&0i32.to_ne_bytes())
+                        .map_err(io("answering CLOSE"))?;
+                    sock.bye();
                     said(sent);
                     return Ok(true);
                 }
@@ -239,20 +245,26 @@ impl TaskPages {
 
 /// A lazy-pages daemon's connection to a `page-server --lazy-pages`.
 pub struct Fetcher {
-    sock: Mutex<TcpStream>,
+    sock: Mutex<Conn>,
     peer: String,
 }
 
 impl Fetcher {
-    pub fn connect(addr: &str, port: u16) -> Result<Fetcher> {
+    /// Connects (and with `tls` shakes hands) before the daemon listens.
+    pub fn connect(addr: &str, port: u16, tls: Option<&TlsOpts>) -> Result<Fetcher> {
+        let cfg = tls.map(|t| t.client_config(addr)).transpose()?;
         let peer = format!("{addr}:{port}");
         let sock = TcpStream::connect((addr, port)).map_err(|source| PsError::Connect {
             peer: peer.clone(),
             source,
         })?;
         let _ = sock.set_nodelay(true);
+        let conn = match cfg {
+            Some(cfg) => Conn::connect_tls(sock, cfg, addr, &peer, &|| Ok(()))?,
+            None => Conn::plain(sock),
+        };
         Ok(Fetcher {
-            sock: Mutex::new(sock),
+            sock: Mutex::new(conn),
             peer,
         })
     }
@@ -285,7 +297,8 @@ impl Fetcher {
                 vaddr: vaddr + at,
                 dst_id: pid,
             };
-            send_all(&sock, &ask.to_bytes()).map_err(self.io("asking for pages"))?;
+            sock.write_all(&ask.to_bytes())
+                .map_err(self.io("asking for pages"))?;
             let mut b = [0u8; HEADER];
             sock.read_exact(&mut b)
                 .map_err(self.io("reading the answer to GET"))?;
@@ -309,11 +322,12 @@ impl Fetcher {
     /// Ends the session as CRIU's daemon does (CLOSE, then its status).
     pub fn close(&self) -> Result<()> {
         let mut sock = self.sock.lock().unwrap_or_else(|e| e.into_inner());
-        send_all(&sock, &Header::new(wire::CLOSE, None).to_bytes())
+        sock.write_all(&Header::new(wire::CLOSE, None).to_bytes())
             .map_err(self.io("sending CLOSE"))?;
         let mut b = [0u8; 4];
         sock.read_exact(&mut b)
             .map_err(self.io("reading the answer to CLOSE"))?;
+        sock.bye();
         Ok(())
     }
 }

@@ -13,18 +13,24 @@
 //! machine asks for pages (GET: the task's pid in the images, an address
 //! and a page count) and gets them from the images in its directory
 //! (ADD_F with PE_PRESENT and the pages, fewer when the run ends
-//! sooner), until CLOSE. Not yet: TLS.
+//! sooner), until CLOSE.
+//!
+//! With `--tls` the connection is TLS ([`super::tls`]): the dump's
+//! certificate is checked once accepted, and pages pass through a
+//! buffer instead of a splice.
 
+use super::conn::Conn;
 use super::error::PsError;
+use super::tls::TlsOpts;
 use super::wire::{self, Dst, Header, HEADER};
 use crate::error::Result;
 use crate::image::flags::{PE_PARENT, PE_PRESENT};
 use crate::image::pb;
 use crate::image::typed::{AtomicFile, ImageBuilder};
 use crate::model::pagemap::{self as pm, Held, PAGE};
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 /// `crit page-server`'s options.
@@ -43,6 +49,8 @@ pub struct ServerOpts {
     pub lazy: bool,
     /// `-o`: the server's messages once it listens (see crate::detach).
     pub log_file: Option<PathBuf>,
+    /// `--tls` and its files.
+    pub tls: Option<TlsOpts>,
 }
 
 /// The first pages id the server gives (CRIU's page server's base).
@@ -56,6 +64,13 @@ pub fn run(opts: &ServerOpts) -> Result<()> {
         true => Some(super::lazy::Source::open(&opts.dir)?),
         false => None,
     };
+    // As CRIU's server: the dump's certificate must name the address
+    // this server was told to listen on, if it was told one.
+    let tls = opts
+        .tls
+        .as_ref()
+        .map(|t| t.server_config(opts.address.as_deref()))
+        .transpose()?;
     let addr = opts.address.clone().unwrap_or_else(|| "0.0.0.0".into());
     let listener =
         TcpListener::bind((addr.as_str(), opts.port)).map_err(|source| PsError::Listen {
@@ -87,9 +102,20 @@ pub fn run(opts: &ServerOpts) -> Result<()> {
         source,
     })?;
     drop(listener);
+    let peer = peer.to_string();
+    let conn = match tls {
+        Some(cfg) => Conn::accept_tls(sock, cfg, &peer, &|| Ok(())),
+        None => Ok(Conn::plain(sock)),
+    };
+    // A failed handshake keeps nothing either.
+    let conn = conn.inspect_err(|_| {
+        if let Some(top) = &made {
+            let _ = std::fs::remove_dir_all(top);
+        }
+    })?;
     match source {
-        Some(source) => source.serve(sock, peer.to_string()).map(|_| ()),
-        None => Session::new(&opts.dir, peer.to_string())?.serve(sock),
+        Some(source) => source.serve(conn, peer).map(|_| ()),
+        None => Session::new(&opts.dir, peer)?.serve(conn),
     }
 }
 
@@ -192,8 +218,8 @@ impl Session {
     }
 
     /// Commands until CLOSE, then the end of the connection.
-    fn serve(mut self, mut sock: TcpStream) -> Result<()> {
-        let _ = sock.set_nodelay(true);
+    fn serve(mut self, mut sock: Conn) -> Result<()> {
+        let _ = sock.sock().set_nodelay(true);
         loop {
             let mut b = [0u8; HEADER];
             match read_full(&mut sock, &mut b).map_err(self.io("reading a command"))? {
@@ -211,14 +237,15 @@ impl Session {
                 wire::OPEN2 | wire::OPEN => {
                     let has_parent = self.open(self.dst(&h)?)?;
                     if h.cmd == wire::OPEN2 {
-                        send_all(&sock, &[u8::from(has_parent)])
+                        sock.write_all(&[u8::from(has_parent)])
                             .map_err(self.io("answering OPEN2"))?;
                     }
                 }
                 wire::PARENT => {
                     let dst = self.dst(&h)?;
                     let has = i32::from(self.parent_pagemap(dst).is_file());
-                    send_all(&sock, &has.to_ne_bytes()).map_err(self.io("answering PARENT"))?;
+                    sock.write_all(&has.to_ne_bytes())
+                        .map_err(self.io("answering PARENT"))?;
                 }
                 wire::ADD_F | wire::ADD | wire::HOLE => {
                     let flags = match h.cmd {
@@ -226,7 +253,7 @@ impl Session {
                         wire::ADD => PE_PRESENT,
                         _ => PE_PARENT,
                     };
-                    self.add(&sock, &h, flags)?;
+                    self.add(&mut sock, &h, flags)?;
                 }
                 wire::CLOSE | wire::FORCE_CLOSE => return self.close(sock),
                 wire::GET => {
@@ -295,7 +322,7 @@ impl Session {
     }
 
     /// One pagemap entry, and its pages if they are present.
-    fn add(&mut self, sock: &TcpStream, h: &Header, flags: u32) -> Result<()> {
+    fn add(&mut self, sock: &mut Conn, h: &Header, flags: u32) -> Result<()> {
         let dst = self.dst(h)?;
         if self.cur.as_ref().is_none_or(|o| o.dst != dst) {
             // Old CRIUs send without opening first.
@@ -339,24 +366,13 @@ impl Session {
 
     /// Moves `len` bytes of pages from the connection to the end of the
     /// open pages file.
-    fn receive(&mut self, sock: &TcpStream, len: u64) -> Result<()> {
+    fn receive(&mut self, sock: &mut Conn, len: u64) -> Result<()> {
         let mut left = len;
         while left > 0 {
             let chunk = left.min(self.pipe_size as u64) as usize;
-            let n = loop {
-                match nix::fcntl::splice(
-                    sock.as_fd(),
-                    None,
-                    &self.pipe.1,
-                    None,
-                    chunk,
-                    nix::fcntl::SpliceFFlags::SPLICE_F_MOVE,
-                ) {
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    r => break r,
-                }
-            };
-            let n = n.map_err(|e| self.io("receiving pages")(e.into()))?;
+            let n = sock
+                .recv_to_pipe(&self.pipe.1, chunk)
+                .map_err(self.io("receiving pages"))?;
             if n == 0 {
                 return Err(self
                     .bad(format!("the connection ended {left} bytes into pages"))
@@ -375,7 +391,7 @@ impl Session {
 
     /// CLOSE: keep every pagemap and pages file, answer, and wait for
     /// the dump to hang up.
-    fn close(mut self, mut sock: TcpStream) -> Result<()> {
+    fn close(mut self, mut sock: Conn) -> Result<()> {
         if let Some(o) = self.cur.take() {
             self.done.push(o);
         }
@@ -386,7 +402,9 @@ impl Session {
             let name = self.dir.join(o.dst.pagemap_name());
             crate::image::typed::write_atomic(&name, &o.pagemap.bytes)?;
         }
-        send_all(&sock, &0i32.to_ne_bytes()).map_err(self.io("answering CLOSE"))?;
+        sock.write_all(&0i32.to_ne_bytes())
+            .map_err(self.io("answering CLOSE"))?;
+        sock.bye();
         let mut b = [0u8; 1];
         match sock.read(&mut b) {
             Ok(0) | Err(_) => {
@@ -410,7 +428,7 @@ fn covers(held: &[(u64, u64)], start: u64, end: u64) -> bool {
 }
 
 /// Reads until `b` is full or the connection ends; returns what it got.
-pub fn read_full(sock: &mut TcpStream, b: &mut [u8]) -> std::io::Result<usize> {
+pub fn read_full(sock: &mut impl Read, b: &mut [u8]) -> std::io::Result<usize> {
     let mut got = 0;
     while got < b.len() {
         match sock.read(&mut b[got..]) {
@@ -421,10 +439,6 @@ pub fn read_full(sock: &mut TcpStream, b: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(got)
-}
-
-pub fn send_all(mut sock: &TcpStream, b: &[u8]) -> std::io::Result<()> {
-    std::io::Write::write_all(&mut sock, b)
 }
 
 #[cfg(test)]

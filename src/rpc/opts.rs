@@ -23,7 +23,7 @@ pub struct Dirs {
 
 /// Refuses every set field crit does not honour.
 fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
-    let set: [(&'static str, bool); 18] = [
+    let set: [(&'static str, bool); 17] = [
         (
             "ps.fd (a page server connection handed in)",
             o.ps.as_ref().is_some_and(|p| p.fd.is_some()),
@@ -44,7 +44,6 @@ fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
             !o.cgroup_dump_controller.is_empty(),
         ),
         ("lsm_profile", o.lsm_profile.is_some()),
-        ("tls", o.tls == Some(true)),
         ("cgroup_yard", o.cgroup_yard.is_some()),
         ("lsm_mount_context", o.lsm_mount_context.is_some()),
         ("unprivileged", o.unprivileged == Some(true)),
@@ -202,7 +201,32 @@ fn lazy_dump_args(o: &CriuOpts, a: &mut Vec<String>) -> Result<(), OptsError> {
         "--port".into(),
         port.to_string(),
     ]);
+    tls_args(o, a);
     Ok(())
+}
+
+/// `tls` and its files, for the page server connection (CRIU ignores
+/// the files without `tls`, and so does crit).
+fn tls_args(o: &CriuOpts, a: &mut Vec<String>) {
+    if o.tls != Some(true) {
+        return;
+    }
+    a.push("--tls".into());
+    let files = [
+        ("--tls-cacert", &o.tls_cacert),
+        ("--tls-cacrl", &o.tls_cacrl),
+        ("--tls-cert", &o.tls_cert),
+        ("--tls-key", &o.tls_key),
+    ];
+    for (opt, v) in files {
+        if let Some(v) = v {
+            a.push(opt.into());
+            a.push(v.clone());
+        }
+    }
+    if o.tls_no_cn_verify == Some(true) {
+        a.push("--tls-no-cn-verify".into());
+    }
 }
 
 /// Refuses `lazy_pages` and `status_fd` on a request other than a lazy
@@ -237,6 +261,7 @@ fn page_server_args(o: &CriuOpts, a: &mut Vec<String>) -> Result<(), OptsError> 
         "--port".into(),
         port.to_string(),
     ]);
+    tls_args(o, a);
     Ok(())
 }
 
@@ -458,6 +483,38 @@ mod tests {
             ..Default::default()
         };
         assert!(dump_args(&o, &dirs(), 9).is_err());
+    }
+
+    #[test]
+    fn tls_options_go_with_the_page_server_connection() {
+        use crate::image::rpc_pb::CriuPageServerInfo;
+        let mut o = CriuOpts {
+            ps: Some(CriuPageServerInfo {
+                address: Some("10.0.0.2".into()),
+                port: Some(1234),
+                ..Default::default()
+            }),
+            tls: Some(true),
+            tls_cacert: Some("/ca.pem".into()),
+            tls_key: Some("/k.pem".into()),
+            tls_no_cn_verify: Some(true),
+            ..Default::default()
+        };
+        let want = "--port 1234 --tls --tls-cacert /ca.pem --tls-key /k.pem --tls-no-cn-verify";
+        for a in [dump_args(&o, &dirs(), 9), pre_dump_args(&o, &dirs(), 9)] {
+            let a = a.unwrap().join(" ");
+            assert!(a.contains(want), "{a}");
+        }
+        o.lazy_pages = Some(true);
+        let a = dump_args(&o, &dirs(), 9).unwrap().join(" ");
+        assert!(
+            a.contains(&format!("--lazy-pages --address 10.0.0.2 {want}")),
+            "{a}"
+        );
+        // The files alone change nothing, as in CRIU.
+        o.tls = None;
+        let a = dump_args(&o, &dirs(), 9).unwrap().join(" ");
+        assert!(!a.contains("--tls"), "{a}");
     }
 
     #[test]
