@@ -84,6 +84,15 @@ fn bad_option_values_are_refused_first() {
         &restore("--inherit-fd=fd[3]:pipe:[0]"),
         "--inherit-fd fd[3]:pipe:[0]: expected fd[N]:RESOURCE",
     );
+    // Whatever the images hold, a --root that is no directory.
+    assert_fails(
+        &restore("--root=/nonexistent/dir"),
+        "--root /nonexistent/dir: No such file or directory",
+    );
+    assert_fails(
+        &restore("--root=/proc/self/stat"),
+        "--root /proc/self/stat: not a directory",
+    );
     assert_fails(
         &run(
             crit().args(["dump", "-t", "1", "-D", "/nonexistent/d", "--ext-unix-sk=0"]),

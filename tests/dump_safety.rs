@@ -263,16 +263,23 @@ fn images_dir_is_private() {
     let prog = kit.start("heartbeat", &[hb.to_str().unwrap(), "1"]);
     let dir = kit.path("img");
     let o = std::process::Command::new("sh")
-        .args(["-c", "umask 000; exec \"$0\" dump -R -t \"$1\" -D \"$2\""])
+        .args([
+            "-c",
+            "umask 000; exec \"$0\" dump -R -t \"$1\" -D \"$2\" -o \"$3\"",
+        ])
         .arg(env!("CARGO_BIN_EXE_crit"))
         .arg(prog.pid.to_string())
         .arg(&dir)
+        .arg(kit.path("dump.log"))
         .output()
         .unwrap();
     ok(&o);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
+    // The log too: it names the tree's files and sockets.
+    let log = std::fs::metadata(kit.path("dump.log")).unwrap();
+    assert_eq!(log.permissions().mode() & 0o777, 0o600);
     let open = kit.path("open");
     std::fs::create_dir(&open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();

@@ -131,6 +131,14 @@ fn pre_copy_leaves_one_self_contained_set_and_no_tracking() {
         img.to_str().unwrap(),
     ]));
     assert!(e.contains("pre-copy round 1:"), "{e}");
+    // The summary counts the rounds' pages in the set too (128 MiB).
+    let written: f64 = e
+        .split(" MiB written")
+        .next()
+        .and_then(|h| h.rsplit(", ").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{e}"));
+    assert!(written >= 128.0, "{e}");
     // The task ran on, is not tracked any more, and is intact.
     assert!(!tracked(g.pid), "tracking left behind");
     assert!(ask(g.pid, &g.result).starts_with("OK"));

@@ -161,6 +161,9 @@ fn rounds_then_dump(
         t.elapsed().as_secs_f64()
     ));
     s.pages += from_rounds;
+    // The summary's "written" counts the set as it ends up, rounds' pages
+    // included.
+    s.bytes += from_rounds * super::maps::PAGE_SIZE;
     if let Some(p) = parent.take() {
         trackers.merge(p.trackers);
     }

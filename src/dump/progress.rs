@@ -22,13 +22,22 @@ pub struct Log {
 impl Log {
     pub fn new(o: &DumpOpts, command: &'static str) -> Result<Log> {
         let file = match &o.log_file {
-            Some(p) => Some(Mutex::new(std::fs::File::create(p).map_err(|source| {
-                DumpError::FileOp {
+            // 0600 as the images: the log names files, sockets and paths.
+            Some(p) => Some(Mutex::new(
+                std::os::unix::fs::OpenOptionsExt::mode(
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true),
+                    0o600,
+                )
+                .open(p)
+                .map_err(|source| DumpError::FileOp {
                     path: p.clone(),
                     what: "log file",
                     source,
-                }
-            })?)),
+                })?,
+            )),
             None => None,
         };
         Ok(Log {

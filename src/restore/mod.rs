@@ -250,6 +250,27 @@ pub fn parse_inherit_fd(s: &str) -> Result<(i32, String)> {
 /// root's (waiting mode), or 0 once the tree runs (detached).
 pub fn restore(opts: &Options) -> Result<i32> {
     let log = Log::new(opts.verbose, opts.log_file.as_deref())?;
+    // Checked whatever the images hold: a mistyped --root is an error,
+    // not an option silently left unused.
+    if let Some(r) = &opts.root {
+        match std::fs::metadata(r) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(ns::NsError::BadRoot {
+                    path: r.clone(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
+                }
+                .into())
+            }
+            Err(source) => {
+                return Err(ns::NsError::BadRoot {
+                    path: r.clone(),
+                    source,
+                }
+                .into())
+            }
+        }
+    }
     let notify = crate::action::Notifier::new(
         &opts.dir,
         opts.notify_fd,
