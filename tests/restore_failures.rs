@@ -89,6 +89,41 @@ fn failure_after_fork_kills_the_tree_and_removes_socket_files() {
     );
 }
 
+/// SIGTERM (or Ctrl-C) to `crit restore` while it works: the restore
+/// stops at its next checkpoint and undoes what it made (the tree killed,
+/// its bound socket files removed) instead of dying with them half made.
+/// The signal comes from a pre-restore script (its parent is crit).
+#[test]
+fn a_restore_asked_to_stop_undoes_what_it_made() {
+    let _g = lock();
+    if !prepare_fixtures() || !require_free("usk_server") {
+        return;
+    }
+    let d = copy_images("usk_server");
+    let script = d.path().join("stop.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = pre-restore ] && kill -TERM $PPID\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let _ = std::fs::remove_file("/tmp/scen/sock/srv.sock");
+    let out = fixture_crit()
+        .args(["restore", "-d", "--action-script"])
+        .arg(&script)
+        .arg("-D")
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let msg = one_line_error(&out);
+    assert!(msg.contains("restore stopped by SIGTERM"), "{msg}");
+    assert!(!alive(26727), "the stopped tree is still running");
+    assert!(
+        !Path::new("/tmp/scen/sock/srv.sock").exists(),
+        "socket file left behind"
+    );
+}
+
 /// usk_server's images less the first file whose name starts with
 /// `prefix`, restored: that name and the one error line, once the failed
 /// tree is known to be gone; None where the fixture cannot run.

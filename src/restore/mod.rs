@@ -22,6 +22,7 @@ pub mod child;
 pub mod cpu;
 pub mod error;
 pub mod files;
+pub mod interrupt;
 pub mod kinds;
 pub mod lazy;
 pub mod locks;
@@ -249,6 +250,8 @@ pub fn parse_inherit_fd(s: &str) -> Result<(i32, String)> {
 /// Restores the tree. Returns the exit status crit should exit with: the
 /// root's (waiting mode), or 0 once the tree runs (detached).
 pub fn restore(opts: &Options) -> Result<i32> {
+    // First, before any thread exists: every thread inherits the mask.
+    let stop = interrupt::Interrupts::block()?;
     let log = Log::new(opts.verbose, opts.log_file.as_deref())?;
     // Checked whatever the images hold: a mistyped --root is an error,
     // not an option silently left unused.
@@ -316,13 +319,14 @@ pub fn restore(opts: &Options) -> Result<i32> {
     let _lock = lock_images(&opts.dir)?;
     tree::check_free(&plan)?;
     let mut rb = rollback::Rollback::new(&plan);
-    match run(&plan, opts, &log, &mut rb, &notify) {
+    match run(&plan, opts, &log, &mut rb, &notify, &stop) {
         Ok(()) => rb.tcp_live.disarm(),
         Err(e) => {
             rb.undo(&log);
             return Err(e);
         }
     }
+    stop.release();
     log.release_warnings();
     let root_pid = plan.host(plan.tasks[0].pid);
     log.info(format!(
@@ -344,6 +348,7 @@ fn run(
     log: &Log,
     rb: &mut rollback::Rollback,
     notify: &Notifier,
+    stop: &interrupt::Interrupts,
 ) -> Result<()> {
     crate::sys::nofile::raise();
     // Before anything is made: a broken chain of parent dumps, or no
@@ -401,10 +406,12 @@ fn run(
         // Killing pid 1 of the namespace ends every task in it.
         rb.ids = vec![root];
     }
+    stop.check()?;
     // Each page image is mapped in by the thread that writes it into its
     // task (task::take_over_all), and given back after.
     let pages = task::open_pages(plan, chains)?;
     wait_ready(plan, status_r, log)?;
+    stop.check()?;
     if plan.ns.own_pids() {
         plan.set_hosts(tree::host_pids(root)?);
     }
@@ -413,6 +420,7 @@ fn run(
     }
     // Every task rebuilt and stopped: the last word before they run.
     let before_resume = || -> Result<()> {
+        stop.check()?;
         let root = plan.host(plan.tasks[0].pid);
         notify.tell(Script::PostRestore, Some(root as i32))?;
         settle(plan, opts, log, root)?;

@@ -15,6 +15,8 @@ pub enum SetupError {
 
     #[error("restore: a rebuilding thread panicked")]
     Panicked,
+    #[error("restore stopped by {signal}: what was made is undone")]
+    Interrupted { signal: String },
     #[error("restore: a thread reading the task images panicked")]
     ImageReaderPanicked,
     #[error("--notify-fd {fd}: {source}")]
