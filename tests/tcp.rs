@@ -235,30 +235,37 @@ fn outside_peer(v6: bool, fail_first: bool) {
     std::thread::sleep(Duration::from_millis(300));
     read_some(&mut peer, &mut got);
     if fail_first {
-        // A restore that fails once the connection is out of repair mode
-        // (at post-restore) closes it without a packet: still locked,
-        // the peer sees nothing, and the next restore takes it over.
-        let script = kit.path("fail.sh");
-        std::fs::write(
-            &script,
-            "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = post-restore ] && exit 3\nexit 0\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        // A restore that fails at its last step but one (a post-restore
+        // script), or is killed there (SIGKILL), closes the connection
+        // without a packet: still locked, the peer sees nothing, and the
+        // next restore takes it over.
+        // crit is an ancestor of the script (a shell may be between).
+        let kill = "p=$PPID; for i in 1 2 3; do [ \"$(cat /proc/$p/comm)\" = crit ] && exec kill -KILL $p; p=$(cut -d\\  -f4 /proc/$p/stat); done";
+        for action in ["exit 3", kill] {
+            let script = kit.path("fail.sh");
+            std::fs::write(
+                &script,
+                format!(
+                    "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = post-restore ] && {action}\nexit 0\n"
+                ),
+            )
             .unwrap();
-        reap(&[pid], Duration::from_secs(5));
-        let o = kit.crit(&[
-            "restore",
-            "-d",
-            "-D",
-            dir.to_str().unwrap(),
-            "--action-script",
-            script.to_str().unwrap(),
-        ]);
-        assert!(!o.status.success(), "{}", stderr(&o));
-        assert_eq!(rules_for(port).len(), 2, "{:?}", lock_rules());
-        std::thread::sleep(Duration::from_millis(300));
-        read_some(&mut peer, &mut got);
+            std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            reap(&[pid], Duration::from_secs(5));
+            let o = kit.crit(&[
+                "restore",
+                "-d",
+                "-D",
+                dir.to_str().unwrap(),
+                "--action-script",
+                script.to_str().unwrap(),
+            ]);
+            assert!(!o.status.success(), "{action}: {}", stderr(&o));
+            assert_eq!(rules_for(port).len(), 2, "{:?}", lock_rules());
+            std::thread::sleep(Duration::from_millis(300));
+            read_some(&mut peer, &mut got);
+        }
     }
     restore(&kit, &dir, &[pid]);
     assert!(rules_for(port).is_empty(), "unlocked: {:?}", lock_rules());

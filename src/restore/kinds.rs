@@ -417,11 +417,17 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
             res.by_id.insert(id, fd);
         }
     }
+    // Out of repair mode only right before the tree runs (as CRIU's
+    // restorer does it, last): until then a failure, or crit killed,
+    // closes them without a packet.
     for (id, s) in repaired {
         if let Some(fd) = res.by_id.get(&id) {
-            super::tcp::finish(fd, s)?;
             res.tcp_live.keep(fd);
-            inet_finish(fd, s)?;
+            let copy = fd.try_clone().map_err(|source| FileError::IoOn {
+                on: On::Inet(s.ino),
+                source,
+            })?;
+            res.tcp_repaired.push((copy, s.clone()));
         }
     }
     Ok(())
@@ -735,7 +741,7 @@ fn inet(
 }
 
 /// A TCP connection's options and file status flags.
-fn inet_finish(fd: &OwnedFd, s: &pb::InetSkEntry) -> Result<()> {
+pub fn inet_finish(fd: &OwnedFd, s: &pb::InetSkEntry) -> Result<()> {
     inet_opts(fd, s);
     crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (s.flags & 0o4000) as i32).map_err(
         |source| {

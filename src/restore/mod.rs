@@ -419,10 +419,18 @@ fn run(
         cgroups.join_all(plan, opts.manage_cgroups, log, &mut rb.cgroup_dirs)?;
     }
     // Every task rebuilt and stopped: the last word before they run.
+    let repaired = std::mem::take(&mut rb.tcp_repaired);
     let before_resume = || -> Result<()> {
         stop.check()?;
         let root = plan.host(plan.tasks[0].pid);
         notify.tell(Script::PostRestore, Some(root as i32))?;
+        // Every connection's both ends exist: leaving repair mode sends a
+        // window probe, which must find its peer (the lock still drops it
+        // for an outside one, which then retransmits).
+        for (fd, s) in &repaired {
+            tcp::finish(fd, s)?;
+            kinds::inet_finish(fd, s)?;
+        }
         settle(plan, opts, log, root)?;
         let own_net = plan.ns.owned.has(crate::model::ns::Kind::Net);
         let only_logged = [
@@ -557,6 +565,7 @@ fn make_tree(
     // Once tasks may hold the connections, they go silent only after the
     // rollback has killed them.
     rb.tcp_live.take_from(&mut res.tcp_live);
+    rb.tcp_repaired.append(&mut res.tcp_repaired);
     let root = spawned?;
     rb.spawned = true;
     Ok(root)

@@ -27,9 +27,11 @@ pub struct Reservoir {
     pub ext_connects: Vec<ExtConnect>,
     /// Indexes of the ptys made anew, their masters handed over.
     pub ptys: Vec<u32>,
-    /// TCP connections out of repair mode, closed silently should the
-    /// restore fail.
+    /// TCP connections, closed silently should the restore fail.
     pub tcp_live: super::tcp::SilentOnFailure,
+    /// TCP connections in repair mode (crit's copies), to take out of it
+    /// right before the tree runs.
+    pub tcp_repaired: Vec<(OwnedFd, crate::image::pb::InetSkEntry)>,
     /// Bytes queued in a pty that could not be put back (a terminal never
     /// promised delivery: warnings, not failures).
     pub pty_warnings: Vec<String>,

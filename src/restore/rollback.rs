@@ -25,6 +25,9 @@ pub struct Rollback {
     /// TCP connections out of repair mode: back into it once the tasks
     /// are killed, so they close without a packet.
     pub tcp_live: super::tcp::SilentOnFailure,
+    /// TCP connections still in repair mode (crit's copies), for the
+    /// last step before the tree runs.
+    pub tcp_repaired: Vec<(OwnedFd, crate::image::pb::InetSkEntry)>,
     /// Cgroup directories the restore made (parents first).
     pub cgroup_dirs: Vec<std::path::PathBuf>,
 }
@@ -45,6 +48,7 @@ impl Rollback {
             tree_root: None,
             tcp_live: Default::default(),
             cgroup_dirs: Vec::new(),
+            tcp_repaired: Vec::new(),
         }
     }
 

@@ -196,9 +196,9 @@ pub fn restore(
     Ok((fd, true))
 }
 
-/// Takes a repaired connection out of repair mode, once both ends of
-/// every connection of the tree exist: leaving repair mode sends a window
-/// probe, which must find its peer (a missing one would answer with a
+/// Takes a repaired connection out of repair mode, right before the
+/// tree runs (both ends of every connection of the tree exist then):
+/// leaving repair mode sends a window probe, which must find its peer (a missing one would answer with a
 /// reset where no lock drops it, as in a network namespace of the
 /// tree's own). Then the buffer sizes as dumped (getsockopt reports
 /// twice what is set), and whether the task fixed them or left them to
@@ -228,12 +228,14 @@ pub fn finish(fd: &OwnedFd, s: &pb::InetSkEntry) -> Result<()> {
     Ok(())
 }
 
-/// Connections out of repair mode that the restored tree holds: should
-/// the restore fail, each goes back into repair mode before crit lets go
-/// of it ([`Drop`]), so that its close sends neither FIN nor reset. The
+/// The restored connections (crit's copies): they leave repair mode only
+/// right before the tree runs, and should the restore fail even after
+/// that, each goes back into repair mode before crit lets go of it
+/// ([`Drop`]), so that its close sends neither FIN nor reset. The
 /// connection stays as the dump left it (locked, its peer waiting) and
 /// the restore can be run again; a FIN would leave an orphan holding
-/// the address and end the connection once the lock is lifted.
+/// the address and end the connection once the lock is lifted. (crit
+/// killed before the tree runs leaves them in repair mode: silent too.)
 #[derive(Default)]
 pub struct SilentOnFailure(Vec<OwnedFd>);
 
