@@ -136,6 +136,21 @@ fn killed_dump_leaves_the_tree_running() {
     kill_tree(prog.pid);
 }
 
+/// The dump worker of `crit dump` process `front` (its child), once it
+/// exists.
+fn worker_of(front: i32) -> i32 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let kids = std::fs::read_to_string(format!("/proc/{front}/task/{front}/children"))
+            .unwrap_or_default();
+        if let Some(w) = kids.split_whitespace().next() {
+            return w.parse().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no dump worker");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// SIGKILL to the process group of `crit dump` (`kill -9 -PGID`, a
 /// supervisor's group kill): the worker is in a group of its own, so it
 /// lives on, lets the tree go and removes its images (or finishes, if
@@ -157,15 +172,7 @@ fn a_group_kill_of_the_dump_leaves_the_tree_running() {
             .unwrap();
         let front = c.id() as i32;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let worker = loop {
-            let kids = std::fs::read_to_string(format!("/proc/{front}/task/{front}/children"))
-                .unwrap_or_default();
-            if let Some(w) = kids.split_whitespace().next() {
-                break w.parse::<i32>().unwrap();
-            }
-            assert!(std::time::Instant::now() < deadline, "no dump worker");
-            std::thread::sleep(Duration::from_millis(1));
-        };
+        let worker = worker_of(front);
         std::thread::sleep(Duration::from_millis(*delay));
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(front),
@@ -210,18 +217,7 @@ fn killed_worker_is_reported() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let front = c.id() as i32;
-        // The worker is the front's child.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        let worker = loop {
-            let kids = std::fs::read_to_string(format!("/proc/{front}/task/{front}/children"))
-                .unwrap_or_default();
-            if let Some(w) = kids.split_whitespace().next() {
-                break w.parse::<i32>().unwrap();
-            }
-            assert!(std::time::Instant::now() < deadline, "no dump worker");
-            std::thread::sleep(Duration::from_millis(1));
-        };
+        let worker = worker_of(c.id() as i32);
         std::thread::sleep(Duration::from_millis(*delay));
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(worker),

@@ -119,22 +119,21 @@ pub fn read_out(ctx: &mut DumpCtx, back: &Requeue) -> Result<()> {
                 .copied()
                 .collect::<Vec<u8>>(),
         );
-        let for_slave = match read(&slave, s).map(|r| r.concat()) {
-            Ok(d) => d,
-            Err(e) => {
-                // What the master gave must not be lost meanwhile.
-                if let Ok(mut p) = back.0.lock() {
-                    p.push(Pair {
-                        index,
-                        master,
-                        slave,
-                        for_master,
-                        for_slave: Vec::new(),
-                    });
-                }
-                return Err(e);
-            }
+        let slave_read = read(&slave, s).map(|r| r.concat());
+        let for_slave = slave_read.as_ref().cloned().unwrap_or_default();
+        let pair = Pair {
+            index,
+            master,
+            slave,
+            for_master,
+            for_slave,
         };
+        // Kept first: what was read must be queued again should the dump
+        // fail (here, or later).
+        if let Ok(mut p) = back.0.lock() {
+            p.push(pair);
+        }
+        let for_slave = slave_read?;
         let mut ends = [
             (master_info_id(index), &raw_master),
             (info_id(index), &for_slave),
@@ -152,15 +151,6 @@ pub fn read_out(ctx: &mut DumpCtx, back: &Requeue) -> Result<()> {
         }
         left_queued(ctx, index, m.0, m.1, " beyond 16 KiB");
         left_queued(ctx, index, s.0, s.1, " beyond 16 KiB");
-        if let Ok(mut p) = back.0.lock() {
-            p.push(Pair {
-                index,
-                master,
-                slave,
-                for_master,
-                for_slave,
-            });
-        }
     }
     Ok(())
 }
