@@ -22,8 +22,8 @@ pub struct Rollback {
     /// The tree's root directory, when it has a mount namespace of its
     /// own: the bound paths are below it.
     pub tree_root: Option<OwnedFd>,
-    /// TCP connections out of repair mode: back into it once the tasks
-    /// are killed, so they close without a packet.
+    /// The TCP connections (crit's copies): back into repair mode once
+    /// the tasks are killed, so they close without a packet.
     pub tcp_live: super::tcp::SilentOnFailure,
     /// TCP connections still in repair mode (crit's copies), for the
     /// last step before the tree runs.
