@@ -201,6 +201,14 @@ fn a_server_signed_by_another_ca_fails_the_dump_before_it_freezes() {
     // Nothing written on either side, and the task runs on intact.
     assert!(!d.exists() && !s.exists());
     assert!(ask(g.pid, &g.result).starts_with("OK"));
+    // A dump without --tls to a server with it: named as such.
+    let (srv, port) = serve(&s, &p.args("ca", "server", &[]), &[]);
+    let o = dump(g.pid, &d, &port, &[], &[]);
+    refused(&o, "it answered with a TLS record (does it use --tls?)");
+    let (good, _) = end(srv);
+    assert!(!good);
+    assert!(!d.exists() && !s.exists());
+    assert!(ask(g.pid, &g.result).starts_with("OK"));
 }
 
 /// The client checks the server's name against --address (with the

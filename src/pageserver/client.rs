@@ -102,7 +102,20 @@ impl Client {
         self.header(Header::new(wire::OPEN2, Some(dst)), false)?;
         let mut b = [0u8; 1];
         self.read_all(&mut b, "reading the answer to OPEN2")?;
-        Ok(b[0] != 0)
+        match b[0] {
+            0 | 1 => Ok(b[0] != 0),
+            // A TLS alert record (0x15): a server with --tls refusing
+            // what it took for a handshake.
+            0x15 if !self.conn.is_tls() => Err(PsError::SpeaksTls {
+                peer: self.peer.clone(),
+            }
+            .into()),
+            v => Err(PsError::Status {
+                peer: self.peer.clone(),
+                status: v.into(),
+            }
+            .into()),
+        }
     }
 
     /// Whether the server holds pagemap `dst` in its parent images.

@@ -20,8 +20,10 @@ pub enum PsError {
     /// A lazy-pages daemon's page server went away.
     #[error("lazy-pages: page server at {peer} closed the connection ({what})")]
     Closed { peer: String, what: &'static str },
-    #[error("page server {peer}: it answered the close with status {status}")]
+    #[error("page server {peer}: it answered with status {status}")]
     Status { peer: String, status: i32 },
+    #[error("page server {peer}: it answered with a TLS record (does it use --tls?)")]
+    SpeaksTls { peer: String },
     #[error("page server: cannot listen on {addr} port {port}: {source}")]
     Listen {
         addr: String,

@@ -61,8 +61,18 @@ impl Interrupts {
     }
 
     /// Lets the signals through again (their default action: the tree
-    /// runs by then).
-    pub fn release(self) {
+    /// runs by then). One that came after the last check is taken here
+    /// and returned, not acted on: the restore is done, and dying of it
+    /// now would report a restored tree as a failure.
+    pub fn release(self) -> Option<String> {
+        let mut late = None;
+        while let Ok(Some(info)) = self.fd.read_signal() {
+            late = Some(
+                Signal::try_from(info.ssi_signo as i32)
+                    .map_or_else(|_| info.ssi_signo.to_string(), |s| s.as_str().to_string()),
+            );
+        }
         let _ = self.mask.thread_unblock();
+        late
     }
 }

@@ -326,8 +326,13 @@ pub fn restore(opts: &Options) -> Result<i32> {
             return Err(e);
         }
     }
-    stop.release();
+    let late = stop.release();
     log.release_warnings();
+    if let Some(s) = late {
+        log.warn(format!(
+            "{s} came once the tree was let go: the restore is done"
+        ));
+    }
     let root_pid = plan.host(plan.tasks[0].pid);
     log.info(format!(
         "restored {} task(s), root pid {root_pid}",

@@ -445,12 +445,15 @@ fn requeue(
         }
         return;
     };
-    let mut put = |end: &str, n: usize, r: std::io::Result<()>| {
-        if let Err(e) = r {
-            warnings.push(format!(
-                "tty-data.img: pty {index}: {n} byte(s) queued for its {end} are not put back: {e}"
-            ));
-        }
+    let mut put = |end: &str, n: usize, r: std::io::Result<usize>| {
+        let why = match r {
+            Ok(done) if done == n => return,
+            Ok(done) => format!("{} did not fit", n - done),
+            Err(e) => format!("none put back: {e}"),
+        };
+        warnings.push(format!(
+            "tty-data.img: pty {index}: of {n} byte(s) queued for its {end}, {why}"
+        ));
     };
     if let Some(d) = for_master {
         put("master", d.len(), tty::requeue_output(slave, d));

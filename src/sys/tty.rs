@@ -211,91 +211,144 @@ pub fn read_queued(fd: BorrowedFd, cap: usize) -> io::Result<Vec<Vec<u8>>> {
     r.and(back).map(|_| reads)
 }
 
+/// How long a requeue waits for room in a pty once it is full: room
+/// comes only from the kernel moving bytes along (the tree is frozen),
+/// which it does at once if at all; the tree waits meanwhile.
+const ROOM_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Queues `data` for the reader of pty master `master` again by writing
 /// it into its slave `slave`, with output processing (OPOST) off for the
 /// while: the bytes were read from the master already processed, and
-/// would otherwise be processed twice ("\r\n" into "\r\r\n"). The
-/// write is processed before it returns.
-pub fn requeue_output(slave: BorrowedFd, data: &[u8]) -> io::Result<()> {
-    let t = termios(slave)?;
-    let mut quiet = t;
-    quiet.oflag &= !libc::OPOST;
-    with_settings(slave, &t, &quiet, || write_all(slave, data))
+/// would otherwise be processed twice ("\r\n" into "\r\r\n"). Never
+/// blocks: returns how many bytes fitted.
+pub fn requeue_output(slave: BorrowedFd, data: &[u8]) -> io::Result<usize> {
+    with_settings(
+        slave,
+        |t| t.oflag &= !libc::OPOST,
+        || write_nonblock(slave, data, ROOM_WAIT),
+    )
 }
 
 /// Queues `data` for the reader of pty slave `slave` again by writing it
-/// into its master `master`, with echo off for the while: those bytes
-/// were echoed when first typed. Input is processed later by a kernel
-/// worker, so the settings come back only once the slave has the bytes
-/// (or after a short wait: a line whose end was an EOF character stays
-/// partial and is never counted).
-pub fn requeue_input(master: BorrowedFd, slave: BorrowedFd, data: &[u8]) -> io::Result<()> {
-    let t = termios(slave)?;
-    let mut quiet = t;
-    quiet.lflag &= !(libc::ECHO | libc::ECHONL);
-    with_settings(slave, &t, &quiet, || {
+/// into its master `master`, with the input processing of the slave off
+/// for the while (the bytes were processed when first typed: echoed,
+/// mapped, signals and flow control taken): echo, signals, extended
+/// characters and the input mappings; canonical mode is left as it is.
+/// Input is processed later by a kernel worker, so the settings come back
+/// only once the slave has the bytes (or after a short wait). Never
+/// blocks: returns how many bytes fitted.
+pub fn requeue_input(master: BorrowedFd, slave: BorrowedFd, data: &[u8]) -> io::Result<usize> {
+    let quiet = |t: &mut Termios| {
+        t.lflag &= !(libc::ECHO | libc::ECHONL | libc::ISIG | libc::IEXTEN);
+        t.iflag &= !(libc::IXON
+            | libc::IXOFF
+            | libc::ICRNL
+            | libc::INLCR
+            | libc::IGNCR
+            | libc::ISTRIP
+            | libc::IUCLC
+            | libc::PARMRK);
+    };
+    with_settings(slave, quiet, || {
         let before = queued(slave)? as usize;
-        write_all(master, data)?;
+        let n = write_nonblock(master, data, ROOM_WAIT)?;
         let until = std::time::Instant::now() + std::time::Duration::from_millis(200);
-        while (queued(slave)? as usize) < before + data.len() && std::time::Instant::now() < until {
+        while (queued(slave)? as usize) < before + n && std::time::Instant::now() < until {
             std::thread::sleep(std::time::Duration::from_micros(200));
         }
-        Ok(())
+        Ok(n)
     })
 }
 
-/// Runs `f` with `slave` set to `during` (if that differs from `was`),
-/// then sets `was` again.
-fn with_settings(
+/// Runs `f` with `slave`'s settings changed by `change`, then puts them
+/// back, whatever `f` did. Locked settings (TIOCSLCKTRMIOS) are unlocked
+/// for the while; settings that still do not take are an error, before
+/// anything is written.
+fn with_settings<T>(
     slave: BorrowedFd,
-    was: &Termios,
-    during: &Termios,
-    f: impl FnOnce() -> io::Result<()>,
-) -> io::Result<()> {
+    change: impl FnOnce(&mut Termios),
+    f: impl FnOnce() -> io::Result<T>,
+) -> io::Result<T> {
+    let was = termios(slave)?;
+    let mut during = was;
+    change(&mut during);
     if during == was {
         return f();
     }
-    set_termios(slave, during)?;
-    let r = f();
-    let back = set_termios(slave, was);
-    r.and(back)
+    let locked = locked_termios(slave)?;
+    let unlock = locked != Termios::default();
+    if unlock {
+        set_locked_termios(slave, &Termios::default())?;
+    }
+    let r = set_termios(slave, &during).and_then(|()| {
+        if termios(slave)? != during {
+            return Err(io::Error::other(format!(
+                "settings of fd {} cannot be changed for the while",
+                slave.as_raw_fd()
+            )));
+        }
+        f()
+    });
+    let back = set_termios(slave, &was);
+    let relock = match unlock {
+        true => set_locked_termios(slave, &locked),
+        false => Ok(()),
+    };
+    let r = r?;
+    back.and(relock).map(|()| r)
 }
 
-/// Writes all of `data` to `fd`.
-fn write_all(fd: BorrowedFd, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        match nix::unistd::write(fd, data) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    format!("write on fd {}: nothing written", fd.as_raw_fd()),
-                ))
-            }
-            Ok(n) => data = &data[n..],
-            Err(nix::errno::Errno::EINTR) => continue,
-            // An O_NONBLOCK file: wait a while for room.
-            Err(nix::errno::Errno::EAGAIN) => {
-                let mut p = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLOUT)];
-                if nix::poll::poll(&mut p, 1000u16).unwrap_or(0) == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WouldBlock,
-                        format!(
-                            "write on fd {}: no room for {} byte(s)",
-                            fd.as_raw_fd(),
-                            data.len()
-                        ),
-                    ));
-                }
-            }
-            Err(e) => {
-                return Err(io::Error::new(
-                    io::Error::from(e).kind(),
-                    format!("write on fd {}: {e}", fd.as_raw_fd()),
-                ))
-            }
-        }
+/// Writes as much of `data` to `fd` as fits within `wait`, with
+/// O_NONBLOCK on the open file for the while (its flags put back after):
+/// how many bytes were written.
+fn write_nonblock(fd: BorrowedFd, data: &[u8], wait: std::time::Duration) -> io::Result<usize> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let errno = |what: &str, e: nix::errno::Errno| {
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!("{what} on fd {}: {e}", fd.as_raw_fd()),
+        )
+    };
+    let flags =
+        OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).map_err(|e| errno("F_GETFL", e))?);
+    if !flags.contains(OFlag::O_NONBLOCK) {
+        fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map_err(|e| errno("F_SETFL", e))?;
     }
-    Ok(())
+    let until = std::time::Instant::now() + wait;
+    let mut done = 0;
+    // A pty takes a big write only in what whole buffers it has left:
+    // smaller pieces fill the rest (the bytes came in as someone else's
+    // writes, in pieces of their own).
+    let mut piece = 4096;
+    let r = loop {
+        if done == data.len() {
+            break Ok(());
+        }
+        let end = data.len().min(done + piece);
+        match nix::unistd::write(fd, &data[done..end]) {
+            Ok(0) => break Ok(()),
+            Ok(n) => done += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) if piece > 1 => piece /= 2,
+            Err(nix::errno::Errno::EAGAIN) => {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+                let mut p = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLOUT)];
+                if ms == 0 || nix::poll::poll(&mut p, ms).unwrap_or(0) == 0 {
+                    break Ok(());
+                }
+                piece = 4096;
+            }
+            Err(e) => break Err(errno("write", e)),
+        }
+    };
+    let back = match flags.contains(OFlag::O_NONBLOCK) {
+        true => Ok(()),
+        false => fcntl(fd, FcntlArg::F_SETFL(flags))
+            .map(|_| ())
+            .map_err(|e| errno("F_SETFL", e)),
+    };
+    r.and(back).map(|()| done)
 }
 
 /// Makes the terminal on the caller's fd number `fd` its controlling

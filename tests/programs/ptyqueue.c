@@ -1,21 +1,30 @@
 /*
- * ptyqueue RESULT HEARTBEAT: bytes queued in two pty pairs one task
- * holds, which a dump must keep (tests/pty_queue.rs). On SIGUSR1 the task
- * checks that each end has exactly the bytes queued before the dump, and
- * appends "OK pid" or "FAIL pid: why" to RESULT (selfcheck.h).
+ * ptyqueue RESULT HEARTBEAT MODE: bytes queued in four pty pairs one
+ * task holds, which a dump must keep (tests/pty_queue.rs). On SIGUSR1 the
+ * task checks that each end has exactly the bytes queued before the dump,
+ * and appends "OK pid" or "FAIL pid: why" to RESULT (selfcheck.h). MODE
+ * "kept" (a dump with -R) or "restored" says what a canonical slave has.
  *
  * Pair A, a new pty's default settings (canonical, echo, ONLCR), both
- * ends blocking: "first line\nsecond\n" typed into the master and not
- * read (their echo is read off), "out one\n" written to the slave
- * ("out one\r\n" for the master) and not read. The check wants the two
- * lines on the slave, "out one\r\n" alone on the master (no echo of the
- * lines a second time, no "\r\r\n"), both ends still blocking and the
- * settings as they were.
+ * ends blocking: "typed\n" typed into the master (its echo read off) and
+ * "out one\n" written to the slave ("out one\r\n" for the master), none
+ * read. The check wants "out one\r\n" alone on the master (no echo, no
+ * "\r\r\n"), the slave's line where it was with -R and gone after a
+ * restore (a canonical slave is not dumped), both ends still blocking
+ * and the settings as they were.
  *
  * Pair B, the master in packet mode and the slave raw, both O_NONBLOCK:
  * 6 bytes with control characters typed in, 5 with a NUL written out.
  * The check wants them back byte for byte (the master's read with its
  * packet status byte in front).
+ *
+ * Pair C, a non-canonical slave with echo, signals and CR-to-NL on:
+ * "raw\rinput" typed (queued as "raw\ninput", echoed, the echo read
+ * off). The check wants "raw\ninput" back and no second echo.
+ *
+ * Pair D, a raw slave: 12,000 bytes of a pattern written out (three times
+ * what the line discipline holds; a pty holds about 20 KiB in all). The
+ * check wants all of them, in order, on the master.
  */
 #define _GNU_SOURCE
 #include <poll.h>
@@ -26,14 +35,20 @@
 
 #include "selfcheck.h"
 
-static int am, as, bm, bs;
-static struct termios a_set;
+static int am, as, bm, bs, cm, cs, dm, ds;
+static int kept;
+static struct termios a_set, c_set;
 
-static const char a_in[] = "first line\nsecond\n";
+static const char a_in[] = "typed\n";
 static const char a_out[] = "out one\n";
 static const char a_out_seen[] = "out one\r\n";
 static const char b_in[] = {1, 2, 'r', 'a', 'w', (char)0xff};
 static const char b_out[] = {'b', 'i', 'n', 0, (char)0xfe};
+static const char c_in[] = "raw\rinput";
+static const char c_queued[] = "raw\ninput";
+#define D_LEN 12000
+
+static unsigned char d_pat(int i) { return (unsigned char)(i * 7 + (i >> 8)); }
 
 static void die(const char *what)
 {
@@ -118,8 +133,8 @@ static void check(void)
 	want_flags(as, 0, "A slave");
 	want_flags(bm, 1, "B master");
 	want_flags(bs, 1, "B slave");
-	want_read(as, "first line\n", 11, "A slave line 1");
-	want_read(as, "second\n", 7, "A slave line 2");
+	if (kept)
+		want_read(as, a_in, strlen(a_in), "A slave");
 	want_empty(as, "A slave");
 	want_read(am, a_out_seen, strlen(a_out_seen), "A master");
 	want_empty(am, "A master");
@@ -129,13 +144,37 @@ static void check(void)
 	memcpy(pkt + 1, b_out, sizeof b_out);
 	want_read(bm, pkt, sizeof pkt, "B master");
 	want_empty(bm, "B master");
+	if (tcgetattr(cs, &t) || t.c_lflag != c_set.c_lflag || t.c_iflag != c_set.c_iflag)
+		fail("C slave: settings changed");
+	want_read(cs, c_queued, strlen(c_queued), "C slave");
+	want_empty(cs, "C slave");
+	want_empty(cm, "C master (a second echo?)");
+	unsigned char d[D_LEN];
+	size_t got = 0;
+	ssize_t r;
+	/* More than one read: the kernel moves the rest in as room comes. */
+	while (got < D_LEN) {
+		struct pollfd p = {.fd = dm, .events = POLLIN};
+		if (poll(&p, 1, 500) != 1 || (r = read(dm, d + got, D_LEN - got)) <= 0)
+			break;
+		got += r;
+	}
+	if (got != D_LEN)
+		fail("D master: %zu of %d bytes", got, D_LEN);
+	for (size_t i = 0; i < got; i++)
+		if (d[i] != d_pat(i)) {
+			fail("D master: byte %zu differs", i);
+			break;
+		}
+	want_empty(dm, "D master");
 }
 
 int main(int argc, char **argv)
 {
-	if (argc != 3)
-		return fprintf(stderr, "usage: ptyqueue RESULT HEARTBEAT\n"), 2;
+	if (argc != 4)
+		return fprintf(stderr, "usage: ptyqueue RESULT HEARTBEAT kept|restored\n"), 2;
 	result = argv[1];
+	kept = !strcmp(argv[3], "kept");
 	signal(SIGUSR1, on_usr1);
 
 	am = new_pty(&as);
@@ -144,10 +183,10 @@ int main(int argc, char **argv)
 	if (write(am, a_in, strlen(a_in)) != (ssize_t)strlen(a_in))
 		die("write A master");
 	wait_queued(as, strlen(a_in), "A slave");
-	/* The echo: "first line\r\nsecond\r\n". */
-	wait_queued(am, strlen(a_in) + 2, "A master echo");
+	/* The echo: "typed\r\n". */
+	wait_queued(am, strlen(a_in) + 1, "A master echo");
 	char echo[64];
-	if (read(am, echo, sizeof echo) != (ssize_t)strlen(a_in) + 2)
+	if (read(am, echo, sizeof echo) != (ssize_t)strlen(a_in) + 1)
 		die("read echo");
 	if (write(as, a_out, strlen(a_out)) != (ssize_t)strlen(a_out))
 		die("write A slave");
@@ -173,5 +212,49 @@ int main(int argc, char **argv)
 		die("write B slave");
 	wait_queued(bs, sizeof b_in, "B slave");
 	wait_queued(bm, sizeof b_out, "B master");
+
+	cm = new_pty(&cs);
+	if (tcgetattr(cs, &c_set))
+		die("tcgetattr C");
+	c_set.c_lflag &= ~ICANON;
+	c_set.c_lflag |= ECHO | ISIG;
+	c_set.c_iflag |= ICRNL;
+	c_set.c_cc[VMIN] = 1;
+	c_set.c_cc[VTIME] = 0;
+	if (tcsetattr(cs, TCSANOW, &c_set) || tcgetattr(cs, &c_set))
+		die("tcsetattr C");
+	if (write(cm, c_in, strlen(c_in)) != (ssize_t)strlen(c_in))
+		die("write C master");
+	wait_queued(cs, strlen(c_queued), "C slave");
+	/* The echo: "raw\r\ninput" (ONLCR on the echoed NL). */
+	wait_queued(cm, strlen(c_queued) + 1, "C master echo");
+	if (read(cm, echo, sizeof echo) != (ssize_t)strlen(c_queued) + 1)
+		die("read C echo");
+
+	dm = new_pty(&ds);
+	struct termios draw;
+	if (tcgetattr(ds, &draw))
+		die("tcgetattr D");
+	cfmakeraw(&draw);
+	if (tcsetattr(ds, TCSANOW, &draw))
+		die("tcsetattr D");
+	unsigned char d[D_LEN];
+	for (int i = 0; i < D_LEN; i++)
+		d[i] = d_pat(i);
+	/* Never blocks the test: all of it must fit, as the kernel moves
+	 * the first bytes along to make room. */
+	fcntl(ds, F_SETFL, fcntl(ds, F_GETFL) | O_NONBLOCK);
+	size_t put = 0;
+	for (int tries = 0; put < D_LEN && tries < 100; tries++) {
+		ssize_t w = write(ds, d + put, D_LEN - put);
+		if (w > 0)
+			put += w;
+		else
+			usleep(10000);
+	}
+	if (put != D_LEN)
+		die("write D slave");
+	fcntl(ds, F_SETFL, fcntl(ds, F_GETFL) & ~O_NONBLOCK);
+	usleep(100000);
 	serve(argv[2], check);
 }
