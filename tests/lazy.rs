@@ -30,19 +30,6 @@ fn finished(d: Child) -> String {
     e
 }
 
-/// The line a task wrote to `result` after `n` lines.
-fn line(result: &Path, n: usize) -> String {
-    let t = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(result).unwrap_or_default();
-        if let Some(l) = text.lines().nth(n) {
-            return l.to_string();
-        }
-        assert!(t.elapsed() < Duration::from_secs(30), "no answer");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn restore_lazily(dir: &Path) -> std::process::Output {
     kit::crit_out(&[
         "restore",
@@ -70,7 +57,7 @@ fn a_task_moves_drops_unmaps_and_forks_while_its_pages_arrive() {
     std::fs::write(&trigger, b"").unwrap();
     let lp = daemon(&d);
     ok(&restore_lazily(&d));
-    let a = line(&result, 0);
+    let a = kit::proc::line(&result, 0);
     assert_eq!(a, "OK 229376");
     let said = finished(lp);
     // Each kind of event reached the daemon, the mremap with pages of
@@ -109,7 +96,7 @@ fn pieces_moved_while_pages_arrive_in_the_background_keep_their_pages() {
         nix::sys::signal::Signal::SIGUSR1,
     )
     .unwrap();
-    assert_eq!(line(&result, 0), "OK 65536");
+    assert_eq!(kit::proc::line(&result, 0), "OK 65536");
     let said = finished(lp);
     // The moves reached the daemon with pages of theirs still to come.
     assert!(!said.contains(" 0 mremap(s)"), "{said}");
@@ -218,7 +205,7 @@ fn a_lazy_restore_takes_its_pages_from_a_remote_page_server() {
         .stderr(Stdio::piped());
     let lp = kit::proc::spawn_listening(cmd);
     ok(&restore_lazily(&dst));
-    assert_eq!(line(&result, 0), "OK 57344");
+    assert_eq!(kit::proc::line(&result, 0), "OK 57344");
     let said = finished(lp);
     assert!(said.contains("still to come moved"), "{said}");
     assert!(server.wait_with_output().unwrap().status.success());
@@ -331,7 +318,7 @@ fn a_second_daemon_of_a_directory_is_refused_while_the_first_waits() {
         nix::sys::signal::Signal::SIGUSR1,
     )
     .unwrap();
-    assert_eq!(line(&result, 0), "OK 1792");
+    assert_eq!(kit::proc::line(&result, 0), "OK 1792");
     let said = finished(first);
     assert!(said.contains("lazy pages of 1 task(s) in"), "{said}");
     kit::proc::kill_tree(pid);
@@ -376,31 +363,6 @@ fn a_fifo_without_reader_as_pidfile_fails_the_server() {
     assert!(!imgs.path().join("lazy-pages.socket").exists());
 }
 
-/// Starts test program `name` as the init of a pid namespace of its own
-/// (`unshare -p -f`), so that a restore of it can run while the dumped
-/// task still holds its pid here; returns that pid.
-fn start_in_pid_ns(kit: &Kit, name: &str, args: &[&str]) -> (Child, i32) {
-    use std::io::BufRead;
-    let bin = kit.build(name);
-    let mut child = std::process::Command::new("unshare")
-        .args(["-p", "-f"])
-        .arg(&bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run unshare");
-    let mut r = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut ready = String::new();
-    r.read_line(&mut ready).unwrap();
-    assert_eq!(ready.trim(), "READY 1");
-    std::mem::forget(r);
-    let u = child.id();
-    let kids = std::fs::read_to_string(format!("/proc/{u}/task/{u}/children")).unwrap();
-    (child, kids.trim().parse().unwrap())
-}
-
 /// `crit dump --lazy-pages ... -D DIR` serving on `port`, started and
 /// told (by its status byte) that the images are written.
 fn dump_lazily(pid: i32, dir: &Path, port: &str) -> Child {
@@ -424,7 +386,8 @@ struct Serving {
 impl Serving {
     fn start(kit: &Kit, mib: &str) -> (Serving, Child) {
         let result = kit.path("result");
-        let (unshare, pid) = start_in_pid_ns(kit, "lazymix", &[mib, result.to_str().unwrap()]);
+        let (unshare, pid) =
+            kit::proc::start_in_pid_ns(kit, "lazymix", &[mib, result.to_str().unwrap()]);
         let src = kit.path("src");
         let port = kit::dump::free_ports(1).to_string();
         let dump = dump_lazily(pid, &src, &port);
@@ -445,7 +408,7 @@ impl Serving {
             nix::sys::signal::Signal::SIGUSR1,
         )
         .unwrap();
-        let l = line(&self.result, 0);
+        let l = kit::proc::line(&self.result, 0);
         assert!(l.starts_with("OK"), "{l}");
         kit::dump::kill_tree(self.pid);
         let _ = self.unshare.wait_with_output();
@@ -463,7 +426,7 @@ fn a_dump_serves_the_pages_it_leaves_in_the_frozen_task() {
     let result = kit.path("result");
     let trigger = kit.path("go");
     let args = ["256", result.to_str().unwrap(), trigger.to_str().unwrap()];
-    let (unshare, pid) = start_in_pid_ns(&kit, "lazymix", &args);
+    let (unshare, pid) = kit::proc::start_in_pid_ns(&kit, "lazymix", &args);
     let (src, dst) = (kit.path("src"), kit.path("dst"));
     let port = kit::dump::free_ports(1).to_string();
     let dump = dump_lazily(pid, &src, &port);
@@ -497,7 +460,7 @@ fn a_dump_serves_the_pages_it_leaves_in_the_frozen_task() {
         .trim()
         .parse()
         .unwrap();
-    assert_eq!(line(&result, 0), "OK 57344");
+    assert_eq!(kit::proc::line(&result, 0), "OK 57344");
     finished(lp);
     let said = finished(dump);
     let sent: u64 = said

@@ -400,16 +400,7 @@ fn a_lazy_restore_takes_its_pages_over_tls() {
         "-D",
         dst.to_str().unwrap(),
     ]));
-    let t = std::time::Instant::now();
-    let line = loop {
-        let text = std::fs::read_to_string(&result).unwrap_or_default();
-        if let Some(l) = text.lines().next() {
-            break l.to_string();
-        }
-        assert!(t.elapsed().as_secs() < 30, "no answer");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    assert_eq!(line, "OK 3584");
+    assert_eq!(kit::proc::line(&result, 0), "OK 3584");
     let (good, err) = end(lp);
     assert!(good, "{err}");
     let (good, err) = end(server);
@@ -423,29 +414,15 @@ fn a_lazy_restore_takes_its_pages_over_tls() {
 /// still frozen) finds every page, and the source goes.
 #[test]
 fn a_lazy_dump_serves_its_frozen_task_over_tls() {
-    use std::io::BufRead;
     let kit = kit::dump::Kit::new();
     let p = pki(kit.tmp.path());
     let result = kit.path("result");
     let trigger = kit.path("go");
-    let bin = kit.build("lazymix");
-    let mut unshare = std::process::Command::new("unshare")
-        .args(["-p", "-f"])
-        .arg(&bin)
-        .args(["16", result.to_str().unwrap(), trigger.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run unshare");
-    let mut r = std::io::BufReader::new(unshare.stdout.take().unwrap());
-    let mut ready = String::new();
-    r.read_line(&mut ready).unwrap();
-    assert_eq!(ready.trim(), "READY 1");
-    std::mem::forget(r);
-    let u = unshare.id();
-    let kids = std::fs::read_to_string(format!("/proc/{u}/task/{u}/children")).unwrap();
-    let pid: i32 = kids.trim().parse().unwrap();
+    let (unshare, pid) = kit::proc::start_in_pid_ns(
+        &kit,
+        "lazymix",
+        &["16", result.to_str().unwrap(), trigger.to_str().unwrap()],
+    );
     let (src, dst) = (kit.path("src"), kit.path("dst"));
     let port = kit::dump::free_ports(1).to_string();
     let mut cmd = kit::crit();
@@ -479,16 +456,7 @@ fn a_lazy_dump_serves_its_frozen_task_over_tls() {
         .trim()
         .parse()
         .unwrap();
-    let t = std::time::Instant::now();
-    let line = loop {
-        let text = std::fs::read_to_string(&result).unwrap_or_default();
-        if let Some(l) = text.lines().next() {
-            break l.to_string();
-        }
-        assert!(t.elapsed().as_secs() < 30, "no answer");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    assert_eq!(line, "OK 3584");
+    assert_eq!(kit::proc::line(&result, 0), "OK 3584");
     let (good, err) = end(lp);
     assert!(good, "{err}");
     let (good, err) = end(dump);

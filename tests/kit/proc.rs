@@ -236,3 +236,45 @@ pub fn daemon_refused(mut cmd: std::process::Command, pidfile: &Path) -> String 
     assert_eq!(e.trim_end().lines().count(), 1, "{e}");
     e
 }
+
+/// The line a task wrote to `result` after `n` lines.
+pub fn line(result: &Path, n: usize) -> String {
+    let t = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(result).unwrap_or_default();
+        if let Some(l) = text.lines().nth(n) {
+            return l.to_string();
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "no answer");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts test program `name` as the init of a pid namespace of its own
+/// (`unshare -p -f`), so that a restore of it can run while the dumped
+/// task still holds its pid here; returns that pid.
+pub fn start_in_pid_ns(
+    kit: &super::dump::Kit,
+    name: &str,
+    args: &[&str],
+) -> (std::process::Child, i32) {
+    use std::io::BufRead;
+    let bin = kit.build(name);
+    let mut child = std::process::Command::new("unshare")
+        .args(["-p", "-f"])
+        .arg(&bin)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run unshare");
+    let mut r = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut ready = String::new();
+    r.read_line(&mut ready).unwrap();
+    assert_eq!(ready.trim(), "READY 1");
+    std::mem::forget(r);
+    let u = child.id();
+    let kids = std::fs::read_to_string(format!("/proc/{u}/task/{u}/children")).unwrap();
+    (child, kids.trim().parse().unwrap())
+}
