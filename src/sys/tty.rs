@@ -166,49 +166,56 @@ pub fn set_pty_lock(fd: BorrowedFd, locked: bool) -> io::Result<()> {
 /// discipline holds 4 KiB; once one read found bytes, more that the
 /// kernel moves in meanwhile are waited for a moment.
 pub fn read_queued(fd: BorrowedFd, cap: usize) -> io::Result<Vec<Vec<u8>>> {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let at = |what: &str| format!("{what} on fd {}", fd.as_raw_fd());
-    let errno = |what: &str, e: nix::errno::Errno| {
-        io::Error::new(io::Error::from(e).kind(), format!("{}: {e}", at(what)))
-    };
-    let flags =
-        OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).map_err(|e| errno("F_GETFL", e))?);
-    if !flags.contains(OFlag::O_NONBLOCK) {
-        fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map_err(|e| errno("F_SETFL", e))?;
-    }
-    let mut reads: Vec<Vec<u8>> = Vec::new();
-    let mut total = 0;
-    let mut buf = vec![0u8; 4096];
-    let r = loop {
-        if total >= cap {
-            break Ok(());
-        }
-        let want = (cap - total).min(buf.len());
-        match nix::unistd::read(fd, &mut buf[..want]) {
-            Ok(0) => break Ok(()),
-            Ok(n) => {
-                reads.push(buf[..n].to_vec());
-                total += n;
-            }
-            Err(nix::errno::Errno::EAGAIN) => {
-                let mut p = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
-                if reads.is_empty() || nix::poll::poll(&mut p, 2u16).unwrap_or(0) == 0 {
-                    break Ok(());
+    with_nonblock(fd, || {
+        let mut reads: Vec<Vec<u8>> = Vec::new();
+        let mut total = 0;
+        let mut buf = vec![0u8; 4096];
+        while total < cap {
+            let want = (cap - total).min(buf.len());
+            match nix::unistd::read(fd, &mut buf[..want]) {
+                Ok(n @ 1..) => {
+                    reads.push(buf[..n].to_vec());
+                    total += n;
                 }
+                // Nothing now (0: a reader with VMIN 0).
+                Ok(0) | Err(nix::errno::Errno::EAGAIN) => {
+                    let mut p = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+                    if reads.is_empty() || nix::poll::poll(&mut p, 2u16).unwrap_or(0) == 0 {
+                        break;
+                    }
+                }
+                // A hung-up end has nothing more to give.
+                Err(nix::errno::Errno::EIO) => break,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(errno(fd, "read", e)),
             }
-            // A hung-up end has nothing more to give.
-            Err(nix::errno::Errno::EIO) => break Ok(()),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => break Err(errno("read", e)),
         }
-    };
-    let back = match flags.contains(OFlag::O_NONBLOCK) {
-        true => Ok(()),
-        false => fcntl(fd, FcntlArg::F_SETFL(flags))
-            .map(|_| ())
-            .map_err(|e| errno("F_SETFL", e)),
-    };
-    r.and(back).map(|_| reads)
+        Ok(reads)
+    })
+}
+
+/// An errno of a call on `fd`, as an I/O error naming both.
+fn errno(fd: BorrowedFd, what: &str, e: nix::errno::Errno) -> io::Error {
+    io::Error::new(
+        io::Error::from(e).kind(),
+        format!("{what} on fd {}: {e}", fd.as_raw_fd()),
+    )
+}
+
+/// Runs `f` with O_NONBLOCK set on `fd`'s open file (shared with whoever
+/// else holds it: the frozen task), then puts its flags back.
+fn with_nonblock<T>(fd: BorrowedFd, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags =
+        OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).map_err(|e| errno(fd, "F_GETFL", e))?);
+    if flags.contains(OFlag::O_NONBLOCK) {
+        return f();
+    }
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map_err(|e| errno(fd, "F_SETFL", e))?;
+    let r = f();
+    let back = fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(|e| errno(fd, "F_SETFL", e));
+    let r = r?;
+    back.map(|_| r)
 }
 
 /// How long a requeue waits for room in a pty once it is full: room
@@ -302,53 +309,34 @@ fn with_settings<T>(
 /// O_NONBLOCK on the open file for the while (its flags put back after):
 /// how many bytes were written.
 fn write_nonblock(fd: BorrowedFd, data: &[u8], wait: std::time::Duration) -> io::Result<usize> {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let errno = |what: &str, e: nix::errno::Errno| {
-        io::Error::new(
-            io::Error::from(e).kind(),
-            format!("{what} on fd {}: {e}", fd.as_raw_fd()),
-        )
-    };
-    let flags =
-        OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).map_err(|e| errno("F_GETFL", e))?);
-    if !flags.contains(OFlag::O_NONBLOCK) {
-        fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map_err(|e| errno("F_SETFL", e))?;
-    }
-    let until = std::time::Instant::now() + wait;
-    let mut done = 0;
-    // A pty takes a big write only in what whole buffers it has left:
-    // smaller pieces fill the rest (the bytes came in as someone else's
-    // writes, in pieces of their own).
-    let mut piece = 4096;
-    let r = loop {
-        if done == data.len() {
-            break Ok(());
-        }
-        let end = data.len().min(done + piece);
-        match nix::unistd::write(fd, &data[done..end]) {
-            Ok(0) => break Ok(()),
-            Ok(n) => done += n,
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::EAGAIN) if piece > 1 => piece /= 2,
-            Err(nix::errno::Errno::EAGAIN) => {
-                let left = until.saturating_duration_since(std::time::Instant::now());
-                let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-                let mut p = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLOUT)];
-                if ms == 0 || nix::poll::poll(&mut p, ms).unwrap_or(0) == 0 {
-                    break Ok(());
+    with_nonblock(fd, || {
+        let until = std::time::Instant::now() + wait;
+        let mut done = 0;
+        // A pty takes a big write only in what whole buffers it has left:
+        // smaller pieces fill the rest (the bytes came in as someone
+        // else's writes, in pieces of their own).
+        let mut piece = 4096;
+        while done < data.len() {
+            let end = data.len().min(done + piece);
+            match nix::unistd::write(fd, &data[done..end]) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) if piece > 1 => piece /= 2,
+                Err(nix::errno::Errno::EAGAIN) => {
+                    let left = until.saturating_duration_since(std::time::Instant::now());
+                    let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+                    let mut p = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLOUT)];
+                    if ms == 0 || nix::poll::poll(&mut p, ms).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    piece = 4096;
                 }
-                piece = 4096;
+                Err(e) => return Err(errno(fd, "write", e)),
             }
-            Err(e) => break Err(errno("write", e)),
         }
-    };
-    let back = match flags.contains(OFlag::O_NONBLOCK) {
-        true => Ok(()),
-        false => fcntl(fd, FcntlArg::F_SETFL(flags))
-            .map(|_| ())
-            .map_err(|e| errno("F_SETFL", e)),
-    };
-    r.and(back).map(|()| done)
+        Ok(done)
+    })
 }
 
 /// Makes the terminal on the caller's fd number `fd` its controlling
