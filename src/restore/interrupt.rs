@@ -4,7 +4,8 @@
 //! restore's checkpoints, so that a restore asked to stop fails there
 //! and its rollback kills what it made and removes the files it bound,
 //! instead of crit dying with the tree half made. Once the tree runs the
-//! signals are let through again. SIGKILL cannot be caught: a restore
+//! signals are let through again (one that came after the last check is
+//! reported, not acted on). SIGKILL cannot be caught: a restore
 //! killed so leaves its tasks to die with it (PR_SET_PDEATHSIG) but not
 //! the socket files it bound.
 
