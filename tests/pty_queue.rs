@@ -33,7 +33,7 @@ fn queued(img: &Path) -> (Vec<(u32, Vec<u8>)>, Vec<u32>) {
 /// for a slave, 2N+1 for a master); pair A's canonical slave none.
 fn want(ix: &[u32]) -> Vec<(u32, Vec<u8>)> {
     let (a, b, c, d) = (ix[0], ix[1], ix[2], ix[3]);
-    let pattern: Vec<u8> = (0..12000u32).map(|i| (i * 7 + (i >> 8)) as u8).collect();
+    let pattern: Vec<u8> = (0..10000u32).map(|i| (i * 7 + (i >> 8)) as u8).collect();
     let mut w = vec![
         (2 * a + 1, b"out one\r\n".to_vec()),
         (2 * b, vec![1, 2, b'r', b'a', b'w', 0xff]),

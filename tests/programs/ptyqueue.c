@@ -22,7 +22,7 @@
  * "raw\rinput" typed (queued as "raw\ninput", echoed, the echo read
  * off). The check wants "raw\ninput" back and no second echo.
  *
- * Pair D, a raw slave: 12,000 bytes of a pattern written out (three times
+ * Pair D, a raw slave: 10,000 bytes of a pattern written out (more than twice
  * what the line discipline holds; a pty holds about 20 KiB in all). The
  * check wants all of them, in order, on the master.
  */
@@ -46,7 +46,7 @@ static const char b_in[] = {1, 2, 'r', 'a', 'w', (char)0xff};
 static const char b_out[] = {'b', 'i', 'n', 0, (char)0xfe};
 static const char c_in[] = "raw\rinput";
 static const char c_queued[] = "raw\ninput";
-#define D_LEN 12000
+#define D_LEN 10000
 
 static unsigned char d_pat(int i) { return (unsigned char)(i * 7 + (i >> 8)); }
 
