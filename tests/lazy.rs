@@ -172,20 +172,8 @@ fn a_lazy_restore_takes_its_pages_from_a_remote_page_server() {
     for e in std::fs::read_dir(&src).unwrap().flatten() {
         std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
     }
-    let (pages_id, entries) =
-        crit::restore::plan::read_pagemap(&dst.join(format!("pagemap-{pid}.img")), Vec::new())
-            .unwrap();
-    let pages = dst.join(format!("pages-{pages_id}.img"));
-    let mut data = std::fs::read(&pages).unwrap();
-    let mut zeroed = 0;
-    for r in crit::model::pagemap::lazy_runs(&entries) {
-        if let crit::model::pagemap::Held::Here(off) = r.held {
-            data[off as usize..(off + r.bytes()) as usize].fill(0);
-            zeroed += r.bytes();
-        }
-    }
+    let zeroed = kit::restore::zero_lazy_pages(&dst, pid);
     assert!(zeroed > 200 << 20, "{zeroed}");
-    std::fs::write(&pages, data).unwrap();
     std::fs::write(&trigger, b"").unwrap();
 
     let port = kit::dump::free_ports(1).to_string();

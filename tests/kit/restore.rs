@@ -425,3 +425,23 @@ pub fn edit_json(path: &std::path::Path, f: impl FnOnce(&mut serde_json::Value))
     drop(c.stdin.take());
     assert!(c.wait().unwrap().success());
 }
+
+/// Zeroes, in the pages image of `dir`, the pages task `pid`'s pagemap
+/// marks lazy: a restore then has them only from a page server. Returns
+/// how many bytes were zeroed.
+pub fn zero_lazy_pages(dir: &std::path::Path, pid: i32) -> u64 {
+    let (pages_id, entries) =
+        crit::restore::plan::read_pagemap(&dir.join(format!("pagemap-{pid}.img")), Vec::new())
+            .unwrap();
+    let pages = dir.join(format!("pages-{pages_id}.img"));
+    let mut data = std::fs::read(&pages).unwrap();
+    let mut zeroed = 0;
+    for r in crit::model::pagemap::lazy_runs(&entries) {
+        if let crit::model::pagemap::Held::Here(off) = r.held {
+            data[off as usize..(off + r.bytes()) as usize].fill(0);
+            zeroed += r.bytes();
+        }
+    }
+    std::fs::write(&pages, data).unwrap();
+    zeroed
+}
