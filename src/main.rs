@@ -298,8 +298,8 @@ struct DumpArgs {
     #[arg(long = "status-fd", value_name = "FD", requires = "lazy_pages")]
     status_fd: Option<i32>,
     /// Internal: run as the worker of the `crit dump` with this pid.
-    #[arg(long = "worker", hide = true, value_name = "PPID")]
-    worker: Option<i32>,
+    #[arg(long = "worker", hide = true, value_name = "PPID,FD")]
+    worker: Option<crit::dump::guard::WorkerOf>,
     /// Run CMD (with sh -c) at each action point, as criu does:
     /// CRTOOLS_SCRIPT_ACTION names it (pre-dump, post-restore, ...).
     #[arg(long = "action-script", value_name = "CMD", action = clap::ArgAction::Append)]
@@ -411,8 +411,8 @@ struct PreDumpArgs {
     #[arg(short = 'o', long = "log-file", value_name = "LOGFILE")]
     log_file: Option<std::path::PathBuf>,
     /// Internal: run as the worker of the `crit pre-dump` with this pid.
-    #[arg(long = "worker", hide = true, value_name = "PPID")]
-    worker: Option<i32>,
+    #[arg(long = "worker", hide = true, value_name = "PPID,FD")]
+    worker: Option<crit::dump::guard::WorkerOf>,
     #[command(flatten)]
     page_server: PageServerArgs,
 }

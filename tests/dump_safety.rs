@@ -199,6 +199,69 @@ fn a_group_kill_of_the_dump_leaves_the_tree_running() {
     kill_tree(prog.pid);
 }
 
+/// Ctrl-C (SIGINT) or SIGTERM to `crit dump`: it passes the signal on
+/// and returns only once its worker has let the tree go, so the next
+/// command finds the task running and untraced at once, and no images.
+#[test]
+fn an_interrupted_dump_returns_with_the_tree_let_go() {
+    use nix::sys::signal::Signal;
+    let kit = Kit::new();
+    let hb = kit.path("hb");
+    let prog = kit.start("heartbeat", &[hb.to_str().unwrap(), "512"]);
+    let mut interrupted = 0;
+    for (i, (delay, sig)) in [
+        (5u64, Signal::SIGINT),
+        (20, Signal::SIGTERM),
+        (40, Signal::SIGINT),
+        (80, Signal::SIGHUP),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let dir = kit.path(&format!("img{i}"));
+        let c = kit::proc::with_default_signals(
+            kit::crit()
+                .args(["dump", "-R", "-t", &prog.pid.to_string(), "-D"])
+                .arg(&dir)
+                .stderr(std::process::Stdio::piped()),
+        )
+        .spawn()
+        .unwrap();
+        let front = c.id() as i32;
+        let worker = worker_of(front);
+        std::thread::sleep(Duration::from_millis(*delay));
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(front), *sig);
+        let out = c.wait_with_output().unwrap();
+        // Before anything else: the worker is gone and the task free.
+        assert!(!alive(worker), "the worker outlives crit dump");
+        assert!(
+            kit::sys::untraced(prog.pid),
+            "{sig} after {delay} ms: still traced when crit dump returned"
+        );
+        let e = stderr(&out);
+        if out.status.success() {
+            // Done before the signal was looked at: a whole image set.
+            assert!(
+                e.contains(&format!("{sig} came when the dump was done")),
+                "{e}"
+            );
+            assert!(images(&dir).iter().any(|f| f == "inventory.img"));
+        } else {
+            interrupted += 1;
+            assert_eq!(out.status.code(), Some(1), "{e}");
+            assert_eq!(e.trim().lines().count(), 1, "{e}");
+            assert!(
+                e.contains(&format!("crit dump was interrupted by {sig}")),
+                "{e}"
+            );
+            assert!(images(&dir).is_empty(), "left: {:?}", images(&dir));
+        }
+        runs_on(prog.pid, &hb);
+    }
+    assert!(interrupted > 0, "no dump was interrupted");
+    kill_tree(prog.pid);
+}
+
 /// SIGKILL to the dump worker itself: `crit dump` says so and what became
 /// of the tree, and no image or directory of it is left.
 #[test]
@@ -427,17 +490,7 @@ fn ctrl_c_on_the_whole_job_leaves_the_tree_running() {
         ])
         .stderr(std::process::Stdio::null())
         .process_group(0);
-        // As from a terminal: SIGINT not ignored, whatever this test
-        // inherited (a shell's background job ignores it).
-        // SAFETY: signal() is async-signal-safe and only resets a
-        // disposition in the child.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::signal(libc::SIGINT, libc::SIG_DFL);
-                Ok(())
-            });
-        }
-        let mut c = cmd.spawn().unwrap();
+        let mut c = kit::proc::with_default_signals(&mut cmd).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(*delay));
         // What a terminal does on Ctrl-C: SIGINT to the whole process group.
         let _ = nix::sys::signal::killpg(

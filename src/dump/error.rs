@@ -63,6 +63,13 @@ pub enum DumpError {
         command: &'static str,
         parent: i32,
     },
+    /// `crit dump` or `crit pre-dump` got SIGINT, SIGTERM, SIGHUP or
+    /// SIGQUIT and passed it on to this worker.
+    #[error("{command} was interrupted by {signal}; stopped, letting the tree go")]
+    Interrupted {
+        command: &'static str,
+        signal: String,
+    },
 
     // ---- A failed call, by where it was made.
     /// A call of crit's own, on no task (sock_diag, a probe, a clock).

@@ -1,12 +1,19 @@
 //! Surviving the death of `crit dump` itself. The CLI runs the dump in a
-//! worker process (the same binary, with a hidden `--worker PPID` option)
-//! and waits for it. If the visible `crit dump` process is killed (even by
-//! SIGKILL), the worker notices at its next checkpoint (between injected
-//! calls, tasks, page batches and images), stops, removes its images and
-//! resumes the tree: the tree never stays frozen or half-injected because
-//! crit was killed. The worker ignores SIGINT, SIGTERM, SIGHUP, SIGQUIT
-//! and SIGTSTP, so Ctrl-C on the terminal (which signals the whole job)
-//! stops it the same way.
+//! worker process (the same binary, with a hidden `--worker PPID,FD`
+//! option) and waits for it. The worker holds the reading end of a pipe
+//! whose writing end only `crit dump` has, and looks at it at every
+//! checkpoint (between injected calls, tasks, page batches and images):
+//! if `crit dump` is gone (even by SIGKILL) the pipe reads end-of-file,
+//! and the worker stops, removes its images and resumes the tree: the
+//! tree never stays frozen or half-injected because crit was killed.
+//!
+//! SIGINT, SIGTERM, SIGHUP and SIGQUIT to `crit dump` (Ctrl-C on the
+//! terminal, a supervisor's TERM) are caught: `crit dump` writes the
+//! signal's number into the pipe, the worker stops the same way at its
+//! next checkpoint, and `crit dump` returns only once the worker has let
+//! the tree go (exit status 1, the worker naming the signal), so that
+//! the next command of a script finds the tree running. The worker
+//! itself ignores those signals and SIGTSTP.
 //!
 //! The worker runs in a process group of its own, so a signal to the
 //! group of `crit dump` (a SIGKILL to the job, a supervisor killing a
@@ -20,30 +27,102 @@
 
 use super::error::DumpError;
 use crate::error::Result;
+use nix::sys::signal::{SigSet, Signal};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
 
-static PARENT: AtomicI32 = AtomicI32::new(0);
-/// The parent's command ("crit dump", "crit pre-dump"), for messages.
-static COMMAND: OnceLock<&'static str> = OnceLock::new();
-
-/// Marks this process as the worker of `parent`, running `command`.
-pub fn set_parent(parent: i32, command: &'static str) {
-    let _ = COMMAND.set(command);
-    PARENT.store(parent, Ordering::Relaxed);
+/// What the hidden `--worker` option carries: the pid of the `crit dump`
+/// that waits, and the descriptor of the pipe it signals through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerOf {
+    pub parent: i32,
+    pub cancel_fd: i32,
 }
 
-/// Fails once the `crit dump` process that started this worker is gone.
+impl std::str::FromStr for WorkerOf {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("{s:?}: expected PPID,FD");
+        let (p, f) = s.split_once(',').ok_or_else(bad)?;
+        Ok(WorkerOf {
+            parent: p.parse().map_err(|_| bad())?,
+            cancel_fd: f.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+static PARENT: AtomicI32 = AtomicI32::new(0);
+static CANCEL_FD: AtomicI32 = AtomicI32::new(-1);
+/// The parent's command ("crit dump", "crit pre-dump"), for messages.
+static COMMAND: OnceLock<&'static str> = OnceLock::new();
+/// Why the worker stops, once known: `None` when `crit dump` is gone,
+/// else the signal it was asked to stop by. Kept, so that every later
+/// checkpoint (of any thread) fails the same way.
+static STOPPED: OnceLock<Option<String>> = OnceLock::new();
+
+/// Marks this process as the worker of `w.parent`, running `command`.
+pub fn set_parent(w: WorkerOf, command: &'static str) {
+    let _ = COMMAND.set(command);
+    // Not for the processes the worker starts (action scripts, keeper).
+    let _ = crate::sys::fdops::set_cloexec(w.cancel_fd, true);
+    CANCEL_FD.store(w.cancel_fd, Ordering::Relaxed);
+    PARENT.store(w.parent, Ordering::Relaxed);
+}
+
+/// Fails once the `crit dump` process that started this worker is gone
+/// or has asked it to stop.
 pub fn check() -> Result<()> {
     let p = PARENT.load(Ordering::Relaxed);
-    if p != 0 && nix::unistd::getppid().as_raw() != p {
-        return Err(DumpError::Cancelled {
-            command: COMMAND.get().copied().unwrap_or("crit dump"),
-            parent: p,
-        }
-        .into());
+    if p == 0 {
+        return Ok(());
     }
-    Ok(())
+    let command = COMMAND.get().copied().unwrap_or("crit dump");
+    let why = match STOPPED.get() {
+        Some(w) => w,
+        None => match asked_to_stop(CANCEL_FD.load(Ordering::Relaxed)) {
+            Some(w) => STOPPED.get_or_init(|| w),
+            None => return Ok(()),
+        },
+    };
+    Err(match why {
+        None => DumpError::Cancelled { command, parent: p },
+        Some(signal) => DumpError::Interrupted {
+            command,
+            signal: signal.clone(),
+        },
+    }
+    .into())
+}
+
+/// Looks at the pipe from `crit dump` without waiting: `Some(None)` if
+/// it is closed (`crit dump` is gone), `Some(Some(signal))` if it sent a
+/// signal's number, `None` if nothing came.
+fn asked_to_stop(fd: i32) -> Option<Option<String>> {
+    let mut b = [0u8; 1];
+    match crate::sys::fdops::read_ready(fd, &mut b) {
+        Ok(None) => None,
+        Ok(Some(0)) | Err(_) => Some(None),
+        Ok(Some(_)) => Some(Some(signal_name(i32::from(b[0])))),
+    }
+}
+
+fn signal_name(n: i32) -> String {
+    Signal::try_from(n).map_or_else(|_| format!("signal {n}"), |s| s.as_str().to_string())
+}
+
+/// The signals `crit dump` passes on to its worker instead of dying.
+fn interrupts() -> SigSet {
+    let mut m = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        m.add(s);
+    }
+    m
 }
 
 /// Runs the dump in a worker process and returns its exit status: what
@@ -51,39 +130,114 @@ pub fn check() -> Result<()> {
 /// (`what`: "dump" or "pre-dump", for messages), `pid` the tree's root
 /// and `dir` the images directory.
 pub fn run_in_worker(args: &[String], what: &str, pid: i32, dir: &std::path::Path) -> i32 {
-    let dir_existed = dir.exists();
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            crate::detach::say(&format!(
-                "crit: cannot find the crit binary to run the dump: {e}"
-            ));
-            return 1;
+    match spawn_and_wait(args, what, pid, dir) {
+        Ok(code) => code,
+        Err(msg) => {
+            crate::detach::say(&format!("crit: {msg}"));
+            1
         }
-    };
-    let me = std::process::id().to_string();
+    }
+}
+
+fn spawn_and_wait(
+    args: &[String],
+    what: &str,
+    pid: i32,
+    dir: &std::path::Path,
+) -> std::result::Result<i32, String> {
+    let dir_existed = dir.exists();
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot find the crit binary to run the {what}: {e}"))?;
+    let (cancel_r, cancel_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot make the pipe to the {what} worker: {e}"))?;
+    // Blocked before the worker exists, so that none is lost; the worker
+    // starts with no signal blocked (the standard library's spawn clears
+    // the mask).
+    let signals = interrupts();
+    let sigfd = signals
+        .thread_block()
+        .and_then(|()| {
+            nix::sys::signalfd::SignalFd::with_flags(
+                &signals,
+                nix::sys::signalfd::SfdFlags::SFD_NONBLOCK
+                    | nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
+            )
+        })
+        .map_err(|e| format!("cannot catch SIGINT and SIGTERM for the {what}: {e}"))?;
+    // This process starts nothing else meanwhile: the reading end is
+    // inheritable only for the spawn.
+    crate::sys::fdops::set_cloexec(cancel_r.as_raw_fd(), false)
+        .map_err(|e| format!("cannot pass the pipe to the {what} worker: {e}"))?;
+    let me = std::process::id();
     // A process group of its own: a signal to `crit dump`'s group (kill
     // -9 -PGID, a supervisor's group kill) ends `crit dump`, and the
     // worker, which it does not reach, lets the tree go at its next
     // checkpoint instead of dying between injected calls.
     use std::os::unix::process::CommandExt;
-    let st = std::process::Command::new(exe)
+    let child = std::process::Command::new(exe)
         .args(args)
         .arg("--worker")
-        .arg(&me)
+        .arg(format!("{me},{}", cancel_r.as_raw_fd()))
         .process_group(0)
-        .status();
-    match st {
-        Ok(s) => match s.code() {
-            Some(code) => code,
-            None => {
-                worker_killed(&s, what, pid, dir, dir_existed);
-                1
+        .spawn();
+    drop(cancel_r);
+    let mut child = child.map_err(|e| format!("cannot start the {what} worker: {e}"))?;
+    let signal = wait_passing_signals(&mut child, &sigfd, &cancel_w);
+    let st = child
+        .wait()
+        .map_err(|e| format!("waiting for the {what} worker: {e}"))?;
+    match st.code() {
+        Some(0) => {
+            if let Some(s) = signal {
+                crate::detach::say(&format!(
+                    "crit: {s} came when the {what} was done; the images are kept"
+                ));
             }
-        },
-        Err(e) => {
-            crate::detach::say(&format!("crit: cannot start the {what} worker: {e}"));
-            1
+            Ok(0)
+        }
+        Some(code) => Ok(code),
+        None => {
+            worker_killed(&st, what, pid, dir, dir_existed);
+            Ok(1)
+        }
+    }
+}
+
+/// Waits until the worker `child` ends. A SIGINT, SIGTERM, SIGHUP or
+/// SIGQUIT meanwhile is written into the pipe (`cancel`) for the worker
+/// to stop at its next checkpoint; returns the name of the first one.
+fn wait_passing_signals(
+    child: &mut std::process::Child,
+    sigfd: &nix::sys::signalfd::SignalFd,
+    cancel: &OwnedFd,
+) -> Option<String> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut first = None;
+    let Ok(pidfd) = crate::sys::pidfd::pidfd_open(child.id() as i32) else {
+        // No pidfd: wait without passing signals on (they stay blocked;
+        // the worker still stops if this process is killed).
+        return None;
+    };
+    loop {
+        let mut fds = [
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return first,
+            Ok(_) => {}
+        }
+        let exited = fds[0].any().unwrap_or(true);
+        while let Ok(Some(info)) = sigfd.read_signal() {
+            let n = info.ssi_signo as i32;
+            first.get_or_insert_with(|| signal_name(n));
+            // The worker may be past its last checkpoint: then it
+            // finishes, and nothing reads this.
+            let _ = crate::sys::fdops::write_fd(cancel.as_raw_fd(), &[n as u8]);
+        }
+        if exited {
+            return first;
         }
     }
 }

@@ -259,12 +259,13 @@ pub fn dump_into(
     Ok((s, trackers))
 }
 
-/// This process is the worker of process `parent`, which runs `command`
+/// This process is the worker of `w.parent`, which runs `command`
 /// ("crit dump", "crit pre-dump"; see [`guard`]).
-fn become_worker(parent: i32, command: &'static str) -> Result<()> {
-    guard::set_parent(parent, command);
-    // Ctrl-C or a TERM sent to the whole job stops `crit dump`; the
-    // worker finishes its step, then lets the tree go (see guard).
+fn become_worker(w: guard::WorkerOf, command: &'static str) -> Result<()> {
+    guard::set_parent(w, command);
+    // Ctrl-C or a TERM reaches the worker only through `crit dump`, which
+    // passes it on: the worker finishes its step, then lets the tree go
+    // (see guard).
     crate::sys::sigign::ignore_stop_signals().map_err(|source| {
         DumpError::Call {
             what: "ignoring terminal signals",

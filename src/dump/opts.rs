@@ -176,8 +176,9 @@ pub struct DumpOpts {
     /// `--pre-copy`: copy memory in rounds while the tree runs, then
     /// freeze it for the last pages only.
     pub pre_copy: bool,
-    /// Set in the worker process: the pid of the `crit dump` that waits.
-    pub worker_of: Option<i32>,
+    /// Set in the worker process: the `crit dump` that waits, and the
+    /// pipe it signals through (see [`super::guard`]).
+    pub worker_of: Option<super::guard::WorkerOf>,
     /// `--page-server --address A --port P`: pages go to this page
     /// server instead of the images directory.
     pub page_server: Option<PageServer>,

@@ -96,6 +96,28 @@ pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// Reads into `buf` from `fd` only if that cannot wait: `None` when
+/// nothing is there to read, else the count read (0 at end-of-file).
+pub fn read_ready(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: p is one valid pollfd; a zero timeout never blocks.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if p.revents & libc::POLLNVAL != 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    if n == 0 {
+        return Ok(None);
+    }
+    read_fd(fd, buf).map(Some)
+}
+
 /// `inotify_add_watch(fd, path, mask)`: the watch descriptor number.
 pub fn inotify_add_watch(fd: RawFd, path: &std::ffi::CStr, mask: u32) -> io::Result<i32> {
     // SAFETY: path is a valid NUL-terminated string for the call.

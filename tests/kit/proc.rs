@@ -278,3 +278,21 @@ pub fn start_in_pid_ns(
     let kids = std::fs::read_to_string(format!("/proc/{u}/task/{u}/children")).unwrap();
     (child, kids.trim().parse().unwrap())
 }
+
+/// Gives SIGINT, SIGTERM, SIGHUP and SIGQUIT their default action in
+/// the process `cmd` starts, as under a terminal: a shell's background
+/// job or nohup (how CI may run the tests) ignores some of them, and
+/// ignored dispositions are inherited.
+pub fn with_default_signals(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: signal() is async-signal-safe and only resets
+    // dispositions in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+                libc::signal(s, libc::SIG_DFL);
+            }
+            Ok(())
+        })
+    }
+}
