@@ -435,7 +435,11 @@ fn established_tcp_is_refused_clearly() {
 #[test]
 fn descriptors_in_flight_are_refused_clearly() {
     let kit = Kit::new();
-    refused(&kit, &["scm"], &["SCM_RIGHTS", "fd 4"]);
+    refused(
+        &kit,
+        &["scm"],
+        &["SCM_RIGHTS", "fd 4", "no task holds", "userfaultfd"],
+    );
 }
 
 /// Data on a connection still pending in a listener can be read only by

@@ -500,6 +500,16 @@ fn descriptors_in_flight_come_back_with_their_message() {
     assert!(answers[0].starts_with("OK"), "{answers:?}");
 }
 
+/// Files only in flight (passed, then closed by the sender) through our
+/// dump: a regular file (contents and position), a pipe's read end (its
+/// bytes; the kept write end still reaches it), a memfd, and a socket
+/// end with a message of its own in its queue (`rscmonly.c`).
+#[test]
+fn files_only_in_flight_come_back_with_their_message() {
+    let answers = self_checking("rscmonly", 1, &["main"]);
+    assert!(answers[0].starts_with("OK"), "{answers:?}");
+}
+
 /// Connections pending in a listener through our dump (without -R): the
 /// one whose client had sent data keeps it, the other stays empty, both
 /// wait to be accepted in order, and the first reaches its client back

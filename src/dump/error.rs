@@ -704,6 +704,14 @@ pub enum DumpError {
     },
     #[error("pid {pid} fd {fd}: unix socket {ino} has an empty datagram queued; not supported")]
     EmptyDatagram { pid: i32, fd: i32, ino: u32 },
+    /// A file only in flight (held by no task) that crit cannot dump.
+    #[error("pid {pid} fd {fd}: unix socket {ino} has a file in flight (SCM_RIGHTS) that no task holds: {why}")]
+    InFlightRefused {
+        pid: i32,
+        fd: i32,
+        ino: u32,
+        why: String,
+    },
     /// `file` is what /proc shows of the file in flight (may be empty).
     #[error(
         "pid {pid} fd {fd}: unix socket {ino} has a file descriptor in flight (SCM_RIGHTS) that no task of the tree holds ({file}); not supported"

@@ -176,8 +176,13 @@ impl FileTable {
         let path = format!("/proc/self/fd/{fd}");
         let st =
             Stat::of(&std::fs::metadata(&path).map_err(|source| DumpError::OwnFd { fd, source })?);
+        // A socket (not a socket file opened O_PATH, which has a path) is
+        // known by its inode alone, as the descriptor scan records it.
+        let sockfs = std::fs::read_link(&path)
+            .is_ok_and(|l| l.as_os_str().as_encoded_bytes().starts_with(b"socket:["));
+        let dev = if sockfs { 0 } else { st.dev };
         let me = std::process::id() as i32;
-        let Some(seen) = self.seen.get(&(st.dev, st.ino)) else {
+        let Some(seen) = self.seen.get(&(dev, st.ino)) else {
             return Ok(None);
         };
         seen.find(me, fd as u64).map_err(|(pid, source)| {

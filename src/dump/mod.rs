@@ -32,6 +32,7 @@ pub mod guard;
 pub mod ids;
 pub mod imgdir;
 pub mod incremental;
+pub mod inflight;
 pub mod kobjs;
 pub mod lazyserve;
 pub mod locks;

@@ -57,6 +57,11 @@ pub struct Sockets {
     /// Queues with a message that passed files (SCM_RIGHTS): written once
     /// every descriptor of the tree has its id (see [`Sockets::finish`]).
     with_rights: Vec<HeldQueue>,
+    /// The descriptors those messages passed, once their queues are
+    /// written: kept open until the dump ends, as a file only in flight
+    /// is read through crit's own descriptor (a memfd's contents, when
+    /// pages are written).
+    passed: Vec<Rights>,
     /// Connections pending in a listener whose client already sent data:
     /// read at the very end (see [`Sockets::drain_pending`]).
     drains: Vec<Drain>,
@@ -272,6 +277,20 @@ impl Sockets {
             }
             m
         })
+    }
+
+    /// The descriptors crit's peeks received from queued messages
+    /// (SCM_RIGHTS), and the socket whose queue each came from (pid, fd,
+    /// inode of its holder).
+    pub fn passed_fds(&self) -> Vec<(std::os::fd::RawFd, (i32, i32, u32))> {
+        self.with_rights
+            .iter()
+            .flat_map(|q| {
+                q.msgs
+                    .iter()
+                    .flat_map(move |m| m.rights.0.iter().map(move |&f| (f, (q.pid, q.fd, q.ino))))
+            })
+            .collect()
     }
 
     /// Whether `ino` is a socket sock_diag knows (unix or inet).
@@ -869,6 +888,7 @@ impl Sockets {
                     });
                 }
                 self.queue_builder()?.entry(&m.entry).raw(&m.data);
+                self.passed.push(std::mem::take(&mut m.rights));
             }
         }
         Ok(())

@@ -124,6 +124,7 @@ fn collect_tasks(ctx: &mut DumpCtx) -> Result<Collection> {
     }
     ctx.log.debug("tasks collected");
     all.ns = super::ns::collect(ctx, &ctx.ns)?;
+    super::inflight::dump_unheld(ctx)?;
     let opts = ctx.opts;
     ctx.socks
         .finish(&mut ctx.files, &opts.ext_unix, !opts.leave_running)?;

@@ -300,6 +300,16 @@ pub fn open_regular(
             }
         }
     }
+    // Regular files only in flight, opened as the root task would.
+    let root = plan.tasks.first().map_or(0, |t| t.pid);
+    for id in plan.in_flight_only() {
+        if res.by_id.contains_key(&id) {
+            continue;
+        }
+        if let Some(r) = plan.files.get(&id).and_then(|f| f.reg.as_ref()) {
+            res.by_id.insert(id, open_reg(r, root)?);
+        }
+    }
     open_mapped(plan, res)
 }
 

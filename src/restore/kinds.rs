@@ -339,6 +339,7 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
         .tasks
         .iter()
         .flat_map(|t| t.fds.iter().map(|f| f.id))
+        .chain(plan.in_flight_only())
         .collect();
     let mut repaired = Vec::new();
     for (pass, f) in [0, 1]

@@ -507,6 +507,26 @@ impl Plan {
     pub fn live(&self) -> impl Iterator<Item = &Task> {
         self.tasks.iter().filter(|t| t.zombie.is_none())
     }
+
+    /// The files only in flight: passed in a queued message (SCM_RIGHTS)
+    /// and held by no task. crit opens them like the tasks' files, sends
+    /// them with their message and closes its own copies.
+    pub fn in_flight_only(&self) -> Vec<u32> {
+        let held: std::collections::HashSet<u32> = self
+            .tasks
+            .iter()
+            .flat_map(|t| t.fds.iter().map(|f| f.id))
+            .collect();
+        let mut v: Vec<u32> = self
+            .packets
+            .iter()
+            .flat_map(|p| p.rights.iter().copied())
+            .filter(|id| !held.contains(id))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
 }
 
 /// Every task's images, in pstree order, read on as many threads as

@@ -1,7 +1,8 @@
 /* Sockets crit dump refuses, by argv[1]:
  *  tcp           an established TCP connection to itself on 127.0.0.1:argv[2]
  *  scm           a unix socketpair with a descriptor in flight (SCM_RIGHTS)
- *                that no task holds any more (a pipe's end, closed after)
+ *                that no task holds any more, of a kind crit does not
+ *                dump (a userfaultfd, closed after)
  *  pending-data  a unix stream connection, not yet accepted by its
  *                listener (argv[2] = socket path), that already sent data
  *                (refused with -R only)
@@ -70,13 +71,14 @@ int main(int argc, char **argv)
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
 		c->cmsg_len = CMSG_LEN(sizeof(int));
-		int pp[2];
-		if (pipe(pp))
+		/* A kind crit does not dump, held by no task once sent. */
+		int uffd = syscall(SYS_userfaultfd, O_CLOEXEC);
+		if (uffd < 0)
 			return 5;
-		memcpy(CMSG_DATA(c), &pp[0], sizeof(int));
+		memcpy(CMSG_DATA(c), &uffd, sizeof(int));
 		if (sendmsg(sp[0], &m, 0) != 1)
 			return 5;
-		close(pp[0]);
+		close(uffd);
 	} else {
 		struct sockaddr_un a = { .sun_family = AF_UNIX };
 		snprintf(a.sun_path, sizeof(a.sun_path), "%s", argv[2]);

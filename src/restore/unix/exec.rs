@@ -129,9 +129,11 @@ fn hand_over(
     temps: Vec<OwnedFd>,
     res: &mut Reservoir,
 ) -> Result<()> {
+    let in_flight = plan.in_flight_only();
     for s in &plan.unix.socks {
         if let Some(fd) = made.remove(&s.ino()) {
-            if s.is_held() {
+            // One only in flight, for the tasks that send its message.
+            if s.is_held() || in_flight.binary_search(&s.id).is_ok() {
                 res.by_id.insert(s.id, fd);
             } else {
                 res.keep.push(fd);

@@ -599,7 +599,10 @@ impl Planner<'_> {
         let Some(maker) = common_ancestor(self.inp.tree, &holders) else {
             return false;
         };
-        let eligible = !s.is_named()
+        // An end only in flight is crit's to send: crit makes the pair.
+        let eligible = s.is_held()
+            && p.is_held()
+            && !s.is_named()
             && !p.is_named()
             && (s.e.state == ST_ESTABLISHED || s.is_dgram())
             && !self.ext_target.contains_key(&s.ino())
