@@ -81,6 +81,45 @@ fn memory_deny_write_execute_is_refused_before_harm() {
     kill_tree(prog.pid);
 }
 
+/// A mapping registered for missing faults with a userfaultfd another
+/// process holds (its pages may be there, not in the task): refused,
+/// naming the mapping, where the task holds no userfaultfd to refuse.
+#[test]
+fn memory_served_by_another_process_is_refused_before_harm() {
+    let kit = Kit::new();
+    let hb = kit.path("hb");
+    let prog = kit.start("refuse", &[hb.to_str().unwrap(), "uffd-served"]);
+    // The child registered its memory; the parent holds the userfaultfd.
+    let served: i32 = prog.ready["READY ".len()..].parse().unwrap();
+    assert_ne!(served, prog.pid);
+    let pid = format!("pid {served}");
+    refused_before_harm(&kit, served, &hb, &[&pid, "userfaultfd", "missing"]);
+    kill_tree(prog.pid);
+}
+
+/// Hugetlb memory (here reserved, never touched) is refused by dump and
+/// by pre-dump, whose rounds read no VmFlags, before any round runs.
+#[test]
+fn hugetlb_memory_is_refused_before_harm() {
+    let kit = Kit::new();
+    let hb = kit.path("hb");
+    let prog = kit.start("refuse", &[hb.to_str().unwrap(), "hugetlb"]);
+    let pid = format!("pid {}", prog.pid);
+    refused_before_harm(&kit, prog.pid, &hb, &[&pid, "hugetlb memory"]);
+    let dir = kit.path("pre");
+    let o = kit::crit()
+        .args(["pre-dump", "-t", &prog.pid.to_string(), "-D"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("hugetlb memory") && e.contains(&pid), "{e}");
+    runs_on(prog.pid, &hb);
+    assert!(images(&dir).is_empty(), "{:?}", images(&dir));
+    kill_tree(prog.pid);
+}
+
 #[test]
 fn failure_in_a_child_resumes_the_whole_tree() {
     let kit = Kit::new();

@@ -452,14 +452,14 @@ pub enum DumpError {
     },
 
     // ---- Memory.
-    #[error(
-        "pid {pid}: mapping {start:#x}-{end:#x} ({name}) is an I/O or PFN mapping, which cannot be dumped"
-    )]
-    IoMapping {
+    /// A mapping crit does not dump; `what` says what it is.
+    #[error("pid {pid}: mapping {start:#x}-{end:#x} ({name}) is {what}, which cannot be dumped")]
+    MappingKind {
         pid: i32,
         start: u64,
         end: u64,
         name: String,
+        what: &'static str,
     },
     #[error(
         "pid {pid}: mapping {start:#x}-{end:#x} of {name} is not a regular file; it cannot be dumped"

@@ -111,7 +111,9 @@ fn signal_name(n: i32) -> String {
     Signal::try_from(n).map_or_else(|_| format!("signal {n}"), |s| s.as_str().to_string())
 }
 
-/// The signals `crit dump` passes on to its worker instead of dying.
+/// The signals `crit dump` passes on to its worker instead of dying:
+/// those it was not started ignoring (a blocked signal is queued even
+/// when ignored, so `nohup crit dump` would otherwise stop at a hangup).
 fn interrupts() -> SigSet {
     let mut m = SigSet::empty();
     for s in [
@@ -120,7 +122,9 @@ fn interrupts() -> SigSet {
         Signal::SIGHUP,
         Signal::SIGQUIT,
     ] {
-        m.add(s);
+        if !crate::sys::sigign::is_ignored(s) {
+            m.add(s);
+        }
     }
     m
 }

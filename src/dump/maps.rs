@@ -82,8 +82,18 @@ impl Vma {
     }
 }
 
-fn vm_flags(v: &mut Vma, words: &str) -> (bool, bool) {
-    let (mut io_pf, mut shstk) = (false, false);
+/// What smaps' VmFlags tell beyond MAP_ and MADV_ bits.
+#[derive(Default)]
+struct Seen {
+    io_pf: bool,
+    shstk: bool,
+    /// Registered with a userfaultfd for missing or minor faults: its
+    /// pages may not all be in the task (another process serves them).
+    uffd_fill: bool,
+}
+
+fn vm_flags(v: &mut Vma, words: &str) -> Seen {
+    let mut seen = Seen::default();
     for t in words.split_whitespace() {
         match t {
             "gd" => v.flags |= MAP_GROWSDOWN,
@@ -98,12 +108,13 @@ fn vm_flags(v: &mut Vma, words: &str) -> (bool, bool) {
             "hg" => v.madv |= 1 << 14,
             "nh" => v.madv |= 1 << 15,
             "wf" => v.madv |= 1 << 18,
-            "io" | "pf" => io_pf = true,
-            "ss" => shstk = true,
+            "io" | "pf" => seen.io_pf = true,
+            "ss" => seen.shstk = true,
+            "um" | "ui" => seen.uffd_fill = true,
             _ => {}
         }
     }
-    (io_pf, shstk)
+    seen
 }
 
 /// Reads and classifies the VMAs of `pid`. `shmem_dev` is the device of
@@ -148,6 +159,18 @@ fn read_from(pid: i32, file: &str, shmem_dev: u64) -> Result<Vec<Vma>> {
         if v.is(VMA_AREA_UPROBES) {
             return Ok(());
         }
+        // maps (pre-dump rounds) has no VmFlags: anonymous hugetlb memory
+        // is known by its name there.
+        if v.name.starts_with("/anon_hugepage") {
+            return Err(DumpError::MappingKind {
+                pid,
+                start: v.start,
+                end: v.end,
+                name: v.name.clone(),
+                what: "hugetlb memory",
+            }
+            .into());
+        }
         // Kernels before 4.12 hid a stack's guard page from maps and CRIU
         // added it back; since then maps shows the VMA as it is (CRIU's
         // probe finds the gap not hidden), so it is recorded as shown.
@@ -178,16 +201,26 @@ fn read_from(pid: i32, file: &str, shmem_dev: u64) -> Result<Vec<Vma>> {
         let line = text.strip_suffix('\n').unwrap_or(&text);
         if let Some(rest) = line.strip_prefix("VmFlags:") {
             let v = cur.as_mut().ok_or(DumpError::SmapsOrder { pid })?;
-            let (io_pf, shstk) = vm_flags(v, rest);
-            if shstk {
+            let seen = vm_flags(v, rest);
+            if seen.shstk {
                 v.status |= VMA_AREA_SHSTK;
             }
-            if io_pf && !v.is(VMA_AREA_VVAR) && !v.is(VMA_FILE_SHARED) {
-                return Err(DumpError::IoMapping {
+            let refused = if seen.io_pf && !v.is(VMA_AREA_VVAR) && !v.is(VMA_FILE_SHARED) {
+                Some("an I/O or PFN mapping")
+            } else if v.flags & MAP_HUGETLB != 0 {
+                Some("hugetlb memory")
+            } else if seen.uffd_fill {
+                Some("registered with a userfaultfd for missing or minor faults (another process may hold pages of it)")
+            } else {
+                None
+            };
+            if let Some(what) = refused {
+                return Err(DumpError::MappingKind {
                     pid,
                     start: v.start,
                     end: v.end,
                     name: v.name.clone(),
+                    what,
                 }
                 .into());
             }

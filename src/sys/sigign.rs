@@ -39,3 +39,15 @@ fn set_all(h: SigHandler) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Whether `sig` is set to SIG_IGN in this process (as `nohup` or a
+/// shell's background job leaves SIGHUP or SIGINT): such a signal is
+/// not one the user can send to stop a command.
+pub fn is_ignored(sig: Signal) -> bool {
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a null new action only reads the current one into `old`,
+    // which is valid for writing.
+    let r = unsafe { libc::sigaction(sig as i32, std::ptr::null(), old.as_mut_ptr()) };
+    // SAFETY: sigaction filled `old` when it succeeded.
+    r == 0 && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
+}
