@@ -843,3 +843,52 @@ fn a_removed_pre_dump_directory_keeps_its_inode_while_its_keeper_lives() {
     kit::proc::kill_tree(g.pid);
     let _ = g.child.wait();
 }
+
+/// Waits up to 5 s for `path` to hold `want` (a line the task writes).
+fn says(path: &Path, want: &str) -> String {
+    let t = Instant::now();
+    loop {
+        let s = std::fs::read_to_string(path).unwrap_or_default();
+        if s.trim() == want || t.elapsed() > Duration::from_secs(5) {
+            return s.trim().to_string();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A task that exec'd between two pre-dumps has a new address space:
+/// the pre-dump after the exec copies it whole and tracks it anew, so
+/// the next one copies only what it wrote since (it used to keep the
+/// old address space's tracker and copy the task whole every time); the
+/// chain restores the pages the new image wrote (tests/programs/execer.c).
+#[test]
+fn a_task_that_execs_between_pre_dumps_is_tracked_again() {
+    use nix::sys::signal::{kill, Signal};
+    let _g = kit::restore::lock();
+    let kit = kit::dump::Kit::new();
+    let state = kit.path("state");
+    let mut prog = kit.start("execer", &[state.to_str().unwrap()]);
+    let pid = prog.pid.to_string();
+    let d = |n: u32| kit.path(&format!("d{n}")).to_str().unwrap().to_string();
+    let on = |n: u32| ["--prev-images-dir".to_string(), format!("../d{}", n - 1)];
+    ok(&crit(&["pre-dump", "-t", &pid, "-D", &d(1)]));
+    kill(nix::unistd::Pid::from_raw(prog.pid), Signal::SIGUSR1).unwrap();
+    assert_eq!(says(&state, "execd"), "execd");
+    for n in [2, 3] {
+        let [a, b] = on(n);
+        ok(&crit(&["pre-dump", "-t", &pid, "-D", &d(n), &a, &b]));
+    }
+    let (s2, s3) = (stats(Path::new(&d(2))), stats(Path::new(&d(3))));
+    assert!(s2.pages_written >= 512, "{s2:?}");
+    assert!(
+        s3.pages_written < 64 && s3.pages_skipped_parent >= 512,
+        "copied whole again after the exec: {s3:?}"
+    );
+    let [a, b] = on(4);
+    ok(&crit(&["dump", "-t", &pid, "-D", &d(4), &a, &b]));
+    let _ = prog.child.wait();
+    ok(&kit::gens::restore(Path::new(&d(4)), &[]));
+    kill(nix::unistd::Pid::from_raw(prog.pid), Signal::SIGUSR2).unwrap();
+    assert_eq!(says(&state, "OK"), "OK");
+    kit::proc::kill_tree(prog.pid);
+}

@@ -54,7 +54,7 @@ impl Parent {
         let trackers = super::track::keep::take(&at)?
             .ok_or_else(|| DumpError::NoTracking { dir: at.clone() })?;
         let start = super::procfs::start_time(root);
-        if start.is_none_or(|s| trackers.get(root, s).is_none()) {
+        if start.is_none_or(|s| !trackers.has(root, s)) {
             super::track::keep::hand_off(&at, &trackers)?;
             return Err(DumpError::OtherTree { dir: at, pid: root }.into());
         }

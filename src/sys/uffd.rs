@@ -302,6 +302,16 @@ impl Uffd {
         .map(|_| ())
     }
 
+    /// Whether the address space this userfaultfd was made in is gone
+    /// (its task exec'd or exited): the kernel then answers any call on
+    /// it with ESRCH. Asked with a write-protect of one low page, which
+    /// changes nothing where no registered mapping is (ENOENT) and at
+    /// worst protects a page of ours (its next write is then copied).
+    pub fn mm_gone(&self) -> bool {
+        self.protect(0x10000, 4096)
+            .is_err_and(|e| super::err::errno_of(&e) == Some(libc::ESRCH))
+    }
+
     /// Write-protects every page of `[start, start+len)` (registered).
     pub fn protect(&self, start: u64, len: u64) -> io::Result<()> {
         let mut w = WriteProtect {

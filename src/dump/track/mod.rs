@@ -17,8 +17,10 @@
 //!   registered with crit's userfaultfd (mremap drops the registration and
 //!   the protection bits), so the scan refuses it (`PM_SCAN_CHECK_WPASYNC`)
 //!   and it is copied whole, then registered;
-//! - a task that exec'd has a new address space: the scan refuses it the
-//!   same way; a task forked since has no tracker (copied whole);
+//! - a task that exec'd has a new address space: its tracker is stale
+//!   (the userfaultfd's address space is gone: ESRCH), so the task is
+//!   copied whole and a new tracker made, as for a task forked since,
+//!   which has none;
 //! - a pid now used by another task (start time differs) has none either.
 //!
 //! What no page table shows: the kernel writing through pages pinned
@@ -115,6 +117,13 @@ impl Tracker {
             whole: AtomicBool::new(false),
             scanned: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the task has left the address space this tracker tracks
+    /// (it exec'd). Such a tracker only ever reports everything; a new
+    /// one is made instead.
+    pub fn is_stale(&self) -> bool {
+        self.uffd.mm_gone()
     }
 
     /// Whether the next [`Tracker::changed`] reports every page.
@@ -215,9 +224,18 @@ impl Trackers {
         self.0.insert(t.pid, t);
     }
 
-    /// The tracker of task `pid` started at `start`, if it has one.
+    /// The tracker of task `pid` started at `start`, if it has one that
+    /// still tracks its address space (not one from before an exec).
     pub fn get(&self, pid: i32, start: u64) -> Option<&Tracker> {
-        self.0.get(&pid).filter(|t| t.start == start)
+        self.0
+            .get(&pid)
+            .filter(|t| t.start == start && !t.is_stale())
+    }
+
+    /// Whether task `pid` started at `start` has a tracker here, stale
+    /// or not: whether these trackers are of its tree.
+    pub fn has(&self, pid: i32, start: u64) -> bool {
+        self.0.get(&pid).is_some_and(|t| t.start == start)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Tracker> {
