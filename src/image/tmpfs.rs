@@ -102,14 +102,46 @@ pub fn extract(data: &[u8], dir: &Path) -> io::Result<()> {
         }
     }
     for (p, h) in dirs.into_iter().rev() {
+        // A later entry may have put a symlink where a directory was.
+        let Ok(at) = inside(dir, &p) else { continue };
+        if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            continue;
+        }
         if let Ok(t) = h.mtime() {
             let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t);
-            if let Ok(f) = std::fs::File::open(dir.join(&p)) {
+            if let Ok(f) = std::fs::File::open(&at) {
                 let _ = f.set_modified(t);
             }
         }
     }
     Ok(())
+}
+
+/// `dir`/`rel` for an entry written by hand (the tar crate checks its
+/// own): refused when `rel` climbs out (`..`, an absolute path) or when
+/// a directory on the way is a symlink, which an earlier entry of the
+/// archive may have made to lead out of the tmpfs.
+fn inside(dir: &Path, rel: &Path) -> io::Result<PathBuf> {
+    let out = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("tmpfs archive: entry {} {why}", rel.display()),
+        )
+    };
+    let mut at = dir.to_path_buf();
+    let mut parts = rel.components().peekable();
+    while let Some(c) = parts.next() {
+        match c {
+            std::path::Component::Normal(n) => at.push(n),
+            std::path::Component::CurDir => continue,
+            _ => return Err(out("leaves the tmpfs")),
+        }
+        let last = parts.peek().is_none();
+        if !last && std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(out("lies behind a symlink of the archive"));
+        }
+    }
+    Ok(at)
 }
 
 /// Makes a device node or FIFO entry (the tar crate would write a
@@ -124,18 +156,7 @@ fn unpack_special<R: io::Read>(e: &tar::Entry<R>, dir: &Path) -> io::Result<bool
         _ => return Ok(false),
     };
     let rel = e.path()?;
-    if rel.components().any(|c| {
-        !matches!(
-            c,
-            std::path::Component::Normal(_) | std::path::Component::CurDir
-        )
-    }) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("tmpfs archive: entry {} leaves the tmpfs", rel.display()),
-        ));
-    }
-    let path = dir.join(&rel);
+    let path = inside(dir, &rel)?;
     let major = u64::from(h.device_major()?.unwrap_or(0));
     let minor = u64::from(h.device_minor()?.unwrap_or(0));
     let mode = h.mode()? & 0o7777;
@@ -226,6 +247,40 @@ mod tests {
         let f = std::fs::symlink_metadata(dst.path().join("fifo")).unwrap();
         assert!(f.file_type().is_fifo());
         assert_eq!(f.mode() & 0o777, 0o640);
+    }
+
+    /// A hostile archive: a symlink leading out of the tmpfs, then a
+    /// FIFO "behind" it. Nothing outside is touched; the FIFO is refused.
+    #[test]
+    fn an_entry_behind_a_symlink_of_the_archive_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("victim"), b"keep").unwrap();
+        let mut b = tar::Builder::new(GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        b.append_link(&mut h, "esc", outside.path()).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Fifo);
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, "esc/victim", io::empty()).unwrap();
+        let data = b.into_inner().unwrap().finish().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let e = extract(&data, dst.path()).unwrap_err();
+        assert!(e.to_string().contains("esc/victim"), "{e}");
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert_eq!(
+            std::fs::read(outside.path().join("victim")).unwrap(),
+            b"keep"
+        );
     }
 
     #[test]

@@ -55,6 +55,23 @@ fn bad(image: &str, why: impl Into<String>) -> crate::error::Error {
 pub fn read(dir: &Path, id: u32) -> Result<MountPlan> {
     let name = format!("mountpoints-{id}.img");
     let all: Vec<pb::MntEntry> = crate::image::typed::read_all(&dir.join(&name), "MNTS")?;
+    // Each is joined below a directory of the tree's (its mountpoint
+    // below --root, its root below its file system's): a `..` would lead
+    // out, onto the host.
+    if let Some((e, what, path)) = all.iter().find_map(|e| {
+        [("mountpoint", &e.mountpoint), ("root", &e.root)]
+            .into_iter()
+            .find(|(_, p)| climbs(p))
+            .map(|(w, p)| (e, w, p))
+    }) {
+        return Err(bad(
+            &name,
+            format!(
+                "mount {}: its {what} {path:?} climbs out with '..'",
+                e.mnt_id
+            ),
+        ));
+    }
     let entries = parents_first(all).map_err(|why| bad(&name, why))?;
     let mut p = MountPlan {
         entries,
@@ -78,6 +95,29 @@ pub fn read(dir: &Path, id: u32) -> Result<MountPlan> {
         }
     }
     Ok(p)
+}
+
+/// The first symlink among `target` and its directories below `root`.
+fn symlink_on_the_way(root: &Path, target: &Path) -> Option<PathBuf> {
+    let rel = target.strip_prefix(root).ok()?;
+    let mut at = root.to_path_buf();
+    for c in rel.components() {
+        at.push(c);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => return Some(at),
+            Ok(_) => {}
+            // Not there yet: made below, as a directory or empty file.
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Whether `path` has a `..` component.
+fn climbs(path: &str) -> bool {
+    Path::new(path)
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
 }
 
 /// Orders mounts so that each parent comes before its children; the
@@ -229,6 +269,20 @@ impl<'a> Builder<'a> {
     /// Makes mount `e` (its parent exists) at its place below the root.
     pub fn make(&mut self, e: &pb::MntEntry, plan: &MountPlan) -> Result<()> {
         let target = under(&self.root, &e.mountpoint);
+        // A mountpoint as the kernel showed it has no symlink on its way;
+        // one in the root file system now (an edited rootfs) would lead
+        // the mount, or the directory made for it, elsewhere: the host.
+        if let Some(link) = symlink_on_the_way(&self.root, &target) {
+            return Err(NsError::Mount {
+                mountpoint: e.mountpoint.clone(),
+                fstype: e.fsname.clone().unwrap_or_else(|| "unknown".into()),
+                why: format!(
+                    "{} is a symlink in the root file system; a mount is not made through it",
+                    link.display()
+                ),
+            }
+            .into());
+        }
         if let Some(key) = &e.ext_key {
             let src = ext_source(self.ext, e, key)?;
             self.bind(src, &target, e)?;
@@ -494,6 +548,43 @@ mod tests {
         let v = vec![console, pts, e(72, 70, "/dev"), e(70, 47, "/")];
         let got: Vec<u32> = parents_first(v).unwrap().iter().map(|e| e.mnt_id).collect();
         assert_eq!(got, [70, 72, 73, 48]);
+    }
+
+    /// An edited image whose mountpoint or root climbs out with `..`
+    /// (a bind of a host directory into the tree, a mountpoint made
+    /// outside --root) is refused before anything is made.
+    #[test]
+    fn a_mountpoint_or_root_that_climbs_out_is_refused() {
+        for (mp, root) in [("/../../host", "/"), ("/sys/firmware", "/../../../tmp")] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut bad = e(55, 70, mp);
+            bad.root = root.into();
+            let mut top = e(70, 47, "/");
+            top.root = "/".into();
+            let mut b = crate::image::typed::ImageBuilder::new("MNTS").unwrap();
+            b.entry(&top).entry(&bad);
+            std::fs::write(dir.path().join("mountpoints-9.img"), &b.bytes).unwrap();
+            let err = read(dir.path(), 9).err().expect("refused").to_string();
+            assert!(
+                err.contains("mountpoints-9.img") && err.contains("mount 55"),
+                "{err}"
+            );
+            assert!(err.contains("climbs out"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_symlink_on_a_mounts_way_is_found() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir(r.join("sys")).unwrap();
+        std::os::unix::fs::symlink("/tmp", r.join("run")).unwrap();
+        assert_eq!(symlink_on_the_way(r, &r.join("sys/fs/cgroup")), None);
+        assert_eq!(
+            symlink_on_the_way(r, &r.join("run/secrets")),
+            Some(r.join("run"))
+        );
+        assert_eq!(symlink_on_the_way(r, &r.join("run")), Some(r.join("run")));
     }
 
     #[test]
