@@ -370,3 +370,47 @@ fn external_stream_peer_reconnects_to_the_listener_on_restore() {
     kill_tree(child);
     kill_tree(parent);
 }
+
+/// A live socket at a path the images bind, of another network
+/// namespace (a host socket reached through a container's bind mount:
+/// sock_diag from the restore's namespace does not show it), is a
+/// refusal: its file stays and still serves, and nothing of the tree is
+/// left.
+#[test]
+fn a_live_socket_of_another_network_namespace_is_not_taken_over() {
+    let kit = Kit::new();
+    let sdir = kit.path("s");
+    std::fs::create_dir_all(&sdir).unwrap();
+    let mut prog = kit.start("usk", &[sdir.to_str().unwrap()]);
+    let pid = prog.pid;
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &[]));
+    let _ = prog.child.wait();
+    let path = sdir.join("srv.sock");
+    std::fs::remove_file(&path).unwrap();
+    // unshare() in a thread of its own moves only that thread.
+    let bind_at = path.clone();
+    let theirs = std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        std::os::unix::net::UnixListener::bind(bind_at).unwrap()
+    })
+    .join()
+    .unwrap();
+    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = ino(&path);
+    let o = kit::crit()
+        .args(["restore", "-d", "--shell-job", "-D"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("is bound by a live socket of another process"),
+        "{e}"
+    );
+    assert!(!alive(pid), "pid {pid} left by a failed restore");
+    assert_eq!(ino(&path), before, "the other socket's file was replaced");
+    std::os::unix::net::UnixStream::connect(&path).unwrap();
+    drop(theirs);
+}

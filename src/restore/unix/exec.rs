@@ -49,7 +49,6 @@ pub fn open_unix(plan: &Plan, opts: &Options, res: &mut Reservoir, log: &Log) ->
     let mut x = Exec {
         plan,
         res,
-        live_vfs: None,
         made: HashMap::new(),
         orphans: HashMap::new(),
     };
@@ -158,9 +157,6 @@ fn hand_over(
 struct Exec<'a> {
     plan: &'a Plan,
     res: &'a mut Reservoir,
-    /// (device, inode) of the socket files live sockets are bound to, read
-    /// once a path to bind is found taken.
-    live_vfs: Option<HashSet<(u64, u64)>>,
     made: HashMap<u32, OwnedFd>,
     /// The other end of each orphaned connection, by the socket's inode.
     orphans: HashMap<u32, OwnedFd>,
@@ -222,7 +218,7 @@ impl Exec<'_> {
         let aside = if deleted {
             Self::move_aside(&full, ino)?
         } else {
-            self.clear_stale(&full, ino)?;
+            self.clear_stale(&full, &a, ino)?;
             None
         };
         let bound = addr::in_dir(a.dir.as_deref(), || so::bind(fd.as_raw_fd(), &a.addr));
@@ -287,38 +283,28 @@ impl Exec<'_> {
     /// A socket file left at `path` by the dumped run is in the way and
     /// goes; one a live socket is bound to (another process, or another
     /// restore of the same images) is a refusal, never a takeover.
-    fn clear_stale(&mut self, path: &std::path::Path, ino: u32) -> Result<()> {
+    /// Whether it is live is asked of the socket file itself (a connect
+    /// that sends nothing), not of sock_diag, which shows only crit's
+    /// network namespace: a live socket of the host reached through a
+    /// container's bind mount is seen too.
+    fn clear_stale(&mut self, path: &std::path::Path, a: &Addr, ino: u32) -> Result<()> {
         let Ok(m) = std::fs::symlink_metadata(path) else {
             return Ok(());
         };
         if !std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) {
             return Ok(());
         }
-        if self.live_vfs.is_none() {
-            let all = crate::sys::sockdiag::unix_sockets()
-                .map_err(|e| Error::io("sock_diag: unix sockets", e))?;
-            let files = all.values().filter_map(|d| d.vfs);
-            self.live_vfs = Some(
-                files
-                    .map(|(dev, ino)| (crate::sys::sockdiag::stat_dev(dev), u64::from(ino)))
-                    .collect(),
-            );
-        }
-        let (dev, file) = (
-            std::os::unix::fs::MetadataExt::dev(&m),
-            std::os::unix::fs::MetadataExt::ino(&m),
-        );
-        let live = self
-            .live_vfs
-            .as_ref()
-            .is_some_and(|v| v.contains(&(dev, file)));
-        if live {
+        if self.is_live(a, ino)? {
             return Err(FileError::Refused {
                 on: On::Unix(ino),
                 why: FileFault::BoundByLive(path.to_path_buf()),
             }
             .into());
         }
+        let (dev, file) = (
+            std::os::unix::fs::MetadataExt::dev(&m),
+            std::os::unix::fs::MetadataExt::ino(&m),
+        );
         // Only the file checked: not one bound there since.
         let same = std::fs::symlink_metadata(path).is_ok_and(|n| {
             std::os::unix::fs::MetadataExt::ino(&n) == file
@@ -328,6 +314,26 @@ impl Exec<'_> {
             let _ = std::fs::remove_file(path);
         }
         Ok(())
+    }
+
+    /// Whether a socket is bound to the file at `a`: a datagram socket
+    /// connects to a live datagram socket and is refused with
+    /// EPROTOTYPE by a live socket of another type, without a packet or
+    /// a connection either way; a file no socket holds refuses with
+    /// ECONNREFUSED. Anything else is taken as live (never a takeover).
+    fn is_live(&self, a: &Addr, ino: u32) -> Result<bool> {
+        let probe = so::socket(
+            AddressFamily::Unix,
+            so::SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(on_unix(ino, "socket"))?;
+        let r = addr::in_dir(a.dir.as_deref(), || so::connect(probe.as_raw_fd(), &a.addr))?;
+        Ok(!matches!(
+            r,
+            Err(nix::errno::Errno::ECONNREFUSED | nix::errno::Errno::ENOENT)
+        ))
     }
 
     fn connect(fd: &OwnedFd, a: &Addr, ino: u32) -> Result<()> {
