@@ -278,3 +278,67 @@ fn a_cgroup_namespace_comes_back() {
     assert_eq!(after, before, "the same view of its cgroups");
     assert_eq!(host, format!("/{rel}/inner"));
 }
+
+/// A restore run under a cgroup's pids limit, so small that the kernel
+/// refuses some of crit's threads or the tree's tasks: it fails with one
+/// line (or, with room enough, restores), never with a panic, and
+/// leaves no task behind.
+#[test]
+fn a_restore_under_a_pids_limit_fails_cleanly() {
+    use std::os::unix::process::CommandExt;
+    let Some((mount, "pids")) = hierarchy() else {
+        eprintln!("skipped: no cgroup v1 pids hierarchy to limit crit in");
+        return;
+    };
+    let kit = Kit::new();
+    let hb = kit.path("hb");
+    let mut prog = kit.start("heartbeat", &[hb.to_str().unwrap(), "64"]);
+    let pid = prog.pid;
+    let dir = kit.path("img");
+    let o = kit.dump(pid, &dir, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = prog.child.wait();
+    let mut failed = 0;
+    for limit in [1, 2, 3, 4, 6, 64] {
+        let cg = mount.join(format!("crit-test-pids-{}-{limit}", std::process::id()));
+        std::fs::create_dir_all(&cg).unwrap();
+        std::fs::write(cg.join("pids.max"), limit.to_string()).unwrap();
+        let procs = std::ffi::CString::new(cg.join("cgroup.procs").to_str().unwrap()).unwrap();
+        let mut cmd = kit::crit();
+        cmd.args(["restore", "-d", "--shell-job", "-D"]).arg(&dir);
+        // SAFETY: open and write are async-signal-safe; the child moves
+        // itself into the limited cgroup before it execs crit.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        let e = stderr(&out);
+        assert!(!e.contains("panicked"), "pids.max {limit}: {e}");
+        match out.status.code() {
+            Some(0) => kill_tree(pid),
+            Some(1) => {
+                failed += 1;
+                assert_eq!(e.trim().lines().count(), 1, "pids.max {limit}: {e}");
+                assert!(!alive(pid), "pids.max {limit}: pid {pid} left: {e}");
+            }
+            other => panic!("pids.max {limit}: exit {other:?}: {e}"),
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::remove_dir(&cg).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} stays busy",
+                cg.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    assert!(failed > 0, "no limit was small enough to fail the restore");
+}

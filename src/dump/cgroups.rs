@@ -50,10 +50,10 @@ fn parse(text: &str) -> Vec<Member> {
 fn read_inside(pid: i32) -> std::io::Result<String> {
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/cgroup"))?;
     std::thread::scope(|s| {
-        s.spawn(|| {
+        crate::sys::thread::scoped(s, || {
             crate::sys::ns::enter(std::os::fd::AsFd::as_fd(&ns), libc::CLONE_NEWCGROUP as u64)?;
             std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        })
+        })?
         .join()
         .unwrap_or_else(|_| Err(std::io::Error::other("the namespace thread panicked")))
     })

@@ -454,10 +454,12 @@ impl PageWriter {
                 cv: Condvar::new(),
             }),
         });
+        // A writer the kernel refuses (a pids limit) is one fewer; with
+        // none, `finish` copies on the caller's thread.
         let threads = (0..WRITERS)
-            .map(|_| {
+            .filter_map(|_| {
                 let sh = shared.clone();
-                std::thread::spawn(move || {
+                crate::sys::thread::spawn(move || {
                     // The copy of a frozen tree is the dump's critical path
                     // while crit's other threads have slack: 5 nice levels
                     // over them where allowed (bench: 25 ms less, the
@@ -468,6 +470,7 @@ impl PageWriter {
                     }
                     work(&sh, Until::Closed)
                 })
+                .ok()
             })
             .collect();
         PageWriter {
@@ -787,6 +790,9 @@ impl PageWriter {
             let mut q = self.shared.q.lock().unwrap_or_else(|e| e.into_inner());
             q.closed = true;
             self.shared.cv.notify_all();
+        }
+        if self.threads.is_empty() {
+            work(&self.shared, Until::Closed);
         }
         for t in self.threads.drain(..) {
             t.join().map_err(|_| DumpError::WriterPanicked)?;

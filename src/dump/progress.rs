@@ -133,7 +133,8 @@ impl Ticker {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let since = std::time::Instant::now();
         let command = log.command;
-        let thread = std::thread::spawn(move || loop {
+        // Without a thread (the kernel refused one) there is no line.
+        let thread = crate::sys::thread::spawn(move || loop {
             let done = !matches!(
                 rx.recv_timeout(std::time::Duration::from_millis(200)),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout)
@@ -149,7 +150,7 @@ impl Ticker {
         });
         Ticker {
             stop: Some(tx),
-            thread: Some(thread),
+            thread: thread.ok(),
         }
     }
 

@@ -60,7 +60,7 @@ pub fn collect_all(ctx: &mut DumpCtx) -> Result<Collection> {
     let tasks = &frozen.tasks;
     let file_locks = ctx.opts.file_locks;
     let (all, system) = std::thread::scope(|s| {
-        let locks = s.spawn(move || {
+        let locks = crate::sys::thread::scoped(s, move || {
             let system = locks::System::read();
             match file_locks {
                 true => Ok(system),
@@ -68,13 +68,20 @@ pub fn collect_all(ctx: &mut DumpCtx) -> Result<Collection> {
             }
         });
         let all = collect_tasks(ctx);
-        let system = locks.join().unwrap_or_else(|_| {
-            Err(DumpError::Call {
+        let system = match locks {
+            Ok(h) => h.join().unwrap_or_else(|_| {
+                Err(DumpError::Call {
+                    what: "reading /proc/locks",
+                    source: std::io::Error::other("the reader panicked"),
+                }
+                .into())
+            }),
+            Err(source) => Err(DumpError::Call {
                 what: "reading /proc/locks",
-                source: std::io::Error::other("the reader panicked"),
+                source,
             }
-            .into())
-        });
+            .into()),
+        };
         (all, system)
     });
     let system = system?;
@@ -286,7 +293,7 @@ fn memory_and_extra(
     // flags (a locked mapping's pages are not lazy), never which pages.
     let (shmem_dev, zero_pfn) = (ctx.probes.shmem_dev, ctx.probes.zero_pfn);
     std::thread::scope(|s| {
-        let smaps = s.spawn(|| maps::read(pid, shmem_dev));
+        let smaps = crate::sys::thread::scoped(s, || maps::read(pid, shmem_dev));
         // The first part of the address space is read alone, its pages
         // queued, and the rest read while the writers copy them.
         let split = split_after(quick, FIRST_PART);
@@ -307,9 +314,19 @@ fn memory_and_extra(
         });
         // smaps' refusals (I/O mappings) come first: the pages of such a
         // mapping cannot be queued either.
-        let vmas = smaps
-            .join()
-            .unwrap_or_else(|_| Err(DumpError::MemoryReaderPanicked { pid }.into()))?;
+        let vmas = match smaps {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(DumpError::MemoryReaderPanicked { pid }.into()))?,
+            Err(source) => {
+                return Err(DumpError::Task {
+                    pid,
+                    what: "reading smaps",
+                    source,
+                }
+                .into())
+            }
+        };
         let (queued, (extra, cloexec, pages_id)) = queued?;
         // smaps was read while the injection had its own mapping in the
         // task, the one change a frozen address space sees: the task's
@@ -514,7 +531,7 @@ fn beside_fd_scan<R>(
     let mut socks = std::mem::take(&mut ctx.socks);
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let (r, scan) = std::thread::scope(|s| {
-        let h = s.spawn(|| -> Result<(Vec<i32>, Vec<Fd>)> {
+        let h = crate::sys::thread::scoped(s, || -> Result<(Vec<i32>, Vec<Fd>)> {
             let listed = fdscan::list_beside(pid, &made);
             // A failed listing sends nothing: its error comes with the join.
             if let Ok(l) = &listed {
@@ -530,9 +547,17 @@ fn beside_fd_scan<R>(
                 .map(Some)
                 .map_err(|_| DumpError::FdScanPanicked { pid }.into())
         });
-        let scan = h
-            .join()
-            .unwrap_or_else(|_| Err(DumpError::FdScanPanicked { pid }.into()));
+        let scan = match h {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(DumpError::FdScanPanicked { pid }.into())),
+            Err(source) => Err(DumpError::Task {
+                pid,
+                what: "scanning descriptors",
+                source,
+            }
+            .into()),
+        };
         (r, scan)
     });
     ctx.socks = socks;
@@ -587,11 +612,19 @@ fn address_space(
             pagemap::collect(pid, quick, zero_pfn),
         ),
         true => std::thread::scope(|s| {
-            let h = s.spawn(|| maps::read(pid, shmem_dev));
+            let h = crate::sys::thread::scoped(s, || maps::read(pid, shmem_dev));
             let runs = pagemap::collect(pid, quick, zero_pfn);
-            let vmas = h
-                .join()
-                .unwrap_or_else(|_| Err(DumpError::MemoryReaderPanicked { pid }.into()));
+            let vmas = match h {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err(DumpError::MemoryReaderPanicked { pid }.into())),
+                Err(source) => Err(DumpError::Task {
+                    pid,
+                    what: "reading smaps",
+                    source,
+                }
+                .into()),
+            };
             (vmas, runs)
         }),
     };

@@ -234,7 +234,8 @@ pub fn run(opts: &DaemonOpts) -> Result<()> {
         - 1;
     let r = std::thread::scope(|scope| {
         for _ in 0..helpers {
-            scope.spawn(|| sh.help());
+            // Only helpers: without them the daemon serves alone.
+            let _ = crate::sys::thread::scoped(scope, || sh.help());
         }
         let r = serve(&sh, sock, &path);
         sh.stop.store(true, Ordering::SeqCst);

@@ -695,7 +695,9 @@ fn write_pages(
         let r = std::thread::scope(|s| {
             if let Some(next) = windows.get(k + 1) {
                 let (o, l) = span(next);
-                s.spawn(move || {
+                // Only a help: without a thread the window maps in as
+                // it is written.
+                let _ = crate::sys::thread::scoped(s, move || {
                     crate::sys::affinity::unpin_self();
                     file.prefault(o, l)
                 });

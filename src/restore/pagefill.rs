@@ -207,7 +207,7 @@ where
             .iter()
             .enumerate()
             .map(|(w, p)| {
-                sc.spawn(move || {
+                crate::sys::thread::scoped(sc, move || {
                     crate::sys::affinity::unpin_self_onto(w);
                     write(p)
                 })
@@ -215,9 +215,15 @@ where
             .collect();
         let mut r = Ok(());
         for h in hs {
-            let got = h
-                .join()
-                .unwrap_or_else(|_| Err(TaskError::PageWriter { pid }.into()));
+            let got = match h {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err(TaskError::PageWriter { pid }.into())),
+                Err(e) => Err(crate::error::Error::io(
+                    format!("pid {pid}: page writers"),
+                    e,
+                )),
+            };
             if r.is_ok() {
                 r = got;
             }

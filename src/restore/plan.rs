@@ -558,12 +558,14 @@ fn load_tasks(
     let parts: Vec<Vec<Result<Task>>> = std::thread::scope(|s| {
         let hs: Vec<_> = pstree
             .chunks(per)
-            .map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>()))
+            .map(|c| crate::sys::thread::scoped(s, move || c.iter().map(one).collect::<Vec<_>>()))
             .collect();
         hs.into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| vec![Err(SetupError::ImageReaderPanicked.into())])
+            .map(|h| match h {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| vec![Err(SetupError::ImageReaderPanicked.into())]),
+                Err(e) => vec![Err(crate::error::Error::io("reading the images", e))],
             })
             .collect()
     });

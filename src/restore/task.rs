@@ -118,6 +118,33 @@ pub fn open_pages(
     Ok(out)
 }
 
+/// A barrier whose size is known only once the threads that wait on it
+/// are started.
+#[derive(Default)]
+struct Gate {
+    barrier: std::sync::Mutex<Option<std::sync::Arc<Barrier>>>,
+    set: std::sync::Condvar,
+}
+
+impl Gate {
+    fn set(&self, b: Barrier) {
+        let mut g = self.barrier.lock().unwrap_or_else(|e| e.into_inner());
+        *g = Some(std::sync::Arc::new(b));
+        self.set.notify_all();
+    }
+
+    /// The barrier, once set.
+    fn get(&self) -> std::sync::Arc<Barrier> {
+        let mut g = self.barrier.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(b) = g.as_ref() {
+                return b.clone();
+            }
+            g = self.set.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
 /// Rebuilds every live task, several at once: each of `workers` threads
 /// of crit takes the next task (largest first), seizes it (ptrace belongs
 /// to the thread that seized) and rebuilds it. Once all are rebuilt each
@@ -145,18 +172,27 @@ pub fn take_over_all(
         log,
         next: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
-        barrier: Barrier::new(workers),
+        // Sized once the threads are started: as many as the kernel gave.
+        barrier: Gate::default(),
         before_resume,
         mem,
         cpus: crate::sys::affinity::Cpus::of_crit(),
     };
     let results: Vec<Result<()>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                let team = &team;
-                s.spawn(move || team.work(w))
-            })
-            .collect();
+        // A thread the kernel refuses (a pids limit) leaves fewer
+        // workers; the first refused stops the starting.
+        let mut handles = Vec::new();
+        for w in 0..workers {
+            let team = &team;
+            match crate::sys::thread::scoped(s, move || team.work(w)) {
+                Ok(h) => handles.push(h),
+                Err(e) if w == 0 => {
+                    return vec![Err(crate::error::Error::io("restoring the tasks", e))]
+                }
+                Err(_) => break,
+            }
+        }
+        team.barrier.set(Barrier::new(handles.len()));
         handles
             .into_iter()
             .map(|h| {
@@ -178,7 +214,7 @@ struct Team<'a> {
     next: AtomicUsize,
     failed: AtomicBool,
     /// All threads meet here between the phases.
-    barrier: Barrier,
+    barrier: Gate,
     /// Run by the leader once every task is rebuilt, before any runs.
     before_resume: &'a (dyn Fn() -> Result<()> + Sync),
     mem: MemOpts<'a>,
@@ -285,7 +321,7 @@ impl Team<'_> {
         if r.is_err() {
             self.failed.store(true, Ordering::SeqCst);
         }
-        self.barrier.wait();
+        self.barrier.get().wait();
     }
 
     /// Runs `f` unless some thread has failed.

@@ -303,13 +303,21 @@ fn run_crit(
     // Only the engine holds its end now: its exit ends the channel.
     drop(theirs);
     let stderr = child.stderr.take();
-    let errors = std::thread::spawn(move || {
+    let errors = crate::sys::thread::spawn(move || {
         let mut s = String::new();
         if let Some(mut e) = stderr {
             let _ = std::io::Read::read_to_string(&mut e, &mut s);
         }
         s
     });
+    let errors = match errors {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("running crit {}: {e}", args[0]));
+        }
+    };
     let served = match &channel {
         Some(ch) => serve_points(sock, ch.as_fd()),
         None => Ok(()),

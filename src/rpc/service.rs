@@ -64,11 +64,12 @@ pub fn serve(
     })?;
     std::mem::forget(unlink);
     // Workers are reaped as they end; their own children are theirs.
-    std::thread::spawn(|| loop {
+    crate::sys::thread::spawn(|| loop {
         if nix::sys::wait::wait().is_err() {
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
-    });
+    })
+    .map_err(|e| Error::io("the service's reaper of workers", e))?;
     loop {
         let conn = crate::sys::sock::accept(sock.as_raw_fd()).map_err(|source| Error::FileOp {
             path: address.to_path_buf(),

@@ -55,6 +55,7 @@ pub mod sockdiag;
 pub mod sockopt;
 pub mod task;
 pub mod tcp_repair;
+pub mod thread;
 pub mod tls;
 pub mod tty;
 pub mod uffd;

@@ -51,12 +51,12 @@ pub fn unshare(flags: u64) -> io::Result<()> {
 /// (file, CLONE_NEW* flag). Returns what `f` returns.
 pub fn run_in<T: Send>(ns: &[(BorrowedFd, u64)], f: impl FnOnce() -> T + Send) -> io::Result<T> {
     std::thread::scope(|s| {
-        s.spawn(|| {
+        super::thread::scoped(s, || {
             for (fd, flag) in ns {
                 enter(fd.as_fd(), *flag)?;
             }
             Ok(f())
-        })
+        })?
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("namespace worker thread panicked")))
     })

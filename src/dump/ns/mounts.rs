@@ -146,12 +146,12 @@ pub fn read(pid: i32, external: &BTreeMap<String, String>) -> Result<MountNs> {
 fn tmpfs_tar(pid: i32, mountpoint: &str) -> std::io::Result<Vec<u8>> {
     let through_root = || crate::image::tmpfs::archive(&format!("/proc/{pid}/root{mountpoint}"));
     let copy = std::thread::scope(|s| {
-        s.spawn(|| -> std::io::Result<std::os::fd::OwnedFd> {
+        crate::sys::thread::scoped(s, || -> std::io::Result<std::os::fd::OwnedFd> {
             let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
             crate::sys::ns::unshare(libc::CLONE_FS as u64)?;
             crate::sys::ns::enter(std::os::fd::AsFd::as_fd(&ns), libc::CLONE_NEWNS as u64)?;
             crate::sys::mnt::clone_tree(std::path::Path::new(mountpoint))
-        })
+        })?
         .join()
         .unwrap_or_else(|_| Err(std::io::Error::other("the mount thread panicked")))
     });

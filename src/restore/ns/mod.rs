@@ -200,16 +200,20 @@ pub fn in_yard<T: Send>(
         (None, _) => None,
     };
     std::thread::scope(|s| {
-        s.spawn(|| {
+        let yard = crate::sys::thread::scoped(s, || {
             prepare(plan, o.dir, new_root.as_deref(), o.ext_mnt, o.net_fd)?;
             if plan.mounts.is_some() {
                 *root = Some(open_root()?);
                 mount_host_proc()?;
             }
             job()
-        })
-        .join()
-        .unwrap_or_else(|_| Err(NsError::Yard("the namespace thread panicked".into()).into()))
+        });
+        match yard {
+            Ok(h) => h.join().unwrap_or_else(|_| {
+                Err(NsError::Yard("the namespace thread panicked".into()).into())
+            }),
+            Err(e) => Err(NsError::Yard(format!("the namespace thread: {e}")).into()),
+        }
     })
 }
 
