@@ -256,21 +256,19 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("victim"), b"keep").unwrap();
         let mut b = tar::Builder::new(GzEncoder::new(Vec::new(), flate2::Compression::fast()));
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_size(0);
-        h.set_mode(0o777);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
+        let header = |kind, mode| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(0);
+            h.set_mode(mode);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h
+        };
+        let mut h = header(tar::EntryType::Symlink, 0o777);
         b.append_link(&mut h, "esc", outside.path()).unwrap();
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Fifo);
-        h.set_size(0);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
+        let mut h = header(tar::EntryType::Fifo, 0o644);
         b.append_data(&mut h, "esc/victim", io::empty()).unwrap();
         let data = b.into_inner().unwrap().finish().unwrap();
         let dst = tempfile::tempdir().unwrap();
