@@ -49,11 +49,17 @@ fn wait_for(path: &Path, secs: u64) -> String {
 
 /// Starts the container; returns its init's pid on the host.
 fn launch(bin: &Path, root: &Path) -> i32 {
-    let out = Command::new(bin)
-        .arg("launch")
-        .arg(root)
-        .output()
-        .expect("run ctr launch");
+    launch_with(bin, root, None)
+}
+
+/// The same, with host directory `ext` bound on the container's /ext.
+fn launch_with(bin: &Path, root: &Path, ext: Option<&Path>) -> i32 {
+    let mut cmd = Command::new(bin);
+    cmd.arg("launch").arg(root);
+    if let Some(e) = ext {
+        cmd.env("CTR_EXT", e);
+    }
+    let out = cmd.output().expect("run ctr launch");
     assert!(out.status.success(), "ctr launch: {out:?}");
     let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     wait_for(&root.join("ready"), 10);
@@ -257,4 +263,62 @@ fn container_without_root_is_refused_and_nothing_runs() {
         "nothing restored: {:?}",
         my_children()
     );
+}
+
+/// A restore that fails after it bound a socket on an external mount (a
+/// host directory bound into the container) leaves no socket file in
+/// that directory: bound files are removed while the container's mount
+/// namespace, which holds the bind, still exists.
+#[test]
+fn a_failed_restore_removes_its_socket_from_an_external_mount() {
+    let kit = Kit::new();
+    let (bin, root) = container_root(&kit);
+    let host = kit.path("hostdir");
+    std::fs::create_dir_all(&host).unwrap();
+    let pid = launch_with(&bin, &root, Some(&host));
+    let sock = host.join("ctr.sock");
+    assert!(sock.exists(), "the container listens on /ext/ctr.sock");
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &["--external", "mnt[/ext]:ext"]));
+    let left = reap(&[pid], Duration::from_secs(2));
+    assert!(left.is_empty(), "the dump left {left:?} running");
+    std::fs::remove_file(&sock).unwrap();
+    // The tasks' pages not there (System V memory's are, which is
+    // filled before anything is bound): the restore fails once the
+    // files and sockets are made.
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        let Some(n) = name.strip_prefix("pagemap-") else {
+            continue;
+        };
+        if n.starts_with("shmem") {
+            continue;
+        }
+        let heads: Vec<crit::image::pb::PagemapHead> =
+            crit::image::typed::read_all(&dir.join(&name), "PAGEMAP").unwrap();
+        let head = &heads[0];
+        let pages = dir.join(format!("pages-{}.img", head.pages_id));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&pages)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+    let ext = format!("mnt[ext]:{}", host.display());
+    let out = kit.crit(&[
+        "restore",
+        "-D",
+        dir.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+        "--external",
+        &ext,
+        "-d",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(!sock.exists(), "the restore's socket file is left: {err}");
+    assert!(my_children().is_empty(), "{:?}", my_children());
 }

@@ -1,7 +1,8 @@
-//! Undoing a failed restore: kill every task restored so far (crit is their
-//! child subreaper, so orphans come back to it to be reaped and their pids
-//! are free again), remove the socket files the restore bound (those
-//! still at their paths: never a file another process put there), put
+//! Undoing a failed restore: remove the socket files the restore bound
+//! (those still at their paths: never a file another process put
+//! there), kill every task restored so far (crit is their child
+//! subreaper, so orphans come back to it to be reaped and their pids
+//! are free again), put
 //! its TCP connections back into repair mode so they close without a
 //! packet, and remove the cgroups it made.
 
@@ -53,6 +54,17 @@ impl Rollback {
     }
 
     pub fn undo(&mut self, log: &Log) {
+        // Before the tasks go: the last of them ends the tree's mount
+        // namespace, and with it the binds of host directories that some
+        // of these files are on (then out of reach, left on the host).
+        for mut p in self.created_paths.drain(..) {
+            if let Some(root) = &self.tree_root {
+                p.path = below(root, &p.path);
+            }
+            if p.remove() {
+                log.debug(format!("rollback: removed {}", p.path.display()));
+            }
+        }
         if self.spawned {
             for &p in &self.ids {
                 // These pids were free when the restore began.
@@ -65,14 +77,6 @@ impl Rollback {
         drop(std::mem::take(&mut self.tcp_live));
         for e in super::cgroups::remove_made(&std::mem::take(&mut self.cgroup_dirs)) {
             log.warn(format!("rollback: a cgroup the restore made is left: {e}"));
-        }
-        for mut p in self.created_paths.drain(..) {
-            if let Some(root) = &self.tree_root {
-                p.path = below(root, &p.path);
-            }
-            if p.remove() {
-                log.debug(format!("rollback: removed {}", p.path.display()));
-            }
         }
     }
 }

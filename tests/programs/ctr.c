@@ -5,7 +5,9 @@
  *       pid, mount, uts, ipc and (unless "net" says to share it) network
  *       namespaces: the root fs is bound and pivoted to, a tmpfs is on /run
  *       holding /run/marker, proc is on /proc, the hostname is "crit-ctr".
- *       Prints the container init's host pid and exits.
+ *       Prints the container init's host pid and exits. With CTR_EXT set
+ *       to a host directory, it is bound on /ext of the container (an
+ *       external mount), where init binds a listening socket, ctr.sock.
  *   /init                     (pid 1 inside) sets up System V shm, a
  *       semaphore set and a message queue, starts a child, and counts,
  *       writing the count to /tmp/count. It writes /ready when set up.
@@ -33,7 +35,9 @@
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
@@ -74,6 +78,12 @@ static int child_main(void *arg)
 	close(m);
 	if (mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
 		die("mount proc");
+	const char *ext = getenv("CTR_EXT");
+	if (ext) {
+		mkdir("ext", 0755);
+		if (mount(ext, "ext", NULL, MS_BIND, NULL))
+			die("bind CTR_EXT");
+	}
 	if (sethostname("crit-ctr", 8))
 		die("sethostname");
 	if (syscall(SYS_pivot_root, ".", ".old"))
@@ -276,6 +286,13 @@ static __attribute__((noreturn)) void init_main(void)
 	if (read(told[0], &eof, 1) != 0)
 		die("wait for the child");
 	close(told[0]);
+	if (access("/ext", F_OK) == 0) {
+		struct sockaddr_un a = { .sun_family = AF_UNIX };
+		snprintf(a.sun_path, sizeof(a.sun_path), "/ext/ctr.sock");
+		int l = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (l < 0 || bind(l, (void *)&a, sizeof(a)) || listen(l, 4))
+			die("listen on /ext/ctr.sock");
+	}
 	char n[32];
 	unsigned long last_put = 0;
 	put("/ready", "%d\n", child_pid);
