@@ -232,6 +232,39 @@ fn dump_and_restore_through_the_protocol() {
     let _ = prog.child.wait();
     assert!(!alive(prog.pid));
 
+    // An engine killed (here at pre-restore) is named as such, not by
+    // the last line it wrote; nothing of the tree is made.
+    svc.send(&req(
+        CriuReqType::Restore,
+        Some(opts(CriuOpts {
+            notify_scripts: Some(true),
+            ..Default::default()
+        })),
+    ));
+    let n = svc.recv();
+    assert_eq!(n.r#type, CriuReqType::Notify as i32);
+    let svc_pid = svc.child.id() as i32;
+    let engines = kit::proc::children(svc_pid);
+    assert_eq!(engines.len(), 1, "{engines:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(engines[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    svc.send(&CriuReq {
+        r#type: CriuReqType::Notify as i32,
+        notify_success: Some(true),
+        ..Default::default()
+    });
+    let r = svc.recv();
+    assert!(!r.success);
+    let msg = r.cr_errmsg.unwrap_or_default();
+    assert!(
+        msg.contains(&format!("(pid {}) was killed by SIGKILL", engines[0])),
+        "{msg}"
+    );
+    assert!(!alive(prog.pid));
+
     let mut last = req(
         CriuReqType::Restore,
         Some(opts(CriuOpts {

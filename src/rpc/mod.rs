@@ -326,6 +326,17 @@ fn run_crit(
         .wait()
         .map_err(|e| format!("waiting for crit {}: {e}", args[0]))?;
     let err = errors.join().unwrap_or_default();
+    // Killed, its last line is whatever it was saying, and its channel
+    // broke off: neither is the error.
+    if let Some(sig) = std::os::unix::process::ExitStatusExt::signal(&status) {
+        let name = nix::sys::signal::Signal::try_from(sig)
+            .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string());
+        return Err(format!(
+            "crit {} (pid {}) was killed by {name}",
+            args[0],
+            child.id()
+        ));
+    }
     served?;
     if status.success() {
         return Ok(());
