@@ -43,6 +43,15 @@ pub enum Error {
     /// A page server, or a dump talking to one, failed.
     #[error(transparent)]
     PageServer(Box<crate::pageserver::error::PsError>),
+    /// An error whose message reaches the images directory through a
+    /// descriptor (`/proc/self/fd/N`, as a container's restore does):
+    /// shown with the directory's own path instead.
+    #[error("{}", .inner.to_string().replace(.through.as_str(), .dir.as_str()))]
+    Through {
+        inner: Box<Error>,
+        through: String,
+        dir: String,
+    },
     /// A file of images that is not what its name says.
     #[error("{}: {why}", file.display())]
     Images {
@@ -130,6 +139,16 @@ impl From<crate::restore::error::RestoreError> for Error {
 }
 
 impl Error {
+    /// This error, shown with `dir` where its message has `through`
+    /// (see [`Error::Through`]).
+    pub fn through(self, through: &str, dir: &std::path::Path) -> Self {
+        Error::Through {
+            inner: Box::new(self),
+            through: through.to_string(),
+            dir: dir.display().to_string(),
+        }
+    }
+
     pub fn io(what: impl Into<String>, err: std::io::Error) -> Self {
         Error::Io {
             what: what.into(),

@@ -319,6 +319,12 @@ fn a_failed_restore_removes_its_socket_from_an_external_mount() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    // The short pages image is named by the directory given, not by the
+    // descriptor the restore reached it through.
+    assert!(
+        err.contains(&format!("{}/pages-", dir.display())) && !err.contains("/proc/self/fd"),
+        "{err}"
+    );
     assert!(!sock.exists(), "the restore's socket file is left: {err}");
     assert!(my_children().is_empty(), "{:?}", my_children());
 }

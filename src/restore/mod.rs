@@ -293,6 +293,25 @@ pub fn restore(opts: &Options) -> Result<i32> {
         Some(_) => Some(reach_images(&mut plan)?),
         None => None,
     };
+    // Messages name the images directory as the user gave it, or, given
+    // as a client's descriptor (the RPC's /proc/PID/fd/N), as it is.
+    let shown = match opts.dir.starts_with("/proc") {
+        true => std::fs::read_link(&opts.dir).unwrap_or_else(|_| opts.dir.clone()),
+        false => opts.dir.clone(),
+    };
+    let named = |e: crate::error::Error| {
+        let e = match &_dir_fd {
+            Some(fd) => e.through(
+                &format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd)),
+                &shown,
+            ),
+            None => e,
+        };
+        match shown == opts.dir {
+            true => e,
+            false => e.through(&opts.dir.display().to_string(), &shown),
+        }
+    };
     log.debug(format!("images read in {:?}", t0.elapsed()));
     // Locks left behind silently would let another process in.
     if plan.file_locks > 0 && !opts.file_locks {
@@ -313,7 +332,7 @@ pub fn restore(opts: &Options) -> Result<i32> {
         }
         .into());
     }
-    cpu::check(&plan, opts.cpu_caps, &log)?;
+    cpu::check(&plan, opts.cpu_caps, &log).map_err(named)?;
     // One restore of an image set at a time: a second one waits here, then
     // finds the pids taken before it binds or removes anything.
     let _lock = lock_images(&opts.dir)?;
@@ -323,7 +342,7 @@ pub fn restore(opts: &Options) -> Result<i32> {
         Ok(()) => rb.tcp_live.disarm(),
         Err(e) => {
             rb.undo(&log);
-            return Err(e);
+            return Err(named(e));
         }
     }
     let late = stop.release();
