@@ -342,3 +342,66 @@ fn a_restore_under_a_pids_limit_fails_cleanly() {
     }
     assert!(failed > 0, "no limit was small enough to fail the restore");
 }
+
+/// Where a freezer can be used: the v1 freezer hierarchy, or cgroup v2;
+/// and the file and value that freeze a cgroup there.
+fn freezer() -> Option<(PathBuf, &'static str, &'static str, &'static str)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mut v2 = None;
+    for l in info.lines() {
+        let (left, right) = l.split_once(" - ")?;
+        let mp = PathBuf::from(left.split(' ').nth(4)?);
+        let r: Vec<&str> = right.split(' ').collect();
+        if r[0] == "cgroup"
+            && r.get(2)
+                .is_some_and(|o| o.split(',').any(|x| x == "freezer"))
+        {
+            return Some((mp, "freezer", "freezer.state", "FROZEN"));
+        }
+        if r[0] == "cgroup2" {
+            v2 = Some((mp, "", "cgroup.freeze", "1"));
+        }
+    }
+    v2
+}
+
+/// A restore into a frozen cgroup is refused naming it (the tasks would
+/// stop in the freezer and the restore wait for them for good, deaf to
+/// signals), and nothing is left.
+#[test]
+fn a_restore_into_a_frozen_cgroup_is_refused() {
+    let Some((mount, name, file, value)) = freezer() else {
+        eprintln!("skipped: no freezer (v1) or cgroup v2 here");
+        return;
+    };
+    let kit = Kit::new();
+    let hb = kit.path("hb");
+    let mut prog = kit.start("heartbeat", &[hb.to_str().unwrap(), "4"]);
+    let dir = mount.join(format!("crit-test-frozen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cgroup.procs"), prog.pid.to_string()).unwrap();
+    assert_eq!(
+        cgroup_of(prog.pid, name),
+        format!("/{}", dir.file_name().unwrap().to_str().unwrap())
+    );
+    let img = kit.path("img");
+    ok(&kit.dump(prog.pid, &img, &[]));
+    let _ = prog.child.wait();
+    std::fs::write(dir.join(file), value).unwrap();
+    let o = kit.crit(&["restore", "-d", "--shell-job", "-D", img.to_str().unwrap()]);
+    let e = stderr(&o);
+    let thaw = if file == "freezer.state" {
+        "THAWED"
+    } else {
+        "0"
+    };
+    std::fs::write(dir.join(file), thaw).unwrap();
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(
+        e.contains("frozen") && e.contains(dir.to_str().unwrap()),
+        "{e}"
+    );
+    assert!(!alive(prog.pid), "a task is left: {e}");
+    std::fs::remove_dir(&dir).unwrap();
+}

@@ -249,6 +249,17 @@ impl CgPlan {
         if new || cx.mode == CgMode::Full {
             set_properties(pid, &dir, props, log);
         }
+        // A task put there would stop in the kernel's freezer, and the
+        // restore wait for it for good, deaf to signals.
+        if let Some(state) = frozen(&dir) {
+            return Err(TaskError::Cgroup {
+                pid,
+                what: "joining cgroup",
+                dir,
+                source: std::io::Error::other(format!("it is frozen ({state}); thaw it first")),
+            }
+            .into());
+        }
         std::fs::write(dir.join("cgroup.procs"), host.to_string()).map_err(|source| {
             TaskError::Cgroup {
                 pid,
@@ -259,6 +270,21 @@ impl CgPlan {
             .into()
         })
     }
+}
+
+/// How cgroup `dir` says it is frozen, if it is: a v1 freezer's state
+/// (its own or a parent's), or v2's `cgroup.freeze` or `cgroup.events`.
+fn frozen(dir: &std::path::Path) -> Option<String> {
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+    if let Some(s) = read("freezer.state").filter(|s| s.trim() != "THAWED") {
+        return Some(format!("freezer.state {}", s.trim()));
+    }
+    if read("cgroup.freeze").is_some_and(|s| s.trim() == "1") {
+        return Some("cgroup.freeze 1".to_string());
+    }
+    read("cgroup.events")
+        .filter(|s| s.lines().any(|l| l.trim() == "frozen 1"))
+        .map(|_| "cgroup.events: frozen 1".to_string())
 }
 
 /// Makes directory `dir` and any missing parent, adding each one made to
