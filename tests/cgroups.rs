@@ -14,23 +14,32 @@ use kit::host::ShmSegment;
 use kit::dump::*;
 use std::path::PathBuf;
 
-/// Where a cgroup of the test can be made: the pids hierarchy (v1) or
-/// the unified one, with the name /proc/PID/cgroup lists it under.
-fn hierarchy() -> Option<(PathBuf, &'static str)> {
+/// The mount of the v1 hierarchy with `controller`, else of cgroup v2
+/// (the bool: v1).
+fn mounted(controller: &str) -> Option<(PathBuf, bool)> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let mut v2 = None;
     for l in info.lines() {
         let (left, right) = l.split_once(" - ")?;
         let mp = PathBuf::from(left.split(' ').nth(4)?);
         let r: Vec<&str> = right.split(' ').collect();
-        if r[0] == "cgroup" && r.get(2).is_some_and(|o| o.split(',').any(|x| x == "pids")) {
-            return Some((mp, "pids"));
+        if r[0] == "cgroup"
+            && r.get(2)
+                .is_some_and(|o| o.split(',').any(|x| x == controller))
+        {
+            return Some((mp, true));
         }
         if r[0] == "cgroup2" {
-            v2 = Some((mp, ""));
+            v2 = Some((mp, false));
         }
     }
     v2
+}
+
+/// Where a cgroup of the test can be made: the pids hierarchy (v1) or
+/// the unified one, with the name /proc/PID/cgroup lists it under.
+fn hierarchy() -> Option<(PathBuf, &'static str)> {
+    mounted("pids").map(|(mp, v1)| (mp, if v1 { "pids" } else { "" }))
 }
 
 fn cgroup_of(pid: i32, name: &str) -> String {
@@ -346,23 +355,10 @@ fn a_restore_under_a_pids_limit_fails_cleanly() {
 /// Where a freezer can be used: the v1 freezer hierarchy, or cgroup v2;
 /// and the file and value that freeze a cgroup there.
 fn freezer() -> Option<(PathBuf, &'static str, &'static str, &'static str)> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mut v2 = None;
-    for l in info.lines() {
-        let (left, right) = l.split_once(" - ")?;
-        let mp = PathBuf::from(left.split(' ').nth(4)?);
-        let r: Vec<&str> = right.split(' ').collect();
-        if r[0] == "cgroup"
-            && r.get(2)
-                .is_some_and(|o| o.split(',').any(|x| x == "freezer"))
-        {
-            return Some((mp, "freezer", "freezer.state", "FROZEN"));
-        }
-        if r[0] == "cgroup2" {
-            v2 = Some((mp, "", "cgroup.freeze", "1"));
-        }
-    }
-    v2
+    mounted("freezer").map(|(mp, v1)| match v1 {
+        true => (mp, "freezer", "freezer.state", "FROZEN"),
+        false => (mp, "", "cgroup.freeze", "1"),
+    })
 }
 
 /// A restore into a frozen cgroup is refused naming it (the tasks would
