@@ -19,31 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int wake[2];
-
-static void on_usr1(int s) {
-    (void)s;
-    if (write(wake[1], "x", 1) != 1) _exit(3);
-}
-
-static int send_msg(int sk, const char *text, int fd) {
-    struct iovec iov = {.iov_base = (void *)text, .iov_len = strlen(text)};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd >= 0) {
-        m.msg_control = u.buf;
-        m.msg_controllen = sizeof u.buf;
-        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    }
-    return sendmsg(sk, &m, 0) == (ssize_t)strlen(text) ? 0 : -1;
-}
+#include "scm.h"
 
 /* Takes one message; returns its length, and the passed fd (or -1). */
 static ssize_t take(int sk, char *buf, size_t len, int *fd) {
@@ -63,16 +39,6 @@ static ssize_t take(int sk, char *buf, size_t len, int *fd) {
         else if (c->cmsg_type == SCM_RIGHTS)
             *fd = -2; /* more than one */
     return n;
-}
-
-static void report(const char *what) {
-    char path[512];
-    snprintf(path, sizeof path, "%s.main", getenv("RESULT"));
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fprintf(f, "%s main\n", what);
-        fclose(f);
-    }
 }
 
 int main(void) {

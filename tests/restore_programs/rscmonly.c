@@ -26,30 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int wake[2];
-
-static void on_usr1(int s) {
-    (void)s;
-    if (write(wake[1], "x", 1) != 1) _exit(3);
-}
-
-static int send_msg(int sk, const char *text, int fd) {
-    struct iovec iov = {.iov_base = (void *)text, .iov_len = strlen(text)};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-    m.msg_control = u.buf;
-    m.msg_controllen = sizeof u.buf;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    if (sendmsg(sk, &m, 0) != (ssize_t)strlen(text)) return -1;
-    return close(fd);
-}
+#include "scm.h"
 
 /* Takes one message that must be `text` with one descriptor: returns
  * the descriptor, or -1 with `why` filled. */
@@ -91,16 +68,6 @@ static int reads(int fd, const char *want, char *why, size_t wl, const char *wha
     return 0;
 }
 
-static void report(const char *what) {
-    char path[512];
-    snprintf(path, sizeof path, "%s.main", getenv("RESULT"));
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fprintf(f, "%s main\n", what);
-        fclose(f);
-    }
-}
-
 int main(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -118,8 +85,10 @@ int main(void) {
     int mfd = memfd_create("passed-memfd", 0);
     if (mfd < 0 || write(mfd, "memfd-data", 10) != 10 || lseek(mfd, 0, SEEK_SET) != 0) return 5;
     if (write(pp[1], "queued", 6) != 6 || write(ss[0], "in-sock", 7) != 7) return 6;
-    if (send_msg(sp[0], "reg", reg) || send_msg(sp[0], "pipe", pp[0]) ||
-        send_msg(sp[0], "memfd", mfd) || send_msg(sp[0], "sock", ss[1]))
+    /* Each passed file closed once sent: only in flight then. */
+    if (send_msg(sp[0], "reg", reg) || close(reg) || send_msg(sp[0], "pipe", pp[0]) ||
+        close(pp[0]) || send_msg(sp[0], "memfd", mfd) || close(mfd) ||
+        send_msg(sp[0], "sock", ss[1]) || close(ss[1]))
         return 7;
     int r = open(getenv("READY"), O_WRONLY | O_APPEND);
     dprintf(r, "main %d\n", (int)getpid());
