@@ -22,7 +22,7 @@ pub struct Rollback {
     pub spawned: bool,
     /// The tree's root directory, when it has a mount namespace of its
     /// own: the bound paths are below it.
-    pub tree_root: Option<OwnedFd>,
+    pub tree_root: Option<super::ns::TreeRoot>,
     /// The TCP connections (crit's copies): back into repair mode once
     /// the tasks are killed, so they close without a packet.
     pub tcp_live: super::tcp::SilentOnFailure,
@@ -59,7 +59,7 @@ impl Rollback {
         // of these files are on (then out of reach, left on the host).
         for mut p in self.created_paths.drain(..) {
             if let Some(root) = &self.tree_root {
-                p.path = below(root, &p.path);
+                p.path = below(&root.dir, &p.path);
             }
             if p.remove() {
                 log.debug(format!("rollback: removed {}", p.path.display()));

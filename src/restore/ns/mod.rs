@@ -186,7 +186,7 @@ pub struct YardOpts<'a> {
 pub fn in_yard<T: Send>(
     plan: &NsPlan,
     o: YardOpts,
-    root: &mut Option<OwnedFd>,
+    root: &mut Option<TreeRoot>,
     job: impl FnOnce() -> Result<T> + Send,
 ) -> Result<T> {
     let new_root = match (&plan.mounts, o.root) {
@@ -203,8 +203,14 @@ pub fn in_yard<T: Send>(
         let yard = crate::sys::thread::scoped(s, || {
             prepare(plan, o.dir, new_root.as_deref(), o.ext_mnt, o.net_fd)?;
             if plan.mounts.is_some() {
-                *root = Some(open_root()?);
+                let dir = open_path("/", "opening the new root")?;
                 mount_host_proc()?;
+                // Through crit's proc, now mounted.
+                let ns = open_path(
+                    "/proc/thread-self/ns/mnt",
+                    "holding the new mount namespace",
+                )?;
+                *root = Some(TreeRoot { dir, _mnt_ns: ns });
             }
             job()
         });
@@ -218,24 +224,31 @@ pub fn in_yard<T: Send>(
 }
 
 /// The calling thread's root directory, O_PATH.
-fn open_root() -> Result<OwnedFd> {
+/// The tree's root directory, as crit reaches it from outside, and its
+/// mount namespace, held open so that the namespace and the binds in it
+/// outlive the tree's tasks (a rollback removes files on those binds
+/// after the tree's pid 1, and with it every task, may have died).
+pub struct TreeRoot {
+    pub dir: OwnedFd,
+    _mnt_ns: OwnedFd,
+}
+
+fn open_path(path: &str, what: &'static str) -> Result<OwnedFd> {
     nix::fcntl::open(
-        "/",
+        path,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| {
         NsError::MountCall {
             mountpoint: "/".into(),
-            what: "opening the new root",
+            what,
             source: e.into(),
         }
         .into()
     })
 }
 
-/// crit reaches its own fds through /proc/self (reopening files); the
-/// tree's proc is for its own pid namespace and comes later.
 fn mount_host_proc() -> Result<()> {
     nix::mount::mount(
         Some("proc"),
