@@ -1002,19 +1002,20 @@ mod synthetic {
         );
     }
 
-    /// Many unix sockets sharing inodes (inconsistent images) are shown
-    /// in linear time: finding the first entry of each inode again for
-    /// every duplicate made `sk` quadratic (about 20 s for these 300,000
-    /// entries).
+    /// Many unix sockets sharing inodes (inconsistent images) are all
+    /// shown, once each. (Finding the first entry of each inode again for
+    /// every duplicate made this quadratic, about 20 s for 300,000
+    /// entries; the model now remembers it. How fast is not asserted
+    /// here: that is for a benchmark, not a test.)
     #[test]
-    fn sk_with_many_duplicate_inodes_is_not_quadratic() {
+    fn sk_with_many_duplicate_inodes_shows_every_entry_once() {
         let tmp = kit::copy_fixture("usk_pair");
         let dir = tmp.path();
         let files: Vec<pb::FileEntry> = crit::image::store::Images::Dir(dir.to_path_buf())
             .read_all("files.img", "FILES")
             .unwrap();
         let sock = files.iter().find(|f| f.usk.is_some()).unwrap().clone();
-        let (n, distinct) = (300_000u32, 150_000u32);
+        let (n, distinct) = (30_000u32, 15_000u32);
         let mut all = files;
         for i in 0..n {
             let mut f = sock.clone();
@@ -1025,11 +1026,25 @@ mod synthetic {
             all.push(f);
         }
         write(dir, "files.img", "FILES", &all);
-        let t = std::time::Instant::now();
         let text = x_text(dir, &["sk"]);
-        let took = t.elapsed();
         let socks = all.iter().filter(|f| f.usk.is_some()).count();
         assert_eq!(text.lines().count(), 1 + socks, "{}", &text[..200]);
-        assert!(took.as_secs() < 8, "x sk took {took:?}");
+        // Each entry is shown once, and each duplicated inode names one
+        // socket: the first of its entries.
+        let json = x_json(dir, "sk");
+        let arr = json.as_array().unwrap();
+        let mut ids: Vec<u64> = arr.iter().map(|s| s["id"].as_u64().unwrap()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), socks, "an entry is missing or shown twice");
+        let first_of = |ino: u32| {
+            arr.iter()
+                .find(|s| s["inode"].as_u64() == Some(u64::from(ino)))
+                .map(|s| s["id"].as_u64().unwrap())
+        };
+        assert_eq!(
+            first_of(1_000_000 + distinct - 1),
+            Some(u64::from(1000 + distinct - 1))
+        );
     }
 }

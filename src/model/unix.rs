@@ -410,4 +410,20 @@ mod tests {
             "two unix sockets have inode 10 (file ids 1 and 2)"
         );
     }
+
+    #[test]
+    fn lenient_keeps_every_entry_and_the_inode_names_the_first() {
+        let m = Model::lenient([
+            (1, sk(10, SOCK_STREAM, ST_ESTABLISHED, 0, b"")),
+            (2, sk(10, SOCK_STREAM, ST_ESTABLISHED, 0, b"")),
+            (3, sk(11, SOCK_STREAM, ST_ESTABLISHED, 0, b"")),
+            (4, sk(10, SOCK_STREAM, ST_ESTABLISHED, 0, b"")),
+        ]);
+        assert_eq!(m.socks.len(), 4);
+        assert_eq!(m.get(10).map(|s| s.id), Some(1));
+        assert_eq!(m.get(11).map(|s| s.id), Some(3));
+        for id in 1..=4 {
+            assert_eq!(m.by_id(id).map(|s| s.id), Some(id));
+        }
+    }
 }
