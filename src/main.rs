@@ -502,6 +502,10 @@ struct RestoreArgs {
     /// as on another kernel, even where it is this kernel's own.
     #[arg(long = "force-vdso-proxy")]
     force_vdso_proxy: bool,
+    /// Restore into an existing namespace instead of a new one: uts, ipc
+    /// or net, given by a task's pid or a namespace file (repeatable).
+    #[arg(long = "join-ns", value_name = "NS:PID|NS_FILE", action = clap::ArgAction::Append)]
+    join_ns: Vec<String>,
 }
 
 fn run(cli: Cli) -> crit::error::Result<()> {
@@ -757,6 +761,9 @@ fn restore(a: RestoreArgs) -> crit::error::Result<()> {
     }
     for v in &a.inherit_fd {
         o.inherit_fds.push(crit::restore::parse_inherit_fd(v)?);
+    }
+    for v in &a.join_ns {
+        o.join_ns.push(crit::restore::ns::join::JoinNs::parse(v)?);
     }
     o.root = a.root.map(Into::into);
     for v in &a.cgroup_root {

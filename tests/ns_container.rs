@@ -244,6 +244,88 @@ fn external_network_namespace_is_handed_in() {
     assert!(init.starts_with("OK"), "{init}");
 }
 
+/// `--join-ns` (CRIU's option; runc sends it as join_ns): the container
+/// is restored into uts and ipc namespaces another process holds, given
+/// by pid and by file, and filled as CRIU fills them (its host name, its
+/// System V objects), which the container checks itself.
+#[test]
+fn the_container_joins_the_uts_and_ipc_namespaces_given() {
+    let kit = Kit::new();
+    let mut holder = Command::new("unshare")
+        .args(["--uts", "--ipc", "sleep", "60"])
+        .spawn()
+        .expect("unshare --uts --ipc");
+    let hpid = holder.id() as i32;
+    let ns = |pid: i32, kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ns(hpid, "ipc") == ns(std::process::id() as i32, "ipc") {
+        assert!(
+            Instant::now() < deadline,
+            "the namespace holder did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (want_uts, want_ipc) = (ns(hpid, "uts"), ns(hpid, "ipc"));
+    let (host, root) = dump_restore(
+        &kit,
+        &|_| vec![],
+        &[
+            "--join-ns".into(),
+            format!("uts:{hpid}"),
+            "--join-ns".into(),
+            format!("ipc:/proc/{hpid}/ns/ipc"),
+        ],
+    );
+    let (uts, ipc) = (ns(host, "uts"), ns(host, "ipc"));
+    let (init, child) = checks(&root, host);
+    kill_tree(host);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(uts, want_uts, "in the uts namespace given");
+    assert_eq!(ipc, want_ipc, "in the ipc namespace given");
+    assert!(init.starts_with("OK"), "container init: {init}");
+    assert_eq!(child, "OK pid=2");
+}
+
+/// A namespace to join that is not one, or not of its kind, fails the
+/// restore before anything is made: one line naming the file, exit 1.
+#[test]
+fn a_wrong_namespace_to_join_is_refused_and_nothing_runs() {
+    let kit = Kit::new();
+    let (bin, root) = container_root(&kit);
+    let pid = launch(&bin, &root);
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &[]));
+    let left = reap(&[pid], Duration::from_secs(2));
+    assert!(left.is_empty(), "the dump left {left:?} running");
+    for (arg, want) in [
+        ("uts:/proc/self/status", "not a namespace file"),
+        ("ipc:/proc/self/ns/uts", "another kind of namespace"),
+        ("uts:/nonexistent/ns", "/nonexistent/ns"),
+        ("pid:1", "cannot be joined"),
+    ] {
+        let out = kit.crit(&[
+            "restore",
+            "-D",
+            dir.to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+            "-d",
+            "--join-ns",
+            arg,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{arg}");
+        let err = stderr(&out);
+        assert!(err.contains(want), "{arg}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(
+            my_children().is_empty(),
+            "nothing restored: {:?}",
+            my_children()
+        );
+    }
+}
+
 #[test]
 fn container_without_root_is_refused_and_nothing_runs() {
     let kit = Kit::new();

@@ -231,6 +231,120 @@ fn runc_checkpoints_and_restores_with_crit() {
     assert!(!children.is_empty(), "its child is back");
 }
 
+/// A container whose config.json gives its uts and ipc namespaces by
+/// path (namespaces another process holds, as a pod's are): runc's
+/// restore asks the engine to join them (RPC join_ns). The restored
+/// container is in those very namespaces, with their host name, and
+/// counts on.
+#[test]
+fn runc_restores_a_container_into_the_namespaces_it_joined() {
+    let runc_bin = require("runc", "runc");
+    let kit = Kit::new();
+    // The holder: a process in a uts and an ipc namespace of its own,
+    // named as a pod's would be.
+    let mut holder = Command::new("unshare")
+        .args([
+            "--uts",
+            "--ipc",
+            "sh",
+            "-c",
+            "hostname pod-host && exec sleep 1000",
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let hpid = holder.id() as i32;
+    let ns = |pid: i32, kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ns(hpid, "uts") == ns(std::process::id() as i32, "uts") || !sleeping(hpid) {
+        assert!(
+            Instant::now() < deadline,
+            "the namespace holder did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let b = bundle(&kit, &runc_bin);
+    let path = b.join("config.json");
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    // A joined uts namespace keeps the name its owner gave it.
+    c.as_object_mut().unwrap().remove("hostname");
+    for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+        let kind = n["type"].as_str().unwrap_or("").to_string();
+        if kind == "uts" || kind == "ipc" {
+            n["path"] = format!("/proc/{hpid}/ns/{kind}").into();
+        }
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    let state = kit.path("runc-state");
+    let name = format!("crit-join-{}", std::process::id());
+    let work = kit.path("work");
+    let images = kit.path("ck");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut run = runc(&runc_bin, &state);
+    run.args(["run", "-d", &name]).current_dir(&b);
+    finish(detached(run), "runc run", &work.join("none"));
+    let pid = init_pid(&runc_bin, &state, &name);
+    assert!(pid > 0, "runc state gives the container's pid");
+    assert_eq!(
+        ns(pid, "uts"),
+        ns(hpid, "uts"),
+        "runc joined the uts namespace"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(pid) < 3 {
+        assert!(Instant::now() < deadline, "the container does not count");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let crit = env!("CARGO_BIN_EXE_crit");
+    checkpoint(&runc_bin, &state, &work, &name, &[], &images);
+    assert!(!alive(pid));
+    let before: u64 = read(&b.join("rootfs/tmp/count")).parse().unwrap_or(0);
+    assert!(before >= 3, "the count at the checkpoint: {before}");
+    let mut rs = runc(&runc_bin, &state);
+    rs.args(["--criu", crit, "restore", "-d", "--image-path"])
+        .arg(&images)
+        .arg("--work-path")
+        .arg(&work)
+        .arg(&name)
+        .current_dir(&b);
+    finish(detached(rs), "runc restore", &work.join("restore.log"));
+    let pid = init_pid(&runc_bin, &state, &name);
+    let (uts, ipc) = (ns(pid, "uts"), ns(pid, "ipc"));
+    let hostname = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-u", "hostname"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let c0 = count(pid);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = count(pid);
+    let _ = runc(&runc_bin, &state)
+        .args(["delete", "-f", &name])
+        .status();
+    let (hold_uts, hold_ipc) = (ns(hpid, "uts"), ns(hpid, "ipc"));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(pid > 0, "runc state gives the restored container's pid");
+    assert_eq!(
+        uts, hold_uts,
+        "the restored container is in the joined uts namespace"
+    );
+    assert_eq!(
+        ipc, hold_ipc,
+        "the restored container is in the joined ipc namespace"
+    );
+    assert_eq!(hostname, "pod-host");
+    assert!(
+        c0 >= before && after > c0,
+        "the count went on: {before} at the checkpoint, then {c0} and {after}"
+    );
+}
+
+/// Whether `pid` is asleep (the holder's `sleep` has started).
+fn sleeping(pid: i32) -> bool {
+    read(&PathBuf::from(format!("/proc/{pid}/comm"))) == "sleep"
+}
+
 /// The console socket of `--console-socket`: each master runc (or the
 /// engine, at restore) sends arrives on the returned channel.
 fn console(path: &Path) -> std::sync::mpsc::Receiver<std::os::fd::OwnedFd> {

@@ -186,6 +186,9 @@ pub struct Options {
     /// `--force-vdso-proxy`: the dumped vDSO comes back as a proxy even
     /// on the dumping kernel (see [`vdso`]).
     pub force_vdso_proxy: bool,
+    /// `--join-ns NS:PID|NS_FILE`: namespaces the tree enters instead of
+    /// new ones (see [`ns::join`]).
+    pub join_ns: Vec<ns::join::JoinNs>,
 }
 
 /// Parses `mnt[KEY]:PATH` (CRIU's spelling of an external mount at
@@ -406,12 +409,14 @@ fn run(
     // entered by the root task before it forks.
     let cgroups = cgroups::read(&plan.dir, plan.root_cg_set, &opts.cgroup_roots)?;
     let cgroup_ns = cgroups.namespace_roots(plan, opts.manage_cgroups, log, &mut rb.cgroup_dirs)?;
-    let root = if plan.ns.needs_yard() {
+    let joined = joined_ns(plan, opts)?;
+    let root = if plan.ns.needs_yard() || !joined.is_empty() {
         let yard = ns::YardOpts {
             dir: &plan.dir,
             root: opts.root.as_deref(),
             ext_mnt: &opts.ext_mnt,
             net_fd: external_net(plan, opts)?,
+            joined,
         };
         let mut tree_root = None;
         let r = ns::in_yard(&plan.ns, yard, &mut tree_root, || {
@@ -593,6 +598,26 @@ fn make_tree(
     let root = spawned?;
     rb.spawned = true;
     Ok(root)
+}
+
+/// The namespaces of `--join-ns`, opened (one of each kind, the last
+/// given winning, as CRIU's list would enter them in turn).
+fn joined_ns(
+    plan: &plan::Plan,
+    opts: &Options,
+) -> Result<Vec<(crate::model::ns::Kind, std::os::fd::OwnedFd)>> {
+    let mut joined: Vec<(crate::model::ns::Kind, std::os::fd::OwnedFd)> = Vec::new();
+    for j in &opts.join_ns {
+        if let (crate::model::ns::Kind::Net, Some(ns::NetPlan::External(key))) =
+            (j.kind, &plan.ns.net)
+        {
+            return Err(ns::NsError::JoinExternalNet { key: key.clone() }.into());
+        }
+        let (kind, fd) = j.open()?;
+        joined.retain(|(k, _)| *k != kind);
+        joined.push((kind, fd));
+    }
+    Ok(joined)
 }
 
 /// The network namespace handed in with `--inherit-fd fd[N]:KEY` for a

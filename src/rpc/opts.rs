@@ -21,9 +21,20 @@ pub struct Dirs {
     pub work: PathBuf,
 }
 
+/// Refuses, on a DUMP or PRE_DUMP, what only a RESTORE takes.
+fn restore_only(o: &CriuOpts) -> Result<(), OptsError> {
+    if !o.join_ns.is_empty() {
+        return Err(OptsError::Bad {
+            field: "join_ns",
+            why: "for a RESTORE only".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Refuses every set field crit does not honour.
 fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
-    let set: [(&'static str, bool); 17] = [
+    let set: [(&'static str, bool); 16] = [
         (
             "ps.fd (a page server connection handed in)",
             o.ps.as_ref().is_some_and(|p| p.fd.is_some()),
@@ -36,7 +47,6 @@ fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
         ("ext_masters", o.ext_masters == Some(true)),
         ("skip_mnt", !o.skip_mnt.is_empty()),
         ("enable_fs", !o.enable_fs.is_empty()),
-        ("join_ns", !o.join_ns.is_empty()),
         ("cgroup_props", o.cgroup_props.is_some()),
         ("cgroup_props_file", o.cgroup_props_file.is_some()),
         (
@@ -168,6 +178,7 @@ fn parent_args(o: &CriuOpts, a: &mut Vec<String>) {
 /// a pre-dump copies memory, as CRIU's does.
 pub fn pre_dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>, OptsError> {
     refuse_unsupported(o)?;
+    restore_only(o)?;
     // As CRIU: a pre-dump's pages are local or sent, never left behind.
     only_lazy_dump_has(o, "PRE_DUMP")?;
     let pid = o.pid.unwrap_or(client);
@@ -280,6 +291,7 @@ fn externals(o: &CriuOpts, a: &mut Vec<String>) {
 /// `crit dump` arguments for a DUMP request.
 pub fn dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>, OptsError> {
     refuse_unsupported(o)?;
+    restore_only(o)?;
     let pid = o.pid.unwrap_or(client);
     let mut a = vec!["dump".to_string(), "-t".into(), pid.to_string()];
     common(o, d, "dump.log", &mut a);
@@ -397,6 +409,20 @@ pub fn restore_args(o: &CriuOpts, d: &Dirs, pidfile: &Path) -> Result<Vec<String
         a.push("--inherit-fd".into());
         a.push(format!("fd[{}]:{}", i.fd, i.key));
     }
+    // runc sends one for each namespace its config.json gives by path
+    // (net and pid go as external namespaces instead).
+    for j in &o.join_ns {
+        if j.extra_opt.as_deref().is_some_and(|e| !e.is_empty()) {
+            return Err(OptsError::Bad {
+                field: "join_ns",
+                why: format!(
+                    "{}: extra_opt is for user namespaces, which crit does not join",
+                    j.ns
+                ),
+            });
+        }
+        a.push(format!("--join-ns={}:{}", j.ns, j.ns_file));
+    }
     Ok(a)
 }
 
@@ -452,6 +478,39 @@ mod tests {
             "restore -d -D /proc/7/fd/5 -o /proc/7/fd/6/r.log --pidfile /tmp/p --root /r \
              --inherit-fd fd[3]:extRootNetNS"
         );
+    }
+
+    #[test]
+    fn join_ns_goes_to_restore_only() {
+        use crate::image::rpc_pb::JoinNamespace;
+        let j = |ns: &str, extra: Option<&str>| JoinNamespace {
+            ns: ns.into(),
+            ns_file: format!("/run/ns/{ns}"),
+            extra_opt: extra.map(Into::into),
+        };
+        let o = CriuOpts {
+            join_ns: vec![j("uts", None), j("ipc", Some(""))],
+            ..Default::default()
+        };
+        let a = restore_args(&o, &dirs(), Path::new("/tmp/p"))
+            .unwrap()
+            .join(" ");
+        assert!(
+            a.ends_with("--join-ns=uts:/run/ns/uts --join-ns=ipc:/run/ns/ipc"),
+            "{a}"
+        );
+        let e = dump_args(&o, &dirs(), 9).unwrap_err().to_string();
+        assert_eq!(e, "criu_opts.join_ns: for a RESTORE only");
+        let e = pre_dump_args(&o, &dirs(), 9).unwrap_err().to_string();
+        assert_eq!(e, "criu_opts.join_ns: for a RESTORE only");
+        let o = CriuOpts {
+            join_ns: vec![j("user", Some("0,0"))],
+            ..Default::default()
+        };
+        let e = restore_args(&o, &dirs(), Path::new("/tmp/p"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("join_ns") && e.contains("user"), "{e}");
     }
 
     #[test]

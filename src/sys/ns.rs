@@ -25,6 +25,23 @@ pub fn open_task(pid: i32, tid: i32, name: &str) -> io::Result<OwnedFd> {
         .map_err(|e| io::Error::new(e.kind(), format!("tid {tid}: open ns/{name}: {e}")))
 }
 
+/// The kind of the namespace behind `fd`, as its CLONE_NEW* flag
+/// (`NS_GET_NSTYPE`, Linux 4.11); an error for a file that is no
+/// namespace.
+pub fn kind_of(fd: impl AsFd) -> io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703; // _IO(0xb7, 0x3)
+                                                 // SAFETY: the ioctl takes no argument and only reads the descriptor.
+    let r = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), NS_GET_NSTYPE) };
+    if r < 0 {
+        return Err(err::os(
+            "ioctl(NS_GET_NSTYPE)",
+            io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ));
+    }
+    Ok(r as u64)
+}
+
 /// Moves the calling thread into the namespace behind `fd` (a CLONE_NEW*
 /// flag in `flag`). A mount namespace needs the thread's own fs struct:
 /// it is unshared first.

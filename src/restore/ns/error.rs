@@ -17,6 +17,19 @@ pub enum NsError {
         #[source]
         source: io::Error,
     },
+    /// A `--join-ns` (or RPC join_ns) value that cannot be taken.
+    #[error("--join-ns {value}: {why}")]
+    JoinArg { value: String, why: String },
+    /// A namespace to join that cannot be opened or is of another kind.
+    #[error("joining {ns} namespace {}: {why}", file.display())]
+    Join {
+        ns: Kind,
+        file: std::path::PathBuf,
+        why: String,
+    },
+    /// Two ways of giving the tree's network namespace at once.
+    #[error("the tree's network namespace is external (key {key:?}): it cannot also be joined with --join-ns net")]
+    JoinExternalNet { key: String },
     #[error(
         "the tree has a mount namespace of its own: give its root file system with --root DIR"
     )]

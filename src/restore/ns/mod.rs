@@ -17,11 +17,14 @@
 //!   makes it for its children before the yard starts;
 //! - cgroup: made again by the root task from cgroup.img's namespace
 //!   roots (crate::restore::cgroups);
-//! - user namespaces of the tree's own are refused.
+//! - user namespaces of the tree's own are refused;
+//! - `--join-ns`: uts, ipc or net namespaces entered instead of made
+//!   ([`join`]).
 
 pub mod clocks;
 pub mod error;
 pub mod ipc;
+pub mod join;
 pub mod mounts;
 
 use crate::error::Result;
@@ -173,6 +176,8 @@ pub struct YardOpts<'a> {
     pub ext_mnt: &'a HashMap<String, PathBuf>,
     /// The handed-in network namespace, for NetPlan::External.
     pub net_fd: Option<OwnedFd>,
+    /// Namespaces to enter instead of making them (`--join-ns`).
+    pub joined: Vec<(Kind, OwnedFd)>,
 }
 
 /// Runs `job` on a new thread (the "yard") that first makes the tree's
@@ -201,7 +206,7 @@ pub fn in_yard<T: Send>(
     };
     std::thread::scope(|s| {
         let yard = crate::sys::thread::scoped(s, || {
-            prepare(plan, o.dir, new_root.as_deref(), o.ext_mnt, o.net_fd)?;
+            prepare(plan, &o, new_root.as_deref())?;
             if plan.mounts.is_some() {
                 let dir = open_path("/", "opening the new root")?;
                 mount_host_proc()?;
@@ -267,19 +272,18 @@ fn mount_host_proc() -> Result<()> {
     })
 }
 
-/// On the yard thread: the namespaces, made and filled.
-fn prepare(
-    plan: &NsPlan,
-    dir: &Path,
-    root: Option<&Path>,
-    ext: &HashMap<String, PathBuf>,
-    net_fd: Option<OwnedFd>,
-) -> Result<()> {
+/// On the yard thread: the namespaces, made or joined, and filled.
+fn prepare(plan: &NsPlan, o: &YardOpts, root: Option<&Path>) -> Result<()> {
     let fail = |ns: Kind, what: &'static str| {
         move |source| -> crate::error::Error { NsError::Call { ns, what, source }.into() }
     };
-    crate::sys::ns::unshare(plan.yard_flags()).map_err(fail(Kind::Mnt, "unshare"))?;
-    if let Some(fd) = &net_fd {
+    let joined = o.joined.iter().fold(0, |f, (k, _)| f | k.clone_flag());
+    crate::sys::ns::unshare(plan.yard_flags() & !joined).map_err(fail(Kind::Mnt, "unshare"))?;
+    for (k, fd) in &o.joined {
+        crate::sys::ns::enter(fd.as_fd(), k.clone_flag())
+            .map_err(fail(*k, "entering the namespace to join"))?;
+    }
+    if let Some(fd) = &o.net_fd {
         crate::sys::ns::enter(fd.as_fd(), Kind::Net.clone_flag())
             .map_err(fail(Kind::Net, "entering the handed-in namespace"))?;
     }
@@ -289,7 +293,7 @@ fn prepare(
     }
     if let Some(i) = &plan.ipc {
         ipc::restore(i, &|shmid, seg| {
-            super::shmem::fill_slice(dir, u64::from(shmid), seg)
+            super::shmem::fill_slice(o.dir, u64::from(shmid), seg)
         })?;
     }
     if let Some(NetPlan::Links(links)) = &plan.net {
@@ -299,7 +303,7 @@ fn prepare(
         }
     }
     if let (Some(m), Some(root)) = (&plan.mounts, root) {
-        mounts::build(m, root, ext)?;
+        mounts::build(m, root, o.ext_mnt)?;
     }
     Ok(())
 }
