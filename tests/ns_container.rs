@@ -365,28 +365,7 @@ fn a_failed_restore_removes_its_socket_from_an_external_mount() {
     let left = reap(&[pid], Duration::from_secs(2));
     assert!(left.is_empty(), "the dump left {left:?} running");
     std::fs::remove_file(&sock).unwrap();
-    // The tasks' pages not there (System V memory's are, which is
-    // filled before anything is bound): the restore fails once the
-    // files and sockets are made.
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        let Some(n) = name.strip_prefix("pagemap-") else {
-            continue;
-        };
-        if n.starts_with("shmem") {
-            continue;
-        }
-        let heads: Vec<crit::image::pb::PagemapHead> =
-            crit::image::typed::read_all(&dir.join(&name), "PAGEMAP").unwrap();
-        let head = &heads[0];
-        let pages = dir.join(format!("pages-{}.img", head.pages_id));
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&pages)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
-    }
+    fail_after_the_files(&dir);
     let ext = format!("mnt[ext]:{}", host.display());
     let out = kit.crit(&[
         "restore",
@@ -409,4 +388,96 @@ fn a_failed_restore_removes_its_socket_from_an_external_mount() {
     );
     assert!(!sock.exists(), "the restore's socket file is left: {err}");
     assert!(my_children().is_empty(), "{:?}", my_children());
+}
+
+/// Empties the tasks' pages images (System V memory's stay, as it is
+/// filled before anything is bound): a restore of `dir` then fails once
+/// the namespaces, mounts, files and sockets are made.
+fn fail_after_the_files(dir: &Path) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        let Some(n) = name.strip_prefix("pagemap-") else {
+            continue;
+        };
+        if n.starts_with("shmem") {
+            continue;
+        }
+        let heads: Vec<crit::image::pb::PagemapHead> =
+            crit::image::typed::read_all(&dir.join(&name), "PAGEMAP").unwrap();
+        let head = &heads[0];
+        let pages = dir.join(format!("pages-{}.img", head.pages_id));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&pages)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+}
+
+/// A failed restore into a root file system that lacks the tree's
+/// mountpoints leaves it as it was: the directories (and the files a
+/// bind needed) crit made there are removed, and what was there stays.
+#[test]
+fn a_failed_restore_removes_the_mountpoints_it_made() {
+    let kit = Kit::new();
+    let (bin, root) = container_root(&kit);
+    let pid = launch(&bin, &root);
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &[]));
+    let left = reap(&[pid], Duration::from_secs(2));
+    assert!(left.is_empty(), "the dump left {left:?} running");
+    fail_after_the_files(&dir);
+    // A fresh root file system: the program, and a directory of the
+    // user's own that must stay.
+    let fresh = kit.path("fresh-root");
+    std::fs::create_dir_all(fresh.join("keep")).unwrap();
+    // crit lends the tree its own proc there until the root task mounts
+    // the tree's: a root file system must have /proc.
+    std::fs::create_dir_all(fresh.join("proc")).unwrap();
+    std::fs::copy(&bin, fresh.join("init")).unwrap();
+    let listing = |d: &Path| {
+        let mut v: Vec<String> = walk(d)
+            .into_iter()
+            .map(|p| p.strip_prefix(d).unwrap().display().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(&fresh);
+    let mounts = listing(&root);
+    assert!(
+        mounts.iter().any(|p| !before.contains(p)),
+        "the dumped root has mountpoints the fresh one lacks: {mounts:?}"
+    );
+    let out = kit.crit(&[
+        "restore",
+        "-D",
+        dir.to_str().unwrap(),
+        "--root",
+        fresh.to_str().unwrap(),
+        "-d",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("pages-"), "it failed on the pages: {err}");
+    assert_eq!(
+        listing(&fresh),
+        before,
+        "the root file system changed: {err}"
+    );
+    assert!(my_children().is_empty(), "{:?}", my_children());
+}
+
+/// Every path below `d` (not following symlinks).
+fn walk(d: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(d).unwrap() {
+        let p = e.unwrap().path();
+        if p.symlink_metadata().unwrap().is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
 }

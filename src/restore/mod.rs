@@ -418,11 +418,12 @@ fn run(
             net_fd: external_net(plan, opts)?,
             joined,
         };
-        let mut tree_root = None;
-        let r = ns::in_yard(&plan.ns, yard, &mut tree_root, || {
+        let (mut tree_root, mut made) = (None, Vec::new());
+        let r = ns::in_yard(&plan.ns, yard, &mut tree_root, &mut made, || {
             make_tree(plan, opts, log, rb, &sync, notify, cgroup_ns)
         });
         rb.tree_root = tree_root;
+        rb.mountpoints = made;
         let root = r?;
         notify.tell(Script::SetupNamespaces, Some(root as i32))?;
         notify.tell(Script::PostSetupNamespaces, None)?;

@@ -4,7 +4,8 @@
 //! subreaper, so orphans come back to it to be reaped and their pids
 //! are free again), put
 //! its TCP connections back into repair mode so they close without a
-//! packet, and remove the cgroups it made.
+//! packet, and remove the cgroups it made and the mountpoints it made
+//! in the root file system.
 
 use super::plan::Plan;
 use super::Log;
@@ -31,6 +32,9 @@ pub struct Rollback {
     pub tcp_repaired: Vec<(OwnedFd, crate::image::pb::InetSkEntry)>,
     /// Cgroup directories the restore made (parents first).
     pub cgroup_dirs: Vec<std::path::PathBuf>,
+    /// Mountpoints (directories and empty files) made in `--root`,
+    /// parents first, at their paths on the host.
+    pub mountpoints: Vec<super::reservoir::BoundPath>,
 }
 
 impl Rollback {
@@ -50,6 +54,7 @@ impl Rollback {
             tcp_live: Default::default(),
             cgroup_dirs: Vec::new(),
             tcp_repaired: Vec::new(),
+            mountpoints: Vec::new(),
         }
     }
 
@@ -77,6 +82,13 @@ impl Rollback {
         drop(std::mem::take(&mut self.tcp_live));
         for e in super::cgroups::remove_made(&std::mem::take(&mut self.cgroup_dirs)) {
             log.warn(format!("rollback: a cgroup the restore made is left: {e}"));
+        }
+        // Children first. One a mount of the tree covered in its own
+        // namespace is a path of another file system here: left alone.
+        for p in std::mem::take(&mut self.mountpoints).iter().rev() {
+            if p.remove() {
+                log.debug(format!("rollback: removed mountpoint {}", p.path.display()));
+            }
         }
     }
 }

@@ -192,6 +192,7 @@ pub fn in_yard<T: Send>(
     plan: &NsPlan,
     o: YardOpts,
     root: &mut Option<TreeRoot>,
+    made: &mut Vec<crate::restore::reservoir::BoundPath>,
     job: impl FnOnce() -> Result<T> + Send,
 ) -> Result<T> {
     let new_root = match (&plan.mounts, o.root) {
@@ -206,7 +207,7 @@ pub fn in_yard<T: Send>(
     };
     std::thread::scope(|s| {
         let yard = crate::sys::thread::scoped(s, || {
-            prepare(plan, &o, new_root.as_deref())?;
+            prepare(plan, &o, new_root.as_deref(), made)?;
             if plan.mounts.is_some() {
                 let dir = open_path("/", "opening the new root")?;
                 mount_host_proc()?;
@@ -273,7 +274,14 @@ fn mount_host_proc() -> Result<()> {
 }
 
 /// On the yard thread: the namespaces, made or joined, and filled.
-fn prepare(plan: &NsPlan, o: &YardOpts, root: Option<&Path>) -> Result<()> {
+/// `made`: the mountpoints made in the root file system (see
+/// [`mounts::build`]).
+fn prepare(
+    plan: &NsPlan,
+    o: &YardOpts,
+    root: Option<&Path>,
+    made: &mut Vec<crate::restore::reservoir::BoundPath>,
+) -> Result<()> {
     let fail = |ns: Kind, what: &'static str| {
         move |source| -> crate::error::Error { NsError::Call { ns, what, source }.into() }
     };
@@ -303,7 +311,7 @@ fn prepare(plan: &NsPlan, o: &YardOpts, root: Option<&Path>) -> Result<()> {
         }
     }
     if let (Some(m), Some(root)) = (&plan.mounts, root) {
-        mounts::build(m, root, o.ext_mnt)?;
+        mounts::build(m, root, o.ext_mnt, made)?;
     }
     Ok(())
 }

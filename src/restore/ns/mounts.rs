@@ -23,6 +23,7 @@ use super::error::NsError;
 use crate::error::Result;
 use crate::image::pb;
 use crate::model::mount as m;
+use crate::restore::reservoir::BoundPath;
 use nix::mount::{mount, MsFlags};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -182,27 +183,41 @@ fn under(root: &Path, mountpoint: &str) -> PathBuf {
 }
 
 /// Creates `target` (a directory, or an empty file when the source is
-/// not a directory) if it does not exist.
-fn make_target(target: &Path, dir: bool, mp: &str) -> Result<()> {
+/// not a directory) if it does not exist, and its missing directories;
+/// each path made is added to `made`, parents first.
+fn make_target(target: &Path, dir: bool, mp: &str, made: &mut Vec<BoundPath>) -> Result<()> {
     if target.symlink_metadata().is_ok() {
         return Ok(());
     }
-    let r = if dir {
-        std::fs::create_dir_all(target)
-    } else {
-        target
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|_| std::fs::write(target, b""))
-    };
-    r.map_err(|source| {
+    let fail = |source| -> crate::error::Error {
         NsError::MountCall {
             mountpoint: mp.to_string(),
             what: "making its mountpoint",
             source,
         }
         .into()
-    })
+    };
+    // The missing part of the way, from the first missing directory.
+    let mut missing: Vec<&Path> = target
+        .ancestors()
+        .take_while(|a| a.symlink_metadata().is_err())
+        .collect();
+    missing.reverse();
+    for (i, at) in missing.iter().enumerate() {
+        let last = i + 1 == missing.len();
+        let r = if last && !dir {
+            std::fs::write(at, b"")
+        } else {
+            std::fs::create_dir(at)
+        };
+        match r {
+            Ok(()) => made.push(BoundPath::at(at.to_path_buf()).map_err(fail)?),
+            // Made meanwhile by someone else: theirs, not undone.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && !last => {}
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    Ok(())
 }
 
 /// The per-mount flags of an entry.
@@ -250,6 +265,9 @@ pub struct Builder<'a> {
     pub ext: &'a HashMap<String, PathBuf>,
     /// Where each made mount is, by id.
     made: HashMap<u32, PathBuf>,
+    /// The mountpoints (and directories on their way) made, for a
+    /// rollback.
+    made_paths: std::cell::RefCell<Vec<BoundPath>>,
 }
 
 impl<'a> Builder<'a> {
@@ -263,6 +281,7 @@ impl<'a> Builder<'a> {
             scratch,
             ext,
             made: HashMap::new(),
+            made_paths: Default::default(),
         }
     }
 
@@ -333,7 +352,12 @@ impl<'a> Builder<'a> {
     }
 
     fn bind(&self, src: &Path, target: &Path, e: &pb::MntEntry) -> Result<()> {
-        make_target(target, src.is_dir(), &e.mountpoint)?;
+        make_target(
+            target,
+            src.is_dir(),
+            &e.mountpoint,
+            &mut self.made_paths.borrow_mut(),
+        )?;
         mount(
             Some(src),
             target,
@@ -348,7 +372,12 @@ impl<'a> Builder<'a> {
     /// A new mount of `e`'s file system (only its `root` part).
     fn fresh(&self, e: &pb::MntEntry, target: &Path, plan: &MountPlan) -> Result<()> {
         let fstype = m::fstype_name(e.fstype).unwrap_or("none");
-        make_target(target, true, &e.mountpoint)?;
+        make_target(
+            target,
+            true,
+            &e.mountpoint,
+            &mut self.made_paths.borrow_mut(),
+        )?;
         let flags = per_mount(e) | MsFlags::from_bits_truncate(e.sb_flags.unwrap_or(0) as _);
         let data = (!e.options.is_empty()).then_some(e.options.as_str());
         let whole = e.root == "/";
@@ -399,7 +428,15 @@ impl<'a> Builder<'a> {
 
 /// Builds the whole tree but the deferred part at `root` (the calling
 /// thread is in a new mount namespace of its own) and pivots into it.
-pub fn build(plan: &MountPlan, root: &Path, ext: &HashMap<String, PathBuf>) -> Result<()> {
+/// The mountpoints it had to make in `root` go to `made`, also when it
+/// fails: a failed restore removes them (they are the host's, at the
+/// same paths, unless a mount of the tree covers them).
+pub fn build(
+    plan: &MountPlan,
+    root: &Path,
+    ext: &HashMap<String, PathBuf>,
+    made: &mut Vec<BoundPath>,
+) -> Result<()> {
     let mp = "/";
     mount(
         None::<&str>,
@@ -426,6 +463,18 @@ pub fn build(plan: &MountPlan, root: &Path, ext: &HashMap<String, PathBuf>) -> R
     if let Some(r) = plan.entries.first() {
         b.made.insert(r.mnt_id, root.to_path_buf());
     }
+    let r = build_all(&mut b, plan, ext);
+    made.append(&mut b.made_paths.borrow_mut());
+    r?;
+    if let Some(r) = plan.entries.first() {
+        remount_bind(root, r)?;
+    }
+    drop(scratch);
+    pivot(root)
+}
+
+/// Every mount of `plan` but the root, made or (deferred) prepared.
+fn build_all(b: &mut Builder, plan: &MountPlan, ext: &HashMap<String, PathBuf>) -> Result<()> {
     for e in plan.entries.iter().skip(1) {
         if !plan.deferred.contains(&e.mnt_id) {
             b.make(e, plan)?;
@@ -441,11 +490,7 @@ pub fn build(plan: &MountPlan, root: &Path, ext: &HashMap<String, PathBuf>) -> R
             }
         }
     }
-    if let Some(r) = plan.entries.first() {
-        remount_bind(root, r)?;
-    }
-    drop(scratch);
-    pivot(root)
+    Ok(())
 }
 
 /// Makes `root` the calling thread's root: pivot_root(".", ".") stacks
