@@ -4,7 +4,9 @@
  *   ctr launch ROOTFS [net]   (on the host) clones /init of ROOTFS in new
  *       pid, mount, uts, ipc and (unless "net" says to share it) network
  *       namespaces: the root fs is bound and pivoted to, a tmpfs is on /run
- *       holding /run/marker, proc is on /proc, the hostname is "crit-ctr".
+ *       holding /run/marker, proc is on /proc, /kern is sysfs's kernel/
+ *       directory alone (a part of a file system whose whole is mounted
+ *       nowhere in the container), the hostname is "crit-ctr".
  *       Prints the container init's host pid and exits. With CTR_EXT set
  *       to a host directory, it is bound on /ext of the container (an
  *       external mount), where init binds a listening socket, ctr.sock.
@@ -46,6 +48,7 @@
 
 #define SHM_SIZE (64 * 1024 + 100)
 #define TMPFS_MAGIC 0x01021994
+#define SYSFS_MAGIC 0x62656572
 
 static char rootfs[4096];
 static int share_net;
@@ -78,6 +81,13 @@ static int child_main(void *arg)
 	close(m);
 	if (mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
 		die("mount proc");
+	mkdir("kern", 0755);
+	if (mount("sysfs", ".old", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
+		die("mount sysfs");
+	if (mount(".old/kernel", "kern", NULL, MS_BIND, NULL))
+		die("bind sysfs kernel/");
+	if (umount2(".old", MNT_DETACH))
+		die("umount sysfs");
 	const char *ext = getenv("CTR_EXT");
 	if (ext) {
 		mkdir("ext", 0755);
@@ -180,6 +190,9 @@ static const char *check_init(struct timespec mono, struct timespec boot, char *
 	struct statfs sf;
 	if (statfs("/run", &sf) || sf.f_type != TMPFS_MAGIC)
 		return snprintf(why, n, "/run is not a tmpfs"), why;
+	struct stat st;
+	if (statfs("/kern", &sf) || sf.f_type != SYSFS_MAGIC || stat("/kern/mm", &st) || !S_ISDIR(st.st_mode))
+		return snprintf(why, n, "/kern is not sysfs's kernel/"), why;
 	unsigned char *shm = shmat(shm_id, NULL, SHM_RDONLY);
 	if (shm == (void *)-1)
 		return snprintf(why, n, "shmat %d: %s", shm_id, strerror(errno)), why;

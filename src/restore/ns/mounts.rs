@@ -454,11 +454,7 @@ pub fn build(
         None::<&str>,
     )
     .map_err(call(mp, "binding --root"))?;
-    let scratch = tempfile::tempdir().map_err(|source| NsError::MountCall {
-        mountpoint: mp.into(),
-        what: "a scratch directory",
-        source,
-    })?;
+    let scratch = Scratch::make(root, plan)?;
     let mut b = Builder::new(root.to_path_buf(), Some(scratch.path()), ext);
     if let Some(r) = plan.entries.first() {
         b.made.insert(r.mnt_id, root.to_path_buf());
@@ -491,6 +487,46 @@ fn build_all(b: &mut Builder, plan: &MountPlan, ext: &HashMap<String, PathBuf>) 
         }
     }
     Ok(())
+}
+
+/// Where file systems of which only a part is mounted are mounted whole
+/// first: the root file system's /proc, in the new mount namespace only,
+/// where nothing is mounted until the root task mounts the tree's proc
+/// ([`mount_deferred`]); each such mount is detached again once its part
+/// is bound. Nothing is made on the host, so a restore killed meanwhile
+/// leaves nothing behind (the tree needs that /proc anyway). A tree that
+/// mounts something else there gets a temporary directory instead.
+enum Scratch {
+    OnProc(PathBuf),
+    Temp(tempfile::TempDir),
+}
+
+impl Scratch {
+    fn make(root: &Path, plan: &MountPlan) -> Result<Scratch> {
+        let proc = root.join("proc");
+        let taken = plan.entries.iter().skip(1).any(|e| {
+            !plan.deferred.contains(&e.mnt_id)
+                && (e.mountpoint == "/proc" || e.mountpoint.starts_with("/proc/"))
+        });
+        if !taken && proc.is_dir() {
+            return Ok(Scratch::OnProc(proc));
+        }
+        tempfile::tempdir().map(Scratch::Temp).map_err(|source| {
+            NsError::MountCall {
+                mountpoint: "/".into(),
+                what: "a scratch directory",
+                source,
+            }
+            .into()
+        })
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Scratch::OnProc(p) => p,
+            Scratch::Temp(t) => t.path(),
+        }
+    }
 }
 
 /// Makes `root` the calling thread's root: pivot_root(".", ".") stacks
