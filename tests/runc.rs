@@ -306,7 +306,10 @@ fn runc_restores_a_container_into_the_namespaces_it_joined() {
         .arg("--work-path")
         .arg(&work)
         .arg(&name)
-        .current_dir(&b);
+        .current_dir(&b)
+        // Neither the service nor the restore needs a temporary file or
+        // directory (one would be left if either were killed).
+        .env("TMPDIR", kit.path("no-such-dir"));
     finish(detached(rs), "runc restore", &work.join("restore.log"));
     let pid = init_pid(&runc_bin, &state, &name);
     let (uts, ipc) = (ns(pid, "uts"), ns(pid, "ipc"));

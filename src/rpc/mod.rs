@@ -439,8 +439,15 @@ fn restore_in(
     o: &CriuOpts,
     d: &opts::Dirs,
 ) -> std::result::Result<CriuResp, String> {
-    let tmp = tempfile::tempdir().map_err(|e| format!("a temporary directory: {e}"))?;
-    let pidfile = tmp.path().join("pid");
+    // The root's pid comes back through a memfd the child inherits (its
+    // /proc/self/fd path as the pidfile): no file to leave behind if
+    // either process is killed.
+    let pidmem =
+        nix::sys::memfd::memfd_create(c"crit-restore-pid", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| format!("memfd_create for the restored pid: {e}"))?;
+    let pidcopy = crate::sys::sock::dup_inheritable(std::os::fd::AsRawFd::as_raw_fd(&pidmem))
+        .map_err(|e| format!("a copy of the pid memfd: {e}"))?;
+    let pidfile = std::path::PathBuf::from(format!("/proc/self/fd/{}", pidcopy.as_raw_fd()));
     // inherit_fd numbers are this process's fds, often its stdio (runc
     // hands the container's new stdio pipes in so): the `crit restore`
     // child gets copies at other numbers, its own stdio being crit's.
@@ -455,9 +462,11 @@ fn restore_in(
     let args = opts::restore_args(&o, d, &pidfile).map_err(|e| e.to_string())?;
     run_crit(sock, &args, o.notify_scripts == Some(true), None)?;
     drop(held);
-    let pid: i32 = std::fs::read_to_string(&pidfile)
+    drop(pidcopy);
+    let mut text = String::new();
+    let pid: i32 = std::io::Read::read_to_string(&mut std::fs::File::from(pidmem), &mut text)
         .ok()
-        .and_then(|s| s.trim().parse().ok())
+        .and_then(|_| text.trim().parse().ok())
         .ok_or("restore: no pid of the restored root")?;
     Ok(CriuResp {
         restore: Some(CriuRestoreResp { pid }),
