@@ -6,7 +6,7 @@
 //! `--manage-cgroups=none` it stays in crit's; with `--cgroup-root` it
 //! goes to the new root. `--freeze-cgroup` names a cgroup that holds the
 //! root, or the dump is refused. A restore that fails removes the cgroups
-//! it made.
+//! it made and sets back what it wrote into existing ones.
 
 mod kit;
 use kit::host::ShmSegment;
@@ -156,6 +156,19 @@ fn tasks_go_back_to_their_cgroups() {
     }
     restore(&["--manage-cgroups=soft"]);
     let soft_limit = pids_max();
+    // A failed restore sets what full wrote into an existing cgroup
+    // back.
+    let o = kit.crit(&[
+        "restore",
+        "-d",
+        "-D",
+        img.to_str().unwrap(),
+        "--manage-cgroups=full",
+        "--action-script",
+        script.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let limit_after_failure = pids_max();
     restore(&["--manage-cgroups=full"]);
     let full_limit = pids_max();
     let stayed = restore(&["--manage-cgroups=none"]);
@@ -184,6 +197,10 @@ fn tasks_go_back_to_their_cgroups() {
             "soft leaves an existing cgroup's pids.max"
         );
         assert_eq!(full_limit, "77", "full sets pids.max");
+        assert_eq!(
+            limit_after_failure, "max",
+            "a failed restore sets an existing cgroup's pids.max back"
+        );
     }
     assert_eq!(stayed, mine, "--manage-cgroups=none leaves it in crit's");
     assert_eq!(global, new_root, "--cgroup-root=PATH");

@@ -86,7 +86,7 @@ impl CgPlan {
         plan: &Plan,
         mode: CgMode,
         log: &Log,
-        made: &mut Vec<PathBuf>,
+        made: &mut Made,
     ) -> Result<Option<Vec<(PathBuf, std::fs::File)>>> {
         let members = self.sets.get(&self.root_task_set(plan));
         let with_prefix: Vec<&pb::CgMemberEntry> = members
@@ -131,7 +131,7 @@ impl CgPlan {
                 }
             };
             make_dirs(&dir, made).map_err(fail("cgroup namespace root"))?;
-            fill_cpusets(mount, &dir);
+            fill_cpusets(mount, &dir, made);
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(dir.join("cgroup.procs"))
@@ -143,13 +143,7 @@ impl CgPlan {
 
     /// Moves every live task outside the dumper's set into its cgroups;
     /// the directories it makes go into `made`.
-    pub fn join_all(
-        &self,
-        plan: &Plan,
-        mode: CgMode,
-        log: &Log,
-        made: &mut Vec<PathBuf>,
-    ) -> Result<()> {
+    pub fn join_all(&self, plan: &Plan, mode: CgMode, log: &Log, made: &mut Made) -> Result<()> {
         if self.sets.is_empty() {
             return Ok(());
         }
@@ -226,7 +220,7 @@ impl CgPlan {
         pid: u32,
         m: &pb::CgMemberEntry,
         props: &[pb::CgroupPropEntry],
-        made: &mut Vec<PathBuf>,
+        made: &mut Made,
     ) -> Result<()> {
         let (here, log) = (&cx.here, cx.log);
         let Some((mount, root)) = here.get(&cg::key(&m.name)) else {
@@ -245,9 +239,9 @@ impl CgPlan {
             dir: dir.clone(),
             source,
         })?;
-        fill_cpusets(mount, &dir);
+        fill_cpusets(mount, &dir, made);
         if new || cx.mode == CgMode::Full {
-            set_properties(pid, &dir, props, log);
+            set_properties(pid, &dir, props, log, made);
         }
         // A task put there would stop in the kernel's freezer, and the
         // restore wait for it for good, deaf to signals.
@@ -289,7 +283,7 @@ fn frozen(dir: &std::path::Path) -> Option<String> {
 
 /// Makes directory `dir` and any missing parent, adding each one made to
 /// `made` (parents first), for a failed restore to remove.
-fn make_dirs(dir: &std::path::Path, made: &mut Vec<PathBuf>) -> std::io::Result<()> {
+fn make_dirs(dir: &std::path::Path, made: &mut Made) -> std::io::Result<()> {
     let mut missing = Vec::new();
     let mut d = dir;
     while !d.exists() {
@@ -301,7 +295,7 @@ fn make_dirs(dir: &std::path::Path, made: &mut Vec<PathBuf>) -> std::io::Result<
     }
     for m in missing.into_iter().rev() {
         match std::fs::create_dir(&m) {
-            Ok(()) => made.push(m),
+            Ok(()) => made.dirs.push(m),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
@@ -309,11 +303,54 @@ fn make_dirs(dir: &std::path::Path, made: &mut Vec<PathBuf>) -> std::io::Result<
     Ok(())
 }
 
+/// What a restore changed in the cgroup hierarchies, for a failed one to
+/// undo: the directories it made (parents first) and the files it wrote
+/// in directories that were there before, with what they held.
+#[derive(Default)]
+pub struct Made {
+    pub dirs: Vec<PathBuf>,
+    pub writes: Vec<(PathBuf, String)>,
+}
+
+impl Made {
+    /// Writes `value` into cgroup file `file`, remembering what it held
+    /// when its directory is not one the restore made.
+    fn write(&mut self, file: &std::path::Path, value: &str) -> std::io::Result<()> {
+        let old = std::fs::read_to_string(file);
+        std::fs::write(file, value)?;
+        let ours = file
+            .parent()
+            .is_some_and(|d| self.dirs.iter().any(|m| m == d));
+        if let (Ok(old), false) = (old, ours) {
+            self.writes
+                .push((file.to_path_buf(), old.trim_end().to_string()));
+        }
+        Ok(())
+    }
+}
+
+/// Undoes `made` once the tree's tasks are gone: the files written back
+/// (last first), then the directories removed. Returns what is left,
+/// with why.
+pub fn undo(made: Made) -> Vec<String> {
+    let mut left = Vec::new();
+    for (file, old) in made.writes.iter().rev() {
+        // An empty value (a cpuset's cpus) is written as a line: a
+        // write of nothing may not reach the kernel's handler.
+        let value = if old.is_empty() { "\n" } else { old.as_str() };
+        if let Err(e) = std::fs::write(file, value) {
+            left.push(format!("{} not set back to {old:?}: {e}", file.display()));
+        }
+    }
+    left.extend(remove_made(&made.dirs));
+    left
+}
+
 /// Removes the cgroups a failed restore made (`made`, parents first),
 /// children first, once their tasks are gone: a cgroup whose last task
 /// was just reaped may refuse for a moment (EBUSY). Returns the ones
 /// left, with why.
-pub fn remove_made(made: &[PathBuf]) -> Vec<String> {
+fn remove_made(made: &[PathBuf]) -> Vec<String> {
     let mut left = Vec::new();
     for d in made.iter().rev() {
         let mut tries = 0;
@@ -361,13 +398,19 @@ pub fn enter_namespace(roots: &[(PathBuf, std::fs::File)], pid: u32) -> Result<(
 
 /// Writes each recorded property (before the task joins, as CRIU does);
 /// one the kernel refuses is a warning naming it, not a failed restore.
-fn set_properties(pid: u32, dir: &std::path::Path, props: &[pb::CgroupPropEntry], log: &Log) {
+fn set_properties(
+    pid: u32,
+    dir: &std::path::Path,
+    props: &[pb::CgroupPropEntry],
+    log: &Log,
+    made: &mut Made,
+) {
     for p in props {
         let file = dir.join(&p.name);
         if std::fs::read_to_string(&file).is_ok_and(|now| now.trim_end() == p.value.trim_end()) {
             continue;
         }
-        if let Err(e) = std::fs::write(&file, &p.value) {
+        if let Err(e) = made.write(&file, &p.value) {
             log.warn(format!(
                 "pid {pid}: cgroup property {} = {:?} not set: {e}",
                 file.display(),
@@ -414,7 +457,7 @@ fn moved(m: &pb::CgMemberEntry, moves: &[(String, String, String)]) -> pb::CgMem
 
 /// A v1 cpuset cgroup made anew has no cpus or memory nodes, and no task
 /// can join it: each level takes its parent's.
-fn fill_cpusets(mount: &std::path::Path, dir: &std::path::Path) {
+fn fill_cpusets(mount: &std::path::Path, dir: &std::path::Path, made: &mut Made) {
     let Ok(rel) = dir.strip_prefix(mount) else {
         return;
     };
@@ -426,7 +469,7 @@ fn fill_cpusets(mount: &std::path::Path, dir: &std::path::Path) {
             let now = std::fs::read_to_string(at.join(f)).unwrap_or_default();
             if now.trim().is_empty() {
                 if let Ok(v) = std::fs::read_to_string(parent.join(f)) {
-                    let _ = std::fs::write(at.join(f), v.trim());
+                    let _ = made.write(&at.join(f), v.trim());
                 }
             }
         }

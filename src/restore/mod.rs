@@ -408,7 +408,7 @@ fn run(
     // Read before the tree exists: a cgroup namespace of its own is
     // entered by the root task before it forks.
     let cgroups = cgroups::read(&plan.dir, plan.root_cg_set, &opts.cgroup_roots)?;
-    let cgroup_ns = cgroups.namespace_roots(plan, opts.manage_cgroups, log, &mut rb.cgroup_dirs)?;
+    let cgroup_ns = cgroups.namespace_roots(plan, opts.manage_cgroups, log, &mut rb.cgroups)?;
     let joined = joined_ns(plan, opts)?;
     let root = if plan.ns.needs_yard() || !joined.is_empty() {
         let yard = ns::YardOpts {
@@ -446,7 +446,7 @@ fn run(
         plan.set_hosts(tree::host_pids(root)?);
     }
     if opts.manage_cgroups != CgMode::None {
-        cgroups.join_all(plan, opts.manage_cgroups, log, &mut rb.cgroup_dirs)?;
+        cgroups.join_all(plan, opts.manage_cgroups, log, &mut rb.cgroups)?;
     }
     // Every task rebuilt and stopped: the last word before they run.
     let repaired = std::mem::take(&mut rb.tcp_repaired);

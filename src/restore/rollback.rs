@@ -4,7 +4,8 @@
 //! subreaper, so orphans come back to it to be reaped and their pids
 //! are free again), put
 //! its TCP connections back into repair mode so they close without a
-//! packet, and remove the cgroups it made and the mountpoints it made
+//! packet, undo what it did to cgroups (directories made, files written)
+//! and remove the mountpoints it made
 //! in the root file system.
 
 use super::plan::Plan;
@@ -30,8 +31,8 @@ pub struct Rollback {
     /// TCP connections still in repair mode (crit's copies), for the
     /// last step before the tree runs.
     pub tcp_repaired: Vec<(OwnedFd, crate::image::pb::InetSkEntry)>,
-    /// Cgroup directories the restore made (parents first).
-    pub cgroup_dirs: Vec<std::path::PathBuf>,
+    /// Cgroup directories the restore made and files it wrote.
+    pub cgroups: super::cgroups::Made,
     /// Mountpoints (directories and empty files) made in `--root`,
     /// parents first, at their paths on the host.
     pub mountpoints: Vec<super::reservoir::BoundPath>,
@@ -52,7 +53,7 @@ impl Rollback {
             spawned: false,
             tree_root: None,
             tcp_live: Default::default(),
-            cgroup_dirs: Vec::new(),
+            cgroups: Default::default(),
             tcp_repaired: Vec::new(),
             mountpoints: Vec::new(),
         }
@@ -80,8 +81,8 @@ impl Rollback {
         }
         // The tasks' copies are gone: crit's are the last.
         drop(std::mem::take(&mut self.tcp_live));
-        for e in super::cgroups::remove_made(&std::mem::take(&mut self.cgroup_dirs)) {
-            log.warn(format!("rollback: a cgroup the restore made is left: {e}"));
+        for e in super::cgroups::undo(std::mem::take(&mut self.cgroups)) {
+            log.warn(format!("rollback: a cgroup change is left: {e}"));
         }
         // Children first. One a mount of the tree covered in its own
         // namespace is a path of another file system here: left alone.
