@@ -248,21 +248,25 @@ fn external_network_namespace_is_handed_in() {
     assert!(init.starts_with("OK"), "{init}");
 }
 
-/// `--join-ns` (CRIU's option; runc sends it as join_ns): the container
-/// is restored into uts and ipc namespaces another process holds, given
-/// by pid and by file, and filled as CRIU fills them (its host name, its
-/// System V objects), which the container checks itself.
+/// `--join-ns` (CRIU's option; runc sends it as join_ns): the container's
+/// uts and ipc namespaces outlive it, held by another process (as a
+/// pod's are), and the restore puts it back into them, given by pid and
+/// by file. crit writes nothing into them: the container finds its host
+/// name and its System V objects with their contents as they stayed
+/// there, which it checks itself.
 #[test]
 fn the_container_joins_the_uts_and_ipc_namespaces_given() {
     let kit = Kit::new();
-    let mut holder = Command::new("unshare")
-        .args(["--uts", "--ipc", "sleep", "60"])
+    let (bin, root) = container_root(&kit);
+    let pid = launch(&bin, &root);
+    let mut holder = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-u", "-i", "sleep", "60"])
         .spawn()
-        .expect("unshare --uts --ipc");
+        .expect("nsenter");
     let hpid = holder.id() as i32;
     let ns = |pid: i32, kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while ns(hpid, "ipc") == ns(std::process::id() as i32, "ipc") {
+    while ns(hpid, "ipc") != ns(pid, "ipc") {
         assert!(
             Instant::now() < deadline,
             "the namespace holder did not start"
@@ -270,16 +274,30 @@ fn the_container_joins_the_uts_and_ipc_namespaces_given() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let (want_uts, want_ipc) = (ns(hpid, "uts"), ns(hpid, "ipc"));
-    let (host, root) = dump_restore(
-        &kit,
-        &|_| vec![],
-        &[
-            "--join-ns".into(),
-            format!("uts:{hpid}"),
-            "--join-ns".into(),
-            format!("ipc:/proc/{hpid}/ns/ipc"),
-        ],
-    );
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &[]));
+    let left = reap(&[pid], Duration::from_secs(2));
+    assert!(left.is_empty(), "the dump left {left:?} running");
+    let pidfile = kit.path("pid");
+    ok(&kit.crit(&[
+        "restore",
+        "-d",
+        "-D",
+        dir.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+        "--pidfile",
+        pidfile.to_str().unwrap(),
+        "--join-ns",
+        &format!("uts:{hpid}"),
+        "--join-ns",
+        &format!("ipc:/proc/{hpid}/ns/ipc"),
+    ]));
+    let host: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let (uts, ipc) = (ns(host, "uts"), ns(host, "ipc"));
     let (init, child) = checks(&root, host);
     kill_tree(host);
@@ -289,6 +307,84 @@ fn the_container_joins_the_uts_and_ipc_namespaces_given() {
     assert_eq!(ipc, want_ipc, "in the ipc namespace given");
     assert!(init.starts_with("OK"), "container init: {init}");
     assert_eq!(child, "OK pid=2");
+}
+
+/// A restore into joined namespaces that fails leaves them as they were
+/// (their host name, loopback up), and an ipc namespace that lacks the
+/// tree's System V objects is refused, naming the first one missing.
+#[test]
+fn a_failed_restore_leaves_the_joined_namespaces_as_they_were() {
+    let kit = Kit::new();
+    let (bin, root) = container_root(&kit);
+    let pid = launch(&bin, &root);
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &[]));
+    let left = reap(&[pid], Duration::from_secs(2));
+    assert!(left.is_empty(), "the dump left {left:?} running");
+    let mut holder = Command::new("unshare")
+        .args([
+            "--uts",
+            "--ipc",
+            "--net",
+            "sh",
+            "-c",
+            "hostname pod-host && ip link set lo up && exec sleep 60",
+        ])
+        .spawn()
+        .expect("unshare");
+    let hpid = holder.id() as i32;
+    let in_holder = |args: &[&str]| {
+        let o = Command::new("nsenter")
+            .args(["-t", &hpid.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let comm = || std::fs::read_to_string(format!("/proc/{hpid}/comm")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while comm().trim() != "sleep" {
+        assert!(
+            Instant::now() < deadline,
+            "the namespace holder did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lo = || in_holder(&["-n", "ip", "-o", "link", "show", "lo"]);
+    let before = (in_holder(&["-u", "hostname"]), lo());
+    assert!(before.1.contains(",UP"), "{}", before.1);
+    let restore = |joins: &[String]| {
+        let mut a: Vec<String> = ["restore", "-d", "-D"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.push(dir.display().to_string());
+        a.push("--root".into());
+        a.push(root.display().to_string());
+        for j in joins {
+            a.push("--join-ns".into());
+            a.push(j.clone());
+        }
+        let a: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+        kit.crit(&a)
+    };
+    // The holder's ipc namespace has none of the container's objects.
+    let o = restore(&[format!("ipc:{hpid}")]);
+    let missing = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{missing}");
+    // Late: the pages are missing, after every namespace is entered.
+    fail_after_the_files(&dir);
+    let o = restore(&[format!("uts:{hpid}"), format!("net:{hpid}")]);
+    let late = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{late}");
+    let after = (in_holder(&["-u", "hostname"]), lo());
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(missing.trim().lines().count(), 1, "one line: {missing}");
+    assert!(missing.contains("has no System V"), "{missing}");
+    assert!(late.contains("pages-"), "it failed on the pages: {late}");
+    assert_eq!(after, before, "the joined namespaces changed");
+    assert!(my_children().is_empty(), "{:?}", my_children());
 }
 
 /// A namespace to join that is not one, or not of its kind, fails the
@@ -391,6 +487,55 @@ fn a_failed_restore_removes_its_socket_from_an_external_mount() {
         "{err}"
     );
     assert!(!sock.exists(), "the restore's socket file is left: {err}");
+    assert!(my_children().is_empty(), "{:?}", my_children());
+}
+
+/// The same for a mountpoint the restore had to make inside a host
+/// directory bound into the container (an external mount): it is the
+/// host's, and removed, while what was there stays.
+#[test]
+fn a_failed_restore_removes_a_mountpoint_it_made_in_an_external_bind() {
+    let kit = Kit::new();
+    let (bin, root) = container_root(&kit);
+    let host = kit.path("hostdir");
+    std::fs::create_dir_all(&host).unwrap();
+    let mut cmd = Command::new(&bin);
+    cmd.arg("launch")
+        .arg(&root)
+        .env("CTR_EXT", &host)
+        .env("CTR_EXT_SUB", "1");
+    let out = cmd.output().expect("run ctr launch");
+    assert!(out.status.success(), "ctr launch: {out:?}");
+    let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    wait_for(&root.join("ready"), 10);
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &["--external", "mnt[/ext]:ext"]));
+    let left = reap(&[pid], Duration::from_secs(2));
+    assert!(left.is_empty(), "the dump left {left:?} running");
+    fail_after_the_files(&dir);
+    // Another host directory, without sub/: the restore makes it.
+    let other = kit.path("otherdir");
+    std::fs::create_dir_all(other.join("mine")).unwrap();
+    let ext = format!("mnt[ext]:{}", other.display());
+    let out = kit.crit(&[
+        "restore",
+        "-D",
+        dir.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+        "--external",
+        &ext,
+        "-d",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("pages-"), "it failed on the pages: {err}");
+    let mut names: Vec<String> = std::fs::read_dir(&other)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["mine"], "the host directory changed: {err}");
     assert!(my_children().is_empty(), "{:?}", my_children());
 }
 

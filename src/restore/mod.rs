@@ -342,7 +342,7 @@ pub fn restore(opts: &Options) -> Result<i32> {
     tree::check_free(&plan)?;
     let mut rb = rollback::Rollback::new(&plan);
     match run(&plan, opts, &log, &mut rb, &notify, &stop) {
-        Ok(()) => rb.tcp_live.disarm(),
+        Ok(()) => rb.succeeded(),
         Err(e) => {
             rb.undo(&log);
             return Err(named(e));
@@ -555,7 +555,12 @@ fn make_tree(
     // as CRIU locks it before connections are repaired, since leaving
     // repair mode sends packets that a listener of the tree would answer
     // with a reset (lifted with the dump's lock right before the tree runs).
-    if matches!(plan.ns.net, Some(ns::NetPlan::Links(_))) && has_connections(plan) {
+    // A joined one is shared and live (a pod's): never locked whole.
+    let joined_net = opts
+        .join_ns
+        .iter()
+        .any(|j| j.kind == crate::model::ns::Kind::Net);
+    if matches!(plan.ns.net, Some(ns::NetPlan::Links(_))) && has_connections(plan) && !joined_net {
         if let Err(e) = crate::model::netlock::lock_ns() {
             log.info(format!(
                 "cannot lock the new network namespace ({e}): connections may be reset"

@@ -61,19 +61,11 @@ impl BoundPath {
         })
     }
 
-    /// Removes the file (or empty directory) if it is still the one
-    /// made.
+    /// Removes the file if it is still the one bound.
     pub fn remove(&self) -> bool {
-        match std::fs::symlink_metadata(&self.path) {
-            Ok(m)
-                if std::os::unix::fs::MetadataExt::dev(&m) == self.dev
-                    && std::os::unix::fs::MetadataExt::ino(&m) == self.ino =>
-            {
-                if m.is_dir() {
-                    std::fs::remove_dir(&self.path).is_ok()
-                } else {
-                    std::fs::remove_file(&self.path).is_ok()
-                }
+        match BoundPath::at(self.path.clone()) {
+            Ok(now) if now.dev == self.dev && now.ino == self.ino => {
+                std::fs::remove_file(&self.path).is_ok()
             }
             _ => false,
         }

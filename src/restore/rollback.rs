@@ -33,9 +33,9 @@ pub struct Rollback {
     pub tcp_repaired: Vec<(OwnedFd, crate::image::pb::InetSkEntry)>,
     /// Cgroup directories the restore made and files it wrote.
     pub cgroups: super::cgroups::Made,
-    /// Mountpoints (directories and empty files) made in `--root`,
-    /// parents first, at their paths on the host.
-    pub mountpoints: Vec<super::reservoir::BoundPath>,
+    /// Mountpoints (directories and empty files) the restore made,
+    /// parents first.
+    pub mountpoints: Vec<super::ns::mounts::MadePath>,
 }
 
 impl Rollback {
@@ -57,6 +57,16 @@ impl Rollback {
             tcp_repaired: Vec::new(),
             mountpoints: Vec::new(),
         }
+    }
+
+    /// The restore is done: nothing is to be undone, and what the
+    /// rollback held (the tree's mount namespace, the directories of the
+    /// mountpoints made) is let go, not kept while crit waits for the
+    /// tree.
+    pub fn succeeded(&mut self) {
+        self.tcp_live.disarm();
+        self.tree_root = None;
+        self.mountpoints.clear();
     }
 
     pub fn undo(&mut self, log: &Log) {
@@ -84,11 +94,16 @@ impl Rollback {
         for e in super::cgroups::undo(std::mem::take(&mut self.cgroups)) {
             log.warn(format!("rollback: a cgroup change is left: {e}"));
         }
-        // Children first. One a mount of the tree covered in its own
-        // namespace is a path of another file system here: left alone.
+        // Once the tree's mount namespace is gone (its tasks are, and
+        // crit lets go of it here), nothing is mounted on them: children
+        // first.
+        self.tree_root = None;
         for p in std::mem::take(&mut self.mountpoints).iter().rev() {
             if p.remove() {
-                log.debug(format!("rollback: removed mountpoint {}", p.path.display()));
+                log.debug(format!(
+                    "rollback: removed mountpoint {}",
+                    p.shown.display()
+                ));
             }
         }
     }

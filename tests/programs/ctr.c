@@ -9,7 +9,8 @@
  *       nowhere in the container), the hostname is "crit-ctr".
  *       Prints the container init's host pid and exits. With CTR_EXT set
  *       to a host directory, it is bound on /ext of the container (an
- *       external mount), where init binds a listening socket, ctr.sock.
+ *       external mount), where init binds a listening socket, ctr.sock;
+ *       with CTR_EXT_SUB set too, a tmpfs is mounted on /ext/sub.
  *   /init                     (pid 1 inside) sets up System V shm, a
  *       semaphore set and a message queue, starts a child, and counts,
  *       writing the count to /tmp/count. It writes /ready when set up.
@@ -93,6 +94,12 @@ static int child_main(void *arg)
 		mkdir("ext", 0755);
 		if (mount(ext, "ext", NULL, MS_BIND, NULL))
 			die("bind CTR_EXT");
+		/* A mount inside it: its mountpoint is in the host directory. */
+		if (getenv("CTR_EXT_SUB")) {
+			mkdir("ext/sub", 0755);
+			if (mount("tmpfs", "ext/sub", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m"))
+				die("mount CTR_EXT_SUB");
+		}
 	}
 	if (sethostname("crit-ctr", 8))
 		die("sethostname");

@@ -221,3 +221,47 @@ pub fn restore(imgs: &IpcImages, shm_pages: &dyn Fn(u32, &mut [u8]) -> Result<()
     }
     Ok(())
 }
+
+/// For an ipc namespace the tree joins (`--join-ns`), which crit leaves
+/// as it is: every object of the images must be there with its id and
+/// key (the namespace outlived the tree, as a pod's does), else the tree
+/// would miss it. The calling thread is in the namespace.
+pub fn check_present(imgs: &IpcImages) -> Result<()> {
+    let missing = |kind: &'static str, d: &pb::IpcDescEntry| -> crate::error::Error {
+        NsError::JoinedIpcMissing {
+            kind,
+            id: d.id,
+            key: d.key,
+        }
+        .into()
+    };
+    let list = |what| move |e| -> crate::error::Error { call("listing", what, 0)(e) };
+    let shm = ipc::shm_list().map_err(list("shm"))?;
+    for s in &imgs.shm {
+        if !shm
+            .iter()
+            .any(|o| o.id as u32 == s.desc.id && o.perm.key == s.desc.key as i32)
+        {
+            return Err(missing("shm", &s.desc));
+        }
+    }
+    let sem = ipc::sem_list().map_err(list("sem"))?;
+    for (s, _) in &imgs.sem {
+        if !sem
+            .iter()
+            .any(|o| o.id as u32 == s.desc.id && o.perm.key == s.desc.key as i32)
+        {
+            return Err(missing("sem", &s.desc));
+        }
+    }
+    let msg = ipc::msg_list().map_err(list("msg"))?;
+    for (q, _) in &imgs.msg {
+        if !msg
+            .iter()
+            .any(|o| o.id as u32 == q.desc.id && o.perm.key == q.desc.key as i32)
+        {
+            return Err(missing("msg", &q.desc));
+        }
+    }
+    Ok(())
+}

@@ -2,13 +2,21 @@
 //! which runc sends for every namespace its config.json gives by path):
 //! the tree is restored into an existing namespace instead of a new one.
 //!
-//! What crit does with a joined namespace is what CRIU 4.2 does: the
-//! yard enters it where it would have made one, and then fills it as it
-//! would a new one when the images own such a namespace: the host and
-//! domain names of uts, the System V objects and ipc variables of ipc,
-//! loopback's flags for net. A System V object whose id is taken there
-//! fails the restore, naming it. A tree that shared the dumper's
-//! namespace at dump has nothing of it in the images: it only joins.
+//! A joined namespace is someone else's (a pod's, a manager's), shared
+//! and live, so crit uses it as it is and writes nothing into it: the
+//! yard enters it where it would have made one, and whatever the images
+//! say of such a namespace is not applied. The host and domain names
+//! stay the owner's (as runc, which sets no host name in a uts namespace
+//! it joins); every System V object of the images must already be there
+//! with its id and key (the namespace outlived the tree), else the
+//! restore fails naming it; loopback keeps its flags, and a namespace
+//! with TCP connections to repair is not locked whole during the
+//! restore (the dump's lock, if the tree owned this very namespace, is
+//! lifted right before the tree runs, as for one handed in with
+//! `--inherit-fd`). So a failed restore leaves the namespace as it was.
+//! CRIU 4.2 differs: it fills a joined namespace as a new one (names,
+//! System V objects and limits, loopback flags) and leaves that there
+//! when its restore fails.
 //!
 //! uts, ipc and net can be joined. pid cannot (CRIU neither); mnt, time
 //! and user are refused by name, as crit makes those itself or not at

@@ -192,7 +192,7 @@ pub fn in_yard<T: Send>(
     plan: &NsPlan,
     o: YardOpts,
     root: &mut Option<TreeRoot>,
-    made: &mut Vec<crate::restore::reservoir::BoundPath>,
+    made: &mut Vec<mounts::MadePath>,
     job: impl FnOnce() -> Result<T> + Send,
 ) -> Result<T> {
     let new_root = match (&plan.mounts, o.root) {
@@ -280,7 +280,7 @@ fn prepare(
     plan: &NsPlan,
     o: &YardOpts,
     root: Option<&Path>,
-    made: &mut Vec<crate::restore::reservoir::BoundPath>,
+    made: &mut Vec<mounts::MadePath>,
 ) -> Result<()> {
     let fail = |ns: Kind, what: &'static str| {
         move |source| -> crate::error::Error { NsError::Call { ns, what, source }.into() }
@@ -295,16 +295,21 @@ fn prepare(
         crate::sys::ns::enter(fd.as_fd(), Kind::Net.clone_flag())
             .map_err(fail(Kind::Net, "entering the handed-in namespace"))?;
     }
-    if let Some(u) = &plan.uts {
+    // A joined namespace is someone else's and stays as it is (see
+    // [`join`]): only new ones are filled.
+    let is_joined = |k: Kind| o.joined.iter().any(|(j, _)| *j == k);
+    if let Some(u) = plan.uts.as_ref().filter(|_| !is_joined(Kind::Uts)) {
         crate::sys::ns::set_uts_names(&u.nodename, &u.domainname)
             .map_err(fail(Kind::Uts, "setting the names"))?;
     }
-    if let Some(i) = &plan.ipc {
-        ipc::restore(i, &|shmid, seg| {
+    match &plan.ipc {
+        Some(i) if is_joined(Kind::Ipc) => ipc::check_present(i)?,
+        Some(i) => ipc::restore(i, &|shmid, seg| {
             super::shmem::fill_slice(o.dir, u64::from(shmid), seg)
-        })?;
+        })?,
+        None => {}
     }
-    if let Some(NetPlan::Links(links)) = &plan.net {
+    if let (Some(NetPlan::Links(links)), false) = (&plan.net, is_joined(Kind::Net)) {
         for l in links {
             crate::sys::netdev::configure(&l.name, l.flags, l.mtu)
                 .map_err(fail(Kind::Net, "configuring loopback"))?;

@@ -23,7 +23,6 @@ use super::error::NsError;
 use crate::error::Result;
 use crate::image::pb;
 use crate::model::mount as m;
-use crate::restore::reservoir::BoundPath;
 use nix::mount::{mount, MsFlags};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -182,10 +181,67 @@ fn under(root: &Path, mountpoint: &str) -> PathBuf {
     root.join(mountpoint.trim_start_matches('/'))
 }
 
+/// A mountpoint (directory or empty file) the restore made, held by its
+/// directory (opened before anything was mounted on it) and name, so a
+/// failed restore finds it wherever it is on the host, also through a
+/// bind of a host directory. Its device and inode tell it apart from
+/// what may be at that name later.
+pub struct MadePath {
+    parent: std::os::fd::OwnedFd,
+    name: std::ffi::OsString,
+    dev: u64,
+    ino: u64,
+    pub shown: PathBuf,
+}
+
+impl MadePath {
+    fn record(at: &Path) -> std::io::Result<MadePath> {
+        use std::os::unix::fs::MetadataExt;
+        let (Some(dir), Some(name)) = (at.parent(), at.file_name()) else {
+            return Err(std::io::Error::other("no parent directory"));
+        };
+        let m = std::fs::symlink_metadata(at)?;
+        let parent = nix::fcntl::open(
+            dir,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        Ok(MadePath {
+            parent,
+            name: name.to_os_string(),
+            dev: m.dev(),
+            ino: m.ino(),
+            shown: at.to_path_buf(),
+        })
+    }
+
+    /// Removes it if it is still the one made (and a directory, empty).
+    /// Once the tree's mount namespace is gone no mount covers it.
+    pub fn remove(&self) -> bool {
+        use nix::sys::stat::{fstatat, SFlag};
+        let name = self.name.as_os_str();
+        match fstatat(&self.parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) if st.st_dev == self.dev && st.st_ino == self.ino => {
+                let dir =
+                    SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR;
+                let how = if dir {
+                    nix::unistd::UnlinkatFlags::RemoveDir
+                } else {
+                    nix::unistd::UnlinkatFlags::NoRemoveDir
+                };
+                nix::unistd::unlinkat(&self.parent, name, how).is_ok()
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Creates `target` (a directory, or an empty file when the source is
 /// not a directory) if it does not exist, and its missing directories;
 /// each path made is added to `made`, parents first.
-fn make_target(target: &Path, dir: bool, mp: &str, made: &mut Vec<BoundPath>) -> Result<()> {
+fn make_target(target: &Path, dir: bool, mp: &str, made: &mut Vec<MadePath>) -> Result<()> {
     if target.symlink_metadata().is_ok() {
         return Ok(());
     }
@@ -211,7 +267,7 @@ fn make_target(target: &Path, dir: bool, mp: &str, made: &mut Vec<BoundPath>) ->
             std::fs::create_dir(at)
         };
         match r {
-            Ok(()) => made.push(BoundPath::at(at.to_path_buf()).map_err(fail)?),
+            Ok(()) => made.push(MadePath::record(at).map_err(fail)?),
             // Made meanwhile by someone else: theirs, not undone.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && !last => {}
             Err(e) => return Err(fail(e)),
@@ -267,7 +323,7 @@ pub struct Builder<'a> {
     made: HashMap<u32, PathBuf>,
     /// The mountpoints (and directories on their way) made, for a
     /// rollback.
-    made_paths: std::cell::RefCell<Vec<BoundPath>>,
+    made_paths: std::cell::RefCell<Vec<MadePath>>,
 }
 
 impl<'a> Builder<'a> {
@@ -429,13 +485,12 @@ impl<'a> Builder<'a> {
 /// Builds the whole tree but the deferred part at `root` (the calling
 /// thread is in a new mount namespace of its own) and pivots into it.
 /// The mountpoints it had to make in `root` go to `made`, also when it
-/// fails: a failed restore removes them (they are the host's, at the
-/// same paths, unless a mount of the tree covers them).
+/// fails: a failed restore removes them.
 pub fn build(
     plan: &MountPlan,
     root: &Path,
     ext: &HashMap<String, PathBuf>,
-    made: &mut Vec<BoundPath>,
+    made: &mut Vec<MadePath>,
 ) -> Result<()> {
     let mp = "/";
     mount(
