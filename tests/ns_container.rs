@@ -372,6 +372,17 @@ fn a_failed_restore_leaves_the_joined_namespaces_as_they_were() {
     let o = restore(&[format!("ipc:{hpid}")]);
     let missing = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{missing}");
+    // Then a private segment with the container's id (0) and key, but of
+    // one page: not the tree's.
+    let made = in_holder(&[
+        "-i",
+        "python3",
+        "-c",
+        "import ctypes; print(ctypes.CDLL(None).shmget(0, 4096, 0o1600))",
+    ]);
+    let o = restore(&[format!("ipc:{hpid}")]);
+    let smaller = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{smaller}");
     // Late: the pages are missing, after every namespace is entered.
     fail_after_the_files(&dir);
     let o = restore(&[format!("uts:{hpid}"), format!("net:{hpid}")]);
@@ -382,6 +393,11 @@ fn a_failed_restore_leaves_the_joined_namespaces_as_they_were() {
     let _ = holder.wait();
     assert_eq!(missing.trim().lines().count(), 1, "one line: {missing}");
     assert!(missing.contains("has no System V"), "{missing}");
+    assert_eq!(made, "0", "the holder's segment");
+    assert!(
+        smaller.contains("has no System V shm 0") && smaller.contains("65636 bytes"),
+        "{smaller}"
+    );
     assert!(late.contains("pages-"), "it failed on the pages: {late}");
     assert_eq!(after, before, "the joined namespaces changed");
     assert!(my_children().is_empty(), "{:?}", my_children());

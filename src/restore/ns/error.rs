@@ -28,11 +28,12 @@ pub enum NsError {
         why: String,
     },
     /// A System V object of the images that a joined ipc namespace lacks.
-    #[error("the joined ipc namespace has no System V {kind} {id} with key {key:#x}, which the tree had; join one that holds it, or restore into a new one")]
+    #[error("the joined ipc namespace has no System V {kind} {id} with key {key:#x} ({what}), which the tree had; join one that holds it, or restore into a new one")]
     JoinedIpcMissing {
         kind: &'static str,
         id: u32,
         key: u32,
+        what: String,
     },
     /// Two ways of giving the tree's network namespace at once.
     #[error("the tree's network namespace is external (key {key:?}): it cannot also be joined with --join-ns net")]

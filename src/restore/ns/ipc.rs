@@ -223,44 +223,44 @@ pub fn restore(imgs: &IpcImages, shm_pages: &dyn Fn(u32, &mut [u8]) -> Result<()
 }
 
 /// For an ipc namespace the tree joins (`--join-ns`), which crit leaves
-/// as it is: every object of the images must be there with its id and
-/// key (the namespace outlived the tree, as a pod's does), else the tree
-/// would miss it. The calling thread is in the namespace.
+/// as it is: every object of the images must be there with its id, key,
+/// and a segment's size or a set's number of semaphores (the namespace
+/// outlived the tree, as a pod's does), else the tree would miss it or
+/// fault past its end. The calling thread is in the namespace.
 pub fn check_present(imgs: &IpcImages) -> Result<()> {
-    let missing = |kind: &'static str, d: &pb::IpcDescEntry| -> crate::error::Error {
+    let missing = |kind: &'static str, d: &pb::IpcDescEntry, what: String| -> crate::error::Error {
         NsError::JoinedIpcMissing {
             kind,
             id: d.id,
             key: d.key,
+            what,
         }
         .into()
+    };
+    let same = |id: i32, perm: &ipc::Perm, d: &pb::IpcDescEntry| {
+        id as u32 == d.id && perm.key == d.key as i32
     };
     let list = |what| move |e| -> crate::error::Error { call("listing", what, 0)(e) };
     let shm = ipc::shm_list().map_err(list("shm"))?;
     for s in &imgs.shm {
-        if !shm
-            .iter()
-            .any(|o| o.id as u32 == s.desc.id && o.perm.key == s.desc.key as i32)
-        {
-            return Err(missing("shm", &s.desc));
+        let what = format!("of {} bytes", s.size);
+        match shm.iter().find(|o| same(o.id, &o.perm, &s.desc)) {
+            Some(o) if o.size == s.size => {}
+            _ => return Err(missing("shm", &s.desc, what)),
         }
     }
     let sem = ipc::sem_list().map_err(list("sem"))?;
     for (s, _) in &imgs.sem {
-        if !sem
-            .iter()
-            .any(|o| o.id as u32 == s.desc.id && o.perm.key == s.desc.key as i32)
-        {
-            return Err(missing("sem", &s.desc));
+        let what = format!("of {} semaphores", s.nsems);
+        match sem.iter().find(|o| same(o.id, &o.perm, &s.desc)) {
+            Some(o) if o.nsems == s.nsems => {}
+            _ => return Err(missing("sem", &s.desc, what)),
         }
     }
     let msg = ipc::msg_list().map_err(list("msg"))?;
     for (q, _) in &imgs.msg {
-        if !msg
-            .iter()
-            .any(|o| o.id as u32 == q.desc.id && o.perm.key == q.desc.key as i32)
-        {
-            return Err(missing("msg", &q.desc));
+        if !msg.iter().any(|o| same(o.id, &o.perm, &q.desc)) {
+            return Err(missing("msg", &q.desc, "queue".into()));
         }
     }
     Ok(())

@@ -8,12 +8,15 @@
 //! say of such a namespace is not applied. The host and domain names
 //! stay the owner's (as runc, which sets no host name in a uts namespace
 //! it joins); every System V object of the images must already be there
-//! with its id and key (the namespace outlived the tree), else the
+//! with its id, key and size (the namespace outlived the tree), else the
 //! restore fails naming it; loopback keeps its flags, and a namespace
 //! with TCP connections to repair is not locked whole during the
-//! restore (the dump's lock, if the tree owned this very namespace, is
-//! lifted right before the tree runs, as for one handed in with
-//! `--inherit-fd`). So a failed restore leaves the namespace as it was.
+//! restore. So a failed restore leaves the namespace as it was. A
+//! whole-namespace lock found there when the tree has connections is
+//! taken for the dump's (the tree owned this very namespace) and lifted
+//! right before the tree runs, as for one handed in with `--inherit-fd`:
+//! the images cannot tell it from another dump's lock of the same
+//! namespace.
 //! CRIU 4.2 differs: it fills a joined namespace as a new one (names,
 //! System V objects and limits, loopback flags) and leaves that there
 //! when its restore fails.
