@@ -49,15 +49,19 @@ fn wait_for(path: &Path, secs: u64) -> String {
 
 /// Starts the container; returns its init's pid on the host.
 fn launch(bin: &Path, root: &Path) -> i32 {
-    launch_with(bin, root, None)
+    launch_with(bin, root, None, false)
 }
 
-/// The same, with host directory `ext` bound on the container's /ext.
-fn launch_with(bin: &Path, root: &Path, ext: Option<&Path>) -> i32 {
+/// The same, with host directory `ext` bound on the container's /ext
+/// (`sub`: and a tmpfs on /ext/sub).
+fn launch_with(bin: &Path, root: &Path, ext: Option<&Path>, sub: bool) -> i32 {
     let mut cmd = Command::new(bin);
     cmd.arg("launch").arg(root);
     if let Some(e) = ext {
         cmd.env("CTR_EXT", e);
+    }
+    if sub {
+        cmd.env("CTR_EXT_SUB", "1");
     }
     let out = cmd.output().expect("run ctr launch");
     assert!(out.status.success(), "ctr launch: {out:?}");
@@ -163,9 +167,13 @@ fn dump_restore(
     let dir = kit.path("img");
     let extra = dump_extra(pid);
     let extra: Vec<&str> = extra.iter().map(|s| s.as_str()).collect();
-    ok(&kit.dump(pid, &dir, &extra));
-    let left = reap(&[pid], Duration::from_secs(2));
-    assert!(left.is_empty(), "the dump left {left:?} running");
+    dump_gone(kit, pid, &dir, &extra);
+    (restore_detached(kit, &dir, &root, restore_extra), root)
+}
+
+/// `crit restore -d` of `dir` in `root` with `extra`, which must succeed:
+/// the restored init's host pid.
+fn restore_detached(kit: &Kit, dir: &Path, root: &Path, extra: &[String]) -> i32 {
     let pidfile = kit.path("pid");
     let mut args: Vec<String> = [
         "restore",
@@ -180,15 +188,14 @@ fn dump_restore(
     .iter()
     .map(|s| s.to_string())
     .collect();
-    args.extend(restore_extra.iter().cloned());
+    args.extend(extra.iter().cloned());
     let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     ok(&kit.crit(&args));
-    let host: i32 = std::fs::read_to_string(&pidfile)
+    std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
         .parse()
-        .unwrap();
-    (host, root)
+        .unwrap()
 }
 
 fn net_ns(pid: i32) -> PathBuf {
@@ -275,29 +282,18 @@ fn the_container_joins_the_uts_and_ipc_namespaces_given() {
     }
     let (want_uts, want_ipc) = (ns(hpid, "uts"), ns(hpid, "ipc"));
     let dir = kit.path("img");
-    ok(&kit.dump(pid, &dir, &[]));
-    let left = reap(&[pid], Duration::from_secs(2));
-    assert!(left.is_empty(), "the dump left {left:?} running");
-    let pidfile = kit.path("pid");
-    ok(&kit.crit(&[
-        "restore",
-        "-d",
-        "-D",
-        dir.to_str().unwrap(),
-        "--root",
-        root.to_str().unwrap(),
-        "--pidfile",
-        pidfile.to_str().unwrap(),
-        "--join-ns",
-        &format!("uts:{hpid}"),
-        "--join-ns",
-        &format!("ipc:/proc/{hpid}/ns/ipc"),
-    ]));
-    let host: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    dump_gone(&kit, pid, &dir, &[]);
+    let host = restore_detached(
+        &kit,
+        &dir,
+        &root,
+        &[
+            "--join-ns".into(),
+            format!("uts:{hpid}"),
+            "--join-ns".into(),
+            format!("ipc:/proc/{hpid}/ns/ipc"),
+        ],
+    );
     let (uts, ipc) = (ns(host, "uts"), ns(host, "ipc"));
     let (init, child) = checks(&root, host);
     kill_tree(host);
@@ -315,12 +311,7 @@ fn the_container_joins_the_uts_and_ipc_namespaces_given() {
 #[test]
 fn a_failed_restore_leaves_the_joined_namespaces_as_they_were() {
     let kit = Kit::new();
-    let (bin, root) = container_root(&kit);
-    let pid = launch(&bin, &root);
-    let dir = kit.path("img");
-    ok(&kit.dump(pid, &dir, &[]));
-    let left = reap(&[pid], Duration::from_secs(2));
-    assert!(left.is_empty(), "the dump left {left:?} running");
+    let (root, dir) = dumped(&kit);
     let mut holder = Command::new("unshare")
         .args([
             "--uts",
@@ -408,12 +399,7 @@ fn a_failed_restore_leaves_the_joined_namespaces_as_they_were() {
 #[test]
 fn a_wrong_namespace_to_join_is_refused_and_nothing_runs() {
     let kit = Kit::new();
-    let (bin, root) = container_root(&kit);
-    let pid = launch(&bin, &root);
-    let dir = kit.path("img");
-    ok(&kit.dump(pid, &dir, &[]));
-    let left = reap(&[pid], Duration::from_secs(2));
-    assert!(left.is_empty(), "the dump left {left:?} running");
+    let (root, dir) = dumped(&kit);
     for (arg, want) in [
         ("uts:/proc/self/status", "not a namespace file"),
         ("ipc:/proc/self/ns/uts", "another kind of namespace"),
@@ -430,31 +416,23 @@ fn a_wrong_namespace_to_join_is_refused_and_nothing_runs() {
             "--join-ns",
             arg,
         ]);
-        assert_eq!(out.status.code(), Some(1), "{arg}");
-        let err = stderr(&out);
-        assert!(err.contains(want), "{arg}: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-        assert!(
-            my_children().is_empty(),
-            "nothing restored: {:?}",
-            my_children()
-        );
+        refused_and_nothing_runs(&out, want);
     }
 }
 
 #[test]
 fn container_without_root_is_refused_and_nothing_runs() {
     let kit = Kit::new();
-    let (bin, root) = container_root(&kit);
-    let pid = launch(&bin, &root);
-    let dir = kit.path("img");
-    ok(&kit.dump(pid, &dir, &[]));
-    let left = reap(&[pid], Duration::from_secs(2));
-    assert!(left.is_empty(), "the dump left {left:?} running");
+    let (_, dir) = dumped(&kit);
     let out = kit.crit(&["restore", "-D", dir.to_str().unwrap(), "-d"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(err.contains("--root"), "{err}");
+    refused_and_nothing_runs(&out, "--root");
+}
+
+/// `out` failed in one line that names `want`, and no task was left.
+fn refused_and_nothing_runs(out: &std::process::Output, want: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(want), "{want}: {err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert!(
         my_children().is_empty(),
@@ -470,31 +448,12 @@ fn container_without_root_is_refused_and_nothing_runs() {
 #[test]
 fn a_failed_restore_removes_its_socket_from_an_external_mount() {
     let kit = Kit::new();
-    let (bin, root) = container_root(&kit);
-    let host = kit.path("hostdir");
-    std::fs::create_dir_all(&host).unwrap();
-    let pid = launch_with(&bin, &root, Some(&host));
+    let (root, host, dir) = dumped_with_ext(&kit, false);
     let sock = host.join("ctr.sock");
-    assert!(sock.exists(), "the container listens on /ext/ctr.sock");
-    let dir = kit.path("img");
-    ok(&kit.dump(pid, &dir, &["--external", "mnt[/ext]:ext"]));
-    let left = reap(&[pid], Duration::from_secs(2));
-    assert!(left.is_empty(), "the dump left {left:?} running");
+    assert!(sock.exists(), "the container listened on /ext/ctr.sock");
     std::fs::remove_file(&sock).unwrap();
     fail_after_the_files(&dir);
-    let ext = format!("mnt[ext]:{}", host.display());
-    let out = kit.crit(&[
-        "restore",
-        "-D",
-        dir.to_str().unwrap(),
-        "--root",
-        root.to_str().unwrap(),
-        "--external",
-        &ext,
-        "-d",
-    ]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = restore_failing_with_ext(&kit, &dir, &root, &host);
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     // The short pages image is named by the directory given, not by the
     // descriptor the restore reached it through.
@@ -512,39 +471,12 @@ fn a_failed_restore_removes_its_socket_from_an_external_mount() {
 #[test]
 fn a_failed_restore_removes_a_mountpoint_it_made_in_an_external_bind() {
     let kit = Kit::new();
-    let (bin, root) = container_root(&kit);
-    let host = kit.path("hostdir");
-    std::fs::create_dir_all(&host).unwrap();
-    let mut cmd = Command::new(&bin);
-    cmd.arg("launch")
-        .arg(&root)
-        .env("CTR_EXT", &host)
-        .env("CTR_EXT_SUB", "1");
-    let out = cmd.output().expect("run ctr launch");
-    assert!(out.status.success(), "ctr launch: {out:?}");
-    let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    wait_for(&root.join("ready"), 10);
-    let dir = kit.path("img");
-    ok(&kit.dump(pid, &dir, &["--external", "mnt[/ext]:ext"]));
-    let left = reap(&[pid], Duration::from_secs(2));
-    assert!(left.is_empty(), "the dump left {left:?} running");
+    let (root, _, dir) = dumped_with_ext(&kit, true);
     fail_after_the_files(&dir);
     // Another host directory, without sub/: the restore makes it.
     let other = kit.path("otherdir");
     std::fs::create_dir_all(other.join("mine")).unwrap();
-    let ext = format!("mnt[ext]:{}", other.display());
-    let out = kit.crit(&[
-        "restore",
-        "-D",
-        dir.to_str().unwrap(),
-        "--root",
-        root.to_str().unwrap(),
-        "--external",
-        &ext,
-        "-d",
-    ]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = restore_failing_with_ext(&kit, &dir, &root, &other);
     assert!(err.contains("pages-"), "it failed on the pages: {err}");
     let mut names: Vec<String> = std::fs::read_dir(&other)
         .unwrap()
@@ -586,12 +518,7 @@ fn fail_after_the_files(dir: &Path) {
 #[test]
 fn a_failed_restore_removes_the_mountpoints_it_made() {
     let kit = Kit::new();
-    let (bin, root) = container_root(&kit);
-    let pid = launch(&bin, &root);
-    let dir = kit.path("img");
-    ok(&kit.dump(pid, &dir, &[]));
-    let left = reap(&[pid], Duration::from_secs(2));
-    assert!(left.is_empty(), "the dump left {left:?} running");
+    let (root, dir) = dumped(&kit);
     fail_after_the_files(&dir);
     // A fresh root file system: the program, and a directory of the
     // user's own that must stay.
@@ -600,7 +527,7 @@ fn a_failed_restore_removes_the_mountpoints_it_made() {
     // crit lends the tree its own proc there until the root task mounts
     // the tree's: a root file system must have /proc.
     std::fs::create_dir_all(fresh.join("proc")).unwrap();
-    std::fs::copy(&bin, fresh.join("init")).unwrap();
+    std::fs::copy(root.join("init"), fresh.join("init")).unwrap();
     let listing = |d: &Path| {
         let mut v: Vec<String> = walk(d)
             .into_iter()
@@ -645,4 +572,52 @@ fn walk(d: &Path) -> Vec<PathBuf> {
         out.push(p);
     }
     out
+}
+
+/// A container, dumped: its root fs and the images.
+fn dumped(kit: &Kit) -> (PathBuf, PathBuf) {
+    let (bin, root) = container_root(kit);
+    let pid = launch(&bin, &root);
+    let dir = kit.path("img");
+    dump_gone(kit, pid, &dir, &[]);
+    (root, dir)
+}
+
+/// A container with a host directory bound on /ext (`sub`: and a tmpfs
+/// on /ext/sub), dumped with /ext external: its root fs, the host
+/// directory and the images.
+fn dumped_with_ext(kit: &Kit, sub: bool) -> (PathBuf, PathBuf, PathBuf) {
+    let (bin, root) = container_root(kit);
+    let host = kit.path("hostdir");
+    std::fs::create_dir_all(&host).unwrap();
+    let pid = launch_with(&bin, &root, Some(&host), sub);
+    let dir = kit.path("img");
+    dump_gone(kit, pid, &dir, &["--external", "mnt[/ext]:ext"]);
+    (root, host, dir)
+}
+
+/// `crit dump` of `pid` into `dir` with `extra`, which ends the container.
+fn dump_gone(kit: &Kit, pid: i32, dir: &Path, extra: &[&str]) {
+    ok(&kit.dump(pid, dir, extra));
+    let left = reap(&[pid], Duration::from_secs(2));
+    assert!(left.is_empty(), "the dump left {left:?} running");
+}
+
+/// A restore of `dir` in `root` with host directory `host` as the
+/// external mount /ext, which must fail: its stderr.
+fn restore_failing_with_ext(kit: &Kit, dir: &Path, root: &Path, host: &Path) -> String {
+    let ext = format!("mnt[ext]:{}", host.display());
+    let out = kit.crit(&[
+        "restore",
+        "-D",
+        dir.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+        "--external",
+        &ext,
+        "-d",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    err
 }
