@@ -136,6 +136,26 @@ fn checkpoint(
     );
 }
 
+/// `runc run -d NAME` of bundle `b`, once its container counts: the
+/// container's pid.
+fn run_counting(runc_bin: &Path, state: &Path, b: &Path, name: &str) -> i32 {
+    let mut run = runc(runc_bin, state);
+    run.args(["run", "-d", name]).current_dir(b);
+    finish(
+        detached(run),
+        "runc run",
+        Path::new("/nonexistent/no-engine-log"),
+    );
+    let pid = init_pid(runc_bin, state, name);
+    assert!(pid > 0, "runc state gives the container's pid");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(pid) < 3 {
+        assert!(Instant::now() < deadline, "the container does not count");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pid
+}
+
 fn init_pid(runc_bin: &Path, state: &Path, name: &str) -> i32 {
     let out = runc(runc_bin, state)
         .args(["state", name])
@@ -155,17 +175,7 @@ fn runc_checkpoints_and_restores_with_crit() {
     let work = kit.path("work");
     let images = kit.path("ck");
     std::fs::create_dir_all(&work).unwrap();
-    let mut run = runc(&runc_bin, &state);
-    run.args(["run", "-d", &name]).current_dir(&b);
-    let started = detached(run);
-    finish(started, "runc run", &work.join("none"));
-    let pid = init_pid(&runc_bin, &state, &name);
-    assert!(pid > 0, "runc state gives the container's pid");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while count(pid) < 3 {
-        assert!(Instant::now() < deadline, "the container does not count");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let pid = run_counting(&runc_bin, &state, &b, &name);
     let crit = env!("CARGO_BIN_EXE_crit");
     let checkpoint =
         |extra: &[&str], images: &Path| checkpoint(&runc_bin, &state, &work, &name, extra, images);
@@ -280,21 +290,12 @@ fn runc_restores_a_container_into_the_namespaces_it_joined() {
     let work = kit.path("work");
     let images = kit.path("ck");
     std::fs::create_dir_all(&work).unwrap();
-    let mut run = runc(&runc_bin, &state);
-    run.args(["run", "-d", &name]).current_dir(&b);
-    finish(detached(run), "runc run", &work.join("none"));
-    let pid = init_pid(&runc_bin, &state, &name);
-    assert!(pid > 0, "runc state gives the container's pid");
+    let pid = run_counting(&runc_bin, &state, &b, &name);
     assert_eq!(
         ns(pid, "uts"),
         ns(hpid, "uts"),
         "runc joined the uts namespace"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while count(pid) < 3 {
-        assert!(Instant::now() < deadline, "the container does not count");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let crit = env!("CARGO_BIN_EXE_crit");
     checkpoint(&runc_bin, &state, &work, &name, &[], &images);
     assert!(!alive(pid));
@@ -493,15 +494,7 @@ fn runc_migrates_a_container_lazily_with_crit() {
     let (work, work2) = (kit.path("work"), kit.path("work2"));
     std::fs::create_dir_all(&work).unwrap();
     std::fs::create_dir_all(&work2).unwrap();
-    let mut run = runc(&runc_bin, &state);
-    run.args(["run", "-d", &from]).current_dir(&b);
-    finish(detached(run), "runc run", &work.join("none"));
-    let pid = init_pid(&runc_bin, &state, &from);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while count(pid) < 3 {
-        assert!(Instant::now() < deadline, "the container does not count");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let pid = run_counting(&runc_bin, &state, &b, &from);
     let crit = env!("CARGO_BIN_EXE_crit");
     let (images, copy) = (kit.path("ck"), kit.path("ck-copy"));
     let port = free_ports(1).to_string();
