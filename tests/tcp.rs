@@ -13,6 +13,9 @@
 //!   out with `--skip-in-flight`;
 //! * the network lock: CRIU's iptables rules while the tree is dumped and
 //!   gone, none once the restore has repaired the connections.
+//! * a listener without SO_REUSEADDR whose closed connections left
+//!   TIME_WAITs on its port comes back (crit ends them); one whose port
+//!   a live socket holds fails, and the holder goes on.
 
 mod kit;
 
@@ -493,4 +496,92 @@ fn a_tree_in_its_own_network_namespace() {
     );
     kit::dump::kill_tree(w[0]);
     assert_eq!((r.0.as_str(), r.1.as_str()), ("OK", "OK"), "restored");
+}
+
+/// One line from the server of tests/programs/tcp_server.c, which closes
+/// the connection first and so leaves a TIME_WAIT on its own port.
+fn hello(v6: bool, port: u16) -> String {
+    let host = if v6 { "::1" } else { "127.0.0.1" };
+    let mut s = TcpStream::connect((host, port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut line = String::new();
+    s.read_to_string(&mut line).unwrap();
+    line
+}
+
+/// Whether a socket in TIME_WAIT (state 06) has `port` as its local port.
+fn time_wait_on(port: u16) -> bool {
+    ["tcp", "tcp6"].iter().any(|f| {
+        let t = std::fs::read_to_string(format!("/proc/net/{f}")).unwrap_or_default();
+        t.lines().skip(1).any(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.len() > 3
+                && w[3] == "06"
+                && w[1].rsplit(':').next() == Some(format!("{port:04X}").as_str())
+        })
+    })
+}
+
+/// A server restarted right after serving: its listener, bound without
+/// SO_REUSEADDR, comes back on its port although a connection it closed
+/// left a TIME_WAIT there (which keeps CRIU 4.2 from binding it): crit
+/// ends that TIME_WAIT, and the server reads its own SO_REUSEADDR as
+/// dumped.
+#[test]
+fn a_listener_without_reuseaddr_comes_back_beside_a_time_wait() {
+    let _g = kit::restore::lock();
+    let kit = Kit::new();
+    for v6 in [false, true] {
+        let prog = kit.start("tcp_server", &[if v6 { "6" } else { "4" }]);
+        let w = prog.ready_numbers();
+        let (pid, port) = (w[0], w[1] as u16);
+        assert_eq!(hello(v6, port), "hello reuse=0\n");
+        let end = Instant::now() + Duration::from_secs(5);
+        while !time_wait_on(port) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(time_wait_on(port), "the server's close left a TIME_WAIT");
+        let dir = kit.path(if v6 { "img6" } else { "img4" });
+        ok(&kit.dump(pid, &dir, &[]));
+        reap(&[pid], Duration::from_secs(5));
+        assert!(time_wait_on(port), "still there at the restore");
+        let o = kit.crit(&["restore", "-d", "-v", "-D", dir.to_str().unwrap()]);
+        ok(&o);
+        assert!(stderr(&o).contains("ended 1 TIME_WAIT"), "{}", stderr(&o));
+        assert!(!time_wait_on(port));
+        let again = hello(v6, port);
+        kit::dump::kill_tree(pid);
+        reap(&[pid], Duration::from_secs(5));
+        assert_eq!(again, "hello reuse=0\n", "v6={v6}");
+    }
+}
+
+/// A port a live socket holds is not taken from it: the restore fails
+/// naming the port, and the holder goes on accepting.
+#[test]
+fn a_listener_whose_port_a_live_socket_holds_fails_to_restore() {
+    let _g = kit::restore::lock();
+    let kit = Kit::new();
+    let prog = kit.start("tcp_server", &["4"]);
+    let w = prog.ready_numbers();
+    let (pid, port) = (w[0], w[1] as u16);
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &[]));
+    reap(&[pid], Duration::from_secs(5));
+    let holder = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let o = kit.crit(&["restore", "-d", "-D", dir.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!("bind port {port}")) && e.contains("EADDRINUSE"),
+        "{e}"
+    );
+    assert!(!alive(pid), "nothing of the tree runs");
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut a, _) = holder.accept().unwrap();
+    a.write_all(b"still here").unwrap();
+    drop(a);
+    let mut got = String::new();
+    c.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "still here");
 }

@@ -1,7 +1,7 @@
 //! The other file kinds crit dump supports, made in crit before the fork:
 //! deleted ("ghost") files, memfds (and shared anonymous memory, which
 //! CRIU 4.2 records as a memfd inode), eventfd, timerfd, signalfd,
-//! inotify, inet listeners and bound UDP sockets, netlink sockets.
+//! inotify, inet sockets ([`super::inet`]), netlink sockets.
 //! Epoll sets are filled later, inside the task (see [`super::child`]), so
 //! that their targets are registered under the task's own fd numbers.
 
@@ -13,7 +13,6 @@ use crate::error::{Error, Result};
 use crate::image::entry::EntryReader;
 use crate::image::pb;
 use crate::image::typed::{read_all, Mapped};
-use crate::model::unix::{ST_CLOSE, ST_LISTEN};
 use std::collections::HashMap;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -404,7 +403,7 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
             if super::tcp::is_connection(s) && pass == 0 {
                 continue;
             }
-            let (fd, in_repair) = inet(s, opts, &plan.dir)?;
+            let (fd, in_repair) = super::inet::open(s, opts, &plan.dir, log)?;
             if in_repair {
                 repaired.push((id, s));
             }
@@ -601,190 +600,6 @@ fn open_handle(fh: &pb::FhEntry, s_dev: u32) -> std::result::Result<OwnedFd, Str
         libc::O_PATH,
     )
     .map_err(|e| format!("open by handle on {mount}: {e}"))
-}
-
-/// An inet socket, and whether it is a connection still in repair mode
-/// (see [`super::tcp::restore`]).
-fn inet(
-    s: &pb::InetSkEntry,
-    opts: &super::Options,
-    dir: &std::path::Path,
-) -> Result<(OwnedFd, bool)> {
-    use nix::sys::socket::{
-        self as so, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
-    };
-    let fam = match s.family {
-        2 => AddressFamily::Inet,
-        10 => AddressFamily::Inet6,
-        f => {
-            return Err(FileError::Refused {
-                on: On::Inet(s.ino),
-                why: FileFault::Family(f),
-            }
-            .into())
-        }
-    };
-    // One word for IPv4, four for IPv6, as CRIU and crit dump write them:
-    // a shorter address read as zeros, and a listener dumped on
-    // 127.0.0.1 came back on every interface.
-    let words = if s.family == 2 { 1 } else { 4 };
-    for (which, a) in [("source", &s.src_addr), ("destination", &s.dst_addr)] {
-        if a.len() != words {
-            return Err(FileError::Refused {
-                on: On::Inet(s.ino),
-                why: FileFault::AddrWords {
-                    which,
-                    got: a.len(),
-                    want: words,
-                },
-            }
-            .into());
-        }
-    }
-    let ty = match s.r#type {
-        1 => SockType::Stream,
-        2 => SockType::Datagram,
-        t => {
-            return Err(FileError::Refused {
-                on: On::Inet(s.ino),
-                why: FileFault::Type(t),
-            }
-            .into())
-        }
-    };
-    if super::tcp::is_connection(s) {
-        let (fd, in_repair) = super::tcp::restore(s, fam, dir, opts.tcp_close)?;
-        if !in_repair {
-            inet_finish(&fd, s)?;
-        }
-        return Ok((fd, in_repair));
-    }
-    // A connected UDP socket is bound and connected again.
-    let udp_peer = ty == SockType::Datagram && s.state == super::tcp::TCP_ESTABLISHED;
-    if s.state != ST_LISTEN && s.state != ST_CLOSE && !udp_peer {
-        return Err(FileError::TcpState {
-            ino: s.ino,
-            state: s.state,
-        }
-        .into());
-    }
-    let fd =
-        so::socket(fam, ty, SockFlag::SOCK_CLOEXEC, None).map_err(|source| FileError::Nix {
-            on: On::Inet(s.ino),
-            what: "socket",
-            source,
-        })?;
-    // Address reuse before the bind; keepalive and the TCP options too:
-    // a listener passes TCP_NODELAY and keepalive on to what it accepts.
-    inet_opts(&fd, s);
-    if s.v6only == Some(true) {
-        let _ = so::setsockopt(&fd, sockopt::Ipv6V6Only, &true);
-    }
-    let bound = s.src_port != 0 || s.src_addr.iter().any(|&a| a != 0);
-    if bound {
-        let r = if s.family == 2 {
-            let a = s.src_addr.first().copied().unwrap_or(0);
-            let ip = std::net::Ipv4Addr::from(u32::from_be(a));
-            so::bind(
-                fd.as_raw_fd(),
-                &SockaddrIn::from(std::net::SocketAddrV4::new(ip, s.src_port as u16)),
-            )
-        } else {
-            let mut b = [0u8; 16];
-            for (k, w) in s.src_addr.iter().take(4).enumerate() {
-                b[k * 4..k * 4 + 4].copy_from_slice(&w.to_ne_bytes());
-            }
-            let ip = std::net::Ipv6Addr::from(b);
-            so::bind(
-                fd.as_raw_fd(),
-                &SockaddrIn6::from(std::net::SocketAddrV6::new(ip, s.src_port as u16, 0, 0)),
-            )
-        };
-        r.map_err(|source| FileError::NixArg {
-            on: On::Inet(s.ino),
-            what: "bind port",
-            arg: s.src_port.to_string(),
-            source,
-        })?;
-    }
-    if udp_peer {
-        let peer = crate::model::netlock::addr_of(s.family, &s.dst_addr)
-            .map(|a| std::net::SocketAddr::new(a, s.dst_port as u16));
-        let r = match peer {
-            Some(std::net::SocketAddr::V4(a)) => so::connect(fd.as_raw_fd(), &SockaddrIn::from(a)),
-            Some(std::net::SocketAddr::V6(a)) => so::connect(fd.as_raw_fd(), &SockaddrIn6::from(a)),
-            None => Err(nix::errno::Errno::EAFNOSUPPORT),
-        };
-        r.map_err(|source| FileError::Nix {
-            on: On::Inet(s.ino),
-            what: "connect",
-            source,
-        })?;
-    }
-    if s.state == ST_LISTEN {
-        so::listen(
-            &fd,
-            Backlog::new(s.backlog as i32).unwrap_or(Backlog::MAXCONN),
-        )
-        .map_err(|source| FileError::Nix {
-            on: On::Inet(s.ino),
-            what: "listen",
-            source,
-        })?;
-    }
-    crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (s.flags & 0o4000) as i32).map_err(
-        |source| FileError::IoOn {
-            on: On::Inet(s.ino),
-            source,
-        },
-    )?;
-    Ok((fd, false))
-}
-
-/// A TCP connection's options and file status flags.
-pub fn inet_finish(fd: &OwnedFd, s: &pb::InetSkEntry) -> Result<()> {
-    inet_opts(fd, s);
-    crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (s.flags & 0o4000) as i32).map_err(
-        |source| {
-            FileError::IoOn {
-                on: On::Inet(s.ino),
-                source,
-            }
-            .into()
-        },
-    )
-}
-
-/// The options a TCP or UDP socket keeps: address reuse as dumped (for a
-/// connection, leaving repair mode reset it), TCP_NODELAY, TCP_CORK and
-/// keepalive. Best effort, as CRIU 4.2 sets them.
-fn inet_opts(fd: &OwnedFd, s: &pb::InetSkEntry) {
-    use crate::sys::sockopt::set_int;
-    let f = std::os::fd::AsFd::as_fd(fd);
-    let _ = set_int(
-        f,
-        libc::SOL_SOCKET,
-        libc::SO_REUSEADDR,
-        i32::from(s.opts.reuseaddr == Some(true)),
-    );
-    if s.opts.so_reuseport == Some(true) {
-        let _ = set_int(f, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1);
-    }
-    if s.opts.so_keepalive == Some(true) {
-        let _ = set_int(f, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
-    }
-    if let Some(t) = &s.tcp_opts {
-        let set = |o: i32, v: Option<u32>| {
-            if let Some(v) = v.filter(|&v| v != 0) {
-                let _ = set_int(f, libc::IPPROTO_TCP, o, v as i32);
-            }
-        };
-        set(libc::TCP_NODELAY, t.nodelay.map(u32::from));
-        set(libc::TCP_CORK, t.cork.map(u32::from));
-        set(libc::TCP_KEEPCNT, t.keepcnt);
-        set(libc::TCP_KEEPIDLE, t.keepidle);
-        set(libc::TCP_KEEPINTVL, t.keepintvl);
-    }
 }
 
 fn netlink(n: &pb::NetlinkSkEntry, id: u32) -> Result<OwnedFd> {

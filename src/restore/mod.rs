@@ -22,6 +22,7 @@ pub mod child;
 pub mod cpu;
 pub mod error;
 pub mod files;
+pub mod inet;
 pub mod interrupt;
 pub mod kinds;
 pub mod lazy;
@@ -459,7 +460,7 @@ fn run(
         // for an outside one, which then retransmits).
         for (fd, s) in &repaired {
             tcp::finish(fd, s)?;
-            kinds::inet_finish(fd, s)?;
+            inet::finish(fd, s)?;
         }
         settle(plan, opts, log, root)?;
         let own_net = plan.ns.owned.has(crate::model::ns::Kind::Net);
