@@ -371,3 +371,67 @@ fn an_unwritable_stderr_does_not_fail_a_dump() {
     assert_eq!(st.code(), Some(0));
     kill_tree(prog.pid);
 }
+
+/// A restore that waits for its tree keeps nothing of the images open
+/// meanwhile (no lock, directory, mapping or log): the tmpfs holding
+/// them unmounts while the tree runs, and the restore still ends with
+/// the root's status.
+#[test]
+fn a_waiting_restore_lets_the_images_file_system_go() {
+    use nix::mount::{mount, umount, umount2, MntFlags, MsFlags};
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = umount2(&self.0, MntFlags::MNT_DETACH);
+        }
+    }
+    let kit = Kit::new();
+    let fs = kit.path("fs");
+    std::fs::create_dir(&fs).unwrap();
+    mount(
+        Some("tmpfs"),
+        &fs,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    let _unmount = Unmount(fs.clone());
+    let prog = kit.start("counter", &[kit.path("w.txt").to_str().unwrap()]);
+    let pid = prog.pid;
+    let dir = fs.join("img");
+    ok(&kit.dump(pid, &dir, &[]));
+    let mut child = prog.child;
+    let _ = child.wait();
+    let log = fs.join("restore.log");
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_crit"))
+        .args(["restore", "--shell-job", "-v", "-o"])
+        .arg(&log)
+        .arg("-D")
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut unmounted = Err(nix::errno::Errno::EBUSY);
+    while std::time::Instant::now() < end {
+        if let Some(st) = c.try_wait().unwrap() {
+            panic!("crit restore ended early: {st:?}");
+        }
+        if alive(pid) {
+            unmounted = umount(&fs);
+            if unmounted.is_ok() {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let back = alive(pid);
+    kill_tree(pid);
+    let st = c.wait().unwrap();
+    assert!(back, "the task runs again");
+    assert_eq!(unmounted, Ok(()), "the images' tmpfs unmounts");
+    assert_eq!(st.code(), Some(128 + 9), "the root's status");
+}

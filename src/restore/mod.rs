@@ -367,6 +367,10 @@ pub fn restore(opts: &Options) -> Result<i32> {
     if opts.detached {
         return Ok(0);
     }
+    // Nothing of the images stays open while the tree runs (the lock, the
+    // directory's fd, mapped images, a log file among them), so that the
+    // file system holding them can be unmounted meanwhile.
+    drop((_lock, _dir_fd, plan, log));
     Ok(rollback::wait_root(root_pid))
 }
 
