@@ -147,6 +147,30 @@ fn tasks_go_back_to_their_cgroups() {
     ]);
     assert!(!o.status.success());
     let left_after_failure = dir.parent().unwrap().exists();
+    // Killed with SIGKILL there instead: its janitor removes them once
+    // the task, which dies with crit, is gone.
+    let killer = sigkill_script(&kit, "post-restore");
+    let kill_at_post_restore = |extra: &[&str]| {
+        let mut a = vec![
+            "restore",
+            "-d",
+            "-D",
+            img.to_str().unwrap(),
+            "--action-script",
+        ];
+        a.push(killer.to_str().unwrap());
+        a.extend_from_slice(extra);
+        let o = kit.crit(&a);
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&o.status),
+            Some(9),
+            "{}",
+            stderr(&o)
+        );
+        reap(&[prog.pid], std::time::Duration::from_secs(10));
+    };
+    kill_at_post_restore(&[]);
+    let left_after_kill = !eventually(|| !dir.parent().unwrap().exists());
     let back = restore(&[]);
     // Made again by the restore: its property comes back (soft).
     let made_limit = pids_max();
@@ -169,6 +193,9 @@ fn tasks_go_back_to_their_cgroups() {
     ]);
     assert!(!o.status.success());
     let limit_after_failure = pids_max();
+    kill_at_post_restore(&["--manage-cgroups=full"]);
+    eventually(|| pids_max() == "max");
+    let limit_after_kill = pids_max();
     restore(&["--manage-cgroups=full"]);
     let full_limit = pids_max();
     let stayed = restore(&["--manage-cgroups=none"]);
@@ -189,6 +216,7 @@ fn tasks_go_back_to_their_cgroups() {
         }
     }
     assert!(!left_after_failure, "a failed restore left its cgroups");
+    assert!(!left_after_kill, "a killed restore left its cgroups");
     assert_eq!(back, format!("/{rel}"), "back in its cgroup");
     if has_limit {
         assert_eq!(made_limit, "77", "pids.max of the cgroup the restore made");
@@ -200,6 +228,10 @@ fn tasks_go_back_to_their_cgroups() {
         assert_eq!(
             limit_after_failure, "max",
             "a failed restore sets an existing cgroup's pids.max back"
+        );
+        assert_eq!(
+            limit_after_kill, "max",
+            "a killed restore's janitor sets it back"
         );
     }
     assert_eq!(stayed, mine, "--manage-cgroups=none leaves it in crit's");

@@ -520,22 +520,7 @@ fn a_failed_restore_removes_the_mountpoints_it_made() {
     let kit = Kit::new();
     let (root, dir) = dumped(&kit);
     fail_after_the_files(&dir);
-    // A fresh root file system: the program, and a directory of the
-    // user's own that must stay.
-    let fresh = kit.path("fresh-root");
-    std::fs::create_dir_all(fresh.join("keep")).unwrap();
-    // crit lends the tree its own proc there until the root task mounts
-    // the tree's: a root file system must have /proc.
-    std::fs::create_dir_all(fresh.join("proc")).unwrap();
-    std::fs::copy(root.join("init"), fresh.join("init")).unwrap();
-    let listing = |d: &Path| {
-        let mut v: Vec<String> = walk(d)
-            .into_iter()
-            .map(|p| p.strip_prefix(d).unwrap().display().to_string())
-            .collect();
-        v.sort();
-        v
-    };
+    let fresh = fresh_root(&kit, &root);
     let before = listing(&fresh);
     let mounts = listing(&root);
     assert!(
@@ -561,12 +546,82 @@ fn a_failed_restore_removes_the_mountpoints_it_made() {
     assert!(my_children().is_empty(), "{:?}", my_children());
 }
 
-/// Every path below `d` (not following symlinks).
+/// A fresh root file system for the container of `root`: the program,
+/// /proc (crit lends the tree its own proc there until the root task
+/// mounts the tree's: a root file system must have it), and a directory
+/// of the user's own that must stay; none of the container's other
+/// mountpoints.
+fn fresh_root(kit: &Kit, root: &Path) -> PathBuf {
+    let fresh = kit.path("fresh-root");
+    std::fs::create_dir_all(fresh.join("keep")).unwrap();
+    std::fs::create_dir_all(fresh.join("proc")).unwrap();
+    std::fs::copy(root.join("init"), fresh.join("init")).unwrap();
+    fresh
+}
+
+/// Every path below `d`, relative to it, sorted.
+fn listing(d: &Path) -> Vec<String> {
+    let mut v: Vec<String> = walk(d)
+        .into_iter()
+        .map(|p| p.strip_prefix(d).unwrap().display().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `crit restore` killed with SIGKILL once the container is made (at
+/// post-restore, by its action script), which it cannot catch: the
+/// container dies with it, and its janitor removes the socket file it
+/// bound in a host directory bound into the container and the
+/// mountpoints it made there and in the root file system.
+#[test]
+fn a_restore_killed_with_sigkill_leaves_nothing_behind() {
+    use std::os::unix::process::ExitStatusExt;
+    let kit = Kit::new();
+    let (root, host, dir) = dumped_with_ext(&kit, true);
+    assert!(
+        host.join("ctr.sock").exists(),
+        "the container listens there"
+    );
+    let fresh = fresh_root(&kit, &root);
+    let other = kit.path("otherdir");
+    std::fs::create_dir_all(other.join("mine")).unwrap();
+    let before = (listing(&fresh), listing(&other));
+    let script = sigkill_script(&kit, "post-restore");
+    let ext = format!("mnt[ext]:{}", other.display());
+    let out = kit.crit(&[
+        "restore",
+        "-D",
+        dir.to_str().unwrap(),
+        "--root",
+        fresh.to_str().unwrap(),
+        "--external",
+        &ext,
+        "-d",
+        "--action-script",
+        script.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.signal(), Some(9), "{}", stderr(&out));
+    // The janitor works once crit and the tasks are gone.
+    let now = || (listing(&fresh), listing(&other));
+    eventually(|| now() == before);
+    let running: Vec<i32> = my_children().into_iter().filter(|&p| alive(p)).collect();
+    let after = now();
+    kit::proc::reap_all();
+    assert_eq!(after, before, "what the killed restore made is left");
+    assert!(running.is_empty(), "still running: {running:?}");
+}
+
+/// Every path below `d` (not following symlinks); one removed while it
+/// is listed (by a janitor at work) is left out.
 fn walk(d: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(d).unwrap() {
-        let p = e.unwrap().path();
-        if p.symlink_metadata().unwrap().is_dir() {
+    for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+        let p = e.path();
+        let Ok(m) = p.symlink_metadata() else {
+            continue;
+        };
+        if m.is_dir() {
             out.extend(walk(&p));
         }
         out.push(p);

@@ -295,7 +295,10 @@ fn make_dirs(dir: &std::path::Path, made: &mut Made) -> std::io::Result<()> {
     }
     for m in missing.into_iter().rev() {
         match std::fs::create_dir(&m) {
-            Ok(()) => made.dirs.push(m),
+            Ok(()) => {
+                super::janitor::note_cgroup_dir(&m);
+                made.dirs.push(m)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
@@ -322,6 +325,7 @@ impl Made {
             .parent()
             .is_some_and(|d| self.dirs.iter().any(|m| m == d));
         if let (Ok(old), false) = (old, ours) {
+            super::janitor::note_cgroup_write(file, old.trim_end());
             self.writes
                 .push((file.to_path_buf(), old.trim_end().to_string()));
         }

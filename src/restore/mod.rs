@@ -24,10 +24,12 @@ pub mod error;
 pub mod files;
 pub mod inet;
 pub mod interrupt;
+pub mod janitor;
 pub mod kinds;
 pub mod lazy;
 pub mod locks;
 pub mod log;
+pub mod made;
 pub mod memory;
 pub mod ns;
 pub mod pagefill;
@@ -278,6 +280,10 @@ pub fn restore(opts: &Options) -> Result<i32> {
             }
         }
     }
+    // Before any thread exists (a fork).
+    let _janitor = janitor::start()
+        .map_err(|e| log.debug(format!("no janitor for a killed restore: {e}")))
+        .ok();
     let notify = crate::action::Notifier::new(
         &opts.dir,
         opts.notify_fd,
@@ -423,11 +429,10 @@ fn run(
             net_fd: external_net(plan, opts)?,
             joined,
         };
-        let (mut tree_root, mut made) = (None, Vec::new());
-        let r = ns::in_yard(&plan.ns, yard, &mut tree_root, &mut made, || {
+        let mut made = Vec::new();
+        let r = ns::in_yard(&plan.ns, yard, &mut made, || {
             make_tree(plan, opts, log, rb, &sync, notify, cgroup_ns)
         });
-        rb.tree_root = tree_root;
         rb.mountpoints = made;
         let root = r?;
         notify.tell(Script::SetupNamespaces, Some(root as i32))?;
@@ -477,6 +482,9 @@ fn run(
                 log.info(e.to_string());
             }
         }
+        // From here the tree runs: nothing is to be undone, even if crit
+        // is killed.
+        janitor::done();
         Ok(())
     };
     let vdso = vdso::Here::read(opts.force_vdso_proxy)?;

@@ -11,7 +11,7 @@ pub struct Reservoir {
     /// Files that VMAs map, by file id (opened for mapping).
     pub vma_files: HashMap<u32, OwnedFd>,
     /// Socket files the restore bound (removed on rollback).
-    pub created_paths: Vec<BoundPath>,
+    pub created_paths: Vec<super::made::Entry>,
     /// Extra fds kept alive until the tree runs (temporary peers).
     pub keep: Vec<OwnedFd>,
     /// Unix socket pairs each task makes itself.
@@ -40,38 +40,6 @@ pub struct Reservoir {
     pub cgroup_ns: Option<Vec<(std::path::PathBuf, std::fs::File)>>,
 }
 
-/// A socket file this restore bound: removed on rollback only while the
-/// file at the path is still this one (another process may have bound the
-/// path since).
-#[derive(Clone, Debug)]
-pub struct BoundPath {
-    pub path: std::path::PathBuf,
-    pub dev: u64,
-    pub ino: u64,
-}
-
-impl BoundPath {
-    /// The socket file now at `path`.
-    pub fn at(path: std::path::PathBuf) -> std::io::Result<BoundPath> {
-        let m = std::fs::symlink_metadata(&path)?;
-        Ok(BoundPath {
-            dev: std::os::unix::fs::MetadataExt::dev(&m),
-            ino: std::os::unix::fs::MetadataExt::ino(&m),
-            path,
-        })
-    }
-
-    /// Removes the file if it is still the one bound.
-    pub fn remove(&self) -> bool {
-        match BoundPath::at(self.path.clone()) {
-            Ok(now) if now.dev == self.dev && now.ino == self.ino => {
-                std::fs::remove_file(&self.path).is_ok()
-            }
-            _ => false,
-        }
-    }
-}
-
 /// A unix socket (file id, inode) to connect to an outside address.
 pub struct ExtConnect {
     pub id: u32,
@@ -82,30 +50,5 @@ pub struct ExtConnect {
 impl Reservoir {
     pub fn raw(&self, id: u32) -> Option<RawFd> {
         self.by_id.get(&id).map(|f| f.as_raw_fd())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_bound_path_is_removed_only_while_it_is_ours() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("s.sock");
-        let ours = std::os::unix::net::UnixListener::bind(&p).unwrap();
-        let b = BoundPath::at(p.clone()).unwrap();
-        // Another process takes the path meanwhile.
-        std::fs::remove_file(&p).unwrap();
-        let theirs = std::os::unix::net::UnixListener::bind(&p).unwrap();
-        assert!(!b.remove());
-        assert!(p.exists());
-        drop(theirs);
-        std::fs::remove_file(&p).unwrap();
-        let _again = std::os::unix::net::UnixListener::bind(&p).unwrap();
-        let b = BoundPath::at(p.clone()).unwrap();
-        assert!(b.remove());
-        assert!(!p.exists());
-        drop(ours);
     }
 }

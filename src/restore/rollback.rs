@@ -6,7 +6,8 @@
 //! its TCP connections back into repair mode so they close without a
 //! packet, undo what it did to cgroups (directories made, files written)
 //! and remove the mountpoints it made
-//! in the root file system.
+//! in the root file system. What SIGKILL keeps crit from undoing, its
+//! janitor undoes ([`super::janitor`]).
 
 use super::plan::Plan;
 use super::Log;
@@ -18,13 +19,10 @@ use std::os::fd::OwnedFd;
 pub struct Rollback {
     /// Pids (and tids) the restore creates.
     pub ids: Vec<u32>,
-    pub created_paths: Vec<super::reservoir::BoundPath>,
+    pub created_paths: Vec<super::made::Entry>,
     /// Write end of the pipe the forked tasks wait on.
     pub hold_w: Option<OwnedFd>,
     pub spawned: bool,
-    /// The tree's root directory, when it has a mount namespace of its
-    /// own: the bound paths are below it.
-    pub tree_root: Option<super::ns::TreeRoot>,
     /// The TCP connections (crit's copies): back into repair mode once
     /// the tasks are killed, so they close without a packet.
     pub tcp_live: super::tcp::SilentOnFailure,
@@ -51,7 +49,6 @@ impl Rollback {
             created_paths: Vec::new(),
             hold_w: None,
             spawned: false,
-            tree_root: None,
             tcp_live: Default::default(),
             cgroups: Default::default(),
             tcp_repaired: Vec::new(),
@@ -60,25 +57,22 @@ impl Rollback {
     }
 
     /// The restore is done: nothing is to be undone, and what the
-    /// rollback held (the tree's mount namespace, the directories of the
-    /// mountpoints made) is let go, not kept while crit waits for the
-    /// tree.
+    /// rollback held (the directories of the socket files bound and of
+    /// the mountpoints made) is let go, not kept while crit waits for
+    /// the tree.
     pub fn succeeded(&mut self) {
+        super::janitor::done();
         self.tcp_live.disarm();
-        self.tree_root = None;
+        self.created_paths.clear();
         self.mountpoints.clear();
     }
 
     pub fn undo(&mut self, log: &Log) {
-        // Before the tasks go: the last of them ends the tree's mount
-        // namespace, and with it the binds of host directories that some
-        // of these files are on (then out of reach, left on the host).
-        for mut p in self.created_paths.drain(..) {
-            if let Some(root) = &self.tree_root {
-                p.path = below(&root.dir, &p.path);
-            }
+        // Each is reached through its directory's descriptor, also on a
+        // bind of a host directory into the tree's mount namespace.
+        for p in self.created_paths.drain(..) {
             if p.remove() {
-                log.debug(format!("rollback: removed {}", p.path.display()));
+                log.debug(format!("rollback: removed {}", p.shown.display()));
             }
         }
         if self.spawned {
@@ -94,10 +88,8 @@ impl Rollback {
         for e in super::cgroups::undo(std::mem::take(&mut self.cgroups)) {
             log.warn(format!("rollback: a cgroup change is left: {e}"));
         }
-        // Once the tree's mount namespace is gone (its tasks are, and
-        // crit lets go of it here), nothing is mounted on them: children
-        // first.
-        self.tree_root = None;
+        // Once the tree's mount namespace is gone with its tasks, nothing
+        // is mounted on them: children first.
         for p in std::mem::take(&mut self.mountpoints).iter().rev() {
             if p.remove() {
                 log.debug(format!(
@@ -106,21 +98,36 @@ impl Rollback {
                 ));
             }
         }
+        // All undone: crit killed from here leaves nothing to do.
+        super::janitor::done();
     }
 }
 
-/// `path` of the tree's mount namespace, as crit reaches it.
-fn below(root: &OwnedFd, path: &std::path::Path) -> std::path::PathBuf {
-    use std::os::fd::AsRawFd;
-    let rel = path.strip_prefix("/").unwrap_or(path);
-    std::path::PathBuf::from(format!("/proc/self/fd/{}", root.as_raw_fd())).join(rel)
-}
-
-/// Reaps every child until none is left.
+/// Reaps every child until none is left but the janitor, which crit's
+/// own rollback outlives.
 fn reap_all() {
-    while let Ok(_) | Err(nix::errno::Errno::EINTR) =
-        waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL))
-    {}
+    let Some(janitor) = super::janitor::pid() else {
+        while let Ok(_) | Err(nix::errno::Errno::EINTR) =
+            waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL))
+        {}
+        return;
+    };
+    loop {
+        match waitpid(
+            Pid::from_raw(-1),
+            Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG),
+        ) {
+            Ok(WaitStatus::StillAlive) => {
+                let left = crate::sys::procfs::children(std::process::id()).unwrap_or_default();
+                if left.iter().all(|&c| c as i32 == janitor) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Waits for the restored root to end, reaping orphans on the way, and

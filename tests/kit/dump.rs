@@ -286,3 +286,33 @@ pub fn free_ports(n: u16) -> u16 {
         .find(|&b| (0..n).all(|k| free(b + k)))
         .expect("no free ports between 20000 and 32000")
 }
+
+/// An action script (`--action-script`) that kills the crit running it
+/// with SIGKILL at `action` (such as post-restore), which crit cannot
+/// catch.
+pub fn sigkill_script(kit: &Kit, action: &str) -> PathBuf {
+    let script = kit.path(&format!("sigkill-at-{action}.sh"));
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = {action} ] || exit 0\n\
+             p=$PPID\nwhile [ \"$(cat /proc/$p/comm)\" != crit ]; do\n\
+             p=$(awk '{{print $4}}' /proc/$p/stat)\ndone\nkill -9 $p\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+/// Polls `cond` until it holds or 20 s have passed; whether it held.
+pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    true
+}

@@ -184,14 +184,11 @@ pub struct YardOpts<'a> {
 /// namespaces and enters them: the files `job` opens resolve in the
 /// tree's mount tree, its sockets are made in the tree's network
 /// namespace, and the task it clones is born in all of them (pid 1 of a
-/// new pid namespace). With a mount namespace, `root` gets the tree's
-/// root directory (O_PATH) as soon as it exists, for paths crit must
-/// reach afterwards, and host /proc is mounted on the tree's /proc
-/// until the root task mounts its own.
+/// new pid namespace). With a mount namespace, host /proc is mounted on
+/// the tree's /proc until the root task mounts its own.
 pub fn in_yard<T: Send>(
     plan: &NsPlan,
     o: YardOpts,
-    root: &mut Option<TreeRoot>,
     made: &mut Vec<mounts::MadePath>,
     job: impl FnOnce() -> Result<T> + Send,
 ) -> Result<T> {
@@ -209,14 +206,7 @@ pub fn in_yard<T: Send>(
         let yard = crate::sys::thread::scoped(s, || {
             prepare(plan, &o, new_root.as_deref(), made)?;
             if plan.mounts.is_some() {
-                let dir = open_path("/", "opening the new root")?;
                 mount_host_proc()?;
-                // Through crit's proc, now mounted.
-                let ns = open_path(
-                    "/proc/thread-self/ns/mnt",
-                    "holding the new mount namespace",
-                )?;
-                *root = Some(TreeRoot { dir, _mnt_ns: ns });
             }
             job()
         });
@@ -226,32 +216,6 @@ pub fn in_yard<T: Send>(
             }),
             Err(e) => Err(NsError::Yard(format!("the namespace thread: {e}")).into()),
         }
-    })
-}
-
-/// The calling thread's root directory, O_PATH.
-/// The tree's root directory, as crit reaches it from outside, and its
-/// mount namespace, held open so that the namespace and the binds in it
-/// outlive the tree's tasks (a rollback removes files on those binds
-/// after the tree's pid 1, and with it every task, may have died).
-pub struct TreeRoot {
-    pub dir: OwnedFd,
-    _mnt_ns: OwnedFd,
-}
-
-fn open_path(path: &str, what: &'static str) -> Result<OwnedFd> {
-    nix::fcntl::open(
-        path,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| {
-        NsError::MountCall {
-            mountpoint: "/".into(),
-            what,
-            source: e.into(),
-        }
-        .into()
     })
 }
 

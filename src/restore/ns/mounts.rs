@@ -184,58 +184,13 @@ fn under(root: &Path, mountpoint: &str) -> PathBuf {
 /// A mountpoint (directory or empty file) the restore made, held by its
 /// directory (opened before anything was mounted on it) and name, so a
 /// failed restore finds it wherever it is on the host, also through a
-/// bind of a host directory. Its device and inode tell it apart from
-/// what may be at that name later.
-pub struct MadePath {
-    parent: std::os::fd::OwnedFd,
-    name: std::ffi::OsString,
-    dev: u64,
-    ino: u64,
-    pub shown: PathBuf,
-}
+/// bind of a host directory.
+pub type MadePath = crate::restore::made::Entry;
 
-impl MadePath {
-    fn record(at: &Path) -> std::io::Result<MadePath> {
-        use std::os::unix::fs::MetadataExt;
-        let (Some(dir), Some(name)) = (at.parent(), at.file_name()) else {
-            return Err(std::io::Error::other("no parent directory"));
-        };
-        let m = std::fs::symlink_metadata(at)?;
-        let parent = nix::fcntl::open(
-            dir,
-            nix::fcntl::OFlag::O_PATH
-                | nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )?;
-        Ok(MadePath {
-            parent,
-            name: name.to_os_string(),
-            dev: m.dev(),
-            ino: m.ino(),
-            shown: at.to_path_buf(),
-        })
-    }
-
-    /// Removes it if it is still the one made (and a directory, empty).
-    /// Once the tree's mount namespace is gone no mount covers it.
-    pub fn remove(&self) -> bool {
-        use nix::sys::stat::{fstatat, SFlag};
-        let name = self.name.as_os_str();
-        match fstatat(&self.parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) if st.st_dev == self.dev && st.st_ino == self.ino => {
-                let dir =
-                    SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR;
-                let how = if dir {
-                    nix::unistd::UnlinkatFlags::RemoveDir
-                } else {
-                    nix::unistd::UnlinkatFlags::NoRemoveDir
-                };
-                nix::unistd::unlinkat(&self.parent, name, how).is_ok()
-            }
-            _ => false,
-        }
-    }
+fn record(at: &Path) -> std::io::Result<MadePath> {
+    let made = MadePath::record(at)?;
+    crate::restore::janitor::note_mountpoint(&made);
+    Ok(made)
 }
 
 /// Creates `target` (a directory, or an empty file when the source is
@@ -267,7 +222,7 @@ fn make_target(target: &Path, dir: bool, mp: &str, made: &mut Vec<MadePath>) -> 
             std::fs::create_dir(at)
         };
         match r {
-            Ok(()) => made.push(MadePath::record(at).map_err(fail)?),
+            Ok(()) => made.push(record(at).map_err(fail)?),
             // Made meanwhile by someone else: theirs, not undone.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && !last => {}
             Err(e) => return Err(fail(e)),

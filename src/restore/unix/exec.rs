@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::model::unix::{display_name, Sock};
 use crate::restore::error::{FileError, FileFault, On};
 use crate::restore::plan::Plan;
-use crate::restore::reservoir::{BoundPath, Reservoir};
+use crate::restore::reservoir::Reservoir;
 use crate::restore::{Log, Options};
 use nix::sys::socket::{self as so, AddressFamily, Backlog, SockFlag};
 use std::collections::{HashMap, HashSet};
@@ -253,11 +253,13 @@ impl Exec<'_> {
             );
             let _ = std::os::unix::fs::lchown(&full, Some(perm.uid), Some(perm.gid));
         }
-        let bound = BoundPath::at(full.clone()).map_err(|source| FileError::Path {
-            on: On::Unix(ino),
-            path: full.clone(),
-            source,
-        })?;
+        let bound =
+            crate::restore::made::Entry::record(&full).map_err(|source| FileError::Path {
+                on: On::Unix(ino),
+                path: full.clone(),
+                source,
+            })?;
+        crate::restore::janitor::note_file(&bound);
         self.res.created_paths.push(bound);
         Ok(())
     }

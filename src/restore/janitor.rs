@@ -1,0 +1,237 @@
+//! The rollback of a restore killed with SIGKILL, which crit cannot
+//! catch: its tasks die with it (PR_SET_PDEATHSIG), and a janitor, a
+//! child crit forks when the restore starts, undoes what the restore
+//! made outside them: the socket files it bound, the mountpoints it
+//! made, the cgroups it made and the values it wrote into existing ones.
+//!
+//! The restore tells the janitor each of these as it makes it, over a
+//! socket pair, with an O_PATH descriptor of the directory of a path
+//! (so it is reached wherever it is, also once the tree's mount
+//! namespace is gone). When the tree is about to run, or crit's own
+//! rollback is over, crit says "done" and reaps the janitor, which
+//! exits at once. If the socket closes without that, crit is dead: the
+//! janitor undoes what it was told, as [`super::rollback`] does
+//! (socket files, cgroup values, cgroups once their tasks are gone,
+//! then mountpoints; never what is now something else at a name), and
+//! exits.
+//!
+//! Best effort: where crit cannot fork (threads already running) the
+//! restore goes on without a janitor, as before.
+
+use super::made::Entry;
+use crate::sys::clone::{child_exit, fork_alone, ForkResult};
+use serde::{Deserialize, Serialize};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// What crit tells the janitor.
+#[derive(Serialize, Deserialize, Debug)]
+enum Note {
+    /// A socket file, with its directory's descriptor.
+    File {
+        name: Vec<u8>,
+        dev: u64,
+        ino: u64,
+    },
+    /// A mountpoint, with its directory's descriptor.
+    Mountpoint {
+        name: Vec<u8>,
+        dev: u64,
+        ino: u64,
+    },
+    CgroupDir(PathBuf),
+    CgroupWrite {
+        file: PathBuf,
+        old: String,
+    },
+    Done,
+}
+
+struct Janitor {
+    sock: OwnedFd,
+    pid: i32,
+}
+
+static JANITOR: Mutex<Option<Janitor>> = Mutex::new(None);
+
+/// Lets the janitor go ([`done`]) when the restore returns, whichever
+/// way: only SIGKILL leaves it work to do.
+pub struct Guard(());
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        done();
+    }
+}
+
+/// Forks the janitor of this restore. Call before crit starts a thread.
+/// Why there is none, if it could not be started.
+pub fn start() -> Result<Guard, String> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    let (mine, its) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| format!("socketpair: {e}"))?;
+    match fork_alone().map_err(|e| e.to_string())? {
+        ForkResult::Parent(pid) => {
+            drop(its);
+            if let Ok(mut j) = JANITOR.lock() {
+                *j = Some(Janitor { sock: mine, pid });
+            }
+            Ok(Guard(()))
+        }
+        ForkResult::Child => {
+            drop(mine);
+            serve(its)
+        }
+    }
+}
+
+/// The janitor's pid while it runs.
+pub fn pid() -> Option<i32> {
+    JANITOR.lock().ok()?.as_ref().map(|j| j.pid)
+}
+
+/// The restore needs no janitor any more (the tree runs, or crit's own
+/// rollback is done): tells it so and reaps it.
+pub fn done() {
+    let Some(j) = JANITOR.lock().ok().and_then(|mut j| j.take()) else {
+        return;
+    };
+    let _ = send(&j.sock, &Note::Done, None);
+    drop(j.sock);
+    let _ = nix::sys::wait::waitpid(
+        nix::unistd::Pid::from_raw(j.pid),
+        Some(nix::sys::wait::WaitPidFlag::__WALL),
+    );
+}
+
+/// A socket file the restore bound.
+pub fn note_file(made: &Entry) {
+    let (dev, ino) = made.id();
+    let name = std::os::unix::ffi::OsStrExt::as_bytes(made.name()).to_vec();
+    tell(&Note::File { name, dev, ino }, Some(made));
+}
+
+/// A mountpoint the restore made.
+pub fn note_mountpoint(made: &Entry) {
+    let (dev, ino) = made.id();
+    let name = std::os::unix::ffi::OsStrExt::as_bytes(made.name()).to_vec();
+    tell(&Note::Mountpoint { name, dev, ino }, Some(made));
+}
+
+/// A cgroup the restore made.
+pub fn note_cgroup_dir(dir: &Path) {
+    tell(&Note::CgroupDir(dir.to_path_buf()), None);
+}
+
+/// A value the restore wrote into an existing cgroup's `file`, which
+/// held `old`.
+pub fn note_cgroup_write(file: &Path, old: &str) {
+    tell(
+        &Note::CgroupWrite {
+            file: file.to_path_buf(),
+            old: old.to_string(),
+        },
+        None,
+    );
+}
+
+fn tell(note: &Note, with: Option<&Entry>) {
+    if let Ok(j) = JANITOR.lock() {
+        if let Some(j) = j.as_ref() {
+            let _ = send(&j.sock, note, with);
+        }
+    }
+}
+
+fn send(sock: &OwnedFd, note: &Note, with: Option<&Entry>) -> std::io::Result<()> {
+    let data = serde_json::to_vec(note).map_err(std::io::Error::other)?;
+    let fds: Vec<_> = with.map(|e| e.parent()).into_iter().collect();
+    crate::sys::scm::send(sock.as_fd(), &data, &fds)
+}
+
+/// The janitor: collects notes until "done" (exits) or the end of the
+/// socket (undoes them, then exits). Never returns.
+fn serve(sock: OwnedFd) -> ! {
+    // Out of crit's session and process group (a signal to the group
+    // that kills crit must not take the janitor), holding nothing of
+    // crit's but its socket: whoever reads crit's output sees its end
+    // when crit ends.
+    let _ = nix::unistd::setsid();
+    let keep = std::os::fd::AsRawFd::as_raw_fd(&sock) as u32;
+    let _ = crate::sys::fdops::close_range(3, keep.saturating_sub(1));
+    let _ = crate::sys::fdops::close_range(keep + 1, u32::MAX);
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            let _ = crate::sys::fdops::dup_to(std::os::fd::AsRawFd::as_raw_fd(&null), fd, false);
+        }
+    }
+    let mut notes: Vec<(Note, Option<OwnedFd>)> = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match crate::sys::scm::recv(sock.as_fd(), &mut buf) {
+            Ok((0, _)) => break,
+            Ok((n, fds)) => match serde_json::from_slice::<Note>(&buf[..n]) {
+                Ok(Note::Done) => child_exit(0),
+                Ok(note) => notes.push((note, fds.into_iter().next())),
+                Err(_) => {}
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    undo(notes);
+    child_exit(0)
+}
+
+/// crit's rollback, from the notes: socket files first, then the
+/// values written into cgroups, the cgroups made (children first, once
+/// the dying tasks have left them), the mountpoints made (children
+/// first).
+fn undo(notes: Vec<(Note, Option<OwnedFd>)>) {
+    let entry = |fd: Option<OwnedFd>, name: &[u8], dev: u64, ino: u64| {
+        let name = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name);
+        fd.map(|fd| Entry::from_parts(fd, name.to_os_string(), dev, ino))
+    };
+    let (mut files, mut writes, mut dirs, mut points) = (vec![], vec![], vec![], vec![]);
+    for (note, fd) in notes {
+        match note {
+            Note::File { name, dev, ino } => files.extend(entry(fd, &name, dev, ino)),
+            Note::Mountpoint { name, dev, ino } => points.extend(entry(fd, &name, dev, ino)),
+            Note::CgroupDir(d) => dirs.push(d),
+            Note::CgroupWrite { file, old } => writes.push((file, old)),
+            Note::Done => {}
+        }
+    }
+    for f in &files {
+        let _ = f.remove_as();
+    }
+    let _ = super::cgroups::undo(super::cgroups::Made {
+        dirs: Vec::new(),
+        writes,
+    });
+    // The tasks die with crit, a large one in a while: its cgroup and its
+    // mount namespace stay busy until then.
+    let until = Instant::now() + Duration::from_secs(10);
+    let busy = |e: &std::io::Error| e.raw_os_error() == Some(libc::EBUSY);
+    for d in dirs.iter().rev() {
+        while std::fs::remove_dir(d).is_err_and(|e| busy(&e)) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    for p in points.iter().rev() {
+        while p.remove_as() == Err(nix::errno::Errno::EBUSY) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
