@@ -588,19 +588,13 @@ fn a_restore_killed_with_sigkill_leaves_nothing_behind() {
     std::fs::create_dir_all(other.join("mine")).unwrap();
     let before = (listing(&fresh), listing(&other));
     let script = sigkill_script(&kit, "post-restore");
-    let ext = format!("mnt[ext]:{}", other.display());
-    let out = kit.crit(&[
-        "restore",
-        "-D",
-        dir.to_str().unwrap(),
-        "--root",
-        fresh.to_str().unwrap(),
-        "--external",
-        &ext,
-        "-d",
-        "--action-script",
-        script.to_str().unwrap(),
-    ]);
+    let out = restore_with_ext(
+        &kit,
+        &dir,
+        &fresh,
+        &other,
+        &["--action-script", script.to_str().unwrap()],
+    );
     assert_eq!(out.status.signal(), Some(9), "{}", stderr(&out));
     // The janitor works once crit and the tasks are gone.
     let now = || (listing(&fresh), listing(&other));
@@ -658,11 +652,17 @@ fn dump_gone(kit: &Kit, pid: i32, dir: &Path, extra: &[&str]) {
     assert!(left.is_empty(), "the dump left {left:?} running");
 }
 
-/// A restore of `dir` in `root` with host directory `host` as the
-/// external mount /ext, which must fail: its stderr.
-fn restore_failing_with_ext(kit: &Kit, dir: &Path, root: &Path, host: &Path) -> String {
+/// `crit restore -d` of `dir` in `root` with host directory `host` as
+/// the external mount /ext, and `extra`.
+fn restore_with_ext(
+    kit: &Kit,
+    dir: &Path,
+    root: &Path,
+    host: &Path,
+    extra: &[&str],
+) -> std::process::Output {
     let ext = format!("mnt[ext]:{}", host.display());
-    let out = kit.crit(&[
+    let mut args = vec![
         "restore",
         "-D",
         dir.to_str().unwrap(),
@@ -671,7 +671,14 @@ fn restore_failing_with_ext(kit: &Kit, dir: &Path, root: &Path, host: &Path) -> 
         "--external",
         &ext,
         "-d",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    kit.crit(&args)
+}
+
+/// [`restore_with_ext`], which must fail: its stderr.
+fn restore_failing_with_ext(kit: &Kit, dir: &Path, root: &Path, host: &Path) -> String {
+    let out = restore_with_ext(kit, dir, root, host, &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     err
