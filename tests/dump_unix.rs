@@ -414,3 +414,73 @@ fn a_live_socket_of_another_network_namespace_is_not_taken_over() {
     std::os::unix::net::UnixStream::connect(&path).unwrap();
     drop(theirs);
 }
+
+/// `crit restore` killed with SIGKILL the moment its janitor ends (which
+/// the test watches through a pidfd): by then the tree runs, so it runs
+/// on with its socket files, which the janitor did not remove.
+#[test]
+fn a_restore_killed_as_its_janitor_ends_leaves_the_tree_whole() {
+    use std::os::fd::AsFd;
+    let kit = Kit::new();
+    let sdir = kit.path("s");
+    std::fs::create_dir_all(&sdir).unwrap();
+    let mut prog = kit.start("usk", &[sdir.to_str().unwrap()]);
+    let pid = prog.pid;
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &[]));
+    let _ = prog.child.wait();
+    // At pre-resume, the last step before the tasks are let go, the
+    // script says so and waits for the test.
+    let (mark, go) = (kit.path("at-pre-resume"), kit.path("go"));
+    let script = kit.path("mark.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = pre-resume ] || exit 0\n\
+             touch {}\nwhile [ ! -e {} ]; do sleep 0.01; done\n",
+            mark.display(),
+            go.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // The moment is a race (the janitor ends, crit lets go of a task a
+    // few microseconds later or earlier): a few rounds.
+    for round in 0..3 {
+        let _ = std::fs::remove_file(&mark);
+        let _ = std::fs::remove_file(&go);
+        let mut c = kit::crit()
+            .args(["restore", "-d", "--shell-job", "--action-script"])
+            .arg(&script)
+            .arg("-D")
+            .arg(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let crit_pid = c.id() as i32;
+        assert!(eventually(|| mark.exists()), "no pre-resume");
+        let comm = |p: i32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+        let janitor = kit::proc::children(crit_pid)
+            .into_iter()
+            .find(|&p| comm(p).trim() == "crit")
+            .and_then(|j| crit::sys::pidfd::pidfd_open(j).ok());
+        std::fs::write(&go, b"").unwrap();
+        if let Some(fd) = janitor {
+            let mut pfd = [nix::poll::PollFd::new(
+                fd.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let _ = nix::poll::poll(&mut pfd, 20_000u16);
+        }
+        kill_tree(crit_pid);
+        let _ = c.wait();
+        let files = ["srv.sock", "dgram.sock", "rel.sock"].map(|n| sdir.join(n).exists());
+        let running = alive(pid);
+        kill_tree(pid);
+        reap(&[pid], std::time::Duration::from_secs(5));
+        assert!(running, "round {round}: the restored tree runs");
+        assert_eq!(files, [true; 3], "round {round}: its socket files stay");
+    }
+}

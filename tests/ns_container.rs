@@ -569,11 +569,12 @@ fn listing(d: &Path) -> Vec<String> {
     v
 }
 
-/// `crit restore` killed with SIGKILL once the container is made (at
-/// post-restore, by its action script), which it cannot catch: the
-/// container dies with it, and its janitor removes the socket file it
-/// bound in a host directory bound into the container and the
-/// mountpoints it made there and in the root file system.
+/// `crit restore` killed with SIGKILL (by its action script) once the
+/// namespaces and mounts are made, and once the container is made, which
+/// it cannot catch: the container dies with it, and its janitor removes
+/// the socket file it bound in a host directory bound into the container
+/// and the mountpoints it made there and in the root file system, once
+/// the container's mount namespace, where they are covered, is gone.
 #[test]
 fn a_restore_killed_with_sigkill_leaves_nothing_behind() {
     use std::os::unix::process::ExitStatusExt;
@@ -587,23 +588,28 @@ fn a_restore_killed_with_sigkill_leaves_nothing_behind() {
     let other = kit.path("otherdir");
     std::fs::create_dir_all(other.join("mine")).unwrap();
     let before = (listing(&fresh), listing(&other));
-    let script = sigkill_script(&kit, "post-restore");
-    let out = restore_with_ext(
-        &kit,
-        &dir,
-        &fresh,
-        &other,
-        &["--action-script", script.to_str().unwrap()],
-    );
-    assert_eq!(out.status.signal(), Some(9), "{}", stderr(&out));
-    // The janitor works once crit and the tasks are gone.
-    let now = || (listing(&fresh), listing(&other));
-    eventually(|| now() == before);
-    let running: Vec<i32> = my_children().into_iter().filter(|&p| alive(p)).collect();
-    let after = now();
-    kit::proc::reap_all();
-    assert_eq!(after, before, "what the killed restore made is left");
-    assert!(running.is_empty(), "still running: {running:?}");
+    for action in ["setup-namespaces", "post-restore"] {
+        let script = sigkill_script(&kit, action);
+        let out = restore_with_ext(
+            &kit,
+            &dir,
+            &fresh,
+            &other,
+            &["--action-script", script.to_str().unwrap()],
+        );
+        assert_eq!(out.status.signal(), Some(9), "{action}: {}", stderr(&out));
+        // The janitor works once crit and the tasks are gone.
+        let now = || (listing(&fresh), listing(&other));
+        eventually(|| now() == before);
+        let running: Vec<i32> = my_children().into_iter().filter(|&p| alive(p)).collect();
+        let after = now();
+        kit::proc::reap_all();
+        assert_eq!(
+            after, before,
+            "{action}: what the killed restore made is left"
+        );
+        assert!(running.is_empty(), "{action}: still running: {running:?}");
+    }
 }
 
 /// Every path below `d` (not following symlinks); one removed while it

@@ -557,7 +557,8 @@ fn a_listener_without_reuseaddr_comes_back_beside_a_time_wait() {
 }
 
 /// A port a live socket holds is not taken from it: the restore fails
-/// naming the port, and the holder goes on accepting.
+/// naming the port, the holder goes on accepting, and the TIME_WAIT the
+/// holder's served connection left there is not ended for nothing.
 #[test]
 fn a_listener_whose_port_a_live_socket_holds_fails_to_restore() {
     let _g = kit::restore::lock();
@@ -569,6 +570,17 @@ fn a_listener_whose_port_a_live_socket_holds_fails_to_restore() {
     ok(&kit.dump(pid, &dir, &[]));
     reap(&[pid], Duration::from_secs(5));
     let holder = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        drop(holder.accept().unwrap());
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+    }
+    let end = Instant::now() + Duration::from_secs(5);
+    while !time_wait_on(port) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(time_wait_on(port), "the holder's close left a TIME_WAIT");
     let o = kit.crit(&["restore", "-d", "-D", dir.to_str().unwrap()]);
     assert!(!o.status.success());
     let e = stderr(&o);
@@ -577,6 +589,7 @@ fn a_listener_whose_port_a_live_socket_holds_fails_to_restore() {
         "{e}"
     );
     assert!(!alive(pid), "nothing of the tree runs");
+    assert!(time_wait_on(port), "the TIME_WAIT stays");
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (mut a, _) = holder.accept().unwrap();
     a.write_all(b"still here").unwrap();

@@ -8,10 +8,11 @@
 //! left TIME_WAITs without it too, and the kernel then refuses the port
 //! to any new socket until they end (60 s): a server restarted right
 //! after serving fails to bind, and so does CRIU 4.2's restore. crit ends
-//! those TIME_WAITs (`SOCK_DESTROY`, only the ones on the listener's own
-//! address and port, which only its connections can have made) and binds
-//! again, as if the server had asked for address reuse; `-v` says how
-//! many. A port held by a live socket still fails the restore.
+//! the TIME_WAITs on the listener's own address and port
+//! (`SOCK_DESTROY`; most likely its own connections', though after the
+//! dump the port was free for anyone's) and binds again, as if the
+//! server had asked for address reuse; `-v` says how many. A port a live
+//! socket holds fails the restore, and then no TIME_WAIT is ended.
 
 use super::error::{FileError, FileFault, On};
 use super::Log;
@@ -238,15 +239,21 @@ fn bind(fd: &OwnedFd, at: Option<SocketAddr>) -> nix::Result<()> {
 
 /// Ends the TIME_WAITs that keep `at` from a new socket: on its port, and
 /// on its address or, for a wildcard, on any address it covers (IPv4's
-/// too for an IPv6 wildcard not `v6only`). How many ended; none when
-/// sock_diag cannot list or end them (the bind then fails as it did).
+/// too for an IPv6 wildcard not `v6only`). None while a live socket holds
+/// the port where the two overlap: the bind would fail anyway. How many
+/// ended; none when sock_diag cannot list or end them (the bind then
+/// fails as it did).
 fn end_time_waits(at: SocketAddr, v6only: bool) -> usize {
-    let Ok(waits) = crate::sys::sockdiag::time_waits(at.port()) else {
+    let Ok(on_port) = crate::sys::sockdiag::tcp_on_port(at.port()) else {
         return 0;
     };
-    waits
+    let overlaps = |l: IpAddr| covers(at.ip(), v6only, l) || covers(l, false, at.ip());
+    if on_port.iter().any(|t| !t.time_wait() && overlaps(t.local)) {
+        return 0;
+    }
+    on_port
         .iter()
-        .filter(|t| covers(at.ip(), v6only, t.local))
+        .filter(|t| t.time_wait() && covers(at.ip(), v6only, t.local))
         .filter(|t| crate::sys::sockdiag::destroy_time_wait(t).is_ok())
         .count()
 }

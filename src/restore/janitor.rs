@@ -7,8 +7,8 @@
 //! The restore tells the janitor each of these as it makes it, over a
 //! socket pair, with an O_PATH descriptor of the directory of a path
 //! (so it is reached wherever it is, also once the tree's mount
-//! namespace is gone). When the tree is about to run, or crit's own
-//! rollback is over, crit says "done" and reaps the janitor, which
+//! namespace is gone). Once the tree runs (its tasks let go), or crit's
+//! own rollback is over, crit says "done" and reaps the janitor, which
 //! exits at once. If the socket closes without that, crit is dead: the
 //! janitor undoes what it was told, as [`super::rollback`] does
 //! (socket files, cgroup values, cgroups once their tasks are gone,
@@ -221,7 +221,9 @@ fn undo(notes: Vec<(Note, Option<OwnedFd>)>) {
         writes,
     });
     // The tasks die with crit, a large one in a while: its cgroup and its
-    // mount namespace stay busy until then.
+    // mount namespace stay busy until then, and while that namespace
+    // lives a mountpoint's directory, reached from it, shows what is
+    // mounted there instead of the mountpoint.
     let until = Instant::now() + Duration::from_secs(10);
     let busy = |e: &std::io::Error| e.raw_os_error() == Some(libc::EBUSY);
     for d in dirs.iter().rev() {
@@ -229,8 +231,9 @@ fn undo(notes: Vec<(Note, Option<OwnedFd>)>) {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+    use nix::errno::Errno;
     for p in points.iter().rev() {
-        while p.remove_as() == Err(nix::errno::Errno::EBUSY) && Instant::now() < until {
+        while matches!(p.remove_as(), Err(Errno::EBUSY | Errno::ESTALE)) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
     }

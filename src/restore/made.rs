@@ -71,14 +71,16 @@ impl Entry {
         self.remove_as().is_ok()
     }
 
-    /// [`Entry::remove`], with why not: ENOENT when something else is
-    /// there now (or nothing), EBUSY for a mountpoint still in use.
+    /// [`Entry::remove`], with why not: ENOENT when nothing is there,
+    /// ESTALE when something else is (or, for a mountpoint, what is
+    /// mounted on it in the mount namespace its directory was reached
+    /// from, while that lives), EBUSY for a mountpoint in use.
     pub fn remove_as(&self) -> nix::Result<()> {
         use nix::sys::stat::{fstatat, SFlag};
         let name = self.name.as_os_str();
         let st = fstatat(&self.parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
         if st.st_dev != self.dev || st.st_ino != self.ino {
-            return Err(nix::errno::Errno::ENOENT);
+            return Err(nix::errno::Errno::ESTALE);
         }
         let dir = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR;
         let how = if dir {

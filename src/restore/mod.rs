@@ -482,9 +482,6 @@ fn run(
                 log.info(e.to_string());
             }
         }
-        // From here the tree runs: nothing is to be undone, even if crit
-        // is killed.
-        janitor::done();
         Ok(())
     };
     let vdso = vdso::Here::read(opts.force_vdso_proxy)?;
@@ -493,6 +490,9 @@ fn run(
         vdso: &vdso,
     };
     task::take_over_all(plan, &pages, log, &before_resume, mem)?;
+    // The tree runs: nothing is to be undone, even if crit is killed now
+    // (until its tasks are let go, they would die with it).
+    janitor::done();
     match &lazy {
         Some(l) => l.finished(),
         None => Ok(()),

@@ -1,8 +1,8 @@
 //! NETLINK_SOCK_DIAG: every unix socket of the network namespace with its
 //! name, inode of its file, peer, pending connections, queue lengths and
 //! shutdown state in one dump; and inet (TCP/UDP) sockets with their
-//! addresses and states; and TCP sockets in TIME_WAIT on a port, which
-//! `SOCK_DESTROY` can end. Safe code over a netlink socket.
+//! addresses and states; and the TCP sockets on a port, of which
+//! `SOCK_DESTROY` can end those in TIME_WAIT. Safe code over a netlink socket.
 
 use nix::sys::socket::{
     recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
@@ -233,31 +233,36 @@ pub fn inet_sockets(family: u8, protocol: u8) -> std::io::Result<HashMap<u32, In
     Ok(out)
 }
 
-/// A TCP socket in TIME_WAIT: its local address, and the kernel's
-/// `inet_diag_sockid` (ports, addresses, interface, cookie) naming it.
+/// A TCP socket on a port: its state, its local address, and the
+/// kernel's `inet_diag_sockid` (ports, addresses, interface, cookie)
+/// naming it.
 #[derive(Debug, Clone)]
-pub struct TimeWait {
+pub struct OnPort {
     pub family: u8,
+    pub state: u8,
     pub local: std::net::IpAddr,
     id: [u8; 48],
 }
 
-/// The TCP sockets of the caller's network namespace in TIME_WAIT whose
-/// local port is `port`, IPv4 and IPv6.
-pub fn time_waits(port: u16) -> std::io::Result<Vec<TimeWait>> {
+impl OnPort {
+    pub fn time_wait(&self) -> bool {
+        u32::from(self.state) == TCP_TIME_WAIT
+    }
+}
+
+/// The TCP sockets of the caller's network namespace, in any state (as
+/// TIME_WAIT), whose local port is `port`, IPv4 and IPv6.
+pub fn tcp_on_port(port: u16) -> std::io::Result<Vec<OnPort>> {
     let mut out = Vec::new();
     for family in [nix::libc::AF_INET as u8, nix::libc::AF_INET6 as u8] {
         let mut p = vec![family, nix::libc::IPPROTO_TCP as u8, 0, 0];
-        p.extend_from_slice(&(1u32 << TCP_TIME_WAIT).to_le_bytes());
+        p.extend_from_slice(&u32::MAX.to_le_bytes());
         // The kernel filters a dump by source port when one is given.
         let mut id = [0u8; 48];
         id[0..2].copy_from_slice(&port.to_be_bytes());
         p.extend_from_slice(&id);
         dump(&p, |m| {
-            if m.len() < 52 || u32::from(m[1]) != TCP_TIME_WAIT {
-                return;
-            }
-            if u16::from_be_bytes([m[4], m[5]]) != port {
+            if m.len() < 52 || u16::from_be_bytes([m[4], m[5]]) != port {
                 return;
             }
             let mut id = [0u8; 48];
@@ -269,8 +274,9 @@ pub fn time_waits(port: u16) -> std::io::Result<Vec<TimeWait>> {
                 a.copy_from_slice(&m[8..24]);
                 std::net::IpAddr::from(a)
             };
-            out.push(TimeWait {
+            out.push(OnPort {
                 family: m[0],
+                state: m[1],
                 local,
                 id,
             });
@@ -281,8 +287,11 @@ pub fn time_waits(port: u16) -> std::io::Result<Vec<TimeWait>> {
 
 /// Ends a TIME_WAIT socket at once (`SOCK_DESTROY`; needs CAP_NET_ADMIN
 /// and a kernel built with CONFIG_INET_DIAG_DESTROY). One that ended
-/// meanwhile gives ENOENT.
-pub fn destroy_time_wait(t: &TimeWait) -> std::io::Result<()> {
+/// meanwhile gives ENOENT; one in another state, EINVAL.
+pub fn destroy_time_wait(t: &OnPort) -> std::io::Result<()> {
+    if !t.time_wait() {
+        return Err(std::io::Error::from_raw_os_error(nix::libc::EINVAL));
+    }
     let mut p = vec![t.family, nix::libc::IPPROTO_TCP as u8, 0, 0];
     p.extend_from_slice(&(1u32 << TCP_TIME_WAIT).to_le_bytes());
     p.extend_from_slice(&t.id);
