@@ -344,10 +344,19 @@ fn a_cgroup_namespace_comes_back() {
 #[test]
 fn a_restore_under_a_pids_limit_fails_cleanly() {
     use std::os::unix::process::CommandExt;
-    let Some((mount, "pids")) = hierarchy() else {
-        eprintln!("skipped: no cgroup v1 pids hierarchy to limit crit in");
+    // The v1 pids hierarchy, or cgroup v2 where its root hands the pids
+    // controller down (pids.max in a new cgroup).
+    let Some((mount, _)) = hierarchy() else {
+        eprintln!("skipped: neither a pids hierarchy nor cgroup v2 is mounted");
         return;
     };
+    let probe = mount.join(format!("crit-test-pids-{}-probe", std::process::id()));
+    let limits = std::fs::create_dir(&probe).is_ok() && probe.join("pids.max").exists();
+    let _ = std::fs::remove_dir(&probe);
+    if !limits {
+        eprintln!("skipped: no pids controller in {}", mount.display());
+        return;
+    }
     let kit = Kit::new();
     let hb = kit.path("hb");
     let mut prog = kit.start("heartbeat", &[hb.to_str().unwrap(), "64"]);
