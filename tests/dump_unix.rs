@@ -416,10 +416,11 @@ fn a_live_socket_of_another_network_namespace_is_not_taken_over() {
 }
 
 /// `crit restore` killed with SIGKILL the moment its janitor ends (which
-/// the test watches through a pidfd): by then the tree runs, so it runs
-/// on with its socket files, which the janitor did not remove.
+/// the test watches through a pidfd), or the moment crit lets the task go
+/// (its TracerPid turns 0), before crit tells the janitor: the tree runs
+/// on with its socket files, which the janitor leaves.
 #[test]
-fn a_restore_killed_as_its_janitor_ends_leaves_the_tree_whole() {
+fn a_restore_killed_as_it_lets_the_tree_go_leaves_it_whole() {
     use std::os::fd::AsFd;
     let kit = Kit::new();
     let sdir = kit.path("s");
@@ -444,9 +445,10 @@ fn a_restore_killed_as_its_janitor_ends_leaves_the_tree_whole() {
     )
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    // The moment is a race (the janitor ends, crit lets go of a task a
-    // few microseconds later or earlier): a few rounds.
-    for round in 0..3 {
+    // The moments are races (the janitor ends, crit lets go of a task a
+    // few microseconds later or earlier): a few rounds of each.
+    for round in 0..6 {
+        let watch_janitor = round % 2 == 0;
         let _ = std::fs::remove_file(&mark);
         let _ = std::fs::remove_file(&go);
         let mut c = kit::crit()
@@ -467,7 +469,16 @@ fn a_restore_killed_as_its_janitor_ends_leaves_the_tree_whole() {
             .find(|&p| comm(p).trim() == "crit")
             .and_then(|j| crit::sys::pidfd::pidfd_open(j).ok());
         std::fs::write(&go, b"").unwrap();
-        if let Some(fd) = janitor {
+        if !watch_janitor {
+            let traced = || {
+                std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+                    s.lines()
+                        .any(|l| l.starts_with("TracerPid:") && !l.ends_with("\t0"))
+                })
+            };
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while traced() && std::time::Instant::now() < end {}
+        } else if let Some(fd) = janitor {
             let mut pfd = [nix::poll::PollFd::new(
                 fd.as_fd(),
                 nix::poll::PollFlags::POLLIN,
@@ -480,7 +491,15 @@ fn a_restore_killed_as_its_janitor_ends_leaves_the_tree_whole() {
         let running = alive(pid);
         kill_tree(pid);
         reap(&[pid], std::time::Duration::from_secs(5));
-        assert!(running, "round {round}: the restored tree runs");
-        assert_eq!(files, [true; 3], "round {round}: its socket files stay");
+        let how = if watch_janitor {
+            "janitor ends"
+        } else {
+            "task let go"
+        };
+        assert!(running, "round {round} ({how}): the restored tree runs");
+        assert_eq!(
+            files, [true; 3],
+            "round {round} ({how}): its socket files stay"
+        );
     }
 }

@@ -509,6 +509,26 @@ fn hello(v6: bool, port: u16) -> String {
     line
 }
 
+/// A listener on [::]:`port` with IPV6_V6ONLY.
+fn v6only_listener(port: u16) -> std::os::fd::OwnedFd {
+    use nix::sys::socket::{
+        bind, listen, setsockopt, socket, sockopt::Ipv6V6Only, AddressFamily, Backlog, SockFlag,
+        SockType, SockaddrIn6,
+    };
+    let s = socket(
+        AddressFamily::Inet6,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    setsockopt(&s, Ipv6V6Only, &true).unwrap();
+    let any = std::net::SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, port, 0, 0);
+    bind(std::os::fd::AsRawFd::as_raw_fd(&s), &SockaddrIn6::from(any)).unwrap();
+    listen(&s, Backlog::new(1).unwrap()).unwrap();
+    s
+}
+
 /// Whether a socket in TIME_WAIT (state 06) has `port` as its local port.
 fn time_wait_on(port: u16) -> bool {
     ["tcp", "tcp6"].iter().any(|f| {
@@ -525,8 +545,8 @@ fn time_wait_on(port: u16) -> bool {
 /// A server restarted right after serving: its listener, bound without
 /// SO_REUSEADDR, comes back on its port although a connection it closed
 /// left a TIME_WAIT there (which keeps CRIU 4.2 from binding it): crit
-/// ends that TIME_WAIT, and the server reads its own SO_REUSEADDR as
-/// dumped.
+/// ends that TIME_WAIT (an IPv6-only listener on the port does not stop
+/// it), and the server reads its own SO_REUSEADDR as dumped.
 #[test]
 fn a_listener_without_reuseaddr_comes_back_beside_a_time_wait() {
     let _g = kit::restore::lock();
@@ -544,6 +564,8 @@ fn a_listener_without_reuseaddr_comes_back_beside_a_time_wait() {
         let dir = kit.path(if v6 { "img6" } else { "img4" });
         ok(&kit.dump(pid, &dir, &[]));
         reap(&[pid], Duration::from_secs(5));
+        // A live IPv6-only listener on the port does not hold 127.0.0.1's.
+        let _v6only = (!v6).then(|| v6only_listener(port));
         assert!(time_wait_on(port), "still there at the restore");
         let o = kit.crit(&["restore", "-d", "-v", "-D", dir.to_str().unwrap()]);
         ok(&o);

@@ -247,8 +247,10 @@ fn end_time_waits(at: SocketAddr, v6only: bool) -> usize {
     let Ok(on_port) = crate::sys::sockdiag::tcp_on_port(at.port()) else {
         return 0;
     };
-    let overlaps = |l: IpAddr| covers(at.ip(), v6only, l) || covers(l, false, at.ip());
-    if on_port.iter().any(|t| !t.time_wait() && overlaps(t.local)) {
+    let overlaps = |t: &crate::sys::sockdiag::OnPort| {
+        covers(at.ip(), v6only, t.local) || covers(t.local, t.v6only, at.ip())
+    };
+    if on_port.iter().any(|t| !t.time_wait() && overlaps(t)) {
         return 0;
     }
     on_port

@@ -13,7 +13,8 @@
 //! janitor undoes what it was told, as [`super::rollback`] does
 //! (socket files, cgroup values, cgroups once their tasks are gone,
 //! then mountpoints; never what is now something else at a name), and
-//! exits.
+//! exits. It undoes nothing if a task of the tree outlives crit (crit
+//! sends pidfds of them once they exist): crit had let it go.
 //!
 //! Best effort: where crit cannot fork (threads already running) the
 //! restore goes on without a janitor, as before.
@@ -46,6 +47,9 @@ enum Note {
         file: PathBuf,
         old: String,
     },
+    /// Pidfds of the tree's tasks (those whose end ends the tree), with
+    /// the message.
+    Tasks,
     Done,
 }
 
@@ -142,6 +146,31 @@ pub fn note_cgroup_write(file: &Path, old: &str) {
     );
 }
 
+/// The tree's tasks, once they exist and are held: the janitor undoes
+/// nothing while one of them outlives crit, since crit had let it go.
+/// `pids` as crit sees them; pid 1 alone for a tree in a pid namespace
+/// of its own (its end ends every other).
+pub fn note_tasks(pids: &[u32]) {
+    let fds: Vec<OwnedFd> = pids
+        .iter()
+        .filter_map(|&p| crate::sys::pidfd::pidfd_open(p as i32).ok())
+        .collect();
+    let Ok(j) = JANITOR.lock() else {
+        return;
+    };
+    let Some(j) = j.as_ref() else {
+        return;
+    };
+    let Ok(data) = serde_json::to_vec(&Note::Tasks) else {
+        return;
+    };
+    // As many descriptors a message as the janitor takes.
+    for chunk in fds.chunks(16) {
+        let borrowed: Vec<_> = chunk.iter().map(|f| f.as_fd()).collect();
+        let _ = crate::sys::scm::send(j.sock.as_fd(), &data, &borrowed);
+    }
+}
+
 fn tell(note: &Note, with: Option<&Entry>) {
     if let Ok(j) = JANITOR.lock() {
         if let Some(j) = j.as_ref() {
@@ -177,12 +206,14 @@ fn serve(sock: OwnedFd) -> ! {
         }
     }
     let mut notes: Vec<(Note, Option<OwnedFd>)> = Vec::new();
+    let mut tasks: Vec<OwnedFd> = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
         match crate::sys::scm::recv(sock.as_fd(), &mut buf) {
             Ok((0, _)) => break,
             Ok((n, fds)) => match serde_json::from_slice::<Note>(&buf[..n]) {
                 Ok(Note::Done) => child_exit(0),
+                Ok(Note::Tasks) => tasks.extend(fds),
                 Ok(note) => notes.push((note, fds.into_iter().next())),
                 Err(_) => {}
             },
@@ -190,8 +221,31 @@ fn serve(sock: OwnedFd) -> ! {
             Err(_) => break,
         }
     }
-    undo(notes);
+    if all_end(&tasks) {
+        undo(notes);
+    }
     child_exit(0)
+}
+
+/// Whether every task ends within 10 s. Those crit still held die with
+/// it (traced with PTRACE_O_EXITKILL): one that lives on had been let go,
+/// crit having died after that and before it said "done", and the tree
+/// (or part of it) runs with what was made for it.
+fn all_end(tasks: &[OwnedFd]) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let until = Instant::now() + Duration::from_secs(10);
+    tasks.iter().all(|t| loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(10_000) as i32).unwrap_or(PollTimeout::ZERO);
+        let mut p = [PollFd::new(t.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut p, ms) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return true,
+        }
+    })
 }
 
 /// crit's rollback, from the notes: socket files first, then the
@@ -210,7 +264,7 @@ fn undo(notes: Vec<(Note, Option<OwnedFd>)>) {
             Note::Mountpoint { name, dev, ino } => points.extend(entry(fd, &name, dev, ino)),
             Note::CgroupDir(d) => dirs.push(d),
             Note::CgroupWrite { file, old } => writes.push((file, old)),
-            Note::Done => {}
+            Note::Tasks | Note::Done => {}
         }
     }
     for f in &files {

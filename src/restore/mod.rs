@@ -454,6 +454,9 @@ fn run(
     stop.check()?;
     if plan.ns.own_pids() {
         plan.set_hosts(tree::host_pids(root)?);
+        janitor::note_tasks(&[root]);
+    } else {
+        janitor::note_tasks(&plan.live().map(|t| t.pid).collect::<Vec<_>>());
     }
     if opts.manage_cgroups != CgMode::None {
         cgroups.join_all(plan, opts.manage_cgroups, log, &mut rb.cgroups)?;

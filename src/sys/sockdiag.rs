@@ -14,6 +14,7 @@ const SOCK_DESTROY: u16 = 21;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
 const TCP_TIME_WAIT: u32 = 6;
+const INET_DIAG_SKV6ONLY: u16 = 11;
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
@@ -241,6 +242,8 @@ pub struct OnPort {
     pub family: u8,
     pub state: u8,
     pub local: std::net::IpAddr,
+    /// IPV6_V6ONLY of an IPv6 socket (not told for TIME_WAIT).
+    pub v6only: bool,
     id: [u8; 48],
 }
 
@@ -274,10 +277,19 @@ pub fn tcp_on_port(port: u16) -> std::io::Result<Vec<OnPort>> {
                 a.copy_from_slice(&m[8..24]);
                 std::net::IpAddr::from(a)
             };
+            let mut v6only = false;
+            if m.len() > 72 {
+                attrs(&m[72..], |ty, v| {
+                    if ty == INET_DIAG_SKV6ONLY {
+                        v6only = v.first().is_some_and(|&b| b != 0);
+                    }
+                });
+            }
             out.push(OnPort {
                 family: m[0],
                 state: m[1],
                 local,
+                v6only,
                 id,
             });
         })?;
