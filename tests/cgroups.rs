@@ -171,6 +171,54 @@ fn tasks_go_back_to_their_cgroups() {
     };
     kill_at_post_restore(&[]);
     let left_after_kill = !eventually(|| !dir.parent().unwrap().exists());
+    // Killed once more, with a process of the test's in the cgroup made,
+    // which keeps the janitor at its work for a few seconds: the next
+    // restore waits for it (it holds the restore's locks), and so ends
+    // after it.
+    let janitor_pid = kit.path("janitor.pid");
+    let slow = kit.path("slow.sh");
+    std::fs::write(
+        &slow,
+        format!(
+            "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = post-restore ] || exit 0\n\
+             p=$PPID\nwhile [ \"$(cat /proc/$p/comm)\" != crit ]; do\n\
+             p=$(awk '{{print $4}}' /proc/$p/stat)\ndone\n\
+             for c in $(cat /proc/$p/task/*/children); do\n\
+             [ \"$(cat /proc/$c/comm)\" = crit ] && echo $c > {}\ndone\n\
+             sleep 3 >/dev/null 2>&1 &\necho $! > {}/cgroup.procs\nkill -9 $p\n",
+            janitor_pid.display(),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = kit.crit(&[
+        "restore",
+        "-d",
+        "-D",
+        img.to_str().unwrap(),
+        "--action-script",
+        slow.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&o.status),
+        Some(9),
+        "{}",
+        stderr(&o)
+    );
+    reap(&[prog.pid], std::time::Duration::from_secs(10));
+    let janitor: i32 = std::fs::read_to_string(&janitor_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let after_janitor = restore(&[]);
+    // The janitor (crit's child, now the test's) ended before.
+    let janitor_first = nix::sys::wait::waitpid(
+        nix::unistd::Pid::from_raw(janitor),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    )
+    .is_ok_and(|w| w != nix::sys::wait::WaitStatus::StillAlive);
     let back = restore(&[]);
     // Made again by the restore: its property comes back (soft).
     let made_limit = pids_max();
@@ -217,6 +265,11 @@ fn tasks_go_back_to_their_cgroups() {
     }
     assert!(!left_after_failure, "a failed restore left its cgroups");
     assert!(!left_after_kill, "a killed restore left its cgroups");
+    assert!(
+        janitor_first,
+        "a restore did not wait for the janitor of a killed one"
+    );
+    assert_eq!(after_janitor, format!("/{rel}"), "back after the janitor");
     assert_eq!(back, format!("/{rel}"), "back in its cgroup");
     if has_limit {
         assert_eq!(made_limit, "77", "pids.max of the cgroup the restore made");

@@ -610,6 +610,53 @@ fn a_restore_killed_with_sigkill_leaves_nothing_behind() {
         );
         assert!(running.is_empty(), "{action}: still running: {running:?}");
     }
+    // Killed again, and restored again at once: the container comes back
+    // and keeps its mounts (the new restore waits for the janitor, which
+    // holds the restore's locks, so that it does not mount on mountpoints
+    // the janitor is about to remove).
+    let script = sigkill_script(&kit, "post-restore");
+    let killed = restore_with_ext(
+        &kit,
+        &dir,
+        &fresh,
+        &other,
+        &["--action-script", script.to_str().unwrap()],
+    );
+    assert_eq!(killed.status.signal(), Some(9), "{}", stderr(&killed));
+    let pidfile = kit.path("again.pid");
+    let again = restore_with_ext(
+        &kit,
+        &dir,
+        &fresh,
+        &other,
+        &["--pidfile", pidfile.to_str().unwrap()],
+    );
+    ok(&again);
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mounted = || {
+        let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+        let mut m: Vec<String> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(String::from))
+            .filter(|p| ["/ext", "/ext/sub", "/kern", "/run"].contains(&p.as_str()))
+            .collect();
+        m.sort();
+        m
+    };
+    let at_once = mounted();
+    // Long enough for a janitor that did not wait to have acted.
+    std::thread::sleep(Duration::from_secs(1));
+    let later = mounted();
+    let (init, _) = checks(&fresh, pid);
+    kill_tree(pid);
+    kit::proc::reap_all();
+    assert_eq!(at_once, ["/ext", "/ext/sub", "/kern", "/run"]);
+    assert_eq!(later, at_once, "the restored container's mounts stay");
+    assert!(init.starts_with("OK"), "container init: {init}");
 }
 
 /// Every path below `d` (not following symlinks); one removed while it

@@ -22,7 +22,7 @@
 use super::made::Entry;
 use crate::sys::clone::{child_exit, fork_alone, ForkResult};
 use serde::{Deserialize, Serialize};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -50,6 +50,9 @@ enum Note {
     /// Pidfds of the tree's tasks (those whose end ends the tree), with
     /// the message.
     Tasks,
+    /// A lock of the restore's (flock), with the message: held until
+    /// the janitor has undone what it was told.
+    Lock,
     Done,
 }
 
@@ -171,6 +174,20 @@ pub fn note_tasks(pids: &[u32]) {
     }
 }
 
+/// Shares a lock of the restore (an flock'd descriptor) with the
+/// janitor, so that a restore killed keeps the next one waiting until
+/// its janitor is done: else that one could make the same mountpoints
+/// (found there, not made by it) and see the janitor remove them under
+/// its mounts.
+pub fn hold(lock: BorrowedFd) {
+    let Ok(j) = JANITOR.lock() else {
+        return;
+    };
+    if let (Some(j), Ok(data)) = (j.as_ref(), serde_json::to_vec(&Note::Lock)) {
+        let _ = crate::sys::scm::send(j.sock.as_fd(), &data, &[lock]);
+    }
+}
+
 fn tell(note: &Note, with: Option<&Entry>) {
     if let Ok(j) = JANITOR.lock() {
         if let Some(j) = j.as_ref() {
@@ -207,6 +224,8 @@ fn serve(sock: OwnedFd) -> ! {
     }
     let mut notes: Vec<(Note, Option<OwnedFd>)> = Vec::new();
     let mut tasks: Vec<OwnedFd> = Vec::new();
+    // Held until the janitor exits.
+    let mut _locks: Vec<OwnedFd> = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
         match crate::sys::scm::recv(sock.as_fd(), &mut buf) {
@@ -214,6 +233,7 @@ fn serve(sock: OwnedFd) -> ! {
             Ok((n, fds)) => match serde_json::from_slice::<Note>(&buf[..n]) {
                 Ok(Note::Done) => child_exit(0),
                 Ok(Note::Tasks) => tasks.extend(fds),
+                Ok(Note::Lock) => _locks.extend(fds),
                 Ok(note) => notes.push((note, fds.into_iter().next())),
                 Err(_) => {}
             },
@@ -264,7 +284,7 @@ fn undo(notes: Vec<(Note, Option<OwnedFd>)>) {
             Note::Mountpoint { name, dev, ino } => points.extend(entry(fd, &name, dev, ino)),
             Note::CgroupDir(d) => dirs.push(d),
             Note::CgroupWrite { file, old } => writes.push((file, old)),
-            Note::Tasks | Note::Done => {}
+            Note::Tasks | Note::Lock | Note::Done => {}
         }
     }
     for f in &files {

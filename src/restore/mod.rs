@@ -343,9 +343,16 @@ pub fn restore(opts: &Options) -> Result<i32> {
         .into());
     }
     cpu::check(&plan, opts.cpu_caps, &log).map_err(named)?;
-    // One restore of an image set at a time: a second one waits here, then
-    // finds the pids taken before it binds or removes anything.
-    let _lock = lock_images(&opts.dir)?;
+    // One restore of an image set, and into a root file system, at a
+    // time: a second one waits here (also for the janitor of a first one
+    // killed, which holds the locks until it has undone what it made),
+    // then finds the pids taken before it binds or removes anything.
+    let _lock = lock_dir(&opts.dir)?;
+    let _root_lock = opts.root.as_deref().map(lock_dir).transpose()?;
+    janitor::hold(std::os::fd::AsFd::as_fd(&*_lock));
+    if let Some(l) = &_root_lock {
+        janitor::hold(std::os::fd::AsFd::as_fd(&**l));
+    }
     tree::check_free(&plan)?;
     let mut rb = rollback::Rollback::new(&plan);
     match run(&plan, opts, &log, &mut rb, &notify, &stop) {
@@ -376,7 +383,7 @@ pub fn restore(opts: &Options) -> Result<i32> {
     // Nothing of the images stays open while the tree runs (the lock, the
     // directory's fd, mapped images, a log file among them), so that the
     // file system holding them can be unmounted meanwhile.
-    drop((_lock, _dir_fd, plan, log));
+    drop((_lock, _root_lock, _dir_fd, plan, log));
     Ok(rollback::wait_root(root_pid))
 }
 
@@ -680,9 +687,9 @@ fn reach_images(plan: &mut plan::Plan) -> Result<std::os::fd::OwnedFd> {
     Ok(fd)
 }
 
-/// An exclusive lock on the images directory (flock), held until the
-/// restore ends.
-fn lock_images(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+/// An exclusive lock on a directory (flock: the images', the root file
+/// system's), held until the restore ends.
+fn lock_dir(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
     let f = std::fs::File::open(dir).map_err(|source| SetupError::Dir {
         path: dir.to_path_buf(),
         source,
