@@ -512,3 +512,66 @@ fn a_restore_into_a_frozen_cgroup_is_refused() {
     assert!(!alive(prog.pid), "a task is left: {e}");
     std::fs::remove_dir(&dir).unwrap();
 }
+
+/// The janitor of a restore takes a pidfd of every task of a tree
+/// without a pid namespace of its own, more of them than crit's soft
+/// limit of open files at its start (64 here): it still hears of the
+/// cgroup made after them, and removes it when crit is killed.
+#[test]
+fn a_janitor_hears_of_every_task_of_a_tree_beyond_the_soft_limit() {
+    use std::io::BufRead;
+    let Some((mount, _)) = hierarchy() else {
+        eprintln!("skipped: neither a pids hierarchy nor cgroup v2 is mounted");
+        return;
+    };
+    let kit = Kit::new();
+    let bin = kit.build("scale");
+    let cg = mount.join(format!("crit-test-cg-many-{}", std::process::id()));
+    std::fs::create_dir_all(&cg).unwrap();
+    let result = kit.path("result");
+    // 100 tasks, born in the cgroup.
+    let mut root = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec {} 100 1 16 {}",
+            cg.display(),
+            bin.display(),
+            result.display()
+        ))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(root.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("READY"), "{line}");
+    let dir = kit.path("img");
+    ok(&kit.dump(root.id() as i32, &dir, &["--shell-job"]));
+    let _ = root.wait();
+    kit::proc::reap_all();
+    assert!(
+        eventually(|| std::fs::remove_dir(&cg).is_ok()),
+        "{} stays busy",
+        cg.display()
+    );
+    let killer = sigkill_script(&kit, "post-restore");
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 64 && exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_crit"))
+        .args(["restore", "-d", "--shell-job", "--action-script"])
+        .arg(&killer)
+        .arg("-D")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let killed = std::os::unix::process::ExitStatusExt::signal(&o.status);
+    let gone = eventually(|| !cg.exists());
+    kit::proc::reap_all();
+    let _ = std::fs::remove_dir(&cg);
+    assert_eq!(killed, Some(9), "{}", stderr(&o));
+    assert!(gone, "the killed restore's cgroup is left");
+}

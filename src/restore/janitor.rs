@@ -222,6 +222,8 @@ fn serve(sock: OwnedFd) -> ! {
             let _ = crate::sys::fdops::dup_to(std::os::fd::AsRawFd::as_raw_fd(&null), fd, false);
         }
     }
+    // A pidfd per task of a large tree.
+    crate::sys::nofile::raise();
     let mut notes: Vec<(Note, Option<OwnedFd>)> = Vec::new();
     let mut tasks: Vec<OwnedFd> = Vec::new();
     // Held until the janitor exits.
@@ -238,6 +240,9 @@ fn serve(sock: OwnedFd) -> ! {
                 Err(_) => {}
             },
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // Descriptors cut off (none left to take them): that message
+            // is lost, not the others.
+            Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {}
             Err(_) => break,
         }
     }
