@@ -404,16 +404,15 @@ fn a_waiting_restore_lets_the_images_file_system_go() {
     let mut child = prog.child;
     let _ = child.wait();
     let log = fs.join("restore.log");
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_crit"))
-        .args(["restore", "--shell-job", "-v", "-o"])
-        .arg(&log)
-        .arg("-D")
-        .arg(&dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut c = spawn_crit(&[
+        "restore",
+        "--shell-job",
+        "-v",
+        "-o",
+        log.to_str().unwrap(),
+        "-D",
+        dir.to_str().unwrap(),
+    ]);
     let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut unmounted = Err(nix::errno::Errno::EBUSY);
     while std::time::Instant::now() < end {

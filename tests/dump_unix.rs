@@ -451,16 +451,15 @@ fn a_restore_killed_as_it_lets_the_tree_go_leaves_it_whole() {
         let watch_janitor = round % 2 == 0;
         let _ = std::fs::remove_file(&mark);
         let _ = std::fs::remove_file(&go);
-        let mut c = kit::crit()
-            .args(["restore", "-d", "--shell-job", "--action-script"])
-            .arg(&script)
-            .arg("-D")
-            .arg(&dir)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut c = spawn_crit(&[
+            "restore",
+            "-d",
+            "--shell-job",
+            "--action-script",
+            script.to_str().unwrap(),
+            "-D",
+            dir.to_str().unwrap(),
+        ]);
         let crit_pid = c.id() as i32;
         assert!(eventually(|| mark.exists()), "no pre-resume");
         let comm = |p: i32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();

@@ -316,3 +316,15 @@ pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     }
     true
 }
+
+/// Starts `crit ARGS` in the background with its stdio on /dev/null
+/// (a restore the test watches or kills meanwhile).
+pub fn spawn_crit<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Child {
+    super::crit()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn crit")
+}
