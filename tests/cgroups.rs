@@ -130,13 +130,7 @@ fn tasks_go_back_to_their_cgroups() {
     };
     // A restore that fails once the task is in its cgroup (at
     // post-restore) removes the cgroups it made.
-    let script = kit.path("fail.sh");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = post-restore ] && exit 3\nexit 0\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let script = action_script(&kit, "fail.sh", "post-restore", "exit 3");
     let o = kit.crit(&[
         "restore",
         "-d",
@@ -176,22 +170,18 @@ fn tasks_go_back_to_their_cgroups() {
     // restore waits for it (it holds the restore's locks), and so ends
     // after it.
     let janitor_pid = kit.path("janitor.pid");
-    let slow = kit.path("slow.sh");
-    std::fs::write(
-        &slow,
-        format!(
-            "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = post-restore ] || exit 0\n\
-             p=$PPID\nwhile [ \"$(cat /proc/$p/comm)\" != crit ]; do\n\
-             p=$(awk '{{print $4}}' /proc/$p/stat)\ndone\n\
-             for c in $(cat /proc/$p/task/*/children); do\n\
+    let slow = action_script(
+        &kit,
+        "slow.sh",
+        "post-restore",
+        &format!(
+            "{FIND_CRIT}for c in $(cat /proc/$p/task/*/children); do\n\
              [ \"$(cat /proc/$c/comm)\" = crit ] && echo $c > {}\ndone\n\
-             sleep 3 >/dev/null 2>&1 &\necho $! > {}/cgroup.procs\nkill -9 $p\n",
+             sleep 3 >/dev/null 2>&1 &\necho $! > {}/cgroup.procs\nkill -9 $p",
             janitor_pid.display(),
             dir.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     let o = kit.crit(&[
         "restore",
         "-d",

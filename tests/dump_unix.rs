@@ -7,7 +7,7 @@ use crit::image::entry::EntryReader;
 use crit::image::pb;
 use crit::image::typed::Mapped;
 use kit::dump::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn usk_by_fd(dir: &Path, files_id: u32, fd: u32) -> pb::UnixSkEntry {
     let fdinfo: Vec<pb::FdinfoEntry> = all(dir, &format!("fdinfo-{files_id}.img"), "FDINFO");
@@ -371,6 +371,19 @@ fn external_stream_peer_reconnects_to_the_listener_on_restore() {
     kill_tree(parent);
 }
 
+/// tests/programs/usk.c started with its socket files in `<kit>/s`,
+/// then dumped (and so ended) into `<kit>/img`: (socket dir, pid, images).
+fn usk_dumped(kit: &Kit) -> (PathBuf, i32, PathBuf) {
+    let sdir = kit.path("s");
+    std::fs::create_dir_all(&sdir).unwrap();
+    let mut prog = kit.start("usk", &[sdir.to_str().unwrap()]);
+    let pid = prog.pid;
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &[]));
+    let _ = prog.child.wait();
+    (sdir, pid, dir)
+}
+
 /// A live socket at a path the images bind, of another network
 /// namespace (a host socket reached through a container's bind mount:
 /// sock_diag from the restore's namespace does not show it), is a
@@ -379,13 +392,7 @@ fn external_stream_peer_reconnects_to_the_listener_on_restore() {
 #[test]
 fn a_live_socket_of_another_network_namespace_is_not_taken_over() {
     let kit = Kit::new();
-    let sdir = kit.path("s");
-    std::fs::create_dir_all(&sdir).unwrap();
-    let mut prog = kit.start("usk", &[sdir.to_str().unwrap()]);
-    let pid = prog.pid;
-    let dir = kit.path("img");
-    ok(&kit.dump(pid, &dir, &[]));
-    let _ = prog.child.wait();
+    let (sdir, pid, dir) = usk_dumped(&kit);
     let path = sdir.join("srv.sock");
     std::fs::remove_file(&path).unwrap();
     // unshare() in a thread of its own moves only that thread.
@@ -423,28 +430,20 @@ fn a_live_socket_of_another_network_namespace_is_not_taken_over() {
 fn a_restore_killed_as_it_lets_the_tree_go_leaves_it_whole() {
     use std::os::fd::AsFd;
     let kit = Kit::new();
-    let sdir = kit.path("s");
-    std::fs::create_dir_all(&sdir).unwrap();
-    let mut prog = kit.start("usk", &[sdir.to_str().unwrap()]);
-    let pid = prog.pid;
-    let dir = kit.path("img");
-    ok(&kit.dump(pid, &dir, &[]));
-    let _ = prog.child.wait();
+    let (sdir, pid, dir) = usk_dumped(&kit);
     // At pre-resume, the last step before the tasks are let go, the
     // script says so and waits for the test.
     let (mark, go) = (kit.path("at-pre-resume"), kit.path("go"));
-    let script = kit.path("mark.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = pre-resume ] || exit 0\n\
-             touch {}\nwhile [ ! -e {} ]; do sleep 0.01; done\n",
+    let script = action_script(
+        &kit,
+        "mark.sh",
+        "pre-resume",
+        &format!(
+            "touch {}\nwhile [ ! -e {} ]; do sleep 0.01; done",
             mark.display(),
             go.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     // The moments are races (the janitor ends, crit lets go of a task a
     // few microseconds later or earlier): a few rounds of each.
     for round in 0..6 {

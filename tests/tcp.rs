@@ -19,7 +19,7 @@
 
 mod kit;
 
-use kit::dump::{alive, ok, reap, stderr, Kit, Prog};
+use kit::dump::{action_script, alive, ok, reap, stderr, Kit, Prog, FIND_CRIT};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::io::{Read, Write};
@@ -242,19 +242,9 @@ fn outside_peer(v6: bool, fail_first: bool) {
         // script), or is killed there (SIGKILL), closes the connection
         // without a packet: still locked, the peer sees nothing, and the
         // next restore takes it over.
-        // crit is an ancestor of the script (a shell may be between).
-        let kill = "p=$PPID; for i in 1 2 3; do [ \"$(cat /proc/$p/comm)\" = crit ] && exec kill -KILL $p; p=$(cut -d\\  -f4 /proc/$p/stat); done";
-        for action in ["exit 3", kill] {
-            let script = kit.path("fail.sh");
-            std::fs::write(
-                &script,
-                format!(
-                    "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = post-restore ] && {action}\nexit 0\n"
-                ),
-            )
-            .unwrap();
-            std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-                .unwrap();
+        let kill = format!("{FIND_CRIT}kill -9 $p");
+        for action in ["exit 3", &kill] {
+            let script = action_script(&kit, "fail.sh", "post-restore", action);
             reap(&[pid], Duration::from_secs(5));
             let o = kit.crit(&[
                 "restore",

@@ -287,22 +287,31 @@ pub fn free_ports(n: u16) -> u16 {
         .expect("no free ports between 20000 and 32000")
 }
 
-/// An action script (`--action-script`) that kills the crit running it
-/// with SIGKILL at `action` (such as post-restore), which crit cannot
-/// catch.
-pub fn sigkill_script(kit: &Kit, action: &str) -> PathBuf {
-    let script = kit.path(&format!("sigkill-at-{action}.sh"));
+/// Shell lines that set `$p` to the pid of the crit running the script
+/// (an ancestor: a shell may be between).
+pub const FIND_CRIT: &str = "p=$PPID\nfor i in 1 2 3 4; do\n\
+     [ \"$(cat /proc/$p/comm)\" = crit ] && break\n\
+     p=$(awk '{print $4}' /proc/$p/stat)\ndone\n";
+
+/// An action script (`--action-script`) at `<kit>/NAME` that runs the
+/// shell lines `body` at `action` (such as post-restore) and nothing at
+/// the others.
+pub fn action_script(kit: &Kit, name: &str, action: &str, body: &str) -> PathBuf {
+    let script = kit.path(name);
     std::fs::write(
         &script,
-        format!(
-            "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = {action} ] || exit 0\n\
-             p=$PPID\nwhile [ \"$(cat /proc/$p/comm)\" != crit ]; do\n\
-             p=$(awk '{{print $4}}' /proc/$p/stat)\ndone\nkill -9 $p\n"
-        ),
+        format!("#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = {action} ] || exit 0\n{body}\n"),
     )
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     script
+}
+
+/// An action script that kills the crit running it with SIGKILL at
+/// `action`, which crit cannot catch.
+pub fn sigkill_script(kit: &Kit, action: &str) -> PathBuf {
+    let name = format!("sigkill-at-{action}.sh");
+    action_script(kit, &name, action, &format!("{FIND_CRIT}kill -9 $p"))
 }
 
 /// Polls `cond` until it holds or 20 s have passed; whether it held.

@@ -27,6 +27,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "loopback.h"
+
 #define BIG (3 << 20)
 #define SMALL 20000
 
@@ -110,19 +112,8 @@ int main(int argc, char **argv)
 		close(k);
 	}
 	int fam = v6 ? AF_INET6 : AF_INET;
-	struct sockaddr_storage ss = { 0 };
-	socklen_t sl;
-	if (v6) {
-		struct sockaddr_in6 *a = (void *)&ss;
-		a->sin6_family = AF_INET6;
-		a->sin6_addr = in6addr_loopback;
-		sl = sizeof(*a);
-	} else {
-		struct sockaddr_in *a = (void *)&ss;
-		a->sin_family = AF_INET;
-		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		sl = sizeof(*a);
-	}
+	struct sockaddr_storage ss;
+	socklen_t sl = loopback(v6, 0, &ss);
 	int l = socket(fam, SOCK_STREAM, 0);
 	int one = 1;
 	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));

@@ -17,6 +17,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "loopback.h"
+
 #define OUT 200000
 
 static volatile sig_atomic_t go;
@@ -68,16 +70,9 @@ int main(int argc, char **argv)
 	signal(SIGUSR1, on_usr1);
 	int v6 = argv[3][0] == '6';
 	int c = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
-	int r;
-	if (v6) {
-		struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(atoi(argv[1])) };
-		a.sin6_addr = in6addr_loopback;
-		r = connect(c, (void *)&a, sizeof(a));
-	} else {
-		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[1])) };
-		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		r = connect(c, (void *)&a, sizeof(a));
-	}
+	struct sockaddr_storage a;
+	socklen_t al = loopback(v6, atoi(argv[1]), &a);
+	int r = connect(c, (void *)&a, al);
 	if (r)
 		return 2;
 	unsigned char *out = malloc(OUT);

@@ -5,37 +5,25 @@
  * the server first, which leaves a TIME_WAIT on the listener's port.
  * Prints "READY <pid> <port>". */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "loopback.h"
+
 int main(int argc, char **argv)
 {
 	syscall(SYS_close_range, 3, ~0U, 0);
 	setsid();
 	int v6 = argc > 1 && !strcmp(argv[1], "6");
-	struct sockaddr_storage ss = { 0 };
-	socklen_t sl;
-	if (v6) {
-		struct sockaddr_in6 *a = (void *)&ss;
-		a->sin6_family = AF_INET6;
-		a->sin6_addr = in6addr_loopback;
-		sl = sizeof(*a);
-	} else {
-		struct sockaddr_in *a = (void *)&ss;
-		a->sin_family = AF_INET;
-		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		sl = sizeof(*a);
-	}
+	struct sockaddr_storage ss;
+	socklen_t sl = loopback(v6, 0, &ss);
 	int l = socket(ss.ss_family, SOCK_STREAM, 0);
 	if (l < 0 || bind(l, (void *)&ss, sl) || listen(l, 4) || getsockname(l, (void *)&ss, &sl))
 		return 2;
-	int port = ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
-	printf("READY %d %d\n", getpid(), port);
+	printf("READY %d %d\n", getpid(), port_of(&ss));
 	fflush(stdout);
 	for (;;) {
 		int c = accept(l, NULL, NULL);
