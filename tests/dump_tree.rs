@@ -274,3 +274,112 @@ fn zombie_child_is_dumped_as_criu_does() {
     }
     assert!(dir.join(format!("mm-{live}.img")).exists());
 }
+
+/// `crit restore` killed with SIGKILL while it lets a tree of 64 tasks
+/// go, the moment the test sees one of them untraced: the tasks crit
+/// still held die with it, and its janitor ends those it had let go, so
+/// no part of the tree runs on without the rest. If crit was through
+/// with them all by then, the whole tree runs, and each of its tasks
+/// finds its memory and descriptors as they were.
+#[test]
+fn a_restore_killed_while_it_lets_a_tree_go_leaves_all_of_it_or_none() {
+    const TASKS: usize = 64;
+    let kit = Kit::new();
+    let result = kit.path("result");
+    let mut prog = kit.start("scale", &["64", "1", "4", result.to_str().unwrap()]);
+    let pids = kit::proc::tree(prog.pid);
+    assert_eq!(pids.len(), TASKS, "{pids:?}");
+    let dir = kit.path("img");
+    ok(&kit.dump(prog.pid, &dir, &[]));
+    let _ = prog.child.wait();
+    reap(&pids, std::time::Duration::from_secs(10));
+    // At pre-resume, the last step before the tasks are let go, the
+    // script says so and waits for the test.
+    let (mark, go) = (kit.path("at-pre-resume"), kit.path("go"));
+    let script = action_script(
+        &kit,
+        "mark.sh",
+        "pre-resume",
+        &format!(
+            "touch {}\nwhile [ ! -e {} ]; do sleep 0.01; done",
+            mark.display(),
+            go.display()
+        ),
+    );
+    let traced = |p: &i32| {
+        std::fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|s| {
+            s.lines()
+                .any(|l| l.starts_with("TracerPid:") && !l.ends_with("\t0"))
+        })
+    };
+    // A few of the tasks, to see the first let go within microseconds.
+    let watched: Vec<i32> = pids
+        .iter()
+        .take(4)
+        .chain(pids.iter().rev().take(4))
+        .copied()
+        .collect();
+    for round in 0..3 {
+        let _ = std::fs::remove_file(&mark);
+        let _ = std::fs::remove_file(&go);
+        // Opened by the tasks; its size is checked at restore.
+        std::fs::File::options()
+            .write(true)
+            .open(&result)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        let err = kit.path("restore.err");
+        let mut c = kit::crit()
+            .args(["restore", "-d", "--shell-job", "--action-script"])
+            .arg(&script)
+            .arg("-D")
+            .arg(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        assert!(
+            eventually(|| mark.exists()),
+            "round {round}: no pre-resume: {}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+        std::fs::write(&go, b"").unwrap();
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while watched.iter().all(traced) && std::time::Instant::now() < end {}
+        kill_tree(c.id() as i32);
+        let _ = c.wait();
+        // Those let go are ended by the janitor, the others die with crit.
+        let settled = eventually(|| {
+            let n = pids.iter().filter(|&&p| alive(p)).count();
+            n == 0 || (n == TASKS && pids.iter().all(|p| !traced(p)))
+        });
+        let running = pids.iter().filter(|&&p| alive(p)).count();
+        if running == TASKS {
+            for &p in &pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGUSR1,
+                );
+            }
+            let lines = || std::fs::read_to_string(&result).unwrap_or_default();
+            let checked = eventually(|| lines().lines().count() == TASKS);
+            let text = lines();
+            pids.iter().for_each(|&p| kill_tree(p));
+            reap(&pids, std::time::Duration::from_secs(10));
+            assert!(checked, "round {round}: {text}");
+            assert!(
+                text.lines().all(|l| l.starts_with("OK")),
+                "round {round}: {text}"
+            );
+        }
+        pids.iter().for_each(|&p| kill_tree(p));
+        reap(&pids, std::time::Duration::from_secs(10));
+        eprintln!("round {round}: {running} of {TASKS} tasks ran on");
+        assert!(
+            settled,
+            "round {round}: {running} of {TASKS} tasks run on after crit was killed"
+        );
+    }
+}

@@ -1,20 +1,28 @@
 //! The rollback of a restore killed with SIGKILL, which crit cannot
-//! catch: its tasks die with it (PR_SET_PDEATHSIG), and a janitor, a
-//! child crit forks when the restore starts, undoes what the restore
-//! made outside them: the socket files it bound, the mountpoints it
-//! made, the cgroups it made and the values it wrote into existing ones.
+//! catch: its tasks die with it (PR_SET_PDEATHSIG, then
+//! PTRACE_O_EXITKILL), and a janitor, a child crit forks when the
+//! restore starts, undoes what the restore made outside them: the
+//! socket files it bound, the mountpoints it made, the cgroups it made
+//! and the values it wrote into existing ones.
 //!
 //! The restore tells the janitor each of these as it makes it, over a
 //! socket pair, with an O_PATH descriptor of the directory of a path
 //! (so it is reached wherever it is, also once the tree's mount
-//! namespace is gone). Once the tree runs (its tasks let go), or crit's
-//! own rollback is over, crit says "done" and reaps the janitor, which
-//! exits at once. If the socket closes without that, crit is dead: the
-//! janitor undoes what it was told, as [`super::rollback`] does
-//! (socket files, cgroup values, cgroups once their tasks are gone,
-//! then mountpoints; never what is now something else at a name), and
-//! exits. It undoes nothing if a task of the tree outlives crit (crit
-//! sends pidfds of them once they exist): crit had let it go.
+//! namespace is gone), and pidfds of the tree's tasks once they exist.
+//! Once the tree runs (its tasks let go), or crit's own rollback is
+//! over, crit says "done" and reaps the janitor, which exits at once.
+//! If the socket closes without that, crit is dead: the janitor undoes
+//! what it was told, as [`super::rollback`] does (socket files, cgroup
+//! values, cgroups once their tasks are gone, then mountpoints; never
+//! what is now something else at a name), once every task has ended.
+//!
+//! crit lets the tasks go one by one, having said so ("releasing"). Killed
+//! in between, it leaves those let go running and takes the others with
+//! it: the janitor then waits for crit's end (when each of its threads
+//! has sent its tracees their SIGKILL) and looks at the tasks. If every
+//! one runs, crit had let them all go: the tree is whole and the janitor
+//! leaves it. If any is ending, it ends the others too, then undoes the
+//! rest: a restore gives the whole tree or nothing.
 //!
 //! Best effort: where crit cannot fork (threads already running) the
 //! restore goes on without a janitor, as before.
@@ -47,9 +55,11 @@ enum Note {
         file: PathBuf,
         old: String,
     },
-    /// Pidfds of the tree's tasks (those whose end ends the tree), with
-    /// the message.
-    Tasks,
+    /// Pidfds of the tree's live tasks, with the message, and their pids
+    /// (host), in the same order.
+    Tasks(Vec<u32>),
+    /// crit starts letting the tasks go.
+    Releasing,
     /// A lock of the restore's (flock), with the message: held until
     /// the janitor has undone what it was told.
     Lock,
@@ -84,6 +94,7 @@ pub fn start() -> Result<Guard, String> {
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(|e| format!("socketpair: {e}"))?;
+    let crit = std::process::id();
     match fork_alone().map_err(|e| e.to_string())? {
         ForkResult::Parent(pid) => {
             drop(its);
@@ -94,7 +105,7 @@ pub fn start() -> Result<Guard, String> {
         }
         ForkResult::Child => {
             drop(mine);
-            serve(its)
+            serve(its, crit)
         }
     }
 }
@@ -149,14 +160,13 @@ pub fn note_cgroup_write(file: &Path, old: &str) {
     );
 }
 
-/// The tree's tasks, once they exist and are held: the janitor undoes
-/// nothing while one of them outlives crit, since crit had let it go.
-/// `pids` as crit sees them; pid 1 alone for a tree in a pid namespace
-/// of its own (its end ends every other).
+/// The tree's live tasks (host pids), once they exist and are held:
+/// while crit holds them they die with it, so the janitor knows whether
+/// crit had let them go.
 pub fn note_tasks(pids: &[u32]) {
-    let fds: Vec<OwnedFd> = pids
+    let opened: Vec<(u32, OwnedFd)> = pids
         .iter()
-        .filter_map(|&p| crate::sys::pidfd::pidfd_open(p as i32).ok())
+        .filter_map(|&p| Some((p, crate::sys::pidfd::pidfd_open(p as i32).ok()?)))
         .collect();
     let Ok(j) = JANITOR.lock() else {
         return;
@@ -164,14 +174,20 @@ pub fn note_tasks(pids: &[u32]) {
     let Some(j) = j.as_ref() else {
         return;
     };
-    let Ok(data) = serde_json::to_vec(&Note::Tasks) else {
-        return;
-    };
     // As many descriptors a message as the janitor takes.
-    for chunk in fds.chunks(16) {
-        let borrowed: Vec<_> = chunk.iter().map(|f| f.as_fd()).collect();
+    for chunk in opened.chunks(16) {
+        let Ok(data) = serde_json::to_vec(&Note::Tasks(chunk.iter().map(|t| t.0).collect())) else {
+            return;
+        };
+        let borrowed: Vec<_> = chunk.iter().map(|t| t.1.as_fd()).collect();
         let _ = crate::sys::scm::send(j.sock.as_fd(), &data, &borrowed);
     }
+}
+
+/// crit is about to let the tasks go, one by one: from now on, if crit
+/// dies before [`done`], the janitor makes the tree whole or nothing.
+pub fn releasing() {
+    tell(&Note::Releasing, None);
 }
 
 /// Shares a lock of the restore (an flock'd descriptor) with the
@@ -203,29 +219,48 @@ fn send(sock: &OwnedFd, note: &Note, with: Option<&Entry>) -> std::io::Result<()
 }
 
 /// The janitor: collects notes until "done" (exits) or the end of the
-/// socket (undoes them, then exits). Never returns.
-fn serve(sock: OwnedFd) -> ! {
+/// socket (undoes them, then exits). `crit` is crit's pid. Never returns.
+fn serve(sock: OwnedFd, crit: u32) -> ! {
+    // Before crit could be gone: if it is already, the pid may be another
+    // process's by now, and crit is not our parent any more.
+    let crit = crate::sys::pidfd::pidfd_open(crit as i32)
+        .ok()
+        .filter(|_| nix::unistd::getppid().as_raw() as u32 == crit);
     // Out of crit's session and process group (a signal to the group
     // that kills crit must not take the janitor), holding nothing of
     // crit's but its socket: whoever reads crit's output sees its end
     // when crit ends.
     let _ = nix::unistd::setsid();
-    let keep = std::os::fd::AsRawFd::as_raw_fd(&sock) as u32;
-    let _ = crate::sys::fdops::close_range(3, keep.saturating_sub(1));
-    let _ = crate::sys::fdops::close_range(keep + 1, u32::MAX);
+    // (If crit ran with stdio closed, a kept descriptor may be one of 0-2.)
+    let mut keep: Vec<u32> = [sock.as_fd()]
+        .into_iter()
+        .chain(crit.as_ref().map(|c| c.as_fd()))
+        .map(|fd| std::os::fd::AsRawFd::as_raw_fd(&fd) as u32)
+        .collect();
+    keep.sort();
+    let mut from = 3;
+    for &k in keep.iter().filter(|&&k| k >= 3) {
+        if k > from {
+            let _ = crate::sys::fdops::close_range(from, k - 1);
+        }
+        from = k + 1;
+    }
+    let _ = crate::sys::fdops::close_range(from, u32::MAX);
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/null")
     {
-        for fd in 0..3 {
-            let _ = crate::sys::fdops::dup_to(std::os::fd::AsRawFd::as_raw_fd(&null), fd, false);
+        for fd in (0..3).filter(|fd| !keep.contains(fd)) {
+            let _ =
+                crate::sys::fdops::dup_to(std::os::fd::AsRawFd::as_raw_fd(&null), fd as i32, false);
         }
     }
     // A pidfd per task of a large tree.
     crate::sys::nofile::raise();
     let mut notes: Vec<(Note, Option<OwnedFd>)> = Vec::new();
-    let mut tasks: Vec<OwnedFd> = Vec::new();
+    let mut tasks: Vec<(u32, OwnedFd)> = Vec::new();
+    let mut releasing = false;
     // Held until the janitor exits.
     let mut _locks: Vec<OwnedFd> = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -234,7 +269,8 @@ fn serve(sock: OwnedFd) -> ! {
             Ok((0, _)) => break,
             Ok((n, fds)) => match serde_json::from_slice::<Note>(&buf[..n]) {
                 Ok(Note::Done) => child_exit(0),
-                Ok(Note::Tasks) => tasks.extend(fds),
+                Ok(Note::Tasks(pids)) => tasks.extend(pids.into_iter().zip(fds)),
+                Ok(Note::Releasing) => releasing = true,
                 Ok(Note::Lock) => _locks.extend(fds),
                 Ok(note) => notes.push((note, fds.into_iter().next())),
                 Err(_) => {}
@@ -246,31 +282,67 @@ fn serve(sock: OwnedFd) -> ! {
             Err(_) => break,
         }
     }
-    if all_end(&tasks) {
+    if releasing {
+        // crit died while it let the tasks go: those it still held die
+        // with it, and the others, let go, run. Half a tree is no
+        // restore: unless every task runs, all of them end.
+        if let Some(c) = &crit {
+            end_by(c, Instant::now() + Duration::from_secs(10));
+        }
+        if some_dying(&tasks) {
+            for (_, t) in &tasks {
+                let _ = crate::sys::pidfd::pidfd_send_signal(t, libc::SIGKILL);
+            }
+        } else {
+            child_exit(0)
+        }
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    if tasks.iter().all(|(_, t)| end_by(t, until)) {
         undo(notes);
     }
     child_exit(0)
 }
 
-/// Whether every task ends within 10 s. Those crit still held die with
-/// it (traced with PTRACE_O_EXITKILL): one that lives on had been let go,
-/// crit having died after that and before it said "done", and the tree
-/// (or part of it) runs with what was made for it.
-fn all_end(tasks: &[OwnedFd]) -> bool {
+/// Whether the process behind pidfd `p` has ended by `until`. A process
+/// ends once all its threads have exited; for crit, each thread that
+/// traced tasks has by then sent them their SIGKILL (PTRACE_O_EXITKILL).
+fn end_by(p: &OwnedFd, until: Instant) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let until = Instant::now() + Duration::from_secs(10);
-    tasks.iter().all(|t| loop {
+    loop {
         let left = until.saturating_duration_since(Instant::now());
         let ms =
             PollTimeout::try_from(left.as_millis().min(10_000) as i32).unwrap_or(PollTimeout::ZERO);
-        let mut p = [PollFd::new(t.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut p, ms) {
+        let mut fds = [PollFd::new(p.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
             Ok(0) => return false,
             Ok(_) => return true,
             Err(nix::errno::Errno::EINTR) => {}
             Err(_) => return true,
         }
-    })
+    }
+}
+
+/// Whether a task of the tree is ending (ended, killed or exiting), as
+/// the tasks crit still held are once crit has died. Looked at a few
+/// times over 50 ms: a task between taking its SIGKILL and exiting
+/// shows neither for a moment.
+fn some_dying(tasks: &[(u32, OwnedFd)]) -> bool {
+    let ended = |t: &OwnedFd| end_by(t, Instant::now());
+    for round in 0..5 {
+        if round > 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // A pid read after its task was reaped may name another process,
+        // whose "no" the second look at the pidfd overrules.
+        let dying = |(pid, t): &(u32, OwnedFd)| {
+            ended(t) || crate::sys::procfs::dying(*pid as i32).unwrap_or(true) || ended(t)
+        };
+        if tasks.iter().any(dying) {
+            return true;
+        }
+    }
+    false
 }
 
 /// crit's rollback, from the notes: socket files first, then the
@@ -289,7 +361,7 @@ fn undo(notes: Vec<(Note, Option<OwnedFd>)>) {
             Note::Mountpoint { name, dev, ino } => points.extend(entry(fd, &name, dev, ino)),
             Note::CgroupDir(d) => dirs.push(d),
             Note::CgroupWrite { file, old } => writes.push((file, old)),
-            Note::Tasks | Note::Lock | Note::Done => {}
+            Note::Tasks(_) | Note::Lock | Note::Releasing | Note::Done => {}
         }
     }
     for f in &files {

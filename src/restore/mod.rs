@@ -461,10 +461,8 @@ fn run(
     stop.check()?;
     if plan.ns.own_pids() {
         plan.set_hosts(tree::host_pids(root)?);
-        janitor::note_tasks(&[root]);
-    } else {
-        janitor::note_tasks(&plan.live().map(|t| t.pid).collect::<Vec<_>>());
     }
+    janitor::note_tasks(&plan.live().map(|t| plan.host(t.pid)).collect::<Vec<_>>());
     if opts.manage_cgroups != CgMode::None {
         cgroups.join_all(plan, opts.manage_cgroups, log, &mut rb.cgroups)?;
     }
@@ -492,6 +490,7 @@ fn run(
                 log.info(e.to_string());
             }
         }
+        janitor::releasing();
         Ok(())
     };
     let vdso = vdso::Here::read(opts.force_vdso_proxy)?;

@@ -89,6 +89,29 @@ pub fn thread_state(pid: i32, tid: i32) -> io::Result<char> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: malformed")))
 }
 
+/// Whether process `pid` is on its way out: SIGKILL pending (in its main
+/// thread, where a fatal signal to any thread lands too, or shared) or
+/// its main thread exiting (PF_EXITING in `/proc/PID/stat`'s flags).
+pub fn dying(pid: i32) -> io::Result<bool> {
+    const SIGKILL_BIT: u64 = 1 << (libc::SIGKILL - 1);
+    const PF_EXITING: u64 = 0x4;
+    let [own, shared] = status_fields(pid, ["SigPnd", "ShdPnd"])?;
+    let mask = |v: Option<String>| {
+        v.and_then(|v| u64::from_str_radix(&v, 16).ok())
+            .unwrap_or(0)
+    };
+    if (mask(own) | mask(shared)) & SIGKILL_BIT != 0 {
+        return Ok(true);
+    }
+    let path = format!("/proc/{pid}/stat");
+    let s = read(&path)?;
+    let flags = stat_after_comm(&s)
+        .and_then(|rest| rest.split_whitespace().nth(6))
+        .and_then(|f| f.parse::<u64>().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: malformed")))?;
+    Ok(flags & PF_EXITING != 0)
+}
+
 /// The text of a stat line after the `(comm)` field.
 fn stat_after_comm(s: &str) -> Option<&str> {
     s.rfind(')').map(|i| &s[i + 1..])
