@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 pub const MARK: &str = "0xC114";
 
 /// A TCP connection as seen from its socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Conn {
     pub src: IpAddr,
     pub sport: u16,
@@ -71,9 +71,20 @@ impl Conn {
     }
 }
 
+/// What an iptables command does with a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `-I`
+    Add,
+    /// `-D`
+    Remove,
+    /// `-C`: succeeds only if the rule is there.
+    Check,
+}
+
 /// The iptables command of one rule: INPUT drops what comes from the peer
-/// to us, OUTPUT what we send to it; `-I` adds it, `-D` removes it.
-pub fn rule(c: &Conn, input: bool, lock: bool) -> (&'static str, Vec<String>) {
+/// to us, OUTPUT what we send to it.
+pub fn rule(c: &Conn, input: bool, op: Op) -> (&'static str, Vec<String>) {
     let c = c.plain();
     let prog = if c.dst.is_ipv4() {
         "iptables"
@@ -89,7 +100,11 @@ pub fn rule(c: &Conn, input: bool, lock: bool) -> (&'static str, Vec<String>) {
         "-w",
         "-t",
         "filter",
-        if lock { "-I" } else { "-D" },
+        match op {
+            Op::Add => "-I",
+            Op::Remove => "-D",
+            Op::Check => "-C",
+        },
         if input { "INPUT" } else { "OUTPUT" },
         "--protocol",
         "tcp",
@@ -115,8 +130,8 @@ pub fn rule(c: &Conn, input: bool, lock: bool) -> (&'static str, Vec<String>) {
     (prog, args)
 }
 
-fn run(c: &Conn, input: bool, lock: bool) -> io::Result<()> {
-    let (prog, args) = rule(c, input, lock);
+fn run(c: &Conn, input: bool, op: Op) -> io::Result<()> {
+    let (prog, args) = rule(c, input, op);
     let out = Command::new(prog)
         .args(&args)
         .stdin(Stdio::null())
@@ -135,9 +150,9 @@ fn run(c: &Conn, input: bool, lock: bool) -> io::Result<()> {
 
 /// Drops the connection's packets both ways.
 pub fn lock(c: &Conn) -> io::Result<()> {
-    run(c, true, true)?;
-    if let Err(e) = run(c, false, true) {
-        let _ = run(c, true, false);
+    run(c, true, Op::Add)?;
+    if let Err(e) = run(c, false, Op::Add) {
+        let _ = run(c, true, Op::Remove);
         return Err(e);
     }
     Ok(())
@@ -145,9 +160,21 @@ pub fn lock(c: &Conn) -> io::Result<()> {
 
 /// Lets the connection's packets through again; both rules are tried.
 pub fn unlock(c: &Conn) -> io::Result<()> {
-    let a = run(c, true, false);
-    let b = run(c, false, false);
+    let a = run(c, true, Op::Remove);
+    let b = run(c, false, Op::Remove);
     a.and(b)
+}
+
+/// Locks the connection again after [`unlock`] began: adds each of its
+/// two rules that is not there (one rule twice would outlast the next
+/// unlock).
+pub fn relock(c: &Conn) -> io::Result<()> {
+    for input in [true, false] {
+        if run(c, input, Op::Check).is_err() {
+            run(c, input, Op::Add)?;
+        }
+    }
+    Ok(())
 }
 
 /// CRIU's lock of a whole network namespace (iptables-restore input).
@@ -218,13 +245,13 @@ mod tests {
             dst: "127.0.0.2".parse().unwrap(),
             dport: 6379,
         };
-        let (p, a) = rule(&c, true, true);
+        let (p, a) = rule(&c, true, Op::Add);
         assert_eq!(p, "iptables");
         assert_eq!(
             a.join(" "),
             "-w -t filter -I INPUT --protocol tcp -m mark ! --mark 0xC114 --source 127.0.0.2 --sport 6379 --destination 127.0.0.1 --dport 40000 -j DROP"
         );
-        let (_, a) = rule(&c, false, false);
+        let (_, a) = rule(&c, false, Op::Remove);
         assert_eq!(
             a.join(" "),
             "-w -t filter -D OUTPUT --protocol tcp -m mark ! --mark 0xC114 --source 127.0.0.1 --sport 40000 --destination 127.0.0.2 --dport 6379 -j DROP"
@@ -235,9 +262,10 @@ mod tests {
             dst: "::ffff:10.0.0.2".parse().unwrap(),
             dport: 2,
         };
-        let (p, a) = rule(&m, true, true);
+        let (p, a) = rule(&m, true, Op::Check);
         assert_eq!(p, "iptables");
         assert!(a.join(" ").contains("--source 10.0.0.2 --sport 2"), "{a:?}");
+        assert!(a.join(" ").contains(" -C INPUT "), "{a:?}");
         let v6 = Conn {
             src: "::1".parse().unwrap(),
             ..m
@@ -249,7 +277,7 @@ mod tests {
                     ..v6
                 },
                 true,
-                true
+                Op::Add
             )
             .0,
             "ip6tables"

@@ -60,6 +60,10 @@ enum Note {
     Tasks(Vec<u32>),
     /// crit starts letting the tasks go.
     Releasing,
+    /// Copies of the tree's TCP connections, with the message.
+    Connections,
+    /// crit starts lifting the network lock of these connections.
+    Unlocking(Vec<crate::model::netlock::Conn>),
     /// A lock of the restore's (flock), with the message: held until
     /// the janitor has undone what it was told.
     Lock,
@@ -190,6 +194,28 @@ pub fn releasing() {
     tell(&Note::Releasing, None);
 }
 
+/// Copies of the tree's TCP connections (in repair mode). Should crit
+/// die, the janitor puts those still out of it back into repair mode
+/// before its copies, the last, close: so that no FIN goes out, and the
+/// connection stays as the dump left it for the next restore.
+pub fn note_connections(fds: &[BorrowedFd]) {
+    let Ok(j) = JANITOR.lock() else {
+        return;
+    };
+    let (Some(j), Ok(data)) = (j.as_ref(), serde_json::to_vec(&Note::Connections)) else {
+        return;
+    };
+    for chunk in fds.chunks(16) {
+        let _ = crate::sys::scm::send(j.sock.as_fd(), &data, chunk);
+    }
+}
+
+/// crit is about to lift the lock of `conns` (rules of crit's network
+/// namespace): should it die, the janitor locks them again.
+pub fn note_unlocking(conns: &[crate::model::netlock::Conn]) {
+    tell(&Note::Unlocking(conns.to_vec()), None);
+}
+
 /// Shares a lock of the restore (an flock'd descriptor) with the
 /// janitor, so that a restore killed keeps the next one waiting until
 /// its janitor is done: else that one could make the same mountpoints
@@ -261,6 +287,8 @@ fn serve(sock: OwnedFd, crit: u32) -> ! {
     let mut notes: Vec<(Note, Option<OwnedFd>)> = Vec::new();
     let mut tasks: Vec<(u32, OwnedFd)> = Vec::new();
     let mut releasing = false;
+    let mut conns: Vec<OwnedFd> = Vec::new();
+    let mut unlocking: Vec<crate::model::netlock::Conn> = Vec::new();
     // Held until the janitor exits.
     let mut _locks: Vec<OwnedFd> = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -271,6 +299,8 @@ fn serve(sock: OwnedFd, crit: u32) -> ! {
                 Ok(Note::Done) => child_exit(0),
                 Ok(Note::Tasks(pids)) => tasks.extend(pids.into_iter().zip(fds)),
                 Ok(Note::Releasing) => releasing = true,
+                Ok(Note::Connections) => conns.extend(fds),
+                Ok(Note::Unlocking(c)) => unlocking.extend(c),
                 Ok(Note::Lock) => _locks.extend(fds),
                 Ok(note) => notes.push((note, fds.into_iter().next())),
                 Err(_) => {}
@@ -299,6 +329,15 @@ fn serve(sock: OwnedFd, crit: u32) -> ! {
     }
     let until = Instant::now() + Duration::from_secs(10);
     if tasks.iter().all(|(_, t)| end_by(t, until)) {
+        // Our copies of the connections are the last: silent when they
+        // close, and locked as the dump left them.
+        for c in &conns {
+            let _ = crate::sys::tcp_repair::set_repair(c.as_fd(), true);
+        }
+        for c in &unlocking {
+            let _ = crate::model::netlock::relock(c);
+        }
+        drop(conns);
         undo(notes);
     }
     child_exit(0)
@@ -361,7 +400,7 @@ fn undo(notes: Vec<(Note, Option<OwnedFd>)>) {
             Note::Mountpoint { name, dev, ino } => points.extend(entry(fd, &name, dev, ino)),
             Note::CgroupDir(d) => dirs.push(d),
             Note::CgroupWrite { file, old } => writes.push((file, old)),
-            Note::Tasks(_) | Note::Lock | Note::Releasing | Note::Done => {}
+            _ => {}
         }
     }
     for f in &files {

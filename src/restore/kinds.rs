@@ -420,6 +420,7 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
     // Out of repair mode only right before the tree runs (as CRIU's
     // restorer does it, last): until then a failure, or crit killed,
     // closes them without a packet.
+    let ids: Vec<u32> = repaired.iter().map(|r| r.0).collect();
     for (id, s) in repaired {
         if let Some(fd) = res.by_id.get(&id) {
             res.tcp_live.keep(fd);
@@ -430,6 +431,12 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
             res.tcp_repaired.push((copy, s.clone()));
         }
     }
+    let fds: Vec<_> = ids
+        .iter()
+        .filter_map(|id| res.by_id.get(id))
+        .map(std::os::fd::AsFd::as_fd)
+        .collect();
+    super::janitor::note_connections(&fds);
     Ok(())
 }
 

@@ -530,6 +530,7 @@ fn settle(plan: &plan::Plan, opts: &Options, log: &Log, root_pid: u32) -> Result
         .filter_map(crate::model::netlock::Conn::of_entry)
         .collect();
     if plan.ns.net.is_none() {
+        janitor::note_unlocking(&conns);
         for w in tcp::unlock_all(&conns) {
             log.info(w);
         }

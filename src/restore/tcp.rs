@@ -235,7 +235,9 @@ pub fn finish(fd: &OwnedFd, s: &pb::InetSkEntry) -> Result<()> {
 /// connection stays as the dump left it (locked, its peer waiting) and
 /// the restore can be run again; a FIN would leave an orphan holding
 /// the address and end the connection once the lock is lifted. (crit
-/// killed before the tree runs leaves them in repair mode: silent too.)
+/// killed before the tree runs: its janitor holds copies too, and puts
+/// them back into repair mode and locks them again, see
+/// [`super::janitor::note_connections`].)
 #[derive(Default)]
 pub struct SilentOnFailure(Vec<OwnedFd>);
 
