@@ -293,25 +293,8 @@ fn a_restore_killed_while_it_lets_a_tree_go_leaves_all_of_it_or_none() {
     ok(&kit.dump(prog.pid, &dir, &[]));
     let _ = prog.child.wait();
     reap(&pids, std::time::Duration::from_secs(10));
-    // At pre-resume, the last step before the tasks are let go, the
-    // script says so and waits for the test.
-    let (mark, go) = (kit.path("at-pre-resume"), kit.path("go"));
-    let script = action_script(
-        &kit,
-        "mark.sh",
-        "pre-resume",
-        &format!(
-            "touch {}\nwhile [ ! -e {} ]; do sleep 0.01; done",
-            mark.display(),
-            go.display()
-        ),
-    );
-    let traced = |p: &i32| {
-        std::fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|s| {
-            s.lines()
-                .any(|l| l.starts_with("TracerPid:") && !l.ends_with("\t0"))
-        })
-    };
+    // At pre-resume, the last step before the tasks are let go.
+    let hold = Hold::new(&kit, "pre-resume");
     // A few of the tasks, to see the first let go within microseconds.
     let watched: Vec<i32> = pids
         .iter()
@@ -320,8 +303,7 @@ fn a_restore_killed_while_it_lets_a_tree_go_leaves_all_of_it_or_none() {
         .copied()
         .collect();
     for round in 0..3 {
-        let _ = std::fs::remove_file(&mark);
-        let _ = std::fs::remove_file(&go);
+        hold.reset();
         // Opened by the tasks; its size is checked at restore.
         std::fs::File::options()
             .write(true)
@@ -332,7 +314,7 @@ fn a_restore_killed_while_it_lets_a_tree_go_leaves_all_of_it_or_none() {
         let err = kit.path("restore.err");
         let mut c = kit::crit()
             .args(["restore", "-d", "--shell-job", "--action-script"])
-            .arg(&script)
+            .arg(&hold.script)
             .arg("-D")
             .arg(&dir)
             .stdin(std::process::Stdio::null())
@@ -341,19 +323,19 @@ fn a_restore_killed_while_it_lets_a_tree_go_leaves_all_of_it_or_none() {
             .spawn()
             .unwrap();
         assert!(
-            eventually(|| mark.exists()),
+            hold.reached(),
             "round {round}: no pre-resume: {}",
             std::fs::read_to_string(&err).unwrap_or_default()
         );
-        std::fs::write(&go, b"").unwrap();
+        hold.release();
         let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while watched.iter().all(traced) && std::time::Instant::now() < end {}
+        while watched.iter().all(|&p| kit::proc::traced(p)) && std::time::Instant::now() < end {}
         kill_tree(c.id() as i32);
         let _ = c.wait();
         // Those let go are ended by the janitor, the others die with crit.
         let settled = eventually(|| {
             let n = pids.iter().filter(|&&p| alive(p)).count();
-            n == 0 || (n == TASKS && pids.iter().all(|p| !traced(p)))
+            n == 0 || (n == TASKS && pids.iter().all(|&p| !kit::proc::traced(p)))
         });
         let running = pids.iter().filter(|&&p| alive(p)).count();
         if running == TASKS {

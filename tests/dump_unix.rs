@@ -431,51 +431,33 @@ fn a_restore_killed_as_it_lets_the_tree_go_leaves_it_whole() {
     use std::os::fd::AsFd;
     let kit = Kit::new();
     let (sdir, pid, dir) = usk_dumped(&kit);
-    // At pre-resume, the last step before the tasks are let go, the
-    // script says so and waits for the test.
-    let (mark, go) = (kit.path("at-pre-resume"), kit.path("go"));
-    let script = action_script(
-        &kit,
-        "mark.sh",
-        "pre-resume",
-        &format!(
-            "touch {}\nwhile [ ! -e {} ]; do sleep 0.01; done",
-            mark.display(),
-            go.display()
-        ),
-    );
+    // At pre-resume, the last step before the tasks are let go.
+    let hold = Hold::new(&kit, "pre-resume");
     // The moments are races (the janitor ends, crit lets go of a task a
     // few microseconds later or earlier): a few rounds of each.
     for round in 0..6 {
         let watch_janitor = round % 2 == 0;
-        let _ = std::fs::remove_file(&mark);
-        let _ = std::fs::remove_file(&go);
+        hold.reset();
         let mut c = spawn_crit(&[
             "restore",
             "-d",
             "--shell-job",
             "--action-script",
-            script.to_str().unwrap(),
+            hold.script.to_str().unwrap(),
             "-D",
             dir.to_str().unwrap(),
         ]);
         let crit_pid = c.id() as i32;
-        assert!(eventually(|| mark.exists()), "no pre-resume");
+        assert!(hold.reached(), "no pre-resume");
         let comm = |p: i32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
         let janitor = kit::proc::children(crit_pid)
             .into_iter()
             .find(|&p| comm(p).trim() == "crit")
             .and_then(|j| crit::sys::pidfd::pidfd_open(j).ok());
-        std::fs::write(&go, b"").unwrap();
+        hold.release();
         if !watch_janitor {
-            let traced = || {
-                std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
-                    s.lines()
-                        .any(|l| l.starts_with("TracerPid:") && !l.ends_with("\t0"))
-                })
-            };
             let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
-            while traced() && std::time::Instant::now() < end {}
+            while kit::proc::traced(pid) && std::time::Instant::now() < end {}
         } else if let Some(fd) = janitor {
             let mut pfd = [nix::poll::PollFd::new(
                 fd.as_fd(),

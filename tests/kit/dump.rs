@@ -307,6 +307,42 @@ pub fn action_script(kit: &Kit, name: &str, action: &str, body: &str) -> PathBuf
     script
 }
 
+/// An action script that holds crit at an action until the test lets it
+/// go on: it creates `mark` there, then waits for `go` to exist.
+pub struct Hold {
+    pub script: PathBuf,
+    pub mark: PathBuf,
+    pub go: PathBuf,
+}
+
+impl Hold {
+    pub fn new(kit: &Kit, action: &str) -> Hold {
+        let (mark, go) = (kit.path(&format!("at-{action}")), kit.path("go"));
+        let body = format!(
+            "touch {}\nwhile [ ! -e {} ]; do sleep 0.01; done",
+            mark.display(),
+            go.display()
+        );
+        let script = action_script(kit, &format!("hold-at-{action}.sh"), action, &body);
+        Hold { script, mark, go }
+    }
+
+    /// Ready for the next restore.
+    pub fn reset(&self) {
+        let _ = std::fs::remove_file(&self.mark);
+        let _ = std::fs::remove_file(&self.go);
+    }
+
+    /// Whether crit reached the action (within 20 s).
+    pub fn reached(&self) -> bool {
+        eventually(|| self.mark.exists())
+    }
+
+    pub fn release(&self) {
+        std::fs::write(&self.go, b"").unwrap();
+    }
+}
+
 /// An action script that kills the crit running it with SIGKILL at
 /// `action`, which crit cannot catch.
 pub fn sigkill_script(kit: &Kit, action: &str) -> PathBuf {

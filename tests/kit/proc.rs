@@ -33,6 +33,14 @@ pub fn my_children() -> Vec<i32> {
     children(std::process::id() as i32)
 }
 
+/// Whether `pid` exists and is traced (TracerPid other than 0).
+pub fn traced(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("TracerPid:") && !l.ends_with("\t0"))
+    })
+}
+
 /// True while `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
