@@ -44,6 +44,16 @@ enum Note {
         dev: u64,
         ino: u64,
     },
+    /// A socket file about to be bound, with its directory's descriptor.
+    Binding {
+        name: Vec<u8>,
+    },
+    /// What is at `name` about to be moved aside to `aside` (same
+    /// directory, whose descriptor comes with the message).
+    Aside {
+        name: Vec<u8>,
+        aside: Vec<u8>,
+    },
     /// A mountpoint, with its directory's descriptor.
     Mountpoint {
         name: Vec<u8>,
@@ -137,14 +147,35 @@ pub fn done() {
 pub fn note_file(made: &Entry) {
     let (dev, ino) = made.id();
     let name = std::os::unix::ffi::OsStrExt::as_bytes(made.name()).to_vec();
-    tell(&Note::File { name, dev, ino }, Some(made));
+    tell(&Note::File { name, dev, ino }, Some(made.parent()));
+}
+
+/// A socket file about to be bound at `at`. Should crit die before it
+/// tells [`note_file`], the janitor removes a socket file at that name
+/// that no live socket holds.
+pub fn note_binding(at: &Path) {
+    if let Some((dir, name)) = dir_and_name(at) {
+        tell(&Note::Binding { name }, Some(dir.as_fd()));
+    }
+}
+
+/// What is at `at` is about to be moved aside to `aside`, in the same
+/// directory, and back after a bind. Should crit die in between, the
+/// janitor moves it back (over a socket file no live socket holds).
+pub fn note_aside(at: &Path, aside: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let (Some((dir, name)), Some(aside)) = (dir_and_name(at), aside.file_name()) else {
+        return;
+    };
+    let aside = aside.as_bytes().to_vec();
+    tell(&Note::Aside { name, aside }, Some(dir.as_fd()));
 }
 
 /// A mountpoint the restore made.
 pub fn note_mountpoint(made: &Entry) {
     let (dev, ino) = made.id();
     let name = std::os::unix::ffi::OsStrExt::as_bytes(made.name()).to_vec();
-    tell(&Note::Mountpoint { name, dev, ino }, Some(made));
+    tell(&Note::Mountpoint { name, dev, ino }, Some(made.parent()));
 }
 
 /// A cgroup the restore made.
@@ -230,7 +261,7 @@ pub fn hold(lock: BorrowedFd) {
     }
 }
 
-fn tell(note: &Note, with: Option<&Entry>) {
+fn tell(note: &Note, with: Option<BorrowedFd>) {
     if let Ok(j) = JANITOR.lock() {
         if let Some(j) = j.as_ref() {
             let _ = send(&j.sock, note, with);
@@ -238,10 +269,23 @@ fn tell(note: &Note, with: Option<&Entry>) {
     }
 }
 
-fn send(sock: &OwnedFd, note: &Note, with: Option<&Entry>) -> std::io::Result<()> {
+fn send(sock: &OwnedFd, note: &Note, with: Option<BorrowedFd>) -> std::io::Result<()> {
     let data = serde_json::to_vec(note).map_err(std::io::Error::other)?;
-    let fds: Vec<_> = with.map(|e| e.parent()).into_iter().collect();
+    let fds: Vec<_> = with.into_iter().collect();
     crate::sys::scm::send(sock.as_fd(), &data, &fds)
+}
+
+/// The directory of `at` (O_PATH) and the name in it.
+fn dir_and_name(at: &Path) -> Option<(OwnedFd, Vec<u8>)> {
+    use std::os::unix::ffi::OsStrExt;
+    let (dir, name) = (at.parent()?, at.file_name()?);
+    let dir = nix::fcntl::open(
+        dir,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
+    Some((dir, name.as_bytes().to_vec()))
 }
 
 /// The janitor: collects notes until "done" (exits) or the end of the
@@ -320,9 +364,7 @@ fn serve(sock: OwnedFd, crit: u32) -> ! {
             end_by(c, Instant::now() + Duration::from_secs(10));
         }
         if some_dying(&tasks) {
-            for (_, t) in &tasks {
-                let _ = crate::sys::pidfd::pidfd_send_signal(t, libc::SIGKILL);
-            }
+            end_all(&tasks);
         } else {
             child_exit(0)
         }
@@ -362,6 +404,49 @@ fn end_by(p: &OwnedFd, until: Instant) -> bool {
     }
 }
 
+/// Ends every task and whatever they forked since they were let go: each
+/// is stopped first (a stopped task forks no more), its children looked
+/// up once it is, and stopped in turn; then all are killed.
+fn end_all(tasks: &[(u32, OwnedFd)]) {
+    use crate::sys::pidfd::{pidfd_open, pidfd_send_signal};
+    let mut seen: std::collections::HashSet<u32> = tasks.iter().map(|t| t.0).collect();
+    let mut found: Vec<OwnedFd> = Vec::new();
+    let mut look: Vec<u32> = tasks.iter().map(|t| t.0).collect();
+    for (_, t) in tasks {
+        let _ = pidfd_send_signal(t, libc::SIGSTOP);
+    }
+    let until = Instant::now() + Duration::from_secs(2);
+    while let Some(p) = look.pop() {
+        // Once stopped (or gone), its list of children is final.
+        while !stopped_or_gone(p) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for c in crate::sys::procfs::children(p).unwrap_or_default() {
+            if seen.insert(c) {
+                if let Ok(fd) = pidfd_open(c as i32) {
+                    let _ = pidfd_send_signal(&fd, libc::SIGSTOP);
+                    found.push(fd);
+                    look.push(c);
+                }
+            }
+        }
+    }
+    for t in tasks.iter().map(|t| &t.1).chain(&found) {
+        let _ = pidfd_send_signal(t, libc::SIGKILL);
+    }
+}
+
+/// Whether every thread of `pid` is stopped, dead or gone.
+fn stopped_or_gone(pid: u32) -> bool {
+    let Ok(tids) = crate::sys::procfs::tids(pid as i32) else {
+        return true;
+    };
+    tids.iter().all(|&t| {
+        crate::sys::procfs::thread_state(pid as i32, t)
+            .map_or(true, |s| matches!(s, 'T' | 't' | 'Z' | 'X'))
+    })
+}
+
 /// Whether a task of the tree is ending (ended, killed or exiting), as
 /// the tasks crit still held are once crit has died. Looked at a few
 /// times over 50 ms: a task between taking its SIGKILL and exiting
@@ -384,6 +469,54 @@ fn some_dying(tasks: &[(u32, OwnedFd)]) -> bool {
     false
 }
 
+fn bytes_path(b: &[u8]) -> &Path {
+    Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b))
+}
+
+/// Removes the socket file `name` in `dir` if no socket is bound to it
+/// (a datagram socket's connect is refused). A name too long to reach
+/// through /proc/self/fd is reached from the working directory, which is
+/// then changed: the janitor's alone.
+fn remove_dead_socket(dir: &OwnedFd, name: &[u8]) {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use nix::sys::stat::{fstatat, SFlag};
+    let name = bytes_path(name);
+    let Ok(st) = fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) else {
+        return;
+    };
+    if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFSOCK {
+        return;
+    }
+    let via = Path::new("/proc/self/fd")
+        .join(std::os::fd::AsRawFd::as_raw_fd(dir).to_string())
+        .join(name);
+    let addr = match UnixAddr::new(&via) {
+        Ok(a) => Ok(a),
+        Err(_) => nix::unistd::fchdir(dir).and_then(|()| UnixAddr::new(name)),
+    };
+    let (Ok(addr), Ok(probe)) = (
+        addr,
+        socket(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        ),
+    ) else {
+        return;
+    };
+    let refused = matches!(
+        connect(std::os::fd::AsRawFd::as_raw_fd(&probe), &addr),
+        Err(nix::errno::Errno::ECONNREFUSED)
+    );
+    // Only the file looked at: not one bound there since.
+    let same = fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|n| n.st_ino == st.st_ino && n.st_dev == st.st_dev);
+    if refused && same {
+        let _ = nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+    }
+}
+
 /// crit's rollback, from the notes: socket files first, then the
 /// values written into cgroups, the cgroups made (children first, once
 /// the dying tasks have left them), the mountpoints made (children
@@ -394,8 +527,11 @@ fn undo(notes: Vec<(Note, Option<OwnedFd>)>) {
         fd.map(|fd| Entry::from_parts(fd, name.to_os_string(), dev, ino))
     };
     let (mut files, mut writes, mut dirs, mut points) = (vec![], vec![], vec![], vec![]);
+    let (mut bindings, mut asides) = (vec![], vec![]);
     for (note, fd) in notes {
         match note {
+            Note::Binding { name } => bindings.extend(fd.map(|d| (d, name))),
+            Note::Aside { name, aside } => asides.extend(fd.map(|d| (d, name, aside))),
             Note::File { name, dev, ino } => files.extend(entry(fd, &name, dev, ino)),
             Note::Mountpoint { name, dev, ino } => points.extend(entry(fd, &name, dev, ino)),
             Note::CgroupDir(d) => dirs.push(d),
@@ -405,6 +541,28 @@ fn undo(notes: Vec<(Note, Option<OwnedFd>)>) {
     }
     for f in &files {
         let _ = f.remove_as();
+    }
+    // Bound or about to be, when crit died: only a socket file left
+    // without its socket goes.
+    for (dir, name) in &bindings {
+        remove_dead_socket(dir, name);
+    }
+    for (dir, name, aside) in &asides {
+        use nix::fcntl::{renameat2, RenameFlags};
+        let here = |n: &[u8]| {
+            nix::sys::stat::fstatat(dir, bytes_path(n), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                .is_ok()
+        };
+        if here(aside) {
+            remove_dead_socket(dir, name);
+            let _ = renameat2(
+                dir,
+                bytes_path(aside),
+                dir,
+                bytes_path(name),
+                RenameFlags::RENAME_NOREPLACE,
+            );
+        }
     }
     let _ = super::cgroups::undo(super::cgroups::Made {
         dirs: Vec::new(),
@@ -426,5 +584,70 @@ fn undo(notes: Vec<(Note, Option<OwnedFd>)>) {
         while matches!(p.remove_as(), Err(Errno::EBUSY | Errno::ESTALE)) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_of(p: &Path) -> OwnedFd {
+        dir_and_name(&p.join("x")).unwrap().0
+    }
+
+    #[test]
+    fn a_socket_file_left_without_its_socket_goes_and_a_live_one_stays() {
+        let d = tempfile::tempdir().unwrap();
+        let (dead, live) = (d.path().join("dead.sock"), d.path().join("live.sock"));
+        drop(std::os::unix::net::UnixListener::bind(&dead).unwrap());
+        let _live = std::os::unix::net::UnixListener::bind(&live).unwrap();
+        std::fs::write(d.path().join("plain"), b"x").unwrap();
+        let notes = ["dead.sock", "live.sock", "plain", "absent"]
+            .into_iter()
+            .map(|n| {
+                let name = n.as_bytes().to_vec();
+                (Note::Binding { name }, Some(dir_of(d.path())))
+            })
+            .collect();
+        undo(notes);
+        assert!(!dead.exists());
+        assert!(live.exists());
+        assert!(d.path().join("plain").exists());
+    }
+
+    #[test]
+    fn what_was_moved_aside_comes_back_over_a_dead_socket() {
+        let d = tempfile::tempdir().unwrap();
+        let (at, aside) = (d.path().join("s"), d.path().join("s.crit-aside"));
+        std::fs::write(&aside, b"theirs").unwrap();
+        drop(std::os::unix::net::UnixListener::bind(&at).unwrap());
+        let note = Note::Aside {
+            name: b"s".to_vec(),
+            aside: b"s.crit-aside".to_vec(),
+        };
+        undo(vec![(note, Some(dir_of(d.path())))]);
+        assert_eq!(std::fs::read(&at).unwrap(), b"theirs");
+        assert!(!aside.exists());
+    }
+
+    #[test]
+    fn ending_a_tree_ends_what_its_tasks_forked() {
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "sleep 100 & sleep 100 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(sh.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let child: i32 = line.trim().parse().unwrap();
+        let fd = crate::sys::pidfd::pidfd_open(child).unwrap();
+        let pid = sh.id();
+        end_all(&[(pid, crate::sys::pidfd::pidfd_open(pid as i32).unwrap())]);
+        let _ = sh.wait();
+        assert!(end_by(&fd, Instant::now() + Duration::from_secs(5)));
     }
 }

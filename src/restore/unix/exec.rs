@@ -221,6 +221,7 @@ impl Exec<'_> {
             self.clear_stale(&full, &a, ino)?;
             None
         };
+        crate::restore::janitor::note_binding(&full);
         let bound = addr::in_dir(a.dir.as_deref(), || so::bind(fd.as_raw_fd(), &a.addr));
         // A deleted socket's file goes at once; what was moved aside comes
         // back whatever happened, before any error is passed on.
@@ -273,6 +274,7 @@ impl Exec<'_> {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(format!(".crit-aside-{ino}-{}", std::process::id()));
         let tmp = std::path::PathBuf::from(tmp);
+        crate::restore::janitor::note_aside(path, &tmp);
         std::fs::rename(path, &tmp).map_err(|source| FileError::IoArg {
             on: On::Unix(ino),
             what: "move aside the file at the deleted socket's path",
