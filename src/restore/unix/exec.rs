@@ -221,7 +221,11 @@ impl Exec<'_> {
             self.clear_stale(&full, &a, ino)?;
             None
         };
-        crate::restore::janitor::note_binding(&full);
+        // (What was moved aside, its note covers: the name may hold it
+        // again by the time the janitor looks.)
+        if aside.is_none() {
+            crate::restore::janitor::note_binding(&full);
+        }
         let bound = addr::in_dir(a.dir.as_deref(), || so::bind(fd.as_raw_fd(), &a.addr));
         // A deleted socket's file goes at once; what was moved aside comes
         // back whatever happened, before any error is passed on.
