@@ -478,7 +478,7 @@ fn bytes_path(b: &[u8]) -> &Path {
 /// through /proc/self/fd is reached from the working directory, which is
 /// then changed: the janitor's alone.
 fn remove_dead_socket(dir: &OwnedFd, name: &[u8]) {
-    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use nix::sys::socket::UnixAddr;
     use nix::sys::stat::{fstatat, SFlag};
     let name = bytes_path(name);
     let Ok(st) = fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) else {
@@ -494,31 +494,18 @@ fn remove_dead_socket(dir: &OwnedFd, name: &[u8]) {
         Ok(a) => Ok(a),
         Err(_) => nix::unistd::fchdir(dir).and_then(|()| UnixAddr::new(name)),
     };
-    let (Ok(addr), Ok(probe)) = (
-        addr,
-        socket(
-            AddressFamily::Unix,
-            SockType::Datagram,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        ),
-    ) else {
-        return;
-    };
-    let refused = matches!(
-        connect(std::os::fd::AsRawFd::as_raw_fd(&probe), &addr),
-        Err(nix::errno::Errno::ECONNREFUSED)
-    );
+    let dead = addr.and_then(|a| super::unix::addr::bound_at(&a)) == Ok(false);
     // Only the file looked at: not one bound there since.
     let same = fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
         .is_ok_and(|n| n.st_ino == st.st_ino && n.st_dev == st.st_dev);
-    if refused && same {
+    if dead && same {
         let _ = nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
     }
 }
 
-/// crit's rollback, from the notes: socket files first, then the
-/// values written into cgroups, the cgroups made (children first, once
+/// crit's rollback, from the notes: socket files first (also one crit
+/// was binding, and what a bind had moved aside), then the values
+/// written into cgroups, the cgroups made (children first, once
 /// the dying tasks have left them), the mountpoints made (children
 /// first).
 fn undo(notes: Vec<(Note, Option<OwnedFd>)>) {

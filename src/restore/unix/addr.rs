@@ -62,6 +62,26 @@ pub fn in_dir<T>(dir: Option<&str>, f: impl FnOnce() -> nix::Result<T>) -> Resul
     Ok(r)
 }
 
+/// Whether a socket is bound to the file at `addr`: a datagram socket
+/// connects to a live datagram socket and is refused with EPROTOTYPE by
+/// a live socket of another type, without a packet or a connection
+/// either way; a file no socket holds refuses with ECONNREFUSED.
+/// Anything else is taken as live (never a takeover).
+pub fn bound_at(addr: &UnixAddr) -> nix::Result<bool> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag};
+    let probe = socket(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let r = connect(std::os::fd::AsRawFd::as_raw_fd(&probe), addr);
+    Ok(!matches!(
+        r,
+        Err(nix::errno::Errno::ECONNREFUSED | nix::errno::Errno::ENOENT)
+    ))
+}
+
 /// The kernel's socket type for an image's type number (the planner
 /// refused any other).
 pub fn sock_type(t: u32) -> SockType {

@@ -324,24 +324,9 @@ impl Exec<'_> {
         Ok(())
     }
 
-    /// Whether a socket is bound to the file at `a`: a datagram socket
-    /// connects to a live datagram socket and is refused with
-    /// EPROTOTYPE by a live socket of another type, without a packet or
-    /// a connection either way; a file no socket holds refuses with
-    /// ECONNREFUSED. Anything else is taken as live (never a takeover).
+    /// Whether a socket is bound to the file at `a` ([`addr::bound_at`]).
     fn is_live(&self, a: &Addr, ino: u32) -> Result<bool> {
-        let probe = so::socket(
-            AddressFamily::Unix,
-            so::SockType::Datagram,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .map_err(on_unix(ino, "socket"))?;
-        let r = addr::in_dir(a.dir.as_deref(), || so::connect(probe.as_raw_fd(), &a.addr))?;
-        Ok(!matches!(
-            r,
-            Err(nix::errno::Errno::ECONNREFUSED | nix::errno::Errno::ENOENT)
-        ))
+        addr::in_dir(a.dir.as_deref(), || addr::bound_at(&a.addr))?.map_err(on_unix(ino, "socket"))
     }
 
     fn connect(fd: &OwnedFd, a: &Addr, ino: u32) -> Result<()> {
