@@ -327,17 +327,28 @@ fn a_restore_killed_while_it_lets_a_tree_go_leaves_all_of_it_or_none() {
             "round {round}: no pre-resume: {}",
             std::fs::read_to_string(&err).unwrap_or_default()
         );
+        // The janitor decides once crit is dead; the tree is as it leaves
+        // it (before, a task that died with crit may still show).
+        let comm = |p: i32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+        let janitor = kit::proc::children(c.id() as i32)
+            .into_iter()
+            .find(|&p| comm(p).trim() == "crit")
+            .and_then(|j| crit::sys::pidfd::pidfd_open(j).ok())
+            .expect("the restore's janitor");
         hold.release();
         let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while watched.iter().all(|&p| kit::proc::traced(p)) && std::time::Instant::now() < end {}
         kill_tree(c.id() as i32);
         let _ = c.wait();
         // Those let go are ended by the janitor, the others die with crit.
-        let settled = eventually(|| {
-            let n = pids.iter().filter(|&&p| alive(p)).count();
-            n == 0 || (n == TASKS && pids.iter().all(|&p| !kit::proc::traced(p)))
-        });
+        let mut janitor = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&janitor),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let janitor_ended = nix::poll::poll(&mut janitor, 20_000u16).is_ok_and(|n| n == 1);
         let running = pids.iter().filter(|&&p| alive(p)).count();
+        let settled = janitor_ended
+            && (running == 0 || (running == TASKS && pids.iter().all(|&p| !kit::proc::traced(p))));
         if running == TASKS {
             for &p in &pids {
                 let _ = nix::sys::signal::kill(

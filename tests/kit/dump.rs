@@ -288,10 +288,11 @@ pub fn free_ports(n: u16) -> u16 {
 }
 
 /// Shell lines that set `$p` to the pid of the crit running the script
-/// (an ancestor: a shell may be between).
+/// (an ancestor: a shell may be between), or to nothing if none is.
 pub const FIND_CRIT: &str = "p=$PPID\nfor i in 1 2 3 4; do\n\
      [ \"$(cat /proc/$p/comm)\" = crit ] && break\n\
-     p=$(awk '{print $4}' /proc/$p/stat)\ndone\n";
+     p=$(awk '{print $4}' /proc/$p/stat)\ndone\n\
+     [ \"$(cat /proc/$p/comm)\" = crit ] || p=\n";
 
 /// An action script (`--action-script`) at `<kit>/NAME` that runs the
 /// shell lines `body` at `action` (such as post-restore) and nothing at
