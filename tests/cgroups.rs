@@ -37,9 +37,14 @@ fn mounted(controller: &str) -> Option<(PathBuf, bool)> {
 }
 
 /// Where a cgroup of the test can be made: the pids hierarchy (v1) or
-/// the unified one, with the name /proc/PID/cgroup lists it under.
+/// the unified one, with the name /proc/PID/cgroup lists it under. None
+/// (the test skips, and says so) where neither is mounted.
 fn hierarchy() -> Option<(PathBuf, &'static str)> {
-    mounted("pids").map(|(mp, v1)| (mp, if v1 { "pids" } else { "" }))
+    let h = mounted("pids").map(|(mp, v1)| (mp, if v1 { "pids" } else { "" }));
+    if h.is_none() {
+        eprintln!("skipped: neither a pids hierarchy nor cgroup v2 is mounted");
+    }
+    h
 }
 
 fn cgroup_of(pid: i32, name: &str) -> String {
@@ -59,7 +64,6 @@ fn cgroup_of(pid: i32, name: &str) -> String {
 #[test]
 fn tasks_go_back_to_their_cgroups() {
     let Some((mount, name)) = hierarchy() else {
-        eprintln!("skipped: neither a pids hierarchy nor cgroup v2 is mounted");
         return;
     };
     let kit = Kit::new();
@@ -328,7 +332,6 @@ fn view(pid: i32, out: &std::path::Path) -> String {
 #[test]
 fn a_cgroup_namespace_comes_back() {
     let Some((mount, name)) = hierarchy() else {
-        eprintln!("skipped: neither a pids hierarchy nor cgroup v2 is mounted");
         return;
     };
     let kit = Kit::new();
@@ -390,7 +393,6 @@ fn a_restore_under_a_pids_limit_fails_cleanly() {
     // The v1 pids hierarchy, or cgroup v2 where its root hands the pids
     // controller down (pids.max in a new cgroup).
     let Some((mount, _)) = hierarchy() else {
-        eprintln!("skipped: neither a pids hierarchy nor cgroup v2 is mounted");
         return;
     };
     let probe = mount.join(format!("crit-test-pids-{}-probe", std::process::id()));
@@ -511,7 +513,6 @@ fn a_restore_into_a_frozen_cgroup_is_refused() {
 fn a_janitor_hears_of_every_task_of_a_tree_beyond_the_soft_limit() {
     use std::io::BufRead;
     let Some((mount, _)) = hierarchy() else {
-        eprintln!("skipped: neither a pids hierarchy nor cgroup v2 is mounted");
         return;
     };
     let kit = Kit::new();
