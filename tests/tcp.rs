@@ -12,7 +12,11 @@
 //!   on too; a connection in flight (not accepted) is refused, or left
 //!   out with `--skip-in-flight`;
 //! * the network lock: CRIU's iptables rules while the tree is dumped and
-//!   gone, none once the restore has repaired the connections.
+//!   gone, none once the restore has repaired the connections;
+//! * a task with connections in each half-closed state (CLOSE_WAIT,
+//!   FIN_WAIT2, FIN_WAIT1, LAST_ACK, CLOSING) to a peer outside the tree,
+//!   over IPv4 and IPv6: each comes back in its state, with its queued
+//!   bytes, and both ends then see the bytes and the EOFs they are owed.
 //! * a listener without SO_REUSEADDR whose closed connections left
 //!   TIME_WAITs on its port comes back (crit ends them); one whose port
 //!   a live socket holds fails, and the holder goes on.
@@ -89,9 +93,9 @@ fn wait_file(p: &Path) -> String {
     format!("no result in {}", p.display())
 }
 
-/// The (local, remote) ports of `pid`'s established TCP connections:
-/// its socket inodes looked up in /proc/PID/net/tcp and tcp6 (state 01).
-fn ports_of(pid: i32) -> Vec<(u16, u16)> {
+/// The (local port, remote port, state) of `pid`'s TCP sockets: its
+/// socket inodes looked up in /proc/PID/net/tcp and tcp6.
+fn tcp_of(pid: i32) -> Vec<(u16, u16, u8)> {
     let mine: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
@@ -105,14 +109,24 @@ fn ports_of(pid: i32) -> Vec<(u16, u16)> {
         let t = std::fs::read_to_string(format!("/proc/{pid}/net/{f}")).unwrap_or_default();
         for l in t.lines().skip(1) {
             let w: Vec<&str> = l.split_whitespace().collect();
-            if w.len() > 9 && w[3] == "01" && mine.iter().any(|i| i == w[9]) {
+            if w.len() > 9 && mine.iter().any(|i| i == w[9]) {
                 let port =
                     |s: &str| u16::from_str_radix(s.rsplit(':').next().unwrap(), 16).unwrap();
-                v.push((port(w[1]), port(w[2])));
+                let state = u8::from_str_radix(w[3], 16).unwrap();
+                v.push((port(w[1]), port(w[2]), state));
             }
         }
     }
     v
+}
+
+/// The (local, remote) ports of `pid`'s established TCP connections.
+fn ports_of(pid: i32) -> Vec<(u16, u16)> {
+    tcp_of(pid)
+        .into_iter()
+        .filter(|s| s.2 == 1)
+        .map(|s| (s.0, s.1))
+        .collect()
 }
 
 /// The parent's and the child's pid from tcp_pair's READY line.
@@ -503,6 +517,128 @@ fn a_tree_in_its_own_network_namespace() {
     );
     kit::dump::kill_tree(w[0]);
     assert_eq!((r.0.as_str(), r.1.as_str()), ("OK", "OK"), "restored");
+}
+
+/// The states of tests/programs/tcp_half.c's connections, in the order
+/// it connects (the kernel's numbers).
+const HALF: [(&str, u8); 5] = [
+    ("CLOSE_WAIT", 8),
+    ("FIN_WAIT2", 5),
+    ("FIN_WAIT1", 4),
+    ("LAST_ACK", 9),
+    ("CLOSING", 11),
+];
+
+/// The state of each of `ports` among `pid`'s sockets, by name.
+fn half_states(pid: i32, ports: &[u16]) -> Vec<String> {
+    let all = tcp_of(pid);
+    ports
+        .iter()
+        .map(|p| {
+            let st = all.iter().find(|s| s.0 == *p).map(|s| s.2);
+            HALF.iter()
+                .find(|h| Some(h.1) == st)
+                .map_or_else(|| format!("{st:?}"), |h| h.0.to_string())
+        })
+        .collect()
+}
+
+/// What the peer's end of a connection reads up to the task's EOF.
+fn read_to_eof(s: &mut TcpStream, what: &str) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got)
+        .unwrap_or_else(|e| panic!("{what}: the peer read {} bytes, then {e}", got.len()));
+    got
+}
+
+fn half_closed(v6: bool) {
+    let _g = kit::restore::lock();
+    let kit = Kit::new();
+    let l = TcpListener::bind(if v6 { "[::1]:0" } else { "127.0.0.1:0" }).unwrap();
+    // A small receive buffer (inherited by what it accepts): the task's
+    // writes close the window soon.
+    nix::sys::socket::setsockopt(&l, nix::sys::socket::sockopt::RcvBuf, &16384).unwrap();
+    let port = l.local_addr().unwrap().port();
+    let _unlock = Unlock(port);
+    let (cw_bytes, fw2_bytes) = (70_000usize, 50_000usize);
+    // The peer's side of the states that need it before the task is
+    // ready: CLOSE_WAIT's bytes and FIN, LAST_ACK's FIN.
+    let acceptor = std::thread::spawn(move || {
+        let mut c: Vec<TcpStream> = (0..HALF.len()).map(|_| l.accept().unwrap().0).collect();
+        c[0].write_all(&pattern(cw_bytes, 2)).unwrap();
+        c[0].shutdown(std::net::Shutdown::Write).unwrap();
+        c[3].shutdown(std::net::Shutdown::Write).unwrap();
+        c
+    });
+    let res = kit.path("res");
+    let prog = kit.start(
+        "tcp_half",
+        &[
+            &port.to_string(),
+            if v6 { "6" } else { "4" },
+            res.to_str().unwrap(),
+            &cw_bytes.to_string(),
+            &fw2_bytes.to_string(),
+        ],
+    );
+    let w: Vec<usize> = prog
+        .ready
+        .split_whitespace()
+        .skip(1)
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let (pid, filled) = (w[0] as i32, [w[1], w[2], w[3]]);
+    let mut c = acceptor.join().unwrap();
+    let ports: Vec<u16> = c.iter().map(|s| s.peer_addr().unwrap().port()).collect();
+    // CLOSING: our FIN after the task's was queued behind its bytes.
+    c[4].shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(
+        read_to_eof(&mut c[1], "FIN_WAIT2 before the dump"),
+        b"early"
+    );
+    let want: Vec<String> = HALF.iter().map(|h| h.0.to_string()).collect();
+    assert!(
+        eventually(|| half_states(pid, &ports) == want),
+        "before the dump: {:?}",
+        half_states(pid, &ports)
+    );
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &["--tcp-established"]));
+    assert_eq!(rules_for(port).len(), 2 * HALF.len(), "{:?}", lock_rules());
+    restore(&kit, &dir, &[pid]);
+    assert!(rules_for(port).is_empty(), "unlocked: {:?}", lock_rules());
+    assert_eq!(half_states(pid, &ports), want, "restored");
+    signal(pid, Signal::SIGUSR1);
+    c[1].write_all(&pattern(fw2_bytes, 2)).unwrap();
+    c[1].shutdown(std::net::Shutdown::Write).unwrap();
+    for (k, n) in [(2usize, filled[0]), (3, filled[1]), (4, filled[2])] {
+        let got = read_to_eof(&mut c[k], HALF[k].0);
+        assert!(
+            got == pattern(n, 1),
+            "{}: the task's {n} bytes whole and in order, then EOF (got {})",
+            HALF[k].0,
+            got.len()
+        );
+        if k == 2 {
+            c[2].write_all(b"ack").unwrap();
+            c[2].shutdown(std::net::Shutdown::Write).unwrap();
+        }
+    }
+    assert_eq!(read_to_eof(&mut c[0], "CLOSE_WAIT"), b"bye");
+    let r = wait_file(&res);
+    kit::dump::kill_tree(pid);
+    assert_eq!(r, "OK");
+}
+
+#[test]
+fn half_closed_connections_come_back_in_their_states() {
+    half_closed(false);
+}
+
+#[test]
+fn half_closed_connections_come_back_in_their_states_over_ipv6() {
+    half_closed(true);
 }
 
 /// One line from the server of tests/programs/tcp_server.c, which closes

@@ -650,7 +650,8 @@ pub enum DumpError {
     SocketVanished { pid: i32, fd: i32, ino: u64 },
     /// Connections are dumped only when asked for.
     #[error(
-        "pid {pid} fd {fd}: TCP socket {ino} (port {sport} -> {dport}) is connected (state {state}); dump it with --tcp-established (or --tcp-close to restore it closed)"
+        "pid {pid} fd {fd}: TCP socket {ino} (port {sport} -> {dport}) is connected (state {}); dump it with --tcp-established (or --tcp-close to restore it closed)",
+        crate::model::tcp::name(u32::from(*.state))
     )]
     TcpEstablished {
         pid: i32,
@@ -680,10 +681,11 @@ pub enum DumpError {
         port: u16,
         count: u32,
     },
-    /// Half-closed and half-open connections are not dumped.
+    /// Connecting sockets (and states no socket of a task has) are not
+    /// dumped.
     #[error(
-        "pid {pid} fd {fd}: TCP socket {ino} is in state {} (only ESTABLISHED connections are dumped; half-closed and connecting ones are not supported)",
-        tcp_state_name(*.state)
+        "pid {pid} fd {fd}: TCP socket {ino} is in state {} (only established and half-closed connections are dumped; connecting ones are not supported)",
+        crate::model::tcp::name(u32::from(*.state))
     )]
     TcpState {
         pid: i32,
@@ -874,28 +876,6 @@ impl fmt::Display for TracedBy {
             None => Ok(()),
         }
     }
-}
-
-/// The kernel's name of a TCP state.
-fn tcp_state_name(s: u8) -> String {
-    let names = [
-        "",
-        "ESTABLISHED",
-        "SYN_SENT",
-        "SYN_RECV",
-        "FIN_WAIT1",
-        "FIN_WAIT2",
-        "TIME_WAIT",
-        "CLOSE",
-        "CLOSE_WAIT",
-        "LAST_ACK",
-        "LISTEN",
-        "CLOSING",
-    ];
-    names
-        .get(usize::from(s))
-        .filter(|n| !n.is_empty())
-        .map_or_else(|| s.to_string(), |n| n.to_string())
 }
 
 #[cfg(test)]

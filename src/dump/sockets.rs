@@ -425,6 +425,8 @@ impl Sockets {
             }
             .into());
         }
+        // A connection's state as read under the lock, in repair mode.
+        let mut state = u32::from(d.state);
         if is_tcp && d.state != TCP_LISTEN && d.state != TCP_CLOSE && !opts.tcp_close {
             if !opts.tcp_established {
                 return Err(DumpError::TcpEstablished {
@@ -437,7 +439,7 @@ impl Sockets {
                 }
                 .into());
             }
-            self.tcp_stream(pid, fd.fd, &d, copy)?;
+            state = self.tcp_stream(pid, fd.fd, &d, copy)?;
         }
         // A connected UDP socket keeps its peer address (state
         // ESTABLISHED, as CRIU records it); datagrams queued for it are not
@@ -494,7 +496,7 @@ impl Sockets {
                 family: d.family as u32,
                 r#type: sk_type,
                 proto: d.protocol as u32,
-                state: d.state as u32,
+                state,
                 src_port: d.sport as u32,
                 dst_port: d.dport as u32,
                 flags: fd.flags,
@@ -521,7 +523,8 @@ impl Sockets {
     /// Puts an established connection in repair mode and reads its state
     /// (see [`super::tcp`]), locked: by its own rules when the tree shares
     /// crit's network namespace, with the whole namespace otherwise.
-    fn tcp_stream(&mut self, pid: i32, fd: i32, d: &InetDiag, copy: BorrowedFd) -> Result<()> {
+    /// Returns the connection's state.
+    fn tcp_stream(&mut self, pid: i32, fd: i32, d: &InetDiag, copy: BorrowedFd) -> Result<u32> {
         let words = |a: [u32; 4]| {
             if d.family == libc::AF_INET as u8 {
                 vec![a[0]]
@@ -560,8 +563,9 @@ impl Sockets {
             })?;
         }
         let stream = repair.dump(sock, conn, self.net_ns.is_none(), pid, fd, d.ino)?;
+        let state = stream.state;
         self.streams.push(stream);
-        Ok(())
+        Ok(state)
     }
 
     fn unix_fd(&mut self, pid: i32, fd: &Fd, id: u32, d: UnixDiag, copy: OwnedFd) -> Result<()> {

@@ -14,24 +14,29 @@
 //!   turned off, SO_REUSEADDR put back (leaving repair mode changes it)
 //!   and the lock removed: the connection goes on as if nothing happened.
 //!
-//! Only ESTABLISHED connections are dumped; half-closed ones (FIN_WAIT*,
-//! CLOSE_WAIT, LAST_ACK, CLOSING) and SYN_SENT are refused.
+//! Established and half-closed connections (FIN_WAIT1, FIN_WAIT2,
+//! CLOSE_WAIT, LAST_ACK, CLOSING) are dumped; a FIN is left out of the
+//! send queue's lengths as CRIU leaves it ([`crate::model::tcp`]). The
+//! state recorded is the one read in repair mode, under the lock: a FIN
+//! that came while the tree froze is in the queues' sequence numbers, so
+//! the state must say so. Connecting sockets (SYN_SENT) are refused.
 
 use super::error::DumpError;
 use crate::error::Result;
 use crate::image::pb;
 use crate::model::netlock::{self, Conn};
+use crate::model::tcp;
 use crate::sys::sockopt;
 use crate::sys::tcp_repair as tr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Mutex;
 
-pub const TCP_ESTABLISHED: u8 = 1;
-
 /// What tcp-stream-INO.img holds: the entry, then the receive queue,
 /// then the send queue.
 pub struct Stream {
     pub ino: u32,
+    /// The connection's state (for `inet_sk_entry.state`).
+    pub state: u32,
     pub entry: pb::TcpStreamEntry,
     pub inq: Vec<u8>,
     pub outq: Vec<u8>,
@@ -190,7 +195,8 @@ impl Drop for TcpRepair {
 
 fn read_state(s: std::os::fd::BorrowedFd, at: &At, ino: u32) -> Result<Stream> {
     let info = tr::info(s).map_err(at.err("TCP_INFO"))?;
-    if info.state != TCP_ESTABLISHED {
+    let state = u32::from(info.state);
+    if !tcp::is_repairable(state) {
         return Err(DumpError::TcpState {
             pid: at.pid,
             fd: at.fd,
@@ -199,8 +205,14 @@ fn read_state(s: std::os::fd::BorrowedFd, at: &At, ino: u32) -> Result<Stream> {
         }
         .into());
     }
-    let outq_len = tr::outq_len(s).map_err(at.err("SIOCOUTQ"))?;
-    let unsq_len = tr::unsent_len(s).map_err(at.err("SIOCOUTQNSD"))?;
+    let mut outq_len = tr::outq_len(s).map_err(at.err("SIOCOUTQ"))?;
+    let mut unsq_len = tr::unsent_len(s).map_err(at.err("SIOCOUTQNSD"))?;
+    // Our FIN counts in both, as a byte it is not.
+    if tcp::Fins::of(state).ours() {
+        outq_len = outq_len.saturating_sub(1);
+        unsq_len = unsq_len.saturating_sub(1);
+    }
+    // SIOCINQ already leaves the peer's FIN out.
     let inq_len = tr::inq_len(s).map_err(at.err("SIOCINQ"))?;
     let mss = tr::maxseg(s).map_err(at.err("TCP_MAXSEG"))?;
     let opts = u32::from(info.options);
@@ -233,6 +245,7 @@ fn read_state(s: std::os::fd::BorrowedFd, at: &At, ino: u32) -> Result<Stream> {
     let outq = peek(s, outq_len, at, "send queue")?;
     Ok(Stream {
         ino,
+        state,
         entry: e,
         inq,
         outq,

@@ -1,11 +1,13 @@
 //! Facts the layers share, each with one home: cgroup hierarchies and
-//! properties ([`cgroup`]); how a dumped machine and
-//! this one compare ([`cpu`]); whether a file is the one dumped
-//! ([`file`]); file locks as /proc shows and filelocks.img records them
-//! ([`lock`]); the netlink protocols restored ([`netlink`]); namespace kinds and which ones a tree owns ([`ns`]); which pages a
-//! dump holds and where ([`pagemap`]); the unix sockets of an image set and the
-//! words for them ([`unix`]); the mark a vDSO proxy leaves for the next
-//! dump ([`vdso_mark`]).
+//! properties ([`cgroup`]); how a dumped machine and this one compare
+//! ([`cpu`]); whether a file is the one dumped ([`file`]); file locks as
+//! /proc shows and filelocks.img records them ([`lock`]); the netlink
+//! protocols restored ([`netlink`]); namespace kinds and which ones a
+//! tree owns ([`ns`]); which pages a dump holds and where ([`pagemap`]);
+//! TCP states and where a half-closed connection keeps its FINs
+//! ([`tcp`]); the unix sockets of an image set and the words for them
+//! ([`unix`]); the mark a vDSO proxy leaves for the next dump
+//! ([`vdso_mark`]).
 
 pub mod cgroup;
 pub mod cpu;
@@ -16,6 +18,7 @@ pub mod netlink;
 pub mod netlock;
 pub mod ns;
 pub mod pagemap;
+pub mod tcp;
 pub mod tty;
 pub mod unix;
 pub mod vdso_mark;

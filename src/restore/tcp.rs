@@ -7,6 +7,16 @@
 //! part is sent normally; the repair window is set. Repair mode is left
 //! once every connection of the tree is built ([`finish`]).
 //!
+//! A half-closed connection (FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK,
+//! CLOSING) is built as established with its sequence numbers stepped
+//! back over the FINs, then its FINs are replayed in their order
+//! ([`crate::model::tcp`]): ours by `shutdown(SHUT_WR)` (in repair mode on
+//! the send queue when the peer had acknowledged it, so that it counts as
+//! sent and is never transmitted), the peer's, and its acknowledgement of
+//! ours, as segments forged from the peer's address and marked to pass
+//! the lock ([`crate::sys::rawtcp`]). The restore then checks the socket
+//! reached the dumped state.
+//!
 //! The connection's packets are still dropped by the lock its dump put in
 //! place (crit's or CRIU's); [`unlock_all`] lifts it once the tree is
 //! rebuilt, right before it runs.
@@ -20,6 +30,7 @@ use crate::image::entry::{EntryReader, Payload};
 use crate::image::pb;
 use crate::image::typed::Mapped;
 use crate::model::netlock::{self, Conn};
+use crate::model::tcp;
 use crate::sys::sockopt;
 use crate::sys::tcp_repair as tr;
 use nix::sys::socket::{self as so, SockFlag, SockType, SockaddrIn, SockaddrIn6};
@@ -27,12 +38,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
-pub const TCP_ESTABLISHED: u32 = 1;
-const TCP_CLOSE: u32 = 7;
+pub const TCP_ESTABLISHED: u32 = tcp::ESTABLISHED;
 
-/// True for an entry of an established TCP connection.
+/// True for an entry of a TCP connection (established, half-closed, or
+/// in a state the restore refuses).
 pub fn is_connection(s: &pb::InetSkEntry) -> bool {
-    s.proto == libc::IPPROTO_TCP as u32 && s.state != 10 && s.state != TCP_CLOSE
+    s.proto == libc::IPPROTO_TCP as u32 && s.state != tcp::LISTEN && s.state != tcp::CLOSE
 }
 
 fn call(ino: u32, what: &'static str) -> impl Fn(std::io::Error) -> crate::error::Error {
@@ -115,7 +126,7 @@ pub fn restore(
     if tcp_close || !dir.join(format!("tcp-stream-{ino:x}.img")).exists() {
         return Ok((fd, false));
     }
-    if s.state != TCP_ESTABLISHED {
+    if !tcp::is_repairable(s.state) {
         return Err(FileError::TcpState {
             ino,
             state: s.state,
@@ -127,6 +138,10 @@ pub fn restore(
         state: s.state,
     })?;
     let (t, inq, outq) = stream(dir, ino)?;
+    let fins = tcp::Fins::of(s.state);
+    // Where the queues' bytes end, FINs left out.
+    let inq_seq = t.inq_seq.wrapping_sub(u32::from(fins.theirs));
+    let outq_seq = t.outq_seq.wrapping_sub(u32::from(fins.ours()));
     let f = fd.as_fd();
     // Room for the whole queues, and no blocking while they go back in
     // (the dumped sizes, lock bits and flags are set after).
@@ -140,10 +155,9 @@ pub fn restore(
     tr::set_repair(f, true).map_err(call(ino, "TCP_REPAIR on"))?;
     bind_to(&fd, sockaddr(conn.src, s.src_port)).map_err(nix_err("bind"))?;
     tr::select_queue(f, tr::RECV_QUEUE).map_err(call(ino, "TCP_REPAIR_QUEUE"))?;
-    tr::set_queue_seq(f, t.inq_seq.wrapping_sub(t.inq_len)).map_err(call(ino, "TCP_QUEUE_SEQ"))?;
+    tr::set_queue_seq(f, inq_seq.wrapping_sub(t.inq_len)).map_err(call(ino, "TCP_QUEUE_SEQ"))?;
     tr::select_queue(f, tr::SEND_QUEUE).map_err(call(ino, "TCP_REPAIR_QUEUE"))?;
-    tr::set_queue_seq(f, t.outq_seq.wrapping_sub(t.outq_len))
-        .map_err(call(ino, "TCP_QUEUE_SEQ"))?;
+    tr::set_queue_seq(f, outq_seq.wrapping_sub(t.outq_len)).map_err(call(ino, "TCP_QUEUE_SEQ"))?;
     connect_to(&fd, sockaddr(conn.dst, s.dst_port)).map_err(nix_err("connect"))?;
     let opts = tr::Options {
         mask: t.opt_mask,
@@ -177,14 +191,39 @@ pub fn restore(
     if let (Some(snd_wl1), Some(snd_wnd), Some(max_window), Some(rcv_wnd), Some(rcv_wup)) =
         (t.snd_wl1, t.snd_wnd, t.max_window, t.rcv_wnd, t.rcv_wup)
     {
-        let w = tr::Window {
+        let mut w = tr::Window {
             snd_wl1,
             snd_wnd,
             max_window,
             rcv_wnd,
             rcv_wup,
         };
+        // The window was read past the peer's FIN, which is not in yet.
+        if fins.theirs {
+            w.rcv_wup = w.rcv_wup.wrapping_sub(1);
+            w.rcv_wnd = w.rcv_wnd.wrapping_add(1);
+        }
         tr::set_window(f, &w).map_err(call(ino, "TCP_REPAIR_WINDOW"))?;
+    }
+    if fins != tcp::Fins::default() {
+        let ends = Ends {
+            local: sockaddr(conn.src, s.src_port),
+            peer: sockaddr(conn.dst, s.dst_port),
+            inq_seq,
+            // What the peer had acknowledged: up to our FIN.
+            acked: outq_seq.wrapping_sub(t.outq_len),
+            window: peer_window(&t),
+        };
+        replay_fins(&fd, fins, &ends).map_err(call(ino, "replaying the FINs"))?;
+        let now = reached(f, s.state).map_err(call(ino, "TCP_INFO"))?;
+        if now != s.state {
+            return Err(FileError::TcpRebuilt {
+                ino,
+                want: s.state,
+                got: now,
+            }
+            .into());
+        }
     }
     // Old images keep these in the stream entry.
     if t.nodelay == Some(true) {
@@ -194,6 +233,83 @@ pub fn restore(
         let _ = sockopt::set_int(f, libc::IPPROTO_TCP, libc::TCP_CORK, 1);
     }
     Ok((fd, true))
+}
+
+/// What the peer's forged segments say.
+struct Ends {
+    local: SocketAddr,
+    peer: SocketAddr,
+    /// Where the peer's FIN is.
+    inq_seq: u32,
+    /// The first byte the peer had not acknowledged.
+    acked: u32,
+    window: u16,
+}
+
+/// The window the peer last advertised, as its segments carry it: a
+/// forged segment updates ours, so it says what the peer said.
+fn peer_window(t: &pb::TcpStreamEntry) -> u16 {
+    let scale = if t.opt_mask & tr::OPT_WSCALE != 0 {
+        t.snd_wscale.min(14)
+    } else {
+        0
+    };
+    (t.snd_wnd.unwrap_or(0xffff) >> scale).min(0xffff) as u16
+}
+
+/// Our FIN, as `shutdown(SHUT_WR)` makes it: on the repair send queue
+/// when the peer acknowledged it (it counts as sent and goes nowhere),
+/// on no queue otherwise (it goes out behind what was never sent, and
+/// the lock drops it until the tree runs).
+fn fin_ours(fd: &OwnedFd, acked: bool) -> std::io::Result<()> {
+    let f = fd.as_fd();
+    tr::select_queue(f, if acked { tr::SEND_QUEUE } else { tr::NO_QUEUE })?;
+    so::shutdown(fd.as_raw_fd(), so::Shutdown::Write)?;
+    tr::select_queue(f, tr::NO_QUEUE)
+}
+
+/// Replays a half-closed connection's FINs in the order they came
+/// (see [`crate::model::tcp`]).
+fn replay_fins(fd: &OwnedFd, fins: tcp::Fins, e: &Ends) -> std::io::Result<()> {
+    use crate::sys::rawtcp::{self, Segment};
+    let from_peer = |seq: u32, ack: u32, flags: u8| {
+        rawtcp::send(&Segment {
+            from: e.peer,
+            to: e.local,
+            seq,
+            ack,
+            flags,
+            window: e.window,
+        })
+    };
+    if fins.ours_first {
+        fin_ours(fd, fins.ours_acked)?;
+    }
+    if fins.theirs {
+        from_peer(e.inq_seq, e.acked, rawtcp::FIN | rawtcp::ACK)?;
+    }
+    if fins.ours_second {
+        fin_ours(fd, false)?;
+    }
+    if fins.ours_acked {
+        // The peer's ACK of our FIN (one past the last byte).
+        let after_fin = e.acked.wrapping_add(1);
+        from_peer(e.inq_seq, after_fin, rawtcp::ACK)?;
+    }
+    Ok(())
+}
+
+/// The socket's state once it is `want`, or whatever it is after a
+/// second: a forged segment goes through the loopback's queue.
+fn reached(f: std::os::fd::BorrowedFd, want: u32) -> std::io::Result<u32> {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let now = u32::from(tr::info(f)?.state);
+        if now == want || std::time::Instant::now() > end {
+            return Ok(now);
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
 }
 
 /// Takes a repaired connection out of repair mode, right before the

@@ -48,6 +48,7 @@ pub use err::{errno_of, SysError};
 pub mod fhandle;
 pub mod fown;
 pub mod kcmp;
+pub mod rawtcp;
 pub mod scm;
 pub mod seccomp;
 pub mod sigign;

@@ -7,6 +7,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// `TCP_REPAIR_QUEUE` values.
+pub const NO_QUEUE: i32 = 0;
 pub const RECV_QUEUE: i32 = 1;
 pub const SEND_QUEUE: i32 = 2;
 
