@@ -16,7 +16,9 @@
 //! * a task with connections in each half-closed state (CLOSE_WAIT,
 //!   FIN_WAIT2, FIN_WAIT1, LAST_ACK, CLOSING) to a peer outside the tree,
 //!   over IPv4 and IPv6: each comes back in its state, with its queued
-//!   bytes, and both ends then see the bytes and the EOFs they are owed.
+//!   bytes, and both ends then see the bytes and the EOFs they are owed;
+//! * a connection still being made (SYN_SENT, its listener's queue full):
+//!   it comes back connecting and completes once the listener has room.
 //! * a listener without SO_REUSEADDR whose closed connections left
 //!   TIME_WAITs on its port comes back (crit ends them); one whose port
 //!   a live socket holds fails, and the holder goes on.
@@ -639,6 +641,91 @@ fn half_closed_connections_come_back_in_their_states() {
 #[test]
 fn half_closed_connections_come_back_in_their_states_over_ipv6() {
     half_closed(true);
+}
+
+/// A listener on loopback whose accept queue holds one connection:
+/// `listen(0)`, and a connection no one accepts. The kernel drops the
+/// SYNs of any other until that one is accepted.
+fn full_listener(v6: bool) -> (TcpListener, TcpStream) {
+    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
+    use nix::sys::socket::{SockaddrIn, SockaddrIn6};
+    let fam = if v6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    let fd = socket(fam, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    let r = if v6 {
+        bind(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &SockaddrIn6::from("[::1]:0".parse::<std::net::SocketAddrV6>().unwrap()),
+        )
+    } else {
+        bind(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &SockaddrIn::from("127.0.0.1:0".parse::<std::net::SocketAddrV4>().unwrap()),
+        )
+    };
+    r.unwrap();
+    listen(&fd, Backlog::new(0).unwrap()).unwrap();
+    let l = TcpListener::from(fd);
+    let filler = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    (l, filler)
+}
+
+fn connecting(v6: bool) {
+    let _g = kit::restore::lock();
+    let kit = Kit::new();
+    let (l, _filler) = full_listener(v6);
+    let port = l.local_addr().unwrap().port();
+    let _unlock = Unlock(port);
+    let res = kit.path("res");
+    let prog = kit.start(
+        "tcp_connecting",
+        &[
+            &port.to_string(),
+            if v6 { "6" } else { "4" },
+            res.to_str().unwrap(),
+        ],
+    );
+    let pid: i32 = prog
+        .ready
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let syn_sent = |pid: i32| tcp_of(pid).iter().any(|s| s.1 == port && s.2 == 2);
+    assert!(eventually(|| syn_sent(pid)), "SYN_SENT: {:?}", tcp_of(pid));
+    let dir = kit.path("img");
+    ok(&kit.dump(pid, &dir, &["--tcp-established"]));
+    assert_eq!(rules_for(port).len(), 2, "{:?}", lock_rules());
+    restore(&kit, &dir, &[pid]);
+    assert!(rules_for(port).is_empty(), "unlocked: {:?}", lock_rules());
+    assert!(syn_sent(pid), "restored connecting: {:?}", tcp_of(pid));
+    signal(pid, Signal::SIGUSR1);
+    // Room in the queue: the task's SYN, sent again, gets in.
+    drop(l.accept().unwrap());
+    let (mut c, _) = l.accept().unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut hi = [0u8; 2];
+    c.read_exact(&mut hi).unwrap();
+    c.write_all(b"ok").unwrap();
+    drop(c);
+    let r = wait_file(&res);
+    kit::dump::kill_tree(pid);
+    assert_eq!(&hi, b"hi");
+    assert_eq!(r, "OK");
+}
+
+#[test]
+fn a_connection_being_made_completes_after_the_restore() {
+    connecting(false);
+}
+
+#[test]
+fn a_connection_being_made_completes_after_the_restore_over_ipv6() {
+    connecting(true);
 }
 
 /// One line from the server of tests/programs/tcp_server.c, which closes

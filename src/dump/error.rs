@@ -681,10 +681,10 @@ pub enum DumpError {
         port: u16,
         count: u32,
     },
-    /// Connecting sockets (and states no socket of a task has) are not
-    /// dumped.
+    /// States no socket of a task should have (SYN_RECV, TIME_WAIT), or
+    /// a connection reset meanwhile (CLOSE).
     #[error(
-        "pid {pid} fd {fd}: TCP socket {ino} is in state {} (only established and half-closed connections are dumped; connecting ones are not supported)",
+        "pid {pid} fd {fd}: TCP socket {ino} is in state {} (only connections established, half-closed or being made are dumped)",
         crate::model::tcp::name(u32::from(*.state))
     )]
     TcpState {

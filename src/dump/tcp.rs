@@ -19,7 +19,8 @@
 //! send queue's lengths as CRIU leaves it ([`crate::model::tcp`]). The
 //! state recorded is the one read in repair mode, under the lock: a FIN
 //! that came while the tree froze is in the queues' sequence numbers, so
-//! the state must say so. Connecting sockets (SYN_SENT) are refused.
+//! the state must say so. A connecting socket (SYN_SENT) is dumped too:
+//! its queues are empty, its send sequence counts its SYN.
 
 use super::error::DumpError;
 use crate::error::Result;

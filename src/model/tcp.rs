@@ -22,11 +22,12 @@ pub const LISTEN: u32 = 10;
 pub const CLOSING: u32 = 11;
 
 /// The states of a connection whose queues a dump takes and a restore
-/// builds back: established, and every half-closed state.
+/// builds back: established, every half-closed state, and connecting
+/// (SYN_SENT: the restore sends its SYN again).
 pub fn is_repairable(state: u32) -> bool {
     matches!(
         state,
-        ESTABLISHED | FIN_WAIT1 | FIN_WAIT2 | CLOSE_WAIT | LAST_ACK | CLOSING
+        ESTABLISHED | SYN_SENT | FIN_WAIT1 | FIN_WAIT2 | CLOSE_WAIT | LAST_ACK | CLOSING
     )
 }
 
@@ -95,7 +96,8 @@ mod tests {
         let f = Fins::of(LAST_ACK);
         assert!(f.ours_second && !f.ours_first && f.theirs);
         assert!(Fins::of(FIN_WAIT1).ours() && !Fins::of(CLOSE_WAIT).ours());
-        assert!(!is_repairable(SYN_SENT) && !is_repairable(LISTEN) && !is_repairable(CLOSE));
+        assert_eq!(Fins::of(SYN_SENT), Fins::default());
+        assert!(is_repairable(SYN_SENT) && !is_repairable(LISTEN) && !is_repairable(CLOSE));
         assert_eq!(name(CLOSE_WAIT), "CLOSE_WAIT");
         assert_eq!(name(42), "42");
     }

@@ -15,7 +15,9 @@
 //! sent and is never transmitted), the peer's, and its acknowledgement of
 //! ours, as segments forged from the peer's address and marked to pass
 //! the lock ([`crate::sys::rawtcp`]). The restore then checks the socket
-//! reached the dumped state.
+//! reached the dumped state. A connecting one (SYN_SENT) is connected
+//! for real out of repair mode, with its first sequence number: its SYN
+//! goes out again once the lock is lifted.
 //!
 //! The connection's packets are still dropped by the lock its dump put in
 //! place (crit's or CRIU's); [`unlock_all`] lifts it once the tree is
@@ -157,15 +159,30 @@ pub fn restore(
     tr::select_queue(f, tr::RECV_QUEUE).map_err(call(ino, "TCP_REPAIR_QUEUE"))?;
     tr::set_queue_seq(f, inq_seq.wrapping_sub(t.inq_len)).map_err(call(ino, "TCP_QUEUE_SEQ"))?;
     tr::select_queue(f, tr::SEND_QUEUE).map_err(call(ino, "TCP_REPAIR_QUEUE"))?;
-    tr::set_queue_seq(f, outq_seq.wrapping_sub(t.outq_len)).map_err(call(ino, "TCP_QUEUE_SEQ"))?;
+    // A connecting socket's send sequence starts at its SYN, which the
+    // dump counted; connect then sends that SYN again for real (the lock
+    // drops it until the tree runs, and the kernel sends it again), and
+    // negotiates the options anew.
+    let syn_sent = s.state == tcp::SYN_SENT;
+    let isn = outq_seq
+        .wrapping_sub(t.outq_len)
+        .wrapping_sub(u32::from(syn_sent));
+    tr::set_queue_seq(f, isn).map_err(call(ino, "TCP_QUEUE_SEQ"))?;
+    if syn_sent {
+        tr::set_repair(f, false).map_err(call(ino, "TCP_REPAIR off"))?;
+    }
     connect_to(&fd, sockaddr(conn.dst, s.dst_port)).map_err(nix_err("connect"))?;
-    let opts = tr::Options {
-        mask: t.opt_mask,
-        snd_wscale: t.snd_wscale,
-        rcv_wscale: t.rcv_wscale.unwrap_or(0),
-        mss: t.mss_clamp,
-    };
-    tr::set_options(f, &opts).map_err(call(ino, "TCP_REPAIR_OPTIONS"))?;
+    if syn_sent {
+        tr::set_repair(f, true).map_err(call(ino, "TCP_REPAIR on"))?;
+    } else {
+        let opts = tr::Options {
+            mask: t.opt_mask,
+            snd_wscale: t.snd_wscale,
+            rcv_wscale: t.rcv_wscale.unwrap_or(0),
+            mss: t.mss_clamp,
+        };
+        tr::set_options(f, &opts).map_err(call(ino, "TCP_REPAIR_OPTIONS"))?;
+    }
     if t.opt_mask & tr::OPT_TIMESTAMPS != 0 {
         tr::set_timestamp(f, t.timestamp.unwrap_or(0)).map_err(call(ino, "TCP_TIMESTAMP"))?;
     }

@@ -177,7 +177,7 @@ pub enum FileError {
     },
     #[error("remap-fpath.img: file id {id}: remap type {kind} is not supported")]
     RemapType { id: u32, kind: i32 },
-    #[error("inet socket {ino}: state {} cannot be restored (only listening, closed, established and half-closed TCP sockets, and bound or connected UDP ones)", crate::model::tcp::name(*.state))]
+    #[error("inet socket {ino}: state {} cannot be restored (only listening, closed, connecting, established and half-closed TCP sockets, and bound or connected UDP ones)", crate::model::tcp::name(*.state))]
     TcpState { ino: u32, state: u32 },
     #[error("TCP socket {ino}: rebuilt in state {}, not {} as dumped (its FINs did not all arrive; a firewall rule dropping packets marked 0xC114?)", crate::model::tcp::name(*.got), crate::model::tcp::name(*.want))]
     TcpRebuilt { ino: u32, want: u32, got: u32 },
