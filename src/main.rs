@@ -245,10 +245,15 @@ struct DumpArgs {
     /// the root; crit freezes by seizing every thread.
     #[arg(long = "freeze-cgroup", value_name = "PATH")]
     freeze_cgroup: Option<String>,
-    /// Dump established TCP connections (repair mode; locked with
-    /// iptables until a restore repairs them, or until the dump ends with -R).
+    /// Dump established TCP connections (repair mode; locked until a
+    /// restore repairs them, or until the dump ends with -R).
     #[arg(long = "tcp-established")]
     tcp_established: bool,
+    /// How connections are locked: iptables (default), nftables, or
+    /// skip (no lock: keep the peers away yourself).
+    #[arg(long = "network-lock", value_name = "METHOD", default_value = "iptables",
+          value_parser = ["iptables", "nftables", "skip", "none"])]
+    network_lock: String,
     /// Record established TCP connections without their state; a restore
     /// makes them closed sockets.
     #[arg(long = "tcp-close")]
@@ -465,6 +470,11 @@ struct RestoreArgs {
     /// Restore established TCP connections closed, and unlock them.
     #[arg(long = "tcp-close")]
     tcp_close: bool,
+    /// Accepted as CRIU has it, and ignored as CRIU ignores it: the
+    /// restore lifts the lock the dump recorded in inventory.img.
+    #[arg(long = "network-lock", value_name = "METHOD",
+          value_parser = ["iptables", "nftables", "skip", "none"])]
+    network_lock: Option<String>,
     /// Take the file locks of filelocks.img again (images holding
     /// locks are refused without it).
     #[arg(long = "file-locks")]
@@ -676,6 +686,7 @@ fn dump(a: DumpArgs) -> crit::error::Result<()> {
         shell_job: a.shell_job,
         orphan_pts_master: a.orphan_pts_master,
         tcp_established: a.tcp_established,
+        network_lock: crit::model::netlock::Method::of_name(&a.network_lock).unwrap_or_default(),
         tcp_close: a.tcp_close,
         skip_in_flight: a.skip_in_flight,
         file_locks: a.file_locks,
@@ -738,6 +749,9 @@ fn pre_dump(a: PreDumpArgs) -> crit::error::Result<()> {
 
 /// `crit restore`: exits with the root's status (0 when detached).
 fn restore(a: RestoreArgs) -> crit::error::Result<()> {
+    if a.network_lock.is_some() {
+        say("crit: --network-lock is ignored by restore: the lock the dump recorded in inventory.img is lifted");
+    }
     let mut o = crit::restore::Options {
         dir: a.dir.into(),
         detached: a.detached,

@@ -11,8 +11,10 @@
 //! * `-R`: the connection goes on, unlocked; a failed dump lets it go
 //!   on too; a connection in flight (not accepted) is refused, or left
 //!   out with `--skip-in-flight`;
-//! * the network lock: CRIU's iptables rules while the tree is dumped and
-//!   gone, none once the restore has repaired the connections;
+//! * the network lock: CRIU's iptables rules (or with `--network-lock
+//!   nftables` its table) while the tree is dumped and gone, also after
+//!   a restore that failed or was killed, none once a restore has
+//!   repaired the connections; with `--network-lock skip` none at all;
 //! * a task with connections in each half-closed state (CLOSE_WAIT,
 //!   FIN_WAIT2, FIN_WAIT1, LAST_ACK, CLOSING) to a peer outside the tree,
 //!   over IPv4 and IPv6: each comes back in its state, with its queued
@@ -49,6 +51,41 @@ fn lock_rules() -> Vec<String> {
     v
 }
 
+/// The nftables lock tables (`CRIU-<run id>`) that hold a connection on
+/// `port`, from `nft list table` (a port as a word of its elements).
+fn nft_tables_for(port: u16) -> Vec<String> {
+    let nft = |args: &[&str]| {
+        std::process::Command::new("nft")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
+    };
+    let p = port.to_string();
+    nft(&["list", "tables"])
+        .lines()
+        .filter_map(|l| l.strip_prefix("table inet "))
+        .filter(|t| t.starts_with("CRIU-"))
+        .filter(|t| {
+            nft(&["list", "table", "inet", t])
+                .split(|c: char| !c.is_ascii_digit())
+                .any(|w| w == p)
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether the connection on `port` is locked as `lock` locks it, and by
+/// nothing else.
+fn locked_by(lock: &str, port: u16) -> bool {
+    let (rules, tables) = (rules_for(port).len(), nft_tables_for(port).len());
+    match lock {
+        "iptables" => rules == 2 && tables == 0,
+        "nftables" => rules == 0 && tables == 1,
+        _ => rules == 0 && tables == 0,
+    }
+}
+
 fn rules_for(port: u16) -> Vec<String> {
     let p = port.to_string();
     lock_rules()
@@ -63,6 +100,11 @@ struct Unlock(u16);
 
 impl Drop for Unlock {
     fn drop(&mut self) {
+        for t in nft_tables_for(self.0) {
+            let _ = std::process::Command::new("nft")
+                .args(["delete", "table", "inet", &t])
+                .status();
+        }
         for r in rules_for(self.0) {
             let prog = if r.contains("::") {
                 "ip6tables"
@@ -203,7 +245,14 @@ fn pattern(n: usize, who: usize) -> Vec<u8> {
         .collect()
 }
 
-fn outside_peer(v6: bool, fail_first: bool) {
+/// `lock`: the dump's `--network-lock`. With "skip" nothing keeps the
+/// peer's packets from the dead socket's port, which would answer with a
+/// reset: the peer stays quiet until the restore.
+fn outside_peer(v6: bool, fail_first: bool, lock: &str) {
+    if lock == "nftables" {
+        kit::host::require("nft", "nftables");
+    }
+    let quiet = lock == "skip";
     let _g = kit::restore::lock();
     let kit = Kit::new();
     let l = TcpListener::bind(if v6 { "[::1]:0" } else { "127.0.0.1:0" }).unwrap();
@@ -213,7 +262,7 @@ fn outside_peer(v6: bool, fail_first: bool) {
     // task is gone; with `fail_first` none, so that a close of the task's
     // end would send a FIN (with bytes unread it sends a reset, which the
     // lock drops and which leaves nothing behind).
-    let (before, during) = match fail_first {
+    let (before, during) = match fail_first || quiet {
         false => (60_000usize, 40_000usize),
         true => (0, 0),
     };
@@ -234,8 +283,13 @@ fn outside_peer(v6: bool, fail_first: bool) {
     peer.write_all(&all[..before]).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let dir = kit.path("img");
-    ok(&kit.dump(pid, &dir, &["--tcp-established"]));
-    assert_eq!(rules_for(port).len(), 2, "{:?}", lock_rules());
+    ok(&kit.dump(pid, &dir, &["--tcp-established", "--network-lock", lock]));
+    assert!(
+        locked_by(lock, port),
+        "{lock}: {:?} {:?}",
+        lock_rules(),
+        nft_tables_for(port)
+    );
     // In flight while the task is gone: dropped by the lock and sent
     // again later, never answered with a reset.
     peer.write_all(&all[before..]).unwrap();
@@ -250,9 +304,11 @@ fn outside_peer(v6: bool, fail_first: bool) {
             Err(e) => panic!("the peer saw {e}"),
         }
     };
-    read_some(&mut peer, &mut got);
-    std::thread::sleep(Duration::from_millis(300));
-    read_some(&mut peer, &mut got);
+    if !quiet {
+        read_some(&mut peer, &mut got);
+        std::thread::sleep(Duration::from_millis(300));
+        read_some(&mut peer, &mut got);
+    }
     if fail_first {
         // A restore that fails at its last step but one (a post-restore
         // script), or is killed there (SIGKILL), closes the connection
@@ -285,16 +341,22 @@ fn outside_peer(v6: bool, fail_first: bool) {
             assert!(!o.status.success(), "{how} at {at}: {}", stderr(&o));
             // The janitor of a killed restore may still be at work.
             assert!(
-                eventually(|| rules_for(port).len() == 2),
-                "{how} at {at}: {:?}",
-                lock_rules()
+                eventually(|| locked_by(lock, port)),
+                "{how} at {at}: {:?} {:?}",
+                lock_rules(),
+                nft_tables_for(port)
             );
             std::thread::sleep(Duration::from_millis(300));
             read_some(&mut peer, &mut got);
         }
     }
     restore(&kit, &dir, &[pid]);
-    assert!(rules_for(port).is_empty(), "unlocked: {:?}", lock_rules());
+    assert!(
+        locked_by("none", port),
+        "unlocked: {:?} {:?}",
+        lock_rules(),
+        nft_tables_for(port)
+    );
     signal(pid, Signal::SIGUSR1);
     peer.set_nonblocking(false).unwrap();
     peer.set_read_timeout(Some(Duration::from_secs(10)))
@@ -321,17 +383,32 @@ fn outside_peer(v6: bool, fail_first: bool) {
 
 #[test]
 fn a_peer_outside_the_tree_sees_no_reset_or_gap() {
-    outside_peer(false, false);
+    outside_peer(false, false, "iptables");
 }
 
 #[test]
 fn a_peer_outside_the_tree_sees_no_reset_or_gap_over_ipv6() {
-    outside_peer(true, false);
+    outside_peer(true, false, "iptables");
 }
 
 #[test]
 fn a_failed_restore_leaves_the_connection_to_the_next_one() {
-    outside_peer(false, true);
+    outside_peer(false, true, "iptables");
+}
+
+#[test]
+fn an_nftables_lock_keeps_the_peer_out_until_the_restore() {
+    outside_peer(false, false, "nftables");
+}
+
+#[test]
+fn an_nftables_lock_outlives_a_failed_or_killed_restore() {
+    outside_peer(false, true, "nftables");
+}
+
+#[test]
+fn a_dump_without_a_lock_leaves_the_peer_to_the_caller() {
+    outside_peer(true, false, "skip");
 }
 
 #[test]

@@ -149,7 +149,8 @@ pub fn dump_into(
     };
     // Connections in repair mode outlive the context: they are let go or
     // closed only once the tree is.
-    let tcp = std::sync::Arc::new(tcp::TcpRepair::default());
+    let lock = crate::model::netlock::Lock::new(opts.network_lock, &write::run_id());
+    let tcp = std::sync::Arc::new(tcp::TcpRepair::new(lock));
     let requeue = std::sync::Arc::new(ptyqueue::Requeue::default());
     let mut trackers = track::Trackers::default();
     let mut last = None;

@@ -149,6 +149,9 @@ pub struct DumpOpts {
     /// `--action-script CMD`, run at each action point.
     pub action_scripts: Vec<String>,
     pub tcp_established: bool,
+    /// `--network-lock`: how connections are locked (and so unlocked by
+    /// the restore, which reads it from inventory.img).
+    pub network_lock: crate::model::netlock::Method,
     /// `--tcp-close`: connections are recorded without their state (no
     /// repair, no lock); the restore makes them closed sockets.
     pub tcp_close: bool,

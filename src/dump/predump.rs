@@ -167,7 +167,11 @@ pub fn round(
     }
     let me = std::process::id() as i32;
     let root_ids = super::ids::Ids::default().task(me)?;
-    super::write::write_inventory(dir, &root_ids, Some(PRE_DUMP_READ), true, durable)?;
+    let lock = crate::model::netlock::Lock::new(
+        crate::model::netlock::Method::Iptables,
+        &super::write::run_id(),
+    );
+    super::write::write_inventory(dir, &root_ids, Some(PRE_DUMP_READ), true, durable, &lock)?;
     r.total = t0.elapsed();
     Ok((r, trackers))
 }

@@ -553,7 +553,16 @@ impl Sockets {
         let sock = copy
             .try_clone_to_owned()
             .map_err(|e| io(pid, fd, "dup", e))?;
-        let repair = self.repair.get_or_insert_with(Default::default).clone();
+        let repair = self
+            .repair
+            .get_or_insert_with(|| {
+                let lock = crate::model::netlock::Lock::new(
+                    crate::model::netlock::Method::Iptables,
+                    &super::write::run_id(),
+                );
+                std::sync::Arc::new(super::tcp::TcpRepair::new(lock))
+            })
+            .clone();
         if let Some(net) = &self.net_ns {
             repair.lock_ns(net).map_err(|source| DumpError::NetLock {
                 pid,

@@ -25,7 +25,7 @@
 use super::error::DumpError;
 use crate::error::Result;
 use crate::image::pb;
-use crate::model::netlock::{self, Conn};
+use crate::model::netlock::{Conn, Lock, Method};
 use crate::model::tcp;
 use crate::sys::sockopt;
 use crate::sys::tcp_repair as tr;
@@ -53,8 +53,11 @@ struct Held {
 
 /// The connections a dump has in repair mode. Dropped without
 /// [`TcpRepair::close_silently`], it lets every one go on.
-#[derive(Default)]
 pub struct TcpRepair {
+    lock: Lock,
+    /// Whether the lock holds a connection yet (nftables has made its
+    /// table); held while one is locked.
+    locked_any: Mutex<bool>,
     held: Mutex<Vec<Held>>,
     /// The tree's network namespace, when its whole namespace is locked.
     locked_ns: Mutex<Option<OwnedFd>>,
@@ -81,6 +84,20 @@ impl At {
 }
 
 impl TcpRepair {
+    pub fn new(lock: Lock) -> TcpRepair {
+        TcpRepair {
+            lock,
+            locked_any: Mutex::new(false),
+            held: Mutex::default(),
+            locked_ns: Mutex::default(),
+        }
+    }
+
+    /// The lock of this dump (for inventory.img).
+    pub fn net_lock(&self) -> &Lock {
+        &self.lock
+    }
+
     /// Locks connection `conn` (when `lock`), puts `sock` (crit's copy of
     /// `pid`'s `fd`) in repair mode and reads its state.
     pub fn dump(
@@ -97,16 +114,21 @@ impl TcpRepair {
         let reuseaddr = sockopt::get_int(s, libc::SOL_SOCKET, libc::SO_REUSEADDR)
             .map_err(at.err("SO_REUSEADDR"))?;
         if lock {
-            netlock::lock(&conn).map_err(|source| DumpError::NetLock {
-                pid,
-                fd,
-                ino,
-                source,
-            })?;
+            let mut any = self.locked_any.lock().unwrap_or_else(|e| e.into_inner());
+            self.lock
+                .lock(&[conn], !*any)
+                .map_err(|source| DumpError::NetLock {
+                    pid,
+                    fd,
+                    ino,
+                    source,
+                })?;
+            *any = true;
         }
         if let Err(e) = tr::set_repair(s, true) {
-            if lock {
-                let _ = netlock::unlock(&conn);
+            // nftables: the table goes with the others, in resume().
+            if lock && self.lock.method == Method::Iptables {
+                let _ = self.lock.unlock(&[conn]);
             }
             return Err(at.err("TCP_REPAIR")(e));
         }
@@ -131,10 +153,9 @@ impl TcpRepair {
         if l.is_some() {
             return Ok(());
         }
-        crate::sys::ns::run_in(
-            &[(net.as_fd(), libc::CLONE_NEWNET as u64)],
-            netlock::lock_ns,
-        )??;
+        crate::sys::ns::run_in(&[(net.as_fd(), libc::CLONE_NEWNET as u64)], || {
+            self.lock.lock_ns()
+        })??;
         *l = Some(net.try_clone()?);
         Ok(())
     }
@@ -149,14 +170,14 @@ impl TcpRepair {
             .unwrap_or_else(|e| e.into_inner())
             .take()
         {
-            let r = crate::sys::ns::run_in(
-                &[(net.as_fd(), libc::CLONE_NEWNET as u64)],
-                netlock::unlock_ns,
-            );
+            let r = crate::sys::ns::run_in(&[(net.as_fd(), libc::CLONE_NEWNET as u64)], || {
+                self.lock.unlock_ns()
+            });
             if let Err(e) = r.and_then(|r| r) {
                 errs.push(format!("unlocking the tree's network namespace: {e}"));
             }
         }
+        let mut locked = Vec::new();
         for h in self
             .held
             .lock()
@@ -169,10 +190,13 @@ impl TcpRepair {
             }
             let _ = sockopt::set_int(s, libc::SOL_SOCKET, libc::SO_REUSEADDR, h.reuseaddr);
             if h.locked {
-                if let Err(e) = netlock::unlock(&h.conn) {
-                    errs.push(format!("TCP {:?}: unlocking: {e}", h.conn));
-                }
+                locked.push(h.conn);
             }
+        }
+        let mut any = self.locked_any.lock().unwrap_or_else(|e| e.into_inner());
+        if *any {
+            errs.extend(self.lock.unlock(&locked));
+            *any = false;
         }
         errs
     }
@@ -181,6 +205,7 @@ impl TcpRepair {
     /// packet is sent) and leaves the connections locked for the restore.
     pub fn close_silently(&self) {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        *self.locked_any.lock().unwrap_or_else(|e| e.into_inner()) = false;
         self.locked_ns
             .lock()
             .unwrap_or_else(|e| e.into_inner())

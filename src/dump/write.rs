@@ -15,6 +15,7 @@ use super::{mm, tree, Summary};
 use crate::error::Result;
 use crate::image::pb;
 use crate::image::typed::{EncodedEntries, ImageBuilder};
+use crate::model::netlock::{Lock, Method};
 use crate::pageserver::wire::Dst;
 use std::time::Duration;
 
@@ -86,7 +87,9 @@ pub fn images(
         b.entry(&st.entry).raw(&st.inq).raw(&st.outq);
         ctx.dir.write(&format!("tcp-stream-{:x}.img", st.ino), &b)?;
     }
+    let lock = ctx.socks.repair.as_ref().map(|r| r.net_lock().clone());
     let last = Last {
+        lock: lock.unwrap_or_else(|| Lock::new(Method::Iptables, &run_id())),
         root_ids: ctx.root_ids,
         tracking: ctx.parent.is_some() || ctx.opts.track_mem,
     };
@@ -103,6 +106,8 @@ pub fn images(
 /// nothing of it is lost if the sync fails (the dump fails, and removes
 /// its images).
 pub struct Last {
+    /// The network lock and its run id, which the inventory records.
+    lock: Lock,
     root_ids: pb::TaskKobjIdsEntry,
     tracking: bool,
 }
@@ -110,7 +115,7 @@ pub struct Last {
 impl Last {
     pub fn write(self, dir: &mut ImgDir) -> Result<()> {
         dir.sync()?;
-        write_inventory(dir, &self.root_ids, None, self.tracking, true)
+        write_inventory(dir, &self.root_ids, None, self.tracking, true, &self.lock)
     }
 }
 
@@ -434,6 +439,7 @@ pub fn write_inventory(
     pre_dump_mode: Option<u32>,
     tracking: bool,
     durable: bool,
+    lock: &Lock,
 ) -> Result<()> {
     let inventory = pb::InventoryEntry {
         img_version: 2,
@@ -445,9 +451,9 @@ pub fn write_inventory(
         dump_uptime: if tracking { uptime_us() } else { None },
         pre_dump_mode,
         tcp_close: None,
-        network_lock_method: Some(0),
+        network_lock_method: Some(lock.method.number()),
         plugins_entry: Some(pb::PluginsEntry::default()),
-        dump_criu_run_id: Some(run_id()),
+        dump_criu_run_id: Some(lock.run_id.clone()),
         allow_uprobes: None,
     };
     let mut b = ImageBuilder::new("INVENTORY")?;
@@ -487,7 +493,9 @@ fn timens() -> Result<pb::TimensEntry> {
 }
 
 /// A random UUID-shaped run id, as CRIU writes.
-fn run_id() -> String {
+/// A new run id (a random UUID, as CRIU's): names the dump in
+/// inventory.img and its nftables lock.
+pub fn run_id() -> String {
     let mut b = [0u8; 16];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         let _ = std::io::Read::read_exact(&mut f, &mut b);

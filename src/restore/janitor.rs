@@ -73,7 +73,10 @@ enum Note {
     /// Copies of the tree's TCP connections, with the message.
     Connections,
     /// crit starts lifting the network lock of these connections.
-    Unlocking(Vec<crate::model::netlock::Conn>),
+    Unlocking(
+        crate::model::netlock::Lock,
+        Vec<crate::model::netlock::Conn>,
+    ),
     /// A lock of the restore's (flock), with the message: held until
     /// the janitor has undone what it was told.
     Lock,
@@ -243,8 +246,8 @@ pub fn note_connections(fds: &[BorrowedFd]) {
 
 /// crit is about to lift the lock of `conns` (rules of crit's network
 /// namespace): should it die, the janitor locks them again.
-pub fn note_unlocking(conns: &[crate::model::netlock::Conn]) {
-    tell(&Note::Unlocking(conns.to_vec()), None);
+pub fn note_unlocking(lock: &crate::model::netlock::Lock, conns: &[crate::model::netlock::Conn]) {
+    tell(&Note::Unlocking(lock.clone(), conns.to_vec()), None);
 }
 
 /// Shares a lock of the restore (an flock'd descriptor) with the
@@ -332,7 +335,10 @@ fn serve(sock: OwnedFd, crit: u32) -> ! {
     let mut tasks: Vec<(u32, OwnedFd)> = Vec::new();
     let mut releasing = false;
     let mut conns: Vec<OwnedFd> = Vec::new();
-    let mut unlocking: Vec<crate::model::netlock::Conn> = Vec::new();
+    let mut unlocking: Vec<(
+        crate::model::netlock::Lock,
+        Vec<crate::model::netlock::Conn>,
+    )> = Vec::new();
     // Held until the janitor exits.
     let mut _locks: Vec<OwnedFd> = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -344,7 +350,7 @@ fn serve(sock: OwnedFd, crit: u32) -> ! {
                 Ok(Note::Tasks(pids)) => tasks.extend(pids.into_iter().zip(fds)),
                 Ok(Note::Releasing) => releasing = true,
                 Ok(Note::Connections) => conns.extend(fds),
-                Ok(Note::Unlocking(c)) => unlocking.extend(c),
+                Ok(Note::Unlocking(l, c)) => unlocking.push((l, c)),
                 Ok(Note::Lock) => _locks.extend(fds),
                 Ok(note) => notes.push((note, fds.into_iter().next())),
                 Err(_) => {}
@@ -376,8 +382,8 @@ fn serve(sock: OwnedFd, crit: u32) -> ! {
         for c in &conns {
             let _ = crate::sys::tcp_repair::set_repair(c.as_fd(), true);
         }
-        for c in &unlocking {
-            let _ = crate::model::netlock::relock(c);
+        for (lock, c) in &unlocking {
+            let _ = lock.relock(c);
         }
         drop(conns);
         undo(notes);

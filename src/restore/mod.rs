@@ -530,12 +530,12 @@ fn settle(plan: &plan::Plan, opts: &Options, log: &Log, root_pid: u32) -> Result
         .filter_map(crate::model::netlock::Conn::of_entry)
         .collect();
     if plan.ns.net.is_none() {
-        janitor::note_unlocking(&conns);
-        for w in tcp::unlock_all(&conns) {
+        janitor::note_unlocking(&plan.net_lock, &conns);
+        for w in tcp::unlock_all(&plan.net_lock, &conns) {
             log.info(w);
         }
     } else if !conns.is_empty() {
-        if let Err(e) = tcp::unlock_ns(root_pid) {
+        if let Err(e) = tcp::unlock_ns(&plan.net_lock, root_pid) {
             // A namespace made by this restore was never locked.
             log.debug(format!("network namespace of pid {root_pid}: {e}"));
         }
@@ -584,7 +584,7 @@ fn make_tree(
         .iter()
         .any(|j| j.kind == crate::model::ns::Kind::Net);
     if matches!(plan.ns.net, Some(ns::NetPlan::Links(_))) && has_connections(plan) && !joined_net {
-        if let Err(e) = crate::model::netlock::lock_ns() {
+        if let Err(e) = plan.net_lock.lock_ns() {
             log.info(format!(
                 "cannot lock the new network namespace ({e}): connections may be reset"
             ));

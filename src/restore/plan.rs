@@ -206,6 +206,9 @@ pub struct Plan {
     pub ns: super::ns::NsPlan,
     /// The dumper's cgroup set (inventory's root_cg_set).
     pub root_cg_set: u32,
+    /// The dump's network lock (inventory's method and run id; images
+    /// without a run id name the table by the root's pid, as CRIU does).
+    pub net_lock: crate::model::netlock::Lock,
     /// tty-info.img by id: the terminals TTY file entries name.
     pub ttys: HashMap<u32, pb::TtyInfoEntry>,
     /// Files under `/proc/PID/` of a task of the tree, by file id, with
@@ -413,7 +416,16 @@ impl Plan {
         let root_ids = tasks.first().map(|t| t.ids).unwrap_or_default();
         let ns = super::ns::NsPlan::read(dir, &root_ids, &dumper)?;
         let proc_files = super::procfiles::find(&tasks, &files);
+        let net_lock = crate::model::netlock::Lock::new(
+            inv.network_lock_method
+                .and_then(crate::model::netlock::Method::of_number)
+                .unwrap_or_default(),
+            &inv.dump_criu_run_id
+                .clone()
+                .unwrap_or_else(|| pstree.first().map_or(0, |p| p.pid).to_string()),
+        );
         Ok(Plan {
+            net_lock,
             file_locks: locks.len(),
             proc_files,
             root_cg_set: inv.root_cg_set.unwrap_or(1),

@@ -31,7 +31,7 @@ use crate::error::Result;
 use crate::image::entry::{EntryReader, Payload};
 use crate::image::pb;
 use crate::image::typed::Mapped;
-use crate::model::netlock::{self, Conn};
+use crate::model::netlock::{Conn, Lock};
 use crate::model::tcp;
 use crate::sys::sockopt;
 use crate::sys::tcp_repair as tr;
@@ -402,25 +402,16 @@ impl Drop for SilentOnFailure {
 }
 
 /// Lifts the lock of every TCP connection of the images (the dump's, or
-/// CRIU's: the same rules). A connection that was not locked (its tree
-/// had a network namespace of its own) has no rules: nothing to remove.
-/// Returns what could not be done, for the log.
-pub fn unlock_all(conns: &[Conn]) -> Vec<String> {
-    conns
-        .iter()
-        .filter_map(|c| {
-            netlock::unlock(c)
-                .err()
-                .map(|e| format!("unlocking {c:?}: {e}"))
-        })
-        .collect()
+/// CRIU's: the same rules, or table, as the images name). Returns what
+/// could not be done, for the log.
+pub fn unlock_all(lock: &Lock, conns: &[Conn]) -> Vec<String> {
+    lock.unlock(conns)
 }
 
-/// Lifts CRIU's lock of the network namespace of task `pid`.
-pub fn unlock_ns(pid: u32) -> std::io::Result<()> {
+/// Lifts the lock of the network namespace of task `pid`.
+pub fn unlock_ns(lock: &Lock, pid: u32) -> std::io::Result<()> {
     let net = crate::sys::ns::open(pid as i32, "net")?;
-    crate::sys::ns::run_in(
-        &[(net.as_fd(), libc::CLONE_NEWNET as u64)],
-        netlock::unlock_ns,
-    )?
+    crate::sys::ns::run_in(&[(net.as_fd(), libc::CLONE_NEWNET as u64)], || {
+        lock.unlock_ns()
+    })?
 }

@@ -42,6 +42,11 @@ pub fn inventory(dir: &Path) -> Result<pb::InventoryEntry> {
     if inv.root_ids.is_none() {
         return Err(bad(InventoryFault::NoRootIds));
     }
+    if let Some(m) = inv.network_lock_method {
+        if crate::model::netlock::Method::of_number(m).is_none() {
+            return Err(bad(InventoryFault::LockMethod(m)));
+        }
+    }
     Ok(inv)
 }
 

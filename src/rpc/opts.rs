@@ -69,7 +69,8 @@ fn refuse_unsupported(o: &CriuOpts) -> Result<(), OptsError> {
     // (crit opens device files by path anyway), link_remap, force_irmap,
     // irmap_scan_paths, weak_sysctls, timeout,
     // skip_file_rwx_check, mntns_compat_mode, pre_dump_mode,
-    // display_stats, log_to_stderr, network_lock without TCP,
+    // display_stats, log_to_stderr, network_lock on a PRE_DUMP or
+    // RESTORE (a DUMP passes it on; a restore lifts the dump's lock),
     // pidfd_store_sk (pid reuse between pre-dumps, which crit refuses).
     // freeze_cgroup: crit freezes the tree by seizing every thread with
     // ptrace (catching forks that race it), which is what the freezer
@@ -319,6 +320,18 @@ pub fn dump_args(o: &CriuOpts, d: &Dirs, client: i32) -> Result<Vec<String>, Opt
     if o.tcp_skip_in_flight == Some(true) {
         a.push("--skip-in-flight".into());
     }
+    // criu_network_lock_method: IPTABLES 1, NFTABLES 2, SKIP 3.
+    match o.network_lock {
+        None | Some(1) => {}
+        Some(2) => a.extend(["--network-lock".into(), "nftables".into()]),
+        Some(3) => a.extend(["--network-lock".into(), "skip".into()]),
+        Some(n) => {
+            return Err(OptsError::Bad {
+                field: "network_lock",
+                why: format!("{n} is no criu_network_lock_method"),
+            })
+        }
+    }
     // Unset, it is CRIU's default and crit's (1 MiB).
     if let Some(n) = o.ghost_limit {
         a.push(format!("--ghost-limit={n}"));
@@ -457,6 +470,24 @@ mod tests {
             "dump -t 42 -D /proc/7/fd/5 --shell-job -o /proc/7/fd/6/dump.log -R \
              --external mnt[/etc/hosts]:/etc/hosts --empty-ns net"
         );
+    }
+
+    #[test]
+    fn the_network_lock_goes_to_the_dump() {
+        let with = |n| CriuOpts {
+            pid: Some(42),
+            network_lock: n,
+            ..Default::default()
+        };
+        let args = |n| dump_args(&with(n), &dirs(), 9).map(|a| a.join(" "));
+        assert!(!args(None).unwrap().contains("--network-lock"));
+        assert!(!args(Some(1)).unwrap().contains("--network-lock"));
+        assert!(args(Some(2)).unwrap().contains("--network-lock nftables"));
+        assert!(args(Some(3)).unwrap().contains("--network-lock skip"));
+        assert!(args(Some(9))
+            .unwrap_err()
+            .to_string()
+            .contains("network_lock"));
     }
 
     #[test]

@@ -168,6 +168,8 @@ pub enum InventoryFault {
     Version { found: u32, wanted: u32 },
     #[error("no root_ids (the root task's namespaces and files)")]
     NoRootIds,
+    #[error("network_lock_method {0} is none crit knows (0 iptables, 1 nftables, 2 skip)")]
+    LockMethod(u32),
 }
 
 /// What is wrong with an entry of `pstree.img`.

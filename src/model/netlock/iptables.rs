@@ -1,75 +1,14 @@
-//! The network lock of TCP connections: while a connection is dumped, and
-//! from a dump that kills its tree until the restore has repaired it, no
-//! packet of it may reach a stack that would answer with a reset. As CRIU
-//! 4.2 does by default, each connection of a tree in crit's network
-//! namespace gets two iptables rules (INPUT and OUTPUT) that drop its
-//! packets unless they carry CRIU's mark 0xC114; a tree with a network
+//! The iptables lock, CRIU 4.2's default: each connection of a tree in
+//! crit's network namespace gets two rules (INPUT and OUTPUT) that drop
+//! its packets unless they carry the mark; a tree with a network
 //! namespace of its own gets the whole namespace locked instead (a `CRIU`
 //! chain that drops all unmarked packets, [`lock_ns`]). The rules are
 //! CRIU's own, word for word, so CRIU's restore unlocks what crit's dump
 //! locked and the other way round.
 
+use super::{Conn, MARK};
 use std::io;
-use std::net::IpAddr;
 use std::process::{Command, Stdio};
-
-/// The mark that lets packets through the lock (SOCCR_MARK).
-pub const MARK: &str = "0xC114";
-
-/// A TCP connection as seen from its socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Conn {
-    pub src: IpAddr,
-    pub sport: u16,
-    pub dst: IpAddr,
-    pub dport: u16,
-}
-
-/// An address of an image (`inet_sk_entry.src_addr`): one word for IPv4,
-/// four for IPv6, in network byte order as the kernel keeps them.
-pub fn addr_of(family: u32, words: &[u32]) -> Option<IpAddr> {
-    match family {
-        2 => Some(IpAddr::from(u32::from_be(*words.first()?).to_be_bytes())),
-        10 => {
-            let mut b = [0u8; 16];
-            for (k, w) in words.iter().take(4).enumerate() {
-                b[k * 4..k * 4 + 4].copy_from_slice(&w.to_ne_bytes());
-            }
-            Some(IpAddr::from(b))
-        }
-        _ => None,
-    }
-}
-
-impl Conn {
-    /// The connection of an image's socket, or `None` for an unknown
-    /// family.
-    pub fn of_entry(e: &crate::image::pb::InetSkEntry) -> Option<Conn> {
-        Some(Conn {
-            src: addr_of(e.family, &e.src_addr)?,
-            sport: e.src_port as u16,
-            dst: addr_of(e.family, &e.dst_addr)?,
-            dport: e.dst_port as u16,
-        })
-    }
-
-    /// IPv4-mapped IPv6 addresses are locked with iptables, as CRIU does.
-    fn plain(self) -> Conn {
-        let v4 = |a: IpAddr| match a {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
-            a => a,
-        };
-        if matches!(self.dst, IpAddr::V6(d) if d.to_ipv4_mapped().is_some()) {
-            Conn {
-                src: v4(self.src),
-                dst: v4(self.dst),
-                ..self
-            }
-        } else {
-            self
-        }
-    }
-}
 
 /// What an iptables command does with a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,14 +221,5 @@ mod tests {
             .0,
             "ip6tables"
         );
-    }
-
-    #[test]
-    fn addresses_of_images() {
-        let v4 = u32::from_ne_bytes([127, 0, 0, 1]);
-        assert_eq!(addr_of(2, &[v4]), Some("127.0.0.1".parse().unwrap()));
-        let one = u32::from_ne_bytes([0, 0, 0, 1]);
-        assert_eq!(addr_of(10, &[0, 0, 0, one]), Some("::1".parse().unwrap()));
-        assert_eq!(addr_of(7, &[1]), None);
     }
 }
