@@ -765,13 +765,7 @@ fn connecting(v6: bool) {
             res.to_str().unwrap(),
         ],
     );
-    let pid: i32 = prog
-        .ready
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let pid = prog.pid;
     let syn_sent = |pid: i32| tcp_of(pid).iter().any(|s| s.1 == port && s.2 == 2);
     assert!(eventually(|| syn_sent(pid)), "SYN_SENT: {:?}", tcp_of(pid));
     let dir = kit.path("img");

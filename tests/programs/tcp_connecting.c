@@ -5,21 +5,12 @@
  * restore: waits for the connection to complete (the test has made room
  * by then), checks SO_ERROR, sends "hi", expects "ok" and EOF, and writes
  * "OK" or "FAIL: why" to argv[3]. */
-#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
-#include "loopback.h"
-
-static volatile sig_atomic_t go;
-static void on_usr1(int s) { (void)s; go = 1; }
+#include "tcpprog.h"
 
 static const char *check(int c)
 {
@@ -53,27 +44,14 @@ static const char *check(int c)
 
 int main(int argc, char **argv)
 {
-	syscall(SYS_close_range, 3, ~0U, 0);
-	setsid(); /* a session of its own: restored without --shell-job */
+	tcpprog_start();
 	if (argc < 4)
 		return 1;
-	signal(SIGUSR1, on_usr1);
-	int v6 = argv[2][0] == '6';
-	int c = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-	struct sockaddr_storage a;
-	socklen_t al = loopback(v6, atoi(argv[1]), &a);
-	if (connect(c, (void *)&a, al) == 0 || errno != EINPROGRESS)
+	int c = dial(argv[2][0] == '6', atoi(argv[1]), SOCK_NONBLOCK, 0);
+	if (c < 0 || errno != EINPROGRESS)
 		return 2;
 	printf("READY %d\n", getpid());
 	fflush(stdout);
-	while (!go)
-		pause();
-	const char *why = check(c);
-	FILE *f = fopen(argv[3], "w");
-	if (f) {
-		fprintf(f, why ? "FAIL: %s" : "OK", why);
-		fclose(f);
-	}
-	for (;;)
-		pause();
+	wait_go();
+	answer(argv[3], check(c));
 }

@@ -14,25 +14,14 @@
  * its EOF, answers "bye" and ends its half; reads argv[5] bytes and EOF on
  * FW2 (the peer sends them after the restore), "ack" and EOF on FW1, EOF
  * on LA and CL. Writes "OK" or "FAIL: why" to argv[3]. */
-#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
-#include "loopback.h"
+#include "tcpprog.h"
 
 enum { CW, FW2, FW1, LA, CL, N };
-
-static volatile sig_atomic_t go;
-static void on_usr1(int s) { (void)s; go = 1; }
-
-static unsigned char pat(size_t i, int who) { return (unsigned char)(i * 131 + who * 7 + (i >> 12)); }
 
 /* Writes the pattern until the peer's window has stayed shut for 300 ms. */
 static size_t fill(int c)
@@ -104,23 +93,13 @@ static const char *check(int *c, size_t cw_bytes, size_t fw2_bytes)
 
 int main(int argc, char **argv)
 {
-	syscall(SYS_close_range, 3, ~0U, 0);
-	setsid(); /* a session of its own: restored without --shell-job */
+	tcpprog_start();
 	if (argc < 6)
 		return 1;
-	signal(SIGUSR1, on_usr1);
-	int v6 = argv[2][0] == '6';
 	int c[N];
-	for (int i = 0; i < N; i++) {
-		c[i] = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
-		int small = 32768;
-		if (i >= FW1)
-			setsockopt(c[i], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-		struct sockaddr_storage a;
-		socklen_t al = loopback(v6, atoi(argv[1]), &a);
-		if (connect(c[i], (void *)&a, al))
+	for (int i = 0; i < N; i++)
+		if ((c[i] = dial(argv[2][0] == '6', atoi(argv[1]), 0, i >= FW1 ? 32768 : 0)) < 0)
 			return 2;
-	}
 	if (write(c[FW2], "early", 5) != 5 || shutdown(c[FW2], SHUT_WR))
 		return 3;
 	size_t fw1 = fill(c[FW1]);
@@ -135,14 +114,6 @@ int main(int argc, char **argv)
 	shutdown(c[CL], SHUT_WR);
 	printf("READY %d %zu %zu %zu\n", getpid(), fw1, la, cl);
 	fflush(stdout);
-	while (!go)
-		pause();
-	const char *why = check(c, (size_t)atol(argv[4]), (size_t)atol(argv[5]));
-	FILE *f = fopen(argv[3], "w");
-	if (f) {
-		fprintf(f, why ? "FAIL: %s" : "OK", why);
-		fclose(f);
-	}
-	for (;;)
-		pause();
+	wait_go();
+	answer(argv[3], check(c, (size_t)atol(argv[4]), (size_t)atol(argv[5])));
 }

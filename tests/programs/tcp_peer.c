@@ -5,26 +5,14 @@
  * SIGUSR1 reads argv[2] bytes of the peer's pattern, checks them in
  * order, answers "ping" with "pong", and writes "OK" or "FAIL: why" to
  * argv[4]. */
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
-#include "loopback.h"
+#include "tcpprog.h"
 
 #define OUT 200000
-
-static volatile sig_atomic_t go;
-static void on_usr1(int s) { (void)s; go = 1; }
-
-static unsigned char pat(size_t i, int who) { return (unsigned char)(i * 131 + who * 7 + (i >> 12)); }
 
 static const char *run(int c, size_t want)
 {
@@ -63,17 +51,11 @@ static const char *run(int c, size_t want)
 
 int main(int argc, char **argv)
 {
-	syscall(SYS_close_range, 3, ~0U, 0);
-	setsid(); /* a session of its own: restored without --shell-job */
+	tcpprog_start();
 	if (argc < 5)
 		return 1;
-	signal(SIGUSR1, on_usr1);
-	int v6 = argv[3][0] == '6';
-	int c = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_storage a;
-	socklen_t al = loopback(v6, atoi(argv[1]), &a);
-	int r = connect(c, (void *)&a, al);
-	if (r)
+	int c = dial(argv[3][0] == '6', atoi(argv[1]), 0, 0);
+	if (c < 0)
 		return 2;
 	unsigned char *out = malloc(OUT);
 	for (size_t i = 0; i < OUT; i++)
@@ -90,14 +72,6 @@ int main(int argc, char **argv)
 	fcntl(c, F_SETFL, 0);
 	printf("READY %d %zu\n", getpid(), sent);
 	fflush(stdout);
-	while (!go)
-		pause();
-	const char *why = run(c, (size_t)atol(argv[2]));
-	FILE *f = fopen(argv[4], "w");
-	if (f) {
-		fprintf(f, why ? "FAIL: %s" : "OK", why);
-		fclose(f);
-	}
-	for (;;)
-		pause();
+	wait_go();
+	answer(argv[4], run(c, (size_t)atol(argv[2])));
 }

@@ -125,26 +125,7 @@ const NS_UNLOCK: [&str; 2] = [
 ];
 
 fn restore_rules(prog: &str, conf: &str) -> io::Result<()> {
-    use std::io::Write;
-    let mut child = Command::new(prog)
-        .args(["-w", "--noflush"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| io::Error::new(e.kind(), format!("{prog}: {e}")))?;
-    if let Some(mut i) = child.stdin.take() {
-        i.write_all(conf.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    Err(io::Error::other(format!(
-        "{prog}: {}",
-        err.lines().next().unwrap_or("failed")
-    )))
+    super::feed(prog, &["-w", "--noflush"], conf)
 }
 
 /// Locks the calling thread's network namespace as CRIU does (IPv4 and

@@ -77,6 +77,32 @@ impl Conn {
     }
 }
 
+/// Runs `prog` with `args`, `input` on its stdin; its first line of
+/// stderr makes the error.
+fn feed(prog: &str, args: &[&str], input: &str) -> io::Result<()> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("{prog}: {e}")))?;
+    if let Some(mut i) = child.stdin.take() {
+        i.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    Err(io::Error::other(format!(
+        "{prog}: {}",
+        err.lines().next().unwrap_or("failed")
+    )))
+}
+
 /// How connections are locked (`--network-lock`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Method {

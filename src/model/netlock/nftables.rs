@@ -13,7 +13,6 @@
 use super::{Conn, MARK};
 use std::io;
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
 
 /// The table of the dump with this run id, as CRIU 4.2 names it: in a
 /// buffer of 32 bytes, so cut to 31 ("inet CRIU-" and the first 21
@@ -30,26 +29,7 @@ pub fn table(run_id: &str) -> String {
 
 /// Runs one batch of nft commands.
 fn nft(script: &str) -> io::Result<()> {
-    use std::io::Write;
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| io::Error::new(e.kind(), format!("nft: {e}")))?;
-    if let Some(mut i) = child.stdin.take() {
-        i.write_all(script.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    Err(io::Error::other(format!(
-        "nft: {}",
-        err.lines().next().unwrap_or("failed")
-    )))
+    super::feed("nft", &["-f", "-"], script)
 }
 
 /// The commands that make the per-connection table (`create`: fails if
