@@ -52,6 +52,16 @@ fn tcp_listener_options_come_back() {
     assert_eq!(oks(&a), 1, "{a}");
 }
 
+/// Packet sockets (AF_PACKET), which crit refused: a raw one bound to
+/// lo with a multicast membership and a fanout group, a datagram one
+/// with its version and reserve; both see traffic after the restore.
+#[test]
+fn packet_sockets_come_back_bound_and_joined() {
+    let kit = Kit::new();
+    let a = round_trip(&kit, "packet", 1);
+    assert_eq!(oks(&a), 1, "{a}");
+}
+
 /// Listeners bound to an abstract name with a NUL and non-printable
 /// bytes, by autobind, to a path of 107 bytes, to a path unlinked since,
 /// and to a path that now holds a regular file: the last one's restore

@@ -636,7 +636,7 @@ pub enum DumpError {
 
     // ---- Sockets.
     #[error(
-        "pid {pid} fd {fd}: socket {ino} is of a family crit dump does not support (only unix, TCP, UDP, netlink)"
+        "pid {pid} fd {fd}: socket {ino} is of a family crit dump does not support (only unix, TCP, UDP, netlink, packet)"
     )]
     SocketFamily { pid: i32, fd: i32, ino: u64 },
     #[error("pid {pid} fd {fd}: netlink socket {ino} is of protocol {proto}, which crit restore cannot make")]
@@ -645,6 +645,13 @@ pub enum DumpError {
         fd: i32,
         ino: u64,
         proto: u32,
+    },
+    #[error("pid {pid} fd {fd}: packet socket {ino}: {why}")]
+    PacketSocket {
+        pid: i32,
+        fd: i32,
+        ino: u64,
+        why: &'static str,
     },
     #[error("pid {pid} fd {fd}: socket {ino} vanished")]
     SocketVanished { pid: i32, fd: i32, ino: u64 },

@@ -23,6 +23,7 @@ pub const FD_EVENTFD: i32 = 6;
 pub const FD_EVENTPOLL: i32 = 7;
 pub const FD_INOTIFY: i32 = 8;
 pub const FD_SIGNALFD: i32 = 9;
+pub const FD_PACKETSK: i32 = 10;
 pub const FD_TTY: i32 = 11;
 pub const FD_NETLINKSK: i32 = 13;
 pub const FD_TIMERFD: i32 = 17;

@@ -40,6 +40,7 @@ pub mod maps;
 pub mod mm;
 pub mod ns;
 pub mod opts;
+pub mod packetsk;
 pub mod pagemap;
 pub mod pages;
 pub mod pipes;

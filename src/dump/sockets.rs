@@ -6,7 +6,7 @@
 
 use super::error::{DumpError, OutsidePeer, OutsidePeers};
 use super::fdscan::Fd;
-use super::files::{fown, FileTable, FD_INETSK, FD_NETLINKSK, FD_UNIXSK};
+use super::files::{fown, FileTable, FD_INETSK, FD_NETLINKSK, FD_PACKETSK, FD_UNIXSK};
 use super::freeze::Frozen;
 use crate::error::{Error, Result};
 use crate::image::pb;
@@ -43,6 +43,7 @@ pub struct Sockets {
     unix: Option<HashMap<u32, UnixDiag>>,
     inet: Option<HashMap<u32, InetDiag>>,
     netlink: Option<HashMap<u32, (u32, u32)>>,
+    packet: Option<HashMap<u32, sockdiag::PacketDiag>>,
     pending: Vec<UnixSk>,
     pub queues: Option<ImageBuilder>,
     pub count: usize,
@@ -255,6 +256,22 @@ impl Sockets {
         Ok(self.inet.insert(m))
     }
 
+    fn packet_map(&mut self) -> Result<&HashMap<u32, sockdiag::PacketDiag>> {
+        let m = match self.packet.take() {
+            Some(m) => m,
+            // A kernel without packet_diag lists none.
+            None => match in_net(self.net_ns.as_ref(), sockdiag::packet_sockets) {
+                Ok(m) => m,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => HashMap::new(),
+                Err(source) => {
+                    let what = "sock_diag: packet sockets";
+                    return Err(DumpError::Call { what, source }.into());
+                }
+            },
+        };
+        Ok(self.packet.insert(m))
+    }
+
     fn netlink_map(&mut self) -> &HashMap<u32, (u32, u32)> {
         let path = match self.net_pid {
             Some(p) => format!("/proc/{p}/net/netlink"),
@@ -326,6 +343,12 @@ impl Sockets {
         if let Some(&(proto, _)) = self.netlink_map().get(&ino32) {
             return netlink(proto);
         }
+        if let Some(d) = self.packet_map()?.get(&ino32) {
+            if let Some(why) = super::packetsk::refusal(d) {
+                return Err(DumpError::PacketSocket { pid, fd, ino, why }.into());
+            }
+            return Ok(FD_PACKETSK);
+        }
         // An unbound netlink socket is in no list: ask the socket itself.
         if let Ok(copy) = crate::sys::pidfd::getfd(pid, fd) {
             let dom =
@@ -373,6 +396,12 @@ impl Sockets {
         if let Some(d) = self.inet_map()?.get(&ino32).cloned() {
             let h = HeldSocket { pid, fd, id };
             return self.inet_fd(h, d, copy.as_fd(), files, opts);
+        }
+        if let Some(d) = self.packet_map()?.get(&ino32).cloned() {
+            let so = sk_opts(pid, fd.fd, copy.as_fd(), false, None)?;
+            let e = super::packetsk::entry(&d, id, fd.flags, fd.fown, so, self.net_ns_id);
+            files.push(FD_PACKETSK, id, |f| f.psk = Some(e));
+            return Ok(());
         }
         if let Some(&(proto, portid)) = self.netlink_map().get(&ino32) {
             let so = sk_opts(pid, fd.fd, copy.as_fd(), true, None)?;

@@ -573,6 +573,7 @@ fn set_owners(plan: &Plan, t: &Task) -> Result<()> {
             .or(e.usk.as_ref().map(|x| (&x.fown, x.flags)))
             .or(e.isk.as_ref().map(|x| (&x.fown, x.flags)))
             .or(e.nlsk.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.psk.as_ref().map(|x| (&x.fown, x.flags)))
             .or(e.efd.as_ref().map(|x| (&x.fown, x.flags)))
             .or(e.epfd.as_ref().map(|x| (&x.fown, x.flags)))
             .or(e.sgfd.as_ref().map(|x| (&x.fown, x.flags)))

@@ -410,6 +410,8 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
             Some(fd)
         } else if let Some(n) = &f.nlsk {
             Some(netlink(n, id)?)
+        } else if let Some(p) = &f.psk {
+            Some(super::packetsk::open(p, id)?)
         } else {
             None
         };

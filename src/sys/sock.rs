@@ -110,3 +110,36 @@ pub fn accept_wait(fd: RawFd, timeout: std::time::Duration) -> io::Result<Option
         }
     }
 }
+
+/// A new AF_PACKET socket of `ty` for `proto` (in network order, as
+/// `socket(2)` takes it), close-on-exec.
+pub fn packet_socket(ty: i32, proto: u16) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the result is checked before it is owned.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, ty | libc::SOCK_CLOEXEC, i32::from(proto)) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Binds packet socket `fd` to interface `ifindex` (0: every one),
+/// keeping its protocol.
+pub fn bind_packet(fd: RawFd, ifindex: i32) -> io::Result<()> {
+    // SAFETY: an all-zero sockaddr_ll is valid.
+    let mut a: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    a.sll_family = libc::AF_PACKET as u16;
+    a.sll_ifindex = ifindex;
+    // SAFETY: `a` is a live sockaddr_ll of the size passed.
+    let r = unsafe {
+        libc::bind(
+            fd,
+            &a as *const libc::sockaddr_ll as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

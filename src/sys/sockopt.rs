@@ -85,3 +85,22 @@ pub fn get_bytes(fd: BorrowedFd, level: i32, name: i32) -> std::io::Result<Vec<u
     }
     Ok(v[..(len as usize).min(v.len())].to_vec())
 }
+
+/// setsockopt of an option given as raw bytes (a struct laid out by the
+/// caller, such as `packet_mreq`).
+pub fn set_bytes(fd: BorrowedFd, level: i32, name: i32, v: &[u8]) -> std::io::Result<()> {
+    // SAFETY: the kernel reads at most `v.len()` bytes from `v`.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            v.as_ptr() as *const libc::c_void,
+            v.len() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

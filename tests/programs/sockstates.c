@@ -55,10 +55,22 @@
  *  tcp-pending     a TCP listener with a connection not accepted.
  *  shared          a stream pair made before a fork: both tasks hold one
  *                  end; the parent holds the other end twice (dup).
+ *  packet          a raw packet socket for every protocol bound to lo,
+ *                  non-blocking, with PACKET_AUXDATA, SO_RCVBUF, a
+ *                  multicast membership and a fanout group; a datagram
+ *                  packet socket for IPv4 on every interface with
+ *                  PACKET_VERSION, PACKET_RESERVE, PACKET_TIMESTAMP and
+ *                  PACKET_LOSS. The check reads each option back, finds
+ *                  the membership in /proc/net/dev_mcast, and sees a UDP
+ *                  datagram to PORT on both sockets.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <poll.h>
 #include <libgen.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -71,6 +83,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -935,6 +948,104 @@ static void shared_check(void)
 	}
 }
 
+/* ---- packet ---- */
+static int p_raw, p_dgram, p_vals[9];
+static const unsigned char p_group[6] = {1, 0, 0x5e, 0, 0x7a, 0x7b};
+
+/* What the check compares: the packet sockets' options and bindings. */
+static void packet_opts(int *v)
+{
+	struct sockaddr_ll a;
+	socklen_t l = sizeof a;
+	memset(&a, 0, sizeof a);
+	getsockname(p_raw, (void *)&a, &l);
+	v[0] = a.sll_ifindex;
+	v[1] = ntohs(a.sll_protocol);
+	v[2] = geti(p_raw, SOL_PACKET, PACKET_AUXDATA);
+	v[3] = geti(p_raw, SOL_PACKET, PACKET_FANOUT);
+	v[4] = geti(p_raw, SOL_SOCKET, SO_RCVBUF);
+	v[5] = fcntl(p_raw, F_GETFL) & O_NONBLOCK;
+	v[6] = geti(p_dgram, SOL_PACKET, PACKET_VERSION);
+	v[7] = geti(p_dgram, SOL_PACKET, PACKET_RESERVE);
+	v[8] = geti(p_dgram, SOL_PACKET, PACKET_LOSS);
+}
+
+static void packet(void)
+{
+	p_raw = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK, htons(ETH_P_ALL));
+	p_dgram = socket(AF_PACKET, SOCK_DGRAM, htons(ETH_P_IP));
+	struct sockaddr_ll a = {.sll_family = AF_PACKET,
+				.sll_protocol = htons(ETH_P_ALL),
+				.sll_ifindex = if_nametoindex("lo")};
+	if (p_raw < 0 || p_dgram < 0 || bind(p_raw, (void *)&a, sizeof a))
+		die("packet sockets");
+	set_int(p_raw, SOL_PACKET, PACKET_AUXDATA, 1);
+	set_int(p_raw, SOL_SOCKET, SO_RCVBUF, 300000);
+	struct packet_mreq m = {.mr_ifindex = a.sll_ifindex, .mr_type = PACKET_MR_MULTICAST, .mr_alen = 6};
+	memcpy(m.mr_address, p_group, 6);
+	if (setsockopt(p_raw, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &m, sizeof m))
+		die("PACKET_ADD_MEMBERSHIP");
+	set_int(p_raw, SOL_PACKET, PACKET_FANOUT, 4242 | PACKET_FANOUT_HASH << 16);
+	set_int(p_dgram, SOL_PACKET, PACKET_VERSION, TPACKET_V2);
+	set_int(p_dgram, SOL_PACKET, PACKET_RESERVE, 64);
+	set_int(p_dgram, SOL_PACKET, PACKET_TIMESTAMP, 1);
+	set_int(p_dgram, SOL_PACKET, PACKET_LOSS, 1);
+	packet_opts(p_vals);
+}
+
+/* Whether socket `s` gets a packet holding `mark` within two seconds
+ * (among whatever else crosses lo meanwhile). */
+static int sees(int s, const char *mark)
+{
+	static char b[65536];
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		struct pollfd p = {s, POLLIN, 0};
+		if (poll(&p, 1, 10) == 1) {
+			ssize_t r = recv(s, b, sizeof b, MSG_DONTWAIT);
+			if (r > 0 && memmem(b, r, mark, strlen(mark)))
+				return 1;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while (t.tv_sec - t0.tv_sec < 2);
+	return 0;
+}
+
+static void packet_check(void)
+{
+	static const char *name[] = {"ifindex",	    "protocol",	      "PACKET_AUXDATA",
+				     "PACKET_FANOUT", "SO_RCVBUF",	      "O_NONBLOCK",
+				     "PACKET_VERSION", "PACKET_RESERVE", "PACKET_LOSS"};
+	int v[9];
+	packet_opts(v);
+	for (int i = 0; i < 9; i++)
+		if (v[i] != p_vals[i])
+			fail("%s %d, not %d", name[i], v[i], p_vals[i]);
+	char want[32], line[256];
+	snprintf(want, sizeof want, "%02x%02x%02x%02x%02x%02x", p_group[0], p_group[1], p_group[2],
+		 p_group[3], p_group[4], p_group[5]);
+	FILE *f = fopen("/proc/net/dev_mcast", "r");
+	int member = 0;
+	while (f && fgets(line, sizeof line, f))
+		member |= strstr(line, " lo ") && strstr(line, want);
+	if (f)
+		fclose(f);
+	if (!member)
+		fail("no membership of %s on lo", want);
+	int u = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in to = lo(port);
+	char mark[64];
+	snprintf(mark, sizeof mark, "packet-mark-%d", getpid());
+	if (sendto(u, mark, strlen(mark), 0, (void *)&to, sizeof to) < 0)
+		fail("sendto");
+	if (!sees(p_raw, mark))
+		fail("the raw socket on lo saw no datagram");
+	if (!sees(p_dgram, mark))
+		fail("the IPv4 socket saw no datagram");
+	close(u);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 4)
@@ -972,6 +1083,7 @@ int main(int argc, char **argv)
 		{"v6only", v6only, v6only_check},
 		{"tcp-pending", tcp_pending, none},
 		{"shared", shared, shared_check},
+		{"packet", packet, packet_check},
 	};
 	void (*check)(void) = NULL;
 	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)

@@ -7,8 +7,8 @@
  * what it is owed, checks every byte in order, then the two exchange a
  * new message each way; each writes "OK" or "FAIL: why" to
  * argv[2].parent / argv[2].child. With argv[3] "packet" the parent
- * also holds a packet socket (after the connection), which a dump
- * refuses; with "lo" it first brings the loopback device up (for a
+ * also holds a packet socket with an mmap'ed ring (after the
+ * connection), which a dump refuses; with "lo" it first brings the loopback device up (for a
  * network namespace of its own). */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,6 +28,17 @@
 #include <unistd.h>
 
 #include "loopback.h"
+#include <linux/if_packet.h>
+
+/* A packet socket with a receive ring, which a dump refuses. */
+static int packet_with_ring(void)
+{
+	int p = socket(AF_PACKET, SOCK_RAW, 0);
+	struct tpacket_req r = {.tp_block_size = 4096, .tp_block_nr = 1, .tp_frame_size = 2048, .tp_frame_nr = 2};
+	if (p < 0 || setsockopt(p, SOL_PACKET, PACKET_RX_RING, &r, sizeof r))
+		return -1;
+	return p;
+}
 
 #define BIG (3 << 20)
 #define SMALL 20000
@@ -144,7 +155,7 @@ int main(int argc, char **argv)
 	int s = accept(l, NULL, NULL);
 	if (s < 0)
 		return 4;
-	if (argc > 3 && !strcmp(argv[3], "packet") && socket(AF_PACKET, SOCK_RAW, 0) < 0)
+	if (argc > 3 && !strcmp(argv[3], "packet") && packet_with_ring() < 0)
 		return 5;
 	/* Fill the child's small receive buffer; the rest waits in ours. */
 	fcntl(s, F_SETFL, O_NONBLOCK);

@@ -181,6 +181,8 @@ pub enum FileError {
     TcpState { ino: u32, state: u32 },
     #[error("TCP socket {ino}: rebuilt in state {}, not {} as dumped (its FINs did not all arrive; a firewall rule dropping packets marked 0xC114?)", crate::model::tcp::name(*.got), crate::model::tcp::name(*.want))]
     TcpRebuilt { ino: u32, want: u32, got: u32 },
+    #[error("packet socket (file id {id}): {why}")]
+    PacketSocket { id: u32, why: &'static str },
     #[error("netlink socket {ino} (file id {id}): protocol {proto} unsupported")]
     NetlinkProtocol { ino: u32, id: u32, proto: u32 },
     #[error("fifo id {id}: no path in files.img (regular file id {reg})")]

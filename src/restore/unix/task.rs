@@ -14,7 +14,7 @@ use crate::restore::plan::{Packet, Plan};
 use crate::restore::reservoir::Reservoir;
 use nix::sys::socket::{self as so, AddressFamily, MsgFlags, SockFlag};
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// How long a task waits for a connection it is to accept, or for room in
 /// a listener's backlog: the tasks that connect run at the same time.
@@ -152,7 +152,7 @@ pub fn finish_socket(
     if sh & 1 != 0 && peer.is_none_or(|p| p.shutdown.unwrap_or(0) & 2 == 0) {
         so::shutdown(fd.as_raw_fd(), so::Shutdown::Read).map_err(shut)?;
     }
-    set_opts(fd, &e.opts, ino)?;
+    crate::restore::skopts::set(fd, &e.opts, On::Unix(ino))?;
     crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (e.flags & 0o4000) as i32).map_err(
         |source| {
             FileError::Io {
@@ -163,56 +163,6 @@ pub fn finish_socket(
             .into()
         },
     )
-}
-
-fn set_opts(fd: &OwnedFd, o: &pb::SkOptsEntry, ino: u32) -> Result<()> {
-    use nix::sys::socket::sockopt;
-    let err = |what, source| FileError::Nix {
-        on: On::Unix(ino),
-        what,
-        source,
-    };
-    // The kernel doubles what is set; the images hold the doubled value.
-    if o.so_sndbuf != 212992 && o.so_sndbuf >= 4608 {
-        so::setsockopt(fd, sockopt::SndBufForce, &(o.so_sndbuf as usize / 2))
-            .map_err(|e| err("set SO_SNDBUF", e))?;
-    }
-    if o.so_rcvbuf != 212992 && o.so_rcvbuf >= 2304 {
-        so::setsockopt(fd, sockopt::RcvBufForce, &(o.so_rcvbuf as usize / 2))
-            .map_err(|e| err("set SO_RCVBUF", e))?;
-    }
-    if o.so_snd_tmo_sec != 0 || o.so_snd_tmo_usec != 0 {
-        let tv = nix::sys::time::TimeVal::new(o.so_snd_tmo_sec as i64, o.so_snd_tmo_usec as i64);
-        so::setsockopt(fd, sockopt::SendTimeout, &tv).map_err(|e| err("set SO_SNDTIMEO", e))?;
-    }
-    if o.so_rcv_tmo_sec != 0 || o.so_rcv_tmo_usec != 0 {
-        let tv = nix::sys::time::TimeVal::new(o.so_rcv_tmo_sec as i64, o.so_rcv_tmo_usec as i64);
-        so::setsockopt(fd, sockopt::ReceiveTimeout, &tv).map_err(|e| err("set SO_RCVTIMEO", e))?;
-    }
-    if o.so_passcred == Some(true) {
-        so::setsockopt(fd, sockopt::PassCred, &true).map_err(|e| err("set SO_PASSCRED", e))?;
-    }
-    if let Some(m) = o.so_mark.filter(|&m| m != 0) {
-        so::setsockopt(fd, sockopt::Mark, &m).map_err(|e| err("set SO_MARK", e))?;
-    }
-    // Both were recorded and CRIU 4.2 sets them again; a receiver that
-    // waits for SO_RCVLOWAT bytes would otherwise wake for every byte.
-    let int = |what, opt, v: u32| {
-        crate::sys::sockopt::set_int(fd.as_fd(), libc::SOL_SOCKET, opt, v as i32).map_err(
-            |source| FileError::Io {
-                on: On::Unix(ino),
-                what,
-                source,
-            },
-        )
-    };
-    if let Some(p) = o.so_priority.filter(|&p| p != 0) {
-        int("set SO_PRIORITY", libc::SO_PRIORITY, p)?;
-    }
-    if let Some(l) = o.so_rcvlowat.filter(|&l| l > 1) {
-        int("set SO_RCVLOWAT", libc::SO_RCVLOWAT, l)?;
-    }
-    Ok(())
 }
 
 /// Run inside task `pid` (before it lays out its fds): listen() again on
