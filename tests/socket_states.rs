@@ -34,7 +34,8 @@ fn probe() {
 }
 
 /// SO_PRIORITY and SO_RCVLOWAT on a unix socket: recorded by the dump,
-/// left at their defaults by the restore (CRIU 4.2 sets them again).
+/// left at their defaults by the restore (CRIU 4.2 sets them again); a
+/// socket filter, which the dump did not record.
 #[test]
 fn unix_socket_options_come_back() {
     let kit = Kit::new();
@@ -49,6 +50,17 @@ fn unix_socket_options_come_back() {
 fn tcp_listener_options_come_back() {
     let kit = Kit::new();
     let a = round_trip(&kit, "opts-tcp", 1);
+    assert_eq!(oks(&a), 1, "{a}");
+}
+
+/// A UDP socket bound to a port with a socket filter, and one connected
+/// to it: both come back bound and connected, the filter attached (crit
+/// recorded no socket filter before), the queued datagrams dropped as
+/// CRIU drops them.
+#[test]
+fn udp_sockets_come_back_bound_connected_and_filtered() {
+    let kit = Kit::new();
+    let a = round_trip(&kit, "udp", 1);
     assert_eq!(oks(&a), 1, "{a}");
 }
 

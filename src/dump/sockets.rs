@@ -1222,7 +1222,11 @@ fn sk_opts(
         so_dontroute: Some(g(libc::SO_DONTROUTE)? != 0),
         so_no_check: Some(g(libc::SO_NO_CHECK)? != 0),
         so_bound_dev: if bound.is_empty() { None } else { Some(bound) },
-        so_filter: Vec::new(),
+        so_filter: sockopt::get_filter(sk)
+            .map_err(|e| io(pid, fd, "SO_GET_FILTER", e))?
+            .iter()
+            .map(crate::model::sockfilter::pack)
+            .collect(),
         so_reuseport: Some(g(libc::SO_REUSEPORT)? != 0),
         so_broadcast: Some(g(libc::SO_BROADCAST)? != 0),
         so_keepalive: Some(g(libc::SO_KEEPALIVE)? != 0),

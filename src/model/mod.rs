@@ -4,6 +4,7 @@
 //! /proc shows and filelocks.img records them ([`lock`]); the netlink
 //! protocols restored ([`netlink`]); namespace kinds and which ones a
 //! tree owns ([`ns`]); which pages a dump holds and where ([`pagemap`]);
+//! a socket filter as the images pack it ([`sockfilter`]);
 //! TCP states and where a half-closed connection keeps its FINs
 //! ([`tcp`]); the unix sockets of an image set and the words for them
 //! ([`unix`]); the mark a vDSO proxy leaves for the next dump
@@ -18,6 +19,7 @@ pub mod netlink;
 pub mod netlock;
 pub mod ns;
 pub mod pagemap;
+pub mod sockfilter;
 pub mod tcp;
 pub mod tty;
 pub mod unix;

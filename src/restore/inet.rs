@@ -73,6 +73,7 @@ pub fn open(
     };
     if super::tcp::is_connection(s) {
         let (fd, in_repair) = super::tcp::restore(s, fam, dir, opts.tcp_close)?;
+        super::skopts::set_filter(&fd, &s.opts, On::Inet(s.ino))?;
         if !in_repair {
             finish(&fd, s)?;
         }
@@ -96,6 +97,7 @@ pub fn open(
     // Address reuse before the bind; keepalive and the TCP options too:
     // a listener passes TCP_NODELAY and keepalive on to what it accepts.
     options(&fd, s);
+    super::skopts::set_filter(&fd, &s.opts, On::Inet(s.ino))?;
     if s.v6only == Some(true) {
         let _ = so::setsockopt(&fd, sockopt::Ipv6V6Only, &true);
     }

@@ -1,6 +1,7 @@
 //! The socket options every family records alike (`sk_opts_entry`):
-//! buffer sizes, timeouts, SO_PASSCRED, SO_MARK, SO_PRIORITY and
-//! SO_RCVLOWAT, set again on a socket the restore made.
+//! buffer sizes, timeouts, SO_PASSCRED, SO_MARK, SO_PRIORITY,
+//! SO_RCVLOWAT and the classic BPF filter, set again on a socket the
+//! restore made.
 
 use super::error::{FileError, On};
 use crate::error::Result;
@@ -8,8 +9,30 @@ use crate::image::pb;
 use nix::sys::socket as so;
 use std::os::fd::{AsFd, OwnedFd};
 
-/// Sets the options of `o` that differ from a new socket's.
+/// Attaches the socket filter of `o`, if it has one.
+pub fn set_filter(fd: &OwnedFd, o: &pb::SkOptsEntry, on: On) -> Result<()> {
+    if o.so_filter.is_empty() {
+        return Ok(());
+    }
+    let prog: Vec<_> = o
+        .so_filter
+        .iter()
+        .map(|&v| crate::model::sockfilter::unpack(v))
+        .collect();
+    crate::sys::sockopt::attach_filter(fd.as_fd(), &prog).map_err(|source| {
+        FileError::Io {
+            on,
+            what: "SO_ATTACH_FILTER",
+            source,
+        }
+        .into()
+    })
+}
+
+/// Sets the options of `o` that differ from a new socket's, and its
+/// filter.
 pub fn set(fd: &OwnedFd, o: &pb::SkOptsEntry, on: On) -> Result<()> {
+    set_filter(fd, o, on.clone())?;
     use nix::sys::socket::sockopt;
     let err = |what, source| FileError::Nix {
         on: on.clone(),

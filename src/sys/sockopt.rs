@@ -104,3 +104,101 @@ pub fn set_bytes(fd: BorrowedFd, level: i32, name: i32, v: &[u8]) -> std::io::Re
     }
     Ok(())
 }
+
+/// One classic BPF instruction (`struct sock_filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SockFilter {
+    pub code: u16,
+    pub jt: u8,
+    pub jf: u8,
+    pub k: u32,
+}
+
+/// The classic BPF program attached to `fd` (SO_GET_FILTER), empty if
+/// none (the kernel tells none for an eBPF program, SO_ATTACH_BPF).
+pub fn get_filter(fd: BorrowedFd) -> std::io::Result<Vec<SockFilter>> {
+    // SO_GET_FILTER counts in instructions, not bytes: asked with 0, it
+    // tells how many there are.
+    let mut n: libc::socklen_t = 0;
+    // SAFETY: with a length of 0 the kernel writes nothing to the buffer.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_GET_FILTER,
+            std::ptr::null_mut(),
+            &mut n,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut raw = vec![
+        libc::sock_filter {
+            code: 0,
+            jt: 0,
+            jf: 0,
+            k: 0
+        };
+        n as usize
+    ];
+    // SAFETY: `raw` holds `n` instructions, which is what the kernel
+    // writes at most for a length of `n`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_GET_FILTER,
+            raw.as_mut_ptr() as *mut libc::c_void,
+            &mut n,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    raw.truncate(n as usize);
+    Ok(raw
+        .iter()
+        .map(|f| SockFilter {
+            code: f.code,
+            jt: f.jt,
+            jf: f.jf,
+            k: f.k,
+        })
+        .collect())
+}
+
+/// Attaches classic BPF program `prog` to `fd` (SO_ATTACH_FILTER).
+pub fn attach_filter(fd: BorrowedFd, prog: &[SockFilter]) -> std::io::Result<()> {
+    let mut raw: Vec<libc::sock_filter> = prog
+        .iter()
+        .map(|f| libc::sock_filter {
+            code: f.code,
+            jt: f.jt,
+            jf: f.jf,
+            k: f.k,
+        })
+        .collect();
+    let fprog = libc::sock_fprog {
+        len: raw.len() as u16,
+        filter: raw.as_mut_ptr(),
+    };
+    // SAFETY: `fprog` points at `raw`, live for the call; the kernel
+    // copies the program.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &fprog as *const libc::sock_fprog as *const libc::c_void,
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -43,13 +43,15 @@
  *  scm-rights      a stream pair with a message carrying a pipe's read
  *                  end (which the task holds too) queued.
  *  opts-unix       SO_RCVBUF, SO_SNDBUF, SO_RCVTIMEO, SO_SNDTIMEO,
- *                  SO_RCVLOWAT, SO_PRIORITY, SO_MARK, O_NONBLOCK and
- *                  O_ASYNC with an owner on a unix socket.
+ *                  SO_RCVLOWAT, SO_PRIORITY, SO_MARK, O_NONBLOCK,
+ *                  O_ASYNC with an owner and a socket filter on a unix
+ *                  socket.
  *  opts-tcp        a TCP listener on PORT with SO_REUSEADDR, SO_REUSEPORT,
  *                  SO_KEEPALIVE, TCP_NODELAY, TCP_KEEPIDLE; an unbound TCP
  *                  socket with SO_KEEPALIVE.
  *  udp             a UDP socket bound to PORT with two datagrams queued
- *                  from a second one bound to PORT+1 and connected to it.
+ *                  from a second one bound to PORT+1 and connected to it,
+ *                  and a socket filter on the first.
  *  v6only          IPv6 TCP listener on [::]:PORT with IPV6_V6ONLY and a
  *                  UDP6 socket on [::]:PORT+1 without it.
  *  tcp-pending     a TCP listener with a connection not accepted.
@@ -57,7 +59,8 @@
  *                  end; the parent holds the other end twice (dup).
  *  packet          a raw packet socket for every protocol bound to lo,
  *                  non-blocking, with PACKET_AUXDATA, SO_RCVBUF, a
- *                  multicast membership and a fanout group; a datagram
+ *                  multicast membership, a fanout group and a filter
+ *                  that keeps 96 bytes of each packet; a datagram
  *                  packet socket for IPv4 on every interface with
  *                  PACKET_VERSION, PACKET_RESERVE, PACKET_TIMESTAMP and
  *                  PACKET_LOSS. The check reads each option back, finds
@@ -67,6 +70,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
@@ -718,6 +722,40 @@ static void set_int(int s, int lvl, int o, int v)
 		die("setsockopt");
 }
 
+/* Socket filters: a two-instruction classic BPF program (load the
+ * packet's length, return `keep` bytes of it). */
+static struct sock_filter prog_of(int i, unsigned keep)
+{
+	struct sock_filter p[2] = {BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0), BPF_STMT(BPF_RET | BPF_K, keep)};
+	return p[i];
+}
+
+static void attach(int s, unsigned keep)
+{
+	struct sock_filter p[2] = {prog_of(0, keep), prog_of(1, keep)};
+	struct sock_fprog f = {2, p};
+	if (setsockopt(s, SOL_SOCKET, SO_ATTACH_FILTER, &f, sizeof f))
+		die("SO_ATTACH_FILTER");
+}
+
+/* Fails unless `s` has the program attach() gave it. */
+static void filter_is(int s, unsigned keep, const char *what)
+{
+	struct sock_filter got[4];
+	socklen_t n = 4;
+	if (getsockopt(s, SOL_SOCKET, SO_GET_FILTER, got, &n)) {
+		fail("%s: SO_GET_FILTER: %s", what, strerror(errno));
+		return;
+	}
+	int same = n == 2;
+	for (int i = 0; same && i < 2; i++) {
+		struct sock_filter w = prog_of(i, keep);
+		same = !memcmp(&got[i], &w, sizeof w);
+	}
+	if (!same)
+		fail("%s: the filter is lost or changed (%u instructions)", what, (unsigned)n);
+}
+
 static void opts_unix(void)
 {
 	pair(SOCK_STREAM, sv);
@@ -729,6 +767,7 @@ static void opts_unix(void)
 	struct timeval rt = {3, 500000}, st = {1, 250000};
 	setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof rt);
 	setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &st, sizeof st);
+	attach(sv[0], 0xffffffff);
 	fcntl(sv[0], F_SETOWN, getpid());
 	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK | O_ASYNC);
 	signal(SIGIO, SIG_IGN);
@@ -749,6 +788,7 @@ static void opts_unix_check(void)
 		fail("SO_RCVTIMEO %ld.%06ld", (long)rt.tv_sec, (long)rt.tv_usec);
 	if (st.tv_sec != o_st.tv_sec || st.tv_usec != o_st.tv_usec)
 		fail("SO_SNDTIMEO %ld.%06ld", (long)st.tv_sec, (long)st.tv_usec);
+	filter_is(sv[0], 0xffffffff, "unix socket");
 }
 
 /* ---- opts-tcp ---- */
@@ -826,6 +866,7 @@ static void udp(void)
 		die("udp");
 	wr(u2, "d1", 2);
 	wr(u2, "d2", 2);
+	attach(u1, 0xffff);
 }
 
 static void udp_check(void)
@@ -848,6 +889,7 @@ static void udp_check(void)
 	r = recvfrom(u1, b, sizeof b, MSG_DONTWAIT, (void *)&f, &l);
 	if (r != 2 || memcmp(b, "d3", 2) || ntohs(f.sin_port) != port + 1)
 		fail("after: %zd from port %d", r, ntohs(f.sin_port));
+	filter_is(u1, 0xffff, "UDP socket");
 }
 
 /* ---- v6only ---- */
@@ -986,6 +1028,7 @@ static void packet(void)
 	if (setsockopt(p_raw, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &m, sizeof m))
 		die("PACKET_ADD_MEMBERSHIP");
 	set_int(p_raw, SOL_PACKET, PACKET_FANOUT, 4242 | PACKET_FANOUT_HASH << 16);
+	attach(p_raw, 96);
 	set_int(p_dgram, SOL_PACKET, PACKET_VERSION, TPACKET_V2);
 	set_int(p_dgram, SOL_PACKET, PACKET_RESERVE, 64);
 	set_int(p_dgram, SOL_PACKET, PACKET_TIMESTAMP, 1);
@@ -993,9 +1036,9 @@ static void packet(void)
 	packet_opts(p_vals);
 }
 
-/* Whether socket `s` gets a packet holding `mark` within two seconds
- * (among whatever else crosses lo meanwhile). */
-static int sees(int s, const char *mark)
+/* The length of the first packet holding `mark` that socket `s` gets
+ * within two seconds (among whatever else crosses lo meanwhile), or 0. */
+static ssize_t sees(int s, const char *mark)
 {
 	static char b[65536];
 	struct timespec t0, t;
@@ -1005,7 +1048,7 @@ static int sees(int s, const char *mark)
 		if (poll(&p, 1, 10) == 1) {
 			ssize_t r = recv(s, b, sizeof b, MSG_DONTWAIT);
 			if (r > 0 && memmem(b, r, mark, strlen(mark)))
-				return 1;
+				return r;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &t);
 	} while (t.tv_sec - t0.tv_sec < 2);
@@ -1035,12 +1078,18 @@ static void packet_check(void)
 		fail("no membership of %s on lo", want);
 	int u = socket(AF_INET, SOCK_DGRAM, 0);
 	struct sockaddr_in to = lo(port);
-	char mark[64];
+	char mark[64], big[1000];
 	snprintf(mark, sizeof mark, "packet-mark-%d", getpid());
-	if (sendto(u, mark, strlen(mark), 0, (void *)&to, sizeof to) < 0)
+	memset(big, 'x', sizeof big);
+	memcpy(big, mark, strlen(mark));
+	if (sendto(u, big, sizeof big, 0, (void *)&to, sizeof to) < 0)
 		fail("sendto");
-	if (!sees(p_raw, mark))
+	filter_is(p_raw, 96, "raw packet socket");
+	ssize_t n = sees(p_raw, mark);
+	if (!n)
 		fail("the raw socket on lo saw no datagram");
+	else if (n > 96)
+		fail("the raw socket's filter keeps %zd bytes, not 96", n);
 	if (!sees(p_dgram, mark))
 		fail("the IPv4 socket saw no datagram");
 	close(u);
