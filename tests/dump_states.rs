@@ -148,6 +148,7 @@ fn other_states_come_back() {
         ("memfd", 1),
         ("memfd-map", 1),
         ("inotify", 1),
+        ("fanotify", 1),
         ("memory", 2),
         ("threads", 1),
         ("nofile-low", 1),

@@ -88,6 +88,7 @@ pub enum Kind {
     Timerfd,
     Signalfd,
     Inotify,
+    Fanotify,
     /// A pidfd (pidfd_open, clone's CLONE_PIDFD).
     Pidfd,
     Memfd {
@@ -152,6 +153,7 @@ pub fn classify(link: &str, st: &Stat, shmem_dev: u64) -> Kind {
         "anon_inode:[timerfd]" => return Kind::Timerfd,
         "anon_inode:[signalfd]" => return Kind::Signalfd,
         "anon_inode:inotify" => return Kind::Inotify,
+        "anon_inode:[fanotify]" => return Kind::Fanotify,
         "anon_inode:[pidfd]" => return Kind::Pidfd,
         _ => {}
     }

@@ -22,6 +22,7 @@ pub fn file_type(ctx: &mut DumpCtx, pid: i32, fd: &Fd) -> Result<i32> {
         Kind::Timerfd => FD_TIMERFD,
         Kind::Signalfd => FD_SIGNALFD,
         Kind::Inotify => FD_INOTIFY,
+        Kind::Fanotify => FD_FANOTIFY,
         Kind::Memfd { .. } => FD_MEMFD,
         Kind::Pidfd => FD_PIDFD,
         Kind::Tty { path } => super::tty::file_type(ctx, pid, fd, path)?,
@@ -132,6 +133,7 @@ pub fn dump_fd(ctx: &mut DumpCtx, pid: i32, fd: &Fd, id: u32) -> Result<()> {
         Kind::Timerfd => timerfd(files, pid, fd, id),
         Kind::Signalfd => signalfd(files, pid, fd, id),
         Kind::Inotify => inotify(files, pid, fd, id),
+        Kind::Fanotify => fanotify(files, pid, fd, id),
         Kind::Memfd { name } => memfd(files, pid, fd, id, name),
         Kind::Pidfd => {
             let nspid = pidfd_target(ctx, pid, fd)?;
@@ -360,9 +362,27 @@ fn inotify_watch(pid: i32, fd: &Fd, l: &str) -> Result<pb::InotifyWdEntry> {
             .ok_or_else(|| bad_line(pid, fd, "inotify", l).into())
     };
     let wd: u32 = get(&p, "wd").and_then(|v| v.parse().ok()).unwrap_or(0);
+    Ok(pb::InotifyWdEntry {
+        id: 0,
+        i_ino: h("ino")?,
+        mask: h("mask")? as u32,
+        ignored_mask: h("ignored_mask")? as u32,
+        s_dev: h("sdev")? as u32,
+        wd,
+        f_handle: file_handle(&p, h("sdev")? as u32, &h)?,
+    })
+}
+
+/// The file handle an fsnotify mark's fdinfo line shows (fhandle-bytes,
+/// fhandle-type, f_handle), with the path it opens to now.
+fn file_handle(
+    p: &[(String, String)],
+    sdev: u32,
+    h: &dyn Fn(&str) -> Result<u64>,
+) -> Result<pb::FhEntry> {
     let bytes = h("fhandle-bytes")? as u32;
     let htype = h("fhandle-type")? as u32;
-    let raw = get(&p, "f_handle").unwrap_or("");
+    let raw = get(p, "f_handle").unwrap_or("");
     let mut hb: Vec<u8> = (0..raw.len() / 2)
         .filter_map(|i| u8::from_str_radix(&raw[2 * i..2 * i + 2], 16).ok())
         .collect();
@@ -371,20 +391,94 @@ fn inotify_watch(pid: i32, fd: &Fd, l: &str) -> Result<pb::InotifyWdEntry> {
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
         .collect();
-    Ok(pb::InotifyWdEntry {
-        id: 0,
-        i_ino: h("ino")?,
-        mask: h("mask")? as u32,
-        ignored_mask: h("ignored_mask")? as u32,
-        s_dev: h("sdev")? as u32,
-        wd,
-        f_handle: pb::FhEntry {
-            bytes,
-            r#type: htype,
-            path: watch_path(h("sdev")? as u32, htype, &hb[..(bytes as usize).min(128)]),
-            handle,
-            mnt_id: None,
-        },
+    Ok(pb::FhEntry {
+        bytes,
+        r#type: htype,
+        path: watch_path(sdev, htype, &hb[..(bytes as usize).min(128)]),
+        handle,
+        mnt_id: None,
+    })
+}
+
+/// A fanotify group, as CRIU records it: its init flags and event flags
+/// ("fanotify flags:"), then its marks on inodes (with a file handle) and
+/// on mounts (with the mountpoint). Marks on a whole filesystem
+/// (FAN_MARK_FILESYSTEM) have no place in CRIU's images and are refused;
+/// queued events are dropped, as CRIU drops them.
+fn fanotify(files: &mut FileTable, pid: i32, fd: &Fd, id: u32) -> Result<()> {
+    let mut e = pb::FanotifyFileEntry {
+        id,
+        flags: fd.flags,
+        fown: fd.fown,
+        ..Default::default()
+    };
+    for l in fd.info.lines().filter(|l| l.starts_with("fanotify ")) {
+        let p = pairs(l);
+        let h = |k: &str| -> Result<u64> {
+            get(&p, k)
+                .and_then(|v| u64::from_str_radix(v, 16).ok())
+                .ok_or_else(|| bad_line(pid, fd, "fanotify", l).into())
+        };
+        if get(&p, "flags").is_some() {
+            e.faflags = h("flags")? as u32;
+            e.evflags = h("event-flags")? as u32;
+            continue;
+        }
+        // Its id stays 0 in files.img, as CRIU leaves it.
+        let mut m = pb::FanotifyMarkEntry {
+            mflags: h("mflags")? as u32,
+            mask: h("mask")? as u32,
+            ignored_mask: h("ignored_mask")? as u32,
+            ..Default::default()
+        };
+        if get(&p, "ino").is_some() {
+            m.r#type = pb::MarkType::Inode as i32;
+            m.s_dev = h("sdev")? as u32;
+            m.ie = Some(pb::FanotifyInodeMarkEntry {
+                i_ino: h("ino")?,
+                f_handle: file_handle(&p, m.s_dev, &h)?,
+            });
+        } else if get(&p, "mnt_id").is_some() {
+            let mnt_id = h("mnt_id")? as u32;
+            let (path, s_dev) = mount_of(pid, mnt_id).ok_or(DumpError::FdinfoLine {
+                pid,
+                fd: fd.fd,
+                kind: "fanotify (its mount is not in the task's mountinfo)",
+                line: l.to_string(),
+            })?;
+            m.r#type = pb::MarkType::Mount as i32;
+            m.s_dev = s_dev;
+            m.me = Some(pb::FanotifyMountMarkEntry {
+                mnt_id,
+                path: Some(path),
+            });
+        } else {
+            return Err(DumpError::FdinfoLine {
+                pid,
+                fd: fd.fd,
+                kind: "fanotify (a mark on a whole filesystem, which CRIU's images cannot hold)",
+                line: l.to_string(),
+            }
+            .into());
+        }
+        e.mark.push(m);
+    }
+    files.push(FD_FANOTIFY, id, |f| f.ffy = Some(e));
+    Ok(())
+}
+
+/// The mountpoint of mount `mnt_id` of task `pid`, and its device in the
+/// kernel's encoding (major << 20 | minor).
+fn mount_of(pid: i32, mnt_id: u32) -> Option<(String, u32)> {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
+    info.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        if f.len() < 5 || f[0].parse::<u32>().ok()? != mnt_id {
+            return None;
+        }
+        let (major, minor) = f[2].split_once(':')?;
+        let dev = (major.parse::<u32>().ok()? << 20) | minor.parse::<u32>().ok()?;
+        Some((f[4].replace("\\040", " "), dev))
     })
 }
 

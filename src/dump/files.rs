@@ -22,6 +22,7 @@ pub const FD_UNIXSK: i32 = 5;
 pub const FD_EVENTFD: i32 = 6;
 pub const FD_EVENTPOLL: i32 = 7;
 pub const FD_INOTIFY: i32 = 8;
+pub const FD_FANOTIFY: i32 = 12;
 pub const FD_SIGNALFD: i32 = 9;
 pub const FD_PACKETSK: i32 = 10;
 pub const FD_TTY: i32 = 11;

@@ -579,6 +579,7 @@ fn set_owners(plan: &Plan, t: &Task) -> Result<()> {
             .or(e.sgfd.as_ref().map(|x| (&x.fown, x.flags)))
             .or(e.tfd.as_ref().map(|x| (&x.fown, x.flags)))
             .or(e.ify.as_ref().map(|x| (&x.fown, x.flags)))
+            .or(e.ffy.as_ref().map(|x| (&x.fown, x.flags)))
             .or(e.memfd.as_ref().map(|x| (&x.fown, x.flags)))
             .or(e.tty.as_ref().map(|x| (&x.fown, x.flags)));
         let Some((o, flags)) = fown else {

@@ -397,6 +397,8 @@ pub fn open_misc(plan: &Plan, opts: &super::Options, res: &mut Reservoir, log: &
             Some(ep.0)
         } else if let Some(i) = &f.ify {
             Some(inotify(i, id, log)?)
+        } else if let Some(fa) = &f.ffy {
+            Some(fanotify(fa, id)?)
         } else if let Some(s) = &f.isk {
             // Connections after listeners: repair mode binds them on a
             // listener's port, which then could not bind it.
@@ -576,6 +578,82 @@ fn inotify(i: &pb::InotifyFileEntry, id: u32, log: &Log) -> Result<OwnedFd> {
             }
             let _ = crate::sys::fdops::inotify_rm_watch(fd.as_raw_fd(), got);
             tries += 1;
+        }
+    }
+    Ok(fd)
+}
+
+/// A fanotify group (crit's images or CRIU's) as CRIU's restore makes it:
+/// fanotify_init with the recorded flags (then O_NONBLOCK as the file
+/// had it), then each mark on its inode (by the recorded path, or
+/// through its file handle) or on its mount (by the mountpoint), its mask
+/// and its ignored mask. A mark that cannot be placed fails the restore:
+/// the group would miss events without a word.
+fn fanotify(fa: &pb::FanotifyFileEntry, id: u32) -> Result<OwnedFd> {
+    const FAN_MARK_ADD: u32 = 0x1;
+    const FAN_MARK_MOUNT: u32 = 0x10;
+    const FAN_MARK_IGNORED_MASK: u32 = 0x20;
+    // The group keeps its flags as given (its fdinfo shows them); the
+    // file's own flags come after.
+    let io = |what: &'static str| {
+        move |source| FileError::Io {
+            on: On::FileId(id),
+            what,
+            source,
+        }
+    };
+    let fd = crate::sys::fdops::fanotify_init(fa.faflags, fa.evflags).map_err(|source| {
+        FileError::IoArg {
+            on: On::FileId(id),
+            what: "fanotify_init",
+            arg: format!("{:#x}", fa.faflags),
+            source,
+        }
+    })?;
+    crate::sys::fdops::set_cloexec(fd.as_raw_fd(), true).map_err(io("FD_CLOEXEC"))?;
+    crate::sys::fdops::set_status_flags(fd.as_raw_fd(), (fa.flags & 0o4000) as i32)
+        .map_err(io("O_NONBLOCK"))?;
+    for m in &fa.mark {
+        let mut _held = None;
+        let (path, kind) = match (&m.ie, &m.me) {
+            (Some(ie), _) => match ie.f_handle.path.clone() {
+                Some(p) => (p, 0),
+                None => {
+                    let h = open_handle(&ie.f_handle, m.s_dev).map_err(|why| FileError::IoArg {
+                        on: On::FileId(id),
+                        what: "fanotify mark's file",
+                        arg: format!("inode {}: {why}", ie.i_ino),
+                        source: std::io::ErrorKind::NotFound.into(),
+                    })?;
+                    let p = format!("/proc/self/fd/{}", h.as_raw_fd());
+                    _held = Some(h);
+                    (p, 0)
+                }
+            },
+            (None, Some(me)) => (me.path.clone().unwrap_or_default(), FAN_MARK_MOUNT),
+            (None, None) => {
+                return Err(FileError::IoArg {
+                    on: On::FileId(id),
+                    what: "fanotify mark",
+                    arg: format!("type {}", m.r#type),
+                    source: std::io::ErrorKind::InvalidData.into(),
+                }
+                .into())
+            }
+        };
+        let c = std::ffi::CString::new(path.as_bytes()).unwrap_or_default();
+        let base = FAN_MARK_ADD | kind | m.mflags;
+        for (extra, mask) in [(0, m.mask), (FAN_MARK_IGNORED_MASK, m.ignored_mask)] {
+            if mask == 0 {
+                continue;
+            }
+            crate::sys::fdops::fanotify_mark(fd.as_raw_fd(), base | extra, u64::from(mask), &c)
+                .map_err(|source| FileError::IoArg {
+                    on: On::FileId(id),
+                    what: "fanotify_mark",
+                    arg: path.clone(),
+                    source,
+                })?;
         }
     }
     Ok(fd)

@@ -7,7 +7,7 @@
 //! unsafety, only close or replace descriptors the caller names.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 fn check(r: libc::c_int) -> io::Result<libc::c_int> {
     if r < 0 {
@@ -128,6 +128,21 @@ pub fn inotify_add_watch(fd: RawFd, path: &std::ffi::CStr, mask: u32) -> io::Res
 pub fn inotify_rm_watch(fd: RawFd, wd: i32) -> io::Result<()> {
     // SAFETY: integers only.
     check(unsafe { libc::inotify_rm_watch(fd, wd) }).map(|_| ())
+}
+
+/// `fanotify_init(flags, event_f_flags)`: a new fanotify group.
+pub fn fanotify_init(flags: u32, event_flags: u32) -> io::Result<OwnedFd> {
+    // SAFETY: integers only; the result is checked before it is owned.
+    let fd = check(unsafe { libc::fanotify_init(flags, event_flags) })?;
+    // SAFETY: `fd` is a new descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fanotify_mark(fd, flags, mask, AT_FDCWD, path)`.
+pub fn fanotify_mark(fd: RawFd, flags: u32, mask: u64, path: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: path is a valid NUL-terminated string for the call.
+    check(unsafe { libc::fanotify_mark(fd, flags, mask, libc::AT_FDCWD, path.as_ptr()) })
+        .map(|_| ())
 }
 
 /// `epoll_ctl(epfd, EPOLL_CTL_ADD, fd, {events, data})`.

@@ -41,6 +41,12 @@
  *  sigflags     SA_SIGINFO | SA_RESETHAND on SIGTERM, SIGCHLD ignored
  *               with SA_NOCLDWAIT, an alternate stack SS_AUTODISARM.
  *  inotify      an inotify watching a directory for IN_CREATE.
+ *  fanotify     a fanotify group (non-blocking) with a mark on a file
+ *               (FAN_MODIFY), an ignored mask on another (FAN_OPEN,
+ *               surviving modification) and a mark on the mount of both
+ *               (FAN_OPEN): the check compares the group's fdinfo with
+ *               the dump's, then sees the events a write and two opens
+ *               make, and none for the ignored file.
  *  memfd        a memfd with data and F_SEAL_GROW | F_SEAL_SHRINK.
  *  pidfd        pidfds of a child that pauses (one PIDFD_NONBLOCK, one
  *               dup'ed without close-on-exec) and of the task itself.
@@ -68,6 +74,7 @@
 #include <string.h>
 #include <linux/futex.h>
 #include <sys/eventfd.h>
+#include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
@@ -833,6 +840,120 @@ static void inotify_check(void)
 		fail("no IN_CREATE event for the new file");
 }
 
+/* ---- fanotify ---- */
+static int fan;
+static char fan_dir[4200], fan_info[4096];
+
+/* The group's fdinfo lines ("fanotify ..."), sorted: the marks may list
+ * in another order once added again. */
+static void fan_fdinfo(char *out, size_t n)
+{
+	char path[64], lines[32][512];
+	int k = 0;
+	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fan);
+	FILE *f = fopen(path, "r");
+	while (f && k < 32 && fgets(lines[k], sizeof lines[k], f))
+		if (!strncmp(lines[k], "fanotify ", 9))
+			k++;
+	if (f)
+		fclose(f);
+	qsort(lines, k, sizeof lines[0], (int (*)(const void *, const void *))strcmp);
+	out[0] = 0;
+	for (int i = 0; i < k; i++)
+		strncat(out, lines[i], n - strlen(out) - 1);
+}
+
+static void fan_path(char *p, size_t n, const char *name)
+{
+	snprintf(p, n, "%s/%s", fan_dir, name);
+}
+
+static void fanotify(void)
+{
+	char p[4300];
+	snprintf(fan_dir, sizeof fan_dir, "%s.fan", result);
+	if (mkdir(fan_dir, 0700))
+		exit(2);
+	for (const char *const *n = (const char *const[]){"watched", "ignored", "third", NULL}; *n; n++) {
+		fan_path(p, sizeof p, *n);
+		close(open(p, O_CREAT | O_RDWR, 0600));
+	}
+	fan = fanotify_init(FAN_CLASS_NOTIF | FAN_NONBLOCK, O_RDONLY | O_LARGEFILE);
+	fan_path(p, sizeof p, "watched");
+	if (fan < 0 || fanotify_mark(fan, FAN_MARK_ADD, FAN_MODIFY, AT_FDCWD, p))
+		exit(2);
+	fan_path(p, sizeof p, "ignored");
+	if (fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY,
+			  FAN_OPEN, AT_FDCWD, p) ||
+	    fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_OPEN, AT_FDCWD, fan_dir))
+		exit(2);
+	fan_fdinfo(fan_info, sizeof fan_info);
+}
+
+/* Reads the group's events (anyone's on the mount) until the third
+ * file's FAN_OPEN, which comes last, or for two seconds; ORs the masks
+ * seen on each of fan_dir's files into seen[]. */
+static const char *fan_names[3] = {"watched", "ignored", "third"};
+
+static void fan_events(unsigned long long seen[3])
+{
+	char b[8192], link[64], got[4300], want[4300];
+	for (int tries = 0; tries < 200 && !(seen[2] & FAN_OPEN); tries++) {
+		ssize_t n = read(fan, b, sizeof b);
+		if (n <= 0) {
+			usleep(10000);
+			continue;
+		}
+		for (struct fanotify_event_metadata *m = (void *)b; FAN_EVENT_OK(m, n); m = FAN_EVENT_NEXT(m, n)) {
+			if (m->fd < 0)
+				continue;
+			snprintf(link, sizeof link, "/proc/self/fd/%d", m->fd);
+			ssize_t l = readlink(link, got, sizeof got - 1);
+			got[l > 0 ? l : 0] = 0;
+			for (int k = 0; k < 3; k++) {
+				fan_path(want, sizeof want, fan_names[k]);
+				if (!strcmp(got, want))
+					seen[k] |= m->mask;
+			}
+			close(m->fd);
+		}
+	}
+}
+
+static void fanotify_check(void)
+{
+	char now[4096], p[4300];
+	fan_fdinfo(now, sizeof now);
+	if (strcmp(now, fan_info))
+		fail("fdinfo was [%s], is [%s]", fan_info, now);
+	if (!(fcntl(fan, F_GETFL) & O_NONBLOCK))
+		fail("the group is blocking");
+	/* What the dump and restore did on the mount is queued: drop it. */
+	char b[8192];
+	ssize_t n;
+	while ((n = read(fan, b, sizeof b)) > 0)
+		for (struct fanotify_event_metadata *m = (void *)b; FAN_EVENT_OK(m, n); m = FAN_EVENT_NEXT(m, n))
+			if (m->fd >= 0)
+				close(m->fd);
+	fan_path(p, sizeof p, "watched");
+	int fd = open(p, O_WRONLY);
+	if (fd < 0 || write(fd, "x", 1) != 1)
+		fail("writing the watched file");
+	close(fd);
+	fan_path(p, sizeof p, "ignored");
+	close(open(p, O_RDONLY));
+	fan_path(p, sizeof p, "third");
+	close(open(p, O_RDONLY));
+	unsigned long long seen[3] = {0, 0, 0};
+	fan_events(seen);
+	if (!(seen[0] & FAN_MODIFY))
+		fail("no FAN_MODIFY on the watched file (mark on the inode)");
+	if (seen[1] & FAN_OPEN)
+		fail("FAN_OPEN on the file whose ignored mask holds it");
+	if (!(seen[2] & FAN_OPEN))
+		fail("no FAN_OPEN on the third file (mark on the mount)");
+}
+
 /* ---- memfd ---- */
 static int mfd;
 
@@ -1222,6 +1343,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "inotify")) {
 		inotify();
 		check = inotify_check;
+	} else if (!strcmp(mode, "fanotify")) {
+		fanotify();
+		check = fanotify_check;
 	} else if (!strcmp(mode, "memfd")) {
 		memfd();
 		check = memfd_check;
