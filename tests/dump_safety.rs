@@ -97,6 +97,19 @@ fn memory_served_by_another_process_is_refused_before_harm() {
     kill_tree(prog.pid);
 }
 
+/// A socket with an eBPF filter (SO_ATTACH_BPF): the kernel gives no
+/// program back, and a restore without it would let every packet
+/// through; refused, naming the fd, where CRIU fails on the getsockopt.
+#[test]
+fn an_ebpf_socket_filter_is_refused_before_harm() {
+    let kit = Kit::new();
+    let hb = kit.path("hb");
+    let prog = kit.start("refuse", &[hb.to_str().unwrap(), "bpf-filter"]);
+    let fd3 = format!("pid {} fd 3", prog.pid);
+    refused_before_harm(&kit, prog.pid, &hb, &[&fd3, "eBPF filter"]);
+    kill_tree(prog.pid);
+}
+
 /// Hugetlb memory (here reserved, never touched) is refused by dump and
 /// by pre-dump, whose rounds read no VmFlags, before any round runs.
 #[test]

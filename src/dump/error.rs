@@ -646,6 +646,8 @@ pub enum DumpError {
         ino: u64,
         proto: u32,
     },
+    #[error("pid {pid} fd {fd}: the socket has an eBPF filter (SO_ATTACH_BPF), which crit cannot read back (classic SO_ATTACH_FILTER programs are dumped)")]
+    BpfFilter { pid: i32, fd: i32 },
     #[error("pid {pid} fd {fd}: packet socket {ino}: {why}")]
     PacketSocket {
         pid: i32,

@@ -1223,7 +1223,11 @@ fn sk_opts(
         so_no_check: Some(g(libc::SO_NO_CHECK)? != 0),
         so_bound_dev: if bound.is_empty() { None } else { Some(bound) },
         so_filter: sockopt::get_filter(sk)
-            .map_err(|e| io(pid, fd, "SO_GET_FILTER", e))?
+            .map_err(|e| match e.raw_os_error() {
+                // The kernel keeps no classic form of an eBPF program.
+                Some(libc::EACCES) => DumpError::BpfFilter { pid, fd }.into(),
+                _ => io(pid, fd, "SO_GET_FILTER", e),
+            })?
             .iter()
             .map(crate::model::sockfilter::pack)
             .collect(),

@@ -3,7 +3,8 @@
  * (prctl PR_SET_MDWE, which CRIU's images cannot record), or with
  * "uffd-served" a mapping registered for missing faults with a
  * userfaultfd that only its parent (outside the tree) holds, or with
- * "hugetlb" 2 MiB of hugetlb memory. Its dump
+ * "hugetlb" 2 MiB of hugetlb memory, or with "bpf-filter" a UDP socket
+ * (fd 3) with an eBPF socket filter (SO_ATTACH_BPF). Its dump
  * must be refused and it must keep running. Writes a heartbeat counter to
  * argv[1] every 2 ms. Prints "READY <pid>", or "NOMDWE" where the kernel
  * lacks MDWE (before Linux 6.3). */
@@ -11,6 +12,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/bpf.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -74,6 +76,28 @@ static int uffd_served(void)
 	_exit(0);
 }
 
+/* A UDP socket with an eBPF socket filter that keeps every packet
+ * (r0 = -1; exit). */
+static int bpf_filter(void)
+{
+	struct bpf_insn prog[] = {
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = -1 },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	int s = socket(AF_INET, SOCK_DGRAM, 0);
+	union bpf_attr a;
+	memset(&a, 0, sizeof a);
+	a.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+	a.insns = (unsigned long)prog;
+	a.insn_cnt = 2;
+	a.license = (unsigned long)"GPL";
+	int p = syscall(SYS_bpf, BPF_PROG_LOAD, &a, sizeof a);
+	if (p < 0 || s != 3 || setsockopt(s, SOL_SOCKET, SO_ATTACH_BPF, &p, sizeof p))
+		return -1;
+	close(p);
+	return 0;
+}
+
 #define PR_SET_MDWE_ 65
 #define PR_MDWE_REFUSE_EXEC_GAIN_ 1
 
@@ -85,6 +109,9 @@ int main(int argc, char **argv)
 	syscall(SYS_close_range, 3, ~0U, 0);
 	if (argc > 2 && !strcmp(argv[2], "uffd-served")) {
 		if (uffd_served())
+			return 1;
+	} else if (argc > 2 && !strcmp(argv[2], "bpf-filter")) {
+		if (bpf_filter())
 			return 1;
 	} else if (argc > 2 && !strcmp(argv[2], "hugetlb")) {
 		/* No page is reserved (MAP_NORESERVE) or touched: this needs no
