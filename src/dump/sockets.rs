@@ -487,19 +487,7 @@ impl Sockets {
                     != 0,
             )
         };
-        let (freebind, ttl) = if v4 {
-            (
-                sockopt::get_int(copy, libc::IPPROTO_IP, libc::IP_FREEBIND).unwrap_or(0) != 0,
-                sockopt::get_int(copy, libc::IPPROTO_IP, libc::IP_TTL)
-                    .ok()
-                    .map(|t| t as u32),
-            )
-        } else {
-            (
-                sockopt::get_int(copy, libc::IPPROTO_IPV6, libc::IPV6_FREEBIND).unwrap_or(0) != 0,
-                None,
-            )
-        };
+        let ip_opts = ip_opts(copy, v4);
         let tcp_opts = if is_tcp {
             let t = |o: i32| {
                 sockopt::get_int(copy, libc::IPPROTO_TCP, o)
@@ -535,11 +523,7 @@ impl Sockets {
                 fown: fd.fown,
                 opts: so,
                 v6only,
-                ip_opts: Some(pb::IpOptsEntry {
-                    freebind: if freebind { Some(true) } else { None },
-                    ttl,
-                    ..Default::default()
-                }),
+                ip_opts: Some(ip_opts),
                 ifname: None,
                 ns_id: self.net_ns_id,
                 shutdown: None,
@@ -1162,6 +1146,33 @@ fn find_holder(ino: u32) -> Option<(i32, i32)> {
 /// Socket options as CRIU records them (criu/sockets.c dump_socket_opts);
 /// `bufs`: the (receive, send) buffer sizes, if sock_diag gave them (two
 /// calls fewer).
+/// The IP options CRIU 4.2 records, each only when not zero, as it
+/// does: IP_FREEBIND, IP_PKTINFO, IP_TOS and IP_TTL for IPv4;
+/// IPV6_FREEBIND and IPV6_RECVPKTINFO for IPv6.
+fn ip_opts(s: BorrowedFd, v4: bool) -> pb::IpOptsEntry {
+    let get = |level, name| {
+        sockopt::get_int(s, level, name)
+            .ok()
+            .filter(|&v| v != 0)
+            .map(|v| v as u32)
+    };
+    if v4 {
+        pb::IpOptsEntry {
+            freebind: get(libc::IPPROTO_IP, libc::IP_FREEBIND).map(|_| true),
+            pktinfo: get(libc::IPPROTO_IP, libc::IP_PKTINFO).map(|_| true),
+            tos: get(libc::IPPROTO_IP, libc::IP_TOS),
+            ttl: get(libc::IPPROTO_IP, libc::IP_TTL),
+            ..Default::default()
+        }
+    } else {
+        pb::IpOptsEntry {
+            freebind: get(libc::IPPROTO_IPV6, libc::IPV6_FREEBIND).map(|_| true),
+            pktinfo: get(libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO).map(|_| true),
+            ..Default::default()
+        }
+    }
+}
+
 fn sk_opts(
     pid: i32,
     fd: i32,

@@ -97,6 +97,7 @@ pub fn open(
     // Address reuse before the bind; keepalive and the TCP options too:
     // a listener passes TCP_NODELAY and keepalive on to what it accepts.
     options(&fd, s);
+    ip_opts(&fd, s)?;
     super::skopts::set_filter(&fd, &s.opts, On::Inet(s.ino))?;
     if s.v6only == Some(true) {
         let _ = so::setsockopt(&fd, sockopt::Ipv6V6Only, &true);
@@ -228,6 +229,58 @@ fn options(fd: &OwnedFd, s: &pb::InetSkEntry) {
         set(libc::TCP_KEEPIDLE, t.keepidle);
         set(libc::TCP_KEEPINTVL, t.keepintvl);
     }
+}
+
+/// The IP options the images record (`ip_opts`), before the bind (a
+/// socket bound to an address not of this machine needs IP_FREEBIND):
+/// IP_FREEBIND, IP_PKTINFO, IP_TOS and IP_TTL, or IPV6_FREEBIND and
+/// IPV6_RECVPKTINFO, as CRIU 4.2 sets them.
+pub fn ip_opts(fd: &OwnedFd, s: &pb::InetSkEntry) -> Result<()> {
+    let Some(o) = &s.ip_opts else {
+        return Ok(());
+    };
+    let f = std::os::fd::AsFd::as_fd(fd);
+    let set = |level, name, v: Option<u32>, what| match v {
+        Some(v) => crate::sys::sockopt::set_int(f, level, name, v as i32).map_err(|source| {
+            crate::error::Error::from(FileError::Io {
+                on: On::Inet(s.ino),
+                what,
+                source,
+            })
+        }),
+        None => Ok(()),
+    };
+    let flag = |b: Option<bool>| b.filter(|&b| b).map(|_| 1);
+    if s.family == libc::AF_INET6 as u32 {
+        set(
+            libc::IPPROTO_IPV6,
+            libc::IPV6_FREEBIND,
+            flag(o.freebind),
+            "IPV6_FREEBIND",
+        )?;
+        set(
+            libc::IPPROTO_IPV6,
+            libc::IPV6_RECVPKTINFO,
+            flag(o.pktinfo),
+            "IPV6_RECVPKTINFO",
+        )?;
+    } else {
+        set(
+            libc::IPPROTO_IP,
+            libc::IP_FREEBIND,
+            flag(o.freebind),
+            "IP_FREEBIND",
+        )?;
+        set(
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            flag(o.pktinfo),
+            "IP_PKTINFO",
+        )?;
+        set(libc::IPPROTO_IP, libc::IP_TOS, o.tos, "IP_TOS")?;
+        set(libc::IPPROTO_IP, libc::IP_TTL, o.ttl, "IP_TTL")?;
+    }
+    Ok(())
 }
 
 fn bind(fd: &OwnedFd, at: Option<SocketAddr>) -> nix::Result<()> {

@@ -124,6 +124,7 @@ pub fn restore(
     };
     let fd = so::socket(fam, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
         .map_err(nix_err("socket"))?;
+    super::inet::ip_opts(&fd, s)?;
     // A dump with --tcp-close recorded no state: closed, as asked then.
     if tcp_close || !dir.join(format!("tcp-stream-{ino:x}.img")).exists() {
         return Ok((fd, false));

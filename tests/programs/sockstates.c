@@ -51,7 +51,8 @@
  *                  socket with SO_KEEPALIVE.
  *  udp             a UDP socket bound to PORT with two datagrams queued
  *                  from a second one bound to PORT+1 and connected to it,
- *                  and a socket filter on the first.
+ *                  and a socket filter, IP_PKTINFO, IP_TOS and IP_TTL
+ *                  on the first.
  *  v6only          IPv6 TCP listener on [::]:PORT with IPV6_V6ONLY and a
  *                  UDP6 socket on [::]:PORT+1 without it.
  *  tcp-pending     a TCP listener with a connection not accepted.
@@ -867,6 +868,9 @@ static void udp(void)
 	wr(u2, "d1", 2);
 	wr(u2, "d2", 2);
 	attach(u1, 0xffff);
+	set_int(u1, IPPROTO_IP, IP_PKTINFO, 1);
+	set_int(u1, IPPROTO_IP, IP_TOS, 0x10);
+	set_int(u1, IPPROTO_IP, IP_TTL, 33);
 }
 
 static void udp_check(void)
@@ -885,11 +889,22 @@ static void udp_check(void)
 	wr(u2, "d3", 2);
 	usleep(10000);
 	struct sockaddr_in f;
-	l = sizeof f;
-	r = recvfrom(u1, b, sizeof b, MSG_DONTWAIT, (void *)&f, &l);
+	union {
+		char buf[CMSG_SPACE(sizeof(struct in_pktinfo))];
+		struct cmsghdr align;
+	} cu;
+	struct iovec iov = {b, sizeof b};
+	struct msghdr m = {.msg_name = &f, .msg_namelen = sizeof f, .msg_iov = &iov, .msg_iovlen = 1,
+			   .msg_control = cu.buf, .msg_controllen = sizeof cu.buf};
+	r = recvmsg(u1, &m, MSG_DONTWAIT);
 	if (r != 2 || memcmp(b, "d3", 2) || ntohs(f.sin_port) != port + 1)
 		fail("after: %zd from port %d", r, ntohs(f.sin_port));
+	struct cmsghdr *c = r == 2 ? CMSG_FIRSTHDR(&m) : NULL;
+	if (!c || c->cmsg_level != IPPROTO_IP || c->cmsg_type != IP_PKTINFO)
+		fail("no IP_PKTINFO with the datagram");
 	filter_is(u1, 0xffff, "UDP socket");
+	if (geti(u1, IPPROTO_IP, IP_TOS) != 0x10 || geti(u1, IPPROTO_IP, IP_TTL) != 33)
+		fail("IP_TOS %#x, IP_TTL %d", geti(u1, IPPROTO_IP, IP_TOS), geti(u1, IPPROTO_IP, IP_TTL));
 }
 
 /* ---- v6only ---- */
