@@ -64,6 +64,45 @@ fn udp_sockets_come_back_bound_connected_and_filtered() {
     assert_eq!(oks(&a), 1, "{a}");
 }
 
+/// Lets gid 0 make ping sockets (ICMP datagram sockets) while it lives,
+/// and puts the machine's range back after.
+struct PingGroups(Option<String>);
+
+impl PingGroups {
+    const PATH: &str = "/proc/sys/net/ipv4/ping_group_range";
+
+    fn allow_root() -> PingGroups {
+        let old = std::fs::read_to_string(Self::PATH).unwrap();
+        let mut w = old.split_whitespace().map(|v| v.parse::<u64>().unwrap());
+        let (lo, hi) = (w.next().unwrap(), w.next().unwrap());
+        if lo == 0 && hi >= lo {
+            return PingGroups(None);
+        }
+        std::fs::write(Self::PATH, "0 0").unwrap();
+        PingGroups(Some(old))
+    }
+}
+
+impl Drop for PingGroups {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0 {
+            let _ = std::fs::write(Self::PATH, old.trim());
+        }
+    }
+}
+
+/// Raw sockets (ICMP with an ICMP_FILTER, IPPROTO_RAW, one connected
+/// with IP_NODEFRAG, ICMPv6 with ICMPV6_FILTER) and a ping socket, which
+/// crit refused: each comes back with its protocol, binding, peer and
+/// options, and the ICMP and ping sockets get echo replies.
+#[test]
+fn raw_and_ping_sockets_come_back() {
+    let _ping = PingGroups::allow_root();
+    let kit = Kit::new();
+    let a = round_trip(&kit, "raw", 1);
+    assert_eq!(oks(&a), 1, "{a}");
+}
+
 /// Packet sockets (AF_PACKET), which crit refused: a raw one bound to
 /// lo with a multicast membership and a fanout group, a datagram one
 /// with its version and reserve; both see traffic after the restore.

@@ -155,11 +155,14 @@ fn unix_diag_err(source: std::io::Error) -> DumpError {
 
 /// Every TCP and UDP socket (IPv4 and IPv6) sock_diag shows; a family
 /// or protocol the kernel has no diag module for shows none.
-/// What sock_diag would say of a closed TCP or UDP socket of `family`
-/// (crit's copy `s`), which it does not list: state CLOSE, the address
-/// it is bound to (none: zeros), no peer. None for any other socket, or
-/// one that has a peer.
-fn closed_inet(s: BorrowedFd, family: i32, ino: u32) -> Option<InetDiag> {
+/// What sock_diag would say of an inet socket it does not list (crit's
+/// copy `s`, of `family`): a closed TCP or UDP socket (state CLOSE, the
+/// address it is bound to, or zeros), or a raw or ping (ICMP datagram)
+/// socket, which have no diag CRIU's images rely on (state CLOSE, or
+/// ESTABLISHED with the peer it is connected to; the "port" of a raw
+/// socket is its protocol, of a ping socket its identifier). None for
+/// any other socket, and for a TCP or UDP one with a peer.
+fn closed_inet(s: BorrowedFd, family: i32, ino: u32, pid: i32) -> Option<InetDiag> {
     use nix::sys::socket::{getpeername, getsockname, SockaddrLike, SockaddrStorage};
     let (ty, proto) = (
         sockopt::get_int(s, libc::SOL_SOCKET, libc::SO_TYPE).ok()?,
@@ -167,12 +170,16 @@ fn closed_inet(s: BorrowedFd, family: i32, ino: u32) -> Option<InetDiag> {
     );
     let tcp = (libc::SOCK_STREAM, libc::IPPROTO_TCP);
     let udp = (libc::SOCK_DGRAM, libc::IPPROTO_UDP);
+    let ping = (libc::SOCK_DGRAM, libc::IPPROTO_ICMP) == (ty, proto)
+        || (libc::SOCK_DGRAM, libc::IPPROTO_ICMPV6) == (ty, proto);
+    let peered = ty == libc::SOCK_RAW || ping;
     let inet = family == libc::AF_INET || family == libc::AF_INET6;
-    if !inet || ((ty, proto) != tcp && (ty, proto) != udp) {
+    if !inet || ((ty, proto) != tcp && (ty, proto) != udp && !peered) {
         return None;
     }
     let raw = std::os::fd::AsRawFd::as_raw_fd(&s);
-    if getpeername::<SockaddrStorage>(raw).is_ok() {
+    let peer = getpeername::<SockaddrStorage>(raw).ok();
+    if peer.is_some() && !peered {
         return None;
     }
     let me = getsockname::<SockaddrStorage>(raw).ok()?;
@@ -190,16 +197,52 @@ fn closed_inet(s: BorrowedFd, family: i32, ino: u32) -> Option<InetDiag> {
         }
         w
     };
-    if let Some(a) = me.as_sockaddr_in() {
-        d.sport = a.port();
-        d.src = words(&a.ip().octets());
-    } else if let Some(a) = me.as_sockaddr_in6() {
-        d.sport = a.port();
-        d.src = words(&a.ip().octets());
-    } else if me.family().is_some() {
-        return None;
+    let end = |a: &SockaddrStorage| -> Option<(u16, [u32; 4])> {
+        if let Some(a) = a.as_sockaddr_in() {
+            Some((a.port(), words(&a.ip().octets())))
+        } else if let Some(a) = a.as_sockaddr_in6() {
+            Some((a.port(), words(&a.ip().octets())))
+        } else if a.family().is_some() {
+            None
+        } else {
+            Some((0, [0; 4]))
+        }
+    };
+    (d.sport, d.src) = end(&me)?;
+    if let Some(p) = peer {
+        (d.dport, d.dst) = end(&p)?;
+        d.state = crate::model::tcp::ESTABLISHED as u8;
+    } else if ty == libc::SOCK_RAW {
+        // getpeername refuses a raw socket (it has no port); its peer
+        // and state are in /proc/PID/net/raw.
+        if let Some((state, dst)) = raw_peer(pid, family, ino) {
+            (d.state, d.dst) = (state, dst);
+        }
     }
     Some(d)
+}
+
+/// The state and remote address of raw socket `ino` of task `pid`, from
+/// /proc/PID/net/raw or raw6 (addresses as the kernel's words, in hex).
+fn raw_peer(pid: i32, family: i32, ino: u32) -> Option<(u8, [u32; 4])> {
+    let file = if family == libc::AF_INET6 {
+        "raw6"
+    } else {
+        "raw"
+    };
+    let t = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")).ok()?;
+    t.lines().skip(1).find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if w.len() < 10 || w[9].parse::<u32>().ok()? != ino {
+            return None;
+        }
+        let addr = w[2].split(':').next()?;
+        let mut dst = [0u32; 4];
+        for (i, c) in addr.as_bytes().chunks(8).take(4).enumerate() {
+            dst[i] = u32::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok()?;
+        }
+        Some((u8::from_str_radix(w[3], 16).ok()?, dst))
+    })
 }
 
 fn inet_diag(net: Option<&std::os::fd::OwnedFd>) -> Result<HashMap<u32, InetDiag>> {
@@ -363,7 +406,7 @@ impl Sockets {
             }
             // Neither listening nor connected, a TCP or UDP socket is in
             // no list either (unbound, or bound only): it is closed.
-            if let Some(d) = closed_inet(copy.as_fd(), dom, ino32) {
+            if let Some(d) = closed_inet(copy.as_fd(), dom, ino32, pid) {
                 self.inet_map()?;
                 if let Some(m) = self.inet.as_mut() {
                     m.insert(ino32, d);
@@ -477,7 +520,12 @@ impl Sockets {
         let v4 = d.family == libc::AF_INET as u8;
         let addr = |a: [u32; 4]| if v4 { vec![a[0]] } else { a.to_vec() };
         let backlog = if d.state == TCP_LISTEN { d.wqueue } else { 0 };
-        let sk_type = if is_tcp { 1 } else { 2 };
+        let sk_type = if is_tcp {
+            1
+        } else {
+            sockopt::get_int(copy, libc::SOL_SOCKET, libc::SO_TYPE)
+                .map_err(|e| io(pid, fd.fd, "SO_TYPE", e))? as u32
+        };
         let v6only = if v4 {
             None
         } else {
@@ -487,7 +535,7 @@ impl Sockets {
                     != 0,
             )
         };
-        let ip_opts = ip_opts(copy, v4);
+        let ip_opts = ip_opts(copy, v4, sk_type as i32, u32::from(d.protocol));
         let tcp_opts = if is_tcp {
             let t = |o: i32| {
                 sockopt::get_int(copy, libc::IPPROTO_TCP, o)
@@ -1149,25 +1197,58 @@ fn find_holder(ino: u32) -> Option<(i32, i32)> {
 /// The IP options CRIU 4.2 records, each only when not zero, as it
 /// does: IP_FREEBIND, IP_PKTINFO, IP_TOS and IP_TTL for IPv4;
 /// IPV6_FREEBIND and IPV6_RECVPKTINFO for IPv6.
-fn ip_opts(s: BorrowedFd, v4: bool) -> pb::IpOptsEntry {
+/// A raw socket's also get `raw`: IP_HDRINCL, IP_NODEFRAG and an ICMP
+/// socket's ICMP_FILTER (IPV6_HDRINCL and ICMPV6_FILTER for IPv6).
+fn ip_opts(s: BorrowedFd, v4: bool, ty: i32, proto: u32) -> pb::IpOptsEntry {
     let get = |level, name| {
         sockopt::get_int(s, level, name)
             .ok()
             .filter(|&v| v != 0)
             .map(|v| v as u32)
     };
+    let flag = |level, name| get(level, name).map(|_| true);
+    let filter = |level, name, words: usize| -> Vec<u32> {
+        let b = sockopt::get_bytes(s, level, name).unwrap_or_default();
+        b.chunks_exact(4)
+            .take(words)
+            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    const SOL_RAW: i32 = 255;
+    const SOL_ICMPV6: i32 = 58;
+    const IPV6_HDRINCL: i32 = 36;
+    let raw = (ty == libc::SOCK_RAW).then(|| match v4 {
+        true => pb::IpOptsRawEntry {
+            hdrincl: flag(libc::IPPROTO_IP, libc::IP_HDRINCL),
+            nodefrag: flag(libc::IPPROTO_IP, libc::IP_NODEFRAG),
+            icmpv_filter: match proto == libc::IPPROTO_ICMP as u32 {
+                true => filter(SOL_RAW, 1, 1),
+                false => Vec::new(),
+            },
+            ..Default::default()
+        },
+        false => pb::IpOptsRawEntry {
+            hdrincl: flag(libc::IPPROTO_IPV6, IPV6_HDRINCL),
+            icmpv_filter: match proto == libc::IPPROTO_ICMPV6 as u32 {
+                true => filter(SOL_ICMPV6, 1, 8),
+                false => Vec::new(),
+            },
+            ..Default::default()
+        },
+    });
     if v4 {
         pb::IpOptsEntry {
-            freebind: get(libc::IPPROTO_IP, libc::IP_FREEBIND).map(|_| true),
-            pktinfo: get(libc::IPPROTO_IP, libc::IP_PKTINFO).map(|_| true),
+            freebind: flag(libc::IPPROTO_IP, libc::IP_FREEBIND),
+            pktinfo: flag(libc::IPPROTO_IP, libc::IP_PKTINFO),
             tos: get(libc::IPPROTO_IP, libc::IP_TOS),
             ttl: get(libc::IPPROTO_IP, libc::IP_TTL),
-            ..Default::default()
+            raw,
         }
     } else {
         pb::IpOptsEntry {
-            freebind: get(libc::IPPROTO_IPV6, libc::IPV6_FREEBIND).map(|_| true),
-            pktinfo: get(libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO).map(|_| true),
+            freebind: flag(libc::IPPROTO_IPV6, libc::IPV6_FREEBIND),
+            pktinfo: flag(libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO),
+            raw,
             ..Default::default()
         }
     }

@@ -31,7 +31,7 @@ pub fn open(
     dir: &std::path::Path,
     log: &Log,
 ) -> Result<(OwnedFd, bool)> {
-    use nix::sys::socket::{self as so, sockopt, AddressFamily, Backlog, SockFlag, SockType};
+    use nix::sys::socket::{self as so, sockopt, AddressFamily, Backlog, SockType};
     let fam = match s.family {
         2 => AddressFamily::Inet,
         10 => AddressFamily::Inet6,
@@ -63,6 +63,7 @@ pub fn open(
     let ty = match s.r#type {
         1 => SockType::Stream,
         2 => SockType::Datagram,
+        3 => SockType::Raw,
         t => {
             return Err(FileError::Refused {
                 on: On::Inet(s.ino),
@@ -79,8 +80,8 @@ pub fn open(
         }
         return Ok((fd, in_repair));
     }
-    // A connected UDP socket is bound and connected again.
-    let udp_peer = ty == SockType::Datagram && s.state == super::tcp::TCP_ESTABLISHED;
+    // A connected UDP, ping or raw socket is bound and connected again.
+    let udp_peer = ty != SockType::Stream && s.state == super::tcp::TCP_ESTABLISHED;
     if s.state != ST_LISTEN && s.state != ST_CLOSE && !udp_peer {
         return Err(FileError::TcpState {
             ino: s.ino,
@@ -88,12 +89,17 @@ pub fn open(
         }
         .into());
     }
-    let fd =
-        so::socket(fam, ty, SockFlag::SOCK_CLOEXEC, None).map_err(|source| FileError::Nix {
+    // The protocol as recorded: a raw socket's is its own, a ping
+    // socket's ICMP.
+    let fd = crate::sys::sock::socket(fam as i32, ty as i32, s.proto as i32).map_err(|source| {
+        FileError::IoArg {
             on: On::Inet(s.ino),
             what: "socket",
+            arg: format!("type {} protocol {}", s.r#type, s.proto),
             source,
-        })?;
+        }
+    })?;
+
     // Address reuse before the bind; keepalive and the TCP options too:
     // a listener passes TCP_NODELAY and keepalive on to what it accepts.
     options(&fd, s);
@@ -234,51 +240,63 @@ fn options(fd: &OwnedFd, s: &pb::InetSkEntry) {
 /// The IP options the images record (`ip_opts`), before the bind (a
 /// socket bound to an address not of this machine needs IP_FREEBIND):
 /// IP_FREEBIND, IP_PKTINFO, IP_TOS and IP_TTL, or IPV6_FREEBIND and
-/// IPV6_RECVPKTINFO, as CRIU 4.2 sets them.
+/// IPV6_RECVPKTINFO, and a raw socket's, as CRIU 4.2 sets them.
 pub fn ip_opts(fd: &OwnedFd, s: &pb::InetSkEntry) -> Result<()> {
+    const SOL_RAW: i32 = 255;
+    const SOL_ICMPV6: i32 = 58;
+    const IPV6_HDRINCL: i32 = 36;
     let Some(o) = &s.ip_opts else {
         return Ok(());
     };
     let f = std::os::fd::AsFd::as_fd(fd);
-    let set = |level, name, v: Option<u32>, what| match v {
-        Some(v) => crate::sys::sockopt::set_int(f, level, name, v as i32).map_err(|source| {
+    let err = |what| {
+        move |source| {
             crate::error::Error::from(FileError::Io {
                 on: On::Inet(s.ino),
                 what,
                 source,
             })
-        }),
+        }
+    };
+    let set = |level, name, v: Option<u32>, what| match v {
+        Some(v) => crate::sys::sockopt::set_int(f, level, name, v as i32).map_err(err(what)),
         None => Ok(()),
     };
     let flag = |b: Option<bool>| b.filter(|&b| b).map(|_| 1);
-    if s.family == libc::AF_INET6 as u32 {
+    let (ip, ip6) = (libc::IPPROTO_IP, libc::IPPROTO_IPV6);
+    let v6 = s.family == libc::AF_INET6 as u32;
+    if v6 {
+        set(ip6, libc::IPV6_FREEBIND, flag(o.freebind), "IPV6_FREEBIND")?;
         set(
-            libc::IPPROTO_IPV6,
-            libc::IPV6_FREEBIND,
-            flag(o.freebind),
-            "IPV6_FREEBIND",
-        )?;
-        set(
-            libc::IPPROTO_IPV6,
+            ip6,
             libc::IPV6_RECVPKTINFO,
             flag(o.pktinfo),
             "IPV6_RECVPKTINFO",
         )?;
     } else {
-        set(
-            libc::IPPROTO_IP,
-            libc::IP_FREEBIND,
-            flag(o.freebind),
-            "IP_FREEBIND",
-        )?;
-        set(
-            libc::IPPROTO_IP,
-            libc::IP_PKTINFO,
-            flag(o.pktinfo),
-            "IP_PKTINFO",
-        )?;
-        set(libc::IPPROTO_IP, libc::IP_TOS, o.tos, "IP_TOS")?;
-        set(libc::IPPROTO_IP, libc::IP_TTL, o.ttl, "IP_TTL")?;
+        set(ip, libc::IP_FREEBIND, flag(o.freebind), "IP_FREEBIND")?;
+        set(ip, libc::IP_PKTINFO, flag(o.pktinfo), "IP_PKTINFO")?;
+        set(ip, libc::IP_TOS, o.tos, "IP_TOS")?;
+        set(ip, libc::IP_TTL, o.ttl, "IP_TTL")?;
+    }
+    // A raw socket's own: header included, no fragmentation, which ICMP
+    // types it takes (ICMP_FILTER, ICMPV6_FILTER).
+    if let Some(r) = &o.raw {
+        if v6 {
+            set(ip6, IPV6_HDRINCL, flag(r.hdrincl), "IPV6_HDRINCL")?;
+        } else {
+            set(ip, libc::IP_HDRINCL, flag(r.hdrincl), "IP_HDRINCL")?;
+            set(ip, libc::IP_NODEFRAG, flag(r.nodefrag), "IP_NODEFRAG")?;
+        }
+        if !r.icmpv_filter.is_empty() {
+            let bytes: Vec<u8> = r
+                .icmpv_filter
+                .iter()
+                .flat_map(|w| w.to_ne_bytes())
+                .collect();
+            let level = if v6 { SOL_ICMPV6 } else { SOL_RAW };
+            crate::sys::sockopt::set_bytes(f, level, 1, &bytes).map_err(err("ICMP_FILTER"))?;
+        }
     }
     Ok(())
 }

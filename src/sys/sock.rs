@@ -143,3 +143,15 @@ pub fn bind_packet(fd: RawFd, ifindex: i32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// A new close-on-exec socket of `family`, `ty` and `proto` (any
+/// protocol number: nix names only some).
+pub fn socket(family: i32, ty: i32, proto: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the result is checked before it is owned.
+    let fd = unsafe { libc::socket(family, ty | libc::SOCK_CLOEXEC, proto) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

@@ -58,6 +58,13 @@
  *  tcp-pending     a TCP listener with a connection not accepted.
  *  shared          a stream pair made before a fork: both tasks hold one
  *                  end; the parent holds the other end twice (dup).
+ *  raw             raw sockets: ICMP bound to 127.0.0.1 with ICMP_FILTER
+ *                  passing echo replies only, IPPROTO_RAW (header
+ *                  included), protocol 253 connected to 127.0.0.1 with
+ *                  IP_NODEFRAG, ICMPv6 with ICMPV6_FILTER; and a ping
+ *                  socket (ICMP datagram) bound to identifier 4242 (the
+ *                  test lets gid 0 make them). The check reads them back
+ *                  and pings 127.0.0.1 through the ICMP and ping sockets.
  *  packet          a raw packet socket for every protocol bound to lo,
  *                  non-blocking, with PACKET_AUXDATA, SO_RCVBUF, a
  *                  multicast membership, a fanout group and a filter
@@ -73,6 +80,8 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/if_packet.h>
+#include <netinet/icmp6.h>
+#include <netinet/ip_icmp.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <poll.h>
@@ -1005,6 +1014,99 @@ static void shared_check(void)
 	}
 }
 
+/* ---- raw ---- */
+/* From linux/icmp.h, whose linux/if.h clashes with net/if.h. */
+#define ICMP_FILTER_ 1
+struct icmp_filter_ {
+	unsigned data;
+};
+static int r_icmp, r_hdr, r_conn, r_icmp6, r_ping;
+static struct icmp6_filter r_f6;
+
+static void raw_sockets(void)
+{
+	r_icmp = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+	r_hdr = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
+	r_conn = socket(AF_INET, SOCK_RAW, 253);
+	r_icmp6 = socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6);
+	r_ping = socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP);
+	struct sockaddr_in a = lo(0), b = lo(4242);
+	if (r_icmp < 0 || r_hdr < 0 || r_conn < 0 || r_icmp6 < 0 || r_ping < 0 ||
+	    bind(r_icmp, (void *)&a, sizeof a) || connect(r_conn, (void *)&a, sizeof a) ||
+	    bind(r_ping, (void *)&b, sizeof b))
+		die("raw sockets");
+	struct icmp_filter_ f = {~(1U << ICMP_ECHOREPLY)};
+	if (setsockopt(r_icmp, SOL_RAW, ICMP_FILTER_, &f, sizeof f))
+		die("ICMP_FILTER");
+	set_int(r_conn, IPPROTO_IP, IP_NODEFRAG, 1);
+	ICMP6_FILTER_SETBLOCKALL(&r_f6);
+	ICMP6_FILTER_SETPASS(ICMP6_ECHO_REPLY, &r_f6);
+	if (setsockopt(r_icmp6, IPPROTO_ICMPV6, ICMP6_FILTER, &r_f6, sizeof r_f6))
+		die("ICMP6_FILTER");
+}
+
+/* Sends an echo request to 127.0.0.1 on `s` and waits for its reply;
+ * `ip`: what `s` reads starts with the IP header (a raw socket). */
+static int pings(int s, int ip, unsigned short id)
+{
+	struct icmphdr e = {.type = ICMP_ECHO, .un.echo.id = htons(id), .un.echo.sequence = htons(7)};
+	unsigned sum = 0;
+	for (size_t i = 0; i < sizeof e / 2; i++)
+		sum += ((unsigned short *)&e)[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	e.checksum = ~(sum + (sum >> 16));
+	struct sockaddr_in to = lo(0);
+	if (sendto(s, &e, sizeof e, 0, (void *)&to, sizeof to) != sizeof e)
+		return 0;
+	char b[2048];
+	for (int tries = 0; tries < 100; tries++) {
+		struct pollfd p = {s, POLLIN, 0};
+		if (poll(&p, 1, 20) != 1)
+			continue;
+		ssize_t n = recv(s, b, sizeof b, MSG_DONTWAIT);
+		int off = ip ? (b[0] & 0xf) * 4 : 0;
+		struct icmphdr *r = (void *)(b + off);
+		if (n >= off + (ssize_t)sizeof *r && r->type == ICMP_ECHOREPLY)
+			return 1;
+	}
+	return 0;
+}
+
+static void raw_check(void)
+{
+	struct sockaddr_in a;
+	socklen_t l = sizeof a;
+	if (geti(r_icmp, SOL_SOCKET, SO_TYPE) != SOCK_RAW || geti(r_icmp, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_ICMP)
+		fail("the ICMP socket is type %d protocol %d", geti(r_icmp, SOL_SOCKET, SO_TYPE),
+		     geti(r_icmp, SOL_SOCKET, SO_PROTOCOL));
+	if (getsockname(r_icmp, (void *)&a, &l) || a.sin_addr.s_addr != htonl(INADDR_LOOPBACK))
+		fail("the ICMP socket is not bound to 127.0.0.1");
+	struct icmp_filter_ f;
+	l = sizeof f;
+	if (getsockopt(r_icmp, SOL_RAW, ICMP_FILTER_, &f, &l) || f.data != ~(1U << ICMP_ECHOREPLY))
+		fail("ICMP_FILTER %#x", f.data);
+	if (geti(r_hdr, IPPROTO_IP, IP_HDRINCL) != 1 || geti(r_hdr, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_RAW)
+		fail("the IPPROTO_RAW socket lost IP_HDRINCL or its protocol");
+	/* A raw socket has no port, so no getpeername; connected, it sends
+	 * without an address (EDESTADDRREQ otherwise). */
+	if (send(r_conn, "raw", 3, 0) != 3)
+		fail("the protocol 253 socket is not connected: %s", strerror(errno));
+	if (geti(r_conn, IPPROTO_IP, IP_NODEFRAG) != 1 || geti(r_conn, SOL_SOCKET, SO_PROTOCOL) != 253)
+		fail("the protocol 253 socket lost IP_NODEFRAG or its protocol");
+	struct icmp6_filter f6;
+	l = sizeof f6;
+	if (getsockopt(r_icmp6, IPPROTO_ICMPV6, ICMP6_FILTER, &f6, &l) || memcmp(&f6, &r_f6, sizeof f6))
+		fail("ICMP6_FILTER changed");
+	l = sizeof a;
+	if (getsockname(r_ping, (void *)&a, &l) || ntohs(a.sin_port) != 4242 ||
+	    geti(r_ping, SOL_SOCKET, SO_TYPE) != SOCK_DGRAM)
+		fail("the ping socket is not bound to identifier 4242");
+	if (!pings(r_icmp, 1, 99))
+		fail("no echo reply on the ICMP socket");
+	if (!pings(r_ping, 0, 4242))
+		fail("no echo reply on the ping socket");
+}
+
 /* ---- packet ---- */
 static int p_raw, p_dgram, p_vals[9];
 static const unsigned char p_group[6] = {1, 0, 0x5e, 0, 0x7a, 0x7b};
@@ -1148,6 +1250,7 @@ int main(int argc, char **argv)
 		{"tcp-pending", tcp_pending, none},
 		{"shared", shared, shared_check},
 		{"packet", packet, packet_check},
+		{"raw", raw_sockets, raw_check},
 	};
 	void (*check)(void) = NULL;
 	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
