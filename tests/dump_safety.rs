@@ -110,6 +110,18 @@ fn an_ebpf_socket_filter_is_refused_before_harm() {
     kill_tree(prog.pid);
 }
 
+/// A corked UDP socket holding a datagram: its restore would lose it
+/// (CRIU's images have no place for it); refused, naming UDP_CORK.
+#[test]
+fn a_corked_udp_socket_is_refused_before_harm() {
+    let kit = Kit::new();
+    let hb = kit.path("hb");
+    let prog = kit.start("refuse", &[hb.to_str().unwrap(), "udp-cork"]);
+    let fd3 = format!("pid {} fd 3", prog.pid);
+    refused_before_harm(&kit, prog.pid, &hb, &[&fd3, "UDP_CORK"]);
+    kill_tree(prog.pid);
+}
+
 /// Hugetlb memory (here reserved, never touched) is refused by dump and
 /// by pre-dump, whose rounds read no VmFlags, before any round runs.
 #[test]

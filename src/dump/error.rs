@@ -648,6 +648,8 @@ pub enum DumpError {
     },
     #[error("pid {pid} fd {fd}: the socket has an eBPF filter (SO_ATTACH_BPF), which crit cannot read back (classic SO_ATTACH_FILTER programs are dumped)")]
     BpfFilter { pid: i32, fd: i32 },
+    #[error("pid {pid} fd {fd}: UDP socket {ino} is corked (UDP_CORK): what it holds would be lost (CRIU refuses it too)")]
+    UdpCorked { pid: i32, fd: i32, ino: u32 },
     #[error("pid {pid} fd {fd}: packet socket {ino}: {why}")]
     PacketSocket {
         pid: i32,

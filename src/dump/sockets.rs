@@ -497,6 +497,18 @@ impl Sockets {
             }
             .into());
         }
+        // A corked UDP socket holds what it was given until uncorked;
+        // CRIU's images have no room for either, and CRIU refuses it too.
+        let udp = d.protocol == libc::IPPROTO_UDP as u8;
+        const UDP_CORK: i32 = 1;
+        if udp && sockopt::get_int(copy, libc::IPPROTO_UDP, UDP_CORK).unwrap_or(0) != 0 {
+            return Err(DumpError::UdpCorked {
+                pid,
+                fd: fd.fd,
+                ino: d.ino,
+            }
+            .into());
+        }
         // A connection's state as read under the lock, in repair mode.
         let mut state = u32::from(d.state);
         if is_tcp && d.state != TCP_LISTEN && d.state != TCP_CLOSE && !opts.tcp_close {

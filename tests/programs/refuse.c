@@ -4,7 +4,8 @@
  * "uffd-served" a mapping registered for missing faults with a
  * userfaultfd that only its parent (outside the tree) holds, or with
  * "hugetlb" 2 MiB of hugetlb memory, or with "bpf-filter" a UDP socket
- * (fd 3) with an eBPF socket filter (SO_ATTACH_BPF). Its dump
+ * (fd 3) with an eBPF socket filter (SO_ATTACH_BPF), or with "udp-cork"
+ * a corked UDP socket (fd 3) holding a datagram. Its dump
  * must be refused and it must keep running. Writes a heartbeat counter to
  * argv[1] every 2 ms. Prints "READY <pid>", or "NOMDWE" where the kernel
  * lacks MDWE (before Linux 6.3). */
@@ -13,6 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <linux/bpf.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -112,6 +115,13 @@ int main(int argc, char **argv)
 			return 1;
 	} else if (argc > 2 && !strcmp(argv[2], "bpf-filter")) {
 		if (bpf_filter())
+			return 1;
+	} else if (argc > 2 && !strcmp(argv[2], "udp-cork")) {
+		int s = socket(AF_INET, SOCK_DGRAM, 0), on = 1;
+		struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(9),
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		if (s != 3 || setsockopt(s, IPPROTO_UDP, UDP_CORK, &on, sizeof on) ||
+		    sendto(s, "held", 4, 0, (void *)&to, sizeof to) != 4)
 			return 1;
 	} else if (argc > 2 && !strcmp(argv[2], "hugetlb")) {
 		/* No page is reserved (MAP_NORESERVE) or touched: this needs no
