@@ -74,7 +74,7 @@ pub fn open(
     };
     if super::tcp::is_connection(s) {
         let (fd, in_repair) = super::tcp::restore(s, fam, dir, opts.tcp_close)?;
-        super::skopts::set_filter(&fd, &s.opts, On::Inet(s.ino))?;
+        super::skopts::set(&fd, &s.opts, On::Inet(s.ino))?;
         if !in_repair {
             finish(&fd, s)?;
         }
@@ -104,7 +104,7 @@ pub fn open(
     // a listener passes TCP_NODELAY and keepalive on to what it accepts.
     options(&fd, s);
     ip_opts(&fd, s)?;
-    super::skopts::set_filter(&fd, &s.opts, On::Inet(s.ino))?;
+    super::skopts::set(&fd, &s.opts, On::Inet(s.ino))?;
     if s.v6only == Some(true) {
         let _ = so::setsockopt(&fd, sockopt::Ipv6V6Only, &true);
     }

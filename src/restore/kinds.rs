@@ -717,6 +717,6 @@ fn netlink(n: &pb::NetlinkSkEntry, id: u32) -> Result<OwnedFd> {
             }
         })?;
     }
-    super::skopts::set_filter(&fd, &n.opts, On::Netlink(n.ino))?;
+    super::skopts::set(&fd, &n.opts, On::Netlink(n.ino))?;
     Ok(fd)
 }

@@ -1,7 +1,8 @@
 //! The socket options every family records alike (`sk_opts_entry`):
 //! buffer sizes, timeouts, SO_PASSCRED, SO_MARK, SO_PRIORITY,
-//! SO_RCVLOWAT and the classic BPF filter, set again on a socket the
-//! restore made.
+//! SO_RCVLOWAT, SO_BROADCAST, SO_DONTROUTE, SO_NO_CHECK, SO_OOBINLINE,
+//! SO_LINGER, SO_BINDTODEVICE and the classic BPF filter, set again on
+//! a socket the restore made (before its bind).
 
 use super::error::{FileError, On};
 use crate::error::Result;
@@ -78,6 +79,45 @@ pub fn set(fd: &OwnedFd, o: &pb::SkOptsEntry, on: On) -> Result<()> {
     }
     if let Some(l) = o.so_rcvlowat.filter(|&l| l > 1) {
         int("set SO_RCVLOWAT", libc::SO_RCVLOWAT, l)?;
+    }
+    // The flags CRIU 4.2 sets again too (recorded for every family; set
+    // where they were on).
+    for (v, opt, what) in [
+        (o.so_broadcast, libc::SO_BROADCAST, "set SO_BROADCAST"),
+        (o.so_dontroute, libc::SO_DONTROUTE, "set SO_DONTROUTE"),
+        (o.so_no_check, libc::SO_NO_CHECK, "set SO_NO_CHECK"),
+    ] {
+        if v == Some(true) {
+            int(what, opt, 1)?;
+        }
+    }
+    if let Some(v) = o.so_oobinline.filter(|&v| v != 0) {
+        int("set SO_OOBINLINE", libc::SO_OOBINLINE, v)?;
+    }
+    if let Some(secs) = o.so_linger {
+        so::setsockopt(
+            fd,
+            sockopt::Linger,
+            &libc::linger {
+                l_onoff: 1,
+                l_linger: secs as i32,
+            },
+        )
+        .map_err(|e| err("set SO_LINGER", e))?;
+    }
+    if let Some(dev) = o.so_bound_dev.as_deref().filter(|d| !d.is_empty()) {
+        crate::sys::sockopt::set_bytes(
+            fd.as_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            dev.as_bytes(),
+        )
+        .map_err(|source| FileError::IoArg {
+            on: on.clone(),
+            what: "SO_BINDTODEVICE",
+            arg: dev.to_string(),
+            source,
+        })?;
     }
     Ok(())
 }

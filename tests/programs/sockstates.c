@@ -52,7 +52,9 @@
  *  udp             a UDP socket bound to PORT with two datagrams queued
  *                  from a second one bound to PORT+1 and connected to it,
  *                  and a socket filter, IP_PKTINFO, IP_TOS and IP_TTL
- *                  on the first.
+ *                  on the first; SO_BROADCAST, SO_DONTROUTE, SO_PRIORITY,
+ *                  SO_RCVBUF, SO_OOBINLINE, SO_LINGER and SO_BINDTODEVICE
+ *                  on the second.
  *  v6only          IPv6 TCP listener on [::]:PORT with IPV6_V6ONLY and a
  *                  UDP6 socket on [::]:PORT+1 without it.
  *  tcp-pending     a TCP listener with a connection not accepted.
@@ -864,7 +866,38 @@ static void opts_tcp_check(void)
 }
 
 /* ---- udp ---- */
-static int u1, u2;
+static int u1, u2, u2_vals[7];
+
+/* The socket-level options of u2 the check compares: SO_BROADCAST,
+ * SO_DONTROUTE, SO_PRIORITY, SO_RCVBUF, SO_OOBINLINE, SO_LINGER's
+ * seconds, and whether it is bound to lo; set first with `set`. */
+static void udp_opts(int *v, int set)
+{
+	if (set) {
+		set_int(u2, SOL_SOCKET, SO_BROADCAST, 1);
+		set_int(u2, SOL_SOCKET, SO_DONTROUTE, 1);
+		set_int(u2, SOL_SOCKET, SO_PRIORITY, 3);
+		set_int(u2, SOL_SOCKET, SO_RCVBUF, 100000);
+		set_int(u2, SOL_SOCKET, SO_OOBINLINE, 1);
+		struct linger lg = {1, 7};
+		setsockopt(u2, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+		if (setsockopt(u2, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3))
+			die("SO_BINDTODEVICE");
+	}
+	v[0] = geti(u2, SOL_SOCKET, SO_BROADCAST);
+	v[1] = geti(u2, SOL_SOCKET, SO_DONTROUTE);
+	v[2] = geti(u2, SOL_SOCKET, SO_PRIORITY);
+	v[3] = geti(u2, SOL_SOCKET, SO_RCVBUF);
+	v[4] = geti(u2, SOL_SOCKET, SO_OOBINLINE);
+	struct linger lg = {0, 0};
+	socklen_t l = sizeof lg;
+	getsockopt(u2, SOL_SOCKET, SO_LINGER, &lg, &l);
+	v[5] = lg.l_onoff ? lg.l_linger : -1;
+	char dev[16] = "";
+	l = sizeof dev;
+	getsockopt(u2, SOL_SOCKET, SO_BINDTODEVICE, dev, &l);
+	v[6] = !strcmp(dev, "lo");
+}
 
 static void udp(void)
 {
@@ -880,6 +913,7 @@ static void udp(void)
 	set_int(u1, IPPROTO_IP, IP_PKTINFO, 1);
 	set_int(u1, IPPROTO_IP, IP_TOS, 0x10);
 	set_int(u1, IPPROTO_IP, IP_TTL, 33);
+	udp_opts(u2_vals, 1);
 }
 
 static void udp_check(void)
@@ -914,6 +948,13 @@ static void udp_check(void)
 	filter_is(u1, 0xffff, "UDP socket");
 	if (geti(u1, IPPROTO_IP, IP_TOS) != 0x10 || geti(u1, IPPROTO_IP, IP_TTL) != 33)
 		fail("IP_TOS %#x, IP_TTL %d", geti(u1, IPPROTO_IP, IP_TOS), geti(u1, IPPROTO_IP, IP_TTL));
+	static const char *name[] = {"SO_BROADCAST", "SO_DONTROUTE", "SO_PRIORITY", "SO_RCVBUF",
+				     "SO_OOBINLINE", "SO_LINGER", "bound to lo"};
+	int v[7];
+	udp_opts(v, 0);
+	for (int i = 0; i < 7; i++)
+		if (v[i] != u2_vals[i])
+			fail("u2 %s %d, not %d", name[i], v[i], u2_vals[i]);
 }
 
 /* ---- v6only ---- */
