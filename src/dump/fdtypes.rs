@@ -468,18 +468,55 @@ fn fanotify(files: &mut FileTable, pid: i32, fd: &Fd, id: u32) -> Result<()> {
 }
 
 /// The mountpoint of mount `mnt_id` of task `pid`, and its device in the
-/// kernel's encoding (major << 20 | minor).
+/// kernel's encoding (major << 20 | minor): from crit's own mountinfo
+/// when the task shares crit's mounts (a chrooted task's shows paths
+/// from its root), else from the task's (its own mount namespace, whose
+/// paths the restore takes from the tree's root).
 fn mount_of(pid: i32, mnt_id: u32) -> Option<(String, u32)> {
-    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
-    info.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(' ').collect();
-        if f.len() < 5 || f[0].parse::<u32>().ok()? != mnt_id {
-            return None;
-        }
-        let (major, minor) = f[2].split_once(':')?;
-        let dev = (major.parse::<u32>().ok()? << 20) | minor.parse::<u32>().ok()?;
-        Some((f[4].replace("\\040", " "), dev))
+    let find = |info: String| {
+        info.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            if f.len() < 5 || f[0].parse::<u32>().ok()? != mnt_id {
+                return None;
+            }
+            let (major, minor) = f[2].split_once(':')?;
+            let dev = (major.parse::<u32>().ok()? << 20) | minor.parse::<u32>().ok()?;
+            Some((unescape(f[4]), dev))
+        })
+    };
+    let mine = std::fs::read_to_string("/proc/self/mountinfo")
+        .ok()
+        .and_then(find);
+    mine.or_else(|| {
+        std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .ok()
+            .and_then(find)
     })
+}
+
+/// A mountinfo path with its octal escapes (space, tab, newline,
+/// backslash) decoded.
+fn unescape(p: &str) -> String {
+    let b = p.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b.get(i + 1..i + 4).and_then(|d| {
+            let s = std::str::from_utf8(d).ok()?;
+            u8::from_str_radix(s, 8).ok()
+        });
+        match (b[i], oct) {
+            (b'\\', Some(c)) => {
+                out.push(c);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn memfd(files: &mut FileTable, pid: i32, fd: &Fd, id: u32, name: &str) -> Result<()> {
@@ -510,7 +547,7 @@ fn watch_path(sdev: u32, htype: u32, handle: &[u8]) -> Option<String> {
         if f.len() < 5 || f[2] != want {
             continue;
         }
-        let mp = f[4].replace("\\040", " ");
+        let mp = unescape(f[4]);
         let Ok(dir) = std::fs::File::open(&mp) else {
             continue;
         };
@@ -523,4 +560,17 @@ fn watch_path(sdev: u32, htype: u32, handle: &[u8]) -> Option<String> {
         return Some(p.to_string_lossy().into_owned());
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape;
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape("/mnt/a\\040b\\011c"), "/mnt/a b\tc");
+        assert_eq!(unescape("/back\\134slash"), "/back\\slash");
+        // Not an escape: kept as it is.
+        assert_eq!(unescape("/x\\9y"), "/x\\9y");
+    }
 }

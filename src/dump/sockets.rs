@@ -212,25 +212,24 @@ fn closed_inet(s: BorrowedFd, family: i32, ino: u32, pid: i32) -> Option<InetDia
     if let Some(p) = peer {
         (d.dport, d.dst) = end(&p)?;
         d.state = crate::model::tcp::ESTABLISHED as u8;
-    } else if ty == libc::SOCK_RAW {
-        // getpeername refuses a raw socket (it has no port); its peer
-        // and state are in /proc/PID/net/raw.
-        if let Some((state, dst)) = raw_peer(pid, family, ino) {
+    } else if peered {
+        // getpeername refuses a socket whose peer has no port (a raw
+        // one, a ping one connected as ping does it); its peer and state
+        // are in /proc/PID/net/raw or icmp.
+        let table = if ty == libc::SOCK_RAW { "raw" } else { "icmp" };
+        if let Some((state, dst)) = proc_peer(pid, family, ino, table) {
             (d.state, d.dst) = (state, dst);
         }
     }
     Some(d)
 }
 
-/// The state and remote address of raw socket `ino` of task `pid`, from
-/// /proc/PID/net/raw or raw6 (addresses as the kernel's words, in hex).
-fn raw_peer(pid: i32, family: i32, ino: u32) -> Option<(u8, [u32; 4])> {
-    let file = if family == libc::AF_INET6 {
-        "raw6"
-    } else {
-        "raw"
-    };
-    let t = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")).ok()?;
+/// The state and remote address of socket `ino` of task `pid` from
+/// /proc/PID/net/`table` (raw, icmp; with a 6 for IPv6): addresses as
+/// the kernel's words, in hex.
+fn proc_peer(pid: i32, family: i32, ino: u32, table: &str) -> Option<(u8, [u32; 4])> {
+    let six = if family == libc::AF_INET6 { "6" } else { "" };
+    let t = std::fs::read_to_string(format!("/proc/{pid}/net/{table}{six}")).ok()?;
     t.lines().skip(1).find_map(|l| {
         let w: Vec<&str> = l.split_whitespace().collect();
         if w.len() < 10 || w[9].parse::<u32>().ok()? != ino {
@@ -483,7 +482,10 @@ impl Sockets {
         opts: &super::DumpOpts,
     ) -> Result<()> {
         let (pid, fd, id) = (h.pid, h.fd, h.id);
-        let is_tcp = d.protocol == libc::IPPROTO_TCP as u8;
+        // A raw socket of protocol TCP is no TCP socket.
+        let sk_type = sockopt::get_int(copy, libc::SOL_SOCKET, libc::SO_TYPE)
+            .map_err(|e| io(pid, fd.fd, "SO_TYPE", e))? as u32;
+        let is_tcp = d.protocol == libc::IPPROTO_TCP as u8 && sk_type == libc::SOCK_STREAM as u32;
         // Connections waiting in a listener's accept queue belong to no
         // task yet: CRIU refuses them unless told to skip them (they are
         // then lost, reset when the tree goes).
@@ -532,12 +534,6 @@ impl Sockets {
         let v4 = d.family == libc::AF_INET as u8;
         let addr = |a: [u32; 4]| if v4 { vec![a[0]] } else { a.to_vec() };
         let backlog = if d.state == TCP_LISTEN { d.wqueue } else { 0 };
-        let sk_type = if is_tcp {
-            1
-        } else {
-            sockopt::get_int(copy, libc::SOL_SOCKET, libc::SO_TYPE)
-                .map_err(|e| io(pid, fd.fd, "SO_TYPE", e))? as u32
-        };
         let v6only = if v4 {
             None
         } else {

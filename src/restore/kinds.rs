@@ -593,6 +593,7 @@ fn fanotify(fa: &pb::FanotifyFileEntry, id: u32) -> Result<OwnedFd> {
     const FAN_MARK_ADD: u32 = 0x1;
     const FAN_MARK_MOUNT: u32 = 0x10;
     const FAN_MARK_IGNORED_MASK: u32 = 0x20;
+    const FAN_MARK_IGNORE: u32 = 0x400;
     // The group keeps its flags as given (its fdinfo shows them); the
     // file's own flags come after.
     let io = |what: &'static str| {
@@ -642,8 +643,16 @@ fn fanotify(fa: &pb::FanotifyFileEntry, id: u32) -> Result<OwnedFd> {
             }
         };
         let c = std::ffi::CString::new(path.as_bytes()).unwrap_or_default();
-        let base = FAN_MARK_ADD | kind | m.mflags;
-        for (extra, mask) in [(0, m.mask), (FAN_MARK_IGNORED_MASK, m.ignored_mask)] {
+        // A mark made with FAN_MARK_IGNORE (Linux 6.0) shows it in its
+        // flags: it says how the ignore mask was given, and only that
+        // call may carry it (with the event mask it would ignore those).
+        let ignore = if m.mflags & FAN_MARK_IGNORE != 0 {
+            FAN_MARK_IGNORE
+        } else {
+            FAN_MARK_IGNORED_MASK
+        };
+        let base = FAN_MARK_ADD | kind | (m.mflags & !FAN_MARK_IGNORE);
+        for (extra, mask) in [(0, m.mask), (ignore, m.ignored_mask)] {
             if mask == 0 {
                 continue;
             }

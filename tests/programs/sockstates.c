@@ -64,7 +64,8 @@
  *                  passing echo replies only, IPPROTO_RAW (header
  *                  included), protocol 253 connected to 127.0.0.1 with
  *                  IP_NODEFRAG, ICMPv6 with ICMPV6_FILTER; and a ping
- *                  socket (ICMP datagram) bound to identifier 4242 (the
+ *                  TCP as a raw protocol; a ping socket (ICMP datagram)
+ *                  bound to identifier 4242, one connected (the
  *                  test lets gid 0 make them). The check reads them back
  *                  and pings 127.0.0.1 through the ICMP and ping sockets.
  *  packet          a raw packet socket for every protocol bound to lo,
@@ -1061,7 +1062,7 @@ static void shared_check(void)
 struct icmp_filter_ {
 	unsigned data;
 };
-static int r_icmp, r_hdr, r_conn, r_icmp6, r_ping;
+static int r_icmp, r_hdr, r_conn, r_icmp6, r_ping, r_pingc, r_tcp;
 static struct icmp6_filter r_f6;
 
 static void raw_sockets(void)
@@ -1071,10 +1072,12 @@ static void raw_sockets(void)
 	r_conn = socket(AF_INET, SOCK_RAW, 253);
 	r_icmp6 = socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6);
 	r_ping = socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP);
+	r_pingc = socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP);
+	r_tcp = socket(AF_INET, SOCK_RAW, IPPROTO_TCP);
 	struct sockaddr_in a = lo(0), b = lo(4242);
-	if (r_icmp < 0 || r_hdr < 0 || r_conn < 0 || r_icmp6 < 0 || r_ping < 0 ||
-	    bind(r_icmp, (void *)&a, sizeof a) || connect(r_conn, (void *)&a, sizeof a) ||
-	    bind(r_ping, (void *)&b, sizeof b))
+	if (r_icmp < 0 || r_hdr < 0 || r_conn < 0 || r_icmp6 < 0 || r_ping < 0 || r_pingc < 0 ||
+	    r_tcp < 0 || bind(r_icmp, (void *)&a, sizeof a) || connect(r_conn, (void *)&a, sizeof a) ||
+	    bind(r_ping, (void *)&b, sizeof b) || connect(r_pingc, (void *)&a, sizeof a))
 		die("raw sockets");
 	struct icmp_filter_ f = {~(1U << ICMP_ECHOREPLY)};
 	if (setsockopt(r_icmp, SOL_RAW, ICMP_FILTER_, &f, sizeof f))
@@ -1142,6 +1145,12 @@ static void raw_check(void)
 	if (getsockname(r_ping, (void *)&a, &l) || ntohs(a.sin_port) != 4242 ||
 	    geti(r_ping, SOL_SOCKET, SO_TYPE) != SOCK_DGRAM)
 		fail("the ping socket is not bound to identifier 4242");
+	if (geti(r_tcp, SOL_SOCKET, SO_TYPE) != SOCK_RAW || geti(r_tcp, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_TCP)
+		fail("the raw TCP socket is type %d protocol %d", geti(r_tcp, SOL_SOCKET, SO_TYPE),
+		     geti(r_tcp, SOL_SOCKET, SO_PROTOCOL));
+	struct icmphdr e = {.type = ICMP_ECHO};
+	if (send(r_pingc, &e, sizeof e, 0) != sizeof e)
+		fail("the connected ping socket is not connected: %s", strerror(errno));
 	if (!pings(r_icmp, 1, 99))
 		fail("no echo reply on the ICMP socket");
 	if (!pings(r_ping, 0, 4242))

@@ -44,7 +44,8 @@
  *  fanotify     a fanotify group (non-blocking) with a mark on a file
  *               (FAN_MODIFY), an ignored mask on another (FAN_OPEN,
  *               surviving modification) and a mark on the mount of both
- *               (FAN_OPEN): the check compares the group's fdinfo with
+ *               (FAN_OPEN), and on a fourth file FAN_CLOSE_WRITE and a
+ *               FAN_MARK_IGNORE mark (FAN_OPEN): the check compares the group's fdinfo with
  *               the dump's, then sees the events a write and two opens
  *               make, and none for the ignored file.
  *  memfd        a memfd with data and F_SEAL_GROW | F_SEAL_SHRINK.
@@ -75,6 +76,9 @@
 #include <linux/futex.h>
 #include <sys/eventfd.h>
 #include <sys/fanotify.h>
+#ifndef FAN_MARK_IGNORE
+#define FAN_MARK_IGNORE 0x00000400
+#endif
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
@@ -874,7 +878,8 @@ static void fanotify(void)
 	snprintf(fan_dir, sizeof fan_dir, "%s.fan", result);
 	if (mkdir(fan_dir, 0700))
 		exit(2);
-	for (const char *const *n = (const char *const[]){"watched", "ignored", "third", NULL}; *n; n++) {
+	for (const char *const *n = (const char *const[]){"watched", "ignored", "third", "ignore2", NULL}; *n;
+	     n++) {
 		fan_path(p, sizeof p, *n);
 		close(open(p, O_CREAT | O_RDWR, 0600));
 	}
@@ -887,15 +892,22 @@ static void fanotify(void)
 			  FAN_OPEN, AT_FDCWD, p) ||
 	    fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_OPEN, AT_FDCWD, fan_dir))
 		exit(2);
+	/* The newer way (Linux 6.0): FAN_MARK_IGNORE, which fdinfo shows in
+	 * the mark's flags. */
+	fan_path(p, sizeof p, "ignore2");
+	if (fanotify_mark(fan, FAN_MARK_ADD, FAN_CLOSE_WRITE, AT_FDCWD, p) ||
+	    fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_IGNORE | FAN_MARK_IGNORED_SURV_MODIFY, FAN_OPEN,
+			  AT_FDCWD, p))
+		exit(2);
 	fan_fdinfo(fan_info, sizeof fan_info);
 }
 
 /* Reads the group's events (anyone's on the mount) until the third
  * file's FAN_OPEN, which comes last, or for two seconds; ORs the masks
  * seen on each of fan_dir's files into seen[]. */
-static const char *fan_names[3] = {"watched", "ignored", "third"};
+static const char *fan_names[4] = {"watched", "ignored", "third", "ignore2"};
 
-static void fan_events(unsigned long long seen[3])
+static void fan_events(unsigned long long seen[4])
 {
 	char b[8192], link[64], got[4300], want[4300];
 	for (int tries = 0; tries < 200 && !(seen[2] & FAN_OPEN); tries++) {
@@ -910,7 +922,7 @@ static void fan_events(unsigned long long seen[3])
 			snprintf(link, sizeof link, "/proc/self/fd/%d", m->fd);
 			ssize_t l = readlink(link, got, sizeof got - 1);
 			got[l > 0 ? l : 0] = 0;
-			for (int k = 0; k < 3; k++) {
+			for (int k = 0; k < 4; k++) {
 				fan_path(want, sizeof want, fan_names[k]);
 				if (!strcmp(got, want))
 					seen[k] |= m->mask;
@@ -942,14 +954,20 @@ static void fanotify_check(void)
 	close(fd);
 	fan_path(p, sizeof p, "ignored");
 	close(open(p, O_RDONLY));
+	fan_path(p, sizeof p, "ignore2");
+	close(open(p, O_WRONLY));
 	fan_path(p, sizeof p, "third");
 	close(open(p, O_RDONLY));
-	unsigned long long seen[3] = {0, 0, 0};
+	unsigned long long seen[4] = {0, 0, 0, 0};
 	fan_events(seen);
 	if (!(seen[0] & FAN_MODIFY))
 		fail("no FAN_MODIFY on the watched file (mark on the inode)");
 	if (seen[1] & FAN_OPEN)
 		fail("FAN_OPEN on the file whose ignored mask holds it");
+	if (seen[3] & FAN_OPEN)
+		fail("FAN_OPEN on the file marked with FAN_MARK_IGNORE");
+	if (!(seen[3] & FAN_CLOSE_WRITE))
+		fail("no FAN_CLOSE_WRITE on the file marked with FAN_MARK_IGNORE too");
 	if (!(seen[2] & FAN_OPEN))
 		fail("no FAN_OPEN on the third file (mark on the mount)");
 }
