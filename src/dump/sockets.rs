@@ -153,8 +153,6 @@ fn unix_diag_err(source: std::io::Error) -> DumpError {
     }
 }
 
-/// Every TCP and UDP socket (IPv4 and IPv6) sock_diag shows; a family
-/// or protocol the kernel has no diag module for shows none.
 /// What sock_diag would say of an inet socket it does not list (crit's
 /// copy `s`, of `family`): a closed TCP or UDP socket (state CLOSE, the
 /// address it is bound to, or zeros), or a raw or ping (ICMP datagram)
@@ -244,6 +242,8 @@ fn proc_peer(pid: i32, family: i32, ino: u32, table: &str) -> Option<(u8, [u32; 
     })
 }
 
+/// Every TCP and UDP socket (IPv4 and IPv6) sock_diag shows; a family
+/// or protocol the kernel has no diag module for shows none.
 fn inet_diag(net: Option<&std::os::fd::OwnedFd>) -> Result<HashMap<u32, InetDiag>> {
     let mut m = HashMap::new();
     for fam in [libc::AF_INET as u8, libc::AF_INET6 as u8] {

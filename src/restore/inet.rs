@@ -81,8 +81,8 @@ pub fn open(
         return Ok((fd, in_repair));
     }
     // A connected UDP, ping or raw socket is bound and connected again.
-    let udp_peer = ty != SockType::Stream && s.state == super::tcp::TCP_ESTABLISHED;
-    if s.state != ST_LISTEN && s.state != ST_CLOSE && !udp_peer {
+    let peered = ty != SockType::Stream && s.state == super::tcp::TCP_ESTABLISHED;
+    if s.state != ST_LISTEN && s.state != ST_CLOSE && !peered {
         return Err(FileError::TcpState {
             ino: s.ino,
             state: s.state,
@@ -99,7 +99,6 @@ pub fn open(
             source,
         }
     })?;
-
     // Address reuse before the bind; keepalive and the TCP options too:
     // a listener passes TCP_NODELAY and keepalive on to what it accepts.
     options(&fd, s);
@@ -142,7 +141,7 @@ pub fn open(
             source,
         })?;
     }
-    if udp_peer {
+    if peered {
         let peer = crate::model::netlock::addr_of(s.family, &s.dst_addr)
             .map(|a| SocketAddr::new(a, s.dst_port as u16));
         let r = match peer {
