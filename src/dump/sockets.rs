@@ -1222,15 +1222,13 @@ fn ip_opts(s: BorrowedFd, v4: bool, ty: i32, proto: u32) -> pb::IpOptsEntry {
             .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
             .collect()
     };
-    const SOL_RAW: i32 = 255;
-    const SOL_ICMPV6: i32 = 58;
-    const IPV6_HDRINCL: i32 = 36;
+    use sockopt::{ICMP_FILTER, IPV6_HDRINCL, SOL_ICMPV6, SOL_RAW};
     let raw = (ty == libc::SOCK_RAW).then(|| match v4 {
         true => pb::IpOptsRawEntry {
             hdrincl: flag(libc::IPPROTO_IP, libc::IP_HDRINCL),
             nodefrag: flag(libc::IPPROTO_IP, libc::IP_NODEFRAG),
             icmpv_filter: match proto == libc::IPPROTO_ICMP as u32 {
-                true => filter(SOL_RAW, 1, 1),
+                true => filter(SOL_RAW, ICMP_FILTER, 1),
                 false => Vec::new(),
             },
             ..Default::default()
@@ -1238,7 +1236,7 @@ fn ip_opts(s: BorrowedFd, v4: bool, ty: i32, proto: u32) -> pb::IpOptsEntry {
         false => pb::IpOptsRawEntry {
             hdrincl: flag(libc::IPPROTO_IPV6, IPV6_HDRINCL),
             icmpv_filter: match proto == libc::IPPROTO_ICMPV6 as u32 {
-                true => filter(SOL_ICMPV6, 1, 8),
+                true => filter(SOL_ICMPV6, ICMP_FILTER, 8),
                 false => Vec::new(),
             },
             ..Default::default()

@@ -241,9 +241,7 @@ fn options(fd: &OwnedFd, s: &pb::InetSkEntry) {
 /// IP_FREEBIND, IP_PKTINFO, IP_TOS and IP_TTL, or IPV6_FREEBIND and
 /// IPV6_RECVPKTINFO, and a raw socket's, as CRIU 4.2 sets them.
 pub fn ip_opts(fd: &OwnedFd, s: &pb::InetSkEntry) -> Result<()> {
-    const SOL_RAW: i32 = 255;
-    const SOL_ICMPV6: i32 = 58;
-    const IPV6_HDRINCL: i32 = 36;
+    use crate::sys::sockopt::{ICMP_FILTER, IPV6_HDRINCL, SOL_ICMPV6, SOL_RAW};
     let Some(o) = &s.ip_opts else {
         return Ok(());
     };
@@ -294,7 +292,8 @@ pub fn ip_opts(fd: &OwnedFd, s: &pb::InetSkEntry) -> Result<()> {
                 .flat_map(|w| w.to_ne_bytes())
                 .collect();
             let level = if v6 { SOL_ICMPV6 } else { SOL_RAW };
-            crate::sys::sockopt::set_bytes(f, level, 1, &bytes).map_err(err("ICMP_FILTER"))?;
+            crate::sys::sockopt::set_bytes(f, level, ICMP_FILTER, &bytes)
+                .map_err(err("ICMP_FILTER"))?;
         }
     }
     Ok(())

@@ -4,6 +4,13 @@
 use nix::libc;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+/// Raw sockets' option levels and names libc does not give: SOL_RAW and
+/// ICMP_FILTER (IPv4), SOL_ICMPV6 and ICMPV6_FILTER, IPV6_HDRINCL.
+pub const SOL_RAW: i32 = 255;
+pub const SOL_ICMPV6: i32 = 58;
+pub const ICMP_FILTER: i32 = 1;
+pub const IPV6_HDRINCL: i32 = 36;
+
 /// getsockopt(fd, level, name) of an int-sized option.
 pub fn get_int(fd: BorrowedFd, level: i32, name: i32) -> std::io::Result<i32> {
     let mut v: libc::c_int = 0;
